@@ -1,0 +1,139 @@
+//! `hilo.toml`: the installation's configuration. This issue reads the parts validation needs
+//! — declared tools, MCP server names, LLM profile names — and ignores sections it does not
+//! know yet, so one file serves every hilo version.
+//!
+//! ```toml
+//! [[tools.custom]]              # declarative HTTP tools, same fields as a workflow's `tools:`
+//! name = "create_return"
+//! class = "dangerous"
+//! http = { method = "POST", url = "{{ secrets.shop_url }}/returns", body = { order_id = "${ args.order_id }" } }
+//! compensation = { tool = "cancel_return", with = { return_id = "${ result.body.return_id }" } }
+//!
+//! [mcp.servers.files]           # tools become mcp.files.<tool>
+//! command = "mcp-server-files"
+//!
+//! [llm.profiles.cheap]          # profiles besides fast, balanced, powerful
+//! primary = "some-model"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use hilo_core::decode::Decoder;
+use hilo_core::{Catalog, ToolDef};
+use serde_json::Value;
+
+/// What hilo.toml declares.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub path: Option<PathBuf>,
+    pub tools: Vec<ToolDef>,
+    pub catalog: Catalog,
+}
+
+impl Config {
+    /// Loads `explicit`, or `./hilo.toml` when it exists, or nothing.
+    pub fn load(explicit: Option<&Path>) -> Result<Config> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let p = PathBuf::from("hilo.toml");
+                if !p.exists() {
+                    return Ok(Config::default());
+                }
+                p
+            }
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        let mut config = Config::parse(&text)
+            .with_context(|| format!("in the configuration file {}", path.display()))?;
+        config.path = Some(path);
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let value: Value = toml::from_str(text).context("not valid TOML")?;
+        let mut config = Config::default();
+        if let Some(custom) = value.pointer("/tools/custom") {
+            let Value::Array(items) = custom else {
+                bail!("`tools.custom` must be an array of tables: write each tool as [[tools.custom]]");
+            };
+            let mut dec = Decoder::default();
+            for (i, item) in items.iter().enumerate() {
+                if let Some(t) = dec.tool_def(item, &format!("/tools/custom/{i}")) {
+                    config.tools.push(t);
+                }
+            }
+            if !dec.diagnostics.is_empty() {
+                let lines: Vec<String> = dec
+                    .diagnostics
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "  {} error[{}]: {}",
+                            hilo_core::diagnostic::pointer_to_field(&d.path).unwrap_or_default(),
+                            d.code,
+                            d.message
+                        )
+                    })
+                    .collect();
+                bail!("invalid tools:\n{}", lines.join("\n"));
+            }
+        }
+        for t in &config.tools {
+            if !config.catalog.tools.insert(t.name.clone()) {
+                bail!(
+                    "tool `{}` is declared twice (or shadows a built-in tool); give it another name",
+                    t.name
+                );
+            }
+        }
+        if let Some(Value::Object(servers)) = value.pointer("/mcp/servers") {
+            config.catalog.mcp_servers.extend(servers.keys().cloned());
+        }
+        if let Some(Value::Object(profiles)) = value.pointer("/llm/profiles") {
+            config.catalog.profiles.extend(profiles.keys().cloned());
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_tools_servers_and_profiles() {
+        let c = Config::parse(
+            r#"
+[[tools.custom]]
+name = "create_return"
+http = { method = "post", url = "http://x/returns" }
+
+[mcp.servers.files]
+command = "x"
+
+[llm.profiles.cheap]
+primary = "m"
+
+[unknown.section]
+ignored = true
+"#,
+        )
+        .unwrap();
+        assert!(c.catalog.tools.contains("create_return"));
+        assert!(c.catalog.tools.contains("http_request"));
+        assert!(c.catalog.mcp_servers.contains("files"));
+        assert!(c.catalog.profiles.contains("cheap"));
+        assert_eq!(c.tools[0].http.method, "POST");
+    }
+
+    #[test]
+    fn bad_tools_are_reported() {
+        let err = Config::parse("[[tools.custom]]\nname = \"x\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("needs the field `http`"), "{err:#}");
+        let err = Config::parse("[[tools.custom]]\nname = \"http_request\"\nhttp = {method = \"GET\", url = \"u\"}\n").unwrap_err();
+        assert!(err.to_string().contains("declared twice"));
+    }
+}

@@ -1,0 +1,79 @@
+//! The `hilo` binary: parses the command line, wires the crates together, maps failures to
+//! exit codes. The only crate that depends on all the others, and the only place `anyhow`
+//! is used.
+//!
+//! Exit codes: 0 success; 1 a command failed (store error, conflict, not found);
+//! 2 invalid input (a definition that does not validate, an unreadable file).
+
+mod cli;
+mod commands;
+mod config;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// An error that carries its exit code.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub error: Option<anyhow::Error>,
+}
+
+impl Exit {
+    /// Invalid input: exit code 2.
+    pub fn invalid(error: anyhow::Error) -> Exit {
+        Exit {
+            code: 2,
+            error: Some(error),
+        }
+    }
+
+    /// Invalid input already reported on stderr.
+    pub fn invalid_reported() -> Exit {
+        Exit {
+            code: 2,
+            error: None,
+        }
+    }
+
+    /// A failure already reported on stderr: exit code 1.
+    pub fn failed_reported() -> Exit {
+        Exit {
+            code: 1,
+            error: None,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Exit {
+    fn from(error: anyhow::Error) -> Exit {
+        Exit {
+            code: 1,
+            error: Some(error),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(exit) => {
+            if let Some(e) = exit.error {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(exit.code)
+        }
+    }
+}

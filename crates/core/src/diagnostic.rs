@@ -1,0 +1,284 @@
+//! Diagnostics: what the parser and validator say about a workflow definition.
+//!
+//! Every problem found in a definition becomes one [`Diagnostic`] with a stable code, the node
+//! and field it concerns, the JSON pointer of the offending value and, when the source text is
+//! known, its line and column. Validation collects all of them before reporting, so a user fixes
+//! a file in one pass instead of one error at a time.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Stable diagnostic codes. They are part of hilo's public surface (`hilo validate --json`,
+/// the API): never renumber or rename one, only add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    /// The text is not valid YAML or JSON.
+    Syntax,
+    /// The document is not a mapping at the top, or a value has the wrong JSON type.
+    InvalidType,
+    /// A required field is absent.
+    MissingField,
+    /// A field the format does not know (often a typo).
+    UnknownField,
+    /// A value is out of range or not one of the allowed values.
+    InvalidValue,
+    /// Two fields that exclude each other are both present.
+    ConflictingFields,
+    /// Two nodes (or two tools) share an id.
+    DuplicateId,
+    /// An edge, case, branch or goto names a node that does not exist in its graph.
+    UnknownNode,
+    /// A tool name that no catalog knows.
+    UnknownTool,
+    /// An agent kind other than `simple`, `reasoning`, `planner`.
+    UnknownAgent,
+    /// The graph has a cycle.
+    Cycle,
+    /// A node no entry node leads to.
+    Unreachable,
+    /// A node from which no `finish`, `handover` or `fail` node can be reached.
+    NoPathToSink,
+    /// A graph without any entry node.
+    NoEntry,
+    /// An edge that is not allowed (leaving a switch, parallel or sink node; a duplicate).
+    InvalidEdge,
+    /// A JMESPath expression that does not compile.
+    InvalidExpression,
+    /// A Jinja template that does not compile.
+    InvalidTemplate,
+    /// A JSON Schema embedded in the workflow that is not a valid schema.
+    InvalidSchema,
+    /// A loop with `until` but no `max_iterations`.
+    LoopWithoutLimit,
+}
+
+impl Code {
+    /// The code as written in messages and JSON output, e.g. `UNKNOWN_FIELD`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Syntax => "SYNTAX",
+            Code::InvalidType => "INVALID_TYPE",
+            Code::MissingField => "MISSING_FIELD",
+            Code::UnknownField => "UNKNOWN_FIELD",
+            Code::InvalidValue => "INVALID_VALUE",
+            Code::ConflictingFields => "CONFLICTING_FIELDS",
+            Code::DuplicateId => "DUPLICATE_ID",
+            Code::UnknownNode => "UNKNOWN_NODE",
+            Code::UnknownTool => "UNKNOWN_TOOL",
+            Code::UnknownAgent => "UNKNOWN_AGENT",
+            Code::Cycle => "CYCLE",
+            Code::Unreachable => "UNREACHABLE",
+            Code::NoPathToSink => "NO_PATH_TO_SINK",
+            Code::NoEntry => "NO_ENTRY",
+            Code::InvalidEdge => "INVALID_EDGE",
+            Code::InvalidExpression => "INVALID_EXPRESSION",
+            Code::InvalidTemplate => "INVALID_TEMPLATE",
+            Code::InvalidSchema => "INVALID_SCHEMA",
+            Code::LoopWithoutLimit => "LOOP_WITHOUT_LIMIT",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem in a workflow definition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnostic {
+    pub code: Code,
+    /// What is wrong and what to do about it, in one or two sentences.
+    pub message: String,
+    /// The id of the node concerned, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The field concerned, relative to the node (`with.prompt`, `retry.max_attempts`) or to
+    /// the document when no node is concerned (`version`, `edges[2].to`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// JSON pointer of the offending value in the document (`/nodes/3/timeout_ms`).
+    pub path: String,
+    /// 1-based line in the source text, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// 1-based column in the source text, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+}
+
+impl Diagnostic {
+    /// A diagnostic at `path`; node, field and position are filled in later by
+    /// [`Diagnostics::locate`].
+    pub fn new(code: Code, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            code,
+            message: message.into(),
+            node: None,
+            field: None,
+            path: path.into(),
+            line: None,
+            column: None,
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (Some(line), Some(col)) = (self.line, self.column) {
+            write!(f, "{line}:{col}: ")?;
+        }
+        write!(f, "error[{}]", self.code)?;
+        match (&self.node, &self.field) {
+            (Some(n), Some(fl)) => write!(f, " node `{n}`, field `{fl}`")?,
+            (Some(n), None) => write!(f, " node `{n}`")?,
+            (None, Some(fl)) => write!(f, " field `{fl}`")?,
+            (None, None) => {}
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// All the problems found in one definition. Never empty when returned as an error.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, thiserror::Error)]
+#[serde(transparent)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} problem{} in the workflow definition:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for d in &self.0 {
+            writeln!(f, "  {d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Diagnostics {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
+        self.0.iter()
+    }
+
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+
+    /// Fills in `node` and `field` from the JSON pointers (using `nodes`, the pointer of each
+    /// node and its id) and `line`/`column` from the source map, then sorts by position.
+    pub fn locate(&mut self, nodes: &[(String, String)], source: Option<&crate::SourceMap>) {
+        for d in &mut self.0 {
+            let owner = nodes
+                .iter()
+                .filter(|(p, _)| d.path == *p || d.path.starts_with(&format!("{p}/")))
+                .max_by_key(|(p, _)| p.len());
+            match owner {
+                Some((p, id)) => {
+                    if d.node.is_none() {
+                        d.node = Some(id.clone());
+                    }
+                    if d.field.is_none() {
+                        d.field = pointer_to_field(&d.path[p.len()..]);
+                    }
+                }
+                None => {
+                    if d.field.is_none() {
+                        d.field = pointer_to_field(&d.path);
+                    }
+                }
+            }
+            if let Some(map) = source
+                && let Some((line, col)) = map.lookup(&d.path)
+            {
+                d.line = Some(line);
+                d.column = Some(col);
+            }
+        }
+        self.0.sort_by(|a, b| {
+            (a.line.unwrap_or(usize::MAX), a.column.unwrap_or(0), &a.path).cmp(&(
+                b.line.unwrap_or(usize::MAX),
+                b.column.unwrap_or(0),
+                &b.path,
+            ))
+        });
+    }
+}
+
+/// `/with/params/0` → `with.params[0]`; empty pointer → `None`.
+pub fn pointer_to_field(pointer: &str) -> Option<String> {
+    let mut out = String::new();
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&seg);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Appends one segment to a JSON pointer, escaping `~` and `/`.
+pub fn push_pointer(base: &str, seg: &str) -> String {
+    format!("{base}/{}", seg.replace('~', "~0").replace('/', "~1"))
+}
+
+/// The closest of `candidates` to `word`, when close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointer_fields() {
+        assert_eq!(
+            pointer_to_field("/with/params/0").as_deref(),
+            Some("with.params[0]")
+        );
+        assert_eq!(
+            pointer_to_field("/edges/2/to").as_deref(),
+            Some("edges[2].to")
+        );
+        assert_eq!(pointer_to_field(""), None);
+        assert_eq!(push_pointer("/a", "x/y~z"), "/a/x~1y~0z");
+        assert_eq!(pointer_to_field("/a~1b").as_deref(), Some("a/b"));
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("timout_ms", ["timeout_ms", "retry"]),
+            Some("timeout_ms")
+        );
+        assert_eq!(did_you_mean("zzz", ["timeout_ms", "retry"]), None);
+    }
+}

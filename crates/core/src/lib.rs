@@ -1,0 +1,114 @@
+//! # hilo-core
+//!
+//! The small crate every other hilo crate stands on. A guided tour:
+//!
+//! - [`model`]: Rust types for the workflow format (the contract in
+//!   `shared/docs/workflow-format.md`): [`Workflow`], [`Node`], [`NodeKind`], [`Edge`], …
+//! - [`source`]: YAML and JSON text ⇄ JSON values, and the [`SourceMap`] that gives each value
+//!   a line and column.
+//! - [`decode`]: JSON value → typed model, collecting every structural problem at once.
+//! - [`validate`]: the graph rules, expressions, templates, schemas, tools and agents.
+//! - [`diagnostic`]: what the two above report, with stable codes.
+//! - [`expr`]: how strings in a workflow become JMESPath expressions or Jinja templates.
+//! - [`schema`]: the JSON Schema of the format, for editors.
+//! - [`render`]: Mermaid and Graphviz pictures of a workflow.
+//! - [`store`]: the storage traits (`WorkflowStore`, …) that backends implement.
+//!
+//! **Architecture invariant:** this crate does no IO (no files, no network, no database, no
+//! clock except in the store types) and never panics on any input.
+//!
+//! The usual entry point is [`load`]: text in, a validated [`Workflow`] or all its problems out.
+
+pub mod decode;
+pub mod diagnostic;
+pub mod expr;
+pub mod model;
+pub mod render;
+pub mod schema;
+pub mod source;
+pub mod store;
+pub mod validate;
+
+pub use diagnostic::{Code, Diagnostic, Diagnostics};
+pub use model::*;
+pub use source::{Format, SourceMap};
+pub use store::{Store, StoreError, WorkflowStore};
+pub use validate::Catalog;
+
+use serde_json::Value;
+
+/// Parses and decodes `text` without checking graph rules, expressions or catalogs: the
+/// structural problems only. Most callers want [`load`].
+pub fn parse(text: &str, format: Format) -> Result<Workflow, Diagnostics> {
+    let value = source::parse_value(text, format)?;
+    let mut dec = decode::Decoder::default();
+    let wf = dec.workflow(&value);
+    match wf {
+        Some(wf) if dec.diagnostics.is_empty() => Ok(wf),
+        _ => {
+            let mut d = Diagnostics(dec.diagnostics);
+            d.locate(&dec.node_paths, Some(&SourceMap::index(text)));
+            Err(d)
+        }
+    }
+}
+
+/// Parses, decodes and validates a definition, reporting every problem found, each with node,
+/// field, JSON pointer and (from the text) line and column. When some parts do not decode,
+/// the rest is still validated, so one run reports everything that can be known.
+pub fn load(text: &str, format: Format, catalog: &Catalog) -> Result<Workflow, Diagnostics> {
+    let value = source::parse_value(text, format)?;
+    check(&value, catalog, Some(&SourceMap::index(text)))
+}
+
+/// Decodes and validates a JSON value (no source text, so no line numbers): what the store and
+/// the API use.
+pub fn from_value(value: &Value, catalog: &Catalog) -> Result<Workflow, Diagnostics> {
+    check(value, catalog, None)
+}
+
+fn check(value: &Value, catalog: &Catalog, map: Option<&SourceMap>) -> Result<Workflow, Diagnostics> {
+    let mut dec = decode::Decoder::default();
+    let wf = dec.workflow(value);
+    let mut problems = dec.diagnostics;
+    if let Some(wf) = &wf {
+        let partial = validate::Partial {
+            broken_ids: dec.broken_ids,
+            incomplete: dec.incomplete,
+            broken_tools: dec.broken_tools,
+            kept: dec.kept,
+        };
+        problems.extend(validate::validate_partial(wf, catalog, &partial));
+    }
+    match wf {
+        Some(wf) if problems.is_empty() => Ok(wf),
+        _ => {
+            // The decoder saw every node with a readable id at its place in the document.
+            let paths = dec.node_paths;
+            let mut d = Diagnostics(problems);
+            d.locate(&paths, map);
+            Err(d)
+        }
+    }
+}
+
+/// The JSON pointer and id of every node, loop bodies included.
+pub fn node_paths(wf: &Workflow) -> Vec<(String, String)> {
+    let mut placed = Vec::new();
+    validate::collect_placed(&wf.nodes, "", &validate::Partial::default(), &mut placed);
+    placed
+        .into_iter()
+        .map(|p| (p.path, p.node.id.clone()))
+        .collect()
+}
+
+/// The definition as a JSON value (the canonical form the store keeps).
+pub fn to_value(wf: &Workflow) -> Value {
+    // Serializing plain data into a JSON value cannot fail: every map key is a string.
+    serde_json::to_value(wf).unwrap_or(Value::Null)
+}
+
+/// The definition written as YAML or JSON.
+pub fn to_text(wf: &Workflow, format: Format) -> Result<String, source::WriteError> {
+    source::write_value(&to_value(wf), format)
+}

@@ -1,0 +1,507 @@
+//! The workflow model: Rust types for everything in the workflow format contract
+//! (`shared/docs/workflow-format.md`).
+//!
+//! Values are built from a document by [`crate::decode`] (which collects every problem at
+//! once) and written back with `serde::Serialize`, field for field, so that
+//! parse → write → parse gives an equal value. Optional fields stay `None` when the author left
+//! them out: defaults are applied by whoever runs the workflow, never written into it.
+//!
+//! Fields that carry user values (`with`, `output`, `vars`, tool `http` parts) are kept as JSON
+//! values; strings inside them may be `${ JMESPath }` typed expressions or Jinja templates (see
+//! [`crate::expr`]).
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// One workflow definition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workflow {
+    /// `[a-z0-9_-]+`, unique per tenant.
+    pub name: String,
+    /// Positive; `(name, version)` is immutable once stored.
+    pub version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema the execution input is validated against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Defaults>,
+    /// Declarative tools local to this workflow.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolDef>,
+    pub nodes: Vec<Node>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub edges: Vec<Edge>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hil: Option<Hil>,
+}
+
+impl Workflow {
+    /// The top-level graph (nodes and edges) as a borrowed view.
+    pub fn graph(&self) -> GraphRef<'_> {
+        GraphRef {
+            nodes: &self.nodes,
+            edges: &self.edges,
+        }
+    }
+
+    /// Every node, depth first, loop bodies included.
+    pub fn all_nodes(&self) -> Vec<&Node> {
+        let mut out = Vec::new();
+        collect_nodes(&self.nodes, &mut out);
+        out
+    }
+
+    /// The node with `id`, wherever it is (loop bodies included).
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.all_nodes().into_iter().find(|n| n.id == id)
+    }
+
+    /// `name@version`, as shown to users.
+    pub fn reference(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+fn collect_nodes<'a>(nodes: &'a [Node], out: &mut Vec<&'a Node>) {
+    for n in nodes {
+        out.push(n);
+        if let NodeKind::Loop(l) = &n.kind {
+            collect_nodes(&l.body.nodes, out);
+        }
+    }
+}
+
+/// A graph: the workflow's top level, or a loop's body.
+#[derive(Debug, Clone, Copy)]
+pub struct GraphRef<'a> {
+    pub nodes: &'a [Node],
+    pub edges: &'a [Edge],
+}
+
+/// Settings that apply to every node that does not say otherwise.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Defaults {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// Retry policy: exponential backoff with optional jitter. Unset fields fall back to the
+/// workflow's `defaults.retry`, then to the engine's defaults.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Retry {
+    /// Total attempts including the first; 1 means no retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<bool>,
+}
+
+/// `safe` tools only read; `dangerous` tools change the outside world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolClass {
+    Safe,
+    Dangerous,
+}
+
+/// A declarative (HTTP) tool, from a workflow's `tools:` section or from `hilo.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolDef {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<ToolClass>,
+    /// JSON Schema of the call's input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// JSON Schema of the call's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    pub http: HttpSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<ToolCall>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// The request an HTTP tool makes. Rendered against `{"args": …, "secrets": …}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpSpec {
+    /// Upper-case HTTP method.
+    pub method: String,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+/// A call to a tool with an input: a node's `compensate`, a tool's `compensation`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolCall {
+    pub tool: String,
+    #[serde(rename = "with", skip_serializing_if = "Option::is_none")]
+    pub with: Option<Value>,
+}
+
+/// A node of a graph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: NodeKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compensate: Option<ToolCall>,
+}
+
+impl Node {
+    /// `finish`, `handover` and `fail` end an execution: they are the graph's sinks.
+    pub fn is_sink(&self) -> bool {
+        matches!(
+            self.kind,
+            NodeKind::Finish(_) | NodeKind::Handover(_) | NodeKind::Fail(_)
+        )
+    }
+}
+
+/// What a node does, with the fields of its type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeKind {
+    Tool(ToolNode),
+    Agent(AgentNode),
+    Condition(ConditionNode),
+    Switch(SwitchNode),
+    Set(SetNode),
+    Transform(TransformNode),
+    Loop(LoopNode),
+    Parallel(ParallelNode),
+    Merge(MergeNode),
+    Human(HumanNode),
+    Wait(WaitNode),
+    Workflow(WorkflowNode),
+    Finish(FinishNode),
+    Handover(HandoverNode),
+    Fail(FailNode),
+}
+
+/// The `type:` names of the node kinds, in the contract's order.
+pub const NODE_TYPES: [&str; 15] = [
+    "tool",
+    "agent",
+    "condition",
+    "switch",
+    "set",
+    "transform",
+    "loop",
+    "parallel",
+    "merge",
+    "human",
+    "wait",
+    "workflow",
+    "finish",
+    "handover",
+    "fail",
+];
+
+impl NodeKind {
+    /// The `type:` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NodeKind::Tool(_) => "tool",
+            NodeKind::Agent(_) => "agent",
+            NodeKind::Condition(_) => "condition",
+            NodeKind::Switch(_) => "switch",
+            NodeKind::Set(_) => "set",
+            NodeKind::Transform(_) => "transform",
+            NodeKind::Loop(_) => "loop",
+            NodeKind::Parallel(_) => "parallel",
+            NodeKind::Merge(_) => "merge",
+            NodeKind::Human(_) => "human",
+            NodeKind::Wait(_) => "wait",
+            NodeKind::Workflow(_) => "workflow",
+            NodeKind::Finish(_) => "finish",
+            NodeKind::Handover(_) => "handover",
+            NodeKind::Fail(_) => "fail",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolNode {
+    pub tool: String,
+    /// The tool's input: an object, or a `${ }` expression yielding one.
+    #[serde(rename = "with", skip_serializing_if = "Option::is_none")]
+    pub with: Option<Value>,
+}
+
+/// The three agent kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    /// One-shot structured output or labels.
+    Simple,
+    /// A ReAct loop over whitelisted tools.
+    Reasoning,
+    /// Plan → execute → reflect.
+    Planner,
+}
+
+pub const AGENT_KINDS: [&str; 3] = ["simple", "reasoning", "planner"];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentNode {
+    pub agent: AgentKind,
+    #[serde(rename = "with")]
+    pub with: AgentWith,
+}
+
+/// An agent node's settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct AgentWith {
+    /// `fast`, `balanced`, `powerful` or a profile from `hilo.toml`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// A model named directly instead of a profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// Label → example texts, for the local semantic router.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub examples: Option<Map<String, Value>>,
+    /// Tool whitelist for `reasoning` and `planner` agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_iterations: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConditionNode {
+    /// JMESPath over the state; output `{"result": bool}`.
+    pub when: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SwitchNode {
+    pub cases: Vec<SwitchCase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SwitchCase {
+    pub when: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SetNode {
+    pub vars: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransformNode {
+    /// JMESPath over the state; the node's output.
+    pub expr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoopNode {
+    /// A JMESPath expression (bare or as `${ }`) yielding a list, or a literal list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<Value>,
+    /// JMESPath checked after each iteration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_iterations: Option<u32>,
+    /// Iterations run at once (`for_each` only); 1 when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    pub body: Graph,
+}
+
+/// A loop's body: a graph of its own.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub edges: Vec<Edge>,
+}
+
+impl Graph {
+    pub fn as_ref(&self) -> GraphRef<'_> {
+        GraphRef {
+            nodes: &self.nodes,
+            edges: &self.edges,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParallelNode {
+    pub branches: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeWait {
+    All,
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MergeNode {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<MergeWait>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HumanNode {
+    pub prompt: String,
+    /// JSON Schema the answer is validated against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skills: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaitNode {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// RFC 3339 instant, or an expression/template yielding one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkflowNode {
+    pub workflow: String,
+    /// Default: the child's active version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(rename = "with", skip_serializing_if = "Option::is_none")]
+    pub with: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FinishNode {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandoverNode {
+    /// `{reason, skills}`.
+    #[serde(rename = "with", skip_serializing_if = "Option::is_none")]
+    pub with: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailNode {
+    /// `{code, message}`.
+    #[serde(rename = "with", skip_serializing_if = "Option::is_none")]
+    pub with: Option<Value>,
+}
+
+/// What happens when a node fails (after its retries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnError {
+    /// The execution fails (and compensates). The default.
+    Fail,
+    /// The node is `failed`, its output null, its outgoing edges live all the same.
+    Continue,
+    /// The node's outgoing edges are dead and the named node becomes live.
+    Goto(String),
+}
+
+impl Serialize for OnError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            OnError::Fail => s.serialize_str("fail"),
+            OnError::Continue => s.serialize_str("continue"),
+            OnError::Goto(target) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("goto", target)?;
+                m.end()
+            }
+        }
+    }
+}
+
+/// An edge of a graph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    /// JMESPath over the state; the edge is live only when it holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+}
+
+/// Humans-in-the-loop settings for conversational workflows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hil {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<HilTrigger>,
+    /// Template (or list) naming the skills a human agent needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skills: Option<Value>,
+}
+
+/// When to hand a conversation to a person.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HilTrigger {
+    /// A simple agent's confidence fell below a threshold.
+    Confidence { node: String, below: f64 },
+    /// The customer asked for a person.
+    ExplicitRequest { patterns: Vec<String> },
+    /// Several runs of the conversation failed in a row.
+    ConsecutiveErrors { count: u32 },
+}

@@ -1,0 +1,313 @@
+//! The JSON Schema of the workflow format (`hilo schema`), for editors: with
+//! yaml-language-server, a `# yaml-language-server: $schema=…` line gives completion and checks
+//! while typing.
+//!
+//! It is built from the same field lists the decoder uses ([`crate::decode`]), so the two
+//! cannot drift apart on which fields exist; tests check that every example and every
+//! generated workflow validates against it. The schema checks structure only: graph rules,
+//! expressions and tool names are the validator's job (`hilo validate`).
+
+use serde_json::{Map, Value, json};
+
+use crate::decode::{
+    AGENT_WITH_KEYS, COMMON_NODE_KEYS, HTTP_METHODS, MAX_ATTEMPTS, MAX_CONCURRENCY,
+    MAX_DURATION_MS, MAX_ITERATIONS, node_type_keys,
+};
+use crate::model::NODE_TYPES;
+
+/// The `$id` of the schema.
+pub const SCHEMA_ID: &str = "https://hilo.dev/schema/workflow-v1.json";
+
+fn duration() -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": MAX_DURATION_MS, "description": "Milliseconds."})
+}
+
+fn string(desc: &str) -> Value {
+    json!({"type": "string", "minLength": 1, "description": desc})
+}
+
+fn input_like(desc: &str) -> Value {
+    json!({"type": ["object", "string"], "description": desc})
+}
+
+fn node_type_properties(ty: &str) -> Map<String, Value> {
+    let mut p = Map::new();
+    let expr = || string("JMESPath expression over the state document.");
+    match ty {
+        "tool" => {
+            p.insert("tool".into(), string("Name of the tool to call."));
+            p.insert("with".into(), input_like("The tool's input; strings may be `${ JMESPath }` or Jinja templates."));
+        }
+        "agent" => {
+            p.insert("agent".into(), json!({"enum": ["simple", "reasoning", "planner"]}));
+            p.insert("with".into(), json!({"$ref": "#/definitions/agent_with"}));
+        }
+        "condition" => {
+            p.insert("when".into(), expr());
+        }
+        "switch" => {
+            p.insert(
+                "cases".into(),
+                json!({"type": "array", "minItems": 1, "items": {
+                    "type": "object", "additionalProperties": false, "required": ["when", "to"],
+                    "properties": {"when": expr(), "to": string("Node id made live when `when` holds.")}
+                }}),
+            );
+            p.insert("default".into(), string("Node id made live when no case holds."));
+        }
+        "set" => {
+            p.insert("vars".into(), json!({"type": "object", "description": "Values written into `vars`."}));
+        }
+        "transform" => {
+            p.insert("expr".into(), expr());
+        }
+        "loop" => {
+            p.insert(
+                "for_each".into(),
+                json!({"type": ["string", "array"], "description": "JMESPath expression yielding the list to iterate over, or a literal list."}),
+            );
+            p.insert("until".into(), expr());
+            p.insert("max_iterations".into(), json!({"type": "integer", "minimum": 1, "maximum": MAX_ITERATIONS}));
+            p.insert("concurrency".into(), json!({"type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY}));
+            p.insert("body".into(), json!({"$ref": "#/definitions/graph"}));
+        }
+        "parallel" => {
+            p.insert("branches".into(), json!({"type": "array", "minItems": 1, "items": string("Node id.")}));
+        }
+        "merge" => {
+            p.insert("wait".into(), json!({"enum": ["all", "any"]}));
+        }
+        "human" => {
+            p.insert("prompt".into(), string("What the person is asked (a template)."));
+            p.insert("schema".into(), json!({"type": ["object", "boolean"], "description": "JSON Schema of the answer."}));
+            p.insert("assignee".into(), string("Who should answer."));
+            p.insert("skills".into(), json!({"type": "array", "items": string("Skill.")}));
+        }
+        "wait" => {
+            p.insert("duration_ms".into(), json!({"type": "integer", "minimum": 0}));
+            p.insert("until".into(), string("RFC 3339 instant, or an expression yielding one."));
+        }
+        "workflow" => {
+            p.insert("workflow".into(), json!({"type": "string", "pattern": "^[a-z0-9_-]+$"}));
+            p.insert("version".into(), json!({"type": "integer", "minimum": 1}));
+            p.insert("with".into(), input_like("The child execution's input."));
+        }
+        "finish" => {
+            p.insert("output".into(), json!({"description": "The execution's output."}));
+        }
+        "handover" => {
+            p.insert("with".into(), input_like("{reason, skills}"));
+        }
+        "fail" => {
+            p.insert("with".into(), input_like("{code, message}"));
+        }
+        _ => {}
+    }
+    p
+}
+
+fn common_node_properties() -> Map<String, Value> {
+    let mut p = Map::new();
+    p.insert(
+        "id".into(),
+        json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$", "description": "Unique node id; expressions refer to the node by it."}),
+    );
+    p.insert("type".into(), json!({"enum": NODE_TYPES}));
+    p.insert("description".into(), json!({"type": "string"}));
+    p.insert("timeout_ms".into(), duration());
+    p.insert("retry".into(), json!({"$ref": "#/definitions/retry"}));
+    p.insert(
+        "on_error".into(),
+        json!({"oneOf": [
+            {"enum": ["fail", "continue"]},
+            {"type": "object", "additionalProperties": false, "required": ["goto"],
+             "properties": {"goto": string("Node id that becomes live when this node fails.")}}
+        ]}),
+    );
+    p.insert("compensate".into(), json!({"$ref": "#/definitions/tool_call"}));
+    p
+}
+
+fn node_schema() -> Value {
+    let common = common_node_properties();
+    let mut all_of = Vec::new();
+    for ty in NODE_TYPES {
+        let mut props = common.clone();
+        props.extend(node_type_properties(ty));
+        debug_assert!(
+            node_type_keys(ty)
+                .iter()
+                .chain(COMMON_NODE_KEYS)
+                .all(|k| props.contains_key(*k))
+        );
+        let required: Vec<&str> = match ty {
+            "tool" => vec!["tool"],
+            "agent" => vec!["agent", "with"],
+            "condition" => vec!["when"],
+            "switch" => vec!["cases"],
+            "set" => vec!["vars"],
+            "transform" => vec!["expr"],
+            "loop" => vec!["body"],
+            "parallel" => vec!["branches"],
+            "human" => vec!["prompt"],
+            "workflow" => vec!["workflow"],
+            _ => vec![],
+        };
+        let mut then = json!({"properties": props, "additionalProperties": false, "required": required});
+        if ty == "wait" {
+            then["oneOf"] = json!([{"required": ["duration_ms"]}, {"required": ["until"]}]);
+        }
+        if ty == "loop" {
+            then["oneOf"] = json!([
+                {"required": ["for_each"]},
+                {"required": ["until", "max_iterations"], "not": {"required": ["concurrency"]}}
+            ]);
+        }
+        all_of.push(json!({
+            "if": {"properties": {"type": {"const": ty}}, "required": ["type"]},
+            "then": then
+        }));
+    }
+    json!({
+        "type": "object",
+        "required": ["id", "type"],
+        "properties": {"type": {"enum": NODE_TYPES}},
+        "allOf": all_of
+    })
+}
+
+/// The JSON Schema (draft-07) of a workflow document.
+pub fn workflow_schema() -> Value {
+    let agent_with: Map<String, Value> = AGENT_WITH_KEYS
+        .iter()
+        .map(|k| {
+            let v = match *k {
+                "output_schema" => json!({"type": ["object", "boolean"]}),
+                "labels" | "tools" => json!({"type": "array", "items": {"type": "string", "minLength": 1}}),
+                "examples" => json!({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}),
+                "max_iterations" | "max_tokens" => json!({"type": "integer", "minimum": 1}),
+                "max_retries" => json!({"type": "integer", "minimum": 0}),
+                "temperature" => json!({"type": "number", "minimum": 0, "maximum": 2}),
+                "profile" => json!({"type": "string", "examples": ["fast", "balanced", "powerful"]}),
+                _ => json!({"type": "string"}),
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": SCHEMA_ID,
+        "title": "hilo workflow",
+        "description": "A hilo workflow definition (format v1). Structure only: run `hilo validate` for graph rules, expressions and tools.",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "version", "nodes"],
+        "properties": {
+            "name": {"type": "string", "pattern": "^[a-z0-9_-]{1,128}$"},
+            "version": {"type": "integer", "minimum": 1},
+            "description": {"type": "string"},
+            "input": {"type": ["object", "boolean"], "description": "JSON Schema of the execution input."},
+            "defaults": {
+                "type": "object", "additionalProperties": false,
+                "properties": {"timeout_ms": duration(), "retry": {"$ref": "#/definitions/retry"}}
+            },
+            "tools": {"type": "array", "items": {"$ref": "#/definitions/tool"}},
+            "nodes": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/node"}},
+            "edges": {"type": "array", "items": {"$ref": "#/definitions/edge"}},
+            "hil": {"$ref": "#/definitions/hil"}
+        },
+        "definitions": {
+            "retry": {
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
+                    "initial_ms": {"type": "integer", "minimum": 0, "maximum": MAX_DURATION_MS},
+                    "multiplier": {"type": "number", "minimum": 1, "maximum": 100},
+                    "max_ms": {"type": "integer", "minimum": 0, "maximum": MAX_DURATION_MS},
+                    "jitter": {"type": "boolean"}
+                }
+            },
+            "tool_call": {
+                "type": "object", "additionalProperties": false, "required": ["tool"],
+                "properties": {"tool": string("Tool name."), "with": input_like("The tool's input.")}
+            },
+            "tool": {
+                "type": "object", "additionalProperties": false, "required": ["name", "http"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+                    "description": {"type": "string"},
+                    "class": {"enum": ["safe", "dangerous"]},
+                    "input": {"type": ["object", "boolean"]},
+                    "output": {"type": ["object", "boolean"]},
+                    "http": {
+                        "type": "object", "additionalProperties": false, "required": ["method", "url"],
+                        "properties": {
+                            "method": {"type": "string", "enum": HTTP_METHODS},
+                            "url": string("URL template, rendered against {args, secrets}."),
+                            "headers": {"type": "object"},
+                            "query": {"type": "object"},
+                            "body": {}
+                        }
+                    },
+                    "compensation": {"$ref": "#/definitions/tool_call"},
+                    "timeout_ms": duration(),
+                    "retry": {"$ref": "#/definitions/retry"}
+                }
+            },
+            "agent_with": {
+                "type": "object", "additionalProperties": false,
+                "properties": agent_with,
+                "anyOf": [{"required": ["prompt"]}, {"required": ["task"]}, {"required": ["goal"]}]
+            },
+            "node": node_schema(),
+            "edge": {
+                "type": "object", "additionalProperties": false, "required": ["from", "to"],
+                "properties": {
+                    "from": string("Source node id."),
+                    "to": string("Target node id."),
+                    "when": string("JMESPath expression; the edge is live only when it holds.")
+                }
+            },
+            "graph": {
+                "type": "object", "additionalProperties": false, "required": ["nodes"],
+                "properties": {
+                    "nodes": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/node"}},
+                    "edges": {"type": "array", "items": {"$ref": "#/definitions/edge"}}
+                }
+            },
+            "hil": {
+                "type": "object", "additionalProperties": false,
+                "properties": {
+                    "triggers": {"type": "array", "items": {"oneOf": [
+                        {"type": "object", "additionalProperties": false, "required": ["type", "node", "below"],
+                         "properties": {"type": {"const": "confidence"}, "node": {"type": "string"}, "below": {"type": "number", "minimum": 0, "maximum": 1}}},
+                        {"type": "object", "additionalProperties": false, "required": ["type", "patterns"],
+                         "properties": {"type": {"const": "explicit_request"}, "patterns": {"type": "array", "items": {"type": "string"}}}},
+                        {"type": "object", "additionalProperties": false, "required": ["type", "count"],
+                         "properties": {"type": {"const": "consecutive_errors"}, "count": {"type": "integer", "minimum": 1}}}
+                    ]}},
+                    "skills": {"type": ["string", "array"]}
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_is_a_valid_schema() {
+        let schema = workflow_schema();
+        assert!(jsonschema::validator_for(&schema).is_ok());
+    }
+
+    #[test]
+    fn the_schema_rejects_unknown_node_fields() {
+        let v = jsonschema::validator_for(&workflow_schema()).ok();
+        let bad = json!({"name": "x", "version": 1, "nodes": [{"id": "a", "type": "finish", "timout_ms": 1}]});
+        let good = json!({"name": "x", "version": 1, "nodes": [{"id": "a", "type": "finish", "timeout_ms": 1}]});
+        assert!(v.as_ref().is_some_and(|v| !v.is_valid(&bad) && v.is_valid(&good)));
+    }
+}

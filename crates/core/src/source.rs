@@ -1,0 +1,275 @@
+//! Source text: reading YAML and JSON into a JSON value, remembering where every value stood,
+//! and writing values back as YAML or JSON.
+//!
+//! YAML goes through `serde-saphyr` (pure Rust, panic-free, with input budgets); JSON through
+//! `serde_json`. Positions come from a separate pass over `saphyr-parser` events that maps
+//! each JSON pointer to the line and column of its key (or of the item, in a sequence). JSON is
+//! a subset of YAML 1.2, so the same pass locates values in JSON input too.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use saphyr_parser::{Event, Parser};
+use serde_json::Value;
+
+use crate::diagnostic::{Code, Diagnostic, Diagnostics, push_pointer};
+
+/// The two equivalent forms a definition may be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// Guesses the format from a file name (`.json` is JSON, `.yaml`/`.yml` YAML), then from
+    /// the text (a document that starts with `{` is JSON); YAML otherwise.
+    pub fn detect(file_name: Option<&str>, text: &str) -> Format {
+        if let Some(name) = file_name {
+            let lower = name.to_ascii_lowercase();
+            if lower.ends_with(".json") {
+                return Format::Json;
+            }
+            if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+                return Format::Yaml;
+            }
+        }
+        if text.trim_start().starts_with('{') {
+            Format::Json
+        } else {
+            Format::Yaml
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Yaml => "yaml",
+            Format::Json => "json",
+        }
+    }
+
+    /// Parses `yaml` or `json` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Format> {
+        match s.to_ascii_lowercase().as_str() {
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where each value of a parsed document stood in its text: JSON pointer → (line, column),
+/// both 1-based.
+#[derive(Debug, Clone, Default)]
+pub struct SourceMap {
+    positions: HashMap<String, (usize, usize)>,
+}
+
+impl SourceMap {
+    /// Indexes `text` (YAML or JSON). A text that does not parse yields an empty map.
+    pub fn index(text: &str) -> SourceMap {
+        let mut positions = HashMap::new();
+        let mut stack: Vec<Frame> = Vec::new();
+        for item in Parser::new_from_str(text) {
+            let Ok((event, span)) = item else { break };
+            let pos = (span.start.line(), span.start.col() + 1);
+            match event {
+                Event::Scalar(value, ..) => match stack.last_mut() {
+                    Some(Frame::Map { path, key }) => match key.take() {
+                        None => {
+                            let child = push_pointer(path, &value);
+                            positions.entry(child).or_insert(pos);
+                            *key = Some(value.into_owned());
+                        }
+                        Some(_) => {}
+                    },
+                    Some(Frame::Seq { path, index }) => {
+                        positions.insert(push_pointer(path, &index.to_string()), pos);
+                        *index += 1;
+                    }
+                    None => {
+                        positions.insert(String::new(), pos);
+                    }
+                },
+                Event::Alias(_) => match stack.last_mut() {
+                    Some(Frame::Map { key, .. }) => {
+                        // An alias used as a key cannot be located; as a value it ends the entry.
+                        key.take();
+                    }
+                    Some(Frame::Seq { index, .. }) => *index += 1,
+                    None => {}
+                },
+                Event::MappingStart(..) | Event::SequenceStart(..) => {
+                    let path = match stack.last_mut() {
+                        Some(Frame::Map { path, key }) => match key.take() {
+                            Some(k) => push_pointer(path, &k),
+                            // A complex (non-scalar) key: index nothing below it.
+                            None => format!("{path}/\u{0}complex-key"),
+                        },
+                        Some(Frame::Seq { path, index }) => {
+                            let p = push_pointer(path, &index.to_string());
+                            positions.insert(p.clone(), pos);
+                            *index += 1;
+                            p
+                        }
+                        None => {
+                            positions.insert(String::new(), pos);
+                            String::new()
+                        }
+                    };
+                    stack.push(if matches!(event, Event::MappingStart(..)) {
+                        Frame::Map { path, key: None }
+                    } else {
+                        Frame::Seq { path, index: 0 }
+                    });
+                }
+                Event::MappingEnd | Event::SequenceEnd => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+        }
+        SourceMap { positions }
+    }
+
+    /// Position of `pointer`, or of its nearest ancestor that has one.
+    pub fn lookup(&self, pointer: &str) -> Option<(usize, usize)> {
+        let mut p = pointer;
+        loop {
+            if let Some(pos) = self.positions.get(p) {
+                return Some(*pos);
+            }
+            let cut = p.rfind('/')?;
+            p = &p[..cut];
+        }
+    }
+}
+
+enum Frame {
+    Map { path: String, key: Option<String> },
+    Seq { path: String, index: usize },
+}
+
+/// Parses `text` in `format` into a JSON value. A syntax error becomes one `SYNTAX` diagnostic
+/// with its position.
+pub fn parse_value(text: &str, format: Format) -> Result<Value, Diagnostics> {
+    match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| {
+            let mut d = Diagnostic::new(
+                Code::Syntax,
+                "",
+                format!("the text is not valid JSON: {e}; fix the syntax at the position shown"),
+            );
+            if e.line() > 0 {
+                d.line = Some(e.line());
+                d.column = Some(e.column());
+            }
+            Diagnostics(vec![d])
+        }),
+        Format::Yaml => {
+            // The default options error on duplicate keys and bound input size, depth and
+            // alias expansion (no billion-laughs). YAML 1.2 core booleans only: `yes`, `no`,
+            // `on`, `off` stay strings (`labels: [yes, no]` means two labels).
+            let options = serde_saphyr::options! { strict_booleans: true };
+            serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| {
+                let mut d = Diagnostic::new(
+                    Code::Syntax,
+                    "",
+                    format!(
+                        "the text is not valid YAML: {}; fix the syntax at the position shown",
+                        clean_yaml_error(&e.to_string())
+                    ),
+                );
+                if let Some(loc) = e.location() {
+                    d.line = usize::try_from(loc.line()).ok().filter(|l| *l > 0);
+                    d.column = usize::try_from(loc.column()).ok().filter(|c| *c > 0);
+                }
+                Diagnostics(vec![d])
+            })
+        }
+    }
+}
+
+/// The parser's message without its own prefix and position (the diagnostic has those) and
+/// without hints meant for programmers using the library.
+fn clean_yaml_error(s: &str) -> String {
+    let mut line = s.lines().next().unwrap_or(s).trim();
+    line = line.strip_prefix("error: ").unwrap_or(line);
+    if line.starts_with("line ")
+        && let Some((_, rest)) = line.split_once(": ")
+    {
+        line = rest;
+    }
+    line.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+}
+
+/// Writes a value as YAML or pretty JSON, ending with a newline.
+pub fn write_value(value: &Value, format: Format) -> Result<String, WriteError> {
+    let mut out = match format {
+        Format::Json => {
+            serde_json::to_string_pretty(value).map_err(|e| WriteError(e.to_string()))?
+        }
+        Format::Yaml => serde_saphyr::to_string(value).map_err(|e| WriteError(e.to_string()))?,
+    };
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// A value could not be written out (only for values no definition can hold).
+#[derive(Debug, thiserror::Error)]
+#[error("could not write the workflow: {0}")]
+pub struct WriteError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_of_keys_and_items() {
+        let text = "name: x\nnodes:\n  - id: a\n    type: finish\n  - {id: b, type: fail}\n";
+        let map = SourceMap::index(text);
+        assert_eq!(map.lookup("/name"), Some((1, 1)));
+        assert_eq!(map.lookup("/nodes/0"), Some((3, 5)));
+        assert_eq!(map.lookup("/nodes/0/type"), Some((4, 5)));
+        assert_eq!(map.lookup("/nodes/1/type"), Some((5, 13)));
+        assert_eq!(map.lookup("/nodes/1/type/deeper"), Some((5, 13)));
+    }
+
+    #[test]
+    fn positions_in_json() {
+        let text = "{\n  \"name\": \"x\",\n  \"nodes\": [\n    {\"id\": \"a\"}\n  ]\n}";
+        let map = SourceMap::index(text);
+        assert_eq!(map.lookup("/name"), Some((2, 3)));
+        assert_eq!(map.lookup("/nodes/0/id"), Some((4, 6)));
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let Err(d) = parse_value("a: [1, 2\nb: 3\n", Format::Yaml) else {
+            unreachable!("must fail")
+        };
+        assert_eq!(d.0[0].code, Code::Syntax);
+        assert!(d.0[0].line.is_some());
+        let Err(d) = parse_value("{\"a\": }", Format::Json) else {
+            unreachable!("must fail")
+        };
+        assert_eq!((d.0[0].line, d.0[0].column), (Some(1), Some(7)));
+    }
+
+    #[test]
+    fn detect_format() {
+        assert_eq!(Format::detect(Some("a.JSON"), ""), Format::Json);
+        assert_eq!(Format::detect(Some("a.yml"), "{}"), Format::Yaml);
+        assert_eq!(Format::detect(None, "  {\"a\":1}"), Format::Json);
+        assert_eq!(Format::detect(None, "a: 1"), Format::Yaml);
+    }
+}

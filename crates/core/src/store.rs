@@ -1,0 +1,166 @@
+//! Storage traits. Backends (SQLite embedded, PostgreSQL) live in `hilo-store` and implement
+//! these; everything else holds an `Arc<dyn Store>` chosen at run time.
+//!
+//! Traits are split by concern (workflows now; executions, audit, … as they arrive) and
+//! combined in [`Store`]. One conformance suite in `hilo-store` runs against every backend.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::Workflow;
+use crate::source::Format;
+
+/// The tenant a request acts for. Single-tenant installations use [`DEFAULT_TENANT`].
+pub type TenantId = str;
+
+/// The tenant used when none is named.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Errors of any store backend. Codes are stable.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "workflow {name}@{version} already exists with different content; versions are immutable: import the change as version {next} (or higher)",
+        next = version + 1
+    )]
+    VersionConflict { name: String, version: u64 },
+    #[error("workflow `{name}` not found; `hilo workflows list` shows the stored workflows")]
+    WorkflowNotFound { name: String },
+    #[error(
+        "workflow {name}@{version} not found; `hilo workflows versions {name}` lists its versions"
+    )]
+    VersionNotFound { name: String, version: u64 },
+    #[error(
+        "the stored definition of {name}@{version} no longer decodes ({detail}); the database was changed outside hilo or by a newer hilo"
+    )]
+    Corrupt {
+        name: String,
+        version: u64,
+        detail: String,
+    },
+    #[error("cannot open the database {location}: {detail}")]
+    Open { location: String, detail: String },
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// Stable code for APIs and `--json` output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::VersionConflict { .. } => "VERSION_CONFLICT",
+            StoreError::WorkflowNotFound { .. } => "WORKFLOW_NOT_FOUND",
+            StoreError::VersionNotFound { .. } => "VERSION_NOT_FOUND",
+            StoreError::Corrupt { .. } => "STORE_CORRUPT",
+            StoreError::Open { .. } => "STORE_OPEN",
+            StoreError::Migration(_) => "STORE_MIGRATION",
+            StoreError::Backend(_) => "STORE_BACKEND",
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which version becomes active when one is imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// The imported version becomes active if it is the first of its name or newer than every
+    /// stored version (the usual "deploy the latest"). Importing an older version leaves the
+    /// active one alone.
+    #[default]
+    IfNewest,
+    /// The imported version becomes active.
+    Always,
+    /// The active version does not change (the first version of a name is still activated,
+    /// since exactly one version per name is active).
+    Never,
+}
+
+/// A definition to import, with its text as written.
+#[derive(Debug, Clone)]
+pub struct NewWorkflow<'a> {
+    pub workflow: &'a Workflow,
+    /// The text as the author wrote it (comments included); `export` gives it back.
+    pub source: &'a str,
+    pub format: Format,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// A new version was stored; `activated` says whether it is now the active one.
+    Created { activated: bool },
+    /// The same content was already stored under this (name, version): nothing changed.
+    Unchanged,
+}
+
+/// One stored version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWorkflow {
+    pub workflow: Workflow,
+    pub source: String,
+    pub format: Format,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A line of `hilo workflows list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowSummary {
+    pub name: String,
+    pub active_version: u64,
+    pub latest_version: u64,
+    pub versions: u64,
+    pub description: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A line of `hilo workflows versions NAME`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionInfo {
+    pub version: u64,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub nodes: u64,
+}
+
+/// The versioned workflow store. A (tenant, name, version) is immutable; exactly one version
+/// per (tenant, name) is active.
+#[async_trait]
+pub trait WorkflowStore: Send + Sync {
+    /// Stores a version. Same content under an existing (name, version): `Unchanged`.
+    /// Different content: [`StoreError::VersionConflict`]. Content is compared on the
+    /// canonical definition, so formatting, comments and YAML-vs-JSON do not matter.
+    async fn import_workflow(
+        &self,
+        tenant: &TenantId,
+        new: NewWorkflow<'_>,
+        activation: Activation,
+    ) -> Result<ImportOutcome>;
+
+    /// A version, or the active one when `version` is `None`.
+    async fn get_workflow(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<StoredWorkflow>;
+
+    /// Every workflow name with its active and latest versions, by name.
+    async fn list_workflows(&self, tenant: &TenantId) -> Result<Vec<WorkflowSummary>>;
+
+    /// Every version of `name`, oldest first.
+    async fn list_versions(&self, tenant: &TenantId, name: &str) -> Result<Vec<VersionInfo>>;
+
+    /// Makes `version` the active one.
+    async fn activate(&self, tenant: &TenantId, name: &str, version: u64) -> Result<()>;
+}
+
+/// Everything a backend provides. New concerns (executions, audit, …) are added as
+/// supertraits.
+pub trait Store: WorkflowStore {
+    /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,780 @@
+//! Validation of a decoded workflow: the graph rules of the contract, every expression and
+//! template compiled, every embedded JSON Schema checked, every tool and agent known.
+//!
+//! All problems are collected; nothing stops at the first. Graph rules apply to the top-level
+//! graph and, in the same way, to each loop's body (a graph of its own scope: edges never cross
+//! a loop boundary, but node ids are unique across the whole workflow so that the state
+//! document names each node once).
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+use serde_json::Value;
+
+use crate::diagnostic::{Code, Diagnostic, did_you_mean, push_pointer};
+use crate::expr::{self, Dynamic};
+use crate::model::*;
+
+/// Tools built into hilo (the tool executor provides them).
+pub const BUILTIN_TOOLS: &[&str] = &[
+    "http_request",
+    "transform_json",
+    "filter_list",
+    "query_database",
+    "execute_sql",
+    "send_email",
+];
+
+/// LLM profiles every installation has.
+pub const BUILTIN_PROFILES: &[&str] = &["fast", "balanced", "powerful"];
+
+/// What exists outside the workflow: tools, MCP servers and LLM profiles it may name.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// Tools known besides the workflow's own `tools:` (built-in and from `hilo.toml`).
+    pub tools: BTreeSet<String>,
+    /// Configured MCP servers: `mcp.<server>.<tool>` is accepted for these.
+    pub mcp_servers: BTreeSet<String>,
+    pub profiles: BTreeSet<String>,
+}
+
+impl Default for Catalog {
+    /// The built-in tools and profiles, no MCP server.
+    fn default() -> Self {
+        Catalog {
+            tools: BUILTIN_TOOLS.iter().map(|s| s.to_string()).collect(),
+            mcp_servers: BTreeSet::new(),
+            profiles: BUILTIN_PROFILES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// Validates `wf` against the contract's rules; returns every problem found.
+pub fn validate(wf: &Workflow, catalog: &Catalog) -> Vec<Diagnostic> {
+    validate_partial(wf, catalog, &Partial::default())
+}
+
+/// What decoding could not recover: nodes left out of a best-effort workflow.
+#[derive(Debug, Default)]
+pub struct Partial {
+    /// Ids of nodes that did not decode.
+    pub broken_ids: HashSet<String>,
+    /// Some node, edge or tool did not decode: reachability and sink rules would be guesses,
+    /// so they are not checked (the decode errors are reported instead).
+    pub incomplete: bool,
+    /// Some of the workflow's own tools did not decode, so tool names cannot be checked.
+    pub broken_tools: bool,
+    /// Lists that lost items: JSON pointer of the list → original indices of the kept items.
+    pub kept: HashMap<String, Vec<usize>>,
+}
+
+impl Partial {
+    /// The document pointer of item `i` (in the partial workflow) of the list at `list`.
+    pub fn item(&self, list: &str, i: usize) -> String {
+        let original = self
+            .kept
+            .get(list)
+            .and_then(|k| k.get(i))
+            .copied()
+            .unwrap_or(i);
+        push_pointer(list, &original.to_string())
+    }
+}
+
+/// Validates a best-effort workflow that decoding could only partly build: every rule whose
+/// answer does not depend on the missing parts.
+pub fn validate_partial(wf: &Workflow, catalog: &Catalog, partial: &Partial) -> Vec<Diagnostic> {
+    let mut v = Validator {
+        wf,
+        catalog,
+        partial,
+        local_tools: wf.tools.iter().map(|t| t.name.as_str()).collect(),
+        out: Vec::new(),
+    };
+    v.run();
+    v.out
+}
+
+struct Validator<'a> {
+    wf: &'a Workflow,
+    catalog: &'a Catalog,
+    partial: &'a Partial,
+    local_tools: HashSet<&'a str>,
+    out: Vec<Diagnostic>,
+}
+
+/// Where a node is: its JSON pointer and the scope (graph) it belongs to.
+pub(crate) struct Placed<'a> {
+    pub(crate) node: &'a Node,
+    pub(crate) path: String,
+}
+
+impl<'a> Validator<'a> {
+    fn err(&mut self, code: Code, path: impl Into<String>, msg: impl Into<String>) {
+        self.out.push(Diagnostic::new(code, path, msg));
+    }
+
+    fn run(&mut self) {
+        if let Some(schema) = &self.wf.input {
+            self.schema(schema, "/input", "`input`");
+        }
+        self.tools();
+        self.unique_ids();
+        let top = self.wf.graph();
+        self.graph(top, "");
+        self.hil();
+    }
+
+    fn schema(&mut self, schema: &Value, path: &str, what: &str) {
+        if let Err(e) = jsonschema::validator_for(schema) {
+            self.err(
+                Code::InvalidSchema,
+                path,
+                format!("{what} is not a valid JSON Schema: {e}"),
+            );
+        }
+    }
+
+    fn dynamic(&mut self, value: &Value, path: &str) {
+        let mut found = Vec::new();
+        expr::dynamic_strings(value, path, &mut found);
+        for f in found {
+            match f.dynamic {
+                Dynamic::Expression(e) => self.jmespath(e, &f.path),
+                Dynamic::Template(t) => self.template(t, &f.path),
+                Dynamic::Literal(_) => {}
+            }
+        }
+    }
+
+    fn jmespath(&mut self, e: &str, path: &str) {
+        if let Err(err) = expr::compile_jmespath(e) {
+            self.err(
+                Code::InvalidExpression,
+                path,
+                format!("JMESPath expression `{e}` does not compile: {}", err.message),
+            );
+        }
+    }
+
+    fn template(&mut self, t: &str, path: &str) {
+        if let Err(err) = expr::compile_template(t) {
+            self.err(
+                Code::InvalidTemplate,
+                path,
+                format!("template {t:?} does not compile: {}", err.message),
+            );
+        }
+    }
+
+    fn text(&mut self, s: &str, path: &str) {
+        self.dynamic(&Value::String(s.to_string()), path);
+    }
+
+    fn tool_known(&mut self, name: &str, path: &str) {
+        if self.local_tools.contains(name) || self.catalog.tools.contains(name) {
+            return;
+        }
+        if self.partial.broken_tools {
+            // A tool of the workflow failed to decode; it may be this one.
+            return;
+        }
+        if let Some(rest) = name.strip_prefix("mcp.") {
+            let server = rest.split('.').next().unwrap_or_default();
+            let tool_part = rest.strip_prefix(server).unwrap_or_default();
+            if self.catalog.mcp_servers.contains(server) && tool_part.len() > 1 {
+                return;
+            }
+            self.err(
+                Code::UnknownTool,
+                path,
+                format!(
+                    "unknown tool `{name}`: MCP tools are named mcp.<server>.<tool> and the server `{server}` is not configured in hilo.toml ([mcp.servers.{server}])"
+                ),
+            );
+            return;
+        }
+        let all: Vec<&str> = self
+            .local_tools
+            .iter()
+            .copied()
+            .chain(self.catalog.tools.iter().map(String::as_str))
+            .collect();
+        let hint = match did_you_mean(name, all.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`? "),
+            None => String::new(),
+        };
+        self.err(
+            Code::UnknownTool,
+            path,
+            format!(
+                "unknown tool `{name}`; {hint}declare it in the workflow's `tools:` section or in hilo.toml, or use a built-in tool ({})",
+                BUILTIN_TOOLS.join(", ")
+            ),
+        );
+    }
+
+    fn tool_call(&mut self, call: &ToolCall, path: &str) {
+        self.tool_known(&call.tool, &push_pointer(path, "tool"));
+        if let Some(w) = &call.with {
+            self.dynamic(w, &push_pointer(path, "with"));
+        }
+    }
+
+    fn tools(&mut self) {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, t) in self.wf.tools.iter().enumerate() {
+            let path = self.partial.item("/tools", i);
+            if let Some(first) = seen.insert(&t.name, i) {
+                let first = crate::diagnostic::pointer_to_field(&self.partial.item("/tools", first))
+                    .unwrap_or_default();
+                self.err(
+                    Code::DuplicateId,
+                    push_pointer(&path, "name"),
+                    format!("tool `{}` is declared twice (first as {first})", t.name),
+                );
+            }
+            if self.catalog.tools.contains(&t.name) {
+                self.err(
+                    Code::DuplicateId,
+                    push_pointer(&path, "name"),
+                    format!(
+                        "tool `{}` is already defined (built in or in hilo.toml); give this one another name",
+                        t.name
+                    ),
+                );
+            }
+            if let Some(s) = &t.input {
+                self.schema(s, &push_pointer(&path, "input"), "the tool's `input`");
+            }
+            if let Some(s) = &t.output {
+                self.schema(s, &push_pointer(&path, "output"), "the tool's `output`");
+            }
+            let http = push_pointer(&path, "http");
+            self.text(&t.http.url, &push_pointer(&http, "url"));
+            for (key, map) in [("headers", &t.http.headers), ("query", &t.http.query)] {
+                if let Some(m) = map {
+                    self.dynamic(&Value::Object(m.clone()), &push_pointer(&http, key));
+                }
+            }
+            if let Some(b) = &t.http.body {
+                self.dynamic(b, &push_pointer(&http, "body"));
+            }
+            if let Some(c) = &t.compensation {
+                self.tool_call(c, &push_pointer(&path, "compensation"));
+            }
+        }
+    }
+
+    fn unique_ids(&mut self) {
+        let mut all = Vec::new();
+        collect_placed(&self.wf.nodes, "", self.partial, &mut all);
+        let mut first: HashMap<&str, &str> = HashMap::new();
+        let mut dups = Vec::new();
+        for p in &all {
+            match first.get(p.node.id.as_str()) {
+                Some(prev) => dups.push((
+                    push_pointer(&p.path, "id"),
+                    p.node.id.clone(),
+                    prev.to_string(),
+                )),
+                None => {
+                    first.insert(&p.node.id, &p.path);
+                }
+            }
+        }
+        for (path, id, prev) in dups {
+            self.err(
+                Code::DuplicateId,
+                path,
+                format!(
+                    "node id `{id}` is already used (at {}); ids must be unique across the workflow, loop bodies included",
+                    crate::diagnostic::pointer_to_field(&prev).unwrap_or_default()
+                ),
+            );
+        }
+    }
+
+    fn unknown_node(&mut self, id: &str, path: String, scope: &[&str], role: &str) {
+        if self.partial.broken_ids.contains(id) {
+            return;
+        }
+        let elsewhere = self.wf.node(id).is_some();
+        let hint = if elsewhere {
+            " It exists, but in another graph: edges, cases, branches and gotos cannot cross a loop body's boundary.".to_string()
+        } else {
+            match did_you_mean(id, scope.iter().copied()) {
+                Some(s) => format!(" Did you mean `{s}`?"),
+                None => String::new(),
+            }
+        };
+        self.err(
+            Code::UnknownNode,
+            path,
+            format!("{role} names node `{id}`, which does not exist in this graph.{hint}"),
+        );
+    }
+
+    fn graph(&mut self, g: GraphRef<'a>, base: &str) {
+        let nodes_path = push_pointer(base, "nodes");
+        let edges_path = push_pointer(base, "edges");
+        let ids: Vec<&str> = g.nodes.iter().map(|n| n.id.as_str()).collect();
+        // With duplicate ids (reported elsewhere) the first declaration owns the id.
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (i, id) in ids.iter().enumerate() {
+            index.entry(id).or_insert(i);
+        }
+        let n = g.nodes.len();
+        // succ: structural successors (edges, switch targets, parallel branches, gotos).
+        let mut succ: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut has_incoming = vec![false; n];
+        let mut goto_target = vec![false; n];
+        let partial = self.partial;
+        let node_path = |i: usize| partial.item(&nodes_path, i);
+
+        // Edges.
+        let mut seen_edges = HashSet::new();
+        for (ei, e) in g.edges.iter().enumerate() {
+            let ep = self.partial.item(&edges_path, ei);
+            let first_diag = self.out.len();
+            let from = index.get(e.from.as_str()).copied();
+            let to = index.get(e.to.as_str()).copied();
+            if from.is_none() {
+                self.unknown_node(&e.from, push_pointer(&ep, "from"), &ids, "this edge's `from`");
+            }
+            if to.is_none() {
+                self.unknown_node(&e.to, push_pointer(&ep, "to"), &ids, "this edge's `to`");
+            }
+            if let Some(w) = &e.when {
+                self.jmespath(expr::bare_expression(w), &push_pointer(&ep, "when"));
+            }
+            if !seen_edges.insert((&e.from, &e.to, &e.when)) {
+                self.err(
+                    Code::InvalidEdge,
+                    ep.clone(),
+                    format!("the edge {} → {} is listed twice", e.from, e.to),
+                );
+            }
+            if let Some(f) = from {
+                let kind = &g.nodes[f].kind;
+                match kind {
+                    NodeKind::Switch(_) | NodeKind::Parallel(_) => {
+                        let (what, field) = if matches!(kind, NodeKind::Switch(_)) {
+                            ("a switch", "`cases[].to` and `default`")
+                        } else {
+                            ("a parallel", "`branches`")
+                        };
+                        self.err(
+                            Code::InvalidEdge,
+                            push_pointer(&ep, "from"),
+                            format!(
+                                "`{}` is {what} node: its outgoing edges are written in its {field}, not in `edges:`",
+                                e.from
+                            ),
+                        );
+                    }
+                    _ if g.nodes[f].is_sink() => {
+                        self.err(
+                            Code::InvalidEdge,
+                            push_pointer(&ep, "from"),
+                            format!(
+                                "`{}` is a `{}` node and ends the execution: no edge may leave it",
+                                e.from,
+                                kind.type_name()
+                            ),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            if let (Some(f), Some(t)) = (from, to) {
+                succ[f].push(t);
+                has_incoming[t] = true;
+            }
+            // Problems with an edge are reported against the node it leaves.
+            for d in &mut self.out[first_diag..] {
+                d.node.get_or_insert_with(|| e.from.clone());
+            }
+        }
+
+        // Nodes.
+        for (i, node) in g.nodes.iter().enumerate() {
+            let np = node_path(i);
+            let field = |k: &str| push_pointer(&np, k);
+            match &node.kind {
+                NodeKind::Tool(t) => {
+                    self.tool_known(&t.tool, &field("tool"));
+                    if let Some(w) = &t.with {
+                        self.dynamic(w, &field("with"));
+                    }
+                }
+                NodeKind::Agent(a) => self.agent(a, &field("with")),
+                NodeKind::Condition(c) => self.jmespath(expr::bare_expression(&c.when), &field("when")),
+                NodeKind::Switch(s) => {
+                    for (ci, case) in s.cases.iter().enumerate() {
+                        let cp = push_pointer(&field("cases"), &ci.to_string());
+                        self.jmespath(expr::bare_expression(&case.when), &push_pointer(&cp, "when"));
+                        match index.get(case.to.as_str()) {
+                            Some(&t) => {
+                                succ[i].push(t);
+                                has_incoming[t] = true;
+                            }
+                            None => self.unknown_node(&case.to, push_pointer(&cp, "to"), &ids, "this case's `to`"),
+                        }
+                    }
+                    if let Some(d) = &s.default {
+                        match index.get(d.as_str()) {
+                            Some(&t) => {
+                                succ[i].push(t);
+                                has_incoming[t] = true;
+                            }
+                            None => self.unknown_node(d, field("default"), &ids, "`default`"),
+                        }
+                    }
+                }
+                NodeKind::Set(s) => {
+                    for (k, v) in &s.vars {
+                        self.dynamic(v, &push_pointer(&field("vars"), k));
+                    }
+                }
+                NodeKind::Transform(t) => self.jmespath(expr::bare_expression(&t.expr), &field("expr")),
+                NodeKind::Loop(l) => {
+                    if let Some(Value::String(s)) = &l.for_each {
+                        self.jmespath(expr::bare_expression(s), &field("for_each"));
+                    }
+                    if let Some(u) = &l.until {
+                        self.jmespath(expr::bare_expression(u), &field("until"));
+                    }
+                    self.graph(l.body.as_ref(), &field("body"));
+                }
+                NodeKind::Parallel(p) => {
+                    let mut seen = HashSet::new();
+                    for (bi, b) in p.branches.iter().enumerate() {
+                        let bp = push_pointer(&field("branches"), &bi.to_string());
+                        if !seen.insert(b) {
+                            self.err(Code::InvalidValue, bp.clone(), format!("branch `{b}` is listed twice"));
+                        }
+                        match index.get(b.as_str()) {
+                            Some(&t) => {
+                                succ[i].push(t);
+                                has_incoming[t] = true;
+                            }
+                            None => self.unknown_node(b, bp, &ids, "this branch"),
+                        }
+                    }
+                }
+                NodeKind::Merge(_) => {}
+                NodeKind::Human(h) => {
+                    self.text(&h.prompt, &field("prompt"));
+                    if let Some(s) = &h.schema {
+                        self.schema(s, &field("schema"), "the answer `schema`");
+                    }
+                }
+                NodeKind::Wait(w) => {
+                    if let Some(u) = &w.until
+                        && let Dynamic::Literal(lit) = expr::classify(u)
+                    {
+                        if chrono::DateTime::parse_from_rfc3339(lit.trim()).is_err() {
+                            self.err(
+                                Code::InvalidValue,
+                                field("until"),
+                                format!(
+                                    "`until` must be an RFC 3339 instant such as 2026-01-31T09:00:00Z (or an expression yielding one), got {lit:?}"
+                                ),
+                            );
+                        }
+                    } else if let Some(u) = &w.until {
+                        self.text(u, &field("until"));
+                    }
+                }
+                NodeKind::Workflow(w) => {
+                    if let Some(v) = &w.with {
+                        self.dynamic(v, &field("with"));
+                    }
+                }
+                NodeKind::Finish(f) => {
+                    if let Some(o) = &f.output {
+                        self.dynamic(o, &field("output"));
+                    }
+                }
+                NodeKind::Handover(HandoverNode { with }) | NodeKind::Fail(FailNode { with }) => {
+                    if let Some(v) = with {
+                        self.dynamic(v, &field("with"));
+                    }
+                }
+            }
+            if let Some(c) = &node.compensate {
+                if !matches!(node.kind, NodeKind::Tool(_) | NodeKind::Workflow(_)) {
+                    self.err(
+                        Code::InvalidValue,
+                        field("compensate"),
+                        format!(
+                            "`compensate` undoes a side effect, and a `{}` node makes none: only `tool` and `workflow` nodes may have one",
+                            node.kind.type_name()
+                        ),
+                    );
+                }
+                self.tool_call(c, &field("compensate"));
+            }
+            if let Some(OnError::Goto(target)) = &node.on_error {
+                let gp = push_pointer(&field("on_error"), "goto");
+                match index.get(target.as_str()) {
+                    Some(&t) => {
+                        succ[i].push(t);
+                        goto_target[t] = true;
+                    }
+                    None => self.unknown_node(target, gp, &ids, "`on_error.goto`"),
+                }
+            }
+        }
+
+        self.cycles(g, &succ, &nodes_path);
+
+        if self.partial.incomplete {
+            return;
+        }
+
+        // Entries and reachability.
+        let entries: Vec<usize> = (0..n).filter(|&i| !has_incoming[i] && !goto_target[i]).collect();
+        if entries.is_empty() {
+            self.err(
+                Code::NoEntry,
+                nodes_path.clone(),
+                "this graph has no entry node: every node has an incoming edge (or is only a goto target), so nothing can start",
+            );
+        } else {
+            let reached = bfs(&entries, &succ, n);
+            for i in (0..n).filter(|&i| !reached[i]) {
+                self.err(
+                    Code::Unreachable,
+                    node_path(i),
+                    format!(
+                        "node `{}` can never run: no entry node leads to it; connect it with an edge or remove it",
+                        g.nodes[i].id
+                    ),
+                );
+            }
+        }
+
+        // Paths to a sink.
+        let sinks: Vec<usize> = (0..n).filter(|&i| g.nodes[i].is_sink()).collect();
+        if sinks.is_empty() {
+            self.err(
+                Code::NoPathToSink,
+                nodes_path.clone(),
+                "this graph has no `finish`, `handover` or `fail` node, so no run can end; add one (usually `finish`)",
+            );
+        } else {
+            let mut pred = vec![Vec::new(); n];
+            for (f, ts) in succ.iter().enumerate() {
+                for &t in ts {
+                    pred[t].push(f);
+                }
+            }
+            let leads = bfs(&sinks, &pred, n);
+            for i in (0..n).filter(|&i| !leads[i]) {
+                self.err(
+                    Code::NoPathToSink,
+                    node_path(i),
+                    format!(
+                        "no path from node `{}` reaches a `finish`, `handover` or `fail` node; add an edge from it towards one",
+                        g.nodes[i].id
+                    ),
+                );
+            }
+        }
+    }
+
+    fn cycles(&mut self, g: GraphRef<'a>, succ: &[Vec<usize>], nodes_path: &str) {
+        let n = succ.len();
+        // 0 = unvisited, 1 = on the stack, 2 = done.
+        let mut color = vec![0u8; n];
+        let mut reported: HashSet<BTreeSet<usize>> = HashSet::new();
+        let mut cycles: Vec<Vec<usize>> = Vec::new();
+        for start in 0..n {
+            if color[start] != 0 {
+                continue;
+            }
+            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+            color[start] = 1;
+            while let Some(&mut (u, ref mut next)) = stack.last_mut() {
+                if *next < succ[u].len() {
+                    let v = succ[u][*next];
+                    *next += 1;
+                    match color[v] {
+                        0 => {
+                            color[v] = 1;
+                            stack.push((v, 0));
+                        }
+                        1 => {
+                            let pos = stack.iter().position(|(x, _)| *x == v).unwrap_or(0);
+                            let cyc: Vec<usize> = stack[pos..].iter().map(|(x, _)| *x).collect();
+                            if reported.insert(cyc.iter().copied().collect()) {
+                                cycles.push(cyc);
+                            }
+                        }
+                        _ => {}
+                    }
+                } else {
+                    color[u] = 2;
+                    stack.pop();
+                }
+            }
+        }
+        for mut cyc in cycles {
+            // Start the cycle at the node declared first, for a stable message.
+            let min_pos = cyc
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, x)| **x)
+                .map(|(p, _)| p)
+                .unwrap_or(0);
+            cyc.rotate_left(min_pos);
+            let mut names: Vec<&str> = cyc.iter().map(|&i| g.nodes[i].id.as_str()).collect();
+            names.push(names[0]);
+            let at = self.partial.item(nodes_path, cyc[0]);
+            self.err(
+                Code::Cycle,
+                at,
+                format!(
+                    "the graph has a cycle: {}; the graph must be acyclic, so write repetition as a `loop` node",
+                    names.join(" → ")
+                ),
+            );
+        }
+    }
+
+    fn agent(&mut self, a: &AgentNode, path: &str) {
+        let w = &a.with;
+        let field = |k: &str| push_pointer(path, k);
+        if let Some(p) = &w.profile
+            && !self.catalog.profiles.contains(p)
+        {
+            let known: Vec<&str> = self.catalog.profiles.iter().map(String::as_str).collect();
+            let hint = match did_you_mean(p, known.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("profiles: {}", known.join(", ")),
+            };
+            self.err(
+                Code::InvalidValue,
+                field("profile"),
+                format!("unknown LLM profile `{p}`; {hint} (more are defined in hilo.toml under [llm.profiles])"),
+            );
+        }
+        if w.profile.is_some() && w.model.is_some() {
+            self.err(
+                Code::ConflictingFields,
+                field("model"),
+                "name either a `profile` or a `model`, not both",
+            );
+        }
+        for key in ["system", "prompt", "task", "goal"] {
+            let v = match key {
+                "system" => &w.system,
+                "prompt" => &w.prompt,
+                "task" => &w.task,
+                _ => &w.goal,
+            };
+            if let Some(s) = v {
+                self.text(s, &field(key));
+            }
+        }
+        if let Some(s) = &w.output_schema {
+            self.schema(s, &field("output_schema"), "`output_schema`");
+            if w.labels.is_some() {
+                self.err(
+                    Code::ConflictingFields,
+                    field("labels"),
+                    "`labels` and `output_schema` exclude each other: labels produce {label, confidence}",
+                );
+            }
+        }
+        if let (Some(ex), Some(labels)) = (&w.examples, &w.labels) {
+            for k in ex.keys() {
+                if !labels.contains(k) {
+                    self.err(
+                        Code::InvalidValue,
+                        push_pointer(&field("examples"), k),
+                        format!("`examples` has texts for `{k}`, which is not one of the `labels`"),
+                    );
+                }
+            }
+        }
+        if let Some(tools) = &w.tools {
+            if a.agent == AgentKind::Simple {
+                self.err(
+                    Code::InvalidValue,
+                    field("tools"),
+                    "a `simple` agent makes one call and uses no tools; use a `reasoning` or `planner` agent",
+                );
+            }
+            for (i, t) in tools.iter().enumerate() {
+                self.tool_known(t, &push_pointer(&field("tools"), &i.to_string()));
+            }
+        }
+    }
+
+    fn hil(&mut self) {
+        let Some(h) = &self.wf.hil else { return };
+        for (i, t) in h.triggers.iter().enumerate() {
+            if let HilTrigger::Confidence { node, .. } = t {
+                let p = push_pointer(&self.partial.item("/hil/triggers", i), "node");
+                match self.wf.node(node).map(|n| &n.kind) {
+                    Some(NodeKind::Agent(_)) => {}
+                    Some(other) => {
+                        let msg = format!(
+                            "a confidence trigger watches an agent node, and `{node}` is a `{}` node",
+                            other.type_name()
+                        );
+                        self.err(Code::InvalidValue, p, msg);
+                    }
+                    None => {
+                        let ids: Vec<String> = self.wf.all_nodes().iter().map(|n| n.id.clone()).collect();
+                        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                        self.unknown_node(node, p, &refs, "this trigger");
+                    }
+                }
+            }
+        }
+        if let Some(s) = &h.skills {
+            self.dynamic(s, "/hil/skills");
+        }
+    }
+}
+
+pub(crate) fn collect_placed<'a>(
+    nodes: &'a [Node],
+    base: &str,
+    partial: &Partial,
+    out: &mut Vec<Placed<'a>>,
+) {
+    let list = push_pointer(base, "nodes");
+    for (i, n) in nodes.iter().enumerate() {
+        let path = partial.item(&list, i);
+        if let NodeKind::Loop(l) = &n.kind {
+            out.push(Placed {
+                node: n,
+                path: path.clone(),
+            });
+            collect_placed(&l.body.nodes, &push_pointer(&path, "body"), partial, out);
+        } else {
+            out.push(Placed { node: n, path });
+        }
+    }
+}
+
+fn bfs(starts: &[usize], adj: &[Vec<usize>], n: usize) -> Vec<bool> {
+    let mut seen = vec![false; n];
+    let mut queue: VecDeque<usize> = starts.iter().copied().collect();
+    for &s in starts {
+        seen[s] = true;
+    }
+    while let Some(u) = queue.pop_front() {
+        for &v in &adj[u] {
+            if !seen[v] {
+                seen[v] = true;
+                queue.push_back(v);
+            }
+        }
+    }
+    seen
+}

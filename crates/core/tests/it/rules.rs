@@ -1,0 +1,363 @@
+//! One test per validation rule. Each asserts the rule's code is reported (and only the
+//! expected codes), then snapshots every diagnostic as a user sees it: line:column, code,
+//! node, field and message. Refresh snapshots with `INSTA_UPDATE=always cargo test`.
+
+use hilo_core::{Catalog, Code, Format};
+
+/// Validates `text` and renders every diagnostic, one per line.
+fn diagnostics(text: &str, format: Format, catalog: &Catalog) -> (Vec<Code>, String) {
+    match hilo_core::load(text, format, catalog) {
+        Ok(_) => (Vec::new(), "valid".into()),
+        Err(d) => (
+            d.iter().map(|d| d.code).collect(),
+            d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"),
+        ),
+    }
+}
+
+/// A workflow around `body` (YAML lines for `nodes:` and `edges:`).
+fn wf(body: &str) -> String {
+    format!("name: t\nversion: 1\n{body}")
+}
+
+#[track_caller]
+fn check(name: &str, text: &str, expected: &[Code]) {
+    check_with(name, text, Format::Yaml, &Catalog::default(), expected);
+}
+
+#[track_caller]
+fn check_with(name: &str, text: &str, format: Format, catalog: &Catalog, expected: &[Code]) {
+    let (codes, rendered) = diagnostics(text, format, catalog);
+    let mut got = codes.clone();
+    got.sort_by_key(|c| c.as_str());
+    got.dedup();
+    let mut want = expected.to_vec();
+    want.sort_by_key(|c| c.as_str());
+    want.dedup();
+    assert_eq!(got, want, "{name}: codes differ; diagnostics:\n{rendered}");
+    insta::assert_snapshot!(name, rendered);
+}
+
+const FINISH: &str = "  - {id: done, type: finish}\n";
+
+#[test]
+fn valid_minimal_and_contract_example() {
+    check("valid_minimal", &wf(&format!("nodes:\n{FINISH}")), &[]);
+    let text = include_str!("../../../cli/tests/fixtures/contract_example.yaml");
+    let mut catalog = Catalog::default();
+    catalog.tools.insert("create_return".into());
+    catalog.tools.insert("cancel_return".into());
+    check_with("valid_contract_example", text, Format::Yaml, &catalog, &[]);
+}
+
+#[test]
+fn syntax_errors_yaml_and_json() {
+    check("syntax_yaml", "name: t\nversion: [1\nnodes: []\n", &[Code::Syntax]);
+    check_with(
+        "syntax_json",
+        "{\"name\": \"t\",\n \"version\": 1,,\n}",
+        Format::Json,
+        &Catalog::default(),
+        &[Code::Syntax],
+    );
+    check("duplicate_yaml_key", "name: t\nname: u\nversion: 1\nnodes: []\n", &[Code::Syntax]);
+}
+
+#[test]
+fn wrong_types() {
+    check("document_not_mapping", "- a\n- b\n", &[Code::InvalidType]);
+    check(
+        "field_types",
+        &wf("nodes:\n  - {id: a, type: tool, tool: http_request, timeout_ms: soon, with: 3}\n  - {id: done, type: finish}\nedges: {from: a}\n"),
+        &[Code::InvalidType],
+    );
+}
+
+#[test]
+fn missing_fields_per_node_type() {
+    check("missing_top_level", "version: 1\n", &[Code::MissingField]);
+    check(
+        "missing_node_fields",
+        &wf(&format!(
+            "nodes:\n  - {{id: a, type: tool}}\n  - {{id: b, type: agent, agent: simple, with: {{profile: fast}}}}\n  - {{id: c, type: switch}}\n  - {{id: d, type: wait}}\n  - {{id: e, type: human}}\n  - {{type: finish}}\n{FINISH}"
+        )),
+        &[Code::MissingField],
+    );
+}
+
+#[test]
+fn unknown_fields_suggest_the_right_one() {
+    check(
+        "unknown_fields",
+        &wf(&format!(
+            "nodse: []\nnodes:\n  - id: a\n    type: tool\n    tool: http_request\n    timout_ms: 100\n    retry: {{max_atempts: 2}}\n{FINISH}edges:\n  - {{from: a, to: done, wehn: x}}\n"
+        )),
+        &[Code::UnknownField],
+    );
+}
+
+#[test]
+fn invalid_values() {
+    check(
+        "invalid_name_version_ids",
+        "name: Order Returns\nversion: 0\nnodes:\n  - {id: 'my node', type: finish}\n  - {id: input, type: finish}\n  - {id: x, type: finsh}\n",
+        &[Code::InvalidValue],
+    );
+    check(
+        "invalid_retry_and_timeout",
+        &wf(&format!(
+            "defaults: {{timeout_ms: 0}}\nnodes:\n  - id: a\n    type: tool\n    tool: http_request\n    timeout_ms: -5\n    retry: {{max_attempts: 0, multiplier: 0.5, initial_ms: 1000, max_ms: 10, jitter: maybe}}\n{FINISH}edges: [{{from: a, to: done}}]\n"
+        )),
+        &[Code::InvalidValue, Code::InvalidType],
+    );
+    check(
+        "invalid_enums",
+        &wf(&format!(
+            "nodes:\n  - {{id: a, type: merge, wait: some, on_error: retry}}\n  - {{id: w, type: wait, until: tomorrow}}\n{FINISH}edges: [{{from: a, to: done}}, {{from: w, to: done}}]\n"
+        )),
+        &[Code::InvalidValue],
+    );
+}
+
+#[test]
+fn compensate_only_on_side_effects() {
+    check(
+        "compensate_on_set",
+        &wf(&format!(
+            "nodes:\n  - {{id: a, type: set, vars: {{x: 1}}, compensate: {{tool: http_request}}}}\n{FINISH}edges: [{{from: a, to: done}}]\n"
+        )),
+        &[Code::InvalidValue],
+    );
+}
+
+#[test]
+fn conflicting_fields() {
+    check(
+        "conflicts",
+        &wf(&format!(
+            "nodes:\n  - {{id: w, type: wait, duration_ms: 5, until: '2026-01-01T00:00:00Z'}}\n  - id: l\n    type: loop\n    for_each: input.items\n    until: 'true'\n    body: {{nodes: [{{id: f, type: finish}}]}}\n  - id: ag\n    type: agent\n    agent: simple\n    with: {{profile: fast, model: gpt-x, prompt: hi, labels: [a], output_schema: {{type: object}}}}\n{FINISH}edges: [{{from: w, to: done}}, {{from: l, to: done}}, {{from: ag, to: done}}]\n"
+        )),
+        &[Code::ConflictingFields],
+    );
+}
+
+#[test]
+fn duplicate_ids_across_scopes_and_tools() {
+    check(
+        "duplicate_ids",
+        &wf(&format!(
+            "tools:\n  - {{name: t1, http: {{method: GET, url: 'http://x'}}}}\n  - {{name: t1, http: {{method: GET, url: 'http://y'}}}}\nnodes:\n  - {{id: a, type: set, vars: {{x: 1}}}}\n  - id: l\n    type: loop\n    for_each: '[1]'\n    body: {{nodes: [{{id: a, type: finish}}]}}\n{FINISH}edges: [{{from: a, to: l}}, {{from: l, to: done}}]\n"
+        )),
+        &[Code::DuplicateId],
+    );
+}
+
+#[test]
+fn unknown_nodes_in_edges_cases_branches_and_gotos() {
+    check(
+        "unknown_nodes",
+        &wf(&format!(
+            "nodes:\n  - {{id: start, type: set, vars: {{x: 1}}, on_error: {{goto: handler}}}}\n  - {{id: sw, type: switch, cases: [{{when: 'vars.x', to: doen}}], default: nope}}\n  - {{id: par, type: parallel, branches: [ghost]}}\n{FINISH}edges:\n  - {{from: start, to: sw}}\n  - {{from: strat, to: par}}\n"
+        )),
+        &[Code::UnknownNode, Code::NoPathToSink],
+    );
+    check(
+        "edge_into_loop_body",
+        &wf(&format!(
+            "nodes:\n  - id: l\n    type: loop\n    for_each: input.items\n    body: {{nodes: [{{id: inner, type: finish}}]}}\n{FINISH}edges: [{{from: l, to: inner}}, {{from: l, to: done}}]\n"
+        )),
+        &[Code::UnknownNode],
+    );
+}
+
+#[test]
+fn unknown_tools_and_agents() {
+    check(
+        "unknown_tools",
+        &wf(&format!(
+            "nodes:\n  - {{id: a, type: tool, tool: http_requets, compensate: {{tool: undo_it}}}}\n  - {{id: m, type: tool, tool: mcp.files.read}}\n  - {{id: r, type: agent, agent: reasoning, with: {{task: do it, tools: [web_search]}}}}\n  - {{id: s, type: agent, agent: simple, with: {{prompt: hi, tools: [http_request]}}}}\n  - {{id: x, type: agent, agent: smart, with: {{prompt: hi, profile: fsat}}}}\n{FINISH}edges: [{{from: a, to: done}}, {{from: m, to: done}}, {{from: r, to: done}}, {{from: s, to: done}}, {{from: x, to: done}}]\n"
+        )),
+        &[Code::UnknownTool, Code::UnknownAgent, Code::InvalidValue],
+    );
+    let mut catalog = Catalog::default();
+    catalog.mcp_servers.insert("files".into());
+    check_with(
+        "mcp_tool_of_configured_server",
+        &wf(&format!(
+            "nodes:\n  - {{id: m, type: tool, tool: mcp.files.read}}\n{FINISH}edges: [{{from: m, to: done}}]\n"
+        )),
+        Format::Yaml,
+        &catalog,
+        &[],
+    );
+}
+
+#[test]
+fn cycles_including_self_loops_and_gotos() {
+    check(
+        "cycles",
+        &wf(&format!(
+            "nodes:\n  - {{id: a, type: set, vars: {{x: 1}}}}\n  - {{id: b, type: set, vars: {{x: 2}}}}\n  - {{id: c, type: set, vars: {{x: 3}}, on_error: {{goto: a}}}}\n  - {{id: d, type: set, vars: {{x: 4}}}}\n{FINISH}edges:\n  - {{from: a, to: b}}\n  - {{from: b, to: c}}\n  - {{from: c, to: done}}\n  - {{from: a, to: d}}\n  - {{from: d, to: d}}\n  - {{from: d, to: done}}\n"
+        )),
+        &[Code::Cycle, Code::NoEntry],
+    );
+}
+
+#[test]
+fn unreachable_nodes() {
+    check(
+        "unreachable",
+        &wf(&format!(
+            "nodes:\n  - {{id: a, type: set, vars: {{x: 1}}}}\n  - {{id: b, type: set, vars: {{x: 2}}}}\n  - {{id: c, type: set, vars: {{x: 3}}}}\n{FINISH}edges:\n  - {{from: a, to: done}}\n  - {{from: b, to: c}}\n  - {{from: c, to: b}}\n"
+        )),
+        &[Code::Unreachable, Code::Cycle, Code::NoPathToSink],
+    );
+}
+
+#[test]
+fn goto_targets_are_reachable_but_not_entries() {
+    check(
+        "goto_target_reachable",
+        &wf(
+            "nodes:\n  - {id: call, type: tool, tool: http_request, on_error: {goto: apologise}}\n  - {id: apologise, type: fail, with: {code: CALL_FAILED, message: sorry}}\n  - {id: done, type: finish}\nedges: [{from: call, to: done}]\n",
+        ),
+        &[],
+    );
+}
+
+#[test]
+fn every_node_needs_a_path_to_a_sink() {
+    check(
+        "no_path_to_sink",
+        &wf(&format!(
+            "nodes:\n  - {{id: a, type: condition, when: 'input.x'}}\n  - {{id: dangling, type: set, vars: {{y: 1}}}}\n{FINISH}edges:\n  - {{from: a, to: done, when: 'a.output.result'}}\n  - {{from: a, to: dangling}}\n"
+        )),
+        &[Code::NoPathToSink],
+    );
+    check(
+        "no_sink_at_all",
+        &wf("nodes:\n  - {id: a, type: set, vars: {x: 1}}\n"),
+        &[Code::NoPathToSink],
+    );
+    check(
+        "loop_body_without_finish",
+        &wf(&format!(
+            "nodes:\n  - id: l\n    type: loop\n    for_each: input.items\n    body: {{nodes: [{{id: step, type: set, vars: {{x: '${{ item }}'}}}}]}}\n{FINISH}edges: [{{from: l, to: done}}]\n"
+        )),
+        &[Code::NoPathToSink],
+    );
+}
+
+#[test]
+fn a_graph_needs_an_entry() {
+    check(
+        "no_entry",
+        &wf("nodes:\n  - {id: a, type: set, vars: {x: 1}, on_error: {goto: done}}\n  - {id: done, type: finish}\nedges: [{from: a, to: done}]\n"),
+        &[],
+    );
+    check(
+        "no_entry_all_targets",
+        &wf("nodes:\n  - {id: a, type: set, vars: {x: 1}, on_error: {goto: b}}\n  - {id: b, type: set, vars: {x: 1}, on_error: {goto: a}}\n  - {id: done, type: finish}\nedges: [{from: a, to: done}, {from: b, to: done}]\n"),
+        &[Code::NoEntry, Code::Cycle],
+    );
+}
+
+#[test]
+fn edges_may_not_leave_switch_parallel_or_sinks() {
+    check(
+        "invalid_edges",
+        &wf(&format!(
+            "nodes:\n  - {{id: sw, type: switch, cases: [{{when: 'input.a', to: p}}]}}\n  - {{id: p, type: parallel, branches: [done]}}\n  - {{id: x, type: set, vars: {{a: 1}}}}\n{FINISH}edges:\n  - {{from: sw, to: x}}\n  - {{from: p, to: x}}\n  - {{from: x, to: done}}\n  - {{from: x, to: done}}\n  - {{from: done, to: x}}\n"
+        )),
+        &[Code::InvalidEdge, Code::Cycle],
+    );
+}
+
+#[test]
+fn expressions_are_compiled() {
+    check(
+        "invalid_expressions",
+        &wf(&format!(
+            "nodes:\n  - {{id: c, type: condition, when: 'input.[x'}}\n  - {{id: t, type: transform, expr: 'foo('}}\n  - {{id: l, type: loop, for_each: '${{ input.items[ }}', body: {{nodes: [{{id: f, type: finish, output: '${{ item.. }}'}}]}}}}\n  - {{id: s, type: switch, cases: [{{when: '==', to: done}}]}}\n{FINISH}edges:\n  - {{from: c, to: t, when: 'c.output.result &&'}}\n  - {{from: t, to: l}}\n  - {{from: l, to: s}}\n"
+        )),
+        &[Code::InvalidExpression],
+    );
+}
+
+#[test]
+fn templates_are_compiled() {
+    check(
+        "invalid_templates",
+        &wf(&format!(
+            "nodes:\n  - {{id: h, type: human, prompt: 'Approve {{{{ input.amount ?'}}\n  - {{id: a, type: agent, agent: simple, with: {{prompt: '{{% if x %}}unclosed', labels: [yes, no]}}}}\n  - {{id: n, type: tool, tool: http_request, with: {{url: 'http://x/{{{{ input.id }}}}', body: {{text: '{{{{ }}}}'}}}}}}\n{FINISH}edges: [{{from: h, to: a}}, {{from: a, to: n}}, {{from: n, to: done}}]\n"
+        )),
+        &[Code::InvalidTemplate],
+    );
+}
+
+#[test]
+fn embedded_schemas_are_checked() {
+    check(
+        "invalid_schemas",
+        &wf(&format!(
+            "input: {{type: objekt}}\nnodes:\n  - {{id: h, type: human, prompt: ok?, schema: {{type: object, required: yes}}}}\n  - {{id: a, type: agent, agent: simple, with: {{prompt: x, output_schema: {{minimum: high}}}}}}\n{FINISH}edges: [{{from: h, to: a}}, {{from: a, to: done}}]\n"
+        )),
+        &[Code::InvalidSchema],
+    );
+}
+
+#[test]
+fn until_loops_need_max_iterations() {
+    check(
+        "until_without_max",
+        &wf(&format!(
+            "nodes:\n  - id: poll\n    type: loop\n    until: 'vars.ready'\n    body:\n      nodes: [{{id: check, type: finish}}]\n{FINISH}edges: [{{from: poll, to: done}}]\n"
+        )),
+        &[Code::LoopWithoutLimit],
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let text = wf(
+        "nodes:\n  - {id: a, type: tool, tool: nope, timout_ms: 5}\n  - {id: b, type: condition, when: 'x.['}\n  - {id: a, type: finish}\nedges: [{from: a, to: b}, {from: b, to: c}]\n",
+    );
+    let (codes, _) = diagnostics(&text, Format::Yaml, &Catalog::default());
+    for code in [
+        Code::UnknownField,
+        Code::UnknownTool,
+        Code::InvalidExpression,
+        Code::DuplicateId,
+        Code::UnknownNode,
+    ] {
+        assert!(codes.contains(&code), "{code} missing from {codes:?}");
+    }
+}
+
+#[test]
+fn json_input_has_positions_too() {
+    let text = "{\n  \"name\": \"t\",\n  \"version\": 1,\n  \"nodes\": [\n    {\"id\": \"a\", \"type\": \"finish\", \"colour\": 1}\n  ]\n}\n";
+    let Err(d) = hilo_core::load(text, Format::Json, &Catalog::default()) else {
+        unreachable!()
+    };
+    let d = &d.0[0];
+    assert_eq!((d.code, d.node.as_deref(), d.field.as_deref()), (Code::UnknownField, Some("a"), Some("colour")));
+    assert_eq!((d.line, d.column), (Some(5), Some(35)));
+    assert_eq!(d.path, "/nodes/0/colour");
+}
+
+#[test]
+fn diagnostics_serialize_for_machines() {
+    let Err(d) = hilo_core::load("name: t\nversion: 1\nnodes:\n  - {id: a, type: finish, x: 1}\n", Format::Yaml, &Catalog::default()) else {
+        unreachable!()
+    };
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{
+            "code": "UNKNOWN_FIELD",
+            "message": "a `finish` node has no field `x`; allowed fields: id, type, description, timeout_ms, retry, on_error, compensate, output",
+            "node": "a", "field": "x", "path": "/nodes/0/x", "line": 4, "column": 27
+        }])
+    );
+}

@@ -1,0 +1,110 @@
+//! # hilo-store
+//!
+//! Storage backends for the traits in `hilo_core::store`. This crate is the only one that
+//! speaks SQL (and the only one that depends on sqlx).
+//!
+//! - [`sqlite`]: the embedded default, one file in WAL mode.
+//! - [`open`]: picks a backend from a `--db` value (a path, `sqlite:` URL, or a server URL).
+//! - [`migrations`]: the shared schema, written in SQL both SQLite and PostgreSQL accept.
+//!
+//! **Architecture invariant:** SQL lives only here; every query is a runtime query
+//! (`sqlx::query`), so building hilo never needs a database.
+
+pub mod migrations;
+pub mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hilo_core::store::{Store, StoreError};
+
+pub use sqlite::{Durability, SqliteStore};
+
+/// Where the database is, as given by `--db` / `HILO_DB`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file.
+    SqliteFile(PathBuf),
+    /// A private in-memory SQLite database (tests, throw-away runs).
+    SqliteMemory,
+    /// A PostgreSQL server URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// Parses a `--db` value: `postgres://…`/`postgresql://…`, `sqlite::memory:`,
+    /// `sqlite://PATH` or `sqlite:PATH`, or a plain file path.
+    pub fn parse(s: &str) -> Location {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Location::Postgres(s.to_string());
+        }
+        if s == "sqlite::memory:" || s == ":memory:" {
+            return Location::SqliteMemory;
+        }
+        let path = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+            .unwrap_or(s);
+        Location::SqliteFile(PathBuf::from(path))
+    }
+}
+
+/// Opens (creating and migrating if needed) the store at `location`.
+pub async fn open(location: &Location) -> Result<Arc<dyn Store>, StoreError> {
+    match location {
+        Location::SqliteFile(path) => Ok(Arc::new(
+            SqliteStore::open(path, Durability::default()).await?,
+        )),
+        Location::SqliteMemory => Ok(Arc::new(SqliteStore::memory().await?)),
+        Location::Postgres(url) => Err(StoreError::Open {
+            location: redact_url(url),
+            detail: "this build of hilo stores data in SQLite only; PostgreSQL support is on the roadmap (scale-out issue). Use a file path, e.g. --db ./hilo.db".into(),
+        }),
+    }
+}
+
+/// A URL with any password replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        assert_eq!(
+            Location::parse("sqlite:///tmp/a.db"),
+            Location::SqliteFile("/tmp/a.db".into())
+        );
+        assert_eq!(
+            Location::parse("sqlite:a.db"),
+            Location::SqliteFile("a.db".into())
+        );
+        assert_eq!(
+            Location::parse("./x/hilo.db"),
+            Location::SqliteFile("./x/hilo.db".into())
+        );
+        assert_eq!(Location::parse("sqlite::memory:"), Location::SqliteMemory);
+        assert!(matches!(
+            Location::parse("postgres://u:p@h/db"),
+            Location::Postgres(_)
+        ));
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+    }
+}

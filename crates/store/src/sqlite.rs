@@ -1,0 +1,430 @@
+//! The embedded SQLite backend: one file, WAL mode.
+//!
+//! Durability: with the default [`Durability::Normal`] (`synchronous=NORMAL` in WAL mode) a
+//! committed transaction survives the process crashing or being killed, but the last commits
+//! may be lost if the machine loses power. [`Durability::Full`] (`synchronous=FULL`) makes
+//! every commit reach the disk before it returns.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hilo_core::store::{
+    Activation, ImportOutcome, NewWorkflow, Result, Store, StoreError, StoredWorkflow, TenantId,
+    VersionInfo, WorkflowStore, WorkflowSummary,
+};
+use hilo_core::Format;
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL`: safe against process crashes, not against power loss.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is on disk when it returns.
+    Full,
+}
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    description: String,
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn to_time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl SqliteStore {
+    /// Opens the database file at `path`, creating it (and its directory) if needed, and
+    /// applies pending migrations.
+    pub async fn open(path: &Path, durability: Durability) -> Result<Self> {
+        let location = path.display().to_string();
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                location: location.clone(),
+                detail: format!("cannot create the directory {}: {e}", dir.display()),
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Normal => SqliteSynchronous::Normal,
+                Durability::Full => SqliteSynchronous::Full,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open {
+                location: location.clone(),
+                detail: e.to_string(),
+            })?;
+        Self::init(pool, format!("sqlite:{location}")).await
+    }
+
+    /// A private in-memory database (one connection, gone when dropped).
+    pub async fn memory() -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(backend)?
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open {
+                location: ":memory:".into(),
+                detail: e.to_string(),
+            })?;
+        Self::init(pool, "sqlite::memory:".into()).await
+    }
+
+    async fn init(pool: SqlitePool, description: String) -> Result<Self> {
+        crate::migrations::migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(SqliteStore { pool, description })
+    }
+
+    /// The connection pool, for tests and for other store concerns in this crate.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn active_version(
+        tx: &mut Transaction<'_, Sqlite>,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<u64>> {
+        let row = sqlx::query("SELECT version FROM workflow_active WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+        row.map(|r| r.try_get::<i64, _>(0).map(to_u64))
+            .transpose()
+            .map_err(backend)
+    }
+
+    async fn set_active(
+        tx: &mut Transaction<'_, Sqlite>,
+        tenant: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workflow_active (tenant_id, name, version, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(to_i64(version))
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+}
+
+fn decode_stored(name: &str, version: u64, definition: &str) -> Result<hilo_core::Workflow> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        name: name.to_string(),
+        version,
+        detail,
+    };
+    let value: Value = serde_json::from_str(definition).map_err(|e| corrupt(e.to_string()))?;
+    // Stored definitions were validated on import; decode without the tool catalog, which
+    // may have changed since (a tool removed from hilo.toml must not hide stored versions).
+    let mut dec = hilo_core::decode::Decoder::default();
+    match dec.workflow(&value) {
+        Some(wf) if dec.diagnostics.is_empty() => Ok(wf),
+        _ => Err(corrupt(
+            dec.diagnostics
+                .first()
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        )),
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for SqliteStore {
+    async fn import_workflow(
+        &self,
+        tenant: &TenantId,
+        new: NewWorkflow<'_>,
+        activation: Activation,
+    ) -> Result<ImportOutcome> {
+        let wf = new.workflow;
+        let canonical_value = hilo_core::to_value(wf);
+        let canonical = canonical_value.to_string();
+        let version = to_i64(wf.version);
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Write first, so the transaction holds SQLite's write lock from its first statement.
+        let inserted = sqlx::query(
+            "INSERT INTO workflow_versions \
+             (tenant_id, name, version, definition, source, source_format, description, node_count, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (tenant_id, name, version) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(&wf.name)
+        .bind(version)
+        .bind(&canonical)
+        .bind(new.source)
+        .bind(new.format.as_str())
+        .bind(wf.description.as_deref())
+        .bind(i64::try_from(wf.all_nodes().len()).unwrap_or(i64::MAX))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+
+        if inserted == 0 {
+            let existing: String = sqlx::query_scalar(
+                "SELECT definition FROM workflow_versions WHERE tenant_id = $1 AND name = $2 AND version = $3",
+            )
+            .bind(tenant)
+            .bind(&wf.name)
+            .bind(version)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let same = serde_json::from_str::<Value>(&existing)
+                .map(|v| v == canonical_value)
+                .unwrap_or(false);
+            tx.rollback().await.map_err(backend)?;
+            return if same {
+                Ok(ImportOutcome::Unchanged)
+            } else {
+                Err(StoreError::VersionConflict {
+                    name: wf.name.clone(),
+                    version: wf.version,
+                })
+            };
+        }
+
+        let active = Self::active_version(&mut tx, tenant, &wf.name).await?;
+        let newest: i64 = sqlx::query_scalar(
+            "SELECT MAX(version) FROM workflow_versions WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(tenant)
+        .bind(&wf.name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let activate = match (active, activation) {
+            (None, _) => true,
+            (Some(_), Activation::Always) => true,
+            (Some(_), Activation::Never) => false,
+            (Some(_), Activation::IfNewest) => newest == version,
+        };
+        if activate {
+            Self::set_active(&mut tx, tenant, &wf.name, wf.version).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(ImportOutcome::Created {
+            activated: activate,
+        })
+    }
+
+    async fn get_workflow(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<StoredWorkflow> {
+        let row = match version {
+            Some(v) => sqlx::query(
+                "SELECT w.version, w.definition, w.source, w.source_format, w.created_at, \
+                 CASE WHEN a.version = w.version THEN 1 ELSE 0 END \
+                 FROM workflow_versions w \
+                 LEFT JOIN workflow_active a ON a.tenant_id = w.tenant_id AND a.name = w.name \
+                 WHERE w.tenant_id = $1 AND w.name = $2 AND w.version = $3",
+            )
+            .bind(tenant)
+            .bind(name)
+            .bind(to_i64(v))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?,
+            None => sqlx::query(
+                "SELECT w.version, w.definition, w.source, w.source_format, w.created_at, 1 \
+                 FROM workflow_active a \
+                 JOIN workflow_versions w ON w.tenant_id = a.tenant_id AND w.name = a.name AND w.version = a.version \
+                 WHERE a.tenant_id = $1 AND a.name = $2",
+            )
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?,
+        };
+        let Some(row) = row else {
+            return Err(match version {
+                Some(v) if self.exists(tenant, name).await? => StoreError::VersionNotFound {
+                    name: name.to_string(),
+                    version: v,
+                },
+                _ => StoreError::WorkflowNotFound {
+                    name: name.to_string(),
+                },
+            });
+        };
+        let v = to_u64(row.try_get::<i64, _>(0).map_err(backend)?);
+        let definition: String = row.try_get(1).map_err(backend)?;
+        let format: String = row.try_get(3).map_err(backend)?;
+        Ok(StoredWorkflow {
+            workflow: decode_stored(name, v, &definition)?,
+            source: row.try_get(2).map_err(backend)?,
+            format: Format::parse(&format).unwrap_or(Format::Yaml),
+            created_at: to_time(row.try_get(4).map_err(backend)?),
+            active: row.try_get::<i64, _>(5).map_err(backend)? == 1,
+        })
+    }
+
+    async fn list_workflows(&self, tenant: &TenantId) -> Result<Vec<WorkflowSummary>> {
+        let rows = sqlx::query(
+            "SELECT w.name, a.version, MAX(w.version), COUNT(*), MAX(w.created_at), av.description, a.updated_at \
+             FROM workflow_versions w \
+             JOIN workflow_active a ON a.tenant_id = w.tenant_id AND a.name = w.name \
+             JOIN workflow_versions av ON av.tenant_id = a.tenant_id AND av.name = a.name AND av.version = a.version \
+             WHERE w.tenant_id = $1 \
+             GROUP BY w.name, a.version, av.description, a.updated_at \
+             ORDER BY w.name",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let created: i64 = r.try_get(4)?;
+                let activated: i64 = r.try_get(6)?;
+                Ok(WorkflowSummary {
+                    name: r.try_get(0)?,
+                    active_version: to_u64(r.try_get(1)?),
+                    latest_version: to_u64(r.try_get(2)?),
+                    versions: to_u64(r.try_get(3)?),
+                    description: r.try_get(5)?,
+                    updated_at: to_time(created.max(activated)),
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(backend)
+    }
+
+    async fn list_versions(&self, tenant: &TenantId, name: &str) -> Result<Vec<VersionInfo>> {
+        let rows = sqlx::query(
+            "SELECT w.version, CASE WHEN a.version = w.version THEN 1 ELSE 0 END, w.created_at, w.node_count \
+             FROM workflow_versions w \
+             LEFT JOIN workflow_active a ON a.tenant_id = w.tenant_id AND a.name = w.name \
+             WHERE w.tenant_id = $1 AND w.name = $2 ORDER BY w.version",
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        if rows.is_empty() {
+            return Err(StoreError::WorkflowNotFound {
+                name: name.to_string(),
+            });
+        }
+        rows.iter()
+            .map(|r| {
+                Ok(VersionInfo {
+                    version: to_u64(r.try_get(0)?),
+                    active: r.try_get::<i64, _>(1)? == 1,
+                    created_at: to_time(r.try_get(2)?),
+                    nodes: to_u64(r.try_get(3)?),
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(backend)
+    }
+
+    async fn activate(&self, tenant: &TenantId, name: &str, version: u64) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM workflow_versions WHERE tenant_id = $1 AND name = $2 AND version = $3",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(to_i64(version))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if found.is_none() {
+            tx.rollback().await.map_err(backend)?;
+            return Err(if self.exists(tenant, name).await? {
+                StoreError::VersionNotFound {
+                    name: name.to_string(),
+                    version,
+                }
+            } else {
+                StoreError::WorkflowNotFound {
+                    name: name.to_string(),
+                }
+            });
+        }
+        Self::set_active(&mut tx, tenant, name, version).await?;
+        tx.commit().await.map_err(backend)
+    }
+}
+
+impl SqliteStore {
+    async fn exists(&self, tenant: &str, name: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM workflow_versions WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(tenant)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(n > 0)
+    }
+}
+
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}

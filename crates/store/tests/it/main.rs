@@ -1,0 +1,97 @@
+//! Integration tests of the store backends against real databases (SQLite files).
+//!
+//! `conformance` holds the behaviour every backend must have; each backend runs it.
+
+mod conformance;
+
+use std::sync::Arc;
+
+use hilo_core::store::Store;
+use hilo_store::{Durability, SqliteStore};
+
+async fn sqlite_file(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+    match SqliteStore::open(&dir.path().join("nested/dir/hilo.db"), Durability::Normal).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => unreachable!("cannot open the test database: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_file_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::run_all(sqlite_file(&dir).await).await;
+}
+
+#[tokio::test]
+async fn sqlite_memory_conformance() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::memory().await.unwrap());
+    conformance::run_all(store).await;
+}
+
+#[tokio::test]
+async fn sqlite_uses_wal_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hilo.db");
+    {
+        let store = SqliteStore::open(&path, Durability::Full).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(sync, 2, "FULL");
+        conformance::import(&store, "persisted", 1, "a").await.unwrap();
+        store.pool().close().await;
+    }
+    let store = SqliteStore::open(&path, Durability::Normal).await.unwrap();
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(sync, 1, "NORMAL");
+    let got = hilo_core::WorkflowStore::get_workflow(&store, "default", "persisted", None)
+        .await
+        .unwrap();
+    assert_eq!(got.workflow.version, 1);
+    assert!(got.active);
+}
+
+#[tokio::test]
+async fn concurrent_conflicting_imports_store_exactly_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_file(&dir).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            conformance::import(store.as_ref(), "race", 1, &format!("v{i}")).await
+        }));
+    }
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.code(), "VERSION_CONFLICT", "{e}");
+                conflicts += 1;
+            }
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 7));
+}
+
+#[tokio::test]
+async fn postgres_urls_are_refused_with_a_clear_error() {
+    let Err(e) = hilo_store::open(&hilo_store::Location::parse("postgres://u:pw@localhost/x")).await
+    else {
+        unreachable!("postgres is not supported yet")
+    };
+    let msg = e.to_string();
+    assert!(msg.contains("postgres://u:***@localhost/x"), "{msg}");
+    assert!(msg.contains("SQLite"), "{msg}");
+}
