@@ -48,8 +48,8 @@ fn read_source(path: &Path) -> anyhow::Result<(String, Format)> {
         let format = Format::detect(None, &text);
         return Ok((text, format));
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let name = path.file_name().and_then(|n| n.to_str());
     Ok((text.clone(), Format::detect(name, &text)))
 }
@@ -277,7 +277,14 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                     })
                     .collect();
                 print_table(
-                    &["NAME", "ACTIVE", "LATEST", "VERSIONS", "UPDATED", "DESCRIPTION"],
+                    &[
+                        "NAME",
+                        "ACTIVE",
+                        "LATEST",
+                        "VERSIONS",
+                        "UPDATED",
+                        "DESCRIPTION",
+                    ],
                     &rows,
                 );
             }
@@ -382,15 +389,29 @@ fn diff(a: &Workflow, b: &Workflow) -> anyhow::Result<String> {
             .collect()
     };
     let (na, nb) = (index(a), index(b));
-    let added: Vec<&str> = nb.keys().filter(|k| !na.contains_key(*k)).map(String::as_str).collect();
-    let removed: Vec<&str> = na.keys().filter(|k| !nb.contains_key(*k)).map(String::as_str).collect();
+    let added: Vec<&str> = nb
+        .keys()
+        .filter(|k| !na.contains_key(*k))
+        .map(String::as_str)
+        .collect();
+    let removed: Vec<&str> = na
+        .keys()
+        .filter(|k| !nb.contains_key(*k))
+        .map(String::as_str)
+        .collect();
     let changed: Vec<&str> = na
         .iter()
         .filter(|(k, v)| nb.get(*k).is_some_and(|w| w != *v))
         .map(|(k, _)| k.as_str())
         .collect();
     let mut out = format!("{} → {}\n", a.reference(), b.reference());
-    let list = |v: &[&str]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+    let list = |v: &[&str]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
     out.push_str(&format!("  nodes added:   {}\n", list(&added)));
     out.push_str(&format!("  nodes removed: {}\n", list(&removed)));
     out.push_str(&format!("  nodes changed: {}\n", list(&changed)));

@@ -57,7 +57,9 @@ impl Config {
         let mut config = Config::default();
         if let Some(custom) = value.pointer("/tools/custom") {
             let Value::Array(items) = custom else {
-                bail!("`tools.custom` must be an array of tables: write each tool as [[tools.custom]]");
+                bail!(
+                    "`tools.custom` must be an array of tables: write each tool as [[tools.custom]]"
+                );
             };
             let mut dec = Decoder::default();
             for (i, item) in items.iter().enumerate() {
@@ -132,8 +134,14 @@ ignored = true
     #[test]
     fn bad_tools_are_reported() {
         let err = Config::parse("[[tools.custom]]\nname = \"x\"\n").unwrap_err();
-        assert!(format!("{err:#}").contains("needs the field `http`"), "{err:#}");
-        let err = Config::parse("[[tools.custom]]\nname = \"http_request\"\nhttp = {method = \"GET\", url = \"u\"}\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("needs the field `http`"),
+            "{err:#}"
+        );
+        let err = Config::parse(
+            "[[tools.custom]]\nname = \"http_request\"\nhttp = {method = \"GET\", url = \"u\"}\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("declared twice"));
     }
 }

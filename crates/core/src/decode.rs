@@ -40,7 +40,13 @@ pub const COMMON_NODE_KEYS: &[&str] = &[
     "on_error",
     "compensate",
 ];
-const RETRY_KEYS: &[&str] = &["max_attempts", "initial_ms", "multiplier", "max_ms", "jitter"];
+const RETRY_KEYS: &[&str] = &[
+    "max_attempts",
+    "initial_ms",
+    "multiplier",
+    "max_ms",
+    "jitter",
+];
 const TOOL_KEYS: &[&str] = &[
     "name",
     "description",
@@ -82,13 +88,7 @@ pub fn node_type_keys(ty: &str) -> &'static [&'static str] {
         "switch" => &["cases", "default"],
         "set" => &["vars"],
         "transform" => &["expr"],
-        "loop" => &[
-            "for_each",
-            "until",
-            "max_iterations",
-            "concurrency",
-            "body",
-        ],
+        "loop" => &["for_each", "until", "max_iterations", "concurrency", "body"],
         "parallel" => &["branches"],
         "merge" => &["wait"],
         "human" => &["prompt", "schema", "assignee", "skills"],
@@ -231,7 +231,11 @@ impl Decoder {
     fn nonempty_string(&mut self, v: &Value, path: &str, what: &str) -> Option<String> {
         let s = self.string(v, path, what)?;
         if s.trim().is_empty() {
-            self.err(Code::InvalidValue, path, format!("{what} must not be empty"));
+            self.err(
+                Code::InvalidValue,
+                path,
+                format!("{what} must not be empty"),
+            );
             return None;
         }
         Some(s)
@@ -431,7 +435,9 @@ impl Decoder {
             .and_then(|v| self.int(v, "/version", "`version`", 1, i64::MAX as u64));
         let description = self.opt_string(m, "", "description");
         let input = self.schema_value(m, "", "input");
-        let defaults = m.get("defaults").and_then(|v| self.defaults(v, "/defaults"));
+        let defaults = m
+            .get("defaults")
+            .and_then(|v| self.defaults(v, "/defaults"));
         let tools = match m.get("tools") {
             None => Vec::new(),
             Some(Value::Array(items)) => {
@@ -556,7 +562,12 @@ impl Decoder {
         let input = self.schema_value(m, path, "input");
         let output = self.schema_value(m, path, "output");
         let http = self
-            .req(m, path, "http", "a tool (hilo declares tools as HTTP requests)")
+            .req(
+                m,
+                path,
+                "http",
+                "a tool (hilo declares tools as HTTP requests)",
+            )
             .and_then(|v| self.http(v, &push_pointer(path, "http")));
         let compensation = m
             .get("compensation")
@@ -763,7 +774,9 @@ impl Decoder {
                 self.err(
                     Code::InvalidValue,
                     path,
-                    format!("`on_error` must be `fail`, `continue` or `{{goto: <node id>}}`, got {v}"),
+                    format!(
+                        "`on_error` must be `fail`, `continue` or `{{goto: <node id>}}`, got {v}"
+                    ),
                 );
                 None
             }
@@ -799,7 +812,11 @@ impl Decoder {
                                 Some(k) => format!("did you mean `{k}`?"),
                                 None => "agents: simple, reasoning, planner".to_string(),
                             };
-                            self.err(Code::UnknownAgent, &p, format!("unknown agent {s:?}; {hint}"));
+                            self.err(
+                                Code::UnknownAgent,
+                                &p,
+                                format!("unknown agent {s:?}; {hint}"),
+                            );
                             None
                         }
                     }
@@ -890,7 +907,13 @@ impl Decoder {
             }
             "wait" => {
                 let duration_ms = m.get("duration_ms").and_then(|v| {
-                    self.int(v, &field("duration_ms"), "`duration_ms`", 0, i64::MAX as u64)
+                    self.int(
+                        v,
+                        &field("duration_ms"),
+                        "`duration_ms`",
+                        0,
+                        i64::MAX as u64,
+                    )
                 });
                 let until = m
                     .get("until")
@@ -1007,7 +1030,10 @@ impl Decoder {
 
     fn cases(&mut self, v: &Value, path: &str) -> Option<Vec<SwitchCase>> {
         let Value::Array(items) = v else {
-            let msg = format!("`cases` must be a list of {{when, to}}, got {}", type_name(v));
+            let msg = format!(
+                "`cases` must be a list of {{when, to}}, got {}",
+                type_name(v)
+            );
             self.err(Code::InvalidType, path, msg);
             return None;
         };
@@ -1212,9 +1238,9 @@ impl Decoder {
             }
             "explicit_request" => {
                 self.keys(m, path, &["type", "patterns"], &what);
-                let patterns = self
-                    .req(m, path, "patterns", &what)
-                    .and_then(|v| self.string_list(v, &push_pointer(path, "patterns"), "a pattern"))?;
+                let patterns = self.req(m, path, "patterns", &what).and_then(|v| {
+                    self.string_list(v, &push_pointer(path, "patterns"), "a pattern")
+                })?;
                 if patterns.is_empty() {
                     self.err(
                         Code::InvalidValue,

@@ -72,7 +72,10 @@ pub fn compile_template(src: &str) -> Result<(), CompileError> {
         .map(|_| ())
         .map_err(|e| CompileError {
             message: match e.line() {
-                Some(line) => format!("{} (template line {line})", e.detail().unwrap_or("syntax error")),
+                Some(line) => format!(
+                    "{} (template line {line})",
+                    e.detail().unwrap_or("syntax error")
+                ),
                 None => e.detail().unwrap_or("syntax error").to_string(),
             },
         })
@@ -131,8 +134,14 @@ mod tests {
             Dynamic::Expression("lookup.output.rows[0].id")
         );
         assert_eq!(classify("${ {a: b} }"), Dynamic::Expression("{a: b}"));
-        assert!(matches!(classify("Hi {{ input.name }}"), Dynamic::Template(_)));
-        assert!(matches!(classify("{% if x %}y{% endif %}"), Dynamic::Template(_)));
+        assert!(matches!(
+            classify("Hi {{ input.name }}"),
+            Dynamic::Template(_)
+        ));
+        assert!(matches!(
+            classify("{% if x %}y{% endif %}"),
+            Dynamic::Template(_)
+        ));
         assert!(matches!(classify("${ a } and ${ b }"), Dynamic::Literal(_)));
         assert!(matches!(classify("plain 100%"), Dynamic::Literal(_)));
         assert_eq!(bare_expression("${ input.items }"), "input.items");

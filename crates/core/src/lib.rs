@@ -67,7 +67,11 @@ pub fn from_value(value: &Value, catalog: &Catalog) -> Result<Workflow, Diagnost
     check(value, catalog, None)
 }
 
-fn check(value: &Value, catalog: &Catalog, map: Option<&SourceMap>) -> Result<Workflow, Diagnostics> {
+fn check(
+    value: &Value,
+    catalog: &Catalog,
+    map: Option<&SourceMap>,
+) -> Result<Workflow, Diagnostics> {
     let mut dec = decode::Decoder::default();
     let wf = dec.workflow(value);
     let mut problems = dec.diagnostics;

@@ -120,7 +120,16 @@ fn arrows(g: GraphRef<'_>) -> Vec<(String, String, Option<String>, bool)> {
 
 /// A node id as a Mermaid identifier: a few words are keywords there.
 fn mid(id: &str) -> String {
-    const KEYWORDS: [&str; 8] = ["end", "graph", "subgraph", "flowchart", "class", "classdef", "style", "click"];
+    const KEYWORDS: [&str; 8] = [
+        "end",
+        "graph",
+        "subgraph",
+        "flowchart",
+        "class",
+        "classdef",
+        "style",
+        "click",
+    ];
     if KEYWORDS.contains(&id.to_ascii_lowercase().as_str()) {
         format!("n_{id}")
     } else {
@@ -147,7 +156,11 @@ fn mermaid(wf: &Workflow) -> String {
 fn mermaid_graph(out: &mut String, g: GraphRef<'_>, depth: usize) {
     let pad = "  ".repeat(depth);
     for n in g.nodes {
-        let label = format!("{}<br/><small>{}</small>", mermaid_text(&n.id), mermaid_text(&detail(n)));
+        let label = format!(
+            "{}<br/><small>{}</small>",
+            mermaid_text(&n.id),
+            mermaid_text(&detail(n))
+        );
         let (open, close) = match &n.kind {
             NodeKind::Tool(_) | NodeKind::Transform(_) | NodeKind::Set(_) => ("[", "]"),
             NodeKind::Agent(_) => ("(", ")"),
@@ -173,7 +186,12 @@ fn mermaid_graph(out: &mut String, g: GraphRef<'_>, depth: usize) {
             let _ = writeln!(out, "{pad}subgraph {}_body [\"{} body\"]", n.id, n.id);
             mermaid_graph(out, l.body.as_ref(), depth + 1);
             let _ = writeln!(out, "{pad}end");
-            let _ = writeln!(out, "{pad}{} -.->|each iteration| {}_body", mid(&n.id), n.id);
+            let _ = writeln!(
+                out,
+                "{pad}{} -.->|each iteration| {}_body",
+                mid(&n.id),
+                n.id
+            );
         }
         if let Some(c) = &n.compensate {
             let _ = writeln!(out, "{pad}%% {} is undone by {}", n.id, c.tool);
@@ -227,7 +245,11 @@ fn dot_graph(out: &mut String, g: GraphRef<'_>, depth: usize) {
             NodeKind::Handover(_) => ("oval", "#fff8e1"),
             NodeKind::Fail(_) => ("oval", "#ffebee"),
         };
-        let style = if shape.contains("style=") { "" } else { ", style=filled" };
+        let style = if shape.contains("style=") {
+            ""
+        } else {
+            ", style=filled"
+        };
         let _ = writeln!(
             out,
             "{pad}\"{}\" [label=\"{}\\n{}\", shape=\"{shape}\"{style}, fillcolor=\"{color}\"];",
@@ -237,7 +259,11 @@ fn dot_graph(out: &mut String, g: GraphRef<'_>, depth: usize) {
         );
         if let NodeKind::Loop(l) = &n.kind {
             let _ = writeln!(out, "{pad}subgraph \"cluster_{}\" {{", dot_text(&n.id));
-            let _ = writeln!(out, "{pad}  label=\"{} body\"; style=dashed;", dot_text(&n.id));
+            let _ = writeln!(
+                out,
+                "{pad}  label=\"{} body\"; style=dashed;",
+                dot_text(&n.id)
+            );
             dot_graph(out, l.body.as_ref(), depth + 1);
             let _ = writeln!(out, "{pad}}}");
             if let Some(first) = l.body.nodes.first() {
@@ -263,6 +289,11 @@ fn dot_graph(out: &mut String, g: GraphRef<'_>, depth: usize) {
         } else {
             format!(" [{}]", attrs.join(", "))
         };
-        let _ = writeln!(out, "{pad}\"{}\" -> \"{}\"{attrs};", dot_text(&from), dot_text(&to));
+        let _ = writeln!(
+            out,
+            "{pad}\"{}\" -> \"{}\"{attrs};",
+            dot_text(&from),
+            dot_text(&to)
+        );
     }
 }

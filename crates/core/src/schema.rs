@@ -36,10 +36,16 @@ fn node_type_properties(ty: &str) -> Map<String, Value> {
     match ty {
         "tool" => {
             p.insert("tool".into(), string("Name of the tool to call."));
-            p.insert("with".into(), input_like("The tool's input; strings may be `${ JMESPath }` or Jinja templates."));
+            p.insert(
+                "with".into(),
+                input_like("The tool's input; strings may be `${ JMESPath }` or Jinja templates."),
+            );
         }
         "agent" => {
-            p.insert("agent".into(), json!({"enum": ["simple", "reasoning", "planner"]}));
+            p.insert(
+                "agent".into(),
+                json!({"enum": ["simple", "reasoning", "planner"]}),
+            );
             p.insert("with".into(), json!({"$ref": "#/definitions/agent_with"}));
         }
         "condition" => {
@@ -53,10 +59,16 @@ fn node_type_properties(ty: &str) -> Map<String, Value> {
                     "properties": {"when": expr(), "to": string("Node id made live when `when` holds.")}
                 }}),
             );
-            p.insert("default".into(), string("Node id made live when no case holds."));
+            p.insert(
+                "default".into(),
+                string("Node id made live when no case holds."),
+            );
         }
         "set" => {
-            p.insert("vars".into(), json!({"type": "object", "description": "Values written into `vars`."}));
+            p.insert(
+                "vars".into(),
+                json!({"type": "object", "description": "Values written into `vars`."}),
+            );
         }
         "transform" => {
             p.insert("expr".into(), expr());
@@ -67,33 +79,63 @@ fn node_type_properties(ty: &str) -> Map<String, Value> {
                 json!({"type": ["string", "array"], "description": "JMESPath expression yielding the list to iterate over, or a literal list."}),
             );
             p.insert("until".into(), expr());
-            p.insert("max_iterations".into(), json!({"type": "integer", "minimum": 1, "maximum": MAX_ITERATIONS}));
-            p.insert("concurrency".into(), json!({"type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY}));
+            p.insert(
+                "max_iterations".into(),
+                json!({"type": "integer", "minimum": 1, "maximum": MAX_ITERATIONS}),
+            );
+            p.insert(
+                "concurrency".into(),
+                json!({"type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY}),
+            );
             p.insert("body".into(), json!({"$ref": "#/definitions/graph"}));
         }
         "parallel" => {
-            p.insert("branches".into(), json!({"type": "array", "minItems": 1, "items": string("Node id.")}));
+            p.insert(
+                "branches".into(),
+                json!({"type": "array", "minItems": 1, "items": string("Node id.")}),
+            );
         }
         "merge" => {
             p.insert("wait".into(), json!({"enum": ["all", "any"]}));
         }
         "human" => {
-            p.insert("prompt".into(), string("What the person is asked (a template)."));
-            p.insert("schema".into(), json!({"type": ["object", "boolean"], "description": "JSON Schema of the answer."}));
+            p.insert(
+                "prompt".into(),
+                string("What the person is asked (a template)."),
+            );
+            p.insert(
+                "schema".into(),
+                json!({"type": ["object", "boolean"], "description": "JSON Schema of the answer."}),
+            );
             p.insert("assignee".into(), string("Who should answer."));
-            p.insert("skills".into(), json!({"type": "array", "items": string("Skill.")}));
+            p.insert(
+                "skills".into(),
+                json!({"type": "array", "items": string("Skill.")}),
+            );
         }
         "wait" => {
-            p.insert("duration_ms".into(), json!({"type": "integer", "minimum": 0}));
-            p.insert("until".into(), string("RFC 3339 instant, or an expression yielding one."));
+            p.insert(
+                "duration_ms".into(),
+                json!({"type": "integer", "minimum": 0}),
+            );
+            p.insert(
+                "until".into(),
+                string("RFC 3339 instant, or an expression yielding one."),
+            );
         }
         "workflow" => {
-            p.insert("workflow".into(), json!({"type": "string", "pattern": "^[a-z0-9_-]+$"}));
+            p.insert(
+                "workflow".into(),
+                json!({"type": "string", "pattern": "^[a-z0-9_-]+$"}),
+            );
             p.insert("version".into(), json!({"type": "integer", "minimum": 1}));
             p.insert("with".into(), input_like("The child execution's input."));
         }
         "finish" => {
-            p.insert("output".into(), json!({"description": "The execution's output."}));
+            p.insert(
+                "output".into(),
+                json!({"description": "The execution's output."}),
+            );
         }
         "handover" => {
             p.insert("with".into(), input_like("{reason, skills}"));
@@ -124,7 +166,10 @@ fn common_node_properties() -> Map<String, Value> {
              "properties": {"goto": string("Node id that becomes live when this node fails.")}}
         ]}),
     );
-    p.insert("compensate".into(), json!({"$ref": "#/definitions/tool_call"}));
+    p.insert(
+        "compensate".into(),
+        json!({"$ref": "#/definitions/tool_call"}),
+    );
     p
 }
 
@@ -153,7 +198,8 @@ fn node_schema() -> Value {
             "workflow" => vec!["workflow"],
             _ => vec![],
         };
-        let mut then = json!({"properties": props, "additionalProperties": false, "required": required});
+        let mut then =
+            json!({"properties": props, "additionalProperties": false, "required": required});
         if ty == "wait" {
             then["oneOf"] = json!([{"required": ["duration_ms"]}, {"required": ["until"]}]);
         }
@@ -308,6 +354,9 @@ mod tests {
         let v = jsonschema::validator_for(&workflow_schema()).ok();
         let bad = json!({"name": "x", "version": 1, "nodes": [{"id": "a", "type": "finish", "timout_ms": 1}]});
         let good = json!({"name": "x", "version": 1, "nodes": [{"id": "a", "type": "finish", "timeout_ms": 1}]});
-        assert!(v.as_ref().is_some_and(|v| !v.is_valid(&bad) && v.is_valid(&good)));
+        assert!(
+            v.as_ref()
+                .is_some_and(|v| !v.is_valid(&bad) && v.is_valid(&good))
+        );
     }
 }

@@ -82,14 +82,15 @@ impl SourceMap {
             let pos = (span.start.line(), span.start.col() + 1);
             match event {
                 Event::Scalar(value, ..) => match stack.last_mut() {
-                    Some(Frame::Map { path, key }) => match key.take() {
-                        None => {
+                    Some(Frame::Map { path, key }) => {
+                        // A scalar after a key is its value (and ends the entry); otherwise
+                        // it is the next key.
+                        if key.take().is_none() {
                             let child = push_pointer(path, &value);
                             positions.entry(child).or_insert(pos);
                             *key = Some(value.into_owned());
                         }
-                        Some(_) => {}
-                    },
+                    }
                     Some(Frame::Seq { path, index }) => {
                         positions.insert(push_pointer(path, &index.to_string()), pos);
                         *index += 1;

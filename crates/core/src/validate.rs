@@ -151,7 +151,10 @@ impl<'a> Validator<'a> {
             self.err(
                 Code::InvalidExpression,
                 path,
-                format!("JMESPath expression `{e}` does not compile: {}", err.message),
+                format!(
+                    "JMESPath expression `{e}` does not compile: {}",
+                    err.message
+                ),
             );
         }
     }
@@ -225,8 +228,9 @@ impl<'a> Validator<'a> {
         for (i, t) in self.wf.tools.iter().enumerate() {
             let path = self.partial.item("/tools", i);
             if let Some(first) = seen.insert(&t.name, i) {
-                let first = crate::diagnostic::pointer_to_field(&self.partial.item("/tools", first))
-                    .unwrap_or_default();
+                let first =
+                    crate::diagnostic::pointer_to_field(&self.partial.item("/tools", first))
+                        .unwrap_or_default();
                 self.err(
                     Code::DuplicateId,
                     push_pointer(&path, "name"),
@@ -339,7 +343,12 @@ impl<'a> Validator<'a> {
             let from = index.get(e.from.as_str()).copied();
             let to = index.get(e.to.as_str()).copied();
             if from.is_none() {
-                self.unknown_node(&e.from, push_pointer(&ep, "from"), &ids, "this edge's `from`");
+                self.unknown_node(
+                    &e.from,
+                    push_pointer(&ep, "from"),
+                    &ids,
+                    "this edge's `from`",
+                );
             }
             if to.is_none() {
                 self.unknown_node(&e.to, push_pointer(&ep, "to"), &ids, "this edge's `to`");
@@ -408,17 +417,27 @@ impl<'a> Validator<'a> {
                     }
                 }
                 NodeKind::Agent(a) => self.agent(a, &field("with")),
-                NodeKind::Condition(c) => self.jmespath(expr::bare_expression(&c.when), &field("when")),
+                NodeKind::Condition(c) => {
+                    self.jmespath(expr::bare_expression(&c.when), &field("when"))
+                }
                 NodeKind::Switch(s) => {
                     for (ci, case) in s.cases.iter().enumerate() {
                         let cp = push_pointer(&field("cases"), &ci.to_string());
-                        self.jmespath(expr::bare_expression(&case.when), &push_pointer(&cp, "when"));
+                        self.jmespath(
+                            expr::bare_expression(&case.when),
+                            &push_pointer(&cp, "when"),
+                        );
                         match index.get(case.to.as_str()) {
                             Some(&t) => {
                                 succ[i].push(t);
                                 has_incoming[t] = true;
                             }
-                            None => self.unknown_node(&case.to, push_pointer(&cp, "to"), &ids, "this case's `to`"),
+                            None => self.unknown_node(
+                                &case.to,
+                                push_pointer(&cp, "to"),
+                                &ids,
+                                "this case's `to`",
+                            ),
                         }
                     }
                     if let Some(d) = &s.default {
@@ -436,7 +455,9 @@ impl<'a> Validator<'a> {
                         self.dynamic(v, &push_pointer(&field("vars"), k));
                     }
                 }
-                NodeKind::Transform(t) => self.jmespath(expr::bare_expression(&t.expr), &field("expr")),
+                NodeKind::Transform(t) => {
+                    self.jmespath(expr::bare_expression(&t.expr), &field("expr"))
+                }
                 NodeKind::Loop(l) => {
                     if let Some(Value::String(s)) = &l.for_each {
                         self.jmespath(expr::bare_expression(s), &field("for_each"));
@@ -451,7 +472,11 @@ impl<'a> Validator<'a> {
                     for (bi, b) in p.branches.iter().enumerate() {
                         let bp = push_pointer(&field("branches"), &bi.to_string());
                         if !seen.insert(b) {
-                            self.err(Code::InvalidValue, bp.clone(), format!("branch `{b}` is listed twice"));
+                            self.err(
+                                Code::InvalidValue,
+                                bp.clone(),
+                                format!("branch `{b}` is listed twice"),
+                            );
                         }
                         match index.get(b.as_str()) {
                             Some(&t) => {
@@ -534,7 +559,9 @@ impl<'a> Validator<'a> {
         }
 
         // Entries and reachability.
-        let entries: Vec<usize> = (0..n).filter(|&i| !has_incoming[i] && !goto_target[i]).collect();
+        let entries: Vec<usize> = (0..n)
+            .filter(|&i| !has_incoming[i] && !goto_target[i])
+            .collect();
         if entries.is_empty() {
             self.err(
                 Code::NoEntry,
@@ -728,7 +755,8 @@ impl<'a> Validator<'a> {
                         self.err(Code::InvalidValue, p, msg);
                     }
                     None => {
-                        let ids: Vec<String> = self.wf.all_nodes().iter().map(|n| n.id.clone()).collect();
+                        let ids: Vec<String> =
+                            self.wf.all_nodes().iter().map(|n| n.id.clone()).collect();
                         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
                         self.unknown_node(node, p, &refs, "this trigger");
                     }

@@ -105,6 +105,9 @@ mod tests {
             Location::parse("postgres://u:p@h/db"),
             Location::Postgres(_)
         ));
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
     }
 }

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use hilo_core::Format;
 use hilo_core::store::{
     Activation, ImportOutcome, NewWorkflow, Result, Store, StoreError, StoredWorkflow, TenantId,
     VersionInfo, WorkflowStore, WorkflowSummary,
 };
-use hilo_core::Format;
 use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -129,12 +129,13 @@ impl SqliteStore {
         tenant: &str,
         name: &str,
     ) -> Result<Option<u64>> {
-        let row = sqlx::query("SELECT version FROM workflow_active WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant)
-            .bind(name)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(backend)?;
+        let row =
+            sqlx::query("SELECT version FROM workflow_active WHERE tenant_id = $1 AND name = $2")
+                .bind(tenant)
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(backend)?;
         row.map(|r| r.try_get::<i64, _>(0).map(to_u64))
             .transpose()
             .map_err(backend)

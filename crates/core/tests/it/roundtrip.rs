@@ -33,7 +33,9 @@ fn json_value() -> impl Strategy<Value = Value> {
         (-1.0e12f64..1.0e12).prop_map(|f| json!(f)),
         literal_string().prop_map(Value::String),
         Just(Value::String("${ input.order_id }".into())),
-        Just(Value::String("Hello {{ input.name | default('you') }}".into())),
+        Just(Value::String(
+            "Hello {{ input.name | default('you') }}".into()
+        )),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
@@ -58,13 +60,15 @@ fn retry() -> impl Strategy<Value = Option<Retry>> {
             prop::option::of(1000u64..=60_000),
             prop::option::of(any::<bool>()),
         )
-            .prop_map(|(max_attempts, initial_ms, multiplier, max_ms, jitter)| Retry {
-                max_attempts,
-                initial_ms,
-                multiplier,
-                max_ms,
-                jitter,
-            }),
+            .prop_map(
+                |(max_attempts, initial_ms, multiplier, max_ms, jitter)| Retry {
+                    max_attempts,
+                    initial_ms,
+                    multiplier,
+                    max_ms,
+                    jitter,
+                },
+            ),
     )
 }
 
@@ -194,10 +198,7 @@ fn workflow() -> impl Strategy<Value = Workflow> {
                 .enumerate()
                 .map(|(i, k)| node(format!("step_{i}"), k).boxed())
                 .collect();
-            (
-                Just((name, version, description, output, extra)),
-                nodes,
-            )
+            (Just((name, version, description, output, extra)), nodes)
         })
         .prop_map(|((name, version, description, output, extra), mut nodes)| {
             let n = nodes.len();

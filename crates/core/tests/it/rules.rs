@@ -10,7 +10,10 @@ fn diagnostics(text: &str, format: Format, catalog: &Catalog) -> (Vec<Code>, Str
         Ok(_) => (Vec::new(), "valid".into()),
         Err(d) => (
             d.iter().map(|d| d.code).collect(),
-            d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"),
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
         ),
     }
 }
@@ -52,7 +55,11 @@ fn valid_minimal_and_contract_example() {
 
 #[test]
 fn syntax_errors_yaml_and_json() {
-    check("syntax_yaml", "name: t\nversion: [1\nnodes: []\n", &[Code::Syntax]);
+    check(
+        "syntax_yaml",
+        "name: t\nversion: [1\nnodes: []\n",
+        &[Code::Syntax],
+    );
     check_with(
         "syntax_json",
         "{\"name\": \"t\",\n \"version\": 1,,\n}",
@@ -60,7 +67,11 @@ fn syntax_errors_yaml_and_json() {
         &Catalog::default(),
         &[Code::Syntax],
     );
-    check("duplicate_yaml_key", "name: t\nname: u\nversion: 1\nnodes: []\n", &[Code::Syntax]);
+    check(
+        "duplicate_yaml_key",
+        "name: t\nname: u\nversion: 1\nnodes: []\n",
+        &[Code::Syntax],
+    );
 }
 
 #[test]
@@ -68,7 +79,9 @@ fn wrong_types() {
     check("document_not_mapping", "- a\n- b\n", &[Code::InvalidType]);
     check(
         "field_types",
-        &wf("nodes:\n  - {id: a, type: tool, tool: http_request, timeout_ms: soon, with: 3}\n  - {id: done, type: finish}\nedges: {from: a}\n"),
+        &wf(
+            "nodes:\n  - {id: a, type: tool, tool: http_request, timeout_ms: soon, with: 3}\n  - {id: done, type: finish}\nedges: {from: a}\n",
+        ),
         &[Code::InvalidType],
     );
 }
@@ -252,12 +265,16 @@ fn every_node_needs_a_path_to_a_sink() {
 fn a_graph_needs_an_entry() {
     check(
         "no_entry",
-        &wf("nodes:\n  - {id: a, type: set, vars: {x: 1}, on_error: {goto: done}}\n  - {id: done, type: finish}\nedges: [{from: a, to: done}]\n"),
+        &wf(
+            "nodes:\n  - {id: a, type: set, vars: {x: 1}, on_error: {goto: done}}\n  - {id: done, type: finish}\nedges: [{from: a, to: done}]\n",
+        ),
         &[],
     );
     check(
         "no_entry_all_targets",
-        &wf("nodes:\n  - {id: a, type: set, vars: {x: 1}, on_error: {goto: b}}\n  - {id: b, type: set, vars: {x: 1}, on_error: {goto: a}}\n  - {id: done, type: finish}\nedges: [{from: a, to: done}, {from: b, to: done}]\n"),
+        &wf(
+            "nodes:\n  - {id: a, type: set, vars: {x: 1}, on_error: {goto: b}}\n  - {id: b, type: set, vars: {x: 1}, on_error: {goto: a}}\n  - {id: done, type: finish}\nedges: [{from: a, to: done}, {from: b, to: done}]\n",
+        ),
         &[Code::NoEntry, Code::Cycle],
     );
 }
@@ -341,14 +358,21 @@ fn json_input_has_positions_too() {
         unreachable!()
     };
     let d = &d.0[0];
-    assert_eq!((d.code, d.node.as_deref(), d.field.as_deref()), (Code::UnknownField, Some("a"), Some("colour")));
+    assert_eq!(
+        (d.code, d.node.as_deref(), d.field.as_deref()),
+        (Code::UnknownField, Some("a"), Some("colour"))
+    );
     assert_eq!((d.line, d.column), (Some(5), Some(35)));
     assert_eq!(d.path, "/nodes/0/colour");
 }
 
 #[test]
 fn diagnostics_serialize_for_machines() {
-    let Err(d) = hilo_core::load("name: t\nversion: 1\nnodes:\n  - {id: a, type: finish, x: 1}\n", Format::Yaml, &Catalog::default()) else {
+    let Err(d) = hilo_core::load(
+        "name: t\nversion: 1\nnodes:\n  - {id: a, type: finish, x: 1}\n",
+        Format::Yaml,
+        &Catalog::default(),
+    ) else {
         unreachable!()
     };
     let json = serde_json::to_value(&d).unwrap();

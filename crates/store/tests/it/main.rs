@@ -2,6 +2,9 @@
 //!
 //! `conformance` holds the behaviour every backend must have; each backend runs it.
 
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod conformance;
 
 use std::sync::Arc;
@@ -44,7 +47,9 @@ async fn sqlite_uses_wal_and_survives_reopen() {
             .await
             .unwrap();
         assert_eq!(sync, 2, "FULL");
-        conformance::import(&store, "persisted", 1, "a").await.unwrap();
+        conformance::import(&store, "persisted", 1, "a")
+            .await
+            .unwrap();
         store.pool().close().await;
     }
     let store = SqliteStore::open(&path, Durability::Normal).await.unwrap();
@@ -87,7 +92,8 @@ async fn concurrent_conflicting_imports_store_exactly_one() {
 
 #[tokio::test]
 async fn postgres_urls_are_refused_with_a_clear_error() {
-    let Err(e) = hilo_store::open(&hilo_store::Location::parse("postgres://u:pw@localhost/x")).await
+    let Err(e) =
+        hilo_store::open(&hilo_store::Location::parse("postgres://u:pw@localhost/x")).await
     else {
         unreachable!("postgres is not supported yet")
     };

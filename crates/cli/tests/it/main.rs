@@ -1,0 +1,263 @@
+//! End-to-end tests of the `hilo` binary: real processes, real SQLite files.
+
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn hilo(args: &[&str], db: Option<&Path>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hilo"));
+    cmd.args(args)
+        .current_dir(root())
+        .env_remove("HILO_DB")
+        .env_remove("HILO_CONFIG");
+    if let Some(db) = db {
+        cmd.arg("--db").arg(db);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn examples() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "json")
+            )
+        })
+        .map(|p| p.strip_prefix(root()).unwrap().display().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn validate_accepts_every_example() {
+    let files = examples();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = hilo(&args, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(": ok — "))
+            .count(),
+        files.len()
+    );
+}
+
+#[test]
+fn validate_reports_every_error_with_position_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: t\nversion: 1\nnodes:\n  - {id: a, type: tool, tool: nope, timout_ms: 1}\n  - {id: b, type: finish}\nedges: [{from: a, to: c}]\n",
+    )
+    .unwrap();
+    let out = hilo(&["validate", bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let shown = bad.display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{shown}:4:25: error[UNKNOWN_TOOL] node `a`, field `tool`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{shown}:4:37: error[UNKNOWN_FIELD] node `a`, field `timout_ms`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("error[UNKNOWN_NODE] node `a`, field `edges[0].to`"),
+        "{err}"
+    );
+    assert!(err.contains("3 errors — not valid"), "{err}");
+
+    let out = hilo(
+        &[
+            "validate",
+            "--json",
+            bad.to_str().unwrap(),
+            "examples/order_returns.yaml",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["files"][0]["errors"][0]["code"], "UNKNOWN_TOOL");
+    assert_eq!(doc["files"][0]["errors"][0]["line"], 4);
+    assert_eq!(doc["files"][1]["valid"], true);
+
+    let out = hilo(&["validate", "/no/such/file.yaml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read /no/such/file.yaml"));
+}
+
+#[test]
+fn config_file_adds_tools() {
+    let example = fixtures().join("contract_example.yaml");
+    let out = hilo(&["validate", example.to_str().unwrap()], None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "create_return is not known without hilo.toml"
+    );
+    let config = fixtures().join("hilo.toml");
+    let out = hilo(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "validate",
+            example.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn graph_snapshots() {
+    let example = fixtures().join("contract_example.yaml");
+    let config = fixtures().join("hilo.toml");
+    for format in ["mermaid", "dot"] {
+        let out = hilo(
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "graph",
+                example.to_str().unwrap(),
+                "--format",
+                format,
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        insta::assert_snapshot!(format!("graph_{format}"), text(&out.stdout));
+    }
+}
+
+#[test]
+fn schema_is_printed() {
+    let out = hilo(&["schema"], None);
+    assert_eq!(out.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+    assert!(
+        schema["definitions"]["node"]["allOf"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 15
+    );
+}
+
+#[test]
+fn completions_are_generated() {
+    let out = hilo(&["completions", "bash"], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("workflows"));
+}
+
+/// A small workflow; `marker` changes its content.
+fn write_wf(dir: &Path, file: &str, version: u64, marker: &str) -> String {
+    let path = dir.join(file);
+    std::fs::write(
+        &path,
+        format!(
+            "# kept by export\nname: greet\nversion: {version}\nnodes:\n  - {{id: hello, type: set, vars: {{msg: {marker}}}}}\n  - {{id: done, type: finish, output: '${{ vars.msg }}'}}\nedges: [{{from: hello, to: done}}]\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn workflow_store_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/hilo.db");
+    let db = Some(db.as_path());
+    let v1 = write_wf(dir.path(), "v1.yaml", 1, "hi");
+    let v2 = write_wf(dir.path(), "v2.yaml", 2, "hello");
+    let v1_changed = write_wf(dir.path(), "v1b.yaml", 1, "changed");
+
+    let out = hilo(&["workflows", "import", &v1, &v2], db);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("imported greet@1 (active)"), "{stdout}");
+    assert!(stdout.contains("imported greet@2 (active)"), "{stdout}");
+
+    let out = hilo(&["workflows", "import", &v1], db);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("greet@1 unchanged"));
+
+    let out = hilo(&["workflows", "import", &v1_changed], db);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(
+        "error[VERSION_CONFLICT]: workflow greet@1 already exists with different content"
+    ));
+
+    let out = hilo(&["workflows", "list", "--json"], db);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["name"], "greet");
+    assert_eq!(list[0]["active_version"], 2);
+
+    let out = hilo(&["workflows", "activate", "greet", "1"], db);
+    assert_eq!(out.status.code(), Some(0));
+    let out = hilo(&["workflows", "versions", "greet"], db);
+    let table = text(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("VERSION"), "{table}");
+    assert!(
+        lines[1].starts_with("1 ") && lines[1].contains('*'),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with("2 ") && !lines[2].contains('*'),
+        "{table}"
+    );
+
+    let out = hilo(&["workflows", "show", "greet", "--format", "json"], db);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["version"], 1);
+    let out = hilo(&["workflows", "export", "greet@2"], db);
+    assert_eq!(text(&out.stdout), std::fs::read_to_string(&v2).unwrap());
+
+    let out = hilo(&["workflows", "diff", "greet", "1", "2"], db);
+    let diff = text(&out.stdout);
+    assert!(diff.contains("nodes changed: hello"), "{diff}");
+    assert!(
+        diff.contains("-    msg: hi\n") && diff.contains("+    msg: hello\n"),
+        "{diff}"
+    );
+
+    let out = hilo(&["graph", "greet@2"], db);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with("flowchart TD"));
+
+    let out = hilo(&["workflows", "show", "missing"], db);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("workflow `missing` not found"));
+    let out = hilo(&["workflows", "show", "greet@x"], db);
+    assert_eq!(out.status.code(), Some(2));
+}
