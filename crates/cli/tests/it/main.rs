@@ -261,3 +261,33 @@ fn workflow_store_lifecycle() {
     let out = hilo(&["workflows", "show", "greet@x"], db);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Every Rust source file starts with a `//!` header saying what it is for.
+#[test]
+fn every_source_file_has_a_header() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if !path.ends_with("target") {
+                    walk(&path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root().join("crates"), &mut files);
+    walk(&root().join("fuzz/fuzz_targets"), &mut files);
+    assert!(files.len() > 10);
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|p| !std::fs::read_to_string(p).unwrap().starts_with("//!"))
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a //! header: {missing:?}"
+    );
+}
