@@ -50,8 +50,8 @@ fn read_source(path: &Path) -> anyhow::Result<(String, Format)> {
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let name = path.file_name().and_then(|n| n.to_str());
-    Ok((text.clone(), Format::detect(name, &text)))
+    let format = Format::detect(path.file_name().and_then(|n| n.to_str()), &text);
+    Ok((text, format))
 }
 
 /// Reads and validates one file; problems are printed (`path:line:col: error[…]`) to stderr.

@@ -41,13 +41,22 @@ use serde_json::Value;
 /// structural problems only. Most callers want [`load`].
 pub fn parse(text: &str, format: Format) -> Result<Workflow, Diagnostics> {
     let value = source::parse_value(text, format)?;
+    decode_located(&value, Some(&SourceMap::index(text)))
+}
+
+/// Decodes a JSON value without checking graph rules, expressions or catalogs (no positions):
+/// for definitions that were validated before, such as stored ones.
+pub fn decode_value(value: &Value) -> Result<Workflow, Diagnostics> {
+    decode_located(value, None)
+}
+
+fn decode_located(value: &Value, map: Option<&SourceMap>) -> Result<Workflow, Diagnostics> {
     let mut dec = decode::Decoder::default();
-    let wf = dec.workflow(&value);
-    match wf {
+    match dec.workflow(value) {
         Some(wf) if dec.diagnostics.is_empty() => Ok(wf),
         _ => {
             let mut d = Diagnostics(dec.diagnostics);
-            d.locate(&dec.node_paths, Some(&SourceMap::index(text)));
+            d.locate(&dec.node_paths, map);
             Err(d)
         }
     }

@@ -138,11 +138,15 @@ impl<'a> Validator<'a> {
         let mut found = Vec::new();
         expr::dynamic_strings(value, path, &mut found);
         for f in found {
-            match f.dynamic {
-                Dynamic::Expression(e) => self.jmespath(e, &f.path),
-                Dynamic::Template(t) => self.template(t, &f.path),
-                Dynamic::Literal(_) => {}
-            }
+            self.compile(f.dynamic, &f.path);
+        }
+    }
+
+    fn compile(&mut self, d: Dynamic<'_>, path: &str) {
+        match d {
+            Dynamic::Expression(e) => self.jmespath(e, path),
+            Dynamic::Template(t) => self.template(t, path),
+            Dynamic::Literal(_) => {}
         }
     }
 
@@ -170,7 +174,7 @@ impl<'a> Validator<'a> {
     }
 
     fn text(&mut self, s: &str, path: &str) {
-        self.dynamic(&Value::String(s.to_string()), path);
+        self.compile(expr::classify(s), path);
     }
 
     fn tool_known(&mut self, name: &str, path: &str) {
@@ -256,8 +260,8 @@ impl<'a> Validator<'a> {
             let http = push_pointer(&path, "http");
             self.text(&t.http.url, &push_pointer(&http, "url"));
             for (key, map) in [("headers", &t.http.headers), ("query", &t.http.query)] {
-                if let Some(m) = map {
-                    self.dynamic(&Value::Object(m.clone()), &push_pointer(&http, key));
+                for (name, v) in map.iter().flatten() {
+                    self.dynamic(v, &push_pointer(&push_pointer(&http, key), name));
                 }
             }
             if let Some(b) = &t.http.body {
@@ -494,23 +498,21 @@ impl<'a> Validator<'a> {
                         self.schema(s, &field("schema"), "the answer `schema`");
                     }
                 }
-                NodeKind::Wait(w) => {
-                    if let Some(u) = &w.until
-                        && let Dynamic::Literal(lit) = expr::classify(u)
+                NodeKind::Wait(w) => match w.until.as_deref().map(expr::classify) {
+                    Some(Dynamic::Literal(lit))
+                        if chrono::DateTime::parse_from_rfc3339(lit.trim()).is_err() =>
                     {
-                        if chrono::DateTime::parse_from_rfc3339(lit.trim()).is_err() {
-                            self.err(
-                                Code::InvalidValue,
-                                field("until"),
-                                format!(
-                                    "`until` must be an RFC 3339 instant such as 2026-01-31T09:00:00Z (or an expression yielding one), got {lit:?}"
-                                ),
-                            );
-                        }
-                    } else if let Some(u) = &w.until {
-                        self.text(u, &field("until"));
+                        self.err(
+                            Code::InvalidValue,
+                            field("until"),
+                            format!(
+                                "`until` must be an RFC 3339 instant such as 2026-01-31T09:00:00Z (or an expression yielding one), got {lit:?}"
+                            ),
+                        );
                     }
-                }
+                    Some(d) => self.compile(d, &field("until")),
+                    None => {}
+                },
                 NodeKind::Workflow(w) => {
                     if let Some(v) = &w.with {
                         self.dynamic(v, &field("with"));
@@ -694,14 +696,13 @@ impl<'a> Validator<'a> {
                 "name either a `profile` or a `model`, not both",
             );
         }
-        for key in ["system", "prompt", "task", "goal"] {
-            let v = match key {
-                "system" => &w.system,
-                "prompt" => &w.prompt,
-                "task" => &w.task,
-                _ => &w.goal,
-            };
-            if let Some(s) = v {
+        for (key, text) in [
+            ("system", &w.system),
+            ("prompt", &w.prompt),
+            ("task", &w.task),
+            ("goal", &w.goal),
+        ] {
+            if let Some(s) = text {
                 self.text(s, &field(key));
             }
         }

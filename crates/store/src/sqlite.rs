@@ -171,16 +171,8 @@ fn decode_stored(name: &str, version: u64, definition: &str) -> Result<hilo_core
     let value: Value = serde_json::from_str(definition).map_err(|e| corrupt(e.to_string()))?;
     // Stored definitions were validated on import; decode without the tool catalog, which
     // may have changed since (a tool removed from hilo.toml must not hide stored versions).
-    let mut dec = hilo_core::decode::Decoder::default();
-    match dec.workflow(&value) {
-        Some(wf) if dec.diagnostics.is_empty() => Ok(wf),
-        _ => Err(corrupt(
-            dec.diagnostics
-                .first()
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
-        )),
-    }
+    hilo_core::decode_value(&value)
+        .map_err(|d| corrupt(d.iter().next().map(|d| d.to_string()).unwrap_or_default()))
 }
 
 #[async_trait]
