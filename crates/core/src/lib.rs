@@ -12,6 +12,8 @@
 //! - [`expr`]: how strings in a workflow become JMESPath expressions or Jinja templates.
 //! - [`schema`]: the JSON Schema of the format, for editors.
 //! - [`render`]: Mermaid and Graphviz pictures of a workflow.
+//! - [`exec`]: executions: statuses, checkpoint rows, history events, human tasks, and the
+//!   `ExecutionStore`, `Tool` and `AgentRuntime` traits the engine drives.
 //! - [`store`]: the storage traits (`WorkflowStore`, …) that backends implement.
 //!
 //! **Architecture invariant:** this crate does no IO (no files, no network, no database, no
@@ -21,6 +23,7 @@
 
 pub mod decode;
 pub mod diagnostic;
+pub mod exec;
 pub mod expr;
 pub mod model;
 pub mod render;

@@ -38,6 +38,26 @@ pub enum StoreError {
         version: u64,
         detail: String,
     },
+    #[error("execution `{id}` not found; `hilo executions list` shows the executions")]
+    ExecutionNotFound { id: String },
+    #[error(
+        "execution `{id}` has no human task at node `{node}`; `hilo executions show {id}` lists its pending tasks"
+    )]
+    TaskNotFound { id: String, node: String },
+    #[error(
+        "the human task of execution `{id}` at node `{node}` is {status}, not pending: it cannot be answered again"
+    )]
+    TaskNotPending {
+        id: String,
+        node: String,
+        status: String,
+    },
+    #[error("execution `{id}` is {status}: {what}")]
+    ExecutionState {
+        id: String,
+        status: String,
+        what: String,
+    },
     #[error("cannot open the database {location}: {detail}")]
     Open { location: String, detail: String },
     #[error("database migration failed: {0}")]
@@ -54,6 +74,10 @@ impl StoreError {
             StoreError::WorkflowNotFound { .. } => "WORKFLOW_NOT_FOUND",
             StoreError::VersionNotFound { .. } => "VERSION_NOT_FOUND",
             StoreError::Corrupt { .. } => "STORE_CORRUPT",
+            StoreError::ExecutionNotFound { .. } => "EXECUTION_NOT_FOUND",
+            StoreError::TaskNotFound { .. } => "TASK_NOT_FOUND",
+            StoreError::TaskNotPending { .. } => "TASK_NOT_PENDING",
+            StoreError::ExecutionState { .. } => "EXECUTION_STATE",
             StoreError::Open { .. } => "STORE_OPEN",
             StoreError::Migration(_) => "STORE_MIGRATION",
             StoreError::Backend(_) => "STORE_BACKEND",
@@ -160,7 +184,7 @@ pub trait WorkflowStore: Send + Sync {
 
 /// Everything a backend provides. New concerns (executions, audit, …) are added as
 /// supertraits.
-pub trait Store: WorkflowStore {
+pub trait Store: WorkflowStore + crate::exec::ExecutionStore {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
     fn describe(&self) -> String;
 }

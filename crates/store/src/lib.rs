@@ -3,7 +3,8 @@
 //! Storage backends for the traits in `hilo_core::store`. This crate is the only one that
 //! speaks SQL (and the only one that depends on sqlx).
 //!
-//! - [`sqlite`]: the embedded default, one file in WAL mode.
+//! - [`sqlite`]: the embedded default, one file in WAL mode (workflows there, executions in
+//!   `sqlite_exec`: checkpoints, history, tasks, signals, leases, payloads).
 //! - [`open`]: picks a backend from a `--db` value (a path, `sqlite:` URL, or a server URL).
 //! - [`migrations`]: the shared schema, written in SQL both SQLite and PostgreSQL accept.
 //!
@@ -12,6 +13,7 @@
 
 pub mod migrations;
 pub mod sqlite;
+mod sqlite_exec;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -9,11 +9,18 @@ use std::borrow::Cow;
 use sqlx::SqlStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "workflows",
-    include_str!("../migrations/0001_workflows.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "workflows",
+        include_str!("../migrations/0001_workflows.sql"),
+    ),
+    (
+        2,
+        "executions",
+        include_str!("../migrations/0002_executions.sql"),
+    ),
+];
 
 /// The migrator for every backend.
 pub fn migrator() -> Migrator {

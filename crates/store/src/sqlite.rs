@@ -37,7 +37,11 @@ pub enum Durability {
 pub struct SqliteStore {
     pool: SqlitePool,
     description: String,
+    payload_threshold: usize,
 }
+
+/// Values larger than this (as JSON text) are stored once in `payloads` and referenced.
+pub const DEFAULT_PAYLOAD_THRESHOLD: usize = 16 * 1024;
 
 fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -116,7 +120,21 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(SqliteStore { pool, description })
+        Ok(SqliteStore {
+            pool,
+            description,
+            payload_threshold: DEFAULT_PAYLOAD_THRESHOLD,
+        })
+    }
+
+    /// Sets the size (bytes of JSON) above which values are stored once and referenced.
+    pub fn with_payload_threshold(mut self, bytes: usize) -> Self {
+        self.payload_threshold = bytes;
+        self
+    }
+
+    pub fn payload_threshold(&self) -> usize {
+        self.payload_threshold
     }
 
     /// The connection pool, for tests and for other store concerns in this crate.

@@ -1,0 +1,734 @@
+//! Executions: the domain types every crate shares when a workflow runs, and the backend traits
+//! the engine drives.
+//!
+//! - [`ExecStatus`] / [`NodeStatus`]: the lifecycle of an execution and of each node in it.
+//! - [`NodeError`]: a failure with a stable code and whether it may be retried.
+//! - [`NodeRecord`] / [`ExecRecord`]: the checkpoint, one row per node plus one per execution.
+//!   A step rewrites only the rows it changed: that is what makes checkpoints deltas.
+//! - [`Event`]: the append-only history of every transition.
+//! - [`Commit`]: everything one step writes, applied by [`ExecutionStore::commit_batch`] in one
+//!   transaction (several executions' commits may share it: group commit).
+//! - [`Tool`] / [`ToolRegistry`] and [`AgentRuntime`]: what nodes call. The engine never
+//!   performs a side effect itself.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::AgentNode;
+use crate::store::{Result, TenantId};
+
+/// The format version written into every persisted checkpoint row and event.
+pub const CHECKPOINT_FORMAT: u32 = 1;
+
+/// An execution's lifecycle: `pending → running → (waiting ⇄ running) → terminal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStatus {
+    Pending,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Compensated,
+    HandedOver,
+    Cancelled,
+}
+
+impl ExecStatus {
+    pub const ALL: [ExecStatus; 8] = [
+        ExecStatus::Pending,
+        ExecStatus::Running,
+        ExecStatus::Waiting,
+        ExecStatus::Succeeded,
+        ExecStatus::Failed,
+        ExecStatus::Compensated,
+        ExecStatus::HandedOver,
+        ExecStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecStatus::Pending => "pending",
+            ExecStatus::Running => "running",
+            ExecStatus::Waiting => "waiting",
+            ExecStatus::Succeeded => "succeeded",
+            ExecStatus::Failed => "failed",
+            ExecStatus::Compensated => "compensated",
+            ExecStatus::HandedOver => "handed_over",
+            ExecStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExecStatus> {
+        ExecStatus::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Terminal statuses never change again.
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            ExecStatus::Pending | ExecStatus::Running | ExecStatus::Waiting
+        )
+    }
+}
+
+impl std::fmt::Display for ExecStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A node's lifecycle within one execution (per loop iteration inside loop bodies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// Some incoming edges are resolved, not all.
+    Pending,
+    /// Every incoming edge is resolved and one is live; waiting for a concurrency slot.
+    Ready,
+    /// Running (a tool call, an agent, a loop, a child execution), or waiting to retry.
+    Running,
+    /// Waiting for a person or a timer.
+    Waiting,
+    Succeeded,
+    Failed,
+    /// Every incoming edge was dead.
+    Skipped,
+    /// Abandoned because the execution (or its loop iteration) ended first.
+    Cancelled,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Pending => "pending",
+            NodeStatus::Ready => "ready",
+            NodeStatus::Running => "running",
+            NodeStatus::Waiting => "waiting",
+            NodeStatus::Succeeded => "succeeded",
+            NodeStatus::Failed => "failed",
+            NodeStatus::Skipped => "skipped",
+            NodeStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NodeStatus> {
+        [
+            NodeStatus::Pending,
+            NodeStatus::Ready,
+            NodeStatus::Running,
+            NodeStatus::Waiting,
+            NodeStatus::Succeeded,
+            NodeStatus::Failed,
+            NodeStatus::Skipped,
+            NodeStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+
+    /// Succeeded, failed, skipped or cancelled.
+    pub fn is_done(self) -> bool {
+        matches!(
+            self,
+            NodeStatus::Succeeded
+                | NodeStatus::Failed
+                | NodeStatus::Skipped
+                | NodeStatus::Cancelled
+        )
+    }
+
+    /// Holds a place in its scope: ready, running or waiting.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            NodeStatus::Ready | NodeStatus::Running | NodeStatus::Waiting
+        )
+    }
+}
+
+/// Stable error codes the engine itself produces. Tools add their own (`UPSTREAM_ERROR`, …).
+pub mod codes {
+    /// An expression or template could not be evaluated.
+    pub const EXPRESSION: &str = "EXPRESSION";
+    /// The node (or the human task) ran past its `timeout_ms`.
+    pub const TIMEOUT: &str = "TIMEOUT";
+    /// An `until` loop reached `max_iterations`.
+    pub const LOOP_LIMIT: &str = "LOOP_LIMIT";
+    /// Something the node needs is not configured (an agent runtime, a tool).
+    pub const NOT_CONFIGURED: &str = "NOT_CONFIGURED";
+    /// A tool's input did not match its schema.
+    pub const INVALID_INPUT: &str = "INVALID_INPUT";
+    /// A tool failed in a way that may succeed if tried again.
+    pub const UPSTREAM_ERROR: &str = "UPSTREAM_ERROR";
+    /// A child execution did not succeed.
+    pub const CHILD_FAILED: &str = "CHILD_FAILED";
+    /// A `fail` node ran without a code.
+    pub const FAILED: &str = "FAILED";
+    /// Every path to a sink was dead.
+    pub const NO_PATH: &str = "NO_PATH";
+    /// The execution was cancelled.
+    pub const CANCELLED: &str = "CANCELLED";
+    /// Compensations failed while unwinding.
+    pub const COMPENSATION_FAILED: &str = "COMPENSATION_FAILED";
+}
+
+/// A failure: a stable code, a message for people, and whether a retry may help.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeError {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retryable: bool,
+    /// Extra structured detail (failed compensations, a child's error, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
+}
+
+impl NodeError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> NodeError {
+        NodeError {
+            code: code.into(),
+            message: message.into(),
+            retryable: false,
+            detail: None,
+        }
+    }
+
+    /// A failure that the node's retry policy may retry (timeouts, transport errors, 429/5xx).
+    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> NodeError {
+        NodeError {
+            retryable: true,
+            ..NodeError::new(code, message)
+        }
+    }
+
+    pub fn with_detail(mut self, detail: Value) -> NodeError {
+        self.detail = Some(detail);
+        self
+    }
+}
+
+impl std::fmt::Display for NodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// How a loop node is progressing (kept in the loop node's record).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LoopProgress {
+    /// `for_each`: the items, evaluated once when the loop started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<Value>>,
+    /// Iterations started so far.
+    pub started: u32,
+    /// Iterations finished so far.
+    pub finished: u32,
+    /// Iteration outputs by index (`null` until the iteration finished).
+    #[serde(default)]
+    pub outputs: Vec<Value>,
+    /// Indexes of the iterations that have ended.
+    #[serde(default)]
+    pub ended: Vec<u32>,
+}
+
+/// A compensation's progress (kept in the compensated node's record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompensationState {
+    pub tool: String,
+    pub input: Value,
+    pub status: NodeStatus,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<NodeError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<i64>,
+}
+
+/// Everything about a node that is not a column of its own; stored as JSON.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NodeDetail {
+    /// Resolved incoming edges: source node id → live.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inbound: BTreeMap<String, bool>,
+    /// Made live by another node's `on_error: goto`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub goto_live: bool,
+    /// The resolved tool input, kept when a compensation may need it as `args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_progress: Option<LoopProgress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<CompensationState>,
+    /// The error of the last failed attempt while a retry is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<NodeError>,
+}
+
+/// The checkpoint row of one node (per loop iteration inside loop bodies).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// The node's place: its id at the top level, `loop[2]/id` inside a loop's third iteration.
+    pub key: String,
+    pub node_id: String,
+    pub status: NodeStatus,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<NodeError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+    /// When a pending retry, a `wait` timer or a human task's deadline is due (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fire_at: Option<i64>,
+    /// Completion order, for compensation in reverse order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_seq: Option<u64>,
+    #[serde(default)]
+    pub detail: NodeDetail,
+}
+
+impl NodeRecord {
+    pub fn new(key: String, node_id: &str) -> NodeRecord {
+        NodeRecord {
+            key,
+            node_id: node_id.to_string(),
+            status: NodeStatus::Pending,
+            attempts: 0,
+            output: None,
+            error: None,
+            started_at: None,
+            finished_at: None,
+            fire_at: None,
+            done_seq: None,
+            detail: NodeDetail::default(),
+        }
+    }
+}
+
+/// Execution-level state that is not a column of its own; stored as JSON.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ExecMeta {
+    /// Next completion sequence number (for compensation order).
+    pub next_done: u64,
+    /// The execution is unwinding: the status it ends with once compensations are done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unwinding: Option<Unwinding>,
+    /// Tool calls in flight at once, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+/// Why an execution is running its compensations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unwinding {
+    /// The error that failed the execution (or `CANCELLED`).
+    pub error: NodeError,
+    /// Cancelled rather than failed.
+    #[serde(default)]
+    pub cancelled: bool,
+}
+
+/// The checkpoint row of one execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecRecord {
+    pub id: String,
+    pub tenant: String,
+    pub workflow: String,
+    pub version: u64,
+    pub status: ExecStatus,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<NodeError>,
+    pub parent: Option<ParentRef>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+    /// Sequence number of the last event written.
+    pub last_seq: u64,
+    /// When a worker may pick the execution up (Unix ms); `None` while it waits for a person.
+    pub runnable_at: Option<i64>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub meta: ExecMeta,
+    /// An ad-hoc definition run from a file rather than from the store (pinned with the run).
+    pub definition: Option<Value>,
+}
+
+/// The parent of a child execution, and the `workflow` node waiting for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParentRef {
+    pub execution_id: String,
+    pub node_key: String,
+}
+
+/// An entry of an execution's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at: i64,
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+    /// Small facts about the transition (an error, a retry delay, …). Outputs are never
+    /// copied here: they live once, in the node's checkpoint row.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    ExecutionStarted,
+    ExecutionResumed,
+    NodeStarted,
+    NodeSucceeded,
+    NodeFailed,
+    NodeSkipped,
+    NodeRetrying,
+    NodeWaiting,
+    NodeCancelled,
+    TimerFired,
+    HumanAnswered,
+    ChildFinished,
+    CompensationStarted,
+    CompensationSucceeded,
+    CompensationFailed,
+    CancelRequested,
+    ExecutionWaiting,
+    ExecutionSucceeded,
+    ExecutionFailed,
+    ExecutionCompensated,
+    ExecutionHandedOver,
+    ExecutionCancelled,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ExecutionStarted => "execution_started",
+            EventKind::ExecutionResumed => "execution_resumed",
+            EventKind::NodeStarted => "node_started",
+            EventKind::NodeSucceeded => "node_succeeded",
+            EventKind::NodeFailed => "node_failed",
+            EventKind::NodeSkipped => "node_skipped",
+            EventKind::NodeRetrying => "node_retrying",
+            EventKind::NodeWaiting => "node_waiting",
+            EventKind::NodeCancelled => "node_cancelled",
+            EventKind::TimerFired => "timer_fired",
+            EventKind::HumanAnswered => "human_answered",
+            EventKind::ChildFinished => "child_finished",
+            EventKind::CompensationStarted => "compensation_started",
+            EventKind::CompensationSucceeded => "compensation_succeeded",
+            EventKind::CompensationFailed => "compensation_failed",
+            EventKind::CancelRequested => "cancel_requested",
+            EventKind::ExecutionWaiting => "execution_waiting",
+            EventKind::ExecutionSucceeded => "execution_succeeded",
+            EventKind::ExecutionFailed => "execution_failed",
+            EventKind::ExecutionCompensated => "execution_compensated",
+            EventKind::ExecutionHandedOver => "execution_handed_over",
+            EventKind::ExecutionCancelled => "execution_cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        serde_json::from_value(Value::String(s.to_string())).ok()
+    }
+}
+
+/// A human task: what a `human` node asks, and the answer once given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HumanTask {
+    pub execution_id: String,
+    pub node_key: String,
+    pub tenant: String,
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skills: Vec<String>,
+    /// `pending`, `answered`, `closed`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Value>,
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<i64>,
+}
+
+/// A message to an execution from outside: an answer, a child's result, a cancellation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Signal {
+    Answer {
+        node_key: String,
+        answer: Value,
+    },
+    ChildDone {
+        node_key: String,
+        child_id: String,
+        status: ExecStatus,
+        #[serde(default)]
+        output: Option<Value>,
+        #[serde(default)]
+        error: Option<NodeError>,
+    },
+    Cancel {
+        compensate: bool,
+    },
+}
+
+/// A signal as stored, with its id (consumed by the commit that applies it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSignal {
+    pub id: i64,
+    pub signal: Signal,
+}
+
+/// A new execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewExecution {
+    pub id: String,
+    pub tenant: String,
+    pub workflow: String,
+    pub version: u64,
+    pub input: Value,
+    pub parent: Option<ParentRef>,
+    /// Set for ad-hoc runs of a file; `None` runs the stored (name, version).
+    pub definition: Option<Value>,
+    /// Take the lease at once (the creating process runs it), or leave it to a worker.
+    pub lease: Option<Lease>,
+    pub meta: ExecMeta,
+    pub created_at: i64,
+}
+
+/// Who holds an execution, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub expires_at: i64,
+}
+
+/// The execution-level part of a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecUpdate {
+    pub status: ExecStatus,
+    pub output: Option<Value>,
+    pub error: Option<NodeError>,
+    pub last_seq: u64,
+    pub runnable_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub meta: ExecMeta,
+    /// Give the lease up (the execution waits, or is done).
+    pub release: bool,
+}
+
+/// Everything one step of one execution writes, atomically: the history it appends and the
+/// checkpoint rows it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    pub execution_id: String,
+    /// The lease owner: the commit is refused when someone else holds the execution.
+    pub owner: String,
+    pub exec: ExecUpdate,
+    pub events: Vec<Event>,
+    pub nodes: Vec<NodeRecord>,
+    pub vars: Vec<(String, Value)>,
+    pub new_tasks: Vec<HumanTask>,
+    /// Node keys whose human tasks are over (answered, timed out, abandoned).
+    pub closed_tasks: Vec<String>,
+    pub children: Vec<NewExecution>,
+    /// A terminal child tells its parent.
+    pub notify_parent: Option<(String, Signal)>,
+    pub consumed_signals: Vec<i64>,
+}
+
+/// What a claim loads: the checkpoint, ready to restore a state machine from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub exec: ExecRecord,
+    pub nodes: Vec<NodeRecord>,
+    pub vars: Vec<(String, Value)>,
+    pub signals: Vec<StoredSignal>,
+}
+
+/// Filters for listing executions.
+#[derive(Debug, Clone, Default)]
+pub struct ExecFilter {
+    pub status: Option<ExecStatus>,
+    pub workflow: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// The result of `commit_batch` for one commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// Someone else holds the execution now: this process must stop driving it.
+    LeaseLost,
+}
+
+/// Storage of executions: the checkpoint, the history, human tasks, signals and leases.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// Creates an execution (and its first history entries) in one transaction.
+    async fn create_execution(&self, new: NewExecution, events: Vec<Event>) -> Result<()>;
+
+    /// Applies commits, possibly of several executions, in one transaction. Each is fenced by
+    /// its lease: a commit whose owner no longer holds the execution is skipped
+    /// ([`CommitOutcome::LeaseLost`]) without affecting the others.
+    async fn commit_batch(&self, commits: &[Commit]) -> Result<Vec<CommitOutcome>>;
+
+    /// Takes the lease of `id` if it is free, expired or already `owner`'s, and loads its
+    /// checkpoint and pending signals. `None` when someone else holds it.
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        owner: &str,
+        lease_ms: u64,
+        now: i64,
+    ) -> Result<Option<Loaded>>;
+
+    /// Claims up to `limit` executions that are due (any tenant): unfinished, runnable now,
+    /// and not leased by a live owner. Returns their (tenant, id).
+    async fn claim_due(
+        &self,
+        owner: &str,
+        lease_ms: u64,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<(String, String)>>;
+
+    /// Extends `owner`'s leases; returns the ids it no longer holds.
+    async fn heartbeat(
+        &self,
+        ids: &[String],
+        owner: &str,
+        lease_ms: u64,
+        now: i64,
+    ) -> Result<Vec<String>>;
+
+    /// Gives a lease up without other changes (on shutdown).
+    async fn release(&self, id: &str, owner: &str) -> Result<()>;
+
+    /// Pending signals of an execution.
+    async fn signals(&self, id: &str) -> Result<Vec<StoredSignal>>;
+
+    /// Sends a signal and makes the execution runnable now.
+    async fn send_signal(&self, tenant: &TenantId, id: &str, signal: &Signal) -> Result<()>;
+
+    async fn get_execution(&self, tenant: &TenantId, id: &str) -> Result<ExecRecord>;
+    async fn list_executions(
+        &self,
+        tenant: &TenantId,
+        filter: &ExecFilter,
+    ) -> Result<Vec<ExecRecord>>;
+    async fn node_records(&self, id: &str) -> Result<Vec<NodeRecord>>;
+    async fn events(&self, id: &str) -> Result<Vec<Event>>;
+
+    /// Human tasks of an execution (all statuses).
+    async fn tasks(&self, tenant: &TenantId, id: &str) -> Result<Vec<HumanTask>>;
+
+    /// Records the answer of a pending task and signals the execution, atomically. Refused
+    /// (`TaskNotPending`) when the task is not pending.
+    async fn answer_task(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        node_key: &str,
+        answer: &Value,
+    ) -> Result<()>;
+
+    /// Deletes finished executions (with their history, checkpoints and tasks) that ended
+    /// before `before`; returns how many.
+    async fn prune(&self, tenant: &TenantId, before: i64) -> Result<u64>;
+
+    /// Bytes of checkpoint and history stored for an execution (for benchmarks and `show`).
+    async fn stored_bytes(&self, id: &str) -> Result<u64>;
+}
+
+/// What a tool call receives besides its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolContext {
+    pub tenant: String,
+    pub execution_id: String,
+    pub node_key: String,
+    /// The same on every retry and after a crash; different for another node or iteration.
+    pub idempotency_key: String,
+    pub attempt: u32,
+    /// This call undoes an earlier one.
+    pub compensation: bool,
+}
+
+/// A tool: the only way hilo changes the outside world.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    fn name(&self) -> &str;
+    async fn call(&self, ctx: &ToolContext, input: Value) -> std::result::Result<Value, NodeError>;
+}
+
+/// Finds tools by name.
+pub trait ToolRegistry: Send + Sync {
+    fn get(&self, name: &str) -> Option<Arc<dyn Tool>>;
+}
+
+/// A simple name → tool map.
+#[derive(Default, Clone)]
+pub struct ToolMap {
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+}
+
+impl ToolMap {
+    pub fn new() -> ToolMap {
+        ToolMap::default()
+    }
+
+    pub fn insert(&mut self, tool: Arc<dyn Tool>) {
+        self.tools.insert(tool.name().to_string(), tool);
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
+    }
+}
+
+impl ToolRegistry for ToolMap {
+    fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        self.tools.get(name).cloned()
+    }
+}
+
+/// What an agent node asks of the agent runtime.
+#[derive(Debug, Clone)]
+pub struct AgentRequest {
+    pub tool: ToolContext,
+    pub node: AgentNode,
+    /// The node's `with` fields with expressions and templates already evaluated.
+    pub rendered: Value,
+}
+
+/// Runs agent nodes (the LLM issue provides one). Without one, agent nodes fail with
+/// `NOT_CONFIGURED`.
+#[async_trait]
+pub trait AgentRuntime: Send + Sync {
+    async fn run(&self, request: AgentRequest) -> std::result::Result<Value, NodeError>;
+}

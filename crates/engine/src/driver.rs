@@ -1,0 +1,983 @@
+//! The async driver: performs a [`Machine`]'s actions and persists its commits.
+//!
+//! One loop per execution: apply every input that is ready (tool results that completed
+//! together are applied together), write the resulting commit, then perform the actions the
+//! commit announced (call tools, arm timers, start child executions). Commits from every
+//! execution in the process go through one [`GroupCommitter`], which writes whatever is
+//! queued in one transaction: a step costs one commit, and many executions in flight share
+//! commits.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use hilo_core::exec::{
+    AgentRequest, AgentRuntime, Commit, CommitOutcome, Event, ExecMeta, ExecStatus, ExecutionStore,
+    Lease, NewExecution, NodeError, NodeRecord, ParentRef, Signal, ToolContext, ToolRegistry,
+    codes,
+};
+use hilo_core::store::{DEFAULT_TENANT, StoreError};
+use hilo_core::{NodeKind, Store, ToolDef, Workflow};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::machine::{Action, Input, Machine};
+use crate::plan::Plan;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Errors of the engine's API. Codes are stable.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the input of workflow {workflow} is invalid:\n{}", errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    InvalidInput {
+        workflow: String,
+        errors: Vec<String>,
+    },
+    #[error("the answer to node `{node}` of execution {id} is invalid (the execution keeps waiting):\n{}", errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    InvalidAnswer {
+        id: String,
+        node: String,
+        errors: Vec<String>,
+    },
+    #[error(
+        "execution {id} is being run by {owner} (lease until {until}); wait for it, or for its lease to expire if that process died"
+    )]
+    LeaseHeld {
+        id: String,
+        owner: String,
+        until: String,
+    },
+    #[error("lost the lease of execution {id}: another worker took it over")]
+    LeaseLost { id: String },
+    #[error("the definition of execution {id} cannot be loaded: {detail}")]
+    Definition { id: String, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EngineError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::InvalidInput { .. } => "INVALID_INPUT",
+            EngineError::InvalidAnswer { .. } => "INVALID_ANSWER",
+            EngineError::LeaseHeld { .. } => "LEASE_HELD",
+            EngineError::LeaseLost { .. } => "LEASE_LOST",
+            EngineError::Definition { .. } => "DEFINITION",
+            EngineError::Store(e) => e.code(),
+        }
+    }
+
+    /// Invalid input (exit code 2) rather than a failure.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            EngineError::InvalidInput { .. } | EngineError::InvalidAnswer { .. }
+        )
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A new, time-ordered, unique execution id: 12 hex digits of milliseconds, 12 random.
+pub fn new_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_i64(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+    format!("{:012x}{:012x}", now_ms(), h.finish() & 0xffff_ffff_ffff)
+}
+
+/// Validates `instance` against a JSON Schema; each error names the field (JSON pointer).
+pub fn schema_errors(schema: &Value, instance: &Value) -> Vec<String> {
+    match jsonschema::validator_for(schema) {
+        Err(e) => vec![format!("the schema itself is invalid: {e}")],
+        Ok(v) => v
+            .iter_errors(instance)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                let at = if path.is_empty() {
+                    "(root)".to_string()
+                } else {
+                    format!("`{path}`")
+                };
+                format!("at {at}: {e}")
+            })
+            .collect(),
+    }
+}
+
+// ---- persistence ----------------------------------------------------------------------------
+
+/// Where commits go.
+pub trait Persist: Send + Sync {
+    fn commit(&self, commit: Commit) -> BoxFuture<Result<CommitOutcome, StoreError>>;
+}
+
+/// Drops every commit: runs without persistence (benchmarks, dry runs).
+pub struct NoPersist;
+
+impl Persist for NoPersist {
+    fn commit(&self, _: Commit) -> BoxFuture<Result<CommitOutcome, StoreError>> {
+        Box::pin(async { Ok(CommitOutcome::Committed) })
+    }
+}
+
+type Pending = (Commit, oneshot::Sender<Result<CommitOutcome, StoreError>>);
+
+/// Writes commits from every execution in the process, batching whatever is queued into one
+/// transaction (group commit).
+#[derive(Clone)]
+pub struct GroupCommitter {
+    tx: mpsc::UnboundedSender<Pending>,
+    stats: Arc<CommitStats>,
+}
+
+/// Counters of the group committer.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub transactions: std::sync::atomic::AtomicU64,
+    pub commits: std::sync::atomic::AtomicU64,
+}
+
+impl GroupCommitter {
+    /// Starts the writer task on the current runtime.
+    pub fn spawn(store: Arc<dyn ExecutionStore>) -> GroupCommitter {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        let stats = Arc::new(CommitStats::default());
+        let s = stats.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 512 {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let (commits, replies): (Vec<Commit>, Vec<_>) = batch.into_iter().unzip();
+                s.transactions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                s.commits
+                    .fetch_add(commits.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                match store.commit_batch(&commits).await {
+                    Ok(outcomes) => {
+                        for (reply, o) in replies.into_iter().zip(outcomes) {
+                            let _ = reply.send(Ok(o));
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for reply in replies {
+                            let _ = reply.send(Err(StoreError::Backend(msg.clone())));
+                        }
+                    }
+                }
+            }
+        });
+        GroupCommitter { tx, stats }
+    }
+
+    pub fn stats(&self) -> &CommitStats {
+        &self.stats
+    }
+}
+
+impl Persist for GroupCommitter {
+    fn commit(&self, commit: Commit) -> BoxFuture<Result<CommitOutcome, StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.tx.send((commit, reply));
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(StoreError::Backend("the commit writer has stopped".into()));
+            }
+            rx.await
+                .map_err(|_| StoreError::Backend("the commit writer has stopped".into()))?
+        })
+    }
+}
+
+// ---- the engine -----------------------------------------------------------------------------
+
+/// How the engine runs.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// This process's lease owner id.
+    pub owner: String,
+    pub lease_ms: u64,
+    /// Tool calls in flight at once per execution.
+    pub concurrency: u32,
+    /// Tool definitions from configuration (for tool-level compensations).
+    pub extra_tools: Vec<ToolDef>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions {
+            owner: format!("pid{}-{}", std::process::id(), &new_id()[12..]),
+            lease_ms: 30_000,
+            concurrency: crate::plan::defaults::CONCURRENCY,
+            extra_tools: Vec::new(),
+        }
+    }
+}
+
+/// A callback told about every event committed (progress output, live streams).
+pub type Observer = Arc<dyn Fn(&str, &Event) + Send + Sync>;
+
+/// How long a drive keeps an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Through timers and child executions, until it ends or waits for a person.
+    Foreground,
+    /// Until it ends or waits for anything (a worker).
+    Background,
+}
+
+/// How a drive ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub execution_id: String,
+    pub status: ExecStatus,
+    pub output: Option<Value>,
+    pub error: Option<NodeError>,
+    pub nodes: Vec<NodeRecord>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    tools: Arc<dyn ToolRegistry>,
+    agents: Option<Arc<dyn AgentRuntime>>,
+    options: EngineOptions,
+    persist: Arc<dyn Persist>,
+    committer: Option<GroupCommitter>,
+    observer: Mutex<Option<Observer>>,
+    plans: Mutex<HashMap<(String, String, u64), Arc<Plan>>>,
+}
+
+/// The engine: starts, drives, answers and cancels executions on a store.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// An engine writing through a group committer to `store`. Call inside a tokio runtime.
+    pub fn new(
+        store: Arc<dyn Store>,
+        tools: Arc<dyn ToolRegistry>,
+        agents: Option<Arc<dyn AgentRuntime>>,
+        options: EngineOptions,
+    ) -> Engine {
+        let exec_store: Arc<dyn ExecutionStore> = store.clone();
+        let committer = GroupCommitter::spawn(exec_store);
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                tools,
+                agents,
+                options,
+                persist: Arc::new(committer.clone()),
+                committer: Some(committer),
+                observer: Mutex::new(None),
+                plans: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// An engine that persists nothing (benchmarks): executions live only in memory.
+    pub fn ephemeral(
+        store: Arc<dyn Store>,
+        tools: Arc<dyn ToolRegistry>,
+        options: EngineOptions,
+    ) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                tools,
+                agents: None,
+                options,
+                persist: Arc::new(NoPersist),
+                committer: None,
+                observer: Mutex::new(None),
+                plans: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn set_observer(&self, observer: Observer) {
+        if let Ok(mut o) = self.inner.observer.lock() {
+            *o = Some(observer);
+        }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.inner.options
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Transactions and commits written so far by the group committer.
+    pub fn commit_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match &self.inner.committer {
+            Some(c) => (
+                c.stats().transactions.load(Relaxed),
+                c.stats().commits.load(Relaxed),
+            ),
+            None => (0, 0),
+        }
+    }
+
+    fn plan_for(&self, tenant: &str, wf: &Arc<Workflow>, adhoc: bool) -> Arc<Plan> {
+        let key = (
+            tenant.to_string(),
+            if adhoc {
+                format!("{}#adhoc", wf.name)
+            } else {
+                wf.name.clone()
+            },
+            wf.version,
+        );
+        if !adhoc
+            && let Ok(plans) = self.inner.plans.lock()
+            && let Some(p) = plans.get(&key)
+        {
+            return p.clone();
+        }
+        let plan = Arc::new(Plan::new(wf.clone(), &self.inner.options.extra_tools));
+        if !adhoc && let Ok(mut plans) = self.inner.plans.lock() {
+            plans.insert(key, plan.clone());
+        }
+        plan
+    }
+
+    /// Checks `input` against the workflow's input schema.
+    pub fn check_input(wf: &Workflow, input: &Value) -> Result<()> {
+        if let Some(schema) = &wf.input {
+            let errors = schema_errors(schema, input);
+            if !errors.is_empty() {
+                return Err(EngineError::InvalidInput {
+                    workflow: wf.reference(),
+                    errors,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an execution held by this process (`hilo run`), or left to workers
+    /// (`detach`). `adhoc` keeps the definition with the execution (a file run) instead of
+    /// referring to the stored version.
+    pub async fn create(
+        &self,
+        tenant: &str,
+        wf: &Workflow,
+        adhoc: bool,
+        input: Value,
+        detach: bool,
+    ) -> Result<String> {
+        Engine::check_input(wf, &input)?;
+        let id = new_id();
+        let now = now_ms();
+        let new = NewExecution {
+            id: id.clone(),
+            tenant: tenant.to_string(),
+            workflow: wf.name.clone(),
+            version: wf.version,
+            input,
+            parent: None,
+            definition: adhoc.then(|| hilo_core::to_value(wf)),
+            lease: (!detach).then(|| Lease {
+                owner: self.inner.options.owner.clone(),
+                expires_at: now + self.inner.options.lease_ms as i64,
+            }),
+            meta: ExecMeta {
+                concurrency: Some(self.inner.options.concurrency),
+                ..ExecMeta::default()
+            },
+            created_at: now,
+        };
+        self.inner.store.create_execution(new, Vec::new()).await?;
+        Ok(id)
+    }
+
+    /// Claims an execution (waiting up to its lease if a dead process still holds it when
+    /// `wait_for_lease`) and drives it.
+    pub async fn drive(
+        &self,
+        tenant: &str,
+        id: &str,
+        mode: Mode,
+        wait_for_lease: bool,
+    ) -> Result<Outcome> {
+        let opts = &self.inner.options;
+        let deadline = now_ms() + opts.lease_ms as i64 + 1000;
+        let loaded = loop {
+            let now = now_ms();
+            match self
+                .inner
+                .store
+                .claim(tenant, id, &opts.owner, opts.lease_ms, now)
+                .await?
+            {
+                Some(l) => break l,
+                None => {
+                    let e = self.inner.store.get_execution(tenant, id).await?;
+                    if e.status.is_terminal() {
+                        return Ok(self.outcome_of(tenant, id).await?);
+                    }
+                    if !wait_for_lease || now > deadline {
+                        return Err(EngineError::LeaseHeld {
+                            id: id.to_string(),
+                            owner: e.lease_owner.unwrap_or_default(),
+                            until: e
+                                .lease_expires_at
+                                .and_then(chrono::DateTime::from_timestamp_millis)
+                                .map(|t| t.to_rfc3339())
+                                .unwrap_or_default(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        if loaded.exec.status.is_terminal() {
+            let _ = self.inner.store.release(id, &opts.owner).await;
+            return self.outcome_of(tenant, id).await;
+        }
+        let adhoc = loaded.exec.definition.is_some();
+        let wf = match &loaded.exec.definition {
+            Some(d) => hilo_core::decode_value(d).map_err(|e| EngineError::Definition {
+                id: id.to_string(),
+                detail: e.to_string(),
+            })?,
+            None => {
+                self.inner
+                    .store
+                    .get_workflow(tenant, &loaded.exec.workflow, Some(loaded.exec.version))
+                    .await?
+                    .workflow
+            }
+        };
+        let plan = self.plan_for(tenant, &Arc::new(wf), adhoc);
+        let machine = Machine::restore(plan, &loaded);
+        let mut inputs = vec![Input::Resume];
+        inputs.extend(loaded.signals.into_iter().map(Input::Signal));
+        self.run_machine(machine, inputs, mode).await
+    }
+
+    /// Runs a workflow entirely in memory with no persistence (benchmarks).
+    pub async fn run_ephemeral(&self, wf: Arc<Workflow>, input: Value) -> Result<Outcome> {
+        let plan = self.plan_for(DEFAULT_TENANT, &wf, false);
+        let machine = Machine::new(
+            plan,
+            new_id(),
+            DEFAULT_TENANT.to_string(),
+            input,
+            ExecMeta {
+                concurrency: Some(self.inner.options.concurrency),
+                ..ExecMeta::default()
+            },
+            None,
+        );
+        self.run_machine(machine, vec![Input::Start], Mode::Foreground)
+            .await
+    }
+
+    /// The outcome of an execution as stored.
+    pub async fn outcome_of(&self, tenant: &str, id: &str) -> Result<Outcome> {
+        let e = self.inner.store.get_execution(tenant, id).await?;
+        let nodes = self.inner.store.node_records(id).await?;
+        Ok(Outcome {
+            execution_id: id.to_string(),
+            status: e.status,
+            output: e.output,
+            error: e.error,
+            nodes,
+        })
+    }
+
+    /// Records an answer to a human task after checking it against the task's schema. The
+    /// execution becomes runnable; drive it to continue.
+    pub async fn answer(
+        &self,
+        tenant: &str,
+        id: &str,
+        node: &str,
+        answer: &Value,
+    ) -> Result<String> {
+        let tasks = self.inner.store.tasks(tenant, id).await?;
+        let task = tasks
+            .iter()
+            .find(|t| t.node_key == node)
+            .or_else(|| {
+                let pending: Vec<_> = tasks
+                    .iter()
+                    .filter(|t| {
+                        t.status == "pending" && t.node_key.rsplit('/').next() == Some(node)
+                    })
+                    .collect();
+                (pending.len() == 1).then(|| pending[0])
+            })
+            .ok_or_else(|| StoreError::TaskNotFound {
+                id: id.to_string(),
+                node: node.to_string(),
+            })?;
+        if let Some(schema) = &task.schema {
+            let errors = schema_errors(schema, answer);
+            if !errors.is_empty() {
+                return Err(EngineError::InvalidAnswer {
+                    id: id.to_string(),
+                    node: task.node_key.clone(),
+                    errors,
+                });
+            }
+        }
+        self.inner
+            .store
+            .answer_task(tenant, id, &task.node_key, answer)
+            .await?;
+        Ok(task.node_key.clone())
+    }
+
+    /// Asks an execution to stop (compensating completed steps unless `compensate` is false).
+    pub async fn cancel(&self, tenant: &str, id: &str, compensate: bool) -> Result<()> {
+        let e = self.inner.store.get_execution(tenant, id).await?;
+        if e.status.is_terminal() {
+            return Err(StoreError::ExecutionState {
+                id: id.to_string(),
+                status: e.status.to_string(),
+                what: "it has already ended and cannot be cancelled".into(),
+            }
+            .into());
+        }
+        self.inner
+            .store
+            .send_signal(tenant, id, &Signal::Cancel { compensate })
+            .await?;
+        Ok(())
+    }
+
+    /// A worker: claims due executions (new, resumable, timers due, answered, abandoned by a
+    /// dead process) and drives them, `concurrency` at a time, until `shutdown` resolves.
+    pub async fn run_worker(
+        &self,
+        concurrency: usize,
+        shutdown: impl Future<Output = ()>,
+        on_error: impl Fn(&str, &EngineError) + Send + Sync + 'static,
+    ) -> Result<()> {
+        let on_error = Arc::new(on_error);
+        let mut running: FuturesUnordered<BoxFuture<()>> = FuturesUnordered::new();
+        tokio::pin!(shutdown);
+        loop {
+            let free = concurrency.saturating_sub(running.len());
+            let mut claimed = Vec::new();
+            if free > 0 {
+                claimed = self
+                    .inner
+                    .store
+                    .claim_due(
+                        &self.inner.options.owner,
+                        self.inner.options.lease_ms,
+                        free as u32,
+                        now_ms(),
+                    )
+                    .await?;
+            }
+            for (tenant, id) in claimed {
+                let engine = self.clone();
+                let on_error = on_error.clone();
+                let handle = tokio::spawn(async move {
+                    if let Err(e) = engine.drive(&tenant, &id, Mode::Background, false).await {
+                        on_error(&id, &e);
+                    }
+                });
+                running.push(Box::pin(handle.map(|_| ())));
+            }
+            tokio::select! {
+                _ = &mut shutdown => {
+                    // In-flight executions keep their checkpoints; their leases lapse and
+                    // another worker (or the next start) takes them over.
+                    return Ok(());
+                }
+                Some(_) = running.next(), if !running.is_empty() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    async fn prepare_child(
+        &self,
+        parent: &Machine,
+        key: &str,
+        child_id: &str,
+        workflow: &str,
+        version: Option<u64>,
+        input: Value,
+    ) -> std::result::Result<NewExecution, NodeError> {
+        let stored = self
+            .inner
+            .store
+            .get_workflow(parent.tenant(), workflow, version)
+            .await
+            .map_err(|e| NodeError::new(codes::NOT_CONFIGURED, format!("node `{key}`: {e}")))?;
+        if let Err(e) = Engine::check_input(&stored.workflow, &input) {
+            return Err(NodeError::new(
+                codes::INVALID_INPUT,
+                format!("node `{key}`: {e}"),
+            ));
+        }
+        Ok(NewExecution {
+            id: child_id.to_string(),
+            tenant: parent.tenant().to_string(),
+            workflow: stored.workflow.name.clone(),
+            version: stored.workflow.version,
+            input,
+            parent: Some(ParentRef {
+                execution_id: parent.execution_id().to_string(),
+                node_key: key.to_string(),
+            }),
+            definition: None,
+            lease: None,
+            meta: ExecMeta {
+                concurrency: Some(self.inner.options.concurrency),
+                ..ExecMeta::default()
+            },
+            created_at: now_ms(),
+        })
+    }
+
+    fn observe(&self, id: &str, events: &[Event]) {
+        let obs = self.inner.observer.lock().ok().and_then(|o| o.clone());
+        if let Some(obs) = obs {
+            for e in events {
+                obs(id, e);
+            }
+        }
+    }
+
+    fn call(&self, m: &Machine, action: Action) -> Option<BoxFuture<Input>> {
+        match action {
+            Action::CallTool {
+                key,
+                tool,
+                input,
+                attempt,
+                timeout_ms,
+                compensation,
+            } => {
+                let ctx = ToolContext {
+                    tenant: m.tenant().to_string(),
+                    execution_id: m.execution_id().to_string(),
+                    idempotency_key: m.idempotency_key(&key, compensation),
+                    node_key: key.clone(),
+                    attempt,
+                    compensation,
+                };
+                let found = self.inner.tools.get(&tool);
+                Some(Box::pin(async move {
+                    let result = match found {
+                        None => Err(NodeError::new(
+                            codes::NOT_CONFIGURED,
+                            format!(
+                                "node `{key}` calls tool `{tool}`, which this hilo does not provide (check the tool name and hilo.toml)"
+                            ),
+                        )),
+                        Some(t) => match tokio::time::timeout(
+                            Duration::from_millis(timeout_ms),
+                            t.call(&ctx, input),
+                        )
+                        .await
+                        {
+                            Ok(r) => r,
+                            Err(_) => Err(NodeError::retryable(
+                                codes::TIMEOUT,
+                                format!("tool `{tool}` did not answer within {timeout_ms} ms"),
+                            )),
+                        },
+                    };
+                    Input::ToolDone {
+                        key,
+                        attempt,
+                        compensation,
+                        result,
+                    }
+                }))
+            }
+            Action::RunAgent {
+                key,
+                node,
+                rendered,
+                attempt,
+                timeout_ms,
+            } => {
+                let ctx = ToolContext {
+                    tenant: m.tenant().to_string(),
+                    execution_id: m.execution_id().to_string(),
+                    idempotency_key: m.idempotency_key(&key, false),
+                    node_key: key.clone(),
+                    attempt,
+                    compensation: false,
+                };
+                let agents = self.inner.agents.clone();
+                Some(Box::pin(async move {
+                    let result = match agents {
+                        None => Err(NodeError::new(
+                            codes::NOT_CONFIGURED,
+                            format!(
+                                "agent node `{key}` needs an LLM runtime, and none is configured: configure a provider in hilo.toml ([llm] section)"
+                            ),
+                        )),
+                        Some(a) => {
+                            let req = AgentRequest {
+                                tool: ctx,
+                                node: *node,
+                                rendered,
+                            };
+                            match tokio::time::timeout(
+                                Duration::from_millis(timeout_ms),
+                                a.run(req),
+                            )
+                            .await
+                            {
+                                Ok(r) => r,
+                                Err(_) => Err(NodeError::retryable(
+                                    codes::TIMEOUT,
+                                    format!(
+                                        "agent node `{key}` did not finish within {timeout_ms} ms"
+                                    ),
+                                )),
+                            }
+                        }
+                    };
+                    Input::ToolDone {
+                        key,
+                        attempt,
+                        compensation: false,
+                        result,
+                    }
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    /// The drive loop of one execution.
+    fn run_machine(
+        &self,
+        mut m: Machine,
+        first: Vec<Input>,
+        mode: Mode,
+    ) -> BoxFuture<Result<Outcome>> {
+        let engine = self.clone();
+        Box::pin(async move {
+            let owner = engine.inner.options.owner.clone();
+            let lease_ms = engine.inner.options.lease_ms;
+            let id = m.execution_id().to_string();
+            let persistent = engine.inner.committer.is_some();
+            let mut futs: FuturesUnordered<BoxFuture<Input>> = FuturesUnordered::new();
+            let mut timers: BTreeSet<(i64, String)> = BTreeSet::new();
+            let mut seen_signals: HashSet<i64> = HashSet::new();
+            let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<()>();
+            let mut heartbeat =
+                tokio::time::interval(Duration::from_millis((lease_ms / 3).max(50)));
+            heartbeat.tick().await;
+            let mut inputs = first;
+            for i in &inputs {
+                if let Input::Signal(s) = i {
+                    seen_signals.insert(s.id);
+                }
+            }
+            loop {
+                let mut actions = Vec::new();
+                for i in inputs.drain(..) {
+                    actions.extend(m.apply(i, now_ms()));
+                }
+                while let Some(Some(i)) = futs.next().now_or_never() {
+                    actions.extend(m.apply(i, now_ms()));
+                }
+                // Children are created in the same commit as the node that starts them.
+                let mut children = Vec::new();
+                let mut after = Vec::new();
+                for a in &actions {
+                    if let Action::StartChild {
+                        key,
+                        child_id,
+                        workflow,
+                        version,
+                        input,
+                    } = a
+                    {
+                        match engine
+                            .prepare_child(&m, key, child_id, workflow, *version, input.clone())
+                            .await
+                        {
+                            Ok(new) => children.push(new),
+                            Err(error) => after.push(Input::ChildFailed {
+                                key: key.clone(),
+                                error,
+                            }),
+                        }
+                    }
+                }
+                let status = m.status();
+                let exit = status.is_terminal()
+                    || (after.is_empty()
+                        && futs.is_empty()
+                        && !actions.iter().any(|a| {
+                            matches!(a, Action::CallTool { .. } | Action::RunAgent { .. })
+                        })
+                        && status == ExecStatus::Waiting
+                        && (mode == Mode::Background || waits_only_for_people(&m)));
+                if persistent {
+                    let mut commit = m.take_commit(&owner);
+                    let child_ids: Vec<String> = children.iter().map(|c| c.id.clone()).collect();
+                    commit.children = children;
+                    commit.exec.release = exit;
+                    let events = commit.events.clone();
+                    let empty = commit.events.is_empty()
+                        && commit.nodes.is_empty()
+                        && commit.vars.is_empty()
+                        && commit.consumed_signals.is_empty()
+                        && commit.children.is_empty()
+                        && !exit;
+                    if !empty {
+                        match engine.inner.persist.commit(commit).await? {
+                            CommitOutcome::Committed => {}
+                            CommitOutcome::LeaseLost => {
+                                return Err(EngineError::LeaseLost { id: id.clone() });
+                            }
+                        }
+                        #[cfg(feature = "test-util")]
+                        crate::testkit::crash_point("after_commit");
+                        engine.observe(&id, &events);
+                    }
+                    for child in child_ids {
+                        let e2 = engine.clone();
+                        let tenant = m.tenant().to_string();
+                        let wake = wake_tx.clone();
+                        tokio::spawn(async move {
+                            let _ = e2.drive(&tenant, &child, Mode::Foreground, true).await;
+                            let _ = wake.send(());
+                        });
+                    }
+                } else {
+                    m.discard_changes();
+                }
+                if exit {
+                    let mut nodes: Vec<NodeRecord> = m.nodes().into_values().cloned().collect();
+                    nodes.sort_by(|a, b| a.key.cmp(&b.key));
+                    return Ok(Outcome {
+                        execution_id: id,
+                        status: m.status(),
+                        output: m.output().cloned(),
+                        error: m.error().cloned(),
+                        nodes,
+                    });
+                }
+                for a in actions {
+                    match a {
+                        Action::Timer { key, at } => {
+                            timers.insert((at, key));
+                        }
+                        Action::StartChild { .. } => {}
+                        other => {
+                            if let Some(f) = engine.call(&m, other) {
+                                futs.push(f);
+                            }
+                        }
+                    }
+                }
+                if !after.is_empty() {
+                    inputs = after;
+                    continue;
+                }
+                // Wait for the next input.
+                let next_timer = timers.first().map(|(at, _)| *at);
+                let sleep_for = next_timer
+                    .map(|at| Duration::from_millis((at - now_ms()).max(0) as u64))
+                    .unwrap_or(Duration::from_secs(3600));
+                tokio::select! {
+                    Some(i) = futs.next(), if !futs.is_empty() => inputs.push(i),
+                    _ = tokio::time::sleep(sleep_for), if next_timer.is_some() => {
+                        let now = now_ms();
+                        while let Some((at, _)) = timers.first() {
+                            if *at > now { break; }
+                            if let Some((at, key)) = timers.pop_first() {
+                                inputs.push(Input::Timer { key, at });
+                            }
+                        }
+                    }
+                    _ = heartbeat.tick(), if persistent => {
+                        let lost = engine.inner.store.heartbeat(std::slice::from_ref(&id), &owner, lease_ms, now_ms()).await?;
+                        if !lost.is_empty() {
+                            return Err(EngineError::LeaseLost { id: id.clone() });
+                        }
+                        for s in engine.inner.store.signals(&id).await? {
+                            if seen_signals.insert(s.id) {
+                                inputs.push(Input::Signal(s));
+                            }
+                        }
+                    }
+                    Some(()) = wake_rx.recv() => {
+                        for s in engine.inner.store.signals(&id).await? {
+                            if seen_signals.insert(s.id) {
+                                inputs.push(Input::Signal(s));
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Waiting only for people: no wait timer, no retry, no child execution pending.
+fn waits_only_for_people(m: &Machine) -> bool {
+    let plan = m.plan().clone();
+    !m.nodes().values().any(|r| {
+        let kind = plan.node(&r.node_id).map(|n| &n.kind);
+        match r.status {
+            hilo_core::exec::NodeStatus::Running => !matches!(kind, Some(NodeKind::Loop(_))),
+            hilo_core::exec::NodeStatus::Waiting => matches!(kind, Some(NodeKind::Wait(_))),
+            _ => false,
+        }
+    })
+}
+
+/// A JSON summary of an outcome: `{"execution_id", "status", "output", "error", "nodes"}`.
+pub fn outcome_json(o: &Outcome) -> Value {
+    let mut nodes = serde_json::Map::new();
+    for r in &o.nodes {
+        nodes.insert(
+            r.key.clone(),
+            json!({
+                "status": r.status,
+                "attempts": r.attempts,
+                "output": r.output,
+                "error": r.error,
+            }),
+        );
+    }
+    json!({
+        "execution_id": o.execution_id,
+        "status": o.status,
+        "output": o.output,
+        "error": o.error,
+        "nodes": nodes,
+    })
+}

@@ -1,0 +1,1957 @@
+//! The execution state machine: `apply(input, now) -> actions`, with no IO at all.
+//!
+//! The machine holds one execution's checkpoint (node records, `vars`, status) and turns
+//! inputs (start, a tool's result, a timer, a signal from outside) into actions for the
+//! driver (call a tool, run an agent, arm a timer, start a child execution). Everything that
+//! follows deterministically from an input (edge resolution, dead-path elimination, pure nodes
+//! like `condition`, `set` or `finish`, loop bookkeeping, compensation order) happens inside
+//! one `apply`, and the rows it changed are collected for the next [`Commit`]. The driver
+//! writes that commit before it performs the actions: write-ahead, so a crash at any instant
+//! resumes from a state where every finished step is recorded and every started step is known.
+//!
+//! Keys: a node's key is its id at the top level and `loop[i]/id` inside iteration `i` of a
+//! loop (nested loops chain: `outer[0]/inner[2]/id`). The idempotency key of a call is the
+//! execution id and the node key.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use hilo_core::exec::{
+    Commit, CompensationState, Event, EventKind, ExecMeta, ExecRecord, ExecStatus, ExecUpdate,
+    HumanTask, Loaded, LoopProgress, NodeError, NodeRecord, NodeStatus, ParentRef, Signal,
+    StoredSignal, Unwinding, codes,
+};
+use hilo_core::expr::bare_expression;
+use hilo_core::{AgentNode, MergeWait, Node, NodeKind, OnError};
+use serde_json::{Map, Value, json};
+
+use crate::eval::{EvalError, Evaluator, is_dynamic};
+use crate::plan::{OutKind, Plan, defaults};
+
+/// What happens to the machine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Begin a new execution.
+    Start,
+    /// Continue a restored execution: re-issue what was in flight.
+    Resume,
+    /// A tool call (or agent run, or compensation) returned.
+    ToolDone {
+        key: String,
+        attempt: u32,
+        compensation: bool,
+        result: Result<Value, NodeError>,
+    },
+    /// A timer armed by [`Action::Timer`] fired.
+    Timer { key: String, at: i64 },
+    /// A message from outside (an answer, a child's result, a cancellation).
+    Signal(StoredSignal),
+    /// The driver could not start a child execution (unknown workflow, invalid input).
+    ChildFailed { key: String, error: NodeError },
+}
+
+/// What the driver must do, after committing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    CallTool {
+        key: String,
+        tool: String,
+        input: Value,
+        attempt: u32,
+        timeout_ms: u64,
+        compensation: bool,
+    },
+    RunAgent {
+        key: String,
+        node: Box<AgentNode>,
+        rendered: Value,
+        attempt: u32,
+        timeout_ms: u64,
+    },
+    /// Feed `Input::Timer { key, at }` back at `at` (Unix ms).
+    Timer { key: String, at: i64 },
+    /// Create (if it does not exist yet) and run a child execution.
+    StartChild {
+        key: String,
+        child_id: String,
+        workflow: String,
+        version: Option<u64>,
+        input: Value,
+    },
+}
+
+const COMPENSATE_SUFFIX: &str = "#compensate";
+
+/// One execution's state machine.
+pub struct Machine {
+    plan: Arc<Plan>,
+    exec_id: String,
+    tenant: String,
+    parent: Option<ParentRef>,
+    status: ExecStatus,
+    input: Value,
+    vars: Map<String, Value>,
+    nodes: HashMap<String, NodeRecord>,
+    output: Option<Value>,
+    error: Option<NodeError>,
+    finished_at: Option<i64>,
+    meta: ExecMeta,
+    last_seq: u64,
+    now: i64,
+    // Derived, rebuilt on restore.
+    active: HashMap<String, u32>,
+    in_flight: HashSet<String>,
+    tool_queue: VecDeque<String>,
+    work: VecDeque<Work>,
+    checks: std::collections::BTreeSet<String>,
+    // Collected for the next commit.
+    events: Vec<Event>,
+    dirty: HashSet<String>,
+    dirty_vars: Vec<String>,
+    new_tasks: Vec<HumanTask>,
+    closed_tasks: Vec<String>,
+    notify_parent: Option<(String, Signal)>,
+    consumed: Vec<i64>,
+    actions: Vec<Action>,
+}
+
+#[derive(Debug)]
+enum Work {
+    Run(String),
+    Propagate(String),
+}
+
+/// Splits a key into its scope prefix (`""` or `loop[2]/`) and node id.
+fn split_key(key: &str) -> (&str, &str) {
+    match key.rfind('/') {
+        Some(p) => (&key[..=p], &key[p + 1..]),
+        None => ("", key),
+    }
+}
+
+/// The loop key and iteration index of an iteration prefix `…loop[2]/`.
+fn iteration_of(prefix: &str) -> Option<(&str, u32)> {
+    let body = prefix.strip_suffix("]/")?;
+    let open = body.rfind('[')?;
+    Some((&body[..open], body[open + 1..].parse().ok()?))
+}
+
+fn iteration_prefix(loop_key: &str, i: u32) -> String {
+    format!("{loop_key}[{i}]/")
+}
+
+fn expression_error(node: &str, field: &str, e: EvalError) -> NodeError {
+    NodeError::new(
+        codes::EXPRESSION,
+        if e.expression.is_empty() {
+            format!("node `{node}`, field `{field}`: {}", e.message)
+        } else {
+            format!(
+                "node `{node}`, field `{field}`: cannot evaluate `{}`: {}",
+                e.expression, e.message
+            )
+        },
+    )
+}
+
+fn seed(exec: &str, key: &str, attempt: u32) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    exec.hash(&mut h);
+    key.hash(&mut h);
+    attempt.hash(&mut h);
+    h.finish()
+}
+
+fn is_limited(node: &Node) -> bool {
+    matches!(node.kind, NodeKind::Tool(_) | NodeKind::Agent(_))
+}
+
+impl Machine {
+    /// A machine for a new execution.
+    pub fn new(
+        plan: Arc<Plan>,
+        exec_id: String,
+        tenant: String,
+        input: Value,
+        meta: ExecMeta,
+        parent: Option<ParentRef>,
+    ) -> Machine {
+        Machine {
+            plan,
+            exec_id,
+            tenant,
+            parent,
+            status: ExecStatus::Pending,
+            input,
+            vars: Map::new(),
+            nodes: HashMap::new(),
+            output: None,
+            error: None,
+            finished_at: None,
+            meta,
+            last_seq: 0,
+            now: 0,
+            active: HashMap::new(),
+            in_flight: HashSet::new(),
+            tool_queue: VecDeque::new(),
+            work: VecDeque::new(),
+            checks: std::collections::BTreeSet::new(),
+            events: Vec::new(),
+            dirty: HashSet::new(),
+            dirty_vars: Vec::new(),
+            new_tasks: Vec::new(),
+            closed_tasks: Vec::new(),
+            notify_parent: None,
+            consumed: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// A machine restored from its checkpoint. Feed it [`Input::Resume`] (or `Start` if it
+    /// never started) before anything else.
+    pub fn restore(plan: Arc<Plan>, loaded: &Loaded) -> Machine {
+        let e: &ExecRecord = &loaded.exec;
+        let mut m = Machine::new(
+            plan,
+            e.id.clone(),
+            e.tenant.clone(),
+            e.input.clone(),
+            e.meta.clone(),
+            e.parent.clone(),
+        );
+        m.status = e.status;
+        m.output = e.output.clone();
+        m.error = e.error.clone();
+        m.finished_at = e.finished_at;
+        m.last_seq = e.last_seq;
+        for (k, v) in &loaded.vars {
+            m.vars.insert(k.clone(), v.clone());
+        }
+        for r in &loaded.nodes {
+            if r.status.is_active() {
+                *m.active.entry(split_key(&r.key).0.to_string()).or_default() += 1;
+            }
+            m.nodes.insert(r.key.clone(), r.clone());
+        }
+        m
+    }
+
+    pub fn status(&self) -> ExecStatus {
+        self.status
+    }
+    pub fn output(&self) -> Option<&Value> {
+        self.output.as_ref()
+    }
+    pub fn error(&self) -> Option<&NodeError> {
+        self.error.as_ref()
+    }
+    pub fn execution_id(&self) -> &str {
+        &self.exec_id
+    }
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+    pub fn parent(&self) -> Option<&ParentRef> {
+        self.parent.as_ref()
+    }
+
+    /// Node records, by key.
+    pub fn nodes(&self) -> BTreeMap<&str, &NodeRecord> {
+        self.nodes.iter().map(|(k, v)| (k.as_str(), v)).collect()
+    }
+
+    /// Events not yet taken by a commit.
+    pub fn pending_events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Applies one input; returns the actions to perform once the resulting commit is written.
+    pub fn apply(&mut self, input: Input, now: i64) -> Vec<Action> {
+        self.now = now;
+        match input {
+            Input::Start => self.start(),
+            Input::Resume => self.resume(),
+            Input::ToolDone {
+                key,
+                attempt,
+                compensation,
+                result,
+            } => {
+                if compensation {
+                    self.compensation_done(&key, attempt, result);
+                } else {
+                    self.tool_done(&key, attempt, result);
+                }
+            }
+            Input::Timer { key, at } => self.timer(&key, at),
+            Input::Signal(s) => self.signal(s),
+            Input::ChildFailed { key, error } => {
+                if self.is_running(&key) {
+                    self.fail_node(&key, error);
+                }
+            }
+        }
+        self.drain();
+        self.settle_status();
+        std::mem::take(&mut self.actions)
+    }
+
+    /// Collects everything changed since the last commit.
+    pub fn take_commit(&mut self, owner: &str) -> Commit {
+        let mut keys: Vec<String> = self.dirty.drain().collect();
+        keys.sort();
+        let nodes = keys
+            .iter()
+            .filter_map(|k| self.nodes.get(k).cloned())
+            .collect();
+        let mut var_keys = std::mem::take(&mut self.dirty_vars);
+        var_keys.sort();
+        var_keys.dedup();
+        let vars = var_keys
+            .into_iter()
+            .map(|k| {
+                let v = self.vars.get(&k).cloned().unwrap_or(Value::Null);
+                (k, v)
+            })
+            .collect();
+        Commit {
+            execution_id: self.exec_id.clone(),
+            owner: owner.to_string(),
+            exec: ExecUpdate {
+                status: self.status,
+                output: self.output.clone(),
+                error: self.error.clone(),
+                last_seq: self.last_seq,
+                runnable_at: self.runnable_at(),
+                finished_at: self.finished_at,
+                meta: self.meta.clone(),
+                release: self.status.is_terminal(),
+            },
+            events: std::mem::take(&mut self.events),
+            nodes,
+            vars,
+            new_tasks: std::mem::take(&mut self.new_tasks),
+            closed_tasks: std::mem::take(&mut self.closed_tasks),
+            children: Vec::new(),
+            notify_parent: self.notify_parent.take(),
+            consumed_signals: std::mem::take(&mut self.consumed),
+        }
+    }
+
+    /// Drops what a commit would carry (runs without persistence).
+    pub fn discard_changes(&mut self) {
+        self.dirty.clear();
+        self.dirty_vars.clear();
+        self.events.clear();
+        self.new_tasks.clear();
+        self.closed_tasks.clear();
+        self.notify_parent = None;
+        self.consumed.clear();
+    }
+
+    /// When a worker should pick the execution up: now while it runs, at the earliest timer
+    /// while it waits for one, never (`None`) while it waits only for people or is done.
+    pub fn runnable_at(&self) -> Option<i64> {
+        match self.status {
+            ExecStatus::Pending | ExecStatus::Running => Some(self.now),
+            ExecStatus::Waiting => self
+                .nodes
+                .values()
+                .filter_map(|r| {
+                    if r.status.is_active() {
+                        r.fire_at
+                    } else {
+                        r.detail.compensation.as_ref().and_then(|c| c.retry_at)
+                    }
+                })
+                .min(),
+            _ => None,
+        }
+    }
+
+    /// The idempotency key tools receive for a node key.
+    pub fn idempotency_key(&self, key: &str, compensation: bool) -> String {
+        if compensation {
+            format!("{}:{key}{COMPENSATE_SUFFIX}", self.exec_id)
+        } else {
+            format!("{}:{key}", self.exec_id)
+        }
+    }
+
+    // ---- bookkeeping -------------------------------------------------------------------
+
+    fn event(&mut self, kind: EventKind, node: Option<&str>, attempt: u32, data: Value) {
+        self.last_seq += 1;
+        self.events.push(Event {
+            seq: self.last_seq,
+            at: self.now,
+            kind,
+            node: node.map(str::to_string),
+            attempt,
+            data,
+        });
+    }
+
+    fn record(&mut self, key: &str) -> &mut NodeRecord {
+        if !self.nodes.contains_key(key) {
+            let id = split_key(key).1;
+            self.nodes
+                .insert(key.to_string(), NodeRecord::new(key.to_string(), id));
+        }
+        if !self.dirty.contains(key) {
+            self.dirty.insert(key.to_string());
+        }
+        self.nodes
+            .entry(key.to_string())
+            .or_insert_with(|| NodeRecord::new(key.to_string(), split_key(key).1))
+    }
+
+    fn set_status(&mut self, key: &str, status: NodeStatus) {
+        let prefix = split_key(key).0.to_string();
+        let rec = self.record(key);
+        let was = rec.status.is_active();
+        rec.status = status;
+        let now_active = status.is_active();
+        if was != now_active {
+            let c = self.active.entry(prefix).or_default();
+            if now_active {
+                *c += 1;
+            } else {
+                *c = c.saturating_sub(1);
+            }
+        }
+    }
+
+    fn status_of(&self, key: &str) -> Option<NodeStatus> {
+        self.nodes.get(key).map(|r| r.status)
+    }
+
+    fn is_running(&self, key: &str) -> bool {
+        self.status_of(key) == Some(NodeStatus::Running)
+    }
+
+    fn node_of(&self, key: &str) -> Option<Node> {
+        self.plan.node(split_key(key).1).cloned()
+    }
+
+    /// The state document as seen from a scope (`""` or an iteration prefix).
+    fn doc(&self, prefix: &str) -> Map<String, Value> {
+        let mut doc = Map::new();
+        doc.insert("input".into(), self.input.clone());
+        doc.insert("vars".into(), Value::Object(self.vars.clone()));
+        self.add_scope_nodes(&mut doc, "", 0);
+        // Enclosing iterations, outermost first.
+        let mut frames = Vec::new();
+        let mut p = prefix;
+        while let Some((loop_key, i)) = iteration_of(p) {
+            frames.push((loop_key.to_string(), i));
+            p = split_key(loop_key).0;
+        }
+        for (loop_key, i) in frames.into_iter().rev() {
+            let loop_id = split_key(&loop_key).1;
+            if let Some(&g) = self.plan.bodies.get(loop_id) {
+                self.add_scope_nodes(&mut doc, &iteration_prefix(&loop_key, i), g);
+            }
+            let item = self
+                .nodes
+                .get(&loop_key)
+                .and_then(|r| r.detail.loop_progress.as_ref())
+                .and_then(|p| p.items.as_ref())
+                .and_then(|items| items.get(i as usize).cloned())
+                .unwrap_or(Value::Null);
+            doc.insert("item".into(), item);
+            doc.insert("index".into(), json!(i));
+        }
+        doc
+    }
+
+    fn add_scope_nodes(&self, doc: &mut Map<String, Value>, prefix: &str, graph: usize) {
+        for n in &self.plan.graphs[graph].nodes {
+            let key = format!("{prefix}{}", n.id);
+            if let Some(r) = self.nodes.get(&key)
+                && matches!(
+                    r.status,
+                    NodeStatus::Succeeded | NodeStatus::Failed | NodeStatus::Skipped
+                )
+            {
+                let mut v = Map::new();
+                v.insert("status".into(), json!(r.status.as_str()));
+                v.insert("output".into(), r.output.clone().unwrap_or(Value::Null));
+                if let Some(e) = &r.error {
+                    v.insert(
+                        "error".into(),
+                        json!({"code": e.code, "message": e.message}),
+                    );
+                }
+                v.insert("attempts".into(), json!(r.attempts));
+                doc.insert(n.id.clone(), Value::Object(v));
+            }
+        }
+    }
+
+    // ---- the work loop -----------------------------------------------------------------
+
+    fn drain(&mut self) {
+        loop {
+            while let Some(w) = self.work.pop_front() {
+                if self.status.is_terminal() {
+                    self.work.clear();
+                    self.tool_queue.clear();
+                    self.checks.clear();
+                    return;
+                }
+                match w {
+                    Work::Run(key) => self.run_node(&key),
+                    Work::Propagate(key) => self.propagate(&key),
+                }
+            }
+            if self.meta.unwinding.is_some() || self.status.is_terminal() {
+                self.tool_queue.clear();
+                self.checks.clear();
+                return;
+            }
+            let limit = self
+                .meta
+                .concurrency
+                .unwrap_or(defaults::CONCURRENCY)
+                .max(1) as usize;
+            let mut started = false;
+            while self.in_flight.len() < limit {
+                let Some(key) = self.tool_queue.pop_front() else {
+                    break;
+                };
+                self.run_node(&key);
+                started = true;
+            }
+            if !started && self.work.is_empty() {
+                // Scopes are checked for their end only once nothing else is left to do.
+                match self.checks.pop_last() {
+                    Some(prefix) => self.scope_check(&prefix),
+                    None => return,
+                }
+            }
+        }
+    }
+
+    fn settle_status(&mut self) {
+        if self.status.is_terminal() || self.status == ExecStatus::Pending {
+            return;
+        }
+        let busy = !self.in_flight.is_empty()
+            || !self.tool_queue.is_empty()
+            || self.nodes.values().any(|r| {
+                (r.status == NodeStatus::Running && r.fire_at.is_some())
+                    || r.detail
+                        .compensation
+                        .as_ref()
+                        .is_some_and(|c| c.retry_at.is_some())
+            });
+        let next = if busy {
+            ExecStatus::Running
+        } else if self
+            .nodes
+            .values()
+            .any(|r| r.status == NodeStatus::Waiting || r.status == NodeStatus::Running)
+        {
+            ExecStatus::Waiting
+        } else {
+            ExecStatus::Running
+        };
+        if next != self.status {
+            if next == ExecStatus::Waiting {
+                self.event(EventKind::ExecutionWaiting, None, 0, Value::Null);
+            }
+            self.status = next;
+        }
+    }
+
+    fn start(&mut self) {
+        if self.status != ExecStatus::Pending {
+            return;
+        }
+        self.status = ExecStatus::Running;
+        self.event(EventKind::ExecutionStarted, None, 0, Value::Null);
+        self.start_scope("", 0);
+        self.checks.insert(String::new());
+    }
+
+    fn start_scope(&mut self, prefix: &str, graph: usize) {
+        let plan = self.plan.clone();
+        let g = &plan.graphs[graph];
+        if g.entries.is_empty() {
+            self.checks.insert(prefix.to_string());
+        }
+        for &e in &g.entries {
+            let key = format!("{prefix}{}", g.nodes[e].id);
+            self.make_ready(&key, &g.nodes[e]);
+        }
+    }
+
+    fn make_ready(&mut self, key: &str, node: &Node) {
+        self.set_status(key, NodeStatus::Ready);
+        if is_limited(node) {
+            self.tool_queue.push_back(key.to_string());
+        } else {
+            self.work.push_back(Work::Run(key.to_string()));
+        }
+    }
+
+    fn resume(&mut self) {
+        if self.status == ExecStatus::Pending {
+            self.start();
+            return;
+        }
+        if self.status.is_terminal() {
+            return;
+        }
+        self.event(EventKind::ExecutionResumed, None, 0, Value::Null);
+        let mut keys: Vec<String> = self.nodes.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            let Some(rec) = self.nodes.get(&key).cloned() else {
+                continue;
+            };
+            let Some(node) = self.node_of(&key) else {
+                continue;
+            };
+            if let Some(c) = &rec.detail.compensation
+                && self.meta.unwinding.is_some()
+            {
+                match (c.status, c.retry_at) {
+                    (NodeStatus::Running, Some(at)) => self.actions.push(Action::Timer {
+                        key: format!("{key}{COMPENSATE_SUFFIX}"),
+                        at,
+                    }),
+                    (NodeStatus::Running, None) => {
+                        self.in_flight.insert(format!("{key}{COMPENSATE_SUFFIX}"));
+                        self.actions.push(Action::CallTool {
+                            key: key.clone(),
+                            tool: c.tool.clone(),
+                            input: c.input.clone(),
+                            attempt: c.attempts,
+                            timeout_ms: self.plan.timeout_ms(&node),
+                            compensation: true,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            match rec.status {
+                NodeStatus::Ready => {
+                    if is_limited(&node) {
+                        self.tool_queue.push_back(key.clone());
+                    } else {
+                        self.work.push_back(Work::Run(key.clone()));
+                    }
+                }
+                NodeStatus::Running => match &node.kind {
+                    NodeKind::Tool(_) | NodeKind::Agent(_) => match rec.fire_at {
+                        Some(at) => self.actions.push(Action::Timer { key, at }),
+                        None => self.dispatch(&key, &node, rec.attempts),
+                    },
+                    NodeKind::Workflow(w) => {
+                        let input = rec.detail.input.clone().unwrap_or(Value::Null);
+                        self.actions.push(Action::StartChild {
+                            child_id: self.child_id(&key),
+                            key,
+                            workflow: w.workflow.clone(),
+                            version: w.version,
+                            input,
+                        });
+                    }
+                    _ => {}
+                },
+                NodeStatus::Waiting => {
+                    if let Some(at) = rec.fire_at {
+                        self.actions.push(Action::Timer { key, at });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.meta.unwinding.is_some() && self.in_flight.is_empty() {
+            let retrying = self.nodes.values().any(|r| {
+                r.detail
+                    .compensation
+                    .as_ref()
+                    .is_some_and(|c| c.status == NodeStatus::Running)
+            });
+            if !retrying {
+                self.next_compensation();
+            }
+        }
+    }
+
+    fn child_id(&self, key: &str) -> String {
+        let k: String = key
+            .chars()
+            .map(|c| match c {
+                '/' => '.',
+                '[' | ']' => '_',
+                c => c,
+            })
+            .collect();
+        format!("{}.{k}", self.exec_id)
+    }
+
+    // ---- running nodes -----------------------------------------------------------------
+
+    fn run_node(&mut self, key: &str) {
+        if self.status_of(key) != Some(NodeStatus::Ready) {
+            return;
+        }
+        let Some(node) = self.node_of(key) else {
+            return;
+        };
+        let prefix = split_key(key).0.to_string();
+        self.record(key).started_at = Some(self.now);
+        let id = node.id.clone();
+        match &node.kind {
+            NodeKind::Tool(_) | NodeKind::Agent(_) => {
+                self.set_status(key, NodeStatus::Running);
+                self.dispatch(key, &node, 1);
+            }
+            NodeKind::Condition(c) => {
+                let doc = self.doc(&prefix);
+                match Evaluator::new(&self.plan.clone(), &doc).truthy(bare_expression(&c.when)) {
+                    Ok(b) => self.succeed(key, json!({ "result": b })),
+                    Err(e) => self.fail_node(key, expression_error(&id, "when", e)),
+                }
+            }
+            NodeKind::Switch(s) => {
+                let doc = self.doc(&prefix);
+                let plan = self.plan.clone();
+                let mut ev = Evaluator::new(&plan, &doc);
+                let mut chosen = None;
+                for (i, case) in s.cases.iter().enumerate() {
+                    match ev.truthy(bare_expression(&case.when)) {
+                        Ok(true) => {
+                            chosen = Some(i);
+                            break;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            let field = format!("cases[{i}].when");
+                            self.fail_node(key, expression_error(&id, &field, e));
+                            return;
+                        }
+                    }
+                }
+                let out = match chosen {
+                    Some(i) => json!({"case": i, "to": s.cases[i].to}),
+                    None => json!({"case": "default", "to": s.default}),
+                };
+                self.succeed(key, out);
+            }
+            NodeKind::Set(s) => {
+                let doc = self.doc(&prefix);
+                let plan = self.plan.clone();
+                let mut ev = Evaluator::new(&plan, &doc);
+                let mut written = Map::new();
+                for (k, v) in &s.vars {
+                    match ev.value(v) {
+                        Ok(x) => {
+                            written.insert(k.clone(), x);
+                        }
+                        Err(e) => {
+                            self.fail_node(key, expression_error(&id, &format!("vars.{k}"), e));
+                            return;
+                        }
+                    }
+                }
+                for (k, v) in &written {
+                    self.vars.insert(k.clone(), v.clone());
+                    self.dirty_vars.push(k.clone());
+                }
+                self.succeed(key, Value::Object(written));
+            }
+            NodeKind::Transform(t) => {
+                let doc = self.doc(&prefix);
+                match Evaluator::new(&self.plan.clone(), &doc).search(bare_expression(&t.expr)) {
+                    Ok(v) => self.succeed(key, v),
+                    Err(e) => self.fail_node(key, expression_error(&id, "expr", e)),
+                }
+            }
+            NodeKind::Parallel(_) => self.succeed(key, Value::Null),
+            NodeKind::Merge(_) => {
+                let inbound = self
+                    .nodes
+                    .get(key)
+                    .map(|r| r.detail.inbound.clone())
+                    .unwrap_or_default();
+                let mut out = Map::new();
+                for (from, live) in inbound {
+                    if live {
+                        let k = format!("{prefix}{from}");
+                        let v = self.nodes.get(&k).and_then(|r| r.output.clone());
+                        out.insert(from, v.unwrap_or(Value::Null));
+                    }
+                }
+                self.succeed(key, Value::Object(out));
+            }
+            NodeKind::Loop(l) => {
+                self.set_status(key, NodeStatus::Running);
+                self.event(EventKind::NodeStarted, Some(key), 0, Value::Null);
+                let items = match &l.for_each {
+                    None => None,
+                    Some(Value::Array(a)) => Some(a.clone()),
+                    Some(Value::String(s)) => {
+                        let doc = self.doc(&prefix);
+                        match Evaluator::new(&self.plan.clone(), &doc).search(bare_expression(s)) {
+                            Ok(Value::Array(a)) => Some(a),
+                            Ok(other) => {
+                                let kind = json_kind(&other);
+                                self.fail_node(
+                                    key,
+                                    NodeError::new(
+                                        codes::EXPRESSION,
+                                        format!("node `{id}`, field `for_each`: `{s}` must yield a list, got {kind}"),
+                                    ),
+                                );
+                                return;
+                            }
+                            Err(e) => {
+                                self.fail_node(key, expression_error(&id, "for_each", e));
+                                return;
+                            }
+                        }
+                    }
+                    Some(other) => {
+                        let kind = json_kind(other);
+                        self.fail_node(
+                            key,
+                            NodeError::new(
+                                codes::EXPRESSION,
+                                format!("node `{id}`, field `for_each`: must be a list or an expression, got {kind}"),
+                            ),
+                        );
+                        return;
+                    }
+                };
+                if let (Some(items), Some(max)) = (&items, l.max_iterations)
+                    && items.len() > max as usize
+                {
+                    let n = items.len();
+                    self.fail_node(
+                        key,
+                        NodeError::new(
+                            codes::LOOP_LIMIT,
+                            format!(
+                                "loop `{id}` has {n} items, more than its max_iterations ({max})"
+                            ),
+                        ),
+                    );
+                    return;
+                }
+                let count = items.as_ref().map(Vec::len);
+                self.record(key).detail.loop_progress = Some(LoopProgress {
+                    items,
+                    ..LoopProgress::default()
+                });
+                match count {
+                    Some(0) => self.succeed(key, json!([])),
+                    Some(n) => {
+                        let c = l.concurrency.unwrap_or(1).max(1) as usize;
+                        for _ in 0..c.min(n) {
+                            self.start_iteration(key);
+                        }
+                    }
+                    None => self.start_iteration(key),
+                }
+            }
+            NodeKind::Human(h) => {
+                let doc = self.doc(&prefix);
+                let plan = self.plan.clone();
+                let mut ev = Evaluator::new(&plan, &doc);
+                let prompt = match ev.string(&h.prompt) {
+                    Ok(Value::String(s)) => s,
+                    Ok(v) => v.to_string(),
+                    Err(e) => {
+                        self.fail_node(key, expression_error(&id, "prompt", e));
+                        return;
+                    }
+                };
+                let assignee = match h.assignee.as_deref().map(|a| ev.string(a)) {
+                    None => None,
+                    Some(Ok(Value::String(s))) => Some(s),
+                    Some(Ok(Value::Null)) => None,
+                    Some(Ok(v)) => Some(v.to_string()),
+                    Some(Err(e)) => {
+                        self.fail_node(key, expression_error(&id, "assignee", e));
+                        return;
+                    }
+                };
+                let deadline = node.timeout_ms.map(|t| self.now + t as i64);
+                self.set_status(key, NodeStatus::Waiting);
+                self.record(key).fire_at = deadline;
+                self.new_tasks.push(HumanTask {
+                    execution_id: self.exec_id.clone(),
+                    node_key: key.to_string(),
+                    tenant: self.tenant.clone(),
+                    prompt,
+                    schema: h.schema.clone(),
+                    assignee,
+                    skills: h.skills.clone().unwrap_or_default(),
+                    status: "pending".into(),
+                    answer: None,
+                    created_at: self.now,
+                    deadline,
+                });
+                self.event(
+                    EventKind::NodeWaiting,
+                    Some(key),
+                    0,
+                    json!({"for": "human"}),
+                );
+                if let Some(at) = deadline {
+                    self.actions.push(Action::Timer {
+                        key: key.to_string(),
+                        at,
+                    });
+                }
+            }
+            NodeKind::Wait(w) => {
+                let at = match (w.duration_ms, &w.until) {
+                    (Some(d), _) => Ok(self.now + d as i64),
+                    (None, Some(u)) => {
+                        let doc = self.doc(&prefix);
+                        match Evaluator::new(&self.plan.clone(), &doc).string(u) {
+                            Ok(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(&s)
+                                .map(|t| t.timestamp_millis())
+                                .map_err(|e| {
+                                    NodeError::new(
+                                        codes::EXPRESSION,
+                                        format!("node `{id}`, field `until`: `{s}` is not an RFC 3339 instant ({e})"),
+                                    )
+                                }),
+                            Ok(v) => Err(NodeError::new(
+                                codes::EXPRESSION,
+                                format!("node `{id}`, field `until`: expected an RFC 3339 string, got {}", json_kind(&v)),
+                            )),
+                            Err(e) => Err(expression_error(&id, "until", e)),
+                        }
+                    }
+                    (None, None) => Ok(self.now),
+                };
+                match at {
+                    Ok(at) => {
+                        self.set_status(key, NodeStatus::Waiting);
+                        self.record(key).fire_at = Some(at);
+                        self.event(EventKind::NodeWaiting, Some(key), 0, json!({"until": at}));
+                        self.actions.push(Action::Timer {
+                            key: key.to_string(),
+                            at,
+                        });
+                    }
+                    Err(e) => self.fail_node(key, e),
+                }
+            }
+            NodeKind::Workflow(w) => {
+                let input = match &w.with {
+                    None => json!({}),
+                    Some(v) => {
+                        let doc = self.doc(&prefix);
+                        match Evaluator::new(&self.plan.clone(), &doc).value(v) {
+                            Ok(x) => x,
+                            Err(e) => {
+                                self.fail_node(key, expression_error(&id, "with", e));
+                                return;
+                            }
+                        }
+                    }
+                };
+                self.set_status(key, NodeStatus::Running);
+                self.record(key).detail.input = Some(input.clone());
+                self.event(EventKind::NodeStarted, Some(key), 0, Value::Null);
+                self.actions.push(Action::StartChild {
+                    key: key.to_string(),
+                    child_id: self.child_id(key),
+                    workflow: w.workflow.clone(),
+                    version: w.version,
+                    input,
+                });
+            }
+            NodeKind::Finish(f) => {
+                let out = match &f.output {
+                    None => Value::Null,
+                    Some(v) => {
+                        let doc = self.doc(&prefix);
+                        match Evaluator::new(&self.plan.clone(), &doc).value(v) {
+                            Ok(x) => x,
+                            Err(e) => {
+                                self.fail_node(key, expression_error(&id, "output", e));
+                                return;
+                            }
+                        }
+                    }
+                };
+                self.complete(key, NodeStatus::Succeeded, Some(out.clone()), None);
+                if prefix.is_empty() {
+                    self.end(ExecStatus::Succeeded, Some(out), None);
+                } else {
+                    self.end_iteration(&prefix, out);
+                }
+            }
+            NodeKind::Handover(h) => {
+                let out = match &h.with {
+                    None => json!({}),
+                    Some(v) => {
+                        let doc = self.doc(&prefix);
+                        match Evaluator::new(&self.plan.clone(), &doc).value(v) {
+                            Ok(x) => x,
+                            Err(e) => {
+                                self.fail_node(key, expression_error(&id, "with", e));
+                                return;
+                            }
+                        }
+                    }
+                };
+                self.complete(key, NodeStatus::Succeeded, Some(out.clone()), None);
+                self.end(ExecStatus::HandedOver, Some(out), None);
+            }
+            NodeKind::Fail(f) => {
+                let with = match &f.with {
+                    None => json!({}),
+                    Some(v) => {
+                        let doc = self.doc(&prefix);
+                        match Evaluator::new(&self.plan.clone(), &doc).value(v) {
+                            Ok(x) => x,
+                            Err(e) => {
+                                self.fail_node(key, expression_error(&id, "with", e));
+                                return;
+                            }
+                        }
+                    }
+                };
+                let code = with
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .unwrap_or(codes::FAILED)
+                    .to_string();
+                let message = with
+                    .get("message")
+                    .map(|m| {
+                        m.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| m.to_string())
+                    })
+                    .unwrap_or_else(|| format!("the workflow reached fail node `{id}`"));
+                let err = NodeError::new(code, message);
+                self.complete(key, NodeStatus::Failed, None, Some(err.clone()));
+                self.scope_fail(&prefix, err);
+            }
+        }
+    }
+
+    /// Issues the call of a tool or agent node for `attempt` (the input is evaluated once and
+    /// kept, so retries and re-runs after a crash send the same input).
+    fn dispatch(&mut self, key: &str, node: &Node, attempt: u32) {
+        let prefix = split_key(key).0.to_string();
+        let id = node.id.clone();
+        let timeout_ms = self.plan.timeout_ms(node);
+        let kept = self.nodes.get(key).and_then(|r| r.detail.input.clone());
+        match &node.kind {
+            NodeKind::Tool(t) => {
+                let input = match kept {
+                    Some(i) => i,
+                    None => match &t.with {
+                        None => json!({}),
+                        Some(v) if !is_dynamic(v) => v.clone(),
+                        Some(v) => {
+                            let doc = self.doc(&prefix);
+                            match Evaluator::new(&self.plan.clone(), &doc).value(v) {
+                                Ok(x) => x,
+                                Err(e) => {
+                                    self.record(key).attempts = attempt;
+                                    self.fail_node(key, expression_error(&id, "with", e));
+                                    return;
+                                }
+                            }
+                        }
+                    },
+                };
+                let rec = self.record(key);
+                rec.attempts = attempt;
+                rec.fire_at = None;
+                rec.detail.input = Some(input.clone());
+                self.event(EventKind::NodeStarted, Some(key), attempt, Value::Null);
+                self.in_flight.insert(key.to_string());
+                self.actions.push(Action::CallTool {
+                    key: key.to_string(),
+                    tool: t.tool.clone(),
+                    input,
+                    attempt,
+                    timeout_ms,
+                    compensation: false,
+                });
+            }
+            NodeKind::Agent(a) => {
+                let rendered = match kept {
+                    Some(i) => i,
+                    None => {
+                        let w = serde_json::to_value(&a.with).unwrap_or(Value::Null);
+                        let doc = self.doc(&prefix);
+                        let plan = self.plan.clone();
+                        let mut ev = Evaluator::new(&plan, &doc);
+                        let mut out = Map::new();
+                        if let Value::Object(m) = w {
+                            for (k, v) in m {
+                                // Schemas and label lists are data, not templates.
+                                let x = if matches!(
+                                    k.as_str(),
+                                    "output_schema" | "labels" | "examples" | "tools"
+                                ) {
+                                    Ok(v)
+                                } else {
+                                    ev.value(&v)
+                                };
+                                match x {
+                                    Ok(x) => {
+                                        out.insert(k, x);
+                                    }
+                                    Err(e) => {
+                                        self.record(key).attempts = attempt;
+                                        self.fail_node(
+                                            key,
+                                            expression_error(&id, &format!("with.{k}"), e),
+                                        );
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                        Value::Object(out)
+                    }
+                };
+                let rec = self.record(key);
+                rec.attempts = attempt;
+                rec.fire_at = None;
+                rec.detail.input = Some(rendered.clone());
+                self.event(EventKind::NodeStarted, Some(key), attempt, Value::Null);
+                self.in_flight.insert(key.to_string());
+                self.actions.push(Action::RunAgent {
+                    key: key.to_string(),
+                    node: Box::new(a.clone()),
+                    rendered,
+                    attempt,
+                    timeout_ms,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn start_iteration(&mut self, loop_key: &str) {
+        let loop_id = split_key(loop_key).1;
+        let Some(&g) = self.plan.bodies.get(loop_id) else {
+            return;
+        };
+        let rec = self.record(loop_key);
+        let Some(p) = rec.detail.loop_progress.as_mut() else {
+            return;
+        };
+        let i = p.started;
+        p.started += 1;
+        if p.outputs.len() < p.started as usize {
+            p.outputs.resize(p.started as usize, Value::Null);
+        }
+        let prefix = iteration_prefix(loop_key, i);
+        self.start_scope(&prefix, g);
+    }
+
+    // ---- completion and edges ----------------------------------------------------------
+
+    fn complete(
+        &mut self,
+        key: &str,
+        status: NodeStatus,
+        output: Option<Value>,
+        error: Option<NodeError>,
+    ) {
+        self.in_flight.remove(key);
+        let now = self.now;
+        let keep_input = status == NodeStatus::Succeeded
+            && self
+                .node_of(key)
+                .is_some_and(|n| self.plan.compensation(&n).is_some());
+        let seq = self.meta.next_done;
+        self.meta.next_done += 1;
+        self.set_status(key, status);
+        let rec = self.record(key);
+        rec.finished_at = Some(now);
+        rec.fire_at = None;
+        rec.done_seq = Some(seq);
+        rec.output = output;
+        rec.error = error.clone();
+        rec.detail.last_error = None;
+        if !keep_input && !matches!(rec.detail.input, None) && status != NodeStatus::Failed {
+            rec.detail.input = None;
+        }
+        let attempts = rec.attempts;
+        let (kind, data) = match status {
+            NodeStatus::Succeeded => (EventKind::NodeSucceeded, Value::Null),
+            NodeStatus::Failed => (
+                EventKind::NodeFailed,
+                error
+                    .map(|e| json!({"code": e.code, "message": e.message}))
+                    .unwrap_or(Value::Null),
+            ),
+            _ => (EventKind::NodeSkipped, Value::Null),
+        };
+        self.event(kind, Some(key), attempts, data);
+    }
+
+    fn succeed(&mut self, key: &str, output: Value) {
+        self.complete(key, NodeStatus::Succeeded, Some(output), None);
+        self.work.push_back(Work::Propagate(key.to_string()));
+    }
+
+    fn skip(&mut self, key: &str) {
+        self.complete(key, NodeStatus::Skipped, None, None);
+        self.work.push_back(Work::Propagate(key.to_string()));
+    }
+
+    /// A failed attempt of a tool or agent call: retried per the node's policy when the error
+    /// is retryable, else the node fails.
+    fn attempt_failed(&mut self, key: &str, err: NodeError) {
+        let Some(node) = self.node_of(key) else {
+            return;
+        };
+        let policy = self.plan.retry(&node);
+        let attempts = self.nodes.get(key).map(|r| r.attempts).unwrap_or(1);
+        if err.retryable && attempts < policy.max_attempts {
+            self.in_flight.remove(key);
+            let delay = policy.delay_ms(attempts, seed(&self.exec_id, key, attempts));
+            let at = self.now + delay as i64;
+            let rec = self.record(key);
+            rec.fire_at = Some(at);
+            rec.detail.last_error = Some(err.clone());
+            self.event(
+                EventKind::NodeRetrying,
+                Some(key),
+                attempts,
+                json!({"code": err.code, "message": err.message, "delay_ms": delay}),
+            );
+            self.actions.push(Action::Timer {
+                key: key.to_string(),
+                at,
+            });
+        } else {
+            self.fail_node(key, err);
+        }
+    }
+
+    /// The node has failed for good: `on_error` decides what follows.
+    fn fail_node(&mut self, key: &str, err: NodeError) {
+        if self.status_of(key).is_some_and(NodeStatus::is_done) {
+            return;
+        }
+        let Some(node) = self.node_of(key) else {
+            return;
+        };
+        if node.kind.type_name() == "human" {
+            self.closed_tasks.push(key.to_string());
+        }
+        if self.nodes.get(key).is_some_and(|r| r.started_at.is_none()) {
+            self.record(key).started_at = Some(self.now);
+        }
+        self.complete(key, NodeStatus::Failed, None, Some(err.clone()));
+        if let NodeKind::Loop(_) = node.kind {
+            self.cancel_prefix(&format!("{key}["));
+        }
+        let prefix = split_key(key).0.to_string();
+        match node.on_error.clone().unwrap_or(OnError::Fail) {
+            OnError::Fail => self.scope_fail(&prefix, err),
+            OnError::Continue => self.work.push_back(Work::Propagate(key.to_string())),
+            OnError::Goto(target) => {
+                self.work.push_back(Work::Propagate(key.to_string()));
+                let tkey = format!("{prefix}{target}");
+                if self
+                    .status_of(&tkey)
+                    .is_none_or(|s| s == NodeStatus::Pending)
+                    && let Some(tnode) = self.plan.node(&target).cloned()
+                {
+                    self.record(&tkey).detail.goto_live = true;
+                    self.make_ready(&tkey, &tnode);
+                }
+            }
+        }
+    }
+
+    fn propagate(&mut self, key: &str) {
+        let Some(rec) = self.nodes.get(key) else {
+            return;
+        };
+        let status = rec.status;
+        let chosen = rec
+            .output
+            .as_ref()
+            .and_then(|o| o.get("case"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let (prefix, id) = split_key(key);
+        let prefix = prefix.to_string();
+        let plan = self.plan.clone();
+        let Some(at) = plan.at.get(id) else {
+            return;
+        };
+        let g = &plan.graphs[at.graph];
+        let node = &g.nodes[at.idx];
+        let goto = matches!(node.on_error, Some(OnError::Goto(_)));
+        let source_ok = status == NodeStatus::Succeeded
+            || (status == NodeStatus::Failed && node.on_error == Some(OnError::Continue));
+        let mut doc: Option<Map<String, Value>> = None;
+        for out in &g.outs[at.idx] {
+            let target = &g.nodes[out.to];
+            let tkey = format!("{prefix}{}", target.id);
+            let live = if !source_ok || (status == NodeStatus::Failed && goto) {
+                Ok(false)
+            } else {
+                match &out.kind {
+                    OutKind::Plain(None) => Ok(true),
+                    OutKind::Branch => Ok(status == NodeStatus::Succeeded),
+                    OutKind::Switch(c) => Ok(status == NodeStatus::Succeeded
+                        && match c {
+                            Some(i) => chosen == json!(i),
+                            None => chosen == json!("default"),
+                        }),
+                    OutKind::Plain(Some(w)) => {
+                        let d = doc.get_or_insert_with(|| self.doc(&prefix));
+                        Evaluator::new(&plan, d)
+                            .truthy(bare_expression(w))
+                            .map_err(|e| {
+                                expression_error(&target.id, &format!("edge from `{id}`: when"), e)
+                            })
+                    }
+                }
+            };
+            match live {
+                Ok(live) => self.resolve_inbound(&tkey, target, id, live),
+                Err(e) => {
+                    doc = None;
+                    self.fail_node(&tkey, e);
+                }
+            }
+        }
+        self.checks.insert(prefix);
+    }
+
+    fn resolve_inbound(&mut self, key: &str, node: &Node, from: &str, live: bool) {
+        let preds = self
+            .plan
+            .at
+            .get(&node.id)
+            .map(|a| self.plan.graphs[a.graph].preds[a.idx].len())
+            .unwrap_or(0);
+        let rec = self.record(key);
+        if rec.status != NodeStatus::Pending {
+            return;
+        }
+        let e = rec.detail.inbound.entry(from.to_string()).or_insert(false);
+        *e = *e || live;
+        let resolved = rec.detail.inbound.len() >= preds;
+        let any_live = rec.detail.inbound.values().any(|l| *l) || rec.detail.goto_live;
+        let merge_any = matches!(&node.kind, NodeKind::Merge(m) if m.wait == Some(MergeWait::Any));
+        if merge_any && live {
+            self.make_ready(key, node);
+        } else if resolved {
+            if any_live {
+                self.make_ready(key, node);
+            } else {
+                self.skip(key);
+            }
+        }
+    }
+
+    /// A scope with nothing left to do ends: an iteration without a `finish` ends with a
+    /// `null` output; the top level without a sink fails with `NO_PATH`.
+    fn scope_check(&mut self, prefix: &str) {
+        if self.status.is_terminal() || self.meta.unwinding.is_some() {
+            return;
+        }
+        if self.active.get(prefix).copied().unwrap_or(0) > 0 {
+            return;
+        }
+        if prefix.is_empty() {
+            {
+                self.unwind(
+                    NodeError::new(
+                        codes::NO_PATH,
+                        "the execution reached no finish, handover or fail node: every path to one was dead (check the `when` conditions)",
+                    ),
+                    false,
+                );
+            }
+        } else {
+            self.end_iteration(prefix, Value::Null);
+        }
+    }
+
+    fn end_iteration(&mut self, prefix: &str, output: Value) {
+        let Some((loop_key, i)) = iteration_of(prefix) else {
+            return;
+        };
+        let loop_key = loop_key.to_string();
+        if self.status_of(&loop_key) != Some(NodeStatus::Running) {
+            return;
+        }
+        if self
+            .nodes
+            .get(&loop_key)
+            .and_then(|r| r.detail.loop_progress.as_ref())
+            .is_some_and(|p| p.ended.contains(&i))
+        {
+            return;
+        }
+        self.cancel_prefix(prefix);
+        let rec = self.record(&loop_key);
+        let Some(p) = rec.detail.loop_progress.as_mut() else {
+            return;
+        };
+        p.ended.push(i);
+        p.finished += 1;
+        if let Some(slot) = p.outputs.get_mut(i as usize) {
+            *slot = output;
+        }
+        let (started, finished, total) = (p.started, p.finished, p.items.as_ref().map(Vec::len));
+        let outputs = p.outputs.clone();
+        let Some(node) = self.node_of(&loop_key) else {
+            return;
+        };
+        let NodeKind::Loop(l) = &node.kind else {
+            return;
+        };
+        match total {
+            Some(n) => {
+                if (started as usize) < n {
+                    self.start_iteration(&loop_key);
+                } else if finished as usize >= n {
+                    self.succeed(&loop_key, Value::Array(outputs));
+                }
+            }
+            None => {
+                let until = l.until.clone().unwrap_or_default();
+                let doc = self.doc(prefix);
+                match Evaluator::new(&self.plan.clone(), &doc).truthy(bare_expression(&until)) {
+                    Ok(true) => self.succeed(&loop_key, Value::Array(outputs)),
+                    Ok(false) => {
+                        let max = l.max_iterations.unwrap_or(1);
+                        if started >= max {
+                            self.fail_node(
+                                &loop_key,
+                                NodeError::new(
+                                    codes::LOOP_LIMIT,
+                                    format!(
+                                        "loop `{}` ran {max} iterations (its max_iterations) and `until` still does not hold",
+                                        node.id
+                                    ),
+                                ),
+                            );
+                        } else {
+                            self.start_iteration(&loop_key);
+                        }
+                    }
+                    Err(e) => self.fail_node(&loop_key, expression_error(&node.id, "until", e)),
+                }
+            }
+        }
+    }
+
+    /// A failure nobody handled in a scope: at the top level the execution fails; inside a
+    /// loop iteration the loop node fails (and its `on_error` applies).
+    fn scope_fail(&mut self, prefix: &str, err: NodeError) {
+        if prefix.is_empty() {
+            self.unwind(err, false);
+        } else if let Some((loop_key, _)) = iteration_of(prefix) {
+            let loop_key = loop_key.to_string();
+            self.fail_node(&loop_key, err);
+        }
+    }
+
+    /// Abandons every active node whose key starts with `prefix` (`""`: all of them).
+    fn cancel_prefix(&mut self, prefix: &str) {
+        let mut keys: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(k, r)| k.starts_with(prefix) && r.status.is_active())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        for k in keys {
+            if self
+                .node_of(&k)
+                .is_some_and(|n| n.kind.type_name() == "human")
+            {
+                self.closed_tasks.push(k.clone());
+            }
+            self.in_flight.remove(&k);
+            self.tool_queue.retain(|q| q != &k);
+            self.set_status(&k, NodeStatus::Cancelled);
+            let now = self.now;
+            let rec = self.record(&k);
+            rec.fire_at = None;
+            rec.finished_at = Some(now);
+            self.event(EventKind::NodeCancelled, Some(&k), 0, Value::Null);
+        }
+    }
+
+    // ---- terminal states and compensation ------------------------------------------------
+
+    fn end(&mut self, status: ExecStatus, output: Option<Value>, error: Option<NodeError>) {
+        if self.status.is_terminal() {
+            return;
+        }
+        self.cancel_prefix("");
+        self.tool_queue.clear();
+        self.work.clear();
+        self.status = status;
+        self.output = output.clone();
+        self.error = error.clone();
+        self.finished_at = Some(self.now);
+        let kind = match status {
+            ExecStatus::Succeeded => EventKind::ExecutionSucceeded,
+            ExecStatus::Compensated => EventKind::ExecutionCompensated,
+            ExecStatus::HandedOver => EventKind::ExecutionHandedOver,
+            ExecStatus::Cancelled => EventKind::ExecutionCancelled,
+            _ => EventKind::ExecutionFailed,
+        };
+        let data = error
+            .as_ref()
+            .map(|e| json!({"code": e.code, "message": e.message}))
+            .unwrap_or(Value::Null);
+        self.event(kind, None, 0, data);
+        if let Some(p) = &self.parent {
+            self.notify_parent = Some((
+                p.execution_id.clone(),
+                Signal::ChildDone {
+                    node_key: p.node_key.clone(),
+                    child_id: self.exec_id.clone(),
+                    status,
+                    output,
+                    error,
+                },
+            ));
+        }
+    }
+
+    /// The execution failed (or is cancelled with compensation): undo completed side
+    /// effects in reverse completion order, one at a time.
+    fn unwind(&mut self, err: NodeError, cancelled: bool) {
+        if self.status.is_terminal() || self.meta.unwinding.is_some() {
+            return;
+        }
+        self.cancel_prefix("");
+        self.tool_queue.clear();
+        self.work.clear();
+        let mut done: Vec<(u64, String)> = self
+            .nodes
+            .values()
+            .filter(|r| r.status == NodeStatus::Succeeded)
+            .filter_map(|r| r.done_seq.map(|s| (s, r.key.clone())))
+            .collect();
+        done.sort();
+        let mut any = false;
+        for (_, key) in done {
+            let Some(node) = self.node_of(&key) else {
+                continue;
+            };
+            if let Some(call) = self.plan.compensation(&node) {
+                any = true;
+                self.record(&key).detail.compensation = Some(CompensationState {
+                    tool: call.tool.clone(),
+                    input: call.with.clone().unwrap_or_else(|| json!({})),
+                    status: NodeStatus::Pending,
+                    attempts: 0,
+                    error: None,
+                    retry_at: None,
+                });
+            }
+        }
+        if !any {
+            if cancelled {
+                self.end(ExecStatus::Cancelled, None, Some(err));
+            } else {
+                self.end(ExecStatus::Failed, None, Some(err));
+            }
+            return;
+        }
+        self.meta.unwinding = Some(Unwinding {
+            error: err,
+            cancelled,
+        });
+        self.next_compensation();
+    }
+
+    fn next_compensation(&mut self) {
+        // The pending compensation of the latest completed node.
+        let next = self
+            .nodes
+            .values()
+            .filter(|r| {
+                r.detail
+                    .compensation
+                    .as_ref()
+                    .is_some_and(|c| c.status == NodeStatus::Pending)
+            })
+            .max_by_key(|r| r.done_seq)
+            .map(|r| r.key.clone());
+        let Some(key) = next else {
+            self.finish_unwind();
+            return;
+        };
+        let Some(node) = self.node_of(&key) else {
+            return;
+        };
+        let Some(call) = self.plan.compensation(&node) else {
+            return;
+        };
+        let prefix = split_key(&key).0.to_string();
+        let mut doc = self.doc(&prefix);
+        let rec = self.nodes.get(&key).cloned();
+        doc.insert(
+            "result".into(),
+            rec.as_ref()
+                .and_then(|r| r.output.clone())
+                .unwrap_or(Value::Null),
+        );
+        doc.insert(
+            "args".into(),
+            rec.as_ref()
+                .and_then(|r| r.detail.input.clone())
+                .unwrap_or(Value::Null),
+        );
+        let input = match &call.with {
+            None => Ok(json!({})),
+            Some(v) => Evaluator::new(&self.plan.clone(), &doc)
+                .value(v)
+                .map_err(|e| expression_error(&node.id, "compensate.with", e)),
+        };
+        match input {
+            Ok(input) => {
+                let timeout_ms = self.plan.timeout_ms(&node);
+                let rec = self.record(&key);
+                let Some(c) = rec.detail.compensation.as_mut() else {
+                    return;
+                };
+                c.input = input.clone();
+                c.status = NodeStatus::Running;
+                c.attempts = 1;
+                self.event(
+                    EventKind::CompensationStarted,
+                    Some(&key),
+                    1,
+                    json!({"tool": call.tool}),
+                );
+                self.in_flight.insert(format!("{key}{COMPENSATE_SUFFIX}"));
+                self.actions.push(Action::CallTool {
+                    key,
+                    tool: call.tool,
+                    input,
+                    attempt: 1,
+                    timeout_ms,
+                    compensation: true,
+                });
+            }
+            Err(e) => {
+                let rec = self.record(&key);
+                if let Some(c) = rec.detail.compensation.as_mut() {
+                    c.status = NodeStatus::Failed;
+                    c.error = Some(e.clone());
+                }
+                self.event(
+                    EventKind::CompensationFailed,
+                    Some(&key),
+                    0,
+                    json!({"code": e.code, "message": e.message}),
+                );
+                self.next_compensation();
+            }
+        }
+    }
+
+    fn compensation_done(&mut self, key: &str, attempt: u32, result: Result<Value, NodeError>) {
+        let Some(c) = self
+            .nodes
+            .get(key)
+            .and_then(|r| r.detail.compensation.clone())
+        else {
+            return;
+        };
+        if c.status != NodeStatus::Running || c.attempts != attempt || c.retry_at.is_some() {
+            return;
+        }
+        self.in_flight.remove(&format!("{key}{COMPENSATE_SUFFIX}"));
+        match result {
+            Ok(_) => {
+                if let Some(c) = self.record(key).detail.compensation.as_mut() {
+                    c.status = NodeStatus::Succeeded;
+                    c.error = None;
+                }
+                self.event(
+                    EventKind::CompensationSucceeded,
+                    Some(key),
+                    attempt,
+                    Value::Null,
+                );
+                self.next_compensation();
+            }
+            Err(e) => {
+                let policy = self
+                    .node_of(key)
+                    .map(|n| self.plan.retry(&n))
+                    .map(|p| (p.max_attempts, p))
+                    .map(|(m, p)| {
+                        (
+                            m,
+                            p.delay_ms(attempt, seed(&self.exec_id, key, attempt + 1000)),
+                        )
+                    });
+                match policy {
+                    Some((max, delay)) if e.retryable && attempt < max => {
+                        let at = self.now + delay as i64;
+                        if let Some(c) = self.record(key).detail.compensation.as_mut() {
+                            c.retry_at = Some(at);
+                            c.error = Some(e.clone());
+                        }
+                        self.event(
+                            EventKind::NodeRetrying,
+                            Some(&format!("{key}{COMPENSATE_SUFFIX}")),
+                            attempt,
+                            json!({"code": e.code, "message": e.message, "delay_ms": delay}),
+                        );
+                        self.actions.push(Action::Timer {
+                            key: format!("{key}{COMPENSATE_SUFFIX}"),
+                            at,
+                        });
+                    }
+                    _ => {
+                        if let Some(c) = self.record(key).detail.compensation.as_mut() {
+                            c.status = NodeStatus::Failed;
+                            c.error = Some(e.clone());
+                        }
+                        self.event(
+                            EventKind::CompensationFailed,
+                            Some(key),
+                            attempt,
+                            json!({"code": e.code, "message": e.message}),
+                        );
+                        self.next_compensation();
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish_unwind(&mut self) {
+        let Some(u) = self.meta.unwinding.clone() else {
+            return;
+        };
+        let mut failed: Vec<(u64, Value)> = self
+            .nodes
+            .values()
+            .filter_map(|r| {
+                let c = r.detail.compensation.as_ref()?;
+                (c.status == NodeStatus::Failed).then(|| {
+                    (
+                        r.done_seq.unwrap_or(0),
+                        json!({"node": r.key, "tool": c.tool, "error": c.error}),
+                    )
+                })
+            })
+            .collect();
+        failed.sort_by(|a, b| b.0.cmp(&a.0));
+        let failed: Vec<Value> = failed.into_iter().map(|(_, v)| v).collect();
+        let mut err = u.error.clone();
+        if !failed.is_empty() {
+            err = err.with_detail(json!({"failed_compensations": failed}));
+        }
+        let status = if u.cancelled {
+            ExecStatus::Cancelled
+        } else if failed.is_empty() {
+            ExecStatus::Compensated
+        } else {
+            ExecStatus::Failed
+        };
+        self.end(status, None, Some(err));
+    }
+
+    // ---- inputs ---------------------------------------------------------------------------
+
+    fn tool_done(&mut self, key: &str, attempt: u32, result: Result<Value, NodeError>) {
+        let Some(rec) = self.nodes.get(key) else {
+            return;
+        };
+        if rec.status != NodeStatus::Running || rec.attempts != attempt || rec.fire_at.is_some() {
+            return;
+        }
+        match result {
+            Ok(v) => self.succeed(key, v),
+            Err(e) => self.attempt_failed(key, e),
+        }
+    }
+
+    fn timer(&mut self, key: &str, at: i64) {
+        if let Some(base) = key.strip_suffix(COMPENSATE_SUFFIX) {
+            let Some(c) = self
+                .nodes
+                .get(base)
+                .and_then(|r| r.detail.compensation.clone())
+            else {
+                return;
+            };
+            if c.retry_at != Some(at) || c.status != NodeStatus::Running {
+                return;
+            }
+            let timeout_ms = self
+                .node_of(base)
+                .map(|n| self.plan.timeout_ms(&n))
+                .unwrap_or(defaults::TIMEOUT_MS);
+            let attempt = c.attempts + 1;
+            if let Some(c) = self.record(base).detail.compensation.as_mut() {
+                c.retry_at = None;
+                c.attempts = attempt;
+            }
+            self.event(EventKind::TimerFired, Some(key), attempt, Value::Null);
+            self.event(
+                EventKind::CompensationStarted,
+                Some(base),
+                attempt,
+                json!({"tool": c.tool}),
+            );
+            self.in_flight.insert(key.to_string());
+            self.actions.push(Action::CallTool {
+                key: base.to_string(),
+                tool: c.tool,
+                input: c.input,
+                attempt,
+                timeout_ms,
+                compensation: true,
+            });
+            return;
+        }
+        let Some(rec) = self.nodes.get(key) else {
+            return;
+        };
+        if rec.fire_at != Some(at) {
+            return;
+        }
+        let status = rec.status;
+        let attempts = rec.attempts;
+        let Some(node) = self.node_of(key) else {
+            return;
+        };
+        match (&node.kind, status) {
+            (NodeKind::Tool(_) | NodeKind::Agent(_), NodeStatus::Running) => {
+                self.event(EventKind::TimerFired, Some(key), attempts + 1, Value::Null);
+                self.dispatch(key, &node, attempts + 1);
+            }
+            (NodeKind::Wait(_), NodeStatus::Waiting) => {
+                self.event(EventKind::TimerFired, Some(key), 0, Value::Null);
+                self.set_status(key, NodeStatus::Running);
+                let fired = chrono::DateTime::from_timestamp_millis(at)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_default();
+                self.succeed(key, json!({ "fired_at": fired }));
+            }
+            (NodeKind::Human(_), NodeStatus::Waiting) => {
+                self.event(EventKind::TimerFired, Some(key), 0, Value::Null);
+                let t = node.timeout_ms.unwrap_or(0);
+                self.fail_node(
+                    key,
+                    NodeError::new(
+                        codes::TIMEOUT,
+                        format!("nobody answered human node `{}` within {t} ms", node.id),
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn signal(&mut self, s: StoredSignal) {
+        self.consumed.push(s.id);
+        match s.signal {
+            Signal::Answer { node_key, answer } => {
+                if self.status_of(&node_key) == Some(NodeStatus::Waiting)
+                    && self
+                        .node_of(&node_key)
+                        .is_some_and(|n| n.kind.type_name() == "human")
+                {
+                    self.closed_tasks.push(node_key.clone());
+                    self.event(EventKind::HumanAnswered, Some(&node_key), 0, Value::Null);
+                    self.set_status(&node_key, NodeStatus::Running);
+                    self.record(&node_key).fire_at = None;
+                    self.succeed(&node_key, answer);
+                }
+            }
+            Signal::ChildDone {
+                node_key,
+                child_id,
+                status,
+                output,
+                error,
+            } => {
+                if !self.is_running(&node_key) {
+                    return;
+                }
+                self.event(
+                    EventKind::ChildFinished,
+                    Some(&node_key),
+                    0,
+                    json!({"child": child_id, "status": status}),
+                );
+                if status == ExecStatus::Succeeded {
+                    self.succeed(&node_key, output.unwrap_or(Value::Null));
+                } else {
+                    let why = error
+                        .as_ref()
+                        .map(|e| format!(" ({}: {})", e.code, e.message))
+                        .unwrap_or_default();
+                    let e = NodeError::new(
+                        codes::CHILD_FAILED,
+                        format!("child execution {child_id} ended {status}{why}"),
+                    )
+                    .with_detail(json!({"child": child_id, "status": status, "error": error}));
+                    self.fail_node(&node_key, e);
+                }
+            }
+            Signal::Cancel { compensate } => {
+                if self.status.is_terminal() {
+                    return;
+                }
+                self.event(
+                    EventKind::CancelRequested,
+                    None,
+                    0,
+                    json!({"compensate": compensate}),
+                );
+                let err = NodeError::new(codes::CANCELLED, "the execution was cancelled");
+                if compensate {
+                    if self.meta.unwinding.is_none() {
+                        self.unwind(err, true);
+                    } else if let Some(u) = self.meta.unwinding.as_mut() {
+                        u.cancelled = true;
+                    }
+                } else {
+                    self.meta.unwinding = None;
+                    self.end(ExecStatus::Cancelled, None, Some(err));
+                }
+            }
+        }
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,379 @@
+//! A workflow compiled for running: each graph (the top level and every loop body) indexed by
+//! node, with incoming and outgoing edges resolved (switch cases and parallel branches
+//! included), every JMESPath expression compiled once, and the effective timeout and retry
+//! policy of each node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hilo_core::expr::{Dynamic, Found, bare_expression, classify, dynamic_strings};
+use hilo_core::{Node, NodeKind, OnError, Retry, ToolCall, ToolDef, Workflow};
+use serde_json::Value;
+
+/// The engine's defaults where neither the node nor the workflow's `defaults` say otherwise.
+pub mod defaults {
+    /// Tool and agent calls time out after five minutes.
+    pub const TIMEOUT_MS: u64 = 300_000;
+    pub const MAX_ATTEMPTS: u32 = 3;
+    pub const INITIAL_MS: u64 = 200;
+    pub const MULTIPLIER: f64 = 2.0;
+    pub const MAX_MS: u64 = 10_000;
+    /// Tool calls in flight at once per execution.
+    pub const CONCURRENCY: u32 = 128;
+}
+
+/// The effective retry policy of a node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_ms: u64,
+    pub multiplier: f64,
+    pub max_ms: u64,
+    pub jitter: bool,
+}
+
+impl RetryPolicy {
+    fn resolve(node: Option<&Retry>, wf: Option<&Retry>) -> RetryPolicy {
+        let pick = |f: &dyn Fn(&Retry) -> Option<f64>| node.and_then(f).or_else(|| wf.and_then(f));
+        RetryPolicy {
+            max_attempts: node
+                .and_then(|r| r.max_attempts)
+                .or_else(|| wf.and_then(|r| r.max_attempts))
+                .unwrap_or(defaults::MAX_ATTEMPTS)
+                .max(1),
+            initial_ms: pick(&|r| r.initial_ms.map(|v| v as f64))
+                .map(|v| v as u64)
+                .unwrap_or(defaults::INITIAL_MS),
+            multiplier: pick(&|r| r.multiplier).unwrap_or(defaults::MULTIPLIER),
+            max_ms: pick(&|r| r.max_ms.map(|v| v as f64))
+                .map(|v| v as u64)
+                .unwrap_or(defaults::MAX_MS),
+            jitter: node
+                .and_then(|r| r.jitter)
+                .or_else(|| wf.and_then(|r| r.jitter))
+                .unwrap_or(true),
+        }
+    }
+
+    /// The delay before attempt `attempt + 1`, after `attempt` failed: exponential, capped,
+    /// with "equal jitter" (half fixed, half random). The random part comes from `seed` (a
+    /// hash of the idempotency key and attempt), so the machine stays deterministic.
+    pub fn delay_ms(&self, attempt: u32, seed: u64) -> u64 {
+        let exp = self
+            .multiplier
+            .max(1.0)
+            .powi(attempt.saturating_sub(1) as i32);
+        let base = ((self.initial_ms as f64) * exp)
+            .min(self.max_ms as f64)
+            .max(0.0) as u64;
+        if !self.jitter || base < 2 {
+            return base;
+        }
+        let half = base / 2;
+        half + seed % (base - half + 1)
+    }
+}
+
+/// How an outgoing edge becomes live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutKind {
+    /// An `edges:` entry, with its optional `when`.
+    Plain(Option<String>),
+    /// A switch's case (by index) or default: live only when chosen.
+    Switch(Option<usize>),
+    /// A parallel node's branch: live when the parallel node succeeded.
+    Branch,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutEdge {
+    pub to: usize,
+    pub kind: OutKind,
+}
+
+/// One graph: the top level or a loop body.
+#[derive(Debug)]
+pub struct GraphPlan {
+    pub nodes: Vec<Node>,
+    pub index: HashMap<String, usize>,
+    /// Distinct source node ids of each node's incoming edges.
+    pub preds: Vec<Vec<String>>,
+    pub outs: Vec<Vec<OutEdge>>,
+    pub entries: Vec<usize>,
+    /// The loop node whose body this is (`None` for the top level).
+    pub owner: Option<String>,
+}
+
+/// Where a node lives.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeAt {
+    pub graph: usize,
+    pub idx: usize,
+}
+
+/// The compiled workflow.
+#[derive(Debug)]
+pub struct Plan {
+    pub workflow: Arc<Workflow>,
+    pub graphs: Vec<GraphPlan>,
+    pub at: HashMap<String, NodeAt>,
+    /// Loop node id → the graph of its body.
+    pub bodies: HashMap<String, usize>,
+    exprs: HashMap<String, jmespath::Expression<'static>>,
+    /// Tool definitions known besides the workflow's own (from configuration), for tool-level
+    /// compensations.
+    tools: HashMap<String, ToolDef>,
+    pub env: minijinja::Environment<'static>,
+}
+
+impl Plan {
+    /// Compiles a (validated) workflow. `extra_tools` are tool definitions from configuration.
+    pub fn new(workflow: Arc<Workflow>, extra_tools: &[ToolDef]) -> Plan {
+        let mut plan = Plan {
+            workflow: workflow.clone(),
+            graphs: Vec::new(),
+            at: HashMap::new(),
+            bodies: HashMap::new(),
+            exprs: HashMap::new(),
+            tools: HashMap::new(),
+            env: hilo_core::expr::template_env(),
+        };
+        plan.env.set_fuel(Some(1_000_000));
+        for t in extra_tools.iter().chain(workflow.tools.iter()) {
+            plan.tools.insert(t.name.clone(), t.clone());
+        }
+        plan.add_graph(&workflow.nodes, &workflow.edges, None);
+        let mut found = Vec::new();
+        let mut bare = Vec::new();
+        for n in workflow.all_nodes() {
+            collect_expressions(n, &mut found, &mut bare);
+        }
+        for t in plan.tools.values() {
+            if let Some(c) = &t.compensation
+                && let Some(w) = &c.with
+            {
+                dynamic_strings(w, "", &mut found);
+            }
+        }
+        bare.extend(edge_expressions(&workflow));
+        for f in found {
+            if let Dynamic::Expression(e) = f.dynamic {
+                bare.push(e.to_string());
+            }
+        }
+        for e in bare {
+            if let Ok(c) = hilo_core::expr::compile_jmespath(&e) {
+                plan.exprs.insert(e, c);
+            }
+        }
+        plan
+    }
+
+    fn add_graph(
+        &mut self,
+        nodes: &[Node],
+        edges: &[hilo_core::Edge],
+        owner: Option<String>,
+    ) -> usize {
+        let g = self.graphs.len();
+        let index: HashMap<String, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i))
+            .collect();
+        let mut preds: Vec<Vec<String>> = vec![Vec::new(); nodes.len()];
+        let mut outs: Vec<Vec<OutEdge>> = vec![Vec::new(); nodes.len()];
+        let mut add = |from: usize, to: &str, kind: OutKind, preds: &mut Vec<Vec<String>>| {
+            if let Some(&t) = index.get(to) {
+                outs[from].push(OutEdge { to: t, kind });
+                let src = nodes[from].id.clone();
+                if !preds[t].contains(&src) {
+                    preds[t].push(src);
+                }
+            }
+        };
+        for (i, n) in nodes.iter().enumerate() {
+            match &n.kind {
+                NodeKind::Switch(s) => {
+                    for (c, case) in s.cases.iter().enumerate() {
+                        add(i, &case.to, OutKind::Switch(Some(c)), &mut preds);
+                    }
+                    if let Some(d) = &s.default {
+                        add(i, d, OutKind::Switch(None), &mut preds);
+                    }
+                }
+                NodeKind::Parallel(p) => {
+                    for b in &p.branches {
+                        add(i, b, OutKind::Branch, &mut preds);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for e in edges {
+            if let Some(&from) = index.get(&e.from) {
+                add(from, &e.to, OutKind::Plain(e.when.clone()), &mut preds);
+            }
+        }
+        let gotos: Vec<&str> = nodes
+            .iter()
+            .filter_map(|n| match &n.on_error {
+                Some(OnError::Goto(t)) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        let entries = (0..nodes.len())
+            .filter(|&i| preds[i].is_empty() && !gotos.contains(&nodes[i].id.as_str()))
+            .collect();
+        for (i, n) in nodes.iter().enumerate() {
+            self.at.insert(n.id.clone(), NodeAt { graph: g, idx: i });
+        }
+        self.graphs.push(GraphPlan {
+            nodes: nodes.to_vec(),
+            index,
+            preds,
+            outs,
+            entries,
+            owner,
+        });
+        for n in nodes {
+            if let NodeKind::Loop(l) = &n.kind {
+                let body = self.add_graph(&l.body.nodes, &l.body.edges, Some(n.id.clone()));
+                self.bodies.insert(n.id.clone(), body);
+            }
+        }
+        g
+    }
+
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.at.get(id).map(|a| &self.graphs[a.graph].nodes[a.idx])
+    }
+
+    /// A compiled expression (compiled now if validation did not see it, e.g. in a stored
+    /// definition from an older hilo).
+    pub fn expr(
+        &self,
+        src: &str,
+    ) -> Result<std::borrow::Cow<'_, jmespath::Expression<'static>>, String> {
+        match self.exprs.get(src) {
+            Some(e) => Ok(std::borrow::Cow::Borrowed(e)),
+            None => hilo_core::expr::compile_jmespath(src)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| e.message),
+        }
+    }
+
+    pub fn timeout_ms(&self, node: &Node) -> u64 {
+        node.timeout_ms
+            .or_else(|| self.workflow.defaults.as_ref().and_then(|d| d.timeout_ms))
+            .unwrap_or(defaults::TIMEOUT_MS)
+    }
+
+    /// Retries apply to tool and agent nodes (and compensations); other kinds run once.
+    pub fn retry(&self, node: &Node) -> RetryPolicy {
+        RetryPolicy::resolve(
+            node.retry.as_ref(),
+            self.workflow
+                .defaults
+                .as_ref()
+                .and_then(|d| d.retry.as_ref()),
+        )
+    }
+
+    /// The compensation of a node: its own `compensate`, else its tool's `compensation`.
+    pub fn compensation(&self, node: &Node) -> Option<ToolCall> {
+        if let Some(c) = &node.compensate {
+            return Some(c.clone());
+        }
+        match &node.kind {
+            NodeKind::Tool(t) => self.tools.get(&t.tool).and_then(|d| d.compensation.clone()),
+            _ => None,
+        }
+    }
+}
+
+fn collect_expressions<'a>(n: &'a Node, found: &mut Vec<Found<'a>>, bare: &mut Vec<String>) {
+    let mut values: Vec<&Value> = Vec::new();
+    match &n.kind {
+        NodeKind::Tool(t) => values.extend(t.with.iter()),
+        NodeKind::Condition(c) => bare.push(bare_expression(&c.when).to_string()),
+        NodeKind::Switch(s) => {
+            bare.extend(s.cases.iter().map(|c| bare_expression(&c.when).to_string()))
+        }
+        NodeKind::Set(s) => values.extend(s.vars.values()),
+        NodeKind::Transform(t) => bare.push(bare_expression(&t.expr).to_string()),
+        NodeKind::Loop(l) => {
+            if let Some(Value::String(s)) = &l.for_each {
+                bare.push(bare_expression(s).to_string());
+            }
+            if let Some(u) = &l.until {
+                bare.push(bare_expression(u).to_string());
+            }
+        }
+        NodeKind::Workflow(w) => values.extend(w.with.iter()),
+        NodeKind::Finish(f) => values.extend(f.output.iter()),
+        NodeKind::Handover(h) => values.extend(h.with.iter()),
+        NodeKind::Fail(f) => values.extend(f.with.iter()),
+        NodeKind::Wait(w) => {
+            if let Some(u) = &w.until
+                && let Dynamic::Expression(e) = classify(u)
+            {
+                bare.push(e.to_string());
+            }
+        }
+        _ => {}
+    }
+    if let Some(c) = &n.compensate
+        && let Some(w) = &c.with
+    {
+        values.push(w);
+    }
+    for v in values {
+        dynamic_strings(v, "", found);
+    }
+}
+
+/// Edge `when`s are compiled with the graph they belong to.
+pub fn edge_expressions(wf: &Workflow) -> Vec<String> {
+    fn walk(nodes: &[Node], edges: &[hilo_core::Edge], out: &mut Vec<String>) {
+        out.extend(
+            edges
+                .iter()
+                .filter_map(|e| e.when.as_ref())
+                .map(|w| bare_expression(w).to_string()),
+        );
+        for n in nodes {
+            if let NodeKind::Loop(l) = &n.kind {
+                walk(&l.body.nodes, &l.body.edges, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&wf.nodes, &wf.edges, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters_within_bounds() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            initial_ms: 100,
+            multiplier: 2.0,
+            max_ms: 1000,
+            jitter: false,
+        };
+        assert_eq!(
+            [1, 2, 3, 4, 5].map(|a| p.delay_ms(a, 0)),
+            [100, 200, 400, 800, 1000]
+        );
+        let j = RetryPolicy { jitter: true, ..p };
+        for seed in 0..500 {
+            let d = j.delay_ms(3, seed);
+            assert!((200..=400).contains(&d), "{d}");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Test doubles, behind the `test-util` feature (never in the shipped binary): tools whose
+//! behaviour a test scripts through their input, a ledger file that records side effects
+//! outside the process, and crash points that SIGKILL the process at the N-th point reached.
+//!
+//! - `test.echo`: returns its input.
+//! - `test.effect`: a side effect recorded in the ledger (`HILO_TEST_LEDGER`). Idempotent by
+//!   key, as a well-behaved remote service is: a second call with the same idempotency key
+//!   does not repeat the effect. Every call is recorded too, so a test can tell a re-run from
+//!   a first run.
+//! - `test.flaky`: fails with a retryable `UPSTREAM_ERROR` for its first `fail_times` attempts.
+//! - `test.fail`: fails with `code` (retryable when `retryable` is true).
+//! - `test.sleep`: sleeps `ms` milliseconds.
+//! - `test.undo`: a compensation; records `undo` in the ledger; fails when `fail` is true.
+//!
+//! Crash points: with `HILO_CRASH_AT=N` the process kills itself with SIGKILL at the N-th
+//! point reached (after a commit, before and after a tool's side effect). With
+//! `HILO_CRASH_TRACE=FILE` every point reached is appended to FILE.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hilo_core::exec::{NodeError, Tool, ToolContext, ToolMap, codes};
+use serde_json::{Value, json};
+
+static POINTS: AtomicU64 = AtomicU64::new(0);
+
+/// Marks a place where a crash test may kill the process.
+pub fn crash_point(name: &str) {
+    let n = POINTS.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Ok(path) = std::env::var("HILO_CRASH_TRACE") {
+        append(&path, &format!("{n} {name}\n"));
+    }
+    let at = std::env::var("HILO_CRASH_AT")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok());
+    if at == Some(n) {
+        let pid = std::process::id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+        // SIGKILL is not instantaneous for the sender; never continue past this point.
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+fn append(path: &str, line: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+fn ledger() -> Option<String> {
+    std::env::var("HILO_TEST_LEDGER").ok()
+}
+
+/// The lines of the ledger, as (kind, key).
+pub fn read_ledger(path: &std::path::Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.splitn(3, ' ');
+            Some((p.next()?.to_string(), p.next()?.to_string()))
+        })
+        .collect()
+}
+
+struct Echo;
+#[async_trait]
+impl Tool for Echo {
+    fn name(&self) -> &str {
+        "test.echo"
+    }
+    async fn call(&self, _: &ToolContext, input: Value) -> Result<Value, NodeError> {
+        Ok(input)
+    }
+}
+
+struct Effect;
+#[async_trait]
+impl Tool for Effect {
+    fn name(&self) -> &str {
+        "test.effect"
+    }
+    async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
+        let result = json!({"key": ctx.idempotency_key, "input": input});
+        let Some(path) = ledger() else {
+            return Ok(result);
+        };
+        append(
+            &path,
+            &format!("call {} {}\n", ctx.idempotency_key, ctx.attempt),
+        );
+        crash_point("tool_before");
+        let done = read_ledger(std::path::Path::new(&path))
+            .into_iter()
+            .any(|(k, key)| k == "effect" && key == ctx.idempotency_key);
+        if !done {
+            append(&path, &format!("effect {}\n", ctx.idempotency_key));
+        }
+        crash_point("tool_after");
+        Ok(result)
+    }
+}
+
+struct Flaky;
+#[async_trait]
+impl Tool for Flaky {
+    fn name(&self) -> &str {
+        "test.flaky"
+    }
+    async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
+        let fail_times = input.get("fail_times").and_then(Value::as_u64).unwrap_or(1);
+        if let Some(path) = ledger() {
+            append(
+                &path,
+                &format!("call {} {}\n", ctx.idempotency_key, ctx.attempt),
+            );
+        }
+        if u64::from(ctx.attempt) <= fail_times {
+            return Err(NodeError::retryable(
+                codes::UPSTREAM_ERROR,
+                format!("flaky failure on attempt {}", ctx.attempt),
+            ));
+        }
+        Ok(json!({"attempt": ctx.attempt, "input": input}))
+    }
+}
+
+struct Fail;
+#[async_trait]
+impl Tool for Fail {
+    fn name(&self) -> &str {
+        "test.fail"
+    }
+    async fn call(&self, _: &ToolContext, input: Value) -> Result<Value, NodeError> {
+        let code = input
+            .get("code")
+            .and_then(Value::as_str)
+            .unwrap_or("UPSTREAM_REJECTED");
+        let message = input
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("scripted failure");
+        if input.get("retryable").and_then(Value::as_bool) == Some(true) {
+            Err(NodeError::retryable(code, message))
+        } else {
+            Err(NodeError::new(code, message))
+        }
+    }
+}
+
+struct Sleep;
+#[async_trait]
+impl Tool for Sleep {
+    fn name(&self) -> &str {
+        "test.sleep"
+    }
+    async fn call(&self, _: &ToolContext, input: Value) -> Result<Value, NodeError> {
+        let ms = input.get("ms").and_then(Value::as_u64).unwrap_or(10);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(json!({"slept_ms": ms}))
+    }
+}
+
+struct Undo;
+#[async_trait]
+impl Tool for Undo {
+    fn name(&self) -> &str {
+        "test.undo"
+    }
+    async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
+        if let Some(path) = ledger() {
+            append(&path, &format!("undo {} {}\n", ctx.idempotency_key, input));
+        }
+        if input.get("fail").and_then(Value::as_bool) == Some(true) {
+            return Err(NodeError::new(
+                "UPSTREAM_REJECTED",
+                "scripted compensation failure",
+            ));
+        }
+        Ok(json!({"undone": input}))
+    }
+}
+
+/// Every test tool, by name.
+pub fn test_tools() -> ToolMap {
+    let mut m = ToolMap::new();
+    let tools: [Arc<dyn Tool>; 6] = [
+        Arc::new(Echo),
+        Arc::new(Effect),
+        Arc::new(Flaky),
+        Arc::new(Fail),
+        Arc::new(Sleep),
+        Arc::new(Undo),
+    ];
+    for t in tools {
+        m.insert(t);
+    }
+    m
+}
+
+/// The names of the test tools, for the validation catalog.
+pub const TEST_TOOL_NAMES: [&str; 6] = [
+    "test.echo",
+    "test.effect",
+    "test.flaky",
+    "test.fail",
+    "test.sleep",
+    "test.undo",
+];

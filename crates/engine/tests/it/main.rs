@@ -1,0 +1,8 @@
+//! Engine integration tests: every node type and semantic rule, run on a real SQLite store,
+//! with execution traces checked as snapshots (`INSTA_UPDATE=always` or `cargo insta review`
+//! to refresh).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod durability;
+mod harness;
+mod nodes;
