@@ -34,6 +34,85 @@ pub struct Global {
     /// Tenant to act for
     #[arg(long, global = true, env = "HILO_TENANT", default_value = "default")]
     pub tenant: String,
+    /// How long an execution stays claimed by a process that stops heartbeating (a dead
+    /// process's executions are taken over after this)
+    #[arg(
+        long,
+        global = true,
+        env = "HILO_LEASE_MS",
+        default_value_t = 30_000,
+        value_name = "MS"
+    )]
+    pub lease_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A workflow file, or a stored workflow as NAME or NAME@VERSION
+    #[arg(value_name = "FILE|NAME[@VERSION]")]
+    pub target: String,
+    /// The execution input: JSON text, or @FILE to read it from a file
+    #[arg(long, short, value_name = "JSON|@FILE", default_value = "{}")]
+    pub input: String,
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OutArgs {
+    /// Print one JSON object: {"execution_id", "status", "output", "error", "nodes"}
+    #[arg(long)]
+    pub json: bool,
+    /// Return at once with the execution id; a worker (`hilo worker`) runs it
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Execution id
+    pub id: String,
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AnswerArgs {
+    /// Execution id
+    pub id: String,
+    /// The waiting human node (its id, or its key `loop[2]/id` inside a loop)
+    pub node: String,
+    /// The answer: JSON text, or @FILE; checked against the node's schema
+    #[arg(long, short, value_name = "JSON|@FILE")]
+    pub input: String,
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExecutionsCommand {
+    /// List executions, newest first.
+    List {
+        #[arg(long, value_parser = ["pending", "running", "waiting", "succeeded", "failed", "compensated", "handed_over", "cancelled"])]
+        status: Option<String>,
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an execution: per node status, attempts, times, errors; pending tasks; the timeline.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete finished executions (history, checkpoints, tasks) older than DAYS.
+    Prune {
+        #[arg(long, value_name = "DAYS")]
+        older_than: f64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +140,42 @@ pub enum Command {
     /// Manage stored, versioned workflows.
     #[command(subcommand)]
     Workflows(WorkflowsCommand),
+    /// Run a workflow with an input. Shows each node transition; prints the output.
+    /// Exit codes: 0 succeeded; 1 failed, compensated or cancelled; 2 invalid definition or
+    /// input; 3 waiting for a human (`hilo answer` continues it); 4 handed over.
+    Run(RunArgs),
+    /// Continue an execution (after a crash, or one left to workers) in the foreground.
+    Resume(ResumeArgs),
+    /// Answer a waiting human node and continue the execution in the foreground.
+    Answer(AnswerArgs),
+    /// Cancel an execution; completed steps are compensated unless --no-compensate.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        no_compensate: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and prune executions.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+    /// Run executions from the store: new ones started with --detach, timers that are due,
+    /// answered tasks, and those of processes that died (after their lease expires).
+    Worker {
+        /// Executions driven at once
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// Measure the engine: per-step cost with and without persistence, fan-out, throughput,
+    /// stored bytes, resume time, peak memory. Median of 5 runs after a warm-up.
+    Bench {
+        /// One JSON object keyed by scenario
+        #[arg(long)]
+        json: bool,
+        /// Fewer repetitions (for smoke tests)
+        #[arg(long, hide = true)]
+        quick: bool,
+    },
     /// Print a shell completion script, e.g. `hilo completions bash > ~/.local/share/bash-completion/completions/hilo`.
     Completions {
         #[arg(value_enum)]

@@ -31,6 +31,17 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             Ok(())
         }
         Command::Workflows(cmd) => workflows(g, cmd).await,
+        Command::Run(args) => crate::exec::run(g, args).await,
+        Command::Resume(args) => crate::exec::resume(g, args).await,
+        Command::Answer(args) => crate::exec::answer(g, args).await,
+        Command::Cancel {
+            id,
+            no_compensate,
+            json,
+        } => crate::exec::cancel(g, &id, !no_compensate, json).await,
+        Command::Executions(cmd) => crate::exec::executions(g, cmd).await,
+        Command::Worker { concurrency } => crate::exec::worker(g, concurrency).await,
+        Command::Bench { json, quick } => crate::bench::run(json, quick).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "hilo", &mut std::io::stdout());
             Ok(())
@@ -55,7 +66,7 @@ fn read_source(path: &Path) -> anyhow::Result<(String, Format)> {
 }
 
 /// Reads and validates one file; problems are printed (`path:line:col: error[…]`) to stderr.
-fn load_file(path: &Path, config: &Config) -> Result<(Workflow, String, Format), Exit> {
+pub fn load_file(path: &Path, config: &Config) -> Result<(Workflow, String, Format), Exit> {
     let (text, format) = read_source(path).map_err(Exit::invalid)?;
     match hilo_core::load(&text, format, &config.catalog) {
         Ok(wf) => Ok((wf, text, format)),
@@ -132,7 +143,7 @@ fn validate(g: &Global, files: &[PathBuf], json: bool) -> Result<(), Exit> {
 }
 
 /// `NAME` or `NAME@VERSION`.
-fn parse_target(target: &str) -> Result<(String, Option<u64>), Exit> {
+pub fn parse_target(target: &str) -> Result<(String, Option<u64>), Exit> {
     match target.split_once('@') {
         None => Ok((target.to_string(), None)),
         Some((name, v)) => {
@@ -152,12 +163,21 @@ fn default_db() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("hilo.db"))
 }
 
-async fn open_store(g: &Global) -> Result<Arc<dyn Store>, Exit> {
+pub async fn open_store(g: &Global) -> Result<Arc<dyn Store>, Exit> {
+    let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
+    open_store_with(g, &config).await
+}
+
+pub async fn open_store_with(g: &Global, config: &Config) -> Result<Arc<dyn Store>, Exit> {
     let location = match &g.db {
         Some(db) => hilo_store::Location::parse(db),
         None => hilo_store::Location::SqliteFile(default_db()),
     };
-    hilo_store::open(&location)
+    let options = hilo_store::StoreOptions {
+        durability: config.durability,
+        payload_threshold: config.payload_threshold,
+    };
+    hilo_store::open_with(&location, options)
         .await
         .map_err(|e| Exit::from(anyhow!(e)))
 }

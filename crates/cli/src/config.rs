@@ -14,6 +14,10 @@
 //!
 //! [llm.profiles.cheap]          # profiles besides fast, balanced, powerful
 //! primary = "some-model"
+//!
+//! [store]
+//! durability = "full"           # "normal" (default): safe against crashes; "full": against power loss
+//! payload_threshold_bytes = 16384   # larger values are stored once and referenced
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -29,6 +33,8 @@ pub struct Config {
     pub path: Option<PathBuf>,
     pub tools: Vec<ToolDef>,
     pub catalog: Catalog,
+    pub durability: hilo_store::Durability,
+    pub payload_threshold: Option<usize>,
 }
 
 impl Config {
@@ -39,7 +45,7 @@ impl Config {
             None => {
                 let p = PathBuf::from("hilo.toml");
                 if !p.exists() {
-                    return Ok(Config::default());
+                    return Ok(Config::default().with_test_tools());
                 }
                 p
             }
@@ -49,7 +55,24 @@ impl Config {
         let mut config = Config::parse(&text)
             .with_context(|| format!("in the configuration file {}", path.display()))?;
         config.path = Some(path);
-        Ok(config)
+        Ok(config.with_test_tools())
+    }
+
+    /// In builds with the `test-util` feature (hilo's own tests), the engine's test tools are
+    /// known too.
+    fn with_test_tools(self) -> Config {
+        #[cfg(feature = "test-util")]
+        {
+            let mut c = self;
+            c.catalog.tools.extend(
+                hilo_engine::testkit::TEST_TOOL_NAMES
+                    .iter()
+                    .map(|s| s.to_string()),
+            );
+            c
+        }
+        #[cfg(not(feature = "test-util"))]
+        self
     }
 
     pub fn parse(text: &str) -> Result<Config> {
@@ -90,6 +113,20 @@ impl Config {
                     t.name
                 );
             }
+        }
+        match value.pointer("/store/durability") {
+            None => {}
+            Some(Value::String(d)) if d == "normal" => {}
+            Some(Value::String(d)) if d == "full" => {
+                config.durability = hilo_store::Durability::Full
+            }
+            Some(other) => bail!("`store.durability` must be \"normal\" or \"full\", not {other}"),
+        }
+        if let Some(v) = value.pointer("/store/payload_threshold_bytes") {
+            let n = v.as_u64().ok_or_else(|| {
+                anyhow::anyhow!("`store.payload_threshold_bytes` must be a positive whole number")
+            })?;
+            config.payload_threshold = Some(usize::try_from(n).unwrap_or(usize::MAX));
         }
         if let Some(Value::Object(servers)) = value.pointer("/mcp/servers") {
             config.catalog.mcp_servers.extend(servers.keys().cloned());

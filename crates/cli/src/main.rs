@@ -3,11 +3,14 @@
 //! is used.
 //!
 //! Exit codes: 0 success; 1 a command failed (store error, conflict, not found);
-//! 2 invalid input (a definition that does not validate, an unreadable file).
+//! 2 invalid input (a definition that does not validate, an unreadable file, an input that
+//! does not match the schema); for executions 3 waiting for a human, 4 handed over.
 
+mod bench;
 mod cli;
 mod commands;
 mod config;
+mod exec;
 
 use std::process::ExitCode;
 
@@ -35,6 +38,11 @@ impl Exit {
             code: 2,
             error: None,
         }
+    }
+
+    /// Exit with `code`, everything already reported.
+    pub fn code(code: u8) -> Exit {
+        Exit { code, error: None }
     }
 
     /// A failure already reported on stderr: exit code 1.

@@ -856,6 +856,8 @@ impl Engine {
                         && commit.children.is_empty()
                         && !exit;
                     if !empty {
+                        #[cfg(feature = "test-util")]
+                        crate::testkit::crash_point("before_commit");
                         match engine.inner.persist.commit(commit).await? {
                             CommitOutcome::Committed => {}
                             CommitOutcome::LeaseLost => {

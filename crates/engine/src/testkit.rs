@@ -13,7 +13,7 @@
 //! - `test.undo`: a compensation; records `undo` in the ledger; fails when `fail` is true.
 //!
 //! Crash points: with `HILO_CRASH_AT=N` the process kills itself with SIGKILL at the N-th
-//! point reached (after a commit, before and after a tool's side effect). With
+//! point reached (before and after each commit, before and after a side effect). With
 //! `HILO_CRASH_TRACE=FILE` every point reached is appended to FILE.
 
 use std::io::Write;

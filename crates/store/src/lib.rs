@@ -51,13 +51,38 @@ impl Location {
     }
 }
 
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreOptions {
+    pub durability: Durability,
+    /// Values larger than this (bytes of JSON) are stored once and referenced.
+    pub payload_threshold: Option<usize>,
+}
+
 /// Opens (creating and migrating if needed) the store at `location`.
 pub async fn open(location: &Location) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(location, StoreOptions::default()).await
+}
+
+/// [`open`] with options.
+pub async fn open_with(
+    location: &Location,
+    options: StoreOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
+    let threshold = options
+        .payload_threshold
+        .unwrap_or(sqlite::DEFAULT_PAYLOAD_THRESHOLD);
     match location {
         Location::SqliteFile(path) => Ok(Arc::new(
-            SqliteStore::open(path, Durability::default()).await?,
+            SqliteStore::open(path, options.durability)
+                .await?
+                .with_payload_threshold(threshold),
         )),
-        Location::SqliteMemory => Ok(Arc::new(SqliteStore::memory().await?)),
+        Location::SqliteMemory => Ok(Arc::new(
+            SqliteStore::memory()
+                .await?
+                .with_payload_threshold(threshold),
+        )),
         Location::Postgres(url) => Err(StoreError::Open {
             location: redact_url(url),
             detail: "this build of hilo stores data in SQLite only; PostgreSQL support is on the roadmap (scale-out issue). Use a file path, e.g. --db ./hilo.db".into(),

@@ -3,6 +3,9 @@
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod crash;
+mod run;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -3,6 +3,5 @@
 //! to refresh).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod durability;
 mod harness;
 mod nodes;

@@ -1,0 +1,480 @@
+//! `hilo bench`: the engine's speed and storage figures, each the median of 5 runs after a
+//! warm-up, on throw-away SQLite files in the temp directory. The workload's steps call
+//! `bench.step`, a tool that does nothing (or returns 1 KiB), so the figures are the engine's
+//! own cost per step: state machine, commit, history.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use hilo_core::exec::{NodeError, Tool, ToolContext, ToolMap, ToolRegistry};
+use hilo_core::store::{DEFAULT_TENANT, Store};
+use hilo_core::{Catalog, Format, Workflow};
+use hilo_engine::{Engine, EngineOptions, Machine, Mode, Plan};
+use hilo_store::{Durability, SqliteStore};
+use serde_json::{Map, Value, json};
+
+use crate::Exit;
+
+struct Step;
+
+#[async_trait]
+impl Tool for Step {
+    fn name(&self) -> &str {
+        "bench.step"
+    }
+    async fn call(&self, _: &ToolContext, input: Value) -> Result<Value, NodeError> {
+        match input.get("kib").and_then(Value::as_u64) {
+            Some(k) => Ok(Value::String("x".repeat(1024 * k as usize))),
+            None => Ok(json!({"ok": true})),
+        }
+    }
+}
+
+fn tools() -> Arc<dyn ToolRegistry> {
+    let mut m = ToolMap::new();
+    m.insert(Arc::new(Step));
+    Arc::new(m)
+}
+
+fn workflow(yaml: &str) -> anyhow::Result<Workflow> {
+    let mut catalog = Catalog::default();
+    catalog.tools.insert("bench.step".into());
+    hilo_core::load(yaml, Format::Yaml, &catalog).map_err(|d| anyhow!("bench workflow: {d}"))
+}
+
+/// A linear chain of `n` tool steps; `with` is each step's input.
+fn chain(name: &str, n: usize, with: &str) -> anyhow::Result<Workflow> {
+    let mut y = format!("name: {name}\nversion: 1\nnodes:\n");
+    for i in 0..n {
+        y.push_str(&format!(
+            "  - {{id: s{i}, type: tool, tool: bench.step, with: {with}, retry: {{max_attempts: 1}}}}\n"
+        ));
+    }
+    y.push_str("  - {id: done, type: finish}\nedges:\n");
+    for i in 0..n {
+        let to = if i + 1 == n {
+            "done".to_string()
+        } else {
+            format!("s{}", i + 1)
+        };
+        y.push_str(&format!("  - {{from: s{i}, to: {to}}}\n"));
+    }
+    workflow(&y)
+}
+
+fn fanout(n: usize) -> anyhow::Result<Workflow> {
+    let branches: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+    let mut y = format!(
+        "name: fanout\nversion: 1\nnodes:\n  - {{id: fan, type: parallel, branches: [{}]}}\n",
+        branches.join(", ")
+    );
+    for b in &branches {
+        y.push_str(&format!(
+            "  - {{id: {b}, type: tool, tool: bench.step, with: {{}}}}\n"
+        ));
+    }
+    y.push_str("  - {id: join, type: merge}\n  - {id: done, type: finish}\nedges:\n");
+    for b in &branches {
+        y.push_str(&format!("  - {{from: {b}, to: join}}\n"));
+    }
+    y.push_str("  - {from: join, to: done}\n");
+    workflow(&y)
+}
+
+struct Db {
+    path: std::path::PathBuf,
+    store: Arc<dyn Store>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+async fn db(durability: Durability) -> anyhow::Result<Db> {
+    let path = std::env::temp_dir().join(format!(
+        "hilo-bench-{}-{}.db",
+        std::process::id(),
+        hilo_engine::driver::new_id()
+    ));
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, durability).await?);
+    Ok(Db { path, store })
+}
+
+fn engine(store: Arc<dyn Store>) -> Engine {
+    Engine::new(store, tools(), None, EngineOptions::default())
+}
+
+async fn run_durable(engine: &Engine, wf: &Workflow) -> anyhow::Result<String> {
+    let id = engine
+        .create(DEFAULT_TENANT, wf, true, json!({}), false)
+        .await?;
+    let o = engine
+        .drive(DEFAULT_TENANT, &id, Mode::Foreground, false)
+        .await?;
+    if o.status.as_str() != "succeeded" {
+        return Err(anyhow!("bench run ended {}: {:?}", o.status, o.error));
+    }
+    Ok(id)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs `f` once to warm up, then `reps` times; the median in milliseconds and the last
+/// run's extra figure.
+async fn measure<F, Fut>(reps: usize, mut f: F) -> anyhow::Result<(f64, f64)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<f64>>,
+{
+    f().await?;
+    let mut times = Vec::new();
+    let mut extra = 0.0;
+    for _ in 0..reps {
+        let t = Instant::now();
+        extra = f().await?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok((median(times), extra))
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+pub async fn run(as_json: bool, quick: bool) -> Result<(), Exit> {
+    bench(as_json, quick).await.map_err(Exit::from)
+}
+
+async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
+    let reps = if quick { 1 } else { 5 };
+    let n_seq = if quick { 20 } else { 200 };
+    let mut results = Map::new();
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let say = |s: &str| {
+        if !as_json {
+            eprintln!("… {s}");
+        }
+    };
+
+    // (a) 100-step chain: no persistence, NORMAL, FULL.
+    let wf = Arc::new(chain("chain100", 100, "{}")?);
+    say("chain of 100 steps, no persistence");
+    {
+        let d = db(Durability::Normal).await?;
+        let e = Engine::ephemeral(d.store.clone(), tools(), EngineOptions::default());
+        let (ms, _) = measure(reps, || {
+            let e = e.clone();
+            let wf = wf.clone();
+            async move {
+                e.run_ephemeral(wf, json!({})).await?;
+                Ok(0.0)
+            }
+        })
+        .await?;
+        results.insert(
+            "chain100_memory".into(),
+            json!({"median_ms": ms, "per_step_us": ms * 10.0}),
+        );
+        rows.push((
+            "chain of 100 steps, no persistence".into(),
+            format!("{ms:.2} ms  ({:.1} µs/step)", ms * 10.0),
+        ));
+    }
+    for (label, key, durability) in [
+        (
+            "synchronous=NORMAL",
+            "chain100_sqlite_normal",
+            Durability::Normal,
+        ),
+        ("synchronous=FULL", "chain100_sqlite_full", Durability::Full),
+    ] {
+        say(&format!("chain of 100 steps, SQLite {label}"));
+        let d = db(durability).await?;
+        let e = engine(d.store.clone());
+        let (ms, _) = measure(reps, || {
+            let e = e.clone();
+            let wf = wf.clone();
+            async move {
+                run_durable(&e, &wf).await?;
+                Ok(0.0)
+            }
+        })
+        .await?;
+        let (tx, _) = e.commit_counts();
+        let runs = (reps + 1) as f64;
+        // Each run: 100 steps; the creation of the execution is one more transaction.
+        let per_step = tx as f64 / runs / 100.0;
+        results.insert(
+            key.into(),
+            json!({"median_ms": ms, "per_step_us": ms * 10.0, "commits_per_step": per_step}),
+        );
+        rows.push((
+            format!("chain of 100 steps, SQLite {label}"),
+            format!(
+                "{ms:.2} ms  ({:.1} µs/step, {per_step:.2} commits/step)",
+                ms * 10.0
+            ),
+        ));
+    }
+
+    // (b) 100-way fan-out and join.
+    say("fan-out 100 and join, durable");
+    {
+        let wf = fanout(100)?;
+        let d = db(Durability::Normal).await?;
+        let e = engine(d.store.clone());
+        let mut last_tx = 0;
+        let mut tx_per_run = 0;
+        let (ms, _) = measure(reps, || {
+            let e = e.clone();
+            let wf = wf.clone();
+            async move {
+                run_durable(&e, &wf).await?;
+                Ok(0.0)
+            }
+        })
+        .await?;
+        let (tx, _) = e.commit_counts();
+        // Transactions of one run: measure one more on its own.
+        last_tx += tx;
+        run_durable(&e, &wf).await?;
+        tx_per_run += e.commit_counts().0 - last_tx;
+        results.insert(
+            "fanout100_sqlite".into(),
+            json!({"median_ms": ms, "transactions": tx_per_run}),
+        );
+        rows.push((
+            "fan-out 100 + join, durable".into(),
+            format!("{ms:.2} ms  ({tx_per_run} transactions)"),
+        ));
+    }
+
+    // (c) 200 five-step workflows, one after another and 16 in flight.
+    let five = Arc::new(chain("five", 5, "{}")?);
+    say(&format!("{n_seq} five-step workflows, one after another"));
+    {
+        let d = db(Durability::Normal).await?;
+        let e = engine(d.store.clone());
+        let (ms, _) = measure(reps, || {
+            let e = e.clone();
+            let wf = five.clone();
+            async move {
+                for _ in 0..n_seq {
+                    run_durable(&e, &wf).await?;
+                }
+                Ok(0.0)
+            }
+        })
+        .await?;
+        let rate = n_seq as f64 / (ms / 1000.0);
+        results.insert(
+            "seq200_5step_sqlite".into(),
+            json!({"median_ms": ms, "execs_per_s": rate}),
+        );
+        rows.push((
+            format!("{n_seq} × 5 steps, sequential, durable"),
+            format!("{ms:.1} ms  ({rate:.0} executions/s)"),
+        ));
+    }
+    say(&format!("{n_seq} five-step workflows, 16 in flight"));
+    {
+        let d = db(Durability::Normal).await?;
+        let e = engine(d.store.clone());
+        let tx0 = std::cell::Cell::new(0u64);
+        let (ms, _) = measure(reps, || {
+            let e = e.clone();
+            let wf = five.clone();
+            tx0.set(e.commit_counts().0);
+            async move {
+                let mut pending = futures_like::Pool::new(16);
+                for _ in 0..n_seq {
+                    let e = e.clone();
+                    let wf = wf.clone();
+                    pending
+                        .push(async move { run_durable(&e, &wf).await.map(|_| ()) })
+                        .await?;
+                }
+                pending.finish().await?;
+                Ok(0.0)
+            }
+        })
+        .await?;
+        let tx = e.commit_counts().0 - tx0.get();
+        let rate = n_seq as f64 / (ms / 1000.0);
+        let per_exec = tx as f64 / n_seq as f64;
+        results.insert(
+            "inflight16_5step_sqlite".into(),
+            json!({"median_ms": ms, "execs_per_s": rate, "transactions_per_execution": per_exec}),
+        );
+        rows.push((
+            format!("{n_seq} × 5 steps, 16 in flight, durable"),
+            format!("{ms:.1} ms  ({rate:.0} executions/s, {per_exec:.2} transactions/execution)"),
+        ));
+    }
+
+    // (d) 100 steps each adding 1 KiB: bytes stored / final state size.
+    say("100 steps adding 1 KiB each: stored bytes");
+    {
+        let wf = chain("grow", 100, "{kib: 1}")?;
+        let d = db(Durability::Normal).await?;
+        let e = engine(d.store.clone());
+        let id = run_durable(&e, &wf).await?;
+        let stored = d.store.stored_bytes(&id).await?;
+        let o = e.outcome_of(DEFAULT_TENANT, &id).await?;
+        let mut state = Map::new();
+        state.insert("input".into(), json!({}));
+        state.insert("vars".into(), json!({}));
+        for n in &o.nodes {
+            state.insert(
+                n.key.clone(),
+                json!({"status": n.status, "output": n.output, "attempts": n.attempts}),
+            );
+        }
+        let final_size = Value::Object(state).to_string().len() as f64;
+        let ratio = stored as f64 / final_size;
+        results.insert(
+            "state_growth_100x1k".into(),
+            json!({"stored_bytes": stored, "final_state_bytes": final_size, "bytes_ratio": ratio}),
+        );
+        rows.push((
+            "100 steps × 1 KiB: stored / final state".into(),
+            format!("{stored} / {final_size} bytes = {ratio:.2}×"),
+        ));
+    }
+
+    // (e) Resume time: load the checkpoint of a 100-step history and rebuild the machine.
+    say("resume of a 100-step history");
+    {
+        let wf_text_steps = 100;
+        let mut y = format!("name: resume\nversion: 1\nnodes:\n");
+        for i in 0..wf_text_steps {
+            y.push_str(&format!(
+                "  - {{id: s{i}, type: tool, tool: bench.step, with: {{}}}}\n"
+            ));
+        }
+        y.push_str(
+            "  - {id: ask, type: human, prompt: ok?}\n  - {id: done, type: finish}\nedges:\n",
+        );
+        for i in 0..wf_text_steps {
+            let to = if i + 1 == wf_text_steps {
+                "ask".to_string()
+            } else {
+                format!("s{}", i + 1)
+            };
+            y.push_str(&format!("  - {{from: s{i}, to: {to}}}\n"));
+        }
+        y.push_str("  - {from: ask, to: done}\n");
+        let wf = Arc::new(workflow(&y)?);
+        let d = db(Durability::Normal).await?;
+        let e = engine(d.store.clone());
+        let id = e
+            .create(DEFAULT_TENANT, &wf, true, json!({}), false)
+            .await?;
+        e.drive(DEFAULT_TENANT, &id, Mode::Foreground, false)
+            .await?;
+        let events = d.store.events(&id).await?.len();
+        let plan = Arc::new(Plan::new(wf.clone(), &[]));
+        let owner = "bench-resume";
+        let (ms, _) = measure(reps.max(5) * 4, || {
+            let store = d.store.clone();
+            let plan = plan.clone();
+            let id = id.clone();
+            async move {
+                let now = hilo_engine::now_ms();
+                let loaded = store
+                    .claim(DEFAULT_TENANT, &id, owner, 60_000, now)
+                    .await?
+                    .ok_or_else(|| anyhow!("cannot claim the bench execution"))?;
+                let mut m = Machine::restore(plan, &loaded);
+                let _ = m.apply(hilo_engine::Input::Resume, now);
+                Ok(0.0)
+            }
+        })
+        .await?;
+        results.insert(
+            "resume_100".into(),
+            json!({"median_ms": ms, "history_events": events}),
+        );
+        rows.push((
+            format!("resume after 100 steps ({events} events)"),
+            format!("{ms:.3} ms"),
+        ));
+    }
+
+    let rss = peak_rss_mib();
+    results.insert("peak_rss".into(), json!({"mib": rss}));
+    rows.push(("peak RSS".into(), format!("{rss:.1} MiB")));
+
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&Value::Object(results))?);
+    } else {
+        println!("{:<44} MEDIAN OF {reps} (after a warm-up)", "SCENARIO");
+        for (k, v) in rows {
+            println!("{k:<44} {v}");
+        }
+    }
+    Ok(())
+}
+
+/// A tiny bounded pool: at most `n` futures in flight on the current task.
+mod futures_like {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    use std::future::Future;
+    use std::pin::Pin;
+
+    type F = Pin<Box<dyn Future<Output = anyhow::Result<()>>>>;
+
+    pub struct Pool {
+        n: usize,
+        set: FuturesUnordered<F>,
+    }
+
+    impl Pool {
+        pub fn new(n: usize) -> Pool {
+            Pool {
+                n,
+                set: FuturesUnordered::new(),
+            }
+        }
+
+        pub async fn push(
+            &mut self,
+            f: impl Future<Output = anyhow::Result<()>> + 'static,
+        ) -> anyhow::Result<()> {
+            while self.set.len() >= self.n {
+                if let Some(r) = self.set.next().await {
+                    r?;
+                }
+            }
+            self.set.push(Box::pin(f));
+            Ok(())
+        }
+
+        pub async fn finish(mut self) -> anyhow::Result<()> {
+            while let Some(r) = self.set.next().await {
+                r?;
+            }
+            Ok(())
+        }
+    }
+}

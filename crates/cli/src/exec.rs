@@ -1,0 +1,472 @@
+//! Execution commands: `run`, `resume`, `answer`, `cancel`, `executions list|show|prune`,
+//! `worker`. They wire the engine to the store, print progress (one line per node transition,
+//! on stderr) and map the final status to the exit code.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use hilo_core::exec::{Event, EventKind, ExecFilter, ExecStatus, ToolRegistry};
+use hilo_core::store::Store;
+use hilo_engine::{Engine, EngineError, EngineOptions, Mode, Outcome, outcome_json};
+use serde_json::{Value, json};
+
+use crate::Exit;
+use crate::cli::{AnswerArgs, ExecutionsCommand, Global, OutArgs, ResumeArgs, RunArgs};
+use crate::commands::{load_file, open_store_with, parse_target};
+use crate::config::Config;
+
+fn config(g: &Global) -> Result<Config, Exit> {
+    Config::load(g.config.as_deref()).map_err(Exit::invalid)
+}
+
+fn tools() -> Arc<dyn ToolRegistry> {
+    #[cfg(feature = "test-util")]
+    {
+        Arc::new(hilo_engine::testkit::test_tools())
+    }
+    #[cfg(not(feature = "test-util"))]
+    {
+        // The tool issue adds the built-in, HTTP and MCP tools behind one executor.
+        Arc::new(hilo_core::exec::ToolMap::new())
+    }
+}
+
+async fn engine(g: &Global, config: &Config) -> Result<(Engine, Arc<dyn Store>), Exit> {
+    let store = open_store_with(g, config).await?;
+    let options = EngineOptions {
+        lease_ms: g.lease_ms,
+        extra_tools: config.tools.clone(),
+        ..EngineOptions::default()
+    };
+    Ok((Engine::new(store.clone(), tools(), None, options), store))
+}
+
+fn engine_err(e: EngineError) -> Exit {
+    if e.is_invalid_input() {
+        Exit::invalid(anyhow!(e))
+    } else {
+        Exit::from(anyhow!(e))
+    }
+}
+
+/// `JSON` or `@FILE`.
+fn read_json(arg: &str, what: &str) -> Result<Value, Exit> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(Path::new(path))
+            .with_context(|| format!("cannot read the {what} file {path}"))
+            .map_err(Exit::invalid)?,
+        None => arg.to_string(),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| Exit::invalid(anyhow!("the {what} is not valid JSON ({e}): {text}")))
+}
+
+/// Prints one line per transition on stderr.
+fn progress(engine: &Engine) {
+    let start = std::time::Instant::now();
+    let color = std::io::stderr().is_terminal();
+    engine.set_observer(Arc::new(move |id: &str, e: &Event| {
+        if let Some(line) = progress_line(e) {
+            let t = start.elapsed().as_millis();
+            let short = &id[id.len().saturating_sub(6)..];
+            if color {
+                eprintln!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}");
+            } else {
+                eprintln!("{t:>6}ms {short} {line}");
+            }
+        }
+    }));
+}
+
+fn progress_line(e: &Event) -> Option<String> {
+    let node = e.node.as_deref().unwrap_or("");
+    let err = || {
+        let code = e.data.get("code").and_then(Value::as_str).unwrap_or("");
+        let msg = e.data.get("message").and_then(Value::as_str).unwrap_or("");
+        format!("{code}: {msg}")
+    };
+    Some(match e.kind {
+        EventKind::NodeStarted if e.attempt > 1 => format!("▶ {node} (attempt {})", e.attempt),
+        EventKind::NodeStarted => format!("▶ {node}"),
+        EventKind::NodeSucceeded => format!("✓ {node}"),
+        EventKind::NodeFailed => format!("✗ {node}: {}", err()),
+        EventKind::NodeSkipped => format!("· {node} skipped (dead path)"),
+        EventKind::NodeRetrying => format!(
+            "↻ {node} failed ({}), retry in {} ms",
+            err(),
+            e.data.get("delay_ms").and_then(Value::as_u64).unwrap_or(0)
+        ),
+        EventKind::NodeWaiting => format!("⏸ {node} waiting"),
+        EventKind::NodeCancelled => format!("⊘ {node} cancelled"),
+        EventKind::HumanAnswered => format!("✎ {node} answered"),
+        EventKind::ChildFinished => format!(
+            "◆ {node} child execution {}",
+            e.data.get("status").and_then(Value::as_str).unwrap_or("")
+        ),
+        EventKind::CompensationStarted => format!("↩ compensating {node}"),
+        EventKind::CompensationSucceeded => format!("↩ {node} compensated"),
+        EventKind::CompensationFailed => format!("↩ {node} compensation failed: {}", err()),
+        EventKind::CancelRequested => "cancel requested".into(),
+        EventKind::ExecutionResumed => "resumed from the checkpoint".into(),
+        EventKind::ExecutionWaiting => "waiting".into(),
+        _ => return None,
+    })
+}
+
+fn exit_code(status: ExecStatus) -> u8 {
+    match status {
+        ExecStatus::Succeeded => 0,
+        ExecStatus::Waiting => 3,
+        ExecStatus::HandedOver => 4,
+        ExecStatus::Pending | ExecStatus::Running => 0,
+        _ => 1,
+    }
+}
+
+async fn report(store: &Arc<dyn Store>, tenant: &str, o: &Outcome, json: bool) -> Result<(), Exit> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome_json(o)).map_err(anyhow::Error::from)?
+        );
+    } else {
+        let id = &o.execution_id;
+        match o.status {
+            ExecStatus::Waiting => {
+                println!("execution {id} is waiting");
+                let tasks = store.tasks(tenant, id).await.map_err(|e| anyhow!(e))?;
+                for t in tasks.iter().filter(|t| t.status == "pending") {
+                    println!("  node `{}` asks: {}", t.node_key, t.prompt);
+                    if let Some(s) = &t.schema {
+                        println!("    answer schema: {s}");
+                    }
+                    println!(
+                        "    answer with: hilo answer {id} {} --input '<json>'",
+                        t.node_key
+                    );
+                }
+            }
+            status => {
+                println!("execution {id} {status}");
+                if let Some(out) = &o.output {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(out).map_err(anyhow::Error::from)?
+                    );
+                }
+                if let Some(e) = &o.error {
+                    println!("error {}: {}", e.code, e.message);
+                    if let Some(d) = e
+                        .detail
+                        .as_ref()
+                        .and_then(|d| d.get("failed_compensations"))
+                    {
+                        println!("failed compensations: {d}");
+                    }
+                }
+            }
+        }
+    }
+    match exit_code(o.status) {
+        0 => Ok(()),
+        code => Err(Exit::code(code)),
+    }
+}
+
+async fn finish(
+    engine: &Engine,
+    store: &Arc<dyn Store>,
+    g: &Global,
+    id: &str,
+    out: &OutArgs,
+    wait_for_lease: bool,
+) -> Result<(), Exit> {
+    if out.detach {
+        if out.json {
+            println!("{}", json!({"execution_id": id}));
+        } else {
+            println!("{id}");
+        }
+        return Ok(());
+    }
+    if !out.json {
+        progress(engine);
+    }
+    let o = engine
+        .drive(&g.tenant, id, Mode::Foreground, wait_for_lease)
+        .await
+        .map_err(engine_err)?;
+    report(store, &g.tenant, &o, out.json).await
+}
+
+pub async fn run(g: &Global, args: RunArgs) -> Result<(), Exit> {
+    let config = config(g)?;
+    let input = read_json(&args.input, "input")?;
+    let (wf, adhoc) = if Path::new(&args.target).exists() {
+        (load_file(Path::new(&args.target), &config)?.0, true)
+    } else {
+        let (name, version) = parse_target(&args.target)?;
+        let store = open_store_with(g, &config).await?;
+        let wf = store
+            .get_workflow(&g.tenant, &name, version)
+            .await
+            .map_err(|e| Exit::from(anyhow!(e)))?
+            .workflow;
+        (wf, false)
+    };
+    let (engine, store) = engine(g, &config).await?;
+    let id = engine
+        .create(&g.tenant, &wf, adhoc, input, args.out.detach)
+        .await
+        .map_err(engine_err)?;
+    if !args.out.json && !args.out.detach {
+        eprintln!("execution {id} of {}", wf.reference());
+    }
+    finish(&engine, &store, g, &id, &args.out, false).await
+}
+
+pub async fn resume(g: &Global, args: ResumeArgs) -> Result<(), Exit> {
+    let config = config(g)?;
+    let (engine, store) = engine(g, &config).await?;
+    finish(&engine, &store, g, &args.id, &args.out, true).await
+}
+
+pub async fn answer(g: &Global, args: AnswerArgs) -> Result<(), Exit> {
+    let config = config(g)?;
+    let answer = read_json(&args.input, "answer")?;
+    let (engine, store) = engine(g, &config).await?;
+    let key = engine
+        .answer(&g.tenant, &args.id, &args.node, &answer)
+        .await
+        .map_err(|e| match e {
+            EngineError::Store(
+                s @ (hilo_core::StoreError::TaskNotFound { .. }
+                | hilo_core::StoreError::TaskNotPending { .. }),
+            ) => Exit::invalid(anyhow!(s)),
+            e => engine_err(e),
+        })?;
+    if !args.out.json {
+        eprintln!("answered `{key}` of execution {}", args.id);
+    }
+    finish(&engine, &store, g, &args.id, &args.out, true).await
+}
+
+pub async fn cancel(g: &Global, id: &str, compensate: bool, json: bool) -> Result<(), Exit> {
+    let config = config(g)?;
+    let (engine, store) = engine(g, &config).await?;
+    engine
+        .cancel(&g.tenant, id, compensate)
+        .await
+        .map_err(engine_err)?;
+    if !json {
+        progress(&engine);
+    }
+    match engine.drive(&g.tenant, id, Mode::Foreground, false).await {
+        Ok(o) => {
+            report(&store, &g.tenant, &o, json).await.or_else(|e| {
+                // A cancelled execution is what was asked for.
+                if e.code == 1 { Ok(()) } else { Err(e) }
+            })
+        }
+        Err(EngineError::LeaseHeld { owner, .. }) => {
+            println!(
+                "cancellation of {id} requested; {owner} is running it and stops it at its next heartbeat"
+            );
+            Ok(())
+        }
+        Err(e) => Err(engine_err(e)),
+    }
+}
+
+fn time(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> {
+    let config = config(g)?;
+    let store = open_store_with(g, &config).await?;
+    let tenant = g.tenant.as_str();
+    let store_err = |e: hilo_core::StoreError| Exit::from(anyhow!(e));
+    match cmd {
+        ExecutionsCommand::List {
+            status,
+            workflow,
+            limit,
+            json,
+        } => {
+            let filter = ExecFilter {
+                status: status.as_deref().and_then(ExecStatus::parse),
+                workflow,
+                limit: Some(limit),
+            };
+            let list = store
+                .list_executions(tenant, &filter)
+                .await
+                .map_err(store_err)?;
+            if json {
+                let items: Vec<Value> = list
+                    .iter()
+                    .map(|e| {
+                        json!({"execution_id": e.id, "workflow": e.workflow, "version": e.version,
+                            "status": e.status, "created_at": time(Some(e.created_at)),
+                            "finished_at": e.finished_at.map(|t| time(Some(t))),
+                            "parent": e.parent.as_ref().map(|p| &p.execution_id)})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&items).map_err(anyhow::Error::from)?
+                );
+            } else if list.is_empty() {
+                println!("no executions");
+            } else {
+                println!(
+                    "{:<26} {:<24} {:<12} {:<23} DURATION",
+                    "ID", "WORKFLOW", "STATUS", "CREATED"
+                );
+                for e in list {
+                    let dur = e
+                        .finished_at
+                        .map(|f| format!("{} ms", f - e.created_at))
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<26} {:<24} {:<12} {:<23} {dur}",
+                        e.id,
+                        format!("{}@{}", e.workflow, e.version),
+                        e.status.as_str(),
+                        time(Some(e.created_at))
+                    );
+                }
+            }
+            Ok(())
+        }
+        ExecutionsCommand::Show { id, json } => {
+            let e = store.get_execution(tenant, &id).await.map_err(store_err)?;
+            let nodes = store.node_records(&id).await.map_err(store_err)?;
+            let events = store.events(&id).await.map_err(store_err)?;
+            let tasks = store.tasks(tenant, &id).await.map_err(store_err)?;
+            if json {
+                let v = json!({
+                    "execution_id": e.id, "workflow": e.workflow, "version": e.version,
+                    "status": e.status, "input": e.input, "output": e.output, "error": e.error,
+                    "created_at": e.created_at, "finished_at": e.finished_at,
+                    "parent": e.parent,
+                    "nodes": nodes.iter().map(|n| json!({
+                        "key": n.key, "status": n.status, "attempts": n.attempts,
+                        "started_at": n.started_at, "finished_at": n.finished_at,
+                        "duration_ms": n.started_at.zip(n.finished_at).map(|(s, f)| f - s),
+                        "output": n.output, "error": n.error,
+                        "compensation": n.detail.compensation,
+                    })).collect::<Vec<_>>(),
+                    "tasks": tasks,
+                    "events": events,
+                });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?
+                );
+                return Ok(());
+            }
+            println!("execution {} of {}@{}", e.id, e.workflow, e.version);
+            println!("status:   {}", e.status);
+            println!("created:  {}", time(Some(e.created_at)));
+            println!("finished: {}", time(e.finished_at));
+            if let Some(p) = &e.parent {
+                println!("parent:   {} (node {})", p.execution_id, p.node_key);
+            }
+            if let Some(err) = &e.error {
+                println!("error:    {}: {}", err.code, err.message);
+            }
+            if let Some(out) = &e.output {
+                println!("output:   {out}");
+            }
+            println!();
+            println!(
+                "{:<28} {:<10} {:>3} {:<23} {:>9}  ERROR",
+                "NODE", "STATUS", "TRY", "STARTED", "DURATION"
+            );
+            for n in &nodes {
+                let dur = n
+                    .started_at
+                    .zip(n.finished_at)
+                    .map(|(s, f)| format!("{} ms", f - s))
+                    .unwrap_or_else(|| "-".into());
+                let err = n
+                    .error
+                    .as_ref()
+                    .map(|e| format!("{}: {}", e.code, e.message))
+                    .unwrap_or_default();
+                println!(
+                    "{:<28} {:<10} {:>3} {:<23} {:>9}  {err}",
+                    n.key,
+                    n.status.as_str(),
+                    n.attempts,
+                    time(n.started_at),
+                    dur
+                );
+                if let Some(c) = &n.detail.compensation {
+                    println!(
+                        "  ↩ compensation {} {} (attempts {})",
+                        c.tool,
+                        c.status.as_str(),
+                        c.attempts
+                    );
+                }
+            }
+            let pending: Vec<_> = tasks.iter().filter(|t| t.status == "pending").collect();
+            if !pending.is_empty() {
+                println!("\nwaiting for people:");
+                for t in pending {
+                    println!("  {}: {}", t.node_key, t.prompt);
+                    println!("    hilo answer {} {} --input '<json>'", e.id, t.node_key);
+                }
+            }
+            println!("\ntimeline:");
+            let t0 = events.first().map(|e| e.at).unwrap_or(0);
+            for ev in &events {
+                let line = progress_line(ev).unwrap_or_else(|| ev.kind.as_str().to_string());
+                println!("  +{:>6} ms  {line}", ev.at - t0);
+            }
+            Ok(())
+        }
+        ExecutionsCommand::Prune { older_than } => {
+            if !(older_than >= 0.0) {
+                return Err(Exit::invalid(anyhow!(
+                    "--older-than must be a number of days, 0 or more"
+                )));
+            }
+            let before = chrono::Utc::now().timestamp_millis() - (older_than * 86_400_000.0) as i64;
+            let n = store.prune(tenant, before).await.map_err(store_err)?;
+            println!("pruned {n} finished executions");
+            Ok(())
+        }
+    }
+}
+
+pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
+    let config = config(g)?;
+    let (engine, store) = engine(g, &config).await?;
+    progress(&engine);
+    eprintln!(
+        "worker {} on {} (concurrency {concurrency}, lease {} ms); Ctrl-C stops it",
+        engine.options().owner,
+        store.describe(),
+        g.lease_ms
+    );
+    engine
+        .run_worker(
+            concurrency.max(1),
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+            },
+            |id, e| eprintln!("execution {id}: {e}"),
+        )
+        .await
+        .map_err(engine_err)?;
+    eprintln!("worker stopped; executions in flight are resumed by the next worker");
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! `hilo run`, `answer`, `resume`, `cancel`, `executions`, `worker` as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::text;
+
+pub fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/exec")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+pub fn hilo_env(args: &[&str], db: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hilo"));
+    cmd.args(args)
+        .arg("--db")
+        .arg(db)
+        .env_remove("HILO_DB")
+        .env_remove("HILO_CONFIG")
+        .env_remove("HILO_CRASH_AT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn json_out(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", text(&o.stdout), text(&o.stderr)))
+}
+
+#[test]
+fn human_pause_answer_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let wf = fixture("approval.yaml");
+
+    // Invalid input: exit 2, the field named.
+    let o = hilo_env(&["run", &wf, "--input", r#"{"amount": "x"}"#], &db, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("/amount"), "{}", text(&o.stderr));
+
+    // Waits for a person: exit 3, the process ends.
+    let o = hilo_env(
+        &["run", &wf, "--input", r#"{"amount": 30}"#, "--json"],
+        &db,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let v = json_out(&o);
+    assert_eq!(v["status"], "waiting");
+    assert_eq!(v["nodes"]["approve"]["status"], "waiting");
+    let id = v["execution_id"].as_str().unwrap().to_string();
+
+    // The human sees the prompt.
+    let o = hilo_env(&["executions", "show", &id], &db, &[]);
+    assert!(
+        text(&o.stdout).contains("Approve a refund of 30?"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // An answer that does not match the schema is refused and the run keeps waiting.
+    let o = hilo_env(
+        &["answer", &id, "approve", "--input", r#"{"ok": "yes"}"#],
+        &db,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("/ok"), "{}", text(&o.stderr));
+    let o = hilo_env(
+        &["executions", "list", "--status", "waiting", "--json"],
+        &db,
+        &[],
+    );
+    assert_eq!(json_out(&o).as_array().unwrap().len(), 1);
+
+    // A valid answer continues in the foreground to the end.
+    let o = hilo_env(
+        &[
+            "answer",
+            &id,
+            "approve",
+            "--input",
+            r#"{"ok": true}"#,
+            "--json",
+        ],
+        &db,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v = json_out(&o);
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(
+        v["output"],
+        serde_json::json!({"approved": true, "amount": 30})
+    );
+
+    // Answering twice is refused.
+    let o = hilo_env(
+        &["answer", &id, "approve", "--input", r#"{"ok": true}"#],
+        &db,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+
+    // Refused → handover: exit 4.
+    let o = hilo_env(
+        &["run", &wf, "--input", r#"{"amount": 5}"#, "--json"],
+        &db,
+        &[],
+    );
+    let id2 = json_out(&o)["execution_id"].as_str().unwrap().to_string();
+    let o = hilo_env(
+        &["answer", &id2, "approve", "--input", r#"{"ok": false}"#],
+        &db,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
+
+    // Show: per node status, attempts and the timeline.
+    let o = hilo_env(&["executions", "show", &id], &db, &[]);
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("timeline:") && out.contains("✎ approve answered"),
+        "{out}"
+    );
+}
+
+#[test]
+fn detached_runs_are_taken_by_a_worker_and_cancel_compensates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let o = hilo_env(
+        &[
+            "run",
+            &fixture("child.yaml"),
+            "--input",
+            r#"{"n": 1}"#,
+            "--detach",
+        ],
+        &db,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let id = text(&o.stdout).trim().to_string();
+    let o = hilo_env(
+        &["executions", "list", "--status", "pending", "--json"],
+        &db,
+        &[],
+    );
+    assert_eq!(json_out(&o)[0]["execution_id"], id.as_str());
+
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_hilo"))
+        .args(["worker", "--db"])
+        .arg(&db)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut done = false;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let o = hilo_env(
+            &["executions", "list", "--status", "succeeded", "--json"],
+            &db,
+            &[],
+        );
+        if json_out(&o).as_array().is_some_and(|a| !a.is_empty()) {
+            done = true;
+            break;
+        }
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert!(done, "the worker did not run the detached execution");
+
+    // Cancel a waiting execution: completed steps with compensations are undone.
+    let o = hilo_env(
+        &[
+            "run",
+            &fixture("approval.yaml"),
+            "--input",
+            r#"{"amount": 1}"#,
+            "--json",
+        ],
+        &db,
+        &[],
+    );
+    let id = json_out(&o)["execution_id"].as_str().unwrap().to_string();
+    let o = hilo_env(&["cancel", &id, "--json"], &db, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(json_out(&o)["status"], "cancelled");
+    let o = hilo_env(&["cancel", &id], &db, &[]);
+    assert_eq!(o.status.code(), Some(1), "cancelling twice is refused");
+
+    // Prune: finished executions go, with their history.
+    let o = hilo_env(&["executions", "prune", "--older-than", "0"], &db, &[]);
+    assert!(text(&o.stdout).contains("pruned"), "{}", text(&o.stdout));
+    let o = hilo_env(&["executions", "list", "--json"], &db, &[]);
+    assert_eq!(json_out(&o).as_array().unwrap().len(), 0);
+}
