@@ -366,7 +366,7 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     say("resume of a 100-step history");
     {
         let wf_text_steps = 100;
-        let mut y = format!("name: resume\nversion: 1\nnodes:\n");
+        let mut y = "name: resume\nversion: 1\nnodes:\n".to_string();
         for i in 0..wf_text_steps {
             y.push_str(&format!(
                 "  - {{id: s{i}, type: tool, tool: bench.step, with: {{}}}}\n"

@@ -434,7 +434,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
             Ok(())
         }
         ExecutionsCommand::Prune { older_than } => {
-            if !(older_than >= 0.0) {
+            if older_than.is_nan() || older_than < 0.0 {
                 return Err(Exit::invalid(anyhow!(
                     "--older-than must be a number of days, 0 or more"
                 )));

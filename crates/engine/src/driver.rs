@@ -438,7 +438,7 @@ impl Engine {
                 None => {
                     let e = self.inner.store.get_execution(tenant, id).await?;
                     if e.status.is_terminal() {
-                        return Ok(self.outcome_of(tenant, id).await?);
+                        return self.outcome_of(tenant, id).await;
                     }
                     if !wait_for_lease || now > deadline {
                         return Err(EngineError::LeaseHeld {

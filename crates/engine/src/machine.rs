@@ -1188,7 +1188,7 @@ impl Machine {
         rec.output = output;
         rec.error = error.clone();
         rec.detail.last_error = None;
-        if !keep_input && !matches!(rec.detail.input, None) && status != NodeStatus::Failed {
+        if !keep_input && rec.detail.input.is_some() && status != NodeStatus::Failed {
             rec.detail.input = None;
         }
         let attempts = rec.attempts;
@@ -1763,7 +1763,7 @@ impl Machine {
                 })
             })
             .collect();
-        failed.sort_by(|a, b| b.0.cmp(&a.0));
+        failed.sort_by_key(|f| std::cmp::Reverse(f.0));
         let failed: Vec<Value> = failed.into_iter().map(|(_, v)| v).collect();
         let mut err = u.error.clone();
         if !failed.is_empty() {

@@ -125,6 +125,7 @@ impl Env {
         }
         s.push_str("---\n");
         s.push_str(&self.trace(&o.execution_id).await);
-        s
+        // Execution ids differ on every run.
+        s.replace(&o.execution_id, "EXEC")
     }
 }

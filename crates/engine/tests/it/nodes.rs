@@ -438,3 +438,80 @@ nodes:
     assert!(err.is_invalid_input());
     assert!(err.to_string().contains("/order_id"), "{err}");
 }
+
+#[tokio::test]
+async fn workflow_nodes_run_child_executions_and_child_failure_fails_the_node() {
+    let env = env().await;
+    env.import(
+        r#"
+name: child
+version: 1
+input: {type: object, required: [n], properties: {n: {type: integer}}}
+nodes:
+  - {id: check, type: condition, when: "input.n > `0`"}
+  - {id: ok, type: finish, output: {doubled: "${ input.n }"}}
+  - {id: bad, type: fail, with: {code: NEGATIVE, message: "n must be positive"}}
+edges:
+  - {from: check, to: ok, when: "check.output.result"}
+  - {from: check, to: bad, when: "!(check.output.result)"}
+"#,
+    )
+    .await;
+    let parent = r#"
+name: parent
+version: 1
+nodes:
+  - {id: sub, type: workflow, workflow: child, with: {n: "${ input.n }"}}
+  - {id: done, type: finish, output: "${ sub.output }"}
+edges:
+  - {from: sub, to: done}
+"#;
+    let o = env.run(parent, json!({"n": 4})).await;
+    insta::assert_snapshot!("child_ok", env.report(&o).await);
+    assert_eq!(o.output, Some(json!({"doubled": 4})));
+    let o = env.run(parent, json!({"n": -1})).await;
+    insta::assert_snapshot!("child_failed", env.report(&o).await);
+    let e = o.error.unwrap();
+    assert_eq!(e.code, "CHILD_FAILED");
+    assert!(e.message.contains("NEGATIVE"), "{}", e.message);
+    // The child's input is checked against its schema.
+    let o = env.run(parent, json!({"n": "x"})).await;
+    assert_eq!(o.error.unwrap().code, "INVALID_INPUT");
+}
+
+#[tokio::test]
+async fn a_paused_execution_resumes_from_its_checkpoint_in_a_new_engine() {
+    let yaml = r#"
+name: pause
+version: 1
+nodes:
+  - {id: a, type: tool, tool: test.echo, with: {v: 1}}
+  - {id: ask, type: human, prompt: "ok {{ a.output.v }}?", schema: {type: boolean}}
+  - {id: done, type: finish, output: {a: "${ a.output.v }", ok: "${ ask.output }"}}
+edges:
+  - {from: a, to: ask}
+  - {from: ask, to: done}
+"#;
+    let env = env().await;
+    let o = env.run(yaml, json!({})).await;
+    assert_eq!(o.status.as_str(), "waiting");
+    let id = o.execution_id.clone();
+    let bad = env.engine.answer("default", &id, "ask", &json!("yes")).await;
+    assert!(bad.unwrap_err().is_invalid_input());
+    // A fresh engine on the same store (another process, in effect) continues it.
+    let other = hilo_engine::Engine::new(
+        env.store.clone(),
+        std::sync::Arc::new(hilo_engine::testkit::test_tools()),
+        None,
+        hilo_engine::EngineOptions::default(),
+    );
+    other.answer("default", &id, "ask", &json!(true)).await.unwrap();
+    let o = other
+        .drive("default", &id, hilo_engine::Mode::Foreground, true)
+        .await
+        .unwrap();
+    assert_eq!(o.output, Some(json!({"a": 1, "ok": true})));
+    let o = env.resume(&id).await;
+    assert_eq!(o.status.as_str(), "succeeded");
+    insta::assert_snapshot!("resumed", env.trace(&id).await);
+}
