@@ -58,20 +58,14 @@ impl Config {
         Ok(config.with_test_tools())
     }
 
-    /// In builds with the `test-util` feature (hilo's own tests), the engine's test tools are
+    /// In hilo's own test builds (the engine's `test-util` feature), the test tools are
     /// known too.
-    fn with_test_tools(self) -> Config {
-        #[cfg(feature = "test-util")]
-        {
-            let mut c = self;
-            c.catalog.tools.extend(
-                hilo_engine::testkit::TEST_TOOL_NAMES
-                    .iter()
-                    .map(|s| s.to_string()),
-            );
-            c
+    fn with_test_tools(mut self) -> Config {
+        if let Some((_, names)) = hilo_engine::test_tools_if_enabled() {
+            self.catalog
+                .tools
+                .extend(names.iter().map(|s| s.to_string()));
         }
-        #[cfg(not(feature = "test-util"))]
         self
     }
 

@@ -22,14 +22,10 @@ fn config(g: &Global) -> Result<Config, Exit> {
 }
 
 fn tools() -> Arc<dyn ToolRegistry> {
-    #[cfg(feature = "test-util")]
-    {
-        Arc::new(hilo_engine::testkit::test_tools())
-    }
-    #[cfg(not(feature = "test-util"))]
-    {
+    match hilo_engine::test_tools_if_enabled() {
+        Some((tools, _)) => Arc::new(tools),
         // The tool issue adds the built-in, HTTP and MCP tools behind one executor.
-        Arc::new(hilo_core::exec::ToolMap::new())
+        None => Arc::new(hilo_core::exec::ToolMap::new()),
     }
 }
 

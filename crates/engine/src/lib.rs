@@ -29,6 +29,19 @@ pub mod plan;
 #[cfg(feature = "test-util")]
 pub mod testkit;
 
+/// The test tools when the `test-util` feature is on (hilo's own test builds), else `None`:
+/// lets the binary pick them up in test builds without a feature of its own.
+pub fn test_tools_if_enabled() -> Option<(hilo_core::exec::ToolMap, &'static [&'static str])> {
+    #[cfg(feature = "test-util")]
+    {
+        Some((testkit::test_tools(), &testkit::TEST_TOOL_NAMES))
+    }
+    #[cfg(not(feature = "test-util"))]
+    {
+        None
+    }
+}
+
 pub use driver::{Engine, EngineError, EngineOptions, Mode, Outcome, now_ms, outcome_json};
 pub use machine::{Action, Input, Machine};
 pub use plan::Plan;
