@@ -344,7 +344,12 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
             let e = store.get_execution(tenant, &id).await.map_err(store_err)?;
             let mut nodes = store.node_records(&id).await.map_err(store_err)?;
             // In the order they ran; never-run (skipped) nodes last.
-            nodes.sort_by_key(|n| (n.started_at.unwrap_or(i64::MAX), n.done_seq.unwrap_or(u64::MAX)));
+            nodes.sort_by_key(|n| {
+                (
+                    n.started_at.unwrap_or(i64::MAX),
+                    n.done_seq.unwrap_or(u64::MAX),
+                )
+            });
             let events = store.events(&id).await.map_err(store_err)?;
             let tasks = store.tasks(tenant, &id).await.map_err(store_err)?;
             if json {

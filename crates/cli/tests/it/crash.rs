@@ -63,11 +63,7 @@ fn count(l: &[(String, String)], kind: &str) -> BTreeMap<String, usize> {
 
 /// Runs `workflow` killed at crash point `at` (None: never); returns the final JSON result
 /// and the ledger, or None when the run finished before reaching point `at`.
-fn crash_and_resume(
-    workflow: &str,
-    at: usize,
-    dir: &Path,
-) -> Option<(Value, Ledger)> {
+fn crash_and_resume(workflow: &str, at: usize, dir: &Path) -> Option<(Value, Ledger)> {
     let db = dir.join(format!("c{at}.db"));
     let ledger_path = dir.join(format!("c{at}.ledger"));
     let env_ledger = ledger_path.display().to_string();

@@ -496,7 +496,10 @@ edges:
     let o = env.run(yaml, json!({})).await;
     assert_eq!(o.status.as_str(), "waiting");
     let id = o.execution_id.clone();
-    let bad = env.engine.answer("default", &id, "ask", &json!("yes")).await;
+    let bad = env
+        .engine
+        .answer("default", &id, "ask", &json!("yes"))
+        .await;
     assert!(bad.unwrap_err().is_invalid_input());
     // A fresh engine on the same store (another process, in effect) continues it.
     let other = hilo_engine::Engine::new(
@@ -505,7 +508,10 @@ edges:
         None,
         hilo_engine::EngineOptions::default(),
     );
-    other.answer("default", &id, "ask", &json!(true)).await.unwrap();
+    other
+        .answer("default", &id, "ask", &json!(true))
+        .await
+        .unwrap();
     let o = other
         .drive("default", &id, hilo_engine::Mode::Foreground, true)
         .await
