@@ -493,7 +493,8 @@ impl Engine {
                 ..ExecMeta::default()
             },
             None,
-        );
+        )
+        .without_tracking();
         self.run_machine(machine, vec![Input::Start], Mode::Foreground)
             .await
     }

@@ -114,6 +114,8 @@ pub struct Machine {
     notify_parent: Option<(String, Signal)>,
     consumed: Vec<i64>,
     actions: Vec<Action>,
+    /// Collect events and changed rows for commits (off for runs without persistence).
+    tracking: bool,
 }
 
 #[derive(Debug)]
@@ -205,7 +207,14 @@ impl Machine {
             notify_parent: None,
             consumed: Vec::new(),
             actions: Vec::new(),
+            tracking: true,
         }
+    }
+
+    /// Stops collecting history events and changed rows: for runs that persist nothing.
+    pub fn without_tracking(mut self) -> Machine {
+        self.tracking = false;
+        self
     }
 
     /// A machine restored from its checkpoint. Feed it [`Input::Resume`] (or `Start` if it
@@ -386,6 +395,9 @@ impl Machine {
 
     fn event(&mut self, kind: EventKind, node: Option<&str>, attempt: u32, data: Value) {
         self.last_seq += 1;
+        if !self.tracking {
+            return;
+        }
         self.events.push(Event {
             seq: self.last_seq,
             at: self.now,
@@ -402,7 +414,7 @@ impl Machine {
             self.nodes
                 .insert(key.to_string(), NodeRecord::new(key.to_string(), id));
         }
-        if !self.dirty.contains(key) {
+        if self.tracking && !self.dirty.contains(key) {
             self.dirty.insert(key.to_string());
         }
         self.nodes
