@@ -81,6 +81,20 @@ fn check_roots<'a>(
     Ok(())
 }
 
+/// Checks that the nodes `src` reads have run, then evaluates it.
+fn evaluate(
+    plan: &Plan,
+    src: &str,
+    doc: &Map<String, Value>,
+    var: &jmespath::Rcvar,
+) -> Result<jmespath::Rcvar, EvalError> {
+    let expr = plan.expr(src).map_err(|m| err(src, m))?;
+    let mut roots = BTreeSet::new();
+    root_fields(expr.as_ast(), &mut roots);
+    check_roots(plan, roots.iter().map(String::as_str), doc, src)?;
+    expr.search(var).map_err(|e| err(src, e.to_string()))
+}
+
 /// Evaluates a JMESPath expression to a JSON value.
 pub fn search(
     plan: &Plan,
@@ -88,11 +102,7 @@ pub fn search(
     doc: &Map<String, Value>,
     var: &jmespath::Rcvar,
 ) -> Result<Value, EvalError> {
-    let expr = plan.expr(src).map_err(|m| err(src, m))?;
-    let mut roots = BTreeSet::new();
-    root_fields(expr.as_ast(), &mut roots);
-    check_roots(plan, roots.iter().map(String::as_str), doc, src)?;
-    let result = expr.search(var).map_err(|e| err(src, e.to_string()))?;
+    let result = evaluate(plan, src, doc, var)?;
     serde_json::to_value(&*result).map_err(|e| err(src, e.to_string()))
 }
 
@@ -104,12 +114,7 @@ pub fn truthy(
     doc: &Map<String, Value>,
     var: &jmespath::Rcvar,
 ) -> Result<bool, EvalError> {
-    let expr = plan.expr(src).map_err(|m| err(src, m))?;
-    let mut roots = BTreeSet::new();
-    root_fields(expr.as_ast(), &mut roots);
-    check_roots(plan, roots.iter().map(String::as_str), doc, src)?;
-    let result = expr.search(var).map_err(|e| err(src, e.to_string()))?;
-    Ok(result.is_truthy())
+    Ok(evaluate(plan, src, doc, var)?.is_truthy())
 }
 
 /// Renders a Jinja template with the document as its context.

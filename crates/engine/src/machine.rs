@@ -446,8 +446,38 @@ impl Machine {
         self.status_of(key) == Some(NodeStatus::Running)
     }
 
-    fn node_of(&self, key: &str) -> Option<Node> {
-        self.plan.node(split_key(key).1).cloned()
+    /// The plan (a cheap `Arc` clone, so the node borrowed from it does not borrow `self`).
+    fn plan_arc(&self) -> Arc<Plan> {
+        self.plan.clone()
+    }
+
+    fn is_human(&self, key: &str) -> bool {
+        self.plan
+            .node(split_key(key).1)
+            .is_some_and(|n| matches!(n.kind, NodeKind::Human(_)))
+    }
+
+    /// Evaluates an optional value of a node (`with`, `output`) in the node's scope; `None`
+    /// after failing the node with an `EXPRESSION` error naming `field`.
+    fn eval_opt(
+        &mut self,
+        key: &str,
+        field: &str,
+        value: Option<&Value>,
+        default: Value,
+    ) -> Option<Value> {
+        let Some(v) = value else {
+            return Some(default);
+        };
+        let doc = self.doc(split_key(key).0);
+        match Evaluator::new(&self.plan.clone(), &doc).value(v) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                let id = split_key(key).1.to_string();
+                self.fail_node(key, expression_error(&id, field, e));
+                None
+            }
+        }
     }
 
     /// The state document as seen from a scope (`""` or an iteration prefix).
@@ -627,7 +657,8 @@ impl Machine {
             let Some(rec) = self.nodes.get(&key).cloned() else {
                 continue;
             };
-            let Some(node) = self.node_of(&key) else {
+            let plan = self.plan_arc();
+            let Some(node) = plan.node(split_key(&key).1) else {
                 continue;
             };
             if let Some(c) = &rec.detail.compensation
@@ -645,7 +676,7 @@ impl Machine {
                             tool: c.tool.clone(),
                             input: c.input.clone(),
                             attempt: c.attempts,
-                            timeout_ms: self.plan.timeout_ms(&node),
+                            timeout_ms: self.plan.timeout_ms(node),
                             compensation: true,
                         });
                     }
@@ -654,7 +685,7 @@ impl Machine {
             }
             match rec.status {
                 NodeStatus::Ready => {
-                    if is_limited(&node) {
+                    if is_limited(node) {
                         self.tool_queue.push_back(key.clone());
                     } else {
                         self.work.push_back(Work::Run(key.clone()));
@@ -663,7 +694,7 @@ impl Machine {
                 NodeStatus::Running => match &node.kind {
                     NodeKind::Tool(_) | NodeKind::Agent(_) => match rec.fire_at {
                         Some(at) => self.actions.push(Action::Timer { key, at }),
-                        None => self.dispatch(&key, &node, rec.attempts),
+                        None => self.dispatch(&key, node, rec.attempts),
                     },
                     NodeKind::Workflow(w) => {
                         let input = rec.detail.input.clone().unwrap_or(Value::Null);
@@ -716,7 +747,8 @@ impl Machine {
         if self.status_of(key) != Some(NodeStatus::Ready) {
             return;
         }
-        let Some(node) = self.node_of(key) else {
+        let plan = self.plan_arc();
+        let Some(node) = plan.node(split_key(key).1) else {
             return;
         };
         let prefix = split_key(key).0.to_string();
@@ -725,7 +757,7 @@ impl Machine {
         match &node.kind {
             NodeKind::Tool(_) | NodeKind::Agent(_) => {
                 self.set_status(key, NodeStatus::Running);
-                self.dispatch(key, &node, 1);
+                self.dispatch(key, node, 1);
             }
             NodeKind::Condition(c) => {
                 let doc = self.doc(&prefix);
@@ -963,18 +995,8 @@ impl Machine {
                 }
             }
             NodeKind::Workflow(w) => {
-                let input = match &w.with {
-                    None => json!({}),
-                    Some(v) => {
-                        let doc = self.doc(&prefix);
-                        match Evaluator::new(&self.plan.clone(), &doc).value(v) {
-                            Ok(x) => x,
-                            Err(e) => {
-                                self.fail_node(key, expression_error(&id, "with", e));
-                                return;
-                            }
-                        }
-                    }
+                let Some(input) = self.eval_opt(key, "with", w.with.as_ref(), json!({})) else {
+                    return;
                 };
                 self.set_status(key, NodeStatus::Running);
                 self.record(key).detail.input = Some(input.clone());
@@ -988,18 +1010,8 @@ impl Machine {
                 });
             }
             NodeKind::Finish(f) => {
-                let out = match &f.output {
-                    None => Value::Null,
-                    Some(v) => {
-                        let doc = self.doc(&prefix);
-                        match Evaluator::new(&self.plan.clone(), &doc).value(v) {
-                            Ok(x) => x,
-                            Err(e) => {
-                                self.fail_node(key, expression_error(&id, "output", e));
-                                return;
-                            }
-                        }
-                    }
+                let Some(out) = self.eval_opt(key, "output", f.output.as_ref(), Value::Null) else {
+                    return;
                 };
                 self.complete(key, NodeStatus::Succeeded, Some(out.clone()), None);
                 if prefix.is_empty() {
@@ -1009,35 +1021,15 @@ impl Machine {
                 }
             }
             NodeKind::Handover(h) => {
-                let out = match &h.with {
-                    None => json!({}),
-                    Some(v) => {
-                        let doc = self.doc(&prefix);
-                        match Evaluator::new(&self.plan.clone(), &doc).value(v) {
-                            Ok(x) => x,
-                            Err(e) => {
-                                self.fail_node(key, expression_error(&id, "with", e));
-                                return;
-                            }
-                        }
-                    }
+                let Some(out) = self.eval_opt(key, "with", h.with.as_ref(), json!({})) else {
+                    return;
                 };
                 self.complete(key, NodeStatus::Succeeded, Some(out.clone()), None);
                 self.end(ExecStatus::HandedOver, Some(out), None);
             }
             NodeKind::Fail(f) => {
-                let with = match &f.with {
-                    None => json!({}),
-                    Some(v) => {
-                        let doc = self.doc(&prefix);
-                        match Evaluator::new(&self.plan.clone(), &doc).value(v) {
-                            Ok(x) => x,
-                            Err(e) => {
-                                self.fail_node(key, expression_error(&id, "with", e));
-                                return;
-                            }
-                        }
-                    }
+                let Some(with) = self.eval_opt(key, "with", f.with.as_ref(), json!({})) else {
+                    return;
                 };
                 let code = with
                     .get("code")
@@ -1188,8 +1180,9 @@ impl Machine {
         let now = self.now;
         let keep_input = status == NodeStatus::Succeeded
             && self
-                .node_of(key)
-                .is_some_and(|n| self.plan.compensation(&n).is_some());
+                .plan
+                .node(split_key(key).1)
+                .is_some_and(|n| self.plan.compensation(n).is_some());
         let seq = self.meta.next_done;
         self.meta.next_done += 1;
         self.set_status(key, status);
@@ -1230,10 +1223,11 @@ impl Machine {
     /// A failed attempt of a tool or agent call: retried per the node's policy when the error
     /// is retryable, else the node fails.
     fn attempt_failed(&mut self, key: &str, err: NodeError) {
-        let Some(node) = self.node_of(key) else {
+        let plan = self.plan_arc();
+        let Some(node) = plan.node(split_key(key).1) else {
             return;
         };
-        let policy = self.plan.retry(&node);
+        let policy = self.plan.retry(node);
         let attempts = self.nodes.get(key).map(|r| r.attempts).unwrap_or(1);
         if err.retryable && attempts < policy.max_attempts {
             self.in_flight.remove(key);
@@ -1262,10 +1256,11 @@ impl Machine {
         if self.status_of(key).is_some_and(NodeStatus::is_done) {
             return;
         }
-        let Some(node) = self.node_of(key) else {
+        let plan = self.plan_arc();
+        let Some(node) = plan.node(split_key(key).1) else {
             return;
         };
-        if node.kind.type_name() == "human" {
+        if matches!(node.kind, NodeKind::Human(_)) {
             self.closed_tasks.push(key.to_string());
         }
         if self.nodes.get(key).is_some_and(|r| r.started_at.is_none()) {
@@ -1431,7 +1426,8 @@ impl Machine {
         }
         let (started, finished, total) = (p.started, p.finished, p.items.as_ref().map(Vec::len));
         let outputs = p.outputs.clone();
-        let Some(node) = self.node_of(&loop_key) else {
+        let plan = self.plan_arc();
+        let Some(node) = plan.node(split_key(&loop_key).1) else {
             return;
         };
         let NodeKind::Loop(l) = &node.kind else {
@@ -1494,10 +1490,7 @@ impl Machine {
             .collect();
         keys.sort();
         for k in keys {
-            if self
-                .node_of(&k)
-                .is_some_and(|n| n.kind.type_name() == "human")
-            {
+            if self.is_human(&k) {
                 self.closed_tasks.push(k.clone());
             }
             self.in_flight.remove(&k);
@@ -1568,10 +1561,11 @@ impl Machine {
         done.sort();
         let mut any = false;
         for (_, key) in done {
-            let Some(node) = self.node_of(&key) else {
+            let plan = self.plan_arc();
+            let Some(node) = plan.node(split_key(&key).1) else {
                 continue;
             };
-            if let Some(call) = self.plan.compensation(&node) {
+            if let Some(call) = plan.compensation(node) {
                 any = true;
                 self.record(&key).detail.compensation = Some(CompensationState {
                     tool: call.tool.clone(),
@@ -1615,10 +1609,11 @@ impl Machine {
             self.finish_unwind();
             return;
         };
-        let Some(node) = self.node_of(&key) else {
+        let plan = self.plan_arc();
+        let Some(node) = plan.node(split_key(&key).1) else {
             return;
         };
-        let Some(call) = self.plan.compensation(&node) else {
+        let Some(call) = plan.compensation(node) else {
             return;
         };
         let prefix = split_key(&key).0.to_string();
@@ -1644,7 +1639,7 @@ impl Machine {
         };
         match input {
             Ok(input) => {
-                let timeout_ms = self.plan.timeout_ms(&node);
+                let timeout_ms = self.plan.timeout_ms(node);
                 let rec = self.record(&key);
                 let Some(c) = rec.detail.compensation.as_mut() else {
                     return;
@@ -1661,7 +1656,7 @@ impl Machine {
                 self.in_flight.insert(format!("{key}{COMPENSATE_SUFFIX}"));
                 self.actions.push(Action::CallTool {
                     key,
-                    tool: call.tool,
+                    tool: call.tool.clone(),
                     input,
                     attempt: 1,
                     timeout_ms,
@@ -1713,8 +1708,9 @@ impl Machine {
             }
             Err(e) => {
                 let policy = self
-                    .node_of(key)
-                    .map(|n| self.plan.retry(&n))
+                    .plan
+                    .node(split_key(key).1)
+                    .map(|n| self.plan.retry(n))
                     .map(|p| (p.max_attempts, p))
                     .map(|(m, p)| {
                         (
@@ -1819,8 +1815,9 @@ impl Machine {
                 return;
             }
             let timeout_ms = self
-                .node_of(base)
-                .map(|n| self.plan.timeout_ms(&n))
+                .plan
+                .node(split_key(base).1)
+                .map(|n| self.plan.timeout_ms(n))
                 .unwrap_or(defaults::TIMEOUT_MS);
             let attempt = c.attempts + 1;
             if let Some(c) = self.record(base).detail.compensation.as_mut() {
@@ -1853,13 +1850,14 @@ impl Machine {
         }
         let status = rec.status;
         let attempts = rec.attempts;
-        let Some(node) = self.node_of(key) else {
+        let plan = self.plan_arc();
+        let Some(node) = plan.node(split_key(key).1) else {
             return;
         };
         match (&node.kind, status) {
             (NodeKind::Tool(_) | NodeKind::Agent(_), NodeStatus::Running) => {
                 self.event(EventKind::TimerFired, Some(key), attempts + 1, Value::Null);
-                self.dispatch(key, &node, attempts + 1);
+                self.dispatch(key, node, attempts + 1);
             }
             (NodeKind::Wait(_), NodeStatus::Waiting) => {
                 self.event(EventKind::TimerFired, Some(key), 0, Value::Null);
@@ -1889,9 +1887,7 @@ impl Machine {
         match s.signal {
             Signal::Answer { node_key, answer } => {
                 if self.status_of(&node_key) == Some(NodeStatus::Waiting)
-                    && self
-                        .node_of(&node_key)
-                        .is_some_and(|n| n.kind.type_name() == "human")
+                    && self.is_human(&node_key)
                 {
                     self.closed_tasks.push(node_key.clone());
                     self.event(EventKind::HumanAnswered, Some(&node_key), 0, Value::Null);

@@ -281,12 +281,15 @@ impl Plan {
     }
 
     /// The compensation of a node: its own `compensate`, else its tool's `compensation`.
-    pub fn compensation(&self, node: &Node) -> Option<ToolCall> {
+    pub fn compensation<'a>(&'a self, node: &'a Node) -> Option<&'a ToolCall> {
         if let Some(c) = &node.compensate {
-            return Some(c.clone());
+            return Some(c);
         }
         match &node.kind {
-            NodeKind::Tool(t) => self.tools.get(&t.tool).and_then(|d| d.compensation.clone()),
+            NodeKind::Tool(t) => self
+                .tools
+                .get(&t.tool)
+                .and_then(|d| d.compensation.as_ref()),
             _ => None,
         }
     }

@@ -40,16 +40,7 @@ fn summarize(v: &Value) -> Run {
     }
 }
 
-fn ledger(path: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let mut p = l.split(' ');
-            (p.next().unwrap().to_string(), p.next().unwrap().to_string())
-        })
-        .collect()
-}
+use hilo_engine::testkit::read_ledger as ledger;
 
 fn count(l: &[(String, String)], kind: &str) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
