@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use hilo_core::exec::{NodeError, Tool, ToolContext, ToolMap, ToolRegistry};
+use hilo_core::exec::NodeError;
 use hilo_core::store::{DEFAULT_TENANT, Store};
+use hilo_core::tool::{Tool, ToolContext, ToolExecutor, ToolMap, ToolSource, ToolSpec};
 use hilo_core::{Catalog, Format, Workflow};
 use hilo_engine::{Engine, EngineOptions, Machine, Mode, Plan};
 use hilo_store::{Durability, SqliteStore};
@@ -17,12 +18,12 @@ use serde_json::{Map, Value, json};
 
 use crate::Exit;
 
-struct Step;
+struct Step(ToolSpec);
 
 #[async_trait]
 impl Tool for Step {
-    fn name(&self) -> &str {
-        "bench.step"
+    fn spec(&self) -> &ToolSpec {
+        &self.0
     }
     async fn call(&self, _: &ToolContext, input: Value) -> Result<Value, NodeError> {
         match input.get("kib").and_then(Value::as_u64) {
@@ -32,10 +33,23 @@ impl Tool for Step {
     }
 }
 
-fn tools() -> Arc<dyn ToolRegistry> {
+/// The real executor (validation, limits, breaker, audit) with `bench.step` registered: a
+/// step's figures include what every tool call costs. Durable runs audit into their store.
+fn tools(audit: Option<&Arc<dyn Store>>) -> anyhow::Result<Arc<dyn ToolExecutor>> {
     let mut m = ToolMap::new();
-    m.insert(Arc::new(Step));
-    Arc::new(m)
+    m.insert(Arc::new(Step(
+        ToolSpec::new(
+            "bench.step",
+            hilo_core::ToolClass::Safe,
+            "does nothing (or returns `kib` KiB)",
+        )
+        .with_source(ToolSource::Extension),
+    )));
+    let mut b = hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default()).tools(m);
+    if let Some(store) = audit {
+        b = b.audit(hilo_tools::AuditSink::spawn(store.clone()));
+    }
+    Ok(Arc::new(b.build()?))
 }
 
 fn workflow(yaml: &str) -> anyhow::Result<Workflow> {
@@ -108,8 +122,9 @@ async fn db(durability: Durability) -> anyhow::Result<Db> {
     Ok(Db { path, store })
 }
 
-fn engine(store: Arc<dyn Store>) -> Engine {
-    Engine::new(store, tools(), None, EngineOptions::default())
+fn engine(store: Arc<dyn Store>) -> anyhow::Result<Engine> {
+    let tools = tools(Some(&store))?;
+    Ok(Engine::new(store, tools, None, EngineOptions::default()))
 }
 
 async fn run_durable(engine: &Engine, wf: &Workflow) -> anyhow::Result<String> {
@@ -181,7 +196,7 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     say("chain of 100 steps, no persistence");
     {
         let d = db(Durability::Normal).await?;
-        let e = Engine::ephemeral(d.store.clone(), tools(), EngineOptions::default());
+        let e = Engine::ephemeral(d.store.clone(), tools(None)?, EngineOptions::default());
         let (ms, _) = measure(reps, || {
             let e = e.clone();
             let wf = wf.clone();
@@ -210,7 +225,7 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     ] {
         say(&format!("chain of 100 steps, SQLite {label}"));
         let d = db(durability).await?;
-        let e = engine(d.store.clone());
+        let e = engine(d.store.clone())?;
         let (ms, _) = measure(reps, || {
             let e = e.clone();
             let wf = wf.clone();
@@ -242,7 +257,7 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     {
         let wf = fanout(100)?;
         let d = db(Durability::Normal).await?;
-        let e = engine(d.store.clone());
+        let e = engine(d.store.clone())?;
         let mut last_tx = 0;
         let mut tx_per_run = 0;
         let (ms, _) = measure(reps, || {
@@ -274,7 +289,7 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     say(&format!("{n_seq} five-step workflows, one after another"));
     {
         let d = db(Durability::Normal).await?;
-        let e = engine(d.store.clone());
+        let e = engine(d.store.clone())?;
         let (ms, _) = measure(reps, || {
             let e = e.clone();
             let wf = five.clone();
@@ -299,7 +314,7 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     say(&format!("{n_seq} five-step workflows, 16 in flight"));
     {
         let d = db(Durability::Normal).await?;
-        let e = engine(d.store.clone());
+        let e = engine(d.store.clone())?;
         let tx0 = std::cell::Cell::new(0u64);
         let (ms, _) = measure(reps, || {
             let e = e.clone();
@@ -337,7 +352,7 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     {
         let wf = chain("grow", 100, "{kib: 1}")?;
         let d = db(Durability::Normal).await?;
-        let e = engine(d.store.clone());
+        let e = engine(d.store.clone())?;
         let id = run_durable(&e, &wf).await?;
         let stored = d.store.stored_bytes(&id).await?;
         let o = e.outcome_of(DEFAULT_TENANT, &id).await?;
@@ -386,14 +401,14 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
         y.push_str("  - {from: ask, to: done}\n");
         let wf = Arc::new(workflow(&y)?);
         let d = db(Durability::Normal).await?;
-        let e = engine(d.store.clone());
+        let e = engine(d.store.clone())?;
         let id = e
             .create(DEFAULT_TENANT, &wf, true, json!({}), false)
             .await?;
         e.drive(DEFAULT_TENANT, &id, Mode::Foreground, false)
             .await?;
         let events = d.store.events(&id).await?.len();
-        let plan = Arc::new(Plan::new(wf.clone(), &[]));
+        let plan = Arc::new(Plan::new(wf.clone(), &|_: &str| None));
         let owner = "bench-resume";
         let (ms, _) = measure(reps.max(5) * 4, || {
             let store = d.store.clone();

@@ -9,6 +9,18 @@
 //! http = { method = "POST", url = "{{ secrets.shop_url }}/returns", body = { order_id = "${ args.order_id }" } }
 //! compensation = { tool = "cancel_return", with = { return_id = "${ result.body.return_id }" } }
 //!
+//! [tools.http]
+//! allow_hosts = ["127.0.0.1"]   # exempt from the SSRF guard (loopback, private, link-local)
+//!
+//! [tools.settings.http_request] # any tool: timeout, cache (safe tools), rate limit, breaker
+//! timeout_ms = 10000
+//! rate_limit = { calls = 10, per_ms = 1000, burst = 10, max_wait_ms = 2000 }
+//! circuit = { failures = 5, open_ms = 30000 }
+//!
+//! [tenants.acme.tools]          # per tenant: enabled (whitelist), disabled, fixed params
+//! disabled = ["send_email"]
+//! params.http_request = { headers = { "X-Tenant" = "acme" } }
+//!
 //! [mcp.servers.files]           # tools become mcp.files.<tool>
 //! command = "mcp-server-files"
 //!
@@ -35,6 +47,8 @@ pub struct Config {
     pub catalog: Catalog,
     pub durability: hilo_store::Durability,
     pub payload_threshold: Option<usize>,
+    /// What the tool executor needs (custom tools included).
+    pub executor: hilo_tools::ExecutorConfig,
 }
 
 impl Config {
@@ -106,6 +120,28 @@ impl Config {
                     "tool `{}` is declared twice (or shadows a built-in tool); give it another name",
                     t.name
                 );
+            }
+        }
+        config.executor.custom = config.tools.clone();
+        if let Some(v) = value.pointer("/tools/http") {
+            config.executor.http = serde_json::from_value(v.clone())
+                .map_err(|e| anyhow::anyhow!("`[tools.http]`: {e}"))?;
+        }
+        if let Some(v) = value.pointer("/tools/settings") {
+            config.executor.settings = serde_json::from_value(v.clone()).map_err(|e| {
+                anyhow::anyhow!("`[tools.settings]`: {e} (each tool takes timeout_ms, cache_ttl_ms, rate_limit = {{calls, per_ms, burst, max_wait_ms}}, circuit = {{failures, open_ms}})")
+            })?;
+        }
+        if let Some(Value::Object(tenants)) = value.pointer("/tenants") {
+            for (name, t) in tenants {
+                if let Some(tools) = t.get("tools") {
+                    let tt = serde_json::from_value(tools.clone()).map_err(|e| {
+                        anyhow::anyhow!(
+                            "`[tenants.{name}.tools]`: {e} (fields: enabled, disabled, params)"
+                        )
+                    })?;
+                    config.executor.tenants.insert(name.clone(), tt);
+                }
             }
         }
         match value.pointer("/store/durability") {

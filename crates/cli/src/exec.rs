@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
-use hilo_core::exec::{Event, EventKind, ExecFilter, ExecStatus, ToolRegistry};
+use hilo_core::exec::{Event, EventKind, ExecFilter, ExecStatus};
 use hilo_core::store::Store;
 use hilo_engine::{Engine, EngineError, EngineOptions, Mode, Outcome, outcome_json};
 use serde_json::{Value, json};
@@ -21,11 +21,27 @@ fn config(g: &Global) -> Result<Config, Exit> {
     Config::load(g.config.as_deref()).map_err(Exit::invalid)
 }
 
-fn tools() -> Arc<dyn ToolRegistry> {
-    match hilo_engine::test_tools_if_enabled() {
-        Some((tools, _)) => Arc::new(tools),
-        // The tool issue adds the built-in, HTTP and MCP tools behind one executor.
-        None => Arc::new(hilo_core::exec::ToolMap::new()),
+static EXECUTOR: std::sync::OnceLock<hilo_tools::Executor> = std::sync::OnceLock::new();
+
+/// The tool executor over the built-in tools, `hilo.toml`'s tools and (in hilo's own test
+/// builds) the test tools, auditing into `store`.
+pub fn executor(config: &Config, store: &Arc<dyn Store>) -> Result<hilo_tools::Executor, Exit> {
+    let mut b = hilo_tools::Executor::builder(config.executor.clone())
+        .audit(hilo_tools::AuditSink::spawn(store.clone()));
+    if let Some((tools, _)) = hilo_engine::test_tools_if_enabled() {
+        b = b.tools(tools);
+    }
+    let ex = b.build().map_err(|e| Exit::invalid(anyhow!(e)))?;
+    let _ = EXECUTOR.set(ex.clone());
+    Ok(ex)
+}
+
+/// Stores the audit entries still queued (before the process exits).
+pub async fn flush_audit() {
+    if let Some(ex) = EXECUTOR.get()
+        && let Err(e) = ex.flush_audit().await
+    {
+        eprintln!("warning: {e}");
     }
 }
 
@@ -33,10 +49,13 @@ async fn engine(g: &Global, config: &Config) -> Result<(Engine, Arc<dyn Store>),
     let store = open_store_with(g, config).await?;
     let options = EngineOptions {
         lease_ms: g.lease_ms,
-        extra_tools: config.tools.clone(),
         ..EngineOptions::default()
     };
-    Ok((Engine::new(store.clone(), tools(), None, options), store))
+    let tools = executor(config, &store)?;
+    Ok((
+        Engine::new(store.clone(), Arc::new(tools), None, options),
+        store,
+    ))
 }
 
 fn engine_err(e: EngineError) -> Exit {

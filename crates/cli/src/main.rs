@@ -75,7 +75,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(async {
+        let r = commands::run(cli).await;
+        exec::flush_audit().await;
+        r
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(exit) => {
             if let Some(e) = exit.error {

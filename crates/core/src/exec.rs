@@ -8,18 +8,17 @@
 //! - [`Event`]: the append-only history of every transition.
 //! - [`Commit`]: everything one step writes, applied by [`ExecutionStore::commit_batch`] in one
 //!   transaction (several executions' commits may share it: group commit).
-//! - [`Tool`] / [`ToolRegistry`] and [`AgentRuntime`]: what nodes call. The engine never
+//! - [`AgentRuntime`]: what agent nodes call. Tools are in [`crate::tool`]. The engine never
 //!   performs a side effect itself.
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 use crate::AgentNode;
 use crate::store::{Result, TenantId};
+use crate::tool::ToolContext;
 
 /// The format version written into every persisted checkpoint row and event.
 pub const CHECKPOINT_FORMAT: u32 = 1;
@@ -175,6 +174,16 @@ pub mod codes {
     pub const CANCELLED: &str = "CANCELLED";
     /// Compensations failed while unwinding.
     pub const COMPENSATION_FAILED: &str = "COMPENSATION_FAILED";
+    /// The tool is not enabled for the tenant, or the caller may not use it.
+    pub const NOT_ALLOWED: &str = "NOT_ALLOWED";
+    /// The tool's rate limit was reached and the wait would exceed its bound (retryable).
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// The tool's circuit breaker is open after repeated failures (retryable).
+    pub const CIRCUIT_OPEN: &str = "CIRCUIT_OPEN";
+    /// The tool's upstream refused the call (HTTP 4xx other than 408/429); not retried.
+    pub const UPSTREAM_REJECTED: &str = "UPSTREAM_REJECTED";
+    /// The tool answered with something that breaks its output schema.
+    pub const INVALID_OUTPUT: &str = "INVALID_OUTPUT";
 }
 
 /// A failure: a stable code, a message for people, and whether a retry may help.
@@ -664,57 +673,6 @@ pub trait ExecutionStore: Send + Sync {
 
     /// Bytes of checkpoint and history stored for an execution (for benchmarks and `show`).
     async fn stored_bytes(&self, id: &str) -> Result<u64>;
-}
-
-/// What a tool call receives besides its input.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolContext {
-    pub tenant: String,
-    pub execution_id: String,
-    pub node_key: String,
-    /// The same on every retry and after a crash; different for another node or iteration.
-    pub idempotency_key: String,
-    pub attempt: u32,
-    /// This call undoes an earlier one.
-    pub compensation: bool,
-}
-
-/// A tool: the only way hilo changes the outside world.
-#[async_trait]
-pub trait Tool: Send + Sync {
-    fn name(&self) -> &str;
-    async fn call(&self, ctx: &ToolContext, input: Value) -> std::result::Result<Value, NodeError>;
-}
-
-/// Finds tools by name.
-pub trait ToolRegistry: Send + Sync {
-    fn get(&self, name: &str) -> Option<Arc<dyn Tool>>;
-}
-
-/// A simple name → tool map.
-#[derive(Default, Clone)]
-pub struct ToolMap {
-    tools: BTreeMap<String, Arc<dyn Tool>>,
-}
-
-impl ToolMap {
-    pub fn new() -> ToolMap {
-        ToolMap::default()
-    }
-
-    pub fn insert(&mut self, tool: Arc<dyn Tool>) {
-        self.tools.insert(tool.name().to_string(), tool);
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tools.keys().map(String::as_str)
-    }
-}
-
-impl ToolRegistry for ToolMap {
-    fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
-        self.tools.get(name).cloned()
-    }
 }
 
 /// What an agent node asks of the agent runtime.

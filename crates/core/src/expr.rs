@@ -123,6 +123,67 @@ pub fn dynamic_strings<'a>(value: &'a Value, path: &str, out: &mut Vec<Found<'a>
     }
 }
 
+/// A copy of `value` with every string replaced by what `f` makes of it, depth first (object
+/// keys are kept as they are).
+pub fn map_strings<E>(
+    value: &Value,
+    f: &mut impl FnMut(&str) -> Result<Value, E>,
+) -> Result<Value, E> {
+    Ok(match value {
+        Value::String(s) => f(s)?,
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| map_strings(i, f))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => {
+            let mut out = serde_json::Map::with_capacity(m.len());
+            for (k, x) in m {
+                out.insert(k.clone(), map_strings(x, f)?);
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    })
+}
+
+/// Evaluates every `${ }` expression and Jinja template inside `value` against `doc` (a
+/// one-off evaluation, compiling as it goes: for tool definitions, not the engine's hot
+/// path). The error names the expression or template that failed.
+pub fn render_value(value: &Value, doc: &Value) -> Result<Value, String> {
+    let mut var: Option<jmespath::Rcvar> = None;
+    let env = template_env();
+    map_strings(value, &mut |s: &str| match classify(s) {
+        Dynamic::Literal(l) => Ok(Value::String(l.to_string())),
+        Dynamic::Expression(e) => {
+            let expr = compile_jmespath(e).map_err(|c| format!("`${{ {e} }}`: {}", c.message))?;
+            let v = match &var {
+                Some(v) => v.clone(),
+                None => {
+                    let v = jmespath::Variable::from_serializable(doc)
+                        .map(jmespath::Rcvar::new)
+                        .map_err(|x| format!("`${{ {e} }}`: {x}"))?;
+                    var = Some(v.clone());
+                    v
+                }
+            };
+            let out = expr.search(v).map_err(|x| format!("`${{ {e} }}`: {x}"))?;
+            serde_json::to_value(&*out).map_err(|x| format!("`${{ {e} }}`: {x}"))
+        }
+        Dynamic::Template(t) => env
+            .render_str(
+                t,
+                minijinja::value::Value::from(minijinja::value::Serde(doc)),
+            )
+            .map(Value::String)
+            .map_err(|x| {
+                let detail = x.detail().map(|d| format!(": {d}")).unwrap_or_default();
+                format!("template `{t}`: {}{detail}", x.kind())
+            }),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@ pub mod render;
 pub mod schema;
 pub mod source;
 pub mod store;
+pub mod tool;
 pub mod validate;
 
 pub use diagnostic::{Code, Diagnostic, Diagnostics};

@@ -339,6 +339,31 @@ pub fn workflow_schema() -> Value {
     })
 }
 
+/// Why `instance` breaks a compiled schema: one line per error, each naming the field
+/// (a JSON pointer) it is about. Empty when it conforms.
+pub fn violations(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
+    validator
+        .iter_errors(instance)
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let at = if path.is_empty() {
+                "(root)".to_string()
+            } else {
+                format!("`{path}`")
+            };
+            format!("at {at}: {e}")
+        })
+        .collect()
+}
+
+/// [`violations`] against a schema compiled for this one check.
+pub fn schema_errors(schema: &Value, instance: &Value) -> Vec<String> {
+    match jsonschema::validator_for(schema) {
+        Err(e) => vec![format!("the schema itself is invalid: {e}")],
+        Ok(v) => violations(&v, instance),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

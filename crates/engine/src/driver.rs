@@ -17,11 +17,11 @@ use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hilo_core::exec::{
     AgentRequest, AgentRuntime, Commit, CommitOutcome, Event, ExecMeta, ExecStatus, ExecutionStore,
-    Lease, NewExecution, NodeError, NodeRecord, ParentRef, Signal, ToolContext, ToolRegistry,
-    codes,
+    Lease, NewExecution, NodeError, NodeRecord, ParentRef, Signal, codes,
 };
 use hilo_core::store::{DEFAULT_TENANT, StoreError};
-use hilo_core::{NodeKind, Store, ToolDef, Workflow};
+use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest};
+use hilo_core::{NodeKind, Store, Workflow};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
@@ -100,23 +100,7 @@ pub fn new_id() -> String {
 }
 
 /// Validates `instance` against a JSON Schema; each error names the field (JSON pointer).
-pub fn schema_errors(schema: &Value, instance: &Value) -> Vec<String> {
-    match jsonschema::validator_for(schema) {
-        Err(e) => vec![format!("the schema itself is invalid: {e}")],
-        Ok(v) => v
-            .iter_errors(instance)
-            .map(|e| {
-                let path = e.instance_path().to_string();
-                let at = if path.is_empty() {
-                    "(root)".to_string()
-                } else {
-                    format!("`{path}`")
-                };
-                format!("at {at}: {e}")
-            })
-            .collect(),
-    }
-}
+pub use hilo_core::schema::schema_errors;
 
 // ---- persistence ----------------------------------------------------------------------------
 
@@ -218,8 +202,6 @@ pub struct EngineOptions {
     pub lease_ms: u64,
     /// Tool calls in flight at once per execution.
     pub concurrency: u32,
-    /// Tool definitions from configuration (for tool-level compensations).
-    pub extra_tools: Vec<ToolDef>,
 }
 
 impl Default for EngineOptions {
@@ -228,7 +210,6 @@ impl Default for EngineOptions {
             owner: format!("pid{}-{}", std::process::id(), &new_id()[12..]),
             lease_ms: 30_000,
             concurrency: crate::plan::defaults::CONCURRENCY,
-            extra_tools: Vec::new(),
         }
     }
 }
@@ -257,7 +238,7 @@ pub struct Outcome {
 
 struct Inner {
     store: Arc<dyn Store>,
-    tools: Arc<dyn ToolRegistry>,
+    tools: Arc<dyn ToolExecutor>,
     agents: Option<Arc<dyn AgentRuntime>>,
     options: EngineOptions,
     persist: Arc<dyn Persist>,
@@ -276,7 +257,7 @@ impl Engine {
     /// An engine writing through a group committer to `store`. Call inside a tokio runtime.
     pub fn new(
         store: Arc<dyn Store>,
-        tools: Arc<dyn ToolRegistry>,
+        tools: Arc<dyn ToolExecutor>,
         agents: Option<Arc<dyn AgentRuntime>>,
         options: EngineOptions,
     ) -> Engine {
@@ -299,7 +280,7 @@ impl Engine {
     /// An engine that persists nothing (benchmarks): executions live only in memory.
     pub fn ephemeral(
         store: Arc<dyn Store>,
-        tools: Arc<dyn ToolRegistry>,
+        tools: Arc<dyn ToolExecutor>,
         options: EngineOptions,
     ) -> Engine {
         Engine {
@@ -358,7 +339,10 @@ impl Engine {
         {
             return p.clone();
         }
-        let plan = Arc::new(Plan::new(wf.clone(), &self.inner.options.extra_tools));
+        let tools = self.inner.tools.clone();
+        let plan = Arc::new(Plan::new(wf.clone(), &|name: &str| {
+            tools.spec(name, &wf.tools)
+        }));
         if !adhoc && let Ok(mut plans) = self.inner.plans.lock() {
             plans.insert(key, plan.clone());
         }
@@ -689,28 +673,24 @@ impl Engine {
                     attempt,
                     compensation,
                 };
-                let found = self.inner.tools.get(&tool);
+                let caller = if compensation {
+                    Caller::Compensation {
+                        undoes: m.idempotency_key(&key, false),
+                    }
+                } else {
+                    Caller::Node
+                };
+                let request = ToolRequest {
+                    ctx,
+                    tool,
+                    input,
+                    caller,
+                    timeout_ms: Some(timeout_ms),
+                    local: m.plan().local_tools.clone(),
+                };
+                let tools = self.inner.tools.clone();
                 Some(Box::pin(async move {
-                    let result = match found {
-                        None => Err(NodeError::new(
-                            codes::NOT_CONFIGURED,
-                            format!(
-                                "node `{key}` calls tool `{tool}`, which this hilo does not provide (check the tool name and hilo.toml)"
-                            ),
-                        )),
-                        Some(t) => match tokio::time::timeout(
-                            Duration::from_millis(timeout_ms),
-                            t.call(&ctx, input),
-                        )
-                        .await
-                        {
-                            Ok(r) => r,
-                            Err(_) => Err(NodeError::retryable(
-                                codes::TIMEOUT,
-                                format!("tool `{tool}` did not answer within {timeout_ms} ms"),
-                            )),
-                        },
-                    };
+                    let result = tools.execute(request).await;
                     Input::ToolDone {
                         key,
                         attempt,

@@ -187,23 +187,7 @@ impl<'a> Evaluator<'a> {
 
     /// A whole value, depth first.
     pub fn value(&mut self, v: &Value) -> Result<Value, EvalError> {
-        Ok(match v {
-            Value::String(s) => self.string(s)?,
-            Value::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|i| self.value(i))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Value::Object(m) => {
-                let mut out = Map::with_capacity(m.len());
-                for (k, x) in m {
-                    out.insert(k.clone(), self.value(x)?);
-                }
-                Value::Object(out)
-            }
-            other => other.clone(),
-        })
+        hilo_core::expr::map_strings(v, &mut |s: &str| self.string(s))
     }
 }
 

@@ -31,7 +31,7 @@ pub mod testkit;
 
 /// The test tools when the `test-util` feature is on (hilo's own test builds), else `None`:
 /// lets the binary pick them up in test builds without a feature of its own.
-pub fn test_tools_if_enabled() -> Option<(hilo_core::exec::ToolMap, &'static [&'static str])> {
+pub fn test_tools_if_enabled() -> Option<(hilo_core::tool::ToolMap, &'static [&'static str])> {
     #[cfg(feature = "test-util")]
     {
         Some((testkit::test_tools(), &testkit::TEST_TOOL_NAMES))

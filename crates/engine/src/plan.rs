@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use hilo_core::expr::{Dynamic, Found, bare_expression, classify, dynamic_strings};
+use hilo_core::tool::ToolSpec;
 use hilo_core::{Node, NodeKind, OnError, Retry, ToolCall, ToolDef, Workflow};
 use serde_json::Value;
 
@@ -120,15 +121,17 @@ pub struct Plan {
     /// Loop node id → the graph of its body.
     pub bodies: HashMap<String, usize>,
     exprs: HashMap<String, jmespath::Expression<'static>>,
-    /// Tool definitions known besides the workflow's own (from configuration), for tool-level
-    /// compensations.
-    tools: HashMap<String, ToolDef>,
+    /// Specs of the tools the workflow's tool nodes call (defaults, tool-level compensation).
+    tools: HashMap<String, ToolSpec>,
+    /// The workflow's own `tools:`, handed to the executor with every call.
+    pub local_tools: Arc<[ToolDef]>,
     pub env: minijinja::Environment<'static>,
 }
 
 impl Plan {
-    /// Compiles a (validated) workflow. `extra_tools` are tool definitions from configuration.
-    pub fn new(workflow: Arc<Workflow>, extra_tools: &[ToolDef]) -> Plan {
+    /// Compiles a (validated) workflow. `spec` finds a tool's spec (the executor's
+    /// [`hilo_core::tool::ToolExecutor::spec`]).
+    pub fn new(workflow: Arc<Workflow>, spec: &dyn Fn(&str) -> Option<ToolSpec>) -> Plan {
         let mut plan = Plan {
             workflow: workflow.clone(),
             graphs: Vec::new(),
@@ -136,11 +139,17 @@ impl Plan {
             bodies: HashMap::new(),
             exprs: HashMap::new(),
             tools: HashMap::new(),
+            local_tools: workflow.tools.clone().into(),
             env: hilo_core::expr::template_env(),
         };
         plan.env.set_fuel(Some(1_000_000));
-        for t in extra_tools.iter().chain(workflow.tools.iter()) {
-            plan.tools.insert(t.name.clone(), t.clone());
+        for n in workflow.all_nodes() {
+            if let NodeKind::Tool(t) = &n.kind
+                && !plan.tools.contains_key(&t.tool)
+                && let Some(s) = spec(&t.tool)
+            {
+                plan.tools.insert(t.tool.clone(), s);
+            }
         }
         plan.add_graph(&workflow.nodes, &workflow.edges, None);
         let mut found = Vec::new();
@@ -263,8 +272,10 @@ impl Plan {
         }
     }
 
+    /// The node's `timeout_ms`, else its tool's default, else the workflow's defaults.
     pub fn timeout_ms(&self, node: &Node) -> u64 {
         node.timeout_ms
+            .or_else(|| self.tool_spec(node).and_then(|s| s.timeout_ms))
             .or_else(|| self.workflow.defaults.as_ref().and_then(|d| d.timeout_ms))
             .unwrap_or(defaults::TIMEOUT_MS)
     }
@@ -272,7 +283,9 @@ impl Plan {
     /// Retries apply to tool and agent nodes (and compensations); other kinds run once.
     pub fn retry(&self, node: &Node) -> RetryPolicy {
         RetryPolicy::resolve(
-            node.retry.as_ref(),
+            node.retry
+                .as_ref()
+                .or_else(|| self.tool_spec(node).and_then(|s| s.retry.as_ref())),
             self.workflow
                 .defaults
                 .as_ref()
@@ -285,11 +298,12 @@ impl Plan {
         if let Some(c) = &node.compensate {
             return Some(c);
         }
+        self.tool_spec(node).and_then(|s| s.compensation.as_ref())
+    }
+
+    fn tool_spec(&self, node: &Node) -> Option<&ToolSpec> {
         match &node.kind {
-            NodeKind::Tool(t) => self
-                .tools
-                .get(&t.tool)
-                .and_then(|d| d.compensation.as_ref()),
+            NodeKind::Tool(t) => self.tools.get(&t.tool),
             _ => None,
         }
     }

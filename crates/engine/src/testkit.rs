@@ -22,7 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hilo_core::exec::{NodeError, Tool, ToolContext, ToolMap, codes};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use hilo_core::ToolClass;
+use hilo_core::exec::{NodeError, codes};
+use hilo_core::tool::{Tool, ToolContext, ToolMap, ToolSource, ToolSpec};
 use serde_json::{Value, json};
 
 static POINTS: AtomicU64 = AtomicU64::new(0);
@@ -74,11 +79,37 @@ pub fn read_ledger(path: &std::path::Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The spec of a test tool (test tools take any object as input).
+fn spec_of(name: &str) -> &'static ToolSpec {
+    static SPECS: OnceLock<HashMap<&'static str, ToolSpec>> = OnceLock::new();
+    let specs = SPECS.get_or_init(|| {
+        TEST_TOOL_NAMES
+            .iter()
+            .map(|n| {
+                let class = if matches!(*n, "test.echo" | "test.sleep") {
+                    ToolClass::Safe
+                } else {
+                    ToolClass::Dangerous
+                };
+                (
+                    *n,
+                    ToolSpec::new(*n, class, "hilo test tool").with_source(ToolSource::Extension),
+                )
+            })
+            .collect()
+    });
+    static FALLBACK: OnceLock<ToolSpec> = OnceLock::new();
+    specs.get(name).unwrap_or_else(|| {
+        FALLBACK
+            .get_or_init(|| ToolSpec::new("test.unknown", ToolClass::Dangerous, "hilo test tool"))
+    })
+}
+
 struct Echo;
 #[async_trait]
 impl Tool for Echo {
-    fn name(&self) -> &str {
-        "test.echo"
+    fn spec(&self) -> &ToolSpec {
+        spec_of("test.echo")
     }
     async fn call(&self, _: &ToolContext, input: Value) -> Result<Value, NodeError> {
         Ok(input)
@@ -88,8 +119,8 @@ impl Tool for Echo {
 struct Effect;
 #[async_trait]
 impl Tool for Effect {
-    fn name(&self) -> &str {
-        "test.effect"
+    fn spec(&self) -> &ToolSpec {
+        spec_of("test.effect")
     }
     async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
         let result = json!({"key": ctx.idempotency_key, "input": input});
@@ -115,8 +146,8 @@ impl Tool for Effect {
 struct Flaky;
 #[async_trait]
 impl Tool for Flaky {
-    fn name(&self) -> &str {
-        "test.flaky"
+    fn spec(&self) -> &ToolSpec {
+        spec_of("test.flaky")
     }
     async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
         let fail_times = input.get("fail_times").and_then(Value::as_u64).unwrap_or(1);
@@ -139,8 +170,8 @@ impl Tool for Flaky {
 struct Fail;
 #[async_trait]
 impl Tool for Fail {
-    fn name(&self) -> &str {
-        "test.fail"
+    fn spec(&self) -> &ToolSpec {
+        spec_of("test.fail")
     }
     async fn call(&self, _: &ToolContext, input: Value) -> Result<Value, NodeError> {
         let code = input
@@ -162,8 +193,8 @@ impl Tool for Fail {
 struct Sleep;
 #[async_trait]
 impl Tool for Sleep {
-    fn name(&self) -> &str {
-        "test.sleep"
+    fn spec(&self) -> &ToolSpec {
+        spec_of("test.sleep")
     }
     async fn call(&self, _: &ToolContext, input: Value) -> Result<Value, NodeError> {
         let ms = input.get("ms").and_then(Value::as_u64).unwrap_or(10);
@@ -175,8 +206,8 @@ impl Tool for Sleep {
 struct Undo;
 #[async_trait]
 impl Tool for Undo {
-    fn name(&self) -> &str {
-        "test.undo"
+    fn spec(&self) -> &ToolSpec {
+        spec_of("test.undo")
     }
     async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
         if let Some(path) = ledger() {

@@ -13,6 +13,7 @@
 
 pub mod migrations;
 pub mod sqlite;
+mod sqlite_audit;
 mod sqlite_exec;
 
 use std::path::PathBuf;

@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "executions",
         include_str!("../migrations/0002_executions.sql"),
     ),
+    (3, "audit", include_str!("../migrations/0003_audit.sql")),
 ];
 
 /// The migrator for every backend.

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use hilo_core::exec::{ExecutionStore, ToolRegistry};
+use hilo_core::exec::ExecutionStore;
 use hilo_core::store::DEFAULT_TENANT;
+use hilo_core::tool::ToolExecutor;
 use hilo_core::{Catalog, Format, Store, Workflow};
 use hilo_engine::testkit::{TEST_TOOL_NAMES, test_tools};
 use hilo_engine::{Engine, EngineOptions, Mode, Outcome};
@@ -30,6 +31,17 @@ pub fn load(yaml: &str) -> Workflow {
     }
 }
 
+/// The real executor with the test tools, auditing into `store`.
+pub fn executor(store: &Arc<dyn Store>) -> Arc<dyn ToolExecutor> {
+    Arc::new(
+        hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default())
+            .tools(test_tools())
+            .audit(hilo_tools::AuditSink::spawn(store.clone()))
+            .build()
+            .unwrap(),
+    )
+}
+
 pub async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
@@ -37,7 +49,7 @@ pub async fn env() -> Env {
             .await
             .unwrap(),
     );
-    let tools: Arc<dyn ToolRegistry> = Arc::new(test_tools());
+    let tools = executor(&store);
     let options = EngineOptions {
         lease_ms: 2_000,
         ..EngineOptions::default()

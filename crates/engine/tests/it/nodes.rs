@@ -504,7 +504,7 @@ edges:
     // A fresh engine on the same store (another process, in effect) continues it.
     let other = hilo_engine::Engine::new(
         env.store.clone(),
-        std::sync::Arc::new(hilo_engine::testkit::test_tools()),
+        crate::harness::executor(&env.store),
         None,
         hilo_engine::EngineOptions::default(),
     );

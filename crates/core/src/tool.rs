@@ -1,0 +1,337 @@
+//! Tools: the only way hilo changes the outside world, and the seam between the engine (and
+//! agents) and the tool executor.
+//!
+//! - [`Tool`]: one tool — its [`ToolSpec`] (name, schemas, class, defaults) and its call.
+//! - [`ToolExecutor`]: the single path to every tool. Callers build a [`ToolRequest`] saying
+//!   who calls ([`Caller`]) and with what context; the executor validates, checks access,
+//!   rate-limits, caches, guards with a circuit breaker, runs with a timeout and audits.
+//!   `hilo-tools` implements it; the engine only holds the trait.
+//! - [`AuditStore`]: where the executor writes its audit trail ([`AuditEntry`]) and what
+//!   `hilo audit` / `hilo tools stats` read.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::exec::NodeError;
+use crate::store::{Result, TenantId};
+use crate::{AgentKind, Retry, ToolCall, ToolClass, ToolDef};
+
+/// What a tool call receives besides its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolContext {
+    pub tenant: String,
+    pub execution_id: String,
+    pub node_key: String,
+    /// The same on every retry and after a crash; different for another node or iteration.
+    pub idempotency_key: String,
+    pub attempt: u32,
+    /// This call undoes an earlier one.
+    pub compensation: bool,
+}
+
+/// Where a tool comes from (shown by `hilo tools list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum ToolSource {
+    /// Shipped with hilo.
+    Builtin,
+    /// A declarative tool from `hilo.toml`.
+    Config,
+    /// A declarative tool from a workflow's `tools:` section.
+    Workflow,
+    /// Discovered on an MCP server.
+    Mcp(String),
+    /// Registered by code embedding hilo (tests, benchmarks).
+    Extension,
+}
+
+impl fmt::Display for ToolSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ToolSource::Builtin => f.write_str("builtin"),
+            ToolSource::Config => f.write_str("hilo.toml"),
+            ToolSource::Workflow => f.write_str("workflow"),
+            ToolSource::Mcp(s) => write!(f, "mcp:{s}"),
+            ToolSource::Extension => f.write_str("extension"),
+        }
+    }
+}
+
+/// A token bucket: `calls` per `per_ms`, bursts up to `burst`; a call waits at most
+/// `max_wait_ms` for a token, then fails `RATE_LIMITED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub calls: u32,
+    pub per_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub max_wait_ms: u64,
+}
+
+/// Circuit breaker thresholds: after `failures` consecutive retryable failures the circuit
+/// opens for `open_ms`, then lets one trial call through (half-open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircuitSettings {
+    pub failures: u32,
+    pub open_ms: u64,
+}
+
+impl Default for CircuitSettings {
+    fn default() -> Self {
+        CircuitSettings {
+            failures: 5,
+            open_ms: 30_000,
+        }
+    }
+}
+
+/// Everything the executor and the engine need to know about a tool.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the input (`None`: any JSON object).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+    pub class: ToolClass,
+    /// Default timeout when the node sets none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Default retry policy when the node sets none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// Results are cached this long (safe tools only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_ttl_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    pub circuit: CircuitSettings,
+    /// The call that undoes this tool's effect (`args`, `result` in scope).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<ToolCall>,
+    pub source: ToolSource,
+}
+
+impl ToolSpec {
+    /// A spec with the given name, class and description and every default.
+    pub fn new(name: impl Into<String>, class: ToolClass, description: impl Into<String>) -> Self {
+        ToolSpec {
+            name: name.into(),
+            description: description.into(),
+            input_schema: None,
+            output_schema: None,
+            class,
+            timeout_ms: None,
+            retry: None,
+            cache_ttl_ms: None,
+            rate_limit: None,
+            circuit: CircuitSettings::default(),
+            compensation: None,
+            source: ToolSource::Builtin,
+        }
+    }
+
+    pub fn with_input(mut self, schema: Value) -> Self {
+        self.input_schema = Some(schema);
+        self
+    }
+
+    pub fn with_source(mut self, source: ToolSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// The spec of a declarative (HTTP) tool.
+    pub fn from_def(def: &ToolDef, source: ToolSource) -> ToolSpec {
+        ToolSpec {
+            name: def.name.clone(),
+            description: def
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("{} {}", def.http.method, def.http.url)),
+            input_schema: def.input.clone(),
+            output_schema: def.output.clone(),
+            class: def.class.unwrap_or(ToolClass::Dangerous),
+            timeout_ms: def.timeout_ms,
+            retry: def.retry.clone(),
+            cache_ttl_ms: None,
+            rate_limit: None,
+            circuit: CircuitSettings::default(),
+            compensation: def.compensation.clone(),
+            source,
+        }
+    }
+}
+
+/// A tool: the only way hilo changes the outside world. Only the executor calls it.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    fn spec(&self) -> &ToolSpec;
+    async fn call(&self, ctx: &ToolContext, input: Value) -> std::result::Result<Value, NodeError>;
+}
+
+/// A name → tool map.
+#[derive(Default, Clone)]
+pub struct ToolMap {
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+}
+
+impl ToolMap {
+    pub fn new() -> ToolMap {
+        ToolMap::default()
+    }
+
+    /// Adds (or replaces) a tool under its spec's name.
+    pub fn insert(&mut self, tool: Arc<dyn Tool>) {
+        self.tools.insert(tool.spec().name.clone(), tool);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
+    }
+
+    pub fn tools(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.tools.values()
+    }
+
+    pub fn extend(&mut self, other: ToolMap) {
+        self.tools.extend(other.tools);
+    }
+}
+
+/// Who is calling a tool: decides which tools it may use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Caller {
+    /// A `tool` node: the workflow's author named the tool.
+    Node,
+    /// A compensation undoing the call made with `undoes` (its idempotency key).
+    Compensation { undoes: String },
+    /// An agent node: `simple` may use safe tools only, `reasoning` safe tools plus the ones
+    /// its node lists, `planner` only the listed ones. Dangerous tools must be listed.
+    Agent {
+        kind: AgentKind,
+        node: String,
+        listed: Vec<String>,
+    },
+}
+
+/// One call through the executor.
+#[derive(Debug, Clone)]
+pub struct ToolRequest {
+    pub ctx: ToolContext,
+    pub tool: String,
+    pub input: Value,
+    pub caller: Caller,
+    /// The node's own timeout (node or workflow defaults); `None`: the tool's default.
+    pub timeout_ms: Option<u64>,
+    /// The calling workflow's own `tools:` (they shadow nothing: names are unique).
+    pub local: Arc<[ToolDef]>,
+}
+
+/// The single path to every tool.
+#[async_trait]
+pub trait ToolExecutor: Send + Sync {
+    /// Runs one call through every stage of the executor.
+    async fn execute(&self, request: ToolRequest) -> std::result::Result<Value, NodeError>;
+
+    /// The spec of a tool, looking at `local` (a workflow's `tools:`) too.
+    fn spec(&self, name: &str, local: &[ToolDef]) -> Option<ToolSpec>;
+
+    /// Every tool this executor knows (not workflow-local ones).
+    fn specs(&self) -> Vec<ToolSpec>;
+}
+
+/// How a call ended, in the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditStatus {
+    Ok,
+    Error,
+}
+
+impl AuditStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditStatus::Ok => "ok",
+            AuditStatus::Error => "error",
+        }
+    }
+}
+
+/// One row of the audit trail: a tool call or a compensation. Inputs and outputs are stored
+/// with personal data redacted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Assigned by the store; 0 before it is written.
+    #[serde(default)]
+    pub id: i64,
+    /// Milliseconds since the epoch when the call started.
+    pub at: i64,
+    pub tenant: String,
+    pub execution_id: String,
+    pub node_key: String,
+    /// The agent node that made the call, if an agent did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    pub tool: String,
+    pub input: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    pub status: AuditStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    pub duration_ms: u64,
+    pub attempt: u32,
+    pub cached: bool,
+    pub idempotency_key: String,
+    /// For a compensation: the idempotency key of the call it undid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensates: Option<String>,
+}
+
+/// Which audit rows to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub execution_id: Option<String>,
+    pub tool: Option<String>,
+    /// Only rows at or after this instant (ms since the epoch).
+    pub since: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// Usage of one tool over a period, from the audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolStats {
+    pub tool: String,
+    pub calls: u64,
+    pub errors: u64,
+    pub cached: u64,
+    pub success_rate: f64,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+}
+
+/// Stores the audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends rows (one transaction).
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<()>;
+    /// Rows of a tenant, oldest first.
+    async fn audit(&self, tenant: &TenantId, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+    /// Per-tool usage since `since` (ms since the epoch), busiest tool first.
+    async fn tool_stats(&self, tenant: &TenantId, since: i64) -> Result<Vec<ToolStats>>;
+}

@@ -1,0 +1,24 @@
+-- The tool executor's audit trail: one row per tool call and per compensation, inputs and
+-- outputs with personal data already redacted. Portable SQL, as 0001.
+
+CREATE TABLE tool_audit (
+    id              INTEGER PRIMARY KEY,
+    at              BIGINT  NOT NULL,
+    tenant_id       TEXT    NOT NULL,
+    execution_id    TEXT    NOT NULL,
+    node_key        TEXT    NOT NULL,
+    agent           TEXT,
+    tool            TEXT    NOT NULL,
+    input           TEXT    NOT NULL,
+    output          TEXT,
+    status          TEXT    NOT NULL,
+    error_code      TEXT,
+    error_message   TEXT,
+    duration_ms     BIGINT  NOT NULL,
+    attempt         BIGINT  NOT NULL,
+    cached          BOOLEAN NOT NULL,
+    idempotency_key TEXT    NOT NULL,
+    compensates     TEXT
+);
+CREATE INDEX tool_audit_execution ON tool_audit (tenant_id, execution_id, id);
+CREATE INDEX tool_audit_tool ON tool_audit (tenant_id, tool, at);

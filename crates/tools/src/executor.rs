@@ -1,0 +1,560 @@
+//! The tool executor: the one path to every tool (tool nodes, agents, compensations).
+//!
+//! Per call, in order: resolve the tool (registry, then the workflow's own `tools:`) → apply
+//! the tenant's parameter overrides → validate the input against the tool's schema
+//! (`INVALID_INPUT`, naming the field) → access check (tenant enablement; agent rules;
+//! `NOT_ALLOWED`) → rate limit (token bucket per tool and tenant; waits up to the bound,
+//! then `RATE_LIMITED`) → cache (safe tools with a TTL) → circuit breaker (`CIRCUIT_OPEN`) →
+//! run with a timeout (`TIMEOUT`) → check the output schema → audit (redacted) and metrics.
+//! Every call is audited, refused ones included.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use hilo_core::exec::{NodeError, codes};
+use hilo_core::tool::{
+    AuditEntry, AuditStatus, Caller, CircuitSettings, RateLimit, Tool, ToolExecutor, ToolMap,
+    ToolRequest, ToolSource, ToolSpec,
+};
+use hilo_core::{AgentKind, ToolClass, ToolDef};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::audit::AuditSink;
+use crate::builtin::{FilterList, TransformJson};
+use crate::cache::Cache;
+use crate::http::{DeclaredHttpTool, HttpClient, HttpRequestTool, HttpSettings};
+use crate::limits::{Breaker, Limiter};
+use crate::redact::redact;
+use crate::secrets::{EnvSecrets, Secrets};
+
+/// Used when neither the node nor the tool sets a timeout.
+pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
+
+/// `[tools.settings.NAME]`: operational settings for one tool (any source).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolSettings {
+    pub timeout_ms: Option<u64>,
+    /// Cache results this long (safe tools only).
+    pub cache_ttl_ms: Option<u64>,
+    pub rate_limit: Option<RateLimit>,
+    pub circuit: Option<CircuitSettings>,
+}
+
+/// `[tenants.NAME.tools]`: which tools a tenant may use and with which fixed parameters.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantTools {
+    /// When set, only these tools.
+    pub enabled: Option<Vec<String>>,
+    /// Never these tools.
+    #[serde(default)]
+    pub disabled: Vec<String>,
+    /// Tool → fields merged over every call's input (configuration wins).
+    #[serde(default)]
+    pub params: BTreeMap<String, Map<String, Value>>,
+}
+
+/// The executor's configuration (from `hilo.toml`).
+#[derive(Debug, Clone, Default)]
+pub struct ExecutorConfig {
+    pub http: HttpSettings,
+    pub settings: BTreeMap<String, ToolSettings>,
+    pub tenants: BTreeMap<String, TenantTools>,
+    /// Declarative tools from `[[tools.custom]]`.
+    pub custom: Vec<ToolDef>,
+}
+
+/// What can go wrong building an executor.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolsError {
+    #[error("[TOOLS_CONFIG] {0}")]
+    Config(String),
+}
+
+impl ToolsError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ToolsError::Config(_) => "TOOLS_CONFIG",
+        }
+    }
+}
+
+struct Inner {
+    tools: ToolMap,
+    config: ExecutorConfig,
+    http: HttpClient,
+    secrets: Arc<dyn Secrets>,
+    audit: Option<AuditSink>,
+    cache: Cache,
+    limiters: Mutex<HashMap<String, Option<Arc<Limiter>>>>,
+    breakers: Mutex<HashMap<String, Arc<Breaker>>>,
+    validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
+}
+
+/// The tool executor. Cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+/// Builds an [`Executor`].
+pub struct ExecutorBuilder {
+    config: ExecutorConfig,
+    extra: ToolMap,
+    secrets: Arc<dyn Secrets>,
+    audit: Option<AuditSink>,
+}
+
+impl ExecutorBuilder {
+    /// Tools added by code (test tools, benchmarks, MCP): source `extension` unless their
+    /// spec says otherwise.
+    pub fn tools(mut self, tools: ToolMap) -> Self {
+        self.extra.extend(tools);
+        self
+    }
+
+    pub fn secrets(mut self, secrets: Arc<dyn Secrets>) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    pub fn audit(mut self, sink: AuditSink) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
+    pub fn build(self) -> Result<Executor, ToolsError> {
+        let http = HttpClient::new(&self.config.http).map_err(ToolsError::Config)?;
+        let mut tools = ToolMap::new();
+        tools.insert(Arc::new(HttpRequestTool::new(http.clone())));
+        tools.insert(Arc::new(TransformJson::default()));
+        tools.insert(Arc::new(FilterList::default()));
+        for def in &self.config.custom {
+            if tools.get(&def.name).is_some() {
+                return Err(ToolsError::Config(format!(
+                    "tool `{}` in [[tools.custom]] has the name of a built-in tool; rename it",
+                    def.name
+                )));
+            }
+            tools.insert(Arc::new(DeclaredHttpTool::new(
+                def.clone(),
+                ToolSource::Config,
+                http.clone(),
+                self.secrets.clone(),
+            )));
+        }
+        for t in self.extra.tools() {
+            if tools.get(&t.spec().name).is_some() {
+                return Err(ToolsError::Config(format!(
+                    "tool `{}` is provided twice; rename one of them",
+                    t.spec().name
+                )));
+            }
+        }
+        tools.extend(self.extra);
+        for (name, s) in &self.config.settings {
+            if s.cache_ttl_ms.is_some()
+                && let Some(t) = tools.get(name)
+                && t.spec().class == ToolClass::Dangerous
+            {
+                return Err(ToolsError::Config(format!(
+                    "[tools.settings.{name}] sets cache_ttl_ms, but `{name}` is dangerous: only safe tools are cached"
+                )));
+            }
+        }
+        Ok(Executor {
+            inner: Arc::new(Inner {
+                tools,
+                config: self.config,
+                http,
+                secrets: self.secrets,
+                audit: self.audit,
+                cache: Cache::new(10_000),
+                limiters: Mutex::new(HashMap::new()),
+                breakers: Mutex::new(HashMap::new()),
+                validators: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Executor {
+    pub fn builder(config: ExecutorConfig) -> ExecutorBuilder {
+        ExecutorBuilder {
+            config,
+            extra: ToolMap::new(),
+            secrets: Arc::new(EnvSecrets),
+            audit: None,
+        }
+    }
+
+    /// Waits until every audit entry so far is stored.
+    pub async fn flush_audit(&self) -> Result<(), hilo_core::StoreError> {
+        match &self.inner.audit {
+            Some(a) => a.flush().await,
+            None => Ok(()),
+        }
+    }
+
+    /// A tool by name: the registry, then the workflow's own tools.
+    fn resolve(&self, name: &str, local: &[ToolDef]) -> Option<Arc<dyn Tool>> {
+        if let Some(t) = self.inner.tools.get(name) {
+            return Some(t.clone());
+        }
+        let def = local.iter().find(|d| d.name == name)?;
+        Some(Arc::new(DeclaredHttpTool::new(
+            def.clone(),
+            ToolSource::Workflow,
+            self.inner.http.clone(),
+            self.inner.secrets.clone(),
+        )))
+    }
+
+    /// A tool's spec with `[tools.settings.NAME]` applied.
+    fn effective(&self, spec: &ToolSpec) -> ToolSpec {
+        let mut s = spec.clone();
+        if let Some(o) = self.inner.config.settings.get(&s.name) {
+            if o.timeout_ms.is_some() {
+                s.timeout_ms = o.timeout_ms;
+            }
+            if o.cache_ttl_ms.is_some() && s.class == ToolClass::Safe {
+                s.cache_ttl_ms = o.cache_ttl_ms;
+            }
+            if o.rate_limit.is_some() {
+                s.rate_limit = o.rate_limit;
+            }
+            if let Some(c) = o.circuit {
+                s.circuit = c;
+            }
+        }
+        s
+    }
+
+    fn validator(&self, schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
+        let key = crate::cache::canonical(schema);
+        if let Some(v) = lock(&self.inner.validators).get(&key) {
+            return Ok(v.clone());
+        }
+        let v = Arc::new(
+            jsonschema::validator_for(schema)
+                .map_err(|e| format!("the tool's input schema is invalid: {e}"))?,
+        );
+        lock(&self.inner.validators).insert(key, v.clone());
+        Ok(v)
+    }
+
+    fn limiter(&self, spec: &ToolSpec) -> Option<Arc<Limiter>> {
+        let limit = spec.rate_limit.as_ref()?;
+        lock(&self.inner.limiters)
+            .entry(spec.name.clone())
+            .or_insert_with(|| Limiter::new(limit).map(Arc::new))
+            .clone()
+    }
+
+    fn breaker(&self, spec: &ToolSpec) -> Arc<Breaker> {
+        lock(&self.inner.breakers)
+            .entry(spec.name.clone())
+            .or_insert_with(|| Arc::new(Breaker::new(spec.circuit)))
+            .clone()
+    }
+
+    /// The tenant's access rule and the caller's.
+    fn check_access(&self, spec: &ToolSpec, req: &ToolRequest) -> Result<(), NodeError> {
+        let name = &spec.name;
+        let tenant = &req.ctx.tenant;
+        if let Some(t) = self.inner.config.tenants.get(tenant) {
+            let off = t.disabled.iter().any(|d| d == name)
+                || t.enabled
+                    .as_ref()
+                    .is_some_and(|e| !e.iter().any(|x| x == name));
+            if off {
+                return Err(NodeError::new(
+                    codes::NOT_ALLOWED,
+                    format!(
+                        "tool `{name}` is not enabled for tenant `{tenant}`; enable it under [tenants.{tenant}.tools] in hilo.toml"
+                    ),
+                ));
+            }
+        }
+        if let Caller::Agent { kind, node, listed } = &req.caller {
+            let is_listed = listed.iter().any(|l| l == name);
+            let ok = match (kind, spec.class) {
+                (_, ToolClass::Dangerous) => is_listed && *kind != AgentKind::Simple,
+                (AgentKind::Simple | AgentKind::Reasoning, ToolClass::Safe) => true,
+                (AgentKind::Planner, ToolClass::Safe) => is_listed,
+            };
+            if !ok {
+                let why = match (kind, spec.class) {
+                    (AgentKind::Simple, ToolClass::Dangerous) => {
+                        "simple agents may use safe tools only".to_string()
+                    }
+                    (_, ToolClass::Dangerous) => format!(
+                        "`{name}` is dangerous and needs an explicit grant: list it in the node's `with.tools`"
+                    ),
+                    _ => format!(
+                        "planner agents may use only the tools their node lists; add `{name}` to `with.tools`"
+                    ),
+                };
+                return Err(NodeError::new(
+                    codes::NOT_ALLOWED,
+                    format!("agent node `{node}` may not call tool `{name}`: {why}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pipeline up to and including the run; returns the outcome and whether it came
+    /// from the cache.
+    async fn run(
+        &self,
+        tool: &Arc<dyn Tool>,
+        spec: &ToolSpec,
+        req: &ToolRequest,
+        input: &Value,
+    ) -> (Result<Value, NodeError>, bool) {
+        let name = &spec.name;
+        if let Some(schema) = &spec.input_schema {
+            match self.validator(schema) {
+                Err(e) => {
+                    return (
+                        Err(NodeError::new(
+                            codes::NOT_CONFIGURED,
+                            format!("tool `{name}`: {e}"),
+                        )),
+                        false,
+                    );
+                }
+                Ok(v) => {
+                    let errors = hilo_core::schema::violations(&v, input);
+                    if !errors.is_empty() {
+                        return (
+                            Err(NodeError::new(
+                                codes::INVALID_INPUT,
+                                format!(
+                                    "node `{}`: the input of tool `{name}` is invalid: {}",
+                                    req.ctx.node_key,
+                                    errors.join("; ")
+                                ),
+                            )
+                            .with_detail(Value::from(errors))),
+                            false,
+                        );
+                    }
+                }
+            }
+        } else if !input.is_object() {
+            return (
+                Err(NodeError::new(
+                    codes::INVALID_INPUT,
+                    format!(
+                        "node `{}`: the input of tool `{name}` must be an object",
+                        req.ctx.node_key
+                    ),
+                )),
+                false,
+            );
+        }
+        if let Err(e) = self.check_access(spec, req) {
+            return (Err(e), false);
+        }
+        if let Some(l) = self.limiter(spec)
+            && let Err(w) = l.acquire(&req.ctx.tenant).await
+        {
+            metrics::counter!("hilo_tool_rate_limited_total", "tool" => name.clone()).increment(1);
+            return (
+                Err(NodeError::retryable(
+                    codes::RATE_LIMITED,
+                    format!(
+                        "tool `{name}` is over its rate limit for tenant `{}`: the next call is possible in {} ms, longer than the {} ms a call may wait",
+                        req.ctx.tenant,
+                        w.0.as_millis(),
+                        spec.rate_limit.map_or(0, |r| r.max_wait_ms)
+                    ),
+                )),
+                false,
+            );
+        }
+        let cache_key = match (spec.class, spec.cache_ttl_ms) {
+            (ToolClass::Safe, Some(ttl)) if ttl > 0 && !req.ctx.compensation => {
+                let key = Cache::key(&req.ctx.tenant, name, input);
+                if let Some(hit) = self.inner.cache.get(&key) {
+                    metrics::counter!("hilo_tool_cache_hits_total", "tool" => name.clone())
+                        .increment(1);
+                    return (Ok(hit), true);
+                }
+                Some((key, Duration::from_millis(ttl)))
+            }
+            _ => None,
+        };
+        let breaker = self.breaker(spec);
+        if let Err(r) = breaker.admit() {
+            return (
+                Err(NodeError::retryable(
+                    codes::CIRCUIT_OPEN,
+                    format!(
+                        "tool `{name}` failed {} times in a row; its circuit is open for {} ms more",
+                        spec.circuit.failures,
+                        r.0.as_millis()
+                    ),
+                )),
+                false,
+            );
+        }
+        let timeout_ms = req
+            .timeout_ms
+            .or(spec.timeout_ms)
+            .unwrap_or(DEFAULT_TIMEOUT_MS);
+        let mut result = match tokio::time::timeout(
+            Duration::from_millis(timeout_ms),
+            tool.call(&req.ctx, input.clone()),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(NodeError::retryable(
+                codes::TIMEOUT,
+                format!("tool `{name}` did not answer within {timeout_ms} ms"),
+            )),
+        };
+        if let (Ok(out), Some(schema)) = (&result, &spec.output_schema) {
+            let errors = self
+                .validator(schema)
+                .map(|v| hilo_core::schema::violations(&v, out))
+                .unwrap_or_else(|e| vec![e]);
+            if !errors.is_empty() {
+                result = Err(NodeError::new(
+                    codes::INVALID_OUTPUT,
+                    format!(
+                        "tool `{name}` answered with output that breaks its output schema: {}",
+                        errors.join("; ")
+                    ),
+                ));
+            }
+        }
+        // Only failures of the upstream count against the circuit.
+        let upstream_failed = matches!(&result, Err(e) if e.retryable);
+        if let Some(state) = breaker.record(!upstream_failed) {
+            metrics::gauge!("hilo_tool_circuit_state", "tool" => name.clone()).set(state.gauge());
+        }
+        if let (Ok(out), Some((key, ttl))) = (&result, cache_key) {
+            self.inner.cache.put(key, out.clone(), ttl);
+        }
+        (result, false)
+    }
+
+    fn audit(
+        &self,
+        req: &ToolRequest,
+        input: &Value,
+        started: (i64, Instant),
+        result: &Result<Value, NodeError>,
+        cached: bool,
+    ) {
+        let duration = started.1.elapsed();
+        let status = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!("hilo_tool_calls_total", "tool" => req.tool.clone(), "status" => status)
+            .increment(1);
+        metrics::histogram!("hilo_tool_duration_seconds", "tool" => req.tool.clone())
+            .record(duration.as_secs_f64());
+        let Some(sink) = &self.inner.audit else {
+            return;
+        };
+        let (agent, compensates) = match &req.caller {
+            Caller::Agent { node, .. } => (Some(node.clone()), None),
+            Caller::Compensation { undoes } => (None, Some(undoes.clone())),
+            Caller::Node => (None, None),
+        };
+        sink.record(AuditEntry {
+            id: 0,
+            at: started.0,
+            tenant: req.ctx.tenant.clone(),
+            execution_id: req.ctx.execution_id.clone(),
+            node_key: req.ctx.node_key.clone(),
+            agent,
+            tool: req.tool.clone(),
+            input: redact(input),
+            output: result.as_ref().ok().map(redact),
+            status: if result.is_ok() {
+                AuditStatus::Ok
+            } else {
+                AuditStatus::Error
+            },
+            error_code: result.as_ref().err().map(|e| e.code.clone()),
+            error_message: result
+                .as_ref()
+                .err()
+                .map(|e| crate::redact::redact_str(&e.message)),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            attempt: req.ctx.attempt,
+            cached,
+            idempotency_key: req.ctx.idempotency_key.clone(),
+            compensates,
+        });
+    }
+}
+
+#[async_trait]
+impl ToolExecutor for Executor {
+    async fn execute(&self, req: ToolRequest) -> Result<Value, NodeError> {
+        let started = (now_ms(), Instant::now());
+        let Some(tool) = self.resolve(&req.tool, &req.local) else {
+            let err = NodeError::new(
+                codes::NOT_CONFIGURED,
+                format!(
+                    "node `{}` calls tool `{}`, which this hilo does not provide (check the tool name, hilo.toml and `hilo tools list`)",
+                    req.ctx.node_key, req.tool
+                ),
+            );
+            self.audit(&req, &req.input, started, &Err(err.clone()), false);
+            return Err(err);
+        };
+        let spec = self.effective(tool.spec());
+        let mut input = req.input.clone();
+        if let Some(params) = self
+            .inner
+            .config
+            .tenants
+            .get(&req.ctx.tenant)
+            .and_then(|t| t.params.get(&spec.name))
+            && let Value::Object(m) = &mut input
+        {
+            for (k, v) in params {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        let (result, cached) = self.run(&tool, &spec, &req, &input).await;
+        self.audit(&req, &input, started, &result, cached);
+        result
+    }
+
+    fn spec(&self, name: &str, local: &[ToolDef]) -> Option<ToolSpec> {
+        if let Some(t) = self.inner.tools.get(name) {
+            return Some(self.effective(t.spec()));
+        }
+        local
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| self.effective(&ToolSpec::from_def(d, ToolSource::Workflow)))
+    }
+
+    fn specs(&self) -> Vec<ToolSpec> {
+        self.inner
+            .tools
+            .tools()
+            .map(|t| self.effective(t.spec()))
+            .collect()
+    }
+}

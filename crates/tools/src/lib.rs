@@ -1,0 +1,29 @@
+//! hilo-tools: the tool executor — the one path by which hilo changes the outside world — and
+//! the tools shipped with hilo.
+//!
+//! - [`executor`]: [`Executor`], the [`hilo_core::tool::ToolExecutor`] the engine and agents
+//!   call: validation, access, rate limits, cache, circuit breakers, timeouts, audit, metrics.
+//! - [`audit`]: the batching audit writer; [`redact`]: personal data out of audit rows.
+//! - [`limits`]: token buckets (`governor`) and circuit breakers; [`cache`]: the TTL cache.
+//! - [`http`]: `http_request`, declarative HTTP tools and the SSRF guard; [`builtin`]:
+//!   `transform_json`, `filter_list`; [`secrets`]: where `secrets.NAME` values come from.
+
+// `NodeError` is the tool protocol's error (code, message, detail), shared with the engine and
+// returned at most once per call: boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
+pub mod audit;
+pub mod builtin;
+pub mod cache;
+pub mod executor;
+pub mod http;
+pub mod limits;
+pub mod redact;
+pub mod secrets;
+
+pub use audit::AuditSink;
+pub use executor::{
+    Executor, ExecutorBuilder, ExecutorConfig, TenantTools, ToolSettings, ToolsError,
+};
+pub use http::HttpSettings;
+pub use secrets::{EnvSecrets, Secrets};

@@ -1,0 +1,168 @@
+//! Personal data redaction for the audit trail: e-mail addresses, phone numbers, payment card
+//! numbers (Luhn-checked) and national ids (US SSN, Spanish DNI/NIE) in every string of a JSON
+//! value are replaced by `[REDACTED_EMAIL]`, `[REDACTED_PHONE]`, `[REDACTED_CARD]` and
+//! `[REDACTED_NATIONAL_ID]`. Object keys that name a secret (`password`, `token`, `api_key`,
+//! `authorization`, …) have their whole value replaced by `[REDACTED_SECRET]`.
+
+use std::sync::LazyLock;
+
+use regex::{Captures, Regex};
+use serde_json::Value;
+
+struct Rules {
+    email: Regex,
+    card: Regex,
+    ssn: Regex,
+    dni: Regex,
+    phone: Regex,
+}
+
+#[allow(clippy::expect_used)] // fixed patterns: a failure is a bug caught by every test
+static RULES: LazyLock<Rules> = LazyLock::new(|| {
+    Rules {
+    email: Regex::new(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b").expect("email pattern"),
+    card: Regex::new(r"\b(?:\d[ -]?){12,18}\d\b").expect("card pattern"),
+    ssn: Regex::new(r"\b\d{3}-\d{2}-\d{4}\b").expect("ssn pattern"),
+    dni: Regex::new(r"(?i)\b[XYZ]?\d{7,8}[A-Z]\b").expect("dni pattern"),
+    // International (+CC …), a parenthesised area code, or 3-3-3/3-3-4 groups; dates
+    // (4-2-2) and references like A-2024-0001 do not match.
+    phone: Regex::new(
+        r"\+\d{1,3}[ .-]?\d{1,4}(?:[ .-]?\d{2,4}){1,4}\b|\(\d{2,4}\)[ .-]?\d{2,4}[ .-]\d{2,4}\b|\b\d{3}[ .-]\d{3}[ .-]\d{3,4}\b",
+    )
+        .expect("phone pattern"),
+}
+});
+
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "private_key",
+    "client_secret",
+    "access_token",
+    "refresh_token",
+];
+
+fn luhn(digits: &str) -> bool {
+    let ds: Vec<u32> = digits.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&ds.len()) {
+        return false;
+    }
+    let sum: u32 = ds
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Redacts personal data inside one string.
+pub fn redact_str(s: &str) -> String {
+    let r = &*RULES;
+    let s = r.email.replace_all(s, "[REDACTED_EMAIL]");
+    let s = r.card.replace_all(&s, |c: &Captures| {
+        if luhn(&c[0]) {
+            "[REDACTED_CARD]".to_string()
+        } else {
+            c[0].to_string()
+        }
+    });
+    let s = r.ssn.replace_all(&s, "[REDACTED_NATIONAL_ID]");
+    let s = r.dni.replace_all(&s, "[REDACTED_NATIONAL_ID]");
+    let s = r.phone.replace_all(&s, |c: &Captures| {
+        // 8 to 15 digits (E.164): shorter runs are dates, amounts, versions.
+        if (8..=15).contains(&c[0].chars().filter(char::is_ascii_digit).count()) {
+            "[REDACTED_PHONE]".to_string()
+        } else {
+            c[0].to_string()
+        }
+    });
+    s.into_owned()
+}
+
+fn is_secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase().replace('-', "_");
+    SECRET_KEYS
+        .iter()
+        .any(|s| k == *s || k.ends_with(&format!("_{s}")))
+}
+
+/// A copy of `v` with personal data and secret-named fields redacted.
+pub fn redact(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(redact_str(s)),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    let x = if is_secret_key(k) && !x.is_null() {
+                        Value::String("[REDACTED_SECRET]".into())
+                    } else {
+                        redact(x)
+                    };
+                    (k.clone(), x)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redacts_each_kind() {
+        let v = json!({
+            "to": "Ana <ana.perez@example.com>",
+            "note": "call +34 612 345 678 or (555) 123-4567, card 4111 1111 1111 1111",
+            "ids": ["123-45-6789", "12345678Z", "X1234567L"],
+            "headers": {"Authorization": "Bearer abc", "X-Api-Key": "k"},
+            "amount": 1250,
+            "order": "A-2024-0001",
+            "date": "2026-11-21",
+        });
+        let r = redact(&v);
+        assert_eq!(r["to"], "Ana <[REDACTED_EMAIL]>");
+        assert_eq!(
+            r["note"],
+            "call [REDACTED_PHONE] or [REDACTED_PHONE], card [REDACTED_CARD]"
+        );
+        assert_eq!(
+            r["ids"],
+            json!([
+                "[REDACTED_NATIONAL_ID]",
+                "[REDACTED_NATIONAL_ID]",
+                "[REDACTED_NATIONAL_ID]"
+            ])
+        );
+        assert_eq!(r["headers"]["Authorization"], "[REDACTED_SECRET]");
+        assert_eq!(r["headers"]["X-Api-Key"], "[REDACTED_SECRET]");
+        assert_eq!(r["amount"], 1250);
+        assert_eq!(r["order"], "A-2024-0001");
+        assert_eq!(r["date"], "2026-11-21");
+    }
+
+    #[test]
+    fn card_needs_luhn() {
+        assert_eq!(
+            redact_str("ref 1234 5678 9012 3456"),
+            "ref 1234 5678 9012 3456"
+        );
+    }
+}
