@@ -176,10 +176,61 @@ pub enum Command {
         #[arg(long, hide = true)]
         quick: bool,
     },
+    /// List the audit trail of tool calls (inputs and outputs with personal data redacted),
+    /// oldest first.
+    Audit(AuditArgs),
+    /// List, search and measure the tools workflows and agents can call.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
     /// Print a shell completion script, e.g. `hilo completions bash > ~/.local/share/bash-completion/completions/hilo`.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only the calls of this execution (its full id, as `hilo executions list` shows it)
+    #[arg(long, value_name = "ID")]
+    pub execution: Option<String>,
+    /// Only the calls of this tool
+    #[arg(long, value_name = "TOOL")]
+    pub tool: Option<String>,
+    /// Only calls since then: a duration ago (30m, 24h, 7d) or an RFC 3339 time
+    #[arg(long, value_name = "DURATION|TIME", value_parser = crate::tools::parse_since)]
+    pub since: Option<crate::tools::Since>,
+    /// At most N rows (the oldest N that match)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    /// Print a JSON array of the audit entries
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// List every known tool (built-in, hilo.toml, MCP, extensions) by name.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find tools whose name or description contains every word of QUERY (case-insensitive);
+    /// name matches first.
+    Search {
+        #[arg(required = true, value_name = "QUERY")]
+        query: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per tool usage from the audit trail: calls, success rate, p50/p95 latency, cached calls
+    /// (compensations not counted).
+    Stats {
+        /// The period: a duration ago (30m, 24h, 7d) or an RFC 3339 time
+        #[arg(long, value_name = "DURATION|TIME", default_value = "7d", value_parser = crate::tools::parse_since)]
+        since: crate::tools::Since,
+        #[arg(long)]
+        json: bool,
     },
 }
 

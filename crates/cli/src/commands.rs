@@ -41,6 +41,8 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         } => crate::exec::cancel(g, &id, !no_compensate, json).await,
         Command::Executions(cmd) => crate::exec::executions(g, cmd).await,
         Command::Worker { concurrency } => crate::exec::worker(g, concurrency).await,
+        Command::Audit(args) => crate::tools::audit(g, args).await,
+        Command::Tools(cmd) => crate::tools::tools(g, cmd).await,
         Command::Bench { json, quick } => crate::bench::run(json, quick).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "hilo", &mut std::io::stdout());
@@ -455,7 +457,7 @@ fn diff(a: &Workflow, b: &Workflow) -> anyhow::Result<String> {
     Ok(out)
 }
 
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {

@@ -20,6 +20,8 @@ pub mod http;
 pub mod limits;
 pub mod redact;
 pub mod secrets;
+#[cfg(feature = "test-util")]
+pub mod testserver;
 
 pub use audit::AuditSink;
 pub use executor::{

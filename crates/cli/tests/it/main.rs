@@ -5,6 +5,7 @@
 
 mod crash;
 mod run;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

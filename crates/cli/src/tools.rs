@@ -1,0 +1,450 @@
+//! Tool commands: `audit` (the executor's audit trail of tool calls), `tools list`,
+//! `tools search` and `tools stats` (usage per tool from the audit trail), plus the
+//! `--since` parser they share (`30m`, `24h`, `7d` ago, or an RFC 3339 time).
+
+use anyhow::anyhow;
+use chrono::{DateTime, SecondsFormat};
+use hilo_core::tool::{AuditFilter, RateLimit, ToolExecutor, ToolSpec};
+use serde_json::{Map, Value, json};
+
+use crate::Exit;
+use crate::cli::{AuditArgs, Global, ToolsCommand};
+use crate::commands::{open_store_with, print_table};
+use crate::config::Config;
+
+/// The start of a period: some time ago, or an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// This many milliseconds before now.
+    Ago(u64),
+    /// Milliseconds since the epoch.
+    At(i64),
+}
+
+impl Since {
+    /// The instant (ms since the epoch), counting back from `now_ms`.
+    pub fn at(self, now_ms: i64) -> i64 {
+        match self {
+            Since::Ago(ms) => now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)),
+            Since::At(t) => t,
+        }
+    }
+}
+
+const DURATION_HINT: &str =
+    "write a number and a unit (ms, s, m, h, d, w), e.g. 30m, 24h, 7d or 1h30m";
+
+/// A duration such as `30m`, `24h`, `7d` or `1h30m`, in milliseconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(format!("the duration is empty; {DURATION_HINT}"));
+    }
+    let mut total: u64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "`{t}`: expected a number before `{rest}`; {DURATION_HINT}"
+            ));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{t}`: the number is too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let per = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            "" => return Err(format!("`{t}`: the unit is missing; {DURATION_HINT}")),
+            other => return Err(format!("`{t}`: unknown unit `{other}`; {DURATION_HINT}")),
+        };
+        total = n
+            .checked_mul(per)
+            .and_then(|ms| total.checked_add(ms))
+            .filter(|ms| i64::try_from(*ms).is_ok())
+            .ok_or_else(|| format!("`{t}`: the duration is too long"))?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// `--since`: a duration ago (`24h`) or an RFC 3339 time (`2025-01-31T09:00:00Z`).
+pub fn parse_since(text: &str) -> Result<Since, String> {
+    let t = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(t) {
+        return Ok(Since::At(at.timestamp_millis()));
+    }
+    if t.starts_with(|c: char| c.is_ascii_digit()) && t.contains(['-', ':']) {
+        return Err(format!(
+            "`{t}` is not an RFC 3339 time; write e.g. 2025-01-31T09:00:00Z, or a duration such as 24h"
+        ));
+    }
+    parse_duration(t).map(Since::Ago)
+}
+
+/// Milliseconds since the epoch as RFC 3339 in UTC (`2025-01-31T09:00:00.000Z`).
+fn rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// The last characters of an execution id, as the progress lines show it.
+fn short_id(id: &str) -> &str {
+    let start = id.char_indices().rev().nth(5).map_or(0, |(i, _)| i);
+    &id[start..]
+}
+
+/// `1500` → `1500ms`, `60000` → `1m`: the largest unit that divides it.
+fn human_ms(ms: u64) -> String {
+    for (unit, n) in [
+        ("w", 604_800_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= n && ms.is_multiple_of(n) {
+            return format!("{}{unit}", ms / n);
+        }
+    }
+    format!("{ms}ms")
+}
+
+fn rate(r: &RateLimit) -> String {
+    let mut s = format!("{}/{}", r.calls, human_ms(r.per_ms));
+    if let Some(b) = r.burst {
+        s.push_str(&format!(" burst {b}"));
+    }
+    s
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
+    );
+    Ok(())
+}
+
+fn store_err(e: hilo_core::StoreError) -> Exit {
+    Exit::from(anyhow!(e))
+}
+
+/// `hilo audit`.
+pub async fn audit(g: &Global, args: AuditArgs) -> Result<(), Exit> {
+    let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
+    let store = open_store_with(g, &config).await?;
+    let filter = AuditFilter {
+        execution_id: args.execution,
+        tool: args.tool,
+        since: args
+            .since
+            .map(|s| s.at(chrono::Utc::now().timestamp_millis())),
+        limit: args.limit,
+    };
+    let entries = store.audit(&g.tenant, &filter).await.map_err(store_err)?;
+    if args.json {
+        return print_json(&entries);
+    }
+    if entries.is_empty() {
+        println!("no tool calls in the audit trail");
+        return Ok(());
+    }
+    let yes = |b: bool| if b { "yes" } else { "" }.to_string();
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                rfc3339(e.at),
+                short_id(&e.execution_id).to_string(),
+                e.node_key.clone(),
+                e.tool.clone(),
+                e.status.as_str().to_string(),
+                e.error_code.clone().unwrap_or_default(),
+                e.duration_ms.to_string(),
+                e.attempt.to_string(),
+                yes(e.cached),
+                yes(e.compensates.is_some()),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "TIME",
+            "EXECUTION",
+            "NODE",
+            "TOOL",
+            "STATUS",
+            "ERROR",
+            "MS",
+            "ATTEMPT",
+            "CACHED",
+            "COMPENSATES",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// `hilo tools list|search|stats`.
+pub async fn tools(g: &Global, cmd: ToolsCommand) -> Result<(), Exit> {
+    let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
+    let store = open_store_with(g, &config).await?;
+    match cmd {
+        ToolsCommand::List { json } => {
+            let specs = specs(&config, &store)?;
+            let all: Vec<&ToolSpec> = specs.iter().collect();
+            print_tools(&all, json, "no tools")
+        }
+        ToolsCommand::Search { query, json } => {
+            let words: Vec<String> = query
+                .iter()
+                .flat_map(|q| q.split_whitespace())
+                .map(str::to_lowercase)
+                .collect();
+            if words.is_empty() {
+                return Err(Exit::invalid(anyhow!(
+                    "the query is empty; give at least one word, e.g. `hilo tools search json`"
+                )));
+            }
+            let specs = specs(&config, &store)?;
+            let found = search(&specs, &words);
+            print_tools(
+                &found,
+                json,
+                &format!("no tool matches `{}`", words.join(" ")),
+            )
+        }
+        ToolsCommand::Stats { since, json } => {
+            let from = since.at(chrono::Utc::now().timestamp_millis());
+            let stats = store.tool_stats(&g.tenant, from).await.map_err(store_err)?;
+            if json {
+                return print_json(&stats);
+            }
+            if stats.is_empty() {
+                println!("no tool calls since {}", rfc3339(from));
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = stats
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.tool.clone(),
+                        s.calls.to_string(),
+                        s.errors.to_string(),
+                        format!("{:.1}%", s.success_rate * 100.0),
+                        s.p50_ms.to_string(),
+                        s.p95_ms.to_string(),
+                        s.cached.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "TOOL", "CALLS", "ERRORS", "SUCCESS", "P50 MS", "P95 MS", "CACHED",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Every tool the executor of a run would know, by name.
+fn specs(
+    config: &Config,
+    store: &std::sync::Arc<dyn hilo_core::store::Store>,
+) -> Result<Vec<ToolSpec>, Exit> {
+    let mut specs = crate::exec::executor(config, store)?.specs();
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(specs)
+}
+
+/// The tools whose name or description contains every word (lowercase): exact name first,
+/// then by how many words the name contains, then by name.
+fn search<'a>(specs: &'a [ToolSpec], words: &[String]) -> Vec<&'a ToolSpec> {
+    let query = words.join(" ");
+    let mut hits: Vec<((bool, usize), &ToolSpec)> = specs
+        .iter()
+        .filter_map(|s| {
+            let name = s.name.to_lowercase();
+            let description = s.description.to_lowercase();
+            if !words
+                .iter()
+                .all(|w| name.contains(w.as_str()) || description.contains(w.as_str()))
+            {
+                return None;
+            }
+            let outside_name = words.iter().filter(|w| !name.contains(w.as_str())).count();
+            Some(((name != query, outside_name), s))
+        })
+        .collect();
+    hits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+    hits.into_iter().map(|(_, s)| s).collect()
+}
+
+fn tool_json(s: &ToolSpec) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(s.name));
+    m.insert("class".into(), json!(s.class));
+    m.insert("source".into(), json!(s.source.to_string()));
+    m.insert("description".into(), json!(s.description));
+    if let Some(t) = s.timeout_ms {
+        m.insert("timeout_ms".into(), json!(t));
+    }
+    if let Some(t) = s.cache_ttl_ms {
+        m.insert("cache_ttl_ms".into(), json!(t));
+    }
+    if let Some(r) = &s.rate_limit {
+        m.insert("rate_limit".into(), json!(r));
+    }
+    if let Some(schema) = &s.input_schema {
+        m.insert("input_schema".into(), schema.clone());
+    }
+    Value::Object(m)
+}
+
+fn print_tools(specs: &[&ToolSpec], json: bool, empty: &str) -> Result<(), Exit> {
+    if json {
+        let items: Vec<Value> = specs.iter().map(|s| tool_json(s)).collect();
+        return print_json(&items);
+    }
+    if specs.is_empty() {
+        println!("{empty}");
+        return Ok(());
+    }
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = specs
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                json!(s.class).as_str().unwrap_or_default().to_string(),
+                s.source.to_string(),
+                or_dash(s.timeout_ms.map(human_ms)),
+                or_dash(s.cache_ttl_ms.map(human_ms)),
+                or_dash(s.rate_limit.as_ref().map(rate)),
+                s.description.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "NAME",
+            "CLASS",
+            "SOURCE",
+            "TIMEOUT",
+            "CACHE",
+            "RATE LIMIT",
+            "DESCRIPTION",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use hilo_core::ToolClass;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m"), Ok(1_800_000));
+        assert_eq!(parse_duration("24h"), Ok(86_400_000));
+        assert_eq!(parse_duration("7d"), Ok(604_800_000));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration("250ms"), Ok(250));
+        assert_eq!(parse_duration("0s"), Ok(0));
+        for (bad, says) in [
+            ("", "empty"),
+            ("7", "unit is missing"),
+            ("7x", "unknown unit `x`"),
+            ("d", "expected a number"),
+            ("-1d", "expected a number"),
+            ("99999999999999999999d", "too large"),
+            ("9999999999999w", "too long"),
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn since_is_a_duration_or_a_time() {
+        assert_eq!(parse_since("2h"), Ok(Since::Ago(7_200_000)));
+        assert_eq!(
+            parse_since("2025-01-31T09:00:00Z"),
+            Ok(Since::At(1_738_314_000_000))
+        );
+        assert_eq!(
+            parse_since("2025-01-31T10:00:00+01:00"),
+            Ok(Since::At(1_738_314_000_000))
+        );
+        assert!(
+            parse_since("2025-01-31")
+                .unwrap_err()
+                .contains("not an RFC 3339 time")
+        );
+        assert!(
+            parse_since("-1d")
+                .unwrap_err()
+                .contains("expected a number")
+        );
+        assert_eq!(Since::Ago(1_000).at(5_000), 4_000);
+        assert_eq!(Since::At(7).at(5_000), 7);
+        assert_eq!(Since::Ago(u64::MAX).at(5_000), 5_000 - i64::MAX);
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(human_ms(1_500), "1500ms");
+        assert_eq!(human_ms(60_000), "1m");
+        assert_eq!(human_ms(86_400_000), "1d");
+        assert_eq!(short_id("0190abcdef12345678abcdef"), "abcdef");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(rfc3339(1_738_314_000_000), "2025-01-31T09:00:00.000Z");
+    }
+
+    #[test]
+    fn search_ranks_name_matches_first() {
+        let specs = vec![
+            ToolSpec::new(
+                "filter_list",
+                ToolClass::Safe,
+                "Keeps items; JMESPath over JSON",
+            ),
+            ToolSpec::new("http_request", ToolClass::Dangerous, "Calls an HTTP API"),
+            ToolSpec::new("json", ToolClass::Safe, "exact"),
+            ToolSpec::new(
+                "transform_json",
+                ToolClass::Safe,
+                "Applies JMESPath to JSON",
+            ),
+        ];
+        let names = |words: &[&str]| -> Vec<String> {
+            let w: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+            search(&specs, &w)
+                .into_iter()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(names(&["json"]), ["json", "transform_json", "filter_list"]);
+        assert_eq!(names(&["jmespath", "transform"]), ["transform_json"]);
+        assert_eq!(names(&["http", "api"]), ["http_request"]);
+        assert!(names(&["json", "nothing"]).is_empty());
+    }
+}
