@@ -1,20 +1,24 @@
 //! # hilo-store
 //!
 //! Storage backends for the traits in `hilo_core::store`. This crate is the only one that
-//! speaks SQL (and the only one that depends on sqlx).
+//! speaks SQL (and the only one that depends on sqlx or rusqlite).
 //!
 //! - [`sqlite`]: the embedded default, one file in WAL mode (workflows there, executions in
 //!   `sqlite_exec`: checkpoints, history, tasks, signals, leases, payloads).
+//! - `sqlite_writer`: the thread that owns the connection every execution query runs on
+//!   (rusqlite; a step commit is one round trip to it).
 //! - [`open`]: picks a backend from a `--db` value (a path, `sqlite:` URL, or a server URL).
 //! - [`migrations`]: the shared schema, written in SQL both SQLite and PostgreSQL accept.
 //!
 //! **Architecture invariant:** SQL lives only here; every query is a runtime query
-//! (`sqlx::query`), so building hilo never needs a database.
+//! (`sqlx::query`, or a statement prepared by rusqlite), so building hilo never needs a
+//! database.
 
 pub mod migrations;
 pub mod sqlite;
 mod sqlite_audit;
 mod sqlite_exec;
+mod sqlite_writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;

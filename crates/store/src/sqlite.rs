@@ -6,8 +6,8 @@
 //! every commit reach the disk before it returns.
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,6 +22,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use crate::sqlite_writer::{BUSY_TIMEOUT, Target, Writer};
+
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
@@ -32,10 +34,12 @@ pub enum Durability {
     Full,
 }
 
-/// The SQLite store.
+/// The SQLite store: workflow definitions on a sqlx pool, executions on a dedicated writer
+/// thread with its own connection (see `sqlite_writer`).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: Arc<Writer>,
     description: String,
     payload_threshold: usize,
 }
@@ -85,7 +89,7 @@ impl SqliteStore {
                 Durability::Full => SqliteSynchronous::Full,
             })
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -94,14 +98,26 @@ impl SqliteStore {
                 location: location.clone(),
                 detail: e.to_string(),
             })?;
-        Self::init(pool, format!("sqlite:{location}")).await
+        Self::init(
+            pool,
+            Target::File(path.to_path_buf()),
+            durability,
+            format!("sqlite:{location}"),
+        )
+        .await
     }
 
-    /// A private in-memory database (one connection, gone when dropped).
+    /// A private in-memory database (gone when dropped). It lives in SQLite's `memdb` VFS under
+    /// a name unique in the process, so the pool and the writer thread share it.
     pub async fn memory() -> Result<Self> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(backend)?
-            .foreign_keys(true);
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!("/hilo-memory-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let options = SqliteConnectOptions::new()
+            .filename(&name)
+            .vfs("memdb")
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .idle_timeout(None)
@@ -112,16 +128,30 @@ impl SqliteStore {
                 location: ":memory:".into(),
                 detail: e.to_string(),
             })?;
-        Self::init(pool, "sqlite::memory:".into()).await
+        Self::init(
+            pool,
+            Target::Memory(name),
+            Durability::Normal,
+            "sqlite::memory:".into(),
+        )
+        .await
     }
 
-    async fn init(pool: SqlitePool, description: String) -> Result<Self> {
+    /// Migrates, then starts the writer (so it opens a database with the current schema).
+    async fn init(
+        pool: SqlitePool,
+        target: Target,
+        durability: Durability,
+        description: String,
+    ) -> Result<Self> {
         crate::migrations::migrator()
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
+        let writer = Writer::start(target, durability).await?;
         Ok(SqliteStore {
             pool,
+            writer: Arc::new(writer),
             description,
             payload_threshold: DEFAULT_PAYLOAD_THRESHOLD,
         })
@@ -140,6 +170,11 @@ impl SqliteStore {
     /// The connection pool, for tests and for other store concerns in this crate.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The writer thread, which runs every execution query.
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     async fn active_version(

@@ -1,0 +1,175 @@
+//! The execution store's own SQLite connection: a dedicated thread that owns one
+//! `rusqlite::Connection` and runs jobs sent to it over a channel, one at a time.
+//!
+//! sqlx's SQLite driver sends every statement to a worker thread and waits for the answer, so a
+//! step commit of five statements costs five such round trips. Here a whole job (a commit
+//! batch: `BEGIN IMMEDIATE`, every statement from the prepared-statement cache, `COMMIT`) is
+//! one round trip. Every execution query goes through this thread, so it also sees every
+//! commit before it. Workflow definitions and migrations stay on the sqlx pool; migrations run
+//! before the thread opens its connection.
+//!
+//! The thread ends, and its connection closes, when the last handle is dropped.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hilo_core::store::{Result, StoreError};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use crate::sqlite::Durability;
+
+/// How long a statement waits for another connection's write lock (both sqlx and the writer).
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Distinct statements kept prepared (the execution store uses about thirty).
+const STATEMENT_CACHE: usize = 64;
+
+/// The database the writer opens.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// A file in WAL mode.
+    File(PathBuf),
+    /// A database of the `memdb` VFS shared by the connections of this process under `name`
+    /// (which starts with `/`), so the writer and the sqlx pool see the same one.
+    Memory(String),
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A handle to the writer thread.
+pub(crate) struct Writer {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("running", &self.jobs.is_some())
+            .finish()
+    }
+}
+
+/// A rusqlite error as a store error.
+pub(crate) fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn stopped() -> StoreError {
+    StoreError::Backend("the SQLite writer thread has stopped".into())
+}
+
+fn connect(target: &Target, durability: Durability) -> rusqlite::Result<Connection> {
+    let conn = match target {
+        Target::File(path) => {
+            let conn = Connection::open(path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn
+        }
+        Target::Memory(name) => {
+            Connection::open_with_flags_and_vfs(name.as_str(), OpenFlags::default(), c"memdb")?
+        }
+    };
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+impl Writer {
+    /// Starts the thread and opens its connection; an open failure is returned here.
+    pub(crate) async fn start(target: Target, durability: Durability) -> Result<Writer> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready, opened) = oneshot::channel::<Result<()>>();
+        let location = match &target {
+            Target::File(path) => path.display().to_string(),
+            Target::Memory(_) => ":memory:".into(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("hilo-sqlite-writer".into())
+            .spawn(move || {
+                let mut conn = match connect(&target, durability) {
+                    Ok(conn) => {
+                        let _ = ready.send(Ok(()));
+                        conn
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(StoreError::Open {
+                            location,
+                            detail: e.to_string(),
+                        }));
+                        return;
+                    }
+                };
+                // Ends when every sender is gone (the store was dropped).
+                while let Ok(job) = queue.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
+        let writer = Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        };
+        opened.await.map_err(|_| stopped())??;
+        Ok(writer)
+    }
+
+    /// Runs `f` on the writer's connection and returns its result.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        });
+        self.jobs
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` … `COMMIT` transaction on the writer's connection
+    /// (rolled back when `f` fails).
+    pub(crate) async fn transaction<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        self.run(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after the job it runs, if any; wait for it so
+        // the connection is closed when the store is gone.
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The execution store on SQLite's writer thread: one transaction per commit batch (all or
+//! nothing), lease fencing, payload references, store errors with their codes, private
+//! in-memory databases, and the writer's connection closing with the store.
+
+use std::sync::Arc;
+
+use hilo_core::exec::{
+    Commit, CommitOutcome, Event, EventKind, ExecMeta, ExecStatus, ExecUpdate, ExecutionStore,
+    Lease, NewExecution, NodeRecord, NodeStatus, Signal,
+};
+use hilo_core::store::Store;
+use hilo_store::{Durability, SqliteStore};
+use serde_json::{Value, json};
+
+fn new_exec(id: &str, owner: Option<&str>) -> NewExecution {
+    NewExecution {
+        id: id.into(),
+        tenant: "default".into(),
+        workflow: "wf".into(),
+        version: 1,
+        input: json!({"n": 1}),
+        parent: None,
+        definition: None,
+        lease: owner.map(|o| Lease {
+            owner: o.into(),
+            expires_at: i64::MAX,
+        }),
+        meta: ExecMeta::default(),
+        created_at: 1,
+    }
+}
+
+fn event(seq: u64, kind: EventKind) -> Event {
+    Event {
+        seq,
+        at: 2,
+        kind,
+        node: None,
+        attempt: 0,
+        data: Value::Null,
+    }
+}
+
+/// A step of `id` by `owner`: one event and one node with `output`.
+fn step(id: &str, owner: &str, seq: u64, output: Value) -> Commit {
+    let mut node = NodeRecord::new("a".into(), "a");
+    node.status = NodeStatus::Succeeded;
+    node.output = Some(output);
+    Commit {
+        execution_id: id.into(),
+        owner: owner.into(),
+        exec: ExecUpdate {
+            status: ExecStatus::Running,
+            output: None,
+            error: None,
+            last_seq: seq,
+            runnable_at: Some(3),
+            finished_at: None,
+            meta: ExecMeta::default(),
+            release: false,
+        },
+        events: vec![event(seq, EventKind::NodeSucceeded)],
+        nodes: vec![node],
+        vars: vec![("v".into(), json!(seq))],
+        new_tasks: Vec::new(),
+        closed_tasks: Vec::new(),
+        children: Vec::new(),
+        notify_parent: None,
+        consumed_signals: Vec::new(),
+    }
+}
+
+async fn memory() -> Arc<dyn Store> {
+    Arc::new(SqliteStore::memory().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_batch_commits_fenced_by_lease_and_loads_back() {
+    let store = memory().await;
+    store
+        .create_execution(
+            new_exec("x1", Some("me")),
+            vec![event(1, EventKind::ExecutionStarted)],
+        )
+        .await
+        .unwrap();
+    store
+        .create_execution(new_exec("x2", Some("other")), Vec::new())
+        .await
+        .unwrap();
+    let big = json!("y".repeat(20_000));
+    let out = store
+        .commit_batch(&[
+            step("x1", "me", 2, big.clone()),
+            step("x2", "me", 1, json!(1)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out, [CommitOutcome::Committed, CommitOutcome::LeaseLost]);
+    assert_eq!(store.events("x1").await.unwrap().len(), 2);
+    assert!(store.events("x2").await.unwrap().is_empty());
+
+    let loaded = store
+        .claim("default", "x1", "me", 1000, 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.exec.last_seq, 2);
+    assert_eq!(loaded.exec.input, json!({"n": 1}));
+    assert_eq!(
+        loaded.nodes[0].output.as_ref(),
+        Some(&big),
+        "payload reference"
+    );
+    assert_eq!(loaded.vars, vec![("v".to_string(), json!(2))]);
+    assert!(store.stored_bytes("x1").await.unwrap() > 20_000);
+    // Held by someone else: no claim.
+    assert!(
+        store
+            .claim("default", "x2", "me", 1000, 5)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_failing_commit_rolls_the_whole_batch_back_with_its_error_code() {
+    let store = memory().await;
+    store
+        .create_execution(new_exec("x1", Some("me")), Vec::new())
+        .await
+        .unwrap();
+    let mut bad = step("x1", "me", 2, json!(2));
+    bad.notify_parent = Some(("missing".into(), Signal::Cancel { compensate: false }));
+    let e = store
+        .commit_batch(&[step("x1", "me", 1, json!(1)), bad])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "EXECUTION_NOT_FOUND", "{e}");
+    assert!(store.events("x1").await.unwrap().is_empty(), "rolled back");
+    assert_eq!(
+        store.get_execution("default", "x1").await.unwrap().last_seq,
+        0
+    );
+
+    let e = store
+        .send_signal("default", "nope", &Signal::Cancel { compensate: false })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "EXECUTION_NOT_FOUND");
+    let e = store
+        .answer_task("default", "x1", "ask", &json!(true))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "TASK_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn memory_stores_are_private_and_shared_with_the_pool() {
+    let a = SqliteStore::memory().await.unwrap();
+    let b = SqliteStore::memory().await.unwrap();
+    a.create_execution(new_exec("x1", None), Vec::new())
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM executions")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "the pool sees the writer's commit");
+    let e = b.get_execution("default", "x1").await.unwrap_err();
+    assert_eq!(e.code(), "EXECUTION_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn the_writer_closes_its_connection_when_the_store_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hilo.db");
+    let store = SqliteStore::open(&path, Durability::Normal).await.unwrap();
+    let clone = store.clone();
+    clone
+        .create_execution(new_exec("x1", None), Vec::new())
+        .await
+        .unwrap();
+    drop(clone);
+    // Still open through the other handle.
+    store.get_execution("default", "x1").await.unwrap();
+    store.pool().close().await;
+    drop(store);
+    // The last connection to close checkpoints the WAL and removes it.
+    assert!(!dir.path().join("hilo.db-wal").exists());
+}
