@@ -54,9 +54,38 @@ fn now_ms() -> i64 {
 
 // ---- statement helpers ----------------------------------------------------------------------
 
-/// A column by name.
-fn get<T: FromSql>(r: &Row<'_>, column: &str) -> Result<T> {
-    r.get(column).map_err(db)
+/// A row's columns, read one after the other in the order the query lists them (by position:
+/// a lookup by name costs more than decoding the value).
+struct Cols<'a, 'r> {
+    row: &'a Row<'r>,
+    next: usize,
+}
+
+impl<'a, 'r> Cols<'a, 'r> {
+    fn new(row: &'a Row<'r>) -> Self {
+        Cols { row, next: 0 }
+    }
+
+    fn get<T: FromSql>(&mut self) -> Result<T> {
+        self.next += 1;
+        self.row.get(self.next - 1).map_err(db)
+    }
+
+    /// A stored value: JSON text or a payload reference, `None` for NULL.
+    fn json(&mut self, conn: &Connection) -> Result<Option<Value>> {
+        get_json(conn, self.get()?)
+    }
+
+    /// A column of JSON text decoded as `T`, `None` for NULL.
+    fn parsed<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        opt_json(self.get()?)
+    }
+
+    /// A NOT NULL column of JSON text decoded as `T` (a `what` when it does not decode).
+    fn decoded<T: serde::de::DeserializeOwned>(&mut self, what: &str) -> Result<T> {
+        let text: String = self.get()?;
+        serde_json::from_str(&text).map_err(|e| corrupt(what, e))
+    }
 }
 
 /// A statement from the connection's cache. Placeholders are written `$1`, `$2`, … (the SQL
@@ -117,36 +146,48 @@ fn get_json(conn: &Connection, text: Option<String>) -> Result<Option<Value>> {
         .map_err(|e| corrupt("value", e))
 }
 
+/// The columns of `executions` that [`exec_from_row`] reads, in its order.
+macro_rules! exec_columns {
+    () => {
+        "id, tenant_id, workflow, version, status, input, output, error, parent_id, parent_node, \
+         created_at, updated_at, finished_at, last_seq, runnable_at, lease_owner, lease_expires_at, \
+         meta, definition"
+    };
+}
+
+// The decoders below read columns in the order their queries list them; the fields of a
+// struct expression are evaluated in the order written.
+
 fn exec_from_row(conn: &Connection, r: &Row<'_>) -> Result<ExecRecord> {
-    let status: String = get(r, "status")?;
-    let parent_id: Option<String> = get(r, "parent_id")?;
-    let parent_node: Option<String> = get(r, "parent_node")?;
-    let meta: String = get(r, "meta")?;
+    let mut c = Cols::new(r);
     Ok(ExecRecord {
-        id: get(r, "id")?,
-        tenant: get(r, "tenant_id")?,
-        workflow: get(r, "workflow")?,
-        version: u(get(r, "version")?),
-        status: ExecStatus::parse(&status).ok_or_else(|| corrupt("execution status", &status))?,
-        input: get_json(conn, Some(get(r, "input")?))?.unwrap_or(Value::Null),
-        output: get_json(conn, get(r, "output")?)?,
-        error: opt_json::<NodeError>(get(r, "error")?)?,
-        parent: match (parent_id, parent_node) {
+        id: c.get()?,
+        tenant: c.get()?,
+        workflow: c.get()?,
+        version: u(c.get()?),
+        status: {
+            let status: String = c.get()?;
+            ExecStatus::parse(&status).ok_or_else(|| corrupt("execution status", &status))?
+        },
+        input: c.json(conn)?.unwrap_or(Value::Null),
+        output: c.json(conn)?,
+        error: c.parsed::<NodeError>()?,
+        parent: match (c.get()?, c.get()?) {
             (Some(execution_id), Some(node_key)) => Some(ParentRef {
                 execution_id,
                 node_key,
             }),
             _ => None,
         },
-        created_at: get(r, "created_at")?,
-        updated_at: get(r, "updated_at")?,
-        finished_at: get(r, "finished_at")?,
-        last_seq: u(get(r, "last_seq")?),
-        runnable_at: get(r, "runnable_at")?,
-        lease_owner: get(r, "lease_owner")?,
-        lease_expires_at: get(r, "lease_expires_at")?,
-        meta: serde_json::from_str::<ExecMeta>(&meta).map_err(|e| corrupt("meta", e))?,
-        definition: get_json(conn, get(r, "definition")?)?,
+        created_at: c.get()?,
+        updated_at: c.get()?,
+        finished_at: c.get()?,
+        last_seq: u(c.get()?),
+        runnable_at: c.get()?,
+        lease_owner: c.get()?,
+        lease_expires_at: c.get()?,
+        meta: c.decoded::<ExecMeta>("meta")?,
+        definition: c.json(conn)?,
     })
 }
 
@@ -154,7 +195,11 @@ fn exec_from_row(conn: &Connection, r: &Row<'_>) -> Result<ExecRecord> {
 fn exec_record(conn: &Connection, tenant: Option<&str>, id: &str) -> Result<ExecRecord> {
     all(
         conn,
-        "SELECT * FROM executions WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)",
+        concat!(
+            "SELECT ",
+            exec_columns!(),
+            " FROM executions WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)"
+        ),
         params![id, tenant],
         |r| exec_from_row(conn, r),
     )?
@@ -165,25 +210,26 @@ fn exec_record(conn: &Connection, tenant: Option<&str>, id: &str) -> Result<Exec
 fn node_records(conn: &Connection, id: &str) -> Result<Vec<NodeRecord>> {
     all(
         conn,
-        "SELECT * FROM exec_nodes WHERE execution_id = $1 ORDER BY node_key",
+        "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
+         fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 ORDER BY node_key",
         [id],
         |r| {
-            let status: String = get(r, "status")?;
-            let detail: String = get(r, "detail")?;
+            let mut c = Cols::new(r);
             Ok(NodeRecord {
-                key: get(r, "node_key")?,
-                node_id: get(r, "node_id")?,
-                status: NodeStatus::parse(&status)
-                    .ok_or_else(|| corrupt("node status", &status))?,
-                attempts: u32::try_from(get::<i64>(r, "attempts")?).unwrap_or(0),
-                output: get_json(conn, get(r, "output")?)?,
-                error: opt_json::<NodeError>(get(r, "error")?)?,
-                started_at: get(r, "started_at")?,
-                finished_at: get(r, "finished_at")?,
-                fire_at: get(r, "fire_at")?,
-                done_seq: get::<Option<i64>>(r, "done_seq")?.map(u),
-                detail: serde_json::from_str::<NodeDetail>(&detail)
-                    .map_err(|e| corrupt("node detail", e))?,
+                key: c.get()?,
+                node_id: c.get()?,
+                status: {
+                    let status: String = c.get()?;
+                    NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?
+                },
+                attempts: u32::try_from(c.get::<i64>()?).unwrap_or(0),
+                output: c.json(conn)?,
+                error: c.parsed::<NodeError>()?,
+                started_at: c.get()?,
+                finished_at: c.get()?,
+                fire_at: c.get()?,
+                done_seq: c.get::<Option<i64>>()?.map(u),
+                detail: c.decoded::<NodeDetail>("node detail")?,
             })
         },
     )
@@ -195,10 +241,10 @@ fn signals(conn: &Connection, id: &str) -> Result<Vec<StoredSignal>> {
         "SELECT id, body FROM exec_signals WHERE execution_id = $1 ORDER BY id",
         [id],
         |r| {
-            let body: String = r.get(1).map_err(db)?;
+            let mut c = Cols::new(r);
             Ok(StoredSignal {
-                id: r.get(0).map_err(db)?,
-                signal: serde_json::from_str(&body).map_err(|e| corrupt("signal", e))?,
+                id: c.get()?,
+                signal: c.decoded("signal")?,
             })
         },
     )
@@ -213,8 +259,8 @@ fn load(conn: &Connection, id: &str) -> Result<Loaded> {
         "SELECT name, value FROM exec_vars WHERE execution_id = $1 ORDER BY name",
         [id],
         |r| {
-            let value = get_json(conn, Some(get(r, "value")?))?.unwrap_or(Value::Null);
-            Ok((get(r, "name")?, value))
+            let mut c = Cols::new(r);
+            Ok((c.get()?, c.json(conn)?.unwrap_or(Value::Null)))
         },
     )?;
     let signals = signals(conn, id)?;
@@ -641,8 +687,12 @@ impl ExecutionStore for SqliteStore {
         self.read(move |conn| {
             all(
                 conn,
-                "SELECT * FROM executions WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
-                 AND ($3 IS NULL OR workflow = $3) ORDER BY created_at DESC, id DESC LIMIT $4",
+                concat!(
+                    "SELECT ",
+                    exec_columns!(),
+                    " FROM executions WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
+                     AND ($3 IS NULL OR workflow = $3) ORDER BY created_at DESC, id DESC LIMIT $4"
+                ),
                 params![
                     tenant,
                     filter.status.map(ExecStatus::as_str),
@@ -668,15 +718,17 @@ impl ExecutionStore for SqliteStore {
                 "SELECT seq, at, kind, node_key, attempt, data FROM exec_events WHERE execution_id = $1 ORDER BY seq",
                 [&id],
                 |r| {
-                    let kind: String = get(r, "kind")?;
+                    let mut c = Cols::new(r);
                     Ok(Event {
-                        seq: u(get(r, "seq")?),
-                        at: get(r, "at")?,
-                        kind: EventKind::parse(&kind)
-                            .ok_or_else(|| corrupt("event kind", &kind))?,
-                        node: get(r, "node_key")?,
-                        attempt: u32::try_from(get::<i64>(r, "attempt")?).unwrap_or(0),
-                        data: opt_json::<Value>(get(r, "data")?)?.unwrap_or(Value::Null),
+                        seq: u(c.get()?),
+                        at: c.get()?,
+                        kind: {
+                            let kind: String = c.get()?;
+                            EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?
+                        },
+                        node: c.get()?,
+                        attempt: u32::try_from(c.get::<i64>()?).unwrap_or(0),
+                        data: c.parsed::<Value>()?.unwrap_or(Value::Null),
                     })
                 },
             )
@@ -689,22 +741,27 @@ impl ExecutionStore for SqliteStore {
         self.read(move |conn| {
             all(
                 conn,
-                "SELECT * FROM human_tasks WHERE execution_id = $1 AND tenant_id = $2 ORDER BY created_at, node_key",
+                "SELECT execution_id, node_key, tenant_id, prompt, answer_schema, assignee, skills, \
+                 status, answer, created_at, deadline FROM human_tasks \
+                 WHERE execution_id = $1 AND tenant_id = $2 ORDER BY created_at, node_key",
                 [&id, &tenant],
                 |r| {
-                    let skills: String = get(r, "skills")?;
+                    let mut c = Cols::new(r);
                     Ok(HumanTask {
-                        execution_id: get(r, "execution_id")?,
-                        node_key: get(r, "node_key")?,
-                        tenant: get(r, "tenant_id")?,
-                        prompt: get(r, "prompt")?,
-                        schema: opt_json(get(r, "answer_schema")?)?,
-                        assignee: get(r, "assignee")?,
-                        skills: serde_json::from_str(&skills).unwrap_or_default(),
-                        status: get(r, "status")?,
-                        answer: opt_json(get(r, "answer")?)?,
-                        created_at: get(r, "created_at")?,
-                        deadline: get(r, "deadline")?,
+                        execution_id: c.get()?,
+                        node_key: c.get()?,
+                        tenant: c.get()?,
+                        prompt: c.get()?,
+                        schema: c.parsed()?,
+                        assignee: c.get()?,
+                        skills: {
+                            let skills: String = c.get()?;
+                            serde_json::from_str(&skills).unwrap_or_default()
+                        },
+                        status: c.get()?,
+                        answer: c.parsed()?,
+                        created_at: c.get()?,
+                        deadline: c.get()?,
                     })
                 },
             )
