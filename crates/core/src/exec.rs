@@ -604,7 +604,7 @@ pub trait ExecutionStore: Send + Sync {
     /// Applies commits, possibly of several executions, in one transaction. Each is fenced by
     /// its lease: a commit whose owner no longer holds the execution is skipped
     /// ([`CommitOutcome::LeaseLost`]) without affecting the others.
-    async fn commit_batch(&self, commits: &[Commit]) -> Result<Vec<CommitOutcome>>;
+    async fn commit_batch(&self, commits: Vec<Commit>) -> Result<Vec<CommitOutcome>>;
 
     /// Takes the lease of `id` if it is free, expired or already `owner`'s, and loads its
     /// checkpoint and pending signals. `None` when someone else holds it.

@@ -155,7 +155,7 @@ impl GroupCommitter {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 s.commits
                     .fetch_add(commits.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                match store.commit_batch(&commits).await {
+                match store.commit_batch(commits).await {
                     Ok(outcomes) => {
                         for (reply, o) in replies.into_iter().zip(outcomes) {
                             let _ = reply.send(Ok(o));

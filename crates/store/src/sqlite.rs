@@ -47,7 +47,7 @@ pub struct SqliteStore {
 /// Values larger than this (as JSON text) are stored once in `payloads` and referenced.
 pub const DEFAULT_PAYLOAD_THRESHOLD: usize = 16 * 1024;
 
-fn backend(e: sqlx::Error) -> StoreError {
+pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 

@@ -9,15 +9,8 @@ use hilo_core::tool::{AuditEntry, AuditFilter, AuditStatus, AuditStore, ToolStat
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use crate::sqlite::SqliteStore;
-
-fn backend(e: sqlx::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
+use crate::sqlite::{SqliteStore, backend};
+use crate::sqlite_exec::{i as int, u};
 
 fn entry(r: &SqliteRow) -> Result<AuditEntry> {
     let json = |col: &str| -> Result<Option<serde_json::Value>> {
@@ -47,7 +40,7 @@ fn entry(r: &SqliteRow) -> Result<AuditEntry> {
         },
         error_code: r.get("error_code"),
         error_message: r.get("error_message"),
-        duration_ms: u64::try_from(r.get::<i64, _>("duration_ms")).unwrap_or(0),
+        duration_ms: u(r.get("duration_ms")),
         attempt: u32::try_from(r.get::<i64, _>("attempt")).unwrap_or(0),
         cached: r.get("cached"),
         idempotency_key: r.get("idempotency_key"),
@@ -135,7 +128,7 @@ impl AuditStore for SqliteStore {
         let mut by_tool: BTreeMap<String, (Vec<u64>, u64, u64)> = BTreeMap::new();
         for r in &rows {
             let e = by_tool.entry(r.get("tool")).or_default();
-            e.0.push(u64::try_from(r.get::<i64, _>("duration_ms")).unwrap_or(0));
+            e.0.push(u(r.get("duration_ms")));
             if r.get::<String, _>("status") != "ok" {
                 e.1 += 1;
             }

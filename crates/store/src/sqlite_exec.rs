@@ -35,11 +35,11 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("a stored {what} does not decode: {e}"))
 }
 
-fn i(v: u64) -> i64 {
+pub(crate) fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn u(v: i64) -> u64 {
+pub(crate) fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
@@ -563,8 +563,7 @@ impl ExecutionStore for SqliteStore {
         .await
     }
 
-    async fn commit_batch(&self, commits: &[Commit]) -> Result<Vec<CommitOutcome>> {
-        let commits = commits.to_vec();
+    async fn commit_batch(&self, commits: Vec<Commit>) -> Result<Vec<CommitOutcome>> {
         let now = now_ms();
         self.write(move |w| commits.iter().map(|c| w.apply_commit(c, now)).collect())
             .await

@@ -8,6 +8,7 @@
 //! run with a timeout (`TIMEOUT`) → check the output schema → audit (redacted) and metrics.
 //! Every call is audited, refused ones included.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +84,9 @@ impl ToolsError {
     }
 }
 
+/// A workflow-local tool as built, with the definition it was built from.
+type LocalTool = (ToolDef, Arc<dyn Tool>);
+
 struct Inner {
     tools: ToolMap,
     config: ExecutorConfig,
@@ -92,7 +96,11 @@ struct Inner {
     cache: Cache,
     limiters: Mutex<HashMap<String, Option<Arc<Limiter>>>>,
     breakers: Mutex<HashMap<String, Arc<Breaker>>>,
-    validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
+    /// Tool name → (schema, its compiled validator); recompiled only when the schema differs
+    /// (a workflow-local tool may change between versions).
+    validators: Mutex<HashMap<String, (Value, Arc<jsonschema::Validator>)>>,
+    /// Workflow-local tools built so far: name → (definition, tool).
+    local: Mutex<HashMap<String, LocalTool>>,
 }
 
 /// The tool executor. Cheap to clone.
@@ -177,6 +185,7 @@ impl ExecutorBuilder {
                 limiters: Mutex::new(HashMap::new()),
                 breakers: Mutex::new(HashMap::new()),
                 validators: Mutex::new(HashMap::new()),
+                local: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -214,18 +223,28 @@ impl Executor {
             return Some(t.clone());
         }
         let def = local.iter().find(|d| d.name == name)?;
-        Some(Arc::new(DeclaredHttpTool::new(
+        if let Some((known, tool)) = lock(&self.inner.local).get(name)
+            && known == def
+        {
+            return Some(tool.clone());
+        }
+        let tool: Arc<dyn Tool> = Arc::new(DeclaredHttpTool::new(
             def.clone(),
             ToolSource::Workflow,
             self.inner.http.clone(),
             self.inner.secrets.clone(),
-        )))
+        ));
+        lock(&self.inner.local).insert(name.to_string(), (def.clone(), tool.clone()));
+        Some(tool)
     }
 
     /// A tool's spec with `[tools.settings.NAME]` applied.
-    fn effective(&self, spec: &ToolSpec) -> ToolSpec {
+    fn effective<'a>(&self, spec: &'a ToolSpec) -> Cow<'a, ToolSpec> {
+        let Some(o) = self.inner.config.settings.get(&spec.name) else {
+            return Cow::Borrowed(spec);
+        };
         let mut s = spec.clone();
-        if let Some(o) = self.inner.config.settings.get(&s.name) {
+        {
             if o.timeout_ms.is_some() {
                 s.timeout_ms = o.timeout_ms;
             }
@@ -239,35 +258,43 @@ impl Executor {
                 s.circuit = c;
             }
         }
-        s
+        Cow::Owned(s)
     }
 
-    fn validator(&self, schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
-        let key = crate::cache::canonical(schema);
-        if let Some(v) = lock(&self.inner.validators).get(&key) {
+    /// The compiled validator of a tool's schema; `key` tells input from output schemas.
+    fn validator(&self, key: &str, schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
+        if let Some((known, v)) = lock(&self.inner.validators).get(key)
+            && known == schema
+        {
             return Ok(v.clone());
         }
         let v = Arc::new(
             jsonschema::validator_for(schema)
-                .map_err(|e| format!("the tool's input schema is invalid: {e}"))?,
+                .map_err(|e| format!("the tool's schema is invalid: {e}"))?,
         );
-        lock(&self.inner.validators).insert(key, v.clone());
+        lock(&self.inner.validators).insert(key.to_string(), (schema.clone(), v.clone()));
         Ok(v)
     }
 
     fn limiter(&self, spec: &ToolSpec) -> Option<Arc<Limiter>> {
         let limit = spec.rate_limit.as_ref()?;
-        lock(&self.inner.limiters)
-            .entry(spec.name.clone())
-            .or_insert_with(|| Limiter::new(limit).map(Arc::new))
-            .clone()
+        let mut limiters = lock(&self.inner.limiters);
+        if let Some(l) = limiters.get(&spec.name) {
+            return l.clone();
+        }
+        let l = Limiter::new(limit).map(Arc::new);
+        limiters.insert(spec.name.clone(), l.clone());
+        l
     }
 
     fn breaker(&self, spec: &ToolSpec) -> Arc<Breaker> {
-        lock(&self.inner.breakers)
-            .entry(spec.name.clone())
-            .or_insert_with(|| Arc::new(Breaker::new(spec.circuit)))
-            .clone()
+        let mut breakers = lock(&self.inner.breakers);
+        if let Some(b) = breakers.get(&spec.name) {
+            return b.clone();
+        }
+        let b = Arc::new(Breaker::new(spec.circuit));
+        breakers.insert(spec.name.clone(), b.clone());
+        b
     }
 
     /// The tenant's access rule and the caller's.
@@ -323,11 +350,11 @@ impl Executor {
         tool: &Arc<dyn Tool>,
         spec: &ToolSpec,
         req: &ToolRequest,
-        input: &Value,
+        input: Value,
     ) -> (Result<Value, NodeError>, bool) {
         let name = &spec.name;
         if let Some(schema) = &spec.input_schema {
-            match self.validator(schema) {
+            match self.validator(name, schema) {
                 Err(e) => {
                     return (
                         Err(NodeError::new(
@@ -338,7 +365,7 @@ impl Executor {
                     );
                 }
                 Ok(v) => {
-                    let errors = hilo_core::schema::violations(&v, input);
+                    let errors = hilo_core::schema::violations(&v, &input);
                     if !errors.is_empty() {
                         return (
                             Err(NodeError::new(
@@ -389,7 +416,7 @@ impl Executor {
         }
         let cache_key = match (spec.class, spec.cache_ttl_ms) {
             (ToolClass::Safe, Some(ttl)) if ttl > 0 && !req.ctx.compensation => {
-                let key = Cache::key(&req.ctx.tenant, name, input);
+                let key = Cache::key(&req.ctx.tenant, name, &input);
                 if let Some(hit) = self.inner.cache.get(&key) {
                     metrics::counter!("hilo_tool_cache_hits_total", "tool" => name.clone())
                         .increment(1);
@@ -419,7 +446,7 @@ impl Executor {
             .unwrap_or(DEFAULT_TIMEOUT_MS);
         let mut result = match tokio::time::timeout(
             Duration::from_millis(timeout_ms),
-            tool.call(&req.ctx, input.clone()),
+            tool.call(&req.ctx, input),
         )
         .await
         {
@@ -431,7 +458,7 @@ impl Executor {
         };
         if let (Ok(out), Some(schema)) = (&result, &spec.output_schema) {
             let errors = self
-                .validator(schema)
+                .validator(&format!("{name}#output"), schema)
                 .map(|v| hilo_core::schema::violations(&v, out))
                 .unwrap_or_else(|e| vec![e]);
             if !errors.is_empty() {
@@ -458,7 +485,7 @@ impl Executor {
     fn audit(
         &self,
         req: &ToolRequest,
-        input: &Value,
+        redacted_input: Option<Value>,
         started: (i64, Instant),
         result: &Result<Value, NodeError>,
         cached: bool,
@@ -469,7 +496,7 @@ impl Executor {
             .increment(1);
         metrics::histogram!("hilo_tool_duration_seconds", "tool" => req.tool.clone())
             .record(duration.as_secs_f64());
-        let Some(sink) = &self.inner.audit else {
+        let (Some(sink), Some(input)) = (&self.inner.audit, redacted_input) else {
             return;
         };
         let (agent, compensates) = match &req.caller {
@@ -485,7 +512,7 @@ impl Executor {
             node_key: req.ctx.node_key.clone(),
             agent,
             tool: req.tool.clone(),
-            input: redact(input),
+            input,
             output: result.as_ref().ok().map(redact),
             status: if result.is_ok() {
                 AuditStatus::Ok
@@ -508,8 +535,10 @@ impl Executor {
 
 #[async_trait]
 impl ToolExecutor for Executor {
-    async fn execute(&self, req: ToolRequest) -> Result<Value, NodeError> {
+    async fn execute(&self, mut req: ToolRequest) -> Result<Value, NodeError> {
         let started = (now_ms(), Instant::now());
+        // Redacted once, before the call consumes the input (only when auditing).
+        let redacted = |input: &Value| self.inner.audit.as_ref().map(|_| redact(input));
         let Some(tool) = self.resolve(&req.tool, &req.local) else {
             let err = NodeError::new(
                 codes::NOT_CONFIGURED,
@@ -518,11 +547,17 @@ impl ToolExecutor for Executor {
                     req.ctx.node_key, req.tool
                 ),
             );
-            self.audit(&req, &req.input, started, &Err(err.clone()), false);
+            self.audit(
+                &req,
+                redacted(&req.input),
+                started,
+                &Err(err.clone()),
+                false,
+            );
             return Err(err);
         };
         let spec = self.effective(tool.spec());
-        let mut input = req.input.clone();
+        let mut input = std::mem::take(&mut req.input);
         if let Some(params) = self
             .inner
             .config
@@ -535,26 +570,27 @@ impl ToolExecutor for Executor {
                 m.insert(k.clone(), v.clone());
             }
         }
-        let (result, cached) = self.run(&tool, &spec, &req, &input).await;
-        self.audit(&req, &input, started, &result, cached);
+        let audited = redacted(&input);
+        let (result, cached) = self.run(&tool, &spec, &req, input).await;
+        self.audit(&req, audited, started, &result, cached);
         result
     }
 
     fn spec(&self, name: &str, local: &[ToolDef]) -> Option<ToolSpec> {
         if let Some(t) = self.inner.tools.get(name) {
-            return Some(self.effective(t.spec()));
+            return Some(self.effective(t.spec()).into_owned());
         }
-        local
-            .iter()
-            .find(|d| d.name == name)
-            .map(|d| self.effective(&ToolSpec::from_def(d, ToolSource::Workflow)))
+        local.iter().find(|d| d.name == name).map(|d| {
+            self.effective(&ToolSpec::from_def(d, ToolSource::Workflow))
+                .into_owned()
+        })
     }
 
     fn specs(&self) -> Vec<ToolSpec> {
         self.inner
             .tools
             .tools()
-            .map(|t| self.effective(t.spec()))
+            .map(|t| self.effective(t.spec()).into_owned())
             .collect()
     }
 }

@@ -90,7 +90,7 @@ async fn a_batch_commits_fenced_by_lease_and_loads_back() {
         .unwrap();
     let big = json!("y".repeat(20_000));
     let out = store
-        .commit_batch(&[
+        .commit_batch(vec![
             step("x1", "me", 2, big.clone()),
             step("x2", "me", 1, json!(1)),
         ])
@@ -134,7 +134,7 @@ async fn a_failing_commit_rolls_the_whole_batch_back_with_its_error_code() {
     let mut bad = step("x1", "me", 2, json!(2));
     bad.notify_parent = Some(("missing".into(), Signal::Cancel { compensate: false }));
     let e = store
-        .commit_batch(&[step("x1", "me", 1, json!(1)), bad])
+        .commit_batch(vec![step("x1", "me", 1, json!(1)), bad])
         .await
         .unwrap_err();
     assert_eq!(e.code(), "EXECUTION_NOT_FOUND", "{e}");
