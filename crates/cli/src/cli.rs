@@ -182,6 +182,11 @@ pub enum Command {
     /// List, search and measure the tools workflows and agents can call.
     #[command(subcommand)]
     Tools(ToolsCommand),
+    /// Keep credentials for declarative tools and SMTP (`{{ secrets.NAME }}`), per tenant,
+    /// encrypted with AES-256-GCM under a master key (HILO_MASTER_KEY, or a key file made with
+    /// mode 0600 next to the database; HILO_MASTER_KEY_FILE moves it).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Print a shell completion script, e.g. `hilo completions bash > ~/.local/share/bash-completion/completions/hilo`.
     Completions {
         #[arg(value_enum)]
@@ -232,6 +237,20 @@ pub enum ToolsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Store NAME; the value is read from standard input (one trailing newline is dropped),
+    /// e.g. `printf %s "$TOKEN" | hilo secrets set shop_token`.
+    Set { name: String },
+    /// List the names of the stored secrets (never their values).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove NAME.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,6 +19,7 @@ use crate::config::Config;
 
 pub async fn run(cli: Cli) -> Result<(), Exit> {
     let g = &cli.global;
+    crate::secrets::set_data_dir(g);
     match cli.command {
         Command::Validate { files, json } => validate(g, &files, json),
         Command::Graph { target, format } => graph(g, &target, format).await,
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         Command::Worker { concurrency } => crate::exec::worker(g, concurrency).await,
         Command::Audit(args) => crate::tools::audit(g, args).await,
         Command::Tools(cmd) => crate::tools::tools(g, cmd).await,
+        Command::Secrets(cmd) => crate::secrets::secrets(g, cmd).await,
         Command::Bench { json, quick } => crate::bench::run(json, quick).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "hilo", &mut std::io::stdout());
@@ -159,7 +161,7 @@ pub fn parse_target(target: &str) -> Result<(String, Option<u64>), Exit> {
     }
 }
 
-fn default_db() -> PathBuf {
+pub fn default_db() -> PathBuf {
     dirs::data_dir()
         .map(|d| d.join("hilo").join("hilo.db"))
         .unwrap_or_else(|| PathBuf::from("hilo.db"))

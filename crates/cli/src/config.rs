@@ -21,6 +21,15 @@
 //! disabled = ["send_email"]
 //! params.http_request = { headers = { "X-Tenant" = "acme" } }
 //!
+//! [databases.default]          # for query_database / execute_sql (`connection` picks another)
+//! url = "sqlite://shop.db"      # or postgres://user@host/db
+//! max_rows = 1000
+//!
+//! [email]                       # send_email: SMTP, or .eml files in the outbox (default)
+//! from = "support@example.com"
+//! outbox = "outbox"             # default: outbox/ next to the database
+//! smtp = { host = "smtp.example.com", port = 587, tls = "starttls", username = "bot", password_secret = "smtp_password" }
+//!
 //! [mcp.servers.files]           # tools become mcp.files.<tool>
 //! command = "mcp-server-files"
 //!
@@ -143,6 +152,23 @@ impl Config {
                     config.executor.tenants.insert(name.clone(), tt);
                 }
             }
+        }
+        if let Some(Value::Object(dbs)) = value.pointer("/databases") {
+            for (name, v) in dbs {
+                let db = serde_json::from_value(v.clone()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "`[databases.{name}]`: {e} (fields: url = \"sqlite://app.db\" or \"postgres://…\", max_rows, max_connections)"
+                    )
+                })?;
+                config.executor.databases.insert(name.clone(), db);
+            }
+        }
+        if let Some(v) = value.pointer("/email") {
+            config.executor.email = serde_json::from_value(v.clone()).map_err(|e| {
+                anyhow::anyhow!(
+                    "`[email]`: {e} (fields: from, outbox, smtp = {{host, port, tls = \"none\" | \"starttls\" | \"tls\", username, password_secret}})"
+                )
+            })?;
         }
         match value.pointer("/store/durability") {
             None => {}

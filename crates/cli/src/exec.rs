@@ -26,7 +26,12 @@ static EXECUTOR: std::sync::OnceLock<hilo_tools::Executor> = std::sync::OnceLock
 /// The tool executor over the built-in tools, `hilo.toml`'s tools and (in hilo's own test
 /// builds) the test tools, auditing into `store`.
 pub fn executor(config: &Config, store: &Arc<dyn Store>) -> Result<hilo_tools::Executor, Exit> {
-    let mut b = hilo_tools::Executor::builder(config.executor.clone())
+    let mut settings = config.executor.clone();
+    if settings.email.outbox.is_none() {
+        settings.email.outbox = Some(crate::secrets::data_dir().join("outbox"));
+    }
+    let mut b = hilo_tools::Executor::builder(settings)
+        .secrets(Arc::new(crate::secrets::vault(store)))
         .audit(hilo_tools::AuditSink::spawn(store.clone()));
     if let Some((tools, _)) = hilo_engine::test_tools_if_enabled() {
         b = b.tools(tools);

@@ -11,6 +11,7 @@ mod cli;
 mod commands;
 mod config;
 mod exec;
+mod secrets;
 mod tools;
 
 use std::process::ExitCode;

@@ -6,6 +6,8 @@
 //!   who calls ([`Caller`]) and with what context; the executor validates, checks access,
 //!   rate-limits, caches, guards with a circuit breaker, runs with a timeout and audits.
 //!   `hilo-tools` implements it; the engine only holds the trait.
+//! - [`SecretStore`]: sealed credential-store entries ([`SealedSecret`]); encryption is
+//!   `hilo-tools`' job.
 //! - [`AuditStore`]: where the executor writes its audit trail ([`AuditEntry`]) and what
 //!   `hilo audit` / `hilo tools stats` read.
 
@@ -334,4 +336,43 @@ pub trait AuditStore: Send + Sync {
     async fn audit(&self, tenant: &TenantId, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
     /// Per-tool usage since `since` (ms since the epoch), busiest tool first.
     async fn tool_stats(&self, tenant: &TenantId, since: i64) -> Result<Vec<ToolStats>>;
+}
+
+/// A secret as stored: sealed (encrypted and authenticated) by the credential store in
+/// `hilo-tools`; the store never sees a plaintext value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// Which master key sealed it (a short fingerprint, not the key).
+    pub key_id: String,
+    /// Base64, as every backend stores text.
+    pub nonce: String,
+    /// Base64 of the ciphertext with its authentication tag.
+    pub ciphertext: String,
+}
+
+/// A stored secret's name and when it was last set (`hilo secrets list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretInfo {
+    pub name: String,
+    pub key_id: String,
+    /// Milliseconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// Where sealed secrets live, per tenant.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Creates or replaces `name`.
+    async fn put_secret(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        sealed: &SealedSecret,
+        at: i64,
+    ) -> Result<()>;
+    async fn get_secret(&self, tenant: &TenantId, name: &str) -> Result<Option<SealedSecret>>;
+    /// Names only, sorted.
+    async fn list_secrets(&self, tenant: &TenantId) -> Result<Vec<SecretInfo>>;
+    /// `true` when it existed.
+    async fn delete_secret(&self, tenant: &TenantId, name: &str) -> Result<bool>;
 }

@@ -18,6 +18,7 @@ pub mod migrations;
 pub mod sqlite;
 mod sqlite_audit;
 mod sqlite_exec;
+mod sqlite_secrets;
 mod sqlite_writer;
 
 use std::path::PathBuf;

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0002_executions.sql"),
     ),
     (3, "audit", include_str!("../migrations/0003_audit.sql")),
+    (4, "secrets", include_str!("../migrations/0004_secrets.sql")),
 ];
 
 /// The migrator for every backend.

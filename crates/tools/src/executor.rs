@@ -26,10 +26,12 @@ use serde_json::{Map, Value};
 use crate::audit::AuditSink;
 use crate::builtin::{FilterList, TransformJson};
 use crate::cache::Cache;
+use crate::email::{EmailSettings, SendEmail};
 use crate::http::{DeclaredHttpTool, HttpClient, HttpRequestTool, HttpSettings};
 use crate::limits::{Breaker, Limiter};
 use crate::redact::redact;
 use crate::secrets::{EnvSecrets, Secrets};
+use crate::sql::{DatabaseConfig, Databases, ExecuteSql, QueryDatabase};
 
 /// Used when neither the node nor the tool sets a timeout.
 pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
@@ -67,6 +69,10 @@ pub struct ExecutorConfig {
     pub tenants: BTreeMap<String, TenantTools>,
     /// Declarative tools from `[[tools.custom]]`.
     pub custom: Vec<ToolDef>,
+    /// `[databases.NAME]`: connections for `query_database` and `execute_sql`.
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    /// `[email]`: SMTP, or the outbox `send_email` writes `.eml` files into.
+    pub email: EmailSettings,
 }
 
 /// What can go wrong building an executor.
@@ -141,6 +147,15 @@ impl ExecutorBuilder {
         tools.insert(Arc::new(HttpRequestTool::new(http.clone())));
         tools.insert(Arc::new(TransformJson::default()));
         tools.insert(Arc::new(FilterList::default()));
+        let dbs =
+            Arc::new(Databases::new(self.config.databases.clone()).map_err(ToolsError::Config)?);
+        tools.insert(Arc::new(QueryDatabase::new(dbs.clone())));
+        tools.insert(Arc::new(ExecuteSql::new(dbs)));
+        tools.insert(Arc::new(SendEmail::new(
+            self.config.email.clone(),
+            std::path::PathBuf::from("outbox"),
+            self.secrets.clone(),
+        )));
         for def in &self.config.custom {
             if tools.get(&def.name).is_some() {
                 return Err(ToolsError::Config(format!(

@@ -7,6 +7,9 @@
 //! - [`limits`]: token buckets (`governor`) and circuit breakers; [`cache`]: the TTL cache.
 //! - [`http`]: `http_request`, declarative HTTP tools and the SSRF guard; [`builtin`]:
 //!   `transform_json`, `filter_list`; [`secrets`]: where `secrets.NAME` values come from.
+//! - [`email`]: `send_email` (SMTP or an `.eml` outbox).
+//! - [`vault`]: the credential store (AES-256-GCM under a master key), a [`Secrets`] source.
+//! - [`sql`]: `query_database` and `execute_sql`, with the `sqlparser` statement guard.
 
 // `NodeError` is the tool protocol's error (code, message, detail), shared with the engine and
 // returned at most once per call: boxing it would buy nothing.
@@ -15,17 +18,25 @@
 pub mod audit;
 pub mod builtin;
 pub mod cache;
+pub mod email;
 pub mod executor;
 pub mod http;
 pub mod limits;
 pub mod redact;
 pub mod secrets;
+pub mod sql;
 #[cfg(feature = "test-util")]
 pub mod testserver;
+#[cfg(feature = "test-util")]
+pub mod testsmtp;
+pub mod vault;
 
 pub use audit::AuditSink;
+pub use email::EmailSettings;
 pub use executor::{
     Executor, ExecutorBuilder, ExecutorConfig, TenantTools, ToolSettings, ToolsError,
 };
 pub use http::HttpSettings;
 pub use secrets::{EnvSecrets, Secrets};
+pub use sql::DatabaseConfig;
+pub use vault::{Vault, VaultError};

@@ -76,21 +76,7 @@ fn fixture_with(class: ToolClass, config: ExecutorConfig, audit: Option<AuditSin
 }
 
 fn req(tool: &str, input: Value) -> ToolRequest {
-    ToolRequest {
-        ctx: ToolContext {
-            tenant: "default".into(),
-            execution_id: "e1".into(),
-            node_key: "n1".into(),
-            idempotency_key: "e1:n1".into(),
-            attempt: 1,
-            compensation: false,
-        },
-        tool: tool.into(),
-        input,
-        caller: Caller::Node,
-        timeout_ms: None,
-        local: Arc::from(Vec::new()),
-    }
+    crate::call_as(tool, input, "e1:n1")
 }
 
 fn settings(name: &str, s: ToolSettings) -> ExecutorConfig {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hilo_core::exec::codes;
-use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest};
+use hilo_core::tool::{ToolExecutor, ToolRequest};
 use hilo_tools::testserver::TestServer;
 use hilo_tools::{Executor, ExecutorConfig, HttpSettings, Secrets};
 use serde_json::{Value, json};
@@ -23,21 +23,10 @@ fn executor(allow: &[&str]) -> Executor {
 }
 
 fn call(tool: &str, input: Value, key: &str) -> ToolRequest {
-    ToolRequest {
-        ctx: ToolContext {
-            tenant: "default".into(),
-            execution_id: "e1".into(),
-            node_key: "book".into(),
-            idempotency_key: key.into(),
-            attempt: 1,
-            compensation: false,
-        },
-        tool: tool.into(),
-        input,
-        caller: Caller::Node,
-        timeout_ms: Some(5_000),
-        local: Arc::from(Vec::new()),
-    }
+    let mut r = crate::call_as(tool, input, key);
+    r.ctx.node_key = "book".into();
+    r.timeout_ms = Some(5_000);
+    r
 }
 
 #[tokio::test]
