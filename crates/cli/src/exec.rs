@@ -83,21 +83,76 @@ fn read_json(arg: &str, what: &str) -> Result<Value, Exit> {
         .map_err(|e| Exit::invalid(anyhow!("the {what} is not valid JSON ({e}): {text}")))
 }
 
-/// Prints one line per transition on stderr.
-fn progress(engine: &Engine) {
+/// Prints one line per transition on stderr; in a terminal, under a progress bar of the
+/// workflow's nodes (`total`) that finished, whatever their outcome.
+fn progress(engine: &Engine, total: Option<u64>) -> Option<indicatif::ProgressBar> {
     let start = std::time::Instant::now();
-    let color = std::io::stderr().is_terminal();
-    engine.set_observer(Arc::new(move |id: &str, e: &Event| {
-        if let Some(line) = progress_line(e) {
-            let t = start.elapsed().as_millis();
-            let short = &id[id.len().saturating_sub(6)..];
-            if color {
-                eprintln!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}");
-            } else {
-                eprintln!("{t:>6}ms {short} {line}");
+    let terminal = std::io::stderr().is_terminal();
+    let bar = match total {
+        Some(n) if terminal => {
+            let pb = indicatif::ProgressBar::with_draw_target(
+                Some(n),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{elapsed:>4} [{bar:30.cyan/blue}] {pos}/{len} nodes {msg}",
+            ) {
+                pb.set_style(style.progress_chars("=> "));
             }
+            Some(pb)
+        }
+        _ => None,
+    };
+    let pb = bar.clone();
+    let finished = std::sync::Mutex::new(std::collections::HashSet::<String>::new());
+    engine.set_observer(Arc::new(move |id: &str, e: &Event| {
+        let Some(line) = progress_line(e) else {
+            return;
+        };
+        let t = start.elapsed().as_millis();
+        let short = &id[id.len().saturating_sub(6)..];
+        match &pb {
+            Some(pb) => {
+                pb.println(format!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}"));
+                if let Some(node) = e.node.as_deref() {
+                    // Loop iterations are keyed `node[i]`: count the node once.
+                    let node = node.split('[').next().unwrap_or(node);
+                    match e.kind {
+                        EventKind::NodeStarted => pb.set_message(format!("▶ {node}")),
+                        EventKind::NodeSucceeded
+                        | EventKind::NodeSkipped
+                        | EventKind::NodeFailed
+                        | EventKind::NodeCancelled => {
+                            let mut done = finished.lock().unwrap_or_else(|p| p.into_inner());
+                            if done.insert(node.to_string()) {
+                                pb.set_position(done.len() as u64);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            None if terminal => eprintln!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}"),
+            None => eprintln!("{t:>6}ms {short} {line}"),
         }
     }));
+    bar
+}
+
+/// How many nodes the execution's workflow has (for the progress bar).
+async fn node_count(engine_store: &Arc<dyn Store>, tenant: &str, id: &str) -> Option<u64> {
+    let rec = engine_store.get_execution(tenant, id).await.ok()?;
+    let n = match &rec.definition {
+        Some(def) => def.get("nodes")?.as_array()?.len(),
+        None => engine_store
+            .get_workflow(tenant, &rec.workflow, Some(rec.version))
+            .await
+            .ok()?
+            .workflow
+            .nodes
+            .len(),
+    };
+    Some(n as u64)
 }
 
 fn progress_line(e: &Event) -> Option<String> {
@@ -211,14 +266,23 @@ async fn finish(
         }
         return Ok(());
     }
-    if !out.json {
-        progress(engine);
-    }
+    let bar = if out.json {
+        None
+    } else {
+        let total = if std::io::stderr().is_terminal() {
+            node_count(store, &g.tenant, id).await
+        } else {
+            None
+        };
+        progress(engine, total)
+    };
     let o = engine
         .drive(&g.tenant, id, Mode::Foreground, wait_for_lease)
-        .await
-        .map_err(engine_err)?;
-    report(store, &g.tenant, &o, out.json).await
+        .await;
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    report(store, &g.tenant, &o.map_err(engine_err)?, out.json).await
 }
 
 pub async fn run(g: &Global, args: RunArgs) -> Result<(), Exit> {
@@ -281,7 +345,7 @@ pub async fn cancel(g: &Global, id: &str, compensate: bool, json: bool) -> Resul
         .await
         .map_err(engine_err)?;
     if !json {
-        progress(&engine);
+        progress(&engine, None);
     }
     match engine.drive(&g.tenant, id, Mode::Foreground, false).await {
         Ok(o) => {
@@ -477,7 +541,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
 pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
     let config = config(g)?;
     let (engine, store) = engine(g, &config).await?;
-    progress(&engine);
+    progress(&engine, None);
     eprintln!(
         "worker {} on {} (concurrency {concurrency}, lease {} ms); Ctrl-C stops it",
         engine.options().owner,

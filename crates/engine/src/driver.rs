@@ -816,6 +816,13 @@ impl Engine {
                     }
                 }
                 let status = m.status();
+                // A worker keeps an execution whose timer is (nearly) due: released, it would
+                // be runnable at once and claimed again without the timer ever firing.
+                let soon = now_ms() + TIMER_KEEP_MS;
+                let timer_due = timers.first().is_some_and(|(at, _)| *at <= soon)
+                    || actions
+                        .iter()
+                        .any(|a| matches!(a, Action::Timer { at, .. } if *at <= soon));
                 let exit = status.is_terminal()
                     || (after.is_empty()
                         && futs.is_empty()
@@ -823,7 +830,7 @@ impl Engine {
                             matches!(a, Action::CallTool { .. } | Action::RunAgent { .. })
                         })
                         && status == ExecStatus::Waiting
-                        && (mode == Mode::Background || waits_only_for_people(&m)));
+                        && ((mode == Mode::Background && !timer_due) || waits_only_for_people(&m)));
                 if persistent {
                     let mut commit = m.take_commit(&owner);
                     let child_ids: Vec<String> = children.iter().map(|c| c.id.clone()).collect();
@@ -930,6 +937,9 @@ impl Engine {
 }
 
 /// Waiting only for people: no wait timer, no retry, no child execution pending.
+/// A worker sleeps through timers due within this long instead of releasing the execution.
+const TIMER_KEEP_MS: i64 = 1_000;
+
 fn waits_only_for_people(m: &Machine) -> bool {
     let plan = m.plan().clone();
     !m.nodes().values().any(|r| {

@@ -204,3 +204,63 @@ fn detached_runs_are_taken_by_a_worker_and_cancel_compensates() {
     let o = hilo_env(&["executions", "list", "--json"], &db, &[]);
     assert_eq!(json_out(&o).as_array().unwrap().len(), 0);
 }
+
+/// A worker fires `wait` timers: a near one while it holds the execution, a later one after
+/// releasing it and claiming it again when due — each execution resumed a bounded number of
+/// times, never spinning on a due timer.
+#[test]
+fn a_worker_fires_wait_timers_near_and_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let mut ids = Vec::new();
+    for ms in [50, 1500] {
+        let wf = dir.path().join(format!("wait{ms}.yaml"));
+        std::fs::write(
+            &wf,
+            format!(
+                "name: wait{ms}\nversion: 1\nnodes:\n  - {{id: pause, type: wait, duration_ms: {ms}}}\n  - {{id: done, type: finish, output: {{waited: {ms}}}}}\nedges:\n  - {{from: pause, to: done}}\n"
+            ),
+        )
+        .unwrap();
+        let o = hilo_env(&["run", wf.to_str().unwrap(), "--detach"], &db, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let id = text(&o.stdout).trim().to_string();
+        // `resume --detach` leaves it to the worker too.
+        let o = hilo_env(&["resume", &id, "--detach"], &db, &[]);
+        assert_eq!(text(&o.stdout).trim(), id);
+        ids.push(id);
+    }
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_hilo"))
+        .args(["worker", "--db"])
+        .arg(&db)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut done = 0;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let o = hilo_env(
+            &["executions", "list", "--status", "succeeded", "--json"],
+            &db,
+            &[],
+        );
+        done = json_out(&o).as_array().map_or(0, Vec::len);
+        if done == 2 {
+            break;
+        }
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert_eq!(done, 2, "the worker did not finish both waits");
+    for id in &ids {
+        let o = hilo_env(&["executions", "show", id, "--json"], &db, &[]);
+        let v = json_out(&o);
+        let resumed = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "execution_resumed")
+            .count();
+        assert!(resumed <= 3, "{id} resumed {resumed} times: {v}");
+    }
+}
