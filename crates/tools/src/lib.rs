@@ -7,6 +7,7 @@
 //! - [`limits`]: token buckets (`governor`) and circuit breakers; [`cache`]: the TTL cache.
 //! - [`http`]: `http_request`, declarative HTTP tools and the SSRF guard; [`builtin`]:
 //!   `transform_json`, `filter_list`; [`secrets`]: where `secrets.NAME` values come from.
+//! - [`mcp`]: the tools of MCP servers (`[mcp.servers.NAME]`), through `rmcp`.
 
 // `NodeError` is the tool protocol's error (code, message, detail), shared with the engine and
 // returned at most once per call: boxing it would buy nothing.
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod executor;
 pub mod http;
 pub mod limits;
+pub mod mcp;
 pub mod redact;
 pub mod secrets;
 #[cfg(feature = "test-util")]
