@@ -30,8 +30,15 @@
 //! outbox = "outbox"             # default: outbox/ next to the database
 //! smtp = { host = "smtp.example.com", port = 587, tls = "starttls", username = "bot", password_secret = "smtp_password" }
 //!
-//! [mcp.servers.files]           # tools become mcp.files.<tool>
-//! command = "mcp-server-files"
+//! [mcp.servers.files]           # tools become mcp.files.<tool> (see hilo_tools::mcp)
+//! command = "mcp-server-files"  # started as a child process, MCP over stdio
+//! args = ["--root", "/srv/files"]
+//! env = { LOG_LEVEL = "warn" }
+//!
+//! [mcp.servers.crm]             # or a streamable HTTP endpoint
+//! url = "https://crm.example.com/mcp"
+//! headers = { Authorization = "Bearer …" }
+//! optional = true               # if it is down, start without its tools (default: an error)
 //!
 //! [llm.profiles.cheap]          # profiles besides fast, balanced, powerful
 //! primary = "some-model"
@@ -58,6 +65,8 @@ pub struct Config {
     pub payload_threshold: Option<usize>,
     /// What the tool executor needs (custom tools included).
     pub executor: hilo_tools::ExecutorConfig,
+    /// `[mcp.servers.NAME]`: the MCP servers whose tools the executor offers.
+    pub mcp: std::collections::BTreeMap<String, hilo_tools::mcp::McpServerConfig>,
 }
 
 impl Config {
@@ -184,8 +193,12 @@ impl Config {
             })?;
             config.payload_threshold = Some(usize::try_from(n).unwrap_or(usize::MAX));
         }
-        if let Some(Value::Object(servers)) = value.pointer("/mcp/servers") {
-            config.catalog.mcp_servers.extend(servers.keys().cloned());
+        if let Some(v) = value.pointer("/mcp/servers") {
+            config.mcp = hilo_tools::mcp::parse_servers(v)?;
+            config
+                .catalog
+                .mcp_servers
+                .extend(config.mcp.keys().cloned());
         }
         if let Some(Value::Object(profiles)) = value.pointer("/llm/profiles") {
             config.catalog.profiles.extend(profiles.keys().cloned());
@@ -222,6 +235,27 @@ ignored = true
         assert!(c.catalog.mcp_servers.contains("files"));
         assert!(c.catalog.profiles.contains("cheap"));
         assert_eq!(c.tools[0].http.method, "POST");
+    }
+
+    #[test]
+    fn mcp_servers_are_read_and_checked() {
+        let c = Config::parse(
+            "[mcp.servers.files]\ncommand = \"mcp-files\"\nargs = [\"--root\", \"/srv\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.mcp["files"].args, ["--root", "/srv"]);
+        assert!(c.catalog.mcp_servers.contains("files"));
+        let err = Config::parse("[mcp.servers.files]\ncommand = \"x\"\nurl = \"http://h/mcp\"\n")
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("[mcp.servers.files]: sets both `command` and `url`"),
+            "{err:#}"
+        );
+        let err = Config::parse("[mcp.servers.files]\ncmd = \"x\"\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `cmd`"),
+            "{err:#}"
+        );
     }
 
     #[test]

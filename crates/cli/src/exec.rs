@@ -23,9 +23,18 @@ fn config(g: &Global) -> Result<Config, Exit> {
 
 static EXECUTOR: std::sync::OnceLock<hilo_tools::Executor> = std::sync::OnceLock::new();
 
-/// The tool executor over the built-in tools, `hilo.toml`'s tools and (in hilo's own test
-/// builds) the test tools, auditing into `store`.
-pub fn executor(config: &Config, store: &Arc<dyn Store>) -> Result<hilo_tools::Executor, Exit> {
+/// The MCP servers started by this process, shut down before it exits.
+static MCP: std::sync::Mutex<Vec<Arc<hilo_tools::mcp::McpServers>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The tool executor over the built-in tools, `hilo.toml`'s tools, the tools of its MCP
+/// servers (started here: one that does not start is an error of the configuration, exit 2,
+/// unless it is `optional`) and (in hilo's own test builds) the test tools, auditing into
+/// `store`.
+pub async fn executor(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> Result<hilo_tools::Executor, Exit> {
     let mut settings = config.executor.clone();
     if settings.email.outbox.is_none() {
         settings.email.outbox = Some(crate::secrets::data_dir().join("outbox"));
@@ -36,18 +45,40 @@ pub fn executor(config: &Config, store: &Arc<dyn Store>) -> Result<hilo_tools::E
     if let Some((tools, _)) = hilo_engine::test_tools_if_enabled() {
         b = b.tools(tools);
     }
+    if !config.mcp.is_empty() {
+        let servers = hilo_tools::mcp::McpServers::connect(&config.mcp)
+            .await
+            .map_err(|e| {
+                let file = config
+                    .path
+                    .as_ref()
+                    .map_or("hilo.toml".into(), |p| p.display().to_string());
+                Exit::invalid(anyhow!(e).context(format!("in the configuration file {file}")))
+            })?;
+        for w in servers.warnings() {
+            eprintln!("warning: {w}");
+        }
+        b = b.tools(servers.tools());
+        let servers = Arc::new(servers);
+        MCP.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(servers.clone());
+    }
     let ex = b.build().map_err(|e| Exit::invalid(anyhow!(e)))?;
     let _ = EXECUTOR.set(ex.clone());
     Ok(ex)
 }
 
-/// Stores the audit entries still queued (before the process exits).
-pub async fn flush_audit() {
+/// Stores the audit entries still queued and stops the MCP servers (before the process
+/// exits).
+pub async fn shutdown() {
     if let Some(ex) = EXECUTOR.get()
         && let Err(e) = ex.flush_audit().await
     {
         eprintln!("warning: {e}");
     }
+    let servers: Vec<_> = std::mem::take(&mut *MCP.lock().unwrap_or_else(|p| p.into_inner()));
+    futures_util::future::join_all(servers.iter().map(|s| s.shutdown())).await;
 }
 
 async fn engine(g: &Global, config: &Config) -> Result<(Engine, Arc<dyn Store>), Exit> {
@@ -56,7 +87,7 @@ async fn engine(g: &Global, config: &Config) -> Result<(Engine, Arc<dyn Store>),
         lease_ms: g.lease_ms,
         ..EngineOptions::default()
     };
-    let tools = executor(config, &store)?;
+    let tools = executor(config, &store).await?;
     Ok((
         Engine::new(store.clone(), Arc::new(tools), None, options),
         store,

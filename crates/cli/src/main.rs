@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let r = commands::run(cli).await;
-        exec::flush_audit().await;
+        exec::shutdown().await;
         r
     });
     match result {

@@ -203,7 +203,7 @@ pub async fn tools(g: &Global, cmd: ToolsCommand) -> Result<(), Exit> {
     let store = open_store_with(g, &config).await?;
     match cmd {
         ToolsCommand::List { json } => {
-            let specs = specs(&config, &store)?;
+            let specs = specs(&config, &store).await?;
             let all: Vec<&ToolSpec> = specs.iter().collect();
             print_tools(&all, json, "no tools")
         }
@@ -218,7 +218,7 @@ pub async fn tools(g: &Global, cmd: ToolsCommand) -> Result<(), Exit> {
                     "the query is empty; give at least one word, e.g. `hilo tools search json`"
                 )));
             }
-            let specs = specs(&config, &store)?;
+            let specs = specs(&config, &store).await?;
             let found = search(&specs, &words);
             print_tools(
                 &found,
@@ -262,11 +262,11 @@ pub async fn tools(g: &Global, cmd: ToolsCommand) -> Result<(), Exit> {
 }
 
 /// Every tool the executor of a run would know, by name.
-fn specs(
+async fn specs(
     config: &Config,
     store: &std::sync::Arc<dyn hilo_core::store::Store>,
 ) -> Result<Vec<ToolSpec>, Exit> {
-    let mut specs = crate::exec::executor(config, store)?.specs();
+    let mut specs = crate::exec::executor(config, store).await?.specs();
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(specs)
 }
@@ -311,6 +311,9 @@ fn tool_json(s: &ToolSpec) -> Value {
     }
     if let Some(schema) = &s.input_schema {
         m.insert("input_schema".into(), schema.clone());
+    }
+    if let Some(schema) = &s.output_schema {
+        m.insert("output_schema".into(), schema.clone());
     }
     Value::Object(m)
 }

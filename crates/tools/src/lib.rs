@@ -10,6 +10,7 @@
 //! - [`email`]: `send_email` (SMTP or an `.eml` outbox).
 //! - [`vault`]: the credential store (AES-256-GCM under a master key), a [`Secrets`] source.
 //! - [`sql`]: `query_database` and `execute_sql`, with the `sqlparser` statement guard.
+//! - [`mcp`]: the tools of MCP servers (`[mcp.servers.NAME]`), through `rmcp`.
 
 // `NodeError` is the tool protocol's error (code, message, detail), shared with the engine and
 // returned at most once per call: boxing it would buy nothing.
@@ -22,6 +23,7 @@ pub mod email;
 pub mod executor;
 pub mod http;
 pub mod limits;
+pub mod mcp;
 pub mod redact;
 pub mod secrets;
 pub mod sql;

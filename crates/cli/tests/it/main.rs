@@ -5,6 +5,7 @@
 
 mod builtins;
 mod crash;
+mod mcp;
 mod run;
 mod tools;
 
