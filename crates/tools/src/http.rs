@@ -156,7 +156,9 @@ impl Resolve for GuardedResolver {
 /// The one HTTP client of the tools: guarded, size-limited, idempotency-keyed.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: reqwest::Client,
+    /// Built on the first request: a TLS client loads the platform's root certificates, which
+    /// a process that never calls out (most runs, the benchmark) should not pay for.
+    client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
     allow: Allow,
     max_response: usize,
 }
@@ -198,28 +200,36 @@ impl HttpClient {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
         ));
-        let redirect_allow = allow.clone();
-        let client = reqwest::Client::builder()
-            .dns_resolver(GuardedResolver {
-                allow: allow.clone(),
-            })
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 5 {
-                    return attempt.error("more than 5 redirects");
-                }
-                match redirect_allow.check_url(attempt.url()) {
-                    Ok(()) => attempt.follow(),
-                    Err(e) => attempt.error(e),
-                }
-            }))
-            .build()
-            .map_err(|e| format!("the HTTP client could not start: {e}"))?;
         Ok(HttpClient {
-            client,
+            client: Arc::new(std::sync::OnceLock::new()),
             allow,
             max_response: settings.max_response_bytes,
         })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, NodeError> {
+        let built = self.client.get_or_init(|| {
+            let redirect_allow = self.allow.clone();
+            reqwest::Client::builder()
+                .dns_resolver(GuardedResolver {
+                    allow: self.allow.clone(),
+                })
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                    if attempt.previous().len() >= 5 {
+                        return attempt.error("more than 5 redirects");
+                    }
+                    match redirect_allow.check_url(attempt.url()) {
+                        Ok(()) => attempt.follow(),
+                        Err(e) => attempt.error(e),
+                    }
+                }))
+                .build()
+                .map_err(|e| format!("the HTTP client could not start: {e}"))
+        });
+        built
+            .as_ref()
+            .map_err(|e| NodeError::new(codes::NOT_CONFIGURED, e.clone()))
     }
 
     /// Sends one request and maps its outcome to hilo's codes.
@@ -253,7 +263,7 @@ impl HttpClient {
             }
         }
         let mut req = self
-            .client
+            .client()?
             .request(method, url.clone())
             .header("Idempotency-Key", &ctx.idempotency_key)
             .header("User-Agent", concat!("hilo/", env!("CARGO_PKG_VERSION")));
