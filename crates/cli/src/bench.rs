@@ -127,6 +127,27 @@ fn engine(store: Arc<dyn Store>) -> anyhow::Result<Engine> {
     Ok(Engine::new(store, tools, None, EngineOptions::default()))
 }
 
+/// The median time of `runs` durable runs of `wf` one after another.
+async fn time_durable(
+    reps: usize,
+    e: &Engine,
+    wf: &Arc<Workflow>,
+    runs: usize,
+) -> anyhow::Result<f64> {
+    let (ms, _) = measure(reps, || {
+        let e = e.clone();
+        let wf = wf.clone();
+        async move {
+            for _ in 0..runs {
+                run_durable(&e, &wf).await?;
+            }
+            Ok(0.0)
+        }
+    })
+    .await?;
+    Ok(ms)
+}
+
 async fn run_durable(engine: &Engine, wf: &Workflow) -> anyhow::Result<String> {
     let id = engine
         .create(DEFAULT_TENANT, wf, true, json!({}), false)
@@ -226,15 +247,7 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
         say(&format!("chain of 100 steps, SQLite {label}"));
         let d = db(durability).await?;
         let e = engine(d.store.clone())?;
-        let (ms, _) = measure(reps, || {
-            let e = e.clone();
-            let wf = wf.clone();
-            async move {
-                run_durable(&e, &wf).await?;
-                Ok(0.0)
-            }
-        })
-        .await?;
+        let ms = time_durable(reps, &e, &wf, 1).await?;
         let (tx, _) = e.commit_counts();
         let runs = (reps + 1) as f64;
         // Each run: 100 steps; the creation of the execution is one more transaction.
@@ -255,20 +268,12 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     // (b) 100-way fan-out and join.
     say("fan-out 100 and join, durable");
     {
-        let wf = fanout(100)?;
+        let wf = Arc::new(fanout(100)?);
         let d = db(Durability::Normal).await?;
         let e = engine(d.store.clone())?;
         let mut last_tx = 0;
         let mut tx_per_run = 0;
-        let (ms, _) = measure(reps, || {
-            let e = e.clone();
-            let wf = wf.clone();
-            async move {
-                run_durable(&e, &wf).await?;
-                Ok(0.0)
-            }
-        })
-        .await?;
+        let ms = time_durable(reps, &e, &wf, 1).await?;
         let (tx, _) = e.commit_counts();
         // Transactions of one run: measure one more on its own.
         last_tx += tx;
@@ -290,17 +295,7 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     {
         let d = db(Durability::Normal).await?;
         let e = engine(d.store.clone())?;
-        let (ms, _) = measure(reps, || {
-            let e = e.clone();
-            let wf = five.clone();
-            async move {
-                for _ in 0..n_seq {
-                    run_durable(&e, &wf).await?;
-                }
-                Ok(0.0)
-            }
-        })
-        .await?;
+        let ms = time_durable(reps, &e, &five, n_seq).await?;
         let rate = n_seq as f64 / (ms / 1000.0);
         results.insert(
             "seq200_5step_sqlite".into(),

@@ -818,11 +818,13 @@ impl Engine {
                 let status = m.status();
                 // A worker keeps an execution whose timer is (nearly) due: released, it would
                 // be runnable at once and claimed again without the timer ever firing.
-                let soon = now_ms() + TIMER_KEEP_MS;
-                let timer_due = timers.first().is_some_and(|(at, _)| *at <= soon)
-                    || actions
-                        .iter()
-                        .any(|a| matches!(a, Action::Timer { at, .. } if *at <= soon));
+                let timer_due = || {
+                    let soon = now_ms() + TIMER_KEEP_MS;
+                    timers.first().is_some_and(|(at, _)| *at <= soon)
+                        || actions
+                            .iter()
+                            .any(|a| matches!(a, Action::Timer { at, .. } if *at <= soon))
+                };
                 let exit = status.is_terminal()
                     || (after.is_empty()
                         && futs.is_empty()
@@ -830,7 +832,8 @@ impl Engine {
                             matches!(a, Action::CallTool { .. } | Action::RunAgent { .. })
                         })
                         && status == ExecStatus::Waiting
-                        && ((mode == Mode::Background && !timer_due) || waits_only_for_people(&m)));
+                        && ((mode == Mode::Background && !timer_due())
+                            || waits_only_for_people(&m)));
                 if persistent {
                     let mut commit = m.take_commit(&owner);
                     let child_ids: Vec<String> = children.iter().map(|c| c.id.clone()).collect();

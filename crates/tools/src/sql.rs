@@ -187,7 +187,7 @@ impl Visitor for ReadOnly {
         self.depth += 1;
         if self.depth > 1 {
             self.problem = Some(format!(
-                "it contains a {} inside the SELECT; only reads are allowed",
+                "it contains a {} inside the statement; nested statements are not allowed",
                 statement_name(s)
             ));
             return ControlFlow::Break(());
@@ -720,6 +720,25 @@ fn pg_cast_placeholders(stmt: &mut Statement, types: &[String]) {
     });
 }
 
+/// A transaction (`READ ONLY` when asked) in which `checked`'s placeholders are cast to the
+/// types PostgreSQL infers for them.
+async fn pg_begin(
+    pool: &PgPool,
+    checked: &mut Checked,
+    params: usize,
+    read_only: bool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if read_only {
+        sqlx::raw_sql("SET TRANSACTION READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let types = pg_param_types(&mut tx, &checked.sql(), params).await?;
+    pg_cast_placeholders(&mut checked.statement, &types);
+    Ok(tx)
+}
+
 async fn pg_rows(
     conn: &mut sqlx::PgConnection,
     sql: &str,
@@ -807,15 +826,9 @@ impl Tool for QueryDatabase {
                 (rows, truncated)
             }
             Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(err)?;
-                sqlx::raw_sql("SET TRANSACTION READ ONLY")
-                    .execute(&mut *tx)
+                let mut tx = pg_begin(pool, &mut checked, params.len(), true)
                     .await
                     .map_err(err)?;
-                let types = pg_param_types(&mut tx, &checked.sql(), params.len())
-                    .await
-                    .map_err(err)?;
-                pg_cast_placeholders(&mut checked.statement, &types);
                 let sql = format!(
                     "SELECT row_to_json(hilo_q)::text FROM ({}) AS hilo_q",
                     checked.sql()
@@ -876,6 +889,33 @@ async fn pg_primary_key(
     .await
 }
 
+/// Makes the statement return `columns` (quoted with `quote`).
+fn return_columns(s: &mut Statement, columns: &[String], quote: Option<char>) {
+    if let Some(r) = returning_of(s) {
+        *r = Some(
+            columns
+                .iter()
+                .map(|c| {
+                    let ident = match quote {
+                        Some(q) => Ident::with_quote(q, c),
+                        None => Ident::new(c),
+                    };
+                    SelectItem::UnnamedExpr(Expr::Identifier(ident))
+                })
+                .collect(),
+        );
+    }
+}
+
+/// The output of a statement with a `RETURNING`: the keys hilo asked for become `ids`; the
+/// statement's own `RETURNING` (`keys` = `None`) comes back as `rows`.
+fn returned(rows: Vec<Value>, keys: Option<&[String]>) -> Value {
+    match keys {
+        Some(k) => json!({"rows_affected": rows.len(), "ids": ids_of(rows, k), "rows": []}),
+        None => json!({"rows_affected": rows.len(), "ids": [], "rows": rows}),
+    }
+}
+
 fn ids_of(rows: Vec<Value>, keys: &[String]) -> Vec<Value> {
     rows.into_iter()
         .map(|r| match (keys, r) {
@@ -913,15 +953,13 @@ impl Tool for ExecuteSql {
         match &*self.dbs.pool(name, config, true)? {
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await.map_err(err)?;
-                let key = vec!["rowid".to_string()];
+                let key = ["rowid".to_string()];
                 let add_key = checked.kind == StatementKind::Insert && !own_returning;
-                if add_key && let Some(r) = returning_of(&mut checked.statement) {
-                    *r = Some(vec![SelectItem::UnnamedExpr(Expr::Identifier(Ident::new(
-                        "rowid",
-                    )))]);
+                if add_key {
+                    return_columns(&mut checked.statement, &key, None);
                 }
+                let q = bind_sqlite(sqlx::query(sqlx::AssertSqlSafe(checked.sql())), params);
                 let out = if own_returning || add_key {
-                    let q = bind_sqlite(sqlx::query(sqlx::AssertSqlSafe(checked.sql())), params);
                     let rows: Vec<Value> = q
                         .fetch_all(&mut *tx)
                         .await
@@ -929,13 +967,8 @@ impl Tool for ExecuteSql {
                         .iter()
                         .map(sqlite_row)
                         .collect();
-                    if add_key {
-                        json!({"rows_affected": rows.len(), "ids": ids_of(rows, &key), "rows": []})
-                    } else {
-                        json!({"rows_affected": rows.len(), "ids": [], "rows": rows})
-                    }
+                    returned(rows, add_key.then_some(&key[..]))
                 } else {
-                    let q = bind_sqlite(sqlx::query(sqlx::AssertSqlSafe(checked.sql())), params);
                     let done = q.execute(&mut *tx).await.map_err(err)?;
                     json!({"rows_affected": done.rows_affected(), "ids": [], "rows": []})
                 };
@@ -943,29 +976,17 @@ impl Tool for ExecuteSql {
                 Ok(out)
             }
             Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(err)?;
-                let types = pg_param_types(&mut tx, &checked.sql(), params.len())
+                let mut tx = pg_begin(pool, &mut checked, params.len(), false)
                     .await
                     .map_err(err)?;
-                pg_cast_placeholders(&mut checked.statement, &types);
                 let mut keys = Vec::new();
                 if checked.kind == StatementKind::Insert
                     && !own_returning
                     && let Some(t) = &table
                 {
                     keys = pg_primary_key(&mut tx, t).await.map_err(err)?;
-                    if !keys.is_empty()
-                        && let Some(r) = returning_of(&mut checked.statement)
-                    {
-                        *r = Some(
-                            keys.iter()
-                                .map(|k| {
-                                    SelectItem::UnnamedExpr(Expr::Identifier(Ident::with_quote(
-                                        '"', k,
-                                    )))
-                                })
-                                .collect(),
-                        );
+                    if !keys.is_empty() {
+                        return_columns(&mut checked.statement, &keys, Some('"'));
                     }
                 }
                 let out = if own_returning || !keys.is_empty() {
@@ -976,11 +997,7 @@ impl Tool for ExecuteSql {
                     let (rows, _) = pg_rows(&mut tx, &sql, params, usize::MAX)
                         .await
                         .map_err(err)?;
-                    if own_returning {
-                        json!({"rows_affected": rows.len(), "ids": [], "rows": rows})
-                    } else {
-                        json!({"rows_affected": rows.len(), "ids": ids_of(rows, &keys), "rows": []})
-                    }
+                    returned(rows, (!own_returning).then_some(&keys[..]))
                 } else {
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(checked.sql()));
                     for p in params {
