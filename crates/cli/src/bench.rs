@@ -197,12 +197,47 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(0.0)
 }
 
-pub async fn run(as_json: bool, quick: bool) -> Result<(), Exit> {
-    bench(as_json, quick).await.map_err(Exit::from)
+pub async fn run(
+    as_json: bool,
+    quick: bool,
+    only: Option<String>,
+    reps: Option<u32>,
+) -> Result<(), Exit> {
+    if let Some(o) = &only
+        && !SCENARIOS.iter().any(|s| s.starts_with(o.as_str()))
+    {
+        return Err(Exit::from(anyhow!(
+            "no benchmark scenario starts with `{o}`; the scenarios are: {}",
+            SCENARIOS.join(", ")
+        )));
+    }
+    bench(as_json, quick, only.as_deref(), reps)
+        .await
+        .map_err(Exit::from)
 }
 
-async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
-    let reps = if quick { 1 } else { 5 };
+/// The scenario keys, as in `--json`.
+const SCENARIOS: [&str; 8] = [
+    "chain100_memory",
+    "chain100_sqlite_normal",
+    "chain100_sqlite_full",
+    "fanout100_sqlite",
+    "seq200_5step_sqlite",
+    "inflight16_5step_sqlite",
+    "state_growth_100x1k",
+    "resume_100",
+];
+
+async fn bench(
+    as_json: bool,
+    quick: bool,
+    only: Option<&str>,
+    reps: Option<u32>,
+) -> anyhow::Result<()> {
+    let wanted = |key: &str| only.is_none_or(|o| key.starts_with(o));
+    let reps = reps
+        .map(|r| r as usize)
+        .unwrap_or(if quick { 1 } else { 5 });
     let n_seq = if quick { 20 } else { 200 };
     let mut results = Map::new();
     let mut rows: Vec<(String, String)> = Vec::new();
@@ -214,8 +249,8 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
 
     // (a) 100-step chain: no persistence, NORMAL, FULL.
     let wf = Arc::new(chain("chain100", 100, "{}")?);
-    say("chain of 100 steps, no persistence");
-    {
+    if wanted("chain100_memory") {
+        say("chain of 100 steps, no persistence");
         let d = db(Durability::Normal).await?;
         let e = Engine::ephemeral(d.store.clone(), tools(None)?, EngineOptions::default());
         let (ms, _) = measure(reps, || {
@@ -244,6 +279,9 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
         ),
         ("synchronous=FULL", "chain100_sqlite_full", Durability::Full),
     ] {
+        if !wanted(key) {
+            continue;
+        }
         say(&format!("chain of 100 steps, SQLite {label}"));
         let d = db(durability).await?;
         let e = engine(d.store.clone())?;
@@ -266,8 +304,8 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     }
 
     // (b) 100-way fan-out and join.
-    say("fan-out 100 and join, durable");
-    {
+    if wanted("fanout100_sqlite") {
+        say("fan-out 100 and join, durable");
         let wf = Arc::new(fanout(100)?);
         let d = db(Durability::Normal).await?;
         let e = engine(d.store.clone())?;
@@ -291,8 +329,8 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
 
     // (c) 200 five-step workflows, one after another and 16 in flight.
     let five = Arc::new(chain("five", 5, "{}")?);
-    say(&format!("{n_seq} five-step workflows, one after another"));
-    {
+    if wanted("seq200_5step_sqlite") {
+        say(&format!("{n_seq} five-step workflows, one after another"));
         let d = db(Durability::Normal).await?;
         let e = engine(d.store.clone())?;
         let ms = time_durable(reps, &e, &five, n_seq).await?;
@@ -306,8 +344,8 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
             format!("{ms:.1} ms  ({rate:.0} executions/s)"),
         ));
     }
-    say(&format!("{n_seq} five-step workflows, 16 in flight"));
-    {
+    if wanted("inflight16_5step_sqlite") {
+        say(&format!("{n_seq} five-step workflows, 16 in flight"));
         let d = db(Durability::Normal).await?;
         let e = engine(d.store.clone())?;
         let tx0 = std::cell::Cell::new(0u64);
@@ -343,8 +381,8 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     }
 
     // (d) 100 steps each adding 1 KiB: bytes stored / final state size.
-    say("100 steps adding 1 KiB each: stored bytes");
-    {
+    if wanted("state_growth_100x1k") {
+        say("100 steps adding 1 KiB each: stored bytes");
         let wf = chain("grow", 100, "{kib: 1}")?;
         let d = db(Durability::Normal).await?;
         let e = engine(d.store.clone())?;
@@ -373,8 +411,8 @@ async fn bench(as_json: bool, quick: bool) -> anyhow::Result<()> {
     }
 
     // (e) Resume time: load the checkpoint of a 100-step history and rebuild the machine.
-    say("resume of a 100-step history");
-    {
+    if wanted("resume_100") {
+        say("resume of a 100-step history");
         let wf_text_steps = 100;
         let mut y = "name: resume\nversion: 1\nnodes:\n".to_string();
         for i in 0..wf_text_steps {

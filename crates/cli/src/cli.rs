@@ -175,6 +175,13 @@ pub enum Command {
         /// Fewer repetitions (for smoke tests)
         #[arg(long, hide = true)]
         quick: bool,
+        /// Only the scenarios whose key (as in `--json`) starts with this, e.g.
+        /// `chain100_memory` (for profiling one scenario)
+        #[arg(long, value_name = "KEY")]
+        only: Option<String>,
+        /// Measured runs per scenario (default 5; the median is reported)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        reps: Option<u32>,
     },
     /// List the audit trail of tool calls (inputs and outputs with personal data redacted),
     /// oldest first.

@@ -45,7 +45,12 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         Command::Audit(args) => crate::tools::audit(g, args).await,
         Command::Tools(cmd) => crate::tools::tools(g, cmd).await,
         Command::Secrets(cmd) => crate::secrets::secrets(g, cmd).await,
-        Command::Bench { json, quick } => crate::bench::run(json, quick).await,
+        Command::Bench {
+            json,
+            quick,
+            only,
+            reps,
+        } => crate::bench::run(json, quick, only, reps).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "hilo", &mut std::io::stdout());
             Ok(())

@@ -548,6 +548,11 @@ pub struct ExecUpdate {
     pub meta: ExecMeta,
     /// Give the lease up (the execution waits, or is done).
     pub release: bool,
+    /// Every field above but `last_seq` equals the previous commit's under the same lease
+    /// (most steps: the execution keeps running). A store may then leave the execution row
+    /// alone (`last_seq` is the last event's `seq` anyway), but must still refuse the commit
+    /// when the lease is lost.
+    pub unchanged: bool,
 }
 
 /// Everything one step of one execution writes, atomically: the history it appends and the

@@ -849,8 +849,9 @@ impl Engine {
                     if !empty {
                         #[cfg(feature = "test-util")]
                         crate::testkit::crash_point("before_commit");
+                        let exec = commit.exec.clone();
                         match engine.inner.persist.commit(commit).await? {
-                            CommitOutcome::Committed => {}
+                            CommitOutcome::Committed => m.committed(exec),
                             CommitOutcome::LeaseLost => {
                                 return Err(EngineError::LeaseLost { id: id.clone() });
                             }

@@ -13,10 +13,11 @@
 //! loop (nested loops chain: `outer[0]/inner[2]/id`). The idempotency key of a call is the
 //! execution id and the node key.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashSet};
 use hilo_core::exec::{
     Commit, CompensationState, Event, EventKind, ExecMeta, ExecRecord, ExecStatus, ExecUpdate,
     HumanTask, Loaded, LoopProgress, NodeError, NodeRecord, NodeStatus, ParentRef, Signal,
@@ -116,6 +117,9 @@ pub struct Machine {
     actions: Vec<Action>,
     /// Collect events and changed rows for commits (off for runs without persistence).
     tracking: bool,
+    /// The execution-level part of the last commit (`None` before the first one of this
+    /// machine): a commit that changes none of it says so, and the store skips the row.
+    last_exec: Option<ExecUpdate>,
 }
 
 #[derive(Debug)]
@@ -187,20 +191,20 @@ impl Machine {
             status: ExecStatus::Pending,
             input,
             vars: Map::new(),
-            nodes: HashMap::new(),
+            nodes: HashMap::default(),
             output: None,
             error: None,
             finished_at: None,
             meta,
             last_seq: 0,
             now: 0,
-            active: HashMap::new(),
-            in_flight: HashSet::new(),
+            active: HashMap::default(),
+            in_flight: HashSet::default(),
             tool_queue: VecDeque::new(),
             work: VecDeque::new(),
             checks: std::collections::BTreeSet::new(),
             events: Vec::new(),
-            dirty: HashSet::new(),
+            dirty: HashSet::default(),
             dirty_vars: Vec::new(),
             new_tasks: Vec::new(),
             closed_tasks: Vec::new(),
@@ -208,6 +212,7 @@ impl Machine {
             consumed: Vec::new(),
             actions: Vec::new(),
             tracking: true,
+            last_exec: None,
         }
     }
 
@@ -238,6 +243,10 @@ impl Machine {
             m.vars.insert(k.clone(), v.clone());
         }
         for r in &loaded.nodes {
+            // The row's copy lags when steps left it alone (see `take_commit`).
+            if let Some(done) = r.done_seq {
+                m.meta.next_done = m.meta.next_done.max(done + 1);
+            }
             if r.status.is_active() {
                 *m.active.entry(split_key(&r.key).0.to_string()).or_default() += 1;
             }
@@ -327,19 +336,44 @@ impl Machine {
                 (k, v)
             })
             .collect();
+        let mut runnable_at = self.runnable_at();
+        if let Some(prev) = &self.last_exec {
+            // While it runs, the execution stays runnable since the time it started running
+            // (a dead owner's lease expiry is what lets a worker take it), so steps do not
+            // rewrite the row, nor the index on that column, just to move this time.
+            let running = |s: ExecStatus| matches!(s, ExecStatus::Pending | ExecStatus::Running);
+            if running(self.status) && running(prev.status) && prev.runnable_at.is_some() {
+                runnable_at = prev.runnable_at;
+            }
+        }
+        let mut exec = ExecUpdate {
+            status: self.status,
+            output: self.output.clone(),
+            error: self.error.clone(),
+            last_seq: self.last_seq,
+            runnable_at,
+            finished_at: self.finished_at,
+            meta: self.meta.clone(),
+            release: self.status.is_terminal(),
+            unchanged: false,
+        };
+        // `meta.next_done` moves with every completed node, and a restore recomputes it from
+        // the node records (`done_seq`), so it alone does not make the row change either.
+        exec.unchanged = self.last_exec.as_ref().is_some_and(|prev| {
+            ExecUpdate {
+                last_seq: exec.last_seq,
+                unchanged: false,
+                meta: ExecMeta {
+                    next_done: exec.meta.next_done,
+                    ..prev.meta.clone()
+                },
+                ..prev.clone()
+            } == exec
+        });
         Commit {
             execution_id: self.exec_id.clone(),
             owner: owner.to_string(),
-            exec: ExecUpdate {
-                status: self.status,
-                output: self.output.clone(),
-                error: self.error.clone(),
-                last_seq: self.last_seq,
-                runnable_at: self.runnable_at(),
-                finished_at: self.finished_at,
-                meta: self.meta.clone(),
-                release: self.status.is_terminal(),
-            },
+            exec,
             events: std::mem::take(&mut self.events),
             nodes,
             vars,
@@ -349,6 +383,12 @@ impl Machine {
             notify_parent: self.notify_parent.take(),
             consumed_signals: std::mem::take(&mut self.consumed),
         }
+    }
+
+    /// Records that a commit taken by [`Machine::take_commit`] is stored: later commits that
+    /// change nothing at the execution level say so.
+    pub fn committed(&mut self, exec: ExecUpdate) {
+        self.last_exec = Some(exec);
     }
 
     /// Drops what a commit would carry (runs without persistence).

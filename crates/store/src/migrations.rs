@@ -1,8 +1,9 @@
 //! The schema, as sqlx migrations embedded in the binary.
 //!
 //! Each migration is one `.sql` file under `crates/store/migrations/`, written in the SQL that
-//! both SQLite and PostgreSQL accept. Migrations only ever get added, never edited: sqlx
-//! checks each applied migration's checksum on start.
+//! both SQLite and PostgreSQL accept, except those in [`SQLITE_ONLY`] (physical layout that
+//! only SQLite has, such as `WITHOUT ROWID`). Migrations only ever get added, never edited:
+//! sqlx checks each applied migration's checksum on start.
 
 use std::borrow::Cow;
 
@@ -24,11 +25,24 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "secrets", include_str!("../migrations/0004_secrets.sql")),
 ];
 
-/// The migrator for every backend.
-pub fn migrator() -> Migrator {
+/// Migrations that only the SQLite backend runs (numbered in the same sequence).
+const SQLITE_ONLY: &[(i64, &str, &str)] = &[(
+    5,
+    "sqlite clustered execution tables",
+    include_str!("../migrations/0005_sqlite_clustered.sql"),
+)];
+
+/// The migrator of the SQLite backend: the portable migrations and its own, in order.
+pub fn sqlite_migrator() -> Migrator {
+    let mut all: Vec<&(i64, &str, &str)> = MIGRATIONS.iter().chain(SQLITE_ONLY).collect();
+    all.sort_by_key(|m| m.0);
+    migrator_of(all)
+}
+
+fn migrator_of(migrations: Vec<&(i64, &'static str, &'static str)>) -> Migrator {
     Migrator::with_migrations(
-        MIGRATIONS
-            .iter()
+        migrations
+            .into_iter()
             .map(|(version, description, sql)| {
                 Migration::new(
                     *version,

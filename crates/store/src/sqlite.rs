@@ -22,6 +22,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+use crate::sqlite_audit::AuditBuffer;
 use crate::sqlite_writer::{BUSY_TIMEOUT, Target, Writer};
 
 /// How hard a commit tries to reach the disk.
@@ -40,6 +41,8 @@ pub enum Durability {
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Arc<Writer>,
+    /// Audit entries waiting for the writer (see `sqlite_audit`).
+    audit: Arc<AuditBuffer>,
     description: String,
     payload_threshold: usize,
 }
@@ -144,7 +147,7 @@ impl SqliteStore {
         durability: Durability,
         description: String,
     ) -> Result<Self> {
-        crate::migrations::migrator()
+        crate::migrations::sqlite_migrator()
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
@@ -152,6 +155,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             writer: Arc::new(writer),
+            audit: Arc::default(),
             description,
             payload_threshold: DEFAULT_PAYLOAD_THRESHOLD,
         })
@@ -175,6 +179,10 @@ impl SqliteStore {
     /// The writer thread, which runs every execution query.
     pub(crate) fn writer(&self) -> &Writer {
         &self.writer
+    }
+
+    pub(crate) fn audit_buffer(&self) -> &Arc<AuditBuffer> {
+        &self.audit
     }
 
     async fn active_version(

@@ -1,16 +1,151 @@
 //! The tool executor's audit trail on SQLite: appended in batches, listed per execution or
 //! tool, and summarised per tool (`hilo tools stats`). Rows arrive already redacted.
+//!
+//! Entries are written by the writer thread, preferably inside the next execution commit
+//! (which is usually microseconds away while executions run): a step then costs one
+//! transaction, not one for its checkpoint and one for its tool call's audit row, and an
+//! entry queued before a step's commit is stored atomically with it. When no commit comes
+//! within [`AUDIT_LINGER`], the entries get a transaction of their own.
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use hilo_core::store::{Result, StoreError, TenantId};
 use hilo_core::tool::{AuditEntry, AuditFilter, AuditStatus, AuditStore, ToolStats};
+use rusqlite::{Connection, TransactionBehavior, params};
+use sqlx::QueryBuilder;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Row, Sqlite};
+use tokio::sync::watch;
 
 use crate::sqlite::{SqliteStore, backend};
 use crate::sqlite_exec::{i as int, u};
+use crate::sqlite_writer::db;
+
+/// How long `record_audit` waits for an execution commit to carry its entries before it
+/// writes them in a transaction of their own.
+pub(crate) const AUDIT_LINGER: Duration = Duration::from_millis(5);
+
+/// Audit entries waiting for the writer thread, in batches numbered from 1.
+#[derive(Debug)]
+pub(crate) struct AuditBuffer {
+    /// The entries of the batch now filling, and its number.
+    pending: Mutex<(Vec<AuditEntry>, u64)>,
+    /// The highest batch number stored (batches are stored in order, on one thread).
+    stored: watch::Sender<u64>,
+}
+
+impl Default for AuditBuffer {
+    fn default() -> AuditBuffer {
+        AuditBuffer {
+            pending: Mutex::new((Vec::new(), 1)),
+            stored: watch::Sender::new(0),
+        }
+    }
+}
+
+impl AuditBuffer {
+    /// Queues entries; the number of the batch they are in.
+    fn push(&self, entries: &[AuditEntry]) -> u64 {
+        let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        p.0.extend_from_slice(entries);
+        p.1
+    }
+
+    /// Takes the filling batch (on the writer thread, inside a transaction).
+    pub(crate) fn take(&self) -> (Vec<AuditEntry>, u64) {
+        let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let batch = p.1;
+        p.1 += 1;
+        (std::mem::take(&mut p.0), batch)
+    }
+
+    /// The taken batch is committed.
+    pub(crate) fn stored(&self, batch: u64) {
+        self.stored.send_if_modified(|s| {
+            let moved = batch > *s;
+            *s = (*s).max(batch);
+            moved
+        });
+    }
+
+    /// The taken batch's transaction failed: its entries go back into the filling batch (the
+    /// writer is one thread, so nothing else was taken meanwhile).
+    pub(crate) fn put_back(&self, entries: Vec<AuditEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let later = std::mem::replace(&mut p.0, entries);
+        p.0.extend(later);
+    }
+}
+
+/// Inserts audit rows on the writer's connection (inside the caller's transaction).
+pub(crate) fn insert_audit(conn: &Connection, entries: &[AuditEntry]) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut st = conn
+        .prepare_cached(
+            "INSERT INTO tool_audit (at, tenant_id, execution_id, node_key, agent, tool, input, \
+             output, status, error_code, error_message, duration_ms, attempt, cached, \
+             idempotency_key, compensates) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )
+        .map_err(db)?;
+    for e in entries {
+        st.execute(params![
+            e.at,
+            e.tenant,
+            e.execution_id,
+            e.node_key,
+            e.agent,
+            e.tool,
+            e.input.to_string(),
+            e.output.as_ref().map(|o| o.to_string()),
+            e.status.as_str(),
+            e.error_code,
+            e.error_message,
+            int(e.duration_ms),
+            i64::from(e.attempt),
+            e.cached,
+            e.idempotency_key,
+            e.compensates,
+        ])
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// The writer-thread job of `record_audit` when no commit carried its batch: stores whatever
+/// is queued in a transaction of its own.
+fn flush_own(conn: &mut Connection, buffer: &AuditBuffer) -> Result<()> {
+    let (entries, batch) = buffer.take();
+    if entries.is_empty() {
+        buffer.stored(batch);
+        return Ok(());
+    }
+    let written = (|| {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        insert_audit(&tx, &entries)?;
+        tx.commit().map_err(db)
+    })();
+    match written {
+        Ok(()) => {
+            buffer.stored(batch);
+            Ok(())
+        }
+        Err(e) => {
+            buffer.put_back(entries);
+            Err(e)
+        }
+    }
+}
 
 fn entry(r: &SqliteRow) -> Result<AuditEntry> {
     let json = |col: &str| -> Result<Option<serde_json::Value>> {
@@ -63,35 +198,19 @@ impl AuditStore for SqliteStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await.map_err(backend)?;
-        // 17 binds a row: stay under SQLite's 32766 bound variables per statement.
-        for chunk in entries.chunks(1000) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO tool_audit (at, tenant_id, execution_id, node_key, agent, tool, input, \
-                 output, status, error_code, error_message, duration_ms, attempt, cached, \
-                 idempotency_key, compensates) ",
-            );
-            q.push_values(chunk, |mut b, e| {
-                b.push_bind(e.at)
-                    .push_bind(&e.tenant)
-                    .push_bind(&e.execution_id)
-                    .push_bind(&e.node_key)
-                    .push_bind(&e.agent)
-                    .push_bind(&e.tool)
-                    .push_bind(e.input.to_string())
-                    .push_bind(e.output.as_ref().map(|o| o.to_string()))
-                    .push_bind(e.status.as_str())
-                    .push_bind(&e.error_code)
-                    .push_bind(&e.error_message)
-                    .push_bind(int(e.duration_ms))
-                    .push_bind(i64::from(e.attempt))
-                    .push_bind(e.cached)
-                    .push_bind(&e.idempotency_key)
-                    .push_bind(&e.compensates);
-            });
-            q.build().execute(&mut *tx).await.map_err(backend)?;
+        let buffer = self.audit_buffer().clone();
+        let batch = buffer.push(entries);
+        let mut stored = buffer.stored.subscribe();
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(AUDIT_LINGER, stored.wait_for(|s| *s >= batch)).await
+        {
+            return Ok(());
         }
-        tx.commit().await.map_err(backend)
+        // No commit came by: a transaction of their own (after every job queued before it,
+        // so when it finds nothing queued, an earlier transaction stored them).
+        self.writer()
+            .run(move |conn| flush_own(conn, &buffer))
+            .await
     }
 
     async fn audit(&self, tenant: &TenantId, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {

@@ -15,11 +15,14 @@ use hilo_core::exec::{
 };
 use hilo_core::store::{Result, StoreError, TenantId};
 use rusqlite::types::FromSql;
-use rusqlite::{CachedStatement, Connection, OptionalExtension, Params, Row, params};
+use rusqlite::{
+    CachedStatement, Connection, OptionalExtension, Params, Row, TransactionBehavior, params,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::sqlite::SqliteStore;
+use crate::sqlite_audit::insert_audit;
 use crate::sqlite_writer::db;
 
 const REF: &str = "@ref:";
@@ -146,12 +149,18 @@ fn get_json(conn: &Connection, text: Option<String>) -> Result<Option<Value>> {
         .map_err(|e| corrupt("value", e))
 }
 
-/// The columns of `executions` that [`exec_from_row`] reads, in its order.
+/// The columns of `executions` that [`exec_from_row`] reads, in its order. A step that
+/// changes nothing at the execution level leaves the row alone (see [`Writes::apply_commit`]),
+/// so `last_seq` and `updated_at` come from the last event when it is newer.
 macro_rules! exec_columns {
     () => {
         "id, tenant_id, workflow, version, status, input, output, error, parent_id, parent_node, \
-         created_at, updated_at, finished_at, last_seq, runnable_at, lease_owner, lease_expires_at, \
-         meta, definition"
+         created_at, \
+         MAX(updated_at, COALESCE((SELECT at FROM exec_events v WHERE v.execution_id = executions.id \
+             ORDER BY v.seq DESC LIMIT 1), 0)), \
+         finished_at, \
+         MAX(last_seq, COALESCE((SELECT MAX(seq) FROM exec_events v WHERE v.execution_id = executions.id), 0)), \
+         runnable_at, lease_owner, lease_expires_at, meta, definition"
     };
 }
 
@@ -430,6 +439,18 @@ impl Writes<'_> {
             .error
             .as_ref()
             .map(|e| serde_json::to_string(e).unwrap_or_default());
+        if x.unchanged && !x.release {
+            // Only the lease to check: a read, so the row's page stays clean.
+            let held: Option<i64> = scalar(
+                self.conn,
+                "SELECT 1 FROM executions WHERE id = $1 AND lease_owner = $2",
+                params![c.execution_id, c.owner],
+            )?;
+            if held.is_none() {
+                return Ok(CommitOutcome::LeaseLost);
+            }
+            return self.apply_rows(c, now);
+        }
         let meta = serde_json::to_string(&x.meta).map_err(|e| corrupt("meta", e))?;
         let updated = exec(
             self.conn,
@@ -455,6 +476,12 @@ impl Writes<'_> {
         if updated == 0 {
             return Ok(CommitOutcome::LeaseLost);
         }
+        self.apply_rows(c, now)
+    }
+
+    /// The rows of a commit below the execution row: history, checkpoint, tasks, children,
+    /// signals.
+    fn apply_rows(&self, c: &Commit, now: i64) -> Result<CommitOutcome> {
         let id = c.execution_id.as_str();
         self.insert_events(id, &c.events)?;
         self.upsert_nodes(id, &c.nodes)?;
@@ -533,12 +560,45 @@ impl SqliteStore {
         F: FnOnce(&Writes<'_>) -> Result<T> + Send + 'static,
     {
         let payload_threshold = self.payload_threshold();
+        let audit = self.audit_buffer().clone();
         self.writer()
-            .transaction(move |tx| {
-                f(&Writes {
-                    conn: tx,
-                    payload_threshold,
-                })
+            .run(move |conn| {
+                // Queued audit entries ride along (under a savepoint: entries the database
+                // refuses stay queued for their own transaction, which reports the error).
+                let (entries, batch) = audit.take();
+                let done = (|| {
+                    let mut tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(db)?;
+                    let mut carried = false;
+                    if !entries.is_empty() {
+                        let sp = tx.savepoint().map_err(db)?;
+                        if insert_audit(&sp, &entries).is_ok() {
+                            sp.commit().map_err(db)?;
+                            carried = true;
+                        }
+                    }
+                    let out = f(&Writes {
+                        conn: &tx,
+                        payload_threshold,
+                    })?;
+                    tx.commit().map_err(db)?;
+                    Ok((out, carried))
+                })();
+                match done {
+                    Ok((out, true)) => {
+                        audit.stored(batch);
+                        Ok(out)
+                    }
+                    Ok((out, false)) => {
+                        audit.put_back(entries);
+                        Ok(out)
+                    }
+                    Err(e) => {
+                        audit.put_back(entries);
+                        Err(e)
+                    }
+                }
             })
             .await
     }

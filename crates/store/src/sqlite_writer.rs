@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hilo_core::store::{Result, StoreError};
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use crate::sqlite::Durability;
@@ -163,24 +163,6 @@ impl Writer {
             .send(job)
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
-    }
-
-    /// Runs `f` in one `BEGIN IMMEDIATE` … `COMMIT` transaction on the writer's connection
-    /// (rolled back when `f` fails).
-    pub(crate) async fn transaction<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
-    {
-        self.run(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(db)?;
-            Ok(out)
-        })
-        .await
     }
 }
 

@@ -3,9 +3,12 @@
 //! transaction to a step's critical path. `flush` waits until everything queued before it is
 //! stored (the CLI flushes before it exits; workers flush on shutdown).
 //!
-//! A process killed outright loses at most the entries still queued (milliseconds' worth);
-//! the calls they describe belong to steps that were not committed either, so they re-run
-//! after resume with the same idempotency key and are audited then.
+//! A process killed outright loses at most the entries still queued (milliseconds' worth).
+//! Mostly the calls they describe belong to steps that were not committed either, so they
+//! re-run after resume with the same idempotency key and are audited then: the SQLite store
+//! writes queued entries inside the next execution commit's transaction. An entry still on its
+//! way to the store when its step commits (a window of microseconds) is written by a later
+//! transaction, or lost with the process.
 
 use std::sync::Arc;
 

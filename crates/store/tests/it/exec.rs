@@ -58,6 +58,7 @@ fn step(id: &str, owner: &str, seq: u64, output: Value) -> Commit {
             finished_at: None,
             meta: ExecMeta::default(),
             release: false,
+            unchanged: false,
         },
         events: vec![event(seq, EventKind::NodeSucceeded)],
         nodes: vec![node],
@@ -122,6 +123,53 @@ async fn a_batch_commits_fenced_by_lease_and_loads_back() {
             .unwrap()
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn an_unchanged_step_leaves_the_execution_row_but_is_still_fenced_and_dated() {
+    let store = memory().await;
+    store
+        .create_execution(new_exec("x1", Some("me")), Vec::new())
+        .await
+        .unwrap();
+    store
+        .commit_batch(vec![step("x1", "me", 1, json!(1))])
+        .await
+        .unwrap();
+    let mut quiet = step("x1", "me", 2, json!(2));
+    quiet.exec.unchanged = true;
+    quiet.events[0].at = 777;
+    assert_eq!(
+        store.commit_batch(vec![quiet.clone()]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+    // The row was not rewritten, yet what it reports follows the history.
+    let rec = store.get_execution("default", "x1").await.unwrap();
+    assert_eq!(rec.last_seq, 2);
+    assert!(rec.updated_at >= 777, "{}", rec.updated_at);
+    let listed = store
+        .list_executions("default", &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(listed[0].last_seq, 2);
+    // Someone else holds it now: refused like any other commit.
+    let mut late = step("x1", "intruder", 3, json!(3));
+    late.exec.unchanged = true;
+    assert_eq!(
+        store.commit_batch(vec![late]).await.unwrap(),
+        [CommitOutcome::LeaseLost]
+    );
+    assert_eq!(store.events("x1").await.unwrap().len(), 2);
+    let loaded = store
+        .claim("default", "x1", "me", 1000, 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        loaded.exec.last_seq, 2,
+        "a restored machine goes on after seq 2"
+    );
+    assert_eq!(loaded.nodes[0].output.as_ref(), Some(&json!(2)));
 }
 
 #[tokio::test]
