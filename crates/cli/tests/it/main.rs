@@ -297,3 +297,31 @@ fn every_source_file_has_a_header() {
         "files without a //! header: {missing:?}"
     );
 }
+
+/// `hilo bench` runs for real (one scenario, one repetition) and prints one JSON object keyed
+/// by scenario; an unknown scenario is refused with the list of keys.
+#[test]
+fn bench_runs_one_scenario_as_json_and_names_the_scenarios_it_knows() {
+    let out = hilo(
+        &["bench", "--json", "--quick", "--only", "state_growth"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["state_growth_100x1k", "peak_rss"]);
+    let ratio = v["state_growth_100x1k"]["bytes_ratio"].as_f64().unwrap();
+    assert!(
+        (1.0..1.5).contains(&ratio),
+        "stored / final state = {ratio}"
+    );
+    assert!(v["peak_rss"]["mib"].as_f64().unwrap() > 0.0);
+
+    let out = hilo(&["bench", "--only", "nope"], None);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no benchmark scenario starts with `nope`") && err.contains("resume_100"),
+        "{err}"
+    );
+}
