@@ -128,6 +128,37 @@ enum Work {
     Propagate(String),
 }
 
+/// Whether two commits would write the same execution row: every field but `last_seq` (the
+/// last event has it) and `meta.next_done` (moves with every completed node; a restore
+/// recomputes it from the node records' `done_seq`). Destructured in full, so a field added
+/// to either struct must be placed here.
+fn same_row(a: &ExecUpdate, b: &ExecUpdate) -> bool {
+    let ExecUpdate {
+        status,
+        output,
+        error,
+        last_seq: _,
+        runnable_at,
+        finished_at,
+        meta:
+            ExecMeta {
+                next_done: _,
+                unwinding,
+                concurrency,
+            },
+        release,
+        unchanged: _,
+    } = a;
+    *status == b.status
+        && *output == b.output
+        && *error == b.error
+        && *runnable_at == b.runnable_at
+        && *finished_at == b.finished_at
+        && *unwinding == b.meta.unwinding
+        && *concurrency == b.meta.concurrency
+        && *release == b.release
+}
+
 /// Splits a key into its scope prefix (`""` or `loop[2]/`) and node id.
 fn split_key(key: &str) -> (&str, &str) {
     match key.rfind('/') {
@@ -357,19 +388,10 @@ impl Machine {
             release: self.status.is_terminal(),
             unchanged: false,
         };
-        // `meta.next_done` moves with every completed node, and a restore recomputes it from
-        // the node records (`done_seq`), so it alone does not make the row change either.
-        exec.unchanged = self.last_exec.as_ref().is_some_and(|prev| {
-            ExecUpdate {
-                last_seq: exec.last_seq,
-                unchanged: false,
-                meta: ExecMeta {
-                    next_done: exec.meta.next_done,
-                    ..prev.meta.clone()
-                },
-                ..prev.clone()
-            } == exec
-        });
+        exec.unchanged = self
+            .last_exec
+            .as_ref()
+            .is_some_and(|prev| same_row(prev, &exec));
         Commit {
             execution_id: self.exec_id.clone(),
             owner: owner.to_string(),

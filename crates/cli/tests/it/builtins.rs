@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use serde_json::Value;
 use sqlx::Connection;
@@ -11,21 +11,12 @@ use sqlx::Connection;
 use crate::text;
 
 fn hilo_in(args: &[&str], db: &Path, stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hilo"));
-    cmd.args(args)
-        .arg("--db")
-        .arg(db)
-        .env_remove("HILO_DB")
-        .env_remove("HILO_CONFIG")
-        .env_remove("HILO_MASTER_KEY")
-        .env_remove("HILO_MASTER_KEY_FILE")
+    let mut child = crate::hilo_cmd(args, db, env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut pipe = child.stdin.take().unwrap();
     if let Some(s) = stdin {
         pipe.write_all(s.as_bytes()).unwrap();

@@ -32,6 +32,23 @@ fn hilo(args: &[&str], db: Option<&Path>) -> Output {
     cmd.output().unwrap()
 }
 
+/// `hilo ARGS --db DB` with `env` set and none of the caller's own `HILO_*` settings.
+fn hilo_cmd(args: &[&str], db: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hilo"));
+    cmd.args(args).arg("--db").arg(db);
+    for var in [
+        "HILO_DB",
+        "HILO_CONFIG",
+        "HILO_CRASH_AT",
+        "HILO_MASTER_KEY",
+        "HILO_MASTER_KEY_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

@@ -16,17 +16,7 @@ pub fn fixture(name: &str) -> String {
 }
 
 pub fn hilo_env(args: &[&str], db: &Path, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hilo"));
-    cmd.args(args)
-        .arg("--db")
-        .arg(db)
-        .env_remove("HILO_DB")
-        .env_remove("HILO_CONFIG")
-        .env_remove("HILO_CRASH_AT");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    crate::hilo_cmd(args, db, env).output().unwrap()
 }
 
 fn json_out(o: &Output) -> Value {

@@ -4,12 +4,11 @@
 //! and shutdown leaving no process behind.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hilo_core::ToolClass;
 use hilo_core::exec::codes;
-use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest, ToolSource};
+use hilo_core::tool::{ToolExecutor, ToolRequest, ToolSource};
 use hilo_tools::mcp::{McpServerConfig, McpServers, testkit};
 use hilo_tools::{Executor, ExecutorConfig};
 use serde_json::{Value, json};
@@ -49,21 +48,7 @@ async fn start(config: McpServerConfig) -> (McpServers, Executor) {
 }
 
 fn req(tool: &str, input: Value) -> ToolRequest {
-    ToolRequest {
-        ctx: ToolContext {
-            tenant: "default".into(),
-            execution_id: "e1".into(),
-            node_key: "n1".into(),
-            idempotency_key: "e1:n1".into(),
-            attempt: 1,
-            compensation: false,
-        },
-        tool: tool.into(),
-        input,
-        caller: Caller::Node,
-        timeout_ms: None,
-        local: Arc::from(Vec::new()),
-    }
+    crate::call_as(tool, input, "e1:n1")
 }
 
 fn alive(pid: u32) -> bool {
