@@ -183,6 +183,20 @@ pub enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
         reps: Option<u32>,
     },
+    /// LLM spending from the cost ledger: calls, tokens and USD per period and per model,
+    /// workflow or node; with --execution, every call of one execution and why its model
+    /// was chosen.
+    Costs(CostsArgs),
+    /// Run the customer-support demo end to end on the embedded default, no API key: a local
+    /// semantic router classifies each message; returns are looked up in an example SQLite
+    /// shop, created (compensable) and confirmed into the file outbox; a second message
+    /// shows a failure being compensated, a third a handover to a person.
+    Demo {
+        /// Where the demo's shop database and outbox go (default: a `demo` folder in hilo's
+        /// data directory)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// List the audit trail of tool calls (inputs and outputs with personal data redacted),
     /// oldest first.
     Audit(AuditArgs),
@@ -199,6 +213,39 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CostPeriod {
+    Hourly,
+    Daily,
+    Monthly,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CostGroup {
+    Model,
+    Workflow,
+    Node,
+}
+
+#[derive(Debug, Args)]
+pub struct CostsArgs {
+    /// The size of each row's period (UTC)
+    #[arg(long, value_enum, default_value_t = CostPeriod::Daily)]
+    pub period: CostPeriod,
+    /// What each row is about
+    #[arg(long, value_enum, default_value_t = CostGroup::Model)]
+    pub by: CostGroup,
+    /// Only calls since then: a duration ago (30m, 24h, 7d) or an RFC 3339 time
+    #[arg(long, value_name = "DURATION|TIME", default_value = "30d", value_parser = crate::tools::parse_since)]
+    pub since: crate::tools::Since,
+    /// Every call of this execution instead: model, purpose, tokens, cost, latency, decision
+    #[arg(long, value_name = "ID")]
+    pub execution: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

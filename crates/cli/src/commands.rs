@@ -43,6 +43,8 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         Command::Executions(cmd) => crate::exec::executions(g, cmd).await,
         Command::Worker { concurrency } => crate::exec::worker(g, concurrency).await,
         Command::Audit(args) => crate::tools::audit(g, args).await,
+        Command::Costs(args) => crate::costs::costs(g, args).await,
+        Command::Demo { dir } => crate::demo::demo(g, dir).await,
         Command::Tools(cmd) => crate::tools::tools(g, cmd).await,
         Command::Secrets(cmd) => crate::secrets::secrets(g, cmd).await,
         Command::Bench {

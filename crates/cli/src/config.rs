@@ -41,7 +41,7 @@
 //! optional = true               # if it is down, start without its tools (default: an error)
 //!
 //! [llm.profiles.cheap]          # profiles besides fast, balanced, powerful
-//! primary = "some-model"
+//! primary = "some-model"        # providers, models, budgets: see hilo_llm::config
 //!
 //! [store]
 //! durability = "full"           # "normal" (default): safe against crashes; "full": against power loss
@@ -67,6 +67,8 @@ pub struct Config {
     pub executor: hilo_tools::ExecutorConfig,
     /// `[mcp.servers.NAME]`: the MCP servers whose tools the executor offers.
     pub mcp: std::collections::BTreeMap<String, hilo_tools::mcp::McpServerConfig>,
+    /// `[llm]` over hilo's shipped providers, models and profiles.
+    pub llm: hilo_llm::Resolved,
 }
 
 impl Config {
@@ -200,9 +202,15 @@ impl Config {
                 .mcp_servers
                 .extend(config.mcp.keys().cloned());
         }
-        if let Some(Value::Object(profiles)) = value.pointer("/llm/profiles") {
-            config.catalog.profiles.extend(profiles.keys().cloned());
+        if let Some(llm) = value.get("llm") {
+            config.llm = hilo_llm::LlmConfig::from_value(llm)
+                .and_then(|c| c.resolve())
+                .map_err(|e| anyhow::anyhow!("{e} (see the [llm] example in the README)"))?;
         }
+        config
+            .catalog
+            .profiles
+            .extend(config.llm.profiles.keys().cloned());
         Ok(config)
     }
 }
@@ -223,7 +231,7 @@ http = { method = "post", url = "http://x/returns" }
 command = "x"
 
 [llm.profiles.cheap]
-primary = "m"
+primary = "gpt-4o-mini"
 
 [unknown.section]
 ignored = true
@@ -235,6 +243,12 @@ ignored = true
         assert!(c.catalog.mcp_servers.contains("files"));
         assert!(c.catalog.profiles.contains("cheap"));
         assert_eq!(c.tools[0].http.method, "POST");
+        assert_eq!(c.llm.profiles["cheap"].primary.to_vec(), ["gpt-4o-mini"]);
+        let err = Config::parse("[llm.profiles.cheap]\nprimary = \"m\"\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("profiles.cheap: unknown model `m`"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -81,17 +81,33 @@ pub async fn shutdown() {
     futures_util::future::join_all(servers.iter().map(|s| s.shutdown())).await;
 }
 
-async fn engine(g: &Global, config: &Config) -> Result<(Engine, Arc<dyn Store>), Exit> {
+pub(crate) async fn engine(g: &Global, config: &Config) -> Result<(Engine, Arc<dyn Store>), Exit> {
     let store = open_store_with(g, config).await?;
     let options = EngineOptions {
         lease_ms: g.lease_ms,
         ..EngineOptions::default()
     };
-    let tools = executor(config, &store).await?;
+    let tools: Arc<dyn hilo_core::tool::ToolExecutor> = Arc::new(executor(config, &store).await?);
+    let agents = agent_runtime(config, &store, tools.clone());
     Ok((
-        Engine::new(store.clone(), Arc::new(tools), None, options),
+        Engine::new(store.clone(), tools, Some(agents), options),
         store,
     ))
+}
+
+/// The LLM runtime of agent nodes: `hilo.toml`'s `[llm]` over the shipped defaults, costs
+/// recorded in `store`, per-tenant keys from the credential store.
+pub fn agent_runtime(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    tools: Arc<dyn hilo_core::tool::ToolExecutor>,
+) -> Arc<dyn hilo_core::exec::AgentRuntime> {
+    let router = hilo_llm::Router::new(
+        config.llm.clone(),
+        store.clone(),
+        Some(Arc::new(crate::secrets::vault(store))),
+    );
+    Arc::new(hilo_llm::LlmRuntime::new(Arc::new(router), tools))
 }
 
 fn engine_err(e: EngineError) -> Exit {
@@ -483,6 +499,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                         "duration_ms": n.started_at.zip(n.finished_at).map(|(s, f)| f - s),
                         "output": n.output, "error": n.error,
                         "compensation": n.detail.compensation,
+                        "trace": n.detail.trace,
                     })).collect::<Vec<_>>(),
                     "tasks": tasks,
                     "events": events,
@@ -530,6 +547,32 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                     time(n.started_at),
                     dur
                 );
+                if let Some(t) = &n.detail.trace {
+                    println!(
+                        "  ⚙ {} agent · model {} · {} in / {} out tokens · {} USD · {} model call(s)",
+                        t["agent"].as_str().unwrap_or("?"),
+                        t["model"].as_str().unwrap_or("-"),
+                        t["input_tokens"],
+                        t["output_tokens"],
+                        crate::costs::money(t["cost_nanos"].as_i64().unwrap_or(0)),
+                        t["calls"].as_array().map_or(0, Vec::len)
+                    );
+                    for step in t["steps"].as_array().into_iter().flatten() {
+                        if let Some(a) = step.get("action") {
+                            println!(
+                                "    → {} {}  ⇒ {}",
+                                a["tool"].as_str().unwrap_or("?"),
+                                a["input"],
+                                step["observation"].as_str().map_or_else(
+                                    || step["observation"].to_string(),
+                                    str::to_string
+                                )
+                            );
+                        } else if let Some(r) = step.get("reflection") {
+                            println!("    ? reflection: {r}");
+                        }
+                    }
+                }
                 if let Some(c) = &n.detail.compensation {
                     println!(
                         "  ↩ compensation {} {} (attempts {})",

@@ -10,6 +10,8 @@ mod bench;
 mod cli;
 mod commands;
 mod config;
+mod costs;
+mod demo;
 mod exec;
 mod secrets;
 mod tools;

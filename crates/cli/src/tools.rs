@@ -93,7 +93,7 @@ pub fn parse_since(text: &str) -> Result<Since, String> {
 }
 
 /// Milliseconds since the epoch as RFC 3339 in UTC (`2025-01-31T09:00:00.000Z`).
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
         .unwrap_or_else(|| ms.to_string())
@@ -129,7 +129,7 @@ fn rate(r: &RateLimit) -> String {
     s
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
     println!(
         "{}",
         serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
@@ -137,7 +137,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
     Ok(())
 }
 
-fn store_err(e: hilo_core::StoreError) -> Exit {
+pub(crate) fn store_err(e: hilo_core::StoreError) -> Exit {
     Exit::from(anyhow!(e))
 }
 

@@ -278,6 +278,9 @@ pub struct NodeDetail {
     /// The error of the last failed attempt while a retry is pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<NodeError>,
+    /// An agent node's last run: model calls, tokens, cost, and its reasoning chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Value>,
 }
 
 /// The checkpoint row of one node (per loop iteration inside loop bodies).
@@ -683,15 +686,32 @@ pub trait ExecutionStore: Send + Sync {
 /// What an agent node asks of the agent runtime.
 #[derive(Debug, Clone)]
 pub struct AgentRequest {
+    /// Tenant, execution, node key, attempt and the idempotency key the agent's tool calls
+    /// derive theirs from.
     pub tool: ToolContext,
+    /// The workflow's name (for cost accounting).
+    pub workflow: String,
     pub node: AgentNode,
     /// The node's `with` fields with expressions and templates already evaluated.
     pub rendered: Value,
+    /// The workflow's own `tools:`, which reasoning and planner agents may call.
+    pub local: std::sync::Arc<[crate::ToolDef]>,
+    /// The node's timeout: the agent's tool calls get no more than this each.
+    pub timeout_ms: u64,
 }
 
-/// Runs agent nodes (the LLM issue provides one). Without one, agent nodes fail with
+/// How an agent run ended: its output (or error) and its trace — the model calls, tokens,
+/// cost, and for reasoning and planner agents the thought/action/observation chain — which is
+/// kept in the node's checkpoint row (`detail.trace`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRun {
+    pub result: std::result::Result<Value, NodeError>,
+    pub trace: Option<Value>,
+}
+
+/// Runs agent nodes (`hilo-llm` provides one). Without one, agent nodes fail with
 /// `NOT_CONFIGURED`.
 #[async_trait]
 pub trait AgentRuntime: Send + Sync {
-    async fn run(&self, request: AgentRequest) -> std::result::Result<Value, NodeError>;
+    async fn run(&self, request: AgentRequest) -> AgentRun;
 }

@@ -14,6 +14,7 @@
 //! - [`render`]: Mermaid and Graphviz pictures of a workflow.
 //! - [`exec`]: executions: statuses, checkpoint rows, history events, human tasks, and the
 //!   `ExecutionStore`, `Tool` and `AgentRuntime` traits the engine drives.
+//! - [`llm`]: LLM cost accounting rows and the `CostStore` trait.
 //! - [`store`]: the storage traits (`WorkflowStore`, …) that backends implement.
 //!
 //! **Architecture invariant:** this crate does no IO (no files, no network, no database, no
@@ -25,6 +26,7 @@ pub mod decode;
 pub mod diagnostic;
 pub mod exec;
 pub mod expr;
+pub mod llm;
 pub mod model;
 pub mod render;
 pub mod schema;

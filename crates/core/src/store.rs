@@ -185,7 +185,11 @@ pub trait WorkflowStore: Send + Sync {
 /// Everything a backend provides. New concerns (executions, audit, …) are added as
 /// supertraits.
 pub trait Store:
-    WorkflowStore + crate::exec::ExecutionStore + crate::tool::AuditStore + crate::tool::SecretStore
+    WorkflowStore
+    + crate::exec::ExecutionStore
+    + crate::tool::AuditStore
+    + crate::tool::SecretStore
+    + crate::llm::CostStore
 {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
     fn describe(&self) -> String;

@@ -16,8 +16,8 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hilo_core::exec::{
-    AgentRequest, AgentRuntime, Commit, CommitOutcome, Event, ExecMeta, ExecStatus, ExecutionStore,
-    Lease, NewExecution, NodeError, NodeRecord, ParentRef, Signal, codes,
+    AgentRequest, AgentRun, AgentRuntime, Commit, CommitOutcome, Event, ExecMeta, ExecStatus,
+    ExecutionStore, Lease, NewExecution, NodeError, NodeRecord, ParentRef, Signal, codes,
 };
 use hilo_core::store::{DEFAULT_TENANT, StoreError};
 use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest};
@@ -715,19 +715,27 @@ impl Engine {
                     compensation: false,
                 };
                 let agents = self.inner.agents.clone();
+                let workflow = m.plan().workflow.name.clone();
+                let local = m.plan().local_tools.clone();
                 Some(Box::pin(async move {
-                    let result = match agents {
-                        None => Err(NodeError::new(
-                            codes::NOT_CONFIGURED,
-                            format!(
-                                "agent node `{key}` needs an LLM runtime, and none is configured: configure a provider in hilo.toml ([llm] section)"
-                            ),
-                        )),
+                    let run = match agents {
+                        None => AgentRun {
+                            result: Err(NodeError::new(
+                                codes::NOT_CONFIGURED,
+                                format!(
+                                    "agent node `{key}` needs an LLM runtime, and none is configured: configure a provider in hilo.toml ([llm] section)"
+                                ),
+                            )),
+                            trace: None,
+                        },
                         Some(a) => {
                             let req = AgentRequest {
                                 tool: ctx,
+                                workflow,
                                 node: *node,
                                 rendered,
+                                local,
+                                timeout_ms,
                             };
                             match tokio::time::timeout(
                                 Duration::from_millis(timeout_ms),
@@ -736,20 +744,23 @@ impl Engine {
                             .await
                             {
                                 Ok(r) => r,
-                                Err(_) => Err(NodeError::retryable(
-                                    codes::TIMEOUT,
-                                    format!(
-                                        "agent node `{key}` did not finish within {timeout_ms} ms"
-                                    ),
-                                )),
+                                Err(_) => AgentRun {
+                                    result: Err(NodeError::retryable(
+                                        codes::TIMEOUT,
+                                        format!(
+                                            "agent node `{key}` did not finish within {timeout_ms} ms"
+                                        ),
+                                    )),
+                                    trace: None,
+                                },
                             }
                         }
                     };
-                    Input::ToolDone {
+                    Input::AgentDone {
                         key,
                         attempt,
-                        compensation: false,
-                        result,
+                        result: run.result,
+                        trace: run.trace,
                     }
                 }))
             }

@@ -44,6 +44,13 @@ pub enum Input {
         compensation: bool,
         result: Result<Value, NodeError>,
     },
+    /// An agent run returned; its trace is kept in the node's row.
+    AgentDone {
+        key: String,
+        attempt: u32,
+        result: Result<Value, NodeError>,
+        trace: Option<Value>,
+    },
     /// A timer armed by [`Action::Timer`] fired.
     Timer { key: String, at: i64 },
     /// A message from outside (an answer, a child's result, a cancellation).
@@ -335,6 +342,22 @@ impl Machine {
                 } else {
                     self.tool_done(&key, attempt, result);
                 }
+            }
+            Input::AgentDone {
+                key,
+                attempt,
+                result,
+                trace,
+            } => {
+                if trace.is_some()
+                    && let Some(rec) = self.nodes.get(&key)
+                    && rec.status == NodeStatus::Running
+                    && rec.attempts == attempt
+                    && rec.fire_at.is_none()
+                {
+                    self.record(&key).detail.trace = trace;
+                }
+                self.tool_done(&key, attempt, result);
             }
             Input::Timer { key, at } => self.timer(&key, at),
             Input::Signal(s) => self.signal(s),

@@ -7,6 +7,7 @@
 //!   `sqlite_exec`: checkpoints, history, tasks, signals, leases, payloads).
 //! - `sqlite_writer`: the thread that owns the connection every execution query runs on
 //!   (rusqlite; a step commit is one round trip to it).
+//! - `sqlite_costs`: LLM calls and their costs (`hilo costs`, budgets).
 //! - [`open`]: picks a backend from a `--db` value (a path, `sqlite:` URL, or a server URL).
 //! - [`migrations`]: the shared schema, written in SQL both SQLite and PostgreSQL accept.
 //!
@@ -17,6 +18,7 @@
 pub mod migrations;
 pub mod sqlite;
 mod sqlite_audit;
+mod sqlite_costs;
 mod sqlite_exec;
 mod sqlite_secrets;
 mod sqlite_writer;

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (3, "audit", include_str!("../migrations/0003_audit.sql")),
     (4, "secrets", include_str!("../migrations/0004_secrets.sql")),
+    (
+        6,
+        "llm calls",
+        include_str!("../migrations/0006_llm_calls.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

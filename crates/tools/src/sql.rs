@@ -55,6 +55,25 @@ pub struct DatabaseConfig {
     pub max_connections: Option<u32>,
 }
 
+/// Runs a trusted SQL script (several statements, DDL included) against a SQLite database,
+/// creating the file if needed: for setting up example data (`hilo demo`), never reachable
+/// from a workflow, whose statements go through the guard of `query_database`/`execute_sql`.
+pub async fn run_sqlite_script(path: &std::path::Path, script: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .busy_timeout(Duration::from_secs(5));
+    let mut conn = sqlx::SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script.to_string()))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("the script failed on {}: {e}", path.display()))?;
+    conn.close().await.map_err(|e| e.to_string())
+}
+
 /// The database kinds hilo's SQL tools speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

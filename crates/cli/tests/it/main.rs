@@ -3,6 +3,7 @@
 // Tests fail by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod agents;
 mod builtins;
 mod crash;
 mod mcp;

@@ -1,0 +1,175 @@
+//! `hilo demo`: the customer-support workflow (`examples/customer_support.yaml`) end to end on
+//! the embedded default, with no API key. It makes the example shop (`examples/shop.sql`, a
+//! SQLite file) and an e-mail outbox in a demo folder, then runs three messages: a return that
+//! goes through, a return whose confirmation cannot be sent (so the return is compensated), and
+//! a customer asking for a person (handed over). For each it prints the path taken and each
+//! step's time, model, tokens and cost.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use hilo_core::exec::{NodeRecord, NodeStatus};
+use hilo_core::{Format, Workflow};
+use hilo_engine::{Mode, Outcome};
+use serde_json::{Value, json};
+
+use crate::Exit;
+use crate::cli::Global;
+use crate::config::Config;
+use crate::costs::money;
+
+/// The workflow, also in `examples/` where `hilo validate` and the README show it.
+pub const WORKFLOW: &str = include_str!("../../../examples/customer_support.yaml");
+const SHOP: &str = include_str!("../../../examples/shop.sql");
+
+/// The three messages, and what each shows.
+fn inputs() -> [(&'static str, Value); 3] {
+    [
+        (
+            "a return that goes through",
+            json!({"message": "Hi, I'd like to return order 1042, the shoes are too small", "order_id": 1042}),
+        ),
+        (
+            "a return whose confirmation fails, so the return is undone",
+            json!({"message": "I want to send back my teapot from order 1077 and get a refund", "order_id": 1077}),
+        ),
+        (
+            "a customer who asks for a person",
+            json!({"message": "Please let me talk to a real person, not a bot", "order_id": 1055}),
+        ),
+    ]
+}
+
+pub async fn demo(g: &Global, dir: Option<PathBuf>) -> Result<(), Exit> {
+    let dir = dir.unwrap_or_else(|| crate::secrets::data_dir().join("demo"));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow!("cannot create the demo folder {}: {e}", dir.display()))?;
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let shop = dir.join("shop.db");
+    hilo_tools::sql::run_sqlite_script(&shop, SHOP)
+        .await
+        .map_err(|e| anyhow!("cannot make the demo shop: {e}"))?;
+    let outbox = dir.join("outbox");
+    let mut config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
+    config.executor.databases.insert(
+        "shop".into(),
+        serde_json::from_value(json!({"url": format!("sqlite://{}", shop.display())}))
+            .map_err(|e| anyhow!("{e}"))?,
+    );
+    config.executor.email.outbox = Some(outbox.clone());
+    config
+        .executor
+        .email
+        .from
+        .get_or_insert_with(|| "support@shop.example".into());
+    let wf: Workflow = hilo_core::load(WORKFLOW, Format::Yaml, &config.catalog)
+        .map_err(|d| Exit::invalid(anyhow!("the demo workflow does not validate: {d}")))?;
+    let (engine, _store) = crate::exec::engine(g, &config).await?;
+    println!(
+        "hilo demo: {} (embedded SQLite, no API key)",
+        wf.reference()
+    );
+    println!("  shop database: {}", shop.display());
+    println!("  e-mail outbox: {}", outbox.display());
+    let mut costs = 0i64;
+    for (i, (what, input)) in inputs().into_iter().enumerate() {
+        println!();
+        println!(
+            "── {}. {what}: \"{}\" (order {})",
+            i + 1,
+            input["message"].as_str().unwrap_or_default(),
+            input["order_id"]
+        );
+        let id = engine
+            .create(&g.tenant, &wf, true, input, false)
+            .await
+            .map_err(|e| anyhow!(e))?;
+        let o = engine
+            .drive(&g.tenant, &id, Mode::Foreground, false)
+            .await
+            .map_err(|e| anyhow!(e))?;
+        costs += print_outcome(&wf, &o);
+    }
+    crate::exec::shutdown().await;
+    println!();
+    println!("LLM cost of the three runs: {} USD", money(costs));
+    println!("More: hilo executions list · hilo executions show ID · hilo costs · hilo audit");
+    println!(
+        "With a real model: put llm.providers.openai = {{ kind = \"openai\" }} in hilo.toml and set OPENAI_API_KEY; the `fast` profile then classifies with gpt-4o-mini."
+    );
+    Ok(())
+}
+
+/// Prints the path and the steps; returns the run's LLM cost (nano-dollars).
+fn print_outcome(wf: &Workflow, o: &Outcome) -> i64 {
+    let mut ran: Vec<&NodeRecord> = o
+        .nodes
+        .iter()
+        .filter(|n| n.status != NodeStatus::Skipped && n.started_at.is_some())
+        .collect();
+    ran.sort_by_key(|n| (n.started_at, n.done_seq));
+    let mut cost = 0i64;
+    for n in &ran {
+        let kind = wf
+            .node(&n.node_id)
+            .map_or("?", |node| node.kind.type_name());
+        let ms = match (n.started_at, n.finished_at) {
+            (Some(s), Some(f)) => format!("{} ms", f - s),
+            _ => "-".into(),
+        };
+        let mut extra = String::new();
+        if let Some(t) = &n.detail.trace {
+            let c = t["cost_nanos"].as_i64().unwrap_or(0);
+            cost += c;
+            extra = format!(
+                "  {} · {} in / {} out tokens · {} USD",
+                t["model"].as_str().unwrap_or("-"),
+                t["input_tokens"],
+                t["output_tokens"],
+                money(c)
+            );
+            if let Some(out) = &n.output {
+                extra.push_str(&format!(" → {out}"));
+            }
+        } else if let Some(e) = &n.error {
+            extra = format!("  {}: {}", e.code, e.message);
+        }
+        println!(
+            "  {:<14} {:<8} {:<10} {:>7}{extra}",
+            n.node_id,
+            kind,
+            n.status.as_str(),
+            ms
+        );
+    }
+    // Compensations ran after the failure, newest completed step first.
+    let mut undone: Vec<&NodeRecord> = ran
+        .iter()
+        .copied()
+        .filter(|n| n.detail.compensation.is_some())
+        .collect();
+    undone.sort_by_key(|n| std::cmp::Reverse(n.done_seq));
+    for n in undone {
+        if let Some(c) = &n.detail.compensation {
+            println!(
+                "  {:<14} {:<8} {:<10} {:>7}  undone by {}",
+                format!("↺ {}", n.node_id),
+                "saga",
+                c.status.as_str(),
+                "",
+                c.tool
+            );
+        }
+    }
+    let path: Vec<&str> = ran.iter().map(|n| n.node_id.as_str()).collect();
+    println!("  path: {}", path.join(" → "));
+    match (&o.output, &o.error) {
+        (Some(out), _) => println!("  execution {} {}: {out}", o.execution_id, o.status),
+        (None, Some(e)) => println!(
+            "  execution {} {}: {} {}",
+            o.execution_id, o.status, e.code, e.message
+        ),
+        (None, None) => println!("  execution {} {}", o.execution_id, o.status),
+    }
+    cost
+}

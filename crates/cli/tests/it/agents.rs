@@ -1,0 +1,274 @@
+//! Agent nodes through the `hilo` binary: the demo on the embedded default (no key), and a
+//! workflow whose agents call a fake OpenAI-compatible provider named in hilo.toml.
+
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use super::{hilo_cmd, root, text};
+
+fn sqlite_rows(db: &std::path::Path, sql: &str) -> Vec<(i64, i64, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}?mode=ro", db.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    })
+}
+
+#[test]
+fn the_demo_classifies_acts_compensates_and_hands_over_with_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let demo = dir.path().join("demo");
+    let out = hilo_cmd(
+        &["demo", "--dir", demo.to_str().unwrap()],
+        &db,
+        &[("OPENAI_API_KEY", ""), ("ANTHROPIC_API_KEY", "")],
+    )
+    .current_dir(root())
+    .output()
+    .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("path: classify → lookup → create_return → confirm → done"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    assert!(stdout.contains("compensated"), "{stdout}");
+    assert!(stdout.contains("handed_over"), "{stdout}");
+    assert!(stdout.contains("local-router"), "{stdout}");
+    assert!(stdout.contains("undone by execute_sql"), "{stdout}");
+    // The shop: the first return stands, the second was cancelled by its compensation.
+    let returns = sqlite_rows(
+        &demo.join("shop.db"),
+        "SELECT id, order_id, status FROM returns ORDER BY id",
+    );
+    assert_eq!(
+        returns
+            .iter()
+            .map(|r| (r.1, r.2.as_str()))
+            .collect::<Vec<_>>(),
+        [(1042, "open"), (1077, "cancelled")]
+    );
+    // One confirmation in the outbox, to the first customer.
+    let mails: Vec<_> = std::fs::read_dir(demo.join("outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = std::fs::read_to_string(&mails[0]).unwrap();
+    assert!(mail.contains("ana@example.com"), "{mail}");
+    // Three classifications in the cost ledger, by the local router, free.
+    let costs = hilo_cmd(&["costs", "--json", "--by", "model"], &db, &[])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&costs.stdout).unwrap();
+    assert_eq!(doc["rows"][0]["model"], "local-router", "{doc}");
+    assert_eq!(doc["rows"][0]["calls"], 3, "{doc}");
+    assert_eq!(doc["rows"][0]["cost_nanos"], 0, "{doc}");
+}
+
+/// A fake OpenAI-compatible server in this test process, on its own runtime.
+struct Fake {
+    rt: tokio::runtime::Runtime,
+    server: Option<hilo_llm::testserver::FakeProvider>,
+}
+
+impl Fake {
+    fn start() -> Fake {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt.block_on(hilo_llm::testserver::FakeProvider::start());
+        Fake {
+            rt,
+            server: Some(server),
+        }
+    }
+
+    fn server(&self) -> &hilo_llm::testserver::FakeProvider {
+        self.server.as_ref().unwrap()
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _guard = self.rt.enter();
+        self.server.take();
+    }
+}
+
+#[test]
+fn agent_nodes_use_the_provider_in_hilo_toml_and_their_costs_are_shown() {
+    use hilo_llm::testserver::Reply;
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let config = dir.path().join("hilo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[llm.providers.acme_ai]
+kind = "openai"
+base_url = "{}"
+api_key_env = "ACME_AI_KEY"
+
+[[llm.models]]
+name = "acme-1"
+provider = "acme_ai"
+input_per_1k = 0.002
+output_per_1k = 0.006
+context_window = 32000
+capabilities = ["chat", "tools", "json_schema"]
+
+[llm.profiles.fast]
+primary = "acme-1"
+fallback = []
+
+[llm.profiles.balanced]
+primary = "acme-1"
+fallback = []
+"#,
+            fake.server().openai_base_url()
+        ),
+    )
+    .unwrap();
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(
+        &wf,
+        r#"
+name: triage
+version: 1
+nodes:
+  - id: classify
+    type: agent
+    agent: simple
+    with:
+      profile: fast
+      prompt: "{{ input.message }}"
+      labels: [billing, other]
+  - id: investigate
+    type: agent
+    agent: reasoning
+    with:
+      task: "Find the order total for {{ input.message }}"
+      tools: [transform_json]
+  - id: done
+    type: finish
+    output: {label: "${ classify.output.label }", answer: "${ investigate.output.answer }"}
+  - id: person
+    type: handover
+    with: {reason: unsure}
+edges:
+  - {from: classify, to: investigate, when: "classify.output.confidence >= `0.7`"}
+  - {from: classify, to: person, when: "classify.output.confidence < `0.7`"}
+  - {from: investigate, to: done}
+"#,
+    )
+    .unwrap();
+    let s = fake.server();
+    s.script(
+        "acme-1",
+        Reply::json(json!({"label": "billing", "confidence": 0.93}), 120, 9),
+    );
+    s.script(
+        "acme-1",
+        Reply::tool_calls(
+            vec![(
+                "transform_json",
+                json!({"data": {"order": {"total": 42}}, "expression": "order.total"}),
+            )],
+            300,
+            25,
+        ),
+    );
+    s.script("acme-1", Reply::text("The order total is 42.", 380, 12));
+    let env = [("ACME_AI_KEY", "sk-acme")];
+    let out = hilo_cmd(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            wf.to_str().unwrap(),
+            "--input",
+            r#"{"message": "order 7, why was I charged twice?"}"#,
+            "--json",
+        ],
+        &db,
+        &env,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["output"],
+        json!({"label": "billing", "answer": "The order total is 42."})
+    );
+    let id = doc["execution_id"].as_str().unwrap().to_string();
+    assert!(
+        s.requests()
+            .iter()
+            .all(|r| r.api_key.as_deref() == Some("sk-acme"))
+    );
+    // The tool result went back to the model.
+    let third = &s.requests()[2].body;
+    assert!(third.to_string().contains("42"), "{third}");
+
+    // Costs: 420 + 680 input tokens at $0.002/1K and 9 + 37 output at $0.006/1K.
+    let out = hilo_cmd(&["costs", "--execution", &id, "--json"], &db, &[])
+        .output()
+        .unwrap();
+    let calls: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(calls.len(), 3);
+    let nanos: i64 = calls
+        .iter()
+        .map(|c| c["cost_nanos"].as_i64().unwrap())
+        .sum();
+    assert_eq!(nanos, (120 + 300 + 380) * 2000 + (9 + 25 + 12) * 6000);
+    assert_eq!(calls[0]["node_key"], "classify");
+    assert_eq!(calls[0]["purpose"], "classify");
+    assert_eq!(calls[1]["purpose"], "react");
+    let out = hilo_cmd(&["executions", "show", &id], &db, &[])
+        .output()
+        .unwrap();
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("simple agent · model acme-1 · 120 in / 9 out tokens · 0.000294 USD"),
+        "{shown}"
+    );
+    assert!(shown.contains("→ transform_json"), "{shown}");
+    // No key is stored anywhere in the ledger or the history.
+    let json = text(
+        &hilo_cmd(&["executions", "show", &id, "--json"], &db, &[])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(!json.contains("sk-acme"));
+    assert!(!text(&out.stdout).contains("sk-acme"));
+}

@@ -1,0 +1,336 @@
+//! The agent runtime agent nodes call ([`LlmRuntime`], hilo's `AgentRuntime`), and what the
+//! three agents share: the node's fields, the trace kept in the node's checkpoint row, tool
+//! calls through the executor, JSON answers checked against schemas.
+//!
+//! - [`simple`]: one call; `labels` → `{label, confidence}`, `output_schema` → checked JSON
+//!   (one repair call on failure), otherwise `{text}`.
+//! - [`reasoning`]: a ReAct loop over native tool calling.
+//! - [`planner`]: plan → execute through the tool executor → reflect → retry.
+
+pub mod planner;
+pub mod reasoning;
+pub mod simple;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hilo_core::exec::{AgentRequest, AgentRun, AgentRuntime, NodeError};
+use hilo_core::llm::usd;
+use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest};
+use hilo_core::{AgentKind, ToolDef};
+use serde_json::{Value, json};
+
+use crate::config::Capability;
+use crate::provider::{ToolDefinition, function_name};
+use crate::router::{Answer, CallCtx, CallSummary, Router, Target, Task, codes};
+
+pub use planner::{NoMemory, PastPlan, PlanMemory};
+
+/// Runs agent nodes with a [`Router`] for models and the tool executor for actions.
+pub struct LlmRuntime {
+    router: Arc<Router>,
+    tools: Arc<dyn ToolExecutor>,
+    memory: Arc<dyn PlanMemory>,
+}
+
+impl LlmRuntime {
+    pub fn new(router: Arc<Router>, tools: Arc<dyn ToolExecutor>) -> LlmRuntime {
+        LlmRuntime {
+            router,
+            tools,
+            memory: Arc::new(NoMemory),
+        }
+    }
+
+    /// Where planners recall and keep past plans (episodic memory).
+    pub fn with_memory(mut self, memory: Arc<dyn PlanMemory>) -> LlmRuntime {
+        self.memory = memory;
+        self
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+}
+
+#[async_trait]
+impl AgentRuntime for LlmRuntime {
+    async fn run(&self, request: AgentRequest) -> AgentRun {
+        let mut run = Run::new(self, &request);
+        let result = match request.node.agent {
+            AgentKind::Simple => simple::run(&mut run).await,
+            AgentKind::Reasoning => reasoning::run(&mut run).await,
+            AgentKind::Planner => planner::run(&mut run).await,
+        };
+        let trace = run.trace();
+        AgentRun {
+            result,
+            trace: Some(trace),
+        }
+    }
+}
+
+/// One agent run: the request, the router, and the trace so far.
+pub struct Run<'a> {
+    pub(crate) rt: &'a LlmRuntime,
+    pub(crate) req: &'a AgentRequest,
+    pub(crate) ctx: CallCtx,
+    pub(crate) calls: Vec<CallSummary>,
+    pub(crate) steps: Vec<Value>,
+    /// Tool calls made so far (their idempotency keys are numbered by this).
+    tool_calls: u32,
+    /// The profile when the node names neither a profile nor a model.
+    default_profile: &'static str,
+}
+
+impl<'a> Run<'a> {
+    fn new(rt: &'a LlmRuntime, req: &'a AgentRequest) -> Run<'a> {
+        Run {
+            rt,
+            req,
+            ctx: CallCtx {
+                tenant: req.tool.tenant.clone(),
+                execution_id: Some(req.tool.execution_id.clone()),
+                workflow: Some(req.workflow.clone()),
+                node_key: Some(req.tool.node_key.clone()),
+                attempt: req.tool.attempt,
+            },
+            calls: Vec::new(),
+            steps: Vec::new(),
+            tool_calls: 0,
+            default_profile: match req.node.agent {
+                AgentKind::Simple => simple::DEFAULT_PROFILE,
+                AgentKind::Reasoning => reasoning::DEFAULT_PROFILE,
+                AgentKind::Planner => planner::DEFAULT_PROFILE,
+            },
+        }
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.req.tool.node_key
+    }
+
+    /// A text field of the node's `with`, rendered (templates evaluated).
+    pub(crate) fn text(&self, field: &str) -> Option<String> {
+        match self.req.rendered.get(field) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        }
+    }
+
+    /// The first of `fields` that is set, or an `INVALID_INPUT` error naming them.
+    pub(crate) fn required_text(&self, fields: &[&str]) -> Result<String, NodeError> {
+        fields.iter().find_map(|f| self.text(f)).ok_or_else(|| {
+            NodeError::new(
+                codes::INVALID_INPUT,
+                format!(
+                    "agent node `{}` needs `with.{}`: the text the model works on",
+                    self.key(),
+                    fields.join("` or `with.")
+                ),
+            )
+        })
+    }
+
+    /// One routed model call for this node; its summary joins the trace.
+    pub(crate) async fn route(
+        &mut self,
+        needs: &[Capability],
+        purpose: &str,
+        task: Task<'_>,
+    ) -> Result<Answer, NodeError> {
+        let target = self.target();
+        let routed = self
+            .rt
+            .router
+            .call(&self.ctx, &target, needs, purpose, task, &mut self.calls)
+            .await?;
+        Ok(routed.answer)
+    }
+
+    /// The node's model or profile; the agent's default profile when it names neither.
+    pub(crate) fn target(&self) -> Target {
+        let default_profile = self.default_profile;
+        let w = &self.req.node.with;
+        match (&w.model, &w.profile) {
+            (Some(m), _) => Target::Model(m.clone()),
+            (None, Some(p)) => Target::Profile(p.clone()),
+            (None, None) => Target::Profile(default_profile.to_string()),
+        }
+    }
+
+    /// The node's whitelisted tools as function definitions, and function name → tool name.
+    pub(crate) fn tool_definitions(
+        &self,
+    ) -> Result<(Vec<ToolDefinition>, BTreeMap<String, String>), NodeError> {
+        let mut defs = Vec::new();
+        let mut names = BTreeMap::new();
+        for t in self.listed() {
+            let Some(spec) = self.rt.tools.spec(&t, &self.req.local) else {
+                return Err(NodeError::new(
+                    hilo_core::exec::codes::NOT_CONFIGURED,
+                    format!(
+                        "agent node `{}` lists the tool `{t}`, which this installation does not have",
+                        self.key()
+                    ),
+                ));
+            };
+            let f = function_name(&t);
+            defs.push(ToolDefinition {
+                name: f.clone(),
+                description: spec.description.clone(),
+                parameters: spec
+                    .input_schema
+                    .clone()
+                    .unwrap_or_else(|| json!({"type": "object"})),
+            });
+            names.insert(f, t);
+        }
+        Ok((defs, names))
+    }
+
+    pub(crate) fn listed(&self) -> Vec<String> {
+        self.req.node.with.tools.clone().unwrap_or_default()
+    }
+
+    /// Calls a tool through the executor, as this agent (its whitelist applies). The
+    /// idempotency key is the node's, with the attempt and the call's number in this run.
+    pub(crate) async fn call_tool(
+        &mut self,
+        tool: &str,
+        input: Value,
+        local: &Arc<[ToolDef]>,
+    ) -> Result<Value, NodeError> {
+        self.tool_calls += 1;
+        let base = &self.req.tool;
+        let ctx = ToolContext {
+            tenant: base.tenant.clone(),
+            execution_id: base.execution_id.clone(),
+            node_key: base.node_key.clone(),
+            idempotency_key: format!(
+                "{}@{}:t{}",
+                base.idempotency_key, base.attempt, self.tool_calls
+            ),
+            attempt: base.attempt,
+            compensation: false,
+        };
+        let request = ToolRequest {
+            ctx,
+            tool: tool.to_string(),
+            input,
+            caller: Caller::Agent {
+                kind: self.req.node.agent,
+                node: base.node_key.clone(),
+                listed: self.listed(),
+            },
+            timeout_ms: Some(self.req.timeout_ms),
+            local: local.clone(),
+        };
+        self.rt.tools.execute(request).await
+    }
+
+    /// The trace kept in the node's row: model calls, tokens, cost, and the agent's steps.
+    fn trace(&self) -> Value {
+        let input: u64 = self.calls.iter().map(|c| c.usage.input_tokens).sum();
+        let output: u64 = self.calls.iter().map(|c| c.usage.output_tokens).sum();
+        let cost: i64 = self.calls.iter().map(|c| c.cost_nanos).sum();
+        let model = self
+            .calls
+            .iter()
+            .rev()
+            .find(|c| c.error.is_none())
+            .map(|c| c.model.clone());
+        let mut t = json!({
+            "agent": self.req.node.agent,
+            "model": model,
+            "input_tokens": input,
+            "output_tokens": output,
+            "cost_usd": usd(cost),
+            "cost_nanos": cost,
+            "calls": self.calls.iter().map(|c| {
+                let mut v = json!({
+                    "model": c.model, "provider": c.provider, "purpose": c.purpose,
+                    "input_tokens": c.usage.input_tokens, "output_tokens": c.usage.output_tokens,
+                    "cost_nanos": c.cost_nanos, "latency_ms": c.latency_ms,
+                });
+                if let Some(e) = &c.error {
+                    v["error"] = json!(e);
+                }
+                v
+            }).collect::<Vec<_>>(),
+        });
+        if !self.steps.is_empty() {
+            t["steps"] = Value::Array(self.steps.clone());
+        }
+        t
+    }
+}
+
+/// Parses a model's JSON answer and checks it against `schema`; the error lists what is wrong
+/// in words the model can act on.
+pub(crate) fn check_json(text: &str, schema: &Value) -> Result<Value, String> {
+    let v: Value = serde_json::from_str(strip_fences(text))
+        .map_err(|e| format!("the answer is not JSON ({e})"))?;
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| format!("the schema itself is invalid: {e}"))?;
+    let problems: Vec<String> = validator
+        .iter_errors(&v)
+        .take(8)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(v)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// Models sometimes wrap JSON in a Markdown code fence.
+fn strip_fences(text: &str) -> &str {
+    let t = text.trim();
+    let Some(rest) = t.strip_prefix("```") else {
+        return t;
+    };
+    let rest = rest.strip_prefix("json").unwrap_or(rest);
+    rest.strip_suffix("```").unwrap_or(rest).trim()
+}
+
+/// Keeps the first `max` characters of a text for a trace or a prompt.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((i, _)) => format!("{}… ({} more bytes)", &text[..i], text.len() - i),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_answers_are_checked_and_unfenced() {
+        let schema =
+            json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}});
+        assert_eq!(
+            check_json("```json\n{\"n\": 2}\n```", &schema).unwrap(),
+            json!({"n": 2})
+        );
+        let e = check_json("{\"n\": \"two\"}", &schema).unwrap_err();
+        assert!(e.contains("/n"), "{e}");
+        assert!(
+            check_json("nope", &schema)
+                .unwrap_err()
+                .contains("not JSON")
+        );
+        assert_eq!(clip("abcdef", 3), "abc… (3 more bytes)");
+    }
+}

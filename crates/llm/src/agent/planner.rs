@@ -1,0 +1,281 @@
+//! The `planner` agent: plan → execute → reflect, and again with the reason when the goal is
+//! not achieved, up to `max_retries` times (default 2).
+//!
+//! 1. **Plan**: one call answers JSON valid against [`plan_schema`]: steps, each a listed tool
+//!    and its input. An input value may be `${ steps.<id>.output… }` (JMESPath) or a Jinja
+//!    template over `{goal, steps}`, so later steps read earlier outputs.
+//! 2. **Execute**: each step through the tool executor, as this agent (only listed tools). A
+//!    failing step ends the attempt with its error as the reason.
+//! 3. **Reflect**: one call answers `{achieved, reason, answer}` about the results.
+//!
+//! Output: `{answer, plan, results, attempts}`. Past plans for the same goal can be recalled
+//! through [`PlanMemory`] (episodic memory, stored by a later issue; [`NoMemory`] recalls
+//! nothing) and every attempt is offered to it.
+//!
+//! Default profile: `powerful`.
+
+use async_trait::async_trait;
+use hilo_core::exec::NodeError;
+use serde_json::{Map, Value, json};
+
+use super::simple::structured;
+use super::{Run, clip};
+use crate::config::Capability;
+use crate::provider::{JsonSchemaFormat, Message};
+use crate::router::{ChatSpec, codes};
+
+pub const DEFAULT_PROFILE: &str = "powerful";
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+
+/// A plan tried before, and how it went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastPlan {
+    pub goal: String,
+    pub plan: Value,
+    pub achieved: bool,
+    pub reason: String,
+}
+
+/// Episodic memory of plans: what the planner recalls before planning, and what it reports
+/// after each attempt.
+#[async_trait]
+pub trait PlanMemory: Send + Sync {
+    async fn recall(&self, tenant: &str, goal: &str) -> Vec<PastPlan>;
+    async fn remember(&self, tenant: &str, plan: PastPlan);
+}
+
+/// No episodic memory: recalls nothing, keeps nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoMemory;
+
+#[async_trait]
+impl PlanMemory for NoMemory {
+    async fn recall(&self, _tenant: &str, _goal: &str) -> Vec<PastPlan> {
+        Vec::new()
+    }
+
+    async fn remember(&self, _tenant: &str, _plan: PastPlan) {}
+}
+
+/// The JSON Schema plans must match (tools limited to the node's list).
+pub fn plan_schema(tools: &[String]) -> Value {
+    json!({
+        "type": "object",
+        "required": ["steps"],
+        "additionalProperties": false,
+        "properties": {
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["id", "tool", "input"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^[a-z0-9_]+$"},
+                        "tool": {"type": "string", "enum": tools},
+                        "input": {"type": "object"},
+                        "why": {"type": "string"},
+                    },
+                },
+            },
+        },
+    })
+}
+
+fn reflect_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["achieved", "reason"],
+        "properties": {
+            "achieved": {"type": "boolean"},
+            "reason": {"type": "string"},
+            "answer": {},
+        },
+    })
+}
+
+pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
+    let goal = run.required_text(&["goal", "task", "prompt"])?;
+    let w = run.req.node.with.clone();
+    let listed = run.listed();
+    let (defs, _) = run.tool_definitions()?;
+    let retries = w.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
+    let tenant = run.ctx.tenant.clone();
+    let past = run.rt.memory.recall(&tenant, &goal).await;
+    let catalog: Vec<Value> = listed
+        .iter()
+        .zip(&defs)
+        .map(
+            |(t, d)| json!({"tool": t, "description": d.description, "input_schema": d.parameters}),
+        )
+        .collect();
+    let local = run.req.local.clone();
+    let mut failures: Vec<String> = Vec::new();
+    for attempt in 1..=retries + 1 {
+        let mut prompt = format!(
+            "Goal: {goal}\n\nTools you may use (and no others):\n{}\n\nWrite a plan: a list of steps, each calling one tool with its input. A later step may use an earlier step's output by writing an input value as \"${{ steps.<step id>.output.<field> }}\" (a JMESPath expression over {{goal, steps}}).",
+            serde_json::to_string_pretty(&catalog).unwrap_or_default()
+        );
+        if let Some(s) = run.text("system") {
+            prompt = format!("{s}\n\n{prompt}");
+        }
+        if !past.is_empty() {
+            prompt.push_str("\n\nPlans tried before for this goal:");
+            for p in &past {
+                prompt.push_str(&format!(
+                    "\n- {} ({}): {}",
+                    p.plan,
+                    if p.achieved { "achieved" } else { "failed" },
+                    p.reason
+                ));
+            }
+        }
+        if !failures.is_empty() {
+            prompt.push_str("\n\nEarlier attempts failed; do not repeat their mistakes:");
+            for (i, f) in failures.iter().enumerate() {
+                prompt.push_str(&format!("\n{}. {f}", i + 1));
+            }
+        }
+        let spec = ChatSpec {
+            messages: vec![Message::user(prompt)],
+            tools: Vec::new(),
+            response_format: Some(JsonSchemaFormat {
+                name: "plan".into(),
+                schema: plan_schema(&listed),
+            }),
+            temperature: w.temperature,
+            max_tokens: w.max_tokens,
+        };
+        let plan = structured(
+            run,
+            spec,
+            &plan_schema(&listed),
+            &[Capability::Chat, Capability::JsonSchema],
+            "plan",
+        )
+        .await?;
+        let steps = plan
+            .get("steps")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        run.steps.push(json!({"attempt": attempt, "plan": plan}));
+        let mut results = Map::new();
+        let mut failed: Option<String> = None;
+        for step in &steps {
+            let id = step
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            let tool = step
+                .get("tool")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let doc = json!({"goal": goal, "steps": results});
+            let raw = step.get("input").cloned().unwrap_or(json!({}));
+            let input = match hilo_core::expr::render_value(&raw, &doc) {
+                Ok(v) => v,
+                Err(e) => {
+                    failed = Some(format!(
+                        "step `{id}` ({tool}): its input could not be evaluated: {e}"
+                    ));
+                    break;
+                }
+            };
+            match run.call_tool(&tool, input.clone(), &local).await {
+                Ok(out) => {
+                    run.steps.push(json!({
+                        "attempt": attempt, "step": id, "action": {"tool": tool, "input": input},
+                        "observation": clip(&out.to_string(), 2000), "ok": true,
+                    }));
+                    results.insert(id, json!({"output": out}));
+                }
+                Err(e) => {
+                    run.steps.push(json!({
+                        "attempt": attempt, "step": id, "action": {"tool": tool, "input": input},
+                        "observation": {"error": {"code": e.code, "message": e.message}}, "ok": false,
+                    }));
+                    failed = Some(format!(
+                        "step `{id}` ({tool}) failed with {}: {}",
+                        e.code, e.message
+                    ));
+                    break;
+                }
+            }
+        }
+        let (achieved, reason, answer) = match failed {
+            Some(reason) => (false, reason, Value::Null),
+            None => {
+                let spec = ChatSpec {
+                    messages: vec![Message::user(format!(
+                        "Goal: {goal}\n\nThe plan {} ran and gave these results:\n{}\n\nIs the goal achieved? Answer JSON: {{\"achieved\": true|false, \"reason\": \"why, or what is missing\", \"answer\": the answer to the goal when achieved}}.",
+                        plan,
+                        clip(&Value::Object(results.clone()).to_string(), 8000)
+                    ))],
+                    tools: Vec::new(),
+                    response_format: Some(JsonSchemaFormat {
+                        name: "reflection".into(),
+                        schema: reflect_schema(),
+                    }),
+                    temperature: w.temperature,
+                    max_tokens: w.max_tokens,
+                };
+                let r = structured(
+                    run,
+                    spec,
+                    &reflect_schema(),
+                    &[Capability::Chat, Capability::JsonSchema],
+                    "reflect",
+                )
+                .await?;
+                let achieved = r.get("achieved").and_then(Value::as_bool).unwrap_or(false);
+                let reason = r
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                (
+                    achieved,
+                    reason,
+                    r.get("answer").cloned().unwrap_or(Value::Null),
+                )
+            }
+        };
+        run.steps.push(
+            json!({"attempt": attempt, "reflection": {"achieved": achieved, "reason": reason}}),
+        );
+        run.rt
+            .memory
+            .remember(
+                &tenant,
+                PastPlan {
+                    goal: goal.clone(),
+                    plan: plan.clone(),
+                    achieved,
+                    reason: reason.clone(),
+                },
+            )
+            .await;
+        if achieved {
+            return Ok(json!({
+                "answer": answer,
+                "plan": steps,
+                "results": results,
+                "attempts": attempt,
+            }));
+        }
+        failures.push(reason);
+    }
+    Err(NodeError::new(
+        codes::GOAL_NOT_ACHIEVED,
+        format!(
+            "agent node `{}` did not achieve its goal in {} attempts; last reason: {}",
+            run.key(),
+            retries + 1,
+            failures.last().map(String::as_str).unwrap_or("none given")
+        ),
+    ))
+}

@@ -1,0 +1,181 @@
+//! The `reasoning` agent: a ReAct loop over native tool calling.
+//!
+//! Each iteration is one model call offered the node's whitelisted tools. A reply that calls
+//! tools is acted on — every call through the tool executor, as this agent, so the whitelist,
+//! validation, limits and audit apply — and each result (or error) goes back to the model as
+//! the observation. A reply without tool calls is the answer: `{answer}`, or with
+//! `output_schema` the JSON it must match. The thought/action/observation chain is the
+//! node's trace. Limits: `max_iterations` model calls (default 8); the same tool with the same
+//! arguments a third time fails the node with `LOOP_DETECTED`.
+//!
+//! Default profile: `balanced`.
+
+use std::collections::BTreeMap;
+
+use hilo_core::exec::NodeError;
+use serde_json::{Value, json};
+
+use super::{Run, check_json, clip};
+use crate::config::Capability;
+use crate::provider::Message;
+use crate::router::{Answer, ChatSpec, Task, codes};
+
+pub const DEFAULT_PROFILE: &str = "balanced";
+pub const DEFAULT_MAX_ITERATIONS: u32 = 8;
+/// The same call this many times is a loop.
+pub const LOOP_REPEATS: u32 = 3;
+/// Observations longer than this are cut before they go back to the model.
+const OBSERVATION_CHARS: usize = 8000;
+
+const SYSTEM: &str = "You are an agent that solves a task step by step. Think briefly about what you need, then call one of the tools you are given when you need information or an action. When you have everything, reply with the final answer and call no tool.";
+
+pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
+    let task = run.required_text(&["task", "prompt", "goal"])?;
+    let w = run.req.node.with.clone();
+    let (tools, names) = run.tool_definitions()?;
+    let max_iterations = w.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS).max(1);
+    let mut system = SYSTEM.to_string();
+    if let Some(s) = run.text("system") {
+        system = format!("{s}\n\n{system}");
+    }
+    if let Some(schema) = &w.output_schema {
+        system.push_str(&format!(
+            "\nThe final answer must be only JSON that matches this JSON Schema: {schema}"
+        ));
+    }
+    let mut spec = ChatSpec {
+        messages: vec![Message::system(system), Message::user(task)],
+        tools,
+        response_format: None,
+        temperature: w.temperature,
+        max_tokens: w.max_tokens,
+    };
+    let local = run.req.local.clone();
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for iteration in 1..=max_iterations {
+        let answer = run
+            .route(
+                &[Capability::Chat, Capability::Tools],
+                "react",
+                Task::Chat(&spec),
+            )
+            .await?;
+        let Answer::Chat(reply) = answer else {
+            continue;
+        };
+        if reply.tool_calls.is_empty() {
+            run.steps
+                .push(json!({"iteration": iteration, "thought": reply.content, "answer": true}));
+            return match &w.output_schema {
+                None => Ok(json!({"answer": reply.content})),
+                Some(schema) => match check_json(&reply.content, schema) {
+                    Ok(v) => Ok(v),
+                    Err(problem) if iteration < max_iterations => {
+                        spec.messages.push(Message::assistant(reply.content));
+                        spec.messages.push(Message::user(format!(
+                            "That final answer does not match the required JSON Schema: {problem}. Give the final answer again as JSON that matches it."
+                        )));
+                        continue;
+                    }
+                    Err(problem) => Err(NodeError::new(
+                        codes::OUTPUT_INVALID,
+                        format!(
+                            "agent node `{}`: the final answer does not match `output_schema`: {problem}",
+                            run.key()
+                        ),
+                    )),
+                },
+            };
+        }
+        spec.messages.push(Message::assistant_calls(
+            reply.content.clone(),
+            reply.tool_calls.clone(),
+        ));
+        for call in &reply.tool_calls {
+            let tool = names.get(&call.name).cloned().unwrap_or(call.name.clone());
+            let signature = format!("{tool} {}", canonical(&call.arguments));
+            let n = seen.entry(signature).or_insert(0);
+            *n += 1;
+            if *n >= LOOP_REPEATS {
+                run.steps.push(json!({
+                    "iteration": iteration, "thought": reply.content,
+                    "action": {"tool": tool, "input": call.arguments}, "loop": true,
+                }));
+                return Err(NodeError::new(
+                    codes::LOOP_DETECTED,
+                    format!(
+                        "agent node `{}` called `{tool}` with the same arguments {LOOP_REPEATS} times; stopped as a loop (give the task more context or other tools)",
+                        run.key()
+                    ),
+                ));
+            }
+            let (observation, ok) = if names.contains_key(&call.name) {
+                match run.call_tool(&tool, call.arguments.clone(), &local).await {
+                    Ok(v) => (v, true),
+                    Err(e) => (
+                        json!({"error": {"code": e.code, "message": e.message}}),
+                        false,
+                    ),
+                }
+            } else {
+                (
+                    json!({"error": {"code": "NOT_ALLOWED", "message": format!("`{}` is not one of your tools", call.name)}}),
+                    false,
+                )
+            };
+            let text = observation.to_string();
+            run.steps.push(json!({
+                "iteration": iteration,
+                "thought": reply.content,
+                "action": {"tool": tool, "input": call.arguments},
+                "observation": clip(&text, 2000),
+                "ok": ok,
+            }));
+            spec.messages.push(Message::tool_result(
+                call.id.clone(),
+                clip(&text, OBSERVATION_CHARS),
+            ));
+        }
+    }
+    Err(NodeError::new(
+        codes::MAX_ITERATIONS,
+        format!(
+            "agent node `{}` reached no answer in {max_iterations} iterations (raise `max_iterations` or narrow the task)",
+            run.key()
+        ),
+    ))
+}
+
+/// JSON with object keys sorted, so the same arguments compare equal however ordered.
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical;
+    use serde_json::json;
+
+    #[test]
+    fn argument_order_does_not_matter() {
+        assert_eq!(
+            canonical(&json!({"b": 1, "a": [{"y": 2, "x": 1}]})),
+            canonical(&json!({"a": [{"x": 1, "y": 2}], "b": 1}))
+        );
+    }
+}

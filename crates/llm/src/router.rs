@@ -1,0 +1,788 @@
+//! The model router: for each call, the candidates of a profile (or the one model a node
+//! names), filtered, scored, checked against budgets, then tried in order until one answers.
+//!
+//! 1. **Candidates**: the profile's `primary` list, then its `fallback` list.
+//! 2. **Filters**: the provider is configured and has its key; the model has the capabilities
+//!    the call needs (tools, json_schema, labels…); the estimated prompt fits in
+//!    `context_share` (80%) of its context window; the estimated cost is under the profile's
+//!    `max_cost_per_call_usd`; its circuit breaker is not open.
+//! 3. **Score**, within each list: `quality·w_q − cost/max_cost·w_c − latency/max_latency·w_l`
+//!    (ties keep the list's order).
+//! 4. **Budgets** (hourly, daily, monthly per tenant; per execution): when the best candidate's
+//!    estimated cost is more than what is left, `downgrade` moves to the cheaper profile
+//!    (powerful → balanced → fast) and, in the cheapest, keeps only the models that fit;
+//!    `refuse` refuses. Nothing fits: `BUDGET_EXCEEDED`.
+//! 5. **Calls**: a failure (HTTP 5xx/429, timeout, broken or malformed answer) counts against
+//!    the model's circuit breaker and the next candidate is tried.
+//!
+//! Every call, successful or not, is stored as an [`LlmCall`] with the decision (candidates,
+//! scores, exclusions, why this model), estimated and actual tokens and cost, and latency.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, TimeZone, Timelike, Utc};
+use hilo_core::exec::NodeError;
+use hilo_core::llm::{CostStore, LlmCall, NANOS_PER_USD, usd};
+use hilo_core::tool::CircuitSettings;
+use hilo_tools::Secrets;
+use hilo_tools::limits::Breaker;
+use serde_json::{Value, json};
+
+use crate::anthropic::AnthropicProvider;
+use crate::config::{Capability, ModelConfig, OnExceed, Resolved};
+use crate::local::{Classification, SemanticRouter};
+use crate::openai::OpenAiProvider;
+use crate::provider::{
+    ApiKey, ChatRequest, ChatResponse, JsonSchemaFormat, Message, Provider, ProviderError,
+    ProviderKind, ToolDefinition, Usage,
+};
+use crate::tokens;
+
+/// Stable error codes of agent nodes' model calls.
+pub mod codes {
+    /// No configured model can do what the node needs.
+    pub const NOT_CONFIGURED: &str = "NOT_CONFIGURED";
+    /// The call would go over a budget.
+    pub const BUDGET_EXCEEDED: &str = "BUDGET_EXCEEDED";
+    /// Every candidate failed (retryable).
+    pub const LLM_UNAVAILABLE: &str = "LLM_UNAVAILABLE";
+    /// The model's answer did not match what was asked, even after a repair call.
+    pub const OUTPUT_INVALID: &str = "OUTPUT_INVALID";
+    /// A reasoning agent called the same tool with the same arguments three times.
+    pub const LOOP_DETECTED: &str = "LOOP_DETECTED";
+    /// A reasoning agent used all its iterations without an answer.
+    pub const MAX_ITERATIONS: &str = "MAX_ITERATIONS";
+    /// A planner's retries are used up and the goal is not achieved.
+    pub const GOAL_NOT_ACHIEVED: &str = "GOAL_NOT_ACHIEVED";
+    /// The node lacks a field it needs (a prompt, say).
+    pub const INVALID_INPUT: &str = "INVALID_INPUT";
+    /// The cost ledger could not be written.
+    pub const STORE: &str = "STORE";
+}
+
+/// Output tokens assumed for an estimate when the node sets no `max_tokens`.
+pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 256;
+
+/// What the call is about, for its ledger row.
+#[derive(Debug, Clone, Default)]
+pub struct CallCtx {
+    pub tenant: String,
+    pub execution_id: Option<String>,
+    pub workflow: Option<String>,
+    pub node_key: Option<String>,
+    pub attempt: u32,
+}
+
+/// A profile, or one model named directly (no fallback then).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Profile(String),
+    Model(String),
+}
+
+/// The conversation of a chat call.
+#[derive(Debug, Clone, Default)]
+pub struct ChatSpec {
+    pub messages: Vec<Message>,
+    pub tools: Vec<ToolDefinition>,
+    pub response_format: Option<JsonSchemaFormat>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+}
+
+/// What is asked of the model.
+#[derive(Debug, Clone, Copy)]
+pub enum Task<'a> {
+    Chat(&'a ChatSpec),
+    /// Choose one of `labels` for `text`: chat models get `chat` (which asks for
+    /// `{label, confidence}`), the local router compares `text` with `examples`.
+    Classify {
+        text: &'a str,
+        labels: &'a [String],
+        examples: &'a BTreeMap<String, Vec<String>>,
+        chat: &'a ChatSpec,
+    },
+}
+
+impl Task<'_> {
+    fn spec(&self) -> &ChatSpec {
+        match self {
+            Task::Chat(s) => s,
+            Task::Classify { chat, .. } => chat,
+        }
+    }
+}
+
+/// What a model answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Chat(ChatResponse),
+    Label(Classification),
+}
+
+/// One model call, as the agent's trace shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSummary {
+    pub model: String,
+    pub provider: String,
+    pub purpose: String,
+    pub usage: Usage,
+    pub cost_nanos: i64,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+}
+
+/// A successful routed call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    pub answer: Answer,
+    pub model: String,
+}
+
+/// Where API keys come from, besides the credential store: the environment by default.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The router. One per process; cheap to share.
+pub struct Router {
+    cfg: Resolved,
+    providers: BTreeMap<String, Arc<dyn Provider>>,
+    breakers: BTreeMap<String, Breaker>,
+    costs: Arc<dyn CostStore>,
+    secrets: Option<Arc<dyn Secrets>>,
+    env: EnvLookup,
+    now_ms: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+struct Candidate<'a> {
+    model: &'a ModelConfig,
+    tier: &'static str,
+    est_input: u64,
+    est_cost: i64,
+    score: f64,
+    key: Option<ApiKey>,
+}
+
+struct Plan<'a> {
+    profile: Option<String>,
+    candidates: Vec<Candidate<'a>>,
+    excluded: Vec<Value>,
+    downgrades: Vec<Value>,
+    budget: Option<Value>,
+}
+
+fn fail(code: &str, message: String) -> NodeError {
+    NodeError::new(code, message)
+}
+
+impl Router {
+    /// A router over `cfg`, making provider clients with one shared HTTP client.
+    pub fn new(
+        cfg: Resolved,
+        costs: Arc<dyn CostStore>,
+        secrets: Option<Arc<dyn Secrets>>,
+    ) -> Router {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        for (name, p) in &cfg.providers {
+            match p.kind_of(name) {
+                Some(ProviderKind::Openai) => {
+                    let url = p.base_url_of(ProviderKind::Openai);
+                    providers.insert(
+                        name.clone(),
+                        Arc::new(OpenAiProvider::new(name.clone(), url, http.clone())),
+                    );
+                }
+                Some(ProviderKind::Anthropic) => {
+                    let url = p.base_url_of(ProviderKind::Anthropic);
+                    providers.insert(
+                        name.clone(),
+                        Arc::new(AnthropicProvider::new(name.clone(), url, http.clone())),
+                    );
+                }
+                Some(ProviderKind::Local) | None => {}
+            }
+        }
+        let settings = CircuitSettings {
+            failures: cfg.router.circuit.failures,
+            open_ms: cfg.router.circuit.open_ms,
+        };
+        let breakers = cfg
+            .models
+            .keys()
+            .map(|m| (m.clone(), Breaker::new(settings)))
+            .collect();
+        Router {
+            cfg,
+            providers,
+            breakers,
+            costs,
+            secrets,
+            env: Arc::new(|name| std::env::var(name).ok()),
+            now_ms: Arc::new(|| Utc::now().timestamp_millis()),
+        }
+    }
+
+    /// Where keys named by `api_key_env` are read (tests use a map instead of the process
+    /// environment).
+    pub fn with_env(mut self, env: EnvLookup) -> Router {
+        self.env = env;
+        self
+    }
+
+    /// The clock budgets and ledger rows use (Unix ms).
+    pub fn with_clock(mut self, now_ms: Arc<dyn Fn() -> i64 + Send + Sync>) -> Router {
+        self.now_ms = now_ms;
+        self
+    }
+
+    pub fn config(&self) -> &Resolved {
+        &self.cfg
+    }
+
+    /// The state of a model's circuit breaker (`closed`, `open`, `half_open`).
+    pub fn circuit(&self, model: &str) -> Option<&'static str> {
+        self.breakers.get(model).map(|b| b.state().as_str())
+    }
+
+    /// Routes one call: picks the models, tries them in order, records every attempt in the
+    /// ledger and in `trace`.
+    pub async fn call(
+        &self,
+        ctx: &CallCtx,
+        target: &Target,
+        needs: &[Capability],
+        purpose: &str,
+        task: Task<'_>,
+        trace: &mut Vec<CallSummary>,
+    ) -> Result<Routed, NodeError> {
+        let plan = self.plan(ctx, target, needs, task).await?;
+        let spec = task.spec();
+        let mut failed: Vec<Value> = Vec::new();
+        let mut last_error: Option<String> = None;
+        for (i, c) in plan.candidates.iter().enumerate() {
+            let name = &c.model.name;
+            let breaker = self.breakers.get(name);
+            if let Some(b) = breaker
+                && b.admit().is_err()
+            {
+                failed.push(json!({"model": name, "error": "circuit open"}));
+                continue;
+            }
+            let why = if failed.is_empty() {
+                format!(
+                    "best score in the {} list ({:.3}: quality {}, est. ${:.6}, ~{} ms)",
+                    c.tier,
+                    c.score,
+                    c.model.quality,
+                    usd(c.est_cost),
+                    c.model.latency_ms
+                )
+            } else {
+                format!("fallback after {} failed", failed.len())
+            };
+            let decision = json!({
+                "requested": match target {
+                    Target::Profile(p) => json!({"profile": p}),
+                    Target::Model(m) => json!({"model": m}),
+                },
+                "profile": plan.profile,
+                "needs": needs.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                "downgraded": plan.downgrades,
+                "budget": plan.budget,
+                "candidates": plan.candidates.iter().map(|c| json!({
+                    "model": c.model.name, "list": c.tier, "score": (c.score * 1000.0).round() / 1000.0,
+                    "est_input_tokens": c.est_input, "est_cost_usd": usd(c.est_cost),
+                })).collect::<Vec<_>>(),
+                "excluded": plan.excluded,
+                "failed_before": failed,
+                "chosen": name,
+                "why": why,
+                "estimate_method": tokens::method(c.model.provider_model()),
+                "try": i + 1,
+            });
+            let started = Instant::now();
+            let outcome = self.invoke(c, spec, task).await;
+            let latency_ms = started.elapsed().as_millis() as u64;
+            let (usage, error) = match &outcome {
+                Ok(Answer::Chat(r)) => (r.usage, None),
+                Ok(Answer::Label(_)) => (
+                    Usage {
+                        input_tokens: c.est_input,
+                        output_tokens: 0,
+                    },
+                    None,
+                ),
+                Err(e) => (Usage::default(), Some(e.clone())),
+            };
+            let cost_nanos = c.model.cost_nanos(usage.input_tokens, usage.output_tokens);
+            let row = LlmCall {
+                tenant: ctx.tenant.clone(),
+                execution_id: ctx.execution_id.clone(),
+                workflow: ctx.workflow.clone(),
+                node_key: ctx.node_key.clone(),
+                attempt: ctx.attempt,
+                profile: plan.profile.clone(),
+                model: name.clone(),
+                provider: c.model.provider.clone(),
+                purpose: purpose.to_string(),
+                estimated_input_tokens: c.est_input,
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                estimated_cost_nanos: c.est_cost,
+                cost_nanos,
+                latency_ms,
+                success: error.is_none(),
+                error_code: error.as_ref().map(|e| e.code().to_string()),
+                decision,
+                created_at: (self.now_ms)(),
+            };
+            trace.push(CallSummary {
+                model: name.clone(),
+                provider: c.model.provider.clone(),
+                purpose: purpose.to_string(),
+                usage,
+                cost_nanos,
+                latency_ms,
+                error: error.as_ref().map(|e| e.to_string()),
+            });
+            self.costs.record_llm_call(&row).await.map_err(|e| {
+                fail(
+                    codes::STORE,
+                    format!("cannot record the cost of a call to `{name}`: {e}"),
+                )
+            })?;
+            match outcome {
+                Ok(answer) => {
+                    if let Some(b) = breaker {
+                        b.record(true);
+                    }
+                    return Ok(Routed {
+                        answer,
+                        model: name.clone(),
+                    });
+                }
+                Err(e) => {
+                    if let Some(b) = breaker {
+                        b.record(!e.is_transient());
+                    }
+                    failed
+                        .push(json!({"model": name, "error": e.code(), "message": e.to_string()}));
+                    last_error = Some(format!("{name}: {e}"));
+                }
+            }
+        }
+        Err(NodeError::retryable(
+            codes::LLM_UNAVAILABLE,
+            format!(
+                "every model for {} failed ({}); last: {}",
+                describe(target),
+                failed
+                    .iter()
+                    .filter_map(|f| f.get("model").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                last_error.unwrap_or_else(|| "all circuits open".into())
+            ),
+        ))
+    }
+
+    async fn invoke(
+        &self,
+        c: &Candidate<'_>,
+        spec: &ChatSpec,
+        task: Task<'_>,
+    ) -> Result<Answer, ProviderError> {
+        let provider = &c.model.provider;
+        let kind = self
+            .cfg
+            .providers
+            .get(provider)
+            .and_then(|p| p.kind_of(provider));
+        if kind == Some(ProviderKind::Local) {
+            return match task {
+                Task::Classify {
+                    text,
+                    labels,
+                    examples,
+                    ..
+                } => Ok(Answer::Label(
+                    SemanticRouter::new(labels, examples).classify(text),
+                )),
+                Task::Chat(_) => Err(ProviderError::Unsupported(format!(
+                    "the local router only chooses labels; configure a model provider for `{}`",
+                    c.model.name
+                ))),
+            };
+        }
+        let Some(client) = self.providers.get(provider) else {
+            return Err(ProviderError::Unsupported(format!(
+                "provider `{provider}` is not configured"
+            )));
+        };
+        let stream = self.cfg.providers.get(provider).is_some_and(|p| p.stream)
+            && c.model.can(Capability::Streaming);
+        let request = ChatRequest {
+            model: c.model.provider_model().to_string(),
+            messages: spec.messages.clone(),
+            tools: spec.tools.clone(),
+            // A model without structured output gets the instructions in the prompt only;
+            // the answer is checked all the same.
+            response_format: spec
+                .response_format
+                .clone()
+                .filter(|_| c.model.can(Capability::JsonSchema)),
+            temperature: spec.temperature,
+            max_tokens: spec.max_tokens,
+            stream,
+            timeout: Duration::from_millis(self.cfg.router.timeout_ms),
+            api_key: c.key.clone(),
+        };
+        client.chat(&request).await.map(Answer::Chat)
+    }
+
+    async fn key_of(&self, tenant: &str, provider: &str) -> Result<Option<ApiKey>, String> {
+        let Some(p) = self.cfg.providers.get(provider) else {
+            return Err(format!(
+                "provider `{provider}` is not configured (add [llm.providers.{provider}] to hilo.toml)"
+            ));
+        };
+        let kind = p.kind_of(provider).unwrap_or(ProviderKind::Openai);
+        if kind == ProviderKind::Local {
+            return Ok(None);
+        }
+        if let (Some(name), Some(secrets)) = (&p.api_key_secret, &self.secrets)
+            && let Ok(Some(v)) = secrets.get(tenant, name).await
+        {
+            return Ok(Some(ApiKey::new(v)));
+        }
+        match p.key_env_of(kind) {
+            Some(var) => match (self.env)(&var) {
+                Some(v) if !v.is_empty() => Ok(Some(ApiKey::new(v))),
+                _ => Err(match &p.api_key_secret {
+                    Some(s) => format!(
+                        "no API key for `{provider}`: neither the secret `{s}` of tenant `{tenant}` nor ${var} is set"
+                    ),
+                    None => format!("no API key for `{provider}`: ${var} is not set"),
+                }),
+            },
+            None => match &p.api_key_secret {
+                Some(s) if self.secrets.is_some() => Err(format!(
+                    "no API key for `{provider}`: the secret `{s}` of tenant `{tenant}` is not set (hilo secrets set {s})"
+                )),
+                _ => Ok(None),
+            },
+        }
+    }
+
+    async fn plan<'a>(
+        &'a self,
+        ctx: &CallCtx,
+        target: &Target,
+        needs: &[Capability],
+        task: Task<'_>,
+    ) -> Result<Plan<'a>, NodeError> {
+        let limits = self.cfg.budgets.for_tenant(&ctx.tenant);
+        let left = self.budget_left(ctx).await?;
+        let mut downgrades = Vec::new();
+        let mut profile = match target {
+            Target::Profile(p) => Some(p.clone()),
+            Target::Model(_) => None,
+        };
+        loop {
+            let (candidates, mut excluded) = self
+                .candidates(ctx, target, profile.as_deref(), needs, task)
+                .await?;
+            if candidates.is_empty() {
+                return Err(self.nothing_fits(target, profile.as_deref(), needs, &excluded));
+            }
+            let budget = left
+                .as_ref()
+                .map(|(nanos, window)| json!({"left_usd": usd(*nanos), "window": window}));
+            let Some((left_nanos, window)) = &left else {
+                return Ok(Plan {
+                    profile,
+                    candidates,
+                    excluded,
+                    downgrades,
+                    budget,
+                });
+            };
+            let over = format!(
+                "the {window} budget has ${:.6} left and `{}` would cost about ${:.6}",
+                usd(*left_nanos).max(0.0),
+                candidates[0].model.name,
+                usd(candidates[0].est_cost)
+            );
+            if candidates[0].est_cost > *left_nanos {
+                if limits.on_exceed.unwrap_or_default() == OnExceed::Refuse {
+                    return Err(fail(
+                        codes::BUDGET_EXCEEDED,
+                        format!(
+                            "refused: {over} (on_exceed = \"refuse\"; raise [llm.budgets] or wait for the window to pass)"
+                        ),
+                    ));
+                }
+                if let Some(p) = &profile
+                    && let Some(cheaper) = self.cfg.cheaper(p)
+                {
+                    downgrades.push(json!({"from": p, "to": cheaper, "reason": over}));
+                    profile = Some(cheaper);
+                    continue;
+                }
+            }
+            // The cheapest profile, or a call that fits: fallbacks must fit too.
+            let fit = keep_affordable(candidates, *left_nanos, &mut excluded);
+            if fit.is_empty() {
+                return Err(fail(
+                    codes::BUDGET_EXCEEDED,
+                    format!(
+                        "refused: {over}, and no cheaper model can do it (raise [llm.budgets] or wait for the window to pass)"
+                    ),
+                ));
+            }
+            return Ok(Plan {
+                profile,
+                candidates: fit,
+                excluded,
+                downgrades,
+                budget,
+            });
+        }
+    }
+
+    fn nothing_fits(
+        &self,
+        target: &Target,
+        profile: Option<&str>,
+        needs: &[Capability],
+        excluded: &[Value],
+    ) -> NodeError {
+        let reasons: Vec<String> = excluded
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.get("model").and_then(Value::as_str).unwrap_or("?"),
+                    e.get("reason").and_then(Value::as_str).unwrap_or("?")
+                )
+            })
+            .collect();
+        let want: Vec<&str> = needs.iter().map(|c| c.as_str()).collect();
+        let hint = if needs.contains(&Capability::Chat) {
+            "configure a model provider in hilo.toml, e.g. llm.providers.openai = { kind = \"openai\" } with OPENAI_API_KEY set, or an OpenAI-compatible local server (base_url); the built-in `local` provider only chooses labels"
+        } else {
+            "configure a model provider in hilo.toml ([llm.providers.NAME])"
+        };
+        let what = match profile {
+            Some(p) => format!("profile `{p}`"),
+            None => describe(target),
+        };
+        if excluded.iter().any(|e| e.get("circuit_open").is_some()) {
+            return NodeError::retryable(
+                codes::LLM_UNAVAILABLE,
+                format!(
+                    "no model of {what} is available now: {}; retried by the node's retry policy",
+                    reasons.join("; ")
+                ),
+            );
+        }
+        fail(
+            codes::NOT_CONFIGURED,
+            format!(
+                "no model of {what} can do this (needs {}): {}; {hint}",
+                want.join(", "),
+                reasons.join("; ")
+            ),
+        )
+    }
+
+    async fn candidates<'a>(
+        &'a self,
+        ctx: &CallCtx,
+        target: &Target,
+        profile: Option<&str>,
+        needs: &[Capability],
+        task: Task<'_>,
+    ) -> Result<(Vec<Candidate<'a>>, Vec<Value>), NodeError> {
+        let (lists, max_cost): (Vec<(&'static str, Vec<String>)>, Option<f64>) = match (
+            target, profile,
+        ) {
+            (_, Some(p)) => {
+                let Some(pc) = self.cfg.profiles.get(p) else {
+                    return Err(fail(
+                        codes::NOT_CONFIGURED,
+                        format!(
+                            "unknown LLM profile `{p}`; known: {} (define more under [llm.profiles] in hilo.toml)",
+                            self.cfg
+                                .profiles
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                };
+                (
+                    vec![
+                        ("primary", pc.primary.to_vec()),
+                        ("fallback", pc.fallback.to_vec()),
+                    ],
+                    pc.max_cost_per_call_usd,
+                )
+            }
+            (Target::Model(m), None) => (vec![("named", vec![m.clone()])], None),
+            (Target::Profile(p), None) => (vec![("primary", vec![p.clone()])], None),
+        };
+        let spec = task.spec();
+        let out_est = spec.max_tokens.map_or(DEFAULT_OUTPUT_ESTIMATE, u64::from);
+        let w = self.cfg.router.weights;
+        let mut excluded = Vec::new();
+        let mut all = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (tier, names) in lists {
+            let mut tier_c: Vec<Candidate> = Vec::new();
+            for name in names {
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let Some(m) = self.cfg.models.get(&name) else {
+                    excluded.push(json!({"model": name, "reason": "not in the model catalog ([[llm.models]])"}));
+                    continue;
+                };
+                if let Some(missing) = needs.iter().find(|c| !m.can(**c)) {
+                    excluded.push(
+                        json!({"model": name, "reason": format!("cannot do {}", missing.as_str())}),
+                    );
+                    continue;
+                }
+                let key = match self.key_of(&ctx.tenant, &m.provider).await {
+                    Ok(k) => k,
+                    Err(reason) => {
+                        excluded.push(json!({"model": name, "reason": reason}));
+                        continue;
+                    }
+                };
+                let local = m.capabilities == [Capability::Labels];
+                let est_input = match (local, task) {
+                    (true, Task::Classify { text, .. }) => tokens::count(m.provider_model(), text),
+                    _ => tokens::estimate(m.provider_model(), &spec.messages, &spec.tools),
+                };
+                let limit = (m.context_window as f64 * self.cfg.router.context_share) as u64;
+                if est_input > limit {
+                    excluded.push(json!({"model": name, "reason": format!("the prompt (~{est_input} tokens) is over {}% of its context window ({})", (self.cfg.router.context_share * 100.0).round(), m.context_window)}));
+                    continue;
+                }
+                let est_cost = m.cost_nanos(est_input, if local { 0 } else { out_est });
+                if let Some(max) = max_cost
+                    && est_cost > (max * NANOS_PER_USD as f64) as i64
+                {
+                    excluded.push(json!({"model": name, "reason": format!("est. ${:.6} is over the profile's max_cost_per_call_usd ({max})", usd(est_cost))}));
+                    continue;
+                }
+                if self.breakers.get(&name).map(|b| b.state().as_str()) == Some("open") {
+                    excluded.push(json!({"model": name, "reason": "circuit open after repeated failures", "circuit_open": true}));
+                    continue;
+                }
+                tier_c.push(Candidate {
+                    model: m,
+                    tier,
+                    est_input,
+                    est_cost,
+                    score: 0.0,
+                    key,
+                });
+            }
+            let max_cost = tier_c.iter().map(|c| c.est_cost).max().unwrap_or(0).max(1) as f64;
+            let max_lat = tier_c
+                .iter()
+                .map(|c| c.model.latency_ms)
+                .max()
+                .unwrap_or(0)
+                .max(1) as f64;
+            for c in &mut tier_c {
+                c.score = w.quality * c.model.quality
+                    - w.cost * (c.est_cost as f64 / max_cost)
+                    - w.latency * (c.model.latency_ms as f64 / max_lat);
+            }
+            // Stable: ties keep the list's order.
+            tier_c.sort_by(|a, b| b.score.total_cmp(&a.score));
+            all.extend(tier_c);
+        }
+        Ok((all, excluded))
+    }
+
+    /// The least money left over every budget window of the call, and that window's name;
+    /// `None` when no budget applies.
+    async fn budget_left(&self, ctx: &CallCtx) -> Result<Option<(i64, String)>, NodeError> {
+        let limits = self.cfg.budgets.for_tenant(&ctx.tenant);
+        let now = (self.now_ms)();
+        let Some(t) = Utc.timestamp_millis_opt(now).single() else {
+            return Ok(None);
+        };
+        let hour = t
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_nanosecond(0))
+            .map_or(now, |t| t.timestamp_millis());
+        let day = t
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or(now, |d| d.and_utc().timestamp_millis());
+        let month = t
+            .date_naive()
+            .with_day(1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(now, |d| d.and_utc().timestamp_millis());
+        let mut windows: Vec<(&str, f64, i64, Option<&str>)> = Vec::new();
+        if let Some(l) = limits.hourly_usd {
+            windows.push(("hourly", l, hour, None));
+        }
+        if let Some(l) = limits.daily_usd {
+            windows.push(("daily", l, day, None));
+        }
+        if let Some(l) = limits.monthly_usd {
+            windows.push(("monthly", l, month, None));
+        }
+        if let (Some(l), Some(id)) = (limits.per_execution_usd, ctx.execution_id.as_deref()) {
+            windows.push(("per-execution", l, 0, Some(id)));
+        }
+        let mut least: Option<(i64, String)> = None;
+        for (name, limit, since, exec) in windows {
+            let spent = self
+                .costs
+                .llm_spent(&ctx.tenant, since, exec)
+                .await
+                .map_err(|e| fail(codes::STORE, format!("cannot read LLM spending: {e}")))?;
+            let left = (limit * NANOS_PER_USD as f64) as i64 - spent;
+            if least.as_ref().is_none_or(|(l, _)| left < *l) {
+                least = Some((left, name.to_string()));
+            }
+        }
+        Ok(least)
+    }
+}
+
+/// The candidates whose estimated cost fits in `left`; the others are noted as excluded.
+fn keep_affordable<'a>(
+    candidates: Vec<Candidate<'a>>,
+    left: i64,
+    excluded: &mut Vec<Value>,
+) -> Vec<Candidate<'a>> {
+    let (fit, over): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|c| c.est_cost <= left);
+    for c in over {
+        excluded.push(json!({"model": c.model.name, "reason": format!("over budget: est. ${:.6}", usd(c.est_cost))}));
+    }
+    fit
+}
+
+fn describe(target: &Target) -> String {
+    match target {
+        Target::Profile(p) => format!("profile `{p}`"),
+        Target::Model(m) => format!("model `{m}`"),
+    }
+}

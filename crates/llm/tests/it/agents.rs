@@ -1,0 +1,674 @@
+//! The router and the three agents, end to end: the real OpenAI and Anthropic clients against
+//! the in-process fake provider, the real tool executor (with test tools), and the cost
+//! ledger in a real SQLite store.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hilo_core::exec::{AgentRequest, AgentRuntime, NodeError};
+use hilo_core::store::Store;
+use hilo_core::tool::{Tool, ToolContext, ToolMap, ToolSpec};
+use hilo_core::{AgentKind, AgentNode, AgentWith, ToolClass};
+use hilo_llm::LlmRuntime;
+use hilo_llm::config::LlmConfig;
+use hilo_llm::router::{CallCtx, ChatSpec, Router, Target, Task};
+use hilo_llm::testserver::{FakeProvider, Reply};
+use serde_json::{Value, json};
+
+/// A test tool: answers from a function and remembers its inputs.
+struct Scripted {
+    spec: ToolSpec,
+    answer: fn(&Value) -> Result<Value, NodeError>,
+    calls: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+#[async_trait]
+impl Tool for Scripted {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((ctx.idempotency_key.clone(), input.clone()));
+        (self.answer)(&input)
+    }
+}
+
+fn weather(input: &Value) -> Result<Value, NodeError> {
+    match input["city"].as_str() {
+        Some("Paris") => Ok(json!({"city": "Paris", "temp_c": 18})),
+        Some("Rome") => Ok(json!({"city": "Rome", "temp_c": 24})),
+        Some(other) => Err(NodeError::new(
+            "NOT_FOUND",
+            format!("no weather station in `{other}`"),
+        )),
+        None => Err(NodeError::new("INVALID_INPUT", "city missing")),
+    }
+}
+
+fn advise(input: &Value) -> Result<Value, NodeError> {
+    Ok(json!({"advice": format!("pack for {} °C", input["temp_c"])}))
+}
+
+struct Fx {
+    fake: FakeProvider,
+    store: Arc<dyn Store>,
+    router: Arc<Router>,
+    rt: LlmRuntime,
+    tool_calls: Arc<Mutex<Vec<(String, Value)>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Two providers on the fake server: `oa` (OpenAI wire) with a small and a big model, `an`
+/// (Anthropic wire) with a mid model. `extra` is merged into `[llm]`.
+async fn fx(extra: Value) -> Fx {
+    let fake = FakeProvider::start().await;
+    let mut llm = json!({
+        "providers": {
+            "oa": {"kind": "openai", "base_url": fake.openai_base_url(), "api_key_env": "TEST_OA_KEY"},
+            "an": {"kind": "anthropic", "base_url": fake.anthropic_base_url(), "api_key_env": "TEST_AN_KEY"},
+        },
+        "models": [
+            {"name": "oa-small", "provider": "oa", "model": "small", "input_per_1k": 0.0005, "output_per_1k": 0.0015,
+             "context_window": 16000, "capabilities": ["chat", "tools", "json_schema", "streaming"], "latency_ms": 400, "quality": 0.6},
+            {"name": "oa-big", "provider": "oa", "model": "big", "input_per_1k": 0.01, "output_per_1k": 0.03,
+             "context_window": 128000, "capabilities": ["chat", "tools", "json_schema", "streaming"], "latency_ms": 1500, "quality": 0.95},
+            {"name": "an-mid", "provider": "an", "model": "mid", "input_per_1k": 0.003, "output_per_1k": 0.015,
+             "context_window": 200000, "capabilities": ["chat", "tools", "json_schema", "streaming"], "latency_ms": 900, "quality": 0.85},
+        ],
+        "profiles": {
+            "fast": {"primary": ["oa-small"], "fallback": ["an-mid"]},
+            "balanced": {"primary": ["an-mid"], "fallback": ["oa-small"]},
+            "powerful": {"primary": ["oa-big"], "fallback": ["an-mid"]},
+        },
+        "router": {"timeout_ms": 2000, "circuit": {"failures": 2, "open_ms": 300}},
+    });
+    merge(&mut llm, extra);
+    let cfg = LlmConfig::from_value(&llm).unwrap().resolve().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        hilo_store::SqliteStore::open(&dir.path().join("hilo.db"), hilo_store::Durability::Normal)
+            .await
+            .unwrap(),
+    );
+    let env: BTreeMap<String, String> = [
+        ("TEST_OA_KEY", "sk-oa-secret"),
+        ("TEST_AN_KEY", "sk-an-secret"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let router = Arc::new(
+        Router::new(cfg, store.clone(), None).with_env(Arc::new(move |k| env.get(k).cloned())),
+    );
+    let tool_calls = Arc::new(Mutex::new(Vec::new()));
+    let mut tools = ToolMap::new();
+    tools.insert(Arc::new(Scripted {
+        spec: ToolSpec::new("weather", ToolClass::Safe, "Current weather of a city").with_input(
+            json!({"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}),
+        ),
+        answer: weather,
+        calls: tool_calls.clone(),
+    }));
+    tools.insert(Arc::new(Scripted {
+        spec: ToolSpec::new("advise", ToolClass::Safe, "Packing advice for a temperature")
+            .with_input(json!({"type": "object", "required": ["temp_c"], "properties": {"temp_c": {"type": "number"}}})),
+        answer: advise,
+        calls: tool_calls.clone(),
+    }));
+    let executor = hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default())
+        .tools(tools)
+        .audit(hilo_tools::AuditSink::spawn(store.clone()))
+        .build()
+        .unwrap();
+    let rt = LlmRuntime::new(router.clone(), Arc::new(executor));
+    Fx {
+        fake,
+        store,
+        router,
+        rt,
+        tool_calls,
+        _dir: dir,
+    }
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
+fn request(kind: AgentKind, with: Value) -> AgentRequest {
+    let w: AgentWith = AgentWith {
+        profile: with["profile"].as_str().map(String::from),
+        model: with["model"].as_str().map(String::from),
+        system: with["system"].as_str().map(String::from),
+        prompt: with["prompt"].as_str().map(String::from),
+        task: with["task"].as_str().map(String::from),
+        goal: with["goal"].as_str().map(String::from),
+        output_schema: with.get("output_schema").cloned(),
+        labels: with["labels"]
+            .as_array()
+            .map(|a| a.iter().map(|l| l.as_str().unwrap().to_string()).collect()),
+        examples: with["examples"].as_object().cloned(),
+        tools: with["tools"]
+            .as_array()
+            .map(|a| a.iter().map(|l| l.as_str().unwrap().to_string()).collect()),
+        max_iterations: with["max_iterations"].as_u64().map(|n| n as u32),
+        max_retries: with["max_retries"].as_u64().map(|n| n as u32),
+        temperature: None,
+        max_tokens: with["max_tokens"].as_u64().map(|n| n as u32),
+    };
+    AgentRequest {
+        tool: ToolContext {
+            tenant: "acme".into(),
+            execution_id: "exec-1".into(),
+            node_key: "agent".into(),
+            idempotency_key: "exec-1:agent".into(),
+            attempt: 1,
+            compensation: false,
+        },
+        workflow: "trip".into(),
+        node: AgentNode {
+            agent: kind,
+            with: w,
+        },
+        rendered: with,
+        local: Arc::from(Vec::new()),
+        timeout_ms: 10_000,
+    }
+}
+
+fn ctx() -> CallCtx {
+    CallCtx {
+        tenant: "acme".into(),
+        execution_id: Some("exec-1".into()),
+        workflow: Some("trip".into()),
+        node_key: Some("agent".into()),
+        attempt: 1,
+    }
+}
+
+async fn chat(fx: &Fx, target: Target) -> Result<String, NodeError> {
+    let spec = ChatSpec {
+        messages: vec![hilo_llm::provider::Message::user("hello")],
+        ..ChatSpec::default()
+    };
+    let mut trace = Vec::new();
+    fx.router
+        .call(
+            &ctx(),
+            &target,
+            &[hilo_llm::config::Capability::Chat],
+            "test",
+            Task::Chat(&spec),
+            &mut trace,
+        )
+        .await
+        .map(|r| r.model)
+}
+
+async fn ledger(fx: &Fx) -> Vec<hilo_core::llm::LlmCall> {
+    fx.store.llm_calls("acme", None, 1000).await.unwrap()
+}
+
+#[tokio::test]
+async fn each_profile_routes_to_its_best_model_and_the_decision_is_recorded() {
+    let fx = fx(json!({})).await;
+    fx.fake.script("small", Reply::text("hi", 10, 2));
+    fx.fake.script("big", Reply::text("hi", 10, 2));
+    fx.fake.script("mid", Reply::text("hi", 10, 2));
+    assert_eq!(
+        chat(&fx, Target::Profile("fast".into())).await.unwrap(),
+        "oa-small"
+    );
+    assert_eq!(
+        chat(&fx, Target::Profile("powerful".into())).await.unwrap(),
+        "oa-big"
+    );
+    assert_eq!(
+        chat(&fx, Target::Profile("balanced".into())).await.unwrap(),
+        "an-mid"
+    );
+    let rows = ledger(&fx).await;
+    assert_eq!(rows.len(), 3);
+    let d = &rows[1].decision;
+    assert_eq!(d["requested"], json!({"profile": "powerful"}));
+    assert_eq!(d["chosen"], "oa-big");
+    assert!(d["why"].as_str().unwrap().contains("primary list"), "{d}");
+    let names: Vec<&str> = d["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["oa-big", "an-mid"]);
+    assert!(
+        rows.iter()
+            .all(|r| r.success && r.workflow.as_deref() == Some("trip"))
+    );
+    // Keys reach each provider in its own header, and only there.
+    let reqs = fx.fake.requests();
+    assert_eq!(reqs[0].api_key.as_deref(), Some("sk-oa-secret"));
+    assert_eq!(reqs[2].api_key.as_deref(), Some("sk-an-secret"));
+    assert!(!serde_json::to_string(&rows).unwrap().contains("secret"));
+}
+
+#[tokio::test]
+async fn a_failing_model_falls_back_on_5xx_timeout_and_malformed_answers() {
+    let fx = fx(json!({"router": {"timeout_ms": 400, "circuit": {"failures": 5, "open_ms": 300}}}))
+        .await;
+    fx.fake.script("small", Reply::status(503, "overloaded"));
+    fx.fake.script("mid", Reply::text("from anthropic", 12, 3));
+    assert_eq!(
+        chat(&fx, Target::Profile("fast".into())).await.unwrap(),
+        "an-mid"
+    );
+    fx.fake
+        .script("small", Reply::delay(1500, Reply::text("too late", 1, 1)));
+    fx.fake.script("mid", Reply::text("again", 12, 3));
+    assert_eq!(
+        chat(&fx, Target::Profile("fast".into())).await.unwrap(),
+        "an-mid"
+    );
+    let rows = ledger(&fx).await;
+    let codes: Vec<(String, bool, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.model.clone(), r.success, r.error_code.clone()))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("oa-small".into(), false, Some("UPSTREAM_ERROR".into())),
+            ("an-mid".into(), true, None),
+            ("oa-small".into(), false, Some("TIMEOUT".into())),
+            ("an-mid".into(), true, None),
+        ]
+    );
+    assert!(
+        rows[1].decision["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("fallback")
+    );
+    assert_eq!(rows[1].decision["failed_before"][0]["model"], "oa-small");
+    // A named model has no fallback: a malformed answer fails the call, retryably.
+    fx.fake
+        .script("small", Reply::malformed("{\"choices\": [oops"));
+    let e = chat(&fx, Target::Model("oa-small".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "LLM_UNAVAILABLE");
+    assert!(e.retryable);
+    assert!(e.message.contains("malformed"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_repeated_failures_and_half_opens_after_a_while() {
+    let fx = fx(json!({})).await;
+    for _ in 0..2 {
+        fx.fake.script("small", Reply::status(500, "boom"));
+        fx.fake.script("mid", Reply::text("ok", 5, 1));
+        assert_eq!(
+            chat(&fx, Target::Profile("fast".into())).await.unwrap(),
+            "an-mid"
+        );
+    }
+    assert_eq!(fx.router.circuit("oa-small"), Some("open"));
+    // Named directly while open: unavailable for now, retryable.
+    let e = chat(&fx, Target::Model("oa-small".into()))
+        .await
+        .unwrap_err();
+    assert_eq!((e.code.as_str(), e.retryable), ("LLM_UNAVAILABLE", true));
+    // Open: the model is not even tried.
+    fx.fake.script("mid", Reply::text("ok", 5, 1));
+    let before = fx.fake.requests().len();
+    assert_eq!(
+        chat(&fx, Target::Profile("fast".into())).await.unwrap(),
+        "an-mid"
+    );
+    let after = fx.fake.requests();
+    assert_eq!(after.len(), before + 1);
+    assert_eq!(after.last().unwrap().model, "mid");
+    let last = ledger(&fx).await.pop().unwrap();
+    assert!(
+        last.decision["excluded"]
+            .to_string()
+            .contains("circuit open"),
+        "{}",
+        last.decision
+    );
+    // After open_ms: half-open, one trial; its success closes the circuit.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(fx.router.circuit("oa-small"), Some("half_open"));
+    fx.fake.script("small", Reply::text("back", 5, 1));
+    assert_eq!(
+        chat(&fx, Target::Profile("fast".into())).await.unwrap(),
+        "oa-small"
+    );
+    assert_eq!(fx.router.circuit("oa-small"), Some("closed"));
+}
+
+#[tokio::test]
+async fn over_budget_calls_are_downgraded_then_refused() {
+    // $0.05 a day: `oa-big` (est. ~$0.0078, mostly 256 output tokens at $0.03/1K) fits.
+    let fx = fx(json!({"budgets": {"daily_usd": 0.05}})).await;
+    fx.fake.script("big", Reply::text("pricey", 1000, 1250));
+    assert_eq!(
+        chat(&fx, Target::Profile("powerful".into())).await.unwrap(),
+        "oa-big"
+    );
+    // That call cost 1000×$0.01/1K + 1250×$0.03/1K = $0.0475: $0.0025 left. powerful's
+    // oa-big no longer fits, nor does balanced's an-mid (est. ~$0.0039); fast's oa-small
+    // (est. ~$0.0004) does.
+    fx.fake.script("small", Reply::text("cheap", 10, 5));
+    assert_eq!(
+        chat(&fx, Target::Profile("powerful".into())).await.unwrap(),
+        "oa-small"
+    );
+    let last = ledger(&fx).await.pop().unwrap();
+    let downgrades = last.decision["downgraded"].as_array().unwrap().clone();
+    assert_eq!(downgrades[0]["from"], "powerful");
+    assert_eq!(downgrades.last().unwrap()["to"], "fast");
+    assert!(
+        downgrades[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("daily budget")
+    );
+
+    // With on_exceed = "refuse": refused before any request.
+    let fx = fx_refusing().await;
+    fx.fake.script("big", Reply::text("pricey", 1000, 1250));
+    chat(&fx, Target::Profile("powerful".into())).await.unwrap();
+    let before = fx.fake.requests().len();
+    let e = chat(&fx, Target::Profile("powerful".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "BUDGET_EXCEEDED");
+    assert!(e.message.contains("daily budget"), "{}", e.message);
+    assert_eq!(fx.fake.requests().len(), before);
+}
+
+async fn fx_refusing() -> Fx {
+    fx(json!({"budgets": {"tenants": {"acme": {"daily_usd": 0.05, "on_exceed": "refuse"}}}})).await
+}
+
+#[tokio::test]
+async fn structured_output_is_repaired_once_with_the_validation_error() {
+    let fx = fx(json!({})).await;
+    let schema = json!({"type": "object", "required": ["city", "days"], "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}});
+    fx.fake.script(
+        "small",
+        Reply::json(json!({"city": "Paris", "days": "three"}), 40, 8),
+    );
+    fx.fake.script(
+        "small",
+        Reply::json(json!({"city": "Paris", "days": 3}), 60, 8),
+    );
+    let run = fx
+        .rt
+        .run(request(
+            AgentKind::Simple,
+            json!({"profile": "fast", "prompt": "Plan 3 days in Paris", "output_schema": schema}),
+        ))
+        .await;
+    assert_eq!(run.result.unwrap(), json!({"city": "Paris", "days": 3}));
+    let reqs = fx.fake.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        reqs[0].body["response_format"]["json_schema"]["schema"],
+        schema
+    );
+    let repair = reqs[1].body["messages"].as_array().unwrap();
+    let last = repair.last().unwrap()["content"].as_str().unwrap();
+    assert!(last.contains("/days") && last.contains("integer"), "{last}");
+    let trace = run.trace.unwrap();
+    assert_eq!(trace["input_tokens"], 100);
+    assert_eq!(trace["calls"][1]["purpose"], "repair");
+}
+
+#[tokio::test]
+async fn a_reasoning_agent_acts_through_the_executor_and_keeps_its_chain() {
+    let fx = fx(json!({})).await;
+    fx.fake.script(
+        "mid",
+        Reply::tool_calls(
+            vec![
+                ("weather", json!({"city": "Paris"})),
+                ("weather", json!({"city": "Rome"})),
+            ],
+            120,
+            30,
+        ),
+    );
+    fx.fake.script(
+        "mid",
+        Reply::text("Rome is warmer: 24 °C against 18 °C.", 260, 20),
+    );
+    let run = fx
+        .rt
+        .run(request(
+            AgentKind::Reasoning,
+            json!({"task": "Which is warmer today, Paris or Rome?", "tools": ["weather"]}),
+        ))
+        .await;
+    assert_eq!(
+        run.result.unwrap(),
+        json!({"answer": "Rome is warmer: 24 °C against 18 °C."})
+    );
+    let calls = fx.tool_calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].0, "exec-1:agent@1:t1");
+    assert_eq!(calls[1].0, "exec-1:agent@1:t2");
+    // The observations went back to the model as tool results (Anthropic: one user turn).
+    let second = &fx.fake.requests()[1].body;
+    let turns = second["messages"].as_array().unwrap();
+    let results = turns.last().unwrap()["content"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results[1]["content"].to_string().contains("24"), "{second}");
+    let trace = run.trace.unwrap();
+    let steps = trace["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[0]["action"]["tool"], "weather");
+    assert!(steps[1]["observation"].as_str().unwrap().contains("Rome"));
+    assert_eq!(steps[2]["answer"], true);
+    assert_eq!(trace["model"], "an-mid");
+}
+
+#[tokio::test]
+async fn the_same_call_three_times_is_a_loop() {
+    let fx = fx(json!({})).await;
+    for _ in 0..3 {
+        fx.fake.script(
+            "mid",
+            Reply::tool_calls(vec![("weather", json!({"city": "Paris"}))], 50, 10),
+        );
+    }
+    let run = fx
+        .rt
+        .run(request(
+            AgentKind::Reasoning,
+            json!({"task": "weather?", "tools": ["weather"], "max_iterations": 5}),
+        ))
+        .await;
+    let e = run.result.unwrap_err();
+    assert_eq!(e.code, "LOOP_DETECTED");
+    assert_eq!(fx.tool_calls.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_planner_fails_reflects_and_succeeds() {
+    let fx = fx(json!({})).await;
+    // Attempt 1: a plan with a misspelt city; its step fails.
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"steps": [{"id": "w", "tool": "weather", "input": {"city": "Pariss"}}]}),
+            300,
+            40,
+        ),
+    );
+    // Attempt 2: the weather, then advice from its output.
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"steps": [
+                {"id": "w", "tool": "weather", "input": {"city": "Paris"}},
+                {"id": "a", "tool": "advise", "input": {"temp_c": "${ steps.w.output.temp_c }"}},
+            ]}),
+            420,
+            60,
+        ),
+    );
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"achieved": true, "reason": "weather and advice found", "answer": "pack for 18 °C"}),
+            200,
+            20,
+        ),
+    );
+    let run = fx
+        .rt
+        .run(request(
+            AgentKind::Planner,
+            json!({"goal": "Tell me what to pack for Paris", "tools": ["weather", "advise"]}),
+        ))
+        .await;
+    let out = run.result.unwrap();
+    assert_eq!(out["attempts"], 2);
+    assert_eq!(out["answer"], "pack for 18 °C");
+    assert_eq!(out["results"]["a"]["output"]["advice"], "pack for 18 °C");
+    let reqs = fx.fake.requests();
+    let replan = reqs[1].body["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        replan.contains("no weather station in `Pariss`"),
+        "{replan}"
+    );
+    let calls = fx.tool_calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[2].1, json!({"temp_c": 18}));
+    let trace = run.trace.unwrap();
+    assert!(trace["steps"].to_string().contains("\"achieved\":false"));
+}
+
+#[tokio::test]
+async fn costs_in_the_store_equal_the_reported_usage_to_the_cent() {
+    let fx = fx(json!({"providers": {"oa": {"stream": true}}})).await;
+    // Streaming (OpenAI SSE with the usage chunk) and plain (Anthropic) calls.
+    fx.fake
+        .script("small", Reply::text("streamed answer", 1234, 567));
+    fx.fake
+        .script("mid", Reply::text("plain answer", 2048, 333));
+    fx.fake.script("small", Reply::text("another", 99, 1));
+    assert_eq!(
+        chat(&fx, Target::Profile("fast".into())).await.unwrap(),
+        "oa-small"
+    );
+    assert_eq!(
+        chat(&fx, Target::Profile("balanced".into())).await.unwrap(),
+        "an-mid"
+    );
+    assert_eq!(
+        chat(&fx, Target::Model("oa-small".into())).await.unwrap(),
+        "oa-small"
+    );
+    assert_eq!(fx.fake.requests()[0].body["stream"], true);
+    let rows = ledger(&fx).await;
+    let usage: Vec<(u64, u64)> = rows
+        .iter()
+        .map(|r| (r.input_tokens, r.output_tokens))
+        .collect();
+    assert_eq!(usage, [(1234, 567), (2048, 333), (99, 1)]);
+    // Nano-dollars per token: oa-small 500 in, 1500 out ($0.0005 / $0.0015 per 1K); an-mid
+    // 3000 in, 15000 out.
+    let expected: i64 = 1234 * 500 + 567 * 1500 + 2048 * 3000 + 333 * 15000 + 99 * 500 + 1500;
+    let stored: i64 = rows.iter().map(|r| r.cost_nanos).sum();
+    assert_eq!(stored, expected, "exact to the nano-dollar");
+    assert_eq!(format!("{:.2}", stored as f64 / 1e9), "0.01", "to the cent");
+    let spent = fx.store.llm_spent("acme", 0, None).await.unwrap();
+    assert_eq!(spent, stored);
+    let by_model = fx
+        .store
+        .cost_rollup("acme", 0, 86_400_000, hilo_core::llm::CostBy::Model)
+        .await
+        .unwrap();
+    let small: i64 = by_model
+        .iter()
+        .filter(|r| r.key == "oa-small")
+        .map(|r| r.cost_nanos)
+        .sum();
+    assert_eq!(small, 1234 * 500 + 567 * 1500 + 99 * 500 + 1500);
+}
+
+#[tokio::test]
+async fn the_local_router_labels_without_a_provider_and_says_what_to_configure_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        hilo_store::SqliteStore::open(&dir.path().join("hilo.db"), hilo_store::Durability::Normal)
+            .await
+            .unwrap(),
+    );
+    // The shipped configuration: no provider but the local router.
+    let router = Arc::new(
+        Router::new(hilo_llm::Resolved::default(), store.clone(), None)
+            .with_env(Arc::new(|_| None)),
+    );
+    let executor = hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default())
+        .build()
+        .unwrap();
+    let rt = LlmRuntime::new(router, Arc::new(executor));
+    let run = rt
+        .run(request(
+            AgentKind::Simple,
+            json!({
+                "profile": "fast",
+                "prompt": "where is my parcel? it has not arrived",
+                "labels": ["order_status", "return_request"],
+                "examples": {
+                    "order_status": ["where is my order", "my package has not arrived"],
+                    "return_request": ["I want to return the shoes", "how do I send it back"],
+                },
+            }),
+        ))
+        .await;
+    let out = run.result.unwrap();
+    assert_eq!(out["label"], "order_status");
+    assert!(out["confidence"].as_f64().unwrap() > 0.5);
+    let trace = run.trace.unwrap();
+    assert_eq!(trace["model"], "local-router");
+    assert_eq!(trace["cost_nanos"], 0);
+    let rows = store.llm_calls("acme", None, 10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let excluded = rows[0].decision["excluded"].to_string();
+    assert!(
+        excluded.contains("provider `openai` is not configured"),
+        "{excluded}"
+    );
+    // A reasoning agent needs a language model: the error says how to get one.
+    let run = rt
+        .run(request(
+            AgentKind::Reasoning,
+            json!({"task": "think", "tools": []}),
+        ))
+        .await;
+    let e = run.result.unwrap_err();
+    assert_eq!(e.code, "NOT_CONFIGURED");
+    assert!(e.message.contains("llm.providers.openai"), "{}", e.message);
+}
