@@ -92,9 +92,12 @@ impl Config {
         Ok(config.with_test_tools())
     }
 
-    /// In hilo's own test builds (the engine's `test-util` feature), the test tools are
-    /// known too.
+    /// The model catalog validation checks `model:` against; in hilo's own test builds (the
+    /// engine's `test-util` feature), the test tools are known too.
     fn with_test_tools(mut self) -> Config {
+        if self.catalog.models.is_none() {
+            self.catalog.models = Some(self.llm.models.keys().cloned().collect());
+        }
         if let Some((_, names)) = hilo_engine::test_tools_if_enabled() {
             self.catalog
                 .tools
@@ -207,6 +210,7 @@ impl Config {
                 .and_then(|c| c.resolve())
                 .map_err(|e| anyhow::anyhow!("{e} (see the [llm] example in the README)"))?;
         }
+        config.catalog.models = Some(config.llm.models.keys().cloned().collect());
         config
             .catalog
             .profiles

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, SecondsFormat};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike};
 use hilo_core::llm::{CostBy, CostRow, usd};
 use serde_json::json;
 
@@ -23,7 +23,11 @@ pub async fn costs(g: &Global, args: CostsArgs) -> Result<(), Exit> {
     if let Some(id) = &args.execution {
         return execution(g, &store, id, args.json).await;
     }
-    let since = args.since.at(chrono::Utc::now().timestamp_millis());
+    // Whole periods: the first row starts where its hour, day or month starts.
+    let since = align(
+        args.since.at(chrono::Utc::now().timestamp_millis()),
+        args.period,
+    );
     let by = match args.by {
         CostGroup::Model => CostBy::Model,
         CostGroup::Workflow => CostBy::Workflow,
@@ -196,6 +200,20 @@ fn by_month(rows: Vec<CostRow>) -> Vec<CostRow> {
     months.into_values().collect()
 }
 
+/// The start of the hour, day or month (UTC) that `ms` falls in.
+fn align(ms: i64, period: CostPeriod) -> i64 {
+    let Some(t) = DateTime::from_timestamp_millis(ms) else {
+        return ms;
+    };
+    let day = t.date_naive();
+    let start = match period {
+        CostPeriod::Hourly => day.and_hms_opt(t.hour(), 0, 0),
+        CostPeriod::Daily => day.and_hms_opt(0, 0, 0),
+        CostPeriod::Monthly => day.with_day(1).and_then(|d| d.and_hms_opt(0, 0, 0)),
+    };
+    start.map_or(ms, |s| s.and_utc().timestamp_millis())
+}
+
 fn label(bucket: i64, period: CostPeriod) -> String {
     let Some(t) = DateTime::from_timestamp_millis(bucket) else {
         return bucket.to_string();
@@ -236,5 +254,12 @@ mod tests {
         assert_eq!(label(rows[1].bucket, CostPeriod::Monthly), "2026-11");
         assert_eq!((rows[1].calls, rows[1].cost_nanos), (2, 5));
         assert_eq!(money(1_500_000), "0.001500");
+        let t = DateTime::parse_from_rfc3339("2026-11-21T17:45:12Z")
+            .unwrap()
+            .timestamp_millis();
+        let at = |p| label(align(t, p), CostPeriod::Hourly);
+        assert_eq!(at(CostPeriod::Hourly), "2026-11-21T17:00:00Z");
+        assert_eq!(at(CostPeriod::Daily), "2026-11-21T00:00:00Z");
+        assert_eq!(at(CostPeriod::Monthly), "2026-11-01T00:00:00Z");
     }
 }

@@ -35,6 +35,9 @@ pub struct Catalog {
     /// Configured MCP servers: `mcp.<server>.<tool>` is accepted for these.
     pub mcp_servers: BTreeSet<String>,
     pub profiles: BTreeSet<String>,
+    /// The model catalog a node's `model` must name; `None`: not checked (the runtime says
+    /// so when it runs).
+    pub models: Option<BTreeSet<String>>,
 }
 
 impl Default for Catalog {
@@ -44,6 +47,7 @@ impl Default for Catalog {
             tools: BUILTIN_TOOLS.iter().map(|s| s.to_string()).collect(),
             mcp_servers: BTreeSet::new(),
             profiles: BUILTIN_PROFILES.iter().map(|s| s.to_string()).collect(),
+            models: None,
         }
     }
 }
@@ -687,6 +691,28 @@ impl<'a> Validator<'a> {
                 Code::InvalidValue,
                 field("profile"),
                 format!("unknown LLM profile `{p}`; {hint} (more are defined in hilo.toml under [llm.profiles])"),
+            );
+        }
+        if let (Some(m), Some(models)) = (&w.model, &self.catalog.models)
+            && !models.contains(m)
+        {
+            let hint = match did_you_mean(m, models.iter().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!(
+                    "models: {}",
+                    models
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            self.err(
+                Code::InvalidValue,
+                field("model"),
+                format!(
+                    "unknown model `{m}`; {hint} (declare more in hilo.toml under [[llm.models]])"
+                ),
             );
         }
         if w.profile.is_some() && w.model.is_some() {

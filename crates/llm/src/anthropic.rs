@@ -4,6 +4,9 @@
 //! - System messages join into the top-level `system` string.
 //! - An assistant's tool calls become `tool_use` blocks; consecutive tool results become one
 //!   user message of `tool_result` blocks (Anthropic wants them answered in a single turn).
+//! - No empty text is ever sent (Anthropic answers 400): an assistant turn with calls and no
+//!   text is only its `tool_use` blocks, one with neither is [`NO_ANSWER`].
+//! - `temperature` is clamped to Anthropic's 0..=1.
 //! - `max_tokens` is required by Anthropic: [`DEFAULT_MAX_TOKENS`] when the request sets none.
 //! - Structured output is a forced tool: a tool named after the format, whose input schema is
 //!   the format's schema, with `tool_choice: {type: "tool"}`. The input the model writes is
@@ -33,6 +36,9 @@ pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 pub const API_VERSION: &str = "2023-06-01";
 /// `max_tokens` when the request sets none (Anthropic requires one).
 pub const DEFAULT_MAX_TOKENS: u32 = 1024;
+/// The text sent for an assistant turn that said nothing and called no tool (Anthropic
+/// refuses empty content).
+pub const NO_ANSWER: &str = "(no answer)";
 
 /// A client of one Anthropic Messages provider.
 #[derive(Debug, Clone)]
@@ -166,7 +172,8 @@ fn request_body(request: &ChatRequest) -> Value {
         body.insert("tools".into(), Value::Array(tools));
     }
     if let Some(t) = request.temperature {
-        body.insert("temperature".into(), json!(t));
+        // Anthropic's range is 0..=1 (OpenAI's 0..=2): a warmer setting is its warmest.
+        body.insert("temperature".into(), json!(t.clamp(0.0, 1.0)));
     }
     if request.stream {
         body.insert("stream".into(), Value::Bool(true));
@@ -194,12 +201,19 @@ fn wire_messages(messages: &[Message]) -> Vec<Value> {
         match m.role {
             Role::System | Role::Tool => {}
             Role::User => out.push(json!({"role": "user", "content": m.content})),
+            // Anthropic refuses an empty (or blank) text, as content or as a block: a turn
+            // without text nor calls says so in words.
             Role::Assistant if m.tool_calls.is_empty() => {
-                out.push(json!({"role": "assistant", "content": m.content}));
+                let text = if m.content.trim().is_empty() {
+                    NO_ANSWER
+                } else {
+                    m.content.as_str()
+                };
+                out.push(json!({"role": "assistant", "content": text}));
             }
             Role::Assistant => {
                 let mut blocks = Vec::new();
-                if !m.content.is_empty() {
+                if !m.content.trim().is_empty() {
                     blocks.push(json!({"type": "text", "text": m.content}));
                 }
                 for c in &m.tool_calls {

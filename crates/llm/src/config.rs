@@ -429,13 +429,34 @@ impl LlmConfig {
                 )));
             }
         }
-        Ok(Resolved {
+        let resolved = Resolved {
             providers,
             models,
             profiles,
             budgets: self.budgets.clone(),
             router: self.router,
-        })
+        };
+        for name in resolved.profiles.keys() {
+            let mut seen = vec![name.clone()];
+            let mut at = name.clone();
+            while let Some(next) = resolved.cheaper(&at) {
+                if seen.contains(&next) {
+                    seen.push(next);
+                    return Err(ConfigError(format!(
+                        "profiles.{name}.cheaper: budget downgrades would go round in a circle ({}); end the chain at a profile without `cheaper`",
+                        seen.join(" → ")
+                    )));
+                }
+                seen.push(next.clone());
+                at = next;
+            }
+        }
+        if !(self.router.context_share > 0.0 && self.router.context_share <= 1.0) {
+            return Err(ConfigError(
+                "router.context_share must be more than 0 and at most 1 (default 0.8)".into(),
+            ));
+        }
+        Ok(resolved)
     }
 }
 
@@ -639,6 +660,15 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(e.to_string().contains("providers.mine"), "{e}");
+        let e = LlmConfig::from_value(&json!({"profiles": {"fast": {"cheaper": "powerful"}}}))
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("round in a circle (balanced → fast → powerful → balanced)"),
+            "{e}"
+        );
         let e = LlmConfig::from_value(&json!({"budgets": {"dayly_usd": 1}})).unwrap_err();
         assert!(e.to_string().contains("dayly_usd"), "{e}");
     }

@@ -325,6 +325,24 @@ struct PartialCall {
     arguments: String,
 }
 
+/// Where a tool-call delta without `index` goes (older Ollama sends each call whole, in its own
+/// chunk, unindexed): a delta with a new id (not the last call's) starts a new call after the
+/// others; one without id continues the last call (or starts the first).
+fn unindexed_slot(
+    calls: &BTreeMap<usize, PartialCall>,
+    last: Option<usize>,
+    id: Option<&str>,
+) -> usize {
+    let next = calls.keys().next_back().map_or(0, |k| k.saturating_add(1));
+    match (last, id) {
+        (None, _) => next,
+        (Some(last), Some(id)) if calls.get(&last).and_then(|c| c.id.as_deref()) != Some(id) => {
+            next
+        }
+        (Some(last), _) => last,
+    }
+}
+
 /// Reads a streamed answer up to `data: [DONE]`. A stream that ends earlier is complete only
 /// if a finish reason came (the usage chunk is then missing, and the usage zero).
 async fn read_stream(
@@ -333,6 +351,8 @@ async fn read_stream(
 ) -> Result<ChatResponse, ProviderError> {
     let mut out = ChatResponse::default();
     let mut calls: BTreeMap<usize, PartialCall> = BTreeMap::new();
+    // The call the last tool-call delta went to.
+    let mut last: Option<usize> = None;
     let mut done = false;
     let mut events = pin!(call.events(response));
     while let Some(event) = events.next().await {
@@ -369,10 +389,15 @@ async fn read_stream(
                     out.content.push_str(&text);
                     token = true;
                 }
-                for (position, d) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
+                for d in delta.tool_calls.unwrap_or_default() {
                     token = true;
-                    let partial = calls.entry(d.index.unwrap_or(position)).or_default();
-                    if let Some(id) = d.id.filter(|id| !id.is_empty()) {
+                    let id = d.id.filter(|id| !id.is_empty());
+                    let index = d
+                        .index
+                        .unwrap_or_else(|| unindexed_slot(&calls, last, id.as_deref()));
+                    last = Some(index);
+                    let partial = calls.entry(index).or_default();
+                    if let Some(id) = id {
                         partial.id = Some(id);
                     }
                     if let Some(f) = d.function {

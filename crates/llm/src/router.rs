@@ -48,6 +48,8 @@ pub mod codes {
     pub const BUDGET_EXCEEDED: &str = "BUDGET_EXCEEDED";
     /// Every candidate failed (retryable).
     pub const LLM_UNAVAILABLE: &str = "LLM_UNAVAILABLE";
+    /// Every candidate rejected the request itself (not retried).
+    pub const UPSTREAM_REJECTED: &str = "UPSTREAM_REJECTED";
     /// The model's answer did not match what was asked, even after a repair call.
     pub const OUTPUT_INVALID: &str = "OUTPUT_INVALID";
     /// A reasoning agent called the same tool with the same arguments three times.
@@ -73,6 +75,10 @@ pub struct CallCtx {
     pub workflow: Option<String>,
     pub node_key: Option<String>,
     pub attempt: u32,
+    /// When the node's time is up: no model call runs past it (each gets the router's
+    /// `timeout_ms` or what is left, whichever is less), so a slow model is a `TIMEOUT` the
+    /// router can fall back from and record, not a run cut off mid-call.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 /// A profile, or one model named directly (no fallback then).
@@ -132,6 +138,9 @@ pub struct CallSummary {
     pub cost_nanos: i64,
     pub latency_ms: u64,
     pub error: Option<String>,
+    /// The call could not be written to the cost ledger (the answer is kept all the same:
+    /// it was paid for).
+    pub ledger_error: Option<String>,
 }
 
 /// A successful routed call.
@@ -263,16 +272,14 @@ impl Router {
         let plan = self.plan(ctx, target, needs, task).await?;
         let spec = task.spec();
         let mut failed: Vec<Value> = Vec::new();
-        let mut last_error: Option<String> = None;
+        let mut errors: Vec<String> = Vec::new();
+        let mut transient = false;
         for (i, c) in plan.candidates.iter().enumerate() {
             let name = &c.model.name;
-            let breaker = self.breakers.get(name);
-            if let Some(b) = breaker
-                && b.admit().is_err()
-            {
+            let Some(trial) = Trial::admit(self.breakers.get(name)) else {
                 failed.push(json!({"model": name, "error": "circuit open"}));
                 continue;
-            }
+            };
             let why = if failed.is_empty() {
                 format!(
                     "best score in the {} list ({:.3}: quality {}, est. ${:.6}, ~{} ms)",
@@ -306,7 +313,7 @@ impl Router {
                 "try": i + 1,
             });
             let started = Instant::now();
-            let outcome = self.invoke(c, spec, task).await;
+            let outcome = self.invoke(c, spec, task, ctx.deadline).await;
             let latency_ms = started.elapsed().as_millis() as u64;
             let (usage, error) = match &outcome {
                 Ok(Answer::Chat(r)) => (r.usage, None),
@@ -341,6 +348,16 @@ impl Router {
                 decision,
                 created_at: (self.now_ms)(),
             };
+            // A rejected request (4xx) reached a working provider: not a breaker failure.
+            trial.finish(error.as_ref().is_none_or(|e| !e.is_transient()));
+            // The call happened and may have been paid for: a ledger that cannot be written
+            // is reported in the trace, and the answer is kept.
+            let ledger_error = self
+                .costs
+                .record_llm_call(&row)
+                .await
+                .err()
+                .map(|e| format!("the cost of this call was not recorded: {e}"));
             trace.push(CallSummary {
                 model: name.clone(),
                 provider: c.model.provider.clone(),
@@ -349,44 +366,50 @@ impl Router {
                 cost_nanos,
                 latency_ms,
                 error: error.as_ref().map(|e| e.to_string()),
+                ledger_error,
             });
-            self.costs.record_llm_call(&row).await.map_err(|e| {
-                fail(
-                    codes::STORE,
-                    format!("cannot record the cost of a call to `{name}`: {e}"),
-                )
-            })?;
             match outcome {
                 Ok(answer) => {
-                    if let Some(b) = breaker {
-                        b.record(true);
-                    }
                     return Ok(Routed {
                         answer,
                         model: name.clone(),
                     });
                 }
                 Err(e) => {
-                    if let Some(b) = breaker {
-                        b.record(!e.is_transient());
-                    }
+                    transient |= e.is_transient();
                     failed
                         .push(json!({"model": name, "error": e.code(), "message": e.to_string()}));
-                    last_error = Some(format!("{name}: {e}"));
+                    errors.push(format!("{name}: {e}"));
                 }
             }
+        }
+        let tried: Vec<&str> = failed
+            .iter()
+            .filter_map(|f| f.get("model").and_then(Value::as_str))
+            .collect();
+        if !errors.is_empty() && !transient {
+            // Every model refused the request itself (a bad key, an unknown model id, a
+            // schema the provider does not take): trying again would not help.
+            return Err(NodeError::new(
+                codes::UPSTREAM_REJECTED,
+                format!(
+                    "every model for {} rejected the request: {}; check the provider settings and model ids in hilo.toml",
+                    describe(target),
+                    errors.join("; ")
+                ),
+            ));
         }
         Err(NodeError::retryable(
             codes::LLM_UNAVAILABLE,
             format!(
-                "every model for {} failed ({}); last: {}",
+                "every model for {} failed ({}): {}",
                 describe(target),
-                failed
-                    .iter()
-                    .filter_map(|f| f.get("model").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                last_error.unwrap_or_else(|| "all circuits open".into())
+                tried.join(", "),
+                if errors.is_empty() {
+                    "their circuits are open".to_string()
+                } else {
+                    errors.join("; ")
+                }
             ),
         ))
     }
@@ -396,6 +419,7 @@ impl Router {
         c: &Candidate<'_>,
         spec: &ChatSpec,
         task: Task<'_>,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<Answer, ProviderError> {
         let provider = &c.model.provider;
         let kind = self
@@ -439,7 +463,11 @@ impl Router {
             temperature: spec.temperature,
             max_tokens: spec.max_tokens,
             stream,
-            timeout: Duration::from_millis(self.cfg.router.timeout_ms),
+            timeout: match deadline {
+                Some(d) => Duration::from_millis(self.cfg.router.timeout_ms)
+                    .min(d.saturating_duration_since(tokio::time::Instant::now())),
+                None => Duration::from_millis(self.cfg.router.timeout_ms),
+            },
             api_key: c.key.clone(),
         };
         client.chat(&request).await.map(Answer::Chat)
@@ -455,10 +483,16 @@ impl Router {
         if kind == ProviderKind::Local {
             return Ok(None);
         }
-        if let (Some(name), Some(secrets)) = (&p.api_key_secret, &self.secrets)
-            && let Ok(Some(v)) = secrets.get(tenant, name).await
-        {
-            return Ok(Some(ApiKey::new(v)));
+        if let (Some(name), Some(secrets)) = (&p.api_key_secret, &self.secrets) {
+            match secrets.get(tenant, name).await {
+                Ok(Some(v)) => return Ok(Some(ApiKey::new(v))),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "the API key of `{provider}` (secret `{name}` of tenant `{tenant}`) cannot be read: {e}"
+                    ));
+                }
+            }
         }
         match p.key_env_of(kind) {
             Some(var) => match (self.env)(&var) {
@@ -493,16 +527,35 @@ impl Router {
             Target::Profile(p) => Some(p.clone()),
             Target::Model(_) => None,
         };
+        let mut visited: std::collections::BTreeSet<String> = profile.iter().cloned().collect();
+        // The last profile that could do the call before a downgrade, and why it was left.
+        let mut capable: Option<Capable<'a>> = None;
         loop {
-            let (candidates, mut excluded) = self
+            let (candidates, excluded) = self
                 .candidates(ctx, target, profile.as_deref(), needs, task)
                 .await?;
-            if candidates.is_empty() {
-                return Err(self.nothing_fits(target, profile.as_deref(), needs, &excluded));
-            }
             let budget = left
                 .as_ref()
                 .map(|(nanos, window)| json!({"left_usd": usd(*nanos), "window": window}));
+            if candidates.is_empty() {
+                // A downgrade reached a profile that cannot do this (no tools, say): stay in
+                // the last one that can, with only the models that fit.
+                if let (Some(mut c), Some((left_nanos, _))) = (capable.take(), &left) {
+                    downgrades.pop();
+                    let fit = keep_affordable(c.candidates, *left_nanos, &mut c.excluded);
+                    if fit.is_empty() {
+                        return Err(over_budget(&c.over));
+                    }
+                    return Ok(Plan {
+                        profile: c.profile,
+                        candidates: fit,
+                        excluded: c.excluded,
+                        downgrades,
+                        budget,
+                    });
+                }
+                return Err(self.nothing_fits(target, profile.as_deref(), needs, &excluded));
+            }
             let Some((left_nanos, window)) = &left else {
                 return Ok(Plan {
                     profile,
@@ -512,6 +565,7 @@ impl Router {
                     budget,
                 });
             };
+            let mut excluded = excluded;
             let over = format!(
                 "the {window} budget has ${:.6} left and `{}` would cost about ${:.6}",
                 usd(*left_nanos).max(0.0),
@@ -529,8 +583,15 @@ impl Router {
                 }
                 if let Some(p) = &profile
                     && let Some(cheaper) = self.cfg.cheaper(p)
+                    && visited.insert(cheaper.clone())
                 {
                     downgrades.push(json!({"from": p, "to": cheaper, "reason": over}));
+                    capable = Some(Capable {
+                        profile: profile.clone(),
+                        candidates,
+                        excluded,
+                        over,
+                    });
                     profile = Some(cheaper);
                     continue;
                 }
@@ -538,12 +599,7 @@ impl Router {
             // The cheapest profile, or a call that fits: fallbacks must fit too.
             let fit = keep_affordable(candidates, *left_nanos, &mut excluded);
             if fit.is_empty() {
-                return Err(fail(
-                    codes::BUDGET_EXCEEDED,
-                    format!(
-                        "refused: {over}, and no cheaper model can do it (raise [llm.budgets] or wait for the window to pass)"
-                    ),
-                ));
+                return Err(over_budget(&over));
             }
             return Ok(Plan {
                 profile,
@@ -765,6 +821,55 @@ impl Router {
         }
         Ok(least)
     }
+}
+
+/// A call admitted by a model's circuit breaker. Its outcome is recorded once; a call that
+/// never finishes (its future dropped) counts as a failure, so a half-open breaker's one trial
+/// is never left pending.
+struct Trial<'a> {
+    breaker: Option<&'a Breaker>,
+}
+
+impl<'a> Trial<'a> {
+    /// `None` when the breaker refuses the call.
+    fn admit(breaker: Option<&'a Breaker>) -> Option<Trial<'a>> {
+        match breaker {
+            Some(b) if b.admit().is_err() => None,
+            _ => Some(Trial { breaker }),
+        }
+    }
+
+    fn finish(mut self, success: bool) {
+        if let Some(b) = self.breaker.take() {
+            b.record(success);
+        }
+    }
+}
+
+impl Drop for Trial<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.breaker.take() {
+            b.record(false);
+        }
+    }
+}
+
+/// A profile left by a budget downgrade, kept in case the cheaper one cannot do the call.
+struct Capable<'a> {
+    profile: Option<String>,
+    candidates: Vec<Candidate<'a>>,
+    excluded: Vec<Value>,
+    /// Why it was left.
+    over: String,
+}
+
+fn over_budget(over: &str) -> NodeError {
+    fail(
+        codes::BUDGET_EXCEEDED,
+        format!(
+            "refused: {over}, and no cheaper model can do it (raise [llm.budgets] or wait for the window to pass)"
+        ),
+    )
 }
 
 /// The candidates whose estimated cost fits in `left`; the others are noted as excluded.

@@ -12,22 +12,27 @@ use crate::provider::{Message, ToolDefinition};
 
 /// The estimate's method, reported in the router's decision.
 pub fn method(model: &str) -> &'static str {
-    if tiktoken_rs::tokenizer::get_tokenizer(model).is_some() {
+    if bpe(model).is_some() {
         "tiktoken"
     } else {
         "bytes/4"
     }
 }
 
-/// Tokens of one text for `model`.
-pub fn count(model: &str, text: &str) -> u64 {
+/// The BPE of the current OpenAI models (o200k, cl100k); older or other encodings fall back
+/// to the heuristic.
+fn bpe(model: &str) -> Option<&'static tiktoken_rs::CoreBPE> {
     use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
-    let bpe = match get_tokenizer(model) {
+    match get_tokenizer(model) {
         Some(Tokenizer::O200kBase) => Some(tiktoken_rs::o200k_base_singleton()),
         Some(Tokenizer::Cl100kBase) => Some(tiktoken_rs::cl100k_base_singleton()),
         _ => None,
-    };
-    match bpe {
+    }
+}
+
+/// Tokens of one text for `model`.
+pub fn count(model: &str, text: &str) -> u64 {
+    match bpe(model) {
         Some(b) => b.encode_ordinary(text).len() as u64,
         None => (text.len() as u64).div_ceil(4),
     }

@@ -272,3 +272,67 @@ edges:
     assert!(!json.contains("sk-acme"));
     assert!(!text(&out.stdout).contains("sk-acme"));
 }
+
+#[test]
+fn one_line_of_hilo_toml_switches_the_demo_workflow_to_a_real_provider() {
+    use hilo_llm::testserver::Reply;
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let config = dir.path().join("hilo.toml");
+    // The README's line, with the fake server's URL standing in for api.openai.com.
+    std::fs::write(
+        &config,
+        format!(
+            "llm.providers.openai = {{ kind = \"openai\", base_url = \"{}\", api_key_env = \"OPENAI_API_KEY\" }}\n",
+            fake.server().openai_base_url()
+        ),
+    )
+    .unwrap();
+    fake.server().script(
+        "gpt-4o-mini",
+        Reply::json(
+            json!({"label": "speak_to_human", "confidence": 0.97}),
+            812,
+            11,
+        ),
+    );
+    let out = hilo_cmd(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "examples/customer_support.yaml",
+            "--input",
+            r#"{"message": "get me someone who can actually help", "order_id": 1042}"#,
+            "--json",
+        ],
+        &db,
+        &[("OPENAI_API_KEY", "sk-real")],
+    )
+    .current_dir(root())
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "handed_over");
+    assert_eq!(
+        doc["nodes"]["classify"]["output"],
+        json!({"label": "speak_to_human", "confidence": 0.97})
+    );
+    let reqs = fake.server().requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].model, "gpt-4o-mini");
+    assert_eq!(reqs[0].api_key.as_deref(), Some("sk-real"));
+    // The shipped list price of gpt-4o-mini: $0.00015 / $0.0006 per 1K tokens.
+    let id = doc["execution_id"].as_str().unwrap();
+    let calls: Vec<Value> = serde_json::from_slice(
+        &hilo_cmd(&["costs", "--execution", id, "--json"], &db, &[])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(calls[0]["model"], "gpt-4o-mini");
+    assert_eq!(calls[0]["cost_nanos"], 812 * 150 + 11 * 600);
+}

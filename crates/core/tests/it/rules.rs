@@ -203,6 +203,20 @@ fn unknown_tools_and_agents() {
         &catalog,
         &[],
     );
+    // With a model catalog (hilo.toml's), a node's `model` must be in it.
+    let catalog = Catalog {
+        models: Some(["gpt-4o-mini".to_string(), "local-router".to_string()].into()),
+        ..Catalog::default()
+    };
+    check_with(
+        "unknown_model",
+        &wf(&format!(
+            "nodes:\n  - {{id: a, type: agent, agent: simple, with: {{prompt: hi, model: gpt-4o-mni}}}}\n  - {{id: b, type: agent, agent: simple, with: {{prompt: hi, model: local-router}}}}\n{FINISH}edges: [{{from: a, to: done}}, {{from: b, to: done}}]\n"
+        )),
+        Format::Yaml,
+        &catalog,
+        &[Code::InvalidValue],
+    );
 }
 
 #[test]

@@ -58,10 +58,25 @@ impl LlmRuntime {
 impl AgentRuntime for LlmRuntime {
     async fn run(&self, request: AgentRequest) -> AgentRun {
         let mut run = Run::new(self, &request);
-        let result = match request.node.agent {
-            AgentKind::Simple => simple::run(&mut run).await,
-            AgentKind::Reasoning => reasoning::run(&mut run).await,
-            AgentKind::Planner => planner::run(&mut run).await,
+        let deadline = run.deadline;
+        let agent = async {
+            match request.node.agent {
+                AgentKind::Simple => simple::run(&mut run).await,
+                AgentKind::Reasoning => reasoning::run(&mut run).await,
+                AgentKind::Planner => planner::run(&mut run).await,
+            }
+        };
+        // The agent stops itself a little before the engine's own timeout, so what it did
+        // (calls, tokens, cost, steps) reaches the node's trace.
+        let result = match tokio::time::timeout_at(deadline, agent).await {
+            Ok(r) => r,
+            Err(_) => Err(NodeError::retryable(
+                hilo_core::exec::codes::TIMEOUT,
+                format!(
+                    "agent node `{}` did not finish within its {} ms (the node's timeout_ms)",
+                    request.tool.node_key, request.timeout_ms
+                ),
+            )),
         };
         let trace = run.trace();
         AgentRun {
@@ -78,14 +93,17 @@ pub struct Run<'a> {
     pub(crate) ctx: CallCtx,
     pub(crate) calls: Vec<CallSummary>,
     pub(crate) steps: Vec<Value>,
-    /// Tool calls made so far (their idempotency keys are numbered by this).
-    tool_calls: u32,
+    /// When the node's time is up (a little before the engine's own timeout).
+    pub(crate) deadline: tokio::time::Instant,
     /// The profile when the node names neither a profile nor a model.
     default_profile: &'static str,
 }
 
 impl<'a> Run<'a> {
     fn new(rt: &'a LlmRuntime, req: &'a AgentRequest) -> Run<'a> {
+        let margin = (req.timeout_ms / 20).clamp(10, 1000);
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(req.timeout_ms.saturating_sub(margin));
         Run {
             rt,
             req,
@@ -95,10 +113,11 @@ impl<'a> Run<'a> {
                 workflow: Some(req.workflow.clone()),
                 node_key: Some(req.tool.node_key.clone()),
                 attempt: req.tool.attempt,
+                deadline: Some(deadline),
             },
             calls: Vec::new(),
             steps: Vec::new(),
-            tool_calls: 0,
+            deadline,
             default_profile: match req.node.agent {
                 AgentKind::Simple => simple::DEFAULT_PROFILE,
                 AgentKind::Reasoning => reasoning::DEFAULT_PROFILE,
@@ -195,24 +214,27 @@ impl<'a> Run<'a> {
         self.req.node.with.tools.clone().unwrap_or_default()
     }
 
-    /// Calls a tool through the executor, as this agent (its whitelist applies). The
-    /// idempotency key is the node's, with the attempt and the call's number in this run.
+    /// Calls a tool through the executor, as this agent (its whitelist applies), with no
+    /// more time than the node has left. The idempotency key is the node's, the tool's name
+    /// and a hash of the arguments: the same call gets the same key in every attempt of the
+    /// node and after a crash, so its side effect is made once; another call gets another.
     pub(crate) async fn call_tool(
         &mut self,
         tool: &str,
         input: Value,
         local: &Arc<[ToolDef]>,
     ) -> Result<Value, NodeError> {
-        self.tool_calls += 1;
         let base = &self.req.tool;
+        let left = self
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .as_millis()
+            .max(1) as u64;
         let ctx = ToolContext {
             tenant: base.tenant.clone(),
             execution_id: base.execution_id.clone(),
             node_key: base.node_key.clone(),
-            idempotency_key: format!(
-                "{}@{}:t{}",
-                base.idempotency_key, base.attempt, self.tool_calls
-            ),
+            idempotency_key: call_key(&base.idempotency_key, tool, &input),
             attempt: base.attempt,
             compensation: false,
         };
@@ -225,7 +247,7 @@ impl<'a> Run<'a> {
                 node: base.node_key.clone(),
                 listed: self.listed(),
             },
-            timeout_ms: Some(self.req.timeout_ms),
+            timeout_ms: Some(left),
             local: local.clone(),
         };
         self.rt.tools.execute(request).await
@@ -265,6 +287,34 @@ impl<'a> Run<'a> {
             t["steps"] = Value::Array(self.steps.clone());
         }
         t
+    }
+}
+
+/// `<node key>:<tool>:<first 16 hex digits of SHA-256 of the canonical arguments>`.
+pub(crate) fn call_key(base: &str, tool: &str, input: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(canonical(input).as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{base}:{tool}:{hex}")
+}
+
+/// JSON with object keys sorted, so the same arguments compare equal however ordered.
+pub(crate) fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -332,5 +382,13 @@ mod tests {
                 .contains("not JSON")
         );
         assert_eq!(clip("abcdef", 3), "abc… (3 more bytes)");
+        assert_eq!(
+            canonical(&json!({"b": 1, "a": [{"y": 2, "x": 1}]})),
+            canonical(&json!({"a": [{"x": 1, "y": 2}], "b": 1}))
+        );
+        let k = call_key("e:n", "weather", &json!({"city": "Paris"}));
+        assert_eq!(k, call_key("e:n", "weather", &json!({"city": "Paris"})));
+        assert_ne!(k, call_key("e:n", "weather", &json!({"city": "Rome"})));
+        assert!(k.starts_with("e:n:weather:") && k.len() == "e:n:weather:".len() + 16);
     }
 }

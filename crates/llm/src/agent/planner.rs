@@ -72,7 +72,7 @@ pub fn plan_schema(tools: &[String]) -> Value {
                     "required": ["id", "tool", "input"],
                     "additionalProperties": false,
                     "properties": {
-                        "id": {"type": "string", "pattern": "^[a-z0-9_]+$"},
+                        "id": {"type": "string", "pattern": "^[a-z_][a-z0-9_]*$"},
                         "tool": {"type": "string", "enum": tools},
                         "input": {"type": "object"},
                         "why": {"type": "string"},
@@ -95,10 +95,58 @@ fn reflect_schema() -> Value {
     })
 }
 
+/// Every `steps.<id>` an input reads must be a step that already ran, and a `${ }` must be
+/// the whole value (a string with text around it would reach the tool as it is).
+fn references_ok(input: &Value, results: &Map<String, Value>) -> Result<(), String> {
+    use hilo_core::expr::{Dynamic, classify, dynamic_strings, map_strings};
+    let mut found = Vec::new();
+    dynamic_strings(input, "", &mut found);
+    for f in &found {
+        let (Dynamic::Expression(text) | Dynamic::Template(text) | Dynamic::Literal(text)) =
+            f.dynamic;
+        let mut rest = text;
+        while let Some(i) = rest.find("steps.") {
+            let after = &rest[i + "steps.".len()..];
+            let id: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !id.is_empty() && !results.contains_key(&id) {
+                return Err(format!(
+                    "its input reads `steps.{id}`, which is not a step that ran before it"
+                ));
+            }
+            rest = after;
+        }
+    }
+    let mut leftover = None;
+    let _ = map_strings(input, &mut |s: &str| {
+        if s.contains("${") && matches!(classify(s), Dynamic::Literal(_)) {
+            leftover = Some(s.to_string());
+        }
+        Ok::<Value, ()>(Value::Null)
+    });
+    match leftover {
+        Some(s) => Err(format!(
+            "its input `{s}` mixes text and `${{ }}`: write the whole value as `${{ expression }}`, or use `{{{{ expression }}}}` inside text"
+        )),
+        None => Ok(()),
+    }
+}
+
 pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     let goal = run.required_text(&["goal", "task", "prompt"])?;
     let w = run.req.node.with.clone();
     let listed = run.listed();
+    if listed.is_empty() {
+        return Err(NodeError::new(
+            codes::INVALID_INPUT,
+            format!(
+                "planner node `{}` lists no `tools`: a plan is made of tool calls, so list the tools it may use",
+                run.key()
+            ),
+        ));
+    }
     let (defs, _) = run.tool_definitions()?;
     let retries = w.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
     let tenant = run.ctx.tenant.clone();
@@ -147,14 +195,25 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
             temperature: w.temperature,
             max_tokens: w.max_tokens,
         };
-        let plan = structured(
+        let plan = match structured(
             run,
             spec,
             &plan_schema(&listed),
             &[Capability::Chat, Capability::JsonSchema],
             "plan",
         )
-        .await?;
+        .await
+        {
+            Ok(p) => p,
+            // A plan that does not match the schema, even repaired, is a failed attempt.
+            Err(e) if e.code == codes::OUTPUT_INVALID => {
+                run.steps
+                    .push(json!({"attempt": attempt, "plan_invalid": e.message}));
+                failures.push(format!("the plan was not valid: {}", e.message));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let steps = plan
             .get("steps")
             .and_then(Value::as_array)
@@ -176,6 +235,10 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
                 .to_string();
             let doc = json!({"goal": goal, "steps": results});
             let raw = step.get("input").cloned().unwrap_or(json!({}));
+            if let Err(e) = references_ok(&raw, &results) {
+                failed = Some(format!("step `{id}` ({tool}): {e}"));
+                break;
+            }
             let input = match hilo_core::expr::render_value(&raw, &doc) {
                 Ok(v) => v,
                 Err(e) => {

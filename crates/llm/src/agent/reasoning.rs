@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use hilo_core::exec::NodeError;
 use serde_json::{Value, json};
 
-use super::{Run, check_json, clip};
+use super::{Run, canonical, check_json, clip};
 use crate::config::Capability;
 use crate::provider::Message;
 use crate::router::{Answer, ChatSpec, Task, codes};
@@ -144,38 +144,4 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
             run.key()
         ),
     ))
-}
-
-/// JSON with object keys sorted, so the same arguments compare equal however ordered.
-fn canonical(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let parts: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::canonical;
-    use serde_json::json;
-
-    #[test]
-    fn argument_order_does_not_matter() {
-        assert_eq!(
-            canonical(&json!({"b": 1, "a": [{"y": 2, "x": 1}]})),
-            canonical(&json!({"a": [{"x": 1, "y": 2}], "b": 1}))
-        );
-    }
 }

@@ -30,6 +30,15 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
         messages.push(Message::system(s));
     }
     if let Some(labels) = &w.labels {
+        if labels.is_empty() {
+            return Err(NodeError::new(
+                codes::INVALID_INPUT,
+                format!(
+                    "agent node `{}` has an empty `labels` list: give the labels to choose from",
+                    run.key()
+                ),
+            ));
+        }
         return classify(run, &prompt, labels, w.examples.as_ref(), messages).await;
     }
     messages.push(Message::user(prompt));

@@ -201,6 +201,7 @@ fn ctx() -> CallCtx {
         workflow: Some("trip".into()),
         node_key: Some("agent".into()),
         attempt: 1,
+        deadline: None,
     }
 }
 
@@ -474,8 +475,14 @@ async fn a_reasoning_agent_acts_through_the_executor_and_keeps_its_chain() {
     );
     let calls = fx.tool_calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 2);
-    assert_eq!(calls[0].0, "exec-1:agent@1:t1");
-    assert_eq!(calls[1].0, "exec-1:agent@1:t2");
+    // Keys: the node's, the tool, a hash of the arguments — stable across attempts and
+    // crashes, different for different calls.
+    assert!(
+        calls[0].0.starts_with("exec-1:agent:weather:"),
+        "{}",
+        calls[0].0
+    );
+    assert_ne!(calls[0].0, calls[1].0);
     // The observations went back to the model as tool results (Anthropic: one user turn).
     let second = &fx.fake.requests()[1].body;
     let turns = second["messages"].as_array().unwrap();
@@ -671,4 +678,48 @@ async fn the_local_router_labels_without_a_provider_and_says_what_to_configure_o
     let e = run.result.unwrap_err();
     assert_eq!(e.code, "NOT_CONFIGURED");
     assert!(e.message.contains("llm.providers.openai"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn when_every_model_rejects_the_request_the_error_is_not_retried() {
+    let fx = fx(json!({})).await;
+    fx.fake.script("small", Reply::status(401, "bad key"));
+    fx.fake.script("mid", Reply::status(404, "no such model"));
+    let e = chat(&fx, Target::Profile("fast".into())).await.unwrap_err();
+    assert_eq!((e.code.as_str(), e.retryable), ("UPSTREAM_REJECTED", false));
+    assert!(
+        e.message.contains("oa-small") && e.message.contains("an-mid"),
+        "{}",
+        e.message
+    );
+    // A rejection is not an outage: the circuits stay closed.
+    assert_eq!(fx.router.circuit("oa-small"), Some("closed"));
+}
+
+#[tokio::test]
+async fn a_downgrade_never_lands_on_a_profile_that_cannot_do_the_call() {
+    // `fast` is only the local router, which has no tools; balanced's an-mid is over budget,
+    // its fallback oa-small is not.
+    let fx = fx(json!({
+        "profiles": {"fast": {"primary": ["local-router"], "fallback": []}},
+        "budgets": {"per_execution_usd": 0.002},
+    }))
+    .await;
+    fx.fake.script("small", Reply::text("done", 10, 5));
+    let run = fx
+        .rt
+        .run(request(
+            AgentKind::Reasoning,
+            json!({"task": "think", "tools": ["weather"], "max_tokens": 200}),
+        ))
+        .await;
+    assert_eq!(run.result.unwrap(), json!({"answer": "done"}));
+    let row = ledger(&fx).await.pop().unwrap();
+    assert_eq!(row.model, "oa-small");
+    assert_eq!(row.profile.as_deref(), Some("balanced"));
+    assert!(
+        row.decision["excluded"].to_string().contains("over budget"),
+        "{}",
+        row.decision
+    );
 }

@@ -694,3 +694,118 @@ async fn streams_assemble_many_turns_in_a_row() {
     };
     assert_eq!(again.tool_calls[0].id, "call_2");
 }
+
+#[tokio::test]
+async fn anthropic_never_sends_empty_text_and_clamps_temperature() {
+    let server = FakeProvider::start().await;
+    let call = ToolCall {
+        id: "c1".into(),
+        name: "search".into(),
+        arguments: json!({"q": "x"}),
+    };
+    let messages = vec![
+        Message::user("first"),
+        Message::assistant(""),
+        Message::user("second"),
+        Message::assistant(" \n"),
+        Message::user("third"),
+        Message::assistant_calls("", vec![call.clone()]),
+        Message::tool_result("c1", "found"),
+        Message::assistant_calls("\n", vec![call]),
+        Message::tool_result("c1", "found again"),
+    ];
+    for stream in [false, true] {
+        server.script("m", Reply::text("ok", 1, 1));
+        server.script("m", Reply::text("ok", 1, 1));
+        let mut req = request("m", stream, messages.clone());
+        req.temperature = Some(1.7);
+        assert_eq!(chat(Wire::Anthropic, &server, &req).await.content, "ok");
+        let body = last_body(&server);
+        assert_eq!(
+            body["temperature"],
+            json!(1.0),
+            "Anthropic's range is 0..=1"
+        );
+        let tool_use = json!({"type": "tool_use", "id": "c1", "name": "search",
+                              "input": {"q": "x"}});
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "first"},
+                {"role": "assistant", "content": "(no answer)"},
+                {"role": "user", "content": "second"},
+                {"role": "assistant", "content": "(no answer)"},
+                {"role": "user", "content": "third"},
+                {"role": "assistant", "content": [tool_use]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "c1", "content": "found"},
+                ]},
+                {"role": "assistant", "content": [tool_use]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "c1", "content": "found again"},
+                ]},
+            ])
+        );
+
+        // Below the range too; OpenAI's range (0..=2) is left alone.
+        req.temperature = Some(-0.5);
+        chat(Wire::Anthropic, &server, &req).await;
+        assert_eq!(last_body(&server)["temperature"], json!(0.0));
+    }
+    server.script("m", Reply::text("ok", 1, 1));
+    let mut req = request("m", false, vec![Message::user("hi")]);
+    req.temperature = Some(1.7);
+    chat(Wire::OpenAi, &server, &req).await;
+    assert_eq!(last_body(&server)["temperature"], json!(1.7));
+}
+
+#[tokio::test]
+async fn openai_stream_tool_calls_without_index_are_told_apart_by_id() {
+    // Older Ollama: each call whole in its own chunk, no `index`. A new id starts a new call;
+    // the same id again, or no id, continues the last one.
+    let chunks = [
+        json!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+            {"id": "call_a", "type": "function",
+             "function": {"name": "search", "arguments": "{\"q\":\"rust\"}"}},
+        ]}}]}),
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"id": "call_b", "type": "function",
+             "function": {"name": "mcp__files__read", "arguments": "{\"path\":"}},
+        ]}}]}),
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"id": "call_b", "function": {"name": "mcp__files__read", "arguments": "\"/etc"}},
+        ]}}]}),
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"function": {"arguments": "/hosts\"}"}},
+        ]}}]}),
+        json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+        json!({"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": 4}}),
+    ];
+    let mut raw: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    raw.push_str("data: [DONE]\n\n");
+    let server = FakeProvider::start().await;
+    server.script("m", Reply::malformed(raw));
+    let mut req = request("m", true, vec![Message::user("look")]);
+    req.tools = tools();
+    let answer = chat(Wire::OpenAi, &server, &req).await;
+    assert_eq!(
+        answer.tool_calls,
+        vec![
+            ToolCall {
+                id: "call_a".into(),
+                name: "search".into(),
+                arguments: json!({"q": "rust"}),
+            },
+            ToolCall {
+                id: "call_b".into(),
+                name: "mcp__files__read".into(),
+                arguments: json!({"path": "/etc/hosts"}),
+            },
+        ]
+    );
+    assert_eq!(answer.finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(
+        (answer.usage.input_tokens, answer.usage.output_tokens),
+        (8, 4)
+    );
+}
