@@ -53,8 +53,11 @@ pub async fn demo(g: &Global, dir: Option<PathBuf>) -> Result<(), Exit> {
     let mut config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
     config.executor.databases.insert(
         "shop".into(),
-        serde_json::from_value(json!({"url": format!("sqlite://{}", shop.display())}))
-            .map_err(|e| anyhow!("{e}"))?,
+        hilo_tools::DatabaseConfig {
+            url: format!("sqlite://{}", shop.display()),
+            max_rows: None,
+            max_connections: None,
+        },
     );
     config.executor.email.outbox = Some(outbox.clone());
     config

@@ -38,7 +38,7 @@ use crate::provider::{
     ApiKey, ChatRequest, ChatResponse, JsonSchemaFormat, Message, Provider, ProviderError,
     ProviderKind, ToolDefinition, Usage,
 };
-use crate::tokens;
+use crate::tokens::{self, Encoding};
 
 /// Stable error codes of agent nodes' model calls.
 pub mod codes {
@@ -162,7 +162,13 @@ pub struct Router {
     secrets: Option<Arc<dyn Secrets>>,
     env: EnvLookup,
     now_ms: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Local routers built so far, by their labels and examples: building one (TF-IDF over
+    /// the examples) costs about a hundred classifications.
+    semantic: std::sync::Mutex<BTreeMap<String, Arc<SemanticRouter>>>,
 }
+
+/// Local routers kept at most (one per distinct classifying node, in practice).
+const SEMANTIC_CACHE: usize = 64;
 
 struct Candidate<'a> {
     model: &'a ModelConfig,
@@ -233,6 +239,7 @@ impl Router {
             secrets,
             env: Arc::new(|name| std::env::var(name).ok()),
             now_ms: Arc::new(|| Utc::now().timestamp_millis()),
+            semantic: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -422,12 +429,7 @@ impl Router {
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Answer, ProviderError> {
         let provider = &c.model.provider;
-        let kind = self
-            .cfg
-            .providers
-            .get(provider)
-            .and_then(|p| p.kind_of(provider));
-        if kind == Some(ProviderKind::Local) {
+        if self.is_local(c.model) {
             return match task {
                 Task::Classify {
                     text,
@@ -435,7 +437,7 @@ impl Router {
                     examples,
                     ..
                 } => Ok(Answer::Label(
-                    SemanticRouter::new(labels, examples).classify(text),
+                    self.semantic_router(labels, examples).classify(text),
                 )),
                 Task::Chat(_) => Err(ProviderError::Unsupported(format!(
                     "the local router only chooses labels; configure a model provider for `{}`",
@@ -471,6 +473,37 @@ impl Router {
             api_key: c.key.clone(),
         };
         client.chat(&request).await.map(Answer::Chat)
+    }
+
+    /// The local router for these labels and examples, built once.
+    fn semantic_router(
+        &self,
+        labels: &[String],
+        examples: &BTreeMap<String, Vec<String>>,
+    ) -> Arc<SemanticRouter> {
+        let key = json!([labels, examples]).to_string();
+        let mut cache = self
+            .semantic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = cache.get(&key) {
+            return r.clone();
+        }
+        if cache.len() >= SEMANTIC_CACHE {
+            cache.clear();
+        }
+        let r = Arc::new(SemanticRouter::new(labels, examples));
+        cache.insert(key, r.clone());
+        r
+    }
+
+    /// The model is answered by the built-in local router.
+    fn is_local(&self, m: &ModelConfig) -> bool {
+        self.cfg
+            .providers
+            .get(&m.provider)
+            .and_then(|p| p.kind_of(&m.provider))
+            == Some(ProviderKind::Local)
     }
 
     async fn key_of(&self, tenant: &str, provider: &str) -> Result<Option<ApiKey>, String> {
@@ -699,6 +732,7 @@ impl Router {
         let w = self.cfg.router.weights;
         let mut excluded = Vec::new();
         let mut all = Vec::new();
+        let mut estimates: Vec<(Encoding, u64)> = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for (tier, names) in lists {
             let mut tier_c: Vec<Candidate> = Vec::new();
@@ -723,10 +757,19 @@ impl Router {
                         continue;
                     }
                 };
-                let local = m.capabilities == [Capability::Labels];
+                let local = self.is_local(m);
+                let encoding = Encoding::of(m.provider_model());
                 let est_input = match (local, task) {
-                    (true, Task::Classify { text, .. }) => tokens::count(m.provider_model(), text),
-                    _ => tokens::estimate(m.provider_model(), &spec.messages, &spec.tools),
+                    (true, Task::Classify { text, .. }) => encoding.count(text),
+                    // The conversation is counted once per encoding, not once per model.
+                    _ => match estimates.iter().find(|(e, _)| *e == encoding) {
+                        Some((_, n)) => *n,
+                        None => {
+                            let n = encoding.estimate(&spec.messages, &spec.tools);
+                            estimates.push((encoding, n));
+                            n
+                        }
+                    },
                 };
                 let limit = (m.context_window as f64 * self.cfg.router.context_share) as u64;
                 if est_input > limit {

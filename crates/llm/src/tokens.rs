@@ -10,50 +10,82 @@
 
 use crate::provider::{Message, ToolDefinition};
 
-/// The estimate's method, reported in the router's decision.
-pub fn method(model: &str) -> &'static str {
-    if bpe(model).is_some() {
-        "tiktoken"
-    } else {
-        "bytes/4"
+/// How a model's tokens are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// The BPE of the current OpenAI models.
+    O200k,
+    Cl100k,
+    /// One token per 4 bytes (any other model, older OpenAI encodings included).
+    Bytes,
+}
+
+impl Encoding {
+    pub fn of(model: &str) -> Encoding {
+        use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
+        match get_tokenizer(model) {
+            Some(Tokenizer::O200kBase) => Encoding::O200k,
+            Some(Tokenizer::Cl100kBase) => Encoding::Cl100k,
+            _ => Encoding::Bytes,
+        }
+    }
+
+    /// The estimate's method, reported in the router's decision.
+    pub fn method(self) -> &'static str {
+        match self {
+            Encoding::Bytes => "bytes/4",
+            _ => "tiktoken",
+        }
+    }
+
+    fn bpe(self) -> Option<&'static tiktoken_rs::CoreBPE> {
+        match self {
+            Encoding::O200k => Some(tiktoken_rs::o200k_base_singleton()),
+            Encoding::Cl100k => Some(tiktoken_rs::cl100k_base_singleton()),
+            Encoding::Bytes => None,
+        }
+    }
+
+    /// Tokens of one text.
+    pub fn count(self, text: &str) -> u64 {
+        match self.bpe() {
+            Some(b) => b.encode_ordinary(text).len() as u64,
+            None => (text.len() as u64).div_ceil(4),
+        }
+    }
+
+    /// Input tokens of a conversation with its tool definitions.
+    pub fn estimate(self, messages: &[Message], tools: &[ToolDefinition]) -> u64 {
+        let framing = if self == Encoding::Bytes { 4 } else { 3 };
+        let mut n = 3;
+        for m in messages {
+            n += framing + self.count(&m.content);
+            for c in &m.tool_calls {
+                n += self.count(&c.name) + self.count(&c.arguments.to_string());
+            }
+        }
+        for t in tools {
+            n += self.count(&t.name)
+                + self.count(&t.description)
+                + self.count(&t.parameters.to_string());
+        }
+        n
     }
 }
 
-/// The BPE of the current OpenAI models (o200k, cl100k); older or other encodings fall back
-/// to the heuristic.
-fn bpe(model: &str) -> Option<&'static tiktoken_rs::CoreBPE> {
-    use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
-    match get_tokenizer(model) {
-        Some(Tokenizer::O200kBase) => Some(tiktoken_rs::o200k_base_singleton()),
-        Some(Tokenizer::Cl100kBase) => Some(tiktoken_rs::cl100k_base_singleton()),
-        _ => None,
-    }
+/// The estimate's method for `model`.
+pub fn method(model: &str) -> &'static str {
+    Encoding::of(model).method()
 }
 
 /// Tokens of one text for `model`.
 pub fn count(model: &str, text: &str) -> u64 {
-    match bpe(model) {
-        Some(b) => b.encode_ordinary(text).len() as u64,
-        None => (text.len() as u64).div_ceil(4),
-    }
+    Encoding::of(model).count(text)
 }
 
-/// Input tokens of a conversation with its tool definitions.
+/// Input tokens of a conversation with its tool definitions, for `model`.
 pub fn estimate(model: &str, messages: &[Message], tools: &[ToolDefinition]) -> u64 {
-    let framing = if method(model) == "tiktoken" { 3 } else { 4 };
-    let mut n = 3;
-    for m in messages {
-        n += framing + count(model, &m.content);
-        for c in &m.tool_calls {
-            n += count(model, &c.name) + count(model, &c.arguments.to_string());
-        }
-    }
-    for t in tools {
-        n += count(model, &t.name)
-            + count(model, &t.description)
-            + count(model, &t.parameters.to_string());
-    }
-    n
+    Encoding::of(model).estimate(messages, tools)
 }
 
 #[cfg(test)]

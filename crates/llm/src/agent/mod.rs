@@ -22,6 +22,8 @@ use hilo_core::{AgentKind, ToolDef};
 use serde_json::{Value, json};
 
 use crate::config::Capability;
+pub(crate) use hilo_tools::cache::canonical;
+
 use crate::provider::{ToolDefinition, function_name};
 use crate::router::{Answer, CallCtx, CallSummary, Router, Target, Task, codes};
 
@@ -296,26 +298,6 @@ pub(crate) fn call_key(base: &str, tool: &str, input: &Value) -> String {
     let digest = Sha256::digest(canonical(input).as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("{base}:{tool}:{hex}")
-}
-
-/// JSON with object keys sorted, so the same arguments compare equal however ordered.
-pub(crate) fn canonical(v: &Value) -> String {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let parts: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&m[k])))
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
-    }
 }
 
 /// Parses a model's JSON answer and checks it against `schema`; the error lists what is wrong
