@@ -433,6 +433,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                 status: status.as_deref().and_then(ExecStatus::parse),
                 workflow,
                 limit: Some(limit),
+                before: None,
             };
             let list = store
                 .list_executions(tenant, &filter)

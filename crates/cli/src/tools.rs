@@ -219,7 +219,7 @@ pub async fn tools(g: &Global, cmd: ToolsCommand) -> Result<(), Exit> {
                 )));
             }
             let specs = specs(&config, &store).await?;
-            let found = search(&specs, &words);
+            let found = hilo_core::tool::search_specs(&specs, &words);
             print_tools(
                 &found,
                 json,
@@ -273,27 +273,6 @@ async fn specs(
 
 /// The tools whose name or description contains every word (lowercase): exact name first,
 /// then by how many words the name contains, then by name.
-fn search<'a>(specs: &'a [ToolSpec], words: &[String]) -> Vec<&'a ToolSpec> {
-    let query = words.join(" ");
-    let mut hits: Vec<((bool, usize), &ToolSpec)> = specs
-        .iter()
-        .filter_map(|s| {
-            let name = s.name.to_lowercase();
-            let description = s.description.to_lowercase();
-            if !words
-                .iter()
-                .all(|w| name.contains(w.as_str()) || description.contains(w.as_str()))
-            {
-                return None;
-            }
-            let outside_name = words.iter().filter(|w| !name.contains(w.as_str())).count();
-            Some(((name != query, outside_name), s))
-        })
-        .collect();
-    hits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
-    hits.into_iter().map(|(_, s)| s).collect()
-}
-
 fn tool_json(s: &ToolSpec) -> Value {
     let mut m = Map::new();
     m.insert("name".into(), json!(s.name));

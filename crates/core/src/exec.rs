@@ -593,6 +593,19 @@ pub struct ExecFilter {
     pub status: Option<ExecStatus>,
     pub workflow: Option<String>,
     pub limit: Option<u32>,
+    /// A page cursor: only executions listed after this (created_at, id), newest first.
+    pub before: Option<(i64, String)>,
+}
+
+/// Filters for listing human tasks across executions.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// `pending` (the default when `None`), `answered`, `closed`; `Some("all")` for any.
+    pub status: Option<String>,
+    pub assignee: Option<String>,
+    /// Tasks that ask for every one of these skills.
+    pub skills: Vec<String>,
+    pub limit: Option<u32>,
 }
 
 /// The result of `commit_batch` for one commit.
@@ -664,6 +677,15 @@ pub trait ExecutionStore: Send + Sync {
 
     /// Human tasks of an execution (all statuses).
     async fn tasks(&self, tenant: &TenantId, id: &str) -> Result<Vec<HumanTask>>;
+
+    /// Human tasks of a tenant across executions, oldest first.
+    async fn list_tasks(&self, tenant: &TenantId, filter: &TaskFilter) -> Result<Vec<HumanTask>>;
+
+    /// Executions of `tenant` that have not finished (pending, running or waiting).
+    async fn active_executions(&self, tenant: &TenantId) -> Result<u64>;
+
+    /// Executions (any tenant) a worker could take now: unfinished, runnable, no live lease.
+    async fn queue_depth(&self, now: i64) -> Result<u64>;
 
     /// Records the answer of a pending task and signals the execution, atomically. Refused
     /// (`TaskNotPending`) when the task is not pending.

@@ -15,6 +15,7 @@
 //! - [`exec`]: executions: statuses, checkpoint rows, history events, human tasks, and the
 //!   `ExecutionStore`, `Tool` and `AgentRuntime` traits the engine drives.
 //! - [`llm`]: LLM cost accounting rows and the `CostStore` trait.
+//! - [`access`]: API keys and execution callbacks (rows and store traits).
 //! - [`store`]: the storage traits (`WorkflowStore`, …) that backends implement.
 //!
 //! **Architecture invariant:** this crate does no IO (no files, no network, no database, no
@@ -22,6 +23,7 @@
 //!
 //! The usual entry point is [`load`]: text in, a validated [`Workflow`] or all its problems out.
 
+pub mod access;
 pub mod decode;
 pub mod diagnostic;
 pub mod exec;

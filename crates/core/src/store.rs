@@ -38,6 +38,10 @@ pub enum StoreError {
         version: u64,
         detail: String,
     },
+    #[error(
+        "workflow `{name}` has {running} execution(s) not yet finished; cancel them or wait for them to end, then delete it"
+    )]
+    WorkflowInUse { name: String, running: u64 },
     #[error("execution `{id}` not found; `hilo executions list` shows the executions")]
     ExecutionNotFound { id: String },
     #[error(
@@ -74,6 +78,7 @@ impl StoreError {
             StoreError::WorkflowNotFound { .. } => "WORKFLOW_NOT_FOUND",
             StoreError::VersionNotFound { .. } => "VERSION_NOT_FOUND",
             StoreError::Corrupt { .. } => "STORE_CORRUPT",
+            StoreError::WorkflowInUse { .. } => "WORKFLOW_IN_USE",
             StoreError::ExecutionNotFound { .. } => "EXECUTION_NOT_FOUND",
             StoreError::TaskNotFound { .. } => "TASK_NOT_FOUND",
             StoreError::TaskNotPending { .. } => "TASK_NOT_PENDING",
@@ -180,17 +185,36 @@ pub trait WorkflowStore: Send + Sync {
 
     /// Makes `version` the active one.
     async fn activate(&self, tenant: &TenantId, name: &str, version: u64) -> Result<()>;
+
+    /// Deletes every version of `name`; returns how many. Refused
+    /// ([`StoreError::WorkflowInUse`]) while an execution of it has not finished.
+    async fn delete_workflow(&self, tenant: &TenantId, name: &str) -> Result<u64>;
+}
+
+/// Whether the schema is the one this build expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// The newest migration applied to the database.
+    pub applied: i64,
+    /// The newest migration this build has.
+    pub expected: i64,
 }
 
 /// Everything a backend provides. New concerns (executions, audit, …) are added as
 /// supertraits.
+#[async_trait]
 pub trait Store:
     WorkflowStore
     + crate::exec::ExecutionStore
     + crate::tool::AuditStore
     + crate::tool::SecretStore
     + crate::llm::CostStore
+    + crate::access::ApiKeyStore
+    + crate::access::CallbackStore
 {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
     fn describe(&self) -> String;
+
+    /// Reaches the database and reads which migrations it has (readiness checks).
+    async fn schema_status(&self) -> Result<SchemaStatus>;
 }

@@ -376,3 +376,26 @@ pub trait SecretStore: Send + Sync {
     /// `true` when it existed.
     async fn delete_secret(&self, tenant: &TenantId, name: &str) -> Result<bool>;
 }
+
+/// Tools whose name or description contains every word (lowercase), best first: the exact
+/// name, then fewer words found only in the description, then by name.
+pub fn search_specs<'a>(specs: &'a [ToolSpec], words: &[String]) -> Vec<&'a ToolSpec> {
+    let query = words.join(" ");
+    let mut hits: Vec<((bool, usize), &ToolSpec)> = specs
+        .iter()
+        .filter_map(|s| {
+            let name = s.name.to_lowercase();
+            let description = s.description.to_lowercase();
+            if !words
+                .iter()
+                .all(|w| name.contains(w.as_str()) || description.contains(w.as_str()))
+            {
+                return None;
+            }
+            let outside_name = words.iter().filter(|w| !name.contains(w.as_str())).count();
+            Some(((name != query, outside_name), s))
+        })
+        .collect();
+    hits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+    hits.into_iter().map(|(_, s)| s).collect()
+}

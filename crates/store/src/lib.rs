@@ -17,6 +17,7 @@
 
 pub mod migrations;
 pub mod sqlite;
+mod sqlite_access;
 mod sqlite_audit;
 mod sqlite_costs;
 mod sqlite_exec;

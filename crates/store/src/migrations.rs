@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "llm calls",
         include_str!("../migrations/0006_llm_calls.sql"),
     ),
+    (7, "access", include_str!("../migrations/0007_access.sql")),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

@@ -461,9 +461,62 @@ impl WorkflowStore for SqliteStore {
         Self::set_active(&mut tx, tenant, name, version).await?;
         tx.commit().await.map_err(backend)
     }
+
+    async fn delete_workflow(&self, tenant: &TenantId, name: &str) -> Result<u64> {
+        self.delete_versions(tenant, name).await
+    }
 }
 
 impl SqliteStore {
+    async fn delete_versions(&self, tenant: &TenantId, name: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The guarded DELETE takes the write lock, so no execution can start between the
+        // check and the removal of the versions.
+        let active = sqlx::query(
+            "DELETE FROM workflow_active WHERE tenant_id = $1 AND name = $2 AND NOT EXISTS ( \
+             SELECT 1 FROM executions WHERE tenant_id = $1 AND workflow = $2 \
+             AND status IN ('pending', 'running', 'waiting'))",
+        )
+        .bind(tenant)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if active == 0 {
+            let running: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM executions WHERE tenant_id = $1 AND workflow = $2 \
+                 AND status IN ('pending', 'running', 'waiting')",
+            )
+            .bind(tenant)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            tx.rollback().await.map_err(backend)?;
+            return Err(if running > 0 {
+                StoreError::WorkflowInUse {
+                    name: name.to_string(),
+                    running: running as u64,
+                }
+            } else {
+                StoreError::WorkflowNotFound {
+                    name: name.to_string(),
+                }
+            });
+        }
+        let versions =
+            sqlx::query("DELETE FROM workflow_versions WHERE tenant_id = $1 AND name = $2")
+                .bind(tenant)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        tx.commit().await.map_err(backend)?;
+        Ok(versions)
+    }
+
     async fn exists(&self, tenant: &str, name: &str) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM workflow_versions WHERE tenant_id = $1 AND name = $2",
@@ -477,8 +530,24 @@ impl SqliteStore {
     }
 }
 
+#[async_trait]
 impl Store for SqliteStore {
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    async fn schema_status(&self) -> Result<hilo_core::store::SchemaStatus> {
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success = 1",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let expected = crate::migrations::sqlite_migrator()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        Ok(hilo_core::store::SchemaStatus { applied, expected })
     }
 }

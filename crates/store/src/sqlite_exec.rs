@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use hilo_core::exec::{
     Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
     ExecutionStore, HumanTask, Loaded, NewExecution, NodeDetail, NodeError, NodeRecord, NodeStatus,
-    ParentRef, Signal, StoredSignal,
+    ParentRef, Signal, StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId};
 use rusqlite::types::FromSql;
@@ -162,6 +162,33 @@ macro_rules! exec_columns {
          MAX(last_seq, COALESCE((SELECT MAX(seq) FROM exec_events v WHERE v.execution_id = executions.id), 0)), \
          runnable_at, lease_owner, lease_expires_at, meta, definition"
     };
+}
+
+macro_rules! task_columns {
+    () => {
+        "execution_id, node_key, tenant_id, prompt, answer_schema, assignee, skills, status, \
+         answer, created_at, deadline"
+    };
+}
+
+fn task_from_row(r: &Row<'_>) -> Result<HumanTask> {
+    let mut c = Cols::new(r);
+    Ok(HumanTask {
+        execution_id: c.get()?,
+        node_key: c.get()?,
+        tenant: c.get()?,
+        prompt: c.get()?,
+        schema: c.parsed()?,
+        assignee: c.get()?,
+        skills: {
+            let skills: String = c.get()?;
+            serde_json::from_str(&skills).unwrap_or_default()
+        },
+        status: c.get()?,
+        answer: c.parsed()?,
+        created_at: c.get()?,
+        deadline: c.get()?,
+    })
 }
 
 // The decoders below read columns in the order their queries list them; the fields of a
@@ -750,13 +777,17 @@ impl ExecutionStore for SqliteStore {
                     "SELECT ",
                     exec_columns!(),
                     " FROM executions WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
-                     AND ($3 IS NULL OR workflow = $3) ORDER BY created_at DESC, id DESC LIMIT $4"
+                     AND ($3 IS NULL OR workflow = $3) \
+                     AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6)) \
+                     ORDER BY created_at DESC, id DESC LIMIT $4"
                 ),
                 params![
                     tenant,
                     filter.status.map(ExecStatus::as_str),
                     filter.workflow,
                     i64::from(filter.limit.unwrap_or(100)),
+                    filter.before.as_ref().map(|b| b.0),
+                    filter.before.as_ref().map(|b| b.1.clone()),
                 ],
                 |r| exec_from_row(conn, r),
             )
@@ -800,30 +831,76 @@ impl ExecutionStore for SqliteStore {
         self.read(move |conn| {
             all(
                 conn,
-                "SELECT execution_id, node_key, tenant_id, prompt, answer_schema, assignee, skills, \
-                 status, answer, created_at, deadline FROM human_tasks \
-                 WHERE execution_id = $1 AND tenant_id = $2 ORDER BY created_at, node_key",
+                concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM human_tasks WHERE execution_id = $1 AND tenant_id = $2 \
+                     ORDER BY created_at, node_key"
+                ),
                 [&id, &tenant],
-                |r| {
-                    let mut c = Cols::new(r);
-                    Ok(HumanTask {
-                        execution_id: c.get()?,
-                        node_key: c.get()?,
-                        tenant: c.get()?,
-                        prompt: c.get()?,
-                        schema: c.parsed()?,
-                        assignee: c.get()?,
-                        skills: {
-                            let skills: String = c.get()?;
-                            serde_json::from_str(&skills).unwrap_or_default()
-                        },
-                        status: c.get()?,
-                        answer: c.parsed()?,
-                        created_at: c.get()?,
-                        deadline: c.get()?,
-                    })
-                },
+                task_from_row,
             )
+        })
+        .await
+    }
+
+    async fn list_tasks(&self, tenant: &TenantId, filter: &TaskFilter) -> Result<Vec<HumanTask>> {
+        let (tenant, filter) = (tenant.to_string(), filter.clone());
+        let status = match filter.status.as_deref() {
+            None => Some("pending".to_string()),
+            Some("all") => None,
+            Some(s) => Some(s.to_string()),
+        };
+        let limit = filter.limit.unwrap_or(100) as usize;
+        self.read(move |conn| {
+            let rows = all(
+                conn,
+                concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM human_tasks WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
+                     AND ($3 IS NULL OR assignee = $3) ORDER BY created_at, execution_id, node_key"
+                ),
+                params![tenant, status, filter.assignee],
+                task_from_row,
+            )?;
+            Ok(rows
+                .into_iter()
+                .filter(|t| filter.skills.iter().all(|s| t.skills.contains(s)))
+                .take(limit)
+                .collect())
+        })
+        .await
+    }
+
+    async fn active_executions(&self, tenant: &TenantId) -> Result<u64> {
+        let tenant = tenant.to_string();
+        self.read(move |conn| {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM executions WHERE tenant_id = $1 \
+                     AND status IN ('pending', 'running', 'waiting')",
+                    [&tenant],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+
+    async fn queue_depth(&self, now: i64) -> Result<u64> {
+        self.read(move |conn| {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM executions WHERE runnable_at <= $1 \
+                     AND status IN ('pending', 'running', 'waiting') \
+                     AND (lease_owner IS NULL OR lease_expires_at < $1)",
+                    [now],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            Ok(n.max(0) as u64)
         })
         .await
     }

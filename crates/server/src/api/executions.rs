@@ -1,0 +1,517 @@
+//! `/executions` and `POST /workflows/{name}/execute`: start (waiting for the result or not),
+//! read (status, output, error, per-node trace, costs), list with a cursor, cancel, resume.
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use hilo_core::access::Scope;
+use hilo_core::exec::{ExecFilter, ExecRecord, ExecStatus, HumanTask, NodeRecord};
+use hilo_engine::{Mode, now_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::tasks::TaskView;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::runs::{StartRequest, spawn_drive, start};
+use crate::state::AppState;
+
+/// RFC 3339 of Unix ms.
+pub(crate) fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// `POST /workflows/{name}/execute`.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteBody {
+    /// The execution's input (checked against the workflow's input schema).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input: Value,
+    /// A version; the active one when absent.
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// How long to wait for the result before answering 202 (default `[server]
+    /// sync_timeout_ms`).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Where to POST the result when the execution ends (signed; see the README).
+    #[serde(default)]
+    pub callback_url: Option<String>,
+}
+
+/// `POST /executions`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    pub workflow: String,
+    #[serde(default)]
+    pub version: Option<u64>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input: Value,
+    #[serde(default)]
+    pub callback_url: Option<String>,
+}
+
+/// An execution that was accepted and goes on in the background.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    pub execution_id: String,
+    pub status: String,
+    /// Where to read it: `GET` this for the state, `{url}/events` for live events.
+    pub url: String,
+}
+
+/// A node's checkpoint, as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    /// The node's place: its id, or `loop[2]/id` inside a loop's third iteration.
+    pub key: String,
+    pub node: String,
+    pub status: String,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub output: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub error: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Agent nodes: model calls, tokens, cost, thought/action/observation chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub trace: Option<Value>,
+}
+
+/// LLM spending of an execution.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionCosts {
+    pub llm_calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+/// An execution: status, result, per-node trace, human tasks, costs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionView {
+    pub id: String,
+    pub workflow: String,
+    pub version: u64,
+    /// pending, running, waiting, succeeded, failed, compensated, handed_over, cancelled.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub input: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub output: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub error: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    pub nodes: Vec<NodeView>,
+    pub tasks: Vec<TaskView>,
+    pub costs: ExecutionCosts,
+    /// Delivery of the callback, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub callback: Option<Value>,
+}
+
+/// A line of the execution list.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionSummary {
+    pub id: String,
+    pub workflow: String,
+    pub version: u64,
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionList {
+    pub items: Vec<ExecutionSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only executions in this status.
+    pub status: Option<String>,
+    /// Only executions of this workflow.
+    pub workflow: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CancelQuery {
+    /// Undo completed steps (default true).
+    pub compensate: Option<bool>,
+}
+
+fn summary(e: &ExecRecord) -> ExecutionSummary {
+    ExecutionSummary {
+        id: e.id.clone(),
+        workflow: e.workflow.clone(),
+        version: e.version,
+        status: e.status.as_str().into(),
+        created_at: time(e.created_at),
+        updated_at: time(e.updated_at),
+        finished_at: e.finished_at.map(time),
+    }
+}
+
+fn node_view(n: NodeRecord) -> NodeView {
+    NodeView {
+        status: n.status.as_str().into(),
+        key: n.key,
+        node: n.node_id,
+        attempts: n.attempts,
+        output: n.output,
+        error: n
+            .error
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
+        started_at: n.started_at.map(time),
+        finished_at: n.finished_at.map(time),
+        trace: n.detail.trace,
+    }
+}
+
+/// The full view of an execution of the caller's tenant (404 for any other tenant's).
+pub(crate) async fn load_view(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> ApiResult<ExecutionView> {
+    let store = state.store();
+    let e = store.get_execution(tenant, id).await?;
+    let nodes = store.node_records(id).await?;
+    let tasks: Vec<HumanTask> = store.tasks(tenant, id).await?;
+    let calls = store.llm_calls(tenant, Some(id), 10_000).await?;
+    let mut costs = ExecutionCosts::default();
+    let mut nanos: i64 = 0;
+    for c in &calls {
+        costs.llm_calls += 1;
+        costs.input_tokens += c.input_tokens;
+        costs.output_tokens += c.output_tokens;
+        nanos += c.cost_nanos;
+    }
+    costs.cost_usd = nanos as f64 / 1e9;
+    let callback = store
+        .get_callback(tenant, id)
+        .await?
+        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null));
+    Ok(ExecutionView {
+        id: e.id.clone(),
+        workflow: e.workflow.clone(),
+        version: e.version,
+        status: e.status.as_str().into(),
+        input: e.input.clone(),
+        output: e.output.clone(),
+        error: e
+            .error
+            .as_ref()
+            .map(|x| serde_json::to_value(x).unwrap_or(Value::Null)),
+        parent_id: e.parent.as_ref().map(|p| p.execution_id.clone()),
+        created_at: time(e.created_at),
+        updated_at: time(e.updated_at),
+        finished_at: e.finished_at.map(time),
+        nodes: nodes.into_iter().map(node_view).collect(),
+        tasks: tasks.into_iter().map(TaskView::from).collect(),
+        costs,
+        callback,
+    })
+}
+
+fn accepted(id: &str, status: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            execution_id: id.to_string(),
+            status: status.to_string(),
+            url: format!("/api/v1/executions/{id}"),
+        }),
+    )
+        .into_response()
+}
+
+/// Runs the active (or a given) version and waits up to `timeout_ms` for it to end or to wait
+/// for a person; past that, answers 202 and the execution goes on.
+#[utoipa::path(post, path = "/workflows/{name}/execute", tag = "executions",
+    params(("name" = String, Path, description = "Workflow name")),
+    request_body = ExecuteBody,
+    responses(
+        (status = 200, description = "Finished (or waiting for a person) within the timeout", body = ExecutionView),
+        (status = 202, description = "Still running; follow it by its id", body = Accepted),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "The input does not match the workflow's input schema", body = ErrorBody),
+        (status = 429, description = "Over the key's rate limit or the tier's concurrency", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn execute(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<ExecuteBody>,
+) -> ApiResult<Response> {
+    caller.require(Scope::Execute)?;
+    let server = &state.settings().server;
+    let wait = body
+        .timeout_ms
+        .unwrap_or(server.sync_timeout_ms)
+        .min(server.max_sync_timeout_ms);
+    let input = if body.input.is_null() {
+        Value::Object(Default::default())
+    } else {
+        body.input
+    };
+    let mut started = start(
+        &state,
+        StartRequest {
+            tenant: caller.tenant.clone(),
+            workflow: name,
+            version: body.version,
+            input,
+            callback_url: body.callback_url,
+        },
+    )
+    .await?;
+    match tokio::time::timeout(Duration::from_millis(wait), &mut started.drive).await {
+        Ok(Ok(Ok(_))) | Ok(Ok(Err(_))) => {
+            // Finished or waiting (an engine error leaves the execution for a worker): show
+            // what is stored.
+            let view = load_view(&state, &caller.tenant, &started.id).await?;
+            Ok(Json(view).into_response())
+        }
+        Ok(Err(join)) => Err(ApiError::internal("running the execution", join)),
+        Err(_) => Ok(accepted(&started.id, ExecStatus::Running.as_str())),
+    }
+}
+
+/// Starts an execution and answers at once (202).
+#[utoipa::path(post, path = "/executions", tag = "executions",
+    request_body = StartBody,
+    responses(
+        (status = 202, body = Accepted),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<StartBody>,
+) -> ApiResult<Response> {
+    caller.require(Scope::Execute)?;
+    let input = if body.input.is_null() {
+        Value::Object(Default::default())
+    } else {
+        body.input
+    };
+    let started = start(
+        &state,
+        StartRequest {
+            tenant: caller.tenant.clone(),
+            workflow: body.workflow,
+            version: body.version,
+            input,
+            callback_url: body.callback_url,
+        },
+    )
+    .await?;
+    Ok(accepted(&started.id, ExecStatus::Running.as_str()))
+}
+
+/// An execution: status, output, error, per-node trace, human tasks, costs.
+#[utoipa::path(get, path = "/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses((status = 200, body = ExecutionView), (status = 404, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<ExecutionView>> {
+    caller.require(Scope::Read)?;
+    Ok(Json(load_view(&state, &caller.tenant, &id).await?))
+}
+
+fn encode_cursor(e: &ExecRecord) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", e.created_at, e.id))
+}
+
+fn decode_cursor(c: &str) -> Option<(i64, String)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (at, id) = text.split_once(':')?;
+    Some((at.parse().ok()?, id.to_string()))
+}
+
+/// Executions of the caller's tenant, newest first, a page at a time.
+#[utoipa::path(get, path = "/executions", tag = "executions",
+    params(ListQuery),
+    responses((status = 200, body = ExecutionList), (status = 400, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<ExecutionList>> {
+    caller.require(Scope::Read)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(ExecStatus::parse(s).ok_or_else(|| {
+            let all: Vec<&str> = ExecStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(
+                "INVALID_QUERY",
+                format!("status={s} is not one of {}", all.join(", ")),
+            )
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("limit={limit} is out of range: give 1 to 500"),
+        ));
+    }
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            ApiError::bad_request(
+                "INVALID_QUERY",
+                "cursor is not one this server gave out: pass next_cursor of the previous page",
+            )
+        })?),
+    };
+    let filter = ExecFilter {
+        status,
+        workflow: q.workflow,
+        limit: Some(limit + 1),
+        before,
+    };
+    let mut rows = state
+        .store()
+        .list_executions(&caller.tenant, &filter)
+        .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last().map(encode_cursor)
+    } else {
+        None
+    };
+    Ok(Json(ExecutionList {
+        items: rows.iter().map(summary).collect(),
+        next_cursor,
+    }))
+}
+
+/// Asks an execution to stop; completed steps are compensated unless `compensate=false`.
+#[utoipa::path(post, path = "/executions/{id}/cancel", tag = "executions",
+    params(("id" = String, Path, description = "Execution id"), CancelQuery),
+    responses(
+        (status = 202, body = Accepted),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "It has ended already", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<CancelQuery>,
+) -> ApiResult<Response> {
+    caller.require(Scope::Execute)?;
+    state
+        .engine()
+        .cancel(&caller.tenant, &id, q.compensate.unwrap_or(true))
+        .await?;
+    // Whoever drives it applies the signal at its next heartbeat; if nobody does, this
+    // process applies it now.
+    if !state.runs().contains(&id) {
+        spawn_drive(&state, &caller.tenant, &id, Mode::Background, false);
+    }
+    Ok(accepted(&id, "cancelling"))
+}
+
+/// Continues an execution that no process is driving (after a crash, or once it is runnable).
+#[utoipa::path(post, path = "/executions/{id}/resume", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    responses(
+        (status = 202, body = Accepted),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "It has ended, or a live process drives it", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Response> {
+    caller.require(Scope::Execute)?;
+    let e = state.store().get_execution(&caller.tenant, &id).await?;
+    if e.status.is_terminal() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "EXECUTION_STATE",
+            format!(
+                "execution {id} is {} and cannot be resumed",
+                e.status.as_str()
+            ),
+        ));
+    }
+    let held = e.lease_owner.is_some()
+        && e.lease_expires_at.is_some_and(|t| t > now_ms())
+        && e.lease_owner.as_deref() != Some(state.engine().options().owner.as_str());
+    if held || state.runs().contains(&id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "LEASE_HELD",
+            format!(
+                "execution {id} is being run by {}; it needs no resume",
+                e.lease_owner.unwrap_or_else(|| "this server".into())
+            ),
+        ));
+    }
+    spawn_drive(&state, &caller.tenant, &id, Mode::Foreground, false);
+    Ok(accepted(&id, e.status.as_str()))
+}

@@ -1,0 +1,314 @@
+//! Read-only views: tools (`/tools`, `/tools/search`), agents and models (`/agents`), the
+//! audit trail (`/audit`) and LLM costs (`/costs/summary`), all for the caller's tenant.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use hilo_core::access::Scope;
+use hilo_core::llm::CostBy;
+use hilo_core::tool::{AuditFilter, ToolSpec};
+use hilo_engine::now_ms;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::executions::time;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::ApiQuery;
+use crate::state::AppState;
+
+/// Tools, each with its class, schemas and defaults.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ToolList {
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<Value>,
+}
+
+fn tool_json(s: &ToolSpec) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.insert("source".into(), json!(s.source.to_string()));
+    }
+    v
+}
+
+fn tenant_sees(state: &AppState, tenant: &str, tool: &str) -> bool {
+    match state.settings().tiers.of(tenant) {
+        Some((_, t)) => t
+            .allowed_tools
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|x| x == tool)),
+        None => true,
+    }
+}
+
+/// The tools this server has (built-in, configured, MCP), as the caller's tier allows them.
+#[utoipa::path(get, path = "/tools", tag = "catalog",
+    responses((status = 200, body = ToolList)),
+    security(("api_key" = []))
+)]
+pub async fn tools(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<ToolList>> {
+    caller.require(Scope::Read)?;
+    let items = state
+        .tools()
+        .specs()
+        .iter()
+        .filter(|s| tenant_sees(&state, &caller.tenant, &s.name))
+        .map(tool_json)
+        .collect();
+    Ok(Json(ToolList { items }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Words that must all appear in the tool's name or description.
+    pub q: String,
+}
+
+/// Tools matching every word of `q`, best first.
+#[utoipa::path(get, path = "/tools/search", tag = "catalog",
+    params(SearchQuery),
+    responses((status = 200, body = ToolList), (status = 400, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn search_tools(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> ApiResult<Json<ToolList>> {
+    caller.require(Scope::Read)?;
+    let words: Vec<String> = q.q.split_whitespace().map(str::to_lowercase).collect();
+    if words.is_empty() {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            "q is empty: give at least one word, e.g. q=json",
+        ));
+    }
+    let specs = state.tools().specs();
+    let items = hilo_core::tool::search_specs(&specs, &words)
+        .into_iter()
+        .filter(|s| tenant_sees(&state, &caller.tenant, &s.name))
+        .map(tool_json)
+        .collect();
+    Ok(Json(ToolList { items }))
+}
+
+/// Agent kinds, profiles and models.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentCatalog {
+    /// simple, reasoning, planner, with what each does.
+    #[schema(value_type = Vec<Object>)]
+    pub kinds: Vec<Value>,
+    /// Profile → its primary and fallback models.
+    #[schema(value_type = Object)]
+    pub profiles: Value,
+    /// Models with provider, prices per 1k tokens, context window, capabilities.
+    #[schema(value_type = Vec<Object>)]
+    pub models: Vec<Value>,
+}
+
+/// The agents a workflow can use: kinds, profiles, models (as the caller's tier allows).
+#[utoipa::path(get, path = "/agents", tag = "catalog",
+    responses((status = 200, body = AgentCatalog)),
+    security(("api_key" = []))
+)]
+pub async fn agents(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<AgentCatalog>> {
+    caller.require(Scope::Read)?;
+    let llm = state.llm();
+    let allowed = state
+        .settings()
+        .tiers
+        .of(&caller.tenant)
+        .and_then(|(_, t)| t.allowed_models.clone());
+    let kinds = vec![
+        json!({"kind": "simple", "description": "one call: classify into labels, extract into an output_schema, or answer"}),
+        json!({"kind": "reasoning", "description": "a ReAct loop (thought, action, observation) over whitelisted tools, up to max_iterations"}),
+        json!({"kind": "planner", "description": "plans steps over whitelisted tools, executes them, reflects and re-plans up to max_retries"}),
+    ];
+    let mut profiles = serde_json::Map::new();
+    for (name, p) in &llm.profiles {
+        profiles.insert(
+            name.clone(),
+            json!({"primary": p.primary.to_vec(), "fallback": p.fallback.to_vec(), "cheaper": p.cheaper}),
+        );
+    }
+    let models = llm
+        .models
+        .values()
+        .filter(|m| allowed.as_ref().is_none_or(|a| a.contains(&m.name)))
+        .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
+        .collect();
+    Ok(Json(AgentCatalog {
+        kinds,
+        profiles: Value::Object(profiles),
+        models,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    pub execution_id: Option<String>,
+    pub tool: Option<String>,
+    /// Unix ms: only calls at or after this.
+    pub since: Option<i64>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// Audit rows (personal data and secrets redacted).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditList {
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<Value>,
+}
+
+/// The tool audit trail of the caller's tenant.
+#[utoipa::path(get, path = "/audit", tag = "catalog",
+    params(AuditQuery),
+    responses((status = 200, body = AuditList), (status = 400, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn audit(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<AuditList>> {
+    caller.require(Scope::Read)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("limit={limit} is out of range: give 1 to 1000"),
+        ));
+    }
+    let rows = state
+        .store()
+        .audit(
+            &caller.tenant,
+            &AuditFilter {
+                execution_id: q.execution_id,
+                tool: q.tool,
+                since: q.since,
+                limit: Some(limit),
+            },
+        )
+        .await?;
+    Ok(Json(AuditList {
+        items: rows
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CostQuery {
+    /// hour, day (default) or month: the bucket size and how far back (24 h, 30 days, 12
+    /// months).
+    pub period: Option<String>,
+    /// model (default), workflow or node.
+    pub by: Option<String>,
+}
+
+/// One bucket × key of spending.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CostLine {
+    pub bucket: String,
+    pub key: String,
+    pub calls: u64,
+    pub failures: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CostSummary {
+    pub period: String,
+    pub by: String,
+    pub since: String,
+    pub total_usd: f64,
+    pub total_calls: u64,
+    pub items: Vec<CostLine>,
+}
+
+/// LLM spending of the caller's tenant, per period and model, workflow or node.
+#[utoipa::path(get, path = "/costs/summary", tag = "catalog",
+    params(CostQuery),
+    responses((status = 200, body = CostSummary), (status = 400, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn costs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<CostQuery>,
+) -> ApiResult<Json<CostSummary>> {
+    caller.require(Scope::Read)?;
+    const HOUR: i64 = 3_600_000;
+    let period = q.period.unwrap_or_else(|| "day".into());
+    let (bucket, span) = match period.as_str() {
+        "hour" => (HOUR, 24 * HOUR),
+        "day" => (24 * HOUR, 30 * 24 * HOUR),
+        "month" => (30 * 24 * HOUR, 365 * 24 * HOUR),
+        other => {
+            return Err(ApiError::bad_request(
+                "INVALID_QUERY",
+                format!("period={other} is not one of hour, day, month"),
+            ));
+        }
+    };
+    let by_name = q.by.unwrap_or_else(|| "model".into());
+    let by = match by_name.as_str() {
+        "model" => CostBy::Model,
+        "workflow" => CostBy::Workflow,
+        "node" => CostBy::Node,
+        other => {
+            return Err(ApiError::bad_request(
+                "INVALID_QUERY",
+                format!("by={other} is not one of model, workflow, node"),
+            ));
+        }
+    };
+    let now = now_ms();
+    let since = (now - span).div_euclid(bucket) * bucket;
+    let rows = state
+        .store()
+        .cost_rollup(&caller.tenant, since, bucket, by)
+        .await?;
+    let mut total_nanos = 0i64;
+    let mut total_calls = 0u64;
+    let items = rows
+        .into_iter()
+        .map(|r| {
+            total_nanos += r.cost_nanos;
+            total_calls += r.calls;
+            CostLine {
+                bucket: time(r.bucket),
+                key: r.key,
+                calls: r.calls,
+                failures: r.failures,
+                input_tokens: r.input_tokens,
+                output_tokens: r.output_tokens,
+                cost_usd: r.cost_nanos as f64 / 1e9,
+            }
+        })
+        .collect();
+    Ok(Json(CostSummary {
+        period,
+        by: by_name,
+        since: time(since),
+        total_usd: total_nanos as f64 / 1e9,
+        total_calls,
+        items,
+    }))
+}

@@ -1,0 +1,193 @@
+//! `/tasks`: the human tasks of a tenant (a support console's inbox) and their answers.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use hilo_core::access::Scope;
+use hilo_core::exec::{HumanTask, TaskFilter};
+use hilo_engine::Mode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::executions::time;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::runs::spawn_drive;
+use crate::state::AppState;
+
+/// A human task.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TaskView {
+    /// `<execution id>.<node key>`; percent-encode `/` (loop iterations) in URLs.
+    pub id: String,
+    pub execution_id: String,
+    pub node_key: String,
+    pub prompt: String,
+    /// JSON Schema the answer must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    pub skills: Vec<String>,
+    /// pending, answered, closed.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub answer: Option<Value>,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+}
+
+impl From<HumanTask> for TaskView {
+    fn from(t: HumanTask) -> TaskView {
+        TaskView {
+            id: format!("{}.{}", t.execution_id, t.node_key),
+            execution_id: t.execution_id,
+            node_key: t.node_key,
+            prompt: t.prompt,
+            schema: t.schema,
+            assignee: t.assignee,
+            skills: t.skills,
+            status: t.status,
+            answer: t.answer,
+            created_at: time(t.created_at),
+            deadline: t.deadline.map(time),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TaskList {
+    pub items: Vec<TaskView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskQuery {
+    /// pending (default), answered, closed, or all.
+    pub status: Option<String>,
+    /// Only tasks assigned to this person or queue.
+    pub assignee: Option<String>,
+    /// Comma-separated: only tasks asking for every one of these skills.
+    pub skills: Option<String>,
+    /// At most this many (1 to 500, default 100).
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerBody {
+    /// The answer, checked against the task's schema.
+    #[schema(value_type = Object)]
+    pub answer: Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Answered {
+    pub execution_id: String,
+    pub node_key: String,
+    pub status: String,
+}
+
+/// Human tasks of the caller's tenant, oldest first.
+#[utoipa::path(get, path = "/tasks", tag = "tasks",
+    params(TaskQuery),
+    responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<TaskQuery>,
+) -> ApiResult<Json<TaskList>> {
+    caller.require(Scope::Read)?;
+    if let Some(s) = &q.status
+        && !["pending", "answered", "closed", "all"].contains(&s.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("status={s} is not one of pending, answered, closed, all"),
+        ));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("limit={limit} is out of range: give 1 to 500"),
+        ));
+    }
+    let filter = TaskFilter {
+        status: q.status,
+        assignee: q.assignee,
+        skills: q
+            .skills
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        limit: Some(limit),
+    };
+    let items = state
+        .store()
+        .list_tasks(&caller.tenant, &filter)
+        .await?
+        .into_iter()
+        .map(TaskView::from)
+        .collect();
+    Ok(Json(TaskList { items }))
+}
+
+/// Answers a pending task; the execution continues.
+#[utoipa::path(post, path = "/tasks/{id}/answer", tag = "tasks",
+    params(("id" = String, Path, description = "Task id (`<execution id>.<node key>`)")),
+    request_body = AnswerBody,
+    responses(
+        (status = 200, body = Answered),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The task is not pending", body = ErrorBody),
+        (status = 422, description = "The answer does not match the task's schema", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+pub async fn answer(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<AnswerBody>,
+) -> ApiResult<Json<Answered>> {
+    caller.require(Scope::Execute)?;
+    let Some((execution_id, node)) = id.split_once('.') else {
+        return Err(ApiError::not_found(
+            "TASK_NOT_FOUND",
+            format!(
+                "task `{id}` not found: task ids are `<execution id>.<node key>` (GET /tasks lists them)"
+            ),
+        ));
+    };
+    let node_key = state
+        .engine()
+        .answer(&caller.tenant, execution_id, node, &body.answer)
+        .await?;
+    if !state.runs().contains(execution_id) {
+        spawn_drive(
+            &state,
+            &caller.tenant,
+            execution_id,
+            Mode::Foreground,
+            false,
+        );
+    }
+    Ok(Json(Answered {
+        execution_id: execution_id.to_string(),
+        node_key,
+        status: "answered".into(),
+    }))
+}

@@ -1,0 +1,219 @@
+//! API keys: generation (shown once, stored as SHA-256), the `Authorization: Bearer`
+//! middleware that turns a key into a [`Caller`] (tenant + scopes), and per-key rate limits.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hilo_core::access::{ApiKeyRecord, Scope};
+use sha2::{Digest, Sha256};
+
+use crate::config::KeyRateLimit;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// The prefix of every key hilo issues (so secret scanners can spot leaked ones).
+pub const KEY_PREFIX: &str = "hilo_sk_";
+
+/// Who is calling: the key's tenant and scopes.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: String,
+    pub key_id: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// Refuses (403) a call that needs a scope the key does not have.
+    pub fn require(&self, scope: Scope) -> ApiResult<()> {
+        if self.scopes.iter().any(|s| *s >= scope) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                format!(
+                    "API key {} lacks the `{}` scope this call needs; create a key with it: hilo keys create --tenant {} --scopes {}",
+                    self.key_id,
+                    scope.as_str(),
+                    self.tenant,
+                    scope.as_str()
+                ),
+            ))
+        }
+    }
+}
+
+/// Hex SHA-256 of a key: what is stored and looked up.
+pub fn hash_key(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new key for `tenant`: the secret (to show once) and the record to store.
+pub fn generate_key(
+    tenant: &str,
+    name: &str,
+    scopes: Vec<Scope>,
+    now: i64,
+) -> Result<(String, ApiKeyRecord), String> {
+    let mut secret = [0u8; 32];
+    let mut id = [0u8; 6];
+    getrandom::fill(&mut secret)
+        .and_then(|()| getrandom::fill(&mut id))
+        .map_err(|e| format!("the system's random source failed: {e}"))?;
+    let key = format!(
+        "{KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let record = ApiKeyRecord {
+        id: format!("key_{id}"),
+        tenant: tenant.to_string(),
+        name: name.to_string(),
+        scopes,
+        hash: hash_key(&key),
+        created_at: now,
+        revoked_at: None,
+    };
+    Ok((key, record))
+}
+
+/// Keys looked up recently (by hash), so that a request costs no store read.
+pub struct KeyCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, Option<ApiKeyRecord>)>>,
+}
+
+impl KeyCache {
+    pub fn new(ttl: Duration) -> KeyCache {
+        KeyCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, hash: &str) -> Option<Option<ApiKeyRecord>> {
+        let entries = self.entries.lock().ok()?;
+        let (at, rec) = entries.get(hash)?;
+        (at.elapsed() < self.ttl).then(|| rec.clone())
+    }
+
+    fn put(&self, hash: String, rec: Option<ApiKeyRecord>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() > 10_000 {
+                let ttl = self.ttl;
+                entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            }
+            entries.insert(hash, (Instant::now(), rec));
+        }
+    }
+}
+
+/// Token buckets per key.
+pub struct KeyLimiter {
+    limiter: DefaultKeyedRateLimiter<String>,
+}
+
+impl KeyLimiter {
+    pub fn new(limit: KeyRateLimit) -> Option<KeyLimiter> {
+        let per_second = NonZeroU32::new(limit.per_second)?;
+        let burst = NonZeroU32::new(limit.burst.max(1)).unwrap_or(per_second);
+        Some(KeyLimiter {
+            limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+        })
+    }
+
+    /// `Err(seconds to wait)` when the key is over its limit.
+    fn check(&self, key_id: &str) -> Result<(), u64> {
+        match self.limiter.check_key(&key_id.to_string()) {
+            Ok(()) => Ok(()),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            }
+        }
+    }
+}
+
+fn unauthorized(code: &'static str, message: &str) -> Response {
+    let mut r = ApiError::new(StatusCode::UNAUTHORIZED, code, message).into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"hilo\""),
+    );
+    r
+}
+
+/// The middleware in front of every authenticated route.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return unauthorized(
+            "UNAUTHORIZED",
+            "no API key: send `Authorization: Bearer <key>` (create one with `hilo keys create --tenant T --scopes read,execute`)",
+        );
+    };
+    let Some(key) = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+    else {
+        return unauthorized(
+            "UNAUTHORIZED",
+            "the Authorization header must be `Bearer <key>`",
+        );
+    };
+    let hash = hash_key(key);
+    let record = match state.keys().get(&hash) {
+        Some(r) => r,
+        None => match state.store().api_key_by_hash(&hash).await {
+            Ok(r) => {
+                state.keys().put(hash, r.clone());
+                r
+            }
+            Err(e) => return ApiError::internal("checking the API key", e).into_response(),
+        },
+    };
+    let Some(record) = record else {
+        return unauthorized("UNAUTHORIZED", "the API key is not valid");
+    };
+    if record.revoked_at.is_some() {
+        return unauthorized(
+            "KEY_REVOKED",
+            &format!("API key {} has been revoked; use another key", record.id),
+        );
+    }
+    if let Some(limiter) = state.limiter()
+        && let Err(wait) = limiter.check(&record.id)
+    {
+        metrics::counter!("hilo_http_rate_limited_total").increment(1);
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!(
+                "API key {} is over its rate limit; retry after {wait} s",
+                record.id
+            ),
+        );
+        e.retry_after = Some(wait);
+        return e.into_response();
+    }
+    req.extensions_mut().insert(Caller {
+        tenant: record.tenant,
+        key_id: record.id,
+        scopes: record.scopes,
+    });
+    next.run(req).await
+}

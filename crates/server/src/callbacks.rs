@@ -1,0 +1,246 @@
+//! Callbacks: when an execution that carries a `callback_url` ends, hilo POSTs its result
+//! there, signed, and retries with exponential backoff until the receiver answers 2xx or the
+//! attempts run out. Every attempt is recorded (`exec_callbacks`; `GET /executions/{id}`
+//! shows it). The registration is stored with the execution, so a callback survives a crash
+//! of the server: the delivery loop finds it when the execution has ended.
+//!
+//! The request: `POST <callback_url>` with `Content-Type: application/json` and
+//! - `X-Hilo-Signature: sha256=<hex>`: HMAC-SHA256 of the exact body bytes under the tenant's
+//!   signing key (credential-store secret `callback_signing_key`, else the environment
+//!   variable `HILO_SECRET_CALLBACK_SIGNING_KEY`);
+//! - `X-Hilo-Execution-Id`, and `Idempotency-Key: callback:<execution id>` (the same on every
+//!   retry, so a receiver can drop duplicates);
+//! - body `{execution_id, workflow, version, tenant, status, output, error, finished_at, sent_at}`.
+//!
+//! Receivers check the signature over the raw body, then `sent_at` against their clock to
+//! refuse replays.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use hilo_core::access::CallbackRecord;
+use hilo_core::tool::ToolContext;
+use hilo_engine::now_ms;
+use hilo_tools::http::{HttpCall, HttpClient};
+use hilo_tools::{HttpSettings, Secrets};
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+
+use crate::config::CallbackSettings;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// The credential-store secret holding a tenant's signing key.
+pub const SIGNING_SECRET: &str = "callback_signing_key";
+
+/// `sha256=<hex>` of `body` under `key`.
+pub fn sign(key: &[u8], body: &[u8]) -> String {
+    // HMAC takes keys of any length.
+    let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    let tag = mac.finalize().into_bytes();
+    format!(
+        "sha256={}",
+        tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn refused(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "CALLBACK_URL_REFUSED",
+        message,
+    )
+}
+
+/// Checks a callback URL when an execution is submitted: http(s), a host, and not a private
+/// or loopback address unless `[callbacks] allow_hosts` lists it (names are checked again
+/// when they are resolved, at delivery).
+pub fn check_url(url: &str, settings: &CallbackSettings) -> ApiResult<()> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| refused(format!("callback_url `{url}` is not a valid URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(refused(format!(
+            "callback_url `{url}`: only http and https URLs can be called back"
+        )));
+    }
+    let Some(host) = parsed.host_str() else {
+        return Err(refused(format!("callback_url `{url}` has no host")));
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let allowed = settings
+        .allow_hosts
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(bare));
+    if !allowed
+        && let Ok(ip) = bare.parse::<IpAddr>()
+        && let Some(why) = hilo_tools::http::blocked_reason(ip)
+    {
+        return Err(refused(format!(
+            "callback_url `{url}` points at a {why} address; list the host in [callbacks] allow_hosts if that is intended"
+        )));
+    }
+    Ok(())
+}
+
+/// The delivery loop: sends the callbacks of ended executions until `shutdown`.
+pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
+    let secrets = state.secrets().cloned();
+    let settings = state.settings().callbacks.clone();
+    let client = match HttpClient::new(&HttpSettings {
+        allow_hosts: settings.allow_hosts.clone(),
+        ..HttpSettings::default()
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: callbacks are off: {e}");
+            return;
+        }
+    };
+    let mut rx = state.subscribe();
+    tokio::pin!(shutdown);
+    loop {
+        match state.store().due_callbacks(now_ms(), 32).await {
+            Ok(due) => {
+                let sends = due
+                    .into_iter()
+                    .map(|c| deliver(&state, &client, secrets.as_deref(), &settings, c));
+                futures_util::future::join_all(sends).await;
+            }
+            Err(e) => eprintln!("error: reading due callbacks: {e}"),
+        }
+        // Wake on any commit of this process (an execution may have ended), or poll.
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = rx.recv() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+pub(crate) async fn signing_key(
+    secrets: Option<&dyn Secrets>,
+    tenant: &str,
+) -> Result<String, String> {
+    if let Some(s) = secrets
+        && let Some(v) = s.get(tenant, SIGNING_SECRET).await?
+    {
+        return Ok(v);
+    }
+    std::env::var("HILO_SECRET_CALLBACK_SIGNING_KEY").map_err(|_| {
+        format!(
+            "no signing key for tenant `{tenant}`: set it with `hilo secrets set {SIGNING_SECRET} --tenant {tenant}` or HILO_SECRET_CALLBACK_SIGNING_KEY"
+        )
+    })
+}
+
+/// One attempt at one callback, recorded.
+async fn deliver(
+    state: &AppState,
+    client: &HttpClient,
+    secrets: Option<&dyn Secrets>,
+    settings: &CallbackSettings,
+    mut c: CallbackRecord,
+) {
+    let now = now_ms();
+    c.attempts += 1;
+    let outcome = attempt(state, client, secrets, settings, &c).await;
+    match outcome {
+        Ok(status) => {
+            c.status = "delivered".into();
+            c.last_status = Some(status);
+            c.last_error = None;
+            c.delivered_at = Some(now_ms());
+            metrics::counter!("hilo_callbacks_total", "outcome" => "delivered").increment(1);
+        }
+        Err((status, error)) => {
+            c.last_status = status;
+            c.last_error = Some(error);
+            if c.attempts >= settings.max_attempts {
+                c.status = "failed".into();
+                metrics::counter!("hilo_callbacks_total", "outcome" => "failed").increment(1);
+            } else {
+                let backoff = settings
+                    .initial_backoff_ms
+                    .saturating_mul(1u64 << (c.attempts - 1).min(20))
+                    .min(settings.max_backoff_ms);
+                c.next_at = now + backoff as i64;
+                metrics::counter!("hilo_callbacks_total", "outcome" => "retry").increment(1);
+            }
+        }
+    }
+    if let Err(e) = state.store().update_callback(&c).await {
+        eprintln!(
+            "error: recording the callback of execution {}: {e}",
+            c.execution_id
+        );
+    }
+}
+
+async fn attempt(
+    state: &AppState,
+    client: &HttpClient,
+    secrets: Option<&dyn Secrets>,
+    settings: &CallbackSettings,
+    c: &CallbackRecord,
+) -> Result<u16, (Option<u16>, String)> {
+    let e = state
+        .store()
+        .get_execution(&c.tenant, &c.execution_id)
+        .await
+        .map_err(|e| (None, e.to_string()))?;
+    let body = json!({
+        "execution_id": e.id,
+        "workflow": e.workflow,
+        "version": e.version,
+        "tenant": e.tenant,
+        "status": e.status.as_str(),
+        "output": e.output,
+        "error": e.error,
+        "finished_at": e.finished_at.map(crate::api::executions::time),
+        "sent_at": crate::api::executions::time(now_ms()),
+    })
+    .to_string();
+    let key = signing_key(secrets, &c.tenant)
+        .await
+        .map_err(|e| (None, e))?;
+    let mut headers = Map::new();
+    headers.insert("Content-Type".into(), json!("application/json"));
+    headers.insert(
+        "X-Hilo-Signature".into(),
+        json!(sign(key.as_bytes(), body.as_bytes())),
+    );
+    headers.insert("X-Hilo-Execution-Id".into(), json!(c.execution_id));
+    let ctx = ToolContext {
+        tenant: c.tenant.clone(),
+        execution_id: c.execution_id.clone(),
+        node_key: "callback".into(),
+        idempotency_key: format!("callback:{}", c.execution_id),
+        attempt: c.attempts,
+        compensation: false,
+    };
+    let call = HttpCall {
+        method: "POST".into(),
+        url: c.url.clone(),
+        headers,
+        query: Map::new(),
+        body: Some(Value::String(body)),
+        timeout_ms: Some(settings.timeout_ms),
+    };
+    match client.send(&ctx, call).await {
+        Ok(v) => Ok(v["status"].as_u64().unwrap_or(200) as u16),
+        Err(err) => {
+            let status = err
+                .detail
+                .as_ref()
+                .and_then(|d| d["status"].as_u64())
+                .map(|s| s as u16);
+            Err((status, err.message))
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The server's part of `hilo.toml`:
+//!
+//! ```toml
+//! [server]
+//! addr = "127.0.0.1:8080"
+//! workers = 4                   # executions driven at once by the embedded worker
+//! max_body_bytes = 1048576      # larger requests get 413
+//! rate_limit = { per_second = 50, burst = 100 }   # per API key; 429 + Retry-After beyond
+//! sync_timeout_ms = 30000       # how long POST /workflows/{name}/execute waits by default
+//! shutdown_grace_ms = 10000     # in-flight executions get this long to finish on shutdown
+//!
+//! [callbacks]                   # POSTs of finished executions to their callback_url
+//! max_attempts = 8
+//! allow_hosts = ["127.0.0.1"]   # exempt from the SSRF guard (loopback, private addresses)
+//!
+//! [tiers.free]                  # limits per tier; tenants pick one
+//! max_concurrent_executions = 2
+//! max_execution_ms = 60000
+//! max_agent_iterations = 5
+//! allowed_tools = ["http_request", "transform_json"]
+//! allowed_models = ["local-router"]
+//! monthly_budget_usd = 5.0
+//!
+//! [tenants.acme]
+//! tier = "enterprise"
+//!
+//! [queue.redis]                 # execution.execute actions from a Redis Stream
+//! url = "redis://127.0.0.1:6379"
+//! stream = "hilo:actions"
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub addr: String,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    /// Per API key; `None` turns rate limiting off.
+    pub rate_limit: Option<KeyRateLimit>,
+    pub sync_timeout_ms: u64,
+    /// The most a caller may ask `execute` to wait.
+    pub max_sync_timeout_ms: u64,
+    pub shutdown_grace_ms: u64,
+    /// How long a looked-up API key is trusted before it is read again (revocations take
+    /// effect within this).
+    pub key_cache_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> ServerSettings {
+        ServerSettings {
+            addr: "127.0.0.1:8080".into(),
+            workers: 8,
+            max_body_bytes: 1 << 20,
+            rate_limit: Some(KeyRateLimit {
+                per_second: 200,
+                burst: 400,
+            }),
+            sync_timeout_ms: 30_000,
+            max_sync_timeout_ms: 300_000,
+            shutdown_grace_ms: 10_000,
+            key_cache_ms: 2_000,
+        }
+    }
+}
+
+/// A token bucket per API key.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// `[callbacks]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackSettings {
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub timeout_ms: u64,
+    /// Hosts exempt from the SSRF guard (callbacks to loopback or private networks).
+    pub allow_hosts: Vec<String>,
+}
+
+impl Default for CallbackSettings {
+    fn default() -> CallbackSettings {
+        CallbackSettings {
+            max_attempts: 8,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 300_000,
+            timeout_ms: 10_000,
+            allow_hosts: Vec::new(),
+        }
+    }
+}
+
+/// `[tiers.NAME]`: what a tenant of this tier may do. Unset limits are unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TierLimits {
+    pub max_concurrent_executions: Option<u64>,
+    pub max_execution_ms: Option<u64>,
+    pub max_agent_iterations: Option<u32>,
+    pub allowed_tools: Option<Vec<String>>,
+    pub allowed_models: Option<Vec<String>>,
+    pub monthly_budget_usd: Option<f64>,
+}
+
+/// Tiers and which tenant has which.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tiers {
+    pub tiers: BTreeMap<String, TierLimits>,
+    /// Tenant → tier name.
+    pub tenants: BTreeMap<String, String>,
+    /// The tier of tenants not listed (`[server] default_tier`, else unlimited).
+    pub default_tier: Option<String>,
+}
+
+impl Tiers {
+    /// The tier (name and limits) of `tenant`; `None` when it has none (unlimited).
+    pub fn of(&self, tenant: &str) -> Option<(&str, &TierLimits)> {
+        let name = self.tenants.get(tenant).or(self.default_tier.as_ref())?;
+        self.tiers.get(name).map(|t| (name.as_str(), t))
+    }
+
+    /// Checks that every tier a tenant names exists.
+    pub fn check(&self) -> Result<(), String> {
+        for (tenant, tier) in self
+            .tenants
+            .iter()
+            .map(|(t, n)| (t.as_str(), n))
+            .chain(self.default_tier.iter().map(|n| ("(default_tier)", n)))
+        {
+            if !self.tiers.contains_key(tier) {
+                let known: Vec<&str> = self.tiers.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "tenant `{tenant}` has tier `{tier}`, which no [tiers.{tier}] defines (defined: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[queue.redis]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisQueueSettings {
+    pub url: String,
+    /// The stream `execution.execute` actions arrive on.
+    pub stream: String,
+    pub group: String,
+    /// This process's consumer name (default: host and pid).
+    pub consumer: Option<String>,
+    /// Where malformed actions go, with the reason.
+    pub dead_letter_stream: String,
+    /// Actions read at once.
+    pub batch: usize,
+    pub block_ms: u64,
+}
+
+impl Default for RedisQueueSettings {
+    fn default() -> RedisQueueSettings {
+        RedisQueueSettings {
+            url: "redis://127.0.0.1:6379".into(),
+            stream: "hilo:actions".into(),
+            group: "hilo".into(),
+            consumer: None,
+            dead_letter_stream: "hilo:actions:dead".into(),
+            batch: 16,
+            block_ms: 1_000,
+        }
+    }
+}
+
+/// Everything the server reads from `hilo.toml`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub callbacks: CallbackSettings,
+    pub tiers: Tiers,
+    pub redis: Option<RedisQueueSettings>,
+}

@@ -1,0 +1,90 @@
+//! Axum's JSON, query and path extractors with their rejections turned into [`ApiError`]s, so
+//! that a malformed request gets the same error shape as everything else.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON body.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(r) => Err(json_rejection(r)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    let status = r.status();
+    let code = match &r {
+        JsonRejection::MissingJsonContentType(_) => "UNSUPPORTED_MEDIA_TYPE",
+        JsonRejection::JsonSyntaxError(_) => "MALFORMED_JSON",
+        JsonRejection::JsonDataError(_) => "INVALID_REQUEST",
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        _ => "INVALID_REQUEST",
+    };
+    let message = match &r {
+        JsonRejection::MissingJsonContentType(_) => {
+            "the body must be JSON: send `Content-Type: application/json`".to_string()
+        }
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is larger than the server accepts ([server] max_body_bytes)".into()
+        }
+        _ => format!(
+            "the request body is not what this endpoint takes: {}",
+            r.body_text()
+        ),
+    };
+    ApiError::new(status, code, message)
+}
+
+/// Query parameters.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(r) => Err(query_rejection(r)),
+        }
+    }
+}
+
+fn query_rejection(r: QueryRejection) -> ApiError {
+    ApiError::bad_request(
+        "INVALID_QUERY",
+        format!("the query string is invalid: {}", r.body_text()),
+    )
+}
+
+/// Path parameters.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(r) => Err(path_rejection(r)),
+        }
+    }
+}
+
+fn path_rejection(r: PathRejection) -> ApiError {
+    ApiError::bad_request(
+        "INVALID_PATH",
+        format!("the URL path is invalid: {}", r.body_text()),
+    )
+}

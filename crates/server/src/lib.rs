@@ -1,0 +1,126 @@
+//! # hilo-server
+//!
+//! `hilo serve`: the HTTP API (REST + Server-Sent Events under `/api/v1`) over the same store
+//! and engine as the CLI, with the worker embedded.
+//!
+//! - [`api`]: the routes, one module per resource, and the OpenAPI document (`utoipa`).
+//! - [`auth`]: API keys (hashed), the Bearer middleware, per-key rate limits.
+//! - [`runs`]: starting executions (tier checks, callbacks), the drives this process runs.
+//! - [`callbacks`]: signed POSTs of finished executions, retried and recorded.
+//! - [`queue`]: `execution.execute` actions from a Redis Stream.
+//! - [`metrics`]: the Prometheus recorder and the engine observer.
+//! - [`config`]: `[server]`, `[callbacks]`, `[tiers]`, `[queue.redis]`.
+//!
+//! **Architecture invariant:** every handler acts for the [`auth::Caller`]'s tenant only;
+//! another tenant's execution, workflow or task is "not found", never shown.
+
+pub mod api;
+pub mod auth;
+pub mod callbacks;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod queue;
+pub mod runs;
+pub mod state;
+
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+
+pub use config::Settings;
+pub use state::{AppState, Parts};
+
+/// Counts requests and their latency by route and status.
+async fn http_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    ::metrics::counter!("hilo_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    ::metrics::histogram!("hilo_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, with the embedded worker, the
+/// callback sender and (when configured) the queue consumer. On shutdown: stop accepting,
+/// give in-flight executions `shutdown_grace_ms` to finish, then stop their drives and give
+/// their leases up so another worker (or the next start) continues them from their
+/// checkpoints at once.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let workers = state.settings().server.workers;
+    let worker = if workers > 0 {
+        let engine = state.engine().clone();
+        let stop = stopped();
+        Some(tokio::spawn(async move {
+            if let Err(e) = engine
+                .run_worker(workers, stop, |id, e| {
+                    eprintln!("error: execution {id}: {e}")
+                })
+                .await
+            {
+                eprintln!("error: the worker stopped: {e}");
+            }
+        }))
+    } else {
+        None
+    };
+    let callbacks = tokio::spawn(callbacks::run(state.clone(), stopped()));
+    let queue = state
+        .settings()
+        .redis
+        .clone()
+        .map(|q| tokio::spawn(queue::run(state.clone(), q, stopped())));
+    let app = api::app(state.clone());
+    let server_stop = stopped();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = server_stop;
+    // Stopped accepting; let what runs finish, within the grace period.
+    let grace = Duration::from_millis(state.settings().server.shutdown_grace_ms);
+    let deadline = tokio::time::Instant::now() + grace;
+    while !state.runs().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let owner = state.engine().options().owner.clone();
+    for id in state.runs().abort_all() {
+        // Checkpointed at every step: the next owner continues from there.
+        if let Err(e) = state.store().release(&id, &owner).await {
+            eprintln!("warning: could not give execution {id} up: {e}");
+        } else {
+            eprintln!("execution {id} handed back to the queue (checkpointed)");
+        }
+    }
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
+    let _ = callbacks.await;
+    if let Some(q) = queue {
+        let _ = q.await;
+    }
+    served
+}

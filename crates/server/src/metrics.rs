@@ -1,0 +1,114 @@
+//! Prometheus metrics: the recorder every crate's `metrics::` calls land in, and the engine
+//! observer that counts executions and nodes (with latency histograms) and wakes live event
+//! streams.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use hilo_core::exec::{Event, EventKind};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::state::AppState;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+/// The process's Prometheus handle (installed as the global recorder on first use; if another
+/// recorder is installed already, a private one that nothing reports to).
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = || {
+            PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+        };
+        builder()
+            .install_recorder()
+            .unwrap_or_else(|_| builder().build_recorder().handle())
+    })
+}
+
+/// Start times of nodes and executions in flight in this process, for latency histograms.
+#[derive(Default)]
+struct Clocks {
+    started: Mutex<HashMap<(String, String), i64>>,
+}
+
+/// Installs the engine observer: counters, latency histograms, live-stream wake-ups.
+pub fn observe(state: &AppState) {
+    let _ = handle();
+    let clocks = std::sync::Arc::new(Clocks::default());
+    let st = state.downgrade();
+    state
+        .engine()
+        .set_observer(std::sync::Arc::new(move |id: &str, e: &Event| {
+            record(&clocks, id, e);
+            if let Some(st) = st.upgrade() {
+                st.notify(id);
+            }
+        }));
+}
+
+fn record(clocks: &Clocks, id: &str, e: &Event) {
+    use EventKind as K;
+    match e.kind {
+        K::ExecutionStarted => {
+            if let Ok(mut s) = clocks.started.lock() {
+                s.insert((id.to_string(), String::new()), e.at);
+            }
+        }
+        K::NodeStarted => {
+            if let (Some(node), Ok(mut s)) = (&e.node, clocks.started.lock()) {
+                s.insert((id.to_string(), node.clone()), e.at);
+            }
+        }
+        K::NodeSucceeded | K::NodeFailed => {
+            let outcome = if e.kind == K::NodeSucceeded {
+                "succeeded"
+            } else {
+                "failed"
+            };
+            metrics::counter!("hilo_nodes_total", "status" => outcome).increment(1);
+            if let (Some(node), Ok(mut s)) = (&e.node, clocks.started.lock())
+                && let Some(at) = s.remove(&(id.to_string(), node.clone()))
+            {
+                metrics::histogram!("hilo_node_duration_seconds", "status" => outcome)
+                    .record((e.at - at).max(0) as f64 / 1000.0);
+            }
+        }
+        K::NodeRetrying => metrics::counter!("hilo_node_retries_total").increment(1),
+        K::CompensationSucceeded | K::CompensationFailed => {
+            let outcome = if e.kind == K::CompensationSucceeded {
+                "succeeded"
+            } else {
+                "failed"
+            };
+            metrics::counter!("hilo_compensations_total", "status" => outcome).increment(1);
+        }
+        K::ExecutionSucceeded
+        | K::ExecutionFailed
+        | K::ExecutionCompensated
+        | K::ExecutionHandedOver
+        | K::ExecutionCancelled => {
+            let status = &e.kind.as_str()["execution_".len()..];
+            metrics::counter!("hilo_executions_finished_total", "status" => status.to_string())
+                .increment(1);
+            if let Ok(mut s) = clocks.started.lock() {
+                if let Some(at) = s.remove(&(id.to_string(), String::new())) {
+                    metrics::histogram!("hilo_execution_duration_seconds", "status" => status.to_string())
+                        .record((e.at - at).max(0) as f64 / 1000.0);
+                }
+                // Nodes of this execution that never finished here (cancelled, skipped).
+                if s.len() > 4096 {
+                    s.retain(|(x, _), _| x != id);
+                }
+            }
+        }
+        K::ExecutionWaiting => metrics::counter!("hilo_executions_waiting_total").increment(1),
+        _ => {}
+    }
+}

@@ -1,0 +1,264 @@
+//! Starting and following executions for the API and the queue: tier checks, the callback
+//! registration, the drive task (tracked, so shutdown can hand unfinished executions over),
+//! and the watchdog of a tier's execution time limit.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use hilo_core::access::CallbackRecord;
+use hilo_core::{AgentKind, NodeKind, Workflow};
+use hilo_engine::{EngineError, Mode, Outcome, now_ms};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::config::TierLimits;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub tenant: String,
+    pub workflow: String,
+    /// `None`: the active version.
+    pub version: Option<u64>,
+    pub input: Value,
+    pub callback_url: Option<String>,
+}
+
+/// A started execution and the task driving it.
+pub struct Started {
+    pub id: String,
+    pub drive: JoinHandle<Result<Outcome, EngineError>>,
+}
+
+/// The drives this process runs, by execution id.
+#[derive(Default)]
+pub struct Runs {
+    running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+}
+
+impl Runs {
+    pub fn len(&self) -> usize {
+        self.running.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this process is driving `id` now.
+    pub fn contains(&self, id: &str) -> bool {
+        self.running
+            .lock()
+            .map(|r| r.contains_key(id))
+            .unwrap_or(false)
+    }
+
+    fn insert(&self, id: &str, handle: tokio::task::AbortHandle) {
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(id.to_string(), handle);
+        }
+    }
+
+    fn remove(&self, id: &str) {
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(id);
+        }
+    }
+
+    /// Stops every drive still running and returns their ids (their checkpoints are in the
+    /// store; the caller gives their leases up so another worker continues them at once).
+    pub fn abort_all(&self) -> Vec<String> {
+        let Ok(mut r) = self.running.lock() else {
+            return Vec::new();
+        };
+        r.drain()
+            .map(|(id, h)| {
+                h.abort();
+                id
+            })
+            .collect()
+    }
+}
+
+/// Drives execution `id` in a task of its own (tracked by [`Runs`]).
+pub fn spawn_drive(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    mode: Mode,
+    wait_for_lease: bool,
+) -> JoinHandle<Result<Outcome, EngineError>> {
+    let (st, tenant, id2) = (state.clone(), tenant.to_string(), id.to_string());
+    // The task starts once it is registered, so that its removal always follows.
+    let (registered, go) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let _ = go.await;
+        let r = st.engine().drive(&tenant, &id2, mode, wait_for_lease).await;
+        st.runs().remove(&id2);
+        st.notify(&id2);
+        r
+    });
+    state.runs().insert(id, handle.abort_handle());
+    let _ = registered.send(());
+    handle
+}
+
+/// Starts an execution: loads the workflow, checks the tenant's tier, creates the execution
+/// (held by this process), registers its callback and drives it.
+pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
+    let stored = state
+        .store()
+        .get_workflow(&req.tenant, &req.workflow, req.version)
+        .await?;
+    let wf = stored.workflow;
+    let tier = state.settings().tiers.of(&req.tenant);
+    if let Some((name, limits)) = tier {
+        check_definition(&wf, name, limits)?;
+        if let Some(max) = limits.max_concurrent_executions {
+            let active = state.store().active_executions(&req.tenant).await?;
+            if active >= max {
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TIER_LIMIT",
+                    format!(
+                        "tenant `{}` already has {active} execution(s) not finished, the most its tier `{name}` allows at once; wait for one to end or move the tenant to a larger tier",
+                        req.tenant
+                    ),
+                )
+                .with_details(serde_json::json!({"limit": "max_concurrent_executions", "max": max, "active": active}));
+                e.retry_after = Some(1);
+                return Err(e);
+            }
+        }
+    }
+    if let Some(url) = &req.callback_url {
+        crate::callbacks::check_url(url, &state.settings().callbacks)?;
+        let secrets = state.secrets().map(|s| s.as_ref());
+        if let Err(why) = crate::callbacks::signing_key(secrets, &req.tenant).await {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "CALLBACK_NOT_CONFIGURED",
+                format!("callbacks are signed, and there is {why}"),
+            ));
+        }
+    }
+    let id = state
+        .engine()
+        .create(&req.tenant, &wf, false, req.input, false)
+        .await?;
+    if let Some(url) = req.callback_url {
+        let now = now_ms();
+        state
+            .store()
+            .put_callback(&CallbackRecord {
+                execution_id: id.clone(),
+                tenant: req.tenant.clone(),
+                url,
+                status: "pending".into(),
+                attempts: 0,
+                next_at: now,
+                last_error: None,
+                last_status: None,
+                created_at: now,
+                delivered_at: None,
+            })
+            .await?;
+    }
+    metrics::counter!("hilo_executions_started_total").increment(1);
+    if let Some(ms) = tier.and_then(|(_, l)| l.max_execution_ms) {
+        watchdog(state, &req.tenant, &id, ms);
+    }
+    let drive = spawn_drive(state, &req.tenant, &id, Mode::Foreground, true);
+    Ok(Started { id, drive })
+}
+
+/// Cancels (with compensation) an execution still unfinished after its tier's time limit.
+fn watchdog(state: &AppState, tenant: &str, id: &str, ms: u64) {
+    let (st, tenant, id) = (state.clone(), tenant.to_string(), id.to_string());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        if let Ok(e) = st.store().get_execution(&tenant, &id).await
+            && !e.status.is_terminal()
+        {
+            eprintln!(
+                "execution {id} of tenant {tenant} passed its tier's limit of {ms} ms: cancelling it"
+            );
+            if st.engine().cancel(&tenant, &id, true).await.is_ok() {
+                metrics::counter!("hilo_tier_time_limit_cancels_total").increment(1);
+                if !st.runs().contains(&id) {
+                    spawn_drive(&st, &tenant, &id, Mode::Background, false);
+                }
+            }
+        }
+    });
+}
+
+fn tier_error(tier: &str, what: String, limit: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "TIER_LIMIT",
+        format!(
+            "{what}, which tier `{tier}` does not allow; change the workflow or the tenant's tier"
+        ),
+    )
+    .with_details(serde_json::json!({ "limit": limit, "tier": tier }))
+}
+
+/// The limits a definition can break before it runs: tools, models, agent iterations.
+pub fn check_definition(wf: &Workflow, tier: &str, limits: &TierLimits) -> ApiResult<()> {
+    let wref = wf.reference();
+    for node in wf.all_nodes() {
+        let mut tools: Vec<&str> = Vec::new();
+        match &node.kind {
+            NodeKind::Tool(t) => tools.push(&t.tool),
+            NodeKind::Agent(a) => {
+                if let Some(list) = &a.with.tools {
+                    tools.extend(list.iter().map(String::as_str));
+                }
+                if let (Some(allowed), Some(model)) = (&limits.allowed_models, &a.with.model)
+                    && !allowed.contains(model)
+                {
+                    return Err(tier_error(
+                        tier,
+                        format!("workflow {wref}, node `{}`: uses model `{model}`", node.id),
+                        "allowed_models",
+                    ));
+                }
+                if let Some(max) = limits.max_agent_iterations
+                    && !matches!(a.agent, AgentKind::Simple)
+                {
+                    let n = a
+                        .with
+                        .max_iterations
+                        .unwrap_or(hilo_llm::agent::reasoning::DEFAULT_MAX_ITERATIONS);
+                    if n > max {
+                        return Err(tier_error(
+                            tier,
+                            format!(
+                                "workflow {wref}, node `{}`: field with.max_iterations is {n} (more than {max})",
+                                node.id
+                            ),
+                            "max_agent_iterations",
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(allowed) = &limits.allowed_tools {
+            // The workflow's own declarative tools count too: each must be listed.
+            if let Some(t) = tools.iter().find(|t| !allowed.iter().any(|a| a == *t)) {
+                return Err(tier_error(
+                    tier,
+                    format!("workflow {wref}, node `{}`: calls tool `{t}`", node.id),
+                    "allowed_tools",
+                ));
+            }
+        }
+    }
+    Ok(())
+}

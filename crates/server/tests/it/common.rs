@@ -1,0 +1,217 @@
+//! A server on a free port over a fresh SQLite file, with the engine's test tools, and helpers
+//! to make keys and calls.
+
+use std::sync::Arc;
+
+use hilo_core::Catalog;
+use hilo_core::access::Scope;
+use hilo_core::store::Store;
+use hilo_engine::{Engine, EngineOptions, now_ms};
+use hilo_server::config::Settings;
+use hilo_server::{AppState, Parts};
+use serde_json::Value;
+
+pub struct TestServer {
+    pub base: String,
+    pub store: Arc<dyn Store>,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn catalog() -> Catalog {
+    let mut c = Catalog::default();
+    if let Some((_, names)) = hilo_engine::test_tools_if_enabled() {
+        c.tools.extend(names.iter().map(|s| s.to_string()));
+    }
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::with_settings(Settings::default()).await
+    }
+
+    pub async fn with_settings(settings: Settings) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hilo.db");
+        TestServer::on(&path.display().to_string(), settings, Some(dir)).await
+    }
+
+    /// A server on the database at `db` (several servers may share one).
+    pub async fn on(
+        db: &str,
+        mut settings: Settings,
+        dir: Option<tempfile::TempDir>,
+    ) -> TestServer {
+        let store = hilo_store::open(&hilo_store::Location::parse(db))
+            .await
+            .unwrap();
+        let (tools, _) = hilo_engine::test_tools_if_enabled().unwrap();
+        let executor = hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default())
+            .tools(tools)
+            .audit(hilo_tools::AuditSink::spawn(store.clone()))
+            .build()
+            .unwrap();
+        let tools: Arc<dyn hilo_core::tool::ToolExecutor> = Arc::new(executor);
+        let engine = Engine::new(
+            store.clone(),
+            tools.clone(),
+            None,
+            EngineOptions {
+                lease_ms: 3_000,
+                ..EngineOptions::default()
+            },
+        );
+        settings.server.addr = "127.0.0.1:0".into();
+        if settings.callbacks.allow_hosts.is_empty() {
+            settings.callbacks.allow_hosts = vec!["127.0.0.1".into()];
+        }
+        let state = AppState::new(Parts {
+            engine,
+            catalog: catalog(),
+            settings,
+            llm: hilo_llm::config::Resolved::default(),
+            tools,
+            secrets: None,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(hilo_server::serve(state.clone(), listener, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            base,
+            store,
+            state,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    /// A new API key of `tenant` with `scopes`.
+    pub async fn key(&self, tenant: &str, scopes: &[Scope]) -> String {
+        let (key, record) =
+            hilo_server::auth::generate_key(tenant, "test", scopes.to_vec(), now_ms()).unwrap();
+        self.store.create_api_key(&record).await.unwrap();
+        key
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        read(r).await
+    }
+
+    pub async fn post(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        read(r).await
+    }
+
+    pub async fn delete(&self, key: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        read(r).await
+    }
+
+    /// Imports a workflow (YAML text) as `key`.
+    pub async fn import(&self, key: &str, yaml: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url("/workflows"))
+            .bearer_auth(key)
+            .header("content-type", "application/yaml")
+            .body(yaml.to_string())
+            .send()
+            .await
+            .unwrap();
+        read(r).await
+    }
+
+    /// Waits until execution `id` (of `key`'s tenant) is in one of `statuses`.
+    pub async fn wait_status(&self, key: &str, id: &str, statuses: &[&str]) -> Value {
+        for _ in 0..200 {
+            let (code, v) = self.get(key, &format!("/executions/{id}")).await;
+            assert_eq!(code, 200, "{v}");
+            if statuses.contains(&v["status"].as_str().unwrap_or("")) {
+                return v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("execution {id} never reached {statuses:?}");
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+pub async fn read(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
+
+/// A three-step workflow over the test tools.
+pub const THREE_STEPS: &str = r#"
+name: three_steps
+version: 1
+input:
+  type: object
+  properties:
+    n: {type: integer}
+  required: [n]
+nodes:
+  - id: a
+    type: tool
+    tool: test.echo
+    with: {n: "${ input.n }"}
+  - id: b
+    type: tool
+    tool: test.echo
+    with: {prev: "${ a.output.n }"}
+  - id: c
+    type: tool
+    tool: test.echo
+    with: {last: "${ b.output.prev }"}
+  - id: done
+    type: finish
+    output: {n: "${ c.output.last }"}
+edges:
+  - {from: a, to: b}
+  - {from: b, to: c}
+  - {from: c, to: done}
+"#;

@@ -1,0 +1,8 @@
+//! Integration tests of the HTTP API: a real server on 127.0.0.1, a real SQLite file, real
+//! HTTP through reqwest.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod api;
+mod client;
+mod common;
+mod queue;
