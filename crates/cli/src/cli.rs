@@ -208,11 +208,49 @@ pub enum Command {
     /// mode 0600 next to the database; HILO_MASTER_KEY_FILE moves it).
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Serve the HTTP API (REST + Server-Sent Events under /api/v1, OpenAPI at
+    /// /api/v1/openapi.json) on the same store, with the worker embedded. Ctrl-C or SIGTERM
+    /// stops it gracefully: unfinished executions are handed back, checkpointed.
+    Serve {
+        /// Address to listen on [default: [server] addr, else 127.0.0.1:8080]
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// Executions the embedded worker drives at once (0: none) [default: [server] workers, else 8]
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
+    },
+    /// API keys of the HTTP API (for --tenant): shown once when created, stored hashed.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print a shell completion script, e.g. `hilo completions bash > ~/.local/share/bash-completion/completions/hilo`.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key for --tenant and print it (only this once).
+    Create {
+        /// What the key may do, comma-separated: read, execute, admin (admin implies execute,
+        /// execute implies read)
+        #[arg(long, value_delimiter = ',', default_value = "read,execute")]
+        scopes: Vec<String>,
+        /// A label to recognise the key by
+        #[arg(long, default_value = "api")]
+        name: String,
+        /// Print JSON {"id", "key", "tenant", "scopes"}
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the keys of --tenant (ids, names, scopes; never the keys).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key of --tenant by its id (`key_…`); requests with it get 401 within seconds.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

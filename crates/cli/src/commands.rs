@@ -47,6 +47,8 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         Command::Demo { dir } => crate::demo::demo(g, dir).await,
         Command::Tools(cmd) => crate::tools::tools(g, cmd).await,
         Command::Secrets(cmd) => crate::secrets::secrets(g, cmd).await,
+        Command::Serve { addr, workers } => crate::serve::serve(g, addr, workers).await,
+        Command::Keys(cmd) => crate::serve::keys(g, cmd).await,
         Command::Bench {
             json,
             quick,

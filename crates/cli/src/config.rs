@@ -69,6 +69,8 @@ pub struct Config {
     pub mcp: std::collections::BTreeMap<String, hilo_tools::mcp::McpServerConfig>,
     /// `[llm]` over hilo's shipped providers, models and profiles.
     pub llm: hilo_llm::Resolved,
+    /// `[server]`, `[callbacks]`, `[tiers]`, `[queue.redis]`: what `hilo serve` reads.
+    pub server: hilo_server::Settings,
 }
 
 impl Config {
@@ -215,7 +217,53 @@ impl Config {
             .catalog
             .profiles
             .extend(config.llm.profiles.keys().cloned());
+        config.server =
+            hilo_server::Settings::from_value(&value).map_err(|e| anyhow::anyhow!(e))?;
+        config.apply_tiers();
         Ok(config)
+    }
+
+    /// Makes the executor and the LLM router enforce each tenant's tier: its tools (as the
+    /// tenant's enabled list) and its monthly LLM budget. The default tier applies through
+    /// `[tenants."*"]` and the top-level budget.
+    fn apply_tiers(&mut self) {
+        let tiers = self.server.tiers.clone();
+        let mut apply = |tenant: &str, limits: &hilo_server::config::TierLimits| {
+            if let Some(allowed) = &limits.allowed_tools {
+                let t = self.executor.tenants.entry(tenant.to_string()).or_default();
+                t.enabled = Some(match &t.enabled {
+                    Some(own) => own
+                        .iter()
+                        .filter(|x| allowed.contains(x))
+                        .cloned()
+                        .collect(),
+                    None => allowed.clone(),
+                });
+            }
+            if tenant != "*" {
+                let b = self
+                    .llm
+                    .budgets
+                    .tenants
+                    .entry(tenant.to_string())
+                    .or_default();
+                // A tier without a budget is unlimited even when the default tier has one.
+                let tier = limits.monthly_budget_usd.unwrap_or(f64::INFINITY);
+                b.monthly_usd = Some(b.monthly_usd.map_or(tier, |own| own.min(tier)));
+            }
+        };
+        for (tenant, tier) in &tiers.tenants {
+            if let Some(limits) = tiers.tiers.get(tier) {
+                apply(tenant, limits);
+            }
+        }
+        if let Some(limits) = tiers.default_tier.as_ref().and_then(|d| tiers.tiers.get(d)) {
+            apply("*", limits);
+            if let Some(m) = limits.monthly_budget_usd {
+                let top = &mut self.llm.budgets.monthly_usd;
+                *top = Some(top.map_or(m, |own| own.min(m)));
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod costs;
 mod demo;
 mod exec;
 mod secrets;
+mod serve;
 mod tools;
 
 use std::process::ExitCode;
@@ -69,10 +70,13 @@ impl From<anyhow::Error> for Exit {
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The server uses every core; every other command is one task at a time.
+    let mut builder = if matches!(cli.command, cli::Command::Serve { .. }) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

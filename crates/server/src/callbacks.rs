@@ -134,7 +134,7 @@ pub(crate) async fn signing_key(
     }
     std::env::var("HILO_SECRET_CALLBACK_SIGNING_KEY").map_err(|_| {
         format!(
-            "no signing key for tenant `{tenant}`: set it with `hilo secrets set {SIGNING_SECRET} --tenant {tenant}` or HILO_SECRET_CALLBACK_SIGNING_KEY"
+            "no signing key for tenant `{tenant}`: store one with `printf %s \"$KEY\" | hilo secrets set {SIGNING_SECRET} --tenant {tenant}` (or set HILO_SECRET_CALLBACK_SIGNING_KEY)"
         )
     })
 }

@@ -8,6 +8,7 @@
 //! rate_limit = { per_second = 50, burst = 100 }   # per API key; 429 + Retry-After beyond
 //! sync_timeout_ms = 30000       # how long POST /workflows/{name}/execute waits by default
 //! shutdown_grace_ms = 10000     # in-flight executions get this long to finish on shutdown
+//! default_tier = "free"         # tenants without [tenants.NAME] tier
 //!
 //! [callbacks]                   # POSTs of finished executions to their callback_url
 //! max_attempts = 8
@@ -49,6 +50,8 @@ pub struct ServerSettings {
     /// How long a looked-up API key is trusted before it is read again (revocations take
     /// effect within this).
     pub key_cache_ms: u64,
+    /// The tier of tenants that `[tenants.NAME] tier` does not name (none: unlimited).
+    pub default_tier: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -65,6 +68,7 @@ impl Default for ServerSettings {
             max_sync_timeout_ms: 300_000,
             shutdown_grace_ms: 10_000,
             key_cache_ms: 2_000,
+            default_tier: None,
         }
     }
 }
@@ -192,4 +196,60 @@ pub struct Settings {
     pub callbacks: CallbackSettings,
     pub tiers: Tiers,
     pub redis: Option<RedisQueueSettings>,
+}
+
+impl Settings {
+    /// Reads the server's sections from `hilo.toml` (as JSON): `[server]`, `[callbacks]`,
+    /// `[tiers.*]`, `tier` of `[tenants.*]`, `[queue.redis]`. Errors name the section.
+    pub fn from_value(v: &serde_json::Value) -> Result<Settings, String> {
+        fn section<T: serde::de::DeserializeOwned + Default>(
+            v: &serde_json::Value,
+            pointer: &str,
+            name: &str,
+        ) -> Result<T, String> {
+            match v.pointer(pointer) {
+                None => Ok(T::default()),
+                Some(x) => {
+                    serde_json::from_value(x.clone()).map_err(|e| format!("`[{name}]`: {e}"))
+                }
+            }
+        }
+        let server: ServerSettings = section(v, "/server", "server")?;
+        let callbacks: CallbackSettings = section(v, "/callbacks", "callbacks")?;
+        let tiers: BTreeMap<String, TierLimits> = section(v, "/tiers", "tiers")?;
+        let mut tenants = BTreeMap::new();
+        if let Some(serde_json::Value::Object(map)) = v.get("tenants") {
+            for (name, t) in map {
+                match t.get("tier") {
+                    None => {}
+                    Some(serde_json::Value::String(tier)) => {
+                        tenants.insert(name.clone(), tier.clone());
+                    }
+                    Some(other) => {
+                        return Err(format!(
+                            "`[tenants.{name}] tier` must be the name of a [tiers.NAME] table, not {other}"
+                        ));
+                    }
+                }
+            }
+        }
+        let redis = match v.pointer("/queue/redis") {
+            None => None,
+            Some(x) => Some(
+                serde_json::from_value(x.clone()).map_err(|e| format!("`[queue.redis]`: {e}"))?,
+            ),
+        };
+        let tiers = Tiers {
+            tiers,
+            tenants,
+            default_tier: server.default_tier.clone(),
+        };
+        tiers.check()?;
+        Ok(Settings {
+            server,
+            callbacks,
+            tiers,
+            redis,
+        })
+    }
 }

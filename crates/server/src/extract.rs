@@ -88,3 +88,26 @@ fn path_rejection(r: PathRejection) -> ApiError {
         format!("the URL path is invalid: {}", r.body_text()),
     )
 }
+
+/// A raw body (workflow text), with the size limit's rejection as an [`ApiError`].
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(ApiBytes(b)),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "the request body is larger than the server accepts ([server] max_body_bytes)",
+            )),
+            Err(r) => Err(ApiError::new(
+                r.status(),
+                "INVALID_REQUEST",
+                format!("the request body could not be read: {}", r.body_text()),
+            )),
+        }
+    }
+}

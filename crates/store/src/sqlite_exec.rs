@@ -778,16 +778,16 @@ impl ExecutionStore for SqliteStore {
                     exec_columns!(),
                     " FROM executions WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
                      AND ($3 IS NULL OR workflow = $3) \
-                     AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6)) \
-                     ORDER BY created_at DESC, id DESC LIMIT $4"
+                     AND ($4 IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
+                     ORDER BY created_at DESC, id DESC LIMIT $6"
                 ),
                 params![
                     tenant,
                     filter.status.map(ExecStatus::as_str),
                     filter.workflow,
-                    i64::from(filter.limit.unwrap_or(100)),
                     filter.before.as_ref().map(|b| b.0),
                     filter.before.as_ref().map(|b| b.1.clone()),
+                    i64::from(filter.limit.unwrap_or(100)),
                 ],
                 |r| exec_from_row(conn, r),
             )

@@ -316,7 +316,14 @@ impl Executor {
     fn check_access(&self, spec: &ToolSpec, req: &ToolRequest) -> Result<(), NodeError> {
         let name = &spec.name;
         let tenant = &req.ctx.tenant;
-        if let Some(t) = self.inner.config.tenants.get(tenant) {
+        // `[tenants."*".tools]` covers every tenant without a table of its own.
+        let rule = self
+            .inner
+            .config
+            .tenants
+            .get(tenant.as_str())
+            .or_else(|| self.inner.config.tenants.get("*"));
+        if let Some(t) = rule {
             let off = t.disabled.iter().any(|d| d == name)
                 || t.enabled
                     .as_ref()

@@ -1,9 +1,11 @@
-//! The REST endpoints over real HTTP: workflows, executions, tasks, auth and tenants.
+//! The REST endpoints over real HTTP: workflows, executions, tasks, auth, scopes, tenants,
+//! limits and the operational endpoints.
 
 use hilo_core::access::Scope;
+use hilo_server::config::{KeyRateLimit, Settings, TierLimits};
 use serde_json::json;
 
-use crate::common::{THREE_STEPS, TestServer};
+use crate::common::{ASK, THREE_STEPS, TestServer, read, sleeper};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_execute_and_read_back() {
@@ -12,6 +14,8 @@ async fn import_execute_and_read_back() {
     let (code, v) = s.import(&admin, THREE_STEPS).await;
     assert_eq!(code, 201, "{v}");
     assert_eq!(v["outcome"], "created");
+    let (code, v) = s.import(&admin, THREE_STEPS).await;
+    assert_eq!((code, v["outcome"].as_str()), (200, Some("unchanged")));
     let (code, v) = s
         .post(
             &admin,
@@ -28,10 +32,545 @@ async fn import_execute_and_read_back() {
         .iter()
         .map(|n| n["key"].as_str().unwrap())
         .collect();
-    assert!(nodes.contains(&"a") && nodes.contains(&"c"), "{nodes:?}");
+    assert_eq!(nodes.len(), 4, "{nodes:?}");
     let id = v["id"].as_str().unwrap().to_string();
     let (code, got) = s.get(&admin, &format!("/executions/{id}")).await;
     assert_eq!(code, 200);
     assert_eq!(got["output"], json!({"n": 7}));
+    assert_eq!(got["costs"]["llm_calls"], 0);
+
+    // Invalid input: 422 naming the field.
+    let (code, v) = s
+        .post(
+            &admin,
+            "/workflows/three_steps/execute",
+            json!({"input": {"n": "x"}}),
+        )
+        .await;
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["error"]["code"], "INVALID_INPUT");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("/n"),
+        "{v}"
+    );
+
+    // The definition back: get, versions, export (as written), graph.
+    let (_, w) = s.get(&admin, "/workflows/three_steps").await;
+    assert_eq!(
+        (w["version"].as_u64(), w["active"].as_bool()),
+        (Some(1), Some(true))
+    );
+    let (_, vs) = s.get(&admin, "/workflows/three_steps/versions").await;
+    assert_eq!(vs["items"].as_array().unwrap().len(), 1);
+    let text = s
+        .http
+        .get(s.url("/workflows/three_steps/export"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, THREE_STEPS);
+    let (code, g) = s.get(&admin, "/workflows/three_steps/graph").await;
+    assert_eq!(code, 200);
+    assert!(g.as_str().unwrap().starts_with("flowchart"), "{g}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_workflows_get_every_diagnostic() {
+    let s = TestServer::start().await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    let bad =
+        "name: Bad Name\nversion: 0\nnodes:\n  - id: a\n    type: tool\n    tool: no.such.tool\n";
+    let (code, v) = s.import(&admin, bad).await;
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["error"]["code"], "INVALID_WORKFLOW");
+    let diags = v["error"]["details"]["diagnostics"].as_array().unwrap();
+    assert!(diags.len() >= 3, "{diags:?}");
+    assert!(diags.iter().all(|d| d["line"].is_number()), "{diags:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_scopes() {
+    let mut settings = Settings::default();
+    settings.server.key_cache_ms = 0;
+    let s = TestServer::with_settings(settings).await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    let reader = s.key("acme", &[Scope::Read]).await;
+    let runner = s.key("acme", &[Scope::Execute]).await;
+
+    // No key, a malformed header, an unknown key.
+    let r = s.http.get(s.url("/workflows")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("www-authenticate").is_some());
+    let (_, v) = read(r).await;
+    assert_eq!(v["error"]["code"], "UNAUTHORIZED");
+    let r = s
+        .http
+        .get(s.url("/workflows"))
+        .header("authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (code, _) = s.get("hilo_sk_not-a-key", "/workflows").await;
+    assert_eq!(code, 401);
+
+    // Scopes: read cannot execute or import; execute cannot import; admin can all.
+    let (code, v) = s.import(&reader, THREE_STEPS).await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN"))
+    );
+    let (code, _) = s.import(&runner, THREE_STEPS).await;
+    assert_eq!(code, 403);
+    let (code, _) = s.import(&admin, THREE_STEPS).await;
+    assert_eq!(code, 201);
+    let (code, _) = s
+        .post(
+            &reader,
+            "/workflows/three_steps/execute",
+            json!({"input": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(code, 403);
+    let (code, v) = s
+        .post(
+            &runner,
+            "/workflows/three_steps/execute",
+            json!({"input": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let (code, _) = s.get(&reader, "/executions").await;
+    assert_eq!(code, 200);
+
+    // Revoked: 401 KEY_REVOKED.
+    let keys = s.store.list_api_keys("acme").await.unwrap();
+    let reader_id = keys
+        .iter()
+        .find(|k| k.scopes == vec![Scope::Read])
+        .unwrap()
+        .id
+        .clone();
+    assert!(s.store.revoke_api_key("acme", &reader_id, 1).await.unwrap());
+    let (code, v) = s.get(&reader, "/executions").await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (401, Some("KEY_REVOKED"))
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_never_see_each_other() {
+    let s = TestServer::start().await;
+    let acme = s.key("acme", &[Scope::Admin]).await;
+    let other = s.key("globex", &[Scope::Admin]).await;
+    s.import(&acme, THREE_STEPS).await;
+    s.import(&acme, ASK).await;
+    let (_, v) = s
+        .post(
+            &acme,
+            "/workflows/three_steps/execute",
+            json!({"input": {"n": 1}}),
+        )
+        .await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let (_, waiting) = s.post(&acme, "/workflows/ask/execute", json!({})).await;
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    let task = waiting["tasks"][0]["id"].as_str().unwrap().to_string();
+
+    for path in [
+        format!("/executions/{id}"),
+        format!("/executions/{id}/events"),
+        "/workflows/three_steps".to_string(),
+        "/workflows/three_steps/versions".to_string(),
+        "/workflows/three_steps/export".to_string(),
+        "/workflows/three_steps/graph".to_string(),
+    ] {
+        let (code, v) = s.get(&other, &path).await;
+        assert_eq!(code, 404, "{path}: {v}");
+        assert!(!v.to_string().contains("\"n\":1"), "{path} leaked: {v}");
+    }
+    for (path, body) in [
+        (format!("/executions/{id}/cancel"), json!({})),
+        (format!("/executions/{id}/resume"), json!({})),
+        (
+            "/workflows/three_steps/execute".to_string(),
+            json!({"input": {"n": 2}}),
+        ),
+        (
+            format!("/tasks/{task}/answer"),
+            json!({"answer": {"approve": true}}),
+        ),
+        (
+            "/workflows/three_steps/activate".to_string(),
+            json!({"version": 1}),
+        ),
+    ] {
+        let (code, v) = s.post(&other, &path, body).await;
+        assert_eq!(code, 404, "{path}: {v}");
+    }
+    let (code, _) = s.delete(&other, "/workflows/three_steps").await;
+    assert_eq!(code, 404);
+    for path in ["/executions", "/tasks", "/workflows", "/audit"] {
+        let (code, v) = s.get(&other, path).await;
+        assert_eq!(code, 200);
+        assert_eq!(v["items"], json!([]), "{path}: {v}");
+    }
+    // The same id in another tenant's namespace is still acme's, untouched.
+    let (_, mine) = s.get(&acme, &format!("/executions/{id}")).await;
+    assert_eq!(mine["status"], "succeeded");
+    let (_, audit) = s.get(&acme, "/audit").await;
+    assert!(!audit["items"].as_array().unwrap().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn human_tasks_by_skill_and_answer() {
+    let s = TestServer::start().await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    s.import(&admin, ASK).await;
+    let (_, v) = s.post(&admin, "/workflows/ask/execute", json!({})).await;
+    assert_eq!(v["status"], "waiting", "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (_, tasks) = s.get(&admin, "/tasks?skills=refunds").await;
+    let items = tasks["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{tasks}");
+    assert_eq!(items[0]["prompt"], "Refund?");
+    let (_, none) = s.get(&admin, "/tasks?skills=refunds,billing").await;
+    assert_eq!(none["items"], json!([]));
+    let task = items[0]["id"].as_str().unwrap().to_string();
+
+    let (code, v) = s
+        .post(
+            &admin,
+            &format!("/tasks/{task}/answer"),
+            json!({"answer": {"approve": "yes"}}),
+        )
+        .await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (422, Some("INVALID_ANSWER")),
+        "{v}"
+    );
+    let (code, v) = s
+        .post(
+            &admin,
+            &format!("/tasks/{task}/answer"),
+            json!({"answer": {"approve": true}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let done = s.wait_status(&admin, &id, &["succeeded"]).await;
+    assert_eq!(done["output"], json!({"approved": true}));
+    let (code, v) = s
+        .post(
+            &admin,
+            &format!("/tasks/{task}/answer"),
+            json!({"answer": {"approve": false}}),
+        )
+        .await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (409, Some("TASK_NOT_PENDING"))
+    );
+    let (_, left) = s.get(&admin, "/tasks").await;
+    assert_eq!(left["items"], json!([]));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_start_timeout_cancel_and_delete_in_use() {
+    let s = TestServer::start().await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    s.import(&admin, &sleeper("nap", 400)).await;
+    s.import(&admin, &sleeper("long", 60_000)).await;
+
+    // Past its wait, execute answers 202 and the execution goes on.
+    let (code, v) = s
+        .post(&admin, "/workflows/nap/execute", json!({"timeout_ms": 20}))
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    s.wait_status(&admin, &id, &["succeeded"]).await;
+
+    // POST /executions answers at once.
+    let (code, v) = s
+        .post(&admin, "/executions", json!({"workflow": "long"}))
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let long = v["execution_id"].as_str().unwrap().to_string();
+    s.wait_status(&admin, &long, &["running"]).await;
+
+    let (code, v) = s.delete(&admin, "/workflows/long").await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (409, Some("WORKFLOW_IN_USE")),
+        "{v}"
+    );
+    let (code, v) = s
+        .post(&admin, &format!("/executions/{long}/resume"), json!({}))
+        .await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (409, Some("LEASE_HELD")),
+        "{v}"
+    );
+
+    let (code, _) = s
+        .post(&admin, &format!("/executions/{long}/cancel"), json!({}))
+        .await;
+    assert_eq!(code, 202);
+    s.wait_status(&admin, &long, &["cancelled", "compensated"])
+        .await;
+    let (code, v) = s
+        .post(&admin, &format!("/executions/{long}/cancel"), json!({}))
+        .await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (409, Some("EXECUTION_STATE"))
+    );
+    let (code, v) = s.delete(&admin, "/workflows/long").await;
+    assert_eq!(
+        (code, v["deleted_versions"].as_u64()),
+        (200, Some(1)),
+        "{v}"
+    );
+    let (code, _) = s.get(&admin, "/workflows/long").await;
+    assert_eq!(code, 404);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_page_with_a_cursor() {
+    let s = TestServer::start().await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    s.import(&admin, THREE_STEPS).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (_, v) = s
+            .post(
+                &admin,
+                "/workflows/three_steps/execute",
+                json!({"input": {"n": n}}),
+            )
+            .await;
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/executions?limit=2&cursor={c}"),
+            None => "/executions?limit=2".to_string(),
+        };
+        let (code, page) = s.get(&admin, &path).await;
+        assert_eq!(code, 200, "{page}");
+        for e in page["items"].as_array().unwrap() {
+            seen.push(e["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, each once");
+    let (_, filtered) = s.get(&admin, "/executions?status=failed").await;
+    assert_eq!(filtered["items"], json!([]));
+    for bad in [
+        "/executions?status=nope",
+        "/executions?limit=0",
+        "/executions?cursor=zzz",
+    ] {
+        let (code, v) = s.get(&admin, bad).await;
+        assert_eq!(
+            (code, v["error"]["code"].as_str()),
+            (400, Some("INVALID_QUERY")),
+            "{bad}"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_body_limits() {
+    let mut settings = Settings::default();
+    settings.server.rate_limit = Some(KeyRateLimit {
+        per_second: 1,
+        burst: 3,
+    });
+    settings.server.max_body_bytes = 2048;
+    let s = TestServer::with_settings(settings).await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    let other = s.key("acme", &[Scope::Admin]).await;
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let r = s
+            .http
+            .get(s.url("/workflows"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            let after: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(after >= 1);
+            let (_, v) = read(r).await;
+            assert_eq!(v["error"]["code"], "RATE_LIMITED");
+            codes.push(429);
+        } else {
+            codes.push(r.status().as_u16());
+        }
+    }
+    assert_eq!(codes, vec![200, 200, 200, 429]);
+    // Per key: another key is not limited by the first one's use.
+    let (code, v) = s
+        .import(&other, &format!("{THREE_STEPS}\n#{}", "x".repeat(4096)))
+        .await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE")),
+        "{v}"
+    );
+    let r = s
+        .http
+        .post(s.url("/executions"))
+        .bearer_auth(&other)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let (code, v) = read(r).await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (400, Some("MALFORMED_JSON")),
+        "{v}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiers_limit_concurrency_tools_and_iterations() {
+    let mut settings = Settings::default();
+    settings.tiers.tiers.insert(
+        "free".into(),
+        TierLimits {
+            max_concurrent_executions: Some(1),
+            allowed_tools: Some(vec!["test.sleep".into()]),
+            ..TierLimits::default()
+        },
+    );
+    settings.tiers.default_tier = Some("free".into());
+    let s = TestServer::with_settings(settings).await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    s.import(&admin, &sleeper("long", 60_000)).await;
+    s.import(&admin, THREE_STEPS).await;
+    let (code, v) = s
+        .post(
+            &admin,
+            "/workflows/three_steps/execute",
+            json!({"input": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (403, Some("TIER_LIMIT")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("test.echo"),
+        "{v}"
+    );
+    let (code, v) = s
+        .post(&admin, "/executions", json!({"workflow": "long"}))
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let first = v["execution_id"].as_str().unwrap().to_string();
+    let r = s
+        .http
+        .post(s.url("/executions"))
+        .bearer_auth(&admin)
+        .json(&json!({"workflow": "long"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("retry-after").is_some());
+    let (code, v) = read(r).await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (429, Some("TIER_LIMIT")),
+        "{v}"
+    );
+    s.post(&admin, &format!("/executions/{first}/cancel"), json!({}))
+        .await;
+    s.wait_status(&admin, &first, &["cancelled", "compensated"])
+        .await;
+    let (code, _) = s
+        .post(&admin, "/executions", json!({"workflow": "long"}))
+        .await;
+    assert_eq!(code, 202);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_ready_metrics_and_openapi() {
+    let s = TestServer::start().await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    s.import(&admin, THREE_STEPS).await;
+    s.post(
+        &admin,
+        "/workflows/three_steps/execute",
+        json!({"input": {"n": 1}}),
+    )
+    .await;
+    let (code, v) = s.get("", "/health").await;
+    assert_eq!((code, v["status"].as_str()), (200, Some("ok")));
+    let (code, v) = s.get("", "/ready").await;
+    assert_eq!((code, v["status"].as_str()), (200, Some("ready")), "{v}");
+    assert_eq!(v["store"]["schema_applied"], v["store"]["schema_expected"]);
+    let (code, m) = s.get("", "/metrics").await;
+    assert_eq!(code, 200);
+    let m = m.as_str().unwrap();
+    for name in [
+        "hilo_executions_started_total",
+        "hilo_http_requests_total",
+        "hilo_queue_depth",
+        "hilo_tool_calls_total",
+    ] {
+        assert!(m.contains(name), "{name} missing from /metrics:\n{m}");
+    }
+    let (code, doc) = s.get("", "/openapi.json").await;
+    assert_eq!(code, 200);
+    assert_eq!(doc["openapi"], "3.1.0");
+    for p in [
+        "/executions/{id}/events",
+        "/tasks/{id}/answer",
+        "/workflows/{name}/execute",
+    ] {
+        assert!(
+            doc["paths"][p].is_object(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    let (code, v) = s.get(&admin, "/nope").await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
     s.stop().await;
 }

@@ -75,7 +75,7 @@ impl TestServer {
             settings,
             llm: hilo_llm::config::Resolved::default(),
             tools,
-            secrets: None,
+            secrets: Some(Arc::new(TestSecrets)),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
@@ -214,4 +214,59 @@ edges:
   - {from: a, to: b}
   - {from: b, to: c}
   - {from: c, to: done}
+"#;
+
+/// Tenant `acme` has a callback signing key; no other tenant has one.
+pub struct TestSecrets;
+
+pub const ACME_SIGNING_KEY: &str = "acme-signing-key";
+
+#[async_trait::async_trait]
+impl hilo_tools::Secrets for TestSecrets {
+    async fn get(&self, tenant: &str, name: &str) -> Result<Option<String>, String> {
+        Ok(
+            (tenant == "acme" && name == hilo_server::callbacks::SIGNING_SECRET)
+                .then(|| ACME_SIGNING_KEY.to_string()),
+        )
+    }
+}
+
+/// One `test.sleep` step of `ms` milliseconds.
+pub fn sleeper(name: &str, ms: u64) -> String {
+    format!(
+        r#"
+name: {name}
+version: 1
+nodes:
+  - id: nap
+    type: tool
+    tool: test.sleep
+    with: {{ms: {ms}}}
+  - id: done
+    type: finish
+    output: {{slept: "${{ nap.output.slept_ms }}"}}
+edges:
+  - {{from: nap, to: done}}
+"#
+    )
+}
+
+/// A workflow that asks a person (skills: refunds) and returns the answer.
+pub const ASK: &str = r#"
+name: ask
+version: 1
+nodes:
+  - id: approve
+    type: human
+    prompt: "Refund?"
+    schema:
+      type: object
+      required: [approve]
+      properties: {approve: {type: boolean}}
+    skills: [refunds]
+  - id: done
+    type: finish
+    output: {approved: "${ approve.output.approve }"}
+edges:
+  - {from: approve, to: done}
 "#;

@@ -1,0 +1,181 @@
+//! `hilo serve` (the HTTP API over the store, with the worker embedded) and `hilo keys`.
+
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use hilo_core::access::Scope;
+use hilo_engine::{Engine, EngineOptions, now_ms};
+use serde_json::json;
+
+use crate::Exit;
+use crate::cli::{Global, KeysCommand};
+use crate::commands::open_store_with;
+use crate::config::Config;
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn serve(g: &Global, addr: Option<String>, workers: Option<usize>) -> Result<(), Exit> {
+    let mut config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
+    if let Some(a) = addr {
+        config.server.server.addr = a;
+    }
+    if let Some(w) = workers {
+        config.server.server.workers = w;
+    }
+    let store = open_store_with(g, &config).await?;
+    let tools: Arc<dyn hilo_core::tool::ToolExecutor> =
+        Arc::new(crate::exec::executor(&config, &store).await?);
+    let agents = crate::exec::agent_runtime(&config, &store, tools.clone());
+    let engine = Engine::new(
+        store.clone(),
+        tools.clone(),
+        Some(agents),
+        EngineOptions {
+            lease_ms: g.lease_ms,
+            ..EngineOptions::default()
+        },
+    );
+    let addr = config.server.server.addr.clone();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (in use? pick another with --addr)"))
+        .map_err(Exit::invalid)?;
+    let local = listener.local_addr().map_err(|e| anyhow!(e))?;
+    let secrets: Arc<dyn hilo_tools::Secrets> = Arc::new(crate::secrets::vault(&store));
+    let workers = config.server.server.workers;
+    let state = hilo_server::AppState::new(hilo_server::Parts {
+        engine,
+        catalog: config.catalog.clone(),
+        settings: config.server.clone(),
+        llm: config.llm.clone(),
+        tools,
+        secrets: Some(secrets),
+    });
+    eprintln!(
+        "hilo serving http://{local}/api/v1 on {} ({workers} workers); OpenAPI at /api/v1/openapi.json; Ctrl-C stops it",
+        store.describe()
+    );
+    hilo_server::serve(state, listener, stop_signal())
+        .await
+        .context("the server stopped with an error")?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
+    let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
+    let store = open_store_with(g, &config).await?;
+    match cmd {
+        KeysCommand::Create { scopes, name, json } => {
+            let mut parsed = Vec::new();
+            for s in &scopes {
+                let scope = Scope::parse(s).ok_or_else(|| {
+                    Exit::invalid(anyhow!(
+                        "`{s}` is not a scope; give read, execute and/or admin, comma-separated"
+                    ))
+                })?;
+                if !parsed.contains(&scope) {
+                    parsed.push(scope);
+                }
+            }
+            parsed.sort();
+            let (key, record) = hilo_server::auth::generate_key(&g.tenant, &name, parsed, now_ms())
+                .map_err(|e| Exit::from(anyhow!(e)))?;
+            store
+                .create_api_key(&record)
+                .await
+                .map_err(|e| Exit::from(anyhow!(e)))?;
+            let scopes: Vec<&str> = record.scopes.iter().map(|s| s.as_str()).collect();
+            if json {
+                println!(
+                    "{}",
+                    json!({"id": record.id, "key": key, "tenant": record.tenant, "scopes": scopes})
+                );
+            } else {
+                println!("{key}");
+                eprintln!(
+                    "created {} for tenant {} (scopes {}); this is the only time the key is shown: send it as `Authorization: Bearer <key>`",
+                    record.id,
+                    record.tenant,
+                    scopes.join(",")
+                );
+            }
+        }
+        KeysCommand::List { json } => {
+            let keys = store
+                .list_api_keys(&g.tenant)
+                .await
+                .map_err(|e| Exit::from(anyhow!(e)))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&keys).map_err(|e| anyhow!(e))?
+                );
+            } else if keys.is_empty() {
+                eprintln!(
+                    "no keys for tenant {}; create one with `hilo keys create`",
+                    g.tenant
+                );
+            } else {
+                println!(
+                    "{:<18} {:<16} {:<20} {:<25} STATUS",
+                    "ID", "NAME", "SCOPES", "CREATED"
+                );
+                for k in keys {
+                    let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+                    let created = chrono::DateTime::from_timestamp_millis(k.created_at)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<18} {:<16} {:<20} {:<25} {}",
+                        k.id,
+                        k.name,
+                        scopes.join(","),
+                        created,
+                        if k.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        }
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let found = store
+                .revoke_api_key(&g.tenant, &id, now_ms())
+                .await
+                .map_err(|e| Exit::from(anyhow!(e)))?;
+            if !found {
+                return Err(Exit::invalid(anyhow!(
+                    "tenant {} has no key {id}; `hilo keys list --tenant {}` shows its keys",
+                    g.tenant,
+                    g.tenant
+                )));
+            }
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
+}
