@@ -17,6 +17,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::tasks::TaskView;
+use crate::api::params::StatusParam;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -162,10 +163,12 @@ pub struct ExecutionList {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only executions in this status.
-    pub status: Option<String>,
+    #[param(inline)]
+    pub status: Option<StatusParam>,
     /// Only executions of this workflow.
     pub workflow: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -394,16 +397,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ExecutionList>> {
     caller.require(Scope::Read)?;
-    let status = match q.status.as_deref() {
-        None => None,
-        Some(s) => Some(ExecStatus::parse(s).ok_or_else(|| {
-            let all: Vec<&str> = ExecStatus::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::bad_request(
-                "INVALID_QUERY",
-                format!("status={s} is not one of {}", all.join(", ")),
-            )
-        })?),
-    };
+    let status = q.status.map(ExecStatus::from);
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request(

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::executions::time;
+use crate::api::params::{ByParam, PeriodParam};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiQuery;
@@ -67,6 +68,7 @@ pub async fn tools(
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Words that must all appear in the tool's name or description.
+    #[param(pattern = "\\S")]
     pub q: String,
 }
 
@@ -161,6 +163,7 @@ pub struct AuditQuery {
     /// Unix ms: only calls at or after this.
     pub since: Option<i64>,
     /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -215,9 +218,11 @@ pub async fn audit(
 pub struct CostQuery {
     /// hour, day (default) or month: the bucket size and how far back (24 h, 30 days, 12
     /// months).
-    pub period: Option<String>,
+    #[param(inline)]
+    pub period: Option<PeriodParam>,
     /// model (default), workflow or node.
-    pub by: Option<String>,
+    #[param(inline)]
+    pub by: Option<ByParam>,
 }
 
 /// One bucket × key of spending.
@@ -255,29 +260,15 @@ pub async fn costs(
 ) -> ApiResult<Json<CostSummary>> {
     caller.require(Scope::Read)?;
     const HOUR: i64 = 3_600_000;
-    let period = q.period.unwrap_or_else(|| "day".into());
-    let (bucket, span) = match period.as_str() {
-        "hour" => (HOUR, 24 * HOUR),
-        "day" => (24 * HOUR, 30 * 24 * HOUR),
-        "month" => (30 * 24 * HOUR, 365 * 24 * HOUR),
-        other => {
-            return Err(ApiError::bad_request(
-                "INVALID_QUERY",
-                format!("period={other} is not one of hour, day, month"),
-            ));
-        }
+    let (period, bucket, span) = match q.period.unwrap_or(PeriodParam::Day) {
+        PeriodParam::Hour => ("hour", HOUR, 24 * HOUR),
+        PeriodParam::Day => ("day", 24 * HOUR, 30 * 24 * HOUR),
+        PeriodParam::Month => ("month", 30 * 24 * HOUR, 365 * 24 * HOUR),
     };
-    let by_name = q.by.unwrap_or_else(|| "model".into());
-    let by = match by_name.as_str() {
-        "model" => CostBy::Model,
-        "workflow" => CostBy::Workflow,
-        "node" => CostBy::Node,
-        other => {
-            return Err(ApiError::bad_request(
-                "INVALID_QUERY",
-                format!("by={other} is not one of model, workflow, node"),
-            ));
-        }
+    let (by_name, by) = match q.by.unwrap_or(ByParam::Model) {
+        ByParam::Model => ("model", CostBy::Model),
+        ByParam::Workflow => ("workflow", CostBy::Workflow),
+        ByParam::Node => ("node", CostBy::Node),
     };
     let now = now_ms();
     let since = (now - span).div_euclid(bucket) * bucket;
@@ -304,8 +295,8 @@ pub async fn costs(
         })
         .collect();
     Ok(Json(CostSummary {
-        period,
-        by: by_name,
+        period: period.into(),
+        by: by_name.into(),
         since: time(since),
         total_usd: total_nanos as f64 / 1e9,
         total_calls,

@@ -4,6 +4,7 @@ pub mod events;
 pub mod executions;
 pub mod info;
 pub mod ops;
+pub mod params;
 pub mod tasks;
 pub mod workflows;
 
@@ -87,7 +88,60 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(private.into_openapi());
     doc.merge(public.into_openapi());
+    CommonErrors.modify(&mut doc);
     doc
+}
+
+/// The error answers any operation can give (a bad query, no key, a missing scope, over a
+/// limit, a body too large or not JSON, a server fault), added where a handler's own
+/// annotation does not list them.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+        for item in doc.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                let mut codes = vec![
+                    ("400", "The query, path or body is malformed"),
+                    ("500", "A fault on the server (logged with the reference in the message)"),
+                ];
+                if op.security.is_some() {
+                    codes.push(("401", "No API key, or not a valid one, or revoked"));
+                    codes.push(("403", "The key lacks the scope this call needs"));
+                    codes.push(("429", "Over the key's rate limit (see Retry-After)"));
+                }
+                if op.request_body.is_some() {
+                    codes.push(("413", "The body is larger than [server] max_body_bytes"));
+                    codes.push(("415", "The body is not in a media type this call takes"));
+                    codes.push(("422", "The body does not have the fields this call takes"));
+                }
+                for (code, description) in codes {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| {
+                            RefOr::T(
+                                ResponseBuilder::new()
+                                    .description(description)
+                                    .content(
+                                        "application/json",
+                                        Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                                    )
+                                    .build(),
+                            )
+                        });
+                }
+            }
+        }
+    }
 }
 
 /// The whole HTTP application.

@@ -11,6 +11,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::executions::time;
+use crate::api::params::TaskStatusParam;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -69,12 +70,14 @@ pub struct TaskList {
 #[into_params(parameter_in = Query)]
 pub struct TaskQuery {
     /// pending (default), answered, closed, or all.
-    pub status: Option<String>,
+    #[param(inline)]
+    pub status: Option<TaskStatusParam>,
     /// Only tasks assigned to this person or queue.
     pub assignee: Option<String>,
     /// Comma-separated: only tasks asking for every one of these skills.
     pub skills: Option<String>,
     /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -105,14 +108,6 @@ pub async fn list(
     ApiQuery(q): ApiQuery<TaskQuery>,
 ) -> ApiResult<Json<TaskList>> {
     caller.require(Scope::Read)?;
-    if let Some(s) = &q.status
-        && !["pending", "answered", "closed", "all"].contains(&s.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!("status={s} is not one of pending, answered, closed, all"),
-        ));
-    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -121,7 +116,7 @@ pub async fn list(
         ));
     }
     let filter = TaskFilter {
-        status: q.status,
+        status: q.status.map(|s| s.as_str().to_string()),
         assignee: q.assignee,
         skills: q
             .skills

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::api::params::{ActivateParam, GraphFormatParam};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery};
@@ -22,7 +23,8 @@ use axum::extract::State;
 #[into_params(parameter_in = Query)]
 pub struct ImportQuery {
     /// Which version becomes active: `if_newest` (default), `always`, `never`.
-    pub activate: Option<String>,
+    #[param(inline)]
+    pub activate: Option<ActivateParam>,
 }
 
 /// What an import did.
@@ -97,15 +99,18 @@ pub struct Deleted {
 #[into_params(parameter_in = Query)]
 pub struct VersionQuery {
     /// A version; the active one when absent.
+    #[param(minimum = 1)]
     pub version: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GraphQuery {
+    #[param(minimum = 1)]
     pub version: Option<u64>,
     /// `mermaid` (default) or `dot`.
-    pub format: Option<String>,
+    #[param(inline)]
+    pub format: Option<GraphFormatParam>,
 }
 
 fn format_name(f: Format) -> &'static str {
@@ -138,16 +143,10 @@ pub async fn import(
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<Response> {
     caller.require(Scope::Admin)?;
-    let activation = match q.activate.as_deref() {
-        None | Some("if_newest") => Activation::IfNewest,
-        Some("always") => Activation::Always,
-        Some("never") => Activation::Never,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "INVALID_QUERY",
-                format!("activate={other} is not one of if_newest, always, never"),
-            ));
-        }
+    let activation = match q.activate {
+        None | Some(ActivateParam::IfNewest) => Activation::IfNewest,
+        Some(ActivateParam::Always) => Activation::Always,
+        Some(ActivateParam::Never) => Activation::Never,
     };
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("INVALID_REQUEST", "the workflow text is not UTF-8"))?;
@@ -324,7 +323,7 @@ pub async fn activate(
     params(("name" = String, Path, description = "Workflow name"), VersionQuery),
     responses(
         (status = 200, description = "The source text", content(
-            (String = "application/yaml"), (String = "application/json"))),
+            (Object = "application/yaml"), (Object = "application/json"))),
         (status = 404, body = ErrorBody)
     ),
     security(("api_key" = []))
@@ -387,15 +386,9 @@ pub async fn graph(
     ApiQuery(q): ApiQuery<GraphQuery>,
 ) -> ApiResult<Response> {
     caller.require(Scope::Read)?;
-    let format = match q.format.as_deref() {
-        None | Some("mermaid") => GraphFormat::Mermaid,
-        Some("dot") => GraphFormat::Dot,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "INVALID_QUERY",
-                format!("format={other} is not one of mermaid, dot"),
-            ));
-        }
+    let format = match q.format {
+        None | Some(GraphFormatParam::Mermaid) => GraphFormat::Mermaid,
+        Some(GraphFormatParam::Dot) => GraphFormat::Dot,
     };
     let s = state
         .store()

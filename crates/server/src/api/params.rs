@@ -1,0 +1,91 @@
+//! The closed sets query parameters take, as enums, so that the OpenAPI document lists their
+//! values and a wrong value is a 400 naming them.
+
+use hilo_core::exec::ExecStatus;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// An execution status.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusParam {
+    Pending,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Compensated,
+    HandedOver,
+    Cancelled,
+}
+
+impl From<StatusParam> for ExecStatus {
+    fn from(s: StatusParam) -> ExecStatus {
+        match s {
+            StatusParam::Pending => ExecStatus::Pending,
+            StatusParam::Running => ExecStatus::Running,
+            StatusParam::Waiting => ExecStatus::Waiting,
+            StatusParam::Succeeded => ExecStatus::Succeeded,
+            StatusParam::Failed => ExecStatus::Failed,
+            StatusParam::Compensated => ExecStatus::Compensated,
+            StatusParam::HandedOver => ExecStatus::HandedOver,
+            StatusParam::Cancelled => ExecStatus::Cancelled,
+        }
+    }
+}
+
+/// Which version becomes active on import.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivateParam {
+    IfNewest,
+    Always,
+    Never,
+}
+
+/// A graph's notation.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphFormatParam {
+    Mermaid,
+    Dot,
+}
+
+/// A human task's status filter.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatusParam {
+    Pending,
+    Answered,
+    Closed,
+    All,
+}
+
+impl TaskStatusParam {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatusParam::Pending => "pending",
+            TaskStatusParam::Answered => "answered",
+            TaskStatusParam::Closed => "closed",
+            TaskStatusParam::All => "all",
+        }
+    }
+}
+
+/// A cost summary's bucket size.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PeriodParam {
+    Hour,
+    Day,
+    Month,
+}
+
+/// What a cost summary groups by.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ByParam {
+    Model,
+    Workflow,
+    Node,
+}
