@@ -5,4 +5,5 @@
 mod api;
 mod client;
 mod common;
+mod live;
 mod queue;
