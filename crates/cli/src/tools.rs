@@ -419,7 +419,7 @@ mod tests {
         ];
         let names = |words: &[&str]| -> Vec<String> {
             let w: Vec<String> = words.iter().map(|s| s.to_string()).collect();
-            search(&specs, &w)
+            hilo_core::tool::search_specs(&specs, &w)
                 .into_iter()
                 .map(|s| s.name.clone())
                 .collect()

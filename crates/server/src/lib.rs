@@ -14,9 +14,14 @@
 //! **Architecture invariant:** every handler acts for the [`auth::Caller`]'s tenant only;
 //! another tenant's execution, workflow or task is "not found", never shown.
 
+// `ApiError` carries a whole answer (status, code, message, details); it is returned once per
+// request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod api;
 pub mod auth;
 pub mod callbacks;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -92,14 +97,12 @@ pub async fn serve(
         .clone()
         .map(|q| tokio::spawn(queue::run(state.clone(), q, stopped())));
     let app = api::app(state.clone());
-    let server_stop = stopped();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         })
         .await;
-    let _ = server_stop;
     // Stopped accepting; let what runs finish, within the grace period.
     let grace = Duration::from_millis(state.settings().server.shutdown_grace_ms);
     let deadline = tokio::time::Instant::now() + grace;

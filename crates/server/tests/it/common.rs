@@ -14,6 +14,8 @@ use serde_json::Value;
 pub struct TestServer {
     pub base: String,
     pub store: Arc<dyn Store>,
+    /// For tests that look inside the server.
+    #[allow(dead_code)]
     pub state: AppState,
     pub http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
