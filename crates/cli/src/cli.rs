@@ -44,6 +44,19 @@ pub struct Global {
         value_name = "MS"
     )]
     pub lease_ms: u64,
+    /// Act through a running `hilo serve` instead of the local database (remote mode):
+    /// workflows, run, answer, cancel, resume and executions go over its HTTP API
+    #[arg(long, global = true, env = "HILO_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The API key for --server (`hilo keys create` on the server's database)
+    #[arg(
+        long,
+        global = true,
+        env = "HILO_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,9 @@ use crate::config::Config;
 pub async fn run(cli: Cli) -> Result<(), Exit> {
     let g = &cli.global;
     crate::secrets::set_data_dir(g);
+    if let Some(server) = g.server.clone() {
+        return crate::remote::run(g, &server, cli.command).await;
+    }
     match cli.command {
         Command::Validate { files, json } => validate(g, &files, json),
         Command::Graph { target, format } => graph(g, &target, format).await,

@@ -237,7 +237,7 @@ fn progress_line(e: &Event) -> Option<String> {
     })
 }
 
-fn exit_code(status: ExecStatus) -> u8 {
+pub(crate) fn exit_code(status: ExecStatus) -> u8 {
     match status {
         ExecStatus::Succeeded => 0,
         ExecStatus::Waiting => 3,

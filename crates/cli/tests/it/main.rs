@@ -8,6 +8,7 @@ mod builtins;
 mod crash;
 mod mcp;
 mod run;
+mod serve;
 mod tools;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,361 @@
+//! Remote mode: with `--server URL` (or HILO_SERVER), the commands that act on workflows and
+//! executions go through a running `hilo serve` (`hilo_server::client`) instead of opening the
+//! database. Output and exit codes are those of local mode.
+
+use anyhow::anyhow;
+use hilo_core::exec::ExecStatus;
+use hilo_core::store::Activation;
+use hilo_server::api::executions::{ExecuteBody, ExecutionView, StartBody};
+use hilo_server::client::{Client, ClientError, ExecuteResult, ExecutionFilter};
+use serde_json::{Value, json};
+
+use crate::Exit;
+use crate::cli::{Command, ExecutionsCommand, Global, WorkflowsCommand};
+use crate::commands::parse_target;
+
+fn err(e: ClientError) -> Exit {
+    let invalid = matches!(e.status(), Some(400 | 404 | 409 | 413 | 422));
+    let mut text = e.to_string();
+    if let Some(diags) = e
+        .details()
+        .and_then(|d| d.get("diagnostics"))
+        .and_then(Value::as_array)
+    {
+        for d in diags {
+            text.push_str(&format!(
+                "\n  {}:{} error[{}]: {}",
+                d["line"].as_u64().unwrap_or(0),
+                d["column"].as_u64().unwrap_or(0),
+                d["code"].as_str().unwrap_or(""),
+                d["message"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    if invalid {
+        Exit::invalid(anyhow!(text))
+    } else {
+        Exit::from(anyhow!(text))
+    }
+}
+
+fn local_only(what: &str) -> Exit {
+    Exit::invalid(anyhow!(
+        "`hilo {what}` works on the local database only; run it without --server (or on the server's machine)"
+    ))
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
+    );
+    Ok(())
+}
+
+/// Prints an execution as `hilo run` does and exits by its status.
+fn report(v: &ExecutionView, json: bool) -> Result<(), Exit> {
+    if json {
+        print_json(&json!({
+            "execution_id": v.id, "status": v.status, "output": v.output, "error": v.error,
+            "nodes": v.nodes,
+        }))?;
+    } else if v.status == "waiting" {
+        println!("execution {} is waiting", v.id);
+        for t in v.tasks.iter().filter(|t| t.status == "pending") {
+            println!("  node `{}` asks: {}", t.node_key, t.prompt);
+            println!(
+                "    answer with: hilo --server … answer {} {} --input '<json>'",
+                v.id, t.node_key
+            );
+        }
+    } else {
+        println!("execution {} {}", v.id, v.status);
+        if let Some(out) = &v.output {
+            print_json(out)?;
+        }
+        if let Some(e) = &v.error {
+            println!(
+                "error {}: {}",
+                e["code"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            );
+        }
+    }
+    match ExecStatus::parse(&v.status).map(crate::exec::exit_code) {
+        Some(0) | None => Ok(()),
+        Some(code) => Err(Exit::code(code)),
+    }
+}
+
+fn read_json(arg: &str, what: &str) -> Result<Value, Exit> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Exit::invalid(anyhow!("cannot read the {what} file {path}: {e}")))?,
+        None => arg.to_string(),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| Exit::invalid(anyhow!("the {what} is not valid JSON ({e}): {text}")))
+}
+
+/// Runs `command` against the server at `server`.
+pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit> {
+    let key = g.api_key.clone().unwrap_or_default();
+    let c = Client::new(server, &key).map_err(err)?;
+    match command {
+        Command::Workflows(cmd) => workflows(&c, cmd).await,
+        Command::Run(args) => {
+            let (name, version) = parse_target(&args.target)?;
+            let input = read_json(&args.input, "input")?;
+            if args.out.detach {
+                let a = c
+                    .start(&StartBody {
+                        workflow: name,
+                        version,
+                        input,
+                        callback_url: None,
+                    })
+                    .await
+                    .map_err(err)?;
+                if args.out.json {
+                    print_json(&json!({"execution_id": a.execution_id}))?;
+                } else {
+                    println!("{}", a.execution_id);
+                }
+                return Ok(());
+            }
+            let body = ExecuteBody {
+                input,
+                version,
+                ..ExecuteBody::default()
+            };
+            let id = match c.execute(&name, &body).await.map_err(err)? {
+                ExecuteResult::Done(v) => return report(&v, args.out.json),
+                ExecuteResult::Accepted(a) => a.execution_id,
+            };
+            // Still running after the server's wait: follow it.
+            loop {
+                let v = c.execution(&id).await.map_err(err)?;
+                if v.status != "running" && v.status != "pending" {
+                    return report(&v, args.out.json);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        Command::Answer(args) => {
+            let answer = read_json(&args.input, "answer")?;
+            let a = c
+                .answer(&format!("{}.{}", args.id, args.node), &answer)
+                .await
+                .map_err(err)?;
+            eprintln!("answered `{}` of execution {}", a.node_key, a.execution_id);
+            if args.out.detach {
+                return Ok(());
+            }
+            loop {
+                let v = c.execution(&args.id).await.map_err(err)?;
+                let waiting_here = v.status == "waiting"
+                    && v.tasks
+                        .iter()
+                        .any(|t| t.node_key == a.node_key && t.status == "pending");
+                if !matches!(v.status.as_str(), "running" | "pending") && !waiting_here {
+                    return report(&v, args.out.json);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+        Command::Cancel {
+            id,
+            no_compensate,
+            json,
+        } => {
+            let a = c.cancel(&id, !no_compensate).await.map_err(err)?;
+            if json {
+                print_json(&a)?;
+            } else {
+                eprintln!("cancellation of {id} requested");
+            }
+            Ok(())
+        }
+        Command::Resume(args) => {
+            c.resume(&args.id).await.map_err(err)?;
+            if args.out.detach {
+                println!("{}", args.id);
+                return Ok(());
+            }
+            loop {
+                let v = c.execution(&args.id).await.map_err(err)?;
+                if !matches!(v.status.as_str(), "running" | "pending") {
+                    return report(&v, args.out.json);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+        Command::Executions(ExecutionsCommand::List {
+            status,
+            workflow,
+            limit,
+            json,
+        }) => {
+            let page = c
+                .executions(&ExecutionFilter {
+                    status,
+                    workflow,
+                    limit: Some(limit),
+                    cursor: None,
+                })
+                .await
+                .map_err(err)?;
+            if json {
+                return print_json(&page.items);
+            }
+            println!("{:<26} {:<24} {:<12} CREATED", "ID", "WORKFLOW", "STATUS");
+            for e in page.items {
+                println!(
+                    "{:<26} {:<24} {:<12} {}",
+                    e.id,
+                    format!("{}@{}", e.workflow, e.version),
+                    e.status,
+                    e.created_at
+                );
+            }
+            Ok(())
+        }
+        Command::Executions(ExecutionsCommand::Show { id, json }) => {
+            let v = c.execution(&id).await.map_err(err)?;
+            if json {
+                return print_json(&v);
+            }
+            println!(
+                "execution {} ({}@{}): {}",
+                v.id, v.workflow, v.version, v.status
+            );
+            for n in &v.nodes {
+                println!("  {:<28} {:<12} attempts {}", n.key, n.status, n.attempts);
+            }
+            for t in v.tasks.iter().filter(|t| t.status == "pending") {
+                println!("  waiting for an answer at `{}`: {}", t.node_key, t.prompt);
+            }
+            if v.costs.llm_calls > 0 {
+                println!(
+                    "  LLM: {} calls, {} + {} tokens, ${:.6}",
+                    v.costs.llm_calls,
+                    v.costs.input_tokens,
+                    v.costs.output_tokens,
+                    v.costs.cost_usd
+                );
+            }
+            Ok(())
+        }
+        Command::Executions(ExecutionsCommand::Prune { .. }) => Err(local_only("executions prune")),
+        other => Err(local_only(
+            format!("{other:?}")
+                .split([' ', '(', '{'])
+                .next()
+                .unwrap_or("")
+                .to_lowercase()
+                .as_str(),
+        )),
+    }
+}
+
+async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
+    match cmd {
+        WorkflowsCommand::Import {
+            files,
+            no_activate,
+            activate,
+        } => {
+            let activation = if activate {
+                Activation::Always
+            } else if no_activate {
+                Activation::Never
+            } else {
+                Activation::IfNewest
+            };
+            for f in files {
+                let text = std::fs::read_to_string(&f)
+                    .map_err(|e| Exit::invalid(anyhow!("cannot read {}: {e}", f.display())))?;
+                let format = hilo_core::Format::detect(f.to_str(), &text);
+                let i = c
+                    .import_workflow(&text, format, activation)
+                    .await
+                    .map_err(|e| {
+                        let e = err(e);
+                        Exit {
+                            code: e.code,
+                            error: e.error.map(|x| x.context(format!("{}", f.display()))),
+                        }
+                    })?;
+                println!(
+                    "{}: {}@{} {}{}",
+                    f.display(),
+                    i.name,
+                    i.version,
+                    i.outcome,
+                    if i.active { " (active)" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        WorkflowsCommand::List { json } => {
+            let list = c.list_workflows().await.map_err(err)?;
+            if json {
+                return print_json(&list.items);
+            }
+            println!(
+                "{:<28} {:>7} {:>7}  DESCRIPTION",
+                "NAME", "ACTIVE", "LATEST"
+            );
+            for w in list.items {
+                println!(
+                    "{:<28} {:>7} {:>7}  {}",
+                    w.name,
+                    w.active_version,
+                    w.latest_version,
+                    w.description.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        WorkflowsCommand::Versions { name, json } => {
+            let list = c.versions(&name).await.map_err(err)?;
+            if json {
+                return print_json(&list.items);
+            }
+            for v in list.items {
+                println!(
+                    "{}@{}{}  {} nodes  {}",
+                    name,
+                    v.version,
+                    if v.active { " (active)" } else { "" },
+                    v.nodes,
+                    v.created_at
+                );
+            }
+            Ok(())
+        }
+        WorkflowsCommand::Activate { name, version } => {
+            c.activate(&name, version).await.map_err(err)?;
+            eprintln!("{name}@{version} is now active");
+            Ok(())
+        }
+        WorkflowsCommand::Export { target, output } => {
+            let (name, version) = parse_target(&target)?;
+            let text = c.export(&name, version).await.map_err(err)?;
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| Exit::from(anyhow!("cannot write {}: {e}", path.display()))),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
+        WorkflowsCommand::Show { target, .. } => {
+            let (name, version) = parse_target(&target)?;
+            let w = c.get_workflow(&name, version).await.map_err(err)?;
+            print_json(&w.definition)
+        }
+        WorkflowsCommand::Diff { .. } => Err(local_only("workflows diff")),
+    }
+}
