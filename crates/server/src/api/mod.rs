@@ -111,7 +111,10 @@ impl Modify for CommonErrors {
             for op in ops.into_iter().flatten() {
                 let mut codes = vec![
                     ("400", "The query, path or body is malformed"),
-                    ("500", "A fault on the server (logged with the reference in the message)"),
+                    (
+                        "500",
+                        "A fault on the server (logged with the reference in the message)",
+                    ),
                 ];
                 if op.security.is_some() {
                     codes.push(("401", "No API key, or not a valid one, or revoked"));
