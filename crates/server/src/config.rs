@@ -28,6 +28,7 @@
 //! [queue.redis]                 # execution.execute actions from a Redis Stream
 //! url = "redis://127.0.0.1:6379"
 //! stream = "hilo:actions"
+//! consumer = "hilo-1"           # stable per replica: after a crash, this name re-reads its pending actions
 //! ```
 
 use std::collections::BTreeMap;
@@ -233,12 +234,23 @@ impl Settings {
                 }
             }
         }
-        let redis = match v.pointer("/queue/redis") {
+        let redis: Option<RedisQueueSettings> = match v.pointer("/queue/redis") {
             None => None,
             Some(x) => Some(
                 serde_json::from_value(x.clone()).map_err(|e| format!("`[queue.redis]`: {e}"))?,
             ),
         };
+        if let Some(q) = &redis {
+            if q.stream.is_empty() || q.group.is_empty() {
+                return Err("`[queue.redis]`: stream and group must not be empty".into());
+            }
+            if q.dead_letter_stream == q.stream {
+                return Err(
+                    "`[queue.redis]`: dead_letter_stream must differ from stream, or dead letters would be read again"
+                        .into(),
+                );
+            }
+        }
         let tiers = Tiers {
             tiers,
             tenants,
