@@ -119,7 +119,7 @@ fn engine_err(e: EngineError) -> Exit {
 }
 
 /// `JSON` or `@FILE`.
-fn read_json(arg: &str, what: &str) -> Result<Value, Exit> {
+pub(crate) fn read_json(arg: &str, what: &str) -> Result<Value, Exit> {
     let text = match arg.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(Path::new(path))
             .with_context(|| format!("cannot read the {what} file {path}"))

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::Exit;
 use crate::cli::{Command, ExecutionsCommand, Global, WorkflowsCommand};
 use crate::commands::parse_target;
+use crate::exec::read_json;
 
 fn err(e: ClientError) -> Exit {
     let invalid = matches!(e.status(), Some(400 | 404 | 409 | 413 | 422));
@@ -87,14 +88,24 @@ fn report(v: &ExecutionView, json: bool) -> Result<(), Exit> {
     }
 }
 
-fn read_json(arg: &str, what: &str) -> Result<Value, Exit> {
-    let text = match arg.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| Exit::invalid(anyhow!("cannot read the {what} file {path}: {e}")))?,
-        None => arg.to_string(),
-    };
-    serde_json::from_str(&text)
-        .map_err(|e| Exit::invalid(anyhow!("the {what} is not valid JSON ({e}): {text}")))
+/// Polls execution `id` until `done` says so, then reports it as `hilo run` does.
+async fn follow(
+    c: &Client,
+    id: &str,
+    json: bool,
+    done: impl Fn(&ExecutionView) -> bool,
+) -> Result<(), Exit> {
+    loop {
+        let v = c.execution(id).await.map_err(err)?;
+        if done(&v) {
+            return report(&v, json);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+fn ended_or_waiting(v: &ExecutionView) -> bool {
+    !matches!(v.status.as_str(), "running" | "pending")
 }
 
 /// Runs `command` against the server at `server`.
@@ -133,13 +144,7 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
                 ExecuteResult::Accepted(a) => a.execution_id,
             };
             // Still running after the server's wait: follow it.
-            loop {
-                let v = c.execution(&id).await.map_err(err)?;
-                if v.status != "running" && v.status != "pending" {
-                    return report(&v, args.out.json);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
+            follow(&c, &id, args.out.json, ended_or_waiting).await
         }
         Command::Answer(args) => {
             let answer = read_json(&args.input, "answer")?;
@@ -151,17 +156,14 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
             if args.out.detach {
                 return Ok(());
             }
-            loop {
-                let v = c.execution(&args.id).await.map_err(err)?;
+            follow(&c, &args.id, args.out.json, |v| {
                 let waiting_here = v.status == "waiting"
                     && v.tasks
                         .iter()
                         .any(|t| t.node_key == a.node_key && t.status == "pending");
-                if !matches!(v.status.as_str(), "running" | "pending") && !waiting_here {
-                    return report(&v, args.out.json);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            }
+                ended_or_waiting(v) && !waiting_here
+            })
+            .await
         }
         Command::Cancel {
             id,
@@ -182,13 +184,7 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
                 println!("{}", args.id);
                 return Ok(());
             }
-            loop {
-                let v = c.execution(&args.id).await.map_err(err)?;
-                if !matches!(v.status.as_str(), "running" | "pending") {
-                    return report(&v, args.out.json);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            }
+            follow(&c, &args.id, args.out.json, ended_or_waiting).await
         }
         Command::Executions(ExecutionsCommand::List {
             status,

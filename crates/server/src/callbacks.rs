@@ -102,7 +102,6 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
             return;
         }
     };
-    let mut rx = state.subscribe();
     tokio::pin!(shutdown);
     loop {
         match state.store().due_callbacks(now_ms(), 32).await {
@@ -114,10 +113,10 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
             }
             Err(e) => eprintln!("error: reading due callbacks: {e}"),
         }
-        // Wake on any commit of this process (an execution may have ended), or poll.
+        // Wake when an execution of this process ends, or poll (other processes, retries).
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = rx.recv() => {}
+            _ = state.ended().notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }

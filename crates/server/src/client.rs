@@ -123,29 +123,10 @@ pub struct ExecutionFilter {
     pub cursor: Option<String>,
 }
 
-/// Which tasks `GET /tasks` lists (all fields optional).
-#[derive(Debug, Clone, Default)]
-pub struct TaskFilter {
-    /// `pending` (server default), `answered`, `closed` or `all`.
-    pub status: Option<String>,
-    /// Only tasks assigned to this person or queue.
-    pub assignee: Option<String>,
-    /// Only tasks asking for every one of these skills.
-    pub skills: Vec<String>,
-    /// At most this many, 1 to 500 (server default 100).
-    pub limit: Option<u32>,
-}
-
-/// Which rows `GET /audit` lists (all fields optional).
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub execution_id: Option<String>,
-    pub tool: Option<String>,
-    /// Unix ms: only calls at or after this.
-    pub since: Option<i64>,
-    /// 1 to 1000 (server default 100).
-    pub limit: Option<u32>,
-}
+// `GET /tasks` and `GET /audit` take the store's own filters (`hilo_core::exec::TaskFilter`,
+// `hilo_core::tool::AuditFilter`): the same fields, the same meaning.
+pub use hilo_core::exec::TaskFilter;
+pub use hilo_core::tool::AuditFilter;
 
 /// An event of an execution's history, as `GET /executions/{id}/events` streams it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -49,8 +49,22 @@ pub fn observe(state: &AppState) {
             record(&clocks, id, e);
             if let Some(st) = st.upgrade() {
                 st.notify(id);
+                if is_terminal(e.kind) {
+                    st.ended().notify_one();
+                }
             }
         }));
+}
+
+fn is_terminal(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::ExecutionSucceeded
+            | EventKind::ExecutionFailed
+            | EventKind::ExecutionCompensated
+            | EventKind::ExecutionHandedOver
+            | EventKind::ExecutionCancelled
+    )
 }
 
 fn record(clocks: &Clocks, id: &str, e: &Event) {

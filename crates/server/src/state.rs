@@ -37,6 +37,8 @@ struct Inner {
     keys: KeyCache,
     limiter: Option<KeyLimiter>,
     events: broadcast::Sender<Arc<str>>,
+    /// Signalled when an execution of this process ends (the callback sender waits on it).
+    ended: tokio::sync::Notify,
     runs: Runs,
 }
 
@@ -60,6 +62,7 @@ impl AppState {
             keys,
             limiter,
             events,
+            ended: tokio::sync::Notify::new(),
         }));
         crate::metrics::observe(&state);
         state
@@ -110,6 +113,11 @@ impl AppState {
         if self.0.events.receiver_count() > 0 {
             let _ = self.0.events.send(Arc::from(id));
         }
+    }
+
+    /// Wakes the callback sender: an execution ended.
+    pub(crate) fn ended(&self) -> &tokio::sync::Notify {
+        &self.0.ended
     }
 
     pub(crate) fn downgrade(&self) -> WeakState {

@@ -463,12 +463,6 @@ impl WorkflowStore for SqliteStore {
     }
 
     async fn delete_workflow(&self, tenant: &TenantId, name: &str) -> Result<u64> {
-        self.delete_versions(tenant, name).await
-    }
-}
-
-impl SqliteStore {
-    async fn delete_versions(&self, tenant: &TenantId, name: &str) -> Result<u64> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The guarded DELETE takes the write lock, so no execution can start between the
         // check and the removal of the versions.
@@ -516,7 +510,9 @@ impl SqliteStore {
         tx.commit().await.map_err(backend)?;
         Ok(versions)
     }
+}
 
+impl SqliteStore {
     async fn exists(&self, tenant: &str, name: &str) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM workflow_versions WHERE tenant_id = $1 AND name = $2",
