@@ -9,7 +9,8 @@
 //! - [`Commit`]: everything one step writes, applied by [`ExecutionStore::commit_batch`] in one
 //!   transaction (several executions' commits may share it: group commit).
 //! - [`AgentRuntime`]: what agent nodes call. Tools are in [`crate::tool`]. The engine never
-//!   performs a side effect itself.
+//!   performs a side effect itself. [`TokenSink`]: where an agent's streamed model tokens go
+//!   (live only: tokens are never part of the history).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -720,6 +721,44 @@ pub struct AgentRequest {
     pub local: std::sync::Arc<[crate::ToolDef]>,
     /// The node's timeout: the agent's tool calls get no more than this each.
     pub timeout_ms: u64,
+    /// Where the text of the agent's model answers goes as it streams in (only calls to
+    /// providers with streaming on send any). `None`: nobody listens.
+    pub tokens: Option<TokenSink>,
+}
+
+/// A piece of an agent's model answer, as a streamed call receives it. Live only: never
+/// stored, never part of the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenChunk {
+    pub execution_id: String,
+    /// The node key (with its iteration scope, `loop[2]/draft`).
+    pub node: String,
+    pub attempt: u32,
+    /// The model answering (its catalog name).
+    pub model: String,
+    /// The text that arrived (a JSON fragment for a structured answer).
+    pub text: String,
+}
+
+/// Receives [`TokenChunk`]s, in the order each call streams them. It is called on the
+/// agent's task for every piece: it must return at once (hand the chunk over, never wait).
+#[derive(Clone)]
+pub struct TokenSink(std::sync::Arc<dyn Fn(TokenChunk) + Send + Sync>);
+
+impl TokenSink {
+    pub fn new(f: impl Fn(TokenChunk) + Send + Sync + 'static) -> TokenSink {
+        TokenSink(std::sync::Arc::new(f))
+    }
+
+    pub fn send(&self, chunk: TokenChunk) {
+        (self.0)(chunk)
+    }
+}
+
+impl std::fmt::Debug for TokenSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSink")
+    }
 }
 
 /// How an agent run ended: its output (or error) and its trace — the model calls, tokens,

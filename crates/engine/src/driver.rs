@@ -17,7 +17,8 @@ use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hilo_core::exec::{
     AgentRequest, AgentRun, AgentRuntime, Commit, CommitOutcome, Event, ExecMeta, ExecStatus,
-    ExecutionStore, Lease, NewExecution, NodeError, NodeRecord, ParentRef, Signal, codes,
+    ExecutionStore, Lease, NewExecution, NodeError, NodeRecord, ParentRef, Signal, TokenSink,
+    codes,
 };
 use hilo_core::store::{DEFAULT_TENANT, StoreError};
 use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest};
@@ -236,6 +237,31 @@ pub struct Outcome {
     pub nodes: Vec<NodeRecord>,
 }
 
+/// Held while this process drives an execution (see [`Engine::drive`]).
+struct DriveGuard {
+    engine: Arc<Inner>,
+    id: String,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for DriveGuard {
+    fn drop(&mut self) {
+        self.held = None;
+        let mut driving = self
+            .engine
+            .driving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Nobody else holds or waits for it: forget it.
+        if driving
+            .get(&self.id)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            driving.remove(&self.id);
+        }
+    }
+}
+
 struct Inner {
     store: Arc<dyn Store>,
     tools: Arc<dyn ToolExecutor>,
@@ -244,7 +270,11 @@ struct Inner {
     persist: Arc<dyn Persist>,
     committer: Option<GroupCommitter>,
     observer: Mutex<Option<Observer>>,
+    /// Where agents' streamed model tokens go (live streams).
+    tokens: Mutex<Option<TokenSink>>,
     plans: Mutex<HashMap<(String, String, u64), Arc<Plan>>>,
+    /// Executions being driven in this process (see [`Engine::drive`]).
+    driving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The engine: starts, drives, answers and cancels executions on a store.
@@ -272,7 +302,9 @@ impl Engine {
                 persist: Arc::new(committer.clone()),
                 committer: Some(committer),
                 observer: Mutex::new(None),
+                tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
+                driving: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -292,7 +324,9 @@ impl Engine {
                 persist: Arc::new(NoPersist),
                 committer: None,
                 observer: Mutex::new(None),
+                tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
+                driving: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -300,6 +334,14 @@ impl Engine {
     pub fn set_observer(&self, observer: Observer) {
         if let Ok(mut o) = self.inner.observer.lock() {
             *o = Some(observer);
+        }
+    }
+
+    /// Where agent nodes send the text of their model answers as it streams in (only calls
+    /// to providers with streaming on send any). Tokens are never stored.
+    pub fn set_token_sink(&self, sink: TokenSink) {
+        if let Ok(mut t) = self.inner.tokens.lock() {
+            *t = Some(sink);
         }
     }
 
@@ -321,6 +363,28 @@ impl Engine {
             ),
             None => (0, 0),
         }
+    }
+
+    /// Waits until no other drive of `id` runs in this process, and holds that until the
+    /// guard is dropped.
+    async fn exclusive(&self, id: &str) -> DriveGuard {
+        let lock = {
+            let mut driving = self.inner.driving.lock().unwrap_or_else(|p| p.into_inner());
+            driving.entry(id.to_string()).or_default().clone()
+        };
+        DriveGuard {
+            engine: self.inner.clone(),
+            id: id.to_string(),
+            held: Some(lock.lock_owned().await),
+        }
+    }
+
+    /// The plan of a stored workflow version, if one was made already.
+    fn cached_plan(&self, tenant: &str, workflow: &str, version: u64) -> Option<Arc<Plan>> {
+        let plans = self.inner.plans.lock().ok()?;
+        plans
+            .get(&(tenant.to_string(), workflow.to_string(), version))
+            .cloned()
     }
 
     fn plan_for(&self, tenant: &str, wf: &Arc<Workflow>, adhoc: bool) -> Arc<Plan> {
@@ -408,6 +472,10 @@ impl Engine {
         mode: Mode,
         wait_for_lease: bool,
     ) -> Result<Outcome> {
+        // One drive per execution in this process: every drive claims under this process's
+        // owner id, which the store's claim accepts again, so a second drive (a worker's
+        // claim racing an answer's) would otherwise run the same steps at the same time.
+        let _exclusive = self.exclusive(id).await;
         let opts = &self.inner.options;
         let deadline = now_ms() + opts.lease_ms as i64 + 1000;
         let loaded = loop {
@@ -444,20 +512,29 @@ impl Engine {
             return self.outcome_of(tenant, id).await;
         }
         let adhoc = loaded.exec.definition.is_some();
-        let wf = match &loaded.exec.definition {
-            Some(d) => hilo_core::decode_value(d).map_err(|e| EngineError::Definition {
-                id: id.to_string(),
-                detail: e.to_string(),
-            })?,
-            None => {
-                self.inner
+        // Stored versions never change, so a plan made for one is reused as it is.
+        let cached = (!adhoc)
+            .then(|| self.cached_plan(tenant, &loaded.exec.workflow, loaded.exec.version))
+            .flatten();
+        let plan = match (cached, &loaded.exec.definition) {
+            (Some(plan), _) => plan,
+            (None, Some(d)) => {
+                let wf = hilo_core::decode_value(d).map_err(|e| EngineError::Definition {
+                    id: id.to_string(),
+                    detail: e.to_string(),
+                })?;
+                self.plan_for(tenant, &Arc::new(wf), true)
+            }
+            (None, None) => {
+                let wf = self
+                    .inner
                     .store
                     .get_workflow(tenant, &loaded.exec.workflow, Some(loaded.exec.version))
                     .await?
-                    .workflow
+                    .workflow;
+                self.plan_for(tenant, &Arc::new(wf), false)
             }
         };
-        let plan = self.plan_for(tenant, &Arc::new(wf), adhoc);
         let machine = Machine::restore(plan, &loaded);
         let mut inputs = vec![Input::Resume];
         inputs.extend(loaded.signals.into_iter().map(Input::Signal));
@@ -715,6 +792,7 @@ impl Engine {
                     compensation: false,
                 };
                 let agents = self.inner.agents.clone();
+                let tokens = self.inner.tokens.lock().ok().and_then(|t| t.clone());
                 let workflow = m.plan().workflow.name.clone();
                 let local = m.plan().local_tools.clone();
                 Some(Box::pin(async move {
@@ -736,6 +814,7 @@ impl Engine {
                                 rendered,
                                 local,
                                 timeout_ms,
+                                tokens,
                             };
                             match tokio::time::timeout(
                                 Duration::from_millis(timeout_ms),
@@ -884,14 +963,14 @@ impl Engine {
                     m.discard_changes();
                 }
                 if exit {
-                    let mut nodes: Vec<NodeRecord> = m.nodes().into_values().cloned().collect();
-                    nodes.sort_by(|a, b| a.key.cmp(&b.key));
+                    let (status, output, error) =
+                        (m.status(), m.output().cloned(), m.error().cloned());
                     return Ok(Outcome {
                         execution_id: id,
-                        status: m.status(),
-                        output: m.output().cloned(),
-                        error: m.error().cloned(),
-                        nodes,
+                        status,
+                        output,
+                        error,
+                        nodes: m.into_nodes(),
                     });
                 }
                 for a in actions {

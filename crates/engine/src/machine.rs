@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use foldhash::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 use hilo_core::exec::{
     Commit, CompensationState, Event, EventKind, ExecMeta, ExecRecord, ExecStatus, ExecUpdate,
     HumanTask, Loaded, LoopProgress, NodeError, NodeRecord, NodeStatus, ParentRef, Signal,
@@ -221,6 +221,7 @@ impl Machine {
         meta: ExecMeta,
         parent: Option<ParentRef>,
     ) -> Machine {
+        let nodes = plan.node_count();
         Machine {
             plan,
             exec_id,
@@ -229,7 +230,7 @@ impl Machine {
             status: ExecStatus::Pending,
             input,
             vars: Map::new(),
-            nodes: HashMap::default(),
+            nodes: HashMap::with_capacity(nodes),
             output: None,
             error: None,
             finished_at: None,
@@ -242,7 +243,7 @@ impl Machine {
             work: VecDeque::new(),
             checks: std::collections::BTreeSet::new(),
             events: Vec::new(),
-            dirty: HashSet::default(),
+            dirty: HashSet::with_capacity(8),
             dirty_vars: Vec::new(),
             new_tasks: Vec::new(),
             closed_tasks: Vec::new(),
@@ -316,6 +317,17 @@ impl Machine {
     }
 
     /// Node records, by key.
+    /// The node records, moved out, in key order (the machine is done with).
+    pub fn into_nodes(self) -> Vec<NodeRecord> {
+        // Sorted through their keys: moving the (large) records while sorting cost more than
+        // the rest of a short run's bookkeeping.
+        let mut keyed: Vec<(String, NodeRecord)> = self.nodes.into_iter().collect();
+        let mut order: Vec<usize> = (0..keyed.len()).collect();
+        order.sort_unstable_by(|&a, &b| keyed[a].0.cmp(&keyed[b].0));
+        let mut slots: Vec<Option<NodeRecord>> = keyed.drain(..).map(|(_, r)| Some(r)).collect();
+        order.into_iter().filter_map(|i| slots[i].take()).collect()
+    }
+
     pub fn nodes(&self) -> BTreeMap<&str, &NodeRecord> {
         self.nodes.iter().map(|(k, v)| (k.as_str(), v)).collect()
     }
@@ -469,11 +481,13 @@ impl Machine {
 
     /// The idempotency key tools receive for a node key.
     pub fn idempotency_key(&self, key: &str, compensation: bool) -> String {
-        if compensation {
-            format!("{}:{key}{COMPENSATE_SUFFIX}", self.exec_id)
-        } else {
-            format!("{}:{key}", self.exec_id)
-        }
+        let suffix = if compensation { COMPENSATE_SUFFIX } else { "" };
+        let mut k = String::with_capacity(self.exec_id.len() + 1 + key.len() + suffix.len());
+        k.push_str(&self.exec_id);
+        k.push(':');
+        k.push_str(key);
+        k.push_str(suffix);
+        k
     }
 
     // ---- bookkeeping -------------------------------------------------------------------
@@ -494,27 +508,21 @@ impl Machine {
     }
 
     fn record(&mut self, key: &str) -> &mut NodeRecord {
-        if !self.nodes.contains_key(key) {
-            let id = split_key(key).1;
-            self.nodes
-                .insert(key.to_string(), NodeRecord::new(key.to_string(), id));
-        }
-        if self.tracking && !self.dirty.contains(key) {
-            self.dirty.insert(key.to_string());
+        if self.tracking {
+            self.dirty.get_or_insert_with(key, str::to_string);
         }
         self.nodes
-            .entry(key.to_string())
+            .entry_ref(key)
             .or_insert_with(|| NodeRecord::new(key.to_string(), split_key(key).1))
     }
 
     fn set_status(&mut self, key: &str, status: NodeStatus) {
-        let prefix = split_key(key).0.to_string();
         let rec = self.record(key);
         let was = rec.status.is_active();
         rec.status = status;
         let now_active = status.is_active();
         if was != now_active {
-            let c = self.active.entry(prefix).or_default();
+            let c = self.active.entry_ref(split_key(key).0).or_default();
             if now_active {
                 *c += 1;
             } else {
@@ -836,23 +844,23 @@ impl Machine {
         let Some(node) = plan.node(split_key(key).1) else {
             return;
         };
-        let prefix = split_key(key).0.to_string();
+        let prefix = split_key(key).0;
         self.record(key).started_at = Some(self.now);
-        let id = node.id.clone();
+        let id = node.id.as_str();
         match &node.kind {
             NodeKind::Tool(_) | NodeKind::Agent(_) => {
                 self.set_status(key, NodeStatus::Running);
                 self.dispatch(key, node, 1);
             }
             NodeKind::Condition(c) => {
-                let doc = self.doc(&prefix);
+                let doc = self.doc(prefix);
                 match Evaluator::new(&self.plan.clone(), &doc).truthy(bare_expression(&c.when)) {
                     Ok(b) => self.succeed(key, json!({ "result": b })),
-                    Err(e) => self.fail_node(key, expression_error(&id, "when", e)),
+                    Err(e) => self.fail_node(key, expression_error(id, "when", e)),
                 }
             }
             NodeKind::Switch(s) => {
-                let doc = self.doc(&prefix);
+                let doc = self.doc(prefix);
                 let plan = self.plan.clone();
                 let mut ev = Evaluator::new(&plan, &doc);
                 let mut chosen = None;
@@ -865,7 +873,7 @@ impl Machine {
                         Ok(false) => {}
                         Err(e) => {
                             let field = format!("cases[{i}].when");
-                            self.fail_node(key, expression_error(&id, &field, e));
+                            self.fail_node(key, expression_error(id, &field, e));
                             return;
                         }
                     }
@@ -877,7 +885,7 @@ impl Machine {
                 self.succeed(key, out);
             }
             NodeKind::Set(s) => {
-                let doc = self.doc(&prefix);
+                let doc = self.doc(prefix);
                 let plan = self.plan.clone();
                 let mut ev = Evaluator::new(&plan, &doc);
                 let mut written = Map::new();
@@ -887,7 +895,7 @@ impl Machine {
                             written.insert(k.clone(), x);
                         }
                         Err(e) => {
-                            self.fail_node(key, expression_error(&id, &format!("vars.{k}"), e));
+                            self.fail_node(key, expression_error(id, &format!("vars.{k}"), e));
                             return;
                         }
                     }
@@ -899,10 +907,10 @@ impl Machine {
                 self.succeed(key, Value::Object(written));
             }
             NodeKind::Transform(t) => {
-                let doc = self.doc(&prefix);
+                let doc = self.doc(prefix);
                 match Evaluator::new(&self.plan.clone(), &doc).search(bare_expression(&t.expr)) {
                     Ok(v) => self.succeed(key, v),
-                    Err(e) => self.fail_node(key, expression_error(&id, "expr", e)),
+                    Err(e) => self.fail_node(key, expression_error(id, "expr", e)),
                 }
             }
             NodeKind::Parallel(_) => self.succeed(key, Value::Null),
@@ -929,7 +937,7 @@ impl Machine {
                     None => None,
                     Some(Value::Array(a)) => Some(a.clone()),
                     Some(Value::String(s)) => {
-                        let doc = self.doc(&prefix);
+                        let doc = self.doc(prefix);
                         match Evaluator::new(&self.plan.clone(), &doc).search(bare_expression(s)) {
                             Ok(Value::Array(a)) => Some(a),
                             Ok(other) => {
@@ -944,7 +952,7 @@ impl Machine {
                                 return;
                             }
                             Err(e) => {
-                                self.fail_node(key, expression_error(&id, "for_each", e));
+                                self.fail_node(key, expression_error(id, "for_each", e));
                                 return;
                             }
                         }
@@ -993,14 +1001,14 @@ impl Machine {
                 }
             }
             NodeKind::Human(h) => {
-                let doc = self.doc(&prefix);
+                let doc = self.doc(prefix);
                 let plan = self.plan.clone();
                 let mut ev = Evaluator::new(&plan, &doc);
                 let prompt = match ev.string(&h.prompt) {
                     Ok(Value::String(s)) => s,
                     Ok(v) => v.to_string(),
                     Err(e) => {
-                        self.fail_node(key, expression_error(&id, "prompt", e));
+                        self.fail_node(key, expression_error(id, "prompt", e));
                         return;
                     }
                 };
@@ -1010,7 +1018,7 @@ impl Machine {
                     Some(Ok(Value::Null)) => None,
                     Some(Ok(v)) => Some(v.to_string()),
                     Some(Err(e)) => {
-                        self.fail_node(key, expression_error(&id, "assignee", e));
+                        self.fail_node(key, expression_error(id, "assignee", e));
                         return;
                     }
                 };
@@ -1047,7 +1055,7 @@ impl Machine {
                 let at = match (w.duration_ms, &w.until) {
                     (Some(d), _) => Ok(self.now + d as i64),
                     (None, Some(u)) => {
-                        let doc = self.doc(&prefix);
+                        let doc = self.doc(prefix);
                         match Evaluator::new(&self.plan.clone(), &doc).string(u) {
                             Ok(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(&s)
                                 .map(|t| t.timestamp_millis())
@@ -1061,7 +1069,7 @@ impl Machine {
                                 codes::EXPRESSION,
                                 format!("node `{id}`, field `until`: expected an RFC 3339 string, got {}", json_kind(&v)),
                             )),
-                            Err(e) => Err(expression_error(&id, "until", e)),
+                            Err(e) => Err(expression_error(id, "until", e)),
                         }
                     }
                     (None, None) => Ok(self.now),
@@ -1102,7 +1110,7 @@ impl Machine {
                 if prefix.is_empty() {
                     self.end(ExecStatus::Succeeded, Some(out), None);
                 } else {
-                    self.end_iteration(&prefix, out);
+                    self.end_iteration(prefix, out);
                 }
             }
             NodeKind::Handover(h) => {
@@ -1131,7 +1139,7 @@ impl Machine {
                     .unwrap_or_else(|| format!("the workflow reached fail node `{id}`"));
                 let err = NodeError::new(code, message);
                 self.complete(key, NodeStatus::Failed, None, Some(err.clone()));
-                self.scope_fail(&prefix, err);
+                self.scope_fail(prefix, err);
             }
         }
     }
@@ -1139,8 +1147,8 @@ impl Machine {
     /// Issues the call of a tool or agent node for `attempt` (the input is evaluated once and
     /// kept, so retries and re-runs after a crash send the same input).
     fn dispatch(&mut self, key: &str, node: &Node, attempt: u32) {
-        let prefix = split_key(key).0.to_string();
-        let id = node.id.clone();
+        let prefix = split_key(key).0;
+        let id = node.id.as_str();
         let timeout_ms = self.plan.timeout_ms(node);
         let kept = self.nodes.get(key).and_then(|r| r.detail.input.clone());
         match &node.kind {
@@ -1151,12 +1159,12 @@ impl Machine {
                         None => json!({}),
                         Some(v) if !is_dynamic(v) => v.clone(),
                         Some(v) => {
-                            let doc = self.doc(&prefix);
+                            let doc = self.doc(prefix);
                             match Evaluator::new(&self.plan.clone(), &doc).value(v) {
                                 Ok(x) => x,
                                 Err(e) => {
                                     self.record(key).attempts = attempt;
-                                    self.fail_node(key, expression_error(&id, "with", e));
+                                    self.fail_node(key, expression_error(id, "with", e));
                                     return;
                                 }
                             }
@@ -1183,7 +1191,7 @@ impl Machine {
                     Some(i) => i,
                     None => {
                         let w = serde_json::to_value(&a.with).unwrap_or(Value::Null);
-                        let doc = self.doc(&prefix);
+                        let doc = self.doc(prefix);
                         let plan = self.plan.clone();
                         let mut ev = Evaluator::new(&plan, &doc);
                         let mut out = Map::new();
@@ -1206,7 +1214,7 @@ impl Machine {
                                         self.record(key).attempts = attempt;
                                         self.fail_node(
                                             key,
-                                            expression_error(&id, &format!("with.{k}"), e),
+                                            expression_error(id, &format!("with.{k}"), e),
                                         );
                                         return;
                                     }
@@ -1399,7 +1407,7 @@ impl Machine {
         let mut doc: Option<Map<String, Value>> = None;
         for out in &g.outs[at.idx] {
             let target = &g.nodes[out.to];
-            let tkey = format!("{prefix}{}", target.id);
+            let tkey = [prefix.as_str(), target.id.as_str()].concat();
             let live = if !source_ok || (status == NodeStatus::Failed && goto) {
                 Ok(false)
             } else {

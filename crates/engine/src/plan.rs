@@ -254,6 +254,11 @@ impl Plan {
         g
     }
 
+    /// How many nodes the workflow has, bodies included (each once).
+    pub fn node_count(&self) -> usize {
+        self.at.len()
+    }
+
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.at.get(id).map(|a| &self.graphs[a.graph].nodes[a.idx])
     }

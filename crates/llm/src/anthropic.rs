@@ -15,6 +15,8 @@
 //! - Stop reasons are normalised to OpenAI's names (`end_turn` → `stop`, `tool_use` →
 //!   `tool_calls`, `max_tokens` → `length`); an `error` event in a stream maps its error type
 //!   to the status Anthropic would have answered (`overloaded_error` → 529, Unavailable).
+//! - A streamed answer's text deltas go to the request's `on_text` as they arrive; with a
+//!   format, so do the pieces of the forced tool's input (the answer's JSON).
 
 use std::collections::BTreeMap;
 use std::pin::pin;
@@ -26,7 +28,7 @@ use serde_json::{Map, Value, json};
 
 use crate::provider::{
     ChatRequest, ChatResponse, JsonSchemaFormat, Message, Provider, ProviderError, ProviderKind,
-    Role, ToolCall, Usage,
+    Role, TextSink, ToolCall, Usage,
 };
 use crate::wire::{Call, secret_header, with_deadline};
 
@@ -87,7 +89,7 @@ impl AnthropicProvider {
         let response = call.send(http).await?;
         let format = request.response_format.as_ref();
         if request.stream {
-            read_stream(call, response, format).await
+            read_stream(call, response, format, request.on_text.as_ref()).await
         } else {
             let answer: WireResponse = call.json(response).await?;
             let mut blocks = Vec::new();
@@ -357,13 +359,20 @@ fn str_at<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
     value.pointer(pointer).and_then(Value::as_str)
 }
 
-/// Reads a streamed answer up to `message_stop`. A stream that ends earlier is complete only
-/// if its stop reason came.
+/// Reads a streamed answer up to `message_stop`, telling `on_text` each piece of text (and,
+/// with a format, of the forced tool's input: the answer). A stream that ends earlier is
+/// complete only if its stop reason came.
 async fn read_stream(
     call: &Call<'_>,
     response: reqwest::Response,
     format: Option<&JsonSchemaFormat>,
+    on_text: Option<&TextSink>,
 ) -> Result<ChatResponse, ProviderError> {
+    let tell = |piece: &str| {
+        if let Some(sink) = on_text {
+            sink.send(piece);
+        }
+    };
     let mut text = String::new();
     let mut blocks: BTreeMap<u64, Partial> = BTreeMap::new();
     let mut stop_reason: Option<String> = None;
@@ -393,6 +402,7 @@ async fn read_stream(
                 match str_at(&block, "/type") {
                     Some("text") => {
                         if let Some(t) = str_at(&block, "/text").filter(|t| !t.is_empty()) {
+                            tell(t);
                             text.push_str(t);
                             token = true;
                         }
@@ -424,12 +434,18 @@ async fn read_stream(
                     Some("text_delta") => {
                         let t = str_at(&value, "/delta/text").unwrap_or_default();
                         token = !t.is_empty();
+                        tell(t);
                         text.push_str(t);
                     }
                     Some("input_json_delta") => {
                         let piece = str_at(&value, "/delta/partial_json").unwrap_or_default();
                         match blocks.get_mut(&index) {
-                            Some(Partial::Tool { json, .. }) => json.push_str(piece),
+                            Some(Partial::Tool { json, name, .. }) => {
+                                if format.is_some_and(|f| f.name == *name) {
+                                    tell(piece);
+                                }
+                                json.push_str(piece)
+                            }
                             _ => {
                                 return Err(call.malformed(format!(
                                     "input_json_delta for block {index}, which is no tool_use"

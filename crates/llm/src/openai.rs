@@ -1,7 +1,8 @@
 //! The OpenAI Chat Completions client (`POST {base_url}/chat/completions`), also the client of
 //! the servers that copy that protocol (vLLM, Ollama, llama.cpp, LM Studio): messages, tool
 //! calling, structured output (`response_format: json_schema`, checked by hilo) and SSE streaming
-//! (`stream_options.include_usage`), assembled into one [`ChatResponse`].
+//! (`stream_options.include_usage`), assembled into one [`ChatResponse`]; the text deltas go to
+//! the request's `on_text` as they arrive.
 //!
 //! The key, when there is one, goes in `Authorization: Bearer`; local servers need none, so
 //! none is sent. The token limit is sent as `max_tokens`: OpenAI deprecated it in favour of
@@ -17,8 +18,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::provider::{
-    ChatRequest, ChatResponse, Message, Provider, ProviderError, ProviderKind, Role, ToolCall,
-    Usage,
+    ChatRequest, ChatResponse, Message, Provider, ProviderError, ProviderKind, Role, TextSink,
+    ToolCall, Usage,
 };
 use crate::wire::{Call, secret_header, with_deadline};
 
@@ -71,7 +72,7 @@ impl OpenAiProvider {
         }
         let response = call.send(http).await?;
         if request.stream {
-            read_stream(call, response).await
+            read_stream(call, response, request.on_text.as_ref()).await
         } else {
             let completion: Completion = call.json(response).await?;
             completion_response(call, completion)
@@ -343,11 +344,13 @@ fn unindexed_slot(
     }
 }
 
-/// Reads a streamed answer up to `data: [DONE]`. A stream that ends earlier is complete only
-/// if a finish reason came (the usage chunk is then missing, and the usage zero).
+/// Reads a streamed answer up to `data: [DONE]`, telling `on_text` each text delta. A stream
+/// that ends earlier is complete only if a finish reason came (the usage chunk is then
+/// missing, and the usage zero).
 async fn read_stream(
     call: &Call<'_>,
     response: reqwest::Response,
+    on_text: Option<&TextSink>,
 ) -> Result<ChatResponse, ProviderError> {
     let mut out = ChatResponse::default();
     let mut calls: BTreeMap<usize, PartialCall> = BTreeMap::new();
@@ -386,6 +389,9 @@ async fn read_stream(
             if let Some(delta) = choice.delta {
                 let mut token = false;
                 if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                    if let Some(sink) = on_text {
+                        sink.send(&text);
+                    }
                     out.content.push_str(&text);
                     token = true;
                 }

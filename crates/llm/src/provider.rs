@@ -6,6 +6,7 @@
 //! or to the caller, not to the client.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -172,9 +173,36 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     /// Use the provider's streaming API (SSE) and assemble the answer from its deltas.
     pub stream: bool,
+    /// With `stream`: told each piece of the answer's text as it arrives.
+    pub on_text: Option<TextSink>,
     /// The whole call, first byte to last.
     pub timeout: Duration,
     pub api_key: Option<ApiKey>,
+}
+
+/// Receives the text of a streamed answer piece by piece, in order: the assistant's text
+/// deltas, and for a structured answer the JSON as the model writes it (on OpenAI that is the
+/// text; on Anthropic the input of the forced tool). Tool-call arguments are not text.
+#[derive(Clone)]
+pub struct TextSink(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl TextSink {
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> TextSink {
+        TextSink(Arc::new(f))
+    }
+
+    /// Passes `text` on (empty pieces are not).
+    pub fn send(&self, text: &str) {
+        if !text.is_empty() {
+            (self.0)(text)
+        }
+    }
+}
+
+impl fmt::Debug for TextSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TextSink")
+    }
 }
 
 /// Tokens a call used, as the provider reported them.

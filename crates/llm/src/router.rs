@@ -13,7 +13,9 @@
 //!    (powerful → balanced → fast) and, in the cheapest, keeps only the models that fit;
 //!    `refuse` refuses. Nothing fits: `BUDGET_EXCEEDED`.
 //! 5. **Calls**: a failure (HTTP 5xx/429, timeout, broken or malformed answer) counts against
-//!    the model's circuit breaker and the next candidate is tried.
+//!    the model's circuit breaker and the next candidate is tried. A streamed call tells the
+//!    context's [`TokenSink`] each piece of its answer, with the node, attempt and model (a
+//!    call that breaks mid-stream has sent its pieces; the fallback's follow).
 //!
 //! Every call, successful or not, is stored as an [`LlmCall`] with the decision (candidates,
 //! scores, exclusions, why this model), estimated and actual tokens and cost, and latency.
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike, TimeZone, Timelike, Utc};
-use hilo_core::exec::NodeError;
+use hilo_core::exec::{NodeError, TokenChunk, TokenSink};
 use hilo_core::llm::{CostStore, LlmCall, NANOS_PER_USD, usd};
 use hilo_core::tool::CircuitSettings;
 use hilo_tools::Secrets;
@@ -36,7 +38,7 @@ use crate::local::{Classification, SemanticRouter};
 use crate::openai::OpenAiProvider;
 use crate::provider::{
     ApiKey, ChatRequest, ChatResponse, JsonSchemaFormat, Message, Provider, ProviderError,
-    ProviderKind, ToolDefinition, Usage,
+    ProviderKind, TextSink, ToolDefinition, Usage,
 };
 use crate::tokens::{self, Encoding};
 
@@ -67,7 +69,7 @@ pub mod codes {
 /// Output tokens assumed for an estimate when the node sets no `max_tokens`.
 pub const DEFAULT_OUTPUT_ESTIMATE: u64 = 256;
 
-/// What the call is about, for its ledger row.
+/// What the call is about, for its ledger row (and its streamed tokens).
 #[derive(Debug, Clone, Default)]
 pub struct CallCtx {
     pub tenant: String,
@@ -79,6 +81,8 @@ pub struct CallCtx {
     /// `timeout_ms` or what is left, whichever is less), so a slow model is a `TIMEOUT` the
     /// router can fall back from and record, not a run cut off mid-call.
     pub deadline: Option<tokio::time::Instant>,
+    /// Where the pieces of streamed answers go (calls to providers with `stream = true`).
+    pub tokens: Option<TokenSink>,
 }
 
 /// A profile, or one model named directly (no fallback then).
@@ -320,7 +324,7 @@ impl Router {
                 "try": i + 1,
             });
             let started = Instant::now();
-            let outcome = self.invoke(c, spec, task, ctx.deadline).await;
+            let outcome = self.invoke(ctx, c, spec, task).await;
             let latency_ms = started.elapsed().as_millis() as u64;
             let (usage, error) = match &outcome {
                 Ok(Answer::Chat(r)) => (r.usage, None),
@@ -423,10 +427,10 @@ impl Router {
 
     async fn invoke(
         &self,
+        ctx: &CallCtx,
         c: &Candidate<'_>,
         spec: &ChatSpec,
         task: Task<'_>,
-        deadline: Option<tokio::time::Instant>,
     ) -> Result<Answer, ProviderError> {
         let provider = &c.model.provider;
         if self.is_local(c.model) {
@@ -465,7 +469,12 @@ impl Router {
             temperature: spec.temperature,
             max_tokens: spec.max_tokens,
             stream,
-            timeout: match deadline {
+            on_text: ctx
+                .tokens
+                .as_ref()
+                .filter(|_| stream)
+                .map(|sink| text_sink(sink.clone(), ctx, &c.model.name)),
+            timeout: match ctx.deadline {
                 Some(d) => Duration::from_millis(self.cfg.router.timeout_ms)
                     .min(d.saturating_duration_since(tokio::time::Instant::now())),
                 None => Duration::from_millis(self.cfg.router.timeout_ms),
@@ -926,6 +935,24 @@ fn keep_affordable<'a>(
         excluded.push(json!({"model": c.model.name, "reason": format!("over budget: est. ${:.6}", usd(c.est_cost))}));
     }
     fit
+}
+
+/// The provider-level sink of one call: each piece of text becomes a [`TokenChunk`] of this
+/// node, attempt and model.
+fn text_sink(sink: TokenSink, ctx: &CallCtx, model: &str) -> TextSink {
+    let execution_id = ctx.execution_id.clone().unwrap_or_default();
+    let node = ctx.node_key.clone().unwrap_or_default();
+    let attempt = ctx.attempt;
+    let model = model.to_string();
+    TextSink::new(move |text| {
+        sink.send(TokenChunk {
+            execution_id: execution_id.clone(),
+            node: node.clone(),
+            attempt,
+            model: model.clone(),
+            text: text.to_string(),
+        })
+    })
 }
 
 fn describe(target: &Target) -> String {

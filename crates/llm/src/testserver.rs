@@ -9,7 +9,9 @@
 //! several deltas and tool-call arguments into several pieces, with each protocol's framing
 //! (OpenAI: a final usage chunk and `data: [DONE]`; Anthropic: `message_start` …
 //! `message_stop`). Tool calls are numbered in the order the server hands them out: `call_1`,
-//! `call_2`, … on OpenAI, `toolu_1`, … on Anthropic.
+//! `call_2`, … on OpenAI, `toolu_1`, … on Anthropic. [`Reply::chunks`] scripts the exact
+//! text deltas, and sends the events one by one with a pause between them (a model that
+//! takes its time).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 /// One request the server received.
@@ -46,6 +49,11 @@ pub struct Reply(Kind);
 enum Kind {
     Text {
         content: String,
+        usage: (u64, u64),
+    },
+    Chunks {
+        pieces: Vec<String>,
+        every_ms: u64,
         usage: (u64, u64),
     },
     ToolCalls {
@@ -74,6 +82,21 @@ impl Reply {
     pub fn text(content: impl Into<String>, input_tokens: u64, output_tokens: u64) -> Reply {
         Reply(Kind::Text {
             content: content.into(),
+            usage: (input_tokens, output_tokens),
+        })
+    }
+
+    /// A text answer whose stream carries exactly these deltas, its events sent one by one
+    /// `every_ms` apart (a request that does not stream gets the whole text at once).
+    pub fn chunks<P: Into<String>>(
+        pieces: Vec<P>,
+        every_ms: u64,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Reply {
+        Reply(Kind::Chunks {
+            pieces: pieces.into_iter().map(Into::into).collect(),
+            every_ms,
             usage: (input_tokens, output_tokens),
         })
     }
@@ -301,6 +324,21 @@ async fn answer(
                 text: content,
                 calls: Vec::new(),
                 usage,
+                ..Answer::default()
+            };
+            render(&mut s, protocol, &model, stream, answer)
+        }
+        Kind::Chunks {
+            pieces,
+            every_ms,
+            usage,
+        } => {
+            let answer = Answer {
+                text: pieces.concat(),
+                usage,
+                pieces: Some(pieces),
+                every_ms,
+                ..Answer::default()
             };
             render(&mut s, protocol, &model, stream, answer)
         }
@@ -309,6 +347,7 @@ async fn answer(
                 text: String::new(),
                 calls,
                 usage,
+                ..Answer::default()
             };
             render(&mut s, protocol, &model, stream, answer)
         }
@@ -318,6 +357,7 @@ async fn answer(
                     text: value.to_string(),
                     calls: Vec::new(),
                     usage,
+                    ..Answer::default()
                 },
                 Protocol::Anthropic => {
                     let forced = body
@@ -335,6 +375,7 @@ async fn answer(
                         text: String::new(),
                         calls: vec![(tool.to_string(), value)],
                         usage,
+                        ..Answer::default()
                     }
                 }
             };
@@ -354,10 +395,24 @@ fn error(status: u16, message: &str) -> Response {
 }
 
 /// What the model says, in either protocol.
+#[derive(Default)]
 struct Answer {
     text: String,
     calls: Vec<(String, Value)>,
     usage: (u64, u64),
+    /// The text's deltas when scripted (else [`pieces`] of it).
+    pieces: Option<Vec<String>>,
+    /// The pause before each streamed event.
+    every_ms: u64,
+}
+
+impl Answer {
+    fn text_pieces(&self) -> Vec<String> {
+        match &self.pieces {
+            Some(p) => p.iter().filter(|p| !p.is_empty()).cloned().collect(),
+            None => pieces(&self.text),
+        }
+    }
 }
 
 fn render(
@@ -386,27 +441,36 @@ fn render(
         (Protocol::OpenAi, false) => {
             axum::Json(openai_body(n, model, &answer, &ids)).into_response()
         }
-        (Protocol::OpenAi, true) => sse(openai_events(n, model, &answer, &ids)),
+        (Protocol::OpenAi, true) => sse(openai_events(n, model, &answer, &ids), answer.every_ms),
         (Protocol::Anthropic, false) => {
             axum::Json(anthropic_body(n, model, &answer, &ids)).into_response()
         }
-        (Protocol::Anthropic, true) => sse(anthropic_events(n, model, &answer, &ids)),
+        (Protocol::Anthropic, true) => {
+            sse(anthropic_events(n, model, &answer, &ids), answer.every_ms)
+        }
     }
 }
 
-/// A server-sent-event body from `(event name, data)` pairs (no name: a bare `data:` line).
-fn sse(events: Vec<(Option<&'static str>, String)>) -> Response {
-    let mut body = String::new();
-    for (name, data) in events {
-        if let Some(name) = name {
-            body.push_str("event: ");
-            body.push_str(name);
-            body.push('\n');
-        }
-        body.push_str("data: ");
-        body.push_str(&data);
-        body.push_str("\n\n");
-    }
+/// A server-sent-event body from `(event name, data)` pairs (no name: a bare `data:` line);
+/// with `every_ms`, each event is sent on its own after that pause.
+fn sse(events: Vec<(Option<&'static str>, String)>, every_ms: u64) -> Response {
+    let frames: Vec<String> = events
+        .into_iter()
+        .map(|(name, data)| match name {
+            Some(name) => format!("event: {name}\ndata: {data}\n\n"),
+            None => format!("data: {data}\n\n"),
+        })
+        .collect();
+    let body = if every_ms == 0 {
+        axum::body::Body::from(frames.concat())
+    } else {
+        axum::body::Body::from_stream(futures_util::stream::iter(frames).then(
+            move |frame| async move {
+                tokio::time::sleep(Duration::from_millis(every_ms)).await;
+                Ok::<_, std::convert::Infallible>(frame)
+            },
+        ))
+    };
     (
         StatusCode::OK,
         [
@@ -487,7 +551,7 @@ fn openai_events(
     };
     let delta = |delta: Value| chunk(json!([{"index": 0, "delta": delta, "finish_reason": null}]));
     let mut out = vec![delta(json!({"role": "assistant", "content": ""}))];
-    for piece in pieces(&answer.text) {
+    for piece in answer.text_pieces() {
         out.push(delta(json!({"content": piece})));
     }
     for (index, ((name, args), id)) in answer.calls.iter().zip(ids).enumerate() {
@@ -573,7 +637,7 @@ fn anthropic_events(
             json!({"type": "content_block_start", "index": index,
                    "content_block": {"type": "text", "text": ""}}),
         ));
-        for piece in pieces(&answer.text) {
+        for piece in answer.text_pieces() {
             out.push((
                 "content_block_delta",
                 json!({"type": "content_block_delta", "index": index,

@@ -612,7 +612,8 @@ impl Client {
 
     /// `GET /executions/{id}/events`: the history, then live events, until the terminal one.
     /// Events after `after` only (a sequence number); after a broken connection, call again
-    /// with the last `seq` received.
+    /// with the last `seq` received. The stream's model tokens (`llm_token`, not part of the
+    /// history) are skipped.
     pub async fn events(&self, id: &str, after: Option<u64>) -> Result<EventStream, ClientError> {
         let id = segment("execution id", id)?;
         let url = self.url(
@@ -649,6 +650,9 @@ impl Client {
             async move {
                 loop {
                     if let Some(msg) = st.queue.pop_front() {
+                        if msg.event == crate::api::events::TOKEN_EVENT {
+                            continue;
+                        }
                         return Some((client.event(&what, status, msg), st));
                     }
                     if st.done {

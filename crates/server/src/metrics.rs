@@ -48,7 +48,7 @@ pub fn observe(state: &AppState) {
         .set_observer(std::sync::Arc::new(move |id: &str, e: &Event| {
             record(&clocks, id, e);
             if let Some(st) = st.upgrade() {
-                st.notify(id);
+                st.committed(id, e.seq);
                 if is_terminal(e.kind) {
                     st.ended().notify_one();
                 }

@@ -1,10 +1,19 @@
 //! What every handler shares: the engine and store, the server's settings, the key cache and
-//! rate limiter, and the notifications live event streams wait on.
+//! rate limiter, and what live event streams wait on: notifications of committed events, and
+//! per execution, the tokens of its agents' streamed model answers.
+//!
+//! Tokens never reach the store. The engine hands each one to [`AppState`] (its token sink),
+//! which passes it to the live streams of that execution in this process, if any, tagged with
+//! the sequence number of the execution's last event committed before it: so a stream can put
+//! it after that event and before the next.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hilo_core::Catalog;
+use hilo_core::exec::{TokenChunk, TokenSink};
 use hilo_core::store::Store;
 use hilo_core::tool::ToolExecutor;
 use hilo_engine::Engine;
@@ -40,6 +49,52 @@ struct Inner {
     /// Signalled when an execution of this process ends (the callback sender waits on it).
     ended: tokio::sync::Notify,
     runs: Runs,
+    /// Token hubs of the executions some live stream follows, by execution id.
+    live: Mutex<HashMap<String, Hub>>,
+    /// How many hubs `live` holds: while none, committed events and tokens skip the lock.
+    hubs: AtomicUsize,
+}
+
+/// Tokens one execution's live streams receive.
+const TOKEN_BUFFER: usize = 1024;
+
+/// A model token for live streams.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveToken {
+    /// The sequence number of the execution's last event committed before the token (`None`:
+    /// none committed since its first stream subscribed).
+    pub after: Option<u64>,
+    pub chunk: Arc<TokenChunk>,
+}
+
+/// The live streams of one execution.
+struct Hub {
+    tx: broadcast::Sender<LiveToken>,
+    /// The execution's last committed event, as far as this process knows.
+    last_seq: Option<u64>,
+    streams: usize,
+}
+
+/// One live stream's subscription to an execution's tokens; it ends when dropped.
+pub(crate) struct TokenFeed {
+    pub rx: broadcast::Receiver<LiveToken>,
+    state: WeakState,
+    id: String,
+}
+
+impl Drop for TokenFeed {
+    fn drop(&mut self) {
+        if let Some(st) = self.state.upgrade() {
+            let mut live = st.0.live.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(hub) = live.get_mut(&self.id) {
+                hub.streams = hub.streams.saturating_sub(1);
+                if hub.streams == 0 {
+                    live.remove(&self.id);
+                    st.0.hubs.store(live.len(), Ordering::SeqCst);
+                }
+            }
+        }
+    }
 }
 
 /// The shared state (cheap to clone).
@@ -63,8 +118,18 @@ impl AppState {
             limiter,
             events,
             ended: tokio::sync::Notify::new(),
+            live: Mutex::new(HashMap::new()),
+            hubs: AtomicUsize::new(0),
         }));
         crate::metrics::observe(&state);
+        let weak = state.downgrade();
+        state
+            .engine()
+            .set_token_sink(TokenSink::new(move |chunk: TokenChunk| {
+                if let Some(st) = weak.upgrade() {
+                    st.token(chunk);
+                }
+            }));
         state
     }
 
@@ -113,6 +178,66 @@ impl AppState {
         if self.0.events.receiver_count() > 0 {
             let _ = self.0.events.send(Arc::from(id));
         }
+    }
+
+    /// Tells live streams that execution `id` committed its event `seq`.
+    pub(crate) fn committed(&self, id: &str, seq: u64) {
+        self.known(id, seq);
+        self.notify(id);
+    }
+
+    /// Execution `id`'s history is known to hold events up to `seq`: tokens from now on
+    /// follow that event.
+    pub(crate) fn known(&self, id: &str, seq: u64) {
+        if self.0.hubs.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let mut live = self.0.live.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(hub) = live.get_mut(id) {
+            hub.last_seq = Some(hub.last_seq.map_or(seq, |s| s.max(seq)));
+        }
+    }
+
+    /// A token from the engine: to the live streams of its execution, if any.
+    fn token(&self, chunk: TokenChunk) {
+        if self.0.hubs.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let live = self.0.live.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(hub) = live.get(&chunk.execution_id) {
+            let _ = hub.tx.send(LiveToken {
+                after: hub.last_seq,
+                chunk: Arc::new(chunk),
+            });
+        }
+    }
+
+    /// Subscribes to the tokens of execution `id` (until the feed is dropped).
+    pub(crate) fn tokens(&self, id: &str) -> TokenFeed {
+        let mut live = self.0.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let hub = live.entry(id.to_string()).or_insert_with(|| Hub {
+            tx: broadcast::channel(TOKEN_BUFFER).0,
+            last_seq: None,
+            streams: 0,
+        });
+        hub.streams += 1;
+        let feed = TokenFeed {
+            rx: hub.tx.subscribe(),
+            state: self.downgrade(),
+            id: id.to_string(),
+        };
+        self.0.hubs.store(live.len(), Ordering::SeqCst);
+        feed
+    }
+
+    /// Executions whose tokens some live stream follows (for tests).
+    #[doc(hidden)]
+    pub fn token_hubs(&self) -> usize {
+        self.0
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Wakes the callback sender: an execution ended.

@@ -93,6 +93,27 @@ impl ToolsError {
 /// A workflow-local tool as built, with the definition it was built from.
 type LocalTool = (ToolDef, Arc<dyn Tool>);
 
+/// What the executor keeps per tool across calls: its circuit breaker, and its metric handles
+/// (built once: a labelled `metrics::counter!` allocates its key on every call).
+struct Slot {
+    breaker: Breaker,
+    calls_ok: metrics::Counter,
+    calls_error: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl Slot {
+    fn new(spec: &ToolSpec) -> Slot {
+        let tool = spec.name.clone();
+        Slot {
+            breaker: Breaker::new(spec.circuit),
+            calls_ok: metrics::counter!("hilo_tool_calls_total", "tool" => tool.clone(), "status" => "ok"),
+            calls_error: metrics::counter!("hilo_tool_calls_total", "tool" => tool.clone(), "status" => "error"),
+            duration: metrics::histogram!("hilo_tool_duration_seconds", "tool" => tool),
+        }
+    }
+}
+
 struct Inner {
     tools: ToolMap,
     config: ExecutorConfig,
@@ -101,7 +122,8 @@ struct Inner {
     audit: Option<AuditSink>,
     cache: Cache,
     limiters: Mutex<HashMap<String, Option<Arc<Limiter>>>>,
-    breakers: Mutex<HashMap<String, Arc<Breaker>>>,
+    /// Per tool: its circuit breaker and metric handles.
+    slots: Mutex<hashbrown::HashMap<String, Arc<Slot>>>,
     /// Tool name → (schema, its compiled validator); recompiled only when the schema differs
     /// (a workflow-local tool may change between versions).
     validators: Mutex<HashMap<String, (Value, Arc<jsonschema::Validator>)>>,
@@ -198,7 +220,7 @@ impl ExecutorBuilder {
                 audit: self.audit,
                 cache: Cache::new(10_000),
                 limiters: Mutex::new(HashMap::new()),
-                breakers: Mutex::new(HashMap::new()),
+                slots: Mutex::new(hashbrown::HashMap::new()),
                 validators: Mutex::new(HashMap::new()),
                 local: Mutex::new(HashMap::new()),
             }),
@@ -302,14 +324,13 @@ impl Executor {
         l
     }
 
-    fn breaker(&self, spec: &ToolSpec) -> Arc<Breaker> {
-        let mut breakers = lock(&self.inner.breakers);
-        if let Some(b) = breakers.get(&spec.name) {
-            return b.clone();
-        }
-        let b = Arc::new(Breaker::new(spec.circuit));
-        breakers.insert(spec.name.clone(), b.clone());
-        b
+    /// The tool's slot, made on its first call (after the server installs its metrics
+    /// recorder, so the handles report to it).
+    fn slot(&self, spec: &ToolSpec) -> Arc<Slot> {
+        lock(&self.inner.slots)
+            .entry_ref(spec.name.as_str())
+            .or_insert_with(|| Arc::new(Slot::new(spec)))
+            .clone()
     }
 
     /// The tenant's access rule and the caller's.
@@ -371,6 +392,7 @@ impl Executor {
         &self,
         tool: &Arc<dyn Tool>,
         spec: &ToolSpec,
+        slot: &Slot,
         req: &ToolRequest,
         input: Value,
     ) -> (Result<Value, NodeError>, bool) {
@@ -448,7 +470,7 @@ impl Executor {
             }
             _ => None,
         };
-        let breaker = self.breaker(spec);
+        let breaker = &slot.breaker;
         if let Err(r) = breaker.admit() {
             return (
                 Err(NodeError::retryable(
@@ -507,17 +529,28 @@ impl Executor {
     fn audit(
         &self,
         req: &ToolRequest,
+        slot: Option<&Slot>,
         redacted_input: Option<Value>,
         started: (i64, Instant),
         result: &Result<Value, NodeError>,
         cached: bool,
     ) {
         let duration = started.1.elapsed();
-        let status = if result.is_ok() { "ok" } else { "error" };
-        metrics::counter!("hilo_tool_calls_total", "tool" => req.tool.clone(), "status" => status)
-            .increment(1);
-        metrics::histogram!("hilo_tool_duration_seconds", "tool" => req.tool.clone())
-            .record(duration.as_secs_f64());
+        match slot {
+            Some(slot) => {
+                if result.is_ok() {
+                    slot.calls_ok.increment(1);
+                } else {
+                    slot.calls_error.increment(1);
+                }
+                slot.duration.record(duration.as_secs_f64());
+            }
+            None => {
+                let status = if result.is_ok() { "ok" } else { "error" };
+                metrics::counter!("hilo_tool_calls_total", "tool" => req.tool.clone(), "status" => status)
+                    .increment(1);
+            }
+        }
         let (Some(sink), Some(input)) = (&self.inner.audit, redacted_input) else {
             return;
         };
@@ -571,6 +604,7 @@ impl ToolExecutor for Executor {
             );
             self.audit(
                 &req,
+                None,
                 redacted(&req.input),
                 started,
                 &Err(err.clone()),
@@ -593,8 +627,9 @@ impl ToolExecutor for Executor {
             }
         }
         let audited = redacted(&input);
-        let (result, cached) = self.run(&tool, &spec, &req, input).await;
-        self.audit(&req, audited, started, &result, cached);
+        let slot = self.slot(&spec);
+        let (result, cached) = self.run(&tool, &spec, &slot, &req, input).await;
+        self.audit(&req, Some(&slot), audited, started, &result, cached);
         result
     }
 

@@ -116,6 +116,7 @@ impl<'a> Run<'a> {
                 node_key: Some(req.tool.node_key.clone()),
                 attempt: req.tool.attempt,
                 deadline: Some(deadline),
+                tokens: req.tokens.clone(),
             },
             calls: Vec::new(),
             steps: Vec::new(),

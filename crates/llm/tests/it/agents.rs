@@ -191,6 +191,7 @@ fn request(kind: AgentKind, with: Value) -> AgentRequest {
         rendered: with,
         local: Arc::from(Vec::new()),
         timeout_ms: 10_000,
+        tokens: None,
     }
 }
 
@@ -202,6 +203,7 @@ fn ctx() -> CallCtx {
         node_key: Some("agent".into()),
         attempt: 1,
         deadline: None,
+        tokens: None,
     }
 }
 
@@ -722,4 +724,81 @@ async fn a_downgrade_never_lands_on_a_profile_that_cannot_do_the_call() {
         "{}",
         row.decision
     );
+}
+
+#[tokio::test]
+async fn streamed_answers_reach_the_token_sink_with_node_attempt_and_model() {
+    use hilo_core::exec::{TokenChunk, TokenSink};
+    let fx = fx(json!({"providers": {"oa": {"stream": true}, "an": {"stream": true}}})).await;
+    let got: Arc<Mutex<Vec<TokenChunk>>> = Arc::default();
+    let sink = {
+        let got = got.clone();
+        TokenSink::new(move |c| got.lock().unwrap().push(c))
+    };
+    // `fast` is oa-small (OpenAI wire), falling back to an-mid (Anthropic wire): the first
+    // model fails before streaming anything, the fallback streams its answer.
+    fx.fake.script("small", Reply::status(503, "overloaded"));
+    fx.fake.script(
+        "mid",
+        Reply::chunks(vec!["Pack ", "a light ", "jacket."], 5, 9, 4),
+    );
+    let mut req = request(
+        AgentKind::Simple,
+        json!({"profile": "fast", "prompt": "What should I pack for Paris?"}),
+    );
+    req.tool.attempt = 2;
+    req.tokens = Some(sink.clone());
+    let run = fx.rt.run(req).await;
+    assert_eq!(run.result.unwrap(), json!({"text": "Pack a light jacket."}));
+    let chunks = std::mem::take(&mut *got.lock().unwrap());
+    let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts, ["Pack ", "a light ", "jacket."]);
+    for c in &chunks {
+        assert_eq!(
+            (
+                c.execution_id.as_str(),
+                c.node.as_str(),
+                c.attempt,
+                c.model.as_str()
+            ),
+            ("exec-1", "agent", 2, "an-mid"),
+            "{c:?}"
+        );
+    }
+
+    // The OpenAI wire, straight to the model the node names.
+    fx.fake.script(
+        "big",
+        Reply::chunks(vec!["Bring", " an", " umbrella."], 5, 9, 4),
+    );
+    let mut req = request(
+        AgentKind::Simple,
+        json!({"model": "oa-big", "prompt": "And for London?"}),
+    );
+    req.tokens = Some(sink);
+    let run = fx.rt.run(req).await;
+    assert_eq!(run.result.unwrap(), json!({"text": "Bring an umbrella."}));
+    let chunks = std::mem::take(&mut *got.lock().unwrap());
+    let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(texts, ["Bring", " an", " umbrella."]);
+    assert!(chunks.iter().all(|c| c.model == "oa-big" && c.attempt == 1));
+}
+
+#[tokio::test]
+async fn without_streaming_the_token_sink_hears_nothing() {
+    use hilo_core::exec::TokenSink;
+    let fx = fx(json!({})).await;
+    let heard = Arc::new(Mutex::new(0usize));
+    let h = heard.clone();
+    fx.fake
+        .script("small", Reply::chunks(vec!["one ", "two"], 0, 3, 2));
+    let mut req = request(
+        AgentKind::Simple,
+        json!({"profile": "fast", "prompt": "count"}),
+    );
+    req.tokens = Some(TokenSink::new(move |_| *h.lock().unwrap() += 1));
+    let run = fx.rt.run(req).await;
+    assert_eq!(run.result.unwrap(), json!({"text": "one two"}));
+    assert_eq!(fx.fake.requests()[0].body.get("stream"), None);
+    assert_eq!(*heard.lock().unwrap(), 0);
 }

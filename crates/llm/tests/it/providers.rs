@@ -1,18 +1,19 @@
 //! The OpenAI and Anthropic clients against the in-process fake provider, each call both
 //! plain and streamed: text and usage, tool calls, structured output, the wire shape of a
 //! multi-turn conversation, the error mapping (status, malformed answers, timeout, refused
-//! connection) and the API key (in the right header, never printed).
+//! connection), the API key (in the right header, never printed) and the text deltas a
+//! streamed call hands to `on_text`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use hilo_llm::anthropic::AnthropicProvider;
 use hilo_llm::openai::OpenAiProvider;
 use hilo_llm::provider::{
     ApiKey, ChatRequest, ChatResponse, JsonSchemaFormat, Message, Provider, ProviderError,
-    ProviderKind, ToolCall, ToolDefinition,
+    ProviderKind, TextSink, ToolCall, ToolDefinition,
 };
 use hilo_llm::testserver::{FakeProvider, Reply};
 use serde_json::{Value, json};
@@ -62,9 +63,31 @@ fn request(model: &str, stream: bool, messages: Vec<Message>) -> ChatRequest {
         temperature: None,
         max_tokens: None,
         stream,
+        on_text: None,
         timeout: Duration::from_secs(10),
         api_key: None,
     }
+}
+
+/// What `on_text` was told, and when.
+type Told = Arc<Mutex<Vec<(String, Instant)>>>;
+
+/// Gives `req` an `on_text` that records every piece.
+fn listen(req: &mut ChatRequest) -> Told {
+    let told: Told = Arc::default();
+    let t = told.clone();
+    req.on_text = Some(TextSink::new(move |text| {
+        t.lock().unwrap().push((text.to_string(), Instant::now()))
+    }));
+    told
+}
+
+fn texts(told: &Told) -> Vec<String> {
+    told.lock()
+        .unwrap()
+        .iter()
+        .map(|(t, _)| t.clone())
+        .collect()
 }
 
 fn tools() -> Vec<ToolDefinition> {
@@ -136,7 +159,33 @@ cases!(
     connection_refused,
     api_key_header_and_secrecy,
     unscripted_model,
+    text_deltas_reach_on_text,
 );
+
+/// A streamed answer's deltas reach `on_text` one by one, as they arrive; a plain call tells
+/// it nothing.
+async fn text_deltas_reach_on_text(wire: Wire, stream: bool) {
+    let server = FakeProvider::start().await;
+    let pieces = ["Bon", "jour, ", "le ", "monde ", "!"];
+    server.script("m", Reply::chunks(pieces.to_vec(), 30, 7, 5));
+    let mut req = request("m", stream, vec![Message::user("hi")]);
+    let told = listen(&mut req);
+    let answer = chat(wire, &server, &req).await;
+    assert_eq!(answer.content, "Bonjour, le monde !");
+    if !stream {
+        assert!(texts(&told).is_empty());
+        return;
+    }
+    assert_eq!(texts(&told), pieces, "each delta, in order");
+    assert_eq!(texts(&told).concat(), answer.content);
+    // Told as they arrived, not all at the end: the events come 30 ms apart.
+    let times: Vec<Instant> = told.lock().unwrap().iter().map(|(_, at)| *at).collect();
+    let spread = times[times.len() - 1] - times[0];
+    assert!(
+        spread >= Duration::from_millis(4 * 25),
+        "the deltas were told within {spread:?}"
+    );
+}
 
 async fn text_and_usage(wire: Wire, stream: bool) {
     let server = FakeProvider::start().await;
@@ -808,4 +857,41 @@ async fn openai_stream_tool_calls_without_index_are_told_apart_by_id() {
         (answer.usage.input_tokens, answer.usage.output_tokens),
         (8, 4)
     );
+}
+
+#[tokio::test]
+async fn streamed_structured_answers_reach_on_text_and_tool_calls_do_not() {
+    let server = FakeProvider::start().await;
+    let value = json!({"label": "billing", "score": 0.75});
+    for wire in [Wire::OpenAi, Wire::Anthropic] {
+        // A structured answer: its JSON as the model writes it (OpenAI: the text; Anthropic:
+        // the input of the forced tool).
+        server.script("m", Reply::json(value.clone(), 3, 2));
+        let mut req = request("m", true, vec![Message::user("classify")]);
+        req.response_format = Some(JsonSchemaFormat {
+            name: "classification".into(),
+            schema: json!({"type": "object"}),
+        });
+        let told = listen(&mut req);
+        let answer = chat(wire, &server, &req).await;
+        assert!(texts(&told).len() > 1, "{wire:?}: {:?}", texts(&told));
+        let streamed: Value = serde_json::from_str(&texts(&told).concat()).unwrap();
+        assert_eq!(streamed, value, "{wire:?}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&answer.content).unwrap(),
+            value
+        );
+
+        // Tool calls are not text.
+        server.script(
+            "m",
+            Reply::tool_calls(vec![("search", json!({"q": "refunds"}))], 3, 2),
+        );
+        let mut req = request("m", true, vec![Message::user("look")]);
+        req.tools = tools();
+        let told = listen(&mut req);
+        let answer = chat(wire, &server, &req).await;
+        assert_eq!(answer.tool_calls.len(), 1);
+        assert!(texts(&told).is_empty(), "{wire:?}: {:?}", texts(&told));
+    }
 }

@@ -1,5 +1,5 @@
-//! A server on a free port over a fresh SQLite file, with the engine's test tools, and helpers
-//! to make keys and calls.
+//! A server on a free port over a fresh SQLite file, with the engine's test tools (and, when
+//! asked, agents on an LLM configuration), and helpers to make keys and calls.
 
 use std::sync::Arc;
 
@@ -42,11 +42,24 @@ impl TestServer {
         TestServer::on(&path.display().to_string(), settings, Some(dir)).await
     }
 
+    /// A server whose agent nodes run on `llm` (models on the in-process fake provider).
+    pub async fn with_llm(llm: hilo_llm::Resolved, settings: Settings) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hilo.db");
+        let db = path.display().to_string();
+        TestServer::build(&db, settings, Some(dir), Some(llm)).await
+    }
+
     /// A server on the database at `db` (several servers may share one).
-    pub async fn on(
+    pub async fn on(db: &str, settings: Settings, dir: Option<tempfile::TempDir>) -> TestServer {
+        TestServer::build(db, settings, dir, None).await
+    }
+
+    async fn build(
         db: &str,
         mut settings: Settings,
         dir: Option<tempfile::TempDir>,
+        llm: Option<hilo_llm::Resolved>,
     ) -> TestServer {
         let store = hilo_store::open(&hilo_store::Location::parse(db))
             .await
@@ -58,10 +71,15 @@ impl TestServer {
             .build()
             .unwrap();
         let tools: Arc<dyn hilo_core::tool::ToolExecutor> = Arc::new(executor);
+        let agents = llm.as_ref().map(|llm| {
+            let router = hilo_llm::Router::new(llm.clone(), store.clone(), None);
+            Arc::new(hilo_llm::LlmRuntime::new(Arc::new(router), tools.clone()))
+                as Arc<dyn hilo_core::exec::AgentRuntime>
+        });
         let engine = Engine::new(
             store.clone(),
             tools.clone(),
-            None,
+            agents,
             EngineOptions {
                 lease_ms: 3_000,
                 ..EngineOptions::default()
@@ -75,7 +93,7 @@ impl TestServer {
             engine,
             catalog: catalog(),
             settings,
-            llm: hilo_llm::config::Resolved::default(),
+            llm: llm.unwrap_or_default(),
             tools,
             secrets: Some(Arc::new(TestSecrets)),
         });

@@ -2,6 +2,7 @@
 //! unfinished executions to the next server.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use hilo_core::access::Scope;
@@ -10,8 +11,18 @@ use serde_json::{Value, json};
 
 use crate::common::{ACME_SIGNING_KEY, THREE_STEPS, TestServer, sleeper};
 
-/// Reads an SSE response until it ends (or `max` events): (id, event, data) triples.
-async fn sse(r: reqwest::Response, max: usize) -> Vec<(u64, String, Value)> {
+/// One server-sent event as received.
+#[derive(Debug, Clone)]
+struct Frame {
+    /// `None` for an event without `id:` (a model token).
+    id: Option<u64>,
+    event: String,
+    data: Value,
+    at: Instant,
+}
+
+/// Reads an SSE response until it ends: every event, with when it arrived.
+async fn frames(r: reqwest::Response) -> Vec<Frame> {
     use futures_util::StreamExt;
     let mut out = Vec::new();
     let mut buf = String::new();
@@ -31,15 +42,27 @@ async fn sse(r: reqwest::Response, max: usize) -> Vec<(u64, String, Value)> {
                     data.push_str(v);
                 }
             }
-            if let Some(id) = id {
-                out.push((id, event, serde_json::from_str(&data).unwrap()));
-                if out.len() >= max {
-                    return out;
-                }
+            // Comments (keep-alives) have neither.
+            if id.is_some() || !event.is_empty() {
+                out.push(Frame {
+                    id,
+                    event,
+                    data: serde_json::from_str(&data).unwrap(),
+                    at: Instant::now(),
+                });
             }
         }
     }
     out
+}
+
+/// Reads an SSE response until it ends: the history's events, (id, event, data).
+async fn sse(r: reqwest::Response) -> Vec<(u64, String, Value)> {
+    frames(r)
+        .await
+        .into_iter()
+        .filter_map(|f| Some((f.id?, f.event, f.data)))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +90,7 @@ async fn events_stream_live_in_order_and_resume() {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    let all = sse(r, 1000).await;
+    let all = sse(r).await;
     let seqs: Vec<u64> = all.iter().map(|e| e.0).collect();
     assert_eq!(
         seqs,
@@ -95,7 +118,7 @@ async fn events_stream_live_in_order_and_resume() {
         .send()
         .await
         .unwrap();
-    let rest = sse(r, 1000).await;
+    let rest = sse(r).await;
     assert_eq!(rest, all[2..].to_vec());
     let r = s
         .http
@@ -242,4 +265,204 @@ async fn shutdown_hands_unfinished_executions_to_the_next_server() {
     let done = second.wait_status(&admin, &id, &["succeeded"]).await;
     assert_eq!(done["output"], json!({"slept": 1500}));
     second.stop().await;
+}
+
+/// A person approves, then an agent writes (on the fake provider's `fake-writer`).
+const REPLY: &str = r#"
+name: reply
+version: 1
+input:
+  type: object
+  properties:
+    customer: {type: string}
+  required: [customer]
+nodes:
+  - id: approve
+    type: human
+    prompt: "Write to the customer?"
+    schema:
+      type: object
+      required: [go]
+      properties: {go: {type: boolean}}
+    skills: [support]
+  - id: write
+    type: agent
+    agent: simple
+    with:
+      model: fake-writer
+      prompt: "Tell {{ input.customer }} that the refund is on its way."
+  - id: done
+    type: finish
+    output: {letter: "${ write.output.text }"}
+edges:
+  - {from: approve, to: write}
+  - {from: write, to: done}
+"#;
+
+/// `[llm]` with one streaming OpenAI-wire provider: the fake server.
+fn streaming_llm(fake: &hilo_llm::testserver::FakeProvider) -> hilo_llm::Resolved {
+    hilo_llm::LlmConfig::from_value(&json!({
+        "providers": {"fake": {"kind": "openai", "base_url": fake.openai_base_url(), "stream": true}},
+        "models": [{"name": "fake-writer", "provider": "fake", "model": "writer",
+                    "input_per_1k": 0.001, "output_per_1k": 0.002, "context_window": 16000,
+                    "capabilities": ["chat", "streaming"], "latency_ms": 500, "quality": 0.7}],
+    }))
+    .unwrap()
+    .resolve()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_tokens_stream_live_between_the_node_events() {
+    use hilo_llm::testserver::{FakeProvider, Reply};
+    let fake = FakeProvider::start().await;
+    // With the embedded worker on: it may claim the answered execution while the answer's own
+    // drive does; the engine runs one drive of an execution at a time, so the model is called
+    // once.
+    let s = TestServer::with_llm(streaming_llm(&fake), Settings::default()).await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    let (code, v) = s.import(&admin, REPLY).await;
+    assert!((200..300).contains(&code), "{v}");
+    // The model takes its time: one stream event every 60 ms.
+    let pieces = [
+        "Dear Ada, ",
+        "your refund ",
+        "of 42 EUR ",
+        "is on ",
+        "its way.",
+    ];
+    fake.script("writer", Reply::chunks(pieces.to_vec(), 60, 30, 12));
+    let (code, v) = s
+        .post(
+            &admin,
+            "/executions",
+            json!({"workflow": "reply", "input": {"customer": "Ada"}}),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let waiting = s.wait_status(&admin, &id, &["waiting"]).await;
+    let task = waiting["tasks"][0]["id"].as_str().unwrap().to_string();
+
+    // Two live streams, connected while the execution waits for the person.
+    let open = |last: Option<u64>| {
+        let mut r = s
+            .http
+            .get(s.url(&format!("/executions/{id}/events")))
+            .bearer_auth(&admin);
+        if let Some(last) = last {
+            r = r.header("Last-Event-ID", last.to_string());
+        }
+        r.send()
+    };
+    let (r1, r2) = (open(None).await.unwrap(), open(None).await.unwrap());
+    assert_eq!((r1.status().as_u16(), r2.status().as_u16()), (200, 200));
+    let (one, two) = (tokio::spawn(frames(r1)), tokio::spawn(frames(r2)));
+    // And the typed client, which follows the history and skips the tokens.
+    let client =
+        hilo_server::client::Client::new(s.base.strip_suffix("/api/v1").unwrap(), &admin).unwrap();
+    let typed = tokio::spawn(futures_util::StreamExt::collect::<Vec<_>>(
+        client.events(&id, None).await.unwrap(),
+    ));
+    let (code, v) = s
+        .post(
+            &admin,
+            &format!("/tasks/{task}/answer"),
+            json!({"answer": {"go": true}}),
+        )
+        .await;
+    assert!((200..300).contains(&code), "{v}");
+    let (one, two) = (one.await.unwrap(), two.await.unwrap());
+
+    let kinds: Vec<&str> = one.iter().map(|f| f.event.as_str()).collect();
+    let tokens: Vec<&Frame> = one.iter().filter(|f| f.event == "llm_token").collect();
+    let texts: Vec<&str> = tokens
+        .iter()
+        .map(|f| f.data["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, pieces, "every delta, in order: {kinds:?}");
+    for t in &tokens {
+        assert_eq!(t.id, None, "tokens are not in the history");
+        assert_eq!(
+            t.data,
+            json!({"node": "write", "attempt": 1, "model": "fake-writer", "text": t.data["text"]})
+        );
+    }
+    // Between the agent node's start and its end.
+    let at = |kind: &str| {
+        one.iter()
+            .position(|f| f.event == kind && f.data["node"] == "write")
+            .unwrap_or_else(|| panic!("no {kind} of `write` in {kinds:?}"))
+    };
+    let (started, succeeded) = (at("node_started"), at("node_succeeded"));
+    let first = kinds.iter().position(|k| *k == "llm_token").unwrap();
+    let last = kinds.iter().rposition(|k| *k == "llm_token").unwrap();
+    assert!(started < first && last < succeeded, "{kinds:?}");
+    assert_eq!(last - first + 1, pieces.len(), "nothing between the tokens");
+    // Live: the first token arrived while the model was still writing, well before the node
+    // ended (the stream's events are 60 ms apart).
+    let ahead = one[succeeded].at - one[first].at;
+    assert!(ahead >= Duration::from_millis(100), "only {ahead:?} ahead");
+    // The history is unchanged: ids gapless from 1, up to the terminal event.
+    let seqs: Vec<u64> = one.iter().filter_map(|f| f.id).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(kinds.last(), Some(&"execution_succeeded"));
+    // The tokens make up the answer.
+    let (_, view) = s.get(&admin, &format!("/executions/{id}")).await;
+    assert_eq!(view["status"], "succeeded", "{view}");
+    assert_eq!(view["output"]["letter"], json!(texts.concat()));
+    assert_eq!(fake.requests()[0].body["stream"], json!(true));
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "the model was called more than once"
+    );
+
+    // The other stream got the same, in the same order.
+    let strip = |f: &[Frame]| -> Vec<(Option<u64>, String, Value)> {
+        f.iter()
+            .map(|f| (f.id, f.event.clone(), f.data.clone()))
+            .collect()
+    };
+    assert_eq!(strip(&two), strip(&one));
+    let typed: Vec<u64> = typed
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.unwrap().seq)
+        .collect();
+    assert_eq!(typed, seqs);
+
+    // Resuming replays the history only: tokens are never stored.
+    let from = one[started].id.unwrap();
+    let rest = frames(open(Some(from)).await.unwrap()).await;
+    assert!(rest.iter().all(|f| f.id.is_some()), "{rest:?}");
+    assert_eq!(
+        rest.iter().filter_map(|f| f.id).collect::<Vec<_>>(),
+        seqs.iter()
+            .copied()
+            .filter(|s| *s > from)
+            .collect::<Vec<_>>()
+    );
+    // No stream left, no token hub left.
+    for _ in 0..100 {
+        if s.state.token_hubs() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.state.token_hubs(), 0);
+
+    // The OpenAPI document says so.
+    let (_, doc) = s.get("", "/openapi.json").await;
+    let op = &doc["paths"]["/executions/{id}/events"]["get"];
+    let said = format!(
+        "{} {}",
+        op["description"], op["responses"]["200"]["description"]
+    );
+    assert!(
+        said.contains("llm_token") && said.contains("no `id`"),
+        "{said}"
+    );
+    s.stop().await;
 }
