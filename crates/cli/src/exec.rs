@@ -613,6 +613,10 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
     }
 }
 
+/// How long `hilo worker` lets executions in flight finish after Ctrl-C before it stops them
+/// and gives their leases up.
+const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
     let config = config(g)?;
     let (engine, store) = engine(g, &config).await?;
@@ -628,11 +632,16 @@ pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
             concurrency.max(1),
             async {
                 let _ = tokio::signal::ctrl_c().await;
+                eprintln!(
+                    "stopping: executions in flight get {} s to finish, then are handed back",
+                    WORKER_GRACE.as_secs()
+                );
             },
+            WORKER_GRACE,
             |id, e| eprintln!("execution {id}: {e}"),
         )
         .await
         .map_err(engine_err)?;
-    eprintln!("worker stopped; executions in flight are resumed by the next worker");
+    eprintln!("worker stopped; executions it had not finished are resumed by the next worker");
     Ok(())
 }

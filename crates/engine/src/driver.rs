@@ -438,8 +438,24 @@ impl Engine {
         input: Value,
         detach: bool,
     ) -> Result<String> {
+        self.create_as(new_id(), tenant, wf, adhoc, input, detach)
+            .await
+    }
+
+    /// [`Engine::create`] with an id the caller chose (one derived from a request's own id,
+    /// so that a redelivered request finds its execution instead of starting another). When
+    /// an execution with that id exists already, nothing is written and the id is returned:
+    /// drive it as usual, and it goes on from its checkpoint.
+    pub async fn create_as(
+        &self,
+        id: String,
+        tenant: &str,
+        wf: &Workflow,
+        adhoc: bool,
+        input: Value,
+        detach: bool,
+    ) -> Result<String> {
         Engine::check_input(wf, &input)?;
-        let id = new_id();
         let now = now_ms();
         let new = NewExecution {
             id: id.clone(),
@@ -636,14 +652,19 @@ impl Engine {
 
     /// A worker: claims due executions (new, resumable, timers due, answered, abandoned by a
     /// dead process) and drives them, `concurrency` at a time, until `shutdown` resolves.
+    /// Then drives still running get `grace` to finish; the rest are stopped and their leases
+    /// given up, so the next worker (or start) continues them from their checkpoints at once
+    /// instead of after the lease.
     pub async fn run_worker(
         &self,
         concurrency: usize,
         shutdown: impl Future<Output = ()>,
+        grace: Duration,
         on_error: impl Fn(&str, &EngineError) + Send + Sync + 'static,
     ) -> Result<()> {
         let on_error = Arc::new(on_error);
-        let mut running: FuturesUnordered<BoxFuture<()>> = FuturesUnordered::new();
+        let mut running: FuturesUnordered<BoxFuture<String>> = FuturesUnordered::new();
+        let mut aborts: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
         tokio::pin!(shutdown);
         loop {
             let free = concurrency.saturating_sub(running.len());
@@ -663,23 +684,39 @@ impl Engine {
             for (tenant, id) in claimed {
                 let engine = self.clone();
                 let on_error = on_error.clone();
+                let id2 = id.clone();
                 let handle = tokio::spawn(async move {
-                    if let Err(e) = engine.drive(&tenant, &id, Mode::Background, false).await {
-                        on_error(&id, &e);
+                    if let Err(e) = engine.drive(&tenant, &id2, Mode::Background, false).await {
+                        on_error(&id2, &e);
                     }
                 });
-                running.push(Box::pin(handle.map(|_| ())));
+                aborts.insert(id.clone(), handle.abort_handle());
+                running.push(Box::pin(handle.map(move |_| id)));
             }
             tokio::select! {
-                _ = &mut shutdown => {
-                    // In-flight executions keep their checkpoints; their leases lapse and
-                    // another worker (or the next start) takes them over.
-                    return Ok(());
+                _ = &mut shutdown => break,
+                Some(id) = running.next(), if !running.is_empty() => {
+                    aborts.remove(&id);
                 }
-                Some(_) = running.next(), if !running.is_empty() => {}
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !running.is_empty() {
+            match tokio::time::timeout_at(deadline, running.next()).await {
+                Ok(Some(id)) => {
+                    aborts.remove(&id);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let owner = &self.inner.options.owner;
+        for (id, abort) in aborts {
+            abort.abort();
+            // Checkpointed at every step: the next owner continues from there.
+            self.inner.store.release(&id, owner).await?;
+        }
+        Ok(())
     }
 
     async fn prepare_child(

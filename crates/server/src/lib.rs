@@ -77,9 +77,10 @@ pub async fn serve(
     let worker = if workers > 0 {
         let engine = state.engine().clone();
         let stop = stopped();
+        let grace = Duration::from_millis(state.settings().server.shutdown_grace_ms);
         Some(tokio::spawn(async move {
             if let Err(e) = engine
-                .run_worker(workers, stop, |id, e| {
+                .run_worker(workers, stop, grace, |id, e| {
                     eprintln!("error: execution {id}: {e}")
                 })
                 .await

@@ -74,9 +74,11 @@
 //!   execution to its end and publishes its result instead of starting another; one whose key
 //!   holds a live claim waits for it to turn into an id. Answering keeps the execution id in
 //!   the key for 7 more days (duplicates within that time get the same execution's result);
-//!   a rejected action's claim is deleted, so a corrected retry can run. The one gap: a process that dies between
-//!   creating the execution and recording its id (a store commit and one Redis `SET`) leaves a
-//!   claim that expires, and the redelivered action then starts a second execution.
+//!   a rejected action's claim is deleted, so a corrected retry can run. The execution's id
+//!   is derived from tenant and action id ([`action_execution_id`]): a process that dies
+//!   between creating the execution and recording its id leaves a claim that expires, and the
+//!   redelivered action then finds that execution by its id and drives it on from its
+//!   checkpoint instead of starting another.
 //! - **Concurrency.** Each action runs in its own task. At most `batch` actions are starting or
 //!   driving an execution at once (the read asks for as many entries as there are free slots);
 //!   actions that follow an execution someone else drives, waiting ones included, hold no slot.
@@ -482,13 +484,13 @@ impl Ingress {
                 Ok(Claim::Busy) => tokio::time::sleep(CLAIM_POLL).await,
                 Ok(Claim::Execution(id)) => break id,
                 Ok(Claim::Ours) => match self.start(action).await {
-                    Ok(Started { id, drive }) => {
+                    Ok(Started { id, drive, .. }) => {
                         let mut set = redis::cmd("SET");
                         set.arg(&key).arg(&id);
                         if let Err(e) = self.redis.query::<()>("recording an execution", &set).await
                         {
                             eprintln!(
-                                "error: queue: could not record execution {id} under `{key}`: {e}; a redelivery of the action would start another"
+                                "error: queue: could not record execution {id} under `{key}`: {e}; a redelivery of the action finds it by its id (derived from the action)"
                             );
                         }
                         // The drive ends when the execution ends or waits for a person; if
@@ -584,6 +586,10 @@ impl Ingress {
                 version: action.version,
                 input: action.input.clone(),
                 callback_url: None,
+                // Derived from the action: should this process die between creating the
+                // execution and recording it under the action's key, the redelivered action
+                // finds the execution and drives it on instead of starting another.
+                execution_id: Some(action_execution_id(&action.tenant_id, &action.action_id)),
             };
             match crate::runs::start(&self.state, req).await {
                 Err(e) if e.status.is_server_error() && attempt < START_ATTEMPTS => {
@@ -890,6 +896,18 @@ fn rejected(execution: Option<&str>, code: &str, message: &str, details: Value) 
 
 /// `hilo:action:<tenant>:<action id>`, the tenant's `%` and `:` percent-encoded so that no two
 /// (tenant, action) pairs share a key.
+/// The id of the execution an action starts: 24 hex digits of SHA-256 over tenant and action
+/// id (the same on every delivery of the action).
+pub fn action_execution_id(tenant: &str, action_id: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(tenant.as_bytes())
+        .chain_update([0u8])
+        .chain_update(action_id.as_bytes())
+        .finalize();
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn action_key(tenant: &str, action_id: &str) -> String {
     let tenant = tenant.replace('%', "%25").replace(':', "%3A");
     format!("hilo:action:{tenant}:{action_id}")

@@ -26,12 +26,28 @@ pub struct StartRequest {
     pub version: Option<u64>,
     pub input: Value,
     pub callback_url: Option<String>,
+    /// The execution's id, when the caller derives it from its own request id (an existing
+    /// execution with this id is driven on, not started again); `None`: a new id.
+    pub execution_id: Option<String>,
 }
 
 /// A started execution and the task driving it.
 pub struct Started {
     pub id: String,
     pub drive: JoinHandle<Result<Outcome, EngineError>>,
+    /// What the answer can tell without reading the store again.
+    pub shape: Shape,
+}
+
+/// What an execution can have besides its nodes, known from its workflow and request.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Agent nodes: LLM calls and costs.
+    pub agents: bool,
+    /// Human nodes: tasks.
+    pub humans: bool,
+    /// A callback was asked for.
+    pub callback: bool,
 }
 
 /// The drives this process runs, by execution id.
@@ -110,11 +126,9 @@ pub fn spawn_drive(
 /// Starts an execution: loads the workflow, checks the tenant's tier, creates the execution
 /// (held by this process), registers its callback and drives it.
 pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
-    let stored = state
-        .store()
-        .get_workflow(&req.tenant, &req.workflow, req.version)
+    let wf = state
+        .workflow(&req.tenant, &req.workflow, req.version)
         .await?;
-    let wf = stored.workflow;
     let tier = state.settings().tiers.of(&req.tenant);
     if let Some((name, limits)) = tier {
         check_definition(&wf, name, limits)?;
@@ -146,10 +160,21 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
             ));
         }
     }
+    let id = req.execution_id.unwrap_or_else(hilo_engine::driver::new_id);
     let id = state
         .engine()
-        .create(&req.tenant, &wf, false, req.input, false)
+        .create_as(id, &req.tenant, &wf, false, req.input, false)
         .await?;
+    // Child workflows may have agents or people of their own: only a workflow without child
+    // workflows is known not to.
+    let nodes = wf.all_nodes();
+    let kinds: Vec<&NodeKind> = nodes.iter().map(|n| &n.kind).collect();
+    let children = kinds.iter().any(|k| matches!(k, NodeKind::Workflow(_)));
+    let shape = Shape {
+        agents: children || kinds.iter().any(|k| matches!(k, NodeKind::Agent(_))),
+        humans: children || kinds.iter().any(|k| matches!(k, NodeKind::Human(_))),
+        callback: req.callback_url.is_some(),
+    };
     if let Some(url) = req.callback_url {
         let now = now_ms();
         state
@@ -173,7 +198,7 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
         watchdog(state, &req.tenant, &id, ms);
     }
     let drive = spawn_drive(state, &req.tenant, &id, Mode::Foreground, true);
-    Ok(Started { id, drive })
+    Ok(Started { id, drive, shape })
 }
 
 /// Cancels (with compensation) an execution still unfinished after its tier's time limit.

@@ -53,7 +53,17 @@ struct Inner {
     live: Mutex<HashMap<String, Hub>>,
     /// How many hubs `live` holds: while none, committed events and tokens skip the lock.
     hubs: AtomicUsize,
+    /// Workflows executions were started from lately (see [`AppState::workflow`]).
+    workflows: Mutex<HashMap<WorkflowKey, (std::time::Instant, Arc<hilo_core::Workflow>)>>,
 }
+
+/// Tenant, workflow name, version (`None`: the active one).
+type WorkflowKey = (String, String, Option<u64>);
+
+/// How long a workflow read for starting executions is reused. This process forgets it at
+/// once when it imports, activates or deletes that workflow; another process's change is
+/// seen within this long.
+pub const WORKFLOW_CACHE_MS: u64 = 1_000;
 
 /// Tokens one execution's live streams receive.
 const TOKEN_BUFFER: usize = 1024;
@@ -120,6 +130,7 @@ impl AppState {
             ended: tokio::sync::Notify::new(),
             live: Mutex::new(HashMap::new()),
             hubs: AtomicUsize::new(0),
+            workflows: Mutex::new(HashMap::new()),
         }));
         crate::metrics::observe(&state);
         let weak = state.downgrade();
@@ -135,6 +146,54 @@ impl AppState {
 
     pub fn engine(&self) -> &Engine {
         &self.0.engine
+    }
+
+    /// A workflow version (or the active one) to start executions of, read from the store at
+    /// most once per [`WORKFLOW_CACHE_MS`]: under load, reading and decoding the definition
+    /// for every execution cost more than running a short one.
+    pub async fn workflow(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Arc<hilo_core::Workflow>, hilo_core::StoreError> {
+        let key = (tenant.to_string(), name.to_string(), version);
+        let fresh = Duration::from_millis(WORKFLOW_CACHE_MS);
+        if let Some((at, wf)) = self
+            .0
+            .workflows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            && at.elapsed() < fresh
+        {
+            return Ok(wf.clone());
+        }
+        let wf = Arc::new(
+            self.store()
+                .get_workflow(tenant, name, version)
+                .await?
+                .workflow,
+        );
+        let mut cache = self
+            .0
+            .workflows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= 1024 {
+            cache.retain(|_, (at, _)| at.elapsed() < fresh);
+        }
+        cache.insert(key, (std::time::Instant::now(), wf.clone()));
+        Ok(wf)
+    }
+
+    /// Forgets what [`AppState::workflow`] keeps of a tenant's workflow (it changed).
+    pub fn forget_workflow(&self, tenant: &str, name: &str) {
+        self.0
+            .workflows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(t, n, _), _| !(t == tenant && n == name));
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

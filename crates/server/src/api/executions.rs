@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use hilo_core::access::Scope;
 use hilo_core::exec::{ExecFilter, ExecRecord, ExecStatus, HumanTask, NodeRecord};
-use hilo_engine::{Mode, now_ms};
+use hilo_engine::{Mode, Outcome, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -21,7 +21,7 @@ use crate::api::tasks::TaskView;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::runs::{StartRequest, spawn_drive, start};
+use crate::runs::{Shape, StartRequest, spawn_drive, start};
 use crate::state::AppState;
 
 /// RFC 3339 of Unix ms.
@@ -215,11 +215,48 @@ pub(crate) async fn load_view(
     tenant: &str,
     id: &str,
 ) -> ApiResult<ExecutionView> {
+    view(state, tenant, id, None).await
+}
+
+/// The view of an execution this request has just driven: its node records come from the
+/// drive, and what the workflow cannot have (tasks, LLM calls, a callback) is not read.
+async fn driven_view(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    outcome: Outcome,
+    shape: Shape,
+) -> ApiResult<ExecutionView> {
+    view(state, tenant, id, Some((outcome, shape))).await
+}
+
+async fn view(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    known: Option<(Outcome, Shape)>,
+) -> ApiResult<ExecutionView> {
     let store = state.store();
     let e = store.get_execution(tenant, id).await?;
-    let nodes = store.node_records(id).await?;
-    let tasks: Vec<HumanTask> = store.tasks(tenant, id).await?;
-    let calls = store.llm_calls(tenant, Some(id), 10_000).await?;
+    let all = Shape {
+        agents: true,
+        humans: true,
+        callback: true,
+    };
+    let (nodes, shape) = match known {
+        Some((o, shape)) => (o.nodes, shape),
+        None => (store.node_records(id).await?, all),
+    };
+    let tasks: Vec<HumanTask> = if shape.humans {
+        store.tasks(tenant, id).await?
+    } else {
+        Vec::new()
+    };
+    let calls = if shape.agents {
+        store.llm_calls(tenant, Some(id), 10_000).await?
+    } else {
+        Vec::new()
+    };
     let mut costs = ExecutionCosts::default();
     let mut nanos: i64 = 0;
     for c in &calls {
@@ -229,10 +266,14 @@ pub(crate) async fn load_view(
         nanos += c.cost_nanos;
     }
     costs.cost_usd = nanos as f64 / 1e9;
-    let callback = store
-        .get_callback(tenant, id)
-        .await?
-        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null));
+    let callback = if shape.callback {
+        store
+            .get_callback(tenant, id)
+            .await?
+            .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+    } else {
+        None
+    };
     Ok(ExecutionView {
         id: e.id.clone(),
         workflow: e.workflow.clone(),
@@ -306,11 +347,17 @@ pub async fn execute(
             version: body.version,
             input,
             callback_url: body.callback_url,
+            execution_id: None,
         },
     )
     .await?;
     match tokio::time::timeout(Duration::from_millis(wait), &mut started.drive).await {
-        Ok(Ok(Ok(_))) | Ok(Ok(Err(_))) => {
+        Ok(Ok(Ok(outcome))) => {
+            let view =
+                driven_view(&state, &caller.tenant, &started.id, outcome, started.shape).await?;
+            Ok(Json(view).into_response())
+        }
+        Ok(Ok(Err(_))) => {
             // Finished or waiting (an engine error leaves the execution for a worker): show
             // what is stored.
             let view = load_view(&state, &caller.tenant, &started.id).await?;
@@ -351,6 +398,7 @@ pub async fn create(
             version: body.version,
             input,
             callback_url: body.callback_url,
+            execution_id: None,
         },
     )
     .await?;

@@ -185,6 +185,7 @@ pub async fn import(
             activation,
         )
         .await?;
+    state.forget_workflow(&caller.tenant, &wf.name);
     let stored = state
         .store()
         .get_workflow(&caller.tenant, &wf.name, Some(wf.version))
@@ -311,6 +312,7 @@ pub async fn activate(
         .store()
         .activate(&caller.tenant, &name, body.version)
         .await?;
+    state.forget_workflow(&caller.tenant, &name);
     let s = state
         .store()
         .get_workflow(&caller.tenant, &name, Some(body.version))
@@ -363,6 +365,7 @@ pub async fn delete(
 ) -> ApiResult<Json<Deleted>> {
     caller.require(Scope::Admin)?;
     let n = state.store().delete_workflow(&caller.tenant, &name).await?;
+    state.forget_workflow(&caller.tenant, &name);
     Ok(Json(Deleted {
         name,
         deleted_versions: n,

@@ -76,7 +76,40 @@ async fn import_execute_and_read_back() {
     let (code, g) = s.get(&admin, "/workflows/three_steps/graph").await;
     assert_eq!(code, 200);
     assert!(g.as_str().unwrap().starts_with("flowchart"), "{g}");
+
+    // Executions start from the version active now: the server's reuse of workflows it read
+    // is forgotten when a new version is imported, activated or deleted.
+    let v2 = THREE_STEPS.replace("version: 1", "version: 2").replace(
+        "output: {n: \"${ c.output.last }\"}",
+        "output: {n: \"${ c.output.last }\", v: 2}",
+    );
+    assert_eq!(run_active(&s, &admin).await, (1, json!({"n": 1})));
+    let (code, v) = s.import(&admin, &v2).await;
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(run_active(&s, &admin).await, (2, json!({"n": 1, "v": 2})));
+    let (code, v) = s
+        .post(
+            &admin,
+            "/workflows/three_steps/activate",
+            json!({"version": 1}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(run_active(&s, &admin).await, (1, json!({"n": 1})));
     s.stop().await;
+}
+
+/// Runs `three_steps` with n = 1: the version that ran and its output.
+async fn run_active(s: &TestServer, admin: &str) -> (u64, serde_json::Value) {
+    let (code, v) = s
+        .post(
+            admin,
+            "/workflows/three_steps/execute",
+            json!({"input": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    (v["version"].as_u64().unwrap(), v["output"].clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

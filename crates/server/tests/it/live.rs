@@ -267,6 +267,61 @@ async fn shutdown_hands_unfinished_executions_to_the_next_server() {
     second.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_hands_back_what_the_embedded_worker_drives() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db").display().to_string();
+    let mut settings = Settings::default();
+    settings.server.shutdown_grace_ms = 100;
+    let first = TestServer::on(&db, settings.clone(), None).await;
+    let admin = first.key("acme", &[Scope::Admin]).await;
+    first.import(&admin, &sleeper("slow", 1_500)).await;
+    // Created without an owner (as `hilo run --detach` does): the embedded worker claims it.
+    let wf = first
+        .store
+        .get_workflow("acme", "slow", None)
+        .await
+        .unwrap()
+        .workflow;
+    let id = first
+        .state
+        .engine()
+        .create("acme", &wf, false, json!({}), true)
+        .await
+        .unwrap();
+    first.wait_status(&admin, &id, &["running"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !first.state.runs().contains(&id),
+        "driven by the worker, not a request"
+    );
+    first.stop().await;
+    let e = hilo_store::open(&hilo_store::Location::parse(&db))
+        .await
+        .unwrap()
+        .get_execution("acme", &id)
+        .await
+        .unwrap();
+    assert_eq!(e.status.as_str(), "running");
+    assert_eq!(
+        e.lease_owner, None,
+        "the worker gave the lease up at shutdown"
+    );
+
+    // The next server takes it at once: waiting out the 3 s lease and re-running the 1.5 s
+    // step would take over 4 s.
+    let started = std::time::Instant::now();
+    let second = TestServer::on(&db, settings, None).await;
+    let done = second.wait_status(&admin, &id, &["succeeded"]).await;
+    assert_eq!(done["output"], json!({"slept": 1500}));
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(4_000),
+        "taken over after {:?}",
+        started.elapsed()
+    );
+    second.stop().await;
+}
+
 /// A person approves, then an agent writes (on the fake provider's `fake-writer`).
 const REPLY: &str = r#"
 name: reply

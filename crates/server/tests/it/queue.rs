@@ -407,6 +407,58 @@ async fn a_redelivered_action_that_has_an_execution_follows_it_instead_of_starti
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_whose_process_died_before_recording_its_execution_runs_it_once() {
+    let mut q = Queue::new("unrecorded").await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db").display().to_string();
+    let (s, admin) = prepare(&db).await;
+    // A process read the action, created its execution (under the id derived from the action)
+    // and died before recording it under the action's key or running a step.
+    let action = q.action("1", "three_steps", json!({"n": 9}));
+    let action_id = action["action_id"].as_str().unwrap();
+    let derived = hilo_server::queue::action_execution_id("acme", action_id);
+    let wf = s
+        .store
+        .get_workflow("acme", "three_steps", None)
+        .await
+        .unwrap()
+        .workflow;
+    let created = s
+        .state
+        .engine()
+        .create_as(derived.clone(), "acme", &wf, false, json!({"n": 9}), true)
+        .await
+        .unwrap();
+    assert_eq!(created, derived);
+    s.stop().await;
+    q.add_action(&action).await;
+    assert_eq!(q.deliver_unacknowledged().await, 1);
+
+    // The redelivered action finds that execution and runs it on: one execution, one result.
+    let s = TestServer::on(&db, q.settings(), None).await;
+    let results = q.results(1).await;
+    assert_eq!(
+        results[0]["action_type"], "execution.callback",
+        "{}",
+        results[0]
+    );
+    assert_eq!(results[0]["data"]["execution_id"], derived.as_str());
+    assert_eq!(results[0]["data"]["output"], json!({"n": 9}));
+    wait_acknowledged(&mut q).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(q.results(1).await.len(), 1);
+    let all = executions(&s, &admin).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    // Each step ran once.
+    let (_, e) = s.get(&admin, &format!("/executions/{derived}")).await;
+    for n in e["nodes"].as_array().unwrap() {
+        assert!(n["attempts"].as_u64().unwrap() <= 1, "{n}");
+    }
+    s.stop().await;
+    q.clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicated_action_gets_the_same_execution_twice() {
     let mut q = Queue::new("duplicate").await;
     let (s, admin) = server(&q).await;
