@@ -240,6 +240,17 @@ impl Config {
                     None => allowed.clone(),
                 });
             }
+            if let Some(models) = &limits.allowed_models {
+                let own = self.llm.budgets.allowed_models.remove(tenant);
+                let both = match own {
+                    Some(own) => own.into_iter().filter(|m| models.contains(m)).collect(),
+                    None => models.clone(),
+                };
+                self.llm
+                    .budgets
+                    .allowed_models
+                    .insert(tenant.to_string(), both);
+            }
             if tenant != "*" {
                 let b = self
                     .llm
@@ -300,6 +311,43 @@ ignored = true
         assert!(
             format!("{err:#}").contains("profiles.cheap: unknown model `m`"),
             "{err:#}"
+        );
+    }
+
+    #[test]
+    fn tiers_reach_the_executor_and_the_router() {
+        let c = Config::parse(
+            r#"
+[tiers.free]
+allowed_tools = ["transform_json"]
+allowed_models = ["local-router"]
+monthly_budget_usd = 5.0
+
+[tiers.pro]
+allowed_models = ["local-router", "gpt-4o-mini"]
+
+[tenants.acme]
+tier = "pro"
+
+[server]
+default_tier = "free"
+
+[llm.budgets.allowed_models]
+acme = ["gpt-4o-mini", "gpt-4o"]
+"#,
+        )
+        .unwrap();
+        let b = &c.llm.budgets;
+        // The tenant's own list narrowed by its tier's; the default tier for everyone else.
+        assert_eq!(b.models_for("acme"), Some(&["gpt-4o-mini".to_string()][..]));
+        assert_eq!(
+            b.models_for("globex"),
+            Some(&["local-router".to_string()][..])
+        );
+        assert_eq!(b.monthly_usd, Some(5.0));
+        assert_eq!(
+            c.executor.tenants["*"].enabled.as_deref(),
+            Some(&["transform_json".to_string()][..])
         );
     }
 

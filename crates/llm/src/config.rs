@@ -240,9 +240,21 @@ pub struct BudgetConfig {
     pub on_exceed: Option<OnExceed>,
     #[serde(default)]
     pub tenants: BTreeMap<String, BudgetLimits>,
+    /// Tenant (or `"*"` for every tenant without an entry) → the only catalog models its
+    /// calls may use, whatever profile they ask for (set from the server's tiers).
+    #[serde(default)]
+    pub allowed_models: BTreeMap<String, Vec<String>>,
 }
 
 impl BudgetConfig {
+    /// The only models `tenant` may use (`None`: any).
+    pub fn models_for(&self, tenant: &str) -> Option<&[String]> {
+        self.allowed_models
+            .get(tenant)
+            .or_else(|| self.allowed_models.get("*"))
+            .map(Vec::as_slice)
+    }
+
     /// The limits of `tenant`: its own where it sets them, else the defaults.
     pub fn for_tenant(&self, tenant: &str) -> BudgetLimits {
         let d = BudgetLimits {

@@ -753,6 +753,12 @@ impl Router {
                     excluded.push(json!({"model": name, "reason": "not in the model catalog ([[llm.models]])"}));
                     continue;
                 };
+                if let Some(allowed) = self.cfg.budgets.models_for(&ctx.tenant)
+                    && !allowed.contains(&name)
+                {
+                    excluded.push(json!({"model": name, "reason": format!("tenant `{}` may not use it (its tier's allowed_models: {})", ctx.tenant, allowed.join(", "))}));
+                    continue;
+                }
                 if let Some(missing) = needs.iter().find(|c| !m.can(**c)) {
                     excluded.push(
                         json!({"model": name, "reason": format!("cannot do {}", missing.as_str())}),

@@ -273,6 +273,59 @@ async fn each_profile_routes_to_its_best_model_and_the_decision_is_recorded() {
 }
 
 #[tokio::test]
+async fn a_tenant_limited_to_some_models_is_routed_among_those_only() {
+    // acme may use oa-small only; every other tenant (`*`) an-mid only.
+    let fx =
+        fx(json!({"budgets": {"allowed_models": {"acme": ["oa-small"], "*": ["an-mid"]}}})).await;
+    fx.fake.script("small", Reply::text("hi", 10, 2));
+    fx.fake.script("mid", Reply::text("hi", 10, 2));
+    fx.fake.script("big", Reply::text("hi", 10, 2));
+    // The powerful profile's models are oa-big and an-mid: neither is acme's.
+    let err = chat(&fx, Target::Profile("powerful".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("tenant `acme` may not use it"),
+        "{}",
+        err.message
+    );
+    // balanced: an-mid first, then oa-small, which acme may use.
+    assert_eq!(
+        chat(&fx, Target::Profile("balanced".into())).await.unwrap(),
+        "oa-small"
+    );
+    let rows = ledger(&fx).await;
+    let excluded = rows[0].decision["excluded"].to_string();
+    assert!(excluded.contains("an-mid"), "{excluded}");
+    // A named model is checked the same way.
+    assert!(chat(&fx, Target::Model("oa-big".into())).await.is_err());
+    // Another tenant gets the `*` list.
+    let spec = ChatSpec {
+        messages: vec![hilo_llm::provider::Message::user("hello")],
+        ..ChatSpec::default()
+    };
+    let other = CallCtx {
+        tenant: "globex".into(),
+        ..ctx()
+    };
+    let r = fx
+        .router
+        .call(
+            &other,
+            &Target::Profile("fast".into()),
+            &[hilo_llm::config::Capability::Chat],
+            "test",
+            Task::Chat(&spec),
+            &mut Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.model, "an-mid");
+    // Nothing reached a model acme may not use.
+    assert!(fx.fake.requests().iter().all(|r| r.body["model"] != "big"));
+}
+
+#[tokio::test]
 async fn a_failing_model_falls_back_on_5xx_timeout_and_malformed_answers() {
     let fx = fx(json!({"router": {"timeout_ms": 400, "circuit": {"failures": 5, "open_ms": 300}}}))
         .await;
