@@ -387,28 +387,21 @@ impl Engine {
             .cloned()
     }
 
+    /// The plan of `wf`: made once per stored version (ad hoc definitions, which a stored
+    /// version's key does not name, every time).
     fn plan_for(&self, tenant: &str, wf: &Arc<Workflow>, adhoc: bool) -> Arc<Plan> {
-        let key = (
-            tenant.to_string(),
-            if adhoc {
-                format!("{}#adhoc", wf.name)
-            } else {
-                wf.name.clone()
-            },
-            wf.version,
-        );
-        if !adhoc
-            && let Ok(plans) = self.inner.plans.lock()
-            && let Some(p) = plans.get(&key)
-        {
-            return p.clone();
+        if !adhoc && let Some(p) = self.cached_plan(tenant, &wf.name, wf.version) {
+            return p;
         }
         let tools = self.inner.tools.clone();
         let plan = Arc::new(Plan::new(wf.clone(), &|name: &str| {
             tools.spec(name, &wf.tools)
         }));
         if !adhoc && let Ok(mut plans) = self.inner.plans.lock() {
-            plans.insert(key, plan.clone());
+            plans.insert(
+                (tenant.to_string(), wf.name.clone(), wf.version),
+                plan.clone(),
+            );
         }
         plan
     }
@@ -713,8 +706,11 @@ impl Engine {
         let owner = &self.inner.options.owner;
         for (id, abort) in aborts {
             abort.abort();
-            // Checkpointed at every step: the next owner continues from there.
-            self.inner.store.release(&id, owner).await?;
+            // Checkpointed at every step: the next owner continues from there. One that
+            // cannot be given up is reported, and its lease lapses; the others still go.
+            if let Err(e) = self.inner.store.release(&id, owner).await {
+                on_error(&id, &e.into());
+            }
         }
         Ok(())
     }

@@ -50,6 +50,34 @@ pub struct Shape {
     pub callback: bool,
 }
 
+impl Shape {
+    /// Anything: what is not known.
+    pub const ALL: Shape = Shape {
+        agents: true,
+        humans: true,
+        callback: true,
+    };
+
+    /// The shape of an execution of `wf`. A child workflow may have agents or people of its
+    /// own: only a workflow without child workflows is known not to.
+    fn of(wf: &Workflow, callback: bool) -> Shape {
+        let mut shape = Shape {
+            agents: false,
+            humans: false,
+            callback,
+        };
+        for n in wf.all_nodes() {
+            match n.kind {
+                NodeKind::Agent(_) => shape.agents = true,
+                NodeKind::Human(_) => shape.humans = true,
+                NodeKind::Workflow(_) => (shape.agents, shape.humans) = (true, true),
+                _ => {}
+            }
+        }
+        shape
+    }
+}
+
 /// The drives this process runs, by execution id.
 #[derive(Default)]
 pub struct Runs {
@@ -165,16 +193,7 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
         .engine()
         .create_as(id, &req.tenant, &wf, false, req.input, false)
         .await?;
-    // Child workflows may have agents or people of their own: only a workflow without child
-    // workflows is known not to.
-    let nodes = wf.all_nodes();
-    let kinds: Vec<&NodeKind> = nodes.iter().map(|n| &n.kind).collect();
-    let children = kinds.iter().any(|k| matches!(k, NodeKind::Workflow(_)));
-    let shape = Shape {
-        agents: children || kinds.iter().any(|k| matches!(k, NodeKind::Agent(_))),
-        humans: children || kinds.iter().any(|k| matches!(k, NodeKind::Human(_))),
-        callback: req.callback_url.is_some(),
-    };
+    let shape = Shape::of(&wf, req.callback_url.is_some());
     if let Some(url) = req.callback_url {
         let now = now_ms();
         state

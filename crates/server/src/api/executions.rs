@@ -218,18 +218,9 @@ pub(crate) async fn load_view(
     view(state, tenant, id, None).await
 }
 
-/// The view of an execution this request has just driven: its node records come from the
-/// drive, and what the workflow cannot have (tasks, LLM calls, a callback) is not read.
-async fn driven_view(
-    state: &AppState,
-    tenant: &str,
-    id: &str,
-    outcome: Outcome,
-    shape: Shape,
-) -> ApiResult<ExecutionView> {
-    view(state, tenant, id, Some((outcome, shape))).await
-}
-
+/// An execution's view. For one this request has just driven (`known`), the node records come
+/// from the drive, and what the workflow cannot have (tasks, LLM calls, a callback) is not
+/// read.
 async fn view(
     state: &AppState,
     tenant: &str,
@@ -238,14 +229,9 @@ async fn view(
 ) -> ApiResult<ExecutionView> {
     let store = state.store();
     let e = store.get_execution(tenant, id).await?;
-    let all = Shape {
-        agents: true,
-        humans: true,
-        callback: true,
-    };
     let (nodes, shape) = match known {
         Some((o, shape)) => (o.nodes, shape),
-        None => (store.node_records(id).await?, all),
+        None => (store.node_records(id).await?, Shape::ALL),
     };
     let tasks: Vec<HumanTask> = if shape.humans {
         store.tasks(tenant, id).await?
@@ -353,8 +339,8 @@ pub async fn execute(
     .await?;
     match tokio::time::timeout(Duration::from_millis(wait), &mut started.drive).await {
         Ok(Ok(Ok(outcome))) => {
-            let view =
-                driven_view(&state, &caller.tenant, &started.id, outcome, started.shape).await?;
+            let known = Some((outcome, started.shape));
+            let view = view(&state, &caller.tenant, &started.id, known).await?;
             Ok(Json(view).into_response())
         }
         Ok(Ok(Err(_))) => {
