@@ -92,7 +92,9 @@ impl SqliteStore {
                 Durability::Full => SqliteSynchronous::Full,
             })
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // The writer's checkpoint thread does it (see `sqlite_writer`).
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

@@ -9,8 +9,20 @@
 //! before the thread opens its connection.
 //!
 //! The thread ends, and its connection closes, when the last handle is dropped.
+//!
+//! WAL checkpoints (copying committed pages from the WAL into the database file, with two
+//! `fsync`s) do not run on the writer: SQLite's automatic checkpoint runs inside the commit that
+//! crosses 1000 WAL pages, and on this project's 2-core VM that stalled every execution waiting
+//! for a commit for 5–10 ms several times a second under load. A second thread with its own
+//! connection checkpoints instead (`PASSIVE`: it never blocks the writer). The WAL only starts
+//! over from its beginning when a write begins with every frame already copied, which
+//! continuous commits never allow; so when it has grown past [`WAL_RESTART_PAGES`] the
+//! checkpoint thread asks the writer to copy the last few frames itself between two jobs, and
+//! the writer's next commit starts the file over.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -43,6 +55,7 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 pub(crate) struct Writer {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -67,6 +80,9 @@ fn connect(target: &Target, durability: Durability) -> rusqlite::Result<Connecti
         Target::File(path) => {
             let conn = Connection::open(path)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
+            // The checkpointer thread does it (see the module's documentation).
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
             conn
         }
         Target::Memory(name) => {
@@ -117,6 +133,9 @@ impl Writer {
             Target::File(path) => path.display().to_string(),
             Target::Memory(_) => ":memory:".into(),
         };
+        let target_copy = target.clone();
+        let shared = Arc::new(Progress::default());
+        let progress = shared.clone();
         let thread = std::thread::Builder::new()
             .name("hilo-sqlite-writer".into())
             .spawn(move || {
@@ -136,14 +155,26 @@ impl Writer {
                 // Ends when every sender is gone (the store was dropped).
                 while let Some(job) = next_job(&queue) {
                     job(&mut conn);
+                    progress.jobs.fetch_add(1, Ordering::Relaxed);
+                    if progress.restart.load(Ordering::Relaxed) {
+                        // Until everything is copied: the checkpoint thread may be running
+                        // its own round (busy), or the job may have added frames.
+                        let done = checkpoint(&conn)
+                            .is_ok_and(|(busy, frames, copied)| !busy && frames == copied);
+                        progress.restart.store(!done, Ordering::Relaxed);
+                    }
                 }
             })
             .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
-        let writer = Writer {
+        let mut writer = Writer {
             jobs: Some(jobs),
             thread: Some(thread),
+            checkpointer: None,
         };
         opened.await.map_err(|_| stopped())??;
+        if let Target::File(path) = target_copy {
+            writer.checkpointer = Some(Checkpointer::start(path, durability, shared)?);
+        }
         Ok(writer)
     }
 
@@ -174,5 +205,149 @@ impl Drop for Writer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        self.checkpointer = None;
+    }
+}
+
+/// How often the checkpointer looks for new WAL pages.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(25);
+
+/// Rounds without writer jobs after which the checkpointer still looks (about a second).
+const IDLE_ROUNDS: u32 = 40;
+
+/// WAL frames (4 KiB pages) after which the writer is asked to finish a checkpoint itself so
+/// that the WAL starts over (see the module's documentation).
+const WAL_RESTART_PAGES: i64 = 8192;
+
+/// What the writer and the checkpoint thread tell each other.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Jobs the writer has run.
+    jobs: AtomicU64,
+    /// Set by the checkpoint thread: the WAL is long; the writer checkpoints after its job.
+    restart: AtomicBool,
+}
+
+/// Bytes the WAL file is truncated to after it starts over (SQLite's `journal_size_limit`).
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// The checkpoint thread of a file database.
+struct Checkpointer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: PathBuf, durability: Durability, progress: Arc<Progress>) -> Result<Self> {
+        let conn =
+            connect(&Target::File(path.clone()), durability).map_err(|e| StoreError::Open {
+                location: path.display().to_string(),
+                detail: format!("cannot open the checkpoint connection: {e}"),
+            })?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("hilo-sqlite-checkpoint".into())
+            .spawn(move || {
+                // After the writer's jobs, and now and then for the pool's writes.
+                let mut seen = progress.jobs.load(Ordering::Relaxed);
+                let mut idle = 0;
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    let now = progress.jobs.load(Ordering::Relaxed);
+                    idle += 1;
+                    if now == seen && idle < IDLE_ROUNDS {
+                        continue;
+                    }
+                    (seen, idle) = (now, 0);
+                    if checkpoint(&conn).is_ok_and(|(_, frames, _)| frames > WAL_RESTART_PAGES) {
+                        progress.restart.store(true, Ordering::Relaxed);
+                    }
+                }
+            })
+            .map_err(|e| {
+                StoreError::Backend(format!("cannot start the SQLite checkpointer: {e}"))
+            })?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Copies what it can of the WAL into the database without waiting for anyone: whether another
+/// checkpoint was running (busy), the WAL's length in frames, and how many are copied.
+/// A failure is left for the next round.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<(bool, i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?))
+    })
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn len(path: &std::path::Path) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The writer never checkpoints (its automatic checkpoint is off), so the database file
+    /// only grows because the checkpoint thread copied the WAL into it; and the WAL file is
+    /// reused instead of growing with everything ever written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpoint_thread_copies_the_wal_and_keeps_it_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let writer = Writer::start(Target::File(path.clone()), Durability::Normal)
+            .await
+            .unwrap();
+        writer
+            .run(|c| {
+                c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
+                    .map_err(db)
+            })
+            .await
+            .unwrap();
+        // Five times the restart threshold, 256 KiB per commit.
+        let total = 5 * WAL_RESTART_PAGES * 4096;
+        let per_commit = 256 * 1024;
+        for i in 0..total / per_commit {
+            writer
+                .run(move |c| {
+                    c.execute(
+                        "INSERT INTO t (id, b) VALUES (?1, zeroblob(?2))",
+                        (i, per_commit),
+                    )
+                    .map(|_| ())
+                    .map_err(db)
+                })
+                .await
+                .unwrap();
+        }
+        let wal = path.with_extension("db-wal");
+        assert!(
+            len(&wal) < total as u64 * 3 / 4,
+            "the WAL holds everything written: {} bytes of {total}",
+            len(&wal)
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while len(&path) < total as u64 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            len(&path) >= total as u64,
+            "the database file has {} bytes of {total} written: nothing checkpointed it",
+            len(&path)
+        );
     }
 }
