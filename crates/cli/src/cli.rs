@@ -404,6 +404,18 @@ pub enum WorkflowsCommand {
     Diff { name: String, v1: u64, v2: u64 },
 }
 
+/// What `workflows import` does with the active version, from its two flags.
+pub fn import_activation(activate: bool, no_activate: bool) -> hilo_core::store::Activation {
+    use hilo_core::store::Activation;
+    if activate {
+        Activation::Always
+    } else if no_activate {
+        Activation::Never
+    } else {
+        Activation::IfNewest
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum GraphFormat {
     Mermaid,

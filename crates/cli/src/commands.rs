@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use clap::CommandFactory;
 use hilo_core::render::{self, GraphFormat};
-use hilo_core::store::{Activation, ImportOutcome, NewWorkflow, Store};
+use hilo_core::store::{ImportOutcome, NewWorkflow, Store};
 use hilo_core::{Format, Workflow};
 use serde_json::json;
 
@@ -230,13 +230,7 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
             activate,
         } => {
             let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
-            let activation = if activate {
-                Activation::Always
-            } else if no_activate {
-                Activation::Never
-            } else {
-                Activation::IfNewest
-            };
+            let activation = crate::cli::import_activation(activate, no_activate);
             let mut worst: Option<Exit> = None;
             for path in &files {
                 let (wf, text, format) = match load_file(path, &config) {

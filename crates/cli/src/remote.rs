@@ -4,7 +4,6 @@
 
 use anyhow::anyhow;
 use hilo_core::exec::ExecStatus;
-use hilo_core::store::Activation;
 use hilo_server::api::executions::{ExecuteBody, ExecutionView, StartBody};
 use hilo_server::client::{Client, ClientError, ExecuteResult, ExecutionFilter};
 use serde_json::{Value, json};
@@ -261,13 +260,7 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
             no_activate,
             activate,
         } => {
-            let activation = if activate {
-                Activation::Always
-            } else if no_activate {
-                Activation::Never
-            } else {
-                Activation::IfNewest
-            };
+            let activation = crate::cli::import_activation(activate, no_activate);
             for f in files {
                 let text = std::fs::read_to_string(&f)
                     .map_err(|e| Exit::invalid(anyhow!("cannot read {}: {e}", f.display())))?;
