@@ -183,6 +183,13 @@ impl SqliteStore {
         &self.writer
     }
 
+    /// Write transactions the execution store has committed so far (every execution write
+    /// goes through them: creations, claims, step commits and audit rows, several to one
+    /// transaction under load). `hilo bench` reports commits per step from this.
+    pub fn commits(&self) -> u64 {
+        self.writer.commits()
+    }
+
     pub(crate) fn audit_buffer(&self) -> &Arc<AuditBuffer> {
         &self.audit
     }

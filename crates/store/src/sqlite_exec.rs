@@ -15,15 +15,13 @@ use hilo_core::exec::{
 };
 use hilo_core::store::{Result, StoreError, TenantId};
 use rusqlite::types::FromSql;
-use rusqlite::{
-    CachedStatement, Connection, OptionalExtension, Params, Row, TransactionBehavior, params,
-};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Params, Row, params};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::sqlite::SqliteStore;
 use crate::sqlite_audit::insert_audit;
-use crate::sqlite_writer::db;
+use crate::sqlite_writer::{Settle, db};
 
 const REF: &str = "@ref:";
 
@@ -580,7 +578,8 @@ const PRUNE_CHILD_ROWS: [&str; 5] = [
 ];
 
 impl SqliteStore {
-    /// Runs `f` in one write transaction on the writer thread.
+    /// Runs `f` in a write transaction on the writer thread (shared with the other writes
+    /// queued with it; see [`crate::sqlite_writer`]).
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -589,43 +588,31 @@ impl SqliteStore {
         let payload_threshold = self.payload_threshold();
         let audit = self.audit_buffer().clone();
         self.writer()
-            .run(move |conn| {
+            .run_tx(move |conn| {
                 // Queued audit entries ride along (under a savepoint: entries the database
                 // refuses stay queued for their own transaction, which reports the error).
                 let (entries, batch) = audit.take();
-                let done = (|| {
-                    let mut tx = conn
-                        .transaction_with_behavior(TransactionBehavior::Immediate)
-                        .map_err(db)?;
-                    let mut carried = false;
-                    if !entries.is_empty() {
-                        let sp = tx.savepoint().map_err(db)?;
-                        if insert_audit(&sp, &entries).is_ok() {
-                            sp.commit().map_err(db)?;
-                            carried = true;
-                        }
-                    }
-                    let out = f(&Writes {
-                        conn: &tx,
-                        payload_threshold,
-                    })?;
-                    tx.commit().map_err(db)?;
-                    Ok((out, carried))
-                })();
-                match done {
-                    Ok((out, true)) => {
-                        audit.stored(batch);
-                        Ok(out)
-                    }
-                    Ok((out, false)) => {
-                        audit.put_back(entries);
-                        Ok(out)
-                    }
-                    Err(e) => {
-                        audit.put_back(entries);
-                        Err(e)
-                    }
+                let mut carried = false;
+                if !entries.is_empty()
+                    && let Ok(sp) = conn.savepoint()
+                    && insert_audit(&sp, &entries).is_ok()
+                {
+                    carried = sp.commit().is_ok();
                 }
+                let out = f(&Writes {
+                    conn,
+                    payload_threshold,
+                });
+                // Stored only if this write is (its own failure, or its transaction's, undoes
+                // them too): otherwise they go back to the queue.
+                let settle: Settle = Box::new(move |stored| {
+                    if stored && carried {
+                        audit.stored(batch);
+                    } else {
+                        audit.put_back(entries);
+                    }
+                });
+                (out, Some(settle))
             })
             .await
     }

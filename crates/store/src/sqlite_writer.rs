@@ -8,6 +8,14 @@
 //! commit before it. Workflow definitions and migrations stay on the sqlx pool; migrations run
 //! before the thread opens its connection.
 //!
+//! Write jobs ([`Writer::run_tx`]) share transactions: the thread takes every write job queued
+//! when it is free and runs them in one transaction, each under a savepoint of its own, and
+//! answers them once that transaction is committed. Under load an execution's creation, its
+//! claim, the step commits of other executions and their audit rows then cost one commit
+//! instead of one each; every commit rewrites the same few hot pages (the right edges of the
+//! tables and their indexes), so this divides the WAL written per execution, not just the
+//! number of `COMMIT`s. A job that fails is rolled back to its savepoint and the others go on.
+//!
 //! The thread ends, and its connection closes, when the last handle is dropped.
 //!
 //! WAL checkpoints (copying committed pages from the WAL into the database file, with two
@@ -49,13 +57,38 @@ pub(crate) enum Target {
     Memory(String),
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// What the writer thread runs.
+enum Job {
+    /// Alone, outside any transaction (reads, and writes that manage their own).
+    Raw(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Inside a transaction shared with the other write jobs queued with it.
+    Tx(TxJob),
+}
+
+/// A write job: given the connection inside an open transaction (or why none could be
+/// begun), runs its statements and says how it went.
+type TxJob = Box<dyn FnOnce(std::result::Result<&mut Connection, String>) -> Ran + Send>;
+
+/// A write job that ran: whether its statements succeeded, and what answers it once the
+/// fate of its transaction is known (`Err`: the transaction did not commit, and why).
+struct Ran {
+    ok: bool,
+    settle: Box<dyn FnOnce(std::result::Result<(), String>) + Send>,
+}
+
+/// Told whether a write job's statements are stored: `false` when they failed, or when the
+/// transaction they were in did not commit.
+pub(crate) type Settle = Box<dyn FnOnce(bool) + Send>;
+
+/// Write jobs at most in one transaction.
+const MAX_BATCH: usize = 256;
 
 /// A handle to the writer thread.
 pub(crate) struct Writer {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
     checkpointer: Option<Checkpointer>,
+    progress: Arc<Progress>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -154,7 +187,28 @@ impl Writer {
                 };
                 // Ends when every sender is gone (the store was dropped).
                 while let Some(job) = next_job(&queue) {
-                    job(&mut conn);
+                    match job {
+                        Job::Raw(f) => f(&mut conn),
+                        Job::Tx(first) => {
+                            // Every write job queued now shares the transaction. Raw jobs
+                            // found among them (mostly reads: one per execute request) run
+                            // after it, in their order: none of them can depend on a write
+                            // that was not answered yet.
+                            let mut batch = vec![first];
+                            let mut raws = Vec::new();
+                            while batch.len() < MAX_BATCH {
+                                match queue.try_recv() {
+                                    Ok(Job::Tx(j)) => batch.push(j),
+                                    Ok(Job::Raw(r)) => raws.push(r),
+                                    Err(_) => break,
+                                }
+                            }
+                            run_batch(&mut conn, batch, &progress.commits);
+                            for r in raws {
+                                r(&mut conn);
+                            }
+                        }
+                    }
                     progress.jobs.fetch_add(1, Ordering::Relaxed);
                     if progress.restart.load(Ordering::Relaxed) {
                         // Until everything is copied: the checkpoint thread may be running
@@ -170,6 +224,7 @@ impl Writer {
             jobs: Some(jobs),
             thread: Some(thread),
             checkpointer: None,
+            progress: shared.clone(),
         };
         opened.await.map_err(|_| stopped())??;
         if let Target::File(path) = target_copy {
@@ -185,15 +240,147 @@ impl Writer {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
+        let job = Job::Raw(Box::new(move |conn| {
             let _ = reply.send(f(conn));
-        });
+        }));
         self.jobs
             .as_ref()
             .ok_or_else(stopped)?
             .send(job)
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Transactions write jobs were committed in so far.
+    pub(crate) fn commits(&self) -> u64 {
+        self.progress.commits.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` inside a write transaction, shared with the write jobs queued with it, and
+    /// returns its result once that transaction is committed. An error from `f` undoes `f`'s
+    /// statements only. `f` may also return a [`Settle`], told whether its writes are stored.
+    pub(crate) async fn run_tx<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> (Result<T>, Option<Settle>) + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Tx(Box::new(move |conn| {
+            let (out, settle) = match conn {
+                Ok(conn) => f(conn),
+                Err(why) => (Err(StoreError::Backend(why)), None),
+            };
+            Ran {
+                ok: out.is_ok(),
+                settle: Box::new(move |stored| {
+                    let out = match (out, stored) {
+                        (Ok(v), Ok(())) => Ok(v),
+                        (Ok(_), Err(why)) => Err(StoreError::Backend(why)),
+                        (Err(e), _) => Err(e),
+                    };
+                    if let Some(settle) = settle {
+                        settle(out.is_ok());
+                    }
+                    let _ = reply.send(out);
+                }),
+            }
+        }));
+        self.jobs
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Runs one statement from the cache (transaction control).
+fn control(conn: &Connection, sql: &str) -> std::result::Result<(), String> {
+    conn.prepare_cached(sql)
+        .and_then(|mut st| st.execute([]))
+        .map(|_| ())
+        .map_err(|e| format!("{sql} failed: {e}"))
+}
+
+/// Answers the jobs whose statements ran in a transaction that did not commit, latest first
+/// (what they took from shared queues goes back in order).
+fn undone(ran: &mut Vec<Ran>, why: &str) {
+    while let Some(r) = ran.pop() {
+        (r.settle)(Err(format!(
+            "the transaction was rolled back ({why}); nothing of this write is stored"
+        )));
+    }
+}
+
+/// Runs write jobs in one transaction (as few as a failure allows), each under a savepoint
+/// when there are several, and answers each once its transaction's fate is known.
+fn run_batch(conn: &mut Connection, jobs: Vec<TxJob>, commits: &AtomicU64) {
+    let alone = jobs.len() == 1;
+    // Jobs that succeeded in the open transaction, waiting for its commit.
+    let mut ran: Vec<Ran> = Vec::with_capacity(jobs.len());
+    let mut open = false;
+    for job in jobs {
+        if !open {
+            if let Err(why) = control(conn, "BEGIN IMMEDIATE") {
+                let r = job(Err(why.clone()));
+                (r.settle)(Err(why));
+                continue;
+            }
+            open = true;
+        }
+        if !alone && let Err(why) = control(conn, "SAVEPOINT hilo_job") {
+            let _ = control(conn, "ROLLBACK");
+            open = false;
+            undone(&mut ran, &why);
+            let r = job(Err(why.clone()));
+            (r.settle)(Err(why));
+            continue;
+        }
+        let r = job(Ok(conn));
+        if r.ok {
+            if !alone && let Err(why) = control(conn, "RELEASE hilo_job") {
+                let _ = control(conn, "ROLLBACK");
+                open = false;
+                ran.push(r);
+                undone(&mut ran, &why);
+                continue;
+            }
+            ran.push(r);
+            continue;
+        }
+        // The job failed: undo its statements, keep the others'.
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (an I/O error, a full disk…).
+            open = false;
+            undone(&mut ran, "a statement of another write in it failed");
+        } else if alone {
+            let _ = control(conn, "ROLLBACK");
+            open = false;
+        } else if let Err(why) =
+            control(conn, "ROLLBACK TO hilo_job").and_then(|()| control(conn, "RELEASE hilo_job"))
+        {
+            let _ = control(conn, "ROLLBACK");
+            open = false;
+            undone(&mut ran, &why);
+        }
+        (r.settle)(Ok(()));
+    }
+    if !open {
+        return;
+    }
+    match control(conn, "COMMIT") {
+        Ok(()) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            for r in ran {
+                (r.settle)(Ok(()));
+            }
+        }
+        Err(why) => {
+            if !conn.is_autocommit() {
+                let _ = control(conn, "ROLLBACK");
+            }
+            undone(&mut ran, &why);
+        }
     }
 }
 
@@ -224,6 +411,8 @@ const WAL_RESTART_PAGES: i64 = 8192;
 struct Progress {
     /// Jobs the writer has run.
     jobs: AtomicU64,
+    /// Transactions the write jobs were committed in.
+    commits: AtomicU64,
     /// Set by the checkpoint thread: the WAL is long; the writer checkpoints after its job.
     restart: AtomicBool,
 }
@@ -296,6 +485,106 @@ impl Drop for Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Write jobs queued together share one transaction; one that fails is undone alone, and
+    /// each is answered only with what its transaction made of it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_writes_share_a_transaction_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let writer = Arc::new(
+            Writer::start(Target::File(path.clone()), Durability::Normal)
+                .await
+                .unwrap(),
+        );
+        writer
+            .run(|c| {
+                c.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+                    .map_err(db)
+            })
+            .await
+            .unwrap();
+        let before = writer.commits();
+        // Holds the thread while the writes queue up behind it.
+        let (hold, release) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let w = writer.clone();
+            tokio::spawn(async move {
+                w.run(move |_| {
+                    let _ = release.recv_timeout(Duration::from_secs(10));
+                    Ok(())
+                })
+                .await
+            })
+        };
+        let settled = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut writes = Vec::new();
+        for x in 0..20_i64 {
+            let (w, settled) = (writer.clone(), settled.clone());
+            writes.push(tokio::spawn(async move {
+                w.run_tx(move |c| {
+                    let inserted = c.execute("INSERT INTO t (x) VALUES (?1)", [x]).map_err(db);
+                    // Job 7 writes, then fails: its row must not stay. Job 13 breaks the key.
+                    let out = match x {
+                        7 => inserted.and_then(|_| Err(StoreError::Backend("job 7 fails".into()))),
+                        13 => c
+                            .execute("INSERT INTO t (x) VALUES (0)", [])
+                            .map(|_| ())
+                            .map_err(db),
+                        _ => inserted.map(|_| ()),
+                    };
+                    let settle: Settle = Box::new(move |stored| {
+                        settled.lock().unwrap().push((x, stored));
+                    });
+                    (out.map(|()| x), Some(settle))
+                })
+                .await
+            }));
+            // Queued in order.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        hold.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        let mut answers = Vec::new();
+        for w in writes {
+            answers.push(w.await.unwrap());
+        }
+        for (x, a) in answers.iter().enumerate() {
+            match x {
+                7 | 13 => assert!(a.is_err(), "job {x}: {a:?}"),
+                _ => assert_eq!(a.as_ref().ok(), Some(&(x as i64)), "job {x}"),
+            }
+        }
+        assert_eq!(
+            writer.commits() - before,
+            1,
+            "twenty queued writes took more than one transaction"
+        );
+        let mut settled = settled.lock().unwrap().clone();
+        settled.sort();
+        assert_eq!(
+            settled,
+            (0..20).map(|x| (x, x != 7 && x != 13)).collect::<Vec<_>>()
+        );
+        let rows: Vec<i64> = writer
+            .run(|c| {
+                let mut st = c.prepare("SELECT x FROM t ORDER BY x").map_err(db)?;
+                let rows = st
+                    .query_map([], |r| r.get(0))
+                    .map_err(db)?
+                    .collect::<rusqlite::Result<Vec<i64>>>()
+                    .map_err(db)?;
+                Ok(rows)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            (0..20)
+                .filter(|x| *x != 7 && *x != 13)
+                .collect::<Vec<i64>>()
+        );
+    }
 
     fn len(path: &std::path::Path) -> u64 {
         std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
