@@ -320,12 +320,16 @@ impl Machine {
     /// The node records, moved out, in key order (the machine is done with).
     pub fn into_nodes(self) -> Vec<NodeRecord> {
         // Sorted through their keys: moving the (large) records while sorting cost more than
-        // the rest of a short run's bookkeeping.
-        let mut keyed: Vec<(String, NodeRecord)> = self.nodes.into_iter().collect();
-        let mut order: Vec<usize> = (0..keyed.len()).collect();
-        order.sort_unstable_by(|&a, &b| keyed[a].0.cmp(&keyed[b].0));
-        let mut slots: Vec<Option<NodeRecord>> = keyed.drain(..).map(|(_, r)| Some(r)).collect();
-        order.into_iter().filter_map(|i| slots[i].take()).collect()
+        // the rest of a short run's bookkeeping. Each record moves twice (out of the map, into
+        // place), into vectors of the exact size: collecting the map's `(key, record)` pairs
+        // first and mapping them to records in place cost a reallocation of the whole buffer.
+        let mut slots: Vec<Option<NodeRecord>> = self.nodes.into_values().map(Some).collect();
+        let mut order: Vec<usize> = (0..slots.len()).collect();
+        let key = |i: usize| slots[i].as_ref().map(|r| r.key.as_str());
+        order.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
+        let mut out = Vec::with_capacity(slots.len());
+        out.extend(order.into_iter().filter_map(|i| slots[i].take()));
+        out
     }
 
     pub fn nodes(&self) -> BTreeMap<&str, &NodeRecord> {
