@@ -243,6 +243,11 @@ impl Writer {
         let job = Job::Raw(Box::new(move |conn| {
             let _ = reply.send(f(conn));
         }));
+        self.submit(job, answer).await
+    }
+
+    /// Queues `job` and waits for the answer it sends.
+    async fn submit<T>(&self, job: Job, answer: oneshot::Receiver<Result<T>>) -> Result<T> {
         self.jobs
             .as_ref()
             .ok_or_else(stopped)?
@@ -285,12 +290,7 @@ impl Writer {
                 }),
             }
         }));
-        self.jobs
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(job)
-            .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.submit(job, answer).await
     }
 }
 
@@ -312,6 +312,12 @@ fn undone(ran: &mut Vec<Ran>, why: &str) {
     }
 }
 
+/// Rolls the open transaction back and answers the jobs that ran in it.
+fn abort(conn: &Connection, ran: &mut Vec<Ran>, why: &str) {
+    let _ = control(conn, "ROLLBACK");
+    undone(ran, why);
+}
+
 /// Runs write jobs in one transaction (as few as a failure allows), each under a savepoint
 /// when there are several, and answers each once its transaction's fate is known.
 fn run_batch(conn: &mut Connection, jobs: Vec<TxJob>, commits: &AtomicU64) {
@@ -329,9 +335,8 @@ fn run_batch(conn: &mut Connection, jobs: Vec<TxJob>, commits: &AtomicU64) {
             open = true;
         }
         if !alone && let Err(why) = control(conn, "SAVEPOINT hilo_job") {
-            let _ = control(conn, "ROLLBACK");
+            abort(conn, &mut ran, &why);
             open = false;
-            undone(&mut ran, &why);
             let r = job(Err(why.clone()));
             (r.settle)(Err(why));
             continue;
@@ -339,10 +344,9 @@ fn run_batch(conn: &mut Connection, jobs: Vec<TxJob>, commits: &AtomicU64) {
         let r = job(Ok(conn));
         if r.ok {
             if !alone && let Err(why) = control(conn, "RELEASE hilo_job") {
-                let _ = control(conn, "ROLLBACK");
-                open = false;
                 ran.push(r);
-                undone(&mut ran, &why);
+                abort(conn, &mut ran, &why);
+                open = false;
                 continue;
             }
             ran.push(r);
@@ -359,9 +363,8 @@ fn run_batch(conn: &mut Connection, jobs: Vec<TxJob>, commits: &AtomicU64) {
         } else if let Err(why) =
             control(conn, "ROLLBACK TO hilo_job").and_then(|()| control(conn, "RELEASE hilo_job"))
         {
-            let _ = control(conn, "ROLLBACK");
+            abort(conn, &mut ran, &why);
             open = false;
-            undone(&mut ran, &why);
         }
         (r.settle)(Ok(()));
     }
@@ -375,12 +378,8 @@ fn run_batch(conn: &mut Connection, jobs: Vec<TxJob>, commits: &AtomicU64) {
                 (r.settle)(Ok(()));
             }
         }
-        Err(why) => {
-            if !conn.is_autocommit() {
-                let _ = control(conn, "ROLLBACK");
-            }
-            undone(&mut ran, &why);
-        }
+        Err(why) if conn.is_autocommit() => undone(&mut ran, &why),
+        Err(why) => abort(conn, &mut ran, &why),
     }
 }
 
