@@ -12,6 +12,7 @@ use hilo_core::exec::NodeError;
 use hilo_core::store::{DEFAULT_TENANT, Store};
 use hilo_core::tool::{Tool, ToolContext, ToolExecutor, ToolMap, ToolSource, ToolSpec};
 use hilo_core::{Catalog, Format, Workflow};
+use hilo_engine::driver::new_id;
 use hilo_engine::{Engine, EngineOptions, Machine, Mode, Plan};
 use hilo_store::{Durability, SqliteStore};
 use serde_json::{Map, Value, json};
@@ -154,12 +155,14 @@ async fn time_durable(
     Ok(ms)
 }
 
-async fn run_durable(engine: &Engine, wf: &Workflow) -> anyhow::Result<String> {
-    let id = engine
-        .create(DEFAULT_TENANT, wf, true, json!({}), false)
+/// One durable run, as `hilo serve` starts them: created, then driven with no claim.
+async fn run_durable(engine: &Engine, wf: &Arc<Workflow>) -> anyhow::Result<String> {
+    let started = engine
+        .start(new_id(), DEFAULT_TENANT, wf, true, json!({}))
         .await?;
+    let id = started.id().to_string();
     let o = engine
-        .drive(DEFAULT_TENANT, &id, Mode::Foreground, false)
+        .drive_started(started, Mode::Foreground, false)
         .await?;
     if o.status.as_str() != "succeeded" {
         return Err(anyhow!("bench run ended {}: {:?}", o.status, o.error));
@@ -392,7 +395,7 @@ async fn bench(
     // (d) 100 steps each adding 1 KiB: bytes stored / final state size.
     if wanted("state_growth_100x1k") {
         say("100 steps adding 1 KiB each: stored bytes");
-        let wf = chain("grow", 100, "{kib: 1}")?;
+        let wf = Arc::new(chain("grow", 100, "{kib: 1}")?);
         let d = db(Durability::Normal).await?;
         let e = engine(d.store.clone())?;
         let id = run_durable(&e, &wf).await?;

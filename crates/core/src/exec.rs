@@ -620,8 +620,9 @@ pub enum CommitOutcome {
 /// Storage of executions: the checkpoint, the history, human tasks, signals and leases.
 #[async_trait]
 pub trait ExecutionStore: Send + Sync {
-    /// Creates an execution (and its first history entries) in one transaction.
-    async fn create_execution(&self, new: NewExecution, events: Vec<Event>) -> Result<()>;
+    /// Creates an execution (and its first history entries) in one transaction. False, and
+    /// nothing written, when an execution with its id exists already.
+    async fn create_execution(&self, new: NewExecution, events: Vec<Event>) -> Result<bool>;
 
     /// Applies commits, possibly of several executions, in one transaction. Each is fenced by
     /// its lease: a commit whose owner no longer holds the execution is skipped

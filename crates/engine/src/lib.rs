@@ -42,6 +42,8 @@ pub fn test_tools_if_enabled() -> Option<(hilo_core::tool::ToolMap, &'static [&'
     }
 }
 
-pub use driver::{Engine, EngineError, EngineOptions, Mode, Outcome, now_ms, outcome_json};
+pub use driver::{
+    Engine, EngineError, EngineOptions, Mode, Outcome, Started, now_ms, outcome_json,
+};
 pub use machine::{Action, Input, Machine};
 pub use plan::Plan;

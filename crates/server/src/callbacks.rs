@@ -113,7 +113,8 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
             }
             Err(e) => eprintln!("error: reading due callbacks: {e}"),
         }
-        // Wake when an execution of this process ends, or poll (other processes, retries).
+        // Wake when an execution started here with a callback ends, or poll (executions
+        // resumed or run by other processes, retries).
         tokio::select! {
             _ = &mut shutdown => return,
             _ = state.ended().notified() => {}

@@ -77,7 +77,7 @@ pub fn observe(state: &AppState) {
             if let Some(st) = st.upgrade() {
                 st.committed(id, e.seq);
                 if is_terminal(e.kind) {
-                    st.ended().notify_one();
+                    st.forget_callback(id, true);
                 }
             }
         }));

@@ -137,12 +137,39 @@ pub fn spawn_drive(
     wait_for_lease: bool,
 ) -> JoinHandle<Result<Outcome, EngineError>> {
     let (st, tenant, id2) = (state.clone(), tenant.to_string(), id.to_string());
+    track(state, id, async move {
+        st.engine().drive(&tenant, &id2, mode, wait_for_lease).await
+    })
+}
+
+/// Drives an execution `start` just created (or found) in a task of its own.
+fn spawn_started(
+    state: &AppState,
+    started: hilo_engine::Started,
+) -> JoinHandle<Result<Outcome, EngineError>> {
+    let st = state.clone();
+    let id = started.id().to_string();
+    track(state, &id, async move {
+        st.engine()
+            .drive_started(started, Mode::Foreground, true)
+            .await
+    })
+}
+
+/// Runs the drive of execution `id` in a task tracked by [`Runs`].
+fn track(
+    state: &AppState,
+    id: &str,
+    drive: impl Future<Output = Result<Outcome, EngineError>> + Send + 'static,
+) -> JoinHandle<Result<Outcome, EngineError>> {
+    let (st, id2) = (state.clone(), id.to_string());
     // The task starts once it is registered, so that its removal always follows.
     let (registered, go) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         let _ = go.await;
-        let r = st.engine().drive(&tenant, &id2, mode, wait_for_lease).await;
+        let r = drive.await;
         st.runs().remove(&id2);
+        st.forget_callback(&id2, false);
         st.notify(&id2);
         r
     });
@@ -189,10 +216,11 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
         }
     }
     let id = req.execution_id.unwrap_or_else(hilo_engine::driver::new_id);
-    let id = state
+    let started = state
         .engine()
-        .create_as(id, &req.tenant, &wf, false, req.input, false)
+        .start(id, &req.tenant, &wf, false, req.input)
         .await?;
+    let id = started.id().to_string();
     let shape = Shape::of(&wf, req.callback_url.is_some());
     if let Some(url) = req.callback_url {
         let now = now_ms();
@@ -211,12 +239,13 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
                 delivered_at: None,
             })
             .await?;
+        state.expect_callback(&id);
     }
     metrics::counter!("hilo_executions_started_total").increment(1);
     if let Some(ms) = tier.and_then(|(_, l)| l.max_execution_ms) {
         watchdog(state, &req.tenant, &id, ms);
     }
-    let drive = spawn_drive(state, &req.tenant, &id, Mode::Foreground, true);
+    let drive = spawn_started(state, started);
     Ok(Started { id, drive, shape })
 }
 

@@ -7,7 +7,7 @@
 //! the sequence number of the execution's last event committed before it: so a stream can put
 //! it after that event and before the next.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -46,8 +46,14 @@ struct Inner {
     keys: KeyCache,
     limiter: Option<KeyLimiter>,
     events: broadcast::Sender<Arc<str>>,
-    /// Signalled when an execution of this process ends (the callback sender waits on it).
+    /// Signalled when an execution of this process that has a callback ends (the callback
+    /// sender waits on it).
     ended: tokio::sync::Notify,
+    /// Executions started here with a callback and being driven here: when one ends, the
+    /// callback sender is woken at once (others' callbacks wait for its poll).
+    callbacks: Mutex<HashSet<String>>,
+    /// How many ids `callbacks` holds: while none, ended executions skip the lock.
+    with_callbacks: AtomicUsize,
     runs: Runs,
     /// Token hubs of the executions some live stream follows, by execution id.
     live: Mutex<HashMap<String, Hub>>,
@@ -128,6 +134,8 @@ impl AppState {
             limiter,
             events,
             ended: tokio::sync::Notify::new(),
+            callbacks: Mutex::new(HashSet::new()),
+            with_callbacks: AtomicUsize::new(0),
             live: Mutex::new(HashMap::new()),
             hubs: AtomicUsize::new(0),
             workflows: Mutex::new(HashMap::new()),
@@ -299,9 +307,39 @@ impl AppState {
             .len()
     }
 
-    /// Wakes the callback sender: an execution ended.
+    /// Signalled when an execution with a callback ended (see [`AppState::expect_callback`]).
     pub(crate) fn ended(&self) -> &tokio::sync::Notify {
         &self.0.ended
+    }
+
+    /// Execution `id`, about to be driven here, has a callback: its end wakes the sender.
+    pub(crate) fn expect_callback(&self, id: &str) {
+        let mut ids = self
+            .0
+            .callbacks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        ids.insert(id.to_string());
+        self.0.with_callbacks.store(ids.len(), Ordering::SeqCst);
+    }
+
+    /// Execution `id` ended (`ended`) or its drive returned: it no longer needs a wake-up.
+    /// Wakes the callback sender if `id` ended and has a callback.
+    pub(crate) fn forget_callback(&self, id: &str, ended: bool) {
+        if self.0.with_callbacks.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let mut ids = self
+            .0
+            .callbacks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let had = ids.remove(id);
+        self.0.with_callbacks.store(ids.len(), Ordering::SeqCst);
+        drop(ids);
+        if had && ended {
+            self.0.ended.notify_one();
+        }
     }
 
     pub(crate) fn downgrade(&self) -> WeakState {

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::sqlite::SqliteStore;
 use crate::sqlite_audit::insert_audit;
-use crate::sqlite_writer::{Settle, db};
+use crate::sqlite_writer::{Settle, control, db};
 
 const REF: &str = "@ref:";
 
@@ -337,11 +337,12 @@ impl Writes<'_> {
         v.map(|v| self.put_json(v)).transpose()
     }
 
-    fn insert_execution(&self, new: &NewExecution) -> Result<()> {
+    /// False (nothing written) when an execution with that id exists.
+    fn insert_execution(&self, new: &NewExecution) -> Result<bool> {
         let input = self.put_json(&new.input)?;
         let definition = self.opt_json(new.definition.as_ref())?;
         let meta = serde_json::to_string(&new.meta).map_err(|e| corrupt("meta", e))?;
-        exec(
+        let inserted = exec(
             self.conn,
             "INSERT INTO executions (id, tenant_id, workflow, version, status, input, parent_id, parent_node, \
              definition, meta, last_seq, signal_seq, created_at, updated_at, runnable_at, lease_owner, lease_expires_at) \
@@ -362,7 +363,7 @@ impl Writes<'_> {
                 new.lease.as_ref().map(|l| l.expires_at),
             ],
         )?;
-        Ok(())
+        Ok(inserted > 0)
     }
 
     fn insert_events(&self, id: &str, events: &[Event]) -> Result<()> {
@@ -592,12 +593,15 @@ impl SqliteStore {
                 // Queued audit entries ride along (under a savepoint: entries the database
                 // refuses stay queued for their own transaction, which reports the error).
                 let (entries, batch) = audit.take();
+                // (Statements from the cache: rusqlite's `savepoint()` parses its SQL each time.)
                 let mut carried = false;
-                if !entries.is_empty()
-                    && let Ok(sp) = conn.savepoint()
-                    && insert_audit(&sp, &entries).is_ok()
-                {
-                    carried = sp.commit().is_ok();
+                if !entries.is_empty() && control(conn, "SAVEPOINT hilo_audit").is_ok() {
+                    carried = insert_audit(conn, &entries).is_ok()
+                        && control(conn, "RELEASE hilo_audit").is_ok();
+                    if !carried {
+                        let _ = control(conn, "ROLLBACK TO hilo_audit")
+                            .and_then(|()| control(conn, "RELEASE hilo_audit"));
+                    }
                 }
                 let out = f(&Writes {
                     conn,
@@ -629,10 +633,13 @@ impl SqliteStore {
 
 #[async_trait]
 impl ExecutionStore for SqliteStore {
-    async fn create_execution(&self, new: NewExecution, events: Vec<Event>) -> Result<()> {
+    async fn create_execution(&self, new: NewExecution, events: Vec<Event>) -> Result<bool> {
         self.write(move |w| {
-            w.insert_execution(&new)?;
-            w.insert_events(&new.id, &events)
+            if !w.insert_execution(&new)? {
+                return Ok(false);
+            }
+            w.insert_events(&new.id, &events)?;
+            Ok(true)
         })
         .await
     }

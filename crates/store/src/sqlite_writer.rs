@@ -295,7 +295,7 @@ impl Writer {
 }
 
 /// Runs one statement from the cache (transaction control).
-fn control(conn: &Connection, sql: &str) -> std::result::Result<(), String> {
+pub(crate) fn control(conn: &Connection, sql: &str) -> std::result::Result<(), String> {
     conn.prepare_cached(sql)
         .and_then(|mut st| st.execute([]))
         .map(|_| ())
@@ -467,9 +467,8 @@ impl Checkpointer {
 /// checkpoint was running (busy), the WAL's length in frames, and how many are copied.
 /// A failure is left for the next round.
 fn checkpoint(conn: &Connection) -> rusqlite::Result<(bool, i64, i64)> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?))
-    })
+    conn.prepare_cached("PRAGMA wal_checkpoint(PASSIVE)")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?)))
 }
 
 impl Drop for Checkpointer {

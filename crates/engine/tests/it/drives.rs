@@ -1,6 +1,7 @@
 //! Drives of one execution in one process: the second waits for the first instead of running
 //! the same steps beside it.
 
+use hilo_core::exec::ExecutionStore;
 use hilo_core::store::DEFAULT_TENANT;
 use hilo_engine::Mode;
 use serde_json::json;
@@ -60,4 +61,110 @@ edges:
             "{trace}"
         );
     }
+}
+
+/// `start` then `drive_started` (what `hilo serve` does) writes the same history as `create`
+/// then `drive`, and an id that exists already is driven on from its checkpoint, not begun
+/// again.
+#[tokio::test]
+async fn a_started_execution_runs_like_a_claimed_one_and_an_existing_id_goes_on() {
+    let env = env().await;
+    let wf = std::sync::Arc::new(load(
+        r#"
+name: started
+version: 1
+nodes:
+  - {id: fan, type: parallel, branches: [x, y]}
+  - {id: x, type: tool, tool: test.echo, with: {v: 1}}
+  - {id: y, type: tool, tool: test.echo, with: {v: 2}}
+  - {id: join, type: merge, wait: all}
+  - {id: ask, type: human, prompt: "ok?", schema: {type: boolean}}
+  - {id: done, type: finish, output: {ok: "${ ask.output }"}}
+edges:
+  - {from: x, to: join}
+  - {from: y, to: join}
+  - {from: join, to: ask}
+  - {from: ask, to: done}
+"#,
+    ));
+    let claimed = env
+        .engine
+        .create(DEFAULT_TENANT, &wf, true, json!({}), false)
+        .await
+        .unwrap();
+    let claimed = env
+        .engine
+        .drive(DEFAULT_TENANT, &claimed, Mode::Foreground, false)
+        .await
+        .unwrap();
+    let started = env
+        .engine
+        .start(
+            hilo_engine::driver::new_id(),
+            DEFAULT_TENANT,
+            &wf,
+            true,
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert!(started.is_new());
+    let id = started.id().to_string();
+    let o = env
+        .engine
+        .drive_started(started, Mode::Foreground, false)
+        .await
+        .unwrap();
+    assert_eq!(o.status.as_str(), "waiting");
+    assert_eq!(o.status, claimed.status);
+    let strip = |o: &hilo_engine::Outcome| {
+        o.nodes
+            .iter()
+            .map(|n| (n.key.clone(), n.status, n.attempts, n.output.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&o), strip(&claimed));
+    let trace = env.trace(&id).await;
+    assert_eq!(trace, env.trace(&claimed.execution_id).await);
+
+    // The same id again: nothing is written, and the drive goes on from the checkpoint.
+    let again = env
+        .engine
+        .start(id.clone(), DEFAULT_TENANT, &wf, true, json!({"other": 1}))
+        .await
+        .unwrap();
+    assert!(!again.is_new());
+    let o = env
+        .engine
+        .drive_started(again, Mode::Foreground, false)
+        .await
+        .unwrap();
+    assert_eq!(o.status.as_str(), "waiting");
+    let resumed = env.trace(&id).await;
+    assert_eq!(resumed.matches("execution_started").count(), 1, "{resumed}");
+    assert_eq!(resumed.matches("node_started x").count(), 1, "{resumed}");
+    env.engine
+        .answer(DEFAULT_TENANT, &id, "ask", &json!(true))
+        .await
+        .unwrap();
+    let again = env
+        .engine
+        .start(id.clone(), DEFAULT_TENANT, &wf, true, json!({}))
+        .await
+        .unwrap();
+    let o = env
+        .engine
+        .drive_started(again, Mode::Foreground, false)
+        .await
+        .unwrap();
+    assert_eq!(o.status.as_str(), "succeeded");
+    assert_eq!(o.output, Some(json!({"ok": true})));
+    let stored = ExecutionStore::get_execution(env.store.as_ref(), DEFAULT_TENANT, &id)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.input,
+        json!({}),
+        "the second start's input was not written"
+    );
 }

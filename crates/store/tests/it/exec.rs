@@ -78,13 +78,22 @@ async fn memory() -> Arc<dyn Store> {
 #[tokio::test]
 async fn a_batch_commits_fenced_by_lease_and_loads_back() {
     let store = memory().await;
-    store
-        .create_execution(
-            new_exec("x1", Some("me")),
-            vec![event(1, EventKind::ExecutionStarted)],
-        )
-        .await
-        .unwrap();
+    assert!(
+        store
+            .create_execution(
+                new_exec("x1", Some("me")),
+                vec![event(1, EventKind::ExecutionStarted)],
+            )
+            .await
+            .unwrap()
+    );
+    // An id taken already: nothing is written (the lease stays "me"'s; see the fencing below).
+    assert!(
+        !store
+            .create_execution(new_exec("x1", Some("other")), Vec::new())
+            .await
+            .unwrap()
+    );
     store
         .create_execution(new_exec("x2", Some("other")), Vec::new())
         .await
