@@ -298,8 +298,7 @@ async fn bench(
         let ms = time_durable(reps, &e, &wf, 1).await?;
         let tx = d.sqlite.commits() - tx0;
         let runs = (reps + 1) as f64;
-        // Each run: 100 steps; the creation of the execution and its claim are two more
-        // transactions.
+        // Each run: 100 steps; the creation of the execution is one more transaction.
         let per_step = tx as f64 / runs / 100.0;
         results.insert(
             key.into(),
@@ -321,7 +320,7 @@ async fn bench(
         let d = db(Durability::Normal).await?;
         let e = engine(d.store.clone())?;
         let ms = time_durable(reps, &e, &wf, 1).await?;
-        // Transactions of one run (its creation and claim included): one more on its own.
+        // Transactions of one run (its creation included): one more on its own.
         let (last_tx, last_engine) = (d.sqlite.commits(), e.commit_counts().0);
         run_durable(&e, &wf).await?;
         let tx_per_run = d.sqlite.commits() - last_tx;
@@ -334,7 +333,7 @@ async fn bench(
         rows.push((
             "fan-out 100 + join, durable".into(),
             format!(
-                "{ms:.2} ms  ({engine_tx} step commits; {tx_per_run} transactions with the execution's creation and claim)"
+                "{ms:.2} ms  ({engine_tx} step commits; {tx_per_run} transactions with the execution's creation)"
             ),
         ));
     }
