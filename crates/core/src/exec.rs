@@ -629,6 +629,13 @@ pub trait ExecutionStore: Send + Sync {
     /// ([`CommitOutcome::LeaseLost`]) without affecting the others.
     async fn commit_batch(&self, commits: Vec<Commit>) -> Result<Vec<CommitOutcome>>;
 
+    /// Whether concurrent `commit_batch` calls already share transactions (SQLite's writer
+    /// thread takes every write queued into one): the engine then hands over each commit as
+    /// it comes instead of gathering them into batches first.
+    fn merges_commits(&self) -> bool {
+        false
+    }
+
     /// Takes the lease of `id` if it is free, expired or already `owner`'s, and loads its
     /// checkpoint and pending signals. `None` when someone else holds it.
     async fn claim(

@@ -123,8 +123,18 @@ type Pending = (Commit, oneshot::Sender<Result<CommitOutcome, StoreError>>);
 
 /// Writes commits from every execution in the process, batching whatever is queued into one
 /// transaction (group commit).
+///
+/// A store that merges concurrent writes into shared transactions itself
+/// ([`ExecutionStore::merges_commits`]: SQLite's writer thread) gets each commit as it comes
+/// instead. Gathering them here first put a hop through this task, and a wait for the batch
+/// before, between every commit and the store: the writer sat idle while this task was
+/// scheduled, and executions in flight moved in lockstep, all computing, then all waiting
+/// (`hilo bench`, 16 in flight: 3275–3418 → 3780–3929 executions/s; a 100-step chain: one hop
+/// less per step).
 #[derive(Clone)]
 pub struct GroupCommitter {
+    /// The store, when commits go to it one by one.
+    direct: Option<Arc<dyn ExecutionStore>>,
     tx: mpsc::UnboundedSender<Pending>,
     stats: Arc<CommitStats>,
 }
@@ -132,13 +142,30 @@ pub struct GroupCommitter {
 /// Counters of the group committer.
 #[derive(Debug, Default)]
 pub struct CommitStats {
+    /// Calls of the store's `commit_batch` (a store that merges commits may write several
+    /// in one transaction).
     pub transactions: std::sync::atomic::AtomicU64,
     pub commits: std::sync::atomic::AtomicU64,
 }
 
 impl GroupCommitter {
-    /// Starts the writer task on the current runtime.
+    /// The committer for `store`: commits go straight to a store that merges them itself,
+    /// else through [`GroupCommitter::gathering`].
     pub fn spawn(store: Arc<dyn ExecutionStore>) -> GroupCommitter {
+        if store.merges_commits() {
+            let (tx, _) = mpsc::unbounded_channel::<Pending>();
+            return GroupCommitter {
+                direct: Some(store),
+                tx,
+                stats: Arc::default(),
+            };
+        }
+        GroupCommitter::gathering(store)
+    }
+
+    /// A committer that gathers whatever commits are queued into one `commit_batch`, one
+    /// batch at a time, in a task it starts on the current runtime.
+    pub fn gathering(store: Arc<dyn ExecutionStore>) -> GroupCommitter {
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
         let stats = Arc::new(CommitStats::default());
         let s = stats.clone();
@@ -171,7 +198,11 @@ impl GroupCommitter {
                 }
             }
         });
-        GroupCommitter { tx, stats }
+        GroupCommitter {
+            direct: None,
+            tx,
+            stats,
+        }
     }
 
     pub fn stats(&self) -> &CommitStats {
@@ -181,6 +212,18 @@ impl GroupCommitter {
 
 impl Persist for GroupCommitter {
     fn commit(&self, commit: Commit) -> BoxFuture<Result<CommitOutcome, StoreError>> {
+        if let Some(store) = self.direct.clone() {
+            let stats = self.stats.clone();
+            return Box::pin(async move {
+                use std::sync::atomic::Ordering::Relaxed;
+                stats.transactions.fetch_add(1, Relaxed);
+                stats.commits.fetch_add(1, Relaxed);
+                let mut outcomes = store.commit_batch(vec![commit]).await?;
+                outcomes.pop().ok_or_else(|| {
+                    StoreError::Backend("the store answered a commit with no outcome".into())
+                })
+            });
+        }
         let (reply, rx) = oneshot::channel();
         let sent = self.tx.send((commit, reply));
         Box::pin(async move {

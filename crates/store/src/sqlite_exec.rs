@@ -644,6 +644,10 @@ impl ExecutionStore for SqliteStore {
         .await
     }
 
+    fn merges_commits(&self) -> bool {
+        true
+    }
+
     async fn commit_batch(&self, commits: Vec<Commit>) -> Result<Vec<CommitOutcome>> {
         let now = now_ms();
         self.write(move |w| commits.iter().map(|c| w.apply_commit(c, now)).collect())

@@ -3,6 +3,7 @@
 //! to refresh).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod commits;
 mod drives;
 mod harness;
 mod nodes;
