@@ -3,9 +3,11 @@
 //! included), every JMESPath expression compiled once, and the effective timeout and retry
 //! policy of each node.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+// foldhash (hashbrown's default), not SipHash: the machine looks nodes and expressions up by
+// id on every step.
+use hashbrown::HashMap;
 use hilo_core::expr::{Dynamic, Found, bare_expression, classify, dynamic_strings};
 use hilo_core::tool::ToolSpec;
 use hilo_core::{Node, NodeKind, OnError, Retry, ToolCall, ToolDef, Workflow};

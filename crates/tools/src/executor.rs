@@ -9,11 +9,13 @@
 //! Every call is audited, refused ones included.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+// foldhash (hashbrown's default) instead of SipHash: these maps are looked up on every call.
+use hashbrown::HashMap;
 use hilo_core::exec::{NodeError, codes};
 use hilo_core::tool::{
     AuditEntry, AuditStatus, Caller, CircuitSettings, RateLimit, Tool, ToolExecutor, ToolMap,
@@ -123,7 +125,7 @@ struct Inner {
     cache: Cache,
     limiters: Mutex<HashMap<String, Option<Arc<Limiter>>>>,
     /// Per tool: its circuit breaker and metric handles.
-    slots: Mutex<hashbrown::HashMap<String, Arc<Slot>>>,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// Tool name → (schema, its compiled validator); recompiled only when the schema differs
     /// (a workflow-local tool may change between versions).
     validators: Mutex<HashMap<String, (Value, Arc<jsonschema::Validator>)>>,
@@ -220,7 +222,7 @@ impl ExecutorBuilder {
                 audit: self.audit,
                 cache: Cache::new(10_000),
                 limiters: Mutex::new(HashMap::new()),
-                slots: Mutex::new(hashbrown::HashMap::new()),
+                slots: Mutex::new(HashMap::new()),
                 validators: Mutex::new(HashMap::new()),
                 local: Mutex::new(HashMap::new()),
             }),
