@@ -133,10 +133,17 @@ type Pending = (Commit, oneshot::Sender<Result<CommitOutcome, StoreError>>);
 /// less per step).
 #[derive(Clone)]
 pub struct GroupCommitter {
-    /// The store, when commits go to it one by one.
-    direct: Option<Arc<dyn ExecutionStore>>,
-    tx: mpsc::UnboundedSender<Pending>,
+    route: Route,
     stats: Arc<CommitStats>,
+}
+
+/// Where a [`GroupCommitter`] sends a commit.
+#[derive(Clone)]
+enum Route {
+    /// To the store, one by one (it merges them itself).
+    Direct(Arc<dyn ExecutionStore>),
+    /// To the gathering task.
+    Gather(mpsc::UnboundedSender<Pending>),
 }
 
 /// Counters of the group committer.
@@ -153,10 +160,8 @@ impl GroupCommitter {
     /// else through [`GroupCommitter::gathering`].
     pub fn spawn(store: Arc<dyn ExecutionStore>) -> GroupCommitter {
         if store.merges_commits() {
-            let (tx, _) = mpsc::unbounded_channel::<Pending>();
             return GroupCommitter {
-                direct: Some(store),
-                tx,
+                route: Route::Direct(store),
                 stats: Arc::default(),
             };
         }
@@ -199,8 +204,7 @@ impl GroupCommitter {
             }
         });
         GroupCommitter {
-            direct: None,
-            tx,
+            route: Route::Gather(tx),
             stats,
         }
     }
@@ -212,20 +216,23 @@ impl GroupCommitter {
 
 impl Persist for GroupCommitter {
     fn commit(&self, commit: Commit) -> BoxFuture<Result<CommitOutcome, StoreError>> {
-        if let Some(store) = self.direct.clone() {
-            let stats = self.stats.clone();
-            return Box::pin(async move {
-                use std::sync::atomic::Ordering::Relaxed;
-                stats.transactions.fetch_add(1, Relaxed);
-                stats.commits.fetch_add(1, Relaxed);
-                let mut outcomes = store.commit_batch(vec![commit]).await?;
-                outcomes.pop().ok_or_else(|| {
-                    StoreError::Backend("the store answered a commit with no outcome".into())
-                })
-            });
-        }
+        let tx = match &self.route {
+            Route::Gather(tx) => tx,
+            Route::Direct(store) => {
+                let (store, stats) = (store.clone(), self.stats.clone());
+                return Box::pin(async move {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    stats.transactions.fetch_add(1, Relaxed);
+                    stats.commits.fetch_add(1, Relaxed);
+                    let mut outcomes = store.commit_batch(vec![commit]).await?;
+                    outcomes.pop().ok_or_else(|| {
+                        StoreError::Backend("the store answered a commit with no outcome".into())
+                    })
+                });
+            }
+        };
         let (reply, rx) = oneshot::channel();
-        let sent = self.tx.send((commit, reply));
+        let sent = tx.send((commit, reply));
         Box::pin(async move {
             if sent.is_err() {
                 return Err(StoreError::Backend("the commit writer has stopped".into()));
@@ -686,10 +693,7 @@ impl Engine {
             new_id(),
             DEFAULT_TENANT.to_string(),
             input,
-            ExecMeta {
-                concurrency: Some(self.inner.options.concurrency),
-                ..ExecMeta::default()
-            },
+            self.new_meta(),
             None,
         )
         .without_tracking();
@@ -876,10 +880,7 @@ impl Engine {
             }),
             definition: None,
             lease: None,
-            meta: ExecMeta {
-                concurrency: Some(self.inner.options.concurrency),
-                ..ExecMeta::default()
-            },
+            meta: self.new_meta(),
             created_at: now_ms(),
         })
     }

@@ -10,8 +10,8 @@
 use async_trait::async_trait;
 use hilo_core::exec::{
     Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
-    ExecutionStore, HumanTask, Loaded, NewExecution, NodeDetail, NodeError, NodeRecord, NodeStatus,
-    ParentRef, Signal, StoredSignal, TaskFilter,
+    ExecUpdate, ExecutionStore, HumanTask, Loaded, NewExecution, NodeDetail, NodeError, NodeRecord,
+    NodeStatus, ParentRef, Signal, StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId};
 use rusqlite::types::FromSql;
@@ -333,9 +333,9 @@ impl Json {
 /// write of the process goes through that one thread, so work done there is work that cannot
 /// run beside anything else (serializing took ~4 % of its time under load).
 struct Encoded {
-    output: Option<Json>,
-    error: Option<String>,
-    meta: String,
+    /// The execution row's output, error and meta; `None` when the commit leaves the row
+    /// alone (see [`rewrites_row`]).
+    row: Option<(Option<Json>, Option<String>, String)>,
     events: Vec<Option<String>>,
     /// Per node: output, error, detail.
     nodes: Vec<(Option<Json>, Option<String>, String)>,
@@ -345,13 +345,19 @@ struct Encoded {
 impl Encoded {
     fn of(c: &Commit, threshold: usize) -> Result<Encoded> {
         let x = &c.exec;
+        let row = if rewrites_row(x) {
+            Some((
+                x.output.as_ref().map(|v| Json::encode(v, threshold)),
+                x.error
+                    .as_ref()
+                    .map(|e| serde_json::to_string(e).unwrap_or_default()),
+                serde_json::to_string(&x.meta).map_err(|e| corrupt("meta", e))?,
+            ))
+        } else {
+            None
+        };
         Ok(Encoded {
-            output: x.output.as_ref().map(|v| Json::encode(v, threshold)),
-            error: x
-                .error
-                .as_ref()
-                .map(|e| serde_json::to_string(e).unwrap_or_default()),
-            meta: serde_json::to_string(&x.meta).map_err(|e| corrupt("meta", e))?,
+            row,
             events: c.events.iter().map(event_data).collect(),
             nodes: c
                 .nodes
@@ -373,6 +379,12 @@ impl Encoded {
                 .collect(),
         })
     }
+}
+
+/// Whether a commit rewrites the execution row; otherwise only its lease is checked, so the
+/// row's page stays clean.
+fn rewrites_row(x: &ExecUpdate) -> bool {
+    !x.unchanged || x.release
 }
 
 /// An event's `data` column.
@@ -534,9 +546,9 @@ impl Writes<'_> {
         Ok(())
     }
 
-    fn apply_commit(&self, c: &Commit, enc: Encoded, now: i64) -> Result<CommitOutcome> {
+    fn apply_commit(&self, c: &Commit, mut enc: Encoded, now: i64) -> Result<CommitOutcome> {
         let x = &c.exec;
-        if x.unchanged && !x.release {
+        let Some((output, error, meta)) = enc.row.take() else {
             // Only the lease to check: a read, so the row's page stays clean.
             let held: Option<i64> = scalar(
                 self.conn,
@@ -547,8 +559,8 @@ impl Writes<'_> {
                 return Ok(CommitOutcome::LeaseLost);
             }
             return self.apply_rows(c, enc, now);
-        }
-        let output = enc.output.map(|j| self.column(j)).transpose()?;
+        };
+        let output = output.map(|j| self.column(j)).transpose()?;
         let updated = exec(
             self.conn,
             "UPDATE executions SET status = $1, output = $2, error = $3, last_seq = $4, runnable_at = $5, \
@@ -559,11 +571,11 @@ impl Writes<'_> {
             params![
                 x.status.as_str(),
                 output,
-                enc.error,
+                error,
                 i(x.last_seq),
                 x.runnable_at,
                 x.finished_at,
-                enc.meta,
+                meta,
                 now,
                 x.release,
                 c.execution_id,
@@ -573,14 +585,7 @@ impl Writes<'_> {
         if updated == 0 {
             return Ok(CommitOutcome::LeaseLost);
         }
-        self.apply_rows(
-            c,
-            Encoded {
-                output: None,
-                ..enc
-            },
-            now,
-        )
+        self.apply_rows(c, enc, now)
     }
 
     /// The rows of a commit below the execution row: history, checkpoint, tasks, children,
