@@ -14,7 +14,7 @@ Workflows are YAML or JSON files (see `hilo schema` for editor support). Start w
 hilo validate examples/*.yaml      check definitions, every error at once\n  \
 hilo graph examples/order_returns.yaml   draw one as a Mermaid flowchart\n  \
 hilo workflows import examples/*.yaml    store them, versioned",
-    after_help = "Data lives in one SQLite file: --db PATH (or HILO_DB); by default hilo.db in your data directory."
+    after_help = "Data lives in one SQLite file: --db PATH (or HILO_DB); by default hilo.db in your data directory. Processes on many machines share one PostgreSQL database: --db postgres://USER@HOST/DB."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -25,7 +25,7 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Database: a SQLite file path or sqlite: URL [default: hilo.db in the platform data directory]
+    /// Database: a SQLite file path or sqlite: URL, or a postgres:// URL [default: hilo.db in the platform data directory]
     #[arg(long, global = true, env = "HILO_DB", value_name = "PATH|URL")]
     pub db: Option<String>,
     /// Configuration file with extra tools, MCP servers and LLM profiles [default: ./hilo.toml if present]

@@ -666,6 +666,14 @@ pub trait ExecutionStore: Send + Sync {
         now: i64,
     ) -> Result<Vec<String>>;
 
+    /// For idle workers, between `claim_due` calls: when this backend can tell that work may
+    /// have become due (PostgreSQL wakes workers with `NOTIFY`), waits for that or for its
+    /// own poll interval and returns true. False at once when it cannot tell (the default):
+    /// the caller then polls at its own pace.
+    async fn wait_for_work(&self) -> bool {
+        false
+    }
+
     /// Gives a lease up without other changes (on shutdown).
     async fn release(&self, id: &str, owner: &str) -> Result<()>;
 

@@ -823,7 +823,11 @@ impl Engine {
                 Some(id) = running.next(), if !running.is_empty() => {
                     aborts.remove(&id);
                 }
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = async {
+                    if !self.inner.store.wait_for_work().await {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                } => {}
             }
         }
         let deadline = tokio::time::Instant::now() + grace;

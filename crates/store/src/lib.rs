@@ -3,32 +3,49 @@
 //! Storage backends for the traits in `hilo_core::store`. This crate is the only one that
 //! speaks SQL (and the only one that depends on sqlx or rusqlite).
 //!
-//! - [`sqlite`]: the embedded default, one file in WAL mode (workflows there, executions in
-//!   `sqlite_exec`: checkpoints, history, tasks, signals, leases, payloads).
+//! - [`sqlite`]: the embedded default, one file in WAL mode (executions in `sqlite_exec`:
+//!   checkpoints, history, tasks, signals, leases, payloads; `sqlite_audit` and
+//!   `sqlite_costs`: the writes that ride on its writer thread).
 //! - `sqlite_writer`: the thread that owns the connection every execution query runs on
 //!   (rusqlite; a step commit is one round trip to it).
-//! - `sqlite_costs`: LLM calls and their costs (`hilo costs`, budgets).
+//! - [`pg`]: PostgreSQL, for many processes on many machines (executions in `pg_exec`:
+//!   fenced commits, group commit, fair `SKIP LOCKED` claims, `NOTIFY` wake-ups;
+//!   `pg_audit`, `pg_costs`: its multi-row inserts).
+//! - Written once for both (macros over the sqlx backend, portable SQL): `workflows` (the
+//!   versioned workflow store), `secrets`, `access` (API keys, callbacks), `costs` and
+//!   `audit` (their reads); `exec_codec`: how execution values are encoded and the
+//!   execution SQL both backends run.
 //! - [`open`]: picks a backend from a `--db` value (a path, `sqlite:` URL, or a server URL).
-//! - [`migrations`]: the shared schema, written in SQL both SQLite and PostgreSQL accept.
+//! - [`migrations`]: the schema: portable SQL, with each backend's own files where it must
+//!   differ.
 //!
 //! **Architecture invariant:** SQL lives only here; every query is a runtime query
 //! (`sqlx::query`, or a statement prepared by rusqlite), so building hilo never needs a
 //! database.
 
+mod access;
+mod audit;
+mod costs;
+mod exec_codec;
 pub mod migrations;
+pub mod pg;
+mod pg_audit;
+mod pg_costs;
+mod pg_exec;
+mod secrets;
 pub mod sqlite;
-mod sqlite_access;
 mod sqlite_audit;
 mod sqlite_costs;
 mod sqlite_exec;
-mod sqlite_secrets;
 mod sqlite_writer;
+mod workflows;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use hilo_core::store::{Store, StoreError};
 
+pub use pg::PgStore;
 pub use sqlite::{Durability, SqliteStore};
 
 /// Where the database is, as given by `--db` / `HILO_DB`.
@@ -92,10 +109,11 @@ pub async fn open_with(
                 .await?
                 .with_payload_threshold(threshold),
         )),
-        Location::Postgres(url) => Err(StoreError::Open {
-            location: redact_url(url),
-            detail: "this build of hilo stores data in SQLite only; PostgreSQL support is on the roadmap (scale-out issue). Use a file path, e.g. --db ./hilo.db".into(),
-        }),
+        Location::Postgres(url) => Ok(Arc::new(
+            PgStore::connect(url)
+                .await?
+                .with_payload_threshold(threshold),
+        )),
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! Each migration is one `.sql` file under `crates/store/migrations/`, written in the SQL that
 //! both SQLite and PostgreSQL accept, except those in [`SQLITE_ONLY`] (physical layout that
-//! only SQLite has, such as `WITHOUT ROWID`). Migrations only ever get added, never edited:
-//! sqlx checks each applied migration's checksum on start.
+//! only SQLite has, such as `WITHOUT ROWID`) and those PostgreSQL replaces with its own file
+//! under `migrations/postgres/` ([`POSTGRES`]: identity keys, its claim indexes). Migrations
+//! only ever get added, never edited: sqlx checks each applied migration's checksum on start.
 
 use std::borrow::Cow;
 
@@ -37,6 +38,37 @@ const SQLITE_ONLY: &[(i64, &str, &str)] = &[(
     "sqlite clustered execution tables",
     include_str!("../migrations/0005_sqlite_clustered.sql"),
 )];
+
+/// PostgreSQL's own migrations: a number also in [`MIGRATIONS`] replaces that file there.
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        3,
+        "audit",
+        include_str!("../migrations/postgres/0003_audit.sql"),
+    ),
+    (
+        5,
+        "postgres claim indexes",
+        include_str!("../migrations/postgres/0005_postgres_claims.sql"),
+    ),
+    (
+        6,
+        "llm calls",
+        include_str!("../migrations/postgres/0006_llm_calls.sql"),
+    ),
+];
+
+/// The migrator of the PostgreSQL backend: the portable migrations, each replaced by
+/// PostgreSQL's own file where it has one, in order.
+pub fn postgres_migrator() -> Migrator {
+    let mut all: Vec<&(i64, &str, &str)> = MIGRATIONS
+        .iter()
+        .filter(|m| !POSTGRES.iter().any(|p| p.0 == m.0))
+        .chain(POSTGRES)
+        .collect();
+    all.sort_by_key(|m| m.0);
+    migrator_of(all)
+}
 
 /// The migrator of the SQLite backend: the portable migrations and its own, in order.
 pub fn sqlite_migrator() -> Migrator {

@@ -1,5 +1,5 @@
-//! The tool executor's audit trail on SQLite: appended in batches, listed per execution or
-//! tool, and summarised per tool (`hilo tools stats`). Rows arrive already redacted.
+//! The tool executor's audit trail on SQLite: the append, in batches. Listing and the per-tool
+//! summary are shared with PostgreSQL (`audit`). Rows arrive already redacted.
 //!
 //! Entries are written by the writer thread, preferably inside the next execution commit
 //! (which is usually microseconds away while executions run): a step then costs one
@@ -7,21 +7,17 @@
 //! entry queued before a step's commit is stored atomically with it. When no commit comes
 //! within [`AUDIT_LINGER`], the entries get a transaction of their own.
 
-use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use hilo_core::store::{Result, StoreError, TenantId};
-use hilo_core::tool::{AuditEntry, AuditFilter, AuditStatus, AuditStore, ToolStats};
+use hilo_core::store::Result;
+use hilo_core::tool::AuditEntry;
 use rusqlite::{Connection, TransactionBehavior, params};
-use sqlx::QueryBuilder;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite};
 use tokio::sync::watch;
 
-use crate::sqlite::{SqliteStore, backend};
-use crate::sqlite_exec::{i as int, u};
+use crate::audit::audit_columns;
+use crate::exec_codec::i as int;
+use crate::sqlite::SqliteStore;
 use crate::sqlite_writer::db;
 
 /// How long `record_audit` waits for an execution commit to carry its entries before it
@@ -89,12 +85,11 @@ pub(crate) fn insert_audit(conn: &Connection, entries: &[AuditEntry]) -> Result<
         return Ok(());
     }
     let mut st = conn
-        .prepare_cached(
-            "INSERT INTO tool_audit (at, tenant_id, execution_id, node_key, agent, tool, input, \
-             output, status, error_code, error_message, duration_ms, attempt, cached, \
-             idempotency_key, compensates) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )
+        .prepare_cached(concat!(
+            "INSERT INTO tool_audit (",
+            audit_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        ))
         .map_err(db)?;
     for e in entries {
         st.execute(params![
@@ -147,57 +142,10 @@ fn flush_own(conn: &mut Connection, buffer: &AuditBuffer) -> Result<()> {
     }
 }
 
-fn entry(r: &SqliteRow) -> Result<AuditEntry> {
-    let json = |col: &str| -> Result<Option<serde_json::Value>> {
-        let text: Option<String> = r.get(col);
-        text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| {
-                StoreError::Backend(format!("a stored audit {col} does not decode: {e}"))
-            })
-        })
-        .transpose()
-    };
-    let status: String = r.get("status");
-    Ok(AuditEntry {
-        id: r.get("id"),
-        at: r.get("at"),
-        tenant: r.get("tenant_id"),
-        execution_id: r.get("execution_id"),
-        node_key: r.get("node_key"),
-        agent: r.get("agent"),
-        tool: r.get("tool"),
-        input: json("input")?.unwrap_or_default(),
-        output: json("output")?,
-        status: if status == "ok" {
-            AuditStatus::Ok
-        } else {
-            AuditStatus::Error
-        },
-        error_code: r.get("error_code"),
-        error_message: r.get("error_message"),
-        duration_ms: u(r.get("duration_ms")),
-        attempt: u32::try_from(r.get::<i64, _>("attempt")).unwrap_or(0),
-        cached: r.get("cached"),
-        idempotency_key: r.get("idempotency_key"),
-        compensates: r.get("compensates"),
-    })
-}
-
-/// The value at quantile `q` of sorted `v` (nearest rank).
-fn quantile(v: &[u64], q: f64) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    let rank = (q * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
-
-#[async_trait]
-impl AuditStore for SqliteStore {
-    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
+impl SqliteStore {
+    /// Appends a non-empty batch (`AuditStore::record_audit`): queued for the next execution
+    /// commit, or, when none comes within [`AUDIT_LINGER`], in a transaction of its own.
+    pub(crate) async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {
         let buffer = self.audit_buffer().clone();
         let batch = buffer.push(entries);
         let mut stored = buffer.stored.subscribe();
@@ -211,81 +159,5 @@ impl AuditStore for SqliteStore {
         self.writer()
             .run(move |conn| flush_own(conn, &buffer))
             .await
-    }
-
-    async fn audit(&self, tenant: &TenantId, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM tool_audit WHERE tenant_id = ");
-        q.push_bind(tenant);
-        if let Some(id) = &filter.execution_id {
-            q.push(" AND execution_id = ").push_bind(id);
-        }
-        if let Some(t) = &filter.tool {
-            q.push(" AND tool = ").push_bind(t);
-        }
-        if let Some(since) = filter.since {
-            q.push(" AND at >= ").push_bind(since);
-        }
-        q.push(" ORDER BY id");
-        if let Some(limit) = filter.limit {
-            q.push(" LIMIT ").push_bind(i64::from(limit));
-        }
-        let rows = q.build().fetch_all(self.pool()).await.map_err(backend)?;
-        rows.iter().map(entry).collect()
-    }
-
-    async fn tool_stats(&self, tenant: &TenantId, since: i64) -> Result<Vec<ToolStats>> {
-        let rows = sqlx::query(
-            "SELECT tool, status, cached, duration_ms FROM tool_audit \
-             WHERE tenant_id = $1 AND at >= $2 AND compensates IS NULL",
-        )
-        .bind(tenant)
-        .bind(since)
-        .fetch_all(self.pool())
-        .await
-        .map_err(backend)?;
-        // tool → (durations, errors, cached)
-        let mut by_tool: BTreeMap<String, (Vec<u64>, u64, u64)> = BTreeMap::new();
-        for r in &rows {
-            let e = by_tool.entry(r.get("tool")).or_default();
-            e.0.push(u(r.get("duration_ms")));
-            if r.get::<String, _>("status") != "ok" {
-                e.1 += 1;
-            }
-            if r.get::<bool, _>("cached") {
-                e.2 += 1;
-            }
-        }
-        let mut out: Vec<ToolStats> = by_tool
-            .into_iter()
-            .map(|(tool, (mut d, errors, cached))| {
-                d.sort_unstable();
-                let calls = d.len() as u64;
-                ToolStats {
-                    tool,
-                    calls,
-                    errors,
-                    cached,
-                    success_rate: (calls - errors) as f64 / calls.max(1) as f64,
-                    p50_ms: quantile(&d, 0.5),
-                    p95_ms: quantile(&d, 0.95),
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.tool.cmp(&b.tool)));
-        Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quantile;
-
-    #[test]
-    fn nearest_rank_quantiles() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(quantile(&v, 0.5), 50);
-        assert_eq!(quantile(&v, 0.95), 95);
-        assert_eq!(quantile(&[7], 0.95), 7);
-        assert_eq!(quantile(&[], 0.5), 0);
     }
 }

@@ -10,44 +10,20 @@
 use async_trait::async_trait;
 use hilo_core::exec::{
     Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
-    ExecUpdate, ExecutionStore, HumanTask, Loaded, NewExecution, NodeDetail, NodeError, NodeRecord,
-    NodeStatus, ParentRef, Signal, StoredSignal, TaskFilter,
+    ExecutionStore, HumanTask, Loaded, NewExecution, NodeDetail, NodeError, NodeRecord, NodeStatus,
+    ParentRef, Signal, StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId};
 use rusqlite::types::FromSql;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Params, Row, params};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
+use crate::exec_codec::{
+    Encoded, Json, PRUNE_CHILD_ROWS, REF, corrupt, event_data, i, opt_json, sql, terminal, u,
+};
 use crate::sqlite::SqliteStore;
 use crate::sqlite_audit::insert_audit;
 use crate::sqlite_writer::{Settle, control, db};
-
-const REF: &str = "@ref:";
-
-/// The terminal statuses, as an SQL list (a macro so that statements stay `&'static str`).
-macro_rules! terminal {
-    () => {
-        "('succeeded','failed','compensated','handed_over','cancelled')"
-    };
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("a stored {what} does not decode: {e}"))
-}
-
-pub(crate) fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn opt_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {
-    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("value", e)))
-        .transpose()
-}
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -242,61 +218,45 @@ fn exec_record(conn: &Connection, tenant: Option<&str>, id: &str) -> Result<Exec
 }
 
 fn node_records(conn: &Connection, id: &str) -> Result<Vec<NodeRecord>> {
-    all(
-        conn,
-        "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
-         fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 ORDER BY node_key",
-        [id],
-        |r| {
-            let mut c = Cols::new(r);
-            Ok(NodeRecord {
-                key: c.get()?,
-                node_id: c.get()?,
-                status: {
-                    let status: String = c.get()?;
-                    NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?
-                },
-                attempts: u32::try_from(c.get::<i64>()?).unwrap_or(0),
-                output: c.json(conn)?,
-                error: c.parsed::<NodeError>()?,
-                started_at: c.get()?,
-                finished_at: c.get()?,
-                fire_at: c.get()?,
-                done_seq: c.get::<Option<i64>>()?.map(u),
-                detail: c.decoded::<NodeDetail>("node detail")?,
-            })
-        },
-    )
+    all(conn, sql::NODE_ROWS, [id], |r| {
+        let mut c = Cols::new(r);
+        Ok(NodeRecord {
+            key: c.get()?,
+            node_id: c.get()?,
+            status: {
+                let status: String = c.get()?;
+                NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?
+            },
+            attempts: u32::try_from(c.get::<i64>()?).unwrap_or(0),
+            output: c.json(conn)?,
+            error: c.parsed::<NodeError>()?,
+            started_at: c.get()?,
+            finished_at: c.get()?,
+            fire_at: c.get()?,
+            done_seq: c.get::<Option<i64>>()?.map(u),
+            detail: c.decoded::<NodeDetail>("node detail")?,
+        })
+    })
 }
 
 fn signals(conn: &Connection, id: &str) -> Result<Vec<StoredSignal>> {
-    all(
-        conn,
-        "SELECT id, body FROM exec_signals WHERE execution_id = $1 ORDER BY id",
-        [id],
-        |r| {
-            let mut c = Cols::new(r);
-            Ok(StoredSignal {
-                id: c.get()?,
-                signal: c.decoded("signal")?,
-            })
-        },
-    )
+    all(conn, sql::SIGNAL_ROWS, [id], |r| {
+        let mut c = Cols::new(r);
+        Ok(StoredSignal {
+            id: c.get()?,
+            signal: c.decoded("signal")?,
+        })
+    })
 }
 
 /// The checkpoint of `id`: what a claim hands to the engine.
 fn load(conn: &Connection, id: &str) -> Result<Loaded> {
     let exec = exec_record(conn, None, id)?;
     let nodes = node_records(conn, id)?;
-    let vars = all(
-        conn,
-        "SELECT name, value FROM exec_vars WHERE execution_id = $1 ORDER BY name",
-        [id],
-        |r| {
-            let mut c = Cols::new(r);
-            Ok((c.get()?, c.json(conn)?.unwrap_or(Value::Null)))
-        },
-    )?;
+    let vars = all(conn, sql::VAR_ROWS, [id], |r| {
+        let mut c = Cols::new(r);
+        Ok((c.get()?, c.json(conn)?.unwrap_or(Value::Null)))
+    })?;
     let signals = signals(conn, id)?;
     Ok(Loaded {
         exec,
@@ -307,90 +267,6 @@ fn load(conn: &Connection, id: &str) -> Result<Loaded> {
 }
 
 // ---- writing --------------------------------------------------------------------------------
-
-/// A JSON value serialized for its column: inline, or large enough to be stored once in
-/// `payloads` under its content hash.
-enum Json {
-    Inline(String),
-    Payload { hash: String, text: String },
-}
-
-impl Json {
-    fn encode(v: &Value, threshold: usize) -> Json {
-        let text = v.to_string();
-        if text.len() <= threshold {
-            return Json::Inline(text);
-        }
-        let hash = Sha256::digest(text.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>();
-        Json::Payload { hash, text }
-    }
-}
-
-/// The JSON columns of a commit, serialized before its job reaches the writer thread: every
-/// write of the process goes through that one thread, so work done there is work that cannot
-/// run beside anything else (serializing took ~4 % of its time under load).
-struct Encoded {
-    /// The execution row's output, error and meta; `None` when the commit leaves the row
-    /// alone (see [`rewrites_row`]).
-    row: Option<(Option<Json>, Option<String>, String)>,
-    events: Vec<Option<String>>,
-    /// Per node: output, error, detail.
-    nodes: Vec<(Option<Json>, Option<String>, String)>,
-    vars: Vec<Json>,
-}
-
-impl Encoded {
-    fn of(c: &Commit, threshold: usize) -> Result<Encoded> {
-        let x = &c.exec;
-        let row = if rewrites_row(x) {
-            Some((
-                x.output.as_ref().map(|v| Json::encode(v, threshold)),
-                x.error
-                    .as_ref()
-                    .map(|e| serde_json::to_string(e).unwrap_or_default()),
-                serde_json::to_string(&x.meta).map_err(|e| corrupt("meta", e))?,
-            ))
-        } else {
-            None
-        };
-        Ok(Encoded {
-            row,
-            events: c.events.iter().map(event_data).collect(),
-            nodes: c
-                .nodes
-                .iter()
-                .map(|n| {
-                    (
-                        n.output.as_ref().map(|v| Json::encode(v, threshold)),
-                        n.error
-                            .as_ref()
-                            .map(|e| serde_json::to_string(e).unwrap_or_default()),
-                        serde_json::to_string(&n.detail).unwrap_or_else(|_| "{}".into()),
-                    )
-                })
-                .collect(),
-            vars: c
-                .vars
-                .iter()
-                .map(|(_, v)| Json::encode(v, threshold))
-                .collect(),
-        })
-    }
-}
-
-/// Whether a commit rewrites the execution row; otherwise only its lease is checked, so the
-/// row's page stays clean.
-fn rewrites_row(x: &ExecUpdate) -> bool {
-    !x.unchanged || x.release
-}
-
-/// An event's `data` column.
-fn event_data(e: &Event) -> Option<String> {
-    (!e.data.is_null()).then(|| e.data.to_string())
-}
 
 /// A connection inside a write transaction, with the payload threshold.
 struct Writes<'a> {
@@ -430,10 +306,7 @@ impl Writes<'_> {
         let meta = serde_json::to_string(&new.meta).map_err(|e| corrupt("meta", e))?;
         let inserted = exec(
             self.conn,
-            "INSERT INTO executions (id, tenant_id, workflow, version, status, input, parent_id, parent_node, \
-             definition, meta, last_seq, signal_seq, created_at, updated_at, runnable_at, lease_owner, lease_expires_at) \
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, 0, 0, $10, $10, $10, $11, $12) \
-             ON CONFLICT (id) DO NOTHING",
+            sql::INSERT_EXECUTION,
             params![
                 new.id,
                 new.tenant,
@@ -511,23 +384,10 @@ impl Writes<'_> {
     }
 
     fn signal(&self, tenant: Option<&str>, id: &str, signal: &Signal, now: i64) -> Result<()> {
-        let seq: Option<i64> = scalar(
-            self.conn,
-            concat!(
-                "UPDATE executions SET signal_seq = signal_seq + 1, runnable_at = $1, updated_at = $1 \
-                 WHERE id = $2 AND ($3 IS NULL OR tenant_id = $3) AND status NOT IN ",
-                terminal!(),
-                " RETURNING signal_seq"
-            ),
-            params![now, id, tenant],
-        )?;
+        let seq: Option<i64> = scalar(self.conn, sql::BUMP_SIGNAL_SEQ, params![now, id, tenant])?;
         let Some(seq) = seq else {
             // Finished already, or absent: a signal to a finished execution has no effect.
-            let status: Option<String> = scalar(
-                self.conn,
-                "SELECT status FROM executions WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)",
-                params![id, tenant],
-            )?;
+            let status: Option<String> = scalar(self.conn, sql::EXEC_STATUS, params![id, tenant])?;
             return Err(match status {
                 None => StoreError::ExecutionNotFound { id: id.to_string() },
                 Some(status) => StoreError::ExecutionState {
@@ -538,11 +398,7 @@ impl Writes<'_> {
             });
         };
         let body = serde_json::to_string(signal).map_err(|e| corrupt("signal", e))?;
-        exec(
-            self.conn,
-            "INSERT INTO exec_signals (execution_id, id, body, created_at) VALUES ($1, $2, $3, $4)",
-            params![id, seq, body, now],
-        )?;
+        exec(self.conn, sql::INSERT_SIGNAL, params![id, seq, body, now])?;
         Ok(())
     }
 
@@ -563,11 +419,7 @@ impl Writes<'_> {
         let output = output.map(|j| self.column(j)).transpose()?;
         let updated = exec(
             self.conn,
-            "UPDATE executions SET status = $1, output = $2, error = $3, last_seq = $4, runnable_at = $5, \
-             finished_at = $6, meta = $7, updated_at = $8, \
-             lease_owner = CASE WHEN $9 THEN NULL ELSE lease_owner END, \
-             lease_expires_at = CASE WHEN $9 THEN NULL ELSE lease_expires_at END \
-             WHERE id = $10 AND lease_owner = $11",
+            sql::UPDATE_EXEC_ROW,
             params![
                 x.status.as_str(),
                 output,
@@ -606,11 +458,7 @@ impl Writes<'_> {
         for t in &c.new_tasks {
             exec(
                 self.conn,
-                "INSERT INTO human_tasks (execution_id, node_key, tenant_id, prompt, answer_schema, assignee, skills, \
-                 status, created_at, deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) \
-                 ON CONFLICT (execution_id, node_key) DO UPDATE SET prompt = excluded.prompt, \
-                 answer_schema = excluded.answer_schema, assignee = excluded.assignee, skills = excluded.skills, \
-                 status = 'pending', answer = NULL, created_at = excluded.created_at, deadline = excluded.deadline",
+                sql::UPSERT_TASK,
                 params![
                     t.execution_id,
                     t.node_key,
@@ -651,15 +499,6 @@ impl Writes<'_> {
         Ok(CommitOutcome::Committed)
     }
 }
-
-/// Tables holding rows of an execution, cleared by `prune` before the execution row.
-const PRUNE_CHILD_ROWS: [&str; 5] = [
-    "DELETE FROM exec_nodes WHERE execution_id = $1",
-    "DELETE FROM exec_vars WHERE execution_id = $1",
-    "DELETE FROM exec_events WHERE execution_id = $1",
-    "DELETE FROM human_tasks WHERE execution_id = $1",
-    "DELETE FROM exec_signals WHERE execution_id = $1",
-];
 
 impl SqliteStore {
     /// Runs `f` in a write transaction on the writer thread (shared with the other writes
@@ -760,12 +599,7 @@ impl ExecutionStore for SqliteStore {
         self.write(move |w| {
             let updated = exec(
                 w.conn,
-                concat!(
-                    "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 \
-                     WHERE id = $3 AND tenant_id = $4 AND status NOT IN ",
-                    terminal!(),
-                    " AND (lease_owner IS NULL OR lease_expires_at < $5 OR lease_owner = $1)"
-                ),
+                sql::CLAIM,
                 params![owner, now + i(lease_ms), id, tenant, now],
             )?;
             if updated == 0 {
@@ -829,11 +663,7 @@ impl ExecutionStore for SqliteStore {
     async fn release(&self, id: &str, owner: &str) -> Result<()> {
         let (id, owner) = (id.to_string(), owner.to_string());
         self.write(move |w| {
-            exec(
-                w.conn,
-                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2",
-                params![id, owner],
-            )?;
+            exec(w.conn, sql::RELEASE, params![id, owner])?;
             Ok(())
         })
         .await
@@ -895,25 +725,20 @@ impl ExecutionStore for SqliteStore {
     async fn events(&self, id: &str) -> Result<Vec<Event>> {
         let id = id.to_string();
         self.read(move |conn| {
-            all(
-                conn,
-                "SELECT seq, at, kind, node_key, attempt, data FROM exec_events WHERE execution_id = $1 ORDER BY seq",
-                [&id],
-                |r| {
-                    let mut c = Cols::new(r);
-                    Ok(Event {
-                        seq: u(c.get()?),
-                        at: c.get()?,
-                        kind: {
-                            let kind: String = c.get()?;
-                            EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?
-                        },
-                        node: c.get()?,
-                        attempt: u32::try_from(c.get::<i64>()?).unwrap_or(0),
-                        data: c.parsed::<Value>()?.unwrap_or(Value::Null),
-                    })
-                },
-            )
+            all(conn, sql::EVENT_ROWS, [&id], |r| {
+                let mut c = Cols::new(r);
+                Ok(Event {
+                    seq: u(c.get()?),
+                    at: c.get()?,
+                    kind: {
+                        let kind: String = c.get()?;
+                        EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?
+                    },
+                    node: c.get()?,
+                    attempt: u32::try_from(c.get::<i64>()?).unwrap_or(0),
+                    data: c.parsed::<Value>()?.unwrap_or(Value::Null),
+                })
+            })
         })
         .await
     }
@@ -969,12 +794,7 @@ impl ExecutionStore for SqliteStore {
         let tenant = tenant.to_string();
         self.read(move |conn| {
             let n: i64 = conn
-                .query_row(
-                    "SELECT COUNT(*) FROM executions WHERE tenant_id = $1 \
-                     AND status IN ('pending', 'running', 'waiting')",
-                    [&tenant],
-                    |r| r.get(0),
-                )
+                .query_row(sql::ACTIVE_COUNT, [&tenant], |r| r.get(0))
                 .map_err(db)?;
             Ok(n.max(0) as u64)
         })
@@ -1010,16 +830,12 @@ impl ExecutionStore for SqliteStore {
         self.write(move |w| {
             let updated = exec(
                 w.conn,
-                "UPDATE human_tasks SET status = 'answered', answer = $1, answered_at = $2 \
-                 WHERE execution_id = $3 AND node_key = $4 AND tenant_id = $5 AND status = 'pending'",
+                sql::ANSWER_TASK,
                 params![answer.to_string(), now, id, node_key, tenant],
             )?;
             if updated == 0 {
-                let status: Option<String> = scalar(
-                    w.conn,
-                    "SELECT status FROM human_tasks WHERE execution_id = $1 AND node_key = $2 AND tenant_id = $3",
-                    params![id, node_key, tenant],
-                )?;
+                let status: Option<String> =
+                    scalar(w.conn, sql::TASK_STATUS, params![id, node_key, tenant])?;
                 return Err(match status {
                     None => StoreError::TaskNotFound { id, node: node_key },
                     Some(status) => StoreError::TaskNotPending {
@@ -1068,14 +884,7 @@ impl ExecutionStore for SqliteStore {
         }
         // Payloads nobody refers to any more.
         self.write(|w| {
-            exec(
-                w.conn,
-                "DELETE FROM payloads WHERE NOT EXISTS (SELECT 1 FROM exec_nodes WHERE output = '@ref:' || payloads.hash) \
-                 AND NOT EXISTS (SELECT 1 FROM exec_vars WHERE value = '@ref:' || payloads.hash) \
-                 AND NOT EXISTS (SELECT 1 FROM executions WHERE input = '@ref:' || payloads.hash \
-                     OR output = '@ref:' || payloads.hash OR definition = '@ref:' || payloads.hash)",
-                [],
-            )?;
+            exec(w.conn, sql::PRUNE_PAYLOADS, [])?;
             Ok(())
         })
         .await?;

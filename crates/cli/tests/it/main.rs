@@ -7,6 +7,7 @@ mod agents;
 mod builtins;
 mod crash;
 mod mcp;
+mod postgres;
 mod run;
 mod serve;
 mod tools;

@@ -27,18 +27,22 @@ fn json_out(o: &Output) -> Value {
 #[test]
 fn human_pause_answer_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("h.db");
+    human_pause_answer_and_exit_codes_on(&dir.path().join("h.db"));
+}
+
+/// Run, pause, answer, hand over and show, on the database `db` (a file or a URL).
+pub fn human_pause_answer_and_exit_codes_on(db: &Path) {
     let wf = fixture("approval.yaml");
 
     // Invalid input: exit 2, the field named.
-    let o = hilo_env(&["run", &wf, "--input", r#"{"amount": "x"}"#], &db, &[]);
+    let o = hilo_env(&["run", &wf, "--input", r#"{"amount": "x"}"#], db, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("/amount"), "{}", text(&o.stderr));
 
     // Waits for a person: exit 3, the process ends.
     let o = hilo_env(
         &["run", &wf, "--input", r#"{"amount": 30}"#, "--json"],
-        &db,
+        db,
         &[],
     );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
@@ -48,7 +52,7 @@ fn human_pause_answer_and_exit_codes() {
     let id = v["execution_id"].as_str().unwrap().to_string();
 
     // The human sees the prompt.
-    let o = hilo_env(&["executions", "show", &id], &db, &[]);
+    let o = hilo_env(&["executions", "show", &id], db, &[]);
     assert!(
         text(&o.stdout).contains("Approve a refund of 30?"),
         "{}",
@@ -58,14 +62,14 @@ fn human_pause_answer_and_exit_codes() {
     // An answer that does not match the schema is refused and the run keeps waiting.
     let o = hilo_env(
         &["answer", &id, "approve", "--input", r#"{"ok": "yes"}"#],
-        &db,
+        db,
         &[],
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("/ok"), "{}", text(&o.stderr));
     let o = hilo_env(
         &["executions", "list", "--status", "waiting", "--json"],
-        &db,
+        db,
         &[],
     );
     assert_eq!(json_out(&o).as_array().unwrap().len(), 1);
@@ -80,7 +84,7 @@ fn human_pause_answer_and_exit_codes() {
             r#"{"ok": true}"#,
             "--json",
         ],
-        &db,
+        db,
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
@@ -94,7 +98,7 @@ fn human_pause_answer_and_exit_codes() {
     // Answering twice is refused.
     let o = hilo_env(
         &["answer", &id, "approve", "--input", r#"{"ok": true}"#],
-        &db,
+        db,
         &[],
     );
     assert_eq!(o.status.code(), Some(2));
@@ -102,19 +106,19 @@ fn human_pause_answer_and_exit_codes() {
     // Refused → handover: exit 4.
     let o = hilo_env(
         &["run", &wf, "--input", r#"{"amount": 5}"#, "--json"],
-        &db,
+        db,
         &[],
     );
     let id2 = json_out(&o)["execution_id"].as_str().unwrap().to_string();
     let o = hilo_env(
         &["answer", &id2, "approve", "--input", r#"{"ok": false}"#],
-        &db,
+        db,
         &[],
     );
     assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
 
     // Show: per node status, attempts and the timeline.
-    let o = hilo_env(&["executions", "show", &id], &db, &[]);
+    let o = hilo_env(&["executions", "show", &id], db, &[]);
     let out = text(&o.stdout);
     assert!(
         out.contains("timeline:") && out.contains("✎ approve answered"),
@@ -125,7 +129,11 @@ fn human_pause_answer_and_exit_codes() {
 #[test]
 fn detached_runs_are_taken_by_a_worker_and_cancel_compensates() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("w.db");
+    detached_runs_are_taken_by_a_worker_and_cancel_compensates_on(&dir.path().join("w.db"));
+}
+
+/// A detached run taken by `hilo worker`, a cancellation and a prune, on the database `db`.
+pub fn detached_runs_are_taken_by_a_worker_and_cancel_compensates_on(db: &Path) {
     let o = hilo_env(
         &[
             "run",
@@ -134,21 +142,21 @@ fn detached_runs_are_taken_by_a_worker_and_cancel_compensates() {
             r#"{"n": 1}"#,
             "--detach",
         ],
-        &db,
+        db,
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let id = text(&o.stdout).trim().to_string();
     let o = hilo_env(
         &["executions", "list", "--status", "pending", "--json"],
-        &db,
+        db,
         &[],
     );
     assert_eq!(json_out(&o)[0]["execution_id"], id.as_str());
 
     let mut worker = Command::new(env!("CARGO_BIN_EXE_hilo"))
         .args(["worker", "--db"])
-        .arg(&db)
+        .arg(db)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -157,7 +165,7 @@ fn detached_runs_are_taken_by_a_worker_and_cancel_compensates() {
         std::thread::sleep(std::time::Duration::from_millis(100));
         let o = hilo_env(
             &["executions", "list", "--status", "succeeded", "--json"],
-            &db,
+            db,
             &[],
         );
         if json_out(&o).as_array().is_some_and(|a| !a.is_empty()) {
@@ -178,20 +186,20 @@ fn detached_runs_are_taken_by_a_worker_and_cancel_compensates() {
             r#"{"amount": 1}"#,
             "--json",
         ],
-        &db,
+        db,
         &[],
     );
     let id = json_out(&o)["execution_id"].as_str().unwrap().to_string();
-    let o = hilo_env(&["cancel", &id, "--json"], &db, &[]);
+    let o = hilo_env(&["cancel", &id, "--json"], db, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(json_out(&o)["status"], "cancelled");
-    let o = hilo_env(&["cancel", &id], &db, &[]);
+    let o = hilo_env(&["cancel", &id], db, &[]);
     assert_eq!(o.status.code(), Some(1), "cancelling twice is refused");
 
     // Prune: finished executions go, with their history.
-    let o = hilo_env(&["executions", "prune", "--older-than", "0"], &db, &[]);
+    let o = hilo_env(&["executions", "prune", "--older-than", "0"], db, &[]);
     assert!(text(&o.stdout).contains("pruned"), "{}", text(&o.stdout));
-    let o = hilo_env(&["executions", "list", "--json"], &db, &[]);
+    let o = hilo_env(&["executions", "list", "--json"], db, &[]);
     assert_eq!(json_out(&o).as_array().unwrap().len(), 0);
 }
 

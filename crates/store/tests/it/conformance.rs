@@ -59,6 +59,8 @@ pub async fn run_all(store: std::sync::Arc<dyn Store>) {
     activation_policies(s).await;
     tenants_are_isolated(s).await;
     not_found_errors(s).await;
+    crate::conformance_exec::run_all(s).await;
+    crate::conformance_more::run_all(s).await;
 }
 
 async fn import_is_idempotent(s: &dyn Store) {

@@ -6,7 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod conformance;
+mod conformance_exec;
+mod conformance_more;
 mod exec;
+mod pg;
 
 use std::sync::Arc;
 
@@ -89,16 +92,4 @@ async fn concurrent_conflicting_imports_store_exactly_one() {
         }
     }
     assert_eq!((ok, conflicts), (1, 7));
-}
-
-#[tokio::test]
-async fn postgres_urls_are_refused_with_a_clear_error() {
-    let Err(e) =
-        hilo_store::open(&hilo_store::Location::parse("postgres://u:pw@localhost/x")).await
-    else {
-        unreachable!("postgres is not supported yet")
-    };
-    let msg = e.to_string();
-    assert!(msg.contains("postgres://u:***@localhost/x"), "{msg}");
-    assert!(msg.contains("SQLite"), "{msg}");
 }

@@ -1,0 +1,212 @@
+//! What both execution backends write the same way: JSON columns (inline, or stored once in
+//! `payloads` and referenced as `@ref:<sha256>` when large), a commit's columns serialized
+//! before any database work, and the SQL fragments their queries share.
+
+use hilo_core::exec::{Commit, Event, ExecUpdate};
+use hilo_core::store::{Result, StoreError};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub(crate) const REF: &str = "@ref:";
+
+/// The terminal statuses, as an SQL list (a macro so that statements stay `&'static str`).
+macro_rules! terminal {
+    () => {
+        "('succeeded','failed','compensated','handed_over','cancelled')"
+    };
+}
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("a stored {what} does not decode: {e}"))
+}
+
+pub(crate) fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn opt_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("value", e)))
+        .transpose()
+}
+
+/// A JSON value serialized for its column: inline, or large enough to be stored once in
+/// `payloads` under its content hash.
+pub(crate) enum Json {
+    Inline(String),
+    Payload { hash: String, text: String },
+}
+
+impl Json {
+    pub(crate) fn encode(v: &Value, threshold: usize) -> Json {
+        let text = v.to_string();
+        if text.len() <= threshold {
+            return Json::Inline(text);
+        }
+        let hash = Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        Json::Payload { hash, text }
+    }
+}
+
+/// The JSON columns of a commit, serialized before its job reaches the writer thread: every
+/// write of the process goes through that one thread, so work done there is work that cannot
+/// run beside anything else (serializing took ~4 % of its time under load).
+pub(crate) struct Encoded {
+    /// The execution row's output, error and meta; `None` when the commit leaves the row
+    /// alone (see [`rewrites_row`]).
+    pub(crate) row: Option<(Option<Json>, Option<String>, String)>,
+    pub(crate) events: Vec<Option<String>>,
+    /// Per node: output, error, detail.
+    pub(crate) nodes: Vec<(Option<Json>, Option<String>, String)>,
+    pub(crate) vars: Vec<Json>,
+}
+
+impl Encoded {
+    pub(crate) fn of(c: &Commit, threshold: usize) -> Result<Encoded> {
+        let x = &c.exec;
+        let row = if rewrites_row(x) {
+            Some((
+                x.output.as_ref().map(|v| Json::encode(v, threshold)),
+                x.error
+                    .as_ref()
+                    .map(|e| serde_json::to_string(e).unwrap_or_default()),
+                serde_json::to_string(&x.meta).map_err(|e| corrupt("meta", e))?,
+            ))
+        } else {
+            None
+        };
+        Ok(Encoded {
+            row,
+            events: c.events.iter().map(event_data).collect(),
+            nodes: c
+                .nodes
+                .iter()
+                .map(|n| {
+                    (
+                        n.output.as_ref().map(|v| Json::encode(v, threshold)),
+                        n.error
+                            .as_ref()
+                            .map(|e| serde_json::to_string(e).unwrap_or_default()),
+                        serde_json::to_string(&n.detail).unwrap_or_else(|_| "{}".into()),
+                    )
+                })
+                .collect(),
+            vars: c
+                .vars
+                .iter()
+                .map(|(_, v)| Json::encode(v, threshold))
+                .collect(),
+        })
+    }
+}
+
+/// Whether a commit rewrites the execution row; otherwise only its lease is checked, so the
+/// row's page stays clean.
+pub(crate) fn rewrites_row(x: &ExecUpdate) -> bool {
+    !x.unchanged || x.release
+}
+
+/// An event's `data` column.
+pub(crate) fn event_data(e: &Event) -> Option<String> {
+    (!e.data.is_null()).then(|| e.data.to_string())
+}
+
+/// Tables holding rows of an execution, cleared by `prune` before the execution row.
+pub(crate) const PRUNE_CHILD_ROWS: [&str; 5] = [
+    "DELETE FROM exec_nodes WHERE execution_id = $1",
+    "DELETE FROM exec_vars WHERE execution_id = $1",
+    "DELETE FROM exec_events WHERE execution_id = $1",
+    "DELETE FROM human_tasks WHERE execution_id = $1",
+    "DELETE FROM exec_signals WHERE execution_id = $1",
+];
+
+pub(crate) use terminal;
+
+/// SQL that both backends run as written (portable: `$n` placeholders, `CAST($n AS TEXT)`
+/// where PostgreSQL must be told a parameter's type).
+pub(crate) mod sql {
+    /// An execution's node records, by key.
+    pub(crate) const NODE_ROWS: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
+        fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 ORDER BY node_key";
+
+    /// An execution's pending signals, oldest first.
+    pub(crate) const SIGNAL_ROWS: &str =
+        "SELECT id, body FROM exec_signals WHERE execution_id = $1 ORDER BY id";
+
+    /// An execution's variables, by name.
+    pub(crate) const VAR_ROWS: &str =
+        "SELECT name, value FROM exec_vars WHERE execution_id = $1 ORDER BY name";
+
+    /// A new execution (nothing when the id exists).
+    pub(crate) const INSERT_EXECUTION: &str = "INSERT INTO executions (id, tenant_id, workflow, version, status, input, parent_id, parent_node, \
+        definition, meta, last_seq, signal_seq, created_at, updated_at, runnable_at, lease_owner, lease_expires_at) \
+        VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, 0, 0, $10, $10, $10, $11, $12) \
+        ON CONFLICT (id) DO NOTHING";
+
+    /// Numbers a signal to an unfinished execution and makes it runnable now.
+    pub(crate) const BUMP_SIGNAL_SEQ: &str = concat!(
+        "UPDATE executions SET signal_seq = signal_seq + 1, runnable_at = $1, updated_at = $1 \
+         WHERE id = $2 AND (CAST($3 AS TEXT) IS NULL OR tenant_id = $3) AND status NOT IN ",
+        terminal!(),
+        " RETURNING signal_seq"
+    );
+
+    /// An execution's status (in a tenant, when `$2` is set).
+    pub(crate) const EXEC_STATUS: &str = "SELECT status FROM executions WHERE id = $1 AND (CAST($2 AS TEXT) IS NULL OR tenant_id = $2)";
+
+    /// A signal, under the number `BUMP_SIGNAL_SEQ` gave it.
+    pub(crate) const INSERT_SIGNAL: &str =
+        "INSERT INTO exec_signals (execution_id, id, body, created_at) VALUES ($1, $2, $3, $4)";
+
+    /// A commit's execution row, fenced by the lease.
+    pub(crate) const UPDATE_EXEC_ROW: &str = "UPDATE executions SET status = $1, output = $2, error = $3, last_seq = $4, runnable_at = $5, \
+        finished_at = $6, meta = $7, updated_at = $8, \
+        lease_owner = CASE WHEN $9 THEN NULL ELSE lease_owner END, \
+        lease_expires_at = CASE WHEN $9 THEN NULL ELSE lease_expires_at END \
+        WHERE id = $10 AND lease_owner = $11";
+
+    /// A human task, pending (again).
+    pub(crate) const UPSERT_TASK: &str = "INSERT INTO human_tasks (execution_id, node_key, tenant_id, prompt, answer_schema, assignee, skills, \
+        status, created_at, deadline) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) \
+        ON CONFLICT (execution_id, node_key) DO UPDATE SET prompt = excluded.prompt, \
+        answer_schema = excluded.answer_schema, assignee = excluded.assignee, skills = excluded.skills, \
+        status = 'pending', answer = NULL, created_at = excluded.created_at, deadline = excluded.deadline";
+
+    /// Takes the lease of one execution if it is free, expired or already `$1`'s.
+    pub(crate) const CLAIM: &str = concat!(
+        "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 \
+         WHERE id = $3 AND tenant_id = $4 AND status NOT IN ",
+        terminal!(),
+        " AND (lease_owner IS NULL OR lease_expires_at < $5 OR lease_owner = $1)"
+    );
+
+    /// Gives a lease up.
+    pub(crate) const RELEASE: &str = "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL \
+        WHERE id = $1 AND lease_owner = $2";
+
+    /// An execution's history, in order.
+    pub(crate) const EVENT_ROWS: &str = "SELECT seq, at, kind, node_key, attempt, data FROM exec_events WHERE execution_id = $1 ORDER BY seq";
+
+    /// Unfinished executions of a tenant.
+    pub(crate) const ACTIVE_COUNT: &str = "SELECT COUNT(*) FROM executions WHERE tenant_id = $1 \
+        AND status IN ('pending', 'running', 'waiting')";
+
+    /// Records the answer of a pending task.
+    pub(crate) const ANSWER_TASK: &str = "UPDATE human_tasks SET status = 'answered', answer = $1, answered_at = $2 \
+        WHERE execution_id = $3 AND node_key = $4 AND tenant_id = $5 AND status = 'pending'";
+
+    /// A task's status (why an answer was refused).
+    pub(crate) const TASK_STATUS: &str = "SELECT status FROM human_tasks WHERE execution_id = $1 AND node_key = $2 AND tenant_id = $3";
+
+    /// Payloads no row refers to any more.
+    pub(crate) const PRUNE_PAYLOADS: &str = "DELETE FROM payloads WHERE NOT EXISTS (SELECT 1 FROM exec_nodes WHERE output = '@ref:' || payloads.hash) \
+        AND NOT EXISTS (SELECT 1 FROM exec_vars WHERE value = '@ref:' || payloads.hash) \
+        AND NOT EXISTS (SELECT 1 FROM executions WHERE input = '@ref:' || payloads.hash \
+            OR output = '@ref:' || payloads.hash OR definition = '@ref:' || payloads.hash)";
+}

@@ -1,0 +1,117 @@
+//! The PostgreSQL backend: many `hilo serve` and `hilo worker` processes, on many machines,
+//! share one database. PostgreSQL is the coordination engine: leases are rows, claims take
+//! due executions with `FOR UPDATE SKIP LOCKED` (no two processes block on, or take, the same
+//! row), and idle workers are woken by `LISTEN`/`NOTIFY` (`pg_exec`).
+//!
+//! Every query runs on a sqlx pool. Schema: the portable migrations, with PostgreSQL's own
+//! files where it differs (`migrations::postgres_migrator`); sqlx takes an advisory lock while
+//! it migrates, so processes starting together do not race.
+//!
+//! Durability is PostgreSQL's: a commit returns once the server has made it durable (its
+//! `synchronous_commit`, on by default).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hilo_core::store::{Result, Store, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::pg_exec::WorkListener;
+use crate::redact_url;
+use crate::workflows::backend;
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// Wakes idle workers (see `pg_exec`).
+    listener: Arc<WorkListener>,
+    description: String,
+    payload_threshold: usize,
+}
+
+/// Connections a process keeps to the server at most (each worker's claims, heartbeats and
+/// step commits, the API's reads).
+pub const DEFAULT_POOL_SIZE: u32 = 16;
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/database`) and applies
+    /// pending migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, DEFAULT_POOL_SIZE).await
+    }
+
+    /// [`PgStore::connect`] with at most `pool_size` connections.
+    pub async fn connect_with(url: &str, pool_size: u32) -> Result<Self> {
+        let location = redact_url(url);
+        let open = |detail: String| StoreError::Open {
+            location: location.clone(),
+            detail,
+        };
+        let options = PgConnectOptions::from_str(url).map_err(|e| open(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                open(format!(
+                    "{e}; check that the server is running and the database exists (createdb NAME)"
+                ))
+            })?;
+        crate::migrations::postgres_migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(PgStore {
+            pool,
+            listener: Arc::default(),
+            description: format!("postgres:{location}"),
+            payload_threshold: crate::sqlite::DEFAULT_PAYLOAD_THRESHOLD,
+        })
+    }
+
+    /// Sets the size (bytes of JSON) above which values are stored once and referenced.
+    pub fn with_payload_threshold(mut self, bytes: usize) -> Self {
+        self.payload_threshold = bytes;
+        self
+    }
+
+    pub fn payload_threshold(&self) -> usize {
+        self.payload_threshold
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) fn listener(&self) -> &Arc<WorkListener> {
+        &self.listener
+    }
+}
+
+crate::workflows::impl_workflow_store!(PgStore, sqlx::Postgres);
+#[async_trait]
+impl Store for PgStore {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn schema_status(&self) -> Result<hilo_core::store::SchemaStatus> {
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let expected = crate::migrations::postgres_migrator()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        Ok(hilo_core::store::SchemaStatus { applied, expected })
+    }
+}

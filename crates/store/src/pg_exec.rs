@@ -1,0 +1,1238 @@
+//! Executions on PostgreSQL: checkpoints, history, human tasks, signals, leases, payloads,
+//! shared by every process that points at the database.
+//!
+//! - **Fencing**: a commit first locks its execution row if, and only if, its owner still
+//!   holds the lease (`SELECT … FOR NO KEY UPDATE`, or the lease-checked `UPDATE` when the
+//!   execution row changes). A takeover's claim waits for that lock, so a commit either lands
+//!   before the takeover or finds the lease gone and writes nothing.
+//! - **Group commit**: `commit_batch` writes the commits of many executions in one
+//!   transaction, and their events, node records, variables and payloads in one multi-row
+//!   statement each (`UNNEST` of arrays), whatever the batch size.
+//! - **Claims**: `claim_due` takes due executions with `FOR UPDATE SKIP LOCKED`, so workers
+//!   never block on or take the same row, and takes them fairly across tenants: the oldest
+//!   due execution of each tenant first, then each one's second, and so on, so one tenant's
+//!   burst cannot starve another.
+//! - **Wake-ups**: writes that make work due at once (a new execution nobody holds, a signal,
+//!   an answer, a released lease) `NOTIFY hilo_work` in their transaction; idle workers
+//!   `LISTEN` (see [`PgStore::wait_for_work`]) instead of polling the table every 100 ms.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hilo_core::exec::{
+    Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
+    ExecutionStore, HumanTask, Loaded, NewExecution, NodeDetail, NodeError, NodeRecord, NodeStatus,
+    ParentRef, Signal, StoredSignal, TaskFilter,
+};
+use hilo_core::store::{Result, StoreError, TenantId};
+use serde_json::Value;
+use sqlx::postgres::{PgListener, PgRow};
+use sqlx::{PgConnection, Row};
+use tokio::sync::Notify;
+
+use crate::exec_codec::{
+    Encoded, Json, PRUNE_CHILD_ROWS, REF, corrupt, event_data, i, opt_json, sql, terminal, u,
+};
+use crate::pg::PgStore;
+use crate::workflows::{backend, now_ms};
+
+/// The channel idle workers listen on.
+pub(crate) const WORK_CHANNEL: &str = "hilo_work";
+
+/// Longest an idle worker waits for a notification before it looks at the table anyway
+/// (timers come due without anyone writing; a notification can be missed while the
+/// listener reconnects).
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+// ---- reading --------------------------------------------------------------------------------
+
+/// A row's columns in the order the query lists them.
+struct Cols<'r> {
+    row: &'r PgRow,
+    next: usize,
+}
+
+impl<'r> Cols<'r> {
+    fn new(row: &'r PgRow) -> Self {
+        Cols { row, next: 0 }
+    }
+
+    fn get<T>(&mut self) -> Result<T>
+    where
+        T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        self.next += 1;
+        self.row.try_get(self.next - 1).map_err(backend)
+    }
+
+    /// A column of JSON text decoded as `T`, `None` for NULL.
+    fn parsed<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        opt_json(self.get()?)
+    }
+
+    /// A NOT NULL column of JSON text decoded as `T`.
+    fn decoded<T: serde::de::DeserializeOwned>(&mut self, what: &str) -> Result<T> {
+        let text: String = self.get()?;
+        serde_json::from_str(&text).map_err(|e| corrupt(what, e))
+    }
+}
+
+/// A stored value: JSON text or a payload reference (resolved after the rows are read, so
+/// that a query's rows are decoded without a query per row).
+enum Stored {
+    Text(String),
+    Ref(String),
+}
+
+impl Stored {
+    fn of(text: String) -> Stored {
+        match text.strip_prefix(REF) {
+            Some(hash) => Stored::Ref(hash.to_string()),
+            None => Stored::Text(text),
+        }
+    }
+}
+
+/// Payload bodies by hash, for the references among `texts`.
+async fn payloads<'a>(
+    conn: &mut PgConnection,
+    texts: impl Iterator<Item = &'a Option<String>>,
+) -> Result<HashMap<String, String>> {
+    let hashes: Vec<String> = texts
+        .flatten()
+        .filter_map(|t| t.strip_prefix(REF).map(str::to_string))
+        .collect();
+    if hashes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query("SELECT hash, body FROM payloads WHERE hash = ANY($1)")
+        .bind(&hashes)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<std::result::Result<_, sqlx::Error>>()
+        .map_err(backend)
+}
+
+/// A stored value's JSON, its payload looked up in `bodies`.
+fn value(text: Option<String>, bodies: &HashMap<String, String>) -> Result<Option<Value>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let body = match Stored::of(text) {
+        Stored::Text(t) => t,
+        Stored::Ref(hash) => bodies
+            .get(&hash)
+            .cloned()
+            .ok_or_else(|| corrupt("payload", format!("payload {hash} is missing")))?,
+    };
+    serde_json::from_str(&body)
+        .map(Some)
+        .map_err(|e| corrupt("value", e))
+}
+
+/// The columns of `executions` that [`ExecRow`] reads, in its order. A step that changes
+/// nothing at the execution level leaves the row alone, so `last_seq` and `updated_at`
+/// come from the last event when it is newer.
+macro_rules! exec_columns {
+    () => {
+        "id, tenant_id, workflow, version, status, input, output, error, parent_id, parent_node, \
+         created_at, \
+         GREATEST(updated_at, COALESCE((SELECT at FROM exec_events v WHERE v.execution_id = executions.id \
+             ORDER BY v.seq DESC LIMIT 1), 0)), \
+         finished_at, \
+         GREATEST(last_seq, COALESCE((SELECT MAX(seq) FROM exec_events v WHERE v.execution_id = executions.id), 0)), \
+         runnable_at, lease_owner, lease_expires_at, meta, definition"
+    };
+}
+
+macro_rules! task_columns {
+    () => {
+        "execution_id, node_key, tenant_id, prompt, answer_schema, assignee, skills, status, \
+         answer, created_at, deadline"
+    };
+}
+
+/// An execution row with its JSON values not yet resolved.
+struct ExecRow {
+    record: ExecRecord,
+    input: Option<String>,
+    output: Option<String>,
+    definition: Option<String>,
+}
+
+fn exec_row(r: &PgRow) -> Result<ExecRow> {
+    let mut c = Cols::new(r);
+    let id: String = c.get()?;
+    let tenant: String = c.get()?;
+    let workflow: String = c.get()?;
+    let version: i64 = c.get()?;
+    let status: String = c.get()?;
+    let input: Option<String> = c.get()?;
+    let output: Option<String> = c.get()?;
+    let error = c.parsed::<NodeError>()?;
+    let parent = match (c.get::<Option<String>>()?, c.get::<Option<String>>()?) {
+        (Some(execution_id), Some(node_key)) => Some(ParentRef {
+            execution_id,
+            node_key,
+        }),
+        _ => None,
+    };
+    let record = ExecRecord {
+        id,
+        tenant,
+        workflow,
+        version: u(version),
+        status: ExecStatus::parse(&status).ok_or_else(|| corrupt("execution status", &status))?,
+        input: Value::Null,
+        output: None,
+        error,
+        parent,
+        created_at: c.get()?,
+        updated_at: c.get()?,
+        finished_at: c.get()?,
+        last_seq: u(c.get()?),
+        runnable_at: c.get()?,
+        lease_owner: c.get()?,
+        lease_expires_at: c.get()?,
+        meta: c.decoded::<ExecMeta>("meta")?,
+        definition: None,
+    };
+    Ok(ExecRow {
+        record,
+        input,
+        output,
+        definition: c.get()?,
+    })
+}
+
+/// Execution records from their rows, payloads resolved in one query.
+async fn exec_records(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Vec<ExecRecord>> {
+    let rows = rows.iter().map(exec_row).collect::<Result<Vec<_>>>()?;
+    let bodies = payloads(
+        conn,
+        rows.iter()
+            .flat_map(|r| [&r.input, &r.output, &r.definition]),
+    )
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            let mut record = r.record;
+            record.input = value(r.input, &bodies)?.unwrap_or(Value::Null);
+            record.output = value(r.output, &bodies)?;
+            record.definition = value(r.definition, &bodies)?;
+            Ok(record)
+        })
+        .collect()
+}
+
+/// The execution row of `id` (in `tenant`, when given).
+async fn exec_record(
+    conn: &mut PgConnection,
+    tenant: Option<&str>,
+    id: &str,
+) -> Result<ExecRecord> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        exec_columns!(),
+        " FROM executions WHERE id = $1 AND ($2::TEXT IS NULL OR tenant_id = $2)"
+    ))
+    .bind(id)
+    .bind(tenant)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    exec_records(conn, &rows)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::ExecutionNotFound { id: id.to_string() })
+}
+
+async fn node_records(conn: &mut PgConnection, id: &str) -> Result<Vec<NodeRecord>> {
+    let rows = sqlx::query(sql::NODE_ROWS)
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let mut outputs = Vec::with_capacity(rows.len());
+    let mut records = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let mut c = Cols::new(r);
+        let mut n = NodeRecord::new(c.get()?, "");
+        n.node_id = c.get()?;
+        let status: String = c.get()?;
+        n.status = NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?;
+        n.attempts = u32::try_from(c.get::<i64>()?).unwrap_or(0);
+        outputs.push(c.get::<Option<String>>()?);
+        n.error = c.parsed::<NodeError>()?;
+        n.started_at = c.get()?;
+        n.finished_at = c.get()?;
+        n.fire_at = c.get()?;
+        n.done_seq = c.get::<Option<i64>>()?.map(u);
+        n.detail = c.decoded::<NodeDetail>("node detail")?;
+        records.push(n);
+    }
+    let bodies = payloads(conn, outputs.iter()).await?;
+    for (n, output) in records.iter_mut().zip(outputs) {
+        n.output = value(output, &bodies)?;
+    }
+    Ok(records)
+}
+
+async fn signals(conn: &mut PgConnection, id: &str) -> Result<Vec<StoredSignal>> {
+    let rows = sqlx::query(sql::SIGNAL_ROWS)
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    rows.iter()
+        .map(|r| {
+            let mut c = Cols::new(r);
+            Ok(StoredSignal {
+                id: c.get()?,
+                signal: c.decoded("signal")?,
+            })
+        })
+        .collect()
+}
+
+/// The checkpoint of `id`: what a claim hands to the engine.
+async fn load(conn: &mut PgConnection, id: &str) -> Result<Loaded> {
+    let exec = exec_record(conn, None, id).await?;
+    let nodes = node_records(conn, id).await?;
+    let rows = sqlx::query(sql::VAR_ROWS)
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let raw = rows
+        .iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, Some(r.try_get::<String, _>(1)?))))
+        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        .map_err(backend)?;
+    let bodies = payloads(conn, raw.iter().map(|(_, v)| v)).await?;
+    let vars = raw
+        .into_iter()
+        .map(|(name, v)| Ok((name, value(v, &bodies)?.unwrap_or(Value::Null))))
+        .collect::<Result<Vec<_>>>()?;
+    let signals = signals(conn, id).await?;
+    Ok(Loaded {
+        exec,
+        nodes,
+        vars,
+        signals,
+    })
+}
+
+fn task_from_row(r: &PgRow) -> Result<HumanTask> {
+    let mut c = Cols::new(r);
+    Ok(HumanTask {
+        execution_id: c.get()?,
+        node_key: c.get()?,
+        tenant: c.get()?,
+        prompt: c.get()?,
+        schema: c.parsed()?,
+        assignee: c.get()?,
+        skills: {
+            let skills: String = c.get()?;
+            serde_json::from_str(&skills).unwrap_or_default()
+        },
+        status: c.get()?,
+        answer: c.parsed()?,
+        created_at: c.get()?,
+        deadline: c.get()?,
+    })
+}
+
+// ---- writing --------------------------------------------------------------------------------
+
+/// Payloads to store (hash, body) and the column text of each value.
+#[derive(Default)]
+struct Payloads {
+    hashes: Vec<String>,
+    bodies: Vec<String>,
+    sizes: Vec<i64>,
+}
+
+impl Payloads {
+    /// The column text of an encoded value; its body is queued when it is a payload.
+    fn column(&mut self, j: Json) -> String {
+        match j {
+            Json::Inline(text) => text,
+            Json::Payload { hash, text } => {
+                let column = format!("{REF}{hash}");
+                self.sizes
+                    .push(i64::try_from(text.len()).unwrap_or(i64::MAX));
+                self.hashes.push(hash);
+                self.bodies.push(text);
+                column
+            }
+        }
+    }
+
+    /// Stores the queued bodies (once per hash).
+    async fn write(self, conn: &mut PgConnection) -> Result<()> {
+        if self.hashes.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO payloads (hash, body, size) SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[]) \
+             ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(self.hashes)
+        .bind(self.bodies)
+        .bind(self.sizes)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// Rows of many commits gathered for one multi-row statement per table.
+#[derive(Default)]
+struct Rows {
+    payloads: Payloads,
+    ev_exec: Vec<String>,
+    ev_seq: Vec<i64>,
+    ev_at: Vec<i64>,
+    ev_kind: Vec<&'static str>,
+    ev_node: Vec<Option<String>>,
+    ev_attempt: Vec<i64>,
+    ev_data: Vec<Option<String>>,
+    /// (execution, node key) → node row; a later commit's row replaces an earlier one's.
+    nodes: HashMap<(String, String), NodeRow>,
+    /// (execution, name) → column text.
+    vars: HashMap<(String, String), String>,
+}
+
+struct NodeRow {
+    node_id: String,
+    status: &'static str,
+    attempts: i64,
+    output: Option<String>,
+    error: Option<String>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    fire_at: Option<i64>,
+    done_seq: Option<i64>,
+    detail: String,
+}
+
+impl Rows {
+    fn events(&mut self, id: &str, events: &[Event], data: Vec<Option<String>>) {
+        for (e, data) in events.iter().zip(data) {
+            self.ev_exec.push(id.to_string());
+            self.ev_seq.push(i(e.seq));
+            self.ev_at.push(e.at);
+            self.ev_kind.push(e.kind.as_str());
+            self.ev_node.push(e.node.clone());
+            self.ev_attempt.push(i64::from(e.attempt));
+            self.ev_data.push(data);
+        }
+    }
+
+    fn add(&mut self, c: &Commit, enc: Encoded) {
+        let id = c.execution_id.as_str();
+        self.events(id, &c.events, enc.events);
+        for (n, (output, error, detail)) in c.nodes.iter().zip(enc.nodes) {
+            let output = output.map(|j| self.payloads.column(j));
+            self.nodes.insert(
+                (id.to_string(), n.key.clone()),
+                NodeRow {
+                    node_id: n.node_id.clone(),
+                    status: n.status.as_str(),
+                    attempts: i64::from(n.attempts),
+                    output,
+                    error,
+                    started_at: n.started_at,
+                    finished_at: n.finished_at,
+                    fire_at: n.fire_at,
+                    done_seq: n.done_seq.map(i),
+                    detail,
+                },
+            );
+        }
+        for ((name, _), v) in c.vars.iter().zip(enc.vars) {
+            let v = self.payloads.column(v);
+            self.vars.insert((id.to_string(), name.clone()), v);
+        }
+    }
+
+    async fn write(self, conn: &mut PgConnection) -> Result<()> {
+        self.payloads.write(conn).await?;
+        if !self.ev_exec.is_empty() {
+            sqlx::query(
+                "INSERT INTO exec_events (execution_id, seq, at, kind, node_key, attempt, data) \
+                 SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::TEXT[]) \
+                 ON CONFLICT (execution_id, seq) DO NOTHING",
+            )
+            .bind(self.ev_exec)
+            .bind(self.ev_seq)
+            .bind(self.ev_at)
+            .bind(self.ev_kind)
+            .bind(self.ev_node)
+            .bind(self.ev_attempt)
+            .bind(self.ev_data)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        }
+        if !self.nodes.is_empty() {
+            let n = self.nodes.len();
+            let (mut exec, mut key, mut node_id, mut status, mut attempts) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut output, mut error, mut started, mut finished, mut fire, mut done, mut detail) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for ((e, k), r) in self.nodes {
+                exec.push(e);
+                key.push(k);
+                node_id.push(r.node_id);
+                status.push(r.status);
+                attempts.push(r.attempts);
+                output.push(r.output);
+                error.push(r.error);
+                started.push(r.started_at);
+                finished.push(r.finished_at);
+                fire.push(r.fire_at);
+                done.push(r.done_seq);
+                detail.push(r.detail);
+            }
+            sqlx::query(
+                "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, error, \
+                 started_at, finished_at, fire_at, done_seq, detail) \
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], \
+                 $7::TEXT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], $12::TEXT[]) \
+                 ON CONFLICT (execution_id, node_key) DO UPDATE SET status = excluded.status, \
+                 attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
+                 started_at = excluded.started_at, finished_at = excluded.finished_at, \
+                 fire_at = excluded.fire_at, done_seq = excluded.done_seq, detail = excluded.detail",
+            )
+            .bind(exec)
+            .bind(key)
+            .bind(node_id)
+            .bind(status)
+            .bind(attempts)
+            .bind(output)
+            .bind(error)
+            .bind(started)
+            .bind(finished)
+            .bind(fire)
+            .bind(done)
+            .bind(detail)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        }
+        if !self.vars.is_empty() {
+            let (mut exec, mut name, mut v) = (Vec::new(), Vec::new(), Vec::new());
+            for ((e, n), value) in self.vars {
+                exec.push(e);
+                name.push(n);
+                v.push(value);
+            }
+            sqlx::query(
+                "INSERT INTO exec_vars (execution_id, name, value) \
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[]) \
+                 ON CONFLICT (execution_id, name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(exec)
+            .bind(name)
+            .bind(v)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        }
+        Ok(())
+    }
+}
+
+/// Wakes idle workers once the transaction commits.
+async fn notify_work(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WORK_CHANNEL)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Inserts an execution; false (nothing written) when one with that id exists. Its input and
+/// definition payloads go to `payloads`, written first.
+async fn insert_execution(
+    conn: &mut PgConnection,
+    new: &NewExecution,
+    threshold: usize,
+) -> Result<bool> {
+    let mut p = Payloads::default();
+    let input = p.column(Json::encode(&new.input, threshold));
+    let definition = new
+        .definition
+        .as_ref()
+        .map(|d| p.column(Json::encode(d, threshold)));
+    p.write(conn).await?;
+    let meta = serde_json::to_string(&new.meta).map_err(|e| corrupt("meta", e))?;
+    let inserted = sqlx::query(sql::INSERT_EXECUTION)
+        .bind(&new.id)
+        .bind(&new.tenant)
+        .bind(&new.workflow)
+        .bind(i(new.version))
+        .bind(input)
+        .bind(new.parent.as_ref().map(|p| p.execution_id.as_str()))
+        .bind(new.parent.as_ref().map(|p| p.node_key.as_str()))
+        .bind(definition)
+        .bind(meta)
+        .bind(new.created_at)
+        .bind(new.lease.as_ref().map(|l| l.owner.as_str()))
+        .bind(new.lease.as_ref().map(|l| l.expires_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+    if inserted > 0 && new.lease.is_none() {
+        notify_work(conn).await?;
+    }
+    Ok(inserted > 0)
+}
+
+/// Sends a signal: bumps the execution's signal sequence, makes it runnable now and stores
+/// the signal under that number.
+async fn signal(
+    conn: &mut PgConnection,
+    tenant: Option<&str>,
+    id: &str,
+    signal: &Signal,
+    now: i64,
+) -> Result<()> {
+    let seq: Option<i64> = sqlx::query_scalar(sql::BUMP_SIGNAL_SEQ)
+        .bind(now)
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let Some(seq) = seq else {
+        // Finished already, or absent: a signal to a finished execution has no effect.
+        let status: Option<String> = sqlx::query_scalar(sql::EXEC_STATUS)
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+        return Err(match status {
+            None => StoreError::ExecutionNotFound { id: id.to_string() },
+            Some(status) => StoreError::ExecutionState {
+                id: id.to_string(),
+                status,
+                what: "it has already ended".into(),
+            },
+        });
+    };
+    let body = serde_json::to_string(signal).map_err(|e| corrupt("signal", e))?;
+    sqlx::query(sql::INSERT_SIGNAL)
+        .bind(id)
+        .bind(seq)
+        .bind(body)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    notify_work(conn).await
+}
+
+/// The execution-level part of a commit: locks the row if `c.owner` holds the lease, and
+/// rewrites it when the commit changes it. False when the lease is lost.
+async fn apply_exec(
+    conn: &mut PgConnection,
+    c: &Commit,
+    row: Option<(Option<Json>, Option<String>, String)>,
+    rows: &mut Rows,
+    now: i64,
+) -> Result<bool> {
+    let Some((output, error, meta)) = row else {
+        let held: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM executions WHERE id = $1 AND lease_owner = $2 FOR NO KEY UPDATE",
+        )
+        .bind(&c.execution_id)
+        .bind(&c.owner)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+        return Ok(held.is_some());
+    };
+    let x = &c.exec;
+    let output = output.map(|j| rows.payloads.column(j));
+    let updated = sqlx::query(sql::UPDATE_EXEC_ROW)
+        .bind(x.status.as_str())
+        .bind(output)
+        .bind(error)
+        .bind(i(x.last_seq))
+        .bind(x.runnable_at)
+        .bind(x.finished_at)
+        .bind(meta)
+        .bind(now)
+        .bind(x.release)
+        .bind(&c.execution_id)
+        .bind(&c.owner)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+    if updated > 0 && x.release && x.runnable_at.is_some_and(|at| at <= now) {
+        // Given up and due at once (a drive handing work back): someone may take it.
+        notify_work(conn).await?;
+    }
+    Ok(updated > 0)
+}
+
+/// The rows of a commit that are not gathered into multi-row statements: tasks, children,
+/// the parent's signal, consumed signals.
+async fn apply_rest(conn: &mut PgConnection, c: &Commit, threshold: usize, now: i64) -> Result<()> {
+    let id = c.execution_id.as_str();
+    for t in &c.new_tasks {
+        sqlx::query(sql::UPSERT_TASK)
+            .bind(&t.execution_id)
+            .bind(&t.node_key)
+            .bind(&t.tenant)
+            .bind(&t.prompt)
+            .bind(t.schema.as_ref().map(Value::to_string))
+            .bind(&t.assignee)
+            .bind(serde_json::to_string(&t.skills).unwrap_or_else(|_| "[]".into()))
+            .bind(t.created_at)
+            .bind(t.deadline)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+    }
+    if !c.closed_tasks.is_empty() {
+        sqlx::query(
+            "UPDATE human_tasks SET status = 'closed' WHERE execution_id = $1 AND node_key = ANY($2) \
+             AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(&c.closed_tasks)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    }
+    for child in &c.children {
+        insert_execution(conn, child, threshold).await?;
+    }
+    if let Some((parent, s)) = &c.notify_parent {
+        // The parent may have ended already (cancelled): then nobody is waiting.
+        match signal(conn, None, parent, s, now).await {
+            Ok(()) | Err(StoreError::ExecutionState { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !c.consumed_signals.is_empty() {
+        sqlx::query("DELETE FROM exec_signals WHERE execution_id = $1 AND id = ANY($2)")
+            .bind(id)
+            .bind(&c.consumed_signals)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// The wake-up listener of a store (see `wait_for_work`): one connection per store that
+/// `LISTEN`s on [`WORK_CHANNEL`], started on first use, reconnecting when it fails, and gone
+/// within seconds of the store.
+#[derive(Debug, Default)]
+pub(crate) struct WorkListener {
+    started: std::sync::Mutex<bool>,
+    notify: Notify,
+}
+
+impl WorkListener {
+    /// Starts the listener task on first use.
+    fn start(self: &Arc<Self>, pool: &sqlx::PgPool) {
+        let mut started = self
+            .started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *started {
+            return;
+        }
+        *started = true;
+        let weak = Arc::downgrade(self);
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(mut l) = PgListener::connect_with(&pool).await
+                    && l.listen(WORK_CHANNEL).await.is_ok()
+                {
+                    // Anything sent while no one listened: look now.
+                    match weak.upgrade() {
+                        Some(me) => me.notify.notify_waiters(),
+                        None => return,
+                    }
+                    loop {
+                        match tokio::time::timeout(4 * POLL_INTERVAL, l.recv()).await {
+                            Ok(Ok(_)) => match weak.upgrade() {
+                                Some(me) => me.notify.notify_waiters(),
+                                None => return,
+                            },
+                            Ok(Err(_)) => break,
+                            Err(_) if weak.strong_count() == 0 => return,
+                            Err(_) => {}
+                        }
+                    }
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl ExecutionStore for PgStore {
+    /// A notification on [`WORK_CHANNEL`] (a new execution nobody holds, a signal, an answer,
+    /// a lease handed back), or [`POLL_INTERVAL`] at most (timers come due without anyone
+    /// writing).
+    async fn wait_for_work(&self) -> bool {
+        let listener = self.listener();
+        listener.start(self.pool());
+        tokio::select! {
+            () = listener.notify.notified() => {}
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+        true
+    }
+
+    async fn create_execution(&self, new: NewExecution, events: Vec<Event>) -> Result<bool> {
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        if !insert_execution(&mut tx, &new, self.payload_threshold()).await? {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(false);
+        }
+        let mut rows = Rows::default();
+        rows.events(&new.id, &events, events.iter().map(event_data).collect());
+        rows.write(&mut tx).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn commit_batch(&self, commits: Vec<Commit>) -> Result<Vec<CommitOutcome>> {
+        let now = now_ms();
+        let threshold = self.payload_threshold();
+        let encoded = commits
+            .iter()
+            .map(|c| Encoded::of(c, threshold))
+            .collect::<Result<Vec<_>>>()?;
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        let mut rows = Rows::default();
+        let mut outcomes = vec![CommitOutcome::LeaseLost; commits.len()];
+        // Execution rows are locked in id order, so two batches never wait on each other in
+        // a circle.
+        let mut order: Vec<(usize, Encoded)> = encoded.into_iter().enumerate().collect();
+        order.sort_by(|a, b| commits[a.0].execution_id.cmp(&commits[b.0].execution_id));
+        for (n, mut enc) in order {
+            let c = &commits[n];
+            if apply_exec(&mut tx, c, enc.row.take(), &mut rows, now).await? {
+                rows.add(c, enc);
+                outcomes[n] = CommitOutcome::Committed;
+            }
+        }
+        // Children before the rows that may refer to them, tasks and signals after.
+        for (c, outcome) in commits.iter().zip(&outcomes) {
+            if *outcome == CommitOutcome::Committed {
+                apply_rest(&mut tx, c, threshold, now).await?;
+            }
+        }
+        rows.write(&mut tx).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(outcomes)
+    }
+
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        owner: &str,
+        lease_ms: u64,
+        now: i64,
+    ) -> Result<Option<Loaded>> {
+        let mut conn = self.pool().acquire().await.map_err(backend)?;
+        let updated = sqlx::query(sql::CLAIM)
+            .bind(owner)
+            .bind(now + i(lease_ms))
+            .bind(id)
+            .bind(tenant)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if updated == 0 {
+            // Absent (an error), finished or held by someone else (`None`).
+            exec_record(&mut conn, Some(tenant), id).await?;
+            return Ok(None);
+        }
+        // Held now: nobody else writes the checkpoint while it is read.
+        load(&mut conn, id).await.map(Some)
+    }
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        lease_ms: u64,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<(String, String)>> {
+        // Each tenant's oldest due executions (locked, skipping rows another worker is
+        // taking), ranked within the tenant; then the first of every tenant, the second of
+        // every tenant, … up to the limit.
+        sqlx::query(
+            "WITH tenants AS ( \
+               SELECT DISTINCT tenant_id FROM executions \
+               WHERE runnable_at IS NOT NULL AND runnable_at <= $3 \
+               AND status IN ('pending', 'running', 'waiting') \
+               AND (lease_owner IS NULL OR lease_expires_at < $3)), \
+             candidates AS ( \
+               SELECT c.id, c.tenant_id, c.runnable_at, \
+                 ROW_NUMBER() OVER (PARTITION BY c.tenant_id ORDER BY c.runnable_at, c.id) AS turn \
+               FROM tenants t CROSS JOIN LATERAL ( \
+                 SELECT e.id, e.tenant_id, e.runnable_at FROM executions e \
+                 WHERE e.tenant_id = t.tenant_id AND e.runnable_at IS NOT NULL AND e.runnable_at <= $3 \
+                 AND e.status IN ('pending', 'running', 'waiting') \
+                 AND (e.lease_owner IS NULL OR e.lease_expires_at < $3) \
+                 ORDER BY e.runnable_at, e.id LIMIT $4 \
+                 FOR UPDATE SKIP LOCKED) c), \
+             chosen AS ( \
+               SELECT id FROM candidates ORDER BY turn, runnable_at, id LIMIT $4) \
+             UPDATE executions SET lease_owner = $1, lease_expires_at = $2 \
+             FROM chosen WHERE executions.id = chosen.id \
+             RETURNING executions.tenant_id, executions.id, executions.runnable_at",
+        )
+        .bind(owner)
+        .bind(now + i(lease_ms))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)
+        .and_then(|rows| {
+            let mut out = rows
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get::<Option<i64>, _>(2)?,
+                        r.try_get::<String, _>(0)?,
+                        r.try_get::<String, _>(1)?,
+                    ))
+                })
+                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+                .map_err(backend)?;
+            out.sort();
+            Ok(out.into_iter().map(|(_, t, id)| (t, id)).collect())
+        })
+    }
+
+    async fn heartbeat(
+        &self,
+        ids: &[String],
+        owner: &str,
+        lease_ms: u64,
+        now: i64,
+    ) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let held: Vec<String> = sqlx::query_scalar(
+            "UPDATE executions SET lease_expires_at = $1 WHERE id = ANY($2) AND lease_owner = $3 \
+             RETURNING id",
+        )
+        .bind(now + i(lease_ms))
+        .bind(ids)
+        .bind(owner)
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)?;
+        Ok(ids
+            .iter()
+            .filter(|id| !held.contains(id))
+            .cloned()
+            .collect())
+    }
+
+    async fn release(&self, id: &str, owner: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        let released = sqlx::query(sql::RELEASE)
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if released > 0 {
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn signals(&self, id: &str) -> Result<Vec<StoredSignal>> {
+        let mut conn = self.pool().acquire().await.map_err(backend)?;
+        signals(&mut conn, id).await
+    }
+
+    async fn send_signal(&self, tenant: &TenantId, id: &str, s: &Signal) -> Result<()> {
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        signal(&mut tx, Some(tenant), id, s, now_ms()).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get_execution(&self, tenant: &TenantId, id: &str) -> Result<ExecRecord> {
+        let mut conn = self.pool().acquire().await.map_err(backend)?;
+        exec_record(&mut conn, Some(tenant), id).await
+    }
+
+    async fn list_executions(
+        &self,
+        tenant: &TenantId,
+        filter: &ExecFilter,
+    ) -> Result<Vec<ExecRecord>> {
+        let mut conn = self.pool().acquire().await.map_err(backend)?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            exec_columns!(),
+            " FROM executions WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2) \
+             AND ($3::TEXT IS NULL OR workflow = $3) \
+             AND ($4::BIGINT IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
+             ORDER BY created_at DESC, id DESC LIMIT $6"
+        ))
+        .bind(tenant)
+        .bind(filter.status.map(ExecStatus::as_str))
+        .bind(filter.workflow.as_deref())
+        .bind(filter.before.as_ref().map(|b| b.0))
+        .bind(filter.before.as_ref().map(|b| b.1.as_str()))
+        .bind(i64::from(filter.limit.unwrap_or(100)))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+        exec_records(&mut conn, &rows).await
+    }
+
+    async fn node_records(&self, id: &str) -> Result<Vec<NodeRecord>> {
+        let mut conn = self.pool().acquire().await.map_err(backend)?;
+        node_records(&mut conn, id).await
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+        let rows = sqlx::query(sql::EVENT_ROWS)
+            .bind(id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let mut c = Cols::new(r);
+                Ok(Event {
+                    seq: u(c.get()?),
+                    at: c.get()?,
+                    kind: {
+                        let kind: String = c.get()?;
+                        EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?
+                    },
+                    node: c.get()?,
+                    attempt: u32::try_from(c.get::<i64>()?).unwrap_or(0),
+                    data: c.parsed::<Value>()?.unwrap_or(Value::Null),
+                })
+            })
+            .collect()
+    }
+
+    async fn tasks(&self, tenant: &TenantId, id: &str) -> Result<Vec<HumanTask>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM human_tasks WHERE execution_id = $1 AND tenant_id = $2 \
+             ORDER BY created_at, node_key"
+        ))
+        .bind(id)
+        .bind(tenant)
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn list_tasks(&self, tenant: &TenantId, filter: &TaskFilter) -> Result<Vec<HumanTask>> {
+        let status = match filter.status.as_deref() {
+            None => Some("pending"),
+            Some("all") => None,
+            Some(s) => Some(s),
+        };
+        let limit = filter.limit.unwrap_or(100) as usize;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM human_tasks WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2) \
+             AND ($3::TEXT IS NULL OR assignee = $3) ORDER BY created_at, execution_id, node_key"
+        ))
+        .bind(tenant)
+        .bind(status)
+        .bind(filter.assignee.as_deref())
+        .fetch_all(self.pool())
+        .await
+        .map_err(backend)?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let t = task_from_row(r)?;
+            if filter.skills.iter().all(|s| t.skills.contains(s)) {
+                out.push(t);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn active_executions(&self, tenant: &TenantId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(sql::ACTIVE_COUNT)
+            .bind(tenant)
+            .fetch_one(self.pool())
+            .await
+            .map_err(backend)?;
+        Ok(u(n))
+    }
+
+    async fn queue_depth(&self, now: i64) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM executions WHERE runnable_at IS NOT NULL AND runnable_at <= $1 \
+             AND status IN ('pending', 'running', 'waiting') \
+             AND (lease_owner IS NULL OR lease_expires_at < $1)",
+        )
+        .bind(now)
+        .fetch_one(self.pool())
+        .await
+        .map_err(backend)?;
+        Ok(u(n))
+    }
+
+    async fn answer_task(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        node_key: &str,
+        answer: &Value,
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        let updated = sqlx::query(sql::ANSWER_TASK)
+            .bind(answer.to_string())
+            .bind(now)
+            .bind(id)
+            .bind(node_key)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if updated == 0 {
+            let status: Option<String> = sqlx::query_scalar(sql::TASK_STATUS)
+                .bind(id)
+                .bind(node_key)
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            tx.rollback().await.map_err(backend)?;
+            let (id, node) = (id.to_string(), node_key.to_string());
+            return Err(match status {
+                None => StoreError::TaskNotFound { id, node },
+                Some(status) => StoreError::TaskNotPending { id, node, status },
+            });
+        }
+        let s = Signal::Answer {
+            node_key: node_key.to_string(),
+            answer: answer.clone(),
+        };
+        signal(&mut tx, Some(tenant), id, &s, now).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn prune(&self, tenant: &TenantId, before: i64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            // Small batches, each its own short transaction: no long locks on a busy server.
+            let mut tx = self.pool().begin().await.map_err(backend)?;
+            let ids: Vec<String> = sqlx::query_scalar(concat!(
+                "SELECT id FROM executions WHERE tenant_id = $1 AND status IN ",
+                terminal!(),
+                " AND finished_at < $2 LIMIT 200 FOR UPDATE SKIP LOCKED"
+            ))
+            .bind(tenant)
+            .bind(before)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if ids.is_empty() {
+                tx.rollback().await.map_err(backend)?;
+                break;
+            }
+            for sql in PRUNE_CHILD_ROWS {
+                sqlx::query(sqlx::AssertSqlSafe(
+                    sql.replace("execution_id = $1", "execution_id = ANY($1)"),
+                ))
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            sqlx::query("DELETE FROM executions WHERE id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+            total += ids.len() as u64;
+        }
+        // Payloads nobody refers to any more.
+        sqlx::query(sql::PRUNE_PAYLOADS)
+            .execute(self.pool())
+            .await
+            .map_err(backend)?;
+        Ok(total)
+    }
+
+    async fn stored_bytes(&self, id: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST( \
+                (SELECT COALESCE(SUM(LENGTH(input) + COALESCE(LENGTH(output), 0) + COALESCE(LENGTH(error), 0) + LENGTH(meta)), 0) FROM executions WHERE id = $1) + \
+                (SELECT COALESCE(SUM(LENGTH(node_key) + LENGTH(node_id) + LENGTH(status) + COALESCE(LENGTH(output), 0) + COALESCE(LENGTH(error), 0) + LENGTH(detail)), 0) FROM exec_nodes WHERE execution_id = $1) + \
+                (SELECT COALESCE(SUM(LENGTH(name) + LENGTH(value)), 0) FROM exec_vars WHERE execution_id = $1) + \
+                (SELECT COALESCE(SUM(LENGTH(kind) + COALESCE(LENGTH(node_key), 0) + COALESCE(LENGTH(data), 0)), 0) FROM exec_events WHERE execution_id = $1) + \
+                (SELECT COALESCE(SUM(size), 0) FROM payloads WHERE hash IN ( \
+                    SELECT SUBSTR(output, 6) FROM exec_nodes WHERE execution_id = $1 AND output LIKE '@ref:%' \
+                    UNION SELECT SUBSTR(value, 6) FROM exec_vars WHERE execution_id = $1 AND value LIKE '@ref:%')) \
+             AS BIGINT)",
+        )
+        .bind(id)
+        .fetch_one(self.pool())
+        .await
+        .map_err(backend)?;
+        Ok(u(n))
+    }
+}

@@ -1,0 +1,1464 @@
+//! Behaviour every backend's execution store (`ExecutionStore`) must have; run by
+//! `conformance::run_all` on the same store as the other checks.
+//!
+//! Each check uses its own tenants and execution ids (ids are unique across tenants). Times are
+//! plain milliseconds: the claim-due check works below 10 000, every other check at [`T0`] or
+//! later, so no other check's execution is ever due in its window. Leases that later commits
+//! rely on expire at [`FAR`], in the future by any clock.
+
+use hilo_core::exec::{
+    Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
+    ExecUpdate, HumanTask, Lease, NewExecution, NodeError, NodeRecord, NodeStatus, ParentRef,
+    Signal, TaskFilter,
+};
+use hilo_core::store::{Store, StoreError};
+use serde_json::{Value, json};
+
+/// The start of every check's clock but the claim-due one.
+const T0: i64 = 1_000_000;
+/// A lease expiry later than any clock in these tests (2100-01-01).
+const FAR: i64 = 4_102_444_800_000;
+/// A lease length that keeps a claim from a `T0` clock valid until after [`FAR`].
+const LONG_MS: u64 = FAR as u64;
+
+pub async fn run_all(s: &dyn Store) {
+    // First: it counts every tenant's due executions (see the module comment).
+    claim_due_takes_due_executions_oldest_first(s).await;
+    create_execution_never_overwrites(s).await;
+    commit_batch_applies_every_part_of_a_step(s).await;
+    commits_are_fenced_by_the_lease(s).await;
+    claim_takes_free_expired_or_own_leases_and_loads_the_checkpoint(s).await;
+    heartbeat_extends_leases_and_reports_lost_ones(s).await;
+    signals_reach_unfinished_executions_only(s).await;
+    executions_are_listed_newest_first_per_tenant(s).await;
+    tasks_are_listed_filtered_and_answered_once(s).await;
+    active_executions_counts_unfinished_ones_per_tenant(s).await;
+    prune_deletes_old_finished_executions_with_their_rows(s).await;
+    large_values_round_trip_unchanged(s).await;
+}
+
+// ---- helpers --------------------------------------------------------------------------------
+
+/// A new execution of `wf`@1 in `tenant`, leased to `owner` until [`FAR`] when given.
+fn new_exec(tenant: &str, id: &str, owner: Option<&str>, created_at: i64) -> NewExecution {
+    NewExecution {
+        id: id.into(),
+        tenant: tenant.into(),
+        workflow: "wf".into(),
+        version: 1,
+        input: json!({"id": id}),
+        parent: None,
+        definition: None,
+        lease: owner.map(|o| Lease {
+            owner: o.into(),
+            expires_at: FAR,
+        }),
+        meta: ExecMeta::default(),
+        created_at,
+    }
+}
+
+/// A new execution leased to `owner` until `expires_at`.
+fn leased(tenant: &str, id: &str, owner: &str, created_at: i64, expires_at: i64) -> NewExecution {
+    NewExecution {
+        lease: Some(Lease {
+            owner: owner.into(),
+            expires_at,
+        }),
+        ..new_exec(tenant, id, None, created_at)
+    }
+}
+
+async fn create(s: &dyn Store, new: NewExecution) {
+    let id = new.id.clone();
+    assert!(
+        s.create_execution(new, Vec::new()).await.unwrap(),
+        "creating the new execution `{id}` returns true"
+    );
+}
+
+fn event(seq: u64, at: i64, kind: EventKind) -> Event {
+    Event {
+        seq,
+        at,
+        kind,
+        node: None,
+        attempt: 0,
+        data: Value::Null,
+    }
+}
+
+fn node(key: &str, output: Value) -> NodeRecord {
+    let mut n = NodeRecord::new(key.into(), key.rsplit('/').next().unwrap_or(key));
+    n.status = NodeStatus::Succeeded;
+    n.attempts = 1;
+    n.output = Some(output);
+    n
+}
+
+fn task(tenant: &str, id: &str, node_key: &str, created_at: i64) -> HumanTask {
+    HumanTask {
+        execution_id: id.into(),
+        node_key: node_key.into(),
+        tenant: tenant.into(),
+        prompt: format!("{node_key}?"),
+        schema: None,
+        assignee: None,
+        skills: Vec::new(),
+        status: "pending".into(),
+        answer: None,
+        created_at,
+        deadline: None,
+    }
+}
+
+/// A step of `id` by `owner` that ends with `status`, with one event numbered `seq`. Waiting
+/// and terminal steps give the lease up; running ones stay runnable at `T0`; terminal ones
+/// finish at `T0 + seq`.
+fn step(id: &str, owner: &str, seq: u64, status: ExecStatus) -> Commit {
+    let terminal = status.is_terminal();
+    let kind = match status {
+        ExecStatus::Waiting => EventKind::ExecutionWaiting,
+        ExecStatus::Succeeded => EventKind::ExecutionSucceeded,
+        ExecStatus::Failed => EventKind::ExecutionFailed,
+        ExecStatus::Cancelled => EventKind::ExecutionCancelled,
+        ExecStatus::Compensated => EventKind::ExecutionCompensated,
+        ExecStatus::HandedOver => EventKind::ExecutionHandedOver,
+        ExecStatus::Pending | ExecStatus::Running => EventKind::NodeSucceeded,
+    };
+    Commit {
+        execution_id: id.into(),
+        owner: owner.into(),
+        exec: ExecUpdate {
+            status,
+            output: None,
+            error: None,
+            last_seq: seq,
+            runnable_at: (status == ExecStatus::Running).then_some(T0),
+            finished_at: terminal.then_some(T0 + seq as i64),
+            meta: ExecMeta::default(),
+            release: terminal || status == ExecStatus::Waiting,
+            unchanged: false,
+        },
+        events: vec![event(seq, T0 + seq as i64, kind)],
+        nodes: Vec::new(),
+        vars: Vec::new(),
+        new_tasks: Vec::new(),
+        closed_tasks: Vec::new(),
+        children: Vec::new(),
+        notify_parent: None,
+        consumed_signals: Vec::new(),
+    }
+}
+
+/// Commits one step, which must not be refused.
+async fn apply(s: &dyn Store, c: Commit) {
+    let id = c.execution_id.clone();
+    assert_eq!(
+        s.commit_batch(vec![c]).await.unwrap(),
+        [CommitOutcome::Committed],
+        "the lease holder's commit to `{id}` is applied"
+    );
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, StoreError>) -> &'static str {
+    r.unwrap_err().code()
+}
+
+fn sorted_pairs(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
+    v.sort();
+    v
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+fn by_key(mut nodes: Vec<NodeRecord>) -> Vec<NodeRecord> {
+    nodes.sort_by(|a, b| a.key.cmp(&b.key));
+    nodes
+}
+
+fn by_name(mut vars: Vec<(String, Value)>) -> Vec<(String, Value)> {
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+fn ids(list: &[ExecRecord]) -> Vec<&str> {
+    list.iter().map(|r| r.id.as_str()).collect()
+}
+
+fn task_keys(list: &[HumanTask]) -> Vec<(&str, &str)> {
+    list.iter()
+        .map(|t| (t.execution_id.as_str(), t.node_key.as_str()))
+        .collect()
+}
+
+// ---- checks ---------------------------------------------------------------------------------
+
+async fn claim_due_takes_due_executions_oldest_first(s: &dyn Store) {
+    let (a, b) = ("exec-due-a", "exec-due-b");
+    // New executions are runnable from their creation.
+    create(s, new_exec(a, "due-early", None, 110)).await;
+    create(s, new_exec(a, "due-late", None, 150)).await;
+    create(s, new_exec(b, "due-other-tenant", None, 250)).await;
+    create(s, new_exec(a, "due-future", None, 300)).await;
+    create(s, leased(a, "due-live-lease", "other", 105, 10_000)).await;
+    create(s, leased(a, "due-expired-lease", "other", 120, 150)).await;
+    // Finished: never due, though runnable_at is past and no lease is held.
+    create(s, new_exec(a, "due-finished", Some("w0"), 101)).await;
+    let mut done = step("due-finished", "w0", 1, ExecStatus::Succeeded);
+    done.exec.runnable_at = Some(101);
+    apply(s, done).await;
+    // Waiting for a person (no runnable_at): not due.
+    create(s, new_exec(a, "due-waiting", Some("w0"), 102)).await;
+    apply(s, step("due-waiting", "w0", 1, ExecStatus::Waiting)).await;
+
+    assert_eq!(
+        s.queue_depth(100).await.unwrap(),
+        0,
+        "nothing is due at 100"
+    );
+    assert_eq!(
+        s.queue_depth(125).await.unwrap(),
+        1,
+        "at 125 only due-early is due (due-expired-lease's lease lives until 150)"
+    );
+    assert_eq!(
+        s.queue_depth(200).await.unwrap(),
+        3,
+        "at 200: due-early, due-expired-lease and due-late"
+    );
+    assert_eq!(
+        s.queue_depth(260).await.unwrap(),
+        4,
+        "at 260 also due-other-tenant: every tenant counts"
+    );
+
+    // (Only one tenant has executions due at 200: how a backend shares a limit between tenants
+    // is its own choice.)
+    let first = s.claim_due("w1", 1_000, 2, 200).await.unwrap();
+    assert_eq!(
+        sorted_pairs(first),
+        pairs(&[(a, "due-early"), (a, "due-expired-lease")]),
+        "a limit of 2 takes the two with the oldest runnable_at"
+    );
+    let rest = s.claim_due("w1", 1_000, 10, 200).await.unwrap();
+    assert_eq!(
+        sorted_pairs(rest),
+        pairs(&[(a, "due-late")]),
+        "the rest of the due executions"
+    );
+    assert!(
+        s.claim_due("w1", 1_000, 10, 200).await.unwrap().is_empty(),
+        "claimed executions are leased: none is due any more"
+    );
+    assert_eq!(
+        s.queue_depth(200).await.unwrap(),
+        0,
+        "all due ones are leased"
+    );
+    let other = s.claim_due("w1", 1_000, 10, 260).await.unwrap();
+    assert_eq!(
+        sorted_pairs(other),
+        pairs(&[(b, "due-other-tenant")]),
+        "claim_due takes any tenant's executions"
+    );
+    let rec = s.get_execution(a, "due-early").await.unwrap();
+    assert_eq!(
+        (rec.lease_owner.as_deref(), rec.lease_expires_at),
+        (Some("w1"), Some(1_200)),
+        "claim_due leases to the owner for lease_ms from now"
+    );
+
+    // At 2 000, w1's leases (until 1 200 or 1 260) have expired and due-future is due; due-live-lease
+    // (until 10 000), due-finished and due-waiting are still not.
+    let again = s.claim_due("w2", 1_000, 10, 2_000).await.unwrap();
+    assert_eq!(
+        sorted_pairs(again),
+        pairs(&[
+            (a, "due-early"),
+            (a, "due-expired-lease"),
+            (a, "due-future"),
+            (a, "due-late"),
+            (b, "due-other-tenant"),
+        ]),
+        "expired leases are taken over"
+    );
+    let rec = s.get_execution(a, "due-finished").await.unwrap();
+    assert_eq!(rec.status, ExecStatus::Succeeded);
+    assert_eq!(
+        rec.lease_owner, None,
+        "a finished execution is never claimed"
+    );
+}
+
+async fn create_execution_never_overwrites(s: &dyn Store) {
+    let t = "exec-create";
+    let meta = ExecMeta {
+        next_done: 3,
+        unwinding: None,
+        concurrency: Some(4),
+    };
+    let new = NewExecution {
+        workflow: "orders".into(),
+        version: 7,
+        input: json!({"order": 42, "items": ["a", "b"]}),
+        definition: Some(json!({"name": "adhoc", "nodes": []})),
+        meta: meta.clone(),
+        ..new_exec(t, "create-1", Some("me"), T0)
+    };
+    let started = event(1, T0, EventKind::ExecutionStarted);
+    assert!(
+        s.create_execution(new.clone(), vec![started.clone()])
+            .await
+            .unwrap(),
+        "a new id is created"
+    );
+    let rec = s.get_execution(t, "create-1").await.unwrap();
+    let expected = ExecRecord {
+        id: "create-1".into(),
+        tenant: t.into(),
+        workflow: "orders".into(),
+        version: 7,
+        status: ExecStatus::Pending,
+        input: new.input.clone(),
+        output: None,
+        error: None,
+        parent: None,
+        created_at: T0,
+        updated_at: rec.updated_at,
+        finished_at: None,
+        last_seq: 1,
+        runnable_at: Some(T0),
+        lease_owner: Some("me".into()),
+        lease_expires_at: Some(FAR),
+        meta,
+        definition: new.definition.clone(),
+    };
+    assert_eq!(
+        rec, expected,
+        "the stored execution: pending, runnable from its creation, leased, last_seq of its events"
+    );
+    assert!(
+        rec.updated_at >= T0,
+        "updated_at {} >= created_at",
+        rec.updated_at
+    );
+    assert_eq!(
+        s.events("create-1").await.unwrap(),
+        std::slice::from_ref(&started)
+    );
+
+    // The same id again, even in another tenant: false, and nothing is overwritten.
+    let again = NewExecution {
+        input: json!("other"),
+        ..new_exec(t, "create-1", Some("intruder"), T0 + 5)
+    };
+    assert!(
+        !s.create_execution(
+            again,
+            vec![
+                event(1, T0 + 5, EventKind::ExecutionResumed),
+                event(2, T0 + 5, EventKind::NodeStarted),
+            ],
+        )
+        .await
+        .unwrap(),
+        "an existing id is not created again"
+    );
+    assert!(
+        !s.create_execution(
+            new_exec("exec-create-other", "create-1", None, T0),
+            Vec::new()
+        )
+        .await
+        .unwrap(),
+        "execution ids are unique across tenants"
+    );
+    let rec = s.get_execution(t, "create-1").await.unwrap();
+    assert_eq!(
+        rec,
+        ExecRecord {
+            updated_at: rec.updated_at,
+            ..expected
+        },
+        "the first execution is unchanged (input, lease)"
+    );
+    assert_eq!(
+        s.events("create-1").await.unwrap(),
+        [started],
+        "the refused creation wrote no events"
+    );
+    assert_eq!(
+        code(s.get_execution("exec-create-other", "create-1").await),
+        "EXECUTION_NOT_FOUND",
+        "the refused creation is not visible in the other tenant"
+    );
+}
+
+async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
+    let t = "exec-commit";
+    let started = event(1, T0, EventKind::ExecutionStarted);
+    assert!(
+        s.create_execution(
+            new_exec(t, "commit-1", Some("me"), T0),
+            vec![started.clone()]
+        )
+        .await
+        .unwrap()
+    );
+
+    let mut node_a = node("a", json!({"ok": true}));
+    node_a.attempts = 2;
+    node_a.started_at = Some(T0 + 1);
+    node_a.finished_at = Some(T0 + 2);
+    node_a.done_seq = Some(0);
+    node_a.detail.inbound.insert("start".into(), true);
+    node_a.detail.input = Some(json!({"q": 1}));
+    let mut node_b = NodeRecord::new("loop[0]/b".into(), "b");
+    node_b.status = NodeStatus::Running;
+    node_b.attempts = 1;
+    node_b.fire_at = Some(T0 + 60_000);
+    node_b.detail.last_error = Some(
+        NodeError::retryable("UPSTREAM_ERROR", "503 from upstream")
+            .with_detail(json!({"status": 503})),
+    );
+    let approve = HumanTask {
+        prompt: "Approve the refund?".into(),
+        schema: Some(json!({"type": "boolean"})),
+        assignee: Some("alice".into()),
+        skills: vec!["finance".into()],
+        deadline: Some(T0 + 86_400_000),
+        ..task(t, "commit-1", "approve", T0 + 3)
+    };
+    let child = NewExecution {
+        parent: Some(ParentRef {
+            execution_id: "commit-1".into(),
+            node_key: "sub".into(),
+        }),
+        ..new_exec(t, "commit-1-child", Some("me"), T0 + 3)
+    };
+    let events = vec![
+        Event {
+            node: Some("a".into()),
+            attempt: 1,
+            ..event(2, T0 + 1, EventKind::NodeStarted)
+        },
+        Event {
+            node: Some("a".into()),
+            attempt: 2,
+            data: json!({"retried": true}),
+            ..event(3, T0 + 2, EventKind::NodeSucceeded)
+        },
+        event(4, T0 + 3, EventKind::ExecutionWaiting),
+    ];
+    let meta = ExecMeta {
+        next_done: 1,
+        ..ExecMeta::default()
+    };
+    let mut c = step("commit-1", "me", 4, ExecStatus::Waiting);
+    c.exec.release = false;
+    c.exec.meta = meta.clone();
+    c.events = events.clone();
+    c.nodes = vec![node_a.clone(), node_b.clone()];
+    c.vars = vec![
+        ("x".into(), json!(1)),
+        ("y".into(), json!({"deep": [1, 2]})),
+    ];
+    c.new_tasks = vec![approve.clone()];
+    c.children = vec![child.clone()];
+    apply(s, c).await;
+
+    let rec = s.get_execution(t, "commit-1").await.unwrap();
+    assert_eq!(rec.status, ExecStatus::Waiting, "the commit's status");
+    assert_eq!(rec.last_seq, 4, "the commit's last_seq");
+    assert_eq!(rec.runnable_at, None, "waiting for a person: not runnable");
+    assert_eq!(rec.meta, meta, "the commit's meta");
+    assert_eq!(rec.lease_owner.as_deref(), Some("me"), "the lease is kept");
+    let mut history = vec![started];
+    history.extend(events);
+    assert_eq!(
+        s.events("commit-1").await.unwrap(),
+        history,
+        "the events, appended, in seq order"
+    );
+    assert_eq!(
+        by_key(s.node_records("commit-1").await.unwrap()),
+        by_key(vec![node_a.clone(), node_b.clone()]),
+        "the node records as committed"
+    );
+    assert_eq!(
+        s.tasks(t, "commit-1").await.unwrap(),
+        std::slice::from_ref(&approve),
+        "the new human task, pending"
+    );
+    let kid = s.get_execution(t, "commit-1-child").await.unwrap();
+    assert_eq!(
+        (kid.status, kid.parent.clone(), kid.input.clone()),
+        (
+            ExecStatus::Pending,
+            child.parent.clone(),
+            child.input.clone()
+        ),
+        "the child execution is created with its parent"
+    );
+    assert_eq!(kid.lease_owner.as_deref(), Some("me"), "the child's lease");
+
+    // A second step: upserts node `a` and variable `x`, closes the task, appends an event.
+    let mut node_a2 = node_a.clone();
+    node_a2.attempts = 3;
+    node_a2.output = Some(json!({"ok": false}));
+    let mut c = step("commit-1", "me", 5, ExecStatus::Running);
+    c.nodes = vec![node_a2.clone()];
+    c.vars = vec![("x".into(), json!(2))];
+    c.closed_tasks = vec!["approve".into()];
+    apply(s, c).await;
+    assert_eq!(
+        by_key(s.node_records("commit-1").await.unwrap()),
+        by_key(vec![node_a2, node_b]),
+        "a node record is replaced, not duplicated"
+    );
+    assert_eq!(
+        s.tasks(t, "commit-1").await.unwrap()[0].status,
+        "closed",
+        "closed_tasks closes the pending task"
+    );
+    assert_eq!(
+        s.events("commit-1").await.unwrap().len(),
+        5,
+        "seq 1 to 5 in the history"
+    );
+    let rec = s.get_execution(t, "commit-1").await.unwrap();
+    assert_eq!(
+        (rec.status, rec.runnable_at, rec.last_seq),
+        (ExecStatus::Running, Some(T0), 5)
+    );
+
+    // Signals: pending until a commit consumes them.
+    s.send_signal(t, "commit-1", &Signal::Cancel { compensate: true })
+        .await
+        .unwrap();
+    let pending = s.signals("commit-1").await.unwrap();
+    assert_eq!(pending.len(), 1, "the signal is pending");
+    let loaded = s
+        .claim(t, "commit-1", "me", LONG_MS, T0 + 6)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        loaded.vars,
+        by_name(vec![
+            ("x".into(), json!(2)),
+            ("y".into(), json!({"deep": [1, 2]})),
+        ]),
+        "variables: `x` overwritten, `y` kept (by name)"
+    );
+    assert_eq!(loaded.signals, pending, "a claim loads the pending signals");
+    let mut c = step("commit-1", "me", 6, ExecStatus::Running);
+    c.consumed_signals = vec![pending[0].id];
+    apply(s, c).await;
+    assert!(
+        s.signals("commit-1").await.unwrap().is_empty(),
+        "a consumed signal is deleted"
+    );
+
+    // A finishing child tells its parent.
+    let done = Signal::ChildDone {
+        node_key: "sub".into(),
+        child_id: "commit-1-child".into(),
+        status: ExecStatus::Succeeded,
+        output: Some(json!(7)),
+        error: None,
+    };
+    let mut c = step("commit-1-child", "me", 1, ExecStatus::Succeeded);
+    c.exec.output = Some(json!(7));
+    c.notify_parent = Some(("commit-1".into(), done.clone()));
+    apply(s, c).await;
+    let got: Vec<Signal> = s
+        .signals("commit-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.signal)
+        .collect();
+    assert_eq!(
+        got,
+        std::slice::from_ref(&done),
+        "the parent receives the child's result"
+    );
+    let kid = s.get_execution(t, "commit-1-child").await.unwrap();
+    assert_eq!(
+        (kid.status, kid.output, kid.finished_at, kid.lease_owner),
+        (ExecStatus::Succeeded, Some(json!(7)), Some(T0 + 1), None),
+        "a terminal commit: status, output, finished_at, lease released"
+    );
+
+    // A parent that has ended already is nobody waiting: the child's commit still applies.
+    create(s, new_exec(t, "commit-2", Some("me"), T0)).await;
+    let mut c = step("commit-2", "me", 1, ExecStatus::Cancelled);
+    c.children = vec![NewExecution {
+        parent: Some(ParentRef {
+            execution_id: "commit-2".into(),
+            node_key: "sub".into(),
+        }),
+        ..new_exec(t, "commit-2-child", Some("me"), T0)
+    }];
+    apply(s, c).await;
+    let mut c = step("commit-2-child", "me", 1, ExecStatus::Failed);
+    c.exec.error = Some(NodeError::new("FAILED", "no"));
+    c.notify_parent = Some(("commit-2".into(), done));
+    apply(s, c).await;
+    let kid = s.get_execution(t, "commit-2-child").await.unwrap();
+    assert_eq!(
+        (kid.status, kid.error),
+        (ExecStatus::Failed, Some(NodeError::new("FAILED", "no"))),
+        "the child's commit applied though its parent had ended"
+    );
+    assert!(s.signals("commit-2").await.unwrap().is_empty());
+}
+
+async fn commits_are_fenced_by_the_lease(s: &dyn Store) {
+    let t = "exec-fence";
+    create(s, new_exec(t, "fence-mine", Some("me"), T0)).await;
+    create(s, new_exec(t, "fence-theirs", Some("other"), T0)).await;
+    create(s, new_exec(t, "fence-free", None, T0)).await;
+
+    let mut theirs = step("fence-theirs", "me", 1, ExecStatus::Running);
+    theirs.nodes = vec![node("a", json!(1))];
+    theirs.vars = vec![("v".into(), json!(1))];
+    theirs.new_tasks = vec![task(t, "fence-theirs", "ask", T0)];
+    theirs.children = vec![new_exec(t, "fence-child", None, T0)];
+    let out = s
+        .commit_batch(vec![
+            step("fence-mine", "me", 1, ExecStatus::Running),
+            theirs,
+            step("fence-free", "me", 1, ExecStatus::Running),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            CommitOutcome::Committed,
+            CommitOutcome::LeaseLost,
+            CommitOutcome::LeaseLost
+        ],
+        "one outcome per commit, in order: only the lease holder's commit applies"
+    );
+    assert_eq!(s.events("fence-mine").await.unwrap().len(), 1);
+    assert_eq!(
+        s.get_execution(t, "fence-mine").await.unwrap().status,
+        ExecStatus::Running
+    );
+
+    // The refused commits changed nothing.
+    for id in ["fence-theirs", "fence-free"] {
+        let rec = s.get_execution(t, id).await.unwrap();
+        assert_eq!(
+            (rec.status, rec.last_seq),
+            (ExecStatus::Pending, 0),
+            "`{id}` is unchanged"
+        );
+        assert!(
+            s.events(id).await.unwrap().is_empty(),
+            "no events on `{id}`"
+        );
+        assert!(
+            s.node_records(id).await.unwrap().is_empty(),
+            "no nodes on `{id}`"
+        );
+    }
+    assert!(
+        s.tasks(t, "fence-theirs").await.unwrap().is_empty(),
+        "no task"
+    );
+    assert_eq!(
+        code(s.get_execution(t, "fence-child").await),
+        "EXECUTION_NOT_FOUND",
+        "no child"
+    );
+    let rec = s.get_execution(t, "fence-theirs").await.unwrap();
+    assert_eq!(
+        rec.lease_owner.as_deref(),
+        Some("other"),
+        "the lease is theirs"
+    );
+
+    // A step that leaves the execution row alone is fenced too.
+    let mut quiet = step("fence-theirs", "me", 1, ExecStatus::Running);
+    quiet.exec.unchanged = true;
+    assert_eq!(
+        s.commit_batch(vec![quiet]).await.unwrap(),
+        [CommitOutcome::LeaseLost],
+        "an unchanged step of a lost lease is refused"
+    );
+    let loaded = s
+        .claim(t, "fence-theirs", "other", LONG_MS, T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(loaded.vars.is_empty(), "no variables were written");
+    assert!(s.events("fence-theirs").await.unwrap().is_empty());
+
+    // A commit that releases the lease ends the owner's right to commit.
+    let mut rel = step("fence-mine", "me", 2, ExecStatus::Running);
+    rel.exec.release = true;
+    apply(s, rel).await;
+    let rec = s.get_execution(t, "fence-mine").await.unwrap();
+    assert_eq!(
+        (rec.lease_owner, rec.lease_expires_at),
+        (None, None),
+        "the lease is released"
+    );
+    assert_eq!(
+        s.commit_batch(vec![step("fence-mine", "me", 3, ExecStatus::Running)])
+            .await
+            .unwrap(),
+        [CommitOutcome::LeaseLost],
+        "after releasing, a commit is refused"
+    );
+    assert_eq!(s.events("fence-mine").await.unwrap().len(), 2);
+}
+
+async fn claim_takes_free_expired_or_own_leases_and_loads_the_checkpoint(s: &dyn Store) {
+    let t = "exec-claim";
+    assert_eq!(
+        code(s.claim(t, "claim-missing", "me", 1_000, T0).await),
+        "EXECUTION_NOT_FOUND",
+        "claiming an absent id is an error"
+    );
+    create(s, leased(t, "claim-held", "other", T0, T0 + 10_000)).await;
+    assert_eq!(
+        code(
+            s.claim("exec-claim-other", "claim-held", "me", 1_000, T0)
+                .await
+        ),
+        "EXECUTION_NOT_FOUND",
+        "claims are tenant-scoped"
+    );
+    assert!(
+        s.claim(t, "claim-held", "me", 1_000, T0 + 5_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "held by another live owner: None"
+    );
+    let rec = s.get_execution(t, "claim-held").await.unwrap();
+    assert_eq!(
+        (rec.lease_owner.as_deref(), rec.lease_expires_at),
+        (Some("other"), Some(T0 + 10_000)),
+        "a refused claim leaves the lease alone"
+    );
+    let own = s
+        .claim(t, "claim-held", "other", 1_000, T0 + 5_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (own.exec.lease_owner.as_deref(), own.exec.lease_expires_at),
+        (Some("other"), Some(T0 + 6_000)),
+        "the owner claims its own execution again, with a new expiry"
+    );
+    let taken = s
+        .claim(t, "claim-held", "me", 2_000, T0 + 7_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            taken.exec.lease_owner.as_deref(),
+            taken.exec.lease_expires_at
+        ),
+        (Some("me"), Some(T0 + 9_000)),
+        "an expired lease is taken over"
+    );
+    assert_eq!(
+        s.commit_batch(vec![step("claim-held", "other", 1, ExecStatus::Running)])
+            .await
+            .unwrap(),
+        [CommitOutcome::LeaseLost],
+        "the previous owner's commits are refused"
+    );
+
+    // A claim loads the checkpoint: the execution, its nodes, variables and pending signals.
+    create(s, new_exec(t, "claim-full", Some("w"), T0)).await;
+    let nodes = vec![node("a", json!("A")), node("b", json!({"b": [1]}))];
+    let vars = vec![("one".into(), json!(1)), ("two".into(), json!("2"))];
+    let mut c = step("claim-full", "w", 1, ExecStatus::Waiting);
+    c.nodes = nodes.clone();
+    c.vars = vars.clone();
+    apply(s, c).await;
+    let answer = Signal::Answer {
+        node_key: "ask".into(),
+        answer: json!({"yes": true}),
+    };
+    s.send_signal(t, "claim-full", &answer).await.unwrap();
+    let loaded = s
+        .claim(t, "claim-full", "me", LONG_MS, T0 + 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.exec.id, "claim-full");
+    assert_eq!(
+        (loaded.exec.status, loaded.exec.last_seq),
+        (ExecStatus::Waiting, 1)
+    );
+    assert_eq!(loaded.exec.input, json!({"id": "claim-full"}));
+    assert_eq!(
+        loaded.exec.lease_owner.as_deref(),
+        Some("me"),
+        "a released execution is claimed"
+    );
+    assert_eq!(by_key(loaded.nodes), nodes, "the node records");
+    assert_eq!(by_name(loaded.vars), vars, "the variables");
+    assert_eq!(
+        loaded
+            .signals
+            .into_iter()
+            .map(|x| x.signal)
+            .collect::<Vec<_>>(),
+        [answer],
+        "the pending signals"
+    );
+
+    // Finished: nobody claims it.
+    create(s, new_exec(t, "claim-done", Some("w"), T0)).await;
+    apply(s, step("claim-done", "w", 1, ExecStatus::Succeeded)).await;
+    assert!(
+        s.claim(t, "claim-done", "me", 1_000, T0 + 10)
+            .await
+            .unwrap()
+            .is_none(),
+        "a finished execution is not claimed"
+    );
+    assert_eq!(
+        s.get_execution(t, "claim-done").await.unwrap().lease_owner,
+        None
+    );
+}
+
+async fn heartbeat_extends_leases_and_reports_lost_ones(s: &dyn Store) {
+    let t = "exec-heartbeat";
+    create(s, new_exec(t, "hb-1", Some("me"), T0)).await;
+    create(s, new_exec(t, "hb-2", Some("me"), T0)).await;
+    create(s, new_exec(t, "hb-3", Some("other"), T0)).await;
+    let ids: Vec<String> = ["hb-1", "hb-2", "hb-3", "hb-missing"]
+        .map(String::from)
+        .to_vec();
+    let mut lost = s.heartbeat(&ids, "me", 5_000, T0).await.unwrap();
+    lost.sort();
+    assert_eq!(
+        lost,
+        ["hb-3", "hb-missing"],
+        "the ids `me` does not hold are reported"
+    );
+    let rec = s.get_execution(t, "hb-1").await.unwrap();
+    assert_eq!(
+        (rec.lease_owner.as_deref(), rec.lease_expires_at),
+        (Some("me"), Some(T0 + 5_000)),
+        "the lease now ends lease_ms after now"
+    );
+    let rec = s.get_execution(t, "hb-3").await.unwrap();
+    assert_eq!(
+        (rec.lease_owner.as_deref(), rec.lease_expires_at),
+        (Some("other"), Some(FAR)),
+        "another owner's lease is not touched"
+    );
+
+    s.release("hb-2", "me").await.unwrap();
+    let rec = s.get_execution(t, "hb-2").await.unwrap();
+    assert_eq!(
+        (rec.lease_owner, rec.lease_expires_at),
+        (None, None),
+        "release gives the lease up"
+    );
+    s.release("hb-3", "me").await.unwrap();
+    assert_eq!(
+        s.get_execution(t, "hb-3")
+            .await
+            .unwrap()
+            .lease_owner
+            .as_deref(),
+        Some("other"),
+        "releasing someone else's lease does nothing"
+    );
+    let lost = s
+        .heartbeat(&["hb-1".into(), "hb-2".into()], "me", 5_000, T0 + 1_000)
+        .await
+        .unwrap();
+    assert_eq!(lost, ["hb-2"], "a released lease is lost");
+    assert!(
+        s.claim(t, "hb-2", "you", 1_000, T0 + 1_000)
+            .await
+            .unwrap()
+            .is_some(),
+        "a released execution can be claimed by anyone"
+    );
+}
+
+async fn signals_reach_unfinished_executions_only(s: &dyn Store) {
+    let t = "exec-signal";
+    create(s, new_exec(t, "sig-1", Some("me"), T0)).await;
+    apply(s, step("sig-1", "me", 1, ExecStatus::Waiting)).await;
+    assert_eq!(s.get_execution(t, "sig-1").await.unwrap().runnable_at, None);
+    let answer = Signal::Answer {
+        node_key: "ask".into(),
+        answer: json!("yes"),
+    };
+    let cancel = Signal::Cancel { compensate: false };
+    s.send_signal(t, "sig-1", &answer).await.unwrap();
+    s.send_signal(t, "sig-1", &cancel).await.unwrap();
+    let got = s.signals("sig-1").await.unwrap();
+    assert_eq!(
+        got.iter().map(|x| x.signal.clone()).collect::<Vec<_>>(),
+        [answer, cancel.clone()],
+        "signals are kept in the order sent"
+    );
+    assert!(got[0].id < got[1].id, "signal ids increase: {got:?}");
+    assert!(
+        s.get_execution(t, "sig-1")
+            .await
+            .unwrap()
+            .runnable_at
+            .is_some(),
+        "a signal makes the execution runnable"
+    );
+
+    assert_eq!(
+        code(s.send_signal("exec-signal-other", "sig-1", &cancel).await),
+        "EXECUTION_NOT_FOUND",
+        "signals are tenant-scoped"
+    );
+    assert_eq!(
+        code(s.send_signal(t, "sig-missing", &cancel).await),
+        "EXECUTION_NOT_FOUND",
+        "an unknown execution"
+    );
+    assert_eq!(s.signals("sig-1").await.unwrap().len(), 2, "nothing added");
+
+    create(s, new_exec(t, "sig-ended", Some("me"), T0)).await;
+    apply(s, step("sig-ended", "me", 1, ExecStatus::Cancelled)).await;
+    let e = s.send_signal(t, "sig-ended", &cancel).await.unwrap_err();
+    assert_eq!(e.code(), "EXECUTION_STATE", "an ended execution: {e}");
+    assert!(
+        s.signals("sig-ended").await.unwrap().is_empty(),
+        "no signal is stored for an ended execution"
+    );
+}
+
+async fn executions_are_listed_newest_first_per_tenant(s: &dyn Store) {
+    let t = "exec-list";
+    let alpha = |id: &'static str, at: i64, workflow: &str| NewExecution {
+        workflow: workflow.into(),
+        ..new_exec(t, id, Some("me"), at)
+    };
+    for new in [
+        alpha("list-1", T0 + 1, "alpha"),
+        alpha("list-2", T0 + 2, "beta"),
+        alpha("list-3", T0 + 3, "alpha"),
+        alpha("list-4a", T0 + 4, "alpha"),
+        alpha("list-4b", T0 + 4, "beta"),
+    ] {
+        create(s, new).await;
+    }
+    apply(s, step("list-2", "me", 1, ExecStatus::Succeeded)).await;
+    create(s, new_exec("exec-list-other", "list-x", None, T0 + 9)).await;
+
+    let list = |filter: ExecFilter| async move { s.list_executions(t, &filter).await.unwrap() };
+    assert_eq!(
+        ids(&list(ExecFilter::default()).await),
+        ["list-4b", "list-4a", "list-3", "list-2", "list-1"],
+        "newest first (created_at, then id, descending), this tenant's only"
+    );
+    assert_eq!(
+        ids(&list(ExecFilter {
+            workflow: Some("alpha".into()),
+            ..ExecFilter::default()
+        })
+        .await),
+        ["list-4a", "list-3", "list-1"],
+        "filtered by workflow"
+    );
+    assert_eq!(
+        ids(&list(ExecFilter {
+            status: Some(ExecStatus::Succeeded),
+            ..ExecFilter::default()
+        })
+        .await),
+        ["list-2"],
+        "filtered by status"
+    );
+    assert_eq!(
+        ids(&list(ExecFilter {
+            status: Some(ExecStatus::Pending),
+            workflow: Some("beta".into()),
+            ..ExecFilter::default()
+        })
+        .await),
+        ["list-4b"],
+        "filtered by status and workflow"
+    );
+
+    // Keyset pages of two.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = list(ExecFilter {
+            limit: Some(2),
+            before: before.clone(),
+            ..ExecFilter::default()
+        })
+        .await;
+        assert!(page.len() <= 2, "a page holds at most `limit` rows");
+        let Some(last) = page.last() else { break };
+        before = Some((last.created_at, last.id.clone()));
+        seen.extend(page.iter().map(|r| r.id.clone()));
+    }
+    assert_eq!(
+        seen,
+        ["list-4b", "list-4a", "list-3", "list-2", "list-1"],
+        "pages follow each other without gaps or repeats (ties on created_at included)"
+    );
+    assert_eq!(
+        ids(&list(ExecFilter {
+            before: Some((T0 + 4, "list-4b".into())),
+            limit: Some(2),
+            ..ExecFilter::default()
+        })
+        .await),
+        ["list-4a", "list-3"],
+        "`before` excludes the cursor itself"
+    );
+
+    // get_execution is tenant-scoped.
+    assert_eq!(
+        s.get_execution(t, "list-1").await.unwrap().workflow,
+        "alpha"
+    );
+    assert_eq!(
+        code(s.get_execution("exec-list-other", "list-1").await),
+        "EXECUTION_NOT_FOUND",
+        "another tenant's execution is not found"
+    );
+    assert_eq!(
+        ids(&s
+            .list_executions("exec-list-other", &ExecFilter::default())
+            .await
+            .unwrap()),
+        ["list-x"]
+    );
+    assert!(
+        s.list_executions("exec-list-nobody", &ExecFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn tasks_are_listed_filtered_and_answered_once(s: &dyn Store) {
+    let t = "exec-task";
+    create(s, new_exec(t, "task-1", Some("me"), T0)).await;
+    create(s, new_exec(t, "task-2", Some("me"), T0)).await;
+    let ask = HumanTask {
+        assignee: Some("alice".into()),
+        skills: vec!["legal".into(), "fr".into()],
+        schema: Some(json!({"type": "object"})),
+        deadline: Some(T0 + 60_000),
+        ..task(t, "task-1", "ask", T0 + 1)
+    };
+    let review = HumanTask {
+        assignee: Some("bob".into()),
+        skills: vec!["legal".into()],
+        ..task(t, "task-1", "review", T0 + 2)
+    };
+    let other = task(t, "task-2", "ask", T0 + 3);
+    let mut c = step("task-1", "me", 1, ExecStatus::Waiting);
+    c.new_tasks = vec![ask.clone(), review.clone()];
+    apply(s, c).await;
+    let mut c = step("task-2", "me", 1, ExecStatus::Waiting);
+    c.new_tasks = vec![other.clone()];
+    apply(s, c).await;
+
+    assert_eq!(
+        s.tasks(t, "task-1").await.unwrap(),
+        [ask.clone(), review.clone()],
+        "an execution's tasks"
+    );
+    assert!(
+        s.tasks("exec-task-other", "task-1")
+            .await
+            .unwrap()
+            .is_empty(),
+        "tasks are tenant-scoped"
+    );
+    let list = |filter: TaskFilter| async move { s.list_tasks(t, &filter).await.unwrap() };
+    assert_eq!(
+        list(TaskFilter::default()).await,
+        [ask.clone(), review.clone(), other.clone()],
+        "pending tasks by default, oldest first"
+    );
+    assert_eq!(
+        task_keys(
+            &list(TaskFilter {
+                assignee: Some("alice".into()),
+                ..TaskFilter::default()
+            })
+            .await
+        ),
+        [("task-1", "ask")],
+        "by assignee"
+    );
+    assert_eq!(
+        task_keys(
+            &list(TaskFilter {
+                skills: vec!["legal".into()],
+                ..TaskFilter::default()
+            })
+            .await
+        ),
+        [("task-1", "ask"), ("task-1", "review")],
+        "tasks asking for the skill"
+    );
+    assert_eq!(
+        task_keys(
+            &list(TaskFilter {
+                skills: vec!["legal".into(), "fr".into()],
+                ..TaskFilter::default()
+            })
+            .await
+        ),
+        [("task-1", "ask")],
+        "tasks asking for every skill"
+    );
+    assert_eq!(
+        task_keys(
+            &list(TaskFilter {
+                limit: Some(2),
+                ..TaskFilter::default()
+            })
+            .await
+        ),
+        [("task-1", "ask"), ("task-1", "review")],
+        "the limit keeps the oldest"
+    );
+    assert!(
+        s.list_tasks("exec-task-other", &TaskFilter::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "another tenant sees none"
+    );
+
+    // Answering: once, and it wakes the execution.
+    let yes = json!({"approved": true});
+    s.answer_task(t, "task-1", "ask", &yes).await.unwrap();
+    let got = s.tasks(t, "task-1").await.unwrap();
+    assert_eq!(
+        (got[0].status.as_str(), got[0].answer.as_ref()),
+        ("answered", Some(&yes)),
+        "the answer is recorded"
+    );
+    let signals: Vec<Signal> = s
+        .signals("task-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.signal)
+        .collect();
+    assert_eq!(
+        signals,
+        [Signal::Answer {
+            node_key: "ask".into(),
+            answer: yes.clone(),
+        }],
+        "the execution is signalled with the answer"
+    );
+    assert!(
+        s.get_execution(t, "task-1")
+            .await
+            .unwrap()
+            .runnable_at
+            .is_some(),
+        "the answer makes the execution runnable"
+    );
+    let e = s
+        .answer_task(t, "task-1", "ask", &json!({"approved": false}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::TaskNotPending { status, .. } if status == "answered"),
+        "a second answer is refused as TASK_NOT_PENDING (answered): {e:?}"
+    );
+    assert_eq!(
+        s.tasks(t, "task-1").await.unwrap()[0].answer.as_ref(),
+        Some(&yes),
+        "the first answer stays"
+    );
+    assert_eq!(
+        s.signals("task-1").await.unwrap().len(),
+        1,
+        "a refused answer sends no signal"
+    );
+    assert_eq!(
+        code(s.answer_task(t, "task-1", "nope", &yes).await),
+        "TASK_NOT_FOUND",
+        "an unknown node"
+    );
+    assert_eq!(
+        code(
+            s.answer_task("exec-task-other", "task-1", "review", &yes)
+                .await
+        ),
+        "TASK_NOT_FOUND",
+        "another tenant's task"
+    );
+
+    assert_eq!(
+        task_keys(&list(TaskFilter::default()).await),
+        [("task-1", "review"), ("task-2", "ask")],
+        "answered tasks are no longer pending"
+    );
+    assert_eq!(
+        task_keys(
+            &list(TaskFilter {
+                status: Some("answered".into()),
+                ..TaskFilter::default()
+            })
+            .await
+        ),
+        [("task-1", "ask")],
+        "by status"
+    );
+    assert_eq!(
+        list(TaskFilter {
+            status: Some("all".into()),
+            ..TaskFilter::default()
+        })
+        .await
+        .len(),
+        3,
+        "`all` lists every status"
+    );
+
+    // A closed task cannot be answered.
+    let mut c = step("task-2", "me", 2, ExecStatus::Running);
+    c.closed_tasks = vec!["ask".into()];
+    assert!(
+        s.claim(t, "task-2", "me", LONG_MS, T0 + 10)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    apply(s, c).await;
+    let e = s.answer_task(t, "task-2", "ask", &yes).await.unwrap_err();
+    assert!(
+        matches!(&e, StoreError::TaskNotPending { status, .. } if status == "closed"),
+        "a closed task is refused as TASK_NOT_PENDING (closed): {e:?}"
+    );
+
+    // A task still pending when its execution ended: refused, and nothing is recorded (the
+    // answer and the signal are one change).
+    create(s, new_exec(t, "task-3", Some("me"), T0)).await;
+    let mut c = step("task-3", "me", 1, ExecStatus::Waiting);
+    c.exec.release = false;
+    c.new_tasks = vec![task(t, "task-3", "ask", T0 + 4)];
+    apply(s, c).await;
+    apply(s, step("task-3", "me", 2, ExecStatus::Cancelled)).await;
+    assert_eq!(
+        code(s.answer_task(t, "task-3", "ask", &yes).await),
+        "EXECUTION_STATE",
+        "answering a task of an ended execution"
+    );
+    let got = s.tasks(t, "task-3").await.unwrap();
+    assert_eq!(
+        (got[0].status.as_str(), got[0].answer.as_ref()),
+        ("pending", None),
+        "the refused answer is not recorded"
+    );
+}
+
+async fn active_executions_counts_unfinished_ones_per_tenant(s: &dyn Store) {
+    let t = "exec-active";
+    create(s, new_exec(t, "active-pending", None, T0)).await;
+    create(s, new_exec(t, "active-waiting", Some("me"), T0)).await;
+    apply(s, step("active-waiting", "me", 1, ExecStatus::Waiting)).await;
+    create(s, new_exec(t, "active-running", Some("me"), T0)).await;
+    apply(s, step("active-running", "me", 1, ExecStatus::Running)).await;
+    create(s, new_exec(t, "active-done", Some("me"), T0)).await;
+    apply(s, step("active-done", "me", 1, ExecStatus::Failed)).await;
+    assert_eq!(
+        s.active_executions(t).await.unwrap(),
+        3,
+        "pending, waiting and running count; failed does not"
+    );
+    assert_eq!(
+        s.active_executions("exec-active-nobody").await.unwrap(),
+        0,
+        "per tenant"
+    );
+}
+
+async fn prune_deletes_old_finished_executions_with_their_rows(s: &dyn Store) {
+    let t = "exec-prune";
+    // Larger than the payload threshold, in two executions: one pruned, one kept.
+    let shared = json!({"shared": "p".repeat(20_000)});
+
+    create(s, new_exec(t, "prune-old", Some("me"), T0)).await;
+    let mut c = step("prune-old", "me", 1, ExecStatus::Running);
+    c.nodes = vec![node("a", shared.clone())];
+    c.vars = vec![("v".into(), json!(1))];
+    c.new_tasks = vec![task(t, "prune-old", "ask", T0)];
+    apply(s, c).await;
+    s.send_signal(t, "prune-old", &Signal::Cancel { compensate: false })
+        .await
+        .unwrap();
+    let mut end = step("prune-old", "me", 2, ExecStatus::Cancelled);
+    end.exec.finished_at = Some(T0 + 10);
+    apply(s, end).await;
+
+    create(s, new_exec(t, "prune-recent", Some("me"), T0)).await;
+    let mut end = step("prune-recent", "me", 1, ExecStatus::Succeeded);
+    end.nodes = vec![node("a", shared.clone())];
+    end.exec.finished_at = Some(T0 + 1_000);
+    apply(s, end).await;
+
+    create(s, new_exec(t, "prune-running", None, T0)).await;
+
+    let other = "exec-prune-other";
+    create(s, new_exec(other, "prune-other", Some("me"), T0)).await;
+    let mut end = step("prune-other", "me", 1, ExecStatus::Succeeded);
+    end.exec.finished_at = Some(T0 + 10);
+    apply(s, end).await;
+
+    assert_eq!(
+        s.prune(t, T0 + 500).await.unwrap(),
+        1,
+        "only prune-old finished before the cut-off in this tenant"
+    );
+    assert_eq!(
+        code(s.get_execution(t, "prune-old").await),
+        "EXECUTION_NOT_FOUND",
+        "the pruned execution is gone"
+    );
+    assert!(
+        s.events("prune-old").await.unwrap().is_empty(),
+        "its events"
+    );
+    assert!(
+        s.node_records("prune-old").await.unwrap().is_empty(),
+        "its node records"
+    );
+    assert!(
+        s.signals("prune-old").await.unwrap().is_empty(),
+        "its signals"
+    );
+    assert!(
+        s.tasks(t, "prune-old").await.unwrap().is_empty(),
+        "its tasks"
+    );
+    assert_eq!(
+        s.stored_bytes("prune-old").await.unwrap(),
+        0,
+        "nothing of it is stored"
+    );
+    assert_eq!(
+        s.node_records("prune-recent").await.unwrap()[0].output,
+        Some(shared.clone()),
+        "a value the pruned execution shared still reads back in the kept one"
+    );
+    s.get_execution(t, "prune-running").await.unwrap();
+    s.get_execution(other, "prune-other").await.unwrap();
+    assert!(
+        s.claim(t, "prune-old", "me", 1_000, T0).await.is_err(),
+        "a pruned execution cannot be claimed"
+    );
+
+    assert_eq!(
+        s.prune(t, T0 + 500).await.unwrap(),
+        0,
+        "nothing more to prune"
+    );
+    assert_eq!(
+        s.prune(t, T0 + 2_000).await.unwrap(),
+        1,
+        "a later cut-off takes prune-recent"
+    );
+    s.get_execution(t, "prune-running").await.unwrap();
+    s.get_execution(other, "prune-other").await.unwrap();
+    assert_eq!(
+        s.list_executions(t, &ExecFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "prune-running is kept however old"
+    );
+}
+
+async fn large_values_round_trip_unchanged(s: &dyn Store) {
+    let t = "exec-large";
+    // Both larger than the default payload threshold (16 KiB of JSON).
+    let big_in = json!({"text": "i".repeat(40_000), "unicode": "é✓🚀"});
+    let big_out = json!({
+        "items": (0..3_000).map(|n| json!({"n": n, "s": "abcdef"})).collect::<Vec<_>>()
+    });
+    create(
+        s,
+        NewExecution {
+            input: big_in.clone(),
+            ..new_exec(t, "large-1", Some("me"), T0)
+        },
+    )
+    .await;
+    let mut c = step("large-1", "me", 1, ExecStatus::Running);
+    c.nodes = vec![node("a", big_out.clone())];
+    c.vars = vec![("big".into(), big_out.clone()), ("small".into(), json!(1))];
+    apply(s, c).await;
+
+    let loaded = s
+        .claim(t, "large-1", "me", LONG_MS, T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.exec.input, big_in, "a large input");
+    assert_eq!(
+        loaded.nodes[0].output.as_ref(),
+        Some(&big_out),
+        "a large node output"
+    );
+    assert_eq!(
+        by_name(loaded.vars),
+        vec![("big".into(), big_out.clone()), ("small".into(), json!(1))],
+        "a large variable"
+    );
+    assert_eq!(
+        s.node_records("large-1").await.unwrap()[0].output.as_ref(),
+        Some(&big_out)
+    );
+    let bytes = s.stored_bytes("large-1").await.unwrap();
+    assert!(
+        bytes > big_out.to_string().len() as u64,
+        "stored_bytes ({bytes}) counts the large value"
+    );
+
+    let mut end = step("large-1", "me", 2, ExecStatus::Succeeded);
+    end.exec.output = Some(big_out.clone());
+    apply(s, end).await;
+    let rec = s.get_execution(t, "large-1").await.unwrap();
+    assert_eq!(
+        (rec.input, rec.output),
+        (big_in.clone(), Some(big_out)),
+        "a large execution output"
+    );
+    let listed = s.list_executions(t, &ExecFilter::default()).await.unwrap();
+    assert_eq!(listed[0].input, big_in, "listed with its large input");
+
+    create(s, new_exec(t, "large-small", None, T0)).await;
+    assert!(
+        s.stored_bytes("large-small").await.unwrap() > 0,
+        "a small execution has stored bytes too"
+    );
+}

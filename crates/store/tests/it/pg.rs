@@ -1,0 +1,315 @@
+//! The PostgreSQL backend against the local server (127.0.0.1:5432, user `postgres`): the
+//! conformance suite, and what only many processes sharing one database need (concurrent
+//! migrations, exclusive and fair claims, wake-ups, lease fencing across connections).
+//! Each test gets a fresh database, dropped at the end.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hilo_core::exec::{
+    Commit, CommitOutcome, ExecMeta, ExecStatus, ExecUpdate, ExecutionStore, Lease, NewExecution,
+    Signal,
+};
+use hilo_core::store::Store;
+use hilo_store::PgStore;
+use serde_json::json;
+use sqlx::Connection;
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A fresh database on the local server, dropped by [`PgDb::drop`].
+pub struct PgDb {
+    name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    pub async fn create(tag: &str) -> PgDb {
+        let name = format!(
+            "hilo_store_{tag}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let mut admin = sqlx::PgConnection::connect(PG_ADMIN)
+            .await
+            .expect("PostgreSQL at 127.0.0.1:5432 (user postgres) is needed by these tests");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        PgDb { name, url }
+    }
+
+    pub async fn drop(self) {
+        if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN).await {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
+
+/// Whether a notification arrives within 300 ms.
+async fn next(l: &mut sqlx::postgres::PgListener) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), l.recv())
+        .await
+        .is_ok()
+}
+
+fn new_exec(id: &str, tenant: &str, owner: Option<&str>, created_at: i64) -> NewExecution {
+    NewExecution {
+        id: id.into(),
+        tenant: tenant.into(),
+        workflow: "wf".into(),
+        version: 1,
+        input: json!({"n": id}),
+        parent: None,
+        definition: None,
+        lease: owner.map(|o| Lease {
+            owner: o.into(),
+            expires_at: i64::MAX,
+        }),
+        meta: ExecMeta::default(),
+        created_at,
+    }
+}
+
+#[tokio::test]
+async fn postgres_conformance() {
+    let db = PgDb::create("conf").await;
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
+    crate::conformance::run_all(store.clone()).await;
+    drop(store);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn processes_starting_together_migrate_once_and_open_by_url() {
+    let db = PgDb::create("mig").await;
+    let opens = (0..4).map(|_| {
+        let url = db.url.clone();
+        tokio::spawn(async move { PgStore::connect(&url).await.map(|_| ()) })
+    });
+    for o in opens {
+        o.await.unwrap().unwrap();
+    }
+    let store = hilo_store::open(&hilo_store::Location::parse(&db.url))
+        .await
+        .unwrap();
+    let status = store.schema_status().await.unwrap();
+    assert_eq!(status.applied, status.expected);
+    assert!(
+        store.describe().starts_with("postgres:"),
+        "{}",
+        store.describe()
+    );
+    drop(store);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn workers_on_separate_pools_never_claim_the_same_execution() {
+    let db = PgDb::create("claim").await;
+    let a = PgStore::connect(&db.url).await.unwrap();
+    for n in 0..200 {
+        a.create_execution(
+            new_exec(&format!("e{n:03}"), "default", None, n),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    }
+    // Four "processes" (a pool each) claim in small bites at once until nothing is due.
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let url = db.url.clone();
+        workers.push(tokio::spawn(async move {
+            let store = PgStore::connect(&url).await.unwrap();
+            let mut got = Vec::new();
+            loop {
+                let batch = store
+                    .claim_due(&format!("w{w}"), 60_000, 7, 1_000)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                got.extend(batch.into_iter().map(|(_, id)| id));
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let distinct: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 200, "every due execution claimed once");
+    assert_eq!(distinct.len(), 200, "no execution claimed twice");
+    drop(a);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn claims_take_turns_across_tenants() {
+    let db = PgDb::create("fair").await;
+    let store = PgStore::connect(&db.url).await.unwrap();
+    // Tenant A's burst is older than everything tenant B submits.
+    for n in 0..100 {
+        store
+            .create_execution(new_exec(&format!("a{n:03}"), "a", None, n), Vec::new())
+            .await
+            .unwrap();
+    }
+    for n in 0..5 {
+        store
+            .create_execution(new_exec(&format!("b{n}"), "b", None, 500 + n), Vec::new())
+            .await
+            .unwrap();
+    }
+    let first = store.claim_due("w", 60_000, 10, 1_000).await.unwrap();
+    let per_tenant = first.iter().fold(BTreeMap::new(), |mut m, (t, _)| {
+        *m.entry(t.as_str()).or_insert(0) += 1;
+        m
+    });
+    assert_eq!(
+        per_tenant,
+        BTreeMap::from([("a", 5), ("b", 5)]),
+        "one of each tenant's oldest per turn: {first:?}"
+    );
+    // Within a tenant, oldest first.
+    let a_ids: Vec<&str> = first
+        .iter()
+        .filter(|(t, _)| t == "a")
+        .map(|(_, id)| id.as_str())
+        .collect();
+    assert_eq!(a_ids, ["a000", "a001", "a002", "a003", "a004"]);
+    // Only A is left: the rest is A's, oldest first.
+    let next = store.claim_due("w", 60_000, 3, 1_000).await.unwrap();
+    let ids: Vec<&str> = next.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids, ["a005", "a006", "a007"]);
+    drop(store);
+    db.drop().await;
+}
+
+fn step(id: &str, owner: &str, seq: u64) -> Commit {
+    Commit {
+        execution_id: id.into(),
+        owner: owner.into(),
+        exec: ExecUpdate {
+            status: ExecStatus::Running,
+            output: None,
+            error: None,
+            last_seq: seq,
+            runnable_at: Some(3),
+            finished_at: None,
+            meta: ExecMeta::default(),
+            release: false,
+            unchanged: true,
+        },
+        events: vec![hilo_core::exec::Event {
+            seq,
+            at: 2,
+            kind: hilo_core::exec::EventKind::NodeSucceeded,
+            node: Some("a".into()),
+            attempt: 1,
+            data: serde_json::Value::Null,
+        }],
+        nodes: Vec::new(),
+        vars: Vec::new(),
+        new_tasks: Vec::new(),
+        closed_tasks: Vec::new(),
+        children: Vec::new(),
+        notify_parent: None,
+        consumed_signals: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_takeover_fences_the_old_owner_out_across_processes() {
+    let db = PgDb::create("fence").await;
+    let old = PgStore::connect(&db.url).await.unwrap();
+    let new = PgStore::connect(&db.url).await.unwrap();
+    let mut e = new_exec("x", "default", None, 1);
+    e.lease = Some(Lease {
+        owner: "old".into(),
+        expires_at: 100,
+    });
+    old.create_execution(e, Vec::new()).await.unwrap();
+    assert_eq!(
+        old.commit_batch(vec![step("x", "old", 1)]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+    // The old owner's lease lapsed (time 100); another process takes over at time 200.
+    assert!(
+        new.claim("default", "x", "new", 60_000, 200)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // The old owner's next step (the row left alone, or rewritten) is refused and writes
+    // nothing.
+    let mut rewrite = step("x", "old", 2);
+    rewrite.exec.unchanged = false;
+    assert_eq!(
+        old.commit_batch(vec![step("x", "old", 2), rewrite])
+            .await
+            .unwrap(),
+        [CommitOutcome::LeaseLost, CommitOutcome::LeaseLost]
+    );
+    assert_eq!(old.events("x").await.unwrap().len(), 1);
+    assert_eq!(
+        new.commit_batch(vec![step("x", "new", 2)]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+    drop((old, new));
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn work_that_becomes_due_wakes_idle_workers() {
+    let db = PgDb::create("wake").await;
+    let store = PgStore::connect(&db.url).await.unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener.listen("hilo_work").await.unwrap();
+    // Created for this process to run: nobody else needs waking.
+    store
+        .create_execution(new_exec("held", "default", Some("me"), 1), Vec::new())
+        .await
+        .unwrap();
+    assert!(
+        !next(&mut listener).await,
+        "no wake-up for a held execution"
+    );
+    // Left to a worker: a wake-up.
+    store
+        .create_execution(new_exec("free", "default", None, 1), Vec::new())
+        .await
+        .unwrap();
+    assert!(next(&mut listener).await, "a new execution nobody holds");
+    // A signal (an answer, a cancellation, a child's result): a wake-up.
+    store
+        .send_signal("default", "held", &Signal::Cancel { compensate: true })
+        .await
+        .unwrap();
+    assert!(next(&mut listener).await, "a signal");
+    // A lease handed back (a worker shutting down): a wake-up.
+    store.release("held", "me").await.unwrap();
+    assert!(next(&mut listener).await, "a released lease");
+    // And a worker waiting through the store's own listener returns with it.
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.wait_for_work().await })
+    };
+    assert!(waiter.await.unwrap(), "PostgreSQL can tell when work comes");
+    drop((store, listener));
+    db.drop().await;
+}
