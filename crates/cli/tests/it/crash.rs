@@ -2,13 +2,14 @@
 //! after each side effect) in turn, then `hilo resume` finishes the execution. The final
 //! state must equal an uninterrupted run's; the ledger (a file outside the process) proves
 //! that no step completed before the crash ran again, and that steps in flight re-ran with
-//! the same idempotency key.
+//! the same idempotency key. Each test runs on SQLite and again on PostgreSQL.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::postgres::PgDb;
 use crate::run::{fixture, hilo_env};
 use crate::text;
 
@@ -52,10 +53,37 @@ fn count(l: &[(String, String)], kind: &str) -> BTreeMap<String, usize> {
     m
 }
 
+/// Where each run's database lives: a SQLite file in the test's directory, or a fresh
+/// PostgreSQL database (dropped with the test).
+enum Backend {
+    Sqlite,
+    Postgres(std::cell::RefCell<Vec<PgDb>>),
+}
+
+impl Backend {
+    /// The `--db` value for the run named `name`.
+    fn db(&self, dir: &Path, name: &str) -> PathBuf {
+        match self {
+            Backend::Sqlite => dir.join(format!("{name}.db")),
+            Backend::Postgres(dbs) => {
+                let db = PgDb::create(&format!("crash_{name}"));
+                let url = PathBuf::from(&db.url);
+                dbs.borrow_mut().push(db);
+                url
+            }
+        }
+    }
+}
+
 /// Runs `workflow` killed at crash point `at` (None: never); returns the final JSON result
 /// and the ledger, or None when the run finished before reaching point `at`.
-fn crash_and_resume(workflow: &str, at: usize, dir: &Path) -> Option<(Value, Ledger)> {
-    let db = dir.join(format!("c{at}.db"));
+fn crash_and_resume(
+    workflow: &str,
+    at: usize,
+    dir: &Path,
+    backend: &Backend,
+) -> Option<(Value, Ledger)> {
+    let db = backend.db(dir, &format!("c{at}"));
     let ledger_path = dir.join(format!("c{at}.ledger"));
     let env_ledger = ledger_path.display().to_string();
     let o = hilo_env(&["workflows", "import", &fixture("child.yaml")], &db, &[]);
@@ -127,10 +155,10 @@ fn crash_and_resume(workflow: &str, at: usize, dir: &Path) -> Option<(Value, Led
     Some((v, after))
 }
 
-fn check_all_points(workflow: &str, min_points: usize) -> usize {
+fn check_all_points(workflow: &str, min_points: usize, backend: &Backend) -> usize {
     let dir = tempfile::tempdir().unwrap();
     // The uninterrupted run.
-    let db = dir.path().join("ref.db");
+    let db = backend.db(dir.path(), "ref");
     let ledger_path = dir.path().join("ref.ledger");
     let l = ledger_path.display().to_string();
     hilo_env(&["workflows", "import", &fixture("child.yaml")], &db, &[]);
@@ -143,7 +171,7 @@ fn check_all_points(workflow: &str, min_points: usize) -> usize {
     let ref_effects = count(&ledger(&ledger_path), "effect").len();
     let mut points = 0;
     for at in 1.. {
-        let Some((v, after)) = crash_and_resume(workflow, at, dir.path()) else {
+        let Some((v, after)) = crash_and_resume(workflow, at, dir.path(), backend) else {
             break;
         };
         points += 1;
@@ -174,12 +202,26 @@ fn check_all_points(workflow: &str, min_points: usize) -> usize {
 
 #[test]
 fn sigkill_at_every_point_of_parallel_loop_retry_and_child_runs() {
-    let n = check_all_points("crash_success.yaml", 40);
+    let n = check_all_points("crash_success.yaml", 40, &Backend::Sqlite);
     eprintln!("crash_success: {n} crash points");
 }
 
 #[test]
 fn sigkill_at_every_point_of_a_compensating_run() {
-    let n = check_all_points("crash_saga.yaml", 20);
+    let n = check_all_points("crash_saga.yaml", 20, &Backend::Sqlite);
     eprintln!("crash_saga: {n} crash points");
+}
+
+#[test]
+fn sigkill_at_every_point_of_parallel_loop_retry_and_child_runs_on_postgres() {
+    let backend = Backend::Postgres(Default::default());
+    let n = check_all_points("crash_success.yaml", 40, &backend);
+    eprintln!("crash_success on PostgreSQL: {n} crash points");
+}
+
+#[test]
+fn sigkill_at_every_point_of_a_compensating_run_on_postgres() {
+    let backend = Backend::Postgres(Default::default());
+    let n = check_all_points("crash_saga.yaml", 20, &backend);
+    eprintln!("crash_saga on PostgreSQL: {n} crash points");
 }

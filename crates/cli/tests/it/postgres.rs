@@ -12,9 +12,9 @@ use crate::run::{
 };
 
 /// A fresh database, dropped when this goes out of scope.
-struct PgDb {
+pub struct PgDb {
     name: String,
-    url: String,
+    pub url: String,
 }
 
 fn psql(sql: &str) -> std::process::Output {
@@ -35,7 +35,7 @@ fn psql(sql: &str) -> std::process::Output {
 }
 
 impl PgDb {
-    fn create(tag: &str) -> PgDb {
+    pub fn create(tag: &str) -> PgDb {
         let name = format!(
             "hilo_cli_{tag}_{}_{}",
             std::process::id(),
