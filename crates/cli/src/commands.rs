@@ -192,6 +192,7 @@ pub async fn open_store_with(g: &Global, config: &Config) -> Result<Arc<dyn Stor
     let options = hilo_store::StoreOptions {
         durability: config.durability,
         payload_threshold: config.payload_threshold,
+        running_limits: config.running_limits.clone(),
     };
     hilo_store::open_with(&location, options)
         .await

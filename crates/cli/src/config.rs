@@ -63,6 +63,8 @@ pub struct Config {
     pub catalog: Catalog,
     pub durability: hilo_store::Durability,
     pub payload_threshold: Option<usize>,
+    /// Each tenant's tier's `max_running`, for the store's claims.
+    pub running_limits: hilo_store::RunningLimits,
     /// What the tool executor needs (custom tools included).
     pub executor: hilo_tools::ExecutorConfig,
     /// `[mcp.servers.NAME]`: the MCP servers whose tools the executor offers.
@@ -268,7 +270,13 @@ impl Config {
                 apply(tenant, limits);
             }
         }
+        for (tenant, tier) in &tiers.tenants {
+            if let Some(n) = tiers.tiers.get(tier).and_then(|l| l.max_running) {
+                self.running_limits.tenants.insert(tenant.clone(), n);
+            }
+        }
         if let Some(limits) = tiers.default_tier.as_ref().and_then(|d| tiers.tiers.get(d)) {
+            self.running_limits.default = limits.max_running;
             apply("*", limits);
             if let Some(m) = limits.monthly_budget_usd {
                 let top = &mut self.llm.budgets.monthly_usd;
@@ -322,9 +330,11 @@ ignored = true
 allowed_tools = ["transform_json"]
 allowed_models = ["local-router"]
 monthly_budget_usd = 5.0
+max_running = 2
 
 [tiers.pro]
 allowed_models = ["local-router", "gpt-4o-mini"]
+max_running = 20
 
 [tenants.acme]
 tier = "pro"
@@ -348,6 +358,14 @@ acme = ["gpt-4o-mini", "gpt-4o"]
         assert_eq!(
             c.executor.tenants["*"].enabled.as_deref(),
             Some(&["transform_json".to_string()][..])
+        );
+        // The store's claims: the tenant's tier, the default tier for everyone else.
+        assert_eq!(
+            c.running_limits,
+            hilo_store::RunningLimits {
+                tenants: [("acme".to_string(), 20)].into(),
+                default: Some(2),
+            }
         );
     }
 

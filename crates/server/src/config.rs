@@ -16,6 +16,7 @@
 //!
 //! [tiers.free]                  # limits per tier; tenants pick one
 //! max_concurrent_executions = 2
+//! max_running = 1               # executions workers run at once (the rest wait their turn)
 //! max_execution_ms = 60000
 //! max_agent_iterations = 5
 //! allowed_tools = ["http_request", "transform_json"]
@@ -111,6 +112,9 @@ impl Default for CallbackSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct TierLimits {
     pub max_concurrent_executions: Option<u64>,
+    /// Executions of the tenant that workers run at once, across every process sharing the
+    /// database; the rest wait in the queue (the store's `RunningLimits`).
+    pub max_running: Option<u32>,
     pub max_execution_ms: Option<u64>,
     pub max_agent_iterations: Option<u32>,
     pub allowed_tools: Option<Vec<String>>,

@@ -78,11 +78,41 @@ impl Location {
 }
 
 /// How a store is opened.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     pub durability: Durability,
     /// Values larger than this (bytes of JSON) are stored once and referenced.
     pub payload_threshold: Option<usize>,
+    /// How many executions of a tenant workers run at once.
+    pub running_limits: RunningLimits,
+}
+
+/// How many executions of a tenant may run at once, across every process sharing the
+/// database (`[tiers.NAME] max_running`): `claim_due` takes no execution of a tenant that has
+/// this many executions held under a live lease (the rest wait in the queue, in order).
+/// Executions started in the foreground (`hilo run`, a synchronous API call) count as
+/// running but are never refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunningLimits {
+    /// Per tenant.
+    pub tenants: std::collections::BTreeMap<String, u32>,
+    /// For tenants not listed; `None`: unlimited.
+    pub default: Option<u32>,
+}
+
+impl RunningLimits {
+    /// No limit for anyone.
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty() && self.default.is_none()
+    }
+
+    /// Tenants and their limits as two columns (for a query's arrays).
+    pub(crate) fn columns(&self) -> (Vec<String>, Vec<i64>) {
+        self.tenants
+            .iter()
+            .map(|(t, n)| (t.clone(), i64::from(*n)))
+            .unzip()
+    }
 }
 
 /// Opens (creating and migrating if needed) the store at `location`.
@@ -102,17 +132,20 @@ pub async fn open_with(
         Location::SqliteFile(path) => Ok(Arc::new(
             SqliteStore::open(path, options.durability)
                 .await?
-                .with_payload_threshold(threshold),
+                .with_payload_threshold(threshold)
+                .with_running_limits(options.running_limits),
         )),
         Location::SqliteMemory => Ok(Arc::new(
             SqliteStore::memory()
                 .await?
-                .with_payload_threshold(threshold),
+                .with_payload_threshold(threshold)
+                .with_running_limits(options.running_limits),
         )),
         Location::Postgres(url) => Ok(Arc::new(
             PgStore::connect(url)
                 .await?
-                .with_payload_threshold(threshold),
+                .with_payload_threshold(threshold)
+                .with_running_limits(options.running_limits),
         )),
     }
 }

@@ -19,8 +19,8 @@ use hilo_core::store::{Result, Store, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::pg_exec::WorkListener;
-use crate::redact_url;
 use crate::workflows::backend;
+use crate::{RunningLimits, redact_url};
 
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -30,6 +30,7 @@ pub struct PgStore {
     listener: Arc<WorkListener>,
     description: String,
     payload_threshold: usize,
+    running_limits: Arc<RunningLimits>,
 }
 
 /// Connections a process keeps to the server at most (each worker's claims, heartbeats and
@@ -70,6 +71,7 @@ impl PgStore {
             listener: Arc::default(),
             description: format!("postgres:{location}"),
             payload_threshold: crate::sqlite::DEFAULT_PAYLOAD_THRESHOLD,
+            running_limits: Arc::default(),
         })
     }
 
@@ -81,6 +83,16 @@ impl PgStore {
 
     pub fn payload_threshold(&self) -> usize {
         self.payload_threshold
+    }
+
+    /// Sets how many executions of a tenant workers run at once.
+    pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
+        self.running_limits = Arc::new(limits);
+        self
+    }
+
+    pub(crate) fn running_limits(&self) -> &RunningLimits {
+        &self.running_limits
     }
 
     /// The connection pool.

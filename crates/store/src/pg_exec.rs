@@ -38,6 +38,9 @@ use crate::exec_codec::{
 use crate::pg::PgStore;
 use crate::workflows::{backend, now_ms};
 
+/// The advisory lock claims take turns under when running limits are set.
+const CLAIM_LOCK: i64 = 0x6869_6c6f_636c_6169; // "hiloclai"
+
 /// The channel idle workers listen on.
 pub(crate) const WORK_CHANNEL: &str = "hilo_work";
 
@@ -901,23 +904,44 @@ impl ExecutionStore for PgStore {
         now: i64,
     ) -> Result<Vec<(String, String)>> {
         // Each tenant's oldest due executions (locked, skipping rows another worker is
-        // taking), ranked within the tenant; then the first of every tenant, the second of
-        // every tenant, … up to the limit.
-        sqlx::query(
-            "WITH tenants AS ( \
-               SELECT DISTINCT tenant_id FROM executions \
-               WHERE runnable_at IS NOT NULL AND runnable_at <= $3 \
-               AND status IN ('pending', 'running', 'waiting') \
-               AND (lease_owner IS NULL OR lease_expires_at < $3)), \
+        // taking), as many as the tenant has room for under its running limit, ranked within
+        // the tenant; then the first of every tenant, the second of every tenant, … up to the
+        // limit. With limits, claims take turns (an advisory lock for the transaction), so
+        // two workers never both fill the same room.
+        let limits = self.running_limits();
+        let (tenants, caps) = limits.columns();
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        if !limits.is_empty() {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CLAIM_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        let rows = sqlx::query(
+            "WITH caps AS (SELECT * FROM UNNEST($5::TEXT[], $6::BIGINT[]) AS c(tenant_id, cap)), \
+             tenants AS ( \
+               SELECT d.tenant_id, COALESCE(caps.cap, $7) AS cap FROM ( \
+                 SELECT DISTINCT tenant_id FROM executions \
+                 WHERE runnable_at IS NOT NULL AND runnable_at <= $3 \
+                 AND status IN ('pending', 'running', 'waiting') \
+                 AND (lease_owner IS NULL OR lease_expires_at < $3)) d \
+               LEFT JOIN caps ON caps.tenant_id = d.tenant_id), \
+             room AS ( \
+               SELECT tenant_id, CASE WHEN cap IS NULL THEN $4 ELSE GREATEST(0, LEAST($4, cap - ( \
+                 SELECT COUNT(*) FROM executions r WHERE r.tenant_id = tenants.tenant_id \
+                 AND r.lease_owner IS NOT NULL AND r.lease_expires_at >= $3 \
+                 AND r.status IN ('pending', 'running', 'waiting')))) END AS n \
+               FROM tenants), \
              candidates AS ( \
                SELECT c.id, c.tenant_id, c.runnable_at, \
                  ROW_NUMBER() OVER (PARTITION BY c.tenant_id ORDER BY c.runnable_at, c.id) AS turn \
-               FROM tenants t CROSS JOIN LATERAL ( \
+               FROM room t CROSS JOIN LATERAL ( \
                  SELECT e.id, e.tenant_id, e.runnable_at FROM executions e \
                  WHERE e.tenant_id = t.tenant_id AND e.runnable_at IS NOT NULL AND e.runnable_at <= $3 \
                  AND e.status IN ('pending', 'running', 'waiting') \
                  AND (e.lease_owner IS NULL OR e.lease_expires_at < $3) \
-                 ORDER BY e.runnable_at, e.id LIMIT $4 \
+                 ORDER BY e.runnable_at, e.id LIMIT t.n \
                  FOR UPDATE SKIP LOCKED) c), \
              chosen AS ( \
                SELECT id FROM candidates ORDER BY turn, runnable_at, id LIMIT $4) \
@@ -929,24 +953,27 @@ impl ExecutionStore for PgStore {
         .bind(now + i(lease_ms))
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(self.pool())
+        .bind(tenants)
+        .bind(caps)
+        .bind(limits.default.map(i64::from))
+        .fetch_all(&mut *tx)
         .await
-        .map_err(backend)
-        .and_then(|rows| {
-            let mut out = rows
-                .iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get::<Option<i64>, _>(2)?,
-                        r.try_get::<String, _>(0)?,
-                        r.try_get::<String, _>(1)?,
-                    ))
-                })
-                .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
-                .map_err(backend)?;
-            out.sort();
-            Ok(out.into_iter().map(|(_, t, id)| (t, id)).collect())
-        })
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<Option<i64>, _>(2)?,
+                    r.try_get::<String, _>(0)?,
+                    r.try_get::<String, _>(1)?,
+                ))
+            })
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .map_err(backend)?;
+        // Oldest first, as they were chosen.
+        out.sort();
+        Ok(out.into_iter().map(|(_, t, id)| (t, id)).collect())
     }
 
     async fn heartbeat(

@@ -15,6 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::RunningLimits;
 use crate::sqlite_audit::AuditBuffer;
 use crate::sqlite_writer::{BUSY_TIMEOUT, Target, Writer};
 pub(crate) use crate::workflows::backend;
@@ -39,6 +40,7 @@ pub struct SqliteStore {
     audit: Arc<AuditBuffer>,
     description: String,
     payload_threshold: usize,
+    running_limits: Arc<RunningLimits>,
 }
 
 /// Values larger than this (as JSON text) are stored once in `payloads` and referenced.
@@ -134,6 +136,7 @@ impl SqliteStore {
             audit: Arc::default(),
             description,
             payload_threshold: DEFAULT_PAYLOAD_THRESHOLD,
+            running_limits: Arc::default(),
         })
     }
 
@@ -145,6 +148,16 @@ impl SqliteStore {
 
     pub fn payload_threshold(&self) -> usize {
         self.payload_threshold
+    }
+
+    /// Sets how many executions of a tenant workers run at once.
+    pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
+        self.running_limits = Arc::new(limits);
+        self
+    }
+
+    pub(crate) fn running_limits(&self) -> &Arc<RunningLimits> {
+        &self.running_limits
     }
 
     /// The connection pool, for tests and for other store concerns in this crate.

@@ -620,16 +620,53 @@ impl ExecutionStore for SqliteStore {
         now: i64,
     ) -> Result<Vec<(String, String)>> {
         let owner = owner.to_string();
+        let limits = self.running_limits().clone();
         self.write(move |w| {
+            let row = |r: &Row<'_>| Ok((r.get(0).map_err(db)?, r.get(1).map_err(db)?));
+            if limits.is_empty() {
+                return all(
+                    w.conn,
+                    "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
+                     SELECT id FROM executions WHERE runnable_at <= $3 \
+                     AND status IN ('pending', 'running', 'waiting') \
+                     AND (lease_owner IS NULL OR lease_expires_at < $3) \
+                     ORDER BY runnable_at LIMIT $4) RETURNING tenant_id, id",
+                    params![owner, now + i(lease_ms), now, i64::from(limit)],
+                    row,
+                );
+            }
+            // Running limits: a tenant's due executions past its room (its limit less what
+            // it has under live leases) stay queued. Claims are serialized by this thread, so
+            // the count is exact.
+            let caps = serde_json::to_string(&limits.tenants).map_err(|e| corrupt("limits", e))?;
             all(
                 w.conn,
                 "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
-                 SELECT id FROM executions WHERE runnable_at <= $3 \
-                 AND status IN ('pending', 'running', 'waiting') \
-                 AND (lease_owner IS NULL OR lease_expires_at < $3) \
-                 ORDER BY runnable_at LIMIT $4) RETURNING tenant_id, id",
-                params![owner, now + i(lease_ms), now, i64::from(limit)],
-                |r| Ok((r.get(0).map_err(db)?, r.get(1).map_err(db)?)),
+                 WITH running AS ( \
+                   SELECT tenant_id, COUNT(*) AS n FROM executions \
+                   WHERE lease_owner IS NOT NULL AND lease_expires_at >= $3 \
+                   AND status IN ('pending', 'running', 'waiting') GROUP BY tenant_id), \
+                 due AS ( \
+                   SELECT id, runnable_at, tenant_id, \
+                     ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY runnable_at, id) AS turn \
+                   FROM executions WHERE runnable_at <= $3 \
+                   AND status IN ('pending', 'running', 'waiting') \
+                   AND (lease_owner IS NULL OR lease_expires_at < $3)) \
+                 SELECT due.id FROM due \
+                 LEFT JOIN json_each($4) caps ON caps.key = due.tenant_id \
+                 LEFT JOIN running ON running.tenant_id = due.tenant_id \
+                 WHERE COALESCE(caps.value, $5) IS NULL \
+                 OR due.turn <= COALESCE(caps.value, $5) - COALESCE(running.n, 0) \
+                 ORDER BY due.runnable_at LIMIT $6) RETURNING tenant_id, id",
+                params![
+                    owner,
+                    now + i(lease_ms),
+                    now,
+                    caps,
+                    limits.default.map(i64::from),
+                    i64::from(limit)
+                ],
+                row,
             )
         })
         .await

@@ -1462,3 +1462,53 @@ async fn large_values_round_trip_unchanged(s: &dyn Store) {
         "a small execution has stored bytes too"
     );
 }
+
+/// The limits [`running_limits_hold_back_a_tenants_claims`] expects its store to be opened
+/// with.
+pub fn test_running_limits() -> hilo_store::RunningLimits {
+    hilo_store::RunningLimits {
+        tenants: [("lim-a".to_string(), 2)].into(),
+        default: Some(1),
+    }
+}
+
+/// With [`test_running_limits`] (tenant `lim-a`: 2, everyone else: 1), `claim_due` takes no
+/// execution of a tenant that has its limit under live leases; executions started in the
+/// foreground count; a lease given up or lapsed makes room for the next, oldest first.
+pub async fn running_limits_hold_back_a_tenants_claims(s: &dyn Store) {
+    // lim-a already runs one in the foreground (a live lease), and has 4 due; lim-b has 3 due.
+    create(s, new_exec("lim-a", "lim-a-fg", Some("fg"), 1)).await;
+    for n in 1..=4 {
+        create(s, new_exec("lim-a", &format!("lim-a-{n}"), None, 10 + n)).await;
+    }
+    for n in 1..=3 {
+        create(s, new_exec("lim-b", &format!("lim-b-{n}"), None, 20 + n)).await;
+    }
+    let now = 1_000;
+    let got = sorted_pairs(s.claim_due("w1", 60_000, 10, now).await.unwrap());
+    assert_eq!(
+        got,
+        pairs(&[("lim-a", "lim-a-1"), ("lim-b", "lim-b-1")]),
+        "lim-a has room for one more (2 less the foreground run), lim-b for one"
+    );
+    assert!(
+        s.claim_due("w2", 60_000, 10, now + 1)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no room left: nothing is claimed however many are due"
+    );
+    assert_eq!(s.queue_depth(now + 1).await.unwrap(), 5, "the rest wait");
+    // The foreground run ends (its lease given up): room for lim-a's next, oldest first.
+    apply(s, step("lim-a-fg", "fg", 1, ExecStatus::Succeeded)).await;
+    let got = s.claim_due("w2", 60_000, 10, now + 2).await.unwrap();
+    assert_eq!(got, pairs(&[("lim-a", "lim-a-2")]));
+    // A lapsed lease is no longer running: w1's claims expire at now + 60 000.
+    let later = now + 60_001;
+    let got = sorted_pairs(s.claim_due("w3", 60_000, 10, later).await.unwrap());
+    assert_eq!(
+        got,
+        pairs(&[("lim-a", "lim-a-1"), ("lim-b", "lim-b-1")]),
+        "w1's lapsed executions are taken over first (oldest), within the limits"
+    );
+}

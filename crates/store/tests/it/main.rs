@@ -93,3 +93,12 @@ async fn concurrent_conflicting_imports_store_exactly_one() {
     }
     assert_eq!((ok, conflicts), (1, 7));
 }
+
+#[tokio::test]
+async fn sqlite_running_limits() {
+    let store = SqliteStore::memory()
+        .await
+        .unwrap()
+        .with_running_limits(conformance_exec::test_running_limits());
+    conformance_exec::running_limits_hold_back_a_tenants_claims(&store).await;
+}

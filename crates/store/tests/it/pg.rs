@@ -92,6 +92,64 @@ async fn postgres_conformance() {
 }
 
 #[tokio::test]
+async fn postgres_running_limits() {
+    let db = PgDb::create("limits").await;
+    let store = PgStore::connect(&db.url)
+        .await
+        .unwrap()
+        .with_running_limits(crate::conformance_exec::test_running_limits());
+    crate::conformance_exec::running_limits_hold_back_a_tenants_claims(&store).await;
+    drop(store);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_exceed_a_running_limit() {
+    let db = PgDb::create("limrace").await;
+    let limits = hilo_store::RunningLimits {
+        tenants: [("x".to_string(), 3)].into(),
+        default: None,
+    };
+    let store = PgStore::connect(&db.url).await.unwrap();
+    for n in 0..50 {
+        store
+            .create_execution(new_exec(&format!("x{n:02}"), "x", None, n), Vec::new())
+            .await
+            .unwrap();
+    }
+    // Four processes with the same limits claim at once, again and again.
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (url, limits) = (db.url.clone(), limits.clone());
+        workers.push(tokio::spawn(async move {
+            let store = PgStore::connect(&url)
+                .await
+                .unwrap()
+                .with_running_limits(limits);
+            let mut got = 0;
+            for _ in 0..10 {
+                got += store
+                    .claim_due(&format!("w{w}"), 60_000, 5, 1_000)
+                    .await
+                    .unwrap()
+                    .len();
+            }
+            got
+        }));
+    }
+    let mut claimed = 0;
+    for w in workers {
+        claimed += w.await.unwrap();
+    }
+    assert_eq!(
+        claimed, 3,
+        "the limit holds across processes claiming together"
+    );
+    drop(store);
+    db.drop().await;
+}
+
+#[tokio::test]
 async fn processes_starting_together_migrate_once_and_open_by_url() {
     let db = PgDb::create("mig").await;
     let opens = (0..4).map(|_| {
