@@ -904,9 +904,11 @@ impl ExecutionStore for PgStore {
         now: i64,
     ) -> Result<Vec<(String, String)>> {
         // Each tenant's oldest due executions (locked, skipping rows another worker is
-        // taking), as many as the tenant has room for under its running limit, ranked within
-        // the tenant; then the first of every tenant, the second of every tenant, … up to the
-        // limit. With limits, claims take turns (an advisory lock for the transaction), so
+        // taking), as many as the tenant has room for under its running limit. They are taken
+        // in turns, a tenant's k-th oldest counting as its turn k plus the executions it runs
+        // now, oldest first among equal turns: across calls as within one, a tenant with
+        // fewer executions running goes first, so a burst of one tenant cannot keep another
+        // waiting. With limits, claims take turns (an advisory lock for the transaction), so
         // two workers never both fill the same room.
         let limits = self.running_limits();
         let (tenants, caps) = limits.columns();
@@ -921,20 +923,22 @@ impl ExecutionStore for PgStore {
         let rows = sqlx::query(
             "WITH caps AS (SELECT * FROM UNNEST($5::TEXT[], $6::BIGINT[]) AS c(tenant_id, cap)), \
              tenants AS ( \
-               SELECT d.tenant_id, COALESCE(caps.cap, $7) AS cap FROM ( \
+               SELECT d.tenant_id, COALESCE(caps.cap, $7) AS cap, ( \
+                 SELECT COUNT(*) FROM executions r WHERE r.tenant_id = d.tenant_id \
+                 AND r.lease_owner IS NOT NULL AND r.lease_expires_at >= $3 \
+                 AND r.status IN ('pending', 'running', 'waiting')) AS running \
+               FROM ( \
                  SELECT DISTINCT tenant_id FROM executions \
                  WHERE runnable_at IS NOT NULL AND runnable_at <= $3 \
                  AND status IN ('pending', 'running', 'waiting') \
                  AND (lease_owner IS NULL OR lease_expires_at < $3)) d \
                LEFT JOIN caps ON caps.tenant_id = d.tenant_id), \
              room AS ( \
-               SELECT tenant_id, CASE WHEN cap IS NULL THEN $4 ELSE GREATEST(0, LEAST($4, cap - ( \
-                 SELECT COUNT(*) FROM executions r WHERE r.tenant_id = tenants.tenant_id \
-                 AND r.lease_owner IS NOT NULL AND r.lease_expires_at >= $3 \
-                 AND r.status IN ('pending', 'running', 'waiting')))) END AS n \
+               SELECT tenant_id, running, \
+                 CASE WHEN cap IS NULL THEN $4 ELSE GREATEST(0, LEAST($4, cap - running)) END AS n \
                FROM tenants), \
              candidates AS ( \
-               SELECT c.id, c.tenant_id, c.runnable_at, \
+               SELECT c.id, c.tenant_id, c.runnable_at, t.running + \
                  ROW_NUMBER() OVER (PARTITION BY c.tenant_id ORDER BY c.runnable_at, c.id) AS turn \
                FROM room t CROSS JOIN LATERAL ( \
                  SELECT e.id, e.tenant_id, e.runnable_at FROM executions e \

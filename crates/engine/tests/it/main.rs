@@ -5,6 +5,7 @@
 
 mod commits;
 mod drives;
+mod fairness;
 mod harness;
 mod nodes;
 mod saga;

@@ -6,6 +6,9 @@
 DROP INDEX executions_due;
 CREATE INDEX executions_due ON executions (tenant_id, runnable_at)
     WHERE runnable_at IS NOT NULL AND status IN ('pending', 'running', 'waiting');
+-- Executions held under a lease, counted per tenant by every claim (fair turns, running
+-- limits): few rows (a lease is given up when an execution waits or ends).
+CREATE INDEX executions_leased ON executions (tenant_id) WHERE lease_owner IS NOT NULL;
 CREATE INDEX executions_finished ON executions (tenant_id, finished_at)
     WHERE finished_at IS NOT NULL;
 -- Rows per execution are found by execution id first (their primary keys), so the history
