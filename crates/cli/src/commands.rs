@@ -193,6 +193,7 @@ pub async fn open_store_with(g: &Global, config: &Config) -> Result<Arc<dyn Stor
         durability: config.durability,
         payload_threshold: config.payload_threshold,
         running_limits: config.running_limits.clone(),
+        max_connections: config.max_connections,
     };
     hilo_store::open_with(&location, options)
         .await

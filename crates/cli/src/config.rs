@@ -46,6 +46,7 @@
 //! [store]
 //! durability = "full"           # "normal" (default): safe against crashes; "full": against power loss
 //! payload_threshold_bytes = 16384   # larger values are stored once and referenced
+//! max_connections = 16          # PostgreSQL: connections per process (default 16)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -63,6 +64,8 @@ pub struct Config {
     pub catalog: Catalog,
     pub durability: hilo_store::Durability,
     pub payload_threshold: Option<usize>,
+    /// `[store] max_connections`: connections to PostgreSQL per process.
+    pub max_connections: Option<u32>,
     /// Each tenant's tier's `max_running`, for the store's claims.
     pub running_limits: hilo_store::RunningLimits,
     /// What the tool executor needs (custom tools included).
@@ -201,6 +204,18 @@ impl Config {
                 anyhow::anyhow!("`store.payload_threshold_bytes` must be a positive whole number")
             })?;
             config.payload_threshold = Some(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if let Some(v) = value.pointer("/store/max_connections") {
+            let n = v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "`store.max_connections` must be a whole number from 1 (connections to PostgreSQL per process)"
+                    )
+                })?;
+            config.max_connections = Some(n);
         }
         if let Some(v) = value.pointer("/mcp/servers") {
             config.mcp = hilo_tools::mcp::parse_servers(v)?;

@@ -5,8 +5,12 @@
 //! - `test.echo`: returns its input.
 //! - `test.effect`: a side effect recorded in the ledger (`HILO_TEST_LEDGER`). Idempotent by
 //!   key, as a well-behaved remote service is: a second call with the same idempotency key
-//!   does not repeat the effect. Every call is recorded too, so a test can tell a re-run from
-//!   a first run.
+//!   does not repeat the effect, even from another process at the same moment (the effect is
+//!   a marker file created exclusively in the directory `<ledger>.effects`, which
+//!   [`read_ledger`] reads back as `effect` entries). Every call is recorded too, as a line
+//!   `call KEY ATTEMPT PID`, so a test can tell a re-run from a first run and which process
+//!   made each call; with a ledger the output carries the `pid` as well (so the audit trail
+//!   shows it). `sleep_ms` in the input keeps the call in flight that long after its effect.
 //! - `test.flaky`: fails with a retryable `UPSTREAM_ERROR` for its first `fail_times` attempts.
 //! - `test.fail`: fails with `code` (retryable when `retryable` is true).
 //! - `test.sleep`: sleeps `ms` milliseconds.
@@ -67,16 +71,71 @@ fn ledger() -> Option<String> {
     std::env::var("HILO_TEST_LEDGER").ok()
 }
 
-/// The lines of the ledger, as (kind, key).
+/// The lines of the ledger, as (kind, key), then one `effect` entry per effect made.
 pub fn read_ledger(path: &std::path::Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+    let mut entries: Vec<(String, String)> = read_ledger_lines(path)
+        .into_iter()
         .filter_map(|l| {
             let mut p = l.splitn(3, ' ');
             Some((p.next()?.to_string(), p.next()?.to_string()))
         })
+        .collect();
+    entries.extend(
+        read_effects(path)
+            .into_iter()
+            .map(|k| ("effect".to_string(), k)),
+    );
+    entries
+}
+
+/// The ledger's lines as written (`call KEY ATTEMPT PID`, `undo KEY INPUT`), in order.
+pub fn read_ledger_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
         .collect()
+}
+
+/// The idempotency keys whose effect was made, sorted.
+pub fn read_effects(path: &std::path::Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(effects_dir(path)) else {
+        return Vec::new();
+    };
+    let mut keys: Vec<String> = dir
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            unhex(&name)
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Where the effects of the ledger at `path` are: one file per key (named by the key in hex).
+fn effects_dir(path: &std::path::Path) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".effects");
+    std::path::PathBuf::from(p)
+}
+
+fn unhex(s: &str) -> Option<String> {
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Makes the effect of `key` unless it was made already (atomic across processes).
+fn make_effect(ledger: &str, key: &str) {
+    let dir = effects_dir(std::path::Path::new(ledger));
+    let _ = std::fs::create_dir_all(&dir);
+    let name: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.join(name));
 }
 
 /// The spec of a test tool (test tools take any object as input).
@@ -123,23 +182,21 @@ impl Tool for Effect {
         spec_of("test.effect")
     }
     async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
-        let result = json!({"key": ctx.idempotency_key, "input": input});
         let Some(path) = ledger() else {
-            return Ok(result);
+            return Ok(json!({"key": ctx.idempotency_key, "input": input}));
         };
+        let pid = std::process::id();
         append(
             &path,
-            &format!("call {} {}\n", ctx.idempotency_key, ctx.attempt),
+            &format!("call {} {} {pid}\n", ctx.idempotency_key, ctx.attempt),
         );
         crash_point("tool_before");
-        let done = read_ledger(std::path::Path::new(&path))
-            .into_iter()
-            .any(|(k, key)| k == "effect" && key == ctx.idempotency_key);
-        if !done {
-            append(&path, &format!("effect {}\n", ctx.idempotency_key));
+        make_effect(&path, &ctx.idempotency_key);
+        if let Some(ms) = input.get("sleep_ms").and_then(Value::as_u64) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         crash_point("tool_after");
-        Ok(result)
+        Ok(json!({"key": ctx.idempotency_key, "input": input, "pid": pid}))
     }
 }
 

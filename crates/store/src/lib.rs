@@ -85,6 +85,8 @@ pub struct StoreOptions {
     pub payload_threshold: Option<usize>,
     /// How many executions of a tenant workers run at once.
     pub running_limits: RunningLimits,
+    /// PostgreSQL: connections this process keeps at most (default [`pg::DEFAULT_POOL_SIZE`]).
+    pub max_connections: Option<u32>,
 }
 
 /// How many executions of a tenant may run at once, across every process sharing the
@@ -142,10 +144,13 @@ pub async fn open_with(
                 .with_running_limits(options.running_limits),
         )),
         Location::Postgres(url) => Ok(Arc::new(
-            PgStore::connect(url)
-                .await?
-                .with_payload_threshold(threshold)
-                .with_running_limits(options.running_limits),
+            PgStore::connect_with(
+                url,
+                options.max_connections.unwrap_or(pg::DEFAULT_POOL_SIZE),
+            )
+            .await?
+            .with_payload_threshold(threshold)
+            .with_running_limits(options.running_limits),
         )),
     }
 }

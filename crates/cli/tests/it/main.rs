@@ -9,6 +9,7 @@ mod crash;
 mod mcp;
 mod postgres;
 mod run;
+mod scale;
 mod serve;
 mod tools;
 
