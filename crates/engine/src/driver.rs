@@ -1030,8 +1030,29 @@ impl Engine {
             let mut timers: BTreeSet<(i64, String)> = BTreeSet::new();
             let mut seen_signals: HashSet<i64> = HashSet::new();
             let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<()>();
-            let mut heartbeat =
-                tokio::time::interval(Duration::from_millis((lease_ms / 3).max(50)));
+            let period = Duration::from_millis((lease_ms / 3).max(50));
+            // The lease is renewed by a task of its own, so a drive that waits (for a commit,
+            // a connection, a slow tool) keeps it; the drive loop only hears of its loss.
+            let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
+            let _beat = persistent.then(|| {
+                let (store, owner, id) = (engine.inner.store.clone(), owner.clone(), id.clone());
+                AbortOnDrop(tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(period).await;
+                        // A failed renewal is tried again; a lease really lost also refuses
+                        // the drive's next commit.
+                        if let Ok(lost) = store
+                            .heartbeat(std::slice::from_ref(&id), &owner, lease_ms, now_ms())
+                            .await
+                            && !lost.is_empty()
+                        {
+                            let _ = lost_tx.send(true);
+                            return;
+                        }
+                    }
+                }))
+            });
+            let mut heartbeat = tokio::time::interval(period);
             heartbeat.tick().await;
             let mut inputs = first;
             for i in &inputs {
@@ -1172,11 +1193,11 @@ impl Engine {
                             }
                         }
                     }
+                    Ok(()) = lost_rx.changed(), if persistent => {
+                        return Err(EngineError::LeaseLost { id: id.clone() });
+                    }
+                    // Signals sent while nothing woke this drive (another process's answer).
                     _ = heartbeat.tick(), if persistent => {
-                        let lost = engine.inner.store.heartbeat(std::slice::from_ref(&id), &owner, lease_ms, now_ms()).await?;
-                        if !lost.is_empty() {
-                            return Err(EngineError::LeaseLost { id: id.clone() });
-                        }
                         for s in engine.inner.store.signals(&id).await? {
                             if seen_signals.insert(s.id) {
                                 inputs.push(Input::Signal(s));
@@ -1193,6 +1214,15 @@ impl Engine {
                 }
             }
         })
+    }
+}
+
+/// Aborts a task when dropped (a drive's heartbeat ends with the drive, however it ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
