@@ -912,15 +912,7 @@ impl ExecutionStore for PgStore {
         // two workers never both fill the same room.
         let limits = self.running_limits();
         let (tenants, caps) = limits.columns();
-        let mut tx = self.pool().begin().await.map_err(backend)?;
-        if !limits.is_empty() {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(CLAIM_LOCK)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "WITH caps AS (SELECT * FROM UNNEST($5::TEXT[], $6::BIGINT[]) AS c(tenant_id, cap)), \
              tenants AS ( \
                SELECT d.tenant_id, COALESCE(caps.cap, $7) AS cap, ( \
@@ -959,11 +951,22 @@ impl ExecutionStore for PgStore {
         .bind(i64::from(limit))
         .bind(tenants)
         .bind(caps)
-        .bind(limits.default.map(i64::from))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+        .bind(limits.default.map(i64::from));
+        // Without limits the statement is its own transaction (no BEGIN and COMMIT round
+        // trips on every claim).
+        let rows = if limits.is_empty() {
+            query.fetch_all(self.pool()).await.map_err(backend)?
+        } else {
+            let mut tx = self.pool().begin().await.map_err(backend)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CLAIM_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            let rows = query.fetch_all(&mut *tx).await.map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+            rows
+        };
         let mut out = rows
             .iter()
             .map(|r| {
