@@ -235,10 +235,182 @@ pub enum Command {
     /// API keys of the HTTP API (for --tenant): shown once when created, stored hashed.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// A human agent's inbox: the handed-over conversations and approvals assigned to them or
+    /// claimed (through --server).
+    Inbox(InboxArgs),
+    /// Claim a handed-over conversation (or, with --task, a human task) for a human agent.
+    Claim(ClaimArgs),
+    /// Reply to the customer in a conversation the agent has claimed.
+    Reply(ReplyArgs),
+    /// Resolve a conversation the agent has claimed (it ends).
+    Resolve(ResolveArgs),
+    /// Send a conversation back to the AI with a note its workflow gets as `input.note`.
+    BackToAi(BackToAiArgs),
+    /// Humans in the loop: conversations, human agents, the queue, KPIs (through --server).
+    #[command(subcommand)]
+    Hil(HilCommand),
     /// Print a shell completion script, e.g. `hilo completions bash > ~/.local/share/bash-completion/completions/hilo`.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArg {
+    /// The human agent acting (id or e-mail)
+    #[arg(long, env = "HILO_AGENT", value_name = "ID|EMAIL")]
+    pub agent: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClaimArgs {
+    /// Conversation id (or task id `<execution id>.<node key>` with --task)
+    pub id: String,
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// The id is a human task's, not a conversation's
+    #[arg(long)]
+    pub task: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplyArgs {
+    /// Conversation id
+    pub id: String,
+    /// The reply's text
+    pub text: String,
+    #[command(flatten)]
+    pub agent: AgentArg,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// Conversation id
+    pub id: String,
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// Why, for the record
+    #[arg(long)]
+    pub note: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackToAiArgs {
+    /// Conversation id
+    pub id: String,
+    #[command(flatten)]
+    pub agent: AgentArg,
+    /// What the AI needs to know to go on (its workflow gets it as `input.note`)
+    #[arg(long)]
+    pub note: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HilCommand {
+    /// Automation rate, escalation rate, time to first human response, resolution time, per
+    /// workflow.
+    Stats {
+        /// Conversations created since (RFC 3339) [default: 30 days ago]
+        #[arg(long)]
+        since: Option<String>,
+        /// … and before (RFC 3339) [default: now]
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The queue: handed-over conversations and tasks no agent holds yet, in order.
+    Queue {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Human agents.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Conversations, newest first.
+    Conversations {
+        #[arg(long, value_parser = ["new", "ai_processing", "finished", "handover", "pending_human", "human_active", "resolved", "back_to_ai"])]
+        status: Option<String>,
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One conversation: status, handover context, messages and transitions.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a claimed or assigned conversation back to the queue.
+    Release {
+        id: String,
+        #[command(flatten)]
+        agent: AgentArg,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Transfer a conversation to another agent (by its holder, or by a supervisor: reassign).
+    Transfer {
+        id: String,
+        /// Who asks
+        #[arg(long)]
+        by: String,
+        /// Who gets it (id or e-mail)
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Every agent of the tenant with status, skills and load.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create or update an agent.
+    Set {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+        /// Comma-separated
+        #[arg(long, value_delimiter = ',')]
+        skills: Vec<String>,
+        #[arg(long, default_value_t = 5)]
+        capacity: u32,
+        #[arg(long, value_parser = ["online", "away", "offline"], default_value = "offline")]
+        status: String,
+    },
+    /// Set an agent's status (online takes queued work at once).
+    Status {
+        id: String,
+        #[arg(value_parser = ["online", "away", "offline"])]
+        status: String,
     },
 }
 

@@ -20,6 +20,9 @@ use crate::config::Config;
 pub async fn run(cli: Cli) -> Result<(), Exit> {
     let g = &cli.global;
     crate::secrets::set_data_dir(g);
+    if crate::hil::is_hil(&cli.command) {
+        return crate::hil::run(g, cli.command).await;
+    }
     if let Some(server) = g.server.clone() {
         return crate::remote::run(g, &server, cli.command).await;
     }
@@ -52,6 +55,12 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         Command::Secrets(cmd) => crate::secrets::secrets(g, cmd).await,
         Command::Serve { addr, workers } => crate::serve::serve(g, addr, workers).await,
         Command::Keys(cmd) => crate::serve::keys(g, cmd).await,
+        other @ (Command::Inbox(_)
+        | Command::Claim(_)
+        | Command::Reply(_)
+        | Command::Resolve(_)
+        | Command::BackToAi(_)
+        | Command::Hil(_)) => crate::hil::run(g, other).await,
         Command::Bench {
             json,
             quick,

@@ -13,6 +13,7 @@ mod config;
 mod costs;
 mod demo;
 mod exec;
+mod hil;
 mod remote;
 mod secrets;
 mod serve;

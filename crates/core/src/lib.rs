@@ -15,6 +15,8 @@
 //! - [`exec`]: executions: statuses, checkpoint rows, history events, human tasks, and the
 //!   `ExecutionStore`, `Tool` and `AgentRuntime` traits the engine drives.
 //! - [`llm`]: LLM cost accounting rows and the `CostStore` trait.
+//! - [`hil`]: humans in the loop: conversations, human agents, the routed queue, KPIs and
+//!   the `HilStore` trait.
 //! - [`access`]: API keys and execution callbacks (rows and store traits).
 //! - [`store`]: the storage traits (`WorkflowStore`, …) that backends implement.
 //!
@@ -28,6 +30,7 @@ pub mod decode;
 pub mod diagnostic;
 pub mod exec;
 pub mod expr;
+pub mod hil;
 pub mod llm;
 pub mod model;
 pub mod render;

@@ -68,6 +68,8 @@ pub enum StoreError {
     Migration(String),
     #[error("database error: {0}")]
     Backend(String),
+    #[error(transparent)]
+    Hil(#[from] crate::hil::HilError),
 }
 
 impl StoreError {
@@ -86,6 +88,7 @@ impl StoreError {
             StoreError::Open { .. } => "STORE_OPEN",
             StoreError::Migration(_) => "STORE_MIGRATION",
             StoreError::Backend(_) => "STORE_BACKEND",
+            StoreError::Hil(e) => e.code(),
         }
     }
 }
@@ -211,6 +214,7 @@ pub trait Store:
     + crate::llm::CostStore
     + crate::access::ApiKeyStore
     + crate::access::CallbackStore
+    + crate::hil::HilStore
 {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
     fn describe(&self) -> String;

@@ -420,6 +420,11 @@ impl Engine {
         &self.inner.options
     }
 
+    /// The runtime agent nodes think through, if one is configured.
+    pub fn agent_runtime(&self) -> Option<&Arc<dyn AgentRuntime>> {
+        self.inner.agents.as_ref()
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }

@@ -9,6 +9,10 @@
 //! writes that commit before it performs the actions: write-ahead, so a crash at any instant
 //! resumes from a state where every finished step is recorded and every started step is known.
 //!
+//! Humans in the loop: the workflow's `hil:` triggers end the execution `handed_over` like a
+//! `handover` sink, with a handover record as its output: `explicit_request` when it starts
+//! (see `start`), `confidence` in the step that completes the watched node (see `succeed`).
+//!
 //! Keys: a node's key is its id at the top level and `loop[i]/id` inside iteration `i` of a
 //! loop (nested loops chain: `outer[0]/inner[2]/id`). The idempotency key of a call is the
 //! execution id and the node key.
@@ -714,6 +718,22 @@ impl Machine {
         }
         self.status = ExecStatus::Running;
         self.event(EventKind::ExecutionStarted, None, 0, Value::Null);
+        // An `explicit_request` trigger: the customer asked for a person, no node runs.
+        let requested = match &self.plan.hil {
+            None => None,
+            Some(h) => h.requested(&self.input).map(str::to_string),
+        };
+        if let Some(pattern) = requested {
+            let reason = format!("the customer asked for a person (\"{pattern}\")");
+            self.hand_over(
+                "explicit_request",
+                None,
+                "",
+                reason,
+                ("pattern", json!(pattern)),
+            );
+            return;
+        }
         self.start_scope("", 0);
         self.checks.insert(String::new());
     }
@@ -1118,11 +1138,19 @@ impl Machine {
                 }
             }
             NodeKind::Handover(h) => {
-                let Some(out) = self.eval_opt(key, "with", h.with.as_ref(), json!({})) else {
+                let Some(mut out) = self.eval_opt(key, "with", h.with.as_ref(), json!({})) else {
                     return;
                 };
+                // `hil.skills` fills in the skills a sink does not name itself.
+                if let Value::Object(m) = &mut out
+                    && !m.contains_key("skills")
+                    && plan.hil.as_ref().is_some_and(|h| h.skills.is_some())
+                {
+                    m.insert("skills".into(), Value::Array(self.hil_skills(prefix)));
+                }
                 self.complete(key, NodeStatus::Succeeded, Some(out.clone()), None);
-                self.end(ExecStatus::HandedOver, Some(out), None);
+                let data = json!({"trigger": "handover_node", "node": id});
+                self.end_with(ExecStatus::HandedOver, Some(out), None, data);
             }
             NodeKind::Fail(f) => {
                 let Some(with) = self.eval_opt(key, "with", f.with.as_ref(), json!({})) else {
@@ -1308,8 +1336,86 @@ impl Machine {
     }
 
     fn succeed(&mut self, key: &str, output: Value) {
+        // A `confidence` trigger decides here, in the step that completes the node, before any
+        // successor is resolved: the completion and the handover are one commit, and a step
+        // re-run after a crash decides the same from the same output.
+        let fired = match &self.plan.hil {
+            None => None,
+            Some(h) => h.confidence_fired(split_key(key).1, &output),
+        };
         self.complete(key, NodeStatus::Succeeded, Some(output), None);
-        self.work.push_back(Work::Propagate(key.to_string()));
+        match fired {
+            Some((confidence, below))
+                if !self.status.is_terminal() && self.meta.unwinding.is_none() =>
+            {
+                let (prefix, id) = split_key(key);
+                let reason = format!("confidence {confidence} of node `{id}` is below {below}");
+                let prefix = prefix.to_string();
+                let id = id.to_string();
+                self.hand_over(
+                    "confidence",
+                    Some(&id),
+                    &prefix,
+                    reason,
+                    ("confidence", confidence),
+                );
+            }
+            _ => self.work.push_back(Work::Propagate(key.to_string())),
+        }
+    }
+
+    /// Ends the execution `handed_over` because a `hil:` trigger fired. The output is the
+    /// handover record: `reason`, `trigger`, `node` (or null), `skills` (from `hil.skills`,
+    /// evaluated in the scope `prefix`) and the trigger's own field (`confidence`, `pattern`).
+    fn hand_over(
+        &mut self,
+        trigger: &str,
+        node: Option<&str>,
+        prefix: &str,
+        reason: String,
+        extra: (&str, Value),
+    ) {
+        let mut record = Map::new();
+        record.insert("reason".into(), Value::String(reason));
+        record.insert("trigger".into(), json!(trigger));
+        record.insert("node".into(), json!(node));
+        record.insert("skills".into(), Value::Array(self.hil_skills(prefix)));
+        record.insert(extra.0.into(), extra.1);
+        let data = json!({"trigger": trigger, "node": node});
+        self.end_with(
+            ExecStatus::HandedOver,
+            Some(Value::Object(record)),
+            None,
+            data,
+        );
+    }
+
+    /// `hil.skills` evaluated against the state as seen from `prefix`: a string is split on
+    /// commas (parts trimmed, empty ones dropped), a list keeps its strings. Anything else,
+    /// and an evaluation that fails, gives no skills: a handover never fails over its skills.
+    fn hil_skills(&self, prefix: &str) -> Vec<Value> {
+        let Some(skills) = self.plan.hil.as_ref().and_then(|h| h.skills.as_ref()) else {
+            return Vec::new();
+        };
+        let value = if is_dynamic(skills) {
+            let doc = self.doc(prefix);
+            match Evaluator::new(&self.plan, &doc).value(skills) {
+                Ok(v) => v,
+                Err(_) => return Vec::new(),
+            }
+        } else {
+            skills.clone()
+        };
+        match value {
+            Value::String(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| Value::String(p.to_string()))
+                .collect(),
+            Value::Array(items) => items.into_iter().filter(Value::is_string).collect(),
+            _ => Vec::new(),
+        }
     }
 
     fn skip(&mut self, key: &str) {
@@ -1604,6 +1710,21 @@ impl Machine {
     // ---- terminal states and compensation ------------------------------------------------
 
     fn end(&mut self, status: ExecStatus, output: Option<Value>, error: Option<NodeError>) {
+        let data = error
+            .as_ref()
+            .map(|e| json!({"code": e.code, "message": e.message}))
+            .unwrap_or(Value::Null);
+        self.end_with(status, output, error, data);
+    }
+
+    /// [`Machine::end`] with the terminal event's `data` given.
+    fn end_with(
+        &mut self,
+        status: ExecStatus,
+        output: Option<Value>,
+        error: Option<NodeError>,
+        data: Value,
+    ) {
         if self.status.is_terminal() {
             return;
         }
@@ -1621,10 +1742,6 @@ impl Machine {
             ExecStatus::Cancelled => EventKind::ExecutionCancelled,
             _ => EventKind::ExecutionFailed,
         };
-        let data = error
-            .as_ref()
-            .map(|e| json!({"code": e.code, "message": e.message}))
-            .unwrap_or(Value::Null);
         self.event(kind, None, 0, data);
         if let Some(p) = &self.parent {
             self.notify_parent = Some((

@@ -1,7 +1,7 @@
 //! A workflow compiled for running: each graph (the top level and every loop body) indexed by
 //! node, with incoming and outgoing edges resolved (switch cases and parallel branches
-//! included), every JMESPath expression compiled once, and the effective timeout and retry
-//! policy of each node.
+//! included), every JMESPath expression compiled once, the effective timeout and retry
+//! policy of each node, and the workflow's `hil:` triggers (see [`HilPlan`]).
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use hilo_core::expr::{Dynamic, Found, bare_expression, classify, dynamic_strings};
 use hilo_core::tool::ToolSpec;
-use hilo_core::{Node, NodeKind, OnError, Retry, ToolCall, ToolDef, Workflow};
+use hilo_core::{HilTrigger, Node, NodeKind, OnError, Retry, ToolCall, ToolDef, Workflow};
 use serde_json::Value;
 
 /// The engine's defaults where neither the node nor the workflow's `defaults` say otherwise.
@@ -128,6 +128,91 @@ pub struct Plan {
     /// The workflow's own `tools:`, handed to the executor with every call.
     pub local_tools: Arc<[ToolDef]>,
     pub env: minijinja::Environment<'static>,
+    /// The workflow's `hil:` block, when it has one the engine acts on (`None` otherwise, so
+    /// that workflows without one pay a single `Option` check per completed node).
+    pub hil: Option<HilPlan>,
+}
+
+/// A workflow's `hil:` block, compiled for the machine. `consecutive_errors` triggers are not
+/// here: the conversation layer counts failed runs, the engine only ever sees one.
+#[derive(Debug, Default)]
+pub struct HilPlan {
+    /// `confidence` triggers: node id → the `below` thresholds watching it, in trigger order.
+    pub confidence: HashMap<String, Vec<f64>>,
+    /// `explicit_request` patterns, in order: (as written, normalised by [`normalize_text`]).
+    /// Patterns that normalise to nothing are left out (they would match every message).
+    pub patterns: Vec<(String, String)>,
+    /// `hil.skills`: a template, a `${ }` expression, a literal string or a list.
+    pub skills: Option<Value>,
+}
+
+impl HilPlan {
+    fn new(wf: &Workflow) -> Option<HilPlan> {
+        let h = wf.hil.as_ref()?;
+        let mut plan = HilPlan {
+            skills: h.skills.clone(),
+            ..HilPlan::default()
+        };
+        for t in &h.triggers {
+            match t {
+                HilTrigger::Confidence { node, below } => {
+                    plan.confidence
+                        .entry(node.clone())
+                        .or_default()
+                        .push(*below);
+                }
+                HilTrigger::ExplicitRequest { patterns } => {
+                    for p in patterns {
+                        let n = normalize_text(p);
+                        if !n.is_empty() && !plan.patterns.iter().any(|(_, m)| *m == n) {
+                            plan.patterns.push((p.clone(), n));
+                        }
+                    }
+                }
+                HilTrigger::ConsecutiveErrors { .. } => {}
+            }
+        }
+        let idle = plan.confidence.is_empty() && plan.patterns.is_empty() && plan.skills.is_none();
+        (!idle).then_some(plan)
+    }
+
+    /// The `confidence` trigger a succeeded node's output fires, if any: the output is an
+    /// object whose `confidence` is a number strictly below a threshold watching node `id`.
+    /// Returns the confidence (as the output has it) and the threshold.
+    pub fn confidence_fired(&self, id: &str, output: &Value) -> Option<(Value, f64)> {
+        let thresholds = self.confidence.get(id)?;
+        let c = output.get("confidence")?;
+        let x = c.as_f64()?;
+        let below = thresholds.iter().copied().find(|&b| x < b)?;
+        Some((c.clone(), below))
+    }
+
+    /// The `explicit_request` pattern the execution input asks for, if any: the input is an
+    /// object whose `message` is a string containing the pattern, both normalised.
+    pub fn requested(&self, input: &Value) -> Option<&str> {
+        if self.patterns.is_empty() {
+            return None;
+        }
+        let message = normalize_text(input.get("message")?.as_str()?);
+        self.patterns
+            .iter()
+            .find(|(_, n)| message.contains(n.as_str()))
+            .map(|(p, _)| p.as_str())
+    }
+}
+
+/// Text as `explicit_request` compares it: Unicode lowercase, runs of whitespace collapsed
+/// to one space, no leading or trailing whitespace.
+pub fn normalize_text(s: &str) -> String {
+    let lower = s.to_lowercase();
+    let mut out = String::with_capacity(lower.len());
+    for word in lower.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 impl Plan {
@@ -143,6 +228,7 @@ impl Plan {
             tools: HashMap::new(),
             local_tools: workflow.tools.clone().into(),
             env: hilo_core::expr::template_env(),
+            hil: HilPlan::new(&workflow),
         };
         plan.env.set_fuel(Some(1_000_000));
         for n in workflow.all_nodes() {
@@ -165,6 +251,9 @@ impl Plan {
             {
                 dynamic_strings(w, "", &mut found);
             }
+        }
+        if let Some(s) = workflow.hil.as_ref().and_then(|h| h.skills.as_ref()) {
+            dynamic_strings(s, "", &mut found);
         }
         bare.extend(edge_expressions(&workflow));
         for f in found {

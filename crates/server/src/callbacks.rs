@@ -244,3 +244,103 @@ async fn attempt(
         }
     }
 }
+
+/// POSTs a conversation message to the conversation's callback URL, signed like execution
+/// callbacks (`X-Hilo-Signature` over the body, `Idempotency-Key: message:<conversation
+/// id>:<seq>`, the same on every retry), retrying with backoff up to `[callbacks]
+/// max_attempts`. Body: `{conversation_id, tenant, message: {seq, sender, author, content,
+/// at}, sent_at}`. The message is stored before it is sent: a receiver that missed one
+/// reads it from `GET /conversations/{id}/messages?after=SEQ`.
+pub async fn post_message(
+    state: &AppState,
+    tenant: &str,
+    conversation_id: &str,
+    url: &str,
+    m: &hilo_core::hil::Message,
+) {
+    let settings = state.settings().callbacks.clone();
+    let client = match HttpClient::new(&HttpSettings {
+        allow_hosts: settings.allow_hosts.clone(),
+        ..HttpSettings::default()
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: conversation callbacks are off: {e}");
+            return;
+        }
+    };
+    let secrets = state.secrets().cloned();
+    let mut attempt_no = 0u32;
+    loop {
+        attempt_no += 1;
+        let body = json!({
+            "conversation_id": conversation_id,
+            "tenant": tenant,
+            "message": {
+                "seq": m.seq,
+                "sender": m.sender.as_str(),
+                "author": m.author,
+                "content": m.content,
+                "at": crate::api::executions::time(m.at),
+            },
+            "sent_at": crate::api::executions::time(now_ms()),
+        })
+        .to_string();
+        let result = match signing_key(secrets.as_deref(), tenant).await {
+            Err(e) => Err(e),
+            Ok(key) => {
+                let mut headers = Map::new();
+                headers.insert("Content-Type".into(), json!("application/json"));
+                headers.insert(
+                    "X-Hilo-Signature".into(),
+                    json!(sign(key.as_bytes(), body.as_bytes())),
+                );
+                headers.insert("X-Hilo-Conversation-Id".into(), json!(conversation_id));
+                let ctx = ToolContext {
+                    tenant: tenant.to_string(),
+                    execution_id: conversation_id.to_string(),
+                    node_key: "callback".into(),
+                    idempotency_key: format!("message:{conversation_id}:{}", m.seq),
+                    attempt: attempt_no,
+                    compensation: false,
+                };
+                let call = HttpCall {
+                    method: "POST".into(),
+                    url: url.to_string(),
+                    headers,
+                    query: Map::new(),
+                    body: Some(Value::String(body)),
+                    timeout_ms: Some(settings.timeout_ms),
+                };
+                client
+                    .send(&ctx, call)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.message)
+            }
+        };
+        match result {
+            Ok(()) => {
+                metrics::counter!("hilo_conversation_callbacks_total", "outcome" => "delivered")
+                    .increment(1);
+                return;
+            }
+            Err(e) if attempt_no >= settings.max_attempts => {
+                eprintln!(
+                    "error: message {} of conversation {conversation_id} was not delivered to {url} after {attempt_no} attempts: {e}",
+                    m.seq
+                );
+                metrics::counter!("hilo_conversation_callbacks_total", "outcome" => "failed")
+                    .increment(1);
+                return;
+            }
+            Err(_) => {
+                let backoff = settings
+                    .initial_backoff_ms
+                    .saturating_mul(1u64 << (attempt_no - 1).min(20))
+                    .min(settings.max_backoff_ms);
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
+            }
+        }
+    }
+}

@@ -194,6 +194,90 @@ impl Default for RedisQueueSettings {
     }
 }
 
+/// `[conversations]`: which workflow answers a tenant's conversations on a channel, and
+/// how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConversationSettings {
+    /// The workflow of conversations that no binding names.
+    pub workflow: Option<String>,
+    /// Earlier messages given to the workflow with each new one.
+    pub history: usize,
+    /// How long posting a customer message waits for the workflow's reply (a later reply
+    /// still reaches the stream and the callback).
+    pub reply_timeout_ms: u64,
+    /// The LLM profile that writes a handover's summary for the human agent (none: the
+    /// summary quotes the customer's first and last messages and the reason).
+    pub summary_profile: Option<String>,
+    /// Per tenant and/or channel; the most specific match wins (tenant and channel, then
+    /// tenant, then channel).
+    pub bindings: Vec<Binding>,
+}
+
+impl Default for ConversationSettings {
+    fn default() -> ConversationSettings {
+        ConversationSettings {
+            workflow: None,
+            history: 10,
+            reply_timeout_ms: 30_000,
+            summary_profile: None,
+            bindings: Vec::new(),
+        }
+    }
+}
+
+/// `[[conversations.bindings]]`: the workflow of a tenant's conversations on a channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    /// Any tenant when absent.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Any channel when absent.
+    #[serde(default)]
+    pub channel: Option<String>,
+    pub workflow: String,
+    /// The active version when absent.
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// Where replies to these conversations are POSTed (signed).
+    #[serde(default)]
+    pub callback_url: Option<String>,
+}
+
+impl ConversationSettings {
+    /// The binding for `tenant` on `channel`, or the default workflow as one.
+    pub fn binding(&self, tenant: &str, channel: &str) -> Option<Binding> {
+        let score = |b: &Binding| -> Option<u8> {
+            let t = match &b.tenant {
+                Some(x) if x == tenant => 2,
+                Some(_) => return None,
+                None => 0,
+            };
+            let c = match &b.channel {
+                Some(x) if x == channel => 1,
+                Some(_) => return None,
+                None => 0,
+            };
+            Some(t + c)
+        };
+        self.bindings
+            .iter()
+            .filter_map(|b| score(b).map(|s| (s, b)))
+            .max_by_key(|(s, _)| *s)
+            .map(|(_, b)| b.clone())
+            .or_else(|| {
+                self.workflow.as_ref().map(|w| Binding {
+                    tenant: None,
+                    channel: None,
+                    workflow: w.clone(),
+                    version: None,
+                    callback_url: None,
+                })
+            })
+    }
+}
+
 /// Everything the server reads from `hilo.toml`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
@@ -201,6 +285,7 @@ pub struct Settings {
     pub callbacks: CallbackSettings,
     pub tiers: Tiers,
     pub redis: Option<RedisQueueSettings>,
+    pub conversations: ConversationSettings,
 }
 
 impl Settings {
@@ -238,6 +323,7 @@ impl Settings {
                 }
             }
         }
+        let conversations: ConversationSettings = section(v, "/conversations", "conversations")?;
         let redis: Option<RedisQueueSettings> = match v.pointer("/queue/redis") {
             None => None,
             Some(x) => Some(
@@ -266,6 +352,7 @@ impl Settings {
             callbacks,
             tiers,
             redis,
+            conversations,
         })
     }
 }

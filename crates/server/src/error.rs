@@ -113,6 +113,20 @@ impl From<StoreError> for ApiError {
             | StoreError::WorkflowInUse { .. }
             | StoreError::TaskNotPending { .. }
             | StoreError::ExecutionState { .. } => StatusCode::CONFLICT,
+            StoreError::Hil(h) => {
+                use hilo_core::hil::HilError as H;
+                match h {
+                    H::ConversationNotFound { .. }
+                    | H::AgentNotFound { .. }
+                    | H::ItemNotFound { .. } => StatusCode::NOT_FOUND,
+                    H::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                    H::InvalidTransition { .. }
+                    | H::NotHolder { .. }
+                    | H::CannotTake { .. }
+                    | H::Conflict { .. }
+                    | H::AgentEmailTaken { .. } => StatusCode::CONFLICT,
+                }
+            }
             StoreError::Corrupt { .. }
             | StoreError::Open { .. }
             | StoreError::Migration(_)

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod callbacks;
 pub mod client;
 pub mod config;
+pub mod conversations;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -92,6 +93,7 @@ pub async fn serve(
         None
     };
     let callbacks = tokio::spawn(callbacks::run(state.clone(), stopped()));
+    let reconciler = tokio::spawn(conversations::run(state.clone(), stopped()));
     let queue = state
         .settings()
         .redis
@@ -123,6 +125,7 @@ pub async fn serve(
         let _ = w.await;
     }
     let _ = callbacks.await;
+    let _ = reconciler.await;
     if let Some(q) = queue {
         let _ = q.await;
     }

@@ -59,6 +59,11 @@ struct Inner {
     live: Mutex<HashMap<String, Hub>>,
     /// How many hubs `live` holds: while none, committed events and tokens skip the lock.
     hubs: AtomicUsize,
+    /// Conversations with news (a message, a status change), as `tenant/id`: their live
+    /// streams wake on it.
+    conversations: broadcast::Sender<Arc<str>>,
+    /// Tenants whose conversations this process has served (the reconciler visits them).
+    hil_tenants: crate::conversations::Tenants,
     /// Workflows executions were started from lately (see [`AppState::workflow`]).
     workflows: Mutex<HashMap<WorkflowKey, (std::time::Instant, Arc<hilo_core::Workflow>)>>,
 }
@@ -120,6 +125,7 @@ pub struct AppState(Arc<Inner>);
 impl AppState {
     pub fn new(parts: Parts) -> AppState {
         let (events, _) = broadcast::channel(4096);
+        let (conversations, _) = broadcast::channel(1024);
         let keys = KeyCache::new(Duration::from_millis(parts.settings.server.key_cache_ms));
         let limiter = parts.settings.server.rate_limit.and_then(KeyLimiter::new);
         let state = AppState(Arc::new(Inner {
@@ -138,6 +144,8 @@ impl AppState {
             with_callbacks: AtomicUsize::new(0),
             live: Mutex::new(HashMap::new()),
             hubs: AtomicUsize::new(0),
+            conversations,
+            hil_tenants: Default::default(),
             workflows: Mutex::new(HashMap::new()),
         }));
         crate::metrics::observe(&state);
@@ -238,6 +246,26 @@ impl AppState {
 
     pub fn runs(&self) -> &Runs {
         &self.0.runs
+    }
+
+    /// Tenants whose conversations this process has served.
+    pub(crate) fn hil_tenants(&self) -> &crate::conversations::Tenants {
+        &self.0.hil_tenants
+    }
+
+    /// Tells live streams of conversation `id` that it has news.
+    pub(crate) fn conversation_changed(&self, tenant: &str, id: &str) {
+        if self.0.conversations.receiver_count() > 0 {
+            let _ = self
+                .0
+                .conversations
+                .send(Arc::from(format!("{tenant}/{id}")));
+        }
+    }
+
+    /// Wakes on news of any conversation (`tenant/id`).
+    pub(crate) fn conversation_news(&self) -> broadcast::Receiver<Arc<str>> {
+        self.0.conversations.subscribe()
     }
 
     /// Tells live streams that execution `id` has new events.

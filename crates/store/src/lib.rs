@@ -12,7 +12,8 @@
 //!   fenced commits, group commit, fair `SKIP LOCKED` claims, `NOTIFY` wake-ups;
 //!   `pg_audit`, `pg_costs`: its multi-row inserts).
 //! - Written once for both (macros over the sqlx backend, portable SQL): `workflows` (the
-//!   versioned workflow store), `secrets`, `access` (API keys, callbacks), `costs` and
+//!   versioned workflow store), `secrets`, `access` (API keys, callbacks), `hil` (humans in
+//!   the loop: conversations, human agents, the queue under a per-tenant lock), `costs` and
 //!   `audit` (their reads); `exec_codec`: how execution values are encoded and the
 //!   execution SQL both backends run.
 //! - [`open`]: picks a backend from a `--db` value (a path, `sqlite:` URL, or a server URL).
@@ -27,6 +28,7 @@ mod access;
 mod audit;
 mod costs;
 mod exec_codec;
+mod hil;
 pub mod migrations;
 pub mod pg;
 mod pg_audit;

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0006_llm_calls.sql"),
     ),
     (7, "access", include_str!("../migrations/0007_access.sql")),
+    (
+        8,
+        "humans in the loop",
+        include_str!("../migrations/0008_hil.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

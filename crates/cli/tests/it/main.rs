@@ -6,6 +6,7 @@
 mod agents;
 mod builtins;
 mod crash;
+mod hil;
 mod mcp;
 mod postgres;
 mod run;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::{fixtures, hilo_cmd, text};
 
 /// Starts `hilo serve` on a free port; returns the child and its base URL.
-fn serve(db: &Path, env: &[(&str, &str)]) -> (Child, String) {
+pub(crate) fn serve(db: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = hilo_cmd(&["serve", "--addr", "127.0.0.1:0"], db, env)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -29,13 +29,13 @@ fn serve(db: &Path, env: &[(&str, &str)]) -> (Child, String) {
     (child, url)
 }
 
-fn remote(db: &Path, url: &str, key: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn remote(db: &Path, url: &str, key: &str, args: &[&str]) -> std::process::Output {
     let mut all = vec!["--server", url, "--api-key", key];
     all.extend_from_slice(args);
     hilo_cmd(&all, db, &[]).output().unwrap()
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let ok = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

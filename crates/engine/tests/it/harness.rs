@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use hilo_core::exec::ExecutionStore;
+use hilo_core::exec::{AgentRuntime, ExecutionStore};
 use hilo_core::store::DEFAULT_TENANT;
 use hilo_core::tool::ToolExecutor;
 use hilo_core::{Catalog, Format, Store, Workflow};
@@ -43,6 +43,11 @@ pub fn executor(store: &Arc<dyn Store>) -> Arc<dyn ToolExecutor> {
 }
 
 pub async fn env() -> Env {
+    env_with_agents(None).await
+}
+
+/// [`env`] with an agent runtime for agent nodes.
+pub async fn env_with_agents(agents: Option<Arc<dyn AgentRuntime>>) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&dir.path().join("hilo.db"), Durability::Normal)
@@ -55,7 +60,7 @@ pub async fn env() -> Env {
         ..EngineOptions::default()
     };
     Env {
-        engine: Engine::new(store.clone(), tools, None, options),
+        engine: Engine::new(store.clone(), tools, agents, options),
         store,
         _dir: dir,
     }

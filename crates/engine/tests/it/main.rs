@@ -7,5 +7,6 @@ mod commits;
 mod drives;
 mod fairness;
 mod harness;
+mod hil;
 mod nodes;
 mod saga;

@@ -96,24 +96,30 @@ pub async fn stream(
     caller.require(Scope::Read)?;
     // 404 for an execution of another tenant, before anything streams.
     state.store().get_execution(&caller.tenant, &id).await?;
-    let after = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "INVALID_HEADER",
-                        "Last-Event-ID must be the id (a sequence number) of an event this stream sent",
-                    )
-                })?,
-        ),
-        None => q.after,
-    }
-    .unwrap_or(0);
+    let after = resume_after(&headers, q.after, "an event")?;
     Ok(Sse::new(events(state, caller.tenant, id, after))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// Where a stream resumes: after `Last-Event-ID` (the id of the last `what` the client got),
+/// else after `?after=`, else from the start.
+pub(crate) fn resume_after(headers: &HeaderMap, after: Option<u64>, what: &str) -> ApiResult<u64> {
+    Ok(match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "INVALID_HEADER",
+                    format!(
+                        "Last-Event-ID must be the id (a sequence number) of {what} this stream sent"
+                    ),
+                )
+            })?,
+        None => after.unwrap_or(0),
+    })
 }
 
 fn events(

@@ -1,5 +1,6 @@
 //! The `/api/v1` routes and the OpenAPI document generated from them.
 
+pub mod conversations;
 pub mod events;
 pub mod executions;
 pub mod info;
@@ -30,6 +31,8 @@ use crate::state::AppState;
         (name = "workflows", description = "Versioned workflow definitions"),
         (name = "executions", description = "Runs of workflows, their state and live events"),
         (name = "tasks", description = "Questions executions ask people"),
+        (name = "conversations", description = "Conversations between customers, the AI and human agents"),
+        (name = "hil", description = "Human agents, their inboxes, the queue and the KPIs"),
         (name = "catalog", description = "Tools, agents, audit and costs"),
         (name = "ops", description = "Health, readiness, metrics")
     )
@@ -70,6 +73,27 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(events::stream))
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::answer))
+        .routes(routes!(conversations::create, conversations::list))
+        .routes(routes!(conversations::get))
+        .routes(routes!(
+            conversations::post_message,
+            conversations::messages
+        ))
+        .routes(routes!(conversations::transitions))
+        .routes(routes!(conversations::stream))
+        .routes(routes!(conversations::claim))
+        .routes(routes!(conversations::reply))
+        .routes(routes!(conversations::resolve))
+        .routes(routes!(conversations::back_to_ai))
+        .routes(routes!(conversations::release))
+        .routes(routes!(conversations::transfer))
+        .routes(routes!(conversations::list_agents))
+        .routes(routes!(conversations::put_agent))
+        .routes(routes!(conversations::set_status))
+        .routes(routes!(conversations::inbox))
+        .routes(routes!(conversations::queue))
+        .routes(routes!(conversations::claim_task))
+        .routes(routes!(conversations::stats))
         .routes(routes!(info::tools))
         .routes(routes!(info::search_tools))
         .routes(routes!(info::agents))

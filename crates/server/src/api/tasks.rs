@@ -171,6 +171,15 @@ pub async fn answer(
         .engine()
         .answer(&caller.tenant, execution_id, node, &body.answer)
         .await?;
+    // The task leaves the human queue at once: its holder's load goes down.
+    crate::conversations::act(
+        &state,
+        &caller.tenant,
+        hilo_core::hil::HilOp::CloseTask {
+            key: format!("{execution_id}.{node_key}"),
+        },
+    )
+    .await?;
     if !state.runs().contains(execution_id) {
         spawn_drive(
             &state,

@@ -133,10 +133,10 @@ async fn events_stream_live_in_order_and_resume() {
 }
 
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(HeaderMap, String)>>>);
+pub(crate) struct Received(pub(crate) Arc<Mutex<Vec<(HeaderMap, String)>>>);
 
 /// A callback receiver on 127.0.0.1 that answers the first `fail_first` calls with 500.
-async fn receiver(fail_first: usize) -> (String, Received) {
+pub(crate) async fn receiver(fail_first: usize) -> (String, Received) {
     let got = Received::default();
     let seen = got.clone();
     let app = axum::Router::new().route(

@@ -5,5 +5,6 @@
 mod api;
 mod client;
 mod common;
+mod hil;
 mod live;
 mod queue;

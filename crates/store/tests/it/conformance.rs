@@ -61,6 +61,7 @@ pub async fn run_all(store: std::sync::Arc<dyn Store>) {
     not_found_errors(s).await;
     crate::conformance_exec::run_all(s).await;
     crate::conformance_more::run_all(s).await;
+    crate::conformance_hil::run_all(s).await;
 }
 
 async fn import_is_idempotent(s: &dyn Store) {

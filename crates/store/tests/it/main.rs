@@ -7,6 +7,7 @@
 
 mod conformance;
 mod conformance_exec;
+mod conformance_hil;
 mod conformance_more;
 mod exec;
 mod pg;

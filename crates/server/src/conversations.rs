@@ -1,0 +1,1122 @@
+//! Conversations: the humans-in-the-loop layer above workflows (the seeds' HIL
+//! meta-workflow).
+//!
+//! While the AI has a conversation (`ai_processing`), each customer message runs the
+//! conversation's workflow with the message, recent history and the latest note from a human
+//! agent in its input. How the execution ends decides what happens next ([`settle`]):
+//! `succeeded` sends its output as the AI's reply (and `end_conversation: true` finishes the
+//! conversation); `handed_over` (a `handover` sink or a `hil:` trigger of the engine) hands
+//! the conversation to the human queue with a context pack; a failure counts toward the
+//! workflow's `consecutive_errors` trigger, and below it apologises.
+//!
+//! While a human has it (`pending_human`, `human_active`), messages only go to the human's
+//! inbox. Queue changes (handover, claim, release, transfer, resolve, back to AI) go through
+//! [`act`], which runs them in the store under the tenant's queue lock
+//! ([`hilo_core::hil::apply`] decides), so loads stay exact across processes.
+//!
+//! Every message meant for the customer is delivered ([`deliver`]) to live SSE streams of
+//! the conversation (woken in this process, polled from the store otherwise) and, when the
+//! conversation has a callback URL, POSTed there signed like execution callbacks.
+//!
+//! Nothing here is lost in a crash: messages, transitions and queue items are stored before
+//! anything is delivered, and an execution that ended while no process was waiting for it is
+//! settled by [`run`] (the reconciler) or when the conversation is next read or written.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use hilo_core::exec::{ExecStatus, NodeRecord, NodeStatus, TaskFilter};
+use hilo_core::hil::{
+    CHANNELS, ConvFilter, ConvStatus, Conversation, Handover, HilChanges, HilOp, ItemKind, ItemRef,
+    Message, NewMessage, Sender,
+};
+use hilo_core::{HilTrigger, Workflow};
+use hilo_engine::{Outcome, now_ms};
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, ApiResult};
+use crate::runs::{StartRequest, start};
+use crate::state::AppState;
+
+/// Most bytes of one node output put in a handover's context pack.
+const CONTEXT_OUTPUT_BYTES: usize = 4096;
+
+/// Messages of the conversation put in a handover's context pack.
+const CONTEXT_MESSAGES: usize = 10;
+
+/// How long an execution may have ended before the reconciler settles it (the process
+/// waiting for it normally does so at once).
+const SETTLE_AFTER_MS: i64 = 2_000;
+
+/// What a new conversation needs.
+#[derive(Debug, Clone, Default)]
+pub struct NewConversation {
+    pub customer_id: String,
+    pub channel: String,
+    pub workflow: Option<String>,
+    pub version: Option<u64>,
+    pub metadata: Value,
+    pub callback_url: Option<String>,
+}
+
+/// A customer message taken, and what came of it.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub message: Message,
+    pub conversation: Conversation,
+    /// The AI's reply (or apology, or handover notice), when it came within the wait.
+    pub replies: Vec<Message>,
+    /// The execution the message started, if it did.
+    pub execution_id: Option<String>,
+}
+
+/// Tenants this process has served conversations for (the reconciler visits them).
+#[derive(Default)]
+pub struct Tenants(Mutex<HashSet<String>>);
+
+impl Tenants {
+    pub fn add(&self, tenant: &str) {
+        let mut t = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !t.contains(tenant) {
+            t.insert(tenant.to_string());
+        }
+    }
+
+    fn all(&self) -> Vec<String> {
+        let t = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        t.iter().cloned().collect()
+    }
+}
+
+fn invalid(code: &'static str, message: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+/// Starts a conversation bound to a workflow: the request's, else the tenant's binding for
+/// the channel (`[[conversations.bindings]]`), else `[conversations] workflow`.
+pub async fn create(
+    state: &AppState,
+    tenant: &str,
+    req: NewConversation,
+) -> ApiResult<Conversation> {
+    if !CHANNELS.contains(&req.channel.as_str()) {
+        return Err(invalid(
+            "INVALID_CHANNEL",
+            format!(
+                "channel `{}` is not one of {}",
+                req.channel,
+                CHANNELS.join(", ")
+            ),
+        ));
+    }
+    if req.customer_id.trim().is_empty() {
+        return Err(invalid(
+            "INVALID_CUSTOMER",
+            "customer_id must not be empty: give the customer's id in your system".into(),
+        ));
+    }
+    if !(req.metadata.is_null() || req.metadata.is_object()) {
+        return Err(invalid(
+            "INVALID_METADATA",
+            "metadata must be a JSON object".into(),
+        ));
+    }
+    let binding = state.settings().conversations.binding(tenant, &req.channel);
+    let (workflow, version) = match (&req.workflow, &binding) {
+        (Some(w), _) => (w.clone(), req.version),
+        (None, Some(b)) => (b.workflow.clone(), req.version.or(b.version)),
+        (None, None) => {
+            return Err(invalid(
+                "NO_WORKFLOW",
+                format!(
+                    "conversations of tenant `{tenant}` on channel `{}` have no workflow: pass `workflow`, or bind one in hilo.toml ([[conversations.bindings]] with tenant, channel and workflow, or [conversations] workflow)",
+                    req.channel
+                ),
+            ));
+        }
+    };
+    // The workflow must exist now (a typo is better refused here than at the first message).
+    state.workflow(tenant, &workflow, version).await?;
+    let callback_url = req
+        .callback_url
+        .or_else(|| binding.as_ref().and_then(|b| b.callback_url.clone()));
+    if let Some(url) = &callback_url {
+        crate::callbacks::check_url(url, &state.settings().callbacks)?;
+        let secrets = state.secrets().map(|s| s.as_ref());
+        if let Err(why) = crate::callbacks::signing_key(secrets, tenant).await {
+            return Err(invalid(
+                "CALLBACK_NOT_CONFIGURED",
+                format!("replies to the callback URL are signed, and there is {why}"),
+            ));
+        }
+    }
+    let now = now_ms();
+    let conv = Conversation {
+        id: hilo_engine::driver::new_id(),
+        tenant: tenant.to_string(),
+        customer_id: req.customer_id,
+        channel: req.channel,
+        status: ConvStatus::New,
+        summary: None,
+        metadata: if req.metadata.is_null() {
+            json!({})
+        } else {
+            req.metadata
+        },
+        workflow,
+        version,
+        assigned_agent: None,
+        handover: None,
+        note: None,
+        consecutive_errors: 0,
+        handovers: 0,
+        current_execution: None,
+        callback_url,
+        last_seq: 0,
+        created_at: now,
+        updated_at: now,
+        handed_over_at: None,
+        first_human_at: None,
+        resolved_at: None,
+        ended_at: None,
+    };
+    state.store().create_conversation(&conv).await?;
+    state.hil_tenants().add(tenant);
+    metrics::counter!("hilo_hil_conversations_total", "tenant" => tenant.to_string(), "workflow" => conv.workflow.clone()).increment(1);
+    Ok(conv)
+}
+
+/// A conversation, settling first an execution of it that ended while nobody waited.
+pub async fn get(state: &AppState, tenant: &str, id: &str) -> ApiResult<Conversation> {
+    state.hil_tenants().add(tenant);
+    let conv = state.store().get_conversation(tenant, id).await?;
+    if let Some(exec) = conv.current_execution.clone()
+        && !state.runs().contains(&exec)
+    {
+        settle(state, tenant, id, &exec, None).await?;
+        return Ok(state.store().get_conversation(tenant, id).await?);
+    }
+    Ok(conv)
+}
+
+/// Takes a customer message: stores it, and while the AI has the conversation runs the
+/// workflow and waits (up to `[conversations] reply_timeout_ms`) for its reply.
+pub async fn post_message(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    content: String,
+) -> ApiResult<Posted> {
+    if content.trim().is_empty() {
+        return Err(invalid(
+            "INVALID_MESSAGE",
+            "the message is empty: send the customer's text in `content`".into(),
+        ));
+    }
+    let t = tenant.to_string();
+    let mut conv = get(state, tenant, id).await?;
+    if conv.status.is_ended() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "CONVERSATION_ENDED",
+            format!(
+                "conversation `{id}` is {}: it takes no more messages; start a new conversation",
+                conv.status
+            ),
+        ));
+    }
+    if let Some(exec) = &conv.current_execution {
+        let mut e = ApiError::new(
+            StatusCode::CONFLICT,
+            "CONVERSATION_BUSY",
+            format!(
+                "conversation `{id}` is still answering the previous message (execution {exec}); send this one when its reply has come"
+            ),
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    }
+    let message = state
+        .store()
+        .add_message(
+            &t,
+            id,
+            &NewMessage {
+                sender: Sender::User,
+                author: None,
+                content: content.clone(),
+                execution_id: None,
+                at: now_ms(),
+            },
+        )
+        .await?;
+    deliver(state, &conv, &message);
+    match conv.status {
+        ConvStatus::New => {
+            let mut tr = Vec::new();
+            hilo_core::hil::move_conversation(
+                &mut conv,
+                ConvStatus::AiProcessing,
+                "customer",
+                "first message",
+                now_ms(),
+                &mut tr,
+            )
+            .map_err(hilo_core::StoreError::from)?;
+            state
+                .store()
+                .update_conversation(&conv, ConvStatus::New, &tr)
+                .await?;
+        }
+        ConvStatus::AiProcessing => {}
+        // A human has it (or is about to): the message waits in their inbox.
+        _ => {
+            let conversation = state.store().get_conversation(&t, id).await?;
+            return Ok(Posted {
+                message,
+                conversation,
+                replies: Vec::new(),
+                execution_id: None,
+            });
+        }
+    }
+    run_ai(state, conv, message).await
+}
+
+/// Runs the conversation's workflow for `message` and settles its end if it comes in time.
+async fn run_ai(state: &AppState, mut conv: Conversation, message: Message) -> ApiResult<Posted> {
+    let t = conv.tenant.clone();
+    let history_len = state.settings().conversations.history;
+    let from = message.seq.saturating_sub(history_len as u64 + 1);
+    let history: Vec<Value> = state
+        .store()
+        .list_messages(&t, &conv.id, from, history_len as u32 + 1)
+        .await?
+        .into_iter()
+        .filter(|m| m.seq < message.seq)
+        .map(|m| json!({"sender": m.sender.as_str(), "content": m.content, "at": m.at}))
+        .collect();
+    let input = json!({
+        "message": message.content,
+        "history": history,
+        "note": conv.note,
+        "conversation": {
+            "id": conv.id,
+            "customer_id": conv.customer_id,
+            "channel": conv.channel,
+            "metadata": conv.metadata,
+        },
+    });
+    // The execution is recorded on the conversation before it starts, so that whoever
+    // finds it ended (this process, the reconciler, the next read) can settle it.
+    let exec_id = hilo_engine::driver::new_id();
+    conv.current_execution = Some(exec_id.clone());
+    conv.updated_at = now_ms();
+    state
+        .store()
+        .update_conversation(&conv, ConvStatus::AiProcessing, &[])
+        .await?;
+    let started = start(
+        state,
+        StartRequest {
+            tenant: t.clone(),
+            workflow: conv.workflow.clone(),
+            version: conv.version,
+            input,
+            callback_url: None,
+            execution_id: Some(exec_id.clone()),
+        },
+    )
+    .await;
+    let mut started = match started {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing runs: forget the execution, keep the message, say why.
+            conv.current_execution = None;
+            conv.updated_at = now_ms();
+            state
+                .store()
+                .update_conversation(&conv, ConvStatus::AiProcessing, &[])
+                .await?;
+            return Err(e);
+        }
+    };
+    let wait = Duration::from_millis(state.settings().conversations.reply_timeout_ms);
+    let outcome = match tokio::time::timeout(wait, &mut started.drive).await {
+        Ok(Ok(Ok(outcome))) => Some(outcome),
+        _ => None,
+    };
+    let replies = if let Some(outcome) = outcome {
+        settle(state, &t, &conv.id, &exec_id, Some(outcome)).await?
+    } else {
+        Vec::new()
+    };
+    let conversation = state.store().get_conversation(&t, &conv.id).await?;
+    Ok(Posted {
+        message,
+        conversation,
+        replies,
+        execution_id: Some(exec_id),
+    })
+}
+
+/// The text of a workflow's reply: a string output, else its `reply`, `message` or `text`
+/// field, else the output as JSON.
+pub fn reply_text(output: Option<&Value>) -> String {
+    match output {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => ["reply", "message", "text"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(Value::as_str))
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string()),
+    }
+}
+
+/// Skills as a handover record gives them: a list of strings, or one comma-separated string.
+fn skills_of(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A value cut to at most [`CONTEXT_OUTPUT_BYTES`] of JSON.
+fn bounded(v: &Value) -> Value {
+    let text = v.to_string();
+    if text.len() <= CONTEXT_OUTPUT_BYTES {
+        return v.clone();
+    }
+    let mut end = CONTEXT_OUTPUT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    json!({"truncated": true, "bytes": text.len(), "preview": &text[..end]})
+}
+
+/// The customer's first and last messages and the reason, quoted.
+fn quoted_summary(messages: &[Message], reason: &str) -> String {
+    let first = messages
+        .iter()
+        .find(|m| m.sender == Sender::User)
+        .map(|m| m.content.as_str())
+        .unwrap_or("");
+    let last = messages
+        .iter()
+        .rev()
+        .find(|m| m.sender == Sender::User)
+        .map(|m| m.content.as_str())
+        .unwrap_or("");
+    if first == last {
+        format!("The customer wrote: \"{last}\". Handed over: {reason}.")
+    } else {
+        format!("The customer first wrote: \"{first}\"; last: \"{last}\". Handed over: {reason}.")
+    }
+}
+
+/// A summary for the human agent written by a model (`[conversations] summary_profile`), its
+/// cost counted like an agent node's; `None` when none is configured or the call failed.
+async fn model_summary(
+    state: &AppState,
+    conv: &Conversation,
+    exec_id: Option<&str>,
+    messages: &[Message],
+    reason: &str,
+) -> Option<String> {
+    let profile = state.settings().conversations.summary_profile.clone()?;
+    let agents = state.engine().agent_runtime()?.clone();
+    let transcript: Vec<String> = messages
+        .iter()
+        .map(|m| format!("{}: {}", m.sender.as_str(), m.content))
+        .collect();
+    let prompt = format!(
+        "A support conversation is being handed from the AI assistant to a human agent because: {reason}.\n\
+         Summarize for the human agent, in at most three sentences, what the customer wants and what has happened so far.\n\n\
+         Conversation:\n{}",
+        transcript.join("\n")
+    );
+    let with = hilo_core::model::AgentWith {
+        profile: Some(profile.clone()),
+        prompt: Some(prompt.clone()),
+        ..Default::default()
+    };
+    let execution_id = exec_id.unwrap_or(&conv.id).to_string();
+    let request = hilo_core::exec::AgentRequest {
+        tool: hilo_core::tool::ToolContext {
+            tenant: conv.tenant.clone(),
+            execution_id: execution_id.clone(),
+            node_key: "hil.summary".into(),
+            idempotency_key: format!("{execution_id}:hil.summary"),
+            attempt: 1,
+            compensation: false,
+        },
+        workflow: conv.workflow.clone(),
+        node: hilo_core::model::AgentNode {
+            agent: hilo_core::AgentKind::Simple,
+            with,
+        },
+        rendered: json!({"profile": profile, "prompt": prompt}),
+        local: std::sync::Arc::from(Vec::new()),
+        timeout_ms: 20_000,
+        tokens: None,
+    };
+    match agents.run(request).await.result {
+        Ok(v) => v
+            .get("text")
+            .and_then(Value::as_str)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
+        Err(e) => {
+            eprintln!(
+                "warning: conversation {}: the handover summary model call failed ({}: {}); quoting the messages instead",
+                conv.id, e.code, e.message
+            );
+            None
+        }
+    }
+}
+
+/// The context pack a human agent gets: recent messages, the path the workflow took, key
+/// node outputs, a summary.
+async fn context_pack(
+    state: &AppState,
+    conv: &Conversation,
+    exec_id: Option<&str>,
+    nodes: &[NodeRecord],
+    reason: &str,
+    summary: Option<String>,
+) -> ApiResult<Value> {
+    let t = conv.tenant.clone();
+    let from = conv.last_seq.saturating_sub(CONTEXT_MESSAGES as u64);
+    let messages = state
+        .store()
+        .list_messages(&t, &conv.id, from, CONTEXT_MESSAGES as u32 + 1)
+        .await?;
+    let mut done: Vec<&NodeRecord> = nodes.iter().filter(|n| n.done_seq.is_some()).collect();
+    done.sort_by_key(|n| n.done_seq);
+    let path: Vec<Value> = done
+        .iter()
+        .map(|n| json!({"node": n.key, "status": n.status.as_str()}))
+        .collect();
+    let mut outputs = Map::new();
+    for n in &done {
+        if n.status == NodeStatus::Succeeded
+            && let Some(o) = &n.output
+            && !o.is_null()
+        {
+            outputs.insert(n.key.clone(), bounded(o));
+        }
+    }
+    let summary = match summary {
+        Some(s) => s,
+        None => match model_summary(state, conv, exec_id, &messages, reason).await {
+            Some(s) => s,
+            None => quoted_summary(&messages, reason),
+        },
+    };
+    Ok(json!({
+        "messages": messages
+            .iter()
+            .map(|m| json!({"seq": m.seq, "sender": m.sender.as_str(), "content": m.content, "at": m.at}))
+            .collect::<Vec<_>>(),
+        "path": path,
+        "outputs": outputs,
+        "summary": summary,
+        "execution_id": exec_id,
+    }))
+}
+
+/// Applies how execution `exec_id` of conversation `id` ended, once: the reply, a handover,
+/// or an error counted toward `consecutive_errors`. `outcome` is the drive's result if the
+/// caller has it (else the store is read). An execution still running or waiting for a
+/// person is left alone. Returns the messages it added.
+pub async fn settle(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    exec_id: &str,
+    outcome: Option<Outcome>,
+) -> ApiResult<Vec<Message>> {
+    let t = tenant.to_string();
+    let mut conv = state.store().get_conversation(&t, id).await?;
+    if conv.status != ConvStatus::AiProcessing || conv.current_execution.as_deref() != Some(exec_id)
+    {
+        return Ok(Vec::new());
+    }
+    let (status, output, error, nodes) = match outcome {
+        Some(o) => (o.status, o.output, o.error, o.nodes),
+        None => match state.store().get_execution(&t, exec_id).await {
+            Ok(e) => {
+                if !e.status.is_terminal() {
+                    return Ok(Vec::new());
+                }
+                let nodes = state.store().node_records(exec_id).await?;
+                (e.status, e.output, e.error, nodes)
+            }
+            // Never created (the process died between recording and starting it).
+            Err(hilo_core::StoreError::ExecutionNotFound { .. }) => {
+                (ExecStatus::Failed, None, None, Vec::new())
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    if !status.is_terminal() {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    let mut added = Vec::new();
+    match status {
+        ExecStatus::Succeeded => {
+            conv.current_execution = None;
+            conv.consecutive_errors = 0;
+            conv.updated_at = now;
+            let text = reply_text(output.as_ref());
+            let end = output
+                .as_ref()
+                .and_then(|o| o.get("end_conversation"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if let Some(s) = output
+                .as_ref()
+                .and_then(|o| o.get("summary"))
+                .and_then(Value::as_str)
+            {
+                conv.summary = Some(s.to_string());
+            }
+            let mut tr = Vec::new();
+            if end {
+                hilo_core::hil::move_conversation(
+                    &mut conv,
+                    ConvStatus::Finished,
+                    "ai",
+                    "the workflow ended the conversation",
+                    now,
+                    &mut tr,
+                )
+                .map_err(hilo_core::StoreError::from)?;
+                conv.ended_at = Some(now);
+            }
+            state
+                .store()
+                .update_conversation(&conv, ConvStatus::AiProcessing, &tr)
+                .await?;
+            if !text.is_empty() {
+                added.push(say(state, &conv, Sender::Agent, None, text, Some(exec_id)).await?);
+            }
+            if end {
+                metrics::counter!("hilo_hil_conversations_ended_total", "tenant" => t.clone(), "workflow" => conv.workflow.clone(), "by" => "ai").increment(1);
+                metrics::histogram!("hilo_hil_resolution_seconds", "tenant" => t.clone(), "workflow" => conv.workflow.clone())
+                    .record((now - conv.created_at).max(0) as f64 / 1000.0);
+            }
+        }
+        ExecStatus::HandedOver => {
+            let out = output.unwrap_or(Value::Null);
+            let node = out
+                .get("node")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| handover_node(&nodes));
+            let reason = out
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("the workflow handed the conversation over")
+                .to_string();
+            let handover = Handover {
+                trigger: out
+                    .get("trigger")
+                    .and_then(Value::as_str)
+                    .unwrap_or("handover_node")
+                    .to_string(),
+                node,
+                skills: skills_of(out.get("skills")),
+                priority: out.get("priority").and_then(Value::as_i64).unwrap_or(0),
+                execution_id: Some(exec_id.to_string()),
+                context: Value::Null,
+                reason,
+                at: now,
+            };
+            let summary = out
+                .get("summary")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            added.extend(hand_over(state, &conv, handover, &nodes, summary).await?);
+        }
+        _ => {
+            conv.current_execution = None;
+            conv.consecutive_errors += 1;
+            conv.updated_at = now;
+            let code = error
+                .as_ref()
+                .map(|e| e.code.clone())
+                .unwrap_or_else(|| status.as_str().to_string());
+            let limit = state
+                .workflow(&t, &conv.workflow, conv.version)
+                .await
+                .ok()
+                .and_then(|wf| error_limit(&wf));
+            if limit.is_some_and(|n| conv.consecutive_errors >= n) {
+                state
+                    .store()
+                    .update_conversation(&conv, ConvStatus::AiProcessing, &[])
+                    .await?;
+                let handover = Handover {
+                    reason: format!(
+                        "{} runs of the workflow failed in a row (the last with {code})",
+                        conv.consecutive_errors
+                    ),
+                    trigger: "consecutive_errors".into(),
+                    node: None,
+                    skills: Vec::new(),
+                    priority: 0,
+                    execution_id: Some(exec_id.to_string()),
+                    context: Value::Null,
+                    at: now,
+                };
+                let skills = hil_skills_literal(state, &conv).await;
+                let handover = Handover { skills, ..handover };
+                added.extend(hand_over(state, &conv, handover, &nodes, None).await?);
+            } else {
+                state
+                    .store()
+                    .update_conversation(&conv, ConvStatus::AiProcessing, &[])
+                    .await?;
+                added.push(
+                    say(
+                        state,
+                        &conv,
+                        Sender::System,
+                        None,
+                        format!(
+                            "Sorry, something went wrong on our side ({code}). Please try again."
+                        ),
+                        Some(exec_id),
+                    )
+                    .await?,
+                );
+            }
+        }
+    }
+    Ok(added)
+}
+
+/// The workflow's `consecutive_errors` trigger, if it has one.
+fn error_limit(wf: &Workflow) -> Option<u32> {
+    wf.hil.as_ref()?.triggers.iter().find_map(|t| match t {
+        HilTrigger::ConsecutiveErrors { count } => Some(*count),
+        _ => None,
+    })
+}
+
+/// `hil.skills` when it is a literal (no state to render it against when runs failed).
+async fn hil_skills_literal(state: &AppState, conv: &Conversation) -> Vec<String> {
+    let Ok(wf) = state
+        .workflow(&conv.tenant, &conv.workflow, conv.version)
+        .await
+    else {
+        return Vec::new();
+    };
+    match wf.hil.as_ref().and_then(|h| h.skills.as_ref()) {
+        Some(v @ Value::Array(_)) => skills_of(Some(v)),
+        Some(Value::String(s)) if !s.contains("{{") && !s.contains("${") => {
+            skills_of(Some(&Value::String(s.clone())))
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The `handover` node an execution ended at.
+fn handover_node(nodes: &[NodeRecord]) -> Option<String> {
+    nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Succeeded && n.done_seq.is_some())
+        .max_by_key(|n| n.done_seq)
+        .map(|n| n.key.clone())
+}
+
+/// Hands `conv` to the human queue with a context pack and tells the customer.
+async fn hand_over(
+    state: &AppState,
+    conv: &Conversation,
+    mut handover: Handover,
+    nodes: &[NodeRecord],
+    summary: Option<String>,
+) -> ApiResult<Vec<Message>> {
+    handover.context = context_pack(
+        state,
+        conv,
+        handover.execution_id.as_deref(),
+        nodes,
+        &handover.reason,
+        summary,
+    )
+    .await?;
+    let trigger = handover.trigger.clone();
+    let changes = act(
+        state,
+        &conv.tenant,
+        HilOp::Handover {
+            conversation: conv.id.clone(),
+            handover,
+        },
+    )
+    .await?;
+    metrics::counter!("hilo_hil_handovers_total", "tenant" => conv.tenant.clone(), "workflow" => conv.workflow.clone(), "trigger" => trigger).increment(1);
+    let conv = changes
+        .conversation
+        .map(|(c, _)| c)
+        .unwrap_or_else(|| conv.clone());
+    let m = say(
+        state,
+        &conv,
+        Sender::System,
+        None,
+        "A person from our team will take over this conversation shortly.".into(),
+        None,
+    )
+    .await?;
+    Ok(vec![m])
+}
+
+/// Stores a message to the customer and delivers it.
+pub async fn say(
+    state: &AppState,
+    conv: &Conversation,
+    sender: Sender,
+    author: Option<String>,
+    content: String,
+    exec_id: Option<&str>,
+) -> ApiResult<Message> {
+    let m = state
+        .store()
+        .add_message(
+            &conv.tenant,
+            &conv.id,
+            &NewMessage {
+                sender,
+                author,
+                content,
+                execution_id: exec_id.map(str::to_string),
+                at: now_ms(),
+            },
+        )
+        .await?;
+    deliver(state, conv, &m);
+    Ok(m)
+}
+
+/// Runs a queue operation (the store decides and writes it under the tenant's lock) and
+/// tells live streams of the conversations it changed.
+pub async fn act(state: &AppState, tenant: &str, op: HilOp) -> ApiResult<HilChanges> {
+    state.hil_tenants().add(tenant);
+    let changes = state.store().hil_apply(tenant, &op, now_ms()).await?;
+    let mut seen = HashSet::new();
+    for t in &changes.transitions {
+        if seen.insert(t.conversation_id.clone()) {
+            state.conversation_changed(tenant, &t.conversation_id);
+        }
+    }
+    for a in &changes.assignments {
+        metrics::counter!("hilo_hil_assignments_total", "tenant" => tenant.to_string(), "kind" => a.item.kind.as_str()).increment(1);
+    }
+    Ok(changes)
+}
+
+/// A human agent's reply to the customer: only the agent who has claimed the conversation
+/// may send one.
+pub async fn human_reply(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    agent: &str,
+    content: String,
+) -> ApiResult<Message> {
+    if content.trim().is_empty() {
+        return Err(invalid(
+            "INVALID_MESSAGE",
+            "the reply is empty: give its text in `content`".into(),
+        ));
+    }
+    let t = tenant.to_string();
+    let a = state.store().get_agent(&t, agent).await?;
+    let conv = state.store().get_conversation(&t, id).await?;
+    if conv.status != ConvStatus::HumanActive || conv.assigned_agent.as_deref() != Some(&a.id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "NOT_HOLDER",
+            format!(
+                "agent `{}` cannot reply in conversation `{id}`: it is {}{}; claim it first (hilo claim {id} --agent {})",
+                a.id,
+                conv.status,
+                conv.assigned_agent
+                    .as_deref()
+                    .map(|h| format!(" and held by `{h}`"))
+                    .unwrap_or_default(),
+                a.id
+            ),
+        ));
+    }
+    let first = conv.first_human_at.is_none();
+    let m = say(
+        state,
+        &conv,
+        Sender::Human,
+        Some(a.id.clone()),
+        content,
+        None,
+    )
+    .await?;
+    if first && let Some(h) = conv.handed_over_at {
+        metrics::histogram!("hilo_hil_first_response_seconds", "tenant" => t.clone(), "workflow" => conv.workflow.clone())
+            .record((m.at - h).max(0) as f64 / 1000.0);
+    }
+    Ok(m)
+}
+
+/// Claims a conversation (pending_human → human_active) and tells the customer who joined.
+pub async fn claim(
+    state: &AppState,
+    tenant: &str,
+    item: ItemRef,
+    agent: &str,
+) -> ApiResult<HilChanges> {
+    let changes = act(
+        state,
+        tenant,
+        HilOp::Claim {
+            item: item.clone(),
+            agent: agent.to_string(),
+        },
+    )
+    .await?;
+    if item.kind == ItemKind::Conversation
+        && let Some((conv, _)) = &changes.conversation
+    {
+        let name = state
+            .store()
+            .get_agent(tenant, agent)
+            .await
+            .map(|a| a.name)
+            .unwrap_or_else(|_| agent.to_string());
+        say(
+            state,
+            conv,
+            Sender::System,
+            None,
+            format!("{name} has joined the conversation."),
+            None,
+        )
+        .await?;
+    }
+    Ok(changes)
+}
+
+/// Resolves a conversation (the human agent ends it).
+pub async fn resolve(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    agent: &str,
+    note: Option<String>,
+) -> ApiResult<HilChanges> {
+    let changes = act(
+        state,
+        tenant,
+        HilOp::Resolve {
+            conversation: id.to_string(),
+            agent: agent.to_string(),
+            reason: note.unwrap_or_else(|| "resolved".into()),
+        },
+    )
+    .await?;
+    if let Some((conv, _)) = &changes.conversation {
+        let now = now_ms();
+        metrics::counter!("hilo_hil_conversations_ended_total", "tenant" => tenant.to_string(), "workflow" => conv.workflow.clone(), "by" => "human").increment(1);
+        metrics::histogram!("hilo_hil_resolution_seconds", "tenant" => tenant.to_string(), "workflow" => conv.workflow.clone())
+            .record((now - conv.created_at).max(0) as f64 / 1000.0);
+        say(
+            state,
+            conv,
+            Sender::System,
+            None,
+            "This conversation has been resolved. Thank you!".into(),
+            None,
+        )
+        .await?;
+    }
+    Ok(changes)
+}
+
+/// Sends a conversation back to the AI with a note the workflow's next runs get.
+pub async fn back_to_ai(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    agent: &str,
+    note: String,
+) -> ApiResult<HilChanges> {
+    if note.trim().is_empty() {
+        return Err(invalid(
+            "INVALID_NOTE",
+            "the note is empty: tell the AI what it needs to know to go on".into(),
+        ));
+    }
+    let changes = act(
+        state,
+        tenant,
+        HilOp::BackToAi {
+            conversation: id.to_string(),
+            agent: agent.to_string(),
+            note,
+        },
+    )
+    .await?;
+    if let Some((conv, _)) = &changes.conversation {
+        say(
+            state,
+            conv,
+            Sender::System,
+            None,
+            "You are back with our assistant.".into(),
+            None,
+        )
+        .await?;
+    }
+    Ok(changes)
+}
+
+/// Puts the tenant's pending `human` node tasks in the queue and takes answered or closed
+/// ones out (their holders' loads go down).
+pub async fn sync_tasks(state: &AppState, tenant: &str) -> ApiResult<()> {
+    let t = tenant.to_string();
+    let pending = state
+        .store()
+        .list_tasks(
+            &t,
+            &TaskFilter {
+                status: Some("pending".into()),
+                assignee: None,
+                skills: Vec::new(),
+                limit: Some(500),
+            },
+        )
+        .await?;
+    let open = state.store().list_items(&t, None, None).await?;
+    let queued: HashSet<&str> = open
+        .iter()
+        .filter(|i| i.kind == ItemKind::Task)
+        .map(|i| i.key.as_str())
+        .collect();
+    let keys: HashSet<String> = pending
+        .iter()
+        .map(|p| format!("{}.{}", p.execution_id, p.node_key))
+        .collect();
+    for p in &pending {
+        let key = format!("{}.{}", p.execution_id, p.node_key);
+        if !queued.contains(key.as_str()) {
+            act(
+                state,
+                tenant,
+                HilOp::EnqueueTask {
+                    key,
+                    skills: p.skills.clone(),
+                    assignee: p.assignee.clone(),
+                    priority: 0,
+                },
+            )
+            .await?;
+        }
+    }
+    // Only a full page of pending tasks is a complete list.
+    if pending.len() < 500 {
+        for key in queued.iter().filter(|k| !keys.contains(**k)) {
+            act(
+                state,
+                tenant,
+                HilOp::CloseTask {
+                    key: key.to_string(),
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Tells this process's live streams of the conversation, and posts the message to the
+/// conversation's callback URL if it has one (messages of the customer excepted).
+pub fn deliver(state: &AppState, conv: &Conversation, m: &Message) {
+    state.conversation_changed(&conv.tenant, &conv.id);
+    if m.sender != Sender::User
+        && let Some(url) = conv.callback_url.clone()
+    {
+        let (st, tenant, conv_id, m) = (
+            state.clone(),
+            conv.tenant.clone(),
+            conv.id.clone(),
+            m.clone(),
+        );
+        tokio::spawn(async move {
+            crate::callbacks::post_message(&st, &tenant, &conv_id, &url, &m).await
+        });
+    }
+}
+
+/// The reconciler: settles executions of conversations that ended while no process waited
+/// for them (a crash, a reply slower than the wait, a human task answered later) and keeps
+/// the tenants' pending tasks in the queue.
+pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        for tenant in state.hil_tenants().all() {
+            if let Err(e) = reconcile(&state, &tenant).await {
+                eprintln!(
+                    "error: reconciling conversations of tenant {tenant}: {}",
+                    e.message
+                );
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(Duration::from_millis(1_000)) => {}
+        }
+    }
+}
+
+async fn reconcile(state: &AppState, tenant: &str) -> ApiResult<()> {
+    sync_tasks(state, tenant).await?;
+    let busy = state
+        .store()
+        .list_conversations(
+            tenant,
+            &ConvFilter {
+                status: Some(ConvStatus::AiProcessing),
+                customer_id: None,
+                agent: None,
+                limit: Some(1000),
+            },
+        )
+        .await?;
+    let now = now_ms();
+    for c in busy {
+        if let Some(exec) = &c.current_execution
+            && !state.runs().contains(exec)
+            && now - c.updated_at >= SETTLE_AFTER_MS
+        {
+            settle(state, tenant, &c.id, exec, None).await?;
+        }
+    }
+    Ok(())
+}
