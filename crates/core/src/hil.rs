@@ -1325,6 +1325,9 @@ pub trait HilStore: Send + Sync {
         agent: Option<&str>,
         state: Option<ItemState>,
     ) -> Result<Vec<WorkItem>>;
+    /// Tenants with conversations the AI or a human has now, or with open queue items: the
+    /// ones a restarted server's reconciler must visit. The only read across tenants.
+    async fn hil_tenants(&self) -> Result<Vec<String>>;
     /// Figures of the conversations created in `[since, until)`.
     async fn stats_rows(&self, tenant: &TenantId, since: i64, until: i64) -> Result<Vec<StatsRow>>;
 }

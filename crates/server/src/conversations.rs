@@ -1079,6 +1079,15 @@ pub fn deliver(state: &AppState, conv: &Conversation, m: &Message) {
 /// the tenants' pending tasks in the queue.
 pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
+    // After a restart: the tenants whose conversations or queue items are open.
+    match state.store().hil_tenants().await {
+        Ok(tenants) => {
+            for t in tenants {
+                state.hil_tenants().add(&t);
+            }
+        }
+        Err(e) => eprintln!("error: reading the tenants with open conversations: {e}"),
+    }
     loop {
         for tenant in state.hil_tenants().all() {
             if let Err(e) = reconcile(&state, &tenant).await {

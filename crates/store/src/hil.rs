@@ -865,6 +865,23 @@ macro_rules! impl_hil_store {
                     Ok(items)
                 }
 
+                async fn hil_tenants(&self) -> Result<Vec<String>> {
+                    let rows = sqlx::query(
+                        "SELECT DISTINCT tenant_id FROM hil_conversations \
+                         WHERE status IN ('ai_processing', 'pending_human', 'human_active') \
+                         UNION SELECT DISTINCT tenant_id FROM hil_items WHERE state <> 'done'",
+                    )
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(backend)?;
+                    let mut out = rows
+                        .iter()
+                        .map(|r| r.try_get::<String, _>(0).map_err(backend))
+                        .collect::<Result<Vec<_>>>()?;
+                    out.sort();
+                    Ok(out)
+                }
+
                 async fn stats_rows(
                     &self,
                     tenant: &TenantId,

@@ -166,7 +166,8 @@ pub struct CreateConversationBody {
     /// The workflow answering it (default: the tenant's binding for the channel in hilo.toml).
     #[serde(default)]
     pub workflow: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::params::whole")]
+    #[schema(minimum = 1)]
     pub version: Option<u64>,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -256,10 +257,24 @@ pub struct ConversationQuery {
 #[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
     /// Only messages after this sequence number.
-    pub after: Option<u64>,
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
     /// At most this many (1 to 1000, default 200).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+/// `?after=` as a sequence number (0 and up).
+fn after_seq(after: Option<i64>) -> ApiResult<u64> {
+    match after {
+        None => Ok(0),
+        Some(a) => u64::try_from(a).map_err(|_| {
+            ApiError::bad_request(
+                "INVALID_QUERY",
+                format!("after={a} is not a sequence number: give 0 or more"),
+            )
+        }),
+    }
 }
 
 /// Starts a conversation (status `new`) bound to a workflow.
@@ -398,7 +413,7 @@ pub async fn messages(
     }
     let items = state
         .store()
-        .list_messages(&caller.tenant, &id, q.after.unwrap_or(0), limit)
+        .list_messages(&caller.tenant, &id, after_seq(q.after)?, limit)
         .await?
         .into_iter()
         .map(MessageView::from)
@@ -454,7 +469,7 @@ pub async fn stream(
 ) -> ApiResult<Response> {
     caller.require(Scope::Read)?;
     state.store().get_conversation(&caller.tenant, &id).await?;
-    let after = crate::api::events::resume_after(&headers, q.after, "a message")?;
+    let after = crate::api::events::resume_after(&headers, Some(after_seq(q.after)?), "a message")?;
     Ok(Sse::new(message_stream(state, caller.tenant, id, after))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -813,12 +828,16 @@ impl AgentStatusParam {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutAgentBody {
+    #[schema(pattern = "\\S")]
     pub name: String,
+    /// An e-mail address (it has an `@`).
+    #[schema(pattern = "@")]
     pub email: String,
     #[serde(default)]
     pub skills: Vec<String>,
     /// Most items held at once (1 to 1000, default 5).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::params::whole")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub capacity: Option<u32>,
     /// Default offline.
     #[serde(default)]
@@ -870,7 +889,7 @@ pub async fn list_agents(
 /// Creates or updates a human agent; routing runs at once (an agent coming online takes
 /// queued work).
 #[utoipa::path(put, path = "/hil/agents/{id}", tag = "hil",
-    params(("id" = String, Path, description = "Agent id")),
+    params(("id" = String, Path, description = "Agent id: 1 to 64 letters, digits, `-`, `_` or `.`", pattern = "^[A-Za-z0-9._-]{1,64}$")),
     request_body = PutAgentBody,
     responses((status = 200, body = AgentView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = []))

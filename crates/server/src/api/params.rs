@@ -89,3 +89,22 @@ pub enum ByParam {
     Workflow,
     Node,
 }
+
+/// An optional whole number that JSON may write as `226` or `226.0` (JSON Schema's
+/// `integer` admits both; serde's integers only the first).
+pub(crate) fn whole<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let n: Option<serde_json::Number> = Option::deserialize(d)?;
+    let Some(n) = n else { return Ok(None) };
+    let v = n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    v.and_then(|v| T::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number in range")))
+}

@@ -699,3 +699,94 @@ async fn approvals_share_the_inbox_and_replies_reach_the_callback_signed() {
     assert!(text.contains("hilo_hil_assignments_total"), "{text}");
     s.stop().await;
 }
+
+const SLOW: &str = r#"
+name: slow
+version: 1
+nodes:
+  - id: think
+    type: tool
+    tool: test.sleep
+    with: {ms: 600}
+  - id: answer
+    type: finish
+    output: {reply: "Sorry for the wait: {{ input.message }}"}
+edges:
+  - {from: think, to: answer}
+"#;
+
+/// A server stops while a conversation's workflow is still answering; the next server on the
+/// same database finishes the run and its reconciler delivers the reply, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_still_running_at_shutdown_is_delivered_by_the_next_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db").display().to_string();
+    let mut settings = Settings::default();
+    settings.conversations.reply_timeout_ms = 50;
+    settings.server.shutdown_grace_ms = 0;
+    let s1 = TestServer::on(&db, settings.clone(), None).await;
+    let admin = s1.key("acme", &[Scope::Admin]).await;
+    let (code, v) = s1.import(&admin, SLOW).await;
+    assert!((200..300).contains(&code), "{v}");
+    let (_, c) = s1
+        .post(
+            &admin,
+            "/conversations",
+            json!({"customer_id": "c", "channel": "web", "workflow": "slow"}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let (code, p) = s1
+        .post(
+            &admin,
+            &format!("/conversations/{id}/messages"),
+            json!({"content": "hello?"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{p}");
+    assert_eq!(p["replies"], json!([]), "not answered within 50 ms");
+    assert!(p["conversation"]["current_execution"].is_string(), "{p}");
+    // Another message while the first is answered: refused, retry later.
+    let (code, e) = s1
+        .post(
+            &admin,
+            &format!("/conversations/{id}/messages"),
+            json!({"content": "??"}),
+        )
+        .await;
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (409, Some("CONVERSATION_BUSY"))
+    );
+    s1.stop().await;
+
+    let s2 = TestServer::on(&db, settings, None).await;
+    let mut replies = Vec::new();
+    for _ in 0..200 {
+        let (_, m) = s2
+            .get(&admin, &format!("/conversations/{id}/messages"))
+            .await;
+        replies = m["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["sender"] == "agent")
+            .cloned()
+            .collect();
+        if !replies.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0]["content"], "Sorry for the wait: hello?");
+    // Settled once: a second look changes nothing.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (_, m) = s2
+        .get(&admin, &format!("/conversations/{id}/messages"))
+        .await;
+    assert_eq!(m["items"].as_array().unwrap().len(), 2, "{m}");
+    let (_, c) = s2.get(&admin, &format!("/conversations/{id}")).await;
+    assert!(c["current_execution"].is_null(), "{c}");
+    s2.stop().await;
+}
