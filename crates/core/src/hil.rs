@@ -840,6 +840,28 @@ pub fn apply(snap: &HilSnapshot, op: &HilOp, at: i64) -> std::result::Result<Hil
         }
         HilOp::Claim { item, agent } => {
             if item.kind == ItemKind::Conversation {
+                // Already claimed: say by whom rather than which states.
+                if let Some(c) = conv
+                    .as_ref()
+                    .filter(|c| c.id == item.key && c.status == ConvStatus::HumanActive)
+                {
+                    let holder = c.assigned_agent.clone().unwrap_or_default();
+                    let a = agent_of(&agents, agent)?;
+                    return Err(if agents[a].id == holder {
+                        HilError::CannotTake {
+                            item: item.to_string(),
+                            agent: holder,
+                            why: "the agent has already claimed it".into(),
+                        }
+                    } else {
+                        HilError::NotHolder {
+                            item: item.to_string(),
+                            agent: agents[a].id.clone(),
+                            holder,
+                            what: "it is claimed already; ask them to transfer it, or a supervisor to reassign it".into(),
+                        }
+                    });
+                }
                 check_move(&conv, &item.key, ConvStatus::HumanActive)?;
             }
             let a = agent_of(&agents, agent)?;
@@ -983,12 +1005,18 @@ pub fn apply(snap: &HilSnapshot, op: &HilOp, at: i64) -> std::result::Result<Hil
                 || !ag.missing(&items[i].skills).is_empty()
             {
                 let why = if ag.status != AgentStatus::Online {
-                    format!("the agent is {}", ag.status.as_str())
+                    format!(
+                        "the agent is {}; pick an online agent (hilo hil agents list)",
+                        ag.status.as_str()
+                    )
                 } else if ag.load >= ag.capacity {
-                    format!("the agent is at capacity ({}/{})", ag.load, ag.capacity)
+                    format!(
+                        "the agent is at capacity ({}/{}); pick another agent or wait until they resolve one",
+                        ag.load, ag.capacity
+                    )
                 } else {
                     format!(
-                        "the agent lacks skill(s) {}",
+                        "the agent lacks skill(s) {}; pick an agent who has them",
                         ag.missing(&items[i].skills).join(", ")
                     )
                 };
@@ -1097,6 +1125,50 @@ pub fn apply(snap: &HilSnapshot, op: &HilOp, at: i64) -> std::result::Result<Hil
         HilOp::Route => {}
     }
 
+    // Work assigned to agents who are no longer online (and not claimed yet) goes back to
+    // the queue, keeping its place.
+    for it in items.iter_mut() {
+        if it.state != ItemState::Assigned {
+            continue;
+        }
+        let Some(holder) = it.agent.clone() else {
+            continue;
+        };
+        let online = agents
+            .iter()
+            .any(|a| a.id == holder && a.status == AgentStatus::Online);
+        if online {
+            continue;
+        }
+        if let Some(a) = agents.iter_mut().find(|a| a.id == holder) {
+            a.load = a.load.saturating_sub(1);
+        }
+        it.state = ItemState::Queued;
+        it.agent = None;
+        it.assigned_at = None;
+        let r = it.item_ref();
+        if it.kind == ItemKind::Conversation {
+            let status = match &mut conv {
+                Some(c) if c.id == it.key => {
+                    c.assigned_agent = None;
+                    c.updated_at = at;
+                    c.status
+                }
+                _ => ConvStatus::PendingHuman,
+            };
+            tr.push(Transition {
+                conversation_id: it.key.clone(),
+                from: status,
+                to: status,
+                actor: "router".into(),
+                reason: format!("back in the queue: {holder} is not online"),
+                at,
+            });
+        }
+        if !touched.contains(&r) {
+            touched.push(r);
+        }
+    }
     let assignments = route_except(
         &mut agents,
         &mut items,
@@ -1150,6 +1222,8 @@ pub struct ConvFilter {
     pub agent: Option<String>,
     /// At most this many (newest first); `None`: 100.
     pub limit: Option<u32>,
+    /// Only those with a run answering a message (`current_execution` set).
+    pub busy: bool,
 }
 
 /// A conversation's figures for [`stats`].
@@ -1280,13 +1354,27 @@ pub trait HilStore: Send + Sync {
     /// Writes `c` if its stored status is still `expected` and records `transitions`, in one
     /// transaction; otherwise `HilError::InvalidTransition` from the status it has now
     /// (to `c.status`). For changes outside the queue: new → ai_processing, finishing, notes,
-    /// the current execution, error counts.
+    /// error counts. `current_execution`, `last_seq`, `first_human_at` and `assigned_agent`
+    /// keep their stored values (their own operations write them).
     async fn update_conversation(
         &self,
         c: &Conversation,
         expected: ConvStatus,
         transitions: &[Transition],
     ) -> Result<()>;
+    /// Compare-and-set of the run answering the conversation's latest message: sets
+    /// `current_execution` to `to` only if it is `from` now (and, when `from` is `None`, the
+    /// conversation is `ai_processing`). `true` if it was set. The only writer of
+    /// `current_execution`: starting a run (`None → Some`) and settling it (`Some → None`)
+    /// each happen once, whichever process or request tries.
+    async fn swap_execution(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        at: i64,
+    ) -> Result<bool>;
     /// Appends a message (numbered after the conversation's last) and returns it.
     async fn add_message(
         &self,

@@ -29,8 +29,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use hilo_core::exec::{ExecStatus, NodeRecord, NodeStatus, TaskFilter};
 use hilo_core::hil::{
-    CHANNELS, ConvFilter, ConvStatus, Conversation, Handover, HilChanges, HilOp, ItemKind, ItemRef,
-    Message, NewMessage, Sender,
+    CHANNELS, ConvFilter, ConvStatus, Conversation, Handover, HilChanges, HilError, HilOp,
+    ItemKind, ItemRef, Message, NewMessage, Sender,
 };
 use hilo_core::{HilTrigger, Workflow};
 use hilo_engine::{Outcome, now_ms};
@@ -45,6 +45,9 @@ const CONTEXT_OUTPUT_BYTES: usize = 4096;
 
 /// Messages of the conversation put in a handover's context pack.
 const CONTEXT_MESSAGES: usize = 10;
+
+/// Pending tasks read per pass of the queue's task sync.
+const TASK_PAGE: u32 = 5_000;
 
 /// How long an execution may have ended before the reconciler settles it (the process
 /// waiting for it normally does so at once).
@@ -201,8 +204,25 @@ pub async fn get(state: &AppState, tenant: &str, id: &str) -> ApiResult<Conversa
     Ok(conv)
 }
 
-/// Takes a customer message: stores it, and while the AI has the conversation runs the
-/// workflow and waits (up to `[conversations] reply_timeout_ms`) for its reply.
+fn busy(id: &str, exec: Option<&str>) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::CONFLICT,
+        "CONVERSATION_BUSY",
+        format!(
+            "conversation `{id}` is still answering the previous message{}; send this one again when its reply has come",
+            exec.map(|x| format!(" (execution {x})"))
+                .unwrap_or_default()
+        ),
+    );
+    e.retry_after = Some(1);
+    e
+}
+
+/// Takes a customer message: while a human has the conversation it goes to their inbox;
+/// while the AI has it, it runs the workflow and waits (up to `[conversations]
+/// reply_timeout_ms`) for its reply. One message at a time is answered: the run is claimed
+/// on the conversation (`swap_execution`) before the message is stored, so a second message
+/// meanwhile is refused (409 `CONVERSATION_BUSY`, nothing stored) rather than answered twice.
 pub async fn post_message(
     state: &AppState,
     tenant: &str,
@@ -215,7 +235,6 @@ pub async fn post_message(
             "the message is empty: send the customer's text in `content`".into(),
         ));
     }
-    let t = tenant.to_string();
     let mut conv = get(state, tenant, id).await?;
     if conv.status.is_ended() {
         return Err(ApiError::new(
@@ -227,66 +246,94 @@ pub async fn post_message(
             ),
         ));
     }
-    if let Some(exec) = &conv.current_execution {
-        let mut e = ApiError::new(
-            StatusCode::CONFLICT,
-            "CONVERSATION_BUSY",
-            format!(
-                "conversation `{id}` is still answering the previous message (execution {exec}); send this one when its reply has come"
-            ),
-        );
-        e.retry_after = Some(1);
-        return Err(e);
+    if conv.status == ConvStatus::New {
+        let mut tr = Vec::new();
+        let mut moved = conv.clone();
+        hilo_core::hil::move_conversation(
+            &mut moved,
+            ConvStatus::AiProcessing,
+            "customer",
+            "first message",
+            now_ms(),
+            &mut tr,
+        )
+        .map_err(hilo_core::StoreError::from)?;
+        match state
+            .store()
+            .update_conversation(&moved, ConvStatus::New, &tr)
+            .await
+        {
+            Ok(()) => {}
+            // Another first message moved it already.
+            Err(hilo_core::StoreError::Hil(HilError::InvalidTransition { .. })) => {}
+            Err(e) => return Err(e.into()),
+        }
+        conv = state.store().get_conversation(tenant, id).await?;
+    }
+    let mut exec_id = None;
+    if conv.status == ConvStatus::AiProcessing {
+        if conv.current_execution.is_some() {
+            return Err(busy(id, conv.current_execution.as_deref()));
+        }
+        let new = hilo_engine::driver::new_id();
+        if state
+            .store()
+            .swap_execution(tenant, id, None, Some(&new), now_ms())
+            .await?
+        {
+            exec_id = Some(new);
+        } else {
+            conv = state.store().get_conversation(tenant, id).await?;
+            if conv.status == ConvStatus::AiProcessing {
+                return Err(busy(id, conv.current_execution.as_deref()));
+            }
+            if conv.status.is_ended() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "CONVERSATION_ENDED",
+                    format!(
+                        "conversation `{id}` is {}: it takes no more messages; start a new conversation",
+                        conv.status
+                    ),
+                ));
+            }
+        }
     }
     let message = state
         .store()
         .add_message(
-            &t,
+            tenant,
             id,
             &NewMessage {
                 sender: Sender::User,
                 author: None,
-                content: content.clone(),
-                execution_id: None,
+                content,
+                execution_id: exec_id.clone(),
                 at: now_ms(),
             },
         )
         .await?;
     deliver(state, &conv, &message);
-    match conv.status {
-        ConvStatus::New => {
-            let mut tr = Vec::new();
-            hilo_core::hil::move_conversation(
-                &mut conv,
-                ConvStatus::AiProcessing,
-                "customer",
-                "first message",
-                now_ms(),
-                &mut tr,
-            )
-            .map_err(hilo_core::StoreError::from)?;
-            state
-                .store()
-                .update_conversation(&conv, ConvStatus::New, &tr)
-                .await?;
-        }
-        ConvStatus::AiProcessing => {}
+    match exec_id {
+        Some(exec_id) => run_ai(state, conv, message, exec_id).await,
         // A human has it (or is about to): the message waits in their inbox.
-        _ => {
-            let conversation = state.store().get_conversation(&t, id).await?;
-            return Ok(Posted {
-                message,
-                conversation,
-                replies: Vec::new(),
-                execution_id: None,
-            });
-        }
+        None => Ok(Posted {
+            message,
+            conversation: state.store().get_conversation(tenant, id).await?,
+            replies: Vec::new(),
+            execution_id: None,
+        }),
     }
-    run_ai(state, conv, message).await
 }
 
-/// Runs the conversation's workflow for `message` and settles its end if it comes in time.
-async fn run_ai(state: &AppState, mut conv: Conversation, message: Message) -> ApiResult<Posted> {
+/// Runs the conversation's workflow for `message` (its run `exec_id` already claimed on the
+/// conversation) and settles its end if it comes in time.
+async fn run_ai(
+    state: &AppState,
+    conv: Conversation,
+    message: Message,
+    exec_id: String,
+) -> ApiResult<Posted> {
     let t = conv.tenant.clone();
     let history_len = state.settings().conversations.history;
     let from = message.seq.saturating_sub(history_len as u64 + 1);
@@ -309,15 +356,6 @@ async fn run_ai(state: &AppState, mut conv: Conversation, message: Message) -> A
             "metadata": conv.metadata,
         },
     });
-    // The execution is recorded on the conversation before it starts, so that whoever
-    // finds it ended (this process, the reconciler, the next read) can settle it.
-    let exec_id = hilo_engine::driver::new_id();
-    conv.current_execution = Some(exec_id.clone());
-    conv.updated_at = now_ms();
-    state
-        .store()
-        .update_conversation(&conv, ConvStatus::AiProcessing, &[])
-        .await?;
     let started = start(
         state,
         StartRequest {
@@ -333,12 +371,10 @@ async fn run_ai(state: &AppState, mut conv: Conversation, message: Message) -> A
     let mut started = match started {
         Ok(s) => s,
         Err(e) => {
-            // Nothing runs: forget the execution, keep the message, say why.
-            conv.current_execution = None;
-            conv.updated_at = now_ms();
+            // Nothing runs: give the run up (the message stays), say why.
             state
                 .store()
-                .update_conversation(&conv, ConvStatus::AiProcessing, &[])
+                .swap_execution(&t, &conv.id, Some(&exec_id), None, now_ms())
                 .await?;
             return Err(e);
         }
@@ -348,11 +384,17 @@ async fn run_ai(state: &AppState, mut conv: Conversation, message: Message) -> A
         Ok(Ok(Ok(outcome))) => Some(outcome),
         _ => None,
     };
-    let replies = if let Some(outcome) = outcome {
-        settle(state, &t, &conv.id, &exec_id, Some(outcome)).await?
-    } else {
-        Vec::new()
-    };
+    if let Some(outcome) = outcome {
+        settle(state, &t, &conv.id, &exec_id, Some(outcome)).await?;
+    }
+    // Whoever settled it (this request, a read, the reconciler), its messages are stored.
+    let replies = state
+        .store()
+        .list_messages(&t, &conv.id, message.seq, 100)
+        .await?
+        .into_iter()
+        .filter(|m| m.sender != Sender::User)
+        .collect();
     let conversation = state.store().get_conversation(&t, &conv.id).await?;
     Ok(Posted {
         message,
@@ -551,9 +593,8 @@ pub async fn settle(
     outcome: Option<Outcome>,
 ) -> ApiResult<Vec<Message>> {
     let t = tenant.to_string();
-    let mut conv = state.store().get_conversation(&t, id).await?;
-    if conv.status != ConvStatus::AiProcessing || conv.current_execution.as_deref() != Some(exec_id)
-    {
+    let conv = state.store().get_conversation(&t, id).await?;
+    if conv.current_execution.as_deref() != Some(exec_id) {
         return Ok(Vec::new());
     }
     let (status, output, error, nodes) = match outcome {
@@ -566,8 +607,12 @@ pub async fn settle(
                 let nodes = state.store().node_records(exec_id).await?;
                 (e.status, e.output, e.error, nodes)
             }
-            // Never created (the process died between recording and starting it).
+            // Not created yet (the request that claimed the run is about to start it), or
+            // never (its process died in between): failed once that is clear.
             Err(hilo_core::StoreError::ExecutionNotFound { .. }) => {
+                if now_ms() - conv.updated_at < SETTLE_AFTER_MS {
+                    return Ok(Vec::new());
+                }
                 (ExecStatus::Failed, None, None, Vec::new())
             }
             Err(e) => return Err(e.into()),
@@ -577,6 +622,18 @@ pub async fn settle(
         return Ok(Vec::new());
     }
     let now = now_ms();
+    // Settled once: only whoever takes the run off the conversation goes on.
+    if !state
+        .store()
+        .swap_execution(&t, id, Some(exec_id), None, now)
+        .await?
+    {
+        return Ok(Vec::new());
+    }
+    let mut conv = state.store().get_conversation(&t, id).await?;
+    if conv.status != ConvStatus::AiProcessing {
+        return Ok(Vec::new());
+    }
     let mut added = Vec::new();
     match status {
         ExecStatus::Succeeded => {
@@ -856,16 +913,16 @@ pub async fn human_reply(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "NOT_HOLDER",
-            format!(
-                "agent `{}` cannot reply in conversation `{id}`: it is {}{}; claim it first (hilo claim {id} --agent {})",
-                a.id,
-                conv.status,
-                conv.assigned_agent
-                    .as_deref()
-                    .map(|h| format!(" and held by `{h}`"))
-                    .unwrap_or_default(),
-                a.id
-            ),
+            match conv.assigned_agent.as_deref() {
+                Some(h) if h != a.id => format!(
+                    "agent `{}` cannot reply in conversation `{id}`: `{h}` holds it; ask them to transfer it (hilo hil transfer {id} --by {h} --to {})",
+                    a.id, a.id
+                ),
+                _ => format!(
+                    "agent `{}` cannot reply in conversation `{id}`: it is {}; claim it first (hilo claim {id} --agent {})",
+                    a.id, conv.status, a.id
+                ),
+            },
         ));
     }
     let first = conv.first_human_at.is_none();
@@ -1009,7 +1066,7 @@ pub async fn sync_tasks(state: &AppState, tenant: &str) -> ApiResult<()> {
                 status: Some("pending".into()),
                 assignee: None,
                 skills: Vec::new(),
-                limit: Some(500),
+                limit: Some(TASK_PAGE),
             },
         )
         .await?;
@@ -1039,8 +1096,8 @@ pub async fn sync_tasks(state: &AppState, tenant: &str) -> ApiResult<()> {
             .await?;
         }
     }
-    // Only a full page of pending tasks is a complete list.
-    if pending.len() < 500 {
+    // Only a list shorter than a page is complete.
+    if pending.len() < TASK_PAGE as usize {
         for key in queued.iter().filter(|k| !keys.contains(**k)) {
             act(
                 state,
@@ -1079,23 +1136,19 @@ pub fn deliver(state: &AppState, conv: &Conversation, m: &Message) {
 /// the tenants' pending tasks in the queue.
 pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
-    // After a restart: the tenants whose conversations or queue items are open.
-    match state.store().hil_tenants().await {
-        Ok(tenants) => {
-            for t in tenants {
-                state.hil_tenants().add(&t);
-            }
-        }
-        Err(e) => eprintln!("error: reading the tenants with open conversations: {e}"),
-    }
     loop {
-        for tenant in state.hil_tenants().all() {
-            if let Err(e) = reconcile(&state, &tenant).await {
-                eprintln!(
-                    "error: reconciling conversations of tenant {tenant}: {}",
-                    e.message
-                );
+        // The tenants with open conversations or queue items, whichever process made them,
+        // and those this process served.
+        match state.store().hil_tenants().await {
+            Ok(tenants) => {
+                for t in tenants {
+                    state.hil_tenants().add(&t);
+                }
             }
+            Err(e) => eprintln!("error: reading the tenants with open conversations: {e}"),
+        }
+        for tenant in state.hil_tenants().all() {
+            reconcile(&state, &tenant).await;
         }
         tokio::select! {
             _ = &mut shutdown => return,
@@ -1104,28 +1157,46 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
     }
 }
 
-async fn reconcile(state: &AppState, tenant: &str) -> ApiResult<()> {
-    sync_tasks(state, tenant).await?;
-    let busy = state
+/// One pass over a tenant: its tasks into the queue, its runs that ended settled. A failure
+/// is logged and the pass goes on with the next conversation.
+async fn reconcile(state: &AppState, tenant: &str) {
+    if let Err(e) = sync_tasks(state, tenant).await {
+        eprintln!(
+            "error: putting the human tasks of tenant {tenant} in the queue: {}",
+            e.message
+        );
+    }
+    let busy = match state
         .store()
         .list_conversations(
             tenant,
             &ConvFilter {
-                status: Some(ConvStatus::AiProcessing),
+                status: None,
                 customer_id: None,
                 agent: None,
                 limit: Some(1000),
+                busy: true,
             },
         )
-        .await?;
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: reading the conversations of tenant {tenant}: {e}");
+            return;
+        }
+    };
     let now = now_ms();
     for c in busy {
         if let Some(exec) = &c.current_execution
             && !state.runs().contains(exec)
             && now - c.updated_at >= SETTLE_AFTER_MS
+            && let Err(e) = settle(state, tenant, &c.id, exec, None).await
         {
-            settle(state, tenant, &c.id, exec, None).await?;
+            eprintln!(
+                "error: settling execution {exec} of conversation {} (tenant {tenant}): {}",
+                c.id, e.message
+            );
         }
     }
-    Ok(())
 }

@@ -2,7 +2,8 @@
 -- human queue (work items) and the per-tenant queue lock. Portable SQL, as 0001.
 
 -- A conversation. Queried columns are columns; the rest (summary, metadata, handover, note,
--- current_execution, callback_url) is JSON in `doc`. `row_version` goes up on every write of
+-- callback_url) is JSON in `doc`. `current_execution` (the run answering the latest customer
+-- message) is written only by `swap_execution`'s compare-and-set. `row_version` goes up on every write of
 -- the queue or of `update_conversation`.
 CREATE TABLE hil_conversations (
     id                 TEXT   NOT NULL PRIMARY KEY,
@@ -23,7 +24,8 @@ CREATE TABLE hil_conversations (
     resolved_at        BIGINT,
     ended_at           BIGINT,
     row_version        BIGINT NOT NULL,
-    doc                TEXT   NOT NULL
+    doc                TEXT   NOT NULL,
+    current_execution  TEXT
 );
 CREATE INDEX hil_conversations_by_created ON hil_conversations (tenant_id, created_at);
 CREATE INDEX hil_conversations_by_status ON hil_conversations (tenant_id, status);

@@ -41,8 +41,6 @@ pub(crate) struct ConvDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_execution: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
 }
 
@@ -53,7 +51,6 @@ pub(crate) fn conv_doc(c: &Conversation) -> String {
         "metadata": c.metadata,
         "handover": c.handover,
         "note": c.note,
-        "current_execution": c.current_execution,
         "callback_url": c.callback_url,
     })
     .to_string()
@@ -98,7 +95,7 @@ macro_rules! conv_columns {
     () => {
         "id, tenant_id, customer_id, channel, status, assigned_agent, workflow, version, \
          handovers, consecutive_errors, last_seq, created_at, updated_at, handed_over_at, \
-         first_human_at, resolved_at, ended_at, doc, row_version"
+         first_human_at, resolved_at, ended_at, doc, row_version, current_execution"
     };
 }
 
@@ -175,7 +172,7 @@ macro_rules! impl_hil_store {
                     note: doc.note,
                     consecutive_errors: to_u32(r.try_get(9).map_err(backend)?),
                     handovers: to_u32(r.try_get(8).map_err(backend)?),
-                    current_execution: doc.current_execution,
+                    current_execution: r.try_get(19).map_err(backend)?,
                     callback_url: doc.callback_url,
                     last_seq: to_u64(r.try_get(10).map_err(backend)?),
                     created_at: r.try_get(11).map_err(backend)?,
@@ -399,7 +396,7 @@ macro_rules! impl_hil_store {
                         "INSERT INTO hil_conversations (",
                         conv_columns!(),
                         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                         $15, $16, $17, $18, 0)"
+                         $15, $16, $17, $18, 0, $19)"
                     ))
                     .bind(&c.id)
                     .bind(&c.tenant)
@@ -419,6 +416,7 @@ macro_rules! impl_hil_store {
                     .bind(c.resolved_at)
                     .bind(c.ended_at)
                     .bind(conv_doc(c))
+                    .bind(&c.current_execution)
                     .execute(self.pool())
                     .await;
                     match done {
@@ -451,6 +449,7 @@ macro_rules! impl_hil_store {
                          AND ($2 IS NULL OR status = $2) \
                          AND ($3 IS NULL OR customer_id = $3) \
                          AND ($4 IS NULL OR assigned_agent = $4) \
+                         AND ($6 = 0 OR current_execution IS NOT NULL) \
                          ORDER BY created_at DESC, id DESC LIMIT $5"
                     ))
                     .bind(tenant)
@@ -458,6 +457,7 @@ macro_rules! impl_hil_store {
                     .bind(filter.customer_id.as_deref())
                     .bind(filter.agent.as_deref())
                     .bind(conversation_limit(filter.limit))
+                    .bind(i64::from(filter.busy))
                     .fetch_all(self.pool())
                     .await
                     .map_err(backend)?;
@@ -522,6 +522,47 @@ macro_rules! impl_hil_store {
                     }
                     insert_transitions(&mut tx, &c.tenant, transitions).await?;
                     tx.commit().await.map_err(backend)
+                }
+
+                async fn swap_execution(
+                    &self,
+                    tenant: &TenantId,
+                    id: &str,
+                    from: Option<&str>,
+                    to: Option<&str>,
+                    at: i64,
+                ) -> Result<bool> {
+                    let done = match from {
+                        None => sqlx::query(
+                            "UPDATE hil_conversations SET current_execution = $3, \
+                             updated_at = CASE WHEN updated_at < $4 THEN $4 ELSE updated_at END, \
+                             row_version = row_version + 1 \
+                             WHERE tenant_id = $1 AND id = $2 AND status = 'ai_processing' \
+                             AND current_execution IS NULL",
+                        )
+                        .bind(tenant)
+                        .bind(id)
+                        .bind(to)
+                        .bind(at)
+                        .execute(self.pool())
+                        .await,
+                        Some(from) => sqlx::query(
+                            "UPDATE hil_conversations SET current_execution = $3, \
+                             updated_at = CASE WHEN updated_at < $4 THEN $4 ELSE updated_at END, \
+                             row_version = row_version + 1 \
+                             WHERE tenant_id = $1 AND id = $2 AND current_execution = $5",
+                        )
+                        .bind(tenant)
+                        .bind(id)
+                        .bind(to)
+                        .bind(at)
+                        .bind(from)
+                        .execute(self.pool())
+                        .await,
+                    }
+                    .map_err(backend)?
+                    .rows_affected();
+                    Ok(done == 1)
                 }
 
                 async fn add_message(

@@ -337,6 +337,7 @@ pub async fn list(
                 customer_id: q.customer_id,
                 agent: q.agent,
                 limit: Some(limit),
+                busy: false,
             },
         )
         .await?
@@ -741,7 +742,8 @@ pub async fn release(
     Ok(Json(acted(changes)))
 }
 
-/// Transfers (holder) or reassigns (supervisor) a conversation to another agent.
+/// Transfers (the holder, an `execute` key) or reassigns (anyone else: an `admin` key) a
+/// conversation to another agent.
 #[utoipa::path(post, path = "/conversations/{id}/transfer", tag = "hil",
     params(("id" = String, Path, description = "Conversation id")),
     request_body = TransferBody,
@@ -755,6 +757,18 @@ pub async fn transfer(
     ApiJson(body): ApiJson<TransferBody>,
 ) -> ApiResult<Json<ActedView>> {
     caller.require(Scope::Execute)?;
+    // The holder transfers; anyone else reassigns, which takes an admin key.
+    let c = state.store().get_conversation(&caller.tenant, &id).await?;
+    let holder = match &c.assigned_agent {
+        Some(h) => state.store().get_agent(&caller.tenant, h).await.ok(),
+        None => None,
+    };
+    let by_holder = holder
+        .as_ref()
+        .is_some_and(|h| h.id == body.by || h.email.eq_ignore_ascii_case(&body.by));
+    if !by_holder {
+        caller.require(Scope::Admin)?;
+    }
     let changes = conv::act(
         &state,
         &caller.tenant,

@@ -171,15 +171,22 @@ pub async fn answer(
         .engine()
         .answer(&caller.tenant, execution_id, node, &body.answer)
         .await?;
-    // The task leaves the human queue at once: its holder's load goes down.
-    crate::conversations::act(
+    // The task leaves the human queue at once: its holder's load goes down. The answer is
+    // in; should this fail, the queue's next task sync closes it.
+    if let Err(e) = crate::conversations::act(
         &state,
         &caller.tenant,
         hilo_core::hil::HilOp::CloseTask {
             key: format!("{execution_id}.{node_key}"),
         },
     )
-    .await?;
+    .await
+    {
+        eprintln!(
+            "warning: task {execution_id}.{node_key} was answered but is still in the human queue ({}); the next sync closes it",
+            e.message
+        );
+    }
     if !state.runs().contains(execution_id) {
         spawn_drive(
             &state,

@@ -790,3 +790,98 @@ async fn a_reply_still_running_at_shutdown_is_delivered_by_the_next_server() {
     assert!(c["current_execution"].is_null(), "{c}");
     s2.stop().await;
 }
+
+/// Concurrency at the conversation layer: readers polling while a message is answered, and
+/// two messages at once, give one reply per answered message; an agent who goes away gives
+/// their unclaimed work back to the queue, to an online colleague.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replies_are_settled_once_and_away_agents_give_work_back() {
+    let s = TestServer::start().await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    for wf in [ECHO, POLITE] {
+        let (code, v) = s.import(&admin, wf).await;
+        assert!((200..300).contains(&code), "{v}");
+    }
+    for round in 0..10 {
+        let (_, c) = s
+            .post(
+                &admin,
+                "/conversations",
+                json!({"customer_id": format!("r{round}"), "channel": "web", "workflow": "echo"}),
+            )
+            .await;
+        let id = c["id"].as_str().unwrap().to_string();
+        // Two first messages at once, and readers polling meanwhile.
+        let post = |text: &'static str| {
+            let (s, admin, id) = (&s, admin.clone(), id.clone());
+            async move {
+                s.post(
+                    &admin,
+                    &format!("/conversations/{id}/messages"),
+                    json!({"content": text}),
+                )
+                .await
+            }
+        };
+        let read = || {
+            let (s, admin, id) = (&s, admin.clone(), id.clone());
+            async move {
+                for _ in 0..5 {
+                    s.get(&admin, &format!("/conversations/{id}")).await;
+                }
+            }
+        };
+        let ((a, _), (b, _), _, _) = tokio::join!(post("one"), post("two"), read(), read());
+        let answered = [a, b].iter().filter(|c| **c == 200).count();
+        assert!(answered >= 1, "{a} {b}");
+        assert!([a, b].iter().all(|c| *c == 200 || *c == 409), "{a} {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, m) = s
+            .get(&admin, &format!("/conversations/{id}/messages"))
+            .await;
+        let items = m["items"].as_array().unwrap();
+        let users = items.iter().filter(|m| m["sender"] == "user").count();
+        let agents = items.iter().filter(|m| m["sender"] == "agent").count();
+        assert_eq!(users, answered, "a refused message is not stored: {m}");
+        assert_eq!(agents, users, "one reply per answered message: {m}");
+    }
+
+    // Ann holds a handed-over conversation (assigned, not claimed) and goes away: it moves
+    // to Bob, who is online with the skill.
+    agent(&s, &admin, "ann", &["billing"], 2).await;
+    let (_, c) = s
+        .post(
+            &admin,
+            "/conversations",
+            json!({"customer_id": "x", "channel": "web", "workflow": "polite"}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let (_, p) = s
+        .post(
+            &admin,
+            &format!("/conversations/{id}/messages"),
+            json!({"content": "refund please"}),
+        )
+        .await;
+    assert_eq!(p["conversation"]["assigned_agent"], "ann", "{p}");
+    agent(&s, &admin, "bob", &["billing"], 2).await;
+    let (code, a) = s
+        .post(&admin, "/hil/agents/ann/status", json!({"status": "away"}))
+        .await;
+    assert_eq!(code, 200, "{a}");
+    assert_eq!(a["load"], 0, "{a}");
+    let (_, c) = s.get(&admin, &format!("/conversations/{id}")).await;
+    assert_eq!(c["assigned_agent"], "bob", "{c}");
+    // Transferring it away from Bob as someone else takes an admin key.
+    let exec = s.key("acme", &[Scope::Execute]).await;
+    let (code, e) = s
+        .post(
+            &exec,
+            &format!("/conversations/{id}/transfer"),
+            json!({"by": "ann", "to": "ann"}),
+        )
+        .await;
+    assert_eq!(code, 403, "{e}");
+    s.stop().await;
+}

@@ -275,12 +275,73 @@ async fn conversations_are_created_listed_and_updated(s: &dyn Store) {
         .unwrap();
     let got = s.get_conversation(t, "hc-1").await.unwrap();
     assert_eq!(got.status, ConvStatus::AiProcessing);
-    assert_eq!(got.current_execution.as_deref(), Some("ex-9"));
+    assert_eq!(
+        got.current_execution, None,
+        "only swap_execution writes the run answering a message"
+    );
     assert_eq!(got.note.as_deref(), Some("be nice"));
     assert_eq!(got.summary.as_deref(), Some("wants a refund"));
     assert_eq!(got.last_seq, 1, "a stale value does not undo add_message");
     assert_eq!(got.updated_at, 1_200);
     assert_eq!(s.list_transitions(t, "hc-1").await.unwrap(), tr);
+
+    // The run answering a message: claimed once, settled once.
+    assert!(
+        s.swap_execution(t, "hc-1", None, Some("ex-9"), 1_200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.swap_execution(t, "hc-1", None, Some("ex-10"), 1_200)
+            .await
+            .unwrap(),
+        "a second run is refused while one answers"
+    );
+    let busy = ConvFilter {
+        busy: true,
+        ..ConvFilter::default()
+    };
+    assert_eq!(
+        ids(s.list_conversations(t, &busy).await.unwrap()),
+        vec!["hc-1"]
+    );
+    // update_conversation keeps it.
+    s.update_conversation(&got, ConvStatus::AiProcessing, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_conversation(t, "hc-1")
+            .await
+            .unwrap()
+            .current_execution
+            .as_deref(),
+        Some("ex-9")
+    );
+    assert!(
+        !s.swap_execution(t, "hc-1", Some("ex-8"), None, 1_200)
+            .await
+            .unwrap(),
+        "only the run it has is settled"
+    );
+    assert!(
+        s.swap_execution(t, "hc-1", Some("ex-9"), None, 1_200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.swap_execution(t, "hc-1", Some("ex-9"), None, 1_200)
+            .await
+            .unwrap(),
+        "settled once"
+    );
+    assert_eq!(s.list_conversations(t, &busy).await.unwrap(), Vec::new());
+    assert_eq!(
+        s.get_conversation(t, "hc-1")
+            .await
+            .unwrap()
+            .current_execution,
+        None
+    );
     let by_status = ConvFilter {
         status: Some(ConvStatus::AiProcessing),
         ..ConvFilter::default()
@@ -582,7 +643,7 @@ async fn handover_claim_and_resolve(s: &dyn Store) {
             .unwrap(),
         Vec::new()
     );
-    refused(s, t, claim("hq-1", "ann"), 3_100, "INVALID_TRANSITION").await;
+    refused(s, t, claim("hq-1", "ann"), 3_100, "CANNOT_TAKE").await;
 
     // Resolve: resolved, the item done, the load back to 0.
     apply(s, t, resolve("hq-1", "ann"), 4_000).await;
