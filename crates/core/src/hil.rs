@@ -238,6 +238,24 @@ pub struct NewMessage {
     pub content: String,
     pub execution_id: Option<String>,
     pub at: i64,
+    /// Queue the message for a POST to this URL, in the same transaction ([`Delivery`]).
+    pub callback_url: Option<String>,
+}
+
+/// A message waiting to be (or that was) POSTed to its conversation's callback URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub tenant: String,
+    pub conversation_id: String,
+    pub seq: u64,
+    pub url: String,
+    /// `pending`, `delivered` or `failed` (attempts ran out).
+    pub status: String,
+    pub attempts: u32,
+    /// When the next attempt is due (Unix ms).
+    pub next_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// One recorded change of a conversation: a status move, or (from = to) an assignment,
@@ -1382,6 +1400,11 @@ pub trait HilStore: Send + Sync {
         conversation: &str,
         m: &NewMessage,
     ) -> Result<Message>;
+    /// Pending deliveries due at `now`, across tenants, each the oldest pending one of its
+    /// conversation (so a conversation's messages arrive in order), at most `limit`.
+    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<Delivery>>;
+    /// Records a delivery attempt: status, attempts, next attempt, error.
+    async fn update_delivery(&self, d: &Delivery) -> Result<()>;
     /// Messages after `after_seq`, oldest first, at most `limit`.
     async fn list_messages(
         &self,

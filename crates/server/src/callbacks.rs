@@ -14,6 +14,9 @@
 //!
 //! Receivers check the signature over the raw body, then `sent_at` against their clock to
 //! refuse replays.
+//!
+//! Conversation messages to a conversation's callback URL go out from the same loop
+//! ([`deliver_message`]), from the store's `hil_deliveries` outbox.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -112,6 +115,15 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
                 futures_util::future::join_all(sends).await;
             }
             Err(e) => eprintln!("error: reading due callbacks: {e}"),
+        }
+        match state.store().due_deliveries(now_ms(), 32).await {
+            Ok(due) => {
+                let sends = due
+                    .into_iter()
+                    .map(|d| deliver_message(&state, &client, secrets.as_deref(), &settings, d));
+                futures_util::future::join_all(sends).await;
+            }
+            Err(e) => eprintln!("error: reading due conversation messages to deliver: {e}"),
         }
         // Wake when an execution started here with a callback ends, or poll (executions
         // resumed or run by other processes, retries).
@@ -245,102 +257,118 @@ async fn attempt(
     }
 }
 
-/// POSTs a conversation message to the conversation's callback URL, signed like execution
-/// callbacks (`X-Hilo-Signature` over the body, `Idempotency-Key: message:<conversation
-/// id>:<seq>`, the same on every retry), retrying with backoff up to `[callbacks]
-/// max_attempts`. Body: `{conversation_id, tenant, message: {seq, sender, author, content,
-/// at}, sent_at}`. The message is stored before it is sent: a receiver that missed one
-/// reads it from `GET /conversations/{id}/messages?after=SEQ`.
-pub async fn post_message(
+/// One attempt at POSTing a conversation message to its callback URL, recorded: signed like
+/// execution callbacks (`X-Hilo-Signature` over the body, `X-Hilo-Conversation-Id`,
+/// `Idempotency-Key: message:<conversation id>:<seq>`, the same on every retry), retried with
+/// backoff up to `[callbacks] max_attempts`. Body: `{conversation_id, tenant, message: {seq,
+/// sender, author, content, at}, sent_at}`. Deliveries are stored with their message, so a
+/// restart loses none, and a conversation's go out in order (the store hands out only its
+/// oldest pending one).
+async fn deliver_message(
     state: &AppState,
-    tenant: &str,
-    conversation_id: &str,
-    url: &str,
-    m: &hilo_core::hil::Message,
+    client: &HttpClient,
+    secrets: Option<&dyn Secrets>,
+    settings: &CallbackSettings,
+    mut d: hilo_core::hil::Delivery,
 ) {
-    let settings = state.settings().callbacks.clone();
-    let client = match HttpClient::new(&HttpSettings {
-        allow_hosts: settings.allow_hosts.clone(),
-        ..HttpSettings::default()
-    }) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: conversation callbacks are off: {e}");
-            return;
+    d.attempts += 1;
+    let result = post_message(state, client, secrets, settings, &d).await;
+    match result {
+        Ok(()) => {
+            d.status = "delivered".into();
+            d.last_error = None;
+            metrics::counter!("hilo_conversation_callbacks_total", "outcome" => "delivered")
+                .increment(1);
         }
-    };
-    let secrets = state.secrets().cloned();
-    let mut attempt_no = 0u32;
-    loop {
-        attempt_no += 1;
-        let body = json!({
-            "conversation_id": conversation_id,
-            "tenant": tenant,
-            "message": {
-                "seq": m.seq,
-                "sender": m.sender.as_str(),
-                "author": m.author,
-                "content": m.content,
-                "at": crate::api::executions::time(m.at),
-            },
-            "sent_at": crate::api::executions::time(now_ms()),
-        })
-        .to_string();
-        let result = match signing_key(secrets.as_deref(), tenant).await {
-            Err(e) => Err(e),
-            Ok(key) => {
-                let mut headers = Map::new();
-                headers.insert("Content-Type".into(), json!("application/json"));
-                headers.insert(
-                    "X-Hilo-Signature".into(),
-                    json!(sign(key.as_bytes(), body.as_bytes())),
-                );
-                headers.insert("X-Hilo-Conversation-Id".into(), json!(conversation_id));
-                let ctx = ToolContext {
-                    tenant: tenant.to_string(),
-                    execution_id: conversation_id.to_string(),
-                    node_key: "callback".into(),
-                    idempotency_key: format!("message:{conversation_id}:{}", m.seq),
-                    attempt: attempt_no,
-                    compensation: false,
-                };
-                let call = HttpCall {
-                    method: "POST".into(),
-                    url: url.to_string(),
-                    headers,
-                    query: Map::new(),
-                    body: Some(Value::String(body)),
-                    timeout_ms: Some(settings.timeout_ms),
-                };
-                client
-                    .send(&ctx, call)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.message)
-            }
-        };
-        match result {
-            Ok(()) => {
-                metrics::counter!("hilo_conversation_callbacks_total", "outcome" => "delivered")
-                    .increment(1);
-                return;
-            }
-            Err(e) if attempt_no >= settings.max_attempts => {
+        Err(e) => {
+            d.last_error = Some(e);
+            if d.attempts >= settings.max_attempts {
+                d.status = "failed".into();
                 eprintln!(
-                    "error: message {} of conversation {conversation_id} was not delivered to {url} after {attempt_no} attempts: {e}",
-                    m.seq
+                    "error: message {} of conversation {} was not delivered to {} after {} attempts: {}",
+                    d.seq,
+                    d.conversation_id,
+                    d.url,
+                    d.attempts,
+                    d.last_error.as_deref().unwrap_or("")
                 );
                 metrics::counter!("hilo_conversation_callbacks_total", "outcome" => "failed")
                     .increment(1);
-                return;
-            }
-            Err(_) => {
+            } else {
                 let backoff = settings
                     .initial_backoff_ms
-                    .saturating_mul(1u64 << (attempt_no - 1).min(20))
+                    .saturating_mul(1u64 << (d.attempts - 1).min(20))
                     .min(settings.max_backoff_ms);
-                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                d.next_at = now_ms() + backoff as i64;
+                metrics::counter!("hilo_conversation_callbacks_total", "outcome" => "retry")
+                    .increment(1);
             }
         }
     }
+    if let Err(e) = state.store().update_delivery(&d).await {
+        eprintln!(
+            "error: recording the delivery of message {} of conversation {}: {e}",
+            d.seq, d.conversation_id
+        );
+    }
+}
+
+async fn post_message(
+    state: &AppState,
+    client: &HttpClient,
+    secrets: Option<&dyn Secrets>,
+    settings: &CallbackSettings,
+    d: &hilo_core::hil::Delivery,
+) -> Result<(), String> {
+    let m = state
+        .store()
+        .list_messages(&d.tenant, &d.conversation_id, d.seq.saturating_sub(1), 1)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .filter(|m| m.seq == d.seq)
+        .ok_or_else(|| format!("message {} is no longer stored", d.seq))?;
+    let body = json!({
+        "conversation_id": d.conversation_id,
+        "tenant": d.tenant,
+        "message": {
+            "seq": m.seq,
+            "sender": m.sender.as_str(),
+            "author": m.author,
+            "content": m.content,
+            "at": crate::api::executions::time(m.at),
+        },
+        "sent_at": crate::api::executions::time(now_ms()),
+    })
+    .to_string();
+    let key = signing_key(secrets, &d.tenant).await?;
+    let mut headers = Map::new();
+    headers.insert("Content-Type".into(), json!("application/json"));
+    headers.insert(
+        "X-Hilo-Signature".into(),
+        json!(sign(key.as_bytes(), body.as_bytes())),
+    );
+    headers.insert("X-Hilo-Conversation-Id".into(), json!(d.conversation_id));
+    let ctx = ToolContext {
+        tenant: d.tenant.clone(),
+        execution_id: d.conversation_id.clone(),
+        node_key: "callback".into(),
+        idempotency_key: format!("message:{}:{}", d.conversation_id, d.seq),
+        attempt: d.attempts,
+        compensation: false,
+    };
+    let call = HttpCall {
+        method: "POST".into(),
+        url: d.url.clone(),
+        headers,
+        query: Map::new(),
+        body: Some(Value::String(body)),
+        timeout_ms: Some(settings.timeout_ms),
+    };
+    client
+        .send(&ctx, call)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.message)
 }

@@ -310,6 +310,7 @@ pub async fn post_message(
                 content,
                 execution_id: exec_id.clone(),
                 at: now_ms(),
+                callback_url: None,
             },
         )
         .await?;
@@ -867,6 +868,7 @@ pub async fn say(
                 content,
                 execution_id: exec_id.map(str::to_string),
                 at: now_ms(),
+                callback_url: conv.callback_url.clone(),
             },
         )
         .await?;
@@ -1112,22 +1114,12 @@ pub async fn sync_tasks(state: &AppState, tenant: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Tells this process's live streams of the conversation, and posts the message to the
-/// conversation's callback URL if it has one (messages of the customer excepted).
+/// Tells this process's live streams of the conversation; a message queued for the
+/// conversation's callback URL (with the message, by the store) wakes the sender.
 pub fn deliver(state: &AppState, conv: &Conversation, m: &Message) {
     state.conversation_changed(&conv.tenant, &conv.id);
-    if m.sender != Sender::User
-        && let Some(url) = conv.callback_url.clone()
-    {
-        let (st, tenant, conv_id, m) = (
-            state.clone(),
-            conv.tenant.clone(),
-            conv.id.clone(),
-            m.clone(),
-        );
-        tokio::spawn(async move {
-            crate::callbacks::post_message(&st, &tenant, &conv_id, &url, &m).await
-        });
+    if m.sender != Sender::User && conv.callback_url.is_some() {
+        state.ended().notify_one();
     }
 }
 

@@ -46,8 +46,8 @@ struct Inner {
     keys: KeyCache,
     limiter: Option<KeyLimiter>,
     events: broadcast::Sender<Arc<str>>,
-    /// Signalled when an execution of this process that has a callback ends (the callback
-    /// sender waits on it).
+    /// Signalled when an execution of this process that has a callback ends, or a
+    /// conversation message is queued for its callback URL (the callback sender waits on it).
     ended: tokio::sync::Notify,
     /// Executions started here with a callback and being driven here: when one ends, the
     /// callback sender is woken at once (others' callbacks wait for its poll).

@@ -31,6 +31,21 @@ CREATE INDEX hil_conversations_by_created ON hil_conversations (tenant_id, creat
 CREATE INDEX hil_conversations_by_status ON hil_conversations (tenant_id, status);
 
 -- Messages, numbered 1, 2, … within their conversation (`hil_conversations.last_seq`).
+-- Messages to POST to their conversation's callback URL (written with the message, so a
+-- restart loses none), delivered in order per conversation.
+CREATE TABLE hil_deliveries (
+    tenant_id       TEXT   NOT NULL,
+    conversation_id TEXT   NOT NULL,
+    seq             BIGINT NOT NULL,
+    url             TEXT   NOT NULL,
+    status          TEXT   NOT NULL,
+    attempts        BIGINT NOT NULL,
+    next_at         BIGINT NOT NULL,
+    last_error      TEXT,
+    PRIMARY KEY (conversation_id, seq)
+);
+CREATE INDEX hil_deliveries_due ON hil_deliveries (status, next_at);
+
 CREATE TABLE hil_messages (
     tenant_id       TEXT   NOT NULL,
     conversation_id TEXT   NOT NULL,

@@ -131,7 +131,7 @@ macro_rules! impl_hil_store {
         const _: () = {
             use async_trait::async_trait;
             use hilo_core::hil::{
-                AgentStatus, ConvFilter, ConvStatus, Conversation, HilChanges, HilError, HilOp,
+                AgentStatus, ConvFilter, ConvStatus, Conversation, Delivery, HilChanges, HilError, HilOp,
                 HilSnapshot, HilStore, HumanAgent, ItemKind, ItemState, Message, NewMessage,
                 Sender, StatsRow, Transition, WorkItem,
             };
@@ -606,6 +606,20 @@ macro_rules! impl_hil_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(backend)?;
+                    if let Some(url) = &m.callback_url {
+                        sqlx::query(
+                            "INSERT INTO hil_deliveries (tenant_id, conversation_id, seq, url, \
+                             status, attempts, next_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5)",
+                        )
+                        .bind(tenant)
+                        .bind(conversation)
+                        .bind(seq)
+                        .bind(url)
+                        .bind(m.at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                    }
                     tx.commit().await.map_err(backend)?;
                     Ok(Message {
                         conversation_id: conversation.to_string(),
@@ -616,6 +630,55 @@ macro_rules! impl_hil_store {
                         execution_id: m.execution_id.clone(),
                         at: m.at,
                     })
+                }
+
+                async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<Delivery>> {
+                    let rows = sqlx::query(
+                        "SELECT d.tenant_id, d.conversation_id, d.seq, d.url, d.status, \
+                         d.attempts, d.next_at, d.last_error FROM hil_deliveries d \
+                         WHERE d.status = 'pending' AND d.next_at <= $1 \
+                         AND NOT EXISTS (SELECT 1 FROM hil_deliveries e \
+                         WHERE e.conversation_id = d.conversation_id AND e.status = 'pending' \
+                         AND e.seq < d.seq) \
+                         ORDER BY d.next_at, d.seq LIMIT $2",
+                    )
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await
+                    .map_err(backend)?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok(Delivery {
+                                tenant: r.try_get(0).map_err(backend)?,
+                                conversation_id: r.try_get(1).map_err(backend)?,
+                                seq: to_u64(r.try_get(2).map_err(backend)?),
+                                url: r.try_get(3).map_err(backend)?,
+                                status: r.try_get(4).map_err(backend)?,
+                                attempts: to_u32(r.try_get(5).map_err(backend)?),
+                                next_at: r.try_get(6).map_err(backend)?,
+                                last_error: r.try_get(7).map_err(backend)?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn update_delivery(&self, d: &Delivery) -> Result<()> {
+                    sqlx::query(
+                        "UPDATE hil_deliveries SET status = $3, attempts = $4, next_at = $5, \
+                         last_error = $6 WHERE conversation_id = $1 AND seq = $2 AND tenant_id = $7",
+                    )
+                    .bind(&d.conversation_id)
+                    .bind(to_i64(d.seq))
+                    .bind(&d.status)
+                    .bind(i64::from(d.attempts))
+                    .bind(d.next_at)
+                    .bind(&d.last_error)
+                    .bind(&d.tenant)
+                    .execute(self.pool())
+                    .await
+                    .map_err(backend)?;
+                    Ok(())
                 }
 
                 async fn list_messages(

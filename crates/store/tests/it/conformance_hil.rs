@@ -251,6 +251,7 @@ async fn conversations_are_created_listed_and_updated(s: &dyn Store) {
             content: "hello".into(),
             execution_id: None,
             at: 1_100,
+            callback_url: None,
         },
     )
     .await
@@ -414,6 +415,8 @@ async fn messages_are_numbered_and_paged(s: &dyn Store) {
                     content: format!("message {n}"),
                     execution_id: (*sender == Sender::Agent).then(|| "ex-1".to_string()),
                     at: *at,
+                    callback_url: (*sender != Sender::User)
+                        .then(|| format!("http://hook.example/{t}")),
                 },
             )
             .await
@@ -421,6 +424,49 @@ async fn messages_are_numbered_and_paged(s: &dyn Store) {
         assert_eq!(m.seq, n as u64 + 1);
         assert_eq!(m.sender, *sender);
     }
+    // Messages to the customer wait in the outbox, handed out in order, one at a time per
+    // conversation, and only once due.
+    let mut sent = Vec::new();
+    loop {
+        let due: Vec<_> = s
+            .due_deliveries(i64::MAX, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.conversation_id == "hm-1")
+            .collect();
+        assert!(due.len() <= 1, "one at a time per conversation: {due:?}");
+        let Some(mut d) = due.into_iter().next() else {
+            break;
+        };
+        assert_eq!(d.url, format!("http://hook.example/{t}"));
+        if d.attempts == 0 {
+            // A failed attempt: not due again before its next time.
+            d.attempts = 1;
+            d.next_at = 50_000;
+            d.last_error = Some("HTTP 500".into());
+            s.update_delivery(&d).await.unwrap();
+            let early: Vec<_> = s
+                .due_deliveries(49_999, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|d| d.conversation_id == "hm-1")
+                .collect();
+            assert!(early.is_empty(), "{early:?}");
+            continue;
+        }
+        d.status = "delivered".into();
+        s.update_delivery(&d).await.unwrap();
+        sent.push(d.seq);
+    }
+    let to_customer: Vec<u64> = senders
+        .iter()
+        .enumerate()
+        .filter(|(_, (sender, _, _))| *sender != Sender::User)
+        .map(|(n, _)| n as u64 + 1)
+        .collect();
+    assert_eq!(sent, to_customer);
     let all = s.list_messages(t, "hm-1", 0, 100).await.unwrap();
     assert_eq!(
         all.iter().map(|m| m.seq).collect::<Vec<_>>(),
@@ -447,6 +493,7 @@ async fn messages_are_numbered_and_paged(s: &dyn Store) {
         content: "x".into(),
         execution_id: None,
         at: 1,
+        callback_url: None,
     };
     assert_eq!(
         s.add_message(t, "nope", &missing).await.unwrap_err().code(),
