@@ -885,3 +885,174 @@ async fn replies_are_settled_once_and_away_agents_give_work_back() {
     assert_eq!(code, 403, "{e}");
     s.stop().await;
 }
+
+const TRIAGE: &str = r#"
+name: triage
+version: 1
+nodes:
+  - id: route
+    type: switch
+    cases:
+      - {when: "contains(input.message, 'return')", to: returns}
+    default: billing
+  - id: returns
+    type: handover
+    with: {reason: "a return", skills: [returns], priority: "${ input.conversation.metadata.priority }"}
+  - id: billing
+    type: handover
+    with: {reason: "a bill", skills: [billing], priority: "${ input.conversation.metadata.priority }"}
+"#;
+
+/// The issue's concurrency scenario end to end over HTTP: 50 customers are handed over at
+/// once to 5 agents of capacity 3 with mixed skills; nobody goes over capacity, each
+/// conversation is assigned once, and the queued ones go out in order as agents resolve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_handovers_at_once_respect_capacity_skills_and_order() {
+    let s = TestServer::start().await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    let (code, v) = s.import(&admin, TRIAGE).await;
+    assert!((200..300).contains(&code), "{v}");
+    for (id, skills) in [
+        ("a1", &["returns"][..]),
+        ("a2", &["returns"][..]),
+        ("b1", &["billing"][..]),
+        ("b2", &["billing"][..]),
+        ("ab", &["returns", "billing"][..]),
+    ] {
+        agent(&s, &admin, id, skills, 3).await;
+    }
+    let skills_of = |id: &str| -> Vec<&'static str> {
+        match id {
+            "a1" | "a2" => vec!["returns"],
+            "b1" | "b2" => vec!["billing"],
+            _ => vec!["returns", "billing"],
+        }
+    };
+    // 50 conversations, then all their first messages at once.
+    let mut convs = Vec::new();
+    for i in 0..50 {
+        let (code, c) = s
+            .post(
+                &admin,
+                "/conversations",
+                json!({"customer_id": format!("c{i}"), "channel": "web", "workflow": "triage",
+                       "metadata": {"priority": i % 3}}),
+            )
+            .await;
+        assert_eq!(code, 201, "{c}");
+        let kind = if i % 2 == 0 { "returns" } else { "billing" };
+        convs.push((c["id"].as_str().unwrap().to_string(), kind));
+    }
+    let posts = convs.iter().map(|(id, kind)| {
+        let (s, admin) = (&s, admin.clone());
+        let text = if *kind == "returns" {
+            "a return please"
+        } else {
+            "my bill"
+        };
+        async move {
+            s.post(
+                &admin,
+                &format!("/conversations/{id}/messages"),
+                json!({"content": text}),
+            )
+            .await
+        }
+    });
+    for (code, p) in futures_util::future::join_all(posts).await {
+        assert_eq!(code, 200, "{p}");
+        assert_eq!(p["conversation"]["status"], "pending_human", "{p}");
+    }
+    let check = |agents: &Value| {
+        for a in agents["items"].as_array().unwrap() {
+            assert!(a["load"].as_u64().unwrap() <= 3, "over capacity: {a}");
+        }
+    };
+    let (_, agents) = s.get(&admin, "/hil/agents").await;
+    check(&agents);
+    let held: u64 = agents["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["load"].as_u64().unwrap())
+        .sum();
+    assert_eq!(held, 15, "{agents}");
+    // Each conversation is held once, by an agent with its skill.
+    let mut seen = std::collections::HashSet::new();
+    for a in ["a1", "a2", "b1", "b2", "ab"] {
+        let (_, inbox) = s.get(&admin, &format!("/hil/agents/{a}/inbox")).await;
+        for it in inbox["items"].as_array().unwrap() {
+            assert!(
+                seen.insert(it["key"].as_str().unwrap().to_string()),
+                "twice: {it}"
+            );
+            for skill in it["skills"].as_array().unwrap() {
+                assert!(skills_of(a).contains(&skill.as_str().unwrap()), "{a}: {it}");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 15);
+
+    // Agents claim and resolve, one at a time; each freed place goes to the first queued
+    // conversation that agent can take (priority, then age).
+    let mut resolved = 0;
+    while resolved < 50 {
+        let mut progressed = false;
+        for a in ["a1", "a2", "b1", "b2", "ab"] {
+            let (_, queue) = s.get(&admin, "/hil/queue").await;
+            let (_, inbox) = s.get(&admin, &format!("/hil/agents/{a}/inbox")).await;
+            let Some(first) = inbox["items"].as_array().unwrap().first().cloned() else {
+                continue;
+            };
+            let id = first["key"].as_str().unwrap().to_string();
+            let (code, v) = s
+                .post(
+                    &admin,
+                    &format!("/conversations/{id}/claim"),
+                    json!({"agent": a}),
+                )
+                .await;
+            assert_eq!(code, 200, "{v}");
+            let (code, v) = s
+                .post(
+                    &admin,
+                    &format!("/conversations/{id}/resolve"),
+                    json!({"agent": a}),
+                )
+                .await;
+            assert_eq!(code, 200, "{v}");
+            resolved += 1;
+            progressed = true;
+            // What the freed place went to: the first queued item this agent can take.
+            let expected = queue["items"].as_array().unwrap().iter().find(|it| {
+                it["skills"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|k| skills_of(a).contains(&k.as_str().unwrap()))
+            });
+            match expected {
+                Some(it) => {
+                    assert_eq!(v["assignments"][0]["key"], it["key"], "{a}: {v}");
+                    assert_eq!(v["assignments"][0]["agent"], a);
+                }
+                None => assert_eq!(v["assignments"], json!([]), "{v}"),
+            }
+            let (_, agents) = s.get(&admin, "/hil/agents").await;
+            check(&agents);
+        }
+        assert!(progressed, "stuck with {resolved} resolved");
+    }
+    let (_, agents) = s.get(&admin, "/hil/agents").await;
+    assert!(
+        agents["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["load"] == 0),
+        "{agents}"
+    );
+    let (_, st) = s.get(&admin, "/hil/stats").await;
+    assert_eq!(st["total"]["by_status"]["resolved"], 50, "{st}");
+    s.stop().await;
+}
