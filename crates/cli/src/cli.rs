@@ -425,6 +425,10 @@ pub enum KeysCommand {
         /// A label to recognise the key by
         #[arg(long, default_value = "api")]
         name: String,
+        /// The human agent (id) the key belongs to: it acts as that agent only (create the
+        /// agent first: `hilo hil agents set`)
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
         /// Print JSON {"id", "key", "tenant", "scopes"}
         #[arg(long)]
         json: bool,

@@ -87,7 +87,12 @@ pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
     let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
     let store = open_store_with(g, &config).await?;
     match cmd {
-        KeysCommand::Create { scopes, name, json } => {
+        KeysCommand::Create {
+            scopes,
+            name,
+            agent,
+            json,
+        } => {
             let mut parsed = Vec::new();
             for s in &scopes {
                 let scope = Scope::parse(s).ok_or_else(|| {
@@ -100,8 +105,17 @@ pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
                 }
             }
             parsed.sort();
-            let (key, record) = hilo_server::auth::generate_key(&g.tenant, &name, parsed, now_ms())
-                .map_err(|e| Exit::from(anyhow!(e)))?;
+            let (key, mut record) =
+                hilo_server::auth::generate_key(&g.tenant, &name, parsed, now_ms())
+                    .map_err(|e| Exit::from(anyhow!(e)))?;
+            if let Some(agent) = agent {
+                let a = store.get_agent(&g.tenant, &agent).await.map_err(|e| {
+                    Exit::invalid(anyhow!(
+                        "{e} (a key for an agent needs the agent first: hilo hil agents set {agent} …)"
+                    ))
+                })?;
+                record.agent = Some(a.id);
+            }
             store
                 .create_api_key(&record)
                 .await

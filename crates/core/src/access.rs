@@ -49,6 +49,9 @@ pub struct ApiKeyRecord {
     pub created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<i64>,
+    /// The human agent this key belongs to (humans in the loop): it acts as that agent only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 impl ApiKeyRecord {

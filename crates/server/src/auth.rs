@@ -29,6 +29,8 @@ pub struct Caller {
     pub tenant: String,
     pub key_id: String,
     pub scopes: Vec<Scope>,
+    /// The human agent the key belongs to, if any: it acts as that agent only.
+    pub agent: Option<String>,
 }
 
 impl Caller {
@@ -83,6 +85,7 @@ pub fn generate_key(
         hash: hash_key(&key),
         created_at: now,
         revoked_at: None,
+        agent: None,
     };
     Ok((key, record))
 }
@@ -214,6 +217,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         tenant: record.tenant,
         key_id: record.id,
         scopes: record.scopes,
+        agent: record.agent,
     });
     next.run(req).await
 }

@@ -31,6 +31,9 @@ CREATE INDEX hil_conversations_by_created ON hil_conversations (tenant_id, creat
 CREATE INDEX hil_conversations_by_status ON hil_conversations (tenant_id, status);
 
 -- Messages, numbered 1, 2, … within their conversation (`hil_conversations.last_seq`).
+-- A key may belong to a human agent: it then acts as that agent only.
+ALTER TABLE api_keys ADD COLUMN agent_id TEXT;
+
 -- Messages to POST to their conversation's callback URL (written with the message, so a
 -- restart loses none), delivered in order per conversation.
 CREATE TABLE hil_deliveries (

@@ -20,7 +20,7 @@ pub(crate) fn parse_scopes(text: &str) -> Vec<Scope> {
 
 macro_rules! key_columns {
     () => {
-        "id, tenant_id, name, key_hash, scopes, created_at, revoked_at"
+        "id, tenant_id, name, key_hash, scopes, created_at, revoked_at, agent_id"
     };
 }
 
@@ -56,6 +56,7 @@ macro_rules! impl_access_stores {
                     scopes: parse_scopes(&scopes),
                     created_at: r.try_get(5)?,
                     revoked_at: r.try_get(6)?,
+                    agent: r.try_get(7)?,
                 })
             }
 
@@ -83,7 +84,7 @@ macro_rules! impl_access_stores {
                     sqlx::query(concat!(
                         "INSERT INTO api_keys (",
                         key_columns!(),
-                        ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                     ))
                     .bind(&key.id)
                     .bind(&key.tenant)
@@ -92,6 +93,7 @@ macro_rules! impl_access_stores {
                     .bind(scopes_text(&key.scopes))
                     .bind(key.created_at)
                     .bind(key.revoked_at)
+                    .bind(&key.agent)
                     .execute(self.pool())
                     .await
                     .map_err(backend)?;

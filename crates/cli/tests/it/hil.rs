@@ -122,7 +122,47 @@ fn a_human_agent_works_a_conversation_from_the_cli() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stdout));
     assert!(text(&o.stderr).contains("rosa"), "{}", text(&o.stderr));
 
-    let out = ok(&["claim", &id, "--agent", "rosa@shop.example"]);
+    // Rosa's own key acts as Rosa only.
+    let o = hilo_cmd(
+        &[
+            "keys", "create", "--tenant", "acme", "--agent", "rosa", "--name", "rosa",
+        ],
+        &db,
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let rosa_key = text(&o.stdout).trim().to_string();
+    let o = remote(&db, &url, &rosa_key, &["inbox", "--agent", "tom"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        text(&o.stderr).contains("belongs to agent `rosa`"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = hilo_cmd(
+        &["keys", "create", "--tenant", "acme", "--agent", "nobody"],
+        &db,
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("hilo hil agents set"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    let o = remote(
+        &db,
+        &url,
+        &rosa_key,
+        &["claim", &id, "--agent", "rosa@shop.example"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
     assert!(out.contains("human_active"), "{out}");
     let out = ok(&["reply", &id, "Your return is approved.", "--agent", "rosa"]);
     assert!(out.contains("sent (message"), "{out}");

@@ -614,6 +614,27 @@ pub struct AssignmentView {
     pub agent: String,
 }
 
+/// The agent a call acts as, given as `agent` (id or e-mail): a key that belongs to a human
+/// agent (`hilo keys create --agent ID`) acts as that agent only; a tenant's other keys act
+/// as any of its agents (supervisors, integrations).
+async fn acting(state: &AppState, caller: &Caller, given: &str) -> ApiResult<String> {
+    let Some(own) = &caller.agent else {
+        return Ok(given.to_string());
+    };
+    let a = state.store().get_agent(&caller.tenant, given).await?;
+    if &a.id == own {
+        Ok(a.id)
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            format!(
+                "this API key belongs to agent `{own}`: it cannot act as `{given}`; use that agent's own key"
+            ),
+        ))
+    }
+}
+
 fn acted(changes: HilChanges) -> ActedView {
     ActedView {
         conversation: changes.conversation.map(|(c, _)| c.into()),
@@ -644,13 +665,8 @@ pub async fn claim(
     ApiJson(body): ApiJson<AgentBody>,
 ) -> ApiResult<Json<ActedView>> {
     caller.require(Scope::Execute)?;
-    let changes = conv::claim(
-        &state,
-        &caller.tenant,
-        ItemRef::conversation(&id),
-        &body.agent,
-    )
-    .await?;
+    let agent = acting(&state, &caller, &body.agent).await?;
+    let changes = conv::claim(&state, &caller.tenant, ItemRef::conversation(&id), &agent).await?;
     Ok(Json(acted(changes)))
 }
 
@@ -668,7 +684,8 @@ pub async fn reply(
     ApiJson(body): ApiJson<ReplyBody>,
 ) -> ApiResult<Json<MessageView>> {
     caller.require(Scope::Execute)?;
-    let m = conv::human_reply(&state, &caller.tenant, &id, &body.agent, body.content).await?;
+    let agent = acting(&state, &caller, &body.agent).await?;
+    let m = conv::human_reply(&state, &caller.tenant, &id, &agent, body.content).await?;
     Ok(Json(m.into()))
 }
 
@@ -686,7 +703,8 @@ pub async fn resolve(
     ApiJson(body): ApiJson<NoteBody>,
 ) -> ApiResult<Json<ActedView>> {
     caller.require(Scope::Execute)?;
-    let changes = conv::resolve(&state, &caller.tenant, &id, &body.agent, body.note).await?;
+    let agent = acting(&state, &caller, &body.agent).await?;
+    let changes = conv::resolve(&state, &caller.tenant, &id, &agent, body.note).await?;
     Ok(Json(acted(changes)))
 }
 
@@ -704,11 +722,12 @@ pub async fn back_to_ai(
     ApiJson(body): ApiJson<NoteBody>,
 ) -> ApiResult<Json<ActedView>> {
     caller.require(Scope::Execute)?;
+    let agent = acting(&state, &caller, &body.agent).await?;
     let changes = conv::back_to_ai(
         &state,
         &caller.tenant,
         &id,
-        &body.agent,
+        &agent,
         body.note.unwrap_or_default(),
     )
     .await?;
@@ -729,12 +748,13 @@ pub async fn release(
     ApiJson(body): ApiJson<NoteBody>,
 ) -> ApiResult<Json<ActedView>> {
     caller.require(Scope::Execute)?;
+    let agent = acting(&state, &caller, &body.agent).await?;
     let changes = conv::act(
         &state,
         &caller.tenant,
         hilo_core::hil::HilOp::Release {
             item: ItemRef::conversation(&id),
-            agent: body.agent,
+            agent,
             reason: body.note.unwrap_or_else(|| "released".into()),
         },
     )
@@ -757,6 +777,7 @@ pub async fn transfer(
     ApiJson(body): ApiJson<TransferBody>,
 ) -> ApiResult<Json<ActedView>> {
     caller.require(Scope::Execute)?;
+    acting(&state, &caller, &body.by).await?;
     // The holder transfers; anyone else reassigns, which takes an admin key.
     let c = state.store().get_conversation(&caller.tenant, &id).await?;
     let holder = match &c.assigned_agent {
@@ -980,6 +1001,7 @@ pub async fn set_status(
     ApiJson(body): ApiJson<StatusBody>,
 ) -> ApiResult<Json<AgentView>> {
     caller.require(Scope::Execute)?;
+    acting(&state, &caller, &id).await?;
     let mut a = state.store().get_agent(&caller.tenant, &id).await?;
     a.status = body.status.status();
     a.updated_at = now_ms();
@@ -1083,6 +1105,7 @@ pub async fn inbox(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ItemList>> {
     caller.require(Scope::Read)?;
+    acting(&state, &caller, &id).await?;
     let a = state.store().get_agent(&caller.tenant, &id).await?;
     conv::sync_tasks(&state, &caller.tenant).await?;
     let items = state
@@ -1134,7 +1157,8 @@ pub async fn claim_task(
         kind: ItemKind::Task,
         key: id,
     };
-    let changes = conv::claim(&state, &caller.tenant, item, &body.agent).await?;
+    let agent = acting(&state, &caller, &body.agent).await?;
+    let changes = conv::claim(&state, &caller.tenant, item, &agent).await?;
     Ok(Json(acted(changes)))
 }
 

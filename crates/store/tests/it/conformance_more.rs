@@ -571,6 +571,7 @@ fn api_key(tenant: &str, id: &str, scopes: &[Scope], created_at: i64) -> ApiKeyR
         hash: format!("{id:0>64}"),
         created_at,
         revoked_at: None,
+        agent: None,
     }
 }
 
