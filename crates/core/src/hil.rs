@@ -1393,7 +1393,9 @@ pub trait HilStore: Send + Sync {
         to: Option<&str>,
         at: i64,
     ) -> Result<bool>;
-    /// Appends a message (numbered after the conversation's last) and returns it.
+    /// Appends a message (numbered after the conversation's last) and returns it. A message
+    /// of a run (`execution_id`) from anyone but the customer is stored once per run and
+    /// sender: adding it again returns the one stored (and queues no second delivery).
     async fn add_message(
         &self,
         tenant: &TenantId,

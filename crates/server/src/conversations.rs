@@ -623,22 +623,16 @@ pub async fn settle(
         return Ok(Vec::new());
     }
     let now = now_ms();
-    // Settled once: only whoever takes the run off the conversation goes on.
-    if !state
-        .store()
-        .swap_execution(&t, id, Some(exec_id), None, now)
-        .await?
-    {
-        return Ok(Vec::new());
-    }
-    let mut conv = state.store().get_conversation(&t, id).await?;
-    if conv.status != ConvStatus::AiProcessing {
-        return Ok(Vec::new());
-    }
+    let mut conv = conv;
     let mut added = Vec::new();
+    // A reply or a handover is applied first and the run taken off the conversation last:
+    // each of its effects is idempotent (the reply and the notice are stored once per run,
+    // a handover moves the conversation once), so whoever settles it again (after a crash,
+    // or at the same time) completes it without doubling anything. A failure's count is
+    // not idempotent: it is taken off first, so only one settler counts it.
     match status {
         ExecStatus::Succeeded => {
-            conv.current_execution = None;
+            let active = conv.status == ConvStatus::AiProcessing;
             conv.consecutive_errors = 0;
             conv.updated_at = now;
             let text = reply_text(output.as_ref());
@@ -655,7 +649,7 @@ pub async fn settle(
                 conv.summary = Some(s.to_string());
             }
             let mut tr = Vec::new();
-            if end {
+            if end && active {
                 hilo_core::hil::move_conversation(
                     &mut conv,
                     ConvStatus::Finished,
@@ -667,14 +661,28 @@ pub async fn settle(
                 .map_err(hilo_core::StoreError::from)?;
                 conv.ended_at = Some(now);
             }
-            state
-                .store()
-                .update_conversation(&conv, ConvStatus::AiProcessing, &tr)
-                .await?;
+            let ended = if active {
+                match state
+                    .store()
+                    .update_conversation(&conv, ConvStatus::AiProcessing, &tr)
+                    .await
+                {
+                    Ok(()) => end,
+                    // Settled at the same time by someone else, who ended it.
+                    Err(hilo_core::StoreError::Hil(HilError::InvalidTransition { .. })) => false,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                false
+            };
             if !text.is_empty() {
                 added.push(say(state, &conv, Sender::Agent, None, text, Some(exec_id)).await?);
             }
-            if end {
+            state
+                .store()
+                .swap_execution(&t, id, Some(exec_id), None, now)
+                .await?;
+            if ended {
                 metrics::counter!("hilo_hil_conversations_ended_total", "tenant" => t.clone(), "workflow" => conv.workflow.clone(), "by" => "ai").increment(1);
                 metrics::histogram!("hilo_hil_resolution_seconds", "tenant" => t.clone(), "workflow" => conv.workflow.clone())
                     .record((now - conv.created_at).max(0) as f64 / 1000.0);
@@ -711,9 +719,24 @@ pub async fn settle(
                 .and_then(Value::as_str)
                 .map(str::to_string);
             added.extend(hand_over(state, &conv, handover, &nodes, summary).await?);
+            state
+                .store()
+                .swap_execution(&t, id, Some(exec_id), None, now)
+                .await?;
         }
         _ => {
-            conv.current_execution = None;
+            // Counted once: only whoever takes the run off the conversation goes on.
+            if !state
+                .store()
+                .swap_execution(&t, id, Some(exec_id), None, now)
+                .await?
+            {
+                return Ok(Vec::new());
+            }
+            conv = state.store().get_conversation(&t, id).await?;
+            if conv.status != ConvStatus::AiProcessing {
+                return Ok(Vec::new());
+            }
             conv.consecutive_errors += 1;
             conv.updated_at = now;
             let code = error
@@ -812,37 +835,48 @@ async fn hand_over(
     nodes: &[NodeRecord],
     summary: Option<String>,
 ) -> ApiResult<Vec<Message>> {
-    handover.context = context_pack(
-        state,
-        conv,
-        handover.execution_id.as_deref(),
-        nodes,
-        &handover.reason,
-        summary,
-    )
-    .await?;
-    let trigger = handover.trigger.clone();
-    let changes = act(
-        state,
-        &conv.tenant,
-        HilOp::Handover {
-            conversation: conv.id.clone(),
-            handover,
-        },
-    )
-    .await?;
-    metrics::counter!("hilo_hil_handovers_total", "tenant" => conv.tenant.clone(), "workflow" => conv.workflow.clone(), "trigger" => trigger).increment(1);
-    let conv = changes
-        .conversation
-        .map(|(c, _)| c)
-        .unwrap_or_else(|| conv.clone());
+    let exec_id = handover.execution_id.clone();
+    // Handed over already (by a settler before a crash, or one at the same time): only the
+    // notice may be missing.
+    if conv.status == ConvStatus::AiProcessing {
+        handover.context = context_pack(
+            state,
+            conv,
+            exec_id.as_deref(),
+            nodes,
+            &handover.reason,
+            summary,
+        )
+        .await?;
+        let trigger = handover.trigger.clone();
+        match act(
+            state,
+            &conv.tenant,
+            HilOp::Handover {
+                conversation: conv.id.clone(),
+                handover,
+            },
+        )
+        .await
+        {
+            Ok(_) => {
+                metrics::counter!("hilo_hil_handovers_total", "tenant" => conv.tenant.clone(), "workflow" => conv.workflow.clone(), "trigger" => trigger).increment(1);
+            }
+            Err(e) if e.code == "INVALID_TRANSITION" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let conv = state
+        .store()
+        .get_conversation(&conv.tenant, &conv.id)
+        .await?;
     let m = say(
         state,
         &conv,
         Sender::System,
         None,
         "A person from our team will take over this conversation shortly.".into(),
-        None,
+        exec_id.as_deref(),
     )
     .await?;
     Ok(vec![m])

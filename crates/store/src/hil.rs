@@ -590,6 +590,27 @@ macro_rules! impl_hil_store {
                         tx.rollback().await.map_err(backend)?;
                         return Err(not_found(conversation));
                     };
+                    // Once per run and sender: a reply settled again (after a crash, or by
+                    // a second settler) is the one already stored. The UPDATE above holds
+                    // the conversation's row, so two such adds do not race.
+                    if let (Some(exec), false) = (&m.execution_id, m.sender == Sender::User) {
+                        let row = sqlx::query(concat!(
+                            "SELECT ",
+                            message_columns!(),
+                            " FROM hil_messages WHERE conversation_id = $1 AND execution_id = $2 \
+                             AND sender = $3"
+                        ))
+                        .bind(conversation)
+                        .bind(exec)
+                        .bind(m.sender.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                        if let Some(row) = row {
+                            tx.rollback().await.map_err(backend)?;
+                            return message_from_row(&row);
+                        }
+                    }
                     sqlx::query(concat!(
                         "INSERT INTO hil_messages (tenant_id, ",
                         message_columns!(),

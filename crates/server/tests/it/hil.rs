@@ -883,6 +883,47 @@ async fn replies_are_settled_once_and_away_agents_give_work_back() {
         )
         .await;
     assert_eq!(code, 403, "{e}");
+
+    // Handovers settled while readers poll: one handover, one notice.
+    for round in 0..5 {
+        let (_, c) = s
+            .post(
+                &admin,
+                "/conversations",
+                json!({"customer_id": format!("h{round}"), "channel": "web", "workflow": "polite"}),
+            )
+            .await;
+        let id = c["id"].as_str().unwrap().to_string();
+        let read = || {
+            let (s, admin, id) = (&s, admin.clone(), id.clone());
+            async move {
+                for _ in 0..5 {
+                    s.get(&admin, &format!("/conversations/{id}")).await;
+                }
+            }
+        };
+        let path = format!("/conversations/{id}/messages");
+        let post = s.post(&admin, &path, json!({"content": "a refund please"}));
+        let ((code, p), _, _) = tokio::join!(post, read(), read());
+        assert_eq!(code, 200, "{p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, c) = s.get(&admin, &format!("/conversations/{id}")).await;
+        assert_eq!(
+            (c["status"].as_str(), c["handovers"].as_u64()),
+            (Some("pending_human"), Some(1)),
+            "{c}"
+        );
+        let (_, m) = s
+            .get(&admin, &format!("/conversations/{id}/messages"))
+            .await;
+        let system = m["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["sender"] == "system")
+            .count();
+        assert_eq!(system, 1, "{m}");
+    }
     s.stop().await;
 }
 

@@ -424,6 +424,36 @@ async fn messages_are_numbered_and_paged(s: &dyn Store) {
         assert_eq!(m.seq, n as u64 + 1);
         assert_eq!(m.sender, *sender);
     }
+    // A run's reply is stored once: adding it again returns the stored one.
+    let again = s
+        .add_message(
+            t,
+            "hm-1",
+            &NewMessage {
+                sender: Sender::Agent,
+                author: None,
+                content: "a second try".into(),
+                execution_id: Some("ex-1".into()),
+                at: 9_000,
+                callback_url: Some(format!("http://hook.example/{t}")),
+            },
+        )
+        .await
+        .unwrap();
+    let first_agent = senders
+        .iter()
+        .position(|(sender, _, _)| *sender == Sender::Agent)
+        .unwrap() as u64
+        + 1;
+    assert_eq!(
+        (again.seq, again.content.as_str()),
+        (first_agent, "message 1")
+    );
+    assert_eq!(
+        s.get_conversation(t, "hm-1").await.unwrap().last_seq,
+        senders.len() as u64
+    );
+
     // Messages to the customer wait in the outbox, handed out in order, one at a time per
     // conversation, and only once due.
     let mut sent = Vec::new();
