@@ -204,6 +204,16 @@ pub async fn get(state: &AppState, tenant: &str, id: &str) -> ApiResult<Conversa
     Ok(conv)
 }
 
+fn ended(id: &str, status: ConvStatus) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "CONVERSATION_ENDED",
+        format!(
+            "conversation `{id}` is {status}: it takes no more messages; start a new conversation"
+        ),
+    )
+}
+
 fn busy(id: &str, exec: Option<&str>) -> ApiError {
     let mut e = ApiError::new(
         StatusCode::CONFLICT,
@@ -237,14 +247,7 @@ pub async fn post_message(
     }
     let mut conv = get(state, tenant, id).await?;
     if conv.status.is_ended() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "CONVERSATION_ENDED",
-            format!(
-                "conversation `{id}` is {}: it takes no more messages; start a new conversation",
-                conv.status
-            ),
-        ));
+        return Err(ended(id, conv.status));
     }
     if conv.status == ConvStatus::New {
         let mut tr = Vec::new();
@@ -288,14 +291,7 @@ pub async fn post_message(
                 return Err(busy(id, conv.current_execution.as_deref()));
             }
             if conv.status.is_ended() {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "CONVERSATION_ENDED",
-                    format!(
-                        "conversation `{id}` is {}: it takes no more messages; start a new conversation",
-                        conv.status
-                    ),
-                ));
+                return Err(ended(id, conv.status));
             }
         }
     }
