@@ -338,6 +338,47 @@ ignored = true
     }
 
     #[test]
+    fn conversations_bind_workflows_per_tenant_and_channel() {
+        // As in the README.
+        let c = Config::parse(
+            r#"
+[conversations]
+workflow = "customer_support"
+history = 10
+reply_timeout_ms = 30000
+summary_profile = "fast"
+[[conversations.bindings]]
+tenant = "acme"
+channel = "web"
+workflow = "acme_web_support"
+callback_url = "https://chat.acme.example/hilo"
+"#,
+        )
+        .unwrap();
+        let conv = &c.server.conversations;
+        let web = conv.binding("acme", "web").unwrap();
+        assert_eq!(web.workflow, "acme_web_support");
+        assert_eq!(
+            web.callback_url.as_deref(),
+            Some("https://chat.acme.example/hilo")
+        );
+        assert_eq!(
+            conv.binding("acme", "mobile").unwrap().workflow,
+            "customer_support"
+        );
+        assert_eq!(conv.summary_profile.as_deref(), Some("fast"));
+        let err = Config::parse(
+            "[conversations]
+workflw = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `workflw`"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn tiers_reach_the_executor_and_the_router() {
         let c = Config::parse(
             r#"
