@@ -44,6 +44,26 @@ macro_rules! named {
     };
 }
 
+/// Skills as a handover names them: a list keeps its strings, one string is split on commas
+/// (parts trimmed, empty ones dropped), anything else names none.
+pub fn skills_from(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Where a conversation takes place.
 pub const CHANNELS: [&str; 3] = ["web", "mobile", "api"];
 

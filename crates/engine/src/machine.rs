@@ -1407,14 +1407,11 @@ impl Machine {
             skills.clone()
         };
         match value {
-            Value::String(s) => s
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|p| Value::String(p.to_string()))
-                .collect(),
             Value::Array(items) => items.into_iter().filter(Value::is_string).collect(),
-            _ => Vec::new(),
+            other => hilo_core::hil::skills_from(&other)
+                .into_iter()
+                .map(Value::String)
+                .collect(),
         }
     }
 

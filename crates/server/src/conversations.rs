@@ -415,24 +415,6 @@ pub fn reply_text(output: Option<&Value>) -> String {
     }
 }
 
-/// Skills as a handover record gives them: a list of strings, or one comma-separated string.
-fn skills_of(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        Some(Value::String(s)) => s
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// A value cut to at most [`CONTEXT_OUTPUT_BYTES`] of JSON.
 fn bounded(v: &Value) -> Value {
     let text = v.to_string();
@@ -703,7 +685,10 @@ pub async fn settle(
                     .unwrap_or("handover_node")
                     .to_string(),
                 node,
-                skills: skills_of(out.get("skills")),
+                skills: out
+                    .get("skills")
+                    .map(hilo_core::hil::skills_from)
+                    .unwrap_or_default(),
                 priority: out.get("priority").and_then(Value::as_i64).unwrap_or(0),
                 execution_id: Some(exec_id.to_string()),
                 context: Value::Null,
@@ -739,16 +724,13 @@ pub async fn settle(
                 .as_ref()
                 .map(|e| e.code.clone())
                 .unwrap_or_else(|| status.as_str().to_string());
-            let limit = state
-                .workflow(&t, &conv.workflow, conv.version)
-                .await
-                .ok()
-                .and_then(|wf| error_limit(&wf));
+            let wf = state.workflow(&t, &conv.workflow, conv.version).await.ok();
+            let limit = wf.as_deref().and_then(error_limit);
+            state
+                .store()
+                .update_conversation(&conv, ConvStatus::AiProcessing, &[])
+                .await?;
             if limit.is_some_and(|n| conv.consecutive_errors >= n) {
-                state
-                    .store()
-                    .update_conversation(&conv, ConvStatus::AiProcessing, &[])
-                    .await?;
                 let handover = Handover {
                     reason: format!(
                         "{} runs of the workflow failed in a row (the last with {code})",
@@ -762,14 +744,10 @@ pub async fn settle(
                     context: Value::Null,
                     at: now,
                 };
-                let skills = hil_skills_literal(state, &conv).await;
+                let skills = wf.as_deref().map(hil_skills_literal).unwrap_or_default();
                 let handover = Handover { skills, ..handover };
                 added.extend(hand_over(state, &conv, handover, &nodes, None).await?);
             } else {
-                state
-                    .store()
-                    .update_conversation(&conv, ConvStatus::AiProcessing, &[])
-                    .await?;
                 added.push(
                     say(
                         state,
@@ -797,19 +775,10 @@ fn error_limit(wf: &Workflow) -> Option<u32> {
     })
 }
 
-/// `hil.skills` when it is a literal (no state to render it against when runs failed).
-async fn hil_skills_literal(state: &AppState, conv: &Conversation) -> Vec<String> {
-    let Ok(wf) = state
-        .workflow(&conv.tenant, &conv.workflow, conv.version)
-        .await
-    else {
-        return Vec::new();
-    };
+/// `hil.skills` when it needs no state (none to render it against when runs failed).
+fn hil_skills_literal(wf: &Workflow) -> Vec<String> {
     match wf.hil.as_ref().and_then(|h| h.skills.as_ref()) {
-        Some(v @ Value::Array(_)) => skills_of(Some(v)),
-        Some(Value::String(s)) if !s.contains("{{") && !s.contains("${") => {
-            skills_of(Some(&Value::String(s.clone())))
-        }
+        Some(v) if !hilo_engine::eval::is_dynamic(v) => hilo_core::hil::skills_from(v),
         _ => Vec::new(),
     }
 }
@@ -862,13 +831,9 @@ async fn hand_over(
             Err(e) => return Err(e),
         }
     }
-    let conv = state
-        .store()
-        .get_conversation(&conv.tenant, &conv.id)
-        .await?;
     let m = say(
         state,
-        &conv,
+        conv,
         Sender::System,
         None,
         "A person from our team will take over this conversation shortly.".into(),

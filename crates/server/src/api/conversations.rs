@@ -321,13 +321,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ConversationQuery>,
 ) -> ApiResult<Json<ConversationList>> {
     caller.require(Scope::Read)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!("limit={limit} is out of range: give 1 to 1000"),
-        ));
-    }
+    let limit = crate::api::params::limit(q.limit, 100, 1000)?;
     let items = state
         .store()
         .list_conversations(
@@ -405,13 +399,7 @@ pub async fn messages(
     ApiQuery(q): ApiQuery<MessagesQuery>,
 ) -> ApiResult<Json<MessageList>> {
     caller.require(Scope::Read)?;
-    let limit = q.limit.unwrap_or(200);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!("limit={limit} is out of range: give 1 to 1000"),
-        ));
-    }
+    let limit = crate::api::params::limit(q.limit, 200, 1000)?;
     let items = state
         .store()
         .list_messages(&caller.tenant, &id, after_seq(q.after)?, limit)

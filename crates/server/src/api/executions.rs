@@ -432,13 +432,7 @@ pub async fn list(
 ) -> ApiResult<Json<ExecutionList>> {
     caller.require(Scope::Read)?;
     let status = q.status.map(ExecStatus::from);
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!("limit={limit} is out of range: give 1 to 500"),
-        ));
-    }
+    let limit = crate::api::params::limit(q.limit, 50, 500)?;
     let before = match q.cursor.as_deref() {
         None => None,
         Some(c) => Some(decode_cursor(c).ok_or_else(|| {

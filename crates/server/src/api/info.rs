@@ -186,13 +186,7 @@ pub async fn audit(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditList>> {
     caller.require(Scope::Read)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!("limit={limit} is out of range: give 1 to 1000"),
-        ));
-    }
+    let limit = crate::api::params::limit(q.limit, 100, 1000)?;
     let rows = state
         .store()
         .audit(

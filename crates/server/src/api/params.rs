@@ -90,6 +90,19 @@ pub enum ByParam {
     Node,
 }
 
+/// A list's `limit`: `default` when absent; 400 outside 1 to `max`.
+pub(crate) fn limit(limit: Option<u32>, default: u32, max: u32) -> crate::error::ApiResult<u32> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(crate::error::ApiError::bad_request(
+            "INVALID_QUERY",
+            format!("limit={limit} is out of range: give 1 to {max}"),
+        ))
+    }
+}
+
 /// An optional whole number that JSON may write as `226` or `226.0` (JSON Schema's
 /// `integer` admits both; serde's integers only the first).
 pub(crate) fn whole<'de, D, T>(d: D) -> Result<Option<T>, D::Error>

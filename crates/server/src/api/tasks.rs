@@ -108,13 +108,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<TaskQuery>,
 ) -> ApiResult<Json<TaskList>> {
     caller.require(Scope::Read)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "INVALID_QUERY",
-            format!("limit={limit} is out of range: give 1 to 500"),
-        ));
-    }
+    let limit = crate::api::params::limit(q.limit, 100, 500)?;
     let filter = TaskFilter {
         status: q.status.map(|s| s.as_str().to_string()),
         assignee: q.assignee,
