@@ -1057,8 +1057,10 @@ impl Engine {
                     }
                 }))
             });
-            let mut heartbeat = tokio::time::interval(period);
-            heartbeat.tick().await;
+            // First due one period from now. (`interval`'s immediate first tick, awaited here,
+            // cost every drive about a millisecond: the timer wheel fires on whole milliseconds.)
+            let mut heartbeat =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             let mut inputs = first;
             for i in &inputs {
                 if let Input::Signal(s) = i {
