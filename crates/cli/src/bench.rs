@@ -129,7 +129,11 @@ async fn db(durability: Durability) -> anyhow::Result<Db> {
     })
 }
 
-fn engine(store: Arc<dyn Store>) -> anyhow::Result<Engine> {
+/// An engine on `store` with `workflows` deployed in it.
+async fn engine(store: Arc<dyn Store>, workflows: &[&Workflow]) -> anyhow::Result<Engine> {
+    for wf in workflows {
+        deploy(&store, wf).await?;
+    }
     let tools = tools(Some(&store))?;
     Ok(Engine::new(store, tools, None, EngineOptions::default()))
 }
@@ -155,10 +159,30 @@ async fn time_durable(
     Ok(ms)
 }
 
-/// One durable run, as `hilo serve` starts them: created, then driven with no claim.
+/// Stores `wf` as a deployed version (its first import activates it), as `hilo workflows
+/// import` or `POST /workflows` would before runs start from it.
+async fn deploy(store: &Arc<dyn Store>, wf: &Workflow) -> anyhow::Result<()> {
+    let source = serde_json::to_string(&hilo_core::to_value(wf))?;
+    store
+        .import_workflow(
+            DEFAULT_TENANT,
+            hilo_core::store::NewWorkflow {
+                workflow: wf,
+                source: &source,
+                format: Format::Json,
+            },
+            hilo_core::store::Activation::IfNewest,
+        )
+        .await?;
+    Ok(())
+}
+
+/// One durable run of a deployed workflow (see [`deploy`]), as `hilo serve` starts them:
+/// created with a reference to the stored version (the plan compiled once per version),
+/// then driven with no claim.
 async fn run_durable(engine: &Engine, wf: &Arc<Workflow>) -> anyhow::Result<String> {
     let started = engine
-        .start(new_id(), DEFAULT_TENANT, wf, true, json!({}))
+        .start(new_id(), DEFAULT_TENANT, wf, false, json!({}))
         .await?;
     let id = started.id().to_string();
     let o = engine
@@ -293,7 +317,7 @@ async fn bench(
         }
         say(&format!("chain of 100 steps, SQLite {label}"));
         let d = db(durability).await?;
-        let e = engine(d.store.clone())?;
+        let e = engine(d.store.clone(), &[&wf]).await?;
         let tx0 = d.sqlite.commits();
         let ms = time_durable(reps, &e, &wf, 1).await?;
         let tx = d.sqlite.commits() - tx0;
@@ -318,7 +342,7 @@ async fn bench(
         say("fan-out 100 and join, durable");
         let wf = Arc::new(fanout(100)?);
         let d = db(Durability::Normal).await?;
-        let e = engine(d.store.clone())?;
+        let e = engine(d.store.clone(), &[&wf]).await?;
         let ms = time_durable(reps, &e, &wf, 1).await?;
         // Transactions of one run (its creation included): one more on its own.
         let (last_tx, last_engine) = (d.sqlite.commits(), e.commit_counts().0);
@@ -343,7 +367,7 @@ async fn bench(
     if wanted("seq200_5step_sqlite") {
         say(&format!("{n_seq} five-step workflows, one after another"));
         let d = db(Durability::Normal).await?;
-        let e = engine(d.store.clone())?;
+        let e = engine(d.store.clone(), &[&five]).await?;
         let ms = time_durable(reps, &e, &five, n_seq).await?;
         let rate = n_seq as f64 / (ms / 1000.0);
         results.insert(
@@ -358,7 +382,7 @@ async fn bench(
     if wanted("inflight16_5step_sqlite") {
         say(&format!("{n_seq} five-step workflows, 16 in flight"));
         let d = db(Durability::Normal).await?;
-        let e = engine(d.store.clone())?;
+        let e = engine(d.store.clone(), &[&five]).await?;
         let tx0 = std::cell::Cell::new(0u64);
         let (ms, _) = measure(reps, || {
             let e = e.clone();
@@ -396,7 +420,7 @@ async fn bench(
         say("100 steps adding 1 KiB each: stored bytes");
         let wf = Arc::new(chain("grow", 100, "{kib: 1}")?);
         let d = db(Durability::Normal).await?;
-        let e = engine(d.store.clone())?;
+        let e = engine(d.store.clone(), &[&wf]).await?;
         let id = run_durable(&e, &wf).await?;
         let stored = d.store.stored_bytes(&id).await?;
         let o = e.outcome_of(DEFAULT_TENANT, &id).await?;
@@ -445,7 +469,7 @@ async fn bench(
         y.push_str("  - {from: ask, to: done}\n");
         let wf = Arc::new(workflow(&y)?);
         let d = db(Durability::Normal).await?;
-        let e = engine(d.store.clone())?;
+        let e = engine(d.store.clone(), &[]).await?;
         let id = e
             .create(DEFAULT_TENANT, &wf, true, json!({}), false)
             .await?;
