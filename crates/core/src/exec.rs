@@ -273,12 +273,12 @@ pub struct NodeDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loop_progress: Option<LoopProgress>,
+    pub loop_progress: Option<Box<LoopProgress>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compensation: Option<CompensationState>,
+    pub compensation: Option<Box<CompensationState>>,
     /// The error of the last failed attempt while a retry is pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<NodeError>,
+    pub last_error: Option<Box<NodeError>>,
     /// An agent node's last run: model calls, tokens, cost, and its reasoning chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<Value>,

@@ -1184,6 +1184,14 @@ impl Engine {
                     inputs = after;
                     continue;
                 }
+                // Calls that finish at once (a cache hit, a tool with no IO) are taken now:
+                // the next step needs no wait for them.
+                while let Some(Some(i)) = futs.next().now_or_never() {
+                    inputs.push(i);
+                }
+                if !inputs.is_empty() {
+                    continue;
+                }
                 // Wait for the next input.
                 let next_timer = timers.first().map(|(at, _)| *at);
                 let sleep_for = next_timer

@@ -1009,10 +1009,10 @@ impl Machine {
                     return;
                 }
                 let count = items.as_ref().map(Vec::len);
-                self.record(key).detail.loop_progress = Some(LoopProgress {
+                self.record(key).detail.loop_progress = Some(Box::new(LoopProgress {
                     items,
                     ..LoopProgress::default()
-                });
+                }));
                 match count {
                     Some(0) => self.succeed(key, json!([])),
                     Some(n) => {
@@ -1435,7 +1435,7 @@ impl Machine {
             let at = self.now + delay as i64;
             let rec = self.record(key);
             rec.fire_at = Some(at);
-            rec.detail.last_error = Some(err.clone());
+            rec.detail.last_error = Some(Box::new(err.clone()));
             self.event(
                 EventKind::NodeRetrying,
                 Some(key),
@@ -1778,14 +1778,14 @@ impl Machine {
             };
             if let Some(call) = plan.compensation(node) {
                 any = true;
-                self.record(&key).detail.compensation = Some(CompensationState {
+                self.record(&key).detail.compensation = Some(Box::new(CompensationState {
                     tool: call.tool.clone(),
                     input: call.with.clone().unwrap_or_else(|| json!({})),
                     status: NodeStatus::Pending,
                     attempts: 0,
                     error: None,
                     retry_at: None,
-                });
+                }));
             }
         }
         if !any {

@@ -422,10 +422,10 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
     node_b.status = NodeStatus::Running;
     node_b.attempts = 1;
     node_b.fire_at = Some(T0 + 60_000);
-    node_b.detail.last_error = Some(
+    node_b.detail.last_error = Some(Box::new(
         NodeError::retryable("UPSTREAM_ERROR", "503 from upstream")
             .with_detail(json!({"status": 503})),
-    );
+    ));
     let approve = HumanTask {
         prompt: "Approve the refund?".into(),
         schema: Some(json!({"type": "boolean"})),
