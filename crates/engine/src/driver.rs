@@ -1062,6 +1062,7 @@ impl Engine {
             let mut heartbeat =
                 tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             let mut inputs = first;
+            let mut fast_steps = 0u32;
             for i in &inputs {
                 if let Input::Signal(s) = i {
                     seen_signals.insert(s.id);
@@ -1185,13 +1186,22 @@ impl Engine {
                     continue;
                 }
                 // Calls that finish at once (a cache hit, a tool with no IO) are taken now:
-                // the next step needs no wait for them.
+                // the next step needs no wait for them. Every `FAST_STEPS` such steps the
+                // drive yields, then looks at its timers, signals and lease below without
+                // waiting (its inputs are ready), so a long run of them neither starves the
+                // runtime's other tasks nor keeps a cancellation or a due timer out.
                 while let Some(Some(i)) = futs.next().now_or_never() {
                     inputs.push(i);
                 }
-                if !inputs.is_empty() {
-                    continue;
+                let ready = !inputs.is_empty();
+                if ready {
+                    fast_steps += 1;
+                    if fast_steps < FAST_STEPS {
+                        continue;
+                    }
+                    tokio::task::yield_now().await;
                 }
+                fast_steps = 0;
                 // Wait for the next input.
                 let next_timer = timers.first().map(|(at, _)| *at);
                 let sleep_for = next_timer
@@ -1226,6 +1236,7 @@ impl Engine {
                             }
                         }
                     }
+                    () = std::future::ready(()), if ready => {}
                 }
             }
         })
@@ -1244,6 +1255,10 @@ impl Drop for AbortOnDrop {
 /// Waiting only for people: no wait timer, no retry, no child execution pending.
 /// A worker sleeps through timers due within this long instead of releasing the execution.
 const TIMER_KEEP_MS: i64 = 1_000;
+
+/// Steps taken in a row from calls that finished at once before the drive yields and looks
+/// at its timers, signals and lease.
+const FAST_STEPS: u32 = 64;
 
 fn waits_only_for_people(m: &Machine) -> bool {
     let plan = m.plan().clone();

@@ -168,3 +168,58 @@ edges:
         "the second start's input was not written"
     );
 }
+
+/// Steps whose calls finish at once are taken without waiting, but a long run of them still
+/// hears a cancellation: the drive looks at its signals every few dozen such steps.
+#[tokio::test]
+async fn a_long_run_of_instant_steps_can_be_cancelled() {
+    let env = env().await;
+    let wf = std::sync::Arc::new(load(
+        r#"
+name: spin
+version: 1
+nodes:
+  - id: spin
+    type: loop
+    until: "`false`"
+    max_iterations: 1000000
+    body:
+      nodes:
+        - {id: step, type: tool, tool: test.echo, with: {i: "${ index }"}}
+        - {id: next, type: finish}
+      edges:
+        - {from: step, to: next}
+  - {id: done, type: finish}
+edges:
+  - {from: spin, to: done}
+"#,
+    ));
+    let started = env
+        .engine
+        .start(
+            hilo_engine::driver::new_id(),
+            DEFAULT_TENANT,
+            &wf,
+            true,
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let id = started.id().to_string();
+    let engine = env.engine.clone();
+    let drive =
+        tokio::spawn(async move { engine.drive_started(started, Mode::Foreground, false).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    env.engine.cancel(DEFAULT_TENANT, &id, false).await.unwrap();
+    let o = tokio::time::timeout(std::time::Duration::from_secs(20), drive)
+        .await
+        .expect("the drive did not hear the cancellation")
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.status.as_str(), "cancelled", "{:?}", o.error);
+    let iterations = o.nodes.iter().filter(|n| n.node_id == "step").count();
+    assert!(
+        iterations > 0 && iterations < 1_000_000,
+        "{iterations} iterations ran"
+    );
+}
