@@ -84,9 +84,12 @@ impl EngineError {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
-/// Unix milliseconds now.
+/// Unix milliseconds now (read at every step: straight from the system clock, without
+/// building a calendar date as `chrono::Utc::now` does). A clock set before 1970 reads 0.
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A new, time-ordered, unique execution id: 12 hex digits of milliseconds, 12 random.
@@ -1070,11 +1073,16 @@ impl Engine {
             }
             loop {
                 let mut actions = Vec::new();
-                for i in inputs.drain(..) {
-                    actions.extend(m.apply(i, now_ms()));
-                }
-                while let Some(Some(i)) = futs.next().now_or_never() {
-                    actions.extend(m.apply(i, now_ms()));
+                let ready = inputs
+                    .drain(..)
+                    .chain(std::iter::from_fn(|| futs.next().now_or_never().flatten()));
+                for i in ready {
+                    let mut more = m.apply(i, now_ms());
+                    if actions.is_empty() {
+                        actions = more;
+                    } else {
+                        actions.append(&mut more);
+                    }
                 }
                 // Children are created in the same commit as the node that starts them.
                 let mut children = Vec::new();
@@ -1175,14 +1183,19 @@ impl Engine {
                         }
                         Action::StartChild { .. } => {}
                         other => {
-                            if let Some(f) = engine.call(&m, other) {
-                                futs.push(f);
+                            // Polled once here: a call that is done at once (see below)
+                            // never enters the set of calls in flight.
+                            if let Some(mut f) = engine.call(&m, other) {
+                                match (&mut f).now_or_never() {
+                                    Some(i) => inputs.push(i),
+                                    None => futs.push(f),
+                                }
                             }
                         }
                     }
                 }
                 if !after.is_empty() {
-                    inputs = after;
+                    inputs.append(&mut after);
                     continue;
                 }
                 // Calls that finish at once (a cache hit, a tool with no IO) are taken now:

@@ -112,6 +112,8 @@ pub struct Machine {
     last_seq: u64,
     now: i64,
     // Derived, rebuilt on restore.
+    /// Active nodes per scope: the top level's here, each iteration's by its prefix.
+    active_top: u32,
     active: HashMap<String, u32>,
     in_flight: HashSet<String>,
     tool_queue: VecDeque<String>,
@@ -179,6 +181,19 @@ fn split_key(key: &str) -> (&str, &str) {
 }
 
 /// The loop key and iteration index of an iteration prefix `…loop[2]/`.
+/// The count of active nodes in a scope (`""`: the top level, kept apart from the map).
+fn scope_count<'a>(
+    top: &'a mut u32,
+    by_prefix: &'a mut HashMap<String, u32>,
+    scope: &str,
+) -> &'a mut u32 {
+    if scope.is_empty() {
+        top
+    } else {
+        by_prefix.entry_ref(scope).or_default()
+    }
+}
+
 fn iteration_of(prefix: &str) -> Option<(&str, u32)> {
     let body = prefix.strip_suffix("]/")?;
     let open = body.rfind('[')?;
@@ -241,6 +256,7 @@ impl Machine {
             meta,
             last_seq: 0,
             now: 0,
+            active_top: 0,
             active: HashMap::default(),
             in_flight: HashSet::default(),
             tool_queue: VecDeque::new(),
@@ -291,7 +307,7 @@ impl Machine {
                 m.meta.next_done = m.meta.next_done.max(done + 1);
             }
             if r.status.is_active() {
-                *m.active.entry(split_key(&r.key).0.to_string()).or_default() += 1;
+                *scope_count(&mut m.active_top, &mut m.active, split_key(&r.key).0) += 1;
             }
             m.nodes.insert(r.key.clone(), r.clone());
         }
@@ -524,19 +540,28 @@ impl Machine {
             .or_insert_with(|| NodeRecord::new(key.to_string(), split_key(key).1))
     }
 
-    fn set_status(&mut self, key: &str, status: NodeStatus) {
-        let rec = self.record(key);
+    /// Sets a node's status (keeping the scope's count of active nodes) and returns its record.
+    fn set_status(&mut self, key: &str, status: NodeStatus) -> &mut NodeRecord {
+        if self.tracking {
+            self.dirty.get_or_insert_with(key, str::to_string);
+        }
+        // The fields are borrowed apart: one lookup of the record serves the whole update.
+        let rec = self
+            .nodes
+            .entry_ref(key)
+            .or_insert_with(|| NodeRecord::new(key.to_string(), split_key(key).1));
         let was = rec.status.is_active();
         rec.status = status;
         let now_active = status.is_active();
         if was != now_active {
-            let c = self.active.entry_ref(split_key(key).0).or_default();
+            let c = scope_count(&mut self.active_top, &mut self.active, split_key(key).0);
             if now_active {
                 *c += 1;
             } else {
                 *c = c.saturating_sub(1);
             }
         }
+        rec
     }
 
     fn status_of(&self, key: &str) -> Option<NodeStatus> {
@@ -1310,8 +1335,7 @@ impl Machine {
                 .is_some_and(|n| self.plan.compensation(n).is_some());
         let seq = self.meta.next_done;
         self.meta.next_done += 1;
-        self.set_status(key, status);
-        let rec = self.record(key);
+        let rec = self.set_status(key, status);
         rec.finished_at = Some(now);
         rec.fire_at = None;
         rec.done_seq = Some(seq);
@@ -1580,7 +1604,12 @@ impl Machine {
         if self.status.is_terminal() || self.meta.unwinding.is_some() {
             return;
         }
-        if self.active.get(prefix).copied().unwrap_or(0) > 0 {
+        let active = if prefix.is_empty() {
+            self.active_top
+        } else {
+            self.active.get(prefix).copied().unwrap_or(0)
+        };
+        if active > 0 {
             return;
         }
         if prefix.is_empty() {

@@ -234,8 +234,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Unix milliseconds now (see `hilo_engine::now_ms`: every call reads it).
 fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Executor {
@@ -490,17 +493,18 @@ impl Executor {
             .timeout_ms
             .or(spec.timeout_ms)
             .unwrap_or(DEFAULT_TIMEOUT_MS);
-        let mut result = match tokio::time::timeout(
-            Duration::from_millis(timeout_ms),
-            tool.call(&req.ctx, input),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(NodeError::retryable(
-                codes::TIMEOUT,
-                format!("tool `{name}` did not answer within {timeout_ms} ms"),
-            )),
+        // A call that answers when first polled (no IO) needs no timer.
+        let mut call = tool.call(&req.ctx, input);
+        let first = futures_util::FutureExt::now_or_never(&mut call);
+        let mut result = match first {
+            Some(r) => r,
+            None => match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
+                Ok(r) => r,
+                Err(_) => Err(NodeError::retryable(
+                    codes::TIMEOUT,
+                    format!("tool `{name}` did not answer within {timeout_ms} ms"),
+                )),
+            },
         };
         if let (Ok(out), Some(schema)) = (&result, &spec.output_schema) {
             let errors = self
