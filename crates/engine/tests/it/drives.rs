@@ -6,7 +6,21 @@ use hilo_core::store::DEFAULT_TENANT;
 use hilo_engine::Mode;
 use serde_json::json;
 
-use crate::harness::{env, load};
+use crate::harness::{Env, env, load};
+
+/// Starts a new execution of `wf` (ad hoc, empty input) held by this process.
+async fn start_new(env: &Env, wf: &std::sync::Arc<hilo_core::Workflow>) -> hilo_engine::Started {
+    env.engine
+        .start(
+            hilo_engine::driver::new_id(),
+            DEFAULT_TENANT,
+            wf,
+            true,
+            json!({}),
+        )
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn two_drives_of_one_execution_in_one_process_run_each_step_once() {
@@ -97,17 +111,7 @@ edges:
         .drive(DEFAULT_TENANT, &claimed, Mode::Foreground, false)
         .await
         .unwrap();
-    let started = env
-        .engine
-        .start(
-            hilo_engine::driver::new_id(),
-            DEFAULT_TENANT,
-            &wf,
-            true,
-            json!({}),
-        )
-        .await
-        .unwrap();
+    let started = start_new(&env, &wf).await;
     assert!(started.is_new());
     let id = started.id().to_string();
     let o = env
@@ -194,17 +198,7 @@ edges:
   - {from: spin, to: done}
 "#,
     ));
-    let started = env
-        .engine
-        .start(
-            hilo_engine::driver::new_id(),
-            DEFAULT_TENANT,
-            &wf,
-            true,
-            json!({}),
-        )
-        .await
-        .unwrap();
+    let started = start_new(&env, &wf).await;
     let id = started.id().to_string();
     let engine = env.engine.clone();
     let drive =
