@@ -7,6 +7,15 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+/// Unix milliseconds now: the timestamp of every stored row and of every engine step (read
+/// straight from the system clock, without building a calendar date as `chrono::Utc::now`
+/// does). A clock set before 1970 reads 0.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 use crate::Workflow;
 use crate::source::Format;
 

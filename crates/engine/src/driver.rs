@@ -84,13 +84,8 @@ impl EngineError {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
-/// Unix milliseconds now (read at every step: straight from the system clock, without
-/// building a calendar date as `chrono::Utc::now` does). A clock set before 1970 reads 0.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// Unix milliseconds now (time comes with each input of the machine).
+pub use hilo_core::store::now_ms;
 
 /// A new, time-ordered, unique execution id: 12 hex digits of milliseconds, 12 random.
 pub fn new_id() -> String {
@@ -1198,14 +1193,11 @@ impl Engine {
                     inputs.append(&mut after);
                     continue;
                 }
-                // Calls that finish at once (a cache hit, a tool with no IO) are taken now:
-                // the next step needs no wait for them. Every `FAST_STEPS` such steps the
-                // drive yields, then looks at its timers, signals and lease below without
-                // waiting (its inputs are ready), so a long run of them neither starves the
-                // runtime's other tasks nor keeps a cancellation or a due timer out.
-                while let Some(Some(i)) = futs.next().now_or_never() {
-                    inputs.push(i);
-                }
+                // Calls that finished at once (a cache hit, a tool with no IO: see above) feed
+                // the next step with no wait. Every `FAST_STEPS` such steps the drive yields,
+                // then looks at its timers, signals and lease below without waiting (its
+                // inputs are ready), so a long run of them neither starves the runtime's other
+                // tasks nor keeps a cancellation or a due timer out.
                 let ready = !inputs.is_empty();
                 if ready {
                     fast_steps += 1;

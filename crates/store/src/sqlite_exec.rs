@@ -13,7 +13,7 @@ use hilo_core::exec::{
     ExecutionStore, HumanTask, Loaded, NewExecution, NodeDetail, NodeError, NodeRecord, NodeStatus,
     ParentRef, Signal, StoredSignal, TaskFilter,
 };
-use hilo_core::store::{Result, StoreError, TenantId};
+use hilo_core::store::{Result, StoreError, TenantId, now_ms};
 use rusqlite::types::FromSql;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Params, Row, params};
 use serde_json::Value;
@@ -24,10 +24,6 @@ use crate::exec_codec::{
 use crate::sqlite::SqliteStore;
 use crate::sqlite_audit::insert_audit;
 use crate::sqlite_writer::{Settle, control, db};
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 // ---- statement helpers ----------------------------------------------------------------------
 

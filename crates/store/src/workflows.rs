@@ -10,9 +10,7 @@ pub(crate) fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-pub(crate) fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
+pub(crate) use hilo_core::store::now_ms;
 
 pub(crate) fn to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 // foldhash (hashbrown's default) instead of SipHash: these maps are looked up on every call.
 use hashbrown::HashMap;
 use hilo_core::exec::{NodeError, codes};
+use hilo_core::store::now_ms;
 use hilo_core::tool::{
     AuditEntry, AuditStatus, Caller, CircuitSettings, RateLimit, Tool, ToolExecutor, ToolMap,
     ToolRequest, ToolSource, ToolSpec,
@@ -232,13 +233,6 @@ impl ExecutorBuilder {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Unix milliseconds now (see `hilo_engine::now_ms`: every call reads it).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Executor {
