@@ -111,6 +111,10 @@ impl Drop for Db {
             p.push(suffix);
             let _ = std::fs::remove_file(p);
         }
+        // The step log's directory (its segments are gone once the store is).
+        let mut steps = self.path.clone().into_os_string();
+        steps.push("-steps");
+        let _ = std::fs::remove_dir_all(steps);
     }
 }
 

@@ -192,6 +192,8 @@ macro_rules! impl_access_stores {
                 }
 
                 async fn due_callbacks(&self, now: i64, limit: u32) -> Result<Vec<CallbackRecord>> {
+                    // Ended executions, including those whose end is still in a step log.
+                    self.settle_step_log().await?;
                     let rows = sqlx::query(concat!(
                         "SELECT ",
                         callback_columns!(),

@@ -25,7 +25,8 @@ pub(crate) fn quantile(v: &[u64], q: f64) -> u64 {
 
 /// Implements `AuditStore` for `$store` (which has `fn pool(&self) -> &sqlx::Pool<$db>`, and
 /// `async fn append_audit(&self, &[AuditEntry]) -> Result<()>`, its backend's append of a
-/// non-empty batch in one transaction).
+/// non-empty batch in one transaction, and `async fn settle_step_log(&self) -> Result<()>`,
+/// which makes everything appended visible to reads on the pool).
 macro_rules! impl_audit_store {
     ($store:ty, $db:ty) => {
         const _: () = {
@@ -112,6 +113,7 @@ macro_rules! impl_audit_store {
                     if let Some(limit) = filter.limit {
                         q.push(" LIMIT ").push_bind(i64::from(limit));
                     }
+                    self.settle_step_log().await?;
                     let rows = q.build().fetch_all(self.pool()).await.map_err(backend)?;
                     rows.iter().map(entry).collect()
                 }
@@ -121,6 +123,7 @@ macro_rules! impl_audit_store {
                     tenant: &TenantId,
                     since: i64,
                 ) -> Result<Vec<ToolStats>> {
+                    self.settle_step_log().await?;
                     let rows = sqlx::query(
                         "SELECT tool, status, cached, duration_ms FROM tool_audit \
                          WHERE tenant_id = $1 AND at >= $2 AND compensates IS NULL",

@@ -2,8 +2,9 @@
 //! `payloads` and referenced as `@ref:<sha256>` when large), a commit's columns serialized
 //! before any database work, and the SQL fragments their queries share.
 
-use hilo_core::exec::{Commit, Event, ExecUpdate};
+use hilo_core::exec::{Commit, Event, ExecUpdate, NodeRecord};
 use hilo_core::store::{Result, StoreError};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -35,6 +36,7 @@ pub(crate) fn opt_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> 
 
 /// A JSON value serialized for its column: inline, or large enough to be stored once in
 /// `payloads` under its content hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Json {
     Inline(String),
     Payload { hash: String, text: String },
@@ -54,53 +56,122 @@ impl Json {
     }
 }
 
-/// The JSON columns of a commit, serialized before its job reaches the writer thread: every
+/// The columns of a commit, serialized before its job reaches the writer thread: every
 /// write of the process goes through that one thread, so work done there is work that cannot
-/// run beside anything else (serializing took ~4 % of its time under load).
+/// run beside anything else (serializing took ~4 % of its time under load). The history,
+/// node and variable rows are also what the step log stores (`step_log`).
 pub(crate) struct Encoded {
-    /// The execution row's output, error and meta; `None` when the commit leaves the row
-    /// alone (see [`rewrites_row`]).
-    pub(crate) row: Option<(Option<Json>, Option<String>, String)>,
-    pub(crate) events: Vec<Option<String>>,
-    /// Per node: output, error, detail.
-    pub(crate) nodes: Vec<(Option<Json>, Option<String>, String)>,
-    pub(crate) vars: Vec<Json>,
+    /// The execution row; `None` when the commit leaves it alone (see [`rewrites_row`]).
+    pub(crate) row: Option<ExecRow>,
+    pub(crate) events: Vec<EventRow>,
+    pub(crate) nodes: Vec<NodeRow>,
+    pub(crate) vars: Vec<(String, Json)>,
+}
+
+/// The columns a commit sets in its execution's row (see `sql::UPDATE_EXEC_ROW`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ExecRow {
+    pub(crate) status: String,
+    pub(crate) output: Option<Json>,
+    pub(crate) error: Option<String>,
+    pub(crate) last_seq: i64,
+    pub(crate) runnable_at: Option<i64>,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) meta: String,
+    /// Give the lease up.
+    pub(crate) release: bool,
+}
+
+/// An `exec_events` row of an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct EventRow {
+    pub(crate) seq: i64,
+    pub(crate) at: i64,
+    pub(crate) kind: String,
+    pub(crate) node: Option<String>,
+    pub(crate) attempt: i64,
+    /// See [`event_data`].
+    pub(crate) data: Option<String>,
+}
+
+impl EventRow {
+    pub(crate) fn of(e: &Event) -> EventRow {
+        EventRow {
+            seq: i(e.seq),
+            at: e.at,
+            kind: e.kind.as_str().to_string(),
+            node: e.node.clone(),
+            attempt: i64::from(e.attempt),
+            data: event_data(e),
+        }
+    }
+}
+
+/// An `exec_nodes` row of an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct NodeRow {
+    pub(crate) key: String,
+    pub(crate) node_id: String,
+    pub(crate) status: String,
+    pub(crate) attempts: i64,
+    pub(crate) output: Option<Json>,
+    pub(crate) error: Option<String>,
+    pub(crate) started_at: Option<i64>,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) fire_at: Option<i64>,
+    pub(crate) done_seq: Option<i64>,
+    pub(crate) detail: String,
+}
+
+impl NodeRow {
+    pub(crate) fn of(n: &NodeRecord, threshold: usize) -> NodeRow {
+        NodeRow {
+            key: n.key.clone(),
+            node_id: n.node_id.clone(),
+            status: n.status.as_str().to_string(),
+            attempts: i64::from(n.attempts),
+            output: n.output.as_ref().map(|v| Json::encode(v, threshold)),
+            error: n
+                .error
+                .as_ref()
+                .map(|e| serde_json::to_string(e).unwrap_or_default()),
+            started_at: n.started_at,
+            finished_at: n.finished_at,
+            fire_at: n.fire_at,
+            done_seq: n.done_seq.map(i),
+            detail: serde_json::to_string(&n.detail).unwrap_or_else(|_| "{}".into()),
+        }
+    }
 }
 
 impl Encoded {
     pub(crate) fn of(c: &Commit, threshold: usize) -> Result<Encoded> {
         let x = &c.exec;
         let row = if rewrites_row(x) {
-            Some((
-                x.output.as_ref().map(|v| Json::encode(v, threshold)),
-                x.error
+            Some(ExecRow {
+                status: x.status.as_str().to_string(),
+                output: x.output.as_ref().map(|v| Json::encode(v, threshold)),
+                error: x
+                    .error
                     .as_ref()
                     .map(|e| serde_json::to_string(e).unwrap_or_default()),
-                serde_json::to_string(&x.meta).map_err(|e| corrupt("meta", e))?,
-            ))
+                last_seq: i(x.last_seq),
+                runnable_at: x.runnable_at,
+                finished_at: x.finished_at,
+                meta: serde_json::to_string(&x.meta).map_err(|e| corrupt("meta", e))?,
+                release: x.release,
+            })
         } else {
             None
         };
         Ok(Encoded {
             row,
-            events: c.events.iter().map(event_data).collect(),
-            nodes: c
-                .nodes
-                .iter()
-                .map(|n| {
-                    (
-                        n.output.as_ref().map(|v| Json::encode(v, threshold)),
-                        n.error
-                            .as_ref()
-                            .map(|e| serde_json::to_string(e).unwrap_or_default()),
-                        serde_json::to_string(&n.detail).unwrap_or_else(|_| "{}".into()),
-                    )
-                })
-                .collect(),
+            events: c.events.iter().map(EventRow::of).collect(),
+            nodes: c.nodes.iter().map(|n| NodeRow::of(n, threshold)).collect(),
             vars: c
                 .vars
                 .iter()
-                .map(|(_, v)| Json::encode(v, threshold))
+                .map(|(name, v)| (name.clone(), Json::encode(v, threshold)))
                 .collect(),
         })
     }

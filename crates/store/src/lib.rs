@@ -40,6 +40,7 @@ mod sqlite_audit;
 mod sqlite_costs;
 mod sqlite_exec;
 mod sqlite_writer;
+mod step_log;
 mod workflows;
 
 use std::path::PathBuf;

@@ -38,11 +38,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).
-const SQLITE_ONLY: &[(i64, &str, &str)] = &[(
-    5,
-    "sqlite clustered execution tables",
-    include_str!("../migrations/0005_sqlite_clustered.sql"),
-)];
+const SQLITE_ONLY: &[(i64, &str, &str)] = &[
+    (
+        5,
+        "sqlite clustered execution tables",
+        include_str!("../migrations/0005_sqlite_clustered.sql"),
+    ),
+    (
+        9,
+        "step log",
+        include_str!("../migrations/0009_step_log.sql"),
+    ),
+];
 
 /// PostgreSQL's own migrations: a number also in [`MIGRATIONS`] replaces that file there.
 const POSTGRES: &[(i64, &str, &str)] = &[

@@ -33,7 +33,8 @@ use sqlx::{PgConnection, Row};
 use tokio::sync::Notify;
 
 use crate::exec_codec::{
-    Encoded, Json, PRUNE_CHILD_ROWS, REF, corrupt, event_data, i, opt_json, sql, terminal, u,
+    Encoded, EventRow, ExecRow as RowUpdate, Json, PRUNE_CHILD_ROWS, REF, corrupt, i, opt_json,
+    sql, terminal, u,
 };
 use crate::pg::PgStore;
 use crate::workflows::{backend, now_ms};
@@ -403,7 +404,7 @@ struct Rows {
     ev_exec: Vec<String>,
     ev_seq: Vec<i64>,
     ev_at: Vec<i64>,
-    ev_kind: Vec<&'static str>,
+    ev_kind: Vec<String>,
     ev_node: Vec<Option<String>>,
     ev_attempt: Vec<i64>,
     ev_data: Vec<Option<String>>,
@@ -415,7 +416,7 @@ struct Rows {
 
 struct NodeRow {
     node_id: String,
-    status: &'static str,
+    status: String,
     attempts: i64,
     output: Option<String>,
     error: Option<String>,
@@ -427,42 +428,42 @@ struct NodeRow {
 }
 
 impl Rows {
-    fn events(&mut self, id: &str, events: &[Event], data: Vec<Option<String>>) {
-        for (e, data) in events.iter().zip(data) {
+    fn events(&mut self, id: &str, events: Vec<EventRow>) {
+        for e in events {
             self.ev_exec.push(id.to_string());
-            self.ev_seq.push(i(e.seq));
+            self.ev_seq.push(e.seq);
             self.ev_at.push(e.at);
-            self.ev_kind.push(e.kind.as_str());
-            self.ev_node.push(e.node.clone());
-            self.ev_attempt.push(i64::from(e.attempt));
-            self.ev_data.push(data);
+            self.ev_kind.push(e.kind);
+            self.ev_node.push(e.node);
+            self.ev_attempt.push(e.attempt);
+            self.ev_data.push(e.data);
         }
     }
 
     fn add(&mut self, c: &Commit, enc: Encoded) {
         let id = c.execution_id.as_str();
-        self.events(id, &c.events, enc.events);
-        for (n, (output, error, detail)) in c.nodes.iter().zip(enc.nodes) {
-            let output = output.map(|j| self.payloads.column(j));
+        self.events(id, enc.events);
+        for n in enc.nodes {
+            let output = n.output.map(|j| self.payloads.column(j));
             self.nodes.insert(
-                (id.to_string(), n.key.clone()),
+                (id.to_string(), n.key),
                 NodeRow {
-                    node_id: n.node_id.clone(),
-                    status: n.status.as_str(),
-                    attempts: i64::from(n.attempts),
+                    node_id: n.node_id,
+                    status: n.status,
+                    attempts: n.attempts,
                     output,
-                    error,
+                    error: n.error,
                     started_at: n.started_at,
                     finished_at: n.finished_at,
                     fire_at: n.fire_at,
-                    done_seq: n.done_seq.map(i),
-                    detail,
+                    done_seq: n.done_seq,
+                    detail: n.detail,
                 },
             );
         }
-        for ((name, _), v) in c.vars.iter().zip(enc.vars) {
+        for (name, v) in enc.vars {
             let v = self.payloads.column(v);
-            self.vars.insert((id.to_string(), name.clone()), v);
+            self.vars.insert((id.to_string(), name), v);
         }
     }
 
@@ -664,11 +665,11 @@ async fn signal(
 async fn apply_exec(
     conn: &mut PgConnection,
     c: &Commit,
-    row: Option<(Option<Json>, Option<String>, String)>,
+    row: Option<RowUpdate>,
     rows: &mut Rows,
     now: i64,
 ) -> Result<bool> {
-    let Some((output, error, meta)) = row else {
+    let Some(row) = row else {
         let held: Option<i32> = sqlx::query_scalar(
             "SELECT 1 FROM executions WHERE id = $1 AND lease_owner = $2 FOR NO KEY UPDATE",
         )
@@ -679,25 +680,24 @@ async fn apply_exec(
         .map_err(backend)?;
         return Ok(held.is_some());
     };
-    let x = &c.exec;
-    let output = output.map(|j| rows.payloads.column(j));
+    let output = row.output.map(|j| rows.payloads.column(j));
     let updated = sqlx::query(sql::UPDATE_EXEC_ROW)
-        .bind(x.status.as_str())
+        .bind(row.status)
         .bind(output)
-        .bind(error)
-        .bind(i(x.last_seq))
-        .bind(x.runnable_at)
-        .bind(x.finished_at)
-        .bind(meta)
+        .bind(row.error)
+        .bind(row.last_seq)
+        .bind(row.runnable_at)
+        .bind(row.finished_at)
+        .bind(row.meta)
         .bind(now)
-        .bind(x.release)
+        .bind(row.release)
         .bind(&c.execution_id)
         .bind(&c.owner)
         .execute(&mut *conn)
         .await
         .map_err(backend)?
         .rows_affected();
-    if updated > 0 && x.release && x.runnable_at.is_some_and(|at| at <= now) {
+    if updated > 0 && row.release && row.runnable_at.is_some_and(|at| at <= now) {
         // Given up and due at once (a drive handing work back): someone may take it.
         notify_work(conn).await?;
     }
@@ -830,7 +830,7 @@ impl ExecutionStore for PgStore {
             return Ok(false);
         }
         let mut rows = Rows::default();
-        rows.events(&new.id, &events, events.iter().map(event_data).collect());
+        rows.events(&new.id, events.iter().map(EventRow::of).collect());
         rows.write(&mut tx).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)

@@ -4,6 +4,11 @@
 //! committed transaction survives the process crashing or being killed, but the last commits
 //! may be lost if the machine loses power. [`Durability::Full`] (`synchronous=FULL`) makes
 //! every commit reach the disk before it returns.
+//!
+//! Under `Normal`, the steps of running executions are made durable by the step log
+//! (`step_log`: one `write` per step, folded into the tables in batches), which gives the same
+//! guarantee; `HILO_STEP_LOG=off` in the environment turns it off (every step is then a SQLite
+//! transaction).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use sqlx::sqlite::{
 use crate::RunningLimits;
 use crate::sqlite_audit::AuditBuffer;
 use crate::sqlite_writer::{BUSY_TIMEOUT, Target, Writer};
+use crate::step_log::StepLog;
 pub(crate) use crate::workflows::backend;
 
 /// How hard a commit tries to reach the disk.
@@ -41,6 +47,8 @@ pub struct SqliteStore {
     description: String,
     payload_threshold: usize,
     running_limits: Arc<RunningLimits>,
+    /// Durable steps by file appends (file databases under `Durability::Normal`).
+    log: Option<Arc<StepLog>>,
 }
 
 /// Values larger than this (as JSON text) are stored once in `payloads` and referenced.
@@ -79,11 +87,16 @@ impl SqliteStore {
                 location: location.clone(),
                 detail: e.to_string(),
             })?;
+        let log = match durability {
+            Durability::Normal if step_log_wanted() => Some(Arc::new(StepLog::new(path)?)),
+            _ => None,
+        };
         Self::init(
             pool,
             Target::File(path.to_path_buf()),
             durability,
             format!("sqlite:{location}"),
+            log,
         )
         .await
     }
@@ -114,6 +127,7 @@ impl SqliteStore {
             Target::Memory(name),
             Durability::Normal,
             "sqlite::memory:".into(),
+            None,
         )
         .await
     }
@@ -124,12 +138,13 @@ impl SqliteStore {
         target: Target,
         durability: Durability,
         description: String,
+        log: Option<Arc<StepLog>>,
     ) -> Result<Self> {
         crate::migrations::sqlite_migrator()
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
-        let writer = Writer::start(target, durability).await?;
+        let writer = Writer::start(target, durability, log.clone()).await?;
         Ok(SqliteStore {
             pool,
             writer: Arc::new(writer),
@@ -137,6 +152,7 @@ impl SqliteStore {
             description,
             payload_threshold: DEFAULT_PAYLOAD_THRESHOLD,
             running_limits: Arc::default(),
+            log,
         })
     }
 
@@ -170,16 +186,37 @@ impl SqliteStore {
         &self.writer
     }
 
-    /// Write transactions the execution store has committed so far (every execution write
-    /// goes through them: creations, claims, step commits and audit rows, several to one
-    /// transaction under load). `hilo bench` reports commits per step from this.
+    /// Durable writes of the execution store so far: write transactions (creations, claims,
+    /// step commits and audit rows, several to one transaction under load) and step-log
+    /// appends (each one `write` of one or more steps). `hilo bench` reports commits per step
+    /// from this. The transactions that fold the step log are not in it: see [`Self::folds`].
     pub fn commits(&self) -> u64 {
-        self.writer.commits()
+        self.writer.commits() + self.log.as_ref().map_or(0, |l| l.appends())
+    }
+
+    /// Transactions that folded step-log records into the tables, and records dropped there
+    /// because their owner had lost the lease (0 without a step log).
+    pub fn folds(&self) -> (u64, u64) {
+        self.log
+            .as_ref()
+            .map_or((0, 0), |l| (l.folds(), l.dropped()))
+    }
+
+    pub(crate) fn step_log(&self) -> Option<&Arc<StepLog>> {
+        self.log.as_ref()
     }
 
     pub(crate) fn audit_buffer(&self) -> &Arc<AuditBuffer> {
         &self.audit
     }
+}
+
+/// Whether the environment leaves the step log on (`HILO_STEP_LOG=off` turns it off).
+fn step_log_wanted() -> bool {
+    !matches!(
+        std::env::var("HILO_STEP_LOG").as_deref(),
+        Ok("off" | "0" | "false" | "no")
+    )
 }
 
 crate::workflows::impl_workflow_store!(SqliteStore, sqlx::Sqlite);

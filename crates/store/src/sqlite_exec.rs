@@ -10,8 +10,8 @@
 use async_trait::async_trait;
 use hilo_core::exec::{
     Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
-    ExecutionStore, HumanTask, Loaded, NewExecution, NodeDetail, NodeError, NodeRecord, NodeStatus,
-    ParentRef, Signal, StoredSignal, TaskFilter,
+    ExecutionStore, HumanTask, Lease, Loaded, NewExecution, NodeDetail, NodeError, NodeRecord,
+    NodeStatus, ParentRef, Signal, StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId, now_ms};
 use rusqlite::types::FromSql;
@@ -19,11 +19,13 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, Params, Row, para
 use serde_json::Value;
 
 use crate::exec_codec::{
-    Encoded, Json, PRUNE_CHILD_ROWS, REF, corrupt, event_data, i, opt_json, sql, terminal, u,
+    Encoded, EventRow, ExecRow, Json, NodeRow, PRUNE_CHILD_ROWS, REF, corrupt, i, opt_json, sql,
+    terminal, u,
 };
 use crate::sqlite::SqliteStore;
 use crate::sqlite_audit::insert_audit;
 use crate::sqlite_writer::{Settle, control, db};
+use crate::step_log::StepLog;
 
 // ---- statement helpers ----------------------------------------------------------------------
 
@@ -74,7 +76,7 @@ fn prepare<'c>(conn: &'c Connection, sql: &str) -> Result<CachedStatement<'c>> {
 }
 
 /// Runs a cached statement; the number of rows it changed.
-fn exec(conn: &Connection, sql: &str, p: impl Params) -> Result<usize> {
+pub(crate) fn exec(conn: &Connection, sql: &str, p: impl Params) -> Result<usize> {
     prepare(conn, sql)?.execute(p).map_err(db)
 }
 
@@ -95,7 +97,11 @@ fn all<T>(
 }
 
 /// The first column of the row of a cached query, if there is one.
-fn scalar<T: FromSql>(conn: &Connection, sql: &str, p: impl Params) -> Result<Option<T>> {
+pub(crate) fn scalar<T: FromSql>(
+    conn: &Connection,
+    sql: &str,
+    p: impl Params,
+) -> Result<Option<T>> {
     prepare(conn, sql)?
         .query_row(p, |r| r.get(0))
         .optional()
@@ -265,12 +271,33 @@ fn load(conn: &Connection, id: &str) -> Result<Loaded> {
 // ---- writing --------------------------------------------------------------------------------
 
 /// A connection inside a write transaction, with the payload threshold.
-struct Writes<'a> {
+pub(crate) struct Writes<'a> {
     conn: &'a Connection,
     payload_threshold: usize,
 }
 
-impl Writes<'_> {
+impl<'a> Writes<'a> {
+    /// For rows whose JSON is encoded already (the step log's).
+    pub(crate) fn new(conn: &'a Connection) -> Writes<'a> {
+        Writes {
+            conn,
+            payload_threshold: usize::MAX,
+        }
+    }
+
+    pub(crate) fn conn(&self) -> &'a Connection {
+        self.conn
+    }
+
+    /// The execution's lease owner; `None` when there is no such execution.
+    pub(crate) fn lease_owner(&self, id: &str) -> Result<Option<Option<String>>> {
+        scalar(
+            self.conn,
+            "SELECT lease_owner FROM executions WHERE id = $1",
+            [id],
+        )
+    }
+
     /// JSON text for a value, moved to `payloads` (once, by content hash) when it is large.
     fn put_json(&self, v: &Value) -> Result<String> {
         self.column(Json::encode(v, self.payload_threshold))
@@ -321,36 +348,23 @@ impl Writes<'_> {
         Ok(inserted > 0)
     }
 
-    /// Events with their `data` columns (see [`event_data`]), in the same order.
-    fn insert_events(&self, id: &str, events: &[Event], data: Vec<Option<String>>) -> Result<()> {
-        for (e, data) in events.iter().zip(data) {
+    /// History rows.
+    pub(crate) fn insert_events(&self, id: &str, events: Vec<EventRow>) -> Result<()> {
+        for e in events {
             exec(
                 self.conn,
                 "INSERT INTO exec_events (execution_id, seq, at, kind, node_key, attempt, data) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (execution_id, seq) DO NOTHING",
-                params![
-                    id,
-                    i(e.seq),
-                    e.at,
-                    e.kind.as_str(),
-                    e.node,
-                    i64::from(e.attempt),
-                    data,
-                ],
+                params![id, e.seq, e.at, e.kind, e.node, e.attempt, e.data],
             )?;
         }
         Ok(())
     }
 
-    /// Node rows with their encoded columns (see [`Encoded`]), in the same order.
-    fn upsert_nodes(
-        &self,
-        id: &str,
-        nodes: &[NodeRecord],
-        encoded: Vec<(Option<Json>, Option<String>, String)>,
-    ) -> Result<()> {
-        for (n, (output, error, detail)) in nodes.iter().zip(encoded) {
-            let output = output.map(|j| self.column(j)).transpose()?;
+    /// Checkpoint rows of nodes.
+    pub(crate) fn upsert_nodes(&self, id: &str, nodes: Vec<NodeRow>) -> Result<()> {
+        for n in nodes {
+            let output = n.output.map(|j| self.column(j)).transpose()?;
             exec(
                 self.conn,
                 "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, error, \
@@ -364,16 +378,30 @@ impl Writes<'_> {
                     id,
                     n.key,
                     n.node_id,
-                    n.status.as_str(),
-                    i64::from(n.attempts),
+                    n.status,
+                    n.attempts,
                     output,
-                    error,
+                    n.error,
                     n.started_at,
                     n.finished_at,
                     n.fire_at,
-                    n.done_seq.map(i),
-                    detail,
+                    n.done_seq,
+                    n.detail,
                 ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Variables of an execution.
+    pub(crate) fn upsert_vars(&self, id: &str, vars: Vec<(String, Json)>) -> Result<()> {
+        for (name, v) in vars {
+            let v = self.column(v)?;
+            exec(
+                self.conn,
+                "INSERT INTO exec_vars (execution_id, name, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (execution_id, name) DO UPDATE SET value = excluded.value",
+                params![id, name, v],
             )?;
         }
         Ok(())
@@ -399,58 +427,62 @@ impl Writes<'_> {
     }
 
     fn apply_commit(&self, c: &Commit, mut enc: Encoded, now: i64) -> Result<CommitOutcome> {
-        let x = &c.exec;
-        let Some((output, error, meta)) = enc.row.take() else {
-            // Only the lease to check: a read, so the row's page stays clean.
-            let held: Option<i64> = scalar(
-                self.conn,
-                "SELECT 1 FROM executions WHERE id = $1 AND lease_owner = $2",
-                params![c.execution_id, c.owner],
-            )?;
-            if held.is_none() {
-                return Ok(CommitOutcome::LeaseLost);
-            }
-            return self.apply_rows(c, enc, now);
+        let held = match enc.row.take() {
+            Some(row) => self.update_exec_row(&c.execution_id, &c.owner, row, now)?,
+            None => self.holds(&c.execution_id, &c.owner)?,
         };
-        let output = output.map(|j| self.column(j)).transpose()?;
+        if !held {
+            return Ok(CommitOutcome::LeaseLost);
+        }
+        self.apply_rows(c, enc, now)
+    }
+
+    /// Whether `owner` holds the execution's lease (a read, so the row's page stays clean).
+    pub(crate) fn holds(&self, id: &str, owner: &str) -> Result<bool> {
+        let held: Option<i64> = scalar(
+            self.conn,
+            "SELECT 1 FROM executions WHERE id = $1 AND lease_owner = $2",
+            params![id, owner],
+        )?;
+        Ok(held.is_some())
+    }
+
+    /// Rewrites the execution row if `owner` holds the lease; false (nothing written) if not.
+    pub(crate) fn update_exec_row(
+        &self,
+        id: &str,
+        owner: &str,
+        row: ExecRow,
+        now: i64,
+    ) -> Result<bool> {
+        let output = row.output.map(|j| self.column(j)).transpose()?;
         let updated = exec(
             self.conn,
             sql::UPDATE_EXEC_ROW,
             params![
-                x.status.as_str(),
+                row.status,
                 output,
-                error,
-                i(x.last_seq),
-                x.runnable_at,
-                x.finished_at,
-                meta,
+                row.error,
+                row.last_seq,
+                row.runnable_at,
+                row.finished_at,
+                row.meta,
                 now,
-                x.release,
-                c.execution_id,
-                c.owner,
+                row.release,
+                id,
+                owner,
             ],
         )?;
-        if updated == 0 {
-            return Ok(CommitOutcome::LeaseLost);
-        }
-        self.apply_rows(c, enc, now)
+        Ok(updated > 0)
     }
 
     /// The rows of a commit below the execution row: history, checkpoint, tasks, children,
     /// signals.
     fn apply_rows(&self, c: &Commit, enc: Encoded, now: i64) -> Result<CommitOutcome> {
         let id = c.execution_id.as_str();
-        self.insert_events(id, &c.events, enc.events)?;
-        self.upsert_nodes(id, &c.nodes, enc.nodes)?;
-        for ((name, _), v) in c.vars.iter().zip(enc.vars) {
-            let v = self.column(v)?;
-            exec(
-                self.conn,
-                "INSERT INTO exec_vars (execution_id, name, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (execution_id, name) DO UPDATE SET value = excluded.value",
-                params![id, name, v],
-            )?;
-        }
+        self.insert_events(id, enc.events)?;
+        self.upsert_nodes(id, enc.nodes)?;
+        self.upsert_vars(id, enc.vars)?;
         for t in &c.new_tasks {
             exec(
                 self.conn,
@@ -498,8 +530,19 @@ impl Writes<'_> {
 
 impl SqliteStore {
     /// Runs `f` in a write transaction on the writer thread (shared with the other writes
-    /// queued with it; see [`crate::sqlite_writer`]).
+    /// queued with it; see [`crate::sqlite_writer`]), after the steps this process appended to
+    /// its step log.
     async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Writes<'_>) -> Result<T> + Send + 'static,
+    {
+        self.write_ordered(true, f).await
+    }
+
+    /// [`Self::write`], for writes that touch nothing a step writes (`ordered` false): they
+    /// need not wait for the step log to be folded.
+    async fn write_ordered<T, F>(&self, ordered: bool, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Writes<'_>) -> Result<T> + Send + 'static,
@@ -507,7 +550,7 @@ impl SqliteStore {
         let payload_threshold = self.payload_threshold();
         let audit = self.audit_buffer().clone();
         self.writer()
-            .run_tx(move |conn| {
+            .run_tx(ordered, move |conn| {
                 // Queued audit entries ride along (under a savepoint: entries the database
                 // refuses stay queued for their own transaction, which reports the error).
                 let (entries, batch) = audit.take();
@@ -539,27 +582,79 @@ impl SqliteStore {
             .await
     }
 
-    /// Runs the reads of `f` on the writer thread.
+    /// Runs the reads of `f` on the writer thread, after folding whatever the step logs of
+    /// every process hold (so that reads see every durable step).
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        self.writer().run(move |conn| f(conn)).await
+        let log = self.step_log().cloned();
+        self.writer()
+            .run(move |conn| {
+                if let Some(log) = log {
+                    log.fold_for_read(conn);
+                }
+                f(conn)
+            })
+            .await
+    }
+
+    /// Folds every step log now (before reads that do not go through [`Self::read`]).
+    pub(crate) async fn fold_step_logs(&self) -> Result<()> {
+        let Some(log) = self.step_log().cloned() else {
+            return Ok(());
+        };
+        self.writer()
+            .run(move |conn| {
+                log.fold_for_read(conn);
+                Ok(())
+            })
+            .await
+    }
+
+    /// Appends framed records to the step log; false (nothing appended) when it failed.
+    pub(crate) fn append_to_log(&self, log: &StepLog, frames: &[u8]) -> bool {
+        match log.append(frames) {
+            Ok(dirty) => {
+                if dirty {
+                    self.writer().poke();
+                }
+                true
+            }
+            Err(e) => {
+                eprintln!("hilo: {e}; steps are committed to SQLite from now on");
+                false
+            }
+        }
     }
 }
 
 #[async_trait]
 impl ExecutionStore for SqliteStore {
     async fn create_execution(&self, new: NewExecution, events: Vec<Event>) -> Result<bool> {
-        self.write(move |w| {
-            if !w.insert_execution(&new)? {
-                return Ok(false);
-            }
-            w.insert_events(&new.id, &events, events.iter().map(event_data).collect())?;
-            Ok(true)
-        })
-        .await
+        let held = new
+            .lease
+            .clone()
+            .map(|l| (new.id.clone(), l, new.created_at));
+        let created = self
+            .write_ordered(false, move |w| {
+                if !w.insert_execution(&new)? {
+                    return Ok(false);
+                }
+                w.insert_events(&new.id, events.iter().map(EventRow::of).collect())?;
+                Ok(true)
+            })
+            .await?;
+        if let (true, Some(log), Some((id, lease, at))) = (created, self.step_log(), held) {
+            log.hold(
+                &id,
+                &lease.owner,
+                lease.expires_at,
+                lease.expires_at.saturating_sub(at),
+            );
+        }
+        Ok(created)
     }
 
     fn merges_commits(&self) -> bool {
@@ -569,18 +664,83 @@ impl ExecutionStore for SqliteStore {
     async fn commit_batch(&self, commits: Vec<Commit>) -> Result<Vec<CommitOutcome>> {
         let now = now_ms();
         let threshold = self.payload_threshold();
-        let encoded = commits
+        let n = commits.len();
+        let log = self.step_log().filter(|l| l.open_for_appends()).cloned();
+        // Plain steps go to the step log (one `write` for all of them); the rest, and all of
+        // them without a log, to one SQLite transaction.
+        let mut frames = Vec::new();
+        let mut logged = Vec::new();
+        let mut rest = Vec::new();
+        for (at, c) in commits.into_iter().enumerate() {
+            let enc = Encoded::of(&c, threshold)?;
+            match &log {
+                Some(l) if l.takes(&c, now) => {
+                    StepLog::frame_step(&mut frames, &c, enc, now)?;
+                    if c.exec.release {
+                        l.forget(&c.execution_id);
+                    }
+                    logged.push((at, c));
+                }
+                _ => rest.push((at, c, enc)),
+            }
+        }
+        let mut outcomes = vec![CommitOutcome::Committed; n];
+        if let Some(log) = &log
+            && !logged.is_empty()
+            && !self.append_to_log(log, &frames)
+        {
+            for (at, c) in logged {
+                let enc = Encoded::of(&c, threshold)?;
+                rest.push((at, c, enc));
+            }
+            rest.sort_by_key(|(at, _, _)| *at);
+        }
+        if rest.is_empty() {
+            return Ok(outcomes);
+        }
+        // Children created held by this process: their steps may go to the log at once.
+        let children: Vec<(usize, String, Lease, i64)> = rest
             .iter()
-            .map(|c| Encoded::of(c, threshold))
-            .collect::<Result<Vec<_>>>()?;
-        self.write(move |w| {
-            commits
-                .iter()
-                .zip(encoded)
-                .map(|(c, enc)| w.apply_commit(c, enc, now))
-                .collect()
-        })
-        .await
+            .flat_map(|(at, c, _)| {
+                c.children.iter().filter_map(move |n| {
+                    n.lease
+                        .clone()
+                        .map(|l| (*at, n.id.clone(), l, n.created_at))
+                })
+            })
+            .collect();
+        let done = self
+            .write(move |w| {
+                rest.into_iter()
+                    .map(|(at, c, enc)| {
+                        let released = c.exec.release;
+                        w.apply_commit(&c, enc, now)
+                            .map(|o| (at, o, c.execution_id, released))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        for (at, outcome, id, released) in done {
+            if let Some(log) = self.step_log()
+                && (released || outcome == CommitOutcome::LeaseLost)
+            {
+                log.forget(&id);
+            }
+            outcomes[at] = outcome;
+        }
+        if let Some(log) = self.step_log() {
+            for (at, id, lease, created) in children {
+                if outcomes[at] == CommitOutcome::Committed {
+                    log.hold(
+                        &id,
+                        &lease.owner,
+                        lease.expires_at,
+                        lease.expires_at.saturating_sub(created),
+                    );
+                }
+            }
+        }
+        Ok(outcomes)
     }
 
     async fn claim(
@@ -592,20 +752,31 @@ impl ExecutionStore for SqliteStore {
         now: i64,
     ) -> Result<Option<Loaded>> {
         let (tenant, id, owner) = (tenant.to_string(), id.to_string(), owner.to_string());
-        self.write(move |w| {
-            let updated = exec(
-                w.conn,
-                sql::CLAIM,
-                params![owner, now + i(lease_ms), id, tenant, now],
-            )?;
-            if updated == 0 {
-                // Absent (an error), finished or held by someone else (`None`).
-                exec_record(w.conn, Some(&tenant), &id)?;
-                return Ok(None);
-            }
-            load(w.conn, &id).map(Some)
-        })
-        .await
+        let log = self.step_log().cloned();
+        let (held_id, held_owner) = (id.clone(), owner.clone());
+        let loaded = self
+            .write(move |w| {
+                // What the last holder made durable comes first (it may have died).
+                if let Some(log) = &log {
+                    log.fold_in(w.conn)?;
+                }
+                let updated = exec(
+                    w.conn,
+                    sql::CLAIM,
+                    params![owner, now + i(lease_ms), id, tenant, now],
+                )?;
+                if updated == 0 {
+                    // Absent (an error), finished or held by someone else (`None`).
+                    exec_record(w.conn, Some(&tenant), &id)?;
+                    return Ok(None);
+                }
+                load(w.conn, &id).map(Some)
+            })
+            .await?;
+        if let (Some(log), Some(_)) = (self.step_log(), &loaded) {
+            log.hold(&held_id, &held_owner, now + i(lease_ms), i(lease_ms));
+        }
+        Ok(loaded)
     }
 
     async fn claim_due(
@@ -617,7 +788,13 @@ impl ExecutionStore for SqliteStore {
     ) -> Result<Vec<(String, String)>> {
         let owner = owner.to_string();
         let limits = self.running_limits().clone();
-        self.write(move |w| {
+        let log = self.step_log().cloned();
+        let held_owner = owner.clone();
+        let claimed: Vec<(String, String)> = self.write(move |w| {
+            // What the last holders made durable comes first (they may have died).
+            if let Some(log) = &log {
+                log.fold_in(w.conn)?;
+            }
             let row = |r: &Row<'_>| Ok((r.get(0).map_err(db)?, r.get(1).map_err(db)?));
             if limits.is_empty() {
                 return all(
@@ -665,7 +842,13 @@ impl ExecutionStore for SqliteStore {
                 row,
             )
         })
-        .await
+        .await?;
+        if let Some(log) = self.step_log() {
+            for (_, id) in &claimed {
+                log.hold(id, &held_owner, now + i(lease_ms), i(lease_ms));
+            }
+        }
+        Ok(claimed)
     }
 
     async fn heartbeat(
@@ -675,25 +858,41 @@ impl ExecutionStore for SqliteStore {
         lease_ms: u64,
         now: i64,
     ) -> Result<Vec<String>> {
-        let (ids, owner) = (ids.to_vec(), owner.to_string());
-        self.write(move |w| {
-            let mut lost = Vec::new();
-            for id in ids {
-                let n = exec(
-                    w.conn,
-                    "UPDATE executions SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3",
-                    params![now + i(lease_ms), id, owner],
-                )?;
-                if n == 0 {
-                    lost.push(id);
+        let (all, owner) = (ids.to_vec(), owner.to_string());
+        let ids = all.clone();
+        let held_owner = owner.clone();
+        let lost = self
+            .write_ordered(false, move |w| {
+                let mut lost = Vec::new();
+                for id in ids {
+                    let n = exec(
+                        w.conn,
+                        "UPDATE executions SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3",
+                        params![now + i(lease_ms), id, owner],
+                    )?;
+                    if n == 0 {
+                        lost.push(id);
+                    }
+                }
+                Ok(lost)
+            })
+            .await?;
+        if let Some(log) = self.step_log() {
+            for id in &all {
+                if lost.contains(id) {
+                    log.forget(id);
+                } else {
+                    log.hold(id, &held_owner, now + i(lease_ms), i(lease_ms));
                 }
             }
-            Ok(lost)
-        })
-        .await
+        }
+        Ok(lost)
     }
 
     async fn release(&self, id: &str, owner: &str) -> Result<()> {
+        if let Some(log) = self.step_log() {
+            log.forget(id);
+        }
         let (id, owner) = (id.to_string(), owner.to_string());
         self.write(move |w| {
             exec(w.conn, sql::RELEASE, params![id, owner])?;

@@ -40,6 +40,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use crate::sqlite::Durability;
+use crate::step_log::{FOLD_LINGER, StepLog};
 
 /// How long a statement waits for another connection's write lock (both sqlx and the writer).
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,10 +60,14 @@ pub(crate) enum Target {
 
 /// What the writer thread runs.
 enum Job {
+    /// The step log grew: fold it (after [`FOLD_LINGER`] unless another job comes first).
+    Fold,
     /// Alone, outside any transaction (reads, and writes that manage their own).
     Raw(Box<dyn FnOnce(&mut Connection) + Send>),
-    /// Inside a transaction shared with the other write jobs queued with it.
-    Tx(TxJob),
+    /// Inside a transaction shared with the other write jobs queued with it; `true` when it
+    /// must come after every step this process appended to its step log (see
+    /// [`Writer::run_tx`]).
+    Tx(TxJob, bool),
 }
 
 /// A write job: given the connection inside an open transaction (or why none could be
@@ -159,7 +164,11 @@ fn next_job(queue: &mpsc::Receiver<Job>) -> Option<Job> {
 
 impl Writer {
     /// Starts the thread and opens its connection; an open failure is returned here.
-    pub(crate) async fn start(target: Target, durability: Durability) -> Result<Writer> {
+    pub(crate) async fn start(
+        target: Target,
+        durability: Durability,
+        log: Option<Arc<StepLog>>,
+    ) -> Result<Writer> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready, opened) = oneshot::channel::<Result<()>>();
         let location = match &target {
@@ -186,24 +195,90 @@ impl Writer {
                     }
                 };
                 // Ends when every sender is gone (the store was dropped).
-                while let Some(job) = next_job(&queue) {
+                // Since when this process's step log has had steps to fold.
+                let mut dirty_since: Option<std::time::Instant> = None;
+                loop {
+                    let dirty = log.as_ref().is_some_and(|l| l.is_dirty());
+                    let since = match (dirty, dirty_since) {
+                        (false, _) => None,
+                        (true, None) => Some(std::time::Instant::now()),
+                        (true, Some(t)) => Some(t),
+                    };
+                    dirty_since = since;
+                    // With steps to fold: fold them once they have waited FOLD_LINGER for
+                    // more to come (one transaction for many), whatever else arrives.
+                    let job = match since {
+                        Some(t) => match FOLD_LINGER.checked_sub(t.elapsed()) {
+                            None => Job::Fold,
+                            Some(left) => match queue.recv_timeout(left) {
+                                Ok(Job::Fold) => continue,
+                                Ok(job) => job,
+                                Err(mpsc::RecvTimeoutError::Timeout) => Job::Fold,
+                                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                            },
+                        },
+                        None => match next_job(&queue) {
+                            Some(Job::Fold) => continue,
+                            Some(job) => job,
+                            None => break,
+                        },
+                    };
+                    if let Job::Fold = job {
+                        dirty_since = None;
+                    }
                     match job {
-                        Job::Raw(f) => f(&mut conn),
-                        Job::Tx(first) => {
+                        Job::Fold | Job::Raw(_) => {
+                            // Steps first (a read folds every log itself).
+                            if let Some(log) = &log
+                                && log.take_dirty()
+                                && let Err(e) = log.fold(&mut conn, false)
+                            {
+                                log.redirty();
+                                eprintln!("hilo: {e}");
+                            }
+                            if let Job::Raw(f) = job {
+                                f(&mut conn);
+                            }
+                        }
+                        Job::Tx(first, ordered) => {
                             // Every write job queued now shares the transaction. Raw jobs
                             // found among them (mostly reads: one per execute request) run
                             // after it, in their order: none of them can depend on a write
                             // that was not answered yet.
                             let mut batch = vec![first];
+                            let mut ordered = ordered;
                             let mut raws = Vec::new();
                             while batch.len() < MAX_BATCH {
                                 match queue.try_recv() {
-                                    Ok(Job::Tx(j)) => batch.push(j),
+                                    Ok(Job::Tx(j, o)) => {
+                                        batch.push(j);
+                                        ordered |= o;
+                                    }
                                     Ok(Job::Raw(r)) => raws.push(r),
+                                    Ok(Job::Fold) => {}
                                     Err(_) => break,
                                 }
                             }
-                            run_batch(&mut conn, batch, &progress.commits);
+                            // Nothing that must follow the steps appended so far runs over a
+                            // log this process has not folded.
+                            let folded = match &log {
+                                Some(log) if ordered && log.take_dirty() => {
+                                    log.fold(&mut conn, false).map_err(|e| {
+                                        log.redirty();
+                                        format!("the step log could not be folded first: {e}")
+                                    })
+                                }
+                                _ => Ok(()),
+                            };
+                            match folded {
+                                Ok(()) => run_batch(&mut conn, batch, &progress.commits),
+                                Err(why) => {
+                                    for job in batch {
+                                        let r = job(Err(why.clone()));
+                                        (r.settle)(Err(why.clone()));
+                                    }
+                                }
+                            }
                             for r in raws {
                                 r(&mut conn);
                             }
@@ -217,6 +292,9 @@ impl Writer {
                             .is_ok_and(|(busy, frames, copied)| !busy && frames == copied);
                         progress.restart.store(!done, Ordering::Relaxed);
                     }
+                }
+                if let Some(log) = &log {
+                    log.close(&mut conn);
                 }
             })
             .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
@@ -256,6 +334,13 @@ impl Writer {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// Tells the thread that the step log grew.
+    pub(crate) fn poke(&self) {
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(Job::Fold);
+        }
+    }
+
     /// Transactions write jobs were committed in so far.
     pub(crate) fn commits(&self) -> u64 {
         self.progress.commits.load(Ordering::Relaxed)
@@ -264,32 +349,37 @@ impl Writer {
     /// Runs `f` inside a write transaction, shared with the write jobs queued with it, and
     /// returns its result once that transaction is committed. An error from `f` undoes `f`'s
     /// statements only. `f` may also return a [`Settle`], told whether its writes are stored.
-    pub(crate) async fn run_tx<T, F>(&self, f: F) -> Result<T>
+    /// `ordered`: the step log this process appended to so far is folded first (a write that
+    /// does not touch what steps write, such as creating an execution, need not wait for it).
+    pub(crate) async fn run_tx<T, F>(&self, ordered: bool, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> (Result<T>, Option<Settle>) + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Job::Tx(Box::new(move |conn| {
-            let (out, settle) = match conn {
-                Ok(conn) => f(conn),
-                Err(why) => (Err(StoreError::Backend(why)), None),
-            };
-            Ran {
-                ok: out.is_ok(),
-                settle: Box::new(move |stored| {
-                    let out = match (out, stored) {
-                        (Ok(v), Ok(())) => Ok(v),
-                        (Ok(_), Err(why)) => Err(StoreError::Backend(why)),
-                        (Err(e), _) => Err(e),
-                    };
-                    if let Some(settle) = settle {
-                        settle(out.is_ok());
-                    }
-                    let _ = reply.send(out);
-                }),
-            }
-        }));
+        let job = Job::Tx(
+            Box::new(move |conn| {
+                let (out, settle) = match conn {
+                    Ok(conn) => f(conn),
+                    Err(why) => (Err(StoreError::Backend(why)), None),
+                };
+                Ran {
+                    ok: out.is_ok(),
+                    settle: Box::new(move |stored| {
+                        let out = match (out, stored) {
+                            (Ok(v), Ok(())) => Ok(v),
+                            (Ok(_), Err(why)) => Err(StoreError::Backend(why)),
+                            (Err(e), _) => Err(e),
+                        };
+                        if let Some(settle) = settle {
+                            settle(out.is_ok());
+                        }
+                        let _ = reply.send(out);
+                    }),
+                }
+            }),
+            ordered,
+        );
         self.submit(job, answer).await
     }
 }
@@ -491,7 +581,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         let writer = Arc::new(
-            Writer::start(Target::File(path.clone()), Durability::Normal)
+            Writer::start(Target::File(path.clone()), Durability::Normal, None)
                 .await
                 .unwrap(),
         );
@@ -520,7 +610,7 @@ mod tests {
         for x in 0..20_i64 {
             let (w, settled) = (writer.clone(), settled.clone());
             writes.push(tokio::spawn(async move {
-                w.run_tx(move |c| {
+                w.run_tx(true, move |c| {
                     let inserted = c.execute("INSERT INTO t (x) VALUES (?1)", [x]).map_err(db);
                     // Job 7 writes, then fails: its row must not stay. Job 13 breaks the key.
                     let out = match x {
@@ -595,7 +685,7 @@ mod tests {
     async fn the_checkpoint_thread_copies_the_wal_and_keeps_it_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
-        let writer = Writer::start(Target::File(path.clone()), Durability::Normal)
+        let writer = Writer::start(Target::File(path.clone()), Durability::Normal, None)
             .await
             .unwrap();
         writer

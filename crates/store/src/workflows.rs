@@ -334,6 +334,8 @@ macro_rules! impl_workflow_store {
             }
 
             async fn delete_workflow(&self, tenant: &TenantId, name: &str) -> Result<u64> {
+                // Executions that ended, including those whose end is still in a step log.
+                self.settle_step_log().await?;
                 let mut tx = self.pool().begin().await.map_err(backend)?;
                 // The guarded DELETE takes the write lock, so no execution can start between the
                 // check and the removal of the versions.

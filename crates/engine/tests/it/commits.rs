@@ -89,9 +89,13 @@ async fn commit_all(committer: &GroupCommitter, store: &Arc<SqliteStore>) -> Vec
 }
 
 async fn sqlite() -> (tempfile::TempDir, Arc<SqliteStore>) {
+    sqlite_with(Durability::Normal).await
+}
+
+async fn sqlite_with(durability: Durability) -> (tempfile::TempDir, Arc<SqliteStore>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hilo.db");
-    let store = SqliteStore::open(&path, Durability::Normal).await.unwrap();
+    let store = SqliteStore::open(&path, durability).await.unwrap();
     (dir, Arc::new(store))
 }
 
@@ -114,7 +118,8 @@ async fn a_gathering_committer_writes_queued_commits_in_one_batch() {
 
 #[tokio::test]
 async fn sqlite_gets_each_commit_and_merges_them_itself() {
-    let (_dir, store) = sqlite().await;
+    // Every commit a transaction (`full`: no step log, whose appends are one write each).
+    let (_dir, store) = sqlite_with(Durability::Full).await;
     assert!(store.merges_commits());
     let committer = GroupCommitter::spawn(store.clone());
     let before = store.commits();

@@ -11,6 +11,7 @@ mod conformance_hil;
 mod conformance_more;
 mod exec;
 mod pg;
+mod step_log;
 
 use std::sync::Arc;
 

@@ -1,0 +1,784 @@
+//! The step log: how a running execution's step is made durable on the embedded SQLite store
+//! with one `write` to a file instead of one SQLite transaction, and how those steps reach the
+//! execution tables afterwards.
+//!
+//! A step that only appends history and changes node checkpoint rows or variables (the
+//! execution keeps running under the same lease: a *plain* commit, see [`is_plain`]) is
+//! encoded as one record and appended to this process's current *segment*, a file under
+//! `<database>-steps/`. Once `write` returns the record is in the operating system's page
+//! cache: it survives the process being killed, exactly like a WAL commit under
+//! `synchronous=NORMAL`, and like it, not a power loss. Everything else a commit can do
+//! (create, claim, wait, finish, release, tasks, children, signals) stays a SQLite transaction.
+//!
+//! Records are *folded* into the tables (`exec_events`, `exec_nodes`, `exec_vars`,
+//! `tool_audit`) in batches, by transactions that also move the segment's offset in
+//! `step_log_folds`; a record is therefore folded exactly once, whoever folds it:
+//!
+//! - the writer thread folds this process's segments soon after they grow (after
+//!   [`FOLD_LINGER`], so that one transaction takes many steps), and always before any other
+//!   job: a transaction of this process never runs over a log it has not folded, so a record is
+//!   folded before the commit that finishes or releases its execution;
+//! - every read of the execution store, every claim and the audit listing first fold every
+//!   segment in the directory (those of other processes too): a claim folds the log of the dead
+//!   process whose execution it takes over in the same transaction as the claim, and a read sees
+//!   steps that other processes made durable.
+//!
+//! Fencing: a record is appended only while this process's view of the lease (from its claim
+//! or last heartbeat) has at least a third of the lease left, and is folded only while the
+//! execution's lease is still held by the record's owner; a record appended by a process whose
+//! lease was taken over is dropped, as a commit with a lost lease is refused.
+//!
+//! Segments: each process writes its own, named `<process>.<number>.log`, and holds a `flock`
+//! on its current one; a segment is deleted once it is folded to its end and nobody holds
+//! its lock (so a live process's current segment is never deleted; a dead process's is). A new
+//! segment is created under another name, locked, then renamed, so that no folder can see it
+//! unlocked. A record is framed as its length and CRC-32C, then its `postcard` encoding (the
+//! JSON column texts it carries are copied, not escaped); a torn record at the end of a dead
+//! process's segment (killed inside `write`) is skipped.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use hilo_core::exec::Commit;
+use hilo_core::store::{Result, StoreError};
+use hilo_core::tool::AuditEntry;
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+use crate::exec_codec::{Encoded, EventRow, ExecRow, Json, NodeRow};
+use crate::sqlite_audit::{AuditRow, insert_audit_rows};
+use crate::sqlite_exec::{Writes, exec, scalar};
+use crate::sqlite_writer::control;
+
+/// Bytes after which the process starts a new segment (the old one is deleted once folded).
+const SEGMENT_BYTES: u64 = 4 << 20;
+
+/// Bytes of unfolded steps after which commits go to SQLite until the log is folded.
+const BACKLOG: u64 = 8 << 20;
+
+/// How long the writer thread lets a grown log wait for more steps before it folds them, when
+/// no other job asks for them sooner.
+pub(crate) const FOLD_LINGER: Duration = Duration::from_millis(2);
+
+/// Bytes of a record's frame before its body: length, then CRC-32C of the body.
+const FRAME: usize = 8;
+
+/// The largest record accepted when reading (a longer length is a torn or foreign frame).
+const MAX_RECORD: usize = 1 << 30;
+
+static CRC: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
+
+/// One durable write of the log.
+#[derive(Debug, Serialize, Deserialize)]
+enum Record {
+    /// A commit of one execution: the rows it writes, fenced by its owner's lease.
+    Step {
+        id: String,
+        owner: String,
+        /// When it was made (the execution row's `updated_at`).
+        at: i64,
+        row: Option<Box<ExecRow>>,
+        events: Vec<EventRow>,
+        nodes: Vec<NodeRow>,
+        vars: Vec<(String, Json)>,
+    },
+    /// Tool-call audit rows.
+    Audit { rows: Vec<AuditRow> },
+}
+
+/// Whether a commit can go to the log: it writes nothing but its execution's row, history,
+/// node rows and variables (no human tasks, children, signals: what other processes act on
+/// without reading through a store that folds first).
+pub(crate) fn is_plain(c: &Commit) -> bool {
+    c.new_tasks.is_empty()
+        && c.closed_tasks.is_empty()
+        && c.children.is_empty()
+        && c.notify_parent.is_none()
+        && c.consumed_signals.is_empty()
+}
+
+/// A lease this process holds, as it last knew it.
+#[derive(Debug)]
+struct Held {
+    owner: String,
+    expires_at: i64,
+    /// Appends stop this long before `expires_at` (a third of the lease).
+    margin: i64,
+}
+
+/// The segment this process appends to.
+#[derive(Debug)]
+struct Segment {
+    /// Locked (`flock`) while it is current.
+    file: File,
+    name: String,
+    number: u64,
+    len: u64,
+}
+
+/// A segment file seen in the directory.
+#[derive(Debug, Clone)]
+struct Seen {
+    name: String,
+    path: PathBuf,
+    /// Whose and which: segments of one process fold in number order.
+    process: String,
+    number: u64,
+}
+
+/// A store's step log (see the module documentation).
+#[derive(Debug)]
+pub(crate) struct StepLog {
+    dir: PathBuf,
+    /// This process's (this store's) part of segment names.
+    process: String,
+    out: Mutex<Option<Segment>>,
+    /// An append failed: every commit goes to SQLite from then on.
+    failed: AtomicBool,
+    /// Appended since the writer thread last started a fold of this process's segments.
+    dirty: AtomicBool,
+    leases: Mutex<HashMap<String, Held>>,
+    /// Segment → the offset this process last saw it folded to (a file of that length has
+    /// nothing new, and needs no transaction).
+    known: Mutex<HashMap<String, u64>>,
+    /// Bytes of this process's segments not folded yet, about (appends add, folds recount).
+    backlog: AtomicU64,
+    appends: AtomicU64,
+    folds: AtomicU64,
+    dropped: AtomicU64,
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!(
+        "step log: cannot {what} {}: {e} (check the directory's permissions and free space)",
+        path.display()
+    ))
+}
+
+fn segment_name(process: &str, number: u64) -> String {
+    format!("{process}.{number:08}.log")
+}
+
+/// (process, number) of a segment file name; `None` for anything else in the directory.
+fn parse_name(name: &str) -> Option<(String, u64)> {
+    let stem = name.strip_suffix(".log")?;
+    let (process, number) = stem.rsplit_once('.')?;
+    Some((process.to_string(), number.parse().ok()?))
+}
+
+/// Frames `record` onto `buf`.
+fn frame(buf: &mut Vec<u8>, record: &Record) -> Result<()> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; FRAME]);
+    let encoded = postcard::to_extend(record, std::mem::take(buf))
+        .map_err(|e| StoreError::Backend(format!("step log: cannot encode a record: {e}")))?;
+    *buf = encoded;
+    let body = &buf[start + FRAME..];
+    let len = u32::try_from(body.len())
+        .map_err(|_| StoreError::Backend("step log: a record over 4 GiB".into()))?;
+    let crc = CRC.checksum(body);
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + FRAME].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// The whole records at the start of `bytes`: each with the offset just past it.
+fn records(bytes: &[u8]) -> Vec<(usize, std::result::Result<Record, String>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while bytes.len() - at >= FRAME {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + FRAME].try_into().unwrap_or_default());
+        if len > MAX_RECORD || bytes.len() - at - FRAME < len {
+            break;
+        }
+        let body = &bytes[at + FRAME..at + FRAME + len];
+        if CRC.checksum(body) != crc {
+            break;
+        }
+        at += FRAME + len;
+        out.push((at, postcard::from_bytes(body).map_err(|e| e.to_string())));
+    }
+    out
+}
+
+/// Whether nobody holds the segment's lock now (its process is gone, or moved on from it).
+fn unlocked(path: &Path) -> bool {
+    File::open(path).is_ok_and(|f| f.try_lock().is_ok())
+}
+
+/// What one fold of a segment got to.
+struct Folded {
+    seen: Seen,
+    /// The segment's offset before the fold and after it, and the length of the file as read.
+    before: u64,
+    folded: u64,
+    len: u64,
+}
+
+impl StepLog {
+    /// The log of the database at `db` (its segments live in `<db>-steps/`).
+    pub(crate) fn new(db: &Path) -> Result<StepLog> {
+        let mut name = db.file_name().unwrap_or_default().to_os_string();
+        name.push("-steps");
+        let dir = db.with_file_name(name);
+        std::fs::create_dir_all(&dir).map_err(|e| io("create the directory", &dir, e))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        static STORES: AtomicU64 = AtomicU64::new(0);
+        Ok(StepLog {
+            dir,
+            process: format!(
+                "p{}-{nanos:x}-{}",
+                std::process::id(),
+                STORES.fetch_add(1, Ordering::Relaxed)
+            ),
+            out: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
+            leases: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+            backlog: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+            folds: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Appends so far (each one durable write of one or more records).
+    pub(crate) fn appends(&self) -> u64 {
+        self.appends.load(Ordering::Relaxed)
+    }
+
+    /// Fold transactions so far (this process's).
+    pub(crate) fn folds(&self) -> u64 {
+        self.folds.load(Ordering::Relaxed)
+    }
+
+    /// Records dropped at fold time because their owner had lost the lease.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    // ---- leases ---------------------------------------------------------------------------
+
+    /// This process holds `id` under `owner` until `expires_at`, for a lease of `lease_ms`.
+    pub(crate) fn hold(&self, id: &str, owner: &str, expires_at: i64, lease_ms: i64) {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        leases.insert(
+            id.to_string(),
+            Held {
+                owner: owner.to_string(),
+                expires_at,
+                margin: lease_ms.max(0) / 3,
+            },
+        );
+    }
+
+    /// This process no longer holds `id`.
+    pub(crate) fn forget(&self, id: &str) {
+        self.leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+
+    /// Whether a plain commit of `id` by `owner` may be appended at `now`.
+    fn may_append(&self, id: &str, owner: &str, now: i64) -> bool {
+        let leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        leases
+            .get(id)
+            .is_some_and(|h| h.owner == owner && now < h.expires_at - h.margin)
+    }
+
+    // ---- appending ------------------------------------------------------------------------
+
+    /// Whether `c` can be made durable by an append at `now`. Not while the log holds more
+    /// than [`BACKLOG`] bytes to fold: commits then go to SQLite, after a fold of everything
+    /// (so a process that appends faster than it folds waits for the fold).
+    pub(crate) fn takes(&self, c: &Commit, now: i64) -> bool {
+        !self.failed.load(Ordering::Relaxed)
+            && self.backlog.load(Ordering::Relaxed) < BACKLOG
+            && is_plain(c)
+            && self.may_append(&c.execution_id, &c.owner, now)
+    }
+
+    /// Frames a plain commit's rows onto `buf`.
+    pub(crate) fn frame_step(buf: &mut Vec<u8>, c: &Commit, enc: Encoded, at: i64) -> Result<()> {
+        frame(
+            buf,
+            &Record::Step {
+                id: c.execution_id.clone(),
+                owner: c.owner.clone(),
+                at,
+                row: enc.row.map(Box::new),
+                events: enc.events,
+                nodes: enc.nodes,
+                vars: enc.vars,
+            },
+        )
+    }
+
+    /// Frames audit rows onto `buf`.
+    pub(crate) fn frame_audit(buf: &mut Vec<u8>, entries: &[AuditEntry]) -> Result<()> {
+        frame(
+            buf,
+            &Record::Audit {
+                rows: entries.iter().map(AuditRow::of).collect(),
+            },
+        )
+    }
+
+    /// Whether appends are still taken (none failed).
+    pub(crate) fn open_for_appends(&self) -> bool {
+        !self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Writes framed records with one `write`; true when this made the log dirty (the writer
+    /// thread must be told). On failure nothing of `frames` stays in the segment and the log
+    /// takes no more appends.
+    pub(crate) fn append(&self, frames: &[u8]) -> Result<bool> {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let written = self.write_locked(&mut out, frames);
+        drop(out);
+        if let Err(e) = written {
+            self.failed.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        self.appends.fetch_add(1, Ordering::Relaxed);
+        self.backlog
+            .fetch_add(frames.len() as u64, Ordering::Relaxed);
+        Ok(!self.dirty.swap(true, Ordering::AcqRel))
+    }
+
+    fn write_locked(&self, out: &mut Option<Segment>, frames: &[u8]) -> Result<()> {
+        let next = match out.as_ref() {
+            None => Some(0),
+            Some(s) if s.len > 0 && s.len + frames.len() as u64 > SEGMENT_BYTES => {
+                Some(s.number + 1)
+            }
+            Some(_) => None,
+        };
+        if let Some(number) = next {
+            // The old segment's lock goes with its handle: it is folded and deleted later.
+            *out = Some(self.create_segment(number)?);
+        }
+        let Some(seg) = out.as_mut() else {
+            return Err(StoreError::Backend("step log: no segment".into()));
+        };
+        if let Err(e) = seg.file.write_all(frames) {
+            let path = self.dir.join(&seg.name);
+            // Whatever part was written goes: a later append must not follow a torn record.
+            let _ = seg.file.set_len(seg.len);
+            return Err(io("append to", &path, e));
+        }
+        seg.len += frames.len() as u64;
+        Ok(())
+    }
+
+    /// A new segment, locked before it can be seen under its name.
+    fn create_segment(&self, number: u64) -> Result<Segment> {
+        let name = segment_name(&self.process, number);
+        let path = self.dir.join(&name);
+        let tmp = self.dir.join(format!("{name}.new"));
+        let file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&tmp)
+            .map_err(|e| io("create", &tmp, e))?;
+        file.lock().map_err(|e| io("lock", &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io("name", &path, e))?;
+        Ok(Segment {
+            file,
+            name,
+            number,
+            len: 0,
+        })
+    }
+
+    // ---- folding --------------------------------------------------------------------------
+
+    /// Whether this process appended since its writer thread last started a fold.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
+    /// Takes the dirty mark (the writer thread, before it folds this process's segments).
+    pub(crate) fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::AcqRel)
+    }
+
+    /// Marks the log dirty again (a fold failed; the next job retries it).
+    pub(crate) fn redirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Segment files in the directory: every process's, or only this one's.
+    fn segments(&self, all: bool) -> Vec<Seen> {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Seen> = dir
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let (process, number) = parse_name(&name)?;
+                (all || process == self.process).then(|| Seen {
+                    path: e.path(),
+                    name,
+                    process,
+                    number,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.process, a.number).cmp(&(&b.process, b.number)));
+        out
+    }
+
+    /// Folds this process's segments (`all`: every segment) that have something new, in a
+    /// transaction of its own, then deletes those folded to their end that nobody holds.
+    pub(crate) fn fold(&self, conn: &mut Connection, all: bool) -> Result<()> {
+        // Segments with something new; and this process's earlier ones, folded to their end
+        // while they were current, which can go now.
+        let (segments, done) = {
+            let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut fresh = Vec::new();
+            let mut done = Vec::new();
+            for seen in self.segments(all) {
+                let Ok(len) = std::fs::metadata(&seen.path).map(|m| m.len()) else {
+                    continue;
+                };
+                match known.get(&seen.name) {
+                    Some(&folded) if folded == len => {
+                        if seen.process == self.process {
+                            done.push(Folded {
+                                seen,
+                                before: len,
+                                folded: len,
+                                len,
+                            });
+                        }
+                    }
+                    _ => fresh.push(seen),
+                }
+            }
+            (fresh, done)
+        };
+        self.delete_folded(conn, done.into_iter());
+        if segments.is_empty() {
+            return Ok(());
+        }
+        let folded = (|| {
+            control(conn, "BEGIN IMMEDIATE").map_err(StoreError::Backend)?;
+            match self.fold_segments(conn, segments) {
+                Ok(folded) => {
+                    if let Err(why) = control(conn, "COMMIT") {
+                        let _ = control(conn, "ROLLBACK");
+                        return Err(StoreError::Backend(why));
+                    }
+                    Ok(folded)
+                }
+                Err(e) => {
+                    let _ = control(conn, "ROLLBACK");
+                    Err(e)
+                }
+            }
+        })()?;
+        self.folds.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut own = 0;
+            for f in &folded {
+                known.insert(f.seen.name.clone(), f.folded);
+                if f.seen.process == self.process {
+                    own += f.len - f.folded;
+                }
+            }
+            if !all || folded.iter().any(|f| f.seen.process == self.process) {
+                self.backlog.store(own, Ordering::Relaxed);
+            }
+        }
+        self.delete_folded(conn, folded.into_iter().filter(|f| f.folded == f.len));
+        Ok(())
+    }
+
+    /// [`Self::fold`] of every segment before a read; a failure leaves the read to see the
+    /// tables as they are.
+    pub(crate) fn fold_for_read(&self, conn: &mut Connection) {
+        if let Err(e) = self.fold(conn, true) {
+            eprintln!("hilo: {e}");
+        }
+    }
+
+    /// Folds every segment with something new inside the caller's transaction (a claim), and
+    /// deletes those that were folded to their end already and that nobody holds.
+    pub(crate) fn fold_in(&self, conn: &Connection) -> Result<()> {
+        let segments = self.segments(true);
+        if !segments.is_empty() {
+            let folded = self.fold_segments(conn, segments)?;
+            // Only what was folded before: this transaction may still be rolled back.
+            self.delete_folded(conn, folded.into_iter().filter(|f| f.before == f.len));
+        }
+        Ok(())
+    }
+
+    /// Deletes the segments folded to their end that no process appends to any more.
+    fn delete_folded(&self, conn: &Connection, folded: impl Iterator<Item = Folded>) {
+        let current = self
+            .out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|s| s.name.clone());
+        for f in folded {
+            if current.as_deref() == Some(f.seen.name.as_str()) {
+                continue;
+            }
+            // Unlocked now: its process is gone or writes a later segment. Still whole: a
+            // record appended since the fold read it keeps it.
+            let Ok(file) = File::open(&f.seen.path) else {
+                continue;
+            };
+            if file.try_lock().is_err() || file.metadata().map(|m| m.len()).ok() != Some(f.len) {
+                continue;
+            }
+            if std::fs::remove_file(&f.seen.path).is_ok() {
+                self.known
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&f.seen.name);
+                // A row left behind by a crash here names a file that is gone: harmless.
+                let _ = exec(
+                    conn,
+                    "DELETE FROM step_log_folds WHERE segment = $1",
+                    [&f.seen.name],
+                );
+            }
+        }
+    }
+
+    /// Applies the records past each segment's folded offset, in order, and moves the offsets.
+    fn fold_segments(&self, conn: &Connection, segments: Vec<Seen>) -> Result<Vec<Folded>> {
+        let w = Writes::new(conn);
+        let mut batch = Batch::default();
+        let mut out = Vec::with_capacity(segments.len());
+        for seen in segments {
+            let done: u64 = scalar::<i64>(
+                conn,
+                "SELECT folded FROM step_log_folds WHERE segment = $1",
+                [&seen.name],
+            )?
+            .map_or(0, |v| u64::try_from(v).unwrap_or(0));
+            let mut bytes = Vec::new();
+            let read = File::open(&seen.path).and_then(|mut f| {
+                f.seek(SeekFrom::Start(done))?;
+                f.read_to_end(&mut bytes)
+            });
+            if read.is_err() {
+                // Deleted meanwhile by another process, after it folded it.
+                continue;
+            }
+            let len = done + bytes.len() as u64;
+            let mut consumed = 0;
+            for (end, record) in records(&bytes) {
+                match record {
+                    Ok(r) => batch.apply(&w, r, &self.dropped)?,
+                    Err(e) => {
+                        // Valid frame, unknown content (another version of hilo): skipped.
+                        eprintln!(
+                            "hilo: step log {}: a record at offset {} does not decode ({e}); skipped",
+                            seen.name,
+                            done + consumed as u64
+                        );
+                    }
+                }
+                consumed = end;
+            }
+            if consumed < bytes.len() && unlocked(&seen.path) {
+                // A torn record at the end of a segment nobody writes any more.
+                consumed = bytes.len();
+            }
+            let folded = done + consumed as u64;
+            if folded > done {
+                exec(
+                    conn,
+                    "INSERT INTO step_log_folds (segment, folded) VALUES ($1, $2) \
+                     ON CONFLICT (segment) DO UPDATE SET folded = excluded.folded",
+                    params![seen.name, i64::try_from(folded).unwrap_or(i64::MAX)],
+                )?;
+            }
+            out.push(Folded {
+                seen,
+                before: done,
+                folded,
+                len,
+            });
+        }
+        batch.finish(&w)?;
+        Ok(out)
+    }
+
+    /// At the store's end (the writer thread, last): folds this process's segments and gives
+    /// up the current one, deleting what is folded.
+    pub(crate) fn close(&self, conn: &mut Connection) {
+        if let Err(e) = self.fold(conn, false) {
+            eprintln!("hilo: step log: the last fold failed ({e}); the next process folds it");
+        }
+        *self.out.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        // Folded to the end and now unlocked: delete.
+        let folded: Vec<Folded> = self
+            .segments(false)
+            .into_iter()
+            .filter_map(|seen| {
+                let done: i64 = scalar(
+                    conn,
+                    "SELECT folded FROM step_log_folds WHERE segment = $1",
+                    [&seen.name],
+                )
+                .ok()?
+                .unwrap_or(0);
+                let len = std::fs::metadata(&seen.path).ok()?.len();
+                let done = u64::try_from(done).unwrap_or(0);
+                Some(Folded {
+                    before: done,
+                    folded: done,
+                    len,
+                    seen,
+                })
+            })
+            .filter(|f| f.folded == f.len)
+            .collect();
+        self.delete_folded(conn, folded.into_iter());
+    }
+}
+
+/// The rows of one fold: history and audit rows are inserted as they come; node and variable
+/// rows are coalesced (the last of each key wins) and written at the end.
+#[derive(Default)]
+struct Batch {
+    /// Execution → its lease owner now (`None`: no such execution).
+    owners: HashMap<String, Option<String>>,
+    nodes: HashMap<(String, String), NodeRow>,
+    vars: HashMap<(String, String), Json>,
+}
+
+impl Batch {
+    fn apply(&mut self, w: &Writes<'_>, record: Record, dropped: &AtomicU64) -> Result<()> {
+        match record {
+            Record::Audit { rows } => insert_audit_rows(w.conn(), rows),
+            Record::Step {
+                id,
+                owner,
+                at,
+                row,
+                events,
+                nodes,
+                vars,
+            } => {
+                if !self.owners.contains_key(&id) {
+                    let held: Option<Option<String>> = w.lease_owner(&id)?;
+                    self.owners.insert(id.clone(), held.flatten());
+                }
+                if self.owners.get(&id).and_then(|o| o.as_deref()) != Some(owner.as_str()) {
+                    // Taken over (or pruned) since it was appended: like a commit whose lease
+                    // is lost, it does not count.
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                if let Some(row) = row {
+                    let release = row.release;
+                    if !w.update_exec_row(&id, &owner, *row, at)? {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    if release {
+                        self.owners.insert(id.clone(), None);
+                    }
+                }
+                w.insert_events(&id, events)?;
+                for n in nodes {
+                    self.nodes.insert((id.clone(), n.key.clone()), n);
+                }
+                for (name, v) in vars {
+                    self.vars.insert((id.clone(), name), v);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self, w: &Writes<'_>) -> Result<()> {
+        for ((id, _), n) in self.nodes {
+            w.upsert_nodes(&id, vec![n])?;
+        }
+        for ((id, name), v) in self.vars {
+            w.upsert_vars(&id, vec![(name, v)])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_stop_at_a_torn_or_corrupt_frame() {
+        let mut buf = Vec::new();
+        for n in 0..3 {
+            frame(
+                &mut buf,
+                &Record::Audit {
+                    rows: vec![AuditRow::of(&AuditEntry {
+                        id: 0,
+                        at: n,
+                        tenant: "t".into(),
+                        execution_id: "e".into(),
+                        node_key: "n".into(),
+                        agent: None,
+                        tool: "x".into(),
+                        input: serde_json::json!({"n": n}),
+                        output: None,
+                        status: hilo_core::tool::AuditStatus::Ok,
+                        error_code: None,
+                        error_message: None,
+                        duration_ms: 1,
+                        attempt: 1,
+                        cached: false,
+                        idempotency_key: format!("k{n}"),
+                        compensates: None,
+                    })],
+                },
+            )
+            .unwrap();
+        }
+        let whole = records(&buf);
+        assert_eq!(whole.len(), 3);
+        assert_eq!(whole[2].0, buf.len());
+        // Torn inside the last record: two whole ones.
+        let torn = records(&buf[..buf.len() - 5]);
+        assert_eq!(torn.len(), 2);
+        // A flipped byte in the second: only the first.
+        let mut bad = buf.clone();
+        let at = whole[0].0 + FRAME + 3;
+        bad[at] ^= 0x20;
+        assert_eq!(records(&bad).len(), 1);
+        assert!(records(&buf[..FRAME - 1]).is_empty());
+    }
+
+    #[test]
+    fn segment_names_parse_back() {
+        let name = segment_name("p12-abc-0", 7);
+        assert_eq!(parse_name(&name), Some(("p12-abc-0".into(), 7)));
+        assert_eq!(parse_name(&format!("{name}.new")), None);
+        assert_eq!(parse_name("notes.txt"), None);
+    }
+}

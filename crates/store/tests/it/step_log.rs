@@ -1,0 +1,257 @@
+//! The step log of the SQLite store (`step_log`): steps made durable by a file append are
+//! what every reader sees, including another store on the same database (another process);
+//! a claim folds the last holder's steps before it loads; a step appended by a holder whose
+//! lease was taken over is dropped; segments roll over and are deleted once folded; a store
+//! that closes leaves nothing behind.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use hilo_core::exec::{
+    Commit, CommitOutcome, Event, EventKind, ExecMeta, ExecStatus, ExecUpdate, ExecutionStore,
+    Lease, NewExecution, NodeRecord, NodeStatus,
+};
+use hilo_core::store::now_ms;
+use hilo_store::{Durability, SqliteStore};
+use serde_json::{Value, json};
+
+fn new_exec(id: &str, owner: &str, lease_ms: i64) -> NewExecution {
+    let now = now_ms();
+    NewExecution {
+        id: id.into(),
+        tenant: "default".into(),
+        workflow: "wf".into(),
+        version: 1,
+        input: json!({}),
+        parent: None,
+        definition: None,
+        lease: Some(Lease {
+            owner: owner.into(),
+            expires_at: now + lease_ms,
+        }),
+        meta: ExecMeta::default(),
+        created_at: now,
+    }
+}
+
+/// A step that leaves the execution row alone: node `n<seq>` succeeds with `output`.
+fn plain(id: &str, owner: &str, seq: u64, output: Value) -> Commit {
+    let mut node = NodeRecord::new(format!("n{seq}"), "n");
+    node.status = NodeStatus::Succeeded;
+    node.output = Some(output);
+    Commit {
+        execution_id: id.into(),
+        owner: owner.into(),
+        exec: ExecUpdate {
+            status: ExecStatus::Running,
+            output: None,
+            error: None,
+            last_seq: seq,
+            runnable_at: None,
+            finished_at: None,
+            meta: ExecMeta::default(),
+            release: false,
+            unchanged: true,
+        },
+        events: vec![Event {
+            seq,
+            at: now_ms(),
+            kind: EventKind::NodeSucceeded,
+            node: Some(format!("n{seq}")),
+            attempt: 1,
+            data: Value::Null,
+        }],
+        nodes: vec![node],
+        vars: vec![("last".into(), json!(seq))],
+        new_tasks: Vec::new(),
+        closed_tasks: Vec::new(),
+        children: Vec::new(),
+        notify_parent: None,
+        consumed_signals: Vec::new(),
+    }
+}
+
+async fn open(path: &Path) -> Arc<SqliteStore> {
+    Arc::new(SqliteStore::open(path, Durability::Normal).await.unwrap())
+}
+
+fn steps_dir(db: &Path) -> std::path::PathBuf {
+    db.with_file_name("hilo.db-steps")
+}
+
+fn segments(db: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(steps_dir(db))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Two stores on one new database file (two processes, as far as the files go), and
+/// execution `x` created by A, held by it for `lease_ms`.
+async fn two_stores(lease_ms: i64) -> (tempfile::TempDir, Arc<SqliteStore>, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let a = open(&db).await;
+    let b = open(&db).await;
+    assert!(
+        a.create_execution(new_exec("x", "A", lease_ms), Vec::new())
+            .await
+            .unwrap()
+    );
+    (dir, a, b)
+}
+
+async fn commit(s: &SqliteStore, c: Commit) {
+    assert_eq!(
+        s.commit_batch(vec![c]).await.unwrap(),
+        vec![CommitOutcome::Committed]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_steps_are_read_by_this_store_and_by_another_on_the_same_file() {
+    let (dir, a, b) = two_stores(60_000).await;
+    let db = dir.path().join("hilo.db");
+    let transactions = a.commits();
+    for seq in 1..=20 {
+        commit(&a, plain("x", "A", seq, json!({"seq": seq}))).await;
+    }
+    // Twenty durable writes, each one append: no SQLite transaction on the step's way.
+    assert_eq!(a.commits() - transactions, 20);
+    assert!(
+        segments(&db).iter().any(|s| s.ends_with(".log")),
+        "no segment in {:?}",
+        segments(&db)
+    );
+    // The other store (another process, as far as the files go) sees every step.
+    let events = b.events("x").await.unwrap();
+    assert_eq!(events.len(), 20, "{events:?}");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+    let nodes = b.node_records("x").await.unwrap();
+    assert_eq!(nodes.len(), 20);
+    assert!(nodes.iter().all(|n| n.status == NodeStatus::Succeeded));
+    // And this one too, the same.
+    assert_eq!(a.events("x").await.unwrap(), events);
+    assert_eq!(a.node_records("x").await.unwrap(), nodes);
+    // Folded once: a second read folds nothing more.
+    let (folds, dropped) = b.folds();
+    assert!(folds >= 1);
+    assert_eq!(dropped, 0);
+    assert_eq!(b.events("x").await.unwrap().len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_folds_the_last_holders_steps_before_it_loads() {
+    // A short lease: B may take over once it has run out.
+    let (_dir, a, b) = two_stores(400).await;
+    for seq in 1..=5 {
+        commit(&a, plain("x", "A", seq, json!(seq))).await;
+    }
+    let loaded = b
+        .claim("default", "x", "B", 30_000, now_ms() + 1_000)
+        .await
+        .unwrap()
+        .expect("the lease ran out: B takes over");
+    let mut keys: Vec<String> = loaded.nodes.iter().map(|n| n.key.clone()).collect();
+    keys.sort();
+    assert_eq!(keys, ["n1", "n2", "n3", "n4", "n5"]);
+    assert_eq!(loaded.vars, vec![("last".to_string(), json!(5))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_appended_after_a_takeover_is_dropped() {
+    let (_dir, a, b) = two_stores(60_000).await;
+    commit(&a, plain("x", "A", 1, json!(1))).await;
+    // B takes over as if A's lease had run out (A, paused, still believes it holds it).
+    assert!(
+        b.claim("default", "x", "B", 60_000, now_ms() + 120_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A appends a step it believes durable; B's fold refuses it, as a commit with a lost
+    // lease is refused.
+    commit(&a, plain("x", "A", 2, json!(2))).await;
+    let events = b.events("x").await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);
+    // (A's own writer thread may have folded, and dropped, it first.)
+    assert_eq!(a.folds().1 + b.folds().1, 1, "one record dropped");
+    // A hears of it at its next heartbeat, and appends no more: its commits are refused.
+    assert_eq!(
+        a.heartbeat(&["x".to_string()], "A", 60_000, now_ms())
+            .await
+            .unwrap(),
+        vec!["x".to_string()]
+    );
+    let lost = a
+        .commit_batch(vec![plain("x", "A", 3, json!(3))])
+        .await
+        .unwrap();
+    assert_eq!(lost, vec![CommitOutcome::LeaseLost]);
+    assert_eq!(b.events("x").await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_roll_over_are_deleted_once_folded_and_nothing_stays_after_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    {
+        let a = open(&db).await;
+        assert!(
+            a.create_execution(new_exec("x", "A", 600_000), Vec::new())
+                .await
+                .unwrap()
+        );
+        // ~12 MiB of steps (each output 200 KiB, stored once as a payload): past two segment
+        // sizes and the backlog bound, so some commits fold the log first.
+        let big = "x".repeat(200 * 1024);
+        for seq in 1..=60 {
+            commit(&a, plain("x", "A", seq, json!({"seq": seq, "big": big}))).await;
+        }
+        let nodes = a.node_records("x").await.unwrap();
+        assert_eq!(nodes.len(), 60);
+        assert!(
+            nodes
+                .iter()
+                .all(|n| n.output.as_ref().unwrap()["big"] == big)
+        );
+        // Only the current segment remains once everything is folded.
+        let logs: Vec<String> = segments(&db)
+            .into_iter()
+            .filter(|s| s.ends_with(".log"))
+            .collect();
+        assert_eq!(logs.len(), 1, "{logs:?}");
+    }
+    // Wait for the writer thread's end (the store is gone).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !segments(&db).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(segments(&db).is_empty(), "{:?}", segments(&db));
+    // Everything is in the tables.
+    let again = open(&db).await;
+    assert_eq!(again.events("x").await.unwrap().len(), 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_log_every_step_is_a_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let s = Arc::new(SqliteStore::open(&db, Durability::Full).await.unwrap());
+    assert!(
+        s.create_execution(new_exec("x", "A", 60_000), Vec::new())
+            .await
+            .unwrap()
+    );
+    commit(&s, plain("x", "A", 1, json!(1))).await;
+    assert_eq!(s.folds(), (0, 0));
+    assert!(segments(&db).is_empty());
+    assert_eq!(s.events("x").await.unwrap().len(), 1);
+}
