@@ -600,8 +600,9 @@ impl SqliteStore {
             .await
     }
 
-    /// Folds every step log now (before reads that do not go through [`Self::read`]).
-    pub(crate) async fn fold_step_logs(&self) -> Result<()> {
+    /// Folds every step log now (reads that do not go through the writer thread call this
+    /// first; `hilo bench` to time a run until its steps are in the tables).
+    pub async fn fold_step_logs(&self) -> Result<()> {
         let Some(log) = self.step_log().cloned() else {
             return Ok(());
         };
