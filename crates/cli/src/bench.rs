@@ -324,10 +324,13 @@ async fn bench(
         let e = engine(d.store.clone(), &[&wf]).await?;
         let tx0 = d.sqlite.commits();
         let ms = time_durable(reps, &e, &wf, 1).await?;
+        d.sqlite.fold_step_logs().await?;
         let tx = d.sqlite.commits() - tx0;
         let runs = (reps + 1) as f64;
         // Each run: 100 steps; the creation of the execution is one more transaction.
         let per_step = tx as f64 / runs / 100.0;
+        // The transactions that folded those runs' steps into the tables (in the background).
+        let folds_per_run = d.sqlite.folds().0 as f64 / runs;
         // With a step log, a run ends once its steps are appended; its steps reach the
         // tables in the background. This one also waits until every step is in the tables.
         let folded_ms = if d.sqlite.folds() == (0, 0) {
@@ -351,10 +354,16 @@ async fn bench(
                 "per_step_us": ms * 10.0,
                 "commits_per_step": per_step,
                 "folded_per_step_us": folded_ms.map(|f| f * 10.0),
+                "fold_transactions_per_run": folds_per_run,
             }),
         );
         let folded = folded_ms
-            .map(|f| format!("; {:.1} µs/step until folded", f * 10.0))
+            .map(|f| {
+                format!(
+                    "; {:.1} µs/step until folded, {folds_per_run:.1} fold transactions/run",
+                    f * 10.0
+                )
+            })
             .unwrap_or_default();
         rows.push((
             format!("chain of 100 steps, SQLite {label}"),
