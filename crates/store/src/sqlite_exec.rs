@@ -528,6 +528,15 @@ impl<'a> Writes<'a> {
     }
 }
 
+/// Folds every process's step log inside the caller's write transaction (writes that must
+/// see executions as they are, wherever their last steps are durable).
+fn fold_all_in(log: &Option<std::sync::Arc<StepLog>>, w: &Writes<'_>) -> Result<()> {
+    match log {
+        Some(log) => log.fold_in(w.conn),
+        None => Ok(()),
+    }
+}
+
 impl SqliteStore {
     /// Runs `f` in a write transaction on the writer thread (shared with the other writes
     /// queued with it; see [`crate::sqlite_writer`]), after the steps this process appended to
@@ -758,9 +767,7 @@ impl ExecutionStore for SqliteStore {
         let loaded = self
             .write(move |w| {
                 // What the last holder made durable comes first (it may have died).
-                if let Some(log) = &log {
-                    log.fold_in(w.conn)?;
-                }
+                fold_all_in(&log, w)?;
                 let updated = exec(
                     w.conn,
                     sql::CLAIM,
@@ -793,9 +800,7 @@ impl ExecutionStore for SqliteStore {
         let held_owner = owner.clone();
         let claimed: Vec<(String, String)> = self.write(move |w| {
             // What the last holders made durable comes first (they may have died).
-            if let Some(log) = &log {
-                log.fold_in(w.conn)?;
-            }
+            fold_all_in(&log, w)?;
             let row = |r: &Row<'_>| Ok((r.get(0).map_err(db)?, r.get(1).map_err(db)?));
             if limits.is_empty() {
                 return all(
@@ -909,8 +914,13 @@ impl ExecutionStore for SqliteStore {
 
     async fn send_signal(&self, tenant: &TenantId, id: &str, signal: &Signal) -> Result<()> {
         let (tenant, id, signal) = (tenant.to_string(), id.to_string(), signal.clone());
-        self.write(move |w| w.signal(Some(&tenant), &id, &signal, now_ms()))
-            .await
+        let log = self.step_log().cloned();
+        self.write(move |w| {
+            // An execution that ended in another process's step log has ended.
+            fold_all_in(&log, w)?;
+            w.signal(Some(&tenant), &id, &signal, now_ms())
+        })
+        .await
     }
 
     async fn get_execution(&self, tenant: &TenantId, id: &str) -> Result<ExecRecord> {
@@ -1060,7 +1070,9 @@ impl ExecutionStore for SqliteStore {
         let now = now_ms();
         let (tenant, id, node_key) = (tenant.to_string(), id.to_string(), node_key.to_string());
         let answer = answer.clone();
+        let log = self.step_log().cloned();
         self.write(move |w| {
+            fold_all_in(&log, w)?;
             let updated = exec(
                 w.conn,
                 sql::ANSWER_TASK,
@@ -1089,8 +1101,11 @@ impl ExecutionStore for SqliteStore {
         loop {
             // Small batches: each transaction holds the write lock (and the writer) briefly.
             let tenant = tenant.to_string();
+            let log = self.step_log().cloned();
             let n = self
                 .write(move |w| {
+                    // Executions whose end is still in a step log are pruned too.
+                    fold_all_in(&log, w)?;
                     let ids: Vec<String> = all(
                         w.conn,
                         concat!(

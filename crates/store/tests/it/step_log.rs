@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use hilo_core::exec::{
     Commit, CommitOutcome, Event, EventKind, ExecMeta, ExecStatus, ExecUpdate, ExecutionStore,
-    Lease, NewExecution, NodeRecord, NodeStatus,
+    Lease, NewExecution, NodeRecord, NodeStatus, Signal,
 };
 use hilo_core::store::now_ms;
 use hilo_store::{Durability, SqliteStore};
@@ -254,4 +254,35 @@ async fn without_the_log_every_step_is_a_transaction() {
     assert_eq!(s.folds(), (0, 0));
     assert!(segments(&db).is_empty());
     assert_eq!(s.events("x").await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_in_another_processs_log_is_seen_by_signals_and_claims() {
+    let (_dir, a, b) = two_stores(60_000).await;
+    commit(&a, plain("x", "A", 1, json!(1))).await;
+    // The last step: the execution succeeds and gives its lease up, through the log.
+    let mut end = plain("x", "A", 2, json!(2));
+    end.exec.unchanged = false;
+    end.exec.status = ExecStatus::Succeeded;
+    end.exec.output = Some(json!({"done": true}));
+    end.exec.finished_at = Some(now_ms());
+    end.exec.release = true;
+    let before = a.commits();
+    commit(&a, end).await;
+    assert_eq!(a.commits() - before, 1, "one append");
+    // B: a cancellation is refused (it has ended), a claim takes nothing, a read sees it.
+    let refused = b
+        .send_signal("default", "x", &Signal::Cancel { compensate: true })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "EXECUTION_STATE", "{refused}");
+    assert!(
+        b.claim("default", "x", "B", 30_000, now_ms())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let x = b.get_execution("default", "x").await.unwrap();
+    assert_eq!(x.status, ExecStatus::Succeeded);
+    assert_eq!(x.output, Some(json!({"done": true})));
 }
