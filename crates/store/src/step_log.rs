@@ -592,12 +592,15 @@ impl StepLog {
                 match record {
                     Ok(r) => batch.apply(&w, r, &self.dropped)?,
                     Err(e) => {
-                        // Valid frame, unknown content (another version of hilo): skipped.
-                        eprintln!(
-                            "hilo: step log {}: a record at offset {} does not decode ({e}); skipped",
-                            seen.name,
+                        // A whole frame this build cannot read (another version of hilo
+                        // wrote it): nothing is folded past it, and nothing is lost.
+                        return Err(StoreError::Backend(format!(
+                            "step log: segment {} holds a record at offset {} that this \
+                             version of hilo cannot read ({e}); run the version that wrote it \
+                             against this database once so that it folds its log, then upgrade",
+                            seen.path.display(),
                             done + consumed as u64
-                        );
+                        )));
                     }
                 }
                 consumed = end;
