@@ -47,7 +47,8 @@ pub struct SqliteStore {
     description: String,
     payload_threshold: usize,
     running_limits: Arc<RunningLimits>,
-    /// Durable steps by file appends (file databases under `Durability::Normal`).
+    /// The step log of a file database: appended to under `Durability::Normal`, and folded
+    /// (other processes' segments) in every case.
     log: Option<Arc<StepLog>>,
 }
 
@@ -87,10 +88,9 @@ impl SqliteStore {
                 location: location.clone(),
                 detail: e.to_string(),
             })?;
-        let log = match durability {
-            Durability::Normal if step_log_wanted() => Some(Arc::new(StepLog::new(path)?)),
-            _ => None,
-        };
+        // Without appends of its own, a store still folds other processes' logs.
+        let appends = durability == Durability::Normal && step_log_wanted();
+        let log = Some(Arc::new(StepLog::new(path, appends)?));
         Self::init(
             pool,
             Target::File(path.to_path_buf()),
@@ -195,7 +195,7 @@ impl SqliteStore {
     }
 
     /// Transactions that folded step-log records into the tables, and records dropped there
-    /// because their owner had lost the lease (0 without a step log).
+    /// because their owner had lost the lease (0 when nothing was appended).
     pub fn folds(&self) -> (u64, u64) {
         self.log
             .as_ref()

@@ -676,37 +676,53 @@ impl ExecutionStore for SqliteStore {
         let threshold = self.payload_threshold();
         let n = commits.len();
         let log = self.step_log().filter(|l| l.open_for_appends()).cloned();
-        // Plain steps go to the step log (one `write` for all of them); the rest, and all of
-        // them without a log, to one SQLite transaction.
-        let mut frames = Vec::new();
-        let mut logged = Vec::new();
-        let mut rest = Vec::new();
-        for (at, c) in commits.into_iter().enumerate() {
-            let enc = Encoded::of(&c, threshold)?;
-            match &log {
-                Some(l) if l.takes(&c, now) => {
-                    StepLog::frame_step(&mut frames, &c, enc, now)?;
-                    if c.exec.release {
-                        l.forget(&c.execution_id);
-                    }
-                    logged.push((at, c));
+        // A batch of plain steps goes to the step log (one `write` for all of them); any
+        // other batch, and every batch without a log, to one SQLite transaction (so that a
+        // failure there never reports steps that are in the log as failed).
+        if let Some(log) = &log
+            && commits.iter().all(|c| log.takes(c, now))
+        {
+            let mut frames = Vec::new();
+            let mut framed = true;
+            for c in &commits {
+                let enc = Encoded::of(c, threshold)?;
+                if StepLog::frame_step(&mut frames, c, enc, now).is_err() {
+                    framed = false;
+                    break;
                 }
-                _ => rest.push((at, c, enc)),
+            }
+            // The lease again, as late as possible before the write.
+            let fresh = now_ms();
+            if framed
+                && commits
+                    .iter()
+                    .all(|c| log.may_append(&c.execution_id, &c.owner, fresh))
+                && self.append_to_log(log, &frames)
+            {
+                // Written: but if the lease ran out meanwhile, whoever takes over may fold
+                // it or not; this process must stop driving either way.
+                let after = now_ms();
+                return Ok(commits
+                    .iter()
+                    .map(|c| {
+                        let held = log.still_held(&c.execution_id, &c.owner, after);
+                        if c.exec.release || !held {
+                            log.forget(&c.execution_id);
+                        }
+                        if held {
+                            CommitOutcome::Committed
+                        } else {
+                            CommitOutcome::LeaseLost
+                        }
+                    })
+                    .collect());
             }
         }
         let mut outcomes = vec![CommitOutcome::Committed; n];
-        if let Some(log) = &log
-            && !logged.is_empty()
-            && !self.append_to_log(log, &frames)
-        {
-            for (at, c) in logged {
-                let enc = Encoded::of(&c, threshold)?;
-                rest.push((at, c, enc));
-            }
-            rest.sort_by_key(|(at, _, _)| *at);
-        }
-        if rest.is_empty() {
-            return Ok(outcomes);
+        let mut rest = Vec::with_capacity(n);
+        for (at, c) in commits.into_iter().enumerate() {
+            let enc = Encoded::of(&c, threshold)?;
+            rest.push((at, c, enc));
         }
         // Children created held by this process: their steps may go to the log at once.
         let children: Vec<(usize, String, Lease, i64)> = rest
@@ -719,8 +735,15 @@ impl ExecutionStore for SqliteStore {
                 })
             })
             .collect();
+        // A child's end makes its parent due: the parent's older rows, in any process's step
+        // log, must be folded before, not after.
+        let notifies = rest.iter().any(|(_, c, _)| c.notify_parent.is_some());
+        let log = self.step_log().cloned();
         let done = self
             .write(move |w| {
+                if notifies {
+                    fold_all_in(&log, w)?;
+                }
                 rest.into_iter()
                     .map(|(at, c, enc)| {
                         let released = c.exec.release;

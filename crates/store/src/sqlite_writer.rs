@@ -595,16 +595,21 @@ mod tests {
         let before = writer.commits();
         // Holds the thread while the writes queue up behind it.
         let (hold, release) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = oneshot::channel::<()>();
         let blocker = {
             let w = writer.clone();
             tokio::spawn(async move {
                 w.run(move |_| {
+                    let _ = started_tx.send(());
                     let _ = release.recv_timeout(Duration::from_secs(10));
                     Ok(())
                 })
                 .await
             })
         };
+        // The thread runs the blocker before any write is queued (a busy machine may start
+        // the spawned task late).
+        started.await.unwrap();
         let settled = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut writes = Vec::new();
         for x in 0..20_i64 {

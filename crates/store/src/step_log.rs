@@ -2,13 +2,14 @@
 //! with one `write` to a file instead of one SQLite transaction, and how those steps reach the
 //! execution tables afterwards.
 //!
-//! A step that only appends history and changes node checkpoint rows or variables (the
-//! execution keeps running under the same lease: a *plain* commit, see [`is_plain`]) is
-//! encoded as one record and appended to this process's current *segment*, a file under
-//! `<database>-steps/`. Once `write` returns the record is in the operating system's page
-//! cache: it survives the process being killed, exactly like a WAL commit under
-//! `synchronous=NORMAL`, and like it, not a power loss. Everything else a commit can do
-//! (create, claim, wait, finish, release, tasks, children, signals) stays a SQLite transaction.
+//! A commit that writes only its own execution's rows — history, node checkpoint rows,
+//! variables, and the execution row while it runs or when it ends (a *plain* commit, see
+//! [`is_plain`]) — is encoded as one record and appended to this process's current *segment*,
+//! a file under `<database>-steps/`. Once `write` returns the record is in the operating
+//! system's page cache: it survives the process being killed, exactly like a WAL commit under
+//! `synchronous=NORMAL`, and like it, not a power loss. Everything else (creations, claims,
+//! waiting, giving a running execution up, human tasks, children, signals) stays a SQLite
+//! transaction.
 //!
 //! Records are *folded* into the tables (`exec_events`, `exec_nodes`, `exec_vars`,
 //! `tool_audit`) in batches, by transactions that also move the segment's offset in
@@ -96,7 +97,10 @@ enum Record {
 /// node rows and variables (no human tasks, children, signals: what other processes act on
 /// without reading through a store that folds first).
 pub(crate) fn is_plain(c: &Commit) -> bool {
-    c.new_tasks.is_empty()
+    // Given up but not ended (waiting): another process may make it due (a signal), and an
+    // older row folded after that would undo it.
+    (!c.exec.release || c.exec.status.is_terminal())
+        && c.new_tasks.is_empty()
         && c.closed_tasks.is_empty()
         && c.children.is_empty()
         && c.notify_parent.is_none()
@@ -180,6 +184,12 @@ fn frame(buf: &mut Vec<u8>, record: &Record) -> Result<()> {
         .map_err(|e| StoreError::Backend(format!("step log: cannot encode a record: {e}")))?;
     *buf = encoded;
     let body = &buf[start + FRAME..];
+    if body.len() > MAX_RECORD {
+        buf.truncate(start);
+        return Err(StoreError::Backend(
+            "step log: a record over 1 GiB (it goes to SQLite)".into(),
+        ));
+    }
     let len = u32::try_from(body.len())
         .map_err(|_| StoreError::Backend("step log: a record over 4 GiB".into()))?;
     let crc = CRC.checksum(body);
@@ -195,7 +205,8 @@ fn records(bytes: &[u8]) -> Vec<(usize, std::result::Result<Record, String>)> {
     while bytes.len() - at >= FRAME {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()) as usize;
         let crc = u32::from_le_bytes(bytes[at + 4..at + FRAME].try_into().unwrap_or_default());
-        if len > MAX_RECORD || bytes.len() - at - FRAME < len {
+        // Zero length: never written (a zero-filled tail), not a record.
+        if len == 0 || len > MAX_RECORD || bytes.len() - at - FRAME < len {
             break;
         }
         let body = &bytes[at + FRAME..at + FRAME + len];
@@ -216,19 +227,23 @@ fn unlocked(path: &Path) -> bool {
 /// What one fold of a segment got to.
 struct Folded {
     seen: Seen,
-    /// The segment's offset before the fold and after it, and the length of the file as read.
-    before: u64,
+    /// The segment's offset after the fold, and the length of the file as read.
     folded: u64,
     len: u64,
 }
 
 impl StepLog {
-    /// The log of the database at `db` (its segments live in `<db>-steps/`).
-    pub(crate) fn new(db: &Path) -> Result<StepLog> {
+    /// The log of the database at `db` (its segments live in `<db>-steps/`). Without
+    /// `appends` this process only folds what other processes appended (its commits are
+    /// SQLite transactions: `durability = "full"`, `HILO_STEP_LOG=off`), which it must still
+    /// do before it reads or claims.
+    pub(crate) fn new(db: &Path, appends: bool) -> Result<StepLog> {
         let mut name = db.file_name().unwrap_or_default().to_os_string();
         name.push("-steps");
         let dir = db.with_file_name(name);
-        std::fs::create_dir_all(&dir).map_err(|e| io("create the directory", &dir, e))?;
+        if appends {
+            std::fs::create_dir_all(&dir).map_err(|e| io("create the directory", &dir, e))?;
+        }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -242,7 +257,7 @@ impl StepLog {
                 STORES.fetch_add(1, Ordering::Relaxed)
             ),
             out: Mutex::new(None),
-            failed: AtomicBool::new(false),
+            failed: AtomicBool::new(!appends),
             dirty: AtomicBool::new(false),
             leases: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
@@ -291,8 +306,16 @@ impl StepLog {
             .remove(id);
     }
 
+    /// Whether this process's lease on `id` has not run out at `now` (after an append).
+    pub(crate) fn still_held(&self, id: &str, owner: &str, now: i64) -> bool {
+        let leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        leases
+            .get(id)
+            .is_some_and(|h| h.owner == owner && now < h.expires_at)
+    }
+
     /// Whether a plain commit of `id` by `owner` may be appended at `now`.
-    fn may_append(&self, id: &str, owner: &str, now: i64) -> bool {
+    pub(crate) fn may_append(&self, id: &str, owner: &str, now: i64) -> bool {
         let leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
         leases
             .get(id)
@@ -422,9 +445,11 @@ impl StepLog {
     }
 
     /// Segment files in the directory: every process's, or only this one's.
-    fn segments(&self, all: bool) -> Vec<Seen> {
-        let Ok(dir) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
+    fn segments(&self, all: bool) -> Result<Vec<Seen>> {
+        let dir = match std::fs::read_dir(&self.dir) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("list", &self.dir, e)),
         };
         let mut out: Vec<Seen> = dir
             .filter_map(|e| e.ok())
@@ -440,7 +465,7 @@ impl StepLog {
             })
             .collect();
         out.sort_by(|a, b| (&a.process, a.number).cmp(&(&b.process, b.number)));
-        out
+        Ok(out)
     }
 
     /// Folds this process's segments (`all`: every segment) that have something new, in a
@@ -452,16 +477,18 @@ impl StepLog {
             let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
             let mut fresh = Vec::new();
             let mut done = Vec::new();
-            for seen in self.segments(all) {
-                let Ok(len) = std::fs::metadata(&seen.path).map(|m| m.len()) else {
-                    continue;
+            for seen in self.segments(all)? {
+                let len = match std::fs::metadata(&seen.path) {
+                    Ok(m) => m.len(),
+                    // Deleted meanwhile, by a process that folded it to its end.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io("look at", &seen.path, e)),
                 };
                 match known.get(&seen.name) {
                     Some(&folded) if folded == len => {
                         if seen.process == self.process {
                             done.push(Folded {
                                 seen,
-                                before: len,
                                 folded: len,
                                 len,
                             });
@@ -518,14 +545,13 @@ impl StepLog {
         }
     }
 
-    /// Folds every segment with something new inside the caller's transaction (a claim), and
-    /// deletes those that were folded to their end already and that nobody holds.
+    /// Folds every segment with something new inside the caller's transaction (a claim). It
+    /// deletes nothing: the transaction, shared with other jobs, may still be rolled back (the
+    /// next [`Self::fold`] deletes what is folded).
     pub(crate) fn fold_in(&self, conn: &Connection) -> Result<()> {
-        let segments = self.segments(true);
+        let segments = self.segments(true)?;
         if !segments.is_empty() {
-            let folded = self.fold_segments(conn, segments)?;
-            // Only what was folded before: this transaction may still be rolled back.
-            self.delete_folded(conn, folded.into_iter().filter(|f| f.before == f.len));
+            self.fold_segments(conn, segments)?;
         }
         Ok(())
     }
@@ -577,15 +603,19 @@ impl StepLog {
                 [&seen.name],
             )?
             .map_or(0, |v| u64::try_from(v).unwrap_or(0));
+            // Whether anyone still appends to it, asked before reading: if nobody did then,
+            // a torn record at the end of what is read stays torn.
+            let dead = unlocked(&seen.path);
             let mut bytes = Vec::new();
-            let read = File::open(&seen.path).and_then(|mut f| {
-                f.seek(SeekFrom::Start(done))?;
-                f.read_to_end(&mut bytes)
-            });
-            if read.is_err() {
+            let mut file = match File::open(&seen.path) {
+                Ok(f) => f,
                 // Deleted meanwhile by another process, after it folded it.
-                continue;
-            }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io("open", &seen.path, e)),
+            };
+            file.seek(SeekFrom::Start(done))
+                .and_then(|_| file.read_to_end(&mut bytes))
+                .map_err(|e| io("read", &seen.path, e))?;
             let len = done + bytes.len() as u64;
             let mut consumed = 0;
             for (end, record) in records(&bytes) {
@@ -605,7 +635,7 @@ impl StepLog {
                 }
                 consumed = end;
             }
-            if consumed < bytes.len() && unlocked(&seen.path) {
+            if consumed < bytes.len() && dead {
                 // A torn record at the end of a segment nobody writes any more.
                 consumed = bytes.len();
             }
@@ -618,12 +648,7 @@ impl StepLog {
                     params![seen.name, i64::try_from(folded).unwrap_or(i64::MAX)],
                 )?;
             }
-            out.push(Folded {
-                seen,
-                before: done,
-                folded,
-                len,
-            });
+            out.push(Folded { seen, folded, len });
         }
         batch.finish(&w)?;
         Ok(out)
@@ -639,6 +664,7 @@ impl StepLog {
         // Folded to the end and now unlocked: delete.
         let folded: Vec<Folded> = self
             .segments(false)
+            .unwrap_or_default()
             .into_iter()
             .filter_map(|seen| {
                 let done: i64 = scalar(
@@ -651,7 +677,6 @@ impl StepLog {
                 let len = std::fs::metadata(&seen.path).ok()?.len();
                 let done = u64::try_from(done).unwrap_or(0);
                 Some(Folded {
-                    before: done,
                     folded: done,
                     len,
                     seen,

@@ -286,3 +286,28 @@ async fn an_end_in_another_processs_log_is_seen_by_signals_and_claims() {
     assert_eq!(x.status, ExecStatus::Succeeded);
     assert_eq!(x.output, Some(json!({"done": true})));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_does_not_append_still_folds_what_others_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let a = open(&db).await;
+    assert!(
+        a.create_execution(new_exec("x", "A", 400), Vec::new())
+            .await
+            .unwrap()
+    );
+    for seq in 1..=3 {
+        commit(&a, plain("x", "A", seq, json!(seq))).await;
+    }
+    // `durability = "full"` (or HILO_STEP_LOG=off): its own commits are transactions, but it
+    // reads and takes over what the other process made durable in its log.
+    let b = Arc::new(SqliteStore::open(&db, Durability::Full).await.unwrap());
+    assert_eq!(b.events("x").await.unwrap().len(), 3);
+    let loaded = b
+        .claim("default", "x", "B", 30_000, now_ms() + 1_000)
+        .await
+        .unwrap()
+        .expect("the lease ran out");
+    assert_eq!(loaded.nodes.len(), 3);
+}
