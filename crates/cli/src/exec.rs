@@ -21,7 +21,10 @@ fn config(g: &Global) -> Result<Config, Exit> {
     Config::load(g.config.as_deref()).map_err(Exit::invalid)
 }
 
-static EXECUTOR: std::sync::OnceLock<hilo_tools::Executor> = std::sync::OnceLock::new();
+/// The process's tool executor, flushed and dropped by [`shutdown`]: it holds the store (its
+/// audit sink and credential vault), and a store must be dropped before the process exits so
+/// that it folds its step log and deletes its segments.
+static EXECUTOR: std::sync::Mutex<Option<hilo_tools::Executor>> = std::sync::Mutex::new(None);
 
 /// The MCP servers started by this process, shut down before it exits.
 static MCP: std::sync::Mutex<Vec<Arc<hilo_tools::mcp::McpServers>>> =
@@ -65,14 +68,18 @@ pub async fn executor(
             .push(servers.clone());
     }
     let ex = b.build().map_err(|e| Exit::invalid(anyhow!(e)))?;
-    let _ = EXECUTOR.set(ex.clone());
+    EXECUTOR
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(|| ex.clone());
     Ok(ex)
 }
 
 /// Stores the audit entries still queued and stops the MCP servers (before the process
 /// exits).
 pub async fn shutdown() {
-    if let Some(ex) = EXECUTOR.get()
+    let executor = EXECUTOR.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(ex) = executor
         && let Err(e) = ex.flush_audit().await
     {
         eprintln!("warning: {e}");
