@@ -330,10 +330,11 @@ async fn bench(
         // Each run: 100 steps; the creation of the execution is one more transaction.
         let per_step = tx as f64 / runs / 100.0;
         // The transactions that folded those runs' steps into the tables (in the background).
-        let folds_per_run = d.sqlite.folds().0 as f64 / runs;
+        let (folds, dropped) = d.sqlite.folds();
+        let folds_per_run = folds as f64 / runs;
         // With a step log, a run ends once its steps are appended; its steps reach the
         // tables in the background. This one also waits until every step is in the tables.
-        let folded_ms = if d.sqlite.folds() == (0, 0) {
+        let folded_ms = if (folds, dropped) == (0, 0) {
             None
         } else {
             let (folded_ms, _) = measure(reps, || {

@@ -180,7 +180,6 @@ fn split_key(key: &str) -> (&str, &str) {
     }
 }
 
-/// The loop key and iteration index of an iteration prefix `…loop[2]/`.
 /// The count of active nodes in a scope (`""`: the top level, kept apart from the map).
 fn scope_count<'a>(
     top: &'a mut u32,
@@ -194,6 +193,7 @@ fn scope_count<'a>(
     }
 }
 
+/// The loop key and iteration index of an iteration prefix `…loop[2]/`.
 fn iteration_of(prefix: &str) -> Option<(&str, u32)> {
     let body = prefix.strip_suffix("]/")?;
     let open = body.rfind('[')?;

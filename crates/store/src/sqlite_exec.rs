@@ -274,6 +274,8 @@ fn load(conn: &Connection, id: &str) -> Result<Loaded> {
 pub(crate) struct Writes<'a> {
     conn: &'a Connection,
     payload_threshold: usize,
+    /// The store's step log (folded by [`Writes::fold_logs`]).
+    log: Option<&'a StepLog>,
 }
 
 impl<'a> Writes<'a> {
@@ -282,7 +284,14 @@ impl<'a> Writes<'a> {
         Writes {
             conn,
             payload_threshold: usize::MAX,
+            log: None,
         }
+    }
+
+    /// Folds every process's step log inside this write's transaction (writes that must see
+    /// executions as they are, wherever their last steps are durable).
+    pub(crate) fn fold_logs(&self) -> Result<()> {
+        self.log.map_or(Ok(()), |log| log.fold_in(self.conn))
     }
 
     pub(crate) fn conn(&self) -> &'a Connection {
@@ -362,7 +371,11 @@ impl<'a> Writes<'a> {
     }
 
     /// Checkpoint rows of nodes.
-    pub(crate) fn upsert_nodes(&self, id: &str, nodes: Vec<NodeRow>) -> Result<()> {
+    pub(crate) fn upsert_nodes(
+        &self,
+        id: &str,
+        nodes: impl IntoIterator<Item = NodeRow>,
+    ) -> Result<()> {
         for n in nodes {
             let output = n.output.map(|j| self.column(j)).transpose()?;
             exec(
@@ -394,7 +407,11 @@ impl<'a> Writes<'a> {
     }
 
     /// Variables of an execution.
-    pub(crate) fn upsert_vars(&self, id: &str, vars: Vec<(String, Json)>) -> Result<()> {
+    pub(crate) fn upsert_vars(
+        &self,
+        id: &str,
+        vars: impl IntoIterator<Item = (String, Json)>,
+    ) -> Result<()> {
         for (name, v) in vars {
             let v = self.column(v)?;
             exec(
@@ -528,15 +545,6 @@ impl<'a> Writes<'a> {
     }
 }
 
-/// Folds every process's step log inside the caller's write transaction (writes that must
-/// see executions as they are, wherever their last steps are durable).
-fn fold_all_in(log: &Option<std::sync::Arc<StepLog>>, w: &Writes<'_>) -> Result<()> {
-    match log {
-        Some(log) => log.fold_in(w.conn),
-        None => Ok(()),
-    }
-}
-
 impl SqliteStore {
     /// Runs `f` in a write transaction on the writer thread (shared with the other writes
     /// queued with it; see [`crate::sqlite_writer`]), after the steps this process appended to
@@ -558,6 +566,7 @@ impl SqliteStore {
     {
         let payload_threshold = self.payload_threshold();
         let audit = self.audit_buffer().clone();
+        let log = self.step_log().cloned();
         self.writer()
             .run_tx(ordered, move |conn| {
                 // Queued audit entries ride along (under a savepoint: entries the database
@@ -576,6 +585,7 @@ impl SqliteStore {
                 let out = f(&Writes {
                     conn,
                     payload_threshold,
+                    log: log.as_deref(),
                 });
                 // Stored only if this write is (its own failure, or its transaction's, undoes
                 // them too): otherwise they go back to the queue.
@@ -612,15 +622,7 @@ impl SqliteStore {
     /// Folds every step log now (reads that do not go through the writer thread call this
     /// first; `hilo bench` to time a run until its steps are in the tables).
     pub async fn fold_step_logs(&self) -> Result<()> {
-        let Some(log) = self.step_log().cloned() else {
-            return Ok(());
-        };
-        self.writer()
-            .run(move |conn| {
-                log.fold_for_read(conn);
-                Ok(())
-            })
-            .await
+        self.read(|_| Ok(())).await
     }
 
     /// Appends framed records to the step log; false (nothing appended) when it failed.
@@ -680,7 +682,7 @@ impl ExecutionStore for SqliteStore {
         // other batch, and every batch without a log, to one SQLite transaction (so that a
         // failure there never reports steps that are in the log as failed).
         if let Some(log) = &log
-            && commits.iter().all(|c| log.takes(c, now))
+            && commits.iter().all(|c| log.takes(c))
         {
             let mut frames = Vec::new();
             let mut framed = true;
@@ -738,11 +740,10 @@ impl ExecutionStore for SqliteStore {
         // A child's end makes its parent due: the parent's older rows, in any process's step
         // log, must be folded before, not after.
         let notifies = rest.iter().any(|(_, c, _)| c.notify_parent.is_some());
-        let log = self.step_log().cloned();
         let done = self
             .write(move |w| {
                 if notifies {
-                    fold_all_in(&log, w)?;
+                    w.fold_logs()?;
                 }
                 rest.into_iter()
                     .map(|(at, c, enc)| {
@@ -785,12 +786,11 @@ impl ExecutionStore for SqliteStore {
         now: i64,
     ) -> Result<Option<Loaded>> {
         let (tenant, id, owner) = (tenant.to_string(), id.to_string(), owner.to_string());
-        let log = self.step_log().cloned();
         let (held_id, held_owner) = (id.clone(), owner.clone());
         let loaded = self
             .write(move |w| {
                 // What the last holder made durable comes first (it may have died).
-                fold_all_in(&log, w)?;
+                w.fold_logs()?;
                 let updated = exec(
                     w.conn,
                     sql::CLAIM,
@@ -819,11 +819,10 @@ impl ExecutionStore for SqliteStore {
     ) -> Result<Vec<(String, String)>> {
         let owner = owner.to_string();
         let limits = self.running_limits().clone();
-        let log = self.step_log().cloned();
         let held_owner = owner.clone();
         let claimed: Vec<(String, String)> = self.write(move |w| {
             // What the last holders made durable comes first (they may have died).
-            fold_all_in(&log, w)?;
+            w.fold_logs()?;
             let row = |r: &Row<'_>| Ok((r.get(0).map_err(db)?, r.get(1).map_err(db)?));
             if limits.is_empty() {
                 return all(
@@ -937,10 +936,9 @@ impl ExecutionStore for SqliteStore {
 
     async fn send_signal(&self, tenant: &TenantId, id: &str, signal: &Signal) -> Result<()> {
         let (tenant, id, signal) = (tenant.to_string(), id.to_string(), signal.clone());
-        let log = self.step_log().cloned();
         self.write(move |w| {
             // An execution that ended in another process's step log has ended.
-            fold_all_in(&log, w)?;
+            w.fold_logs()?;
             w.signal(Some(&tenant), &id, &signal, now_ms())
         })
         .await
@@ -1093,9 +1091,8 @@ impl ExecutionStore for SqliteStore {
         let now = now_ms();
         let (tenant, id, node_key) = (tenant.to_string(), id.to_string(), node_key.to_string());
         let answer = answer.clone();
-        let log = self.step_log().cloned();
         self.write(move |w| {
-            fold_all_in(&log, w)?;
+            w.fold_logs()?;
             let updated = exec(
                 w.conn,
                 sql::ANSWER_TASK,
@@ -1124,11 +1121,10 @@ impl ExecutionStore for SqliteStore {
         loop {
             // Small batches: each transaction holds the write lock (and the writer) briefly.
             let tenant = tenant.to_string();
-            let log = self.step_log().cloned();
             let n = self
                 .write(move |w| {
                     // Executions whose end is still in a step log are pruned too.
-                    fold_all_in(&log, w)?;
+                    w.fold_logs()?;
                     let ids: Vec<String> = all(
                         w.conn,
                         concat!(

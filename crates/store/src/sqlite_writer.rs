@@ -194,8 +194,8 @@ impl Writer {
                         return;
                     }
                 };
-                // Ends when every sender is gone (the store was dropped).
-                // Since when this process's step log has had steps to fold.
+                // Since when this process's step log has had steps to fold. The loop ends when
+                // every sender is gone (the store was dropped).
                 let mut dirty_since: Option<std::time::Instant> = None;
                 loop {
                     let dirty = log.as_ref().is_some_and(|l| l.is_dirty());
@@ -227,8 +227,7 @@ impl Writer {
                         dirty_since = None;
                     }
                     match job {
-                        Job::Fold | Job::Raw(_) => {
-                            // Steps first (a read folds every log itself).
+                        Job::Fold => {
                             if let Some(log) = &log
                                 && log.take_dirty()
                                 && let Err(e) = log.fold(&mut conn, false)
@@ -236,10 +235,9 @@ impl Writer {
                                 log.redirty();
                                 eprintln!("hilo: {e}");
                             }
-                            if let Job::Raw(f) = job {
-                                f(&mut conn);
-                            }
                         }
+                        // Reads fold every process's log themselves (`SqliteStore::read`).
+                        Job::Raw(f) => f(&mut conn),
                         Job::Tx(first, ordered) => {
                             // Every write job queued now shares the transaction. Raw jobs
                             // found among them (mostly reads: one per execute request) run

@@ -48,13 +48,13 @@ use std::time::Duration;
 use hilo_core::exec::Commit;
 use hilo_core::store::{Result, StoreError};
 use hilo_core::tool::AuditEntry;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use crate::exec_codec::{Encoded, EventRow, ExecRow, Json, NodeRow};
 use crate::sqlite_audit::{AuditRow, insert_audit_rows};
 use crate::sqlite_exec::{Writes, exec, scalar};
-use crate::sqlite_writer::control;
+use crate::sqlite_writer::db;
 
 /// Bytes after which the process starts a new segment (the old one is deleted once folded).
 const SEGMENT_BYTES: u64 = 4 << 20;
@@ -324,14 +324,14 @@ impl StepLog {
 
     // ---- appending ------------------------------------------------------------------------
 
-    /// Whether `c` can be made durable by an append at `now`. Not while the log holds more
-    /// than [`BACKLOG`] bytes to fold: commits then go to SQLite, after a fold of everything
-    /// (so a process that appends faster than it folds waits for the fold).
-    pub(crate) fn takes(&self, c: &Commit, now: i64) -> bool {
+    /// Whether `c` can be made durable by an append (its lease is checked just before the
+    /// write, [`Self::may_append`]). Not while the log holds more than [`BACKLOG`] bytes to
+    /// fold: commits then go to SQLite, after a fold of everything (so a process that appends
+    /// faster than it folds waits for the fold).
+    pub(crate) fn takes(&self, c: &Commit) -> bool {
         !self.failed.load(Ordering::Relaxed)
             && self.backlog.load(Ordering::Relaxed) < BACKLOG
             && is_plain(c)
-            && self.may_append(&c.execution_id, &c.owner, now)
     }
 
     /// Frames a plain commit's rows onto `buf`.
@@ -503,22 +503,11 @@ impl StepLog {
         if segments.is_empty() {
             return Ok(());
         }
-        let folded = (|| {
-            control(conn, "BEGIN IMMEDIATE").map_err(StoreError::Backend)?;
-            match self.fold_segments(conn, segments) {
-                Ok(folded) => {
-                    if let Err(why) = control(conn, "COMMIT") {
-                        let _ = control(conn, "ROLLBACK");
-                        return Err(StoreError::Backend(why));
-                    }
-                    Ok(folded)
-                }
-                Err(e) => {
-                    let _ = control(conn, "ROLLBACK");
-                    Err(e)
-                }
-            }
-        })()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let folded = self.fold_segments(&tx, segments)?;
+        tx.commit().map_err(db)?;
         self.folds.fetch_add(1, Ordering::Relaxed);
         {
             let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
@@ -654,37 +643,14 @@ impl StepLog {
         Ok(out)
     }
 
-    /// At the store's end (the writer thread, last): folds this process's segments and gives
-    /// up the current one, deleting what is folded.
+    /// At the store's end (the writer thread, last): folds this process's segments, gives up
+    /// the current one, and folds again, which deletes every segment folded to its end.
     pub(crate) fn close(&self, conn: &mut Connection) {
-        if let Err(e) = self.fold(conn, false) {
+        let folded = self.fold(conn, false);
+        *self.out.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        if let Err(e) = folded.and_then(|()| self.fold(conn, false)) {
             eprintln!("hilo: step log: the last fold failed ({e}); the next process folds it");
         }
-        *self.out.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        // Folded to the end and now unlocked: delete.
-        let folded: Vec<Folded> = self
-            .segments(false)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|seen| {
-                let done: i64 = scalar(
-                    conn,
-                    "SELECT folded FROM step_log_folds WHERE segment = $1",
-                    [&seen.name],
-                )
-                .ok()?
-                .unwrap_or(0);
-                let len = std::fs::metadata(&seen.path).ok()?.len();
-                let done = u64::try_from(done).unwrap_or(0);
-                Some(Folded {
-                    folded: done,
-                    len,
-                    seen,
-                })
-            })
-            .filter(|f| f.folded == f.len)
-            .collect();
-        self.delete_folded(conn, folded.into_iter());
     }
 }
 
@@ -745,10 +711,10 @@ impl Batch {
 
     fn finish(self, w: &Writes<'_>) -> Result<()> {
         for ((id, _), n) in self.nodes {
-            w.upsert_nodes(&id, vec![n])?;
+            w.upsert_nodes(&id, [n])?;
         }
         for ((id, name), v) in self.vars {
-            w.upsert_vars(&id, vec![(name, v)])?;
+            w.upsert_vars(&id, [(name, v)])?;
         }
         Ok(())
     }

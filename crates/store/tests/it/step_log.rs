@@ -95,14 +95,20 @@ fn segments(db: &Path) -> Vec<String> {
 async fn two_stores(lease_ms: i64) -> (tempfile::TempDir, Arc<SqliteStore>, Arc<SqliteStore>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hilo.db");
-    let a = open(&db).await;
+    let a = holding_x(&db, lease_ms).await;
     let b = open(&db).await;
+    (dir, a, b)
+}
+
+/// A store on `db` that created execution `x`, held by A for `lease_ms`.
+async fn holding_x(db: &Path, lease_ms: i64) -> Arc<SqliteStore> {
+    let a = open(db).await;
     assert!(
         a.create_execution(new_exec("x", "A", lease_ms), Vec::new())
             .await
             .unwrap()
     );
-    (dir, a, b)
+    a
 }
 
 async fn commit(s: &SqliteStore, c: Commit) {
@@ -203,12 +209,7 @@ async fn segments_roll_over_are_deleted_once_folded_and_nothing_stays_after_clos
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hilo.db");
     {
-        let a = open(&db).await;
-        assert!(
-            a.create_execution(new_exec("x", "A", 600_000), Vec::new())
-                .await
-                .unwrap()
-        );
+        let a = holding_x(&db, 600_000).await;
         // ~12 MiB of steps (each output 200 KiB, stored once as a payload): past two segment
         // sizes and the backlog bound, so some commits fold the log first.
         let big = "x".repeat(200 * 1024);
@@ -291,12 +292,7 @@ async fn an_end_in_another_processs_log_is_seen_by_signals_and_claims() {
 async fn a_store_that_does_not_append_still_folds_what_others_appended() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hilo.db");
-    let a = open(&db).await;
-    assert!(
-        a.create_execution(new_exec("x", "A", 400), Vec::new())
-            .await
-            .unwrap()
-    );
+    let a = holding_x(&db, 400).await;
     for seq in 1..=3 {
         commit(&a, plain("x", "A", seq, json!(seq))).await;
     }
