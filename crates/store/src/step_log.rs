@@ -16,16 +16,18 @@
 //! `step_log_folds`; a record is therefore folded exactly once, whoever folds it:
 //!
 //! - the writer thread folds this process's segments soon after they grow (after
-//!   [`FOLD_LINGER`], so that one transaction takes many steps), and always before any other
-//!   job: a transaction of this process never runs over a log it has not folded, so a record is
-//!   folded before the commit that finishes or releases its execution;
-//! - every read of the execution store, every claim and the audit listing first fold every
-//!   segment in the directory (those of other processes too): a claim folds the log of the dead
-//!   process whose execution it takes over in the same transaction as the claim, and a read sees
-//!   steps that other processes made durable.
+//!   [`FOLD_LINGER`], so that one transaction takes many steps), and before any write ordered
+//!   after the steps (every write but creations and heartbeats): a transaction of this process
+//!   that touches what steps write never runs over a log it has not folded;
+//! - every read of the execution store, every claim, signal, answer and prune, and the pool's
+//!   reads of execution and audit rows first fold every segment in the directory (those of
+//!   other processes too): a claim folds the log of the dead process whose execution it takes
+//!   over in the same transaction as the claim, and a read sees steps that other processes
+//!   made durable.
 //!
 //! Fencing: a record is appended only while this process's view of the lease (from its claim
-//! or last heartbeat) has at least a third of the lease left, and is folded only while the
+//! or last heartbeat) has at least a third of the lease left, checked just before the write
+//! (a lease that ran out during the write answers `LeaseLost`), and is folded only while the
 //! execution's lease is still held by the record's owner; a record appended by a process whose
 //! lease was taken over is dropped, as a commit with a lost lease is refused.
 //!
