@@ -3,8 +3,9 @@
 //!
 //! With the 1-second delay, memory freed by one burst of work (a store's threads that ended, a
 //! batch of executions that finished) stays resident while the next burst allocates anew:
-//! `hilo bench` peaked at 21.1–22.3 MiB with it and 17.5–18.8 MiB with 10 ms, with the same
-//! per-step figures (release build, three runs each, `MIMALLOC_PURGE_DELAY` in the environment).
+//! `hilo bench` peaked at 20.1–22.3 MiB with it (median 21.3) and 17.1–18.8 MiB with 10 ms
+//! (median 18.0), with the same per-step figures (release build, `MIMALLOC_PURGE_DELAY` in the
+//! environment).
 //! 10 ms is what mimalloc's own header documents as the default, and what mimalloc 2 used.
 //!
 //! `MIMALLOC_PURGE_DELAY` in the environment still wins (`mi_option_set_default` leaves an
