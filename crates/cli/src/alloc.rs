@@ -11,7 +11,8 @@
 //! `MIMALLOC_PURGE_DELAY` in the environment still wins (`mi_option_set_default` leaves an
 //! option the environment set alone).
 //!
-//! This is the workspace's one `unsafe` call: libmimalloc-sys has no safe way to set an option.
+//! These are the workspace's only `unsafe` calls (setting the option, and reading it back in a
+//! test): libmimalloc-sys has no safe way to set or read an option.
 
 use std::ffi::c_long;
 
