@@ -280,7 +280,7 @@ async fn bench(
     let mut rows: Vec<(String, String)> = Vec::new();
     let say = |s: &str| {
         if !as_json {
-            eprintln!("… {s}");
+            errln!("… {s}");
         }
     };
 
@@ -547,11 +547,11 @@ async fn bench(
     rows.push(("peak RSS".into(), format!("{rss:.1} MiB")));
 
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&Value::Object(results))?);
+        outln!("{}", serde_json::to_string_pretty(&Value::Object(results))?);
     } else {
-        println!("{:<44} MEDIAN OF {reps} (after a warm-up)", "SCENARIO");
+        outln!("{:<44} MEDIAN OF {reps} (after a warm-up)", "SCENARIO");
         for (k, v) in rows {
-            println!("{k:<44} {v}");
+            outln!("{k:<44} {v}");
         }
     }
     Ok(())

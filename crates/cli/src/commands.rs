@@ -31,7 +31,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         Command::Graph { target, format } => graph(g, &target, format).await,
         Command::Schema => {
             let schema = hilo_core::schema::workflow_schema();
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&schema).map_err(anyhow::Error::from)?
             );
@@ -68,7 +68,9 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             reps,
         } => crate::bench::run(json, quick, only, reps).await,
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "hilo", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "hilo", &mut script);
+            crate::out::write_bytes(&script);
             Ok(())
         }
     }
@@ -104,10 +106,12 @@ pub fn load_file(path: &Path, config: &Config) -> Result<(Workflow, String, Form
 
 fn print_diagnostics(path: &Path, diags: &hilo_core::Diagnostics) {
     for d in diags.iter() {
-        eprintln!("{}:{d}", path.display());
+        // A diagnostic quotes the document (a name, a value): never a huge one whole.
+        let line = format!("{}:{d}", path.display());
+        errln!("{}", hilo_server::error::excerpt(&line, 1000));
     }
     let n = diags.len();
-    eprintln!(
+    errln!(
         "{}: {n} error{} — not valid",
         path.display(),
         if n == 1 { "" } else { "s" }
@@ -129,7 +133,7 @@ fn validate(g: &Global, files: &[PathBuf], json: bool) -> Result<(), Exit> {
                 if json {
                     results.push(json!({"file": shown, "valid": false, "error": read_error}));
                 } else {
-                    eprintln!("{shown}: error: {read_error}");
+                    errln!("{shown}: error: {read_error}");
                 }
             }
             Ok(Ok(wf)) => {
@@ -140,7 +144,7 @@ fn validate(g: &Global, files: &[PathBuf], json: bool) -> Result<(), Exit> {
                         "version": wf.version, "nodes": nodes, "errors": []
                     }));
                 } else {
-                    println!("{shown}: ok — {} ({nodes} nodes)", wf.reference());
+                    outln!("{shown}: ok — {} ({nodes} nodes)", wf.reference());
                 }
             }
             Ok(Err(diags)) => {
@@ -155,7 +159,7 @@ fn validate(g: &Global, files: &[PathBuf], json: bool) -> Result<(), Exit> {
     }
     if json {
         let doc = json!({"valid": all_valid, "files": results});
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&doc).map_err(anyhow::Error::from)?
         );
@@ -203,6 +207,7 @@ pub async fn open_store_with(g: &Global, config: &Config) -> Result<Arc<dyn Stor
         payload_threshold: config.payload_threshold,
         running_limits: config.running_limits.clone(),
         max_connections: config.max_connections,
+        max_crashes: None,
     };
     hilo_store::open_with(&location, options)
         .await
@@ -226,7 +231,7 @@ async fn graph(g: &Global, target: &str, format: cli::GraphFormat) -> Result<(),
         cli::GraphFormat::Mermaid => GraphFormat::Mermaid,
         cli::GraphFormat::Dot => GraphFormat::Dot,
     };
-    print!("{}", render::render(&wf, format));
+    out!("{}", render::render(&wf, format));
     Ok(())
 }
 
@@ -248,7 +253,7 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                     Ok(x) => x,
                     Err(e) => {
                         if let Some(err) = e.error {
-                            eprintln!("{}: error: {err:#}", path.display());
+                            errln!("{}: error: {err:#}", path.display());
                         }
                         worst = Some(Exit::invalid_reported());
                         continue;
@@ -260,19 +265,19 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                     format,
                 };
                 match store.import_workflow(tenant, new, activation).await {
-                    Ok(ImportOutcome::Created { activated }) => println!(
+                    Ok(ImportOutcome::Created { activated }) => outln!(
                         "{}: imported {}{}",
                         path.display(),
                         wf.reference(),
                         if activated { " (active)" } else { "" }
                     ),
-                    Ok(ImportOutcome::Unchanged) => println!(
+                    Ok(ImportOutcome::Unchanged) => outln!(
                         "{}: {} unchanged (already stored with the same content)",
                         path.display(),
                         wf.reference()
                     ),
                     Err(e) => {
-                        eprintln!("{}: error[{}]: {e}", path.display(), e.code());
+                        errln!("{}: error[{}]: {e}", path.display(), e.code());
                         if worst.is_none() {
                             worst = Some(Exit::failed_reported());
                         }
@@ -294,12 +299,12 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                         })
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&items).map_err(anyhow::Error::from)?
                 );
             } else if list.is_empty() {
-                println!(
+                outln!(
                     "no workflows stored yet (database: {}); add some with `hilo workflows import FILE...`",
                     store.describe()
                 );
@@ -341,7 +346,7 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                 cli::TextFormat::Yaml => Format::Yaml,
                 cli::TextFormat::Json => Format::Json,
             };
-            print!(
+            out!(
                 "{}",
                 hilo_core::to_text(&stored.workflow, format).map_err(anyhow::Error::from)?
             );
@@ -357,14 +362,14 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                 Some(path) => {
                     std::fs::write(&path, &stored.source)
                         .with_context(|| format!("cannot write {}", path.display()))?;
-                    eprintln!(
+                    errln!(
                         "wrote {} ({}) to {}",
                         stored.workflow.reference(),
                         stored.format,
                         path.display()
                     );
                 }
-                None => print!("{}", stored.source),
+                None => out!("{}", stored.source),
             }
             Ok(())
         }
@@ -378,7 +383,7 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                     .iter()
                     .map(|v| json!({"version": v.version, "active": v.active, "created_at": v.created_at.to_rfc3339(), "nodes": v.nodes}))
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&items).map_err(anyhow::Error::from)?
                 );
@@ -403,7 +408,7 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                 .activate(tenant, &name, version)
                 .await
                 .map_err(store_err)?;
-            println!("{name}@{version} is now the active version");
+            outln!("{name}@{version} is now the active version");
             Ok(())
         }
         WorkflowsCommand::Diff { name, v1, v2 } => {
@@ -415,7 +420,7 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                 .get_workflow(tenant, &name, Some(v2))
                 .await
                 .map_err(store_err)?;
-            print!("{}", diff(&a.workflow, &b.workflow)?);
+            out!("{}", diff(&a.workflow, &b.workflow)?);
             Ok(())
         }
     }
@@ -497,11 +502,11 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     };
     let head = line(headers.iter().map(|h| h.to_string()).collect());
     if bold {
-        println!("\x1b[1m{head}\x1b[0m");
+        outln!("\x1b[1m{head}\x1b[0m");
     } else {
-        println!("{head}");
+        outln!("{head}");
     }
     for r in rows {
-        println!("{}", line(r.clone()));
+        outln!("{}", line(r.clone()));
     }
 }

@@ -68,7 +68,7 @@ pub async fn costs(g: &Global, args: CostsArgs) -> Result<(), Exit> {
         return print_json(&json!({"period": period, "by": by.as_str(), "rows": out}));
     }
     if rows.is_empty() {
-        println!("no LLM calls since {}", crate::tools::rfc3339(since));
+        outln!("no LLM calls since {}", crate::tools::rfc3339(since));
         return Ok(());
     }
     let total: i64 = rows.iter().map(|r| r.cost_nanos).sum();
@@ -126,7 +126,7 @@ async fn execution(
         return print_json(&calls);
     }
     if calls.is_empty() {
-        println!("no LLM calls for execution {id}");
+        outln!("no LLM calls for execution {id}");
         return Ok(());
     }
     let rows: Vec<Vec<String>> = calls
@@ -168,7 +168,7 @@ async fn execution(
         &rows,
     );
     let total: i64 = calls.iter().map(|c| c.cost_nanos).sum();
-    println!("total {} USD over {} calls", money(total), calls.len());
+    outln!("total {} USD over {} calls", money(total), calls.len());
     Ok(())
 }
 

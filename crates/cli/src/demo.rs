@@ -57,6 +57,8 @@ pub async fn demo(g: &Global, dir: Option<PathBuf>) -> Result<(), Exit> {
             url: format!("sqlite://{}", shop.display()),
             max_rows: None,
             max_connections: None,
+            max_result_bytes: None,
+            statement_timeout_ms: None,
         },
     );
     config.executor.email.outbox = Some(outbox.clone());
@@ -68,16 +70,16 @@ pub async fn demo(g: &Global, dir: Option<PathBuf>) -> Result<(), Exit> {
     let wf: Workflow = hilo_core::load(WORKFLOW, Format::Yaml, &config.catalog)
         .map_err(|d| Exit::invalid(anyhow!("the demo workflow does not validate: {d}")))?;
     let (engine, _store) = crate::exec::engine(g, &config).await?;
-    println!(
+    outln!(
         "hilo demo: {} (embedded SQLite, no API key)",
         wf.reference()
     );
-    println!("  shop database: {}", shop.display());
-    println!("  e-mail outbox: {}", outbox.display());
+    outln!("  shop database: {}", shop.display());
+    outln!("  e-mail outbox: {}", outbox.display());
     let mut costs = 0i64;
     for (i, (what, input)) in inputs().into_iter().enumerate() {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "── {}. {what}: \"{}\" (order {})",
             i + 1,
             input["message"].as_str().unwrap_or_default(),
@@ -94,10 +96,10 @@ pub async fn demo(g: &Global, dir: Option<PathBuf>) -> Result<(), Exit> {
         costs += print_outcome(&wf, &o);
     }
     crate::exec::shutdown().await;
-    println!();
-    println!("LLM cost of the three runs: {} USD", money(costs));
-    println!("More: hilo executions list · hilo executions show ID · hilo costs · hilo audit");
-    println!(
+    outln!();
+    outln!("LLM cost of the three runs: {} USD", money(costs));
+    outln!("More: hilo executions list · hilo executions show ID · hilo costs · hilo audit");
+    outln!(
         "With a real model: put llm.providers.openai = {{ kind = \"openai\" }} in hilo.toml and set OPENAI_API_KEY; the `fast` profile then classifies with gpt-4o-mini."
     );
     Ok(())
@@ -137,7 +139,7 @@ fn print_outcome(wf: &Workflow, o: &Outcome) -> i64 {
         } else if let Some(e) = &n.error {
             extra = format!("  {}: {}", e.code, e.message);
         }
-        println!(
+        outln!(
             "  {:<14} {:<8} {:<10} {:>7}{extra}",
             n.node_id,
             kind,
@@ -154,7 +156,7 @@ fn print_outcome(wf: &Workflow, o: &Outcome) -> i64 {
     undone.sort_by_key(|n| std::cmp::Reverse(n.done_seq));
     for n in undone {
         if let Some(c) = &n.detail.compensation {
-            println!(
+            outln!(
                 "  {:<14} {:<8} {:<10} {:>7}  undone by {}",
                 format!("↺ {}", n.node_id),
                 "saga",
@@ -165,14 +167,17 @@ fn print_outcome(wf: &Workflow, o: &Outcome) -> i64 {
         }
     }
     let path: Vec<&str> = ran.iter().map(|n| n.node_id.as_str()).collect();
-    println!("  path: {}", path.join(" → "));
+    outln!("  path: {}", path.join(" → "));
     match (&o.output, &o.error) {
-        (Some(out), _) => println!("  execution {} {}: {out}", o.execution_id, o.status),
-        (None, Some(e)) => println!(
+        (Some(out), _) => outln!("  execution {} {}: {out}", o.execution_id, o.status),
+        (None, Some(e)) => outln!(
             "  execution {} {}: {} {}",
-            o.execution_id, o.status, e.code, e.message
+            o.execution_id,
+            o.status,
+            e.code,
+            e.message
         ),
-        (None, None) => println!("  execution {} {}", o.execution_id, o.status),
+        (None, None) => outln!("  execution {} {}", o.execution_id, o.status),
     }
     cost
 }

@@ -59,7 +59,7 @@ pub async fn executor(
                 Exit::invalid(anyhow!(e).context(format!("in the configuration file {file}")))
             })?;
         for w in servers.warnings() {
-            eprintln!("warning: {w}");
+            errln!("warning: {w}");
         }
         b = b.tools(servers.tools());
         let servers = Arc::new(servers);
@@ -82,7 +82,7 @@ pub async fn shutdown() {
     if let Some(ex) = executor
         && let Err(e) = ex.flush_audit().await
     {
-        eprintln!("warning: {e}");
+        errln!("warning: {e}");
     }
     let servers: Vec<_> = std::mem::take(&mut *MCP.lock().unwrap_or_else(|p| p.into_inner()));
     futures_util::future::join_all(servers.iter().map(|s| s.shutdown())).await;
@@ -119,7 +119,8 @@ pub fn agent_runtime(
 
 fn engine_err(e: EngineError) -> Exit {
     if e.is_invalid_input() {
-        Exit::invalid(anyhow!(e))
+        // Schema errors quote the value they refuse: an excerpt of each line only.
+        Exit::invalid(anyhow!(hilo_server::error::excerpt_lines(&e.to_string())))
     } else {
         Exit::from(anyhow!(e))
     }
@@ -133,8 +134,33 @@ pub(crate) fn read_json(arg: &str, what: &str) -> Result<Value, Exit> {
             .map_err(Exit::invalid)?,
         None => arg.to_string(),
     };
-    serde_json::from_str(&text)
-        .map_err(|e| Exit::invalid(anyhow!("the {what} is not valid JSON ({e}): {text}")))
+    serde_json::from_str(&text).map_err(|e| {
+        // Only the text around the problem: the input may be megabytes long.
+        Exit::invalid(anyhow!(
+            "the {what} is not valid JSON: {e}, near `{}`; give a JSON value or @FILE",
+            near(&text, e.line(), e.column())
+        ))
+    })
+}
+
+/// Up to 40 characters either side of `line`:`column` (1-based, as serde_json counts) of
+/// `text`, with `…` where it was cut.
+pub(crate) fn near(text: &str, line: usize, column: usize) -> String {
+    const SIDE: usize = 40;
+    let l = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    let chars: Vec<char> = l.chars().collect();
+    let at = column.saturating_sub(1).min(chars.len());
+    let from = at.saturating_sub(SIDE);
+    let to = (at + SIDE).min(chars.len());
+    let mut out = String::new();
+    if from > 0 {
+        out.push('…');
+    }
+    out.extend(&chars[from..to]);
+    if to < chars.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// Prints one line per transition on stderr; in a terminal, under a progress bar of the
@@ -186,8 +212,8 @@ fn progress(engine: &Engine, total: Option<u64>) -> Option<indicatif::ProgressBa
                     }
                 }
             }
-            None if terminal => eprintln!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}"),
-            None => eprintln!("{t:>6}ms {short} {line}"),
+            None if terminal => errln!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}"),
+            None => errln!("{t:>6}ms {short} {line}"),
         }
     }));
     bar
@@ -256,7 +282,7 @@ pub(crate) fn exit_code(status: ExecStatus) -> u8 {
 
 async fn report(store: &Arc<dyn Store>, tenant: &str, o: &Outcome, json: bool) -> Result<(), Exit> {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&outcome_json(o)).map_err(anyhow::Error::from)?
         );
@@ -264,35 +290,35 @@ async fn report(store: &Arc<dyn Store>, tenant: &str, o: &Outcome, json: bool) -
         let id = &o.execution_id;
         match o.status {
             ExecStatus::Waiting => {
-                println!("execution {id} is waiting");
+                outln!("execution {id} is waiting");
                 let tasks = store.tasks(tenant, id).await.map_err(|e| anyhow!(e))?;
                 for t in tasks.iter().filter(|t| t.status == "pending") {
-                    println!("  node `{}` asks: {}", t.node_key, t.prompt);
+                    outln!("  node `{}` asks: {}", t.node_key, t.prompt);
                     if let Some(s) = &t.schema {
-                        println!("    answer schema: {s}");
+                        outln!("    answer schema: {s}");
                     }
-                    println!(
+                    outln!(
                         "    answer with: hilo answer {id} {} --input '<json>'",
                         t.node_key
                     );
                 }
             }
             status => {
-                println!("execution {id} {status}");
+                outln!("execution {id} {status}");
                 if let Some(out) = &o.output {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::to_string_pretty(out).map_err(anyhow::Error::from)?
                     );
                 }
                 if let Some(e) = &o.error {
-                    println!("error {}: {}", e.code, e.message);
+                    outln!("error {}: {}", e.code, e.message);
                     if let Some(d) = e
                         .detail
                         .as_ref()
                         .and_then(|d| d.get("failed_compensations"))
                     {
-                        println!("failed compensations: {d}");
+                        outln!("failed compensations: {d}");
                     }
                 }
             }
@@ -314,9 +340,9 @@ async fn finish(
 ) -> Result<(), Exit> {
     if out.detach {
         if out.json {
-            println!("{}", json!({"execution_id": id}));
+            outln!("{}", json!({"execution_id": id}));
         } else {
-            println!("{id}");
+            outln!("{id}");
         }
         return Ok(());
     }
@@ -360,7 +386,7 @@ pub async fn run(g: &Global, args: RunArgs) -> Result<(), Exit> {
         .await
         .map_err(engine_err)?;
     if !args.out.json && !args.out.detach {
-        eprintln!("execution {id} of {}", wf.reference());
+        errln!("execution {id} of {}", wf.reference());
     }
     finish(&engine, &store, g, &id, &args.out, false).await
 }
@@ -386,7 +412,7 @@ pub async fn answer(g: &Global, args: AnswerArgs) -> Result<(), Exit> {
             e => engine_err(e),
         })?;
     if !args.out.json {
-        eprintln!("answered `{key}` of execution {}", args.id);
+        errln!("answered `{key}` of execution {}", args.id);
     }
     finish(&engine, &store, g, &args.id, &args.out, true).await
 }
@@ -409,7 +435,7 @@ pub async fn cancel(g: &Global, id: &str, compensate: bool, json: bool) -> Resul
             })
         }
         Err(EngineError::LeaseHeld { owner, .. }) => {
-            println!(
+            outln!(
                 "cancellation of {id} requested; {owner} is running it and stops it at its next heartbeat"
             );
             Ok(())
@@ -456,23 +482,26 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                             "parent": e.parent.as_ref().map(|p| &p.execution_id)})
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&items).map_err(anyhow::Error::from)?
                 );
             } else if list.is_empty() {
-                println!("no executions");
+                outln!("no executions");
             } else {
-                println!(
+                outln!(
                     "{:<26} {:<24} {:<12} {:<23} DURATION",
-                    "ID", "WORKFLOW", "STATUS", "CREATED"
+                    "ID",
+                    "WORKFLOW",
+                    "STATUS",
+                    "CREATED"
                 );
                 for e in list {
                     let dur = e
                         .finished_at
                         .map(|f| format!("{} ms", f - e.created_at))
                         .unwrap_or_else(|| "-".into());
-                    println!(
+                    outln!(
                         "{:<26} {:<24} {:<12} {:<23} {dur}",
                         e.id,
                         format!("{}@{}", e.workflow, e.version),
@@ -512,29 +541,33 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                     "tasks": tasks,
                     "events": events,
                 });
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?
                 );
                 return Ok(());
             }
-            println!("execution {} of {}@{}", e.id, e.workflow, e.version);
-            println!("status:   {}", e.status);
-            println!("created:  {}", time(Some(e.created_at)));
-            println!("finished: {}", time(e.finished_at));
+            outln!("execution {} of {}@{}", e.id, e.workflow, e.version);
+            outln!("status:   {}", e.status);
+            outln!("created:  {}", time(Some(e.created_at)));
+            outln!("finished: {}", time(e.finished_at));
             if let Some(p) = &e.parent {
-                println!("parent:   {} (node {})", p.execution_id, p.node_key);
+                outln!("parent:   {} (node {})", p.execution_id, p.node_key);
             }
             if let Some(err) = &e.error {
-                println!("error:    {}: {}", err.code, err.message);
+                outln!("error:    {}: {}", err.code, err.message);
             }
             if let Some(out) = &e.output {
-                println!("output:   {out}");
+                outln!("output:   {out}");
             }
-            println!();
-            println!(
+            outln!();
+            outln!(
                 "{:<28} {:<10} {:>3} {:<23} {:>9}  ERROR",
-                "NODE", "STATUS", "TRY", "STARTED", "DURATION"
+                "NODE",
+                "STATUS",
+                "TRY",
+                "STARTED",
+                "DURATION"
             );
             for n in &nodes {
                 let dur = n
@@ -547,7 +580,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                     .as_ref()
                     .map(|e| format!("{}: {}", e.code, e.message))
                     .unwrap_or_default();
-                println!(
+                outln!(
                     "{:<28} {:<10} {:>3} {:<23} {:>9}  {err}",
                     n.key,
                     n.status.as_str(),
@@ -556,7 +589,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                     dur
                 );
                 if let Some(t) = &n.detail.trace {
-                    println!(
+                    outln!(
                         "  ⚙ {} agent · model {} · {} in / {} out tokens · {} USD · {} model call(s)",
                         t["agent"].as_str().unwrap_or("?"),
                         t["model"].as_str().unwrap_or("-"),
@@ -567,7 +600,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                     );
                     for step in t["steps"].as_array().into_iter().flatten() {
                         if let Some(a) = step.get("action") {
-                            println!(
+                            outln!(
                                 "    → {} {}  ⇒ {}",
                                 a["tool"].as_str().unwrap_or("?"),
                                 a["input"],
@@ -577,12 +610,12 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                                 )
                             );
                         } else if let Some(r) = step.get("reflection") {
-                            println!("    ? reflection: {r}");
+                            outln!("    ? reflection: {r}");
                         }
                     }
                 }
                 if let Some(c) = &n.detail.compensation {
-                    println!(
+                    outln!(
                         "  ↩ compensation {} {} (attempts {})",
                         c.tool,
                         c.status.as_str(),
@@ -592,17 +625,17 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
             }
             let pending: Vec<_> = tasks.iter().filter(|t| t.status == "pending").collect();
             if !pending.is_empty() {
-                println!("\nwaiting for people:");
+                outln!("\nwaiting for people:");
                 for t in pending {
-                    println!("  {}: {}", t.node_key, t.prompt);
-                    println!("    hilo answer {} {} --input '<json>'", e.id, t.node_key);
+                    outln!("  {}: {}", t.node_key, t.prompt);
+                    outln!("    hilo answer {} {} --input '<json>'", e.id, t.node_key);
                 }
             }
-            println!("\ntimeline:");
+            outln!("\ntimeline:");
             let t0 = events.first().map(|e| e.at).unwrap_or(0);
             for ev in &events {
                 let line = progress_line(ev).unwrap_or_else(|| ev.kind.as_str().to_string());
-                println!("  +{:>6} ms  {line}", ev.at - t0);
+                outln!("  +{:>6} ms  {line}", ev.at - t0);
             }
             Ok(())
         }
@@ -614,7 +647,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
             }
             let before = chrono::Utc::now().timestamp_millis() - (older_than * 86_400_000.0) as i64;
             let n = store.prune(tenant, before).await.map_err(store_err)?;
-            println!("pruned {n} finished executions");
+            outln!("pruned {n} finished executions");
             Ok(())
         }
     }
@@ -628,7 +661,7 @@ pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
     let config = config(g)?;
     let (engine, store) = engine(g, &config).await?;
     progress(&engine, None);
-    eprintln!(
+    errln!(
         "worker {} on {} (concurrency {concurrency}, lease {} ms); Ctrl-C stops it",
         engine.options().owner,
         store.describe(),
@@ -639,16 +672,16 @@ pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
             concurrency.max(1),
             async {
                 let _ = tokio::signal::ctrl_c().await;
-                eprintln!(
+                errln!(
                     "stopping: executions in flight get {} s to finish, then are handed back",
                     WORKER_GRACE.as_secs()
                 );
             },
             WORKER_GRACE,
-            |id, e| eprintln!("execution {id}: {e}"),
+            |id, e| errln!("execution {id}: {e}"),
         )
         .await
         .map_err(engine_err)?;
-    eprintln!("worker stopped; executions it had not finished are resumed by the next worker");
+    errln!("worker stopped; executions it had not finished are resumed by the next worker");
     Ok(())
 }

@@ -34,7 +34,7 @@ fn err(e: ClientError) -> Exit {
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
     );
@@ -83,26 +83,30 @@ fn print_acted(v: &ActedView, json: bool, done: &str) -> Result<(), Exit> {
         return print_json(v);
     }
     if let Some(c) = &v.conversation {
-        println!("{done}: conversation {} is {}", c.id, c.status);
+        outln!("{done}: conversation {} is {}", c.id, c.status);
     } else {
-        println!("{done}");
+        outln!("{done}");
     }
     for a in &v.assignments {
-        println!("  routed: {} {} → {}", a.kind, a.key, a.agent);
+        outln!("  routed: {} {} → {}", a.kind, a.key, a.agent);
     }
     Ok(())
 }
 
 fn print_conversation(c: &ConversationView) {
-    println!(
+    outln!(
         "conversation {}  customer {} ({})  {}  workflow {}",
-        c.id, c.customer_id, c.channel, c.status, c.workflow
+        c.id,
+        c.customer_id,
+        c.channel,
+        c.status,
+        c.workflow
     );
     if let Some(a) = &c.assigned_agent {
-        println!("  agent: {a}");
+        outln!("  agent: {a}");
     }
     if let Some(h) = &c.handover {
-        println!(
+        outln!(
             "  handover: {} (trigger {}, node {}, skills {})",
             h["reason"].as_str().unwrap_or(""),
             h["trigger"].as_str().unwrap_or(""),
@@ -117,18 +121,18 @@ fn print_conversation(c: &ConversationView) {
                 .unwrap_or_default()
         );
         if let Some(s) = h["context"]["summary"].as_str() {
-            println!("  summary: {s}");
+            outln!("  summary: {s}");
         }
         if let Some(path) = h["context"]["path"].as_array() {
             let p: Vec<String> = path
                 .iter()
                 .map(|n| n["node"].as_str().unwrap_or("").to_string())
                 .collect();
-            println!("  path: {}", p.join(" → "));
+            outln!("  path: {}", p.join(" → "));
         }
     }
     if let Some(n) = &c.note {
-        println!("  note for the AI: {n}");
+        outln!("  note for the AI: {n}");
     }
 }
 
@@ -142,10 +146,10 @@ pub async fn run(g: &Global, command: Command) -> Result<(), Exit> {
                 return print_json(&v);
             }
             if v.items.is_empty() {
-                println!("nothing in the inbox of {}", a.agent.agent);
+                outln!("nothing in the inbox of {}", a.agent.agent);
             }
             for i in &v.items {
-                println!("{}", item_line(i));
+                outln!("{}", item_line(i));
             }
             Ok(())
         }
@@ -158,7 +162,7 @@ pub async fn run(g: &Global, command: Command) -> Result<(), Exit> {
             if a.json {
                 return print_json(&m);
             }
-            println!("sent (message {})", m.seq);
+            outln!("sent (message {})", m.seq);
             Ok(())
         }
         Command::Resolve(a) => {
@@ -190,8 +194,8 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
             if json {
                 return print_json(&s);
             }
-            println!("conversations created {} … {}", s.since, s.until);
-            println!(
+            outln!("conversations created {} … {}", s.since, s.until);
+            outln!(
                 "{:<24} {:>6} {:>10} {:>10} {:>16} {:>16}",
                 "workflow",
                 "convs",
@@ -212,7 +216,7 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
                 .map(|(k, v)| (k.as_str(), v))
                 .chain(std::iter::once(("(all)", &s.total)));
             for (name, k) in rows {
-                println!(
+                outln!(
                     "{:<24} {:>6} {:>9.0}% {:>9.0}% {:>16} {:>16}",
                     name,
                     k.conversations,
@@ -230,10 +234,10 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
                 return print_json(&v);
             }
             if v.items.is_empty() {
-                println!("the queue is empty");
+                outln!("the queue is empty");
             }
             for i in &v.items {
-                println!("{}", item_line(i));
+                outln!("{}", item_line(i));
             }
             Ok(())
         }
@@ -243,7 +247,7 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
                 return print_json(&v);
             }
             for a in &v.items {
-                println!(
+                outln!(
                     "{:<16} {:<8} {}/{}  {:<28} [{}]",
                     a.id,
                     a.status,
@@ -270,17 +274,24 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
                 )
                 .await
                 .map_err(err)?;
-            println!(
+            outln!(
                 "agent {} ({}) is {}, load {}/{}",
-                a.id, a.email, a.status, a.load, a.capacity
+                a.id,
+                a.email,
+                a.status,
+                a.load,
+                a.capacity
             );
             Ok(())
         }
         HilCommand::Agents(AgentsCommand::Status { id, status }) => {
             let a = c.set_hil_agent_status(&id, &status).await.map_err(err)?;
-            println!(
+            outln!(
                 "agent {} is {}, load {}/{}",
-                a.id, a.status, a.load, a.capacity
+                a.id,
+                a.status,
+                a.load,
+                a.capacity
             );
             Ok(())
         }
@@ -298,7 +309,7 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
                 return print_json(&v);
             }
             for x in &v.items {
-                println!(
+                outln!(
                     "{:<28} {:<14} {:<16} {:<12} {}",
                     x.id,
                     x.status,
@@ -319,19 +330,23 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
                 }));
             }
             print_conversation(&conv);
-            println!("messages:");
+            outln!("messages:");
             for m in &messages.items {
                 let who = match (&m.sender[..], &m.author) {
                     ("human", Some(a)) => format!("human:{a}"),
                     (s, _) => s.to_string(),
                 };
-                println!("  {:>3} {:<16} {}", m.seq, who, m.content);
+                outln!("  {:>3} {:<16} {}", m.seq, who, m.content);
             }
-            println!("transitions:");
+            outln!("transitions:");
             for t in &transitions.items {
-                println!(
+                outln!(
                     "  {} {} → {} by {}: {}",
-                    t.at, t.from, t.to, t.actor, t.reason
+                    t.at,
+                    t.from,
+                    t.to,
+                    t.actor,
+                    t.reason
                 );
             }
             Ok(())

@@ -6,6 +6,10 @@
 //! 2 invalid input (a definition that does not validate, an unreadable file, an input that
 //! does not match the schema); for executions 3 waiting for a human, 4 handed over.
 
+// First: its `out!`/`outln!`/`errln!` macros are used by every module after it.
+#[macro_use]
+mod out;
+
 mod alloc;
 mod bench;
 mod cli;
@@ -78,8 +82,24 @@ impl From<anyhow::Error> for Exit {
     }
 }
 
+/// Warnings and errors of the library crates on stderr (`RUST_LOG` picks others: `info`,
+/// `hilo_engine=debug`, …); colours only on a terminal and never with `NO_COLOR`.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     alloc::tune();
+    init_logging();
     let cli = cli::Cli::parse();
     // The server uses every core; every other command is one task at a time.
     let mut builder = if matches!(cli.command, cli::Command::Serve { .. }) {
@@ -90,7 +110,7 @@ fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -99,11 +119,27 @@ fn main() -> ExitCode {
         exec::shutdown().await;
         r
     });
+    // A reader that closed the pipe early (`| head`) is not an error: exit quietly.
+    let written = out::finish();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match written {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                errln!("error: cannot write to standard output: {e}");
+                ExitCode::from(1)
+            }
+        },
         Err(exit) => {
-            if let Some(e) = exit.error {
-                eprintln!("error: {e:#}");
+            if let Some(e) = exit.error
+                && !out::is_broken_pipe(&e)
+            {
+                // No line of an error echoes a huge input whole.
+                let text = format!("{e:#}");
+                let lines: Vec<String> = text
+                    .lines()
+                    .map(|l| hilo_server::error::excerpt(l, 1000))
+                    .collect();
+                errln!("error: {}", lines.join("\n"));
             }
             ExitCode::from(exit.code)
         }

@@ -45,7 +45,7 @@ fn local_only(what: &str) -> Exit {
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
     );
@@ -60,21 +60,22 @@ fn report(v: &ExecutionView, json: bool) -> Result<(), Exit> {
             "nodes": v.nodes,
         }))?;
     } else if v.status == "waiting" {
-        println!("execution {} is waiting", v.id);
+        outln!("execution {} is waiting", v.id);
         for t in v.tasks.iter().filter(|t| t.status == "pending") {
-            println!("  node `{}` asks: {}", t.node_key, t.prompt);
-            println!(
+            outln!("  node `{}` asks: {}", t.node_key, t.prompt);
+            outln!(
                 "    answer with: hilo --server … answer {} {} --input '<json>'",
-                v.id, t.node_key
+                v.id,
+                t.node_key
             );
         }
     } else {
-        println!("execution {} {}", v.id, v.status);
+        outln!("execution {} {}", v.id, v.status);
         if let Some(out) = &v.output {
             print_json(out)?;
         }
         if let Some(e) = &v.error {
-            println!(
+            outln!(
                 "error {}: {}",
                 e["code"].as_str().unwrap_or(""),
                 e["message"].as_str().unwrap_or("")
@@ -129,7 +130,7 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
                 if args.out.json {
                     print_json(&json!({"execution_id": a.execution_id}))?;
                 } else {
-                    println!("{}", a.execution_id);
+                    outln!("{}", a.execution_id);
                 }
                 return Ok(());
             }
@@ -151,7 +152,7 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
                 .answer(&format!("{}.{}", args.id, args.node), &answer)
                 .await
                 .map_err(err)?;
-            eprintln!("answered `{}` of execution {}", a.node_key, a.execution_id);
+            errln!("answered `{}` of execution {}", a.node_key, a.execution_id);
             if args.out.detach {
                 return Ok(());
             }
@@ -173,14 +174,14 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
             if json {
                 print_json(&a)?;
             } else {
-                eprintln!("cancellation of {id} requested");
+                errln!("cancellation of {id} requested");
             }
             Ok(())
         }
         Command::Resume(args) => {
             c.resume(&args.id).await.map_err(err)?;
             if args.out.detach {
-                println!("{}", args.id);
+                outln!("{}", args.id);
                 return Ok(());
             }
             follow(&c, &args.id, args.out.json, ended_or_waiting).await
@@ -203,9 +204,9 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
             if json {
                 return print_json(&page.items);
             }
-            println!("{:<26} {:<24} {:<12} CREATED", "ID", "WORKFLOW", "STATUS");
+            outln!("{:<26} {:<24} {:<12} CREATED", "ID", "WORKFLOW", "STATUS");
             for e in page.items {
-                println!(
+                outln!(
                     "{:<26} {:<24} {:<12} {}",
                     e.id,
                     format!("{}@{}", e.workflow, e.version),
@@ -220,18 +221,21 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
             if json {
                 return print_json(&v);
             }
-            println!(
+            outln!(
                 "execution {} ({}@{}): {}",
-                v.id, v.workflow, v.version, v.status
+                v.id,
+                v.workflow,
+                v.version,
+                v.status
             );
             for n in &v.nodes {
-                println!("  {:<28} {:<12} attempts {}", n.key, n.status, n.attempts);
+                outln!("  {:<28} {:<12} attempts {}", n.key, n.status, n.attempts);
             }
             for t in v.tasks.iter().filter(|t| t.status == "pending") {
-                println!("  waiting for an answer at `{}`: {}", t.node_key, t.prompt);
+                outln!("  waiting for an answer at `{}`: {}", t.node_key, t.prompt);
             }
             if v.costs.llm_calls > 0 {
-                println!(
+                outln!(
                     "  LLM: {} calls, {} + {} tokens, ${:.6}",
                     v.costs.llm_calls,
                     v.costs.input_tokens,
@@ -275,7 +279,7 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
                             error: e.error.map(|x| x.context(format!("{}", f.display()))),
                         }
                     })?;
-                println!(
+                outln!(
                     "{}: {}@{} {}{}",
                     f.display(),
                     i.name,
@@ -291,12 +295,14 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
             if json {
                 return print_json(&list.items);
             }
-            println!(
+            outln!(
                 "{:<28} {:>7} {:>7}  DESCRIPTION",
-                "NAME", "ACTIVE", "LATEST"
+                "NAME",
+                "ACTIVE",
+                "LATEST"
             );
             for w in list.items {
-                println!(
+                outln!(
                     "{:<28} {:>7} {:>7}  {}",
                     w.name,
                     w.active_version,
@@ -312,7 +318,7 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
                 return print_json(&list.items);
             }
             for v in list.items {
-                println!(
+                outln!(
                     "{}@{}{}  {} nodes  {}",
                     name,
                     v.version,
@@ -325,7 +331,7 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
         }
         WorkflowsCommand::Activate { name, version } => {
             c.activate(&name, version).await.map_err(err)?;
-            eprintln!("{name}@{version} is now active");
+            errln!("{name}@{version} is now active");
             Ok(())
         }
         WorkflowsCommand::Export { target, output } => {
@@ -335,7 +341,7 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
                 Some(path) => std::fs::write(&path, text)
                     .map_err(|e| Exit::from(anyhow!("cannot write {}: {e}", path.display()))),
                 None => {
-                    print!("{text}");
+                    out!("{text}");
                     Ok(())
                 }
             }

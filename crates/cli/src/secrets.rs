@@ -59,7 +59,7 @@ pub async fn secrets(g: &Global, cmd: SecretsCommand) -> Result<(), Exit> {
             hilo_tools::vault::check_name(&name).map_err(vault_err)?;
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
-                eprintln!("value of `{name}` (end with Ctrl-D; nothing is echoed back later):");
+                errln!("value of `{name}` (end with Ctrl-D; nothing is echoed back later):");
             }
             let mut value = String::new();
             stdin
@@ -81,7 +81,7 @@ pub async fn secrets(g: &Global, cmd: SecretsCommand) -> Result<(), Exit> {
                 .set(&g.tenant, &name, &value)
                 .await
                 .map_err(vault_err)?;
-            println!(
+            outln!(
                 "secret `{name}` set for tenant `{}` (master key {}, {})",
                 g.tenant,
                 info.key_id,
@@ -92,26 +92,26 @@ pub async fn secrets(g: &Global, cmd: SecretsCommand) -> Result<(), Exit> {
         SecretsCommand::List { json } => {
             let list = vault.list(&g.tenant).await.map_err(vault_err)?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&list).map_err(anyhow::Error::from)?
                 );
             } else if list.is_empty() {
-                println!("no secrets for tenant `{}`", g.tenant);
+                outln!("no secrets for tenant `{}`", g.tenant);
             } else {
-                println!("{:<32} {:<10} UPDATED", "NAME", "KEY");
+                outln!("{:<32} {:<10} UPDATED", "NAME", "KEY");
                 for s in &list {
                     let at = chrono::DateTime::from_timestamp_millis(s.updated_at)
                         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
                         .unwrap_or_default();
-                    println!("{:<32} {:<10} {at}", s.name, s.key_id);
+                    outln!("{:<32} {:<10} {at}", s.name, s.key_id);
                 }
             }
             Ok(())
         }
         SecretsCommand::Delete { name } => {
             if vault.delete(&g.tenant, &name).await.map_err(vault_err)? {
-                println!("secret `{name}` deleted for tenant `{}`", g.tenant);
+                outln!("secret `{name}` deleted for tenant `{}`", g.tenant);
                 Ok(())
             } else {
                 Err(Exit::from(anyhow!(

@@ -35,6 +35,31 @@ async fn stop_signal() {
     }
 }
 
+/// Raises the soft limit of open files to the hard one, then keeps `[server]
+/// max_connections` within what that limit leaves after a reserve for the store, the step
+/// log, tool calls and MCP servers (a quarter, at least 256): connections never take the
+/// descriptors the worker needs. A warning to print when the bound was lowered.
+fn fit_descriptors(server: &mut hilo_server::config::ServerSettings) -> Option<String> {
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            return Some(format!(
+                "warning: cannot read or raise the limit of open files: {e}"
+            ));
+        }
+    };
+    let reserve = (soft / 4).max(256);
+    let room = usize::try_from(soft.saturating_sub(reserve).max(16)).unwrap_or(usize::MAX);
+    if server.max_connections <= room {
+        return None;
+    }
+    let asked = server.max_connections;
+    server.max_connections = room;
+    Some(format!(
+        "warning: [server] max_connections = {asked} does not fit in the limit of {soft} open files (minus {reserve} kept for the store and tools): serving at most {room} connections at once; raise the hard limit (ulimit -Hn) to allow more"
+    ))
+}
+
 pub async fn serve(g: &Global, addr: Option<String>, workers: Option<usize>) -> Result<(), Exit> {
     let mut config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
     if let Some(a) = addr {
@@ -43,6 +68,7 @@ pub async fn serve(g: &Global, addr: Option<String>, workers: Option<usize>) -> 
     if let Some(w) = workers {
         config.server.server.workers = w;
     }
+    let fd_note = fit_descriptors(&mut config.server.server);
     let store = open_store_with(g, &config).await?;
     let tools: Arc<dyn hilo_core::tool::ToolExecutor> =
         Arc::new(crate::exec::executor(&config, &store).await?);
@@ -72,14 +98,17 @@ pub async fn serve(g: &Global, addr: Option<String>, workers: Option<usize>) -> 
         tools,
         secrets: Some(secrets),
     });
-    eprintln!(
+    errln!(
         "hilo serving http://{local}/api/v1 on {} ({workers} workers); OpenAPI at /api/v1/openapi.json; Ctrl-C stops it",
         store.describe()
     );
+    if let Some(note) = fd_note {
+        errln!("{note}");
+    }
     hilo_server::serve(state, listener, stop_signal())
         .await
         .context("the server stopped with an error")?;
-    eprintln!("stopped");
+    errln!("stopped");
     Ok(())
 }
 
@@ -122,13 +151,13 @@ pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
                 .map_err(|e| Exit::from(anyhow!(e)))?;
             let scopes: Vec<&str> = record.scopes.iter().map(|s| s.as_str()).collect();
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"id": record.id, "key": key, "tenant": record.tenant, "scopes": scopes})
                 );
             } else {
-                println!("{key}");
-                eprintln!(
+                outln!("{key}");
+                errln!(
                     "created {} for tenant {} (scopes {}); this is the only time the key is shown: send it as `Authorization: Bearer <key>`",
                     record.id,
                     record.tenant,
@@ -142,26 +171,29 @@ pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
                 .await
                 .map_err(|e| Exit::from(anyhow!(e)))?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&keys).map_err(|e| anyhow!(e))?
                 );
             } else if keys.is_empty() {
-                eprintln!(
+                errln!(
                     "no keys for tenant {}; create one with `hilo keys create`",
                     g.tenant
                 );
             } else {
-                println!(
+                outln!(
                     "{:<18} {:<16} {:<20} {:<25} STATUS",
-                    "ID", "NAME", "SCOPES", "CREATED"
+                    "ID",
+                    "NAME",
+                    "SCOPES",
+                    "CREATED"
                 );
                 for k in keys {
                     let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
                     let created = chrono::DateTime::from_timestamp_millis(k.created_at)
                         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "{:<18} {:<16} {:<20} {:<25} {}",
                         k.id,
                         k.name,
@@ -188,7 +220,7 @@ pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
                     g.tenant
                 )));
             }
-            eprintln!("revoked {id}");
+            errln!("revoked {id}");
         }
     }
     Ok(())

@@ -130,7 +130,7 @@ fn rate(r: &RateLimit) -> String {
 }
 
 pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
     );
@@ -158,7 +158,7 @@ pub async fn audit(g: &Global, args: AuditArgs) -> Result<(), Exit> {
         return print_json(&entries);
     }
     if entries.is_empty() {
-        println!("no tool calls in the audit trail");
+        outln!("no tool calls in the audit trail");
         return Ok(());
     }
     let yes = |b: bool| if b { "yes" } else { "" }.to_string();
@@ -233,7 +233,7 @@ pub async fn tools(g: &Global, cmd: ToolsCommand) -> Result<(), Exit> {
                 return print_json(&stats);
             }
             if stats.is_empty() {
-                println!("no tool calls since {}", rfc3339(from));
+                outln!("no tool calls since {}", rfc3339(from));
                 return Ok(());
             }
             let rows: Vec<Vec<String>> = stats
@@ -303,7 +303,7 @@ fn print_tools(specs: &[&ToolSpec], json: bool, empty: &str) -> Result<(), Exit>
         return print_json(&items);
     }
     if specs.is_empty() {
-        println!("{empty}");
+        outln!("{empty}");
         return Ok(());
     }
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());

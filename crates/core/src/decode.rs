@@ -12,6 +12,9 @@ use crate::model::*;
 
 /// Longest timeout or delay a definition may ask for: 366 days.
 pub const MAX_DURATION_MS: u64 = 366 * 24 * 3600 * 1000;
+/// Longest `wait` a `duration_ms` may ask for: ten years (of 366 days). Longer waits are
+/// surely mistakes, and timestamps near `i64::MAX` would overflow.
+pub const MAX_WAIT_MS: u64 = 10 * MAX_DURATION_MS;
 /// Upper bound for `retry.max_attempts`.
 pub const MAX_ATTEMPTS: u64 = 100;
 /// Upper bound for a loop's `max_iterations`.
@@ -907,13 +910,7 @@ impl Decoder {
             }
             "wait" => {
                 let duration_ms = m.get("duration_ms").and_then(|v| {
-                    self.int(
-                        v,
-                        &field("duration_ms"),
-                        "`duration_ms`",
-                        0,
-                        i64::MAX as u64,
-                    )
+                    self.int(v, &field("duration_ms"), "`duration_ms`", 0, MAX_WAIT_MS)
                 });
                 let until = m
                     .get("until")

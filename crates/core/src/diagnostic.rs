@@ -52,6 +52,9 @@ pub enum Code {
     InvalidSchema,
     /// A loop with `until` but no `max_iterations`.
     LoopWithoutLimit,
+    /// An expression, a template or the definition itself exceeds one of hilo's limits
+    /// (length, nesting depth, size, node count, duration); the message names the limit.
+    LimitExceeded,
 }
 
 impl Code {
@@ -77,6 +80,7 @@ impl Code {
             Code::InvalidTemplate => "INVALID_TEMPLATE",
             Code::InvalidSchema => "INVALID_SCHEMA",
             Code::LoopWithoutLimit => "LOOP_WITHOUT_LIMIT",
+            Code::LimitExceeded => "LIMIT_EXCEEDED",
         }
     }
 }
@@ -182,11 +186,24 @@ impl Diagnostics {
     /// Fills in `node` and `field` from the JSON pointers (using `nodes`, the pointer of each
     /// node and its id) and `line`/`column` from the source map, then sorts by position.
     pub fn locate(&mut self, nodes: &[(String, String)], source: Option<&crate::SourceMap>) {
+        // The owner of a path is the node with the longest pointer that is the path or one of
+        // its ancestors: looked up ancestor by ancestor, so that locating is linear in the
+        // number of diagnostics (a definition can have ten thousand of both).
+        let by_path: std::collections::HashMap<&str, &(String, String)> =
+            nodes.iter().rev().map(|n| (n.0.as_str(), n)).collect();
         for d in &mut self.0 {
-            let owner = nodes
-                .iter()
-                .filter(|(p, _)| d.path == *p || d.path.starts_with(&format!("{p}/")))
-                .max_by_key(|(p, _)| p.len());
+            let mut owner = None;
+            let mut p = d.path.as_str();
+            loop {
+                if let Some(n) = by_path.get(p) {
+                    owner = Some(*n);
+                    break;
+                }
+                match p.rfind('/') {
+                    Some(cut) => p = &p[..cut],
+                    None => break,
+                }
+            }
             match owner {
                 Some((p, id)) => {
                     if d.node.is_none() {
@@ -246,8 +263,15 @@ pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // Bounded work: suggestions for short words among the first thousand candidates only.
+    const MAX_LEN: usize = 256;
+    if word.len() > MAX_LEN {
+        return None;
+    }
     candidates
         .into_iter()
+        .take(1000)
+        .filter(|c| c.len() <= MAX_LEN)
         .map(|c| (strsim::jaro_winkler(word, c), c))
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))

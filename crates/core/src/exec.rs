@@ -185,7 +185,16 @@ pub mod codes {
     pub const UPSTREAM_REJECTED: &str = "UPSTREAM_REJECTED";
     /// The tool answered with something that breaks its output schema.
     pub const INVALID_OUTPUT: &str = "INVALID_OUTPUT";
+    /// The execution took its process down again and again: quarantined (failed) instead of
+    /// being taken over once more.
+    pub const POISONED: &str = "POISONED";
 }
+
+/// How many times in a row an execution may be taken over after its process died without
+/// it making progress in between (no history event but resumptions, cancel requests and
+/// nodes (re)started): the takeover that
+/// reaches this count quarantines it (failed, [`codes::POISONED`]) instead of running it.
+pub const DEFAULT_MAX_CRASHES: u32 = 3;
 
 /// A failure: a stable code, a message for people, and whether a retry may help.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -676,6 +685,18 @@ pub trait ExecutionStore: Send + Sync {
 
     /// Gives a lease up without other changes (on shutdown).
     async fn release(&self, id: &str, owner: &str) -> Result<()>;
+
+    /// Ends an execution that is crash-looping and that no live process holds, without
+    /// running it (so without compensations): cancelled, with a `CANCELLED` error saying
+    /// that completed steps were not undone. Crash-looping: it was taken over after its
+    /// process died and has made no progress since, and its holder died again (its lease ran
+    /// out without being given back). True when it ended it; false when the execution is
+    /// healthy, held or already ended (a cancel signal is then the way). Claims apply the
+    /// same rule to a crash-looping execution with a cancel pending.
+    async fn cancel_crashed(&self, tenant: &TenantId, id: &str, now: i64) -> Result<bool> {
+        let _ = (tenant, id, now);
+        Ok(false)
+    }
 
     /// Pending signals of an execution.
     async fn signals(&self, id: &str) -> Result<Vec<StoredSignal>>;

@@ -6,11 +6,58 @@
 //!   a Jinja template that yields a string; every other string is a literal.
 //!
 //! This module classifies strings and compiles them, so that syntax errors are found when a
-//! workflow is validated, long before anything runs. It never evaluates anything.
+//! workflow is validated, long before anything runs, and it is the one place that evaluates
+//! them within bounds: [`search_json`], [`search_var`] and [`render_compiled`] are what the
+//! engine, the tools and the agents call. Every text is pre-scanned against [`limits`] before
+//! a parser sees it, and every evaluation runs within a work and size budget, so no workflow,
+//! state document, tool response or model answer can overflow the stack, exhaust memory or
+//! spin without end here.
+
+use std::fmt;
 
 use serde_json::Value;
 
 use crate::diagnostic::push_pointer;
+
+mod filters;
+mod interp;
+pub mod limits;
+
+pub use interp::Budget;
+use limits::{Limit, LimitError};
+
+/// Why an evaluation failed: a limit (named) or an ordinary error of the expression or
+/// template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExprError {
+    Limit(LimitError),
+    Eval(String),
+}
+
+impl ExprError {
+    /// The limit that was hit, if one was.
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            ExprError::Limit(l) => Some(l.limit),
+            ExprError::Eval(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ExprError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExprError::Limit(l) => l.fmt(f),
+            ExprError::Eval(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<LimitError> for ExprError {
+    fn from(l: LimitError) -> Self {
+        ExprError::Limit(l)
+    }
+}
 
 /// What a string in a workflow value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,42 +98,155 @@ pub fn bare_expression(s: &str) -> &str {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileError {
     pub message: String,
+    /// The limit the text exceeds, when that is the problem (rather than its syntax).
+    pub limit: Option<Limit>,
 }
 
-/// Compiles a JMESPath expression.
+impl From<LimitError> for CompileError {
+    fn from(l: LimitError) -> Self {
+        CompileError {
+            message: l.to_string(),
+            limit: Some(l.limit),
+        }
+    }
+}
+
+/// Compiles a JMESPath expression, after checking it against [`limits`].
 pub fn compile_jmespath(expr: &str) -> Result<jmespath::Expression<'static>, CompileError> {
     if expr.trim().is_empty() {
         return Err(CompileError {
             message: "the expression is empty".into(),
+            limit: None,
         });
     }
+    limits::scan_expression(expr)?;
     jmespath::compile(expr).map_err(|e| CompileError {
         message: format!("{} (at character {})", e.reason, e.offset + 1),
+        limit: None,
     })
 }
 
-/// Compiles a Jinja template (syntax only: names are resolved when it renders).
+/// Compiles a Jinja template (syntax only: names are resolved when it renders), after
+/// checking it against [`limits`].
 pub fn compile_template(src: &str) -> Result<(), CompileError> {
-    let env = template_env();
-    env.template_from_str(src)
-        .map(|_| ())
-        .map_err(|e| CompileError {
-            message: match e.line() {
-                Some(line) => format!(
-                    "{} (template line {line})",
-                    e.detail().unwrap_or("syntax error")
-                ),
-                None => e.detail().unwrap_or("syntax error").to_string(),
-            },
-        })
+    static ENV: std::sync::LazyLock<minijinja::Environment<'static>> =
+        std::sync::LazyLock::new(template_env);
+    compile_in(&ENV, src).map(|_| ())
+}
+
+/// Compiles a template in `env` (one made by [`template_env`]), after checking it against
+/// [`limits`].
+pub fn compile_in<'e, 's>(
+    env: &'e minijinja::Environment<'static>,
+    src: &'s str,
+) -> Result<minijinja::Template<'e, 's>, CompileError> {
+    limits::scan_template(src)?;
+    env.template_from_str(src).map_err(|e| CompileError {
+        message: match e.line() {
+            Some(line) => format!(
+                "{} (template line {line})",
+                e.detail().unwrap_or("syntax error")
+            ),
+            None => e.detail().unwrap_or("syntax error").to_string(),
+        },
+        limit: None,
+    })
 }
 
 /// The template environment hilo renders with: strict about undefined values, so a typo in a
-/// name is an error rather than an empty string.
+/// name is an error rather than an empty string; bounded in work ([`limits::TEMPLATE_FUEL`]);
+/// without `namespace` (mutable state across loop iterations); and with every filter that can
+/// make its output larger than its input checked against [`limits::MAX_TEMPLATE_BYTES`] before
+/// and after it runs.
 pub fn template_env() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_fuel(Some(limits::TEMPLATE_FUEL));
+    env.remove_global("namespace");
+    filters::guard(&mut env);
     env
+}
+
+/// A state document (or any serializable value) as a JMESPath value, for [`search_var`].
+/// This is the seam where the state is converted for evaluation.
+pub fn to_var<T: serde::Serialize>(doc: &T) -> Result<jmespath::Rcvar, ExprError> {
+    jmespath::Variable::from_serializable(doc)
+        .map(jmespath::Rcvar::new)
+        .map_err(|e| ExprError::Eval(format!("the state cannot be read: {e}")))
+}
+
+/// Evaluates a compiled expression against `data` within the work budget; the result stays a
+/// JMESPath value (for truthiness, or to feed further evaluation).
+pub fn search_var(
+    expr: &jmespath::Expression<'_>,
+    data: &jmespath::Rcvar,
+) -> Result<jmespath::Rcvar, ExprError> {
+    let mut budget = interp::Budget::new();
+    search_in(expr, data, &mut budget)
+}
+
+/// [`search_var`] drawing on a budget shared with other evaluations.
+pub fn search_in(
+    expr: &jmespath::Expression<'_>,
+    data: &jmespath::Rcvar,
+    budget: &mut Budget,
+) -> Result<jmespath::Rcvar, ExprError> {
+    let mut ctx = jmespath::Context::new(expr.as_str(), &jmespath::DEFAULT_RUNTIME);
+    interp::eval(data, expr.as_ast(), budget, &mut ctx)
+}
+
+/// Evaluates a compiled expression against `data` within the work budget and converts the
+/// result to JSON, checking its size ([`limits::MAX_VALUE_BYTES`]) and depth
+/// ([`limits::MAX_VALUE_DEPTH`]) first.
+pub fn search_json(
+    expr: &jmespath::Expression<'_>,
+    data: &jmespath::Rcvar,
+) -> Result<Value, ExprError> {
+    let mut budget = interp::Budget::new();
+    let out = search_in(expr, data, &mut budget)?;
+    interp::to_json(&out, &mut budget)
+}
+
+/// Renders a compiled template with `ctx`, within the template limits: the output is capped at
+/// [`limits::MAX_TEMPLATE_BYTES`], running out of fuel is [`Limit::Work`], and a guarded filter
+/// that refuses is the limit it names.
+pub fn render_compiled(
+    tmpl: &minijinja::Template<'_, '_>,
+    ctx: minijinja::Value,
+) -> Result<String, ExprError> {
+    let mut out = filters::Capped::default();
+    // minijinja is not fuzzed by its authors against hostile templates: should it panic on
+    // one, that is this template's error, not the process's end.
+    let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tmpl.render_captured_to(ctx, &mut out).map(|_| ())
+    }));
+    match rendered {
+        Ok(Ok(())) => Ok(String::from_utf8_lossy(&out.buf).into_owned()),
+        Ok(Err(e)) => Err(filters::classify_error(&e, out.exceeded)),
+        Err(_) => Err(ExprError::Eval(
+            "the template engine failed on this template; simplify it".into(),
+        )),
+    }
+}
+
+/// Compiles and renders a template against a JSON document: [`compile_in`] then
+/// [`render_compiled`].
+pub fn render_template(
+    env: &minijinja::Environment<'static>,
+    src: &str,
+    doc: &Value,
+) -> Result<String, ExprError> {
+    let tmpl = compile_in(env, src).map_err(|c| match c.limit {
+        Some(limit) => ExprError::Limit(LimitError {
+            limit,
+            message: c.message,
+        }),
+        None => ExprError::Eval(c.message),
+    })?;
+    render_compiled(
+        &tmpl,
+        minijinja::value::Value::from(minijinja::value::Serde(doc)),
+    )
 }
 
 /// One dynamic string found in a value, with its JSON pointer.
@@ -150,7 +310,8 @@ pub fn map_strings<E>(
 
 /// Evaluates every `${ }` expression and Jinja template inside `value` against `doc` (a
 /// one-off evaluation, compiling as it goes: for tool definitions, not the engine's hot
-/// path). The error names the expression or template that failed.
+/// path), within the same limits as the engine's evaluation. The error names the expression
+/// or template that failed (and the limit, when one was hit).
 pub fn render_value(value: &Value, doc: &Value) -> Result<Value, String> {
     let mut var: Option<jmespath::Rcvar> = None;
     let env = template_env();
@@ -161,26 +322,16 @@ pub fn render_value(value: &Value, doc: &Value) -> Result<Value, String> {
             let v = match &var {
                 Some(v) => v.clone(),
                 None => {
-                    let v = jmespath::Variable::from_serializable(doc)
-                        .map(jmespath::Rcvar::new)
-                        .map_err(|x| format!("`${{ {e} }}`: {x}"))?;
+                    let v = to_var(doc).map_err(|x| format!("`${{ {e} }}`: {x}"))?;
                     var = Some(v.clone());
                     v
                 }
             };
-            let out = expr.search(v).map_err(|x| format!("`${{ {e} }}`: {x}"))?;
-            serde_json::to_value(&*out).map_err(|x| format!("`${{ {e} }}`: {x}"))
+            search_json(&expr, &v).map_err(|x| format!("`${{ {e} }}`: {x}"))
         }
-        Dynamic::Template(t) => env
-            .render_str(
-                t,
-                minijinja::value::Value::from(minijinja::value::Serde(doc)),
-            )
+        Dynamic::Template(t) => render_template(&env, t, doc)
             .map(Value::String)
-            .map_err(|x| {
-                let detail = x.detail().map(|d| format!(": {d}")).unwrap_or_default();
-                format!("template `{t}`: {}{detail}", x.kind())
-            }),
+            .map_err(|x| format!("template `{t}`: {x}")),
     })
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::decode::{
     AGENT_WITH_KEYS, COMMON_NODE_KEYS, HTTP_METHODS, MAX_ATTEMPTS, MAX_CONCURRENCY,
-    MAX_DURATION_MS, MAX_ITERATIONS, node_type_keys,
+    MAX_DURATION_MS, MAX_ITERATIONS, MAX_WAIT_MS, node_type_keys,
 };
 use crate::model::NODE_TYPES;
 
@@ -116,7 +116,7 @@ fn node_type_properties(ty: &str) -> Map<String, Value> {
         "wait" => {
             p.insert(
                 "duration_ms".into(),
-                json!({"type": "integer", "minimum": 0}),
+                json!({"type": "integer", "minimum": 0, "maximum": MAX_WAIT_MS}),
             );
             p.insert(
                 "until".into(),

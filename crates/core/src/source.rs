@@ -158,11 +158,101 @@ enum Frame {
     Seq { path: String, index: usize },
 }
 
+/// Largest definition text hilo reads, in bytes. Parsing, indexing positions and validating
+/// all take memory proportional to the text; this keeps it bounded.
+pub const MAX_DEFINITION_BYTES: usize = 4 * 1024 * 1024;
+
+/// Parses JSON into a value, refusing an object with the same key twice (serde_json would
+/// keep the last one; YAML definitions refuse duplicates, and so does this). The error names
+/// the key and has the position where it was found; nesting is bounded by serde_json (128).
+/// This is the one JSON reader for definitions; use it for any JSON a user writes.
+pub fn parse_json_strict(text: &str) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = serde::de::DeserializeSeed::deserialize(StrictValue, &mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+/// Deserializes a [`Value`], failing on duplicate object keys.
+struct StrictValue;
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(StrictValue)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key `{k}` in an object (each key may appear once)"
+                )));
+            }
+            let v = map.next_value_seed(StrictValue)?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// Parses `text` in `format` into a JSON value. A syntax error becomes one `SYNTAX` diagnostic
-/// with its position.
+/// with its position; a text longer than [`MAX_DEFINITION_BYTES`] one `LIMIT_EXCEEDED`
+/// diagnostic (before anything is parsed).
 pub fn parse_value(text: &str, format: Format) -> Result<Value, Diagnostics> {
+    if text.len() > MAX_DEFINITION_BYTES {
+        return Err(Diagnostics(vec![Diagnostic::new(
+            Code::LimitExceeded,
+            "",
+            format!(
+                "the definition is {} bytes long, more than the {MAX_DEFINITION_BYTES} bytes                  (4 MiB) hilo reads; split it into several workflows (a `workflow` node runs                  another one)",
+                text.len()
+            ),
+        )]));
+    }
     match format {
-        Format::Json => serde_json::from_str(text).map_err(|e| {
+        Format::Json => parse_json_strict(text).map_err(|e| {
             let mut d = Diagnostic::new(
                 Code::Syntax,
                 "",

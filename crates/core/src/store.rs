@@ -77,6 +77,8 @@ pub enum StoreError {
     Migration(String),
     #[error("database error: {0}")]
     Backend(String),
+    #[error("the store is not healthy: {0}")]
+    Unhealthy(String),
     #[error(transparent)]
     Hil(#[from] crate::hil::HilError),
 }
@@ -97,6 +99,7 @@ impl StoreError {
             StoreError::Open { .. } => "STORE_OPEN",
             StoreError::Migration(_) => "STORE_MIGRATION",
             StoreError::Backend(_) => "STORE_BACKEND",
+            StoreError::Unhealthy(_) => "STORE_UNHEALTHY",
             StoreError::Hil(e) => e.code(),
         }
     }
@@ -230,4 +233,18 @@ pub trait Store:
 
     /// Reaches the database and reads which migrations it has (readiness checks).
     async fn schema_status(&self) -> Result<SchemaStatus>;
+
+    /// Readiness: reaches the database (a cheap query) and reports what keeps the store from
+    /// working (SQLite: a step-log record no fold can get past). The error says what is wrong
+    /// and what to do, without the database's location.
+    async fn health(&self) -> Result<()> {
+        let s = self.schema_status().await?;
+        if s.applied != s.expected {
+            return Err(StoreError::Unhealthy(format!(
+                "the database schema is at migration {}, this build expects {}",
+                s.applied, s.expected
+            )));
+        }
+        Ok(())
+    }
 }

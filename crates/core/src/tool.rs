@@ -253,6 +253,12 @@ pub trait ToolExecutor: Send + Sync {
 
     /// Every tool this executor knows (not workflow-local ones).
     fn specs(&self) -> Vec<ToolSpec>;
+
+    /// Records in the audit trail a call refused before it reached [`ToolExecutor::execute`]
+    /// (an agent's attempt at a tool its node does not give it), as the row of a call the
+    /// executor itself refuses: status `error` with `error`'s code and message, the caller,
+    /// the redacted input. Every refusal, by any layer, is audited.
+    fn record_refusal(&self, request: &ToolRequest, error: &NodeError);
 }
 
 /// How a call ended, in the audit trail.

@@ -84,14 +84,59 @@ impl Partial {
     }
 }
 
+/// Most nodes a definition may have, loop bodies included.
+pub const MAX_NODES: usize = 10_000;
+/// Most edges a definition may have, loop bodies included.
+pub const MAX_EDGES: usize = 50_000;
+/// Most tools a definition may declare in `tools:`.
+pub const MAX_TOOLS: usize = 1_000;
+
+/// The size budget of a definition: beyond it, nothing else is checked (the graph rules'
+/// work grows with the node and edge counts).
+fn check_size(wf: &Workflow) -> Option<Diagnostic> {
+    fn count(nodes: &[Node], edges: usize, n: &mut usize, e: &mut usize) {
+        *n += nodes.len();
+        *e += edges;
+        for node in nodes {
+            if let NodeKind::Loop(l) = &node.kind {
+                count(&l.body.nodes, l.body.edges.len(), n, e);
+            }
+        }
+    }
+    let (mut n, mut e) = (0, 0);
+    count(&wf.nodes, wf.edges.len(), &mut n, &mut e);
+    let (what, got, max, path) = if n > MAX_NODES {
+        ("nodes", n, MAX_NODES, "/nodes")
+    } else if e > MAX_EDGES {
+        ("edges", e, MAX_EDGES, "/edges")
+    } else if wf.tools.len() > MAX_TOOLS {
+        ("tools", wf.tools.len(), MAX_TOOLS, "/tools")
+    } else {
+        return None;
+    };
+    Some(Diagnostic::new(
+        Code::LimitExceeded,
+        path,
+        format!(
+            "the definition has {got} {what} (loop bodies included), more than the {max}              allowed; split it into several workflows (a `workflow` node runs another one)"
+        ),
+    ))
+}
+
 /// Validates a best-effort workflow that decoding could only partly build: every rule whose
-/// answer does not depend on the missing parts.
+/// answer does not depend on the missing parts. A definition over the size budget
+/// ([`MAX_NODES`], [`MAX_EDGES`], [`MAX_TOOLS`]) gets that one diagnostic.
 pub fn validate_partial(wf: &Workflow, catalog: &Catalog, partial: &Partial) -> Vec<Diagnostic> {
+    if let Some(d) = check_size(wf) {
+        return vec![d];
+    }
     let mut v = Validator {
         wf,
         catalog,
         partial,
         local_tools: wf.tools.iter().map(|t| t.name.as_str()).collect(),
+        all_ids: HashSet::new(),
+        suggestions: 0,
         out: Vec::new(),
     };
     v.run();
@@ -103,8 +148,15 @@ struct Validator<'a> {
     catalog: &'a Catalog,
     partial: &'a Partial,
     local_tools: HashSet<&'a str>,
+    /// Every node id, loop bodies included (filled when first needed).
+    all_ids: HashSet<&'a str>,
+    /// How many suggestions were looked for.
+    suggestions: usize,
     out: Vec<Diagnostic>,
 }
+
+/// Unknown names that get a "did you mean" suggestion, per definition.
+const MAX_SUGGESTIONS: usize = 100;
 
 /// Where a node is: its JSON pointer and the scope (graph) it belongs to.
 pub(crate) struct Placed<'a> {
@@ -156,6 +208,18 @@ impl<'a> Validator<'a> {
 
     fn jmespath(&mut self, e: &str, path: &str) {
         if let Err(err) = expr::compile_jmespath(e) {
+            if err.limit.is_some() {
+                self.err(
+                    Code::LimitExceeded,
+                    path,
+                    format!(
+                        "JMESPath expression `{}` is refused: {}",
+                        excerpt(e),
+                        err.message
+                    ),
+                );
+                return;
+            }
             self.err(
                 Code::InvalidExpression,
                 path,
@@ -169,12 +233,28 @@ impl<'a> Validator<'a> {
 
     fn template(&mut self, t: &str, path: &str) {
         if let Err(err) = expr::compile_template(t) {
+            if err.limit.is_some() {
+                self.err(
+                    Code::LimitExceeded,
+                    path,
+                    format!("template {:?} is refused: {}", excerpt(t), err.message),
+                );
+                return;
+            }
             self.err(
                 Code::InvalidTemplate,
                 path,
                 format!("template {t:?} does not compile: {}", err.message),
             );
         }
+    }
+
+    /// Whether to look for a "did you mean" suggestion: for the first
+    /// [`MAX_SUGGESTIONS`] unknown names only, so that a definition full of unknown names
+    /// still validates in time proportional to its size.
+    fn suggest(&mut self) -> bool {
+        self.suggestions += 1;
+        self.suggestions <= MAX_SUGGESTIONS
     }
 
     fn text(&mut self, s: &str, path: &str) {
@@ -204,12 +284,15 @@ impl<'a> Validator<'a> {
             );
             return;
         }
-        let all: Vec<&str> = self
-            .local_tools
-            .iter()
-            .copied()
-            .chain(self.catalog.tools.iter().map(String::as_str))
-            .collect();
+        let all: Vec<&str> = if self.suggest() {
+            self.local_tools
+                .iter()
+                .copied()
+                .chain(self.catalog.tools.iter().map(String::as_str))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let hint = match did_you_mean(name, all.iter().copied()) {
             Some(s) => format!("did you mean `{s}`? "),
             None => String::new(),
@@ -310,9 +393,14 @@ impl<'a> Validator<'a> {
         if self.partial.broken_ids.contains(id) {
             return;
         }
-        let elsewhere = self.wf.node(id).is_some();
+        if self.all_ids.is_empty() {
+            self.all_ids = self.wf.all_nodes().iter().map(|n| n.id.as_str()).collect();
+        }
+        let elsewhere = self.all_ids.contains(id);
         let hint = if elsewhere {
             " It exists, but in another graph: edges, cases, branches and gotos cannot cross a loop body's boundary.".to_string()
+        } else if !self.suggest() {
+            String::new()
         } else {
             match did_you_mean(id, scope.iter().copied()) {
                 Some(s) => format!(" Did you mean `{s}`?"),
@@ -832,4 +920,17 @@ fn bfs(starts: &[usize], adj: &[Vec<usize>], n: usize) -> Vec<bool> {
         }
     }
     seen
+}
+
+/// The start of a long text, for messages (a refused 10 KB expression is not echoed whole).
+fn excerpt(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
 }

@@ -344,6 +344,51 @@ struct Inner {
     plans: Mutex<HashMap<(String, String, u64), Arc<Plan>>>,
     /// Executions being driven in this process (see [`Engine::drive`]).
     driving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How this process's worker loop is doing (see [`Engine::worker_health`]).
+    worker: Mutex<WorkerHealth>,
+}
+
+/// How the worker loop of an engine is doing, for readiness checks (`/ready`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerHealth {
+    /// A worker loop runs in this process.
+    pub running: bool,
+    /// When its last claim round succeeded (Unix ms).
+    pub last_ok_ms: Option<i64>,
+    /// Claim rounds that failed in a row (0: healthy).
+    pub failures: u32,
+    /// The last failure, while failing.
+    pub last_error: Option<String>,
+}
+
+impl WorkerHealth {
+    /// Why the worker is not healthy, if it is not: failing claims, or a loop that has not
+    /// come round for `stall_ms` (stuck). `None` when no worker runs.
+    pub fn problem(&self, now: i64, stall_ms: i64) -> Option<String> {
+        if !self.running {
+            return None;
+        }
+        if self.failures > 0 {
+            return Some(format!(
+                "the worker failed to claim work {} time(s) in a row (last error: {}); it retries with backoff",
+                self.failures,
+                self.last_error.as_deref().unwrap_or("unknown")
+            ));
+        }
+        match self.last_ok_ms {
+            Some(t) if now.saturating_sub(t) > stall_ms => Some(format!(
+                "the worker has not come round to claim work for {} ms",
+                now.saturating_sub(t)
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Backoff after a failed claim round: doubles from 50 ms, at most 5 s.
+fn claim_backoff(failures: u32) -> Duration {
+    let ms = 50u64.saturating_mul(1u64 << failures.min(7).saturating_sub(1));
+    Duration::from_millis(ms.min(5_000))
 }
 
 /// The engine: starts, drives, answers and cancels executions on a store.
@@ -374,6 +419,7 @@ impl Engine {
                 tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
+                worker: Mutex::new(WorkerHealth::default()),
             }),
         }
     }
@@ -396,6 +442,7 @@ impl Engine {
                 tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
+                worker: Mutex::new(WorkerHealth::default()),
             }),
         }
     }
@@ -416,6 +463,21 @@ impl Engine {
 
     pub fn options(&self) -> &EngineOptions {
         &self.inner.options
+    }
+
+    /// How this engine's worker loop ([`Engine::run_worker`]) is doing.
+    pub fn worker_health(&self) -> WorkerHealth {
+        self.inner
+            .worker
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default()
+    }
+
+    fn set_worker_health(&self, f: impl FnOnce(&mut WorkerHealth)) {
+        if let Ok(mut w) = self.inner.worker.lock() {
+            f(&mut w);
+        }
     }
 
     /// The runtime agent nodes think through, if one is configured.
@@ -761,15 +823,36 @@ impl Engine {
     }
 
     /// Asks an execution to stop (compensating completed steps unless `compensate` is false).
+    ///
+    /// A healthy execution gets a cancel signal, which the process running it (or the next
+    /// one to claim it) applies. One that is crash-looping (its process died again after it
+    /// was taken over, without progress) and that no live process holds is ended at once in
+    /// the store instead, without compensations (running them would run it again): its
+    /// error says so. A claim that takes over a crash-looping execution with a cancel pending
+    /// ends it the same way.
     pub async fn cancel(&self, tenant: &str, id: &str, compensate: bool) -> Result<()> {
         let e = self.inner.store.get_execution(tenant, id).await?;
         if e.status.is_terminal() {
+            let what = match &e.error {
+                Some(err) if err.code == codes::POISONED => {
+                    "it was quarantined (POISONED) after crashing its processes and has already ended; nothing is left to cancel"
+                }
+                _ => "it has already ended and cannot be cancelled",
+            };
             return Err(StoreError::ExecutionState {
                 id: id.to_string(),
                 status: e.status.to_string(),
-                what: "it has already ended and cannot be cancelled".into(),
+                what: what.into(),
             }
             .into());
+        }
+        if self
+            .inner
+            .store
+            .cancel_crashed(tenant, id, now_ms())
+            .await?
+        {
+            return Ok(());
         }
         self.inner
             .store
@@ -794,12 +877,20 @@ impl Engine {
         let mut running: FuturesUnordered<BoxFuture<String>> = FuturesUnordered::new();
         let mut aborts: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
         tokio::pin!(shutdown);
+        self.set_worker_health(|w| {
+            *w = WorkerHealth {
+                running: true,
+                last_ok_ms: Some(now_ms()),
+                ..WorkerHealth::default()
+            }
+        });
+        let mut failures: u32 = 0;
         loop {
             let free = concurrency.saturating_sub(running.len());
             let mut claimed = Vec::new();
-            if free > 0 {
-                claimed = self
-                    .inner
+            let mut backoff = None;
+            let round = if free > 0 {
+                self.inner
                     .store
                     .claim_due(
                         &self.inner.options.owner,
@@ -807,7 +898,44 @@ impl Engine {
                         free as u32,
                         now_ms(),
                     )
-                    .await?;
+                    .await
+                    .map(|c| claimed = c)
+            } else {
+                Ok(())
+            };
+            match round {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!(
+                            failures,
+                            "the worker claims work again after {failures} failed attempt(s)"
+                        );
+                    }
+                    failures = 0;
+                    self.set_worker_health(|w| {
+                        w.last_ok_ms = Some(now_ms());
+                        w.failures = 0;
+                        w.last_error = None;
+                    });
+                }
+                Err(e) => {
+                    // Transient (too many open files, a database restarting, a full disk):
+                    // the worker stays up, says so and tries again after a bounded backoff.
+                    failures = failures.saturating_add(1);
+                    let wait = claim_backoff(failures);
+                    tracing::warn!(
+                        failures,
+                        retry_in_ms = wait.as_millis() as u64,
+                        code = e.code(),
+                        "the worker could not claim work: {e}; retrying"
+                    );
+                    let msg = e.to_string();
+                    self.set_worker_health(|w| {
+                        w.failures = failures;
+                        w.last_error = Some(msg);
+                    });
+                    backoff = Some(wait);
+                }
             }
             for (tenant, id) in claimed {
                 let engine = self.clone();
@@ -827,12 +955,15 @@ impl Engine {
                     aborts.remove(&id);
                 }
                 () = async {
-                    if !self.inner.store.wait_for_work().await {
+                    if let Some(wait) = backoff {
+                        tokio::time::sleep(wait).await;
+                    } else if !self.inner.store.wait_for_work().await {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 } => {}
             }
         }
+        self.set_worker_health(|w| w.running = false);
         let deadline = tokio::time::Instant::now() + grace;
         while !running.is_empty() {
             match tokio::time::timeout_at(deadline, running.next()).await {
@@ -1298,4 +1429,39 @@ pub fn outcome_json(o: &Outcome) -> Value {
         "error": o.error,
         "nodes": nodes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_backoff_doubles_and_is_bounded() {
+        let waits: Vec<u128> = (1..=12).map(|n| claim_backoff(n).as_millis()).collect();
+        assert_eq!(&waits[..4], &[50, 100, 200, 400]);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+        assert!(waits.iter().all(|w| *w <= 5_000));
+        assert_eq!(claim_backoff(u32::MAX), claim_backoff(12));
+    }
+
+    #[test]
+    fn worker_health_says_why_it_is_not_healthy() {
+        let mut h = WorkerHealth::default();
+        assert_eq!(h.problem(1_000, 500), None, "no worker: nothing to say");
+        h.running = true;
+        h.last_ok_ms = Some(900);
+        assert_eq!(h.problem(1_000, 500), None);
+        assert!(
+            h.problem(2_000, 500)
+                .is_some_and(|p| p.contains("has not come round")),
+            "a stuck loop"
+        );
+        h.failures = 2;
+        h.last_error = Some("Too many open files (os error 24)".into());
+        let p = h.problem(1_000, 500).unwrap();
+        assert!(
+            p.contains("2 time(s)") && p.contains("Too many open files"),
+            "{p}"
+        );
+    }
 }

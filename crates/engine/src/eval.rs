@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use hilo_core::expr::{Dynamic, classify};
+use hilo_core::expr::{Dynamic, ExprError, classify};
 use jmespath::ast::Ast;
 use serde_json::{Map, Value};
 
@@ -81,18 +81,24 @@ fn check_roots<'a>(
     Ok(())
 }
 
-/// Checks that the nodes `src` reads have run, then evaluates it.
-fn evaluate(
+fn expr_err(src: &str, e: ExprError) -> EvalError {
+    err(src, e.to_string())
+}
+
+/// Checks that the nodes `src` reads have run, then evaluates it within hilo's limits (a
+/// limit hit is an error naming the limit).
+fn evaluate<R>(
     plan: &Plan,
     src: &str,
     doc: &Map<String, Value>,
     var: &jmespath::Rcvar,
-) -> Result<jmespath::Rcvar, EvalError> {
+    run: impl FnOnce(&jmespath::Expression<'_>, &jmespath::Rcvar) -> Result<R, ExprError>,
+) -> Result<R, EvalError> {
     let expr = plan.expr(src).map_err(|m| err(src, m))?;
     let mut roots = BTreeSet::new();
     root_fields(expr.as_ast(), &mut roots);
     check_roots(plan, roots.iter().map(String::as_str), doc, src)?;
-    expr.search(var).map_err(|e| err(src, e.to_string()))
+    run(&expr, var).map_err(|e| expr_err(src, e))
 }
 
 /// Evaluates a JMESPath expression to a JSON value.
@@ -102,8 +108,7 @@ pub fn search(
     doc: &Map<String, Value>,
     var: &jmespath::Rcvar,
 ) -> Result<Value, EvalError> {
-    let result = evaluate(plan, src, doc, var)?;
-    serde_json::to_value(&*result).map_err(|e| err(src, e.to_string()))
+    evaluate(plan, src, doc, var, hilo_core::expr::search_json)
 }
 
 /// Evaluates a JMESPath expression for its truth (JMESPath rules: false, null, empty string,
@@ -114,29 +119,25 @@ pub fn truthy(
     doc: &Map<String, Value>,
     var: &jmespath::Rcvar,
 ) -> Result<bool, EvalError> {
-    Ok(evaluate(plan, src, doc, var)?.is_truthy())
+    evaluate(plan, src, doc, var, |e, v| {
+        hilo_core::expr::search_var(e, v).map(|r| r.is_truthy())
+    })
 }
 
-/// Renders a Jinja template with the document as its context.
+/// Renders a Jinja template with the document as its context, within hilo's limits.
 pub fn render_template(
     plan: &Plan,
     src: &str,
     doc: &Map<String, Value>,
 ) -> Result<String, EvalError> {
-    let tmpl = plan
-        .env
-        .template_from_str(src)
-        .map_err(|e| err(src, e.to_string()))?;
+    let tmpl = hilo_core::expr::compile_in(&plan.env, src).map_err(|e| err(src, e.message))?;
     let names = tmpl.undeclared_variables(false);
     check_roots(plan, names.iter().map(String::as_str), doc, src)?;
-    tmpl.render(minijinja::value::Value::from(minijinja::value::Serde(doc)))
-        .map_err(|e| {
-            let mut m = e.kind().to_string();
-            if let Some(d) = e.detail() {
-                m = format!("{m}: {d}");
-            }
-            err(src, m)
-        })
+    hilo_core::expr::render_compiled(
+        &tmpl,
+        minijinja::value::Value::from(minijinja::value::Serde(doc)),
+    )
+    .map_err(|e| expr_err(src, e))
 }
 
 /// A value with every `${ }` expression and template inside it evaluated.
@@ -155,13 +156,13 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// The state as a JMESPath value, converted once per evaluator: the seam where the
+    /// conversion of the whole state can later be replaced.
     fn var(&mut self) -> Result<jmespath::Rcvar, EvalError> {
         if let Some(v) = &self.var {
             return Ok(v.clone());
         }
-        let v = jmespath::Variable::from_serializable(self.doc)
-            .map(jmespath::Rcvar::new)
-            .map_err(|e| err("", e.to_string()))?;
+        let v = hilo_core::expr::to_var(self.doc).map_err(|e| expr_err("", e))?;
         self.var = Some(v.clone());
         Ok(v)
     }

@@ -218,6 +218,12 @@ fn expression_error(node: &str, field: &str, e: EvalError) -> NodeError {
     )
 }
 
+/// `now` plus `ms` milliseconds, saturating: durations are bounded at validation, and a
+/// hostile or corrupt value still never wraps into the past.
+fn after(now: i64, ms: u64) -> i64 {
+    now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
 fn seed(exec: &str, key: &str, attempt: u32) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     exec.hash(&mut h);
@@ -1071,7 +1077,7 @@ impl Machine {
                         return;
                     }
                 };
-                let deadline = node.timeout_ms.map(|t| self.now + t as i64);
+                let deadline = node.timeout_ms.map(|t| after(self.now, t));
                 self.set_status(key, NodeStatus::Waiting);
                 self.record(key).fire_at = deadline;
                 self.new_tasks.push(HumanTask {
@@ -1102,7 +1108,7 @@ impl Machine {
             }
             NodeKind::Wait(w) => {
                 let at = match (w.duration_ms, &w.until) {
-                    (Some(d), _) => Ok(self.now + d as i64),
+                    (Some(d), _) => Ok(after(self.now, d)),
                     (None, Some(u)) => {
                         let doc = self.doc(prefix);
                         match Evaluator::new(&self.plan.clone(), &doc).string(u) {
@@ -1456,7 +1462,7 @@ impl Machine {
         if err.retryable && attempts < policy.max_attempts {
             self.in_flight.remove(key);
             let delay = policy.delay_ms(attempts, seed(&self.exec_id, key, attempts));
-            let at = self.now + delay as i64;
+            let at = after(self.now, delay);
             let rec = self.record(key);
             rec.fire_at = Some(at);
             rec.detail.last_error = Some(Box::new(err.clone()));
@@ -1960,7 +1966,7 @@ impl Machine {
                     });
                 match policy {
                     Some((max, delay)) if e.retryable && attempt < max => {
-                        let at = self.now + delay as i64;
+                        let at = after(self.now, delay);
                         if let Some(c) = self.record(key).detail.compensation.as_mut() {
                             c.retry_at = Some(at);
                             c.error = Some(e.clone());
@@ -2201,5 +2207,18 @@ fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::after;
+
+    #[test]
+    fn deadlines_saturate_instead_of_wrapping() {
+        assert_eq!(after(1_000, 500), 1_500);
+        assert_eq!(after(1_700_000_000_000, u64::MAX), i64::MAX);
+        assert_eq!(after(i64::MAX - 1, 10), i64::MAX);
+        assert!(after(1_700_000_000_000, i64::MAX as u64) > 0);
     }
 }

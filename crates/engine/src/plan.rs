@@ -230,7 +230,6 @@ impl Plan {
             env: hilo_core::expr::template_env(),
             hil: HilPlan::new(&workflow),
         };
-        plan.env.set_fuel(Some(1_000_000));
         for n in workflow.all_nodes() {
             if let NodeKind::Tool(t) = &n.kind
                 && !plan.tools.contains_key(&t.tool)

@@ -15,6 +15,9 @@
 //! - `test.fail`: fails with `code` (retryable when `retryable` is true).
 //! - `test.sleep`: sleeps `ms` milliseconds.
 //! - `test.undo`: a compensation; records `undo` in the ledger; fails when `fail` is true.
+//! - `test.abort`: takes its process down with `std::process::abort()` (a crash that no
+//!   error handling survives: what a stack overflow does), after recording `abort KEY PID`
+//!   in the ledger; with `unless_file` in the input, returns normally once that file exists.
 //!
 //! Crash points: with `HILO_CRASH_AT=N` the process kills itself with SIGKILL at the N-th
 //! point reached (before and after each commit, before and after a side effect). With
@@ -280,16 +283,39 @@ impl Tool for Undo {
     }
 }
 
+struct Abort;
+#[async_trait]
+impl Tool for Abort {
+    fn spec(&self) -> &ToolSpec {
+        spec_of("test.abort")
+    }
+    async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
+        if let Some(f) = input.get("unless_file").and_then(Value::as_str)
+            && std::path::Path::new(f).exists()
+        {
+            return Ok(json!({"aborted": false}));
+        }
+        if let Some(path) = ledger() {
+            append(
+                &path,
+                &format!("abort {} {}\n", ctx.idempotency_key, std::process::id()),
+            );
+        }
+        std::process::abort()
+    }
+}
+
 /// Every test tool, by name.
 pub fn test_tools() -> ToolMap {
     let mut m = ToolMap::new();
-    let tools: [Arc<dyn Tool>; 6] = [
+    let tools: [Arc<dyn Tool>; 7] = [
         Arc::new(Echo),
         Arc::new(Effect),
         Arc::new(Flaky),
         Arc::new(Fail),
         Arc::new(Sleep),
         Arc::new(Undo),
+        Arc::new(Abort),
     ];
     for t in tools {
         m.insert(t);
@@ -298,11 +324,12 @@ pub fn test_tools() -> ToolMap {
 }
 
 /// The names of the test tools, for the validation catalog.
-pub const TEST_TOOL_NAMES: [&str; 6] = [
+pub const TEST_TOOL_NAMES: [&str; 7] = [
     "test.echo",
     "test.effect",
     "test.flaky",
     "test.fail",
     "test.sleep",
     "test.undo",
+    "test.abort",
 ];

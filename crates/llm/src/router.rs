@@ -18,7 +18,10 @@
 //!    call that breaks mid-stream has sent its pieces; the fallback's follow).
 //!
 //! Every call, successful or not, is stored as an [`LlmCall`] with the decision (candidates,
-//! scores, exclusions, why this model), estimated and actual tokens and cost, and latency.
+//! scores, exclusions, why this model), estimated and actual tokens and cost, and latency. A
+//! call the router refuses is stored too (no request, cost 0, `success` false): over budget
+//! (`BUDGET_EXCEEDED`, the refused model, the budget left) or with no model it may use
+//! (`NOT_CONFIGURED`, each model excluded and why — a tenant's `allowed_models` among them).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -280,7 +283,17 @@ impl Router {
         task: Task<'_>,
         trace: &mut Vec<CallSummary>,
     ) -> Result<Routed, NodeError> {
-        let plan = self.plan(ctx, target, needs, task).await?;
+        let plan = match self.plan(ctx, target, needs, task).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                // Refused by policy (a budget, the tenant's allowed models, nothing
+                // configured), not for a passing condition like open circuits.
+                if e.code == codes::BUDGET_EXCEEDED || e.code == codes::NOT_CONFIGURED {
+                    self.record_refusal(ctx, target, needs, purpose, &e).await;
+                }
+                return Err(e);
+            }
+        };
         let spec = task.spec();
         let mut failed: Vec<Value> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
@@ -423,6 +436,60 @@ impl Router {
                 }
             ),
         ))
+    }
+
+    /// A call the router refused (its budget, or no model it may use), in the ledger: no
+    /// request was made, so it cost nothing (budgets, which sum the ledger, are unchanged),
+    /// and the row says which model was refused (or none, when none was a candidate), why,
+    /// what was left and what was excluded. A ledger that cannot be written changes nothing:
+    /// the node fails with the refusal all the same.
+    async fn record_refusal(
+        &self,
+        ctx: &CallCtx,
+        target: &Target,
+        needs: &[Capability],
+        purpose: &str,
+        refusal: &NodeError,
+    ) {
+        let detail = refusal.detail.clone().unwrap_or(Value::Null);
+        let text = |k: &str| detail[k].as_str().unwrap_or_default().to_string();
+        let row = LlmCall {
+            tenant: ctx.tenant.clone(),
+            execution_id: ctx.execution_id.clone(),
+            workflow: ctx.workflow.clone(),
+            node_key: ctx.node_key.clone(),
+            attempt: ctx.attempt,
+            profile: match target {
+                Target::Profile(p) => Some(p.clone()),
+                Target::Model(_) => None,
+            },
+            model: match (text("model"), target) {
+                (m, Target::Model(named)) if m.is_empty() => named.clone(),
+                (m, _) => m,
+            },
+            provider: text("provider"),
+            purpose: purpose.to_string(),
+            estimated_input_tokens: detail["est_input_tokens"].as_u64().unwrap_or(0),
+            input_tokens: 0,
+            output_tokens: 0,
+            estimated_cost_nanos: detail["est_cost_nanos"].as_i64().unwrap_or(0),
+            cost_nanos: 0,
+            latency_ms: 0,
+            success: false,
+            error_code: Some(refusal.code.clone()),
+            decision: json!({
+                "requested": match target {
+                    Target::Profile(p) => json!({"profile": p}),
+                    Target::Model(m) => json!({"model": m}),
+                },
+                "needs": needs.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                "budget": detail["budget"],
+                "excluded": detail["excluded"],
+                "refused": refusal.message,
+            }),
+            created_at: (self.now_ms)(),
+        };
+        let _ = self.costs.record_llm_call(&row).await;
     }
 
     async fn invoke(
@@ -608,26 +675,37 @@ impl Router {
                 });
             };
             let mut excluded = excluded;
-            let over = format!(
-                "the {window} budget has ${:.6} left and `{}` would cost about ${:.6}",
-                usd(*left_nanos).max(0.0),
-                candidates[0].model.name,
-                usd(candidates[0].est_cost)
-            );
+            let over = Over {
+                why: format!(
+                    "the {window} budget has ${:.6} left and `{}` would cost about ${:.6}",
+                    usd(*left_nanos).max(0.0),
+                    candidates[0].model.name,
+                    usd(candidates[0].est_cost)
+                ),
+                candidate: json!({
+                    "model": candidates[0].model.name,
+                    "provider": candidates[0].model.provider,
+                    "est_input_tokens": candidates[0].est_input,
+                    "est_cost_nanos": candidates[0].est_cost,
+                    "budget": {"left_usd": usd(*left_nanos), "window": window},
+                }),
+            };
             if candidates[0].est_cost > *left_nanos {
                 if limits.on_exceed.unwrap_or_default() == OnExceed::Refuse {
                     return Err(fail(
                         codes::BUDGET_EXCEEDED,
                         format!(
-                            "refused: {over} (on_exceed = \"refuse\"; raise [llm.budgets] or wait for the window to pass)"
+                            "refused: {} (on_exceed = \"refuse\"; raise [llm.budgets] or wait for the window to pass)",
+                            over.why
                         ),
-                    ));
+                    )
+                    .with_detail(over.candidate));
                 }
                 if let Some(p) = &profile
                     && let Some(cheaper) = self.cfg.cheaper(p)
                     && visited.insert(cheaper.clone())
                 {
-                    downgrades.push(json!({"from": p, "to": cheaper, "reason": over}));
+                    downgrades.push(json!({"from": p, "to": cheaper, "reason": over.why}));
                     capable = Some(Capable {
                         profile: profile.clone(),
                         candidates,
@@ -697,6 +775,7 @@ impl Router {
                 reasons.join("; ")
             ),
         )
+        .with_detail(json!({"excluded": excluded}))
     }
 
     async fn candidates<'a>(
@@ -918,16 +997,25 @@ struct Capable<'a> {
     candidates: Vec<Candidate<'a>>,
     excluded: Vec<Value>,
     /// Why it was left.
-    over: String,
+    over: Over,
 }
 
-fn over_budget(over: &str) -> NodeError {
+/// Why a call is over budget: the words, and the candidate refused (its model, provider,
+/// estimate and the budget left), which a refusal's ledger row records.
+struct Over {
+    why: String,
+    candidate: Value,
+}
+
+fn over_budget(over: &Over) -> NodeError {
     fail(
         codes::BUDGET_EXCEEDED,
         format!(
-            "refused: {over}, and no cheaper model can do it (raise [llm.budgets] or wait for the window to pass)"
+            "refused: {}, and no cheaper model can do it (raise [llm.budgets] or wait for the window to pass)",
+            over.why
         ),
     )
+    .with_detail(over.candidate.clone())
 }
 
 /// The candidates whose estimated cost fits in `left`; the others are noted as excluded.

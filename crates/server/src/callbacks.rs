@@ -76,10 +76,18 @@ pub fn check_url(url: &str, settings: &CallbackSettings) -> ApiResult<()> {
         return Err(refused(format!("callback_url `{url}` has no host")));
     };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let allowed = settings
-        .allow_hosts
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(bare));
+    let allowed = hilo_tools::http::allow_list_allows(
+        &settings.allow_hosts,
+        host,
+        parsed.port_or_known_default(),
+    )
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "CONFIG",
+            format!("[callbacks] {e}; fix hilo.toml and restart the server"),
+        )
+    })?;
     if !allowed
         && let Ok(ip) = bare.parse::<IpAddr>()
         && let Some(why) = hilo_tools::http::blocked_reason(ip)
@@ -101,7 +109,7 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
     }) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: callbacks are off: {e}");
+            tracing::error!("callbacks are off: {e}");
             return;
         }
     };
@@ -371,4 +379,42 @@ async fn post_message(
         .await
         .map(|_| ())
         .map_err(|e| e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowing(hosts: &[&str]) -> CallbackSettings {
+        CallbackSettings {
+            allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            ..CallbackSettings::default()
+        }
+    }
+
+    #[test]
+    fn allow_hosts_entries_take_a_port() {
+        let s = allowing(&["127.0.0.1:9000", "[::1]"]);
+        assert!(check_url("http://127.0.0.1:9000/cb", &s).is_ok());
+        // Another port of a host listed with a port is still refused.
+        assert!(check_url("http://127.0.0.1:9001/cb", &s).is_err());
+        // A host listed without a port: every port.
+        assert!(check_url("http://[::1]:1234/cb", &s).is_ok());
+        // IPv4 embedded in IPv6 is judged by its IPv4.
+        assert!(check_url("http://[64:ff9b::a9fe:a9fe]/cb", &s).is_err());
+        assert!(check_url("http://[::ffff:127.0.0.1]:9000/cb", &s).is_err());
+    }
+
+    #[test]
+    fn an_unparsable_allow_hosts_entry_is_a_configuration_error() {
+        let e = check_url("http://127.0.0.1/cb", &allowing(&["127.0.0.1:http"])).unwrap_err();
+        assert_eq!(e.code, "CONFIG");
+        assert!(e.message.contains("`127.0.0.1:http`"), "{}", e.message);
+        // hilo.toml with such an entry is refused when it is read.
+        let e = crate::config::Settings::from_value(
+            &serde_json::json!({"callbacks": {"allow_hosts": ["[::1"]}}),
+        )
+        .unwrap_err();
+        assert!(e.contains("[callbacks]") && e.contains("`[::1`"), "{e}");
+    }
 }

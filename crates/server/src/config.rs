@@ -9,6 +9,10 @@
 //! sync_timeout_ms = 30000       # how long POST /workflows/{name}/execute waits by default
 //! shutdown_grace_ms = 10000     # in-flight executions get this long to finish on shutdown
 //! default_tier = "free"         # tenants without [tenants.NAME] tier
+//! max_connections = 1024        # served at once; more wait in the kernel's accept queue
+//! header_read_timeout_ms = 10000  # a request's headers must arrive within this
+//! body_read_timeout_ms = 30000  # a request's body must arrive within this of its headers
+//! idle_timeout_ms = 60000       # a connection idle this long (or not reading its answer) is closed
 //!
 //! [callbacks]                   # POSTs of finished executions to their callback_url
 //! max_attempts = 8
@@ -54,6 +58,17 @@ pub struct ServerSettings {
     pub key_cache_ms: u64,
     /// The tier of tenants that `[tenants.NAME] tier` does not name (none: unlimited).
     pub default_tier: Option<String>,
+    /// Connections served at once; beyond it new ones wait in the kernel's accept queue
+    /// (holding no descriptor of this process) until one closes.
+    pub max_connections: usize,
+    /// A connection must deliver a request's headers within this of opening (and, on
+    /// HTTP/1.1, of its previous response): slow or silent clients are closed.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive whole within this of its headers (`408` otherwise).
+    pub body_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed, and so is one whose
+    /// response has waited this long for the client to read it.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -71,6 +86,10 @@ impl Default for ServerSettings {
             shutdown_grace_ms: 10_000,
             key_cache_ms: 2_000,
             default_tier: None,
+            max_connections: 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
         }
     }
 }
@@ -305,6 +324,18 @@ impl Settings {
             }
         }
         let server: ServerSettings = section(v, "/server", "server")?;
+        for (name, value) in [
+            ("max_connections", server.max_connections as u64),
+            ("header_read_timeout_ms", server.header_read_timeout_ms),
+            ("body_read_timeout_ms", server.body_read_timeout_ms),
+            ("idle_timeout_ms", server.idle_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(format!(
+                    "`[server]`: {name} must be at least 1 (leave it out for the default)"
+                ));
+            }
+        }
         let callbacks: CallbackSettings = section(v, "/callbacks", "callbacks")?;
         let tiers: BTreeMap<String, TierLimits> = section(v, "/tiers", "tiers")?;
         let mut tenants = BTreeMap::new();
@@ -347,6 +378,12 @@ impl Settings {
             default_tier: server.default_tier.clone(),
         };
         tiers.check()?;
+        // An allow-list entry that cannot be parsed would never match: refuse it here, with
+        // its name, rather than refuse every callback to that host later.
+        for entry in &callbacks.allow_hosts {
+            hilo_tools::http::allow_list_allows(std::slice::from_ref(entry), "", None)
+                .map_err(|e| format!("`[callbacks]`: {e}"))?;
+        }
         Ok(Settings {
             server,
             callbacks,

@@ -85,11 +85,20 @@ fn rand_u64() -> u64 {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Whatever an error quotes from the request (a name, a value, a diagnostic's
+        // excerpt), no string of the answer is huge.
+        let mut details = self.details;
+        cap_strings(&mut details, MAX_ANSWER_LINE_CHARS);
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_string(),
-                message: self.message,
-                details: self.details,
+                message: self
+                    .message
+                    .split('\n')
+                    .map(|l| excerpt(l, MAX_ANSWER_LINE_CHARS))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                details,
             },
         };
         let mut r = (self.status, Json(body)).into_response();
@@ -130,7 +139,8 @@ impl From<StoreError> for ApiError {
             StoreError::Corrupt { .. }
             | StoreError::Open { .. }
             | StoreError::Migration(_)
-            | StoreError::Backend(_) => return ApiError::internal("the store", e),
+            | StoreError::Backend(_)
+            | StoreError::Unhealthy(_) => return ApiError::internal("the store", e),
         };
         ApiError::new(status, e.code(), e.to_string())
     }
@@ -142,9 +152,14 @@ impl From<EngineError> for ApiError {
             EngineError::Store(s) => s.into(),
             EngineError::InvalidInput { ref errors, .. }
             | EngineError::InvalidAnswer { ref errors, .. } => {
-                let errors = errors.clone();
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
-                    .with_details(serde_json::json!({ "errors": errors }))
+                // Schema errors quote the offending value: only an excerpt comes back.
+                let errors: Vec<String> = errors.iter().map(|x| excerpt_lines(x)).collect();
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    e.code(),
+                    excerpt_lines(&e.to_string()),
+                )
+                .with_details(serde_json::json!({ "errors": errors }))
             }
             EngineError::LeaseHeld { .. } | EngineError::LeaseLost { .. } => {
                 ApiError::new(StatusCode::CONFLICT, e.code(), e.to_string())
@@ -155,3 +170,57 @@ impl From<EngineError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The longest line of an error message or of a detail that quotes what the caller sent
+/// (`excerpt`); longer ones are cut, so a 1 MB value does not come back as a 1 MB error.
+pub const MAX_QUOTED_CHARS: usize = 300;
+
+/// `text` cut to about `max` characters (on character boundaries): its start and its end
+/// (where messages say what was expected), with how much was left out between them.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_string();
+    }
+    let head = max * 2 / 3;
+    let tail = max - head;
+    let start = text.char_indices().nth(head).map_or(text.len(), |(i, _)| i);
+    let end = text
+        .char_indices()
+        .nth(count - tail)
+        .map_or(text.len(), |(i, _)| i);
+    format!(
+        "{}… ({} bytes left out) …{}",
+        &text[..start],
+        end - start,
+        &text[end..]
+    )
+}
+
+/// The longest line of any error answer (a bound for everything, not only quotes).
+const MAX_ANSWER_LINE_CHARS: usize = 1000;
+
+/// Cuts every string in `v` (object keys included) to about `max` characters.
+fn cap_strings(v: &mut Value, max: usize) {
+    match v {
+        Value::String(s) if s.len() > max => *s = excerpt(s, max),
+        Value::Array(items) => items.iter_mut().for_each(|x| cap_strings(x, max)),
+        Value::Object(map) if map.keys().any(|k| k.len() > max) => {
+            let old = std::mem::take(map);
+            for (k, mut x) in old {
+                cap_strings(&mut x, max);
+                map.insert(excerpt(&k, max), x);
+            }
+        }
+        Value::Object(map) => map.values_mut().for_each(|x| cap_strings(x, max)),
+        _ => {}
+    }
+}
+
+/// Every line of `text` cut to [`MAX_QUOTED_CHARS`].
+pub fn excerpt_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|l| excerpt(l, MAX_QUOTED_CHARS))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

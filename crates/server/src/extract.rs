@@ -23,7 +23,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Whether the body's read stopped at `[server] body_read_timeout_ms`.
+fn body_timed_out(r: &(dyn std::error::Error + 'static)) -> bool {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(r);
+    while let Some(x) = e {
+        if x.is::<crate::listen::BodyReadTimeout>() {
+            return true;
+        }
+        e = x.source();
+    }
+    false
+}
+
+fn body_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "BODY_TIMEOUT",
+        "the request body did not arrive in time ([server] body_read_timeout_ms); send it whole at once",
+    )
+}
+
 fn json_rejection(r: JsonRejection) -> ApiError {
+    if body_timed_out(&r) {
+        return body_timeout();
+    }
     let status = r.status();
     let code = match &r {
         JsonRejection::MissingJsonContentType(_) => "UNSUPPORTED_MEDIA_TYPE",
@@ -39,9 +62,10 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
             "the request body is larger than the server accepts ([server] max_body_bytes)".into()
         }
+        // serde's messages quote the values they refuse: an excerpt only.
         _ => format!(
             "the request body is not what this endpoint takes: {}",
-            r.body_text()
+            crate::error::excerpt(&r.body_text(), crate::error::MAX_QUOTED_CHARS)
         ),
     };
     ApiError::new(status, code, message)
@@ -64,7 +88,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 fn query_rejection(r: QueryRejection) -> ApiError {
     ApiError::bad_request(
         "INVALID_QUERY",
-        format!("the query string is invalid: {}", r.body_text()),
+        format!(
+            "the query string is invalid: {}",
+            crate::error::excerpt(&r.body_text(), crate::error::MAX_QUOTED_CHARS)
+        ),
     )
 }
 
@@ -85,7 +112,10 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 fn path_rejection(r: PathRejection) -> ApiError {
     ApiError::bad_request(
         "INVALID_PATH",
-        format!("the URL path is invalid: {}", r.body_text()),
+        format!(
+            "the URL path is invalid: {}",
+            crate::error::excerpt(&r.body_text(), crate::error::MAX_QUOTED_CHARS)
+        ),
     )
 }
 
@@ -103,10 +133,14 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
                 "PAYLOAD_TOO_LARGE",
                 "the request body is larger than the server accepts ([server] max_body_bytes)",
             )),
+            Err(r) if body_timed_out(&r) => Err(body_timeout()),
             Err(r) => Err(ApiError::new(
                 r.status(),
                 "INVALID_REQUEST",
-                format!("the request body could not be read: {}", r.body_text()),
+                format!(
+                    "the request body could not be read: {}",
+                    crate::error::excerpt(&r.body_text(), crate::error::MAX_QUOTED_CHARS)
+                ),
             )),
         }
     }

@@ -10,6 +10,7 @@
 //! - [`queue`]: `execution.execute` actions from a Redis Stream.
 //! - [`metrics`]: the Prometheus recorder and the engine observer.
 //! - [`config`]: `[server]`, `[callbacks]`, `[tiers]`, `[queue.redis]`.
+//! - [`listen`]: the listener — a bound on connections, header/body read and idle timeouts.
 //!
 //! **Architecture invariant:** every handler acts for the [`auth::Caller`]'s tenant only;
 //! another tenant's execution, workflow or task is "not found", never shown.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod conversations;
 pub mod error;
 pub mod extract;
+pub mod listen;
 pub mod metrics;
 pub mod queue;
 pub mod runs;
@@ -100,12 +102,12 @@ pub async fn serve(
         .clone()
         .map(|q| tokio::spawn(queue::run(state.clone(), q, stopped())));
     let app = api::app(state.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await;
+    let limits = listen::Limits::from_settings(&state.settings().server);
+    let served = listen::run(listener, app, limits, async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
     // Stopped accepting; let what runs finish, within the grace period.
     let grace = Duration::from_millis(state.settings().server.shutdown_grace_ms);
     let deadline = tokio::time::Instant::now() + grace;

@@ -189,7 +189,8 @@ pub(crate) fn event_data(e: &Event) -> Option<String> {
 }
 
 /// Tables holding rows of an execution, cleared by `prune` before the execution row.
-pub(crate) const PRUNE_CHILD_ROWS: [&str; 5] = [
+pub(crate) const PRUNE_CHILD_ROWS: [&str; 6] = [
+    "DELETE FROM exec_crashes WHERE execution_id = $1",
     "DELETE FROM exec_nodes WHERE execution_id = $1",
     "DELETE FROM exec_vars WHERE execution_id = $1",
     "DELETE FROM exec_events WHERE execution_id = $1",

@@ -15,7 +15,8 @@
 //!   versioned workflow store), `secrets`, `access` (API keys, callbacks), `hil` (humans in
 //!   the loop: conversations, human agents, the queue under a per-tenant lock), `costs` and
 //!   `audit` (their reads); `exec_codec`: how execution values are encoded and the
-//!   execution SQL both backends run.
+//!   execution SQL both backends run; `quarantine`: counting takeovers of executions whose
+//!   process died, quarantining crash loops (`POISONED`) and cancelling them without a run.
 //! - [`open`]: picks a backend from a `--db` value (a path, `sqlite:` URL, or a server URL).
 //! - [`migrations`]: the schema: portable SQL, with each backend's own files where it must
 //!   differ.
@@ -34,6 +35,7 @@ pub mod pg;
 mod pg_audit;
 mod pg_costs;
 mod pg_exec;
+mod quarantine;
 mod secrets;
 pub mod sqlite;
 mod sqlite_audit;
@@ -90,6 +92,10 @@ pub struct StoreOptions {
     pub running_limits: RunningLimits,
     /// PostgreSQL: connections this process keeps at most (default [`pg::DEFAULT_POOL_SIZE`]).
     pub max_connections: Option<u32>,
+    /// Takeovers in a row of an execution whose process died, without progress in between,
+    /// that quarantine it (failed, `POISONED`). `None`: `HILO_MAX_CRASHES` if set, else
+    /// [`hilo_core::exec::DEFAULT_MAX_CRASHES`].
+    pub max_crashes: Option<u32>,
 }
 
 /// How many executions of a tenant may run at once, across every process sharing the
@@ -133,18 +139,28 @@ pub async fn open_with(
     let threshold = options
         .payload_threshold
         .unwrap_or(sqlite::DEFAULT_PAYLOAD_THRESHOLD);
+    let max_crashes = options
+        .max_crashes
+        .or_else(|| {
+            std::env::var("HILO_MAX_CRASHES")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(hilo_core::exec::DEFAULT_MAX_CRASHES);
     match location {
         Location::SqliteFile(path) => Ok(Arc::new(
             SqliteStore::open(path, options.durability)
                 .await?
                 .with_payload_threshold(threshold)
-                .with_running_limits(options.running_limits),
+                .with_running_limits(options.running_limits)
+                .with_max_crashes(max_crashes),
         )),
         Location::SqliteMemory => Ok(Arc::new(
             SqliteStore::memory()
                 .await?
                 .with_payload_threshold(threshold)
-                .with_running_limits(options.running_limits),
+                .with_running_limits(options.running_limits)
+                .with_max_crashes(max_crashes),
         )),
         Location::Postgres(url) => Ok(Arc::new(
             PgStore::connect_with(
@@ -153,7 +169,8 @@ pub async fn open_with(
             )
             .await?
             .with_payload_threshold(threshold)
-            .with_running_limits(options.running_limits),
+            .with_running_limits(options.running_limits)
+            .with_max_crashes(max_crashes),
         )),
     }
 }

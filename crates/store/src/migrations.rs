@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "humans in the loop",
         include_str!("../migrations/0008_hil.sql"),
     ),
+    (
+        10,
+        "execution crashes",
+        include_str!("../migrations/0010_exec_crashes.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

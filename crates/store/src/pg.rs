@@ -31,6 +31,8 @@ pub struct PgStore {
     description: String,
     payload_threshold: usize,
     running_limits: Arc<RunningLimits>,
+    /// Takeovers in a row without progress that quarantine an execution (see `quarantine`).
+    max_crashes: u32,
 }
 
 /// Connections a process keeps to the server at most (each worker's claims, heartbeats and
@@ -72,6 +74,7 @@ impl PgStore {
             description: format!("postgres:{location}"),
             payload_threshold: crate::sqlite::DEFAULT_PAYLOAD_THRESHOLD,
             running_limits: Arc::default(),
+            max_crashes: hilo_core::exec::DEFAULT_MAX_CRASHES,
         })
     }
 
@@ -86,6 +89,17 @@ impl PgStore {
     }
 
     /// Sets how many executions of a tenant workers run at once.
+    /// How many takeovers in a row of an execution whose process died, without progress in
+    /// between, quarantine it (failed, `POISONED`); at least 1.
+    pub fn with_max_crashes(mut self, n: u32) -> Self {
+        self.max_crashes = n.max(1);
+        self
+    }
+
+    pub(crate) fn max_crashes(&self) -> u32 {
+        self.max_crashes
+    }
+
     pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
         self.running_limits = Arc::new(limits);
         self

@@ -12,6 +12,9 @@
 //!   never block on or take the same row, and takes them fairly across tenants: the oldest
 //!   due execution of each tenant first, then each one's second, and so on, so one tenant's
 //!   burst cannot starve another.
+//! - **Quarantine**: a claim that takes over from an owner that died (its lease ran out)
+//!   counts the takeover (`quarantine`), in a transaction of its own under the row's lock;
+//!   the one that reaches the bound without progress ends the execution `POISONED`.
 //! - **Wake-ups**: writes that make work due at once (a new execution nobody holds, a signal,
 //!   an answer, a released lease) `NOTIFY hilo_work` in their transaction; idle workers
 //!   `LISTEN` (see [`PgStore::wait_for_work`]) instead of polling the table every 100 ms.
@@ -37,6 +40,7 @@ use crate::exec_codec::{
     sql, terminal, u,
 };
 use crate::pg::PgStore;
+use crate::quarantine;
 use crate::workflows::{backend, now_ms};
 
 /// The advisory lock claims take turns under when running limits are set.
@@ -49,6 +53,23 @@ pub(crate) const WORK_CHANNEL: &str = "hilo_work";
 /// (timers come due without anyone writing; a notification can be missed while the
 /// listener reconnects).
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+impl PgStore {
+    /// Counts a takeover of `id`, which this process holds now after its previous owner
+    /// died (see `quarantine`); true when the execution was ended instead (it is then not
+    /// held). Its own transaction, under the row's lock.
+    async fn count_takeover(&self, id: &str, now: i64) -> Result<bool> {
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        sqlx::query("SELECT 1 FROM executions WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let ended = quarantine::pg::takeover(&mut tx, id, now, self.max_crashes()).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(ended)
+    }
+}
 
 // ---- reading --------------------------------------------------------------------------------
 
@@ -877,19 +898,37 @@ impl ExecutionStore for PgStore {
         now: i64,
     ) -> Result<Option<Loaded>> {
         let mut conn = self.pool().acquire().await.map_err(backend)?;
-        let updated = sqlx::query(sql::CLAIM)
-            .bind(owner)
-            .bind(now + i(lease_ms))
-            .bind(id)
-            .bind(tenant)
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        if updated == 0 {
+        // The claim, returning who held it before (the row locked by the CTE, so the old
+        // values are those the update replaces).
+        let prev = sqlx::query(concat!(
+            "WITH prev AS (SELECT id, lease_owner, lease_expires_at FROM executions \
+             WHERE id = $3 AND tenant_id = $4 FOR NO KEY UPDATE) \
+             UPDATE executions SET lease_owner = $1, lease_expires_at = $2 FROM prev \
+             WHERE executions.id = prev.id AND executions.status NOT IN ",
+            terminal!(),
+            " AND (executions.lease_owner IS NULL OR executions.lease_expires_at < $5 \
+             OR executions.lease_owner = $1) \
+             RETURNING prev.lease_owner, prev.lease_expires_at"
+        ))
+        .bind(owner)
+        .bind(now + i(lease_ms))
+        .bind(id)
+        .bind(tenant)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+        let Some(prev) = prev else {
             // Absent (an error), finished or held by someone else (`None`).
             exec_record(&mut conn, Some(tenant), id).await?;
+            return Ok(None);
+        };
+        let prev_owner: Option<String> = prev.try_get(0).map_err(backend)?;
+        let prev_expires: Option<i64> = prev.try_get(1).map_err(backend)?;
+        let takeover = prev_owner.as_deref().is_some_and(|o| o != owner)
+            && prev_expires.is_some_and(|x| x < now);
+        if takeover && self.count_takeover(id, now).await? {
+            // Quarantined (or cancelled) instead of run: nobody holds it.
             return Ok(None);
         }
         // Held now: nobody else writes the checkpoint while it is read.
@@ -930,20 +969,20 @@ impl ExecutionStore for PgStore {
                  CASE WHEN cap IS NULL THEN $4 ELSE GREATEST(0, LEAST($4, cap - running)) END AS n \
                FROM tenants), \
              candidates AS ( \
-               SELECT c.id, c.tenant_id, c.runnable_at, t.running + \
+               SELECT c.id, c.tenant_id, c.runnable_at, c.lease_owner, t.running + \
                  ROW_NUMBER() OVER (PARTITION BY c.tenant_id ORDER BY c.runnable_at, c.id) AS turn \
                FROM room t CROSS JOIN LATERAL ( \
-                 SELECT e.id, e.tenant_id, e.runnable_at FROM executions e \
+                 SELECT e.id, e.tenant_id, e.runnable_at, e.lease_owner FROM executions e \
                  WHERE e.tenant_id = t.tenant_id AND e.runnable_at IS NOT NULL AND e.runnable_at <= $3 \
                  AND e.status IN ('pending', 'running', 'waiting') \
                  AND (e.lease_owner IS NULL OR e.lease_expires_at < $3) \
                  ORDER BY e.runnable_at, e.id LIMIT t.n \
                  FOR UPDATE SKIP LOCKED) c), \
              chosen AS ( \
-               SELECT id FROM candidates ORDER BY turn, runnable_at, id LIMIT $4) \
+               SELECT id, lease_owner FROM candidates ORDER BY turn, runnable_at, id LIMIT $4) \
              UPDATE executions SET lease_owner = $1, lease_expires_at = $2 \
              FROM chosen WHERE executions.id = chosen.id \
-             RETURNING executions.tenant_id, executions.id, executions.runnable_at",
+             RETURNING executions.tenant_id, executions.id, executions.runnable_at, chosen.lease_owner",
         )
         .bind(owner)
         .bind(now + i(lease_ms))
@@ -967,20 +1006,28 @@ impl ExecutionStore for PgStore {
             tx.commit().await.map_err(backend)?;
             rows
         };
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<Option<i64>, _>(2)?,
-                    r.try_get::<String, _>(0)?,
-                    r.try_get::<String, _>(1)?,
-                ))
-            })
-            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
-            .map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let runnable_at = r.try_get::<Option<i64>, _>(2).map_err(backend)?;
+            let tenant = r.try_get::<String, _>(0).map_err(backend)?;
+            let id = r.try_get::<String, _>(1).map_err(backend)?;
+            // Chosen only when free or expired: a previous owner other than this one died.
+            let prev = r.try_get::<Option<String>, _>(3).map_err(backend)?;
+            if prev.is_some_and(|p| p != owner) && self.count_takeover(&id, now).await? {
+                continue;
+            }
+            out.push((runnable_at, tenant, id));
+        }
         // Oldest first, as they were chosen.
         out.sort();
         Ok(out.into_iter().map(|(_, t, id)| (t, id)).collect())
+    }
+
+    async fn cancel_crashed(&self, tenant: &TenantId, id: &str, now: i64) -> Result<bool> {
+        let mut tx = self.pool().begin().await.map_err(backend)?;
+        let ended = quarantine::pg::cancel_crashed(&mut tx, tenant, id, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(ended)
     }
 
     async fn heartbeat(

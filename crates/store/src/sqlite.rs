@@ -47,6 +47,8 @@ pub struct SqliteStore {
     description: String,
     payload_threshold: usize,
     running_limits: Arc<RunningLimits>,
+    /// Takeovers in a row without progress that quarantine an execution (see `quarantine`).
+    max_crashes: u32,
     /// The step log of a file database: appended to under `Durability::Normal`, and folded
     /// (other processes' segments) in every case.
     log: Option<Arc<StepLog>>,
@@ -54,6 +56,30 @@ pub struct SqliteStore {
 
 /// Values larger than this (as JSON text) are stored once in `payloads` and referenced.
 pub const DEFAULT_PAYLOAD_THRESHOLD: usize = 16 * 1024;
+
+/// Creates `dir` (and its missing parents) readable by its owner only (0700); directories
+/// that exist are left as they are.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Creates the file at `path` if it does not exist, readable and writable by its owner only
+/// (0600); a file that exists is left as it is.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 
 impl SqliteStore {
     /// Opens the database file at `path`, creating it (and its directory) if needed, and
@@ -63,11 +89,17 @@ impl SqliteStore {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+            private_dir(dir).map_err(|e| StoreError::Open {
                 location: location.clone(),
                 detail: format!("cannot create the directory {}: {e}", dir.display()),
             })?;
         }
+        // The audit trail is in it: a new database file is the owner's only (SQLite gives
+        // its -wal and -shm files the database file's permissions).
+        private_file(path).map_err(|e| StoreError::Open {
+            location: location.clone(),
+            detail: format!("cannot create the database file: {e}"),
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -152,6 +184,7 @@ impl SqliteStore {
             description,
             payload_threshold: DEFAULT_PAYLOAD_THRESHOLD,
             running_limits: Arc::default(),
+            max_crashes: hilo_core::exec::DEFAULT_MAX_CRASHES,
             log,
         })
     }
@@ -167,6 +200,17 @@ impl SqliteStore {
     }
 
     /// Sets how many executions of a tenant workers run at once.
+    /// How many takeovers in a row of an execution whose process died, without progress in
+    /// between, quarantine it (failed, `POISONED`); at least 1.
+    pub fn with_max_crashes(mut self, n: u32) -> Self {
+        self.max_crashes = n.max(1);
+        self
+    }
+
+    pub(crate) fn max_crashes(&self) -> u32 {
+        self.max_crashes
+    }
+
     pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
         self.running_limits = Arc::new(limits);
         self
@@ -200,6 +244,12 @@ impl SqliteStore {
         self.log
             .as_ref()
             .map_or((0, 0), |l| (l.folds(), l.dropped()))
+    }
+
+    /// Torn tails skipped in step-log segments nobody wrote any more (each logged as a
+    /// warning with its segment and offset).
+    pub fn torn_records(&self) -> u64 {
+        self.log.as_ref().map_or(0, |l| l.torn())
     }
 
     pub(crate) fn step_log(&self) -> Option<&Arc<StepLog>> {
@@ -240,5 +290,23 @@ impl Store for SqliteStore {
             .max()
             .unwrap_or(0);
         Ok(hilo_core::store::SchemaStatus { applied, expected })
+    }
+
+    async fn health(&self) -> Result<()> {
+        let s = self.schema_status().await?;
+        if s.applied != s.expected {
+            return Err(StoreError::Unhealthy(format!(
+                "the database schema is at migration {}, this build expects {}",
+                s.applied, s.expected
+            )));
+        }
+        // A fold now: a step log that cannot be folded shows up here (and in the log).
+        if let Some(log) = &self.log {
+            let _ = self.fold_step_logs().await;
+            if let Some(why) = log.stuck() {
+                return Err(StoreError::Unhealthy(why));
+            }
+        }
+        Ok(())
     }
 }

@@ -18,10 +18,12 @@ use rusqlite::types::FromSql;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Params, Row, params};
 use serde_json::Value;
 
+use crate::RunningLimits;
 use crate::exec_codec::{
     Encoded, EventRow, ExecRow, Json, NodeRow, PRUNE_CHILD_ROWS, REF, corrupt, i, opt_json, sql,
     terminal, u,
 };
+use crate::quarantine;
 use crate::sqlite::SqliteStore;
 use crate::sqlite_audit::insert_audit;
 use crate::sqlite_writer::{Settle, control, db};
@@ -635,7 +637,7 @@ impl SqliteStore {
                 true
             }
             Err(e) => {
-                eprintln!("hilo: {e}; steps are committed to SQLite from now on");
+                tracing::warn!("{e}; steps are committed to SQLite from now on");
                 false
             }
         }
@@ -787,10 +789,20 @@ impl ExecutionStore for SqliteStore {
     ) -> Result<Option<Loaded>> {
         let (tenant, id, owner) = (tenant.to_string(), id.to_string(), owner.to_string());
         let (held_id, held_owner) = (id.clone(), owner.clone());
+        let max_crashes = self.max_crashes();
         let loaded = self
             .write(move |w| {
                 // What the last holder made durable comes first (it may have died).
                 w.fold_logs()?;
+                // Whether this takes over from an owner that died (its lease ran out).
+                let dead: Option<(Option<String>, Option<i64>)> = prepare(
+                    w.conn,
+                    "SELECT lease_owner, lease_expires_at FROM executions WHERE id = $1",
+                )?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(db)?;
+                let takeover = matches!(&dead, Some((Some(o), Some(x))) if *o != owner && *x < now);
                 let updated = exec(
                     w.conn,
                     sql::CLAIM,
@@ -799,6 +811,10 @@ impl ExecutionStore for SqliteStore {
                 if updated == 0 {
                     // Absent (an error), finished or held by someone else (`None`).
                     exec_record(w.conn, Some(&tenant), &id)?;
+                    return Ok(None);
+                }
+                if takeover && quarantine::sqlite::takeover(w.conn, &id, now, max_crashes)? {
+                    // Quarantined (or cancelled) instead of run: nobody holds it.
                     return Ok(None);
                 }
                 load(w.conn, &id).map(Some)
@@ -820,57 +836,37 @@ impl ExecutionStore for SqliteStore {
         let owner = owner.to_string();
         let limits = self.running_limits().clone();
         let held_owner = owner.clone();
-        let claimed: Vec<(String, String)> = self.write(move |w| {
-            // What the last holders made durable comes first (they may have died).
-            w.fold_logs()?;
-            let row = |r: &Row<'_>| Ok((r.get(0).map_err(db)?, r.get(1).map_err(db)?));
-            if limits.is_empty() {
-                return all(
+        let max_crashes = self.max_crashes();
+        let claimed: Vec<(String, String)> = self
+            .write(move |w| {
+                // What the last holders made durable comes first (they may have died).
+                w.fold_logs()?;
+                // Due executions whose owner died (its lease ran out): claiming one is a
+                // takeover, counted for the quarantine.
+                let dead: Vec<String> = all(
                     w.conn,
-                    "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
-                     SELECT id FROM executions WHERE runnable_at <= $3 \
-                     AND status IN ('pending', 'running', 'waiting') \
-                     AND (lease_owner IS NULL OR lease_expires_at < $3) \
-                     ORDER BY runnable_at LIMIT $4) RETURNING tenant_id, id",
-                    params![owner, now + i(lease_ms), now, i64::from(limit)],
-                    row,
-                );
-            }
-            // Running limits: a tenant's due executions past its room (its limit less what
-            // it has under live leases) stay queued. Claims are serialized by this thread, so
-            // the count is exact.
-            let caps = serde_json::to_string(&limits.tenants).map_err(|e| corrupt("limits", e))?;
-            all(
-                w.conn,
-                "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
-                 WITH running AS ( \
-                   SELECT tenant_id, COUNT(*) AS n FROM executions \
-                   WHERE lease_owner IS NOT NULL AND lease_expires_at >= $3 \
-                   AND status IN ('pending', 'running', 'waiting') GROUP BY tenant_id), \
-                 due AS ( \
-                   SELECT id, runnable_at, tenant_id, \
-                     ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY runnable_at, id) AS turn \
-                   FROM executions WHERE runnable_at <= $3 \
-                   AND status IN ('pending', 'running', 'waiting') \
-                   AND (lease_owner IS NULL OR lease_expires_at < $3)) \
-                 SELECT due.id FROM due \
-                 LEFT JOIN json_each($4) caps ON caps.key = due.tenant_id \
-                 LEFT JOIN running ON running.tenant_id = due.tenant_id \
-                 WHERE COALESCE(caps.value, $5) IS NULL \
-                 OR due.turn <= COALESCE(caps.value, $5) - COALESCE(running.n, 0) \
-                 ORDER BY due.runnable_at LIMIT $6) RETURNING tenant_id, id",
-                params![
-                    owner,
-                    now + i(lease_ms),
-                    now,
-                    caps,
-                    limits.default.map(i64::from),
-                    i64::from(limit)
-                ],
-                row,
-            )
-        })
-        .await?;
+                    "SELECT id FROM executions WHERE runnable_at <= $1 \
+                 AND status IN ('pending', 'running', 'waiting') \
+                 AND lease_owner IS NOT NULL AND lease_owner <> $2 AND lease_expires_at < $1",
+                    params![now, owner],
+                    |r| r.get(0).map_err(db),
+                )?;
+                let claimed = claim_due_rows(w, &owner, &limits, lease_ms, limit, now)?;
+                if dead.is_empty() {
+                    return Ok(claimed);
+                }
+                let mut kept = Vec::with_capacity(claimed.len());
+                for (tenant, id) in claimed {
+                    if dead.contains(&id)
+                        && quarantine::sqlite::takeover(w.conn, &id, now, max_crashes)?
+                    {
+                        continue;
+                    }
+                    kept.push((tenant, id));
+                }
+                Ok(kept)
+            })
+            .await?;
         if let Some(log) = self.step_log() {
             for (_, id) in &claimed {
                 log.hold(id, &held_owner, now + i(lease_ms), i(lease_ms));
@@ -879,6 +875,14 @@ impl ExecutionStore for SqliteStore {
         Ok(claimed)
     }
 
+    async fn cancel_crashed(&self, tenant: &TenantId, id: &str, now: i64) -> Result<bool> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.write(move |w| {
+            w.fold_logs()?;
+            quarantine::sqlite::cancel_crashed(w.conn, &tenant, &id, now)
+        })
+        .await
+    }
     async fn heartbeat(
         &self,
         ids: &[String],
@@ -1173,4 +1177,61 @@ impl ExecutionStore for SqliteStore {
         })
         .await
     }
+}
+
+/// The claim of `claim_due` proper: takes the lease of due executions; their (tenant, id).
+fn claim_due_rows(
+    w: &Writes<'_>,
+    owner: &str,
+    limits: &RunningLimits,
+    lease_ms: u64,
+    limit: u32,
+    now: i64,
+) -> Result<Vec<(String, String)>> {
+    let row = |r: &Row<'_>| Ok((r.get(0).map_err(db)?, r.get(1).map_err(db)?));
+    if limits.is_empty() {
+        return all(
+            w.conn,
+            "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
+                     SELECT id FROM executions WHERE runnable_at <= $3 \
+                     AND status IN ('pending', 'running', 'waiting') \
+                     AND (lease_owner IS NULL OR lease_expires_at < $3) \
+                     ORDER BY runnable_at LIMIT $4) RETURNING tenant_id, id",
+            params![owner, now + i(lease_ms), now, i64::from(limit)],
+            row,
+        );
+    }
+    // Running limits: a tenant's due executions past its room (its limit less what
+    // it has under live leases) stay queued. Claims are serialized by this thread, so
+    // the count is exact.
+    let caps = serde_json::to_string(&limits.tenants).map_err(|e| corrupt("limits", e))?;
+    all(
+        w.conn,
+        "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
+                 WITH running AS ( \
+                   SELECT tenant_id, COUNT(*) AS n FROM executions \
+                   WHERE lease_owner IS NOT NULL AND lease_expires_at >= $3 \
+                   AND status IN ('pending', 'running', 'waiting') GROUP BY tenant_id), \
+                 due AS ( \
+                   SELECT id, runnable_at, tenant_id, \
+                     ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY runnable_at, id) AS turn \
+                   FROM executions WHERE runnable_at <= $3 \
+                   AND status IN ('pending', 'running', 'waiting') \
+                   AND (lease_owner IS NULL OR lease_expires_at < $3)) \
+                 SELECT due.id FROM due \
+                 LEFT JOIN json_each($4) caps ON caps.key = due.tenant_id \
+                 LEFT JOIN running ON running.tenant_id = due.tenant_id \
+                 WHERE COALESCE(caps.value, $5) IS NULL \
+                 OR due.turn <= COALESCE(caps.value, $5) - COALESCE(running.n, 0) \
+                 ORDER BY due.runnable_at LIMIT $6) RETURNING tenant_id, id",
+        params![
+            owner,
+            now + i(lease_ms),
+            now,
+            caps,
+            limits.default.map(i64::from),
+            i64::from(limit)
+        ],
+        row,
+    )
 }

@@ -241,7 +241,7 @@ impl Writer {
                                 && let Err(e) = log.fold(&mut conn, false)
                             {
                                 log.redirty();
-                                eprintln!("hilo: {e}");
+                                tracing::error!("{e}");
                             }
                         }
                         // Reads fold every process's log themselves (`SqliteStore::read`).

@@ -37,7 +37,13 @@
 //! segment is created under another name, locked, then renamed, so that no folder can see it
 //! unlocked. A record is framed as its length and CRC-32C, then its `postcard` encoding (the
 //! JSON column texts it carries are copied, not escaped); a torn record at the end of a dead
-//! process's segment (killed inside `write`) is skipped.
+//! process's segment (killed inside `write`: a frame cut short, a bad checksum on the last
+//! frame, a zero-filled tail) is skipped with a warning naming the segment and offset, and
+//! counted ([`StepLog::torn`]). A damaged frame with bytes after it, or a whole frame this
+//! build cannot decode, is never skipped: nothing past it is folded, the fold fails with
+//! `STORE_UNHEALTHY`, and the store reports itself unhealthy ([`StepLog::stuck`], `/ready`)
+//! until the segment is repaired or removed. Segments and their directory are created 0600
+//! and 0700.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -158,6 +164,11 @@ pub(crate) struct StepLog {
     appends: AtomicU64,
     folds: AtomicU64,
     dropped: AtomicU64,
+    /// Torn tails skipped in segments nobody writes any more.
+    torn: AtomicU64,
+    /// A segment no fold can get past (a record this build cannot decode, or a damaged one
+    /// with records after it), and why: the store is not healthy while it is there.
+    stuck: Mutex<Option<(String, String)>>,
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
@@ -200,25 +211,82 @@ fn frame(buf: &mut Vec<u8>, record: &Record) -> Result<()> {
     Ok(())
 }
 
-/// The whole records at the start of `bytes`: each with the offset just past it.
-fn records(bytes: &[u8]) -> Vec<(usize, std::result::Result<Record, String>)> {
+/// Where reading a segment's bytes stopped, when not at their end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stop {
+    /// Every byte read is whole records.
+    End,
+    /// At `at`, an incomplete last record (a write cut short: its frame runs past the end,
+    /// or it ends at the end with a bad checksum) or a zero-filled tail. Skipped in a
+    /// segment nobody writes any more; waited for in a live one.
+    Tail { at: usize, why: &'static str },
+    /// At `at`, a damaged record with more bytes after it: never skipped (committed records
+    /// may follow).
+    Corrupt { at: usize, why: &'static str },
+}
+
+/// A whole frame read: the offset just past it, and its record (or why it does not decode).
+type Whole = (usize, std::result::Result<Record, String>);
+
+/// The whole records at the start of `bytes`: each with the offset just past it, and where
+/// and why reading stopped before the end.
+fn records(bytes: &[u8]) -> (Vec<Whole>, Stop) {
     let mut out = Vec::new();
     let mut at = 0;
-    while bytes.len() - at >= FRAME {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default()) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + FRAME].try_into().unwrap_or_default());
-        // Zero length: never written (a zero-filled tail), not a record.
-        if len == 0 || len > MAX_RECORD || bytes.len() - at - FRAME < len {
-            break;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        if rest.iter().all(|b| *b == 0) {
+            // Never written (a zero-filled tail), not a record.
+            return (
+                out,
+                Stop::Tail {
+                    at,
+                    why: "zero-filled tail",
+                },
+            );
         }
-        let body = &bytes[at + FRAME..at + FRAME + len];
+        if rest.len() < FRAME {
+            return (
+                out,
+                Stop::Tail {
+                    at,
+                    why: "incomplete frame header",
+                },
+            );
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().unwrap_or_default()) as usize;
+        let crc = u32::from_le_bytes(rest[4..FRAME].try_into().unwrap_or_default());
+        if len == 0 || len > MAX_RECORD {
+            return (
+                out,
+                Stop::Corrupt {
+                    at,
+                    why: "a frame with an impossible length",
+                },
+            );
+        }
+        if rest.len() - FRAME < len {
+            return (
+                out,
+                Stop::Tail {
+                    at,
+                    why: "a record cut short",
+                },
+            );
+        }
+        let body = &rest[FRAME..FRAME + len];
         if CRC.checksum(body) != crc {
-            break;
+            let why = "a record whose checksum does not match";
+            return if rest.len() == FRAME + len {
+                (out, Stop::Tail { at, why })
+            } else {
+                (out, Stop::Corrupt { at, why })
+            };
         }
         at += FRAME + len;
         out.push((at, postcard::from_bytes(body).map_err(|e| e.to_string())));
     }
-    out
+    (out, Stop::End)
 }
 
 /// Whether nobody holds the segment's lock now (its process is gone, or moved on from it).
@@ -244,7 +312,7 @@ impl StepLog {
         name.push("-steps");
         let dir = db.with_file_name(name);
         if appends {
-            std::fs::create_dir_all(&dir).map_err(|e| io("create the directory", &dir, e))?;
+            crate::sqlite::private_dir(&dir).map_err(|e| io("create the directory", &dir, e))?;
         }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -267,6 +335,8 @@ impl StepLog {
             appends: AtomicU64::new(0),
             folds: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            torn: AtomicU64::new(0),
+            stuck: Mutex::new(None),
         })
     }
 
@@ -283,6 +353,29 @@ impl StepLog {
     /// Records dropped at fold time because their owner had lost the lease.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Torn tails skipped so far (in segments nobody writes any more).
+    pub(crate) fn torn(&self) -> u64 {
+        self.torn.load(Ordering::Relaxed)
+    }
+
+    /// Why no fold gets past a segment, if one is stuck (readiness checks).
+    pub(crate) fn stuck(&self) -> Option<String> {
+        let mut stuck = self.stuck.lock().unwrap_or_else(PoisonError::into_inner);
+        // The segment was removed (by an operator, or folded by another build): unstuck.
+        if stuck
+            .as_ref()
+            .is_some_and(|(name, _)| !self.dir.join(name).exists())
+        {
+            *stuck = None;
+        }
+        stuck.as_ref().map(|(_, why)| why.clone())
+    }
+
+    fn set_stuck(&self, segment: &str, why: &str) {
+        *self.stuck.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((segment.to_string(), why.to_string()));
     }
 
     // ---- leases ---------------------------------------------------------------------------
@@ -414,11 +507,12 @@ impl StepLog {
         let name = segment_name(&self.process, number);
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}.new"));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&tmp)
-            .map_err(|e| io("create", &tmp, e))?;
+        let mut options = OpenOptions::new();
+        options.create_new(true).write(true);
+        // Steps carry outputs and audit rows: the owner's only, like the database.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&tmp).map_err(|e| io("create", &tmp, e))?;
         file.lock().map_err(|e| io("lock", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| io("name", &path, e))?;
         Ok(Segment {
@@ -532,7 +626,7 @@ impl StepLog {
     /// tables as they are.
     pub(crate) fn fold_for_read(&self, conn: &mut Connection) {
         if let Err(e) = self.fold(conn, true) {
-            eprintln!("hilo: {e}");
+            tracing::error!("hilo: {e}");
         }
     }
 
@@ -609,26 +703,57 @@ impl StepLog {
                 .map_err(|e| io("read", &seen.path, e))?;
             let len = done + bytes.len() as u64;
             let mut consumed = 0;
-            for (end, record) in records(&bytes) {
+            let (found, stop) = records(&bytes);
+            for (end, record) in found {
                 match record {
                     Ok(r) => batch.apply(&w, r, &self.dropped)?,
                     Err(e) => {
                         // A whole frame this build cannot read (another version of hilo
                         // wrote it): nothing is folded past it, and nothing is lost.
-                        return Err(StoreError::Backend(format!(
+                        let why = format!(
                             "step log: segment {} holds a record at offset {} that this \
                              version of hilo cannot read ({e}); run the version that wrote it \
                              against this database once so that it folds its log, then upgrade",
-                            seen.path.display(),
+                            seen.name,
                             done + consumed as u64
-                        )));
+                        );
+                        self.set_stuck(&seen.name, &why);
+                        tracing::error!(segment = %seen.path.display(), offset = done + consumed as u64, "{why}");
+                        return Err(StoreError::Unhealthy(why));
                     }
                 }
                 consumed = end;
             }
-            if consumed < bytes.len() && dead {
-                // A torn record at the end of a segment nobody writes any more.
-                consumed = bytes.len();
+            match stop {
+                Stop::End => {}
+                Stop::Tail { at, why } => {
+                    if dead {
+                        // A record cut short at the end of a segment nobody writes any more
+                        // (its process was killed inside `write`): never committed.
+                        self.torn.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            segment = %seen.path.display(),
+                            offset = done + at as u64,
+                            bytes = bytes.len() - at,
+                            "step log: skipping {why} at the end of a segment nobody writes any more (a write cut short by a crash; it was never committed)"
+                        );
+                        consumed = bytes.len();
+                    }
+                }
+                Stop::Corrupt { at, why } => {
+                    let why = format!(
+                        "step log: segment {} is damaged at offset {}: {why}, with {} more \
+                         byte(s) after it that may hold committed steps; nothing past it is \
+                         folded. Restore the file from a backup (or, accepting the loss of what \
+                         follows, truncate it to that offset)",
+                        seen.name,
+                        done + at as u64,
+                        bytes.len() - at
+                    );
+                    self.set_stuck(&seen.name, &why);
+                    tracing::error!(segment = %seen.path.display(), offset = done + at as u64, "{why}");
+                    return Err(StoreError::Unhealthy(why));
+                }
             }
             let folded = done + consumed as u64;
             if folded > done {
@@ -642,6 +767,14 @@ impl StepLog {
             out.push(Folded { seen, folded, len });
         }
         batch.finish(&w)?;
+        // Got past the segment that was stuck (or it is gone): healthy again.
+        let mut stuck = self.stuck.lock().unwrap_or_else(PoisonError::into_inner);
+        if stuck.as_ref().is_some_and(|(name, _)| {
+            out.iter().any(|f| &f.seen.name == name) || !self.dir.join(name).exists()
+        }) {
+            *stuck = None;
+        }
+        drop(stuck);
         Ok(out)
     }
 
@@ -651,7 +784,7 @@ impl StepLog {
         let folded = self.fold(conn, false);
         *self.out.lock().unwrap_or_else(PoisonError::into_inner) = None;
         if let Err(e) = folded.and_then(|()| self.fold(conn, false)) {
-            eprintln!("hilo: step log: the last fold failed ({e}); the next process folds it");
+            tracing::error!("step log: the last fold failed ({e}); the next process folds it");
         }
     }
 }
@@ -756,18 +889,39 @@ mod tests {
             )
             .unwrap();
         }
-        let whole = records(&buf);
+        let (whole, stop) = records(&buf);
         assert_eq!(whole.len(), 3);
         assert_eq!(whole[2].0, buf.len());
-        // Torn inside the last record: two whole ones.
-        let torn = records(&buf[..buf.len() - 5]);
+        assert_eq!(stop, Stop::End);
+        // Torn inside the last record: two whole ones, then a tail.
+        let (torn, stop) = records(&buf[..buf.len() - 5]);
         assert_eq!(torn.len(), 2);
-        // A flipped byte in the second: only the first.
+        assert!(matches!(stop, Stop::Tail { at, .. } if at == whole[1].0));
+        // A flipped byte in the second, with the third after it: damage, not a tail.
         let mut bad = buf.clone();
         let at = whole[0].0 + FRAME + 3;
         bad[at] ^= 0x20;
-        assert_eq!(records(&bad).len(), 1);
-        assert!(records(&buf[..FRAME - 1]).is_empty());
+        let (first, stop) = records(&bad);
+        assert_eq!(first.len(), 1);
+        assert!(matches!(stop, Stop::Corrupt { at, .. } if at == whole[0].0));
+        // A flipped byte in the last one: a torn tail.
+        let mut last = buf.clone();
+        let end = last.len() - 2;
+        last[end] ^= 0x20;
+        assert!(matches!(records(&last).1, Stop::Tail { .. }));
+        // Zeros after whole records: a tail; an incomplete header: a tail.
+        let mut zeros = buf.clone();
+        zeros.extend_from_slice(&[0; 64]);
+        let (z, stop) = records(&zeros);
+        assert_eq!(z.len(), 3);
+        assert_eq!(
+            stop,
+            Stop::Tail {
+                at: buf.len(),
+                why: "zero-filled tail"
+            }
+        );
+        assert!(records(&buf[..FRAME - 1]).0.is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use hilo_core::ToolClass;
 use hilo_core::exec::{NodeError, codes};
-use hilo_core::expr::compile_jmespath;
+use hilo_core::expr::{Budget, compile_jmespath, search_in, search_json, to_var};
 use hilo_core::tool::{Tool, ToolContext, ToolSpec};
 use serde_json::{Value, json};
 
@@ -20,10 +20,9 @@ fn search(expr: &str, data: &Value) -> Result<Value, NodeError> {
             c.message
         ))
     })?;
-    let out = e
-        .search(data)
-        .map_err(|x| invalid(format!("`{expr}` failed: {x}")))?;
-    serde_json::to_value(&*out).map_err(|x| invalid(format!("`{expr}`: {x}")))
+    // Within hilo's expression limits: the data comes from outside (a tool, a model).
+    let var = to_var(data).map_err(|x| invalid(format!("`{expr}`: {x}")))?;
+    search_json(&e, &var).map_err(|x| invalid(format!("`{expr}` failed: {x}")))
 }
 
 /// `transform_json`: `{data, expression}` → `{"result": <expression applied to data>}`.
@@ -98,17 +97,45 @@ impl Tool for FilterList {
             .map_err(|c| invalid(format!("`where`: `{pred}` is not JMESPath: {}", c.message)))?;
         let limit = input["limit"].as_u64().map_or(usize::MAX, |l| l as usize);
         let mut kept = Vec::new();
+        // One budget for the whole list: the items are data from outside.
+        let mut budget = Budget::new();
         for item in input["items"].as_array().into_iter().flatten() {
             if kept.len() >= limit {
                 break;
             }
-            let hit = e
-                .search(item)
+            let var = to_var(item).map_err(|x| invalid(format!("`{pred}`: {x}")))?;
+            let hit = search_in(&e, &var, &mut budget)
                 .map_err(|x| invalid(format!("`{pred}` failed: {x}")))?;
             if hit.is_truthy() {
                 kept.push(item.clone());
             }
         }
         Ok(json!({"count": kept.len(), "items": kept}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_data_hits_a_limit_not_the_process() {
+        // Data from outside that an expression multiplies eightfold twelve times.
+        let grow = format!("s{}", " | join('', [@, @, @, @, @, @, @, @])".repeat(12));
+        let err = search(&grow, &json!({"s": "ab"})).err();
+        assert!(
+            err.as_ref()
+                .is_some_and(|e| e.code == codes::INVALID_INPUT && e.message.contains("size limit")),
+            "{err:?}"
+        );
+        // Too deep to compile.
+        let deep = format!("{}a", "!".repeat(3000));
+        let err = search(&deep, &json!({})).err();
+        assert!(
+            err.as_ref()
+                .is_some_and(|e| e.message.contains("nesting limit")),
+            "{err:?}"
+        );
+        assert_eq!(search("a.b", &json!({"a": {"b": 1}})).ok(), Some(json!(1)));
     }
 }

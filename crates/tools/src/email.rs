@@ -1,9 +1,10 @@
 //! `send_email` (dangerous): an e-mail built with `lettre`, sent over SMTP when `[email.smtp]`
 //! is configured, otherwise written as an `.eml` file into the outbox directory.
 //!
-//! The message id comes from the call's idempotency key, and the outbox file is named after it:
-//! a retried or resumed call finds its file already there and does not write a second one. Over
-//! SMTP the same `Message-ID` lets the receiving side recognise a duplicate.
+//! The message id comes from the call's idempotency key, and the outbox file is named after it
+//! by an injective encoding ([`key_part`]: two keys never share a file): a retried or resumed
+//! call finds its own file already there and does not write a second one. Over SMTP the same
+//! `Message-ID` lets the receiving side recognise a duplicate.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -88,19 +89,53 @@ fn addresses(input: &Value, field: &str) -> Result<Vec<Mailbox>, NodeError> {
         .collect()
 }
 
-/// A file- and header-safe form of the idempotency key.
-fn key_part(key: &str) -> String {
-    let s: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if s.is_empty() { "message".into() } else { s }
+/// Longest encoded key used as it is; longer ones are cut and get a hash suffix.
+const MAX_KEY_PART: usize = 150;
+
+/// A file- and header-safe form of the idempotency key, injective: bytes outside
+/// `[A-Za-z0-9_.-]` (`%` included) are percent-encoded, so two keys never share a name. A
+/// form longer than 150 bytes is cut (never inside an escape) and followed by `~` and the
+/// SHA-256 of the whole key in hex: `~` is always encoded otherwise, so a hashed name never
+/// equals a plain one, and names stay far below the 255 bytes file systems allow.
+///
+/// Outbox files written by earlier versions (every byte outside `[A-Za-z0-9_-]` became `-`,
+/// so `a#compensate` and `a-compensate` shared a name) are not recognised: such a name does
+/// not say which key wrote it, so it cannot prove that this call's message was sent.
+pub fn key_part(key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_');
+    encode_key(key, KEEP)
+}
+
+/// The left part of the `Message-ID` (`<left@domain>`): like [`key_part`], with `.` encoded
+/// too, so that it is always a valid dot-atom (no leading, trailing or doubled dots).
+fn id_part(key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+    encode_key(key, KEEP)
+}
+
+fn encode_key(key: &str, keep: &'static percent_encoding::AsciiSet) -> String {
+    let enc = percent_encoding::utf8_percent_encode(key, keep).to_string();
+    if enc.is_empty() {
+        return "%".into(); // an empty key; a non-empty key never encodes to a lone `%`
+    }
+    if enc.len() <= MAX_KEY_PART {
+        return enc;
+    }
+    let mut cut = MAX_KEY_PART;
+    // Do not end inside `%XX`.
+    if let Some(p) = enc[..cut].rfind('%')
+        && p + 3 > cut
+    {
+        cut = p;
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}~{hex}", &enc[..cut])
 }
 
 impl SendEmail {
@@ -150,7 +185,7 @@ impl SendEmail {
             ))
         })?;
         let domain = from.email.domain().to_string();
-        let message_id = format!("<{}@{domain}>", key_part(&ctx.idempotency_key));
+        let message_id = format!("<{}@{domain}>", id_part(&ctx.idempotency_key));
         let mut b = Message::builder()
             .from(from)
             .subject(input["subject"].as_str().unwrap_or_default())

@@ -32,8 +32,8 @@ use crate::cache::Cache;
 use crate::email::{EmailSettings, SendEmail};
 use crate::http::{DeclaredHttpTool, HttpClient, HttpRequestTool, HttpSettings};
 use crate::limits::{Breaker, Limiter};
-use crate::redact::redact;
-use crate::secrets::{EnvSecrets, Secrets};
+use crate::redact::{redact, scrub_userinfo};
+use crate::secrets::{EnvSecrets, NotingSecrets, Scrubber, Secrets};
 use crate::sql::{DatabaseConfig, Databases, ExecuteSql, QueryDatabase};
 
 /// Used when neither the node nor the tool sets a timeout.
@@ -96,20 +96,32 @@ impl ToolsError {
 /// A workflow-local tool as built, with the definition it was built from.
 type LocalTool = (ToolDef, Arc<dyn Tool>);
 
-/// What the executor keeps per tool across calls: its circuit breaker, and its metric handles
+/// What the executor keeps per tool across calls: its circuit breakers, and its metric handles
 /// (built once: a labelled `metrics::counter!` allocates its key on every call).
 struct Slot {
-    breaker: Breaker,
+    circuit: CircuitSettings,
+    /// One breaker per tenant: one tenant's failing (or hostile) calls never close a tool
+    /// for the others.
+    breakers: Mutex<HashMap<String, Arc<Breaker>>>,
     calls_ok: metrics::Counter,
     calls_error: metrics::Counter,
     duration: metrics::Histogram,
 }
 
 impl Slot {
+    /// The tenant's breaker for this tool, made on its first call.
+    fn breaker(&self, tenant: &str) -> Arc<Breaker> {
+        lock(&self.breakers)
+            .entry_ref(tenant)
+            .or_insert_with(|| Arc::new(Breaker::new(self.circuit)))
+            .clone()
+    }
+
     fn new(spec: &ToolSpec) -> Slot {
         let tool = spec.name.clone();
         Slot {
-            breaker: Breaker::new(spec.circuit),
+            circuit: spec.circuit,
+            breakers: Mutex::new(HashMap::new()),
             calls_ok: metrics::counter!("hilo_tool_calls_total", "tool" => tool.clone(), "status" => "ok"),
             calls_error: metrics::counter!("hilo_tool_calls_total", "tool" => tool.clone(), "status" => "error"),
             duration: metrics::histogram!("hilo_tool_duration_seconds", "tool" => tool),
@@ -122,6 +134,9 @@ struct Inner {
     config: ExecutorConfig,
     http: HttpClient,
     secrets: Arc<dyn Secrets>,
+    /// Secret values known from the configuration (database passwords, values given to
+    /// [`ExecutorBuilder::secret_values`]), scrubbed from every outcome.
+    scrubber: Scrubber,
     audit: Option<AuditSink>,
     cache: Cache,
     limiters: Mutex<HashMap<String, Option<Arc<Limiter>>>>,
@@ -146,6 +161,7 @@ pub struct ExecutorBuilder {
     extra: ToolMap,
     secrets: Arc<dyn Secrets>,
     audit: Option<AuditSink>,
+    secret_values: Vec<String>,
 }
 
 impl ExecutorBuilder {
@@ -166,7 +182,33 @@ impl ExecutorBuilder {
         self
     }
 
-    pub fn build(self) -> Result<Executor, ToolsError> {
+    /// Values that are secret wherever they come from (e.g. credentials in the headers or
+    /// environment of MCP servers): scrubbed from every tool outcome and audit row.
+    pub fn secret_values(mut self, values: impl IntoIterator<Item = String>) -> Self {
+        self.secret_values.extend(values);
+        self
+    }
+
+    pub fn build(mut self) -> Result<Executor, ToolsError> {
+        // Tools read secrets through a source that reports what they used, so that the
+        // executor scrubs those values from the call's outcome.
+        self.secrets = Arc::new(NotingSecrets(self.secrets));
+        let mut scrubber = Scrubber::new();
+        for v in &self.secret_values {
+            scrubber.add(v);
+        }
+        for db in self.config.databases.values() {
+            if let Ok(u) = url::Url::parse(&db.url)
+                && let Some(p) = u.password()
+            {
+                scrubber.add(p);
+                let user = percent_encoding::percent_decode_str(u.username()).decode_utf8_lossy();
+                if let Ok(d) = percent_encoding::percent_decode_str(p).decode_utf8() {
+                    scrubber.add(&d);
+                    scrubber.add(&format!("{user}:{d}"));
+                }
+            }
+        }
         let http = HttpClient::new(&self.config.http).map_err(ToolsError::Config)?;
         let mut tools = ToolMap::new();
         tools.insert(Arc::new(HttpRequestTool::new(http.clone())));
@@ -220,6 +262,7 @@ impl ExecutorBuilder {
                 config: self.config,
                 http,
                 secrets: self.secrets,
+                scrubber,
                 audit: self.audit,
                 cache: Cache::new(10_000),
                 limiters: Mutex::new(HashMap::new()),
@@ -242,6 +285,7 @@ impl Executor {
             extra: ToolMap::new(),
             secrets: Arc::new(EnvSecrets),
             audit: None,
+            secret_values: Vec::new(),
         }
     }
 
@@ -254,6 +298,11 @@ impl Executor {
     }
 
     /// A tool by name: the registry, then the workflow's own tools.
+    /// A tool of the registry, or a workflow-local one built before.
+    fn knows(&self, name: &str) -> bool {
+        self.inner.tools.get(name).is_some() || lock(&self.inner.local).contains_key(name)
+    }
+
     fn resolve(&self, name: &str, local: &[ToolDef]) -> Option<Arc<dyn Tool>> {
         if let Some(t) = self.inner.tools.get(name) {
             return Some(t.clone());
@@ -469,14 +518,15 @@ impl Executor {
             }
             _ => None,
         };
-        let breaker = &slot.breaker;
+        let breaker = slot.breaker(&req.ctx.tenant);
         if let Err(r) = breaker.admit() {
             return (
                 Err(NodeError::retryable(
                     codes::CIRCUIT_OPEN,
                     format!(
-                        "tool `{name}` failed {} times in a row; its circuit is open for {} ms more",
+                        "tool `{name}` failed {} times in a row for tenant `{}`; its circuit is open for {} ms more",
                         spec.circuit.failures,
+                        req.ctx.tenant,
                         r.0.as_millis()
                     ),
                 )),
@@ -487,19 +537,25 @@ impl Executor {
             .timeout_ms
             .or(spec.timeout_ms)
             .unwrap_or(DEFAULT_TIMEOUT_MS);
-        // A call that answers when first polled (no IO) needs no timer.
-        let mut call = tool.call(&req.ctx, input);
+        // A call that answers when first polled (no IO) needs no timer. The call records
+        // the secret values it uses, which are scrubbed from its outcome before anything
+        // (cache, output check, audit, caller) sees it.
+        let mut call = std::pin::pin!(crate::secrets::recording(tool.call(&req.ctx, input)));
         let first = futures_util::FutureExt::now_or_never(&mut call);
         let mut result = match first {
             Some(r) => r,
-            None => match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
-                Ok(r) => r,
-                Err(_) => Err(NodeError::retryable(
-                    codes::TIMEOUT,
-                    format!("tool `{name}` did not answer within {timeout_ms} ms"),
-                )),
-            },
+            None => {
+                match tokio::time::timeout(Duration::from_millis(timeout_ms), &mut call).await {
+                    Ok(r) => r,
+                    Err(_) => Err(NodeError::retryable(
+                        codes::TIMEOUT,
+                        format!("tool `{name}` did not answer within {timeout_ms} ms"),
+                    )),
+                }
+            }
         };
+        let used = crate::secrets::used(call);
+        self.scrub(&mut result, &used);
         if let (Ok(out), Some(schema)) = (&result, &spec.output_schema) {
             let errors = self
                 .validator(&format!("{name}#output"), schema)
@@ -518,12 +574,44 @@ impl Executor {
         // Only failures of the upstream count against the circuit.
         let upstream_failed = matches!(&result, Err(e) if e.retryable);
         if let Some(state) = breaker.record(!upstream_failed) {
-            metrics::gauge!("hilo_tool_circuit_state", "tool" => name.clone()).set(state.gauge());
+            metrics::gauge!("hilo_tool_circuit_state", "tool" => name.clone(), "tenant" => req.ctx.tenant.clone())
+                .set(state.gauge());
         }
         if let (Ok(out), Some((key, ttl))) = (&result, cache_key) {
             self.inner.cache.put(key, out.clone(), ttl);
         }
         (result, false)
+    }
+
+    /// Scrubs secret values (the ones the call used and the configured ones, in every form)
+    /// and URL credentials out of an outcome.
+    fn scrub(&self, result: &mut Result<Value, NodeError>, used: &[String]) {
+        let extra;
+        let scrubber = if used.is_empty() {
+            &self.inner.scrubber
+        } else {
+            let mut s = self.inner.scrubber.clone();
+            for v in used {
+                s.add(v);
+            }
+            extra = s;
+            &extra
+        };
+        match result {
+            Ok(v) => {
+                scrubber.scrub_value(v);
+                scrub_userinfo_value(v);
+            }
+            Err(e) => {
+                scrubber.scrub_error(e);
+                if let Cow::Owned(m) = scrub_userinfo(&e.message) {
+                    e.message = m;
+                }
+                if let Some(d) = &mut e.detail {
+                    scrub_userinfo_value(d);
+                }
+            }
+        }
     }
 
     fn audit(
@@ -546,8 +634,16 @@ impl Executor {
                 slot.duration.record(duration.as_secs_f64());
             }
             None => {
+                // A refusal before the tool was resolved: the name may be anything a model or
+                // a request made up, so only known tools get a label of their own (no
+                // unbounded label sets).
                 let status = if result.is_ok() { "ok" } else { "error" };
-                metrics::counter!("hilo_tool_calls_total", "tool" => req.tool.clone(), "status" => status)
+                let tool = if self.knows(&req.tool) {
+                    req.tool.clone()
+                } else {
+                    "(unknown)".to_string()
+                };
+                metrics::counter!("hilo_tool_calls_total", "tool" => tool, "status" => status)
                     .increment(1);
             }
         }
@@ -593,15 +689,22 @@ impl ToolExecutor for Executor {
     async fn execute(&self, mut req: ToolRequest) -> Result<Value, NodeError> {
         let started = (now_ms(), Instant::now());
         // Redacted once, before the call consumes the input (only when auditing).
-        let redacted = |input: &Value| self.inner.audit.as_ref().map(|_| redact(input));
+        let redacted = |input: &Value| {
+            self.inner.audit.as_ref().map(|_| {
+                let mut v = redact(input);
+                self.inner.scrubber.scrub_value(&mut v);
+                v
+            })
+        };
         let Some(tool) = self.resolve(&req.tool, &req.local) else {
-            let err = NodeError::new(
+            let mut err = NodeError::new(
                 codes::NOT_CONFIGURED,
                 format!(
                     "node `{}` calls tool `{}`, which this hilo does not provide (check the tool name, hilo.toml and `hilo tools list`)",
                     req.ctx.node_key, req.tool
                 ),
             );
+            self.inner.scrubber.scrub_error(&mut err);
             self.audit(
                 &req,
                 None,
@@ -628,7 +731,11 @@ impl ToolExecutor for Executor {
         }
         let audited = redacted(&input);
         let slot = self.slot(&spec);
-        let (result, cached) = self.run(&tool, &spec, &slot, &req, input).await;
+        let (mut result, cached) = self.run(&tool, &spec, &slot, &req, input).await;
+        if result.is_err() {
+            // Refusals before the call may quote the input.
+            self.scrub(&mut result, &[]);
+        }
         self.audit(&req, Some(&slot), audited, started, &result, cached);
         result
     }
@@ -649,5 +756,29 @@ impl ToolExecutor for Executor {
             .tools()
             .map(|t| self.effective(t.spec()).into_owned())
             .collect()
+    }
+
+    fn record_refusal(&self, req: &ToolRequest, error: &NodeError) {
+        let input = self.inner.audit.as_ref().map(|_| {
+            let mut v = redact(&req.input);
+            self.inner.scrubber.scrub_value(&mut v);
+            v
+        });
+        let started = (now_ms(), Instant::now());
+        self.audit(req, None, input, started, &Err(error.clone()), false);
+    }
+}
+
+/// Scrubs URL credentials out of every string of `v`.
+fn scrub_userinfo_value(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            if let Cow::Owned(o) = scrub_userinfo(s) {
+                *s = o;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(scrub_userinfo_value),
+        Value::Object(m) => m.values_mut().for_each(scrub_userinfo_value),
+        _ => {}
     }
 }

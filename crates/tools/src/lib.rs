@@ -6,7 +6,9 @@
 //! - [`audit`]: the batching audit writer; [`redact`]: personal data out of audit rows.
 //! - [`limits`]: token buckets (`governor`) and circuit breakers; [`cache`]: the TTL cache.
 //! - [`http`]: `http_request`, declarative HTTP tools and the SSRF guard; [`builtin`]:
-//!   `transform_json`, `filter_list`; [`secrets`]: where `secrets.NAME` values come from.
+//!   `transform_json`, `filter_list`; [`secrets`]: where `secrets.NAME` values come from,
+//!   how a call reports the secrets it used, and the [`secrets::Scrubber`] that takes them
+//!   (in every encoding) out of what the call returns.
 //! - [`email`]: `send_email` (SMTP or an `.eml` outbox).
 //! - [`vault`]: the credential store (AES-256-GCM under a master key), a [`Secrets`] source.
 //! - [`sql`]: `query_database` and `execute_sql`, with the `sqlparser` statement guard.

@@ -2,7 +2,8 @@
 //! numbers (Luhn-checked) and national ids (US SSN, Spanish DNI/NIE) in every string of a JSON
 //! value are replaced by `[REDACTED_EMAIL]`, `[REDACTED_PHONE]`, `[REDACTED_CARD]` and
 //! `[REDACTED_NATIONAL_ID]`. Object keys that name a secret (`password`, `token`, `api_key`,
-//! `authorization`, …) have their whole value replaced by `[REDACTED_SECRET]`.
+//! `authorization`, …) have their whole value replaced by `[REDACTED_SECRET]`, and so do the
+//! credentials of URLs (`scheme://user:pass@host` → `scheme://[REDACTED_SECRET]@host`).
 
 use std::sync::LazyLock;
 
@@ -15,6 +16,7 @@ struct Rules {
     ssn: Regex,
     dni: Regex,
     phone: Regex,
+    userinfo: Regex,
 }
 
 /// One pattern, compiled without Unicode: the data matched (digits, e-mail characters, word
@@ -41,7 +43,20 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| Rules {
     phone: ascii(
         r"\+\d{1,3}[ .-]?\d{1,4}(?:[ .-]?\d{2,4}){1,4}\b|\(\d{2,4}\)[ .-]?\d{2,4}[ .-]\d{2,4}\b|\b\d{3}[ .-]\d{3}[ .-]\d{3,4}\b",
     ),
+    // `scheme://` then everything up to the last `@` before the host (a password may hold an
+    // unencoded `@`): the userinfo of a URL.
+    userinfo: ascii(
+        r"(?i)\b([a-z][a-z0-9+.-]*://)[\x21\x22\x24-\x2e\x30-\x3e\x40-\x5b\x5d-\x7e]*@",
+    ),
 });
+
+/// `s` with the credentials of every URL in it (`scheme://user:pass@`) replaced.
+pub fn scrub_userinfo(s: &str) -> std::borrow::Cow<'_, str> {
+    if !(s.contains("://") && s.contains('@')) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    RULES.userinfo.replace_all(s, "${1}[REDACTED_SECRET]@")
+}
 
 const SECRET_KEYS: &[&str] = &[
     "password",
@@ -86,7 +101,8 @@ pub fn redact_str(s: &str) -> String {
         return s.to_string();
     }
     let r = &*RULES;
-    let s = r.email.replace_all(s, "[REDACTED_EMAIL]");
+    let s = scrub_userinfo(s);
+    let s = r.email.replace_all(&s, "[REDACTED_EMAIL]");
     let s = r.card.replace_all(&s, |c: &Captures| {
         if luhn(&c[0]) {
             "[REDACTED_CARD]".to_string()
@@ -107,7 +123,8 @@ pub fn redact_str(s: &str) -> String {
     s.into_owned()
 }
 
-fn is_secret_key(k: &str) -> bool {
+/// The key names a secret (`password`, `x-api-key`, `authorization`, …).
+pub fn is_secret_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase().replace('-', "_");
     SECRET_KEYS
         .iter()

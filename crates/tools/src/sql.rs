@@ -13,10 +13,21 @@
 //! PostgreSQL values are bound as text and cast to the type the server infers for each
 //! parameter (asked with `PREPARE`), and rows come back through `row_to_json`, so every column
 //! type arrives as the JSON PostgreSQL itself would produce.
+//!
+//! Limits that hold: a call whose future is dropped (the executor's timeout, a cancelled
+//! execution) stops its statement — SQLite through a progress handler that interrupts it,
+//! PostgreSQL through a cancel request for that backend and transaction — and every statement
+//! also stops on its own after `statement_timeout_ms` (SQLite: the progress handler;
+//! PostgreSQL: `SET LOCAL statement_timeout`). Results stop at `max_rows` rows (then
+//! `truncated: true`; on PostgreSQL the query itself gets a `LIMIT`, so an endless one ends)
+//! and fail past `max_result_bytes` bytes (PostgreSQL measures each row on the server, so an
+//! oversized one never crosses the wire). SQLite refuses any value over [`SQLITE_MAX_LENGTH`]
+//! (hilo builds its bundled SQLite with that limit, see `.cargo/config.toml`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,12 +45,35 @@ use sqlparser::ast::{
 use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::{Column, Row, TypeInfo, ValueRef};
+use sqlx::{Column, Decode, Row, TypeInfo, ValueRef};
 
 /// Rows returned by `query_database` when neither the connection nor the call says otherwise.
 pub const DEFAULT_MAX_ROWS: usize = 1000;
+
+/// Bytes of column values a call may bring back when the connection does not say otherwise.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long one statement may run when the connection does not say otherwise (the executor's
+/// default timeout: a call's own timeout stops its statement earlier).
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = crate::executor::DEFAULT_TIMEOUT_MS;
+
+/// The longest string or BLOB hilo's bundled SQLite builds (`SQLITE_MAX_LENGTH`, set in the
+/// repository's `.cargo/config.toml`): 256 MiB.
+pub const SQLITE_MAX_LENGTH: usize = 256 * 1024 * 1024;
+
+/// All the memory SQLite may hold in this process (`PRAGMA hard_heap_limit`, set by every
+/// connection of the SQL tools' SQLite pools). [`SQLITE_MAX_LENGTH`] bounds one value; this
+/// bounds a row of many of them (`SELECT randomblob(2.6e8), randomblob(2.6e8), …`): past it
+/// SQLite answers "out of memory" to the statement instead of growing. It is process-wide, so
+/// it covers hilo's own store too, which holds a few MiB (512 KiB of page cache per
+/// connection).
+pub const SQLITE_HEAP_LIMIT: u64 = 768 * 1024 * 1024;
+
+/// SQLite virtual-machine instructions between two checks of the progress handler.
+const PROGRESS_OPS: i32 = 10_000;
 
 /// `[databases.NAME]` in `hilo.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +87,24 @@ pub struct DatabaseConfig {
     /// Pool size (default 4).
     #[serde(default)]
     pub max_connections: Option<u32>,
+    /// At most this many bytes of column values per call (default 16 MiB); a larger result
+    /// fails the call (`UPSTREAM_REJECTED`).
+    #[serde(default)]
+    pub max_result_bytes: Option<usize>,
+    /// Longest run of one statement (default 300000), even when the call itself has more time.
+    #[serde(default)]
+    pub statement_timeout_ms: Option<u64>,
+}
+
+impl DatabaseConfig {
+    fn max_result_bytes(&self) -> usize {
+        self.max_result_bytes.unwrap_or(DEFAULT_MAX_RESULT_BYTES)
+    }
+
+    fn statement_timeout_ms(&self) -> u64 {
+        self.statement_timeout_ms
+            .unwrap_or(DEFAULT_STATEMENT_TIMEOUT_MS)
+    }
 }
 
 /// Runs a trusted SQL script (several statements, DDL included) against a SQLite database,
@@ -449,6 +501,16 @@ impl Databases {
             if c.max_rows == Some(0) {
                 return Err(format!("[databases.{name}] max_rows must be at least 1"));
             }
+            if c.max_result_bytes == Some(0) {
+                return Err(format!(
+                    "[databases.{name}] max_result_bytes must be at least 1"
+                ));
+            }
+            if c.statement_timeout_ms == Some(0) {
+                return Err(format!(
+                    "[databases.{name}] statement_timeout_ms must be at least 1"
+                ));
+            }
         }
         Ok(Databases {
             configs,
@@ -535,7 +597,8 @@ impl Databases {
                 let opts = SqliteConnectOptions::from_str(&config.url)
                     .map_err(bad_url)?
                     .read_only(!writable)
-                    .busy_timeout(Duration::from_secs(5));
+                    .busy_timeout(Duration::from_secs(5))
+                    .pragma("hard_heap_limit", SQLITE_HEAP_LIMIT.to_string());
                 Pool::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(max)
@@ -578,8 +641,8 @@ fn redact_url(url: &str) -> String {
 }
 
 /// Maps a database error to the tool protocol: connection trouble is retryable, a refused
-/// statement is not.
-fn db_error(tool: &str, name: &str, e: sqlx::Error) -> NodeError {
+/// statement is not; a statement stopped for running too long is a `TIMEOUT`.
+fn db_error(tool: &str, name: &str, config: &DatabaseConfig, e: sqlx::Error) -> NodeError {
     match &e {
         sqlx::Error::Database(d) => {
             let code = d.code().map(|c| c.to_string()).unwrap_or_default();
@@ -590,7 +653,29 @@ fn db_error(tool: &str, name: &str, e: sqlx::Error) -> NodeError {
             let transient = matches!(code.as_str(), "5" | "6" | "40001" | "40P01" | "57P01")
                 || code.starts_with("08")
                 || code.starts_with("53");
-            if transient {
+            // SQLITE_INTERRUPT (the progress handler) and PostgreSQL's query_canceled (its
+            // statement_timeout): the statement ran past `statement_timeout_ms`.
+            if code == "9" || code == "57014" {
+                NodeError::retryable(
+                    codes::TIMEOUT,
+                    format!(
+                        "{tool}: the statement on database `{name}` ran longer than {} ms and was stopped; make it cheaper (LIMIT, an index) or raise [databases.{name}] statement_timeout_ms",
+                        config.statement_timeout_ms()
+                    ),
+                )
+                .with_detail(json!({"limit": "statement_timeout_ms", "sqlstate": code}))
+            } else if code == "18" {
+                // SQLITE_TOOBIG: a string or BLOB over SQLITE_MAX_LENGTH.
+                NodeError::new(
+                    codes::UPSTREAM_REJECTED,
+                    format!(
+                        "{tool}: the statement on database `{name}` makes a value larger than the {} bytes SQLite allows in hilo ({}); ask for less",
+                        SQLITE_MAX_LENGTH,
+                        d.message()
+                    ),
+                )
+                .with_detail(json!({"limit": "sqlite_max_length", "sqlstate": code}))
+            } else if transient {
                 NodeError::retryable(codes::UPSTREAM_ERROR, msg)
             } else if code == "25006" {
                 NodeError::new(codes::NOT_ALLOWED, msg)
@@ -610,6 +695,143 @@ fn db_error(tool: &str, name: &str, e: sqlx::Error) -> NodeError {
             codes::UPSTREAM_ERROR,
             format!("{tool}: database `{name}` is unreachable: {e}"),
         ),
+    }
+}
+
+/// A result over `max_result_bytes`.
+fn too_large(tool: &str, name: &str, config: &DatabaseConfig, rows: usize) -> NodeError {
+    let limit = config.max_result_bytes();
+    NodeError::new(
+        codes::UPSTREAM_REJECTED,
+        format!(
+            "{tool}: the result from database `{name}` is larger than {limit} bytes (at row {}); select fewer or smaller columns, fewer rows (`max_rows`, LIMIT), or raise [databases.{name}] max_result_bytes",
+            rows + 1
+        ),
+    )
+    .with_detail(json!({"limit": "max_result_bytes", "max_result_bytes": limit}))
+}
+
+/// Interrupts the SQLite statement of a call when dropped: set when the call's future goes
+/// away (its timeout, a cancelled execution) or its work is done.
+struct Interrupt(Arc<AtomicBool>);
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A connection of `pool` whose statements stop (`SQLITE_INTERRUPT`) once the returned
+/// [`Interrupt`] is dropped or `statement_timeout_ms` has passed. Every use of a tool pool's
+/// connection goes through here, so each call installs its own handler.
+async fn sqlite_conn(
+    pool: &SqlitePool,
+    config: &DatabaseConfig,
+) -> Result<(PoolConnection<sqlx::Sqlite>, Interrupt), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    // A write interrupted inside its transaction is rolled back by SQLite itself, and sqlx,
+    // whose own ROLLBACK then fails, still counts the transaction open: it would nest the next
+    // call's in a savepoint that never commits. Such a connection is closed, never reused
+    // (a fresh one is clean, so this ends).
+    for _ in 0..8 {
+        if !sqlx::Connection::is_in_transaction(&*conn) {
+            break;
+        }
+        conn.close_on_drop();
+        // Given back (to be closed) before asking for another: the pool may hold just one.
+        drop(conn);
+        conn = pool.acquire().await?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let deadline = std::time::Instant::now() + Duration::from_millis(config.statement_timeout_ms());
+    conn.lock_handle()
+        .await?
+        .set_progress_handler(PROGRESS_OPS, move || {
+            !flag.load(Ordering::Relaxed) && std::time::Instant::now() < deadline
+        });
+    Ok((conn, Interrupt(stop)))
+}
+
+/// Bytes of a SQLite row's values, read in place (nothing is copied).
+fn sqlite_row_bytes(row: &SqliteRow) -> usize {
+    (0..row.columns().len())
+        .map(|i| match row.try_get_raw(i) {
+            Ok(raw) if raw.is_null() => 0,
+            Ok(raw) => match raw.type_info().name() {
+                "INTEGER" | "REAL" => 8,
+                _ => <&[u8] as Decode<sqlx::Sqlite>>::decode(raw).map_or(0, <[u8]>::len),
+            },
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Reads up to `max` rows (then `truncated`), failing past `max_result_bytes`.
+async fn sqlite_collect<'c>(
+    mut stream: futures_util::stream::BoxStream<'c, Result<SqliteRow, sqlx::Error>>,
+    max: usize,
+    (tool, name, config): (&str, &str, &DatabaseConfig),
+) -> Result<(Vec<Value>, bool), NodeError> {
+    let limit = config.max_result_bytes();
+    let mut rows = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(row) = stream
+        .try_next()
+        .await
+        .map_err(|e| db_error(tool, name, config, e))?
+    {
+        if rows.len() == max {
+            return Ok((rows, true));
+        }
+        bytes = bytes.saturating_add(sqlite_row_bytes(&row));
+        if bytes > limit {
+            return Err(too_large(tool, name, config, rows.len()));
+        }
+        rows.push(sqlite_row(&row));
+    }
+    Ok((rows, false))
+}
+
+/// Sends PostgreSQL a cancel request for a call's statement when dropped while armed (the
+/// call's future went away mid-statement). The request names the backend and the
+/// transaction's own `application_name`, so it can never cancel a later user of the same
+/// connection.
+struct PgCancel {
+    opts: Arc<PgConnectOptions>,
+    pid: i32,
+    tag: String,
+    armed: bool,
+}
+
+/// Tells transactions of the tool pools apart in `pg_stat_activity`.
+static PG_TAGS: AtomicU64 = AtomicU64::new(0);
+
+impl Drop for PgCancel {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime left (the process is ending): `statement_timeout` still applies.
+            return;
+        };
+        let (opts, pid, tag) = (self.opts.clone(), self.pid, std::mem::take(&mut self.tag));
+        rt.spawn(async move {
+            use sqlx::Connection;
+            // A connection of its own: the pool may be full of the statements to cancel.
+            // When this fails, `statement_timeout` stops the statement.
+            if let Ok(mut c) = sqlx::PgConnection::connect_with(&opts).await {
+                let _ = sqlx::query(
+                    "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND application_name = $2",
+                )
+                .bind(pid)
+                .bind(&tag)
+                .execute(&mut c)
+                .await;
+                let _ = c.close().await;
+            }
+        });
     }
 }
 
@@ -740,45 +962,82 @@ fn pg_cast_placeholders(stmt: &mut Statement, types: &[String]) {
 }
 
 /// A transaction (`READ ONLY` when asked) in which `checked`'s placeholders are cast to the
-/// types PostgreSQL infers for them.
+/// types PostgreSQL infers for them, its statements stop after `statement_timeout_ms`, and
+/// the returned [`PgCancel`] (armed) cancels the running one if the call goes away.
 async fn pg_begin(
     pool: &PgPool,
+    config: &DatabaseConfig,
     checked: &mut Checked,
     params: usize,
     read_only: bool,
-) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, PgCancel), sqlx::Error> {
     let mut tx = pool.begin().await?;
     if read_only {
         sqlx::raw_sql("SET TRANSACTION READ ONLY")
             .execute(&mut *tx)
             .await?;
     }
+    let tag = format!(
+        "hilo-sql-{}-{}",
+        std::process::id(),
+        PG_TAGS.fetch_add(1, Ordering::Relaxed)
+    );
+    // `set_config(…, true)` is `SET LOCAL`: both end with the transaction.
+    let (pid, _, _): (i32, String, String) = sqlx::query_as(
+        "SELECT pg_backend_pid(), set_config('statement_timeout', $1, true), set_config('application_name', $2, true)",
+    )
+    .bind(config.statement_timeout_ms().to_string())
+    .bind(&tag)
+    .fetch_one(&mut *tx)
+    .await?;
+    let cancel = PgCancel {
+        opts: pool.connect_options(),
+        pid,
+        tag,
+        armed: true,
+    };
     let types = pg_param_types(&mut tx, &checked.sql(), params).await?;
     pg_cast_placeholders(&mut checked.statement, &types);
-    Ok(tx)
+    Ok((tx, cancel))
 }
 
+/// Runs `WITH {ctes} …`, where `ctes` defines `hilo_r(hilo_j)`, the rows as JSON text, and
+/// reads up to `max` rows (then `truncated`). A row's text is sent only when it fits in
+/// `max_result_bytes`, so a huge value never reaches hilo; readers put a `LIMIT` of `max + 1`
+/// in `hilo_r`, so an endless query ends.
 async fn pg_rows(
     conn: &mut sqlx::PgConnection,
-    sql: &str,
+    ctes: &str,
     params: &[Value],
     max: usize,
-) -> Result<(Vec<Value>, bool), sqlx::Error> {
-    let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.to_string()));
+    (tool, name, config): (&str, &str, &DatabaseConfig),
+) -> Result<(Vec<Value>, bool), NodeError> {
+    let limit = config.max_result_bytes();
+    let sql = format!(
+        "WITH {ctes} SELECT CASE WHEN octet_length(hilo_j) <= {limit} THEN hilo_j END, octet_length(hilo_j)::bigint FROM hilo_r"
+    );
+    let mut q = sqlx::query_as::<_, (Option<String>, i64)>(sqlx::AssertSqlSafe(sql));
     for p in params {
         q = q.bind(pg_text(p));
     }
     let mut stream = q.fetch(&mut *conn);
     let mut rows = Vec::new();
-    let mut truncated = false;
-    while let Some(text) = stream.try_next().await? {
+    let mut bytes = 0usize;
+    while let Some((text, len)) = stream
+        .try_next()
+        .await
+        .map_err(|e| db_error(tool, name, config, e))?
+    {
         if rows.len() == max {
-            truncated = true;
-            break;
+            return Ok((rows, true));
         }
+        bytes = bytes.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+        let (Some(text), false) = (text, bytes > limit) else {
+            return Err(too_large(tool, name, config, rows.len()));
+        };
         rows.push(serde_json::from_str(&text).unwrap_or(Value::String(text)));
     }
-    Ok((rows, truncated))
+    Ok((rows, false))
 }
 
 /// `query_database`: `{query, params?, connection?, max_rows?}` →
@@ -827,32 +1086,26 @@ impl Tool for QueryDatabase {
             .get("max_rows")
             .and_then(Value::as_u64)
             .map_or(limit, |m| (m as usize).min(limit));
-        let err = |e| db_error(TOOL, name, e);
+        let err = |e| db_error(TOOL, name, config, e);
         let (rows, truncated) = match &*self.dbs.pool(name, config, false)? {
             Pool::Sqlite(pool) => {
-                let sql = checked.sql();
-                let q = bind_sqlite(sqlx::query(sqlx::AssertSqlSafe(sql)), params);
-                let mut stream = q.fetch(pool);
-                let mut rows = Vec::new();
-                let mut truncated = false;
-                while let Some(row) = stream.try_next().await.map_err(err)? {
-                    if rows.len() == max {
-                        truncated = true;
-                        break;
-                    }
-                    rows.push(sqlite_row(&row));
-                }
-                (rows, truncated)
+                // `_stop` goes first when the call is dropped: the statement is interrupted.
+                let (mut conn, _stop) = sqlite_conn(pool, config).await.map_err(err)?;
+                let q = bind_sqlite(sqlx::query(sqlx::AssertSqlSafe(checked.sql())), params);
+                sqlite_collect(q.fetch(&mut *conn), max, (TOOL, name, config)).await?
             }
             Pool::Postgres(pool) => {
-                let mut tx = pg_begin(pool, &mut checked, params.len(), true)
+                let (mut tx, mut cancel) = pg_begin(pool, config, &mut checked, params.len(), true)
                     .await
                     .map_err(err)?;
-                let sql = format!(
-                    "SELECT row_to_json(hilo_q)::text FROM ({}) AS hilo_q",
-                    checked.sql()
+                let ctes = format!(
+                    "hilo_r(hilo_j) AS (SELECT row_to_json(hilo_q)::text FROM ({}) AS hilo_q LIMIT {})",
+                    checked.sql(),
+                    max.saturating_add(1)
                 );
-                let out = pg_rows(&mut tx, &sql, params, max).await.map_err(err)?;
+                let out = pg_rows(&mut tx, &ctes, params, max, (TOOL, name, config)).await;
+                cancel.armed = false;
+                let out = out?;
                 tx.rollback().await.map_err(err)?;
                 out
             }
@@ -961,7 +1214,7 @@ impl Tool for ExecuteSql {
         let own_returning = returning_of(&mut checked.statement)
             .map(|r| r.is_some())
             .unwrap_or(false);
-        let err = |e| db_error(TOOL, name, e);
+        let err = |e| db_error(TOOL, name, config, e);
         let table = match &checked.statement {
             Statement::Insert(i) => match &i.table {
                 TableObject::TableName(n) => Some(n.to_string()),
@@ -971,7 +1224,9 @@ impl Tool for ExecuteSql {
         };
         match &*self.dbs.pool(name, config, true)? {
             Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await.map_err(err)?;
+                // `_stop` goes first when the call is dropped: the statement is interrupted.
+                let (mut conn, _stop) = sqlite_conn(pool, config).await.map_err(err)?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(err)?;
                 let key = ["rowid".to_string()];
                 let add_key = checked.kind == StatementKind::Insert && !own_returning;
                 if add_key {
@@ -979,13 +1234,8 @@ impl Tool for ExecuteSql {
                 }
                 let q = bind_sqlite(sqlx::query(sqlx::AssertSqlSafe(checked.sql())), params);
                 let out = if own_returning || add_key {
-                    let rows: Vec<Value> = q
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(err)?
-                        .iter()
-                        .map(sqlite_row)
-                        .collect();
+                    let (rows, _) =
+                        sqlite_collect(q.fetch(&mut *tx), usize::MAX, (TOOL, name, config)).await?;
                     returned(rows, add_key.then_some(&key[..]))
                 } else {
                     let done = q.execute(&mut *tx).await.map_err(err)?;
@@ -995,9 +1245,10 @@ impl Tool for ExecuteSql {
                 Ok(out)
             }
             Pool::Postgres(pool) => {
-                let mut tx = pg_begin(pool, &mut checked, params.len(), false)
-                    .await
-                    .map_err(err)?;
+                let (mut tx, mut cancel) =
+                    pg_begin(pool, config, &mut checked, params.len(), false)
+                        .await
+                        .map_err(err)?;
                 let mut keys = Vec::new();
                 if checked.kind == StatementKind::Insert
                     && !own_returning
@@ -1009,20 +1260,22 @@ impl Tool for ExecuteSql {
                     }
                 }
                 let out = if own_returning || !keys.is_empty() {
-                    let sql = format!(
-                        "WITH hilo_q AS ({}) SELECT row_to_json(hilo_q)::text FROM hilo_q",
+                    let ctes = format!(
+                        "hilo_q AS ({}), hilo_r(hilo_j) AS (SELECT row_to_json(hilo_q)::text FROM hilo_q)",
                         checked.sql()
                     );
-                    let (rows, _) = pg_rows(&mut tx, &sql, params, usize::MAX)
-                        .await
-                        .map_err(err)?;
-                    returned(rows, (!own_returning).then_some(&keys[..]))
+                    let rows =
+                        pg_rows(&mut tx, &ctes, params, usize::MAX, (TOOL, name, config)).await;
+                    cancel.armed = false;
+                    returned(rows?.0, (!own_returning).then_some(&keys[..]))
                 } else {
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(checked.sql()));
                     for p in params {
                         q = q.bind(pg_text(p));
                     }
-                    let done = q.execute(&mut *tx).await.map_err(err)?;
+                    let done = q.execute(&mut *tx).await;
+                    cancel.armed = false;
+                    let done = done.map_err(err)?;
                     json!({"rows_affected": done.rows_affected(), "ids": [], "rows": []})
                 };
                 tx.commit().await.map_err(err)?;

@@ -1,7 +1,7 @@
 //! A real HTTP server for tests (feature `test-util`, never in the shipped binary): it binds
 //! 127.0.0.1 on a free port, records every request (method, path, headers, body) in arrival
-//! order, and answers from a script: per path, a queue of `(status, JSON body)` replies, then
-//! `200 {"ok": true, "id": "<path>-<n>"}`.
+//! order, and answers from a script: per path, a queue of replies (a status and JSON body, a
+//! redirect, or a reply after a delay), then `200 {"ok": true, "id": "<path>-<n>"}`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 pub struct Recorded {
     pub method: String,
     pub path: String,
+    /// The raw query string, if any.
+    pub query: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub body: Value,
 }
@@ -25,7 +27,7 @@ pub struct Recorded {
 #[derive(Default)]
 struct Shared {
     requests: Vec<Recorded>,
-    replies: HashMap<String, VecDeque<(u16, Value)>>,
+    replies: HashMap<String, VecDeque<Reply>>,
     counts: HashMap<String, u64>,
 }
 
@@ -42,6 +44,15 @@ impl Drop for TestServer {
     }
 }
 
+/// One scripted reply.
+#[derive(Debug, Clone)]
+struct Reply {
+    status: u16,
+    body: Value,
+    location: Option<String>,
+    delay_ms: u64,
+}
+
 fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -56,36 +67,52 @@ async fn handle(
     let path = uri.path().to_string();
     let body = serde_json::from_slice(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-    let mut s = lock(&shared);
-    s.requests.push(Recorded {
-        method: method.to_string(),
-        path: path.clone(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body,
-    });
-    let n = {
-        let c = s.counts.entry(path.clone()).or_insert(0);
-        *c += 1;
-        *c
-    };
-    let (status, reply) = s
-        .replies
-        .get_mut(&path)
-        .and_then(VecDeque::pop_front)
-        .unwrap_or_else(|| {
-            let id = format!("{}-{n}", path.trim_start_matches('/').replace('/', "-"));
-            (200, json!({"ok": true, "id": id}))
+    let reply = {
+        let mut s = lock(&shared);
+        s.requests.push(Recorded {
+            method: method.to_string(),
+            path: path.clone(),
+            query: uri.query().map(str::to_string),
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body,
         });
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(reply)).into_response()
+        let n = {
+            let c = s.counts.entry(path.clone()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        s.replies
+            .get_mut(&path)
+            .and_then(VecDeque::pop_front)
+            .unwrap_or_else(|| {
+                let id = format!("{}-{n}", path.trim_start_matches('/').replace('/', "-"));
+                Reply {
+                    status: 200,
+                    body: json!({"ok": true, "id": id}),
+                    location: None,
+                    delay_ms: 0,
+                }
+            })
+    };
+    if reply.delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(reply.delay_ms)).await;
+    }
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, axum::Json(reply.body)).into_response();
+    if let Some(l) = reply.location
+        && let Ok(v) = axum::http::HeaderValue::from_str(&l)
+    {
+        resp.headers_mut().insert(axum::http::header::LOCATION, v);
+    }
+    resp
 }
 
 impl TestServer {
@@ -112,7 +139,40 @@ impl TestServer {
             .replies
             .entry(path.to_string())
             .or_default()
-            .push_back((status, body));
+            .push_back(Reply {
+                status,
+                body,
+                location: None,
+                delay_ms: 0,
+            });
+    }
+
+    /// Queues a redirect (`status` with `Location: location`) for the next request to `path`.
+    pub fn redirect(&self, path: &str, status: u16, location: &str) {
+        lock(&self.shared)
+            .replies
+            .entry(path.to_string())
+            .or_default()
+            .push_back(Reply {
+                status,
+                body: json!({"redirect": location}),
+                location: Some(location.to_string()),
+                delay_ms: 0,
+            });
+    }
+
+    /// Queues a reply sent only after `delay_ms` (for timeouts).
+    pub fn reply_after(&self, path: &str, delay_ms: u64, status: u16, body: Value) {
+        lock(&self.shared)
+            .replies
+            .entry(path.to_string())
+            .or_default()
+            .push_back(Reply {
+                status,
+                body,
+                location: None,
+                delay_ms,
+            });
     }
 
     /// Every request so far, in arrival order.

@@ -6,11 +6,15 @@
 mod agents;
 mod builtins;
 mod crash;
+mod expr_limits;
+mod hardening;
 mod hil;
 mod mcp;
+mod poison;
 mod postgres;
 mod run;
 mod scale;
+mod secret_leak;
 mod serve;
 mod tools;
 

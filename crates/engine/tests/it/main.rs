@@ -8,5 +8,7 @@ mod drives;
 mod fairness;
 mod harness;
 mod hil;
+mod limits;
 mod nodes;
+mod quarantine;
 mod saga;

@@ -227,6 +227,41 @@ impl<'a> Run<'a> {
         input: Value,
         local: &Arc<[ToolDef]>,
     ) -> Result<Value, NodeError> {
+        let request = self.tool_request(tool, input, local);
+        self.rt.tools.execute(request).await
+    }
+
+    /// Refuses a call the model asked for with a tool the node does not give this agent
+    /// (`NOT_ALLOWED`), and records the refusal in the audit trail as the executor records
+    /// its own: tool, input, this agent's node and the reason.
+    pub(crate) fn refuse_tool(
+        &self,
+        tool: &str,
+        input: Value,
+        local: &Arc<[ToolDef]>,
+        offered: &[String],
+    ) -> NodeError {
+        // The name is the model's: kept short in the trail.
+        let tool = clip_name(tool);
+        let error = NodeError::new(
+            hilo_core::exec::codes::NOT_ALLOWED,
+            format!(
+                "agent node `{}` may not call tool `{tool}`: it is not one of the tools its node lists in `with.tools` ({})",
+                self.key(),
+                if offered.is_empty() {
+                    "none".to_string()
+                } else {
+                    offered.join(", ")
+                }
+            ),
+        );
+        let request = self.tool_request(&tool, input, local);
+        self.rt.tools.record_refusal(&request, &error);
+        error
+    }
+
+    /// A call of `tool` as this agent, with the time the node has left.
+    fn tool_request(&self, tool: &str, input: Value, local: &Arc<[ToolDef]>) -> ToolRequest {
         let base = &self.req.tool;
         let left = self
             .deadline
@@ -241,7 +276,7 @@ impl<'a> Run<'a> {
             attempt: base.attempt,
             compensation: false,
         };
-        let request = ToolRequest {
+        ToolRequest {
             ctx,
             tool: tool.to_string(),
             input,
@@ -252,8 +287,7 @@ impl<'a> Run<'a> {
             },
             timeout_ms: Some(left),
             local: local.clone(),
-        };
-        self.rt.tools.execute(request).await
+        }
     }
 
     /// The trace kept in the node's row: model calls, tokens, cost, and the agent's steps.
@@ -335,6 +369,14 @@ fn strip_fences(text: &str) -> &str {
     };
     let rest = rest.strip_prefix("json").unwrap_or(rest);
     rest.strip_suffix("```").unwrap_or(rest).trim()
+}
+
+/// A tool name a model made up, as stored: at most 100 characters.
+fn clip_name(name: &str) -> String {
+    match name.char_indices().nth(100) {
+        None => name.to_string(),
+        Some((i, _)) => format!("{}…", &name[..i]),
+    }
 }
 
 /// Keeps the first `max` characters of a text for a trace or a prompt.

@@ -1,10 +1,11 @@
 //! The `planner` agent: plan → execute → reflect, and again with the reason when the goal is
 //! not achieved, up to `max_retries` times (default 2).
 //!
-//! 1. **Plan**: one call answers JSON valid against [`plan_schema`]: steps, each a listed tool
-//!    and its input. An input value may be `${ steps.<id>.output… }` (JMESPath) or a Jinja
+//! 1. **Plan**: one call asked for JSON valid against [`plan_schema`]: steps, each a listed
+//!    tool and its input (the answer's shape is checked; its tools in step 2). An input value may be `${ steps.<id>.output… }` (JMESPath) or a Jinja
 //!    template over `{goal, steps}`, so later steps read earlier outputs.
-//! 2. **Execute**: each step through the tool executor, as this agent (only listed tools). A
+//! 2. **Execute**: each step through the tool executor, as this agent (only listed tools: a
+//!    plan with any other is refused whole, each such step audited as a `NOT_ALLOWED` call). A
 //!    failing step ends the attempt with its error as the reason.
 //! 3. **Reflect**: one call answers `{achieved, reason, answer}` about the results.
 //!
@@ -195,10 +196,14 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
             temperature: w.temperature,
             max_tokens: w.max_tokens,
         };
+        // The model is asked for listed tools only (`spec`), but the answer is checked for its
+        // shape alone: a step with another tool is refused below, and audited.
+        let mut shape = plan_schema(&listed);
+        shape["properties"]["steps"]["items"]["properties"]["tool"] = json!({"type": "string"});
         let plan = match structured(
             run,
             spec,
-            &plan_schema(&listed),
+            &shape,
             &[Capability::Chat, Capability::JsonSchema],
             "plan",
         )
@@ -220,6 +225,24 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
             .cloned()
             .unwrap_or_default();
         run.steps.push(json!({"attempt": attempt, "plan": plan}));
+        let refused: Vec<String> = steps
+            .iter()
+            .filter_map(|step| {
+                let tool = step.get("tool").and_then(Value::as_str)?;
+                if listed.iter().any(|l| l == tool) {
+                    return None;
+                }
+                let input = step.get("input").cloned().unwrap_or(json!({}));
+                Some(run.refuse_tool(tool, input, &local, &listed).message)
+            })
+            .collect();
+        if !refused.is_empty() {
+            // Nothing of such a plan runs; the next attempt is told why.
+            run.steps
+                .push(json!({"attempt": attempt, "plan_refused": refused}));
+            failures.push(format!("the plan was refused: {}", refused.join("; ")));
+            continue;
+        }
         let mut results = Map::new();
         let mut failed: Option<String> = None;
         for step in &steps {

@@ -3,10 +3,12 @@
 //! Each iteration is one model call offered the node's whitelisted tools. A reply that calls
 //! tools is acted on — every call through the tool executor, as this agent, so the whitelist,
 //! validation, limits and audit apply — and each result (or error) goes back to the model as
-//! the observation. A reply without tool calls is the answer: `{answer}`, or with
-//! `output_schema` the JSON it must match. The thought/action/observation chain is the
-//! node's trace. Limits: `max_iterations` model calls (default 8); the same tool with the same
-//! arguments a third time fails the node with `LOOP_DETECTED`.
+//! the observation. A call of a tool the node does not list is refused here (`NOT_ALLOWED`,
+//! the model's observation) and recorded in the audit trail like the executor's refusals. A
+//! reply without tool calls is the answer: `{answer}`, or with `output_schema` the JSON it
+//! must match. The thought/action/observation chain is the node's trace. Limits:
+//! `max_iterations` model calls (default 8); the same tool with the same arguments a third
+//! time fails the node with `LOOP_DETECTED`.
 //!
 //! Default profile: `balanced`.
 
@@ -118,8 +120,12 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
                     ),
                 }
             } else {
+                // Refused here (the model was not offered it), and audited like a refusal
+                // of the executor: a prompt-injected attempt leaves its trace.
+                let offered: Vec<String> = names.values().cloned().collect();
+                let e = run.refuse_tool(&call.name, call.arguments.clone(), &local, &offered);
                 (
-                    json!({"error": {"code": "NOT_ALLOWED", "message": format!("`{}` is not one of your tools", call.name)}}),
+                    json!({"error": {"code": e.code, "message": format!("`{}` is not one of your tools", call.name)}}),
                     false,
                 )
             };

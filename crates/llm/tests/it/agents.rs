@@ -60,6 +60,7 @@ struct Fx {
     store: Arc<dyn Store>,
     router: Arc<Router>,
     rt: LlmRuntime,
+    executor: hilo_tools::Executor,
     tool_calls: Arc<Mutex<Vec<(String, Value)>>>,
     _dir: tempfile::TempDir,
 }
@@ -126,12 +127,13 @@ async fn fx(extra: Value) -> Fx {
         .audit(hilo_tools::AuditSink::spawn(store.clone()))
         .build()
         .unwrap();
-    let rt = LlmRuntime::new(router.clone(), Arc::new(executor));
+    let rt = LlmRuntime::new(router.clone(), Arc::new(executor.clone()));
     Fx {
         fake,
         store,
         router,
         rt,
+        executor,
         tool_calls,
         _dir: dir,
     }
@@ -295,10 +297,28 @@ async fn a_tenant_limited_to_some_models_is_routed_among_those_only() {
         "oa-small"
     );
     let rows = ledger(&fx).await;
-    let excluded = rows[0].decision["excluded"].to_string();
+    // The refusal is in the ledger, with what was excluded and why; then the call made.
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0].success,
+            rows[0].error_code.as_deref(),
+            rows[0].cost_nanos
+        ),
+        (false, Some("NOT_CONFIGURED"), 0)
+    );
+    let refused = rows[0].decision["excluded"].to_string();
+    assert!(
+        refused.contains("tenant `acme` may not use it"),
+        "{refused}"
+    );
+    assert_eq!(rows[1].model, "oa-small");
+    let excluded = rows[1].decision["excluded"].to_string();
     assert!(excluded.contains("an-mid"), "{excluded}");
-    // A named model is checked the same way.
+    // A named model is checked the same way, and its refusal names it.
     assert!(chat(&fx, Target::Model("oa-big".into())).await.is_err());
+    let last = ledger(&fx).await.pop().unwrap();
+    assert_eq!((last.model.as_str(), last.success), ("oa-big", false));
     // Another tenant gets the `*` list.
     let spec = ChatSpec {
         messages: vec![hilo_llm::provider::Message::user("hello")],
@@ -459,6 +479,31 @@ async fn over_budget_calls_are_downgraded_then_refused() {
     assert_eq!(e.code, "BUDGET_EXCEEDED");
     assert!(e.message.contains("daily budget"), "{}", e.message);
     assert_eq!(fx.fake.requests().len(), before);
+    // The refusal is in the ledger: the model refused, nothing spent, the budget left.
+    let calls = ledger(&fx).await;
+    assert_eq!(calls.len(), 2);
+    let refused = calls.iter().find(|c| !c.success).unwrap();
+    assert_eq!(refused.error_code.as_deref(), Some("BUDGET_EXCEEDED"));
+    assert_eq!(refused.model, "oa-big");
+    assert_eq!(refused.provider, "oa");
+    assert_eq!((refused.cost_nanos, refused.input_tokens), (0, 0));
+    assert!(refused.estimated_cost_nanos > 0);
+    assert_eq!(refused.profile.as_deref(), Some("powerful"));
+    assert_eq!(refused.node_key.as_deref(), Some("agent"));
+    assert_eq!(refused.decision["budget"]["window"], "daily");
+    assert!(
+        refused.decision["refused"]
+            .as_str()
+            .unwrap()
+            .contains("on_exceed"),
+        "{}",
+        refused.decision
+    );
+    // Refusals cost nothing: the budget left is what the paid call left.
+    let e2 = chat(&fx, Target::Profile("powerful".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(e2.message, e.message);
 }
 
 async fn fx_refusing() -> Fx {
@@ -551,6 +596,139 @@ async fn a_reasoning_agent_acts_through_the_executor_and_keeps_its_chain() {
     assert!(steps[1]["observation"].as_str().unwrap().contains("Rome"));
     assert_eq!(steps[2]["answer"], true);
     assert_eq!(trace["model"], "an-mid");
+}
+
+/// A prompt-injected model asks for tools its node does not list: a safe one (which the
+/// executor's own rules would let a reasoning agent use) and a dangerous one. Neither runs,
+/// the model hears `NOT_ALLOWED` and goes on, and each attempt is an audit row naming the
+/// tool, the agent's node and the reason.
+#[tokio::test]
+async fn a_reasoning_agents_attempts_at_unlisted_tools_are_refused_and_audited() {
+    let fx = fx(json!({})).await;
+    fx.fake.script(
+        "mid",
+        Reply::tool_calls(
+            vec![
+                ("advise", json!({"temp_c": 18})),
+                ("execute_sql", json!({"query": "DELETE FROM users"})),
+            ],
+            100,
+            20,
+        ),
+    );
+    fx.fake
+        .script("mid", Reply::text("I cannot do that.", 150, 10));
+    let run = fx
+        .rt
+        .run(request(
+            AgentKind::Reasoning,
+            json!({"task": "What is the weather in Paris?", "tools": ["weather"]}),
+        ))
+        .await;
+    assert_eq!(run.result.unwrap(), json!({"answer": "I cannot do that."}));
+    assert!(fx.tool_calls.lock().unwrap().is_empty());
+    // The model was told, as the observation of each call.
+    let second = fx.fake.requests()[1].body.to_string();
+    assert!(second.contains("NOT_ALLOWED"), "{second}");
+    let steps = run.trace.unwrap()["steps"].as_array().unwrap().clone();
+    assert_eq!(steps[0]["ok"], false);
+    assert_eq!(steps[1]["action"]["tool"], "execute_sql");
+
+    fx.executor.flush_audit().await.unwrap();
+    let rows = fx
+        .store
+        .audit("acme", &hilo_core::tool::AuditFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (row, tool) in rows.iter().zip(["advise", "execute_sql"]) {
+        assert_eq!(row.tool, tool);
+        assert_eq!(row.status, hilo_core::tool::AuditStatus::Error);
+        assert_eq!(row.error_code.as_deref(), Some("NOT_ALLOWED"));
+        assert_eq!(row.agent.as_deref(), Some("agent"));
+        assert_eq!(row.node_key, "agent");
+        assert_eq!(row.execution_id, "exec-1");
+        assert!(
+            row.idempotency_key
+                .starts_with(&format!("exec-1:agent:{tool}:"))
+        );
+        let why = row.error_message.as_deref().unwrap();
+        assert!(
+            why.contains(&format!("may not call tool `{tool}`"))
+                && why.contains("`with.tools` (weather)"),
+            "{why}"
+        );
+        assert!(row.output.is_none());
+    }
+    assert_eq!(rows[1].input, json!({"query": "DELETE FROM users"}));
+}
+
+/// A planner whose plan uses a tool its node does not list: nothing of that plan runs, the
+/// refusal is audited, and the next attempt (told why) succeeds.
+#[tokio::test]
+async fn a_planners_plan_with_an_unlisted_tool_is_refused_audited_and_replanned() {
+    let fx = fx(json!({})).await;
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"steps": [
+                {"id": "w", "tool": "weather", "input": {"city": "Paris"}},
+                {"id": "x", "tool": "execute_sql", "input": {"query": "DROP TABLE users"}},
+            ]}),
+            300,
+            40,
+        ),
+    );
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"steps": [{"id": "w", "tool": "weather", "input": {"city": "Paris"}}]}),
+            300,
+            40,
+        ),
+    );
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"achieved": true, "reason": "found", "answer": "18 °C"}),
+            200,
+            20,
+        ),
+    );
+    let run = fx
+        .rt
+        .run(request(
+            AgentKind::Planner,
+            json!({"goal": "Weather in Paris?", "tools": ["weather"]}),
+        ))
+        .await;
+    let out = run.result.unwrap();
+    assert_eq!(out["attempts"], 2);
+    // Only the second plan's step ran.
+    assert_eq!(fx.tool_calls.lock().unwrap().len(), 1);
+    let replan = fx.fake.requests()[1].body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        replan.contains("may not call tool `execute_sql`"),
+        "{replan}"
+    );
+    fx.executor.flush_audit().await.unwrap();
+    let rows = fx
+        .store
+        .audit("acme", &hilo_core::tool::AuditFilter::default())
+        .await
+        .unwrap();
+    let refused: Vec<_> = rows
+        .iter()
+        .filter(|r| r.error_code.as_deref() == Some("NOT_ALLOWED"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{rows:?}");
+    assert_eq!(refused[0].tool, "execute_sql");
+    assert_eq!(refused[0].agent.as_deref(), Some("agent"));
+    assert_eq!(refused[0].input, json!({"query": "DROP TABLE users"}));
+    assert_eq!(rows.len(), 2, "the refusal and the weather call: {rows:?}");
 }
 
 #[tokio::test]

@@ -400,6 +400,8 @@ pub async fn messages(
 ) -> ApiResult<Json<MessageList>> {
     caller.require(Scope::Read)?;
     let limit = crate::api::params::limit(q.limit, 200, 1000)?;
+    // An unknown conversation is 404, as on its siblings (not an empty list).
+    state.store().get_conversation(&caller.tenant, &id).await?;
     let items = state
         .store()
         .list_messages(&caller.tenant, &id, after_seq(q.after)?, limit)

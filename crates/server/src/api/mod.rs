@@ -22,7 +22,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "hilo",
-        description = "Durable AI-agent workflows with humans in the loop. Every call but /health, /ready, /metrics and /openapi.json needs `Authorization: Bearer <API key>` (`hilo keys create`). Errors are `{\"error\": {\"code\", \"message\", \"details\"}}`.",
+        description = "Durable AI-agent workflows with humans in the loop. Every call but /health, /ready and /openapi.json needs `Authorization: Bearer <API key>` (`hilo keys create`). Errors are `{\"error\": {\"code\", \"message\", \"details\"}}`.",
         license(name = "Apache-2.0")
     ),
     servers((url = "/api/v1")),
@@ -98,11 +98,11 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(info::search_tools))
         .routes(routes!(info::agents))
         .routes(routes!(info::audit))
-        .routes(routes!(info::costs));
+        .routes(routes!(info::costs))
+        .routes(routes!(ops::metrics));
     let public = OpenApiRouter::new()
         .routes(routes!(ops::health))
-        .routes(routes!(ops::ready))
-        .routes(routes!(ops::metrics));
+        .routes(routes!(ops::ready));
     (private, public)
 }
 

@@ -1,16 +1,19 @@
-//! Operations: `/health` (the process answers), `/ready` (store reachable, schema current,
-//! providers known), `/metrics` (Prometheus text) and `/openapi.json`. No API key needed;
-//! none of them shows a tenant's data.
+//! Operations: `/health` (the process answers), `/ready` (store reachable and healthy, schema
+//! current, the embedded worker claiming work; providers known), `/metrics` (Prometheus text)
+//! and `/openapi.json`. Only `/metrics` needs an API key (`admin`: it names every tenant's
+//! workflows); the others show no tenant's data and no path.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use hilo_core::access::Scope;
 use hilo_engine::now_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -34,9 +37,17 @@ pub async fn health() -> Json<Health> {
 pub struct Ready {
     /// `ready` or `not_ready`.
     pub status: String,
-    /// store: {ok, backend, schema_applied, schema_expected, error?}.
+    /// Why not ready: a coarse reason for each failing check (no paths, no details: the
+    /// server's log has those).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// store: {ok, schema_applied?, schema_expected?, code?}.
     #[schema(value_type = Object)]
     pub store: Value,
+    /// The embedded worker: {ok, running, failures}.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub worker: Value,
     /// Configured LLM providers: kind and whether their key is available.
     #[schema(value_type = Vec<Object>)]
     pub providers: Vec<Value>,
@@ -44,7 +55,13 @@ pub struct Ready {
     pub running: u64,
 }
 
-/// Ready to serve: the store answers and its schema is this build's. 503 otherwise.
+/// A worker whose claim loop has not come round for this long is stuck.
+const WORKER_STALL_MS: i64 = 30_000;
+
+/// Ready to serve: the store answers, its schema is this build's and nothing keeps it from
+/// working (a step-log record no fold can get past), and the embedded worker claims work
+/// (its last claims did not fail, its loop is not stuck). 503 otherwise, with a coarse
+/// reason per failing check; the details go to the log.
 #[utoipa::path(get, path = "/ready", tag = "ops",
     responses(
         (status = 200, body = Ready),
@@ -53,21 +70,54 @@ pub struct Ready {
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let store = state.store();
-    let (ok, store_json) = match store.schema_status().await {
-        Ok(s) => (
-            s.applied == s.expected,
-            json!({
-                "ok": s.applied == s.expected,
-                "backend": store.describe(),
-                "schema_applied": s.applied,
-                "schema_expected": s.expected,
-            }),
-        ),
-        Err(e) => (
-            false,
-            json!({"ok": false, "backend": store.describe(), "error": e.code()}),
-        ),
+    let mut reasons = Vec::new();
+    let mut store_json = match store.schema_status().await {
+        Ok(s) => json!({
+            "ok": s.applied == s.expected,
+            "schema_applied": s.applied,
+            "schema_expected": s.expected,
+        }),
+        Err(e) => {
+            tracing::warn!(code = e.code(), "readiness: the store does not answer: {e}");
+            json!({"ok": false, "code": e.code()})
+        }
     };
+    if store_json["ok"] == true {
+        if let Err(e) = store.health().await {
+            tracing::warn!(code = e.code(), "readiness: the store is not healthy: {e}");
+            store_json["ok"] = json!(false);
+            store_json["code"] = json!(e.code());
+            reasons.push(match e {
+                hilo_core::StoreError::Unhealthy(what) if what.contains("step log") => {
+                    "store: the step log holds a record this build cannot fold (see the server log)"
+                        .to_string()
+                }
+                _ => "store: not healthy (see the server log)".to_string(),
+            });
+        }
+    } else if store_json.get("code").is_some() {
+        reasons.push("store: the database does not answer".to_string());
+    } else {
+        reasons.push("store: the database schema is not this build's".to_string());
+    }
+    let health = state.engine().worker_health();
+    let worker_problem = health.problem(now_ms(), WORKER_STALL_MS);
+    if let Some(p) = &worker_problem {
+        tracing::warn!("readiness: {p}");
+        reasons.push(if health.failures > 0 {
+            format!(
+                "worker: claiming work failed {} time(s) in a row",
+                health.failures
+            )
+        } else {
+            "worker: its claim loop is stuck".to_string()
+        });
+    }
+    let worker_json = json!({
+        "ok": worker_problem.is_none(),
+        "running": health.running,
+        "failures": health.failures,
+    });
     let providers = state
         .llm()
         .providers
@@ -86,9 +136,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             json!({"name": name, "kind": kind, "key": key})
         })
         .collect();
+    let ok = reasons.is_empty();
     let body = Ready {
         status: if ok { "ready" } else { "not_ready" }.into(),
+        reasons,
         store: store_json,
+        worker: worker_json,
         providers,
         running: state.runs().len() as u64,
     };
@@ -100,11 +153,19 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Prometheus metrics (text format 0.0.4).
+/// Prometheus metrics (text format 0.0.4). They name every tenant and workflow, so they need
+/// an API key with the `admin` scope (Prometheus: `authorization: {credentials: <key>}`).
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Prometheus text", content((String = "text/plain"))))
+    responses((status = 200, description = "Prometheus text", content((String = "text/plain")))),
+    security(("api_key" = []))
 )]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    if let Err(e) = caller.require(Scope::Admin) {
+        return e.into_response();
+    }
     if let Ok(depth) = state.store().queue_depth(now_ms()).await {
         metrics::gauge!("hilo_queue_depth").set(depth as f64);
     }

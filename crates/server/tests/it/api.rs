@@ -576,7 +576,7 @@ async fn health_ready_metrics_and_openapi() {
     let (code, v) = s.get("", "/ready").await;
     assert_eq!((code, v["status"].as_str()), (200, Some("ready")), "{v}");
     assert_eq!(v["store"]["schema_applied"], v["store"]["schema_expected"]);
-    let (code, m) = s.get("", "/metrics").await;
+    let (code, m) = s.get(&admin, "/metrics").await;
     assert_eq!(code, 200);
     let m = m.as_str().unwrap();
     for name in [

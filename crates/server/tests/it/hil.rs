@@ -686,6 +686,7 @@ async fn approvals_share_the_inbox_and_replies_reach_the_callback_signed() {
     let text = s
         .http
         .get(s.url("/metrics"))
+        .bearer_auth(&admin)
         .send()
         .await
         .unwrap()

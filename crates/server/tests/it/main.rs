@@ -5,6 +5,8 @@
 mod api;
 mod client;
 mod common;
+mod hardening;
 mod hil;
 mod live;
+mod ops;
 mod queue;

@@ -9,6 +9,7 @@ mod conformance;
 mod conformance_exec;
 mod conformance_hil;
 mod conformance_more;
+mod conformance_quarantine;
 mod exec;
 mod pg;
 mod step_log;
@@ -103,4 +104,77 @@ async fn sqlite_running_limits() {
         .unwrap()
         .with_running_limits(conformance_exec::test_running_limits());
     conformance_exec::running_limits_hold_back_a_tenants_claims(&store).await;
+}
+
+/// The database holds the audit trail: its file, -wal, -shm, the step-log directory and its
+/// segments are the owner's only, whatever the umask, and a directory the store creates too.
+#[tokio::test]
+async fn sqlite_files_are_private() {
+    use hilo_core::exec::{
+        Commit, ExecMeta, ExecStatus, ExecUpdate, ExecutionStore, Lease, NewExecution,
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new/hilo.db");
+    let store = SqliteStore::open(&path, Durability::Normal).await.unwrap();
+    let now = hilo_core::store::now_ms();
+    let new = NewExecution {
+        id: "x".into(),
+        tenant: "default".into(),
+        workflow: "wf".into(),
+        version: 1,
+        input: serde_json::json!({}),
+        parent: None,
+        definition: None,
+        lease: Some(Lease {
+            owner: "me".into(),
+            expires_at: now + 60_000,
+        }),
+        meta: ExecMeta::default(),
+        created_at: now,
+    };
+    assert!(store.create_execution(new, Vec::new()).await.unwrap());
+    // A step: appended to a step-log segment.
+    let step = Commit {
+        execution_id: "x".into(),
+        owner: "me".into(),
+        exec: ExecUpdate {
+            status: ExecStatus::Running,
+            output: None,
+            error: None,
+            last_seq: 1,
+            runnable_at: None,
+            finished_at: None,
+            meta: ExecMeta::default(),
+            release: false,
+            unchanged: true,
+        },
+        events: Vec::new(),
+        nodes: Vec::new(),
+        vars: vec![("v".into(), serde_json::json!(1))],
+        new_tasks: Vec::new(),
+        closed_tasks: Vec::new(),
+        children: Vec::new(),
+        notify_parent: None,
+        consumed_signals: Vec::new(),
+    };
+    store.commit_batch(vec![step]).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let steps = dir.path().join("new/hilo.db-steps");
+    let segment = std::fs::read_dir(&steps)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .unwrap()
+        .path();
+    for (p, want) in [
+        (dir.path().join("new"), 0o700),
+        (path.clone(), 0o600),
+        (dir.path().join("new/hilo.db-wal"), 0o600),
+        (dir.path().join("new/hilo.db-shm"), 0o600),
+        (steps.clone(), 0o700),
+        (segment, 0o600),
+    ] {
+        assert_eq!(mode(&p), want, "{} is {:o}", p.display(), mode(&p));
+    }
 }

@@ -63,6 +63,32 @@ pub enum McpTransport<'a> {
 }
 
 impl McpServerConfig {
+    /// The configured values that are credentials: secret-named headers (`Authorization`,
+    /// `X-Api-Key`, …) and their token after the scheme (`Bearer x` → `x`), secret-named
+    /// environment variables, and the URL's password. The executor scrubs them from every
+    /// outcome of this server's tools.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (k, v) in self.headers.iter().chain(self.env.iter()) {
+            if crate::redact::is_secret_key(k) {
+                out.push(v.clone());
+                if let Some((_, token)) = v.split_once(' ') {
+                    out.push(token.trim().to_string());
+                }
+            }
+        }
+        if let Some(p) = self
+            .url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .and_then(|u| u.password().map(str::to_string))
+        {
+            out.push(p);
+        }
+        out.retain(|v| !v.is_empty());
+        out
+    }
+
     /// A server started as `command args…`.
     pub fn stdio(command: impl Into<String>, args: &[&str]) -> McpServerConfig {
         McpServerConfig {

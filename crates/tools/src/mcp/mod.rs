@@ -540,6 +540,10 @@ impl Tool for McpTool {
                 format!("the input of `{}` must be an object", self.spec.name),
             ));
         };
+        // The server's configured credentials are secrets of every call to it.
+        for v in self.server.config.secret_values() {
+            crate::secrets::note_used(&v);
+        }
         let peer = self.server.peer().await?;
         let mut meta = MetaObject::new();
         meta.0.insert(

@@ -32,7 +32,7 @@ async fn the_outbox_gets_one_eml_per_idempotency_key() {
         .unwrap();
     assert_eq!(out["transport"], "file");
     assert_eq!(out["already_sent"], false);
-    assert_eq!(out["message_id"], "<exec-1-notify@example.com>");
+    assert_eq!(out["message_id"], "<exec-1%3Anotify@example.com>");
     let path = std::path::PathBuf::from(out["path"].as_str().unwrap());
     let eml = std::fs::read_to_string(&path).unwrap();
     assert!(eml.contains("From: Shop <shop@example.com>"), "{eml}");
@@ -42,7 +42,7 @@ async fn the_outbox_gets_one_eml_per_idempotency_key() {
     );
     assert!(eml.contains("Subject: Your refund"), "{eml}");
     assert!(
-        eml.contains("Message-ID: <exec-1-notify@example.com>"),
+        eml.contains("Message-ID: <exec-1%3Anotify@example.com>"),
         "{eml}"
     );
     assert!(eml.contains("multipart/alternative"), "{eml}");
@@ -135,7 +135,7 @@ async fn smtp_delivers_with_the_stored_password_and_maps_refusals() {
     assert!(
         mails[0]
             .data
-            .contains("Message-ID: <exec-9-notify@example.com>")
+            .contains("Message-ID: <exec-9%3Anotify@example.com>")
     );
     // A permanent refusal is not retried.
     let e = ex
@@ -158,4 +158,69 @@ async fn smtp_delivers_with_the_stored_password_and_maps_refusals() {
         .unwrap_err();
     assert_eq!(e.code, codes::UPSTREAM_ERROR, "{}", e.message);
     assert!(e.retryable);
+}
+
+/// Keys that the old naming folded together (`[`, `]`, `/`, `#`, `%` all became `-`), long
+/// keys that differ only at the end, and non-ASCII keys: each gets its own outbox file, and
+/// each retry finds its own.
+#[tokio::test]
+async fn outbox_names_are_injective_in_the_idempotency_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ExecutorConfig::default();
+    c.email = EmailSettings {
+        from: Some("shop@example.com".into()),
+        outbox: Some(dir.path().join("outbox")),
+        smtp: None,
+    };
+    let ex = Executor::builder(c).build().unwrap();
+    let long = "x".repeat(400);
+    let keys = [
+        "exec:each[0]/mail".to_string(),
+        "exec:each-0--mail".to_string(),
+        "exec:a#compensate".to_string(),
+        "exec:a-compensate".to_string(),
+        "exec:a%23compensate".to_string(),
+        "exec:a%2523compensate".to_string(),
+        "exec:..".to_string(),
+        "exec:ñandú/ü".to_string(),
+        format!("exec:{long}1"),
+        format!("exec:{long}2"),
+        // The first 150 encoded bytes of these are equal; the hash tells them apart.
+        format!("exec:{}a", "/".repeat(100)),
+        format!("exec:{}b", "/".repeat(100)),
+    ];
+    let mut paths = std::collections::BTreeSet::new();
+    for (i, key) in keys.iter().enumerate() {
+        let input = json!({"to": "ana@example.com", "subject": format!("mail {i}"), "text": "hi"});
+        let out = ex.execute(req(key, input)).await.unwrap();
+        assert_eq!(out["already_sent"], false, "{key}: {out}");
+        let path = std::path::PathBuf::from(out["path"].as_str().unwrap());
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(name.len() <= 255, "{key}: {name}");
+        assert!(!name.contains('/'), "{name}");
+        let eml = std::fs::read_to_string(&path).unwrap();
+        assert!(eml.contains(&format!("Subject: mail {i}")), "{key}: {eml}");
+        assert!(paths.insert(name), "{key} shares a file");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("outbox"))
+            .unwrap()
+            .count(),
+        keys.len()
+    );
+    // Retries find their own file, and only theirs.
+    for (i, key) in keys.iter().enumerate() {
+        let input = json!({"to": "ana@example.com", "subject": format!("mail {i}"), "text": "hi"});
+        let out = ex.execute(req(key, input)).await.unwrap();
+        assert_eq!(out["already_sent"], true, "{key}");
+        let eml = std::fs::read_to_string(out["path"].as_str().unwrap()).unwrap();
+        assert!(eml.contains(&format!("Subject: mail {i}")), "{key}");
+    }
+    // The encoding itself: `%` is encoded, kept characters stay readable.
+    assert_eq!(
+        hilo_tools::email::key_part("e:a#b%c.d_e-f"),
+        "e%3Aa%23b%25c.d_e-f"
+    );
+    let hashed = hilo_tools::email::key_part(&format!("exec:{long}"));
+    assert!(hashed.len() < 230 && hashed.contains('~'), "{hashed}");
 }

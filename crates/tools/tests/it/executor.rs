@@ -358,6 +358,37 @@ async fn circuit_breaker_opens_half_opens_and_closes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn one_tenants_failures_never_open_the_circuit_for_another() {
+    let f = fixture(
+        ToolClass::Safe,
+        settings(
+            "probe",
+            ToolSettings {
+                circuit: Some(CircuitSettings {
+                    failures: 2,
+                    open_ms: 60_000,
+                }),
+                ..ToolSettings::default()
+            },
+        ),
+    );
+    f.fail.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        f.ex.execute(req("probe", json!({}))).await.unwrap_err();
+    }
+    let e = f.ex.execute(req("probe", json!({}))).await.unwrap_err();
+    assert_eq!(e.code, codes::CIRCUIT_OPEN);
+    assert!(e.message.contains("tenant `"), "{}", e.message);
+    // Another tenant's calls still reach the tool (and succeed once it is healthy).
+    f.fail.store(false, Ordering::SeqCst);
+    let mut other = req("probe", json!({}));
+    other.ctx.tenant = "someone-else".into();
+    f.ex.execute(other).await.unwrap();
+    let e = f.ex.execute(req("probe", json!({}))).await.unwrap_err();
+    assert_eq!(e.code, codes::CIRCUIT_OPEN);
+}
+
+#[tokio::test(start_paused = true)]
 async fn timeouts_node_first_then_tool_default() {
     let f = fixture(
         ToolClass::Safe,

@@ -9,6 +9,7 @@
 mod email;
 mod executor;
 mod http;
+mod leaks;
 mod mcp;
 mod sql;
 mod vault;

@@ -1,0 +1,105 @@
+//! Standard output and error that never panic. `println!` panics when stdout is a pipe its
+//! reader closed (`hilo executions list | head`); every command prints through [`outln!`] and
+//! [`out!`] instead (and [`errln!`] for stderr). The first failed write closes our side: later output is dropped (the
+//! command still finishes what it does, durably) and `main` exits quietly for a broken pipe,
+//! or reports any other write error.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `print!` that never panics.
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::out::write(format_args!($($t)*), false)
+    };
+}
+
+/// `println!` that never panics.
+macro_rules! outln {
+    () => {
+        $crate::out::write(format_args!(""), true)
+    };
+    ($($t:tt)*) => {
+        $crate::out::write(format_args!($($t)*), true)
+    };
+}
+
+/// `eprintln!` that never panics: a closed stderr (`2>&1 | head`) loses the message, never
+/// the command.
+macro_rules! errln {
+    ($($t:tt)*) => {
+        $crate::out::err(format_args!($($t)*))
+    };
+}
+
+static CLOSED: AtomicBool = AtomicBool::new(false);
+/// A write error other than a broken pipe, for `main` to report.
+static FAILURE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Writes `args` (and a newline) to stdout unless an earlier write failed.
+pub fn write(args: std::fmt::Arguments<'_>, newline: bool) {
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let r = out.write_fmt(args).and_then(|()| {
+        if newline {
+            out.write_all(b"\n")
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = r {
+        closed(&e);
+    }
+}
+
+/// Writes raw bytes (generated text) to stdout unless an earlier write failed.
+pub fn write_bytes(bytes: &[u8]) {
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = std::io::stdout().lock().write_all(bytes) {
+        closed(&e);
+    }
+}
+
+/// Writes `args` and a newline to stderr; errors are dropped (there is nowhere left to say
+/// them).
+pub fn err(args: std::fmt::Arguments<'_>) {
+    let mut e = std::io::stderr().lock();
+    let _ = e.write_fmt(args).and_then(|()| e.write_all(b"\n"));
+}
+
+fn closed(e: &std::io::Error) {
+    CLOSED.store(true, Ordering::Relaxed);
+    if e.kind() != std::io::ErrorKind::BrokenPipe
+        && let Ok(mut f) = FAILURE.lock()
+        && f.is_none()
+    {
+        *f = Some(e.to_string());
+    }
+}
+
+/// Flushes stdout; `Err` with the message of a write that failed for another reason than a
+/// closed pipe (a full disk, say).
+pub fn finish() -> Result<(), String> {
+    if !CLOSED.load(Ordering::Relaxed)
+        && let Err(e) = std::io::stdout().lock().flush()
+    {
+        closed(&e);
+    }
+    match FAILURE.lock() {
+        Ok(mut f) => f.take().map_or(Ok(()), Err),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Whether `e` (or what caused it) is a write to a closed pipe.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
