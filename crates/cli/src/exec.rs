@@ -658,6 +658,11 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
 const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
+    // Tool calls, MCP servers and the store's files all take descriptors: a long-running
+    // worker gets the soft limit raised to the hard one, as `hilo serve` does.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        errln!("warning: cannot read or raise the limit of open files: {e}");
+    }
     let config = config(g)?;
     let (engine, store) = engine(g, &config).await?;
     progress(&engine, None);

@@ -147,6 +147,10 @@ impl Modify for CommonErrors {
                 }
                 if op.request_body.is_some() {
                     codes.push(("413", "The body is larger than [server] max_body_bytes"));
+                    codes.push((
+                        "408",
+                        "The body did not arrive within [server] body_read_timeout_ms",
+                    ));
                     codes.push(("415", "The body is not in a media type this call takes"));
                     codes.push(("422", "The body does not have the fields this call takes"));
                 }
