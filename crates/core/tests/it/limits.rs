@@ -381,3 +381,14 @@ fn nested_projections_found_by_the_fuzzer_hit_the_work_limit() {
     let state = json!({"input": String::from_utf8_lossy(&d[i + 1..])});
     assert_eq!(eval(e, &state).unwrap_err().limit(), Some(Limit::Work));
 }
+
+#[test]
+fn many_projected_multi_lists_found_by_the_fuzzer_end_within_the_budget() {
+    // Found by `expr_eval` (a timeout under the sanitizer on a loaded machine): projections
+    // of multi-lists over a long string build and drop many small values.
+    let d = include_bytes!("../../../../fuzz/seeds/expr_eval/regression-shared-drop");
+    let i = d.iter().position(|b| *b == 0).unwrap();
+    let e = std::str::from_utf8(&d[..i]).unwrap();
+    let state = json!({"input": String::from_utf8_lossy(&d[i + 1..])});
+    assert_eq!(eval(e, &state).unwrap_err().limit(), Some(Limit::Work));
+}
