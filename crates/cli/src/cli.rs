@@ -249,6 +249,10 @@ pub enum Command {
     /// Humans in the loop: conversations, human agents, the queue, KPIs (through --server).
     #[command(subcommand)]
     Hil(HilCommand),
+    /// Start a project in DIR (default: here): a commented hilo.toml, a workflow, a test input,
+    /// the workflow JSON Schema for editors and a README of next steps. It runs as written, with
+    /// no API key. Exit 2, writing nothing, if a file exists (unless --force).
+    Init(crate::init::InitArgs),
     /// Print a shell completion script, e.g. `hilo completions bash > ~/.local/share/bash-completion/completions/hilo`.
     Completions {
         #[arg(value_enum)]

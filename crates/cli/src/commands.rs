@@ -20,6 +20,10 @@ use crate::config::Config;
 pub async fn run(cli: Cli) -> Result<(), Exit> {
     let g = &cli.global;
     crate::secrets::set_data_dir(g);
+    // Writes files only: no store, no configuration, local even with --server.
+    if let Command::Init(args) = &cli.command {
+        return crate::init::init(args);
+    }
     if crate::hil::is_hil(&cli.command) {
         return crate::hil::run(g, cli.command).await;
     }
@@ -67,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             only,
             reps,
         } => crate::bench::run(json, quick, only, reps).await,
+        Command::Init(args) => crate::init::init(&args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "hilo", &mut script);

@@ -1,6 +1,14 @@
-//! `hilo.toml`: the installation's configuration. This issue reads the parts validation needs
-//! — declared tools, MCP server names, LLM profile names — and ignores sections it does not
-//! know yet, so one file serves every hilo version.
+//! `hilo.toml`: the installation's configuration (reference: `docs/configuration.md`).
+//!
+//! - Discovery: `--config FILE` / `HILO_CONFIG`, else `./hilo.toml`, else
+//!   `<platform config dir>/hilo/hilo.toml` (`~/.config/hilo/hilo.toml` on Linux), else none.
+//! - Typed all the way down: every section and key is a field of a `deny_unknown_fields`
+//!   struct ([`FileSchema`]), so a typo is an error naming the key's path
+//!   (`[tools.settings.create_return] timout_ms`) with a did-you-mean.
+//! - `HILO_SECTION__KEY=value` environment variables override the file (`__` nests:
+//!   `HILO_SERVER__MAX_CONNECTIONS=10` is `[server] max_connections = 10`); the value is read
+//!   as a TOML value, else as a string. Precedence: defaults < file < environment < flags.
+//! - Every `*_ms` key takes a duration: `30s`, `15m`, `24h`, `7d`, `500ms` or milliseconds.
 //!
 //! ```toml
 //! [[tools.custom]]              # declarative HTTP tools, same fields as a workflow's `tools:`
@@ -51,15 +59,295 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, anyhow, bail};
 use hilo_core::decode::Decoder;
 use hilo_core::{Catalog, ToolDef};
+use serde::Deserialize;
 use serde_json::Value;
+
+/// The environment variables that override hilo.toml start with this and nest with `__`.
+pub const ENV_PREFIX: &str = "HILO_";
+
+/// The shape of `hilo.toml`: every section it may have. Unknown keys anywhere are errors (the
+/// section types all deny unknown fields); the values are read again by each component.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FileSchema {
+    tools: Option<ToolsSection>,
+    tenants: Option<BTreeMap<String, TenantSection>>,
+    databases: Option<BTreeMap<String, hilo_tools::DatabaseConfig>>,
+    email: Option<hilo_tools::EmailSettings>,
+    mcp: Option<McpSection>,
+    llm: Option<hilo_llm::LlmConfig>,
+    store: Option<StoreSection>,
+    server: Option<hilo_server::config::ServerSettings>,
+    callbacks: Option<hilo_server::config::CallbackSettings>,
+    tiers: Option<BTreeMap<String, hilo_server::config::TierLimits>>,
+    queue: Option<QueueSection>,
+    conversations: Option<hilo_server::config::ConversationSettings>,
+}
+
+/// `[tools]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ToolsSection {
+    /// `[[tools.custom]]`: checked by the workflow decoder (same fields as `tools:`).
+    custom: Option<Value>,
+    http: Option<hilo_tools::HttpSettings>,
+    settings: Option<BTreeMap<String, hilo_tools::executor::ToolSettings>>,
+}
+
+/// `[tenants.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct TenantSection {
+    tools: Option<hilo_tools::executor::TenantTools>,
+    tier: Option<String>,
+}
+
+/// `[mcp]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct McpSection {
+    servers: Option<BTreeMap<String, hilo_tools::mcp::McpServerConfig>>,
+}
+
+/// `[queue]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct QueueSection {
+    redis: Option<hilo_server::config::RedisQueueSettings>,
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StoreSection {
+    durability: Option<DurabilityName>,
+    payload_threshold_bytes: Option<u64>,
+    max_connections: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum DurabilityName {
+    Normal,
+    Full,
+}
+
+/// Which file a configuration came from, and why that one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// `--config` or `HILO_CONFIG`.
+    Explicit,
+    /// `./hilo.toml`.
+    WorkingDir,
+    /// `<platform config dir>/hilo/hilo.toml`.
+    UserConfigDir,
+}
+
+/// The configuration file to read: `explicit` (`--config` / `HILO_CONFIG`), else `hilo.toml`
+/// in `cwd`, else `hilo/hilo.toml` in `config_dir` (the platform's configuration directory),
+/// else none.
+pub fn discover(
+    explicit: Option<&Path>,
+    cwd: &Path,
+    config_dir: Option<&Path>,
+) -> Option<(PathBuf, Found)> {
+    if let Some(p) = explicit {
+        return Some((p.to_path_buf(), Found::Explicit));
+    }
+    let here = cwd.join("hilo.toml");
+    if here.is_file() {
+        // Relative, as the user would write it, when it is the process's own directory.
+        let shown = if cwd == Path::new(".") {
+            PathBuf::from("hilo.toml")
+        } else {
+            here
+        };
+        return Some((shown, Found::WorkingDir));
+    }
+    let user = config_dir?.join("hilo").join("hilo.toml");
+    user.is_file().then_some((user, Found::UserConfigDir))
+}
+
+/// The `HILO_…__…` variables of `vars` (the ones that set hilo.toml keys), sorted by name.
+pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(ENV_PREFIX)
+                .is_some_and(|rest| rest.contains("__"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// An environment variable's value as a TOML value (`10`, `true`, `["a", "b"]`,
+/// `{ calls = 5, per_ms = "1s" }`, `"quoted text"`), else as the text itself.
+fn env_value(raw: &str) -> Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or_else(|| Value::String(raw.to_string()))
+}
+
+/// Sets each `HILO_A__B__C=value` as `[a.b] c = value` in `doc` (the file's contents as JSON),
+/// over what the file says. Returns the key paths set, with the variable that set each.
+fn apply_env(doc: &mut Value, env: &[(String, String)]) -> Result<Vec<(Vec<String>, String)>> {
+    let mut applied = Vec::new();
+    for (name, raw) in env {
+        let rest = name.strip_prefix(ENV_PREFIX).unwrap_or(name);
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        if path.iter().any(String::is_empty) {
+            bail!(
+                "the environment variable {name} has an empty part between `__`: write HILO_SECTION__KEY, e.g. HILO_SERVER__MAX_CONNECTIONS=10"
+            );
+        }
+        let mut at = &mut *doc;
+        let mut walked = Vec::new();
+        for (i, seg) in path.iter().enumerate() {
+            let last = i + 1 == path.len();
+            at = match at {
+                Value::Object(map) => {
+                    if last {
+                        map.insert(seg.clone(), env_value(raw));
+                        break;
+                    }
+                    map.entry(seg.clone())
+                        .or_insert_with(|| Value::Object(Default::default()))
+                }
+                Value::Array(items) => {
+                    let n = items.len();
+                    let Some(item) = seg.parse::<usize>().ok().and_then(|k| items.get_mut(k))
+                    else {
+                        bail!(
+                            "the environment variable {name}: `{}` is a list of {n} tables in hilo.toml; `{seg}` must be the index of one (0 to {})",
+                            walked.join("."),
+                            n.saturating_sub(1)
+                        );
+                    };
+                    if last {
+                        *item = env_value(raw);
+                        break;
+                    }
+                    item
+                }
+                _ => bail!(
+                    "the environment variable {name}: `{}` is a value in hilo.toml, not a table, so it has no key `{seg}`",
+                    walked.join(".")
+                ),
+            };
+            walked.push(seg.clone());
+        }
+        applied.push((path, name.clone()));
+    }
+    Ok(applied)
+}
+
+/// `["tools", "settings", "create_return"]` → `tools.settings.create_return` (TOML keys,
+/// quoted where they must be).
+fn dotted(path: &[String]) -> String {
+    path.iter()
+        .map(|k| {
+            if !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                k.clone()
+            } else {
+                format!("{k:?}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Checks `doc` against [`FileSchema`]: an unknown key or a value of the wrong type is an
+/// error naming the key as `[table] key`, with a did-you-mean for unknown keys and the
+/// variable when the environment set it.
+fn check_schema(doc: &Value, env: &[(Vec<String>, String)]) -> Result<()> {
+    let Err(e) = serde_path_to_error::deserialize::<_, FileSchema>(doc) else {
+        return Ok(());
+    };
+    let mut path: Vec<String> = Vec::new();
+    for seg in e.path().iter() {
+        match seg {
+            serde_path_to_error::Segment::Map { key } => path.push(key.clone()),
+            serde_path_to_error::Segment::Seq { index } => path.push(index.to_string()),
+            serde_path_to_error::Segment::Enum { variant } => path.push(variant.clone()),
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    let inner = e.into_inner().to_string();
+    // serde: "unknown field `x`, expected one of `a`, `b`" / "expected `a`" / "there are no fields".
+    let unknown = inner
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(field, rest)| {
+            let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+            (field.to_string(), expected)
+        });
+    let (table, key, message) = match unknown {
+        Some((field, expected)) => {
+            // The path may end at the unknown key itself.
+            if path.last() == Some(&field) {
+                path.pop();
+            }
+            let hint = match hilo_core::diagnostic::did_you_mean(&field, expected.iter().copied()) {
+                Some(s) => format!("; did you mean `{s}`?"),
+                None => String::new(),
+            };
+            let known = if expected.is_empty() {
+                "none".to_string()
+            } else {
+                expected.join(", ")
+            };
+            let what = if path.is_empty() { "section" } else { "key" };
+            let message = format!(
+                "unknown {what}: unknown field `{field}`{hint} (the keys here are: {known}; see docs/configuration.md)"
+            );
+            (path.clone(), Some(field), message)
+        }
+        None => {
+            let key = path.pop();
+            (path.clone(), key, inner)
+        }
+    };
+    let mut full = table.clone();
+    full.extend(key.clone());
+    let place = match (table.is_empty(), &key) {
+        (true, Some(k)) => format!("[{}]", dotted(std::slice::from_ref(k))),
+        (true, None) => "hilo.toml".to_string(),
+        (false, Some(k)) => format!("[{}] {}", dotted(&table), dotted(std::slice::from_ref(k))),
+        (false, None) => format!("[{}]", dotted(&table)),
+    };
+    let by_env = env
+        .iter()
+        .rev()
+        .find(|(p, _)| full.starts_with(p) || p.starts_with(&full))
+        .map(|(_, var)| format!(" (set by the environment variable {var})"))
+        .unwrap_or_default();
+    Err(anyhow!("{place}: {message}{by_env}"))
+}
 
 /// What hilo.toml declares.
 #[derive(Debug, Default)]
 pub struct Config {
+    /// The file read, if any.
     pub path: Option<PathBuf>,
+    /// How that file was found.
+    pub found: Option<Found>,
     pub tools: Vec<ToolDef>,
     pub catalog: Catalog,
     pub durability: hilo_store::Durability,
@@ -79,23 +367,37 @@ pub struct Config {
 }
 
 impl Config {
-    /// Loads `explicit`, or `./hilo.toml` when it exists, or nothing.
+    /// Loads the configuration: the file [`discover`] finds (none is fine), with the
+    /// process's `HILO_…__…` environment variables over it.
     pub fn load(explicit: Option<&Path>) -> Result<Config> {
-        let path = match explicit {
-            Some(p) => p.to_path_buf(),
-            None => {
-                let p = PathBuf::from("hilo.toml");
-                if !p.exists() {
-                    return Ok(Config::default().with_test_tools());
-                }
-                p
-            }
+        let env = env_overrides(std::env::vars());
+        let found = discover(explicit, Path::new("."), dirs::config_dir().as_deref());
+        Config::load_found(found, &env)
+    }
+
+    /// Loads `found` (or nothing) with `env` (from [`env_overrides`]) over it.
+    pub fn load_found(found: Option<(PathBuf, Found)>, env: &[(String, String)]) -> Result<Config> {
+        let Some((path, how)) = found else {
+            let mut config = Config::parse_with_env("", env)
+                .context("in the HILO_… environment variables (no hilo.toml was found)")?;
+            config.path = None;
+            return Ok(config.with_test_tools());
         };
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        let mut config = Config::parse(&text)
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read the configuration file {}{}",
+                path.display(),
+                match how {
+                    Found::Explicit => " (given by --config or HILO_CONFIG)",
+                    Found::WorkingDir => "",
+                    Found::UserConfigDir => " (found in the user configuration directory)",
+                }
+            )
+        })?;
+        let mut config = Config::parse_with_env(&text, env)
             .with_context(|| format!("in the configuration file {}", path.display()))?;
         config.path = Some(path);
+        config.found = Some(how);
         Ok(config.with_test_tools())
     }
 
@@ -113,8 +415,18 @@ impl Config {
         self
     }
 
+    /// Reads hilo.toml's text (no environment).
+    #[cfg(test)]
     pub fn parse(text: &str) -> Result<Config> {
-        let value: Value = toml::from_str(text).context("not valid TOML")?;
+        Config::parse_with_env(text, &[])
+    }
+
+    /// Reads hilo.toml's text with `env` (`HILO_…__…` variables, from [`env_overrides`])
+    /// over it, checking every key against [`FileSchema`] first.
+    pub fn parse_with_env(text: &str, env: &[(String, String)]) -> Result<Config> {
+        let mut value: Value = toml::from_str(text).context("not valid TOML")?;
+        let applied = apply_env(&mut value, env)?;
+        check_schema(&value, &applied)?;
         let mut config = Config::default();
         if let Some(custom) = value.pointer("/tools/custom") {
             let Value::Array(items) = custom else {
@@ -318,9 +630,6 @@ command = "x"
 
 [llm.profiles.cheap]
 primary = "gpt-4o-mini"
-
-[unknown.section]
-ignored = true
 "#,
         )
         .unwrap();
@@ -335,6 +644,319 @@ ignored = true
             format!("{err:#}").contains("profiles.cheap: unknown model `m`"),
             "{err:#}"
         );
+        // Unknown sections were once ignored silently; now a typo is an error.
+        let err = Config::parse("[unknown.section]\nignored = true\n").unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("[unknown]: unknown section: unknown field `unknown`"),
+            "{err:#}"
+        );
+    }
+
+    /// The keys `check_schema` accepts in the table at `path` (`NAME` stands for any name;
+    /// `array`: a list of tables), from its unknown-key message; `None` when the table is
+    /// free-form (checked by another decoder).
+    fn accepted_keys(path: &[String], array: bool) -> Option<Vec<String>> {
+        let mut v = serde_json::json!({"__probe__": 1});
+        if array {
+            v = Value::Array(vec![v]);
+        }
+        for seg in path.iter().rev() {
+            let seg = if seg == "NAME" { "x" } else { seg.as_str() };
+            v = serde_json::json!({ seg: v });
+        }
+        let e = check_schema(&v, &[]).err()?.to_string();
+        let list = e
+            .split_once("(the keys here are: ")
+            .and_then(|(_, r)| r.split_once(';'))
+            .map(|(l, _)| l)
+            .unwrap_or_else(|| panic!("no key list in {e}"));
+        Some(list.split(", ").map(str::to_string).collect())
+    }
+
+    #[test]
+    fn the_reference_matches_the_code() {
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+        )
+        .unwrap();
+        // (table path, list of tables, keys of its table)
+        let mut sections: Vec<(Vec<String>, bool, Vec<String>)> = Vec::new();
+        for line in doc.lines() {
+            if let Some(h) = line.strip_prefix("### `[") {
+                let array = h.starts_with('[');
+                let inner = h.trim_start_matches('[').split(']').next().unwrap();
+                let path = inner
+                    .split('.')
+                    .map(|k| k.trim_matches('"').to_string())
+                    .collect();
+                sections.push((path, array, Vec::new()));
+            } else if let Some(row) = line.strip_prefix("| `")
+                && let Some((_, _, keys)) = sections.last_mut()
+            {
+                keys.push(row.split('`').next().unwrap().to_string());
+            }
+        }
+        assert!(sections.len() > 30, "{sections:?}");
+        let documented = |path: &[String]| sections.iter().any(|(p, _, _)| p == path);
+        for top in accepted_keys(&[], false).unwrap() {
+            assert!(
+                sections.iter().any(|(p, _, _)| p[0] == top),
+                "the section [{top}] is missing from docs/configuration.md"
+            );
+        }
+        for (path, array, keys) in &sections {
+            let table = path.join(".");
+            let Some(accepted) = accepted_keys(path, *array) else {
+                assert!(
+                    keys.is_empty(),
+                    "[{table}] is free-form in the code but has a table in the doc"
+                );
+                continue;
+            };
+            for k in keys {
+                assert!(
+                    accepted.contains(k),
+                    "[{table}] `{k}` is documented but not accepted (accepted: {accepted:?})"
+                );
+            }
+            for k in &accepted {
+                let mut sub = path.clone();
+                sub.push(k.clone());
+                let mut named = sub.clone();
+                named.push("NAME".into());
+                assert!(
+                    keys.contains(k) || documented(&sub) || documented(&named),
+                    "[{table}] `{k}` is accepted but missing from docs/configuration.md"
+                );
+            }
+        }
+    }
+
+    fn err_of(text: &str) -> String {
+        format!("{:#}", Config::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path_and_the_likely_key() {
+        let e = err_of("[tools.settings.create_return]\ntimout_ms = 5000\n");
+        assert!(
+            e.starts_with("[tools.settings.create_return] timout_ms: unknown key: unknown field `timout_ms`; did you mean `timeout_ms`?"),
+            "{e}"
+        );
+        assert!(e.contains("cache_ttl_ms"), "{e}");
+        let e = err_of("[sever]\naddr = \"x\"\n");
+        assert!(e.starts_with("[sever]: unknown section"), "{e}");
+        assert!(e.contains("did you mean `server`?"), "{e}");
+        let e =
+            err_of("[tools.settings.x]\nrate_limit = { calls = 1, per_ms = 1000, burts = 2 }\n");
+        assert!(
+            e.starts_with("[tools.settings.x.rate_limit] burts: unknown key"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `burst`?"), "{e}");
+        let e = err_of("[llm.router]\ntimeout = 5\n");
+        assert!(e.starts_with("[llm.router] timeout: unknown key"), "{e}");
+        assert!(e.contains("did you mean `timeout_ms`?"), "{e}");
+        let e = err_of("[tenants.\"*\".tools]\ndisable = [\"x\"]\n");
+        assert!(
+            e.starts_with("[tenants.\"*\".tools] disable: unknown key"),
+            "{e}"
+        );
+        let e = err_of(
+            "[[llm.models]]\nname = \"m\"\nprovider = \"openai\"\ncontext_window = 1\ncapabilities = []\nqualty = 1\n",
+        );
+        assert!(e.starts_with("[llm.models.0] qualty: unknown key"), "{e}");
+        assert!(e.contains("did you mean `quality`?"), "{e}");
+        let e = err_of("[store]\ndurabilty = \"full\"\n");
+        assert!(e.contains("did you mean `durability`?"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let e = err_of("[server]\nmax_connections = \"many\"\n");
+        assert!(
+            e.starts_with("[server] max_connections: invalid type: string \"many\""),
+            "{e}"
+        );
+        let e = err_of("[store]\ndurability = \"fast\"\n");
+        assert!(
+            e.starts_with("[store] durability: unknown variant `fast`"),
+            "{e}"
+        );
+        let e = err_of("[callbacks]\ntimeout_ms = \"10 seconds\"\n");
+        assert!(
+            e.starts_with("[callbacks] timeout_ms: `10 seconds` is not a duration"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_in_every_ms_key() {
+        let c = Config::parse(
+            r#"
+[server]
+sync_timeout_ms = "45s"
+idle_timeout_ms = 60000
+key_cache_ms = "1m30s"
+[callbacks]
+max_backoff_ms = "1h"
+[tiers.free]
+max_execution_ms = "7d"
+[tools.settings.http_request]
+timeout_ms = "500ms"
+cache_ttl_ms = "15m"
+rate_limit = { calls = 10, per_ms = "1s", max_wait_ms = "2s" }
+circuit = { failures = 5, open_ms = "30s" }
+[llm.router]
+timeout_ms = "2m"
+circuit = { failures = 3, open_ms = "24h" }
+[mcp.servers.files]
+command = "x"
+timeout_ms = "10s"
+startup_timeout_ms = "1m"
+[databases.default]
+url = "sqlite://x.db"
+statement_timeout_ms = "5m"
+[conversations]
+reply_timeout_ms = "30s"
+"#,
+        )
+        .unwrap();
+        let s = &c.server.server;
+        assert_eq!(
+            (s.sync_timeout_ms, s.idle_timeout_ms, s.key_cache_ms),
+            (45_000, 60_000, 90_000)
+        );
+        assert_eq!(c.server.callbacks.max_backoff_ms, 3_600_000);
+        assert_eq!(
+            c.server.tiers.tiers["free"].max_execution_ms,
+            Some(604_800_000)
+        );
+        let t = &c.executor.settings["http_request"];
+        assert_eq!((t.timeout_ms, t.cache_ttl_ms), (Some(500), Some(900_000)));
+        let r = t.rate_limit.unwrap();
+        assert_eq!((r.per_ms, r.max_wait_ms), (1_000, 2_000));
+        assert_eq!(t.circuit.unwrap().open_ms, 30_000);
+        assert_eq!(c.llm.router.timeout_ms, 120_000);
+        assert_eq!(c.llm.router.circuit.open_ms, 86_400_000);
+        assert_eq!(c.mcp["files"].timeout_ms, Some(10_000));
+        assert_eq!(c.mcp["files"].startup_timeout_ms, 60_000);
+        assert_eq!(
+            c.executor.databases["default"].statement_timeout_ms,
+            Some(300_000)
+        );
+        assert_eq!(c.server.conversations.reply_timeout_ms, 30_000);
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        env_overrides(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn environment_variables_go_over_the_file() {
+        let vars = env(&[
+            ("HILO_SERVER__MAX_CONNECTIONS", "10"),
+            ("HILO_SERVER__ADDR", "0.0.0.0:9000"),
+            ("HILO_SERVER__SYNC_TIMEOUT_MS", "2m"),
+            ("HILO_CALLBACKS__ALLOW_HOSTS", "[\"127.0.0.1\"]"),
+            ("HILO_TOOLS__SETTINGS__HTTP_REQUEST__TIMEOUT_MS", "5s"),
+            ("HILO_STORE__DURABILITY", "full"),
+            ("HILO_LLM__MODELS__0__QUALITY", "0.9"),
+            // Not overrides: no `__`.
+            ("HILO_DB", "x.db"),
+            ("HILO_LEASE_MS", "100"),
+            ("PATH", "/bin"),
+        ]);
+        assert_eq!(vars.len(), 7);
+        let c = Config::parse_with_env(
+            "[server]\nmax_connections = 5\nworkers = 3\n[[llm.models]]\nname = \"m\"\nprovider = \"openai\"\ncontext_window = 1000\ncapabilities = [\"chat\"]\nquality = 0.1\n",
+            &vars,
+        )
+        .unwrap();
+        let s = &c.server.server;
+        assert_eq!(s.max_connections, 10);
+        assert_eq!(s.workers, 3, "the file's other keys stay");
+        assert_eq!(s.addr, "0.0.0.0:9000");
+        assert_eq!(s.sync_timeout_ms, 120_000);
+        assert_eq!(c.server.callbacks.allow_hosts, ["127.0.0.1"]);
+        assert_eq!(c.executor.settings["http_request"].timeout_ms, Some(5_000));
+        assert_eq!(c.durability, hilo_store::Durability::Full);
+        assert_eq!(c.llm.models["m"].quality, 0.9);
+        // Without a file at all.
+        let c = Config::load_found(None, &env(&[("HILO_SERVER__WORKERS", "2")])).unwrap();
+        assert_eq!(c.server.server.workers, 2);
+        // Mistakes name the variable.
+        let e = format!(
+            "{:#}",
+            Config::parse_with_env("", &env(&[("HILO_SERVER__MAX_CONECTIONS", "1")])).unwrap_err()
+        );
+        assert!(
+            e.contains("[server] max_conections: unknown key")
+                && e.contains("did you mean `max_connections`?")
+                && e.contains("set by the environment variable HILO_SERVER__MAX_CONECTIONS"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            Config::parse_with_env("", &env(&[("HILO_SERVER__WORKERS", "many")])).unwrap_err()
+        );
+        assert!(
+            e.contains("[server] workers: invalid type: string \"many\"")
+                && e.contains("HILO_SERVER__WORKERS"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            Config::parse_with_env(
+                "[server]\naddr = \"x\"\n",
+                &env(&[("HILO_SERVER__ADDR__PORT", "1")])
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("`server.addr` is a value in hilo.toml, not a table"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            Config::parse_with_env("", &env(&[("HILO_SERVER____ADDR", "1")])).unwrap_err()
+        );
+        assert!(e.contains("empty part"), "{e}");
+    }
+
+    #[test]
+    fn discovery_prefers_explicit_then_here_then_the_user_directory() {
+        let root = std::env::temp_dir().join(format!("hilo-discover-{}", std::process::id()));
+        let here = root.join("project");
+        let user = root.join("config");
+        std::fs::create_dir_all(&here).unwrap();
+        std::fs::create_dir_all(user.join("hilo")).unwrap();
+        assert_eq!(discover(None, &here, Some(&user)), None);
+        assert_eq!(discover(None, &here, None), None);
+        std::fs::write(user.join("hilo/hilo.toml"), "").unwrap();
+        assert_eq!(
+            discover(None, &here, Some(&user)),
+            Some((user.join("hilo/hilo.toml"), Found::UserConfigDir))
+        );
+        std::fs::write(here.join("hilo.toml"), "").unwrap();
+        assert_eq!(
+            discover(None, &here, Some(&user)),
+            Some((here.join("hilo.toml"), Found::WorkingDir))
+        );
+        let other = root.join("other.toml");
+        assert_eq!(
+            discover(Some(&other), &here, Some(&user)),
+            Some((other.clone(), Found::Explicit))
+        );
+        let e = format!(
+            "{:#}",
+            Config::load_found(discover(Some(&other), &here, None), &[]).unwrap_err()
+        );
+        assert!(
+            e.contains("other.toml (given by --config or HILO_CONFIG)"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

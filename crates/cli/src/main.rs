@@ -19,6 +19,7 @@ mod costs;
 mod demo;
 mod exec;
 mod hil;
+mod init;
 mod remote;
 mod secrets;
 mod serve;

@@ -28,6 +28,7 @@
 pub mod access;
 pub mod decode;
 pub mod diagnostic;
+pub mod duration;
 pub mod exec;
 pub mod expr;
 pub mod hil;

@@ -206,6 +206,40 @@ pub trait WorkflowStore: Send + Sync {
     async fn delete_workflow(&self, tenant: &TenantId, name: &str) -> Result<u64>;
 }
 
+/// A remembered `Idempotency-Key` of a request that creates an execution (`hilo serve`): the
+/// key, per tenant, names one execution for as long as it is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub tenant: String,
+    /// The key as the client sent it.
+    pub key: String,
+    /// A hash of what the request asked for: the same key with another request is refused.
+    pub request_hash: String,
+    /// The execution the key names.
+    pub execution_id: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms; from then on the key is free again.
+    pub expires_at: i64,
+}
+
+/// Idempotency keys, kept durably so that a retry after a restart still finds its execution.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Stores `record` unless the same tenant already has the same key, unexpired at `now`
+    /// (an expired one is replaced), and returns the record in force: `record` itself when it
+    /// was stored, the earlier one otherwise. Atomic: of concurrent reservations of one key,
+    /// exactly one is stored and every caller gets that one.
+    async fn reserve_idempotency_key(
+        &self,
+        record: &IdempotencyRecord,
+        now: i64,
+    ) -> Result<IdempotencyRecord>;
+
+    /// Deletes the keys expired at `now`; returns how many.
+    async fn prune_idempotency_keys(&self, now: i64) -> Result<u64>;
+}
+
 /// Whether the schema is the one this build expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaStatus {
@@ -227,6 +261,7 @@ pub trait Store:
     + crate::access::ApiKeyStore
     + crate::access::CallbackStore
     + crate::hil::HilStore
+    + IdempotencyStore
 {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
     fn describe(&self) -> String;

@@ -67,20 +67,24 @@ impl fmt::Display for ToolSource {
 /// A token bucket: `calls` per `per_ms`, bursts up to `burst`; a call waits at most
 /// `max_wait_ms` for a token, then fails `RATE_LIMITED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub calls: u32,
+    #[serde(deserialize_with = "crate::duration::serde_ms")]
     pub per_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::duration::serde_ms")]
     pub max_wait_ms: u64,
 }
 
 /// Circuit breaker thresholds: after `failures` consecutive retryable failures the circuit
 /// opens for `open_ms`, then lets one trial call through (half-open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CircuitSettings {
     pub failures: u32,
+    #[serde(deserialize_with = "crate::duration::serde_ms")]
     pub open_ms: u64,
 }
 

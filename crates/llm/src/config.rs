@@ -141,7 +141,10 @@ pub struct ModelConfig {
     pub context_window: u64,
     pub capabilities: Vec<Capability>,
     /// Expected latency of a short call.
-    #[serde(default = "default_latency")]
+    #[serde(
+        default = "default_latency",
+        deserialize_with = "hilo_core::duration::serde_ms"
+    )]
     pub latency_ms: u64,
     /// 0 (poor) ..= 1 (best).
     #[serde(default = "default_quality")]
@@ -299,6 +302,7 @@ impl Default for Weights {
 #[serde(deny_unknown_fields)]
 pub struct CircuitConfig {
     pub failures: u32,
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub open_ms: u64,
 }
 
@@ -317,6 +321,7 @@ pub struct RouterConfig {
     pub weights: Weights,
     pub circuit: CircuitConfig,
     pub context_share: f64,
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub timeout_ms: u64,
 }
 

@@ -12,8 +12,13 @@
 //!   retry, so a receiver can drop duplicates);
 //! - body `{execution_id, workflow, version, tenant, status, output, error, finished_at, sent_at}`.
 //!
-//! Receivers check the signature over the raw body, then `sent_at` against their clock to
-//! refuse replays.
+//! - `webhook-id` (`callback:<execution id>`), `webhook-timestamp` and `webhook-signature`
+//!   per the Standard Webhooks scheme ([`crate::webhooks`]): the signature covers the id and
+//!   the timestamp, so a receiver that checks the timestamp against its clock
+//!   ([`crate::webhooks::verify`], 5 minutes) refuses replays.
+//!
+//! Receivers check `webhook-signature` (or, as before, `X-Hilo-Signature` over the raw body,
+//! then `sent_at` against their clock).
 //!
 //! Conversation messages to a conversation's callback URL go out from the same loop
 //! ([`deliver_message`]), from the store's `hil_deliveries` outbox.
@@ -236,6 +241,10 @@ async fn attempt(
         json!(sign(key.as_bytes(), body.as_bytes())),
     );
     headers.insert("X-Hilo-Execution-Id".into(), json!(c.execution_id));
+    let id = format!("callback:{}", c.execution_id);
+    for (name, value) in crate::webhooks::headers(&key, &id, now_ms() / 1000, body.as_bytes()) {
+        headers.insert(name.into(), json!(value));
+    }
     let ctx = ToolContext {
         tenant: c.tenant.clone(),
         execution_id: c.execution_id.clone(),
@@ -358,6 +367,10 @@ async fn post_message(
         json!(sign(key.as_bytes(), body.as_bytes())),
     );
     headers.insert("X-Hilo-Conversation-Id".into(), json!(d.conversation_id));
+    let id = format!("message:{}:{}", d.conversation_id, d.seq);
+    for (name, value) in crate::webhooks::headers(&key, &id, now_ms() / 1000, body.as_bytes()) {
+        headers.insert(name.into(), json!(value));
+    }
     let ctx = ToolContext {
         tenant: d.tenant.clone(),
         execution_id: d.conversation_id.clone(),

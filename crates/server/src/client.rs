@@ -2,7 +2,8 @@
 //! and for programs that drive a hilo server.
 //!
 //! Every method answers with the DTOs of [`crate::api`], or a [`ClientError`]: the server's own
-//! error (`{"error": {"code", "message", "details"}}`, code kept), a transport failure (the
+//! error (an RFC 9457 problem's `code`, `detail` and `details`, or the older
+//! `{"error": {"code", "message", "details"}}`; code kept), a transport failure (the
 //! server could not be reached), a body that could not be read, or an invalid argument.
 //!
 //! ```no_run
@@ -41,6 +42,9 @@ use crate::api::workflows::{Deleted, Imported, VersionList, WorkflowList, Workfl
 
 /// How long connecting to the server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Verifying the webhooks a hilo server sends (Standard Webhooks signatures, replay window).
+pub use crate::webhooks::{DEFAULT_TOLERANCE_SECS, WebhookError, verify as verify_webhook};
 
 /// What a call of the client failed with.
 #[derive(Debug, thiserror::Error)]
@@ -200,9 +204,32 @@ fn segment<'a>(what: &str, s: &'a str) -> Result<&'a str, ClientError> {
     Ok(s)
 }
 
+/// An error answer: an RFC 9457 problem with hilo's `code` and `details`, or (servers before
+/// problems) only the `error` envelope.
 #[derive(Deserialize)]
 struct ErrorEnvelope {
-    error: ErrorFields,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    detail: Option<String>,
+    #[serde(default)]
+    details: Value,
+    #[serde(default)]
+    error: Option<ErrorFields>,
+}
+
+impl ErrorEnvelope {
+    /// Code, message and details, from the problem's members or the old envelope.
+    fn fields(self) -> Option<ErrorFields> {
+        match (self.code, self.detail, self.error) {
+            (Some(code), Some(message), _) => Some(ErrorFields {
+                code,
+                message,
+                details: self.details,
+            }),
+            (_, _, error) => error,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -377,14 +404,17 @@ impl Client {
             Ok(b) => b,
             Err(e) => return self.transport(what, &e),
         };
-        match serde_json::from_slice::<ErrorEnvelope>(&bytes) {
-            Ok(body) => ClientError::Api {
+        match serde_json::from_slice::<ErrorEnvelope>(&bytes)
+            .ok()
+            .and_then(ErrorEnvelope::fields)
+        {
+            Some(error) => ClientError::Api {
                 status: status.as_u16(),
-                code: body.error.code,
-                message: body.error.message,
-                details: body.error.details,
+                code: error.code,
+                message: error.message,
+                details: error.details,
             },
-            Err(_) => {
+            None => {
                 let body = excerpt(&String::from_utf8_lossy(&bytes), 200);
                 ClientError::Api {
                     status: status.as_u16(),
@@ -418,6 +448,22 @@ impl Client {
 
     async fn text(&self, what: &str, resp: Response) -> Result<String, ClientError> {
         resp.text().await.map_err(|e| self.transport(what, &e))
+    }
+
+    /// Every page of a paged list, each one's `next_cursor` followed.
+    async fn get_all<T: Paged>(&self, segments: &[&str]) -> Result<T, ClientError> {
+        let limit = Some("500".to_string());
+        let mut all: T = self.get_json(segments, &[("limit", limit.clone())]).await?;
+        while let Some(cursor) = all.take_cursor() {
+            let page: T = self
+                .get_json(
+                    segments,
+                    &[("limit", limit.clone()), ("cursor", Some(cursor))],
+                )
+                .await?;
+            all.append(page);
+        }
+        Ok(all)
     }
 
     async fn get_json<T: DeserializeOwned>(
@@ -481,7 +527,7 @@ impl Client {
 
     /// `GET /workflows`: every workflow of the key's tenant.
     pub async fn list_workflows(&self) -> Result<WorkflowList, ClientError> {
-        self.get_json(&["workflows"], &[]).await
+        self.get_all(&["workflows"]).await
     }
 
     /// `GET /workflows/{name}`: a version, or the active one.
@@ -501,7 +547,7 @@ impl Client {
     /// `GET /workflows/{name}/versions`: every version, oldest first.
     pub async fn versions(&self, name: &str) -> Result<VersionList, ClientError> {
         let name = segment("workflow name", name)?;
-        self.get_json(&["workflows", name, "versions"], &[]).await
+        self.get_all(&["workflows", name, "versions"]).await
     }
 
     /// `POST /workflows/{name}/activate`: makes `version` the active one.
@@ -575,6 +621,24 @@ impl Client {
     /// `POST /executions`: starts an execution and answers at once.
     pub async fn start(&self, body: &StartBody) -> Result<Accepted, ClientError> {
         self.post_json(&["executions"], &[], body).await
+    }
+
+    /// `POST /executions` with an `Idempotency-Key`: safe to retry after a timeout or a lost
+    /// connection; the same key and body always name the same execution (a different body
+    /// is `409 IDEMPOTENCY_KEY_REUSED`).
+    pub async fn start_idempotent(
+        &self,
+        body: &StartBody,
+        idempotency_key: &str,
+    ) -> Result<Accepted, ClientError> {
+        let url = self.url(&["executions"], &[])?;
+        let (what, resp) = self
+            .call(Method::POST, url, |rb| {
+                rb.header(crate::idempotency::HEADER, idempotency_key)
+                    .json(body)
+            })
+            .await?;
+        self.json(&what, resp).await
     }
 
     /// `GET /executions/{id}`: status, output, error, per-node trace, tasks, costs.
@@ -852,7 +916,7 @@ impl Client {
 
     /// `GET /hil/agents`.
     pub async fn hil_agents(&self) -> Result<AgentList, ClientError> {
-        self.get_json(&["hil", "agents"], &[]).await
+        self.get_all(&["hil", "agents"]).await
     }
 
     /// `PUT /hil/agents/{id}`: `body` as `PutAgentBody` `{name, email, skills, capacity, status}`.
@@ -909,7 +973,7 @@ impl Client {
 
     /// `GET /tools`: the tools the key's tier may use.
     pub async fn tools(&self) -> Result<ToolList, ClientError> {
-        self.get_json(&["tools"], &[]).await
+        self.get_all(&["tools"]).await
     }
 
     /// `GET /tools/search`: tools matching every word of `q`, best first.
@@ -1131,3 +1195,26 @@ mod tests {
         assert_eq!(e.to_string(), "workflow `x` not found (WORKFLOW_NOT_FOUND)");
     }
 }
+
+/// A list answer that comes a page at a time.
+trait Paged: DeserializeOwned {
+    fn take_cursor(&mut self) -> Option<String>;
+    /// Adds the next page's items and takes its cursor.
+    fn append(&mut self, next: Self);
+}
+
+macro_rules! paged {
+    ($($t:ty),*) => {$(
+        impl Paged for $t {
+            fn take_cursor(&mut self) -> Option<String> {
+                self.next_cursor.take()
+            }
+            fn append(&mut self, next: Self) {
+                self.items.extend(next.items);
+                self.next_cursor = next.next_cursor;
+            }
+        }
+    )*};
+}
+
+paged!(WorkflowList, VersionList, ToolList, AgentList);

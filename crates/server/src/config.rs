@@ -49,12 +49,16 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Per API key; `None` turns rate limiting off.
     pub rate_limit: Option<KeyRateLimit>,
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub sync_timeout_ms: u64,
     /// The most a caller may ask `execute` to wait.
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub max_sync_timeout_ms: u64,
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub shutdown_grace_ms: u64,
     /// How long a looked-up API key is trusted before it is read again (revocations take
     /// effect within this).
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub key_cache_ms: u64,
     /// The tier of tenants that `[tenants.NAME] tier` does not name (none: unlimited).
     pub default_tier: Option<String>,
@@ -63,12 +67,29 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// A connection must deliver a request's headers within this of opening (and, on
     /// HTTP/1.1, of its previous response): slow or silent clients are closed.
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub header_read_timeout_ms: u64,
     /// A request's body must arrive whole within this of its headers (`408` otherwise).
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub body_read_timeout_ms: u64,
     /// A connection with no request in flight for this long is closed, and so is one whose
     /// response has waited this long for the client to read it.
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub idle_timeout_ms: u64,
+    /// How long an `Idempotency-Key` of `POST /executions` and
+    /// `POST /workflows/{name}/execute` is remembered (default 24 h).
+    #[serde(
+        default = "default_idempotency_ttl_ms",
+        deserialize_with = "hilo_core::duration::serde_ms"
+    )]
+    pub idempotency_ttl_ms: u64,
+    /// Origins allowed to call the API from a browser (CORS); none by default.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+}
+
+fn default_idempotency_ttl_ms() -> u64 {
+    86_400_000
 }
 
 impl Default for ServerSettings {
@@ -90,6 +111,8 @@ impl Default for ServerSettings {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
+            idempotency_ttl_ms: default_idempotency_ttl_ms(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -107,8 +130,11 @@ pub struct KeyRateLimit {
 #[serde(deny_unknown_fields, default)]
 pub struct CallbackSettings {
     pub max_attempts: u32,
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub initial_backoff_ms: u64,
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub max_backoff_ms: u64,
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub timeout_ms: u64,
     /// Hosts exempt from the SSRF guard (callbacks to loopback or private networks).
     pub allow_hosts: Vec<String>,
@@ -134,6 +160,7 @@ pub struct TierLimits {
     /// Executions of the tenant that workers run at once, across every process sharing the
     /// database; the rest wait in the queue (the store's `RunningLimits`).
     pub max_running: Option<u32>,
+    #[serde(default, deserialize_with = "hilo_core::duration::serde_opt_ms")]
     pub max_execution_ms: Option<u64>,
     pub max_agent_iterations: Option<u32>,
     pub allowed_tools: Option<Vec<String>>,
@@ -196,6 +223,7 @@ pub struct RedisQueueSettings {
     pub dead_letter_stream: String,
     /// Actions read at once.
     pub batch: usize,
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub block_ms: u64,
 }
 
@@ -224,6 +252,7 @@ pub struct ConversationSettings {
     pub history: usize,
     /// How long posting a customer message waits for the workflow's reply (a later reply
     /// still reaches the stream and the callback).
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub reply_timeout_ms: u64,
     /// The LLM profile that writes a handover's summary for the human agent (none: the
     /// summary quotes the customer's first and last messages and the reason).
@@ -336,6 +365,7 @@ impl Settings {
                 ));
             }
         }
+        crate::cors::check_origins(&server.cors_origins)?;
         let callbacks: CallbackSettings = section(v, "/callbacks", "callbacks")?;
         let tiers: BTreeMap<String, TierLimits> = section(v, "/tiers", "tiers")?;
         let mut tenants = BTreeMap::new();

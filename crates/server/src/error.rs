@@ -1,5 +1,6 @@
-//! The one error shape every endpoint answers with: `{"error": {"code", "message", "details"}}`,
-//! with stable codes. Store and engine errors map to statuses here; internal failures are
+//! The one error shape every endpoint answers with: an RFC 9457 problem
+//! (`application/problem+json`: `type`, `title`, `status`, `detail`, `instance`) carrying the
+//! stable `code` and `details`, plus the earlier `{"error": {"code", "message", "details"}}`. Store and engine errors map to statuses here; internal failures are
 //! logged with a reference and answered without their details.
 
 use axum::Json;
@@ -22,9 +23,30 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-/// The body of every error response.
+/// The body of every error response: an RFC 9457 problem (`application/problem+json`) with
+/// hilo's stable `code` and its `details` as extension members, and, for clients written
+/// before problems, the same facts as `error: {code, message, details}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
+    /// The kind of problem, `urn:hilo:problem:<code>` (one per stable code).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The HTTP status's reason phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What failed and what to do, for people.
+    pub detail: String,
+    /// The request path this problem occurred on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Stable, machine-readable code (`WORKFLOW_NOT_FOUND`, `UNAUTHORIZED`, …).
+    pub code: String,
+    /// Structured facts (diagnostics of an invalid workflow, the fields of an invalid input).
+    #[schema(value_type = Object)]
+    pub details: Value,
+    /// The same code, message and details in the envelope of earlier versions (deprecated:
+    /// read `code`, `detail` and `details`).
     pub error: ErrorDetail,
 }
 
@@ -37,6 +59,23 @@ pub struct ErrorDetail {
     /// Structured facts (diagnostics of an invalid workflow, the fields of an invalid input).
     #[schema(value_type = Object)]
     pub details: Value,
+}
+
+/// The media type of error answers (RFC 9457).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+tokio::task_local! {
+    /// The path of the request being answered (set by [`problem_instance`]).
+    static REQUEST_PATH: String;
+}
+
+/// Middleware: makes the request's path the `instance` of the problems it is answered with.
+pub async fn problem_instance(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    REQUEST_PATH.scope(path, next.run(req)).await
 }
 
 impl ApiError {
@@ -89,19 +128,35 @@ impl IntoResponse for ApiError {
         // excerpt), no string of the answer is huge.
         let mut details = self.details;
         cap_strings(&mut details, MAX_ANSWER_LINE_CHARS);
+        let message = self
+            .message
+            .split('\n')
+            .map(|l| excerpt(l, MAX_ANSWER_LINE_CHARS))
+            .collect::<Vec<_>>()
+            .join("\n");
         let body = ErrorBody {
+            kind: format!("urn:hilo:problem:{}", self.code),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
+            status: self.status.as_u16(),
+            detail: message.clone(),
+            instance: REQUEST_PATH
+                .try_with(|p| excerpt(p, MAX_ANSWER_LINE_CHARS))
+                .ok(),
+            code: self.code.to_string(),
+            details: details.clone(),
             error: ErrorDetail {
                 code: self.code.to_string(),
-                message: self
-                    .message
-                    .split('\n')
-                    .map(|l| excerpt(l, MAX_ANSWER_LINE_CHARS))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                message,
                 details,
             },
         };
         let mut r = (self.status, Json(body)).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.max(1).to_string())
         {

@@ -6,6 +6,7 @@
 //! - [`api`]: the routes, one module per resource, and the OpenAPI document (`utoipa`).
 //! - [`auth`]: API keys (hashed), the Bearer middleware, per-key rate limits.
 //! - [`runs`]: starting executions (tier checks, callbacks), the drives this process runs.
+//! - [`idempotency`]: `Idempotency-Key` on the requests that create executions.
 //! - [`callbacks`]: signed POSTs of finished executions, retried and recorded.
 //! - [`queue`]: `execution.execute` actions from a Redis Stream.
 //! - [`metrics`]: the Prometheus recorder and the engine observer.
@@ -25,13 +26,16 @@ pub mod callbacks;
 pub mod client;
 pub mod config;
 pub mod conversations;
+pub mod cors;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod listen;
 pub mod metrics;
 pub mod queue;
 pub mod runs;
 pub mod state;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -96,6 +100,7 @@ pub async fn serve(
     };
     let callbacks = tokio::spawn(callbacks::run(state.clone(), stopped()));
     let reconciler = tokio::spawn(conversations::run(state.clone(), stopped()));
+    let pruner = tokio::spawn(idempotency::prune(state.clone(), stopped()));
     let queue = state
         .settings()
         .redis
@@ -128,6 +133,7 @@ pub async fn serve(
     }
     let _ = callbacks.await;
     let _ = reconciler.await;
+    let _ = pruner.await;
     if let Some(q) = queue {
         let _ = q.await;
     }

@@ -222,7 +222,16 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
         .await?;
     let id = started.id().to_string();
     let shape = Shape::of(&wf, req.callback_url.is_some());
-    if let Some(url) = req.callback_url {
+    // An execution that existed (a retried idempotent request, a redelivered queue action)
+    // keeps the callback it has.
+    let has_callback = !started.is_new()
+        && state
+            .store()
+            .get_callback(&req.tenant, &id)
+            .await?
+            .is_some();
+    let callback_url = req.callback_url.filter(|_| !has_callback);
+    if let Some(url) = callback_url {
         let now = now_ms();
         state
             .store()
@@ -241,7 +250,9 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
             .await?;
         state.expect_callback(&id);
     }
-    metrics::counter!("hilo_executions_started_total").increment(1);
+    if started.is_new() {
+        metrics::counter!("hilo_executions_started_total").increment(1);
+    }
     if let Some(ms) = tier.and_then(|(_, l)| l.max_execution_ms) {
         watchdog(state, &req.tenant, &id, ms);
     }

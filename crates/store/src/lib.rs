@@ -30,6 +30,7 @@ mod audit;
 mod costs;
 mod exec_codec;
 mod hil;
+mod idempotency;
 pub mod migrations;
 pub mod pg;
 mod pg_audit;

@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "execution crashes",
         include_str!("../migrations/0010_exec_crashes.sql"),
     ),
+    (
+        11,
+        "idempotency keys",
+        include_str!("../migrations/0011_idempotency.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

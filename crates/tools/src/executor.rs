@@ -43,8 +43,10 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolSettings {
+    #[serde(default, deserialize_with = "hilo_core::duration::serde_opt_ms")]
     pub timeout_ms: Option<u64>,
     /// Cache results this long (safe tools only).
+    #[serde(default, deserialize_with = "hilo_core::duration::serde_opt_ms")]
     pub cache_ttl_ms: Option<u64>,
     pub rate_limit: Option<RateLimit>,
     pub circuit: Option<CircuitSettings>,

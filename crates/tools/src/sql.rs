@@ -92,7 +92,7 @@ pub struct DatabaseConfig {
     #[serde(default)]
     pub max_result_bytes: Option<usize>,
     /// Longest run of one statement (default 300000), even when the call itself has more time.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "hilo_core::duration::serde_opt_ms")]
     pub statement_timeout_ms: Option<u64>,
 }
 

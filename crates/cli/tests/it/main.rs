@@ -5,10 +5,13 @@
 
 mod agents;
 mod builtins;
+mod config;
 mod crash;
+mod docs;
 mod expr_limits;
 mod hardening;
 mod hil;
+mod init;
 mod mcp;
 mod poison;
 mod postgres;

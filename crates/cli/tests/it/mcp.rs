@@ -358,7 +358,8 @@ fn a_server_that_does_not_start_is_a_configuration_error() {
     let o = hilo(&cfg, &["validate", wf.to_str().unwrap()], &db);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o.stderr).contains("[MCP_CONFIG] [mcp.servers.files]: unknown field `comand`"),
+        text(&o.stderr).contains("[mcp.servers.files] comand: unknown key")
+            && text(&o.stderr).contains("did you mean `command`?"),
         "{}",
         text(&o.stderr)
     );

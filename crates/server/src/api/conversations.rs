@@ -829,6 +829,9 @@ impl From<HumanAgent> for AgentView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AgentList {
     pub items: Vec<AgentView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// An agent's availability.
@@ -891,24 +894,22 @@ fn check_agent_id(id: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Human agents of the tenant, with their loads.
+/// Human agents of the tenant, with their loads, by id, a page at a time.
 #[utoipa::path(get, path = "/hil/agents", tag = "hil",
+    params(crate::api::params::PageQuery),
     responses((status = 200, body = AgentList)),
     security(("api_key" = []))
 )]
 pub async fn list_agents(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<crate::api::params::PageQuery>,
 ) -> ApiResult<Json<AgentList>> {
     caller.require(Scope::Read)?;
-    let items = state
-        .store()
-        .list_agents(&caller.tenant)
-        .await?
-        .into_iter()
-        .map(AgentView::from)
-        .collect();
-    Ok(Json(AgentList { items }))
+    let all = state.store().list_agents(&caller.tenant).await?;
+    let (page, next_cursor) = crate::api::params::keyset_page(all, |a| a.id.as_str(), &q)?;
+    let items = page.into_iter().map(AgentView::from).collect();
+    Ok(Json(AgentList { items, next_cursor }))
 }
 
 /// Creates or updates a human agent; routing runs at once (an agent coming online takes

@@ -6,9 +6,10 @@ use std::time::Duration;
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use hilo_core::StoreError;
 use hilo_core::access::Scope;
 use hilo_core::exec::{ExecFilter, ExecRecord, ExecStatus, HumanTask, NodeRecord};
 use hilo_engine::{Mode, Outcome, now_ms};
@@ -21,6 +22,7 @@ use crate::api::tasks::TaskView;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::idempotency::Reservation;
 use crate::runs::{Shape, StartRequest, spawn_drive, start};
 use crate::state::AppState;
 
@@ -294,15 +296,86 @@ fn accepted(id: &str, status: &str) -> Response {
         .into_response()
 }
 
+/// The request's `Idempotency-Key` reserved (or found) for `request` on `route`; `None`
+/// without the header.
+async fn idempotent(
+    state: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    route: &str,
+    request: &Value,
+) -> ApiResult<Option<Reservation>> {
+    let Some(key) = crate::idempotency::key_of(headers)? else {
+        return Ok(None);
+    };
+    let hash = crate::idempotency::request_hash(route, request);
+    Ok(Some(
+        crate::idempotency::reserve(state, tenant, &key, &hash).await?,
+    ))
+}
+
+/// The answer to a retried request whose execution exists: `202` with its status (`wait`
+/// `None`, as `POST /executions` answers), or its view once it has ended or waits for a
+/// person within `wait` ms (else `202`), as `execute` answers. `None`: the first request never
+/// created it, so this one does.
+async fn replay(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    wait: Option<u64>,
+) -> ApiResult<Option<Response>> {
+    let mut news = state.subscribe();
+    let e = match state.store().get_execution(tenant, id).await {
+        Ok(e) => e,
+        Err(StoreError::ExecutionNotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(wait) = wait else {
+        return Ok(Some(accepted(id, e.status.as_str())));
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
+    let mut status = e.status;
+    loop {
+        if status.is_terminal() || status == ExecStatus::Waiting {
+            let view = load_view(state, tenant, id).await?;
+            return Ok(Some(Json(view).into_response()));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(Some(accepted(id, ExecStatus::Running.as_str())));
+        }
+        // Woken by this process's news of the execution; polled for another process's.
+        let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(250)), async {
+            loop {
+                match news.recv().await {
+                    Ok(x) if &*x == id => return,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        })
+        .await;
+        status = state.store().get_execution(tenant, id).await?.status;
+    }
+}
+
 /// Runs the active (or a given) version and waits up to `timeout_ms` for it to end or to wait
 /// for a person; past that, answers 202 and the execution goes on.
 #[utoipa::path(post, path = "/workflows/{name}/execute", tag = "executions",
-    params(("name" = String, Path, description = "Workflow name")),
+    params(
+        ("name" = String, Path, description = "Workflow name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key with the same request (workflow, version, input, callback_url) gets the same execution for `[server] idempotency_ttl_ms` (24 h by default); 1 to 255 visible ASCII characters"),
+    ),
     request_body = ExecuteBody,
     responses(
         (status = 200, description = "Finished (or waiting for a person) within the timeout", body = ExecutionView),
         (status = 202, description = "Still running; follow it by its id", body = Accepted),
         (status = 404, body = ErrorBody),
+        (status = 400, description = "An invalid Idempotency-Key", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used for a different request (IDEMPOTENCY_KEY_REUSED)", body = ErrorBody),
         (status = 422, description = "The input does not match the workflow's input schema", body = ErrorBody),
         (status = 429, description = "Over the key's rate limit or the tier's concurrency", body = ErrorBody),
     ),
@@ -311,6 +384,7 @@ fn accepted(id: &str, status: &str) -> Response {
 pub async fn execute(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<ExecuteBody>,
 ) -> ApiResult<Response> {
@@ -325,6 +399,20 @@ pub async fn execute(
     } else {
         body.input
     };
+    // The request, as the key's hash sees it: `timeout_ms` only says how long to wait.
+    let request = serde_json::json!({
+        "workflow": name,
+        "version": body.version,
+        "input": input,
+        "callback_url": body.callback_url,
+    });
+    let reserved = idempotent(&state, &caller.tenant, &headers, "execute", &request).await?;
+    if let Some(r) = &reserved
+        && !r.first
+        && let Some(answer) = replay(&state, &caller.tenant, &r.execution_id, Some(wait)).await?
+    {
+        return Ok(answer);
+    }
     let mut started = start(
         &state,
         StartRequest {
@@ -333,7 +421,7 @@ pub async fn execute(
             version: body.version,
             input,
             callback_url: body.callback_url,
-            execution_id: None,
+            execution_id: reserved.map(|r| r.execution_id),
         },
     )
     .await?;
@@ -356,10 +444,15 @@ pub async fn execute(
 
 /// Starts an execution and answers at once (202).
 #[utoipa::path(post, path = "/executions", tag = "executions",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key with the same body gets the same execution for `[server] idempotency_ttl_ms` (24 h by default); 1 to 255 visible ASCII characters"),
+    ),
     request_body = StartBody,
     responses(
         (status = 202, body = Accepted),
+        (status = 400, description = "An invalid Idempotency-Key", body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used for a different request (IDEMPOTENCY_KEY_REUSED)", body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody),
     ),
@@ -368,6 +461,7 @@ pub async fn execute(
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<StartBody>,
 ) -> ApiResult<Response> {
     caller.require(Scope::Execute)?;
@@ -376,6 +470,19 @@ pub async fn create(
     } else {
         body.input
     };
+    let request = serde_json::json!({
+        "workflow": body.workflow,
+        "version": body.version,
+        "input": input,
+        "callback_url": body.callback_url,
+    });
+    let reserved = idempotent(&state, &caller.tenant, &headers, "create", &request).await?;
+    if let Some(r) = &reserved
+        && !r.first
+        && let Some(answer) = replay(&state, &caller.tenant, &r.execution_id, None).await?
+    {
+        return Ok(answer);
+    }
     let started = start(
         &state,
         StartRequest {
@@ -384,7 +491,7 @@ pub async fn create(
             version: body.version,
             input,
             callback_url: body.callback_url,
-            execution_id: None,
+            execution_id: reserved.map(|r| r.execution_id),
         },
     )
     .await?;

@@ -24,6 +24,9 @@ use crate::state::AppState;
 pub struct ToolList {
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<Value>,
+    /// `GET /tools`: pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 fn tool_json(s: &ToolSpec) -> Value {
@@ -44,24 +47,27 @@ fn tenant_sees(state: &AppState, tenant: &str, tool: &str) -> bool {
     }
 }
 
-/// The tools this server has (built-in, configured, MCP), as the caller's tier allows them.
+/// The tools this server has (built-in, configured, MCP), as the caller's tier allows them,
+/// by name, a page at a time.
 #[utoipa::path(get, path = "/tools", tag = "catalog",
+    params(crate::api::params::PageQuery),
     responses((status = 200, body = ToolList)),
     security(("api_key" = []))
 )]
 pub async fn tools(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<crate::api::params::PageQuery>,
 ) -> ApiResult<Json<ToolList>> {
     caller.require(Scope::Read)?;
-    let items = state
-        .tools()
-        .specs()
+    let specs = state.tools().specs();
+    let all: Vec<&ToolSpec> = specs
         .iter()
         .filter(|s| tenant_sees(&state, &caller.tenant, &s.name))
-        .map(tool_json)
         .collect();
-    Ok(Json(ToolList { items }))
+    let (page, next_cursor) = crate::api::params::keyset_page(all, |s| s.name.as_str(), &q)?;
+    let items = page.into_iter().map(tool_json).collect();
+    Ok(Json(ToolList { items, next_cursor }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -97,7 +103,10 @@ pub async fn search_tools(
         .filter(|s| tenant_sees(&state, &caller.tenant, &s.name))
         .map(tool_json)
         .collect();
-    Ok(Json(ToolList { items }))
+    Ok(Json(ToolList {
+        items,
+        next_cursor: None,
+    }))
 }
 
 /// Agent kinds, profiles and models.

@@ -22,7 +22,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "hilo",
-        description = "Durable AI-agent workflows with humans in the loop. Every call but /health, /ready and /openapi.json needs `Authorization: Bearer <API key>` (`hilo keys create`). Errors are `{\"error\": {\"code\", \"message\", \"details\"}}`.",
+        description = "Durable AI-agent workflows with humans in the loop. Every call but /health, /ready and /openapi.json needs `Authorization: Bearer <API key>` (`hilo keys create`). Errors are RFC 9457 problems (`application/problem+json`): `type`, `title`, `status`, `detail`, `instance`, with the stable `code` and `details` (and, for earlier clients, `error: {code, message, details}`).",
         license(name = "Apache-2.0")
     ),
     servers((url = "/api/v1")),
@@ -163,12 +163,26 @@ impl Modify for CommonErrors {
                                 ResponseBuilder::new()
                                     .description(description)
                                     .content(
-                                        "application/json",
+                                        crate::error::PROBLEM_JSON,
                                         Content::new(Some(Ref::from_schema_name("ErrorBody"))),
                                     )
                                     .build(),
                             )
                         });
+                }
+                // Every error answer is a problem document, whatever the annotation said.
+                for response in op.responses.responses.values_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    let is_error = response.content.get("application/json").is_some_and(|c| {
+                        matches!(c, RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/ErrorBody")))
+                    });
+                    if is_error && let Some(c) = response.content.shift_remove("application/json") {
+                        response
+                            .content
+                            .insert(crate::error::PROBLEM_JSON.to_string(), c);
+                    }
                 }
             }
         }
@@ -190,12 +204,18 @@ pub fn app(state: AppState) -> Router {
         }),
     );
     let max_body = state.settings().server.max_body_bytes;
-    Router::new()
+    let cors = crate::cors::layer(&state.settings().server.cors_origins);
+    let app = Router::new()
         .nest("/api/v1", private.merge(public))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(crate::http_metrics))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(crate::error::problem_instance))
+        .with_state(state);
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> crate::error::ApiError {

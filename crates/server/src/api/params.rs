@@ -121,3 +121,56 @@ where
         .map(Some)
         .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number in range")))
 }
+
+/// `?limit=&cursor=` of a list read whole and paged by a unique key.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The page of `items` after `cursor`, in the byte order of their unique `key` (the same on
+/// every backend: PostgreSQL's ORDER BY follows its collation), with the cursor of the next
+/// page when there is one. A cursor is the last key of its page, so a page is never skipped or
+/// repeated when items before it are added or removed.
+pub(crate) fn keyset_page<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> &str,
+    q: &PageQuery,
+) -> crate::error::ApiResult<(Vec<T>, Option<String>)> {
+    use base64::Engine as _;
+    let limit = limit(q.limit, 100, 500)? as usize;
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    crate::error::ApiError::bad_request(
+                        "INVALID_QUERY",
+                        "cursor is not one this server gave out: pass next_cursor of the previous page",
+                    )
+                })?,
+        ),
+    };
+    items.sort_by(|a, b| key(a).as_bytes().cmp(key(b).as_bytes()));
+    if let Some(after) = &after {
+        items.retain(|x| key(x).as_bytes() > after.as_bytes());
+    }
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = if more {
+        items
+            .last()
+            .map(|x| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key(x)))
+    } else {
+        None
+    };
+    Ok((items, next))
+}

@@ -54,6 +54,9 @@ pub struct WorkflowSummary {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WorkflowList {
     pub items: Vec<WorkflowSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// One stored version.
@@ -82,6 +85,9 @@ pub struct VersionView {
 pub struct VersionList {
     pub name: String,
     pub items: Vec<VersionView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -206,20 +212,21 @@ pub async fn import(
         .into_response())
 }
 
-/// Every workflow of the caller's tenant, by name.
+/// The workflows of the caller's tenant, by name, a page at a time.
 #[utoipa::path(get, path = "/workflows", tag = "workflows",
+    params(crate::api::params::PageQuery),
     responses((status = 200, body = WorkflowList)),
     security(("api_key" = []))
 )]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<crate::api::params::PageQuery>,
 ) -> ApiResult<Json<WorkflowList>> {
     caller.require(Scope::Read)?;
-    let items = state
-        .store()
-        .list_workflows(&caller.tenant)
-        .await?
+    let all = state.store().list_workflows(&caller.tenant).await?;
+    let (page, next_cursor) = crate::api::params::keyset_page(all, |w| w.name.as_str(), &q)?;
+    let items = page
         .into_iter()
         .map(|w| WorkflowSummary {
             name: w.name,
@@ -230,7 +237,7 @@ pub async fn list(
             updated_at: w.updated_at.to_rfc3339(),
         })
         .collect();
-    Ok(Json(WorkflowList { items }))
+    Ok(Json(WorkflowList { items, next_cursor }))
 }
 
 fn view(s: StoredWorkflow) -> WorkflowView {
@@ -264,9 +271,9 @@ pub async fn get(
     Ok(Json(view(s)))
 }
 
-/// Every version of a workflow, oldest first.
+/// The versions of a workflow, oldest first, a page at a time.
 #[utoipa::path(get, path = "/workflows/{name}/versions", tag = "workflows",
-    params(("name" = String, Path, description = "Workflow name")),
+    params(("name" = String, Path, description = "Workflow name"), crate::api::params::PageQuery),
     responses((status = 200, body = VersionList), (status = 404, body = ErrorBody)),
     security(("api_key" = []))
 )]
@@ -274,24 +281,36 @@ pub async fn versions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<crate::api::params::PageQuery>,
 ) -> ApiResult<Json<VersionList>> {
     caller.require(Scope::Read)?;
-    let items: Vec<VersionView> = state
+    let all: Vec<(String, VersionView)> = state
         .store()
         .list_versions(&caller.tenant, &name)
         .await?
         .into_iter()
-        .map(|v| VersionView {
-            version: v.version,
-            active: v.active,
-            created_at: v.created_at.to_rfc3339(),
-            nodes: v.nodes,
+        .map(|v| {
+            // Zero-padded: byte order is numeric order.
+            let key = format!("{:020}", v.version);
+            let view = VersionView {
+                version: v.version,
+                active: v.active,
+                created_at: v.created_at.to_rfc3339(),
+                nodes: v.nodes,
+            };
+            (key, view)
         })
         .collect();
-    if items.is_empty() {
+    if all.is_empty() {
         return Err(hilo_core::StoreError::WorkflowNotFound { name }.into());
     }
-    Ok(Json(VersionList { name, items }))
+    let (page, next_cursor) = crate::api::params::keyset_page(all, |(k, _)| k.as_str(), &q)?;
+    let items = page.into_iter().map(|(_, v)| v).collect();
+    Ok(Json(VersionList {
+        name,
+        items,
+        next_cursor,
+    }))
 }
 
 /// Makes a version the active one.

@@ -668,6 +668,21 @@ async fn approvals_share_the_inbox_and_replies_reach_the_callback_signed() {
             headers["idempotency-key"].to_str().unwrap(),
             format!("message:{id}:2")
         );
+        // Standard Webhooks headers, verified by the client's helper.
+        let h = |name: &str| headers[name].to_str().unwrap().to_string();
+        assert_eq!(h("webhook-id"), format!("message:{id}:2"));
+        assert_eq!(
+            hilo_server::client::verify_webhook(
+                crate::common::ACME_SIGNING_KEY,
+                &h("webhook-id"),
+                &h("webhook-timestamp"),
+                &h("webhook-signature"),
+                body.as_bytes(),
+                hilo_engine::now_ms() / 1000,
+                hilo_server::client::DEFAULT_TOLERANCE_SECS,
+            ),
+            Ok(())
+        );
         let b: Value = serde_json::from_str(body).unwrap();
         assert_eq!(b["message"]["content"], "You said: ping");
         assert_eq!(b["message"]["sender"], "agent");

@@ -5,6 +5,7 @@
 mod api;
 mod client;
 mod common;
+mod conventions;
 mod hardening;
 mod hil;
 mod live;

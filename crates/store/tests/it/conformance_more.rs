@@ -9,7 +9,7 @@ use hilo_core::exec::{
     Commit, CommitOutcome, ExecMeta, ExecStatus, ExecUpdate, Lease, NewExecution,
 };
 use hilo_core::llm::{CostBy, CostRow, LlmCall};
-use hilo_core::store::Store;
+use hilo_core::store::{IdempotencyRecord, Store};
 use hilo_core::tool::{AuditEntry, AuditFilter, AuditStatus, SealedSecret, SecretInfo, ToolStats};
 use serde_json::json;
 
@@ -20,6 +20,7 @@ pub async fn run_all(s: &dyn Store) {
     llm_calls_are_summed_listed_and_rolled_up(s).await;
     api_keys_are_found_by_hash_listed_and_revoked(s).await;
     callbacks_are_due_once_their_execution_has_ended(s).await;
+    idempotency_keys_are_reserved_once_per_tenant_until_they_expire(s).await;
 }
 
 // ---- audit ----------------------------------------------------------------------------------
@@ -828,4 +829,72 @@ async fn callbacks_are_due_once_their_execution_has_ended(s: &dyn Store) {
         cb_ids(&s.due_callbacks(2_000, 10).await.unwrap()),
         ["cb-running", "cb-later"]
     );
+}
+
+// ---- idempotency keys ----------------------------------------------------------------------
+
+fn idem(tenant: &str, key: &str, hash: &str, exec: &str, at: i64) -> IdempotencyRecord {
+    IdempotencyRecord {
+        tenant: tenant.into(),
+        key: key.into(),
+        request_hash: hash.into(),
+        execution_id: exec.into(),
+        created_at: at,
+        expires_at: at + 1_000,
+    }
+}
+
+async fn idempotency_keys_are_reserved_once_per_tenant_until_they_expire(s: &dyn Store) {
+    let first = idem("idem-a", "k1", "h1", "exec-1", 10_000);
+    assert_eq!(
+        s.reserve_idempotency_key(&first, 10_000).await.unwrap(),
+        first
+    );
+    // The same key again, another request: the first one stays.
+    let again = idem("idem-a", "k1", "h2", "exec-2", 10_500);
+    assert_eq!(
+        s.reserve_idempotency_key(&again, 10_500).await.unwrap(),
+        first
+    );
+    // Keys are per tenant.
+    let other = idem("idem-b", "k1", "h2", "exec-3", 10_500);
+    assert_eq!(
+        s.reserve_idempotency_key(&other, 10_500).await.unwrap(),
+        other
+    );
+    // Expired: the key is free again.
+    let later = idem("idem-a", "k1", "h3", "exec-4", 11_000);
+    assert_eq!(
+        s.reserve_idempotency_key(&later, 11_000).await.unwrap(),
+        later
+    );
+
+    // Concurrent reservations of one key: exactly one is stored, every caller gets it.
+    let records: Vec<IdempotencyRecord> = (0..10)
+        .map(|i| {
+            idem(
+                "idem-c",
+                "race",
+                &format!("h{i}"),
+                &format!("race-{i}"),
+                20_000,
+            )
+        })
+        .collect();
+    let got = futures_util::future::join_all(
+        records.iter().map(|r| s.reserve_idempotency_key(r, 20_000)),
+    )
+    .await;
+    let got: Vec<IdempotencyRecord> = got.into_iter().map(|r| r.unwrap()).collect();
+    assert!(records.contains(&got[0]));
+    assert!(got.iter().all(|g| *g == got[0]), "{got:?}");
+
+    // Pruning deletes the expired keys only (idem-b's k1 expired at 11_500, idem-a's at 12_000).
+    assert_eq!(s.prune_idempotency_keys(11_600).await.unwrap(), 1);
+    let back = idem("idem-a", "k1", "h9", "exec-9", 11_700);
+    assert_eq!(
+        s.reserve_idempotency_key(&back, 11_700).await.unwrap(),
+        later
+    );
+    assert_eq!(s.prune_idempotency_keys(30_000).await.unwrap(), 2);
 }

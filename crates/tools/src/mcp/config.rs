@@ -33,10 +33,13 @@ pub struct McpServerConfig {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Default timeout of this server's tools (a node's timeout and `[tools.settings]` win).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "hilo_core::duration::serde_opt_ms")]
     pub timeout_ms: Option<u64>,
     /// How long the server may take to start, answer `initialize` and list its tools.
-    #[serde(default = "default_startup")]
+    #[serde(
+        default = "default_startup",
+        deserialize_with = "hilo_core::duration::serde_ms"
+    )]
     pub startup_timeout_ms: u64,
     /// When true, a server that cannot be reached at startup is skipped (with a warning)
     /// instead of stopping hilo.
