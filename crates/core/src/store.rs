@@ -249,6 +249,19 @@ pub struct SchemaStatus {
     pub expected: i64,
 }
 
+impl SchemaStatus {
+    /// `Unhealthy` unless the database is at this build's schema.
+    pub fn healthy(&self) -> Result<()> {
+        if self.applied != self.expected {
+            return Err(StoreError::Unhealthy(format!(
+                "the database schema is at migration {}, this build expects {}",
+                self.applied, self.expected
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Everything a backend provides. New concerns (executions, audit, …) are added as
 /// supertraits.
 #[async_trait]
@@ -273,13 +286,6 @@ pub trait Store:
     /// working (SQLite: a step-log record no fold can get past). The error says what is wrong
     /// and what to do, without the database's location.
     async fn health(&self) -> Result<()> {
-        let s = self.schema_status().await?;
-        if s.applied != s.expected {
-            return Err(StoreError::Unhealthy(format!(
-                "the database schema is at migration {}, this build expects {}",
-                s.applied, s.expected
-            )));
-        }
-        Ok(())
+        self.schema_status().await?.healthy()
     }
 }

@@ -293,13 +293,7 @@ impl Store for SqliteStore {
     }
 
     async fn health(&self) -> Result<()> {
-        let s = self.schema_status().await?;
-        if s.applied != s.expected {
-            return Err(StoreError::Unhealthy(format!(
-                "the database schema is at migration {}, this build expects {}",
-                s.applied, s.expected
-            )));
-        }
+        self.schema_status().await?.healthy()?;
         // A fold now: a step log that cannot be folded shows up here (and in the log).
         if let Some(log) = &self.log {
             let _ = self.fold_step_logs().await;
