@@ -41,7 +41,8 @@ pub struct Global {
         global = true,
         env = "HILO_LEASE_MS",
         default_value_t = 30_000,
-        value_name = "MS"
+        value_name = "DURATION",
+        value_parser = parse_ms_flag
     )]
     pub lease_ms: u64,
     /// Act through a running `hilo serve` instead of the local database (remote mode):
@@ -121,10 +122,11 @@ pub enum ExecutionsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete finished executions (history, checkpoints, tasks) older than DAYS.
+    /// Delete finished executions (history, checkpoints, tasks) older than this: a duration
+    /// (`12h`, `7d`, `2w`) or a number of days (`30`, `0.5`).
     Prune {
-        #[arg(long, value_name = "DAYS")]
-        older_than: f64,
+        #[arg(long, value_name = "DURATION|DAYS", value_parser = parse_age_ms)]
+        older_than: u64,
     },
 }
 
@@ -606,4 +608,28 @@ pub enum GraphFormat {
 pub enum TextFormat {
     Yaml,
     Json,
+}
+
+/// A duration flag: `30s`, `15m`, `24h`, `7d` or milliseconds, as in `hilo.toml`.
+fn parse_ms_flag(text: &str) -> Result<u64, String> {
+    hilo_core::duration::parse_ms(text).map_err(|e| e.to_string())
+}
+
+/// An age in milliseconds: a duration with its unit (`12h`, `7d`), or a number of days
+/// (`30`, `0.5`), which is what `--older-than` always took.
+fn parse_age_ms(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if let Ok(days) = t.parse::<f64>() {
+        if !days.is_finite() || days < 0.0 {
+            return Err(format!(
+                "`{t}`: the age must be a positive number of days or a duration such as 7d"
+            ));
+        }
+        let ms = (days * 86_400_000.0).round();
+        if ms > i64::MAX as f64 {
+            return Err(format!("`{t}`: the age is too large"));
+        }
+        return Ok(ms as u64);
+    }
+    hilo_core::duration::parse_ms(t).map_err(|e| e.to_string())
 }

@@ -196,7 +196,17 @@ pub fn detached_runs_are_taken_by_a_worker_and_cancel_compensates_on(db: &Path) 
     let o = hilo_env(&["cancel", &id], db, &[]);
     assert_eq!(o.status.code(), Some(1), "cancelling twice is refused");
 
-    // Prune: finished executions go, with their history.
+    // Prune: finished executions go, with their history. Ages are durations or days.
+    let o = hilo_env(&["executions", "prune", "--older-than", "7d"], db, &[]);
+    assert!(text(&o.stdout).contains("pruned 0 "), "{}", text(&o.stdout));
+    let o = hilo_env(&["executions", "prune", "--older-than", "-1"], db, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let o = hilo_env(
+        &["--lease-ms", "30s", "executions", "list", "--json"],
+        db,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let o = hilo_env(&["executions", "prune", "--older-than", "0"], db, &[]);
     assert!(text(&o.stdout).contains("pruned"), "{}", text(&o.stdout));
     let o = hilo_env(&["executions", "list", "--json"], db, &[]);
