@@ -34,6 +34,15 @@ pub struct Global {
     /// Tenant to act for
     #[arg(long, global = true, env = "HILO_TENANT", default_value = "default")]
     pub tenant: String,
+    /// Colours and styles: auto (a terminal, unless NO_COLOR is set), always or never
+    #[arg(
+        long,
+        global = true,
+        env = "HILO_COLOR",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub color: crate::out::ColorChoice,
     /// How long an execution stays claimed by a process that stops heartbeating (a dead
     /// process's executions are taken over after this)
     #[arg(

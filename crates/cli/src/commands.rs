@@ -2,7 +2,7 @@
 //! variants print one JSON document on stdout.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -493,7 +493,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    let bold = std::io::stdout().is_terminal();
+    let bold = crate::out::colour_stdout();
     let line = |cells: Vec<String>| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {

@@ -168,15 +168,19 @@ pub(crate) fn near(text: &str, line: usize, column: usize) -> String {
 fn progress(engine: &Engine, total: Option<u64>) -> Option<indicatif::ProgressBar> {
     let start = std::time::Instant::now();
     let terminal = std::io::stderr().is_terminal();
+    let colour = crate::out::colour_stderr();
     let bar = match total {
         Some(n) if terminal => {
             let pb = indicatif::ProgressBar::with_draw_target(
                 Some(n),
                 indicatif::ProgressDrawTarget::stderr(),
             );
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{elapsed:>4} [{bar:30.cyan/blue}] {pos}/{len} nodes {msg}",
-            ) {
+            let template = if colour {
+                "{elapsed:>4} [{bar:30.cyan/blue}] {pos}/{len} nodes {msg}"
+            } else {
+                "{elapsed:>4} [{bar:30}] {pos}/{len} nodes {msg}"
+            };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
                 pb.set_style(style.progress_chars("=> "));
             }
             Some(pb)
@@ -193,7 +197,11 @@ fn progress(engine: &Engine, total: Option<u64>) -> Option<indicatif::ProgressBa
         let short = &id[id.len().saturating_sub(6)..];
         match &pb {
             Some(pb) => {
-                pb.println(format!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}"));
+                if colour {
+                    pb.println(format!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}"));
+                } else {
+                    pb.println(format!("{t:>6}ms {short} {line}"));
+                }
                 if let Some(node) = e.node.as_deref() {
                     // Loop iterations are keyed `node[i]`: count the node once.
                     let node = node.split('[').next().unwrap_or(node);
@@ -212,7 +220,7 @@ fn progress(engine: &Engine, total: Option<u64>) -> Option<indicatif::ProgressBa
                     }
                 }
             }
-            None if terminal => errln!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}"),
+            None if colour => errln!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}"),
             None => errln!("{t:>6}ms {short} {line}"),
         }
     }));
@@ -489,13 +497,15 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
             } else if list.is_empty() {
                 outln!("no executions");
             } else {
-                outln!(
+                let head = format!(
                     "{:<26} {:<24} {:<12} {:<23} DURATION",
-                    "ID",
-                    "WORKFLOW",
-                    "STATUS",
-                    "CREATED"
+                    "ID", "WORKFLOW", "STATUS", "CREATED"
                 );
+                if crate::out::colour_stdout() {
+                    outln!("\x1b[1m{head}\x1b[0m");
+                } else {
+                    outln!("{head}");
+                }
                 for e in list {
                     let dur = e
                         .finished_at

@@ -84,12 +84,11 @@ impl From<anyhow::Error> for Exit {
 }
 
 /// Warnings and errors of the library crates on stderr (`RUST_LOG` picks others: `info`,
-/// `hilo_engine=debug`, …); colours only on a terminal and never with `NO_COLOR`.
+/// `hilo_engine=debug`, …); colours as `--color` says (by default on a terminal, never with `NO_COLOR`).
 fn init_logging() {
-    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let colour = out::colour_stderr();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -100,8 +99,9 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     alloc::tune();
-    init_logging();
     let cli = cli::Cli::parse();
+    out::set_color(cli.global.color);
+    init_logging();
     // The server uses every core; every other command is one task at a time.
     let mut builder = if matches!(cli.command, cli::Command::Serve { .. }) {
         tokio::runtime::Builder::new_multi_thread()

@@ -103,3 +103,45 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
+
+/// When output is coloured: `--color` (or `HILO_COLOR`), and `auto` means a terminal with no
+/// `NO_COLOR` in the environment (<https://no-color.org>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// 0 auto, 1 always, 2 never.
+static COLOR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets the choice for the process (once, from the command line).
+pub fn set_color(choice: ColorChoice) {
+    let v = match choice {
+        ColorChoice::Auto => 0,
+        ColorChoice::Always => 1,
+        ColorChoice::Never => 2,
+    };
+    COLOR.store(v, Ordering::Relaxed);
+}
+
+fn colour(is_terminal: bool) -> bool {
+    match COLOR.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }
+}
+
+/// Whether what goes to stdout may carry colours and styles.
+pub fn colour_stdout() -> bool {
+    use std::io::IsTerminal;
+    colour(std::io::stdout().is_terminal())
+}
+
+/// Whether what goes to stderr may carry colours and styles.
+pub fn colour_stderr() -> bool {
+    use std::io::IsTerminal;
+    colour(std::io::stderr().is_terminal())
+}

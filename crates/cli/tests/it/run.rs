@@ -207,6 +207,17 @@ pub fn detached_runs_are_taken_by_a_worker_and_cancel_compensates_on(db: &Path) 
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    // Colours: none into a pipe (and never with --color never), styles with --color always.
+    let o = hilo_env(&["executions", "list"], db, &[]);
+    assert!(!text(&o.stdout).contains('\x1b'), "{}", text(&o.stdout));
+    let o = hilo_env(&["--color", "always", "executions", "list"], db, &[]);
+    assert!(text(&o.stdout).contains("\x1b[1m"), "{}", text(&o.stdout));
+    let o = hilo_env(
+        &["--color", "never", "executions", "list"],
+        db,
+        &[("HILO_COLOR", "always")],
+    );
+    assert!(!text(&o.stdout).contains('\x1b'), "{}", text(&o.stdout));
     let o = hilo_env(&["executions", "prune", "--older-than", "0"], db, &[]);
     assert!(text(&o.stdout).contains("pruned"), "{}", text(&o.stdout));
     let o = hilo_env(&["executions", "list", "--json"], db, &[]);
