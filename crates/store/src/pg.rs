@@ -88,7 +88,6 @@ impl PgStore {
         self.payload_threshold
     }
 
-    /// Sets how many executions of a tenant workers run at once.
     /// How many takeovers in a row of an execution whose process died, without progress in
     /// between, quarantine it (failed, `POISONED`); at least 1.
     pub fn with_max_crashes(mut self, n: u32) -> Self {
@@ -100,6 +99,7 @@ impl PgStore {
         self.max_crashes
     }
 
+    /// Sets how many executions of a tenant workers run at once.
     pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
         self.running_limits = Arc::new(limits);
         self

@@ -841,25 +841,13 @@ impl ExecutionStore for SqliteStore {
             .write(move |w| {
                 // What the last holders made durable comes first (they may have died).
                 w.fold_logs()?;
-                // Due executions whose owner died (its lease ran out): claiming one is a
-                // takeover, counted for the quarantine.
-                let dead: Vec<String> = all(
-                    w.conn,
-                    "SELECT id FROM executions WHERE runnable_at <= $1 \
-                 AND status IN ('pending', 'running', 'waiting') \
-                 AND lease_owner IS NOT NULL AND lease_owner <> $2 AND lease_expires_at < $1",
-                    params![now, owner],
-                    |r| r.get(0).map_err(db),
-                )?;
                 let claimed = claim_due_rows(w, &owner, &limits, lease_ms, limit, now)?;
-                if dead.is_empty() {
-                    return Ok(claimed);
-                }
                 let mut kept = Vec::with_capacity(claimed.len());
-                for (tenant, id) in claimed {
-                    if dead.contains(&id)
-                        && quarantine::sqlite::takeover(w.conn, &id, now, max_crashes)?
-                    {
+                for (tenant, id, previous) in claimed {
+                    // A candidate held by another owner had its lease run out: that owner
+                    // died, and claiming it is a takeover, counted for the quarantine.
+                    let takeover = previous.is_some_and(|o| o != owner);
+                    if takeover && quarantine::sqlite::takeover(w.conn, &id, now, max_crashes)? {
                         continue;
                     }
                     kept.push((tenant, id));
@@ -1180,6 +1168,9 @@ impl ExecutionStore for SqliteStore {
 }
 
 /// The claim of `claim_due` proper: takes the lease of due executions; their (tenant, id).
+/// Claims up to `limit` due executions for `owner`: (tenant, id, the owner whose lease ran
+/// out, if one held it). The candidates are chosen first, then each is leased by its key;
+/// claims are serialized on the writer thread, so nothing changes in between.
 fn claim_due_rows(
     w: &Writes<'_>,
     owner: &str,
@@ -1187,51 +1178,57 @@ fn claim_due_rows(
     lease_ms: u64,
     limit: u32,
     now: i64,
-) -> Result<Vec<(String, String)>> {
-    let row = |r: &Row<'_>| Ok((r.get(0).map_err(db)?, r.get(1).map_err(db)?));
-    if limits.is_empty() {
-        return all(
+) -> Result<Vec<(String, String, Option<String>)>> {
+    let row = |r: &Row<'_>| {
+        Ok((
+            r.get(0).map_err(db)?,
+            r.get(1).map_err(db)?,
+            r.get(2).map_err(db)?,
+        ))
+    };
+    let candidates: Vec<(String, String, Option<String>)> = if limits.is_empty() {
+        all(
             w.conn,
-            "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
-                     SELECT id FROM executions WHERE runnable_at <= $3 \
-                     AND status IN ('pending', 'running', 'waiting') \
-                     AND (lease_owner IS NULL OR lease_expires_at < $3) \
-                     ORDER BY runnable_at LIMIT $4) RETURNING tenant_id, id",
-            params![owner, now + i(lease_ms), now, i64::from(limit)],
+            "SELECT tenant_id, id, lease_owner FROM executions WHERE runnable_at <= $1 \
+             AND status IN ('pending', 'running', 'waiting') \
+             AND (lease_owner IS NULL OR lease_expires_at < $1) \
+             ORDER BY runnable_at LIMIT $2",
+            params![now, i64::from(limit)],
             row,
-        );
+        )?
+    } else {
+        // Running limits: a tenant's due executions past its room (its limit less what
+        // it has under live leases) stay queued. Claims are serialized by this thread, so
+        // the count is exact.
+        let caps = serde_json::to_string(&limits.tenants).map_err(|e| corrupt("limits", e))?;
+        all(
+            w.conn,
+            "WITH running AS ( \
+               SELECT tenant_id, COUNT(*) AS n FROM executions \
+               WHERE lease_owner IS NOT NULL AND lease_expires_at >= $1 \
+               AND status IN ('pending', 'running', 'waiting') GROUP BY tenant_id), \
+             due AS ( \
+               SELECT id, runnable_at, tenant_id, lease_owner, \
+                 ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY runnable_at, id) AS turn \
+               FROM executions WHERE runnable_at <= $1 \
+               AND status IN ('pending', 'running', 'waiting') \
+               AND (lease_owner IS NULL OR lease_expires_at < $1)) \
+             SELECT due.tenant_id, due.id, due.lease_owner FROM due \
+             LEFT JOIN json_each($2) caps ON caps.key = due.tenant_id \
+             LEFT JOIN running ON running.tenant_id = due.tenant_id \
+             WHERE COALESCE(caps.value, $3) IS NULL \
+             OR due.turn <= COALESCE(caps.value, $3) - COALESCE(running.n, 0) \
+             ORDER BY due.runnable_at LIMIT $4",
+            params![now, caps, limits.default.map(i64::from), i64::from(limit)],
+            row,
+        )?
+    };
+    for (_, id, _) in &candidates {
+        exec(
+            w.conn,
+            "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 WHERE id = $3",
+            params![owner, now + i(lease_ms), id],
+        )?;
     }
-    // Running limits: a tenant's due executions past its room (its limit less what
-    // it has under live leases) stay queued. Claims are serialized by this thread, so
-    // the count is exact.
-    let caps = serde_json::to_string(&limits.tenants).map_err(|e| corrupt("limits", e))?;
-    all(
-        w.conn,
-        "UPDATE executions SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ( \
-                 WITH running AS ( \
-                   SELECT tenant_id, COUNT(*) AS n FROM executions \
-                   WHERE lease_owner IS NOT NULL AND lease_expires_at >= $3 \
-                   AND status IN ('pending', 'running', 'waiting') GROUP BY tenant_id), \
-                 due AS ( \
-                   SELECT id, runnable_at, tenant_id, \
-                     ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY runnable_at, id) AS turn \
-                   FROM executions WHERE runnable_at <= $3 \
-                   AND status IN ('pending', 'running', 'waiting') \
-                   AND (lease_owner IS NULL OR lease_expires_at < $3)) \
-                 SELECT due.id FROM due \
-                 LEFT JOIN json_each($4) caps ON caps.key = due.tenant_id \
-                 LEFT JOIN running ON running.tenant_id = due.tenant_id \
-                 WHERE COALESCE(caps.value, $5) IS NULL \
-                 OR due.turn <= COALESCE(caps.value, $5) - COALESCE(running.n, 0) \
-                 ORDER BY due.runnable_at LIMIT $6) RETURNING tenant_id, id",
-        params![
-            owner,
-            now + i(lease_ms),
-            now,
-            caps,
-            limits.default.map(i64::from),
-            i64::from(limit)
-        ],
-        row,
-    )
+    Ok(candidates)
 }
