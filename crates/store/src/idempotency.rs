@@ -17,7 +17,7 @@ macro_rules! impl_idempotency_store {
                     r: &IdempotencyRecord,
                     now: i64,
                 ) -> Result<IdempotencyRecord> {
-                    sqlx::query(
+                    let stored = sqlx::query(
                         "INSERT INTO idempotency_keys (tenant_id, idem_key, request_hash, \
                          execution_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
                          ON CONFLICT (tenant_id, idem_key) DO UPDATE SET \
@@ -36,6 +36,10 @@ macro_rules! impl_idempotency_store {
                     .execute(self.pool())
                     .await
                     .map_err(backend)?;
+                    if stored.rows_affected() == 1 {
+                        // Reserved now: the record is the one just written.
+                        return Ok(r.clone());
+                    }
                     let row = sqlx::query(
                         "SELECT request_hash, execution_id, created_at, expires_at \
                          FROM idempotency_keys WHERE tenant_id = $1 AND idem_key = $2",

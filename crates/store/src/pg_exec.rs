@@ -57,9 +57,10 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(500);
 impl PgStore {
     /// Counts a takeover of `id`, which this process holds now after its previous owner
     /// died (see `quarantine`); true when the execution was ended instead (it is then not
-    /// held). Its own transaction, under the row's lock.
-    async fn count_takeover(&self, id: &str, now: i64) -> Result<bool> {
-        let mut tx = self.pool().begin().await.map_err(backend)?;
+    /// held). Its own transaction on `conn` (the connection the claim already holds), under
+    /// the row's lock.
+    async fn count_takeover(&self, conn: &mut PgConnection, id: &str, now: i64) -> Result<bool> {
+        let mut tx = sqlx::Connection::begin(conn).await.map_err(backend)?;
         sqlx::query("SELECT 1 FROM executions WHERE id = $1 FOR NO KEY UPDATE")
             .bind(id)
             .execute(&mut *tx)
@@ -927,7 +928,7 @@ impl ExecutionStore for PgStore {
         let prev_expires: Option<i64> = prev.try_get(1).map_err(backend)?;
         let takeover = prev_owner.as_deref().is_some_and(|o| o != owner)
             && prev_expires.is_some_and(|x| x < now);
-        if takeover && self.count_takeover(id, now).await? {
+        if takeover && self.count_takeover(&mut conn, id, now).await? {
             // Quarantined (or cancelled) instead of run: nobody holds it.
             return Ok(None);
         }
@@ -1007,14 +1008,22 @@ impl ExecutionStore for PgStore {
             rows
         };
         let mut out = Vec::with_capacity(rows.len());
+        // One connection for the takeovers among them, taken only if there is one.
+        let mut conn = None;
         for r in &rows {
             let runnable_at = r.try_get::<Option<i64>, _>(2).map_err(backend)?;
             let tenant = r.try_get::<String, _>(0).map_err(backend)?;
             let id = r.try_get::<String, _>(1).map_err(backend)?;
             // Chosen only when free or expired: a previous owner other than this one died.
             let prev = r.try_get::<Option<String>, _>(3).map_err(backend)?;
-            if prev.is_some_and(|p| p != owner) && self.count_takeover(&id, now).await? {
-                continue;
+            if prev.is_some_and(|p| p != owner) {
+                let c = match &mut conn {
+                    Some(c) => c,
+                    None => conn.insert(self.pool().acquire().await.map_err(backend)?),
+                };
+                if self.count_takeover(c, &id, now).await? {
+                    continue;
+                }
             }
             out.push((runnable_at, tenant, id));
         }
