@@ -54,46 +54,13 @@ pub fn key_of(headers: &HeaderMap) -> ApiResult<Option<String>> {
 /// SHA-256 (hex) of `route` and the canonical JSON of `request` (object keys sorted), so that
 /// the same request hashes the same whatever the order of its fields.
 pub fn request_hash(route: &str, request: &Value) -> String {
-    let mut text = String::new();
-    canonical(request, &mut text);
+    let text = hilo_tools::cache::canonical(request);
     let mut h = Sha256::new();
     h.update(route.as_bytes());
     h.update([0u8]);
     h.update(text.as_bytes());
     let digest = h.finalize();
     digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                if let Some(x) = map.get(k) {
-                    canonical(x, out);
-                }
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, x) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(x, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
 }
 
 /// Reserves `key` of `tenant` for a request hashing to `hash`, or finds the execution an

@@ -303,12 +303,13 @@ async fn idempotent(
     tenant: &str,
     headers: &HeaderMap,
     route: &str,
-    request: &Value,
+    request: impl FnOnce() -> Value,
 ) -> ApiResult<Option<Reservation>> {
     let Some(key) = crate::idempotency::key_of(headers)? else {
         return Ok(None);
     };
-    let hash = crate::idempotency::request_hash(route, request);
+    // The request is copied for its hash only when a key asks for one.
+    let hash = crate::idempotency::request_hash(route, &request());
     Ok(Some(
         crate::idempotency::reserve(state, tenant, &key, &hash).await?,
     ))
@@ -400,13 +401,15 @@ pub async fn execute(
         body.input
     };
     // The request, as the key's hash sees it: `timeout_ms` only says how long to wait.
-    let request = serde_json::json!({
-        "workflow": name,
-        "version": body.version,
-        "input": input,
-        "callback_url": body.callback_url,
-    });
-    let reserved = idempotent(&state, &caller.tenant, &headers, "execute", &request).await?;
+    let reserved = idempotent(&state, &caller.tenant, &headers, "execute", || {
+        serde_json::json!({
+            "workflow": name,
+            "version": body.version,
+            "input": input,
+            "callback_url": body.callback_url,
+        })
+    })
+    .await?;
     if let Some(r) = &reserved
         && !r.first
         && let Some(answer) = replay(&state, &caller.tenant, &r.execution_id, Some(wait)).await?
@@ -470,13 +473,15 @@ pub async fn create(
     } else {
         body.input
     };
-    let request = serde_json::json!({
-        "workflow": body.workflow,
-        "version": body.version,
-        "input": input,
-        "callback_url": body.callback_url,
-    });
-    let reserved = idempotent(&state, &caller.tenant, &headers, "create", &request).await?;
+    let reserved = idempotent(&state, &caller.tenant, &headers, "create", || {
+        serde_json::json!({
+            "workflow": body.workflow,
+            "version": body.version,
+            "input": input,
+            "callback_url": body.callback_url,
+        })
+    })
+    .await?;
     if let Some(r) = &reserved
         && !r.first
         && let Some(answer) = replay(&state, &caller.tenant, &r.execution_id, None).await?
