@@ -106,20 +106,8 @@ fn short_id(id: &str) -> &str {
 }
 
 /// `1500` → `1500ms`, `60000` → `1m`: the largest unit that divides it.
-fn human_ms(ms: u64) -> String {
-    for (unit, n) in [
-        ("w", 604_800_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ] {
-        if ms >= n && ms.is_multiple_of(n) {
-            return format!("{}{unit}", ms / n);
-        }
-    }
-    format!("{ms}ms")
-}
+/// `1500ms`, `1m`, `1d`: the largest unit that divides it, as `hilo.toml` accepts it back.
+use hilo_core::duration::format_ms as human_ms;
 
 fn rate(r: &RateLimit) -> String {
     let mut s = format!("{}/{}", r.calls, human_ms(r.per_ms));

@@ -129,9 +129,15 @@ pub fn compile_jmespath(expr: &str) -> Result<jmespath::Expression<'static>, Com
 /// Compiles a Jinja template (syntax only: names are resolved when it renders), after
 /// checking it against [`limits`].
 pub fn compile_template(src: &str) -> Result<(), CompileError> {
+    compile_in(shared_env(), src).map(|_| ())
+}
+
+/// One [`template_env`] for the process: building one registers every guarded filter, and
+/// templates compiled in it keep nothing (fuel is counted per render).
+fn shared_env() -> &'static minijinja::Environment<'static> {
     static ENV: std::sync::LazyLock<minijinja::Environment<'static>> =
         std::sync::LazyLock::new(template_env);
-    compile_in(&ENV, src).map(|_| ())
+    &ENV
 }
 
 /// Compiles a template in `env` (one made by [`template_env`]), after checking it against
@@ -314,7 +320,7 @@ pub fn map_strings<E>(
 /// or template that failed (and the limit, when one was hit).
 pub fn render_value(value: &Value, doc: &Value) -> Result<Value, String> {
     let mut var: Option<jmespath::Rcvar> = None;
-    let env = template_env();
+    let env = shared_env();
     map_strings(value, &mut |s: &str| match classify(s) {
         Dynamic::Literal(l) => Ok(Value::String(l.to_string())),
         Dynamic::Expression(e) => {
@@ -329,7 +335,7 @@ pub fn render_value(value: &Value, doc: &Value) -> Result<Value, String> {
             };
             search_json(&expr, &v).map_err(|x| format!("`${{ {e} }}`: {x}"))
         }
-        Dynamic::Template(t) => render_template(&env, t, doc)
+        Dynamic::Template(t) => render_template(env, t, doc)
             .map(Value::String)
             .map_err(|x| format!("template `{t}`: {x}")),
     })

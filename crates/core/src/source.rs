@@ -246,7 +246,8 @@ pub fn parse_value(text: &str, format: Format) -> Result<Value, Diagnostics> {
             Code::LimitExceeded,
             "",
             format!(
-                "the definition is {} bytes long, more than the {MAX_DEFINITION_BYTES} bytes                  (4 MiB) hilo reads; split it into several workflows (a `workflow` node runs                  another one)",
+                "the definition is {} bytes long, more than the {MAX_DEFINITION_BYTES} bytes (4 MiB) hilo reads; split it into several workflows (a `workflow` node runs \
+                 another one)",
                 text.len()
             ),
         )]));

@@ -118,7 +118,8 @@ fn check_size(wf: &Workflow) -> Option<Diagnostic> {
         Code::LimitExceeded,
         path,
         format!(
-            "the definition has {got} {what} (loop bodies included), more than the {max}              allowed; split it into several workflows (a `workflow` node runs another one)"
+            "the definition has {got} {what} (loop bodies included), more than the {max} \
+             allowed; split it into several workflows (a `workflow` node runs another one)"
         ),
     ))
 }

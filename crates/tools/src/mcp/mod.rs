@@ -161,6 +161,9 @@ struct Server {
     name: String,
     config: McpServerConfig,
     target: String,
+    /// The credentials in its configuration (headers, environment, URL), worked out once:
+    /// secrets of every call to it.
+    secrets: Vec<String>,
     session: tokio::sync::Mutex<Option<Service>>,
     stderr: StderrTail,
     /// The child's process id (0: none).
@@ -417,6 +420,7 @@ impl McpServers {
             servers.push(Arc::new(Server {
                 name: name.clone(),
                 target: config.target(),
+                secrets: config.secret_values(),
                 config: config.clone(),
                 session: tokio::sync::Mutex::new(None),
                 stderr: StderrTail::default(),
@@ -541,8 +545,8 @@ impl Tool for McpTool {
             ));
         };
         // The server's configured credentials are secrets of every call to it.
-        for v in self.server.config.secret_values() {
-            crate::secrets::note_used(&v);
+        for v in &self.server.secrets {
+            crate::secrets::note_used(v);
         }
         let peer = self.server.peer().await?;
         let mut meta = MetaObject::new();
