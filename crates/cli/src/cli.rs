@@ -126,10 +126,22 @@ pub enum ExecutionsCommand {
         json: bool,
     },
     /// Show an execution: per node status, attempts, times, errors; pending tasks; the timeline.
+    /// Nodes and events are shown a page at a time (1 000 of each by default); the last lines
+    /// say how to see the rest.
     Show {
         id: String,
         #[arg(long)]
         json: bool,
+        /// Nodes (in key order) and events shown at most
+        #[arg(long, default_value_t = crate::exec::SHOW_LIMIT, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Show the nodes whose keys come after KEY (the last key of the previous page)
+        #[arg(long, value_name = "KEY")]
+        after: Option<String>,
+        /// Show the events after sequence number SEQ (the last one of the previous page)
+        #[arg(long, value_name = "SEQ")]
+        events_after: Option<u64>,
     },
     /// Delete finished executions (history, checkpoints, tasks) older than this: a duration
     /// (`12h`, `7d`, `2w`) or a number of days (`30`, `0.5`).
@@ -206,6 +218,10 @@ pub enum Command {
         /// Measured runs per scenario (default 5; the median is reported)
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
         reps: Option<u32>,
+        /// The size scenarios (`size_…`): the seconds one size may take; a size that would
+        /// take longer is reported as skipped
+        #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+        max_seconds: u64,
     },
     /// LLM spending from the cost ledger: calls, tokens and USD per period and per model,
     /// workflow or node; with --execution, every call of one execution and why its model

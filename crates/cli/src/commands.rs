@@ -70,7 +70,8 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
             quick,
             only,
             reps,
-        } => crate::bench::run(json, quick, only, reps).await,
+            max_seconds,
+        } => crate::bench::run(json, quick, only, reps, max_seconds).await,
         Command::Init(args) => crate::init::init(&args),
         Command::Completions { shell } => {
             let mut script = Vec::new();

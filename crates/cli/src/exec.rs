@@ -364,6 +364,9 @@ async fn finish(
         };
         progress(engine, total)
     };
+    // Only `--json` prints the node records: without it, a run with loops need not read its
+    // ended iterations' records back for the outcome.
+    engine.set_outcome_nodes(out.json);
     let o = engine
         .drive(&g.tenant, id, Mode::Foreground, wait_for_lease)
         .await;
@@ -522,20 +525,47 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
             }
             Ok(())
         }
-        ExecutionsCommand::Show { id, json } => {
+        ExecutionsCommand::Show {
+            id,
+            json,
+            limit,
+            after,
+            events_after,
+        } => {
             let e = store.get_execution(tenant, &id).await.map_err(store_err)?;
-            let mut nodes = store.node_records(&id).await.map_err(store_err)?;
-            // In the order they ran; never-run (skipped) nodes last.
+            // A page of each, in key and sequence order: one more than shown, to tell
+            // whether there is a next page.
+            let mut nodes = store
+                .node_records_page(&id, after.as_deref(), limit.saturating_add(1))
+                .await
+                .map_err(store_err)?;
+            let nodes_next = page_end(&mut nodes, limit).map(|n| n.key.clone());
+            // In the order they ran, within the page; never-run (skipped) nodes last.
             nodes.sort_by_key(|n| {
                 (
                     n.started_at.unwrap_or(i64::MAX),
                     n.done_seq.unwrap_or(u64::MAX),
                 )
             });
-            let events = store.events(&id).await.map_err(store_err)?;
+            let mut events = store
+                .events_page(&id, events_after.unwrap_or(0), limit.saturating_add(1))
+                .await
+                .map_err(store_err)?;
+            let events_next = page_end(&mut events, limit).map(|e| e.seq);
+            // Totals only when paging: a count reads the execution's index.
+            let nodes_total = if nodes_next.is_some() || after.is_some() {
+                Some(store.count_nodes(&id).await.map_err(store_err)?)
+            } else {
+                None
+            };
+            let events_total = if events_next.is_some() || events_after.is_some() {
+                Some(store.count_events(&id).await.map_err(store_err)?)
+            } else {
+                None
+            };
             let tasks = store.tasks(tenant, &id).await.map_err(store_err)?;
             if json {
-                let v = json!({
+                let mut v = json!({
                     "execution_id": e.id, "workflow": e.workflow, "version": e.version,
                     "status": e.status, "input": e.input, "output": e.output, "error": e.error,
                     "created_at": e.created_at, "finished_at": e.finished_at,
@@ -551,6 +581,21 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                     "tasks": tasks,
                     "events": events,
                 });
+                // The cursors (and totals) only when paging, so that an execution that fits
+                // one page reads as it always did.
+                let paging = [
+                    ("nodes_next", nodes_next.as_ref().map(|k| json!(k))),
+                    ("nodes_total", nodes_total.map(|n| json!(n))),
+                    ("events_next", events_next.map(|s| json!(s))),
+                    ("events_total", events_total.map(|n| json!(n))),
+                ];
+                if let Some(obj) = v.as_object_mut() {
+                    for (name, value) in paging {
+                        if let Some(value) = value {
+                            obj.insert(name.to_string(), value);
+                        }
+                    }
+                }
                 outln!(
                     "{}",
                     serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?
@@ -633,6 +678,26 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                     );
                 }
             }
+            if let Some(key) = &nodes_next {
+                let more = nodes_total.map(|t| {
+                    // On the first page, the rest is the total less the page.
+                    (after.is_none()).then(|| t.saturating_sub(nodes.len() as u64))
+                });
+                let limit_arg = limit_arg(limit);
+                let hint = format!(
+                    "hilo executions show {} --after {}{limit_arg}",
+                    e.id,
+                    shell_word(key)
+                );
+                match more {
+                    Some(Some(n)) => outln!("… {} more nodes: {hint}", thousands(n)),
+                    Some(None) => outln!(
+                        "… more nodes ({} in all): {hint}",
+                        thousands(nodes_total.unwrap_or(0))
+                    ),
+                    None => outln!("… more nodes: {hint}"),
+                }
+            }
             let pending: Vec<_> = tasks.iter().filter(|t| t.status == "pending").collect();
             if !pending.is_empty() {
                 outln!("\nwaiting for people:");
@@ -642,10 +707,35 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                 }
             }
             outln!("\ntimeline:");
-            let t0 = events.first().map(|e| e.at).unwrap_or(0);
+            // Times count from the history's first event, on every page.
+            let t0 = match events_after {
+                Some(_) => store
+                    .events_page(&id, 0, 1)
+                    .await
+                    .map_err(store_err)?
+                    .first()
+                    .map(|e| e.at),
+                None => events.first().map(|e| e.at),
+            }
+            .unwrap_or(0);
             for ev in &events {
                 let line = progress_line(ev).unwrap_or_else(|| ev.kind.as_str().to_string());
                 outln!("  +{:>6} ms  {line}", ev.at - t0);
+            }
+            if let Some(seq) = events_next {
+                let hint = format!(
+                    "hilo executions show {} --events-after {seq}{}",
+                    e.id,
+                    limit_arg(limit)
+                );
+                match events_total {
+                    Some(t) if events_after.is_none() => outln!(
+                        "  … {} more events: {hint}",
+                        thousands(t.saturating_sub(events.len() as u64))
+                    ),
+                    Some(t) => outln!("  … more events ({} in all): {hint}", thousands(t)),
+                    None => outln!("  … more events: {hint}"),
+                }
             }
             Ok(())
         }
@@ -657,6 +747,52 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
             Ok(())
         }
     }
+}
+
+/// Cuts a page read with one item more than `limit` to `limit`; the page's last item when
+/// there is a next page.
+fn page_end<T>(page: &mut Vec<T>, limit: u32) -> Option<&T> {
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    if more { page.last() } else { None }
+}
+
+/// ` --limit N` when `limit` is not `executions show`'s default.
+fn limit_arg(limit: u32) -> String {
+    if limit == SHOW_LIMIT {
+        String::new()
+    } else {
+        format!(" --limit {limit}")
+    }
+}
+
+/// `executions show`'s default `--limit`.
+pub(crate) const SHOW_LIMIT: u32 = 1_000;
+
+/// A word a shell passes on as written: quoted (`'each[4]/t'`) unless it is only letters,
+/// digits and `_ . / : @ = , + -`.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:@=,+-".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// `99000` as `99,000`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// How long `hilo worker` lets executions in flight finish after Ctrl-C before it stops them
@@ -671,6 +807,8 @@ pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
     }
     let config = config(g)?;
     let (engine, store) = engine(g, &config).await?;
+    // A worker reports each execution's status, never its node records.
+    engine.set_outcome_nodes(false);
     progress(&engine, None);
     errln!(
         "worker {} on {} (concurrency {concurrency}, lease {} ms); Ctrl-C stops it",

@@ -216,7 +216,19 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
             }
             Ok(())
         }
-        Command::Executions(ExecutionsCommand::Show { id, json }) => {
+        Command::Executions(ExecutionsCommand::Show {
+            id,
+            json,
+            limit,
+            after,
+            events_after,
+        }) => {
+            if after.is_some() || events_after.is_some() || limit != crate::exec::SHOW_LIMIT {
+                return Err(Exit::invalid(anyhow!(
+                    "`hilo executions show` pages (--limit, --after, --events-after) on the local database only; \
+                     through a server, GET /api/v1/executions/{id}?nodes_limit=N&nodes_cursor=C pages the nodes"
+                )));
+            }
             let v = c.execution(&id).await.map_err(err)?;
             if json {
                 return print_json(&v);
@@ -230,6 +242,16 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
             );
             for n in &v.nodes {
                 outln!("  {:<28} {:<12} attempts {}", n.key, n.status, n.attempts);
+            }
+            if let Some(cursor) = &v.nodes_next_cursor {
+                let more = v
+                    .nodes_total
+                    .map(|t| format!(" {}", t.saturating_sub(v.nodes.len() as u64)))
+                    .unwrap_or_default();
+                outln!(
+                    "  …{more} more nodes: GET /api/v1/executions/{}?nodes_cursor={cursor}",
+                    v.id
+                );
             }
             for t in v.tasks.iter().filter(|t| t.status == "pending") {
                 outln!("  waiting for an answer at `{}`: {}", t.node_key, t.prompt);

@@ -713,6 +713,48 @@ pub trait ExecutionStore: Send + Sync {
     async fn node_records(&self, id: &str) -> Result<Vec<NodeRecord>>;
     async fn events(&self, id: &str) -> Result<Vec<Event>>;
 
+    /// A page of an execution's node records: up to `limit` of them, in key order (the order
+    /// of [`Self::node_records`]), after the key `after` (from the first when `None`). Pages
+    /// are keyset pages: a page's last key is the next page's `after`, and reading one costs
+    /// the page, not the execution's size. The default reads every record (backends override
+    /// it).
+    async fn node_records_page(
+        &self,
+        id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<NodeRecord>> {
+        let all = self.node_records(id).await?;
+        Ok(all
+            .into_iter()
+            .filter(|n| after.is_none_or(|a| n.key.as_str() > a))
+            .take(limit as usize)
+            .collect())
+    }
+
+    /// A page of an execution's history: up to `limit` events with a sequence number above
+    /// `after_seq` (0: from the first), in order. The default reads the whole history
+    /// (backends override it).
+    async fn events_page(&self, id: &str, after_seq: u64, limit: u32) -> Result<Vec<Event>> {
+        let all = self.events(id).await?;
+        Ok(all
+            .into_iter()
+            .filter(|e| e.seq > after_seq)
+            .take(limit as usize)
+            .collect())
+    }
+
+    /// How many node records an execution has (for views that page them; not for steps).
+    async fn count_nodes(&self, id: &str) -> Result<u64> {
+        Ok(self.node_records(id).await?.len() as u64)
+    }
+
+    /// How many events an execution's history holds (for views that page them; not for
+    /// steps).
+    async fn count_events(&self, id: &str) -> Result<u64> {
+        Ok(self.events(id).await?.len() as u64)
+    }
+
     /// Human tasks of an execution (all statuses).
     async fn tasks(&self, tenant: &TenantId, id: &str) -> Result<Vec<HumanTask>>;
 

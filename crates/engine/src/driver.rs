@@ -346,6 +346,8 @@ struct Inner {
     driving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// How this process's worker loop is doing (see [`Engine::worker_health`]).
     worker: Mutex<WorkerHealth>,
+    /// Whether an [`Outcome`] lists every node record (see [`Engine::set_outcome_nodes`]).
+    outcome_nodes: std::sync::atomic::AtomicBool,
 }
 
 /// How the worker loop of an engine is doing, for readiness checks (`/ready`).
@@ -420,6 +422,7 @@ impl Engine {
                 plans: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
                 worker: Mutex::new(WorkerHealth::default()),
+                outcome_nodes: std::sync::atomic::AtomicBool::new(true),
             }),
         }
     }
@@ -443,8 +446,20 @@ impl Engine {
                 plans: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
                 worker: Mutex::new(WorkerHealth::default()),
+                outcome_nodes: std::sync::atomic::AtomicBool::new(true),
             }),
         }
+    }
+
+    /// Whether the [`Outcome`] of a drive lists every node record (the default). A drive of
+    /// a run with loops drops ended iterations' records from memory as they are committed,
+    /// and reads them back from the store for its outcome: a caller that only looks at the
+    /// status and output (a worker, `hilo run` without `--json`, the benchmarks) turns it off
+    /// and gets the records still in memory (never fewer than the top level's).
+    pub fn set_outcome_nodes(&self, all: bool) {
+        self.inner
+            .outcome_nodes
+            .store(all, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn set_observer(&self, observer: Observer) {
@@ -1294,6 +1309,23 @@ impl Engine {
                 if exit {
                     let (status, output, error) =
                         (m.status(), m.output().cloned(), m.error().cloned());
+                    if m.evicted() > 0
+                        && engine
+                            .inner
+                            .outcome_nodes
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        // Ended iterations' records left memory as they were committed: the
+                        // store has every row.
+                        let nodes = engine.inner.store.node_records(&id).await?;
+                        return Ok(Outcome {
+                            execution_id: id,
+                            status,
+                            output,
+                            error,
+                            nodes,
+                        });
+                    }
                     return Ok(Outcome {
                         execution_id: id,
                         status,
@@ -1308,6 +1340,7 @@ impl Engine {
                             timers.insert((at, key));
                         }
                         Action::StartChild { .. } => {}
+                        Action::Continue => inputs.push(Input::Continue),
                         other => {
                             // Polled once here: a call that is done at once (see below)
                             // never enters the set of calls in flight.
@@ -1398,7 +1431,7 @@ const FAST_STEPS: u32 = 64;
 
 fn waits_only_for_people(m: &Machine) -> bool {
     let plan = m.plan().clone();
-    !m.nodes().values().any(|r| {
+    !m.active_nodes().any(|r| {
         let kind = plan.node(&r.node_id).map(|n| &n.kind);
         match r.status {
             hilo_core::exec::NodeStatus::Running => !matches!(kind, Some(NodeKind::Loop(_))),

@@ -31,7 +31,7 @@ use hilo_core::expr::bare_expression;
 use hilo_core::{AgentNode, MergeWait, Node, NodeKind, OnError};
 use serde_json::{Map, Value, json};
 
-use crate::eval::{EvalError, Evaluator, is_dynamic};
+use crate::eval::{Document, EvalError, Evaluator, is_dynamic, to_jinja, to_var};
 use crate::plan::{OutKind, Plan, defaults};
 
 /// What happens to the machine.
@@ -61,6 +61,8 @@ pub enum Input {
     Signal(StoredSignal),
     /// The driver could not start a child execution (unknown workflow, invalid input).
     ChildFailed { key: String, error: NodeError },
+    /// Go on with the work an earlier `apply` left (see [`Action::Continue`]).
+    Continue,
 }
 
 /// What the driver must do, after committing.
@@ -91,9 +93,33 @@ pub enum Action {
         version: Option<u64>,
         input: Value,
     },
+    /// Commit, then apply [`Input::Continue`]: one `apply` runs at most [`STEP_BUDGET`] nodes
+    /// before it lets its changes be committed, so a long stretch of nodes that need no call
+    /// (a loop over thousands of items with a `transform` body) is written and leaves memory
+    /// in bounded pieces rather than as one commit at the end.
+    Continue,
 }
 
+/// Nodes one `apply` runs before it stops at a point a restore can continue from.
+pub const STEP_BUDGET: u32 = 256;
+
 const COMPENSATE_SUFFIX: &str = "#compensate";
+
+/// The name prefix of the variables that record an ended iteration (`\u{1}each[3]/` → its
+/// output): a control character no workflow names a variable with in practice, and that every
+/// backend stores (PostgreSQL refuses NUL in text). The state document never shows these.
+const ITERATION_MARK: char = '\u{1}';
+
+/// Counters of [`Machine::work`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MachineWork {
+    /// JSON values converted for evaluation so far.
+    pub converted: u64,
+    /// Node records held in memory.
+    pub records: usize,
+    /// Nodes ready, running or waiting.
+    pub active: usize,
+}
 
 /// One execution's state machine.
 pub struct Machine {
@@ -115,14 +141,42 @@ pub struct Machine {
     /// Active nodes per scope: the top level's here, each iteration's by its prefix.
     active_top: u32,
     active: HashMap<String, u32>,
+    /// The keys of every active node (ready, running, waiting), in key order: cancelling a
+    /// scope, settling the status and finding the next timer look at these, not at every
+    /// record the run has made.
+    active_keys: std::collections::BTreeSet<String>,
+    /// Per loop key: which iterations have ended (by index).
+    iterations_ended: HashMap<String, Vec<bool>>,
+    /// Per iteration prefix: the keys of the records made in it, so that an ended iteration's
+    /// records can leave memory once they are committed (see `take_commit`).
+    iteration_keys: HashMap<String, Vec<String>>,
+    /// Iterations that ended since the last commit: their records leave memory with it.
+    ended_iterations: Vec<String>,
+    /// Records dropped from memory so far (their rows are in the store).
+    evicted: u64,
+    /// While unwinding: the keys holding a compensation, in completion order (derived, rebuilt
+    /// on restore); those below `comp_left` may still be pending; `comp_current` is the one
+    /// started last. A compensation step looks at these, not at every record.
+    comp_keys: Vec<String>,
+    comp_left: usize,
+    comp_current: Option<String>,
     in_flight: HashSet<String>,
     tool_queue: VecDeque<String>,
     work: VecDeque<Work>,
+    /// `Work::Propagate` items in `work`: an `apply` stops only where there are none (a
+    /// node's completion and the resolution of its edges are one commit).
+    propagates: usize,
+    /// Nodes run by the current `apply`.
+    runs: u32,
     checks: std::collections::BTreeSet<String>,
     // Collected for the next commit.
     events: Vec<Event>,
     dirty: HashSet<String>,
     dirty_vars: Vec<String>,
+    /// Iteration ends (`ITERATION_MARK` + prefix → the iteration's output), written as
+    /// variables the state document never shows: a loop's own row is not rewritten (with
+    /// every item and output so far) on every iteration.
+    iteration_marks: Vec<(String, Value)>,
     new_tasks: Vec<HumanTask>,
     closed_tasks: Vec<String>,
     notify_parent: Option<(String, Signal)>,
@@ -133,6 +187,268 @@ pub struct Machine {
     /// The execution-level part of the last commit (`None` before the first one of this
     /// machine): a commit that changes none of it says so, and the store skips the row.
     last_exec: Option<ExecUpdate>,
+    /// The state's values as expressions and templates read them, converted once (derived).
+    views: std::sync::Mutex<Views>,
+}
+
+/// Values of the state document converted for JMESPath and templates, kept until the value
+/// changes: an evaluation converts only what it reads and what changed since it was last read.
+#[derive(Default)]
+struct Views {
+    /// JSON values (every array, object and scalar counted) converted so far: the work
+    /// evaluations did on the state, for [`Machine::work`].
+    converted: u64,
+    input_var: Option<jmespath::Rcvar>,
+    input_jinja: Option<minijinja::Value>,
+    /// Per variable.
+    vars_var: HashMap<String, jmespath::Rcvar>,
+    /// All of `vars` for templates, until a variable is written.
+    vars_jinja: Option<minijinja::Value>,
+    /// Per node key: its `{status, output, error, attempts}` entry.
+    nodes: HashMap<String, NodeView>,
+}
+
+#[derive(Default)]
+struct NodeView {
+    var: Option<jmespath::Rcvar>,
+    jinja: Option<minijinja::Value>,
+}
+
+/// One enclosing loop iteration of a scope.
+struct Frame {
+    /// `loop[2]/`
+    prefix: String,
+    loop_key: String,
+    index: u32,
+    /// The body's graph.
+    graph: Option<usize>,
+}
+
+/// Where a root name of the document comes from, as seen from one scope.
+enum Source<'a> {
+    Extra(&'a Value),
+    Index(u32),
+    Item(&'a str, u32),
+    Node(String),
+    Vars,
+    Input,
+}
+
+/// The state document as seen from a scope (`""` or an iteration prefix), resolved by root
+/// name: what the old whole document held, in the same precedence (later entries of the
+/// document overrode earlier ones: the innermost iteration's `item`, `index` and body nodes,
+/// then outer iterations', then top-level nodes, then `vars`, then `input`), plus `extra`
+/// (a compensation's `result` and `args`) above all.
+struct ScopeDoc<'m> {
+    m: &'m Machine,
+    /// Innermost first.
+    frames: Vec<Frame>,
+    extra: &'m [(&'static str, Value)],
+}
+
+impl ScopeDoc<'_> {
+    fn source(&self, name: &str) -> Option<Source<'_>> {
+        if let Some((_, v)) = self.extra.iter().find(|(n, _)| *n == name) {
+            return Some(Source::Extra(v));
+        }
+        let at = self.m.plan.at.get(name);
+        for f in &self.frames {
+            if name == "index" {
+                return Some(Source::Index(f.index));
+            }
+            if name == "item" {
+                return Some(Source::Item(&f.loop_key, f.index));
+            }
+            if let (Some(at), Some(g)) = (at, f.graph)
+                && at.graph == g
+            {
+                let key = [f.prefix.as_str(), name].concat();
+                if self.m.has_run(&key) {
+                    return Some(Source::Node(key));
+                }
+            }
+        }
+        if let Some(at) = at
+            && at.graph == 0
+            && self.m.has_run(name)
+        {
+            return Some(Source::Node(name.to_string()));
+        }
+        match name {
+            "vars" => Some(Source::Vars),
+            "input" => Some(Source::Input),
+            _ => None,
+        }
+    }
+
+    fn item(&self, loop_key: &str, i: u32) -> &Value {
+        self.m
+            .nodes
+            .get(loop_key)
+            .and_then(|r| r.detail.loop_progress.as_ref())
+            .and_then(|p| p.items.as_ref())
+            .and_then(|items| items.get(i as usize))
+            .unwrap_or(&Value::Null)
+    }
+}
+
+/// How many JSON values (arrays, objects and scalars) `v` holds.
+fn json_values(v: &Value) -> u64 {
+    let mut n = 0;
+    let mut stack = vec![v];
+    while let Some(x) = stack.pop() {
+        n += 1;
+        match x {
+            Value::Array(a) => stack.extend(a.iter()),
+            Value::Object(m) => stack.extend(m.values()),
+            _ => {}
+        }
+    }
+    n
+}
+
+impl ScopeDoc<'_> {
+    fn count(&self, v: &Value) {
+        self.m.lock_views().converted += json_values(v);
+    }
+}
+
+impl Document for ScopeDoc<'_> {
+    fn var(
+        &self,
+        name: &str,
+        fields: Option<&std::collections::BTreeSet<String>>,
+    ) -> Option<jmespath::Rcvar> {
+        let m = self.m;
+        Some(match self.source(name)? {
+            Source::Extra(v) => {
+                self.count(v);
+                to_var(v)
+            }
+            Source::Index(i) => to_var(&json!(i)),
+            Source::Item(l, i) => {
+                self.count(self.item(l, i));
+                to_var(self.item(l, i))
+            }
+            Source::Node(key) => {
+                let mut views = m.lock_views();
+                if let Some(v) = views.nodes.get(key.as_str()).and_then(|n| n.var.clone()) {
+                    return Some(v);
+                }
+                let entry = m.node_entry(&key);
+                views.converted += json_values(&entry);
+                let v = to_var(&entry);
+                views.nodes.entry_ref(key.as_str()).or_default().var = Some(v.clone());
+                v
+            }
+            Source::Vars => {
+                let mut views = m.lock_views();
+                let mut obj = BTreeMap::new();
+                let mut put = |k: &str, v: &Value| {
+                    let var = match views.vars_var.get(k) {
+                        Some(x) => x.clone(),
+                        None => {
+                            views.converted += json_values(v);
+                            let x = to_var(v);
+                            views.vars_var.insert(k.to_string(), x.clone());
+                            x
+                        }
+                    };
+                    obj.insert(k.to_string(), var);
+                };
+                match fields {
+                    // Only the variables read (`vars.a`): the rest may be many.
+                    Some(fields) => {
+                        for f in fields {
+                            if let Some(v) = m.vars.get(f) {
+                                put(f, v);
+                            }
+                        }
+                    }
+                    None => {
+                        for (k, v) in &m.vars {
+                            put(k, v);
+                        }
+                    }
+                }
+                jmespath::Rcvar::new(jmespath::Variable::Object(obj))
+            }
+            Source::Input => {
+                let mut views = m.lock_views();
+                if views.input_var.is_none() {
+                    views.converted += json_values(&m.input);
+                    views.input_var = Some(to_var(&m.input));
+                }
+                views.input_var.clone()?
+            }
+        })
+    }
+
+    fn jinja(&self, name: &str) -> Option<minijinja::Value> {
+        let m = self.m;
+        Some(match self.source(name)? {
+            Source::Extra(v) => {
+                self.count(v);
+                to_jinja(v)
+            }
+            Source::Index(i) => minijinja::Value::from(i),
+            Source::Item(l, i) => {
+                self.count(self.item(l, i));
+                to_jinja(self.item(l, i))
+            }
+            Source::Node(key) => {
+                let mut views = m.lock_views();
+                if let Some(v) = views.nodes.get(key.as_str()).and_then(|n| n.jinja.clone()) {
+                    return Some(v);
+                }
+                let entry = m.node_entry(&key);
+                views.converted += json_values(&entry);
+                let v = to_jinja(&entry);
+                views.nodes.entry_ref(key.as_str()).or_default().jinja = Some(v.clone());
+                v
+            }
+            Source::Vars => {
+                let mut views = m.lock_views();
+                if views.vars_jinja.is_none() {
+                    let all = Value::Object(m.vars.clone());
+                    views.converted += json_values(&all);
+                    views.vars_jinja = Some(to_jinja(&all));
+                }
+                views.vars_jinja.clone()?
+            }
+            Source::Input => {
+                let mut views = m.lock_views();
+                if views.input_jinja.is_none() {
+                    views.converted += json_values(&m.input);
+                    views.input_jinja = Some(to_jinja(&m.input));
+                }
+                views.input_jinja.clone()?
+            }
+        })
+    }
+
+    fn names(&self) -> Vec<String> {
+        let m = self.m;
+        let mut out: Vec<String> = self.extra.iter().map(|(n, _)| n.to_string()).collect();
+        out.extend(["input".to_string(), "vars".to_string()]);
+        let mut scopes: Vec<(&str, usize)> = vec![("", 0)];
+        for f in &self.frames {
+            if let Some(g) = f.graph {
+                scopes.push((&f.prefix, g));
+            }
+        }
+        for (prefix, g) in scopes {
+            for n in &m.plan.graphs[g].nodes {
+                if m.has_run(&[prefix, n.id.as_str()].concat()) {
+                    out.push(n.id.clone());
+                }
+            }
+        }
+        if !self.frames.is_empty() {
+            out.extend(["item".to_string(), "index".to_string()]);
+        }
+        out
+    }
 }
 
 #[derive(Debug)]
@@ -264,13 +580,24 @@ impl Machine {
             now: 0,
             active_top: 0,
             active: HashMap::default(),
+            active_keys: Default::default(),
+            iterations_ended: HashMap::default(),
+            iteration_keys: HashMap::default(),
+            ended_iterations: Vec::new(),
+            evicted: 0,
+            comp_keys: Vec::new(),
+            comp_left: 0,
+            comp_current: None,
             in_flight: HashSet::default(),
             tool_queue: VecDeque::new(),
             work: VecDeque::new(),
+            propagates: 0,
+            runs: 0,
             checks: std::collections::BTreeSet::new(),
             events: Vec::new(),
             dirty: HashSet::with_capacity(8),
             dirty_vars: Vec::new(),
+            iteration_marks: Vec::new(),
             new_tasks: Vec::new(),
             closed_tasks: Vec::new(),
             notify_parent: None,
@@ -278,6 +605,7 @@ impl Machine {
             actions: Vec::new(),
             tracking: true,
             last_exec: None,
+            views: Default::default(),
         }
     }
 
@@ -304,9 +632,17 @@ impl Machine {
         m.error = e.error.clone();
         m.finished_at = e.finished_at;
         m.last_seq = e.last_seq;
+        let mut marks = Vec::new();
         for (k, v) in &loaded.vars {
-            m.vars.insert(k.clone(), v.clone());
+            match k.strip_prefix(ITERATION_MARK) {
+                Some(prefix) => marks.push((prefix, v)),
+                None => {
+                    m.vars.insert(k.clone(), v.clone());
+                }
+            }
         }
+        // Iterations started: every one that made a record or ended.
+        let mut started: HashMap<String, u32> = HashMap::default();
         for r in &loaded.nodes {
             // The row's copy lags when steps left it alone (see `take_commit`).
             if let Some(done) = r.done_seq {
@@ -314,8 +650,83 @@ impl Machine {
             }
             if r.status.is_active() {
                 *scope_count(&mut m.active_top, &mut m.active, split_key(&r.key).0) += 1;
+                m.active_keys.insert(r.key.clone());
             }
+            let prefix = split_key(&r.key).0;
+            if let Some((loop_key, i)) = iteration_of(prefix) {
+                let s = started.entry_ref(loop_key).or_default();
+                *s = (*s).max(i + 1);
+            }
+            m.note_key(&r.key);
             m.nodes.insert(r.key.clone(), r.clone());
+        }
+        // A loop's row is written when the loop starts and ends; in between, its iterations'
+        // ends are marks (older checkpoints list them in the row).
+        let mut ended: Vec<(String, u32, Value)> = Vec::new();
+        for (prefix, v) in marks {
+            if let Some((loop_key, i)) = iteration_of(prefix) {
+                ended.push((loop_key.to_string(), i, v.clone()));
+            }
+        }
+        for (key, r) in m.nodes.iter() {
+            if let Some(p) = &r.detail.loop_progress {
+                for &i in &p.ended {
+                    ended.push((key.clone(), i, Value::Null));
+                }
+            }
+        }
+        for (loop_key, i, output) in ended {
+            let from_mark = !output.is_null();
+            let flags = m.iterations_ended.entry_ref(loop_key.as_str()).or_default();
+            if flags.len() <= i as usize {
+                flags.resize(i as usize + 1, false);
+            }
+            flags[i as usize] = true;
+            let s = started.entry_ref(loop_key.as_str()).or_default();
+            *s = (*s).max(i + 1);
+            if let Some(p) = m
+                .nodes
+                .get_mut(&loop_key)
+                .and_then(|r| r.detail.loop_progress.as_mut())
+                && from_mark
+            {
+                if p.outputs.len() <= i as usize {
+                    p.outputs.resize(i as usize + 1, Value::Null);
+                }
+                p.outputs[i as usize] = output;
+            }
+        }
+        for (key, r) in m.nodes.iter_mut() {
+            if let Some(p) = r.detail.loop_progress.as_mut() {
+                p.started = p.started.max(started.get(key).copied().unwrap_or(0));
+                if r.status == NodeStatus::Running {
+                    if p.outputs.len() < p.started as usize {
+                        p.outputs.resize(p.started as usize, Value::Null);
+                    }
+                    p.finished = m
+                        .iterations_ended
+                        .get(key)
+                        .map(|f| f.iter().filter(|e| **e).count() as u32)
+                        .unwrap_or(0)
+                        .max(p.finished);
+                }
+            }
+        }
+        if m.meta.unwinding.is_some() {
+            m.rebuild_compensations();
+        }
+        if m.tracking {
+            m.ended_iterations = m
+                .iterations_ended
+                .iter()
+                .flat_map(|(k, f)| {
+                    f.iter()
+                        .enumerate()
+                        .filter(|(_, e)| **e)
+                        .map(move |(i, _)| iteration_prefix(k, i as u32))
+                })
+                .collect();
+            m.evict_ended_iterations();
         }
         m
     }
@@ -362,6 +773,11 @@ impl Machine {
         self.nodes.iter().map(|(k, v)| (k.as_str(), v)).collect()
     }
 
+    /// The records of the nodes that are ready, running or waiting.
+    pub fn active_nodes(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.active_keys.iter().filter_map(|k| self.nodes.get(k))
+    }
+
     /// Events not yet taken by a commit.
     pub fn pending_events(&self) -> &[Event] {
         &self.events
@@ -370,7 +786,9 @@ impl Machine {
     /// Applies one input; returns the actions to perform once the resulting commit is written.
     pub fn apply(&mut self, input: Input, now: i64) -> Vec<Action> {
         self.now = now;
+        self.runs = 0;
         match input {
+            Input::Continue => {}
             Input::Start => self.start(),
             Input::Resume => self.resume(),
             Input::ToolDone {
@@ -425,13 +843,15 @@ impl Machine {
         let mut var_keys = std::mem::take(&mut self.dirty_vars);
         var_keys.sort();
         var_keys.dedup();
-        let vars = var_keys
+        let mut vars: Vec<(String, Value)> = var_keys
             .into_iter()
             .map(|k| {
                 let v = self.vars.get(&k).cloned().unwrap_or(Value::Null);
                 (k, v)
             })
             .collect();
+        vars.append(&mut self.iteration_marks);
+        self.evict_ended_iterations();
         let mut runnable_at = self.runnable_at();
         if let Some(prev) = &self.last_exec {
             // While it runs, the execution stays runnable since the time it started running
@@ -472,6 +892,57 @@ impl Machine {
         }
     }
 
+    /// Drops the records of iterations that ended from memory: their rows are in the commit
+    /// just taken (or an earlier one), the state document of later steps cannot read them,
+    /// and the loop keeps their outputs. A record a later compensation needs (a succeeded node
+    /// with a compensation) stays, as does any record still active. An evicted loop node takes
+    /// its own iterations with it.
+    fn evict_ended_iterations(&mut self) {
+        let mut prefixes = std::mem::take(&mut self.ended_iterations);
+        while let Some(prefix) = prefixes.pop() {
+            let Some(keys) = self.iteration_keys.remove(&prefix) else {
+                continue;
+            };
+            for key in keys {
+                let Some(r) = self.nodes.get(&key) else {
+                    continue;
+                };
+                let keep = r.status.is_active()
+                    || (r.status == NodeStatus::Succeeded
+                        && self
+                            .plan
+                            .node(&r.node_id)
+                            .is_some_and(|n| self.plan.compensation(n).is_some()));
+                if keep {
+                    continue;
+                }
+                if let Some(p) = r.detail.loop_progress.as_ref() {
+                    prefixes.extend((0..p.started).map(|i| iteration_prefix(&key, i)));
+                    self.iterations_ended.remove(&key);
+                }
+                self.nodes.remove(&key);
+                self.views_mut().nodes.remove(&key);
+                self.evicted += 1;
+            }
+        }
+    }
+
+    /// What the machine has done so far that could grow with a run's history: JSON values
+    /// converted for expressions and templates, and node records held in memory now (for
+    /// tests that check a step's work does not grow with the run; no timing involved).
+    pub fn work(&self) -> MachineWork {
+        MachineWork {
+            converted: self.lock_views().converted,
+            records: self.nodes.len(),
+            active: self.active_keys.len(),
+        }
+    }
+
+    /// How many node records this machine has dropped from memory (ended iterations').
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
     /// Records that a commit taken by [`Machine::take_commit`] is stored: later commits that
     /// change nothing at the execution level say so.
     pub fn committed(&mut self, exec: ExecUpdate) {
@@ -482,6 +953,7 @@ impl Machine {
     pub fn discard_changes(&mut self) {
         self.dirty.clear();
         self.dirty_vars.clear();
+        self.iteration_marks.clear();
         self.events.clear();
         self.new_tasks.clear();
         self.closed_tasks.clear();
@@ -494,17 +966,13 @@ impl Machine {
     pub fn runnable_at(&self) -> Option<i64> {
         match self.status {
             ExecStatus::Pending | ExecStatus::Running => Some(self.now),
-            ExecStatus::Waiting => self
-                .nodes
-                .values()
-                .filter_map(|r| {
-                    if r.status.is_active() {
-                        r.fire_at
-                    } else {
-                        r.detail.compensation.as_ref().and_then(|c| c.retry_at)
-                    }
-                })
-                .min(),
+            ExecStatus::Waiting => {
+                let timers = self
+                    .active_keys
+                    .iter()
+                    .filter_map(|k| self.nodes.get(k).and_then(|r| r.fire_at));
+                timers.chain(self.compensation_retry_at()).min()
+            }
             _ => None,
         }
     }
@@ -541,15 +1009,35 @@ impl Machine {
         if self.tracking {
             self.dirty.get_or_insert_with(key, str::to_string);
         }
+        self.views_mut().nodes.remove(key);
+        if !self.nodes.contains_key(key) {
+            self.note_key(key);
+        }
         self.nodes
             .entry_ref(key)
             .or_insert_with(|| NodeRecord::new(key.to_string(), split_key(key).1))
+    }
+
+    /// Remembers which iteration a new record belongs to (durable runs only: they are the
+    /// ones whose ended iterations leave memory).
+    fn note_key(&mut self, key: &str) {
+        let prefix = split_key(key).0;
+        if self.tracking && !prefix.is_empty() {
+            self.iteration_keys
+                .entry_ref(prefix)
+                .or_default()
+                .push(key.to_string());
+        }
     }
 
     /// Sets a node's status (keeping the scope's count of active nodes) and returns its record.
     fn set_status(&mut self, key: &str, status: NodeStatus) -> &mut NodeRecord {
         if self.tracking {
             self.dirty.get_or_insert_with(key, str::to_string);
+        }
+        self.views_mut().nodes.remove(key);
+        if !self.nodes.contains_key(key) {
+            self.note_key(key);
         }
         // The fields are borrowed apart: one lookup of the record serves the whole update.
         let rec = self
@@ -563,8 +1051,10 @@ impl Machine {
             let c = scope_count(&mut self.active_top, &mut self.active, split_key(key).0);
             if now_active {
                 *c += 1;
+                self.active_keys.insert(key.to_string());
             } else {
                 *c = c.saturating_sub(1);
+                self.active_keys.remove(key);
             }
         }
         rec
@@ -601,8 +1091,8 @@ impl Machine {
         let Some(v) = value else {
             return Some(default);
         };
-        let doc = self.doc(split_key(key).0);
-        match Evaluator::new(&self.plan.clone(), &doc).value(v) {
+        let r = self.with_eval(split_key(key).0, |ev| ev.value(v));
+        match r {
             Ok(x) => Some(x),
             Err(e) => {
                 let id = split_key(key).1.to_string();
@@ -613,74 +1103,97 @@ impl Machine {
     }
 
     /// The state document as seen from a scope (`""` or an iteration prefix).
-    fn doc(&self, prefix: &str) -> Map<String, Value> {
-        let mut doc = Map::new();
-        doc.insert("input".into(), self.input.clone());
-        doc.insert("vars".into(), Value::Object(self.vars.clone()));
-        self.add_scope_nodes(&mut doc, "", 0);
-        // Enclosing iterations, outermost first.
+    fn scope<'m>(&'m self, prefix: &str, extra: &'m [(&'static str, Value)]) -> ScopeDoc<'m> {
         let mut frames = Vec::new();
         let mut p = prefix;
         while let Some((loop_key, i)) = iteration_of(p) {
-            frames.push((loop_key.to_string(), i));
+            frames.push(Frame {
+                prefix: p.to_string(),
+                loop_key: loop_key.to_string(),
+                index: i,
+                graph: self.plan.bodies.get(split_key(loop_key).1).copied(),
+            });
             p = split_key(loop_key).0;
         }
-        for (loop_key, i) in frames.into_iter().rev() {
-            let loop_id = split_key(&loop_key).1;
-            if let Some(&g) = self.plan.bodies.get(loop_id) {
-                self.add_scope_nodes(&mut doc, &iteration_prefix(&loop_key, i), g);
-            }
-            let item = self
-                .nodes
-                .get(&loop_key)
-                .and_then(|r| r.detail.loop_progress.as_ref())
-                .and_then(|p| p.items.as_ref())
-                .and_then(|items| items.get(i as usize).cloned())
-                .unwrap_or(Value::Null);
-            doc.insert("item".into(), item);
-            doc.insert("index".into(), json!(i));
+        ScopeDoc {
+            m: self,
+            frames,
+            extra,
         }
-        doc
     }
 
-    fn add_scope_nodes(&self, doc: &mut Map<String, Value>, prefix: &str, graph: usize) {
-        for n in &self.plan.graphs[graph].nodes {
-            let key = format!("{prefix}{}", n.id);
-            if let Some(r) = self.nodes.get(&key)
-                && matches!(
-                    r.status,
-                    NodeStatus::Succeeded | NodeStatus::Failed | NodeStatus::Skipped
-                )
-            {
-                let mut v = Map::new();
-                v.insert("status".into(), json!(r.status.as_str()));
-                v.insert("output".into(), r.output.clone().unwrap_or(Value::Null));
-                if let Some(e) = &r.error {
-                    v.insert(
-                        "error".into(),
-                        json!({"code": e.code, "message": e.message}),
-                    );
-                }
-                v.insert("attempts".into(), json!(r.attempts));
-                doc.insert(n.id.clone(), Value::Object(v));
-            }
+    /// Runs `f` with an evaluator of the state as seen from `prefix`.
+    fn with_eval<R>(&self, prefix: &str, f: impl FnOnce(&mut Evaluator<'_>) -> R) -> R {
+        let doc = self.scope(prefix, &[]);
+        f(&mut Evaluator::new(&self.plan, &doc))
+    }
+
+    fn lock_views(&self) -> std::sync::MutexGuard<'_, Views> {
+        // Only ever locked by this machine's own thread; a panic while it was held leaves
+        // at worst a cache entry missing.
+        self.views.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn views_mut(&mut self) -> &mut Views {
+        self.views.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a node key is in the state document: it succeeded, failed or was skipped.
+    fn has_run(&self, key: &str) -> bool {
+        self.nodes.get(key).is_some_and(|r| {
+            matches!(
+                r.status,
+                NodeStatus::Succeeded | NodeStatus::Failed | NodeStatus::Skipped
+            )
+        })
+    }
+
+    /// A node's entry in the state document: `{status, output, error, attempts}`.
+    fn node_entry(&self, key: &str) -> Value {
+        let Some(r) = self.nodes.get(key) else {
+            return Value::Null;
+        };
+        let mut v = Map::new();
+        v.insert("status".into(), json!(r.status.as_str()));
+        v.insert("output".into(), r.output.clone().unwrap_or(Value::Null));
+        if let Some(e) = &r.error {
+            v.insert(
+                "error".into(),
+                json!({"code": e.code, "message": e.message}),
+            );
         }
+        v.insert("attempts".into(), json!(r.attempts));
+        Value::Object(v)
     }
 
     // ---- the work loop -----------------------------------------------------------------
 
     fn drain(&mut self) {
         loop {
-            while let Some(w) = self.work.pop_front() {
+            while !self.work.is_empty() {
                 if self.status.is_terminal() {
                     self.work.clear();
+                    self.propagates = 0;
                     self.tool_queue.clear();
                     self.checks.clear();
                     return;
                 }
-                match w {
-                    Work::Run(key) => self.run_node(&key),
-                    Work::Propagate(key) => self.propagate(&key),
+                // Enough for one commit: what is left is nodes to run, each `ready` in its
+                // record, which a restore queues again (see `resume`).
+                if self.runs >= STEP_BUDGET && self.propagates == 0 {
+                    self.actions.push(Action::Continue);
+                    return;
+                }
+                match self.work.pop_front() {
+                    Some(Work::Run(key)) => {
+                        self.runs += 1;
+                        self.run_node(&key);
+                    }
+                    Some(Work::Propagate(key)) => {
+                        self.propagates = self.propagates.saturating_sub(1);
+                        self.propagate(&key);
+                    }
+                    None => {}
                 }
             }
             if self.meta.unwinding.is_some() || self.status.is_terminal() {
@@ -711,24 +1224,24 @@ impl Machine {
         }
     }
 
+    fn queue_propagate(&mut self, key: &str) {
+        self.propagates += 1;
+        self.work.push_back(Work::Propagate(key.to_string()));
+    }
+
     fn settle_status(&mut self) {
         if self.status.is_terminal() || self.status == ExecStatus::Pending {
             return;
         }
+        let active = || self.active_keys.iter().filter_map(|k| self.nodes.get(k));
         let busy = !self.in_flight.is_empty()
             || !self.tool_queue.is_empty()
-            || self.nodes.values().any(|r| {
-                (r.status == NodeStatus::Running && r.fire_at.is_some())
-                    || r.detail
-                        .compensation
-                        .as_ref()
-                        .is_some_and(|c| c.retry_at.is_some())
-            });
+            || !self.work.is_empty()
+            || active().any(|r| r.status == NodeStatus::Running && r.fire_at.is_some())
+            || self.compensation_retry_at().is_some();
         let next = if busy {
             ExecStatus::Running
-        } else if self
-            .nodes
-            .values()
+        } else if active()
             .any(|r| r.status == NodeStatus::Waiting || r.status == NodeStatus::Running)
         {
             ExecStatus::Waiting
@@ -864,6 +1377,27 @@ impl Machine {
                 _ => {}
             }
         }
+        // A scope whose last node completed in the commit before the crash may not have been
+        // checked for its end yet (an `apply` can stop before its checks; see
+        // `STEP_BUDGET`): check the top level and every iteration in flight again. A check of
+        // a scope with work left does nothing.
+        self.checks.insert(String::new());
+        let mut iterations = Vec::new();
+        for (key, r) in self.nodes.iter() {
+            if r.status != NodeStatus::Running {
+                continue;
+            }
+            let Some(p) = &r.detail.loop_progress else {
+                continue;
+            };
+            let ended = self.iterations_ended.get(key);
+            for i in 0..p.started {
+                if !ended.is_some_and(|f| f.get(i as usize).copied().unwrap_or(false)) {
+                    iterations.push(iteration_prefix(key, i));
+                }
+            }
+        }
+        self.checks.extend(iterations);
         if self.meta.unwinding.is_some() && self.in_flight.is_empty() {
             let retrying = self.nodes.values().any(|r| {
                 r.detail
@@ -908,31 +1442,31 @@ impl Machine {
                 self.dispatch(key, node, 1);
             }
             NodeKind::Condition(c) => {
-                let doc = self.doc(prefix);
-                match Evaluator::new(&self.plan.clone(), &doc).truthy(bare_expression(&c.when)) {
+                let r = self.with_eval(prefix, |ev| ev.truthy(bare_expression(&c.when)));
+                match r {
                     Ok(b) => self.succeed(key, json!({ "result": b })),
                     Err(e) => self.fail_node(key, expression_error(id, "when", e)),
                 }
             }
             NodeKind::Switch(s) => {
-                let doc = self.doc(prefix);
-                let plan = self.plan.clone();
-                let mut ev = Evaluator::new(&plan, &doc);
-                let mut chosen = None;
-                for (i, case) in s.cases.iter().enumerate() {
-                    match ev.truthy(bare_expression(&case.when)) {
-                        Ok(true) => {
-                            chosen = Some(i);
-                            break;
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            let field = format!("cases[{i}].when");
-                            self.fail_node(key, expression_error(id, &field, e));
-                            return;
+                let r = self.with_eval(prefix, |ev| {
+                    for (i, case) in s.cases.iter().enumerate() {
+                        match ev.truthy(bare_expression(&case.when)) {
+                            Ok(true) => return Ok(Some(i)),
+                            Ok(false) => {}
+                            Err(e) => return Err((i, e)),
                         }
                     }
-                }
+                    Ok(None)
+                });
+                let chosen = match r {
+                    Ok(c) => c,
+                    Err((i, e)) => {
+                        let field = format!("cases[{i}].when");
+                        self.fail_node(key, expression_error(id, &field, e));
+                        return;
+                    }
+                };
                 let out = match chosen {
                     Some(i) => json!({"case": i, "to": s.cases[i].to}),
                     None => json!({"case": "default", "to": s.default}),
@@ -940,30 +1474,37 @@ impl Machine {
                 self.succeed(key, out);
             }
             NodeKind::Set(s) => {
-                let doc = self.doc(prefix);
-                let plan = self.plan.clone();
-                let mut ev = Evaluator::new(&plan, &doc);
-                let mut written = Map::new();
-                for (k, v) in &s.vars {
-                    match ev.value(v) {
-                        Ok(x) => {
-                            written.insert(k.clone(), x);
-                        }
-                        Err(e) => {
-                            self.fail_node(key, expression_error(id, &format!("vars.{k}"), e));
-                            return;
+                let r = self.with_eval(prefix, |ev| {
+                    let mut written = Map::new();
+                    for (k, v) in &s.vars {
+                        match ev.value(v) {
+                            Ok(x) => {
+                                written.insert(k.clone(), x);
+                            }
+                            Err(e) => return Err((k, e)),
                         }
                     }
-                }
+                    Ok(written)
+                });
+                let written = match r {
+                    Ok(w) => w,
+                    Err((k, e)) => {
+                        self.fail_node(key, expression_error(id, &format!("vars.{k}"), e));
+                        return;
+                    }
+                };
+                let views = self.views.get_mut().unwrap_or_else(|e| e.into_inner());
+                views.vars_jinja = None;
                 for (k, v) in &written {
+                    views.vars_var.remove(k);
                     self.vars.insert(k.clone(), v.clone());
                     self.dirty_vars.push(k.clone());
                 }
                 self.succeed(key, Value::Object(written));
             }
             NodeKind::Transform(t) => {
-                let doc = self.doc(prefix);
-                match Evaluator::new(&self.plan.clone(), &doc).search(bare_expression(&t.expr)) {
+                let r = self.with_eval(prefix, |ev| ev.search(bare_expression(&t.expr)));
+                match r {
                     Ok(v) => self.succeed(key, v),
                     Err(e) => self.fail_node(key, expression_error(id, "expr", e)),
                 }
@@ -992,8 +1533,8 @@ impl Machine {
                     None => None,
                     Some(Value::Array(a)) => Some(a.clone()),
                     Some(Value::String(s)) => {
-                        let doc = self.doc(prefix);
-                        match Evaluator::new(&self.plan.clone(), &doc).search(bare_expression(s)) {
+                        let r = self.with_eval(prefix, |ev| ev.search(bare_expression(s)));
+                        match r {
                             Ok(Value::Array(a)) => Some(a),
                             Ok(other) => {
                                 let kind = json_kind(&other);
@@ -1056,10 +1597,13 @@ impl Machine {
                 }
             }
             NodeKind::Human(h) => {
-                let doc = self.doc(prefix);
-                let plan = self.plan.clone();
-                let mut ev = Evaluator::new(&plan, &doc);
-                let prompt = match ev.string(&h.prompt) {
+                let (prompt, assignee) = self.with_eval(prefix, |ev| {
+                    (
+                        ev.string(&h.prompt),
+                        h.assignee.as_deref().map(|a| ev.string(a)),
+                    )
+                });
+                let prompt = match prompt {
                     Ok(Value::String(s)) => s,
                     Ok(v) => v.to_string(),
                     Err(e) => {
@@ -1067,7 +1611,7 @@ impl Machine {
                         return;
                     }
                 };
-                let assignee = match h.assignee.as_deref().map(|a| ev.string(a)) {
+                let assignee = match assignee {
                     None => None,
                     Some(Ok(Value::String(s))) => Some(s),
                     Some(Ok(Value::Null)) => None,
@@ -1110,8 +1654,8 @@ impl Machine {
                 let at = match (w.duration_ms, &w.until) {
                     (Some(d), _) => Ok(after(self.now, d)),
                     (None, Some(u)) => {
-                        let doc = self.doc(prefix);
-                        match Evaluator::new(&self.plan.clone(), &doc).string(u) {
+                        let r = self.with_eval(prefix, |ev| ev.string(u));
+                        match r {
                             Ok(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(&s)
                                 .map(|t| t.timestamp_millis())
                                 .map_err(|e| {
@@ -1222,8 +1766,8 @@ impl Machine {
                         None => json!({}),
                         Some(v) if !is_dynamic(v) => v.clone(),
                         Some(v) => {
-                            let doc = self.doc(prefix);
-                            match Evaluator::new(&self.plan.clone(), &doc).value(v) {
+                            let r = self.with_eval(prefix, |ev| ev.value(v));
+                            match r {
                                 Ok(x) => x,
                                 Err(e) => {
                                     self.record(key).attempts = attempt;
@@ -1254,36 +1798,37 @@ impl Machine {
                     Some(i) => i,
                     None => {
                         let w = serde_json::to_value(&a.with).unwrap_or(Value::Null);
-                        let doc = self.doc(prefix);
-                        let plan = self.plan.clone();
-                        let mut ev = Evaluator::new(&plan, &doc);
-                        let mut out = Map::new();
-                        if let Value::Object(m) = w {
-                            for (k, v) in m {
-                                // Schemas and label lists are data, not templates.
-                                let x = if matches!(
-                                    k.as_str(),
-                                    "output_schema" | "labels" | "examples" | "tools"
-                                ) {
-                                    Ok(v)
-                                } else {
-                                    ev.value(&v)
-                                };
-                                match x {
-                                    Ok(x) => {
-                                        out.insert(k, x);
-                                    }
-                                    Err(e) => {
-                                        self.record(key).attempts = attempt;
-                                        self.fail_node(
-                                            key,
-                                            expression_error(id, &format!("with.{k}"), e),
-                                        );
-                                        return;
+                        let r = self.with_eval(prefix, |ev| {
+                            let mut out = Map::new();
+                            if let Value::Object(m) = w {
+                                for (k, v) in m {
+                                    // Schemas and label lists are data, not templates.
+                                    let x = if matches!(
+                                        k.as_str(),
+                                        "output_schema" | "labels" | "examples" | "tools"
+                                    ) {
+                                        Ok(v)
+                                    } else {
+                                        ev.value(&v)
+                                    };
+                                    match x {
+                                        Ok(x) => {
+                                            out.insert(k, x);
+                                        }
+                                        Err(e) => return Err((k, e)),
                                     }
                                 }
                             }
-                        }
+                            Ok(out)
+                        });
+                        let out = match r {
+                            Ok(out) => out,
+                            Err((k, e)) => {
+                                self.record(key).attempts = attempt;
+                                self.fail_node(key, expression_error(id, &format!("with.{k}"), e));
+                                return;
+                            }
+                        };
                         Value::Object(out)
                     }
                 };
@@ -1310,8 +1855,13 @@ impl Machine {
         let Some(&g) = self.plan.bodies.get(loop_id) else {
             return;
         };
-        let rec = self.record(loop_key);
-        let Some(p) = rec.detail.loop_progress.as_mut() else {
+        // The loop's row is left alone: a restore counts the iterations started from their
+        // records and marks (see `restore`).
+        let Some(p) = self
+            .nodes
+            .get_mut(loop_key)
+            .and_then(|r| r.detail.loop_progress.as_mut())
+        else {
             return;
         };
         let i = p.started;
@@ -1390,7 +1940,7 @@ impl Machine {
                     ("confidence", confidence),
                 );
             }
-            _ => self.work.push_back(Work::Propagate(key.to_string())),
+            _ => self.queue_propagate(key),
         }
     }
 
@@ -1428,8 +1978,8 @@ impl Machine {
             return Vec::new();
         };
         let value = if is_dynamic(skills) {
-            let doc = self.doc(prefix);
-            match Evaluator::new(&self.plan, &doc).value(skills) {
+            let r = self.with_eval(prefix, |ev| ev.value(skills));
+            match r {
                 Ok(v) => v,
                 Err(_) => return Vec::new(),
             }
@@ -1447,7 +1997,7 @@ impl Machine {
 
     fn skip(&mut self, key: &str) {
         self.complete(key, NodeStatus::Skipped, None, None);
-        self.work.push_back(Work::Propagate(key.to_string()));
+        self.queue_propagate(key);
     }
 
     /// A failed attempt of a tool or agent call: retried per the node's policy when the error
@@ -1503,9 +2053,9 @@ impl Machine {
         let prefix = split_key(key).0.to_string();
         match node.on_error.clone().unwrap_or(OnError::Fail) {
             OnError::Fail => self.scope_fail(&prefix, err),
-            OnError::Continue => self.work.push_back(Work::Propagate(key.to_string())),
+            OnError::Continue => self.queue_propagate(key),
             OnError::Goto(target) => {
-                self.work.push_back(Work::Propagate(key.to_string()));
+                self.queue_propagate(key);
                 let tkey = format!("{prefix}{target}");
                 if self
                     .status_of(&tkey)
@@ -1541,7 +2091,6 @@ impl Machine {
         let goto = matches!(node.on_error, Some(OnError::Goto(_)));
         let source_ok = status == NodeStatus::Succeeded
             || (status == NodeStatus::Failed && node.on_error == Some(OnError::Continue));
-        let mut doc: Option<Map<String, Value>> = None;
         for out in &g.outs[at.idx] {
             let target = &g.nodes[out.to];
             let tkey = [prefix.as_str(), target.id.as_str()].concat();
@@ -1556,22 +2105,16 @@ impl Machine {
                             Some(i) => chosen == json!(i),
                             None => chosen == json!("default"),
                         }),
-                    OutKind::Plain(Some(w)) => {
-                        let d = doc.get_or_insert_with(|| self.doc(&prefix));
-                        Evaluator::new(&plan, d)
-                            .truthy(bare_expression(w))
-                            .map_err(|e| {
-                                expression_error(&target.id, &format!("edge from `{id}`: when"), e)
-                            })
-                    }
+                    OutKind::Plain(Some(w)) => self
+                        .with_eval(&prefix, |ev| ev.truthy(bare_expression(w)))
+                        .map_err(|e| {
+                            expression_error(&target.id, &format!("edge from `{id}`: when"), e)
+                        }),
                 }
             };
             match live {
                 Ok(live) => self.resolve_inbound(&tkey, target, id, live),
-                Err(e) => {
-                    doc = None;
-                    self.fail_node(&tkey, e);
-                }
+                Err(e) => self.fail_node(&tkey, e),
             }
         }
         self.checks.insert(prefix);
@@ -1641,26 +2184,44 @@ impl Machine {
         if self.status_of(&loop_key) != Some(NodeStatus::Running) {
             return;
         }
-        if self
-            .nodes
-            .get(&loop_key)
-            .and_then(|r| r.detail.loop_progress.as_ref())
-            .is_some_and(|p| p.ended.contains(&i))
-        {
+        let ended = self
+            .iterations_ended
+            .entry_ref(loop_key.as_str())
+            .or_default();
+        if ended.get(i as usize).copied().unwrap_or(false) {
             return;
         }
+        if ended.len() <= i as usize {
+            ended.resize(i as usize + 1, false);
+        }
+        ended[i as usize] = true;
         self.cancel_prefix(prefix);
-        let rec = self.record(&loop_key);
-        let Some(p) = rec.detail.loop_progress.as_mut() else {
+        if self.tracking {
+            self.iteration_marks
+                .push((format!("{ITERATION_MARK}{prefix}"), output.clone()));
+            self.ended_iterations.push(prefix.to_string());
+        }
+        // The loop's row is left alone (the mark above records the end).
+        let Some(p) = self
+            .nodes
+            .get_mut(&loop_key)
+            .and_then(|r| r.detail.loop_progress.as_mut())
+        else {
             return;
         };
-        p.ended.push(i);
         p.finished += 1;
         if let Some(slot) = p.outputs.get_mut(i as usize) {
             *slot = output;
         }
         let (started, finished, total) = (p.started, p.finished, p.items.as_ref().map(Vec::len));
-        let outputs = p.outputs.clone();
+        // Taken when the loop ends: the loop's output holds them from then on.
+        let outputs = |m: &mut Machine| {
+            m.nodes
+                .get_mut(&loop_key)
+                .and_then(|r| r.detail.loop_progress.as_mut())
+                .map(|p| std::mem::take(&mut p.outputs))
+                .unwrap_or_default()
+        };
         let plan = self.plan_arc();
         let Some(node) = plan.node(split_key(&loop_key).1) else {
             return;
@@ -1673,14 +2234,18 @@ impl Machine {
                 if (started as usize) < n {
                     self.start_iteration(&loop_key);
                 } else if finished as usize >= n {
+                    let outputs = outputs(self);
                     self.succeed(&loop_key, Value::Array(outputs));
                 }
             }
             None => {
                 let until = l.until.clone().unwrap_or_default();
-                let doc = self.doc(prefix);
-                match Evaluator::new(&self.plan.clone(), &doc).truthy(bare_expression(&until)) {
-                    Ok(true) => self.succeed(&loop_key, Value::Array(outputs)),
+                let r = self.with_eval(prefix, |ev| ev.truthy(bare_expression(&until)));
+                match r {
+                    Ok(true) => {
+                        let outputs = outputs(self);
+                        self.succeed(&loop_key, Value::Array(outputs));
+                    }
                     Ok(false) => {
                         let max = l.max_iterations.unwrap_or(1);
                         if started >= max {
@@ -1717,13 +2282,15 @@ impl Machine {
 
     /// Abandons every active node whose key starts with `prefix` (`""`: all of them).
     fn cancel_prefix(&mut self, prefix: &str) {
-        let mut keys: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|(k, r)| k.starts_with(prefix) && r.status.is_active())
-            .map(|(k, _)| k.clone())
+        let keys: Vec<String> = self
+            .active_keys
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|k| k.starts_with(prefix))
+            .cloned()
             .collect();
-        keys.sort();
         for k in keys {
             if self.is_human(&k) {
                 self.closed_tasks.push(k.clone());
@@ -1806,6 +2373,7 @@ impl Machine {
             .collect();
         done.sort();
         let mut any = false;
+        self.comp_keys.clear();
         for (_, key) in done {
             let plan = self.plan_arc();
             let Some(node) = plan.node(split_key(&key).1) else {
@@ -1813,6 +2381,7 @@ impl Machine {
             };
             if let Some(call) = plan.compensation(node) {
                 any = true;
+                self.comp_keys.push(key.clone());
                 self.record(&key).detail.compensation = Some(Box::new(CompensationState {
                     tool: call.tool.clone(),
                     input: call.with.clone().unwrap_or_else(|| json!({})),
@@ -1835,26 +2404,66 @@ impl Machine {
             error: err,
             cancelled,
         });
+        self.comp_left = self.comp_keys.len();
         self.next_compensation();
     }
 
-    fn next_compensation(&mut self) {
-        // The pending compensation of the latest completed node.
-        let next = self
+    /// The keys holding a compensation, in completion order, and the one running (after a
+    /// restore while unwinding).
+    fn rebuild_compensations(&mut self) {
+        let mut held: Vec<(u64, String)> = self
             .nodes
             .values()
-            .filter(|r| {
-                r.detail
-                    .compensation
-                    .as_ref()
-                    .is_some_and(|c| c.status == NodeStatus::Pending)
+            .filter(|r| r.detail.compensation.is_some())
+            .map(|r| (r.done_seq.unwrap_or(0), r.key.clone()))
+            .collect();
+        held.sort();
+        self.comp_keys = held.into_iter().map(|(_, k)| k).collect();
+        self.comp_left = self.comp_keys.len();
+        self.comp_current = self
+            .comp_keys
+            .iter()
+            .find(|k| {
+                self.nodes
+                    .get(*k)
+                    .and_then(|r| r.detail.compensation.as_ref())
+                    .is_some_and(|c| c.status == NodeStatus::Running)
             })
-            .max_by_key(|r| r.done_seq)
-            .map(|r| r.key.clone());
+            .cloned();
+    }
+
+    /// The current compensation's retry time, if it waits for one.
+    fn compensation_retry_at(&self) -> Option<i64> {
+        self.comp_current
+            .as_ref()
+            .and_then(|k| self.nodes.get(k))
+            .and_then(|r| r.detail.compensation.as_ref())
+            .and_then(|c| c.retry_at)
+    }
+
+    fn next_compensation(&mut self) {
+        // The pending compensation of the latest completed node: compensations run one at a
+        // time, latest first, so the pending ones are those below `comp_left`.
+        let mut next = None;
+        while self.comp_left > 0 {
+            self.comp_left -= 1;
+            let key = &self.comp_keys[self.comp_left];
+            if self
+                .nodes
+                .get(key)
+                .and_then(|r| r.detail.compensation.as_ref())
+                .is_some_and(|c| c.status == NodeStatus::Pending)
+            {
+                next = Some(key.clone());
+                break;
+            }
+        }
         let Some(key) = next else {
+            self.comp_current = None;
             self.finish_unwind();
             return;
         };
+        self.comp_current = Some(key.clone());
         let plan = self.plan_arc();
         let Some(node) = plan.node(split_key(&key).1) else {
             return;
@@ -1863,25 +2472,26 @@ impl Machine {
             return;
         };
         let prefix = split_key(&key).0.to_string();
-        let mut doc = self.doc(&prefix);
-        let rec = self.nodes.get(&key).cloned();
-        doc.insert(
-            "result".into(),
-            rec.as_ref()
-                .and_then(|r| r.output.clone())
-                .unwrap_or(Value::Null),
-        );
-        doc.insert(
-            "args".into(),
-            rec.as_ref()
-                .and_then(|r| r.detail.input.clone())
-                .unwrap_or(Value::Null),
-        );
         let input = match &call.with {
             None => Ok(json!({})),
-            Some(v) => Evaluator::new(&self.plan.clone(), &doc)
-                .value(v)
-                .map_err(|e| expression_error(&node.id, "compensate.with", e)),
+            Some(v) => {
+                let rec = self.nodes.get(&key);
+                let extra = [
+                    (
+                        "result",
+                        rec.and_then(|r| r.output.clone()).unwrap_or(Value::Null),
+                    ),
+                    (
+                        "args",
+                        rec.and_then(|r| r.detail.input.clone())
+                            .unwrap_or(Value::Null),
+                    ),
+                ];
+                let doc = self.scope(&prefix, &extra);
+                Evaluator::new(&self.plan, &doc)
+                    .value(v)
+                    .map_err(|e| expression_error(&node.id, "compensate.with", e))
+            }
         };
         match input {
             Ok(input) => {

@@ -207,6 +207,25 @@ pub(crate) mod sql {
     pub(crate) const NODE_ROWS: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
         fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 ORDER BY node_key";
 
+    /// The first page of an execution's node records, by key (`$2`: the page size).
+    pub(crate) const NODE_PAGE_FIRST: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
+        fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 ORDER BY node_key LIMIT $2";
+
+    /// A page of an execution's node records after the key `$2`, by key (a range of the
+    /// primary key's index, never an offset).
+    pub(crate) const NODE_PAGE_AFTER: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
+        fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 AND node_key > $2 ORDER BY node_key LIMIT $3";
+
+    /// How many node records an execution has.
+    pub(crate) const NODE_COUNT: &str = "SELECT COUNT(*) FROM exec_nodes WHERE execution_id = $1";
+
+    /// A page of an execution's history after the sequence number `$2`, in order.
+    pub(crate) const EVENT_PAGE: &str = "SELECT seq, at, kind, node_key, attempt, data FROM exec_events \
+        WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+    /// How many events an execution's history holds.
+    pub(crate) const EVENT_COUNT: &str = "SELECT COUNT(*) FROM exec_events WHERE execution_id = $1";
+
     /// An execution's pending signals, oldest first.
     pub(crate) const SIGNAL_ROWS: &str =
         "SELECT id, body FROM exec_signals WHERE execution_id = $1 ORDER BY id";

@@ -284,9 +284,16 @@ async fn node_records(conn: &mut PgConnection, id: &str) -> Result<Vec<NodeRecor
         .fetch_all(&mut *conn)
         .await
         .map_err(backend)?;
+    nodes_from_rows(conn, &rows).await
+}
+
+/// Node records from rows of [`sql::NODE_ROWS`] (or [`sql::NODE_PAGE_FIRST`] /
+/// [`sql::NODE_PAGE_AFTER`], which have its columns), their outputs' payloads read in one
+/// query.
+async fn nodes_from_rows(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Vec<NodeRecord>> {
     let mut outputs = Vec::with_capacity(rows.len());
     let mut records = Vec::with_capacity(rows.len());
-    for r in &rows {
+    for r in rows {
         let mut c = Cols::new(r);
         let mut n = NodeRecord::new(c.get()?, "");
         n.node_id = c.get()?;
@@ -307,6 +314,22 @@ async fn node_records(conn: &mut PgConnection, id: &str) -> Result<Vec<NodeRecor
         n.output = value(output, &bodies)?;
     }
     Ok(records)
+}
+
+/// A row of [`sql::EVENT_ROWS`] (or [`sql::EVENT_PAGE`], which has its columns).
+fn event_from_row(r: &PgRow) -> Result<Event> {
+    let mut c = Cols::new(r);
+    Ok(Event {
+        seq: u(c.get()?),
+        at: c.get()?,
+        kind: {
+            let kind: String = c.get()?;
+            EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?
+        },
+        node: c.get()?,
+        attempt: u32::try_from(c.get::<i64>()?).unwrap_or(0),
+        data: c.parsed::<Value>()?.unwrap_or(Value::Null),
+    })
 }
 
 async fn signals(conn: &mut PgConnection, id: &str) -> Result<Vec<StoredSignal>> {
@@ -1134,22 +1157,57 @@ impl ExecutionStore for PgStore {
             .fetch_all(self.pool())
             .await
             .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                let mut c = Cols::new(r);
-                Ok(Event {
-                    seq: u(c.get()?),
-                    at: c.get()?,
-                    kind: {
-                        let kind: String = c.get()?;
-                        EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?
-                    },
-                    node: c.get()?,
-                    attempt: u32::try_from(c.get::<i64>()?).unwrap_or(0),
-                    data: c.parsed::<Value>()?.unwrap_or(Value::Null),
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn node_records_page(
+        &self,
+        id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<NodeRecord>> {
+        let mut conn = self.pool().acquire().await.map_err(backend)?;
+        let limit = i64::from(limit);
+        // Two statements rather than `$2 IS NULL OR node_key > $2`, so that each is a range
+        // of the primary key's index.
+        let query = match after {
+            None => sqlx::query(sql::NODE_PAGE_FIRST).bind(id).bind(limit),
+            Some(after) => sqlx::query(sql::NODE_PAGE_AFTER)
+                .bind(id)
+                .bind(after)
+                .bind(limit),
+        };
+        let rows = query.fetch_all(&mut *conn).await.map_err(backend)?;
+        nodes_from_rows(&mut conn, &rows).await
+    }
+
+    async fn events_page(&self, id: &str, after_seq: u64, limit: u32) -> Result<Vec<Event>> {
+        let rows = sqlx::query(sql::EVENT_PAGE)
+            .bind(id)
+            .bind(i(after_seq))
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await
+            .map_err(backend)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn count_nodes(&self, id: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(sql::NODE_COUNT)
+            .bind(id)
+            .fetch_one(self.pool())
+            .await
+            .map_err(backend)?;
+        Ok(u(n))
+    }
+
+    async fn count_events(&self, id: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(sql::EVENT_COUNT)
+            .bind(id)
+            .fetch_one(self.pool())
+            .await
+            .map_err(backend)?;
+        Ok(u(n))
     }
 
     async fn tasks(&self, tenant: &TenantId, id: &str) -> Result<Vec<HumanTask>> {

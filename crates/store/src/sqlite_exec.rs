@@ -222,24 +222,63 @@ fn exec_record(conn: &Connection, tenant: Option<&str>, id: &str) -> Result<Exec
 }
 
 fn node_records(conn: &Connection, id: &str) -> Result<Vec<NodeRecord>> {
-    all(conn, sql::NODE_ROWS, [id], |r| {
-        let mut c = Cols::new(r);
-        Ok(NodeRecord {
-            key: c.get()?,
-            node_id: c.get()?,
-            status: {
-                let status: String = c.get()?;
-                NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?
-            },
-            attempts: u32::try_from(c.get::<i64>()?).unwrap_or(0),
-            output: c.json(conn)?,
-            error: c.parsed::<NodeError>()?,
-            started_at: c.get()?,
-            finished_at: c.get()?,
-            fire_at: c.get()?,
-            done_seq: c.get::<Option<i64>>()?.map(u),
-            detail: c.decoded::<NodeDetail>("node detail")?,
-        })
+    all(conn, sql::NODE_ROWS, [id], |r| node_from_row(conn, r))
+}
+
+/// A row of [`sql::NODE_ROWS`] (and of [`sql::NODE_PAGE_FIRST`] / [`sql::NODE_PAGE_AFTER`],
+/// which have its columns).
+fn node_from_row(conn: &Connection, r: &Row<'_>) -> Result<NodeRecord> {
+    let mut c = Cols::new(r);
+    Ok(NodeRecord {
+        key: c.get()?,
+        node_id: c.get()?,
+        status: {
+            let status: String = c.get()?;
+            NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?
+        },
+        attempts: u32::try_from(c.get::<i64>()?).unwrap_or(0),
+        output: c.json(conn)?,
+        error: c.parsed::<NodeError>()?,
+        started_at: c.get()?,
+        finished_at: c.get()?,
+        fire_at: c.get()?,
+        done_seq: c.get::<Option<i64>>()?.map(u),
+        detail: c.decoded::<NodeDetail>("node detail")?,
+    })
+}
+
+/// Up to `limit` node records of `id` after the key `after`, by key: a range of the primary
+/// key (execution_id, node_key).
+fn node_records_page(
+    conn: &Connection,
+    id: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<NodeRecord>> {
+    let limit = i64::from(limit);
+    match after {
+        None => all(conn, sql::NODE_PAGE_FIRST, params![id, limit], |r| {
+            node_from_row(conn, r)
+        }),
+        Some(after) => all(conn, sql::NODE_PAGE_AFTER, params![id, after, limit], |r| {
+            node_from_row(conn, r)
+        }),
+    }
+}
+
+/// A row of [`sql::EVENT_ROWS`] (or [`sql::EVENT_PAGE`], which has its columns).
+fn event_from_row(r: &Row<'_>) -> Result<Event> {
+    let mut c = Cols::new(r);
+    Ok(Event {
+        seq: u(c.get()?),
+        at: c.get()?,
+        kind: {
+            let kind: String = c.get()?;
+            EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?
+        },
+        node: c.get()?,
+        attempt: u32::try_from(c.get::<i64>()?).unwrap_or(0),
+        data: c.parsed::<Value>()?.unwrap_or(Value::Null),
     })
 }
 
@@ -980,23 +1019,44 @@ impl ExecutionStore for SqliteStore {
 
     async fn events(&self, id: &str) -> Result<Vec<Event>> {
         let id = id.to_string();
+        self.read(move |conn| all(conn, sql::EVENT_ROWS, [&id], event_from_row))
+            .await
+    }
+
+    async fn node_records_page(
+        &self,
+        id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<NodeRecord>> {
+        let (id, after) = (id.to_string(), after.map(str::to_string));
+        self.read(move |conn| node_records_page(conn, &id, after.as_deref(), limit))
+            .await
+    }
+
+    async fn events_page(&self, id: &str, after_seq: u64, limit: u32) -> Result<Vec<Event>> {
+        let id = id.to_string();
         self.read(move |conn| {
-            all(conn, sql::EVENT_ROWS, [&id], |r| {
-                let mut c = Cols::new(r);
-                Ok(Event {
-                    seq: u(c.get()?),
-                    at: c.get()?,
-                    kind: {
-                        let kind: String = c.get()?;
-                        EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?
-                    },
-                    node: c.get()?,
-                    attempt: u32::try_from(c.get::<i64>()?).unwrap_or(0),
-                    data: c.parsed::<Value>()?.unwrap_or(Value::Null),
-                })
-            })
+            all(
+                conn,
+                sql::EVENT_PAGE,
+                params![id, i(after_seq), i64::from(limit)],
+                event_from_row,
+            )
         })
         .await
+    }
+
+    async fn count_nodes(&self, id: &str) -> Result<u64> {
+        let id = id.to_string();
+        self.read(move |conn| Ok(u(scalar::<i64>(conn, sql::NODE_COUNT, [&id])?.unwrap_or(0))))
+            .await
+    }
+
+    async fn count_events(&self, id: &str) -> Result<u64> {
+        let id = id.to_string();
+        self.read(move |conn| Ok(u(scalar::<i64>(conn, sql::EVENT_COUNT, [&id])?.unwrap_or(0))))
+            .await
     }
 
     async fn tasks(&self, tenant: &TenantId, id: &str) -> Result<Vec<HumanTask>> {

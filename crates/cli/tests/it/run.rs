@@ -283,3 +283,147 @@ fn a_worker_fires_wait_timers_near_and_far() {
         assert!(resumed <= 3, "{id} resumed {resumed} times: {v}");
     }
 }
+
+#[test]
+fn executions_show_pages_nodes_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let wf = dir.path().join("many.yaml");
+    std::fs::write(
+        &wf,
+        r#"
+name: many
+version: 1
+nodes:
+  - id: each
+    type: loop
+    for_each: "${ input.items }"
+    body:
+      nodes:
+        - {id: t, type: finish, output: "${ item }"}
+  - {id: done, type: finish, output: "${ length(each.output) }"}
+edges:
+  - {from: each, to: done}
+"#,
+    )
+    .unwrap();
+    let wf = wf.display().to_string();
+    let items: Vec<u32> = (0..1_200).collect();
+    let input = serde_json::json!({ "items": items }).to_string();
+    let o = hilo_env(&["run", &wf, "--input", &input, "--json"], &db, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let id = json_out(&o)["execution_id"].as_str().unwrap().to_string();
+
+    // JSON: the first 1 000 of each, with the cursors and totals.
+    let o = hilo_env(&["executions", "show", &id, "--json"], &db, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v = json_out(&o);
+    let total = v["nodes_total"].as_u64().unwrap();
+    let events_total = v["events_total"].as_u64().unwrap();
+    assert!(
+        total > 1_200 && events_total > 1_200,
+        "{total} nodes, {events_total} events"
+    );
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 1_000);
+    assert_eq!(v["events"].as_array().unwrap().len(), 1_000);
+    assert_eq!(v["events_next"], 1_000);
+    let next = v["nodes_next"].as_str().unwrap().to_string();
+
+    // Text: as many rows, then how to see the rest.
+    let o = hilo_env(&["executions", "show", &id], &db, &[]);
+    let out = text(&o.stdout);
+    let rows = |out: &str| {
+        out.lines()
+            .take_while(|l| !l.starts_with("timeline:"))
+            .filter(|l| l.starts_with("each") || l.starts_with("done"))
+            .count()
+    };
+    assert_eq!(rows(&out), 1_000, "{out}");
+    let quoted = if next.contains('[') {
+        format!("'{next}'")
+    } else {
+        next.clone()
+    };
+    let hint = format!(
+        "… {} more nodes: hilo executions show {id} --after {quoted}",
+        total - 1_000
+    );
+    assert!(out.contains(&hint), "{hint}\n{out}");
+    let more_events = format!(
+        "… {} more events: hilo executions show {id} --events-after 1000",
+        events_total - 1_000
+    );
+    assert!(out.contains(&more_events), "{more_events}");
+    let timeline = out.split("timeline:").nth(1).unwrap();
+    assert_eq!(
+        timeline.lines().filter(|l| l.contains(" ms  ")).count(),
+        1_000
+    );
+
+    // The hint's page: the rest, and nothing more to see.
+    let o = hilo_env(
+        &[
+            "executions",
+            "show",
+            &id,
+            "--after",
+            &next,
+            "--events-after",
+            "1000",
+        ],
+        &db,
+        &[],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(rows(&out) as u64, total - 1_000, "{out}");
+    assert!(
+        !out.contains("more nodes") && !out.contains("more events"),
+        "{out}"
+    );
+
+    // Pages of 500 walk every node once, in key order from page to page.
+    let mut seen: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut args = vec!["executions", "show", &id, "--json", "--limit", "500"];
+        if let Some(a) = &after {
+            args.extend(["--after", a.as_str()]);
+        }
+        let v = json_out(&hilo_env(&args, &db, &[]));
+        let mut page: Vec<String> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["key"].as_str().unwrap().to_string())
+            .collect();
+        assert!(page.len() <= 500);
+        page.sort();
+        if let (Some(last), Some(first)) = (seen.last(), page.first()) {
+            assert!(first > last, "{first} after {last}");
+        }
+        seen.extend(page);
+        match v["nodes_next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len() as u64, total);
+
+    // A small execution shows as it always did: no cursors, no hints.
+    let o = hilo_env(
+        &["run", &wf, "--input", r#"{"items": [1, 2]}"#, "--json"],
+        &db,
+        &[],
+    );
+    let small = json_out(&o)["execution_id"].as_str().unwrap().to_string();
+    let v = json_out(&hilo_env(
+        &["executions", "show", &small, "--json"],
+        &db,
+        &[],
+    ));
+    for k in ["nodes_next", "nodes_total", "events_next", "events_total"] {
+        assert!(v.get(k).is_none(), "{k}: {v}");
+    }
+    let out = text(&hilo_env(&["executions", "show", &small], &db, &[]).stdout);
+    assert!(!out.contains('…'), "{out}");
+}

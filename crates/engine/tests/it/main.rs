@@ -9,6 +9,7 @@ mod fairness;
 mod harness;
 mod hil;
 mod limits;
+mod linear;
 mod nodes;
 mod quarantine;
 mod saga;

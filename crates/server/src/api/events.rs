@@ -32,6 +32,10 @@ use crate::state::{AppState, LiveToken, TokenFeed};
 /// The SSE event name of a model token.
 pub const TOKEN_EVENT: &str = "llm_token";
 
+/// Events read from the history at a time: each read takes those after the last one sent,
+/// at most this many, so neither a poll nor the stream's memory grows with the history.
+const READ_BATCH: u32 = 500;
+
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
@@ -255,28 +259,36 @@ impl Follow {
         }
     }
 
-    /// Reads the history after the last event sent.
+    /// Reads the history after the last event sent, [`READ_BATCH`] events at most (the
+    /// history is read only while everything read before is sent).
     async fn read(&mut self) -> Read {
         // The status first: if it is terminal, the read of the history that follows holds
         // the terminal event (they are committed together).
-        let terminal = match self
+        let (terminal, last_seq) = match self
             .state
             .store()
             .get_execution(&self.tenant, &self.id)
             .await
         {
-            Ok(e) => e.status.is_terminal(),
+            Ok(e) => (e.status.is_terminal(), e.last_seq),
             Err(_) => return Read::Gone,
         };
-        match self.state.store().events(&self.id).await {
-            Ok(all) => {
+        let batch = self
+            .state
+            .store()
+            .events_page(&self.id, self.last, READ_BATCH)
+            .await;
+        let full = match batch {
+            Ok(batch) => {
                 if self.seed.is_none() {
-                    let seed = all.iter().map(|e| e.seq).max().unwrap_or(0);
+                    // The history's last event: the execution row's, or a later one read.
+                    let seed = batch.last().map_or(0, |e| e.seq).max(last_seq);
                     self.seed = Some(seed);
                     self.state.known(&self.id, seed);
                 }
-                let last = self.last;
-                self.pending = all.into_iter().filter(|e| e.seq > last).collect();
+                let full = batch.len() >= READ_BATCH as usize;
+                self.pending = batch.into();
+                full
             }
             Err(e) => {
                 return Read::Failed(SseEvent::default().event("error").data(
@@ -284,8 +296,9 @@ impl Follow {
                         .to_string(),
                 ));
             }
-        }
-        self.done = terminal;
+        };
+        // Terminal, and nothing left after this batch: the terminal event is in it.
+        self.done = terminal && !full;
         Read::Ok
     }
 

@@ -131,7 +131,17 @@ pub struct ExecutionView {
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// The node records, in key order: the first `nodes_limit` (1 000 by default), or the
+    /// page after `nodes_cursor`.
     pub nodes: Vec<NodeView>,
+    /// Pass as `nodes_cursor` for the next page of `nodes`; absent on the last page (so on
+    /// every execution whose nodes fit one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_next_cursor: Option<String>,
+    /// How many node records the execution has, when they do not fit one page (or a
+    /// `nodes_cursor` was given); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_total: Option<u64>,
     pub tasks: Vec<TaskView>,
     pub costs: ExecutionCosts,
     /// Delivery of the callback, when one was asked for.
@@ -176,6 +186,67 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
+/// `GET /executions/{id}`: which node records the view shows.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ViewQuery {
+    /// Node records per page, 1 to 10 000 (default 1 000), in key order.
+    #[param(minimum = 1, maximum = 10000)]
+    pub nodes_limit: Option<u32>,
+    /// `nodes_next_cursor` of the previous page.
+    pub nodes_cursor: Option<String>,
+}
+
+/// Node records a view shows when the request does not say (`nodes_limit`).
+pub const DEFAULT_NODES_LIMIT: u32 = 1_000;
+/// The largest `nodes_limit`.
+pub const MAX_NODES_LIMIT: u32 = 10_000;
+
+/// Which node records a view shows: up to `limit`, in key order, after the key `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NodePage {
+    limit: u32,
+    after: Option<String>,
+}
+
+impl NodePage {
+    /// The first [`DEFAULT_NODES_LIMIT`].
+    pub(crate) fn first() -> NodePage {
+        NodePage {
+            limit: DEFAULT_NODES_LIMIT,
+            after: None,
+        }
+    }
+
+    /// The page `q` asks for: 400 `INVALID_QUERY` for a limit out of range or a cursor this
+    /// server did not give out.
+    fn of(q: &ViewQuery) -> ApiResult<NodePage> {
+        let limit = q.nodes_limit.unwrap_or(DEFAULT_NODES_LIMIT);
+        if !(1..=MAX_NODES_LIMIT).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "INVALID_QUERY",
+                format!("nodes_limit={limit} is out of range: give 1 to {MAX_NODES_LIMIT}"),
+            ));
+        }
+        let after = match q.nodes_cursor.as_deref() {
+            None => None,
+            Some(c) => Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "INVALID_QUERY",
+                            "nodes_cursor is not one this server gave out: pass nodes_next_cursor of the previous page",
+                        )
+                    })?,
+            ),
+        };
+        Ok(NodePage { limit, after })
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CancelQuery {
@@ -211,29 +282,60 @@ fn node_view(n: NodeRecord) -> NodeView {
     }
 }
 
-/// The full view of an execution of the caller's tenant (404 for any other tenant's).
+/// The view of an execution of the caller's tenant (404 for any other tenant's), with the
+/// first page of its node records.
 pub(crate) async fn load_view(
     state: &AppState,
     tenant: &str,
     id: &str,
 ) -> ApiResult<ExecutionView> {
-    view(state, tenant, id, None).await
+    view(state, tenant, id, None, &NodePage::first()).await
 }
 
-/// An execution's view. For one this request has just driven (`known`), the node records come
-/// from the drive, and what the workflow cannot have (tasks, LLM calls, a callback) is not
-/// read.
+/// An execution's view, with the page of node records `page` asks for. For one this request
+/// has just driven (`known`), the node records come from the drive when they fit the page, and
+/// what the workflow cannot have (tasks, LLM calls, a callback) is not read.
 async fn view(
     state: &AppState,
     tenant: &str,
     id: &str,
     known: Option<(Outcome, Shape)>,
+    page: &NodePage,
 ) -> ApiResult<ExecutionView> {
     let store = state.store();
     let e = store.get_execution(tenant, id).await?;
-    let (nodes, shape) = match known {
-        Some((o, shape)) => (o.nodes, shape),
-        None => (store.node_records(id).await?, Shape::ALL),
+    let limit = page.limit as usize;
+    // One record more than the page, to tell whether there is a next one.
+    let (mut nodes, shape) = match known {
+        Some((o, shape)) if page.after.is_none() && o.nodes.len() <= limit => (o.nodes, shape),
+        // More than a page: the first page from the store (everything the drive did is
+        // committed), so that its order, and the cursor's, is the store's key order.
+        Some((_, shape)) => (
+            store
+                .node_records_page(id, page.after.as_deref(), page.limit + 1)
+                .await?,
+            shape,
+        ),
+        None => (
+            store
+                .node_records_page(id, page.after.as_deref(), page.limit + 1)
+                .await?,
+            Shape::ALL,
+        ),
+    };
+    let more = nodes.len() > limit;
+    nodes.truncate(limit);
+    let nodes_next_cursor = if more {
+        nodes
+            .last()
+            .map(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&n.key))
+    } else {
+        None
+    };
+    let nodes_total = if more || page.after.is_some() {
+        Some(store.count_nodes(id).await?)
+    } else {
+        None
     };
     let tasks: Vec<HumanTask> = if shape.humans {
         store.tasks(tenant, id).await?
@@ -278,6 +380,8 @@ async fn view(
         updated_at: time(e.updated_at),
         finished_at: e.finished_at.map(time),
         nodes: nodes.into_iter().map(node_view).collect(),
+        nodes_next_cursor,
+        nodes_total,
         tasks: tasks.into_iter().map(TaskView::from).collect(),
         costs,
         callback,
@@ -431,7 +535,8 @@ pub async fn execute(
     match tokio::time::timeout(Duration::from_millis(wait), &mut started.drive).await {
         Ok(Ok(Ok(outcome))) => {
             let known = Some((outcome, started.shape));
-            let view = view(&state, &caller.tenant, &started.id, known).await?;
+            let page = NodePage::first();
+            let view = view(&state, &caller.tenant, &started.id, known, &page).await?;
             Ok(Json(view).into_response())
         }
         Ok(Ok(Err(_))) => {
@@ -504,18 +609,28 @@ pub async fn create(
 }
 
 /// An execution: status, output, error, per-node trace, human tasks, costs.
+///
+/// Node records come a page at a time, in key order: the first `nodes_limit` (1 000 by
+/// default); `nodes_next_cursor`, present when there are more, is passed back as
+/// `nodes_cursor` for the next page (`nodes_total` then says how many there are).
 #[utoipa::path(get, path = "/executions/{id}", tag = "executions",
-    params(("id" = String, Path, description = "Execution id")),
-    responses((status = 200, body = ExecutionView), (status = 404, body = ErrorBody)),
+    params(("id" = String, Path, description = "Execution id"), ViewQuery),
+    responses(
+        (status = 200, body = ExecutionView),
+        (status = 400, description = "nodes_limit out of range, or a nodes_cursor this server did not give out (INVALID_QUERY)", body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    ),
     security(("api_key" = []))
 )]
 pub async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ViewQuery>,
 ) -> ApiResult<Json<ExecutionView>> {
     caller.require(Scope::Read)?;
-    Ok(Json(load_view(&state, &caller.tenant, &id).await?))
+    let page = NodePage::of(&q)?;
+    Ok(Json(view(&state, &caller.tenant, &id, None, &page).await?))
 }
 
 fn encode_cursor(e: &ExecRecord) -> String {

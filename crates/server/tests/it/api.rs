@@ -607,3 +607,154 @@ async fn health_ready_metrics_and_openapi() {
     );
     s.stop().await;
 }
+
+/// A `for_each` loop over `input.items` whose body is one node (`t`).
+const MANY: &str = r#"
+name: many
+version: 1
+nodes:
+  - id: each
+    type: loop
+    for_each: "${ input.items }"
+    body:
+      nodes:
+        - {id: t, type: finish, output: "${ item }"}
+  - {id: done, type: finish, output: "${ length(each.output) }"}
+edges:
+  - {from: each, to: done}
+"#;
+
+/// Every node key of the view at `path`, page after page (`nodes_next_cursor` followed), and
+/// the size of each page.
+async fn walk_nodes(s: &TestServer, key: &str, path: &str) -> (Vec<String>, Vec<usize>) {
+    let (mut keys, mut sizes) = (Vec::new(), Vec::new());
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut next: Option<String> = None;
+    loop {
+        let url = match &next {
+            None => path.to_string(),
+            Some(c) => format!("{path}{sep}nodes_cursor={c}"),
+        };
+        let (code, v) = s.get(key, &url).await;
+        assert_eq!(code, 200, "{v}");
+        let nodes = v["nodes"].as_array().unwrap();
+        sizes.push(nodes.len());
+        keys.extend(nodes.iter().map(|n| n["key"].as_str().unwrap().to_string()));
+        match v["nodes_next_cursor"].as_str() {
+            Some(c) => next = Some(c.to_string()),
+            None => return (keys, sizes),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_view_pages_its_node_records() {
+    let s = TestServer::start().await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    let (code, v) = s.import(&admin, MANY).await;
+    assert_eq!(code, 201, "{v}");
+    let items: Vec<u32> = (0..1_200).collect();
+    let (code, v) = s
+        .post(
+            &admin,
+            "/workflows/many/execute",
+            json!({"input": {"items": items}, "timeout_ms": 120_000}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["output"].as_u64()),
+        (Some("succeeded"), Some(1_200))
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+    let all: Vec<String> = s
+        .store
+        .node_records(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.key)
+        .collect();
+    assert!(all.len() > 1_200, "{} node records", all.len());
+
+    // The answer of the run itself holds the first 1 000, in key order, and the cursor.
+    let keys: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, all[..1_000]);
+    assert_eq!(
+        v["nodes_total"].as_u64(),
+        Some(all.len() as u64),
+        "{}",
+        v["nodes_total"]
+    );
+    assert!(v["nodes_next_cursor"].is_string());
+
+    // So does GET; the cursor walks the rest, and the pages add up to every record once.
+    let path = format!("/executions/{id}");
+    let (keys, sizes) = walk_nodes(&s, &admin, &path).await;
+    assert_eq!(keys, all);
+    assert_eq!(sizes, [1_000, all.len() - 1_000]);
+    let (keys, sizes) = walk_nodes(&s, &admin, &format!("{path}?nodes_limit=500")).await;
+    assert_eq!(keys, all);
+    assert!(sizes.iter().all(|&n| n <= 500) && sizes.len() == all.len().div_ceil(500));
+    // A page after the first says how many there are; the last has no cursor.
+    let (code, v) = s.get(&admin, &format!("{path}?nodes_limit=2")).await;
+    assert_eq!(code, 200, "{v}");
+    let cursor = v["nodes_next_cursor"].as_str().unwrap().to_string();
+    let (_, page) = s
+        .get(
+            &admin,
+            &format!("{path}?nodes_limit=2&nodes_cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(page["nodes"][0]["key"].as_str(), Some(all[2].as_str()));
+    assert_eq!(page["nodes_total"].as_u64(), Some(all.len() as u64));
+
+    // Limits out of range and cursors the server did not give out are 400s.
+    for q in ["nodes_limit=0", "nodes_limit=10001", "nodes_cursor=%21%21"] {
+        let (code, v) = s.get(&admin, &format!("{path}?{q}")).await;
+        assert_eq!(
+            (code, v["code"].as_str()),
+            (400, Some("INVALID_QUERY")),
+            "{q}: {v}"
+        );
+    }
+
+    // The OpenAPI document describes the page.
+    let (_, doc) = s.get("", "/openapi.json").await;
+    let params: Vec<&str> = doc["paths"]["/executions/{id}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["id", "nodes_limit", "nodes_cursor"]);
+    let view = &doc["components"]["schemas"]["ExecutionView"]["properties"];
+    assert!(
+        view["nodes_next_cursor"].is_object() && view["nodes_total"].is_object(),
+        "{view}"
+    );
+
+    // A small execution reads as before: no cursor, no total.
+    s.import(&admin, THREE_STEPS).await;
+    let (code, v) = s
+        .post(
+            &admin,
+            "/workflows/three_steps/execute",
+            json!({"input": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let small = v["id"].as_str().unwrap().to_string();
+    for v in [v, s.get(&admin, &format!("/executions/{small}")).await.1] {
+        assert_eq!(v["nodes"].as_array().unwrap().len(), 4, "{v}");
+        assert!(
+            v.get("nodes_next_cursor").is_none() && v.get("nodes_total").is_none(),
+            "{v}"
+        );
+    }
+}

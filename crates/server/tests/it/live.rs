@@ -132,6 +132,66 @@ async fn events_stream_live_in_order_and_resume() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_history_streams_whole_in_bounded_reads() {
+    // More events than one read of the history takes (500): an ended execution's stream
+    // sends them all, in order, then ends; resumed mid-way, exactly the rest.
+    let s = TestServer::start().await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    let yaml = r#"
+name: long
+version: 1
+nodes:
+  - id: each
+    type: loop
+    for_each: "${ input.items }"
+    body:
+      nodes:
+        - {id: t, type: finish, output: "${ item }"}
+  - {id: done, type: finish, output: "${ length(each.output) }"}
+edges:
+  - {from: each, to: done}
+"#;
+    let (code, v) = s.import(&admin, yaml).await;
+    assert_eq!(code, 201, "{v}");
+    let items: Vec<u32> = (0..1_200).collect();
+    let (code, v) = s
+        .post(
+            &admin,
+            "/workflows/long/execute",
+            json!({"input": {"items": items}, "timeout_ms": 120_000}),
+        )
+        .await;
+    assert_eq!(
+        (code, v["status"].as_str()),
+        (200, Some("succeeded")),
+        "{v}"
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+    let history = s.store.events(&id).await.unwrap();
+    assert!(history.len() > 1_000, "{} events", history.len());
+    let get = |after: Option<u64>| {
+        let mut rb = s
+            .http
+            .get(s.url(&format!("/executions/{id}/events")))
+            .bearer_auth(&admin);
+        if let Some(a) = after {
+            rb = rb.header("Last-Event-ID", a.to_string());
+        }
+        rb.send()
+    };
+    let all = sse(get(None).await.unwrap()).await;
+    let seqs: Vec<u64> = all.iter().map(|e| e.0).collect();
+    assert_eq!(seqs, history.iter().map(|e| e.seq).collect::<Vec<_>>());
+    assert_eq!(
+        all.last().map(|e| e.1.as_str()),
+        Some("execution_succeeded")
+    );
+    let rest = sse(get(Some(700)).await.unwrap()).await;
+    assert_eq!(rest, all[700..].to_vec());
+    s.stop().await;
+}
+
 #[derive(Clone, Default)]
 pub(crate) struct Received(pub(crate) Arc<Mutex<Vec<(HeaderMap, String)>>>);
 

@@ -35,6 +35,7 @@ pub async fn run_all(s: &dyn Store) {
     active_executions_counts_unfinished_ones_per_tenant(s).await;
     prune_deletes_old_finished_executions_with_their_rows(s).await;
     large_values_round_trip_unchanged(s).await;
+    node_records_and_events_are_read_a_page_at_a_time(s).await;
 }
 
 // ---- helpers --------------------------------------------------------------------------------
@@ -1461,6 +1462,134 @@ async fn large_values_round_trip_unchanged(s: &dyn Store) {
         s.stored_bytes("large-small").await.unwrap() > 0,
         "a small execution has stored bytes too"
     );
+}
+
+/// Every node record of `id`, read `limit` at a time by keyset pages.
+async fn all_node_pages(s: &dyn Store, id: &str, limit: u32) -> Vec<NodeRecord> {
+    let mut out: Vec<NodeRecord> = Vec::new();
+    loop {
+        let after = out.last().map(|n| n.key.clone());
+        let page = s
+            .node_records_page(id, after.as_deref(), limit)
+            .await
+            .unwrap();
+        assert!(page.len() <= limit as usize, "a page holds at most {limit}");
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+/// Every event of `id`, read `limit` at a time by keyset pages.
+async fn all_event_pages(s: &dyn Store, id: &str, limit: u32) -> Vec<Event> {
+    let mut out: Vec<Event> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |e| e.seq);
+        let page = s.events_page(id, after, limit).await.unwrap();
+        assert!(page.len() <= limit as usize, "a page holds at most {limit}");
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+async fn node_records_and_events_are_read_a_page_at_a_time(s: &dyn Store) {
+    let t = "exec-paging";
+    let id = "paging-1";
+    create(s, new_exec(t, id, Some("me"), T0)).await;
+    // A `for_each` over 1 500 items of a one-node body: two rows per iteration (3 000), plus
+    // the loop's own, committed a few hundred at a time as steps would; a large output
+    // (stored as a payload reference) among them.
+    const ITEMS: u64 = 1_500;
+    let big = json!({"text": "p".repeat(40_000)});
+    let mut seq = 0;
+    for chunk in 0..ITEMS / 250 {
+        seq += 1;
+        let mut c = step(id, "me", seq, ExecStatus::Running);
+        for n in chunk * 250..(chunk + 1) * 250 {
+            c.nodes.push(node(&format!("each[{n}]"), json!(n)));
+            let output = if n == 777 {
+                big.clone()
+            } else {
+                json!({"n": n})
+            };
+            c.nodes.push(node(&format!("each[{n}]/t"), output));
+            for _ in 0..2 {
+                seq += 1;
+                c.events
+                    .push(event(seq, T0 + seq as i64, EventKind::NodeSucceeded));
+            }
+        }
+        c.exec.last_seq = seq;
+        apply(s, c).await;
+    }
+    let mut end = step(id, "me", seq + 1, ExecStatus::Succeeded);
+    end.nodes = vec![node("each", json!([]))];
+    apply(s, end).await;
+
+    let nodes = s.node_records(id).await.unwrap();
+    let events = s.events(id).await.unwrap();
+    assert_eq!(nodes.len(), 3_001);
+    assert_eq!(events.len() as u64, seq + 1);
+    assert_eq!(s.count_nodes(id).await.unwrap(), 3_001);
+    assert_eq!(s.count_events(id).await.unwrap(), seq + 1);
+
+    // Pages concatenate to the whole list, in its order, whatever their size.
+    for limit in [1_000, 7, 3_001, 5_000] {
+        assert_eq!(
+            all_node_pages(s, id, limit).await,
+            nodes,
+            "node pages of {limit}"
+        );
+        assert_eq!(
+            all_event_pages(s, id, limit).await,
+            events,
+            "event pages of {limit}"
+        );
+    }
+    // The first page is the list's start; a page after a key starts just after it.
+    let first = s.node_records_page(id, None, 1_000).await.unwrap();
+    assert_eq!(first.len(), 1_000);
+    assert_eq!(first[..], nodes[..1_000]);
+    let next = s
+        .node_records_page(id, Some(&first[999].key), 2)
+        .await
+        .unwrap();
+    assert_eq!(next[..], nodes[1_000..1_002]);
+    let page = s.events_page(id, 10, 5).await.unwrap();
+    assert_eq!(page[..], events[10..15]);
+    // The large output comes back whole from a page too.
+    let with_big = all_node_pages(s, id, 500).await;
+    let big_row = with_big.iter().find(|n| n.key == "each[777]/t").unwrap();
+    assert_eq!(big_row.output.as_ref(), Some(&big));
+    // After the last: nothing.
+    let last = &nodes[nodes.len() - 1].key;
+    assert!(
+        s.node_records_page(id, Some(last), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let last_seq = events[events.len() - 1].seq;
+    assert!(s.events_page(id, last_seq, 10).await.unwrap().is_empty());
+    // A limit of 0 reads nothing; another execution's rows are never in a page.
+    assert!(s.node_records_page(id, None, 0).await.unwrap().is_empty());
+    assert!(
+        s.node_records_page("paging-none", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.events_page("paging-none", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.count_nodes("paging-none").await.unwrap(), 0);
+    assert_eq!(s.count_events("paging-none").await.unwrap(), 0);
 }
 
 /// The limits [`running_limits_hold_back_a_tenants_claims`] expects its store to be opened

@@ -1,0 +1,331 @@
+//! A step's work does not grow with the run's history: the pure machine is driven through
+//! runs of two sizes and what each step does is counted (JSON values converted for
+//! expressions, bytes of the commit it writes, node records held in memory), never timed.
+
+use std::sync::Arc;
+
+use hilo_core::exec::{Commit, ExecMeta, ExecRecord, ExecStatus, Loaded};
+use hilo_engine::{Action, Input, Machine, MachineWork, Plan};
+use serde_json::{Value, json};
+
+use crate::harness::load;
+
+/// A loop over `input.items` whose body calls a tool and reads outer state; before it, a
+/// `set`; after it, a finish reading the loop's output.
+const LOOP: &str = r#"
+name: linear_loop
+version: 1
+nodes:
+  - {id: init, type: set, vars: {seen: 0, label: "run"}}
+  - id: each
+    type: loop
+    for_each: "${input.items}"
+    body:
+      nodes:
+        - {id: call, type: tool, tool: test.echo, with: {item: "${item}", label: "${vars.label}", n: "${index}"}}
+        - {id: mark, type: set, vars: {seen: "${index}"}}
+        - {id: check, type: condition, when: "${call.output.item == item && init.status == 'succeeded'}"}
+        - {id: out, type: finish, output: "{{ call.output.item }}-{{ vars.label }}"}
+      edges:
+        - {from: call, to: mark}
+        - {from: mark, to: check}
+        - {from: check, to: out}
+  - {id: done, type: finish, output: "${each.output}"}
+edges:
+  - {from: init, to: each}
+  - {from: each, to: done}
+"#;
+
+/// A chain of `n` tool steps, each reading the state (input, vars and its predecessor).
+fn chain(n: usize) -> String {
+    let mut y = "name: linear_chain\nversion: 1\nnodes:\n  - {id: init, type: set, vars: {k: 1}}\n"
+        .to_string();
+    for i in 0..n {
+        let prev = if i == 0 {
+            "init".to_string()
+        } else {
+            format!("s{}", i - 1)
+        };
+        y.push_str(&format!(
+            "  - {{id: s{i}, type: tool, tool: test.echo, with: {{a: \"${{input.items[0]}}\", b: \"${{vars.k}}\", c: \"${{{prev}.status}}\"}}}}\n"
+        ));
+    }
+    y.push_str(
+        "  - {id: done, type: finish, output: \"${vars.k}\"}\nedges:\n  - {from: init, to: s0}\n",
+    );
+    for i in 0..n {
+        let to = if i + 1 == n {
+            "done".to_string()
+        } else {
+            format!("s{}", i + 1)
+        };
+        y.push_str(&format!("  - {{from: s{i}, to: {to}}}\n"));
+    }
+    y
+}
+
+/// The bytes a commit writes (its rows, variables and events as JSON).
+fn commit_bytes(c: &Commit) -> usize {
+    serde_json::to_vec(&c.nodes).map(|v| v.len()).unwrap_or(0)
+        + serde_json::to_vec(&c.vars).map(|v| v.len()).unwrap_or(0)
+        + serde_json::to_vec(&c.events).map(|v| v.len()).unwrap_or(0)
+}
+
+/// What the steps of a run did: per step (a tool result applied and committed), the JSON
+/// values converted and the bytes committed (but by the step that ends the run); the most
+/// records held in memory at once.
+#[derive(Debug, Default)]
+struct Profile {
+    steps: usize,
+    max_converted: u64,
+    max_commit_bytes: usize,
+    max_records: usize,
+    /// The most node rows one commit wrote.
+    max_rows: usize,
+    status: Option<ExecStatus>,
+    output: Option<Value>,
+}
+
+/// Feeds every tool call its input back as its result until the run ends; `restore_at`
+/// rebuilds the machine from its checkpoint (every commit so far, as a store would hold it)
+/// after that many steps.
+fn drive(yaml: &str, input: Value, restore_at: Option<usize>) -> Profile {
+    let plan = Arc::new(Plan::new(Arc::new(load(yaml)), &|_: &str| None));
+    let mut m = Machine::new(
+        plan.clone(),
+        "x1".into(),
+        "default".into(),
+        input.clone(),
+        ExecMeta::default(),
+        None,
+    );
+    let mut rows = std::collections::BTreeMap::new();
+    let mut vars = std::collections::BTreeMap::new();
+    let keep = |rows: &mut std::collections::BTreeMap<String, hilo_core::exec::NodeRecord>,
+                vars: &mut std::collections::BTreeMap<String, Value>,
+                c: &Commit| {
+        for n in &c.nodes {
+            rows.insert(n.key.clone(), n.clone());
+        }
+        for (k, v) in &c.vars {
+            vars.insert(k.clone(), v.clone());
+        }
+    };
+    let mut p = Profile::default();
+    let mut pending: Vec<Action> = m.apply(Input::Start, 1);
+    let first = m.take_commit("me");
+    p.max_rows = first.nodes.len();
+    keep(&mut rows, &mut vars, &first);
+    let mut now = 2;
+    while let Some(a) = pending.pop() {
+        let step = match a {
+            Action::CallTool {
+                key,
+                input: tool_input,
+                attempt,
+                ..
+            } => Input::ToolDone {
+                key,
+                attempt,
+                compensation: false,
+                result: Ok(tool_input),
+            },
+            Action::Continue => Input::Continue,
+            other => panic!("unexpected action {other:?}"),
+        };
+        let before: MachineWork = m.work();
+        pending.extend(m.apply(step, now));
+        now += 1;
+        let c = m.take_commit("me");
+        keep(&mut rows, &mut vars, &c);
+        let after = m.work();
+        p.steps += 1;
+        // The last step reads the loop's whole output and writes it (the bytes it reads and
+        // writes): not counted.
+        if !m.status().is_terminal() {
+            p.max_converted = p.max_converted.max(after.converted - before.converted);
+            p.max_commit_bytes = p.max_commit_bytes.max(commit_bytes(&c));
+        }
+        p.max_records = p.max_records.max(after.records);
+        p.max_rows = p.max_rows.max(c.nodes.len());
+        m.committed(c.exec.clone());
+        let last = c;
+        if restore_at == Some(p.steps) {
+            let loaded = Loaded {
+                exec: ExecRecord {
+                    id: "x1".into(),
+                    tenant: "default".into(),
+                    workflow: "w".into(),
+                    version: 1,
+                    status: last.exec.status,
+                    input: input.clone(),
+                    output: last.exec.output.clone(),
+                    error: last.exec.error.clone(),
+                    parent: None,
+                    created_at: 0,
+                    updated_at: 0,
+                    finished_at: last.exec.finished_at,
+                    last_seq: last.exec.last_seq,
+                    runnable_at: last.exec.runnable_at,
+                    lease_owner: None,
+                    lease_expires_at: None,
+                    meta: last.exec.meta.clone(),
+                    definition: None,
+                },
+                nodes: rows.values().cloned().collect(),
+                vars: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                signals: Vec::new(),
+            };
+            m = Machine::restore(plan.clone(), &loaded);
+            pending = m.apply(Input::Resume, now);
+            let c = m.take_commit("me");
+            keep(&mut rows, &mut vars, &c);
+            m.committed(c.exec.clone());
+            p.max_records = p.max_records.max(m.work().records);
+        }
+    }
+    p.status = Some(m.status());
+    p.output = m.output().cloned();
+    p
+}
+
+fn items(n: usize) -> Value {
+    json!({"items": (0..n).collect::<Vec<_>>()})
+}
+
+/// `big` is within `ratio` of `small` (plus `slack` for the digits a longer run's keys and
+/// numbers take).
+fn within(what: &str, small: f64, big: f64, ratio: f64, slack: f64) {
+    assert!(
+        big <= small * ratio + slack,
+        "{what} grows with the run: {small} per step at the small size, {big} at the large one"
+    );
+}
+
+#[test]
+fn a_loop_step_does_the_same_work_at_any_iteration_count() {
+    let small = drive(LOOP, items(50), None);
+    let large = drive(LOOP, items(1_000), None);
+    assert_eq!(small.status, Some(ExecStatus::Succeeded));
+    assert_eq!(large.status, Some(ExecStatus::Succeeded));
+    let expected: Vec<String> = (0..1_000).map(|i| format!("{i}-run")).collect();
+    assert_eq!(large.output, Some(json!(expected)));
+    assert_eq!((small.steps, large.steps), (50, 1_000));
+    // The items are converted once (the loop's `for_each`), then each step reads an item
+    // and a few nodes.
+    within(
+        "values converted",
+        small.max_converted as f64,
+        large.max_converted as f64,
+        1.0,
+        0.0,
+    );
+    within(
+        "bytes committed",
+        small.max_commit_bytes as f64,
+        large.max_commit_bytes as f64,
+        1.05,
+        64.0,
+    );
+    // Ended iterations leave memory: the records held stay those of the top level and the
+    // iteration in flight.
+    within(
+        "records held",
+        small.max_records as f64,
+        large.max_records as f64,
+        1.0,
+        0.0,
+    );
+}
+
+#[test]
+fn a_chain_step_does_the_same_work_at_any_length() {
+    let small = drive(&chain(20), items(3), None);
+    let large = drive(&chain(400), items(3), None);
+    assert_eq!(large.status, Some(ExecStatus::Succeeded));
+    assert_eq!((small.steps, large.steps), (20, 400));
+    within(
+        "values converted",
+        small.max_converted as f64,
+        large.max_converted as f64,
+        1.0,
+        0.0,
+    );
+    within(
+        "bytes committed",
+        small.max_commit_bytes as f64,
+        large.max_commit_bytes as f64,
+        1.05,
+        64.0,
+    );
+}
+
+#[test]
+fn a_restored_loop_keeps_its_outputs_and_forgets_ended_iterations() {
+    let whole = drive(LOOP, items(300), None);
+    let resumed = drive(LOOP, items(300), Some(157));
+    assert_eq!(resumed.status, Some(ExecStatus::Succeeded));
+    assert_eq!(resumed.output, whole.output);
+    assert_eq!(resumed.steps, whole.steps);
+    within(
+        "records held after a restore",
+        whole.max_records as f64,
+        resumed.max_records as f64,
+        1.0,
+        0.0,
+    );
+}
+
+/// A loop whose body needs no call runs entirely inside the machine: it is committed in
+/// pieces of at most `STEP_BUDGET` nodes, and a crash between any two resumes it.
+const PURE: &str = r#"
+name: linear_pure
+version: 1
+nodes:
+  - id: each
+    type: loop
+    for_each: "${input.items}"
+    body:
+      nodes:
+        - {id: t, type: transform, expr: "${item}"}
+        - {id: f, type: finish, output: "${t.output}"}
+      edges:
+        - {from: t, to: f}
+  - {id: done, type: finish, output: "${each.output}"}
+edges:
+  - {from: each, to: done}
+"#;
+
+#[test]
+fn a_loop_without_calls_commits_in_bounded_pieces_and_resumes_from_any() {
+    let n = 2_000;
+    let expected = json!({"items": (0..n).collect::<Vec<_>>()})["items"].clone();
+    let whole = drive(PURE, items(n), None);
+    assert_eq!(whole.status, Some(ExecStatus::Succeeded));
+    assert_eq!(whole.output, Some(expected.clone()));
+    let budget = hilo_engine::machine::STEP_BUDGET as usize;
+    assert!(whole.steps >= 2 * n / budget, "{} pieces", whole.steps);
+    assert!(
+        whole.max_rows <= budget + 8,
+        "a commit wrote {} node rows",
+        whole.max_rows
+    );
+    assert!(
+        whole.max_records <= budget + 8,
+        "{} records held",
+        whole.max_records
+    );
+    for at in [1, 2, whole.steps / 2, whole.steps - 1] {
+        let resumed = drive(PURE, items(n), Some(at));
+        assert_eq!(
+            resumed.status,
+            Some(ExecStatus::Succeeded),
+            "restored after {at}"
+        );
+        assert_eq!(
+            resumed.output,
+            Some(expected.clone()),
+            "restored after {at}"
+        );
+    }
+}
