@@ -223,13 +223,19 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
             after,
             events_after,
         }) => {
-            if after.is_some() || events_after.is_some() || limit != crate::exec::SHOW_LIMIT {
+            if events_after.is_some() {
                 return Err(Exit::invalid(anyhow!(
-                    "`hilo executions show` pages (--limit, --after, --events-after) on the local database only; \
-                     through a server, GET /api/v1/executions/{id}?nodes_limit=N&nodes_cursor=C pages the nodes"
+                    "--events-after pages the timeline of the local database; a server's execution \
+                     view has no timeline (GET /api/v1/executions/{id}/events streams it)"
                 )));
             }
-            let v = c.execution(&id).await.map_err(err)?;
+            let v = if after.is_some() || limit != crate::exec::SHOW_LIMIT {
+                c.execution_page(&id, limit, after.as_deref())
+                    .await
+                    .map_err(err)?
+            } else {
+                c.execution(&id).await.map_err(err)?
+            };
             if json {
                 return print_json(&v);
             }
@@ -243,14 +249,17 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
             for n in &v.nodes {
                 outln!("  {:<28} {:<12} attempts {}", n.key, n.status, n.attempts);
             }
-            if let Some(cursor) = &v.nodes_next_cursor {
+            if v.nodes_next_cursor.is_some()
+                && let Some(last) = v.nodes.last()
+            {
                 let more = v
                     .nodes_total
                     .map(|t| format!(" {}", t.saturating_sub(v.nodes.len() as u64)))
                     .unwrap_or_default();
                 outln!(
-                    "  …{more} more nodes: GET /api/v1/executions/{}?nodes_cursor={cursor}",
-                    v.id
+                    "  …{more} more nodes: hilo executions show {} --after '{}'",
+                    v.id,
+                    last.key
                 );
             }
             for t in v.tasks.iter().filter(|t| t.status == "pending") {

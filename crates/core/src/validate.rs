@@ -549,7 +549,20 @@ impl<'a> Validator<'a> {
                 }
                 NodeKind::Set(s) => {
                     for (k, v) in &s.vars {
-                        self.dynamic(v, &push_pointer(&field("vars"), k));
+                        let at = push_pointer(&field("vars"), k);
+                        // The engine keeps its own bookkeeping in variables whose names start
+                        // with a control character; no workflow's may.
+                        if k.chars().any(char::is_control) {
+                            self.err(
+                                Code::InvalidValue,
+                                at.clone(),
+                                format!(
+                                    "variable name {k:?} holds a control character; name \
+                                     variables with printable text (e.g. `order_total`)"
+                                ),
+                            );
+                        }
+                        self.dynamic(v, &at);
                     }
                 }
                 NodeKind::Transform(t) => {

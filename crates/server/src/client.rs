@@ -647,6 +647,27 @@ impl Client {
         self.get_json(&["executions", id], &[]).await
     }
 
+    /// `GET /executions/{id}` with at most `limit` node records, those after the node key
+    /// `after` (the key the previous page ended with).
+    pub async fn execution_page(
+        &self,
+        id: &str,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<ExecutionView, ClientError> {
+        use base64::Engine as _;
+        let id = segment("execution id", id)?;
+        let cursor = after.map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k));
+        self.get_json(
+            &["executions", id],
+            &[
+                ("nodes_limit", Some(limit.to_string())),
+                ("nodes_cursor", cursor),
+            ],
+        )
+        .await
+    }
+
     /// `GET /executions`: a page of executions, newest first.
     pub async fn executions(&self, filter: &ExecutionFilter) -> Result<ExecutionList, ClientError> {
         self.get_json(

@@ -104,6 +104,47 @@ fn remote_mode_and_graceful_shutdown() {
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
 
+    // Node records page through the server as they do locally: `done`, then `nap`.
+    let run_id = list[0]["id"].as_str().unwrap().to_string();
+    let out = remote(
+        &db,
+        &url,
+        &key,
+        &["executions", "show", &run_id, "--limit", "1"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(
+        page.contains("  done ") && !page.contains("  nap "),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "… 1 more nodes: hilo executions show {run_id} --after 'done'"
+        )),
+        "{page}"
+    );
+    let out = remote(
+        &db,
+        &url,
+        &key,
+        &[
+            "executions",
+            "show",
+            &run_id,
+            "--limit",
+            "1",
+            "--after",
+            "done",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(
+        page.contains("  nap ") && !page.contains("more nodes"),
+        "{page}"
+    );
+
     // Errors come back with the server's message; a bad key is refused.
     let out = remote(&db, &url, &key, &["run", "nope"]);
     assert_eq!(out.status.code(), Some(2));

@@ -144,6 +144,17 @@ fn compensate_only_on_side_effects() {
 }
 
 #[test]
+fn variable_names_are_printable() {
+    check(
+        "control_character_in_variable_name",
+        &wf(&format!(
+            "nodes:\n  - {{id: a, type: set, vars: {{\"\\x01each[0]/\": 1, ok: 2}}}}\n{FINISH}edges: [{{from: a, to: done}}]\n"
+        )),
+        &[Code::InvalidValue],
+    );
+}
+
+#[test]
 fn conflicting_fields() {
     check(
         "conflicts",
