@@ -17,6 +17,7 @@
 //! loop (nested loops chain: `outer[0]/inner[2]/id`). The idempotency key of a call is the
 //! execution id and the node key.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -308,9 +309,27 @@ fn json_values(v: &Value) -> u64 {
 }
 
 impl ScopeDoc<'_> {
-    fn count(&self, v: &Value) {
+    /// `v` converted, counted in [`Views::converted`].
+    fn convert<T>(&self, v: &Value, f: fn(&Value) -> T) -> T {
         self.m.lock_views().converted += json_values(v);
+        f(v)
     }
+}
+
+/// The value in `slot`, converted from `value()` and kept there first if it is empty (counted
+/// in `converted`).
+fn cached<'v, T: Clone>(
+    slot: &mut Option<T>,
+    converted: &mut u64,
+    value: impl FnOnce() -> Cow<'v, Value>,
+    f: fn(&Value) -> T,
+) -> T {
+    if let Some(v) = slot {
+        return v.clone();
+    }
+    let value = value();
+    *converted += json_values(&value);
+    slot.insert(f(&value)).clone()
 }
 
 impl Document for ScopeDoc<'_> {
@@ -321,25 +340,18 @@ impl Document for ScopeDoc<'_> {
     ) -> Option<jmespath::Rcvar> {
         let m = self.m;
         Some(match self.source(name)? {
-            Source::Extra(v) => {
-                self.count(v);
-                to_var(v)
-            }
+            Source::Extra(v) => self.convert(v, to_var),
             Source::Index(i) => to_var(&json!(i)),
-            Source::Item(l, i) => {
-                self.count(self.item(l, i));
-                to_var(self.item(l, i))
-            }
+            Source::Item(l, i) => self.convert(self.item(l, i), to_var),
             Source::Node(key) => {
-                let mut views = m.lock_views();
-                if let Some(v) = views.nodes.get(key.as_str()).and_then(|n| n.var.clone()) {
-                    return Some(v);
-                }
-                let entry = m.node_entry(&key);
-                views.converted += json_values(&entry);
-                let v = to_var(&entry);
-                views.nodes.entry_ref(key.as_str()).or_default().var = Some(v.clone());
-                v
+                let views = &mut *m.lock_views();
+                let slot = &mut views.nodes.entry_ref(key.as_str()).or_default().var;
+                cached(
+                    slot,
+                    &mut views.converted,
+                    || Cow::Owned(m.node_entry(&key)),
+                    to_var,
+                )
             }
             Source::Vars => {
                 let mut views = m.lock_views();
@@ -374,12 +386,9 @@ impl Document for ScopeDoc<'_> {
                 jmespath::Rcvar::new(jmespath::Variable::Object(obj))
             }
             Source::Input => {
-                let mut views = m.lock_views();
-                if views.input_var.is_none() {
-                    views.converted += json_values(&m.input);
-                    views.input_var = Some(to_var(&m.input));
-                }
-                views.input_var.clone()?
+                let views = &mut *m.lock_views();
+                let input = || Cow::Borrowed(&m.input);
+                cached(&mut views.input_var, &mut views.converted, input, to_var)
             }
         })
     }
@@ -387,42 +396,33 @@ impl Document for ScopeDoc<'_> {
     fn jinja(&self, name: &str) -> Option<minijinja::Value> {
         let m = self.m;
         Some(match self.source(name)? {
-            Source::Extra(v) => {
-                self.count(v);
-                to_jinja(v)
-            }
+            Source::Extra(v) => self.convert(v, to_jinja),
             Source::Index(i) => minijinja::Value::from(i),
-            Source::Item(l, i) => {
-                self.count(self.item(l, i));
-                to_jinja(self.item(l, i))
-            }
+            Source::Item(l, i) => self.convert(self.item(l, i), to_jinja),
             Source::Node(key) => {
-                let mut views = m.lock_views();
-                if let Some(v) = views.nodes.get(key.as_str()).and_then(|n| n.jinja.clone()) {
-                    return Some(v);
-                }
-                let entry = m.node_entry(&key);
-                views.converted += json_values(&entry);
-                let v = to_jinja(&entry);
-                views.nodes.entry_ref(key.as_str()).or_default().jinja = Some(v.clone());
-                v
+                let views = &mut *m.lock_views();
+                let slot = &mut views.nodes.entry_ref(key.as_str()).or_default().jinja;
+                cached(
+                    slot,
+                    &mut views.converted,
+                    || Cow::Owned(m.node_entry(&key)),
+                    to_jinja,
+                )
             }
             Source::Vars => {
-                let mut views = m.lock_views();
-                if views.vars_jinja.is_none() {
-                    let all = Value::Object(m.vars.clone());
-                    views.converted += json_values(&all);
-                    views.vars_jinja = Some(to_jinja(&all));
-                }
-                views.vars_jinja.clone()?
+                let views = &mut *m.lock_views();
+                let all = || Cow::Owned(Value::Object(m.vars.clone()));
+                cached(&mut views.vars_jinja, &mut views.converted, all, to_jinja)
             }
             Source::Input => {
-                let mut views = m.lock_views();
-                if views.input_jinja.is_none() {
-                    views.converted += json_values(&m.input);
-                    views.input_jinja = Some(to_jinja(&m.input));
-                }
-                views.input_jinja.clone()?
+                let views = &mut *m.lock_views();
+                let input = || Cow::Borrowed(&m.input);
+                cached(
+                    &mut views.input_jinja,
+                    &mut views.converted,
+                    input,
+                    to_jinja,
+                )
             }
         })
     }
@@ -548,6 +548,35 @@ fn seed(exec: &str, key: &str, attempt: u32) -> u64 {
     h.finish()
 }
 
+/// Remembers which iteration a new record belongs to (durable runs only: they are the ones
+/// whose ended iterations leave memory).
+fn note_key(iteration_keys: &mut HashMap<String, Vec<String>>, tracking: bool, key: &str) {
+    let prefix = split_key(key).0;
+    if tracking && !prefix.is_empty() {
+        iteration_keys
+            .entry_ref(prefix)
+            .or_default()
+            .push(key.to_string());
+    }
+}
+
+/// The record of `key`, made (and noted in its iteration) if it does not exist yet: one
+/// lookup either way.
+fn record_in<'a>(
+    nodes: &'a mut HashMap<String, NodeRecord>,
+    iteration_keys: &mut HashMap<String, Vec<String>>,
+    tracking: bool,
+    key: &str,
+) -> &'a mut NodeRecord {
+    match nodes.entry_ref(key) {
+        hashbrown::hash_map::EntryRef::Occupied(e) => e.into_mut(),
+        hashbrown::hash_map::EntryRef::Vacant(e) => {
+            note_key(iteration_keys, tracking, key);
+            e.insert(NodeRecord::new(key.to_string(), split_key(key).1))
+        }
+    }
+}
+
 fn is_limited(node: &Node) -> bool {
     matches!(node.kind, NodeKind::Tool(_) | NodeKind::Agent(_))
 }
@@ -657,26 +686,26 @@ impl Machine {
                 let s = started.entry_ref(loop_key).or_default();
                 *s = (*s).max(i + 1);
             }
-            m.note_key(&r.key);
+            note_key(&mut m.iteration_keys, m.tracking, &r.key);
             m.nodes.insert(r.key.clone(), r.clone());
         }
         // A loop's row is written when the loop starts and ends; in between, its iterations'
         // ends are marks (older checkpoints list them in the row).
-        let mut ended: Vec<(String, u32, Value)> = Vec::new();
+        // (loop key, index, the output when a mark says it; the row holds it otherwise)
+        let mut ended: Vec<(String, u32, Option<Value>)> = Vec::new();
         for (prefix, v) in marks {
             if let Some((loop_key, i)) = iteration_of(prefix) {
-                ended.push((loop_key.to_string(), i, v.clone()));
+                ended.push((loop_key.to_string(), i, Some(v.clone())));
             }
         }
         for (key, r) in m.nodes.iter() {
             if let Some(p) = &r.detail.loop_progress {
                 for &i in &p.ended {
-                    ended.push((key.clone(), i, Value::Null));
+                    ended.push((key.clone(), i, None));
                 }
             }
         }
         for (loop_key, i, output) in ended {
-            let from_mark = !output.is_null();
             let flags = m.iterations_ended.entry_ref(loop_key.as_str()).or_default();
             if flags.len() <= i as usize {
                 flags.resize(i as usize + 1, false);
@@ -684,11 +713,11 @@ impl Machine {
             flags[i as usize] = true;
             let s = started.entry_ref(loop_key.as_str()).or_default();
             *s = (*s).max(i + 1);
-            if let Some(p) = m
-                .nodes
-                .get_mut(&loop_key)
-                .and_then(|r| r.detail.loop_progress.as_mut())
-                && from_mark
+            if let Some(output) = output
+                && let Some(p) = m
+                    .nodes
+                    .get_mut(&loop_key)
+                    .and_then(|r| r.detail.loop_progress.as_mut())
             {
                 if p.outputs.len() <= i as usize {
                     p.outputs.resize(i as usize + 1, Value::Null);
@@ -1010,24 +1039,12 @@ impl Machine {
             self.dirty.get_or_insert_with(key, str::to_string);
         }
         self.views_mut().nodes.remove(key);
-        if !self.nodes.contains_key(key) {
-            self.note_key(key);
-        }
-        self.nodes
-            .entry_ref(key)
-            .or_insert_with(|| NodeRecord::new(key.to_string(), split_key(key).1))
-    }
-
-    /// Remembers which iteration a new record belongs to (durable runs only: they are the
-    /// ones whose ended iterations leave memory).
-    fn note_key(&mut self, key: &str) {
-        let prefix = split_key(key).0;
-        if self.tracking && !prefix.is_empty() {
-            self.iteration_keys
-                .entry_ref(prefix)
-                .or_default()
-                .push(key.to_string());
-        }
+        record_in(
+            &mut self.nodes,
+            &mut self.iteration_keys,
+            self.tracking,
+            key,
+        )
     }
 
     /// Sets a node's status (keeping the scope's count of active nodes) and returns its record.
@@ -1036,14 +1053,13 @@ impl Machine {
             self.dirty.get_or_insert_with(key, str::to_string);
         }
         self.views_mut().nodes.remove(key);
-        if !self.nodes.contains_key(key) {
-            self.note_key(key);
-        }
         // The fields are borrowed apart: one lookup of the record serves the whole update.
-        let rec = self
-            .nodes
-            .entry_ref(key)
-            .or_insert_with(|| NodeRecord::new(key.to_string(), split_key(key).1));
+        let rec = record_in(
+            &mut self.nodes,
+            &mut self.iteration_keys,
+            self.tracking,
+            key,
+        );
         let was = rec.status.is_active();
         rec.status = status;
         let now_active = status.is_active();

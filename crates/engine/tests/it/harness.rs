@@ -146,3 +146,40 @@ impl Env {
         s.replace(&o.execution_id, "EXEC")
     }
 }
+
+/// A checkpoint as a store would load it: the execution row as `exec` (a commit's) left it,
+/// with these node rows and variables.
+pub fn loaded(
+    id: &str,
+    workflow: &str,
+    input: &Value,
+    exec: &hilo_core::exec::ExecUpdate,
+    nodes: Vec<hilo_core::exec::NodeRecord>,
+    vars: Vec<(String, Value)>,
+) -> hilo_core::exec::Loaded {
+    hilo_core::exec::Loaded {
+        exec: hilo_core::exec::ExecRecord {
+            id: id.into(),
+            tenant: "default".into(),
+            workflow: workflow.into(),
+            version: 1,
+            status: exec.status,
+            input: input.clone(),
+            output: exec.output.clone(),
+            error: exec.error.clone(),
+            parent: None,
+            created_at: 0,
+            updated_at: 0,
+            finished_at: exec.finished_at,
+            last_seq: exec.last_seq,
+            runnable_at: exec.runnable_at,
+            lease_owner: None,
+            lease_expires_at: None,
+            meta: exec.meta.clone(),
+            definition: None,
+        },
+        nodes,
+        vars,
+        signals: Vec::new(),
+    }
+}

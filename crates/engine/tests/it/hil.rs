@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hilo_core::exec::{
-    AgentRequest, AgentRun, AgentRuntime, EventKind, ExecMeta, ExecRecord, ExecStatus,
-    ExecutionStore, Loaded, NodeStatus,
+    AgentRequest, AgentRun, AgentRuntime, EventKind, ExecMeta, ExecStatus, ExecutionStore, Loaded,
+    NodeStatus,
 };
 use hilo_engine::{Action, Input, Machine, Outcome, Plan};
 use serde_json::{Value, json};
@@ -377,31 +377,14 @@ async fn a_handover_sink_gets_hil_skills_only_when_its_with_names_none() {
 
 /// A checkpoint as a store would load it after `commit` (the first commit of `id`).
 fn checkpoint(id: &str, input: &Value, commit: &hilo_core::exec::Commit) -> Loaded {
-    Loaded {
-        exec: ExecRecord {
-            id: id.into(),
-            tenant: "default".into(),
-            workflow: "hil_confidence".into(),
-            version: 1,
-            status: commit.exec.status,
-            input: input.clone(),
-            output: commit.exec.output.clone(),
-            error: commit.exec.error.clone(),
-            parent: None,
-            created_at: 0,
-            updated_at: 0,
-            finished_at: commit.exec.finished_at,
-            last_seq: commit.exec.last_seq,
-            runnable_at: commit.exec.runnable_at,
-            lease_owner: None,
-            lease_expires_at: None,
-            meta: commit.exec.meta.clone(),
-            definition: None,
-        },
-        nodes: commit.nodes.clone(),
-        vars: commit.vars.clone(),
-        signals: Vec::new(),
-    }
+    crate::harness::loaded(
+        id,
+        "hil_confidence",
+        input,
+        &commit.exec,
+        commit.nodes.clone(),
+        commit.vars.clone(),
+    )
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use hilo_core::exec::{Commit, ExecMeta, ExecRecord, ExecStatus, Loaded};
+use hilo_core::exec::{Commit, ExecMeta, ExecStatus};
 use hilo_engine::{Action, Input, Machine, MachineWork, Plan};
 use serde_json::{Value, json};
 
@@ -151,31 +151,14 @@ fn drive(yaml: &str, input: Value, restore_at: Option<usize>) -> Profile {
         m.committed(c.exec.clone());
         let last = c;
         if restore_at == Some(p.steps) {
-            let loaded = Loaded {
-                exec: ExecRecord {
-                    id: "x1".into(),
-                    tenant: "default".into(),
-                    workflow: "w".into(),
-                    version: 1,
-                    status: last.exec.status,
-                    input: input.clone(),
-                    output: last.exec.output.clone(),
-                    error: last.exec.error.clone(),
-                    parent: None,
-                    created_at: 0,
-                    updated_at: 0,
-                    finished_at: last.exec.finished_at,
-                    last_seq: last.exec.last_seq,
-                    runnable_at: last.exec.runnable_at,
-                    lease_owner: None,
-                    lease_expires_at: None,
-                    meta: last.exec.meta.clone(),
-                    definition: None,
-                },
-                nodes: rows.values().cloned().collect(),
-                vars: vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                signals: Vec::new(),
-            };
+            let loaded = crate::harness::loaded(
+                "x1",
+                "w",
+                &input,
+                &last.exec,
+                rows.values().cloned().collect(),
+                vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            );
             m = Machine::restore(plan.clone(), &loaded);
             pending = m.apply(Input::Resume, now);
             let c = m.take_commit("me");
