@@ -242,7 +242,8 @@ async fn graph(g: &Global, target: &str, format: cli::GraphFormat) -> Result<(),
 }
 
 async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
-    let store = open_store(g).await?;
+    let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
+    let store = open_store_with(g, &config).await?;
     let tenant = g.tenant.as_str();
     let store_err = |e: hilo_core::StoreError| Exit::from(anyhow!(e));
     match cmd {
@@ -251,7 +252,6 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
             no_activate,
             activate,
         } => {
-            let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
             let activation = crate::cli::import_activation(activate, no_activate);
             let mut worst: Option<Exit> = None;
             for path in &files {

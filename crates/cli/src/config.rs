@@ -215,7 +215,6 @@ fn apply_env(doc: &mut Value, env: &[(String, String)]) -> Result<Vec<(Vec<Strin
             );
         }
         let mut at = &mut *doc;
-        let mut walked = Vec::new();
         for (i, seg) in path.iter().enumerate() {
             let last = i + 1 == path.len();
             at = match at {
@@ -233,7 +232,7 @@ fn apply_env(doc: &mut Value, env: &[(String, String)]) -> Result<Vec<(Vec<Strin
                     else {
                         bail!(
                             "the environment variable {name}: `{}` is a list of {n} tables in hilo.toml; `{seg}` must be the index of one (0 to {})",
-                            walked.join("."),
+                            path[..i].join("."),
                             n.saturating_sub(1)
                         );
                     };
@@ -245,10 +244,9 @@ fn apply_env(doc: &mut Value, env: &[(String, String)]) -> Result<Vec<(Vec<Strin
                 }
                 _ => bail!(
                     "the environment variable {name}: `{}` is a value in hilo.toml, not a table, so it has no key `{seg}`",
-                    walked.join(".")
+                    path[..i].join(".")
                 ),
             };
-            walked.push(seg.clone());
         }
         applied.push((path, name.clone()));
     }
@@ -346,8 +344,6 @@ fn check_schema(doc: &Value, env: &[(Vec<String>, String)]) -> Result<()> {
 pub struct Config {
     /// The file read, if any.
     pub path: Option<PathBuf>,
-    /// How that file was found.
-    pub found: Option<Found>,
     pub tools: Vec<ToolDef>,
     pub catalog: Catalog,
     pub durability: hilo_store::Durability,
@@ -378,9 +374,8 @@ impl Config {
     /// Loads `found` (or nothing) with `env` (from [`env_overrides`]) over it.
     pub fn load_found(found: Option<(PathBuf, Found)>, env: &[(String, String)]) -> Result<Config> {
         let Some((path, how)) = found else {
-            let mut config = Config::parse_with_env("", env)
+            let config = Config::parse_with_env("", env)
                 .context("in the HILO_… environment variables (no hilo.toml was found)")?;
-            config.path = None;
             return Ok(config.with_test_tools());
         };
         let text = std::fs::read_to_string(&path).with_context(|| {
@@ -397,7 +392,6 @@ impl Config {
         let mut config = Config::parse_with_env(&text, env)
             .with_context(|| format!("in the configuration file {}", path.display()))?;
         config.path = Some(path);
-        config.found = Some(how);
         Ok(config.with_test_tools())
     }
 

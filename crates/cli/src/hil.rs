@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::Exit;
 use crate::cli::{AgentsCommand, Command, Global, HilCommand};
+use crate::tools::print_json;
 
 /// Whether `command` is one of these.
 pub fn is_hil(command: &Command) -> bool {
@@ -31,14 +32,6 @@ fn err(e: ClientError) -> Exit {
     } else {
         Exit::from(anyhow!(e.to_string()))
     }
-}
-
-fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
-    outln!(
-        "{}",
-        serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
-    );
-    Ok(())
 }
 
 fn client(g: &Global) -> Result<Client, Exit> {

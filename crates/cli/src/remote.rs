@@ -12,6 +12,7 @@ use crate::Exit;
 use crate::cli::{Command, ExecutionsCommand, Global, WorkflowsCommand};
 use crate::commands::parse_target;
 use crate::exec::read_json;
+use crate::tools::print_json;
 
 fn err(e: ClientError) -> Exit {
     let invalid = matches!(e.status(), Some(400 | 404 | 409 | 413 | 422));
@@ -42,14 +43,6 @@ fn local_only(what: &str) -> Exit {
     Exit::invalid(anyhow!(
         "`hilo {what}` works on the local database only; run it without --server (or on the server's machine)"
     ))
-}
-
-fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
-    outln!(
-        "{}",
-        serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
-    );
-    Ok(())
 }
 
 /// Prints an execution as `hilo run` does and exits by its status.

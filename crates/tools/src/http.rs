@@ -959,6 +959,26 @@ fn part_of(out: &str, userinfo_ahead: bool) -> UrlPart {
     }
 }
 
+/// The template environment URLs render with: hilo's, with a formatter that marks where each
+/// value starts and ends (made once per process: it registers every guarded filter).
+static URL_ENV: std::sync::LazyLock<minijinja::Environment<'static>> =
+    std::sync::LazyLock::new(|| {
+        let mut env = hilo_core::expr::template_env();
+        env.set_formatter(|out, state, value| {
+            if value.to_string().contains([OPEN, CLOSE]) {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    "a value contains a reserved character (U+E000 or U+E001)",
+                ));
+            }
+            out.write_str(&OPEN.to_string())?;
+            minijinja::escape_formatter(out, state, value)?;
+            out.write_str(&CLOSE.to_string())?;
+            Ok(())
+        });
+        env
+    });
+
 /// Renders a declarative tool's URL template so that no value can change the URL's shape:
 /// values in the path are percent-encoded as one path segment (and `.`/`..` are refused),
 /// values in the query or fragment as one component (so `a&admin=true` stays one value),
@@ -968,22 +988,9 @@ pub fn render_url(template: &str, doc: &Value) -> Result<String, String> {
     if template.contains([OPEN, CLOSE]) {
         return Err("the URL template contains a reserved character (U+E000 or U+E001)".into());
     }
-    let mut env = hilo_core::expr::template_env();
-    env.set_formatter(|out, state, value| {
-        if value.to_string().contains([OPEN, CLOSE]) {
-            return Err(minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                "a value contains a reserved character (U+E000 or U+E001)",
-            ));
-        }
-        out.write_str(&OPEN.to_string())?;
-        minijinja::escape_formatter(out, state, value)?;
-        out.write_str(&CLOSE.to_string())?;
-        Ok(())
-    });
     // `template_env` and `compile_in` bound the template's depth, work and output like
     // every other template hilo renders.
-    let tmpl = hilo_core::expr::compile_in(&env, template)
+    let tmpl = hilo_core::expr::compile_in(&URL_ENV, template)
         .map_err(|e| format!("template `{template}`: {}", e.message))?;
     let marked = hilo_core::expr::render_compiled(
         &tmpl,
