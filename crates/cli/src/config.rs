@@ -88,6 +88,7 @@ struct FileSchema {
     tiers: Option<BTreeMap<String, hilo_server::config::TierLimits>>,
     queue: Option<QueueSection>,
     conversations: Option<hilo_server::config::ConversationSettings>,
+    console: Option<hilo_server::config::ConsoleSettings>,
 }
 
 /// `[tools]`.

@@ -136,7 +136,7 @@ impl KeyLimiter {
     }
 
     /// `Err(seconds to wait)` when the key is over its limit.
-    fn check(&self, key_id: &str) -> Result<(), u64> {
+    pub(crate) fn check(&self, key_id: &str) -> Result<(), u64> {
         match self.limiter.check_key(&key_id.to_string()) {
             Ok(()) => Ok(()),
             Err(not_until) => {
@@ -156,29 +156,9 @@ fn unauthorized(code: &'static str, message: &str) -> Response {
     r
 }
 
-/// The middleware in front of every authenticated route.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return unauthorized(
-            "UNAUTHORIZED",
-            "no API key: send `Authorization: Bearer <key>` (create one with `hilo keys create --tenant T --scopes read,execute`)",
-        );
-    };
-    let Some(key) = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-    else {
-        return unauthorized(
-            "UNAUTHORIZED",
-            "the Authorization header must be `Bearer <key>`",
-        );
-    };
-    let hash = hash_key(key);
+/// The stored record of the key with SHA-256 `hash`, through the cache: an unknown or revoked
+/// key is the 401 to answer with.
+pub(crate) async fn key_record(state: &AppState, hash: String) -> Result<ApiKeyRecord, Response> {
     let record = match state.keys().get(&hash) {
         Some(r) => r,
         None => match state.store().api_key_by_hash(&hash).await {
@@ -186,18 +166,80 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 state.keys().put(hash, r.clone());
                 r
             }
-            Err(e) => return ApiError::internal("checking the API key", e).into_response(),
+            Err(e) => return Err(ApiError::internal("checking the API key", e).into_response()),
         },
     };
     let Some(record) = record else {
-        return unauthorized("UNAUTHORIZED", "the API key is not valid");
+        return Err(unauthorized("UNAUTHORIZED", "the API key is not valid"));
     };
     if record.revoked_at.is_some() {
-        return unauthorized(
+        return Err(unauthorized(
             "KEY_REVOKED",
             &format!("API key {} has been revoked; use another key", record.id),
-        );
+        ));
     }
+    Ok(record)
+}
+
+/// The SHA-256 of the key a request is made with: its `Authorization: Bearer` key, else the
+/// key of its console session cookie (then a state-changing request must carry the session's
+/// CSRF token in `X-CSRF-Token`). Requests with a bearer key ignore any cookie.
+fn request_key_hash(state: &AppState, req: &Request) -> Result<String, Response> {
+    use crate::console::session;
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let Some(key) = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+        else {
+            return Err(unauthorized(
+                "UNAUTHORIZED",
+                "the Authorization header must be `Bearer <key>`",
+            ));
+        };
+        return Ok(hash_key(key));
+    }
+    let Some(id) = session::cookie(req.headers()) else {
+        return Err(unauthorized(
+            "UNAUTHORIZED",
+            "no API key: send `Authorization: Bearer <key>` (create one with `hilo keys create --tenant T --scopes read,execute`)",
+        ));
+    };
+    let Some(s) = state.sessions().get(&id) else {
+        return Err(unauthorized(
+            "SESSION_EXPIRED",
+            "the console session has expired or was signed out; sign in again with your API key",
+        ));
+    };
+    if session::changes_state(req.method()) && !session::csrf_ok(req.headers(), &s) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "CSRF_TOKEN_INVALID",
+            format!(
+                "{} {} with the console's session cookie needs the session's CSRF token in the X-CSRF-Token header (the console sends it; reload the page if this persists)",
+                req.method(),
+                req.uri().path()
+            ),
+        )
+        .into_response());
+    }
+    Ok(s.key_hash)
+}
+
+/// The middleware in front of every authenticated route.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let hash = match request_key_hash(&state, &req) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let record = match key_record(&state, hash).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     if let Some(limiter) = state.limiter()
         && let Err(wait) = limiter.check(&record.id)
     {

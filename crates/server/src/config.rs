@@ -34,6 +34,12 @@
 //! url = "redis://127.0.0.1:6379"
 //! stream = "hilo:actions"
 //! consumer = "hilo-1"           # stable per replica: after a crash, this name re-reads its pending actions
+//!
+//! [console]                     # the web console (crate::console)
+//! enabled = true
+//! prefix = "/"                  # where it is served; its API alias is <prefix>api/v1
+//! session_ttl_ms = "8h"         # a sign-in lasts this long
+//! chat_widgets = ["acme/web"]   # customer chat pages at <prefix>chat/acme/web (off by default)
 //! ```
 
 use std::collections::BTreeMap;
@@ -326,6 +332,92 @@ impl ConversationSettings {
     }
 }
 
+/// `[console]`: the web console `hilo serve` serves (see [`crate::console`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// Serve it (default); `false` leaves only the API.
+    pub enabled: bool,
+    /// The path it is served under: `/` or `/something/`.
+    pub prefix: String,
+    /// How long a sign-in lasts; the session is forgotten after it (and on sign-out).
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
+    pub session_ttl_ms: u64,
+    /// `tenant/channel` pairs whose customer chat page (`<prefix>chat/tenant/channel`) is
+    /// served; none by default.
+    pub chat_widgets: Vec<String>,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> ConsoleSettings {
+        ConsoleSettings {
+            enabled: true,
+            prefix: "/".into(),
+            session_ttl_ms: 8 * 3_600_000,
+            chat_widgets: Vec::new(),
+        }
+    }
+}
+
+impl ConsoleSettings {
+    /// The prefix with one leading and one trailing slash (`/`, `/console/`).
+    pub fn prefix(&self) -> String {
+        let inner = self.prefix.trim_matches('/');
+        if inner.is_empty() {
+            "/".into()
+        } else {
+            format!("/{inner}/")
+        }
+    }
+
+    /// Checks the prefix is a plain path outside the API's.
+    pub fn check(&self) -> Result<(), String> {
+        let p = self.prefix();
+        let plain = p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'));
+        if !self.prefix.starts_with('/')
+            || !plain
+            || p.contains("//")
+            || p.contains("/./")
+            || p.contains("/../")
+        {
+            return Err(format!(
+                "`[console]`: prefix `{}` must be a path such as \"/\" or \"/console/\" (letters, digits, - _ . and /)",
+                self.prefix
+            ));
+        }
+        if p.starts_with("/api/") {
+            return Err(format!(
+                "`[console]`: prefix `{}` is inside the API's /api/ path; pick another, such as \"/console/\"",
+                self.prefix
+            ));
+        }
+        for w in &self.chat_widgets {
+            let ok = w.split_once('/').is_some_and(|(t, c)| {
+                let part = |x: &str| {
+                    !x.is_empty()
+                        && x.chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+                };
+                part(t) && part(c)
+            });
+            if !ok {
+                return Err(format!(
+                    "`[console]`: chat_widgets entry `{w}` must be `tenant/channel`, such as \"acme/web\""
+                ));
+            }
+        }
+        if self.session_ttl_ms == 0 {
+            return Err(
+                "`[console]`: session_ttl_ms must be at least 1 (leave it out for the default, 8h)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Everything the server reads from `hilo.toml`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
@@ -334,11 +426,12 @@ pub struct Settings {
     pub tiers: Tiers,
     pub redis: Option<RedisQueueSettings>,
     pub conversations: ConversationSettings,
+    pub console: ConsoleSettings,
 }
 
 impl Settings {
     /// Reads the server's sections from `hilo.toml` (as JSON): `[server]`, `[callbacks]`,
-    /// `[tiers.*]`, `tier` of `[tenants.*]`, `[queue.redis]`. Errors name the section.
+    /// `[tiers.*]`, `tier` of `[tenants.*]`, `[queue.redis]`, `[console]`. Errors name the section.
     pub fn from_value(v: &serde_json::Value) -> Result<Settings, String> {
         fn section<T: serde::de::DeserializeOwned + Default>(
             v: &serde_json::Value,
@@ -385,6 +478,8 @@ impl Settings {
             }
         }
         let conversations: ConversationSettings = section(v, "/conversations", "conversations")?;
+        let console: ConsoleSettings = section(v, "/console", "console")?;
+        console.check()?;
         let redis: Option<RedisQueueSettings> = match v.pointer("/queue/redis") {
             None => None,
             Some(x) => Some(
@@ -420,6 +515,7 @@ impl Settings {
             tiers,
             redis,
             conversations,
+            console,
         })
     }
 }

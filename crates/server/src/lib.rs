@@ -12,6 +12,7 @@
 //! - [`metrics`]: the Prometheus recorder and the engine observer.
 //! - [`config`]: `[server]`, `[callbacks]`, `[tiers]`, `[queue.redis]`.
 //! - [`listen`]: the listener — a bound on connections, header/body read and idle timeouts.
+//! - [`console`]: the web console (embedded pages, sign-in sessions, graph layout).
 //!
 //! **Architecture invariant:** every handler acts for the [`auth::Caller`]'s tenant only;
 //! another tenant's execution, workflow or task is "not found", never shown.
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod callbacks;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod conversations;
 pub mod cors;
 pub mod error;
@@ -45,6 +47,12 @@ use axum::response::Response;
 
 pub use config::Settings;
 pub use state::{AppState, Parts};
+
+/// The whole HTTP application: the API under `/api/v1` and, unless `[console] enabled =
+/// false`, the web console under `[console] prefix`.
+pub fn app(state: AppState) -> axum::Router {
+    console::with_api(&state, api::app(state.clone()))
+}
 
 /// Counts requests and their latency by route and status.
 async fn http_metrics(req: Request, next: Next) -> Response {
@@ -106,7 +114,7 @@ pub async fn serve(
         .redis
         .clone()
         .map(|q| tokio::spawn(queue::run(state.clone(), q, stopped())));
-    let app = api::app(state.clone());
+    let app = app(state.clone());
     let limits = listen::Limits::from_settings(&state.settings().server);
     let served = listen::run(listener, app, limits, async move {
         shutdown.await;

@@ -45,6 +45,10 @@ struct Inner {
     secrets: Option<Arc<dyn hilo_tools::Secrets>>,
     keys: KeyCache,
     limiter: Option<KeyLimiter>,
+    /// Console sign-ins (see [`crate::console::session`]).
+    sessions: crate::console::session::Sessions,
+    /// Customer chats of the console's chat widget (see [`crate::console::chat`]).
+    chats: crate::console::chat::ChatTokens,
     events: broadcast::Sender<Arc<str>>,
     /// Signalled when an execution of this process that has a callback ends, or a
     /// conversation message is queued for its callback URL (the callback sender waits on it).
@@ -128,6 +132,9 @@ impl AppState {
         let (conversations, _) = broadcast::channel(1024);
         let keys = KeyCache::new(Duration::from_millis(parts.settings.server.key_cache_ms));
         let limiter = parts.settings.server.rate_limit.and_then(KeyLimiter::new);
+        let sessions = crate::console::session::Sessions::new(Duration::from_millis(
+            parts.settings.console.session_ttl_ms,
+        ));
         let state = AppState(Arc::new(Inner {
             runs: Runs::default(),
             engine: parts.engine,
@@ -138,6 +145,8 @@ impl AppState {
             secrets: parts.secrets,
             keys,
             limiter,
+            sessions,
+            chats: Default::default(),
             events,
             ended: tokio::sync::Notify::new(),
             callbacks: Mutex::new(HashSet::new()),
@@ -238,6 +247,16 @@ impl AppState {
 
     pub(crate) fn keys(&self) -> &KeyCache {
         &self.0.keys
+    }
+
+    /// Console sessions of this process.
+    pub(crate) fn sessions(&self) -> &crate::console::session::Sessions {
+        &self.0.sessions
+    }
+
+    /// Customer chats of the console's chat widget.
+    pub(crate) fn chats(&self) -> &crate::console::chat::ChatTokens {
+        &self.0.chats
     }
 
     pub(crate) fn limiter(&self) -> Option<&KeyLimiter> {

@@ -5,6 +5,7 @@
 mod api;
 mod client;
 mod common;
+mod console;
 mod conventions;
 mod hardening;
 mod hil;

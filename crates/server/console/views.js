@@ -1,0 +1,737 @@
+// The console's views. Each takes the <main> element and the route's parameters, draws
+// itself from the HTTP API and returns a function that stops what it started (live streams).
+
+import { api, call, el, fmtMs, fmtTime, statusBadge, setCsrf, ApiError } from './api.js';
+import { drawGraph, topNode } from './graph.js';
+import { schemaForm } from './form.js';
+
+const EXEC_STATUSES = ['pending', 'running', 'waiting', 'succeeded', 'failed', 'compensated', 'handed_over', 'cancelled'];
+const TERMINAL = new Set(['succeeded', 'failed', 'compensated', 'handed_over', 'cancelled']);
+
+/** Replaces `parent`'s children with `kids` (arrays flattened; null, undefined, false left out). */
+function fill(parent, ...kids) {
+  parent.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
+}
+
+function heading(text) {
+  return el('h1', { tabindex: '-1' }, text);
+}
+
+function errorBox(e) {
+  return el('p', { class: 'error', role: 'alert' }, e instanceof Error ? e.message : String(e));
+}
+
+function json(value) {
+  return el('pre', { class: 'json' }, value === undefined ? '—' : JSON.stringify(value, null, 2));
+}
+
+function link(href, text, attrs = {}) {
+  return el('a', { href, ...attrs }, text);
+}
+
+// ---- sign-in -------------------------------------------------------------------------
+
+export function signIn(main, { done }) {
+  const err = el('p', { class: 'field-error', id: 'key-err', 'aria-live': 'polite' });
+  const input = el('input', {
+    id: 'key', name: 'key', type: 'password', autocomplete: 'off', required: true,
+    'aria-describedby': 'key-help key-err', spellcheck: 'false',
+  });
+  const form = el('form', { class: 'card narrow', novalidate: true },
+    el('div', { class: 'field' },
+      el('label', { for: 'key' }, 'API key'),
+      el('span', { class: 'help', id: 'key-help' }, 'A key from `hilo keys create` (or a human agent’s key). It stays on the server; this browser gets a session cookie.'),
+      input, err),
+    el('button', { type: 'submit' }, 'Sign in'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    err.textContent = '';
+    if (!input.value.trim()) {
+      err.textContent = 'Paste an API key.';
+      input.setAttribute('aria-invalid', 'true');
+      return;
+    }
+    try {
+      const s = await call('POST', 'session', { key: input.value.trim() }, { quiet: true });
+      setCsrf(s.csrf);
+      input.value = '';
+      done(s);
+    } catch (e) {
+      input.setAttribute('aria-invalid', 'true');
+      err.textContent = e.message;
+    }
+  });
+  fill(main, heading('Sign in'), form);
+  input.focus();
+}
+
+// ---- executions ----------------------------------------------------------------------
+
+export async function executions(main, { query, navigate }) {
+  const status = query.get('status') || '';
+  const workflow = query.get('workflow') || '';
+  const cursor = query.get('cursor') || '';
+  const size = Math.min(Math.max(Number(query.get('limit')) || 50, 1), 500);
+  const statusSel = el('select', { id: 'f-status', name: 'status' },
+    el('option', { value: '' }, 'any'),
+    EXEC_STATUSES.map((s) => el('option', { value: s, selected: s === status }, s.replace('_', ' '))));
+  const wfInput = el('input', { id: 'f-workflow', name: 'workflow', type: 'text', value: workflow });
+  const filters = el('form', { class: 'filters', role: 'search', 'aria-label': 'Filter executions' },
+    el('div', { class: 'field' }, el('label', { for: 'f-status' }, 'Status'), statusSel),
+    el('div', { class: 'field' }, el('label', { for: 'f-workflow' }, 'Workflow'), wfInput),
+    el('button', { type: 'submit' }, 'Filter'));
+  filters.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const q = new URLSearchParams();
+    if (statusSel.value) q.set('status', statusSel.value);
+    if (wfInput.value.trim()) q.set('workflow', wfInput.value.trim());
+    if (size !== 50) q.set('limit', String(size));
+    navigate(`executions${q.size ? '?' + q : ''}`);
+  });
+  const body = el('div', {}, el('p', {}, 'Loading…'));
+  fill(main, heading('Executions'), filters, body);
+  const q = new URLSearchParams({ limit: String(size) });
+  if (status) q.set('status', status);
+  if (workflow) q.set('workflow', workflow);
+  if (cursor) q.set('cursor', cursor);
+  try {
+    const page = await api('GET', `/executions?${q}`);
+    const rows = page.items.map((x) => el('tr', {},
+      el('td', {}, link(`executions/${encodeURIComponent(x.id)}`, x.id, { class: 'mono' })),
+      el('td', {}, link(`workflows/${encodeURIComponent(x.workflow)}`, `${x.workflow} v${x.version}`)),
+      el('td', {}, statusBadge(x.status)),
+      el('td', {}, fmtTime(x.created_at)),
+      el('td', {}, x.finished_at ? fmtMs(Date.parse(x.finished_at) - Date.parse(x.created_at)) : '—')));
+    const table = el('table', { class: 'list' },
+      el('caption', { class: 'sr-only' }, 'Executions, newest first'),
+      el('thead', {}, el('tr', {}, ['Execution', 'Workflow', 'Status', 'Started', 'Duration'].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, rows));
+    const nav = el('nav', { class: 'pager', 'aria-label': 'Pages' });
+    const base = new URLSearchParams();
+    if (status) base.set('status', status);
+    if (workflow) base.set('workflow', workflow);
+    if (size !== 50) base.set('limit', String(size));
+    if (cursor) nav.append(link(`executions${base.size ? '?' + base : ''}`, 'First page'));
+    if (page.next_cursor) {
+      const next = new URLSearchParams(base);
+      next.set('cursor', page.next_cursor);
+      nav.append(link(`executions?${next}`, 'Next page', { rel: 'next' }));
+    }
+    fill(body, page.items.length ? el('div', { class: 'scroll' }, table) : el('p', {}, 'No executions match.'), nav);
+  } catch (e) {
+    fill(body, errorBox(e));
+  }
+}
+
+// ---- one execution -------------------------------------------------------------------
+
+const EVENT_STATUS = {
+  node_started: 'running', node_succeeded: 'succeeded', node_failed: 'failed',
+  node_skipped: 'skipped', node_retrying: 'retrying', node_waiting: 'waiting',
+  node_cancelled: 'cancelled', compensation_started: 'compensating',
+  compensation_succeeded: 'compensated', compensation_failed: 'failed',
+};
+const EVENTS = Object.keys(EVENT_STATUS).concat([
+  'execution_started', 'execution_resumed', 'timer_fired', 'human_answered', 'child_finished',
+  'cancel_requested', 'execution_waiting', 'execution_succeeded', 'execution_failed',
+  'execution_compensated', 'execution_handed_over', 'execution_cancelled']);
+
+function timeline(view) {
+  const t0 = Date.parse(view.created_at);
+  const ends = view.nodes.map((n) => Date.parse(n.finished_at || n.started_at || view.updated_at));
+  const t1 = Math.max(Date.parse(view.finished_at || view.updated_at), ...ends.filter(Number.isFinite), t0 + 1);
+  const span = t1 - t0;
+  const frag = document.createDocumentFragment();
+  for (const n of view.nodes) {
+    const s = n.started_at ? Date.parse(n.started_at) : null;
+    const f = n.finished_at ? Date.parse(n.finished_at) : null;
+    const dur = s !== null ? (f ?? Date.now()) - s : null;
+    const left = s !== null ? ((s - t0) / span) * 100 : 0;
+    const width = s !== null ? Math.max(((((f ?? t1) - s)) / span) * 100, 0.4) : 0;
+    const bar = el('div', { class: 'track' },
+      s !== null ? el('div', { class: `bar s-${n.status}`, style: null }) : null);
+    if (s !== null) {
+      bar.firstChild.style.left = `${left.toFixed(2)}%`;
+      bar.firstChild.style.width = `${Math.min(width, 100 - left).toFixed(2)}%`;
+    }
+    const more = [];
+    if (n.error) more.push(el('div', {}, el('strong', {}, 'Error: '), json(n.error)));
+    if (n.output !== undefined && n.output !== null) more.push(el('div', {}, el('strong', {}, 'Output: '), json(n.output)));
+    if (n.trace) more.push(el('div', {}, el('strong', {}, 'Agent trace: '), json(n.trace)));
+    const usage = n.trace && (n.trace.usage || n.trace.tokens);
+    frag.append(el('tr', { 'data-key': n.key },
+      el('th', { scope: 'row', class: 'mono' }, n.key),
+      el('td', {}, statusBadge(n.status)),
+      el('td', { class: 'num' }, n.attempts ? String(n.attempts) : '—', n.attempts > 1 ? el('span', { class: 'muted' }, ` (${n.attempts - 1} retr${n.attempts === 2 ? 'y' : 'ies'})`) : null),
+      el('td', { class: 'num' }, fmtMs(dur)),
+      el('td', { class: 'num' }, usage ? JSON.stringify(usage) : '—'),
+      el('td', { class: 'timeline-cell' }, bar),
+      el('td', {}, more.length ? el('details', {}, el('summary', {}, 'details'), more) : '')));
+  }
+  return el('div', { class: 'scroll' }, el('table', { class: 'list timeline' },
+    el('caption', {}, `Node attempts (${view.nodes.length}${view.nodes_total ? ' of ' + view.nodes_total : ''}), over ${fmtMs(span)}`),
+    el('thead', {}, el('tr', {}, ['Node', 'Status', 'Attempts', 'Duration', 'Tokens', 'Timeline', 'More'].map((h) => el('th', { scope: 'col' }, h)))),
+    el('tbody', {}, frag)));
+}
+
+export async function execution(main, { id, navigate }) {
+  const t0 = performance.now();
+  const title = heading(`Execution ${id}`);
+  fill(main, title, el('p', {}, 'Loading…'));
+  let view;
+  let layout;
+  try {
+    view = await api('GET', `/executions/${encodeURIComponent(id)}?nodes_limit=10000`);
+    layout = await call('GET', `ui/workflows/${encodeURIComponent(view.workflow)}/layout?version=${view.version}`);
+  } catch (e) {
+    fill(main, title, errorBox(e));
+    return () => {};
+  }
+  const graph = drawGraph(layout, `Graph of ${view.workflow} version ${view.version}, coloured by node status`);
+  const summary = el('div', { class: 'summary' });
+  const actions = el('div', { class: 'actions' });
+  const tasks = el('section', { 'aria-labelledby': 'tasks-h' });
+  const tl = el('section', { 'aria-labelledby': 'tl-h' });
+  const io = el('section', { 'aria-labelledby': 'io-h' });
+  const live = el('p', { class: 'live muted', 'aria-live': 'polite' });
+  fill(main, title, summary, actions, live,
+    el('section', { 'aria-labelledby': 'graph-h' }, el('h2', { id: 'graph-h' }, 'Graph'),
+      el('div', { class: 'graph-wrap', tabindex: '0', role: 'region', 'aria-label': 'Workflow graph (scrolls)' }, graph.element),
+      legend()),
+    tasks, tl, io);
+
+  let shownTasks = null;
+  const render = (v) => {
+    view = v;
+    fill(summary, el('dl', { class: 'facts' },
+      el('dt', {}, 'Workflow'), el('dd', {}, link(`workflows/${encodeURIComponent(v.workflow)}`, `${v.workflow} v${v.version}`)),
+      el('dt', {}, 'Status'), el('dd', { id: 'exec-status' }, statusBadge(v.status)),
+      el('dt', {}, 'Started'), el('dd', {}, fmtTime(v.created_at)),
+      el('dt', {}, 'Finished'), el('dd', {}, fmtTime(v.finished_at)),
+      el('dt', {}, 'LLM cost'), el('dd', {}, `$${(v.costs.cost_usd || 0).toFixed(4)} · ${v.costs.input_tokens + v.costs.output_tokens} tokens · ${v.costs.llm_calls} calls`),
+      v.parent_id ? [el('dt', {}, 'Parent'), el('dd', {}, link(`executions/${v.parent_id}`, v.parent_id))] : null));
+    const top = new Map();
+    for (const n of v.nodes) if (!n.key.includes('/')) top.set(n.key, n.status);
+    for (const n of v.nodes) if (n.key.includes('/') && !top.has(topNode(n.key))) top.set(topNode(n.key), 'running');
+    for (const [k, s] of top) graph.setStatus(k, s);
+    fill(actions);
+    if (!TERMINAL.has(v.status)) {
+      actions.append(el('button', { type: 'button', class: 'danger', onclick: () => act('cancel') }, 'Cancel'));
+      actions.append(el('button', { type: 'button', onclick: () => act('resume') }, 'Resume'));
+    }
+    // The forms are rebuilt only when the pending questions change, so that what the person
+    // typed (and the errors beside it) survive the refreshes live events cause.
+    const pending = v.tasks.filter((t) => t.status === 'pending');
+    const ids = pending.map((t) => t.id).join(' ');
+    if (ids !== shownTasks) {
+      shownTasks = ids;
+      fill(tasks, el('h2', { id: 'tasks-h' }, 'Waiting for a person'),
+        pending.length ? pending.map((t) => el('div', { class: 'card task', 'data-task': t.id },
+          el('h3', {}, t.node_key), el('p', {}, t.prompt),
+          schemaForm(t.schema, async (answer) => {
+            await api('POST', `/tasks/${encodeURIComponent(t.id)}/answer`, { answer });
+            live.textContent = `Answer to ${t.node_key} sent.`;
+            refresh();
+          }))) : el('p', { class: 'muted' }, 'No questions pending.'));
+    }
+    fill(tl, el('h2', { id: 'tl-h' }, 'Timeline'), timeline(v));
+    fill(io, el('h2', { id: 'io-h' }, 'Input and output'),
+      el('h3', {}, 'Input'), json(v.input),
+      el('h3', {}, v.error ? 'Error' : 'Output'), json(v.error || v.output));
+  };
+  const act = async (what) => {
+    try {
+      await api('POST', `/executions/${encodeURIComponent(id)}/${what}`);
+      live.textContent = what === 'cancel' ? 'Cancel requested.' : 'Resumed.';
+      refresh();
+    } catch (e) {
+      live.textContent = e.message;
+    }
+  };
+  let timer = null;
+  let stopped = false;
+  const refresh = () => {
+    if (timer || stopped) return;
+    timer = setTimeout(async () => {
+      timer = null;
+      try {
+        render(await api('GET', `/executions/${encodeURIComponent(id)}?nodes_limit=10000`));
+      } catch (e) {
+        live.textContent = e.message;
+      }
+    }, 300);
+  };
+  render(view);
+  document.body.dataset.rendered = String(Math.round(performance.now() - t0));
+  let es = null;
+  if (!TERMINAL.has(view.status)) {
+    es = new EventSource(`api/v1/executions/${encodeURIComponent(id)}/events`);
+    for (const kind of EVENTS) {
+      es.addEventListener(kind, (ev) => {
+        let data = {};
+        try { data = JSON.parse(ev.data); } catch { /* not JSON: ignore the body */ }
+        if (EVENT_STATUS[kind] && data.node) graph.setStatus(topNode(data.node), EVENT_STATUS[kind]);
+        refresh();
+        if (kind.startsWith('execution_') && TERMINAL.has(kind.slice(10))) es.close();
+      });
+    }
+  }
+  return () => {
+    stopped = true;
+    if (es) es.close();
+    clearTimeout(timer);
+  };
+}
+
+function legend() {
+  const states = ['pending', 'running', 'waiting', 'retrying', 'succeeded', 'failed', 'skipped', 'cancelled', 'compensated'];
+  return el('ul', { class: 'legend', 'aria-label': 'Colours' }, states.map((s) => el('li', {}, el('span', { class: `swatch s-${s}`, 'aria-hidden': 'true' }), s)));
+}
+
+// ---- a line diff between two versions -----------------------------------------------
+
+/** Lines of `a` and `b` as [kind, text] with kind ' ', '-' or '+' (longest common subsequence). */
+export function lineDiff(a, b) {
+  const x = a.split('\n');
+  const y = b.split('\n');
+  if (x.length * y.length > 4_000_000) return null;
+  const n = x.length;
+  const m = y.length;
+  const w = m + 1;
+  const lcs = new Uint32Array((n + 1) * w);
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) {
+      lcs[i * w + j] = x[i] === y[j] ? lcs[(i + 1) * w + j + 1] + 1 : Math.max(lcs[(i + 1) * w + j], lcs[i * w + j + 1]);
+    }
+  }
+  const out = [];
+  let i = 0;
+  let j = 0;
+  while (i < n && j < m) {
+    if (x[i] === y[j]) { out.push([' ', x[i]]); i++; j++; } else if (lcs[(i + 1) * w + j] >= lcs[i * w + j + 1]) { out.push(['-', x[i]]); i++; } else { out.push(['+', y[j]]); j++; }
+  }
+  while (i < n) out.push(['-', x[i++]]);
+  while (j < m) out.push(['+', y[j++]]);
+  return out;
+}
+
+async function versionDiff(name, from, to) {
+  const [a, b] = await Promise.all([
+    api('GET', `/workflows/${encodeURIComponent(name)}/export?version=${from}`),
+    api('GET', `/workflows/${encodeURIComponent(name)}/export?version=${to}`),
+  ]);
+  const text = (v) => (typeof v === 'string' ? v : JSON.stringify(v, null, 2));
+  const d = lineDiff(text(a), text(b));
+  if (!d) return el('p', {}, 'The versions are too long to compare here.');
+  const changed = d.filter(([k]) => k !== ' ').length;
+  return el('div', {},
+    el('p', {}, changed ? `${changed} line${changed === 1 ? '' : 's'} differ between v${from} and v${to}.` : `v${from} and v${to} have the same text.`),
+    el('ol', { class: 'diff', 'aria-label': `Changes from version ${from} to ${to}` }, d.map(([k, line]) =>
+      el('li', { class: k === '+' ? 'add' : k === '-' ? 'del' : null },
+        el('span', { class: 'sr-only' }, k === '+' ? 'added: ' : k === '-' ? 'removed: ' : ''),
+        el('span', { 'aria-hidden': 'true', class: 'mark' }, k), el('code', {}, line || ' ')))));
+}
+
+// ---- workflows -----------------------------------------------------------------------
+
+function importForm(navigate) {
+  const text = el('textarea', { id: 'wf-text', name: 'definition', rows: 14, spellcheck: 'false', 'aria-describedby': 'wf-help' });
+  const result = el('div', { class: 'import-result', 'aria-live': 'polite' });
+  const form = el('form', { class: 'card', novalidate: true },
+    el('h2', {}, 'Import a workflow'),
+    el('div', { class: 'field' }, el('label', { for: 'wf-text' }, 'Definition (YAML or JSON)'),
+      el('span', { class: 'help', id: 'wf-help' }, 'Paste the text; it is checked completely and stored as a new version.'), text),
+    el('button', { type: 'submit' }, 'Import'), result);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const src = text.value;
+    fill(result);
+    try {
+      const type = src.trimStart().startsWith('{') ? 'application/json' : 'application/yaml';
+      const r = await api('POST', '/workflows', src, { type });
+      fill(result, el('p', { class: 'ok' }, `${r.name} version ${r.version}: ${r.outcome}${r.active ? ' (active)' : ''}. `,
+        link(`workflows/${encodeURIComponent(r.name)}`, 'Open it')));
+    } catch (e) {
+      const diags = (e.body && e.body.details && e.body.details.diagnostics) || [];
+      if (!diags.length) {
+        fill(result, errorBox(e));
+        return;
+      }
+      const n = diags.length;
+      fill(result, errorBox(`Not imported: the definition has ${n} problem${n === 1 ? '' : 's'}, shown under ${n === 1 ? 'its line' : 'their lines'} below.`),
+        sourceWithErrors(src, diags));
+    }
+  });
+  return form;
+}
+
+/** The pasted text, numbered, with each diagnostic under its line. */
+function sourceWithErrors(src, diags) {
+  const byLine = new Map();
+  const loose = [];
+  for (const d of diags) {
+    if (d.line) {
+      if (!byLine.has(d.line)) byLine.set(d.line, []);
+      byLine.get(d.line).push(d);
+    } else loose.push(d);
+  }
+  const lines = src.split('\n');
+  const list = el('ol', { class: 'source', 'aria-label': 'The definition with its problems' });
+  lines.forEach((text, i) => {
+    const n = i + 1;
+    const ds = byLine.get(n) || [];
+    list.append(el('li', { 'data-line': n, class: ds.length ? 'has-error' : null },
+      el('code', {}, text || ' '),
+      ds.map((d) => el('div', { class: 'diag', role: 'note' },
+        el('strong', {}, `line ${n}${d.column ? ', column ' + d.column : ''} · ${d.code}: `), d.message))));
+  });
+  return el('div', {},
+    loose.length ? el('ul', { class: 'diags' }, loose.map((d) => el('li', {}, `${d.code} (${d.path}): ${d.message}`))) : null,
+    list);
+}
+
+export async function workflows(main, { query, navigate }) {
+  const cursor = query.get('cursor') || '';
+  const body = el('div', {}, el('p', {}, 'Loading…'));
+  fill(main, heading('Workflows'), body, importForm(navigate));
+  try {
+    const page = await api('GET', `/workflows?limit=100${cursor ? '&cursor=' + encodeURIComponent(cursor) : ''}`);
+    const table = el('table', { class: 'list' },
+      el('caption', { class: 'sr-only' }, 'Workflows by name'),
+      el('thead', {}, el('tr', {}, ['Name', 'Active', 'Latest', 'Versions', 'Description', 'Updated'].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, page.items.map((w) => el('tr', {},
+        el('td', {}, link(`workflows/${encodeURIComponent(w.name)}`, w.name)),
+        el('td', { class: 'num' }, `v${w.active_version}`), el('td', { class: 'num' }, `v${w.latest_version}`),
+        el('td', { class: 'num' }, String(w.versions)), el('td', {}, w.description || ''), el('td', {}, fmtTime(w.updated_at))))));
+    const nav = el('nav', { class: 'pager', 'aria-label': 'Pages' });
+    if (cursor) nav.append(link('workflows', 'First page'));
+    if (page.next_cursor) nav.append(link(`workflows?cursor=${encodeURIComponent(page.next_cursor)}`, 'Next page'));
+    fill(body, page.items.length ? el('div', { class: 'scroll' }, table) : el('p', {}, 'No workflows yet: import one below.'), nav);
+  } catch (e) {
+    fill(body, errorBox(e));
+  }
+}
+
+export async function workflow(main, { name, query, navigate }) {
+  fill(main, heading(`Workflow ${name}`), el('p', {}, 'Loading…'));
+  try {
+    const versions = await api('GET', `/workflows/${encodeURIComponent(name)}/versions?limit=100`);
+    const active = versions.items.find((v) => v.active) || versions.items[0];
+    const chosen = Number(query.get('version')) || (active && active.version);
+    const wf = await api('GET', `/workflows/${encodeURIComponent(name)}?version=${chosen}`);
+    const layout = await call('GET', `ui/workflows/${encodeURIComponent(name)}/layout?version=${chosen}`);
+    const vt = el('table', { class: 'list' },
+      el('caption', {}, 'Versions'),
+      el('thead', {}, el('tr', {}, ['Version', 'Active', 'Nodes', 'Created'].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, versions.items.map((v) => el('tr', { class: v.version === chosen ? 'current' : null },
+        el('td', {}, link(`workflows/${encodeURIComponent(name)}?version=${v.version}`, `v${v.version}`, { 'aria-current': v.version === chosen ? 'page' : null })),
+        el('td', {}, v.active ? 'active' : ''), el('td', { class: 'num' }, String(v.nodes)), el('td', {}, fmtTime(v.created_at))))));
+    const input = el('textarea', { id: 'run-input', name: 'input', rows: 4, spellcheck: 'false' }, '{}');
+    const err = el('span', { class: 'field-error', id: 'run-err', 'aria-live': 'polite' });
+    input.setAttribute('aria-describedby', 'run-err');
+    const run = el('form', { class: 'card', novalidate: true },
+      el('h2', {}, `Run version ${chosen}`),
+      el('div', { class: 'field' }, el('label', { for: 'run-input' }, 'Input (JSON)'), input, err),
+      el('button', { type: 'submit' }, 'Start'));
+    run.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      err.textContent = '';
+      let value;
+      try { value = JSON.parse(input.value || '{}'); } catch (e) {
+        err.textContent = `Not JSON: ${e.message}`;
+        return;
+      }
+      try {
+        const r = await api('POST', '/executions', { workflow: name, version: chosen, input: value });
+        navigate(`executions/${encodeURIComponent(r.execution_id)}`);
+      } catch (e) {
+        err.textContent = e.message;
+      }
+    });
+    const others = versions.items.map((v) => v.version).filter((v) => v !== chosen);
+    let diffSection = null;
+    if (others.length) {
+      const against = others.includes(chosen - 1) ? chosen - 1 : others[0];
+      const sel = el('select', { id: 'diff-from', name: 'from' }, others.map((v) => el('option', { value: String(v), selected: v === against }, `v${v}`)));
+      const out = el('div', { 'aria-live': 'polite' });
+      const show = async () => {
+        try { fill(out, await versionDiff(name, Number(sel.value), chosen)); } catch (e) { fill(out, errorBox(e)); }
+      };
+      sel.addEventListener('change', show);
+      diffSection = el('section', { 'aria-labelledby': 'diff-h' }, el('h2', { id: 'diff-h' }, `Changes to version ${chosen}`),
+        el('div', { class: 'field' }, el('label', { for: 'diff-from' }, 'Compared with'), sel), out);
+      show();
+    }
+    fill(main, heading(`Workflow ${name}`),
+      wf.definition && wf.definition.description ? el('p', {}, wf.definition.description) : null,
+      el('section', { 'aria-label': 'Graph' }, el('h2', {}, `Graph of version ${chosen}`),
+        el('div', { class: 'graph-wrap', tabindex: '0', role: 'region', 'aria-label': 'Workflow graph (scrolls)' },
+          drawGraph(layout, `Graph of ${name} version ${chosen}`).element)),
+      run, el('div', { class: 'scroll' }, vt),
+      diffSection,
+      el('details', {}, el('summary', {}, 'Definition'), json(wf.definition)));
+  } catch (e) {
+    fill(main, heading(`Workflow ${name}`), errorBox(e));
+  }
+}
+
+// ---- inbox and costs -----------------------------------------------------------------
+
+function age(iso) {
+  if (!iso) return '—';
+  return fmtMs(Date.now() - Date.parse(iso)) + ' ago';
+}
+
+/** The agent the page acts as: the key's own, else the one chosen (`?agent=`). */
+function actingAgent(session, query) {
+  return (session && session.agent) || query.get('agent') || '';
+}
+
+function itemRow(item, agent, onClaim) {
+  const isConv = item.kind === 'conversation';
+  const c = item.conversation;
+  const t = item.task;
+  const what = isConv
+    ? [link(`conversations/${encodeURIComponent(item.key)}${agent ? '?agent=' + encodeURIComponent(agent) : ''}`, `Conversation with ${c ? c.customer_id : item.key}`),
+      c && c.handover ? el('div', { class: 'muted' }, c.handover.reason) : null]
+    : [link(`executions/${encodeURIComponent(t ? t.execution_id : item.key.split('.')[0])}`, `Approval: ${t ? t.node_key : item.key}`),
+      t ? el('div', { class: 'muted' }, t.prompt) : null];
+  const claim = agent && item.state !== 'active'
+    ? el('button', { type: 'button', onclick: () => onClaim(item), 'aria-label': `Claim ${isConv ? 'conversation ' + (c ? c.customer_id : item.key) : 'approval ' + item.key}` }, 'Claim')
+    : null;
+  return el('tr', { 'data-item': item.key },
+    el('td', {}, what), el('td', { class: 'num' }, String(item.priority)), el('td', {}, age(item.queued_at)),
+    el('td', {}, item.skills.join(', ') || '—'), el('td', {}, statusBadge(item.state)), el('td', {}, item.agent || '—'), el('td', {}, claim));
+}
+
+function itemTable(caption, items, agent, onClaim) {
+  if (!items.length) return el('p', { class: 'muted' }, `${caption}: nothing.`);
+  return el('div', { class: 'scroll' }, el('table', { class: 'list' },
+    el('caption', {}, caption),
+    el('thead', {}, el('tr', {}, ['Item', 'Priority', 'Waiting', 'Skills', 'State', 'Agent', 'Action'].map((h) => el('th', { scope: 'col' }, h)))),
+    el('tbody', {}, items.map((i) => itemRow(i, agent, onClaim)))));
+}
+
+export async function inbox(main, { query, navigate, session }) {
+  const agent = actingAgent(session, query);
+  fill(main, heading('Inbox'), el('p', {}, 'Loading…'));
+  const live = el('p', { class: 'live muted', 'aria-live': 'polite' });
+  const draw = async () => {
+    try {
+      const parts = [heading('Inbox'), live];
+      if (!session.agent) {
+        const agents = await api('GET', '/hil/agents?limit=500');
+        const sel = el('select', { id: 'acting', name: 'agent' },
+          el('option', { value: '' }, '— choose —'),
+          agents.items.map((a) => el('option', { value: a.id, selected: a.id === agent }, `${a.name} (${a.id}) · ${a.status} · ${a.load}/${a.capacity}`)));
+        sel.addEventListener('change', () => navigate(`inbox${sel.value ? '?agent=' + encodeURIComponent(sel.value) : ''}`));
+        parts.push(el('div', { class: 'filters' }, el('div', { class: 'field' }, el('label', { for: 'acting' }, 'Acting as'), sel)));
+      }
+      if (agent) {
+        const me = await api('GET', `/hil/agents?limit=500`).then((r) => r.items.find((a) => a.id === agent)).catch(() => null);
+        if (me) {
+          parts.push(el('div', { class: 'actions', role: 'group', 'aria-label': 'My status' },
+            el('span', {}, `${me.name}: `, statusBadge(me.status), ` · load ${me.load} of ${me.capacity}`),
+            ['online', 'away', 'offline'].filter((s) => s !== me.status).map((s) =>
+              el('button', { type: 'button', onclick: async () => {
+                try { await api('POST', `/hil/agents/${encodeURIComponent(agent)}/status`, { status: s }); draw(); } catch (e) { live.textContent = e.message; }
+              } }, `Go ${s}`))));
+        }
+        const mine = await api('GET', `/hil/agents/${encodeURIComponent(agent)}/inbox`);
+        parts.push(el('h2', {}, 'My inbox'), itemTable('Assigned to me or claimed, in queue order', mine.items, agent, claim));
+      }
+      const queue = await api('GET', '/hil/queue');
+      parts.push(el('h2', {}, 'Queue'), itemTable('Not yet assigned, by priority then age', queue.items, agent, claim));
+      if (!session.agent) {
+        // The supervisor's view: the agents and their loads, and the KPIs of the last 30 days.
+        const [agents, stats] = await Promise.all([api('GET', '/hil/agents?limit=500'), api('GET', '/hil/stats')]);
+        const k = stats.total;
+        const ms = (x) => (x && x.median_ms !== undefined && x.median_ms !== null ? fmtMs(x.median_ms) : '—');
+        const pct = (x) => `${Math.round((x || 0) * 100)} %`;
+        parts.push(el('h2', {}, 'Agents'), agents.items.length ? el('div', { class: 'scroll' }, el('table', { class: 'list' },
+          el('caption', { class: 'sr-only' }, 'Human agents'),
+          el('thead', {}, el('tr', {}, ['Agent', 'Status', 'Load', 'Skills'].map((h) => el('th', { scope: 'col' }, h)))),
+          el('tbody', {}, agents.items.map((a) => el('tr', {},
+            el('td', {}, `${a.name} (${a.id})`), el('td', {}, statusBadge(a.status)),
+            el('td', { class: 'num' }, `${a.load} / ${a.capacity}`), el('td', {}, a.skills.join(', ') || '—')))))) : el('p', { class: 'muted' }, 'No human agents yet (hilo hil agents set).'),
+        el('h2', {}, 'Humans in the loop, last 30 days'),
+        el('dl', { class: 'facts kpis' },
+          el('dt', {}, 'Conversations'), el('dd', {}, String(k.conversations)),
+          el('dt', {}, 'Automation rate'), el('dd', {}, pct(k.automation_rate)),
+          el('dt', {}, 'Escalation rate'), el('dd', {}, pct(k.escalation_rate)),
+          el('dt', {}, 'First human response (median)'), el('dd', {}, ms(k.time_to_first_human_response)),
+          el('dt', {}, 'Resolution time (median)'), el('dd', {}, ms(k.resolution_time))));
+      }
+      const tasks = await api('GET', '/tasks?status=pending&limit=200');
+      parts.push(el('h2', {}, 'Questions waiting'), tasks.items.length ? el('div', { class: 'scroll' }, el('table', { class: 'list' },
+        el('caption', { class: 'sr-only' }, 'Pending questions, oldest first'),
+        el('thead', {}, el('tr', {}, ['Question', 'Prompt', 'Skills', 'Assignee', 'Asked'].map((h) => el('th', { scope: 'col' }, h)))),
+        el('tbody', {}, tasks.items.map((t) => el('tr', {},
+          el('td', {}, link(`executions/${encodeURIComponent(t.execution_id)}`, t.node_key)),
+          el('td', {}, t.prompt), el('td', {}, (t.skills || []).join(', ')), el('td', {}, t.assignee || '—'),
+          el('td', {}, fmtTime(t.created_at))))))) : el('p', {}, 'Nothing is waiting for a person.'));
+      fill(main, parts);
+    } catch (e) {
+      fill(main, heading('Inbox'), errorBox(e));
+    }
+  };
+  async function claim(item) {
+    try {
+      if (item.kind === 'conversation') await api('POST', `/conversations/${encodeURIComponent(item.key)}/claim`, { agent });
+      else await api('POST', `/hil/tasks/${encodeURIComponent(item.key)}/claim`, { agent });
+      live.textContent = `Claimed ${item.key}.`;
+      await draw();
+    } catch (e) {
+      live.textContent = e.message;
+    }
+  }
+  await draw();
+  const timer = setInterval(draw, 5000);
+  return () => clearInterval(timer);
+}
+
+// ---- a conversation ------------------------------------------------------------------
+
+function messageItem(m) {
+  const who = m.sender === 'user' ? 'Customer' : m.sender === 'agent' ? 'AI' : m.sender === 'human' ? (m.author || 'Agent') : 'System';
+  return el('li', { class: `msg from-${m.sender}`, 'data-seq': m.seq },
+    el('div', { class: 'msg-meta' }, el('strong', {}, who), ' · ', fmtTime(m.at)),
+    el('div', { class: 'msg-text' }, m.content));
+}
+
+export async function conversation(main, { id, query, session }) {
+  const agent = actingAgent(session, query);
+  const title = heading('Conversation');
+  fill(main, title, el('p', {}, 'Loading…'));
+  let conv;
+  let msgs;
+  try {
+    conv = await api('GET', `/conversations/${encodeURIComponent(id)}`);
+    msgs = await api('GET', `/conversations/${encodeURIComponent(id)}/messages?limit=500`);
+  } catch (e) {
+    fill(main, title, errorBox(e));
+    return () => {};
+  }
+  const live = el('p', { class: 'live muted', 'aria-live': 'polite' });
+  const facts = el('div', {});
+  const list = el('ol', { class: 'messages', 'aria-label': 'Messages', 'aria-live': 'polite' });
+  const seen = new Set();
+  const add = (m) => {
+    if (seen.has(m.seq)) return;
+    seen.add(m.seq);
+    list.append(messageItem(m));
+  };
+  (msgs.items || msgs.messages || []).forEach(add);
+  const actions = el('div', {});
+  const drawFacts = (c) => {
+    conv = c;
+    const h = c.handover;
+    const ctx = (h && h.context) || {};
+    fill(facts, el('dl', { class: 'facts' },
+      el('dt', {}, 'Customer'), el('dd', {}, `${c.customer_id} (${c.channel})`),
+      el('dt', {}, 'Status'), el('dd', { id: 'conv-status' }, statusBadge(c.status)),
+      el('dt', {}, 'Agent'), el('dd', {}, c.assigned_agent || '—'),
+      el('dt', {}, 'Workflow'), el('dd', {}, link(`workflows/${encodeURIComponent(c.workflow)}`, c.workflow)),
+      c.note ? [el('dt', {}, 'Note for the AI'), el('dd', {}, c.note)] : null),
+    h ? el('section', { class: 'card', 'aria-labelledby': 'ctx-h' },
+      el('h2', { id: 'ctx-h' }, 'Handover context'),
+      el('p', {}, el('strong', {}, 'Why: '), `${h.reason} (${h.trigger})`),
+      ctx.summary || c.summary ? el('p', {}, el('strong', {}, 'Summary: '), ctx.summary || c.summary) : null,
+      Array.isArray(ctx.path) && ctx.path.length ? el('p', {}, el('strong', {}, 'Path: '), ctx.path.map((p) => (typeof p === 'string' ? p : p.node || JSON.stringify(p))).join(' → ')) : null,
+      ctx.outputs && Object.keys(ctx.outputs).length ? el('details', {}, el('summary', {}, 'Node outputs'), json(ctx.outputs)) : null,
+      h.execution_id ? el('p', {}, link(`executions/${encodeURIComponent(h.execution_id)}`, 'The execution that handed over')) : null) : null);
+    drawActions(c);
+  };
+  const post = async (what, body, done) => {
+    try {
+      await api('POST', `/conversations/${encodeURIComponent(id)}/${what}`, body);
+      live.textContent = done;
+      drawFacts(await api('GET', `/conversations/${encodeURIComponent(id)}`));
+    } catch (e) {
+      live.textContent = e.message;
+    }
+  };
+  let shownFor = null;
+  const drawActions = (c) => {
+    // Rebuilt only when who holds it or its status changes, so that a reply being typed
+    // survives the refreshes new messages cause.
+    const key = `${c.status}/${c.assigned_agent || ''}`;
+    if (key === shownFor) return;
+    shownFor = key;
+    if (!agent) {
+      fill(actions, el('p', { class: 'muted' }, 'Choose who you act as in the Inbox to take part.'));
+      return;
+    }
+    if (c.status === 'pending_human' || (c.status === 'handover')) {
+      fill(actions, el('button', { type: 'button', onclick: () => post('claim', { agent }, 'Claimed.') }, 'Claim'));
+      return;
+    }
+    if (c.status !== 'human_active' || c.assigned_agent !== agent) {
+      fill(actions);
+      return;
+    }
+    const text = el('textarea', { id: 'reply', name: 'content', rows: 3 });
+    const reply = el('form', { class: 'card', novalidate: true },
+      el('div', { class: 'field' }, el('label', { for: 'reply' }, 'Reply to the customer'), text),
+      el('button', { type: 'submit' }, 'Send reply'));
+    reply.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      if (!text.value.trim()) return;
+      const content = text.value;
+      text.value = '';
+      await post('reply', { agent, content }, 'Reply sent.');
+    });
+    const note = el('textarea', { id: 'note', name: 'note', rows: 2 });
+    const close = el('div', { class: 'card' },
+      el('div', { class: 'field' }, el('label', { for: 'note' }, 'Note (for the AI, or why it is resolved)'), note),
+      el('div', { class: 'actions' },
+        el('button', { type: 'button', onclick: () => post('back-to-ai', { agent, note: note.value || null }, 'Sent back to the AI.') }, 'Back to AI'),
+        el('button', { type: 'button', onclick: () => post('resolve', { agent, note: note.value || null }, 'Resolved.') }, 'Resolve'),
+        el('button', { type: 'button', onclick: () => post('release', { agent, note: note.value || null }, 'Released to the queue.') }, 'Release')));
+    fill(actions, reply, close);
+  };
+  fill(main, heading(`Conversation with ${conv.customer_id}`), live, facts,
+    el('section', { 'aria-labelledby': 'msgs-h' }, el('h2', { id: 'msgs-h' }, 'Messages'), list), actions);
+  drawFacts(conv);
+  const es = new EventSource(`api/v1/conversations/${encodeURIComponent(id)}/stream?after=${Math.max(0, ...seen)}`);
+  let refreshing = null;
+  es.addEventListener('message', (ev) => {
+    try { add(JSON.parse(ev.data)); } catch { /* not JSON: ignore */ }
+    if (!refreshing) {
+      refreshing = setTimeout(async () => {
+        refreshing = null;
+        try { drawFacts(await api('GET', `/conversations/${encodeURIComponent(id)}`)); } catch { /* shown on the next action */ }
+      }, 300);
+    }
+  });
+  es.addEventListener('end', () => es.close());
+  return () => { es.close(); clearTimeout(refreshing); };
+}
+
+export async function costs(main, { query }) {
+  const by = ['model', 'workflow', 'node'].includes(query.get('by')) ? query.get('by') : 'model';
+  fill(main, heading('Costs'), el('p', {}, 'Loading…'));
+  try {
+    const r = await api('GET', `/costs/summary?period=day&by=${by}`);
+    const items = r.items || [];
+    const max = Math.max(1e-12, ...items.map((x) => x.cost_usd || 0));
+    fill(main, heading('Costs'),
+      el('nav', { class: 'pager', 'aria-label': 'Group by' }, ['model', 'workflow', 'node'].map((b) =>
+        link(`costs?by=${b}`, `by ${b}`, { 'aria-current': b === by ? 'page' : null }))),
+      el('p', {}, `Since ${fmtTime(r.since)}: $${(r.total_usd || 0).toFixed(4)} in ${r.total_calls} model calls.`),
+      items.length ? el('div', { class: 'scroll' }, el('table', { class: 'list' },
+        el('caption', {}, `LLM spending per day, by ${by}`),
+        el('thead', {}, el('tr', {}, ['Day', by, 'Calls', 'Tokens', 'Cost', 'Share'].map((h) => el('th', { scope: 'col' }, h)))),
+        el('tbody', {}, items.map((x) => {
+          const bar = el('div', { class: 'bar s-succeeded' });
+          bar.style.width = `${((x.cost_usd || 0) / max) * 100}%`;
+          return el('tr', {}, el('td', {}, x.bucket || ''), el('td', {}, x.key || ''),
+            el('td', { class: 'num' }, String(x.calls ?? '')), el('td', { class: 'num' }, String((x.input_tokens || 0) + (x.output_tokens || 0))),
+            el('td', { class: 'num' }, `$${(x.cost_usd || 0).toFixed(4)}`), el('td', { class: 'timeline-cell' }, el('div', { class: 'track' }, bar)));
+        })))) : el('p', {}, 'No LLM calls recorded yet.'));
+  } catch (e) {
+    fill(main, heading('Costs'), errorBox(e));
+  }
+}
+
+export { ApiError };

@@ -1,0 +1,277 @@
+//! The web console: hand-written HTML, CSS and JavaScript modules (`crates/server/console/`),
+//! embedded in the binary and served by `hilo serve` under `[console] prefix` (default `/`).
+//! No front-end build step: `cargo build` needs no Node.js, and nothing is loaded from another
+//! origin.
+//!
+//! - Pages: every console path answers the same shell (`index.html`); its script draws the
+//!   view the path names and reads everything through the HTTP API.
+//! - [`session`]: sign-in with an API key (`POST <prefix>session`) makes a session in memory
+//!   and an HttpOnly, SameSite=Strict cookie scoped to the prefix; the API's authentication
+//!   ([`crate::auth::authenticate`]) takes that cookie instead of a bearer key, and then wants
+//!   the session's CSRF token on every state-changing request.
+//! - [`layout`]: the workflow graph laid out here (`GET <prefix>ui/workflows/{name}/layout`),
+//!   drawn by the page as SVG.
+//! - [`chat`]: the customer chat widget page (`<prefix>chat/{tenant}/{channel}`), for the
+//!   widgets `[console] chat_widgets` lists.
+//! - The API is also reachable at `<prefix>api/v1` when the prefix is not `/`, so that the
+//!   cookie (whose path is the prefix) reaches it.
+//!
+//! None of these routes is an API route: they are not in the OpenAPI document.
+
+pub mod assets;
+pub mod chat;
+pub mod layout;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use hilo_core::access::Scope;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Caller, hash_key};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+
+/// The paths (after the prefix) that answer the page shell.
+pub const PAGES: [&str; 9] = [
+    "",
+    "sign-in",
+    "executions",
+    "executions/{id}",
+    "workflows",
+    "workflows/{name}",
+    "inbox",
+    "conversations/{id}",
+    "costs",
+];
+
+/// The console's routes with the API (`api`, the whole `/api/v1` application) merged in, or
+/// `api` alone when `[console] enabled = false`.
+pub fn with_api(state: &AppState, api: Router) -> Router {
+    let settings = &state.settings().console;
+    if !settings.enabled {
+        return api;
+    }
+    let prefix = settings.prefix();
+    let shell = Arc::new(assets::shell(&prefix));
+    let mut pages: Router<AppState> = Router::new();
+    for p in PAGES {
+        let shell = shell.clone();
+        pages = pages.route(
+            &format!("{prefix}{p}"),
+            get(move |headers: HeaderMap| {
+                let shell = shell.clone();
+                async move { assets::page(&shell, &headers) }
+            }),
+        );
+    }
+    let layout_route: Router<AppState> = Router::new()
+        .route(
+            &format!("{prefix}ui/workflows/{{name}}/layout"),
+            get(workflow_layout),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ));
+    let console: Router<AppState> = pages
+        .route(&format!("{prefix}assets/{{file}}"), get(assets::asset))
+        .route(
+            &format!("{prefix}session"),
+            get(who).post(sign_in).delete(sign_out),
+        )
+        .route(
+            &format!("{prefix}chat/{{tenant}}/{{channel}}"),
+            get(chat::page),
+        )
+        .route(
+            &format!("{prefix}ui/chat/{{tenant}}/{{channel}}"),
+            axum::routing::post(chat::start),
+        )
+        .route(
+            &format!("{prefix}ui/chat/messages"),
+            axum::routing::post(chat::message),
+        )
+        .route(&format!("{prefix}ui/chat/stream"), get(chat::stream))
+        .merge(layout_route)
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::middleware::from_fn(crate::error::problem_instance));
+    let mut app = console.with_state(state.clone());
+    if prefix != "/" {
+        let bare = prefix.trim_end_matches('/').to_string();
+        let to = prefix.clone();
+        app = app
+            .route(&bare, get(move || async move { Redirect::permanent(&to) }))
+            .nest(&bare, crate::api::app(state.clone()));
+    }
+    app.merge(api)
+}
+
+/// `POST <prefix>session`: the key to sign in with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    pub key: String,
+}
+
+/// Who is signed in, and the CSRF token to send with state-changing requests.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SessionView {
+    pub tenant: String,
+    pub key_id: String,
+    pub scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    pub csrf: String,
+    /// Seconds the session lasts from sign-in.
+    pub ttl_s: u64,
+}
+
+fn view(record: hilo_core::access::ApiKeyRecord, csrf: String, ttl_s: u64) -> SessionView {
+    SessionView {
+        tenant: record.tenant,
+        key_id: record.id,
+        scopes: record
+            .scopes
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect(),
+        agent: record.agent,
+        csrf,
+        ttl_s,
+    }
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn cookie_header(value: String) -> Result<HeaderValue, Response> {
+    HeaderValue::from_str(&value)
+        .map_err(|e| ApiError::internal("writing the session cookie", e).into_response())
+}
+
+/// Signs in with an API key: a session, its cookie, and the CSRF token.
+async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SignIn>,
+) -> Response {
+    let key = body.key.trim();
+    if key.is_empty() {
+        return ApiError::bad_request(
+            "INVALID_REQUEST",
+            "no API key given: paste a key made with `hilo keys create --tenant T --scopes read,execute`",
+        )
+        .into_response();
+    }
+    let hash = hash_key(key);
+    let record = match crate::auth::key_record(&state, hash.clone()).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let sessions = state.sessions();
+    let (id, s) = match sessions.create(hash) {
+        Ok(x) => x,
+        Err(e) => {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+                .into_response();
+        }
+    };
+    let prefix = state.settings().console.prefix();
+    let cookie = match cookie_header(session::set_cookie(
+        Some(&id),
+        &prefix,
+        sessions.ttl(),
+        session::over_tls(&headers, false),
+    )) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    tracing::info!(tenant = %record.tenant, key = %record.id, "console sign-in");
+    let ttl_s = sessions.ttl().as_secs();
+    let mut r = Json(view(record, s.csrf, ttl_s)).into_response();
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    no_store(r)
+}
+
+/// Who the session cookie signs in (401 without a live session).
+async fn who(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(s) = session::cookie(&headers).and_then(|id| state.sessions().get(&id)) else {
+        return no_store(
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "SESSION_EXPIRED",
+                "not signed in, or the session has expired: sign in with an API key",
+            )
+            .into_response(),
+        );
+    };
+    match crate::auth::key_record(&state, s.key_hash.clone()).await {
+        Ok(record) => {
+            no_store(Json(view(record, s.csrf, state.sessions().ttl().as_secs())).into_response())
+        }
+        Err(r) => r,
+    }
+}
+
+/// Signs out: forgets the session (the CSRF token must come with it) and clears the cookie.
+async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(id) = session::cookie(&headers)
+        && let Some(s) = state.sessions().get(&id)
+    {
+        if !session::csrf_ok(&headers, &s) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "CSRF_TOKEN_INVALID",
+                "signing out needs the session's CSRF token in the X-CSRF-Token header (the console sends it)",
+            )
+            .into_response();
+        }
+        state.sessions().remove(&id);
+    }
+    let prefix = state.settings().console.prefix();
+    let cookie = match cookie_header(session::set_cookie(
+        None,
+        &prefix,
+        std::time::Duration::ZERO,
+        session::over_tls(&headers, false),
+    )) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    r
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutQuery {
+    pub version: Option<u64>,
+}
+
+/// A workflow version's graph, laid out ([`layout::layout`]).
+async fn workflow_layout(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<LayoutQuery>,
+) -> Result<Json<layout::Layout>, ApiError> {
+    caller.require(Scope::Read)?;
+    let stored = state
+        .store()
+        .get_workflow(&caller.tenant, &name, q.version)
+        .await?;
+    let (nodes, edges) = layout::graph_of(&stored.workflow);
+    Ok(Json(layout::layout(&nodes, &edges)))
+}
