@@ -4,6 +4,21 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `hilo --help`'s closing text: where data lives, the conventions, and the exit codes of every
+/// command (as `main` maps failures; keep them in step with `main.rs` and docs/cli.md).
+const AFTER_HELP: &str = "Data lives in one SQLite file: --db PATH (or HILO_DB); by default hilo.db in your data directory. Processes on many machines share one PostgreSQL database: --db postgres://USER@HOST/DB.
+
+Every command that prints data takes --json (one JSON document on stdout). Time filters (--since, --until) take a duration ago (30s, 15m, 24h, 7d) or an RFC 3339 time. Colours follow --color, NO_COLOR and the terminal.
+
+Exit codes:
+  0  success (for executions: succeeded)
+  1  the command failed: a store or network error, a conflict, something not found;
+     for executions: failed, compensated or cancelled
+  2  invalid input: a wrong flag or argument, a definition that does not validate,
+     an unreadable file, an input that does not match its schema
+  3  an execution waits for a human (`hilo answer` continues it)
+  4  an execution was handed over to a person";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hilo",
@@ -14,7 +29,7 @@ Workflows are YAML or JSON files (see `hilo schema` for editor support). Start w
 hilo validate examples/*.yaml      check definitions, every error at once\n  \
 hilo graph examples/order_returns.yaml   draw one as a Mermaid flowchart\n  \
 hilo workflows import examples/*.yaml    store them, versioned",
-    after_help = "Data lives in one SQLite file: --db PATH (or HILO_DB); by default hilo.db in your data directory. Processes on many machines share one PostgreSQL database: --db postgres://USER@HOST/DB."
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -67,6 +82,12 @@ pub struct Global {
         hide_env_values = true
     )]
     pub api_key: Option<String>,
+    /// No notes or progress on stderr (errors still), and only errors in the log
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail on stderr: -v logs info, -vv debug, -vvv trace (RUST_LOG, when set, decides)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Args)]
@@ -116,12 +137,16 @@ pub struct AnswerArgs {
 pub enum ExecutionsCommand {
     /// List executions, newest first.
     List {
+        /// Only executions with this status
         #[arg(long, value_parser = ["pending", "running", "waiting", "succeeded", "failed", "compensated", "handed_over", "cancelled"])]
         status: Option<String>,
-        #[arg(long)]
+        /// Only executions of this workflow (its name)
+        #[arg(long, value_name = "NAME")]
         workflow: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// At most N executions, newest first
+        #[arg(long, default_value_t = 50, value_name = "N")]
         limit: u32,
+        /// Print a JSON array of the executions
         #[arg(long)]
         json: bool,
     },
@@ -129,7 +154,9 @@ pub enum ExecutionsCommand {
     /// Nodes and events are shown a page at a time (1 000 of each by default); the last lines
     /// say how to see the rest.
     Show {
+        /// Execution id
         id: String,
+        /// Print one JSON object: the execution, its nodes, tasks and events
         #[arg(long)]
         json: bool,
         /// Nodes (in key order) and events shown at most
@@ -146,8 +173,12 @@ pub enum ExecutionsCommand {
     /// Delete finished executions (history, checkpoints, tasks) older than this: a duration
     /// (`12h`, `7d`, `2w`) or a number of days (`30`, `0.5`).
     Prune {
+        /// The age: a duration (`12h`, `7d`, `2w`) or a number of days (`30`, `0.5`)
         #[arg(long, value_name = "DURATION|DAYS", value_parser = parse_age_ms)]
         older_than: u64,
+        /// Print JSON {"pruned", "before"}
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -168,6 +199,7 @@ pub enum Command {
         /// A workflow file, or a stored workflow as NAME or NAME@VERSION
         #[arg(value_name = "FILE|NAME[@VERSION]")]
         target: String,
+        /// The notation of the drawing
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
@@ -186,9 +218,12 @@ pub enum Command {
     Answer(AnswerArgs),
     /// Cancel an execution; completed steps are compensated unless --no-compensate.
     Cancel {
+        /// Execution id
         id: String,
+        /// Stop without compensating the completed steps
         #[arg(long)]
         no_compensate: bool,
+        /// Print one JSON object: {"execution_id", "status", "output", "error", "nodes"}
         #[arg(long)]
         json: bool,
     },
@@ -199,7 +234,7 @@ pub enum Command {
     /// answered tasks, and those of processes that died (after their lease expires).
     Worker {
         /// Executions driven at once
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_name = "N")]
         concurrency: usize,
     },
     /// Measure the engine: per-step cost with and without persistence, fan-out, throughput,
@@ -236,6 +271,9 @@ pub enum Command {
         /// data directory)
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Print one JSON object: the folder, each run's outcome and path, the LLM cost
+        #[arg(long)]
+        json: bool,
     },
     /// List the audit trail of tool calls (inputs and outputs with personal data redacted),
     /// oldest first.
@@ -282,6 +320,7 @@ pub enum Command {
     Init(crate::init::InitArgs),
     /// Print a shell completion script, e.g. `hilo completions bash > ~/.local/share/bash-completion/completions/hilo`.
     Completions {
+        /// The shell to complete for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -298,7 +337,7 @@ pub struct AgentArg {
 pub struct InboxArgs {
     #[command(flatten)]
     pub agent: AgentArg,
-    /// Print JSON
+    /// Print JSON: the inbox's conversations and tasks
     #[arg(long)]
     pub json: bool,
 }
@@ -312,6 +351,7 @@ pub struct ClaimArgs {
     /// The id is a human task's, not a conversation's
     #[arg(long)]
     pub task: bool,
+    /// Print JSON: the conversation (or task) as it is now
     #[arg(long)]
     pub json: bool,
 }
@@ -324,6 +364,7 @@ pub struct ReplyArgs {
     pub text: String,
     #[command(flatten)]
     pub agent: AgentArg,
+    /// Print JSON: the conversation (or task) as it is now
     #[arg(long)]
     pub json: bool,
 }
@@ -337,6 +378,7 @@ pub struct ResolveArgs {
     /// Why, for the record
     #[arg(long)]
     pub note: Option<String>,
+    /// Print JSON: the conversation (or task) as it is now
     #[arg(long)]
     pub json: bool,
 }
@@ -350,6 +392,7 @@ pub struct BackToAiArgs {
     /// What the AI needs to know to go on (its workflow gets it as `input.note`)
     #[arg(long)]
     pub note: String,
+    /// Print JSON: the conversation (or task) as it is now
     #[arg(long)]
     pub json: bool,
 }
@@ -359,17 +402,20 @@ pub enum HilCommand {
     /// Automation rate, escalation rate, time to first human response, resolution time, per
     /// workflow.
     Stats {
-        /// Conversations created since (RFC 3339) [default: 30 days ago]
-        #[arg(long)]
-        since: Option<String>,
-        /// … and before (RFC 3339) [default: now]
-        #[arg(long)]
-        until: Option<String>,
+        /// Conversations created since then: a duration ago (30m, 24h, 7d) or an RFC 3339
+        /// time [default: 30 days ago]
+        #[arg(long, value_name = "DURATION|TIME", value_parser = crate::tools::parse_since)]
+        since: Option<crate::tools::Since>,
+        /// … and before then: a duration ago or an RFC 3339 time [default: now]
+        #[arg(long, value_name = "DURATION|TIME", value_parser = crate::tools::parse_since)]
+        until: Option<crate::tools::Since>,
+        /// Print JSON: the KPIs per workflow and in all
         #[arg(long)]
         json: bool,
     },
     /// The queue: handed-over conversations and tasks no agent holds yet, in order.
     Queue {
+        /// Print JSON: the queued conversations and tasks
         #[arg(long)]
         json: bool,
     },
@@ -378,40 +424,56 @@ pub enum HilCommand {
     Agents(AgentsCommand),
     /// Conversations, newest first.
     Conversations {
+        /// Only conversations with this status
         #[arg(long, value_parser = ["new", "ai_processing", "finished", "handover", "pending_human", "human_active", "resolved", "back_to_ai"])]
         status: Option<String>,
+        /// Only conversations held by this human agent
         #[arg(long, value_name = "ID")]
         agent: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        /// At most N conversations, newest first
+        #[arg(long, default_value_t = 50, value_name = "N")]
         limit: u32,
+        /// Print JSON: the conversations
         #[arg(long)]
         json: bool,
     },
     /// One conversation: status, handover context, messages and transitions.
     Show {
+        /// Conversation id
         id: String,
+        /// Print JSON {"conversation", "messages", "transitions"}
         #[arg(long)]
         json: bool,
     },
     /// Give a claimed or assigned conversation back to the queue.
     Release {
+        /// Conversation id
         id: String,
         #[command(flatten)]
         agent: AgentArg,
+        /// Why, for the record
         #[arg(long)]
         note: Option<String>,
+        /// Print JSON: the conversation as it is now
+        #[arg(long)]
+        json: bool,
     },
     /// Transfer a conversation to another agent (by its holder, or by a supervisor: reassign).
     Transfer {
+        /// Conversation id
         id: String,
         /// Who asks
-        #[arg(long)]
+        #[arg(long, value_name = "ID|EMAIL")]
         by: String,
         /// Who gets it (id or e-mail)
-        #[arg(long)]
+        #[arg(long, value_name = "ID|EMAIL")]
         to: String,
+        /// Why, for the record
         #[arg(long)]
         reason: Option<String>,
+        /// Print JSON: the conversation as it is now
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -419,29 +481,43 @@ pub enum HilCommand {
 pub enum AgentsCommand {
     /// Every agent of the tenant with status, skills and load.
     List {
+        /// Print JSON: the agents
         #[arg(long)]
         json: bool,
     },
     /// Create or update an agent.
     Set {
+        /// The agent's id
         id: String,
+        /// The agent's name, as customers and colleagues see it
         #[arg(long)]
         name: String,
+        /// The agent's e-mail address (commands may name the agent by it)
         #[arg(long)]
         email: String,
-        /// Comma-separated
+        /// Skills the queue routes by, comma-separated
         #[arg(long, value_delimiter = ',')]
         skills: Vec<String>,
-        #[arg(long, default_value_t = 5)]
+        /// Conversations and tasks the agent holds at once
+        #[arg(long, default_value_t = 5, value_name = "N")]
         capacity: u32,
+        /// Whether the agent takes work now
         #[arg(long, value_parser = ["online", "away", "offline"], default_value = "offline")]
         status: String,
+        /// Print JSON: the agent as stored
+        #[arg(long)]
+        json: bool,
     },
     /// Set an agent's status (online takes queued work at once).
     Status {
+        /// The agent's id
         id: String,
+        /// The new status
         #[arg(value_parser = ["online", "away", "offline"])]
         status: String,
+        /// Print JSON: the agent as it is now
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -466,11 +542,18 @@ pub enum KeysCommand {
     },
     /// List the keys of --tenant (ids, names, scopes; never the keys).
     List {
+        /// Print a JSON array of the keys (never the keys themselves)
         #[arg(long)]
         json: bool,
     },
     /// Revoke a key of --tenant by its id (`key_…`); requests with it get 401 within seconds.
-    Revoke { id: String },
+    Revoke {
+        /// The key's id (`key_…`, as `hilo keys list` shows it)
+        id: String,
+        /// Print JSON {"id", "tenant", "revoked"}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -501,7 +584,7 @@ pub struct CostsArgs {
     /// Every call of this execution instead: model, purpose, tokens, cost, latency, decision
     #[arg(long, value_name = "ID")]
     pub execution: Option<String>,
-    /// Print JSON
+    /// Print JSON: the rows (or the execution's calls)
     #[arg(long)]
     pub json: bool,
 }
@@ -529,14 +612,17 @@ pub struct AuditArgs {
 pub enum ToolsCommand {
     /// List every known tool (built-in, hilo.toml, MCP, extensions) by name.
     List {
+        /// Print a JSON array of the tools
         #[arg(long)]
         json: bool,
     },
     /// Find tools whose name or description contains every word of QUERY (case-insensitive);
     /// name matches first.
     Search {
+        /// Words every match contains
         #[arg(required = true, value_name = "QUERY")]
         query: Vec<String>,
+        /// Print a JSON array of the matching tools, best first
         #[arg(long)]
         json: bool,
     },
@@ -546,6 +632,7 @@ pub enum ToolsCommand {
         /// The period: a duration ago (30m, 24h, 7d) or an RFC 3339 time
         #[arg(long, value_name = "DURATION|TIME", default_value = "7d", value_parser = crate::tools::parse_since)]
         since: crate::tools::Since,
+        /// Print a JSON array: one object per tool
         #[arg(long)]
         json: bool,
     },
@@ -555,14 +642,27 @@ pub enum ToolsCommand {
 pub enum SecretsCommand {
     /// Store NAME; the value is read from standard input (one trailing newline is dropped),
     /// e.g. `printf %s "$TOKEN" | hilo secrets set shop_token`.
-    Set { name: String },
+    Set {
+        /// The secret's name (`{{ secrets.NAME }}` in tool definitions)
+        name: String,
+        /// Print JSON {"name", "tenant", "key_id"} (never the value)
+        #[arg(long)]
+        json: bool,
+    },
     /// List the names of the stored secrets (never their values).
     List {
+        /// Print a JSON array of the names, key ids and times (never the values)
         #[arg(long)]
         json: bool,
     },
     /// Remove NAME.
-    Delete { name: String },
+    Delete {
+        /// The secret's name
+        name: String,
+        /// Print JSON {"name", "tenant", "deleted"}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -570,6 +670,7 @@ pub enum WorkflowsCommand {
     /// Validate and store workflow files. A (name, version) is immutable: the same content
     /// again is a no-op, different content under an existing version is refused.
     Import {
+        /// Workflow files (YAML or JSON)
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Keep the active version as it is (by default a version newer than all stored ones becomes active)
@@ -578,21 +679,28 @@ pub enum WorkflowsCommand {
         /// Make each imported version active, even if it is older
         #[arg(long)]
         activate: bool,
+        /// Print a JSON array: one object per file {"file", "workflow", "version", "outcome", "active", "error"}
+        #[arg(long)]
+        json: bool,
     },
     /// List stored workflows with their active and latest versions.
     List {
+        /// Print a JSON array of the workflows
         #[arg(long)]
         json: bool,
     },
     /// Print a stored definition (the active version unless @VERSION is given).
     Show {
+        /// A stored workflow: NAME (its active version) or NAME@VERSION
         #[arg(value_name = "NAME[@VERSION]")]
         target: String,
+        /// The definition's notation (json prints it as one JSON document)
         #[arg(long, value_enum, default_value_t = TextFormat::Yaml)]
         format: TextFormat,
     },
     /// Print a stored definition exactly as it was imported (comments included).
     Export {
+        /// A stored workflow: NAME (its active version) or NAME@VERSION
         #[arg(value_name = "NAME[@VERSION]")]
         target: String,
         /// Write to this file instead of standard output
@@ -601,14 +709,34 @@ pub enum WorkflowsCommand {
     },
     /// List the versions of a workflow, oldest first.
     Versions {
+        /// The workflow's name
         name: String,
+        /// Print a JSON array of the versions
         #[arg(long)]
         json: bool,
     },
     /// Make VERSION the active version of NAME (new runs use it; running ones keep theirs).
-    Activate { name: String, version: u64 },
+    Activate {
+        /// The workflow's name
+        name: String,
+        /// The version to make active
+        version: u64,
+        /// Print JSON {"workflow", "version", "active"}
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what changed between two versions: node summary, then a unified diff.
-    Diff { name: String, v1: u64, v2: u64 },
+    Diff {
+        /// The workflow's name
+        name: String,
+        /// The older version
+        v1: u64,
+        /// The newer version
+        v2: u64,
+        /// Print JSON {"from", "to", "nodes_added", "nodes_removed", "nodes_changed", "identical", "diff"}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What `workflows import` does with the active version, from its two flags.
@@ -657,4 +785,112 @@ fn parse_age_ms(text: &str) -> Result<u64, String> {
         return Ok(ms as u64);
     }
     hilo_core::duration::parse_ms(t).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every subcommand, depth first, with its path (`hilo workflows import`).
+    fn walk(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            let p = format!("{path} {}", sub.get_name());
+            out.push((p.clone(), sub.clone()));
+            walk(sub, p, out);
+        }
+    }
+
+    fn commands() -> Vec<(String, clap::Command)> {
+        let mut root = Cli::command();
+        root.build();
+        let mut all = vec![("hilo".to_string(), root.clone())];
+        walk(&root, "hilo".into(), &mut all);
+        all
+    }
+
+    #[test]
+    fn every_flag_and_argument_has_help() {
+        let mut missing = Vec::new();
+        for (path, cmd) in commands() {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let has = arg
+                    .get_help()
+                    .is_some_and(|h| !h.to_string().trim().is_empty())
+                    || arg.get_long_help().is_some();
+                if !has {
+                    missing.push(format!("{path}: {id}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    /// Commands that print no data (long-running, or a script) or print it in a notation of
+    /// their own (a diagram, a definition as imported) need no `--json`.
+    const NO_JSON: &[(&str, &str)] = &[
+        ("hilo schema", "prints a JSON Schema already"),
+        ("hilo graph", "prints a diagram (Mermaid or DOT)"),
+        (
+            "hilo workflows show",
+            "--format json prints the definition as JSON",
+        ),
+        (
+            "hilo workflows export",
+            "prints the definition exactly as imported",
+        ),
+        ("hilo worker", "runs until stopped; notes only"),
+        ("hilo serve", "runs until stopped; notes only"),
+        ("hilo completions", "prints a shell script"),
+    ];
+
+    #[test]
+    fn every_command_that_prints_data_takes_json() {
+        let mut missing = Vec::new();
+        for (path, cmd) in commands() {
+            let leaf = !cmd.has_subcommands();
+            if !leaf || path.ends_with(" help") || path.contains(" help ") {
+                continue;
+            }
+            if NO_JSON.iter().any(|(p, _)| *p == path) {
+                continue;
+            }
+            if !cmd.get_arguments().any(|a| a.get_id() == "json") {
+                missing.push(path);
+            }
+        }
+        assert!(missing.is_empty(), "commands without --json: {missing:#?}");
+        // The exceptions are real commands (not stale names).
+        let all: Vec<String> = commands().into_iter().map(|(p, _)| p).collect();
+        for (p, _) in NO_JSON {
+            assert!(all.iter().any(|a| a == p), "{p} is not a command");
+        }
+    }
+
+    #[test]
+    fn help_documents_the_exit_codes_and_conventions() {
+        let help = Cli::command().render_long_help().to_string();
+        for text in [
+            "Exit codes:",
+            "0  success",
+            "1  the command failed",
+            "2  invalid input",
+            "3  an execution waits for a human",
+            "4  an execution was handed over",
+            "--json",
+            "NO_COLOR",
+            "--quiet",
+            "--verbose",
+        ] {
+            assert!(
+                help.contains(text),
+                "`{text}` is not in hilo --help:\n{help}"
+            );
+        }
+    }
 }

@@ -54,7 +54,7 @@ pub async fn run(cli: Cli) -> Result<(), Exit> {
         Command::Worker { concurrency } => crate::exec::worker(g, concurrency).await,
         Command::Audit(args) => crate::tools::audit(g, args).await,
         Command::Costs(args) => crate::costs::costs(g, args).await,
-        Command::Demo { dir } => crate::demo::demo(g, dir).await,
+        Command::Demo { dir, json } => crate::demo::demo(g, dir, json).await,
         Command::Tools(cmd) => crate::tools::tools(g, cmd).await,
         Command::Secrets(cmd) => crate::secrets::secrets(g, cmd).await,
         Command::Serve { addr, workers } => crate::serve::serve(g, addr, workers).await,
@@ -251,16 +251,23 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
             files,
             no_activate,
             activate,
+            json,
         } => {
             let activation = crate::cli::import_activation(activate, no_activate);
             let mut worst: Option<Exit> = None;
+            let mut results = Vec::new();
             for path in &files {
                 let (wf, text, format) = match load_file(path, &config) {
                     Ok(x) => x,
                     Err(e) => {
-                        if let Some(err) = e.error {
-                            errln!("{}: error: {err:#}", path.display());
-                        }
+                        let error = match e.error {
+                            Some(err) => {
+                                errln!("{}: error: {err:#}", path.display());
+                                format!("{err:#}")
+                            }
+                            None => "not valid (the problems are on stderr)".to_string(),
+                        };
+                        results.push(json!({"file": path.display().to_string(), "outcome": "invalid", "error": error}));
                         worst = Some(Exit::invalid_reported());
                         continue;
                     }
@@ -270,25 +277,39 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                     source: &text,
                     format,
                 };
+                let file = path.display().to_string();
                 match store.import_workflow(tenant, new, activation).await {
+                    Ok(ImportOutcome::Created { activated }) if json => results.push(json!({
+                        "file": file, "workflow": wf.name, "version": wf.version,
+                        "outcome": "created", "active": activated,
+                    })),
                     Ok(ImportOutcome::Created { activated }) => outln!(
-                        "{}: imported {}{}",
-                        path.display(),
+                        "{file}: imported {}{}",
                         wf.reference(),
                         if activated { " (active)" } else { "" }
                     ),
+                    Ok(ImportOutcome::Unchanged) if json => results.push(json!({
+                        "file": file, "workflow": wf.name, "version": wf.version,
+                        "outcome": "unchanged",
+                    })),
                     Ok(ImportOutcome::Unchanged) => outln!(
-                        "{}: {} unchanged (already stored with the same content)",
-                        path.display(),
+                        "{file}: {} unchanged (already stored with the same content)",
                         wf.reference()
                     ),
                     Err(e) => {
-                        errln!("{}: error[{}]: {e}", path.display(), e.code());
+                        errln!("{file}: error[{}]: {e}", e.code());
+                        results.push(json!({
+                            "file": file, "workflow": wf.name, "version": wf.version,
+                            "outcome": "failed", "error": e.to_string(), "code": e.code(),
+                        }));
                         if worst.is_none() {
                             worst = Some(Exit::failed_reported());
                         }
                     }
                 }
+            }
+            if json {
+                crate::tools::print_json(&results)?;
             }
             worst.map_or(Ok(()), Err)
         }
@@ -368,7 +389,7 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                 Some(path) => {
                     std::fs::write(&path, &stored.source)
                         .with_context(|| format!("cannot write {}", path.display()))?;
-                    errln!(
+                    noteln!(
                         "wrote {} ({}) to {}",
                         stored.workflow.reference(),
                         stored.format,
@@ -409,15 +430,24 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
             }
             Ok(())
         }
-        WorkflowsCommand::Activate { name, version } => {
+        WorkflowsCommand::Activate {
+            name,
+            version,
+            json,
+        } => {
             store
                 .activate(tenant, &name, version)
                 .await
                 .map_err(store_err)?;
+            if json {
+                return crate::tools::print_json(
+                    &json!({"workflow": name, "version": version, "active": true}),
+                );
+            }
             outln!("{name}@{version} is now the active version");
             Ok(())
         }
-        WorkflowsCommand::Diff { name, v1, v2 } => {
+        WorkflowsCommand::Diff { name, v1, v2, json } => {
             let a = store
                 .get_workflow(tenant, &name, Some(v1))
                 .await
@@ -426,14 +456,57 @@ async fn workflows(g: &Global, cmd: WorkflowsCommand) -> Result<(), Exit> {
                 .get_workflow(tenant, &name, Some(v2))
                 .await
                 .map_err(store_err)?;
-            out!("{}", diff(&a.workflow, &b.workflow)?);
+            let d = diff(&a.workflow, &b.workflow)?;
+            if json {
+                return crate::tools::print_json(&json!({
+                    "from": a.workflow.reference(), "to": b.workflow.reference(),
+                    "nodes_added": d.added, "nodes_removed": d.removed,
+                    "nodes_changed": d.changed, "identical": d.unified.is_none(),
+                    "diff": d.unified,
+                }));
+            }
+            out!("{}", d.text(&a.workflow, &b.workflow));
             Ok(())
         }
     }
 }
 
-/// A summary of node changes, then a unified diff of the canonical YAML of both versions.
-fn diff(a: &Workflow, b: &Workflow) -> anyhow::Result<String> {
+/// What changed between two versions: node ids added, removed and changed, and the unified
+/// diff of their canonical YAML (`None` when identical).
+struct Diff {
+    added: Vec<String>,
+    removed: Vec<String>,
+    changed: Vec<String>,
+    unified: Option<String>,
+}
+
+impl Diff {
+    /// The summary of node changes, then the unified diff.
+    fn text(&self, a: &Workflow, b: &Workflow) -> String {
+        let mut out = format!("{} → {}\n", a.reference(), b.reference());
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        out.push_str(&format!("  nodes added:   {}\n", list(&self.added)));
+        out.push_str(&format!("  nodes removed: {}\n", list(&self.removed)));
+        out.push_str(&format!("  nodes changed: {}\n", list(&self.changed)));
+        match &self.unified {
+            None => out.push_str("  (the definitions are identical)\n"),
+            Some(u) => {
+                out.push('\n');
+                out.push_str(u);
+            }
+        }
+        out
+    }
+}
+
+/// Node changes and a unified diff of the canonical YAML of both versions.
+fn diff(a: &Workflow, b: &Workflow) -> anyhow::Result<Diff> {
     let index = |w: &Workflow| -> BTreeMap<String, serde_json::Value> {
         w.all_nodes()
             .into_iter()
@@ -456,35 +529,24 @@ fn diff(a: &Workflow, b: &Workflow) -> anyhow::Result<String> {
         .filter(|(k, v)| nb.get(*k).is_some_and(|w| w != *v))
         .map(|(k, _)| k.as_str())
         .collect();
-    let mut out = format!("{} → {}\n", a.reference(), b.reference());
-    let list = |v: &[&str]| {
-        if v.is_empty() {
-            "-".to_string()
-        } else {
-            v.join(", ")
-        }
-    };
-    out.push_str(&format!("  nodes added:   {}\n", list(&added)));
-    out.push_str(&format!("  nodes removed: {}\n", list(&removed)));
-    out.push_str(&format!("  nodes changed: {}\n", list(&changed)));
+    let owned = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
     let (ta, tb) = (
         hilo_core::to_text(a, Format::Yaml)?,
         hilo_core::to_text(b, Format::Yaml)?,
     );
-    if ta == tb {
-        out.push_str("  (the definitions are identical)\n");
-        return Ok(out);
-    }
-    out.push('\n');
-    let diff = similar::TextDiff::from_lines(&ta, &tb);
-    out.push_str(
-        &diff
+    let unified = (ta != tb).then(|| {
+        similar::TextDiff::from_lines(&ta, &tb)
             .unified_diff()
             .context_radius(3)
             .header(&a.reference(), &b.reference())
-            .to_string(),
-    );
-    Ok(out)
+            .to_string()
+    });
+    Ok(Diff {
+        added: owned(added),
+        removed: owned(removed),
+        changed: owned(changed),
+        unified,
+    })
 }
 
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {

@@ -40,7 +40,8 @@ fn inputs() -> [(&'static str, Value); 3] {
     ]
 }
 
-pub async fn demo(g: &Global, dir: Option<PathBuf>) -> Result<(), Exit> {
+/// `hilo demo`; with `json`, one JSON object instead of the text (the same runs).
+pub async fn demo(g: &Global, dir: Option<PathBuf>, json: bool) -> Result<(), Exit> {
     let dir = dir.unwrap_or_else(|| crate::secrets::data_dir().join("demo"));
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow!("cannot create the demo folder {}: {e}", dir.display()))?;
@@ -70,32 +71,67 @@ pub async fn demo(g: &Global, dir: Option<PathBuf>) -> Result<(), Exit> {
     let wf: Workflow = hilo_core::load(WORKFLOW, Format::Yaml, &config.catalog)
         .map_err(|d| Exit::invalid(anyhow!("the demo workflow does not validate: {d}")))?;
     let (engine, _store) = crate::exec::engine(g, &config).await?;
-    outln!(
-        "hilo demo: {} (embedded SQLite, no API key)",
-        wf.reference()
-    );
-    outln!("  shop database: {}", shop.display());
-    outln!("  e-mail outbox: {}", outbox.display());
-    let mut costs = 0i64;
-    for (i, (what, input)) in inputs().into_iter().enumerate() {
-        outln!();
+    if !json {
         outln!(
-            "── {}. {what}: \"{}\" (order {})",
-            i + 1,
-            input["message"].as_str().unwrap_or_default(),
-            input["order_id"]
+            "hilo demo: {} (embedded SQLite, no API key)",
+            wf.reference()
         );
+        outln!("  shop database: {}", shop.display());
+        outln!("  e-mail outbox: {}", outbox.display());
+    }
+    let mut costs = 0i64;
+    let mut runs = Vec::new();
+    for (i, (what, input)) in inputs().into_iter().enumerate() {
+        if !json {
+            outln!();
+            outln!(
+                "── {}. {what}: \"{}\" (order {})",
+                i + 1,
+                input["message"].as_str().unwrap_or_default(),
+                input["order_id"]
+            );
+        }
         let id = engine
-            .create(&g.tenant, &wf, true, input, false)
+            .create(&g.tenant, &wf, true, input.clone(), false)
             .await
             .map_err(|e| anyhow!(e))?;
         let o = engine
             .drive(&g.tenant, &id, Mode::Foreground, false)
             .await
             .map_err(|e| anyhow!(e))?;
-        costs += print_outcome(&wf, &o);
+        if json {
+            let ran = ran(&o);
+            let cost: i64 = ran
+                .iter()
+                .filter_map(|n| n.detail.trace.as_ref())
+                .map(|t| t["cost_nanos"].as_i64().unwrap_or(0))
+                .sum();
+            costs += cost;
+            runs.push(json!({
+                "case": what,
+                "input": input,
+                "execution_id": o.execution_id,
+                "status": o.status,
+                "output": o.output,
+                "error": o.error,
+                "path": ran.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>(),
+                "cost_usd": money(cost),
+            }));
+        } else {
+            costs += print_outcome(&wf, &o);
+        }
     }
     crate::exec::shutdown().await;
+    if json {
+        return crate::tools::print_json(&json!({
+            "workflow": wf.reference(),
+            "dir": dir.display().to_string(),
+            "shop_database": shop.display().to_string(),
+            "outbox": outbox.display().to_string(),
+            "runs": runs,
+            "cost_usd": money(costs),
+        }));
+    }
     outln!();
     outln!("LLM cost of the three runs: {} USD", money(costs));
     outln!("More: hilo executions list · hilo executions show ID · hilo costs · hilo audit");
@@ -105,14 +141,20 @@ pub async fn demo(g: &Global, dir: Option<PathBuf>) -> Result<(), Exit> {
     Ok(())
 }
 
-/// Prints the path and the steps; returns the run's LLM cost (nano-dollars).
-fn print_outcome(wf: &Workflow, o: &Outcome) -> i64 {
+/// The nodes that ran, in the order they started.
+fn ran(o: &Outcome) -> Vec<&NodeRecord> {
     let mut ran: Vec<&NodeRecord> = o
         .nodes
         .iter()
         .filter(|n| n.status != NodeStatus::Skipped && n.started_at.is_some())
         .collect();
     ran.sort_by_key(|n| (n.started_at, n.done_seq));
+    ran
+}
+
+/// Prints the path and the steps; returns the run's LLM cost (nano-dollars).
+fn print_outcome(wf: &Workflow, o: &Outcome) -> i64 {
+    let ran = ran(o);
     let mut cost = 0i64;
     for n in &ran {
         let kind = wf

@@ -354,7 +354,7 @@ async fn finish(
         }
         return Ok(());
     }
-    let bar = if out.json {
+    let bar = if out.json || crate::out::quiet() {
         None
     } else {
         let total = if std::io::stderr().is_terminal() {
@@ -397,7 +397,7 @@ pub async fn run(g: &Global, args: RunArgs) -> Result<(), Exit> {
         .await
         .map_err(engine_err)?;
     if !args.out.json && !args.out.detach {
-        errln!("execution {id} of {}", wf.reference());
+        noteln!("execution {id} of {}", wf.reference());
     }
     finish(&engine, &store, g, &id, &args.out, false).await
 }
@@ -423,7 +423,7 @@ pub async fn answer(g: &Global, args: AnswerArgs) -> Result<(), Exit> {
             e => engine_err(e),
         })?;
     if !args.out.json {
-        errln!("answered `{key}` of execution {}", args.id);
+        noteln!("answered `{key}` of execution {}", args.id);
     }
     finish(&engine, &store, g, &args.id, &args.out, true).await
 }
@@ -435,7 +435,7 @@ pub async fn cancel(g: &Global, id: &str, compensate: bool, json: bool) -> Resul
         .cancel(&g.tenant, id, compensate)
         .await
         .map_err(engine_err)?;
-    if !json {
+    if !json && !crate::out::quiet() {
         progress(&engine, None);
     }
     match engine.drive(&g.tenant, id, Mode::Foreground, false).await {
@@ -739,10 +739,15 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
             }
             Ok(())
         }
-        ExecutionsCommand::Prune { older_than } => {
+        ExecutionsCommand::Prune { older_than, json } => {
             let age = i64::try_from(older_than).unwrap_or(i64::MAX);
             let before = chrono::Utc::now().timestamp_millis().saturating_sub(age);
             let n = store.prune(tenant, before).await.map_err(store_err)?;
+            if json {
+                return crate::tools::print_json(
+                    &json!({"pruned": n, "before": crate::tools::rfc3339(before)}),
+                );
+            }
             outln!("pruned {n} finished executions");
             Ok(())
         }
@@ -809,8 +814,10 @@ pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
     let (engine, store) = engine(g, &config).await?;
     // A worker reports each execution's status, never its node records.
     engine.set_outcome_nodes(false);
-    progress(&engine, None);
-    errln!(
+    if !crate::out::quiet() {
+        progress(&engine, None);
+    }
+    noteln!(
         "worker {} on {} (concurrency {concurrency}, lease {} ms); Ctrl-C stops it",
         engine.options().owner,
         store.describe(),
@@ -821,7 +828,7 @@ pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
             concurrency.max(1),
             async {
                 let _ = tokio::signal::ctrl_c().await;
-                errln!(
+                noteln!(
                     "stopping: executions in flight get {} s to finish, then are handed back",
                     WORKER_GRACE.as_secs()
                 );
@@ -831,6 +838,6 @@ pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
         )
         .await
         .map_err(engine_err)?;
-    errln!("worker stopped; executions it had not finished are resumed by the next worker");
+    noteln!("worker stopped; executions it had not finished are resumed by the next worker");
     Ok(())
 }

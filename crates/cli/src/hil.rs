@@ -180,8 +180,11 @@ pub async fn run(g: &Global, command: Command) -> Result<(), Exit> {
 async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
     match cmd {
         HilCommand::Stats { since, until, json } => {
+            // Durations count back from now; the server takes RFC 3339.
+            let now = chrono::Utc::now().timestamp_millis();
+            let time = |t: Option<crate::tools::Since>| t.map(|t| crate::tools::rfc3339(t.at(now)));
             let s = c
-                .hil_stats(since.as_deref(), until.as_deref())
+                .hil_stats(time(since).as_deref(), time(until).as_deref())
                 .await
                 .map_err(err)?;
             if json {
@@ -259,6 +262,7 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
             skills,
             capacity,
             status,
+            json,
         }) => {
             let a = c
                 .put_hil_agent(
@@ -267,6 +271,9 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
                 )
                 .await
                 .map_err(err)?;
+            if json {
+                return print_json(&a);
+            }
             outln!(
                 "agent {} ({}) is {}, load {}/{}",
                 a.id,
@@ -277,8 +284,11 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
             );
             Ok(())
         }
-        HilCommand::Agents(AgentsCommand::Status { id, status }) => {
+        HilCommand::Agents(AgentsCommand::Status { id, status, json }) => {
             let a = c.set_hil_agent_status(&id, &status).await.map_err(err)?;
+            if json {
+                return print_json(&a);
+            }
             outln!(
                 "agent {} is {}, load {}/{}",
                 a.id,
@@ -344,19 +354,30 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
             }
             Ok(())
         }
-        HilCommand::Release { id, agent, note } => {
+        HilCommand::Release {
+            id,
+            agent,
+            note,
+            json,
+        } => {
             let v = c
                 .conversation_action(&id, "release", &agent.agent, note.as_deref())
                 .await
                 .map_err(err)?;
-            print_acted(&v, false, "released")
+            print_acted(&v, json, "released")
         }
-        HilCommand::Transfer { id, by, to, reason } => {
+        HilCommand::Transfer {
+            id,
+            by,
+            to,
+            reason,
+            json,
+        } => {
             let v = c
                 .transfer(&id, &by, &to, reason.as_deref())
                 .await
                 .map_err(err)?;
-            print_acted(&v, false, "transferred")
+            print_acted(&v, json, "transferred")
         }
     }
 }

@@ -2,11 +2,12 @@
 //! exit codes. The only crate that depends on all the others, and the only place `anyhow`
 //! is used.
 //!
-//! Exit codes: 0 success; 1 a command failed (store error, conflict, not found);
-//! 2 invalid input (a definition that does not validate, an unreadable file, an input that
-//! does not match the schema); for executions 3 waiting for a human, 4 handed over.
+//! Exit codes (also in `hilo --help`, `cli::AFTER_HELP`): 0 success; 1 a command
+//! failed (store error, conflict, not found); 2 invalid input (a definition that does not
+//! validate, an unreadable file, an input that does not match the schema, a wrong flag); for
+//! executions 3 waiting for a human, 4 handed over.
 
-// First: its `out!`/`outln!`/`errln!` macros are used by every module after it.
+// First: its `out!`/`outln!`/`errln!`/`noteln!` macros are used by every module after it.
 #[macro_use]
 mod out;
 
@@ -85,9 +86,10 @@ impl From<anyhow::Error> for Exit {
 
 /// Warnings and errors of the library crates on stderr (`RUST_LOG` picks others: `info`,
 /// `hilo_engine=debug`, …); colours as `--color` says (by default on a terminal, never with `NO_COLOR`).
-fn init_logging() {
+/// `-q` logs errors only, each `-v` one level more (`info`, `debug`, `trace`).
+fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let colour = out::colour_stderr();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -101,7 +103,8 @@ fn main() -> ExitCode {
     alloc::tune();
     let cli = cli::Cli::parse();
     out::set_color(cli.global.color);
-    init_logging();
+    out::set_quiet(cli.global.quiet);
+    init_logging(out::log_level(cli.global.quiet, cli.global.verbose));
     // The server uses every core; every other command is one task at a time.
     let mut builder = if matches!(cli.command, cli::Command::Serve { .. }) {
         tokio::runtime::Builder::new_multi_thread()

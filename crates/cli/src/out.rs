@@ -1,6 +1,7 @@
 //! Standard output and error that never panic. `println!` panics when stdout is a pipe its
 //! reader closed (`hilo executions list | head`); every command prints through [`outln!`] and
-//! [`out!`] instead (and [`errln!`] for stderr). The first failed write closes our side: later output is dropped (the
+//! [`out!`] instead (and [`errln!`] for problems on stderr, [`noteln!`] for notes and progress,
+//! which `-q` drops). The first failed write closes our side: later output is dropped (the
 //! command still finishes what it does, durably) and `main` exits quietly for a broken pipe,
 //! or reports any other write error.
 
@@ -33,7 +34,40 @@ macro_rules! errln {
     };
 }
 
+/// `eprintln!` for notes and progress (not problems): dropped with `-q`.
+macro_rules! noteln {
+    ($($t:tt)*) => {
+        if !$crate::out::quiet() {
+            $crate::out::err(format_args!($($t)*))
+        }
+    };
+}
+
 static CLOSED: AtomicBool = AtomicBool::new(false);
+/// `-q`: no notes or progress on stderr.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Sets `-q` for the process (once, from the command line).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether notes and progress are left out (`-q`).
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// The log level of the library crates for `-q` / `-v` counts, when `RUST_LOG` does not say:
+/// `error` quiet, `warn` by default, then `info`, `debug`, `trace`.
+pub fn log_level(quiet: bool, verbose: u8) -> &'static str {
+    match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    }
+}
 /// A write error other than a broken pipe, for `main` to report.
 static FAILURE: Mutex<Option<String>> = Mutex::new(None);
 

@@ -145,7 +145,7 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
                 .answer(&format!("{}.{}", args.id, args.node), &answer)
                 .await
                 .map_err(err)?;
-            errln!("answered `{}` of execution {}", a.node_key, a.execution_id);
+            noteln!("answered `{}` of execution {}", a.node_key, a.execution_id);
             if args.out.detach {
                 return Ok(());
             }
@@ -167,7 +167,7 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
             if json {
                 print_json(&a)?;
             } else {
-                errln!("cancellation of {id} requested");
+                noteln!("cancellation of {id} requested");
             }
             Ok(())
         }
@@ -287,8 +287,10 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
             files,
             no_activate,
             activate,
+            json,
         } => {
             let activation = crate::cli::import_activation(activate, no_activate);
+            let mut results = Vec::new();
             for f in files {
                 let text = std::fs::read_to_string(&f)
                     .map_err(|e| Exit::invalid(anyhow!("cannot read {}: {e}", f.display())))?;
@@ -303,6 +305,13 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
                             error: e.error.map(|x| x.context(format!("{}", f.display()))),
                         }
                     })?;
+                if json {
+                    results.push(json!({
+                        "file": f.display().to_string(), "workflow": i.name, "version": i.version,
+                        "outcome": i.outcome, "active": i.active,
+                    }));
+                    continue;
+                }
                 outln!(
                     "{}: {}@{} {}{}",
                     f.display(),
@@ -311,6 +320,9 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
                     i.outcome,
                     if i.active { " (active)" } else { "" }
                 );
+            }
+            if json {
+                return print_json(&results);
             }
             Ok(())
         }
@@ -353,9 +365,16 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
             }
             Ok(())
         }
-        WorkflowsCommand::Activate { name, version } => {
+        WorkflowsCommand::Activate {
+            name,
+            version,
+            json,
+        } => {
             c.activate(&name, version).await.map_err(err)?;
-            errln!("{name}@{version} is now active");
+            if json {
+                return print_json(&json!({"workflow": name, "version": version, "active": true}));
+            }
+            noteln!("{name}@{version} is now active");
             Ok(())
         }
         WorkflowsCommand::Export { target, output } => {

@@ -55,11 +55,11 @@ pub async fn secrets(g: &Global, cmd: SecretsCommand) -> Result<(), Exit> {
     let store = crate::commands::open_store(g).await?;
     let vault = vault(&store);
     match cmd {
-        SecretsCommand::Set { name } => {
+        SecretsCommand::Set { name, json } => {
             hilo_tools::vault::check_name(&name).map_err(vault_err)?;
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
-                errln!("value of `{name}` (end with Ctrl-D; nothing is echoed back later):");
+                noteln!("value of `{name}` (end with Ctrl-D; nothing is echoed back later):");
             }
             let mut value = String::new();
             stdin
@@ -81,6 +81,11 @@ pub async fn secrets(g: &Global, cmd: SecretsCommand) -> Result<(), Exit> {
                 .set(&g.tenant, &name, &value)
                 .await
                 .map_err(vault_err)?;
+            if json {
+                return crate::tools::print_json(&serde_json::json!({
+                    "name": name, "tenant": g.tenant, "key_id": info.key_id,
+                }));
+            }
             outln!(
                 "secret `{name}` set for tenant `{}` (master key {}, {})",
                 g.tenant,
@@ -109,8 +114,13 @@ pub async fn secrets(g: &Global, cmd: SecretsCommand) -> Result<(), Exit> {
             }
             Ok(())
         }
-        SecretsCommand::Delete { name } => {
+        SecretsCommand::Delete { name, json } => {
             if vault.delete(&g.tenant, &name).await.map_err(vault_err)? {
+                if json {
+                    return crate::tools::print_json(&serde_json::json!({
+                        "name": name, "tenant": g.tenant, "deleted": true,
+                    }));
+                }
                 outln!("secret `{name}` deleted for tenant `{}`", g.tenant);
                 Ok(())
             } else {

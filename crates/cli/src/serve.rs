@@ -98,7 +98,7 @@ pub async fn serve(g: &Global, addr: Option<String>, workers: Option<usize>) -> 
         tools,
         secrets: Some(secrets),
     });
-    errln!(
+    noteln!(
         "hilo serving http://{local}/api/v1 on {} ({workers} workers); OpenAPI at /api/v1/openapi.json; Ctrl-C stops it",
         store.describe()
     );
@@ -108,7 +108,7 @@ pub async fn serve(g: &Global, addr: Option<String>, workers: Option<usize>) -> 
     hilo_server::serve(state, listener, stop_signal())
         .await
         .context("the server stopped with an error")?;
-    errln!("stopped");
+    noteln!("stopped");
     Ok(())
 }
 
@@ -157,7 +157,7 @@ pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
                 );
             } else {
                 outln!("{key}");
-                errln!(
+                noteln!(
                     "created {} for tenant {} (scopes {}); this is the only time the key is shown: send it as `Authorization: Bearer <key>`",
                     record.id,
                     record.tenant,
@@ -176,7 +176,7 @@ pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
                     serde_json::to_string_pretty(&keys).map_err(|e| anyhow!(e))?
                 );
             } else if keys.is_empty() {
-                errln!(
+                noteln!(
                     "no keys for tenant {}; create one with `hilo keys create`",
                     g.tenant
                 );
@@ -208,7 +208,7 @@ pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
                 }
             }
         }
-        KeysCommand::Revoke { id } => {
+        KeysCommand::Revoke { id, json } => {
             let found = store
                 .revoke_api_key(&g.tenant, &id, now_ms())
                 .await
@@ -220,7 +220,13 @@ pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
                     g.tenant
                 )));
             }
-            errln!("revoked {id}");
+            if json {
+                crate::tools::print_json(
+                    &serde_json::json!({"id": id, "tenant": g.tenant, "revoked": true}),
+                )?;
+            } else {
+                noteln!("revoked {id}");
+            }
         }
     }
     Ok(())

@@ -1,18 +1,22 @@
 //! Durations as people write them: `500ms`, `30s`, `15m`, `24h`, `7d`, combinations such as
 //! `1h30m`, and plain whole numbers meaning milliseconds (as every `*_ms` key of `hilo.toml`
 //! always took). Used by every `*_ms` key of `hilo.toml` (through [`serde_ms`] and
-//! [`serde_opt_ms`]) and by the command line's duration flags.
+//! [`serde_opt_ms`]) and by the command line's duration flags; [`parse_span_ms`] (units
+//! required) by its time filters (`--since 24h`), where a bare `7` would be ambiguous.
 
 use std::fmt;
 
 /// Why a text is not a duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{text}` is not a duration: {why}; write a whole number of milliseconds or numbers with units, such as 500ms, 30s, 15m, 24h, 7d or 1h30m"
+    "`{text}` is not a duration: {why}; write {}numbers with units, such as 500ms, 30s, 15m, 24h, 7d or 1h30m",
+    if *.units_required { "" } else { "a whole number of milliseconds or " }
 )]
 pub struct DurationError {
     pub text: String,
     pub why: &'static str,
+    /// Whether the text had to carry units ([`parse_span_ms`]).
+    pub units_required: bool,
 }
 
 impl DurationError {
@@ -39,6 +43,7 @@ pub fn parse_ms(text: &str) -> Result<u64, DurationError> {
     let err = |why| DurationError {
         text: text.to_string(),
         why,
+        units_required: false,
     };
     let s = text.trim();
     if s.is_empty() {
@@ -81,6 +86,26 @@ pub fn parse_ms(text: &str) -> Result<u64, DurationError> {
         rest = rest[unit_len..].trim_start();
     }
     Ok(total)
+}
+
+/// Parses a span of time that must carry units (`30s`, `15m`, `24h`, `7d`, `1h30m`), into
+/// milliseconds that also fit an `i64` (so that `now - span` cannot overflow). For time
+/// filters such as `--since 24h`, where a bare number would be ambiguous.
+pub fn parse_span_ms(text: &str) -> Result<u64, DurationError> {
+    let err = |why| DurationError {
+        text: text.to_string(),
+        why,
+        units_required: true,
+    };
+    let s = text.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err("the number has no unit"));
+    }
+    let ms = parse_ms(s).map_err(|e| err(e.why))?;
+    if i64::try_from(ms).is_err() {
+        return Err(err("it is too large"));
+    }
+    Ok(ms)
 }
 
 /// Writes milliseconds the shortest exact way: `86400000` → `1d`, `90000` → `90s`,
@@ -187,6 +212,25 @@ mod tests {
             let e = parse_ms(text).unwrap_err();
             assert!(e.to_string().contains(why), "{text}: {e}");
             assert!(e.to_string().contains("30s"), "{e}");
+        }
+    }
+
+    #[test]
+    fn spans_need_units() {
+        assert_eq!(parse_span_ms("24h"), Ok(86_400_000));
+        assert_eq!(parse_span_ms("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_span_ms("0s"), Ok(0));
+        for (text, why) in [
+            ("7", "no unit"),
+            ("", "empty"),
+            ("-1d", "negative"),
+            ("7x", "unit is not one of"),
+            ("9999999999999w", "too large"),
+        ] {
+            let e = parse_span_ms(text).unwrap_err();
+            assert!(e.to_string().contains(why), "{text}: {e}");
+            assert!(!e.to_string().contains("milliseconds"), "{e}");
+            assert_eq!(e.code(), "INVALID_DURATION");
         }
     }
 

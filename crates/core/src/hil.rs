@@ -1389,6 +1389,16 @@ pub trait HilStore: Send + Sync {
         tenant: &TenantId,
         filter: &ConvFilter,
     ) -> Result<Vec<Conversation>>;
+    /// A page of [`HilStore::list_conversations`]: newest first, only those listed after
+    /// `before` (the `(created_at, id)` of the previous page's last conversation; ids of one
+    /// millisecond in byte order). Keyset paging: a page is never skipped or repeated when
+    /// conversations are added while a client pages.
+    async fn list_conversations_page(
+        &self,
+        tenant: &TenantId,
+        filter: &ConvFilter,
+        before: Option<(i64, String)>,
+    ) -> Result<Vec<Conversation>>;
     /// Writes `c` if its stored status is still `expected` and records `transitions`, in one
     /// transaction; otherwise `HilError::InvalidTransition` from the status it has now
     /// (to `c.status`). For changes outside the queue: new → ai_processing, finishing, notes,

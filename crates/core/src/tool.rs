@@ -344,6 +344,14 @@ pub trait AuditStore: Send + Sync {
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<()>;
     /// Rows of a tenant, oldest first.
     async fn audit(&self, tenant: &TenantId, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+    /// A page of [`AuditStore::audit`]: oldest first, only rows whose id is greater than
+    /// `after_id` (the last id of the previous page). Keyset paging on the row id.
+    async fn audit_page(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+        after_id: Option<i64>,
+    ) -> Result<Vec<AuditEntry>>;
     /// Per-tool usage since `since` (ms since the epoch), busiest tool first.
     async fn tool_stats(&self, tenant: &TenantId, since: i64) -> Result<Vec<ToolStats>>;
 }

@@ -97,9 +97,22 @@ macro_rules! impl_audit_store {
                     tenant: &TenantId,
                     filter: &AuditFilter,
                 ) -> Result<Vec<AuditEntry>> {
+                    self.audit_page(tenant, filter, None).await
+                }
+
+                async fn audit_page(
+                    &self,
+                    tenant: &TenantId,
+                    filter: &AuditFilter,
+                    after_id: Option<i64>,
+                ) -> Result<Vec<AuditEntry>> {
                     let mut q =
                         QueryBuilder::<$db>::new("SELECT * FROM tool_audit WHERE tenant_id = ");
                     q.push_bind(tenant);
+                    // Keyset paging on the row id (the order of the list).
+                    if let Some(after) = after_id {
+                        q.push(" AND id > ").push_bind(after);
+                    }
                     if let Some(id) = &filter.execution_id {
                         q.push(" AND execution_id = ").push_bind(id);
                     }

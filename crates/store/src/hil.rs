@@ -125,9 +125,10 @@ macro_rules! message_columns {
 
 /// Implements `HilStore` for `$store` (which has `fn pool(&self) -> &sqlx::Pool<$db>`).
 /// `$lock` ends the query that reads `hil_apply`'s conversation (`" FOR UPDATE"` where the
-/// database has it).
+/// database has it); `$collate` makes ids compare as bytes (`" COLLATE \"C\""` on PostgreSQL,
+/// SQLite's default already does) for keyset paging.
 macro_rules! impl_hil_store {
-    ($store:ty, $db:ty, $lock:literal) => {
+    ($store:ty, $db:ty, $lock:literal, $collate:literal) => {
         const _: () = {
             use async_trait::async_trait;
             use hilo_core::hil::{
@@ -442,6 +443,18 @@ macro_rules! impl_hil_store {
                     tenant: &TenantId,
                     filter: &ConvFilter,
                 ) -> Result<Vec<Conversation>> {
+                    self.list_conversations_page(tenant, filter, None).await
+                }
+
+                async fn list_conversations_page(
+                    &self,
+                    tenant: &TenantId,
+                    filter: &ConvFilter,
+                    before: Option<(i64, String)>,
+                ) -> Result<Vec<Conversation>> {
+                    // Keyset paging on (created_at, id), ids compared as bytes on both
+                    // backends (`$collate`), so that a cursor means the same on each.
+                    let (before_at, before_id) = before.unzip();
                     let rows = sqlx::query(concat!(
                         "SELECT ",
                         conv_columns!(),
@@ -450,7 +463,11 @@ macro_rules! impl_hil_store {
                          AND ($3 IS NULL OR customer_id = $3) \
                          AND ($4 IS NULL OR assigned_agent = $4) \
                          AND ($6 = 0 OR current_execution IS NOT NULL) \
-                         ORDER BY created_at DESC, id DESC LIMIT $5"
+                         AND ($7 IS NULL OR created_at < $7 OR (created_at = $7 AND id",
+                        $collate,
+                        " < $8)) ORDER BY created_at DESC, id",
+                        $collate,
+                        " DESC LIMIT $5"
                     ))
                     .bind(tenant)
                     .bind(filter.status.map(ConvStatus::as_str))
@@ -458,6 +475,8 @@ macro_rules! impl_hil_store {
                     .bind(filter.agent.as_deref())
                     .bind(conversation_limit(filter.limit))
                     .bind(i64::from(filter.busy))
+                    .bind(before_at)
+                    .bind(before_id)
                     .fetch_all(self.pool())
                     .await
                     .map_err(backend)?;
@@ -1050,5 +1069,10 @@ macro_rules! impl_hil_store {
     };
 }
 
-impl_hil_store!(crate::sqlite::SqliteStore, sqlx::Sqlite, "");
-impl_hil_store!(crate::pg::PgStore, sqlx::Postgres, " FOR UPDATE");
+impl_hil_store!(crate::sqlite::SqliteStore, sqlx::Sqlite, "", "");
+impl_hil_store!(
+    crate::pg::PgStore,
+    sqlx::Postgres,
+    " FOR UPDATE",
+    " COLLATE \"C\""
+);

@@ -188,6 +188,25 @@ fn a_human_agent_works_a_conversation_from_the_cli() {
     let stats: Value = serde_json::from_str(&ok(&["hil", "stats", "--json"])).unwrap();
     assert_eq!(stats["total"]["conversations"], 1, "{stats}");
     assert_eq!(stats["total"]["escalated"], 1);
+    // --since/--until: a duration ago or an RFC 3339 time, as everywhere.
+    let recent: Value =
+        serde_json::from_str(&ok(&["hil", "stats", "--since", "24h", "--json"])).unwrap();
+    assert_eq!(recent["total"]["conversations"], 1, "{recent}");
+    let before: Value = serde_json::from_str(&ok(&[
+        "hil",
+        "stats",
+        "--since",
+        "2020-01-01T00:00:00Z",
+        "--until",
+        "1h",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(before["total"]["conversations"], 0, "{before}");
+    // JSON from the commands that gained --json.
+    let agents: Value =
+        serde_json::from_str(&ok(&["hil", "agents", "status", "rosa", "away", "--json"])).unwrap();
+    assert_eq!(agents["status"], "away", "{agents}");
     let table = ok(&["hil", "stats"]);
     assert!(
         table.contains("escalate") && table.contains("100%"),

@@ -6,6 +6,7 @@
 mod agents;
 mod builtins;
 mod config;
+mod conventions;
 mod crash;
 mod docs;
 mod expr_limits;

@@ -170,7 +170,7 @@ fn audit_trail_filters_and_stats() {
     let o = hilo(&["audit", "--since", "7x"], &db);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o.stderr).contains("unknown unit `x`"),
+        text(&o.stderr).contains("its unit is not one of ms, s, m, h, d, w"),
         "{}",
         text(&o.stderr)
     );

@@ -180,6 +180,9 @@ pub struct CreateConversationBody {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ConversationList {
     pub items: Vec<ConversationView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -248,9 +251,11 @@ pub struct ConversationQuery {
     pub customer_id: Option<String>,
     /// Held by this human agent (id).
     pub agent: Option<String>,
-    /// At most this many, newest first (1 to 1000, default 100).
+    /// Page size, newest first (1 to 1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -309,7 +314,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(ConversationView::from(c))).into_response())
 }
 
-/// The tenant's conversations, newest first.
+/// The tenant's conversations, newest first, a page at a time: `next_cursor`, present when
+/// there are more, is passed back as `cursor`.
 #[utoipa::path(get, path = "/conversations", tag = "conversations",
     params(ConversationQuery),
     responses((status = 200, body = ConversationList), (status = 400, body = ErrorBody)),
@@ -322,23 +328,32 @@ pub async fn list(
 ) -> ApiResult<Json<ConversationList>> {
     caller.require(Scope::Read)?;
     let limit = crate::api::params::limit(q.limit, 100, 1000)?;
-    let items = state
+    let before = q
+        .cursor
+        .as_deref()
+        .map(crate::api::params::decode_time_cursor)
+        .transpose()?;
+    let mut rows = state
         .store()
-        .list_conversations(
+        .list_conversations_page(
             &caller.tenant,
             &ConvFilter {
                 status: q.status.map(ConvStatusParam::status),
                 customer_id: q.customer_id,
                 agent: q.agent,
-                limit: Some(limit),
+                limit: Some(limit + 1),
                 busy: false,
             },
+            before,
         )
-        .await?
-        .into_iter()
-        .map(ConversationView::from)
-        .collect();
-    Ok(Json(ConversationList { items }))
+        .await?;
+    let next_cursor = crate::api::params::cut_page(&mut rows, limit, |c| {
+        crate::api::params::encode_time_cursor(c.created_at, &c.id)
+    });
+    Ok(Json(ConversationList {
+        items: rows.into_iter().map(ConversationView::from).collect(),
+        next_cursor,
+    }))
 }
 
 /// A conversation.

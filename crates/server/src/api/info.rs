@@ -171,9 +171,11 @@ pub struct AuditQuery {
     pub tool: Option<String>,
     /// Unix ms: only calls at or after this.
     pub since: Option<i64>,
-    /// 1 to 1000 (default 100).
+    /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// Audit rows (personal data and secrets redacted).
@@ -181,9 +183,13 @@ pub struct AuditQuery {
 pub struct AuditList {
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<Value>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
-/// The tool audit trail of the caller's tenant.
+/// The tool audit trail of the caller's tenant, oldest first, a page at a time:
+/// `next_cursor`, present when there are more, is passed back as `cursor`.
 #[utoipa::path(get, path = "/audit", tag = "catalog",
     params(AuditQuery),
     responses((status = 200, body = AuditList), (status = 400, body = ErrorBody)),
@@ -196,23 +202,41 @@ pub async fn audit(
 ) -> ApiResult<Json<AuditList>> {
     caller.require(Scope::Read)?;
     let limit = crate::api::params::limit(q.limit, 100, 1000)?;
-    let rows = state
+    let after_id = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            crate::api::params::decode_cursor(c)?
+                .parse::<i64>()
+                .map_err(|_| {
+                    crate::error::ApiError::bad_request(
+                        "INVALID_QUERY",
+                        "cursor is not one this server gave out: pass next_cursor of the previous page",
+                    )
+                })?,
+        ),
+    };
+    let mut rows = state
         .store()
-        .audit(
+        .audit_page(
             &caller.tenant,
             &AuditFilter {
                 execution_id: q.execution_id,
                 tool: q.tool,
                 since: q.since,
-                limit: Some(limit),
+                limit: Some(limit + 1),
             },
+            after_id,
         )
         .await?;
+    let next_cursor = crate::api::params::cut_page(&mut rows, limit, |r| {
+        crate::api::params::encode_cursor(&r.id.to_string())
+    });
     Ok(Json(AuditList {
         items: rows
             .iter()
             .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
             .collect(),
+        next_cursor,
     }))
 }
 

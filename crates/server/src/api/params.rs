@@ -174,3 +174,54 @@ pub(crate) fn keyset_page<T>(
     };
     Ok((items, next))
 }
+
+/// An opaque cursor for `text` (the key of a page's last item).
+pub(crate) fn encode_cursor(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// The key a cursor of [`encode_cursor`] carries; 400 `INVALID_QUERY` for any other text.
+pub(crate) fn decode_cursor(cursor: &str) -> crate::error::ApiResult<String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            crate::error::ApiError::bad_request(
+                "INVALID_QUERY",
+                "cursor is not one this server gave out: pass next_cursor of the previous page",
+            )
+        })
+}
+
+/// The cursor of an item listed by `(created_at, id)`.
+pub(crate) fn encode_time_cursor(at: i64, id: &str) -> String {
+    encode_cursor(&format!("{at}:{id}"))
+}
+
+/// `(created_at, id)` from a cursor of [`encode_time_cursor`]; 400 `INVALID_QUERY` otherwise.
+pub(crate) fn decode_time_cursor(cursor: &str) -> crate::error::ApiResult<(i64, String)> {
+    let text = decode_cursor(cursor)?;
+    text.split_once(':')
+        .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_string())))
+        .ok_or_else(|| {
+            crate::error::ApiError::bad_request(
+                "INVALID_QUERY",
+                "cursor is not one this server gave out: pass next_cursor of the previous page",
+            )
+        })
+}
+
+/// Cuts a page read with one item more than `limit` to `limit`; the cursor of its last item
+/// (by `cursor`) when there is a next page.
+pub(crate) fn cut_page<T>(
+    items: &mut Vec<T>,
+    limit: u32,
+    cursor: impl Fn(&T) -> String,
+) -> Option<String> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    if more { items.last().map(cursor) } else { None }
+}

@@ -64,6 +64,9 @@ impl From<HumanTask> for TaskView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TaskList {
     pub items: Vec<TaskView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -76,9 +79,11 @@ pub struct TaskQuery {
     pub assignee: Option<String>,
     /// Comma-separated: only tasks asking for every one of these skills.
     pub skills: Option<String>,
-    /// At most this many (1 to 500, default 100).
+    /// Page size (1 to 500, default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -96,7 +101,8 @@ pub struct Answered {
     pub status: String,
 }
 
-/// Human tasks of the caller's tenant, oldest first.
+/// Human tasks of the caller's tenant, oldest first, a page at a time: `next_cursor`,
+/// present when there are more, is passed back as `cursor`.
 #[utoipa::path(get, path = "/tasks", tag = "tasks",
     params(TaskQuery),
     responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)),
@@ -109,6 +115,11 @@ pub async fn list(
 ) -> ApiResult<Json<TaskList>> {
     caller.require(Scope::Read)?;
     let limit = crate::api::params::limit(q.limit, 100, 500)?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(crate::api::params::decode_time_cursor)
+        .transpose()?;
     let filter = TaskFilter {
         status: q.status.map(|s| s.as_str().to_string()),
         assignee: q.assignee,
@@ -122,16 +133,37 @@ pub async fn list(
                     .collect()
             })
             .unwrap_or_default(),
-        limit: Some(limit),
+        // The task stores filter skills after reading, so a keyset condition cannot go
+        // into their query yet: the filtered list is read and paged here, by the same key
+        // they order by.
+        limit: Some(u32::MAX),
     };
-    let items = state
-        .store()
-        .list_tasks(&caller.tenant, &filter)
-        .await?
-        .into_iter()
-        .map(TaskView::from)
-        .collect();
-    Ok(Json(TaskList { items }))
+    let mut tasks = state.store().list_tasks(&caller.tenant, &filter).await?;
+    // (created_at, execution id, node key), the strings as bytes on every backend.
+    fn key(t: &HumanTask) -> (i64, &[u8], &[u8]) {
+        (
+            t.created_at,
+            t.execution_id.as_bytes(),
+            t.node_key.as_bytes(),
+        )
+    }
+    tasks.sort_by(|a, b| key(a).cmp(&key(b)));
+    if let Some((at, id)) = &after {
+        let (execution_id, node_key) = id.split_once('.').unwrap_or((id.as_str(), ""));
+        let after_key = (*at, execution_id.as_bytes(), node_key.as_bytes());
+        tasks.retain(|t| key(t) > after_key);
+    }
+    tasks.truncate(limit as usize + 1);
+    let next_cursor = crate::api::params::cut_page(&mut tasks, limit, |t| {
+        crate::api::params::encode_time_cursor(
+            t.created_at,
+            &format!("{}.{}", t.execution_id, t.node_key),
+        )
+    });
+    Ok(Json(TaskList {
+        items: tasks.into_iter().map(TaskView::from).collect(),
+        next_cursor,
+    }))
 }
 
 /// Answers a pending task; the execution continues.
@@ -176,8 +208,9 @@ pub async fn answer(
     )
     .await
     {
-        eprintln!(
-            "warning: task {execution_id}.{node_key} was answered but is still in the human queue ({}); the next sync closes it",
+        tracing::warn!(
+            code = e.code,
+            "task {execution_id}.{node_key} was answered but is still in the human queue ({}); the next sync closes it",
             e.message
         );
     }

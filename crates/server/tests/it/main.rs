@@ -11,4 +11,5 @@ mod hardening;
 mod hil;
 mod live;
 mod ops;
+mod paging;
 mod queue;
