@@ -630,6 +630,9 @@ pub struct TaskFilter {
     /// Tasks that ask for every one of these skills.
     pub skills: Vec<String>,
     pub limit: Option<u32>,
+    /// A page cursor: only tasks listed after this (created_at, execution id, node key), in
+    /// the order tasks are listed (oldest first).
+    pub after: Option<(i64, String, String)>,
 }
 
 /// The result of `commit_batch` for one commit.

@@ -1272,15 +1272,27 @@ impl ExecutionStore for PgStore {
             Some(s) => Some(s),
         };
         let limit = filter.limit.unwrap_or(100) as usize;
+        // Skills are matched after reading (a JSON list): the query is bounded only without them.
+        let sql_limit = filter
+            .skills
+            .is_empty()
+            .then(|| i64::try_from(limit).unwrap_or(i64::MAX));
+        let after = filter.after.as_ref();
         let rows = sqlx::query(concat!(
             "SELECT ",
             task_columns!(),
             " FROM human_tasks WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2) \
-             AND ($3::TEXT IS NULL OR assignee = $3) ORDER BY created_at, execution_id, node_key"
+             AND ($3::TEXT IS NULL OR assignee = $3) \
+             AND ($4::BIGINT IS NULL OR (created_at, execution_id, node_key) > ($4, $5::TEXT, $6::TEXT)) \
+             ORDER BY created_at, execution_id, node_key LIMIT $7"
         ))
         .bind(tenant)
         .bind(status)
         .bind(filter.assignee.as_deref())
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1.as_str()))
+        .bind(after.map(|a| a.2.as_str()))
+        .bind(sql_limit)
         .fetch_all(self.pool())
         .await
         .map_err(backend)?;

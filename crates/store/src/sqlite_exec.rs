@@ -1122,6 +1122,16 @@ impl ExecutionStore for SqliteStore {
             Some(s) => Some(s.to_string()),
         };
         let limit = filter.limit.unwrap_or(100) as usize;
+        // Skills are matched after reading (a JSON list): the query is bounded only without them.
+        let sql_limit = if filter.skills.is_empty() {
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        } else {
+            -1
+        };
+        let (at, exec_id, node_key) = match filter.after.clone() {
+            Some((at, e, k)) => (Some(at), Some(e), Some(k)),
+            None => (None, None, None),
+        };
         self.read(move |conn| {
             let rows = all(
                 conn,
@@ -1129,9 +1139,19 @@ impl ExecutionStore for SqliteStore {
                     "SELECT ",
                     task_columns!(),
                     " FROM human_tasks WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
-                     AND ($3 IS NULL OR assignee = $3) ORDER BY created_at, execution_id, node_key"
+                     AND ($3 IS NULL OR assignee = $3) \
+                     AND ($4 IS NULL OR (created_at, execution_id, node_key) > ($4, $5, $6)) \
+                     ORDER BY created_at, execution_id, node_key LIMIT $7"
                 ),
-                params![tenant, status, filter.assignee],
+                params![
+                    tenant,
+                    status,
+                    filter.assignee,
+                    at,
+                    exec_id,
+                    node_key,
+                    sql_limit
+                ],
                 task_from_row,
             )?;
             Ok(rows

@@ -123,6 +123,7 @@ pub async fn list(
             })
             .unwrap_or_default(),
         limit: Some(limit),
+        after: None,
     };
     let items = state
         .store()

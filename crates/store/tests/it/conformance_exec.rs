@@ -1104,6 +1104,46 @@ async fn tasks_are_listed_filtered_and_answered_once(s: &dyn Store) {
         [ask.clone(), review.clone(), other.clone()],
         "pending tasks by default, oldest first"
     );
+    // A page at a time: after the cursor of the last task of the page before.
+    let mut paged = Vec::new();
+    let mut after = None;
+    for _ in 0..4 {
+        let page = list(TaskFilter {
+            limit: Some(2),
+            after: after.clone(),
+            ..TaskFilter::default()
+        })
+        .await;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some((
+            last.created_at,
+            last.execution_id.clone(),
+            last.node_key.clone(),
+        ));
+        paged.extend(page);
+    }
+    assert_eq!(
+        paged,
+        [ask.clone(), review.clone(), other.clone()],
+        "pages of two, by keyset"
+    );
+    assert_eq!(
+        list(TaskFilter {
+            skills: vec!["legal".into()],
+            limit: Some(1),
+            after: Some((
+                ask.created_at,
+                ask.execution_id.clone(),
+                ask.node_key.clone()
+            )),
+            ..TaskFilter::default()
+        })
+        .await,
+        std::slice::from_ref(&review),
+        "a page after a cursor, skills filtered"
+    );
     assert_eq!(
         task_keys(
             &list(TaskFilter {
