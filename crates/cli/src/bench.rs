@@ -563,7 +563,7 @@ async fn bench(
                     .claim(DEFAULT_TENANT, &id, owner, 60_000, now)
                     .await?
                     .ok_or_else(|| anyhow!("cannot claim the bench execution"))?;
-                let mut m = Machine::restore(plan, &loaded);
+                let mut m = Machine::restore_from(plan, loaded);
                 let _ = m.apply(hilo_engine::Input::Resume, now);
                 Ok(0.0)
             }
@@ -998,7 +998,7 @@ mod size {
                     .claim(DEFAULT_TENANT, &id, "bench-resume", 60_000, now)
                     .await?
                     .ok_or_else(|| anyhow!("cannot claim the bench execution"))?;
-                let mut m = Machine::restore(plan, &loaded);
+                let mut m = Machine::restore_from(plan, loaded);
                 let _ = m.apply(hilo_engine::Input::Resume, now);
                 Ok(String::new())
             }

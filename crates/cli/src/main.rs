@@ -33,7 +33,9 @@ use clap::Parser;
 /// mimalloc instead of glibc's malloc: under the HTTP load benchmark glibc's allocator
 /// (`malloc`, `free`, `malloc_consolidate` across the runtime's threads) took 18 % of the
 /// server's CPU (`perf record` on `hilo serve`). `alloc::tune` sets how soon it gives freed
-/// memory back.
+/// memory back. The `system-alloc` feature keeps the system's allocator, for heap profilers
+/// that hook `malloc` (heaptrack; see docs/performance.md).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

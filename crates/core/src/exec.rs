@@ -272,12 +272,18 @@ pub struct CompensationState {
 /// Everything about a node that is not a column of its own; stored as JSON.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NodeDetail {
-    /// Resolved incoming edges: source node id → live.
+    /// Resolved incoming edges: source node id → live. Written when the node leaves
+    /// `pending`; a restore rebuilds it for pending nodes from their sources' records.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inbound: BTreeMap<String, bool>,
     /// Made live by another node's `on_error: goto`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub goto_live: bool,
+    /// What this node's outgoing edges with a `when` condition resolved to: target node id →
+    /// live. Written with the node's completion, so that a restore can rebuild the incoming
+    /// edges of nodes still pending (whose rows are not rewritten as each edge resolves).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub edges: BTreeMap<String, bool>,
     /// The resolved tool input, kept when a compensation may need it as `args`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
@@ -586,9 +592,17 @@ pub struct Commit {
     /// A terminal child tells its parent.
     pub notify_parent: Option<(String, Signal)>,
     pub consumed_signals: Vec<i64>,
+    /// Node keys whose rows a restore no longer needs: records of ended loop iterations that
+    /// the machine has dropped from memory. Their rows stay (the history shows them); a claim
+    /// leaves them out of [`Loaded::nodes`].
+    pub retired: Vec<String>,
+    /// Variables to delete: the iteration marks of a loop that has ended (its own row holds
+    /// its output from then on).
+    pub dropped_vars: Vec<String>,
 }
 
-/// What a claim loads: the checkpoint, ready to restore a state machine from.
+/// What a claim loads: the checkpoint, ready to restore a state machine from. Node rows a
+/// commit retired ([`Commit::retired`]) are not in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
     pub exec: ExecRecord,
@@ -616,6 +630,9 @@ pub struct TaskFilter {
     /// Tasks that ask for every one of these skills.
     pub skills: Vec<String>,
     pub limit: Option<u32>,
+    /// A page cursor: only tasks listed after this (created_at, execution id, node key), in
+    /// the order tasks are listed (oldest first).
+    pub after: Option<(i64, String, String)>,
 }
 
 /// The result of `commit_batch` for one commit.

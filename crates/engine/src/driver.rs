@@ -759,9 +759,11 @@ impl Engine {
                 self.plan_for(tenant, &Arc::new(wf), false)
             }
         };
-        let machine = Machine::restore(plan, &loaded);
+        let mut loaded = loaded;
+        let signals = std::mem::take(&mut loaded.signals);
+        let machine = Machine::restore_from(plan, loaded);
         let mut inputs = vec![Input::Resume];
-        inputs.extend(loaded.signals.into_iter().map(Input::Signal));
+        inputs.extend(signals.into_iter().map(Input::Signal));
         self.run_machine(machine, inputs, mode).await
     }
 
@@ -1309,14 +1311,14 @@ impl Engine {
                 if exit {
                     let (status, output, error) =
                         (m.status(), m.output().cloned(), m.error().cloned());
-                    if m.evicted() > 0
+                    if !m.holds_every_record()
                         && engine
                             .inner
                             .outcome_nodes
                             .load(std::sync::atomic::Ordering::Relaxed)
                     {
-                        // Ended iterations' records left memory as they were committed: the
-                        // store has every row.
+                        // Ended iterations' records left memory as they were committed (or
+                        // were not loaded by the claim): the store has every row.
                         let nodes = engine.inner.store.node_records(&id).await?;
                         return Ok(Outcome {
                             execution_id: id,

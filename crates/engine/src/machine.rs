@@ -155,6 +155,15 @@ pub struct Machine {
     ended_iterations: Vec<String>,
     /// Records dropped from memory so far (their rows are in the store).
     evicted: u64,
+    /// Restored from a checkpoint, which leaves retired rows out.
+    restored: bool,
+    /// Keys of the records dropped since the last commit: their rows are retired with it (a
+    /// claim no longer loads them).
+    retired: Vec<String>,
+    /// Loops that ended since the last commit: their iteration marks are deleted with it.
+    ended_loops: Vec<String>,
+    /// Marks to delete with the next commit.
+    dropped_vars: Vec<String>,
     /// While unwinding: the keys holding a compensation, in completion order (derived, rebuilt
     /// on restore); those below `comp_left` may still be pending; `comp_current` is the one
     /// started last. A compensation step looks at these, not at every record.
@@ -488,6 +497,32 @@ fn same_row(a: &ExecUpdate, b: &ExecUpdate) -> bool {
         && *release == b.release
 }
 
+/// Whether an edge out of a node that completed with `status` is live, when that does not
+/// depend on the state: `Err(when)` when its `when` expression decides.
+fn edge_state<'k>(
+    status: NodeStatus,
+    node: &Node,
+    chosen: &Value,
+    kind: &'k OutKind,
+) -> Result<bool, &'k str> {
+    let goto = matches!(node.on_error, Some(OnError::Goto(_)));
+    let source_ok = status == NodeStatus::Succeeded
+        || (status == NodeStatus::Failed && node.on_error == Some(OnError::Continue));
+    if !source_ok || (status == NodeStatus::Failed && goto) {
+        return Ok(false);
+    }
+    match kind {
+        OutKind::Plain(None) => Ok(true),
+        OutKind::Branch => Ok(status == NodeStatus::Succeeded),
+        OutKind::Switch(c) => Ok(status == NodeStatus::Succeeded
+            && match c {
+                Some(i) => *chosen == json!(i),
+                None => *chosen == json!("default"),
+            }),
+        OutKind::Plain(Some(w)) => Err(w),
+    }
+}
+
 /// Splits a key into its scope prefix (`""` or `loop[2]/`) and node id.
 fn split_key(key: &str) -> (&str, &str) {
     match key.rfind('/') {
@@ -614,6 +649,10 @@ impl Machine {
             iteration_keys: HashMap::default(),
             ended_iterations: Vec::new(),
             evicted: 0,
+            restored: false,
+            retired: Vec::new(),
+            ended_loops: Vec::new(),
+            dropped_vars: Vec::new(),
             comp_keys: Vec::new(),
             comp_left: 0,
             comp_current: None,
@@ -647,32 +686,37 @@ impl Machine {
     /// A machine restored from its checkpoint. Feed it [`Input::Resume`] (or `Start` if it
     /// never started) before anything else.
     pub fn restore(plan: Arc<Plan>, loaded: &Loaded) -> Machine {
-        let e: &ExecRecord = &loaded.exec;
-        let mut m = Machine::new(
-            plan,
-            e.id.clone(),
-            e.tenant.clone(),
-            e.input.clone(),
-            e.meta.clone(),
-            e.parent.clone(),
-        );
+        Machine::restore_from(plan, loaded.clone())
+    }
+
+    /// [`Machine::restore`] from a checkpoint it takes (its values are moved, not copied).
+    pub fn restore_from(plan: Arc<Plan>, loaded: Loaded) -> Machine {
+        let Loaded {
+            exec: e,
+            nodes,
+            vars,
+            ..
+        } = loaded;
+        let e: ExecRecord = e;
+        let mut m = Machine::new(plan, e.id, e.tenant, e.input, e.meta, e.parent);
+        m.restored = true;
         m.status = e.status;
-        m.output = e.output.clone();
-        m.error = e.error.clone();
+        m.output = e.output;
+        m.error = e.error;
         m.finished_at = e.finished_at;
         m.last_seq = e.last_seq;
         let mut marks = Vec::new();
-        for (k, v) in &loaded.vars {
+        for (k, v) in vars {
             match k.strip_prefix(ITERATION_MARK) {
-                Some(prefix) => marks.push((prefix, v)),
+                Some(prefix) => marks.push((prefix.to_string(), v)),
                 None => {
-                    m.vars.insert(k.clone(), v.clone());
+                    m.vars.insert(k, v);
                 }
             }
         }
         // Iterations started: every one that made a record or ended.
         let mut started: HashMap<String, u32> = HashMap::default();
-        for r in &loaded.nodes {
+        for r in nodes {
             // The row's copy lags when steps left it alone (see `take_commit`).
             if let Some(done) = r.done_seq {
                 m.meta.next_done = m.meta.next_done.max(done + 1);
@@ -687,15 +731,22 @@ impl Machine {
                 *s = (*s).max(i + 1);
             }
             note_key(&mut m.iteration_keys, m.tracking, &r.key);
-            m.nodes.insert(r.key.clone(), r.clone());
+            m.nodes.insert(r.key.clone(), r);
         }
         // A loop's row is written when the loop starts and ends; in between, its iterations'
         // ends are marks (older checkpoints list them in the row).
         // (loop key, index, the output when a mark says it; the row holds it otherwise)
         let mut ended: Vec<(String, u32, Option<Value>)> = Vec::new();
         for (prefix, v) in marks {
-            if let Some((loop_key, i)) = iteration_of(prefix) {
-                ended.push((loop_key.to_string(), i, Some(v.clone())));
+            let Some((loop_key, i)) = iteration_of(&prefix) else {
+                continue;
+            };
+            if m.status_of(loop_key) == Some(NodeStatus::Running) {
+                ended.push((loop_key.to_string(), i, Some(v)));
+            } else if m.tracking {
+                // The loop has ended (or its record is retired): a commit that ended it and
+                // whose deletion of the marks did not reach the store left them.
+                m.dropped_vars.push(format!("{ITERATION_MARK}{prefix}"));
             }
         }
         for (key, r) in m.nodes.iter() {
@@ -741,6 +792,7 @@ impl Machine {
                 }
             }
         }
+        m.rebuild_inbound();
         if m.meta.unwinding.is_some() {
             m.rebuild_compensations();
         }
@@ -858,6 +910,15 @@ impl Machine {
         }
         self.drain();
         self.settle_status();
+        if self.status.is_terminal() {
+            // Nothing evaluates against the state any more: its converted values (the input,
+            // a loop's whole output) leave memory before the last commit copies the records.
+            let views = self.views_mut();
+            *views = Views {
+                converted: views.converted,
+                ..Views::default()
+            };
+        }
         std::mem::take(&mut self.actions)
     }
 
@@ -879,8 +940,10 @@ impl Machine {
                 (k, v)
             })
             .collect();
+        self.drop_marks_of_ended_loops();
         vars.append(&mut self.iteration_marks);
         self.evict_ended_iterations();
+        let retired = std::mem::take(&mut self.retired);
         let mut runnable_at = self.runnable_at();
         if let Some(prev) = &self.last_exec {
             // While it runs, the execution stays runnable since the time it started running
@@ -902,10 +965,13 @@ impl Machine {
             release: self.status.is_terminal(),
             unchanged: false,
         };
-        exec.unchanged = self
-            .last_exec
-            .as_ref()
-            .is_some_and(|prev| same_row(prev, &exec));
+        // A commit that retires records rewrites the row, so that its `meta.next_done` is past
+        // their `done_seq` (a restore no longer sees them).
+        exec.unchanged = retired.is_empty()
+            && self
+                .last_exec
+                .as_ref()
+                .is_some_and(|prev| same_row(prev, &exec));
         Commit {
             execution_id: self.exec_id.clone(),
             owner: owner.to_string(),
@@ -918,6 +984,37 @@ impl Machine {
             children: Vec::new(),
             notify_parent: self.notify_parent.take(),
             consumed_signals: std::mem::take(&mut self.consumed),
+            retired,
+            dropped_vars: std::mem::take(&mut self.dropped_vars),
+        }
+    }
+
+    /// The iteration marks of loops that ended leave with the commit that ends them (the
+    /// loop's row holds its output): those not yet written are not written.
+    fn drop_marks_of_ended_loops(&mut self) {
+        for key in std::mem::take(&mut self.ended_loops) {
+            let Some(flags) = self.iterations_ended.remove(&key) else {
+                continue;
+            };
+            let names: Vec<String> = flags
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| **e)
+                .map(|(i, _)| format!("{ITERATION_MARK}{}", iteration_prefix(&key, i as u32)))
+                .collect();
+            let mut unwritten: HashSet<String> = HashSet::default();
+            if !self.iteration_marks.is_empty() {
+                let all: HashSet<&str> = names.iter().map(String::as_str).collect();
+                self.iteration_marks.retain(|(n, _)| {
+                    let ours = all.contains(n.as_str());
+                    if ours {
+                        unwritten.insert(n.clone());
+                    }
+                    !ours
+                });
+            }
+            self.dropped_vars
+                .extend(names.into_iter().filter(|n| !unwritten.contains(n)));
         }
     }
 
@@ -929,6 +1026,9 @@ impl Machine {
     fn evict_ended_iterations(&mut self) {
         let mut prefixes = std::mem::take(&mut self.ended_iterations);
         while let Some(prefix) = prefixes.pop() {
+            if self.active.get(&prefix) == Some(&0) {
+                self.active.remove(&prefix);
+            }
             let Some(keys) = self.iteration_keys.remove(&prefix) else {
                 continue;
             };
@@ -952,6 +1052,7 @@ impl Machine {
                 self.nodes.remove(&key);
                 self.views_mut().nodes.remove(&key);
                 self.evicted += 1;
+                self.retired.push(key);
             }
         }
     }
@@ -972,6 +1073,12 @@ impl Machine {
         self.evicted
     }
 
+    /// Whether every node record of the execution is in memory: none was dropped, and the
+    /// machine was not restored from a checkpoint (a claim does not load retired rows).
+    pub fn holds_every_record(&self) -> bool {
+        self.evicted == 0 && !self.restored
+    }
+
     /// Records that a commit taken by [`Machine::take_commit`] is stored: later commits that
     /// change nothing at the execution level say so.
     pub fn committed(&mut self, exec: ExecUpdate) {
@@ -983,6 +1090,9 @@ impl Machine {
         self.dirty.clear();
         self.dirty_vars.clear();
         self.iteration_marks.clear();
+        self.retired.clear();
+        self.ended_loops.clear();
+        self.dropped_vars.clear();
         self.events.clear();
         self.new_tasks.clear();
         self.closed_tasks.clear();
@@ -1038,6 +1148,12 @@ impl Machine {
         if self.tracking {
             self.dirty.get_or_insert_with(key, str::to_string);
         }
+        self.record_quiet(key)
+    }
+
+    /// A record to update without writing its row: bookkeeping that a restore rebuilds (the
+    /// incoming edges of a pending node, see `rebuild_inbound`).
+    fn record_quiet(&mut self, key: &str) -> &mut NodeRecord {
         self.views_mut().nodes.remove(key);
         record_in(
             &mut self.nodes,
@@ -1045,6 +1161,64 @@ impl Machine {
             self.tracking,
             key,
         )
+    }
+
+    /// The incoming edges of pending nodes, from the records of their sources: every node
+    /// that completed and propagated (succeeded, skipped, or failed with `on_error` continue
+    /// or goto) resolved each of its outgoing edges in the commit of its completion, to what
+    /// its status, output and kept `when` results say.
+    fn rebuild_inbound(&mut self) {
+        let plan = self.plan_arc();
+        let mut resolved: Vec<(String, String, bool)> = Vec::new();
+        for (key, r) in &self.nodes {
+            let (prefix, id) = split_key(key);
+            let Some(at) = plan.at.get(id) else {
+                continue;
+            };
+            let g = &plan.graphs[at.graph];
+            let node = &g.nodes[at.idx];
+            let propagated = match r.status {
+                NodeStatus::Succeeded | NodeStatus::Skipped => true,
+                NodeStatus::Failed => matches!(
+                    node.on_error,
+                    Some(OnError::Continue) | Some(OnError::Goto(_))
+                ),
+                _ => false,
+            };
+            if !propagated || g.outs[at.idx].is_empty() {
+                continue;
+            }
+            let chosen = r
+                .output
+                .as_ref()
+                .and_then(|o| o.get("case"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            for out in &g.outs[at.idx] {
+                let target = &g.nodes[out.to];
+                let live = match edge_state(r.status, node, &chosen, &out.kind) {
+                    Ok(live) => live,
+                    Err(_) => match r.detail.edges.get(&target.id) {
+                        Some(live) => *live,
+                        // Older checkpoints kept it in the target's row only.
+                        None => continue,
+                    },
+                };
+                resolved.push((format!("{prefix}{}", target.id), id.to_string(), live));
+            }
+        }
+        for (tkey, from, live) in resolved {
+            if self
+                .nodes
+                .get(&tkey)
+                .is_some_and(|t| t.status != NodeStatus::Pending)
+            {
+                continue;
+            }
+            let rec = self.record_quiet(&tkey);
+            let e = rec.detail.inbound.entry(from).or_insert(false);
+            *e = *e || live;
+        }
     }
 
     /// Sets a node's status (keeping the scope's count of active nodes) and returns its record.
@@ -1063,6 +1237,16 @@ impl Machine {
         let was = rec.status.is_active();
         rec.status = status;
         let now_active = status.is_active();
+        if was
+            && !now_active
+            && let Some(p) = rec.detail.loop_progress.as_mut()
+        {
+            // A loop that ended reads its items no more: its row drops them.
+            p.items = None;
+            if self.tracking {
+                self.ended_loops.push(key.to_string());
+            }
+        }
         if was != now_active {
             let c = scope_count(&mut self.active_top, &mut self.active, split_key(key).0);
             if now_active {
@@ -1599,6 +1783,8 @@ impl Machine {
                 let count = items.as_ref().map(Vec::len);
                 self.record(key).detail.loop_progress = Some(Box::new(LoopProgress {
                     items,
+                    // One output per item: allocated once, not grown by doubling.
+                    outputs: Vec::with_capacity(count.unwrap_or(0)),
                     ..LoopProgress::default()
                 }));
                 match count {
@@ -2104,28 +2290,26 @@ impl Machine {
         };
         let g = &plan.graphs[at.graph];
         let node = &g.nodes[at.idx];
-        let goto = matches!(node.on_error, Some(OnError::Goto(_)));
-        let source_ok = status == NodeStatus::Succeeded
-            || (status == NodeStatus::Failed && node.on_error == Some(OnError::Continue));
         for out in &g.outs[at.idx] {
             let target = &g.nodes[out.to];
             let tkey = [prefix.as_str(), target.id.as_str()].concat();
-            let live = if !source_ok || (status == NodeStatus::Failed && goto) {
-                Ok(false)
-            } else {
-                match &out.kind {
-                    OutKind::Plain(None) => Ok(true),
-                    OutKind::Branch => Ok(status == NodeStatus::Succeeded),
-                    OutKind::Switch(c) => Ok(status == NodeStatus::Succeeded
-                        && match c {
-                            Some(i) => chosen == json!(i),
-                            None => chosen == json!("default"),
-                        }),
-                    OutKind::Plain(Some(w)) => self
+            let live = match edge_state(status, node, &chosen, &out.kind) {
+                Ok(live) => Ok(live),
+                Err(w) => {
+                    let r = self
                         .with_eval(&prefix, |ev| ev.truthy(bare_expression(w)))
                         .map_err(|e| {
                             expression_error(&target.id, &format!("edge from `{id}`: when"), e)
-                        }),
+                        });
+                    if let Ok(live) = r {
+                        // Kept with the source's completion (this commit writes its row):
+                        // a restore rebuilds the target's incoming edges from it.
+                        self.record(key)
+                            .detail
+                            .edges
+                            .insert(target.id.clone(), live);
+                    }
+                    r
                 }
             };
             match live {
@@ -2143,7 +2327,9 @@ impl Machine {
             .get(&node.id)
             .map(|a| self.plan.graphs[a.graph].preds[a.idx].len())
             .unwrap_or(0);
-        let rec = self.record(key);
+        // The row is written when the node leaves `pending` (ready or skipped), not as each
+        // edge resolves: a join of N branches would be rewritten N times, each time longer.
+        let rec = self.record_quiet(key);
         if rec.status != NodeStatus::Pending {
             return;
         }

@@ -1064,6 +1064,7 @@ pub async fn sync_tasks(state: &AppState, tenant: &str) -> ApiResult<()> {
                 assignee: None,
                 skills: Vec::new(),
                 limit: Some(TASK_PAGE),
+                after: None,
             },
         )
         .await?;

@@ -2,6 +2,8 @@
 //! `payloads` and referenced as `@ref:<sha256>` when large), a commit's columns serialized
 //! before any database work, and the SQL fragments their queries share.
 
+use std::collections::{HashMap, HashSet};
+
 use hilo_core::exec::{Commit, Event, ExecUpdate, NodeRecord};
 use hilo_core::store::{Result, StoreError};
 use serde::{Deserialize, Serialize};
@@ -66,6 +68,10 @@ pub(crate) struct Encoded {
     pub(crate) events: Vec<EventRow>,
     pub(crate) nodes: Vec<NodeRow>,
     pub(crate) vars: Vec<(String, Json)>,
+    /// [`Commit::retired`].
+    pub(crate) retired: Vec<String>,
+    /// [`Commit::dropped_vars`].
+    pub(crate) dropped_vars: Vec<String>,
 }
 
 /// The columns a commit sets in its execution's row (see `sql::UPDATE_EXEC_ROW`).
@@ -173,7 +179,70 @@ impl Encoded {
                 .iter()
                 .map(|(name, v)| (name.clone(), Json::encode(v, threshold)))
                 .collect(),
+            retired: c.retired.clone(),
+            dropped_vars: c.dropped_vars.clone(),
         })
+    }
+}
+
+/// The node and variable rows of one or more commits of a write, coalesced in commit order:
+/// the last row of each key wins, a retired row is written retired (or, when the write does
+/// not carry it, marked retired by key), and a dropped variable is deleted unless a later
+/// commit writes it again. `N` and `V` are the backends' own row values.
+pub(crate) struct Pending<N, V> {
+    /// (execution, node key) → the row, and whether it is retired.
+    pub(crate) nodes: HashMap<(String, String), (N, bool)>,
+    pub(crate) vars: HashMap<(String, String), V>,
+    /// Rows not written by this write that it marks retired.
+    pub(crate) retire: HashSet<(String, String)>,
+    /// Variables this write deletes.
+    pub(crate) drop_vars: HashSet<(String, String)>,
+}
+
+impl<N, V> Default for Pending<N, V> {
+    fn default() -> Self {
+        Pending {
+            nodes: HashMap::new(),
+            vars: HashMap::new(),
+            retire: HashSet::new(),
+            drop_vars: HashSet::new(),
+        }
+    }
+}
+
+impl<N, V> Pending<N, V> {
+    pub(crate) fn node(&mut self, id: &str, key: String, row: N) {
+        let k = (id.to_string(), key);
+        if !self.retire.is_empty() {
+            self.retire.remove(&k);
+        }
+        self.nodes.insert(k, (row, false));
+    }
+
+    pub(crate) fn var(&mut self, id: &str, name: String, v: V) {
+        let k = (id.to_string(), name);
+        if !self.drop_vars.is_empty() {
+            self.drop_vars.remove(&k);
+        }
+        self.vars.insert(k, v);
+    }
+
+    /// Applies a commit's [`Commit::retired`] and [`Commit::dropped_vars`] (after its rows).
+    pub(crate) fn retire(&mut self, id: &str, retired: Vec<String>, dropped: Vec<String>) {
+        for key in retired {
+            let k = (id.to_string(), key);
+            match self.nodes.get_mut(&k) {
+                Some((_, r)) => *r = true,
+                None => {
+                    self.retire.insert(k);
+                }
+            }
+        }
+        for name in dropped {
+            let k = (id.to_string(), name);
+            self.vars.remove(&k);
+            self.drop_vars.insert(k);
+        }
     }
 }
 
@@ -206,6 +275,11 @@ pub(crate) mod sql {
     /// An execution's node records, by key.
     pub(crate) const NODE_ROWS: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
         fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 ORDER BY node_key";
+
+    /// The node records a claim loads: those not retired (the partial index
+    /// `exec_nodes_live`), by key.
+    pub(crate) const LIVE_NODE_ROWS: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
+        fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 AND retired = 0 ORDER BY node_key";
 
     /// The first page of an execution's node records, by key (`$2`: the page size).
     pub(crate) const NODE_PAGE_FIRST: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "idempotency keys",
         include_str!("../migrations/0011_idempotency.sql"),
     ),
+    (
+        12,
+        "retired node rows",
+        include_str!("../migrations/0012_retired_nodes.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

@@ -36,8 +36,8 @@ use sqlx::{PgConnection, Row};
 use tokio::sync::Notify;
 
 use crate::exec_codec::{
-    Encoded, EventRow, ExecRow as RowUpdate, Json, PRUNE_CHILD_ROWS, REF, corrupt, i, opt_json,
-    sql, terminal, u,
+    Encoded, EventRow, ExecRow as RowUpdate, Json, PRUNE_CHILD_ROWS, Pending, REF, corrupt, i,
+    opt_json, sql, terminal, u,
 };
 use crate::pg::PgStore;
 use crate::quarantine;
@@ -287,7 +287,7 @@ async fn node_records(conn: &mut PgConnection, id: &str) -> Result<Vec<NodeRecor
     nodes_from_rows(conn, &rows).await
 }
 
-/// Node records from rows of [`sql::NODE_ROWS`] (or [`sql::NODE_PAGE_FIRST`] /
+/// Node records from rows of [`sql::NODE_ROWS`] (or [`sql::LIVE_NODE_ROWS`], [`sql::NODE_PAGE_FIRST`] /
 /// [`sql::NODE_PAGE_AFTER`], which have its columns), their outputs' payloads read in one
 /// query.
 async fn nodes_from_rows(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Vec<NodeRecord>> {
@@ -352,7 +352,12 @@ async fn signals(conn: &mut PgConnection, id: &str) -> Result<Vec<StoredSignal>>
 /// The checkpoint of `id`: what a claim hands to the engine.
 async fn load(conn: &mut PgConnection, id: &str) -> Result<Loaded> {
     let exec = exec_record(conn, None, id).await?;
-    let nodes = node_records(conn, id).await?;
+    let rows = sqlx::query(sql::LIVE_NODE_ROWS)
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let nodes = nodes_from_rows(conn, &rows).await?;
     let rows = sqlx::query(sql::VAR_ROWS)
         .bind(id)
         .fetch_all(&mut *conn)
@@ -453,10 +458,9 @@ struct Rows {
     ev_node: Vec<Option<String>>,
     ev_attempt: Vec<i64>,
     ev_data: Vec<Option<String>>,
-    /// (execution, node key) → node row; a later commit's row replaces an earlier one's.
-    nodes: HashMap<(String, String), NodeRow>,
-    /// (execution, name) → column text.
-    vars: HashMap<(String, String), String>,
+    /// Node rows and variables (column text), coalesced: a later commit's row replaces an
+    /// earlier one's.
+    rows: Pending<NodeRow, String>,
 }
 
 struct NodeRow {
@@ -490,8 +494,9 @@ impl Rows {
         self.events(id, enc.events);
         for n in enc.nodes {
             let output = n.output.map(|j| self.payloads.column(j));
-            self.nodes.insert(
-                (id.to_string(), n.key),
+            self.rows.node(
+                id,
+                n.key,
                 NodeRow {
                     node_id: n.node_id,
                     status: n.status,
@@ -508,8 +513,9 @@ impl Rows {
         }
         for (name, v) in enc.vars {
             let v = self.payloads.column(v);
-            self.vars.insert((id.to_string(), name), v);
+            self.rows.var(id, name, v);
         }
+        self.rows.retire(id, enc.retired, enc.dropped_vars);
     }
 
     async fn write(self, conn: &mut PgConnection) -> Result<()> {
@@ -531,8 +537,14 @@ impl Rows {
             .await
             .map_err(backend)?;
         }
-        if !self.nodes.is_empty() {
-            let n = self.nodes.len();
+        let Pending {
+            nodes,
+            vars,
+            retire,
+            drop_vars,
+        } = self.rows;
+        if !nodes.is_empty() {
+            let n = nodes.len();
             let (mut exec, mut key, mut node_id, mut status, mut attempts) = (
                 Vec::with_capacity(n),
                 Vec::with_capacity(n),
@@ -549,7 +561,9 @@ impl Rows {
                 Vec::with_capacity(n),
                 Vec::with_capacity(n),
             );
-            for ((e, k), r) in self.nodes {
+            let mut retired = Vec::with_capacity(n);
+            for ((e, k), (r, gone)) in nodes {
+                retired.push(i64::from(gone));
                 exec.push(e);
                 key.push(k);
                 node_id.push(r.node_id);
@@ -565,13 +579,14 @@ impl Rows {
             }
             sqlx::query(
                 "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, error, \
-                 started_at, finished_at, fire_at, done_seq, detail) \
+                 started_at, finished_at, fire_at, done_seq, detail, retired) \
                  SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], \
-                 $7::TEXT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], $12::TEXT[]) \
+                 $7::TEXT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], $12::TEXT[], $13::BIGINT[]) \
                  ON CONFLICT (execution_id, node_key) DO UPDATE SET status = excluded.status, \
                  attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
                  started_at = excluded.started_at, finished_at = excluded.finished_at, \
-                 fire_at = excluded.fire_at, done_seq = excluded.done_seq, detail = excluded.detail",
+                 fire_at = excluded.fire_at, done_seq = excluded.done_seq, detail = excluded.detail, \
+                 retired = excluded.retired",
             )
             .bind(exec)
             .bind(key)
@@ -585,13 +600,26 @@ impl Rows {
             .bind(fire)
             .bind(done)
             .bind(detail)
+            .bind(retired)
             .execute(&mut *conn)
             .await
             .map_err(backend)?;
         }
-        if !self.vars.is_empty() {
+        if !retire.is_empty() {
+            let (exec, key): (Vec<String>, Vec<String>) = retire.into_iter().unzip();
+            sqlx::query(
+                "UPDATE exec_nodes SET retired = 1 FROM UNNEST($1::TEXT[], $2::TEXT[]) AS r(e, k) \
+                 WHERE exec_nodes.execution_id = r.e AND exec_nodes.node_key = r.k",
+            )
+            .bind(exec)
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        }
+        if !vars.is_empty() {
             let (mut exec, mut name, mut v) = (Vec::new(), Vec::new(), Vec::new());
-            for ((e, n), value) in self.vars {
+            for ((e, n), value) in vars {
                 exec.push(e);
                 name.push(n);
                 v.push(value);
@@ -604,6 +632,18 @@ impl Rows {
             .bind(exec)
             .bind(name)
             .bind(v)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        }
+        if !drop_vars.is_empty() {
+            let (exec, name): (Vec<String>, Vec<String>) = drop_vars.into_iter().unzip();
+            sqlx::query(
+                "DELETE FROM exec_vars USING UNNEST($1::TEXT[], $2::TEXT[]) AS d(e, n) \
+                 WHERE exec_vars.execution_id = d.e AND exec_vars.name = d.n",
+            )
+            .bind(exec)
+            .bind(name)
             .execute(&mut *conn)
             .await
             .map_err(backend)?;
@@ -1232,15 +1272,27 @@ impl ExecutionStore for PgStore {
             Some(s) => Some(s),
         };
         let limit = filter.limit.unwrap_or(100) as usize;
+        // Skills are matched after reading (a JSON list): the query is bounded only without them.
+        let sql_limit = filter
+            .skills
+            .is_empty()
+            .then(|| i64::try_from(limit).unwrap_or(i64::MAX));
+        let after = filter.after.as_ref();
         let rows = sqlx::query(concat!(
             "SELECT ",
             task_columns!(),
             " FROM human_tasks WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2) \
-             AND ($3::TEXT IS NULL OR assignee = $3) ORDER BY created_at, execution_id, node_key"
+             AND ($3::TEXT IS NULL OR assignee = $3) \
+             AND ($4::BIGINT IS NULL OR (created_at, execution_id, node_key) > ($4, $5::TEXT, $6::TEXT)) \
+             ORDER BY created_at, execution_id, node_key LIMIT $7"
         ))
         .bind(tenant)
         .bind(status)
         .bind(filter.assignee.as_deref())
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1.as_str()))
+        .bind(after.map(|a| a.2.as_str()))
+        .bind(sql_limit)
         .fetch_all(self.pool())
         .await
         .map_err(backend)?;

@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use crate::RunningLimits;
 use crate::exec_codec::{
-    Encoded, EventRow, ExecRow, Json, NodeRow, PRUNE_CHILD_ROWS, REF, corrupt, i, opt_json, sql,
-    terminal, u,
+    Encoded, EventRow, ExecRow, Json, NodeRow, PRUNE_CHILD_ROWS, Pending, REF, corrupt, i,
+    opt_json, sql, terminal, u,
 };
 use crate::quarantine;
 use crate::sqlite::SqliteStore;
@@ -292,10 +292,17 @@ fn signals(conn: &Connection, id: &str) -> Result<Vec<StoredSignal>> {
     })
 }
 
+/// [`sql::LIVE_NODE_ROWS`] through the partial index of live rows.
+const LIVE_NODE_ROWS: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
+    fire_at, done_seq, detail FROM exec_nodes INDEXED BY exec_nodes_live \
+    WHERE execution_id = $1 AND retired = 0 ORDER BY node_key";
+
 /// The checkpoint of `id`: what a claim hands to the engine.
 fn load(conn: &Connection, id: &str) -> Result<Loaded> {
     let exec = exec_record(conn, None, id)?;
-    let nodes = node_records(conn, id)?;
+    // SQLite's planner prefers the primary key (which scans every row of the execution)
+    // over the partial index of live rows unless told.
+    let nodes = all(conn, LIVE_NODE_ROWS, [id], |r| node_from_row(conn, r))?;
     let vars = all(conn, sql::VAR_ROWS, [id], |r| {
         let mut c = Cols::new(r);
         Ok((c.get()?, c.json(conn)?.unwrap_or(Value::Null)))
@@ -411,23 +418,45 @@ impl<'a> Writes<'a> {
         Ok(())
     }
 
-    /// Checkpoint rows of nodes.
-    pub(crate) fn upsert_nodes(
-        &self,
-        id: &str,
-        nodes: impl IntoIterator<Item = NodeRow>,
-    ) -> Result<()> {
-        for n in nodes {
+    /// The node and variable rows of one or more commits, coalesced.
+    pub(crate) fn write_pending(&self, p: Pending<NodeRow, Json>) -> Result<()> {
+        for ((id, _), (n, retired)) in p.nodes {
+            self.upsert_node(&id, n, retired)?;
+        }
+        for (id, key) in p.retire {
+            exec(
+                self.conn,
+                "UPDATE exec_nodes SET retired = 1 WHERE execution_id = $1 AND node_key = $2",
+                params![id, key],
+            )?;
+        }
+        for ((id, name), v) in p.vars {
+            self.upsert_vars(&id, [(name, v)])?;
+        }
+        for (id, name) in p.drop_vars {
+            exec(
+                self.conn,
+                "DELETE FROM exec_vars WHERE execution_id = $1 AND name = $2",
+                params![id, name],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A node's checkpoint row.
+    fn upsert_node(&self, id: &str, n: NodeRow, retired: bool) -> Result<()> {
+        {
             let output = n.output.map(|j| self.column(j)).transpose()?;
             exec(
                 self.conn,
                 "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, error, \
-                 started_at, finished_at, fire_at, done_seq, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 started_at, finished_at, fire_at, done_seq, detail, retired) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                  ON CONFLICT (execution_id, node_key) DO UPDATE SET status = excluded.status, \
                  attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
                  started_at = excluded.started_at, finished_at = excluded.finished_at, \
-                 fire_at = excluded.fire_at, done_seq = excluded.done_seq, detail = excluded.detail",
+                 fire_at = excluded.fire_at, done_seq = excluded.done_seq, detail = excluded.detail, \
+                 retired = excluded.retired",
                 params![
                     id,
                     n.key,
@@ -441,6 +470,7 @@ impl<'a> Writes<'a> {
                     n.fire_at,
                     n.done_seq,
                     n.detail,
+                    i64::from(retired),
                 ],
             )?;
         }
@@ -539,8 +569,15 @@ impl<'a> Writes<'a> {
     fn apply_rows(&self, c: &Commit, enc: Encoded, now: i64) -> Result<CommitOutcome> {
         let id = c.execution_id.as_str();
         self.insert_events(id, enc.events)?;
-        self.upsert_nodes(id, enc.nodes)?;
-        self.upsert_vars(id, enc.vars)?;
+        let mut rows = Pending::default();
+        for n in enc.nodes {
+            rows.node(id, n.key.clone(), n);
+        }
+        for (name, v) in enc.vars {
+            rows.var(id, name, v);
+        }
+        rows.retire(id, enc.retired, enc.dropped_vars);
+        self.write_pending(rows)?;
         for t in &c.new_tasks {
             exec(
                 self.conn,
@@ -1085,6 +1122,16 @@ impl ExecutionStore for SqliteStore {
             Some(s) => Some(s.to_string()),
         };
         let limit = filter.limit.unwrap_or(100) as usize;
+        // Skills are matched after reading (a JSON list): the query is bounded only without them.
+        let sql_limit = if filter.skills.is_empty() {
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        } else {
+            -1
+        };
+        let (at, exec_id, node_key) = match filter.after.clone() {
+            Some((at, e, k)) => (Some(at), Some(e), Some(k)),
+            None => (None, None, None),
+        };
         self.read(move |conn| {
             let rows = all(
                 conn,
@@ -1092,9 +1139,19 @@ impl ExecutionStore for SqliteStore {
                     "SELECT ",
                     task_columns!(),
                     " FROM human_tasks WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
-                     AND ($3 IS NULL OR assignee = $3) ORDER BY created_at, execution_id, node_key"
+                     AND ($3 IS NULL OR assignee = $3) \
+                     AND ($4 IS NULL OR (created_at, execution_id, node_key) > ($4, $5, $6)) \
+                     ORDER BY created_at, execution_id, node_key LIMIT $7"
                 ),
-                params![tenant, status, filter.assignee],
+                params![
+                    tenant,
+                    status,
+                    filter.assignee,
+                    at,
+                    exec_id,
+                    node_key,
+                    sql_limit
+                ],
                 task_from_row,
             )?;
             Ok(rows

@@ -59,7 +59,7 @@ use hilo_core::tool::AuditEntry;
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use crate::exec_codec::{Encoded, EventRow, ExecRow, Json, NodeRow};
+use crate::exec_codec::{Encoded, EventRow, ExecRow, Json, NodeRow, Pending};
 use crate::sqlite_audit::{AuditRow, insert_audit_rows};
 use crate::sqlite_exec::{Writes, exec, scalar};
 use crate::sqlite_writer::db;
@@ -99,6 +99,13 @@ enum Record {
     },
     /// Tool-call audit rows.
     Audit { rows: Vec<AuditRow> },
+    /// What a step retires ([`Commit::retired`], [`Commit::dropped_vars`]): framed right after
+    /// its `Step`, in the same write, and applied only when that `Step` was.
+    Retire {
+        id: String,
+        nodes: Vec<String>,
+        vars: Vec<String>,
+    },
 }
 
 /// Whether a commit can go to the log: it writes nothing but its execution's row, history,
@@ -441,6 +448,17 @@ impl StepLog {
                 events: enc.events,
                 nodes: enc.nodes,
                 vars: enc.vars,
+            },
+        )?;
+        if enc.retired.is_empty() && enc.dropped_vars.is_empty() {
+            return Ok(());
+        }
+        frame(
+            buf,
+            &Record::Retire {
+                id: c.execution_id.clone(),
+                nodes: enc.retired,
+                vars: enc.dropped_vars,
             },
         )
     }
@@ -795,14 +813,23 @@ impl StepLog {
 struct Batch {
     /// Execution → its lease owner now (`None`: no such execution).
     owners: HashMap<String, Option<String>>,
-    nodes: HashMap<(String, String), NodeRow>,
-    vars: HashMap<(String, String), Json>,
+    rows: Pending<NodeRow, Json>,
+    /// The execution of the record just before, when it was a `Step` that was applied (a
+    /// `Retire` follows its own `Step`).
+    applied: Option<String>,
 }
 
 impl Batch {
     fn apply(&mut self, w: &Writes<'_>, record: Record, dropped: &AtomicU64) -> Result<()> {
+        let after = self.applied.take();
         match record {
             Record::Audit { rows } => insert_audit_rows(w.conn(), rows),
+            Record::Retire { id, nodes, vars } => {
+                if after.as_deref() == Some(id.as_str()) {
+                    self.rows.retire(&id, nodes, vars);
+                }
+                Ok(())
+            }
             Record::Step {
                 id,
                 owner,
@@ -834,24 +861,19 @@ impl Batch {
                 }
                 w.insert_events(&id, events)?;
                 for n in nodes {
-                    self.nodes.insert((id.clone(), n.key.clone()), n);
+                    self.rows.node(&id, n.key.clone(), n);
                 }
                 for (name, v) in vars {
-                    self.vars.insert((id.clone(), name), v);
+                    self.rows.var(&id, name, v);
                 }
+                self.applied = Some(id);
                 Ok(())
             }
         }
     }
 
     fn finish(self, w: &Writes<'_>) -> Result<()> {
-        for ((id, _), n) in self.nodes {
-            w.upsert_nodes(&id, [n])?;
-        }
-        for ((id, name), v) in self.vars {
-            w.upsert_vars(&id, [(name, v)])?;
-        }
-        Ok(())
+        w.write_pending(self.rows)
     }
 }
 

@@ -61,6 +61,8 @@ fn commit(id: &str, owner: &str) -> Commit {
         children: Vec::new(),
         notify_parent: None,
         consumed_signals: Vec::new(),
+        retired: Vec::new(),
+        dropped_vars: Vec::new(),
     }
 }
 

@@ -82,6 +82,8 @@ struct Profile {
     max_records: usize,
     /// The most node rows one commit wrote.
     max_rows: usize,
+    /// Node rows and variables a claim loaded at the restore (`restore_at`).
+    loaded: usize,
     status: Option<ExecStatus>,
     output: Option<Value>,
 }
@@ -99,6 +101,8 @@ fn drive(yaml: &str, input: Value, restore_at: Option<usize>) -> Profile {
         ExecMeta::default(),
         None,
     );
+    // The rows a claim loads, as a store keeps them: retired rows are left out (the store
+    // keeps them for the history), dropped variables deleted.
     let mut rows = std::collections::BTreeMap::new();
     let mut vars = std::collections::BTreeMap::new();
     let keep = |rows: &mut std::collections::BTreeMap<String, hilo_core::exec::NodeRecord>,
@@ -107,8 +111,14 @@ fn drive(yaml: &str, input: Value, restore_at: Option<usize>) -> Profile {
         for n in &c.nodes {
             rows.insert(n.key.clone(), n.clone());
         }
+        for k in &c.retired {
+            rows.remove(k);
+        }
         for (k, v) in &c.vars {
             vars.insert(k.clone(), v.clone());
+        }
+        for k in &c.dropped_vars {
+            vars.remove(k);
         }
     };
     let mut p = Profile::default();
@@ -151,6 +161,7 @@ fn drive(yaml: &str, input: Value, restore_at: Option<usize>) -> Profile {
         m.committed(c.exec.clone());
         let last = c;
         if restore_at == Some(p.steps) {
+            p.loaded = rows.len() + vars.len();
             let loaded = crate::harness::loaded(
                 "x1",
                 "w",
@@ -259,31 +270,43 @@ fn a_restored_loop_keeps_its_outputs_and_forgets_ended_iterations() {
     );
 }
 
-/// A loop whose body needs no call runs entirely inside the machine: it is committed in
-/// pieces of at most `STEP_BUDGET` nodes, and a crash between any two resumes it.
-const PURE: &str = r#"
-name: linear_pure
+/// A `for_each` over `input.items` whose body is a transform and a finish, then `tail_nodes`
+/// and `tail_edges` (YAML lines).
+fn pure_loop(name: &str, tail_nodes: &str, tail_edges: &str) -> String {
+    format!(
+        r#"
+name: {name}
 version: 1
 nodes:
   - id: each
     type: loop
-    for_each: "${input.items}"
+    for_each: "${{input.items}}"
     body:
       nodes:
-        - {id: t, type: transform, expr: "${item}"}
-        - {id: f, type: finish, output: "${t.output}"}
+        - {{id: t, type: transform, expr: "${{item}}"}}
+        - {{id: f, type: finish, output: "${{t.output}}"}}
       edges:
-        - {from: t, to: f}
-  - {id: done, type: finish, output: "${each.output}"}
-edges:
-  - {from: each, to: done}
-"#;
+        - {{from: t, to: f}}
+{tail_nodes}edges:
+{tail_edges}"#
+    )
+}
 
+fn pure() -> String {
+    pure_loop(
+        "linear_pure",
+        "  - {id: done, type: finish, output: \"${each.output}\"}\n",
+        "  - {from: each, to: done}\n",
+    )
+}
+
+/// A loop whose body needs no call runs entirely inside the machine: it is committed in
+/// pieces of at most `STEP_BUDGET` nodes, and a crash between any two resumes it.
 #[test]
 fn a_loop_without_calls_commits_in_bounded_pieces_and_resumes_from_any() {
     let n = 2_000;
     let expected = json!({"items": (0..n).collect::<Vec<_>>()})["items"].clone();
-    let whole = drive(PURE, items(n), None);
+    let whole = drive(&pure(), items(n), None);
     assert_eq!(whole.status, Some(ExecStatus::Succeeded));
     assert_eq!(whole.output, Some(expected.clone()));
     let budget = hilo_engine::machine::STEP_BUDGET as usize;
@@ -299,7 +322,7 @@ fn a_loop_without_calls_commits_in_bounded_pieces_and_resumes_from_any() {
         whole.max_records
     );
     for at in [1, 2, whole.steps / 2, whole.steps - 1] {
-        let resumed = drive(PURE, items(n), Some(at));
+        let resumed = drive(&pure(), items(n), Some(at));
         assert_eq!(
             resumed.status,
             Some(ExecStatus::Succeeded),
@@ -310,5 +333,93 @@ fn a_loop_without_calls_commits_in_bounded_pieces_and_resumes_from_any() {
             Some(expected.clone()),
             "restored after {at}"
         );
+    }
+}
+
+/// The pure loop, then a call: a claim while the call is in flight loads what is live (the
+/// loop's row, the call's), not the loop's history.
+fn pure_then_call() -> String {
+    pure_loop(
+        "linear_pure_call",
+        "  - {id: after, type: tool, tool: test.echo, with: {n: \"${length(each.output)}\"}}\n  - {id: done, type: finish, output: \"${after.output.n}\"}\n",
+        "  - {from: each, to: after}\n  - {from: after, to: done}\n",
+    )
+}
+
+#[test]
+fn a_claim_after_a_loop_loads_what_is_live_not_the_history() {
+    for n in [100, 3_000] {
+        let whole = drive(&pure_then_call(), items(n), None);
+        assert_eq!(whole.output, Some(json!(n)));
+        // The last step is the call's result: restore just before it.
+        let resumed = drive(&pure_then_call(), items(n), Some(whole.steps - 1));
+        assert_eq!(resumed.status, Some(ExecStatus::Succeeded));
+        assert_eq!(resumed.output, Some(json!(n)), "{n} items");
+        assert!(
+            resumed.loaded <= 3,
+            "a claim after a loop of {n} loaded {} rows and variables",
+            resumed.loaded
+        );
+    }
+}
+
+/// A `parallel` of `n` tool branches joined by a `merge`; every other edge into the join has
+/// a `when` that holds for two branches in three.
+fn fanout(n: usize) -> String {
+    let names: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
+    let mut y = format!(
+        "name: linear_fanout\nversion: 1\nnodes:\n  - {{id: fan, type: parallel, branches: [{}]}}\n",
+        names.join(", ")
+    );
+    for (i, b) in names.iter().enumerate() {
+        y.push_str(&format!(
+            "  - {{id: {b}, type: tool, tool: test.echo, with: {{i: {i}, keep: {}}}}}\n",
+            i % 3 != 0
+        ));
+    }
+    y.push_str(
+        "  - {id: join, type: merge}\n  - {id: done, type: finish, output: \"${join.output}\"}\nedges:\n",
+    );
+    for (i, b) in names.iter().enumerate() {
+        if i % 2 == 0 {
+            y.push_str(&format!(
+                "  - {{from: {b}, to: join, when: \"${{{b}.output.keep}}\"}}\n"
+            ));
+        } else {
+            y.push_str(&format!("  - {{from: {b}, to: join}}\n"));
+        }
+    }
+    y.push_str("  - {from: join, to: done}\n");
+    y
+}
+
+#[test]
+fn a_join_is_not_rewritten_as_each_branch_arrives_and_resumes_from_any() {
+    // (Both beyond the number of calls dispatched at once: each step completes one branch
+    // and starts the next.)
+    let small = drive(&fanout(200), items(1), None);
+    let large = drive(&fanout(400), items(1), None);
+    assert_eq!(large.status, Some(ExecStatus::Succeeded));
+    let joined = large.output.clone().unwrap_or_default();
+    let joined = joined.as_object().cloned().unwrap_or_default();
+    // Live: the odd branches, and the even ones whose `keep` holds.
+    let expected = (0..400).filter(|i| i % 2 == 1 || i % 3 != 0).count();
+    assert_eq!(joined.len(), expected, "{joined:?}");
+    within(
+        "bytes committed per branch",
+        small.max_commit_bytes as f64,
+        large.max_commit_bytes as f64,
+        1.05,
+        64.0,
+    );
+    let whole = drive(&fanout(30), items(1), None);
+    for at in [1, 2, 11, 20, whole.steps - 1] {
+        let resumed = drive(&fanout(30), items(1), Some(at));
+        assert_eq!(
+            resumed.status,
+            Some(ExecStatus::Succeeded),
+            "restored after {at}"
+        );
+        assert_eq!(resumed.output, whole.output, "restored after {at}");
     }
 }

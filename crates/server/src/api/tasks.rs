@@ -133,27 +133,15 @@ pub async fn list(
                     .collect()
             })
             .unwrap_or_default(),
-        // The task stores filter skills after reading, so a keyset condition cannot go
-        // into their query yet: the filtered list is read and paged here, by the same key
-        // they order by.
-        limit: Some(u32::MAX),
+        // One more than the page: whether there is a next one.
+        limit: Some(limit.saturating_add(1)),
+        // (created_at, execution id, node key): a node key has no `.`, an execution id may.
+        after: after.map(|(at, id)| {
+            let (execution_id, node_key) = id.rsplit_once('.').unwrap_or((id.as_str(), ""));
+            (at, execution_id.to_string(), node_key.to_string())
+        }),
     };
     let mut tasks = state.store().list_tasks(&caller.tenant, &filter).await?;
-    // (created_at, execution id, node key), the strings as bytes on every backend.
-    fn key(t: &HumanTask) -> (i64, &[u8], &[u8]) {
-        (
-            t.created_at,
-            t.execution_id.as_bytes(),
-            t.node_key.as_bytes(),
-        )
-    }
-    tasks.sort_by(|a, b| key(a).cmp(&key(b)));
-    if let Some((at, id)) = &after {
-        let (execution_id, node_key) = id.split_once('.').unwrap_or((id.as_str(), ""));
-        let after_key = (*at, execution_id.as_bytes(), node_key.as_bytes());
-        tasks.retain(|t| key(t) > after_key);
-    }
-    tasks.truncate(limit as usize + 1);
     let next_cursor = crate::api::params::cut_page(&mut tasks, limit, |t| {
         crate::api::params::encode_time_cursor(
             t.created_at,

@@ -36,6 +36,7 @@ pub async fn run_all(s: &dyn Store) {
     prune_deletes_old_finished_executions_with_their_rows(s).await;
     large_values_round_trip_unchanged(s).await;
     node_records_and_events_are_read_a_page_at_a_time(s).await;
+    retired_rows_stay_in_the_history_but_a_claim_leaves_them_out(s).await;
 }
 
 // ---- helpers --------------------------------------------------------------------------------
@@ -149,6 +150,8 @@ fn step(id: &str, owner: &str, seq: u64, status: ExecStatus) -> Commit {
         children: Vec::new(),
         notify_parent: None,
         consumed_signals: Vec::new(),
+        retired: Vec::new(),
+        dropped_vars: Vec::new(),
     }
 }
 
@@ -1101,6 +1104,46 @@ async fn tasks_are_listed_filtered_and_answered_once(s: &dyn Store) {
         [ask.clone(), review.clone(), other.clone()],
         "pending tasks by default, oldest first"
     );
+    // A page at a time: after the cursor of the last task of the page before.
+    let mut paged = Vec::new();
+    let mut after = None;
+    for _ in 0..4 {
+        let page = list(TaskFilter {
+            limit: Some(2),
+            after: after.clone(),
+            ..TaskFilter::default()
+        })
+        .await;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some((
+            last.created_at,
+            last.execution_id.clone(),
+            last.node_key.clone(),
+        ));
+        paged.extend(page);
+    }
+    assert_eq!(
+        paged,
+        [ask.clone(), review.clone(), other.clone()],
+        "pages of two, by keyset"
+    );
+    assert_eq!(
+        list(TaskFilter {
+            skills: vec!["legal".into()],
+            limit: Some(1),
+            after: Some((
+                ask.created_at,
+                ask.execution_id.clone(),
+                ask.node_key.clone()
+            )),
+            ..TaskFilter::default()
+        })
+        .await,
+        std::slice::from_ref(&review),
+        "a page after a cursor, skills filtered"
+    );
     assert_eq!(
         task_keys(
             &list(TaskFilter {
@@ -1640,4 +1683,59 @@ pub async fn running_limits_hold_back_a_tenants_claims(s: &dyn Store) {
         pairs(&[("lim-a", "lim-a-1"), ("lim-b", "lim-b-1")]),
         "w1's lapsed executions are taken over first (oldest), within the limits"
     );
+}
+
+/// Rows a commit retires (records of ended loop iterations) stay readable as history but a
+/// claim does not load them; dropped variables (iteration marks) are deleted. Retiring works
+/// on a row written by an earlier commit and on one written by the same commit, and a row
+/// written again afterwards is live again.
+async fn retired_rows_stay_in_the_history_but_a_claim_leaves_them_out(s: &dyn Store) {
+    let t = "exec-retire";
+    let id = "retire-1";
+    create(s, new_exec(t, id, Some("w"), T0)).await;
+    let mark = |i: u32| format!("\u{1}each[{i}]/");
+    let mut c = step(id, "w", 1, ExecStatus::Running);
+    c.nodes = vec![
+        node("each", json!(null)),
+        node("each[0]/t", json!(0)),
+        node("each[1]/t", json!(1)),
+    ];
+    c.vars = vec![(mark(0), json!(0)), ("kept".into(), json!(true))];
+    apply(s, c).await;
+    let mut c = step(id, "w", 2, ExecStatus::Running);
+    c.nodes = vec![node("each[2]/t", json!(2)), node("each[3]/t", json!(3))];
+    c.vars = vec![(mark(1), json!(1))];
+    c.retired = vec!["each[0]/t".into(), "each[1]/t".into(), "each[2]/t".into()];
+    c.dropped_vars = vec![mark(0)];
+    apply(s, c).await;
+    let mut c = step(id, "w", 3, ExecStatus::Waiting);
+    c.nodes = vec![node("each[1]/t", json!("again"))];
+    apply(s, c).await;
+    let loaded = s
+        .claim(t, id, "me", LONG_MS, T0 + 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let keys: Vec<String> = by_key(loaded.nodes).into_iter().map(|n| n.key).collect();
+    assert_eq!(
+        keys,
+        ["each", "each[1]/t", "each[3]/t"],
+        "a claim loads the rows not retired (a row written after its retirement is live)"
+    );
+    let names: Vec<String> = by_name(loaded.vars).into_iter().map(|v| v.0).collect();
+    assert_eq!(
+        names,
+        [mark(1), "kept".to_string()],
+        "dropped variables are deleted"
+    );
+    let all: Vec<String> = by_key(s.node_records(id).await.unwrap())
+        .into_iter()
+        .map(|n| n.key)
+        .collect();
+    assert_eq!(
+        all,
+        ["each", "each[0]/t", "each[1]/t", "each[2]/t", "each[3]/t"],
+        "the history keeps every row"
+    );
+    assert_eq!(s.count_nodes(id).await.unwrap(), 5);
 }

@@ -720,6 +720,8 @@ async fn end_exec(s: &dyn Store, id: &str) {
         children: Vec::new(),
         notify_parent: None,
         consumed_signals: Vec::new(),
+        retired: Vec::new(),
+        dropped_vars: Vec::new(),
     };
     assert_eq!(
         s.commit_batch(vec![c]).await.unwrap(),

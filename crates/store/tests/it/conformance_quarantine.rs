@@ -75,6 +75,8 @@ fn step(id: &str, owner: &str, events: Vec<Event>) -> Commit {
         children: Vec::new(),
         notify_parent: None,
         consumed_signals: Vec::new(),
+        retired: Vec::new(),
+        dropped_vars: Vec::new(),
     }
 }
 

@@ -68,6 +68,8 @@ fn step(id: &str, owner: &str, seq: u64, output: Value) -> Commit {
         children: Vec::new(),
         notify_parent: None,
         consumed_signals: Vec::new(),
+        retired: Vec::new(),
+        dropped_vars: Vec::new(),
     }
 }
 

@@ -157,6 +157,8 @@ async fn sqlite_files_are_private() {
         children: Vec::new(),
         notify_parent: None,
         consumed_signals: Vec::new(),
+        retired: Vec::new(),
+        dropped_vars: Vec::new(),
     };
     store.commit_batch(vec![step]).await.unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

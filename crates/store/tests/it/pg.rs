@@ -288,6 +288,8 @@ fn step(id: &str, owner: &str, seq: u64) -> Commit {
         children: Vec::new(),
         notify_parent: None,
         consumed_signals: Vec::new(),
+        retired: Vec::new(),
+        dropped_vars: Vec::new(),
     }
 }
 

@@ -68,6 +68,8 @@ fn plain(id: &str, owner: &str, seq: u64, output: Value) -> Commit {
         children: Vec::new(),
         notify_parent: None,
         consumed_signals: Vec::new(),
+        retired: Vec::new(),
+        dropped_vars: Vec::new(),
     }
 }
 
@@ -411,4 +413,37 @@ async fn a_record_this_build_cannot_decode_makes_the_store_unhealthy() {
     std::fs::write(&path, &bytes).unwrap();
     b.health().await.unwrap();
     assert_eq!(b.events("x").await.unwrap().len(), 5);
+}
+
+/// What a step appended after a takeover retires (rows, marks) stays live: the `Retire`
+/// record is fenced with its `Step`, whether that step rewrites the execution row or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_dropped_step_retires_stays_live() {
+    for rewrites_row in [false, true] {
+        let (_dir, a, b) = two_stores(60_000).await;
+        commit(&a, plain("x", "A", 1, json!(1))).await;
+        assert!(
+            b.claim("default", "x", "B", 60_000, now_ms() + 120_000)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let mut late = plain("x", "A", 2, json!(2));
+        late.exec.unchanged = !rewrites_row;
+        late.retired = vec!["n1".into()];
+        late.dropped_vars = vec!["last".into()];
+        commit(&a, late).await;
+        let loaded = b
+            .claim("default", "x", "B", 60_000, now_ms() + 120_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let keys: Vec<&str> = loaded.nodes.iter().map(|n| n.key.as_str()).collect();
+        assert_eq!(keys, ["n1"], "rewrites the row: {rewrites_row}");
+        assert_eq!(
+            loaded.vars,
+            vec![("last".to_string(), json!(1))],
+            "rewrites the row: {rewrites_row}"
+        );
+    }
 }
