@@ -25,6 +25,9 @@
 //!
 //! The usual entry point is [`load`]: text in, a validated [`Workflow`] or all its problems out.
 
+// A library logs through `tracing`; only the binary prints (ARCHITECTURE.md, Logging).
+#![deny(clippy::print_stderr, clippy::print_stdout)]
+
 pub mod access;
 pub mod decode;
 pub mod diagnostic;

@@ -22,6 +22,9 @@
 //! completed step is known and every started step can be re-issued with the same
 //! idempotency key.
 
+// A library logs through `tracing`; only the binary prints (ARCHITECTURE.md, Logging).
+#![deny(clippy::print_stderr, clippy::print_stdout)]
+
 pub mod driver;
 pub mod eval;
 pub mod machine;

@@ -15,6 +15,8 @@
 //! **Architecture invariant:** the only network calls made here are model calls. Agents act on
 //! the world only through the tool executor (`hilo_core::tool::ToolExecutor`).
 
+// A library logs through `tracing`; only the binary prints (ARCHITECTURE.md, Logging).
+#![deny(clippy::print_stderr, clippy::print_stdout)]
 // `NodeError` is the engine's error type (code, message, detail), returned at most once per
 // agent run: boxing it would buy nothing.
 #![allow(clippy::result_large_err)]

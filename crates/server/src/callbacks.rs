@@ -127,7 +127,7 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
                     .map(|c| deliver(&state, &client, secrets.as_deref(), &settings, c));
                 futures_util::future::join_all(sends).await;
             }
-            Err(e) => eprintln!("error: reading due callbacks: {e}"),
+            Err(e) => tracing::error!("reading due callbacks: {e}"),
         }
         match state.store().due_deliveries(now_ms(), 32).await {
             Ok(due) => {
@@ -136,7 +136,7 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
                     .map(|d| deliver_message(&state, &client, secrets.as_deref(), &settings, d));
                 futures_util::future::join_all(sends).await;
             }
-            Err(e) => eprintln!("error: reading due conversation messages to deliver: {e}"),
+            Err(e) => tracing::error!("reading due conversation messages to deliver: {e}"),
         }
         // Wake when an execution started here with a callback ends, or poll (executions
         // resumed or run by other processes, retries).
@@ -200,8 +200,8 @@ async fn deliver(
         }
     }
     if let Err(e) = state.store().update_callback(&c).await {
-        eprintln!(
-            "error: recording the callback of execution {}: {e}",
+        tracing::error!(
+            "recording the callback of execution {}: {e}",
             c.execution_id
         );
     }
@@ -301,8 +301,8 @@ async fn deliver_message(
             d.last_error = Some(e);
             if d.attempts >= settings.max_attempts {
                 d.status = "failed".into();
-                eprintln!(
-                    "error: message {} of conversation {} was not delivered to {} after {} attempts: {}",
+                tracing::error!(
+                    "message {} of conversation {} was not delivered to {} after {} attempts: {}",
                     d.seq,
                     d.conversation_id,
                     d.url,
@@ -323,9 +323,10 @@ async fn deliver_message(
         }
     }
     if let Err(e) = state.store().update_delivery(&d).await {
-        eprintln!(
-            "error: recording the delivery of message {} of conversation {}: {e}",
-            d.seq, d.conversation_id
+        tracing::error!(
+            "recording the delivery of message {} of conversation {}: {e}",
+            d.seq,
+            d.conversation_id
         );
     }
 }

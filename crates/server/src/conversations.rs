@@ -501,9 +501,11 @@ async fn model_summary(
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty()),
         Err(e) => {
-            eprintln!(
-                "warning: conversation {}: the handover summary model call failed ({}: {}); quoting the messages instead",
-                conv.id, e.code, e.message
+            tracing::warn!(
+                "conversation {}: the handover summary model call failed ({}: {}); quoting the messages instead",
+                conv.id,
+                e.code,
+                e.message
             );
             None
         }
@@ -1133,7 +1135,7 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
                     state.hil_tenants().add(&t);
                 }
             }
-            Err(e) => eprintln!("error: reading the tenants with open conversations: {e}"),
+            Err(e) => tracing::error!("reading the tenants with open conversations: {e}"),
         }
         for tenant in state.hil_tenants().all() {
             reconcile(&state, &tenant).await;
@@ -1149,8 +1151,8 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
 /// is logged and the pass goes on with the next conversation.
 async fn reconcile(state: &AppState, tenant: &str) {
     if let Err(e) = sync_tasks(state, tenant).await {
-        eprintln!(
-            "error: putting the human tasks of tenant {tenant} in the queue: {}",
+        tracing::error!(
+            "putting the human tasks of tenant {tenant} in the queue: {}",
             e.message
         );
     }
@@ -1170,7 +1172,7 @@ async fn reconcile(state: &AppState, tenant: &str) {
     {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: reading the conversations of tenant {tenant}: {e}");
+            tracing::error!("reading the conversations of tenant {tenant}: {e}");
             return;
         }
     };
@@ -1181,9 +1183,10 @@ async fn reconcile(state: &AppState, tenant: &str) {
             && now - c.updated_at >= SETTLE_AFTER_MS
             && let Err(e) = settle(state, tenant, &c.id, exec, None).await
         {
-            eprintln!(
-                "error: settling execution {exec} of conversation {} (tenant {tenant}): {}",
-                c.id, e.message
+            tracing::error!(
+                "settling execution {exec} of conversation {} (tenant {tenant}): {}",
+                c.id,
+                e.message
             );
         }
     }

@@ -105,7 +105,7 @@ impl ApiError {
     /// A failure that is not the caller's: logged with a reference the answer carries.
     pub fn internal(what: &str, detail: impl std::fmt::Display) -> ApiError {
         let reference = format!("{:016x}", rand_u64());
-        eprintln!("error [{reference}]: {what}: {detail}");
+        tracing::error!(reference = %reference, "{what}: {detail}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",

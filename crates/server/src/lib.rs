@@ -17,6 +17,8 @@
 //! **Architecture invariant:** every handler acts for the [`auth::Caller`]'s tenant only;
 //! another tenant's execution, workflow or task is "not found", never shown.
 
+// A library logs through `tracing`; only the binary prints (ARCHITECTURE.md, Logging).
+#![deny(clippy::print_stderr, clippy::print_stdout)]
 // `ApiError` carries a whole answer (status, code, message, details); it is returned once per
 // request, so its size does not matter.
 #![allow(clippy::result_large_err)]
@@ -96,11 +98,11 @@ pub async fn serve(
         Some(tokio::spawn(async move {
             if let Err(e) = engine
                 .run_worker(workers, stop, grace, |id, e| {
-                    eprintln!("error: execution {id}: {e}")
+                    tracing::error!("execution {id}: {e}")
                 })
                 .await
             {
-                eprintln!("error: the worker stopped: {e}");
+                tracing::error!("the worker stopped: {e}");
             }
         }))
     } else {
@@ -131,9 +133,9 @@ pub async fn serve(
     for id in state.runs().abort_all() {
         // Checkpointed at every step: the next owner continues from there.
         if let Err(e) = state.store().release(&id, &owner).await {
-            eprintln!("warning: could not give execution {id} up: {e}");
+            tracing::warn!("could not give execution {id} up: {e}");
         } else {
-            eprintln!("execution {id} handed back to the queue (checkpointed)");
+            tracing::info!("execution {id} handed back to the queue (checkpointed)");
         }
     }
     if let Some(w) = worker {

@@ -51,8 +51,8 @@ pub fn handle() -> &'static PrometheusHandle {
             });
         if let Err(e) = started {
             // Scrapes still fold the samples; only an unscraped server grows.
-            eprintln!(
-                "warning: cannot start the metrics upkeep thread ({e}); histogram samples are folded only when /metrics is scraped"
+            tracing::warn!(
+                "cannot start the metrics upkeep thread ({e}); histogram samples are folded only when /metrics is scraped"
             );
         }
         handle

@@ -178,14 +178,14 @@ pub async fn run(
     let client = match Client::open(settings.url.as_str()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: [queue.redis] url `{shown}`: {e}; the queue is not read");
+            tracing::error!("[queue.redis] url `{shown}`: {e}; the queue is not read");
             return;
         }
     };
     if settings.dead_letter_stream == settings.stream {
         // Dead letters would be read back as actions and dead-lettered again, forever.
-        eprintln!(
-            "error: [queue.redis] dead_letter_stream is `{}`, the stream actions are read from: give it another stream; the queue is not read",
+        tracing::error!(
+            "[queue.redis] dead_letter_stream is `{}`, the stream actions are read from: give it another stream; the queue is not read",
             settings.stream
         );
         return;
@@ -195,9 +195,10 @@ pub async fn run(
         .clone()
         .filter(|c| !c.is_empty())
         .unwrap_or_else(default_consumer);
-    eprintln!(
+    tracing::info!(
         "queue: reading `{EXECUTE}` actions from Redis stream `{}` at {shown} (group `{}`, consumer `{consumer}`)",
-        settings.stream, settings.group
+        settings.stream,
+        settings.group
     );
     let ingress = Arc::new(Ingress {
         state,
@@ -300,8 +301,8 @@ impl Ingress {
                 Err(e) => e.to_string(),
             };
             let pause = backoff.next();
-            eprintln!(
-                "warning: queue: reading stream `{}`: {lost}; reconnecting in {} ms",
+            tracing::warn!(
+                "queue: reading stream `{}`: {lost}; reconnecting in {} ms",
                 self.settings.stream,
                 pause.as_millis()
             );
@@ -329,7 +330,7 @@ impl Ingress {
                 if let Err(e) = done
                     && e.is_panic()
                 {
-                    eprintln!("error: queue: an action's task panicked: {e}");
+                    tracing::error!("queue: an action's task panicked: {e}");
                 }
             }
             let free = tokio::select! {
@@ -367,7 +368,7 @@ impl Ingress {
         let drained = async { while tasks.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(grace, drained).await;
         if !tasks.is_empty() {
-            eprintln!(
+            tracing::info!(
                 "queue: {} action(s) not answered stay pending; consumer `{}` takes them up again when it next starts",
                 tasks.len(),
                 self.consumer
@@ -400,9 +401,10 @@ impl Ingress {
             .query_async(&mut conn)
             .await;
         match created {
-            Ok(()) => eprintln!(
+            Ok(()) => tracing::info!(
                 "queue: created consumer group `{}` on stream `{}`",
-                self.settings.group, self.settings.stream
+                self.settings.group,
+                self.settings.stream
             ),
             Err(e) if e.code() == Some("BUSYGROUP") => {}
             Err(e) => return Err(e),
@@ -439,9 +441,10 @@ impl Ingress {
     /// Answers one entry: runs its action, or dead-letters it.
     async fn handle(self: Arc<Self>, entry: Entry, slot: OwnedSemaphorePermit) {
         let Some(fields) = entry.fields else {
-            eprintln!(
-                "warning: queue: entry {} was deleted from stream `{}` before it ran; acknowledging it",
-                entry.id, self.settings.stream
+            tracing::warn!(
+                "queue: entry {} was deleted from stream `{}` before it ran; acknowledging it",
+                entry.id,
+                self.settings.stream
             );
             let mut ack = redis::cmd("XACK");
             ack.arg(&self.settings.stream)
@@ -449,7 +452,7 @@ impl Ingress {
                 .arg(&entry.id);
             match self.redis.query::<()>("acknowledging an entry", &ack).await {
                 Ok(()) => count("skipped"),
-                Err(e) => eprintln!("error: queue: acknowledging entry {}: {e}", entry.id),
+                Err(e) => tracing::error!("queue: acknowledging entry {}: {e}", entry.id),
             }
             return;
         };
@@ -476,8 +479,8 @@ impl Ingress {
             match self.claim(&key, &claim).await {
                 Err(e) => {
                     // Not a connection problem (those are retried): the key is unusable.
-                    eprintln!(
-                        "error: queue: entry {entry}: action key `{key}`: {e}; the entry stays pending"
+                    tracing::error!(
+                        "queue: entry {entry}: action key `{key}`: {e}; the entry stays pending"
                     );
                     return;
                 }
@@ -489,8 +492,8 @@ impl Ingress {
                         set.arg(&key).arg(&id);
                         if let Err(e) = self.redis.query::<()>("recording an execution", &set).await
                         {
-                            eprintln!(
-                                "error: queue: could not record execution {id} under `{key}`: {e}; a redelivery of the action finds it by its id (derived from the action)"
+                            tracing::error!(
+                                "queue: could not record execution {id} under `{key}`: {e}; a redelivery of the action finds it by its id (derived from the action)"
                             );
                         }
                         // The drive ends when the execution ends or waits for a person; if
@@ -498,11 +501,11 @@ impl Ingress {
                         // and is followed through the store.
                         match drive.await {
                             Ok(Ok(_)) => {}
-                            Ok(Err(e)) => eprintln!(
-                                "warning: queue: execution {id}: {e}; following it through the store"
+                            Ok(Err(e)) => tracing::warn!(
+                                "queue: execution {id}: {e}; following it through the store"
                             ),
                             Err(e) if e.is_panic() => {
-                                eprintln!("error: queue: the drive of execution {id} panicked: {e}")
+                                tracing::error!("queue: the drive of execution {id} panicked: {e}")
                             }
                             Err(_) => {} // stopped at shutdown
                         }
@@ -621,8 +624,8 @@ impl Ingress {
                 Err(e @ StoreError::ExecutionNotFound { .. }) => return Err(e),
                 Err(e) => {
                     let pause = backoff.next();
-                    eprintln!(
-                        "warning: queue: reading execution {id}: {e}; again in {} ms",
+                    tracing::warn!(
+                        "queue: reading execution {id}: {e}; again in {} ms",
                         pause.as_millis()
                     );
                     pause
@@ -685,9 +688,10 @@ impl Ingress {
 
     /// Appends the entry to the dead letters with the reason, and acknowledges it.
     async fn dead_letter(&self, entry: &str, raw: &str, reason: &str, fate: KeyFate<'_>) {
-        eprintln!(
-            "warning: queue: entry {entry} of stream `{}` goes to `{}`: {reason}",
-            self.settings.stream, self.settings.dead_letter_stream
+        tracing::warn!(
+            "queue: entry {entry} of stream `{}` goes to `{}`: {reason}",
+            self.settings.stream,
+            self.settings.dead_letter_stream
         );
         let fields = [("action", raw), ("reason", reason), ("source_id", entry)];
         match self
@@ -695,8 +699,8 @@ impl Ingress {
             .await
         {
             Ok(()) => count("dead_letter"),
-            Err(e) => eprintln!(
-                "error: queue: could not append entry {entry} to `{}`: {e}; it stays pending",
+            Err(e) => tracing::error!(
+                "queue: could not append entry {entry} to `{}`: {e}; it stays pending",
                 self.settings.dead_letter_stream
             ),
         }
@@ -825,8 +829,8 @@ impl Shared {
             match result {
                 Err(e) if transient(&e) => {
                     let pause = backoff.next();
-                    eprintln!(
-                        "warning: queue: {what}: {e}; retrying on a new connection in {} ms",
+                    tracing::warn!(
+                        "queue: {what}: {e}; retrying on a new connection in {} ms",
                         pause.as_millis()
                     );
                     tokio::time::sleep(pause).await;

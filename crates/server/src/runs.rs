@@ -268,7 +268,7 @@ fn watchdog(state: &AppState, tenant: &str, id: &str, ms: u64) {
         if let Ok(e) = st.store().get_execution(&tenant, &id).await
             && !e.status.is_terminal()
         {
-            eprintln!(
+            tracing::warn!(
                 "execution {id} of tenant {tenant} passed its tier's limit of {ms} ms: cancelling it"
             );
             if st.engine().cancel(&tenant, &id, true).await.is_ok() {

@@ -25,6 +25,9 @@
 //! (`sqlx::query`, or a statement prepared by rusqlite), so building hilo never needs a
 //! database.
 
+// A library logs through `tracing`; only the binary prints (ARCHITECTURE.md, Logging).
+#![deny(clippy::print_stderr, clippy::print_stdout)]
+
 mod access;
 mod audit;
 mod costs;

@@ -14,6 +14,8 @@
 //! - [`sql`]: `query_database` and `execute_sql`, with the `sqlparser` statement guard.
 //! - [`mcp`]: the tools of MCP servers (`[mcp.servers.NAME]`), through `rmcp`.
 
+// A library logs through `tracing`; only the binary prints (ARCHITECTURE.md, Logging).
+#![deny(clippy::print_stderr, clippy::print_stdout)]
 // `NodeError` is the tool protocol's error (code, message, detail), shared with the engine and
 // returned at most once per call: boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
