@@ -86,6 +86,51 @@ nodes:
     output: {reply: "AI: you wrote {{ input.message }}{% if input.note %} (note: {{ input.note }}){% endif %}"}
 `;
 
+// A saga of built-in tools (no network): two steps done, then a failure; the first step's undo
+// works, the second's cannot (its JMESPath expression is invalid).
+const SAGA = `name: saga_demo
+version: 1
+description: Reserves, charges, then fails to ship; the steps are undone
+nodes:
+  - id: reserve
+    type: tool
+    tool: transform_json
+    with: {data: {seat: "12A"}, expression: seat}
+    compensate: {tool: transform_json, with: {data: {released: "12A"}, expression: released}}
+  - id: charge
+    type: tool
+    tool: transform_json
+    with: {data: {amount: 40}, expression: amount}
+    compensate: {tool: transform_json, with: {data: {}, expression: "refund(("}}
+  - id: ship
+    type: fail
+    with: {code: OUT_OF_STOCK, message: "the warehouse has none left"}
+edges:
+  - {from: reserve, to: charge}
+  - {from: charge, to: ship}
+`;
+
+// Two labelling agents answered by the built-in local router (priced in ./run's hilo.toml).
+const TRIAGE = `name: triage_demo
+version: 1
+description: Classifies a message twice with the local router
+nodes:
+  - id: intent
+    type: agent
+    agent: simple
+    with: {model: local-router, prompt: "{{ input.message }}", labels: [return_request, order_status]}
+  - id: urgency
+    type: agent
+    agent: simple
+    with: {model: local-router, prompt: "{{ input.message }} urgent now please", labels: [urgent, later]}
+  - id: done
+    type: finish
+    output: {intent: "\${ intent.output.label }", urgency: "\${ urgency.output.label }"}
+edges:
+  - {from: intent, to: urgency}
+  - {from: urgency, to: done}
+`;
+
 function chain(n) {
   const nodes = [];
   const edges = [];
@@ -157,9 +202,11 @@ async function axe(page, name) {
   assert.deepEqual(bad, [], `axe-core on ${name}: ${JSON.stringify(bad, null, 1)}`);
 }
 
-async function shoot(page, name) {
+/** Screenshots at both widths; `focus` (a locator), when given, is scrolled into view at each. */
+async function shoot(page, name, focus) {
   for (const width of [1280, 390]) {
     await page.setViewportSize({ width, height: width > 600 ? 900 : 844 });
+    if (focus) await focus.evaluate((e) => e.scrollIntoView({ block: 'center' }));
     await page.screenshot({ path: `${SHOTS}/${name}-${width}.png`, fullPage: false });
   }
   await page.setViewportSize({ width: 1280, height: 900 });
@@ -336,7 +383,61 @@ test('an approval answered through the generated form: invalid values refused be
   await page.context().close();
 });
 
-test('chat widget and inbox: a customer is handed over, an agent with the skill claims, replies live, and sends it back to the AI', async () => {
+test("the timeline shows each node's LLM tokens and cost", async () => {
+  assert.equal((await api(KEY_A, 'POST', '/workflows', TRIAGE, 'application/yaml')).status, 201);
+  const run = await api(KEY_A, 'POST', '/workflows/triage_demo/execute', { input: { message: 'I want to return the boots of order 881' } });
+  assert.equal(run.status, 200, JSON.stringify(run.body));
+  assert.equal(run.body.status, 'succeeded', JSON.stringify(run.body));
+  const byNode = (await api(KEY_A, 'GET', `/executions/${run.body.id}`)).body.costs.by_node;
+  assert.deepEqual(Object.keys(byNode), ['intent', 'urgency']);
+  const page = await newPage();
+  await signIn(page, KEY_A);
+  await page.goto(new URL(`executions/${run.body.id}`, BASE).href);
+  await page.locator('table.timeline tr[data-key="urgency"]').waitFor();
+  for (const key of ['intent', 'urgency']) {
+    const c = byNode[key];
+    assert.ok(c.llm_calls === 1 && c.input_tokens > 0 && c.cost_usd > 0, JSON.stringify(c));
+    const cells = await page.locator(`table.timeline tr[data-key="${key}"] td`).allInnerTexts();
+    // Status, attempts, duration, tokens, LLM cost, …
+    assert.equal(cells[3], `${c.input_tokens + c.output_tokens} (${c.input_tokens} in · ${c.output_tokens} out)`, key);
+    assert.equal(cells[4], `$${c.cost_usd.toFixed(4)} · 1 call`, key);
+  }
+  const done = await page.locator('table.timeline tr[data-key="done"] td').allInnerTexts();
+  assert.deepEqual([done[3], done[4]], ['—', '—'], 'a node without model calls');
+  await axe(page, 'execution (LLM costs)');
+  await shoot(page, 'execution-costs', page.locator('table.timeline'));
+  await page.context().close();
+});
+
+test('a failed saga: each compensation has its own row in the timeline', async () => {
+  assert.equal((await api(KEY_A, 'POST', '/workflows', SAGA, 'application/yaml')).status, 201);
+  const started = await api(KEY_A, 'POST', '/executions', { workflow: 'saga_demo', input: {} });
+  assert.equal(started.status, 202);
+  const id = started.body.execution_id;
+  await waitStatus(KEY_A, id, ['failed', 'compensated']);
+  const page = await newPage();
+  await signIn(page, KEY_A);
+  await page.goto(new URL(`executions/${id}`, BASE).href);
+  await page.locator('#exec-status .badge', { hasText: 'failed' }).waitFor();
+  const undoReserve = page.locator('table.timeline tr.undo[data-undo="reserve"]');
+  const undoCharge = page.locator('table.timeline tr.undo[data-undo="charge"]');
+  await undoReserve.waitFor();
+  assert.match(await undoReserve.innerText(), /undo reserve\s+succeeded\s+1/);
+  assert.match(await undoReserve.innerText(), /transform_json/);
+  assert.match(await undoCharge.innerText(), /undo charge\s+failed\s+1/);
+  assert.match(await undoCharge.locator('.undo-error').innerText(), /Error: \w+: .*refund/);
+  // The failing step itself has no undo; the undo rows come after the node rows, the last
+  // step done undone first.
+  assert.equal(await page.locator('table.timeline tr.undo').count(), 2);
+  const keys = await page.locator('table.timeline tbody tr th').allInnerTexts();
+  assert.deepEqual(keys.slice(-2), ['undo charge', 'undo reserve']);
+  assert.match(await page.locator('table.timeline caption').innerText(), /then 2 compensations/);
+  await axe(page, 'execution (compensations)');
+  await shoot(page, 'execution-compensation', page.locator('table.timeline'));
+  await page.context().close();
+});
+
+test('chat widget and inbox: a customer is handed over, an agent with the skill claims, replies live, sends it back to the AI, then transfers it to another agent', async () => {
   assert.equal((await api(KEY_A, 'POST', '/workflows', CHAT, 'application/yaml')).status, 201);
   // The customer, on a phone, in the chat page of acme's web channel (no key, no sign-in).
   const customer = await newPage(390);
@@ -389,6 +490,35 @@ test('chat widget and inbox: a customer is handed over, an agent with the skill 
   await customer.locator('#log li.from-agent', { hasText: 'AI: you wrote thanks! (note: return label sent)' }).waitFor({ timeout: 5000 });
   await page.locator('ol.messages li.from-agent', { hasText: 'note: return label sent' }).waitFor({ timeout: 5000 });
   await shoot(customer, 'chat');
+
+  // Handed over again, and Rosa transfers it to Sam (who joins with the skill only now, so
+  // that the first routing had one candidate): it leaves her inbox.
+  await say('talk to a human again please');
+  await customer.locator('#log li.from-system', { hasText: /person/ }).nth(1).waitFor();
+  await page.getByRole('button', { name: 'Claim' }).click();
+  await page.locator('#conv-status .badge', { hasText: 'human active' }).waitFor();
+  const sam = await api(KEY_A, 'PUT', '/hil/agents/sam',
+    { name: 'Sam', email: 'sam@shop.example', skills: ['returns'], capacity: 3, status: 'online' });
+  assert.equal(sam.status, 200, JSON.stringify(sam.body));
+  await page.reload();
+  const to = page.getByLabel('Transfer to');
+  await to.waitFor();
+  assert.deepEqual(await to.locator('option').evaluateAll((os) => os.map((o) => o.value)), ['sam']);
+  await to.selectOption('sam');
+  await page.getByLabel('Reason (optional)').fill('Sam handles boots');
+  await axe(page, 'conversation (transfer)');
+  await shoot(page, 'conversation-transfer', page.locator('form.transfer'));
+  await page.getByRole('button', { name: 'Transfer', exact: true }).click();
+  await page.locator('main .live', { hasText: 'Transferred to sam.' }).waitFor();
+  await page.locator('main dd', { hasText: /^sam$/ }).waitFor();
+  assert.equal(await page.getByLabel('Transfer to').count(), 0, 'Rosa holds it no more');
+  const moved = (await api(KEY_A, 'GET', `/conversations/${cid}`)).body;
+  assert.equal(moved.assigned_agent, 'sam', JSON.stringify(moved));
+  await page.getByRole('link', { name: 'Inbox' }).click();
+  await page.getByRole('heading', { level: 2, name: 'Queue' }).waitFor();
+  assert.equal(await page.locator(`tr[data-item="${cid}"]`).count(), 0, 'it left her inbox');
+  const samInbox = (await api(KEY_A, 'GET', '/hil/agents/sam/inbox')).body;
+  assert.ok(JSON.stringify(samInbox).includes(cid), JSON.stringify(samInbox));
   await customer.context().close();
   await page.context().close();
 });

@@ -136,7 +136,34 @@ const EVENTS = Object.keys(EVENT_STATUS).concat([
   'cancel_requested', 'execution_waiting', 'execution_succeeded', 'execution_failed',
   'execution_compensated', 'execution_handed_over', 'execution_cancelled']);
 
+/** A node key's LLM use (`costs.by_node`): tokens in and out, and its cost with the calls. */
+function nodeUsage(c) {
+  if (!c) return [el('td', { class: 'num' }, '—'), el('td', { class: 'num' }, '—')];
+  const calls = `${c.llm_calls} call${c.llm_calls === 1 ? '' : 's'}`;
+  return [
+    el('td', { class: 'num', title: `${c.input_tokens} in, ${c.output_tokens} out` },
+      `${c.input_tokens + c.output_tokens}`, el('span', { class: 'muted' }, ` (${c.input_tokens} in · ${c.output_tokens} out)`)),
+    el('td', { class: 'num' }, `$${(c.cost_usd || 0).toFixed(4)}`, el('span', { class: 'muted' }, ` · ${calls}`)),
+  ];
+}
+
+/** The row of a node's compensation ("undo <node>"): its tool, status, attempts and error. */
+function undoRow(n) {
+  const c = n.compensation;
+  return el('tr', { class: 'undo', 'data-undo': n.key },
+    el('th', { scope: 'row', class: 'mono' }, `undo ${n.key}`),
+    el('td', {}, statusBadge(c.status)),
+    el('td', { class: 'num' }, String(c.attempts || 0), c.attempts > 1 ? el('span', { class: 'muted' }, ` (${c.attempts - 1} retr${c.attempts === 2 ? 'y' : 'ies'})`) : null),
+    el('td', { class: 'num' }, '—'),
+    el('td', { class: 'num' }, '—'),
+    el('td', { class: 'num' }, '—'),
+    el('td', { class: 'timeline-cell' }, 'with ', el('span', { class: 'mono' }, c.tool)),
+    el('td', {}, c.error ? el('div', { class: 'undo-error' }, el('strong', {}, 'Error: '), c.error.code ? `${c.error.code}: ` : '', c.error.message || JSON.stringify(c.error)) : ''));
+}
+
 function timeline(view) {
+  const byNode = (view.costs && view.costs.by_node) || {};
+  const undos = [];
   const t0 = Date.parse(view.created_at);
   const ends = view.nodes.map((n) => Date.parse(n.finished_at || n.started_at || view.updated_at));
   const t1 = Math.max(Date.parse(view.finished_at || view.updated_at), ...ends.filter(Number.isFinite), t0 + 1);
@@ -158,19 +185,22 @@ function timeline(view) {
     if (n.error) more.push(el('div', {}, el('strong', {}, 'Error: '), json(n.error)));
     if (n.output !== undefined && n.output !== null) more.push(el('div', {}, el('strong', {}, 'Output: '), json(n.output)));
     if (n.trace) more.push(el('div', {}, el('strong', {}, 'Agent trace: '), json(n.trace)));
-    const usage = n.trace && (n.trace.usage || n.trace.tokens);
     frag.append(el('tr', { 'data-key': n.key },
       el('th', { scope: 'row', class: 'mono' }, n.key),
       el('td', {}, statusBadge(n.status)),
       el('td', { class: 'num' }, n.attempts ? String(n.attempts) : '—', n.attempts > 1 ? el('span', { class: 'muted' }, ` (${n.attempts - 1} retr${n.attempts === 2 ? 'y' : 'ies'})`) : null),
       el('td', { class: 'num' }, fmtMs(dur)),
-      el('td', { class: 'num' }, usage ? JSON.stringify(usage) : '—'),
+      nodeUsage(byNode[n.key]),
       el('td', { class: 'timeline-cell' }, bar),
       el('td', {}, more.length ? el('details', {}, el('summary', {}, 'details'), more) : '')));
+    if (n.compensation) undos.push(n);
   }
+  // Compensations run after the failure, in reverse order of the nodes' completion.
+  undos.sort((a, b) => Date.parse(b.finished_at || 0) - Date.parse(a.finished_at || 0));
+  for (const n of undos) frag.append(undoRow(n));
   return el('div', { class: 'scroll' }, el('table', { class: 'list timeline' },
-    el('caption', {}, `Node attempts (${view.nodes.length}${view.nodes_total ? ' of ' + view.nodes_total : ''}), over ${fmtMs(span)}`),
-    el('thead', {}, el('tr', {}, ['Node', 'Status', 'Attempts', 'Duration', 'Tokens', 'Timeline', 'More'].map((h) => el('th', { scope: 'col' }, h)))),
+    el('caption', {}, `Node attempts (${view.nodes.length}${view.nodes_total ? ' of ' + view.nodes_total : ''})${undos.length ? `, then ${undos.length} compensation${undos.length === 1 ? '' : 's'}` : ''}, over ${fmtMs(span)}`),
+    el('thead', {}, el('tr', {}, ['Node', 'Status', 'Attempts', 'Duration', 'Tokens', 'LLM cost', 'Timeline', 'More'].map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, frag)));
 }
 
@@ -688,7 +718,36 @@ export async function conversation(main, { id, query, session }) {
         el('button', { type: 'button', onclick: () => post('back-to-ai', { agent, note: note.value || null }, 'Sent back to the AI.') }, 'Back to AI'),
         el('button', { type: 'button', onclick: () => post('resolve', { agent, note: note.value || null }, 'Resolved.') }, 'Resolve'),
         el('button', { type: 'button', onclick: () => post('release', { agent, note: note.value || null }, 'Released to the queue.') }, 'Release')));
-    fill(actions, reply, close);
+    fill(actions, reply, close, transferForm(c));
+  };
+  // Transfer to another agent: the API takes an agent (online, with the conversation's
+  // skills, below capacity), not a queue; the list shows who could take it.
+  const transferForm = (c) => {
+    const form = el('form', { class: 'card transfer', novalidate: true, 'aria-labelledby': 'transfer-h' },
+      el('h2', { id: 'transfer-h' }, 'Transfer'), el('p', { class: 'muted' }, 'Loading the agents…'));
+    api('GET', '/hil/agents?limit=500').then((r) => {
+      const others = (r.items || []).filter((a) => a.id !== c.assigned_agent);
+      if (!others.length) {
+        fill(form, el('h2', { id: 'transfer-h' }, 'Transfer'), el('p', { class: 'muted' }, 'No other agent to transfer to.'));
+        return;
+      }
+      const to = el('select', { id: 'transfer-to', name: 'to' },
+        others.map((a) => el('option', { value: a.id },
+          `${a.name} (${a.id}) · ${a.status} · ${a.load}/${a.capacity}${a.skills.length ? ' · ' + a.skills.join(', ') : ''}`)));
+      const why = el('input', { id: 'transfer-reason', name: 'reason', type: 'text', maxlength: '500' });
+      fill(form, el('h2', { id: 'transfer-h' }, 'Transfer'),
+        el('div', { class: 'field' }, el('label', { for: 'transfer-to' }, 'Transfer to'), to),
+        el('div', { class: 'field' }, el('label', { for: 'transfer-reason' }, 'Reason (optional)'), why),
+        el('button', { type: 'submit' }, 'Transfer'));
+    }).catch((e) => fill(form, el('h2', { id: 'transfer-h' }, 'Transfer'), errorBox(e)));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const to = form.querySelector('#transfer-to');
+      if (!to) return;
+      const reason = form.querySelector('#transfer-reason').value.trim();
+      await post('transfer', { by: agent, to: to.value, reason: reason || null }, `Transferred to ${to.value}.`);
+    });
+    return form;
   };
   fill(main, heading(`Conversation with ${conv.customer_id}`), live, facts,
     el('section', { 'aria-labelledby': 'msgs-h' }, el('h2', { id: 'msgs-h' }, 'Messages'), list), actions);

@@ -1,6 +1,7 @@
 //! `/executions` and `POST /workflows/{name}/execute`: start (waiting for the result or not),
 //! read (status, output, error, per-node trace, costs), list with a cursor, cancel, resume.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Extension;
@@ -12,6 +13,7 @@ use base64::Engine as _;
 use hilo_core::StoreError;
 use hilo_core::access::Scope;
 use hilo_core::exec::{ExecFilter, ExecRecord, ExecStatus, HumanTask, NodeRecord};
+use hilo_core::llm::LlmCall;
 use hilo_engine::{Mode, Outcome, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -98,11 +100,40 @@ pub struct NodeView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub trace: Option<Value>,
+    /// The undoing of this node after the execution failed or was cancelled, once it began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<CompensationView>,
+}
+
+/// A node's compensation: the tool that undoes it and how that went (its input is not shown).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CompensationView {
+    pub tool: String,
+    /// `pending` (queued, the later steps are undone first), `running` (also while a retry
+    /// waits), `succeeded` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub error: Option<Value>,
 }
 
 /// LLM spending of an execution.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionCosts {
+    pub llm_calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    /// The same sums per node key (`classify`, `loop[2]/ask`), for the nodes that called a
+    /// model; calls made outside a node are in the totals only.
+    #[serde(default)]
+    pub by_node: BTreeMap<String, NodeCosts>,
+}
+
+/// LLM spending of one node key of an execution (all its attempts).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NodeCosts {
     pub llm_calls: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -278,6 +309,14 @@ fn node_view(n: NodeRecord) -> NodeView {
             .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
         started_at: n.started_at.map(time),
         finished_at: n.finished_at.map(time),
+        compensation: n.detail.compensation.map(|c| CompensationView {
+            tool: c.tool,
+            status: c.status.as_str().into(),
+            attempts: c.attempts,
+            error: c
+                .error
+                .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
+        }),
         trace: n.detail.trace,
     }
 }
@@ -347,15 +386,7 @@ async fn view(
     } else {
         Vec::new()
     };
-    let mut costs = ExecutionCosts::default();
-    let mut nanos: i64 = 0;
-    for c in &calls {
-        costs.llm_calls += 1;
-        costs.input_tokens += c.input_tokens;
-        costs.output_tokens += c.output_tokens;
-        nanos += c.cost_nanos;
-    }
-    costs.cost_usd = nanos as f64 / 1e9;
+    let costs = sum_costs(&calls);
     let callback = if shape.callback {
         store
             .get_callback(tenant, id)
@@ -386,6 +417,35 @@ async fn view(
         costs,
         callback,
     })
+}
+
+/// The totals and per-node sums of an execution's LLM calls (summed in nano-dollars, so that
+/// the per-node costs add up to the total exactly as stored).
+fn sum_costs(calls: &[LlmCall]) -> ExecutionCosts {
+    let mut costs = ExecutionCosts::default();
+    let mut nanos: i64 = 0;
+    let mut node_nanos: BTreeMap<&str, i64> = BTreeMap::new();
+    for c in calls {
+        costs.llm_calls += 1;
+        costs.input_tokens += c.input_tokens;
+        costs.output_tokens += c.output_tokens;
+        nanos = nanos.saturating_add(c.cost_nanos);
+        if let Some(key) = c.node_key.as_deref() {
+            let n = costs.by_node.entry(key.to_string()).or_default();
+            n.llm_calls += 1;
+            n.input_tokens += c.input_tokens;
+            n.output_tokens += c.output_tokens;
+            let sum = node_nanos.entry(key).or_default();
+            *sum = sum.saturating_add(c.cost_nanos);
+        }
+    }
+    costs.cost_usd = nanos as f64 / 1e9;
+    for (key, sum) in node_nanos {
+        if let Some(n) = costs.by_node.get_mut(key) {
+            n.cost_usd = sum as f64 / 1e9;
+        }
+    }
+    costs
 }
 
 fn accepted(id: &str, status: &str) -> Response {

@@ -758,3 +758,180 @@ async fn an_execution_view_pages_its_node_records() {
         );
     }
 }
+
+/// Two agent nodes in a row, each calling the (fake) model once.
+const TWO_AGENTS: &str = r#"
+name: two_agents
+version: 1
+nodes:
+  - id: triage
+    type: agent
+    agent: simple
+    with:
+      model: fake-classifier
+      prompt: "{{ input.message }}"
+      labels: [billing, other]
+  - id: route
+    type: agent
+    agent: simple
+    with:
+      model: fake-classifier
+      prompt: "{{ triage.output.label }}"
+      labels: [urgent, later]
+  - id: done
+    type: finish
+    output:
+      label: "{{ route.output.label }}"
+edges:
+  - {from: triage, to: route}
+  - {from: route, to: done}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_view_sums_llm_costs_per_node() {
+    use hilo_llm::testserver::{FakeProvider, Reply};
+    let fake = FakeProvider::start().await;
+    let llm = hilo_llm::LlmConfig::from_value(&json!({
+        "providers": {"fake": {"kind": "openai", "base_url": fake.openai_base_url()}},
+        "models": [{"name": "fake-classifier", "provider": "fake", "model": "classifier",
+                    "input_per_1k": 0.001, "output_per_1k": 0.002, "context_window": 16000,
+                    "capabilities": ["chat", "json_schema"], "latency_ms": 300, "quality": 0.7}],
+    }))
+    .unwrap()
+    .resolve()
+    .unwrap();
+    let s = TestServer::with_llm(llm, Settings::default()).await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    let (code, v) = s.import(&admin, TWO_AGENTS).await;
+    assert!((200..300).contains(&code), "{v}");
+    fake.script(
+        "classifier",
+        Reply::json(json!({"label": "billing", "confidence": 0.9}), 40, 8),
+    );
+    fake.script(
+        "classifier",
+        Reply::json(json!({"label": "urgent", "confidence": 0.8}), 100, 20),
+    );
+    let (code, v) = s
+        .post(
+            &admin,
+            "/workflows/two_agents/execute",
+            json!({"input": {"message": "my invoice is wrong"}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "succeeded", "{v}");
+    let id = v["id"].as_str().unwrap();
+    let (code, got) = s.get(&admin, &format!("/executions/{id}")).await;
+    assert_eq!(code, 200, "{got}");
+    let costs = &got["costs"];
+    assert_eq!(
+        (
+            costs["llm_calls"].as_u64(),
+            costs["input_tokens"].as_u64(),
+            costs["output_tokens"].as_u64()
+        ),
+        (Some(2), Some(140), Some(28)),
+        "{costs}"
+    );
+    let by_node = costs["by_node"].as_object().expect("costs.by_node");
+    assert_eq!(
+        by_node.keys().collect::<Vec<_>>(),
+        ["route", "triage"],
+        "{costs}"
+    );
+    // $0.001 per 1k input and $0.002 per 1k output tokens.
+    for (key, calls, input, output, usd) in [
+        ("triage", 1, 40, 8, 0.000_056),
+        ("route", 1, 100, 20, 0.000_14),
+    ] {
+        let n = &by_node[key];
+        assert_eq!(
+            (
+                n["llm_calls"].as_u64(),
+                n["input_tokens"].as_u64(),
+                n["output_tokens"].as_u64()
+            ),
+            (Some(calls), Some(input), Some(output)),
+            "{key}: {n}"
+        );
+        let cost = n["cost_usd"].as_f64().unwrap();
+        assert!((cost - usd).abs() < 1e-9, "{key}: {cost} ≠ {usd}");
+    }
+    let total = costs["cost_usd"].as_f64().unwrap();
+    assert!((total - 0.000_196).abs() < 1e-9, "{total}");
+    // The typed view (the Rust client's and the CLI's) reads it back.
+    let typed: hilo_server::api::executions::ExecutionView =
+        serde_json::from_value(got.clone()).unwrap();
+    assert_eq!(typed.costs.by_node["route"].input_tokens, 100);
+    s.stop().await;
+}
+
+/// A saga of built-in tools: two steps done, then a failure; the first step's undo works, the
+/// second's cannot (its expression is invalid).
+const SAGA: &str = r#"
+name: saga
+version: 1
+nodes:
+  - id: reserve
+    type: tool
+    tool: transform_json
+    with: {data: {seat: "12A"}, expression: seat}
+    compensate: {tool: transform_json, with: {data: {released: "12A"}, expression: released}}
+  - id: charge
+    type: tool
+    tool: transform_json
+    with: {data: {amount: 40}, expression: amount}
+    compensate: {tool: transform_json, with: {data: {}, expression: "refund(("}}
+  - id: ship
+    type: fail
+    with: {code: OUT_OF_STOCK, message: "the warehouse has none left"}
+edges:
+  - {from: reserve, to: charge}
+  - {from: charge, to: ship}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_view_shows_each_compensation() {
+    let s = TestServer::start().await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    let (code, v) = s.import(&admin, SAGA).await;
+    assert!((200..300).contains(&code), "{v}");
+    let (code, v) = s
+        .post(&admin, "/workflows/saga/execute", json!({"input": {}}))
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let got = s.wait_status(&admin, id, &["failed", "compensated"]).await;
+    let node = |key: &str| {
+        got["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no node {key}: {got}"))
+    };
+    let reserve = node("reserve")["compensation"].clone();
+    assert_eq!(
+        (
+            reserve["tool"].as_str(),
+            reserve["status"].as_str(),
+            reserve["attempts"].as_u64()
+        ),
+        (Some("transform_json"), Some("succeeded"), Some(1)),
+        "{got}"
+    );
+    assert!(reserve.get("error").is_none(), "{reserve}");
+    assert!(
+        reserve.get("input").is_none(),
+        "its input is not shown: {reserve}"
+    );
+    let charge = node("charge")["compensation"].clone();
+    assert_eq!(charge["status"], "failed", "{got}");
+    assert!(charge["error"]["code"].is_string(), "{charge}");
+    // Nodes that declare no undo have none.
+    assert!(node("ship").get("compensation").is_none(), "{got}");
+    assert_eq!(got["status"], "failed", "one compensation failed: {got}");
+    s.stop().await;
+}
