@@ -432,6 +432,8 @@ test('a failed saga: each compensation has its own row in the timeline', async (
   const keys = await page.locator('table.timeline tbody tr th').allInnerTexts();
   assert.deepEqual(keys.slice(-2), ['undo charge', 'undo reserve']);
   assert.match(await page.locator('table.timeline caption').innerText(), /then 2 compensations/);
+  // The graph draws the step whose undo succeeded as compensated.
+  await page.locator('svg.graph g[data-node="reserve"][data-status="compensated"]').waitFor({ timeout: 5000 });
   await axe(page, 'execution (compensations)');
   await shoot(page, 'execution-compensation', page.locator('table.timeline'));
   await page.context().close();

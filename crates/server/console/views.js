@@ -241,7 +241,10 @@ export async function execution(main, { id, navigate }) {
       el('dt', {}, 'LLM cost'), el('dd', {}, `$${(v.costs.cost_usd || 0).toFixed(4)} · ${v.costs.input_tokens + v.costs.output_tokens} tokens · ${v.costs.llm_calls} calls`),
       v.parent_id ? [el('dt', {}, 'Parent'), el('dd', {}, link(`executions/${v.parent_id}`, v.parent_id))] : null));
     const top = new Map();
-    for (const n of v.nodes) if (!n.key.includes('/')) top.set(n.key, n.status);
+    // A node whose undo succeeded is drawn compensated (as the live stream's
+    // compensation_succeeded makes it); its own status stays in the timeline.
+    const drawn = (n) => (n.compensation?.status === 'succeeded' ? 'compensated' : n.status);
+    for (const n of v.nodes) if (!n.key.includes('/')) top.set(n.key, drawn(n));
     for (const n of v.nodes) if (n.key.includes('/') && !top.has(topNode(n.key))) top.set(topNode(n.key), 'running');
     for (const [k, s] of top) graph.setStatus(k, s);
     fill(actions);
