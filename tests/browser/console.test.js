@@ -378,6 +378,16 @@ test('an approval answered through the generated form: invalid values refused be
   await page.goto(new URL('costs', BASE).href);
   await page.getByRole('heading', { level: 1, name: 'Costs' }).waitFor();
   await page.locator('main p, main table').first().waitFor();
+  // The budgets of hilo.toml, each window with its use.
+  const daily = page.locator('table.budgets tr[data-window="daily"]');
+  await daily.waitFor();
+  assert.match(await daily.innerText(), /daily[\s\S]*\$5\.00/);
+  assert.match(await page.locator('table.budgets tr[data-window="monthly"]').innerText(), /\$100\.00/);
+  assert.match(await page.locator('table.budgets tr[data-window="per-execution"]').innerText(), /\$1\.00/);
+  const budgets = await api(KEY_A, 'GET', '/costs/budgets');
+  assert.equal(budgets.body.on_exceed, 'downgrade');
+  assert.deepEqual(budgets.body.windows.map((w) => w.window), ['daily', 'monthly']);
+  assert.ok(budgets.body.windows.every((w) => Math.abs(w.limit_usd - w.spent_usd - w.left_usd) < 1e-9));
   await axe(page, 'costs');
   await shoot(page, 'costs');
   await page.context().close();

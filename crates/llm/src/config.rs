@@ -232,6 +232,40 @@ pub struct BudgetLimits {
     pub on_exceed: Option<OnExceed>,
 }
 
+impl BudgetLimits {
+    /// The calendar windows (UTC) these limits apply to at `now` (Unix ms): each one's name
+    /// (`hourly`, `daily`, `monthly`), limit in USD and start. `per_execution_usd` is not a
+    /// window of time: a caller adds it for one execution.
+    pub fn windows(&self, now: i64) -> Vec<(&'static str, f64, i64)> {
+        use chrono::{Datelike, TimeZone, Timelike, Utc};
+        let Some(t) = Utc.timestamp_millis_opt(now).single() else {
+            return Vec::new();
+        };
+        let hour = t
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_nanosecond(0))
+            .map_or(now, |t| t.timestamp_millis());
+        let day = t
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or(now, |d| d.and_utc().timestamp_millis());
+        let month = t
+            .date_naive()
+            .with_day(1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(now, |d| d.and_utc().timestamp_millis());
+        [
+            ("hourly", self.hourly_usd, hour),
+            ("daily", self.daily_usd, day),
+            ("monthly", self.monthly_usd, month),
+        ]
+        .into_iter()
+        .filter_map(|(name, limit, since)| limit.map(|l| (name, l, since)))
+        .collect()
+    }
+}
+
 /// `[llm.budgets]`: limits for every tenant, and `[llm.budgets.tenants.NAME]` overrides.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{Datelike, TimeZone, Timelike, Utc};
+use chrono::Utc;
 use hilo_core::exec::{NodeError, TokenChunk, TokenSink};
 use hilo_core::llm::{CostStore, LlmCall, NANOS_PER_USD, usd};
 use hilo_core::tool::CircuitSettings;
@@ -913,34 +913,11 @@ impl Router {
     /// `None` when no budget applies.
     async fn budget_left(&self, ctx: &CallCtx) -> Result<Option<(i64, String)>, NodeError> {
         let limits = self.cfg.budgets.for_tenant(&ctx.tenant);
-        let now = (self.now_ms)();
-        let Some(t) = Utc.timestamp_millis_opt(now).single() else {
-            return Ok(None);
-        };
-        let hour = t
-            .with_minute(0)
-            .and_then(|t| t.with_second(0))
-            .and_then(|t| t.with_nanosecond(0))
-            .map_or(now, |t| t.timestamp_millis());
-        let day = t
-            .date_naive()
-            .and_hms_opt(0, 0, 0)
-            .map_or(now, |d| d.and_utc().timestamp_millis());
-        let month = t
-            .date_naive()
-            .with_day(1)
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map_or(now, |d| d.and_utc().timestamp_millis());
-        let mut windows: Vec<(&str, f64, i64, Option<&str>)> = Vec::new();
-        if let Some(l) = limits.hourly_usd {
-            windows.push(("hourly", l, hour, None));
-        }
-        if let Some(l) = limits.daily_usd {
-            windows.push(("daily", l, day, None));
-        }
-        if let Some(l) = limits.monthly_usd {
-            windows.push(("monthly", l, month, None));
-        }
+        let mut windows: Vec<(&str, f64, i64, Option<&str>)> = limits
+            .windows((self.now_ms)())
+            .into_iter()
+            .map(|(name, limit, since)| (name, limit, since, None))
+            .collect();
         if let (Some(l), Some(id)) = (limits.per_execution_usd, ctx.execution_id.as_deref()) {
             windows.push(("per-execution", l, 0, Some(id)));
         }

@@ -774,12 +774,37 @@ export async function costs(main, { query }) {
   const by = ['model', 'workflow', 'node'].includes(query.get('by')) ? query.get('by') : 'model';
   fill(main, heading('Costs'), el('p', {}, 'Loading…'));
   try {
-    const r = await api('GET', `/costs/summary?period=day&by=${by}`);
+    const [r, b] = await Promise.all([
+      api('GET', `/costs/summary?period=day&by=${by}`),
+      api('GET', '/costs/budgets'),
+    ]);
     const items = r.items || [];
+    const windows = b.windows || [];
+    const budgets = el('section', { 'aria-labelledby': 'budgets-h' },
+      el('h2', { id: 'budgets-h' }, 'Budgets'),
+      windows.length || b.per_execution_usd != null
+        ? el('div', { class: 'scroll' }, el('table', { class: 'list budgets' },
+          el('caption', {}, `When a call would exceed one: ${b.on_exceed === 'refuse' ? 'it is refused' : 'a cheaper model is used'}`),
+          el('thead', {}, el('tr', {}, ['Window', 'Since', 'Spent', 'Limit', 'Left', 'Use'].map((h) => el('th', { scope: 'col' }, h)))),
+          el('tbody', {}, windows.map((w) => {
+            const used = w.limit_usd > 0 ? Math.min(1, w.spent_usd / w.limit_usd) : 1;
+            const bar = el('div', { class: `bar ${w.left_usd < 0 ? 's-failed' : used > 0.8 ? 's-retrying' : 's-succeeded'}` });
+            bar.style.width = `${used * 100}%`;
+            return el('tr', { 'data-window': w.window }, el('td', {}, w.window), el('td', {}, fmtTime(w.since)),
+              el('td', { class: 'num' }, `$${w.spent_usd.toFixed(4)}`), el('td', { class: 'num' }, `$${w.limit_usd.toFixed(2)}`),
+              el('td', { class: 'num' }, `$${w.left_usd.toFixed(4)}`),
+              el('td', { class: 'timeline-cell', 'aria-label': `${Math.round(used * 100)} % used` }, el('div', { class: 'track' }, bar)));
+          }), b.per_execution_usd != null
+            ? el('tr', { 'data-window': 'per-execution' }, el('td', {}, 'per execution'), el('td', {}, '—'), el('td', { class: 'num' }, 'see each execution'),
+              el('td', { class: 'num' }, `$${b.per_execution_usd.toFixed(2)}`), el('td', {}, '—'), el('td', {}, '—'))
+            : null)))
+        : el('p', {}, 'No budgets are set (`[llm.budgets]` in hilo.toml).'));
     const max = Math.max(1e-12, ...items.map((x) => x.cost_usd || 0));
     fill(main, heading('Costs'),
       el('nav', { class: 'pager', 'aria-label': 'Group by' }, ['model', 'workflow', 'node'].map((b) =>
         link(`costs?by=${b}`, `by ${b}`, { 'aria-current': b === by ? 'page' : null }))),
+      budgets,
+      el('h2', {}, 'Spending'),
       el('p', {}, `Since ${fmtTime(r.since)}: $${(r.total_usd || 0).toFixed(4)} in ${r.total_calls} model calls.`),
       items.length ? el('div', { class: 'scroll' }, el('table', { class: 'list' },
         el('caption', {}, `LLM spending per day, by ${by}`),

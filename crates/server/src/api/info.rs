@@ -330,3 +330,61 @@ pub async fn costs(
         items,
     }))
 }
+
+/// One budget window of the caller's tenant and what it has spent in it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BudgetWindow {
+    /// `hourly`, `daily` or `monthly` (calendar windows, UTC).
+    pub window: String,
+    pub limit_usd: f64,
+    pub spent_usd: f64,
+    /// What is left (negative once over).
+    pub left_usd: f64,
+    /// When the window began (RFC 3339).
+    pub since: String,
+}
+
+/// The caller's tenant's LLM budgets (`[llm.budgets]`, with its tenant's overrides) and their use.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Budgets {
+    pub windows: Vec<BudgetWindow>,
+    /// The limit per execution, if any (each execution's use is in its view's costs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_execution_usd: Option<f64>,
+    /// What the router does when a call would exceed a budget: `downgrade` or `refuse`.
+    pub on_exceed: String,
+}
+
+/// The LLM budgets of the caller's tenant and how much of each window is spent.
+#[utoipa::path(get, path = "/costs/budgets", tag = "catalog",
+    responses((status = 200, body = Budgets)),
+    security(("api_key" = []))
+)]
+pub async fn budgets(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<Budgets>> {
+    caller.require(Scope::Read)?;
+    let limits = state.llm().budgets.for_tenant(&caller.tenant);
+    let mut windows = Vec::new();
+    for (name, limit, since) in limits.windows(now_ms()) {
+        let spent = state.store().llm_spent(&caller.tenant, since, None).await? as f64
+            / hilo_core::llm::NANOS_PER_USD as f64;
+        windows.push(BudgetWindow {
+            window: name.to_string(),
+            limit_usd: limit,
+            spent_usd: spent,
+            left_usd: limit - spent,
+            since: time(since),
+        });
+    }
+    let on_exceed = match limits.on_exceed.unwrap_or_default() {
+        hilo_llm::config::OnExceed::Downgrade => "downgrade",
+        hilo_llm::config::OnExceed::Refuse => "refuse",
+    };
+    Ok(Json(Budgets {
+        windows,
+        per_execution_usd: limits.per_execution_usd,
+        on_exceed: on_exceed.to_string(),
+    }))
+}

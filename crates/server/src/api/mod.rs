@@ -99,6 +99,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(info::agents))
         .routes(routes!(info::audit))
         .routes(routes!(info::costs))
+        .routes(routes!(info::budgets))
         .routes(routes!(ops::metrics));
     let public = OpenApiRouter::new()
         .routes(routes!(ops::health))
