@@ -497,6 +497,14 @@ fn same_row(a: &ExecUpdate, b: &ExecUpdate) -> bool {
         && *release == b.release
 }
 
+/// The case a switch node chose (`null` for any other node).
+fn chosen_case(r: &NodeRecord) -> &Value {
+    r.output
+        .as_ref()
+        .and_then(|o| o.get("case"))
+        .unwrap_or(&Value::Null)
+}
+
 /// Whether an edge out of a node that completed with `status` is live, when that does not
 /// depend on the state: `Err(when)` when its `when` expression decides.
 fn edge_state<'k>(
@@ -1188,15 +1196,10 @@ impl Machine {
             if !propagated || g.outs[at.idx].is_empty() {
                 continue;
             }
-            let chosen = r
-                .output
-                .as_ref()
-                .and_then(|o| o.get("case"))
-                .cloned()
-                .unwrap_or(Value::Null);
+            let chosen = chosen_case(r);
             for out in &g.outs[at.idx] {
                 let target = &g.nodes[out.to];
-                let live = match edge_state(r.status, node, &chosen, &out.kind) {
+                let live = match edge_state(r.status, node, chosen, &out.kind) {
                     Ok(live) => live,
                     Err(_) => match r.detail.edges.get(&target.id) {
                         Some(live) => *live,
@@ -2276,12 +2279,7 @@ impl Machine {
             return;
         };
         let status = rec.status;
-        let chosen = rec
-            .output
-            .as_ref()
-            .and_then(|o| o.get("case"))
-            .cloned()
-            .unwrap_or(Value::Null);
+        let chosen = chosen_case(rec).clone();
         let (prefix, id) = split_key(key);
         let prefix = prefix.to_string();
         let plan = self.plan.clone();

@@ -424,22 +424,33 @@ impl<'a> Writes<'a> {
             self.upsert_node(&id, n, retired)?;
         }
         for (id, key) in p.retire {
-            exec(
-                self.conn,
-                "UPDATE exec_nodes SET retired = 1 WHERE execution_id = $1 AND node_key = $2",
-                params![id, key],
-            )?;
+            self.retire_row(&id, &key)?;
         }
         for ((id, name), v) in p.vars {
             self.upsert_vars(&id, [(name, v)])?;
         }
         for (id, name) in p.drop_vars {
-            exec(
-                self.conn,
-                "DELETE FROM exec_vars WHERE execution_id = $1 AND name = $2",
-                params![id, name],
-            )?;
+            self.drop_var(&id, &name)?;
         }
+        Ok(())
+    }
+
+    /// Marks a row written earlier retired (see `Commit::retired`).
+    fn retire_row(&self, id: &str, key: &str) -> Result<()> {
+        exec(
+            self.conn,
+            "UPDATE exec_nodes SET retired = 1 WHERE execution_id = $1 AND node_key = $2",
+            params![id, key],
+        )?;
+        Ok(())
+    }
+
+    fn drop_var(&self, id: &str, name: &str) -> Result<()> {
+        exec(
+            self.conn,
+            "DELETE FROM exec_vars WHERE execution_id = $1 AND name = $2",
+            params![id, name],
+        )?;
         Ok(())
     }
 
@@ -569,15 +580,22 @@ impl<'a> Writes<'a> {
     fn apply_rows(&self, c: &Commit, enc: Encoded, now: i64) -> Result<CommitOutcome> {
         let id = c.execution_id.as_str();
         self.insert_events(id, enc.events)?;
-        let mut rows = Pending::default();
+        // One commit: a key appears once among its rows, and the machine never drops a
+        // variable it writes in the same commit, so no coalescing is needed (and no set is
+        // allocated when nothing is retired).
+        let mut retired: std::collections::HashSet<&str> =
+            enc.retired.iter().map(String::as_str).collect();
         for n in enc.nodes {
-            rows.node(id, n.key.clone(), n);
+            let gone = retired.remove(n.key.as_str());
+            self.upsert_node(id, n, gone)?;
         }
-        for (name, v) in enc.vars {
-            rows.var(id, name, v);
+        for key in retired {
+            self.retire_row(id, key)?;
         }
-        rows.retire(id, enc.retired, enc.dropped_vars);
-        self.write_pending(rows)?;
+        self.upsert_vars(id, enc.vars)?;
+        for name in &enc.dropped_vars {
+            self.drop_var(id, name)?;
+        }
         for t in &c.new_tasks {
             exec(
                 self.conn,

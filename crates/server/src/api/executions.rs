@@ -9,7 +9,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use hilo_core::StoreError;
 use hilo_core::access::Scope;
 use hilo_core::exec::{ExecFilter, ExecRecord, ExecStatus, HumanTask, NodeRecord};
@@ -262,11 +261,7 @@ impl NodePage {
         let after = match q.nodes_cursor.as_deref() {
             None => None,
             Some(c) => Some(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
+                crate::api::params::cursor_text(c).ok_or_else(|| {
                         ApiError::bad_request(
                             "INVALID_QUERY",
                             "nodes_cursor is not one this server gave out: pass nodes_next_cursor of the previous page",
@@ -367,7 +362,7 @@ async fn view(
     let nodes_next_cursor = if more {
         nodes
             .last()
-            .map(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&n.key))
+            .map(|n| crate::api::params::encode_cursor(&n.key))
     } else {
         None
     };
@@ -693,19 +688,6 @@ pub async fn get(
     Ok(Json(view(&state, &caller.tenant, &id, None, &page).await?))
 }
 
-fn encode_cursor(e: &ExecRecord) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", e.created_at, e.id))
-}
-
-fn decode_cursor(c: &str) -> Option<(i64, String)> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let (at, id) = text.split_once(':')?;
-    Some((at.parse().ok()?, id.to_string()))
-}
-
 /// Executions of the caller's tenant, newest first, a page at a time.
 #[utoipa::path(get, path = "/executions", tag = "executions",
     params(ListQuery),
@@ -720,15 +702,11 @@ pub async fn list(
     caller.require(Scope::Read)?;
     let status = q.status.map(ExecStatus::from);
     let limit = crate::api::params::limit(q.limit, 50, 500)?;
-    let before = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-            ApiError::bad_request(
-                "INVALID_QUERY",
-                "cursor is not one this server gave out: pass next_cursor of the previous page",
-            )
-        })?),
-    };
+    let before = q
+        .cursor
+        .as_deref()
+        .map(crate::api::params::decode_time_cursor)
+        .transpose()?;
     let filter = ExecFilter {
         status,
         workflow: q.workflow,
@@ -742,7 +720,8 @@ pub async fn list(
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = if more {
-        rows.last().map(encode_cursor)
+        rows.last()
+            .map(|e| crate::api::params::encode_time_cursor(e.created_at, &e.id))
     } else {
         None
     };

@@ -142,23 +142,8 @@ pub(crate) fn keyset_page<T>(
     key: impl Fn(&T) -> &str,
     q: &PageQuery,
 ) -> crate::error::ApiResult<(Vec<T>, Option<String>)> {
-    use base64::Engine as _;
     let limit = limit(q.limit, 100, 500)? as usize;
-    let after = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(c)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    crate::error::ApiError::bad_request(
-                        "INVALID_QUERY",
-                        "cursor is not one this server gave out: pass next_cursor of the previous page",
-                    )
-                })?,
-        ),
-    };
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     items.sort_by(|a, b| key(a).as_bytes().cmp(key(b).as_bytes()));
     if let Some(after) = &after {
         items.retain(|x| key(x).as_bytes() > after.as_bytes());
@@ -166,9 +151,7 @@ pub(crate) fn keyset_page<T>(
     let more = items.len() > limit;
     items.truncate(limit);
     let next = if more {
-        items
-            .last()
-            .map(|x| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key(x)))
+        items.last().map(|x| encode_cursor(key(x)))
     } else {
         None
     };
@@ -181,19 +164,23 @@ pub(crate) fn encode_cursor(text: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
 
-/// The key a cursor of [`encode_cursor`] carries; 400 `INVALID_QUERY` for any other text.
-pub(crate) fn decode_cursor(cursor: &str) -> crate::error::ApiResult<String> {
+/// The key a cursor of [`encode_cursor`] carries, if it is one.
+pub(crate) fn cursor_text(cursor: &str) -> Option<String> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| {
-            crate::error::ApiError::bad_request(
-                "INVALID_QUERY",
-                "cursor is not one this server gave out: pass next_cursor of the previous page",
-            )
-        })
+}
+
+/// The key a cursor of [`encode_cursor`] carries; 400 `INVALID_QUERY` for any other text.
+pub(crate) fn decode_cursor(cursor: &str) -> crate::error::ApiResult<String> {
+    cursor_text(cursor).ok_or_else(|| {
+        crate::error::ApiError::bad_request(
+            "INVALID_QUERY",
+            "cursor is not one this server gave out: pass next_cursor of the previous page",
+        )
+    })
 }
 
 /// The cursor of an item listed by `(created_at, id)`.

@@ -18,10 +18,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use base64::Engine as _;
 use hilo_core::access::Scope;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::api::conversations::{MessageView, MessagesQuery, PostedView};
 use crate::auth::{Caller, KeyLimiter};
@@ -64,18 +62,10 @@ impl Default for ChatTokens {
     }
 }
 
-fn digest(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl ChatTokens {
     fn create(&self, tenant: &str, conversation: &str) -> Result<String, ApiError> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| ApiError::internal("making a chat token", e))?;
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let token = crate::console::session::random_token()
+            .map_err(|e| ApiError::internal("making a chat token", e))?;
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= MAX_CHATS / 2 {
             let now = Instant::now();
@@ -89,7 +79,7 @@ impl ChatTokens {
             ));
         }
         map.insert(
-            digest(&token),
+            crate::auth::hash_key(&token),
             Chat {
                 tenant: tenant.to_string(),
                 conversation: conversation.to_string(),
@@ -101,7 +91,7 @@ impl ChatTokens {
 
     /// (tenant, conversation) of a live token.
     fn get(&self, token: &str) -> Option<(String, String)> {
-        let key = digest(token);
+        let key = crate::auth::hash_key(token);
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         match map.get(&key) {
             Some(c) if c.expires > Instant::now() => {

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, Method, header};
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
 /// The cookie that carries the session id.
 pub const COOKIE: &str = "hilo_session";
@@ -60,17 +59,11 @@ pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
 }
 
-fn random_token() -> Result<String, SessionError> {
+/// 32 random bytes, URL-safe base64: a session id, a CSRF token, a chat token.
+pub(crate) fn random_token() -> Result<String, SessionError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| SessionError::Random(e.to_string()))?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn digest(id: &str) -> String {
-    Sha256::digest(id.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl Sessions {
@@ -103,13 +96,13 @@ impl Sessions {
         if map.len() >= MAX_SESSIONS {
             return Err(SessionError::Full);
         }
-        map.insert(digest(&id), session.clone());
+        map.insert(crate::auth::hash_key(&id), session.clone());
         Ok((id, session))
     }
 
     /// The live session with id `id` (an expired one is forgotten and `None`).
     pub fn get(&self, id: &str) -> Option<Session> {
-        let key = digest(id);
+        let key = crate::auth::hash_key(id);
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         match map.get(&key) {
             Some(s) if s.expires > Instant::now() => Some(s.clone()),
@@ -126,7 +119,7 @@ impl Sessions {
         self.map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&digest(id));
+            .remove(&crate::auth::hash_key(id));
     }
 }
 
