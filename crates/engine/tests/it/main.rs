@@ -1,6 +1,6 @@
 //! Engine integration tests: every node type and semantic rule, run on a real SQLite store,
 //! with execution traces checked as snapshots (`INSTA_UPDATE=always` or `cargo insta review`
-//! to refresh).
+//! to refresh). `machine` drives the pure state machine alone (no store, no runtime).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod commits;
@@ -10,6 +10,7 @@ mod harness;
 mod hil;
 mod limits;
 mod linear;
+mod machine;
 mod nodes;
 mod quarantine;
 mod saga;
