@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Result, TenantId};
+use crate::base::{Result, TenantId};
 
 /// What a key may do. `admin` implies `execute`, which implies `read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

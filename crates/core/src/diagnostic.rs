@@ -9,6 +9,10 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::source_map::SourceMap;
+
+pub use crate::pointer::{pointer_to_field, push_pointer};
+
 /// Stable diagnostic codes. They are part of hilo's public surface (`hilo validate --json`,
 /// the API): never renumber or rename one, only add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -185,7 +189,7 @@ impl Diagnostics {
 
     /// Fills in `node` and `field` from the JSON pointers (using `nodes`, the pointer of each
     /// node and its id) and `line`/`column` from the source map, then sorts by position.
-    pub fn locate(&mut self, nodes: &[(String, String)], source: Option<&crate::SourceMap>) {
+    pub fn locate(&mut self, nodes: &[(String, String)], source: Option<&SourceMap>) {
         // The owner of a path is the node with the longest pointer that is the path or one of
         // its ancestors: looked up ancestor by ancestor, so that locating is linear in the
         // number of diagnostics (a definition can have ten thousand of both).
@@ -236,28 +240,6 @@ impl Diagnostics {
     }
 }
 
-/// `/with/params/0` → `with.params[0]`; empty pointer → `None`.
-pub fn pointer_to_field(pointer: &str) -> Option<String> {
-    let mut out = String::new();
-    for seg in pointer.split('/').skip(1) {
-        let seg = seg.replace("~1", "/").replace("~0", "~");
-        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
-            out.push_str(&format!("[{seg}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(&seg);
-        }
-    }
-    (!out.is_empty()).then_some(out)
-}
-
-/// Appends one segment to a JSON pointer, escaping `~` and `/`.
-pub fn push_pointer(base: &str, seg: &str) -> String {
-    format!("{base}/{}", seg.replace('~', "~0").replace('/', "~1"))
-}
-
 /// The closest of `candidates` to `word`, when close enough to be a likely typo.
 pub fn did_you_mean<'a>(
     word: &str,
@@ -281,21 +263,6 @@ pub fn did_you_mean<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pointer_fields() {
-        assert_eq!(
-            pointer_to_field("/with/params/0").as_deref(),
-            Some("with.params[0]")
-        );
-        assert_eq!(
-            pointer_to_field("/edges/2/to").as_deref(),
-            Some("edges[2].to")
-        );
-        assert_eq!(pointer_to_field(""), None);
-        assert_eq!(push_pointer("/a", "x/y~z"), "/a/x~1y~0z");
-        assert_eq!(pointer_to_field("/a~1b").as_deref(), Some("a/b"));
-    }
 
     #[test]
     fn suggestions() {

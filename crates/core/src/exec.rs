@@ -18,8 +18,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 use crate::AgentNode;
-use crate::store::{Result, TenantId};
+use crate::base::{Result, TenantId};
 use crate::tool::ToolContext;
+
+pub use crate::base::{NodeError, codes};
 
 /// The format version written into every persisted checkpoint row and event.
 pub const CHECKPOINT_FORMAT: u32 = 1;
@@ -151,92 +153,11 @@ impl NodeStatus {
     }
 }
 
-/// Stable error codes the engine itself produces. Tools add their own (`UPSTREAM_ERROR`, …).
-pub mod codes {
-    /// An expression or template could not be evaluated.
-    pub const EXPRESSION: &str = "EXPRESSION";
-    /// The node (or the human task) ran past its `timeout_ms`.
-    pub const TIMEOUT: &str = "TIMEOUT";
-    /// An `until` loop reached `max_iterations`.
-    pub const LOOP_LIMIT: &str = "LOOP_LIMIT";
-    /// Something the node needs is not configured (an agent runtime, a tool).
-    pub const NOT_CONFIGURED: &str = "NOT_CONFIGURED";
-    /// A tool's input did not match its schema.
-    pub const INVALID_INPUT: &str = "INVALID_INPUT";
-    /// A tool failed in a way that may succeed if tried again.
-    pub const UPSTREAM_ERROR: &str = "UPSTREAM_ERROR";
-    /// A child execution did not succeed.
-    pub const CHILD_FAILED: &str = "CHILD_FAILED";
-    /// A `fail` node ran without a code.
-    pub const FAILED: &str = "FAILED";
-    /// Every path to a sink was dead.
-    pub const NO_PATH: &str = "NO_PATH";
-    /// The execution was cancelled.
-    pub const CANCELLED: &str = "CANCELLED";
-    /// Compensations failed while unwinding.
-    pub const COMPENSATION_FAILED: &str = "COMPENSATION_FAILED";
-    /// The tool is not enabled for the tenant, or the caller may not use it.
-    pub const NOT_ALLOWED: &str = "NOT_ALLOWED";
-    /// The tool's rate limit was reached and the wait would exceed its bound (retryable).
-    pub const RATE_LIMITED: &str = "RATE_LIMITED";
-    /// The tool's circuit breaker is open after repeated failures (retryable).
-    pub const CIRCUIT_OPEN: &str = "CIRCUIT_OPEN";
-    /// The tool's upstream refused the call (HTTP 4xx other than 408/429); not retried.
-    pub const UPSTREAM_REJECTED: &str = "UPSTREAM_REJECTED";
-    /// The tool answered with something that breaks its output schema.
-    pub const INVALID_OUTPUT: &str = "INVALID_OUTPUT";
-    /// The execution took its process down again and again: quarantined (failed) instead of
-    /// being taken over once more.
-    pub const POISONED: &str = "POISONED";
-}
-
 /// How many times in a row an execution may be taken over after its process died without
 /// it making progress in between (no history event but resumptions, cancel requests and
 /// nodes (re)started): the takeover that
 /// reaches this count quarantines it (failed, [`codes::POISONED`]) instead of running it.
 pub const DEFAULT_MAX_CRASHES: u32 = 3;
-
-/// A failure: a stable code, a message for people, and whether a retry may help.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeError {
-    pub code: String,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub retryable: bool,
-    /// Extra structured detail (failed compensations, a child's error, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<Value>,
-}
-
-impl NodeError {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> NodeError {
-        NodeError {
-            code: code.into(),
-            message: message.into(),
-            retryable: false,
-            detail: None,
-        }
-    }
-
-    /// A failure that the node's retry policy may retry (timeouts, transport errors, 429/5xx).
-    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> NodeError {
-        NodeError {
-            retryable: true,
-            ..NodeError::new(code, message)
-        }
-    }
-
-    pub fn with_detail(mut self, detail: Value) -> NodeError {
-        self.detail = Some(detail);
-        self
-    }
-}
-
-impl std::fmt::Display for NodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
 
 /// How a loop node is progressing (kept in the loop node's record).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -13,51 +13,18 @@
 //! state document, tool response or model answer can overflow the stack, exhaust memory or
 //! spin without end here.
 
-use std::fmt;
-
 use serde_json::Value;
 
-use crate::diagnostic::push_pointer;
+use crate::pointer::push_pointer;
 
+mod error;
 mod filters;
 mod interp;
 pub mod limits;
 
+pub use error::ExprError;
 pub use interp::Budget;
 use limits::{Limit, LimitError};
-
-/// Why an evaluation failed: a limit (named) or an ordinary error of the expression or
-/// template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExprError {
-    Limit(LimitError),
-    Eval(String),
-}
-
-impl ExprError {
-    /// The limit that was hit, if one was.
-    pub fn limit(&self) -> Option<Limit> {
-        match self {
-            ExprError::Limit(l) => Some(l.limit),
-            ExprError::Eval(_) => None,
-        }
-    }
-}
-
-impl fmt::Display for ExprError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExprError::Limit(l) => l.fmt(f),
-            ExprError::Eval(m) => f.write_str(m),
-        }
-    }
-}
-
-impl From<LimitError> for ExprError {
-    fn from(l: LimitError) -> Self {
-        ExprError::Limit(l)
-    }
-}
 
 /// What a string in a workflow value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

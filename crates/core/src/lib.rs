@@ -17,8 +17,13 @@
 //! - [`llm`]: LLM cost accounting rows and the `CostStore` trait.
 //! - [`hil`]: humans in the loop: conversations, human agents, the routed queue, KPIs and
 //!   the `HilStore` trait.
+//! - [`agent`]: defaults of agent nodes shared by the runtime (`hilo-llm`) and the server.
 //! - [`access`]: API keys and execution callbacks (rows and store traits).
-//! - [`store`]: the storage traits (`WorkflowStore`, …) that backends implement.
+//! - [`store`]: the storage traits (`WorkflowStore`, …) that backends implement, combined in
+//!   the `Store` supertrait.
+//! - [`base`]: the leaf the runtime modules above share: tenant ids, the clock, the errors
+//!   and their stable codes. It imports nothing from the crate; `exec`, `tool`, `llm`,
+//!   `access` and `hil` import it (never each other in a loop), and `store` imports them.
 //!
 //! **Architecture invariant:** this crate does no IO (no files, no network, no database, no
 //! clock except in the store types) and never panics on any input.
@@ -29,6 +34,8 @@
 #![deny(clippy::print_stderr, clippy::print_stdout)]
 
 pub mod access;
+pub mod agent;
+pub mod base;
 pub mod decode;
 pub mod diagnostic;
 pub mod duration;
@@ -37,9 +44,11 @@ pub mod expr;
 pub mod hil;
 pub mod llm;
 pub mod model;
+mod pointer;
 pub mod render;
 pub mod schema;
 pub mod source;
+mod source_map;
 pub mod store;
 pub mod tool;
 pub mod validate;

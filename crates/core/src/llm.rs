@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::{Result, TenantId};
+use crate::base::{Result, TenantId};
 
 /// Nano-dollars in one US dollar.
 pub const NANOS_PER_USD: i64 = 1_000_000_000;

@@ -3,109 +3,24 @@
 //!
 //! Traits are split by concern (workflows now; executions, audit, … as they arrive) and
 //! combined in [`Store`]. One conformance suite in `hilo-store` runs against every backend.
+//!
+//! This is the top of core's runtime modules: `store` imports the trait files (`exec`, `tool`,
+//! `llm`, `access`, `hil`) for the supertrait, and they import only [`crate::base`], never
+//! `store`. The ids, errors and clock they share live in `base`; they are re-exported here, so
+//! `hilo_core::store::{TenantId, Result, StoreError, now_ms, DEFAULT_TENANT}` keep working.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-/// Unix milliseconds now: the timestamp of every stored row and of every engine step (read
-/// straight from the system clock, without building a calendar date as `chrono::Utc::now`
-/// does). A clock set before 1970 reads 0.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 use crate::Workflow;
+use crate::access::{ApiKeyStore, CallbackStore};
+use crate::exec::ExecutionStore;
+use crate::hil::HilStore;
+use crate::llm::CostStore;
 use crate::source::Format;
+use crate::tool::{AuditStore, SecretStore};
 
-/// The tenant a request acts for. Single-tenant installations use [`DEFAULT_TENANT`].
-pub type TenantId = str;
-
-/// The tenant used when none is named.
-pub const DEFAULT_TENANT: &str = "default";
-
-/// Errors of any store backend. Codes are stable.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(
-        "workflow {name}@{version} already exists with different content; versions are immutable: import the change as version {next} (or higher)",
-        next = version + 1
-    )]
-    VersionConflict { name: String, version: u64 },
-    #[error("workflow `{name}` not found; `hilo workflows list` shows the stored workflows")]
-    WorkflowNotFound { name: String },
-    #[error(
-        "workflow {name}@{version} not found; `hilo workflows versions {name}` lists its versions"
-    )]
-    VersionNotFound { name: String, version: u64 },
-    #[error(
-        "the stored definition of {name}@{version} no longer decodes ({detail}); the database was changed outside hilo or by a newer hilo"
-    )]
-    Corrupt {
-        name: String,
-        version: u64,
-        detail: String,
-    },
-    #[error(
-        "workflow `{name}` has {running} execution(s) not yet finished; cancel them or wait for them to end, then delete it"
-    )]
-    WorkflowInUse { name: String, running: u64 },
-    #[error("execution `{id}` not found; `hilo executions list` shows the executions")]
-    ExecutionNotFound { id: String },
-    #[error(
-        "execution `{id}` has no human task at node `{node}`; `hilo executions show {id}` lists its pending tasks"
-    )]
-    TaskNotFound { id: String, node: String },
-    #[error(
-        "the human task of execution `{id}` at node `{node}` is {status}, not pending: it cannot be answered again"
-    )]
-    TaskNotPending {
-        id: String,
-        node: String,
-        status: String,
-    },
-    #[error("execution `{id}` is {status}: {what}")]
-    ExecutionState {
-        id: String,
-        status: String,
-        what: String,
-    },
-    #[error("cannot open the database {location}: {detail}")]
-    Open { location: String, detail: String },
-    #[error("database migration failed: {0}")]
-    Migration(String),
-    #[error("database error: {0}")]
-    Backend(String),
-    #[error("the store is not healthy: {0}")]
-    Unhealthy(String),
-    #[error(transparent)]
-    Hil(#[from] crate::hil::HilError),
-}
-
-impl StoreError {
-    /// Stable code for APIs and `--json` output.
-    pub fn code(&self) -> &'static str {
-        match self {
-            StoreError::VersionConflict { .. } => "VERSION_CONFLICT",
-            StoreError::WorkflowNotFound { .. } => "WORKFLOW_NOT_FOUND",
-            StoreError::VersionNotFound { .. } => "VERSION_NOT_FOUND",
-            StoreError::Corrupt { .. } => "STORE_CORRUPT",
-            StoreError::WorkflowInUse { .. } => "WORKFLOW_IN_USE",
-            StoreError::ExecutionNotFound { .. } => "EXECUTION_NOT_FOUND",
-            StoreError::TaskNotFound { .. } => "TASK_NOT_FOUND",
-            StoreError::TaskNotPending { .. } => "TASK_NOT_PENDING",
-            StoreError::ExecutionState { .. } => "EXECUTION_STATE",
-            StoreError::Open { .. } => "STORE_OPEN",
-            StoreError::Migration(_) => "STORE_MIGRATION",
-            StoreError::Backend(_) => "STORE_BACKEND",
-            StoreError::Unhealthy(_) => "STORE_UNHEALTHY",
-            StoreError::Hil(e) => e.code(),
-        }
-    }
-}
-
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub use crate::base::{DEFAULT_TENANT, Result, StoreError, TenantId, now_ms};
 
 /// Which version becomes active when one is imported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -267,13 +182,13 @@ impl SchemaStatus {
 #[async_trait]
 pub trait Store:
     WorkflowStore
-    + crate::exec::ExecutionStore
-    + crate::tool::AuditStore
-    + crate::tool::SecretStore
-    + crate::llm::CostStore
-    + crate::access::ApiKeyStore
-    + crate::access::CallbackStore
-    + crate::hil::HilStore
+    + ExecutionStore
+    + AuditStore
+    + SecretStore
+    + CostStore
+    + ApiKeyStore
+    + CallbackStore
+    + HilStore
     + IdempotencyStore
 {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.

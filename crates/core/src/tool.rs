@@ -19,8 +19,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::exec::NodeError;
-use crate::store::{Result, TenantId};
+use crate::base::{NodeError, Result, TenantId};
 use crate::{AgentKind, Retry, ToolCall, ToolClass, ToolDef};
 
 /// What a tool call receives besides its input.

@@ -10,7 +10,7 @@ use std::io;
 use minijinja::value::{Kwargs, Rest, Value};
 use minijinja::{Environment, Error, ErrorKind, State};
 
-use super::ExprError;
+use super::error::ExprError;
 use super::limits::{Limit, LimitError, MAX_TEMPLATE_BYTES as MAX_VALUE_BYTES, TEMPLATE_FUEL};
 
 /// Largest argument a growing filter accepts (it may make a few times as much).

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use jmespath::ast::{Ast, Comparator};
 use jmespath::{Context, Rcvar, Variable};
 
-use super::ExprError;
+use super::error::ExprError;
 use super::limits::{Limit, LimitError, MAX_EVAL_WORK, MAX_VALUE_BYTES, MAX_VALUE_DEPTH};
 
 /// The work left for one evaluation (or for several that share it, e.g. one predicate over

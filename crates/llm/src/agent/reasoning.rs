@@ -23,7 +23,7 @@ use crate::provider::Message;
 use crate::router::{Answer, ChatSpec, Task, codes};
 
 pub const DEFAULT_PROFILE: &str = "balanced";
-pub const DEFAULT_MAX_ITERATIONS: u32 = 8;
+pub use hilo_core::agent::DEFAULT_MAX_ITERATIONS;
 /// The same call this many times is a loop.
 pub const LOOP_REPEATS: u32 = 3;
 /// Observations longer than this are cut before they go back to the model.
