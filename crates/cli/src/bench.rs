@@ -17,7 +17,7 @@ use hilo_engine::{Engine, EngineOptions, Machine, Mode, Plan};
 use hilo_store::{Durability, SqliteStore};
 use serde_json::{Map, Value, json};
 
-use crate::Exit;
+use crate::exit::Exit;
 
 struct Step(ToolSpec);
 

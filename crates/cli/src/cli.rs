@@ -4,11 +4,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::input::{Since, parse_since};
+
 /// `hilo --help`'s closing text: where data lives, the conventions, and the exit codes of every
-/// command (as `main` maps failures; keep them in step with `main.rs` and docs/cli.md).
+/// command (as `main` maps failures; keep them in step with `exit.rs` and docs/cli.md).
 const AFTER_HELP: &str = "Data lives in one SQLite file: --db PATH (or HILO_DB); by default hilo.db in your data directory. Processes on many machines share one PostgreSQL database: --db postgres://USER@HOST/DB.
 
 Every command that prints data takes --json (one JSON document on stdout). Time filters (--since, --until) take a duration ago (30s, 15m, 24h, 7d) or an RFC 3339 time. Colours follow --color, NO_COLOR and the terminal.
+
+The log (warnings and errors of hilo's libraries) goes to stderr: -q keeps errors only, -v adds info, -vv debug, -vvv trace. RUST_LOG, when set, decides instead (RUST_LOG=info, RUST_LOG=hilo_engine=debug).
 
 Exit codes:
   0  success (for executions: succeeded)
@@ -160,7 +164,7 @@ pub enum ExecutionsCommand {
         #[arg(long)]
         json: bool,
         /// Nodes (in key order) and events shown at most
-        #[arg(long, default_value_t = crate::exec::SHOW_LIMIT, value_name = "N",
+        #[arg(long, default_value_t = SHOW_LIMIT, value_name = "N",
               value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
         /// Show the nodes whose keys come after KEY (the last key of the previous page)
@@ -404,11 +408,11 @@ pub enum HilCommand {
     Stats {
         /// Conversations created since then: a duration ago (30m, 24h, 7d) or an RFC 3339
         /// time [default: 30 days ago]
-        #[arg(long, value_name = "DURATION|TIME", value_parser = crate::tools::parse_since)]
-        since: Option<crate::tools::Since>,
+        #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+        since: Option<Since>,
         /// … and before then: a duration ago or an RFC 3339 time [default: now]
-        #[arg(long, value_name = "DURATION|TIME", value_parser = crate::tools::parse_since)]
-        until: Option<crate::tools::Since>,
+        #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+        until: Option<Since>,
         /// Print JSON: the KPIs per workflow and in all
         #[arg(long)]
         json: bool,
@@ -579,8 +583,8 @@ pub struct CostsArgs {
     #[arg(long, value_enum, default_value_t = CostGroup::Model)]
     pub by: CostGroup,
     /// Only calls since then: a duration ago (30m, 24h, 7d) or an RFC 3339 time
-    #[arg(long, value_name = "DURATION|TIME", default_value = "30d", value_parser = crate::tools::parse_since)]
-    pub since: crate::tools::Since,
+    #[arg(long, value_name = "DURATION|TIME", default_value = "30d", value_parser = parse_since)]
+    pub since: Since,
     /// Every call of this execution instead: model, purpose, tokens, cost, latency, decision
     #[arg(long, value_name = "ID")]
     pub execution: Option<String>,
@@ -598,8 +602,8 @@ pub struct AuditArgs {
     #[arg(long, value_name = "TOOL")]
     pub tool: Option<String>,
     /// Only calls since then: a duration ago (30m, 24h, 7d) or an RFC 3339 time
-    #[arg(long, value_name = "DURATION|TIME", value_parser = crate::tools::parse_since)]
-    pub since: Option<crate::tools::Since>,
+    #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+    pub since: Option<Since>,
     /// At most N rows (the oldest N that match)
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,
@@ -630,8 +634,8 @@ pub enum ToolsCommand {
     /// (compensations not counted).
     Stats {
         /// The period: a duration ago (30m, 24h, 7d) or an RFC 3339 time
-        #[arg(long, value_name = "DURATION|TIME", default_value = "7d", value_parser = crate::tools::parse_since)]
-        since: crate::tools::Since,
+        #[arg(long, value_name = "DURATION|TIME", default_value = "7d", value_parser = parse_since)]
+        since: Since,
         /// Print a JSON array: one object per tool
         #[arg(long)]
         json: bool,
@@ -738,6 +742,10 @@ pub enum WorkflowsCommand {
         json: bool,
     },
 }
+
+/// `executions show`'s default `--limit` (remote mode asks the server for a page only when
+/// it differs).
+pub const SHOW_LIMIT: u32 = 1_000;
 
 /// What `workflows import` does with the active version, from its two flags.
 pub fn import_activation(activate: bool, no_activate: bool) -> hilo_core::store::Activation {
@@ -886,6 +894,7 @@ mod tests {
             "NO_COLOR",
             "--quiet",
             "--verbose",
+            "RUST_LOG",
         ] {
             assert!(
                 help.contains(text),

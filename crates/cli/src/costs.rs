@@ -7,19 +7,18 @@ use chrono::{DateTime, Datelike, SecondsFormat, Timelike};
 use hilo_core::llm::{CostBy, CostRow, usd};
 use serde_json::json;
 
-use crate::Exit;
+use crate::app::App;
 use crate::cli::{CostGroup, CostPeriod, CostsArgs, Global};
-use crate::commands::{open_store_with, print_table};
-use crate::config::Config;
-use crate::tools::{print_json, store_err};
+use crate::exit::{Exit, store_err};
+use crate::out::{money, print_json, print_table, rfc3339};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// `hilo costs`.
-pub async fn costs(g: &Global, args: CostsArgs) -> Result<(), Exit> {
-    let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
-    let store = open_store_with(g, &config).await?;
+pub async fn costs(app: &App, args: CostsArgs) -> Result<(), Exit> {
+    let g = app.global();
+    let store = app.store().await?;
     if let Some(id) = &args.execution {
         return execution(g, &store, id, args.json).await;
     }
@@ -68,7 +67,7 @@ pub async fn costs(g: &Global, args: CostsArgs) -> Result<(), Exit> {
         return print_json(&json!({"period": period, "by": by.as_str(), "rows": out}));
     }
     if rows.is_empty() {
-        outln!("no LLM calls since {}", crate::tools::rfc3339(since));
+        outln!("no LLM calls since {}", rfc3339(since));
         return Ok(());
     }
     let total: i64 = rows.iter().map(|r| r.cost_nanos).sum();
@@ -223,11 +222,6 @@ fn label(bucket: i64, period: CostPeriod) -> String {
         CostPeriod::Daily => t.format("%Y-%m-%d").to_string(),
         CostPeriod::Monthly => t.format("%Y-%m").to_string(),
     }
-}
-
-/// USD with six decimals (a cheap call costs fractions of a cent).
-pub fn money(nanos: i64) -> String {
-    format!("{:.6}", usd(nanos))
 }
 
 #[cfg(test)]

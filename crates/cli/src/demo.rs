@@ -13,10 +13,9 @@ use hilo_core::{Format, Workflow};
 use hilo_engine::{Mode, Outcome};
 use serde_json::{Value, json};
 
-use crate::Exit;
-use crate::cli::Global;
-use crate::config::Config;
-use crate::costs::money;
+use crate::app::App;
+use crate::exit::Exit;
+use crate::out::{money, print_json};
 
 /// The workflow, also in `examples/` where `hilo validate` and the README show it.
 pub const WORKFLOW: &str = include_str!("../../../examples/customer_support.yaml");
@@ -41,8 +40,9 @@ fn inputs() -> [(&'static str, Value); 3] {
 }
 
 /// `hilo demo`; with `json`, one JSON object instead of the text (the same runs).
-pub async fn demo(g: &Global, dir: Option<PathBuf>, json: bool) -> Result<(), Exit> {
-    let dir = dir.unwrap_or_else(|| crate::secrets::data_dir().join("demo"));
+pub async fn demo(app: &App, dir: Option<PathBuf>, json: bool) -> Result<(), Exit> {
+    let g = app.global();
+    let dir = dir.unwrap_or_else(|| app.data_dir().join("demo"));
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow!("cannot create the demo folder {}: {e}", dir.display()))?;
     let dir = dir.canonicalize().unwrap_or(dir);
@@ -51,7 +51,7 @@ pub async fn demo(g: &Global, dir: Option<PathBuf>, json: bool) -> Result<(), Ex
         .await
         .map_err(|e| anyhow!("cannot make the demo shop: {e}"))?;
     let outbox = dir.join("outbox");
-    let mut config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
+    let mut config = app.load_config()?;
     config.executor.databases.insert(
         "shop".into(),
         hilo_tools::DatabaseConfig {
@@ -70,7 +70,9 @@ pub async fn demo(g: &Global, dir: Option<PathBuf>, json: bool) -> Result<(), Ex
         .get_or_insert_with(|| "support@shop.example".into());
     let wf: Workflow = hilo_core::load(WORKFLOW, Format::Yaml, &config.catalog)
         .map_err(|d| Exit::invalid(anyhow!("the demo workflow does not validate: {d}")))?;
-    let (engine, _store) = crate::exec::engine(g, &config).await?;
+    // This process runs with the demo's configuration: its tools reach the shop.
+    app.configure(config)?;
+    let engine = app.engine().await?;
     if !json {
         outln!(
             "hilo demo: {} (embedded SQLite, no API key)",
@@ -121,9 +123,9 @@ pub async fn demo(g: &Global, dir: Option<PathBuf>, json: bool) -> Result<(), Ex
             costs += print_outcome(&wf, &o);
         }
     }
-    crate::exec::shutdown().await;
+    app.close_tools().await;
     if json {
-        return crate::tools::print_json(&json!({
+        return print_json(&json!({
             "workflow": wf.reference(),
             "dir": dir.display().to_string(),
             "shop_database": shop.display().to_string(),

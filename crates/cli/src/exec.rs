@@ -1,121 +1,22 @@
 //! Execution commands: `run`, `resume`, `answer`, `cancel`, `executions list|show|prune`,
-//! `worker`. They wire the engine to the store, print progress (one line per node transition,
-//! on stderr) and map the final status to the exit code.
+//! `worker`. They drive the process's engine (`App::engine`), print progress (one line per
+//! node transition, on stderr) and map the final status to the exit code.
 
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use hilo_core::exec::{Event, EventKind, ExecFilter, ExecStatus};
 use hilo_core::store::Store;
-use hilo_engine::{Engine, EngineError, EngineOptions, Mode, Outcome, outcome_json};
+use hilo_engine::{Engine, EngineError, Mode, Outcome, outcome_json};
 use serde_json::{Value, json};
 
-use crate::Exit;
-use crate::cli::{AnswerArgs, ExecutionsCommand, Global, OutArgs, ResumeArgs, RunArgs};
-use crate::commands::{load_file, open_store_with, parse_target};
-use crate::config::Config;
-
-fn config(g: &Global) -> Result<Config, Exit> {
-    Config::load(g.config.as_deref()).map_err(Exit::invalid)
-}
-
-/// The process's tool executor, flushed and dropped by [`shutdown`]: it holds the store (its
-/// audit sink and credential vault), and a store must be dropped before the process exits so
-/// that it folds its step log and deletes its segments.
-static EXECUTOR: std::sync::Mutex<Option<hilo_tools::Executor>> = std::sync::Mutex::new(None);
-
-/// The MCP servers started by this process, shut down before it exits.
-static MCP: std::sync::Mutex<Vec<Arc<hilo_tools::mcp::McpServers>>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// The tool executor over the built-in tools, `hilo.toml`'s tools, the tools of its MCP
-/// servers (started here: one that does not start is an error of the configuration, exit 2,
-/// unless it is `optional`) and (in hilo's own test builds) the test tools, auditing into
-/// `store`.
-pub async fn executor(
-    config: &Config,
-    store: &Arc<dyn Store>,
-) -> Result<hilo_tools::Executor, Exit> {
-    let mut settings = config.executor.clone();
-    if settings.email.outbox.is_none() {
-        settings.email.outbox = Some(crate::secrets::data_dir().join("outbox"));
-    }
-    let mut b = hilo_tools::Executor::builder(settings)
-        .secrets(Arc::new(crate::secrets::vault(store)))
-        .audit(hilo_tools::AuditSink::spawn(store.clone()));
-    if let Some((tools, _)) = hilo_engine::test_tools_if_enabled() {
-        b = b.tools(tools);
-    }
-    if !config.mcp.is_empty() {
-        let servers = hilo_tools::mcp::McpServers::connect(&config.mcp)
-            .await
-            .map_err(|e| {
-                let file = config
-                    .path
-                    .as_ref()
-                    .map_or("hilo.toml".into(), |p| p.display().to_string());
-                Exit::invalid(anyhow!(e).context(format!("in the configuration file {file}")))
-            })?;
-        for w in servers.warnings() {
-            errln!("warning: {w}");
-        }
-        b = b.tools(servers.tools());
-        let servers = Arc::new(servers);
-        MCP.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(servers.clone());
-    }
-    let ex = b.build().map_err(|e| Exit::invalid(anyhow!(e)))?;
-    EXECUTOR
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(|| ex.clone());
-    Ok(ex)
-}
-
-/// Stores the audit entries still queued and stops the MCP servers (before the process
-/// exits).
-pub async fn shutdown() {
-    let executor = EXECUTOR.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(ex) = executor
-        && let Err(e) = ex.flush_audit().await
-    {
-        errln!("warning: {e}");
-    }
-    let servers: Vec<_> = std::mem::take(&mut *MCP.lock().unwrap_or_else(|p| p.into_inner()));
-    futures_util::future::join_all(servers.iter().map(|s| s.shutdown())).await;
-}
-
-pub(crate) async fn engine(g: &Global, config: &Config) -> Result<(Engine, Arc<dyn Store>), Exit> {
-    let store = open_store_with(g, config).await?;
-    let options = EngineOptions {
-        lease_ms: g.lease_ms,
-        ..EngineOptions::default()
-    };
-    let tools: Arc<dyn hilo_core::tool::ToolExecutor> = Arc::new(executor(config, &store).await?);
-    let agents = agent_runtime(config, &store, tools.clone());
-    Ok((
-        Engine::new(store.clone(), tools, Some(agents), options),
-        store,
-    ))
-}
-
-/// The LLM runtime of agent nodes: `hilo.toml`'s `[llm]` over the shipped defaults, costs
-/// recorded in `store`, per-tenant keys from the credential store.
-pub fn agent_runtime(
-    config: &Config,
-    store: &Arc<dyn Store>,
-    tools: Arc<dyn hilo_core::tool::ToolExecutor>,
-) -> Arc<dyn hilo_core::exec::AgentRuntime> {
-    let router = hilo_llm::Router::new(
-        config.llm.clone(),
-        store.clone(),
-        Some(Arc::new(crate::secrets::vault(store))),
-    );
-    Arc::new(hilo_llm::LlmRuntime::new(Arc::new(router), tools))
-}
+use crate::app::App;
+use crate::cli::{AnswerArgs, ExecutionsCommand, Global, OutArgs, ResumeArgs, RunArgs, SHOW_LIMIT};
+use crate::exit::{Exit, exit_code, store_err};
+use crate::input::{load_file, parse_target, read_json};
+use crate::out::{money, print_json, rfc3339, thousands, timestamp};
 
 fn engine_err(e: EngineError) -> Exit {
     if e.is_invalid_input() {
@@ -124,43 +25,6 @@ fn engine_err(e: EngineError) -> Exit {
     } else {
         Exit::from(anyhow!(e))
     }
-}
-
-/// `JSON` or `@FILE`.
-pub(crate) fn read_json(arg: &str, what: &str) -> Result<Value, Exit> {
-    let text = match arg.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(Path::new(path))
-            .with_context(|| format!("cannot read the {what} file {path}"))
-            .map_err(Exit::invalid)?,
-        None => arg.to_string(),
-    };
-    serde_json::from_str(&text).map_err(|e| {
-        // Only the text around the problem: the input may be megabytes long.
-        Exit::invalid(anyhow!(
-            "the {what} is not valid JSON: {e}, near `{}`; give a JSON value or @FILE",
-            near(&text, e.line(), e.column())
-        ))
-    })
-}
-
-/// Up to 40 characters either side of `line`:`column` (1-based, as serde_json counts) of
-/// `text`, with `…` where it was cut.
-pub(crate) fn near(text: &str, line: usize, column: usize) -> String {
-    const SIDE: usize = 40;
-    let l = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
-    let chars: Vec<char> = l.chars().collect();
-    let at = column.saturating_sub(1).min(chars.len());
-    let from = at.saturating_sub(SIDE);
-    let to = (at + SIDE).min(chars.len());
-    let mut out = String::new();
-    if from > 0 {
-        out.push('…');
-    }
-    out.extend(&chars[from..to]);
-    if to < chars.len() {
-        out.push('…');
-    }
-    out
 }
 
 /// Prints one line per transition on stderr; in a terminal, under a progress bar of the
@@ -278,16 +142,6 @@ fn progress_line(e: &Event) -> Option<String> {
     })
 }
 
-pub(crate) fn exit_code(status: ExecStatus) -> u8 {
-    match status {
-        ExecStatus::Succeeded => 0,
-        ExecStatus::Waiting => 3,
-        ExecStatus::HandedOver => 4,
-        ExecStatus::Pending | ExecStatus::Running => 0,
-        _ => 1,
-    }
-}
-
 async fn report(store: &Arc<dyn Store>, tenant: &str, o: &Outcome, json: bool) -> Result<(), Exit> {
     if json {
         outln!(
@@ -376,14 +230,21 @@ async fn finish(
     report(store, &g.tenant, &o.map_err(engine_err)?, out.json).await
 }
 
-pub async fn run(g: &Global, args: RunArgs) -> Result<(), Exit> {
-    let config = config(g)?;
+/// The process's engine and store (see [`App::engine`]).
+async fn engine(app: &App) -> Result<(Engine, Arc<dyn Store>), Exit> {
+    let engine = app.engine().await?;
+    Ok((engine, app.store().await?))
+}
+
+pub async fn run(app: &App, args: RunArgs) -> Result<(), Exit> {
+    let g = app.global();
+    let config = app.config()?;
     let input = read_json(&args.input, "input")?;
     let (wf, adhoc) = if Path::new(&args.target).exists() {
-        (load_file(Path::new(&args.target), &config)?.0, true)
+        (load_file(Path::new(&args.target), config)?.0, true)
     } else {
         let (name, version) = parse_target(&args.target)?;
-        let store = open_store_with(g, &config).await?;
+        let store = app.store().await?;
         let wf = store
             .get_workflow(&g.tenant, &name, version)
             .await
@@ -391,7 +252,7 @@ pub async fn run(g: &Global, args: RunArgs) -> Result<(), Exit> {
             .workflow;
         (wf, false)
     };
-    let (engine, store) = engine(g, &config).await?;
+    let (engine, store) = engine(app).await?;
     let id = engine
         .create(&g.tenant, &wf, adhoc, input, args.out.detach)
         .await
@@ -402,16 +263,18 @@ pub async fn run(g: &Global, args: RunArgs) -> Result<(), Exit> {
     finish(&engine, &store, g, &id, &args.out, false).await
 }
 
-pub async fn resume(g: &Global, args: ResumeArgs) -> Result<(), Exit> {
-    let config = config(g)?;
-    let (engine, store) = engine(g, &config).await?;
+pub async fn resume(app: &App, args: ResumeArgs) -> Result<(), Exit> {
+    let g = app.global();
+    app.config()?;
+    let (engine, store) = engine(app).await?;
     finish(&engine, &store, g, &args.id, &args.out, true).await
 }
 
-pub async fn answer(g: &Global, args: AnswerArgs) -> Result<(), Exit> {
-    let config = config(g)?;
+pub async fn answer(app: &App, args: AnswerArgs) -> Result<(), Exit> {
+    let g = app.global();
+    app.config()?;
     let answer = read_json(&args.input, "answer")?;
-    let (engine, store) = engine(g, &config).await?;
+    let (engine, store) = engine(app).await?;
     let key = engine
         .answer(&g.tenant, &args.id, &args.node, &answer)
         .await
@@ -428,9 +291,10 @@ pub async fn answer(g: &Global, args: AnswerArgs) -> Result<(), Exit> {
     finish(&engine, &store, g, &args.id, &args.out, true).await
 }
 
-pub async fn cancel(g: &Global, id: &str, compensate: bool, json: bool) -> Result<(), Exit> {
-    let config = config(g)?;
-    let (engine, store) = engine(g, &config).await?;
+pub async fn cancel(app: &App, id: &str, compensate: bool, json: bool) -> Result<(), Exit> {
+    let g = app.global();
+    app.config()?;
+    let (engine, store) = engine(app).await?;
     engine
         .cancel(&g.tenant, id, compensate)
         .await
@@ -455,17 +319,9 @@ pub async fn cancel(g: &Global, id: &str, compensate: bool, json: bool) -> Resul
     }
 }
 
-fn time(ms: Option<i64>) -> String {
-    ms.and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
-        .unwrap_or_else(|| "-".into())
-}
-
-pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> {
-    let config = config(g)?;
-    let store = open_store_with(g, &config).await?;
-    let tenant = g.tenant.as_str();
-    let store_err = |e: hilo_core::StoreError| Exit::from(anyhow!(e));
+pub async fn executions(app: &App, cmd: ExecutionsCommand) -> Result<(), Exit> {
+    let store = app.store().await?;
+    let tenant = app.global().tenant.as_str();
     match cmd {
         ExecutionsCommand::List {
             status,
@@ -488,8 +344,8 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                     .iter()
                     .map(|e| {
                         json!({"execution_id": e.id, "workflow": e.workflow, "version": e.version,
-                            "status": e.status, "created_at": time(Some(e.created_at)),
-                            "finished_at": e.finished_at.map(|t| time(Some(t))),
+                            "status": e.status, "created_at": timestamp(Some(e.created_at)),
+                            "finished_at": e.finished_at.map(|t| timestamp(Some(t))),
                             "parent": e.parent.as_ref().map(|p| &p.execution_id)})
                     })
                     .collect();
@@ -519,7 +375,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                         e.id,
                         format!("{}@{}", e.workflow, e.version),
                         e.status.as_str(),
-                        time(Some(e.created_at))
+                        timestamp(Some(e.created_at))
                     );
                 }
             }
@@ -604,8 +460,8 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
             }
             outln!("execution {} of {}@{}", e.id, e.workflow, e.version);
             outln!("status:   {}", e.status);
-            outln!("created:  {}", time(Some(e.created_at)));
-            outln!("finished: {}", time(e.finished_at));
+            outln!("created:  {}", timestamp(Some(e.created_at)));
+            outln!("finished: {}", timestamp(e.finished_at));
             if let Some(p) = &e.parent {
                 outln!("parent:   {} (node {})", p.execution_id, p.node_key);
             }
@@ -640,7 +496,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                     n.key,
                     n.status.as_str(),
                     n.attempts,
-                    time(n.started_at),
+                    timestamp(n.started_at),
                     dur
                 );
                 if let Some(t) = &n.detail.trace {
@@ -650,7 +506,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
                         t["model"].as_str().unwrap_or("-"),
                         t["input_tokens"],
                         t["output_tokens"],
-                        crate::costs::money(t["cost_nanos"].as_i64().unwrap_or(0)),
+                        money(t["cost_nanos"].as_i64().unwrap_or(0)),
                         t["calls"].as_array().map_or(0, Vec::len)
                     );
                     for step in t["steps"].as_array().into_iter().flatten() {
@@ -744,9 +600,7 @@ pub async fn executions(g: &Global, cmd: ExecutionsCommand) -> Result<(), Exit> 
             let before = chrono::Utc::now().timestamp_millis().saturating_sub(age);
             let n = store.prune(tenant, before).await.map_err(store_err)?;
             if json {
-                return crate::tools::print_json(
-                    &json!({"pruned": n, "before": crate::tools::rfc3339(before)}),
-                );
+                return print_json(&json!({"pruned": n, "before": rfc3339(before)}));
             }
             outln!("pruned {n} finished executions");
             Ok(())
@@ -771,9 +625,6 @@ fn limit_arg(limit: u32) -> String {
     }
 }
 
-/// `executions show`'s default `--limit`.
-pub(crate) const SHOW_LIMIT: u32 = 1_000;
-
 /// A word a shell passes on as written: quoted (`'each[4]/t'`) unless it is only letters,
 /// digits and `_ . / : @ = , + -`.
 fn shell_word(s: &str) -> String {
@@ -787,31 +638,19 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-/// `99000` as `99,000`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// How long `hilo worker` lets executions in flight finish after Ctrl-C before it stops them
 /// and gives their leases up.
 const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub async fn worker(g: &Global, concurrency: usize) -> Result<(), Exit> {
+pub async fn worker(app: &App, concurrency: usize) -> Result<(), Exit> {
+    let g = app.global();
     // Tool calls, MCP servers and the store's files all take descriptors: a long-running
     // worker gets the soft limit raised to the hard one, as `hilo serve` does.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         errln!("warning: cannot read or raise the limit of open files: {e}");
     }
-    let config = config(g)?;
-    let (engine, store) = engine(g, &config).await?;
+    app.config()?;
+    let (engine, store) = engine(app).await?;
     // A worker reports each execution's status, never its node records.
     engine.set_outcome_nodes(false);
     if !crate::out::quiet() {

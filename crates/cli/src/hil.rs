@@ -8,9 +8,10 @@ use hilo_server::api::conversations::{ActedView, ConversationView, ItemView};
 use hilo_server::client::{Client, ClientError};
 use serde_json::json;
 
-use crate::Exit;
 use crate::cli::{AgentsCommand, Command, Global, HilCommand};
-use crate::tools::print_json;
+use crate::exit::Exit;
+use crate::input::Since;
+use crate::out::{print_json, rfc3339};
 
 /// Whether `command` is one of these.
 pub fn is_hil(command: &Command) -> bool {
@@ -182,7 +183,7 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
         HilCommand::Stats { since, until, json } => {
             // Durations count back from now; the server takes RFC 3339.
             let now = chrono::Utc::now().timestamp_millis();
-            let time = |t: Option<crate::tools::Since>| t.map(|t| crate::tools::rfc3339(t.at(now)));
+            let time = |t: Option<Since>| t.map(|t| rfc3339(t.at(now)));
             let s = c
                 .hil_stats(time(since).as_deref(), time(until).as_deref())
                 .await

@@ -10,7 +10,7 @@ use anyhow::anyhow;
 use clap::Args;
 use serde_json::json;
 
-use crate::Exit;
+use crate::exit::Exit;
 
 #[derive(Debug, Args)]
 pub struct InitArgs {

@@ -1,17 +1,17 @@
-//! The `hilo` binary: parses the command line, wires the crates together, maps failures to
-//! exit codes. The only crate that depends on all the others, and the only place `anyhow`
-//! is used.
+//! The `hilo` binary: parses the command line, sets up the terminal and the log, builds the
+//! process's wiring ([`app::App`]), runs the command (`commands::run`), shuts the wiring
+//! down and maps failures to exit codes (`exit::Exit`). The only crate that depends on all
+//! the others, and the only place `anyhow` is used.
 //!
-//! Exit codes (also in `hilo --help`, `cli::AFTER_HELP`): 0 success; 1 a command
-//! failed (store error, conflict, not found); 2 invalid input (a definition that does not
-//! validate, an unreadable file, an input that does not match the schema, a wrong flag); for
-//! executions 3 waiting for a human, 4 handed over.
+//! The modules, leaves first: `exit`, `out` (and its macros), `config`, `input`, `cli`, `app`;
+//! then one module per group of commands; `commands` dispatches to them.
 
 // First: its `out!`/`outln!`/`errln!`/`noteln!` macros are used by every module after it.
 #[macro_use]
 mod out;
 
 mod alloc;
+mod app;
 mod bench;
 mod cli;
 mod commands;
@@ -19,12 +19,15 @@ mod config;
 mod costs;
 mod demo;
 mod exec;
+mod exit;
 mod hil;
 mod init;
+mod input;
 mod remote;
 mod secrets;
 mod serve;
 mod tools;
+mod workflows;
 
 use std::process::ExitCode;
 
@@ -38,53 +41,6 @@ use clap::Parser;
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// An error that carries its exit code.
-#[derive(Debug)]
-pub struct Exit {
-    pub code: u8,
-    pub error: Option<anyhow::Error>,
-}
-
-impl Exit {
-    /// Invalid input: exit code 2.
-    pub fn invalid(error: anyhow::Error) -> Exit {
-        Exit {
-            code: 2,
-            error: Some(error),
-        }
-    }
-
-    /// Invalid input already reported on stderr.
-    pub fn invalid_reported() -> Exit {
-        Exit {
-            code: 2,
-            error: None,
-        }
-    }
-
-    /// Exit with `code`, everything already reported.
-    pub fn code(code: u8) -> Exit {
-        Exit { code, error: None }
-    }
-
-    /// A failure already reported on stderr: exit code 1.
-    pub fn failed_reported() -> Exit {
-        Exit {
-            code: 1,
-            error: None,
-        }
-    }
-}
-
-impl From<anyhow::Error> for Exit {
-    fn from(error: anyhow::Error) -> Exit {
-        Exit {
-            code: 1,
-            error: Some(error),
-        }
-    }
-}
 
 /// Warnings and errors of the library crates on stderr (`RUST_LOG` picks others: `info`,
 /// `hilo_engine=debug`, …); colours as `--color` says (by default on a terminal, never with `NO_COLOR`).
@@ -121,8 +77,11 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let r = commands::run(cli).await;
-        exec::shutdown().await;
+        // One wiring value for the process: shut down after the command, whatever it
+        // returned (its MCP servers stopped, its audit entries stored, its store dropped).
+        let app = app::App::new(cli.global);
+        let r = commands::run(&app, cli.command).await;
+        app.shutdown().await;
         r
     });
     // A reader that closed the pipe early (`| head`) is not an error: exit quietly.

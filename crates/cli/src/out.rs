@@ -1,13 +1,26 @@
-//! Standard output and error that never panic. `println!` panics when stdout is a pipe its
+//! Everything `hilo` prints, in one place: standard output and error that never panic, and
+//! the formats commands share (tables, JSON documents, times, durations, money).
+//!
+//! `println!` panics when stdout is a pipe its
 //! reader closed (`hilo executions list | head`); every command prints through [`outln!`] and
 //! [`out!`] instead (and [`errln!`] for problems on stderr, [`noteln!`] for notes and progress,
 //! which `-q` drops). The first failed write closes our side: later output is dropped (the
 //! command still finishes what it does, durably) and `main` exits quietly for a broken pipe,
 //! or reports any other write error.
+//!
+//! The statics here (the closed-stdout flag, `-q`, the colour choice, a write failure) are
+//! the terminal's state, process-wide by nature: set once from the command line in `main`,
+//! read by every write. The wiring (store, tools, engine) is not here but in `app::App`.
+//!
+//! A leaf: it imports no other module of the binary but `exit`.
 
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, SecondsFormat};
+
+use crate::exit::Exit;
 
 /// `print!` that never panics.
 macro_rules! out {
@@ -178,4 +191,83 @@ pub fn colour_stdout() -> bool {
 pub fn colour_stderr() -> bool {
     use std::io::IsTerminal;
     colour(std::io::stderr().is_terminal())
+}
+
+// Shared formats: what several commands print the same way.
+
+/// One JSON document, pretty-printed, on stdout.
+pub fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
+    outln!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
+    );
+    Ok(())
+}
+
+/// A table on stdout: columns as wide as their widest cell, two spaces apart (the last one
+/// unpadded), the header in bold where stdout takes styles.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let bold = colour_stdout();
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let head = line(headers.iter().map(|h| h.to_string()).collect());
+    if bold {
+        outln!("\x1b[1m{head}\x1b[0m");
+    } else {
+        outln!("{head}");
+    }
+    for r in rows {
+        outln!("{}", line(r.clone()));
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 in UTC (`2025-01-31T09:00:00.000Z`).
+pub fn rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Milliseconds since the epoch as `2025-01-31 09:00:00.000` (UTC), `-` for none: the
+/// columns of `executions list|show`.
+pub fn timestamp(ms: Option<i64>) -> String {
+    ms.and_then(DateTime::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `1500ms`, `1m`, `1d`: the largest unit that divides it, as `hilo.toml` accepts it back.
+pub use hilo_core::duration::format_ms as human_ms;
+
+/// USD with six decimals (a cheap call costs fractions of a cent).
+pub fn money(nanos: i64) -> String {
+    format!("{:.6}", hilo_core::llm::usd(nanos))
+}
+
+/// `99000` as `99,000`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

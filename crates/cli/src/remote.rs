@@ -8,11 +8,10 @@ use hilo_server::api::executions::{ExecuteBody, ExecutionView, StartBody};
 use hilo_server::client::{Client, ClientError, ExecuteResult, ExecutionFilter};
 use serde_json::{Value, json};
 
-use crate::Exit;
-use crate::cli::{Command, ExecutionsCommand, Global, WorkflowsCommand};
-use crate::commands::parse_target;
-use crate::exec::read_json;
-use crate::tools::print_json;
+use crate::cli::{self, Command, ExecutionsCommand, Global, SHOW_LIMIT, WorkflowsCommand};
+use crate::exit::{Exit, exit_code};
+use crate::input::{parse_target, read_json};
+use crate::out::print_json;
 
 fn err(e: ClientError) -> Exit {
     let invalid = matches!(e.status(), Some(400 | 404 | 409 | 413 | 422));
@@ -75,7 +74,7 @@ fn report(v: &ExecutionView, json: bool) -> Result<(), Exit> {
             );
         }
     }
-    match ExecStatus::parse(&v.status).map(crate::exec::exit_code) {
+    match ExecStatus::parse(&v.status).map(exit_code) {
         Some(0) | None => Ok(()),
         Some(code) => Err(Exit::code(code)),
     }
@@ -222,7 +221,7 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
                      view has no timeline (GET /api/v1/executions/{id}/events streams it)"
                 )));
             }
-            let v = if after.is_some() || limit != crate::exec::SHOW_LIMIT {
+            let v = if after.is_some() || limit != SHOW_LIMIT {
                 c.execution_page(&id, limit, after.as_deref())
                     .await
                     .map_err(err)?
@@ -289,7 +288,7 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
             activate,
             json,
         } => {
-            let activation = crate::cli::import_activation(activate, no_activate);
+            let activation = cli::import_activation(activate, no_activate);
             let mut results = Vec::new();
             for f in files {
                 let text = std::fs::read_to_string(&f)

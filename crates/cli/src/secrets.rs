@@ -1,48 +1,14 @@
-//! `hilo secrets set|list|delete`, and where the credential store and the e-mail outbox live:
-//! next to the database (`--db`), or in the platform data directory.
+//! `hilo secrets set|list|delete`: the credential store of a tenant. Where it lives (its key
+//! file next to the database, or in the platform data directory) is `App::vault`'s.
 
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, anyhow};
-use hilo_core::store::Store;
-use hilo_tools::Vault;
 
-use crate::Exit;
-use crate::cli::{Global, SecretsCommand};
-
-static DATA_DIR: OnceLock<PathBuf> = OnceLock::new();
-
-/// Remembers the directory of this invocation's database.
-pub fn set_data_dir(g: &Global) {
-    let db = match g.db.as_deref().map(hilo_store::Location::parse) {
-        Some(hilo_store::Location::SqliteFile(p)) => p,
-        _ => crate::commands::default_db(),
-    };
-    let dir = db
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let _ = DATA_DIR.set(dir);
-}
-
-/// The directory of the database (`.` before [`set_data_dir`]).
-pub fn data_dir() -> PathBuf {
-    DATA_DIR
-        .get()
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// The credential store over `store`, its key from HILO_MASTER_KEY or the key file.
-pub fn vault(store: &Arc<dyn Store>) -> Vault {
-    let key_file = std::env::var_os("HILO_MASTER_KEY_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| data_dir().join("master.key"));
-    Vault::new(store.clone(), key_file)
-}
+use crate::app::App;
+use crate::cli::SecretsCommand;
+use crate::exit::Exit;
+use crate::out::print_json;
 
 fn vault_err(e: hilo_tools::VaultError) -> Exit {
     match e {
@@ -51,9 +17,10 @@ fn vault_err(e: hilo_tools::VaultError) -> Exit {
     }
 }
 
-pub async fn secrets(g: &Global, cmd: SecretsCommand) -> Result<(), Exit> {
-    let store = crate::commands::open_store(g).await?;
-    let vault = vault(&store);
+pub async fn secrets(app: &App, cmd: SecretsCommand) -> Result<(), Exit> {
+    let g = app.global();
+    let store = app.store().await?;
+    let vault = app.vault(&store);
     match cmd {
         SecretsCommand::Set { name, json } => {
             hilo_tools::vault::check_name(&name).map_err(vault_err)?;
@@ -82,7 +49,7 @@ pub async fn secrets(g: &Global, cmd: SecretsCommand) -> Result<(), Exit> {
                 .await
                 .map_err(vault_err)?;
             if json {
-                return crate::tools::print_json(&serde_json::json!({
+                return print_json(&serde_json::json!({
                     "name": name, "tenant": g.tenant, "key_id": info.key_id,
                 }));
             }
@@ -117,7 +84,7 @@ pub async fn secrets(g: &Global, cmd: SecretsCommand) -> Result<(), Exit> {
         SecretsCommand::Delete { name, json } => {
             if vault.delete(&g.tenant, &name).await.map_err(vault_err)? {
                 if json {
-                    return crate::tools::print_json(&serde_json::json!({
+                    return print_json(&serde_json::json!({
                         "name": name, "tenant": g.tenant, "deleted": true,
                     }));
                 }

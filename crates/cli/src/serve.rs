@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use hilo_core::access::Scope;
-use hilo_engine::{Engine, EngineOptions, now_ms};
+use hilo_engine::now_ms;
 use serde_json::json;
 
-use crate::Exit;
-use crate::cli::{Global, KeysCommand};
-use crate::commands::open_store_with;
-use crate::config::Config;
+use crate::app::App;
+use crate::cli::KeysCommand;
+use crate::exit::Exit;
+use crate::out::print_json;
 
 /// Resolves on Ctrl-C or SIGTERM.
 async fn stop_signal() {
@@ -60,8 +60,8 @@ fn fit_descriptors(server: &mut hilo_server::config::ServerSettings) -> Option<S
     ))
 }
 
-pub async fn serve(g: &Global, addr: Option<String>, workers: Option<usize>) -> Result<(), Exit> {
-    let mut config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
+pub async fn serve(app: &App, addr: Option<String>, workers: Option<usize>) -> Result<(), Exit> {
+    let mut config = app.load_config()?;
     if let Some(a) = addr {
         config.server.server.addr = a;
     }
@@ -69,26 +69,18 @@ pub async fn serve(g: &Global, addr: Option<String>, workers: Option<usize>) -> 
         config.server.server.workers = w;
     }
     let fd_note = fit_descriptors(&mut config.server.server);
-    let store = open_store_with(g, &config).await?;
-    let tools: Arc<dyn hilo_core::tool::ToolExecutor> =
-        Arc::new(crate::exec::executor(&config, &store).await?);
-    let agents = crate::exec::agent_runtime(&config, &store, tools.clone());
-    let engine = Engine::new(
-        store.clone(),
-        tools.clone(),
-        Some(agents),
-        EngineOptions {
-            lease_ms: g.lease_ms,
-            ..EngineOptions::default()
-        },
-    );
+    // This process serves with the flags' address, workers and connection bound.
+    let config = app.configure(config)?;
+    let store = app.store().await?;
+    let tools: Arc<dyn hilo_core::tool::ToolExecutor> = app.tools().await?;
+    let engine = app.engine().await?;
     let addr = config.server.server.addr.clone();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (in use? pick another with --addr)"))
         .map_err(Exit::invalid)?;
     let local = listener.local_addr().map_err(|e| anyhow!(e))?;
-    let secrets: Arc<dyn hilo_tools::Secrets> = Arc::new(crate::secrets::vault(&store));
+    let secrets: Arc<dyn hilo_tools::Secrets> = Arc::new(app.vault(&store));
     let workers = config.server.server.workers;
     let state = hilo_server::AppState::new(hilo_server::Parts {
         engine,
@@ -112,9 +104,9 @@ pub async fn serve(g: &Global, addr: Option<String>, workers: Option<usize>) -> 
     Ok(())
 }
 
-pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
-    let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
-    let store = open_store_with(g, &config).await?;
+pub async fn keys(app: &App, cmd: KeysCommand) -> Result<(), Exit> {
+    let g = app.global();
+    let store = app.store().await?;
     match cmd {
         KeysCommand::Create {
             scopes,
@@ -221,9 +213,7 @@ pub async fn keys(g: &Global, cmd: KeysCommand) -> Result<(), Exit> {
                 )));
             }
             if json {
-                crate::tools::print_json(
-                    &serde_json::json!({"id": id, "tenant": g.tenant, "revoked": true}),
-                )?;
+                print_json(&serde_json::json!({"id": id, "tenant": g.tenant, "revoked": true}))?;
             } else {
                 noteln!("revoked {id}");
             }

@@ -1,68 +1,20 @@
 //! Tool commands: `audit` (the executor's audit trail of tool calls), `tools list`,
-//! `tools search` and `tools stats` (usage per tool from the audit trail), plus the
-//! `--since` parser they share (`30m`, `24h`, `7d` ago, or an RFC 3339 time).
+//! `tools search` and `tools stats` (usage per tool from the audit trail).
 
 use anyhow::anyhow;
-use chrono::{DateTime, SecondsFormat};
 use hilo_core::tool::{AuditFilter, RateLimit, ToolExecutor, ToolSpec};
 use serde_json::{Map, Value, json};
 
-use crate::Exit;
-use crate::cli::{AuditArgs, Global, ToolsCommand};
-use crate::commands::{open_store_with, print_table};
-use crate::config::Config;
-
-/// The start of a period: some time ago, or an instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Since {
-    /// This many milliseconds before now.
-    Ago(u64),
-    /// Milliseconds since the epoch.
-    At(i64),
-}
-
-impl Since {
-    /// The instant (ms since the epoch), counting back from `now_ms`.
-    pub fn at(self, now_ms: i64) -> i64 {
-        match self {
-            Since::Ago(ms) => now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX)),
-            Since::At(t) => t,
-        }
-    }
-}
-
-/// `--since`: a duration ago (`24h`) or an RFC 3339 time (`2025-01-31T09:00:00Z`).
-pub fn parse_since(text: &str) -> Result<Since, String> {
-    let t = text.trim();
-    if let Ok(at) = DateTime::parse_from_rfc3339(t) {
-        return Ok(Since::At(at.timestamp_millis()));
-    }
-    if t.starts_with(|c: char| c.is_ascii_digit()) && t.contains(['-', ':']) {
-        return Err(format!(
-            "`{t}` is not an RFC 3339 time; write e.g. 2025-01-31T09:00:00Z, or a duration such as 24h"
-        ));
-    }
-    hilo_core::duration::parse_span_ms(t)
-        .map(Since::Ago)
-        .map_err(|e| e.to_string())
-}
-
-/// Milliseconds since the epoch as RFC 3339 in UTC (`2025-01-31T09:00:00.000Z`).
-pub(crate) fn rfc3339(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-        .unwrap_or_else(|| ms.to_string())
-}
+use crate::app::App;
+use crate::cli::{AuditArgs, ToolsCommand};
+use crate::exit::{Exit, store_err};
+use crate::out::{human_ms, print_json, print_table, rfc3339};
 
 /// The last characters of an execution id, as the progress lines show it.
 fn short_id(id: &str) -> &str {
     let start = id.char_indices().rev().nth(5).map_or(0, |(i, _)| i);
     &id[start..]
 }
-
-/// `1500` → `1500ms`, `60000` → `1m`: the largest unit that divides it.
-/// `1500ms`, `1m`, `1d`: the largest unit that divides it, as `hilo.toml` accepts it back.
-use hilo_core::duration::format_ms as human_ms;
 
 fn rate(r: &RateLimit) -> String {
     let mut s = format!("{}/{}", r.calls, human_ms(r.per_ms));
@@ -72,22 +24,10 @@ fn rate(r: &RateLimit) -> String {
     s
 }
 
-pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
-    outln!(
-        "{}",
-        serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?
-    );
-    Ok(())
-}
-
-pub(crate) fn store_err(e: hilo_core::StoreError) -> Exit {
-    Exit::from(anyhow!(e))
-}
-
 /// `hilo audit`.
-pub async fn audit(g: &Global, args: AuditArgs) -> Result<(), Exit> {
-    let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
-    let store = open_store_with(g, &config).await?;
+pub async fn audit(app: &App, args: AuditArgs) -> Result<(), Exit> {
+    let g = app.global();
+    let store = app.store().await?;
     let filter = AuditFilter {
         execution_id: args.execution,
         tool: args.tool,
@@ -141,12 +81,12 @@ pub async fn audit(g: &Global, args: AuditArgs) -> Result<(), Exit> {
 }
 
 /// `hilo tools list|search|stats`.
-pub async fn tools(g: &Global, cmd: ToolsCommand) -> Result<(), Exit> {
-    let config = Config::load(g.config.as_deref()).map_err(Exit::invalid)?;
-    let store = open_store_with(g, &config).await?;
+pub async fn tools(app: &App, cmd: ToolsCommand) -> Result<(), Exit> {
+    let g = app.global();
+    let store = app.store().await?;
     match cmd {
         ToolsCommand::List { json } => {
-            let specs = specs(&config, &store).await?;
+            let specs = specs(app).await?;
             let all: Vec<&ToolSpec> = specs.iter().collect();
             print_tools(&all, json, "no tools")
         }
@@ -161,7 +101,7 @@ pub async fn tools(g: &Global, cmd: ToolsCommand) -> Result<(), Exit> {
                     "the query is empty; give at least one word, e.g. `hilo tools search json`"
                 )));
             }
-            let specs = specs(&config, &store).await?;
+            let specs = specs(app).await?;
             let found = hilo_core::tool::search_specs(&specs, &words);
             print_tools(
                 &found,
@@ -205,11 +145,8 @@ pub async fn tools(g: &Global, cmd: ToolsCommand) -> Result<(), Exit> {
 }
 
 /// Every tool the executor of a run would know, by name.
-async fn specs(
-    config: &Config,
-    store: &std::sync::Arc<dyn hilo_core::store::Store>,
-) -> Result<Vec<ToolSpec>, Exit> {
-    let mut specs = crate::exec::executor(config, store).await?.specs();
+async fn specs(app: &App) -> Result<Vec<ToolSpec>, Exit> {
+    let mut specs = app.tools().await?.specs();
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(specs)
 }
@@ -285,51 +222,6 @@ mod tests {
 
     use super::*;
     use hilo_core::ToolClass;
-
-    #[test]
-    fn durations() {
-        let since = |t: &str| parse_since(t);
-        assert_eq!(since("30m"), Ok(Since::Ago(1_800_000)));
-        assert_eq!(since("24h"), Ok(Since::Ago(86_400_000)));
-        assert_eq!(since("7d"), Ok(Since::Ago(604_800_000)));
-        assert_eq!(since("1h30m"), Ok(Since::Ago(5_400_000)));
-        assert_eq!(since("250ms"), Ok(Since::Ago(250)));
-        assert_eq!(since("0s"), Ok(Since::Ago(0)));
-        for (bad, says) in [
-            ("", "empty"),
-            ("7", "no unit"),
-            ("7x", "unit is not one of"),
-            ("d", "whole number"),
-            ("-1d", "negative"),
-            ("99999999999999999999d", "too large"),
-            ("9999999999999w", "too large"),
-        ] {
-            let e = since(bad).unwrap_err();
-            assert!(e.contains(says), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn since_is_a_duration_or_a_time() {
-        assert_eq!(parse_since("2h"), Ok(Since::Ago(7_200_000)));
-        assert_eq!(
-            parse_since("2025-01-31T09:00:00Z"),
-            Ok(Since::At(1_738_314_000_000))
-        );
-        assert_eq!(
-            parse_since("2025-01-31T10:00:00+01:00"),
-            Ok(Since::At(1_738_314_000_000))
-        );
-        assert!(
-            parse_since("2025-01-31")
-                .unwrap_err()
-                .contains("not an RFC 3339 time")
-        );
-        assert!(parse_since("-1d").unwrap_err().contains("negative"));
-        assert_eq!(Since::Ago(1_000).at(5_000), 4_000);
-        assert_eq!(Since::At(7).at(5_000), 7);
-        assert_eq!(Since::Ago(u64::MAX).at(5_000), 5_000 - i64::MAX);
-    }
 
     #[test]
     fn formatting() {

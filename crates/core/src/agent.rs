@@ -5,3 +5,16 @@
 /// How many model calls a `reasoning` agent makes at most when the node sets no
 /// `with.max_iterations`.
 pub const DEFAULT_MAX_ITERATIONS: u32 = 8;
+
+/// The LLM profile a `simple` agent uses when the node names none.
+pub const SIMPLE_PROFILE: &str = "fast";
+
+/// The LLM profile a `reasoning` agent uses when the node names none.
+pub const REASONING_PROFILE: &str = "balanced";
+
+/// The LLM profile a `planner` agent uses when the node names none.
+pub const PLANNER_PROFILE: &str = "powerful";
+
+/// How many times a `planner` agent re-plans after a failed step when the node sets no
+/// `with.max_retries`.
+pub const PLANNER_MAX_RETRIES: u32 = 2;

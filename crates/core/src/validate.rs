@@ -25,7 +25,11 @@ pub const BUILTIN_TOOLS: &[&str] = &[
 ];
 
 /// LLM profiles every installation has.
-pub const BUILTIN_PROFILES: &[&str] = &["fast", "balanced", "powerful"];
+pub const BUILTIN_PROFILES: &[&str] = &[
+    crate::agent::SIMPLE_PROFILE,
+    crate::agent::REASONING_PROFILE,
+    crate::agent::PLANNER_PROFILE,
+];
 
 /// What exists outside the workflow: tools, MCP servers and LLM profiles it may name.
 #[derive(Debug, Clone)]

@@ -25,8 +25,9 @@ use crate::config::Capability;
 use crate::provider::{JsonSchemaFormat, Message};
 use crate::router::{ChatSpec, codes};
 
-pub const DEFAULT_PROFILE: &str = "powerful";
-pub const DEFAULT_MAX_RETRIES: u32 = 2;
+pub use hilo_core::agent::{
+    PLANNER_MAX_RETRIES as DEFAULT_MAX_RETRIES, PLANNER_PROFILE as DEFAULT_PROFILE,
+};
 
 /// A plan tried before, and how it went.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,8 +22,8 @@ use crate::config::Capability;
 use crate::provider::Message;
 use crate::router::{Answer, ChatSpec, Task, codes};
 
-pub const DEFAULT_PROFILE: &str = "balanced";
 pub use hilo_core::agent::DEFAULT_MAX_ITERATIONS;
+pub use hilo_core::agent::REASONING_PROFILE as DEFAULT_PROFILE;
 /// The same call this many times is a loop.
 pub const LOOP_REPEATS: u32 = 3;
 /// Observations longer than this are cut before they go back to the model.

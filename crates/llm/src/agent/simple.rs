@@ -20,7 +20,7 @@ use crate::config::Capability;
 use crate::provider::{JsonSchemaFormat, Message};
 use crate::router::{Answer, ChatSpec, Task, codes};
 
-pub const DEFAULT_PROFILE: &str = "fast";
+pub use hilo_core::agent::SIMPLE_PROFILE as DEFAULT_PROFILE;
 
 pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     let prompt = run.required_text(&["prompt", "task", "goal"])?;
