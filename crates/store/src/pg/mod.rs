@@ -1,7 +1,7 @@
 //! The PostgreSQL backend: many `hilo serve` and `hilo worker` processes, on many machines,
 //! share one database. PostgreSQL is the coordination engine: leases are rows, claims take
 //! due executions with `FOR UPDATE SKIP LOCKED` (no two processes block on, or take, the same
-//! row), and idle workers are woken by `LISTEN`/`NOTIFY` (`pg_exec`).
+//! row), and idle workers are woken by `LISTEN`/`NOTIFY` (`pg::exec`).
 //!
 //! Every query runs on a sqlx pool. Schema: the portable migrations, with PostgreSQL's own
 //! files where it differs (`migrations::postgres_migrator`); sqlx takes an advisory lock while
@@ -9,6 +9,13 @@
 //!
 //! Durability is PostgreSQL's: a commit returns once the server has made it durable (its
 //! `synchronous_commit`, on by default).
+
+mod audit;
+mod costs;
+mod db;
+mod exec;
+mod quarantine;
+mod stores;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,15 +25,15 @@ use async_trait::async_trait;
 use hilo_core::store::{Result, Store, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::pg_exec::WorkListener;
-use crate::workflows::backend;
+use crate::pg::exec::WorkListener;
+use crate::sql::backend;
 use crate::{RunningLimits, redact_url};
 
 /// The PostgreSQL store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Wakes idle workers (see `pg_exec`).
+    /// Wakes idle workers (see `exec`).
     listener: Arc<WorkListener>,
     description: String,
     payload_threshold: usize,
@@ -72,7 +79,7 @@ impl PgStore {
             pool,
             listener: Arc::default(),
             description: format!("postgres:{location}"),
-            payload_threshold: crate::sqlite::DEFAULT_PAYLOAD_THRESHOLD,
+            payload_threshold: crate::sql::DEFAULT_PAYLOAD_THRESHOLD,
             running_limits: Arc::default(),
             max_crashes: hilo_core::exec::DEFAULT_MAX_CRASHES,
         })
@@ -119,7 +126,6 @@ impl PgStore {
     }
 }
 
-crate::workflows::impl_workflow_store!(PgStore, sqlx::Postgres);
 #[async_trait]
 impl Store for PgStore {
     fn describe(&self) -> String {

@@ -10,6 +10,19 @@
 //! guarantee; `HILO_STEP_LOG=off` in the environment turns it off (every step is then a SQLite
 //! transaction).
 
+mod audit;
+mod audit_rows;
+mod costs;
+mod db;
+mod exec;
+mod files;
+mod quarantine;
+mod step_log;
+mod stmt;
+mod stores;
+mod writer;
+mod writes;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,28 +34,20 @@ use sqlx::sqlite::{
 };
 
 use crate::RunningLimits;
-use crate::sqlite_audit::AuditBuffer;
-use crate::sqlite_writer::{BUSY_TIMEOUT, Target, Writer};
-use crate::step_log::StepLog;
-pub(crate) use crate::workflows::backend;
-
-/// How hard a commit tries to reach the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// `synchronous=NORMAL`: safe against process crashes, not against power loss.
-    #[default]
-    Normal,
-    /// `synchronous=FULL`: every commit is on disk when it returns.
-    Full,
-}
+use crate::sql::backend;
+use crate::sqlite::audit::AuditBuffer;
+use crate::sqlite::files::{private_dir, private_file};
+use crate::sqlite::step_log::StepLog;
+pub use crate::sqlite::writer::Durability;
+use crate::sqlite::writer::{BUSY_TIMEOUT, Target, Writer};
 
 /// The SQLite store: workflow definitions on a sqlx pool, executions on a dedicated writer
-/// thread with its own connection (see `sqlite_writer`).
+/// thread with its own connection (see `writer`).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Arc<Writer>,
-    /// Audit entries waiting for the writer (see `sqlite_audit`).
+    /// Audit entries waiting for the writer (see `audit`).
     audit: Arc<AuditBuffer>,
     description: String,
     payload_threshold: usize,
@@ -54,32 +59,7 @@ pub struct SqliteStore {
     log: Option<Arc<StepLog>>,
 }
 
-/// Values larger than this (as JSON text) are stored once in `payloads` and referenced.
-pub const DEFAULT_PAYLOAD_THRESHOLD: usize = 16 * 1024;
-
-/// Creates `dir` (and its missing parents) readable by its owner only (0700); directories
-/// that exist are left as they are.
-pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)
-}
-
-/// Creates the file at `path` if it does not exist, readable and writable by its owner only
-/// (0600); a file that exists is left as it is.
-fn private_file(path: &Path) -> std::io::Result<()> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    match o.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
+pub use crate::sql::DEFAULT_PAYLOAD_THRESHOLD;
 
 impl SqliteStore {
     /// Opens the database file at `path`, creating it (and its directory) if needed, and
@@ -110,7 +90,7 @@ impl SqliteStore {
             })
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            // The writer's checkpoint thread does it (see `sqlite_writer`).
+            // The writer's checkpoint thread does it (see `writer`).
             .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -268,8 +248,6 @@ fn step_log_wanted() -> bool {
         Ok("off" | "0" | "false" | "no")
     )
 }
-
-crate::workflows::impl_workflow_store!(SqliteStore, sqlx::Sqlite);
 
 #[async_trait]
 impl Store for SqliteStore {
