@@ -9,6 +9,8 @@
 //!   values (`Arg`), a row read by position (`RowAccess`, implemented for each driver's row
 //!   so that every record decodes in one place), a pool and its transactions (`Db`, `Tx`)
 //!   with the few bits of SQL that differ (`FOR UPDATE`, `COLLATE "C"`). Written once on it:
+//!   `store` ([`SqlStore`]: what [`SqliteStore`] and [`PgStore`] are, a backend's parts and
+//!   the shared settings, with hilo-core's store traits implemented once for it),
 //!   `workflows` (the versioned workflow store), `secrets`, `idempotency`, `access` (API
 //!   keys, callbacks), `hil` (humans in the loop: conversations, human agents, the queue
 //!   under a per-tenant lock), `costs` and `audit` (their reads); `exec_codec` (how
@@ -16,12 +18,12 @@
 //!   (execution records decoded, with their column lists), `quarantine` (the verdict on
 //!   executions whose process keeps dying: `POISONED`, or cancelled without a run).
 //! - [`sqlite`]: the embedded default, one file in WAL mode. Its sqlx pool serves the
-//!   shared stores (`db`, `stores`); executions run on a writer thread with one rusqlite
-//!   connection (`writer`, `stmt`; `exec` and `writes`: checkpoints, history, tasks,
-//!   signals, leases, payloads; `step_log`: one `write` per step, folded in batches;
+//!   shared stores (`db`); executions run on a writer thread with one rusqlite connection
+//!   (`writer`, `stmt`; `exec` and `writes`: checkpoints, history, tasks, signals, leases,
+//!   payloads; `step_log`: one `write` per step, folded in batches;
 //!   `audit`, `audit_rows`, `costs`: the writes that ride on the writer thread;
 //!   `quarantine`: its facts and endings).
-//! - [`pg`]: PostgreSQL, for many processes on many machines (`db`, `stores` as on SQLite;
+//! - [`pg`]: PostgreSQL, for many processes on many machines (`db` as on SQLite;
 //!   `exec`: fenced commits, group commit, fair `SKIP LOCKED` claims, `NOTIFY` wake-ups;
 //!   `audit`, `costs`: its multi-row inserts; `quarantine`).
 //! - [`open`]: picks a backend from a `--db` value (a path, `sqlite:` URL, or a server URL).
@@ -46,6 +48,7 @@ use std::sync::Arc;
 use hilo_core::store::{Store, StoreError};
 
 pub use pg::PgStore;
+pub use sql::store::SqlStore;
 pub use sqlite::{Durability, SqliteStore};
 
 /// Where the database is, as given by `--db` / `HILO_DB`.

@@ -1,10 +1,12 @@
 //! The shared SQL layer's seam (`sql::db`) on PostgreSQL's sqlx pool: statements bound by
 //! position, rows read by position, transactions, and the SQL that differs: `FOR UPDATE`,
-//! `COLLATE "C"`.
+//! `COLLATE "C"`; and the writes the shared stores leave to it (`sql::store::Backend`).
 
 use std::future::Future;
 
+use hilo_core::llm::LlmCall;
 use hilo_core::store::Result;
+use hilo_core::tool::AuditEntry;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
@@ -12,6 +14,7 @@ use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 use crate::pg::PgStore;
 use crate::sql::backend;
 use crate::sql::db::{Arg, Db, RowAccess, Sql, Tx};
+use crate::sql::store::Backend;
 
 /// `sql` with `args` bound.
 fn query(sql: Sql, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArguments> {
@@ -91,6 +94,17 @@ impl Db for PgStore {
     // Everything is visible once committed (the step log is SQLite's).
     async fn settle(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+// Inserts on the pool (`costs`; `audit`: one multi-row insert).
+impl Backend for PgStore {
+    fn write_llm_call(&self, c: &LlmCall) -> impl Future<Output = Result<()>> + Send {
+        self.insert_llm_call(c)
+    }
+
+    fn write_audit(&self, entries: &[AuditEntry]) -> impl Future<Output = Result<()>> + Send {
+        self.append_audit(entries)
     }
 }
 

@@ -15,7 +15,6 @@ mod costs;
 mod db;
 mod exec;
 mod quarantine;
-mod stores;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -26,20 +25,19 @@ use hilo_core::store::{Result, Store, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::pg::exec::WorkListener;
+use crate::redact_url;
 use crate::sql::backend;
-use crate::{RunningLimits, redact_url};
+use crate::sql::store::SqlStore;
 
-/// The PostgreSQL store.
+/// The PostgreSQL store. Its PostgreSQL parts are [`PgBackend`].
+pub type PgStore = SqlStore<PgBackend>;
+
+/// What a [`PgStore`] runs on: its pool, and the listener that wakes idle workers.
 #[derive(Debug, Clone)]
-pub struct PgStore {
+pub struct PgBackend {
     pool: PgPool,
     /// Wakes idle workers (see `exec`).
     listener: Arc<WorkListener>,
-    description: String,
-    payload_threshold: usize,
-    running_limits: Arc<RunningLimits>,
-    /// Takeovers in a row without progress that quarantine an execution (see `quarantine`).
-    max_crashes: u32,
 }
 
 /// Connections a process keeps to the server at most (each worker's claims, heartbeats and
@@ -75,45 +73,13 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(PgStore {
-            pool,
-            listener: Arc::default(),
-            description: format!("postgres:{location}"),
-            payload_threshold: crate::sql::DEFAULT_PAYLOAD_THRESHOLD,
-            running_limits: Arc::default(),
-            max_crashes: hilo_core::exec::DEFAULT_MAX_CRASHES,
-        })
-    }
-
-    /// Sets the size (bytes of JSON) above which values are stored once and referenced.
-    pub fn with_payload_threshold(mut self, bytes: usize) -> Self {
-        self.payload_threshold = bytes;
-        self
-    }
-
-    pub fn payload_threshold(&self) -> usize {
-        self.payload_threshold
-    }
-
-    /// How many takeovers in a row of an execution whose process died, without progress in
-    /// between, quarantine it (failed, `POISONED`); at least 1.
-    pub fn with_max_crashes(mut self, n: u32) -> Self {
-        self.max_crashes = n.max(1);
-        self
-    }
-
-    pub(crate) fn max_crashes(&self) -> u32 {
-        self.max_crashes
-    }
-
-    /// Sets how many executions of a tenant workers run at once.
-    pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
-        self.running_limits = Arc::new(limits);
-        self
-    }
-
-    pub(crate) fn running_limits(&self) -> &RunningLimits {
-        &self.running_limits
+        Ok(SqlStore::new(
+            PgBackend {
+                pool,
+                listener: Arc::default(),
+            },
+            format!("postgres:{location}"),
+        ))
     }
 
     /// The connection pool.
@@ -129,7 +95,7 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     fn describe(&self) -> String {
-        self.description.clone()
+        self.description().to_string()
     }
 
     async fn schema_status(&self) -> Result<hilo_core::store::SchemaStatus> {

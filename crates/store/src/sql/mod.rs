@@ -1,6 +1,7 @@
 //! The SQL both backends run, written once and naming neither: the shared constants and
 //! conversions, the execution store's encoding and portable statements (`exec_codec`), the
-//! quarantine's verdict (`quarantine`), and the stores that are the same SQL on both
+//! quarantine's verdict (`quarantine`), the store both backends are (`store`: `SqlStore`,
+//! implementing hilo-core's store traits once), and the stores that are the same SQL on both
 //! (`workflows`, `secrets`, `idempotency`, `access`, `costs`, `audit`, `hil`).
 
 pub(crate) mod access;
@@ -13,6 +14,7 @@ pub(crate) mod hil;
 pub(crate) mod idempotency;
 pub(crate) mod quarantine;
 pub(crate) mod secrets;
+pub(crate) mod store;
 pub(crate) mod workflows;
 
 use chrono::{DateTime, Utc};

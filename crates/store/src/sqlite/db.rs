@@ -1,16 +1,20 @@
 //! The shared SQL layer's seam (`sql::db`) on SQLite's sqlx pool: statements bound by
 //! position, rows read by position, transactions. (Executions run on the writer thread's
-//! rusqlite connection instead: see `exec`.)
+//! rusqlite connection instead: see `exec`.) Also the writes the shared stores leave to it
+//! (`sql::store::Backend`).
 
 use std::future::Future;
 
+use hilo_core::llm::LlmCall;
 use hilo_core::store::Result;
+use hilo_core::tool::AuditEntry;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
 use crate::sql::backend;
 use crate::sql::db::{Arg, Db, RowAccess, Sql, Tx};
+use crate::sql::store::Backend;
 use crate::sqlite::SqliteStore;
 
 /// `sql` with `args` bound.
@@ -92,6 +96,17 @@ impl Db for SqliteStore {
     // (executions, history, checkpoints, audit rows).
     async fn settle(&self) -> Result<()> {
         self.fold_step_logs().await
+    }
+}
+
+// Both writes go through the writer thread (`costs`, `audit`).
+impl Backend for SqliteStore {
+    fn write_llm_call(&self, c: &LlmCall) -> impl Future<Output = Result<()>> + Send {
+        self.insert_llm_call(c)
+    }
+
+    fn write_audit(&self, entries: &[AuditEntry]) -> impl Future<Output = Result<()>> + Send {
+        self.append_audit(entries)
     }
 }
 

@@ -19,7 +19,6 @@ mod files;
 mod quarantine;
 mod step_log;
 mod stmt;
-mod stores;
 mod writer;
 mod writes;
 
@@ -33,8 +32,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::RunningLimits;
 use crate::sql::backend;
+use crate::sql::store::SqlStore;
 use crate::sqlite::audit::AuditBuffer;
 use crate::sqlite::files::{private_dir, private_file};
 use crate::sqlite::step_log::StepLog;
@@ -42,18 +41,16 @@ pub use crate::sqlite::writer::Durability;
 use crate::sqlite::writer::{BUSY_TIMEOUT, Target, Writer};
 
 /// The SQLite store: workflow definitions on a sqlx pool, executions on a dedicated writer
-/// thread with its own connection (see `writer`).
+/// thread with its own connection (see `writer`). Its SQLite parts are [`SqliteBackend`].
+pub type SqliteStore = SqlStore<SqliteBackend>;
+
+/// What a [`SqliteStore`] runs on: its pool, its writer thread and step log.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
+pub struct SqliteBackend {
     pool: SqlitePool,
     writer: Arc<Writer>,
     /// Audit entries waiting for the writer (see `audit`).
     audit: Arc<AuditBuffer>,
-    description: String,
-    payload_threshold: usize,
-    running_limits: Arc<RunningLimits>,
-    /// Takeovers in a row without progress that quarantine an execution (see `quarantine`).
-    max_crashes: u32,
     /// The step log of a file database: appended to under `Durability::Normal`, and folded
     /// (other processes' segments) in every case.
     log: Option<Arc<StepLog>>,
@@ -157,47 +154,15 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
         let writer = Writer::start(target, durability, log.clone()).await?;
-        Ok(SqliteStore {
-            pool,
-            writer: Arc::new(writer),
-            audit: Arc::default(),
+        Ok(SqlStore::new(
+            SqliteBackend {
+                pool,
+                writer: Arc::new(writer),
+                audit: Arc::default(),
+                log,
+            },
             description,
-            payload_threshold: DEFAULT_PAYLOAD_THRESHOLD,
-            running_limits: Arc::default(),
-            max_crashes: hilo_core::exec::DEFAULT_MAX_CRASHES,
-            log,
-        })
-    }
-
-    /// Sets the size (bytes of JSON) above which values are stored once and referenced.
-    pub fn with_payload_threshold(mut self, bytes: usize) -> Self {
-        self.payload_threshold = bytes;
-        self
-    }
-
-    pub fn payload_threshold(&self) -> usize {
-        self.payload_threshold
-    }
-
-    /// How many takeovers in a row of an execution whose process died, without progress in
-    /// between, quarantine it (failed, `POISONED`); at least 1.
-    pub fn with_max_crashes(mut self, n: u32) -> Self {
-        self.max_crashes = n.max(1);
-        self
-    }
-
-    pub(crate) fn max_crashes(&self) -> u32 {
-        self.max_crashes
-    }
-
-    /// Sets how many executions of a tenant workers run at once.
-    pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
-        self.running_limits = Arc::new(limits);
-        self
-    }
-
-    pub(crate) fn running_limits(&self) -> &Arc<RunningLimits> {
-        &self.running_limits
+        ))
     }
 
     /// The connection pool, for tests and for other store concerns in this crate.
@@ -252,7 +217,7 @@ fn step_log_wanted() -> bool {
 #[async_trait]
 impl Store for SqliteStore {
     fn describe(&self) -> String {
-        self.description.clone()
+        self.description().to_string()
     }
 
     async fn schema_status(&self) -> Result<hilo_core::store::SchemaStatus> {

@@ -1,8 +1,17 @@
-//! The stores whose SQL is the same on both backends, for [`SqliteStore`]: each method calls
-//! its function in `sql` (which runs on the pool through `sqlite::db`). Only the writes that
-//! go through the writer thread are SQLite's own (`record_llm_call`, `record_audit`).
-//! (A blanket impl over `sql::db::Db` would read better, but these traits are hilo-core's
-//! and the orphan rule refuses one for every `Db`: so each backend lists its delegations.)
+//! The store a backend's parts make ([`SqlStore`]), and hilo-core's store traits whose SQL is
+//! the same on both backends, implemented once for it: each method calls its function in
+//! `sql` (which runs on the backend's pool through `sql::db`). A backend supplies its pool
+//! ([`Db`]) and the two writes that differ ([`Backend`]: SQLite's go through its writer
+//! thread, PostgreSQL's run on its pool).
+//!
+//! (A blanket impl over every [`Db`] is refused by the orphan rule, these traits being
+//! hilo-core's; one over `SqlStore<B>`, our own type, is not. `SqliteStore` and `PgStore` are
+//! `SqlStore<SqliteBackend>` and `SqlStore<PgBackend>`: their own impls, `ExecutionStore` and
+//! `Store`, stay in `sqlite` and `pg`.)
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use hilo_core::access::{ApiKeyRecord, ApiKeyStore, CallbackRecord, CallbackStore};
@@ -19,11 +28,97 @@ use hilo_core::tool::{
     AuditEntry, AuditFilter, AuditStore, SealedSecret, SecretInfo, SecretStore, ToolStats,
 };
 
-use crate::sql::{access, audit, costs, hil, idempotency, secrets, workflows};
-use crate::sqlite::SqliteStore;
+use crate::RunningLimits;
+use crate::sql::db::Db;
+use crate::sql::{
+    DEFAULT_PAYLOAD_THRESHOLD, access, audit, costs, hil, idempotency, secrets, workflows,
+};
+
+/// A store: a backend's own parts `B` (its pool, and whatever else it runs on), reached
+/// through `Deref`, and the settings both backends share.
+#[derive(Debug, Clone)]
+pub struct SqlStore<B> {
+    backend: B,
+    description: String,
+    payload_threshold: usize,
+    running_limits: Arc<RunningLimits>,
+    /// Takeovers in a row without progress that quarantine an execution (see `quarantine`).
+    max_crashes: u32,
+}
+
+impl<B> Deref for SqlStore<B> {
+    type Target = B;
+
+    fn deref(&self) -> &B {
+        &self.backend
+    }
+}
+
+impl<B> SqlStore<B> {
+    /// A store on `backend`, described as `description` (`Store::describe`), with the
+    /// default settings.
+    pub(crate) fn new(backend: B, description: String) -> Self {
+        SqlStore {
+            backend,
+            description,
+            payload_threshold: DEFAULT_PAYLOAD_THRESHOLD,
+            running_limits: Arc::default(),
+            max_crashes: hilo_core::exec::DEFAULT_MAX_CRASHES,
+        }
+    }
+
+    /// Sets the size (bytes of JSON) above which values are stored once and referenced.
+    pub fn with_payload_threshold(mut self, bytes: usize) -> Self {
+        self.payload_threshold = bytes;
+        self
+    }
+
+    pub fn payload_threshold(&self) -> usize {
+        self.payload_threshold
+    }
+
+    /// How many takeovers in a row of an execution whose process died, without progress in
+    /// between, quarantine it (failed, `POISONED`); at least 1.
+    pub fn with_max_crashes(mut self, n: u32) -> Self {
+        self.max_crashes = n.max(1);
+        self
+    }
+
+    pub(crate) fn max_crashes(&self) -> u32 {
+        self.max_crashes
+    }
+
+    /// Sets how many executions of a tenant workers run at once.
+    pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
+        self.running_limits = Arc::new(limits);
+        self
+    }
+
+    pub(crate) fn running_limits(&self) -> &Arc<RunningLimits> {
+        &self.running_limits
+    }
+
+    /// What `Store::describe` answers (`sqlite:PATH`, `postgres:URL` without its password).
+    pub(crate) fn description(&self) -> &str {
+        &self.description
+    }
+}
+
+/// What a backend's store adds to its pool for the stores written once here: the writes
+/// that differ between the backends.
+pub(crate) trait Backend: Db + Send + Sync {
+    /// Stores one LLM call (`CostStore::record_llm_call`), visible to reads when it returns.
+    fn write_llm_call(&self, c: &LlmCall) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stores audit entries, at least one (`AuditStore::record_audit`).
+    fn write_audit(&self, entries: &[AuditEntry]) -> impl Future<Output = Result<()>> + Send;
+}
 
 #[async_trait]
-impl WorkflowStore for SqliteStore {
+impl<B> WorkflowStore for SqlStore<B>
+where
+    Self: Backend,
+{
     async fn import_workflow(
         &self,
         tenant: &TenantId,
@@ -60,7 +155,10 @@ impl WorkflowStore for SqliteStore {
 }
 
 #[async_trait]
-impl SecretStore for SqliteStore {
+impl<B> SecretStore for SqlStore<B>
+where
+    Self: Backend,
+{
     async fn put_secret(
         &self,
         tenant: &TenantId,
@@ -85,7 +183,10 @@ impl SecretStore for SqliteStore {
 }
 
 #[async_trait]
-impl IdempotencyStore for SqliteStore {
+impl<B> IdempotencyStore for SqlStore<B>
+where
+    Self: Backend,
+{
     async fn reserve_idempotency_key(
         &self,
         r: &IdempotencyRecord,
@@ -100,7 +201,10 @@ impl IdempotencyStore for SqliteStore {
 }
 
 #[async_trait]
-impl ApiKeyStore for SqliteStore {
+impl<B> ApiKeyStore for SqlStore<B>
+where
+    Self: Backend,
+{
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
         access::create_api_key(self, key).await
     }
@@ -119,7 +223,10 @@ impl ApiKeyStore for SqliteStore {
 }
 
 #[async_trait]
-impl CallbackStore for SqliteStore {
+impl<B> CallbackStore for SqlStore<B>
+where
+    Self: Backend,
+{
     async fn put_callback(&self, c: &CallbackRecord) -> Result<()> {
         access::put_callback(self, c).await
     }
@@ -142,9 +249,12 @@ impl CallbackStore for SqliteStore {
 }
 
 #[async_trait]
-impl CostStore for SqliteStore {
+impl<B> CostStore for SqlStore<B>
+where
+    Self: Backend,
+{
     async fn record_llm_call(&self, c: &LlmCall) -> Result<()> {
-        self.insert_llm_call(c).await
+        self.write_llm_call(c).await
     }
 
     async fn llm_spent(
@@ -177,12 +287,15 @@ impl CostStore for SqliteStore {
 }
 
 #[async_trait]
-impl AuditStore for SqliteStore {
+impl<B> AuditStore for SqlStore<B>
+where
+    Self: Backend,
+{
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        self.append_audit(entries).await
+        self.write_audit(entries).await
     }
 
     async fn audit(&self, tenant: &TenantId, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
@@ -204,7 +317,10 @@ impl AuditStore for SqliteStore {
 }
 
 #[async_trait]
-impl HilStore for SqliteStore {
+impl<B> HilStore for SqlStore<B>
+where
+    Self: Backend,
+{
     async fn create_conversation(&self, c: &Conversation) -> Result<()> {
         hil::create_conversation(self, c).await
     }
