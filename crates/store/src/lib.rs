@@ -3,20 +3,29 @@
 //! Storage backends for the traits in `hilo_core::store`. This crate is the only one that
 //! speaks SQL (and the only one that depends on sqlx or rusqlite).
 //!
-//! - [`sqlite`]: the embedded default, one file in WAL mode (executions in `sqlite_exec`:
-//!   checkpoints, history, tasks, signals, leases, payloads; `sqlite_audit` and
-//!   `sqlite_costs`: the writes that ride on its writer thread).
-//! - `sqlite_writer`: the thread that owns the connection every execution query runs on
-//!   (rusqlite; a step commit is one round trip to it).
-//! - [`pg`]: PostgreSQL, for many processes on many machines (executions in `pg_exec`:
-//!   fenced commits, group commit, fair `SKIP LOCKED` claims, `NOTIFY` wake-ups;
-//!   `pg_audit`, `pg_costs`: its multi-row inserts).
-//! - Written once for both (macros over the sqlx backend, portable SQL): `workflows` (the
-//!   versioned workflow store), `secrets`, `access` (API keys, callbacks), `hil` (humans in
-//!   the loop: conversations, human agents, the queue under a per-tenant lock), `costs` and
-//!   `audit` (their reads); `exec_codec`: how execution values are encoded and the
-//!   execution SQL both backends run; `quarantine`: counting takeovers of executions whose
-//!   process died, quarantining crash loops (`POISONED`) and cancelling them without a run.
+//! Three folders, layered so that no module imports one that imports it back:
+//!
+//! - `sql`: the SQL both backends run, naming neither. `sql::db` is the seam: statement
+//!   values (`Arg`), a row read by position (`RowAccess`, implemented for each driver's row
+//!   so that every record decodes in one place), a pool and its transactions (`Db`, `Tx`)
+//!   with the few bits of SQL that differ (`FOR UPDATE`, `COLLATE "C"`). Written once on it:
+//!   `store` ([`SqlStore`]: what [`SqliteStore`] and [`PgStore`] are, a backend's parts and
+//!   the shared settings, with hilo-core's store traits implemented once for it),
+//!   `workflows` (the versioned workflow store), `secrets`, `idempotency`, `access` (API
+//!   keys, callbacks), `hil` (humans in the loop: conversations, human agents, the queue
+//!   under a per-tenant lock), `costs` and `audit` (their reads); `exec_codec` (how
+//!   execution values are encoded, and the execution SQL both backends run), `exec_rows`
+//!   (execution records decoded, with their column lists), `quarantine` (the verdict on
+//!   executions whose process keeps dying: `POISONED`, or cancelled without a run).
+//! - [`sqlite`]: the embedded default, one file in WAL mode. Its sqlx pool serves the
+//!   shared stores (`db`); executions run on a writer thread with one rusqlite connection
+//!   (`writer`, `stmt`; `exec` and `writes`: checkpoints, history, tasks, signals, leases,
+//!   payloads; `step_log`: one `write` per step, folded in batches;
+//!   `audit`, `audit_rows`, `costs`: the writes that ride on the writer thread;
+//!   `quarantine`: its facts and endings).
+//! - [`pg`]: PostgreSQL, for many processes on many machines (`db` as on SQLite;
+//!   `exec`: fenced commits, group commit, fair `SKIP LOCKED` claims, `NOTIFY` wake-ups;
+//!   `audit`, `costs`: its multi-row inserts; `quarantine`).
 //! - [`open`]: picks a backend from a `--db` value (a path, `sqlite:` URL, or a server URL).
 //! - [`migrations`]: the schema: portable SQL, with each backend's own files where it must
 //!   differ.
@@ -28,26 +37,10 @@
 // A library logs through `tracing`; only the binary prints (ARCHITECTURE.md, Logging).
 #![deny(clippy::print_stderr, clippy::print_stdout)]
 
-mod access;
-mod audit;
-mod costs;
-mod exec_codec;
-mod hil;
-mod idempotency;
 pub mod migrations;
 pub mod pg;
-mod pg_audit;
-mod pg_costs;
-mod pg_exec;
-mod quarantine;
-mod secrets;
+mod sql;
 pub mod sqlite;
-mod sqlite_audit;
-mod sqlite_costs;
-mod sqlite_exec;
-mod sqlite_writer;
-mod step_log;
-mod workflows;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +48,7 @@ use std::sync::Arc;
 use hilo_core::store::{Store, StoreError};
 
 pub use pg::PgStore;
+pub use sql::store::SqlStore;
 pub use sqlite::{Durability, SqliteStore};
 
 /// Where the database is, as given by `--db` / `HILO_DB`.
@@ -142,7 +136,7 @@ pub async fn open_with(
 ) -> Result<Arc<dyn Store>, StoreError> {
     let threshold = options
         .payload_threshold
-        .unwrap_or(sqlite::DEFAULT_PAYLOAD_THRESHOLD);
+        .unwrap_or(sql::DEFAULT_PAYLOAD_THRESHOLD);
     let max_crashes = options
         .max_crashes
         .or_else(|| {

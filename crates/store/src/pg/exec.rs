@@ -25,9 +25,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hilo_core::exec::{
-    Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
-    ExecutionStore, HumanTask, Loaded, NewExecution, NodeDetail, NodeError, NodeRecord, NodeStatus,
-    ParentRef, Signal, StoredSignal, TaskFilter,
+    Commit, CommitOutcome, Event, ExecFilter, ExecRecord, ExecStatus, ExecutionStore, HumanTask,
+    Loaded, NewExecution, NodeRecord, Signal, StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId};
 use serde_json::Value;
@@ -35,13 +34,17 @@ use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgConnection, Row};
 use tokio::sync::Notify;
 
-use crate::exec_codec::{
-    Encoded, EventRow, ExecRow as RowUpdate, Json, PRUNE_CHILD_ROWS, Pending, REF, corrupt, i,
-    opt_json, sql, terminal, u,
-};
 use crate::pg::PgStore;
-use crate::quarantine;
-use crate::workflows::{backend, now_ms};
+use crate::sql::exec_codec::{
+    Encoded, EventRow, ExecRow as RowUpdate, Json, PRUNE_CHILD_ROWS, Pending, REF, corrupt, i, sql,
+    terminal, u,
+};
+use crate::sql::exec_rows::{
+    event_from_row, exec_columns, exec_from_row, node_from_row, signal_from_row, task_columns,
+    task_from_row,
+};
+
+use crate::sql::{backend, now_ms};
 
 /// The advisory lock claims take turns under when running limits are set.
 const CLAIM_LOCK: i64 = 0x6869_6c6f_636c_6169; // "hiloclai"
@@ -66,44 +69,13 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let ended = quarantine::pg::takeover(&mut tx, id, now, self.max_crashes()).await?;
+        let ended = crate::pg::quarantine::takeover(&mut tx, id, now, self.max_crashes()).await?;
         tx.commit().await.map_err(backend)?;
         Ok(ended)
     }
 }
 
 // ---- reading --------------------------------------------------------------------------------
-
-/// A row's columns in the order the query lists them.
-struct Cols<'r> {
-    row: &'r PgRow,
-    next: usize,
-}
-
-impl<'r> Cols<'r> {
-    fn new(row: &'r PgRow) -> Self {
-        Cols { row, next: 0 }
-    }
-
-    fn get<T>(&mut self) -> Result<T>
-    where
-        T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-    {
-        self.next += 1;
-        self.row.try_get(self.next - 1).map_err(backend)
-    }
-
-    /// A column of JSON text decoded as `T`, `None` for NULL.
-    fn parsed<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>> {
-        opt_json(self.get()?)
-    }
-
-    /// A NOT NULL column of JSON text decoded as `T`.
-    fn decoded<T: serde::de::DeserializeOwned>(&mut self, what: &str) -> Result<T> {
-        let text: String = self.get()?;
-        serde_json::from_str(&text).map_err(|e| corrupt(what, e))
-    }
-}
 
 /// A stored value: JSON text or a payload reference (resolved after the rows are read, so
 /// that a query's rows are decoded without a query per row).
@@ -161,84 +133,9 @@ fn value(text: Option<String>, bodies: &HashMap<String, String>) -> Result<Optio
         .map_err(|e| corrupt("value", e))
 }
 
-/// The columns of `executions` that [`ExecRow`] reads, in its order. A step that changes
-/// nothing at the execution level leaves the row alone, so `last_seq` and `updated_at`
-/// come from the last event when it is newer.
-macro_rules! exec_columns {
-    () => {
-        "id, tenant_id, workflow, version, status, input, output, error, parent_id, parent_node, \
-         created_at, \
-         GREATEST(updated_at, COALESCE((SELECT at FROM exec_events v WHERE v.execution_id = executions.id \
-             ORDER BY v.seq DESC LIMIT 1), 0)), \
-         finished_at, \
-         GREATEST(last_seq, COALESCE((SELECT MAX(seq) FROM exec_events v WHERE v.execution_id = executions.id), 0)), \
-         runnable_at, lease_owner, lease_expires_at, meta, definition"
-    };
-}
-
-macro_rules! task_columns {
-    () => {
-        "execution_id, node_key, tenant_id, prompt, answer_schema, assignee, skills, status, \
-         answer, created_at, deadline"
-    };
-}
-
-/// An execution row with its JSON values not yet resolved.
-struct ExecRow {
-    record: ExecRecord,
-    input: Option<String>,
-    output: Option<String>,
-    definition: Option<String>,
-}
-
-fn exec_row(r: &PgRow) -> Result<ExecRow> {
-    let mut c = Cols::new(r);
-    let id: String = c.get()?;
-    let tenant: String = c.get()?;
-    let workflow: String = c.get()?;
-    let version: i64 = c.get()?;
-    let status: String = c.get()?;
-    let input: Option<String> = c.get()?;
-    let output: Option<String> = c.get()?;
-    let error = c.parsed::<NodeError>()?;
-    let parent = match (c.get::<Option<String>>()?, c.get::<Option<String>>()?) {
-        (Some(execution_id), Some(node_key)) => Some(ParentRef {
-            execution_id,
-            node_key,
-        }),
-        _ => None,
-    };
-    let record = ExecRecord {
-        id,
-        tenant,
-        workflow,
-        version: u(version),
-        status: ExecStatus::parse(&status).ok_or_else(|| corrupt("execution status", &status))?,
-        input: Value::Null,
-        output: None,
-        error,
-        parent,
-        created_at: c.get()?,
-        updated_at: c.get()?,
-        finished_at: c.get()?,
-        last_seq: u(c.get()?),
-        runnable_at: c.get()?,
-        lease_owner: c.get()?,
-        lease_expires_at: c.get()?,
-        meta: c.decoded::<ExecMeta>("meta")?,
-        definition: None,
-    };
-    Ok(ExecRow {
-        record,
-        input,
-        output,
-        definition: c.get()?,
-    })
-}
-
 /// Execution records from their rows, payloads resolved in one query.
 async fn exec_records(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Vec<ExecRecord>> {
-    let rows = rows.iter().map(exec_row).collect::<Result<Vec<_>>>()?;
+    let rows = rows.iter().map(exec_from_row).collect::<Result<Vec<_>>>()?;
     let bodies = payloads(
         conn,
         rows.iter()
@@ -264,7 +161,7 @@ async fn exec_record(
 ) -> Result<ExecRecord> {
     let rows = sqlx::query(concat!(
         "SELECT ",
-        exec_columns!(),
+        exec_columns!("GREATEST"),
         " FROM executions WHERE id = $1 AND ($2::TEXT IS NULL OR tenant_id = $2)"
     ))
     .bind(id)
@@ -291,45 +188,17 @@ async fn node_records(conn: &mut PgConnection, id: &str) -> Result<Vec<NodeRecor
 /// [`sql::NODE_PAGE_AFTER`], which have its columns), their outputs' payloads read in one
 /// query.
 async fn nodes_from_rows(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Vec<NodeRecord>> {
-    let mut outputs = Vec::with_capacity(rows.len());
-    let mut records = Vec::with_capacity(rows.len());
-    for r in rows {
-        let mut c = Cols::new(r);
-        let mut n = NodeRecord::new(c.get()?, "");
-        n.node_id = c.get()?;
-        let status: String = c.get()?;
-        n.status = NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?;
-        n.attempts = u32::try_from(c.get::<i64>()?).unwrap_or(0);
-        outputs.push(c.get::<Option<String>>()?);
-        n.error = c.parsed::<NodeError>()?;
-        n.started_at = c.get()?;
-        n.finished_at = c.get()?;
-        n.fire_at = c.get()?;
-        n.done_seq = c.get::<Option<i64>>()?.map(u);
-        n.detail = c.decoded::<NodeDetail>("node detail")?;
-        records.push(n);
-    }
+    let (mut records, outputs): (Vec<_>, Vec<_>) = rows
+        .iter()
+        .map(node_from_row)
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
     let bodies = payloads(conn, outputs.iter()).await?;
     for (n, output) in records.iter_mut().zip(outputs) {
         n.output = value(output, &bodies)?;
     }
     Ok(records)
-}
-
-/// A row of [`sql::EVENT_ROWS`] (or [`sql::EVENT_PAGE`], which has its columns).
-fn event_from_row(r: &PgRow) -> Result<Event> {
-    let mut c = Cols::new(r);
-    Ok(Event {
-        seq: u(c.get()?),
-        at: c.get()?,
-        kind: {
-            let kind: String = c.get()?;
-            EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?
-        },
-        node: c.get()?,
-        attempt: u32::try_from(c.get::<i64>()?).unwrap_or(0),
-        data: c.parsed::<Value>()?.unwrap_or(Value::Null),
-    })
 }
 
 async fn signals(conn: &mut PgConnection, id: &str) -> Result<Vec<StoredSignal>> {
@@ -338,15 +207,7 @@ async fn signals(conn: &mut PgConnection, id: &str) -> Result<Vec<StoredSignal>>
         .fetch_all(&mut *conn)
         .await
         .map_err(backend)?;
-    rows.iter()
-        .map(|r| {
-            let mut c = Cols::new(r);
-            Ok(StoredSignal {
-                id: c.get()?,
-                signal: c.decoded("signal")?,
-            })
-        })
-        .collect()
+    rows.iter().map(signal_from_row).collect()
 }
 
 /// The checkpoint of `id`: what a claim hands to the engine.
@@ -379,26 +240,6 @@ async fn load(conn: &mut PgConnection, id: &str) -> Result<Loaded> {
         nodes,
         vars,
         signals,
-    })
-}
-
-fn task_from_row(r: &PgRow) -> Result<HumanTask> {
-    let mut c = Cols::new(r);
-    Ok(HumanTask {
-        execution_id: c.get()?,
-        node_key: c.get()?,
-        tenant: c.get()?,
-        prompt: c.get()?,
-        schema: c.parsed()?,
-        assignee: c.get()?,
-        skills: {
-            let skills: String = c.get()?;
-            serde_json::from_str(&skills).unwrap_or_default()
-        },
-        status: c.get()?,
-        answer: c.parsed()?,
-        created_at: c.get()?,
-        deadline: c.get()?,
     })
 }
 
@@ -1097,7 +938,7 @@ impl ExecutionStore for PgStore {
 
     async fn cancel_crashed(&self, tenant: &TenantId, id: &str, now: i64) -> Result<bool> {
         let mut tx = self.pool().begin().await.map_err(backend)?;
-        let ended = quarantine::pg::cancel_crashed(&mut tx, tenant, id, now).await?;
+        let ended = crate::pg::quarantine::cancel_crashed(&mut tx, tenant, id, now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(ended)
     }
@@ -1168,7 +1009,7 @@ impl ExecutionStore for PgStore {
         let mut conn = self.pool().acquire().await.map_err(backend)?;
         let rows = sqlx::query(concat!(
             "SELECT ",
-            exec_columns!(),
+            exec_columns!("GREATEST"),
             " FROM executions WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2) \
              AND ($3::TEXT IS NULL OR workflow = $3) \
              AND ($4::BIGINT IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \

@@ -1,14 +1,14 @@
 //! LLM calls on SQLite: the write. One row per model call, written by the writer thread (so
-//! a budget check right after sees it); reads and sums are shared with PostgreSQL (`costs`).
+//! a budget check right after sees it); reads and sums are shared with PostgreSQL (`sql::costs`).
 
 use hilo_core::llm::LlmCall;
 use hilo_core::store::Result;
 use rusqlite::params;
 
-use crate::costs::llm_call_columns;
-use crate::exec_codec::i as int;
+use crate::sql::costs::llm_call_columns;
+use crate::sql::exec_codec::i as int;
 use crate::sqlite::SqliteStore;
-use crate::sqlite_writer::db;
+use crate::sqlite::stmt::db;
 
 impl SqliteStore {
     /// Stores one call on the writer thread (`CostStore::record_llm_call`).

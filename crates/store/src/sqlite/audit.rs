@@ -1,5 +1,5 @@
 //! The tool executor's audit trail on SQLite: the append, in batches. Listing and the per-tool
-//! summary are shared with PostgreSQL (`audit`). Rows arrive already redacted.
+//! summary are shared with PostgreSQL (`sql::audit`). Rows arrive already redacted.
 //!
 //! Entries are written by the writer thread, preferably inside the next execution commit
 //! (which is usually microseconds away while executions run): a step then costs one
@@ -13,15 +13,13 @@ use std::time::Duration;
 
 use hilo_core::store::Result;
 use hilo_core::tool::AuditEntry;
-use rusqlite::{Connection, TransactionBehavior, params};
-use serde::{Deserialize, Serialize};
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::watch;
 
-use crate::audit::audit_columns;
-use crate::exec_codec::i as int;
 use crate::sqlite::SqliteStore;
-use crate::sqlite_writer::db;
-use crate::step_log::StepLog;
+use crate::sqlite::audit_rows::insert_audit;
+use crate::sqlite::step_log::StepLog;
+use crate::sqlite::stmt::db;
 
 /// How long `record_audit` waits for an execution commit to carry its entries before it
 /// writes them in a transaction of their own.
@@ -82,95 +80,6 @@ impl AuditBuffer {
     }
 }
 
-/// A `tool_audit` row's columns, as inserted (what the step log stores of an entry).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct AuditRow {
-    at: i64,
-    tenant: String,
-    execution_id: String,
-    node_key: String,
-    agent: Option<String>,
-    tool: String,
-    input: String,
-    output: Option<String>,
-    status: String,
-    error_code: Option<String>,
-    error_message: Option<String>,
-    duration_ms: i64,
-    attempt: i64,
-    cached: bool,
-    idempotency_key: String,
-    compensates: Option<String>,
-}
-
-impl AuditRow {
-    pub(crate) fn of(e: &AuditEntry) -> AuditRow {
-        AuditRow {
-            at: e.at,
-            tenant: e.tenant.clone(),
-            execution_id: e.execution_id.clone(),
-            node_key: e.node_key.clone(),
-            agent: e.agent.clone(),
-            tool: e.tool.clone(),
-            input: e.input.to_string(),
-            output: e.output.as_ref().map(|o| o.to_string()),
-            status: e.status.as_str().to_string(),
-            error_code: e.error_code.clone(),
-            error_message: e.error_message.clone(),
-            duration_ms: int(e.duration_ms),
-            attempt: i64::from(e.attempt),
-            cached: e.cached,
-            idempotency_key: e.idempotency_key.clone(),
-            compensates: e.compensates.clone(),
-        }
-    }
-}
-
-/// Inserts audit rows on the writer's connection (inside the caller's transaction).
-pub(crate) fn insert_audit(conn: &Connection, entries: &[AuditEntry]) -> Result<()> {
-    insert_audit_rows(conn, entries.iter().map(AuditRow::of))
-}
-
-/// Inserts audit rows given as their columns (inside the caller's transaction).
-pub(crate) fn insert_audit_rows(
-    conn: &Connection,
-    rows: impl IntoIterator<Item = AuditRow>,
-) -> Result<()> {
-    let mut rows = rows.into_iter().peekable();
-    if rows.peek().is_none() {
-        return Ok(());
-    }
-    let mut st = conn
-        .prepare_cached(concat!(
-            "INSERT INTO tool_audit (",
-            audit_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-        ))
-        .map_err(db)?;
-    for e in rows {
-        st.execute(params![
-            e.at,
-            e.tenant,
-            e.execution_id,
-            e.node_key,
-            e.agent,
-            e.tool,
-            e.input,
-            e.output,
-            e.status,
-            e.error_code,
-            e.error_message,
-            e.duration_ms,
-            e.attempt,
-            e.cached,
-            e.idempotency_key,
-            e.compensates,
-        ])
-        .map_err(db)?;
-    }
-    Ok(())
-}
-
 /// The writer-thread job of `record_audit` when no commit carried its batch: stores whatever
 /// is queued in a transaction of its own.
 fn flush_own(conn: &mut Connection, buffer: &AuditBuffer) -> Result<()> {
@@ -199,12 +108,6 @@ fn flush_own(conn: &mut Connection, buffer: &AuditBuffer) -> Result<()> {
 }
 
 impl SqliteStore {
-    /// Folds the step logs (for reads on the pool of what steps and audit entries write:
-    /// executions, history, checkpoints, audit rows).
-    pub(crate) async fn settle_step_log(&self) -> Result<()> {
-        self.fold_step_logs().await
-    }
-
     /// Appends a non-empty batch (`AuditStore::record_audit`): queued for the next execution
     /// commit, or, when none comes within [`AUDIT_LINGER`], in a transaction of its own.
     pub(crate) async fn append_audit(&self, entries: &[AuditEntry]) -> Result<()> {

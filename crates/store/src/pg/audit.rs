@@ -2,14 +2,14 @@
 //! arrays unnested into rows (a fixed sixteen parameters however many entries, one
 //! transaction), on the pool. There is no buffering as on SQLite: PostgreSQL commits from
 //! many connections at once, so an entry waits for no step's commit. Listing and the per-tool
-//! summary are shared with SQLite (`audit`).
+//! summary are shared with SQLite (`sql::audit`).
 
 use hilo_core::store::Result;
 use hilo_core::tool::AuditEntry;
 
-use crate::audit::audit_columns;
 use crate::pg::PgStore;
-use crate::workflows::{backend, to_i64};
+use crate::sql::audit::audit_columns;
+use crate::sql::{backend, to_i64};
 
 /// The columns of a batch, one array per column (text borrowed from the entries).
 #[derive(Default)]
@@ -58,11 +58,6 @@ impl<'a> Columns<'a> {
 }
 
 impl PgStore {
-    /// Everything is visible once committed (the step log is SQLite's).
-    pub(crate) async fn settle_step_log(&self) -> Result<()> {
-        Ok(())
-    }
-
     /// Appends a non-empty batch in one statement (`AuditStore::record_audit`). Rows are
     /// inserted in the order given (`WITH ORDINALITY`), so their ids ascend in that order, as
     /// `audit` lists them.

@@ -1,6 +1,6 @@
 //! Executions on SQLite: checkpoints, history, human tasks, signals, leases, payloads.
 //!
-//! Every query here runs on the store's writer thread ([`crate::sqlite_writer`]), one job per
+//! Every query here runs on the store's writer thread ([`crate::sqlite::writer`]), one job per
 //! call, with statements from its prepared-statement cache. A commit is one `BEGIN IMMEDIATE`
 //! transaction: the lease-fenced update of the execution row first (a commit from a process
 //! that lost its lease changes nothing), then the inserts of events and upserts of the changed
@@ -9,106 +9,28 @@
 
 use async_trait::async_trait;
 use hilo_core::exec::{
-    Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
-    ExecutionStore, HumanTask, Lease, Loaded, NewExecution, NodeDetail, NodeError, NodeRecord,
-    NodeStatus, ParentRef, Signal, StoredSignal, TaskFilter,
+    Commit, CommitOutcome, Event, ExecFilter, ExecRecord, ExecStatus, ExecutionStore, HumanTask,
+    Lease, Loaded, NewExecution, NodeRecord, Signal, StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId, now_ms};
-use rusqlite::types::FromSql;
-use rusqlite::{CachedStatement, Connection, OptionalExtension, Params, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use crate::RunningLimits;
-use crate::exec_codec::{
-    Encoded, EventRow, ExecRow, Json, NodeRow, PRUNE_CHILD_ROWS, Pending, REF, corrupt, i,
-    opt_json, sql, terminal, u,
+use crate::sql::exec_codec::{
+    Encoded, EventRow, PRUNE_CHILD_ROWS, REF, corrupt, i, sql, terminal, u,
 };
-use crate::quarantine;
+
+use crate::sql::db::RowAccess;
+use crate::sql::exec_rows::{
+    self, event_from_row, exec_columns, signal_from_row, task_columns, task_from_row,
+};
 use crate::sqlite::SqliteStore;
-use crate::sqlite_audit::insert_audit;
-use crate::sqlite_writer::{Settle, control, db};
-use crate::step_log::StepLog;
-
-// ---- statement helpers ----------------------------------------------------------------------
-
-/// A row's columns, read one after the other in the order the query lists them (by position:
-/// a lookup by name costs more than decoding the value).
-struct Cols<'a, 'r> {
-    row: &'a Row<'r>,
-    next: usize,
-}
-
-impl<'a, 'r> Cols<'a, 'r> {
-    fn new(row: &'a Row<'r>) -> Self {
-        Cols { row, next: 0 }
-    }
-
-    fn get<T: FromSql>(&mut self) -> Result<T> {
-        self.next += 1;
-        self.row.get(self.next - 1).map_err(db)
-    }
-
-    /// A stored value: JSON text or a payload reference, `None` for NULL.
-    fn json(&mut self, conn: &Connection) -> Result<Option<Value>> {
-        get_json(conn, self.get()?)
-    }
-
-    /// A column of JSON text decoded as `T`, `None` for NULL.
-    fn parsed<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>> {
-        opt_json(self.get()?)
-    }
-
-    /// A NOT NULL column of JSON text decoded as `T` (a `what` when it does not decode).
-    fn decoded<T: serde::de::DeserializeOwned>(&mut self, what: &str) -> Result<T> {
-        let text: String = self.get()?;
-        serde_json::from_str(&text).map_err(|e| corrupt(what, e))
-    }
-}
-
-/// A statement from the connection's cache. Placeholders are written `$1`, `$2`, … (the SQL
-/// PostgreSQL accepts too) and bound by position: SQLite numbers named parameters in the
-/// order they first appear, so each `$n` must first appear after `$1` … `$n-1`.
-fn prepare<'c>(conn: &'c Connection, sql: &str) -> Result<CachedStatement<'c>> {
-    let st = conn.prepare_cached(sql).map_err(db)?;
-    debug_assert!(
-        (1..=st.parameter_count()).all(|n| st.parameter_name(n) == Some(format!("${n}").as_str())),
-        "placeholders out of order in: {sql}"
-    );
-    Ok(st)
-}
-
-/// Runs a cached statement; the number of rows it changed.
-pub(crate) fn exec(conn: &Connection, sql: &str, p: impl Params) -> Result<usize> {
-    prepare(conn, sql)?.execute(p).map_err(db)
-}
-
-/// Every row of a cached query, decoded by `f` (which may query `conn` itself).
-fn all<T>(
-    conn: &Connection,
-    sql: &str,
-    p: impl Params,
-    mut f: impl FnMut(&Row<'_>) -> Result<T>,
-) -> Result<Vec<T>> {
-    let mut st = prepare(conn, sql)?;
-    let mut rows = st.query(p).map_err(db)?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().map_err(db)? {
-        out.push(f(r)?);
-    }
-    Ok(out)
-}
-
-/// The first column of the row of a cached query, if there is one.
-pub(crate) fn scalar<T: FromSql>(
-    conn: &Connection,
-    sql: &str,
-    p: impl Params,
-) -> Result<Option<T>> {
-    prepare(conn, sql)?
-        .query_row(p, |r| r.get(0))
-        .optional()
-        .map_err(db)
-}
+use crate::sqlite::audit_rows::insert_audit;
+use crate::sqlite::step_log::StepLog;
+use crate::sqlite::stmt::{all, db, exec, prepare, scalar};
+use crate::sqlite::writer::{Settle, control};
+use crate::sqlite::writes::{Fold, Writes};
 
 // ---- reading --------------------------------------------------------------------------------
 
@@ -127,82 +49,14 @@ fn get_json(conn: &Connection, text: Option<String>) -> Result<Option<Value>> {
         .map_err(|e| corrupt("value", e))
 }
 
-/// The columns of `executions` that [`exec_from_row`] reads, in its order. A step that
-/// changes nothing at the execution level leaves the row alone (see [`Writes::apply_commit`]),
-/// so `last_seq` and `updated_at` come from the last event when it is newer.
-macro_rules! exec_columns {
-    () => {
-        "id, tenant_id, workflow, version, status, input, output, error, parent_id, parent_node, \
-         created_at, \
-         MAX(updated_at, COALESCE((SELECT at FROM exec_events v WHERE v.execution_id = executions.id \
-             ORDER BY v.seq DESC LIMIT 1), 0)), \
-         finished_at, \
-         MAX(last_seq, COALESCE((SELECT MAX(seq) FROM exec_events v WHERE v.execution_id = executions.id), 0)), \
-         runnable_at, lease_owner, lease_expires_at, meta, definition"
-    };
-}
-
-macro_rules! task_columns {
-    () => {
-        "execution_id, node_key, tenant_id, prompt, answer_schema, assignee, skills, status, \
-         answer, created_at, deadline"
-    };
-}
-
-fn task_from_row(r: &Row<'_>) -> Result<HumanTask> {
-    let mut c = Cols::new(r);
-    Ok(HumanTask {
-        execution_id: c.get()?,
-        node_key: c.get()?,
-        tenant: c.get()?,
-        prompt: c.get()?,
-        schema: c.parsed()?,
-        assignee: c.get()?,
-        skills: {
-            let skills: String = c.get()?;
-            serde_json::from_str(&skills).unwrap_or_default()
-        },
-        status: c.get()?,
-        answer: c.parsed()?,
-        created_at: c.get()?,
-        deadline: c.get()?,
-    })
-}
-
-// The decoders below read columns in the order their queries list them; the fields of a
-// struct expression are evaluated in the order written.
-
+/// An execution row with its stored values resolved.
 fn exec_from_row(conn: &Connection, r: &Row<'_>) -> Result<ExecRecord> {
-    let mut c = Cols::new(r);
-    Ok(ExecRecord {
-        id: c.get()?,
-        tenant: c.get()?,
-        workflow: c.get()?,
-        version: u(c.get()?),
-        status: {
-            let status: String = c.get()?;
-            ExecStatus::parse(&status).ok_or_else(|| corrupt("execution status", &status))?
-        },
-        input: c.json(conn)?.unwrap_or(Value::Null),
-        output: c.json(conn)?,
-        error: c.parsed::<NodeError>()?,
-        parent: match (c.get()?, c.get()?) {
-            (Some(execution_id), Some(node_key)) => Some(ParentRef {
-                execution_id,
-                node_key,
-            }),
-            _ => None,
-        },
-        created_at: c.get()?,
-        updated_at: c.get()?,
-        finished_at: c.get()?,
-        last_seq: u(c.get()?),
-        runnable_at: c.get()?,
-        lease_owner: c.get()?,
-        lease_expires_at: c.get()?,
-        meta: c.decoded::<ExecMeta>("meta")?,
-        definition: c.json(conn)?,
-    })
+    let stored = exec_rows::exec_from_row(r)?;
+    let mut record = stored.record;
+    record.input = get_json(conn, stored.input)?.unwrap_or(Value::Null);
+    record.output = get_json(conn, stored.output)?;
+    record.definition = get_json(conn, stored.definition)?;
+    Ok(record)
 }
 
 /// The execution row of `id` (in `tenant`, when given).
@@ -211,7 +65,7 @@ fn exec_record(conn: &Connection, tenant: Option<&str>, id: &str) -> Result<Exec
         conn,
         concat!(
             "SELECT ",
-            exec_columns!(),
+            exec_columns!("MAX"),
             " FROM executions WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)"
         ),
         params![id, tenant],
@@ -226,25 +80,11 @@ fn node_records(conn: &Connection, id: &str) -> Result<Vec<NodeRecord>> {
 }
 
 /// A row of [`sql::NODE_ROWS`] (and of [`sql::NODE_PAGE_FIRST`] / [`sql::NODE_PAGE_AFTER`],
-/// which have its columns).
+/// which have its columns), its output resolved.
 fn node_from_row(conn: &Connection, r: &Row<'_>) -> Result<NodeRecord> {
-    let mut c = Cols::new(r);
-    Ok(NodeRecord {
-        key: c.get()?,
-        node_id: c.get()?,
-        status: {
-            let status: String = c.get()?;
-            NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?
-        },
-        attempts: u32::try_from(c.get::<i64>()?).unwrap_or(0),
-        output: c.json(conn)?,
-        error: c.parsed::<NodeError>()?,
-        started_at: c.get()?,
-        finished_at: c.get()?,
-        fire_at: c.get()?,
-        done_seq: c.get::<Option<i64>>()?.map(u),
-        detail: c.decoded::<NodeDetail>("node detail")?,
-    })
+    let (mut record, output) = exec_rows::node_from_row(r)?;
+    record.output = get_json(conn, output)?;
+    Ok(record)
 }
 
 /// Up to `limit` node records of `id` after the key `after`, by key: a range of the primary
@@ -266,30 +106,8 @@ fn node_records_page(
     }
 }
 
-/// A row of [`sql::EVENT_ROWS`] (or [`sql::EVENT_PAGE`], which has its columns).
-fn event_from_row(r: &Row<'_>) -> Result<Event> {
-    let mut c = Cols::new(r);
-    Ok(Event {
-        seq: u(c.get()?),
-        at: c.get()?,
-        kind: {
-            let kind: String = c.get()?;
-            EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?
-        },
-        node: c.get()?,
-        attempt: u32::try_from(c.get::<i64>()?).unwrap_or(0),
-        data: c.parsed::<Value>()?.unwrap_or(Value::Null),
-    })
-}
-
 fn signals(conn: &Connection, id: &str) -> Result<Vec<StoredSignal>> {
-    all(conn, sql::SIGNAL_ROWS, [id], |r| {
-        let mut c = Cols::new(r);
-        Ok(StoredSignal {
-            id: c.get()?,
-            signal: c.decoded("signal")?,
-        })
-    })
+    all(conn, sql::SIGNAL_ROWS, [id], |r| signal_from_row(r))
 }
 
 /// [`sql::LIVE_NODE_ROWS`] through the partial index of live rows.
@@ -304,8 +122,10 @@ fn load(conn: &Connection, id: &str) -> Result<Loaded> {
     // over the partial index of live rows unless told.
     let nodes = all(conn, LIVE_NODE_ROWS, [id], |r| node_from_row(conn, r))?;
     let vars = all(conn, sql::VAR_ROWS, [id], |r| {
-        let mut c = Cols::new(r);
-        Ok((c.get()?, c.json(conn)?.unwrap_or(Value::Null)))
+        Ok((
+            r.text(0)?,
+            get_json(conn, r.opt_text(1)?)?.unwrap_or(Value::Null),
+        ))
     })?;
     let signals = signals(conn, id)?;
     Ok(Loaded {
@@ -318,332 +138,9 @@ fn load(conn: &Connection, id: &str) -> Result<Loaded> {
 
 // ---- writing --------------------------------------------------------------------------------
 
-/// A connection inside a write transaction, with the payload threshold.
-pub(crate) struct Writes<'a> {
-    conn: &'a Connection,
-    payload_threshold: usize,
-    /// The store's step log (folded by [`Writes::fold_logs`]).
-    log: Option<&'a StepLog>,
-}
-
-impl<'a> Writes<'a> {
-    /// For rows whose JSON is encoded already (the step log's).
-    pub(crate) fn new(conn: &'a Connection) -> Writes<'a> {
-        Writes {
-            conn,
-            payload_threshold: usize::MAX,
-            log: None,
-        }
-    }
-
-    /// Folds every process's step log inside this write's transaction (writes that must see
-    /// executions as they are, wherever their last steps are durable).
-    pub(crate) fn fold_logs(&self) -> Result<()> {
-        self.log.map_or(Ok(()), |log| log.fold_in(self.conn))
-    }
-
-    pub(crate) fn conn(&self) -> &'a Connection {
-        self.conn
-    }
-
-    /// The execution's lease owner; `None` when there is no such execution.
-    pub(crate) fn lease_owner(&self, id: &str) -> Result<Option<Option<String>>> {
-        scalar(
-            self.conn,
-            "SELECT lease_owner FROM executions WHERE id = $1",
-            [id],
-        )
-    }
-
-    /// JSON text for a value, moved to `payloads` (once, by content hash) when it is large.
-    fn put_json(&self, v: &Value) -> Result<String> {
-        self.column(Json::encode(v, self.payload_threshold))
-    }
-
-    fn opt_json(&self, v: Option<&Value>) -> Result<Option<String>> {
-        v.map(|v| self.put_json(v)).transpose()
-    }
-
-    /// The column text of an encoded value, storing its payload first if it has one.
-    fn column(&self, j: Json) -> Result<String> {
-        match j {
-            Json::Inline(text) => Ok(text),
-            Json::Payload { hash, text } => {
-                exec(
-                    self.conn,
-                    "INSERT INTO payloads (hash, body, size) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING",
-                    params![hash, text, text.len() as i64],
-                )?;
-                Ok(format!("{REF}{hash}"))
-            }
-        }
-    }
-
-    /// False (nothing written) when an execution with that id exists.
-    fn insert_execution(&self, new: &NewExecution) -> Result<bool> {
-        let input = self.put_json(&new.input)?;
-        let definition = self.opt_json(new.definition.as_ref())?;
-        let meta = serde_json::to_string(&new.meta).map_err(|e| corrupt("meta", e))?;
-        let inserted = exec(
-            self.conn,
-            sql::INSERT_EXECUTION,
-            params![
-                new.id,
-                new.tenant,
-                new.workflow,
-                i(new.version),
-                input,
-                new.parent.as_ref().map(|p| p.execution_id.as_str()),
-                new.parent.as_ref().map(|p| p.node_key.as_str()),
-                definition,
-                meta,
-                new.created_at,
-                new.lease.as_ref().map(|l| l.owner.as_str()),
-                new.lease.as_ref().map(|l| l.expires_at),
-            ],
-        )?;
-        Ok(inserted > 0)
-    }
-
-    /// History rows.
-    pub(crate) fn insert_events(&self, id: &str, events: Vec<EventRow>) -> Result<()> {
-        for e in events {
-            exec(
-                self.conn,
-                "INSERT INTO exec_events (execution_id, seq, at, kind, node_key, attempt, data) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (execution_id, seq) DO NOTHING",
-                params![id, e.seq, e.at, e.kind, e.node, e.attempt, e.data],
-            )?;
-        }
-        Ok(())
-    }
-
-    /// The node and variable rows of one or more commits, coalesced.
-    pub(crate) fn write_pending(&self, p: Pending<NodeRow, Json>) -> Result<()> {
-        for ((id, _), (n, retired)) in p.nodes {
-            self.upsert_node(&id, n, retired)?;
-        }
-        for (id, key) in p.retire {
-            self.retire_row(&id, &key)?;
-        }
-        for ((id, name), v) in p.vars {
-            self.upsert_vars(&id, [(name, v)])?;
-        }
-        for (id, name) in p.drop_vars {
-            self.drop_var(&id, &name)?;
-        }
-        Ok(())
-    }
-
-    /// Marks a row written earlier retired (see `Commit::retired`).
-    fn retire_row(&self, id: &str, key: &str) -> Result<()> {
-        exec(
-            self.conn,
-            "UPDATE exec_nodes SET retired = 1 WHERE execution_id = $1 AND node_key = $2",
-            params![id, key],
-        )?;
-        Ok(())
-    }
-
-    fn drop_var(&self, id: &str, name: &str) -> Result<()> {
-        exec(
-            self.conn,
-            "DELETE FROM exec_vars WHERE execution_id = $1 AND name = $2",
-            params![id, name],
-        )?;
-        Ok(())
-    }
-
-    /// A node's checkpoint row.
-    fn upsert_node(&self, id: &str, n: NodeRow, retired: bool) -> Result<()> {
-        {
-            let output = n.output.map(|j| self.column(j)).transpose()?;
-            exec(
-                self.conn,
-                "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, error, \
-                 started_at, finished_at, fire_at, done_seq, detail, retired) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (execution_id, node_key) DO UPDATE SET status = excluded.status, \
-                 attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
-                 started_at = excluded.started_at, finished_at = excluded.finished_at, \
-                 fire_at = excluded.fire_at, done_seq = excluded.done_seq, detail = excluded.detail, \
-                 retired = excluded.retired",
-                params![
-                    id,
-                    n.key,
-                    n.node_id,
-                    n.status,
-                    n.attempts,
-                    output,
-                    n.error,
-                    n.started_at,
-                    n.finished_at,
-                    n.fire_at,
-                    n.done_seq,
-                    n.detail,
-                    i64::from(retired),
-                ],
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Variables of an execution.
-    pub(crate) fn upsert_vars(
-        &self,
-        id: &str,
-        vars: impl IntoIterator<Item = (String, Json)>,
-    ) -> Result<()> {
-        for (name, v) in vars {
-            let v = self.column(v)?;
-            exec(
-                self.conn,
-                "INSERT INTO exec_vars (execution_id, name, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (execution_id, name) DO UPDATE SET value = excluded.value",
-                params![id, name, v],
-            )?;
-        }
-        Ok(())
-    }
-
-    fn signal(&self, tenant: Option<&str>, id: &str, signal: &Signal, now: i64) -> Result<()> {
-        let seq: Option<i64> = scalar(self.conn, sql::BUMP_SIGNAL_SEQ, params![now, id, tenant])?;
-        let Some(seq) = seq else {
-            // Finished already, or absent: a signal to a finished execution has no effect.
-            let status: Option<String> = scalar(self.conn, sql::EXEC_STATUS, params![id, tenant])?;
-            return Err(match status {
-                None => StoreError::ExecutionNotFound { id: id.to_string() },
-                Some(status) => StoreError::ExecutionState {
-                    id: id.to_string(),
-                    status,
-                    what: "it has already ended".into(),
-                },
-            });
-        };
-        let body = serde_json::to_string(signal).map_err(|e| corrupt("signal", e))?;
-        exec(self.conn, sql::INSERT_SIGNAL, params![id, seq, body, now])?;
-        Ok(())
-    }
-
-    fn apply_commit(&self, c: &Commit, mut enc: Encoded, now: i64) -> Result<CommitOutcome> {
-        let held = match enc.row.take() {
-            Some(row) => self.update_exec_row(&c.execution_id, &c.owner, row, now)?,
-            None => self.holds(&c.execution_id, &c.owner)?,
-        };
-        if !held {
-            return Ok(CommitOutcome::LeaseLost);
-        }
-        self.apply_rows(c, enc, now)
-    }
-
-    /// Whether `owner` holds the execution's lease (a read, so the row's page stays clean).
-    pub(crate) fn holds(&self, id: &str, owner: &str) -> Result<bool> {
-        let held: Option<i64> = scalar(
-            self.conn,
-            "SELECT 1 FROM executions WHERE id = $1 AND lease_owner = $2",
-            params![id, owner],
-        )?;
-        Ok(held.is_some())
-    }
-
-    /// Rewrites the execution row if `owner` holds the lease; false (nothing written) if not.
-    pub(crate) fn update_exec_row(
-        &self,
-        id: &str,
-        owner: &str,
-        row: ExecRow,
-        now: i64,
-    ) -> Result<bool> {
-        let output = row.output.map(|j| self.column(j)).transpose()?;
-        let updated = exec(
-            self.conn,
-            sql::UPDATE_EXEC_ROW,
-            params![
-                row.status,
-                output,
-                row.error,
-                row.last_seq,
-                row.runnable_at,
-                row.finished_at,
-                row.meta,
-                now,
-                row.release,
-                id,
-                owner,
-            ],
-        )?;
-        Ok(updated > 0)
-    }
-
-    /// The rows of a commit below the execution row: history, checkpoint, tasks, children,
-    /// signals.
-    fn apply_rows(&self, c: &Commit, enc: Encoded, now: i64) -> Result<CommitOutcome> {
-        let id = c.execution_id.as_str();
-        self.insert_events(id, enc.events)?;
-        // One commit: a key appears once among its rows, and the machine never drops a
-        // variable it writes in the same commit, so no coalescing is needed (and no set is
-        // allocated when nothing is retired).
-        let mut retired: std::collections::HashSet<&str> =
-            enc.retired.iter().map(String::as_str).collect();
-        for n in enc.nodes {
-            let gone = retired.remove(n.key.as_str());
-            self.upsert_node(id, n, gone)?;
-        }
-        for key in retired {
-            self.retire_row(id, key)?;
-        }
-        self.upsert_vars(id, enc.vars)?;
-        for name in &enc.dropped_vars {
-            self.drop_var(id, name)?;
-        }
-        for t in &c.new_tasks {
-            exec(
-                self.conn,
-                sql::UPSERT_TASK,
-                params![
-                    t.execution_id,
-                    t.node_key,
-                    t.tenant,
-                    t.prompt,
-                    t.schema.as_ref().map(Value::to_string),
-                    t.assignee,
-                    serde_json::to_string(&t.skills).unwrap_or_else(|_| "[]".into()),
-                    t.created_at,
-                    t.deadline,
-                ],
-            )?;
-        }
-        for key in &c.closed_tasks {
-            exec(
-                self.conn,
-                "UPDATE human_tasks SET status = 'closed' WHERE execution_id = $1 AND node_key = $2 AND status = 'pending'",
-                params![id, key],
-            )?;
-        }
-        for child in &c.children {
-            self.insert_execution(child)?;
-        }
-        if let Some((parent, signal)) = &c.notify_parent {
-            // The parent may have ended already (cancelled): then nobody is waiting.
-            match self.signal(None, parent, signal, now) {
-                Ok(()) | Err(StoreError::ExecutionState { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        for s in &c.consumed_signals {
-            exec(
-                self.conn,
-                "DELETE FROM exec_signals WHERE execution_id = $1 AND id = $2",
-                params![id, s],
-            )?;
-        }
-        Ok(CommitOutcome::Committed)
-    }
-}
-
 impl SqliteStore {
     /// Runs `f` in a write transaction on the writer thread (shared with the other writes
-    /// queued with it; see [`crate::sqlite_writer`]), after the steps this process appended to
+    /// queued with it; see [`crate::sqlite::writer`]), after the steps this process appended to
     /// its step log.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
@@ -681,7 +178,7 @@ impl SqliteStore {
                 let out = f(&Writes {
                     conn,
                     payload_threshold,
-                    log: log.as_deref(),
+                    log: log.as_deref().map(|l| l as &dyn Fold),
                 });
                 // Stored only if this write is (its own failure, or its transaction's, undoes
                 // them too): otherwise they go back to the queue.
@@ -907,7 +404,7 @@ impl ExecutionStore for SqliteStore {
                     exec_record(w.conn, Some(&tenant), &id)?;
                     return Ok(None);
                 }
-                if takeover && quarantine::sqlite::takeover(w.conn, &id, now, max_crashes)? {
+                if takeover && crate::sqlite::quarantine::takeover(w.conn, &id, now, max_crashes)? {
                     // Quarantined (or cancelled) instead of run: nobody holds it.
                     return Ok(None);
                 }
@@ -941,7 +438,9 @@ impl ExecutionStore for SqliteStore {
                     // A candidate held by another owner had its lease run out: that owner
                     // died, and claiming it is a takeover, counted for the quarantine.
                     let takeover = previous.is_some_and(|o| o != owner);
-                    if takeover && quarantine::sqlite::takeover(w.conn, &id, now, max_crashes)? {
+                    if takeover
+                        && crate::sqlite::quarantine::takeover(w.conn, &id, now, max_crashes)?
+                    {
                         continue;
                     }
                     kept.push((tenant, id));
@@ -961,7 +460,7 @@ impl ExecutionStore for SqliteStore {
         let (tenant, id) = (tenant.to_string(), id.to_string());
         self.write(move |w| {
             w.fold_logs()?;
-            quarantine::sqlite::cancel_crashed(w.conn, &tenant, &id, now)
+            crate::sqlite::quarantine::cancel_crashed(w.conn, &tenant, &id, now)
         })
         .await
     }
@@ -1047,7 +546,7 @@ impl ExecutionStore for SqliteStore {
                 conn,
                 concat!(
                     "SELECT ",
-                    exec_columns!(),
+                    exec_columns!("MAX"),
                     " FROM executions WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
                      AND ($3 IS NULL OR workflow = $3) \
                      AND ($4 IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
@@ -1074,7 +573,7 @@ impl ExecutionStore for SqliteStore {
 
     async fn events(&self, id: &str) -> Result<Vec<Event>> {
         let id = id.to_string();
-        self.read(move |conn| all(conn, sql::EVENT_ROWS, [&id], event_from_row))
+        self.read(move |conn| all(conn, sql::EVENT_ROWS, [&id], |r| event_from_row(r)))
             .await
     }
 
@@ -1096,7 +595,7 @@ impl ExecutionStore for SqliteStore {
                 conn,
                 sql::EVENT_PAGE,
                 params![id, i(after_seq), i64::from(limit)],
-                event_from_row,
+                |r| event_from_row(r),
             )
         })
         .await
@@ -1126,7 +625,7 @@ impl ExecutionStore for SqliteStore {
                      ORDER BY created_at, node_key"
                 ),
                 [&id, &tenant],
-                task_from_row,
+                |r| task_from_row(r),
             )
         })
         .await
@@ -1170,7 +669,7 @@ impl ExecutionStore for SqliteStore {
                     node_key,
                     sql_limit
                 ],
-                task_from_row,
+                |r| task_from_row(r),
             )?;
             Ok(rows
                 .into_iter()

@@ -1,12 +1,12 @@
 //! LLM calls on PostgreSQL: the write, one INSERT on the pool (committed when it returns, so
-//! a budget check right after sees it). Reads and sums are shared with SQLite (`costs`).
+//! a budget check right after sees it). Reads and sums are shared with SQLite (`sql::costs`).
 
 use hilo_core::llm::LlmCall;
 use hilo_core::store::Result;
 
-use crate::costs::llm_call_columns;
 use crate::pg::PgStore;
-use crate::workflows::{backend, to_i64};
+use crate::sql::costs::llm_call_columns;
+use crate::sql::{backend, to_i64};
 
 impl PgStore {
     /// Stores one call (`CostStore::record_llm_call`).

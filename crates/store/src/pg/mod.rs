@@ -1,7 +1,7 @@
 //! The PostgreSQL backend: many `hilo serve` and `hilo worker` processes, on many machines,
 //! share one database. PostgreSQL is the coordination engine: leases are rows, claims take
 //! due executions with `FOR UPDATE SKIP LOCKED` (no two processes block on, or take, the same
-//! row), and idle workers are woken by `LISTEN`/`NOTIFY` (`pg_exec`).
+//! row), and idle workers are woken by `LISTEN`/`NOTIFY` (`pg::exec`).
 //!
 //! Every query runs on a sqlx pool. Schema: the portable migrations, with PostgreSQL's own
 //! files where it differs (`migrations::postgres_migrator`); sqlx takes an advisory lock while
@@ -9,6 +9,12 @@
 //!
 //! Durability is PostgreSQL's: a commit returns once the server has made it durable (its
 //! `synchronous_commit`, on by default).
+
+mod audit;
+mod costs;
+mod db;
+mod exec;
+mod quarantine;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,21 +24,20 @@ use async_trait::async_trait;
 use hilo_core::store::{Result, Store, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use crate::pg_exec::WorkListener;
-use crate::workflows::backend;
-use crate::{RunningLimits, redact_url};
+use crate::pg::exec::WorkListener;
+use crate::redact_url;
+use crate::sql::backend;
+use crate::sql::store::SqlStore;
 
-/// The PostgreSQL store.
+/// The PostgreSQL store. Its PostgreSQL parts are [`PgBackend`].
+pub type PgStore = SqlStore<PgBackend>;
+
+/// What a [`PgStore`] runs on: its pool, and the listener that wakes idle workers.
 #[derive(Debug, Clone)]
-pub struct PgStore {
+pub struct PgBackend {
     pool: PgPool,
-    /// Wakes idle workers (see `pg_exec`).
+    /// Wakes idle workers (see `exec`).
     listener: Arc<WorkListener>,
-    description: String,
-    payload_threshold: usize,
-    running_limits: Arc<RunningLimits>,
-    /// Takeovers in a row without progress that quarantine an execution (see `quarantine`).
-    max_crashes: u32,
 }
 
 /// Connections a process keeps to the server at most (each worker's claims, heartbeats and
@@ -68,45 +73,13 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(PgStore {
-            pool,
-            listener: Arc::default(),
-            description: format!("postgres:{location}"),
-            payload_threshold: crate::sqlite::DEFAULT_PAYLOAD_THRESHOLD,
-            running_limits: Arc::default(),
-            max_crashes: hilo_core::exec::DEFAULT_MAX_CRASHES,
-        })
-    }
-
-    /// Sets the size (bytes of JSON) above which values are stored once and referenced.
-    pub fn with_payload_threshold(mut self, bytes: usize) -> Self {
-        self.payload_threshold = bytes;
-        self
-    }
-
-    pub fn payload_threshold(&self) -> usize {
-        self.payload_threshold
-    }
-
-    /// How many takeovers in a row of an execution whose process died, without progress in
-    /// between, quarantine it (failed, `POISONED`); at least 1.
-    pub fn with_max_crashes(mut self, n: u32) -> Self {
-        self.max_crashes = n.max(1);
-        self
-    }
-
-    pub(crate) fn max_crashes(&self) -> u32 {
-        self.max_crashes
-    }
-
-    /// Sets how many executions of a tenant workers run at once.
-    pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
-        self.running_limits = Arc::new(limits);
-        self
-    }
-
-    pub(crate) fn running_limits(&self) -> &RunningLimits {
-        &self.running_limits
+        Ok(SqlStore::new(
+            PgBackend {
+                pool,
+                listener: Arc::default(),
+            },
+            format!("postgres:{location}"),
+        ))
     }
 
     /// The connection pool.
@@ -119,11 +92,10 @@ impl PgStore {
     }
 }
 
-crate::workflows::impl_workflow_store!(PgStore, sqlx::Postgres);
 #[async_trait]
 impl Store for PgStore {
     fn describe(&self) -> String {
-        self.description.clone()
+        self.description().to_string()
     }
 
     async fn schema_status(&self) -> Result<hilo_core::store::SchemaStatus> {

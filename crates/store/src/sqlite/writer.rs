@@ -39,8 +39,17 @@ use hilo_core::store::{Result, StoreError};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use crate::sqlite::Durability;
-use crate::step_log::{FOLD_LINGER, StepLog};
+use crate::sqlite::step_log::{FOLD_LINGER, StepLog};
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL`: safe against process crashes, not against power loss.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is on disk when it returns.
+    Full,
+}
 
 /// How long a statement waits for another connection's write lock (both sqlx and the writer).
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -109,11 +118,6 @@ impl std::fmt::Debug for Writer {
             .field("running", &self.jobs.is_some())
             .finish()
     }
-}
-
-/// A rusqlite error as a store error.
-pub(crate) fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
 }
 
 fn stopped() -> StoreError {
@@ -579,6 +583,7 @@ impl Drop for Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sqlite::stmt::db;
 
     /// Write jobs queued together share one transaction; one that fails is undone alone, and
     /// each is answered only with what its transaction made of it.

@@ -59,10 +59,11 @@ use hilo_core::tool::AuditEntry;
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use crate::exec_codec::{Encoded, EventRow, ExecRow, Json, NodeRow, Pending};
-use crate::sqlite_audit::{AuditRow, insert_audit_rows};
-use crate::sqlite_exec::{Writes, exec, scalar};
-use crate::sqlite_writer::db;
+use crate::sql::exec_codec::{Encoded, EventRow, ExecRow, Json, NodeRow, Pending};
+use crate::sqlite::audit_rows::{AuditRow, insert_audit_rows};
+use crate::sqlite::stmt::db;
+use crate::sqlite::stmt::{exec, scalar};
+use crate::sqlite::writes::{Fold, Writes};
 
 /// Bytes after which the process starts a new segment (the old one is deleted once folded).
 const SEGMENT_BYTES: u64 = 4 << 20;
@@ -319,7 +320,8 @@ impl StepLog {
         name.push("-steps");
         let dir = db.with_file_name(name);
         if appends {
-            crate::sqlite::private_dir(&dir).map_err(|e| io("create the directory", &dir, e))?;
+            crate::sqlite::files::private_dir(&dir)
+                .map_err(|e| io("create the directory", &dir, e))?;
         }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -874,6 +876,12 @@ impl Batch {
 
     fn finish(self, w: &Writes<'_>) -> Result<()> {
         w.write_pending(self.rows)
+    }
+}
+
+impl Fold for StepLog {
+    fn fold_in(&self, conn: &Connection) -> Result<()> {
+        StepLog::fold_in(self, conn)
     }
 }
 

@@ -10,6 +10,18 @@
 //! guarantee; `HILO_STEP_LOG=off` in the environment turns it off (every step is then a SQLite
 //! transaction).
 
+mod audit;
+mod audit_rows;
+mod costs;
+mod db;
+mod exec;
+mod files;
+mod quarantine;
+mod step_log;
+mod stmt;
+mod writer;
+mod writes;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,66 +32,31 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::RunningLimits;
-use crate::sqlite_audit::AuditBuffer;
-use crate::sqlite_writer::{BUSY_TIMEOUT, Target, Writer};
-use crate::step_log::StepLog;
-pub(crate) use crate::workflows::backend;
-
-/// How hard a commit tries to reach the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// `synchronous=NORMAL`: safe against process crashes, not against power loss.
-    #[default]
-    Normal,
-    /// `synchronous=FULL`: every commit is on disk when it returns.
-    Full,
-}
+use crate::sql::backend;
+use crate::sql::store::SqlStore;
+use crate::sqlite::audit::AuditBuffer;
+use crate::sqlite::files::{private_dir, private_file};
+use crate::sqlite::step_log::StepLog;
+pub use crate::sqlite::writer::Durability;
+use crate::sqlite::writer::{BUSY_TIMEOUT, Target, Writer};
 
 /// The SQLite store: workflow definitions on a sqlx pool, executions on a dedicated writer
-/// thread with its own connection (see `sqlite_writer`).
+/// thread with its own connection (see `writer`). Its SQLite parts are [`SqliteBackend`].
+pub type SqliteStore = SqlStore<SqliteBackend>;
+
+/// What a [`SqliteStore`] runs on: its pool, its writer thread and step log.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
+pub struct SqliteBackend {
     pool: SqlitePool,
     writer: Arc<Writer>,
-    /// Audit entries waiting for the writer (see `sqlite_audit`).
+    /// Audit entries waiting for the writer (see `audit`).
     audit: Arc<AuditBuffer>,
-    description: String,
-    payload_threshold: usize,
-    running_limits: Arc<RunningLimits>,
-    /// Takeovers in a row without progress that quarantine an execution (see `quarantine`).
-    max_crashes: u32,
     /// The step log of a file database: appended to under `Durability::Normal`, and folded
     /// (other processes' segments) in every case.
     log: Option<Arc<StepLog>>,
 }
 
-/// Values larger than this (as JSON text) are stored once in `payloads` and referenced.
-pub const DEFAULT_PAYLOAD_THRESHOLD: usize = 16 * 1024;
-
-/// Creates `dir` (and its missing parents) readable by its owner only (0700); directories
-/// that exist are left as they are.
-pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)
-}
-
-/// Creates the file at `path` if it does not exist, readable and writable by its owner only
-/// (0600); a file that exists is left as it is.
-fn private_file(path: &Path) -> std::io::Result<()> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    match o.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
+pub use crate::sql::DEFAULT_PAYLOAD_THRESHOLD;
 
 impl SqliteStore {
     /// Opens the database file at `path`, creating it (and its directory) if needed, and
@@ -110,7 +87,7 @@ impl SqliteStore {
             })
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            // The writer's checkpoint thread does it (see `sqlite_writer`).
+            // The writer's checkpoint thread does it (see `writer`).
             .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -177,47 +154,15 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
         let writer = Writer::start(target, durability, log.clone()).await?;
-        Ok(SqliteStore {
-            pool,
-            writer: Arc::new(writer),
-            audit: Arc::default(),
+        Ok(SqlStore::new(
+            SqliteBackend {
+                pool,
+                writer: Arc::new(writer),
+                audit: Arc::default(),
+                log,
+            },
             description,
-            payload_threshold: DEFAULT_PAYLOAD_THRESHOLD,
-            running_limits: Arc::default(),
-            max_crashes: hilo_core::exec::DEFAULT_MAX_CRASHES,
-            log,
-        })
-    }
-
-    /// Sets the size (bytes of JSON) above which values are stored once and referenced.
-    pub fn with_payload_threshold(mut self, bytes: usize) -> Self {
-        self.payload_threshold = bytes;
-        self
-    }
-
-    pub fn payload_threshold(&self) -> usize {
-        self.payload_threshold
-    }
-
-    /// How many takeovers in a row of an execution whose process died, without progress in
-    /// between, quarantine it (failed, `POISONED`); at least 1.
-    pub fn with_max_crashes(mut self, n: u32) -> Self {
-        self.max_crashes = n.max(1);
-        self
-    }
-
-    pub(crate) fn max_crashes(&self) -> u32 {
-        self.max_crashes
-    }
-
-    /// Sets how many executions of a tenant workers run at once.
-    pub fn with_running_limits(mut self, limits: RunningLimits) -> Self {
-        self.running_limits = Arc::new(limits);
-        self
-    }
-
-    pub(crate) fn running_limits(&self) -> &Arc<RunningLimits> {
-        &self.running_limits
+        ))
     }
 
     /// The connection pool, for tests and for other store concerns in this crate.
@@ -269,12 +214,10 @@ fn step_log_wanted() -> bool {
     )
 }
 
-crate::workflows::impl_workflow_store!(SqliteStore, sqlx::Sqlite);
-
 #[async_trait]
 impl Store for SqliteStore {
     fn describe(&self) -> String {
-        self.description.clone()
+        self.description().to_string()
     }
 
     async fn schema_status(&self) -> Result<hilo_core::store::SchemaStatus> {

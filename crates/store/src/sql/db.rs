@@ -1,0 +1,171 @@
+//! The seam between the shared SQL and the two drivers, as our own small traits (sqlx's
+//! generic bounds are not implied by a where-clause; ours are, so the shared code stays
+//! readable and is monomorphized per backend):
+//!
+//! - [`Arg`]: a statement's values, bound by position (`$1`, `$2`, … on both backends).
+//! - [`RowAccess`]: a row's columns read by position, implemented for each driver's row, so
+//!   each record is decoded once (`from_row` functions beside their SQL).
+//! - [`Db`] and [`Tx`]: a store's pool and one of its transactions, with the few SQL bits
+//!   that differ between the backends ([`Db::FOR_UPDATE`], [`Db::COLLATE_C`]).
+//!
+//! `sqlite::db` and `pg::db` implement them; nothing here names either.
+
+use std::borrow::Cow;
+use std::future::Future;
+
+use hilo_core::store::Result;
+
+/// A statement's text: a constant, or text built at run time from constants (values are
+/// always bound as [`Arg`]s, never written into it).
+pub(crate) type Sql = Cow<'static, str>;
+
+/// One value bound to a statement. A NULL keeps its type (PostgreSQL needs it).
+#[derive(Debug, Clone)]
+pub(crate) enum Arg<'a> {
+    Int(Option<i64>),
+    Text(Option<Cow<'a, str>>),
+    Bool(bool),
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+
+impl From<bool> for Arg<'_> {
+    fn from(v: bool) -> Self {
+        Arg::Bool(v)
+    }
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(v: &'a str) -> Self {
+        Arg::Text(Some(Cow::Borrowed(v)))
+    }
+}
+
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(v: &'a String) -> Self {
+        Arg::Text(Some(Cow::Borrowed(v)))
+    }
+}
+
+impl From<String> for Arg<'_> {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(Cow::Owned(v)))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Arg::Text(v.map(Cow::Borrowed))
+    }
+}
+
+impl<'a> From<&'a Option<String>> for Arg<'a> {
+    fn from(v: &'a Option<String>) -> Self {
+        Arg::Text(v.as_deref().map(Cow::Borrowed))
+    }
+}
+
+impl From<Option<String>> for Arg<'_> {
+    fn from(v: Option<String>) -> Self {
+        Arg::Text(v.map(Cow::Owned))
+    }
+}
+
+/// A row's columns by position (as the query lists them), each a store error when it does
+/// not decode as asked.
+pub(crate) trait RowAccess {
+    fn text(&self, i: usize) -> Result<String>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>>;
+    fn int(&self, i: usize) -> Result<i64>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>>;
+    fn bool(&self, i: usize) -> Result<bool>;
+}
+
+/// Every row of `rows` decoded by `f`.
+pub(crate) fn decode_all<R, T>(rows: &[R], f: impl Fn(&R) -> Result<T>) -> Result<Vec<T>> {
+    rows.iter().map(f).collect()
+}
+
+/// A store's pool: statements outside a transaction, and transactions.
+pub(crate) trait Db: Sync {
+    type Row: RowAccess + Send + Sync;
+    type Tx: Tx<Row = Self::Row>;
+
+    /// Ends a `SELECT` whose rows stay locked until the commit (`" FOR UPDATE"`), or `""`
+    /// where the transaction's first write already serializes writers (SQLite).
+    const FOR_UPDATE: &'static str;
+    /// Follows a text column or value so that it compares as bytes (`" COLLATE \"C\""`), or
+    /// `""` where that is the default (SQLite).
+    const COLLATE_C: &'static str;
+
+    fn fetch_all(
+        &self,
+        sql: Sql,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = Result<Vec<Self::Row>>> + Send;
+
+    fn fetch_optional(
+        &self,
+        sql: Sql,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = Result<Option<Self::Row>>> + Send;
+
+    /// Runs a statement; the rows it changed, or the driver's error as it is (to tell a
+    /// unique violation, say).
+    fn try_execute(
+        &self,
+        sql: Sql,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = std::result::Result<u64, sqlx::Error>> + Send;
+
+    /// Runs a statement; the rows it changed.
+    fn execute(&self, sql: Sql, args: &[Arg<'_>]) -> impl Future<Output = Result<u64>> + Send {
+        let done = self.try_execute(sql, args);
+        async move { done.await.map_err(super::backend) }
+    }
+
+    fn begin(&self) -> impl Future<Output = Result<Self::Tx>> + Send;
+
+    /// Makes every write acknowledged so far visible to statements on the pool (SQLite
+    /// folds its step log); nothing to do where commits are visible at once.
+    fn settle(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// A transaction of a [`Db`]: rolled back when dropped without [`Tx::commit`].
+pub(crate) trait Tx: Send {
+    type Row: RowAccess + Send + Sync;
+
+    fn fetch_all(
+        &mut self,
+        sql: Sql,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = Result<Vec<Self::Row>>> + Send;
+
+    fn fetch_optional(
+        &mut self,
+        sql: Sql,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = Result<Option<Self::Row>>> + Send;
+
+    /// Runs a statement; the rows it changed.
+    fn execute(&mut self, sql: Sql, args: &[Arg<'_>]) -> impl Future<Output = Result<u64>> + Send;
+
+    fn commit(self) -> impl Future<Output = Result<()>> + Send;
+
+    fn rollback(self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The row a query that always answers one returned (sqlx's "no rows" error if it did not).
+pub(crate) fn one<R>(row: Option<R>) -> Result<R> {
+    row.ok_or_else(|| super::backend(sqlx::Error::RowNotFound))
+}

@@ -1,0 +1,151 @@
+//! The shared SQL layer's seam (`sql::db`) on SQLite's sqlx pool: statements bound by
+//! position, rows read by position, transactions. (Executions run on the writer thread's
+//! rusqlite connection instead: see `exec`.) Also the writes the shared stores leave to it
+//! (`sql::store::Backend`).
+
+use std::future::Future;
+
+use hilo_core::llm::LlmCall;
+use hilo_core::store::Result;
+use hilo_core::tool::AuditEntry;
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
+
+use crate::sql::backend;
+use crate::sql::db::{Arg, Db, RowAccess, Sql, Tx};
+use crate::sql::store::Backend;
+use crate::sqlite::SqliteStore;
+
+/// `sql` with `args` bound.
+fn query(sql: Sql, args: &[Arg<'_>]) -> Query<'static, Sqlite, SqliteArguments> {
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for a in args {
+        q = match a {
+            Arg::Int(v) => q.bind(*v),
+            Arg::Text(v) => q.bind(v.as_deref()),
+            Arg::Bool(v) => q.bind(*v),
+        };
+    }
+    q
+}
+
+impl RowAccess for SqliteRow {
+    fn text(&self, i: usize) -> Result<String> {
+        self.try_get(i).map_err(backend)
+    }
+
+    fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        self.try_get(i).map_err(backend)
+    }
+
+    fn int(&self, i: usize) -> Result<i64> {
+        self.try_get(i).map_err(backend)
+    }
+
+    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+        self.try_get(i).map_err(backend)
+    }
+
+    fn bool(&self, i: usize) -> Result<bool> {
+        self.try_get(i).map_err(backend)
+    }
+}
+
+impl Db for SqliteStore {
+    type Row = SqliteRow;
+    type Tx = Transaction<'static, Sqlite>;
+
+    // A transaction's first write takes the database's write lock: writers are serial.
+    const FOR_UPDATE: &'static str = "";
+    // SQLite compares text as bytes by default.
+    const COLLATE_C: &'static str = "";
+
+    fn fetch_all(
+        &self,
+        sql: Sql,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = Result<Vec<SqliteRow>>> + Send {
+        let q = query(sql, args);
+        async move { q.fetch_all(self.pool()).await.map_err(backend) }
+    }
+
+    fn fetch_optional(
+        &self,
+        sql: Sql,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = Result<Option<SqliteRow>>> + Send {
+        let q = query(sql, args);
+        async move { q.fetch_optional(self.pool()).await.map_err(backend) }
+    }
+
+    fn try_execute(
+        &self,
+        sql: Sql,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = std::result::Result<u64, sqlx::Error>> + Send {
+        let q = query(sql, args);
+        async move { Ok(q.execute(self.pool()).await?.rows_affected()) }
+    }
+
+    async fn begin(&self) -> Result<Self::Tx> {
+        self.pool().begin().await.map_err(backend)
+    }
+
+    // Folds the step logs, for reads on the pool of what steps and audit entries write
+    // (executions, history, checkpoints, audit rows).
+    async fn settle(&self) -> Result<()> {
+        self.fold_step_logs().await
+    }
+}
+
+// Both writes go through the writer thread (`costs`, `audit`).
+impl Backend for SqliteStore {
+    fn write_llm_call(&self, c: &LlmCall) -> impl Future<Output = Result<()>> + Send {
+        self.insert_llm_call(c)
+    }
+
+    fn write_audit(&self, entries: &[AuditEntry]) -> impl Future<Output = Result<()>> + Send {
+        self.append_audit(entries)
+    }
+}
+
+impl Tx for Transaction<'static, Sqlite> {
+    type Row = SqliteRow;
+
+    fn fetch_all(
+        &mut self,
+        sql: Sql,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = Result<Vec<SqliteRow>>> + Send {
+        let q = query(sql, args);
+        async move { q.fetch_all(&mut **self).await.map_err(backend) }
+    }
+
+    fn fetch_optional(
+        &mut self,
+        sql: Sql,
+        args: &[Arg<'_>],
+    ) -> impl Future<Output = Result<Option<SqliteRow>>> + Send {
+        let q = query(sql, args);
+        async move { q.fetch_optional(&mut **self).await.map_err(backend) }
+    }
+
+    fn execute(&mut self, sql: Sql, args: &[Arg<'_>]) -> impl Future<Output = Result<u64>> + Send {
+        let q = query(sql, args);
+        async move {
+            Ok(q.execute(&mut **self)
+                .await
+                .map_err(backend)?
+                .rows_affected())
+        }
+    }
+
+    async fn commit(self) -> Result<()> {
+        Transaction::commit(self).await.map_err(backend)
+    }
+
+    async fn rollback(self) -> Result<()> {
+        Transaction::rollback(self).await.map_err(backend)
+    }
+}

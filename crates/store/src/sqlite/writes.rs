@@ -1,0 +1,354 @@
+//! Writes inside one of the writer thread's transactions: the rows of a new execution, a
+//! step's commit (the lease-fenced execution row, events, node records, variables,
+//! payloads), signals. Execution commits (`exec`) and the step log's fold (`step_log`) both
+//! write through [`Writes`]; the fold of the step logs it may run first is the one thing it
+//! calls back for ([`Fold`]), so this module depends on neither.
+
+use hilo_core::exec::{Commit, CommitOutcome, NewExecution, Signal};
+use hilo_core::store::{Result, StoreError};
+use rusqlite::{Connection, params};
+use serde_json::Value;
+
+use crate::sql::exec_codec::{
+    Encoded, EventRow, ExecRow, Json, NodeRow, Pending, REF, corrupt, i, sql,
+};
+use crate::sqlite::stmt::{exec, scalar};
+
+/// Folds step logs into the tables inside the caller's transaction (the step log does).
+pub(crate) trait Fold {
+    fn fold_in(&self, conn: &Connection) -> Result<()>;
+}
+
+/// A connection inside a write transaction, with the payload threshold.
+pub(crate) struct Writes<'a> {
+    pub(crate) conn: &'a Connection,
+    pub(crate) payload_threshold: usize,
+    /// The store's step log (folded by [`Writes::fold_logs`]).
+    pub(crate) log: Option<&'a dyn Fold>,
+}
+
+impl<'a> Writes<'a> {
+    /// For rows whose JSON is encoded already (the step log's).
+    pub(crate) fn new(conn: &'a Connection) -> Writes<'a> {
+        Writes {
+            conn,
+            payload_threshold: usize::MAX,
+            log: None,
+        }
+    }
+
+    /// Folds every process's step log inside this write's transaction (writes that must see
+    /// executions as they are, wherever their last steps are durable).
+    pub(crate) fn fold_logs(&self) -> Result<()> {
+        self.log.map_or(Ok(()), |log| log.fold_in(self.conn))
+    }
+
+    pub(crate) fn conn(&self) -> &'a Connection {
+        self.conn
+    }
+
+    /// The execution's lease owner; `None` when there is no such execution.
+    pub(crate) fn lease_owner(&self, id: &str) -> Result<Option<Option<String>>> {
+        scalar(
+            self.conn,
+            "SELECT lease_owner FROM executions WHERE id = $1",
+            [id],
+        )
+    }
+
+    /// JSON text for a value, moved to `payloads` (once, by content hash) when it is large.
+    pub(crate) fn put_json(&self, v: &Value) -> Result<String> {
+        self.column(Json::encode(v, self.payload_threshold))
+    }
+
+    pub(crate) fn opt_json(&self, v: Option<&Value>) -> Result<Option<String>> {
+        v.map(|v| self.put_json(v)).transpose()
+    }
+
+    /// The column text of an encoded value, storing its payload first if it has one.
+    pub(crate) fn column(&self, j: Json) -> Result<String> {
+        match j {
+            Json::Inline(text) => Ok(text),
+            Json::Payload { hash, text } => {
+                exec(
+                    self.conn,
+                    "INSERT INTO payloads (hash, body, size) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING",
+                    params![hash, text, text.len() as i64],
+                )?;
+                Ok(format!("{REF}{hash}"))
+            }
+        }
+    }
+
+    /// False (nothing written) when an execution with that id exists.
+    pub(crate) fn insert_execution(&self, new: &NewExecution) -> Result<bool> {
+        let input = self.put_json(&new.input)?;
+        let definition = self.opt_json(new.definition.as_ref())?;
+        let meta = serde_json::to_string(&new.meta).map_err(|e| corrupt("meta", e))?;
+        let inserted = exec(
+            self.conn,
+            sql::INSERT_EXECUTION,
+            params![
+                new.id,
+                new.tenant,
+                new.workflow,
+                i(new.version),
+                input,
+                new.parent.as_ref().map(|p| p.execution_id.as_str()),
+                new.parent.as_ref().map(|p| p.node_key.as_str()),
+                definition,
+                meta,
+                new.created_at,
+                new.lease.as_ref().map(|l| l.owner.as_str()),
+                new.lease.as_ref().map(|l| l.expires_at),
+            ],
+        )?;
+        Ok(inserted > 0)
+    }
+
+    /// History rows.
+    pub(crate) fn insert_events(&self, id: &str, events: Vec<EventRow>) -> Result<()> {
+        for e in events {
+            exec(
+                self.conn,
+                "INSERT INTO exec_events (execution_id, seq, at, kind, node_key, attempt, data) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (execution_id, seq) DO NOTHING",
+                params![id, e.seq, e.at, e.kind, e.node, e.attempt, e.data],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The node and variable rows of one or more commits, coalesced.
+    pub(crate) fn write_pending(&self, p: Pending<NodeRow, Json>) -> Result<()> {
+        for ((id, _), (n, retired)) in p.nodes {
+            self.upsert_node(&id, n, retired)?;
+        }
+        for (id, key) in p.retire {
+            self.retire_row(&id, &key)?;
+        }
+        for ((id, name), v) in p.vars {
+            self.upsert_vars(&id, [(name, v)])?;
+        }
+        for (id, name) in p.drop_vars {
+            self.drop_var(&id, &name)?;
+        }
+        Ok(())
+    }
+
+    /// Marks a row written earlier retired (see `Commit::retired`).
+    pub(crate) fn retire_row(&self, id: &str, key: &str) -> Result<()> {
+        exec(
+            self.conn,
+            "UPDATE exec_nodes SET retired = 1 WHERE execution_id = $1 AND node_key = $2",
+            params![id, key],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn drop_var(&self, id: &str, name: &str) -> Result<()> {
+        exec(
+            self.conn,
+            "DELETE FROM exec_vars WHERE execution_id = $1 AND name = $2",
+            params![id, name],
+        )?;
+        Ok(())
+    }
+
+    /// A node's checkpoint row.
+    pub(crate) fn upsert_node(&self, id: &str, n: NodeRow, retired: bool) -> Result<()> {
+        {
+            let output = n.output.map(|j| self.column(j)).transpose()?;
+            exec(
+                self.conn,
+                "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, error, \
+                 started_at, finished_at, fire_at, done_seq, detail, retired) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (execution_id, node_key) DO UPDATE SET status = excluded.status, \
+                 attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
+                 started_at = excluded.started_at, finished_at = excluded.finished_at, \
+                 fire_at = excluded.fire_at, done_seq = excluded.done_seq, detail = excluded.detail, \
+                 retired = excluded.retired",
+                params![
+                    id,
+                    n.key,
+                    n.node_id,
+                    n.status,
+                    n.attempts,
+                    output,
+                    n.error,
+                    n.started_at,
+                    n.finished_at,
+                    n.fire_at,
+                    n.done_seq,
+                    n.detail,
+                    i64::from(retired),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Variables of an execution.
+    pub(crate) fn upsert_vars(
+        &self,
+        id: &str,
+        vars: impl IntoIterator<Item = (String, Json)>,
+    ) -> Result<()> {
+        for (name, v) in vars {
+            let v = self.column(v)?;
+            exec(
+                self.conn,
+                "INSERT INTO exec_vars (execution_id, name, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (execution_id, name) DO UPDATE SET value = excluded.value",
+                params![id, name, v],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn signal(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        signal: &Signal,
+        now: i64,
+    ) -> Result<()> {
+        let seq: Option<i64> = scalar(self.conn, sql::BUMP_SIGNAL_SEQ, params![now, id, tenant])?;
+        let Some(seq) = seq else {
+            // Finished already, or absent: a signal to a finished execution has no effect.
+            let status: Option<String> = scalar(self.conn, sql::EXEC_STATUS, params![id, tenant])?;
+            return Err(match status {
+                None => StoreError::ExecutionNotFound { id: id.to_string() },
+                Some(status) => StoreError::ExecutionState {
+                    id: id.to_string(),
+                    status,
+                    what: "it has already ended".into(),
+                },
+            });
+        };
+        let body = serde_json::to_string(signal).map_err(|e| corrupt("signal", e))?;
+        exec(self.conn, sql::INSERT_SIGNAL, params![id, seq, body, now])?;
+        Ok(())
+    }
+
+    pub(crate) fn apply_commit(
+        &self,
+        c: &Commit,
+        mut enc: Encoded,
+        now: i64,
+    ) -> Result<CommitOutcome> {
+        let held = match enc.row.take() {
+            Some(row) => self.update_exec_row(&c.execution_id, &c.owner, row, now)?,
+            None => self.holds(&c.execution_id, &c.owner)?,
+        };
+        if !held {
+            return Ok(CommitOutcome::LeaseLost);
+        }
+        self.apply_rows(c, enc, now)
+    }
+
+    /// Whether `owner` holds the execution's lease (a read, so the row's page stays clean).
+    pub(crate) fn holds(&self, id: &str, owner: &str) -> Result<bool> {
+        let held: Option<i64> = scalar(
+            self.conn,
+            "SELECT 1 FROM executions WHERE id = $1 AND lease_owner = $2",
+            params![id, owner],
+        )?;
+        Ok(held.is_some())
+    }
+
+    /// Rewrites the execution row if `owner` holds the lease; false (nothing written) if not.
+    pub(crate) fn update_exec_row(
+        &self,
+        id: &str,
+        owner: &str,
+        row: ExecRow,
+        now: i64,
+    ) -> Result<bool> {
+        let output = row.output.map(|j| self.column(j)).transpose()?;
+        let updated = exec(
+            self.conn,
+            sql::UPDATE_EXEC_ROW,
+            params![
+                row.status,
+                output,
+                row.error,
+                row.last_seq,
+                row.runnable_at,
+                row.finished_at,
+                row.meta,
+                now,
+                row.release,
+                id,
+                owner,
+            ],
+        )?;
+        Ok(updated > 0)
+    }
+
+    /// The rows of a commit below the execution row: history, checkpoint, tasks, children,
+    /// signals.
+    pub(crate) fn apply_rows(&self, c: &Commit, enc: Encoded, now: i64) -> Result<CommitOutcome> {
+        let id = c.execution_id.as_str();
+        self.insert_events(id, enc.events)?;
+        // One commit: a key appears once among its rows, and the machine never drops a
+        // variable it writes in the same commit, so no coalescing is needed (and no set is
+        // allocated when nothing is retired).
+        let mut retired: std::collections::HashSet<&str> =
+            enc.retired.iter().map(String::as_str).collect();
+        for n in enc.nodes {
+            let gone = retired.remove(n.key.as_str());
+            self.upsert_node(id, n, gone)?;
+        }
+        for key in retired {
+            self.retire_row(id, key)?;
+        }
+        self.upsert_vars(id, enc.vars)?;
+        for name in &enc.dropped_vars {
+            self.drop_var(id, name)?;
+        }
+        for t in &c.new_tasks {
+            exec(
+                self.conn,
+                sql::UPSERT_TASK,
+                params![
+                    t.execution_id,
+                    t.node_key,
+                    t.tenant,
+                    t.prompt,
+                    t.schema.as_ref().map(Value::to_string),
+                    t.assignee,
+                    serde_json::to_string(&t.skills).unwrap_or_else(|_| "[]".into()),
+                    t.created_at,
+                    t.deadline,
+                ],
+            )?;
+        }
+        for key in &c.closed_tasks {
+            exec(
+                self.conn,
+                "UPDATE human_tasks SET status = 'closed' WHERE execution_id = $1 AND node_key = $2 AND status = 'pending'",
+                params![id, key],
+            )?;
+        }
+        for child in &c.children {
+            self.insert_execution(child)?;
+        }
+        if let Some((parent, signal)) = &c.notify_parent {
+            // The parent may have ended already (cancelled): then nobody is waiting.
+            match self.signal(None, parent, signal, now) {
+                Ok(()) | Err(StoreError::ExecutionState { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for s in &c.consumed_signals {
+            exec(
+                self.conn,
+                "DELETE FROM exec_signals WHERE execution_id = $1 AND id = $2",
+                params![id, s],
+            )?;
+        }
+        Ok(CommitOutcome::Committed)
+    }
+}
