@@ -266,6 +266,19 @@ impl Default for EngineOptions {
 /// A callback told about every event committed (progress output, live streams).
 pub type Observer = Arc<dyn Fn(&str, &Event) + Send + Sync>;
 
+/// Whose committed events an [`ExecutionObserver`] is told about: the execution, its tenant
+/// and the plan of its workflow (the workflow's name, its nodes' kinds).
+#[derive(Clone, Copy)]
+pub struct Observed<'a> {
+    pub id: &'a str,
+    pub tenant: &'a str,
+    pub plan: &'a Plan,
+}
+
+/// A callback told about every event committed, with its execution's tenant and workflow
+/// (metrics by workflow and node kind).
+pub type ExecutionObserver = Arc<dyn Fn(&Observed<'_>, &Event) + Send + Sync>;
+
 /// How long a drive keeps an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -339,6 +352,7 @@ struct Inner {
     persist: Arc<dyn Persist>,
     committer: Option<GroupCommitter>,
     observer: Mutex<Option<Observer>>,
+    execution_observer: Mutex<Option<ExecutionObserver>>,
     /// Where agents' streamed model tokens go (live streams).
     tokens: Mutex<Option<TokenSink>>,
     plans: Mutex<HashMap<(String, String, u64), Arc<Plan>>>,
@@ -418,6 +432,7 @@ impl Engine {
                 persist: Arc::new(committer.clone()),
                 committer: Some(committer),
                 observer: Mutex::new(None),
+                execution_observer: Mutex::new(None),
                 tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
@@ -442,6 +457,7 @@ impl Engine {
                 persist: Arc::new(NoPersist),
                 committer: None,
                 observer: Mutex::new(None),
+                execution_observer: Mutex::new(None),
                 tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
@@ -464,6 +480,14 @@ impl Engine {
 
     pub fn set_observer(&self, observer: Observer) {
         if let Ok(mut o) = self.inner.observer.lock() {
+            *o = Some(observer);
+        }
+    }
+
+    /// Sets the observer told about every committed event with its execution's tenant and
+    /// workflow (besides the one of [`Engine::set_observer`]).
+    pub fn set_execution_observer(&self, observer: ExecutionObserver) {
+        if let Ok(mut o) = self.inner.execution_observer.lock() {
             *o = Some(observer);
         }
     }
@@ -1040,7 +1064,26 @@ impl Engine {
         })
     }
 
-    fn observe(&self, id: &str, events: &[Event]) {
+    /// Tells the observers about committed events: the execution observer first (metrics
+    /// are recorded before a live stream wakes up and reads them), then the plain one.
+    fn observe(&self, m: &Machine, events: &[Event]) {
+        let id = m.execution_id();
+        let obs = self
+            .inner
+            .execution_observer
+            .lock()
+            .ok()
+            .and_then(|o| o.clone());
+        if let Some(obs) = obs {
+            let observed = Observed {
+                id,
+                tenant: m.tenant(),
+                plan: m.plan(),
+            };
+            for e in events {
+                obs(&observed, e);
+            }
+        }
         let obs = self.inner.observer.lock().ok().and_then(|o| o.clone());
         if let Some(obs) = obs {
             for e in events {
@@ -1294,7 +1337,7 @@ impl Engine {
                         }
                         #[cfg(feature = "test-util")]
                         crate::testkit::crash_point("after_commit");
-                        engine.observe(&id, &events);
+                        engine.observe(&m, &events);
                     }
                     for child in child_ids {
                         let e2 = engine.clone();

@@ -1,9 +1,11 @@
 //! API keys: generation (shown once, stored as SHA-256), the `Authorization: Bearer`
 //! middleware that turns a key into a [`Caller`] (tenant + scopes), and per-key rate limits.
+//! The middleware works with [`Keys`]: the store, the key cache, the rate limiter and the
+//! console's sessions.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -14,11 +16,12 @@ use base64::Engine as _;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hilo_core::access::{ApiKeyRecord, Scope};
-use sha2::{Digest, Sha256};
+use hilo_core::store::Store;
 
 use crate::config::KeyRateLimit;
+use crate::console::session::{self, Sessions};
+pub use crate::digest::hash_key;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 /// The prefix of every key hilo issues (so secret scanners can spot leaked ones).
 pub const KEY_PREFIX: &str = "hilo_sk_";
@@ -52,12 +55,6 @@ impl Caller {
             ))
         }
     }
-}
-
-/// Hex SHA-256 of a key: what is stored and looked up.
-pub fn hash_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new key for `tenant`: the secret (to show once) and the record to store.
@@ -147,6 +144,39 @@ impl KeyLimiter {
     }
 }
 
+/// What the key middleware checks requests with (cheap to clone; clones share it): the
+/// store's keys through a cache, the per-key rate limiter, and the console's sessions.
+#[derive(Clone)]
+pub struct Keys(Arc<KeysInner>);
+
+struct KeysInner {
+    store: Arc<dyn Store>,
+    cache: KeyCache,
+    limiter: Option<KeyLimiter>,
+    sessions: Sessions,
+}
+
+impl Keys {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: KeyCache,
+        limiter: Option<KeyLimiter>,
+        sessions: Sessions,
+    ) -> Keys {
+        Keys(Arc::new(KeysInner {
+            store,
+            cache,
+            limiter,
+            sessions,
+        }))
+    }
+
+    /// Console sessions of this process.
+    pub fn sessions(&self) -> &Sessions {
+        &self.0.sessions
+    }
+}
+
 fn unauthorized(code: &'static str, message: &str) -> Response {
     let mut r = ApiError::new(StatusCode::UNAUTHORIZED, code, message).into_response();
     r.headers_mut().insert(
@@ -158,12 +188,12 @@ fn unauthorized(code: &'static str, message: &str) -> Response {
 
 /// The stored record of the key with SHA-256 `hash`, through the cache: an unknown or revoked
 /// key is the 401 to answer with.
-pub(crate) async fn key_record(state: &AppState, hash: String) -> Result<ApiKeyRecord, Response> {
-    let record = match state.keys().get(&hash) {
+pub(crate) async fn key_record(keys: &Keys, hash: String) -> Result<ApiKeyRecord, Response> {
+    let record = match keys.0.cache.get(&hash) {
         Some(r) => r,
-        None => match state.store().api_key_by_hash(&hash).await {
+        None => match keys.0.store.api_key_by_hash(&hash).await {
             Ok(r) => {
-                state.keys().put(hash, r.clone());
+                keys.0.cache.put(hash, r.clone());
                 r
             }
             Err(e) => return Err(ApiError::internal("checking the API key", e).into_response()),
@@ -184,8 +214,7 @@ pub(crate) async fn key_record(state: &AppState, hash: String) -> Result<ApiKeyR
 /// The SHA-256 of the key a request is made with: its `Authorization: Bearer` key, else the
 /// key of its console session cookie (then a state-changing request must carry the session's
 /// CSRF token in `X-CSRF-Token`). Requests with a bearer key ignore any cookie.
-fn request_key_hash(state: &AppState, req: &Request) -> Result<String, Response> {
-    use crate::console::session;
+fn request_key_hash(keys: &Keys, req: &Request) -> Result<String, Response> {
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
         let Some(key) = value
             .to_str()
@@ -209,7 +238,7 @@ fn request_key_hash(state: &AppState, req: &Request) -> Result<String, Response>
             "no API key: send `Authorization: Bearer <key>` (create one with `hilo keys create --tenant T --scopes read,execute`)",
         ));
     };
-    let Some(s) = state.sessions().get(&id) else {
+    let Some(s) = keys.sessions().get(&id) else {
         return Err(unauthorized(
             "SESSION_EXPIRED",
             "the console session has expired or was signed out; sign in again with your API key",
@@ -231,16 +260,16 @@ fn request_key_hash(state: &AppState, req: &Request) -> Result<String, Response>
 }
 
 /// The middleware in front of every authenticated route.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let hash = match request_key_hash(&state, &req) {
+pub async fn authenticate(State(keys): State<Keys>, mut req: Request, next: Next) -> Response {
+    let hash = match request_key_hash(&keys, &req) {
         Ok(h) => h,
         Err(r) => return r,
     };
-    let record = match key_record(&state, hash).await {
+    let record = match key_record(&keys, hash).await {
         Ok(r) => r,
         Err(r) => return r,
     };
-    if let Some(limiter) = state.limiter()
+    if let Some(limiter) = &keys.0.limiter
         && let Err(wait) = limiter.check(&record.id)
     {
         metrics::counter!("hilo_http_rate_limited_total").increment(1);

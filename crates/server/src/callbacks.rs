@@ -21,13 +21,20 @@
 //! then `sent_at` against their clock).
 //!
 //! Conversation messages to a conversation's callback URL go out from the same loop
-//! ([`deliver_message`]), from the store's `hil_deliveries` outbox.
+//! (`deliver_message`), from the store's `hil_deliveries` outbox.
+//!
+//! The loop ([`run`]) gets the store, the tenants' secrets, the `[callbacks]` settings and a
+//! [`Wake`]: the drives and the conversation layer hold clones of it to wake the loop early.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use hilo_core::access::CallbackRecord;
+use hilo_core::store::Store;
 use hilo_core::tool::ToolContext;
 use hilo_engine::now_ms;
 use hilo_tools::http::{HttpCall, HttpClient};
@@ -38,7 +45,7 @@ use sha2::Sha256;
 
 use crate::config::CallbackSettings;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::time::rfc3339;
 
 /// The credential-store secret holding a tenant's signing key.
 pub const SIGNING_SECRET: &str = "callback_signing_key";
@@ -104,10 +111,62 @@ pub fn check_url(url: &str, settings: &CallbackSettings) -> ApiResult<()> {
     Ok(())
 }
 
-/// The delivery loop: sends the callbacks of ended executions until `shutdown`.
-pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
-    let secrets = state.secrets().cloned();
-    let settings = state.settings().callbacks.clone();
+/// What wakes the delivery loop before its next poll: the end of an execution started here
+/// with a callback and driven here (others' callbacks wait for the poll), or a conversation
+/// message queued for its callback URL. Cheap to clone; clones share it.
+#[derive(Clone, Default)]
+pub struct Wake(Arc<WakeInner>);
+
+#[derive(Default)]
+struct WakeInner {
+    /// Signalled when an execution of this process that has a callback ends, or a
+    /// conversation message is queued for its callback URL (the delivery loop waits on it).
+    ended: tokio::sync::Notify,
+    /// Executions started here with a callback and being driven here.
+    ids: Mutex<HashSet<String>>,
+    /// How many ids `ids` holds: while none, ended executions skip the lock.
+    count: AtomicUsize,
+}
+
+impl Wake {
+    /// Execution `id`, about to be driven here, has a callback: its end wakes the sender.
+    pub(crate) fn expect(&self, id: &str) {
+        let mut ids = self.0.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        ids.insert(id.to_string());
+        self.0.count.store(ids.len(), Ordering::SeqCst);
+    }
+
+    /// Execution `id` ended (`ended`) or its drive returned: it no longer needs a wake-up.
+    /// Wakes the sender if `id` ended and has a callback.
+    pub(crate) fn forget(&self, id: &str, ended: bool) {
+        if self.0.count.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let mut ids = self.0.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        let had = ids.remove(id);
+        self.0.count.store(ids.len(), Ordering::SeqCst);
+        drop(ids);
+        if had && ended {
+            self.0.ended.notify_one();
+        }
+    }
+
+    /// A conversation message was queued for its callback URL: wakes the sender.
+    pub(crate) fn message_queued(&self) {
+        self.0.ended.notify_one();
+    }
+}
+
+/// The delivery loop: sends the callbacks of ended executions (and conversation messages to
+/// their callback URLs) from `store`, signed with keys from `secrets`, until `shutdown`.
+pub async fn run(
+    store: Arc<dyn Store>,
+    secrets: Option<Arc<dyn Secrets>>,
+    settings: CallbackSettings,
+    wake: Wake,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let store = store.as_ref();
     let client = match HttpClient::new(&HttpSettings {
         allow_hosts: settings.allow_hosts.clone(),
         ..HttpSettings::default()
@@ -120,20 +179,20 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
     };
     tokio::pin!(shutdown);
     loop {
-        match state.store().due_callbacks(now_ms(), 32).await {
+        match store.due_callbacks(now_ms(), 32).await {
             Ok(due) => {
                 let sends = due
                     .into_iter()
-                    .map(|c| deliver(&state, &client, secrets.as_deref(), &settings, c));
+                    .map(|c| deliver(store, &client, secrets.as_deref(), &settings, c));
                 futures_util::future::join_all(sends).await;
             }
             Err(e) => tracing::error!("reading due callbacks: {e}"),
         }
-        match state.store().due_deliveries(now_ms(), 32).await {
+        match store.due_deliveries(now_ms(), 32).await {
             Ok(due) => {
                 let sends = due
                     .into_iter()
-                    .map(|d| deliver_message(&state, &client, secrets.as_deref(), &settings, d));
+                    .map(|d| deliver_message(store, &client, secrets.as_deref(), &settings, d));
                 futures_util::future::join_all(sends).await;
             }
             Err(e) => tracing::error!("reading due conversation messages to deliver: {e}"),
@@ -142,7 +201,7 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
         // resumed or run by other processes, retries).
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = state.ended().notified() => {}
+            _ = wake.0.ended.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
@@ -166,7 +225,7 @@ pub(crate) async fn signing_key(
 
 /// One attempt at one callback, recorded.
 async fn deliver(
-    state: &AppState,
+    store: &dyn Store,
     client: &HttpClient,
     secrets: Option<&dyn Secrets>,
     settings: &CallbackSettings,
@@ -174,7 +233,7 @@ async fn deliver(
 ) {
     let now = now_ms();
     c.attempts += 1;
-    let outcome = attempt(state, client, secrets, settings, &c).await;
+    let outcome = attempt(store, client, secrets, settings, &c).await;
     match outcome {
         Ok(status) => {
             c.status = "delivered".into();
@@ -199,7 +258,7 @@ async fn deliver(
             }
         }
     }
-    if let Err(e) = state.store().update_callback(&c).await {
+    if let Err(e) = store.update_callback(&c).await {
         tracing::error!(
             "recording the callback of execution {}: {e}",
             c.execution_id
@@ -208,14 +267,13 @@ async fn deliver(
 }
 
 async fn attempt(
-    state: &AppState,
+    store: &dyn Store,
     client: &HttpClient,
     secrets: Option<&dyn Secrets>,
     settings: &CallbackSettings,
     c: &CallbackRecord,
 ) -> Result<u16, (Option<u16>, String)> {
-    let e = state
-        .store()
+    let e = store
         .get_execution(&c.tenant, &c.execution_id)
         .await
         .map_err(|e| (None, e.to_string()))?;
@@ -227,8 +285,8 @@ async fn attempt(
         "status": e.status.as_str(),
         "output": e.output,
         "error": e.error,
-        "finished_at": e.finished_at.map(crate::api::executions::time),
-        "sent_at": crate::api::executions::time(now_ms()),
+        "finished_at": e.finished_at.map(rfc3339),
+        "sent_at": rfc3339(now_ms()),
     })
     .to_string();
     let key = signing_key(secrets, &c.tenant)
@@ -282,14 +340,14 @@ async fn attempt(
 /// restart loses none, and a conversation's go out in order (the store hands out only its
 /// oldest pending one).
 async fn deliver_message(
-    state: &AppState,
+    store: &dyn Store,
     client: &HttpClient,
     secrets: Option<&dyn Secrets>,
     settings: &CallbackSettings,
     mut d: hilo_core::hil::Delivery,
 ) {
     d.attempts += 1;
-    let result = post_message(state, client, secrets, settings, &d).await;
+    let result = post_message(store, client, secrets, settings, &d).await;
     match result {
         Ok(()) => {
             d.status = "delivered".into();
@@ -322,7 +380,7 @@ async fn deliver_message(
             }
         }
     }
-    if let Err(e) = state.store().update_delivery(&d).await {
+    if let Err(e) = store.update_delivery(&d).await {
         tracing::error!(
             "recording the delivery of message {} of conversation {}: {e}",
             d.seq,
@@ -332,14 +390,13 @@ async fn deliver_message(
 }
 
 async fn post_message(
-    state: &AppState,
+    store: &dyn Store,
     client: &HttpClient,
     secrets: Option<&dyn Secrets>,
     settings: &CallbackSettings,
     d: &hilo_core::hil::Delivery,
 ) -> Result<(), String> {
-    let m = state
-        .store()
+    let m = store
         .list_messages(&d.tenant, &d.conversation_id, d.seq.saturating_sub(1), 1)
         .await
         .map_err(|e| e.to_string())?
@@ -355,9 +412,9 @@ async fn post_message(
             "sender": m.sender.as_str(),
             "author": m.author,
             "content": m.content,
-            "at": crate::api::executions::time(m.at),
+            "at": rfc3339(m.at),
         },
-        "sent_at": crate::api::executions::time(now_ms()),
+        "sent_at": rfc3339(now_ms()),
     })
     .to_string();
     let key = signing_key(secrets, &d.tenant).await?;

@@ -21,9 +21,12 @@
 //! Nothing here is lost in a crash: messages, transitions and queue items are stored before
 //! anything is delivered, and an execution that ended while no process was waiting for it is
 //! settled by [`run`] (the reconciler) or when the conversation is next read or written.
+//!
+//! Everything here works with a [`Hil`] handle (the runner, the `[conversations]` settings,
+//! the tenants served), never with the server's whole state.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -36,9 +39,9 @@ use hilo_core::{HilTrigger, Workflow};
 use hilo_engine::{Outcome, now_ms};
 use serde_json::{Map, Value, json};
 
+use crate::config::ConversationSettings;
 use crate::error::{ApiError, ApiResult};
-use crate::runs::{StartRequest, start};
-use crate::state::AppState;
+use crate::runs::{Runner, StartRequest, start};
 
 /// Most bytes of one node output put in a handover's context pack.
 const CONTEXT_OUTPUT_BYTES: usize = 4096;
@@ -93,17 +96,55 @@ impl Tenants {
     }
 }
 
+/// What the conversation layer works with (cheap to clone; clones share it): the runner it
+/// starts the conversations' executions with (and, through it, the store, the engine, the
+/// workflow cache, secrets, live streams and the callback sender), the `[conversations]`
+/// settings, and the tenants this process has served.
+#[derive(Clone)]
+pub struct Hil(Arc<HilInner>);
+
+struct HilInner {
+    runner: Runner,
+    settings: ConversationSettings,
+    tenants: Tenants,
+}
+
+impl Hil {
+    pub fn new(runner: Runner, settings: ConversationSettings) -> Hil {
+        Hil(Arc::new(HilInner {
+            runner,
+            settings,
+            tenants: Tenants::default(),
+        }))
+    }
+
+    /// The runner conversations' executions are started with.
+    pub fn runner(&self) -> &Runner {
+        &self.0.runner
+    }
+
+    pub fn store(&self) -> &Arc<dyn hilo_core::store::Store> {
+        self.0.runner.store()
+    }
+
+    /// The `[conversations]` settings.
+    pub fn settings(&self) -> &ConversationSettings {
+        &self.0.settings
+    }
+
+    /// Tenants whose conversations this process has served.
+    pub fn tenants(&self) -> &Tenants {
+        &self.0.tenants
+    }
+}
+
 fn invalid(code: &'static str, message: String) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
 
 /// Starts a conversation bound to a workflow: the request's, else the tenant's binding for
 /// the channel (`[[conversations.bindings]]`), else `[conversations] workflow`.
-pub async fn create(
-    state: &AppState,
-    tenant: &str,
-    req: NewConversation,
-) -> ApiResult<Conversation> {
+pub async fn create(hil: &Hil, tenant: &str, req: NewConversation) -> ApiResult<Conversation> {
     if !CHANNELS.contains(&req.channel.as_str()) {
         return Err(invalid(
             "INVALID_CHANNEL",
@@ -126,7 +167,7 @@ pub async fn create(
             "metadata must be a JSON object".into(),
         ));
     }
-    let binding = state.settings().conversations.binding(tenant, &req.channel);
+    let binding = hil.settings().binding(tenant, &req.channel);
     let (workflow, version) = match (&req.workflow, &binding) {
         (Some(w), _) => (w.clone(), req.version),
         (None, Some(b)) => (b.workflow.clone(), req.version.or(b.version)),
@@ -141,13 +182,16 @@ pub async fn create(
         }
     };
     // The workflow must exist now (a typo is better refused here than at the first message).
-    state.workflow(tenant, &workflow, version).await?;
+    hil.runner()
+        .workflows()
+        .get(tenant, &workflow, version)
+        .await?;
     let callback_url = req
         .callback_url
         .or_else(|| binding.as_ref().and_then(|b| b.callback_url.clone()));
     if let Some(url) = &callback_url {
-        crate::callbacks::check_url(url, &state.settings().callbacks)?;
-        let secrets = state.secrets().map(|s| s.as_ref());
+        crate::callbacks::check_url(url, hil.runner().callback_settings())?;
+        let secrets = hil.runner().secrets().map(|s| s.as_ref());
         if let Err(why) = crate::callbacks::signing_key(secrets, tenant).await {
             return Err(invalid(
                 "CALLBACK_NOT_CONFIGURED",
@@ -185,21 +229,21 @@ pub async fn create(
         resolved_at: None,
         ended_at: None,
     };
-    state.store().create_conversation(&conv).await?;
-    state.hil_tenants().add(tenant);
+    hil.store().create_conversation(&conv).await?;
+    hil.tenants().add(tenant);
     metrics::counter!("hilo_hil_conversations_total", "tenant" => tenant.to_string(), "workflow" => conv.workflow.clone()).increment(1);
     Ok(conv)
 }
 
 /// A conversation, settling first an execution of it that ended while nobody waited.
-pub async fn get(state: &AppState, tenant: &str, id: &str) -> ApiResult<Conversation> {
-    state.hil_tenants().add(tenant);
-    let conv = state.store().get_conversation(tenant, id).await?;
+pub async fn get(hil: &Hil, tenant: &str, id: &str) -> ApiResult<Conversation> {
+    hil.tenants().add(tenant);
+    let conv = hil.store().get_conversation(tenant, id).await?;
     if let Some(exec) = conv.current_execution.clone()
-        && !state.runs().contains(&exec)
+        && !hil.runner().runs().contains(&exec)
     {
-        settle(state, tenant, id, &exec, None).await?;
-        return Ok(state.store().get_conversation(tenant, id).await?);
+        settle(hil, tenant, id, &exec, None).await?;
+        return Ok(hil.store().get_conversation(tenant, id).await?);
     }
     Ok(conv)
 }
@@ -233,19 +277,14 @@ fn busy(id: &str, exec: Option<&str>) -> ApiError {
 /// reply_timeout_ms`) for its reply. One message at a time is answered: the run is claimed
 /// on the conversation (`swap_execution`) before the message is stored, so a second message
 /// meanwhile is refused (409 `CONVERSATION_BUSY`, nothing stored) rather than answered twice.
-pub async fn post_message(
-    state: &AppState,
-    tenant: &str,
-    id: &str,
-    content: String,
-) -> ApiResult<Posted> {
+pub async fn post_message(hil: &Hil, tenant: &str, id: &str, content: String) -> ApiResult<Posted> {
     if content.trim().is_empty() {
         return Err(invalid(
             "INVALID_MESSAGE",
             "the message is empty: send the customer's text in `content`".into(),
         ));
     }
-    let mut conv = get(state, tenant, id).await?;
+    let mut conv = get(hil, tenant, id).await?;
     if conv.status.is_ended() {
         return Err(ended(id, conv.status));
     }
@@ -261,7 +300,7 @@ pub async fn post_message(
             &mut tr,
         )
         .map_err(hilo_core::StoreError::from)?;
-        match state
+        match hil
             .store()
             .update_conversation(&moved, ConvStatus::New, &tr)
             .await
@@ -271,7 +310,7 @@ pub async fn post_message(
             Err(hilo_core::StoreError::Hil(HilError::InvalidTransition { .. })) => {}
             Err(e) => return Err(e.into()),
         }
-        conv = state.store().get_conversation(tenant, id).await?;
+        conv = hil.store().get_conversation(tenant, id).await?;
     }
     let mut exec_id = None;
     if conv.status == ConvStatus::AiProcessing {
@@ -279,14 +318,14 @@ pub async fn post_message(
             return Err(busy(id, conv.current_execution.as_deref()));
         }
         let new = hilo_engine::driver::new_id();
-        if state
+        if hil
             .store()
             .swap_execution(tenant, id, None, Some(&new), now_ms())
             .await?
         {
             exec_id = Some(new);
         } else {
-            conv = state.store().get_conversation(tenant, id).await?;
+            conv = hil.store().get_conversation(tenant, id).await?;
             if conv.status == ConvStatus::AiProcessing {
                 return Err(busy(id, conv.current_execution.as_deref()));
             }
@@ -295,7 +334,7 @@ pub async fn post_message(
             }
         }
     }
-    let message = state
+    let message = hil
         .store()
         .add_message(
             tenant,
@@ -310,13 +349,13 @@ pub async fn post_message(
             },
         )
         .await?;
-    deliver(state, &conv, &message);
+    deliver(hil, &conv, &message);
     match exec_id {
-        Some(exec_id) => run_ai(state, conv, message, exec_id).await,
+        Some(exec_id) => run_ai(hil, conv, message, exec_id).await,
         // A human has it (or is about to): the message waits in their inbox.
         None => Ok(Posted {
             message,
-            conversation: state.store().get_conversation(tenant, id).await?,
+            conversation: hil.store().get_conversation(tenant, id).await?,
             replies: Vec::new(),
             execution_id: None,
         }),
@@ -326,15 +365,15 @@ pub async fn post_message(
 /// Runs the conversation's workflow for `message` (its run `exec_id` already claimed on the
 /// conversation) and settles its end if it comes in time.
 async fn run_ai(
-    state: &AppState,
+    hil: &Hil,
     conv: Conversation,
     message: Message,
     exec_id: String,
 ) -> ApiResult<Posted> {
     let t = conv.tenant.clone();
-    let history_len = state.settings().conversations.history;
+    let history_len = hil.settings().history;
     let from = message.seq.saturating_sub(history_len as u64 + 1);
-    let history: Vec<Value> = state
+    let history: Vec<Value> = hil
         .store()
         .list_messages(&t, &conv.id, from, history_len as u32 + 1)
         .await?
@@ -354,7 +393,7 @@ async fn run_ai(
         },
     });
     let started = start(
-        state,
+        hil.runner(),
         StartRequest {
             tenant: t.clone(),
             workflow: conv.workflow.clone(),
@@ -369,30 +408,29 @@ async fn run_ai(
         Ok(s) => s,
         Err(e) => {
             // Nothing runs: give the run up (the message stays), say why.
-            state
-                .store()
+            hil.store()
                 .swap_execution(&t, &conv.id, Some(&exec_id), None, now_ms())
                 .await?;
             return Err(e);
         }
     };
-    let wait = Duration::from_millis(state.settings().conversations.reply_timeout_ms);
+    let wait = Duration::from_millis(hil.settings().reply_timeout_ms);
     let outcome = match tokio::time::timeout(wait, &mut started.drive).await {
         Ok(Ok(Ok(outcome))) => Some(outcome),
         _ => None,
     };
     if let Some(outcome) = outcome {
-        settle(state, &t, &conv.id, &exec_id, Some(outcome)).await?;
+        settle(hil, &t, &conv.id, &exec_id, Some(outcome)).await?;
     }
     // Whoever settled it (this request, a read, the reconciler), its messages are stored.
-    let replies = state
+    let replies = hil
         .store()
         .list_messages(&t, &conv.id, message.seq, 100)
         .await?
         .into_iter()
         .filter(|m| m.sender != Sender::User)
         .collect();
-    let conversation = state.store().get_conversation(&t, &conv.id).await?;
+    let conversation = hil.store().get_conversation(&t, &conv.id).await?;
     Ok(Posted {
         message,
         conversation,
@@ -451,14 +489,14 @@ fn quoted_summary(messages: &[Message], reason: &str) -> String {
 /// A summary for the human agent written by a model (`[conversations] summary_profile`), its
 /// cost counted like an agent node's; `None` when none is configured or the call failed.
 async fn model_summary(
-    state: &AppState,
+    hil: &Hil,
     conv: &Conversation,
     exec_id: Option<&str>,
     messages: &[Message],
     reason: &str,
 ) -> Option<String> {
-    let profile = state.settings().conversations.summary_profile.clone()?;
-    let agents = state.engine().agent_runtime()?.clone();
+    let profile = hil.settings().summary_profile.clone()?;
+    let agents = hil.runner().engine().agent_runtime()?.clone();
     let transcript: Vec<String> = messages
         .iter()
         .map(|m| format!("{}: {}", m.sender.as_str(), m.content))
@@ -515,7 +553,7 @@ async fn model_summary(
 /// The context pack a human agent gets: recent messages, the path the workflow took, key
 /// node outputs, a summary.
 async fn context_pack(
-    state: &AppState,
+    hil: &Hil,
     conv: &Conversation,
     exec_id: Option<&str>,
     nodes: &[NodeRecord],
@@ -524,7 +562,7 @@ async fn context_pack(
 ) -> ApiResult<Value> {
     let t = conv.tenant.clone();
     let from = conv.last_seq.saturating_sub(CONTEXT_MESSAGES as u64);
-    let messages = state
+    let messages = hil
         .store()
         .list_messages(&t, &conv.id, from, CONTEXT_MESSAGES as u32 + 1)
         .await?;
@@ -545,7 +583,7 @@ async fn context_pack(
     }
     let summary = match summary {
         Some(s) => s,
-        None => match model_summary(state, conv, exec_id, &messages, reason).await {
+        None => match model_summary(hil, conv, exec_id, &messages, reason).await {
             Some(s) => s,
             None => quoted_summary(&messages, reason),
         },
@@ -567,25 +605,25 @@ async fn context_pack(
 /// caller has it (else the store is read). An execution still running or waiting for a
 /// person is left alone. Returns the messages it added.
 pub async fn settle(
-    state: &AppState,
+    hil: &Hil,
     tenant: &str,
     id: &str,
     exec_id: &str,
     outcome: Option<Outcome>,
 ) -> ApiResult<Vec<Message>> {
     let t = tenant.to_string();
-    let conv = state.store().get_conversation(&t, id).await?;
+    let conv = hil.store().get_conversation(&t, id).await?;
     if conv.current_execution.as_deref() != Some(exec_id) {
         return Ok(Vec::new());
     }
     let (status, output, error, nodes) = match outcome {
         Some(o) => (o.status, o.output, o.error, o.nodes),
-        None => match state.store().get_execution(&t, exec_id).await {
+        None => match hil.store().get_execution(&t, exec_id).await {
             Ok(e) => {
                 if !e.status.is_terminal() {
                     return Ok(Vec::new());
                 }
-                let nodes = state.store().node_records(exec_id).await?;
+                let nodes = hil.store().node_records(exec_id).await?;
                 (e.status, e.output, e.error, nodes)
             }
             // Not created yet (the request that claimed the run is about to start it), or
@@ -642,7 +680,7 @@ pub async fn settle(
                 conv.ended_at = Some(now);
             }
             let ended = if active {
-                match state
+                match hil
                     .store()
                     .update_conversation(&conv, ConvStatus::AiProcessing, &tr)
                     .await
@@ -656,10 +694,9 @@ pub async fn settle(
                 false
             };
             if !text.is_empty() {
-                added.push(say(state, &conv, Sender::Agent, None, text, Some(exec_id)).await?);
+                added.push(say(hil, &conv, Sender::Agent, None, text, Some(exec_id)).await?);
             }
-            state
-                .store()
+            hil.store()
                 .swap_execution(&t, id, Some(exec_id), None, now)
                 .await?;
             if ended {
@@ -701,22 +738,21 @@ pub async fn settle(
                 .get("summary")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            added.extend(hand_over(state, &conv, handover, &nodes, summary).await?);
-            state
-                .store()
+            added.extend(hand_over(hil, &conv, handover, &nodes, summary).await?);
+            hil.store()
                 .swap_execution(&t, id, Some(exec_id), None, now)
                 .await?;
         }
         _ => {
             // Counted once: only whoever takes the run off the conversation goes on.
-            if !state
+            if !hil
                 .store()
                 .swap_execution(&t, id, Some(exec_id), None, now)
                 .await?
             {
                 return Ok(Vec::new());
             }
-            conv = state.store().get_conversation(&t, id).await?;
+            conv = hil.store().get_conversation(&t, id).await?;
             if conv.status != ConvStatus::AiProcessing {
                 return Ok(Vec::new());
             }
@@ -726,10 +762,14 @@ pub async fn settle(
                 .as_ref()
                 .map(|e| e.code.clone())
                 .unwrap_or_else(|| status.as_str().to_string());
-            let wf = state.workflow(&t, &conv.workflow, conv.version).await.ok();
+            let wf = hil
+                .runner()
+                .workflows()
+                .get(&t, &conv.workflow, conv.version)
+                .await
+                .ok();
             let limit = wf.as_deref().and_then(error_limit);
-            state
-                .store()
+            hil.store()
                 .update_conversation(&conv, ConvStatus::AiProcessing, &[])
                 .await?;
             if limit.is_some_and(|n| conv.consecutive_errors >= n) {
@@ -748,11 +788,11 @@ pub async fn settle(
                 };
                 let skills = wf.as_deref().map(hil_skills_literal).unwrap_or_default();
                 let handover = Handover { skills, ..handover };
-                added.extend(hand_over(state, &conv, handover, &nodes, None).await?);
+                added.extend(hand_over(hil, &conv, handover, &nodes, None).await?);
             } else {
                 added.push(
                     say(
-                        state,
+                        hil,
                         &conv,
                         Sender::System,
                         None,
@@ -796,7 +836,7 @@ fn handover_node(nodes: &[NodeRecord]) -> Option<String> {
 
 /// Hands `conv` to the human queue with a context pack and tells the customer.
 async fn hand_over(
-    state: &AppState,
+    hil: &Hil,
     conv: &Conversation,
     mut handover: Handover,
     nodes: &[NodeRecord],
@@ -807,7 +847,7 @@ async fn hand_over(
     // notice may be missing.
     if conv.status == ConvStatus::AiProcessing {
         handover.context = context_pack(
-            state,
+            hil,
             conv,
             exec_id.as_deref(),
             nodes,
@@ -817,7 +857,7 @@ async fn hand_over(
         .await?;
         let trigger = handover.trigger.clone();
         match act(
-            state,
+            hil,
             &conv.tenant,
             HilOp::Handover {
                 conversation: conv.id.clone(),
@@ -834,7 +874,7 @@ async fn hand_over(
         }
     }
     let m = say(
-        state,
+        hil,
         conv,
         Sender::System,
         None,
@@ -847,14 +887,14 @@ async fn hand_over(
 
 /// Stores a message to the customer and delivers it.
 pub async fn say(
-    state: &AppState,
+    hil: &Hil,
     conv: &Conversation,
     sender: Sender,
     author: Option<String>,
     content: String,
     exec_id: Option<&str>,
 ) -> ApiResult<Message> {
-    let m = state
+    let m = hil
         .store()
         .add_message(
             &conv.tenant,
@@ -869,19 +909,21 @@ pub async fn say(
             },
         )
         .await?;
-    deliver(state, conv, &m);
+    deliver(hil, conv, &m);
     Ok(m)
 }
 
 /// Runs a queue operation (the store decides and writes it under the tenant's lock) and
 /// tells live streams of the conversations it changed.
-pub async fn act(state: &AppState, tenant: &str, op: HilOp) -> ApiResult<HilChanges> {
-    state.hil_tenants().add(tenant);
-    let changes = state.store().hil_apply(tenant, &op, now_ms()).await?;
+pub async fn act(hil: &Hil, tenant: &str, op: HilOp) -> ApiResult<HilChanges> {
+    hil.tenants().add(tenant);
+    let changes = hil.store().hil_apply(tenant, &op, now_ms()).await?;
     let mut seen = HashSet::new();
     for t in &changes.transitions {
         if seen.insert(t.conversation_id.clone()) {
-            state.conversation_changed(tenant, &t.conversation_id);
+            hil.runner()
+                .live()
+                .conversation_changed(tenant, &t.conversation_id);
         }
     }
     for a in &changes.assignments {
@@ -893,7 +935,7 @@ pub async fn act(state: &AppState, tenant: &str, op: HilOp) -> ApiResult<HilChan
 /// A human agent's reply to the customer: only the agent who has claimed the conversation
 /// may send one.
 pub async fn human_reply(
-    state: &AppState,
+    hil: &Hil,
     tenant: &str,
     id: &str,
     agent: &str,
@@ -906,8 +948,8 @@ pub async fn human_reply(
         ));
     }
     let t = tenant.to_string();
-    let a = state.store().get_agent(&t, agent).await?;
-    let conv = state.store().get_conversation(&t, id).await?;
+    let a = hil.store().get_agent(&t, agent).await?;
+    let conv = hil.store().get_conversation(&t, id).await?;
     if conv.status != ConvStatus::HumanActive || conv.assigned_agent.as_deref() != Some(&a.id) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -925,15 +967,7 @@ pub async fn human_reply(
         ));
     }
     let first = conv.first_human_at.is_none();
-    let m = say(
-        state,
-        &conv,
-        Sender::Human,
-        Some(a.id.clone()),
-        content,
-        None,
-    )
-    .await?;
+    let m = say(hil, &conv, Sender::Human, Some(a.id.clone()), content, None).await?;
     if first && let Some(h) = conv.handed_over_at {
         metrics::histogram!("hilo_hil_first_response_seconds", "tenant" => t.clone(), "workflow" => conv.workflow.clone())
             .record((m.at - h).max(0) as f64 / 1000.0);
@@ -942,14 +976,9 @@ pub async fn human_reply(
 }
 
 /// Claims a conversation (pending_human → human_active) and tells the customer who joined.
-pub async fn claim(
-    state: &AppState,
-    tenant: &str,
-    item: ItemRef,
-    agent: &str,
-) -> ApiResult<HilChanges> {
+pub async fn claim(hil: &Hil, tenant: &str, item: ItemRef, agent: &str) -> ApiResult<HilChanges> {
     let changes = act(
-        state,
+        hil,
         tenant,
         HilOp::Claim {
             item: item.clone(),
@@ -960,14 +989,14 @@ pub async fn claim(
     if item.kind == ItemKind::Conversation
         && let Some((conv, _)) = &changes.conversation
     {
-        let name = state
+        let name = hil
             .store()
             .get_agent(tenant, agent)
             .await
             .map(|a| a.name)
             .unwrap_or_else(|_| agent.to_string());
         say(
-            state,
+            hil,
             conv,
             Sender::System,
             None,
@@ -981,14 +1010,14 @@ pub async fn claim(
 
 /// Resolves a conversation (the human agent ends it).
 pub async fn resolve(
-    state: &AppState,
+    hil: &Hil,
     tenant: &str,
     id: &str,
     agent: &str,
     note: Option<String>,
 ) -> ApiResult<HilChanges> {
     let changes = act(
-        state,
+        hil,
         tenant,
         HilOp::Resolve {
             conversation: id.to_string(),
@@ -1003,7 +1032,7 @@ pub async fn resolve(
         metrics::histogram!("hilo_hil_resolution_seconds", "tenant" => tenant.to_string(), "workflow" => conv.workflow.clone())
             .record((now - conv.created_at).max(0) as f64 / 1000.0);
         say(
-            state,
+            hil,
             conv,
             Sender::System,
             None,
@@ -1017,7 +1046,7 @@ pub async fn resolve(
 
 /// Sends a conversation back to the AI with a note the workflow's next runs get.
 pub async fn back_to_ai(
-    state: &AppState,
+    hil: &Hil,
     tenant: &str,
     id: &str,
     agent: &str,
@@ -1030,7 +1059,7 @@ pub async fn back_to_ai(
         ));
     }
     let changes = act(
-        state,
+        hil,
         tenant,
         HilOp::BackToAi {
             conversation: id.to_string(),
@@ -1041,7 +1070,7 @@ pub async fn back_to_ai(
     .await?;
     if let Some((conv, _)) = &changes.conversation {
         say(
-            state,
+            hil,
             conv,
             Sender::System,
             None,
@@ -1055,9 +1084,9 @@ pub async fn back_to_ai(
 
 /// Puts the tenant's pending `human` node tasks in the queue and takes answered or closed
 /// ones out (their holders' loads go down).
-pub async fn sync_tasks(state: &AppState, tenant: &str) -> ApiResult<()> {
+pub async fn sync_tasks(hil: &Hil, tenant: &str) -> ApiResult<()> {
     let t = tenant.to_string();
-    let pending = state
+    let pending = hil
         .store()
         .list_tasks(
             &t,
@@ -1070,7 +1099,7 @@ pub async fn sync_tasks(state: &AppState, tenant: &str) -> ApiResult<()> {
             },
         )
         .await?;
-    let open = state.store().list_items(&t, None, None).await?;
+    let open = hil.store().list_items(&t, None, None).await?;
     let queued: HashSet<&str> = open
         .iter()
         .filter(|i| i.kind == ItemKind::Task)
@@ -1084,7 +1113,7 @@ pub async fn sync_tasks(state: &AppState, tenant: &str) -> ApiResult<()> {
         let key = format!("{}.{}", p.execution_id, p.node_key);
         if !queued.contains(key.as_str()) {
             act(
-                state,
+                hil,
                 tenant,
                 HilOp::EnqueueTask {
                     key,
@@ -1100,7 +1129,7 @@ pub async fn sync_tasks(state: &AppState, tenant: &str) -> ApiResult<()> {
     if pending.len() < TASK_PAGE as usize {
         for key in queued.iter().filter(|k| !keys.contains(**k)) {
             act(
-                state,
+                hil,
                 tenant,
                 HilOp::CloseTask {
                     key: key.to_string(),
@@ -1114,31 +1143,33 @@ pub async fn sync_tasks(state: &AppState, tenant: &str) -> ApiResult<()> {
 
 /// Tells this process's live streams of the conversation; a message queued for the
 /// conversation's callback URL (with the message, by the store) wakes the sender.
-pub fn deliver(state: &AppState, conv: &Conversation, m: &Message) {
-    state.conversation_changed(&conv.tenant, &conv.id);
+pub fn deliver(hil: &Hil, conv: &Conversation, m: &Message) {
+    hil.runner()
+        .live()
+        .conversation_changed(&conv.tenant, &conv.id);
     if m.sender != Sender::User && conv.callback_url.is_some() {
-        state.ended().notify_one();
+        hil.runner().wake().message_queued();
     }
 }
 
 /// The reconciler: settles executions of conversations that ended while no process waited
 /// for them (a crash, a reply slower than the wait, a human task answered later) and keeps
 /// the tenants' pending tasks in the queue.
-pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run(hil: Hil, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         // The tenants with open conversations or queue items, whichever process made them,
         // and those this process served.
-        match state.store().hil_tenants().await {
+        match hil.store().hil_tenants().await {
             Ok(tenants) => {
                 for t in tenants {
-                    state.hil_tenants().add(&t);
+                    hil.tenants().add(&t);
                 }
             }
             Err(e) => tracing::error!("reading the tenants with open conversations: {e}"),
         }
-        for tenant in state.hil_tenants().all() {
-            reconcile(&state, &tenant).await;
+        for tenant in hil.tenants().all() {
+            reconcile(&hil, &tenant).await;
         }
         tokio::select! {
             _ = &mut shutdown => return,
@@ -1149,14 +1180,14 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
 
 /// One pass over a tenant: its tasks into the queue, its runs that ended settled. A failure
 /// is logged and the pass goes on with the next conversation.
-async fn reconcile(state: &AppState, tenant: &str) {
-    if let Err(e) = sync_tasks(state, tenant).await {
+async fn reconcile(hil: &Hil, tenant: &str) {
+    if let Err(e) = sync_tasks(hil, tenant).await {
         tracing::error!(
             "putting the human tasks of tenant {tenant} in the queue: {}",
             e.message
         );
     }
-    let busy = match state
+    let busy = match hil
         .store()
         .list_conversations(
             tenant,
@@ -1179,9 +1210,9 @@ async fn reconcile(state: &AppState, tenant: &str) {
     let now = now_ms();
     for c in busy {
         if let Some(exec) = &c.current_execution
-            && !state.runs().contains(exec)
+            && !hil.runner().runs().contains(exec)
             && now - c.updated_at >= SETTLE_AFTER_MS
-            && let Err(e) = settle(state, tenant, &c.id, exec, None).await
+            && let Err(e) = settle(hil, tenant, &c.id, exec, None).await
         {
             tracing::error!(
                 "settling execution {exec} of conversation {} (tenant {tenant}): {}",

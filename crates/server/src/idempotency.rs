@@ -7,13 +7,14 @@
 //! one atomic insert-if-absent, so concurrent identical requests all name one execution id,
 //! and the engine creates an execution id only once.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, StatusCode};
-use hilo_core::store::{IdempotencyRecord, now_ms};
+use hilo_core::store::{IdempotencyRecord, Store, now_ms};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -63,16 +64,17 @@ pub fn request_hash(route: &str, request: &Value) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Reserves `key` of `tenant` for a request hashing to `hash`, or finds the execution an
-/// earlier request with it named.
+/// Reserves `key` of `tenant` for a request hashing to `hash` in `store` for `ttl_ms`
+/// (`[server] idempotency_ttl_ms`), or finds the execution an earlier request with it named.
 pub async fn reserve(
-    state: &AppState,
+    store: &dyn Store,
+    ttl_ms: u64,
     tenant: &str,
     key: &str,
     hash: &str,
 ) -> ApiResult<Reservation> {
     let now = now_ms();
-    let ttl = i64::try_from(state.settings().server.idempotency_ttl_ms).unwrap_or(i64::MAX);
+    let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
     let mine = IdempotencyRecord {
         tenant: tenant.to_string(),
         key: key.to_string(),
@@ -81,7 +83,7 @@ pub async fn reserve(
         created_at: now,
         expires_at: now.saturating_add(ttl),
     };
-    let kept = state.store().reserve_idempotency_key(&mine, now).await?;
+    let kept = store.reserve_idempotency_key(&mine, now).await?;
     if kept.request_hash != hash {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -102,8 +104,8 @@ pub async fn reserve(
     })
 }
 
-/// Deletes expired keys every hour until `stop` resolves (`serve` runs it).
-pub async fn prune(state: AppState, stop: impl Future<Output = ()>) {
+/// Deletes expired keys from `store` every hour until `stop` resolves (`serve` runs it).
+pub async fn prune(store: Arc<dyn Store>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
@@ -111,7 +113,7 @@ pub async fn prune(state: AppState, stop: impl Future<Output = ()>) {
             _ = &mut stop => return,
             _ = tick.tick() => {}
         }
-        match state.store().prune_idempotency_keys(now_ms()).await {
+        match store.prune_idempotency_keys(now_ms()).await {
             Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired idempotency keys pruned"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning expired idempotency keys failed"),

@@ -5,14 +5,22 @@
 //!
 //! - [`api`]: the routes, one module per resource, and the OpenAPI document (`utoipa`).
 //! - [`auth`]: API keys (hashed), the Bearer middleware, per-key rate limits.
+//! - [`state`]: [`AppState`], what the HTTP edge (handlers, router, `serve`) shares; it builds
+//!   the services below, each of which gets only the narrow handles it uses (never the state).
 //! - [`runs`]: starting executions (tier checks, callbacks), the drives this process runs.
+//! - [`conversations`]: the humans-in-the-loop layer (conversations, the human queue).
+//! - [`live`]: what live event streams wait on (committed events, conversation news, tokens).
+//! - [`workflow_cache`]: the workflows executions are started from, read at most once a second.
 //! - [`idempotency`]: `Idempotency-Key` on the requests that create executions.
 //! - [`callbacks`]: signed POSTs of finished executions, retried and recorded.
 //! - [`queue`]: `execution.execute` actions from a Redis Stream.
-//! - [`metrics`]: the Prometheus recorder and the engine observer.
+//! - [`metrics`]: the Prometheus recorder, the engine observer, the store's gauges.
 //! - [`config`]: `[server]`, `[callbacks]`, `[tiers]`, `[queue.redis]`.
 //! - [`listen`]: the listener — a bound on connections, header/body read and idle timeouts.
 //! - [`console`]: the web console (embedded pages, sign-in sessions, graph layout).
+//!
+//! Leaves shared across them: [`digest`] (hex SHA-256 of keys and tokens), `time` (RFC 3339),
+//! `api::views` and `api::sse` (view types and stream helpers several handlers use).
 //!
 //! **Architecture invariant:** every handler acts for the [`auth::Caller`]'s tenant only;
 //! another tenant's execution, workflow or task is "not found", never shown.
@@ -31,15 +39,19 @@ pub mod config;
 pub mod console;
 pub mod conversations;
 pub mod cors;
+pub mod digest;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod listen;
+pub mod live;
 pub mod metrics;
 pub mod queue;
 pub mod runs;
 pub mod state;
+mod time;
 pub mod webhooks;
+pub mod workflow_cache;
 
 use std::time::Duration;
 
@@ -108,14 +120,24 @@ pub async fn serve(
     } else {
         None
     };
-    let callbacks = tokio::spawn(callbacks::run(state.clone(), stopped()));
-    let reconciler = tokio::spawn(conversations::run(state.clone(), stopped()));
-    let pruner = tokio::spawn(idempotency::prune(state.clone(), stopped()));
-    let queue = state
-        .settings()
-        .redis
-        .clone()
-        .map(|q| tokio::spawn(queue::run(state.clone(), q, stopped())));
+    let callbacks = tokio::spawn(callbacks::run(
+        state.store().clone(),
+        state.secrets().cloned(),
+        state.settings().callbacks.clone(),
+        state.wake().clone(),
+        stopped(),
+    ));
+    let reconciler = tokio::spawn(conversations::run(state.hil().clone(), stopped()));
+    let pruner = tokio::spawn(idempotency::prune(state.store().clone(), stopped()));
+    let sampler = tokio::spawn(metrics::sample(
+        state.store().clone(),
+        state.llm().clone(),
+        stopped(),
+    ));
+    let queue = state.settings().redis.clone().map(|q| {
+        let grace = Duration::from_millis(state.settings().server.shutdown_grace_ms);
+        tokio::spawn(queue::run(state.runner().clone(), q, grace, stopped()))
+    });
     let app = app(state.clone());
     let limits = listen::Limits::from_settings(&state.settings().server);
     let served = listen::run(listener, app, limits, async move {
@@ -144,6 +166,7 @@ pub async fn serve(
     let _ = callbacks.await;
     let _ = reconciler.await;
     let _ = pruner.await;
+    let _ = sampler.await;
     if let Some(q) = queue {
         let _ = q.await;
     }

@@ -112,8 +112,7 @@ use tokio::task::JoinSet;
 
 use crate::config::RedisQueueSettings;
 use crate::error::ApiError;
-use crate::runs::{StartRequest, Started};
-use crate::state::AppState;
+use crate::runs::{Runner, StartRequest, Started};
 
 /// The action type this consumer runs.
 const EXECUTE: &str = "execution.execute";
@@ -168,10 +167,12 @@ return 1
 ";
 
 /// Reads `execution.execute` actions from the stream in `settings` until `shutdown` resolves
-/// (see the module documentation).
+/// (see the module documentation), starting executions with `runner`; on shutdown, actions in
+/// flight get `grace` (`[server] shutdown_grace_ms`) to be answered.
 pub async fn run(
-    state: AppState,
+    runner: Runner,
     settings: RedisQueueSettings,
+    grace: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let shown = redacted(&settings.url);
@@ -201,7 +202,8 @@ pub async fn run(
         settings.group
     );
     let ingress = Arc::new(Ingress {
-        state,
+        runner,
+        grace,
         redis: Shared::new(client, format!("hilo-queue-{consumer}")),
         consumer,
         settings,
@@ -213,7 +215,9 @@ pub async fn run(
 
 /// What the read loop and every action's task share.
 struct Ingress {
-    state: AppState,
+    runner: Runner,
+    /// How long actions in flight may take to be answered on shutdown.
+    grace: Duration,
     settings: RedisQueueSettings,
     consumer: String,
     /// The connection actions publish, acknowledge and claim through.
@@ -364,7 +368,7 @@ impl Ingress {
     /// Gives the actions in flight the grace period, then stops the rest: their entries stay
     /// pending and run again when this consumer next starts.
     async fn finish(&self, mut tasks: JoinSet<()>) {
-        let grace = Duration::from_millis(self.state.settings().server.shutdown_grace_ms);
+        let grace = self.grace;
         let drained = async { while tasks.join_next().await.is_some() {} };
         let _ = tokio::time::timeout(grace, drained).await;
         if !tasks.is_empty() {
@@ -594,7 +598,7 @@ impl Ingress {
                 // finds the execution and drives it on instead of starting another.
                 execution_id: Some(action_execution_id(&action.tenant_id, &action.action_id)),
             };
-            match crate::runs::start(&self.state, req).await {
+            match crate::runs::start(&self.runner, req).await {
                 Err(e) if e.status.is_server_error() && attempt < START_ATTEMPTS => {
                     tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
                     attempt += 1;
@@ -608,10 +612,10 @@ impl Ingress {
     /// it; `Err` only when the store does not have it.
     async fn follow(&self, tenant: &str, id: &str) -> Result<ExecRecord, StoreError> {
         // Subscribed before the first read, so that no commit falls between.
-        let mut events = self.state.subscribe();
+        let mut events = self.runner.live().subscribe();
         let mut backoff = Backoff::default();
         loop {
-            let poll = match self.state.store().get_execution(tenant, id).await {
+            let poll = match self.runner.store().get_execution(tenant, id).await {
                 Ok(e) if e.status.is_terminal() => return Ok(e),
                 Ok(e) => {
                     backoff.reset();

@@ -1,21 +1,109 @@
 //! Starting and following executions for the API and the queue: tier checks, the callback
 //! registration, the drive task (tracked, so shutdown can hand unfinished executions over),
 //! and the watchdog of a tier's execution time limit.
+//!
+//! [`Runner`] is the handle all of it works with: the engine, the workflow cache, the tier
+//! and callback settings, the tenants' secrets, the drives of this process, the callback
+//! sender's wake-ups and the live-stream notifier. The server's `AppState` builds one; the
+//! queue and the conversation layer hold clones.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use hilo_core::access::CallbackRecord;
+use hilo_core::store::Store;
 use hilo_core::{AgentKind, NodeKind, Workflow};
-use hilo_engine::{EngineError, Mode, Outcome, now_ms};
+use hilo_engine::{Engine, EngineError, Mode, Outcome, now_ms};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::config::TierLimits;
+use crate::callbacks::Wake;
+use crate::config::{CallbackSettings, TierLimits, Tiers};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::live::Live;
+use crate::workflow_cache::WorkflowCache;
+
+/// What starting and driving executions works with (cheap to clone; clones share it).
+#[derive(Clone)]
+pub struct Runner(Arc<RunnerInner>);
+
+struct RunnerInner {
+    engine: Engine,
+    workflows: WorkflowCache,
+    tiers: Tiers,
+    callbacks: CallbackSettings,
+    secrets: Option<Arc<dyn hilo_tools::Secrets>>,
+    runs: Runs,
+    wake: Wake,
+    live: Live,
+}
+
+impl Runner {
+    /// A runner over `engine` (and its store), reading workflows through `workflows`,
+    /// checking `tiers` and callback URLs against `callbacks`, signing keys in `secrets`;
+    /// ended executions with a callback wake the sender through `wake`, and every drive's
+    /// end is told to live streams through `live`.
+    pub fn new(
+        engine: Engine,
+        workflows: WorkflowCache,
+        tiers: Tiers,
+        callbacks: CallbackSettings,
+        secrets: Option<Arc<dyn hilo_tools::Secrets>>,
+        wake: Wake,
+        live: Live,
+    ) -> Runner {
+        Runner(Arc::new(RunnerInner {
+            engine,
+            workflows,
+            tiers,
+            callbacks,
+            secrets,
+            runs: Runs::default(),
+            wake,
+            live,
+        }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.0.engine.store()
+    }
+
+    /// The workflows executions are started from.
+    pub fn workflows(&self) -> &WorkflowCache {
+        &self.0.workflows
+    }
+
+    /// The `[callbacks]` settings (callback URLs are checked against them).
+    pub fn callback_settings(&self) -> &CallbackSettings {
+        &self.0.callbacks
+    }
+
+    /// Tenants' secrets (callback signing keys).
+    pub fn secrets(&self) -> Option<&Arc<dyn hilo_tools::Secrets>> {
+        self.0.secrets.as_ref()
+    }
+
+    /// The drives this process runs.
+    pub fn runs(&self) -> &Runs {
+        &self.0.runs
+    }
+
+    /// The callback sender's wake-ups.
+    pub(crate) fn wake(&self) -> &Wake {
+        &self.0.wake
+    }
+
+    /// The live-stream notifier.
+    pub(crate) fn live(&self) -> &Live {
+        &self.0.live
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -130,26 +218,26 @@ impl Runs {
 
 /// Drives execution `id` in a task of its own (tracked by [`Runs`]).
 pub fn spawn_drive(
-    state: &AppState,
+    runner: &Runner,
     tenant: &str,
     id: &str,
     mode: Mode,
     wait_for_lease: bool,
 ) -> JoinHandle<Result<Outcome, EngineError>> {
-    let (st, tenant, id2) = (state.clone(), tenant.to_string(), id.to_string());
-    track(state, id, async move {
+    let (st, tenant, id2) = (runner.clone(), tenant.to_string(), id.to_string());
+    track(runner, id, async move {
         st.engine().drive(&tenant, &id2, mode, wait_for_lease).await
     })
 }
 
 /// Drives an execution `start` just created (or found) in a task of its own.
 fn spawn_started(
-    state: &AppState,
+    runner: &Runner,
     started: hilo_engine::Started,
 ) -> JoinHandle<Result<Outcome, EngineError>> {
-    let st = state.clone();
+    let st = runner.clone();
     let id = started.id().to_string();
-    track(state, &id, async move {
+    track(runner, &id, async move {
         st.engine()
             .drive_started(started, Mode::Foreground, true)
             .await
@@ -158,37 +246,38 @@ fn spawn_started(
 
 /// Runs the drive of execution `id` in a task tracked by [`Runs`].
 fn track(
-    state: &AppState,
+    runner: &Runner,
     id: &str,
     drive: impl Future<Output = Result<Outcome, EngineError>> + Send + 'static,
 ) -> JoinHandle<Result<Outcome, EngineError>> {
-    let (st, id2) = (state.clone(), id.to_string());
+    let (st, id2) = (runner.clone(), id.to_string());
     // The task starts once it is registered, so that its removal always follows.
     let (registered, go) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         let _ = go.await;
         let r = drive.await;
         st.runs().remove(&id2);
-        st.forget_callback(&id2, false);
-        st.notify(&id2);
+        st.wake().forget(&id2, false);
+        st.live().notify(&id2);
         r
     });
-    state.runs().insert(id, handle.abort_handle());
+    runner.runs().insert(id, handle.abort_handle());
     let _ = registered.send(());
     handle
 }
 
 /// Starts an execution: loads the workflow, checks the tenant's tier, creates the execution
 /// (held by this process), registers its callback and drives it.
-pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
-    let wf = state
-        .workflow(&req.tenant, &req.workflow, req.version)
+pub async fn start(runner: &Runner, req: StartRequest) -> ApiResult<Started> {
+    let wf = runner
+        .workflows()
+        .get(&req.tenant, &req.workflow, req.version)
         .await?;
-    let tier = state.settings().tiers.of(&req.tenant);
+    let tier = runner.0.tiers.of(&req.tenant);
     if let Some((name, limits)) = tier {
         check_definition(&wf, name, limits)?;
         if let Some(max) = limits.max_concurrent_executions {
-            let active = state.store().active_executions(&req.tenant).await?;
+            let active = runner.store().active_executions(&req.tenant).await?;
             if active >= max {
                 let mut e = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -205,8 +294,8 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
         }
     }
     if let Some(url) = &req.callback_url {
-        crate::callbacks::check_url(url, &state.settings().callbacks)?;
-        let secrets = state.secrets().map(|s| s.as_ref());
+        crate::callbacks::check_url(url, runner.callback_settings())?;
+        let secrets = runner.secrets().map(|s| s.as_ref());
         if let Err(why) = crate::callbacks::signing_key(secrets, &req.tenant).await {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -216,7 +305,7 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
         }
     }
     let id = req.execution_id.unwrap_or_else(hilo_engine::driver::new_id);
-    let started = state
+    let started = runner
         .engine()
         .start(id, &req.tenant, &wf, false, req.input)
         .await?;
@@ -225,7 +314,7 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
     // An execution that existed (a retried idempotent request, a redelivered queue action)
     // keeps the callback it has.
     let has_callback = !started.is_new()
-        && state
+        && runner
             .store()
             .get_callback(&req.tenant, &id)
             .await?
@@ -233,7 +322,7 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
     let callback_url = req.callback_url.filter(|_| !has_callback);
     if let Some(url) = callback_url {
         let now = now_ms();
-        state
+        runner
             .store()
             .put_callback(&CallbackRecord {
                 execution_id: id.clone(),
@@ -248,21 +337,21 @@ pub async fn start(state: &AppState, req: StartRequest) -> ApiResult<Started> {
                 delivered_at: None,
             })
             .await?;
-        state.expect_callback(&id);
+        runner.wake().expect(&id);
     }
     if started.is_new() {
         metrics::counter!("hilo_executions_started_total").increment(1);
     }
     if let Some(ms) = tier.and_then(|(_, l)| l.max_execution_ms) {
-        watchdog(state, &req.tenant, &id, ms);
+        watchdog(runner, &req.tenant, &id, ms);
     }
-    let drive = spawn_started(state, started);
+    let drive = spawn_started(runner, started);
     Ok(Started { id, drive, shape })
 }
 
 /// Cancels (with compensation) an execution still unfinished after its tier's time limit.
-fn watchdog(state: &AppState, tenant: &str, id: &str, ms: u64) {
-    let (st, tenant, id) = (state.clone(), tenant.to_string(), id.to_string());
+fn watchdog(runner: &Runner, tenant: &str, id: &str, ms: u64) {
+    let (st, tenant, id) = (runner.clone(), tenant.to_string(), id.to_string());
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         if let Ok(e) = st.store().get_execution(&tenant, &id).await
@@ -318,7 +407,7 @@ pub fn check_definition(wf: &Workflow, tier: &str, limits: &TierLimits) -> ApiRe
                     let n = a
                         .with
                         .max_iterations
-                        .unwrap_or(hilo_llm::agent::reasoning::DEFAULT_MAX_ITERATIONS);
+                        .unwrap_or(hilo_core::agent::DEFAULT_MAX_ITERATIONS);
                     if n > max {
                         return Err(tier_error(
                             tier,

@@ -31,7 +31,7 @@ use crate::builtin::{FilterList, TransformJson};
 use crate::cache::Cache;
 use crate::email::{EmailSettings, SendEmail};
 use crate::http::{DeclaredHttpTool, HttpClient, HttpRequestTool, HttpSettings};
-use crate::limits::{Breaker, Limiter};
+use crate::limits::{Breaker, CircuitState, Limiter};
 use crate::redact::{redact, scrub_userinfo};
 use crate::secrets::{EnvSecrets, NotingSecrets, Scrubber, Secrets};
 use crate::sql::{DatabaseConfig, Databases, ExecuteSql, QueryDatabase};
@@ -101,6 +101,8 @@ type LocalTool = (ToolDef, Arc<dyn Tool>);
 /// What the executor keeps per tool across calls: its circuit breakers, and its metric handles
 /// (built once: a labelled `metrics::counter!` allocates its key on every call).
 struct Slot {
+    /// The tool's name (the circuit gauge's label).
+    tool: String,
     circuit: CircuitSettings,
     /// One breaker per tenant: one tenant's failing (or hostile) calls never close a tool
     /// for the others.
@@ -111,17 +113,23 @@ struct Slot {
 }
 
 impl Slot {
-    /// The tenant's breaker for this tool, made on its first call.
+    /// The tenant's breaker for this tool, made on its first call (its circuit gauge starts
+    /// at closed, so that the series exists before the first change of state).
     fn breaker(&self, tenant: &str) -> Arc<Breaker> {
         lock(&self.breakers)
             .entry_ref(tenant)
-            .or_insert_with(|| Arc::new(Breaker::new(self.circuit)))
+            .or_insert_with(|| {
+                metrics::gauge!("hilo_tool_circuit_state", "tool" => self.tool.clone(), "tenant" => tenant.to_string())
+                    .set(CircuitState::Closed.gauge());
+                Arc::new(Breaker::new(self.circuit))
+            })
             .clone()
     }
 
     fn new(spec: &ToolSpec) -> Slot {
         let tool = spec.name.clone();
         Slot {
+            tool: tool.clone(),
             circuit: spec.circuit,
             breakers: Mutex::new(HashMap::new()),
             calls_ok: metrics::counter!("hilo_tool_calls_total", "tool" => tool.clone(), "status" => "ok"),

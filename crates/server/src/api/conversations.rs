@@ -22,13 +22,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::executions::time;
-use crate::api::tasks::TaskView;
+use crate::api::views::TaskView;
 use crate::auth::Caller;
 use crate::conversations::{self as conv, NewConversation};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
+use crate::time::rfc3339;
 
 /// A conversation.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -94,12 +94,12 @@ impl From<Conversation> for ConversationView {
             handovers: c.handovers,
             current_execution: c.current_execution,
             last_seq: c.last_seq,
-            created_at: time(c.created_at),
-            updated_at: time(c.updated_at),
-            handed_over_at: c.handed_over_at.map(time),
-            first_human_at: c.first_human_at.map(time),
-            resolved_at: c.resolved_at.map(time),
-            ended_at: c.ended_at.map(time),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+            handed_over_at: c.handed_over_at.map(rfc3339),
+            first_human_at: c.first_human_at.map(rfc3339),
+            resolved_at: c.resolved_at.map(rfc3339),
+            ended_at: c.ended_at.map(rfc3339),
         }
     }
 }
@@ -128,7 +128,7 @@ impl From<Message> for MessageView {
             author: m.author,
             content: m.content,
             execution_id: m.execution_id,
-            at: time(m.at),
+            at: rfc3339(m.at),
         }
     }
 }
@@ -151,7 +151,7 @@ impl From<Transition> for TransitionView {
             to: t.to.as_str().into(),
             actor: t.actor,
             reason: t.reason,
-            at: time(t.at),
+            at: rfc3339(t.at),
         }
     }
 }
@@ -299,7 +299,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     caller.require(Scope::Execute)?;
     let c = conv::create(
-        &state,
+        state.hil(),
         &caller.tenant,
         NewConversation {
             customer_id: body.customer_id,
@@ -368,7 +368,9 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ConversationView>> {
     caller.require(Scope::Read)?;
-    Ok(Json(conv::get(&state, &caller.tenant, &id).await?.into()))
+    Ok(Json(
+        conv::get(state.hil(), &caller.tenant, &id).await?.into(),
+    ))
 }
 
 /// A customer message. While the AI has the conversation it runs the workflow and waits for
@@ -392,7 +394,7 @@ pub async fn post_message(
     ApiJson(body): ApiJson<MessageBody>,
 ) -> ApiResult<Json<PostedView>> {
     caller.require(Scope::Execute)?;
-    let p = conv::post_message(&state, &caller.tenant, &id, body.content).await?;
+    let p = conv::post_message(state.hil(), &caller.tenant, &id, body.content).await?;
     Ok(Json(PostedView {
         message: p.message.into(),
         conversation: p.conversation.into(),
@@ -475,7 +477,7 @@ pub async fn stream(
 ) -> ApiResult<Response> {
     caller.require(Scope::Read)?;
     state.store().get_conversation(&caller.tenant, &id).await?;
-    let after = crate::api::events::resume_after(&headers, Some(after_seq(q.after)?), "a message")?;
+    let after = crate::api::sse::resume_after(&headers, Some(after_seq(q.after)?), "a message")?;
     Ok(Sse::new(message_stream(state, caller.tenant, id, after))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
@@ -500,7 +502,7 @@ fn message_stream(
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     // Subscribe before the first read, so nothing stored in between is missed.
     let follow = Follow {
-        wake: state.conversation_news(),
+        wake: state.live().conversation_news(),
         key: format!("{tenant}/{id}"),
         state,
         tenant,
@@ -671,7 +673,13 @@ pub async fn claim(
 ) -> ApiResult<Json<ActedView>> {
     caller.require(Scope::Execute)?;
     let agent = acting(&state, &caller, &body.agent).await?;
-    let changes = conv::claim(&state, &caller.tenant, ItemRef::conversation(&id), &agent).await?;
+    let changes = conv::claim(
+        state.hil(),
+        &caller.tenant,
+        ItemRef::conversation(&id),
+        &agent,
+    )
+    .await?;
     Ok(Json(acted(changes)))
 }
 
@@ -690,7 +698,7 @@ pub async fn reply(
 ) -> ApiResult<Json<MessageView>> {
     caller.require(Scope::Execute)?;
     let agent = acting(&state, &caller, &body.agent).await?;
-    let m = conv::human_reply(&state, &caller.tenant, &id, &agent, body.content).await?;
+    let m = conv::human_reply(state.hil(), &caller.tenant, &id, &agent, body.content).await?;
     Ok(Json(m.into()))
 }
 
@@ -709,7 +717,7 @@ pub async fn resolve(
 ) -> ApiResult<Json<ActedView>> {
     caller.require(Scope::Execute)?;
     let agent = acting(&state, &caller, &body.agent).await?;
-    let changes = conv::resolve(&state, &caller.tenant, &id, &agent, body.note).await?;
+    let changes = conv::resolve(state.hil(), &caller.tenant, &id, &agent, body.note).await?;
     Ok(Json(acted(changes)))
 }
 
@@ -729,7 +737,7 @@ pub async fn back_to_ai(
     caller.require(Scope::Execute)?;
     let agent = acting(&state, &caller, &body.agent).await?;
     let changes = conv::back_to_ai(
-        &state,
+        state.hil(),
         &caller.tenant,
         &id,
         &agent,
@@ -755,7 +763,7 @@ pub async fn release(
     caller.require(Scope::Execute)?;
     let agent = acting(&state, &caller, &body.agent).await?;
     let changes = conv::act(
-        &state,
+        state.hil(),
         &caller.tenant,
         hilo_core::hil::HilOp::Release {
             item: ItemRef::conversation(&id),
@@ -796,7 +804,7 @@ pub async fn transfer(
         caller.require(Scope::Admin)?;
     }
     let changes = conv::act(
-        &state,
+        state.hil(),
         &caller.tenant,
         hilo_core::hil::HilOp::Transfer {
             item: ItemRef::conversation(&id),
@@ -835,8 +843,8 @@ impl From<HumanAgent> for AgentView {
             skills: a.skills,
             capacity: a.capacity,
             load: a.load,
-            created_at: time(a.created_at),
-            updated_at: time(a.updated_at),
+            created_at: rfc3339(a.created_at),
+            updated_at: rfc3339(a.updated_at),
         }
     }
 }
@@ -987,7 +995,7 @@ pub async fn put_agent(
         updated_at: now,
     };
     state.store().put_agent(&agent).await?;
-    conv::act(&state, &caller.tenant, hilo_core::hil::HilOp::Route).await?;
+    conv::act(state.hil(), &caller.tenant, hilo_core::hil::HilOp::Route).await?;
     Ok(Json(
         state.store().get_agent(&caller.tenant, &id).await?.into(),
     ))
@@ -1012,7 +1020,7 @@ pub async fn set_status(
     a.status = body.status.status();
     a.updated_at = now_ms();
     state.store().put_agent(&a).await?;
-    conv::act(&state, &caller.tenant, hilo_core::hil::HilOp::Route).await?;
+    conv::act(state.hil(), &caller.tenant, hilo_core::hil::HilOp::Route).await?;
     Ok(Json(
         state.store().get_agent(&caller.tenant, &a.id).await?.into(),
     ))
@@ -1088,9 +1096,9 @@ async fn item_views(
             agent: i.agent,
             skills: i.skills,
             priority: i.priority,
-            queued_at: time(i.queued_at),
-            assigned_at: i.assigned_at.map(time),
-            claimed_at: i.claimed_at.map(time),
+            queued_at: rfc3339(i.queued_at),
+            assigned_at: i.assigned_at.map(rfc3339),
+            claimed_at: i.claimed_at.map(rfc3339),
             conversation,
             task,
         });
@@ -1113,7 +1121,7 @@ pub async fn inbox(
     caller.require(Scope::Read)?;
     acting(&state, &caller, &id).await?;
     let a = state.store().get_agent(&caller.tenant, &id).await?;
-    conv::sync_tasks(&state, &caller.tenant).await?;
+    conv::sync_tasks(state.hil(), &caller.tenant).await?;
     let items = state
         .store()
         .list_items(&caller.tenant, Some(&a.id), None)
@@ -1133,7 +1141,7 @@ pub async fn queue(
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<ItemList>> {
     caller.require(Scope::Read)?;
-    conv::sync_tasks(&state, &caller.tenant).await?;
+    conv::sync_tasks(state.hil(), &caller.tenant).await?;
     let items = state
         .store()
         .list_items(&caller.tenant, None, Some(ItemState::Queued))
@@ -1158,13 +1166,13 @@ pub async fn claim_task(
     ApiJson(body): ApiJson<AgentBody>,
 ) -> ApiResult<Json<ActedView>> {
     caller.require(Scope::Execute)?;
-    conv::sync_tasks(&state, &caller.tenant).await?;
+    conv::sync_tasks(state.hil(), &caller.tenant).await?;
     let item = ItemRef {
         kind: ItemKind::Task,
         key: id,
     };
     let agent = acting(&state, &caller, &body.agent).await?;
-    let changes = conv::claim(&state, &caller.tenant, item, &agent).await?;
+    let changes = conv::claim(state.hil(), &caller.tenant, item, &agent).await?;
     Ok(Json(acted(changes)))
 }
 
@@ -1258,8 +1266,8 @@ pub async fn stats(
         .await?;
     let s = hilo_core::hil::stats(&rows);
     Ok(Json(StatsView {
-        since: time(since),
-        until: time(until),
+        since: rfc3339(since),
+        until: rfc3339(until),
         total: kpis_view(s.total),
         workflows: s
             .workflows

@@ -3,7 +3,7 @@
 //! gets exactly what it missed. The stream ends after the execution's terminal event.
 //!
 //! Between them come `llm_token` events: the text of agents' streamed model answers, live from
-//! this process's engine (see [`crate::state`]), never stored, so without an id. Each token is
+//! this process's engine (see [`crate::live`]), never stored, so without an id. Each token is
 //! placed after the event committed before it and before the next one, so an agent node's
 //! tokens come after its `node_started` and before its `node_succeeded` or `node_failed`.
 
@@ -24,10 +24,13 @@ use serde_json::json;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use utoipa::IntoParams;
 
+use crate::api::sse::resume_after;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::state::{AppState, LiveToken, TokenFeed};
+use crate::live::{LiveToken, TokenFeed};
+use crate::state::AppState;
+use crate::time::rfc3339;
 
 /// The SSE event name of a model token.
 pub const TOKEN_EVENT: &str = "llm_token";
@@ -46,7 +49,7 @@ pub struct EventsQuery {
 fn sse_event(e: &Event) -> SseEvent {
     let data = json!({
         "seq": e.seq,
-        "at": crate::api::executions::time(e.at),
+        "at": rfc3339(e.at),
         "kind": e.kind.as_str(),
         "node": e.node,
         "attempt": e.attempt,
@@ -106,26 +109,6 @@ pub async fn stream(
         .into_response())
 }
 
-/// Where a stream resumes: after `Last-Event-ID` (the id of the last `what` the client got),
-/// else after `?after=`, else from the start.
-pub(crate) fn resume_after(headers: &HeaderMap, after: Option<u64>, what: &str) -> ApiResult<u64> {
-    Ok(match headers.get("last-event-id") {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "INVALID_HEADER",
-                    format!(
-                        "Last-Event-ID must be the id (a sequence number) of {what} this stream sent"
-                    ),
-                )
-            })?,
-        None => after.unwrap_or(0),
-    })
-}
-
 fn events(
     state: AppState,
     tenant: String,
@@ -134,8 +117,8 @@ fn events(
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     // Subscribe before the first read, so nothing committed in between is missed.
     let follow = Follow {
-        wake: state.subscribe(),
-        feed: state.tokens(&id),
+        wake: state.live().subscribe(),
+        feed: state.live().tokens(&id),
         state,
         tenant,
         id,
@@ -284,7 +267,7 @@ impl Follow {
                     // The history's last event: the execution row's, or a later one read.
                     let seed = batch.last().map_or(0, |e| e.seq).max(last_seq);
                     self.seed = Some(seed);
-                    self.state.known(&self.id, seed);
+                    self.state.live().known(&self.id, seed);
                 }
                 let full = batch.len() >= READ_BATCH as usize;
                 self.pending = batch.into();

@@ -19,20 +19,14 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::params::StatusParam;
-use crate::api::tasks::TaskView;
+use crate::api::views::TaskView;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::idempotency::Reservation;
 use crate::runs::{Shape, StartRequest, spawn_drive, start};
 use crate::state::AppState;
-
-/// RFC 3339 of Unix ms.
-pub(crate) fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+use crate::time::rfc3339;
 
 /// `POST /workflows/{name}/execute`.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -286,9 +280,9 @@ fn summary(e: &ExecRecord) -> ExecutionSummary {
         workflow: e.workflow.clone(),
         version: e.version,
         status: e.status.as_str().into(),
-        created_at: time(e.created_at),
-        updated_at: time(e.updated_at),
-        finished_at: e.finished_at.map(time),
+        created_at: rfc3339(e.created_at),
+        updated_at: rfc3339(e.updated_at),
+        finished_at: e.finished_at.map(rfc3339),
     }
 }
 
@@ -302,8 +296,8 @@ fn node_view(n: NodeRecord) -> NodeView {
         error: n
             .error
             .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
-        started_at: n.started_at.map(time),
-        finished_at: n.finished_at.map(time),
+        started_at: n.started_at.map(rfc3339),
+        finished_at: n.finished_at.map(rfc3339),
         compensation: n.detail.compensation.map(|c| CompensationView {
             tool: c.tool,
             status: c.status.as_str().into(),
@@ -402,9 +396,9 @@ async fn view(
             .as_ref()
             .map(|x| serde_json::to_value(x).unwrap_or(Value::Null)),
         parent_id: e.parent.as_ref().map(|p| p.execution_id.clone()),
-        created_at: time(e.created_at),
-        updated_at: time(e.updated_at),
-        finished_at: e.finished_at.map(time),
+        created_at: rfc3339(e.created_at),
+        updated_at: rfc3339(e.updated_at),
+        finished_at: e.finished_at.map(rfc3339),
         nodes: nodes.into_iter().map(node_view).collect(),
         nodes_next_cursor,
         nodes_total,
@@ -470,7 +464,14 @@ async fn idempotent(
     // The request is copied for its hash only when a key asks for one.
     let hash = crate::idempotency::request_hash(route, &request());
     Ok(Some(
-        crate::idempotency::reserve(state, tenant, &key, &hash).await?,
+        crate::idempotency::reserve(
+            state.store().as_ref(),
+            state.settings().server.idempotency_ttl_ms,
+            tenant,
+            &key,
+            &hash,
+        )
+        .await?,
     ))
 }
 
@@ -484,7 +485,7 @@ async fn replay(
     id: &str,
     wait: Option<u64>,
 ) -> ApiResult<Option<Response>> {
-    let mut news = state.subscribe();
+    let mut news = state.live().subscribe();
     let e = match state.store().get_execution(tenant, id).await {
         Ok(e) => e,
         Err(StoreError::ExecutionNotFound { .. }) => return Ok(None),
@@ -576,7 +577,7 @@ pub async fn execute(
         return Ok(answer);
     }
     let mut started = start(
-        &state,
+        state.runner(),
         StartRequest {
             tenant: caller.tenant.clone(),
             workflow: name,
@@ -649,7 +650,7 @@ pub async fn create(
         return Ok(answer);
     }
     let started = start(
-        &state,
+        state.runner(),
         StartRequest {
             tenant: caller.tenant.clone(),
             workflow: body.workflow,
@@ -755,7 +756,7 @@ pub async fn cancel(
     // Whoever drives it applies the signal at its next heartbeat; if nobody does, this
     // process applies it now.
     if !state.runs().contains(&id) {
-        spawn_drive(&state, &caller.tenant, &id, Mode::Background, false);
+        spawn_drive(state.runner(), &caller.tenant, &id, Mode::Background, false);
     }
     Ok(accepted(&id, "cancelling"))
 }
@@ -800,6 +801,6 @@ pub async fn resume(
             ),
         ));
     }
-    spawn_drive(&state, &caller.tenant, &id, Mode::Foreground, false);
+    spawn_drive(state.runner(), &caller.tenant, &id, Mode::Foreground, false);
     Ok(accepted(&id, e.status.as_str()))
 }

@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::executions::time;
 use crate::api::params::{ByParam, PeriodParam};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
+use crate::time::rfc3339;
 
 /// Tools, each with its class, schemas and defaults.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -311,7 +311,7 @@ pub async fn costs(
             total_nanos += r.cost_nanos;
             total_calls += r.calls;
             CostLine {
-                bucket: time(r.bucket),
+                bucket: rfc3339(r.bucket),
                 key: r.key,
                 calls: r.calls,
                 failures: r.failures,
@@ -324,7 +324,7 @@ pub async fn costs(
     Ok(Json(CostSummary {
         period: period.into(),
         by: by_name.into(),
-        since: time(since),
+        since: rfc3339(since),
         total_usd: total_nanos as f64 / 1e9,
         total_calls,
         items,
@@ -375,7 +375,7 @@ pub async fn budgets(
             limit_usd: limit,
             spent_usd: spent,
             left_usd: limit - spent,
-            since: time(since),
+            since: rfc3339(since),
         });
     }
     let on_exceed = match limits.on_exceed.unwrap_or_default() {

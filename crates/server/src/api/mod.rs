@@ -6,7 +6,9 @@ pub mod executions;
 pub mod info;
 pub mod ops;
 pub mod params;
+pub mod sse;
 pub mod tasks;
+pub mod views;
 pub mod workflows;
 
 use axum::Router;
@@ -195,7 +197,7 @@ pub fn app(state: AppState) -> Router {
     let (private, public) = routers();
     let doc = std::sync::Arc::new(openapi());
     let private: Router<AppState> = Router::from(private).layer(
-        axum::middleware::from_fn_with_state(state.clone(), crate::auth::authenticate),
+        axum::middleware::from_fn_with_state(state.keys().clone(), crate::auth::authenticate),
     );
     let public: Router<AppState> = Router::from(public).route(
         "/openapi.json",

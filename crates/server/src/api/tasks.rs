@@ -4,62 +4,19 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use hilo_core::access::Scope;
-use hilo_core::exec::{HumanTask, TaskFilter};
+use hilo_core::exec::TaskFilter;
 use hilo_engine::Mode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::executions::time;
 use crate::api::params::TaskStatusParam;
+use crate::api::views::TaskView;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::runs::spawn_drive;
 use crate::state::AppState;
-
-/// A human task.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TaskView {
-    /// `<execution id>.<node key>`; percent-encode `/` (loop iterations) in URLs.
-    pub id: String,
-    pub execution_id: String,
-    pub node_key: String,
-    pub prompt: String,
-    /// JSON Schema the answer must match.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub schema: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub assignee: Option<String>,
-    pub skills: Vec<String>,
-    /// pending, answered, closed.
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub answer: Option<Value>,
-    pub created_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<String>,
-}
-
-impl From<HumanTask> for TaskView {
-    fn from(t: HumanTask) -> TaskView {
-        TaskView {
-            id: format!("{}.{}", t.execution_id, t.node_key),
-            execution_id: t.execution_id,
-            node_key: t.node_key,
-            prompt: t.prompt,
-            schema: t.schema,
-            assignee: t.assignee,
-            skills: t.skills,
-            status: t.status,
-            answer: t.answer,
-            created_at: time(t.created_at),
-            deadline: t.deadline.map(time),
-        }
-    }
-}
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TaskList {
@@ -188,7 +145,7 @@ pub async fn answer(
     // The task leaves the human queue at once: its holder's load goes down. The answer is
     // in; should this fail, the queue's next task sync closes it.
     if let Err(e) = crate::conversations::act(
-        &state,
+        state.hil(),
         &caller.tenant,
         hilo_core::hil::HilOp::CloseTask {
             key: format!("{execution_id}.{node_key}"),
@@ -204,7 +161,7 @@ pub async fn answer(
     }
     if !state.runs().contains(execution_id) {
         spawn_drive(
-            &state,
+            state.runner(),
             &caller.tenant,
             execution_id,
             Mode::Foreground,

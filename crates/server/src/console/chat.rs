@@ -9,10 +9,9 @@
 //! (`POST <prefix>ui/chat/messages`, token in `X-Chat-Token`) and follows the conversation
 //! live (`GET <prefix>ui/chat/stream?token=`), through the same code as the API's
 //! conversation endpoints. New chats are rate limited per widget.
-
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+//!
+//! These are the widget's routes; the chats themselves (tokens, the limit on new ones) are
+//! [`super::chat_tokens`].
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -22,89 +21,15 @@ use hilo_core::access::Scope;
 use serde::{Deserialize, Serialize};
 
 use crate::api::conversations::{MessageView, MessagesQuery, PostedView};
-use crate::auth::{Caller, KeyLimiter};
-use crate::config::KeyRateLimit;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
-/// How long a chat's token lasts.
-pub const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
-
-/// Chats kept at most (expired ones are dropped first).
-const MAX_CHATS: usize = 100_000;
+pub use super::chat_tokens::TOKEN_TTL;
 
 /// The header the chat page sends its token in.
 pub const TOKEN_HEADER: &str = "x-chat-token";
-
-struct Chat {
-    tenant: String,
-    conversation: String,
-    expires: Instant,
-}
-
-/// The chats of this process (by the SHA-256 of their tokens) and the limit on new ones.
-pub struct ChatTokens {
-    map: Mutex<HashMap<String, Chat>>,
-    starts: Option<KeyLimiter>,
-}
-
-impl Default for ChatTokens {
-    fn default() -> ChatTokens {
-        ChatTokens {
-            map: Mutex::new(HashMap::new()),
-            // Per widget: a burst of 30 new chats, then one a second.
-            starts: KeyLimiter::new(KeyRateLimit {
-                per_second: 1,
-                burst: 30,
-            }),
-        }
-    }
-}
-
-impl ChatTokens {
-    fn create(&self, tenant: &str, conversation: &str) -> Result<String, ApiError> {
-        let token = crate::console::session::random_token()
-            .map_err(|e| ApiError::internal("making a chat token", e))?;
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= MAX_CHATS / 2 {
-            let now = Instant::now();
-            map.retain(|_, c| c.expires > now);
-        }
-        if map.len() >= MAX_CHATS {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "TOO_MANY_CHATS",
-                "the server holds too many open chats; try again later",
-            ));
-        }
-        map.insert(
-            crate::auth::hash_key(&token),
-            Chat {
-                tenant: tenant.to_string(),
-                conversation: conversation.to_string(),
-                expires: Instant::now() + TOKEN_TTL,
-            },
-        );
-        Ok(token)
-    }
-
-    /// (tenant, conversation) of a live token.
-    fn get(&self, token: &str) -> Option<(String, String)> {
-        let key = crate::auth::hash_key(token);
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        match map.get(&key) {
-            Some(c) if c.expires > Instant::now() => {
-                Some((c.tenant.clone(), c.conversation.clone()))
-            }
-            Some(_) => {
-                map.remove(&key);
-                None
-            }
-            None => None,
-        }
-    }
-}
 
 fn no_widget(tenant: &str, channel: &str) -> ApiError {
     ApiError::not_found(
@@ -159,9 +84,7 @@ pub async fn start(
     if !enabled(&state, &tenant, &channel) {
         return Err(no_widget(&tenant, &channel));
     }
-    if let Some(limiter) = &state.chats().starts
-        && let Err(wait) = limiter.check(&format!("{tenant}/{channel}"))
-    {
+    if let Err(wait) = state.chats().check_start(&tenant, &channel) {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
@@ -174,7 +97,7 @@ pub async fn start(
     getrandom::fill(&mut id).map_err(|e| ApiError::internal("naming a chat customer", e))?;
     let customer: String = id.iter().map(|b| format!("{b:02x}")).collect();
     let conv = crate::conversations::create(
-        &state,
+        state.hil(),
         &tenant,
         crate::conversations::NewConversation {
             customer_id: format!("chat-{customer}"),
@@ -218,7 +141,7 @@ pub async fn message(
 ) -> Result<Json<PostedView>, ApiError> {
     let token = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
     let (tenant, id) = chat_of(&state, token)?;
-    let p = crate::conversations::post_message(&state, &tenant, &id, body.content).await?;
+    let p = crate::conversations::post_message(state.hil(), &tenant, &id, body.content).await?;
     Ok(Json(PostedView {
         message: p.message.into(),
         conversation: p.conversation.into(),

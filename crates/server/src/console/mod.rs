@@ -12,7 +12,7 @@
 //! - [`layout`]: the workflow graph laid out here (`GET <prefix>ui/workflows/{name}/layout`),
 //!   drawn by the page as SVG.
 //! - [`chat`]: the customer chat widget page (`<prefix>chat/{tenant}/{channel}`), for the
-//!   widgets `[console] chat_widgets` lists.
+//!   widgets `[console] chat_widgets` lists; the chats themselves are [`chat_tokens`].
 //! - The API is also reachable at `<prefix>api/v1` when the prefix is not `/`, so that the
 //!   cookie (whose path is the prefix) reaches it.
 //!
@@ -20,6 +20,7 @@
 
 pub mod assets;
 pub mod chat;
+pub mod chat_tokens;
 pub mod layout;
 pub mod session;
 
@@ -77,7 +78,7 @@ pub fn with_api(state: &AppState, api: Router) -> Router {
             get(workflow_layout),
         )
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.keys().clone(),
             crate::auth::authenticate,
         ));
     let console: Router<AppState> = pages
@@ -175,7 +176,7 @@ async fn sign_in(
         .into_response();
     }
     let hash = hash_key(key);
-    let record = match crate::auth::key_record(&state, hash.clone()).await {
+    let record = match crate::auth::key_record(state.keys(), hash.clone()).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -216,7 +217,7 @@ async fn who(State(state): State<AppState>, headers: HeaderMap) -> Response {
             .into_response(),
         );
     };
-    match crate::auth::key_record(&state, s.key_hash.clone()).await {
+    match crate::auth::key_record(state.keys(), s.key_hash.clone()).await {
         Ok(record) => {
             no_store(Json(view(record, s.csrf, state.sessions().ttl().as_secs())).into_response())
         }

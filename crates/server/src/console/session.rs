@@ -96,13 +96,13 @@ impl Sessions {
         if map.len() >= MAX_SESSIONS {
             return Err(SessionError::Full);
         }
-        map.insert(crate::auth::hash_key(&id), session.clone());
+        map.insert(crate::digest::hash_key(&id), session.clone());
         Ok((id, session))
     }
 
     /// The live session with id `id` (an expired one is forgotten and `None`).
     pub fn get(&self, id: &str) -> Option<Session> {
-        let key = crate::auth::hash_key(id);
+        let key = crate::digest::hash_key(id);
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         match map.get(&key) {
             Some(s) if s.expires > Instant::now() => Some(s.clone()),
@@ -119,7 +119,7 @@ impl Sessions {
         self.map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&crate::auth::hash_key(id));
+            .remove(&crate::digest::hash_key(id));
     }
 }
 

@@ -12,4 +12,5 @@ mod hil;
 mod live;
 mod ops;
 mod paging;
+mod prometheus;
 mod queue;
