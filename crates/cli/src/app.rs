@@ -182,7 +182,8 @@ impl App {
         let tools: Arc<dyn ToolExecutor> = self.tools().await?;
         let router = hilo_llm::Router::new(
             self.config()?.llm.clone(),
-            store.clone(),
+            // Every model call is counted in the metrics as it is written to the ledger.
+            hilo_server::metrics::metered_costs(store.clone()),
             Some(Arc::new(self.vault(&store))),
         );
         let agents: Arc<dyn AgentRuntime> =

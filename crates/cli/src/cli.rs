@@ -240,6 +240,10 @@ pub enum Command {
         /// Executions driven at once
         #[arg(long, default_value_t = 16, value_name = "N")]
         concurrency: usize,
+        /// Serve Prometheus metrics (`/metrics`) and a liveness check (`/health`) on this
+        /// address, e.g. `127.0.0.1:9464` (no API key: bind it to a private address)
+        #[arg(long, env = "HILO_WORKER_METRICS_ADDR", value_name = "HOST:PORT")]
+        metrics_addr: Option<String>,
     },
     /// Measure the engine: per-step cost with and without persistence, fan-out, throughput,
     /// stored bytes, resume time, peak memory. Median of 5 runs after a warm-up.

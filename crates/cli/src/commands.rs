@@ -47,7 +47,10 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
             json,
         } => exec::cancel(app, &id, !no_compensate, json).await,
         Command::Executions(cmd) => exec::executions(app, cmd).await,
-        Command::Worker { concurrency } => exec::worker(app, concurrency).await,
+        Command::Worker {
+            concurrency,
+            metrics_addr,
+        } => exec::worker(app, concurrency, metrics_addr).await,
         Command::Audit(args) => tools::audit(app, args).await,
         Command::Costs(args) => costs::costs(app, args).await,
         Command::Demo { dir, json } => demo::demo(app, dir, json).await,

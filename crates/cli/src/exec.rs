@@ -642,7 +642,11 @@ fn shell_word(s: &str) -> String {
 /// and gives their leases up.
 const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub async fn worker(app: &App, concurrency: usize) -> Result<(), Exit> {
+pub async fn worker(
+    app: &App,
+    concurrency: usize,
+    metrics_addr: Option<String>,
+) -> Result<(), Exit> {
     let g = app.global();
     // Tool calls, MCP servers and the store's files all take descriptors: a long-running
     // worker gets the soft limit raised to the hard one, as `hilo serve` does.
@@ -653,6 +657,29 @@ pub async fn worker(app: &App, concurrency: usize) -> Result<(), Exit> {
     let (engine, store) = engine(app).await?;
     // A worker reports each execution's status, never its node records.
     engine.set_outcome_nodes(false);
+    let (metrics_stop, _) = tokio::sync::watch::channel(false);
+    if let Some(addr) = &metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Exit::invalid(anyhow!(
+                "--metrics-addr {addr}: cannot listen there ({e}); give a free HOST:PORT"
+            ))
+        })?;
+        let shown = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| addr.clone());
+        let stop = metrics_stop.subscribe();
+        tokio::spawn(hilo_server::metrics::serve_worker_metrics(
+            listener,
+            engine.clone(),
+            app.config()?.llm.clone(),
+            async move {
+                let mut stop = stop;
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ));
+        noteln!("metrics on http://{shown}/metrics, liveness on http://{shown}/health");
+    }
     if !crate::out::quiet() {
         progress(&engine, None);
     }
@@ -677,6 +704,7 @@ pub async fn worker(app: &App, concurrency: usize) -> Result<(), Exit> {
         )
         .await
         .map_err(engine_err)?;
+    let _ = metrics_stop.send(true);
     noteln!("worker stopped; executions it had not finished are resumed by the next worker");
     Ok(())
 }

@@ -705,6 +705,10 @@ pub trait ExecutionStore: Send + Sync {
     /// Executions (any tenant) a worker could take now: unfinished, runnable, no live lease.
     async fn queue_depth(&self, now: i64) -> Result<u64>;
 
+    /// When the oldest of those became runnable (Unix ms), or `None` when there is none: how
+    /// long work has waited for a worker.
+    async fn oldest_runnable_at(&self, now: i64) -> Result<Option<i64>>;
+
     /// Records the answer of a pending task and signals the execution, atomically. Refused
     /// (`TaskNotPending`) when the task is not pending.
     async fn answer_task(

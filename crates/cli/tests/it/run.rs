@@ -427,3 +427,80 @@ edges:
     let out = text(&hilo_env(&["executions", "show", &small], &db, &[]).stdout);
     assert!(!out.contains('…'), "{out}");
 }
+
+/// A GET of `path` on `addr` over plain HTTP/1.1: the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn a_worker_serves_its_metrics_and_health_on_the_address_asked() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let o = hilo_env(
+        &[
+            "run",
+            &fixture("child.yaml"),
+            "--input",
+            r#"{"n": 1}"#,
+            "--detach",
+        ],
+        &db,
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_hilo"))
+        .args(["worker", "--metrics-addr", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The worker names the port it got on stderr.
+    let mut lines = std::io::BufReader::new(worker.stderr.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split_once("metrics on http://")
+                .and_then(|(_, rest)| rest.split_once("/metrics"))
+                .map(|(a, _)| a.to_string())
+        })
+        .expect("the worker names its metrics address");
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let (status, body) = http_get(&addr, "/health");
+    assert!(status.contains(" 200"), "{status}: {body}");
+    // The detached execution is run by the worker and counted.
+    let mut seen = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (status, body) = http_get(&addr, "/metrics");
+        assert!(status.contains(" 200"), "{status}");
+        if body.contains("hilo_executions_finished_total{") && body.contains("succeeded") {
+            seen = body;
+            break;
+        }
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert!(
+        seen.contains("# HELP hilo_executions_finished_total"),
+        "no finished execution counted with its help text:\n{seen}"
+    );
+    assert!(!seen.contains("execution_id"), "no execution ids in labels");
+}

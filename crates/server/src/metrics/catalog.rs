@@ -122,6 +122,13 @@ pub const METRICS: &[Metric] = &[
         "Executions (any tenant) a worker could take now: unfinished, runnable, no live lease.",
     ),
     m(
+        "hilo_queue_oldest_runnable_age_seconds",
+        G,
+        S,
+        &[],
+        "How long the oldest execution a worker could take now has waited for one (0: none waits).",
+    ),
+    m(
         "hilo_executions_in_process",
         G,
         None,

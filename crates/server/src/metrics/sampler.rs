@@ -59,6 +59,12 @@ pub async fn sample_once(store: &dyn Store, llm: &hilo_llm::Resolved) {
         Ok(d) => metrics::gauge!("hilo_queue_depth").set(d as f64),
         Err(e) => failed("the queue depth", &e),
     }
+    match store.oldest_runnable_at(now).await {
+        // No queue: age 0, so the series exists and alerts read it as "nothing waits".
+        Ok(at) => metrics::gauge!("hilo_queue_oldest_runnable_age_seconds")
+            .set(at.map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0)),
+        Err(e) => failed("the oldest runnable execution", &e),
+    }
     let mut tenants = super::observer::known_tenants();
     match store.hil_tenants().await {
         Ok(more) => {

@@ -1172,6 +1172,14 @@ impl ExecutionStore for PgStore {
         Ok(u(n))
     }
 
+    async fn oldest_runnable_at(&self, now: i64) -> Result<Option<i64>> {
+        sqlx::query_scalar(sql::OLDEST_RUNNABLE)
+            .bind(now)
+            .fetch_one(self.pool())
+            .await
+            .map_err(backend)
+    }
+
     async fn answer_task(
         &self,
         tenant: &TenantId,

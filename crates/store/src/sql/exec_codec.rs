@@ -291,6 +291,12 @@ pub(crate) mod sql {
         fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 AND node_key > $2 ORDER BY node_key LIMIT $3";
 
     /// How many node records an execution has.
+    /// When the oldest execution a worker could take now became runnable (`queue_depth`'s
+    /// rows).
+    pub(crate) const OLDEST_RUNNABLE: &str = "SELECT MIN(runnable_at) FROM executions \
+         WHERE runnable_at IS NOT NULL AND runnable_at <= $1 \
+         AND status IN ('pending', 'running', 'waiting') \
+         AND (lease_owner IS NULL OR lease_expires_at < $1)";
     pub(crate) const NODE_COUNT: &str = "SELECT COUNT(*) FROM exec_nodes WHERE execution_id = $1";
 
     /// A page of an execution's history after the sequence number `$2`, in order.

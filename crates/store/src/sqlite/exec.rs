@@ -707,6 +707,14 @@ impl ExecutionStore for SqliteStore {
         .await
     }
 
+    async fn oldest_runnable_at(&self, now: i64) -> Result<Option<i64>> {
+        self.read(move |conn| {
+            conn.query_row(sql::OLDEST_RUNNABLE, [now], |r| r.get(0))
+                .map_err(db)
+        })
+        .await
+    }
+
     async fn answer_task(
         &self,
         tenant: &TenantId,

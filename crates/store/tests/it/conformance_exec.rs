@@ -240,6 +240,16 @@ async fn claim_due_takes_due_executions_oldest_first(s: &dyn Store) {
         4,
         "at 260 also due-other-tenant: every tenant counts"
     );
+    assert_eq!(
+        s.oldest_runnable_at(100).await.unwrap(),
+        None,
+        "nothing waits at 100"
+    );
+    assert_eq!(
+        s.oldest_runnable_at(200).await.unwrap(),
+        Some(110),
+        "due-early has waited since 110"
+    );
 
     // (Only one tenant has executions due at 200: how a backend shares a limit between tenants
     // is its own choice.)
@@ -263,6 +273,11 @@ async fn claim_due_takes_due_executions_oldest_first(s: &dyn Store) {
         s.queue_depth(200).await.unwrap(),
         0,
         "all due ones are leased"
+    );
+    assert_eq!(
+        s.oldest_runnable_at(200).await.unwrap(),
+        None,
+        "a leased execution does not wait"
     );
     let other = s.claim_due("w1", 1_000, 10, 260).await.unwrap();
     assert_eq!(
