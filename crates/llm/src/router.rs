@@ -32,7 +32,7 @@ use hilo_core::exec::{NodeError, TokenChunk, TokenSink};
 use hilo_core::llm::{CostStore, LlmCall, NANOS_PER_USD, usd};
 use hilo_core::tool::CircuitSettings;
 use hilo_tools::Secrets;
-use hilo_tools::limits::Breaker;
+use hilo_tools::limits::{Breaker, CircuitState};
 use serde_json::{Value, json};
 
 use crate::anthropic::AnthropicProvider;
@@ -236,7 +236,11 @@ impl Router {
         let breakers = cfg
             .models
             .keys()
-            .map(|m| (m.clone(), Breaker::new(settings)))
+            .map(|m| {
+                metrics::gauge!(CIRCUIT_GAUGE, "model" => m.clone())
+                    .set(CircuitState::Closed.gauge());
+                (m.clone(), Breaker::new(settings))
+            })
             .collect();
         Router {
             cfg,
@@ -300,7 +304,7 @@ impl Router {
         let mut transient = false;
         for (i, c) in plan.candidates.iter().enumerate() {
             let name = &c.model.name;
-            let Some(trial) = Trial::admit(self.breakers.get(name)) else {
+            let Some(trial) = Trial::admit(name, self.breakers.get(name)) else {
                 failed.push(json!({"model": name, "error": "circuit open"}));
                 continue;
             };
@@ -941,30 +945,39 @@ impl Router {
 /// never finishes (its future dropped) counts as a failure, so a half-open breaker's one trial
 /// is never left pending.
 struct Trial<'a> {
+    model: &'a str,
     breaker: Option<&'a Breaker>,
 }
 
+/// The gauge of each model's circuit: 0 closed, 1 half-open, 2 open.
+const CIRCUIT_GAUGE: &str = "hilo_llm_circuit_state";
+
 impl<'a> Trial<'a> {
-    /// `None` when the breaker refuses the call.
-    fn admit(breaker: Option<&'a Breaker>) -> Option<Trial<'a>> {
+    /// `None` when `model`'s breaker refuses the call.
+    fn admit(model: &'a str, breaker: Option<&'a Breaker>) -> Option<Trial<'a>> {
         match breaker {
             Some(b) if b.admit().is_err() => None,
-            _ => Some(Trial { breaker }),
+            _ => Some(Trial { model, breaker }),
         }
     }
 
     fn finish(mut self, success: bool) {
-        if let Some(b) = self.breaker.take() {
-            b.record(success);
+        self.record(success);
+    }
+
+    /// The outcome, once; a change of the circuit's state shows in its gauge.
+    fn record(&mut self, success: bool) {
+        if let Some(b) = self.breaker.take()
+            && let Some(state) = b.record(success)
+        {
+            metrics::gauge!(CIRCUIT_GAUGE, "model" => self.model.to_string()).set(state.gauge());
         }
     }
 }
 
 impl Drop for Trial<'_> {
     fn drop(&mut self) {
-        if let Some(b) = self.breaker.take() {
-            b.record(false);
-        }
+        self.record(false);
     }
 }
 

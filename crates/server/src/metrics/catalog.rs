@@ -228,6 +228,13 @@ pub const METRICS: &[Metric] = &[
         "A tool's circuit breaker for a tenant: 0 closed, 1 half-open, 2 open.",
     ),
     m(
+        "hilo_llm_circuit_state",
+        G,
+        None,
+        &["model"],
+        "A model's circuit breaker in the LLM router: 0 closed, 1 half-open, 2 open.",
+    ),
+    m(
         "hilo_audit_write_errors_total",
         C,
         None,
