@@ -36,8 +36,7 @@ use crate::redact::{redact, scrub_userinfo};
 use crate::secrets::{EnvSecrets, NotingSecrets, Scrubber, Secrets};
 use crate::sql::{DatabaseConfig, Databases, ExecuteSql, QueryDatabase};
 
-/// Used when neither the node nor the tool sets a timeout.
-pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
+pub use crate::limits::DEFAULT_TIMEOUT_MS;
 
 /// `[tools.settings.NAME]`: operational settings for one tool (any source).
 #[derive(Debug, Clone, Default, Deserialize)]

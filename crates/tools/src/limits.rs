@@ -16,6 +16,10 @@ use governor::{Quota, RateLimiter};
 use hilo_core::tool::{CircuitSettings, RateLimit};
 use tokio::time::Instant;
 
+/// A tool call's timeout when neither the node nor the tool sets one (the SQL tools' default
+/// statement timeout too).
+pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
+
 /// governor's clock on tokio's time: paused in tests, the monotonic clock otherwise.
 #[derive(Debug, Clone)]
 pub struct TokioClock {

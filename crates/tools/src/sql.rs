@@ -58,7 +58,7 @@ pub const DEFAULT_MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long one statement may run when the connection does not say otherwise (the executor's
 /// default timeout: a call's own timeout stops its statement earlier).
-pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = crate::executor::DEFAULT_TIMEOUT_MS;
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = crate::limits::DEFAULT_TIMEOUT_MS;
 
 /// The longest string or BLOB hilo's bundled SQLite builds (`SQLITE_MAX_LENGTH`, set in the
 /// repository's `.cargo/config.toml`): 256 MiB.
