@@ -19,11 +19,14 @@
 //!   the `HilStore` trait.
 //! - [`agent`]: defaults of agent nodes shared by the runtime (`hilo-llm`) and the server.
 //! - [`access`]: API keys and execution callbacks (rows and store traits).
+//! - [`session`]: the console's sessions and the chat widget's tokens, kept in the store
+//!   (rows and the `SessionStore` trait).
 //! - [`store`]: the storage traits (`WorkflowStore`, …) that backends implement, combined in
 //!   the `Store` supertrait.
 //! - [`base`]: the leaf the runtime modules above share: tenant ids, the clock, the errors
 //!   and their stable codes. It imports nothing from the crate; `exec`, `tool`, `llm`,
-//!   `access` and `hil` import it (never each other in a loop), and `store` imports them.
+//!   `access`, `session` and `hil` import it (never each other in a loop), and `store` imports
+//!   them.
 //!
 //! **Architecture invariant:** this crate does no IO (no files, no network, no database, no
 //! clock except in the store types) and never panics on any input.
@@ -47,6 +50,7 @@ pub mod model;
 mod pointer;
 pub mod render;
 pub mod schema;
+pub mod session;
 pub mod source;
 mod source_map;
 pub mod store;

@@ -5,9 +5,10 @@
 //! combined in [`Store`]. One conformance suite in `hilo-store` runs against every backend.
 //!
 //! This is the top of core's runtime modules: `store` imports the trait files (`exec`, `tool`,
-//! `llm`, `access`, `hil`) for the supertrait, and they import only [`crate::base`], never
-//! `store`. The ids, errors and clock they share live in `base`; they are re-exported here, so
-//! `hilo_core::store::{TenantId, Result, StoreError, now_ms, DEFAULT_TENANT}` keep working.
+//! `llm`, `access`, `session`, `hil`) for the supertrait, and they import only
+//! [`crate::base`], never `store`. The ids, errors and clock they share live in `base`; they
+//! are re-exported here, so `hilo_core::store::{TenantId, Result, StoreError, now_ms,
+//! DEFAULT_TENANT}` keep working.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,6 +18,7 @@ use crate::access::{ApiKeyStore, CallbackStore};
 use crate::exec::ExecutionStore;
 use crate::hil::HilStore;
 use crate::llm::CostStore;
+use crate::session::SessionStore;
 use crate::source::Format;
 use crate::tool::{AuditStore, SecretStore};
 
@@ -190,6 +192,7 @@ pub trait Store:
     + CallbackStore
     + HilStore
     + IdempotencyStore
+    + SessionStore
 {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
     fn describe(&self) -> String;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -171,7 +171,7 @@ impl Keys {
         }))
     }
 
-    /// Console sessions of this process.
+    /// Console sessions (in the store, shared by every replica).
     pub fn sessions(&self) -> &Sessions {
         &self.0.sessions
     }
@@ -214,8 +214,15 @@ pub(crate) async fn key_record(keys: &Keys, hash: String) -> Result<ApiKeyRecord
 /// The SHA-256 of the key a request is made with: its `Authorization: Bearer` key, else the
 /// key of its console session cookie (then a state-changing request must carry the session's
 /// CSRF token in `X-CSRF-Token`). Requests with a bearer key ignore any cookie.
-fn request_key_hash(keys: &Keys, req: &Request) -> Result<String, Response> {
-    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+/// (Takes the request's parts, not the request: its body is not `Sync`, and the session is
+/// read with an await.)
+async fn request_key_hash(
+    keys: &Keys,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+) -> Result<String, Response> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
         let Some(key) = value
             .to_str()
             .ok()
@@ -232,26 +239,30 @@ fn request_key_hash(keys: &Keys, req: &Request) -> Result<String, Response> {
         };
         return Ok(hash_key(key));
     }
-    let Some(id) = session::cookie(req.headers()) else {
+    let Some(id) = session::cookie(headers) else {
         return Err(unauthorized(
             "UNAUTHORIZED",
             "no API key: send `Authorization: Bearer <key>` (create one with `hilo keys create --tenant T --scopes read,execute`)",
         ));
     };
-    let Some(s) = keys.sessions().get(&id) else {
+    let s = match keys.sessions().get(&id).await {
+        Ok(s) => s,
+        Err(e) => return Err(e.into_response()),
+    };
+    let Some(s) = s else {
         return Err(unauthorized(
             "SESSION_EXPIRED",
             "the console session has expired or was signed out; sign in again with your API key",
         ));
     };
-    if session::changes_state(req.method()) && !session::csrf_ok(req.headers(), &s) {
+    if session::changes_state(method) && !session::csrf_ok(headers, &s) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "CSRF_TOKEN_INVALID",
             format!(
                 "{} {} with the console's session cookie needs the session's CSRF token in the X-CSRF-Token header (the console sends it; reload the page if this persists)",
-                req.method(),
-                req.uri().path()
+                method,
+                uri.path()
             ),
         )
         .into_response());
@@ -261,7 +272,7 @@ fn request_key_hash(keys: &Keys, req: &Request) -> Result<String, Response> {
 
 /// The middleware in front of every authenticated route.
 pub async fn authenticate(State(keys): State<Keys>, mut req: Request, next: Next) -> Response {
-    let hash = match request_key_hash(&keys, &req) {
+    let hash = match request_key_hash(&keys, req.headers(), req.method(), req.uri()).await {
         Ok(h) => h,
         Err(r) => return r,
     };

@@ -71,11 +71,15 @@ pub struct AppState(Arc<Inner>);
 impl AppState {
     pub fn new(parts: Parts) -> AppState {
         let store = parts.engine.store().clone();
+        let chats = ChatTokens::new(store.clone());
         let keys = Keys::new(
             store.clone(),
             KeyCache::new(Duration::from_millis(parts.settings.server.key_cache_ms)),
             parts.settings.server.rate_limit.and_then(KeyLimiter::new),
-            Sessions::new(Duration::from_millis(parts.settings.console.session_ttl_ms)),
+            Sessions::new(
+                store.clone(),
+                Duration::from_millis(parts.settings.console.session_ttl_ms),
+            ),
         );
         let live = Live::new();
         let wake = Wake::default();
@@ -99,7 +103,7 @@ impl AppState {
             tools: parts.tools,
             secrets: parts.secrets,
             keys,
-            chats: ChatTokens::default(),
+            chats,
             live,
             wake,
             runner,
@@ -156,7 +160,7 @@ impl AppState {
         &self.0.keys
     }
 
-    /// Console sessions of this process.
+    /// Console sessions (in the store, shared by every replica).
     pub(crate) fn sessions(&self) -> &Sessions {
         self.0.keys.sessions()
     }

@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retired node rows",
         include_str!("../migrations/0012_retired_nodes.sql"),
     ),
+    (
+        13,
+        "console sessions and chat tokens",
+        include_str!("../migrations/0013_console_sessions.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

@@ -4,8 +4,8 @@
 //!
 //! Customers have no API key. Starting a chat (`POST <prefix>ui/chat/{tenant}/{channel}`)
 //! creates a conversation of that tenant and channel and gives the page a random token that
-//! stands for that one conversation only, kept in this process's memory for
-//! [`TOKEN_TTL`]; with it the page posts the customer's messages
+//! stands for that one conversation only, kept in the store (so in every replica, and over
+//! restarts) for [`TOKEN_TTL`]; with it the page posts the customer's messages
 //! (`POST <prefix>ui/chat/messages`, token in `X-Chat-Token`) and follows the conversation
 //! live (`GET <prefix>ui/chat/stream?token=`), through the same code as the API's
 //! conversation endpoints. New chats are rate limited per widget.
@@ -109,7 +109,7 @@ pub async fn start(
         },
     )
     .await?;
-    let token = state.chats().create(&tenant, &conv.id)?;
+    let token = state.chats().create(&tenant, &conv.id).await?;
     Ok(Json(Started {
         conversation_id: conv.id,
         token,
@@ -117,8 +117,12 @@ pub async fn start(
     }))
 }
 
-fn chat_of(state: &AppState, token: Option<&str>) -> Result<(String, String), ApiError> {
-    token.and_then(|t| state.chats().get(t)).ok_or_else(|| {
+async fn chat_of(state: &AppState, token: Option<&str>) -> Result<(String, String), ApiError> {
+    let chat = match token {
+        Some(t) => state.chats().get(t).await?,
+        None => None,
+    };
+    chat.ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "CHAT_EXPIRED",
@@ -140,7 +144,7 @@ pub async fn message(
     ApiJson(body): ApiJson<ChatMessage>,
 ) -> Result<Json<PostedView>, ApiError> {
     let token = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
-    let (tenant, id) = chat_of(&state, token)?;
+    let (tenant, id) = chat_of(&state, token).await?;
     let p = crate::conversations::post_message(state.hil(), &tenant, &id, body.content).await?;
     Ok(Json(PostedView {
         message: p.message.into(),
@@ -164,7 +168,7 @@ pub async fn stream(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {
-    let (tenant, id) = chat_of(&state, Some(&q.token))?;
+    let (tenant, id) = chat_of(&state, Some(&q.token)).await?;
     let caller = Caller {
         tenant,
         key_id: "chat-widget".into(),

@@ -1,13 +1,17 @@
 //! The chats of the console's customer chat widget ([`super::chat`]): the random token a chat
-//! page holds stands for one conversation of one tenant, kept in this process's memory (by its
-//! SHA-256) for [`TOKEN_TTL`]; new chats are rate limited per widget.
+//! page holds stands for one conversation of one tenant, kept in the store
+//! ([`hilo_core::session::SessionStore`], by its SHA-256) for [`TOKEN_TTL`], so that an open
+//! chat survives a restart and reaches its conversation through any replica sharing the
+//! database. New chats are rate limited per widget (in each process).
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
+use hilo_core::session::ChatToken;
+use hilo_core::store::{Store, now_ms};
 
+use super::session::{LazyPrune, after};
 use crate::auth::KeyLimiter;
 use crate::config::KeyRateLimit;
 use crate::error::ApiError;
@@ -15,35 +19,29 @@ use crate::error::ApiError;
 /// How long a chat's token lasts.
 pub const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Chats kept at most (expired ones are dropped first).
-const MAX_CHATS: usize = 100_000;
+/// Live chats kept at most (all tenants, every replica; expired ones do not count).
+const MAX_CHATS: u64 = 100_000;
 
-struct Chat {
-    tenant: String,
-    conversation: String,
-    expires: Instant,
-}
-
-/// The chats of this process (by the SHA-256 of their tokens) and the limit on new ones.
+/// The chats (in the store, by the SHA-256 of their tokens) and the limit on new ones.
 pub struct ChatTokens {
-    map: Mutex<HashMap<String, Chat>>,
+    store: Arc<dyn Store>,
     starts: Option<KeyLimiter>,
+    prune: LazyPrune,
 }
 
-impl Default for ChatTokens {
-    fn default() -> ChatTokens {
+impl ChatTokens {
+    pub fn new(store: Arc<dyn Store>) -> ChatTokens {
         ChatTokens {
-            map: Mutex::new(HashMap::new()),
+            store,
             // Per widget: a burst of 30 new chats, then one a second.
             starts: KeyLimiter::new(KeyRateLimit {
                 per_second: 1,
                 burst: 30,
             }),
+            prune: LazyPrune::default(),
         }
     }
-}
 
-impl ChatTokens {
     /// Whether the widget of `tenant`/`channel` may start a chat now (`Err`: seconds to wait).
     pub(crate) fn check_start(&self, tenant: &str, channel: &str) -> Result<(), u64> {
         match &self.starts {
@@ -52,45 +50,45 @@ impl ChatTokens {
         }
     }
 
-    pub(crate) fn create(&self, tenant: &str, conversation: &str) -> Result<String, ApiError> {
+    /// A new token for conversation `conversation` of `tenant`.
+    pub(crate) async fn create(
+        &self,
+        tenant: &str,
+        conversation: &str,
+    ) -> Result<String, ApiError> {
+        self.prune.maybe(self.store.as_ref()).await;
         let token = super::session::random_token()
             .map_err(|e| ApiError::internal("making a chat token", e))?;
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= MAX_CHATS / 2 {
-            let now = Instant::now();
-            map.retain(|_, c| c.expires > now);
-        }
-        if map.len() >= MAX_CHATS {
+        let now = now_ms();
+        let row = ChatToken {
+            token_hash: crate::digest::hash_key(&token),
+            tenant: tenant.to_string(),
+            conversation: conversation.to_string(),
+            created_at: now,
+            expires_at: after(now, TOKEN_TTL),
+        };
+        let stored = self
+            .store
+            .create_chat_token(&row, now, MAX_CHATS)
+            .await
+            .map_err(|e| ApiError::internal("storing the chat token", e))?;
+        if !stored {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "TOO_MANY_CHATS",
                 "the server holds too many open chats; try again later",
             ));
         }
-        map.insert(
-            crate::digest::hash_key(&token),
-            Chat {
-                tenant: tenant.to_string(),
-                conversation: conversation.to_string(),
-                expires: Instant::now() + TOKEN_TTL,
-            },
-        );
         Ok(token)
     }
 
     /// (tenant, conversation) of a live token.
-    pub(crate) fn get(&self, token: &str) -> Option<(String, String)> {
-        let key = crate::digest::hash_key(token);
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        match map.get(&key) {
-            Some(c) if c.expires > Instant::now() => {
-                Some((c.tenant.clone(), c.conversation.clone()))
-            }
-            Some(_) => {
-                map.remove(&key);
-                None
-            }
-            None => None,
-        }
+    pub(crate) async fn get(&self, token: &str) -> Result<Option<(String, String)>, ApiError> {
+        let row = self
+            .store
+            .chat_token(&crate::digest::hash_key(token), now_ms())
+            .await
+            .map_err(|e| ApiError::internal("reading the chat token", e))?;
+        Ok(row.map(|t| (t.tenant, t.conversation)))
     }
 }

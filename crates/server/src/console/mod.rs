@@ -5,7 +5,7 @@
 //!
 //! - Pages: every console path answers the same shell (`index.html`); its script draws the
 //!   view the path names and reads everything through the HTTP API.
-//! - [`session`]: sign-in with an API key (`POST <prefix>session`) makes a session in memory
+//! - [`session`]: sign-in with an API key (`POST <prefix>session`) makes a session in the store
 //!   and an HttpOnly, SameSite=Strict cookie scoped to the prefix; the API's authentication
 //!   ([`crate::auth::authenticate`]) takes that cookie instead of a bearer key, and then wants
 //!   the session's CSRF token on every state-changing request.
@@ -181,12 +181,9 @@ async fn sign_in(
         Err(r) => return r,
     };
     let sessions = state.sessions();
-    let (id, s) = match sessions.create(hash) {
+    let (id, s) = match sessions.create(&record.tenant, hash).await {
         Ok(x) => x,
-        Err(e) => {
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
-                .into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let prefix = state.settings().console.prefix();
     let cookie = match cookie_header(session::set_cookie(
@@ -207,7 +204,11 @@ async fn sign_in(
 
 /// Who the session cookie signs in (401 without a live session).
 async fn who(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(s) = session::cookie(&headers).and_then(|id| state.sessions().get(&id)) else {
+    let s = match state.sessions().of_cookie(&headers).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    let Some(s) = s else {
         return no_store(
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -227,9 +228,14 @@ async fn who(State(state): State<AppState>, headers: HeaderMap) -> Response {
 
 /// Signs out: forgets the session (the CSRF token must come with it) and clears the cookie.
 async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(id) = session::cookie(&headers)
-        && let Some(s) = state.sessions().get(&id)
-    {
+    let found = match session::cookie(&headers) {
+        Some(id) => match state.sessions().get(&id).await {
+            Ok(s) => s.map(|s| (id, s)),
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
+    if let Some((id, s)) = found {
         if !session::csrf_ok(&headers, &s) {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -238,7 +244,9 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response
             )
             .into_response();
         }
-        state.sessions().remove(&id);
+        if let Err(e) = state.sessions().remove(&id).await {
+            return e.into_response();
+        }
     }
     let prefix = state.settings().console.prefix();
     let cookie = match cookie_header(session::set_cookie(

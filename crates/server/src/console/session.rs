@@ -1,17 +1,23 @@
-//! Console sessions: a sign-in with an API key creates one, kept in this process's memory
-//! until it expires (`[console] session_ttl_ms`) or is signed out; a restart signs everyone
-//! out. The browser holds only the session's random id, in an HttpOnly, SameSite=Strict
-//! cookie; the session holds the SHA-256 of the key (never the key), so every request is
-//! still checked against the stored key (a revoked key ends its sessions within
-//! `[server] key_cache_ms`), and a CSRF token that state-changing requests must echo in
-//! `X-CSRF-Token` (double submit: the page learns it at sign-in).
+//! Console sessions: a sign-in with an API key creates one, kept in the store
+//! ([`hilo_core::session::SessionStore`]) until it expires (`[console] session_ttl_ms`) or is
+//! signed out, so that it survives a restart and every replica sharing the database knows it.
+//! There is no cache: each request reads its session (one primary-key read), so a sign-out on
+//! one replica is refused by the others at once. The browser holds only the session's random
+//! id, in an HttpOnly, SameSite=Strict cookie; the store holds the SHA-256 of the id and of
+//! the key (never the key), so every request is still checked against the stored key (a
+//! revoked key ends its sessions within `[server] key_cache_ms`), and a CSRF token that
+//! state-changing requests must echo in `X-CSRF-Token` (double submit: the page learns it at
+//! sign-in). Expired rows are deleted lazily, by a sign-in at most every [`PRUNE_EVERY`].
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use base64::Engine as _;
+use hilo_core::session::ConsoleSession;
+use hilo_core::store::{Store, now_ms};
+
+use crate::error::ApiError;
 
 /// The cookie that carries the session id.
 pub const COOKIE: &str = "hilo_session";
@@ -19,17 +25,23 @@ pub const COOKIE: &str = "hilo_session";
 /// The header state-changing requests made with the cookie must carry the CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// Sessions kept at most; beyond it the oldest sign-ins are refused until some expire.
-const MAX_SESSIONS: usize = 100_000;
+/// Live sessions kept at most (all tenants, every replica); beyond it sign-ins are refused
+/// until some expire or sign out.
+const MAX_SESSIONS: u64 = 100_000;
+
+/// How often (at most, per process) a sign-in or a new chat deletes the expired sessions and
+/// chat tokens.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// What a session holds.
 #[derive(Debug, Clone)]
 pub struct Session {
+    /// The tenant of the key signed in with.
+    pub tenant: String,
     /// SHA-256 (hex) of the API key signed in with.
     pub key_hash: String,
     /// The double-submit token.
     pub csrf: String,
-    expires: Instant,
 }
 
 /// Why a session could not be made.
@@ -53,10 +65,17 @@ impl SessionError {
     }
 }
 
-/// The sessions of this process, by the SHA-256 of their ids.
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+    }
+}
+
+/// The console's sessions, in the store by the SHA-256 of their ids.
 pub struct Sessions {
+    store: Arc<dyn Store>,
     ttl: Duration,
-    map: Mutex<HashMap<String, Session>>,
+    prune: LazyPrune,
 }
 
 /// 32 random bytes, URL-safe base64: a session id, a CSRF token, a chat token.
@@ -66,11 +85,39 @@ pub(crate) fn random_token() -> Result<String, SessionError> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// Unix ms `d` after `now`.
+pub(crate) fn after(now: i64, d: Duration) -> i64 {
+    now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Deletes the expired sessions and chat tokens when the last time this process did is
+/// [`PRUNE_EVERY`] ago (or never).
+#[derive(Default)]
+pub(crate) struct LazyPrune(Mutex<Option<Instant>>);
+
+impl LazyPrune {
+    pub(crate) async fn maybe(&self, store: &dyn Store) {
+        {
+            let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        match store.prune_sessions(now_ms()).await {
+            Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired console sessions pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning expired console sessions failed"),
+        }
+    }
+}
+
 impl Sessions {
-    pub fn new(ttl: Duration) -> Sessions {
+    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Sessions {
         Sessions {
+            store,
             ttl,
-            map: Mutex::new(HashMap::new()),
+            prune: LazyPrune::default(),
         }
     }
 
@@ -79,47 +126,68 @@ impl Sessions {
         self.ttl
     }
 
-    /// A new session for the key with SHA-256 `key_hash`: its id (for the cookie) and the
-    /// session.
-    pub fn create(&self, key_hash: String) -> Result<(String, Session), SessionError> {
+    /// A new session of `tenant` for the key with SHA-256 `key_hash`: its id (for the
+    /// cookie) and the session. 503 `TOO_MANY_SESSIONS` when [`MAX_SESSIONS`] are alive.
+    pub async fn create(
+        &self,
+        tenant: &str,
+        key_hash: String,
+    ) -> Result<(String, Session), ApiError> {
+        self.prune.maybe(self.store.as_ref()).await;
         let id = random_token()?;
-        let session = Session {
+        let now = now_ms();
+        let row = ConsoleSession {
+            id_hash: crate::digest::hash_key(&id),
+            tenant: tenant.to_string(),
             key_hash,
             csrf: random_token()?,
-            expires: Instant::now() + self.ttl,
+            created_at: now,
+            expires_at: after(now, self.ttl),
         };
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= MAX_SESSIONS / 2 {
-            let now = Instant::now();
-            map.retain(|_, s| s.expires > now);
+        let stored = self
+            .store
+            .create_console_session(&row, now, MAX_SESSIONS)
+            .await
+            .map_err(|e| ApiError::internal("storing the console session", e))?;
+        if !stored {
+            return Err(SessionError::Full.into());
         }
-        if map.len() >= MAX_SESSIONS {
-            return Err(SessionError::Full);
-        }
-        map.insert(crate::digest::hash_key(&id), session.clone());
-        Ok((id, session))
+        Ok((id, session_of(row)))
     }
 
-    /// The live session with id `id` (an expired one is forgotten and `None`).
-    pub fn get(&self, id: &str) -> Option<Session> {
-        let key = crate::digest::hash_key(id);
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        match map.get(&key) {
-            Some(s) if s.expires > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                map.remove(&key);
-                None
-            }
-            None => None,
+    /// The live session with id `id` (`None`: unknown, expired or signed out).
+    pub async fn get(&self, id: &str) -> Result<Option<Session>, ApiError> {
+        let row = self
+            .store
+            .console_session(&crate::digest::hash_key(id), now_ms())
+            .await
+            .map_err(|e| ApiError::internal("reading the console session", e))?;
+        Ok(row.map(session_of))
+    }
+
+    /// The live session of the request's cookie, if it has one.
+    pub async fn of_cookie(&self, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+        match cookie(headers) {
+            Some(id) => self.get(&id).await,
+            None => Ok(None),
         }
     }
 
-    /// Ends session `id` (sign-out).
-    pub fn remove(&self, id: &str) {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&crate::digest::hash_key(id));
+    /// Ends session `id` (sign-out), on every replica.
+    pub async fn remove(&self, id: &str) -> Result<(), ApiError> {
+        self.store
+            .delete_console_session(&crate::digest::hash_key(id))
+            .await
+            .map_err(|e| ApiError::internal("ending the console session", e))?;
+        Ok(())
+    }
+}
+
+fn session_of(row: ConsoleSession) -> Session {
+    Session {
+        tenant: row.tenant,
+        key_hash: row.key_hash,
+        csrf: row.csrf,
     }
 }
 
@@ -182,17 +250,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn sessions_expire_and_sign_out() {
-        let s = Sessions::new(Duration::from_millis(30));
-        let (id, sess) = s.create("h".into()).unwrap();
-        assert_eq!(s.get(&id).unwrap().csrf, sess.csrf);
-        assert!(s.get("other").is_none());
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(s.get(&id).is_none());
-        let (id, _) = s.create("h".into()).unwrap();
-        s.remove(&id);
-        assert!(s.get(&id).is_none());
+    #[tokio::test]
+    async fn sessions_expire_and_sign_out() {
+        let store: Arc<dyn Store> = Arc::new(hilo_store::SqliteStore::memory().await.unwrap());
+        let s = Sessions::new(store, Duration::from_millis(30));
+        let (id, sess) = s.create("t", "h".into()).await.unwrap();
+        assert_eq!(s.get(&id).await.unwrap().unwrap().csrf, sess.csrf);
+        assert!(s.get("other").await.unwrap().is_none());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(s.get(&id).await.unwrap().is_none());
+        let (id, _) = s.create("t", "h".into()).await.unwrap();
+        s.remove(&id).await.unwrap();
+        assert!(s.get(&id).await.unwrap().is_none());
     }
 
     #[test]

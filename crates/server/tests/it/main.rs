@@ -14,3 +14,4 @@ mod ops;
 mod paging;
 mod prometheus;
 mod queue;
+mod sessions;

@@ -20,6 +20,7 @@ use hilo_core::hil::{
     ItemState, Message, NewMessage, StatsRow, Transition, WorkItem,
 };
 use hilo_core::llm::{CostBy, CostRow, CostStore, LlmCall};
+use hilo_core::session::{ChatToken, ConsoleSession, SessionStore};
 use hilo_core::store::{
     Activation, IdempotencyRecord, IdempotencyStore, ImportOutcome, NewWorkflow, Result,
     StoredWorkflow, TenantId, VersionInfo, WorkflowStore, WorkflowSummary,
@@ -31,7 +32,7 @@ use hilo_core::tool::{
 use crate::RunningLimits;
 use crate::sql::db::Db;
 use crate::sql::{
-    DEFAULT_PAYLOAD_THRESHOLD, access, audit, costs, hil, idempotency, secrets, workflows,
+    DEFAULT_PAYLOAD_THRESHOLD, access, audit, costs, hil, idempotency, secrets, sessions, workflows,
 };
 
 /// A store: a backend's own parts `B` (its pool, and whatever else it runs on), reached
@@ -197,6 +198,45 @@ where
 
     async fn prune_idempotency_keys(&self, now: i64) -> Result<u64> {
         idempotency::prune_idempotency_keys(self, now).await
+    }
+}
+
+#[async_trait]
+impl<B> SessionStore for SqlStore<B>
+where
+    Self: Backend,
+{
+    async fn create_console_session(
+        &self,
+        s: &ConsoleSession,
+        now: i64,
+        max_live: u64,
+    ) -> Result<bool> {
+        sessions::create_console_session(self, s, now, max_live).await
+    }
+
+    async fn console_session(&self, id_hash: &str, now: i64) -> Result<Option<ConsoleSession>> {
+        sessions::console_session(self, id_hash, now).await
+    }
+
+    async fn delete_console_session(&self, id_hash: &str) -> Result<bool> {
+        sessions::delete_console_session(self, id_hash).await
+    }
+
+    async fn create_chat_token(&self, t: &ChatToken, now: i64, max_live: u64) -> Result<bool> {
+        sessions::create_chat_token(self, t, now, max_live).await
+    }
+
+    async fn chat_token(&self, token_hash: &str, now: i64) -> Result<Option<ChatToken>> {
+        sessions::chat_token(self, token_hash, now).await
+    }
+
+    async fn delete_chat_token(&self, token_hash: &str) -> Result<bool> {
+        sessions::delete_chat_token(self, token_hash).await
+    }
+
+    async fn prune_sessions(&self, now: i64) -> Result<u64> {
+        sessions::prune_sessions(self, now).await
     }
 }
 

@@ -10,6 +10,7 @@ mod conformance_exec;
 mod conformance_hil;
 mod conformance_more;
 mod conformance_quarantine;
+mod conformance_sessions;
 mod exec;
 mod pg;
 mod step_log;
