@@ -449,7 +449,7 @@ test('a failed saga: each compensation has its own row in the timeline', async (
   await page.context().close();
 });
 
-test('chat widget and inbox: a customer is handed over, an agent with the skill claims, replies live, sends it back to the AI, then transfers it to another agent', async () => {
+test('chat widget and inbox: a customer is handed over, an agent with the skill claims, replies live, sends it back to the AI, then transfers it to another agent and to a skill queue', async () => {
   assert.equal((await api(KEY_A, 'POST', '/workflows', CHAT, 'application/yaml')).status, 201);
   // The customer, on a phone, in the chat page of acme's web channel (no key, no sign-in).
   const customer = await newPage(390);
@@ -503,14 +503,14 @@ test('chat widget and inbox: a customer is handed over, an agent with the skill 
   await page.locator('ol.messages li.from-agent', { hasText: 'note: return label sent' }).waitFor({ timeout: 5000 });
   await shoot(customer, 'chat');
 
-  // Handed over again, and Rosa transfers it to Sam (who joins with the skill only now, so
+  // Handed over again, and Rosa transfers it to Sam (who joins with the skills only now, so
   // that the first routing had one candidate): it leaves her inbox.
   await say('talk to a human again please');
   await customer.locator('#log li.from-system', { hasText: /person/ }).nth(1).waitFor();
   await page.getByRole('button', { name: 'Claim' }).click();
   await page.locator('#conv-status .badge', { hasText: 'human active' }).waitFor();
   const sam = await api(KEY_A, 'PUT', '/hil/agents/sam',
-    { name: 'Sam', email: 'sam@shop.example', skills: ['returns'], capacity: 3, status: 'online' });
+    { name: 'Sam', email: 'sam@shop.example', skills: ['returns', 'billing'], capacity: 3, status: 'online' });
   assert.equal(sam.status, 200, JSON.stringify(sam.body));
   await page.reload();
   const to = page.getByLabel('Transfer to');
@@ -531,6 +531,42 @@ test('chat widget and inbox: a customer is handed over, an agent with the skill 
   assert.equal(await page.locator(`tr[data-item="${cid}"]`).count(), 0, 'it left her inbox');
   const samInbox = (await api(KEY_A, 'GET', '/hil/agents/sam/inbox')).body;
   assert.ok(JSON.stringify(samInbox).includes(cid), JSON.stringify(samInbox));
+
+  // A supervisor gives it back to Rosa (still claimed: now hers); with the keyboard she sends
+  // it to the billing queue: nobody named, it goes to whoever has the skill (Sam; not her).
+  const back = await api(KEY_A, 'POST', `/conversations/${cid}/transfer`, { by: 'sam', to: 'rosa' });
+  assert.equal(back.status, 200, JSON.stringify(back.body));
+  await page.goto(new URL(`conversations/${encodeURIComponent(cid)}`, BASE).href);
+  await page.locator('#conv-status .badge', { hasText: 'human active' }).waitFor();
+  const toAgent = page.getByRole('radio', { name: 'To an agent' });
+  await toAgent.waitFor();
+  assert.ok(await toAgent.isChecked(), 'an agent is the default');
+  assert.equal(await page.getByLabel('Skills the queue requires').isVisible(), false, 'only the chosen field shows');
+  await toAgent.focus();
+  await page.keyboard.press('ArrowDown');
+  assert.ok(await page.getByRole('radio', { name: 'To a skill queue' }).isChecked());
+  const skills = page.getByLabel('Skills the queue requires');
+  await skills.waitFor();
+  assert.equal(await page.getByLabel('Transfer to').isVisible(), false);
+  // Nothing named: refused on the page, with the reason next to the field.
+  await skills.focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#transfer-skills-err', { hasText: 'Name at least one skill' }).waitFor();
+  assert.equal(await skills.getAttribute('aria-invalid'), 'true');
+  await skills.fill('billing');
+  assert.equal(await page.locator('#transfer-skills-err').innerText(), '', 'typing clears the error');
+  assert.equal(await skills.getAttribute('aria-invalid'), null);
+  await page.getByLabel('Reason (optional)').fill('a billing question');
+  await axe(page, 'conversation (transfer to a skill queue)');
+  await shoot(page, 'conversation-transfer-queue', page.locator('form.transfer'));
+  await page.getByLabel('Reason (optional)').press('Enter');
+  await page.locator('main .live', { hasText: 'Sent to the queue for billing: assigned to sam.' }).waitFor();
+  assert.equal(await page.getByLabel('Skills the queue requires').count(), 0, 'Rosa holds it no more');
+  const queued = (await api(KEY_A, 'GET', `/conversations/${cid}`)).body;
+  assert.equal(queued.assigned_agent, 'sam', JSON.stringify(queued));
+  assert.equal(queued.status, 'pending_human', JSON.stringify(queued));
+  const log = (await api(KEY_A, 'GET', `/conversations/${cid}/transitions`)).body.items.map((t) => t.reason);
+  assert.ok(log.includes('transferred from rosa to the queue for skills [billing]: a billing question'), JSON.stringify(log));
   await customer.context().close();
   await page.context().close();
 });

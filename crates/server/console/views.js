@@ -675,10 +675,11 @@ export async function conversation(main, { id, query, session }) {
       h.execution_id ? el('p', {}, link(`executions/${encodeURIComponent(h.execution_id)}`, 'The execution that handed over')) : null) : null);
     drawActions(c);
   };
+  // `done`: what to announce, or a function of the response that says it.
   const post = async (what, body, done) => {
     try {
-      await api('POST', `/conversations/${encodeURIComponent(id)}/${what}`, body);
-      live.textContent = done;
+      const r = await api('POST', `/conversations/${encodeURIComponent(id)}/${what}`, body);
+      live.textContent = typeof done === 'function' ? done(r || {}) : done;
       drawFacts(await api('GET', `/conversations/${encodeURIComponent(id)}`));
     } catch (e) {
       live.textContent = e.message;
@@ -723,32 +724,76 @@ export async function conversation(main, { id, query, session }) {
         el('button', { type: 'button', onclick: () => post('release', { agent, note: note.value || null }, 'Released to the queue.') }, 'Release')));
     fill(actions, reply, close, transferForm(c));
   };
-  // Transfer to another agent: the API takes an agent (online, with the conversation's
-  // skills, below capacity), not a queue; the list shows who could take it.
+  // Transfer to another agent (online, with the conversation's skills, below capacity; the
+  // list shows who could take it) or to a skill queue: back in the queue requiring other
+  // skills, routed to whoever has them. Two radio buttons choose; only the chosen field shows.
   const transferForm = (c) => {
+    const title = () => el('h2', { id: 'transfer-h' }, 'Transfer');
     const form = el('form', { class: 'card transfer', novalidate: true, 'aria-labelledby': 'transfer-h' },
-      el('h2', { id: 'transfer-h' }, 'Transfer'), el('p', { class: 'muted' }, 'Loading the agents…'));
+      title(), el('p', { class: 'muted' }, 'Loading the agents…'));
+    const mode = (value, text, checked) => el('label', { class: 'field check' },
+      el('input', { type: 'radio', name: 'transfer-mode', id: `transfer-mode-${value}`, value, checked }), text);
+    const skills = el('input', {
+      id: 'transfer-skills', name: 'skills', type: 'text', maxlength: '500', spellcheck: 'false',
+      autocomplete: 'off', 'aria-describedby': 'transfer-skills-help transfer-skills-err',
+    });
+    const skillsErr = el('span', { class: 'field-error', id: 'transfer-skills-err', 'aria-live': 'polite' });
+    skills.addEventListener('input', () => {
+      if (!skills.value.trim()) return;
+      skills.removeAttribute('aria-invalid');
+      skillsErr.textContent = '';
+    });
+    const skillsField = el('div', { class: 'field', id: 'transfer-skills-field', hidden: true },
+      el('label', { for: 'transfer-skills' }, 'Skills the queue requires'),
+      el('span', { class: 'help', id: 'transfer-skills-help' },
+        'Comma-separated, e.g. billing. They replace the conversation’s own; it keeps its place in the queue and goes to an online agent with all of them.'),
+      skills, skillsErr);
+    const chosen = () => (form.querySelector('input[name="transfer-mode"]:checked') || {}).value || 'agent';
+    const show = () => {
+      const agentField = form.querySelector('#transfer-agent-field');
+      if (agentField) agentField.hidden = chosen() !== 'agent';
+      skillsField.hidden = chosen() !== 'skills';
+    };
     api('GET', '/hil/agents?limit=500').then((r) => {
       const others = (r.items || []).filter((a) => a.id !== c.assigned_agent);
-      if (!others.length) {
-        fill(form, el('h2', { id: 'transfer-h' }, 'Transfer'), el('p', { class: 'muted' }, 'No other agent to transfer to.'));
-        return;
-      }
-      const to = el('select', { id: 'transfer-to', name: 'to' },
-        others.map((a) => el('option', { value: a.id },
-          `${a.name} (${a.id}) · ${a.status} · ${a.load}/${a.capacity}${a.skills.length ? ' · ' + a.skills.join(', ') : ''}`)));
+      const agentField = others.length
+        ? el('div', { class: 'field', id: 'transfer-agent-field' },
+          el('label', { for: 'transfer-to' }, 'Transfer to'),
+          el('select', { id: 'transfer-to', name: 'to' },
+            others.map((a) => el('option', { value: a.id },
+              `${a.name} (${a.id}) · ${a.status} · ${a.load}/${a.capacity}${a.skills.length ? ' · ' + a.skills.join(', ') : ''}`))))
+        : el('p', { class: 'muted', id: 'transfer-agent-field' }, 'No other agent to transfer to: send it to a skill queue instead.');
       const why = el('input', { id: 'transfer-reason', name: 'reason', type: 'text', maxlength: '500' });
-      fill(form, el('h2', { id: 'transfer-h' }, 'Transfer'),
-        el('div', { class: 'field' }, el('label', { for: 'transfer-to' }, 'Transfer to'), to),
+      const modes = el('fieldset', { class: 'sub' }, el('legend', {}, 'Where it goes'),
+        mode('agent', 'To an agent', others.length > 0), mode('skills', 'To a skill queue', others.length === 0));
+      modes.addEventListener('change', show);
+      fill(form, title(), modes, agentField, skillsField,
         el('div', { class: 'field' }, el('label', { for: 'transfer-reason' }, 'Reason (optional)'), why),
         el('button', { type: 'submit' }, 'Transfer'));
-    }).catch((e) => fill(form, el('h2', { id: 'transfer-h' }, 'Transfer'), errorBox(e)));
+      show();
+    }).catch((e) => fill(form, title(), errorBox(e)));
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
+      const why = form.querySelector('#transfer-reason');
+      if (!why) return;
+      const reason = why.value.trim() || null;
+      if (chosen() === 'skills') {
+        const list = skills.value.split(',').map((s) => s.trim()).filter(Boolean);
+        if (!list.length) {
+          skills.setAttribute('aria-invalid', 'true');
+          skillsErr.textContent = 'Name at least one skill, e.g. billing.';
+          skills.focus();
+          return;
+        }
+        skills.removeAttribute('aria-invalid');
+        skillsErr.textContent = '';
+        await post('transfer', { by: agent, skills: list, reason },
+          (r) => `Sent to the queue for ${list.join(', ')}${r.conversation && r.conversation.assigned_agent ? `: assigned to ${r.conversation.assigned_agent}` : ': waiting for an agent with the skills'}.`);
+        return;
+      }
       const to = form.querySelector('#transfer-to');
       if (!to) return;
-      const reason = form.querySelector('#transfer-reason').value.trim();
-      await post('transfer', { by: agent, to: to.value, reason: reason || null }, `Transferred to ${to.value}.`);
+      await post('transfer', { by: agent, to: to.value, reason }, `Transferred to ${to.value}.`);
     });
     return form;
   };

@@ -48,6 +48,18 @@ pub enum HilOp {
         by: String,
         reason: String,
     },
+    /// An item goes back to the queue with other required skills (replacing its own), to be
+    /// routed to whoever has them; `by` is who asked, as for [`HilOp::Transfer`]. The holder,
+    /// if any, lets it go (a claimed conversation moves human_active → pending_human); the
+    /// item keeps its priority and its original queue time, so it is not starved behind work
+    /// queued since, and loses its assignee (anyone with the skills may take it). The routing
+    /// step of the same operation assigns it, never back to the agent it came from.
+    TransferToQueue {
+        item: ItemRef,
+        skills: Vec<String>,
+        by: String,
+        reason: String,
+    },
     /// The holder ends the conversation: human_active → resolved.
     Resolve {
         conversation: String,
@@ -75,6 +87,7 @@ impl HilOp {
             HilOp::Claim { item, .. }
             | HilOp::Release { item, .. }
             | HilOp::Transfer { item, .. }
+            | HilOp::TransferToQueue { item, .. }
                 if item.kind == ItemKind::Conversation =>
             {
                 Some(&item.key)
@@ -135,6 +148,12 @@ pub fn apply(snap: &HilSnapshot, op: &HilOp, at: i64) -> HilResult<HilChanges> {
             by,
             reason,
         } => transfer(&mut d, item, to, by, reason)?,
+        HilOp::TransferToQueue {
+            item,
+            skills,
+            by,
+            reason,
+        } => transfer_to_queue(&mut d, item, skills, by, reason)?,
         HilOp::Resolve {
             conversation,
             agent,
@@ -642,6 +661,84 @@ fn transfer(d: &mut Draft, item: &ItemRef, to: &str, by: &str, reason: &str) -> 
     Ok(())
 }
 
+/// The skills a transfer to the queue asks for: trimmed, without empty or repeated ones
+/// (case-insensitively, the first spelling kept); none is refused.
+fn queue_skills(skills: &[String]) -> HilResult<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for s in skills.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        if !out.iter().any(|k| k.eq_ignore_ascii_case(s)) {
+            out.push(s.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err(HilError::Invalid {
+            field: "skills".into(),
+            why: "name at least one skill the queue routes on (e.g. billing)".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// [`HilOp::TransferToQueue`].
+fn transfer_to_queue(
+    d: &mut Draft,
+    item: &ItemRef,
+    skills: &[String],
+    by: &str,
+    reason: &str,
+) -> HilResult<()> {
+    let at = d.at;
+    let skills = queue_skills(skills)?;
+    let i = find_item(&d.items, item)?;
+    if !d.items[i].state.is_held() && d.items[i].state != ItemState::Queued {
+        return Err(HilError::ItemNotFound {
+            item: item.to_string(),
+        });
+    }
+    let from = d.items[i]
+        .agent
+        .clone()
+        .filter(|_| d.items[i].state.is_held());
+    if let Some(f) = &from {
+        if let Some(fa) = d.agents.iter_mut().find(|a| &a.id == f) {
+            fa.load = fa.load.saturating_sub(1);
+        }
+        d.skip = Some((item.clone(), f.clone()));
+    }
+    let was_active = d.items[i].state == ItemState::Active;
+    let it = &mut d.items[i];
+    it.state = ItemState::Queued;
+    it.agent = None;
+    it.assigned_at = None;
+    it.claimed_at = None;
+    it.assignee = None;
+    it.skills.clone_from(&skills);
+    d.touched.push(item.clone());
+    if item.kind == ItemKind::Conversation {
+        let why = format!(
+            "transferred from {} to the queue for skills [{}]: {reason}",
+            from.as_deref().unwrap_or("the queue"),
+            skills.join(", ")
+        );
+        let c = conv_mut(&mut d.conv, &item.key)?;
+        if was_active {
+            move_conversation(c, ConvStatus::PendingHuman, by, &why, at, &mut d.tr)?;
+        } else {
+            d.tr.push(Transition {
+                conversation_id: c.id.clone(),
+                from: c.status,
+                to: c.status,
+                actor: by.to_string(),
+                reason: why,
+                at,
+            });
+        }
+        c.assigned_agent = None;
+        c.updated_at = at;
+    }
+    Ok(())
+}
+
 /// Why `ag` may not be given `item`, if it may not (the assignee is not checked: a transfer
 /// may override it).
 fn transfer_refusal(ag: &HumanAgent, item: &WorkItem) -> Option<String> {
@@ -746,7 +843,7 @@ fn close_held(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hil::fixtures::{agent, conversation};
+    use crate::hil::fixtures::{agent, conversation, item};
     use serde_json::Value;
 
     fn snapshot(status: ConvStatus, agents: Vec<HumanAgent>, items: Vec<WorkItem>) -> HilSnapshot {
@@ -886,5 +983,231 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code(), "CANNOT_TAKE");
         assert!(e.to_string().contains("capacity"), "{e}");
+    }
+
+    /// c1 claimed by ana (returns), queued at 3 with priority 2.
+    fn claimed_by_ana(agents: Vec<HumanAgent>, mut others: Vec<WorkItem>) -> HilSnapshot {
+        let mut c = conversation(ConvStatus::HumanActive);
+        c.assigned_agent = Some("ana".into());
+        let mut it = item("c1", &["returns"], 2, 3);
+        it.state = ItemState::Active;
+        it.agent = Some("ana".into());
+        it.assigned_at = Some(4);
+        it.claimed_at = Some(4);
+        it.assignee = Some("ana".into());
+        others.insert(0, it);
+        HilSnapshot {
+            tenant: "t".into(),
+            agents,
+            items: others,
+            conversation: Some(c),
+        }
+    }
+
+    fn to_queue(skills: &[&str]) -> HilOp {
+        HilOp::TransferToQueue {
+            item: ItemRef::conversation("c1"),
+            skills: skills.iter().map(|s| s.to_string()).collect(),
+            by: "ana".into(),
+            reason: "a billing question".into(),
+        }
+    }
+
+    /// Each agent's load after `ch`: the snapshot's, less what they no longer hold, plus
+    /// what they hold now.
+    fn loads_after(snap: &HilSnapshot, ch: &HilChanges) -> Vec<(String, u32, u32)> {
+        snap.agents
+            .iter()
+            .map(|a| {
+                let held = |items: &[WorkItem], key: &str| {
+                    items.iter().any(|i| {
+                        i.key == key && i.state.is_held() && i.agent.as_deref() == Some(&a.id)
+                    })
+                };
+                let mut load = a.load;
+                for it in &ch.items {
+                    match (held(&snap.items, &it.key), held(&ch.items, &it.key)) {
+                        (true, false) => load -= 1,
+                        (false, true) => load += 1,
+                        _ => {}
+                    }
+                }
+                (a.id.clone(), load, a.capacity)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_transfer_to_a_skill_queue_requeues_and_routes_to_someone_with_the_skills() {
+        let snap = claimed_by_ana(
+            vec![
+                agent("ana", &["returns", "billing"], 2, 1),
+                agent("bo", &["billing"], 2, 0),
+                agent("cy", &["returns"], 2, 0),
+            ],
+            vec![],
+        );
+        let ch = apply(&snap, &to_queue(&[" billing ", "Billing", ""]), 10).unwrap();
+        // Routed in the same operation, to bo: not back to ana, who sent it away.
+        assert_eq!(
+            ch.assignments,
+            vec![Assignment {
+                item: ItemRef::conversation("c1"),
+                agent: "bo".into()
+            }]
+        );
+        let it = &ch.items[0];
+        assert_eq!(it.skills, vec!["billing".to_string()], "replaced, cleaned");
+        assert_eq!(it.state, ItemState::Assigned);
+        assert_eq!(it.agent.as_deref(), Some("bo"));
+        assert_eq!(
+            (it.priority, it.queued_at),
+            (2, 3),
+            "priority and queue time kept"
+        );
+        assert_eq!((it.assigned_at, it.claimed_at), (Some(10), None));
+        assert_eq!(it.assignee, None, "anyone with the skills may take it");
+        let (c, expected) = ch.conversation.clone().unwrap();
+        assert_eq!(expected, ConvStatus::HumanActive);
+        assert_eq!(c.status, ConvStatus::PendingHuman);
+        assert_eq!(c.assigned_agent.as_deref(), Some("bo"));
+        let moves: Vec<(ConvStatus, ConvStatus, &str, &str)> = ch
+            .transitions
+            .iter()
+            .map(|t| (t.from, t.to, t.actor.as_str(), t.reason.as_str()))
+            .collect();
+        assert_eq!(
+            moves,
+            vec![
+                (
+                    ConvStatus::HumanActive,
+                    ConvStatus::PendingHuman,
+                    "ana",
+                    "transferred from ana to the queue for skills [billing]: a billing question"
+                ),
+                (
+                    ConvStatus::PendingHuman,
+                    ConvStatus::PendingHuman,
+                    "router",
+                    "assigned to bo"
+                ),
+            ]
+        );
+        assert_eq!(
+            loads_after(&snap, &ch),
+            vec![
+                ("ana".to_string(), 0, 2),
+                ("bo".to_string(), 1, 2),
+                ("cy".to_string(), 0, 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_transfer_to_a_skill_queue_waits_when_everyone_with_the_skills_is_full() {
+        let snap = claimed_by_ana(
+            vec![
+                agent("ana", &["returns"], 1, 1),
+                agent("bo", &["billing"], 1, 1),
+                agent("cy", &["returns"], 3, 0),
+            ],
+            vec![],
+        );
+        let ch = apply(&snap, &to_queue(&["billing"]), 10).unwrap();
+        assert!(
+            ch.assignments.is_empty(),
+            "bo is at capacity, cy lacks billing"
+        );
+        assert_eq!(ch.items[0].state, ItemState::Queued);
+        assert_eq!(ch.items[0].agent, None);
+        let (c, _) = ch.conversation.clone().unwrap();
+        assert_eq!(c.status, ConvStatus::PendingHuman);
+        assert_eq!(c.assigned_agent, None);
+        for (id, load, cap) in loads_after(&snap, &ch) {
+            assert!(load <= cap, "{id} holds {load} of {cap}");
+        }
+        assert_eq!(loads_after(&snap, &ch)[0].1, 0, "ana's load dropped");
+    }
+
+    #[test]
+    fn a_transferred_item_keeps_its_place_ahead_of_later_work_and_nobody_goes_over_capacity() {
+        let snap = claimed_by_ana(
+            vec![
+                agent("ana", &["returns"], 2, 1),
+                agent("bo", &["billing"], 1, 0),
+            ],
+            vec![item("later", &["billing"], 2, 7)],
+        );
+        let ch = apply(&snap, &to_queue(&["billing"]), 10).unwrap();
+        assert_eq!(
+            ch.assignments,
+            vec![Assignment {
+                item: ItemRef::conversation("c1"),
+                agent: "bo".into()
+            }],
+            "queued at 3, it goes before `later` (queued at 7)"
+        );
+        for (id, load, cap) in loads_after(&snap, &ch) {
+            assert!(load <= cap, "{id} holds {load} of {cap}");
+        }
+    }
+
+    #[test]
+    fn a_queued_item_can_be_sent_to_other_skills_and_an_assigned_one_keeps_its_status() {
+        // Queued: nobody held it; the skills change and routing finds bo.
+        let mut snap = snapshot(
+            ConvStatus::PendingHuman,
+            vec![agent("bo", &["billing"], 1, 0)],
+            vec![item("c1", &["returns"], 0, 3)],
+        );
+        let ch = apply(&snap, &to_queue(&["billing"]), 10).unwrap();
+        assert_eq!(ch.assignments.len(), 1);
+        assert_eq!(
+            ch.transitions[0].reason,
+            "transferred from the queue to the queue for skills [billing]: a billing question"
+        );
+        // Assigned (not claimed): pending_human stays, recorded as a transition to itself.
+        snap.agents.push(agent("ana", &["returns"], 1, 1));
+        snap.items[0].state = ItemState::Assigned;
+        snap.items[0].agent = Some("ana".into());
+        let ch = apply(&snap, &to_queue(&["billing"]), 10).unwrap();
+        let t = &ch.transitions[0];
+        assert_eq!(
+            (t.from, t.to),
+            (ConvStatus::PendingHuman, ConvStatus::PendingHuman)
+        );
+        assert!(
+            t.reason.starts_with("transferred from ana "),
+            "{}",
+            t.reason
+        );
+        assert_eq!(ch.items[0].agent.as_deref(), Some("bo"));
+    }
+
+    #[test]
+    fn a_transfer_to_a_skill_queue_refuses_no_skills_and_unknown_items() {
+        let snap = claimed_by_ana(vec![agent("ana", &["returns"], 1, 1)], vec![]);
+        let e = apply(&snap, &to_queue(&[" ", ""]), 10).unwrap_err();
+        assert_eq!(e.code(), "INVALID_HIL_INPUT");
+        assert!(e.to_string().contains("skills"), "{e}");
+        let e = apply(&snap, &to_queue(&[]), 10).unwrap_err();
+        assert_eq!(e.code(), "INVALID_HIL_INPUT");
+        let e = apply(
+            &snap,
+            &HilOp::TransferToQueue {
+                item: ItemRef::conversation("nope"),
+                skills: vec!["billing".into()],
+                by: "ana".into(),
+                reason: "x".into(),
+            },
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "ITEM_NOT_FOUND");
+        // A done item is not in the queue any more.
+        let mut done = snap.clone();
+        done.items[0].state = ItemState::Done;
+        let e = apply(&done, &to_queue(&["billing"]), 10).unwrap_err();
+        assert_eq!(e.code(), "ITEM_NOT_FOUND");
     }
 }

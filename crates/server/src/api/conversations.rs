@@ -592,16 +592,116 @@ pub struct NoteBody {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// A transfer: to an agent (`to`) or to a skill queue (`skills`), exactly one of them. Its
+/// document (a `oneOf` of the two shapes) is written by hand below: a derive cannot say
+/// "exactly one".
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferBody {
     /// Who asks: the holder (a transfer) or a supervisor (a reassignment).
     pub by: String,
     /// The agent who gets it (id or e-mail): online, with the skills, below capacity.
-    pub to: String,
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Or: back to the queue, requiring these skills instead of its own, routed to whoever
+    /// has them.
+    #[serde(default)]
+    pub skills: Option<Vec<String>>,
     #[serde(default)]
     pub reason: Option<String>,
 }
+
+/// Where a [`TransferBody`] sends the conversation.
+enum TransferTo {
+    Agent(String),
+    Skills(Vec<String>),
+}
+
+impl TransferBody {
+    /// `to` or `skills`, exactly one; skills trimmed, blank ones dropped (none left is
+    /// refused).
+    fn target(&self) -> ApiResult<TransferTo> {
+        let bad = |m: &str| ApiError::bad_request("INVALID_TRANSFER", m.to_string());
+        match (&self.to, &self.skills) {
+            (Some(to), None) => Ok(TransferTo::Agent(to.clone())),
+            (None, Some(skills)) => {
+                let skills: Vec<String> = skills
+                    .iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                if skills.is_empty() {
+                    return Err(bad(
+                        "`skills` names no skill: give at least one, e.g. {\"skills\": [\"billing\"]}",
+                    ));
+                }
+                Ok(TransferTo::Skills(skills))
+            }
+            (Some(_), Some(_)) => Err(bad(
+                "give `to` (an agent) or `skills` (a skill queue), not both",
+            )),
+            (None, None) => Err(bad(
+                "say where it goes: `to` (an agent's id or e-mail) or `skills` (a skill queue, e.g. [\"billing\"])",
+            )),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for TransferBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Type,
+        };
+        let text = |d: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(d))
+        };
+        let shape = |title: &str, key: &str, value: utoipa::openapi::RefOr<_>| {
+            ObjectBuilder::new()
+                .title(Some(title))
+                .property(
+                    "by",
+                    text("Who asks: the holder (a transfer) or a supervisor (a reassignment)."),
+                )
+                .required("by")
+                .property(key, value)
+                .required(key)
+                .property(
+                    "reason",
+                    ObjectBuilder::new()
+                        .schema_type(
+                            [Type::String, Type::Null]
+                                .into_iter()
+                                .collect::<utoipa::openapi::schema::SchemaType>(),
+                        )
+                        .description(Some("Why, for the record.")),
+                )
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let to =
+            text("The agent who gets it (id or e-mail): online, with the skills, below capacity.");
+        let skills = ArrayBuilder::new()
+            .items(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("\\S")),
+            )
+            .min_items(Some(1))
+            .description(Some(
+                "Back to the queue, requiring these skills instead of its own (priority and queue time kept), routed to whoever has them.",
+            ));
+        OneOfBuilder::new()
+            .description(Some(
+                "Where the conversation goes: `to` an agent or a skill queue (`skills`), exactly one.",
+            ))
+            .item(shape("To an agent", "to", to.into()))
+            .item(shape("To a skill queue", "skills", skills.into()))
+            .into()
+    }
+}
+
+impl ToSchema for TransferBody {}
 
 /// What a queue operation changed.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -776,11 +876,13 @@ pub async fn release(
 }
 
 /// Transfers (the holder, an `execute` key) or reassigns (anyone else: an `admin` key) a
-/// conversation to another agent.
+/// conversation to another agent (`to`), or back to the queue for other skills (`skills`:
+/// they replace its own, it keeps its priority and queue time, and routing gives it to an
+/// online agent with them, not the one it came from, or it waits for one).
 #[utoipa::path(post, path = "/conversations/{id}/transfer", tag = "hil",
     params(("id" = String, Path, description = "Conversation id")),
     request_body = TransferBody,
-    responses((status = 200, body = ActedView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = ActedView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = []))
 )]
 pub async fn transfer(
@@ -790,6 +892,7 @@ pub async fn transfer(
     ApiJson(body): ApiJson<TransferBody>,
 ) -> ApiResult<Json<ActedView>> {
     caller.require(Scope::Execute)?;
+    let target = body.target()?;
     acting(&state, &caller, &body.by).await?;
     // The holder transfers; anyone else reassigns, which takes an admin key.
     let c = state.store().get_conversation(&caller.tenant, &id).await?;
@@ -803,17 +906,22 @@ pub async fn transfer(
     if !by_holder {
         caller.require(Scope::Admin)?;
     }
-    let changes = conv::act(
-        state.hil(),
-        &caller.tenant,
-        hilo_core::hil::HilOp::Transfer {
+    let reason = body.reason.unwrap_or_else(|| "transferred".into());
+    let op = match target {
+        TransferTo::Agent(to) => hilo_core::hil::HilOp::Transfer {
             item: ItemRef::conversation(&id),
-            to: body.to,
+            to,
             by: body.by,
-            reason: body.reason.unwrap_or_else(|| "transferred".into()),
+            reason,
         },
-    )
-    .await?;
+        TransferTo::Skills(skills) => hilo_core::hil::HilOp::TransferToQueue {
+            item: ItemRef::conversation(&id),
+            skills,
+            by: body.by,
+            reason,
+        },
+    };
+    let changes = conv::act(state.hil(), &caller.tenant, op).await?;
     Ok(Json(acted(changes)))
 }
 

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 use crate::common::TestServer;
 
+mod transfer;
+
 const SUPPORT: &str = r#"
 name: support
 version: 1
