@@ -474,8 +474,17 @@ pub enum HilCommand {
         #[arg(long, value_name = "ID|EMAIL")]
         by: String,
         /// Who gets it (id or e-mail)
-        #[arg(long, value_name = "ID|EMAIL")]
-        to: String,
+        #[arg(
+            long,
+            value_name = "ID|EMAIL",
+            required_unless_present = "skills",
+            conflicts_with = "skills"
+        )]
+        to: Option<String>,
+        /// Or: back to the queue for these skills (comma-separated), routed to whoever has
+        /// them all
+        #[arg(long, value_name = "SKILL,…", value_delimiter = ',')]
+        skills: Vec<String>,
         /// Why, for the record
         #[arg(long)]
         reason: Option<String>,

@@ -371,11 +371,12 @@ async fn hil(c: &Client, cmd: HilCommand) -> Result<(), Exit> {
             id,
             by,
             to,
+            skills,
             reason,
             json,
         } => {
             let v = c
-                .transfer(&id, &by, &to, reason.as_deref())
+                .transfer(&id, &by, to.as_deref(), &skills, reason.as_deref())
                 .await
                 .map_err(err)?;
             print_acted(&v, json, "transferred")

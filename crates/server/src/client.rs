@@ -919,20 +919,24 @@ impl Client {
     }
 
     /// `POST /conversations/{id}/transfer`.
+    /// `POST /conversations/{id}/transfer`: to the agent `to`, or (`to` absent) back to the
+    /// queue for `skills`.
     pub async fn transfer(
         &self,
         id: &str,
         by: &str,
-        to: &str,
+        to: Option<&str>,
+        skills: &[String],
         reason: Option<&str>,
     ) -> Result<ActedView, ClientError> {
         let id = segment("conversation id", id)?;
-        self.post_json(
-            &["conversations", id, "transfer"],
-            &[],
-            &json!({ "by": by, "to": to, "reason": reason }),
-        )
-        .await
+        let mut body = json!({ "by": by, "reason": reason });
+        match to {
+            Some(to) => body["to"] = json!(to),
+            None => body["skills"] = json!(skills),
+        }
+        self.post_json(&["conversations", id, "transfer"], &[], &body)
+            .await
     }
 
     /// `GET /hil/agents`.

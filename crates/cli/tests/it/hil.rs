@@ -164,6 +164,26 @@ fn a_human_agent_works_a_conversation_from_the_cli() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     assert!(out.contains("human_active"), "{out}");
+
+    // Back to the queue for a skill: nobody else online has `returns` (and it never goes
+    // straight back to Rosa), so it waits until Rosa claims it again.
+    let o = remote(&db, &url, &key, &["hil", "transfer", &id, "--by", "rosa"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a transfer needs --to or --skills"
+    );
+    let out = ok(&[
+        "hil", "transfer", &id, "--by", "rosa", "--skills", "returns", "--json",
+    ]);
+    assert!(out.contains("pending_human"), "{out}");
+    let o = remote(
+        &db,
+        &url,
+        &rosa_key,
+        &["claim", &id, "--agent", "rosa@shop.example"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let out = ok(&["reply", &id, "Your return is approved.", "--agent", "rosa"]);
     assert!(out.contains("sent (message"), "{out}");
     let out = ok(&["back-to-ai", &id, "--agent", "rosa", "--note", "label sent"]);
