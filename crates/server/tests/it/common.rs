@@ -1,6 +1,7 @@
 //! A server on a free port over a fresh SQLite file, with the engine's test tools (and, when
 //! asked, agents on an LLM configuration), and helpers to make keys and calls.
 
+use std::process::Command;
 use std::sync::Arc;
 
 use hilo_core::Catalog;
@@ -290,3 +291,57 @@ nodes:
 edges:
   - {from: approve, to: done}
 "#;
+
+/// A fresh PostgreSQL database (the local server at 127.0.0.1:5432, user `postgres`),
+/// dropped when this goes out of scope.
+pub struct PgDb {
+    name: String,
+    pub url: String,
+}
+
+fn psql(sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-qAt",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql (the PostgreSQL client) is needed by these tests")
+}
+
+impl PgDb {
+    pub fn create(tag: &str) -> PgDb {
+        let name = format!(
+            "hilo_server_{tag}_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let out = psql(&format!("CREATE DATABASE {name}"));
+        assert!(
+            out.status.success(),
+            "PostgreSQL at 127.0.0.1:5432 (user postgres) is needed by these tests: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        PgDb { name, url }
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}

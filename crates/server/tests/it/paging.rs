@@ -4,13 +4,12 @@
 //! test, dropped at the end).
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use hilo_core::access::Scope;
 use hilo_server::config::Settings;
 use serde_json::{Value, json};
 
-use crate::common::{ASK, THREE_STEPS, TestServer};
+use crate::common::{ASK, PgDb, THREE_STEPS, TestServer};
 
 /// Every page of `path` with `limit`, following `next_cursor`; the items in order.
 async fn page_all(s: &TestServer, key: &str, path: &str, limit: u32) -> Vec<Value> {
@@ -134,59 +133,6 @@ async fn lists_page_by_cursor_on_sqlite() {
     let s = TestServer::start().await;
     every_list_pages_each_item_once(&s).await;
     s.stop().await;
-}
-
-/// A fresh PostgreSQL database, dropped when this goes out of scope.
-struct PgDb {
-    name: String,
-    url: String,
-}
-
-fn psql(sql: &str) -> std::process::Output {
-    Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-qAt",
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql (the PostgreSQL client) is needed by these tests")
-}
-
-impl PgDb {
-    fn create(tag: &str) -> PgDb {
-        let name = format!(
-            "hilo_server_{tag}_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        );
-        let out = psql(&format!("CREATE DATABASE {name}"));
-        assert!(
-            out.status.success(),
-            "PostgreSQL at 127.0.0.1:5432 (user postgres) is needed by these tests: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        PgDb { name, url }
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let _ = psql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
-    }
 }
 
 #[tokio::test]

@@ -3,13 +3,11 @@
 //! database knows it, and a sign-out on one replica is refused by the others at once. The
 //! same for a chat token. On SQLite (one file, two servers) and on PostgreSQL.
 
-use std::process::Command;
-
 use hilo_core::access::Scope;
 use hilo_server::config::{Binding, Settings};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, read};
+use crate::common::{PgDb, TestServer, read};
 
 fn root(s: &TestServer) -> String {
     s.base.trim_end_matches("/api/v1").to_string()
@@ -204,58 +202,4 @@ async fn a_chat_token_works_on_every_replica_and_after_a_restart() {
     let again = TestServer::on(&db, chat_settings(), None).await;
     assert_eq!(say(&again, &token, "three").await, (200, id));
     again.stop().await;
-}
-
-/// A fresh PostgreSQL database (the local server at 127.0.0.1:5432, user `postgres`),
-/// dropped when this goes out of scope.
-struct PgDb {
-    name: String,
-    url: String,
-}
-
-fn psql(sql: &str) -> std::process::Output {
-    Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-qAt",
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql (the PostgreSQL client) is needed by these tests")
-}
-
-impl PgDb {
-    fn create(tag: &str) -> PgDb {
-        let name = format!(
-            "hilo_server_{tag}_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        );
-        let out = psql(&format!("CREATE DATABASE {name}"));
-        assert!(
-            out.status.success(),
-            "PostgreSQL at 127.0.0.1:5432 (user postgres) is needed by these tests: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        PgDb { name, url }
-    }
-}
-
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let _ = psql(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
-    }
 }
