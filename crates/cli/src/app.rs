@@ -1,9 +1,10 @@
 //! The process's wiring: one [`App`] per `hilo` invocation, built in `main` from the global
 //! flags and handed by reference to every command. It owns what the crates need wired
 //! together (the configuration, the store, the tool executor with its MCP servers, the agent
-//! runtime and the engine), each built on first use only (`hilo validate` opens no store,
-//! `hilo executions list` starts no MCP server), then closed by [`App::shutdown`] and
-//! dropped before the process exits.
+//! runtime, the engine and, when `[telemetry]` names a collector, the traces), each built on
+//! first use only (`hilo validate` opens no store, `hilo executions list` starts no MCP
+//! server), then closed by [`App::shutdown`] (which also flushes queued spans) and dropped
+//! before the process exits.
 //!
 //! Why it matters: the MCP servers are child processes and the tool executor queues audit
 //! entries; a store must be dropped before the process exits so that it folds its step log
@@ -42,6 +43,8 @@ pub struct App {
     mcp: Mutex<Vec<Arc<McpServers>>>,
     agents: OnceLock<Arc<dyn AgentRuntime>>,
     engine: OnceLock<Engine>,
+    /// Traces of executions (`[telemetry]`); `None` inside when no endpoint is configured.
+    traces: OnceLock<Option<hilo_telemetry::Traces>>,
     /// Whether [`App::close_tools`] ran: the audit queue is flushed once.
     closed: AtomicBool,
 }
@@ -58,6 +61,7 @@ impl App {
             tools: OnceLock::new(),
             mcp: Mutex::new(Vec::new()),
             agents: OnceLock::new(),
+            traces: OnceLock::new(),
             engine: OnceLock::new(),
             closed: AtomicBool::new(false),
         }
@@ -180,10 +184,15 @@ impl App {
         }
         let store = self.store().await?;
         let tools: Arc<dyn ToolExecutor> = self.tools().await?;
+        // Every model call is counted in the metrics as it is written to the ledger, and
+        // traced (a `chat` span) when traces are on.
+        let mut costs = hilo_server::metrics::metered_costs(store.clone());
+        if let Some(t) = self.traces().await? {
+            costs = t.costs(costs);
+        }
         let router = hilo_llm::Router::new(
             self.config()?.llm.clone(),
-            // Every model call is counted in the metrics as it is written to the ledger.
-            hilo_server::metrics::metered_costs(store.clone()),
+            costs,
             Some(Arc::new(self.vault(&store))),
         );
         let agents: Arc<dyn AgentRuntime> =
@@ -205,7 +214,23 @@ impl App {
             ..EngineOptions::default()
         };
         let engine = Engine::new(store, tools, Some(agents), options);
+        if let Some(t) = self.traces().await? {
+            t.observe(&engine);
+        }
         Ok(self.engine.get_or_init(|| engine).clone())
+    }
+
+    /// The traces of executions `[telemetry]` asks for (OTLP/HTTP export), or `None` when no
+    /// endpoint is configured: then nothing is installed and nothing slows down. Built on
+    /// first use.
+    pub async fn traces(&self) -> Result<Option<hilo_telemetry::Traces>, Exit> {
+        if let Some(t) = self.traces.get() {
+            return Ok(t.clone());
+        }
+        let store = self.store().await?;
+        let traces = hilo_telemetry::Traces::from_config(&self.config()?.telemetry, store)
+            .map_err(|e| Exit::invalid(anyhow!(e)))?;
+        Ok(self.traces.get_or_init(|| traces).clone())
     }
 
     /// Stores the audit entries still queued and stops the MCP servers; once (later calls do
@@ -224,10 +249,14 @@ impl App {
         futures_util::future::join_all(servers.iter().map(|s| s.shutdown())).await;
     }
 
-    /// Closes the tools ([`App::close_tools`]), then drops the engine, the executor and the
+    /// Closes the tools ([`App::close_tools`]), flushes the traces, then drops the engine, the executor and the
     /// store, in that order ([`Drop`]).
     pub async fn shutdown(self) {
         self.close_tools().await;
+        // Spans still queued go to the collector before the process exits.
+        if let Some(Some(t)) = self.traces.get() {
+            t.flush().await;
+        }
         drop(self);
     }
 }

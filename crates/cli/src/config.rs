@@ -55,6 +55,9 @@
 //! durability = "full"           # "normal" (default): safe against crashes; "full": against power loss
 //! payload_threshold_bytes = 16384   # larger values are stored once and referenced
 //! max_connections = 16          # PostgreSQL: connections per process (default 16)
+//!
+//! [telemetry]                   # traces of executions over OTLP/HTTP (docs/observability.md)
+//! otlp_endpoint = "http://localhost:4318"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -89,6 +92,7 @@ struct FileSchema {
     queue: Option<QueueSection>,
     conversations: Option<hilo_server::config::ConversationSettings>,
     console: Option<hilo_server::config::ConsoleSettings>,
+    telemetry: Option<hilo_telemetry::TelemetryConfig>,
 }
 
 /// `[tools]`.
@@ -361,6 +365,8 @@ pub struct Config {
     pub llm: hilo_llm::Resolved,
     /// `[server]`, `[callbacks]`, `[tiers]`, `[queue.redis]`: what `hilo serve` reads.
     pub server: hilo_server::Settings,
+    /// `[telemetry]`: where traces of executions go (none unless an endpoint is set).
+    pub telemetry: hilo_telemetry::TelemetryConfig,
 }
 
 impl Config {
@@ -543,6 +549,11 @@ impl Config {
             .extend(config.llm.profiles.keys().cloned());
         config.server =
             hilo_server::Settings::from_value(&value).map_err(|e| anyhow::anyhow!(e))?;
+        if let Some(v) = value.get("telemetry") {
+            config.telemetry = serde_json::from_value(v.clone()).map_err(|e| {
+                anyhow::anyhow!("`[telemetry]`: {e} (fields: otlp_endpoint, service_name)")
+            })?;
+        }
         config.apply_tiers();
         Ok(config)
     }

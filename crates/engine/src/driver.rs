@@ -484,11 +484,18 @@ impl Engine {
         }
     }
 
-    /// Sets the observer told about every committed event with its execution's tenant and
-    /// workflow (besides the one of [`Engine::set_observer`]).
-    pub fn set_execution_observer(&self, observer: ExecutionObserver) {
+    /// Adds an observer told about every committed event with its execution's tenant and
+    /// workflow (besides the one of [`Engine::set_observer`]); observers added before are
+    /// kept and told first (metrics and traces both watch one engine).
+    pub fn add_execution_observer(&self, observer: ExecutionObserver) {
         if let Ok(mut o) = self.inner.execution_observer.lock() {
-            *o = Some(observer);
+            *o = Some(match o.take() {
+                None => observer,
+                Some(prev) => Arc::new(move |x: &Observed<'_>, e: &Event| {
+                    prev(x, e);
+                    observer(x, e);
+                }),
+            });
         }
     }
 

@@ -217,3 +217,54 @@ edges:
         "{iterations} iterations ran"
     );
 }
+
+#[tokio::test]
+async fn every_execution_observer_added_is_told_every_committed_event_in_order() {
+    use std::sync::{Arc, Mutex};
+    let env = env().await;
+    let seen: Arc<Mutex<Vec<(&'static str, String)>>> = Arc::default();
+    for name in ["metrics", "traces"] {
+        let seen = seen.clone();
+        env.engine.add_execution_observer(Arc::new(
+            move |o: &hilo_engine::driver::Observed<'_>, e: &hilo_core::exec::Event| {
+                assert_eq!(o.tenant, DEFAULT_TENANT);
+                seen.lock()
+                    .unwrap()
+                    .push((name, e.kind.as_str().to_string()));
+            },
+        ));
+    }
+    let out = env
+        .run(
+            r#"
+name: two
+version: 1
+nodes:
+  - {id: a, type: set, vars: {x: 1}}
+  - {id: done, type: finish}
+edges:
+  - {from: a, to: done}
+"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(out.status.as_str(), "succeeded");
+    let seen = seen.lock().unwrap();
+    let metrics: Vec<_> = seen
+        .iter()
+        .filter(|s| s.0 == "metrics")
+        .map(|s| &s.1)
+        .collect();
+    let traces: Vec<_> = seen
+        .iter()
+        .filter(|s| s.0 == "traces")
+        .map(|s| &s.1)
+        .collect();
+    assert!(!metrics.is_empty(), "the first observer is kept");
+    assert_eq!(metrics, traces, "both are told every event");
+    assert_eq!(seen[0].0, "metrics", "the first added is told first");
+    assert_eq!(
+        metrics.last().map(|s| s.as_str()),
+        Some("execution_succeeded")
+    );
+}

@@ -46,7 +46,7 @@ struct Clocks {
 pub fn install(engine: &Engine) {
     let _ = super::handle();
     let clocks = Arc::new(Clocks::default());
-    engine.set_execution_observer(Arc::new(move |o: &Observed<'_>, e: &Event| {
+    engine.add_execution_observer(Arc::new(move |o: &Observed<'_>, e: &Event| {
         record(&clocks, o, e);
     }));
 }

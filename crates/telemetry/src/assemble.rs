@@ -1,0 +1,695 @@
+//! The assembling half: committed events and cost-ledger rows in, finished spans out.
+//!
+//! A span is emitted once, by the process that sees its end event: a node attempt's at its
+//! `node_succeeded` / `node_failed` / `node_retrying` / `node_cancelled` (or `node_skipped`
+//! when it had started), a compensation's at `compensation_succeeded` / `_failed`, the root's
+//! at the execution's end. Its start is the time of the event that began it (`node_started`,
+//! or `node_waiting` for a `human` node, `compensation_started`, the execution's creation):
+//! buffered when this process saw it, read back from the store's history when it did not (the
+//! execution was resumed here). `chat` spans are emitted as their ledger rows arrive; their
+//! costs are summed on their node attempt's span, and the root's cost is the ledger's total
+//! for the execution.
+//!
+//! Memory is bounded: an execution's buffer goes when it ends or waits (what a resumed run
+//! needs is read back from the store), holds at most [`MAX_OPEN`] open spans, and at most
+//! [`MAX_EXECUTIONS`] executions are buffered at once.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hilo_core::exec::{Event, EventKind};
+use hilo_core::llm::LlmCall;
+use hilo_core::store::Store;
+use opentelemetry::trace::{
+    Event as SpanEvent, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState,
+};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::NodeInfo;
+use crate::export::Out;
+use crate::ids;
+
+/// Open spans (node attempts, compensations) buffered per execution at most.
+pub const MAX_OPEN: usize = 4096;
+
+/// Executions buffered at once at most; beyond, one is evicted (its spans' starts are then read
+/// back from the store).
+pub const MAX_EXECUTIONS: usize = 100_000;
+
+/// Span events (a person's answer, a timer, a child's end) kept per span at most.
+const MAX_SPAN_EVENTS: usize = 64;
+
+/// The node kinds whose attempts begin with an event of their own (`node_started`, or
+/// `node_waiting` for `human` and `wait`); others complete in the step that reaches them.
+const BEGUN: [&str; 7] = [
+    "tool", "agent", "workflow", "loop", "human", "wait", "unknown",
+];
+
+/// An event as the observer saw it.
+pub struct Observed {
+    pub id: String,
+    pub tenant: String,
+    pub workflow: String,
+    pub node: Option<NodeInfo>,
+    pub event: Event,
+}
+
+/// What the assembler is sent.
+pub enum Input {
+    Event(Box<Observed>),
+    Call(Box<LlmCall>),
+    /// Emit what is assembled, have it exported, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// A span begun and not ended yet.
+struct Open {
+    start: i64,
+    attempt: u32,
+    /// The tool its begin event names (a compensation's).
+    tool: Option<String>,
+    events: Vec<SpanEvent>,
+}
+
+/// What is buffered of one execution.
+#[derive(Default)]
+struct Exec {
+    root_start: Option<i64>,
+    /// By node key (`#compensate/<key>` for compensations).
+    open: HashMap<String, Open>,
+    /// Nano-dollars of the model calls seen, by node key and attempt.
+    costs: HashMap<(String, u32), i64>,
+    /// Model calls seen by node key and attempt (to number their spans).
+    calls: HashMap<(String, u32), u32>,
+}
+
+struct Assembler {
+    out: mpsc::Sender<Out>,
+    store: Arc<dyn Store>,
+    execs: HashMap<String, Exec>,
+    scope: InstrumentationScope,
+}
+
+/// Runs the assembler until every sender is gone.
+pub async fn run(mut rx: mpsc::Receiver<Input>, out: mpsc::Sender<Out>, store: Arc<dyn Store>) {
+    let mut a = Assembler {
+        out,
+        store,
+        execs: HashMap::new(),
+        scope: InstrumentationScope::builder("hilo")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build(),
+    };
+    while let Some(input) = rx.recv().await {
+        match input {
+            Input::Event(o) => a.event(*o).await,
+            Input::Call(c) => a.call(&c),
+            Input::Flush(done) => {
+                let (tx, wait) = oneshot::channel();
+                if a.out.send(Out::Flush(tx)).await.is_ok() {
+                    let _ = wait.await;
+                }
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Unix ms as a time.
+fn time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// Nano-dollars as US dollars.
+fn usd(nanos: i64) -> f64 {
+    nanos as f64 / 1e9
+}
+
+fn is_terminal(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::ExecutionSucceeded
+            | EventKind::ExecutionFailed
+            | EventKind::ExecutionCompensated
+            | EventKind::ExecutionHandedOver
+            | EventKind::ExecutionCancelled
+    )
+}
+
+/// A span event from a history event.
+fn span_event(e: &Event) -> SpanEvent {
+    let mut attrs = Vec::new();
+    if let Value::Object(m) = &e.data {
+        for (k, v) in m {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            attrs.push(KeyValue::new(format!("hilo.{k}"), v));
+        }
+    }
+    SpanEvent::new(e.kind.as_str(), time(e.at), attrs, 0)
+}
+
+impl Assembler {
+    fn exec(&mut self, id: &str) -> Option<&mut Exec> {
+        if !self.execs.contains_key(id) {
+            if self.execs.len() >= MAX_EXECUTIONS {
+                // One that ended elsewhere (a lost lease) may hold its slot forever: make room
+                // by evicting any; its spans read their starts back from the store.
+                let any = self.execs.keys().next().cloned();
+                if let Some(k) = any {
+                    self.execs.remove(&k);
+                }
+            }
+            self.execs.insert(id.to_string(), Exec::default());
+        }
+        self.execs.get_mut(id)
+    }
+
+    fn open(&mut self, id: &str, key: String, begin: &Event) {
+        let (start, attempt) = (begin.at, begin.attempt);
+        if let Some(x) = self.exec(id) {
+            if x.open.len() >= MAX_OPEN && !x.open.contains_key(&key) {
+                tracing::warn!(
+                    "execution {id}: too many open spans; {key} is traced from the store"
+                );
+                return;
+            }
+            x.open.insert(
+                key,
+                Open {
+                    start,
+                    attempt,
+                    tool: tool_of(begin),
+                    events: Vec::new(),
+                },
+            );
+        }
+    }
+
+    fn note(&mut self, id: &str, key: &str, e: &Event) {
+        if let Some(o) = self.execs.get_mut(id).and_then(|x| x.open.get_mut(key))
+            && o.events.len() < MAX_SPAN_EVENTS
+        {
+            o.events.push(span_event(e));
+        }
+    }
+
+    async fn event(&mut self, o: Observed) {
+        use EventKind as K;
+        let e = &o.event;
+        let key = e.node.clone().unwrap_or_default();
+        match e.kind {
+            K::ExecutionStarted => {
+                if let Some(x) = self.exec(&o.id) {
+                    x.root_start = Some(e.at);
+                }
+            }
+            K::NodeStarted => self.open(&o.id, key, e),
+            K::NodeWaiting => {
+                let waiting = self
+                    .execs
+                    .get(&o.id)
+                    .is_some_and(|x| x.open.contains_key(&key));
+                if !waiting {
+                    self.open(&o.id, key.clone(), e);
+                }
+                self.note(&o.id, &key, e);
+            }
+            K::HumanAnswered | K::TimerFired | K::ChildFinished => self.note(&o.id, &key, e),
+            K::CompensationStarted => self.open(&o.id, format!("#compensate/{key}"), e),
+            K::NodeRetrying => match key.strip_suffix("#compensate") {
+                Some(base) => self.end_compensation(&o, base, "retrying").await,
+                None => self.end_node(&o, "retrying").await,
+            },
+            K::NodeSucceeded => self.end_node(&o, "succeeded").await,
+            K::NodeFailed => self.end_node(&o, "failed").await,
+            K::NodeCancelled => self.end_node(&o, "cancelled").await,
+            K::NodeSkipped => {
+                let started = self
+                    .execs
+                    .get(&o.id)
+                    .is_some_and(|x| x.open.contains_key(&key));
+                if started {
+                    self.end_node(&o, "skipped").await;
+                }
+            }
+            K::CompensationSucceeded => self.end_compensation(&o, &key, "succeeded").await,
+            K::CompensationFailed => self.end_compensation(&o, &key, "failed").await,
+            K::ExecutionWaiting => {
+                // Whatever resumes it (here or elsewhere) reads the starts from the store.
+                self.execs.remove(&o.id);
+            }
+            k if is_terminal(k) => self.end_root(&o).await,
+            _ => {}
+        }
+    }
+
+    /// The start and span events of the span of `key` ended by `end`, from the history
+    /// (this process did not see it begin): the last event before `end` that began it.
+    async fn read_back(&self, id: &str, key: &str, end: &Event, begins: &[EventKind]) -> Open {
+        let events = match self.store.events(id).await {
+            Ok(ev) => ev,
+            Err(err) => {
+                tracing::warn!("execution {id}: history not read for its trace: {err}");
+                Vec::new()
+            }
+        };
+        let before: Vec<&Event> = events
+            .iter()
+            .filter(|x| x.seq < end.seq && x.node.as_deref() == Some(key))
+            .collect();
+        let began = before.iter().rposition(|x| {
+            begins.contains(&x.kind)
+                && (x.attempt == end.attempt || x.attempt == 0 || end.attempt == 0)
+        });
+        match began {
+            Some(i) => Open {
+                start: before[i].at,
+                attempt: before[i].attempt,
+                tool: tool_of(before[i]),
+                events: before[i..]
+                    .iter()
+                    .filter(|x| {
+                        matches!(
+                            x.kind,
+                            EventKind::NodeWaiting
+                                | EventKind::HumanAnswered
+                                | EventKind::TimerFired
+                                | EventKind::ChildFinished
+                        )
+                    })
+                    .take(MAX_SPAN_EVENTS)
+                    .map(|x| span_event(x))
+                    .collect(),
+            },
+            None => Open {
+                start: end.at,
+                attempt: end.attempt,
+                tool: None,
+                events: Vec::new(),
+            },
+        }
+    }
+
+    async fn end_node(&mut self, o: &Observed, outcome: &'static str) {
+        let e = &o.event;
+        let key = e.node.clone().unwrap_or_default();
+        let buffered = self.execs.get_mut(&o.id).and_then(|x| x.open.remove(&key));
+        let kind = o.node.as_ref().map_or("unknown", |n| n.kind);
+        let span = match buffered {
+            Some(s) => s,
+            // Nodes that complete in the step that reaches them (conditions, `set`, `finish`,
+            // …) have no begin event: an instant, without reading the history.
+            None if !BEGUN.contains(&kind) => Open {
+                start: e.at,
+                attempt: e.attempt,
+                tool: None,
+                events: Vec::new(),
+            },
+            None => {
+                self.read_back(
+                    &o.id,
+                    &key,
+                    e,
+                    &[EventKind::NodeStarted, EventKind::NodeWaiting],
+                )
+                .await
+            }
+        };
+        // The attempt its begin event named (the one its model calls name too).
+        let attempt = span.attempt;
+        let cost = self
+            .execs
+            .get_mut(&o.id)
+            .and_then(|x| {
+                x.calls.remove(&(key.clone(), attempt));
+                x.costs.remove(&(key.clone(), attempt))
+            })
+            .unwrap_or(0);
+        let info = o.node.clone().unwrap_or(NodeInfo {
+            kind: "unknown",
+            tool: None,
+        });
+        let (name, mut attrs): (String, Vec<KeyValue>) = match info.kind {
+            "agent" => {
+                let agent = key.rsplit('/').next().unwrap_or(&key).to_string();
+                (
+                    format!("invoke_agent {agent}"),
+                    vec![
+                        KeyValue::new("gen_ai.operation.name", "invoke_agent"),
+                        KeyValue::new("gen_ai.agent.name", agent),
+                    ],
+                )
+            }
+            "tool" => {
+                let tool = info.tool.clone().unwrap_or_default();
+                let call_id = format!("{}:{key}", o.id);
+                (
+                    format!("execute_tool {tool}"),
+                    vec![
+                        KeyValue::new("gen_ai.operation.name", "execute_tool"),
+                        KeyValue::new("gen_ai.tool.name", tool),
+                        KeyValue::new("gen_ai.tool.call.id", call_id.clone()),
+                        KeyValue::new("hilo.idempotency_key", call_id),
+                    ],
+                )
+            }
+            "human" => (format!("human_wait {key}"), Vec::new()),
+            "workflow" => (format!("child_workflow {key}"), Vec::new()),
+            "handover" => (format!("handover {key}"), Vec::new()),
+            "wait" => (format!("wait {key}"), Vec::new()),
+            _ => (format!("node {key}"), Vec::new()),
+        };
+        attrs.extend([
+            KeyValue::new("hilo.execution.id", o.id.clone()),
+            KeyValue::new("hilo.node.key", key.clone()),
+            KeyValue::new("hilo.node.kind", info.kind),
+            KeyValue::new("hilo.attempt", i64::from(attempt)),
+            KeyValue::new("hilo.outcome", outcome),
+            KeyValue::new("hilo.cost.usd", usd(cost)),
+            KeyValue::new("hilo.cost.nanos", cost),
+        ]);
+        let status = error_status(e, &mut attrs);
+        let data = self.span(
+            &o.id,
+            ids::span_id(&o.id, &key, attempt),
+            parent_of(&o.id, &key),
+            name,
+            SpanKind::Internal,
+            (span.start, e.at),
+            attrs,
+            span.events,
+            Vec::new(),
+            status,
+        );
+        self.emit(data).await;
+    }
+
+    async fn end_compensation(&mut self, o: &Observed, key: &str, outcome: &'static str) {
+        let e = &o.event;
+        let open_key = format!("#compensate/{key}");
+        let buffered = self
+            .execs
+            .get_mut(&o.id)
+            .and_then(|x| x.open.remove(&open_key));
+        let span = match buffered {
+            Some(s) => s,
+            None => {
+                let mut end = e.clone();
+                end.node = Some(key.to_string());
+                self.read_back(&o.id, key, &end, &[EventKind::CompensationStarted])
+                    .await
+            }
+        };
+        let attempt = span.attempt;
+        let mut attrs = vec![
+            KeyValue::new("hilo.execution.id", o.id.clone()),
+            KeyValue::new("hilo.node.key", key.to_string()),
+            KeyValue::new("hilo.attempt", i64::from(attempt)),
+            KeyValue::new("hilo.outcome", outcome),
+        ];
+        if let Some(tool) = span.tool.clone() {
+            attrs.push(KeyValue::new("gen_ai.tool.name", tool));
+        }
+        if let Some(tool) = o.node.as_ref().and_then(|n| n.tool.clone()) {
+            attrs.push(KeyValue::new("hilo.compensated_tool", tool));
+        }
+        let status = error_status(e, &mut attrs);
+        let data = self.span(
+            &o.id,
+            ids::compensation_span_id(&o.id, key, attempt),
+            ids::root_span_id(&o.id),
+            format!("compensate {key}"),
+            SpanKind::Internal,
+            (span.start, e.at),
+            attrs,
+            span.events,
+            Vec::new(),
+            status,
+        );
+        self.emit(data).await;
+    }
+
+    async fn end_root(&mut self, o: &Observed) {
+        let e = &o.event;
+        let buffered = self.execs.remove(&o.id);
+        let record = self.store.get_execution(&o.tenant, &o.id).await;
+        let (start, parent) = match &record {
+            Ok(r) => (
+                buffered
+                    .as_ref()
+                    .and_then(|x| x.root_start)
+                    .unwrap_or(r.created_at),
+                r.parent.clone(),
+            ),
+            Err(err) => {
+                tracing::warn!("execution {}: not read for its trace: {err}", o.id);
+                (
+                    buffered.as_ref().and_then(|x| x.root_start).unwrap_or(e.at),
+                    None,
+                )
+            }
+        };
+        // The ledger's total, whichever processes made the calls.
+        let cost = match self.store.llm_spent(&o.tenant, 0, Some(&o.id)).await {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::warn!("execution {}: cost not read for its trace: {err}", o.id);
+                0
+            }
+        };
+        let status_name = e
+            .kind
+            .as_str()
+            .strip_prefix("execution_")
+            .unwrap_or(e.kind.as_str());
+        let mut attrs = vec![
+            KeyValue::new("gen_ai.operation.name", "invoke_workflow"),
+            KeyValue::new("hilo.workflow", o.workflow.clone()),
+            KeyValue::new("hilo.execution.id", o.id.clone()),
+            KeyValue::new("hilo.tenant", o.tenant.clone()),
+            KeyValue::new("hilo.outcome", status_name.to_string()),
+            KeyValue::new("hilo.cost.usd", usd(cost)),
+            KeyValue::new("hilo.cost.nanos", cost),
+        ];
+        let mut links = Vec::new();
+        if let Some(p) = &parent {
+            attrs.push(KeyValue::new(
+                "hilo.parent.execution.id",
+                p.execution_id.clone(),
+            ));
+            attrs.push(KeyValue::new("hilo.parent.node.key", p.node_key.clone()));
+            // A `workflow` node has one attempt (0).
+            links.push(Link::new(
+                SpanContext::new(
+                    ids::trace_id(&p.execution_id),
+                    ids::span_id(&p.execution_id, &p.node_key, 0),
+                    TraceFlags::SAMPLED,
+                    false,
+                    TraceState::NONE,
+                ),
+                vec![KeyValue::new("hilo.link", "parent_node")],
+                0,
+            ));
+        }
+        let status = if e.kind == EventKind::ExecutionFailed {
+            error_status(e, &mut attrs)
+        } else {
+            Status::Unset
+        };
+        let data = self.span(
+            &o.id,
+            ids::root_span_id(&o.id),
+            SpanId::INVALID,
+            format!("invoke_workflow {}", o.workflow),
+            SpanKind::Internal,
+            (start, e.at),
+            attrs,
+            Vec::new(),
+            links,
+            status,
+        );
+        self.emit(data).await;
+    }
+
+    /// A `chat <model>` span for a ledger row; its cost counts toward its node attempt.
+    fn call(&mut self, c: &LlmCall) {
+        let Some(id) = c.execution_id.as_deref() else {
+            return;
+        };
+        let key = c.node_key.clone().unwrap_or_default();
+        let n = match self.exec(id) {
+            Some(x) => {
+                *x.costs.entry((key.clone(), c.attempt)).or_default() += c.cost_nanos;
+                let n = x.calls.entry((key.clone(), c.attempt)).or_default();
+                *n += 1;
+                *n
+            }
+            None => 0,
+        };
+        let parent = if key.is_empty() {
+            ids::root_span_id(id)
+        } else {
+            ids::span_id(id, &key, c.attempt)
+        };
+        let mut attrs = vec![
+            KeyValue::new("gen_ai.operation.name", "chat"),
+            KeyValue::new("gen_ai.provider.name", c.provider.clone()),
+            KeyValue::new("gen_ai.request.model", c.model.clone()),
+            KeyValue::new("gen_ai.usage.input_tokens", c.input_tokens as i64),
+            KeyValue::new("gen_ai.usage.output_tokens", c.output_tokens as i64),
+            KeyValue::new("hilo.execution.id", id.to_string()),
+            KeyValue::new("hilo.node.key", key.clone()),
+            KeyValue::new("hilo.attempt", i64::from(c.attempt)),
+            KeyValue::new("hilo.llm.purpose", c.purpose.clone()),
+            KeyValue::new("hilo.cost.usd", usd(c.cost_nanos)),
+            KeyValue::new("hilo.cost.nanos", c.cost_nanos),
+        ];
+        if c.success {
+            attrs.push(KeyValue::new("gen_ai.response.model", c.model.clone()));
+        }
+        if let Some(p) = &c.profile {
+            attrs.push(KeyValue::new("hilo.llm.profile", p.clone()));
+        }
+        let status = match (&c.success, &c.error_code) {
+            (false, code) => {
+                let code = code.clone().unwrap_or_else(|| "ERROR".into());
+                attrs.push(KeyValue::new("error.type", code.clone()));
+                Status::error(code)
+            }
+            _ => Status::Unset,
+        };
+        let end = c.created_at;
+        let start = end - c.latency_ms as i64;
+        let data = self.span(
+            id,
+            ids::chat_span_id(id, &key, c.attempt, end, n),
+            parent,
+            format!("chat {}", c.model),
+            SpanKind::Client,
+            (start, end),
+            attrs,
+            Vec::new(),
+            Vec::new(),
+            status,
+        );
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.out.try_send(Out::Span(Box::new(data)))
+        {
+            tracing::warn!("span queue full: a model call's span is dropped");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn span(
+        &self,
+        execution: &str,
+        span_id: SpanId,
+        parent: SpanId,
+        name: String,
+        kind: SpanKind,
+        (start, end): (i64, i64),
+        attributes: Vec<KeyValue>,
+        events: Vec<SpanEvent>,
+        links: Vec<Link>,
+        status: Status,
+    ) -> SpanData {
+        let mut ev = SpanEvents::default();
+        ev.events = events;
+        let mut ln = SpanLinks::default();
+        ln.links = links;
+        SpanData {
+            span_context: SpanContext::new(
+                ids::trace_id(execution),
+                span_id,
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: parent,
+            parent_span_is_remote: false,
+            span_kind: kind,
+            name: Cow::Owned(name),
+            start_time: time(start),
+            end_time: time(end.max(start)),
+            attributes,
+            dropped_attributes_count: 0,
+            events: ev,
+            links: ln,
+            status,
+            instrumentation_scope: self.scope.clone(),
+        }
+    }
+
+    async fn emit(&self, data: SpanData) {
+        if self.out.send(Out::Span(Box::new(data))).await.is_err() {
+            tracing::warn!("the span exporter has stopped");
+        }
+    }
+}
+
+/// The span a node attempt's span is under: the root, or for a loop iteration's node
+/// (`loop[2]/draft`) its loop's span (`loop`, whose only attempt is 0).
+fn parent_of(execution: &str, key: &str) -> SpanId {
+    match enclosing(key) {
+        Some(outer) => ids::span_id(execution, outer, 0),
+        None => ids::root_span_id(execution),
+    }
+}
+
+/// The key of the loop enclosing `key`: `a[0]/b[3]/c` → `a[0]/b`; `None` at the top level.
+pub fn enclosing(key: &str) -> Option<&str> {
+    let (prefix, _) = key.rsplit_once('/')?;
+    let open = prefix.rfind('[')?;
+    prefix.ends_with(']').then(|| &prefix[..open])
+}
+
+/// The tool an event's data names (`compensation_started`'s `{tool}`).
+fn tool_of(e: &Event) -> Option<String> {
+    e.data
+        .get("tool")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// An error status (and `error.type`) from an event's `{code, message}`.
+fn error_status(e: &Event, attrs: &mut Vec<KeyValue>) -> Status {
+    let code = e.data.get("code").and_then(Value::as_str);
+    let message = e.data.get("message").and_then(Value::as_str);
+    if code.is_none() && message.is_none() {
+        return match e.kind {
+            EventKind::NodeFailed | EventKind::CompensationFailed | EventKind::ExecutionFailed => {
+                Status::error("")
+            }
+            _ => Status::Unset,
+        };
+    }
+    if let Some(c) = code {
+        attrs.push(KeyValue::new("error.type", c.to_string()));
+    }
+    Status::error(message.or(code).unwrap_or_default().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iterations_are_under_their_loop() {
+        assert_eq!(enclosing("draft"), None);
+        assert_eq!(enclosing("each[2]/draft"), Some("each"));
+        assert_eq!(enclosing("a[0]/b[3]/c"), Some("a[0]/b"));
+        assert_eq!(parent_of("x", "draft"), ids::root_span_id("x"));
+        assert_eq!(
+            parent_of("x", "each[1]/draft"),
+            ids::span_id("x", "each", 0)
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! OpenTelemetry traces of executions, built from their durable history (issue 34).
+//!
+//! One trace per execution: an `invoke_workflow <workflow>` root, a span per node attempt
+//! (`invoke_agent <node>`, `execute_tool <tool>`, `human_wait <node>`, `node <key>`), a
+//! `compensate <node>` span per compensation attempt and a `chat <model>` span per model call,
+//! with the GenAI semantic conventions' attributes where they apply and the cost in USD
+//! (`hilo.cost.usd`) on model, node and root spans. See `docs/observability.md`.
+//!
+//! Why from committed events and the cost ledger, not from live calls: a span's times are its
+//! events' times and its ids derive from the execution id, node key and attempt ([`ids`]), so
+//! a process that resumes an execution (after a crash, a person's answer days later, a
+//! takeover by another worker) continues the same trace with the right parents, and what a
+//! trace shows is what the history says happened.
+//!
+//! How: [`Traces::observer`] is the engine's execution observer (it only copies the event
+//! into a bounded queue) and [`Traces::costs`] wraps the cost ledger the LLM router writes to;
+//! one tokio task assembles spans from both ([`assemble`]), another batches them to the
+//! OTLP/HTTP protobuf exporter. Nothing of this exists unless an endpoint is configured:
+//! [`Traces::from_config`] returns `None` and no observer is installed.
+
+pub mod assemble;
+pub mod config;
+pub mod export;
+pub mod ids;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hilo_core::exec::Event;
+use hilo_core::llm::{CostBy, CostRow, CostStore, LlmCall};
+use hilo_core::model::NodeKind;
+use hilo_core::store::{Result as StoreResult, Store, TenantId};
+use hilo_engine::Engine;
+use hilo_engine::driver::{ExecutionObserver, Observed};
+use opentelemetry_sdk::trace::SpanExporter;
+use tokio::sync::{mpsc, oneshot};
+
+pub use config::TelemetryConfig;
+
+/// Events and ledger rows queued for the assembler at most; beyond, new ones are dropped
+/// (with a warning) rather than slowing the engine down.
+pub const QUEUE: usize = 16_384;
+
+/// How long [`Traces::flush`] waits for the collector.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The traces of this process: a handle on the assembler's queue. Clones share it.
+#[derive(Clone)]
+pub struct Traces {
+    tx: mpsc::Sender<assemble::Input>,
+}
+
+/// What the observer knows about an event's node from the plan.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// The node's `type:` (`tool`, `agent`, …).
+    pub kind: &'static str,
+    /// A tool node's tool.
+    pub tool: Option<String>,
+}
+
+impl Traces {
+    /// The traces `config` asks for, exported over OTLP/HTTP (protobuf); `None` when no
+    /// endpoint is configured (neither `otlp_endpoint` nor the `OTEL_EXPORTER_OTLP_…`
+    /// variables), in which case nothing is built. Spawns on the current tokio runtime.
+    pub fn from_config(
+        config: &TelemetryConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<Option<Traces>, String> {
+        let Some(exporter) = export::otlp_exporter(config)? else {
+            return Ok(None);
+        };
+        Ok(Some(Traces::with_exporter(exporter, store)))
+    }
+
+    /// Traces sent to `exporter` (tests give their own); `store` is read when a span's start
+    /// happened in another process (a resumed execution).
+    pub fn with_exporter<E: SpanExporter + 'static>(exporter: E, store: Arc<dyn Store>) -> Traces {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let out = export::spawn(exporter);
+        tokio::spawn(assemble::run(rx, out, store));
+        Traces { tx }
+    }
+
+    fn send(&self, input: assemble::Input) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(input) {
+            tracing::warn!("trace queue full: an event or model call is left out of the traces");
+        }
+    }
+
+    /// The engine's execution observer: copies each committed event (with what the plan says
+    /// of its node) to the assembler. Install it with [`Traces::observe`], or call it from an
+    /// observer that fans out to several.
+    pub fn observer(&self) -> ExecutionObserver {
+        let this = self.clone();
+        Arc::new(move |o: &Observed<'_>, e: &Event| {
+            let node = e.node.as_deref().map(|key| node_info(o, key));
+            this.send(assemble::Input::Event(Box::new(assemble::Observed {
+                id: o.id.to_string(),
+                tenant: o.tenant.to_string(),
+                workflow: o.plan.workflow.name.clone(),
+                node,
+                event: e.clone(),
+            })));
+        })
+    }
+
+    /// Installs [`Traces::observer`] as `engine`'s execution observer.
+    pub fn observe(&self, engine: &Engine) {
+        engine.add_execution_observer(self.observer());
+    }
+
+    /// `inner` with a `chat <model>` span per call written to it (chain it with the other
+    /// wrappers of the ledger; give the result to `hilo_llm::Router::new`).
+    pub fn costs(&self, inner: Arc<dyn CostStore>) -> Arc<dyn CostStore> {
+        Arc::new(TracedCosts {
+            inner,
+            traces: self.clone(),
+        })
+    }
+
+    /// Sends every span assembled so far to the collector and waits for it (up to
+    /// [`FLUSH_TIMEOUT`]). Call it before the process exits.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(assemble::Input::Flush(done)).await.is_err() {
+            return;
+        }
+        if tokio::time::timeout(FLUSH_TIMEOUT, wait).await.is_err() {
+            tracing::warn!("traces not flushed within {FLUSH_TIMEOUT:?}");
+        }
+    }
+}
+
+/// The kind (and tool) of the node of `key`: its last segment without an iteration index
+/// (`loop[2]/draft` → `draft`) looked up in the plan.
+fn node_info(o: &Observed<'_>, key: &str) -> NodeInfo {
+    let base = key.strip_suffix("#compensate").unwrap_or(key);
+    let last = base.rsplit('/').next().unwrap_or(base);
+    let id = last.split('[').next().unwrap_or(last);
+    match o.plan.node(id) {
+        Some(n) => NodeInfo {
+            kind: n.kind.type_name(),
+            tool: match &n.kind {
+                NodeKind::Tool(t) => Some(t.tool.clone()),
+                _ => None,
+            },
+        },
+        None => NodeInfo {
+            kind: "unknown",
+            tool: None,
+        },
+    }
+}
+
+/// A cost ledger that queues a `chat` span for each call, then writes it to `inner`.
+struct TracedCosts {
+    inner: Arc<dyn CostStore>,
+    traces: Traces,
+}
+
+#[async_trait]
+impl CostStore for TracedCosts {
+    async fn record_llm_call(&self, call: &LlmCall) -> StoreResult<()> {
+        let r = self.inner.record_llm_call(call).await;
+        if r.is_ok() && call.execution_id.is_some() {
+            self.traces
+                .send(assemble::Input::Call(Box::new(call.clone())));
+        }
+        r
+    }
+
+    async fn llm_spent(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+        execution_id: Option<&str>,
+    ) -> StoreResult<i64> {
+        self.inner.llm_spent(tenant, since, execution_id).await
+    }
+
+    async fn llm_calls(
+        &self,
+        tenant: &TenantId,
+        execution_id: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<LlmCall>> {
+        self.inner.llm_calls(tenant, execution_id, limit).await
+    }
+
+    async fn cost_rollup(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+        bucket_ms: i64,
+        by: CostBy,
+    ) -> StoreResult<Vec<CostRow>> {
+        self.inner.cost_rollup(tenant, since, bucket_ms, by).await
+    }
+}
