@@ -121,3 +121,62 @@ pub trait CostStore: Send + Sync {
         by: CostBy,
     ) -> Result<Vec<CostRow>>;
 }
+
+/// Told about each call a [`WatchedCosts`] ledger records: the row, and whether it was
+/// written.
+pub type CallWatcher = std::sync::Arc<dyn Fn(&LlmCall, bool) + Send + Sync>;
+
+/// A cost ledger that is `inner` and tells a watcher of every call it records, after the
+/// write (metrics count calls, traces make a span of each): one wrapper, chained as often as
+/// there are watchers.
+pub struct WatchedCosts {
+    inner: std::sync::Arc<dyn CostStore>,
+    watcher: CallWatcher,
+}
+
+impl WatchedCosts {
+    /// `inner`, with `watcher` told of each recorded call.
+    pub fn wrap(
+        inner: std::sync::Arc<dyn CostStore>,
+        watcher: CallWatcher,
+    ) -> std::sync::Arc<dyn CostStore> {
+        std::sync::Arc::new(WatchedCosts { inner, watcher })
+    }
+}
+
+#[async_trait]
+impl CostStore for WatchedCosts {
+    async fn record_llm_call(&self, call: &LlmCall) -> Result<()> {
+        let written = self.inner.record_llm_call(call).await;
+        (self.watcher)(call, written.is_ok());
+        written
+    }
+
+    async fn llm_spent(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+        execution_id: Option<&str>,
+    ) -> Result<i64> {
+        self.inner.llm_spent(tenant, since, execution_id).await
+    }
+
+    async fn llm_calls(
+        &self,
+        tenant: &TenantId,
+        execution_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<LlmCall>> {
+        self.inner.llm_calls(tenant, execution_id, limit).await
+    }
+
+    async fn cost_rollup(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+        bucket_ms: i64,
+        by: CostBy,
+    ) -> Result<Vec<CostRow>> {
+        self.inner.cost_rollup(tenant, since, bucket_ms, by).await
+    }
+}

@@ -26,11 +26,10 @@ pub mod ids;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use hilo_core::exec::Event;
-use hilo_core::llm::{CostBy, CostRow, CostStore, LlmCall};
+use hilo_core::llm::{CostStore, WatchedCosts};
 use hilo_core::model::NodeKind;
-use hilo_core::store::{Result as StoreResult, Store, TenantId};
+use hilo_core::store::Store;
 use hilo_engine::Engine;
 use hilo_engine::driver::{ExecutionObserver, Observed};
 use opentelemetry_sdk::trace::SpanExporter;
@@ -114,10 +113,15 @@ impl Traces {
     /// `inner` with a `chat <model>` span per call written to it (chain it with the other
     /// wrappers of the ledger; give the result to `hilo_llm::Router::new`).
     pub fn costs(&self, inner: Arc<dyn CostStore>) -> Arc<dyn CostStore> {
-        Arc::new(TracedCosts {
+        let traces = self.clone();
+        WatchedCosts::wrap(
             inner,
-            traces: self.clone(),
-        })
+            Arc::new(move |call, written| {
+                if written && call.execution_id.is_some() {
+                    traces.send(assemble::Input::Call(Box::new(call.clone())));
+                }
+            }),
+        )
     }
 
     /// Sends every span assembled so far to the collector and waits for it (up to
@@ -151,51 +155,5 @@ fn node_info(o: &Observed<'_>, key: &str) -> NodeInfo {
             kind: "unknown",
             tool: None,
         },
-    }
-}
-
-/// A cost ledger that queues a `chat` span for each call, then writes it to `inner`.
-struct TracedCosts {
-    inner: Arc<dyn CostStore>,
-    traces: Traces,
-}
-
-#[async_trait]
-impl CostStore for TracedCosts {
-    async fn record_llm_call(&self, call: &LlmCall) -> StoreResult<()> {
-        let r = self.inner.record_llm_call(call).await;
-        if r.is_ok() && call.execution_id.is_some() {
-            self.traces
-                .send(assemble::Input::Call(Box::new(call.clone())));
-        }
-        r
-    }
-
-    async fn llm_spent(
-        &self,
-        tenant: &TenantId,
-        since: i64,
-        execution_id: Option<&str>,
-    ) -> StoreResult<i64> {
-        self.inner.llm_spent(tenant, since, execution_id).await
-    }
-
-    async fn llm_calls(
-        &self,
-        tenant: &TenantId,
-        execution_id: Option<&str>,
-        limit: u32,
-    ) -> StoreResult<Vec<LlmCall>> {
-        self.inner.llm_calls(tenant, execution_id, limit).await
-    }
-
-    async fn cost_rollup(
-        &self,
-        tenant: &TenantId,
-        since: i64,
-        bucket_ms: i64,
-        by: CostBy,
-    ) -> StoreResult<Vec<CostRow>> {
-        self.inner.cost_rollup(tenant, since, bucket_ms, by).await
     }
 }

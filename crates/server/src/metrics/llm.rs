@@ -1,23 +1,16 @@
 //! Model-call metrics: calls, tokens, cost and latency by provider, model and profile. The
-//! router writes every call (answered, failed or refused) to its cost ledger; [`MeteredCosts`]
-//! is that ledger with the metrics recorded on the way, so the router needs no metrics of its
-//! own: build it with [`metered_costs`] around the store.
+//! router writes every call (answered, failed or refused) to its cost ledger; [`metered_costs`]
+//! wraps that ledger (a `WatchedCosts`) so each call's metrics are recorded as it is written:
+//! build it around the store.
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use hilo_core::llm::{CostBy, CostRow, CostStore, LlmCall};
-use hilo_core::store::{Result, TenantId};
+use hilo_core::llm::{CostStore, LlmCall, WatchedCosts};
 use hilo_llm::router::codes;
-
-/// A cost ledger that records each call's metrics, then writes it to `inner`.
-pub struct MeteredCosts {
-    inner: Arc<dyn CostStore>,
-}
 
 /// `inner` with model-call metrics (give it to `hilo_llm::Router::new`).
 pub fn metered_costs(inner: Arc<dyn CostStore>) -> Arc<dyn CostStore> {
-    Arc::new(MeteredCosts { inner })
+    WatchedCosts::wrap(inner, Arc::new(|call, _written| record_call(call)))
 }
 
 /// Records the metrics of one ledger row.
@@ -57,40 +50,4 @@ pub fn record_call(call: &LlmCall) {
         .increment(call.cost_nanos.max(0) as u64);
     metrics::histogram!("hilo_llm_call_duration_seconds", "provider" => provider, "model" => model, "profile" => profile)
         .record(call.latency_ms as f64 / 1000.0);
-}
-
-#[async_trait]
-impl CostStore for MeteredCosts {
-    async fn record_llm_call(&self, call: &LlmCall) -> Result<()> {
-        record_call(call);
-        self.inner.record_llm_call(call).await
-    }
-
-    async fn llm_spent(
-        &self,
-        tenant: &TenantId,
-        since: i64,
-        execution_id: Option<&str>,
-    ) -> Result<i64> {
-        self.inner.llm_spent(tenant, since, execution_id).await
-    }
-
-    async fn llm_calls(
-        &self,
-        tenant: &TenantId,
-        execution_id: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<LlmCall>> {
-        self.inner.llm_calls(tenant, execution_id, limit).await
-    }
-
-    async fn cost_rollup(
-        &self,
-        tenant: &TenantId,
-        since: i64,
-        bucket_ms: i64,
-        by: CostBy,
-    ) -> Result<Vec<CostRow>> {
-        self.inner.cost_rollup(tenant, since, bucket_ms, by).await
-    }
 }

@@ -24,7 +24,7 @@ pub mod observer;
 pub mod sampler;
 pub mod worker;
 
-pub use llm::{MeteredCosts, metered_costs};
+pub use llm::metered_costs;
 pub use sampler::sample;
 pub use worker::serve_worker_metrics;
 
