@@ -280,8 +280,18 @@ fn four_workers_run_2000_executions_with_human_pauses_and_a_worker_killed_mid_wa
     let before_pause_calls = BEFORE_PAUSE.len() * EXECUTIONS;
     loop {
         let c = calls(&ledger);
-        let recent_by_victim = c.iter().rev().take(200).any(|c| c.pid == victim);
-        if c.len() >= before_pause_calls / 3 && recent_by_victim {
+        // The victim holds an execution mid-way: some of its steps before the pause called
+        // (the last by the victim), not all. Without this, a loaded machine could let the
+        // victim finish everything it held before the kill, which would then prove nothing.
+        let mut begun: BTreeMap<&str, (usize, u32)> = BTreeMap::new();
+        for call in c.iter().filter(|c| BEFORE_PAUSE.contains(&c.node.as_str())) {
+            let e = begun.entry(call.exec.as_str()).or_insert((0, call.pid));
+            *e = (e.0 + 1, call.pid);
+        }
+        let victim_mid_way = begun
+            .values()
+            .any(|(n, pid)| *pid == victim && *n < BEFORE_PAUSE.len());
+        if c.len() >= before_pause_calls / 3 && victim_mid_way {
             break;
         }
         assert!(
