@@ -1,7 +1,7 @@
 //! An OTLP/HTTP trace receiver in the test process: axum serving `POST /v1/traces`, decoding
 //! each request's protobuf body with `opentelemetry-proto` (the generated OTLP messages), as
-//! a collector would. It stands in for Arize Phoenix, which the issue prefers but which is a
-//! heavy install (the issue allows this fallback).
+//! a collector would. It sees exactly what went over the wire; the same trace is also checked
+//! on what Arize Phoenix stored (`phoenix.rs`).
 
 use std::sync::{Arc, Mutex};
 
