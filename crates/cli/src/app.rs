@@ -192,11 +192,15 @@ impl App {
         }
         let router = hilo_llm::Router::new(
             self.config()?.llm.clone(),
-            costs,
+            costs.clone(),
             Some(Arc::new(self.vault(&store))),
         );
-        let agents: Arc<dyn AgentRuntime> =
-            Arc::new(hilo_llm::LlmRuntime::new(Arc::new(router), tools));
+        // Episodic memory: reasoning and planner runs kept in the store, recalled by
+        // planners (compared by their goals' words until an embedder is configured).
+        let memory = hilo_llm::StoreMemory::new(store.clone(), costs, None);
+        let agents: Arc<dyn AgentRuntime> = Arc::new(
+            hilo_llm::LlmRuntime::new(Arc::new(router), tools).with_memory(Arc::new(memory)),
+        );
         Ok(self.agents.get_or_init(|| agents).clone())
     }
 

@@ -283,6 +283,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What agents remember: the episodes of reasoning and planner runs (goal, plan, outcome,
+    /// cost) that planners recall for similar goals.
+    #[command(subcommand)]
+    Memory(MemoryCommand),
     /// List the audit trail of tool calls (inputs and outputs with personal data redacted),
     /// oldest first.
     Audit(AuditArgs),
@@ -403,6 +407,36 @@ pub struct BackToAiArgs {
     /// Print JSON: the conversation (or task) as it is now
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// List the tenant's episodes, newest first.
+    Episodes {
+        /// Only `reasoning` or only `planner` runs
+        #[arg(long, value_parser = ["reasoning", "planner"])]
+        agent: Option<String>,
+        /// Only runs of this workflow
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only runs that reached their goal (`--achieved`) or that did not (`--failed`)
+        #[arg(long, conflicts_with = "failed")]
+        achieved: bool,
+        #[arg(long)]
+        failed: bool,
+        /// How many (newest first)
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one episode: its goal, plan, steps and outcome.
+    Episode {
+        /// The episode's id (`<execution>:<node key>:<attempt>`)
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

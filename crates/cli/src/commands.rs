@@ -11,7 +11,9 @@ use clap::CommandFactory;
 use crate::app::App;
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
-use crate::{bench, costs, demo, exec, hil, init, out, remote, secrets, serve, tools, workflows};
+use crate::{
+    bench, costs, demo, exec, hil, init, memory, out, remote, secrets, serve, tools, workflows,
+};
 
 /// Runs `command` with the process's wiring.
 pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
@@ -53,6 +55,7 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
         } => exec::worker(app, concurrency, metrics_addr).await,
         Command::Audit(args) => tools::audit(app, args).await,
         Command::Costs(args) => costs::costs(app, args).await,
+        Command::Memory(cmd) => memory::memory(app, cmd).await,
         Command::Demo { dir, json } => demo::demo(app, dir, json).await,
         Command::Tools(cmd) => tools::tools(app, cmd).await,
         Command::Secrets(cmd) => secrets::secrets(app, cmd).await,

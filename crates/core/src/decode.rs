@@ -80,7 +80,12 @@ pub const AGENT_WITH_KEYS: &[&str] = &[
     "max_retries",
     "temperature",
     "max_tokens",
+    "context",
 ];
+/// Fields of an agent's `with.context`.
+pub const AGENT_CONTEXT_KEYS: &[&str] = &["history"];
+/// Fields of `with.context.history` (or `history: true`).
+pub const HISTORY_KEYS: &[&str] = &["messages", "summary", "max_messages", "max_tokens"];
 
 /// The fields a node of type `ty` may have beyond [`COMMON_NODE_KEYS`].
 pub fn node_type_keys(ty: &str) -> &'static [&'static str] {
@@ -989,6 +994,9 @@ impl Decoder {
                 .get("temperature")
                 .and_then(|v| self.float(v, &field("temperature"), "`temperature`", 0.0, 2.0)),
             max_tokens: self.opt_u32(m, path, "max_tokens", 1, 10_000_000),
+            context: m
+                .get("context")
+                .and_then(|v| self.agent_context(v, &field("context"))),
         };
         if w.prompt.is_none() && w.task.is_none() && w.goal.is_none() {
             self.err(
@@ -1023,6 +1031,36 @@ impl Decoder {
             }
         }
         Some(w)
+    }
+
+    fn agent_context(&mut self, v: &Value, path: &str) -> Option<AgentContext> {
+        let m = self.obj(v, path, "an agent's `context`")?;
+        self.keys(m, path, AGENT_CONTEXT_KEYS, "an agent's `context`");
+        let history = match m.get("history") {
+            None | Some(Value::Bool(false)) => None,
+            Some(Value::Bool(true)) => Some(HistoryContext::default()),
+            Some(h) => {
+                let p = push_pointer(path, "history");
+                let hm = self.obj(
+                    h,
+                    &p,
+                    "`history` (true, or {messages, summary, max_messages, max_tokens})",
+                )?;
+                self.keys(hm, &p, HISTORY_KEYS, "`history`");
+                let d = HistoryContext::default();
+                Some(HistoryContext {
+                    messages: self.opt_string(hm, &p, "messages").unwrap_or(d.messages),
+                    summary: self.opt_string(hm, &p, "summary").unwrap_or(d.summary),
+                    max_messages: self
+                        .opt_u32(hm, &p, "max_messages", 1, 1_000)
+                        .unwrap_or(d.max_messages),
+                    max_tokens: self
+                        .opt_u32(hm, &p, "max_tokens", 1, 1_000_000)
+                        .unwrap_or(d.max_tokens),
+                })
+            }
+        };
+        Some(AgentContext { history })
     }
 
     fn cases(&mut self, v: &Value, path: &str) -> Option<Vec<SwitchCase>> {

@@ -42,6 +42,7 @@ pub mod base;
 pub mod decode;
 pub mod diagnostic;
 pub mod duration;
+pub mod episode;
 pub mod exec;
 pub mod expr;
 pub mod hil;

@@ -19,7 +19,7 @@ pub fn usd(nanos: i64) -> f64 {
 }
 
 /// One call to a model, successful or not.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LlmCall {
     pub tenant: String,
     /// Unset for calls made outside an execution.

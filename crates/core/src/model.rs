@@ -317,6 +317,50 @@ pub struct AgentWith {
     pub temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// What the agent is given beside its prompt: the conversation so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<AgentContext>,
+}
+
+/// An agent node's `with.context`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct AgentContext {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryContext>,
+}
+
+/// `with.context.history`: the recent messages of the conversation (and its rolling summary)
+/// put before the agent's prompt, newest kept, within `max_messages` and `max_tokens`.
+/// `history: true` takes the defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryContext {
+    /// The messages, oldest first: `{sender, content}` (a conversation's, as its runs get them
+    /// in `input.history`) or chat messages `{role, content, tool_calls, tool_call_id}`.
+    /// An expression; default `${ input.history }`.
+    pub messages: String,
+    /// A summary of what came before them; default `${ input.summary }`.
+    pub summary: String,
+    pub max_messages: u32,
+    /// Counted with the model's tokenizer.
+    pub max_tokens: u32,
+}
+
+impl HistoryContext {
+    pub const DEFAULT_MESSAGES: &'static str = "${ input.history }";
+    pub const DEFAULT_SUMMARY: &'static str = "${ input.summary }";
+    pub const DEFAULT_MAX_MESSAGES: u32 = 20;
+    pub const DEFAULT_MAX_TOKENS: u32 = 2_000;
+}
+
+impl Default for HistoryContext {
+    fn default() -> Self {
+        HistoryContext {
+            messages: Self::DEFAULT_MESSAGES.into(),
+            summary: Self::DEFAULT_SUMMARY.into(),
+            max_messages: Self::DEFAULT_MAX_MESSAGES,
+            max_tokens: Self::DEFAULT_MAX_TOKENS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -235,6 +235,23 @@ pub fn workflow_schema() -> Value {
                 "max_retries" => json!({"type": "integer", "minimum": 0}),
                 "temperature" => json!({"type": "number", "minimum": 0, "maximum": 2}),
                 "profile" => json!({"type": "string", "examples": crate::validate::BUILTIN_PROFILES}),
+                "context" => json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "description": "What the agent is given beside its prompt.",
+                    "properties": {"history": {
+                        "description": "The conversation's recent messages and rolling summary before the prompt (true: the defaults).",
+                        "oneOf": [
+                            {"type": "boolean"},
+                            {"type": "object", "additionalProperties": false, "properties": {
+                                "messages": {"type": "string", "description": "Expression giving the messages, oldest first (default ${ input.history })."},
+                                "summary": {"type": "string", "description": "Expression giving the summary of older messages (default ${ input.summary })."},
+                                "max_messages": {"type": "integer", "minimum": 1, "maximum": 1000},
+                                "max_tokens": {"type": "integer", "minimum": 1}
+                            }}
+                        ]
+                    }}
+                }),
                 _ => json!({"type": "string"}),
             };
             (k.to_string(), v)

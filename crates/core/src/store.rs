@@ -5,7 +5,7 @@
 //! combined in [`Store`]. One conformance suite in `hilo-store` runs against every backend.
 //!
 //! This is the top of core's runtime modules: `store` imports the trait files (`exec`, `tool`,
-//! `llm`, `access`, `session`, `hil`) for the supertrait, and they import only
+//! `llm`, `access`, `session`, `hil`, `episode`) for the supertrait, and they import only
 //! [`crate::base`], never `store`. The ids, errors and clock they share live in `base`; they
 //! are re-exported here, so `hilo_core::store::{TenantId, Result, StoreError, now_ms,
 //! DEFAULT_TENANT}` keep working.
@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 
 use crate::Workflow;
 use crate::access::{ApiKeyStore, CallbackStore};
+use crate::episode::EpisodeStore;
 use crate::exec::ExecutionStore;
 use crate::hil::HilStore;
 use crate::llm::CostStore;
@@ -193,6 +194,7 @@ pub trait Store:
     + HilStore
     + IdempotencyStore
     + SessionStore
+    + EpisodeStore
 {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
     fn describe(&self) -> String;

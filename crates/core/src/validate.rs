@@ -838,6 +838,11 @@ impl<'a> Validator<'a> {
                 self.text(s, &field(key));
             }
         }
+        if let Some(h) = w.context.as_ref().and_then(|c| c.history.as_ref()) {
+            let hp = push_pointer(&push_pointer(path, "context"), "history");
+            self.text(&h.messages, &push_pointer(&hp, "messages"));
+            self.text(&h.summary, &push_pointer(&hp, "summary"));
+        }
         if let Some(s) = &w.output_schema {
             self.schema(s, &field("output_schema"), "`output_schema`");
             if w.labels.is_some() {

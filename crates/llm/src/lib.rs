@@ -33,6 +33,6 @@ pub mod testserver;
 pub mod tokens;
 mod wire;
 
-pub use agent::LlmRuntime;
+pub use agent::{EpisodeMemory, LlmRuntime, MemoryCtx, NoMemory, Recalled, StoreMemory};
 pub use config::{LlmConfig, Resolved};
 pub use router::Router;

@@ -207,6 +207,7 @@ pub async fn create(hil: &Hil, tenant: &str, req: NewConversation) -> ApiResult<
         channel: req.channel,
         status: ConvStatus::New,
         summary: None,
+        summary_seq: None,
         metadata: if req.metadata.is_null() {
             json!({})
         } else {
@@ -371,11 +372,22 @@ async fn run_ai(
     exec_id: String,
 ) -> ApiResult<Posted> {
     let t = conv.tenant.clone();
-    let history_len = hil.settings().history;
-    let from = message.seq.saturating_sub(history_len as u64 + 1);
+    let history_len = hil.settings().history as u64;
+    let conv = roll_summary(hil, conv, &message, &exec_id).await;
+    // With a rolling summary the run gets every message after it (fewer than twice
+    // `history`); without one, the last `history` messages.
+    let from = match conv.summary_seq {
+        Some(seq) if hil.settings().summary_profile.is_some() => seq,
+        _ => message.seq.saturating_sub(history_len + 1),
+    };
     let history: Vec<Value> = hil
         .store()
-        .list_messages(&t, &conv.id, from, history_len as u32 + 1)
+        .list_messages(
+            &t,
+            &conv.id,
+            from,
+            u32::try_from(message.seq.saturating_sub(from)).unwrap_or(u32::MAX),
+        )
         .await?
         .into_iter()
         .filter(|m| m.seq < message.seq)
@@ -384,6 +396,7 @@ async fn run_ai(
     let input = json!({
         "message": message.content,
         "history": history,
+        "summary": conv.summary,
         "note": conv.note,
         "conversation": {
             "id": conv.id,
@@ -486,6 +499,83 @@ fn quoted_summary(messages: &[Message], reason: &str) -> String {
     }
 }
 
+/// The rolling summary (`[conversations] summary_profile`): once `2 × history` messages
+/// have come after the summary, the oldest of them (all but the last `history`) are folded
+/// into it by a model call, counted on the run `exec_id`. One call per `history` messages;
+/// a failed call leaves the summary as it was (the run then gets more messages).
+async fn roll_summary(
+    hil: &Hil,
+    conv: Conversation,
+    message: &Message,
+    exec_id: &str,
+) -> Conversation {
+    let history = hil.settings().history as u64;
+    if history == 0 || hil.settings().summary_profile.is_none() {
+        return conv;
+    }
+    let after = conv.summary_seq.unwrap_or(0);
+    let before = message.seq.saturating_sub(1);
+    if before.saturating_sub(after) < 2 * history {
+        return conv;
+    }
+    let upto = before - history;
+    let older = match hil
+        .store()
+        .list_messages(
+            &conv.tenant,
+            &conv.id,
+            after,
+            u32::try_from(upto - after).unwrap_or(u32::MAX),
+        )
+        .await
+    {
+        Ok(ms) => ms,
+        Err(e) => {
+            tracing::warn!(conversation = %conv.id, "the rolling summary's messages could not be read: {e}");
+            return conv;
+        }
+    };
+    let earlier = conv
+        .summary
+        .as_deref()
+        .map(|s| format!("Summary so far: {s}\n\n"))
+        .unwrap_or_default();
+    let prompt = format!(
+        "Keep a running summary of a support conversation for the assistant that answers it.\n\
+         {earlier}Fold these newer messages into the summary, in at most five sentences: what the customer wants, what was said and promised, what is still open.\n\n\
+         Messages:\n{}",
+        transcript(&older)
+    );
+    let Some(summary) = summarize(hil, &conv, Some(exec_id), "hil.rolling_summary", prompt).await
+    else {
+        return conv;
+    };
+    let mut rolled = conv.clone();
+    rolled.summary = Some(summary);
+    rolled.summary_seq = Some(upto);
+    rolled.updated_at = now_ms();
+    match hil
+        .store()
+        .update_conversation(&rolled, conv.status, &[])
+        .await
+    {
+        Ok(()) => rolled,
+        Err(e) => {
+            tracing::warn!(conversation = %conv.id, "the rolling summary was not stored: {e}");
+            conv
+        }
+    }
+}
+
+/// Messages as `sender: content` lines.
+fn transcript(messages: &[Message]) -> String {
+    messages
+        .iter()
+        .map(|m| format!("{}: {}", m.sender.as_str(), m.content))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A summary for the human agent written by a model (`[conversations] summary_profile`), its
 /// cost counted like an agent node's; `None` when none is configured or the call failed.
 async fn model_summary(
@@ -495,18 +585,27 @@ async fn model_summary(
     messages: &[Message],
     reason: &str,
 ) -> Option<String> {
-    let profile = hil.settings().summary_profile.clone()?;
-    let agents = hil.runner().engine().agent_runtime()?.clone();
-    let transcript: Vec<String> = messages
-        .iter()
-        .map(|m| format!("{}: {}", m.sender.as_str(), m.content))
-        .collect();
     let prompt = format!(
         "A support conversation is being handed from the AI assistant to a human agent because: {reason}.\n\
          Summarize for the human agent, in at most three sentences, what the customer wants and what has happened so far.\n\n\
          Conversation:\n{}",
-        transcript.join("\n")
+        transcript(messages)
     );
+    summarize(hil, conv, exec_id, "hil.summary", prompt).await
+}
+
+/// One `simple` agent call with `[conversations] summary_profile`, as node `node_key` of
+/// `exec_id` (the conversation's id when there is no run); its text, or `None` when no
+/// profile or agent runtime is configured or the call failed (logged).
+async fn summarize(
+    hil: &Hil,
+    conv: &Conversation,
+    exec_id: Option<&str>,
+    node_key: &str,
+    prompt: String,
+) -> Option<String> {
+    let profile = hil.settings().summary_profile.clone()?;
+    let agents = hil.runner().engine().agent_runtime()?.clone();
     let with = hilo_core::model::AgentWith {
         profile: Some(profile.clone()),
         prompt: Some(prompt.clone()),
@@ -517,8 +616,8 @@ async fn model_summary(
         tool: hilo_core::tool::ToolContext {
             tenant: conv.tenant.clone(),
             execution_id: execution_id.clone(),
-            node_key: "hil.summary".into(),
-            idempotency_key: format!("{execution_id}:hil.summary"),
+            node_key: node_key.into(),
+            idempotency_key: format!("{execution_id}:{node_key}"),
             attempt: 1,
             compensation: false,
         },
@@ -540,7 +639,7 @@ async fn model_summary(
             .filter(|s| !s.is_empty()),
         Err(e) => {
             tracing::warn!(
-                "conversation {}: the handover summary model call failed ({}: {}); quoting the messages instead",
+                "conversation {}: the summary model call ({node_key}) failed ({}: {})",
                 conv.id,
                 e.code,
                 e.message

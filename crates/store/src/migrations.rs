@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console sessions and chat tokens",
         include_str!("../migrations/0013_console_sessions.sql"),
     ),
+    (
+        17,
+        "episodic memory",
+        include_str!("../migrations/0017_episodes.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

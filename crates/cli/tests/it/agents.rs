@@ -271,6 +271,42 @@ edges:
     );
     assert!(!json.contains("sk-acme"));
     assert!(!text(&out.stdout).contains("sk-acme"));
+
+    // The reasoning run is remembered (episodic memory): goal, outcome, its calls' cost.
+    let out = hilo_cmd(&["memory", "episodes", "--json"], &db, &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    let e = &items[0];
+    assert_eq!(e["agent"], "reasoning");
+    assert_eq!(e["execution_id"], id.as_str());
+    assert_eq!(
+        e["goal"],
+        "Find the order total for order 7, why was I charged twice?"
+    );
+    assert_eq!(e["achieved"], true);
+    assert_eq!(e["outcome"], "The order total is 42.");
+    assert_eq!(e["cost_nanos"], (300 + 380) * 2000 + (25 + 12) * 6000);
+    let out = hilo_cmd(&["memory", "episode", e["id"].as_str().unwrap()], &db, &[])
+        .output()
+        .unwrap();
+    let shown = text(&out.stdout);
+    assert!(shown.contains("transform_json"), "{shown}");
+    assert!(
+        shown.contains("achieved: The order total is 42."),
+        "{shown}"
+    );
+    let out = hilo_cmd(&["memory", "episodes", "--failed"], &db, &[])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains("no episodes match"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]

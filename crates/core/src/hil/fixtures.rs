@@ -46,6 +46,7 @@ pub(super) fn conversation(status: ConvStatus) -> Conversation {
         channel: "web".into(),
         status,
         summary: None,
+        summary_seq: None,
         metadata: Value::Null,
         workflow: "w".into(),
         version: None,

@@ -69,6 +69,10 @@ pub struct Conversation {
     pub status: ConvStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// The newest message the rolling summary covers (`[conversations] summary_profile`):
+    /// runs get the messages after it, and the summary for those before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_seq: Option<u64>,
     #[serde(default)]
     pub metadata: Value,
     /// The workflow that answers it while the AI has it.

@@ -410,3 +410,27 @@ fn diagnostics_serialize_for_machines() {
         }])
     );
 }
+
+#[test]
+fn agent_history_context() {
+    let agent = |context: &str| {
+        wf(&format!(
+            "nodes:\n  - {{id: a, type: agent, agent: simple, with: {{prompt: hi, context: {context}}}}}\n{FINISH}edges:\n  - {{from: a, to: done}}\n"
+        ))
+    };
+    check("agent_history_true", &agent("{history: true}"), &[]);
+    check(
+        "agent_history_settings",
+        &agent("{history: {messages: \"${ input.chat }\", max_messages: 5, max_tokens: 800}}"),
+        &[],
+    );
+    check(
+        "agent_history_bad",
+        &agent("{history: {max_message: 5, max_tokens: 0, messages: \"${ input.[ }\"}, memory: 1}"),
+        &[
+            Code::UnknownField,
+            Code::InvalidValue,
+            Code::InvalidExpression,
+        ],
+    );
+}

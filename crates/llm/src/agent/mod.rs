@@ -7,6 +7,8 @@
 //! - [`reasoning`]: a ReAct loop over native tool calling.
 //! - [`planner`]: plan → execute through the tool executor → reflect → retry.
 
+pub mod episodes;
+mod history;
 pub mod planner;
 pub mod reasoning;
 pub mod simple;
@@ -27,13 +29,13 @@ pub(crate) use hilo_tools::cache::canonical;
 use crate::provider::{ToolDefinition, function_name};
 use crate::router::{Answer, CallCtx, CallSummary, Router, Target, Task, codes};
 
-pub use planner::{NoMemory, PastPlan, PlanMemory};
+pub use episodes::{EpisodeMemory, MemoryCtx, NoMemory, Recalled, StoreMemory};
 
 /// Runs agent nodes with a [`Router`] for models and the tool executor for actions.
 pub struct LlmRuntime {
     router: Arc<Router>,
     tools: Arc<dyn ToolExecutor>,
-    memory: Arc<dyn PlanMemory>,
+    memory: Arc<dyn EpisodeMemory>,
 }
 
 impl LlmRuntime {
@@ -45,8 +47,9 @@ impl LlmRuntime {
         }
     }
 
-    /// Where planners recall and keep past plans (episodic memory).
-    pub fn with_memory(mut self, memory: Arc<dyn PlanMemory>) -> LlmRuntime {
+    /// Where `reasoning` and `planner` runs are recorded and planners recall similar past
+    /// runs (episodic memory).
+    pub fn with_memory(mut self, memory: Arc<dyn EpisodeMemory>) -> LlmRuntime {
         self.memory = memory;
         self
     }
@@ -80,6 +83,9 @@ impl AgentRuntime for LlmRuntime {
                 ),
             )),
         };
+        if let Some(episode) = run.episode(&result) {
+            self.memory.record(&run.memory_ctx(), episode).await;
+        }
         let trace = run.trace();
         AgentRun {
             result,
@@ -97,6 +103,9 @@ pub struct Run<'a> {
     pub(crate) steps: Vec<Value>,
     /// When the node's time is up (a little before the engine's own timeout).
     pub(crate) deadline: tokio::time::Instant,
+    /// The task or goal of a `reasoning` or `planner` run, once read: what its episode is
+    /// remembered by.
+    pub(crate) goal: Option<String>,
     /// The profile when the node names neither a profile nor a model.
     default_profile: &'static str,
 }
@@ -121,6 +130,7 @@ impl<'a> Run<'a> {
             calls: Vec::new(),
             steps: Vec::new(),
             deadline,
+            goal: None,
             default_profile: match req.node.agent {
                 AgentKind::Simple => simple::DEFAULT_PROFILE,
                 AgentKind::Reasoning => reasoning::DEFAULT_PROFILE,
@@ -131,6 +141,66 @@ impl<'a> Run<'a> {
 
     pub(crate) fn key(&self) -> &str {
         &self.req.tool.node_key
+    }
+
+    /// Who this run's memory calls are for.
+    pub(crate) fn memory_ctx(&self) -> MemoryCtx {
+        MemoryCtx {
+            tenant: self.req.tool.tenant.clone(),
+            execution_id: Some(self.req.tool.execution_id.clone()),
+            workflow: Some(self.req.workflow.clone()),
+            node_key: Some(self.req.tool.node_key.clone()),
+            attempt: self.req.tool.attempt,
+        }
+    }
+
+    /// The episode of a `reasoning` or `planner` run that got as far as its goal; `None`
+    /// for `simple` agents and runs that failed before reading their goal.
+    fn episode(&self, result: &Result<Value, NodeError>) -> Option<hilo_core::episode::Episode> {
+        let agent = match self.req.node.agent {
+            AgentKind::Reasoning => "reasoning",
+            AgentKind::Planner => "planner",
+            AgentKind::Simple => return None,
+        };
+        let goal = self.goal.clone()?;
+        let plan = match self.req.node.agent {
+            AgentKind::Planner => self
+                .steps
+                .iter()
+                .rev()
+                .find_map(|s| s.get("plan").cloned())
+                .unwrap_or(Value::Null),
+            _ => Value::Array(
+                self.steps
+                    .iter()
+                    .filter_map(|s| s.get("action").cloned())
+                    .collect(),
+            ),
+        };
+        let outcome = match result {
+            Ok(v) => match v.get("answer").unwrap_or(v) {
+                Value::String(s) => clip(s, 2000),
+                other => clip(&other.to_string(), 2000),
+            },
+            Err(e) => format!("{}: {}", e.code, clip(&e.message, 2000)),
+        };
+        let t = &self.req.tool;
+        Some(hilo_core::episode::Episode {
+            id: format!("{}:{}:{}", t.execution_id, t.node_key, t.attempt),
+            tenant: t.tenant.clone(),
+            execution_id: Some(t.execution_id.clone()),
+            workflow: Some(self.req.workflow.clone()),
+            node_key: Some(t.node_key.clone()),
+            agent: agent.into(),
+            goal,
+            plan,
+            steps: Value::Array(self.steps.clone()),
+            achieved: result.is_ok(),
+            outcome,
+            cost_nanos: self.calls.iter().map(|c| c.cost_nanos).sum(),
+            embedding: None,
+            created_at: hilo_core::store::now_ms(),
+        })
     }
 
     /// A text field of the node's `with`, rendered (templates evaluated).

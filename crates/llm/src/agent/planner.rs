@@ -9,13 +9,13 @@
 //!    failing step ends the attempt with its error as the reason.
 //! 3. **Reflect**: one call answers `{achieved, reason, answer}` about the results.
 //!
-//! Output: `{answer, plan, results, attempts}`. Past plans for the same goal can be recalled
-//! through [`PlanMemory`] (episodic memory, stored by a later issue; [`NoMemory`] recalls
-//! nothing) and every attempt is offered to it.
+//! Output: `{answer, plan, results, attempts}`. Before planning, the runtime's episodic memory
+//! ([`super::episodes`]) recalls the most similar past runs of the tenant (successful first);
+//! their goals, plans and outcomes go into the prompt and their ids and scores into the trace.
+//! The run itself is recorded as an episode when it ends.
 //!
 //! Default profile: `powerful`.
 
-use async_trait::async_trait;
 use hilo_core::exec::NodeError;
 use serde_json::{Map, Value, json};
 
@@ -29,35 +29,8 @@ pub use hilo_core::agent::{
     PLANNER_MAX_RETRIES as DEFAULT_MAX_RETRIES, PLANNER_PROFILE as DEFAULT_PROFILE,
 };
 
-/// A plan tried before, and how it went.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PastPlan {
-    pub goal: String,
-    pub plan: Value,
-    pub achieved: bool,
-    pub reason: String,
-}
-
-/// Episodic memory of plans: what the planner recalls before planning, and what it reports
-/// after each attempt.
-#[async_trait]
-pub trait PlanMemory: Send + Sync {
-    async fn recall(&self, tenant: &str, goal: &str) -> Vec<PastPlan>;
-    async fn remember(&self, tenant: &str, plan: PastPlan);
-}
-
-/// No episodic memory: recalls nothing, keeps nothing.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoMemory;
-
-#[async_trait]
-impl PlanMemory for NoMemory {
-    async fn recall(&self, _tenant: &str, _goal: &str) -> Vec<PastPlan> {
-        Vec::new()
-    }
-
-    async fn remember(&self, _tenant: &str, _plan: PastPlan) {}
-}
+/// Past runs recalled into a planner's prompt.
+const RECALLED: usize = 3;
 
 /// The JSON Schema plans must match (tools limited to the node's list).
 pub fn plan_schema(tools: &[String]) -> Value {
@@ -138,6 +111,7 @@ fn references_ok(input: &Value, results: &Map<String, Value>) -> Result<(), Stri
 
 pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     let goal = run.required_text(&["goal", "task", "prompt"])?;
+    run.goal = Some(goal.clone());
     let w = run.req.node.with.clone();
     let listed = run.listed();
     if listed.is_empty() {
@@ -151,8 +125,18 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     }
     let (defs, _) = run.tool_definitions()?;
     let retries = w.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
-    let tenant = run.ctx.tenant.clone();
-    let past = run.rt.memory.recall(&tenant, &goal).await;
+    let past = run
+        .rt
+        .memory
+        .recall(&run.memory_ctx(), &goal, RECALLED)
+        .await;
+    if !past.is_empty() {
+        run.steps
+            .push(json!({"recalled": past.iter().map(|r| json!({
+            "episode": r.episode.id, "goal": r.episode.goal, "achieved": r.episode.achieved,
+            "score": r.score,
+        })).collect::<Vec<_>>()}));
+    }
     let catalog: Vec<Value> = listed
         .iter()
         .zip(&defs)
@@ -161,6 +145,7 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
         )
         .collect();
     let local = run.req.local.clone();
+    let history = super::history::messages(run)?;
     let mut failures: Vec<String> = Vec::new();
     for attempt in 1..=retries + 1 {
         let mut prompt = format!(
@@ -171,13 +156,17 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
             prompt = format!("{s}\n\n{prompt}");
         }
         if !past.is_empty() {
-            prompt.push_str("\n\nPlans tried before for this goal:");
-            for p in &past {
+            prompt.push_str(
+                "\n\nSimilar goals of earlier runs (successful first), with their plans and how they ended:",
+            );
+            for r in &past {
+                let e = &r.episode;
                 prompt.push_str(&format!(
-                    "\n- {} ({}): {}",
-                    p.plan,
-                    if p.achieved { "achieved" } else { "failed" },
-                    p.reason
+                    "\n- goal: {}\n  plan: {}\n  {}: {}",
+                    clip(&e.goal, 500),
+                    clip(&e.plan.to_string(), 2000),
+                    if e.achieved { "achieved" } else { "failed" },
+                    clip(&e.outcome, 500)
                 ));
             }
         }
@@ -187,8 +176,10 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
                 prompt.push_str(&format!("\n{}. {f}", i + 1));
             }
         }
+        let mut messages = history.clone();
+        messages.push(Message::user(prompt));
         let spec = ChatSpec {
-            messages: vec![Message::user(prompt)],
+            messages,
             tools: Vec::new(),
             response_format: Some(JsonSchemaFormat {
                 name: "plan".into(),
@@ -334,18 +325,6 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
         run.steps.push(
             json!({"attempt": attempt, "reflection": {"achieved": achieved, "reason": reason}}),
         );
-        run.rt
-            .memory
-            .remember(
-                &tenant,
-                PastPlan {
-                    goal: goal.clone(),
-                    plan: plan.clone(),
-                    achieved,
-                    reason: reason.clone(),
-                },
-            )
-            .await;
         if achieved {
             return Ok(json!({
                 "answer": answer,

@@ -33,6 +33,7 @@ const SYSTEM: &str = "You are an agent that solves a task step by step. Think br
 
 pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     let task = run.required_text(&["task", "prompt", "goal"])?;
+    run.goal = Some(task.clone());
     let w = run.req.node.with.clone();
     let (tools, names) = run.tool_definitions()?;
     let max_iterations = w.max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS).max(1);
@@ -45,8 +46,11 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
             "\nThe final answer must be only JSON that matches this JSON Schema: {schema}"
         ));
     }
+    let mut messages = vec![Message::system(system)];
+    messages.extend(super::history::messages(run)?);
+    messages.push(Message::user(task));
     let mut spec = ChatSpec {
-        messages: vec![Message::system(system), Message::user(task)],
+        messages,
         tools,
         response_format: None,
         temperature: w.temperature,

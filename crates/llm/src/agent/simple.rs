@@ -29,6 +29,7 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     if let Some(s) = run.text("system") {
         messages.push(Message::system(s));
     }
+    messages.extend(super::history::messages(run)?);
     if let Some(labels) = &w.labels {
         if labels.is_empty() {
             return Err(NodeError::new(

@@ -175,6 +175,7 @@ fn request(kind: AgentKind, with: Value) -> AgentRequest {
         max_retries: with["max_retries"].as_u64().map(|n| n as u32),
         temperature: None,
         max_tokens: with["max_tokens"].as_u64().map(|n| n as u32),
+        context: None,
     };
     AgentRequest {
         tool: ToolContext {
@@ -1032,4 +1033,176 @@ async fn without_streaming_the_token_sink_hears_nothing() {
     assert_eq!(run.result.unwrap(), json!({"text": "one two"}));
     assert_eq!(fx.fake.requests()[0].body.get("stream"), None);
     assert_eq!(*heard.lock().unwrap(), 0);
+}
+
+/// Episodic memory: reasoning and planner runs are recorded in the store with goal, plan,
+/// steps, outcome and cost; a later planner with a similar goal gets the earlier runs in its
+/// prompt (successful first) and their ids and scores in its trace; other tenants' runs and
+/// dissimilar goals are not recalled.
+#[tokio::test]
+async fn runs_are_remembered_and_a_planner_recalls_similar_ones() {
+    let fx = fx(json!({})).await;
+    let memory = hilo_llm::StoreMemory::new(fx.store.clone(), fx.store.clone(), None);
+    let rt = LlmRuntime::new(fx.router.clone(), Arc::new(fx.executor.clone()))
+        .with_memory(Arc::new(memory));
+    let with_exec = |mut r: AgentRequest, tenant: &str, exec: &str| {
+        r.tool.tenant = tenant.into();
+        r.tool.execution_id = exec.into();
+        r.tool.idempotency_key = format!("{exec}:agent");
+        r
+    };
+
+    // A planner run that reaches its goal.
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"steps": [{"id": "w", "tool": "weather", "input": {"city": "Paris"}}]}),
+            300,
+            40,
+        ),
+    );
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"achieved": true, "reason": "found it", "answer": "pack a coat"}),
+            200,
+            20,
+        ),
+    );
+    let goal = json!({"goal": "Tell me what to pack for Paris", "tools": ["weather", "advise"]});
+    let first = rt
+        .run(with_exec(
+            request(AgentKind::Planner, goal),
+            "acme",
+            "exec-p1",
+        ))
+        .await;
+    assert_eq!(first.result.unwrap()["answer"], "pack a coat");
+
+    // A reasoning run (its tool calls are its plan), and a planner of another tenant.
+    fx.fake.script(
+        "mid",
+        Reply::tool_calls(vec![("weather", json!({"city": "Rome"}))], 120, 30),
+    );
+    fx.fake.script("mid", Reply::text("24 °C in Rome", 100, 10));
+    let reasoning = rt
+        .run(with_exec(
+            request(
+                AgentKind::Reasoning,
+                json!({"task": "How warm is Rome today?", "tools": ["weather"]}),
+            ),
+            "acme",
+            "exec-r1",
+        ))
+        .await;
+    assert!(reasoning.result.is_ok());
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"steps": [{"id": "w", "tool": "weather", "input": {"city": "Paris"}}]}),
+            300,
+            40,
+        ),
+    );
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"achieved": true, "reason": "ok", "answer": "x"}),
+            200,
+            20,
+        ),
+    );
+    let other = json!({"goal": "Tell me what to pack for Paris tonight", "tools": ["weather"]});
+    rt.run(with_exec(
+        request(AgentKind::Planner, other),
+        "globex",
+        "exec-g1",
+    ))
+    .await
+    .result
+    .unwrap();
+
+    let episodes = fx
+        .store
+        .list_episodes(
+            "acme",
+            &hilo_core::episode::EpisodeFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(episodes.len(), 2);
+    let (r, p) = (&episodes[0], &episodes[1]);
+    assert_eq!(
+        (r.agent.as_str(), p.agent.as_str()),
+        ("reasoning", "planner")
+    );
+    assert_eq!(p.id, "exec-p1:agent:1");
+    assert_eq!(p.goal, "Tell me what to pack for Paris");
+    assert_eq!(p.plan["steps"][0]["tool"], "weather");
+    assert!(p.achieved);
+    assert_eq!(p.outcome, "pack a coat");
+    let ledger = fx
+        .store
+        .llm_calls("acme", Some("exec-p1"), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.cost_nanos,
+        ledger.iter().map(|c| c.cost_nanos).sum::<i64>()
+    );
+    assert!(p.cost_nanos > 0);
+    assert_eq!(
+        r.plan,
+        json!([{"tool": "weather", "input": {"city": "Rome"}}])
+    );
+    assert_eq!(r.outcome, "24 °C in Rome");
+    assert!(r.steps.as_array().unwrap().len() >= 2);
+
+    // A similar goal: the earlier planner run is recalled, the dissimilar reasoning run and
+    // the other tenant's run are not.
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"steps": [{"id": "w", "tool": "weather", "input": {"city": "Paris"}}]}),
+            300,
+            40,
+        ),
+    );
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"achieved": true, "reason": "ok", "answer": "a coat"}),
+            200,
+            20,
+        ),
+    );
+    let before = fx.fake.requests().len();
+    let again = json!({"goal": "What should I pack for Paris?", "tools": ["weather", "advise"]});
+    let second = rt
+        .run(with_exec(
+            request(AgentKind::Planner, again),
+            "acme",
+            "exec-p2",
+        ))
+        .await;
+    let prompt = fx.fake.requests()[before].body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(prompt.contains("Similar goals of earlier runs"), "{prompt}");
+    assert!(
+        prompt.contains("goal: Tell me what to pack for Paris\n"),
+        "{prompt}"
+    );
+    assert!(prompt.contains("achieved: pack a coat"), "{prompt}");
+    assert!(!prompt.contains("Rome"), "{prompt}");
+    assert!(!prompt.contains("tonight"), "{prompt}");
+    let trace = second.trace.unwrap();
+    let recalled = &trace["steps"][0]["recalled"];
+    assert_eq!(recalled[0]["episode"], "exec-p1:agent:1", "{trace}");
+    assert!(recalled[0]["score"].as_f64().unwrap() >= 0.35);
+    assert_eq!(recalled.as_array().unwrap().len(), 1, "{trace}");
 }

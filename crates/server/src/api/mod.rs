@@ -4,6 +4,7 @@ pub mod conversations;
 pub mod events;
 pub mod executions;
 pub mod info;
+pub mod memory;
 pub mod ops;
 pub mod params;
 pub mod sse;
@@ -36,6 +37,7 @@ use crate::state::AppState;
         (name = "conversations", description = "Conversations between customers, the AI and human agents"),
         (name = "hil", description = "Human agents, their inboxes, the queue and the KPIs"),
         (name = "catalog", description = "Tools, agents, audit and costs"),
+        (name = "memory", description = "What agents remember: episodes of their runs"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -102,6 +104,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(info::audit))
         .routes(routes!(info::costs))
         .routes(routes!(info::budgets))
+        .routes(routes!(memory::episodes))
+        .routes(routes!(memory::episode))
         .routes(routes!(ops::metrics));
     let public = OpenApiRouter::new()
         .routes(routes!(ops::health))

@@ -74,8 +74,12 @@ impl TestServer {
         let tools: Arc<dyn hilo_core::tool::ToolExecutor> = Arc::new(executor);
         let agents = llm.as_ref().map(|llm| {
             let router = hilo_llm::Router::new(llm.clone(), store.clone(), None);
-            Arc::new(hilo_llm::LlmRuntime::new(Arc::new(router), tools.clone()))
-                as Arc<dyn hilo_core::exec::AgentRuntime>
+            // Episodic memory as `hilo serve` has it (compared by words: no embedder).
+            let memory = hilo_llm::StoreMemory::new(store.clone(), store.clone(), None);
+            Arc::new(
+                hilo_llm::LlmRuntime::new(Arc::new(router), tools.clone())
+                    .with_memory(Arc::new(memory)),
+            ) as Arc<dyn hilo_core::exec::AgentRuntime>
         });
         let engine = Engine::new(
             store.clone(),

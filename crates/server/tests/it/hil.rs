@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::common::TestServer;
 
+mod history;
 mod transfer;
 
 const SUPPORT: &str = r#"

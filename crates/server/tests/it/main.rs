@@ -10,6 +10,7 @@ mod conventions;
 mod hardening;
 mod hil;
 mod live;
+mod memory;
 mod ops;
 mod paging;
 mod prometheus;

@@ -42,6 +42,8 @@ use crate::sql::{backend, to_i64, to_u64};
 pub(crate) struct ConvDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_seq: Option<u64>,
     #[serde(default)]
     pub metadata: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,6 +58,7 @@ pub(crate) struct ConvDoc {
 pub(crate) fn conv_doc(c: &Conversation) -> String {
     serde_json::json!({
         "summary": c.summary,
+        "summary_seq": c.summary_seq,
         "metadata": c.metadata,
         "handover": c.handover,
         "note": c.note,
@@ -153,6 +156,7 @@ fn conv_from_row(r: &impl RowAccess) -> Result<(Conversation, i64)> {
         channel: r.text(3)?,
         status: status_of("hil_conversations", &id, &status)?,
         summary: doc.summary,
+        summary_seq: doc.summary_seq,
         metadata: doc.metadata,
         workflow: r.text(6)?,
         version: r.opt_int(7)?.map(to_u64),

@@ -8,6 +8,7 @@ pub(crate) mod access;
 pub(crate) mod audit;
 pub(crate) mod costs;
 pub(crate) mod db;
+pub(crate) mod episodes;
 pub(crate) mod exec_codec;
 pub(crate) mod exec_rows;
 pub(crate) mod hil;

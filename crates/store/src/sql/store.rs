@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hilo_core::access::{ApiKeyRecord, ApiKeyStore, CallbackRecord, CallbackStore};
+use hilo_core::episode::{Episode, EpisodeFilter, EpisodeStore};
 use hilo_core::hil::{
     ConvFilter, ConvStatus, Conversation, Delivery, HilChanges, HilOp, HilStore, HumanAgent,
     ItemState, Message, NewMessage, StatsRow, Transition, WorkItem,
@@ -32,7 +33,8 @@ use hilo_core::tool::{
 use crate::RunningLimits;
 use crate::sql::db::Db;
 use crate::sql::{
-    DEFAULT_PAYLOAD_THRESHOLD, access, audit, costs, hil, idempotency, secrets, sessions, workflows,
+    DEFAULT_PAYLOAD_THRESHOLD, access, audit, costs, episodes, hil, idempotency, secrets, sessions,
+    workflows,
 };
 
 /// A store: a backend's own parts `B` (its pool, and whatever else it runs on), reached
@@ -237,6 +239,38 @@ where
 
     async fn prune_sessions(&self, now: i64) -> Result<u64> {
         sessions::prune_sessions(self, now).await
+    }
+}
+
+#[async_trait]
+impl<B> EpisodeStore for SqlStore<B>
+where
+    Self: Backend,
+{
+    async fn record_episode(&self, e: &Episode) -> Result<()> {
+        episodes::record_episode(self, e).await
+    }
+
+    async fn list_episodes(&self, tenant: &TenantId, f: &EpisodeFilter) -> Result<Vec<Episode>> {
+        episodes::list_episodes(self, tenant, f).await
+    }
+
+    async fn get_episode(&self, tenant: &TenantId, id: &str) -> Result<Option<Episode>> {
+        episodes::get_episode(self, tenant, id).await
+    }
+
+    async fn episode_candidates(
+        &self,
+        tenant: &TenantId,
+        agent: Option<&str>,
+        model: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Episode>> {
+        episodes::episode_candidates(self, tenant, agent, model, limit).await
+    }
+
+    async fn delete_episodes_of(&self, tenant: &TenantId, executions: &[String]) -> Result<u64> {
+        episodes::delete_episodes_of(self, tenant, executions).await
     }
 }
 

@@ -35,6 +35,7 @@ fn conversation(tenant: &str, id: &str, status: ConvStatus, created_at: i64) -> 
         channel: "web".into(),
         status,
         summary: None,
+        summary_seq: None,
         metadata: json!({"order": id}),
         workflow: "support".into(),
         version: None,
