@@ -422,11 +422,13 @@ pub enum MemoryCommand {
         /// Only runs that reached their goal (`--achieved`) or that did not (`--failed`)
         #[arg(long, conflicts_with = "failed")]
         achieved: bool,
+        /// Only runs that did not reach their goal
         #[arg(long)]
         failed: bool,
         /// How many (newest first)
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
         limit: u32,
+        /// Print a JSON array of the episodes
         #[arg(long)]
         json: bool,
     },
@@ -434,6 +436,28 @@ pub enum MemoryCommand {
     Episode {
         /// The episode's id (`<execution>:<node key>:<attempt>`)
         id: String,
+        /// Print the episode as one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a customer: delete their conversations, messages, queue items, the executions
+    /// that answered them (history, checkpoints, tool-call audit) and those runs' episodes.
+    /// The erasure is recorded without the customer id (`hilo memory erasures`). Refused while
+    /// one of those executions is still running.
+    Forget {
+        /// The customer's id, as conversations carry it (`customer_id`)
+        #[arg(long, value_name = "ID")]
+        customer: String,
+        /// Print JSON {"customer", "tenant", "forgotten": {counts}}
+        #[arg(long)]
+        json: bool,
+    },
+    /// The tenant's erasures, newest first: when, who asked, what was deleted.
+    Erasures {
+        /// How many (newest first)
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        limit: u32,
+        /// Print a JSON array of the erasures
         #[arg(long)]
         json: bool,
     },

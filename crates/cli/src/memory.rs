@@ -1,9 +1,10 @@
 //! `hilo memory`: what agents remember — the episodes of reasoning and planner runs (goal,
-//! plan, outcome, cost) that planners recall for similar goals.
+//! plan, outcome, cost) that planners recall for similar goals — and forgetting a customer.
 
 use anyhow::anyhow;
 use hilo_core::episode::{Episode, EpisodeFilter};
 use hilo_core::llm::usd;
+use hilo_core::store::now_ms;
 use serde_json::json;
 
 use crate::app::App;
@@ -101,6 +102,92 @@ pub async fn memory(app: &App, cmd: MemoryCommand) -> Result<(), Exit> {
             outln!(
                 "plan      {}",
                 serde_json::to_string_pretty(&e.plan).unwrap_or_default()
+            );
+            Ok(())
+        }
+        MemoryCommand::Forget { customer, json } => {
+            if customer.trim().is_empty() {
+                return Err(Exit::from(anyhow!(
+                    "--customer is empty; give the customer id their conversations carry"
+                )));
+            }
+            let actor = match std::env::var("USER") {
+                Ok(user) if !user.is_empty() => format!("cli:{user}"),
+                _ => "cli".to_string(),
+            };
+            let n = store
+                .forget_customer(&tenant, &customer, &actor, now_ms())
+                .await
+                .map_err(store_err)?;
+            if json {
+                return print_json(
+                    &json!({"customer": customer, "tenant": tenant, "forgotten": n}),
+                );
+            }
+            if n.is_empty() {
+                outln!(
+                    "nothing kept of customer `{customer}` in tenant `{tenant}` (the erasure is recorded)"
+                );
+            } else {
+                outln!(
+                    "forgot customer `{customer}` of tenant `{tenant}`: {} conversation(s), {} message(s), {} execution(s), {} audit row(s), {} episode(s), {} queue item(s)",
+                    n.conversations,
+                    n.messages,
+                    n.executions,
+                    n.audit_rows,
+                    n.episodes,
+                    n.queue_items
+                );
+            }
+            Ok(())
+        }
+        MemoryCommand::Erasures { limit, json } => {
+            let list = store
+                .list_erasures(&tenant, limit)
+                .await
+                .map_err(store_err)?;
+            if json {
+                let items: Vec<_> = list
+                    .iter()
+                    .map(|e| {
+                        json!({
+                            "id": e.id,
+                            "kind": e.kind,
+                            "subject_sha256": e.subject_sha256,
+                            "actor": e.actor,
+                            "forgotten": e.counts,
+                            "at": rfc3339(e.at),
+                        })
+                    })
+                    .collect();
+                return print_json(&json!({"items": items}));
+            }
+            if list.is_empty() {
+                outln!("no erasures in tenant `{tenant}`");
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|e| {
+                    let c = &e.counts;
+                    vec![
+                        rfc3339(e.at),
+                        e.kind.clone(),
+                        e.actor.clone(),
+                        format!(
+                            "{} conv, {} msg, {} exec, {} episodes",
+                            c.conversations, c.messages, c.executions, c.episodes
+                        ),
+                        e.subject_sha256
+                            .get(..16)
+                            .unwrap_or(&e.subject_sha256)
+                            .to_string(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["WHEN", "KIND", "ACTOR", "DELETED", "SUBJECT SHA-256"],
+                &rows,
             );
             Ok(())
         }

@@ -723,6 +723,13 @@ pub trait ExecutionStore: Send + Sync {
     /// before `before`; returns how many.
     async fn prune(&self, tenant: &TenantId, before: i64) -> Result<u64>;
 
+    /// Deletes these executions of `tenant`, finished or not (the caller checks), with their
+    /// history, checkpoints, tasks, signals, tool-call audit, idempotency keys and callbacks,
+    /// and the payloads nobody else refers to; on SQLite the freed space is zeroed and the
+    /// write-ahead log emptied, so no deleted value stays in the database files. Ids of other
+    /// tenants or of no execution are skipped. Returns (executions, audit rows) deleted.
+    async fn erase_executions(&self, tenant: &TenantId, ids: &[String]) -> Result<(u64, u64)>;
+
     /// Bytes of checkpoint and history stored for an execution (for benchmarks and `show`).
     async fn stored_bytes(&self, id: &str) -> Result<u64>;
 }

@@ -45,6 +45,7 @@ pub mod duration;
 pub mod episode;
 pub mod exec;
 pub mod expr;
+pub mod forget;
 pub mod hil;
 pub mod llm;
 pub mod model;

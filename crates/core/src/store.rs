@@ -17,6 +17,7 @@ use crate::Workflow;
 use crate::access::{ApiKeyStore, CallbackStore};
 use crate::episode::EpisodeStore;
 use crate::exec::ExecutionStore;
+use crate::forget::ForgetStore;
 use crate::hil::HilStore;
 use crate::llm::CostStore;
 use crate::session::SessionStore;
@@ -195,6 +196,7 @@ pub trait Store:
     + IdempotencyStore
     + SessionStore
     + EpisodeStore
+    + ForgetStore
 {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
     fn describe(&self) -> String;

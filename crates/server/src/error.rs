@@ -176,7 +176,8 @@ impl From<StoreError> for ApiError {
             StoreError::VersionConflict { .. }
             | StoreError::WorkflowInUse { .. }
             | StoreError::TaskNotPending { .. }
-            | StoreError::ExecutionState { .. } => StatusCode::CONFLICT,
+            | StoreError::ExecutionState { .. }
+            | StoreError::CustomerActive { .. } => StatusCode::CONFLICT,
             StoreError::Hil(h) => {
                 use hilo_core::hil::HilError as H;
                 match h {

@@ -60,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "episodic memory",
         include_str!("../migrations/0017_episodes.sql"),
     ),
+    (
+        18,
+        "erasures",
+        include_str!("../migrations/0018_erasures.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

@@ -307,6 +307,33 @@ edges:
         "{}",
         text(&out.stdout)
     );
+
+    // Forgetting a customer with no conversations deletes nothing and is still recorded,
+    // without the id (the HTTP API's test forgets a real one).
+    let out = hilo_cmd(
+        &["memory", "forget", "--customer", "cust-9", "--json"],
+        &db,
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let forgot: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(forgot["forgotten"]["executions"], 0, "{forgot}");
+    let out = hilo_cmd(&["memory", "erasures", "--json"], &db, &[])
+        .output()
+        .unwrap();
+    let erasures: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = erasures["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{erasures}");
+    assert!(items[0]["actor"].as_str().unwrap().starts_with("cli"));
+    assert!(!erasures.to_string().contains("cust-9"), "{erasures}");
+    // The episodes of other runs stay.
+    let out = hilo_cmd(&["memory", "episodes", "--json"], &db, &[])
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
 }
 
 #[test]

@@ -50,6 +50,15 @@ pub enum StoreError {
         status: String,
         what: String,
     },
+    #[error(
+        "customer `{customer}` of tenant `{tenant}` has {running} execution(s) not yet finished (e.g. `{example}`); cancel them (`hilo cancel ID`) or wait for them to end, then forget the customer again"
+    )]
+    CustomerActive {
+        tenant: String,
+        customer: String,
+        running: u64,
+        example: String,
+    },
     #[error("cannot open the database {location}: {detail}")]
     Open { location: String, detail: String },
     #[error("database migration failed: {0}")]
@@ -75,6 +84,7 @@ impl StoreError {
             StoreError::TaskNotFound { .. } => "TASK_NOT_FOUND",
             StoreError::TaskNotPending { .. } => "TASK_NOT_PENDING",
             StoreError::ExecutionState { .. } => "EXECUTION_STATE",
+            StoreError::CustomerActive { .. } => "CUSTOMER_ACTIVE",
             StoreError::Open { .. } => "STORE_OPEN",
             StoreError::Migration(_) => "STORE_MIGRATION",
             StoreError::Backend(_) => "STORE_BACKEND",

@@ -1,13 +1,16 @@
 //! Episodic memory over HTTP: the caller's tenant's episodes of reasoning and planner runs
 //! (`/memory/episodes`, newest first, a page at a time) and one of them with its plan and
-//! steps (`/memory/episodes/{id}`).
+//! steps (`/memory/episodes/{id}`); forgetting a customer (`DELETE /customers/{id}`) and
+//! the erasures done (`/memory/erasures`).
 
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use hilo_core::access::Scope;
 use hilo_core::episode::{Episode, EpisodeFilter};
+use hilo_core::forget::Forgotten;
 use hilo_core::llm::usd;
+use hilo_core::store::now_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -165,4 +168,133 @@ pub async fn episode(
             format!("no episode `{id}` in this tenant; GET /memory/episodes lists them"),
         )),
     }
+}
+
+/// What one erasure deleted.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ForgottenView {
+    pub conversations: u64,
+    pub messages: u64,
+    /// The executions that answered the conversations, and their child executions.
+    pub executions: u64,
+    pub audit_rows: u64,
+    pub episodes: u64,
+    pub queue_items: u64,
+}
+
+impl From<Forgotten> for ForgottenView {
+    fn from(f: Forgotten) -> ForgottenView {
+        ForgottenView {
+            conversations: f.conversations,
+            messages: f.messages,
+            executions: f.executions,
+            audit_rows: f.audit_rows,
+            episodes: f.episodes,
+            queue_items: f.queue_items,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ForgetResult {
+    pub customer: String,
+    pub forgotten: ForgottenView,
+}
+
+/// Forgets a customer of the caller's tenant: deletes their conversations, messages, queue
+/// items, the executions that answered them (history, checkpoints, tool-call audit) and
+/// those runs' episodes, and records the erasure without the customer id (only its SHA-256).
+/// Cost-ledger rows stay (they hold no message text). Refused (409 `CUSTOMER_ACTIVE`) while
+/// one of those executions has not finished. Needs the `admin` scope.
+#[utoipa::path(delete, path = "/customers/{customer_id}", tag = "memory",
+    params(("customer_id" = String, Path, description = "The customer's id, as conversations carry it")),
+    responses(
+        (status = 200, body = ForgetResult),
+        (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+pub async fn forget_customer(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(customer): Path<String>,
+) -> ApiResult<Json<ForgetResult>> {
+    caller.require(Scope::Admin)?;
+    if customer.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "INVALID_CUSTOMER",
+            "the customer id is empty; give the id their conversations carry",
+        ));
+    }
+    let forgotten = state
+        .store()
+        .forget_customer(
+            &caller.tenant,
+            &customer,
+            &format!("key:{}", caller.key_id),
+            now_ms(),
+        )
+        .await?;
+    Ok(Json(ForgetResult {
+        customer,
+        forgotten: forgotten.into(),
+    }))
+}
+
+/// One erasure as recorded.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErasureView {
+    pub id: String,
+    /// `customer`.
+    pub kind: String,
+    /// SHA-256 of tenant and customer id: the id itself is not kept.
+    pub subject_sha256: String,
+    /// Who asked: `key:<key id>` or `cli:<user>`.
+    pub actor: String,
+    pub forgotten: ForgottenView,
+    pub at: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErasureList {
+    pub items: Vec<ErasureView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ErasureQuery {
+    /// How many, newest first: 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+/// The tenant's erasures, newest first. Needs the `admin` scope.
+#[utoipa::path(get, path = "/memory/erasures", tag = "memory",
+    params(ErasureQuery),
+    responses((status = 200, body = ErasureList), (status = 403, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn erasures(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(q): ApiQuery<ErasureQuery>,
+) -> ApiResult<Json<ErasureList>> {
+    caller.require(Scope::Admin)?;
+    let limit = limit(q.limit, 50, 500)?;
+    let items = state
+        .store()
+        .list_erasures(&caller.tenant, limit)
+        .await?
+        .into_iter()
+        .map(|e| ErasureView {
+            id: e.id,
+            kind: e.kind,
+            subject_sha256: e.subject_sha256,
+            actor: e.actor,
+            forgotten: e.counts.into(),
+            at: rfc3339(e.at),
+        })
+        .collect();
+    Ok(Json(ErasureList { items }))
 }

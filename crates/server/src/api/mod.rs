@@ -37,7 +37,7 @@ use crate::state::AppState;
         (name = "conversations", description = "Conversations between customers, the AI and human agents"),
         (name = "hil", description = "Human agents, their inboxes, the queue and the KPIs"),
         (name = "catalog", description = "Tools, agents, audit and costs"),
-        (name = "memory", description = "What agents remember: episodes of their runs"),
+        (name = "memory", description = "What agents remember: episodes of their runs; forgetting a customer"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -106,6 +106,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(info::budgets))
         .routes(routes!(memory::episodes))
         .routes(routes!(memory::episode))
+        .routes(routes!(memory::forget_customer))
+        .routes(routes!(memory::erasures))
         .routes(routes!(ops::metrics));
     let public = OpenApiRouter::new()
         .routes(routes!(ops::health))

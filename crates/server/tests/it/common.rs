@@ -51,6 +51,12 @@ impl TestServer {
         TestServer::build(&db, settings, Some(dir), Some(llm)).await
     }
 
+    /// [`Self::with_llm`] on the database at `db` (a PostgreSQL URL, or a SQLite file the test
+    /// looks into).
+    pub async fn with_llm_on(db: &str, llm: hilo_llm::Resolved, settings: Settings) -> TestServer {
+        TestServer::build(db, settings, None, Some(llm)).await
+    }
+
     /// A server on the database at `db` (several servers may share one).
     pub async fn on(db: &str, settings: Settings, dir: Option<tempfile::TempDir>) -> TestServer {
         TestServer::build(db, settings, dir, None).await

@@ -7,6 +7,7 @@ mod client;
 mod common;
 mod console;
 mod conventions;
+mod forget;
 mod hardening;
 mod hil;
 mod live;

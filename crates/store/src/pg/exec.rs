@@ -36,8 +36,8 @@ use tokio::sync::Notify;
 
 use crate::pg::PgStore;
 use crate::sql::exec_codec::{
-    Encoded, EventRow, ExecRow as RowUpdate, Json, PRUNE_CHILD_ROWS, Pending, REF, corrupt, i, sql,
-    terminal, u,
+    ERASE_AUDIT, ERASE_OTHER_ROWS, Encoded, EventRow, ExecRow as RowUpdate, Json, PRUNE_CHILD_ROWS,
+    Pending, REF, corrupt, i, sql, terminal, u,
 };
 use crate::sql::exec_rows::{
     event_from_row, exec_columns, exec_from_row, node_from_row, signal_from_row, task_columns,
@@ -1264,6 +1264,49 @@ impl ExecutionStore for PgStore {
             .await
             .map_err(backend)?;
         Ok(total)
+    }
+
+    async fn erase_executions(&self, tenant: &TenantId, ids: &[String]) -> Result<(u64, u64)> {
+        let (mut n, mut audit) = (0, 0);
+        for chunk in ids.chunks(200) {
+            let mut tx = self.pool().begin().await.map_err(backend)?;
+            // The tenant's only, locked against a claim meanwhile.
+            let owned: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM executions WHERE tenant_id = $1 AND id = ANY($2) FOR UPDATE",
+            )
+            .bind(tenant)
+            .bind(chunk)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let any = |sql: &str| sql.replace("execution_id = $1", "execution_id = ANY($1)");
+            audit += sqlx::query(sqlx::AssertSqlSafe(any(ERASE_AUDIT)))
+                .bind(&owned)
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            for sql in PRUNE_CHILD_ROWS.iter().chain(&ERASE_OTHER_ROWS) {
+                sqlx::query(sqlx::AssertSqlSafe(any(sql)))
+                    .bind(&owned)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            n += sqlx::query("DELETE FROM executions WHERE id = ANY($1)")
+                .bind(&owned)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            tx.commit().await.map_err(backend)?;
+        }
+        sqlx::query(sql::PRUNE_PAYLOADS)
+            .execute(self.pool())
+            .await
+            .map_err(backend)?;
+        Ok((n, audit))
     }
 
     async fn stored_bytes(&self, id: &str) -> Result<u64> {

@@ -267,6 +267,15 @@ pub(crate) const PRUNE_CHILD_ROWS: [&str; 6] = [
     "DELETE FROM exec_signals WHERE execution_id = $1",
 ];
 
+/// What erasing an execution deletes besides [`PRUNE_CHILD_ROWS`] and its row (its tool-call
+/// audit rows are counted apart, first; `$2` is the tenant, for the audit table's index).
+pub(crate) const ERASE_AUDIT: &str =
+    "DELETE FROM tool_audit WHERE execution_id = $1 AND tenant_id = $2";
+pub(crate) const ERASE_OTHER_ROWS: [&str; 2] = [
+    "DELETE FROM idempotency_keys WHERE execution_id = $1",
+    "DELETE FROM exec_callbacks WHERE execution_id = $1",
+];
+
 pub(crate) use terminal;
 
 /// SQL that both backends run as written (portable: `$n` placeholders, `CAST($n AS TEXT)`

@@ -11,6 +11,7 @@ pub(crate) mod db;
 pub(crate) mod episodes;
 pub(crate) mod exec_codec;
 pub(crate) mod exec_rows;
+pub(crate) mod forget;
 pub(crate) mod hil;
 pub(crate) mod idempotency;
 pub(crate) mod quarantine;

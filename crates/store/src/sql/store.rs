@@ -16,6 +16,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hilo_core::access::{ApiKeyRecord, ApiKeyStore, CallbackRecord, CallbackStore};
 use hilo_core::episode::{Episode, EpisodeFilter, EpisodeStore};
+use hilo_core::exec::ExecutionStore;
+use hilo_core::forget::{ErasureRecord, ForgetStore, Forgotten};
 use hilo_core::hil::{
     ConvFilter, ConvStatus, Conversation, Delivery, HilChanges, HilOp, HilStore, HumanAgent,
     ItemState, Message, NewMessage, StatsRow, Transition, WorkItem,
@@ -33,8 +35,8 @@ use hilo_core::tool::{
 use crate::RunningLimits;
 use crate::sql::db::Db;
 use crate::sql::{
-    DEFAULT_PAYLOAD_THRESHOLD, access, audit, costs, episodes, hil, idempotency, secrets, sessions,
-    workflows,
+    DEFAULT_PAYLOAD_THRESHOLD, access, audit, costs, episodes, forget, hil, idempotency, secrets,
+    sessions, workflows,
 };
 
 /// A store: a backend's own parts `B` (its pool, and whatever else it runs on), reached
@@ -239,6 +241,26 @@ where
 
     async fn prune_sessions(&self, now: i64) -> Result<u64> {
         sessions::prune_sessions(self, now).await
+    }
+}
+
+#[async_trait]
+impl<B> ForgetStore for SqlStore<B>
+where
+    Self: Backend + ExecutionStore,
+{
+    async fn forget_customer(
+        &self,
+        tenant: &TenantId,
+        customer: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Forgotten> {
+        forget::forget_customer(self, tenant, customer, actor, now).await
+    }
+
+    async fn list_erasures(&self, tenant: &TenantId, limit: u32) -> Result<Vec<ErasureRecord>> {
+        forget::list_erasures(self, tenant, limit).await
     }
 }
 

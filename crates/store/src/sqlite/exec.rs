@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use crate::RunningLimits;
 use crate::sql::exec_codec::{
-    Encoded, EventRow, PRUNE_CHILD_ROWS, REF, corrupt, i, sql, terminal, u,
+    ERASE_AUDIT, ERASE_OTHER_ROWS, Encoded, EventRow, PRUNE_CHILD_ROWS, REF, corrupt, i, sql,
+    terminal, u,
 };
 
 use crate::sql::db::RowAccess;
@@ -790,6 +791,59 @@ impl ExecutionStore for SqliteStore {
         })
         .await?;
         Ok(total)
+    }
+
+    async fn erase_executions(&self, tenant: &TenantId, ids: &[String]) -> Result<(u64, u64)> {
+        // This process's current step-log segment may hold their steps: a new one is started
+        // and the old one folded to its end, which deletes it.
+        if let Some(log) = self.step_log().cloned() {
+            self.writer()
+                .run(move |conn| {
+                    log.rotate()?;
+                    log.fold(conn, true)
+                })
+                .await?;
+        }
+        let mut counts = (0, 0);
+        for chunk in ids.chunks(200) {
+            let tenant = tenant.to_string();
+            let chunk = chunk.to_vec();
+            let (n, audit) = self
+                .write(move |w| {
+                    w.fold_logs()?;
+                    let (mut n, mut audit) = (0, 0);
+                    for id in &chunk {
+                        let owned: Option<String> = scalar(
+                            w.conn,
+                            "SELECT id FROM executions WHERE id = $1 AND tenant_id = $2",
+                            params![id, tenant],
+                        )?;
+                        if owned.is_none() {
+                            continue;
+                        }
+                        audit += u(exec(w.conn, ERASE_AUDIT, params![id, tenant])? as i64);
+                        for sql in PRUNE_CHILD_ROWS.iter().chain(&ERASE_OTHER_ROWS) {
+                            exec(w.conn, sql, [id])?;
+                        }
+                        exec(w.conn, "DELETE FROM executions WHERE id = $1", [id])?;
+                        n += 1;
+                    }
+                    exec(w.conn, sql::PRUNE_PAYLOADS, [])?;
+                    Ok((n, audit))
+                })
+                .await?;
+            counts.0 += n;
+            counts.1 += audit;
+        }
+        // The write-ahead log still holds the pages as they were: copy it into the database
+        // (where `secure_delete` zeroed the freed space) and empty it.
+        self.writer()
+            .run(|conn| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(db)
+            })
+            .await?;
+        Ok(counts)
     }
 
     async fn stored_bytes(&self, id: &str) -> Result<u64> {

@@ -86,6 +86,8 @@ impl SqliteStore {
                 Durability::Full => SqliteSynchronous::Full,
             })
             .foreign_keys(true)
+            // As on the writer's connection: deleted content is zeroed.
+            .pragma("secure_delete", "ON")
             .busy_timeout(BUSY_TIMEOUT)
             // The writer's checkpoint thread does it (see `writer`).
             .pragma("wal_autocheckpoint", "0");

@@ -798,6 +798,19 @@ impl StepLog {
         Ok(out)
     }
 
+    /// Starts a new current segment (when the current one has records), so that the next
+    /// [`Self::fold`] can fold the old one to its end and delete it: what its records carried
+    /// leaves the disk (forgetting a customer). Other processes' current segments stay until
+    /// they fill up or their process ends.
+    pub(crate) fn rotate(&self) -> Result<()> {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(number) = out.as_ref().filter(|s| s.len > 0).map(|s| s.number + 1) {
+            // The old segment's lock goes with its handle.
+            *out = Some(self.create_segment(number)?);
+        }
+        Ok(())
+    }
+
     /// At the store's end (the writer thread, last): folds this process's segments, gives up
     /// the current one, and folds again, which deletes every segment folded to its end.
     pub(crate) fn close(&self, conn: &mut Connection) {

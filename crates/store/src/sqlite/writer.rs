@@ -147,6 +147,9 @@ fn connect(target: &Target, durability: Durability) -> rusqlite::Result<Connecti
         },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted and overwritten content is zeroed, so that what was deleted (a forgotten
+    // customer, pruned executions) leaves no copy in the database file's free space.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
