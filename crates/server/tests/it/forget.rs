@@ -232,3 +232,69 @@ async fn forgetting_a_customer_on_postgres() {
     forgetting_a_customer_deletes_theirs_only(&s, &fake).await;
     s.stop().await;
 }
+
+/// A conversation whose run waits for a person.
+const APPROVAL: &str = r#"
+name: approval
+version: 1
+nodes:
+  - {id: review, type: human, prompt: "Refund {{ input.message }}?", schema: {type: boolean}}
+  - {id: done, type: finish, output: {reply: "ok"}}
+edges:
+  - {from: review, to: done}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_with_a_run_still_going_is_not_forgotten_until_it_ends() {
+    let s = TestServer::start().await;
+    let admin = s.key("shop", &[Scope::Admin]).await;
+    let (code, v) = s.import(&admin, APPROVAL).await;
+    assert!((200..300).contains(&code), "{v}");
+    let (code, conv) = s
+        .post(
+            &admin,
+            "/conversations",
+            json!({"customer_id": "cust-c", "channel": "web", "workflow": "approval"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{conv}");
+    let id = conv["id"].as_str().unwrap();
+    let (code, posted) = s
+        .post(
+            &admin,
+            &format!("/conversations/{id}/messages"),
+            json!({"content": "order 12"}),
+        )
+        .await;
+    assert!((200..300).contains(&code), "{posted}");
+    let run = posted["execution_id"].as_str().unwrap().to_string();
+    s.wait_status(&admin, &run, &["waiting"]).await;
+
+    let (code, v) = s.delete(&admin, "/customers/cust-c").await;
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["code"], "CUSTOMER_ACTIVE", "{v}");
+    assert!(v["detail"].as_str().unwrap().contains(&run), "{v}");
+    // Nothing was deleted.
+    let (code, _) = s.get(&admin, &format!("/conversations/{id}")).await;
+    assert_eq!(code, 200);
+
+    let (_, queue) = s.get(&admin, "/hil/queue").await;
+    assert_eq!(
+        queue["items"][0]["task"]["execution_id"],
+        run.as_str(),
+        "{queue}"
+    );
+    let (code, v) = s
+        .post(&admin, &format!("/executions/{run}/cancel"), json!({}))
+        .await;
+    assert!((200..300).contains(&code), "{v}");
+    s.wait_status(&admin, &run, &["cancelled"]).await;
+    let (code, v) = s.delete(&admin, "/customers/cust-c").await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["forgotten"]["executions"], 1, "{v}");
+    // The approval's task item, unless the cancel's queue update took it first.
+    assert!(v["forgotten"]["queue_items"].as_u64().unwrap() <= 1, "{v}");
+    let (code, _) = s.get(&admin, &format!("/executions/{run}")).await;
+    assert_eq!(code, 404);
+    s.stop().await;
+}
