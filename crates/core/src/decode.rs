@@ -83,7 +83,9 @@ pub const AGENT_WITH_KEYS: &[&str] = &[
     "context",
 ];
 /// Fields of an agent's `with.context`.
-pub const AGENT_CONTEXT_KEYS: &[&str] = &["history"];
+pub const AGENT_CONTEXT_KEYS: &[&str] = &["history", "episodes"];
+/// Fields of `with.context.episodes` (or `episodes: true`).
+pub const EPISODES_KEYS: &[&str] = &["top_k"];
 /// Fields of `with.context.history` (or `history: true`).
 pub const HISTORY_KEYS: &[&str] = &["messages", "summary", "max_messages", "max_tokens"];
 
@@ -1060,7 +1062,22 @@ impl Decoder {
                 })
             }
         };
-        Some(AgentContext { history })
+        let episodes = match m.get("episodes") {
+            None => None,
+            Some(Value::Bool(false)) => Some(EpisodesContext { top_k: 0 }),
+            Some(Value::Bool(true)) => Some(EpisodesContext::default()),
+            Some(e) => {
+                let p = push_pointer(path, "episodes");
+                let em = self.obj(e, &p, "`episodes` (true, false, or {top_k})")?;
+                self.keys(em, &p, EPISODES_KEYS, "`episodes`");
+                Some(EpisodesContext {
+                    top_k: self
+                        .opt_u32(em, &p, "top_k", 0, u64::from(EpisodesContext::MAX_TOP_K))
+                        .unwrap_or(EpisodesContext::DEFAULT_TOP_K),
+                })
+            }
+        };
+        Some(AgentContext { history, episodes })
     }
 
     fn cases(&mut self, v: &Value, path: &str) -> Option<Vec<SwitchCase>> {

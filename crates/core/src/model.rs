@@ -327,6 +327,31 @@ pub struct AgentWith {
 pub struct AgentContext {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<HistoryContext>,
+    /// Past runs of the tenant's agents with the most similar goals (episodic memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub episodes: Option<EpisodesContext>,
+}
+
+/// `with.context.episodes`: how many of the tenant's past reasoning and planner runs with the
+/// goals most like this node's task are put before it (successful ones first). A planner
+/// recalls [`EpisodesContext::DEFAULT_TOP_K`] without it; `top_k: 0` turns recall off.
+/// `episodes: true` takes the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EpisodesContext {
+    pub top_k: u32,
+}
+
+impl EpisodesContext {
+    pub const DEFAULT_TOP_K: u32 = 3;
+    pub const MAX_TOP_K: u32 = 20;
+}
+
+impl Default for EpisodesContext {
+    fn default() -> Self {
+        EpisodesContext {
+            top_k: Self::DEFAULT_TOP_K,
+        }
+    }
 }
 
 /// `with.context.history`: the recent messages of the conversation (and its rolling summary)

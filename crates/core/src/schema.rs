@@ -250,6 +250,15 @@ pub fn workflow_schema() -> Value {
                                 "max_tokens": {"type": "integer", "minimum": 1}
                             }}
                         ]
+                    },
+                    "episodes": {
+                        "description": "How many of the tenant's past reasoning and planner runs with the most similar goals come before the task, successful first (true: 3; false or top_k 0: none; planners recall 3 without it).",
+                        "oneOf": [
+                            {"type": "boolean"},
+                            {"type": "object", "additionalProperties": false, "properties": {
+                                "top_k": {"type": "integer", "minimum": 0, "maximum": 20}
+                            }}
+                        ]
                     }}
                 }),
                 _ => json!({"type": "string"}),

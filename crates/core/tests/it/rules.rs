@@ -412,6 +412,26 @@ fn diagnostics_serialize_for_machines() {
 }
 
 #[test]
+fn agent_episodes_context() {
+    let agent = |context: &str| {
+        wf(&format!(
+            "nodes:\n  - {{id: a, type: agent, agent: reasoning, with: {{task: hi, tools: [http_request], context: {context}}}}}\n{FINISH}edges:\n  - {{from: a, to: done}}\n"
+        ))
+    };
+    check("agent_episodes_true", &agent("{episodes: true}"), &[]);
+    check(
+        "agent_episodes_top_k",
+        &agent("{episodes: {top_k: 5}, history: true}"),
+        &[],
+    );
+    check(
+        "agent_episodes_bad",
+        &agent("{episodes: {top_k: 50, k: 1}}"),
+        &[Code::UnknownField, Code::InvalidValue],
+    );
+}
+
+#[test]
 fn agent_history_context() {
     let agent = |context: &str| {
         wf(&format!(

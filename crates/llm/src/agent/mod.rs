@@ -154,6 +154,36 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The tenant's past runs with goals most like `goal`, successful first:
+    /// `with.context.episodes.top_k` of them, or `default` when the node does not say (a
+    /// planner's 3, other agents' none). Recorded in the node's trace with their scores.
+    pub(crate) async fn recall(&mut self, goal: &str, default: u32) -> Vec<episodes::Recalled> {
+        let k = self
+            .req
+            .node
+            .with
+            .context
+            .as_ref()
+            .and_then(|c| c.episodes)
+            .map_or(default, |e| e.top_k);
+        if k == 0 {
+            return Vec::new();
+        }
+        let past = self
+            .rt
+            .memory
+            .recall(&self.memory_ctx(), goal, k as usize)
+            .await;
+        if !past.is_empty() {
+            self.steps
+                .push(json!({"recalled": past.iter().map(|r| json!({
+                "episode": r.episode.id, "goal": r.episode.goal, "achieved": r.episode.achieved,
+                "score": r.score,
+            })).collect::<Vec<_>>()}));
+        }
+        past
+    }
+
     /// The episode of a `reasoning` or `planner` run that got as far as its goal; `None`
     /// for `simple` agents and runs that failed before reading their goal.
     fn episode(&self, result: &Result<Value, NodeError>) -> Option<hilo_core::episode::Episode> {
@@ -447,6 +477,24 @@ fn clip_name(name: &str) -> String {
         None => name.to_string(),
         Some((i, _)) => format!("{}…", &name[..i]),
     }
+}
+
+/// Recalled past runs as a prompt section: each goal, plan and how it ended.
+pub(crate) fn recalled_text(past: &[episodes::Recalled]) -> String {
+    let mut text = String::from(
+        "Similar goals of earlier runs (successful first), with their plans and how they ended:",
+    );
+    for r in past {
+        let e = &r.episode;
+        text.push_str(&format!(
+            "\n- goal: {}\n  plan: {}\n  {}: {}",
+            clip(&e.goal, 500),
+            clip(&e.plan.to_string(), 2000),
+            if e.achieved { "achieved" } else { "failed" },
+            clip(&e.outcome, 500)
+        ));
+    }
+    text
 }
 
 /// Keeps the first `max` characters of a text for a trace or a prompt.

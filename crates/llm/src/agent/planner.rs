@@ -16,6 +16,7 @@
 //!
 //! Default profile: `powerful`.
 
+use hilo_core::EpisodesContext;
 use hilo_core::exec::NodeError;
 use serde_json::{Map, Value, json};
 
@@ -28,9 +29,6 @@ use crate::router::{ChatSpec, codes};
 pub use hilo_core::agent::{
     PLANNER_MAX_RETRIES as DEFAULT_MAX_RETRIES, PLANNER_PROFILE as DEFAULT_PROFILE,
 };
-
-/// Past runs recalled into a planner's prompt.
-const RECALLED: usize = 3;
 
 /// The JSON Schema plans must match (tools limited to the node's list).
 pub fn plan_schema(tools: &[String]) -> Value {
@@ -125,18 +123,7 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     }
     let (defs, _) = run.tool_definitions()?;
     let retries = w.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
-    let past = run
-        .rt
-        .memory
-        .recall(&run.memory_ctx(), &goal, RECALLED)
-        .await;
-    if !past.is_empty() {
-        run.steps
-            .push(json!({"recalled": past.iter().map(|r| json!({
-            "episode": r.episode.id, "goal": r.episode.goal, "achieved": r.episode.achieved,
-            "score": r.score,
-        })).collect::<Vec<_>>()}));
-    }
+    let past = run.recall(&goal, EpisodesContext::DEFAULT_TOP_K).await;
     let catalog: Vec<Value> = listed
         .iter()
         .zip(&defs)
@@ -156,19 +143,8 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
             prompt = format!("{s}\n\n{prompt}");
         }
         if !past.is_empty() {
-            prompt.push_str(
-                "\n\nSimilar goals of earlier runs (successful first), with their plans and how they ended:",
-            );
-            for r in &past {
-                let e = &r.episode;
-                prompt.push_str(&format!(
-                    "\n- goal: {}\n  plan: {}\n  {}: {}",
-                    clip(&e.goal, 500),
-                    clip(&e.plan.to_string(), 2000),
-                    if e.achieved { "achieved" } else { "failed" },
-                    clip(&e.outcome, 500)
-                ));
-            }
+            prompt.push_str("\n\n");
+            prompt.push_str(&super::recalled_text(&past));
         }
         if !failures.is_empty() {
             prompt.push_str("\n\nEarlier attempts failed; do not repeat their mistakes:");

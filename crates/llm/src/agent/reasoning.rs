@@ -46,6 +46,11 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
             "\nThe final answer must be only JSON that matches this JSON Schema: {schema}"
         ));
     }
+    let past = run.recall(&task, 0).await;
+    if !past.is_empty() {
+        system.push_str("\n\n");
+        system.push_str(&super::recalled_text(&past));
+    }
     let mut messages = vec![Message::system(system)];
     messages.extend(super::history::messages(run)?);
     messages.push(Message::user(task));

@@ -29,6 +29,10 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     if let Some(s) = run.text("system") {
         messages.push(Message::system(s));
     }
+    let past = run.recall(&prompt, 0).await;
+    if !past.is_empty() {
+        messages.push(Message::system(super::recalled_text(&past)));
+    }
     messages.extend(super::history::messages(run)?);
     if let Some(labels) = &w.labels {
         if labels.is_empty() {

@@ -1205,4 +1205,88 @@ async fn runs_are_remembered_and_a_planner_recalls_similar_ones() {
     assert_eq!(recalled[0]["episode"], "exec-p1:agent:1", "{trace}");
     assert!(recalled[0]["score"].as_f64().unwrap() >= 0.35);
     assert_eq!(recalled.as_array().unwrap().len(), 1, "{trace}");
+
+    // A reasoning agent recalls only when its node asks (`with.context.episodes`), into its
+    // system message; a planner with `top_k: 0` recalls nothing.
+    let rome = |exec: &str, context: Option<hilo_core::AgentContext>| {
+        let mut r = with_exec(
+            request(
+                AgentKind::Reasoning,
+                json!({"task": "How warm is Rome this week?", "tools": ["weather"]}),
+            ),
+            "acme",
+            exec,
+        );
+        r.node.with.context = context;
+        r
+    };
+    fx.fake.script("mid", Reply::text("mild", 100, 10));
+    let before = fx.fake.requests().len();
+    let plain = rt.run(rome("exec-r2", None)).await;
+    // (`mid` speaks the Anthropic wire: the system prompt is a field of its own.)
+    let system_of = |body: &Value| body["system"].to_string();
+    let system = system_of(&fx.fake.requests()[before].body);
+    assert!(system.contains("solves a task step by step"), "{system}");
+    assert!(!system.contains("Similar goals"), "{system}");
+    assert!(plain.trace.unwrap()["steps"][0].get("recalled").is_none());
+    fx.fake.script("mid", Reply::text("mild again", 100, 10));
+    let before = fx.fake.requests().len();
+    let asked = rt
+        .run(rome(
+            "exec-r3",
+            Some(hilo_core::AgentContext {
+                episodes: Some(hilo_core::EpisodesContext { top_k: 2 }),
+                ..Default::default()
+            }),
+        ))
+        .await;
+    let system = system_of(&fx.fake.requests()[before].body);
+    assert!(system.contains("Similar goals of earlier runs"), "{system}");
+    assert!(system.contains("goal: How warm is Rome today?"), "{system}");
+    assert!(!system.contains("Paris"), "{system}");
+    let recalled = asked.trace.unwrap()["steps"][0]["recalled"].clone();
+    let goals: Vec<&str> = recalled
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["goal"].as_str().unwrap())
+        .collect();
+    assert!(goals.contains(&"How warm is Rome today?"), "{recalled}");
+    assert!(goals.len() <= 2, "{recalled}");
+
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"steps": [{"id": "w", "tool": "weather", "input": {"city": "Paris"}}]}),
+            300,
+            40,
+        ),
+    );
+    fx.fake.script(
+        "big",
+        Reply::json(
+            json!({"achieved": true, "reason": "ok", "answer": "a coat"}),
+            200,
+            20,
+        ),
+    );
+    let mut off = with_exec(
+        request(
+            AgentKind::Planner,
+            json!({"goal": "What should I pack for Paris?", "tools": ["weather"]}),
+        ),
+        "acme",
+        "exec-p3",
+    );
+    off.node.with.context = Some(hilo_core::AgentContext {
+        episodes: Some(hilo_core::EpisodesContext { top_k: 0 }),
+        ..Default::default()
+    });
+    let before = fx.fake.requests().len();
+    rt.run(off).await.result.unwrap();
+    let prompt = fx.fake.requests()[before].body["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!prompt.contains("Similar goals"), "{prompt}");
 }
