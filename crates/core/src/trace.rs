@@ -141,37 +141,38 @@ pub fn hex(bytes: &[u8]) -> String {
 /// The trace of execution `execution`: its caller's (`caller`, the `traceparent` stored with
 /// it), else derived from its id.
 pub fn trace_id(execution: &str, caller: Option<&TraceParent>) -> [u8; 16] {
-    if let Some(c) = caller {
-        return c.trace_id;
+    match caller {
+        Some(c) => c.trace_id,
+        None => digest(&[b"hilo-trace:", execution.as_bytes()]),
     }
-    let mut h = Sha256::new();
-    h.update(b"hilo-trace:");
-    h.update(execution.as_bytes());
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    // All zeros is the invalid id; SHA-256 reaching it is not a practical concern, but a
-    // valid id is cheap to guarantee.
-    if b == [0; 16] {
-        b[15] = 1;
-    }
-    b
 }
 
 /// The span of attempt `attempt` of node `key` of `execution` (`""`, 0: the root).
 pub fn span_id(execution: &str, key: &str, attempt: u32) -> [u8; 8] {
+    let attempt = attempt.to_string();
+    digest(&[
+        b"hilo-span:",
+        execution.as_bytes(),
+        b":",
+        key.as_bytes(),
+        b":",
+        attempt.as_bytes(),
+    ])
+}
+
+/// The first `N` bytes of SHA-256 of `parts` one after the other, never all zeros (the
+/// invalid id: SHA-256 reaching it is not a practical concern, but a valid id is cheap to
+/// guarantee).
+fn digest<const N: usize>(parts: &[&[u8]]) -> [u8; N] {
     let mut h = Sha256::new();
-    h.update(b"hilo-span:");
-    h.update(execution.as_bytes());
-    h.update(b":");
-    h.update(key.as_bytes());
-    h.update(b":");
-    h.update(attempt.to_string().as_bytes());
+    for p in parts {
+        h.update(p);
+    }
     let d = h.finalize();
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d[..8]);
-    if b == [0; 8] {
-        b[7] = 1;
+    let mut b = [0u8; N];
+    b.copy_from_slice(&d[..N]);
+    if b == [0; N] {
+        b[N - 1] = 1;
     }
     b
 }
@@ -240,6 +241,16 @@ mod tests {
         ] {
             assert!(TraceParent::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn derived_ids_never_change() {
+        // Executions resumed by a newer release continue the traces an older one began.
+        assert_eq!(
+            hex(&trace_id("e1", None)),
+            "f01b3949813cd5162bc3f5d6346335a4"
+        );
+        assert_eq!(hex(&span_id("e1", "a", 1)), "0dd3d58d2a2c1726");
     }
 
     #[test]
