@@ -419,6 +419,41 @@ test("the timeline shows each node's LLM tokens and cost", async () => {
   await page.context().close();
 });
 
+test('an execution started under a traceparent shows the caller\'s trace id', async () => {
+  const caller = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const res = await fetch(new URL('api/v1/executions', BASE), {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${KEY_A}`, 'content-type': 'application/json',
+      traceparent: `00-${caller}-00f067aa0ba902b7-01`,
+    },
+    body: JSON.stringify({ workflow: 'live_demo', input: {} }),
+  });
+  assert.equal(res.status, 202);
+  const id = (await res.json()).execution_id;
+  const view = await waitStatus(KEY_A, id, ['succeeded']);
+  assert.equal(view.trace_id, caller);
+  const page = await newPage();
+  await signIn(page, KEY_A);
+  await page.goto(new URL(`executions/${id}`, BASE).href);
+  await page.locator('#exec-status .badge', { hasText: 'succeeded' }).waitFor();
+  const shown = page.locator('#exec-trace code');
+  assert.equal(await shown.innerText(), caller);
+  // Selectable in full with one click (user-select: all), and copied by its button.
+  assert.equal(await shown.evaluate((e) => getComputedStyle(e).userSelect), 'all');
+  await page.getByRole('button', { name: 'Copy the trace id' }).click();
+  await page.locator('p.live', { hasText: /Trace id (copied|selected)/ }).waitFor();
+  // An execution started without one has a trace of its own, shown the same way.
+  const other = await api(KEY_A, 'POST', '/executions', { workflow: 'live_demo', input: {} });
+  const otherView = await waitStatus(KEY_A, other.body.execution_id, ['succeeded']);
+  assert.match(otherView.trace_id, /^[0-9a-f]{32}$/);
+  assert.notEqual(otherView.trace_id, caller);
+  await page.goto(new URL(`executions/${other.body.execution_id}`, BASE).href);
+  await page.locator('#exec-trace code', { hasText: otherView.trace_id }).waitFor();
+  await axe(page, 'execution (trace id)');
+  await page.context().close();
+});
+
 test('a failed saga: each compensation has its own row in the timeline', async () => {
   assert.equal((await api(KEY_A, 'POST', '/workflows', SAGA, 'application/yaml')).status, 201);
   const started = await api(KEY_A, 'POST', '/executions', { workflow: 'saga_demo', input: {} });
@@ -442,6 +477,16 @@ test('a failed saga: each compensation has its own row in the timeline', async (
   const keys = await page.locator('table.timeline tbody tr th').allInnerTexts();
   assert.deepEqual(keys.slice(-2), ['undo charge', 'undo reserve']);
   assert.match(await page.locator('table.timeline caption').innerText(), /then 2 compensations/);
+  // Each undo shows how long it took, and a bar on the run's axis: from its start to its end as
+  // the API gives them.
+  const view = (await api(KEY_A, 'GET', `/executions/${id}`)).body;
+  const undone = view.nodes.find((n) => n.key === 'reserve').compensation;
+  assert.ok(undone.started_at && undone.finished_at, JSON.stringify(undone));
+  assert.ok(Date.parse(undone.finished_at) >= Date.parse(undone.started_at));
+  assert.match(await undoReserve.locator('td.undo-duration').innerText(), /^\d+(\.\d+)? (ms|s)$/);
+  assert.match(await undoCharge.locator('td.undo-duration').innerText(), /^\d+(\.\d+)? (ms|s)$/);
+  assert.equal(await undoReserve.locator('.track .bar.s-compensated').count(), 1);
+  assert.equal(await undoCharge.locator('.track .bar.s-failed').count(), 1);
   // The graph draws the step whose undo succeeded as compensated.
   await page.locator('svg.graph g[data-node="reserve"][data-status="compensated"]').waitFor({ timeout: 5000 });
   await axe(page, 'execution (compensations)');

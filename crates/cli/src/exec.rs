@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use hilo_core::exec::{Event, EventKind, ExecFilter, ExecStatus};
 use hilo_core::store::Store;
+use hilo_core::trace;
 use hilo_engine::{Engine, EngineError, Mode, Outcome, outcome_json};
 use serde_json::{Value, json};
 
@@ -420,12 +421,13 @@ pub async fn executions(app: &App, cmd: ExecutionsCommand) -> Result<(), Exit> {
                 None
             };
             let tasks = store.tasks(tenant, &id).await.map_err(store_err)?;
+            let trace_hex = trace::hex(&trace::trace_id(&e.id, e.trace_parent.as_ref()));
             if json {
                 let mut v = json!({
                     "execution_id": e.id, "workflow": e.workflow, "version": e.version,
                     "status": e.status, "input": e.input, "output": e.output, "error": e.error,
                     "created_at": e.created_at, "finished_at": e.finished_at,
-                    "parent": e.parent,
+                    "parent": e.parent, "trace_id": trace_hex,
                     "nodes": nodes.iter().map(|n| json!({
                         "key": n.key, "status": n.status, "attempts": n.attempts,
                         "started_at": n.started_at, "finished_at": n.finished_at,
@@ -462,6 +464,7 @@ pub async fn executions(app: &App, cmd: ExecutionsCommand) -> Result<(), Exit> {
             outln!("status:   {}", e.status);
             outln!("created:  {}", timestamp(Some(e.created_at)));
             outln!("finished: {}", timestamp(e.finished_at));
+            outln!("trace:    {trace_hex}");
             if let Some(p) = &e.parent {
                 outln!("parent:   {} (node {})", p.execution_id, p.node_key);
             }

@@ -238,6 +238,7 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
                 v.version,
                 v.status
             );
+            outln!("  trace {}", v.trace_id);
             for n in &v.nodes {
                 outln!("  {:<28} {:<12} attempts {}", n.key, n.status, n.attempts);
             }

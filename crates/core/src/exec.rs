@@ -188,6 +188,13 @@ pub struct CompensationState {
     pub error: Option<NodeError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<i64>,
+    /// When its first attempt began (Unix ms); `None` while pending (and in records written
+    /// before these times were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
+    /// When it succeeded or finally failed (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
 }
 
 /// Everything about a node that is not a column of its own; stored as JSON.
@@ -311,6 +318,10 @@ pub struct ExecRecord {
     pub meta: ExecMeta,
     /// An ad-hoc definition run from a file rather than from the store (pinned with the run).
     pub definition: Option<Value>,
+    /// The caller's W3C trace context, when the request that started the execution carried
+    /// one: the execution's trace is the caller's, its root span the child of the caller's
+    /// span (see `crate::trace`). Written once, at creation.
+    pub trace_parent: Option<crate::trace::TraceParent>,
 }
 
 /// The parent of a child execution, and the `workflow` node waiting for it.
@@ -467,6 +478,8 @@ pub struct NewExecution {
     pub lease: Option<Lease>,
     pub meta: ExecMeta,
     pub created_at: i64,
+    /// The caller's trace context (see [`ExecRecord::trace_parent`]).
+    pub trace_parent: Option<crate::trace::TraceParent>,
 }
 
 /// Who holds an execution, until when.

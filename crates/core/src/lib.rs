@@ -23,6 +23,8 @@
 //!   (rows and the `SessionStore` trait).
 //! - [`store`]: the storage traits (`WorkflowStore`, …) that backends implement, combined in
 //!   the `Store` supertrait.
+//! - [`trace`]: W3C `traceparent` and the trace and span ids of an execution, derived from
+//!   its durable record.
 //! - [`base`]: the leaf the runtime modules above share: tenant ids, the clock, the errors
 //!   and their stable codes. It imports nothing from the crate; `exec`, `tool`, `llm`,
 //!   `access`, `session` and `hil` import it (never each other in a loop), and `store` imports
@@ -57,6 +59,7 @@ pub mod source;
 mod source_map;
 pub mod store;
 pub mod tool;
+pub mod trace;
 pub mod validate;
 
 pub use diagnostic::{Code, Diagnostic, Diagnostics};

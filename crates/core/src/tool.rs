@@ -33,6 +33,9 @@ pub struct ToolContext {
     pub attempt: u32,
     /// This call undoes an earlier one.
     pub compensation: bool,
+    /// The `traceparent` the call's own requests send (HTTP tools, model calls): the
+    /// execution's trace and the calling node attempt's span. `None` outside an execution.
+    pub trace: Option<crate::trace::TraceParent>,
 }
 
 /// Where a tool comes from (shown by `hilo tools list`).

@@ -22,6 +22,7 @@ use hilo_core::exec::{
 };
 use hilo_core::store::{DEFAULT_TENANT, StoreError};
 use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest};
+use hilo_core::trace::TraceParent;
 use hilo_core::{NodeKind, Store, Workflow};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -266,13 +267,15 @@ impl Default for EngineOptions {
 /// A callback told about every event committed (progress output, live streams).
 pub type Observer = Arc<dyn Fn(&str, &Event) + Send + Sync>;
 
-/// Whose committed events an [`ExecutionObserver`] is told about: the execution, its tenant
-/// and the plan of its workflow (the workflow's name, its nodes' kinds).
+/// Whose committed events an [`ExecutionObserver`] is told about: the execution, its tenant,
+/// the plan of its workflow (the workflow's name, its nodes' kinds) and the caller's trace
+/// context stored with it (traces).
 #[derive(Clone, Copy)]
 pub struct Observed<'a> {
     pub id: &'a str,
     pub tenant: &'a str,
     pub plan: &'a Plan,
+    pub trace_parent: Option<&'a TraceParent>,
 }
 
 /// A callback told about every event committed, with its execution's tenant and workflow
@@ -630,7 +633,7 @@ impl Engine {
         input: Value,
         detach: bool,
     ) -> Result<String> {
-        self.insert(id.clone(), tenant, wf, adhoc, input, detach)
+        self.insert(id.clone(), tenant, wf, adhoc, input, detach, None)
             .await?;
         Ok(id)
     }
@@ -648,13 +651,29 @@ impl Engine {
         adhoc: bool,
         input: Value,
     ) -> Result<Started> {
+        self.start_traced(id, tenant, wf, adhoc, input, None).await
+    }
+
+    /// [`Engine::start`] under the caller's trace context (a request's valid `traceparent`),
+    /// stored with the execution: its trace continues the caller's. When the execution
+    /// exists already, it keeps the trace it was created with.
+    pub async fn start_traced(
+        &self,
+        id: String,
+        tenant: &str,
+        wf: &Arc<Workflow>,
+        adhoc: bool,
+        input: Value,
+        caller: Option<TraceParent>,
+    ) -> Result<Started> {
         let created = self
-            .insert(id.clone(), tenant, wf, adhoc, input.clone(), false)
+            .insert(id.clone(), tenant, wf, adhoc, input.clone(), false, caller)
             .await?;
         let fresh = created.then(|| {
             let plan = self.plan_for(tenant, wf, adhoc);
             let meta = self.new_meta();
-            let m = Machine::new(plan, id.clone(), tenant.to_string(), input, meta, None);
+            let m = Machine::new(plan, id.clone(), tenant.to_string(), input, meta, None)
+                .traced(caller);
             Box::new(m)
         });
         Ok(Started {
@@ -687,8 +706,9 @@ impl Engine {
         }
     }
 
-    /// Writes a new execution (held by this process unless `detach`); false when one with
-    /// `id` existed already (nothing is written then).
+    /// Writes a new execution (held by this process unless `detach`), under the caller's trace
+    /// context if any; false when one with `id` existed already (nothing is written then).
+    #[allow(clippy::too_many_arguments)]
     async fn insert(
         &self,
         id: String,
@@ -697,10 +717,12 @@ impl Engine {
         adhoc: bool,
         input: Value,
         detach: bool,
+        trace_parent: Option<TraceParent>,
     ) -> Result<bool> {
         Engine::check_input(wf, &input)?;
         let now = now_ms();
         let new = NewExecution {
+            trace_parent,
             id: id.clone(),
             tenant: tenant.to_string(),
             workflow: wf.name.clone(),
@@ -1068,6 +1090,8 @@ impl Engine {
             lease: None,
             meta: self.new_meta(),
             created_at: now_ms(),
+            // Its own trace, whose root links to the parent's `workflow` node span.
+            trace_parent: None,
         })
     }
 
@@ -1086,6 +1110,7 @@ impl Engine {
                 id,
                 tenant: m.tenant(),
                 plan: m.plan(),
+                trace_parent: m.trace_parent(),
             };
             for e in events {
                 obs(&observed, e);
@@ -1116,6 +1141,7 @@ impl Engine {
                     node_key: key.clone(),
                     attempt,
                     compensation,
+                    trace: Some(m.call_trace(&key, attempt, compensation)),
                 };
                 let caller = if compensation {
                     Caller::Compensation {
@@ -1157,6 +1183,7 @@ impl Engine {
                     node_key: key.clone(),
                     attempt,
                     compensation: false,
+                    trace: Some(m.call_trace(&key, attempt, false)),
                 };
                 let agents = self.inner.agents.clone();
                 let tokens = self.inner.tokens.lock().ok().and_then(|t| t.clone());

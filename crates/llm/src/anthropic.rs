@@ -125,7 +125,11 @@ impl Provider for AnthropicProvider {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
-        let call = Call::new(&self.name, request.api_key.as_ref());
+        let call = Call::new(
+            &self.name,
+            request.api_key.as_ref(),
+            request.traceparent.as_deref(),
+        );
         with_deadline(&self.name, request.timeout, self.call(&call, request)).await
     }
 }

@@ -178,6 +178,9 @@ pub struct ChatRequest {
     /// The whole call, first byte to last.
     pub timeout: Duration,
     pub api_key: Option<ApiKey>,
+    /// Sent as the W3C `traceparent` header: the execution's trace and the calling node
+    /// attempt's span (`None` outside an execution).
+    pub traceparent: Option<String>,
 }
 
 /// Receives the text of a streamed answer piece by piece, in order: the assistant's text

@@ -86,6 +86,9 @@ pub struct CallCtx {
     pub deadline: Option<tokio::time::Instant>,
     /// Where the pieces of streamed answers go (calls to providers with `stream = true`).
     pub tokens: Option<TokenSink>,
+    /// The `traceparent` the provider requests send (the calling node attempt's span), when
+    /// the call is made inside an execution.
+    pub trace: Option<hilo_core::trace::TraceParent>,
 }
 
 /// A profile, or one model named directly (no fallback then).
@@ -551,6 +554,7 @@ impl Router {
                 None => Duration::from_millis(self.cfg.router.timeout_ms),
             },
             api_key: c.key.clone(),
+            traceparent: ctx.trace.map(|t| t.to_string()),
         };
         client.chat(&request).await.map(Answer::Chat)
     }

@@ -55,14 +55,21 @@ pub(crate) fn secret_header(provider: &str, value: &str) -> Result<HeaderValue, 
 pub(crate) struct Call<'a> {
     pub provider: &'a str,
     pub key: Option<&'a ApiKey>,
+    /// The W3C `traceparent` [`Call::send`] adds (a call inside an execution).
+    pub traceparent: Option<&'a str>,
     pub started: Instant,
 }
 
 impl<'a> Call<'a> {
-    pub fn new(provider: &'a str, key: Option<&'a ApiKey>) -> Call<'a> {
+    pub fn new(
+        provider: &'a str,
+        key: Option<&'a ApiKey>,
+        traceparent: Option<&'a str>,
+    ) -> Call<'a> {
         Call {
             provider,
             key,
+            traceparent,
             started: Instant::now(),
         }
     }
@@ -120,11 +127,15 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Sends the request; a non-2xx answer becomes its error (with the body's excerpt).
+    /// Sends the request (with the call's `traceparent`); a non-2xx answer becomes its error
+    /// (with the body's excerpt).
     pub async fn send(
         &self,
-        request: reqwest::RequestBuilder,
+        mut request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ProviderError> {
+        if let Some(t) = self.traceparent {
+            request = request.header("traceparent", t);
+        }
         let response = request.send().await.map_err(|e| self.transport(&e))?;
         let status = response.status();
         if status.is_success() {

@@ -147,40 +147,59 @@ function nodeUsage(c) {
   ];
 }
 
-/** The row of a node's compensation ("undo <node>"): its tool, status, attempts and error. */
-function undoRow(n) {
+/** A timeline bar from `s` to `f` (ms; `f` null: still going) on the axis `t0`..`t1`. */
+function bar(s, f, t0, t1, status, label) {
+  const track = el('div', { class: 'track', title: label });
+  if (s === null) return track;
+  const span = t1 - t0;
+  const left = ((s - t0) / span) * 100;
+  const width = Math.max((((f ?? t1) - s) / span) * 100, 0.4);
+  const b = el('div', { class: `bar s-${status}` });
+  b.style.left = `${left.toFixed(2)}%`;
+  b.style.width = `${Math.min(width, 100 - left).toFixed(2)}%`;
+  track.append(b);
+  return track;
+}
+
+/** A time of the view (RFC 3339) as ms, or null. */
+const ms = (t) => (t ? Date.parse(t) : null);
+
+/**
+ * The row of a node's compensation ("undo <node>"): its status, attempts, how long it took
+ * (from its first attempt's start to its end) as a bar on the run's axis, its tool and error.
+ */
+function undoRow(n, t0, t1) {
   const c = n.compensation;
+  const s = ms(c.started_at);
+  const f = ms(c.finished_at);
+  const dur = s !== null ? (f ?? Date.now()) - s : null;
+  const more = [el('div', {}, 'with ', el('span', { class: 'mono' }, c.tool))];
+  if (c.error) more.push(el('div', { class: 'undo-error' }, el('strong', {}, 'Error: '), c.error.code ? `${c.error.code}: ` : '', c.error.message || JSON.stringify(c.error)));
   return el('tr', { class: 'undo', 'data-undo': n.key },
     el('th', { scope: 'row', class: 'mono' }, `undo ${n.key}`),
     el('td', {}, statusBadge(c.status)),
     el('td', { class: 'num' }, String(c.attempts || 0), c.attempts > 1 ? el('span', { class: 'muted' }, ` (${c.attempts - 1} retr${c.attempts === 2 ? 'y' : 'ies'})`) : null),
+    el('td', { class: 'num undo-duration' }, fmtMs(dur)),
     el('td', { class: 'num' }, '—'),
     el('td', { class: 'num' }, '—'),
-    el('td', { class: 'num' }, '—'),
-    el('td', { class: 'timeline-cell' }, 'with ', el('span', { class: 'mono' }, c.tool)),
-    el('td', {}, c.error ? el('div', { class: 'undo-error' }, el('strong', {}, 'Error: '), c.error.code ? `${c.error.code}: ` : '', c.error.message || JSON.stringify(c.error)) : ''));
+    el('td', { class: 'timeline-cell' }, bar(s, f, t0, t1, c.status === 'succeeded' ? 'compensated' : (c.status === 'running' ? 'compensating' : c.status), `undo ${n.key}: ${fmtMs(dur)}`)),
+    el('td', {}, more));
 }
 
 function timeline(view) {
   const byNode = (view.costs && view.costs.by_node) || {};
   const undos = [];
   const t0 = Date.parse(view.created_at);
-  const ends = view.nodes.map((n) => Date.parse(n.finished_at || n.started_at || view.updated_at));
+  const ends = view.nodes.flatMap((n) => [
+    Date.parse(n.finished_at || n.started_at || view.updated_at),
+    n.compensation ? ms(n.compensation.finished_at || n.compensation.started_at) : null]);
   const t1 = Math.max(Date.parse(view.finished_at || view.updated_at), ...ends.filter(Number.isFinite), t0 + 1);
   const span = t1 - t0;
   const frag = document.createDocumentFragment();
   for (const n of view.nodes) {
-    const s = n.started_at ? Date.parse(n.started_at) : null;
-    const f = n.finished_at ? Date.parse(n.finished_at) : null;
+    const s = ms(n.started_at);
+    const f = ms(n.finished_at);
     const dur = s !== null ? (f ?? Date.now()) - s : null;
-    const left = s !== null ? ((s - t0) / span) * 100 : 0;
-    const width = s !== null ? Math.max(((((f ?? t1) - s)) / span) * 100, 0.4) : 0;
-    const bar = el('div', { class: 'track' },
-      s !== null ? el('div', { class: `bar s-${n.status}`, style: null }) : null);
-    if (s !== null) {
-      bar.firstChild.style.left = `${left.toFixed(2)}%`;
-      bar.firstChild.style.width = `${Math.min(width, 100 - left).toFixed(2)}%`;
-    }
     const more = [];
     if (n.error) more.push(el('div', {}, el('strong', {}, 'Error: '), json(n.error)));
     if (n.output !== undefined && n.output !== null) more.push(el('div', {}, el('strong', {}, 'Output: '), json(n.output)));
@@ -191,13 +210,19 @@ function timeline(view) {
       el('td', { class: 'num' }, n.attempts ? String(n.attempts) : '—', n.attempts > 1 ? el('span', { class: 'muted' }, ` (${n.attempts - 1} retr${n.attempts === 2 ? 'y' : 'ies'})`) : null),
       el('td', { class: 'num' }, fmtMs(dur)),
       nodeUsage(byNode[n.key]),
-      el('td', { class: 'timeline-cell' }, bar),
+      el('td', { class: 'timeline-cell' }, bar(s, f, t0, t1, n.status, `${n.key}: ${fmtMs(dur)}`)),
       el('td', {}, more.length ? el('details', {}, el('summary', {}, 'details'), more) : '')));
     if (n.compensation) undos.push(n);
   }
-  // Compensations run after the failure, in reverse order of the nodes' completion.
-  undos.sort((a, b) => Date.parse(b.finished_at || 0) - Date.parse(a.finished_at || 0));
-  for (const n of undos) frag.append(undoRow(n));
+  // Compensations run after the failure, one at a time, in reverse order of the nodes'
+  // completion: in the order they started (those not started yet last, in the order they
+  // will).
+  const order = (n) => [ms(n.compensation.started_at) ?? Infinity, -(ms(n.finished_at) ?? 0)];
+  undos.sort((a, b) => {
+    const [x, y] = [order(a), order(b)];
+    return x[0] - y[0] || x[1] - y[1];
+  });
+  for (const n of undos) frag.append(undoRow(n, t0, t1));
   return el('div', { class: 'scroll' }, el('table', { class: 'list timeline' },
     el('caption', {}, `Node attempts (${view.nodes.length}${view.nodes_total ? ' of ' + view.nodes_total : ''})${undos.length ? `, then ${undos.length} compensation${undos.length === 1 ? '' : 's'}` : ''}, over ${fmtMs(span)}`),
     el('thead', {}, el('tr', {}, ['Node', 'Status', 'Attempts', 'Duration', 'Tokens', 'LLM cost', 'Timeline', 'More'].map((h) => el('th', { scope: 'col' }, h)))),
@@ -238,6 +263,9 @@ export async function execution(main, { id, navigate }) {
       el('dt', {}, 'Status'), el('dd', { id: 'exec-status' }, statusBadge(v.status)),
       el('dt', {}, 'Started'), el('dd', {}, fmtTime(v.created_at)),
       el('dt', {}, 'Finished'), el('dd', {}, fmtTime(v.finished_at)),
+      el('dt', {}, 'Trace'), el('dd', { id: 'exec-trace' },
+        el('code', { class: 'mono trace-id', title: `OpenTelemetry trace id ${v.trace_id}` }, v.trace_id), ' ',
+        el('button', { type: 'button', class: 'small', 'aria-label': 'Copy the trace id', onclick: () => copyTrace(v.trace_id) }, 'Copy')),
       el('dt', {}, 'LLM cost'), el('dd', {}, `$${(v.costs.cost_usd || 0).toFixed(4)} · ${v.costs.input_tokens + v.costs.output_tokens} tokens · ${v.costs.llm_calls} calls`),
       v.parent_id ? [el('dt', {}, 'Parent'), el('dd', {}, link(`executions/${v.parent_id}`, v.parent_id))] : null));
     const top = new Map();
@@ -271,6 +299,17 @@ export async function execution(main, { id, navigate }) {
     fill(io, el('h2', { id: 'io-h' }, 'Input and output'),
       el('h3', {}, 'Input'), json(v.input),
       el('h3', {}, v.error ? 'Error' : 'Output'), json(v.error || v.output));
+  };
+  // The trace id to the clipboard, or (without one: not a secure context) selected for a copy.
+  const copyTrace = async (traceId) => {
+    try {
+      await navigator.clipboard.writeText(traceId);
+      live.textContent = 'Trace id copied.';
+    } catch {
+      const code = summary.querySelector('#exec-trace code');
+      if (code) window.getSelection().selectAllChildren(code);
+      live.textContent = 'Trace id selected: press Ctrl+C (⌘C) to copy it.';
+    }
   };
   const act = async (what) => {
     try {

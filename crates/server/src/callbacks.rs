@@ -310,6 +310,7 @@ async fn attempt(
         idempotency_key: format!("callback:{}", c.execution_id),
         attempt: c.attempts,
         compensation: false,
+        trace: None,
     };
     let call = HttpCall {
         method: "POST".into(),
@@ -436,6 +437,7 @@ async fn post_message(
         idempotency_key: format!("message:{}:{}", d.conversation_id, d.seq),
         attempt: d.attempts,
         compensation: false,
+        trace: None,
     };
     let call = HttpCall {
         method: "POST".into(),

@@ -35,6 +35,7 @@ use hilo_core::hil::{
     CHANNELS, ConvFilter, ConvStatus, Conversation, Handover, HilChanges, HilError, HilOp,
     ItemKind, ItemRef, Message, NewMessage, Sender,
 };
+use hilo_core::trace::TraceParent;
 use hilo_core::{HilTrigger, Workflow};
 use hilo_engine::{Outcome, now_ms};
 use serde_json::{Map, Value, json};
@@ -278,7 +279,16 @@ fn busy(id: &str, exec: Option<&str>) -> ApiError {
 /// reply_timeout_ms`) for its reply. One message at a time is answered: the run is claimed
 /// on the conversation (`swap_execution`) before the message is stored, so a second message
 /// meanwhile is refused (409 `CONVERSATION_BUSY`, nothing stored) rather than answered twice.
-pub async fn post_message(hil: &Hil, tenant: &str, id: &str, content: String) -> ApiResult<Posted> {
+///
+/// A run it starts continues the caller's trace when `trace` names one (the request's
+/// `traceparent`).
+pub async fn post_message(
+    hil: &Hil,
+    tenant: &str,
+    id: &str,
+    content: String,
+    trace: Option<TraceParent>,
+) -> ApiResult<Posted> {
     if content.trim().is_empty() {
         return Err(invalid(
             "INVALID_MESSAGE",
@@ -352,7 +362,7 @@ pub async fn post_message(hil: &Hil, tenant: &str, id: &str, content: String) ->
         .await?;
     deliver(hil, &conv, &message);
     match exec_id {
-        Some(exec_id) => run_ai(hil, conv, message, exec_id).await,
+        Some(exec_id) => run_ai(hil, conv, message, exec_id, trace).await,
         // A human has it (or is about to): the message waits in their inbox.
         None => Ok(Posted {
             message,
@@ -370,6 +380,7 @@ async fn run_ai(
     conv: Conversation,
     message: Message,
     exec_id: String,
+    trace: Option<TraceParent>,
 ) -> ApiResult<Posted> {
     let t = conv.tenant.clone();
     let history_len = hil.settings().history as u64;
@@ -414,6 +425,7 @@ async fn run_ai(
             input,
             callback_url: None,
             execution_id: Some(exec_id.clone()),
+            trace_parent: trace,
         },
     )
     .await;
@@ -620,6 +632,7 @@ async fn summarize(
             idempotency_key: format!("{execution_id}:{node_key}"),
             attempt: 1,
             compensation: false,
+            trace: None,
         },
         workflow: conv.workflow.clone(),
         node: hilo_core::model::AgentNode {

@@ -1,10 +1,12 @@
 //! Axum's JSON, query and path extractors with their rejections turned into [`ApiError`]s, so
-//! that a malformed request gets the same error shape as everything else.
+//! that a malformed request gets the same error shape as everything else; and the caller's W3C
+//! trace context ([`caller_trace`]), which never fails a request.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use hilo_core::trace::TraceParent;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -142,6 +144,29 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
                     crate::error::excerpt(&r.body_text(), crate::error::MAX_QUOTED_CHARS)
                 ),
             )),
+        }
+    }
+}
+
+/// The caller's W3C trace context: the request's `traceparent` header when there is exactly
+/// one and it is valid. A malformed or repeated one is ignored (logged at debug level), never
+/// an error: the execution then gets a trace of its own.
+pub fn caller_trace(headers: &HeaderMap) -> Option<TraceParent> {
+    let mut all = headers.get_all("traceparent").iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        tracing::debug!("the request has more than one traceparent header; all are ignored");
+        return None;
+    }
+    let Ok(text) = first.to_str() else {
+        tracing::debug!("the request's traceparent header is not ASCII; it is ignored");
+        return None;
+    };
+    match TraceParent::parse(text.trim()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::debug!("{e}");
+            None
         }
     }
 }

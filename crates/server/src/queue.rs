@@ -597,6 +597,7 @@ impl Ingress {
                 // execution and recording it under the action's key, the redelivered action
                 // finds the execution and drives it on instead of starting another.
                 execution_id: Some(action_execution_id(&action.tenant_id, &action.action_id)),
+                trace_parent: None,
             };
             match crate::runs::start(&self.runner, req).await {
                 Err(e) if e.status.is_server_error() && attempt < START_ATTEMPTS => {

@@ -117,6 +117,9 @@ pub struct StartRequest {
     /// The execution's id, when the caller derives it from its own request id (an existing
     /// execution with this id is driven on, not started again); `None`: a new id.
     pub execution_id: Option<String>,
+    /// The caller's trace context (a request's valid `traceparent`): the execution's trace
+    /// continues it. An execution that exists already keeps the trace it has.
+    pub trace_parent: Option<hilo_core::trace::TraceParent>,
 }
 
 /// A started execution and the task driving it.
@@ -307,7 +310,7 @@ pub async fn start(runner: &Runner, req: StartRequest) -> ApiResult<Started> {
     let id = req.execution_id.unwrap_or_else(hilo_engine::driver::new_id);
     let started = runner
         .engine()
-        .start(id, &req.tenant, &wf, false, req.input)
+        .start_traced(id, &req.tenant, &wf, false, req.input, req.trace_parent)
         .await?;
     let id = started.id().to_string();
     let shape = Shape::of(&wf, req.callback_url.is_some());

@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0013_console_sessions.sql"),
     ),
     (
+        14,
+        "trace parent",
+        include_str!("../migrations/0014_trace_parent.sql"),
+    ),
+    (
         17,
         "episodic memory",
         include_str!("../migrations/0017_episodes.sql"),

@@ -22,8 +22,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hilo_core::exec::{Event, EventKind};
 use hilo_core::llm::LlmCall;
 use hilo_core::store::Store;
+use hilo_core::trace::TraceParent;
 use opentelemetry::trace::{
-    Event as SpanEvent, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceState,
+    Event as SpanEvent, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId,
+    TraceState,
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
@@ -57,6 +59,8 @@ pub struct Observed {
     pub workflow: String,
     pub node: Option<NodeInfo>,
     pub event: Event,
+    /// The caller's trace context stored with the execution (its trace is then the caller's).
+    pub trace_parent: Option<TraceParent>,
 }
 
 /// What the assembler is sent.
@@ -80,6 +84,9 @@ struct Open {
 #[derive(Default)]
 struct Exec {
     root_start: Option<i64>,
+    /// The caller's trace context stored with the execution, once known (from an event, or
+    /// read from the store for a model call).
+    caller: Option<Option<TraceParent>>,
     /// By node key (`#compensate/<key>` for compensations).
     open: HashMap<String, Open>,
     /// Nano-dollars of the model calls seen, by node key and attempt.
@@ -108,7 +115,7 @@ pub async fn run(mut rx: mpsc::Receiver<Input>, out: mpsc::Sender<Out>, store: A
     while let Some(input) = rx.recv().await {
         match input {
             Input::Event(o) => a.event(*o).await,
-            Input::Call(c) => a.call(&c),
+            Input::Call(c) => a.call(&c).await,
             Input::Flush(done) => {
                 let (tx, wait) = oneshot::channel();
                 if a.out.send(Out::Flush(tx)).await.is_ok() {
@@ -172,9 +179,11 @@ impl Assembler {
         self.execs.get_mut(id)
     }
 
-    fn open(&mut self, id: &str, key: String, begin: &Event) {
+    fn open(&mut self, o: &Observed, key: String) {
+        let (id, begin) = (o.id.as_str(), &o.event);
         let (start, attempt) = (begin.at, begin.attempt);
         if let Some(x) = self.exec(id) {
+            x.caller = Some(o.trace_parent);
             if x.open.len() >= MAX_OPEN && !x.open.contains_key(&key) {
                 tracing::warn!(
                     "execution {id}: too many open spans; {key} is traced from the store"
@@ -209,21 +218,22 @@ impl Assembler {
             K::ExecutionStarted => {
                 if let Some(x) = self.exec(&o.id) {
                     x.root_start = Some(e.at);
+                    x.caller = Some(o.trace_parent);
                 }
             }
-            K::NodeStarted => self.open(&o.id, key, e),
+            K::NodeStarted => self.open(&o, key),
             K::NodeWaiting => {
                 let waiting = self
                     .execs
                     .get(&o.id)
                     .is_some_and(|x| x.open.contains_key(&key));
                 if !waiting {
-                    self.open(&o.id, key.clone(), e);
+                    self.open(&o, key.clone());
                 }
                 self.note(&o.id, &key, e);
             }
             K::HumanAnswered | K::TimerFired | K::ChildFinished => self.note(&o.id, &key, e),
-            K::CompensationStarted => self.open(&o.id, format!("#compensate/{key}"), e),
+            K::CompensationStarted => self.open(&o, format!("#compensate/{key}")),
             K::NodeRetrying => match key.strip_suffix("#compensate") {
                 Some(base) => self.end_compensation(&o, base, "retrying").await,
                 None => self.end_node(&o, "retrying").await,
@@ -378,7 +388,7 @@ impl Assembler {
         ]);
         let status = error_status(e, &mut attrs);
         let data = self.span(
-            &o.id,
+            ids::trace_id(&o.id, o.trace_parent.as_ref()),
             ids::span_id(&o.id, &key, attempt),
             parent_of(&o.id, &key),
             name,
@@ -423,7 +433,7 @@ impl Assembler {
         }
         let status = error_status(e, &mut attrs);
         let data = self.span(
-            &o.id,
+            ids::trace_id(&o.id, o.trace_parent.as_ref()),
             ids::compensation_span_id(&o.id, key, attempt),
             ids::root_span_id(&o.id),
             format!("compensate {key}"),
@@ -441,19 +451,21 @@ impl Assembler {
         let e = &o.event;
         let buffered = self.execs.remove(&o.id);
         let record = self.store.get_execution(&o.tenant, &o.id).await;
-        let (start, parent) = match &record {
+        let (start, parent, caller) = match &record {
             Ok(r) => (
                 buffered
                     .as_ref()
                     .and_then(|x| x.root_start)
                     .unwrap_or(r.created_at),
                 r.parent.clone(),
+                r.trace_parent,
             ),
             Err(err) => {
                 tracing::warn!("execution {}: not read for its trace: {err}", o.id);
                 (
                     buffered.as_ref().and_then(|x| x.root_start).unwrap_or(e.at),
                     None,
+                    o.trace_parent,
                 )
             }
         };
@@ -486,10 +498,22 @@ impl Assembler {
                 p.execution_id.clone(),
             ));
             attrs.push(KeyValue::new("hilo.parent.node.key", p.node_key.clone()));
+            // The parent's trace is its caller's when it had one.
+            let parent_caller = match self.store.get_execution(&o.tenant, &p.execution_id).await {
+                Ok(r) => r.trace_parent,
+                Err(err) => {
+                    tracing::warn!(
+                        "execution {}: its parent {} not read for its trace: {err}",
+                        o.id,
+                        p.execution_id
+                    );
+                    None
+                }
+            };
             // A `workflow` node has one attempt (0).
             links.push(Link::new(
                 SpanContext::new(
-                    ids::trace_id(&p.execution_id),
+                    ids::trace_id(&p.execution_id, parent_caller.as_ref()),
                     ids::span_id(&p.execution_id, &p.node_key, 0),
                     TraceFlags::SAMPLED,
                     false,
@@ -504,10 +528,10 @@ impl Assembler {
         } else {
             Status::Unset
         };
-        let data = self.span(
-            &o.id,
+        let mut data = self.span(
+            ids::trace_id(&o.id, caller.as_ref()),
             ids::root_span_id(&o.id),
-            SpanId::INVALID,
+            ids::root_parent(caller.as_ref()),
             format!("invoke_workflow {}", o.workflow),
             SpanKind::Internal,
             (start, e.at),
@@ -516,14 +540,35 @@ impl Assembler {
             links,
             status,
         );
+        // The caller's span is another process's.
+        data.parent_span_is_remote = caller.is_some();
         self.emit(data).await;
     }
 
+    /// The caller's trace context of execution `id`: as buffered, else read from the store.
+    async fn caller_of(&mut self, tenant: &str, id: &str) -> Option<TraceParent> {
+        if let Some(known) = self.execs.get(id).and_then(|x| x.caller) {
+            return known;
+        }
+        let caller = match self.store.get_execution(tenant, id).await {
+            Ok(r) => r.trace_parent,
+            Err(err) => {
+                tracing::warn!("execution {id}: not read for its trace: {err}");
+                None
+            }
+        };
+        if let Some(x) = self.exec(id) {
+            x.caller = Some(caller);
+        }
+        caller
+    }
+
     /// A `chat <model>` span for a ledger row; its cost counts toward its node attempt.
-    fn call(&mut self, c: &LlmCall) {
+    async fn call(&mut self, c: &LlmCall) {
         let Some(id) = c.execution_id.as_deref() else {
             return;
         };
+        let caller = self.caller_of(&c.tenant, id).await;
         let key = c.node_key.clone().unwrap_or_default();
         let n = match self.exec(id) {
             Some(x) => {
@@ -569,7 +614,7 @@ impl Assembler {
         let end = c.created_at;
         let start = end - c.latency_ms as i64;
         let data = self.span(
-            id,
+            ids::trace_id(id, caller.as_ref()),
             ids::chat_span_id(id, &key, c.attempt, end, n),
             parent,
             format!("chat {}", c.model),
@@ -590,7 +635,7 @@ impl Assembler {
     #[allow(clippy::too_many_arguments)]
     fn span(
         &self,
-        execution: &str,
+        trace_id: TraceId,
         span_id: SpanId,
         parent: SpanId,
         name: String,
@@ -607,7 +652,7 @@ impl Assembler {
         ln.links = links;
         SpanData {
             span_context: SpanContext::new(
-                ids::trace_id(execution),
+                trace_id,
                 span_id,
                 TraceFlags::SAMPLED,
                 false,

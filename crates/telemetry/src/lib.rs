@@ -101,6 +101,7 @@ impl Traces {
                 workflow: o.plan.workflow.name.clone(),
                 node,
                 event: e.clone(),
+                trace_parent: o.trace_parent.copied(),
             })));
         })
     }

@@ -20,7 +20,8 @@
 //! Messages show URLs without their credentials; the executor scrubs the secret values a call
 //! used (noted here and by the secrets source) from everything the call returns.
 //!
-//! Every request carries `Idempotency-Key`. Responses: 2xx succeed with `{"status",
+//! Every request carries `Idempotency-Key`, and inside an execution a W3C `traceparent` (the
+//! execution's trace, the calling node attempt's span). Responses: 2xx succeed with `{"status",
 //! "headers", "body"}` (body parsed when JSON); 408, 429, 5xx and transport failures fail with
 //! the retryable `UPSTREAM_ERROR`; any other status with `UPSTREAM_REJECTED`.
 
@@ -681,6 +682,16 @@ impl HttpClient {
             .request(hop.method.clone(), hop.url.clone())
             .header("Idempotency-Key", &ctx.idempotency_key)
             .header("User-Agent", concat!("hilo/", env!("CARGO_PKG_VERSION")));
+        // The execution's trace and the calling node attempt's span (W3C trace context), on
+        // every hop (a trace id names no secret), unless the tool sets its own.
+        if let Some(t) = &ctx.trace
+            && !(hop.same_origin
+                && headers
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("traceparent")))
+        {
+            req = req.header("traceparent", t.to_string());
+        }
         if hop.same_origin {
             for (k, v) in headers {
                 req = req.header(k.as_str(), scalar_text(v));

@@ -58,6 +58,16 @@ pub fn human_pause_answer_and_exit_codes_on(db: &Path) {
         "{}",
         text(&o.stdout)
     );
+    // And the execution's trace id (no caller's: derived from the execution id), as text and
+    // in the JSON view.
+    let trace = hilo_core::trace::hex(&hilo_core::trace::trace_id(&id, None));
+    assert!(
+        text(&o.stdout).contains(&format!("trace:    {trace}")),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = hilo_env(&["executions", "show", &id, "--json"], db, &[]);
+    assert_eq!(json_out(&o)["trace_id"], trace.as_str());
 
     // An answer that does not match the schema is refused and the run keeps waiting.
     let o = hilo_env(

@@ -47,6 +47,8 @@ impl Machine {
                     attempts: 0,
                     error: None,
                     retry_at: None,
+                    started_at: None,
+                    finished_at: None,
                 }));
             }
         }
@@ -154,6 +156,7 @@ impl Machine {
         match input {
             Ok(input) => {
                 let timeout_ms = self.plan.timeout_ms(node);
+                let now = self.now;
                 let rec = self.record(&key);
                 let Some(c) = rec.detail.compensation.as_mut() else {
                     return;
@@ -161,6 +164,7 @@ impl Machine {
                 c.input = input.clone();
                 c.status = NodeStatus::Running;
                 c.attempts = 1;
+                c.started_at = Some(now);
                 self.event(
                     EventKind::CompensationStarted,
                     Some(&key),
@@ -178,10 +182,13 @@ impl Machine {
                 });
             }
             Err(e) => {
+                let now = self.now;
                 let rec = self.record(&key);
                 if let Some(c) = rec.detail.compensation.as_mut() {
                     c.status = NodeStatus::Failed;
                     c.error = Some(e.clone());
+                    c.started_at = Some(now);
+                    c.finished_at = Some(now);
                 }
                 self.event(
                     EventKind::CompensationFailed,
@@ -213,9 +220,11 @@ impl Machine {
         self.in_flight.remove(&format!("{key}{COMPENSATE_SUFFIX}"));
         match result {
             Ok(_) => {
+                let now = self.now;
                 if let Some(c) = self.record(key).detail.compensation.as_mut() {
                     c.status = NodeStatus::Succeeded;
                     c.error = None;
+                    c.finished_at = Some(now);
                 }
                 self.event(
                     EventKind::CompensationSucceeded,
@@ -256,9 +265,11 @@ impl Machine {
                         });
                     }
                     _ => {
+                        let now = self.now;
                         if let Some(c) = self.record(key).detail.compensation.as_mut() {
                             c.status = NodeStatus::Failed;
                             c.error = Some(e.clone());
+                            c.finished_at = Some(now);
                         }
                         self.event(
                             EventKind::CompensationFailed,

@@ -60,6 +60,7 @@ use hilo_core::exec::{
     Event, EventKind, ExecMeta, ExecStatus, ExecUpdate, HumanTask, NodeError, NodeRecord,
     NodeStatus, ParentRef, Signal, StoredSignal,
 };
+use hilo_core::trace::TraceParent;
 use serde_json::{Map, Value, json};
 
 use crate::plan::{Plan, defaults};
@@ -157,6 +158,10 @@ pub struct Machine {
     exec_id: String,
     tenant: String,
     parent: Option<ParentRef>,
+    /// The caller's trace context stored with the execution, if any.
+    trace_parent: Option<TraceParent>,
+    /// The execution's trace id (the caller's, else derived from the id): computed once.
+    trace_id: [u8; 16],
     status: ExecStatus,
     input: Value,
     vars: Map<String, Value>,
@@ -270,11 +275,14 @@ impl Machine {
         parent: Option<ParentRef>,
     ) -> Machine {
         let nodes = plan.node_count();
+        let trace_id = hilo_core::trace::trace_id(&exec_id, None);
         Machine {
             plan,
             exec_id,
             tenant,
             parent,
+            trace_parent: None,
+            trace_id,
             status: ExecStatus::Pending,
             input,
             vars: Map::new(),
@@ -318,6 +326,27 @@ impl Machine {
             last_exec: None,
             views: Default::default(),
         }
+    }
+
+    /// The machine of an execution started under the caller's trace context `caller` (as
+    /// stored with it): its calls' `traceparent` names the caller's trace.
+    pub fn traced(mut self, caller: Option<TraceParent>) -> Machine {
+        if let Some(c) = caller {
+            self.trace_id = c.trace_id;
+        }
+        self.trace_parent = caller;
+        self
+    }
+
+    /// The `traceparent` a call of attempt `attempt` of node `key` (its compensation when
+    /// `compensation`) sends.
+    pub fn call_trace(&self, key: &str, attempt: u32, compensation: bool) -> TraceParent {
+        hilo_core::trace::call_parent(&self.exec_id, self.trace_id, key, attempt, compensation)
+    }
+
+    /// The caller's trace context stored with the execution, if any.
+    pub fn trace_parent(&self) -> Option<&TraceParent> {
+        self.trace_parent.as_ref()
     }
 
     /// Stops collecting history events and changed rows: for runs that persist nothing.

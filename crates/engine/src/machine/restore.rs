@@ -32,7 +32,8 @@ impl Machine {
             ..
         } = loaded;
         let e: ExecRecord = e;
-        let mut m = Machine::new(plan, e.id, e.tenant, e.input, e.meta, e.parent);
+        let mut m =
+            Machine::new(plan, e.id, e.tenant, e.input, e.meta, e.parent).traced(e.trace_parent);
         m.restored = true;
         m.status = e.status;
         m.output = e.output;

@@ -159,6 +159,7 @@ pub fn loaded(
 ) -> hilo_core::exec::Loaded {
     hilo_core::exec::Loaded {
         exec: hilo_core::exec::ExecRecord {
+            trace_parent: None,
             id: id.into(),
             tenant: "default".into(),
             workflow: workflow.into(),

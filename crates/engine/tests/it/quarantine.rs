@@ -17,6 +17,7 @@ const WF: &str = "name: steady\nversion: 1\nnodes:\n  - {id: a, type: tool, tool
 async fn abandoned(store: &dyn ExecutionStore, id: &str) {
     let now = now_ms();
     let new = NewExecution {
+        trace_parent: None,
         id: id.into(),
         tenant: DEFAULT_TENANT.into(),
         workflow: "steady".into(),

@@ -126,6 +126,7 @@ impl<'a> Run<'a> {
                 attempt: req.tool.attempt,
                 deadline: Some(deadline),
                 tokens: req.tokens.clone(),
+                trace: req.tool.trace,
             },
             calls: Vec::new(),
             steps: Vec::new(),
@@ -375,6 +376,8 @@ impl<'a> Run<'a> {
             idempotency_key: call_key(&base.idempotency_key, tool, &input),
             attempt: base.attempt,
             compensation: false,
+            // Under the agent node attempt's span, as its model calls are.
+            trace: base.trace,
         };
         ToolRequest {
             ctx,

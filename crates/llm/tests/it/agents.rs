@@ -179,6 +179,7 @@ fn request(kind: AgentKind, with: Value) -> AgentRequest {
     };
     AgentRequest {
         tool: ToolContext {
+            trace: None,
             tenant: "acme".into(),
             execution_id: "exec-1".into(),
             node_key: "agent".into(),
@@ -207,6 +208,7 @@ fn ctx() -> CallCtx {
         attempt: 1,
         deadline: None,
         tokens: None,
+        trace: None,
     }
 }
 

@@ -66,6 +66,7 @@ fn request(model: &str, stream: bool, messages: Vec<Message>) -> ChatRequest {
         on_text: None,
         timeout: Duration::from_secs(10),
         api_key: None,
+        traceparent: None,
     }
 }
 

@@ -376,7 +376,10 @@ pub async fn get(
 /// A customer message. While the AI has the conversation it runs the workflow and waits for
 /// the reply; while a human has it, the message goes to their inbox.
 #[utoipa::path(post, path = "/conversations/{id}/messages", tag = "conversations",
-    params(("id" = String, Path, description = "Conversation id")),
+    params(
+        ("id" = String, Path, description = "Conversation id"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context of the caller: a workflow run the message starts continues its trace. A malformed one is ignored, never refused."),
+    ),
     request_body = MessageBody,
     responses(
         (status = 200, body = PostedView),
@@ -390,11 +393,13 @@ pub async fn get(
 pub async fn post_message(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<MessageBody>,
 ) -> ApiResult<Json<PostedView>> {
     caller.require(Scope::Execute)?;
-    let p = conv::post_message(state.hil(), &caller.tenant, &id, body.content).await?;
+    let trace = crate::extract::caller_trace(&headers);
+    let p = conv::post_message(state.hil(), &caller.tenant, &id, body.content, trace).await?;
     Ok(Json(PostedView {
         message: p.message.into(),
         conversation: p.conversation.into(),

@@ -13,6 +13,7 @@ use hilo_core::StoreError;
 use hilo_core::access::Scope;
 use hilo_core::exec::{ExecFilter, ExecRecord, ExecStatus, HumanTask, NodeRecord};
 use hilo_core::llm::LlmCall;
+use hilo_core::trace::{hex, trace_id};
 use hilo_engine::{Mode, Outcome, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,7 +23,7 @@ use crate::api::params::StatusParam;
 use crate::api::views::TaskView;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, caller_trace};
 use crate::idempotency::Reservation;
 use crate::runs::{Shape, StartRequest, spawn_drive, start};
 use crate::state::AppState;
@@ -109,6 +110,12 @@ pub struct CompensationView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub error: Option<Value>,
+    /// When its first attempt began; absent while pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When it succeeded or finally failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
 }
 
 /// LLM spending of an execution.
@@ -151,6 +158,11 @@ pub struct ExecutionView {
     pub error: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
+    /// The execution's OpenTelemetry trace id (32 lowercase hex digits): the caller's when the
+    /// request that started it carried a `traceparent`, else derived from the execution id.
+    #[serde(default)]
+    #[schema(pattern = "^[0-9a-f]{32}$")]
+    pub trace_id: String,
     pub created_at: String,
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -305,6 +317,8 @@ fn node_view(n: NodeRecord) -> NodeView {
             error: c
                 .error
                 .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
+            started_at: c.started_at.map(rfc3339),
+            finished_at: c.finished_at.map(rfc3339),
         }),
         trace: n.detail.trace,
     }
@@ -396,6 +410,7 @@ async fn view(
             .as_ref()
             .map(|x| serde_json::to_value(x).unwrap_or(Value::Null)),
         parent_id: e.parent.as_ref().map(|p| p.execution_id.clone()),
+        trace_id: hex(&trace_id(&e.id, e.trace_parent.as_ref())),
         created_at: rfc3339(e.created_at),
         updated_at: rfc3339(e.updated_at),
         finished_at: e.finished_at.map(rfc3339),
@@ -529,6 +544,7 @@ async fn replay(
     params(
         ("name" = String, Path, description = "Workflow name"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key with the same request (workflow, version, input, callback_url) gets the same execution for `[server] idempotency_ttl_ms` (24 h by default); 1 to 255 visible ASCII characters"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context of the caller: the execution's trace continues it (its trace id, its root span a child of the caller's span). A malformed one is ignored, never refused."),
     ),
     request_body = ExecuteBody,
     responses(
@@ -585,6 +601,7 @@ pub async fn execute(
             input,
             callback_url: body.callback_url,
             execution_id: reserved.map(|r| r.execution_id),
+            trace_parent: caller_trace(&headers),
         },
     )
     .await?;
@@ -610,6 +627,7 @@ pub async fn execute(
 #[utoipa::path(post, path = "/executions", tag = "executions",
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key with the same body gets the same execution for `[server] idempotency_ttl_ms` (24 h by default); 1 to 255 visible ASCII characters"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context of the caller: the execution's trace continues it (its trace id, its root span a child of the caller's span). A malformed one is ignored, never refused."),
     ),
     request_body = StartBody,
     responses(
@@ -658,6 +676,7 @@ pub async fn create(
             input,
             callback_url: body.callback_url,
             execution_id: reserved.map(|r| r.execution_id),
+            trace_parent: caller_trace(&headers),
         },
     )
     .await?;

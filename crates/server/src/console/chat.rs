@@ -145,7 +145,9 @@ pub async fn message(
 ) -> Result<Json<PostedView>, ApiError> {
     let token = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
     let (tenant, id) = chat_of(&state, token).await?;
-    let p = crate::conversations::post_message(state.hil(), &tenant, &id, body.content).await?;
+    let trace = crate::extract::caller_trace(&headers);
+    let p =
+        crate::conversations::post_message(state.hil(), &tenant, &id, body.content, trace).await?;
     Ok(Json(PostedView {
         message: p.message.into(),
         conversation: p.conversation.into(),

@@ -930,8 +930,92 @@ async fn an_execution_view_shows_each_compensation() {
     let charge = node("charge")["compensation"].clone();
     assert_eq!(charge["status"], "failed", "{got}");
     assert!(charge["error"]["code"].is_string(), "{charge}");
+    // Each has its times (what the console's timeline draws): the last step done is undone
+    // first, and an undo ends after it starts.
+    let at = |c: &serde_json::Value, k: &str| {
+        chrono::DateTime::parse_from_rfc3339(c[k].as_str().unwrap_or_else(|| panic!("{k}: {c}")))
+            .unwrap()
+    };
+    assert!(
+        at(&reserve, "finished_at") >= at(&reserve, "started_at"),
+        "{reserve}"
+    );
+    assert!(
+        at(&charge, "finished_at") >= at(&charge, "started_at"),
+        "{charge}"
+    );
+    assert!(
+        at(&charge, "started_at") <= at(&reserve, "started_at"),
+        "{got}"
+    );
     // Nodes that declare no undo have none.
     assert!(node("ship").get("compensation").is_none(), "{got}");
     assert_eq!(got["status"], "failed", "one compensation failed: {got}");
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traceparent_starts_the_execution_under_the_callers_trace() {
+    use hilo_core::trace::{TraceParent, hex, trace_id};
+    const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let s = TestServer::start().await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    let (code, v) = s.import(&admin, THREE_STEPS).await;
+    assert_eq!(code, 201, "{v}");
+    let run = |traceparent: &'static str| {
+        s.http
+            .post(s.url("/workflows/three_steps/execute"))
+            .bearer_auth(&admin)
+            .header("traceparent", traceparent)
+            .json(&json!({"input": {"n": 1}}))
+            .send()
+    };
+
+    // A valid one: the execution's trace is the caller's, stored with it.
+    let (code, v) = read(run(CALLER).await.unwrap()).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let stored = s.store.get_execution("acme", &id).await.unwrap();
+    assert_eq!(
+        stored.trace_parent,
+        Some(TraceParent::parse(CALLER).unwrap())
+    );
+    let (_, got) = s.get(&admin, &format!("/executions/{id}")).await;
+    assert_eq!(got["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+
+    // A malformed one is ignored, never an error: a trace of the execution's own.
+    for bad in [
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "not a traceparent",
+    ] {
+        let (code, v) = read(run(bad).await.unwrap()).await;
+        assert_eq!(code, 200, "{bad}: {v}");
+        let id = v["id"].as_str().unwrap();
+        assert_eq!(v["trace_id"], hex(&trace_id(id, None)), "{bad}");
+        assert_eq!(
+            s.store
+                .get_execution("acme", id)
+                .await
+                .unwrap()
+                .trace_parent,
+            None
+        );
+    }
+
+    // `POST /executions` (answered at once) takes it too.
+    let r = s
+        .http
+        .post(s.url("/executions"))
+        .bearer_auth(&admin)
+        .header("traceparent", CALLER)
+        .json(&json!({"workflow": "three_steps", "input": {"n": 2}}))
+        .send()
+        .await
+        .unwrap();
+    let (code, v) = read(r).await;
+    assert_eq!(code, 202, "{v}");
+    let id = v["execution_id"].as_str().unwrap();
+    let done = s.wait_status(&admin, id, &["succeeded"]).await;
+    assert_eq!(done["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
 }

@@ -33,6 +33,7 @@ async fn ready_until(s: &TestServer, want: u16) -> Value {
 async fn queued(s: &TestServer, id: &str) {
     let now = hilo_engine::now_ms();
     let new = NewExecution {
+        trace_parent: None,
         id: id.into(),
         tenant: "acme".into(),
         workflow: "three_steps".into(),

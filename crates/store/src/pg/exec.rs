@@ -531,6 +531,7 @@ async fn insert_execution(
         .bind(new.created_at)
         .bind(new.lease.as_ref().map(|l| l.owner.as_str()))
         .bind(new.lease.as_ref().map(|l| l.expires_at))
+        .bind(new.trace_parent.map(|t| t.to_string()))
         .execute(&mut *conn)
         .await
         .map_err(backend)?

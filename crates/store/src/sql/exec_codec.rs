@@ -325,8 +325,8 @@ pub(crate) mod sql {
 
     /// A new execution (nothing when the id exists).
     pub(crate) const INSERT_EXECUTION: &str = "INSERT INTO executions (id, tenant_id, workflow, version, status, input, parent_id, parent_node, \
-        definition, meta, last_seq, signal_seq, created_at, updated_at, runnable_at, lease_owner, lease_expires_at) \
-        VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, 0, 0, $10, $10, $10, $11, $12) \
+        definition, meta, last_seq, signal_seq, created_at, updated_at, runnable_at, lease_owner, lease_expires_at, \
+        trace_parent) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, 0, 0, $10, $10, $10, $11, $12, $13) \
         ON CONFLICT (id) DO NOTHING";
 
     /// Numbers a signal to an unfinished execution and makes it runnable now.

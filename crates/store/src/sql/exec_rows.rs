@@ -9,6 +9,7 @@ use hilo_core::exec::{
     NodeRecord, NodeStatus, ParentRef, StoredSignal,
 };
 use hilo_core::store::Result;
+use hilo_core::trace::TraceParent;
 use serde_json::Value;
 
 use crate::sql::db::RowAccess;
@@ -28,7 +29,7 @@ macro_rules! exec_columns {
              ORDER BY v.seq DESC LIMIT 1), 0)), finished_at, ",
             $greatest,
             "(last_seq, COALESCE((SELECT MAX(seq) FROM exec_events v WHERE v.execution_id = executions.id), 0)), \
-             runnable_at, lease_owner, lease_expires_at, meta, definition"
+             runnable_at, lease_owner, lease_expires_at, meta, definition, trace_parent"
         )
     };
 }
@@ -90,6 +91,10 @@ pub(crate) fn exec_from_row(r: &impl RowAccess) -> Result<StoredExec> {
         lease_expires_at: r.opt_int(16)?,
         meta: decoded::<ExecMeta>(r, 17, "meta")?,
         definition: None,
+        trace_parent: match r.opt_text(19)? {
+            None => None,
+            Some(t) => Some(TraceParent::parse(&t).map_err(|e| corrupt("trace parent", e))?),
+        },
     };
     Ok(StoredExec {
         record,

@@ -101,6 +101,7 @@ impl<'a> Writes<'a> {
                 new.created_at,
                 new.lease.as_ref().map(|l| l.owner.as_str()),
                 new.lease.as_ref().map(|l| l.expires_at),
+                new.trace_parent.map(|t| t.to_string()),
             ],
         )?;
         Ok(inserted > 0)

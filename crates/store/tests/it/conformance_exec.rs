@@ -44,6 +44,7 @@ pub async fn run_all(s: &dyn Store) {
 /// A new execution of `wf`@1 in `tenant`, leased to `owner` until [`FAR`] when given.
 fn new_exec(tenant: &str, id: &str, owner: Option<&str>, created_at: i64) -> NewExecution {
     NewExecution {
+        trace_parent: None,
         id: id.into(),
         tenant: tenant.into(),
         workflow: "wf".into(),
@@ -63,6 +64,7 @@ fn new_exec(tenant: &str, id: &str, owner: Option<&str>, created_at: i64) -> New
 /// A new execution leased to `owner` until `expires_at`.
 fn leased(tenant: &str, id: &str, owner: &str, created_at: i64, expires_at: i64) -> NewExecution {
     NewExecution {
+        trace_parent: None,
         lease: Some(Lease {
             owner: owner.into(),
             expires_at,
@@ -321,7 +323,13 @@ async fn create_execution_never_overwrites(s: &dyn Store) {
         unwinding: None,
         concurrency: Some(4),
     };
+    // The caller's trace context is kept as it came (and decoded back on both backends).
+    let caller = hilo_core::trace::TraceParent::parse(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .unwrap();
     let new = NewExecution {
+        trace_parent: Some(caller),
         workflow: "orders".into(),
         version: 7,
         input: json!({"order": 42, "items": ["a", "b"]}),
@@ -338,6 +346,7 @@ async fn create_execution_never_overwrites(s: &dyn Store) {
     );
     let rec = s.get_execution(t, "create-1").await.unwrap();
     let expected = ExecRecord {
+        trace_parent: Some(caller),
         id: "create-1".into(),
         tenant: t.into(),
         workflow: "orders".into(),
@@ -373,6 +382,7 @@ async fn create_execution_never_overwrites(s: &dyn Store) {
 
     // The same id again, even in another tenant: false, and nothing is overwritten.
     let again = NewExecution {
+        trace_parent: None,
         input: json!("other"),
         ..new_exec(t, "create-1", Some("intruder"), T0 + 5)
     };
@@ -454,6 +464,7 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
         ..task(t, "commit-1", "approve", T0 + 3)
     };
     let child = NewExecution {
+        trace_parent: None,
         parent: Some(ParentRef {
             execution_id: "commit-1".into(),
             node_key: "sub".into(),
@@ -619,6 +630,7 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
     create(s, new_exec(t, "commit-2", Some("me"), T0)).await;
     let mut c = step("commit-2", "me", 1, ExecStatus::Cancelled);
     c.children = vec![NewExecution {
+        trace_parent: None,
         parent: Some(ParentRef {
             execution_id: "commit-2".into(),
             node_key: "sub".into(),
@@ -971,6 +983,7 @@ async fn signals_reach_unfinished_executions_only(s: &dyn Store) {
 async fn executions_are_listed_newest_first_per_tenant(s: &dyn Store) {
     let t = "exec-list";
     let alpha = |id: &'static str, at: i64, workflow: &str| NewExecution {
+        trace_parent: None,
         workflow: workflow.into(),
         ..new_exec(t, id, Some("me"), at)
     };
@@ -1467,6 +1480,7 @@ async fn large_values_round_trip_unchanged(s: &dyn Store) {
     create(
         s,
         NewExecution {
+            trace_parent: None,
             input: big_in.clone(),
             ..new_exec(t, "large-1", Some("me"), T0)
         },

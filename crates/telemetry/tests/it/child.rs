@@ -1,4 +1,5 @@
 //! A child execution: its own trace, whose root links to the parent's `workflow` node span
+//! (in the parent's trace: the caller's, when the parent was started under a `traceparent`)
 //! and names the parent; the parent's node span covers the child's run. A loop's iterations'
 //! node spans are under the loop's span.
 
@@ -46,6 +47,19 @@ edges:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_execution_links_to_its_parent_node_and_iterations_nest() {
+    parent_and_child(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_of_an_execution_under_a_caller_links_into_the_callers_trace() {
+    let caller = hilo_core::trace::TraceParent::parse(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .unwrap();
+    parent_and_child(Some(caller)).await;
+}
+
+async fn parent_and_child(caller: Option<hilo_core::trace::TraceParent>) {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
@@ -91,13 +105,14 @@ async fn a_child_execution_links_to_its_parent_node_and_iterations_nest() {
     let engine = Engine::new(store.clone(), tools, None, EngineOptions::default());
     traces.observe(&engine);
 
-    let wf = hilo_core::load(PARENT, Format::Yaml, &catalog).unwrap();
-    let id = engine
-        .create(DEFAULT_TENANT, &wf, true, json!({}), false)
+    let wf = Arc::new(hilo_core::load(PARENT, Format::Yaml, &catalog).unwrap());
+    let id = hilo_engine::driver::new_id();
+    let started = engine
+        .start_traced(id.clone(), DEFAULT_TENANT, &wf, true, json!({}), caller)
         .await
         .unwrap();
     let o = engine
-        .drive(DEFAULT_TENANT, &id, Mode::Foreground, false)
+        .drive_started(started, Mode::Foreground, false)
         .await
         .unwrap();
     assert_eq!(o.status.as_str(), "succeeded");
@@ -116,7 +131,14 @@ async fn a_child_execution_links_to_its_parent_node_and_iterations_nest() {
         .iter()
         .find(|s| s.name == "child_workflow sub")
         .unwrap();
-    assert_eq!(parent_root.trace_id, ids::trace_id(&id).to_bytes().to_vec());
+    assert_eq!(
+        parent_root.trace_id,
+        ids::trace_id(&id, caller.as_ref()).to_bytes().to_vec()
+    );
+    if let Some(c) = &caller {
+        assert_eq!(parent_root.trace_id, c.trace_id.to_vec());
+        assert_eq!(parent_root.parent_span_id, c.span_id.to_vec());
+    }
     assert_eq!(sub.parent_span_id, parent_root.span_id);
     assert_eq!(sub.span_id, ids::span_id(&id, "sub", 0).to_bytes().to_vec());
     // The child's trace is its own, linked to the parent's node span.

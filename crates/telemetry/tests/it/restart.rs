@@ -236,7 +236,7 @@ async fn traced_across_a_restart(sink: Sink) {
     let spans: Vec<Span> = received.into_iter().map(|(_, s)| s).collect();
 
     // One trace, derived from the execution id, across both processes; no span twice.
-    let trace = ids::trace_id(&id).to_bytes();
+    let trace = ids::trace_id(&id, None).to_bytes();
     for s in &spans {
         assert_eq!(hex(&s.trace_id), hex(&trace), "{} in another trace", s.name);
     }
@@ -269,6 +269,14 @@ async fn traced_across_a_restart(sink: Sink) {
         attr_str(agent, "gen_ai.agent.name").as_deref(),
         Some("draft")
     );
+    // The model call went out with the execution's trace and the agent attempt's span.
+    let asked = fake.requests();
+    assert!(!asked.is_empty());
+    for r in &asked {
+        let sent = hilo_core::trace::TraceParent::parse(&r.headers["traceparent"]).unwrap();
+        assert_eq!(hex(&sent.trace_id), hex(&trace));
+        assert_eq!(hex(&sent.span_id), hex(&agent.span_id));
+    }
 
     let chat = one(&spans, "chat oa-small");
     assert_eq!(chat.parent_span_id, agent.span_id);

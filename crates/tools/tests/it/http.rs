@@ -242,3 +242,53 @@ async fn data_tools() {
         .unwrap_err();
     assert_eq!(e.code, codes::INVALID_INPUT);
 }
+
+#[tokio::test]
+async fn requests_inside_an_execution_carry_its_traceparent() {
+    use hilo_core::trace::{TraceParent, call_parent, span_id};
+    let server = TestServer::start().await.unwrap();
+    let ex = executor(&["127.0.0.1"]);
+    let caller =
+        TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let mut traced = call(
+        "http_request",
+        json!({"url": server.url("/traced")}),
+        "exec-1:book",
+    );
+    traced.ctx.trace = Some(call_parent("exec-1", caller.trace_id, "book", 2, false));
+    ex.execute(traced).await.unwrap();
+    // Outside an execution: none.
+    ex.execute(call(
+        "http_request",
+        json!({"url": server.url("/plain")}),
+        "k",
+    ))
+    .await
+    .unwrap();
+    // A tool's own traceparent header wins (one header, not two).
+    let mut own = call(
+        "http_request",
+        json!({"url": server.url("/own"), "headers": {"traceparent": "00-11111111111111111111111111111111-2222222222222222-00"}}),
+        "exec-1:book",
+    );
+    own.ctx.trace = Some(call_parent("exec-1", caller.trace_id, "book", 2, false));
+    ex.execute(own).await.unwrap();
+
+    let got = server.requests();
+    let sent = TraceParent::parse(&got[0].headers["traceparent"]).unwrap();
+    assert_eq!(sent.trace_id, caller.trace_id);
+    assert_eq!(sent.span_id, span_id("exec-1", "book", 2));
+    assert_eq!(sent.flags, 1);
+    assert_eq!(
+        got[0].headers["traceparent"],
+        format!(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+            hilo_core::trace::hex(&span_id("exec-1", "book", 2))
+        )
+    );
+    assert!(!got[1].headers.contains_key("traceparent"));
+    assert_eq!(
+        got[2].headers["traceparent"],
+        "00-11111111111111111111111111111111-2222222222222222-00"
+    );
+}

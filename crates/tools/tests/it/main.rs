@@ -23,6 +23,7 @@ use serde_json::Value;
 pub fn call_as(tool: &str, input: Value, key: &str) -> ToolRequest {
     ToolRequest {
         ctx: ToolContext {
+            trace: None,
             tenant: "default".into(),
             execution_id: "e1".into(),
             node_key: "n1".into(),

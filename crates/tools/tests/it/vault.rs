@@ -185,6 +185,7 @@ async fn declarative_tools_get_stored_secrets_that_never_reach_the_audit_trail()
     let out = ex
         .execute(ToolRequest {
             ctx: ToolContext {
+                trace: None,
                 tenant: "default".into(),
                 execution_id: "e1".into(),
                 node_key: "ret".into(),
