@@ -61,17 +61,9 @@ pub fn subject_hash(tenant: &TenantId, subject: &str) -> String {
     h.update(tenant.as_bytes());
     h.update(b":");
     h.update(subject.as_bytes());
-    hex(&h.finalize())
+    crate::trace::hex(&h.finalize())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
 
 /// Where erasures happen and are recorded.
 #[async_trait]
