@@ -64,7 +64,6 @@ pub fn subject_hash(tenant: &TenantId, subject: &str) -> String {
     crate::trace::hex(&h.finalize())
 }
 
-
 /// Where erasures happen and are recorded.
 #[async_trait]
 pub trait ForgetStore: Send + Sync {

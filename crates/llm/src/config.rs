@@ -357,6 +357,9 @@ pub struct RouterConfig {
     pub context_share: f64,
     #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub timeout_ms: u64,
+    /// Most tools a reasoning agent's model is offered at once; a node allowed more is
+    /// offered the most relevant ones (tool retrieval), picked again at every iteration.
+    pub max_offered_tools: usize,
 }
 
 impl Default for RouterConfig {
@@ -366,6 +369,7 @@ impl Default for RouterConfig {
             circuit: CircuitConfig::default(),
             context_share: 0.8,
             timeout_ms: 60_000,
+            max_offered_tools: crate::agent::DEFAULT_TOOL_LIMIT,
         }
     }
 }

@@ -7,14 +7,15 @@
 //! model call, purpose `embed`); without one it compares the goals' words (Jaccard), which
 //! finds the same and nearly the same goals. [`NoMemory`] recalls and keeps nothing.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use hilo_core::episode::{Episode, EpisodeStore, GoalVector};
-use hilo_core::llm::{CostStore, LlmCall};
+use hilo_core::llm::CostStore;
 use hilo_embed::{Embedder, cosine};
 use serde::Serialize;
+
+use super::embedding::{embed_counted, jaccard, words};
 
 /// Past runs a recall compares with the goal (the tenant's newest).
 const CANDIDATES: u32 = 2_000;
@@ -87,70 +88,19 @@ impl StoreMemory {
     /// when the call failed (logged: memory never fails a node).
     async fn embed(&self, ctx: &MemoryCtx, goal: &str) -> Option<GoalVector> {
         let embedder = self.embedder.as_ref()?;
-        let info = embedder.info().clone();
-        let started = std::time::Instant::now();
-        let result = embedder.embed(&[goal.to_string()]).await;
-        let latency_ms = started.elapsed().as_millis() as u64;
-        let (usage, error, vector) = match result {
-            Ok(mut e) => {
-                let v = e.vectors.pop();
-                ((e.input_tokens, e.cost_nanos), None, v)
-            }
-            Err(err) => {
-                tracing::warn!(
-                    code = err.code(),
-                    "episodic memory: the goal was not embedded: {err}"
-                );
-                ((0, 0), Some(err.code().to_string()), None)
-            }
-        };
-        let call = LlmCall {
-            tenant: ctx.tenant.clone(),
-            execution_id: ctx.execution_id.clone(),
-            workflow: ctx.workflow.clone(),
-            node_key: ctx.node_key.clone(),
-            attempt: ctx.attempt,
-            profile: None,
-            model: info.model.clone(),
-            provider: info.provider.clone(),
-            purpose: "embed".into(),
-            estimated_input_tokens: usage.0,
-            input_tokens: usage.0,
-            output_tokens: 0,
-            estimated_cost_nanos: usage.1,
-            cost_nanos: usage.1,
-            latency_ms,
-            success: error.is_none(),
-            error_code: error,
-            created_at: hilo_core::store::now_ms(),
-            ..LlmCall::default()
-        };
-        if let Err(e) = self.costs.record_llm_call(&call).await {
-            tracing::warn!(
-                "episodic memory: the embedding call was not recorded in the ledger: {e}"
-            );
-        }
-        vector.map(|values| GoalVector {
-            model: info.model,
+        let mut vectors = embed_counted(
+            embedder.as_ref(),
+            self.costs.as_ref(),
+            ctx,
+            &[goal.to_string()],
+            "episodic memory",
+        )
+        .await?;
+        vectors.pop().map(|values| GoalVector {
+            model: embedder.info().model.clone(),
             values,
         })
     }
-}
-
-/// The words of a text, lowercased, for the comparison without embeddings.
-fn words(text: &str) -> HashSet<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.len() > 1)
-        .map(str::to_lowercase)
-        .collect()
-}
-
-fn jaccard(a: &HashSet<String>, b: &HashSet<String>) -> f32 {
-    let union = a.union(b).count();
-    if union == 0 {
-        return 0.0;
-    }
-    a.intersection(b).count() as f32 / union as f32
 }
 
 /// Successful first, then the most similar; the best `k` above [`MIN_SCORE`].

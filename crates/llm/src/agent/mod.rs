@@ -7,20 +7,23 @@
 //! - [`reasoning`]: a ReAct loop over native tool calling.
 //! - [`planner`]: plan → execute through the tool executor → reflect → retry.
 
+mod embedding;
 pub mod episodes;
 mod history;
 pub mod planner;
 pub mod reasoning;
 pub mod simple;
+mod tool_pick;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use hilo_core::exec::{AgentRequest, AgentRun, AgentRuntime, NodeError};
-use hilo_core::llm::usd;
+use hilo_core::llm::{CostStore, usd};
 use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest};
 use hilo_core::{AgentKind, ToolDef};
+use hilo_embed::Embedder;
 use serde_json::{Value, json};
 
 use crate::config::Capability;
@@ -30,21 +33,44 @@ use crate::provider::{ToolDefinition, function_name};
 use crate::router::{Answer, CallCtx, CallSummary, Router, Target, Task, codes};
 
 pub use episodes::{EpisodeMemory, MemoryCtx, NoMemory, Recalled, StoreMemory};
+pub use tool_pick::DEFAULT_TOOL_LIMIT;
 
 /// Runs agent nodes with a [`Router`] for models and the tool executor for actions.
 pub struct LlmRuntime {
     router: Arc<Router>,
     tools: Arc<dyn ToolExecutor>,
     memory: Arc<dyn EpisodeMemory>,
+    /// The embedder tool retrieval uses, and where its calls are counted.
+    embedder: Option<(Arc<dyn Embedder>, Arc<dyn CostStore>)>,
+    /// Most tools offered to a model at once (tool retrieval picks them).
+    tool_limit: usize,
 }
 
 impl LlmRuntime {
     pub fn new(router: Arc<Router>, tools: Arc<dyn ToolExecutor>) -> LlmRuntime {
+        let tool_limit = router.config().router.max_offered_tools.max(1);
         LlmRuntime {
             router,
             tools,
             memory: Arc::new(NoMemory),
+            embedder: None,
+            tool_limit,
         }
+    }
+
+    /// The embedder tool retrieval compares a task with tool descriptions by (without one it
+    /// compares their words); each call is counted in `costs`.
+    pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>, costs: Arc<dyn CostStore>) -> Self {
+        self.embedder = Some((embedder, costs));
+        self
+    }
+
+    /// Most tools a reasoning agent's model is offered at once (default: `[llm.router]
+    /// max_offered_tools`, 20); a node allowed more is offered the most relevant ones, picked
+    /// again at every iteration.
+    pub fn with_tool_limit(mut self, limit: usize) -> Self {
+        self.tool_limit = limit.max(1);
+        self
     }
 
     /// Where `reasoning` and `planner` runs are recorded and planners recall similar past

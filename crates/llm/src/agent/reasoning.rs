@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use hilo_core::exec::NodeError;
 use serde_json::{Value, json};
 
+use super::tool_pick::ToolIndex;
 use super::{Run, canonical, check_json, clip};
 use crate::config::Capability;
 use crate::provider::Message;
@@ -53,10 +54,19 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     }
     let mut messages = vec![Message::system(system)];
     messages.extend(super::history::messages(run)?);
-    messages.push(Message::user(task));
+    messages.push(Message::user(task.clone()));
+    // More tools than a model is offered at once: the most relevant ones, picked again at
+    // every iteration from the task and the latest thought and observation.
+    let all_tools = tools;
+    let index = if all_tools.len() > run.rt.tool_limit {
+        Some(ToolIndex::new(run, &all_tools).await)
+    } else {
+        None
+    };
+    let mut lately = String::new();
     let mut spec = ChatSpec {
         messages,
-        tools,
+        tools: all_tools.clone(),
         response_format: None,
         temperature: w.temperature,
         max_tokens: w.max_tokens,
@@ -64,6 +74,19 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     let local = run.req.local.clone();
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
     for iteration in 1..=max_iterations {
+        if let Some(index) = &index {
+            let query = format!("{task}\n{lately}");
+            let picked = index.pick(run, &query, run.rt.tool_limit).await;
+            spec.tools = picked.iter().map(|(i, _)| all_tools[*i].clone()).collect();
+            run.steps.push(json!({
+                "iteration": iteration,
+                "tools_offered": picked.iter().map(|(i, score)| json!({
+                    "tool": names.get(&all_tools[*i].name).cloned().unwrap_or_default(),
+                    "score": score,
+                })).collect::<Vec<_>>(),
+                "of": all_tools.len(),
+            }));
+        }
         let answer = run
             .route(
                 &[Capability::Chat, Capability::Tools],
@@ -139,6 +162,7 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
                 )
             };
             let text = observation.to_string();
+            lately = format!("{}\n{}", reply.content, clip(&text, 1000));
             run.steps.push(json!({
                 "iteration": iteration,
                 "thought": reply.content,

@@ -1292,3 +1292,140 @@ async fn runs_are_remembered_and_a_planner_recalls_similar_ones() {
         .to_string();
     assert!(!prompt.contains("Similar goals"), "{prompt}");
 }
+
+/// A test embedder for plumbing only: one dimension per known word (never quoted as quality).
+struct WordsEmbedder {
+    info: hilo_embed::EmbedderInfo,
+    calls: Mutex<usize>,
+}
+
+const VOCABULARY: [&str; 6] = [
+    "weather",
+    "city",
+    "current",
+    "packing",
+    "advice",
+    "temperature",
+];
+
+#[async_trait]
+impl hilo_embed::Embedder for WordsEmbedder {
+    fn info(&self) -> &hilo_embed::EmbedderInfo {
+        &self.info
+    }
+
+    async fn embed(
+        &self,
+        texts: &[String],
+    ) -> Result<hilo_embed::Embedded, hilo_embed::EmbedError> {
+        *self.calls.lock().unwrap() += 1;
+        let vectors = texts
+            .iter()
+            .map(|t| {
+                let t = t.to_lowercase();
+                VOCABULARY
+                    .iter()
+                    .map(|w| if t.contains(w) { 1.0 } else { 0.0 })
+                    .collect()
+            })
+            .collect();
+        Ok(hilo_embed::Embedded {
+            vectors,
+            input_tokens: texts.len() as u64 * 8,
+            cost_nanos: 3,
+        })
+    }
+}
+
+/// More tools than the model may be offered: each iteration offers the most relevant to the
+/// task and the latest thought and observation — by words without an embedder, by embeddings
+/// with one (its calls counted in the ledger) — and says so in the trace.
+#[tokio::test]
+async fn a_reasoning_agent_with_too_many_tools_is_offered_the_relevant_ones() {
+    for with_embedder in [false, true] {
+        let fx = fx(json!({})).await;
+        let embedder = Arc::new(WordsEmbedder {
+            info: hilo_embed::EmbedderInfo {
+                provider: "test".into(),
+                model: "words".into(),
+                dimensions: VOCABULARY.len(),
+            },
+            calls: Mutex::new(0),
+        });
+        let mut rt =
+            LlmRuntime::new(fx.router.clone(), Arc::new(fx.executor.clone())).with_tool_limit(1);
+        if with_embedder {
+            rt = rt.with_embedder(embedder.clone(), fx.store.clone());
+        }
+        fx.fake.script(
+            "mid",
+            Reply::tool_calls(vec![("weather", json!({"city": "Paris"}))], 100, 10),
+        );
+        // `advise` is not offered but is in the node's list: the call runs.
+        fx.fake.script(
+            "mid",
+            Reply::tool_calls(vec![("advise", json!({"temp_c": 18}))], 120, 12),
+        );
+        fx.fake
+            .script("mid", Reply::text("Pack a light coat.", 140, 8));
+        let run = rt
+            .run(request(
+                AgentKind::Reasoning,
+                json!({"task": "What is the current weather in the city of Paris?",
+                       "tools": ["weather", "advise"]}),
+            ))
+            .await;
+        assert_eq!(run.result.unwrap()["answer"], "Pack a light coat.");
+        let offered: Vec<Vec<String>> = fx
+            .fake
+            .requests()
+            .iter()
+            .map(|r| {
+                r.body["tools"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            offered,
+            [vec!["weather"], vec!["weather"], vec!["weather"]],
+            "embedder: {with_embedder}"
+        );
+        let trace = run.trace.unwrap();
+        let picks: Vec<&Value> = trace["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s.get("tools_offered").is_some())
+            .collect();
+        assert_eq!(picks.len(), 3, "one pick per iteration: {trace}");
+        assert_eq!(picks[0]["tools_offered"][0]["tool"], "weather", "{trace}");
+        assert_eq!(picks[0]["of"], 2);
+        let ran: Vec<String> = fx
+            .tool_calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.0.split(':').nth(2).unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(ran, ["weather", "advise"], "(by idempotency key)");
+        let embeds = fx
+            .store
+            .llm_calls("acme", Some("exec-1"), 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.purpose == "embed")
+            .count();
+        if with_embedder {
+            // The descriptions once, the query at each of the three iterations.
+            assert_eq!(*embedder.calls.lock().unwrap(), 4);
+            assert_eq!(embeds, 4);
+        } else {
+            assert_eq!(embeds, 0);
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Tool retrieval: a reasoning agent allowed more tools than the runtime's tool limit (as
+//! with hundreds of MCP tools) is offered, at every iteration, only the limit's worth most
+//! relevant to what it is doing: the task, and once it has acted, its latest thought and
+//! observation. Relevance is the cosine of embeddings when an embedder is configured (the tool
+//! descriptions are embedded once per run, the query at every iteration, each call counted in
+//! the ledger), the overlap of words otherwise. The tools not offered stay allowed: a call to
+//! one of them by name still runs (the node's list is the whitelist).
+
+use std::collections::HashSet;
+
+use hilo_embed::cosine;
+
+use super::Run;
+use super::embedding::{embed_counted, jaccard, words};
+use crate::provider::ToolDefinition;
+
+/// How many tools a model is offered at once when the runtime is not told.
+pub const DEFAULT_TOOL_LIMIT: usize = 20;
+
+/// The tools of one run, ready to be ranked.
+pub(crate) struct ToolIndex {
+    words: Vec<HashSet<String>>,
+    /// The descriptions' embeddings (`None`: no embedder, or its call failed).
+    vectors: Option<Vec<Vec<f32>>>,
+}
+
+/// What a tool is, as retrieval compares it: its name (words split at `_`) and description.
+fn describe(d: &ToolDefinition) -> String {
+    format!("{} {}", d.name.replace(['_', '-', '.'], " "), d.description)
+}
+
+impl ToolIndex {
+    pub(crate) async fn new(run: &Run<'_>, defs: &[ToolDefinition]) -> ToolIndex {
+        let texts: Vec<String> = defs.iter().map(describe).collect();
+        let vectors = match run.rt.embedder.as_ref() {
+            Some((embedder, costs)) => {
+                embed_counted(
+                    embedder.as_ref(),
+                    costs.as_ref(),
+                    &run.memory_ctx(),
+                    &texts,
+                    "tool retrieval",
+                )
+                .await
+            }
+            None => None,
+        };
+        ToolIndex {
+            words: texts.iter().map(|t| words(t)).collect(),
+            vectors,
+        }
+    }
+
+    /// The positions of the `limit` tools most relevant to `query`, best first, with their
+    /// scores.
+    pub(crate) async fn pick(&self, run: &Run<'_>, query: &str, limit: usize) -> Vec<(usize, f32)> {
+        let mut scored: Vec<(usize, f32)> = match (&self.vectors, run.rt.embedder.as_ref()) {
+            (Some(vectors), Some((embedder, costs))) => {
+                match embed_counted(
+                    embedder.as_ref(),
+                    costs.as_ref(),
+                    &run.memory_ctx(),
+                    &[query.to_string()],
+                    "tool retrieval",
+                )
+                .await
+                .and_then(|mut v| v.pop())
+                {
+                    Some(q) => vectors
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (i, cosine(&q, v)))
+                        .collect(),
+                    None => self.by_words(query),
+                }
+            }
+            _ => self.by_words(query),
+        };
+        scored.sort_by(|a, b| {
+            b.1.partial_cmp(&a.1)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.0.cmp(&b.0))
+        });
+        scored.truncate(limit);
+        scored
+    }
+
+    fn by_words(&self, query: &str) -> Vec<(usize, f32)> {
+        let q = words(query);
+        self.words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (i, jaccard(&q, w)))
+            .collect()
+    }
+}
