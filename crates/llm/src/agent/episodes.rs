@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hilo_core::episode::{Episode, EpisodeStore, GoalVector};
-use hilo_core::llm::{CostStore, LlmCall};
-use hilo_embed::{Embedder, cosine};
+use hilo_core::llm::CostStore;
+use hilo_embed::{EmbedCtx, Embedder, LedgeredEmbedder, cosine};
 use serde::Serialize;
 
 /// Past runs a recall compares with the goal (the tenant's newest).
@@ -66,74 +66,51 @@ impl EpisodeMemory for NoMemory {
 /// Episodes in the store, compared by embedding (or by words without an embedder).
 pub struct StoreMemory {
     store: Arc<dyn EpisodeStore>,
-    costs: Arc<dyn CostStore>,
-    embedder: Option<Arc<dyn Embedder>>,
+    embedder: Option<LedgeredEmbedder>,
 }
 
 impl StoreMemory {
+    /// Episodes of `store`; the calls of `embedder` (when there is one) counted in `costs`.
     pub fn new(
         store: Arc<dyn EpisodeStore>,
         costs: Arc<dyn CostStore>,
         embedder: Option<Arc<dyn Embedder>>,
     ) -> StoreMemory {
-        StoreMemory {
-            store,
-            costs,
-            embedder,
-        }
+        StoreMemory::ledgered(store, embedder.map(|e| LedgeredEmbedder::new(e, costs)))
+    }
+
+    /// Episodes of `store`, goals embedded by `embedder` (which counts its calls).
+    pub fn ledgered(
+        store: Arc<dyn EpisodeStore>,
+        embedder: Option<LedgeredEmbedder>,
+    ) -> StoreMemory {
+        StoreMemory { store, embedder }
     }
 
     /// The goal's embedding, its call counted in the ledger; `None` without an embedder or
     /// when the call failed (logged: memory never fails a node).
     async fn embed(&self, ctx: &MemoryCtx, goal: &str) -> Option<GoalVector> {
         let embedder = self.embedder.as_ref()?;
-        let info = embedder.info().clone();
-        let started = std::time::Instant::now();
-        let result = embedder.embed(&[goal.to_string()]).await;
-        let latency_ms = started.elapsed().as_millis() as u64;
-        let (usage, error, vector) = match result {
-            Ok(mut e) => {
-                let v = e.vectors.pop();
-                ((e.input_tokens, e.cost_nanos), None, v)
-            }
-            Err(err) => {
-                tracing::warn!(
-                    code = err.code(),
-                    "episodic memory: the goal was not embedded: {err}"
-                );
-                ((0, 0), Some(err.code().to_string()), None)
-            }
-        };
-        let call = LlmCall {
+        let who = EmbedCtx {
             tenant: ctx.tenant.clone(),
             execution_id: ctx.execution_id.clone(),
             workflow: ctx.workflow.clone(),
             node_key: ctx.node_key.clone(),
             attempt: ctx.attempt,
-            profile: None,
-            model: info.model.clone(),
-            provider: info.provider.clone(),
-            purpose: "embed".into(),
-            estimated_input_tokens: usage.0,
-            input_tokens: usage.0,
-            output_tokens: 0,
-            estimated_cost_nanos: usage.1,
-            cost_nanos: usage.1,
-            latency_ms,
-            success: error.is_none(),
-            error_code: error,
-            created_at: hilo_core::store::now_ms(),
-            ..LlmCall::default()
         };
-        if let Err(e) = self.costs.record_llm_call(&call).await {
-            tracing::warn!(
-                "episodic memory: the embedding call was not recorded in the ledger: {e}"
-            );
+        match embedder.embed(&who, &[goal.to_string()]).await {
+            Ok(mut e) => e.vectors.pop().map(|values| GoalVector {
+                model: embedder.info().model.clone(),
+                values,
+            }),
+            Err(err) => {
+                tracing::warn!(
+                    code = err.code(),
+                    "episodic memory: the goal was not embedded: {err}"
+                );
+                None
+            }
         }
-        vector.map(|values| GoalVector {
-            model: info.model,
-            values,
-        })
     }
 }
 
