@@ -115,20 +115,13 @@ impl Drop for Fake {
     }
 }
 
-#[test]
-fn agent_nodes_use_the_provider_in_hilo_toml_and_their_costs_are_shown() {
-    use hilo_llm::testserver::Reply;
-    let fake = Fake::start();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("hilo.db");
-    let config = dir.path().join("hilo.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+/// hilo.toml's `[llm]` for the fake provider at `url`: model `acme-1`, key in $ACME_AI_KEY.
+fn acme_llm(url: &str) -> String {
+    format!(
+        r#"
 [llm.providers.acme_ai]
 kind = "openai"
-base_url = "{}"
+base_url = "{url}"
 api_key_env = "ACME_AI_KEY"
 
 [[llm.models]]
@@ -146,11 +139,18 @@ fallback = []
 [llm.profiles.balanced]
 primary = "acme-1"
 fallback = []
-"#,
-            fake.server().openai_base_url()
-        ),
+"#
     )
-    .unwrap();
+}
+
+#[test]
+fn agent_nodes_use_the_provider_in_hilo_toml_and_their_costs_are_shown() {
+    use hilo_llm::testserver::Reply;
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let config = dir.path().join("hilo.toml");
+    std::fs::write(&config, acme_llm(&fake.server().openai_base_url())).unwrap();
     let wf = dir.path().join("wf.yaml");
     std::fs::write(
         &wf,
@@ -320,26 +320,7 @@ fn configured_embeddings_embed_goals_and_are_counted_in_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hilo.db");
     let config = dir.path().join("hilo.toml");
-    let llm = format!(
-        r#"
-[llm.providers.acme_ai]
-kind = "openai"
-base_url = "{url}"
-api_key_env = "ACME_AI_KEY"
-
-[[llm.models]]
-name = "acme-1"
-provider = "acme_ai"
-input_per_1k = 0.002
-output_per_1k = 0.006
-context_window = 32000
-capabilities = ["chat", "tools", "json_schema"]
-
-[llm.profiles.balanced]
-primary = "acme-1"
-fallback = []
-"#
-    );
+    let llm = acme_llm(&url);
     std::fs::write(
         &config,
         format!(

@@ -29,15 +29,8 @@ pub struct Recalled {
     pub score: f32,
 }
 
-/// Who a recall or a record is for: the node's run (costs are counted on it).
-#[derive(Debug, Clone, Default)]
-pub struct MemoryCtx {
-    pub tenant: String,
-    pub execution_id: Option<String>,
-    pub workflow: Option<String>,
-    pub node_key: Option<String>,
-    pub attempt: u32,
-}
+/// Who a recall or a record is for: the node's run (the embedding calls are counted on it).
+pub type MemoryCtx = EmbedCtx;
 
 /// Episodic memory: what agents recall before they plan and record when they end.
 #[async_trait]
@@ -91,14 +84,7 @@ impl StoreMemory {
     /// when the call failed (logged: memory never fails a node).
     async fn embed(&self, ctx: &MemoryCtx, goal: &str) -> Option<GoalVector> {
         let embedder = self.embedder.as_ref()?;
-        let who = EmbedCtx {
-            tenant: ctx.tenant.clone(),
-            execution_id: ctx.execution_id.clone(),
-            workflow: ctx.workflow.clone(),
-            node_key: ctx.node_key.clone(),
-            attempt: ctx.attempt,
-        };
-        match embedder.embed(&who, &[goal.to_string()]).await {
+        match embedder.embed(ctx, &[goal.to_string()]).await {
             Ok(mut e) => e.vectors.pop().map(|values| GoalVector {
                 model: embedder.info().model.clone(),
                 values,
