@@ -1,5 +1,5 @@
 //! Throughput of the local embedding model: chunks per second at batch sizes 1, 16 and 64 over
-//! chunks of this repository's docs (about 800 characters each, as a knowledge base cuts them),
+//! chunks of this repository's docs (64 chunks of about 800 characters, as a knowledge base cuts them),
 //! and the latency of one short query (p50, p95).
 //!
 //! Run with (the model installed, see docs/memory.md):
@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs").to_string());
     let dir = default_model_dir(&|k| std::env::var(k).ok());
     let all = chunks(std::path::Path::new(&docs), 800);
-    let texts: Vec<String> = all.into_iter().take(256).collect();
+    let texts: Vec<String> = all.into_iter().take(64).collect();
     let chars: usize = texts.iter().map(String::len).sum();
     println!(
         "{} chunks from {docs}, {} characters on average",
@@ -77,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "human approval before sending an email",
     ];
     let mut ms = Vec::new();
-    for i in 0..200 {
+    for i in 0..100 {
         let q = vec![queries[i % queries.len()].to_string()];
         let started = Instant::now();
         e.embed(&q).await?;
@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     ms.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "query (one short text, 200 calls): p50 {:.2} ms, p95 {:.2} ms",
+        "query (one short text, 100 calls): p50 {:.2} ms, p95 {:.2} ms",
         percentile(&ms, 0.5),
         percentile(&ms, 0.95)
     );
