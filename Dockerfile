@@ -11,7 +11,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin hilo \
+# With the local embedding model (candle; the model files are mounted, see docs/memory.md).
+RUN cargo build --release --locked --bin hilo --features hilo-cli/local-embeddings \
  && install -m 0755 target/release/hilo /usr/local/bin/hilo
 
 FROM debian:bookworm-slim

@@ -19,9 +19,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::anyhow;
+use async_trait::async_trait;
 use hilo_core::exec::AgentRuntime;
+use hilo_core::llm::CostStore;
 use hilo_core::store::Store;
 use hilo_core::tool::ToolExecutor;
+use hilo_embed::{Embedder, LedgeredEmbedder};
 use hilo_engine::{Engine, EngineOptions};
 use hilo_tools::Vault;
 use hilo_tools::mcp::McpServers;
@@ -42,6 +45,10 @@ pub struct App {
     /// The MCP servers started by this process, shut down before it exits.
     mcp: Mutex<Vec<Arc<McpServers>>>,
     agents: OnceLock<Arc<dyn AgentRuntime>>,
+    /// The cost ledger with metrics (and spans, with traces on) over the store.
+    costs: OnceLock<Arc<dyn CostStore>>,
+    /// `[memory.embeddings]`'s embedder; `None` inside when no provider is configured.
+    embedder: OnceLock<Option<Arc<dyn Embedder>>>,
     engine: OnceLock<Engine>,
     /// Traces of executions (`[telemetry]`); `None` inside when no endpoint is configured.
     traces: OnceLock<Option<hilo_telemetry::Traces>>,
@@ -61,6 +68,8 @@ impl App {
             tools: OnceLock::new(),
             mcp: Mutex::new(Vec::new()),
             agents: OnceLock::new(),
+            costs: OnceLock::new(),
+            embedder: OnceLock::new(),
             traces: OnceLock::new(),
             engine: OnceLock::new(),
             closed: AtomicBool::new(false),
@@ -184,24 +193,80 @@ impl App {
         }
         let store = self.store().await?;
         let tools: Arc<dyn ToolExecutor> = self.tools().await?;
-        // Every model call is counted in the metrics as it is written to the ledger, and
-        // traced (a `chat` span) when traces are on.
-        let mut costs = hilo_server::metrics::metered_costs(store.clone());
-        if let Some(t) = self.traces().await? {
-            costs = t.costs(costs);
-        }
+        let costs = self.costs().await?;
         let router = hilo_llm::Router::new(
             self.config()?.llm.clone(),
             costs.clone(),
             Some(Arc::new(self.vault(&store))),
         );
         // Episodic memory: reasoning and planner runs kept in the store, recalled by
-        // planners (compared by their goals' words until an embedder is configured).
-        let memory = hilo_llm::StoreMemory::new(store.clone(), costs, None);
-        let agents: Arc<dyn AgentRuntime> = Arc::new(
-            hilo_llm::LlmRuntime::new(Arc::new(router), tools).with_memory(Arc::new(memory)),
-        );
+        // planners (compared by their goals' embeddings with `[memory.embeddings]`, by their
+        // words without).
+        let embedder = self.ledgered_embedder().await?;
+        let memory = hilo_llm::StoreMemory::ledgered(store.clone(), embedder.clone());
+        // Tool retrieval compares tasks and tool descriptions with the same embedder.
+        let mut runtime =
+            hilo_llm::LlmRuntime::new(Arc::new(router), tools).with_memory(Arc::new(memory));
+        if let Some(embedder) = embedder {
+            runtime = runtime.with_embedder(embedder);
+        }
+        let agents: Arc<dyn AgentRuntime> = Arc::new(runtime);
         Ok(self.agents.get_or_init(|| agents).clone())
+    }
+
+    /// The cost ledger over the store: every call written to it is counted in the metrics and
+    /// traced (a `chat` span) when traces are on. Built on first use.
+    pub async fn costs(&self) -> Result<Arc<dyn CostStore>, Exit> {
+        if let Some(c) = self.costs.get() {
+            return Ok(c.clone());
+        }
+        let store = self.store().await?;
+        let mut costs = hilo_server::metrics::metered_costs(store);
+        if let Some(t) = self.traces().await? {
+            costs = t.costs(costs);
+        }
+        Ok(self.costs.get_or_init(|| costs).clone())
+    }
+
+    /// The embedder of `[memory.embeddings]` (`None` without a `provider`), its API key from
+    /// the credential store (tenant `default`) or the environment. Its calls are not counted:
+    /// embed through [`App::ledgered_embedder`] for that. A wrong key of the section is
+    /// invalid input (exit 2). Built on first use; the local model loads on its first call.
+    pub async fn embedder(&self) -> Result<Option<Arc<dyn Embedder>>, Exit> {
+        if let Some(e) = self.embedder.get() {
+            return Ok(e.clone());
+        }
+        let config = self.config()?;
+        let vault = match &config.embeddings.api_key_secret {
+            Some(_) => Some(DefaultTenantSecrets(self.vault(&self.store().await?))),
+            None => None,
+        };
+        let env = |name: &str| std::env::var(name).ok();
+        let keys = hilo_embed::Keys {
+            env: &env,
+            secrets: vault.as_ref().map(|v| v as &dyn hilo_embed::SecretSource),
+        };
+        let embedder = hilo_embed::build(&config.embeddings, &keys)
+            .await
+            .map_err(|e| {
+                let file = config
+                    .path
+                    .as_ref()
+                    .map_or("the HILO_… environment variables".into(), |p| {
+                        format!("the configuration file {}", p.display())
+                    });
+                Exit::invalid(anyhow!(e).context(format!("in {file}")))
+            })?;
+        Ok(self.embedder.get_or_init(|| embedder).clone())
+    }
+
+    /// [`App::embedder`] with each call counted in the cost ledger ([`App::costs`], purpose
+    /// `embed`); `LedgeredEmbedder::bound` gives an `Arc<dyn Embedder>` for one tenant.
+    pub async fn ledgered_embedder(&self) -> Result<Option<LedgeredEmbedder>, Exit> {
+        let Some(inner) = self.embedder().await? else {
+            return Ok(None);
+        };
+        Ok(Some(LedgeredEmbedder::new(inner, self.costs().await?)))
     }
 
     /// The engine over the store, the tools and the agents, leases of `--lease-ms`. Built on
@@ -272,11 +337,24 @@ impl Drop for App {
     fn drop(&mut self) {
         drop(self.engine.take());
         drop(self.agents.take());
+        drop(self.embedder.take());
+        drop(self.costs.take());
         drop(self.tools.take());
         drop(std::mem::take(
             &mut *self.mcp.lock().unwrap_or_else(|p| p.into_inner()),
         ));
         drop(self.store.take());
+    }
+}
+
+/// The credential store's secrets of tenant `default`, where `[memory.embeddings]
+/// api_key_secret` is read (the embedder serves the whole installation).
+struct DefaultTenantSecrets(Vault);
+
+#[async_trait]
+impl hilo_embed::SecretSource for DefaultTenantSecrets {
+    async fn secret(&self, name: &str) -> Result<Option<String>, String> {
+        hilo_tools::Secrets::get(&self.0, "default", name).await
     }
 }
 

@@ -58,6 +58,9 @@
 //!
 //! [telemetry]                   # traces of executions over OTLP/HTTP (docs/observability.md)
 //! otlp_endpoint = "http://localhost:4318"
+//!
+//! [memory.embeddings]           # vectors for memory: "local" (all-MiniLM-L6-v2) or "openai"
+//! provider = "local"            # see hilo_embed::EmbeddingsConfig and docs/memory.md
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -93,6 +96,15 @@ struct FileSchema {
     conversations: Option<hilo_server::config::ConversationSettings>,
     console: Option<hilo_server::config::ConsoleSettings>,
     telemetry: Option<hilo_telemetry::TelemetryConfig>,
+    memory: Option<MemorySection>,
+}
+
+/// `[memory]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct MemorySection {
+    embeddings: Option<hilo_embed::EmbeddingsConfig>,
 }
 
 /// `[tools]`.
@@ -367,6 +379,8 @@ pub struct Config {
     pub server: hilo_server::Settings,
     /// `[telemetry]`: where traces of executions go (none unless an endpoint is set).
     pub telemetry: hilo_telemetry::TelemetryConfig,
+    /// `[memory.embeddings]`: the embedding provider of memory (none unless `provider` is set).
+    pub embeddings: hilo_embed::EmbeddingsConfig,
 }
 
 impl Config {
@@ -554,6 +568,11 @@ impl Config {
                 anyhow::anyhow!("`[telemetry]`: {e} (fields: otlp_endpoint, service_name)")
             })?;
         }
+        if let Some(v) = value.pointer("/memory/embeddings") {
+            config.embeddings = serde_json::from_value(v.clone()).map_err(|e| {
+                anyhow::anyhow!("`[memory.embeddings]`: {e} (see docs/configuration.md)")
+            })?;
+        }
         config.apply_tiers();
         Ok(config)
     }
@@ -736,6 +755,28 @@ primary = "gpt-4o-mini"
                 );
             }
         }
+    }
+
+    #[test]
+    fn memory_embeddings_are_read_and_checked() {
+        let c = Config::parse(
+            "[memory.embeddings]\nprovider = \"openai\"\nmodel = \"m\"\ntimeout_ms = \"10s\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.embeddings.provider,
+            Some(hilo_embed::ProviderName::Openai)
+        );
+        assert_eq!(c.embeddings.timeout_ms, Some(10_000));
+        assert_eq!(Config::parse("").unwrap().embeddings.provider, None);
+        let e = err_of("[memory.embeddings]\nprovider = \"local\"\nbatch = 8\n");
+        assert!(
+            e.starts_with("[memory.embeddings] batch: unknown key: unknown field `batch`; did you mean `batch_size`?"),
+            "{e}"
+        );
+        let e = err_of("[memory.embeddings]\nprovider = \"lokal\"\n");
+        assert!(e.starts_with("[memory.embeddings] provider:"), "{e}");
+        assert!(e.contains("expected `local` or `openai`"), "{e}");
     }
 
     fn err_of(text: &str) -> String {

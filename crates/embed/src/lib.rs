@@ -1,12 +1,32 @@
 //! Text embeddings for hilo's memory (knowledge base, episodes, tool retrieval).
 //!
 //! [`Embedder`] is the seam: the memory crate, the CLI and the server embed through it and never
-//! name a provider. Providers: an OpenAI-compatible `/embeddings` endpoint, and `local`
-//! (all-MiniLM-L6-v2 in-process, behind the `local` cargo feature).
+//! name a provider. Providers: an OpenAI-compatible `/embeddings` endpoint ([`OpenAiEmbedder`]),
+//! and `local` (all-MiniLM-L6-v2 in-process with candle, behind the `local` cargo feature).
+//!
+//! - [`build`] turns `[memory.embeddings]` ([`EmbeddingsConfig`]) into an embedder (or none
+//!   when the section names no provider); a wrong key is an `EMBED_CONFIG` error naming it.
+//! - [`LedgeredEmbedder`] counts each call in the cost ledger (purpose `embed`), as model calls
+//!   are; episodic memory and the knowledge base embed through it.
 //!
 //! Vectors are L2-normalised, so a dot product is their cosine.
 
 use async_trait::async_trait;
+
+mod config;
+mod ledger;
+#[cfg(feature = "local")]
+mod local;
+mod openai;
+
+pub use config::{
+    DEFAULT_BATCH_SIZE, EmbeddingsConfig, Keys, LOCAL_MODEL, MODEL_DIR_ENV, ProviderName,
+    SecretSource, build, default_model_dir,
+};
+pub use ledger::{EmbedCtx, LedgeredEmbedder};
+#[cfg(feature = "local")]
+pub use local::LocalEmbedder;
+pub use openai::{OpenAiEmbedder, OpenAiOptions};
 
 /// What an embedding call gives back: one vector per input text, in order, and what it cost.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +81,9 @@ pub enum EmbedError {
     /// A provider or feature named in the configuration is not in this build.
     #[error("EMBED_UNAVAILABLE: {0}")]
     Unavailable(String),
+    /// A key of `[memory.embeddings]` is wrong: which one, why, and what to write instead.
+    #[error("EMBED_CONFIG: [memory.embeddings] {key}: {detail}")]
+    Config { key: &'static str, detail: String },
 }
 
 impl EmbedError {
@@ -72,7 +95,16 @@ impl EmbedError {
             EmbedError::BadResponse { .. } => "EMBED_BAD_RESPONSE",
             EmbedError::Local(_) => "EMBED_LOCAL",
             EmbedError::Unavailable(_) => "EMBED_UNAVAILABLE",
+            EmbedError::Config { .. } => "EMBED_CONFIG",
         }
+    }
+}
+
+/// Scales `v` to length 1 (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
     }
 }
 

@@ -12,6 +12,10 @@
 //! `call_2`, … on OpenAI, `toolu_1`, … on Anthropic. [`Reply::chunks`] scripts the exact
 //! text deltas, and sends the events one by one with a pause between them (a model that
 //! takes its time).
+//!
+//! It also serves OpenAI's `POST /v1/embeddings`, unscripted: each input's vector counts its
+//! lowercase words hashed into [`EMBED_DIMENSIONS`] buckets (texts that share words are
+//! alike), `usage.prompt_tokens` is the number of words.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -184,6 +188,7 @@ impl FakeProvider {
         let app = Router::new()
             .route("/v1/chat/completions", post(openai))
             .route("/v1/messages", post(anthropic))
+            .route("/v1/embeddings", post(embeddings))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -222,6 +227,62 @@ impl FakeProvider {
     }
 }
 
+/// The length of the fake `/v1/embeddings` vectors.
+pub const EMBED_DIMENSIONS: usize = 64;
+
+/// A text's fake embedding: its lowercase words counted in FNV-1a-hashed buckets.
+pub fn fake_embedding(text: &str) -> Vec<f32> {
+    let mut v = vec![0.0f32; EMBED_DIMENSIONS];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in word.to_lowercase().bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        v[(h % EMBED_DIMENSIONS as u64) as usize] += 1.0;
+    }
+    v
+}
+
+async fn embeddings(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return error(400, "the body is not JSON");
+    };
+    let api_key = header_text(&headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").map(str::to_string));
+    lock(&shared).requests.push(Recorded {
+        path: "/v1/embeddings".into(),
+        model: body["model"].as_str().unwrap_or_default().to_string(),
+        body: body.clone(),
+        api_key,
+        headers: header_map(&headers),
+    });
+    let inputs: Vec<&str> = match &body["input"] {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => return error(400, "`input` must be a string or an array of strings"),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": fake_embedding(t)}))
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
+    axum::Json(json!({
+        "object": "list",
+        "data": data,
+        "model": body["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+    .into_response()
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Protocol {
     OpenAi,
@@ -242,6 +303,19 @@ async fn anthropic(
     body: Bytes,
 ) -> Response {
     answer(shared, Protocol::Anthropic, headers, body).await
+}
+
+/// Every header, lowercase name → value.
+fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -280,15 +354,7 @@ async fn answer(
             model: model.clone(),
             body: body.clone(),
             api_key,
-            headers: headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
+            headers: header_map(&headers),
         });
         s.queues.get_mut(&model).and_then(VecDeque::pop_front)
     };

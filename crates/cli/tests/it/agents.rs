@@ -115,20 +115,13 @@ impl Drop for Fake {
     }
 }
 
-#[test]
-fn agent_nodes_use_the_provider_in_hilo_toml_and_their_costs_are_shown() {
-    use hilo_llm::testserver::Reply;
-    let fake = Fake::start();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("hilo.db");
-    let config = dir.path().join("hilo.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+/// hilo.toml's `[llm]` for the fake provider at `url`: model `acme-1`, key in $ACME_AI_KEY.
+fn acme_llm(url: &str) -> String {
+    format!(
+        r#"
 [llm.providers.acme_ai]
 kind = "openai"
-base_url = "{}"
+base_url = "{url}"
 api_key_env = "ACME_AI_KEY"
 
 [[llm.models]]
@@ -146,11 +139,18 @@ fallback = []
 [llm.profiles.balanced]
 primary = "acme-1"
 fallback = []
-"#,
-            fake.server().openai_base_url()
-        ),
+"#
     )
-    .unwrap();
+}
+
+#[test]
+fn agent_nodes_use_the_provider_in_hilo_toml_and_their_costs_are_shown() {
+    use hilo_llm::testserver::Reply;
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let config = dir.path().join("hilo.toml");
+    std::fs::write(&config, acme_llm(&fake.server().openai_base_url())).unwrap();
     let wf = dir.path().join("wf.yaml");
     std::fs::write(
         &wf,
@@ -334,6 +334,124 @@ edges:
         .unwrap();
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+/// `[memory.embeddings]` reaches episodic memory: the reasoning run's goal is embedded by the
+/// configured provider (the fake's `/v1/embeddings`), and that call is a row of the cost
+/// ledger beside the model's; a wrong key of the section stops the run (exit 2) naming it.
+#[test]
+fn configured_embeddings_embed_goals_and_are_counted_in_the_ledger() {
+    use hilo_llm::testserver::Reply;
+    let fake = Fake::start();
+    let url = fake.server().openai_base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let config = dir.path().join("hilo.toml");
+    let llm = acme_llm(&url);
+    std::fs::write(
+        &config,
+        format!(
+            r#"{llm}
+[memory.embeddings]
+provider = "openai"
+base_url = "{url}"
+model = "fake-embed"
+dimensions = 64
+api_key_env = "ACME_AI_KEY"
+cost_per_million_tokens = 1000.0
+"#
+        ),
+    )
+    .unwrap();
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(
+        &wf,
+        r#"
+name: policy
+version: 1
+nodes:
+  - id: look
+    type: agent
+    agent: reasoning
+    with:
+      task: "Find the refund policy for {{ input.order }}"
+      tools: [transform_json]
+  - id: done
+    type: finish
+    output: {answer: "${ look.output.answer }"}
+edges:
+  - {from: look, to: done}
+"#,
+    )
+    .unwrap();
+    fake.server()
+        .script("acme-1", Reply::text("Refunds within 30 days.", 50, 5));
+    let env = [("ACME_AI_KEY", "sk-acme")];
+    let run = |config: &std::path::Path| {
+        hilo_cmd(
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "run",
+                wf.to_str().unwrap(),
+                "--input",
+                r#"{"order": "order 7"}"#,
+                "--json",
+            ],
+            &db,
+            &env,
+        )
+        .output()
+        .unwrap()
+    };
+    let out = run(&config);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = doc["execution_id"].as_str().unwrap().to_string();
+    let embeds: Vec<_> = fake
+        .server()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/embeddings")
+        .collect();
+    assert_eq!(embeds.len(), 1, "the goal is embedded once");
+    assert_eq!(
+        embeds[0].body["input"],
+        json!(["Find the refund policy for order 7"])
+    );
+    assert_eq!(embeds[0].api_key.as_deref(), Some("sk-acme"));
+
+    let out = hilo_cmd(&["costs", "--execution", &id, "--json"], &db, &[])
+        .output()
+        .unwrap();
+    let calls: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let embed: Vec<&Value> = calls.iter().filter(|c| c["purpose"] == "embed").collect();
+    assert_eq!(embed.len(), 1, "{calls:#?}");
+    let e = embed[0];
+    assert_eq!(
+        (e["provider"].as_str(), e["model"].as_str()),
+        (Some("openai"), Some("fake-embed"))
+    );
+    // 7 words at $1000 per million tokens.
+    assert_eq!(e["input_tokens"], 7);
+    assert_eq!(e["cost_nanos"], 7_000_000);
+    assert_eq!(e["node_key"], "look");
+    assert_eq!(e["success"], true);
+
+    // A wrong key of the section is invalid input, named with what to write.
+    std::fs::write(
+        &config,
+        format!("{llm}\n[memory.embeddings]\nprovider = \"openai\"\nbase_url = \"localhost/v1\"\n"),
+    )
+    .unwrap();
+    let out = run(&config);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("EMBED_CONFIG: [memory.embeddings] base_url: `localhost/v1` is not an http:// or https:// URL"),
+        "{err}"
+    );
+    assert!(err.contains("hilo.toml"), "{err}");
 }
 
 #[test]

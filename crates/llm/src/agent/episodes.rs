@@ -12,10 +12,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hilo_core::episode::{Episode, EpisodeStore, GoalVector};
 use hilo_core::llm::CostStore;
-use hilo_embed::{Embedder, cosine};
+use hilo_embed::{EmbedCtx, Embedder, LedgeredEmbedder, cosine};
 use serde::Serialize;
 
-use super::embedding::{embed_counted, jaccard, words};
+use super::words::{jaccard, words};
 
 /// Past runs a recall compares with the goal (the tenant's newest).
 const CANDIDATES: u32 = 2_000;
@@ -30,15 +30,8 @@ pub struct Recalled {
     pub score: f32,
 }
 
-/// Who a recall or a record is for: the node's run (costs are counted on it).
-#[derive(Debug, Clone, Default)]
-pub struct MemoryCtx {
-    pub tenant: String,
-    pub execution_id: Option<String>,
-    pub workflow: Option<String>,
-    pub node_key: Option<String>,
-    pub attempt: u32,
-}
+/// Who a recall or a record is for: the node's run (the embedding calls are counted on it).
+pub type MemoryCtx = EmbedCtx;
 
 /// Episodic memory: what agents recall before they plan and record when they end.
 #[async_trait]
@@ -67,39 +60,44 @@ impl EpisodeMemory for NoMemory {
 /// Episodes in the store, compared by embedding (or by words without an embedder).
 pub struct StoreMemory {
     store: Arc<dyn EpisodeStore>,
-    costs: Arc<dyn CostStore>,
-    embedder: Option<Arc<dyn Embedder>>,
+    embedder: Option<LedgeredEmbedder>,
 }
 
 impl StoreMemory {
+    /// Episodes of `store`; the calls of `embedder` (when there is one) counted in `costs`.
     pub fn new(
         store: Arc<dyn EpisodeStore>,
         costs: Arc<dyn CostStore>,
         embedder: Option<Arc<dyn Embedder>>,
     ) -> StoreMemory {
-        StoreMemory {
-            store,
-            costs,
-            embedder,
-        }
+        StoreMemory::ledgered(store, embedder.map(|e| LedgeredEmbedder::new(e, costs)))
+    }
+
+    /// Episodes of `store`, goals embedded by `embedder` (which counts its calls).
+    pub fn ledgered(
+        store: Arc<dyn EpisodeStore>,
+        embedder: Option<LedgeredEmbedder>,
+    ) -> StoreMemory {
+        StoreMemory { store, embedder }
     }
 
     /// The goal's embedding, its call counted in the ledger; `None` without an embedder or
     /// when the call failed (logged: memory never fails a node).
     async fn embed(&self, ctx: &MemoryCtx, goal: &str) -> Option<GoalVector> {
         let embedder = self.embedder.as_ref()?;
-        let mut vectors = embed_counted(
-            embedder.as_ref(),
-            self.costs.as_ref(),
-            ctx,
-            &[goal.to_string()],
-            "episodic memory",
-        )
-        .await?;
-        vectors.pop().map(|values| GoalVector {
-            model: embedder.info().model.clone(),
-            values,
-        })
+        match embedder.embed(ctx, &[goal.to_string()]).await {
+            Ok(mut e) => e.vectors.pop().map(|values| GoalVector {
+                model: embedder.info().model.clone(),
+                values,
+            }),
+            Err(err) => {
+                tracing::warn!(
+                    code = err.code(),
+                    "episodic memory: the goal was not embedded: {err}"
+                );
+                None
+            }
+        }
     }
 }
 

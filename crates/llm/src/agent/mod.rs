@@ -7,23 +7,23 @@
 //! - [`reasoning`]: a ReAct loop over native tool calling.
 //! - [`planner`]: plan → execute through the tool executor → reflect → retry.
 
-mod embedding;
 pub mod episodes;
 mod history;
 pub mod planner;
 pub mod reasoning;
 pub mod simple;
 mod tool_pick;
+mod words;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use hilo_core::exec::{AgentRequest, AgentRun, AgentRuntime, NodeError};
-use hilo_core::llm::{CostStore, usd};
+use hilo_core::llm::usd;
 use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest};
 use hilo_core::{AgentKind, ToolDef};
-use hilo_embed::Embedder;
+use hilo_embed::LedgeredEmbedder;
 use serde_json::{Value, json};
 
 use crate::config::Capability;
@@ -40,8 +40,8 @@ pub struct LlmRuntime {
     router: Arc<Router>,
     tools: Arc<dyn ToolExecutor>,
     memory: Arc<dyn EpisodeMemory>,
-    /// The embedder tool retrieval uses, and where its calls are counted.
-    embedder: Option<(Arc<dyn Embedder>, Arc<dyn CostStore>)>,
+    /// The embedder tool retrieval uses (each call counted in the ledger).
+    embedder: Option<LedgeredEmbedder>,
     /// Most tools offered to a model at once (tool retrieval picks them).
     tool_limit: usize,
 }
@@ -59,9 +59,9 @@ impl LlmRuntime {
     }
 
     /// The embedder tool retrieval compares a task with tool descriptions by (without one it
-    /// compares their words); each call is counted in `costs`.
-    pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>, costs: Arc<dyn CostStore>) -> Self {
-        self.embedder = Some((embedder, costs));
+    /// compares their words); each call is counted in the ledger.
+    pub fn with_embedder(mut self, embedder: LedgeredEmbedder) -> Self {
+        self.embedder = Some(embedder);
         self
     }
 

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use hilo_embed::cosine;
 
 use super::Run;
-use super::embedding::{embed_counted, jaccard, words};
+use super::words::{jaccard, words};
 use crate::provider::ToolDefinition;
 
 /// How many tools a model is offered at once when the runtime is not told.
@@ -33,16 +33,7 @@ impl ToolIndex {
     pub(crate) async fn new(run: &Run<'_>, defs: &[ToolDefinition]) -> ToolIndex {
         let texts: Vec<String> = defs.iter().map(describe).collect();
         let vectors = match run.rt.embedder.as_ref() {
-            Some((embedder, costs)) => {
-                embed_counted(
-                    embedder.as_ref(),
-                    costs.as_ref(),
-                    &run.memory_ctx(),
-                    &texts,
-                    "tool retrieval",
-                )
-                .await
-            }
+            Some(embedder) => embedded(embedder.embed(&run.memory_ctx(), &texts).await, &texts),
             None => None,
         };
         ToolIndex {
@@ -55,23 +46,17 @@ impl ToolIndex {
     /// scores.
     pub(crate) async fn pick(&self, run: &Run<'_>, query: &str, limit: usize) -> Vec<(usize, f32)> {
         let mut scored: Vec<(usize, f32)> = match (&self.vectors, run.rt.embedder.as_ref()) {
-            (Some(vectors), Some((embedder, costs))) => {
-                match embed_counted(
-                    embedder.as_ref(),
-                    costs.as_ref(),
-                    &run.memory_ctx(),
-                    &[query.to_string()],
-                    "tool retrieval",
-                )
-                .await
-                .and_then(|mut v| v.pop())
+            (Some(vectors), Some(embedder)) => {
+                let query = [query.to_string()];
+                match embedded(embedder.embed(&run.memory_ctx(), &query).await, &query)
+                    .and_then(|mut v| v.pop())
                 {
                     Some(q) => vectors
                         .iter()
                         .enumerate()
                         .map(|(i, v)| (i, cosine(&q, v)))
                         .collect(),
-                    None => self.by_words(query),
+                    None => self.by_words(&query[0]),
                 }
             }
             _ => self.by_words(query),
@@ -92,5 +77,28 @@ impl ToolIndex {
             .enumerate()
             .map(|(i, w)| (i, jaccard(&q, w)))
             .collect()
+    }
+}
+
+/// The vectors of an embedding call, one per text; `None` (logged) when it failed or gave
+/// another count: retrieval then compares words.
+fn embedded(
+    result: Result<hilo_embed::Embedded, hilo_embed::EmbedError>,
+    texts: &[String],
+) -> Option<Vec<Vec<f32>>> {
+    match result {
+        Ok(e) if e.vectors.len() == texts.len() => Some(e.vectors),
+        Ok(e) => {
+            tracing::warn!(
+                "tool retrieval: {} vectors for {} texts; comparing words instead",
+                e.vectors.len(),
+                texts.len()
+            );
+            None
+        }
+        Err(err) => {
+            tracing::warn!(code = err.code(), "tool retrieval: not embedded: {err}");
+            None
+        }
     }
 }

@@ -1355,7 +1355,10 @@ async fn a_reasoning_agent_with_too_many_tools_is_offered_the_relevant_ones() {
         let mut rt =
             LlmRuntime::new(fx.router.clone(), Arc::new(fx.executor.clone())).with_tool_limit(1);
         if with_embedder {
-            rt = rt.with_embedder(embedder.clone(), fx.store.clone());
+            rt = rt.with_embedder(hilo_embed::LedgeredEmbedder::new(
+                embedder.clone(),
+                fx.store.clone(),
+            ));
         }
         fx.fake.script(
             "mid",
