@@ -13,20 +13,9 @@
 use opentelemetry::trace::{SpanId, TraceId};
 use sha2::{Digest, Sha256};
 
-/// The trace of execution `execution`.
+/// The trace of execution `execution` (the engine's, so log lines name it too).
 pub fn trace_id(execution: &str) -> TraceId {
-    let mut h = Sha256::new();
-    h.update(b"hilo-trace:");
-    h.update(execution.as_bytes());
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    // All zeros is the invalid id; SHA-256 reaching it is not a practical concern, but a
-    // valid id is cheap to guarantee.
-    if b == [0; 16] {
-        b[15] = 1;
-    }
-    TraceId::from_bytes(b)
+    TraceId::from_bytes(hilo_engine::trace::trace_id_bytes(execution))
 }
 
 /// The span of attempt `attempt` of node `key` of `execution` (`""`, 0: the root).

@@ -28,7 +28,7 @@ pub mod executor;
 pub mod http;
 pub mod limits;
 pub mod mcp;
-pub mod redact;
+pub use hilo_core::redact;
 pub mod secrets;
 pub mod sql;
 #[cfg(feature = "test-util")]

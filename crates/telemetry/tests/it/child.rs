@@ -76,6 +76,7 @@ async fn a_child_execution_links_to_its_parent_node_and_iterations_nest() {
         &TelemetryConfig {
             otlp_endpoint: Some(receiver.base.clone()),
             service_name: None,
+            ..Default::default()
         },
         store.clone(),
     )

@@ -88,6 +88,7 @@ async fn process(db: &std::path::Path, fake: &FakeProvider, endpoint: &str) -> P
     let config = TelemetryConfig {
         otlp_endpoint: Some(endpoint.to_string()),
         service_name: Some("hilo-test".into()),
+        ..Default::default()
     };
     let traces = Traces::from_config(&config, store.clone())
         .unwrap()
