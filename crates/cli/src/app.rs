@@ -163,9 +163,15 @@ impl App {
         if settings.email.outbox.is_none() {
             settings.email.outbox = Some(self.data_dir.join("outbox"));
         }
+        // With traces on, an agent's tool calls become spans (and tool nodes' spans learn
+        // whether the cache answered) as the executor audits them.
+        let mut audit = hilo_tools::AuditSink::spawn(store.clone());
+        if let Some(t) = self.traces().await? {
+            audit = audit.watched(t.audit_watcher());
+        }
         let mut b = hilo_tools::Executor::builder(settings)
             .secrets(self.log_secrets.noting(Arc::new(self.vault(&store))))
-            .audit(hilo_tools::AuditSink::spawn(store.clone()));
+            .audit(audit);
         if let Some((tools, _)) = hilo_engine::test_tools_if_enabled() {
             b = b.tools(tools);
         }
@@ -209,7 +215,8 @@ impl App {
             self.config()?.llm.clone(),
             costs.clone(),
             Some(self.log_secrets.noting(Arc::new(self.vault(&store)))),
-        );
+        )
+        .with_content_capture(self.config()?.telemetry.capture_content);
         // Episodic memory: reasoning and planner runs kept in the store, recalled by
         // planners (compared by their goals' words until an embedder is configured).
         let memory = hilo_llm::StoreMemory::new(store.clone(), costs, None);

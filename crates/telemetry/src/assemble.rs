@@ -59,10 +59,28 @@ pub struct Observed {
     pub event: Event,
 }
 
+/// A tool call as the executor's audit entry tells it (a few fields, redacted already).
+pub struct ToolCall {
+    pub execution: String,
+    pub node_key: String,
+    /// Made by an agent node (the node of `node_key`).
+    pub agent: bool,
+    pub compensation: bool,
+    pub tool: String,
+    pub at: i64,
+    pub duration_ms: u64,
+    pub attempt: u32,
+    pub cached: bool,
+    pub idempotency_key: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
 /// What the assembler is sent.
 pub enum Input {
     Event(Box<Observed>),
     Call(Box<LlmCall>),
+    Tool(Box<ToolCall>),
     /// Emit what is assembled, have it exported, then answer.
     Flush(oneshot::Sender<()>),
 }
@@ -86,6 +104,8 @@ struct Exec {
     costs: HashMap<(String, u32), i64>,
     /// Model calls seen by node key and attempt (to number their spans).
     calls: HashMap<(String, u32), u32>,
+    /// Whether the cache answered a tool node's attempt, by node key and attempt.
+    cached: HashMap<(String, u32), bool>,
 }
 
 struct Assembler {
@@ -109,6 +129,7 @@ pub async fn run(mut rx: mpsc::Receiver<Input>, out: mpsc::Sender<Out>, store: A
         match input {
             Input::Event(o) => a.event(*o).await,
             Input::Call(c) => a.call(&c),
+            Input::Tool(t) => a.tool(*t),
             Input::Flush(done) => {
                 let (tx, wait) = oneshot::channel();
                 if a.out.send(Out::Flush(tx)).await.is_ok() {
@@ -333,6 +354,10 @@ impl Assembler {
                 x.costs.remove(&(key.clone(), attempt))
             })
             .unwrap_or(0);
+        let cached = self
+            .execs
+            .get_mut(&o.id)
+            .and_then(|x| x.cached.remove(&(key.clone(), attempt)));
         let info = o.node.clone().unwrap_or(NodeInfo {
             kind: "unknown",
             tool: None,
@@ -358,6 +383,8 @@ impl Assembler {
                         KeyValue::new("gen_ai.tool.name", tool),
                         KeyValue::new("gen_ai.tool.call.id", call_id.clone()),
                         KeyValue::new("hilo.idempotency_key", call_id),
+                        // Unknown (false) when this process did not make the call.
+                        KeyValue::new("hilo.cache_hit", cached.unwrap_or(false)),
                     ],
                 )
             }
@@ -552,8 +579,28 @@ impl Assembler {
             KeyValue::new("hilo.cost.usd", usd(c.cost_nanos)),
             KeyValue::new("hilo.cost.nanos", c.cost_nanos),
         ];
-        if c.success {
-            attrs.push(KeyValue::new("gen_ai.response.model", c.model.clone()));
+        match (&c.response_model, c.success) {
+            (Some(m), _) => attrs.push(KeyValue::new("gen_ai.response.model", m.clone())),
+            (None, true) => attrs.push(KeyValue::new("gen_ai.response.model", c.model.clone())),
+            (None, false) => {}
+        }
+        if !c.finish_reasons.is_empty() {
+            attrs.push(KeyValue::new(
+                "gen_ai.response.finish_reasons",
+                opentelemetry::Value::Array(opentelemetry::Array::String(
+                    c.finish_reasons
+                        .iter()
+                        .map(|r| opentelemetry::StringValue::from(r.clone()))
+                        .collect(),
+                )),
+            ));
+        }
+        // Only with `[telemetry] capture_content` (stored redacted by the router).
+        if let Some(m) = &c.input_messages {
+            attrs.push(KeyValue::new("gen_ai.input.messages", m.to_string()));
+        }
+        if let Some(m) = &c.output_messages {
+            attrs.push(KeyValue::new("gen_ai.output.messages", m.to_string()));
         }
         if let Some(p) = &c.profile {
             attrs.push(KeyValue::new("hilo.llm.profile", p.clone()));
@@ -584,6 +631,55 @@ impl Assembler {
             self.out.try_send(Out::Span(Box::new(data)))
         {
             tracing::warn!("span queue full: a model call's span is dropped");
+        }
+    }
+
+    /// A tool call's audit entry: an agent's becomes an `execute_tool <tool>` span under
+    /// its agent node's attempt; a node's tells its span whether the cache answered.
+    fn tool(&mut self, t: ToolCall) {
+        if !t.agent {
+            if !t.compensation
+                && let Some(x) = self.exec(&t.execution)
+            {
+                x.cached.insert((t.node_key.clone(), t.attempt), t.cached);
+            }
+            return;
+        }
+        let id = t.execution.as_str();
+        let mut attrs = vec![
+            KeyValue::new("gen_ai.operation.name", "execute_tool"),
+            KeyValue::new("gen_ai.tool.name", t.tool.clone()),
+            KeyValue::new("gen_ai.tool.call.id", t.idempotency_key.clone()),
+            KeyValue::new("hilo.idempotency_key", t.idempotency_key.clone()),
+            KeyValue::new("hilo.execution.id", id.to_string()),
+            KeyValue::new("hilo.node.key", t.node_key.clone()),
+            KeyValue::new("hilo.attempt", i64::from(t.attempt)),
+            KeyValue::new("hilo.cache_hit", t.cached),
+            KeyValue::new("hilo.caller", "agent"),
+        ];
+        let status = match &t.error_code {
+            Some(code) => {
+                attrs.push(KeyValue::new("error.type", code.clone()));
+                Status::error(t.error_message.clone().unwrap_or_else(|| code.clone()))
+            }
+            None => Status::Unset,
+        };
+        let data = self.span(
+            id,
+            ids::span_id(id, &format!("#tool/{}", t.idempotency_key), t.attempt),
+            ids::span_id(id, &t.node_key, t.attempt),
+            format!("execute_tool {}", t.tool),
+            SpanKind::Internal,
+            (t.at, t.at + t.duration_ms as i64),
+            attrs,
+            Vec::new(),
+            Vec::new(),
+            status,
+        );
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.out.try_send(Out::Span(Box::new(data)))
+        {
+            tracing::warn!("span queue full: an agent tool call's span is dropped");
         }
     }
 

@@ -37,7 +37,7 @@ pub mod testserver;
 pub mod testsmtp;
 pub mod vault;
 
-pub use audit::AuditSink;
+pub use audit::{AuditSink, AuditWatcher};
 pub use email::EmailSettings;
 pub use executor::{
     Executor, ExecutorBuilder, ExecutorConfig, TenantTools, ToolSettings, ToolsError,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod child;
+mod genai;
 mod phoenix;
 mod receiver;
 mod restart;

@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde_json::json;
 
 use crate::phoenix::Phoenix;
-use crate::receiver::{Receiver, attr_f64, attr_int, attr_str};
+use crate::receiver::{Receiver, attr_f64, attr_int, attr_str, attr_strings};
 
 const WORKFLOW: &str = r#"
 name: traced
@@ -285,9 +285,14 @@ async fn traced_across_a_restart(sink: Sink) {
         attr_str(chat, "gen_ai.request.model").as_deref(),
         Some("oa-small")
     );
+    // The model id the provider answered with (the fake echoes the request's).
     assert_eq!(
         attr_str(chat, "gen_ai.response.model").as_deref(),
-        Some("oa-small")
+        Some("small")
+    );
+    assert_eq!(
+        attr_strings(chat, "gen_ai.response.finish_reasons"),
+        Some(vec!["stop".to_string()])
     );
     assert_eq!(attr_int(chat, "gen_ai.usage.input_tokens"), Some(1200));
     assert_eq!(attr_int(chat, "gen_ai.usage.output_tokens"), Some(345));
