@@ -37,6 +37,14 @@ impl Tool for Step {
 /// The real executor (validation, limits, breaker, audit) with `bench.step` registered: a
 /// step's figures include what every tool call costs. Durable runs audit into their store.
 fn tools(audit: Option<&Arc<dyn Store>>) -> anyhow::Result<Arc<dyn ToolExecutor>> {
+    tools_watched(audit, None)
+}
+
+/// [`tools`], with the audit entries also told to `watcher` (traces, in `bench_trace`).
+pub(crate) fn tools_watched(
+    audit: Option<&Arc<dyn Store>>,
+    watcher: Option<hilo_tools::AuditWatcher>,
+) -> anyhow::Result<Arc<dyn ToolExecutor>> {
     let mut m = ToolMap::new();
     m.insert(Arc::new(Step(
         ToolSpec::new(
@@ -48,7 +56,11 @@ fn tools(audit: Option<&Arc<dyn Store>>) -> anyhow::Result<Arc<dyn ToolExecutor>
     )));
     let mut b = hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default()).tools(m);
     if let Some(store) = audit {
-        b = b.audit(hilo_tools::AuditSink::spawn(store.clone()));
+        let mut sink = hilo_tools::AuditSink::spawn(store.clone());
+        if let Some(w) = watcher {
+            sink = sink.watched(w);
+        }
+        b = b.audit(sink);
     }
     Ok(Arc::new(b.build()?))
 }
@@ -103,9 +115,9 @@ fn fanout(n: usize) -> anyhow::Result<Workflow> {
     workflow(&y)
 }
 
-struct Db {
+pub(crate) struct Db {
     path: std::path::PathBuf,
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     sqlite: Arc<SqliteStore>,
 }
 
@@ -123,7 +135,7 @@ impl Drop for Db {
     }
 }
 
-async fn db(durability: Durability) -> anyhow::Result<Db> {
+pub(crate) async fn db(durability: Durability) -> anyhow::Result<Db> {
     let path = std::env::temp_dir().join(format!(
         "hilo-bench-{}-{}.db",
         std::process::id(),
@@ -152,7 +164,7 @@ async fn engine(store: Arc<dyn Store>, workflows: &[&Workflow]) -> anyhow::Resul
 }
 
 /// The median time of `runs` durable runs of `wf` one after another.
-async fn time_durable(
+pub(crate) async fn time_durable(
     reps: usize,
     e: &Engine,
     wf: &Arc<Workflow>,
@@ -174,7 +186,7 @@ async fn time_durable(
 
 /// Stores `wf` as a deployed version (its first import activates it), as `hilo workflows
 /// import` or `POST /workflows` would before runs start from it.
-async fn deploy(store: &Arc<dyn Store>, wf: &Workflow) -> anyhow::Result<()> {
+pub(crate) async fn deploy(store: &Arc<dyn Store>, wf: &Workflow) -> anyhow::Result<()> {
     let source = serde_json::to_string(&hilo_core::to_value(wf))?;
     store
         .import_workflow(
@@ -265,7 +277,7 @@ pub async fn run(
 
 /// The scenario keys, as in `--json`. The `size_…` ones (see [`size`]) each run in a child
 /// process of their own (`hilo bench --only KEY`), so that each has its own peak RSS.
-const SCENARIOS: [&str; 21] = [
+const SCENARIOS: [&str; 27] = [
     "chain100_memory",
     "chain100_sqlite_normal",
     "chain100_sqlite_full",
@@ -274,6 +286,12 @@ const SCENARIOS: [&str; 21] = [
     "inflight16_5step_sqlite",
     "state_growth_100x1k",
     "resume_100",
+    "trace_tool_10",
+    "trace_tool_100",
+    "trace_tool_1000",
+    "trace_agent_10",
+    "trace_agent_100",
+    "trace_agent_1000",
     "size_chain_set_100",
     "size_chain_set_1000",
     "size_chain_set_10000",
@@ -577,6 +595,17 @@ async fn bench(
             format!("resume after 100 steps ({events} events)"),
             format!("{ms:.3} ms"),
         ));
+    }
+
+    // (g) Trace export off and on, tool and agent steps (`bench_trace`).
+    let traced: Vec<&str> = crate::bench_trace::KEYS
+        .iter()
+        .copied()
+        .filter(|k| wanted(k))
+        .collect();
+    if !traced.is_empty() {
+        say("trace export off and on: tool and agent steps, 10 / 100 / 1000");
+        crate::bench_trace::run(reps, &traced, &mut results, &mut rows).await?;
     }
 
     // The process's peak, for the scenarios above (the size ones report theirs per shape).
