@@ -98,6 +98,10 @@ struct Open {
 #[derive(Default)]
 struct Exec {
     root_start: Option<i64>,
+    /// Nano-dollars of every model call of the execution seen here; its ledger total when
+    /// this process saw it from its start (`root_start` set by its `execution_started`, and
+    /// never evicted or resumed since), so the root's cost needs no read of the ledger.
+    seen_cost: i64,
     /// By node key (`#compensate/<key>` for compensations).
     open: HashMap<String, Open>,
     /// Nano-dollars of the model calls seen, by node key and attempt.
@@ -484,13 +488,21 @@ impl Assembler {
                 )
             }
         };
-        // The ledger's total, whichever processes made the calls.
-        let cost = match self.store.llm_spent(&o.tenant, 0, Some(&o.id)).await {
-            Ok(c) => c,
-            Err(err) => {
-                tracing::warn!("execution {}: cost not read for its trace: {err}", o.id);
-                0
-            }
+        // The ledger's total, whichever processes made the calls: what this process saw when
+        // it saw every call (it saw the execution start), else read from the ledger.
+        let seen = buffered
+            .as_ref()
+            .filter(|x| x.root_start.is_some())
+            .map(|x| x.seen_cost);
+        let cost = match seen {
+            Some(c) => c,
+            None => match self.store.llm_spent(&o.tenant, 0, Some(&o.id)).await {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::warn!("execution {}: cost not read for its trace: {err}", o.id);
+                    0
+                }
+            },
         };
         let status_name = e
             .kind
@@ -555,6 +567,7 @@ impl Assembler {
         let n = match self.exec(id) {
             Some(x) => {
                 *x.costs.entry((key.clone(), c.attempt)).or_default() += c.cost_nanos;
+                x.seen_cost += c.cost_nanos;
                 let n = x.calls.entry((key.clone(), c.attempt)).or_default();
                 *n += 1;
                 *n
