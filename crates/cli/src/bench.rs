@@ -65,7 +65,7 @@ pub(crate) fn tools_watched(
     Ok(Arc::new(b.build()?))
 }
 
-fn workflow(yaml: &str) -> anyhow::Result<Workflow> {
+pub(crate) fn workflow(yaml: &str) -> anyhow::Result<Workflow> {
     let mut catalog = Catalog::default();
     catalog.tools.insert("bench.step".into());
     hilo_core::load(yaml, Format::Yaml, &catalog).map_err(|d| anyhow!("bench workflow: {d}"))
@@ -85,7 +85,7 @@ fn chain(name: &str, n: usize, with: &str) -> anyhow::Result<Workflow> {
 }
 
 /// The edges `s0 → s1 → … → s{n-1} → done`.
-fn chain_edges(y: &mut String, n: usize) {
+pub(crate) fn chain_edges(y: &mut String, n: usize) {
     for i in 0..n {
         let to = if i + 1 == n {
             "done".to_string()
@@ -263,11 +263,11 @@ pub async fn run(
     max_seconds: u64,
 ) -> Result<(), Exit> {
     if let Some(o) = &only
-        && !SCENARIOS.iter().any(|s| s.starts_with(o.as_str()))
+        && !all_keys().any(|s| s.starts_with(o.as_str()))
     {
         return Err(Exit::from(anyhow!(
             "no benchmark scenario starts with `{o}`; the scenarios are: {}",
-            SCENARIOS.join(", ")
+            all_keys().collect::<Vec<_>>().join(", ")
         )));
     }
     bench(as_json, quick, only.as_deref(), reps, max_seconds)
@@ -277,7 +277,7 @@ pub async fn run(
 
 /// The scenario keys, as in `--json`. The `size_…` ones (see [`size`]) each run in a child
 /// process of their own (`hilo bench --only KEY`), so that each has its own peak RSS.
-const SCENARIOS: [&str; 27] = [
+const SCENARIOS: [&str; 21] = [
     "chain100_memory",
     "chain100_sqlite_normal",
     "chain100_sqlite_full",
@@ -286,12 +286,6 @@ const SCENARIOS: [&str; 27] = [
     "inflight16_5step_sqlite",
     "state_growth_100x1k",
     "resume_100",
-    "trace_tool_10",
-    "trace_tool_100",
-    "trace_tool_1000",
-    "trace_agent_10",
-    "trace_agent_100",
-    "trace_agent_1000",
     "size_chain_set_100",
     "size_chain_set_1000",
     "size_chain_set_10000",
@@ -307,13 +301,21 @@ const SCENARIOS: [&str; 27] = [
     "size_resume_100000",
 ];
 
+/// Every scenario key: [`SCENARIOS`] and the trace ones (`bench_trace::KEYS`).
+fn all_keys() -> impl Iterator<Item = &'static str> {
+    SCENARIOS
+        .iter()
+        .chain(crate::bench_trace::KEYS.iter())
+        .copied()
+}
+
 /// Whether `--only` selects `key`: a key given in full selects only itself (so
 /// `size_loop_100` is not also `size_loop_100000`), anything else is a prefix; without
 /// `--only`, every scenario.
 fn selects(only: Option<&str>, key: &str) -> bool {
     match only {
         None => true,
-        Some(o) if SCENARIOS.contains(&o) => key == o,
+        Some(o) if all_keys().any(|k| k == o) => key == o,
         Some(o) => key.starts_with(o),
     }
 }

@@ -15,16 +15,16 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
+use hilo_core::Workflow;
 use hilo_core::exec::{AgentRequest, AgentRun, AgentRuntime};
 use hilo_core::llm::{CostStore, LlmCall};
 use hilo_core::store::Store;
-use hilo_core::{Catalog, Format, Workflow};
 use hilo_engine::{Engine, EngineOptions};
 use hilo_store::Durability;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::bench::{db, deploy, time_durable, tools_watched};
+use crate::bench::{chain_edges, db, deploy, time_durable, tools_watched, workflow};
 
 /// The scenario keys.
 pub const KEYS: [&str; 6] = [
@@ -96,17 +96,8 @@ fn chain(agent: bool, n: usize) -> anyhow::Result<Workflow> {
         }
     }
     y.push_str("  - {id: done, type: finish}\nedges:\n");
-    for i in 0..n {
-        let to = if i + 1 == n {
-            "done".to_string()
-        } else {
-            format!("s{}", i + 1)
-        };
-        y.push_str(&format!("  - {{from: s{i}, to: {to}}}\n"));
-    }
-    let mut catalog = Catalog::default();
-    catalog.tools.insert("bench.step".into());
-    hilo_core::load(&y, Format::Yaml, &catalog).map_err(|d| anyhow!("bench workflow: {d}"))
+    chain_edges(&mut y, n);
+    workflow(&y)
 }
 
 /// An OTLP/HTTP receiver on 127.0.0.1: reads each request, answers 200; counts the bytes.

@@ -4,7 +4,6 @@
 //! their call id, attempt, cache hit and idempotency key, and prompts and completions are
 //! stored and exported, redacted, only with `[telemetry] capture_content`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hilo_core::store::{DEFAULT_TENANT, Store};
@@ -12,8 +11,6 @@ use hilo_core::tool::ToolExecutor;
 use hilo_core::{Catalog, Format};
 use hilo_engine::{Engine, EngineOptions, Mode};
 use hilo_llm::LlmRuntime;
-use hilo_llm::config::LlmConfig;
-use hilo_llm::router::Router;
 use hilo_llm::testserver::{FakeProvider, Reply};
 use hilo_telemetry::{TelemetryConfig, Traces, ids};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -61,24 +58,7 @@ async fn run(capture: bool) -> (String, Vec<Span>, Vec<hilo_core::llm::LlmCall>)
     let traces = Traces::from_config(&config, store.clone())
         .unwrap()
         .unwrap();
-    let llm = LlmConfig::from_value(&json!({
-        "providers": {"oa": {"kind": "openai", "base_url": fake.openai_base_url(), "api_key_env": "TEST_OA_KEY"}},
-        "models": [
-            {"name": "oa-small", "provider": "oa", "model": "small", "input_per_1k": 0.0005, "output_per_1k": 0.0015,
-             "context_window": 16000, "capabilities": ["chat", "tools", "json_schema", "streaming"], "latency_ms": 400, "quality": 0.6},
-        ],
-        "profiles": {
-            "fast": {"primary": ["oa-small"]},
-            "balanced": {"primary": ["oa-small"]},
-            "powerful": {"primary": ["oa-small"]},
-        },
-    }))
-    .unwrap()
-    .resolve()
-    .unwrap();
-    let env: BTreeMap<String, String> = [("TEST_OA_KEY".to_string(), "sk-test".to_string())].into();
-    let router = Router::new(llm, traces.costs(store.clone()), None)
-        .with_env(Arc::new(move |k| env.get(k).cloned()))
+    let router = crate::restart::fake_router(&fake, traces.costs(store.clone()))
         .with_content_capture(config.capture_content);
     let executor = hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default())
         .tools(hilo_engine::testkit::test_tools())
