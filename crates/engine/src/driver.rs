@@ -25,6 +25,7 @@ use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest};
 use hilo_core::{NodeKind, Store, Workflow};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::machine::{Action, Input, Machine};
 use crate::plan::Plan;
@@ -1134,18 +1135,16 @@ impl Engine {
                 };
                 let tools = self.inner.tools.clone();
                 let span = crate::trace::node_span(&key, attempt);
-                Some(Box::pin(tracing::Instrument::instrument(
-                    async move {
-                        let result = tools.execute(request).await;
-                        Input::ToolDone {
-                            key,
-                            attempt,
-                            compensation,
-                            result,
-                        }
-                    },
-                    span,
-                )))
+                let call = async move {
+                    let result = tools.execute(request).await;
+                    Input::ToolDone {
+                        key,
+                        attempt,
+                        compensation,
+                        result,
+                    }
+                };
+                Some(Box::pin(call.instrument(span)))
             }
             Action::RunAgent {
                 key,
@@ -1167,56 +1166,54 @@ impl Engine {
                 let workflow = m.plan().workflow.name.clone();
                 let local = m.plan().local_tools.clone();
                 let span = crate::trace::node_span(&key, attempt);
-                Some(Box::pin(tracing::Instrument::instrument(
-                    async move {
-                        let run = match agents {
-                            None => AgentRun {
-                                result: Err(NodeError::new(
-                                    codes::NOT_CONFIGURED,
-                                    format!(
-                                        "agent node `{key}` needs an LLM runtime, and none is configured: configure a provider in hilo.toml ([llm] section)"
-                                    ),
-                                )),
-                                trace: None,
-                            },
-                            Some(a) => {
-                                let req = AgentRequest {
-                                    tool: ctx,
-                                    workflow,
-                                    node: *node,
-                                    rendered,
-                                    local,
-                                    timeout_ms,
-                                    tokens,
-                                };
-                                match tokio::time::timeout(
-                                    Duration::from_millis(timeout_ms),
-                                    a.run(req),
-                                )
-                                .await
-                                {
-                                    Ok(r) => r,
-                                    Err(_) => AgentRun {
-                                        result: Err(NodeError::retryable(
-                                            codes::TIMEOUT,
-                                            format!(
-                                                "agent node `{key}` did not finish within {timeout_ms} ms"
-                                            ),
-                                        )),
-                                        trace: None,
-                                    },
-                                }
+                let run = async move {
+                    let run = match agents {
+                        None => AgentRun {
+                            result: Err(NodeError::new(
+                                codes::NOT_CONFIGURED,
+                                format!(
+                                    "agent node `{key}` needs an LLM runtime, and none is configured: configure a provider in hilo.toml ([llm] section)"
+                                ),
+                            )),
+                            trace: None,
+                        },
+                        Some(a) => {
+                            let req = AgentRequest {
+                                tool: ctx,
+                                workflow,
+                                node: *node,
+                                rendered,
+                                local,
+                                timeout_ms,
+                                tokens,
+                            };
+                            match tokio::time::timeout(
+                                Duration::from_millis(timeout_ms),
+                                a.run(req),
+                            )
+                            .await
+                            {
+                                Ok(r) => r,
+                                Err(_) => AgentRun {
+                                    result: Err(NodeError::retryable(
+                                        codes::TIMEOUT,
+                                        format!(
+                                            "agent node `{key}` did not finish within {timeout_ms} ms"
+                                        ),
+                                    )),
+                                    trace: None,
+                                },
                             }
-                        };
-                        Input::AgentDone {
-                            key,
-                            attempt,
-                            result: run.result,
-                            trace: run.trace,
                         }
-                    },
-                    span,
-                )))
+                    };
+                    Input::AgentDone {
+                        key,
+                        attempt,
+                        result: run.result,
+                        trace: run.trace,
+                    }
+                };
+                Some(Box::pin(run.instrument(span)))
             }
             _ => None,
         }
@@ -1232,250 +1229,246 @@ impl Engine {
         let engine = self.clone();
         // Every log line of this drive carries the tenant, the execution and its trace id.
         let span = crate::trace::execution_span(m.tenant(), m.execution_id());
-        Box::pin(tracing::Instrument::instrument(
-            async move {
-                let owner = engine.inner.options.owner.clone();
-                let lease_ms = engine.inner.options.lease_ms;
-                let id = m.execution_id().to_string();
-                let persistent = engine.inner.committer.is_some();
-                let mut futs: FuturesUnordered<BoxFuture<Input>> = FuturesUnordered::new();
-                let mut timers: BTreeSet<(i64, String)> = BTreeSet::new();
-                let mut seen_signals: HashSet<i64> = HashSet::new();
-                let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<()>();
-                let period = Duration::from_millis((lease_ms / 3).max(50));
-                // The lease is renewed by a task of its own, so a drive that waits (for a commit,
-                // a connection, a slow tool) keeps it; the drive loop only hears of its loss.
-                let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
-                let _beat = persistent.then(|| {
-                    let (store, owner, id) =
-                        (engine.inner.store.clone(), owner.clone(), id.clone());
-                    AbortOnDrop(tokio::spawn(async move {
-                        loop {
-                            tokio::time::sleep(period).await;
-                            // A failed renewal is tried again; a lease really lost also refuses
-                            // the drive's next commit.
-                            if let Ok(lost) = store
-                                .heartbeat(std::slice::from_ref(&id), &owner, lease_ms, now_ms())
-                                .await
-                                && !lost.is_empty()
-                            {
-                                let _ = lost_tx.send(true);
-                                return;
-                            }
+        let drive = async move {
+            let owner = engine.inner.options.owner.clone();
+            let lease_ms = engine.inner.options.lease_ms;
+            let id = m.execution_id().to_string();
+            let persistent = engine.inner.committer.is_some();
+            let mut futs: FuturesUnordered<BoxFuture<Input>> = FuturesUnordered::new();
+            let mut timers: BTreeSet<(i64, String)> = BTreeSet::new();
+            let mut seen_signals: HashSet<i64> = HashSet::new();
+            let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<()>();
+            let period = Duration::from_millis((lease_ms / 3).max(50));
+            // The lease is renewed by a task of its own, so a drive that waits (for a commit,
+            // a connection, a slow tool) keeps it; the drive loop only hears of its loss.
+            let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
+            let _beat = persistent.then(|| {
+                let (store, owner, id) = (engine.inner.store.clone(), owner.clone(), id.clone());
+                AbortOnDrop(tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(period).await;
+                        // A failed renewal is tried again; a lease really lost also refuses
+                        // the drive's next commit.
+                        if let Ok(lost) = store
+                            .heartbeat(std::slice::from_ref(&id), &owner, lease_ms, now_ms())
+                            .await
+                            && !lost.is_empty()
+                        {
+                            let _ = lost_tx.send(true);
+                            return;
                         }
-                    }))
-                });
-                // First due one period from now. (`interval`'s immediate first tick, awaited here,
-                // cost every drive about a millisecond: the timer wheel fires on whole milliseconds.)
-                let mut heartbeat =
-                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-                let mut inputs = first;
-                let mut fast_steps = 0u32;
-                for i in &inputs {
-                    if let Input::Signal(s) = i {
-                        seen_signals.insert(s.id);
+                    }
+                }))
+            });
+            // First due one period from now. (`interval`'s immediate first tick, awaited here,
+            // cost every drive about a millisecond: the timer wheel fires on whole milliseconds.)
+            let mut heartbeat =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let mut inputs = first;
+            let mut fast_steps = 0u32;
+            for i in &inputs {
+                if let Input::Signal(s) = i {
+                    seen_signals.insert(s.id);
+                }
+            }
+            loop {
+                let mut actions = Vec::new();
+                let ready = inputs
+                    .drain(..)
+                    .chain(std::iter::from_fn(|| futs.next().now_or_never().flatten()));
+                for i in ready {
+                    let mut more = m.apply(i, now_ms());
+                    if actions.is_empty() {
+                        actions = more;
+                    } else {
+                        actions.append(&mut more);
                     }
                 }
-                loop {
-                    let mut actions = Vec::new();
-                    let ready = inputs
-                        .drain(..)
-                        .chain(std::iter::from_fn(|| futs.next().now_or_never().flatten()));
-                    for i in ready {
-                        let mut more = m.apply(i, now_ms());
-                        if actions.is_empty() {
-                            actions = more;
-                        } else {
-                            actions.append(&mut more);
-                        }
-                    }
-                    // Children are created in the same commit as the node that starts them.
-                    let mut children = Vec::new();
-                    let mut after = Vec::new();
-                    for a in &actions {
-                        if let Action::StartChild {
-                            key,
-                            child_id,
-                            workflow,
-                            version,
-                            input,
-                        } = a
+                // Children are created in the same commit as the node that starts them.
+                let mut children = Vec::new();
+                let mut after = Vec::new();
+                for a in &actions {
+                    if let Action::StartChild {
+                        key,
+                        child_id,
+                        workflow,
+                        version,
+                        input,
+                    } = a
+                    {
+                        match engine
+                            .prepare_child(&m, key, child_id, workflow, *version, input.clone())
+                            .await
                         {
-                            match engine
-                                .prepare_child(&m, key, child_id, workflow, *version, input.clone())
-                                .await
-                            {
-                                Ok(new) => children.push(new),
-                                Err(error) => after.push(Input::ChildFailed {
-                                    key: key.clone(),
-                                    error,
-                                }),
-                            }
-                        }
-                    }
-                    let status = m.status();
-                    // A worker keeps an execution whose timer is (nearly) due: released, it would
-                    // be runnable at once and claimed again without the timer ever firing.
-                    let timer_due = || {
-                        let soon = now_ms() + TIMER_KEEP_MS;
-                        timers.first().is_some_and(|(at, _)| *at <= soon)
-                            || actions
-                                .iter()
-                                .any(|a| matches!(a, Action::Timer { at, .. } if *at <= soon))
-                    };
-                    let exit = status.is_terminal()
-                        || (after.is_empty()
-                            && futs.is_empty()
-                            && !actions.iter().any(|a| {
-                                matches!(a, Action::CallTool { .. } | Action::RunAgent { .. })
-                            })
-                            && status == ExecStatus::Waiting
-                            && ((mode == Mode::Background && !timer_due())
-                                || waits_only_for_people(&m)));
-                    if persistent {
-                        let mut commit = m.take_commit(&owner);
-                        let child_ids: Vec<String> =
-                            children.iter().map(|c| c.id.clone()).collect();
-                        commit.children = children;
-                        commit.exec.release = exit;
-                        let events = commit.events.clone();
-                        let empty = commit.events.is_empty()
-                            && commit.nodes.is_empty()
-                            && commit.vars.is_empty()
-                            && commit.consumed_signals.is_empty()
-                            && commit.children.is_empty()
-                            && !exit;
-                        if !empty {
-                            #[cfg(feature = "test-util")]
-                            crate::testkit::crash_point("before_commit");
-                            let exec = commit.exec.clone();
-                            match engine.inner.persist.commit(commit).await? {
-                                CommitOutcome::Committed => m.committed(exec),
-                                CommitOutcome::LeaseLost => {
-                                    return Err(EngineError::LeaseLost { id: id.clone() });
-                                }
-                            }
-                            #[cfg(feature = "test-util")]
-                            crate::testkit::crash_point("after_commit");
-                            engine.observe(&m, &events);
-                        }
-                        for child in child_ids {
-                            let e2 = engine.clone();
-                            let tenant = m.tenant().to_string();
-                            let wake = wake_tx.clone();
-                            tokio::spawn(async move {
-                                let _ = e2.drive(&tenant, &child, Mode::Foreground, true).await;
-                                let _ = wake.send(());
-                            });
-                        }
-                    } else {
-                        m.discard_changes();
-                    }
-                    if exit {
-                        let (status, output, error) =
-                            (m.status(), m.output().cloned(), m.error().cloned());
-                        if !m.holds_every_record()
-                            && engine
-                                .inner
-                                .outcome_nodes
-                                .load(std::sync::atomic::Ordering::Relaxed)
-                        {
-                            // Ended iterations' records left memory as they were committed (or
-                            // were not loaded by the claim): the store has every row.
-                            let nodes = engine.inner.store.node_records(&id).await?;
-                            return Ok(Outcome {
-                                execution_id: id,
-                                status,
-                                output,
+                            Ok(new) => children.push(new),
+                            Err(error) => after.push(Input::ChildFailed {
+                                key: key.clone(),
                                 error,
-                                nodes,
-                            });
+                            }),
                         }
+                    }
+                }
+                let status = m.status();
+                // A worker keeps an execution whose timer is (nearly) due: released, it would
+                // be runnable at once and claimed again without the timer ever firing.
+                let timer_due = || {
+                    let soon = now_ms() + TIMER_KEEP_MS;
+                    timers.first().is_some_and(|(at, _)| *at <= soon)
+                        || actions
+                            .iter()
+                            .any(|a| matches!(a, Action::Timer { at, .. } if *at <= soon))
+                };
+                let exit = status.is_terminal()
+                    || (after.is_empty()
+                        && futs.is_empty()
+                        && !actions.iter().any(|a| {
+                            matches!(a, Action::CallTool { .. } | Action::RunAgent { .. })
+                        })
+                        && status == ExecStatus::Waiting
+                        && ((mode == Mode::Background && !timer_due())
+                            || waits_only_for_people(&m)));
+                if persistent {
+                    let mut commit = m.take_commit(&owner);
+                    let child_ids: Vec<String> = children.iter().map(|c| c.id.clone()).collect();
+                    commit.children = children;
+                    commit.exec.release = exit;
+                    let events = commit.events.clone();
+                    let empty = commit.events.is_empty()
+                        && commit.nodes.is_empty()
+                        && commit.vars.is_empty()
+                        && commit.consumed_signals.is_empty()
+                        && commit.children.is_empty()
+                        && !exit;
+                    if !empty {
+                        #[cfg(feature = "test-util")]
+                        crate::testkit::crash_point("before_commit");
+                        let exec = commit.exec.clone();
+                        match engine.inner.persist.commit(commit).await? {
+                            CommitOutcome::Committed => m.committed(exec),
+                            CommitOutcome::LeaseLost => {
+                                return Err(EngineError::LeaseLost { id: id.clone() });
+                            }
+                        }
+                        #[cfg(feature = "test-util")]
+                        crate::testkit::crash_point("after_commit");
+                        engine.observe(&m, &events);
+                    }
+                    for child in child_ids {
+                        let e2 = engine.clone();
+                        let tenant = m.tenant().to_string();
+                        let wake = wake_tx.clone();
+                        tokio::spawn(async move {
+                            let _ = e2.drive(&tenant, &child, Mode::Foreground, true).await;
+                            let _ = wake.send(());
+                        });
+                    }
+                } else {
+                    m.discard_changes();
+                }
+                if exit {
+                    let (status, output, error) =
+                        (m.status(), m.output().cloned(), m.error().cloned());
+                    if !m.holds_every_record()
+                        && engine
+                            .inner
+                            .outcome_nodes
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        // Ended iterations' records left memory as they were committed (or
+                        // were not loaded by the claim): the store has every row.
+                        let nodes = engine.inner.store.node_records(&id).await?;
                         return Ok(Outcome {
                             execution_id: id,
                             status,
                             output,
                             error,
-                            nodes: m.into_nodes(),
+                            nodes,
                         });
                     }
-                    for a in actions {
-                        match a {
-                            Action::Timer { key, at } => {
-                                timers.insert((at, key));
-                            }
-                            Action::StartChild { .. } => {}
-                            Action::Continue => inputs.push(Input::Continue),
-                            other => {
-                                // Polled once here: a call that is done at once (see below)
-                                // never enters the set of calls in flight.
-                                if let Some(mut f) = engine.call(&m, other) {
-                                    match (&mut f).now_or_never() {
-                                        Some(i) => inputs.push(i),
-                                        None => futs.push(f),
-                                    }
+                    return Ok(Outcome {
+                        execution_id: id,
+                        status,
+                        output,
+                        error,
+                        nodes: m.into_nodes(),
+                    });
+                }
+                for a in actions {
+                    match a {
+                        Action::Timer { key, at } => {
+                            timers.insert((at, key));
+                        }
+                        Action::StartChild { .. } => {}
+                        Action::Continue => inputs.push(Input::Continue),
+                        other => {
+                            // Polled once here: a call that is done at once (see below)
+                            // never enters the set of calls in flight.
+                            if let Some(mut f) = engine.call(&m, other) {
+                                match (&mut f).now_or_never() {
+                                    Some(i) => inputs.push(i),
+                                    None => futs.push(f),
                                 }
                             }
                         }
-                    }
-                    if !after.is_empty() {
-                        inputs.append(&mut after);
-                        continue;
-                    }
-                    // Calls that finished at once (a cache hit, a tool with no IO: see above) feed
-                    // the next step with no wait. Every `FAST_STEPS` such steps the drive yields,
-                    // then looks at its timers, signals and lease below without waiting (its
-                    // inputs are ready), so a long run of them neither starves the runtime's other
-                    // tasks nor keeps a cancellation or a due timer out.
-                    let ready = !inputs.is_empty();
-                    if ready {
-                        fast_steps += 1;
-                        if fast_steps < FAST_STEPS {
-                            continue;
-                        }
-                        tokio::task::yield_now().await;
-                    }
-                    fast_steps = 0;
-                    // Wait for the next input.
-                    let next_timer = timers.first().map(|(at, _)| *at);
-                    let sleep_for = next_timer
-                        .map(|at| Duration::from_millis((at - now_ms()).max(0) as u64))
-                        .unwrap_or(Duration::from_secs(3600));
-                    tokio::select! {
-                        Some(i) = futs.next(), if !futs.is_empty() => inputs.push(i),
-                        _ = tokio::time::sleep(sleep_for), if next_timer.is_some() => {
-                            let now = now_ms();
-                            while let Some((at, _)) = timers.first() {
-                                if *at > now { break; }
-                                if let Some((at, key)) = timers.pop_first() {
-                                    inputs.push(Input::Timer { key, at });
-                                }
-                            }
-                        }
-                        Ok(()) = lost_rx.changed(), if persistent => {
-                            return Err(EngineError::LeaseLost { id: id.clone() });
-                        }
-                        // Signals sent while nothing woke this drive (another process's answer).
-                        _ = heartbeat.tick(), if persistent => {
-                            for s in engine.inner.store.signals(&id).await? {
-                                if seen_signals.insert(s.id) {
-                                    inputs.push(Input::Signal(s));
-                                }
-                            }
-                        }
-                        Some(()) = wake_rx.recv() => {
-                            for s in engine.inner.store.signals(&id).await? {
-                                if seen_signals.insert(s.id) {
-                                    inputs.push(Input::Signal(s));
-                                }
-                            }
-                        }
-                        () = std::future::ready(()), if ready => {}
                     }
                 }
-            },
-            span,
-        ))
+                if !after.is_empty() {
+                    inputs.append(&mut after);
+                    continue;
+                }
+                // Calls that finished at once (a cache hit, a tool with no IO: see above) feed
+                // the next step with no wait. Every `FAST_STEPS` such steps the drive yields,
+                // then looks at its timers, signals and lease below without waiting (its
+                // inputs are ready), so a long run of them neither starves the runtime's other
+                // tasks nor keeps a cancellation or a due timer out.
+                let ready = !inputs.is_empty();
+                if ready {
+                    fast_steps += 1;
+                    if fast_steps < FAST_STEPS {
+                        continue;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                fast_steps = 0;
+                // Wait for the next input.
+                let next_timer = timers.first().map(|(at, _)| *at);
+                let sleep_for = next_timer
+                    .map(|at| Duration::from_millis((at - now_ms()).max(0) as u64))
+                    .unwrap_or(Duration::from_secs(3600));
+                tokio::select! {
+                    Some(i) = futs.next(), if !futs.is_empty() => inputs.push(i),
+                    _ = tokio::time::sleep(sleep_for), if next_timer.is_some() => {
+                        let now = now_ms();
+                        while let Some((at, _)) = timers.first() {
+                            if *at > now { break; }
+                            if let Some((at, key)) = timers.pop_first() {
+                                inputs.push(Input::Timer { key, at });
+                            }
+                        }
+                    }
+                    Ok(()) = lost_rx.changed(), if persistent => {
+                        return Err(EngineError::LeaseLost { id: id.clone() });
+                    }
+                    // Signals sent while nothing woke this drive (another process's answer).
+                    _ = heartbeat.tick(), if persistent => {
+                        for s in engine.inner.store.signals(&id).await? {
+                            if seen_signals.insert(s.id) {
+                                inputs.push(Input::Signal(s));
+                            }
+                        }
+                    }
+                    Some(()) = wake_rx.recv() => {
+                        for s in engine.inner.store.signals(&id).await? {
+                            if seen_signals.insert(s.id) {
+                                inputs.push(Input::Signal(s));
+                            }
+                        }
+                    }
+                    () = std::future::ready(()), if ready => {}
+                }
+            }
+        };
+        Box::pin(drive.instrument(span))
     }
 }
 
