@@ -54,6 +54,8 @@ pub struct App {
     traces: OnceLock<Option<hilo_telemetry::Traces>>,
     /// Whether [`App::close_tools`] ran: the audit queue is flushed once.
     closed: AtomicBool,
+    /// The secret values the log writer replaces: every value the vault hands a tool call.
+    log_secrets: crate::logging::LogSecrets,
 }
 
 impl App {
@@ -73,7 +75,20 @@ impl App {
             traces: OnceLock::new(),
             engine: OnceLock::new(),
             closed: AtomicBool::new(false),
+            log_secrets: crate::logging::LogSecrets::default(),
         }
+    }
+
+    /// This wiring, with the secret values its tool calls use added to `secrets` (the log
+    /// writer's, so that no line shows one).
+    pub fn with_log_secrets(mut self, secrets: crate::logging::LogSecrets) -> App {
+        self.log_secrets = secrets;
+        self
+    }
+
+    /// The secret values the log writer replaces ([`App::with_log_secrets`]).
+    pub fn log_secrets(&self) -> &crate::logging::LogSecrets {
+        &self.log_secrets
     }
 
     /// The global flags (`--db`, `--tenant`, `--lease-ms`, …).
@@ -157,9 +172,15 @@ impl App {
         if settings.email.outbox.is_none() {
             settings.email.outbox = Some(self.data_dir.join("outbox"));
         }
+        // With traces on, an agent's tool calls become spans (and tool nodes' spans learn
+        // whether the cache answered) as the executor audits them.
+        let mut audit = hilo_tools::AuditSink::spawn(store.clone());
+        if let Some(t) = self.traces().await? {
+            audit = audit.watched(t.audit_watcher());
+        }
         let mut b = hilo_tools::Executor::builder(settings)
-            .secrets(Arc::new(self.vault(&store)))
-            .audit(hilo_tools::AuditSink::spawn(store.clone()));
+            .secrets(self.log_secrets.noting(Arc::new(self.vault(&store))))
+            .audit(audit);
         if let Some((tools, _)) = hilo_engine::test_tools_if_enabled() {
             b = b.tools(tools);
         }
@@ -197,8 +218,9 @@ impl App {
         let router = hilo_llm::Router::new(
             self.config()?.llm.clone(),
             costs.clone(),
-            Some(Arc::new(self.vault(&store))),
-        );
+            Some(self.log_secrets.noting(Arc::new(self.vault(&store)))),
+        )
+        .with_content_capture(self.config()?.telemetry.capture_content);
         // Episodic memory: reasoning and planner runs kept in the store, recalled by
         // planners (compared by their goals' embeddings with `[memory.embeddings]`, by their
         // words without).

@@ -37,6 +37,14 @@ impl Tool for Step {
 /// The real executor (validation, limits, breaker, audit) with `bench.step` registered: a
 /// step's figures include what every tool call costs. Durable runs audit into their store.
 fn tools(audit: Option<&Arc<dyn Store>>) -> anyhow::Result<Arc<dyn ToolExecutor>> {
+    tools_watched(audit, None)
+}
+
+/// [`tools`], with the audit entries also told to `watcher` (traces, in `bench_trace`).
+pub(crate) fn tools_watched(
+    audit: Option<&Arc<dyn Store>>,
+    watcher: Option<hilo_tools::AuditWatcher>,
+) -> anyhow::Result<Arc<dyn ToolExecutor>> {
     let mut m = ToolMap::new();
     m.insert(Arc::new(Step(
         ToolSpec::new(
@@ -48,12 +56,16 @@ fn tools(audit: Option<&Arc<dyn Store>>) -> anyhow::Result<Arc<dyn ToolExecutor>
     )));
     let mut b = hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default()).tools(m);
     if let Some(store) = audit {
-        b = b.audit(hilo_tools::AuditSink::spawn(store.clone()));
+        let mut sink = hilo_tools::AuditSink::spawn(store.clone());
+        if let Some(w) = watcher {
+            sink = sink.watched(w);
+        }
+        b = b.audit(sink);
     }
     Ok(Arc::new(b.build()?))
 }
 
-fn workflow(yaml: &str) -> anyhow::Result<Workflow> {
+pub(crate) fn workflow(yaml: &str) -> anyhow::Result<Workflow> {
     let mut catalog = Catalog::default();
     catalog.tools.insert("bench.step".into());
     hilo_core::load(yaml, Format::Yaml, &catalog).map_err(|d| anyhow!("bench workflow: {d}"))
@@ -73,7 +85,7 @@ fn chain(name: &str, n: usize, with: &str) -> anyhow::Result<Workflow> {
 }
 
 /// The edges `s0 → s1 → … → s{n-1} → done`.
-fn chain_edges(y: &mut String, n: usize) {
+pub(crate) fn chain_edges(y: &mut String, n: usize) {
     for i in 0..n {
         let to = if i + 1 == n {
             "done".to_string()
@@ -103,9 +115,9 @@ fn fanout(n: usize) -> anyhow::Result<Workflow> {
     workflow(&y)
 }
 
-struct Db {
+pub(crate) struct Db {
     path: std::path::PathBuf,
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     sqlite: Arc<SqliteStore>,
 }
 
@@ -123,7 +135,7 @@ impl Drop for Db {
     }
 }
 
-async fn db(durability: Durability) -> anyhow::Result<Db> {
+pub(crate) async fn db(durability: Durability) -> anyhow::Result<Db> {
     let path = std::env::temp_dir().join(format!(
         "hilo-bench-{}-{}.db",
         std::process::id(),
@@ -152,7 +164,7 @@ async fn engine(store: Arc<dyn Store>, workflows: &[&Workflow]) -> anyhow::Resul
 }
 
 /// The median time of `runs` durable runs of `wf` one after another.
-async fn time_durable(
+pub(crate) async fn time_durable(
     reps: usize,
     e: &Engine,
     wf: &Arc<Workflow>,
@@ -174,7 +186,7 @@ async fn time_durable(
 
 /// Stores `wf` as a deployed version (its first import activates it), as `hilo workflows
 /// import` or `POST /workflows` would before runs start from it.
-async fn deploy(store: &Arc<dyn Store>, wf: &Workflow) -> anyhow::Result<()> {
+pub(crate) async fn deploy(store: &Arc<dyn Store>, wf: &Workflow) -> anyhow::Result<()> {
     let source = serde_json::to_string(&hilo_core::to_value(wf))?;
     store
         .import_workflow(
@@ -251,11 +263,11 @@ pub async fn run(
     max_seconds: u64,
 ) -> Result<(), Exit> {
     if let Some(o) = &only
-        && !SCENARIOS.iter().any(|s| s.starts_with(o.as_str()))
+        && !all_keys().any(|s| s.starts_with(o.as_str()))
     {
         return Err(Exit::from(anyhow!(
             "no benchmark scenario starts with `{o}`; the scenarios are: {}",
-            SCENARIOS.join(", ")
+            all_keys().collect::<Vec<_>>().join(", ")
         )));
     }
     bench(as_json, quick, only.as_deref(), reps, max_seconds)
@@ -289,13 +301,21 @@ const SCENARIOS: [&str; 21] = [
     "size_resume_100000",
 ];
 
+/// Every scenario key: [`SCENARIOS`] and the trace ones (`bench_trace::KEYS`).
+fn all_keys() -> impl Iterator<Item = &'static str> {
+    SCENARIOS
+        .iter()
+        .chain(crate::bench_trace::KEYS.iter())
+        .copied()
+}
+
 /// Whether `--only` selects `key`: a key given in full selects only itself (so
 /// `size_loop_100` is not also `size_loop_100000`), anything else is a prefix; without
 /// `--only`, every scenario.
 fn selects(only: Option<&str>, key: &str) -> bool {
     match only {
         None => true,
-        Some(o) if SCENARIOS.contains(&o) => key == o,
+        Some(o) if all_keys().any(|k| k == o) => key == o,
         Some(o) => key.starts_with(o),
     }
 }
@@ -577,6 +597,17 @@ async fn bench(
             format!("resume after 100 steps ({events} events)"),
             format!("{ms:.3} ms"),
         ));
+    }
+
+    // (g) Trace export off and on, tool and agent steps (`bench_trace`).
+    let traced: Vec<&str> = crate::bench_trace::KEYS
+        .iter()
+        .copied()
+        .filter(|k| wanted(k))
+        .collect();
+    if !traced.is_empty() {
+        say("trace export off and on: tool and agent steps, 10 / 100 / 1000");
+        crate::bench_trace::run(reps, &traced, &mut results, &mut rows).await?;
     }
 
     // The process's peak, for the scenarios above (the size ones report theirs per shape).

@@ -92,6 +92,16 @@ pub struct Global {
     /// More detail on stderr: -v logs info, -vv debug, -vvv trace (RUST_LOG, when set, decides)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The log's format on stderr: text (for a terminal) or json (one JSON object a line,
+    /// for a log collector) [default: hilo.toml's `[log] format`, else text]
+    #[arg(
+        long,
+        global = true,
+        env = "HILO_LOG_FORMAT",
+        value_enum,
+        value_name = "FORMAT"
+    )]
+    pub log_format: Option<crate::logging::LogFormat>,
 }
 
 #[derive(Debug, Args)]

@@ -97,6 +97,7 @@ struct FileSchema {
     console: Option<hilo_server::config::ConsoleSettings>,
     telemetry: Option<hilo_telemetry::TelemetryConfig>,
     memory: Option<MemorySection>,
+    log: Option<LogSection>,
 }
 
 /// `[memory]`.
@@ -105,6 +106,28 @@ struct FileSchema {
 #[allow(dead_code)]
 struct MemorySection {
     embeddings: Option<hilo_embed::EmbeddingsConfig>,
+}
+
+/// `[log]`: the log's format (read before anything else, by [`log_format`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct LogSection {
+    format: Option<crate::logging::LogFormat>,
+}
+
+/// `[log] format` of the configuration [`Config::load`] would read (the file found, with the
+/// `HILO_LOG__FORMAT` variable over it), read before the log exists; `None` when unset or
+/// unreadable (a broken file is reported when the configuration is loaded).
+pub fn log_format(explicit: Option<&Path>) -> Option<crate::logging::LogFormat> {
+    let env = env_overrides(std::env::vars());
+    let text = match discover(explicit, Path::new("."), dirs::config_dir().as_deref()) {
+        Some((path, _)) => std::fs::read_to_string(path).ok()?,
+        None => String::new(),
+    };
+    let mut value: Value = toml::from_str(&text).ok()?;
+    apply_env(&mut value, &env).ok()?;
+    serde_json::from_value(value.pointer("/log/format")?.clone()).ok()
 }
 
 /// `[tools]`.
@@ -565,7 +588,9 @@ impl Config {
             hilo_server::Settings::from_value(&value).map_err(|e| anyhow::anyhow!(e))?;
         if let Some(v) = value.get("telemetry") {
             config.telemetry = serde_json::from_value(v.clone()).map_err(|e| {
-                anyhow::anyhow!("`[telemetry]`: {e} (fields: otlp_endpoint, service_name)")
+                anyhow::anyhow!(
+                    "`[telemetry]`: {e} (fields: otlp_endpoint, service_name, capture_content)"
+                )
             })?;
         }
         if let Some(v) = value.pointer("/memory/embeddings") {

@@ -13,6 +13,7 @@ mod out;
 mod alloc;
 mod app;
 mod bench;
+mod bench_trace;
 mod cli;
 mod commands;
 mod config;
@@ -23,6 +24,7 @@ mod exit;
 mod hil;
 mod init;
 mod input;
+mod logging;
 mod memory;
 mod remote;
 mod secrets;
@@ -43,27 +45,25 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Warnings and errors of the library crates on stderr (`RUST_LOG` picks others: `info`,
-/// `hilo_engine=debug`, …); colours as `--color` says (by default on a terminal, never with `NO_COLOR`).
-/// `-q` logs errors only, each `-v` one level more (`info`, `debug`, `trace`).
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let colour = out::colour_stderr();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_target(false)
-        .try_init();
-}
-
 fn main() -> ExitCode {
     alloc::tune();
     let cli = cli::Cli::parse();
     out::set_color(cli.global.color);
     out::set_quiet(cli.global.quiet);
-    init_logging(out::log_level(cli.global.quiet, cli.global.verbose));
+    // Warnings and errors of the library crates on stderr (`RUST_LOG` picks others: `info`,
+    // `hilo_engine=debug`, …); `-q` logs errors only, each `-v` one level more. The format:
+    // the flag (or HILO_LOG_FORMAT), else hilo.toml's `[log] format`, else text.
+    let format = cli
+        .global
+        .log_format
+        .or_else(|| config::log_format(cli.global.config.as_deref()))
+        .unwrap_or(logging::LogFormat::Text);
+    let log_secrets = logging::LogSecrets::default();
+    logging::init(
+        format,
+        out::log_level(cli.global.quiet, cli.global.verbose),
+        log_secrets.clone(),
+    );
     // The server uses every core; every other command is one task at a time.
     let mut builder = if matches!(cli.command, cli::Command::Serve { .. }) {
         tokio::runtime::Builder::new_multi_thread()
@@ -80,7 +80,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         // One wiring value for the process: shut down after the command, whatever it
         // returned (its MCP servers stopped, its audit entries stored, its store dropped).
-        let app = app::App::new(cli.global);
+        let app = app::App::new(cli.global).with_log_secrets(log_secrets);
         let r = commands::run(&app, cli.command).await;
         app.shutdown().await;
         r

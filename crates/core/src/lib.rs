@@ -52,6 +52,7 @@ pub mod hil;
 pub mod llm;
 pub mod model;
 mod pointer;
+pub mod redact;
 pub mod render;
 pub mod schema;
 pub mod session;

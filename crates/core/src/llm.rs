@@ -52,6 +52,20 @@ pub struct LlmCall {
     pub error_code: Option<String>,
     /// The router's decision: candidates, scores, exclusions and why this model.
     pub decision: Value,
+    /// The model that answered, as the provider named it (`gpt-4o-mini-2024-07-18`); unset
+    /// when the call failed or the answer did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_model: Option<String>,
+    /// Why the model stopped (`stop`, `tool_calls`, `length`, …; OpenAI's names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finish_reasons: Vec<String>,
+    /// With `[telemetry] capture_content`: the prompt, redacted, as the GenAI conventions'
+    /// `gen_ai.input.messages` (`[{role, parts: [{type, content}…]}…]`); never stored otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_messages: Option<Value>,
+    /// With `[telemetry] capture_content`: the answer, redacted (`gen_ai.output.messages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_messages: Option<Value>,
     /// Unix ms.
     pub created_at: i64,
 }

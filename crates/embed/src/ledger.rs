@@ -102,6 +102,7 @@ impl LedgeredEmbedder {
             error_code: error,
             decision: serde_json::json!({ "texts": texts.len() }),
             created_at: hilo_core::store::now_ms(),
+            ..LlmCall::default()
         };
         if let Err(e) = self.costs.record_llm_call(&call).await {
             tracing::warn!(

@@ -26,6 +26,7 @@ use hilo_core::trace::TraceParent;
 use hilo_core::{NodeKind, Store, Workflow};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::machine::{Action, Input, Machine};
 use crate::plan::Plan;
@@ -1159,7 +1160,8 @@ impl Engine {
                     local: m.plan().local_tools.clone(),
                 };
                 let tools = self.inner.tools.clone();
-                Some(Box::pin(async move {
+                let span = crate::trace::node_span(&key, attempt);
+                let call = async move {
                     let result = tools.execute(request).await;
                     Input::ToolDone {
                         key,
@@ -1167,7 +1169,8 @@ impl Engine {
                         compensation,
                         result,
                     }
-                }))
+                };
+                Some(Box::pin(call.instrument(span)))
             }
             Action::RunAgent {
                 key,
@@ -1189,7 +1192,8 @@ impl Engine {
                 let tokens = self.inner.tokens.lock().ok().and_then(|t| t.clone());
                 let workflow = m.plan().workflow.name.clone();
                 let local = m.plan().local_tools.clone();
-                Some(Box::pin(async move {
+                let span = crate::trace::node_span(&key, attempt);
+                let run = async move {
                     let run = match agents {
                         None => AgentRun {
                             result: Err(NodeError::new(
@@ -1235,7 +1239,8 @@ impl Engine {
                         result: run.result,
                         trace: run.trace,
                     }
-                }))
+                };
+                Some(Box::pin(run.instrument(span)))
             }
             _ => None,
         }
@@ -1249,7 +1254,9 @@ impl Engine {
         mode: Mode,
     ) -> BoxFuture<Result<Outcome>> {
         let engine = self.clone();
-        Box::pin(async move {
+        // Every log line of this drive carries the tenant, the execution and its trace id.
+        let span = crate::trace::execution_span(m.tenant(), m.execution_id(), m.trace_id());
+        let drive = async move {
             let owner = engine.inner.options.owner.clone();
             let lease_ms = engine.inner.options.lease_ms;
             let id = m.execution_id().to_string();
@@ -1487,7 +1494,8 @@ impl Engine {
                     () = std::future::ready(()), if ready => {}
                 }
             }
-        })
+        };
+        Box::pin(drive.instrument(span))
     }
 }
 

@@ -31,6 +31,7 @@ pub mod machine;
 pub mod plan;
 #[cfg(feature = "test-util")]
 pub mod testkit;
+pub mod trace;
 
 /// The test tools when the `test-util` feature is on (hilo's own test builds), else `None`:
 /// lets the binary pick them up in test builds without a feature of its own.

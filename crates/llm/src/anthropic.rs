@@ -102,14 +102,9 @@ impl AnthropicProvider {
                 }
             }
             let usage = answer.usage.map(WireUsage::usage).unwrap_or_default();
-            Ok(assemble(
-                format,
-                text,
-                blocks,
-                answer.stop_reason,
-                usage,
-                None,
-            ))
+            let mut r = assemble(format, text, blocks, answer.stop_reason, usage, None);
+            r.model = answer.model;
+            Ok(r)
         }
     }
 }
@@ -242,6 +237,8 @@ fn wire_messages(messages: &[Message]) -> Vec<Value> {
 
 #[derive(Deserialize)]
 struct WireResponse {
+    #[serde(default)]
+    model: Option<String>,
     content: Vec<Block>,
     #[serde(default)]
     stop_reason: Option<String>,
@@ -344,6 +341,7 @@ fn assemble(
         usage,
         finish_reason: finish,
         first_token_ms,
+        model: None,
     }
 }
 
@@ -380,6 +378,7 @@ async fn read_stream(
     let mut text = String::new();
     let mut blocks: BTreeMap<u64, Partial> = BTreeMap::new();
     let mut stop_reason: Option<String> = None;
+    let mut model: Option<String> = None;
     let mut usage = Usage::default();
     let mut first_token_ms = None;
     let mut done = false;
@@ -395,6 +394,9 @@ async fn read_stream(
         let mut token = false;
         match kind {
             "message_start" => {
+                if let Some(m) = str_at(&value, "/message/model") {
+                    model = Some(m.to_string());
+                }
                 let u = value.pointer("/message/usage").cloned().unwrap_or_default();
                 let u: WireUsage = serde_json::from_value(u).unwrap_or_default();
                 usage.input_tokens = u.input_tokens.unwrap_or(0);
@@ -510,14 +512,9 @@ async fn read_stream(
             tool_uses.push((id, name, input));
         }
     }
-    Ok(assemble(
-        format,
-        text,
-        tool_uses,
-        stop_reason,
-        usage,
-        first_token_ms,
-    ))
+    let mut r = assemble(format, text, tool_uses, stop_reason, usage, first_token_ms);
+    r.model = model;
+    Ok(r)
 }
 
 fn block_index(call: &Call<'_>, event: &Value) -> Result<u64, ProviderError> {

@@ -23,6 +23,7 @@
 
 pub mod agent;
 pub mod anthropic;
+pub mod capture;
 pub mod config;
 pub mod local;
 pub mod openai;

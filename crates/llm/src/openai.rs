@@ -188,6 +188,8 @@ fn wire_message(m: &Message) -> Value {
 #[derive(Deserialize)]
 struct Completion {
     #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
     choices: Vec<Choice>,
     #[serde(default)]
     usage: Option<WireUsage>,
@@ -272,11 +274,14 @@ fn completion_response(
         usage: completion.usage.map(WireUsage::usage).unwrap_or_default(),
         finish_reason: choice.finish_reason,
         first_token_ms: None,
+        model: completion.model,
     })
 }
 
 #[derive(Deserialize)]
 struct Chunk {
+    #[serde(default)]
+    model: Option<String>,
     #[serde(default)]
     choices: Vec<ChunkChoice>,
     #[serde(default)]
@@ -382,6 +387,9 @@ async fn read_stream(
                 .filter(|c| (400..600).contains(c))
                 .unwrap_or(500);
             return Err(call.status_error(status, data));
+        }
+        if out.model.is_none() {
+            out.model = chunk.model;
         }
         if let Some(usage) = chunk.usage {
             out.usage = usage.usage();

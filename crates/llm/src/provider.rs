@@ -227,6 +227,9 @@ pub struct ChatResponse {
     pub finish_reason: Option<String>,
     /// Time to the first streamed byte of the answer (streaming calls only).
     pub first_token_ms: Option<u64>,
+    /// The model that answered, as the provider named it (`gpt-4o-mini-2024-07-18`); `None`
+    /// when the answer did not say.
+    pub model: Option<String>,
 }
 
 /// Why a chat call failed. Every variant but [`ProviderError::Rejected`] and

@@ -175,6 +175,8 @@ pub struct Router {
     /// Local routers built so far, by their labels and examples: building one (TF-IDF over
     /// the examples) costs about a hundred classifications.
     semantic: std::sync::Mutex<BTreeMap<String, Arc<SemanticRouter>>>,
+    /// `[telemetry] capture_content`: prompts and completions (redacted) in the ledger rows.
+    capture_content: bool,
 }
 
 /// Local routers kept at most (one per distinct classifying node, in practice).
@@ -254,7 +256,15 @@ impl Router {
             env: Arc::new(|name| std::env::var(name).ok()),
             now_ms: Arc::new(|| Utc::now().timestamp_millis()),
             semantic: std::sync::Mutex::new(BTreeMap::new()),
+            capture_content: false,
         }
+    }
+
+    /// Whether each ledger row keeps its call's prompt and completion, redacted (the
+    /// telemetry's content capture; off by default, and then they are never stored).
+    pub fn with_content_capture(mut self, on: bool) -> Router {
+        self.capture_content = on;
+        self
     }
 
     /// Where keys named by `api_key_env` are read (tests use a map instead of the process
@@ -358,6 +368,19 @@ impl Router {
                 Err(e) => (Usage::default(), Some(e.clone())),
             };
             let cost_nanos = c.model.cost_nanos(usage.input_tokens, usage.output_tokens);
+            let (response_model, finish_reasons) = match &outcome {
+                Ok(Answer::Chat(r)) => (r.model.clone(), r.finish_reason.iter().cloned().collect()),
+                Ok(Answer::Label(_)) => (Some(name.clone()), vec!["stop".to_string()]),
+                Err(_) => (None, Vec::new()),
+            };
+            let (input_messages, output_messages) = if self.capture_content {
+                (
+                    Some(crate::capture::input(task)),
+                    outcome.as_ref().ok().map(crate::capture::output),
+                )
+            } else {
+                (None, None)
+            };
             let row = LlmCall {
                 tenant: ctx.tenant.clone(),
                 execution_id: ctx.execution_id.clone(),
@@ -378,6 +401,10 @@ impl Router {
                 error_code: error.as_ref().map(|e| e.code().to_string()),
                 decision,
                 created_at: (self.now_ms)(),
+                response_model,
+                finish_reasons,
+                input_messages,
+                output_messages,
             };
             // A rejected request (4xx) reached a working provider: not a breaker failure.
             trial.finish(error.as_ref().is_none_or(|e| !e.is_transient()));
@@ -495,6 +522,7 @@ impl Router {
                 "refused": refusal.message,
             }),
             created_at: (self.now_ms)(),
+            ..LlmCall::default()
         };
         let _ = self.costs.record_llm_call(&row).await;
     }

@@ -61,6 +61,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0014_trace_parent.sql"),
     ),
     (
+        15,
+        "llm call details",
+        include_str!("../migrations/0015_llm_call_details.sql"),
+    ),
+    (
         17,
         "episodic memory",
         include_str!("../migrations/0017_episodes.sql"),

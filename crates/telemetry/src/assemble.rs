@@ -63,10 +63,29 @@ pub struct Observed {
     pub trace_parent: Option<TraceParent>,
 }
 
+/// A tool call as the executor's audit entry tells it (a few fields, redacted already).
+pub struct ToolCall {
+    pub tenant: String,
+    pub execution: String,
+    pub node_key: String,
+    /// Made by an agent node (the node of `node_key`).
+    pub agent: bool,
+    pub compensation: bool,
+    pub tool: String,
+    pub at: i64,
+    pub duration_ms: u64,
+    pub attempt: u32,
+    pub cached: bool,
+    pub idempotency_key: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
 /// What the assembler is sent.
 pub enum Input {
     Event(Box<Observed>),
     Call(Box<LlmCall>),
+    Tool(Box<ToolCall>),
     /// Emit what is assembled, have it exported, then answer.
     Flush(oneshot::Sender<()>),
 }
@@ -87,12 +106,18 @@ struct Exec {
     /// The caller's trace context stored with the execution, once known (from an event, or
     /// read from the store for a model call).
     caller: Option<Option<TraceParent>>,
+    /// Nano-dollars of every model call of the execution seen here; its ledger total when
+    /// this process saw it from its start (`root_start` set by its `execution_started`, and
+    /// never evicted or resumed since), so the root's cost needs no read of the ledger.
+    seen_cost: i64,
     /// By node key (`#compensate/<key>` for compensations).
     open: HashMap<String, Open>,
     /// Nano-dollars of the model calls seen, by node key and attempt.
     costs: HashMap<(String, u32), i64>,
     /// Model calls seen by node key and attempt (to number their spans).
     calls: HashMap<(String, u32), u32>,
+    /// Whether the cache answered a tool node's attempt, by node key and attempt.
+    cached: HashMap<(String, u32), bool>,
 }
 
 struct Assembler {
@@ -116,6 +141,7 @@ pub async fn run(mut rx: mpsc::Receiver<Input>, out: mpsc::Sender<Out>, store: A
         match input {
             Input::Event(o) => a.event(*o).await,
             Input::Call(c) => a.call(&c).await,
+            Input::Tool(t) => a.tool(*t).await,
             Input::Flush(done) => {
                 let (tx, wait) = oneshot::channel();
                 if a.out.send(Out::Flush(tx)).await.is_ok() {
@@ -343,6 +369,10 @@ impl Assembler {
                 x.costs.remove(&(key.clone(), attempt))
             })
             .unwrap_or(0);
+        let cached = self
+            .execs
+            .get_mut(&o.id)
+            .and_then(|x| x.cached.remove(&(key.clone(), attempt)));
         let info = o.node.clone().unwrap_or(NodeInfo {
             kind: "unknown",
             tool: None,
@@ -368,6 +398,8 @@ impl Assembler {
                         KeyValue::new("gen_ai.tool.name", tool),
                         KeyValue::new("gen_ai.tool.call.id", call_id.clone()),
                         KeyValue::new("hilo.idempotency_key", call_id),
+                        // Unknown (false) when this process did not make the call.
+                        KeyValue::new("hilo.cache_hit", cached.unwrap_or(false)),
                     ],
                 )
             }
@@ -469,13 +501,21 @@ impl Assembler {
                 )
             }
         };
-        // The ledger's total, whichever processes made the calls.
-        let cost = match self.store.llm_spent(&o.tenant, 0, Some(&o.id)).await {
-            Ok(c) => c,
-            Err(err) => {
-                tracing::warn!("execution {}: cost not read for its trace: {err}", o.id);
-                0
-            }
+        // The ledger's total, whichever processes made the calls: what this process saw when
+        // it saw every call (it saw the execution start), else read from the ledger.
+        let seen = buffered
+            .as_ref()
+            .filter(|x| x.root_start.is_some())
+            .map(|x| x.seen_cost);
+        let cost = match seen {
+            Some(c) => c,
+            None => match self.store.llm_spent(&o.tenant, 0, Some(&o.id)).await {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::warn!("execution {}: cost not read for its trace: {err}", o.id);
+                    0
+                }
+            },
         };
         let status_name = e
             .kind
@@ -573,6 +613,7 @@ impl Assembler {
         let n = match self.exec(id) {
             Some(x) => {
                 *x.costs.entry((key.clone(), c.attempt)).or_default() += c.cost_nanos;
+                x.seen_cost += c.cost_nanos;
                 let n = x.calls.entry((key.clone(), c.attempt)).or_default();
                 *n += 1;
                 *n
@@ -597,8 +638,28 @@ impl Assembler {
             KeyValue::new("hilo.cost.usd", usd(c.cost_nanos)),
             KeyValue::new("hilo.cost.nanos", c.cost_nanos),
         ];
-        if c.success {
-            attrs.push(KeyValue::new("gen_ai.response.model", c.model.clone()));
+        match (&c.response_model, c.success) {
+            (Some(m), _) => attrs.push(KeyValue::new("gen_ai.response.model", m.clone())),
+            (None, true) => attrs.push(KeyValue::new("gen_ai.response.model", c.model.clone())),
+            (None, false) => {}
+        }
+        if !c.finish_reasons.is_empty() {
+            attrs.push(KeyValue::new(
+                "gen_ai.response.finish_reasons",
+                opentelemetry::Value::Array(opentelemetry::Array::String(
+                    c.finish_reasons
+                        .iter()
+                        .map(|r| opentelemetry::StringValue::from(r.clone()))
+                        .collect(),
+                )),
+            ));
+        }
+        // Only with `[telemetry] capture_content` (stored redacted by the router).
+        if let Some(m) = &c.input_messages {
+            attrs.push(KeyValue::new("gen_ai.input.messages", m.to_string()));
+        }
+        if let Some(m) = &c.output_messages {
+            attrs.push(KeyValue::new("gen_ai.output.messages", m.to_string()));
         }
         if let Some(p) = &c.profile {
             attrs.push(KeyValue::new("hilo.llm.profile", p.clone()));
@@ -629,6 +690,56 @@ impl Assembler {
             self.out.try_send(Out::Span(Box::new(data)))
         {
             tracing::warn!("span queue full: a model call's span is dropped");
+        }
+    }
+
+    /// A tool call's audit entry: an agent's becomes an `execute_tool <tool>` span under
+    /// its agent node's attempt; a node's tells its span whether the cache answered.
+    async fn tool(&mut self, t: ToolCall) {
+        if !t.agent {
+            if !t.compensation
+                && let Some(x) = self.exec(&t.execution)
+            {
+                x.cached.insert((t.node_key.clone(), t.attempt), t.cached);
+            }
+            return;
+        }
+        let id = t.execution.as_str();
+        let mut attrs = vec![
+            KeyValue::new("gen_ai.operation.name", "execute_tool"),
+            KeyValue::new("gen_ai.tool.name", t.tool.clone()),
+            KeyValue::new("gen_ai.tool.call.id", t.idempotency_key.clone()),
+            KeyValue::new("hilo.idempotency_key", t.idempotency_key.clone()),
+            KeyValue::new("hilo.execution.id", id.to_string()),
+            KeyValue::new("hilo.node.key", t.node_key.clone()),
+            KeyValue::new("hilo.attempt", i64::from(t.attempt)),
+            KeyValue::new("hilo.cache_hit", t.cached),
+            KeyValue::new("hilo.caller", "agent"),
+        ];
+        let status = match &t.error_code {
+            Some(code) => {
+                attrs.push(KeyValue::new("error.type", code.clone()));
+                Status::error(t.error_message.clone().unwrap_or_else(|| code.clone()))
+            }
+            None => Status::Unset,
+        };
+        let caller = self.caller_of(&t.tenant, id).await;
+        let data = self.span(
+            ids::trace_id(id, caller.as_ref()),
+            ids::span_id(id, &format!("#tool/{}", t.idempotency_key), t.attempt),
+            ids::span_id(id, &t.node_key, t.attempt),
+            format!("execute_tool {}", t.tool),
+            SpanKind::Internal,
+            (t.at, t.at + t.duration_ms as i64),
+            attrs,
+            Vec::new(),
+            Vec::new(),
+            status,
+        );
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.out.try_send(Out::Span(Box::new(data)))
+        {
+            tracing::warn!("span queue full: an agent tool call's span is dropped");
         }
     }
 

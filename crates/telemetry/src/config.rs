@@ -15,6 +15,10 @@ pub struct TelemetryConfig {
     /// The `service.name` of the traces (default `hilo`, or `OTEL_SERVICE_NAME`).
     #[serde(default)]
     pub service_name: Option<String>,
+    /// Whether model calls' prompts and completions are kept (redacted) in the cost ledger
+    /// and put on their `chat` spans; off (the default), they are never stored.
+    #[serde(default)]
+    pub capture_content: bool,
 }
 
 impl TelemetryConfig {
@@ -54,7 +58,7 @@ mod tests {
     fn the_traces_url_appends_the_signal_path_once() {
         let c = |e: &str| TelemetryConfig {
             otlp_endpoint: Some(e.into()),
-            service_name: None,
+            ..Default::default()
         };
         assert_eq!(
             c("http://h:4318").traces_url().as_deref(),

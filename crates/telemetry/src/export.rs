@@ -1,7 +1,10 @@
 //! The exporting half: opentelemetry-otlp's OTLP/HTTP (protobuf) span exporter, posting with
-//! reqwest from a tokio task that batches the assembled spans (up to [`MAX_BATCH`] a request,
-//! at least every [`EVERY`]). The SDK's own batch processor is not used: it runs on a thread
-//! of its own with a blocking client, and the spans here are built whole, not recorded.
+//! reqwest from a task that batches the assembled spans (up to [`MAX_BATCH`] a request, at
+//! least every [`EVERY`]). The task runs on a thread and runtime of its own (`hilo-otlp`):
+//! encoding spans to protobuf and posting them never takes the engine's thread, which on
+//! `hilo run` and `hilo bench` is the process's only runtime thread (their steps paid for the
+//! encoding otherwise). It touches no store, so nothing of the engine's runtime crosses over.
+//! The SDK's own batch processor is not used: the spans here are built whole, not recorded.
 
 use std::time::Duration;
 
@@ -54,10 +57,26 @@ pub fn otlp_exporter(
     Ok(Some(exporter))
 }
 
-/// Starts the exporting task; spans sent to the returned queue are exported in batches.
+/// Starts the exporting task on its own thread; spans sent to the returned queue are exported
+/// in batches. The thread ends once every sender is gone (what is queued is sent first).
 pub fn spawn<E: SpanExporter + 'static>(exporter: E) -> mpsc::Sender<Out> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(exporter, rx));
+    let started = std::thread::Builder::new()
+        .name("hilo-otlp".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(run(exporter, rx)),
+                Err(e) => {
+                    tracing::warn!("traces are not exported: no runtime for the exporter: {e}")
+                }
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!("traces are not exported: the exporter's thread did not start: {e}");
+    }
     tx
 }
 

@@ -30,6 +30,7 @@ use hilo_core::exec::Event;
 use hilo_core::llm::{CostStore, WatchedCosts};
 use hilo_core::model::NodeKind;
 use hilo_core::store::Store;
+use hilo_core::tool::AuditEntry;
 use hilo_engine::Engine;
 use hilo_engine::driver::{ExecutionObserver, Observed};
 use opentelemetry_sdk::trace::SpanExporter;
@@ -123,6 +124,35 @@ impl Traces {
                 }
             }),
         )
+    }
+
+    /// A watcher of the tool executor's audit entries (give it to `hilo_tools::AuditSink::
+    /// watched`): an agent's tool call becomes an `execute_tool <tool>` span under its
+    /// `invoke_agent` span, and a tool node's attempt learns whether the cache answered. It
+    /// copies a few fields and queues them; it runs before the call's result goes back, so
+    /// the assembler hears of a node's call before its end.
+    pub fn audit_watcher(&self) -> Arc<dyn Fn(&AuditEntry) + Send + Sync> {
+        let this = self.clone();
+        Arc::new(move |e: &AuditEntry| {
+            if e.execution_id.is_empty() {
+                return;
+            }
+            this.send(assemble::Input::Tool(Box::new(assemble::ToolCall {
+                tenant: e.tenant.clone(),
+                execution: e.execution_id.clone(),
+                node_key: e.node_key.clone(),
+                agent: e.agent.is_some(),
+                compensation: e.compensates.is_some(),
+                tool: e.tool.clone(),
+                at: e.at,
+                duration_ms: e.duration_ms,
+                attempt: e.attempt,
+                cached: e.cached,
+                idempotency_key: e.idempotency_key.clone(),
+                error_code: e.error_code.clone(),
+                error_message: e.error_message.clone(),
+            })));
+        })
     }
 
     /// Sends every span assembled so far to the collector and waits for it (up to

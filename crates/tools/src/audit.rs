@@ -21,10 +21,16 @@ enum Msg {
     Flush(oneshot::Sender<Result<(), StoreError>>),
 }
 
+/// Told of each entry as it is queued, on the caller's task, before the call's result goes
+/// back (traces make a span of each agent tool call): it must only copy what it needs and
+/// queue it.
+pub type AuditWatcher = Arc<dyn Fn(&AuditEntry) + Send + Sync>;
+
 /// A handle to the audit writer; cheap to clone.
 #[derive(Clone)]
 pub struct AuditSink {
     tx: mpsc::UnboundedSender<Msg>,
+    watcher: Option<AuditWatcher>,
 }
 
 /// Most entries written in one transaction.
@@ -70,11 +76,20 @@ impl AuditSink {
                 }
             }
         });
-        AuditSink { tx }
+        AuditSink { tx, watcher: None }
+    }
+
+    /// This writer, with `watcher` told of every entry queued.
+    pub fn watched(mut self, watcher: AuditWatcher) -> AuditSink {
+        self.watcher = Some(watcher);
+        self
     }
 
     /// Queues an entry (never blocks).
     pub fn record(&self, entry: AuditEntry) {
+        if let Some(w) = &self.watcher {
+            w(&entry);
+        }
         let _ = self.tx.send(Msg::Entry(Box::new(entry)));
     }
 

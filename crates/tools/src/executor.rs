@@ -633,6 +633,26 @@ impl Executor {
         cached: bool,
     ) {
         let duration = started.1.elapsed();
+        // The log's lines about the call: values through the audit's redactor (and the
+        // call's secrets already scrubbed from errors), built only when the level is on.
+        match result {
+            Ok(_) => tracing::debug!(
+                tool = %req.tool,
+                attempt = req.ctx.attempt,
+                cached,
+                args = %redacted_input.as_ref().map_or_else(|| redact(&req.input).to_string(), |v| v.to_string()),
+                ms = duration.as_millis() as u64,
+                "tool call"
+            ),
+            Err(e) => tracing::info!(
+                tool = %req.tool,
+                attempt = req.ctx.attempt,
+                code = %e.code,
+                error = %crate::redact::redact_str(&e.message),
+                args = %redacted_input.as_ref().map_or_else(|| redact(&req.input).to_string(), |v| v.to_string()),
+                "tool call failed"
+            ),
+        }
         match slot {
             Some(slot) => {
                 if result.is_ok() {

@@ -28,7 +28,7 @@ pub mod executor;
 pub mod http;
 pub mod limits;
 pub mod mcp;
-pub mod redact;
+pub use hilo_core::redact;
 pub mod secrets;
 pub mod sql;
 #[cfg(feature = "test-util")]
@@ -37,7 +37,7 @@ pub mod testserver;
 pub mod testsmtp;
 pub mod vault;
 
-pub use audit::AuditSink;
+pub use audit::{AuditSink, AuditWatcher};
 pub use email::EmailSettings;
 pub use executor::{
     Executor, ExecutorBuilder, ExecutorConfig, TenantTools, ToolSettings, ToolsError,

@@ -84,13 +84,13 @@ fn the_demo_classifies_acts_compensates_and_hands_over_with_no_key() {
 }
 
 /// A fake OpenAI-compatible server in this test process, on its own runtime.
-struct Fake {
-    rt: tokio::runtime::Runtime,
+pub(crate) struct Fake {
+    pub(crate) rt: tokio::runtime::Runtime,
     server: Option<hilo_llm::testserver::FakeProvider>,
 }
 
 impl Fake {
-    fn start() -> Fake {
+    pub(crate) fn start() -> Fake {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -103,7 +103,7 @@ impl Fake {
         }
     }
 
-    fn server(&self) -> &hilo_llm::testserver::FakeProvider {
+    pub(crate) fn server(&self) -> &hilo_llm::testserver::FakeProvider {
         self.server.as_ref().unwrap()
     }
 }

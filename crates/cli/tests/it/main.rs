@@ -14,6 +14,7 @@ mod hardening;
 mod hil;
 mod init;
 mod mcp;
+mod planted;
 mod poison;
 mod postgres;
 mod run;

@@ -370,6 +370,10 @@ impl Machine {
     pub fn tenant(&self) -> &str {
         &self.tenant
     }
+    /// The execution's trace id (the caller's when a request carried a `traceparent`).
+    pub fn trace_id(&self) -> [u8; 16] {
+        self.trace_id
+    }
     pub fn plan(&self) -> &Arc<Plan> {
         &self.plan
     }

@@ -198,6 +198,8 @@ async fn text_and_usage(wire: Wire, stream: bool) {
     assert_eq!(answer.usage.input_tokens, 12);
     assert_eq!(answer.usage.output_tokens, 5);
     assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
+    // The model that answered, as the provider named it (the fake echoes the request's).
+    assert_eq!(answer.model.as_deref(), Some("m1"));
     assert!(answer.tool_calls.is_empty());
     assert_eq!(answer.first_token_ms.is_some(), stream);
 

@@ -5,7 +5,7 @@ use hilo_core::llm::LlmCall;
 use hilo_core::store::Result;
 
 use crate::pg::PgStore;
-use crate::sql::costs::llm_call_columns;
+use crate::sql::costs::{json_text, llm_call_columns, reasons_text};
 use crate::sql::{backend, to_i64};
 
 impl PgStore {
@@ -15,7 +15,7 @@ impl PgStore {
             "INSERT INTO llm_calls (",
             llm_call_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19)"
+             $17, $18, $19, $20, $21, $22, $23)"
         ))
         .bind(c.created_at)
         .bind(&c.tenant)
@@ -36,6 +36,10 @@ impl PgStore {
         .bind(c.success)
         .bind(&c.error_code)
         .bind(c.decision.to_string())
+        .bind(&c.response_model)
+        .bind(reasons_text(&c.finish_reasons))
+        .bind(json_text(c.input_messages.as_ref()))
+        .bind(json_text(c.output_messages.as_ref()))
         .execute(self.pool())
         .await
         .map_err(backend)?;

@@ -14,7 +14,8 @@ macro_rules! llm_call_columns {
     () => {
         "created_at, tenant_id, execution_id, workflow, node_key, attempt, profile, model, \
          provider, purpose, estimated_input_tokens, input_tokens, output_tokens, \
-         estimated_cost_nanos, cost_nanos, latency_ms, success, error_code, decision"
+         estimated_cost_nanos, cost_nanos, latency_ms, success, error_code, decision, \
+         response_model, finish_reasons, input_messages, output_messages"
     };
 }
 pub(crate) use llm_call_columns;
@@ -29,6 +30,16 @@ pub(crate) fn sort_rollup(rows: &mut [CostRow]) {
 /// The stored form of an `LlmCall`'s decision read back (text that is not JSON stays text).
 pub(crate) fn decision_value(text: String) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+}
+
+/// An optional JSON column's text.
+pub(crate) fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
+    v.map(serde_json::Value::to_string)
+}
+
+/// The finish reasons as stored: a JSON array, or NULL when there are none.
+pub(crate) fn reasons_text(reasons: &[String]) -> Option<String> {
+    (!reasons.is_empty()).then(|| serde_json::Value::from(reasons.to_vec()).to_string())
 }
 
 /// A row of `llm_call_columns!()`.
@@ -53,6 +64,13 @@ fn call_from_row(r: &impl RowAccess) -> Result<LlmCall> {
         success: r.bool(16)?,
         error_code: r.opt_text(17)?,
         decision: decision_value(r.text(18)?),
+        response_model: r.opt_text(19)?,
+        finish_reasons: r
+            .opt_text(20)?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
+        input_messages: r.opt_text(21)?.map(decision_value),
+        output_messages: r.opt_text(22)?.map(decision_value),
     })
 }
 

@@ -5,7 +5,7 @@ use hilo_core::llm::LlmCall;
 use hilo_core::store::Result;
 use rusqlite::params;
 
-use crate::sql::costs::llm_call_columns;
+use crate::sql::costs::{json_text, llm_call_columns, reasons_text};
 use crate::sql::exec_codec::i as int;
 use crate::sqlite::SqliteStore;
 use crate::sqlite::stmt::db;
@@ -20,7 +20,7 @@ impl SqliteStore {
                     "INSERT INTO llm_calls (",
                     llm_call_columns!(),
                     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-                     ?15, ?16, ?17, ?18, ?19)"
+                     ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
                 ))
                 .map_err(db)?
                 .execute(params![
@@ -43,6 +43,10 @@ impl SqliteStore {
                     c.success,
                     c.error_code,
                     c.decision.to_string(),
+                    c.response_model,
+                    reasons_text(&c.finish_reasons),
+                    json_text(c.input_messages.as_ref()),
+                    json_text(c.output_messages.as_ref()),
                 ])
                 .map_err(db)?;
                 Ok(())

@@ -377,6 +377,13 @@ fn llm_call(
         error_code: None,
         decision: json!({"chosen": model, "candidates": [{"model": model, "score": 0.9}]}),
         created_at,
+        // What the provider said (migration 0015), read back as written.
+        response_model: Some(format!("{model}-2024-07-18")),
+        finish_reasons: vec!["stop".into()],
+        input_messages: Some(
+            json!([{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]),
+        ),
+        output_messages: None,
     }
 }
 

@@ -46,6 +46,7 @@ async fn process(db: &std::path::Path, endpoint: &str) -> (Traces, Engine) {
         &TelemetryConfig {
             otlp_endpoint: Some(endpoint.to_string()),
             service_name: None,
+            capture_content: false,
         },
         store.clone(),
     )

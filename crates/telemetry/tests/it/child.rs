@@ -90,6 +90,7 @@ async fn parent_and_child(caller: Option<hilo_core::trace::TraceParent>) {
         &TelemetryConfig {
             otlp_endpoint: Some(receiver.base.clone()),
             service_name: None,
+            ..Default::default()
         },
         store.clone(),
     )

@@ -5,6 +5,7 @@
 
 mod caller;
 mod child;
+mod genai;
 mod phoenix;
 mod receiver;
 mod restart;

@@ -115,3 +115,18 @@ pub fn attr_f64(span: &Span, key: &str) -> Option<f64> {
         _ => None,
     }
 }
+
+pub fn attr_bool(span: &Span, key: &str) -> Option<bool> {
+    match attr(span, key) {
+        Some(any_value::Value::BoolValue(b)) => Some(*b),
+        _ => None,
+    }
+}
+
+/// A string-array attribute's items.
+pub fn attr_strings(span: &Span, key: &str) -> Option<Vec<String>> {
+    match attr(span, key) {
+        Some(any_value::Value::ArrayValue(a)) => Some(a.values.iter().map(text).collect()),
+        _ => None,
+    }
+}

@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde_json::json;
 
 use crate::phoenix::Phoenix;
-use crate::receiver::{Receiver, attr_f64, attr_int, attr_str};
+use crate::receiver::{Receiver, attr_f64, attr_int, attr_str, attr_strings};
 
 const WORKFLOW: &str = r#"
 name: traced
@@ -79,19 +79,9 @@ impl Sink {
     }
 }
 
-async fn process(db: &std::path::Path, fake: &FakeProvider, endpoint: &str) -> Process {
-    let store: Arc<dyn Store> = Arc::new(
-        hilo_store::SqliteStore::open(db, hilo_store::Durability::Normal)
-            .await
-            .unwrap(),
-    );
-    let config = TelemetryConfig {
-        otlp_endpoint: Some(endpoint.to_string()),
-        service_name: Some("hilo-test".into()),
-    };
-    let traces = Traces::from_config(&config, store.clone())
-        .unwrap()
-        .expect("an endpoint is configured");
+/// A router over one model (`oa-small`, provider model `small`) of the fake OpenAI server,
+/// every profile on it, writing its ledger to `costs`.
+pub fn fake_router(fake: &FakeProvider, costs: Arc<dyn hilo_core::llm::CostStore>) -> Router {
     let llm = LlmConfig::from_value(&json!({
         "providers": {"oa": {"kind": "openai", "base_url": fake.openai_base_url(), "api_key_env": "TEST_OA_KEY"}},
         "models": [
@@ -108,8 +98,24 @@ async fn process(db: &std::path::Path, fake: &FakeProvider, endpoint: &str) -> P
     .resolve()
     .unwrap();
     let env: BTreeMap<String, String> = [("TEST_OA_KEY".to_string(), "sk-test".to_string())].into();
-    let router = Router::new(llm, traces.costs(store.clone()), None)
-        .with_env(Arc::new(move |k| env.get(k).cloned()));
+    Router::new(llm, costs, None).with_env(Arc::new(move |k| env.get(k).cloned()))
+}
+
+async fn process(db: &std::path::Path, fake: &FakeProvider, endpoint: &str) -> Process {
+    let store: Arc<dyn Store> = Arc::new(
+        hilo_store::SqliteStore::open(db, hilo_store::Durability::Normal)
+            .await
+            .unwrap(),
+    );
+    let config = TelemetryConfig {
+        otlp_endpoint: Some(endpoint.to_string()),
+        service_name: Some("hilo-test".into()),
+        ..Default::default()
+    };
+    let traces = Traces::from_config(&config, store.clone())
+        .unwrap()
+        .expect("an endpoint is configured");
+    let router = fake_router(fake, traces.costs(store.clone()));
     let executor = hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default())
         .tools(hilo_engine::testkit::test_tools())
         .audit(hilo_tools::AuditSink::spawn(store.clone()))
@@ -292,9 +298,14 @@ async fn traced_across_a_restart(sink: Sink) {
         attr_str(chat, "gen_ai.request.model").as_deref(),
         Some("oa-small")
     );
+    // The model id the provider answered with (the fake echoes the request's).
     assert_eq!(
         attr_str(chat, "gen_ai.response.model").as_deref(),
-        Some("oa-small")
+        Some("small")
+    );
+    assert_eq!(
+        attr_strings(chat, "gen_ai.response.finish_reasons"),
+        Some(vec!["stop".to_string()])
     );
     assert_eq!(attr_int(chat, "gen_ai.usage.input_tokens"), Some(1200));
     assert_eq!(attr_int(chat, "gen_ai.usage.output_tokens"), Some(345));

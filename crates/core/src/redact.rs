@@ -1,9 +1,15 @@
-//! Personal data redaction for the audit trail: e-mail addresses, phone numbers, payment card
-//! numbers (Luhn-checked) and national ids (US SSN, Spanish DNI/NIE) in every string of a JSON
-//! value are replaced by `[REDACTED_EMAIL]`, `[REDACTED_PHONE]`, `[REDACTED_CARD]` and
-//! `[REDACTED_NATIONAL_ID]`. Object keys that name a secret (`password`, `token`, `api_key`,
-//! `authorization`, …) have their whole value replaced by `[REDACTED_SECRET]`, and so do the
-//! credentials of URLs (`scheme://user:pass@host` → `scheme://[REDACTED_SECRET]@host`).
+//! Redaction of personal data and credentials, for the audit trail (`hilo-tools`) and the logs
+//! (the `hilo` binary's subscriber and the values library crates log): e-mail addresses, phone
+//! numbers, payment card numbers (Luhn-checked) and national ids (US SSN, Spanish DNI/NIE) in
+//! every string of a JSON value are replaced by `[REDACTED_EMAIL]`, `[REDACTED_PHONE]`,
+//! `[REDACTED_CARD]` and `[REDACTED_NATIONAL_ID]`. Object keys that name a secret (`password`,
+//! `token`, `api_key`, `authorization`, …) have their whole value replaced by
+//! `[REDACTED_SECRET]`, and so do credential shapes in text ([`redact_credentials`]): the
+//! credentials of URLs (`scheme://user:pass@host` → `scheme://[REDACTED_SECRET]@host`),
+//! bearer tokens, API keys of the usual shapes (`sk-…`, `ghp_…`, `xoxb-…`, `AKIA…`) and
+//! `password=…`-style assignments. Secret *values* (a vault's, an environment secret's) have
+//! no shape: the tool executor scrubs the ones a call used, and the binary's log writer the
+//! ones its secret sources handed out.
 
 use std::sync::LazyLock;
 
@@ -17,6 +23,9 @@ struct Rules {
     dni: Regex,
     phone: Regex,
     userinfo: Regex,
+    bearer: Regex,
+    key: Regex,
+    assignment: Regex,
 }
 
 /// One pattern, compiled without Unicode: the data matched (digits, e-mail characters, word
@@ -48,7 +57,54 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| Rules {
     userinfo: ascii(
         r"(?i)\b([a-z][a-z0-9+.-]*://)[\x21\x22\x24-\x2e\x30-\x3e\x40-\x5b\x5d-\x7e]*@",
     ),
+    // `Bearer <token>` anywhere; an `Authorization:` header's value whatever its scheme.
+    bearer: ascii(
+        r#"(?i)\b(bearer\s+|authorization["']?\s*[=:]\s*["']?(?:[a-z]+\s+)?)[A-Za-z0-9._~+/=-]{6,}"#,
+    ),
+    // API keys by their prefixes: OpenAI/Anthropic `sk-…`, GitHub `ghp_…`/`github_pat_…`,
+    // Slack `xox?-…`, AWS access key ids, Google `AIza…`.
+    key: ascii(
+        r"\b(?:sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{30,})",
+    ),
+    // `password=…`, `api_key: …`, `"token":"…"` in free text (a query string, an error).
+    assignment: ascii(
+        r#"(?i)\b((?:[a-z0-9]+[_-])*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key)["']?\s*[=:]\s*["']?)[\x21\x23-\x25\x28-\x2b\x2d-\x3a\x3c-\x7c\x7e]+"#,
+    ),
 });
+
+/// `s` with credential shapes replaced by `[REDACTED_SECRET]`: URL credentials, bearer and
+/// basic tokens, API keys of known shapes and `password=…`-style assignments; e-mail
+/// addresses too (`[REDACTED_EMAIL]`). What the log writer applies to every line: none of
+/// these shapes is a timestamp, an id or a number a log line needs.
+pub fn redact_credentials(s: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let r = &*RULES;
+    let mut out: Cow<'_, str> = scrub_userinfo(s);
+    let lower_has = |t: &str, needle: &str| {
+        t.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    if (lower_has(&out, "bearer") || lower_has(&out, "authorization"))
+        && let Cow::Owned(o) = r.bearer.replace_all(&out, "${1}[REDACTED_SECRET]")
+    {
+        out = Cow::Owned(o);
+    }
+    if let Cow::Owned(o) = r.key.replace_all(&out, "[REDACTED_SECRET]") {
+        out = Cow::Owned(o);
+    }
+    if (out.contains('=') || out.contains(':'))
+        && let Cow::Owned(o) = r.assignment.replace_all(&out, "${1}[REDACTED_SECRET]")
+    {
+        out = Cow::Owned(o);
+    }
+    if out.contains('@')
+        && let Cow::Owned(o) = r.email.replace_all(&out, "[REDACTED_EMAIL]")
+    {
+        out = Cow::Owned(o);
+    }
+    out
+}
 
 /// `s` with the credentials of every URL in it (`scheme://user:pass@`) replaced.
 pub fn scrub_userinfo(s: &str) -> std::borrow::Cow<'_, str> {
@@ -94,15 +150,14 @@ fn luhn(digits: &str) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// Redacts personal data inside one string.
+/// Redacts personal data and credential shapes inside one string.
 pub fn redact_str(s: &str) -> String {
-    // Every pattern needs an `@` or a digit: most strings need no regex at all.
-    if !s.bytes().any(|b| b == b'@' || b.is_ascii_digit()) {
-        return s.to_string();
+    let s = redact_credentials(s);
+    // Every other pattern needs a digit: most strings need no more regexes.
+    if !s.bytes().any(|b| b.is_ascii_digit()) {
+        return s.into_owned();
     }
     let r = &*RULES;
-    let s = scrub_userinfo(s);
-    let s = r.email.replace_all(&s, "[REDACTED_EMAIL]");
     let s = r.card.replace_all(&s, |c: &Captures| {
         if luhn(&c[0]) {
             "[REDACTED_CARD]".to_string()
@@ -187,6 +242,53 @@ mod tests {
         assert_eq!(r["amount"], 1250);
         assert_eq!(r["order"], "A-2024-0001");
         assert_eq!(r["date"], "2026-11-21");
+    }
+
+    #[test]
+    fn credential_shapes() {
+        let cases = [
+            (
+                "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig",
+                "Authorization: Bearer [REDACTED_SECRET]",
+            ),
+            (
+                "key sk-proj-AbCdEf0123456789xyzXYZ in the header",
+                "key [REDACTED_SECRET] in the header",
+            ),
+            (
+                "GET https://bob:hunter2@db.example.com/x failed",
+                "GET https://[REDACTED_SECRET]@db.example.com/x failed",
+            ),
+            (
+                "login with password=hunter2&user=bob",
+                "login with password=[REDACTED_SECRET]&user=bob",
+            ),
+            (
+                r#"{"api_key":"abc123","n":1}"#,
+                r#"{"api_key":"[REDACTED_SECRET]","n":1}"#,
+            ),
+            ("mail ana@example.com now", "mail [REDACTED_EMAIL] now"),
+            ("ghp_0123456789abcdefghijABCD", "[REDACTED_SECRET]"),
+            ("AKIAABCDEFGHIJKLMNOP", "[REDACTED_SECRET]"),
+            (
+                "Authorization: Basic dXNlcjpwYXNz",
+                "Authorization: Basic [REDACTED_SECRET]",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_credentials(input), want, "{input}");
+            assert_eq!(redact_str(input), want, "{input}");
+        }
+        // What a log line is made of stays: times, ids, numbers, plain words.
+        for keep in [
+            "2026-11-24T19:31:51.123456Z WARN execution=019ab3c4d5e6f7a8b9c0d1e2 node=fetch",
+            "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 took 1234 ms",
+            "the token bucket is empty",
+            "secret `shop_url` is not set",
+            "basic configuration of the token bucket",
+        ] {
+            assert_eq!(redact_credentials(keep), keep);
+        }
     }
 
     #[test]
