@@ -46,6 +46,7 @@ pub mod episode;
 pub mod exec;
 pub mod expr;
 pub mod hil;
+pub mod knowledge;
 pub mod llm;
 pub mod model;
 mod pointer;
