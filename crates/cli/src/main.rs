@@ -23,6 +23,7 @@ mod exit;
 mod hil;
 mod init;
 mod input;
+mod kb;
 mod memory;
 mod remote;
 mod secrets;
