@@ -89,6 +89,7 @@ pub async fn serve(app: &App, addr: Option<String>, workers: Option<usize>) -> R
         llm: config.llm.clone(),
         tools,
         secrets: Some(secrets),
+        embedder: crate::kb::embedder(app),
     });
     noteln!(
         "hilo serving http://{local}/api/v1 on {} ({workers} workers); OpenAPI at /api/v1/openapi.json; Ctrl-C stops it",

@@ -41,6 +41,9 @@ pub struct Parts {
     pub tools: Arc<dyn ToolExecutor>,
     /// Tenants' secrets (callback signing keys).
     pub secrets: Option<Arc<dyn hilo_tools::Secrets>>,
+    /// The knowledge base's embedding model (`None`: documents without vectors, full-text
+    /// search).
+    pub embedder: Option<Arc<dyn hilo_embed::Embedder>>,
 }
 
 struct Inner {
@@ -62,6 +65,8 @@ struct Inner {
     runner: Runner,
     /// The conversation layer.
     hil: Hil,
+    /// The knowledge base (its vector cache lives as long as the server).
+    knowledge: hilo_memory::Knowledge,
 }
 
 /// The shared state (cheap to clone).
@@ -71,6 +76,7 @@ pub struct AppState(Arc<Inner>);
 impl AppState {
     pub fn new(parts: Parts) -> AppState {
         let store = parts.engine.store().clone();
+        let knowledge = hilo_memory::Knowledge::new(store.clone(), parts.embedder.clone());
         let chats = ChatTokens::new(store.clone());
         let keys = Keys::new(
             store.clone(),
@@ -108,7 +114,13 @@ impl AppState {
             wake,
             runner,
             hil,
+            knowledge,
         }))
+    }
+
+    /// The knowledge base of every tenant (each call names its tenant).
+    pub fn knowledge(&self) -> &hilo_memory::Knowledge {
+        &self.0.knowledge
     }
 
     pub fn engine(&self) -> &Engine {

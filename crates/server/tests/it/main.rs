@@ -9,6 +9,7 @@ mod console;
 mod conventions;
 mod hardening;
 mod hil;
+mod kb;
 mod live;
 mod memory;
 mod ops;
