@@ -74,7 +74,7 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
             only,
             reps,
             max_seconds,
-        } => bench::run(json, quick, only, reps, max_seconds).await,
+        } => bench::run(json, quick, only, reps, max_seconds, kb::embedder(app)).await,
         Command::Init(args) => init::init(&args),
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -13,6 +13,7 @@ mod out;
 mod alloc;
 mod app;
 mod bench;
+mod bench_memory;
 mod cli;
 mod commands;
 mod config;

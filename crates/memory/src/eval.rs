@@ -47,7 +47,10 @@ pub fn quality(ranks: &[Option<usize>], k: usize) -> Quality {
         };
     }
     let found = ranks.iter().flatten().filter(|r| **r <= k).count();
-    let rr: f64 = ranks.iter().flatten().map(|r| 1.0 / *r as f64).sum();
+    let rr = ranks
+        .iter()
+        .flatten()
+        .fold(0.0, |sum, r| sum + 1.0 / *r as f64);
     Quality {
         questions: n,
         recall_at_k: found as f64 / n as f64,

@@ -70,9 +70,11 @@ impl Db for SqliteStore {
     // SQLite compares text as bytes by default.
     const COLLATE_C: &'static str = "";
     // FTS5: bm25() (smaller is better, so negated), the heading weighted twice the text.
+    // CROSS JOIN keeps the full-text match the outer loop: the planner would otherwise walk
+    // the collection's chunks and run the match once per chunk.
     const KB_TEXT_SEARCH: &'static str = "SELECT c.id, -bm25(kb_chunks_fts, 2.0, 1.0) AS score \
-         FROM kb_chunks_fts JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid \
-         JOIN kb_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
+         FROM kb_chunks_fts CROSS JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid \
+         CROSS JOIN kb_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
          WHERE kb_chunks_fts MATCH $1 AND c.tenant_id = $2 AND c.collection = $3{filters} \
          ORDER BY score DESC, c.id LIMIT $4";
 
