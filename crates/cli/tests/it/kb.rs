@@ -207,3 +207,40 @@ fn kb_add_list_show_search_remove() {
     let (_, out, _) = run(&["kb", "list"], &db);
     assert!(out.contains("no collections yet"), "{out}");
 }
+
+/// `hilo bench --only memory --quick` runs every knowledge-base scenario for real (small
+/// sizes) at the repository's root: indexing throughput, hybrid search over both lists, and
+/// the question set over docs/ (full text here: no embedding model is configured).
+#[test]
+fn bench_memory_runs_its_scenarios() {
+    let out = crate::hilo(&["bench", "--json", "--quick", "--only", "memory"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["memory_index"]["chunks_per_s"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+    assert!(
+        v["memory_index"]["chunks"].as_u64().unwrap() >= 1_000,
+        "{v}"
+    );
+    let s = &v["memory_search_10000"];
+    assert!(
+        s["chunks"].as_u64().unwrap() >= 1_000,
+        "quick: 1,000 chunks: {v}"
+    );
+    assert!(s["p95_ms"].as_f64().unwrap() >= s["p50_ms"].as_f64().unwrap());
+    assert!(
+        v.get("memory_search_100000").is_none(),
+        "quick skips the largest: {v}"
+    );
+    let q = &v["memory_quality"];
+    assert!(q["questions"].as_u64().unwrap() >= 100, "{v}");
+    assert_eq!(q["embedded_by"], Value::Null);
+    let recall = q["text"]["recall_at_k"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&recall), "{v}");
+    assert!(
+        q.get("hybrid").is_none(),
+        "no embedder, no hybrid figures: {v}"
+    );
+}
