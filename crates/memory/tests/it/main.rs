@@ -112,7 +112,44 @@ fn req(collection: &str, query: &str, mode: Mode) -> SearchRequest {
 #[tokio::test]
 async fn add_is_idempotent_and_search_is_hybrid_with_provenance() {
     let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir).await;
+    hybrid_search_with_provenance(store(&dir).await).await;
+}
+
+/// The same on PostgreSQL (127.0.0.1:5432, user postgres): its `tsvector` ranking.
+#[tokio::test]
+async fn postgres_hybrid_search_with_provenance() {
+    use sqlx::Connection;
+    const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+    let name = format!(
+        "hilo_memory_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let mut admin = sqlx::PgConnection::connect(ADMIN)
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432 (user postgres) is needed by this test");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let s = Arc::new(
+        hilo_store::PgStore::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}"))
+            .await
+            .unwrap(),
+    );
+    hybrid_search_with_provenance(s.clone()).await;
+    drop(s);
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+}
+
+async fn hybrid_search_with_provenance(s: Arc<dyn KnowledgeStore>) {
     let emb = BagOfWords::new();
     let kb = Knowledge::new(s.clone(), Some(emb.clone()));
 
