@@ -261,6 +261,7 @@ pub async fn run(
     only: Option<String>,
     reps: Option<u32>,
     max_seconds: u64,
+    embedder: Option<Arc<dyn hilo_embed::Embedder>>,
 ) -> Result<(), Exit> {
     if let Some(o) = &only
         && !all_keys().any(|s| s.starts_with(o.as_str()))
@@ -270,14 +271,14 @@ pub async fn run(
             all_keys().collect::<Vec<_>>().join(", ")
         )));
     }
-    bench(as_json, quick, only.as_deref(), reps, max_seconds)
+    bench(as_json, quick, only.as_deref(), reps, max_seconds, embedder)
         .await
         .map_err(Exit::from)
 }
 
 /// The scenario keys, as in `--json`. The `size_…` ones (see [`size`]) each run in a child
 /// process of their own (`hilo bench --only KEY`), so that each has its own peak RSS.
-const SCENARIOS: [&str; 21] = [
+const SCENARIOS: [&str; 26] = [
     "chain100_memory",
     "chain100_sqlite_normal",
     "chain100_sqlite_full",
@@ -299,6 +300,12 @@ const SCENARIOS: [&str; 21] = [
     "size_resume_100",
     "size_resume_10000",
     "size_resume_100000",
+    // The knowledge base's (`bench_memory`).
+    "memory_index",
+    "memory_search_100",
+    "memory_search_10000",
+    "memory_search_100000",
+    "memory_quality",
 ];
 
 /// Every scenario key: [`SCENARIOS`] and the trace ones (`bench_trace::KEYS`).
@@ -326,6 +333,7 @@ async fn bench(
     only: Option<&str>,
     reps: Option<u32>,
     max_seconds: u64,
+    embedder: Option<Arc<dyn hilo_embed::Embedder>>,
 ) -> anyhow::Result<()> {
     let wanted = |key: &str| selects(only, key) && !key.starts_with("size");
     let asked_reps = reps;
@@ -652,6 +660,19 @@ async fn bench(
         }
         size::summarise(&mut sizes, &mut rows);
         results.extend(sizes);
+    }
+
+    // (g) The knowledge base: indexing, hybrid search at 100 … 100,000 chunks, quality.
+    if crate::bench_memory::KEYS.iter().any(|k| selects(only, k)) {
+        crate::bench_memory::run(
+            &|k: &str| selects(only, k),
+            quick,
+            embedder,
+            &say,
+            &mut results,
+            &mut rows,
+        )
+        .await?;
     }
 
     if as_json {

@@ -297,6 +297,10 @@ pub enum Command {
     /// cost) that planners recall for similar goals.
     #[command(subcommand)]
     Memory(MemoryCommand),
+    /// The knowledge base: documents (Markdown, text, HTML) in named collections, cut into
+    /// chunks and found by hybrid search (full text and, with an embedding model, vectors).
+    #[command(subcommand)]
+    Kb(KbCommand),
     /// List the audit trail of tool calls (inputs and outputs with personal data redacted),
     /// oldest first.
     Audit(AuditArgs),
@@ -471,6 +475,94 @@ pub enum MemoryCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Add documents to a collection (created on first use): a file, every Markdown, text
+    /// and HTML file under a folder, or text from stdin (`-`). Re-adding an unchanged
+    /// document does nothing; a changed one replaces its chunks.
+    Add {
+        /// The collection's name
+        collection: String,
+        /// A file, a folder, or `-` for stdin
+        #[arg(value_name = "FILE|DIR|-")]
+        path: String,
+        /// Metadata of every document added (repeatable), filterable in searches
+        #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        meta: Vec<(String, String)>,
+        /// How to read the text: markdown, text or html [default: by extension; stdin: markdown]
+        #[arg(long, value_parser = ["markdown", "text", "html"])]
+        format: Option<String>,
+        /// The source name of stdin text (its identity in the collection)
+        #[arg(long, value_name = "NAME", default_value = "stdin")]
+        name: String,
+        /// Most characters per chunk
+        #[arg(long, value_name = "CHARS", default_value_t = 1000)]
+        chunk_size: usize,
+        /// Characters a chunk repeats from the end of the one before
+        #[arg(long, value_name = "CHARS", default_value_t = 150)]
+        chunk_overlap: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The tenant's collections, or the documents of one.
+    List {
+        collection: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One document: its metadata and chunks.
+    Show {
+        /// The document's id (`hilo kb list COLLECTION` shows them)
+        #[arg(value_name = "DOC")]
+        doc: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a document, or a whole collection.
+    Remove {
+        /// The document's id
+        #[arg(
+            value_name = "DOC",
+            required_unless_present = "collection",
+            conflicts_with = "collection"
+        )]
+        doc: Option<String>,
+        /// Remove this collection and every document in it
+        #[arg(long, value_name = "COLLECTION")]
+        collection: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search a collection: full text and vectors fused by reciprocal rank (hybrid), or one
+    /// of them. Without an embedding model, full text only.
+    Search {
+        collection: String,
+        query: String,
+        /// How many hits
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+        top_k: u32,
+        /// Leave out hits scoring less (hybrid: 1.0 = first in every list; vector: cosine;
+        /// text: the backend's full-text score)
+        #[arg(long, value_name = "S")]
+        min_score: Option<f64>,
+        /// Only documents with this metadata (repeatable: all must hold)
+        #[arg(long = "filter", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        filter: Vec<(String, String)>,
+        #[arg(long, default_value = "hybrid", value_parser = ["hybrid", "text", "vector"])]
+        mode: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `KEY=VALUE`.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

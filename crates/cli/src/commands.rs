@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
 use crate::{
-    bench, costs, demo, exec, hil, init, memory, out, remote, secrets, serve, tools, workflows,
+    bench, costs, demo, exec, hil, init, kb, memory, out, remote, secrets, serve, tools, workflows,
 };
 
 /// Runs `command` with the process's wiring.
@@ -56,6 +56,7 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
         Command::Audit(args) => tools::audit(app, args).await,
         Command::Costs(args) => costs::costs(app, args).await,
         Command::Memory(cmd) => memory::memory(app, cmd).await,
+        Command::Kb(cmd) => kb::kb(app, cmd).await,
         Command::Demo { dir, json } => demo::demo(app, dir, json).await,
         Command::Tools(cmd) => tools::tools(app, cmd).await,
         Command::Secrets(cmd) => secrets::secrets(app, cmd).await,
@@ -73,7 +74,7 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
             only,
             reps,
             max_seconds,
-        } => bench::run(json, quick, only, reps, max_seconds).await,
+        } => bench::run(json, quick, only, reps, max_seconds, app.embedder().await?).await,
         Command::Init(args) => init::init(&args),
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -213,7 +213,7 @@ fn view(e: &Episode) -> serde_json::Value {
 }
 
 /// At most `n` characters, with `…` when cut.
-fn clip(s: &str, n: usize) -> String {
+pub(crate) fn clip(s: &str, n: usize) -> String {
     let one_line = s.replace('\n', " ");
     if one_line.chars().count() <= n {
         return one_line;

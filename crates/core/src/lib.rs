@@ -49,6 +49,7 @@ pub mod exec;
 pub mod expr;
 pub mod forget;
 pub mod hil;
+pub mod knowledge;
 pub mod llm;
 pub mod model;
 mod pointer;

@@ -5,7 +5,8 @@
 //! combined in [`Store`]. One conformance suite in `hilo-store` runs against every backend.
 //!
 //! This is the top of core's runtime modules: `store` imports the trait files (`exec`, `tool`,
-//! `llm`, `access`, `session`, `hil`, `episode`) for the supertrait, and they import only
+//! `llm`, `access`, `session`, `hil`, `episode`,
+//! `knowledge`) for the supertrait, and they import only
 //! [`crate::base`], never `store`. The ids, errors and clock they share live in `base`; they
 //! are re-exported here, so `hilo_core::store::{TenantId, Result, StoreError, now_ms,
 //! DEFAULT_TENANT}` keep working.
@@ -19,6 +20,7 @@ use crate::episode::EpisodeStore;
 use crate::exec::ExecutionStore;
 use crate::forget::ForgetStore;
 use crate::hil::HilStore;
+use crate::knowledge::KnowledgeStore;
 use crate::llm::CostStore;
 use crate::session::SessionStore;
 use crate::source::Format;
@@ -197,6 +199,7 @@ pub trait Store:
     + SessionStore
     + EpisodeStore
     + ForgetStore
+    + KnowledgeStore
 {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
     fn describe(&self) -> String;

@@ -41,6 +41,9 @@ pub struct Parts {
     pub tools: Arc<dyn ToolExecutor>,
     /// Tenants' secrets (callback signing keys).
     pub secrets: Option<Arc<dyn hilo_tools::Secrets>>,
+    /// The knowledge base's embedding model, each call counted in the cost ledger for its
+    /// tenant (`None`: documents without vectors, full-text search).
+    pub embedder: Option<hilo_embed::LedgeredEmbedder>,
 }
 
 struct Inner {
@@ -62,6 +65,8 @@ struct Inner {
     runner: Runner,
     /// The conversation layer.
     hil: Hil,
+    /// The knowledge base (its vector cache lives as long as the server).
+    knowledge: hilo_memory::Knowledge,
 }
 
 /// The shared state (cheap to clone).
@@ -71,6 +76,10 @@ pub struct AppState(Arc<Inner>);
 impl AppState {
     pub fn new(parts: Parts) -> AppState {
         let store = parts.engine.store().clone();
+        let knowledge = match parts.embedder.clone() {
+            Some(l) => hilo_memory::Knowledge::ledgered(store.clone(), l),
+            None => hilo_memory::Knowledge::new(store.clone(), None),
+        };
         let chats = ChatTokens::new(store.clone());
         let keys = Keys::new(
             store.clone(),
@@ -108,7 +117,13 @@ impl AppState {
             wake,
             runner,
             hil,
+            knowledge,
         }))
+    }
+
+    /// The knowledge base of every tenant (each call names its tenant).
+    pub fn knowledge(&self) -> &hilo_memory::Knowledge {
+        &self.0.knowledge
     }
 
     pub fn engine(&self) -> &Engine {

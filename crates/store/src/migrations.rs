@@ -3,7 +3,8 @@
 //! Each migration is one `.sql` file under `crates/store/migrations/`, written in the SQL that
 //! both SQLite and PostgreSQL accept, except those in [`SQLITE_ONLY`] (physical layout that
 //! only SQLite has, such as `WITHOUT ROWID`) and those PostgreSQL replaces with its own file
-//! under `migrations/postgres/` ([`POSTGRES`]: identity keys, its claim indexes). Migrations
+//! under `migrations/postgres/` ([`POSTGRES`]: identity keys, its claim indexes). The
+//! knowledge base (0016) is one of each: SQLite's FTS5 and PostgreSQL's `tsvector`. Migrations
 //! only ever get added, never edited: sqlx checks each applied migration's checksum on start.
 
 use std::borrow::Cow;
@@ -89,6 +90,11 @@ const SQLITE_ONLY: &[(i64, &str, &str)] = &[
         "step log",
         include_str!("../migrations/0009_step_log.sql"),
     ),
+    (
+        16,
+        "knowledge base",
+        include_str!("../migrations/0016_knowledge.sql"),
+    ),
 ];
 
 /// PostgreSQL's own migrations: a number also in [`MIGRATIONS`] replaces that file there.
@@ -107,6 +113,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         6,
         "llm calls",
         include_str!("../migrations/postgres/0006_llm_calls.sql"),
+    ),
+    (
+        16,
+        "knowledge base",
+        include_str!("../migrations/postgres/0016_knowledge.sql"),
     ),
 ];
 

@@ -13,6 +13,7 @@ mod expr_limits;
 mod hardening;
 mod hil;
 mod init;
+mod kb;
 mod mcp;
 mod planted;
 mod poison;

@@ -4,6 +4,7 @@ pub mod conversations;
 pub mod events;
 pub mod executions;
 pub mod info;
+pub mod kb;
 pub mod memory;
 pub mod ops;
 pub mod params;
@@ -37,7 +38,7 @@ use crate::state::AppState;
         (name = "conversations", description = "Conversations between customers, the AI and human agents"),
         (name = "hil", description = "Human agents, their inboxes, the queue and the KPIs"),
         (name = "catalog", description = "Tools, agents, audit and costs"),
-        (name = "memory", description = "What agents remember: episodes of their runs; forgetting a customer"),
+        (name = "memory", description = "What agents remember: episodes of their runs, and the knowledge base they search; forgetting a customer"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -108,6 +109,11 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(memory::episode))
         .routes(routes!(memory::forget_customer))
         .routes(routes!(memory::erasures))
+        .routes(routes!(kb::collections))
+        .routes(routes!(kb::remove_collection))
+        .routes(routes!(kb::documents, kb::add_document))
+        .routes(routes!(kb::document, kb::remove_document))
+        .routes(routes!(kb::search))
         .routes(routes!(ops::metrics));
     let public = OpenApiRouter::new()
         .routes(routes!(ops::health))

@@ -107,6 +107,7 @@ impl TestServer {
             llm: llm.unwrap_or_default(),
             tools,
             secrets: Some(Arc::new(TestSecrets)),
+            embedder: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api/v1", listener.local_addr().unwrap());

@@ -10,6 +10,7 @@ mod conventions;
 mod forget;
 mod hardening;
 mod hil;
+mod kb;
 mod live;
 mod memory;
 mod ops;

@@ -24,6 +24,7 @@ fn query(sql: Sql, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArguments> {
             Arg::Int(v) => q.bind(*v),
             Arg::Text(v) => q.bind(v.as_deref()),
             Arg::Bool(v) => q.bind(*v),
+            Arg::Bytes(v) => q.bind(v.as_deref()),
         };
     }
     q
@@ -49,6 +50,14 @@ impl RowAccess for PgRow {
     fn bool(&self, i: usize) -> Result<bool> {
         self.try_get(i).map_err(backend)
     }
+
+    fn float(&self, i: usize) -> Result<f64> {
+        self.try_get(i).map_err(backend)
+    }
+
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>> {
+        self.try_get(i).map_err(backend)
+    }
 }
 
 impl Db for PgStore {
@@ -59,6 +68,24 @@ impl Db for PgStore {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     // Text compares by the database's collation unless told otherwise.
     const COLLATE_C: &'static str = " COLLATE \"C\"";
+    // The generated `tsv` column under its GIN index, ranked by cover density.
+    const KB_TEXT_SEARCH: &'static str = "SELECT c.id, ts_rank_cd(c.tsv, q)::float8 AS score \
+         FROM kb_chunks c JOIN kb_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
+         CROSS JOIN to_tsquery('english', $1) q \
+         WHERE c.tsv @@ q AND c.tenant_id = $2 AND c.collection = $3{filters} \
+         ORDER BY score DESC, c.id LIMIT $4";
+
+    // tsquery syntax: any of the terms (each letters and digits only, so nothing to escape).
+    fn kb_match(terms: &[String]) -> String {
+        terms.join(" | ")
+    }
+
+    fn kb_meta_equals(n: usize, key: &str) -> (String, String) {
+        (
+            format!("(d.metadata::jsonb ->> ${n}) = ${}", n + 1),
+            key.to_owned(),
+        )
+    }
 
     fn fetch_all(
         &self,

@@ -25,6 +25,13 @@ pub(crate) enum Arg<'a> {
     Int(Option<i64>),
     Text(Option<Cow<'a, str>>),
     Bool(bool),
+    Bytes(Option<Cow<'a, [u8]>>),
+}
+
+impl From<Option<Vec<u8>>> for Arg<'_> {
+    fn from(v: Option<Vec<u8>>) -> Self {
+        Arg::Bytes(v.map(Cow::Owned))
+    }
 }
 
 impl From<i64> for Arg<'_> {
@@ -89,6 +96,8 @@ pub(crate) trait RowAccess {
     fn int(&self, i: usize) -> Result<i64>;
     fn opt_int(&self, i: usize) -> Result<Option<i64>>;
     fn bool(&self, i: usize) -> Result<bool>;
+    fn float(&self, i: usize) -> Result<f64>;
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>>;
 }
 
 /// Every row of `rows` decoded by `f`.
@@ -107,6 +116,17 @@ pub(crate) trait Db: Sync {
     /// Follows a text column or value so that it compares as bytes (`" COLLATE \"C\""`), or
     /// `""` where that is the default (SQLite).
     const COLLATE_C: &'static str;
+    /// The knowledge base's full-text query: `$1` the match text ([`Db::kb_match`]), `$2`
+    /// the tenant, `$3` the collection, `$4` the limit; `{filters}` is replaced by `AND`
+    /// conditions on `d` (the chunk's document). Rows: chunk id, score (higher is better).
+    const KB_TEXT_SEARCH: &'static str;
+
+    /// The match text of a full-text query for any of `terms` (letters and digits only).
+    fn kb_match(terms: &[String]) -> String;
+
+    /// A condition that the document's metadata key bound at `$n` equals the value at
+    /// `$n+1`, and the key's argument as this backend binds it.
+    fn kb_meta_equals(n: usize, key: &str) -> (String, String);
 
     fn fetch_all(
         &self,

@@ -2,7 +2,8 @@
 //! conversions, the execution store's encoding and portable statements (`exec_codec`), the
 //! quarantine's verdict (`quarantine`), the store both backends are (`store`: `SqlStore`,
 //! implementing hilo-core's store traits once), and the stores that are the same SQL on both
-//! (`workflows`, `secrets`, `idempotency`, `sessions`, `access`, `costs`, `audit`, `hil`).
+//! (`workflows`, `secrets`, `idempotency`, `sessions`, `access`, `costs`, `audit`, `hil`,
+//! `episodes`, `knowledge`).
 
 pub(crate) mod access;
 pub(crate) mod audit;
@@ -14,6 +15,7 @@ pub(crate) mod exec_rows;
 pub(crate) mod forget;
 pub(crate) mod hil;
 pub(crate) mod idempotency;
+pub(crate) mod knowledge;
 pub(crate) mod quarantine;
 pub(crate) mod secrets;
 pub(crate) mod sessions;

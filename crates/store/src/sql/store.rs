@@ -22,6 +22,10 @@ use hilo_core::hil::{
     ConvFilter, ConvStatus, Conversation, Delivery, HilChanges, HilOp, HilStore, HumanAgent,
     ItemState, Message, NewMessage, StatsRow, Transition, WorkItem,
 };
+use hilo_core::knowledge::{
+    ChunkVector, KbChunk, KbCollection, KbDocument, KnowledgeStore, NewKbDocument, PutOutcome,
+    TextHit, TextQuery,
+};
 use hilo_core::llm::{CostBy, CostRow, CostStore, LlmCall};
 use hilo_core::session::{ChatToken, ConsoleSession, SessionStore};
 use hilo_core::store::{
@@ -35,8 +39,8 @@ use hilo_core::tool::{
 use crate::RunningLimits;
 use crate::sql::db::Db;
 use crate::sql::{
-    DEFAULT_PAYLOAD_THRESHOLD, access, audit, costs, episodes, forget, hil, idempotency, secrets,
-    sessions, workflows,
+    DEFAULT_PAYLOAD_THRESHOLD, access, audit, costs, episodes, forget, hil, idempotency, knowledge,
+    secrets, sessions, workflows,
 };
 
 /// A store: a backend's own parts `B` (its pool, and whatever else it runs on), reached
@@ -261,6 +265,73 @@ where
 
     async fn list_erasures(&self, tenant: &TenantId, limit: u32) -> Result<Vec<ErasureRecord>> {
         forget::list_erasures(self, tenant, limit).await
+    }
+}
+
+#[async_trait]
+impl<B> KnowledgeStore for SqlStore<B>
+where
+    Self: Backend,
+{
+    async fn put_kb_document(&self, doc: &NewKbDocument) -> Result<PutOutcome> {
+        knowledge::put_kb_document(self, doc).await
+    }
+
+    async fn list_kb_collections(&self, tenant: &TenantId) -> Result<Vec<KbCollection>> {
+        knowledge::list_kb_collections(self, tenant).await
+    }
+
+    async fn get_kb_collection(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<Option<KbCollection>> {
+        knowledge::get_kb_collection(self, tenant, collection).await
+    }
+
+    async fn list_kb_documents(
+        &self,
+        tenant: &TenantId,
+        collection: Option<&str>,
+    ) -> Result<Vec<KbDocument>> {
+        knowledge::list_kb_documents(self, tenant, collection).await
+    }
+
+    async fn get_kb_document(&self, tenant: &TenantId, id: &str) -> Result<Option<KbDocument>> {
+        knowledge::get_kb_document(self, tenant, id).await
+    }
+
+    async fn kb_document_chunks(&self, tenant: &TenantId, id: &str) -> Result<Vec<KbChunk>> {
+        knowledge::kb_document_chunks(self, tenant, id).await
+    }
+
+    async fn remove_kb_document(&self, tenant: &TenantId, id: &str) -> Result<bool> {
+        knowledge::remove_kb_document(self, tenant, id).await
+    }
+
+    async fn remove_kb_collection(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<Option<u64>> {
+        knowledge::remove_kb_collection(self, tenant, collection).await
+    }
+
+    async fn kb_vectors(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+        model: &str,
+    ) -> Result<Vec<ChunkVector>> {
+        knowledge::kb_vectors(self, tenant, collection, model).await
+    }
+
+    async fn kb_text_search(&self, tenant: &TenantId, q: &TextQuery<'_>) -> Result<Vec<TextHit>> {
+        knowledge::kb_text_search(self, tenant, q).await
+    }
+
+    async fn get_kb_chunks(&self, tenant: &TenantId, ids: &[i64]) -> Result<Vec<KbChunk>> {
+        knowledge::get_kb_chunks(self, tenant, ids).await
     }
 }
 

@@ -25,6 +25,7 @@ fn query(sql: Sql, args: &[Arg<'_>]) -> Query<'static, Sqlite, SqliteArguments> 
             Arg::Int(v) => q.bind(*v),
             Arg::Text(v) => q.bind(v.as_deref()),
             Arg::Bool(v) => q.bind(*v),
+            Arg::Bytes(v) => q.bind(v.as_deref()),
         };
     }
     q
@@ -50,6 +51,14 @@ impl RowAccess for SqliteRow {
     fn bool(&self, i: usize) -> Result<bool> {
         self.try_get(i).map_err(backend)
     }
+
+    fn float(&self, i: usize) -> Result<f64> {
+        self.try_get(i).map_err(backend)
+    }
+
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>> {
+        self.try_get(i).map_err(backend)
+    }
 }
 
 impl Db for SqliteStore {
@@ -60,6 +69,27 @@ impl Db for SqliteStore {
     const FOR_UPDATE: &'static str = "";
     // SQLite compares text as bytes by default.
     const COLLATE_C: &'static str = "";
+    // FTS5: bm25() (smaller is better, so negated), the heading weighted twice the text.
+    // CROSS JOIN keeps the full-text match the outer loop: the planner would otherwise walk
+    // the collection's chunks and run the match once per chunk.
+    const KB_TEXT_SEARCH: &'static str = "SELECT c.id, -bm25(kb_chunks_fts, 2.0, 1.0) AS score \
+         FROM kb_chunks_fts CROSS JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid \
+         CROSS JOIN kb_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
+         WHERE kb_chunks_fts MATCH $1 AND c.tenant_id = $2 AND c.collection = $3{filters} \
+         ORDER BY score DESC, c.id LIMIT $4";
+
+    // FTS5 query syntax: each term a quoted string, any of them.
+    fn kb_match(terms: &[String]) -> String {
+        let quoted: Vec<String> = terms.iter().map(|t| format!("\"{t}\"")).collect();
+        quoted.join(" OR ")
+    }
+
+    fn kb_meta_equals(n: usize, key: &str) -> (String, String) {
+        (
+            format!("json_extract(d.metadata, ${n}) = ${}", n + 1),
+            format!("$.\"{}\"", key.replace('"', "\"\"")),
+        )
+    }
 
     fn fetch_all(
         &self,

@@ -80,4 +80,12 @@ impl RowAccess for Row<'_> {
     fn bool(&self, i: usize) -> Result<bool> {
         self.get(i).map_err(db)
     }
+
+    fn float(&self, i: usize) -> Result<f64> {
+        self.get(i).map_err(db)
+    }
+
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>> {
+        self.get(i).map_err(db)
+    }
 }

@@ -9,6 +9,7 @@ mod conformance;
 mod conformance_episodes;
 mod conformance_exec;
 mod conformance_hil;
+mod conformance_knowledge;
 mod conformance_more;
 mod conformance_quarantine;
 mod conformance_sessions;
@@ -182,4 +183,113 @@ async fn sqlite_files_are_private() {
     ] {
         assert_eq!(mode(&p), want, "{} is {:o}", p.display(), mode(&p));
     }
+}
+
+/// Removing documents leaves nothing of them in any table of the SQLite file, the FTS5
+/// index's shadow tables included (`secure-delete`: their terms are gone from the index at
+/// once), while another tenant's document stays searchable.
+#[tokio::test]
+async fn sqlite_kb_removal_leaves_nothing_in_the_file() {
+    use hilo_core::knowledge::KnowledgeStore;
+    use sqlx::Row;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("kb.db"), Durability::Normal)
+        .await
+        .unwrap();
+    let body = [
+        "Zebracornflakes are a secret recipe.",
+        "Quokkamarmalade too.",
+    ];
+    store
+        .put_kb_document(&conformance_knowledge::doc(
+            "t1", "c", "gone.md", &body, "en",
+        ))
+        .await
+        .unwrap();
+    store
+        .put_kb_document(&conformance_knowledge::doc(
+            "t1",
+            "d",
+            "gone2.md",
+            &body[..1],
+            "en",
+        ))
+        .await
+        .unwrap();
+    store
+        .put_kb_document(&conformance_knowledge::doc(
+            "t2",
+            "c",
+            "kept.md",
+            &["Kept text stays."],
+            "en",
+        ))
+        .await
+        .unwrap();
+    assert!(store.remove_kb_document("t1", "c-gone.md").await.unwrap());
+    assert_eq!(
+        store.remove_kb_collection("t1", "d").await.unwrap(),
+        Some(1)
+    );
+
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    for shadow in [
+        "kb_chunks_fts_data",
+        "kb_chunks_fts_idx",
+        "kb_chunks_fts_docsize",
+        "kb_chunks_fts_config",
+    ] {
+        assert!(tables.iter().any(|t| t == shadow), "{shadow} in {tables:?}");
+    }
+    for table in &tables {
+        let columns: Vec<String> =
+            sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA table_info({table})")))
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>(1))
+                .collect();
+        for col in columns {
+            let values: Vec<Option<Vec<u8>>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT CAST(\"{col}\" AS BLOB) FROM \"{table}\""
+            )))
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+            for v in values.into_iter().flatten() {
+                let text = String::from_utf8_lossy(&v).to_lowercase();
+                for needle in ["zebracornflak", "quokkamarmalad", "gone.md", "gone2.md"] {
+                    assert!(!text.contains(needle), "{needle} left in {table}.{col}");
+                }
+            }
+        }
+    }
+    // The index's vocabulary has none of their terms; its per-row sizes only the kept chunk.
+    let mut conn = store.pool().acquire().await.unwrap();
+    sqlx::query("CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_vocab USING fts5vocab(main, 'kb_chunks_fts', 'row')")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let terms: Vec<String> = sqlx::query_scalar("SELECT term FROM temp.kb_vocab")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    assert!(terms.contains(&"kept".to_string()), "{terms:?}");
+    assert!(
+        !terms
+            .iter()
+            .any(|t| t.starts_with("zebra") || t.starts_with("quokka") || t == "secret"),
+        "{terms:?}"
+    );
+    let sizes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kb_chunks_fts_docsize")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(sizes, 1);
 }

@@ -374,3 +374,49 @@ async fn work_that_becomes_due_wakes_idle_workers() {
     drop((store, listener));
     db.drop().await;
 }
+
+/// Removing documents leaves no row of theirs in any knowledge table of the database.
+#[tokio::test]
+async fn postgres_kb_removal_leaves_no_rows() {
+    use hilo_core::knowledge::KnowledgeStore;
+    let db = PgDb::create("kb").await;
+    let store = PgStore::connect(&db.url).await.unwrap();
+    let body = [
+        "Zebracornflakes are a secret recipe.",
+        "Quokkamarmalade too.",
+    ];
+    store
+        .put_kb_document(&crate::conformance_knowledge::doc(
+            "t1", "c", "gone.md", &body, "en",
+        ))
+        .await
+        .unwrap();
+    store
+        .put_kb_document(&crate::conformance_knowledge::doc(
+            "t2",
+            "c",
+            "kept.md",
+            &["Kept."],
+            "en",
+        ))
+        .await
+        .unwrap();
+    assert!(store.remove_kb_document("t1", "c-gone.md").await.unwrap());
+    for (table, want) in [("kb_collections", 1), ("kb_documents", 1), ("kb_chunks", 1)] {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(n, want, "{table}");
+        let theirs: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {table} WHERE tenant_id = 't1'"
+        )))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(theirs, 0, "{table}");
+    }
+    drop(store);
+    db.drop().await;
+}

@@ -1,0 +1,199 @@
+//! The knowledge base: a tenant's documents in named collections, cut into chunks (text,
+//! position, heading path, an optional embedding) that hybrid search finds by full text and by
+//! vector similarity. `hilo-memory` chunks, embeds and searches; the store keeps the rows and
+//! their full-text index (SQLite FTS5, PostgreSQL `tsvector`). Tenants never see each other's
+//! collections.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::base::{Result, TenantId};
+
+/// A named collection of a tenant, with what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KbCollection {
+    pub name: String,
+    pub documents: u64,
+    pub chunks: u64,
+    /// Bumped by every change of its documents (caches of its vectors compare it).
+    pub revision: i64,
+    /// Unix ms.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A stored document (without its chunks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KbDocument {
+    /// Stable for a (collection, source): re-adding the same source keeps it.
+    pub id: String,
+    pub collection: String,
+    /// Where it came from: a file path as given, or the name given to stdin text.
+    pub source: String,
+    /// `markdown`, `text` or `html`.
+    pub format: String,
+    /// Equality-filterable metadata (`--meta k=v`).
+    pub metadata: BTreeMap<String, String>,
+    /// SHA-256 of the content, hex.
+    pub content_hash: String,
+    /// How it was chunked (`markdown/1000/150`): chunked otherwise, it is re-chunked.
+    pub chunking: String,
+    /// The embedding model of its chunks' vectors; `None` when stored without vectors.
+    pub embedding_model: Option<String>,
+    pub chunks: u64,
+    /// Bytes of content.
+    pub bytes: u64,
+    /// Unix ms.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A chunk to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChunk {
+    /// 0-based, in document order.
+    pub position: u32,
+    /// The heading path (`Install > From source`), empty when none.
+    pub heading: String,
+    pub text: String,
+    /// Its embedding, of the document's `embedding_model`.
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// A document to store, with all its chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewKbDocument {
+    pub tenant: String,
+    pub document: KbDocument,
+    pub chunks: Vec<NewChunk>,
+}
+
+/// What storing a document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PutOutcome {
+    /// It was not there.
+    Added,
+    /// It was there with another content, chunking or embedding model: its chunks were
+    /// replaced in one transaction.
+    Replaced,
+    /// The same content, chunking and model were there: nothing changed.
+    Unchanged,
+}
+
+/// A stored chunk, with the provenance a search hit shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KbChunk {
+    pub id: i64,
+    pub document_id: String,
+    pub collection: String,
+    pub source: String,
+    pub position: u32,
+    pub heading: String,
+    pub text: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// One chunk's vector, as vector search loads them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkVector {
+    pub chunk_id: i64,
+    pub document_id: String,
+    pub values: Vec<f32>,
+}
+
+/// A full-text hit: higher `score` is better (SQLite: `-bm25()`; PostgreSQL: `ts_rank_cd`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextHit {
+    pub chunk_id: i64,
+    pub score: f64,
+}
+
+/// A full-text query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextQuery<'a> {
+    pub collection: &'a str,
+    /// Words (letters and digits only); a chunk matching any of them is a candidate, ranked
+    /// by the backend's BM25-style score.
+    pub terms: &'a [String],
+    /// Metadata keys that must equal these values.
+    pub filter: &'a BTreeMap<String, String>,
+    pub limit: u32,
+}
+
+/// Where the knowledge base is kept.
+#[async_trait]
+pub trait KnowledgeStore: Send + Sync {
+    /// Stores a document and its chunks, creating its collection on first use. Unchanged
+    /// (same content hash, chunking and embedding model as stored) is a no-op; otherwise the
+    /// old chunks are replaced in the same transaction. `document.id` must be the same for a
+    /// (collection, source) every time.
+    async fn put_kb_document(&self, doc: &NewKbDocument) -> Result<PutOutcome>;
+
+    /// The tenant's collections, by name.
+    async fn list_kb_collections(&self, tenant: &TenantId) -> Result<Vec<KbCollection>>;
+
+    /// One collection of the tenant.
+    async fn get_kb_collection(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<Option<KbCollection>>;
+
+    /// The tenant's documents (of one collection, when given), by collection and source.
+    async fn list_kb_documents(
+        &self,
+        tenant: &TenantId,
+        collection: Option<&str>,
+    ) -> Result<Vec<KbDocument>>;
+
+    /// One document of the tenant.
+    async fn get_kb_document(&self, tenant: &TenantId, id: &str) -> Result<Option<KbDocument>>;
+
+    /// A document's chunks, by position.
+    async fn kb_document_chunks(&self, tenant: &TenantId, id: &str) -> Result<Vec<KbChunk>>;
+
+    /// Deletes a document, its chunks and their index entries; whether it was there.
+    async fn remove_kb_document(&self, tenant: &TenantId, id: &str) -> Result<bool>;
+
+    /// Deletes a collection and everything in it; how many documents it held (`None`: no
+    /// such collection).
+    async fn remove_kb_collection(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<Option<u64>>;
+
+    /// The vectors of a collection's chunks embedded by `model`, by chunk id.
+    async fn kb_vectors(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+        model: &str,
+    ) -> Result<Vec<ChunkVector>>;
+
+    /// Full-text search in a collection, best first.
+    async fn kb_text_search(&self, tenant: &TenantId, q: &TextQuery<'_>) -> Result<Vec<TextHit>>;
+
+    /// These chunks of the tenant (any order; unknown ids are left out).
+    async fn get_kb_chunks(&self, tenant: &TenantId, ids: &[i64]) -> Result<Vec<KbChunk>>;
+}
+
+/// A vector as stored: f32 little-endian.
+pub fn vector_to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A stored vector back; `None` when its length is not a multiple of 4.
+pub fn vector_from_bytes(b: &[u8]) -> Option<Vec<f32>> {
+    if !b.len().is_multiple_of(4) {
+        return None;
+    }
+    Some(
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}

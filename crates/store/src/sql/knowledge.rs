@@ -1,0 +1,472 @@
+//! The knowledge base (`KnowledgeStore`), written once for both backends (on the pool). A
+//! document and all its chunks are written in one transaction; the chunks' full-text index is
+//! the backend's own (SQLite: the FTS5 table `kb_chunks_fts`, kept by triggers; PostgreSQL: the
+//! generated `tsv` column), queried through [`Db::KB_TEXT_SEARCH`]. Vectors are f32
+//! little-endian blobs beside their model and dimensions; every change bumps the collection's
+//! `revision`, which vector caches compare.
+
+use std::collections::BTreeMap;
+
+use hilo_core::knowledge::{
+    ChunkVector, KbChunk, KbCollection, KbDocument, NewKbDocument, PutOutcome, TextHit, TextQuery,
+    vector_from_bytes, vector_to_bytes,
+};
+use hilo_core::store::{Result, StoreError, TenantId, now_ms};
+
+use crate::sql::db::{Arg, Db, RowAccess, Tx, decode_all};
+
+/// Chunks per INSERT statement (9 values each).
+const INSERT_BATCH: usize = 64;
+/// Ids per `IN (…)` list.
+const ID_BATCH: usize = 500;
+
+const DOC_COLUMNS: &str = "id, collection, source, format, metadata, content_hash, chunking, \
+                           embedding_model, chunks, bytes, created_at, updated_at";
+
+const CHUNK_SELECT: &str = "SELECT c.id, c.document_id, c.collection, d.source, c.position, \
+                            c.heading, c.text, d.metadata FROM kb_chunks c JOIN kb_documents d \
+                            ON d.tenant_id = c.tenant_id AND d.id = c.document_id";
+
+fn corrupt(table: &str, id: &str, what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!(
+        "{table} row `{id}` does not decode ({what}: {detail}); the database was changed outside hilo or by a newer hilo"
+    ))
+}
+
+fn metadata(id: &str, text: &str) -> Result<BTreeMap<String, String>> {
+    serde_json::from_str(text).map_err(|e| corrupt("kb_documents", id, "metadata", e))
+}
+
+fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn doc_from_row(r: &impl RowAccess) -> Result<KbDocument> {
+    let id = r.text(0)?;
+    Ok(KbDocument {
+        collection: r.text(1)?,
+        source: r.text(2)?,
+        format: r.text(3)?,
+        metadata: metadata(&id, &r.text(4)?)?,
+        content_hash: r.text(5)?,
+        chunking: r.text(6)?,
+        embedding_model: r.opt_text(7)?,
+        chunks: count(r.int(8)?),
+        bytes: count(r.int(9)?),
+        created_at: r.int(10)?,
+        updated_at: r.int(11)?,
+        id,
+    })
+}
+
+fn chunk_from_row(r: &impl RowAccess) -> Result<KbChunk> {
+    let document_id = r.text(1)?;
+    Ok(KbChunk {
+        id: r.int(0)?,
+        collection: r.text(2)?,
+        source: r.text(3)?,
+        position: u32::try_from(r.int(4)?).unwrap_or(0),
+        heading: r.text(5)?,
+        text: r.text(6)?,
+        metadata: metadata(&document_id, &r.text(7)?)?,
+        document_id,
+    })
+}
+
+fn collection_from_row(r: &impl RowAccess) -> Result<KbCollection> {
+    Ok(KbCollection {
+        name: r.text(0)?,
+        revision: r.int(1)?,
+        created_at: r.int(2)?,
+        updated_at: r.int(3)?,
+        documents: count(r.int(4)?),
+        chunks: count(r.int(5)?),
+    })
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Bumps a collection's revision (a change of its documents).
+async fn bump<T: Tx>(tx: &mut T, tenant: &str, collection: &str, now: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE kb_collections SET revision = revision + 1, updated_at = $3 \
+         WHERE tenant_id = $1 AND name = $2"
+            .into(),
+        &[tenant.into(), collection.into(), now.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes a collection's row once it holds no document.
+async fn drop_if_empty<T: Tx>(tx: &mut T, tenant: &str, collection: &str) -> Result<()> {
+    tx.execute(
+        "DELETE FROM kb_collections WHERE tenant_id = $1 AND name = $2 AND NOT EXISTS \
+         (SELECT 1 FROM kb_documents WHERE tenant_id = $1 AND collection = $2)"
+            .into(),
+        &[tenant.into(), collection.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn put_kb_document<D: Db>(db: &D, new: &NewKbDocument) -> Result<PutOutcome> {
+    let d = &new.document;
+    let tenant = new.tenant.as_str();
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    // A write first: on SQLite it takes the write lock before the read below.
+    tx.execute(
+        "INSERT INTO kb_collections (tenant_id, name, revision, created_at, updated_at) \
+         VALUES ($1, $2, 1, $3, $3) ON CONFLICT (tenant_id, name) DO NOTHING"
+            .into(),
+        &[tenant.into(), (&d.collection).into(), now.into()],
+    )
+    .await?;
+    let old = tx
+        .fetch_optional(
+            format!(
+                "SELECT collection, content_hash, chunking, embedding_model, created_at \
+                 FROM kb_documents WHERE tenant_id = $1 AND id = $2{}",
+                D::FOR_UPDATE
+            )
+            .into(),
+            &[tenant.into(), (&d.id).into()],
+        )
+        .await?;
+    let mut created_at = d.created_at;
+    let outcome = match old {
+        Some(r) => {
+            let collection = r.text(0)?;
+            if collection == d.collection
+                && r.text(1)? == d.content_hash
+                && r.text(2)? == d.chunking
+                && r.opt_text(3)? == d.embedding_model
+            {
+                tx.commit().await?;
+                return Ok(PutOutcome::Unchanged);
+            }
+            created_at = r.int(4)?;
+            tx.execute(
+                "DELETE FROM kb_chunks WHERE tenant_id = $1 AND document_id = $2".into(),
+                &[tenant.into(), (&d.id).into()],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM kb_documents WHERE tenant_id = $1 AND id = $2".into(),
+                &[tenant.into(), (&d.id).into()],
+            )
+            .await?;
+            if collection != d.collection {
+                bump(&mut tx, tenant, &collection, now).await?;
+                drop_if_empty(&mut tx, tenant, &collection).await?;
+            }
+            PutOutcome::Replaced
+        }
+        None => PutOutcome::Added,
+    };
+    let meta = serde_json::to_string(&d.metadata).unwrap_or_else(|_| "{}".into());
+    tx.execute(
+        format!(
+            "INSERT INTO kb_documents (tenant_id, {DOC_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        )
+        .into(),
+        &[
+            tenant.into(),
+            (&d.id).into(),
+            (&d.collection).into(),
+            (&d.source).into(),
+            (&d.format).into(),
+            meta.into(),
+            (&d.content_hash).into(),
+            (&d.chunking).into(),
+            d.embedding_model.as_deref().into(),
+            i64_of(new.chunks.len() as u64).into(),
+            i64_of(d.bytes).into(),
+            created_at.into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    for batch in new.chunks.chunks(INSERT_BATCH) {
+        let mut sql = String::from(
+            "INSERT INTO kb_chunks (tenant_id, collection, document_id, position, heading, text, \
+             embedding_model, dimensions, embedding) VALUES ",
+        );
+        let mut args: Vec<Arg<'_>> = Vec::with_capacity(batch.len() * 9);
+        for (i, c) in batch.iter().enumerate() {
+            let b = i * 9;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9
+            ));
+            let (model, dims, bytes) = match &c.embedding {
+                Some(v) => (
+                    d.embedding_model.as_deref(),
+                    Some(i64_of(v.len() as u64)),
+                    Some(vector_to_bytes(v)),
+                ),
+                None => (None, None, None),
+            };
+            args.extend([
+                tenant.into(),
+                (&d.collection).into(),
+                (&d.id).into(),
+                i64::from(c.position).into(),
+                (&c.heading).into(),
+                (&c.text).into(),
+                model.into(),
+                dims.into(),
+                bytes.into(),
+            ]);
+        }
+        tx.execute(sql.into(), &args).await?;
+    }
+    bump(&mut tx, tenant, &d.collection, now).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+const COLLECTION_SELECT: &str = "SELECT k.name, k.revision, k.created_at, k.updated_at, \
+     (SELECT COUNT(*) FROM kb_documents d WHERE d.tenant_id = k.tenant_id AND d.collection = k.name), \
+     (SELECT CAST(COALESCE(SUM(d.chunks), 0) AS BIGINT) FROM kb_documents d WHERE d.tenant_id = k.tenant_id AND d.collection = k.name) \
+     FROM kb_collections k WHERE k.tenant_id = $1";
+
+pub(crate) async fn list_kb_collections<D: Db>(
+    db: &D,
+    tenant: &TenantId,
+) -> Result<Vec<KbCollection>> {
+    let rows = db
+        .fetch_all(
+            format!("{COLLECTION_SELECT} ORDER BY k.name{}", D::COLLATE_C).into(),
+            &[tenant.into()],
+        )
+        .await?;
+    decode_all(&rows, collection_from_row)
+}
+
+pub(crate) async fn get_kb_collection(
+    db: &impl Db,
+    tenant: &TenantId,
+    collection: &str,
+) -> Result<Option<KbCollection>> {
+    let row = db
+        .fetch_optional(
+            format!("{COLLECTION_SELECT} AND k.name = $2").into(),
+            &[tenant.into(), collection.into()],
+        )
+        .await?;
+    row.map(|r| collection_from_row(&r)).transpose()
+}
+
+pub(crate) async fn list_kb_documents<D: Db>(
+    db: &D,
+    tenant: &TenantId,
+    collection: Option<&str>,
+) -> Result<Vec<KbDocument>> {
+    let c = D::COLLATE_C;
+    let rows = db
+        .fetch_all(
+            format!(
+                "SELECT {DOC_COLUMNS} FROM kb_documents WHERE tenant_id = $1 \
+                 AND ($2 IS NULL OR collection = $2) ORDER BY collection{c}, source{c}"
+            )
+            .into(),
+            &[tenant.into(), collection.into()],
+        )
+        .await?;
+    decode_all(&rows, doc_from_row)
+}
+
+pub(crate) async fn get_kb_document(
+    db: &impl Db,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<Option<KbDocument>> {
+    let row = db
+        .fetch_optional(
+            format!("SELECT {DOC_COLUMNS} FROM kb_documents WHERE tenant_id = $1 AND id = $2")
+                .into(),
+            &[tenant.into(), id.into()],
+        )
+        .await?;
+    row.map(|r| doc_from_row(&r)).transpose()
+}
+
+pub(crate) async fn kb_document_chunks(
+    db: &impl Db,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<Vec<KbChunk>> {
+    let rows = db
+        .fetch_all(
+            format!(
+                "{CHUNK_SELECT} WHERE c.tenant_id = $1 AND c.document_id = $2 ORDER BY c.position"
+            )
+            .into(),
+            &[tenant.into(), id.into()],
+        )
+        .await?;
+    decode_all(&rows, chunk_from_row)
+}
+
+pub(crate) async fn remove_kb_document<D: Db>(db: &D, tenant: &TenantId, id: &str) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let n = tx
+        .execute(
+            "DELETE FROM kb_chunks WHERE tenant_id = $1 AND document_id = $2".into(),
+            &[tenant.into(), id.into()],
+        )
+        .await?;
+    let row = tx
+        .fetch_optional(
+            "SELECT collection FROM kb_documents WHERE tenant_id = $1 AND id = $2".into(),
+            &[tenant.into(), id.into()],
+        )
+        .await?;
+    let Some(row) = row else {
+        tx.commit().await?;
+        return Ok(n > 0);
+    };
+    let collection = row.text(0)?;
+    tx.execute(
+        "DELETE FROM kb_documents WHERE tenant_id = $1 AND id = $2".into(),
+        &[tenant.into(), id.into()],
+    )
+    .await?;
+    bump(&mut tx, tenant, &collection, now_ms()).await?;
+    drop_if_empty(&mut tx, tenant, &collection).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(crate) async fn remove_kb_collection(
+    db: &impl Db,
+    tenant: &TenantId,
+    collection: &str,
+) -> Result<Option<u64>> {
+    let mut tx = db.begin().await?;
+    tx.execute(
+        "DELETE FROM kb_chunks WHERE tenant_id = $1 AND collection = $2".into(),
+        &[tenant.into(), collection.into()],
+    )
+    .await?;
+    let docs = tx
+        .execute(
+            "DELETE FROM kb_documents WHERE tenant_id = $1 AND collection = $2".into(),
+            &[tenant.into(), collection.into()],
+        )
+        .await?;
+    let existed = tx
+        .execute(
+            "DELETE FROM kb_collections WHERE tenant_id = $1 AND name = $2".into(),
+            &[tenant.into(), collection.into()],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok((existed > 0 || docs > 0).then_some(docs))
+}
+
+pub(crate) async fn kb_vectors(
+    db: &impl Db,
+    tenant: &TenantId,
+    collection: &str,
+    model: &str,
+) -> Result<Vec<ChunkVector>> {
+    let rows = db
+        .fetch_all(
+            "SELECT id, document_id, embedding FROM kb_chunks WHERE tenant_id = $1 \
+             AND collection = $2 AND embedding_model = $3 ORDER BY id"
+                .into(),
+            &[tenant.into(), collection.into(), model.into()],
+        )
+        .await?;
+    decode_all(&rows, |r| {
+        let chunk_id = r.int(0)?;
+        let bytes = r.opt_bytes(2)?.unwrap_or_default();
+        let values = vector_from_bytes(&bytes).ok_or_else(|| {
+            corrupt(
+                "kb_chunks",
+                &chunk_id.to_string(),
+                "embedding",
+                "length not a multiple of 4",
+            )
+        })?;
+        Ok(ChunkVector {
+            chunk_id,
+            document_id: r.text(1)?,
+            values,
+        })
+    })
+}
+
+pub(crate) async fn kb_text_search<D: Db>(
+    db: &D,
+    tenant: &TenantId,
+    q: &TextQuery<'_>,
+) -> Result<Vec<TextHit>> {
+    if q.terms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args: Vec<Arg<'_>> = vec![
+        D::kb_match(q.terms).into(),
+        tenant.into(),
+        q.collection.into(),
+        i64::from(q.limit.max(1)).into(),
+    ];
+    let mut filters = String::new();
+    for (k, v) in q.filter {
+        let (cond, key) = D::kb_meta_equals(args.len() + 1, k);
+        filters.push_str(" AND ");
+        filters.push_str(&cond);
+        args.push(key.into());
+        args.push(v.as_str().into());
+    }
+    let sql = D::KB_TEXT_SEARCH.replace("{filters}", &filters);
+    let rows = db.fetch_all(sql.into(), &args).await?;
+    decode_all(&rows, |r| {
+        Ok(TextHit {
+            chunk_id: r.int(0)?,
+            score: r.float(1)?,
+        })
+    })
+}
+
+pub(crate) async fn get_kb_chunks(
+    db: &impl Db,
+    tenant: &TenantId,
+    ids: &[i64],
+) -> Result<Vec<KbChunk>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(ID_BATCH) {
+        let list: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
+        let mut args: Vec<Arg<'_>> = vec![tenant.into()];
+        args.extend(batch.iter().map(|id| Arg::from(*id)));
+        let rows = db
+            .fetch_all(
+                format!(
+                    "{CHUNK_SELECT} WHERE c.tenant_id = $1 AND c.id IN ({})",
+                    list.join(", ")
+                )
+                .into(),
+                &args,
+            )
+            .await?;
+        out.extend(decode_all(&rows, chunk_from_row)?);
+    }
+    Ok(out)
+}

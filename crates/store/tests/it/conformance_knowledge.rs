@@ -1,0 +1,320 @@
+//! The knowledge base: every backend keeps collections, documents and chunks per tenant,
+//! treats re-adding an unchanged document as a no-op and replaces a changed one's chunks,
+//! finds chunks by full text (with metadata filters) and gives vectors back bit for bit, and
+//! removes a document or a collection with everything in it. Tenants never see each other's.
+
+use std::collections::BTreeMap;
+
+use hilo_core::knowledge::{KbDocument, NewChunk, NewKbDocument, PutOutcome, TextQuery};
+use hilo_core::store::Store;
+
+pub async fn run_all(s: &dyn Store) {
+    documents_are_kept_replaced_and_searched_per_tenant(s).await;
+    removing_leaves_nothing(s).await;
+}
+
+pub fn doc(
+    tenant: &str,
+    collection: &str,
+    source: &str,
+    body: &[&str],
+    lang: &str,
+) -> NewKbDocument {
+    let content = body.join("\n\n");
+    NewKbDocument {
+        tenant: tenant.into(),
+        document: KbDocument {
+            id: format!("{collection}-{source}"),
+            collection: collection.into(),
+            source: source.into(),
+            format: "markdown".into(),
+            metadata: BTreeMap::from([("lang".to_string(), lang.to_string())]),
+            content_hash: format!("hash-{}", content.len()),
+            chunking: "markdown/1000/150".into(),
+            embedding_model: Some("mini".into()),
+            chunks: body.len() as u64,
+            bytes: content.len() as u64,
+            created_at: 1_000,
+            updated_at: 1_000,
+        },
+        chunks: body
+            .iter()
+            .enumerate()
+            .map(|(i, t)| NewChunk {
+                position: i as u32,
+                heading: format!("Policies > Part {i}"),
+                text: (*t).into(),
+                embedding: Some(vec![i as f32, 0.5, -1.0 / 3.0, f32::MIN_POSITIVE]),
+            })
+            .collect(),
+    }
+}
+
+fn all() -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+async fn search(
+    s: &dyn Store,
+    tenant: &str,
+    coll: &str,
+    words: &[&str],
+    filter: &BTreeMap<String, String>,
+) -> Vec<i64> {
+    let terms: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    s.kb_text_search(
+        tenant,
+        &TextQuery {
+            collection: coll,
+            terms: &terms,
+            filter,
+            limit: 10,
+        },
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|h| h.chunk_id)
+    .collect()
+}
+
+async fn documents_are_kept_replaced_and_searched_per_tenant(s: &dyn Store) {
+    let a = doc(
+        "kb-a",
+        "policies",
+        "refunds.md",
+        &[
+            "Refunds are paid within fourteen days.",
+            "Shipping is free above fifty euros.",
+        ],
+        "en",
+    );
+    assert_eq!(s.put_kb_document(&a).await.unwrap(), PutOutcome::Added);
+    assert_eq!(s.put_kb_document(&a).await.unwrap(), PutOutcome::Unchanged);
+    let fr = doc(
+        "kb-a",
+        "policies",
+        "remboursements.md",
+        &["Refunds en français: remboursement sous quatorze jours."],
+        "fr",
+    );
+    assert_eq!(s.put_kb_document(&fr).await.unwrap(), PutOutcome::Added);
+    // Another tenant, same names.
+    let b = doc(
+        "kb-b",
+        "policies",
+        "refunds.md",
+        &["Refunds are never paid."],
+        "en",
+    );
+    assert_eq!(s.put_kb_document(&b).await.unwrap(), PutOutcome::Added);
+
+    let colls = s.list_kb_collections("kb-a").await.unwrap();
+    assert_eq!(colls.len(), 1);
+    assert_eq!(
+        (colls[0].name.as_str(), colls[0].documents, colls[0].chunks),
+        ("policies", 2, 3)
+    );
+    let rev = colls[0].revision;
+    assert!(s.list_kb_collections("kb-c").await.unwrap().is_empty());
+
+    // Round trip of the document and its chunks.
+    let got = s
+        .get_kb_document("kb-a", "policies-refunds.md")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.metadata, a.document.metadata);
+    assert_eq!(got.chunks, 2);
+    let chunks = s
+        .kb_document_chunks("kb-a", "policies-refunds.md")
+        .await
+        .unwrap();
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(chunks[1].heading, "Policies > Part 1");
+    assert_eq!(chunks[1].source, "refunds.md");
+    assert_eq!(chunks[1].text, "Shipping is free above fifty euros.");
+    assert!(
+        s.get_kb_document("kb-c", "policies-refunds.md")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.kb_document_chunks("kb-c", "policies-refunds.md")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Full text: stemmed, ranked, per tenant, filtered by metadata.
+    let hits = search(s, "kb-a", "policies", &["refund", "paid"], &all()).await;
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert_eq!(hits[0], chunks[0].id, "the chunk with both words first");
+    let en = BTreeMap::from([("lang".to_string(), "en".to_string())]);
+    assert_eq!(
+        search(s, "kb-a", "policies", &["refunds"], &en).await,
+        [chunks[0].id]
+    );
+    let de = BTreeMap::from([("lang".to_string(), "de".to_string())]);
+    assert!(
+        search(s, "kb-a", "policies", &["refunds"], &de)
+            .await
+            .is_empty()
+    );
+    assert!(
+        search(s, "kb-a", "other", &["refunds"], &all())
+            .await
+            .is_empty()
+    );
+    let theirs = search(s, "kb-b", "policies", &["refunds"], &all()).await;
+    assert_eq!(theirs.len(), 1);
+    assert!(!hits.contains(&theirs[0]));
+    // The heading is indexed too.
+    assert_eq!(search(s, "kb-a", "policies", &["part"], &en).await.len(), 2);
+
+    // Vectors bit for bit, per tenant and model.
+    let vectors = s.kb_vectors("kb-a", "policies", "mini").await.unwrap();
+    assert_eq!(vectors.len(), 3);
+    let first = vectors.iter().find(|v| v.chunk_id == chunks[1].id).unwrap();
+    assert_eq!(first.values, vec![1.0, 0.5, -1.0 / 3.0, f32::MIN_POSITIVE]);
+    assert_eq!(first.document_id, "policies-refunds.md");
+    assert!(
+        s.kb_vectors("kb-a", "policies", "big")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.kb_vectors("kb-b", "policies", "mini")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Chunks by id: another tenant's ids give nothing.
+    let ids: Vec<i64> = chunks.iter().map(|c| c.id).collect();
+    assert_eq!(s.get_kb_chunks("kb-a", &ids).await.unwrap().len(), 2);
+    assert!(s.get_kb_chunks("kb-b", &ids).await.unwrap().is_empty());
+
+    // A changed document replaces its chunks; it keeps its id and creation time.
+    let mut changed = doc(
+        "kb-a",
+        "policies",
+        "refunds.md",
+        &["Refunds are paid within thirty days."],
+        "en",
+    );
+    changed.document.created_at = 5_000;
+    assert_eq!(
+        s.put_kb_document(&changed).await.unwrap(),
+        PutOutcome::Replaced
+    );
+    let after = s
+        .kb_document_chunks("kb-a", "policies-refunds.md")
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert!(after[0].text.contains("thirty"));
+    assert!(
+        search(s, "kb-a", "policies", &["shipping"], &all())
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        search(s, "kb-a", "policies", &["thirty"], &all()).await,
+        [after[0].id]
+    );
+    let got = s
+        .get_kb_document("kb-a", "policies-refunds.md")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.created_at, 1_000);
+    assert_eq!(got.chunks, 1);
+    let coll = s
+        .get_kb_collection("kb-a", "policies")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(coll.revision > rev, "a change bumps the revision");
+    assert_eq!((coll.documents, coll.chunks), (2, 2));
+    // Another embedding model is a change too (the vectors must be remade).
+    let mut other_model = changed.clone();
+    other_model.document.embedding_model = Some("big".into());
+    assert_eq!(
+        s.put_kb_document(&other_model).await.unwrap(),
+        PutOutcome::Replaced
+    );
+    assert_eq!(
+        s.kb_vectors("kb-a", "policies", "big").await.unwrap().len(),
+        1
+    );
+
+    // Another tenant's document is untouched by all this.
+    assert_eq!(
+        s.kb_document_chunks("kb-b", "policies-refunds.md")
+            .await
+            .unwrap()[0]
+            .text,
+        "Refunds are never paid."
+    );
+}
+
+async fn removing_leaves_nothing(s: &dyn Store) {
+    assert!(
+        s.remove_kb_document("kb-a", "policies-refunds.md")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.remove_kb_document("kb-a", "policies-refunds.md")
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.kb_document_chunks("kb-a", "policies-refunds.md")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        search(s, "kb-a", "policies", &["thirty"], &all())
+            .await
+            .is_empty()
+    );
+    assert_eq!(s.list_kb_documents("kb-a", None).await.unwrap().len(), 1);
+    // Removing another tenant's document by id does nothing.
+    assert!(
+        !s.remove_kb_document("kb-b", "policies-remboursements.md")
+            .await
+            .unwrap()
+    );
+    // The last document takes its collection with it.
+    assert!(
+        s.remove_kb_document("kb-a", "policies-remboursements.md")
+            .await
+            .unwrap()
+    );
+    assert!(s.list_kb_collections("kb-a").await.unwrap().is_empty());
+    // A whole collection.
+    s.put_kb_document(&doc("kb-b", "policies", "more.md", &["More text."], "en"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.remove_kb_collection("kb-b", "policies").await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        s.remove_kb_collection("kb-b", "policies").await.unwrap(),
+        None
+    );
+    assert!(s.list_kb_documents("kb-b", None).await.unwrap().is_empty());
+    assert!(
+        s.kb_vectors("kb-b", "policies", "mini")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
