@@ -36,8 +36,8 @@ use tokio::sync::Notify;
 
 use crate::pg::PgStore;
 use crate::sql::exec_codec::{
-    ERASE_AUDIT, ERASE_OTHER_ROWS, Encoded, EventRow, ExecRow as RowUpdate, Json, PRUNE_CHILD_ROWS,
-    Pending, REF, corrupt, i, sql, terminal, u,
+    ERASE_AUDIT, ERASE_CAPTURED, ERASE_OTHER_ROWS, Encoded, EventRow, ExecRow as RowUpdate, Json,
+    PRUNE_CHILD_ROWS, Pending, REF, corrupt, i, sql, terminal, u,
 };
 use crate::sql::exec_rows::{
     event_from_row, exec_columns, exec_from_row, node_from_row, signal_from_row, task_columns,
@@ -1288,6 +1288,12 @@ impl ExecutionStore for PgStore {
                 .await
                 .map_err(backend)?
                 .rows_affected();
+            sqlx::query(sqlx::AssertSqlSafe(any(ERASE_CAPTURED)))
+                .bind(&owned)
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
             for sql in PRUNE_CHILD_ROWS.iter().chain(&ERASE_OTHER_ROWS) {
                 sqlx::query(sqlx::AssertSqlSafe(any(sql)))
                     .bind(&owned)

@@ -271,6 +271,10 @@ pub(crate) const PRUNE_CHILD_ROWS: [&str; 6] = [
 /// audit rows are counted apart, first; `$2` is the tenant, for the audit table's index).
 pub(crate) const ERASE_AUDIT: &str =
     "DELETE FROM tool_audit WHERE execution_id = $1 AND tenant_id = $2";
+/// The prompts and answers `[telemetry] capture_content` kept in the cost ledger are cleared;
+/// the rows (tokens, cost) stay. `$2` is the tenant.
+pub(crate) const ERASE_CAPTURED: &str = "UPDATE llm_calls SET input_messages = NULL, output_messages = NULL \
+     WHERE execution_id = $1 AND tenant_id = $2 AND (input_messages IS NOT NULL OR output_messages IS NOT NULL)";
 pub(crate) const ERASE_OTHER_ROWS: [&str; 2] = [
     "DELETE FROM idempotency_keys WHERE execution_id = $1",
     "DELETE FROM exec_callbacks WHERE execution_id = $1",

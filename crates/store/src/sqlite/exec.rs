@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use crate::RunningLimits;
 use crate::sql::exec_codec::{
-    ERASE_AUDIT, ERASE_OTHER_ROWS, Encoded, EventRow, PRUNE_CHILD_ROWS, REF, corrupt, i, sql,
-    terminal, u,
+    ERASE_AUDIT, ERASE_CAPTURED, ERASE_OTHER_ROWS, Encoded, EventRow, PRUNE_CHILD_ROWS, REF,
+    corrupt, i, sql, terminal, u,
 };
 
 use crate::sql::db::RowAccess;
@@ -822,6 +822,7 @@ impl ExecutionStore for SqliteStore {
                             continue;
                         }
                         audit += u(exec(w.conn, ERASE_AUDIT, params![id, tenant])? as i64);
+                        exec(w.conn, ERASE_CAPTURED, params![id, tenant])?;
                         for sql in PRUNE_CHILD_ROWS.iter().chain(&ERASE_OTHER_ROWS) {
                             exec(w.conn, sql, [id])?;
                         }
