@@ -503,12 +503,15 @@ pub enum KbCommand {
         /// Characters a chunk repeats from the end of the one before
         #[arg(long, value_name = "CHARS", default_value_t = 150)]
         chunk_overlap: usize,
+        /// Print JSON: each document added, replaced or unchanged, with its chunks
         #[arg(long)]
         json: bool,
     },
     /// The tenant's collections, or the documents of one.
     List {
+        /// List this collection's documents instead of the collections
         collection: Option<String>,
+        /// Print JSON: the collections, or the collection's documents
         #[arg(long)]
         json: bool,
     },
@@ -517,6 +520,7 @@ pub enum KbCommand {
         /// The document's id (`hilo kb list COLLECTION` shows them)
         #[arg(value_name = "DOC")]
         doc: String,
+        /// Print the document and its chunks as one JSON object
         #[arg(long)]
         json: bool,
     },
@@ -532,13 +536,16 @@ pub enum KbCommand {
         /// Remove this collection and every document in it
         #[arg(long, value_name = "COLLECTION")]
         collection: Option<String>,
+        /// Print JSON {"removed", ...}
         #[arg(long)]
         json: bool,
     },
     /// Search a collection: full text and vectors fused by reciprocal rank (hybrid), or one
     /// of them. Without an embedding model, full text only.
     Search {
+        /// The collection to search
         collection: String,
+        /// What to look for, in plain words
         query: String,
         /// How many hits
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -550,8 +557,10 @@ pub enum KbCommand {
         /// Only documents with this metadata (repeatable: all must hold)
         #[arg(long = "filter", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         filter: Vec<(String, String)>,
+        /// hybrid (both lists fused), text (full text only) or vector (embeddings only)
         #[arg(long, default_value = "hybrid", value_parser = ["hybrid", "text", "vector"])]
         mode: String,
+        /// Print JSON: the hits with their scores and provenance
         #[arg(long)]
         json: bool,
     },

@@ -12,6 +12,7 @@ use hilo_server::config::Settings;
 use serde_json::{Value, json};
 
 use crate::common::{PgDb, TestServer};
+use crate::memory::llm;
 
 /// A conversation's workflow: a reasoning agent (so runs are remembered as episodes and its
 /// tool call is audited) over the customer's message.
@@ -30,18 +31,6 @@ nodes:
 edges:
   - {from: think, to: done}
 "#;
-
-fn llm(fake: &FakeProvider) -> hilo_llm::Resolved {
-    hilo_llm::LlmConfig::from_value(&json!({
-        "providers": {"fake": {"kind": "openai", "base_url": fake.openai_base_url()}},
-        "models": [{"name": "fake-thinker", "provider": "fake", "model": "thinker",
-                    "input_per_1k": 0.001, "output_per_1k": 0.002, "context_window": 16000,
-                    "capabilities": ["chat", "tools"], "latency_ms": 300, "quality": 0.7}],
-    }))
-    .unwrap()
-    .resolve()
-    .unwrap()
-}
 
 /// Opens a conversation of `customer` and has it say each of `said` (each answered by a run
 /// whose agent calls a tool with what was said); the conversation and its runs.

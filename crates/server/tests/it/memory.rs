@@ -25,7 +25,8 @@ edges:
   - {from: think, to: done}
 "#;
 
-fn llm(fake: &FakeProvider) -> hilo_llm::Resolved {
+/// The fake `thinker` model (OpenAI wire) as `fake-thinker`.
+pub(crate) fn llm(fake: &FakeProvider) -> hilo_llm::Resolved {
     hilo_llm::LlmConfig::from_value(&json!({
         "providers": {"fake": {"kind": "openai", "base_url": fake.openai_base_url()}},
         "models": [{"name": "fake-thinker", "provider": "fake", "model": "thinker",
