@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::time::rfc3339;
 
@@ -305,7 +306,7 @@ pub async fn add_document(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(collection): Path<String>,
-    Json(body): Json<AddDocument>,
+    ApiJson(body): ApiJson<AddDocument>,
 ) -> ApiResult<Json<AddResult>> {
     caller.require(Scope::Admin)?;
     let format = match body.format.as_deref() {
@@ -417,7 +418,7 @@ pub async fn search(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(collection): Path<String>,
-    Json(body): Json<SearchBody>,
+    ApiJson(body): ApiJson<SearchBody>,
 ) -> ApiResult<Json<SearchResultsView>> {
     caller.require(Scope::Read)?;
     let mode = match body.mode.as_deref() {
