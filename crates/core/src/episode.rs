@@ -80,7 +80,8 @@ pub trait EpisodeStore: Send + Sync {
 
     /// The newest `limit` episodes of the tenant (and `agent`, when given) whose goal was
     /// embedded by `model`, the candidates a recall compares with its goal; with `model`
-    /// `None`, the newest episodes whatever their embedding.
+    /// `None`, the newest episodes whatever their embedding. Their `plan` and `steps` are
+    /// not read (`null`): [`EpisodeStore::get_episode`] reads the ones recalled.
     async fn episode_candidates(
         &self,
         tenant: &TenantId,

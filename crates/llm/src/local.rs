@@ -274,7 +274,7 @@ fn dot(a: &SparseVec, b: &SparseVec) -> f64 {
 }
 
 /// Lowercased, accent-folded words: letters and digits only, apostrophes dropped.
-fn words(text: &str) -> Vec<String> {
+pub(crate) fn words(text: &str) -> Vec<String> {
     let mut folded = String::with_capacity(text.len());
     for c in text.chars().flat_map(char::to_lowercase) {
         if let Some(plain) = fold(c) {

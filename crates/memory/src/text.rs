@@ -37,13 +37,9 @@ pub fn query_terms(query: &str) -> Vec<String> {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// SHA-256 of the content, hex.
 pub fn content_hash(content: &str) -> String {
-    hex(&Sha256::digest(content.as_bytes()))
+    hilo_core::trace::hex(&Sha256::digest(content.as_bytes()))
 }
 
 /// The id of the document from `source` in `collection`: the same every time it is added.
@@ -52,7 +48,7 @@ pub fn document_id(collection: &str, source: &str) -> String {
     h.update(collection.as_bytes());
     h.update([0]);
     h.update(source.as_bytes());
-    format!("doc-{}", &hex(&h.finalize())[..16])
+    format!("doc-{}", &hilo_core::trace::hex(&h.finalize())[..16])
 }
 
 #[cfg(test)]

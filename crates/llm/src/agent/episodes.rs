@@ -162,7 +162,19 @@ impl EpisodeMemory for StoreMemory {
                     .collect()
             }
         };
-        best(scored, k)
+        // The candidates came without their plans and steps: read the chosen ones whole.
+        let mut recalled = Vec::new();
+        for mut r in best(scored, k) {
+            match self.store.get_episode(&ctx.tenant, &r.episode.id).await {
+                Ok(Some(whole)) => {
+                    r.episode = whole;
+                    recalled.push(r);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("episodic memory: a past run could not be read: {e}"),
+            }
+        }
+        recalled
     }
 
     async fn record(&self, ctx: &MemoryCtx, mut episode: Episode) {

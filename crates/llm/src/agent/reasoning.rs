@@ -57,16 +57,16 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     messages.push(Message::user(task.clone()));
     // More tools than a model is offered at once: the most relevant ones, picked again at
     // every iteration from the task and the latest thought and observation.
-    let all_tools = tools;
-    let index = if all_tools.len() > run.rt.tool_limit {
-        Some(ToolIndex::new(run, &all_tools).await)
+    // (`all_tools` holds them only then; otherwise the spec offers every tool.)
+    let (index, all_tools, offered) = if tools.len() > run.rt.tool_limit {
+        (Some(ToolIndex::new(run, &tools).await), tools, Vec::new())
     } else {
-        None
+        (None, Vec::new(), tools)
     };
     let mut lately = String::new();
     let mut spec = ChatSpec {
         messages,
-        tools: all_tools.clone(),
+        tools: offered,
         response_format: None,
         temperature: w.temperature,
         max_tokens: w.max_tokens,

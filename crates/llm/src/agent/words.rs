@@ -1,13 +1,14 @@
 //! Comparing texts without embeddings (episodic memory and tool retrieval fall back to it):
-//! their words, lowercased, and how much two word sets overlap.
+//! their words — as the local router reads them: lowercased, accents folded — and how much
+//! two word sets overlap.
 
 use std::collections::HashSet;
 
-/// The words of a text, lowercased, for comparisons without embeddings.
+/// The words of a text longer than one character, for comparisons without embeddings.
 pub(crate) fn words(text: &str) -> HashSet<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.len() > 1)
-        .map(str::to_lowercase)
+    crate::local::words(text)
+        .into_iter()
+        .filter(|w| w.chars().nth(1).is_some())
         .collect()
 }
 

@@ -15,6 +15,11 @@ const MAX_LIMIT: u32 = 10_000;
 const COLUMNS: &str = "id, tenant_id, execution_id, workflow, node_key, agent, goal, plan, \
                        steps, achieved, outcome, cost_nanos, embedding_model, embedding, created_at";
 
+/// [`COLUMNS`] without the plan and the steps (read as JSON `null`): what a recall compares.
+const CANDIDATE_COLUMNS: &str = "id, tenant_id, execution_id, workflow, node_key, agent, goal, \
+                                 'null', 'null', achieved, outcome, cost_nanos, embedding_model, \
+                                 embedding, created_at";
+
 fn json_text(v: &Value) -> String {
     v.to_string()
 }
@@ -162,7 +167,7 @@ pub(crate) async fn episode_candidates(
     let rows = db
         .fetch_all(
             format!(
-                "SELECT {COLUMNS} FROM episodes WHERE tenant_id = $1 \
+                "SELECT {CANDIDATE_COLUMNS} FROM episodes WHERE tenant_id = $1 \
                  AND ($2 IS NULL OR embedding_model = $2) AND ($3 IS NULL OR agent = $3) \
                  ORDER BY created_at DESC LIMIT $4"
             )
