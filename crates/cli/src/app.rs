@@ -49,6 +49,9 @@ pub struct App {
     costs: OnceLock<Arc<dyn CostStore>>,
     /// `[memory.embeddings]`'s embedder; `None` inside when no provider is configured.
     embedder: OnceLock<Option<Arc<dyn Embedder>>>,
+    /// The knowledge base agents, the tool `knowledge_search` and the server share (one
+    /// cache of vectors).
+    knowledge: OnceLock<Arc<hilo_memory::Knowledge>>,
     engine: OnceLock<Engine>,
     /// Traces of executions (`[telemetry]`); `None` inside when no endpoint is configured.
     traces: OnceLock<Option<hilo_telemetry::Traces>>,
@@ -72,6 +75,7 @@ impl App {
             agents: OnceLock::new(),
             costs: OnceLock::new(),
             embedder: OnceLock::new(),
+            knowledge: OnceLock::new(),
             traces: OnceLock::new(),
             engine: OnceLock::new(),
             closed: AtomicBool::new(false),
@@ -180,7 +184,8 @@ impl App {
         }
         let mut b = hilo_tools::Executor::builder(settings)
             .secrets(self.log_secrets.noting(Arc::new(self.vault(&store))))
-            .audit(audit);
+            .audit(audit)
+            .knowledge(self.knowledge().await?);
         if let Some((tools, _)) = hilo_engine::test_tools_if_enabled() {
             b = b.tools(tools);
         }
@@ -227,8 +232,9 @@ impl App {
         let embedder = self.ledgered_embedder().await?;
         let memory = hilo_llm::StoreMemory::ledgered(store.clone(), embedder.clone());
         // Tool retrieval compares tasks and tool descriptions with the same embedder.
-        let mut runtime =
-            hilo_llm::LlmRuntime::new(Arc::new(router), tools).with_memory(Arc::new(memory));
+        let mut runtime = hilo_llm::LlmRuntime::new(Arc::new(router), tools)
+            .with_memory(Arc::new(memory))
+            .with_knowledge(self.knowledge().await?);
         if let Some(embedder) = embedder {
             runtime = runtime.with_embedder(embedder);
         }
@@ -289,6 +295,20 @@ impl App {
             return Ok(None);
         };
         Ok(Some(LedgeredEmbedder::new(inner, self.costs().await?)))
+    }
+
+    /// The knowledge base over the store, with [`App::ledgered_embedder`] when one is
+    /// configured (full text only without). Built on first use.
+    pub async fn knowledge(&self) -> Result<Arc<hilo_memory::Knowledge>, Exit> {
+        if let Some(k) = self.knowledge.get() {
+            return Ok(k.clone());
+        }
+        let store = self.store().await?;
+        let kb = match self.ledgered_embedder().await? {
+            Some(l) => hilo_memory::Knowledge::ledgered(store, l),
+            None => hilo_memory::Knowledge::new(store, None),
+        };
+        Ok(self.knowledge.get_or_init(|| Arc::new(kb)).clone())
     }
 
     /// The engine over the store, the tools and the agents, leases of `--lease-ms`. Built on

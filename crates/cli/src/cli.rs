@@ -564,6 +564,26 @@ pub enum KbCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Keep a collection's documents only so long after they were last added (`hilo kb
+    /// expire` and `hilo serve`'s hourly sweep delete older ones, each sweep recorded as an
+    /// erasure), or keep them until removed (`off`).
+    Retention {
+        /// The collection
+        collection: String,
+        /// How long: `90d`, `12h`, … or `off`
+        #[arg(value_name = "AGE|off")]
+        age: String,
+        /// Print JSON {"collection", "retention_ms"}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete now the documents past their collection's retention (what `hilo serve` does
+    /// every hour); each collection that loses documents is recorded as an erasure.
+    Expire {
+        /// Print JSON {"expired": [{"collection", "documents", "chunks"}]}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `KEY=VALUE`.

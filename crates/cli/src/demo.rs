@@ -1,9 +1,11 @@
 //! `hilo demo`: the customer-support workflow (`examples/customer_support.yaml`) end to end on
 //! the embedded default, with no API key. It makes the example shop (`examples/shop.sql`, a
-//! SQLite file) and an e-mail outbox in a demo folder, then runs three messages: a return that
-//! goes through, a return whose confirmation cannot be sent (so the return is compensated), and
-//! a customer asking for a person (handed over). For each it prints the path taken and each
-//! step's time, model, tokens and cost.
+//! SQLite file) and an e-mail outbox in a demo folder, adds the shop's policies
+//! (`examples/policies/`) to the knowledge base (collection `policies`), then runs four
+//! messages: a return that goes through, a return whose confirmation cannot be sent (so the
+//! return is compensated), a customer asking for a person (handed over), and a question about
+//! the shop's policies (answered from the knowledge base). For each it prints the path taken
+//! and each step's time, model, tokens and cost, and what the knowledge base gave the answer.
 
 use std::path::PathBuf;
 
@@ -20,9 +22,28 @@ use crate::out::{money, print_json};
 /// The workflow, also in `examples/` where `hilo validate` and the README show it.
 pub const WORKFLOW: &str = include_str!("../../../examples/customer_support.yaml");
 const SHOP: &str = include_str!("../../../examples/shop.sql");
+/// The shop's policies: the knowledge base policy questions are answered from.
+const POLICIES: [(&str, &str); 4] = [
+    (
+        "returns.md",
+        include_str!("../../../examples/policies/returns.md"),
+    ),
+    (
+        "shipping.md",
+        include_str!("../../../examples/policies/shipping.md"),
+    ),
+    (
+        "warranty.md",
+        include_str!("../../../examples/policies/warranty.md"),
+    ),
+    (
+        "payments.md",
+        include_str!("../../../examples/policies/payments.md"),
+    ),
+];
 
-/// The three messages, and what each shows.
-fn inputs() -> [(&'static str, Value); 3] {
+/// The four messages, and what each shows.
+fn inputs() -> [(&'static str, Value); 4] {
     [
         (
             "a return that goes through",
@@ -35,6 +56,10 @@ fn inputs() -> [(&'static str, Value); 3] {
         (
             "a customer who asks for a person",
             json!({"message": "Please let me talk to a real person, not a bot", "order_id": 1055}),
+        ),
+        (
+            "a question the shop's policies answer",
+            json!({"message": "Do you ship to Switzerland, and what does shipping cost?", "order_id": 1042}),
         ),
     ]
 }
@@ -73,6 +98,22 @@ pub async fn demo(app: &App, dir: Option<PathBuf>, json: bool) -> Result<(), Exi
     // This process runs with the demo's configuration: its tools reach the shop.
     app.configure(config)?;
     let engine = app.engine().await?;
+    // The policies, in the tenant's knowledge base (unchanged ones are left as they are).
+    let kb = app.knowledge().await?;
+    for (source, content) in POLICIES {
+        kb.add(
+            &g.tenant,
+            &hilo_memory::NewDocument {
+                collection: "policies",
+                source,
+                format: hilo_memory::Format::Markdown,
+                content,
+                metadata: [("owner".to_string(), "demo".to_string())].into(),
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("cannot add the demo's policies to the knowledge base: {e}"))?;
+    }
     if !json {
         outln!(
             "hilo demo: {} (embedded SQLite, no API key)",
@@ -80,6 +121,10 @@ pub async fn demo(app: &App, dir: Option<PathBuf>, json: bool) -> Result<(), Exi
         );
         outln!("  shop database: {}", shop.display());
         outln!("  e-mail outbox: {}", outbox.display());
+        outln!(
+            "  knowledge base: collection `policies` ({} documents from examples/policies/)",
+            POLICIES.len()
+        );
     }
     let mut costs = 0i64;
     let mut runs = Vec::new();
@@ -117,6 +162,9 @@ pub async fn demo(app: &App, dir: Option<PathBuf>, json: bool) -> Result<(), Exi
                 "output": o.output,
                 "error": o.error,
                 "path": ran.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>(),
+                "knowledge": ran.iter().filter_map(|n| n.detail.trace.as_ref()).flat_map(|t| {
+                    t["steps"].as_array().into_iter().flatten().filter_map(|s| s.get("knowledge").cloned())
+                }).collect::<Vec<_>>(),
                 "cost_usd": money(cost),
             }));
         } else {
@@ -135,8 +183,10 @@ pub async fn demo(app: &App, dir: Option<PathBuf>, json: bool) -> Result<(), Exi
         }));
     }
     outln!();
-    outln!("LLM cost of the three runs: {} USD", money(costs));
-    outln!("More: hilo executions list · hilo executions show ID · hilo costs · hilo audit");
+    outln!("LLM cost of the four runs: {} USD", money(costs));
+    outln!(
+        "More: hilo executions list · hilo executions show ID · hilo costs · hilo audit · hilo kb search policies \"refunds\""
+    );
     outln!(
         "With a real model: put llm.providers.openai = {{ kind = \"openai\" }} in hilo.toml and set OPENAI_API_KEY; the `fast` profile then classifies with gpt-4o-mini."
     );
@@ -190,6 +240,23 @@ fn print_outcome(wf: &Workflow, o: &Outcome) -> i64 {
             n.status.as_str(),
             ms
         );
+        let steps = n.detail.trace.as_ref().and_then(|t| t["steps"].as_array());
+        for k in steps
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.get("knowledge"))
+        {
+            for h in k["hits"].as_array().into_iter().flatten() {
+                outln!(
+                    "  {:<14} read [{}] {} — {} (score {:.2})",
+                    "",
+                    h["rank"],
+                    h["source"].as_str().unwrap_or("?"),
+                    h["heading"].as_str().unwrap_or(""),
+                    h["score"].as_f64().unwrap_or(0.0)
+                );
+            }
+        }
     }
     // Compensations ran after the failure, newest completed step first.
     let mut undone: Vec<&NodeRecord> = ran

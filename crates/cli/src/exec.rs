@@ -525,6 +525,39 @@ pub async fn executions(app: &App, cmd: ExecutionsCommand) -> Result<(), Exit> {
                             );
                         } else if let Some(r) = step.get("reflection") {
                             outln!("    ? reflection: {r}");
+                        } else if let Some(k) = step.get("knowledge") {
+                            let hits = k["hits"].as_array().map_or(&[][..], Vec::as_slice);
+                            outln!(
+                                "    📚 knowledge `{}` ({}): {} chunk(s){}",
+                                k["collection"].as_str().unwrap_or("?"),
+                                k["ranked_by"]
+                                    .as_array()
+                                    .map(|r| r
+                                        .iter()
+                                        .filter_map(Value::as_str)
+                                        .collect::<Vec<_>>()
+                                        .join(" + "))
+                                    .unwrap_or_default(),
+                                hits.len(),
+                                k["note"]
+                                    .as_str()
+                                    .map(|n| format!(" — {n}"))
+                                    .unwrap_or_default()
+                            );
+                            for h in hits {
+                                let heading = h["heading"].as_str().unwrap_or("");
+                                outln!(
+                                    "      [{}] {:.3} {}{}",
+                                    h["rank"],
+                                    h["score"].as_f64().unwrap_or(0.0),
+                                    h["source"].as_str().unwrap_or("?"),
+                                    if heading.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(" — {heading}")
+                                    }
+                                );
+                            }
                         }
                     }
                 }

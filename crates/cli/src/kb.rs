@@ -101,10 +101,16 @@ pub async fn kb(app: &App, cmd: KbCommand) -> Result<(), Exit> {
                             thousands(c.documents),
                             thousands(c.chunks),
                             rfc3339(c.updated_at),
+                            c.retention_ms.map_or("-".into(), |ms| {
+                                hilo_core::duration::format_ms(u64::try_from(ms).unwrap_or(0))
+                            }),
                         ]
                     })
                     .collect();
-                print_table(&["COLLECTION", "DOCUMENTS", "CHUNKS", "UPDATED"], &rows);
+                print_table(
+                    &["COLLECTION", "DOCUMENTS", "CHUNKS", "UPDATED", "RETENTION"],
+                    &rows,
+                );
                 Ok(())
             }
             Some(c) => {
@@ -202,6 +208,67 @@ pub async fn kb(app: &App, cmd: KbCommand) -> Result<(), Exit> {
                 return print_json(&json!({"document": doc, "removed": true}));
             }
             outln!("removed document {doc}");
+            Ok(())
+        }
+        KbCommand::Retention {
+            collection,
+            age,
+            json,
+        } => {
+            let retention = match age.trim() {
+                "off" | "none" => None,
+                t => {
+                    let ms = hilo_core::duration::parse_ms(t)
+                        .map_err(|e| Exit::invalid(anyhow!("`{t}`: {e}; or `off`")))?;
+                    if ms == 0 {
+                        return Err(Exit::invalid(anyhow!(
+                            "a retention of 0 would delete every document at once; give an age such as 90d, or `off`"
+                        )));
+                    }
+                    Some(i64::try_from(ms).unwrap_or(i64::MAX))
+                }
+            };
+            if !store
+                .set_kb_retention(&tenant, &collection, retention)
+                .await
+                .map_err(store_err)?
+            {
+                return Err(Exit::from(anyhow!(
+                    "no collection `{collection}` in tenant `{tenant}`; `hilo kb list` lists them"
+                )));
+            }
+            if json {
+                return print_json(&json!({"collection": collection, "retention_ms": retention}));
+            }
+            match retention {
+                Some(ms) => outln!(
+                    "collection `{collection}`: documents not added again within {} are deleted (hilo kb expire, hilo serve hourly)",
+                    hilo_core::duration::format_ms(u64::try_from(ms).unwrap_or(0))
+                ),
+                None => outln!("collection `{collection}`: documents are kept until removed"),
+            }
+            Ok(())
+        }
+        KbCommand::Expire { json } => {
+            let actor = crate::memory::cli_actor();
+            let expired = store
+                .expire_kb_documents(Some(&tenant), hilo_core::store::now_ms(), &actor)
+                .await
+                .map_err(store_err)?;
+            if json {
+                return print_json(&json!({"expired": expired}));
+            }
+            if expired.is_empty() {
+                outln!("nothing past its collection's retention");
+            }
+            for e in &expired {
+                outln!(
+                    "collection `{}`: {} document(s), {} chunk(s) deleted (recorded: hilo memory erasures)",
+                    e.collection,
+                    thousands(e.documents),
+                    thousands(e.chunks)
+                );
+            }
             Ok(())
         }
         KbCommand::Search {

@@ -111,10 +111,7 @@ pub async fn memory(app: &App, cmd: MemoryCommand) -> Result<(), Exit> {
                     "--customer is empty; give the customer id their conversations carry"
                 )));
             }
-            let actor = match std::env::var("USER") {
-                Ok(user) if !user.is_empty() => format!("cli:{user}"),
-                _ => "cli".to_string(),
-            };
+            let actor = cli_actor();
             let n = store
                 .forget_customer(&tenant, &customer, &actor, now_ms())
                 .await
@@ -221,4 +218,12 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
     let mut out: String = one_line.chars().take(n.saturating_sub(1)).collect();
     out.push('…');
     out
+}
+
+/// Who an erasure made from the command line is recorded as: `cli:<user>`, or `cli`.
+pub(crate) fn cli_actor() -> String {
+    match std::env::var("USER") {
+        Ok(user) if !user.is_empty() => format!("cli:{user}"),
+        _ => "cli".to_string(),
+    }
 }

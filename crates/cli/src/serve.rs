@@ -90,7 +90,7 @@ pub async fn serve(app: &App, addr: Option<String>, workers: Option<usize>) -> R
         llm: config.llm.clone(),
         tools,
         secrets: Some(secrets),
-        embedder: app.ledgered_embedder().await?,
+        knowledge: app.knowledge().await?,
     });
     noteln!(
         "hilo serving http://{local}/api/v1 on {} ({workers} workers); OpenAPI at /api/v1/openapi.json; Ctrl-C stops it",

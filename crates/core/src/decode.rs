@@ -5,6 +5,8 @@
 //! Graph rules and expressions are checked afterwards, on the typed value, by
 //! [`crate::validate`].
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::diagnostic::{Code, Diagnostic, did_you_mean, push_pointer};
@@ -83,7 +85,9 @@ pub const AGENT_WITH_KEYS: &[&str] = &[
     "context",
 ];
 /// Fields of an agent's `with.context`.
-pub const AGENT_CONTEXT_KEYS: &[&str] = &["history", "episodes"];
+pub const AGENT_CONTEXT_KEYS: &[&str] = &["history", "episodes", "knowledge"];
+/// Fields of `with.context.knowledge`.
+pub const KNOWLEDGE_KEYS: &[&str] = &["collection", "query", "top_k", "min_score", "filter"];
 /// Fields of `with.context.episodes` (or `episodes: true`).
 pub const EPISODES_KEYS: &[&str] = &["top_k"];
 /// Fields of `with.context.history` (or `history: true`).
@@ -1077,7 +1081,68 @@ impl Decoder {
                 })
             }
         };
-        Some(AgentContext { history, episodes })
+        let knowledge = match m.get("knowledge") {
+            None => None,
+            Some(k) => self.knowledge_context(k, &push_pointer(path, "knowledge")),
+        };
+        Some(AgentContext {
+            history,
+            episodes,
+            knowledge,
+        })
+    }
+
+    fn knowledge_context(&mut self, v: &Value, path: &str) -> Option<KnowledgeContext> {
+        let m = self.obj(
+            v,
+            path,
+            "`knowledge` ({collection, query, top_k, min_score, filter})",
+        )?;
+        self.keys(m, path, KNOWLEDGE_KEYS, "`knowledge`");
+        let collection = match m.get("collection") {
+            Some(c) => self.nonempty_string(c, &push_pointer(path, "collection"), "`collection`"),
+            None => {
+                self.err(
+                    Code::MissingField,
+                    path,
+                    "`knowledge` needs `collection`: the knowledge-base collection to search (see `hilo kb list`)",
+                );
+                None
+            }
+        };
+        let query = match m.get("query") {
+            Some(q) => self.nonempty_string(q, &push_pointer(path, "query"), "`query`"),
+            None => None,
+        };
+        let top_k = self
+            .opt_u32(
+                m,
+                path,
+                "top_k",
+                1,
+                u64::from(crate::knowledge::KnowledgeQuery::MAX_TOP_K),
+            )
+            .unwrap_or(crate::knowledge::KnowledgeQuery::DEFAULT_TOP_K);
+        let min_score = match m.get("min_score") {
+            Some(s) => self.float(s, &push_pointer(path, "min_score"), "`min_score`", 0.0, 1.0),
+            None => None,
+        };
+        let mut filter = BTreeMap::new();
+        if let Some(f) = self.opt_map(m, path, "filter") {
+            let fp = push_pointer(path, "filter");
+            for (k, v) in f {
+                if let Some(s) = self.string(&v, &push_pointer(&fp, &k), "a filter value") {
+                    filter.insert(k, s);
+                }
+            }
+        }
+        Some(KnowledgeContext {
+            collection: collection?,
+            query,
+            top_k,
+            min_score,
+            filter,
+        })
     }
 
     fn cases(&mut self, v: &Value, path: &str) -> Option<Vec<SwitchCase>> {

@@ -27,6 +27,11 @@ pub struct Forgotten {
     pub episodes: u64,
     /// Human-queue items (handed-over conversations, the executions' human tasks).
     pub queue_items: u64,
+    /// Knowledge-base documents and chunks (a retention sweep's erasures).
+    #[serde(default)]
+    pub kb_documents: u64,
+    #[serde(default)]
+    pub kb_chunks: u64,
 }
 
 impl Forgotten {
@@ -42,7 +47,8 @@ pub struct ErasureRecord {
     /// `erase-<unix ms>-<first 12 hex digits of the subject hash>`.
     pub id: String,
     pub tenant: String,
-    /// What was erased: `customer`.
+    /// What was erased: `customer`, or `kb_retention` (documents past their collection's
+    /// retention; the subject is the collection's name).
     pub kind: String,
     /// SHA-256 (hex) of the customer id: the id itself is not kept.
     pub subject_sha256: String,

@@ -22,6 +22,20 @@ pub struct KbCollection {
     /// Unix ms.
     pub created_at: i64,
     pub updated_at: i64,
+    /// Documents not added or replaced within this many ms are deleted by the retention sweep
+    /// (`None`: kept until removed).
+    #[serde(default)]
+    pub retention_ms: Option<i64>,
+}
+
+/// What one retention sweep deleted from one collection (recorded as an erasure of kind
+/// `kb_retention`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KbExpired {
+    pub tenant: String,
+    pub collection: String,
+    pub documents: u64,
+    pub chunks: u64,
 }
 
 /// A stored document (without its chunks).
@@ -179,6 +193,27 @@ pub trait KnowledgeStore: Send + Sync {
 
     /// These chunks of the tenant (any order; unknown ids are left out).
     async fn get_kb_chunks(&self, tenant: &TenantId, ids: &[i64]) -> Result<Vec<KbChunk>>;
+
+    /// Sets (or, with `None`, clears) a collection's retention; false when the tenant has no
+    /// such collection.
+    async fn set_kb_retention(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+        retention_ms: Option<i64>,
+    ) -> Result<bool>;
+
+    /// Deletes, in the collections with a retention (of `tenant`, or of every tenant with
+    /// `None`), the documents last added or replaced before `now - retention`, with their
+    /// chunks and index entries; each collection that lost documents is bumped and recorded
+    /// as an erasure (kind `kb_retention`, subject the collection's name hashed, `actor`) in
+    /// the same transaction. What was deleted, per collection.
+    async fn expire_kb_documents(
+        &self,
+        tenant: Option<&TenantId>,
+        now: i64,
+        actor: &str,
+    ) -> Result<Vec<KbExpired>>;
 }
 
 /// A vector as stored: f32 little-endian.
@@ -196,4 +231,65 @@ pub fn vector_from_bytes(b: &[u8]) -> Option<Vec<f32>> {
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
     )
+}
+
+/// A search of a tenant's collection by an agent (`with.context.knowledge`) or by the
+/// built-in tool `knowledge_search`: hybrid (full text and vectors, fused by reciprocal rank;
+/// full text alone without an embedding model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeQuery {
+    pub collection: String,
+    pub query: String,
+    pub top_k: u32,
+    /// Hits with a lower fused score (1.0 = first in every list) are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_score: Option<f64>,
+    /// Metadata keys the hit's document must have with these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub filter: BTreeMap<String, String>,
+}
+
+impl KnowledgeQuery {
+    /// Hits an agent gets without `top_k`.
+    pub const DEFAULT_TOP_K: u32 = 4;
+    /// Most hits one search returns to an agent or the tool.
+    pub const MAX_TOP_K: u32 = 20;
+}
+
+/// One chunk found, with its provenance and how it ranked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeHit {
+    pub score: f64,
+    #[serde(flatten)]
+    pub chunk: KbChunk,
+    /// 1-based rank in the full-text list, when in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_rank: Option<usize>,
+    /// 1-based rank in the vector list, when in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_rank: Option<usize>,
+}
+
+/// What a [`KnowledgeQuery`] found, best first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeFound {
+    /// The lists that were ranked: `["text", "vector"]` or `["text"]`.
+    pub ranked_by: Vec<String>,
+    /// Why fewer lists were ranked than hybrid search ranks (no embedding model, no vector
+    /// of its model in the collection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub hits: Vec<KnowledgeHit>,
+}
+
+/// The knowledge base as agents and tools search it (`hilo-memory` implements it over the
+/// store). Errors are node errors with the knowledge base's codes (`KB_INVALID`,
+/// `KB_STORE`, …); a collection that does not exist finds nothing.
+#[async_trait]
+pub trait KnowledgeSearch: Send + Sync {
+    async fn search(
+        &self,
+        tenant: &TenantId,
+        query: &KnowledgeQuery,
+    ) -> std::result::Result<KnowledgeFound, crate::exec::NodeError>;
 }

@@ -10,6 +10,8 @@
 //! values; strings inside them may be `${ JMESPath }` typed expressions or Jinja templates (see
 //! [`crate::expr`]).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -330,6 +332,25 @@ pub struct AgentContext {
     /// Past runs of the tenant's agents with the most similar goals (episodic memory).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub episodes: Option<EpisodesContext>,
+    /// Chunks of a knowledge-base collection found for the node's task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knowledge: Option<KnowledgeContext>,
+}
+
+/// `with.context.knowledge`: the `top_k` chunks of the tenant's knowledge-base `collection`
+/// that a hybrid search for `query` (default: the node's prompt, task or goal) finds, put
+/// before the agent's prompt with their sources. `collection`, `query` and the `filter`
+/// values are templates; the retrieved chunks and their scores go into the node's trace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KnowledgeContext {
+    pub collection: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    pub top_k: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_score: Option<f64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub filter: BTreeMap<String, String>,
 }
 
 /// `with.context.episodes`: how many of the tenant's past reasoning and planner runs with the

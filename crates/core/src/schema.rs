@@ -259,6 +259,19 @@ pub fn workflow_schema() -> Value {
                                 "top_k": {"type": "integer", "minimum": 0, "maximum": 20}
                             }}
                         ]
+                    },
+                    "knowledge": {
+                        "description": "The chunks of a knowledge-base collection that a hybrid search for the task finds, put before the prompt with their sources; recorded in the node's trace with their scores.",
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["collection"],
+                        "properties": {
+                            "collection": {"type": "string", "minLength": 1, "description": "The tenant's collection (a template)."},
+                            "query": {"type": "string", "minLength": 1, "description": "What to search for (a template; default: the node's prompt, task or goal)."},
+                            "top_k": {"type": "integer", "minimum": 1, "maximum": 20, "description": "How many chunks (default 4)."},
+                            "min_score": {"type": "number", "minimum": 0, "maximum": 1, "description": "Chunks with a lower fused score (1.0: first in every ranking) are left out."},
+                            "filter": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Document metadata that must match (values are templates)."}
+                        }
                     }}
                 }),
                 _ => json!({"type": "string"}),

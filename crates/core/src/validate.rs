@@ -22,6 +22,7 @@ pub const BUILTIN_TOOLS: &[&str] = &[
     "query_database",
     "execute_sql",
     "send_email",
+    "knowledge_search",
 ];
 
 /// LLM profiles every installation has.
@@ -842,6 +843,17 @@ impl<'a> Validator<'a> {
             let hp = push_pointer(&push_pointer(path, "context"), "history");
             self.text(&h.messages, &push_pointer(&hp, "messages"));
             self.text(&h.summary, &push_pointer(&hp, "summary"));
+        }
+        if let Some(k) = w.context.as_ref().and_then(|c| c.knowledge.as_ref()) {
+            let kp = push_pointer(&push_pointer(path, "context"), "knowledge");
+            self.text(&k.collection, &push_pointer(&kp, "collection"));
+            if let Some(q) = &k.query {
+                self.text(q, &push_pointer(&kp, "query"));
+            }
+            let fp = push_pointer(&kp, "filter");
+            for (key, v) in &k.filter {
+                self.text(v, &push_pointer(&fp, key));
+            }
         }
         if let Some(s) = &w.output_schema {
             self.schema(s, &field("output_schema"), "`output_schema`");

@@ -43,10 +43,7 @@ fn message(m: &Message) -> Value {
 
 /// The prompt of `task`, redacted.
 pub fn input(task: Task<'_>) -> Value {
-    let spec = match task {
-        Task::Chat(s) => s,
-        Task::Classify { chat, .. } => chat,
-    };
+    let spec = task.spec();
     Value::Array(spec.messages.iter().map(message).collect())
 }
 

@@ -55,8 +55,11 @@ pub enum Capability {
     /// Output constrained to a JSON Schema.
     JsonSchema,
     Streaming,
-    /// Choosing one of a node's `labels` (chat models can; the local router only does this).
+    /// Choosing one of a node's `labels` (chat models can; so can the local router).
     Labels,
+    /// Answering a question from knowledge-base passages given with it (chat models can; the
+    /// local router quotes the passage sentence that matches best).
+    Grounded,
 }
 
 impl Capability {
@@ -67,6 +70,7 @@ impl Capability {
             Capability::JsonSchema => "json_schema",
             Capability::Streaming => "streaming",
             Capability::Labels => "labels",
+            Capability::Grounded => "grounded",
         }
     }
 }
@@ -174,7 +178,8 @@ impl ModelConfig {
 
     pub fn can(&self, c: Capability) -> bool {
         self.capabilities.contains(&c)
-            || (c == Capability::Labels && self.capabilities.contains(&Capability::Chat))
+            || (matches!(c, Capability::Labels | Capability::Grounded)
+                && self.capabilities.contains(&Capability::Chat))
     }
 }
 
@@ -622,7 +627,7 @@ pub fn shipped_models() -> Vec<ModelConfig> {
             input_per_1k: 0.0,
             output_per_1k: 0.0,
             context_window: 100_000,
-            capabilities: vec![Capability::Labels],
+            capabilities: vec![Capability::Labels, Capability::Grounded],
             latency_ms: 1,
             quality: 0.4,
         },

@@ -273,6 +273,110 @@ fn dot(a: &SparseVec, b: &SparseVec) -> f64 {
     sum
 }
 
+/// Words too common to say what a question is about.
+const QUESTION_STOPWORDS: &[&str] = &[
+    "the", "and", "for", "are", "was", "were", "you", "your", "our", "how", "what", "when",
+    "which", "who", "why", "where", "does", "did", "can", "could", "would", "should", "will",
+    "have", "has", "had", "with", "from", "into", "about", "this", "that", "there", "their",
+    "they", "them", "any", "not", "but", "all", "its", "get", "got", "may", "much", "many", "want",
+    "need", "please", "hello", "thanks", "tell", "know", "like", "some",
+];
+
+/// The key a word is compared by: its first four letters (`shipping`, `ships` ≡ `ship`),
+/// `None` for short and common words.
+fn answer_key(word: &str) -> Option<String> {
+    if word.chars().count() < 3 || QUESTION_STOPWORDS.contains(&word) {
+        return None;
+    }
+    Some(word.chars().take(4).collect())
+}
+
+/// The local router's answer to `question` from knowledge-base `passages` (best first): the
+/// paragraph (or, in a long paragraph, the sentence) holding the sentence that shares the most
+/// (and the rarest) words with the question, earlier passages winning ties, quoted with its
+/// source. `None` when no sentence shares a word with it.
+pub(crate) fn extractive_answer(
+    question: &str,
+    passages: &[crate::router::Passage],
+) -> Option<String> {
+    use std::collections::{HashMap, HashSet};
+    /// A paragraph this long or shorter is quoted whole.
+    const WHOLE_PARAGRAPH: usize = 400;
+    let keys_of = |text: &str| -> HashSet<String> {
+        words(text).iter().filter_map(|w| answer_key(w)).collect()
+    };
+    let asked = keys_of(question);
+    if asked.is_empty() {
+        return None;
+    }
+    // (passage, paragraph, sentence, its words)
+    let mut paragraphs: Vec<String> = Vec::new();
+    let mut sentences: Vec<(usize, usize, String, HashSet<String>)> = Vec::new();
+    for (i, p) in passages.iter().enumerate() {
+        for block in p.text.split("\n\n") {
+            let para = block
+                .lines()
+                .map(|l| l.trim())
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join(" ");
+            if para.is_empty() {
+                continue;
+            }
+            let at = paragraphs.len();
+            let chars: Vec<(usize, char)> = para.char_indices().collect();
+            let mut start = 0;
+            for (k, &(pos, c)) in chars.iter().enumerate() {
+                let ends = matches!(c, '.' | '!' | '?')
+                    && chars.get(k + 1).is_none_or(|(_, n)| n.is_whitespace());
+                if ends || k + 1 == chars.len() {
+                    let end = pos + c.len_utf8();
+                    let s = para[start..end].trim();
+                    if !s.is_empty() {
+                        sentences.push((i, at, s.to_string(), keys_of(s)));
+                    }
+                    start = end;
+                }
+            }
+            paragraphs.push(para);
+        }
+    }
+    // A word found in few sentences says more than one found in many.
+    let mut df: HashMap<&str, usize> = HashMap::new();
+    for (_, _, _, keys) in &sentences {
+        for k in keys {
+            *df.entry(k.as_str()).or_default() += 1;
+        }
+    }
+    let n = sentences.len() as f64;
+    let mut best: Option<(f64, usize)> = None;
+    for (at, (passage, _, _, keys)) in sentences.iter().enumerate() {
+        let score: f64 = asked
+            .iter()
+            .filter(|k| keys.contains(*k))
+            .map(|k| (1.0 + n / df.get(k.as_str()).copied().unwrap_or(1) as f64).ln())
+            .sum::<f64>()
+            // Earlier passages ranked higher in the search.
+            / (1.0 + 0.1 * *passage as f64);
+        if score > 0.0 && best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, at));
+        }
+    }
+    let (_, at) = best?;
+    let (passage, para, sentence, _) = &sentences[at];
+    let quote = match &paragraphs[*para] {
+        p if p.len() <= WHOLE_PARAGRAPH => p.as_str(),
+        _ => sentence.as_str(),
+    };
+    let p = &passages[*passage];
+    let from = if p.heading.is_empty() {
+        p.source.clone()
+    } else {
+        format!("{} — {}", p.source, p.heading)
+    };
+    Some(format!("{quote} (from {from})"))
+}
+
 /// Lowercased, accent-folded words: letters and digits only, apostrophes dropped.
 pub(crate) fn words(text: &str) -> Vec<String> {
     let mut folded = String::with_capacity(text.len());
@@ -471,6 +575,38 @@ mod tests {
         let c = router.classify("");
         assert_eq!(c.label, "return_request");
         assert!((c.confidence - 0.25).abs() < 1e-12, "{c:?}");
+    }
+
+    #[test]
+    fn answers_quote_the_best_matching_paragraph_with_its_source() {
+        use crate::router::Passage;
+        let passages = [
+            Passage {
+                source: "returns.md".into(),
+                heading: "Returns > Refunds".into(),
+                text: "Refunds are paid within 5 working days.\n\nShipping costs are refunded\nonly for faulty items.".into(),
+            },
+            Passage {
+                source: "shipping.md".into(),
+                heading: "Shipping > Costs".into(),
+                text: "## Costs\n\nShipping is free above 50 euros. Below that, shipping costs\n4.90 euros and 9.90 euros to Switzerland.".into(),
+            },
+        ];
+        let a = extractive_answer("What does shipping to Switzerland cost?", &passages).unwrap();
+        assert_eq!(
+            a,
+            "Shipping is free above 50 euros. Below that, shipping costs 4.90 euros and 9.90 euros to Switzerland. (from shipping.md — Shipping > Costs)"
+        );
+        let a = extractive_answer("How fast are refunds paid?", &passages).unwrap();
+        assert!(
+            a.starts_with("Refunds are paid within 5 working days."),
+            "{a}"
+        );
+        assert!(a.ends_with("(from returns.md — Returns > Refunds)"), "{a}");
+        // Nothing shared, or nothing to read from: no answer.
+        assert_eq!(extractive_answer("Bonjour?", &passages), None);
+        assert_eq!(extractive_answer("What does shipping cost?", &[]), None);
+        assert_eq!(extractive_answer("", &passages), None);
     }
 
     #[test]

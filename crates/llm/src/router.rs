@@ -120,13 +120,30 @@ pub enum Task<'a> {
         examples: &'a BTreeMap<String, Vec<String>>,
         chat: &'a ChatSpec,
     },
+    /// Answer `question` from `passages` (knowledge-base chunks, best first): chat models get
+    /// `chat` (which holds the passages), the local router quotes the sentence of the passages
+    /// that matches the question best, with its source.
+    Grounded {
+        question: &'a str,
+        passages: &'a [Passage],
+        chat: &'a ChatSpec,
+    },
+}
+
+/// A knowledge-base chunk given to a model to answer from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passage {
+    pub source: String,
+    /// The heading path, empty when none.
+    pub heading: String,
+    pub text: String,
 }
 
 impl Task<'_> {
-    fn spec(&self) -> &ChatSpec {
+    pub(crate) fn spec(&self) -> &ChatSpec {
         match self {
             Task::Chat(s) => s,
-            Task::Classify { chat, .. } => chat,
+            Task::Classify { chat, .. } | Task::Grounded { chat, .. } => chat,
         }
     }
 }
@@ -545,8 +562,27 @@ impl Router {
                 } => Ok(Answer::Label(
                     self.semantic_router(labels, examples).classify(text),
                 )),
+                Task::Grounded {
+                    question, passages, ..
+                } => match crate::local::extractive_answer(question, passages) {
+                    Some(content) => Ok(Answer::Chat(crate::provider::ChatResponse {
+                        content,
+                        tool_calls: Vec::new(),
+                        usage: Usage {
+                            input_tokens: c.est_input,
+                            output_tokens: 0,
+                        },
+                        finish_reason: Some("stop".into()),
+                        first_token_ms: None,
+                        model: Some(c.model.name.clone()),
+                    })),
+                    None => Err(ProviderError::Unsupported(format!(
+                        "the local router found no passage of the knowledge base that matches the question; configure a model provider for `{}` to answer it",
+                        c.model.name
+                    ))),
+                },
                 Task::Chat(_) => Err(ProviderError::Unsupported(format!(
-                    "the local router only chooses labels; configure a model provider for `{}`",
+                    "the local router only chooses labels and quotes the knowledge base; configure a model provider for `{}`",
                     c.model.name
                 ))),
             };

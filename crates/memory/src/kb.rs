@@ -184,6 +184,11 @@ impl Knowledge {
         self.chunking
     }
 
+    /// The store it reads and writes.
+    pub fn store(&self) -> &Arc<dyn KnowledgeStore> {
+        &self.store
+    }
+
     /// Embeds with `ledger`, each call counted in the cost ledger for the tenant it is made
     /// for (purpose `embed`).
     pub fn ledgered(store: Arc<dyn KnowledgeStore>, ledger: LedgeredEmbedder) -> Knowledge {

@@ -11,6 +11,8 @@
 //!   when the collection's revision changes.
 //! - [`text`]: query terms, content hashes and document ids.
 //! - [`eval`]: recall@k and MRR for the quality benchmark.
+//! - `search.rs`: [`Knowledge`] as `hilo_core::knowledge::KnowledgeSearch`, what agents
+//!   (`with.context.knowledge`) and the built-in tool `knowledge_search` call.
 //!
 //! The crate holds no SQL and no provider: it reads and writes through
 //! `hilo_core::knowledge::KnowledgeStore` and embeds through `hilo_embed::Embedder`.
@@ -20,6 +22,7 @@
 pub mod chunk;
 pub mod eval;
 mod kb;
+mod search;
 pub mod text;
 
 pub use chunk::{Chunk, ChunkOptions, Format};

@@ -104,7 +104,9 @@ pub async fn reserve(
     })
 }
 
-/// Deletes expired keys from `store` every hour until `stop` resolves (`serve` runs it).
+/// Deletes expired keys from `store`, and the knowledge-base documents past their
+/// collection's retention (each sweep that deletes some recorded as an erasure, actor
+/// `retention`), every hour until `stop` resolves (`serve` runs it; the first sweep at once).
 pub async fn prune(store: Arc<dyn Store>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -117,6 +119,19 @@ pub async fn prune(store: Arc<dyn Store>, stop: impl Future<Output = ()>) {
             Ok(n) if n > 0 => tracing::debug!(deleted = n, "expired idempotency keys pruned"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning expired idempotency keys failed"),
+        }
+        match store.expire_kb_documents(None, now_ms(), "retention").await {
+            Ok(done) => {
+                for e in done {
+                    tracing::info!(
+                        tenant = %e.tenant,
+                        collection = %e.collection,
+                        documents = e.documents,
+                        "knowledge documents past retention deleted"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the knowledge-base retention sweep failed"),
         }
     }
 }

@@ -41,9 +41,9 @@ pub struct Parts {
     pub tools: Arc<dyn ToolExecutor>,
     /// Tenants' secrets (callback signing keys).
     pub secrets: Option<Arc<dyn hilo_tools::Secrets>>,
-    /// The knowledge base's embedding model, each call counted in the cost ledger for its
-    /// tenant (`None`: documents without vectors, full-text search).
-    pub embedder: Option<hilo_embed::LedgeredEmbedder>,
+    /// The knowledge base (of every tenant), with its embedding model when one is
+    /// configured; the process's agents and `knowledge_search` tool share it (one cache).
+    pub knowledge: Arc<hilo_memory::Knowledge>,
 }
 
 struct Inner {
@@ -66,7 +66,7 @@ struct Inner {
     /// The conversation layer.
     hil: Hil,
     /// The knowledge base (its vector cache lives as long as the server).
-    knowledge: hilo_memory::Knowledge,
+    knowledge: Arc<hilo_memory::Knowledge>,
 }
 
 /// The shared state (cheap to clone).
@@ -76,10 +76,7 @@ pub struct AppState(Arc<Inner>);
 impl AppState {
     pub fn new(parts: Parts) -> AppState {
         let store = parts.engine.store().clone();
-        let knowledge = match parts.embedder.clone() {
-            Some(l) => hilo_memory::Knowledge::ledgered(store.clone(), l),
-            None => hilo_memory::Knowledge::new(store.clone(), None),
-        };
+        let knowledge = parts.knowledge.clone();
         let chats = ChatTokens::new(store.clone());
         let keys = Keys::new(
             store.clone(),

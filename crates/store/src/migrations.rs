@@ -76,6 +76,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "erasures",
         include_str!("../migrations/0018_erasures.sql"),
     ),
+    (
+        19,
+        "knowledge retention",
+        include_str!("../migrations/0019_kb_retention.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

@@ -1,11 +1,15 @@
 //! Built-in data tools that need no outside system: `transform_json` (a JMESPath expression
-//! over data) and `filter_list` (the items of a list for which a JMESPath predicate holds).
-//! Both are `safe`.
+//! over data), `filter_list` (the items of a list for which a JMESPath predicate holds) and
+//! `knowledge_search` (a hybrid search of one of the tenant's knowledge-base collections).
+//! All are `safe`.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use hilo_core::ToolClass;
 use hilo_core::exec::{NodeError, codes};
 use hilo_core::expr::{Budget, compile_jmespath, search_in, search_json, to_var};
+use hilo_core::knowledge::{KnowledgeQuery, KnowledgeSearch};
 use hilo_core::tool::{Tool, ToolContext, ToolSpec};
 use serde_json::{Value, json};
 
@@ -111,6 +115,67 @@ impl Tool for FilterList {
             }
         }
         Ok(json!({"count": kept.len(), "items": kept}))
+    }
+}
+
+/// `knowledge_search`: `{collection, query, top_k?, min_score?, filter?}` → `{hits: [{score,
+/// text, source, heading, document_id, …}], ranked_by, note?}`, searched in the calling
+/// tenant's knowledge base. Without a knowledge base (an executor built without one) every call
+/// is `NOT_CONFIGURED`.
+pub struct KnowledgeSearchTool {
+    spec: ToolSpec,
+    kb: Option<Arc<dyn KnowledgeSearch>>,
+}
+
+impl KnowledgeSearchTool {
+    pub fn new(kb: Option<Arc<dyn KnowledgeSearch>>) -> KnowledgeSearchTool {
+        let max = KnowledgeQuery::MAX_TOP_K;
+        KnowledgeSearchTool {
+            spec: ToolSpec::new(
+                "knowledge_search",
+                ToolClass::Safe,
+                "Searches a knowledge-base collection (the company's documents: policies, manuals, FAQs) and returns the most relevant passages with their sources and scores",
+            )
+            .with_input(json!({
+                "type": "object",
+                "required": ["collection", "query"],
+                "additionalProperties": false,
+                "properties": {
+                    "collection": {"type": "string", "minLength": 1, "maxLength": 200, "description": "The collection to search"},
+                    "query": {"type": "string", "minLength": 1, "maxLength": 4000, "description": "What to look for, in words"},
+                    "top_k": {"type": "integer", "minimum": 1, "maximum": max, "description": "How many passages (default 5)"},
+                    "min_score": {"type": "number", "minimum": 0, "maximum": 1, "description": "Leave out passages scoring less (1.0: first in every ranking)"},
+                    "filter": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Document metadata that must match"}
+                }
+            })),
+            kb,
+        }
+    }
+}
+
+#[async_trait]
+impl Tool for KnowledgeSearchTool {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+    async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
+        let Some(kb) = &self.kb else {
+            return Err(NodeError::new(
+                codes::NOT_CONFIGURED,
+                "knowledge_search has no knowledge base here: it runs in hilo's own processes (`hilo run`, `hilo serve`, workers), which give it the store's",
+            ));
+        };
+        let query: KnowledgeQuery = serde_json::from_value(json!({
+            "collection": input["collection"],
+            "query": input["query"],
+            "top_k": input.get("top_k").cloned().unwrap_or(json!(5)),
+            "min_score": input.get("min_score").cloned().unwrap_or(Value::Null),
+            "filter": input.get("filter").cloned().unwrap_or(json!({})),
+        }))
+        .map_err(|e| invalid(format!("knowledge_search: {e}")))?;
+        let found = kb.search(&ctx.tenant, &query).await?;
+        serde_json::to_value(found)
+            .map_err(|e| NodeError::new(codes::INVALID_OUTPUT, format!("knowledge_search: {e}")))
     }
 }
 

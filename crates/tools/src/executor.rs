@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::audit::AuditSink;
-use crate::builtin::{FilterList, TransformJson};
+use crate::builtin::{FilterList, KnowledgeSearchTool, TransformJson};
 use crate::cache::Cache;
 use crate::email::{EmailSettings, SendEmail};
 use crate::http::{DeclaredHttpTool, HttpClient, HttpRequestTool, HttpSettings};
@@ -171,9 +171,17 @@ pub struct ExecutorBuilder {
     secrets: Arc<dyn Secrets>,
     audit: Option<AuditSink>,
     secret_values: Vec<String>,
+    knowledge: Option<Arc<dyn hilo_core::knowledge::KnowledgeSearch>>,
 }
 
 impl ExecutorBuilder {
+    /// The knowledge base the built-in tool `knowledge_search` searches (in the calling
+    /// tenant's collections); without one, that tool answers `NOT_CONFIGURED`.
+    pub fn knowledge(mut self, kb: Arc<dyn hilo_core::knowledge::KnowledgeSearch>) -> Self {
+        self.knowledge = Some(kb);
+        self
+    }
+
     /// Tools added by code (test tools, benchmarks, MCP): source `extension` unless their
     /// spec says otherwise.
     pub fn tools(mut self, tools: ToolMap) -> Self {
@@ -223,6 +231,7 @@ impl ExecutorBuilder {
         tools.insert(Arc::new(HttpRequestTool::new(http.clone())));
         tools.insert(Arc::new(TransformJson::default()));
         tools.insert(Arc::new(FilterList::default()));
+        tools.insert(Arc::new(KnowledgeSearchTool::new(self.knowledge.clone())));
         let dbs =
             Arc::new(Databases::new(self.config.databases.clone()).map_err(ToolsError::Config)?);
         tools.insert(Arc::new(QueryDatabase::new(dbs.clone())));
@@ -295,6 +304,7 @@ impl Executor {
             secrets: Arc::new(EnvSecrets),
             audit: None,
             secret_values: Vec::new(),
+            knowledge: None,
         }
     }
 

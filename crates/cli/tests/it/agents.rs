@@ -53,6 +53,19 @@ fn the_demo_classifies_acts_compensates_and_hands_over_with_no_key() {
     assert!(stdout.contains("handed_over"), "{stdout}");
     assert!(stdout.contains("local-router"), "{stdout}");
     assert!(stdout.contains("undone by execute_sql"), "{stdout}");
+    // The policy question is answered from the knowledge base, and the chunks read are shown.
+    assert!(
+        stdout.contains("path: classify → answer_policy → answered"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("read [1] shipping.md — Shipping > Costs"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("9.90 euros to Switzerland, Norway and the United Kingdom. (from shipping.md — Shipping > Costs)"),
+        "{stdout}"
+    );
     // The shop: the first return stands, the second was cancelled by its compensation.
     let returns = sqlite_rows(
         &demo.join("shop.db"),
@@ -73,13 +86,13 @@ fn the_demo_classifies_acts_compensates_and_hands_over_with_no_key() {
     assert_eq!(mails.len(), 1, "{mails:?}");
     let mail = std::fs::read_to_string(&mails[0]).unwrap();
     assert!(mail.contains("ana@example.com"), "{mail}");
-    // Three classifications in the cost ledger, by the local router, free.
+    // Four classifications and one answer in the cost ledger, by the local router, free.
     let costs = hilo_cmd(&["costs", "--json", "--by", "model"], &db, &[])
         .output()
         .unwrap();
     let doc: Value = serde_json::from_slice(&costs.stdout).unwrap();
     assert_eq!(doc["rows"][0]["model"], "local-router", "{doc}");
-    assert_eq!(doc["rows"][0]["calls"], 3, "{doc}");
+    assert_eq!(doc["rows"][0]["calls"], 5, "{doc}");
     assert_eq!(doc["rows"][0]["cost_nanos"], 0, "{doc}");
 }
 
@@ -516,4 +529,226 @@ fn one_line_of_hilo_toml_switches_the_demo_workflow_to_a_real_provider() {
     .unwrap();
     assert_eq!(calls[0]["model"], "gpt-4o-mini");
     assert_eq!(calls[0]["cost_nanos"], 812 * 150 + 11 * 600);
+}
+
+/// `with.context.knowledge`: an agent node is given the chunks a search of the tenant's
+/// collection finds for its prompt (and the model is told their sources); the node's trace
+/// names them with their scores; the built-in `knowledge_search` tool finds the same from a
+/// tool node; another tenant's documents never reach either; a collection that does not exist
+/// finds nothing and the model is told so.
+#[test]
+fn agents_and_tools_read_the_tenants_knowledge_base() {
+    use hilo_llm::testserver::Reply;
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let config = dir.path().join("hilo.toml");
+    std::fs::write(&config, acme_llm(&fake.server().openai_base_url())).unwrap();
+    let cfg = config.to_str().unwrap();
+    let add = |tenant: &str, name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let out = hilo_cmd(
+            &[
+                "--config", cfg, "--tenant", tenant, "kb", "add", "policies", name,
+            ],
+            &db,
+            &[],
+        )
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    };
+    add(
+        "default",
+        "refunds.md",
+        "# Refunds\n\nRefunds of unused items are paid within fourteen days of the return.\n\n## Sale items\n\nSale items cannot be refunded.\n",
+    );
+    add(
+        "default",
+        "shipping.md",
+        "# Shipping\n\nShipping is free for orders above fifty euros.\n",
+    );
+    // Another tenant's policy says the opposite; it must never be read.
+    add(
+        "rival",
+        "refunds-rival.md",
+        "# Refunds\n\nRival refunds take ninety days and are paid in vouchers.\n",
+    );
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(
+        &wf,
+        r#"
+name: policy-answer
+version: 1
+nodes:
+  - id: answer
+    type: agent
+    agent: simple
+    with:
+      profile: fast
+      prompt: "{{ input.message }}"
+      context:
+        knowledge: {collection: policies, top_k: 2}
+  - id: lookup
+    type: tool
+    tool: knowledge_search
+    with: {collection: policies, query: "free shipping above fifty", top_k: 1}
+  - id: none
+    type: agent
+    agent: simple
+    with:
+      profile: fast
+      prompt: "{{ input.message }}"
+      context:
+        knowledge: {collection: "{{ input.missing }}"}
+  - id: done
+    type: finish
+    output:
+      answer: "${ answer.output.text }"
+      found: "${ lookup.output.hits[0].source }"
+edges:
+  - {from: answer, to: lookup}
+  - {from: lookup, to: none}
+  - {from: none, to: done}
+"#,
+    )
+    .unwrap();
+    let s = fake.server();
+    s.script(
+        "acme-1",
+        Reply::text(
+            "Refunds are paid within fourteen days (refunds.md).",
+            200,
+            14,
+        ),
+    );
+    s.script("acme-1", Reply::text("I do not know.", 90, 5));
+    let out = hilo_cmd(
+        &[
+            "--config",
+            cfg,
+            "run",
+            wf.to_str().unwrap(),
+            "--input",
+            r#"{"message": "How long do refunds take to be paid?", "missing": "archive"}"#,
+            "--json",
+        ],
+        &db,
+        &[("ACME_AI_KEY", "sk-acme")],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["output"]["answer"],
+        "Refunds are paid within fourteen days (refunds.md)."
+    );
+    assert_eq!(doc["output"]["found"], "shipping.md", "{doc}");
+
+    // What the model was given: the refund chunk with its source, not the rival's.
+    let first = s.requests()[0].body.to_string();
+    assert!(
+        first.contains("paid within fourteen days of the return"),
+        "{first}"
+    );
+    assert!(first.contains("refunds.md — Refunds"), "{first}");
+    assert!(!first.contains("ninety days"), "{first}");
+    let second = s.requests()[1].body.to_string();
+    assert!(second.contains("has nothing on this request"), "{second}");
+
+    // The trace names the chunks, their scores and ranks.
+    let id = doc["execution_id"].as_str().unwrap();
+    let shown = hilo_cmd(&["executions", "show", id, "--json"], &db, &[])
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let node = |key: &str| {
+        shown["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    let steps = node("answer")["trace"]["steps"].clone();
+    let k = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|s| s.get("knowledge"))
+        .unwrap_or_else(|| panic!("no knowledge step: {steps}"))
+        .clone();
+    assert_eq!(k["collection"], "policies");
+    assert_eq!(k["query"], "How long do refunds take to be paid?");
+    assert_eq!(k["ranked_by"], json!(["text"]), "{k}");
+    let hits = k["hits"].as_array().unwrap();
+    assert!(!hits.is_empty() && hits.len() <= 2, "{k}");
+    assert_eq!(hits[0]["source"], "refunds.md", "{k}");
+    assert_eq!(hits[0]["rank"], 1);
+    assert!(hits[0]["score"].as_f64().unwrap() > 0.0, "{k}");
+    assert_eq!(hits[0]["text_rank"], 1, "{k}");
+    assert!(
+        hits.iter().all(|h| h["source"] != "refunds-rival.md"),
+        "{k}"
+    );
+    let lookup = node("lookup")["output"].clone();
+    assert_eq!(lookup["hits"].as_array().unwrap().len(), 1, "{lookup}");
+    assert!(
+        lookup["hits"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("free for orders above fifty"),
+        "{lookup}"
+    );
+    let none = node("none")["trace"]["steps"].to_string();
+    assert!(none.contains("no collection `archive`"), "{none}");
+    // The human view lists them too.
+    let human = hilo_cmd(&["executions", "show", id], &db, &[])
+        .output()
+        .unwrap();
+    let human = text(&human.stdout);
+    assert!(
+        human.contains("📚 knowledge `policies` (text): "),
+        "{human}"
+    );
+    assert!(human.contains("refunds.md — Refunds"), "{human}");
+
+    // The other tenant's run reads its own collection only: its refund policy, and no
+    // shipping document for the tool to find.
+    s.script("acme-1", Reply::text("Ninety days, in vouchers.", 150, 6));
+    s.script("acme-1", Reply::text("I do not know.", 90, 5));
+    let before = s.requests().len();
+    let out = hilo_cmd(
+        &[
+            "--config",
+            cfg,
+            "--tenant",
+            "rival",
+            "run",
+            wf.to_str().unwrap(),
+            "--input",
+            r#"{"message": "How long do refunds take to be paid?", "missing": "archive"}"#,
+            "--json",
+        ],
+        &db,
+        &[("ACME_AI_KEY", "sk-acme")],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["output"]["found"], Value::Null, "{doc}");
+    let asked = s.requests()[before].body.to_string();
+    assert!(asked.contains("ninety days"), "{asked}");
+    assert!(!asked.contains("fourteen days"), "{asked}");
 }

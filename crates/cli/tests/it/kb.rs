@@ -244,3 +244,56 @@ fn bench_memory_runs_its_scenarios() {
         "no embedder, no hybrid figures: {v}"
     );
 }
+
+/// `hilo kb retention` and `hilo kb expire`: a collection's documents older than its
+/// retention are deleted, listed as such and recorded as an erasure; `off` keeps them.
+#[test]
+fn kb_retention_expires_old_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kb.db");
+    let mut child = hilo_cmd(&["kb", "add", "news", "-", "--name", "q3.md"], &db, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"# Q3\n\nQuarterly results are out.\n")
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let (code, _, err) = run(&["kb", "retention", "nope", "30d"], &db);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no collection `nope`"), "{err}");
+    let (code, _, err) = run(&["kb", "retention", "news", "0"], &db);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = run(&["kb", "retention", "news", "30d"], &db);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("within 30d"), "{out}");
+    let (_, out, _) = run(&["kb", "list"], &db);
+    assert!(out.contains("RETENTION") && out.contains("30d"), "{out}");
+    // Nothing is 30 days old.
+    let (code, out, _) = run(&["kb", "expire"], &db);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing past"), "{out}");
+    // With a retention of 1 ms the document is past it at once.
+    let (code, _, err) = run(&["kb", "retention", "news", "1ms"], &db);
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (code, out, err) = run(&["kb", "expire", "--json"], &db);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["expired"][0]["collection"], "news", "{v}");
+    assert_eq!(v["expired"][0]["documents"], 1, "{v}");
+    let (_, out, _) = run(&["kb", "search", "news", "quarterly", "--json"], &db);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["hits"].as_array().unwrap().is_empty(), "{v}");
+    let (_, out, _) = run(&["memory", "erasures", "--json"], &db);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["items"][0]["kind"], "kb_retention", "{v}");
+    assert!(!out.contains("\"news\""), "{out}");
+    let (code, out, _) = run(&["kb", "retention", "news", "off"], &db);
+    assert_eq!(code, 0);
+    assert!(out.contains("kept until removed"), "{out}");
+}

@@ -453,4 +453,21 @@ fn agent_history_context() {
             Code::InvalidExpression,
         ],
     );
+    check(
+        "agent_knowledge",
+        &agent(
+            "{knowledge: {collection: \"{{ input.brand }}-policies\", query: \"{{ input.message }}\", top_k: 3, min_score: 0.2, filter: {team: support}}}",
+        ),
+        &[],
+    );
+    check(
+        "agent_knowledge_bad",
+        &agent("{knowledge: {colection: policies, top_k: 50, min_score: 2, filter: {team: 3}}}"),
+        &[
+            Code::UnknownField,
+            Code::MissingField,
+            Code::InvalidValue,
+            Code::InvalidType,
+        ],
+    );
 }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hilo_core::exec::{AgentRequest, AgentRun, AgentRuntime, NodeError};
+use hilo_core::knowledge::{KnowledgeQuery, KnowledgeSearch};
 use hilo_core::llm::usd;
 use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest};
 use hilo_core::{AgentKind, ToolDef};
@@ -30,7 +31,7 @@ use crate::config::Capability;
 pub(crate) use hilo_tools::cache::canonical;
 
 use crate::provider::{ToolDefinition, function_name};
-use crate::router::{Answer, CallCtx, CallSummary, Router, Target, Task, codes};
+use crate::router::{Answer, CallCtx, CallSummary, Passage, Router, Target, Task, codes};
 
 pub use episodes::{EpisodeMemory, MemoryCtx, NoMemory, Recalled, StoreMemory};
 pub use tool_pick::DEFAULT_TOOL_LIMIT;
@@ -44,6 +45,8 @@ pub struct LlmRuntime {
     embedder: Option<LedgeredEmbedder>,
     /// Most tools offered to a model at once (tool retrieval picks them).
     tool_limit: usize,
+    /// The knowledge base `with.context.knowledge` searches.
+    knowledge: Option<Arc<dyn KnowledgeSearch>>,
 }
 
 impl LlmRuntime {
@@ -55,7 +58,15 @@ impl LlmRuntime {
             memory: Arc::new(NoMemory),
             embedder: None,
             tool_limit,
+            knowledge: None,
         }
+    }
+
+    /// The knowledge base agents with `with.context.knowledge` search (in their tenant's
+    /// collections); without one such a node fails with `NOT_CONFIGURED`.
+    pub fn with_knowledge(mut self, kb: Arc<dyn KnowledgeSearch>) -> Self {
+        self.knowledge = Some(kb);
+        self
     }
 
     /// The embedder tool retrieval compares a task with tool descriptions by (without one it
@@ -209,6 +220,130 @@ impl<'a> Run<'a> {
             })).collect::<Vec<_>>()}));
         }
         past
+    }
+
+    /// The chunks `with.context.knowledge` asks for, found by a hybrid search of the
+    /// tenant's collection for its `query` (rendered; default `default_query`, the node's
+    /// prompt, task or goal), as a prompt section with their sources; `None` when the node
+    /// has no `context.knowledge`. What was found, with scores and provenance, goes into the
+    /// node's trace.
+    pub(crate) async fn knowledge(
+        &mut self,
+        default_query: &str,
+    ) -> Result<Option<Retrieved>, NodeError> {
+        let Some(k) = self
+            .req
+            .rendered
+            .get("context")
+            .and_then(|c| c.get("knowledge"))
+            .filter(|k| k.is_object())
+        else {
+            return Ok(None);
+        };
+        let field = "with.context.knowledge";
+        let text_of = |v: &Value| match v {
+            Value::String(s) => s.trim().to_string(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        let collection = k.get("collection").map(text_of).unwrap_or_default();
+        if collection.is_empty() {
+            return Err(NodeError::new(
+                codes::INVALID_INPUT,
+                format!(
+                    "agent node `{}`: `{field}.collection` rendered empty: name the knowledge-base collection to search",
+                    self.key()
+                ),
+            ));
+        }
+        let query = match k.get("query").map(text_of) {
+            Some(q) if !q.is_empty() => q,
+            _ => default_query.to_string(),
+        };
+        let filter = k
+            .get("filter")
+            .and_then(Value::as_object)
+            .map(|f| f.iter().map(|(k, v)| (k.clone(), text_of(v))).collect())
+            .unwrap_or_default();
+        let q = KnowledgeQuery {
+            collection,
+            query,
+            top_k: k
+                .get("top_k")
+                .and_then(Value::as_u64)
+                .map_or(KnowledgeQuery::DEFAULT_TOP_K, |n| {
+                    n.clamp(1, u64::from(KnowledgeQuery::MAX_TOP_K)) as u32
+                }),
+            min_score: k.get("min_score").and_then(Value::as_f64),
+            filter,
+        };
+        let Some(kb) = &self.rt.knowledge else {
+            return Err(NodeError::new(
+                hilo_core::exec::codes::NOT_CONFIGURED,
+                format!(
+                    "agent node `{}` reads the knowledge base (`{field}`), and this agent runtime has none: run it with hilo run, hilo serve or a worker",
+                    self.key()
+                ),
+            ));
+        };
+        let found = kb
+            .search(&self.req.tool.tenant, &q)
+            .await
+            .map_err(|e| NodeError {
+                message: format!(
+                    "agent node `{}`: `{field}` (collection `{}`): {}",
+                    self.key(),
+                    q.collection,
+                    e.message
+                ),
+                ..e
+            })?;
+        let hits: Vec<Value> = found
+            .hits
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let mut v = json!({
+                    "rank": i + 1,
+                    "score": h.score,
+                    "document": h.chunk.document_id,
+                    "source": h.chunk.source,
+                    "chunk": h.chunk.id,
+                    "position": h.chunk.position,
+                    "heading": h.chunk.heading,
+                    "text": clip(&h.chunk.text, 300),
+                });
+                if let Some(r) = h.text_rank {
+                    v["text_rank"] = json!(r);
+                }
+                if let Some(r) = h.vector_rank {
+                    v["vector_rank"] = json!(r);
+                }
+                v
+            })
+            .collect();
+        let mut step = json!({
+            "collection": q.collection,
+            "query": clip(&q.query, 500),
+            "ranked_by": found.ranked_by,
+            "hits": hits,
+        });
+        if let Some(n) = &found.note {
+            step["note"] = json!(n);
+        }
+        self.steps.push(json!({ "knowledge": step }));
+        Ok(Some(Retrieved {
+            text: knowledge_text(&q.collection, &found),
+            passages: found
+                .hits
+                .into_iter()
+                .map(|h| Passage {
+                    source: h.chunk.source,
+                    heading: h.chunk.heading,
+                    text: h.chunk.text,
+                })
+                .collect(),
+        }))
     }
 
     /// The episode of a `reasoning` or `planner` run that got as far as its goal; `None`
@@ -522,6 +657,37 @@ pub(crate) fn recalled_text(past: &[episodes::Recalled]) -> String {
             if e.achieved { "achieved" } else { "failed" },
             clip(&e.outcome, 500)
         ));
+    }
+    text
+}
+
+/// What `with.context.knowledge` found: the prompt section and the chunks in it.
+pub(crate) struct Retrieved {
+    pub text: String,
+    pub passages: Vec<Passage>,
+}
+
+/// Chunks found in the knowledge base as a prompt section: each with its source and heading.
+pub(crate) fn knowledge_text(
+    collection: &str,
+    found: &hilo_core::knowledge::KnowledgeFound,
+) -> String {
+    if found.hits.is_empty() {
+        return format!(
+            "The knowledge base (collection `{collection}`) has nothing on this request: do not make up policies or facts it would hold."
+        );
+    }
+    let mut text = format!(
+        "Excerpts from the knowledge base (collection `{collection}`), most relevant first. Answer from them when they apply, and name the source you used:"
+    );
+    for (i, h) in found.hits.iter().enumerate() {
+        let c = &h.chunk;
+        let place = if c.heading.is_empty() {
+            c.source.clone()
+        } else {
+            format!("{} — {}", c.source, c.heading)
+        };
+        text.push_str(&format!("\n\n[{}] {place}\n{}", i + 1, clip(&c.text, 2000)));
     }
     text
 }

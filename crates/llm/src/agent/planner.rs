@@ -124,6 +124,7 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     let (defs, _) = run.tool_definitions()?;
     let retries = w.max_retries.unwrap_or(DEFAULT_MAX_RETRIES);
     let past = run.recall(&goal, EpisodesContext::DEFAULT_TOP_K).await;
+    let knowledge = run.knowledge(&goal).await?;
     let catalog: Vec<Value> = listed
         .iter()
         .zip(&defs)
@@ -145,6 +146,10 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
         if !past.is_empty() {
             prompt.push_str("\n\n");
             prompt.push_str(&super::recalled_text(&past));
+        }
+        if let Some(k) = &knowledge {
+            prompt.push_str("\n\n");
+            prompt.push_str(&k.text);
         }
         if !failures.is_empty() {
             prompt.push_str("\n\nEarlier attempts failed; do not repeat their mistakes:");

@@ -52,6 +52,10 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
         system.push_str("\n\n");
         system.push_str(&super::recalled_text(&past));
     }
+    if let Some(k) = run.knowledge(&task).await? {
+        system.push_str("\n\n");
+        system.push_str(&k.text);
+    }
     let mut messages = vec![Message::system(system)];
     messages.extend(super::history::messages(run)?);
     messages.push(Message::user(task.clone()));

@@ -33,6 +33,10 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     if !past.is_empty() {
         messages.push(Message::system(super::recalled_text(&past)));
     }
+    let knowledge = run.knowledge(&prompt).await?;
+    if let Some(k) = &knowledge {
+        messages.push(Message::system(k.text.clone()));
+    }
     messages.extend(super::history::messages(run)?);
     if let Some(labels) = &w.labels {
         if labels.is_empty() {
@@ -46,7 +50,7 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
         }
         return classify(run, &prompt, labels, w.examples.as_ref(), messages).await;
     }
-    messages.push(Message::user(prompt));
+    messages.push(Message::user(prompt.clone()));
     let spec = ChatSpec {
         messages,
         tools: Vec::new(),
@@ -58,6 +62,21 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
         max_tokens: w.max_tokens,
     };
     match &w.output_schema {
+        // An answer from the knowledge base: a chat model reads the passages in its prompt,
+        // the local router quotes the best-matching sentence.
+        None if knowledge.is_some() => {
+            let passages = knowledge.map(|k| k.passages).unwrap_or_default();
+            let task = Task::Grounded {
+                question: &prompt,
+                passages: &passages,
+                chat: &spec,
+            };
+            let r = match run.route(&[Capability::Grounded], "answer", task).await? {
+                Answer::Chat(r) => r.content,
+                Answer::Label(c) => c.label,
+            };
+            Ok(json!({"text": r}))
+        }
         None => {
             let r = chat(run, &spec, &[Capability::Chat], "answer").await?;
             Ok(json!({"text": r}))

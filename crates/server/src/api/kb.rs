@@ -44,6 +44,10 @@ pub struct CollectionView {
     pub chunks: u64,
     pub created_at: String,
     pub updated_at: String,
+    /// Documents not added again within this many ms are deleted by the hourly retention
+    /// sweep; absent: kept until removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_ms: Option<i64>,
 }
 
 impl From<KbCollection> for CollectionView {
@@ -54,8 +58,76 @@ impl From<KbCollection> for CollectionView {
             chunks: c.chunks,
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
+            retention_ms: c.retention_ms,
         }
     }
+}
+
+/// A collection's retention.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionBody {
+    /// How long a document is kept after it was last added: `90d`, `12h`, … or null to keep
+    /// documents until removed.
+    pub max_age: Option<String>,
+}
+
+/// A collection's retention as set.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RetentionView {
+    pub collection: String,
+    /// Null: kept until removed.
+    pub retention_ms: Option<i64>,
+}
+
+/// Sets (or, with `max_age: null`, clears) how long a collection keeps its documents after
+/// they were last added. The server deletes older ones every hour, each sweep that deletes
+/// some recorded as an erasure (`GET /memory/erasures`, kind `kb_retention`).
+#[utoipa::path(put, path = "/kb/collections/{collection}/retention", tag = "memory",
+    params(("collection" = String, Path, description = "Collection name")),
+    request_body = RetentionBody,
+    responses((status = 200, body = RetentionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = []))
+)]
+pub async fn set_retention(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(collection): Path<String>,
+    ApiJson(body): ApiJson<RetentionBody>,
+) -> ApiResult<Json<RetentionView>> {
+    caller.require(Scope::Admin)?;
+    let retention_ms = match body.max_age.as_deref().map(str::trim) {
+        None | Some("off") => None,
+        Some(t) => match hilo_core::duration::parse_ms(t) {
+            Ok(0) => {
+                return Err(ApiError::bad_request(
+                    "INVALID_RETENTION",
+                    "max_age 0 would delete every document at once: give an age such as 90d, or null",
+                ));
+            }
+            Ok(ms) => Some(i64::try_from(ms).unwrap_or(i64::MAX)),
+            Err(e) => {
+                return Err(ApiError::bad_request(
+                    "INVALID_RETENTION",
+                    format!("max_age `{t}`: {e}; or null to keep documents until removed"),
+                ));
+            }
+        },
+    };
+    if !state
+        .store()
+        .set_kb_retention(&caller.tenant, &collection, retention_ms)
+        .await?
+    {
+        return Err(ApiError::not_found(
+            "KB_NOT_FOUND",
+            format!("no collection `{collection}` in this tenant; GET /kb/collections lists them"),
+        ));
+    }
+    Ok(Json(RetentionView {
+        collection,
+        retention_ms,
+    }))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -111,6 +111,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(memory::erasures))
         .routes(routes!(kb::collections))
         .routes(routes!(kb::remove_collection))
+        .routes(routes!(kb::set_retention))
         .routes(routes!(kb::documents, kb::add_document))
         .routes(routes!(kb::document, kb::remove_document))
         .routes(routes!(kb::search))

@@ -100,6 +100,7 @@ impl TestServer {
         if settings.callbacks.allow_hosts.is_empty() {
             settings.callbacks.allow_hosts = vec!["127.0.0.1".into()];
         }
+        let knowledge = Arc::new(hilo_memory::Knowledge::new(engine.store().clone(), None));
         let state = AppState::new(Parts {
             engine,
             catalog: catalog(),
@@ -107,7 +108,7 @@ impl TestServer {
             llm: llm.unwrap_or_default(),
             tools,
             secrets: Some(Arc::new(TestSecrets)),
-            embedder: None,
+            knowledge,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api/v1", listener.local_addr().unwrap());

@@ -164,6 +164,7 @@ impl Server {
         );
         let mut settings = Settings::default();
         settings.server.addr = "127.0.0.1:0".into();
+        let knowledge = Arc::new(hilo_memory::Knowledge::new(engine.store().clone(), None));
         let state = AppState::new(Parts {
             engine,
             catalog: catalog(),
@@ -171,7 +172,7 @@ impl Server {
             llm,
             tools,
             secrets: Some(Arc::new(TestSecrets)),
-            embedder: None,
+            knowledge,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api/v1", listener.local_addr().unwrap());

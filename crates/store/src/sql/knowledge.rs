@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use hilo_core::knowledge::{
-    ChunkVector, KbChunk, KbCollection, KbDocument, NewKbDocument, PutOutcome, TextHit, TextQuery,
-    vector_from_bytes, vector_to_bytes,
+    ChunkVector, KbChunk, KbCollection, KbDocument, KbExpired, NewKbDocument, PutOutcome, TextHit,
+    TextQuery, vector_from_bytes, vector_to_bytes,
 };
 use hilo_core::store::{Result, StoreError, TenantId, now_ms};
 
@@ -81,6 +81,7 @@ fn collection_from_row(r: &impl RowAccess) -> Result<KbCollection> {
         updated_at: r.int(3)?,
         documents: count(r.int(4)?),
         chunks: count(r.int(5)?),
+        retention_ms: r.opt_int(6)?,
     })
 }
 
@@ -100,10 +101,12 @@ async fn bump<T: Tx>(tx: &mut T, tenant: &str, collection: &str, now: i64) -> Re
     Ok(())
 }
 
-/// Deletes a collection's row once it holds no document.
+/// Deletes a collection's row once it holds no document (unless it has a retention: the
+/// setting stays for the documents to come).
 async fn drop_if_empty<T: Tx>(tx: &mut T, tenant: &str, collection: &str) -> Result<()> {
     tx.execute(
-        "DELETE FROM kb_collections WHERE tenant_id = $1 AND name = $2 AND NOT EXISTS \
+        "DELETE FROM kb_collections WHERE tenant_id = $1 AND name = $2 \
+         AND retention_ms IS NULL AND NOT EXISTS \
          (SELECT 1 FROM kb_documents WHERE tenant_id = $1 AND collection = $2)"
             .into(),
         &[tenant.into(), collection.into()],
@@ -243,7 +246,8 @@ pub(crate) async fn put_kb_document<D: Db>(db: &D, new: &NewKbDocument) -> Resul
 
 const COLLECTION_SELECT: &str = "SELECT k.name, k.revision, k.created_at, k.updated_at, \
      (SELECT COUNT(*) FROM kb_documents d WHERE d.tenant_id = k.tenant_id AND d.collection = k.name), \
-     (SELECT CAST(COALESCE(SUM(d.chunks), 0) AS BIGINT) FROM kb_documents d WHERE d.tenant_id = k.tenant_id AND d.collection = k.name) \
+     (SELECT CAST(COALESCE(SUM(d.chunks), 0) AS BIGINT) FROM kb_documents d WHERE d.tenant_id = k.tenant_id AND d.collection = k.name), \
+     k.retention_ms \
      FROM kb_collections k WHERE k.tenant_id = $1";
 
 pub(crate) async fn list_kb_collections<D: Db>(
@@ -467,6 +471,114 @@ pub(crate) async fn get_kb_chunks(
             )
             .await?;
         out.extend(decode_all(&rows, chunk_from_row)?);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn set_kb_retention(
+    db: &impl Db,
+    tenant: &TenantId,
+    collection: &str,
+    retention_ms: Option<i64>,
+) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let n = tx
+        .execute(
+            "UPDATE kb_collections SET retention_ms = $3 WHERE tenant_id = $1 AND name = $2".into(),
+            &[tenant.into(), collection.into(), retention_ms.into()],
+        )
+        .await?;
+    if n > 0 && retention_ms.is_none() {
+        drop_if_empty(&mut tx, tenant, collection).await?;
+    }
+    tx.commit().await?;
+    Ok(n > 0)
+}
+
+pub(crate) async fn expire_kb_documents(
+    db: &impl Db,
+    tenant: Option<&TenantId>,
+    now: i64,
+    actor: &str,
+) -> Result<Vec<KbExpired>> {
+    let due = db
+        .fetch_all(
+            "SELECT tenant_id, name, retention_ms FROM kb_collections \
+             WHERE retention_ms IS NOT NULL AND ($1 IS NULL OR tenant_id = $1) \
+             ORDER BY tenant_id, name"
+                .into(),
+            &[tenant.into()],
+        )
+        .await?;
+    let mut out = Vec::new();
+    for row in due {
+        let (t, name, keep) = (row.text(0)?, row.text(1)?, row.int(2)?);
+        let before = now.saturating_sub(keep);
+        let mut tx = db.begin().await?;
+        let old = tx
+            .fetch_all(
+                "SELECT id, chunks FROM kb_documents \
+                 WHERE tenant_id = $1 AND collection = $2 AND updated_at < $3"
+                    .into(),
+                &[(&t).into(), (&name).into(), before.into()],
+            )
+            .await?;
+        if old.is_empty() {
+            tx.commit().await?;
+            continue;
+        }
+        let mut chunks = 0u64;
+        for d in &old {
+            let id = d.text(0)?;
+            chunks += tx
+                .execute(
+                    "DELETE FROM kb_chunks WHERE tenant_id = $1 AND document_id = $2".into(),
+                    &[(&t).into(), (&id).into()],
+                )
+                .await?;
+            tx.execute(
+                "DELETE FROM kb_documents WHERE tenant_id = $1 AND id = $2".into(),
+                &[(&t).into(), (&id).into()],
+            )
+            .await?;
+        }
+        bump(&mut tx, &t, &name, now).await?;
+        let counts = hilo_core::forget::Forgotten {
+            kb_documents: old.len() as u64,
+            kb_chunks: chunks,
+            ..Default::default()
+        };
+        let hash = hilo_core::forget::subject_hash(&t, &name);
+        let counts_json = serde_json::to_string(&counts)
+            .map_err(|e| StoreError::Backend(format!("erasure counts: {e}")))?;
+        tx.execute(
+            "INSERT INTO erasures (id, tenant_id, kind, subject_sha256, actor, counts, at) \
+             VALUES ($1, $2, 'kb_retention', $3, $4, $5, $6) ON CONFLICT (tenant_id, id) DO NOTHING"
+                .into(),
+            &[
+                format!("expire-{now}-{}", &hash[..12]).into(),
+                (&t).into(),
+                hash.into(),
+                actor.into(),
+                counts_json.into(),
+                now.into(),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            tenant = %t,
+            collection = %name,
+            documents = old.len(),
+            chunks,
+            "knowledge documents past their collection's retention deleted"
+        );
+        out.push(KbExpired {
+            tenant: t,
+            collection: name,
+            documents: old.len() as u64,
+            chunks,
+        });
     }
     Ok(out)
 }

@@ -333,6 +333,24 @@ where
     async fn get_kb_chunks(&self, tenant: &TenantId, ids: &[i64]) -> Result<Vec<KbChunk>> {
         knowledge::get_kb_chunks(self, tenant, ids).await
     }
+
+    async fn set_kb_retention(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+        retention_ms: Option<i64>,
+    ) -> Result<bool> {
+        knowledge::set_kb_retention(self, tenant, collection, retention_ms).await
+    }
+
+    async fn expire_kb_documents(
+        &self,
+        tenant: Option<&TenantId>,
+        now: i64,
+        actor: &str,
+    ) -> Result<Vec<hilo_core::knowledge::KbExpired>> {
+        knowledge::expire_kb_documents(self, tenant, now, actor).await
+    }
 }
 
 #[async_trait]

@@ -11,6 +11,7 @@ use hilo_core::store::Store;
 pub async fn run_all(s: &dyn Store) {
     documents_are_kept_replaced_and_searched_per_tenant(s).await;
     removing_leaves_nothing(s).await;
+    retention_expires_what_is_older_and_records_it(s).await;
 }
 
 pub fn doc(
@@ -317,4 +318,122 @@ async fn removing_leaves_nothing(s: &dyn Store) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A collection's retention: documents older than it go (chunks and index entries with
+/// them), a sweep that deleted something is an erasure, other collections and tenants keep
+/// theirs, and the collection keeps its setting when it empties.
+async fn retention_expires_what_is_older_and_records_it(s: &dyn Store) {
+    let now = hilo_core::store::now_ms();
+    for (tenant, coll, src) in [
+        ("kb-r", "news", "old.md"),
+        ("kb-r", "news", "older.md"),
+        ("kb-r", "manuals", "guide.md"),
+        ("kb-r2", "news", "theirs.md"),
+    ] {
+        s.put_kb_document(&doc(
+            tenant,
+            coll,
+            src,
+            &["quarterly results are out"],
+            "en",
+        ))
+        .await
+        .unwrap();
+    }
+    assert!(
+        !s.set_kb_retention("kb-r", "nope", Some(1_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_kb_retention("kb-r2", "manuals", Some(1_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.set_kb_retention("kb-r", "news", Some(60_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.set_kb_retention("kb-r2", "news", Some(60_000))
+            .await
+            .unwrap()
+    );
+    let colls = s.list_kb_collections("kb-r").await.unwrap();
+    let news = colls.iter().find(|c| c.name == "news").unwrap();
+    assert_eq!(news.retention_ms, Some(60_000));
+    let rev = news.revision;
+    // Nothing is old enough yet.
+    assert!(
+        s.expire_kb_documents(Some("kb-r"), now, "test")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // An hour later: both news documents of kb-r go; its manuals and kb-r2 stay.
+    let later = now + 3_600_000;
+    let done = s
+        .expire_kb_documents(Some("kb-r"), later, "test")
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(
+        (
+            done[0].collection.as_str(),
+            done[0].documents,
+            done[0].chunks
+        ),
+        ("news", 2, 2)
+    );
+    assert!(
+        s.list_kb_documents("kb-r", Some("news"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        search(s, "kb-r", "news", &["quarterly"], &all())
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        s.list_kb_documents("kb-r", Some("manuals"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(s.list_kb_documents("kb-r2", None).await.unwrap().len(), 1);
+    let colls = s.list_kb_collections("kb-r").await.unwrap();
+    let news = colls.iter().find(|c| c.name == "news").unwrap();
+    assert_eq!((news.documents, news.retention_ms), (0, Some(60_000)));
+    assert!(news.revision > rev);
+    // Recorded as an erasure of kind kb_retention, without the collection's name in clear.
+    let erasures = s.list_erasures("kb-r", 10).await.unwrap();
+    let e = erasures.iter().find(|e| e.kind == "kb_retention").unwrap();
+    assert_eq!((e.counts.kb_documents, e.counts.kb_chunks), (2, 2));
+    assert_eq!(e.actor, "test");
+    assert_eq!(
+        e.subject_sha256,
+        hilo_core::forget::subject_hash("kb-r", "news")
+    );
+    // A sweep of every tenant takes kb-r2's too; clearing the retention of an empty
+    // collection drops it.
+    let done = s
+        .expire_kb_documents(None, later, "retention")
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].tenant, "kb-r2");
+    assert!(s.set_kb_retention("kb-r", "news", None).await.unwrap());
+    let names: Vec<String> = s
+        .list_kb_collections("kb-r")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["manuals"]);
 }
