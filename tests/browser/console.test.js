@@ -131,6 +131,25 @@ edges:
   - {from: urgency, to: done}
 `;
 
+const KB_WF = `name: kb_demo
+version: 1
+description: Answers from the knowledge base with the local router
+nodes:
+  - id: answer
+    type: agent
+    agent: simple
+    with:
+      model: local-router
+      prompt: "{{ input.message }}"
+      context:
+        knowledge: {collection: policies, top_k: 2}
+  - id: done
+    type: finish
+    output: {answer: "\${ answer.output.text }"}
+edges:
+  - {from: answer, to: done}
+`;
+
 function chain(n) {
   const nodes = [];
   const edges = [];
@@ -416,6 +435,35 @@ test("the timeline shows each node's LLM tokens and cost", async () => {
   assert.deepEqual([done[3], done[4]], ['—', '—'], 'a node without model calls');
   await axe(page, 'execution (LLM costs)');
   await shoot(page, 'execution-costs', page.locator('table.timeline'));
+  await page.context().close();
+});
+
+test('an agent that read the knowledge base shows the chunks it was given, with sources and scores', async () => {
+  const add = await api(KEY_A, 'POST', '/kb/collections/policies/documents', {
+    source: 'shipping.md',
+    format: 'markdown',
+    content: '# Shipping\n\n## Costs\n\nShipping is free for orders above 50 euros. Below that, shipping costs 4.90 euros.\n\n## Countries\n\nWe ship to Switzerland and Norway.\n',
+  });
+  assert.equal(add.status, 200, JSON.stringify(add.body));
+  assert.equal((await api(KEY_A, 'POST', '/workflows', KB_WF, 'application/yaml')).status, 201);
+  const run = await api(KEY_A, 'POST', '/workflows/kb_demo/execute', { input: { message: 'What does shipping cost?' } });
+  assert.equal(run.status, 200, JSON.stringify(run.body));
+  assert.equal(run.body.status, 'succeeded', JSON.stringify(run.body));
+  assert.match(run.body.output.answer, /4\.90 euros\. \(from shipping\.md — Shipping > Costs\)$/);
+  const page = await newPage();
+  await signIn(page, KEY_A);
+  await page.goto(new URL(`executions/${run.body.id}`, BASE).href);
+  const row = page.locator('table.timeline tr[data-key="answer"]');
+  await row.waitFor();
+  await row.locator('details summary').click();
+  const read = row.locator('.kb-read');
+  await read.waitFor();
+  const text = await read.innerText();
+  assert.match(text, /Knowledge read from `policies` \(text\): 2 chunks/);
+  assert.match(text, /shipping\.md — Shipping > Costs · score 1\.00 \(text #1\)/);
+  assert.match(text, /Shipping is free for orders above 50 euros/);
+  await axe(page, 'execution (knowledge read)');
+  await shoot(page, 'execution-knowledge', row);
   await page.context().close();
 });
 

@@ -22,7 +22,8 @@ function errorBox(e) {
 }
 
 function json(value) {
-  return el('pre', { class: 'json' }, value === undefined ? '—' : JSON.stringify(value, null, 2));
+  // Focusable: a long value scrolls, and a keyboard user must be able to scroll it too.
+  return el('pre', { class: 'json', tabindex: '0' }, value === undefined ? '—' : JSON.stringify(value, null, 2));
 }
 
 function link(href, text, attrs = {}) {
@@ -186,6 +187,28 @@ function undoRow(n, t0, t1) {
     el('td', {}, more));
 }
 
+/** The knowledge-base searches an agent made (`with.context.knowledge`), from its trace. */
+function knowledgeSteps(trace) {
+  return (Array.isArray(trace.steps) ? trace.steps : []).map((s) => s && s.knowledge).filter(Boolean);
+}
+
+/** What one search gave the agent: each chunk's source, heading, score and ranks. */
+function knowledgeRead(k) {
+  const hits = Array.isArray(k.hits) ? k.hits : [];
+  const head = `Knowledge read from \`${k.collection}\` (${(k.ranked_by || []).join(' + ') || 'nothing ranked'}): ${hits.length} chunk${hits.length === 1 ? '' : 's'}`;
+  const items = hits.map((h) => {
+    const ranks = [h.text_rank ? `text #${h.text_rank}` : null, h.vector_rank ? `vector #${h.vector_rank}` : null].filter(Boolean).join(', ');
+    return el('li', { class: 'kb-hit' },
+      el('span', { class: 'mono' }, h.source || '?'),
+      h.heading ? ` — ${h.heading}` : '',
+      el('span', { class: 'muted' }, ` · score ${Number(h.score || 0).toFixed(2)}${ranks ? ` (${ranks})` : ''}`),
+      h.text ? el('div', { class: 'kb-text' }, h.text) : null);
+  });
+  return el('div', { class: 'kb-read' }, el('strong', {}, head),
+    k.note ? el('div', { class: 'muted' }, k.note) : null,
+    items.length ? el('ol', {}, items) : null);
+}
+
 function timeline(view) {
   const byNode = (view.costs && view.costs.by_node) || {};
   const undos = [];
@@ -203,7 +226,10 @@ function timeline(view) {
     const more = [];
     if (n.error) more.push(el('div', {}, el('strong', {}, 'Error: '), json(n.error)));
     if (n.output !== undefined && n.output !== null) more.push(el('div', {}, el('strong', {}, 'Output: '), json(n.output)));
-    if (n.trace) more.push(el('div', {}, el('strong', {}, 'Agent trace: '), json(n.trace)));
+    if (n.trace) {
+      for (const k of knowledgeSteps(n.trace)) more.push(knowledgeRead(k));
+      more.push(el('div', {}, el('strong', {}, 'Agent trace: '), json(n.trace)));
+    }
     frag.append(el('tr', { 'data-key': n.key },
       el('th', { scope: 'row', class: 'mono' }, n.key),
       el('td', {}, statusBadge(n.status)),
