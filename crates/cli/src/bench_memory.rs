@@ -7,10 +7,16 @@
 //!   query's too). Indexing throughput is chunking, hashing, the store's write and its
 //!   full-text index, in chunks/s; search latency is hybrid search (full text + exact
 //!   vectors, fused), p50 and p95 over many queries after one warm-up search (whose time, the
-//!   vector matrix's load, is reported as `first_search_ms`).
-//! - `memory_quality`: the question set `bench/memory/kb_questions.json` over `docs/` (read
-//!   from the current directory: run it at the repository's root), recall@5 and MRR for full
-//!   text, and for vector and hybrid when an embedding model is configured.
+//!   vector matrix's load, is reported as `first_search_ms`), and each list alone (`text`,
+//!   `vector`). With the local embedding model (a build with `local-embeddings` and the model
+//!   installed), hybrid search is timed again with the query embedded by that model
+//!   (`with_query_embedding`): the documents' vectors stay synthetic, the query's forward pass
+//!   is real. Without it the scenario says why and reports the figures without it.
+//! - `memory_quality`: the question sets `bench/memory/kb_questions.json` (written with the
+//!   headings in view) and `bench/memory/kb_questions_paraphrased.json` (asked as a user
+//!   would, mostly without the heading's words) over `docs/` (read from the current directory:
+//!   run it at the repository's root), recall@5 and MRR for full text, and for vector and
+//!   hybrid when an embedding model is configured.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,6 +96,59 @@ impl Embedder for Synthetic {
             cost_nanos: 0,
         })
     }
+}
+
+/// The real model's forward pass for the query, under the synthetic model's name: the
+/// collection's vectors stay synthetic (their model name is what the search looks up), the
+/// query costs what a real query costs.
+struct QueryModel {
+    info: EmbedderInfo,
+    model: Arc<dyn Embedder>,
+}
+
+#[async_trait]
+impl Embedder for QueryModel {
+    fn info(&self) -> &EmbedderInfo {
+        &self.info
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Embedded, EmbedError> {
+        self.model.embed(texts).await
+    }
+}
+
+/// The local embedding model for the queries: the configured one when it is local, else (in a
+/// build with the model) the one in the default model directory; why not otherwise.
+async fn local_model(configured: Option<&Arc<dyn Embedder>>) -> Result<Arc<dyn Embedder>, String> {
+    let model: Arc<dyn Embedder> = match configured {
+        Some(e) if e.info().provider == "local" => e.clone(),
+        _ => default_local_model()?,
+    };
+    if model.info().dimensions != DIMS {
+        return Err(format!(
+            "the local model makes {} dimensions, the bench's vectors have {DIMS}",
+            model.info().dimensions
+        ));
+    }
+    // Loaded (and its first pass made) before anything is timed.
+    model
+        .embed(&["warm up".to_owned()])
+        .await
+        .map_err(|e| format!("the local model does not embed: {e}"))?;
+    Ok(model)
+}
+
+#[cfg(feature = "local-embeddings")]
+fn default_local_model() -> Result<Arc<dyn Embedder>, String> {
+    let dir = hilo_embed::default_model_dir(&|k| std::env::var(k).ok());
+    hilo_embed::LocalEmbedder::new(dir, 1)
+        .map(|e| Arc::new(e) as Arc<dyn Embedder>)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "local-embeddings"))]
+fn default_local_model() -> Result<Arc<dyn Embedder>, String> {
+    Err("this hilo is built without the local embedding model (cargo build --features hilo-cli/local-embeddings)".to_owned())
 }
 
 const SYLLABLES: [&str; 20] = [
@@ -205,6 +264,8 @@ pub async fn run(
             format!("{rate:.0} chunks/s"),
         ));
     }
+    // The local model for the queries, asked for once (only when a size scenario runs).
+    let mut query_model: Option<Result<Arc<dyn Embedder>, String>> = None;
     for size in [100usize, 10_000, 100_000] {
         let key = format!("memory_search_{size}");
         if !wanted(&key) {
@@ -217,7 +278,7 @@ pub async fn run(
         let size = if quick { size.min(1_000) } else { size };
         say(&format!("knowledge base: hybrid search over {size} chunks"));
         let dir = tempfile_dir()?;
-        let (kb, _store, stored, secs) = build(dir.path(), size).await?;
+        let (kb, store, stored, secs) = build(dir.path(), size).await?;
         let queries = if quick { 20 } else { 300 };
         let mut seed = 42u64;
         let texts: Vec<String> = (0..queries)
@@ -228,56 +289,115 @@ pub async fn run(
                     .join(" ")
             })
             .collect();
-        let req = |q: &str| SearchRequest {
-            collection: "bench".into(),
-            query: q.into(),
-            top_k: 5,
-            min_score: None,
-            filter: BTreeMap::new(),
-            mode: Mode::Hybrid,
-        };
         let t = Instant::now();
-        let first = kb.search("bench", &req("warm up")).await?;
+        let first = kb
+            .search("bench", &search_req("warm up", Mode::Hybrid))
+            .await?;
         let first_ms = t.elapsed().as_secs_f64() * 1e3;
         if first.ranked_by != ["text", "vector"] {
             return Err(anyhow!(
                 "the bench search did not rank by both lists: {first:?}"
             ));
         }
-        let mut ms = Vec::with_capacity(texts.len());
-        for q in &texts {
-            let t = Instant::now();
-            let r = kb.search("bench", &req(q)).await?;
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
-            std::hint::black_box(r);
-        }
-        ms.sort_by(f64::total_cmp);
-        let (p50, p95) = (percentile(&ms, 0.5), percentile(&ms, 0.95));
-        results.insert(
-            key.clone(),
-            json!({"chunks": stored, "dimensions": DIMS, "queries": ms.len(), "p50_ms": p50, "p95_ms": p95,
-                   "first_search_ms": first_ms, "index_chunks_per_s": stored as f64 / secs,
-                   "embedding": "excluded (synthetic vectors; the query's embedding is not timed)"}),
-        );
+        let hybrid = timed(&kb, &texts, Mode::Hybrid).await?;
+        let text = timed(&kb, &texts, Mode::Text).await?;
+        let vector = timed(&kb, &texts, Mode::Vector).await?;
+        let mut figures = json!({"chunks": stored, "dimensions": DIMS, "queries": texts.len(),
+               "p50_ms": hybrid.0, "p95_ms": hybrid.1,
+               "text_p50_ms": text.0, "text_p95_ms": text.1,
+               "vector_p50_ms": vector.0, "vector_p95_ms": vector.1,
+               "first_search_ms": first_ms, "index_chunks_per_s": stored as f64 / secs,
+               "embedding": "synthetic vectors; p50_ms/p95_ms exclude the query's embedding"});
         rows.push((
-            format!("kb hybrid search, {stored} chunks (p50/p95)"),
-            format!("{p50:.2} / {p95:.2} ms"),
+            format!("kb hybrid search, {stored} chunks, no query embedding (p50/p95)"),
+            format!("{:.2} / {:.2} ms", hybrid.0, hybrid.1),
         ));
+        rows.push((
+            format!("kb text only / vector only, {stored} chunks (p50/p95)"),
+            format!(
+                "{:.2} / {:.2} ms, {:.2} / {:.2} ms",
+                text.0, text.1, vector.0, vector.1
+            ),
+        ));
+        let model = match &query_model {
+            Some(m) => m.clone(),
+            None => {
+                let m = if quick {
+                    Err("not with --quick (the model takes a second to load)".to_owned())
+                } else {
+                    local_model(embedder.as_ref()).await
+                };
+                query_model = Some(m.clone());
+                m
+            }
+        };
+        match model {
+            Ok(model) => {
+                let store: Arc<dyn KnowledgeStore> = store.clone();
+                let with_model = Knowledge::new(
+                    store,
+                    Some(Arc::new(QueryModel {
+                        info: Synthetic::new().info,
+                        model: model.clone(),
+                    })),
+                );
+                with_model
+                    .search("bench", &search_req("warm up", Mode::Hybrid))
+                    .await?;
+                let real = timed(&with_model, &texts, Mode::Hybrid).await?;
+                let mut embed_ms = Vec::with_capacity(texts.len());
+                for q in &texts {
+                    let t = Instant::now();
+                    std::hint::black_box(model.embed(std::slice::from_ref(q)).await?);
+                    embed_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                embed_ms.sort_by(f64::total_cmp);
+                let embed = (percentile(&embed_ms, 0.5), percentile(&embed_ms, 0.95));
+                figures["with_query_embedding"] = json!({
+                    "model": model.info().model, "p50_ms": real.0, "p95_ms": real.1,
+                    "embed_only_p50_ms": embed.0, "embed_only_p95_ms": embed.1});
+                rows.push((
+                    format!(
+                        "kb hybrid search, {stored} chunks, query embedded by {} (p50/p95)",
+                        model.info().model
+                    ),
+                    format!("{:.2} / {:.2} ms", real.0, real.1),
+                ));
+                rows.push((
+                    "  of which the query's embedding alone (p50/p95)".to_owned(),
+                    format!("{:.2} / {:.2} ms", embed.0, embed.1),
+                ));
+            }
+            Err(why) => {
+                figures["with_query_embedding"] = json!({"skipped": why});
+                rows.push((
+                    format!("kb hybrid search, {stored} chunks, query embedded"),
+                    format!("skipped: {why}"),
+                ));
+            }
+        }
+        results.insert(key.clone(), figures);
     }
     if wanted("memory_quality") {
         say("knowledge base: retrieval quality over docs/");
         match quality_run(embedder).await {
             Ok(v) => {
-                for mode in ["text", "vector", "hybrid"] {
-                    if let Some(q) = v.get(mode) {
-                        rows.push((
-                            format!("kb quality, {mode} (recall@5 / MRR)"),
-                            format!(
-                                "{:.2} / {:.2}",
-                                q["recall_at_k"].as_f64().unwrap_or(0.0),
-                                q["mrr"].as_f64().unwrap_or(0.0)
-                            ),
-                        ));
+                for (set, figures) in [
+                    ("headings", Some(&v)),
+                    ("paraphrased", v.get("paraphrased")),
+                ] {
+                    let Some(figures) = figures else { continue };
+                    for mode in ["text", "vector", "hybrid"] {
+                        if let Some(q) = figures.get(mode) {
+                            rows.push((
+                                format!("kb quality, {set} set, {mode} (recall@5 / MRR)"),
+                                format!(
+                                    "{:.2} / {:.2}",
+                                    q["recall_at_k"].as_f64().unwrap_or(0.0),
+                                    q["mrr"].as_f64().unwrap_or(0.0)
+                                ),
+                            ));
+                        }
                     }
                 }
                 results.insert("memory_quality".into(), v);
@@ -290,6 +410,30 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+fn search_req(q: &str, mode: Mode) -> SearchRequest {
+    SearchRequest {
+        collection: "bench".into(),
+        query: q.into(),
+        top_k: 5,
+        min_score: None,
+        filter: BTreeMap::new(),
+        mode,
+    }
+}
+
+/// p50 and p95 in milliseconds of searching each text, top 5, in `mode`.
+async fn timed(kb: &Knowledge, texts: &[String], mode: Mode) -> anyhow::Result<(f64, f64)> {
+    let mut ms = Vec::with_capacity(texts.len());
+    for q in texts {
+        let t = Instant::now();
+        let r = kb.search("bench", &search_req(q, mode)).await?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(r);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok((percentile(&ms, 0.5), percentile(&ms, 0.95)))
 }
 
 fn tempfile_dir() -> anyhow::Result<TempDir> {
@@ -317,13 +461,28 @@ impl Drop for TempDir {
     }
 }
 
-/// The question set over `docs/`: recall@5 and MRR per mode.
-async fn quality_run(embedder: Option<Arc<dyn Embedder>>) -> anyhow::Result<Value> {
-    let questions: Vec<Question> = serde_json::from_str(
-        &std::fs::read_to_string("bench/memory/kb_questions.json")
-            .context("bench/memory/kb_questions.json (run at the repository's root)")?,
+/// The question sets, each a file of [`Question`]s over `docs/`: the first written with the
+/// headings in view, the second phrased as a user would ask, mostly without the heading's words.
+const QUESTION_SETS: [(&str, &str); 2] = [
+    ("headings", "bench/memory/kb_questions.json"),
+    ("paraphrased", "bench/memory/kb_questions_paraphrased.json"),
+];
+
+fn questions(path: &str) -> anyhow::Result<Vec<Question>> {
+    serde_json::from_str(
+        &std::fs::read_to_string(path)
+            .with_context(|| format!("{path} (run at the repository's root)"))?,
     )
-    .context("bench/memory/kb_questions.json is not a list of questions")?;
+    .with_context(|| format!("{path} is not a list of questions"))
+}
+
+/// The question sets over `docs/`: recall@5 and MRR per mode. The first set's figures are at
+/// the top level, the second's under `paraphrased`.
+async fn quality_run(embedder: Option<Arc<dyn Embedder>>) -> anyhow::Result<Value> {
+    let sets = QUESTION_SETS
+        .iter()
+        .map(|(name, path)| questions(path).map(|q| (*name, q)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut files: Vec<String> = std::fs::read_dir("docs")
         .context("docs/ (run at the repository's root)")?
         .filter_map(|e| e.ok())
@@ -360,39 +519,47 @@ async fn quality_run(embedder: Option<Arc<dyn Embedder>>) -> anyhow::Result<Valu
         modes.extend([Mode::Vector, Mode::Hybrid]);
     }
     let mut out = Map::new();
-    out.insert("questions".into(), json!(questions.len()));
     out.insert("documents".into(), json!(files.len()));
     out.insert("chunks".into(), json!(chunks));
     out.insert(
         "embedded_by".into(),
         json!(embedder.as_ref().map(|e| e.info().model.clone())),
     );
-    for mode in modes {
-        let mut ranks = Vec::with_capacity(questions.len());
-        for q in &questions {
-            let found = kb
-                .search(
-                    "quality",
-                    &SearchRequest {
-                        collection: "docs".into(),
-                        query: q.question.clone(),
-                        top_k: 10,
-                        min_score: None,
-                        filter: BTreeMap::new(),
-                        mode,
-                    },
-                )
-                .await?;
-            ranks.push(
-                found
-                    .hits
-                    .iter()
-                    .position(|h| q.answered_by(&h.chunk.source, &h.chunk.heading))
-                    .map(|i| i + 1),
-            );
+    for (name, questions) in sets {
+        let mut figures = Map::new();
+        figures.insert("questions".into(), json!(questions.len()));
+        for mode in &modes {
+            let mut ranks = Vec::with_capacity(questions.len());
+            for q in &questions {
+                let found = kb
+                    .search(
+                        "quality",
+                        &SearchRequest {
+                            collection: "docs".into(),
+                            query: q.question.clone(),
+                            top_k: 10,
+                            min_score: None,
+                            filter: BTreeMap::new(),
+                            mode: *mode,
+                        },
+                    )
+                    .await?;
+                ranks.push(
+                    found
+                        .hits
+                        .iter()
+                        .position(|h| q.answered_by(&h.chunk.source, &h.chunk.heading))
+                        .map(|i| i + 1),
+                );
+            }
+            let qv = quality(&ranks, 5);
+            figures.insert(mode.as_str().into(), serde_json::to_value(qv)?);
         }
-        let qv = quality(&ranks, 5);
-        out.insert(mode.as_str().into(), serde_json::to_value(qv)?);
+        if name == "headings" {
+            out.extend(figures);
+        } else {
+            out.insert(name.into(), Value::Object(figures));
+        }
     }
     Ok(Value::Object(out))
 }

@@ -156,6 +156,20 @@ pub trait KnowledgeStore: Send + Sync {
         collection: &str,
     ) -> Result<Option<KbCollection>>;
 
+    /// A collection's revision and creation time, what a cache of its contents compares
+    /// (`None`: no such collection); without counting its documents and chunks as
+    /// [`KnowledgeStore::get_kb_collection`] does.
+    async fn kb_collection_revision(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .get_kb_collection(tenant, collection)
+            .await?
+            .map(|c| (c.revision, c.created_at)))
+    }
+
     /// The tenant's documents (of one collection, when given), by collection and source.
     async fn list_kb_documents(
         &self,

@@ -70,14 +70,24 @@ impl Db for PgStore {
     const COLLATE_C: &'static str = " COLLATE \"C\"";
     // The generated `tsv` column under its GIN index, ranked by cover density.
     const KB_TEXT_SEARCH: &'static str = "SELECT c.id, ts_rank_cd(c.tsv, q)::float8 AS score \
-         FROM kb_chunks c JOIN kb_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
-         CROSS JOIN to_tsquery('english', $1) q \
+         FROM kb_chunks c{documents} CROSS JOIN to_tsquery('english', $1) q \
          WHERE c.tsv @@ q AND c.tenant_id = $2 AND c.collection = $3{filters} \
          ORDER BY score DESC, c.id LIMIT $4";
+
+    const KB_DOCUMENT_JOIN: &'static str =
+        " JOIN kb_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id";
+
+    // The GIN index's rows for the term, fetched up to the cap (no ranking).
+    const KB_TERM_ROWS: &'static str = "SELECT count(*) FROM (SELECT 1 FROM kb_chunks \
+         WHERE tsv @@ to_tsquery('english', {term}) LIMIT {cap}) AS t";
 
     // tsquery syntax: any of the terms (each letters and digits only, so nothing to escape).
     fn kb_match(terms: &[String]) -> String {
         terms.join(" | ")
+    }
+
+    fn kb_match_all(terms: &[String]) -> String {
+        terms.join(" & ")
     }
 
     fn kb_meta_equals(n: usize, key: &str) -> (String, String) {

@@ -117,12 +117,23 @@ pub(crate) trait Db: Sync {
     /// `""` where that is the default (SQLite).
     const COLLATE_C: &'static str;
     /// The knowledge base's full-text query: `$1` the match text ([`Db::kb_match`]), `$2`
-    /// the tenant, `$3` the collection, `$4` the limit; `{filters}` is replaced by `AND`
-    /// conditions on `d` (the chunk's document). Rows: chunk id, score (higher is better).
+    /// the tenant, `$3` the collection, `$4` the limit; `{documents}` is replaced by
+    /// [`Db::KB_DOCUMENT_JOIN`] (or nothing) and `{filters}` by `AND` conditions on `d` (the
+    /// chunk's document). Rows: chunk id, score (higher is better).
     const KB_TEXT_SEARCH: &'static str;
+    /// The join of `kb_chunks c` to its document `d`, for filters on its metadata.
+    const KB_DOCUMENT_JOIN: &'static str;
+
+    /// How many chunks of the whole full-text index (every tenant and collection) match one
+    /// term, counted up to a cap: `{term}` is replaced by the parameter of the term's match
+    /// text ([`Db::kb_match`] of that term alone), `{cap}` by the cap's. One integer column.
+    const KB_TERM_ROWS: &'static str;
 
     /// The match text of a full-text query for any of `terms` (letters and digits only).
     fn kb_match(terms: &[String]) -> String;
+
+    /// The match text of a full-text query for all of `terms` (letters and digits only).
+    fn kb_match_all(terms: &[String]) -> String;
 
     /// A condition that the document's metadata key bound at `$n` equals the value at
     /// `$n+1`, and the key's argument as this backend binds it.

@@ -277,6 +277,21 @@ pub(crate) async fn get_kb_collection(
     row.map(|r| collection_from_row(&r)).transpose()
 }
 
+pub(crate) async fn kb_collection_revision(
+    db: &impl Db,
+    tenant: &TenantId,
+    collection: &str,
+) -> Result<Option<(i64, i64)>> {
+    let row = db
+        .fetch_optional(
+            "SELECT revision, created_at FROM kb_collections WHERE tenant_id = $1 AND name = $2"
+                .into(),
+            &[tenant.into(), collection.into()],
+        )
+        .await?;
+    row.map(|r| Ok((r.int(0)?, r.int(1)?))).transpose()
+}
+
 pub(crate) async fn list_kb_documents<D: Db>(
     db: &D,
     tenant: &TenantId,
@@ -418,6 +433,23 @@ pub(crate) async fn kb_vectors(
     })
 }
 
+/// Index rows (chunks matching a query's terms, over the whole full-text index) a query may
+/// make the backend score before its frequent terms are left out. Both backends score every
+/// chunk that matches any term (BM25 or `ts_rank_cd`) before keeping the best: over a large
+/// collection a frequent word makes that most of the collection.
+const KB_SCORED_ROWS: i64 = 5_000;
+/// Collections with fewer chunks are always ranked by every term of the query, as asked.
+const KB_LARGE_COLLECTION: i64 = 20_000;
+
+/// Full text: the chunks of the collection matching any of the terms, best first.
+///
+/// In a large collection ([`KB_LARGE_COLLECTION`] chunks) whose query's terms match more
+/// than [`KB_SCORED_ROWS`] chunks together, the most frequent terms are left out, as
+/// stopwords are (a common-terms cutoff): the rarest terms are kept while the chunks they
+/// match stay within that budget, and the chunks matching any kept term are ranked by those
+/// terms. When even the rarest term is over the budget (every term is frequent), the chunks
+/// matching all the terms are ranked instead. The counts are each term's rows in the whole
+/// index, read up to the budget (a look at the term's posting list, no scoring).
 pub(crate) async fn kb_text_search<D: Db>(
     db: &D,
     tenant: &TenantId,
@@ -426,8 +458,94 @@ pub(crate) async fn kb_text_search<D: Db>(
     if q.terms.is_empty() {
         return Ok(Vec::new());
     }
+    let matching = match common_terms_cutoff(db, tenant, q).await? {
+        Some(m) => m,
+        None => D::kb_match(q.terms),
+    };
+    ranked_text_search(db, tenant, q, matching).await
+}
+
+/// The match text of a common-terms cutoff for `q`, or `None` to match any of its terms.
+async fn common_terms_cutoff<D: Db>(
+    db: &D,
+    tenant: &TenantId,
+    q: &TextQuery<'_>,
+) -> Result<Option<String>> {
+    if q.terms.len() < 2 {
+        return Ok(None);
+    }
+    let rows = term_rows(db, q.terms, KB_SCORED_ROWS + 1).await?;
+    if rows.iter().sum::<i64>() <= KB_SCORED_ROWS {
+        return Ok(None);
+    }
+    let chunks = db
+        .fetch_optional(
+            "SELECT CAST(COALESCE(SUM(chunks), 0) AS BIGINT) FROM kb_documents \
+             WHERE tenant_id = $1 AND collection = $2"
+                .into(),
+            &[tenant.into(), q.collection.into()],
+        )
+        .await?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    if chunks < KB_LARGE_COLLECTION {
+        return Ok(None);
+    }
+    let mut by_rows: Vec<(i64, &String)> = rows.iter().copied().zip(q.terms).collect();
+    by_rows.sort();
+    let mut kept: Vec<String> = Vec::new();
+    let mut budget = KB_SCORED_ROWS;
+    for (n, term) in by_rows {
+        if n > budget {
+            break;
+        }
+        budget -= n;
+        kept.push(term.clone());
+    }
+    let matching = if kept.is_empty() {
+        D::kb_match_all(q.terms)
+    } else {
+        D::kb_match(&kept)
+    };
+    tracing::debug!(
+        collection = q.collection,
+        terms = q.terms.len(),
+        kept = kept.len(),
+        "knowledge full-text search: common-terms cutoff"
+    );
+    Ok(Some(matching))
+}
+
+/// Each term's rows in the full-text index, counted up to `cap`, in one statement.
+async fn term_rows<D: Db>(db: &D, terms: &[String], cap: i64) -> Result<Vec<i64>> {
+    let mut args: Vec<Arg<'_>> = vec![cap.into()];
+    let mut columns = Vec::with_capacity(terms.len());
+    for t in terms {
+        args.push(D::kb_match(std::slice::from_ref(t)).into());
+        let sub = D::KB_TERM_ROWS
+            .replace("{term}", &format!("${}", args.len()))
+            .replace("{cap}", "$1");
+        columns.push(format!("({sub})"));
+    }
+    let row = db
+        .fetch_optional(format!("SELECT {}", columns.join(", ")).into(), &args)
+        .await?;
+    match row {
+        Some(r) => (0..terms.len()).map(|i| r.int(i)).collect(),
+        None => Ok(vec![0; terms.len()]),
+    }
+}
+
+/// The backend's ranked full-text query for `matching`, with the filters.
+async fn ranked_text_search<D: Db>(
+    db: &D,
+    tenant: &TenantId,
+    q: &TextQuery<'_>,
+    matching: String,
+) -> Result<Vec<TextHit>> {
     let mut args: Vec<Arg<'_>> = vec![
-        D::kb_match(q.terms).into(),
+        matching.into(),
         tenant.into(),
         q.collection.into(),
         i64::from(q.limit.max(1)).into(),
@@ -440,7 +558,16 @@ pub(crate) async fn kb_text_search<D: Db>(
         args.push(key.into());
         args.push(v.as_str().into());
     }
-    let sql = D::KB_TEXT_SEARCH.replace("{filters}", &filters);
+    // The chunk's document is joined only for its metadata: a chunk's row names its tenant
+    // and collection, and a chunk has a document (both are written in one transaction).
+    let documents = if q.filter.is_empty() {
+        ""
+    } else {
+        D::KB_DOCUMENT_JOIN
+    };
+    let sql = D::KB_TEXT_SEARCH
+        .replace("{documents}", documents)
+        .replace("{filters}", &filters);
     let rows = db.fetch_all(sql.into(), &args).await?;
     decode_all(&rows, |r| {
         Ok(TextHit {

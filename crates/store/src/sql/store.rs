@@ -289,6 +289,14 @@ where
         knowledge::get_kb_collection(self, tenant, collection).await
     }
 
+    async fn kb_collection_revision(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<Option<(i64, i64)>> {
+        knowledge::kb_collection_revision(self, tenant, collection).await
+    }
+
     async fn list_kb_documents(
         &self,
         tenant: &TenantId,

@@ -73,15 +73,26 @@ impl Db for SqliteStore {
     // CROSS JOIN keeps the full-text match the outer loop: the planner would otherwise walk
     // the collection's chunks and run the match once per chunk.
     const KB_TEXT_SEARCH: &'static str = "SELECT c.id, -bm25(kb_chunks_fts, 2.0, 1.0) AS score \
-         FROM kb_chunks_fts CROSS JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid \
-         CROSS JOIN kb_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id \
+         FROM kb_chunks_fts CROSS JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid{documents} \
          WHERE kb_chunks_fts MATCH $1 AND c.tenant_id = $2 AND c.collection = $3{filters} \
          ORDER BY score DESC, c.id LIMIT $4";
+
+    const KB_DOCUMENT_JOIN: &'static str =
+        " CROSS JOIN kb_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id";
+
+    // The term's doclist read up to the cap (no scoring, no join).
+    const KB_TERM_ROWS: &'static str = "SELECT count(*) FROM (SELECT 1 FROM kb_chunks_fts \
+         WHERE kb_chunks_fts MATCH {term} LIMIT {cap})";
 
     // FTS5 query syntax: each term a quoted string, any of them.
     fn kb_match(terms: &[String]) -> String {
         let quoted: Vec<String> = terms.iter().map(|t| format!("\"{t}\"")).collect();
         quoted.join(" OR ")
+    }
+
+    fn kb_match_all(terms: &[String]) -> String {
+        let quoted: Vec<String> = terms.iter().map(|t| format!("\"{t}\"")).collect();
+        quoted.join(" AND ")
     }
 
     fn kb_meta_equals(n: usize, key: &str) -> (String, String) {

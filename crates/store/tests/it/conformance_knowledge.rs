@@ -12,6 +12,7 @@ pub async fn run_all(s: &dyn Store) {
     documents_are_kept_replaced_and_searched_per_tenant(s).await;
     removing_leaves_nothing(s).await;
     retention_expires_what_is_older_and_records_it(s).await;
+    frequent_terms_are_cut_off_in_large_collections_only(s).await;
 }
 
 pub fn doc(
@@ -436,4 +437,100 @@ async fn retention_expires_what_is_older_and_records_it(s: &dyn Store) {
         .map(|c| c.name)
         .collect();
     assert_eq!(names, ["manuals"]);
+}
+
+/// A document of `n` chunks of `text(i)`, without vectors.
+fn many(
+    tenant: &str,
+    collection: &str,
+    source: &str,
+    n: usize,
+    text: impl Fn(usize) -> String,
+) -> NewKbDocument {
+    let body: Vec<String> = (0..n).map(&text).collect();
+    let refs: Vec<&str> = body.iter().map(String::as_str).collect();
+    let mut d = doc(tenant, collection, source, &refs, "en");
+    for c in &mut d.chunks {
+        c.embedding = None;
+    }
+    d.document.embedding_model = None;
+    d
+}
+
+/// The common-terms cutoff: in a collection of 20,000 chunks or more, the terms that match
+/// too many chunks are left out of the ranked query (the rarest kept), and a query of only
+/// frequent terms matches the chunks holding all of them; a small collection is still ranked
+/// by any of the words, even when the same words are frequent in the whole index.
+async fn frequent_terms_are_cut_off_in_large_collections_only(s: &dyn Store) {
+    // Every chunk holds `common`; `alpha` every second, `beta` every third; one `zebra`.
+    let big = many("kb-ct", "big", "big.md", 20_000, |i| {
+        let mut t = format!("common filler{}", i % 7);
+        if i % 2 == 0 {
+            t.push_str(" alpha");
+        }
+        if i % 3 == 0 {
+            t.push_str(" beta");
+        }
+        if i == 12_345 {
+            t.push_str(" zebra");
+        }
+        t
+    });
+    assert_eq!(s.put_kb_document(&big).await.unwrap(), PutOutcome::Added);
+    let small = many("kb-ct", "small", "small.md", 30, |i| {
+        if i == 7 {
+            "common zebra".to_string()
+        } else {
+            format!("common small{i}")
+        }
+    });
+    assert_eq!(s.put_kb_document(&small).await.unwrap(), PutOutcome::Added);
+    let text_of = |chunks: &[hilo_core::knowledge::KbChunk], id: i64| {
+        chunks.iter().find(|c| c.id == id).unwrap().text.clone()
+    };
+
+    // Small collection: any of the words, as before: the zebra chunk first, then chunks
+    // matching only the frequent word, up to the limit.
+    let small_chunks = s
+        .kb_document_chunks("kb-ct", "small-small.md")
+        .await
+        .unwrap();
+    let hits = search(s, "kb-ct", "small", &["common", "zebra"], &all()).await;
+    assert_eq!(hits.len(), 10, "{hits:?}");
+    assert_eq!(text_of(&small_chunks, hits[0]), "common zebra");
+
+    // Large collection: `common` (20,000 chunks) is left out, the rare word ranks alone.
+    let big_chunks = s.kb_document_chunks("kb-ct", "big-big.md").await.unwrap();
+    let hits = search(s, "kb-ct", "big", &["common", "zebra"], &all()).await;
+    assert_eq!(hits.len(), 1, "only the rare word's chunk: {hits:?}");
+    assert!(text_of(&big_chunks, hits[0]).contains("zebra"));
+    // Every term frequent (10,000 and 6,667 chunks): the chunks holding all of them.
+    let hits = search(s, "kb-ct", "big", &["alpha", "beta"], &all()).await;
+    assert_eq!(hits.len(), 10, "{hits:?}");
+    for h in hits {
+        let t = text_of(&big_chunks, h);
+        assert!(t.contains("alpha") && t.contains("beta"), "{t}");
+    }
+    // A term under the budget is kept with the rarest: `filler3` (2,857 chunks) and `zebra`
+    // match, `common` does not.
+    let hits = search(s, "kb-ct", "big", &["common", "filler3", "zebra"], &all()).await;
+    assert_eq!(hits.len(), 10, "{hits:?}");
+    for h in hits {
+        let t = text_of(&big_chunks, h);
+        assert!(t.contains("filler3") || t.contains("zebra"), "{t}");
+    }
+    // One term is ranked as asked, however frequent.
+    assert_eq!(
+        search(s, "kb-ct", "big", &["common"], &all()).await.len(),
+        10
+    );
+
+    assert_eq!(
+        s.remove_kb_collection("kb-ct", "big").await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        s.remove_kb_collection("kb-ct", "small").await.unwrap(),
+        Some(1)
+    );
 }
