@@ -19,9 +19,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hilo_core::exec::{Event, EventKind};
+use hilo_core::exec::{Event, EventKind, ExecRecord};
 use hilo_core::llm::LlmCall;
-use hilo_core::store::Store;
+use hilo_core::store::{Result as StoreResult, Store};
 use hilo_core::trace::TraceParent;
 use opentelemetry::trace::{
     Event as SpanEvent, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId,
@@ -120,34 +120,93 @@ struct Exec {
     cached: HashMap<(String, u32), bool>,
 }
 
+/// The store, read on the runtime it belongs to: the assembler runs on a thread of its own
+/// (so that building spans does not take the engine's thread), and a connection pool such as
+/// PostgreSQL's serves only the runtime it was made on.
+struct Home {
+    store: Arc<dyn Store>,
+    rt: tokio::runtime::Handle,
+}
+
+impl Home {
+    async fn on<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = StoreResult<T>> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.rt.spawn(f).await.unwrap_or_else(|e| {
+            Err(hilo_core::store::StoreError::Backend(format!(
+                "the store's runtime did not answer: {e}"
+            )))
+        })
+    }
+
+    async fn events(&self, id: &str) -> StoreResult<Vec<Event>> {
+        let (s, id) = (self.store.clone(), id.to_owned());
+        self.on(async move { s.events(&id).await }).await
+    }
+
+    async fn get_execution(&self, tenant: &str, id: &str) -> StoreResult<ExecRecord> {
+        let (s, t, id) = (self.store.clone(), tenant.to_owned(), id.to_owned());
+        self.on(async move { s.get_execution(&t, &id).await }).await
+    }
+
+    async fn llm_spent(&self, tenant: &str, since: i64, id: Option<&str>) -> StoreResult<i64> {
+        let (s, t, id) = (self.store.clone(), tenant.to_owned(), id.map(str::to_owned));
+        self.on(async move { s.llm_spent(&t, since, id.as_deref()).await })
+            .await
+    }
+}
+
 struct Assembler {
     out: mpsc::Sender<Out>,
-    store: Arc<dyn Store>,
+    store: Home,
     execs: HashMap<String, Exec>,
     scope: InstrumentationScope,
 }
 
 /// Runs the assembler until every sender is gone.
-pub async fn run(mut rx: mpsc::Receiver<Input>, out: mpsc::Sender<Out>, store: Arc<dyn Store>) {
+pub async fn run(
+    queue: Arc<crate::Queue>,
+    out: mpsc::Sender<Out>,
+    store: Arc<dyn Store>,
+    home: tokio::runtime::Handle,
+) {
     let mut a = Assembler {
         out,
-        store,
+        store: Home { store, rt: home },
         execs: HashMap::new(),
         scope: InstrumentationScope::builder("hilo")
             .with_version(env!("CARGO_PKG_VERSION"))
             .build(),
     };
-    while let Some(input) = rx.recv().await {
-        match input {
-            Input::Event(o) => a.event(*o).await,
-            Input::Call(c) => a.call(&c).await,
-            Input::Tool(t) => a.tool(*t).await,
-            Input::Flush(done) => {
-                let (tx, wait) = oneshot::channel();
-                if a.out.send(Out::Flush(tx)).await.is_ok() {
-                    let _ = wait.await;
+    let mut batch = Vec::new();
+    let mut idle = false;
+    loop {
+        // Woken by the clock, not by each event: the engine's thread only pushes to a vector
+        // (a flush, or a queue filling up, wakes this at once).
+        let tick = if idle { crate::TICK * 10 } else { crate::TICK };
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = queue.wake.notified() => {}
+        }
+        queue.take(&mut batch);
+        idle = batch.is_empty();
+        if batch.is_empty() && Arc::strong_count(&queue) == 1 {
+            // Every handle is gone and nothing is left.
+            return;
+        }
+        for input in batch.drain(..) {
+            match input {
+                Input::Event(o) => a.event(*o).await,
+                Input::Call(c) => a.call(&c).await,
+                Input::Tool(t) => a.tool(*t).await,
+                Input::Flush(done) => {
+                    let (tx, wait) = oneshot::channel();
+                    if a.out.send(Out::Flush(tx)).await.is_ok() {
+                        let _ = wait.await;
+                    }
+                    let _ = done.send(());
                 }
-                let _ = done.send(());
             }
         }
     }

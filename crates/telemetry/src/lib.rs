@@ -13,9 +13,10 @@
 //! trace shows is what the history says happened.
 //!
 //! How: [`Traces::observer`] is the engine's execution observer (it only copies the event
-//! into a bounded queue) and [`Traces::costs`] wraps the cost ledger the LLM router writes to;
-//! one tokio task assembles spans from both ([`assemble`]), another batches them to the
-//! OTLP/HTTP protobuf exporter. Nothing of this exists unless an endpoint is configured:
+//! into a bounded queue, waking nobody) and [`Traces::costs`] wraps the cost ledger the LLM
+//! router writes to; a thread of its own takes the queue every few milliseconds and
+//! assembles spans from it ([`assemble`]; its store reads run on the caller's runtime),
+//! another batches them to the OTLP/HTTP protobuf exporter. Nothing of this exists unless an endpoint is configured:
 //! [`Traces::from_config`] returns `None` and no observer is installed.
 
 pub mod assemble;
@@ -34,7 +35,7 @@ use hilo_core::tool::AuditEntry;
 use hilo_engine::Engine;
 use hilo_engine::driver::{ExecutionObserver, Observed};
 use opentelemetry_sdk::trace::SpanExporter;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub use config::TelemetryConfig;
 
@@ -42,13 +43,59 @@ pub use config::TelemetryConfig;
 /// (with a warning) rather than slowing the engine down.
 pub const QUEUE: usize = 16_384;
 
+/// How often the assembler takes what was queued while there is work (10 times less often
+/// when the last look found nothing). Events are not sent one by one to a task that each
+/// wakes: waking a parked thread for every event costs the engine's thread a system call per
+/// event; a clock tick costs nothing per step.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// Queued inputs beyond which the sender wakes the assembler before its tick.
+const WAKE_AT: usize = QUEUE / 4;
+
+/// What the engine's thread (and the ledger's and audit's watchers) hand the assembler: a
+/// vector behind a lock, taken whole at every tick.
+pub struct Queue {
+    items: std::sync::Mutex<Vec<assemble::Input>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Queue {
+    fn new() -> Queue {
+        Queue {
+            items: std::sync::Mutex::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Queues `input`; false when the queue is full (it is dropped).
+    fn push(&self, input: assemble::Input) -> bool {
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        if items.len() >= QUEUE {
+            return false;
+        }
+        items.push(input);
+        let wake = items.len() == WAKE_AT;
+        drop(items);
+        if wake {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Moves everything queued into `into` (empty before).
+    fn take(&self, into: &mut Vec<assemble::Input>) {
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(&mut *items, into);
+    }
+}
+
 /// How long [`Traces::flush`] waits for the collector.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The traces of this process: a handle on the assembler's queue. Clones share it.
 #[derive(Clone)]
 pub struct Traces {
-    tx: mpsc::Sender<assemble::Input>,
+    queue: Arc<Queue>,
 }
 
 /// What the observer knows about an event's node from the plan.
@@ -77,14 +124,29 @@ impl Traces {
     /// Traces sent to `exporter` (tests give their own); `store` is read when a span's start
     /// happened in another process (a resumed execution).
     pub fn with_exporter<E: SpanExporter + 'static>(exporter: E, store: Arc<dyn Store>) -> Traces {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let queue = Arc::new(Queue::new());
         let out = export::spawn(exporter);
-        tokio::spawn(assemble::run(rx, out, store));
-        Traces { tx }
+        // Spans are built on a thread of their own (the store read back on this runtime).
+        let (q, home) = (queue.clone(), tokio::runtime::Handle::current());
+        let started = std::thread::Builder::new()
+            .name("hilo-traces".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(assemble::run(q, out, store, home)),
+                    Err(e) => tracing::warn!("traces are not built: no runtime for them: {e}"),
+                }
+            });
+        if let Err(e) = started {
+            tracing::warn!("traces are not built: their thread did not start: {e}");
+        }
+        Traces { queue }
     }
 
     fn send(&self, input: assemble::Input) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(input) {
+        if !self.queue.push(input) {
             tracing::warn!("trace queue full: an event or model call is left out of the traces");
         }
     }
@@ -159,9 +221,12 @@ impl Traces {
     /// [`FLUSH_TIMEOUT`]). Call it before the process exits.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(assemble::Input::Flush(done)).await.is_err() {
-            return;
+        // A flush is never dropped for a full queue: it is what empties it.
+        {
+            let mut items = self.queue.items.lock().unwrap_or_else(|p| p.into_inner());
+            items.push(assemble::Input::Flush(done));
         }
+        self.queue.wake.notify_one();
         if tokio::time::timeout(FLUSH_TIMEOUT, wait).await.is_err() {
             tracing::warn!("traces not flushed within {FLUSH_TIMEOUT:?}");
         }
