@@ -67,9 +67,11 @@ impl From<KbCollection> for CollectionView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionBody {
-    /// How long a document is kept after it was last added: `90d`, `12h`, … or null to keep
-    /// documents until removed.
-    pub max_age: Option<String>,
+    /// How long a document is kept after it was last added, in milliseconds (90 days:
+    /// 7776000000); null keeps documents until removed.
+    #[serde(default, deserialize_with = "crate::api::params::whole")]
+    #[schema(minimum = 1, maximum = 9007199254740991.0)]
+    pub max_age_ms: Option<u64>,
 }
 
 /// A collection's retention as set.
@@ -80,7 +82,7 @@ pub struct RetentionView {
     pub retention_ms: Option<i64>,
 }
 
-/// Sets (or, with `max_age: null`, clears) how long a collection keeps its documents after
+/// Sets (or, with `max_age_ms: null`, clears) how long a collection keeps its documents after
 /// they were last added. The server deletes older ones every hour, each sweep that deletes
 /// some recorded as an erasure (`GET /memory/erasures`, kind `kb_retention`).
 #[utoipa::path(put, path = "/kb/collections/{collection}/retention", tag = "memory",
@@ -96,23 +98,15 @@ pub async fn set_retention(
     ApiJson(body): ApiJson<RetentionBody>,
 ) -> ApiResult<Json<RetentionView>> {
     caller.require(Scope::Admin)?;
-    let retention_ms = match body.max_age.as_deref().map(str::trim) {
-        None | Some("off") => None,
-        Some(t) => match hilo_core::duration::parse_ms(t) {
-            Ok(0) => {
-                return Err(ApiError::bad_request(
-                    "INVALID_RETENTION",
-                    "max_age 0 would delete every document at once: give an age such as 90d, or null",
-                ));
-            }
-            Ok(ms) => Some(i64::try_from(ms).unwrap_or(i64::MAX)),
-            Err(e) => {
-                return Err(ApiError::bad_request(
-                    "INVALID_RETENTION",
-                    format!("max_age `{t}`: {e}; or null to keep documents until removed"),
-                ));
-            }
-        },
+    let retention_ms = match body.max_age_ms {
+        None => None,
+        Some(0) => {
+            return Err(ApiError::bad_request(
+                "INVALID_RETENTION",
+                "max_age_ms 0 would delete every document at once: give a positive number of milliseconds, or null",
+            ));
+        }
+        Some(ms) => Some(i64::try_from(ms).unwrap_or(i64::MAX)),
     };
     if !state
         .store()
