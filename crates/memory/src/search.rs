@@ -48,7 +48,7 @@ impl KnowledgeSearch for Knowledge {
         }
         if self
             .store()
-            .get_kb_collection(tenant, &q.collection)
+            .kb_collection_revision(tenant, &q.collection)
             .await
             .map_err(MemoryError::from)?
             .is_none()

@@ -642,36 +642,32 @@ pub(crate) async fn expire_kb_documents(
         let (t, name, keep) = (row.text(0)?, row.text(1)?, row.int(2)?);
         let before = now.saturating_sub(keep);
         let mut tx = db.begin().await?;
-        let old = tx
-            .fetch_all(
-                "SELECT id, chunks FROM kb_documents \
-                 WHERE tenant_id = $1 AND collection = $2 AND updated_at < $3"
+        let args: [Arg; 3] = [(&t).into(), (&name).into(), before.into()];
+        // One statement per table, whatever the number of documents.
+        let chunks = tx
+            .execute(
+                "DELETE FROM kb_chunks WHERE tenant_id = $1 AND document_id IN \
+                 (SELECT id FROM kb_documents \
+                  WHERE tenant_id = $1 AND collection = $2 AND updated_at < $3)"
                     .into(),
-                &[(&t).into(), (&name).into(), before.into()],
+                &args,
             )
             .await?;
-        if old.is_empty() {
+        let documents = tx
+            .execute(
+                "DELETE FROM kb_documents \
+                 WHERE tenant_id = $1 AND collection = $2 AND updated_at < $3"
+                    .into(),
+                &args,
+            )
+            .await?;
+        if documents == 0 {
             tx.commit().await?;
             continue;
         }
-        let mut chunks = 0u64;
-        for d in &old {
-            let id = d.text(0)?;
-            chunks += tx
-                .execute(
-                    "DELETE FROM kb_chunks WHERE tenant_id = $1 AND document_id = $2".into(),
-                    &[(&t).into(), (&id).into()],
-                )
-                .await?;
-            tx.execute(
-                "DELETE FROM kb_documents WHERE tenant_id = $1 AND id = $2".into(),
-                &[(&t).into(), (&id).into()],
-            )
-            .await?;
-        }
         bump(&mut tx, &t, &name, now).await?;
         let counts = hilo_core::forget::Forgotten {
-            kb_documents: old.len() as u64,
+            kb_documents: documents,
             kb_chunks: chunks,
             ..Default::default()
         };
@@ -696,14 +692,14 @@ pub(crate) async fn expire_kb_documents(
         tracing::info!(
             tenant = %t,
             collection = %name,
-            documents = old.len(),
+            documents,
             chunks,
             "knowledge documents past their collection's retention deleted"
         );
         out.push(KbExpired {
             tenant: t,
             collection: name,
-            documents: old.len() as u64,
+            documents,
             chunks,
         });
     }
