@@ -180,6 +180,15 @@ pub fn search_json(
     interp::to_json(&out, &mut budget)
 }
 
+/// The result of an expression that is a chain of `fields` plain field accesses (`a.b.c`)
+/// over a state whose selected value is `selected`, as [`search_json`] would give it — the
+/// same work budget, size and depth limits, and the same value — without converting the
+/// state for JMESPath: a path into a large value costs what it selects, not what it is in.
+pub fn path_json(fields: usize, selected: &Value) -> Result<Value, ExprError> {
+    let mut budget = interp::Budget::new();
+    interp::path_to_json(fields, selected, &mut budget)
+}
+
 /// Renders a compiled template with `ctx`, within the template limits: the output is capped at
 /// [`limits::MAX_TEMPLATE_BYTES`], running out of fuel is [`Limit::Work`], and a guarded filter
 /// that refuses is the limit it names.
@@ -311,6 +320,7 @@ pub fn render_value(value: &Value, doc: &Value) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn classify_strings() {
@@ -331,6 +341,37 @@ mod tests {
         assert!(matches!(classify("plain 100%"), Dynamic::Literal(_)));
         assert_eq!(bare_expression("${ input.items }"), "input.items");
         assert_eq!(bare_expression(" input.items "), "input.items");
+    }
+
+    /// A path answered from the JSON it selects gives what the general evaluation gives:
+    /// the same value (object keys in JMESPath's order) and the same limit errors.
+    #[test]
+    fn a_path_from_json_is_what_the_general_evaluation_gives() {
+        let general = |path: &str, doc: &Value| -> Result<Value, String> {
+            let expr = compile_jmespath(path).map_err(|e| e.message)?;
+            let data = to_var(doc).map_err(|e| e.to_string())?;
+            search_json(&expr, &data).map_err(|e| e.to_string())
+        };
+        let deep = (0..200).fold(json!(1), |v, _| json!([v]));
+        let wide: Vec<u32> = (0..1_999_990).collect();
+        let big = "x".repeat(9 * 1024 * 1024);
+        let cases = [
+            json!({"zeta": 1, "alpha": {"y": [1, {"b": 2, "a": "s"}], "x": null}, "m": 2.5}),
+            json!([3, "two", true, null, {"k": "v"}]),
+            json!("a string"),
+            deep,
+            json!(wide),
+            json!([big.clone(), big]),
+        ];
+        for selected in cases {
+            let doc = json!({"input": {"items": selected.clone()}});
+            let want = general("input.items", &doc);
+            let got = path_json(2, &selected).map_err(|e| e.to_string());
+            assert_eq!(got, want);
+            if let Ok(v) = &got {
+                assert_eq!(v.to_string(), want.as_ref().unwrap().to_string());
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! what it reads, not how large the state has grown. Only an expression that reads the root
 //! itself (`@`, `keys(@)`, `*`) is given every name, as the whole document.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use hilo_core::expr::{Dynamic, ExprError, classify};
@@ -136,6 +137,13 @@ pub trait Document {
     fn jinja(&self, name: &str) -> Option<minijinja::Value>;
     /// Every root name the document has (for an expression that reads the root itself).
     fn names(&self) -> Vec<String>;
+    /// The JSON value at `path` (`["input", "items"]` for `input.items`) when the document
+    /// holds it as JSON and it is not `null`: an expression that is only that path is answered
+    /// from it (see [`search`]). `None` sends the expression the general way.
+    fn value_at(&self, path: &[&str]) -> Option<Cow<'_, Value>> {
+        let _ = path;
+        None
+    }
 }
 
 /// Converts a JSON value for JMESPath. The conversion of a `serde_json::Value` cannot fail
@@ -191,9 +199,33 @@ fn context(plan: &Plan, src: &str, doc: &dyn Document, ast: &Ast) -> Result<Rcva
     Ok(Rcvar::new(Variable::Object(map)))
 }
 
-/// Evaluates a JMESPath expression to a JSON value.
+/// The field names of an expression that is only plain field accesses (`input.items`), in
+/// order; `None` for any other expression.
+fn field_path(ast: &Ast) -> Option<Vec<&str>> {
+    match ast {
+        Ast::Field { name, .. } => Some(vec![name.as_str()]),
+        Ast::Subexpr { lhs, rhs, .. } => match &**rhs {
+            Ast::Field { name, .. } => {
+                let mut path = field_path(lhs)?;
+                path.push(name.as_str());
+                Some(path)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Evaluates a JMESPath expression to a JSON value. A path (`input.items`, `fetch.output.rows`)
+/// into a value the document holds is copied from it, with the same limits and result as the
+/// general evaluation, which would first convert the whole root for JMESPath.
 pub fn search(plan: &Plan, src: &str, doc: &dyn Document) -> Result<Value, EvalError> {
     let expr = plan.expr(src).map_err(|m| err(src, m))?;
+    if let Some(path) = field_path(expr.as_ast())
+        && let Some(selected) = doc.value_at(&path)
+    {
+        return hilo_core::expr::path_json(path.len(), &selected).map_err(|e| expr_err(src, e));
+    }
     let data = context(plan, src, doc, expr.as_ast())?;
     hilo_core::expr::search_json(&expr, &data).map_err(|e| expr_err(src, e))
 }

@@ -451,6 +451,87 @@ fn call(
     Ok(out)
 }
 
+/// What [`eval`] then [`to_json`] charge and check for a chain of `fields` plain field
+/// accesses (`a.b.c`: a unit per field and per `.`) whose result is `v`, for a result taken
+/// straight from JSON: the same budget, size and depth limits, and the value as the
+/// conversion through JMESPath gives it (object keys in JMESPath's order, the sorted order of
+/// its maps).
+pub(crate) fn path_to_json(
+    fields: usize,
+    v: &serde_json::Value,
+    budget: &mut Budget,
+) -> Result<serde_json::Value, ExprError> {
+    budget.charge((2 * fields).saturating_sub(1) as u64)?;
+    measure_json(v, budget, MAX_VALUE_DEPTH)?;
+    Ok(sorted_clone(v))
+}
+
+/// [`measure`] of the JMESPath value `v` would convert to, without converting it.
+fn measure_json(
+    v: &serde_json::Value,
+    budget: &mut Budget,
+    max_depth: usize,
+) -> Result<(u64, usize), ExprError> {
+    use serde_json::Value;
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 0)];
+    let mut nodes = 0u64;
+    let mut bytes = 0usize;
+    while let Some((x, depth)) = stack.pop() {
+        budget.charge(match x {
+            Value::String(s) => 1 + (s.len() / 256) as u64,
+            _ => 1,
+        })?;
+        nodes += 1;
+        if depth > max_depth {
+            return Err(ExprError::Limit(LimitError {
+                limit: Limit::ValueDepth,
+                message: format!(
+                    "the result nests deeper than {max_depth} levels of arrays and objects"
+                ),
+            }));
+        }
+        bytes = bytes.saturating_add(match x {
+            Value::String(s) => s.len() + 2,
+            Value::Array(a) => {
+                stack.extend(a.iter().map(|i| (i, depth + 1)));
+                2 + a.len()
+            }
+            Value::Object(m) => {
+                for (k, i) in m {
+                    bytes = bytes.saturating_add(k.len() + 3);
+                    stack.push((i, depth + 1));
+                }
+                2 + m.len()
+            }
+            _ => 8,
+        });
+        if bytes > MAX_VALUE_BYTES {
+            return Err(size_error());
+        }
+    }
+    Ok((nodes, bytes))
+}
+
+/// A copy of `v` with every object's keys in sorted order, as a round trip through a
+/// JMESPath value (whose objects are sorted maps) gives it. Recursive: called on values whose
+/// depth [`measure_json`] has bounded.
+fn sorted_clone(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Array(a) => Value::Array(a.iter().map(sorted_clone).collect()),
+        Value::Object(m) => {
+            let mut keys: Vec<(&String, &Value)> = m.iter().collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                keys.into_iter()
+                    .map(|(k, x)| (k.clone(), sorted_clone(x)))
+                    .collect(),
+            )
+        }
+        other => other.clone(),
+    }
+}
+
 /// Converts a result to JSON after checking its size and depth.
 pub(crate) fn to_json(v: &Rcvar, budget: &mut Budget) -> Result<serde_json::Value, ExprError> {
     measure(v, budget, Some(MAX_VALUE_DEPTH))?;

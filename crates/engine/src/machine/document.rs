@@ -6,7 +6,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use hilo_core::exec::{NodeError, NodeStatus, codes};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use super::records::{iteration_of, split_key};
 use super::{Machine, Views};
@@ -143,12 +144,9 @@ impl Document for ScopeDoc<'_> {
             Source::Node(key) => {
                 let views = &mut *m.lock_views();
                 let slot = &mut views.nodes.entry_ref(key.as_str()).or_default().var;
-                cached(
-                    slot,
-                    &mut views.converted,
-                    || Cow::Owned(m.node_entry(&key)),
-                    to_var,
-                )
+                cached_entry(slot, &mut views.converted, m.node_entry(&key), |e| {
+                    hilo_core::expr::to_var(&e).unwrap_or_else(|_| to_var(&Value::Null))
+                })
             }
             Source::Vars => {
                 let mut views = m.lock_views();
@@ -199,12 +197,9 @@ impl Document for ScopeDoc<'_> {
             Source::Node(key) => {
                 let views = &mut *m.lock_views();
                 let slot = &mut views.nodes.entry_ref(key.as_str()).or_default().jinja;
-                cached(
-                    slot,
-                    &mut views.converted,
-                    || Cow::Owned(m.node_entry(&key)),
-                    to_jinja,
-                )
+                cached_entry(slot, &mut views.converted, m.node_entry(&key), |e| {
+                    minijinja::Value::from(minijinja::value::Serde(e))
+                })
             }
             Source::Vars => {
                 let views = &mut *m.lock_views();
@@ -222,6 +217,36 @@ impl Document for ScopeDoc<'_> {
                 )
             }
         })
+    }
+
+    fn value_at(&self, path: &[&str]) -> Option<Cow<'_, Value>> {
+        let m = self.m;
+        let (root, mut rest) = path.split_first()?;
+        let mut v: &Value = match self.source(root)? {
+            Source::Extra(v) => v,
+            Source::Item(l, i) => self.item(l, i),
+            Source::Input => &m.input,
+            // `vars.a`: one variable.
+            Source::Vars => {
+                let (name, more) = rest.split_first()?;
+                rest = more;
+                m.vars.get(*name)?
+            }
+            // `x.output`: the node's output (its other fields are made for the document).
+            Source::Node(key) => {
+                let (field, more) = rest.split_first()?;
+                if *field != "output" {
+                    return None;
+                }
+                rest = more;
+                m.nodes.get(&key)?.output.as_ref()?
+            }
+            Source::Index(_) => return None,
+        };
+        for field in rest {
+            v = v.as_object()?.get(*field)?;
+        }
+        (!v.is_null()).then_some(Cow::Borrowed(v))
     }
 
     fn names(&self) -> Vec<String> {
@@ -336,21 +361,56 @@ impl Machine {
         })
     }
 
-    /// A node's entry in the state document: `{status, output, error, attempts}`.
-    fn node_entry(&self, key: &str) -> Value {
-        let Some(r) = self.nodes.get(key) else {
-            return Value::Null;
-        };
-        let mut v = Map::new();
-        v.insert("status".into(), json!(r.status.as_str()));
-        v.insert("output".into(), r.output.clone().unwrap_or(Value::Null));
-        if let Some(e) = &r.error {
-            v.insert(
-                "error".into(),
-                json!({"code": e.code, "message": e.message}),
-            );
-        }
-        v.insert("attempts".into(), json!(r.attempts));
-        Value::Object(v)
+    /// A node's entry in the state document: `{status, output, error, attempts}`, borrowing
+    /// the record (its output is not copied to be converted).
+    fn node_entry(&self, key: &str) -> Option<NodeEntry<'_>> {
+        let r = self.nodes.get(key)?;
+        Some(NodeEntry {
+            status: r.status.as_str(),
+            output: r.output.as_ref().unwrap_or(&Value::Null),
+            error: r.error.as_ref().map(|e| EntryError {
+                code: &e.code,
+                message: &e.message,
+            }),
+            attempts: r.attempts,
+        })
     }
+}
+
+/// A node's entry in the state document, as [`Machine::node_entry`] lends it.
+#[derive(Serialize)]
+struct NodeEntry<'a> {
+    status: &'a str,
+    output: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<EntryError<'a>>,
+    attempts: u32,
+}
+
+#[derive(Serialize)]
+struct EntryError<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl NodeEntry<'_> {
+    /// The JSON values the entry holds, as [`json_values`] counts them.
+    fn values(&self) -> u64 {
+        1 + 1 + json_values(self.output) + 1 + self.error.as_ref().map_or(0, |_| 3)
+    }
+}
+
+/// A node's entry converted by `f` (`null` for a node with no record), kept in `slot` and
+/// counted in `converted` the first time.
+fn cached_entry<T: Clone>(
+    slot: &mut Option<T>,
+    converted: &mut u64,
+    entry: Option<NodeEntry<'_>>,
+    f: impl FnOnce(Option<&NodeEntry<'_>>) -> T,
+) -> T {
+    if let Some(v) = slot {
+        return v.clone();
+    }
+    *converted += entry.as_ref().map_or(1, NodeEntry::values);
+    slot.insert(f(entry.as_ref())).clone()
 }

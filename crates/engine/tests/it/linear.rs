@@ -84,6 +84,8 @@ struct Profile {
     max_rows: usize,
     /// Node rows and variables a claim loaded at the restore (`restore_at`).
     loaded: usize,
+    /// JSON values converted for expressions and templates over the whole run.
+    total_converted: u64,
     status: Option<ExecStatus>,
     output: Option<Value>,
 }
@@ -180,6 +182,7 @@ fn drive(yaml: &str, input: Value, restore_at: Option<usize>) -> Profile {
     }
     p.status = Some(m.status());
     p.output = m.output().cloned();
+    p.total_converted = m.work().converted;
     p
 }
 
@@ -298,6 +301,26 @@ fn pure() -> String {
         "  - {id: done, type: finish, output: \"${each.output}\"}\n",
         "  - {from: each, to: done}\n",
     )
+}
+
+/// Expressions that are paths (`input.items`, `item`, `t.output`, `each.output`) are answered
+/// from the JSON they select: the loop's 3,000 items and its 3,000 outputs are never converted
+/// for JMESPath (the input once, then the output list once, was twice the list in memory).
+#[test]
+fn paths_copy_what_they_select_and_convert_nothing() {
+    let run = drive(&pure(), items(3_000), None);
+    assert_eq!(run.status, Some(ExecStatus::Succeeded));
+    assert_eq!(run.output, Some(json!((0..3_000).collect::<Vec<_>>())));
+    assert_eq!(run.total_converted, 0);
+    // An expression that is not a path still converts what it reads.
+    let length = pure_loop(
+        "linear_length",
+        "  - {id: done, type: finish, output: \"${length(each.output)}\"}\n",
+        "  - {from: each, to: done}\n",
+    );
+    let run = drive(&length, items(3_000), None);
+    assert_eq!(run.output, Some(json!(3_000)));
+    assert!(run.total_converted > 3_000, "{}", run.total_converted);
 }
 
 /// A loop whose body needs no call runs entirely inside the machine: it is committed in
