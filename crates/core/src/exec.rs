@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 use crate::AgentNode;
 use crate::base::{Result, TenantId};
+use crate::stored::StoredJson;
 use crate::tool::ToolContext;
 
 pub use crate::base::{NodeError, codes};
@@ -235,8 +236,9 @@ pub struct NodeRecord {
     pub node_id: String,
     pub status: NodeStatus,
     pub attempts: u32,
+    /// Read from a store, parsed when first read (see [`StoredJson`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
+    pub output: Option<StoredJson>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<NodeError>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -302,7 +304,8 @@ pub struct ExecRecord {
     pub workflow: String,
     pub version: u64,
     pub status: ExecStatus,
-    pub input: Value,
+    /// Read from a store, parsed when first read (see [`StoredJson`]).
+    pub input: StoredJson,
     pub output: Option<Value>,
     pub error: Option<NodeError>,
     pub parent: Option<ParentRef>,

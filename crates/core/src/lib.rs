@@ -60,6 +60,7 @@ pub mod session;
 pub mod source;
 mod source_map;
 pub mod store;
+pub mod stored;
 pub mod tool;
 pub mod trace;
 pub mod validate;

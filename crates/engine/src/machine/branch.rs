@@ -66,7 +66,10 @@ impl Machine {
         for (from, live) in inbound {
             if live {
                 let k = format!("{prefix}{from}");
-                let v = self.nodes.get(&k).and_then(|r| r.output.clone());
+                let v = self
+                    .nodes
+                    .get(&k)
+                    .and_then(|r| r.output.as_deref().cloned());
                 out.insert(from, v.unwrap_or(Value::Null));
             }
         }

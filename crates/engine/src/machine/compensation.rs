@@ -139,7 +139,8 @@ impl Machine {
                 let extra = [
                     (
                         "result",
-                        rec.and_then(|r| r.output.clone()).unwrap_or(Value::Null),
+                        rec.and_then(|r| r.output.as_deref().cloned())
+                            .unwrap_or(Value::Null),
                     ),
                     (
                         "args",

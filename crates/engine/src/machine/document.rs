@@ -182,7 +182,7 @@ impl Document for ScopeDoc<'_> {
             }
             Source::Input => {
                 let views = &mut *m.lock_views();
-                let input = || Cow::Borrowed(&m.input);
+                let input = || Cow::Borrowed(&*m.input);
                 cached(&mut views.input_var, &mut views.converted, input, to_var)
             }
         })
@@ -208,7 +208,7 @@ impl Document for ScopeDoc<'_> {
             }
             Source::Input => {
                 let views = &mut *m.lock_views();
-                let input = || Cow::Borrowed(&m.input);
+                let input = || Cow::Borrowed(&*m.input);
                 cached(
                     &mut views.input_jinja,
                     &mut views.converted,
@@ -367,7 +367,7 @@ impl Machine {
         let r = self.nodes.get(key)?;
         Some(NodeEntry {
             status: r.status.as_str(),
-            output: r.output.as_ref().unwrap_or(&Value::Null),
+            output: r.output.as_deref().unwrap_or(&Value::Null),
             error: r.error.as_ref().map(|e| EntryError {
                 code: &e.code,
                 message: &e.message,

@@ -4,6 +4,7 @@
 
 use hilo_core::exec::{EventKind, NodeError, NodeRecord, NodeStatus, codes};
 use hilo_core::expr::bare_expression;
+use hilo_core::stored::StoredJson;
 use hilo_core::{MergeWait, Node, NodeKind, OnError};
 use serde_json::{Value, json};
 
@@ -15,7 +16,7 @@ use crate::plan::OutKind;
 /// The case a switch node chose (`null` for any other node).
 pub(super) fn chosen_case(r: &NodeRecord) -> &Value {
     r.output
-        .as_ref()
+        .as_deref()
         .and_then(|o| o.get("case"))
         .unwrap_or(&Value::Null)
 }
@@ -92,7 +93,7 @@ impl Machine {
         rec.finished_at = Some(now);
         rec.fire_at = None;
         rec.done_seq = Some(seq);
-        rec.output = output;
+        rec.output = output.map(StoredJson::new);
         rec.error = error.clone();
         rec.detail.last_error = None;
         if !keep_input && rec.detail.input.is_some() && status != NodeStatus::Failed {

@@ -60,6 +60,7 @@ use hilo_core::exec::{
     Event, EventKind, ExecMeta, ExecStatus, ExecUpdate, HumanTask, NodeError, NodeRecord,
     NodeStatus, ParentRef, Signal, StoredSignal,
 };
+use hilo_core::stored::StoredJson;
 use hilo_core::trace::TraceParent;
 use serde_json::{Map, Value, json};
 
@@ -163,7 +164,8 @@ pub struct Machine {
     /// The execution's trace id (the caller's, else derived from the id): computed once.
     trace_id: [u8; 16],
     status: ExecStatus,
-    input: Value,
+    /// Parsed when an expression first reads it (a restored machine gets it as stored text).
+    input: StoredJson,
     vars: Map<String, Value>,
     nodes: HashMap<String, NodeRecord>,
     output: Option<Value>,
@@ -284,7 +286,7 @@ impl Machine {
             trace_parent: None,
             trace_id,
             status: ExecStatus::Pending,
-            input,
+            input: StoredJson::new(input),
             vars: Map::new(),
             nodes: HashMap::with_capacity(nodes),
             output: None,

@@ -32,9 +32,10 @@ impl Machine {
             ..
         } = loaded;
         let e: ExecRecord = e;
-        let mut m =
-            Machine::new(plan, e.id, e.tenant, e.input, e.meta, e.parent).traced(e.trace_parent);
+        let mut m = Machine::new(plan, e.id, e.tenant, Value::Null, e.meta, e.parent)
+            .traced(e.trace_parent);
         m.restored = true;
+        m.input = e.input;
         m.status = e.status;
         m.output = e.output;
         m.error = e.error;

@@ -165,7 +165,7 @@ pub fn loaded(
             workflow: workflow.into(),
             version: 1,
             status: exec.status,
-            input: input.clone(),
+            input: input.clone().into(),
             output: exec.output.clone(),
             error: exec.error.clone(),
             parent: None,

@@ -98,7 +98,7 @@ async fn low_confidence_hands_over_before_any_successor() {
     // The node's own output is kept as it was.
     let classify = o.nodes.iter().find(|n| n.key == "classify").unwrap();
     assert_eq!(classify.status, NodeStatus::Succeeded);
-    assert_eq!(classify.output, Some(reply));
+    assert_eq!(classify.output.as_deref(), Some(&reply));
 
     // Skills follow the state: another label, another skill.
     let reply = json!({"label": "other", "confidence": 0});
@@ -362,7 +362,7 @@ async fn a_handover_sink_gets_hil_skills_only_when_its_with_names_none() {
     );
     // The sink's node record holds the same output.
     let esc = o.nodes.iter().find(|n| n.key == "esc").unwrap();
-    assert_eq!(esc.output, o.output);
+    assert_eq!(esc.output.as_deref(), o.output.as_ref());
 
     // Without `hil.skills`, exactly what `with` says.
     let o = env

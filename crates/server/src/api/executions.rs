@@ -13,6 +13,7 @@ use hilo_core::StoreError;
 use hilo_core::access::Scope;
 use hilo_core::exec::{ExecFilter, ExecRecord, ExecStatus, HumanTask, NodeRecord};
 use hilo_core::llm::LlmCall;
+use hilo_core::stored::StoredJson;
 use hilo_core::trace::{hex, trace_id};
 use hilo_engine::{Mode, Outcome, now_ms};
 use serde::{Deserialize, Serialize};
@@ -304,7 +305,7 @@ fn node_view(n: NodeRecord) -> NodeView {
         key: n.key,
         node: n.node_id,
         attempts: n.attempts,
-        output: n.output,
+        output: n.output.map(StoredJson::into_value),
         error: n
             .error
             .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
@@ -403,7 +404,7 @@ async fn view(
         workflow: e.workflow.clone(),
         version: e.version,
         status: e.status.as_str().into(),
-        input: e.input.clone(),
+        input: e.input.get().clone(),
         output: e.output.clone(),
         error: e
             .error

@@ -29,6 +29,7 @@ use hilo_core::exec::{
     Loaded, NewExecution, NodeRecord, Signal, StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId};
+use hilo_core::stored::StoredJson;
 use serde_json::Value;
 use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgConnection, Row};
@@ -37,7 +38,7 @@ use tokio::sync::Notify;
 use crate::pg::PgStore;
 use crate::sql::exec_codec::{
     ERASE_AUDIT, ERASE_CAPTURED, ERASE_OTHER_ROWS, Encoded, EventRow, ExecRow as RowUpdate, Json,
-    PRUNE_CHILD_ROWS, Pending, REF, corrupt, i, sql, terminal, u,
+    PRUNE_CHILD_ROWS, Pending, REF, corrupt, i, sql, stored_json, terminal, u,
 };
 use crate::sql::exec_rows::{
     event_from_row, exec_columns, exec_from_row, node_from_row, signal_from_row, task_columns,
@@ -133,6 +134,21 @@ fn value(text: Option<String>, bodies: &HashMap<String, String>) -> Result<Optio
         .map_err(|e| corrupt("value", e))
 }
 
+/// [`value`] as a [`StoredJson`] (parsed when first read if large).
+fn stored(text: Option<String>, bodies: &HashMap<String, String>) -> Result<Option<StoredJson>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let body = match Stored::of(text) {
+        Stored::Text(t) => t,
+        Stored::Ref(hash) => bodies
+            .get(&hash)
+            .cloned()
+            .ok_or_else(|| corrupt("payload", format!("payload {hash} is missing")))?,
+    };
+    stored_json(body).map(Some)
+}
+
 /// Execution records from their rows, payloads resolved in one query.
 async fn exec_records(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Vec<ExecRecord>> {
     let rows = rows.iter().map(exec_from_row).collect::<Result<Vec<_>>>()?;
@@ -145,7 +161,7 @@ async fn exec_records(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Vec<Exe
     rows.into_iter()
         .map(|r| {
             let mut record = r.record;
-            record.input = value(r.input, &bodies)?.unwrap_or(Value::Null);
+            record.input = stored(r.input, &bodies)?.unwrap_or_default();
             record.output = value(r.output, &bodies)?;
             record.definition = value(r.definition, &bodies)?;
             Ok(record)
@@ -196,7 +212,7 @@ async fn nodes_from_rows(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Vec<
         .unzip();
     let bodies = payloads(conn, outputs.iter()).await?;
     for (n, output) in records.iter_mut().zip(outputs) {
-        n.output = value(output, &bodies)?;
+        n.output = stored(output, &bodies)?;
     }
     Ok(records)
 }

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use hilo_core::exec::{Commit, Event, ExecUpdate, NodeRecord};
 use hilo_core::store::{Result, StoreError};
+use hilo_core::stored::StoredJson;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -36,6 +37,22 @@ pub(crate) fn opt_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> 
         .transpose()
 }
 
+/// Stored values up to this many bytes of JSON are parsed as they are read (and a damaged
+/// one is reported then); larger ones are handed over as their text and parsed when first
+/// read ([`StoredJson`]): a claim reads an execution's input and its live nodes' outputs,
+/// which a resumed run mostly does not read again.
+const PARSE_LATER_FROM: usize = 4096;
+
+/// A stored value's JSON text as the record's [`StoredJson`].
+pub(crate) fn stored_json(text: String) -> Result<StoredJson> {
+    if text.len() < PARSE_LATER_FROM {
+        return serde_json::from_str(&text)
+            .map(StoredJson::new)
+            .map_err(|e| corrupt("value", e));
+    }
+    Ok(StoredJson::from_text(text))
+}
+
 /// A JSON value serialized for its column: inline, or large enough to be stored once in
 /// `payloads` under its content hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,7 +63,16 @@ pub(crate) enum Json {
 
 impl Json {
     pub(crate) fn encode(v: &Value, threshold: usize) -> Json {
-        let text = v.to_string();
+        Json::encode_text(v.to_string(), threshold)
+    }
+
+    /// [`Json::encode`] of a stored value: from the text it was read from when nothing has
+    /// read it since.
+    pub(crate) fn encode_stored(v: &StoredJson, threshold: usize) -> Json {
+        Json::encode_text(v.to_json_string(), threshold)
+    }
+
+    fn encode_text(text: String, threshold: usize) -> Json {
         if text.len() <= threshold {
             return Json::Inline(text);
         }
@@ -136,7 +162,7 @@ impl NodeRow {
             node_id: n.node_id.clone(),
             status: n.status.as_str().to_string(),
             attempts: i64::from(n.attempts),
-            output: n.output.as_ref().map(|v| Json::encode(v, threshold)),
+            output: n.output.as_ref().map(|v| Json::encode_stored(v, threshold)),
             error: n
                 .error
                 .as_ref()

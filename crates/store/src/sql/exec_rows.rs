@@ -9,6 +9,7 @@ use hilo_core::exec::{
     NodeRecord, NodeStatus, ParentRef, StoredSignal,
 };
 use hilo_core::store::Result;
+use hilo_core::stored::StoredJson;
 use hilo_core::trace::TraceParent;
 use serde_json::Value;
 
@@ -72,7 +73,7 @@ pub(crate) fn exec_from_row(r: &impl RowAccess) -> Result<StoredExec> {
         workflow: r.text(2)?,
         version: u(r.int(3)?),
         status: ExecStatus::parse(&status).ok_or_else(|| corrupt("execution status", &status))?,
-        input: Value::Null,
+        input: StoredJson::default(),
         output: None,
         error: parsed::<NodeError>(r, 7)?,
         parent: match (r.opt_text(8)?, r.opt_text(9)?) {

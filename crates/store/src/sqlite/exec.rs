@@ -13,13 +13,14 @@ use hilo_core::exec::{
     Lease, Loaded, NewExecution, NodeRecord, Signal, StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId, now_ms};
+use hilo_core::stored::StoredJson;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use crate::RunningLimits;
 use crate::sql::exec_codec::{
     ERASE_AUDIT, ERASE_CAPTURED, ERASE_OTHER_ROWS, Encoded, EventRow, PRUNE_CHILD_ROWS, REF,
-    corrupt, i, sql, terminal, u,
+    corrupt, i, sql, stored_json, terminal, u,
 };
 
 use crate::sql::db::RowAccess;
@@ -50,11 +51,24 @@ fn get_json(conn: &Connection, text: Option<String>) -> Result<Option<Value>> {
         .map_err(|e| corrupt("value", e))
 }
 
+/// A stored node output: its JSON text (a payload's, for a reference) as a [`StoredJson`].
+fn get_stored(conn: &Connection, text: Option<String>) -> Result<Option<StoredJson>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let body = match text.strip_prefix(REF) {
+        Some(hash) => scalar::<String>(conn, "SELECT body FROM payloads WHERE hash = $1", [hash])?
+            .ok_or_else(|| corrupt("payload", format!("payload {hash} is missing")))?,
+        None => text,
+    };
+    stored_json(body).map(Some)
+}
+
 /// An execution row with its stored values resolved.
 fn exec_from_row(conn: &Connection, r: &Row<'_>) -> Result<ExecRecord> {
     let stored = exec_rows::exec_from_row(r)?;
     let mut record = stored.record;
-    record.input = get_json(conn, stored.input)?.unwrap_or(Value::Null);
+    record.input = get_stored(conn, stored.input)?.unwrap_or_default();
     record.output = get_json(conn, stored.output)?;
     record.definition = get_json(conn, stored.definition)?;
     Ok(record)
@@ -84,7 +98,7 @@ fn node_records(conn: &Connection, id: &str) -> Result<Vec<NodeRecord>> {
 /// which have its columns), its output resolved.
 fn node_from_row(conn: &Connection, r: &Row<'_>) -> Result<NodeRecord> {
     let (mut record, output) = exec_rows::node_from_row(r)?;
-    record.output = get_json(conn, output)?;
+    record.output = get_stored(conn, output)?;
     Ok(record)
 }
 

@@ -96,7 +96,7 @@ fn node(key: &str, output: Value) -> NodeRecord {
     let mut n = NodeRecord::new(key.into(), key.rsplit('/').next().unwrap_or(key));
     n.status = NodeStatus::Succeeded;
     n.attempts = 1;
-    n.output = Some(output);
+    n.output = Some(output.into());
     n
 }
 
@@ -352,7 +352,7 @@ async fn create_execution_never_overwrites(s: &dyn Store) {
         workflow: "orders".into(),
         version: 7,
         status: ExecStatus::Pending,
-        input: new.input.clone(),
+        input: new.input.clone().into(),
         output: None,
         error: None,
         parent: None,
@@ -527,7 +527,7 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
     );
     let kid = s.get_execution(t, "commit-1-child").await.unwrap();
     assert_eq!(
-        (kid.status, kid.parent.clone(), kid.input.clone()),
+        (kid.status, kid.parent.clone(), kid.input.get().clone()),
         (
             ExecStatus::Pending,
             child.parent.clone(),
@@ -540,7 +540,7 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
     // A second step: upserts node `a` and variable `x`, closes the task, appends an event.
     let mut node_a2 = node_a.clone();
     node_a2.attempts = 3;
-    node_a2.output = Some(json!({"ok": false}));
+    node_a2.output = Some(json!({"ok": false}).into());
     let mut c = step("commit-1", "me", 5, ExecStatus::Running);
     c.nodes = vec![node_a2.clone()];
     c.vars = vec![("x".into(), json!(2))];
@@ -1437,8 +1437,10 @@ async fn prune_deletes_old_finished_executions_with_their_rows(s: &dyn Store) {
         "nothing of it is stored"
     );
     assert_eq!(
-        s.node_records("prune-recent").await.unwrap()[0].output,
-        Some(shared.clone()),
+        s.node_records("prune-recent").await.unwrap()[0]
+            .output
+            .as_deref(),
+        Some(&shared),
         "a value the pruned execution shared still reads back in the kept one"
     );
     s.get_execution(t, "prune-running").await.unwrap();
@@ -1498,7 +1500,7 @@ async fn large_values_round_trip_unchanged(s: &dyn Store) {
         .unwrap();
     assert_eq!(loaded.exec.input, big_in, "a large input");
     assert_eq!(
-        loaded.nodes[0].output.as_ref(),
+        loaded.nodes[0].output.as_deref(),
         Some(&big_out),
         "a large node output"
     );
@@ -1508,7 +1510,9 @@ async fn large_values_round_trip_unchanged(s: &dyn Store) {
         "a large variable"
     );
     assert_eq!(
-        s.node_records("large-1").await.unwrap()[0].output.as_ref(),
+        s.node_records("large-1").await.unwrap()[0]
+            .output
+            .as_deref(),
         Some(&big_out)
     );
     let bytes = s.stored_bytes("large-1").await.unwrap();
@@ -1522,7 +1526,7 @@ async fn large_values_round_trip_unchanged(s: &dyn Store) {
     apply(s, end).await;
     let rec = s.get_execution(t, "large-1").await.unwrap();
     assert_eq!(
-        (rec.input, rec.output),
+        (rec.input.into_value(), rec.output),
         (big_in.clone(), Some(big_out)),
         "a large execution output"
     );
@@ -1635,7 +1639,7 @@ async fn node_records_and_events_are_read_a_page_at_a_time(s: &dyn Store) {
     // The large output comes back whole from a page too.
     let with_big = all_node_pages(s, id, 500).await;
     let big_row = with_big.iter().find(|n| n.key == "each[777]/t").unwrap();
-    assert_eq!(big_row.output.as_ref(), Some(&big));
+    assert_eq!(big_row.output.as_deref(), Some(&big));
     // After the last: nothing.
     let last = &nodes[nodes.len() - 1].key;
     assert!(

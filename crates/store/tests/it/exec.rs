@@ -46,7 +46,7 @@ fn event(seq: u64, kind: EventKind) -> Event {
 fn step(id: &str, owner: &str, seq: u64, output: Value) -> Commit {
     let mut node = NodeRecord::new("a".into(), "a");
     node.status = NodeStatus::Succeeded;
-    node.output = Some(output);
+    node.output = Some(output.into());
     Commit {
         execution_id: id.into(),
         owner: owner.into(),
@@ -121,7 +121,7 @@ async fn a_batch_commits_fenced_by_lease_and_loads_back() {
     assert_eq!(loaded.exec.last_seq, 2);
     assert_eq!(loaded.exec.input, json!({"n": 1}));
     assert_eq!(
-        loaded.nodes[0].output.as_ref(),
+        loaded.nodes[0].output.as_deref(),
         Some(&big),
         "payload reference"
     );
@@ -181,7 +181,7 @@ async fn an_unchanged_step_leaves_the_execution_row_but_is_still_fenced_and_date
         loaded.exec.last_seq, 2,
         "a restored machine goes on after seq 2"
     );
-    assert_eq!(loaded.nodes[0].output.as_ref(), Some(&json!(2)));
+    assert_eq!(loaded.nodes[0].output.as_deref(), Some(&json!(2)));
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@ fn new_exec(id: &str, owner: &str, lease_ms: i64) -> NewExecution {
 fn plain(id: &str, owner: &str, seq: u64, output: Value) -> Commit {
     let mut node = NodeRecord::new(format!("n{seq}"), "n");
     node.status = NodeStatus::Succeeded;
-    node.output = Some(output);
+    node.output = Some(output.into());
     Commit {
         execution_id: id.into(),
         owner: owner.into(),
