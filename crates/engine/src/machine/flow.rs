@@ -13,8 +13,12 @@ use super::records::{iteration_of, split_key};
 use super::{Machine, Work};
 use crate::plan::OutKind;
 
-/// The case a switch node chose (`null` for any other node).
-pub(super) fn chosen_case(r: &NodeRecord) -> &Value {
+/// The case a switch node chose (`null` for any other node, whose output is not read: a
+/// restored record's output is parsed only when something reads it).
+pub(super) fn chosen_case<'r>(r: &'r NodeRecord, node: &Node) -> &'r Value {
+    if !matches!(node.kind, NodeKind::Switch(_)) {
+        return &Value::Null;
+    }
     r.output
         .as_deref()
         .and_then(|o| o.get("case"))
@@ -152,7 +156,6 @@ impl Machine {
             return;
         };
         let status = rec.status;
-        let chosen = chosen_case(rec).clone();
         let (prefix, id) = split_key(key);
         let prefix = prefix.to_string();
         let plan = self.plan.clone();
@@ -161,6 +164,7 @@ impl Machine {
         };
         let g = &plan.graphs[at.graph];
         let node = &g.nodes[at.idx];
+        let chosen = chosen_case(rec, node).clone();
         for out in &g.outs[at.idx] {
             let target = &g.nodes[out.to];
             let tkey = [prefix.as_str(), target.id.as_str()].concat();

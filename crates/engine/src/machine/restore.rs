@@ -187,7 +187,7 @@ impl Machine {
             if !propagated || g.outs[at.idx].is_empty() {
                 continue;
             }
-            let chosen = chosen_case(r);
+            let chosen = chosen_case(r, node);
             for out in &g.outs[at.idx] {
                 let target = &g.nodes[out.to];
                 let live = match edge_state(r.status, node, chosen, &out.kind) {

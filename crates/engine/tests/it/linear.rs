@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use hilo_core::exec::{Commit, ExecMeta, ExecStatus};
+use hilo_core::stored::StoredJson;
 use hilo_engine::{Action, Input, Machine, MachineWork, Plan};
 use serde_json::{Value, json};
 
@@ -384,6 +385,73 @@ fn a_claim_after_a_loop_loads_what_is_live_not_the_history() {
             resumed.loaded
         );
     }
+}
+
+/// A run resumed at a human node after a loop does not parse the loop's output list (a claim
+/// hands large stored values over as their text): restoring and resuming read neither it nor
+/// the input; an expression that reads the output afterwards gets it whole.
+#[test]
+fn a_resume_leaves_stored_values_unparsed_until_read() {
+    let yaml = pure_loop(
+        "linear_resume_lazy",
+        "  - {id: ask, type: human, prompt: ok?}\n  - {id: done, type: finish, output: \"${length(each.output)}\"}\n",
+        "  - {from: each, to: ask}\n  - {from: ask, to: done}\n",
+    );
+    let plan = Arc::new(Plan::new(Arc::new(load(&yaml)), &|_: &str| None));
+    let input = items(2_000);
+    let mut m = Machine::new(
+        plan.clone(),
+        "x1".into(),
+        "default".into(),
+        input.clone(),
+        ExecMeta::default(),
+        None,
+    );
+    let mut rows = std::collections::BTreeMap::new();
+    let mut pending = m.apply(Input::Start, 1);
+    let mut last;
+    loop {
+        let c = m.take_commit("me");
+        for n in c.nodes {
+            rows.insert(n.key.clone(), n);
+        }
+        for k in &c.retired {
+            rows.remove(k);
+        }
+        m.committed(c.exec.clone());
+        last = c.exec;
+        if !pending.iter().any(|a| matches!(a, Action::Continue)) {
+            break;
+        }
+        pending = m.apply(Input::Continue, 2);
+    }
+    assert_eq!(m.status(), ExecStatus::Waiting);
+    // As a store hands them over: values as their text.
+    let nodes: Vec<_> = rows
+        .into_values()
+        .map(|mut r| {
+            r.output = r.output.map(|o| StoredJson::from_text(o.to_string()));
+            r
+        })
+        .collect();
+    let mut loaded = crate::harness::loaded("x1", "w", &input, &last, nodes, vec![]);
+    loaded.exec.input = StoredJson::from_text(input.to_string());
+    let mut m = Machine::restore_from(plan, loaded);
+    let _ = m.apply(Input::Resume, 3);
+    let each = |m: &Machine| m.nodes()["each"].output.clone().unwrap();
+    assert!(!m.nodes()["each"].output.as_ref().unwrap().is_parsed());
+    assert_eq!(each(&m).get().as_array().map(Vec::len), Some(2_000));
+    // The answer: `done` reads the output list.
+    let answer = hilo_core::exec::StoredSignal {
+        id: 1,
+        signal: hilo_core::exec::Signal::Answer {
+            node_key: "ask".into(),
+            answer: json!(true),
+        },
+    };
+    let _ = m.apply(Input::Signal(answer), 4);
+    assert_eq!(m.status(), ExecStatus::Succeeded);
+    assert_eq!(m.output(), Some(&json!(2_000)));
 }
 
 /// A `parallel` of `n` tool branches joined by a `merge`; every other edge into the join has
