@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hashbrown::HashMap;
-use hilo_core::exec::{Event, EventKind, ExecRecord};
+use hilo_core::exec::{Event, EventKind, ExecRecord, ParentRef};
 use hilo_core::llm::LlmCall;
 use hilo_core::store::{Result as StoreResult, Store};
 use hilo_core::trace::TraceParent;
@@ -64,6 +64,8 @@ pub struct Observed {
     pub event: Event,
     /// The caller's trace context stored with the execution (its trace is then the caller's).
     pub trace_parent: Option<TraceParent>,
+    /// A child execution's parent ([`Uses::Names`] only).
+    pub parent: Option<ParentRef>,
 }
 
 /// What the assembler reads of an event of some kind, beyond the event itself, its execution
@@ -601,23 +603,22 @@ impl Assembler {
     async fn end_root(&mut self, o: &Observed) {
         let e = &o.event;
         let buffered = self.execs.remove(&o.id);
-        let record = self.store.get_execution(&o.tenant, &o.id).await;
-        let (start, parent, caller) = match &record {
-            Ok(r) => (
-                buffered
-                    .as_ref()
-                    .and_then(|x| x.root_start)
-                    .unwrap_or(r.created_at),
-                r.parent.clone(),
-                r.trace_parent,
-            ),
+        // Seen from its start here: the engine told its start, parent and caller; else they
+        // are read back from the store (its start was another process's).
+        let seen_start = buffered.as_ref().and_then(|x| x.root_start);
+        let record = match seen_start {
+            Some(start) => Ok((start, o.parent.clone(), o.trace_parent)),
+            None => self
+                .store
+                .get_execution(&o.tenant, &o.id)
+                .await
+                .map(|r| (r.created_at, r.parent, r.trace_parent)),
+        };
+        let (start, parent, caller) = match record {
+            Ok(r) => r,
             Err(err) => {
                 tracing::warn!("execution {}: not read for its trace: {err}", o.id);
-                (
-                    buffered.as_ref().and_then(|x| x.root_start).unwrap_or(e.at),
-                    None,
-                    o.trace_parent,
-                )
+                (e.at, None, o.trace_parent)
             }
         };
         // The ledger's total, whichever processes made the calls: what this process saw when

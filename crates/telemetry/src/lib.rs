@@ -193,6 +193,7 @@ impl Traces {
                 node,
                 event: e.clone(),
                 trace_parent: o.trace_parent.copied(),
+                parent: if names { o.parent.cloned() } else { None },
             })));
         })
     }
