@@ -205,7 +205,11 @@ pub(crate) async fn deploy(store: &Arc<dyn Store>, wf: &Workflow) -> anyhow::Res
 /// One durable run of a deployed workflow (see [`deploy`]), as `hilo serve` starts them:
 /// created with a reference to the stored version (the plan compiled once per version),
 /// then driven with no claim.
-async fn run_durable(engine: &Engine, wf: &Arc<Workflow>, input: Value) -> anyhow::Result<String> {
+pub(crate) async fn run_durable(
+    engine: &Engine,
+    wf: &Arc<Workflow>,
+    input: Value,
+) -> anyhow::Result<String> {
     let started = engine
         .start(new_id(), DEFAULT_TENANT, wf, false, input)
         .await?;
@@ -219,7 +223,7 @@ async fn run_durable(engine: &Engine, wf: &Arc<Workflow>, input: Value) -> anyho
     Ok(id)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }

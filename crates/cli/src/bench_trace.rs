@@ -3,9 +3,11 @@
 //! OTLP/HTTP receiver in this process that answers every request 200); the per-step cost of
 //! each and their ratio. Export on means what `[telemetry]` installs: the engine's observer
 //! (committed events copied to a bounded queue), the cost ledger's and the audit's watchers,
-//! and the tasks that assemble spans and post them in batches. The timed section is the runs
-//! only: spans are built and posted by those tasks as the runs go (on this process's one
-//! runtime thread, as in `hilo run`), and flushed once after the timing.
+//! and the threads that assemble spans and post them in batches. The timed section is the runs
+//! only: spans are built and posted by those threads as the runs go, and flushed once after
+//! the timing. Each side times `reps × 1000 / steps` runs (at least `reps`) after a warm-up
+//! and reports their median and their mean per step; `HILO_BENCH_TRACE_EXPORT=off` or `on`
+//! runs one side alone (to count a side's instructions with callgrind).
 //!
 //! The bench's agent (`bench.agent`'s runtime) answers at once and writes one cost-ledger row,
 //! as a model call would: an agent step's figures are the engine's and the traces' own cost
@@ -24,7 +26,7 @@ use hilo_store::Durability;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::bench::{chain_edges, db, deploy, time_durable, tools_watched, workflow};
+use crate::bench::{chain_edges, db, deploy, median, run_durable, tools_watched, workflow};
 
 /// The scenario keys.
 pub const KEYS: [&str; 6] = [
@@ -152,9 +154,45 @@ async fn receiver() -> anyhow::Result<(String, Arc<std::sync::atomic::AtomicU64>
     Ok((base, bytes))
 }
 
-/// Median ms of a run of `wf` with export off or on; with export on, the bytes the receiver
-/// got once flushed (after the timing).
-async fn timed(reps: usize, wf: &Arc<Workflow>, export: bool) -> anyhow::Result<(f64, u64)> {
+/// How many timed runs a chain of `n` steps gets: `reps` at 1000 steps, `reps × 1000 / n`
+/// below, so that each side is timed over about as many steps (a run of 100 tool steps lasts
+/// well under a millisecond, and the store's writer folds the step log and checkpoints every
+/// few: five such runs gave medians that flipped between a run with and one without a fold).
+fn runs_for(reps: usize, n: usize) -> usize {
+    reps.max(1) * (1000 / n.max(1)).max(1)
+}
+
+/// The per-run times of one side, in ms.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    median: f64,
+    /// All runs' time over their number: what the writer's folds and checkpoints cost is in
+    /// it, spread over the runs.
+    mean: f64,
+    runs: usize,
+}
+
+/// `count` timed runs of `wf` on `e`, one after another, after one to warm up.
+async fn runs(count: usize, e: &Engine, wf: &Arc<Workflow>) -> anyhow::Result<Times> {
+    run_durable(e, wf, json!({})).await?;
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let t = std::time::Instant::now();
+        run_durable(e, wf, json!({})).await?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let runs = times.len();
+    let mean = times.iter().sum::<f64>() / runs as f64;
+    Ok(Times {
+        median: median(times),
+        mean,
+        runs,
+    })
+}
+
+/// The times of `count` runs of `wf` with export off or on; with export on, the bytes the
+/// receiver got once flushed (after the timing).
+async fn timed(count: usize, wf: &Arc<Workflow>, export: bool) -> anyhow::Result<(Times, u64)> {
     let d = db(Durability::Normal).await?;
     deploy(&d.store, wf).await?;
     let store: Arc<dyn Store> = d.store.clone();
@@ -183,7 +221,7 @@ async fn timed(reps: usize, wf: &Arc<Workflow>, export: bool) -> anyhow::Result<
     if let Some(t) = &traces {
         t.observe(&e);
     }
-    let ms = time_durable(reps, &e, wf, 1).await?;
+    let times = runs(count, &e, wf).await?;
     let mut bytes = 0;
     if let (Some(t), Some(r)) = (&traces, &received) {
         t.flush().await;
@@ -192,7 +230,7 @@ async fn timed(reps: usize, wf: &Arc<Workflow>, export: bool) -> anyhow::Result<
             return Err(anyhow!("trace export on, but the receiver got nothing"));
         }
     }
-    Ok((ms, bytes))
+    Ok((times, bytes))
 }
 
 /// Runs the selected trace scenarios; results and table rows.
@@ -202,33 +240,86 @@ pub async fn run(
     results: &mut Map<String, Value>,
     rows: &mut Vec<(String, String)>,
 ) -> anyhow::Result<()> {
+    let side = side()?;
     for key in selected {
         let (agent, n) = match key.rsplit_once('_') {
             Some((k, n)) => (k.ends_with("agent"), n.parse::<usize>()?),
             None => return Err(anyhow!("not a trace scenario: {key}")),
         };
         let wf = Arc::new(chain(agent, n)?);
-        let (off, _) = timed(reps, &wf, false).await?;
-        let (on, bytes) = timed(reps, &wf, true).await?;
+        let count = runs_for(reps, n);
         let per = |ms: f64| ms * 1000.0 / n as f64;
-        let ratio = on / off;
-        results.insert(
-            key.to_string(),
-            json!({
-                "steps": n,
-                "off_per_step_us": per(off),
-                "on_per_step_us": per(on),
-                "ratio": ratio,
-                "exported_bytes_per_run": bytes / (reps as u64 + 1),
-            }),
+        let label = format!(
+            "{n} {} steps, trace export",
+            if agent { "agent" } else { "tool" }
         );
-        rows.push((
-            format!(
-                "{n} {} steps, trace export off / on",
-                if agent { "agent" } else { "tool" }
-            ),
-            format!("{:.1} / {:.1} µs/step  ({ratio:.2}×)", per(off), per(on)),
-        ));
+        let (off, on) = match side {
+            Side::Both => {
+                let (off, _) = timed(count, &wf, false).await?;
+                (Some(off), Some(timed(count, &wf, true).await?))
+            }
+            Side::Off => (Some(timed(count, &wf, false).await?.0), None),
+            Side::On => (None, Some(timed(count, &wf, true).await?)),
+        };
+        let mut result = json!({"steps": n, "runs": count});
+        if let Some(off) = off {
+            result["off_per_step_us"] = json!(per(off.median));
+            result["off_mean_per_step_us"] = json!(per(off.mean));
+        }
+        if let Some((on, bytes)) = on {
+            result["on_per_step_us"] = json!(per(on.median));
+            result["on_mean_per_step_us"] = json!(per(on.mean));
+            result["exported_bytes_per_run"] = json!(bytes / (on.runs as u64 + 1));
+        }
+        match (off, on) {
+            (Some(off), Some((on, _))) => {
+                let ratio = on.median / off.median;
+                let mean_ratio = on.mean / off.mean;
+                result["ratio"] = json!(ratio);
+                result["mean_ratio"] = json!(mean_ratio);
+                rows.push((
+                    format!("{label} off / on"),
+                    format!(
+                        "{:.1} / {:.1} µs/step  ({ratio:.2}×; means {:.1} / {:.1}, {mean_ratio:.2}×)",
+                        per(off.median),
+                        per(on.median),
+                        per(off.mean),
+                        per(on.mean)
+                    ),
+                ));
+            }
+            (Some(off), None) => rows.push((
+                format!("{label} off"),
+                format!("{:.1} µs/step (mean {:.1})", per(off.median), per(off.mean)),
+            )),
+            (None, Some((on, _))) => rows.push((
+                format!("{label} on"),
+                format!("{:.1} µs/step (mean {:.1})", per(on.median), per(on.mean)),
+            )),
+            (None, None) => {}
+        }
+        results.insert(key.to_string(), result);
     }
     Ok(())
+}
+
+/// Which side of the trace scenarios runs: both (the default), or only export off or on,
+/// as `HILO_BENCH_TRACE_EXPORT=off|on` asks: a process that runs one side alone can be
+/// measured whole (`valgrind --tool=callgrind` counts its instructions per thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Both,
+    Off,
+    On,
+}
+
+fn side() -> anyhow::Result<Side> {
+    match std::env::var("HILO_BENCH_TRACE_EXPORT").ok().as_deref() {
+        None | Some("") => Ok(Side::Both),
+        Some("off") => Ok(Side::Off),
+        Some("on") => Ok(Side::On),
+        Some(other) => Err(anyhow!(
+            "HILO_BENCH_TRACE_EXPORT is `{other}`: `off`, `on`, or unset for both"
+        )),
+    }
 }

@@ -269,14 +269,16 @@ impl Default for EngineOptions {
 pub type Observer = Arc<dyn Fn(&str, &Event) + Send + Sync>;
 
 /// Whose committed events an [`ExecutionObserver`] is told about: the execution, its tenant,
-/// the plan of its workflow (the workflow's name, its nodes' kinds) and the caller's trace
-/// context stored with it (traces).
+/// the plan of its workflow (the workflow's name, its nodes' kinds), the caller's trace
+/// context stored with it and, for a child execution, its parent (traces: what they would
+/// otherwise read back from the store).
 #[derive(Clone, Copy)]
 pub struct Observed<'a> {
     pub id: &'a str,
     pub tenant: &'a str,
     pub plan: &'a Plan,
     pub trace_parent: Option<&'a TraceParent>,
+    pub parent: Option<&'a ParentRef>,
 }
 
 /// A callback told about every event committed, with its execution's tenant and workflow
@@ -1112,6 +1114,7 @@ impl Engine {
                 tenant: m.tenant(),
                 plan: m.plan(),
                 trace_parent: m.trace_parent(),
+                parent: m.parent(),
             };
             for e in events {
                 obs(&observed, e);

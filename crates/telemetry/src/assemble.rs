@@ -15,11 +15,11 @@
 //! [`MAX_EXECUTIONS`] executions are buffered at once.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hilo_core::exec::{Event, EventKind, ExecRecord};
+use hashbrown::HashMap;
+use hilo_core::exec::{Event, EventKind, ExecRecord, ParentRef};
 use hilo_core::llm::LlmCall;
 use hilo_core::store::{Result as StoreResult, Store};
 use hilo_core::trace::TraceParent;
@@ -52,15 +52,62 @@ const BEGUN: [&str; 7] = [
     "tool", "agent", "workflow", "loop", "human", "wait", "unknown",
 ];
 
-/// An event as the observer saw it.
+/// An event as the observer saw it, with what [`uses`] says the assembler reads of it.
 pub struct Observed {
     pub id: String,
+    /// The execution's tenant ([`Uses::Names`] only; else empty).
     pub tenant: String,
+    /// Its workflow's name ([`Uses::Names`] only; else empty).
     pub workflow: String,
+    /// What the plan says of the event's node ([`Uses::Node`] only).
     pub node: Option<NodeInfo>,
     pub event: Event,
     /// The caller's trace context stored with the execution (its trace is then the caller's).
     pub trace_parent: Option<TraceParent>,
+    /// A child execution's parent ([`Uses::Names`] only).
+    pub parent: Option<ParentRef>,
+}
+
+/// What the assembler reads of an event of some kind, beyond the event itself, its execution
+/// id and trace context: the observer copies no more (it runs on the engine's thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uses {
+    /// Nothing: the event is not sent.
+    Nothing,
+    /// The event alone (it begins a span, or is a span event).
+    Event,
+    /// The event and what the plan says of its node (it ends a node or compensation span).
+    Node,
+    /// The event, the tenant and the workflow's name (it ends the execution).
+    Names,
+}
+
+/// What [`Assembler`] reads of events of kind `kind` (see `Assembler::event`).
+pub fn uses(kind: EventKind) -> Uses {
+    use EventKind as K;
+    match kind {
+        K::ExecutionResumed | K::CancelRequested => Uses::Nothing,
+        K::ExecutionStarted
+        | K::NodeStarted
+        | K::NodeWaiting
+        | K::HumanAnswered
+        | K::TimerFired
+        | K::ChildFinished
+        | K::CompensationStarted
+        | K::ExecutionWaiting => Uses::Event,
+        K::NodeSucceeded
+        | K::NodeFailed
+        | K::NodeSkipped
+        | K::NodeRetrying
+        | K::NodeCancelled
+        | K::CompensationSucceeded
+        | K::CompensationFailed => Uses::Node,
+        K::ExecutionSucceeded
+        | K::ExecutionFailed
+        | K::ExecutionCompensated
+        | K::ExecutionHandedOver
+        | K::ExecutionCancelled => Uses::Names,
+    }
 }
 
 /// A tool call as the executor's audit entry tells it (a few fields, redacted already).
@@ -99,6 +146,17 @@ struct Open {
     events: Vec<SpanEvent>,
 }
 
+/// What the model calls and audit entries told of a node attempt before its end.
+#[derive(Default)]
+struct Attempt {
+    /// Nano-dollars of the model calls seen.
+    cost: i64,
+    /// Model calls seen (to number their spans).
+    calls: u32,
+    /// Whether the cache answered (a tool node's).
+    cached: Option<bool>,
+}
+
 /// What is buffered of one execution.
 #[derive(Default)]
 struct Exec {
@@ -112,12 +170,10 @@ struct Exec {
     seen_cost: i64,
     /// By node key (`#compensate/<key>` for compensations).
     open: HashMap<String, Open>,
-    /// Nano-dollars of the model calls seen, by node key and attempt.
-    costs: HashMap<(String, u32), i64>,
-    /// Model calls seen by node key and attempt (to number their spans).
-    calls: HashMap<(String, u32), u32>,
-    /// Whether the cache answered a tool node's attempt, by node key and attempt.
-    cached: HashMap<(String, u32), bool>,
+    /// What was heard of node attempts before their end, by node key and attempt.
+    attempts: HashMap<(String, u32), Attempt>,
+    /// Its trace id and root span id (two SHA-256 digests), once computed.
+    ids: Option<(TraceId, SpanId)>,
 }
 
 /// The store, read on the runtime it belongs to: the assembler runs on a thread of its own
@@ -249,6 +305,16 @@ fn span_event(e: &Event) -> SpanEvent {
 }
 
 impl Assembler {
+    /// The trace id and the root span id of execution `id`, started under `caller`: computed
+    /// once while the execution is buffered, not for every span.
+    fn ids_of(&mut self, id: &str, caller: Option<&TraceParent>) -> (TraceId, SpanId) {
+        let compute = || (ids::trace_id(id, caller), ids::root_span_id(id));
+        match self.execs.get_mut(id) {
+            Some(x) => *x.ids.get_or_insert_with(compute),
+            None => compute(),
+        }
+    }
+
     fn exec(&mut self, id: &str) -> Option<&mut Exec> {
         if !self.execs.contains_key(id) {
             if self.execs.len() >= MAX_EXECUTIONS {
@@ -420,18 +486,12 @@ impl Assembler {
         };
         // The attempt its begin event named (the one its model calls name too).
         let attempt = span.attempt;
-        let cost = self
+        let heard = self
             .execs
             .get_mut(&o.id)
-            .and_then(|x| {
-                x.calls.remove(&(key.clone(), attempt));
-                x.costs.remove(&(key.clone(), attempt))
-            })
-            .unwrap_or(0);
-        let cached = self
-            .execs
-            .get_mut(&o.id)
-            .and_then(|x| x.cached.remove(&(key.clone(), attempt)));
+            .and_then(|x| x.attempts.remove(&(key.clone(), attempt)))
+            .unwrap_or_default();
+        let (cost, cached) = (heard.cost, heard.cached);
         let info = o.node.clone().unwrap_or(NodeInfo {
             kind: "unknown",
             tool: None,
@@ -478,10 +538,11 @@ impl Assembler {
             KeyValue::new("hilo.cost.nanos", cost),
         ]);
         let status = error_status(e, &mut attrs);
+        let (trace, root) = self.ids_of(&o.id, o.trace_parent.as_ref());
         let data = self.span(
-            ids::trace_id(&o.id, o.trace_parent.as_ref()),
+            trace,
             ids::span_id(&o.id, &key, attempt),
-            parent_of(&o.id, &key),
+            parent_of(&o.id, &key, root),
             name,
             SpanKind::Internal,
             (span.start, e.at),
@@ -523,10 +584,11 @@ impl Assembler {
             attrs.push(KeyValue::new("hilo.compensated_tool", tool));
         }
         let status = error_status(e, &mut attrs);
+        let (trace, root) = self.ids_of(&o.id, o.trace_parent.as_ref());
         let data = self.span(
-            ids::trace_id(&o.id, o.trace_parent.as_ref()),
+            trace,
             ids::compensation_span_id(&o.id, key, attempt),
-            ids::root_span_id(&o.id),
+            root,
             format!("compensate {key}"),
             SpanKind::Internal,
             (span.start, e.at),
@@ -541,23 +603,22 @@ impl Assembler {
     async fn end_root(&mut self, o: &Observed) {
         let e = &o.event;
         let buffered = self.execs.remove(&o.id);
-        let record = self.store.get_execution(&o.tenant, &o.id).await;
-        let (start, parent, caller) = match &record {
-            Ok(r) => (
-                buffered
-                    .as_ref()
-                    .and_then(|x| x.root_start)
-                    .unwrap_or(r.created_at),
-                r.parent.clone(),
-                r.trace_parent,
-            ),
+        // Seen from its start here: the engine told its start, parent and caller; else they
+        // are read back from the store (its start was another process's).
+        let seen_start = buffered.as_ref().and_then(|x| x.root_start);
+        let record = match seen_start {
+            Some(start) => Ok((start, o.parent.clone(), o.trace_parent)),
+            None => self
+                .store
+                .get_execution(&o.tenant, &o.id)
+                .await
+                .map(|r| (r.created_at, r.parent, r.trace_parent)),
+        };
+        let (start, parent, caller) = match record {
+            Ok(r) => r,
             Err(err) => {
                 tracing::warn!("execution {}: not read for its trace: {err}", o.id);
-                (
-                    buffered.as_ref().and_then(|x| x.root_start).unwrap_or(e.at),
-                    None,
-                    o.trace_parent,
-                )
+                (e.at, None, o.trace_parent)
             }
         };
         // The ledger's total, whichever processes made the calls: what this process saw when
@@ -671,16 +732,17 @@ impl Assembler {
         let key = c.node_key.clone().unwrap_or_default();
         let n = match self.exec(id) {
             Some(x) => {
-                *x.costs.entry((key.clone(), c.attempt)).or_default() += c.cost_nanos;
                 x.seen_cost += c.cost_nanos;
-                let n = x.calls.entry((key.clone(), c.attempt)).or_default();
-                *n += 1;
-                *n
+                let a = x.attempts.entry((key.clone(), c.attempt)).or_default();
+                a.cost += c.cost_nanos;
+                a.calls += 1;
+                a.calls
             }
             None => 0,
         };
+        let (trace, root) = self.ids_of(id, caller.as_ref());
         let parent = if key.is_empty() {
-            ids::root_span_id(id)
+            root
         } else {
             ids::span_id(id, &key, c.attempt)
         };
@@ -734,7 +796,7 @@ impl Assembler {
         let end = c.created_at;
         let start = end - c.latency_ms as i64;
         let data = self.span(
-            ids::trace_id(id, caller.as_ref()),
+            trace,
             ids::chat_span_id(id, &key, c.attempt, end, n),
             parent,
             format!("chat {}", c.model),
@@ -759,7 +821,10 @@ impl Assembler {
             if !t.compensation
                 && let Some(x) = self.exec(&t.execution)
             {
-                x.cached.insert((t.node_key.clone(), t.attempt), t.cached);
+                x.attempts
+                    .entry((t.node_key.clone(), t.attempt))
+                    .or_default()
+                    .cached = Some(t.cached);
             }
             return;
         }
@@ -783,8 +848,9 @@ impl Assembler {
             None => Status::Unset,
         };
         let caller = self.caller_of(&t.tenant, id).await;
+        let (trace, _) = self.ids_of(id, caller.as_ref());
         let data = self.span(
-            ids::trace_id(id, caller.as_ref()),
+            trace,
             ids::span_id(id, &format!("#tool/{}", t.idempotency_key), t.attempt),
             ids::span_id(id, &t.node_key, t.attempt),
             format!("execute_tool {}", t.tool),
@@ -850,12 +916,12 @@ impl Assembler {
     }
 }
 
-/// The span a node attempt's span is under: the root, or for a loop iteration's node
-/// (`loop[2]/draft`) its loop's span (`loop`, whose only attempt is 0).
-fn parent_of(execution: &str, key: &str) -> SpanId {
+/// The span a node attempt's span is under: the root (`root`, its id), or for a loop
+/// iteration's node (`loop[2]/draft`) its loop's span (`loop`, whose only attempt is 0).
+fn parent_of(execution: &str, key: &str, root: SpanId) -> SpanId {
     match enclosing(key) {
         Some(outer) => ids::span_id(execution, outer, 0),
-        None => ids::root_span_id(execution),
+        None => root,
     }
 }
 
@@ -897,13 +963,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_observer_copies_names_only_for_the_events_that_end_an_execution() {
+        use EventKind as K;
+        for k in [
+            K::ExecutionSucceeded,
+            K::ExecutionFailed,
+            K::ExecutionCompensated,
+            K::ExecutionHandedOver,
+            K::ExecutionCancelled,
+        ] {
+            assert!(is_terminal(k));
+            assert_eq!(uses(k), Uses::Names);
+        }
+        for k in [
+            K::NodeSucceeded,
+            K::NodeFailed,
+            K::NodeSkipped,
+            K::NodeRetrying,
+            K::NodeCancelled,
+            K::CompensationSucceeded,
+            K::CompensationFailed,
+        ] {
+            assert!(!is_terminal(k));
+            assert_eq!(uses(k), Uses::Node);
+        }
+        for k in [K::ExecutionStarted, K::NodeStarted, K::ExecutionWaiting] {
+            assert_eq!(uses(k), Uses::Event);
+        }
+        assert_eq!(uses(K::ExecutionResumed), Uses::Nothing);
+    }
+
+    #[test]
     fn iterations_are_under_their_loop() {
         assert_eq!(enclosing("draft"), None);
         assert_eq!(enclosing("each[2]/draft"), Some("each"));
         assert_eq!(enclosing("a[0]/b[3]/c"), Some("a[0]/b"));
-        assert_eq!(parent_of("x", "draft"), ids::root_span_id("x"));
+        let root = ids::root_span_id("x");
+        assert_eq!(parent_of("x", "draft", root), root);
         assert_eq!(
-            parent_of("x", "each[1]/draft"),
+            parent_of("x", "each[1]/draft", root),
             ids::span_id("x", "each", 0)
         );
     }

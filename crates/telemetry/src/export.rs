@@ -64,6 +64,7 @@ pub fn spawn<E: SpanExporter + 'static>(exporter: E) -> mpsc::Sender<Out> {
     let started = std::thread::Builder::new()
         .name("hilo-otlp".into())
         .spawn(move || {
+            crate::background();
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

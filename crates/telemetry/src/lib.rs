@@ -89,6 +89,25 @@ impl Queue {
     }
 }
 
+/// The nice value of the threads that build and export spans (`hilo-traces`, `hilo-otlp`):
+/// background work, which on a busy machine gives way to the engine's threads (its steps,
+/// the store's writer) instead of taking half of their core. With an idle core it changes
+/// nothing; under sustained saturation the queues absorb bursts and beyond drop (with a
+/// warning) rather than slow the steps.
+pub const NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority to [`NICE`] (Linux: the nice value is a
+/// thread's own); elsewhere, or if refused, the thread keeps the process's.
+pub(crate) fn background() {
+    #[cfg(target_os = "linux")]
+    {
+        let me = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(me), NICE) {
+            tracing::debug!("the trace threads keep the process's priority: {e}");
+        }
+    }
+}
+
 /// How long [`Traces::flush`] waits for the collector.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -131,6 +150,7 @@ impl Traces {
         let started = std::thread::Builder::new()
             .name("hilo-traces".into())
             .spawn(move || {
+                background();
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -157,14 +177,23 @@ impl Traces {
     pub fn observer(&self) -> ExecutionObserver {
         let this = self.clone();
         Arc::new(move |o: &Observed<'_>, e: &Event| {
-            let node = e.node.as_deref().map(|key| node_info(o, key));
+            // This runs on the engine's thread for every event: copy only what the assembler
+            // reads of this kind of event.
+            let (node, names) = match assemble::uses(e.kind) {
+                assemble::Uses::Nothing => return,
+                assemble::Uses::Event => (None, false),
+                assemble::Uses::Node => (e.node.as_deref().map(|key| node_info(o, key)), false),
+                assemble::Uses::Names => (None, true),
+            };
+            let name = |s: &str| if names { s.to_string() } else { String::new() };
             this.send(assemble::Input::Event(Box::new(assemble::Observed {
                 id: o.id.to_string(),
-                tenant: o.tenant.to_string(),
-                workflow: o.plan.workflow.name.clone(),
+                tenant: name(o.tenant),
+                workflow: name(&o.plan.workflow.name),
                 node,
                 event: e.clone(),
                 trace_parent: o.trace_parent.copied(),
+                parent: if names { o.parent.cloned() } else { None },
             })));
         })
     }
