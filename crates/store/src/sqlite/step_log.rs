@@ -75,6 +75,9 @@ const BACKLOG: u64 = 8 << 20;
 /// no other job asks for them sooner.
 pub(crate) const FOLD_LINGER: Duration = Duration::from_millis(2);
 
+/// Node rows and variables a fold gathers (the last version of each) before it writes them.
+const FLUSH_ROWS: usize = 4096;
+
 /// Bytes of a record's frame before its body: length, then CRC-32C of the body.
 const FRAME: usize = 8;
 
@@ -234,67 +237,75 @@ enum Stop {
 }
 
 /// A whole frame read: the offset just past it, and its record (or why it does not decode).
+#[cfg(test)]
 type Whole = (usize, std::result::Result<Record, String>);
 
 /// The whole records at the start of `bytes`: each with the offset just past it, and where
 /// and why reading stopped before the end.
+#[cfg(test)]
 fn records(bytes: &[u8]) -> (Vec<Whole>, Stop) {
     let mut out = Vec::new();
+    let stop = each_record(bytes, |end, r| {
+        out.push((end, r));
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match stop {
+        Ok(stop) => (out, stop),
+        Err(never) => match never {},
+    }
+}
+
+/// Hands each whole record at the start of `bytes` to `each` in order, with the offset just
+/// past it, decoding one at a time (a fold holds one decoded record at a time, not the whole
+/// backlog); then says where and why reading stopped before the end. An error from `each`
+/// ends the walk.
+fn each_record<E>(
+    bytes: &[u8],
+    mut each: impl FnMut(usize, std::result::Result<Record, String>) -> std::result::Result<(), E>,
+) -> std::result::Result<Stop, E> {
     let mut at = 0;
     while at < bytes.len() {
         let rest = &bytes[at..];
         if rest.iter().all(|b| *b == 0) {
             // Never written (a zero-filled tail), not a record.
-            return (
-                out,
-                Stop::Tail {
-                    at,
-                    why: "zero-filled tail",
-                },
-            );
+            return Ok(Stop::Tail {
+                at,
+                why: "zero-filled tail",
+            });
         }
         if rest.len() < FRAME {
-            return (
-                out,
-                Stop::Tail {
-                    at,
-                    why: "incomplete frame header",
-                },
-            );
+            return Ok(Stop::Tail {
+                at,
+                why: "incomplete frame header",
+            });
         }
         let len = u32::from_le_bytes(rest[..4].try_into().unwrap_or_default()) as usize;
         let crc = u32::from_le_bytes(rest[4..FRAME].try_into().unwrap_or_default());
         if len == 0 || len > MAX_RECORD {
-            return (
-                out,
-                Stop::Corrupt {
-                    at,
-                    why: "a frame with an impossible length",
-                },
-            );
+            return Ok(Stop::Corrupt {
+                at,
+                why: "a frame with an impossible length",
+            });
         }
         if rest.len() - FRAME < len {
-            return (
-                out,
-                Stop::Tail {
-                    at,
-                    why: "a record cut short",
-                },
-            );
+            return Ok(Stop::Tail {
+                at,
+                why: "a record cut short",
+            });
         }
         let body = &rest[FRAME..FRAME + len];
         if CRC.checksum(body) != crc {
             let why = "a record whose checksum does not match";
-            return if rest.len() == FRAME + len {
-                (out, Stop::Tail { at, why })
+            return Ok(if rest.len() == FRAME + len {
+                Stop::Tail { at, why }
             } else {
-                (out, Stop::Corrupt { at, why })
-            };
+                Stop::Corrupt { at, why }
+            });
         }
         at += FRAME + len;
-        out.push((at, postcard::from_bytes(body).map_err(|e| e.to_string())));
+        each(at, postcard::from_bytes(body).map_err(|e| e.to_string()))?;
     }
-    (out, Stop::End)
+    Ok(Stop::End)
 }
 
 /// Whether nobody holds the segment's lock now (its process is gone, or moved on from it).
@@ -723,10 +734,12 @@ impl StepLog {
                 .map_err(|e| io("read", &seen.path, e))?;
             let len = done + bytes.len() as u64;
             let mut consumed = 0;
-            let (found, stop) = records(&bytes);
-            for (end, record) in found {
+            let stop = each_record(&bytes, |end, record| {
                 match record {
-                    Ok(r) => batch.apply(&w, r, &self.dropped)?,
+                    Ok(r) => {
+                        batch.apply(&w, r, &self.dropped)?;
+                        batch.flush_if_large(&w)?;
+                    }
                     Err(e) => {
                         // A whole frame this build cannot read (another version of hilo
                         // wrote it): nothing is folded past it, and nothing is lost.
@@ -743,7 +756,8 @@ impl StepLog {
                     }
                 }
                 consumed = end;
-            }
+                Ok(())
+            })?;
             match stop {
                 Stop::End => {}
                 Stop::Tail { at, why } => {
@@ -885,6 +899,17 @@ impl Batch {
                 Ok(())
             }
         }
+    }
+
+    /// Writes the rows gathered so far once there are [`FLUSH_ROWS`] of them, so that a fold
+    /// of a long backlog (a loop of many iterations, each its own rows) holds a bounded
+    /// number: a later record's row for the same key overwrites it, and its retirement or
+    /// deletion reaches the written row, as within one write.
+    fn flush_if_large(&mut self, w: &Writes<'_>) -> Result<()> {
+        if self.rows.nodes.len() + self.rows.vars.len() < FLUSH_ROWS {
+            return Ok(());
+        }
+        w.write_pending(std::mem::take(&mut self.rows))
     }
 
     fn finish(self, w: &Writes<'_>) -> Result<()> {
