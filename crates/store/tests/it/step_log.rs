@@ -448,3 +448,49 @@ async fn what_a_dropped_step_retires_stays_live() {
         );
     }
 }
+
+/// A fold of a long backlog writes its rows in pieces (every 4,096 gathered): a later step's
+/// retirement of a row written by an earlier piece, and its deletion of a variable written
+/// by one, still reach them; what is read back is what one write of everything gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_backlog_folds_in_pieces_with_the_same_result() {
+    let (dir, b, _, path) = dead_segment().await;
+    // A segment of 6,000 steps of `x` by A, made on a database of its own: step k writes
+    // node n<k>, retires n<k-1>, sets `v<k>` and `last`, and drops `v<k-1>`.
+    let src = dir.path().join("long/hilo.db");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    let a = holding_x(&src, 60_000).await;
+    let n = 6_000u64;
+    for seq in 1..=n {
+        let mut c = plain("x", "A", seq, json!(seq));
+        c.vars.push((format!("v{seq}"), json!(seq)));
+        if seq > 1 {
+            c.retired = vec![format!("n{}", seq - 1)];
+            c.dropped_vars = vec![format!("v{}", seq - 1)];
+        }
+        commit(&a, c).await;
+    }
+    let bytes: Vec<u8> = segments(&src)
+        .into_iter()
+        .filter(|s| s.ends_with(".log"))
+        .flat_map(|name| std::fs::read(steps_dir(&src).join(name)).unwrap())
+        .collect();
+    std::fs::write(&path, &bytes).unwrap();
+    // B folds the whole dead segment at once when it reads.
+    let nodes = b.node_records("x").await.unwrap();
+    assert_eq!(nodes.len(), n as usize);
+    assert_eq!(b.events("x").await.unwrap().len(), n as usize);
+    let loaded = b
+        .claim("default", "x", "B", 60_000, now_ms() + 120_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let live: Vec<&str> = loaded.nodes.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(live, [format!("n{n}")]);
+    let mut vars = loaded.vars.clone();
+    vars.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        vars,
+        vec![("last".to_string(), json!(n)), (format!("v{n}"), json!(n)),]
+    );
+}
