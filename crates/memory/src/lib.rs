@@ -27,6 +27,7 @@ mod kb;
 pub mod pdf;
 mod search;
 pub mod text;
+mod vectors;
 
 pub use chunk::{Chunk, ChunkOptions, Format};
 pub use kb::{Added, Hit, Knowledge, Mode, NewDocument, RRF_K, SearchRequest, SearchResults};
