@@ -125,7 +125,10 @@ fn guarded(
                     .map(|s| (*s).to_owned())
                     .or_else(|| p.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic".to_owned());
-                Err(PdfProblem::ReaderFailed(format!("panicked: {what}")))
+                Err(PdfProblem::ReaderFailed(format!(
+                    "panicked: {}",
+                    clip(&what)
+                )))
             });
             // The caller may have stopped waiting.
             let _ = tx.send(out);
