@@ -640,10 +640,14 @@ pub(crate) async fn get_kb_chunks(
         let list: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
         let mut args: Vec<Arg<'_>> = vec![tenant.into()];
         args.extend(batch.iter().map(|id| Arg::from(*id)));
+        // The tenant is compared as an expression, which no index serves: without statistics
+        // SQLite's planner otherwise walks the tenant's entries of `kb_chunks_by_collection`
+        // (all its chunks: 8 ms at 100,000) to find a handful of ids, instead of looking each
+        // id up (0.6 ms). PostgreSQL, with statistics, looks the ids up either way.
         let rows = db
             .fetch_all(
                 format!(
-                    "{CHUNK_SELECT} WHERE c.tenant_id = $1 AND c.id IN ({})",
+                    "{CHUNK_SELECT} WHERE c.id IN ({}) AND c.tenant_id || '' = $1",
                     list.join(", ")
                 )
                 .into(),
