@@ -491,8 +491,8 @@ pub enum KbCommand {
         /// Metadata of every document added (repeatable), filterable in searches
         #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         meta: Vec<(String, String)>,
-        /// How to read the text: markdown, text or html [default: by extension; stdin: markdown]
-        #[arg(long, value_parser = ["markdown", "text", "html"])]
+        /// How to read the file: markdown, text, html or pdf (its text extracted) [default: by extension; stdin: markdown]
+        #[arg(long, value_parser = ["markdown", "text", "html", "pdf"])]
         format: Option<String>,
         /// The source name of stdin text (its identity in the collection)
         #[arg(long, value_name = "NAME", default_value = "stdin")]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use hilo_core::knowledge::{KbDocument, PutOutcome};
+use hilo_memory::pdf::{PdfLimits, pdf_text};
 use hilo_memory::{ChunkOptions, Format, Knowledge, MemoryError, Mode, NewDocument, SearchRequest};
 use serde_json::json;
 
@@ -339,16 +340,25 @@ async fn add(
     json: bool,
 ) -> Result<(), Exit> {
     let mut results: Vec<FileResult> = Vec::new();
-    let mut skipped: Vec<String> = Vec::new();
     if path == "-" {
-        let mut content = String::new();
+        let format = format.unwrap_or(Format::Markdown);
+        let mut bytes = Vec::new();
         std::io::stdin()
-            .read_to_string(&mut content)
-            .map_err(|e| Exit::invalid(anyhow!("cannot read text from stdin: {e}")))?;
+            .read_to_end(&mut bytes)
+            .map_err(|e| Exit::invalid(anyhow!("cannot read stdin: {e}")))?;
+        let content = document_text(bytes, format, name).await.map_err(|e| {
+            Exit::invalid(anyhow!(
+                "{}",
+                e.replace(
+                    "the knowledge base reads",
+                    "from stdin, the knowledge base reads"
+                )
+            ))
+        })?;
         let doc = NewDocument {
             collection,
             source: name,
-            format: format.unwrap_or(Format::Markdown),
+            format,
             content: &content,
             metadata: metadata.clone(),
         };
@@ -368,28 +378,20 @@ async fn add(
             let mut files = Vec::new();
             for f in all {
                 let shown = f.display().to_string();
-                match format
-                    .map(Some)
-                    .map_or_else(|| Format::from_path(&shown), Ok)
-                {
-                    Ok(Some(fmt)) => files.push((f, fmt)),
-                    Ok(None) => {}
-                    Err(e) => skipped.push(e.to_string()),
+                if let Some(fmt) = format.or_else(|| Format::from_path(&shown)) {
+                    files.push((f, fmt));
                 }
             }
             if files.is_empty() {
                 return Err(Exit::invalid(anyhow!(
-                    "no Markdown, text or HTML file under {path} (.md, .markdown, .txt, .html, .htm)"
+                    "no Markdown, text, HTML or PDF file under {path} (.md, .markdown, .txt, .html, .htm, .pdf)"
                 )));
             }
             files
         } else {
-            let fmt = match format {
-                Some(f) => f,
-                None => Format::from_path(path)
-                    .map_err(kb_err)?
-                    .unwrap_or(Format::Text),
-            };
+            let fmt = format
+                .or_else(|| Format::from_path(path))
+                .unwrap_or(Format::Text);
             vec![(p.to_path_buf(), fmt)]
         };
         let bar = progress(files.len());
@@ -397,10 +399,8 @@ async fn add(
             let source = f.display().to_string();
             let outcome = match std::fs::read(&f) {
                 Err(e) => Err(format!("cannot read {source}: {e}")),
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Err(_) => Err(format!(
-                        "{source} is not UTF-8 text: convert it first (the knowledge base reads Markdown, text and HTML)"
-                    )),
+                Ok(bytes) => match document_text(bytes, fmt, &source).await {
+                    Err(e) => Err(e),
                     Ok(content) => {
                         let doc = NewDocument {
                             collection,
@@ -439,11 +439,6 @@ async fn add(
             b.finish_and_clear();
         }
     }
-    for s in &skipped {
-        if !json {
-            noteln!("skipped: {s}");
-        }
-    }
     let count = |o: PutOutcome| {
         results
             .iter()
@@ -463,7 +458,6 @@ async fn add(
             "collection": collection,
             "embedded_by": kb.embedder().map(|i| i.model.clone()),
             "documents": items,
-            "skipped": skipped,
         }))?;
     } else {
         let chunks: u64 = results
@@ -476,7 +470,7 @@ async fn add(
             count(PutOutcome::Added),
             count(PutOutcome::Replaced),
             count(PutOutcome::Unchanged),
-            failed.len() + skipped.len(),
+            failed.len(),
             thousands(chunks),
             match kb.embedder() {
                 Some(i) => format!(", embedded by {}", i.model),
@@ -499,6 +493,24 @@ async fn add(
         return Err(Exit::invalid_reported());
     }
     Ok(())
+}
+
+/// The text of a document read as `format` (named `source` in errors): a PDF's extracted
+/// text (on a blocking thread; see `hilo_memory::pdf`), anything else as UTF-8.
+async fn document_text(bytes: Vec<u8>, format: Format, source: &str) -> Result<String, String> {
+    if format == Format::Pdf {
+        let name = source.to_owned();
+        return tokio::task::spawn_blocking(move || {
+            pdf_text(&bytes, &name, &PdfLimits::default()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("{source}: reading the PDF stopped: {e}"))?;
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        format!(
+            "{source} is not UTF-8 text: convert it first (the knowledge base reads Markdown, text, HTML and PDF; give a PDF's format with --format pdf)"
+        )
+    })
 }
 
 fn outcome_word(o: PutOutcome) -> &'static str {

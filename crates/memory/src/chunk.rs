@@ -1,5 +1,6 @@
 //! Cutting a document into chunks: Markdown by its headings (each chunk carries its heading
-//! path, `Install > From source`), plain text by paragraphs, HTML converted to text first
+//! path, `Install > From source`), plain text and a PDF's text (see [`crate::pdf`]) by
+//! paragraphs, HTML converted to text first
 //! (html2text keeps headings as `#` lines, so it is then cut like Markdown; link texts stay,
 //! in brackets, their URLs go).
 //!
@@ -20,6 +21,9 @@ pub enum Format {
     Markdown,
     Text,
     Html,
+    /// The text extracted from a PDF ([`crate::pdf::pdf_text`]); chunked as plain text (each
+    /// page is at least one paragraph).
+    Pdf,
 }
 
 impl Format {
@@ -28,43 +32,38 @@ impl Format {
             Format::Markdown => "markdown",
             Format::Text => "text",
             Format::Html => "html",
+            Format::Pdf => "pdf",
         }
     }
 
-    /// `markdown` (or `md`), `text` (or `txt`), `html`.
+    /// `markdown` (or `md`), `text` (or `txt`), `html`, `pdf`.
     pub fn parse(name: &str) -> Result<Format, MemoryError> {
         match name.to_ascii_lowercase().as_str() {
             "markdown" | "md" => Ok(Format::Markdown),
             "text" | "txt" | "plain" => Ok(Format::Text),
             "html" | "htm" => Ok(Format::Html),
-            "pdf" => Err(pdf_refused(name)),
+            "pdf" => Ok(Format::Pdf),
             other => Err(MemoryError::Invalid(format!(
-                "unknown document format `{other}`: use markdown, text or html"
+                "unknown document format `{other}`: use markdown, text, html or pdf"
             ))),
         }
     }
 
     /// The format a file's extension names; `None` for an extension the knowledge base does
-    /// not read as text (a PDF is an error: its text is not extracted).
-    pub fn from_path(path: &str) -> Result<Option<Format>, MemoryError> {
+    /// not read.
+    pub fn from_path(path: &str) -> Option<Format> {
         let ext = path
             .rsplit_once('.')
             .map(|(_, e)| e.to_ascii_lowercase())
             .unwrap_or_default();
         match ext.as_str() {
-            "md" | "markdown" | "mdx" => Ok(Some(Format::Markdown)),
-            "txt" | "text" | "rst" | "adoc" => Ok(Some(Format::Text)),
-            "html" | "htm" | "xhtml" => Ok(Some(Format::Html)),
-            "pdf" => Err(pdf_refused(path)),
-            _ => Ok(None),
+            "md" | "markdown" | "mdx" => Some(Format::Markdown),
+            "txt" | "text" | "rst" | "adoc" => Some(Format::Text),
+            "html" | "htm" | "xhtml" => Some(Format::Html),
+            "pdf" => Some(Format::Pdf),
+            _ => None,
         }
     }
-}
-
-fn pdf_refused(what: &str) -> MemoryError {
-    MemoryError::UnsupportedFormat(format!(
-        "{what}: PDF text extraction is not built into hilo; convert it to text first (for example `pdftotext FILE.pdf FILE.txt`) and add the text"
-    ))
 }
 
 /// Chunk size and overlap, in characters.
@@ -122,7 +121,7 @@ pub fn chunk(
     opts.check()?;
     let sections = match format {
         Format::Markdown => markdown_sections(content),
-        Format::Text => vec![(String::new(), content.to_owned())],
+        Format::Text | Format::Pdf => vec![(String::new(), content.to_owned())],
         Format::Html => markdown_sections(&html_text(content)?),
     };
     let mut out = Vec::new();
@@ -380,12 +379,11 @@ mod tests {
     }
 
     #[test]
-    fn pdf_is_refused_with_a_way_out() {
-        let e = Format::from_path("guide.PDF").unwrap_err();
-        assert_eq!(e.code(), "KB_UNSUPPORTED_FORMAT");
-        assert!(e.to_string().contains("pdftotext"), "{e}");
-        assert_eq!(Format::from_path("a.md").unwrap(), Some(Format::Markdown));
-        assert_eq!(Format::from_path("a.png").unwrap(), None);
+    fn formats_from_extensions() {
+        assert_eq!(Format::from_path("guide.PDF"), Some(Format::Pdf));
+        assert_eq!(Format::parse("pdf").unwrap(), Format::Pdf);
+        assert_eq!(Format::from_path("a.md"), Some(Format::Markdown));
+        assert_eq!(Format::from_path("a.png"), None);
     }
 
     #[test]

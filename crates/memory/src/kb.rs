@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::MemoryError;
 use crate::chunk::{ChunkOptions, Format, chunk};
 use crate::text::{content_hash, document_id, query_terms};
+use crate::vectors::{Matrix, nearest};
 
 /// The constant of reciprocal rank fusion.
 pub const RRF_K: f64 = 60.0;
@@ -139,18 +140,6 @@ pub struct SearchResults {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     pub hits: Vec<Hit>,
-}
-
-/// A collection's vectors of one model, row-major, with each row's chunk and document.
-struct Matrix {
-    created_at: i64,
-    revision: i64,
-    dims: usize,
-    chunk_ids: Vec<i64>,
-    /// Index into `doc_meta` per row.
-    docs: Vec<u32>,
-    doc_meta: Vec<BTreeMap<String, String>>,
-    values: Vec<f32>,
 }
 
 type CacheKey = (String, String, String);
@@ -594,15 +583,10 @@ impl Knowledge {
             doc_meta.push(d.metadata);
         }
         let dims = rows.first().map_or(0, |r| r.values.len());
-        let mut m = Matrix {
-            created_at,
-            revision,
-            dims,
-            chunk_ids: Vec::with_capacity(rows.len()),
-            docs: Vec::with_capacity(rows.len()),
-            doc_meta,
-            values: Vec::with_capacity(rows.len() * dims),
-        };
+        let mut m = Matrix::new(created_at, revision, dims, doc_meta);
+        m.chunk_ids.reserve(rows.len());
+        m.docs.reserve(rows.len());
+        m.values.reserve(rows.len() * dims);
         let mut skipped = 0;
         for r in rows {
             let Some(&d) = doc_index.get(&r.document_id) else {
@@ -626,6 +610,7 @@ impl Knowledge {
                 "knowledge chunks left out of vector search (another dimension, or written while loading)"
             );
         }
+        m.seal();
         let m = Arc::new(m);
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= MAX_CACHED && !cache.contains_key(&key) {
@@ -657,137 +642,6 @@ fn check_name(what: &str, name: &str) -> Result<(), MemoryError> {
         )));
     }
     Ok(())
-}
-
-/// The dot product, in 16 independent lanes so that the compiler keeps it in vector
-/// registers (the workspace builds for baseline x86-64: four SSE accumulators).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut lanes = [0f32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for i in 0..LANES {
-            lanes[i] += x[i] * y[i];
-        }
-    }
-    let mut sum: f32 = lanes.iter().sum();
-    for (x, y) in ar.iter().zip(br) {
-        sum += x * y;
-    }
-    sum
-}
-
-/// Rows a thread scores at least: below twice this, one thread scores them all (spawning one
-/// costs tens of microseconds; 16,384 rows of 384 dimensions take a few milliseconds).
-const ROWS_PER_THREAD: usize = 16_384;
-/// Threads one search scores with at most.
-const MAX_THREADS: usize = 8;
-
-/// A row's score and index, ordered worst first: a lower score, or the same score at a later
-/// row (so that ties go to the earlier row, as the sort of the result does).
-#[derive(Clone, Copy, PartialEq)]
-struct Scored(f32, usize);
-
-impl Eq for Scored {}
-
-impl Ord for Scored {
-    fn cmp(&self, other: &Scored) -> std::cmp::Ordering {
-        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
-    }
-}
-
-impl PartialOrd for Scored {
-    fn partial_cmp(&self, other: &Scored) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// The best `n` of rows `start..end` whose document `allowed` lets through (all without a
-/// mask), in no order: a bounded heap whose top is the worst kept, so a row that does not beat
-/// it costs one comparison.
-fn best_rows(
-    m: &Matrix,
-    q: &[f32],
-    allowed: Option<&[bool]>,
-    start: usize,
-    end: usize,
-    n: usize,
-) -> Vec<Scored> {
-    let dims = m.dims.max(1);
-    let mut heap: std::collections::BinaryHeap<Scored> =
-        std::collections::BinaryHeap::with_capacity(n + 1);
-    let rows = m.values[start * dims..end * dims].chunks_exact(dims);
-    for (i, row) in (start..end).zip(rows) {
-        if let Some(mask) = allowed
-            && !mask.get(m.docs[i] as usize).copied().unwrap_or(false)
-        {
-            continue;
-        }
-        let s = dot(row, q);
-        if heap.len() < n {
-            heap.push(Scored(s, i));
-        } else if let Some(mut worst) = heap.peek_mut()
-            && s > worst.0
-        {
-            // Rows come in order, so an equal score is a later row: never better.
-            *worst = Scored(s, i);
-        }
-    }
-    heap.into_vec()
-}
-
-/// The `n` rows most similar to `q` (cosine: the vectors are normalised) whose document
-/// passes `filter`, best first. Exact: every row is scored, on up to [`MAX_THREADS`] threads
-/// for large collections, each keeping its best `n`.
-fn nearest(m: &Matrix, q: &[f32], filter: &BTreeMap<String, String>, n: usize) -> Vec<(i64, f64)> {
-    let rows = m.chunk_ids.len().min(m.values.len() / m.dims.max(1));
-    if n == 0 || rows == 0 {
-        return Vec::new();
-    }
-    // The filter is decided once per document, not per row.
-    let mask: Option<Vec<bool>> = (!filter.is_empty()).then(|| {
-        m.doc_meta
-            .iter()
-            .map(|meta| filter.iter().all(|(k, v)| meta.get(k) == Some(v)))
-            .collect()
-    });
-    let allowed = mask.as_deref();
-    let threads = if rows >= 2 * ROWS_PER_THREAD {
-        std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(rows / ROWS_PER_THREAD)
-            .clamp(1, MAX_THREADS)
-    } else {
-        1
-    };
-    let per = rows.div_ceil(threads);
-    let mut found = if threads == 1 {
-        best_rows(m, q, allowed, 0, rows, n)
-    } else {
-        std::thread::scope(|scope| {
-            let others: Vec<_> = (1..threads)
-                .map(|t| {
-                    let (start, end) = (t * per, ((t + 1) * per).min(rows));
-                    scope.spawn(move || best_rows(m, q, allowed, start.min(end), end, n))
-                })
-                .collect();
-            let mut all = best_rows(m, q, allowed, 0, per.min(rows), n);
-            for h in others {
-                match h.join() {
-                    Ok(part) => all.extend(part),
-                    Err(p) => std::panic::resume_unwind(p),
-                }
-            }
-            all
-        })
-    };
-    found.sort_unstable();
-    found.truncate(n);
-    found
-        .into_iter()
-        .map(|Scored(s, i)| (m.chunk_ids[i], f64::from(s)))
-        .collect()
 }
 
 struct Fused {
@@ -868,86 +722,5 @@ mod tests {
         assert!((both_first[0].score - 1.0).abs() < 1e-12);
         assert_eq!(f[0].text_rank, Some(1));
         assert_eq!(f[0].vector_rank, Some(2));
-    }
-
-    /// A matrix of `rows` pseudo-random rows over `docs` documents, document `d` with
-    /// metadata `part` = d % 3.
-    fn matrix(rows: usize, dims: usize, docs: usize) -> Matrix {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            // Few distinct values, so that scores tie.
-            ((seed >> 40) % 7) as f32 / 7.0 - 0.5
-        };
-        Matrix {
-            created_at: 0,
-            revision: 1,
-            dims,
-            chunk_ids: (0..rows as i64).map(|i| 1_000 + i).collect(),
-            docs: (0..rows).map(|i| (i % docs) as u32).collect(),
-            doc_meta: (0..docs)
-                .map(|d| BTreeMap::from([("part".to_string(), (d % 3).to_string())]))
-                .collect(),
-            values: (0..rows * dims).map(|_| next()).collect(),
-        }
-    }
-
-    /// Every row scored one by one and sorted: the reference `nearest` must equal.
-    fn naive(
-        m: &Matrix,
-        q: &[f32],
-        filter: &BTreeMap<String, String>,
-        n: usize,
-    ) -> Vec<(i64, f64)> {
-        let mut all: Vec<(f32, usize)> = m
-            .values
-            .chunks_exact(m.dims)
-            .enumerate()
-            .filter(|(i, _)| {
-                let meta = &m.doc_meta[m.docs[*i] as usize];
-                filter.iter().all(|(k, v)| meta.get(k) == Some(v))
-            })
-            .map(|(i, row)| (dot(row, q), i))
-            .collect();
-        all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        all.truncate(n);
-        all.into_iter()
-            .map(|(s, i)| (m.chunk_ids[i], f64::from(s)))
-            .collect()
-    }
-
-    #[test]
-    fn nearest_is_exact_on_one_thread_and_many() {
-        let q: Vec<f32> = (0..8).map(|i| (i as f32 - 3.5) / 4.0).collect();
-        let part1 = BTreeMap::from([("part".to_string(), "1".to_string())]);
-        let nobody = BTreeMap::from([("part".to_string(), "9".to_string())]);
-        // Below and above the rows that split the work across threads.
-        for rows in [1, 57, 2 * ROWS_PER_THREAD + 123] {
-            let m = matrix(rows, 8, 41);
-            for n in [1, 20, 200] {
-                assert_eq!(
-                    nearest(&m, &q, &BTreeMap::new(), n),
-                    naive(&m, &q, &BTreeMap::new(), n),
-                    "{rows} rows, {n}"
-                );
-                assert_eq!(
-                    nearest(&m, &q, &part1, n),
-                    naive(&m, &q, &part1, n),
-                    "{rows} rows, {n}, filtered"
-                );
-                assert!(nearest(&m, &q, &nobody, n).is_empty());
-            }
-        }
-        assert!(nearest(&matrix(0, 8, 1), &q, &BTreeMap::new(), 5).is_empty());
-    }
-
-    #[test]
-    fn dot_matches_naive() {
-        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.1).collect();
-        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 * 0.05).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-4);
     }
 }

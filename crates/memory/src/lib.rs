@@ -9,6 +9,8 @@
 //!   rank (k = 60), with metadata filters, a minimum score and provenance on every hit.
 //!   Vectors of a (tenant, collection) are held in a matrix cached in the process and reloaded
 //!   when the collection's revision changes.
+//! - [`pdf`]: the text of a PDF (lopdf), on a thread of its own, bounded in size and time, a
+//!   panic caught.
 //! - [`text`]: query terms, content hashes and document ids.
 //! - [`eval`]: recall@k and MRR for the quality benchmark.
 //! - `search.rs`: [`Knowledge`] as `hilo_core::knowledge::KnowledgeSearch`, what agents
@@ -22,8 +24,10 @@
 pub mod chunk;
 pub mod eval;
 mod kb;
+pub mod pdf;
 mod search;
 pub mod text;
+mod vectors;
 
 pub use chunk::{Chunk, ChunkOptions, Format};
 pub use kb::{Added, Hit, Knowledge, Mode, NewDocument, RRF_K, SearchRequest, SearchResults};
@@ -35,9 +39,16 @@ use hilo_embed::EmbedError;
 /// message.
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
-    /// A document the knowledge base cannot read as text (PDF, binary).
+    /// A document the knowledge base cannot read as text (binary, or a PDF sent as text).
     #[error("KB_UNSUPPORTED_FORMAT: {0}")]
     UnsupportedFormat(String),
+    /// A PDF whose text could not be extracted: which file, why and what to do.
+    #[error("KB_PDF: {file}: {problem}")]
+    Pdf {
+        /// The file (or source name) as given.
+        file: String,
+        problem: pdf::PdfProblem,
+    },
     /// A request that cannot be carried out as given.
     #[error("KB_INVALID: {0}")]
     Invalid(String),
@@ -59,6 +70,7 @@ impl MemoryError {
     pub fn code(&self) -> &'static str {
         match self {
             MemoryError::UnsupportedFormat(_) => "KB_UNSUPPORTED_FORMAT",
+            MemoryError::Pdf { .. } => "KB_PDF",
             MemoryError::Invalid(_) => "KB_INVALID",
             MemoryError::NoEmbedder => "KB_NO_EMBEDDER",
             MemoryError::Embed(_) => "KB_EMBED",

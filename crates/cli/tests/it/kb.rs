@@ -1,5 +1,5 @@
-//! `hilo kb`: adding a folder (Markdown and HTML read, a PDF refused with a way out, other
-//! files ignored) and stdin text with metadata, listing, showing, searching (full text without
+//! `hilo kb`: adding a folder (Markdown, HTML and a PDF's text read, a damaged PDF refused
+//! with a way out while the other files are added, other files ignored) and stdin text with metadata, listing, showing, searching (full text without
 //! an embedding model, and saying so; filters; JSON with provenance), re-adding unchanged
 //! documents as a no-op, tenants seeing nothing of each other's, and removing.
 
@@ -35,7 +35,13 @@ fn kb_add_list_show_search_remove() {
         "<html><body><h1>Shipping</h1><p>Shipping is free above fifty euros.</p></body></html>",
     )
     .unwrap();
-    std::fs::write(docs.join("manual.pdf"), b"%PDF-1.4 binary").unwrap();
+    // A real PDF (groff's gropdf: an embedded font, compressed streams).
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../memory/tests/fixtures/warranty.pdf"),
+        docs.join("warranty.pdf"),
+    )
+    .unwrap();
     std::fs::write(docs.join("logo.png"), [0u8, 159, 146, 150]).unwrap();
     let d = docs.display().to_string();
 
@@ -45,14 +51,10 @@ fn kb_add_list_show_search_remove() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("2 added, 0 replaced, 0 unchanged, 1 skipped"),
+        out.contains("3 added, 0 replaced, 0 unchanged, 0 skipped"),
         "{out}"
     );
     assert!(out.contains("not embedded"), "{out}");
-    assert!(
-        err.contains("pdftotext"),
-        "the PDF is named with a way out: {err}"
-    );
 
     // stdin, with its own name and metadata.
     let mut child = hilo_cmd(
@@ -96,14 +98,19 @@ fn kb_add_list_show_search_remove() {
         &db,
     );
     assert_eq!(code, 0);
-    assert!(out.contains("0 added, 0 replaced, 2 unchanged"), "{out}");
+    assert!(out.contains("0 added, 0 replaced, 3 unchanged"), "{out}");
 
     let (_, out, _) = run(&["kb", "list"], &db);
-    assert!(out.contains("policies") && out.contains("3"), "{out}");
+    assert!(out.contains("policies") && out.contains("4"), "{out}");
     let (_, out, _) = run(&["kb", "list", "policies", "--json"], &db);
     let listed: Value = serde_json::from_str(&out).unwrap();
     let docs_listed = listed["documents"].as_array().unwrap();
-    assert_eq!(docs_listed.len(), 3, "{listed}");
+    assert_eq!(docs_listed.len(), 4, "{listed}");
+    let warranty = docs_listed
+        .iter()
+        .find(|x| x["source"].as_str().unwrap().ends_with("warranty.pdf"))
+        .unwrap();
+    assert_eq!(warranty["format"], "pdf");
     let refunds = docs_listed
         .iter()
         .find(|x| x["source"].as_str().unwrap().ends_with("refunds.md"))
@@ -148,6 +155,27 @@ fn kb_add_list_show_search_remove() {
     assert_eq!(hit["position"], 0);
     assert_eq!(hit["text_rank"], 1);
     assert_eq!(found["hits"].as_array().unwrap().len(), 1);
+    // The PDF's text is found.
+    let (_, out, _) = run(
+        &[
+            "kb",
+            "search",
+            "policies",
+            "defective battery charge",
+            "--json",
+        ],
+        &db,
+    );
+    let found: Value = serde_json::from_str(&out).unwrap();
+    let hit = &found["hits"][0];
+    assert!(
+        hit["source"].as_str().unwrap().ends_with("warranty.pdf"),
+        "{found}"
+    );
+    assert!(
+        hit["text"].as_str().unwrap().contains("eighty percent"),
+        "{found}"
+    );
     // A filter.
     let (_, out, _) = run(
         &[
@@ -187,11 +215,29 @@ fn kb_add_list_show_search_remove() {
     let (code, _, _) = run(&["--tenant", "other", "kb", "remove", &refunds_id], &db);
     assert_eq!(code, 1);
 
-    // A single PDF is refused.
-    let pdf = docs.join("manual.pdf").display().to_string();
-    let (code, _, err) = run(&["kb", "add", "policies", &pdf], &db);
+    // A damaged PDF in a folder: the other files are added, the PDF is named with a way out,
+    // and the command exits 2. Alone, the same.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("manual.pdf"), b"%PDF-1.4 binary").unwrap();
+    std::fs::write(broken.join("ok.md"), "# Fine\n\nThis one reads.\n").unwrap();
+    let (code, out, err) = run(&["kb", "add", "broken", &broken.display().to_string()], &db);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("1 added, 0 replaced, 0 unchanged, 1 skipped"),
+        "{out}"
+    );
+    assert!(
+        err.contains("KB_PDF") && err.contains("manual.pdf") && err.contains("pdftotext"),
+        "{err}"
+    );
+    let pdf = broken.join("manual.pdf").display().to_string();
+    let (code, _, err) = run(&["kb", "add", "broken", &pdf], &db);
     assert_eq!(code, 2);
-    assert!(err.contains("KB_UNSUPPORTED_FORMAT"), "{err}");
+    assert!(
+        err.contains("KB_PDF") && err.contains("manual.pdf"),
+        "{err}"
+    );
 
     // Removing.
     let (code, out, _) = run(&["kb", "remove", &refunds_id], &db);
@@ -202,8 +248,10 @@ fn kb_add_list_show_search_remove() {
     assert_eq!(code, 0);
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap()["removed_documents"],
-        2
+        3
     );
+    let (code, _, _) = run(&["kb", "remove", "--collection", "broken"], &db);
+    assert_eq!(code, 0);
     let (_, out, _) = run(&["kb", "list"], &db);
     assert!(out.contains("no collections yet"), "{out}");
 }

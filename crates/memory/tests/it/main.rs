@@ -1,7 +1,8 @@
 //! The knowledge base end to end on a real SQLite file: adding (no-op when unchanged,
 //! replaced when changed), hybrid search with provenance, filters, minimum scores and modes,
 //! the vector cache following changes made through another `Knowledge` (another process), and
-//! tenants that see nothing of each other's. The embedder here is a test double (hashed bags of
+//! tenants that see nothing of each other's; PDFs (`pdf.rs`): a real one's text found, hostile
+//! ones refused with `KB_PDF`. The embedder here is a test double (hashed bags of
 //! words) for plumbing only: its figures say nothing of retrieval quality.
 
 // Tests fail by panicking.
@@ -16,6 +17,8 @@ use hilo_core::knowledge::{KnowledgeStore, PutOutcome};
 use hilo_embed::{EmbedError, Embedded, Embedder, EmbedderInfo};
 use hilo_memory::{Format, Knowledge, Mode, NewDocument, SearchRequest};
 use hilo_store::{Durability, SqliteStore};
+
+mod pdf;
 
 /// Hashed bag of words, 64 dimensions, normalised; counts its calls.
 struct BagOfWords {
@@ -373,10 +376,7 @@ async fn bad_requests_are_refused_with_codes() {
     let mut r = req("c", "x", Mode::Text);
     r.top_k = 0;
     assert_eq!(kb.search("t1", &r).await.unwrap_err().code(), "KB_INVALID");
-    assert_eq!(
-        Format::parse("pdf").unwrap_err().code(),
-        "KB_UNSUPPORTED_FORMAT"
-    );
+    assert_eq!(Format::parse("docx").unwrap_err().code(), "KB_INVALID");
     assert!(
         kb.search("t1", &req("nothing", "x", Mode::Text))
             .await

@@ -379,6 +379,12 @@ pub async fn add_document(
         None => Format::Markdown,
         Some(f) => Format::parse(f).map_err(kb_error)?,
     };
+    if format == Format::Pdf {
+        return Err(kb_error(MemoryError::UnsupportedFormat(format!(
+            "`{}`: a PDF's bytes cannot be sent as JSON text: send its text with format `text`, or add the file with `hilo kb add` (which extracts the text)",
+            body.source
+        ))));
+    }
     let added = state
         .knowledge()
         .add(

@@ -77,6 +77,9 @@ impl Db for PgStore {
     const KB_DOCUMENT_JOIN: &'static str =
         " JOIN kb_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id";
 
+    // The tenant and collection are in the row the index points at, read anyway.
+    const KB_TEXT_TOP: Option<&'static str> = None;
+
     // The GIN index's rows for the term, fetched up to the cap (no ranking).
     const KB_TERM_ROWS: &'static str = "SELECT count(*) FROM (SELECT 1 FROM kb_chunks \
          WHERE tsv @@ to_tsquery('english', {term}) LIMIT {cap}) AS t";

@@ -123,6 +123,13 @@ pub(crate) trait Db: Sync {
     const KB_TEXT_SEARCH: &'static str;
     /// The join of `kb_chunks c` to its document `d`, for filters on its metadata.
     const KB_DOCUMENT_JOIN: &'static str;
+    /// Where reading a matching chunk's row to learn its tenant and collection costs more
+    /// than ranking it (SQLite: the full-text index is one for every collection, beside the
+    /// chunks' table): [`Db::KB_TEXT_SEARCH`] over only the `{window}` best matches of the
+    /// whole index, ranked in the index alone. As the ranking is the index's, not the
+    /// collection's, its first `$4` rows are the collection's best whenever it gives that
+    /// many (ties too: the same order); fewer, and the window may have missed some.
+    const KB_TEXT_TOP: Option<&'static str>;
 
     /// How many chunks of the whole full-text index (every tenant and collection) match one
     /// term, counted up to a cap: `{term}` is replaced by the parameter of the term's match

@@ -1,7 +1,8 @@
 //! The knowledge base: every backend keeps collections, documents and chunks per tenant,
 //! treats re-adding an unchanged document as a no-op and replaces a changed one's chunks,
 //! finds chunks by full text (with metadata filters) and gives vectors back bit for bit, and
-//! removes a document or a collection with everything in it. Tenants never see each other's.
+//! removes a document or a collection with everything in it. Tenants never see each other's;
+//! another tenant's better matches never push a collection's own out of its answer.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ pub async fn run_all(s: &dyn Store) {
     removing_leaves_nothing(s).await;
     retention_expires_what_is_older_and_records_it(s).await;
     frequent_terms_are_cut_off_in_large_collections_only(s).await;
+    the_best_hits_do_not_depend_on_other_collections(s).await;
 }
 
 pub fn doc(
@@ -533,4 +535,65 @@ async fn frequent_terms_are_cut_off_in_large_collections_only(s: &dyn Store) {
         s.remove_kb_collection("kb-ct", "small").await.unwrap(),
         Some(1)
     );
+}
+
+/// Full text ranked in the index first (SQLite, when the collection is most of the index):
+/// the best hits are the same whatever the limit, and another tenant's stronger matches,
+/// which fill the index's best window, do not hide the collection's own.
+async fn the_best_hits_do_not_depend_on_other_collections(s: &dyn Store) {
+    // Chunks of different lengths, so that BM25 tells them apart; ties in groups of five.
+    let mine = many("kb-w", "mine", "mine.md", 300, |i| {
+        let filler: Vec<String> = (0..i % 5).map(|j| format!("pad{j}")).collect();
+        format!("zebra {}", filler.join(" "))
+    });
+    assert_eq!(s.put_kb_document(&mine).await.unwrap(), PutOutcome::Added);
+    let with_limit = |limit: u32, filter: BTreeMap<String, String>| async move {
+        let terms = vec!["zebra".to_string()];
+        s.kb_text_search(
+            "kb-w",
+            &TextQuery {
+                collection: "mine",
+                terms: &terms,
+                filter: &filter,
+                limit,
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let whole = with_limit(200, all()).await;
+    assert_eq!(whole.len(), 200);
+    for w in whole.windows(2) {
+        assert!(
+            w[0].score > w[1].score || (w[0].score == w[1].score && w[0].chunk_id < w[1].chunk_id),
+            "{w:?}"
+        );
+    }
+    let top = with_limit(10, all()).await;
+    assert_eq!(top, whole[..10].to_vec());
+
+    // Another tenant's chunks match better (the word three times in fewer words).
+    let theirs = many("kb-w2", "theirs", "theirs.md", 120, |_| {
+        "zebra zebra zebra".to_string()
+    });
+    assert_eq!(s.put_kb_document(&theirs).await.unwrap(), PutOutcome::Added);
+    let top = with_limit(10, all()).await;
+    assert_eq!(top.len(), 10, "{top:?}");
+    let whole = with_limit(200, all()).await;
+    assert_eq!(top, whole[..10].to_vec());
+    let own: std::collections::HashSet<i64> = s
+        .kb_document_chunks("kb-w", "mine-mine.md")
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(whole.iter().all(|h| own.contains(&h.chunk_id)));
+    // A filter that keeps the collection's chunks still finds them.
+    let en = BTreeMap::from([("lang".to_string(), "en".to_string())]);
+    assert_eq!(with_limit(10, en).await, top);
+
+    for (t, c) in [("kb-w", "mine"), ("kb-w2", "theirs")] {
+        assert_eq!(s.remove_kb_collection(t, c).await.unwrap(), Some(1));
+    }
 }
