@@ -115,8 +115,12 @@ pub fn write_bytes(bytes: &[u8]) {
 /// Writes `args` and a newline to stderr; errors are dropped (there is nowhere left to say
 /// them).
 pub fn err(args: std::fmt::Arguments<'_>) {
-    let mut e = std::io::stderr().lock();
-    let _ = e.write_fmt(args).and_then(|()| e.write_all(b"\n"));
+    // Formatted first, then one write: standard error is unbuffered, and writing the pieces
+    // took about seven system calls a line (`hilo run` prints a line per node transition:
+    // 1.4 million calls for a loop of 100,000 items).
+    let mut line = std::fmt::format(args);
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 fn closed(e: &std::io::Error) {
