@@ -625,21 +625,24 @@ edges:
         ),
     );
     s.script("acme-1", Reply::text("I do not know.", 90, 5));
-    let out = hilo_cmd(
-        &[
-            "--config",
-            cfg,
+    // The workflow run as `tenant` (the default one when `None`).
+    let run = |tenant: Option<&str>| {
+        let mut args = vec!["--config", cfg];
+        if let Some(t) = tenant {
+            args.extend(["--tenant", t]);
+        }
+        args.extend([
             "run",
             wf.to_str().unwrap(),
             "--input",
             r#"{"message": "How long do refunds take to be paid?", "missing": "archive"}"#,
             "--json",
-        ],
-        &db,
-        &[("ACME_AI_KEY", "sk-acme")],
-    )
-    .output()
-    .unwrap();
+        ]);
+        hilo_cmd(&args, &db, &[("ACME_AI_KEY", "sk-acme")])
+            .output()
+            .unwrap()
+    };
+    let out = run(None);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -728,23 +731,7 @@ edges:
     s.script("acme-1", Reply::text("Ninety days, in vouchers.", 150, 6));
     s.script("acme-1", Reply::text("I do not know.", 90, 5));
     let before = s.requests().len();
-    let out = hilo_cmd(
-        &[
-            "--config",
-            cfg,
-            "--tenant",
-            "rival",
-            "run",
-            wf.to_str().unwrap(),
-            "--input",
-            r#"{"message": "How long do refunds take to be paid?", "missing": "archive"}"#,
-            "--json",
-        ],
-        &db,
-        &[("ACME_AI_KEY", "sk-acme")],
-    )
-    .output()
-    .unwrap();
+    let out = run(Some("rival"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["output"]["found"], Value::Null, "{doc}");

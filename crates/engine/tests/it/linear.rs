@@ -91,12 +91,10 @@ struct Profile {
     output: Option<Value>,
 }
 
-/// Feeds every tool call its input back as its result until the run ends; `restore_at`
-/// rebuilds the machine from its checkpoint (every commit so far, as a store would hold it)
-/// after that many steps.
-fn drive(yaml: &str, input: Value, restore_at: Option<usize>) -> Profile {
+/// The plan of `yaml` and a new machine (execution `x1`) for `input`.
+fn start(yaml: &str, input: &Value) -> (Arc<Plan>, Machine) {
     let plan = Arc::new(Plan::new(Arc::new(load(yaml)), &|_: &str| None));
-    let mut m = Machine::new(
+    let m = Machine::new(
         plan.clone(),
         "x1".into(),
         "default".into(),
@@ -104,6 +102,14 @@ fn drive(yaml: &str, input: Value, restore_at: Option<usize>) -> Profile {
         ExecMeta::default(),
         None,
     );
+    (plan, m)
+}
+
+/// Feeds every tool call its input back as its result until the run ends; `restore_at`
+/// rebuilds the machine from its checkpoint (every commit so far, as a store would hold it)
+/// after that many steps.
+fn drive(yaml: &str, input: Value, restore_at: Option<usize>) -> Profile {
+    let (plan, mut m) = start(yaml, &input);
     // The rows a claim loads, as a store keeps them: retired rows are left out (the store
     // keeps them for the history), dropped variables deleted.
     let mut rows = std::collections::BTreeMap::new();
@@ -397,16 +403,8 @@ fn a_resume_leaves_stored_values_unparsed_until_read() {
         "  - {id: ask, type: human, prompt: ok?}\n  - {id: done, type: finish, output: \"${length(each.output)}\"}\n",
         "  - {from: each, to: ask}\n  - {from: ask, to: done}\n",
     );
-    let plan = Arc::new(Plan::new(Arc::new(load(&yaml)), &|_: &str| None));
     let input = items(2_000);
-    let mut m = Machine::new(
-        plan.clone(),
-        "x1".into(),
-        "default".into(),
-        input.clone(),
-        ExecMeta::default(),
-        None,
-    );
+    let (plan, mut m) = start(&yaml, &input);
     let mut rows = std::collections::BTreeMap::new();
     let mut pending = m.apply(Input::Start, 1);
     let mut last;

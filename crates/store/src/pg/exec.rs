@@ -117,36 +117,26 @@ async fn payloads<'a>(
         .map_err(backend)
 }
 
-/// A stored value's JSON, its payload looked up in `bodies`.
-fn value(text: Option<String>, bodies: &HashMap<String, String>) -> Result<Option<Value>> {
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    let body = match Stored::of(text) {
-        Stored::Text(t) => t,
+/// A stored value's JSON text: the column's, or its payload's (looked up in `bodies`).
+fn body(text: String, bodies: &HashMap<String, String>) -> Result<String> {
+    match Stored::of(text) {
+        Stored::Text(t) => Ok(t),
         Stored::Ref(hash) => bodies
             .get(&hash)
             .cloned()
-            .ok_or_else(|| corrupt("payload", format!("payload {hash} is missing")))?,
-    };
-    serde_json::from_str(&body)
-        .map(Some)
-        .map_err(|e| corrupt("value", e))
+            .ok_or_else(|| corrupt("payload", format!("payload {hash} is missing"))),
+    }
+}
+
+/// A stored value's JSON, its payload looked up in `bodies`.
+fn value(text: Option<String>, bodies: &HashMap<String, String>) -> Result<Option<Value>> {
+    text.map(|t| serde_json::from_str(&body(t, bodies)?).map_err(|e| corrupt("value", e)))
+        .transpose()
 }
 
 /// [`value`] as a [`StoredJson`] (parsed when first read if large).
 fn stored(text: Option<String>, bodies: &HashMap<String, String>) -> Result<Option<StoredJson>> {
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    let body = match Stored::of(text) {
-        Stored::Text(t) => t,
-        Stored::Ref(hash) => bodies
-            .get(&hash)
-            .cloned()
-            .ok_or_else(|| corrupt("payload", format!("payload {hash} is missing")))?,
-    };
-    stored_json(body).map(Some)
+    text.map(|t| stored_json(body(t, bodies)?)).transpose()
 }
 
 /// Execution records from their rows, payloads resolved in one query.

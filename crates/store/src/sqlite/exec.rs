@@ -36,32 +36,24 @@ use crate::sqlite::writes::{Fold, Writes};
 
 // ---- reading --------------------------------------------------------------------------------
 
-/// A stored value: JSON text, or a reference to a payload.
-fn get_json(conn: &Connection, text: Option<String>) -> Result<Option<Value>> {
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    let body = match text.strip_prefix(REF) {
+/// A stored value's JSON text: the column's, or its payload's for a reference.
+fn body(conn: &Connection, text: String) -> Result<String> {
+    match text.strip_prefix(REF) {
         Some(hash) => scalar::<String>(conn, "SELECT body FROM payloads WHERE hash = $1", [hash])?
-            .ok_or_else(|| corrupt("payload", format!("payload {hash} is missing")))?,
-        None => text,
-    };
-    serde_json::from_str(&body)
-        .map(Some)
-        .map_err(|e| corrupt("value", e))
+            .ok_or_else(|| corrupt("payload", format!("payload {hash} is missing"))),
+        None => Ok(text),
+    }
 }
 
-/// A stored node output: its JSON text (a payload's, for a reference) as a [`StoredJson`].
+/// A stored value: JSON text, or a reference to a payload.
+fn get_json(conn: &Connection, text: Option<String>) -> Result<Option<Value>> {
+    text.map(|t| serde_json::from_str(&body(conn, t)?).map_err(|e| corrupt("value", e)))
+        .transpose()
+}
+
+/// A stored input or node output as a [`StoredJson`] (parsed when first read if large).
 fn get_stored(conn: &Connection, text: Option<String>) -> Result<Option<StoredJson>> {
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    let body = match text.strip_prefix(REF) {
-        Some(hash) => scalar::<String>(conn, "SELECT body FROM payloads WHERE hash = $1", [hash])?
-            .ok_or_else(|| corrupt("payload", format!("payload {hash} is missing")))?,
-        None => text,
-    };
-    stored_json(body).map(Some)
+    text.map(|t| stored_json(body(conn, t)?)).transpose()
 }
 
 /// An execution row with its stored values resolved.
