@@ -147,6 +147,7 @@ impl App {
             running_limits: config.running_limits.clone(),
             max_connections: config.max_connections,
             max_crashes: None,
+            pgvector: config.pgvector,
         };
         let store = hilo_store::open_with(&location, options)
             .await

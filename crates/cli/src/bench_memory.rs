@@ -204,12 +204,73 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// A collection of about `chunks` synthetic chunks; (knowledge base, chunks stored, seconds).
+/// Where a search scenario's collection is kept: a SQLite file in a temporary folder, or a
+/// fresh database on the PostgreSQL server of `HILO_BENCH_KB_POSTGRES` (the URL of its
+/// `postgres` database), dropped at the end.
+enum Place {
+    Sqlite(TempDir),
+    Postgres { admin: String, name: String },
+}
+
+impl Place {
+    fn new() -> anyhow::Result<Place> {
+        match std::env::var("HILO_BENCH_KB_POSTGRES") {
+            Ok(admin) if !admin.is_empty() => Ok(Place::Postgres {
+                admin,
+                name: format!(
+                    "hilo_bench_kb_{}_{}",
+                    std::process::id(),
+                    hilo_core::store::now_ms()
+                ),
+            }),
+            _ => Ok(Place::Sqlite(tempfile_dir()?)),
+        }
+    }
+
+    async fn open(&self) -> anyhow::Result<Arc<dyn KnowledgeStore>> {
+        use sqlx::Connection;
+        Ok(match self {
+            Place::Sqlite(dir) => {
+                Arc::new(SqliteStore::open(&dir.path().join("kb.db"), Durability::Normal).await?)
+            }
+            Place::Postgres { admin, name } => {
+                let mut conn = sqlx::PgConnection::connect(admin).await.with_context(|| {
+                    format!(
+                        "HILO_BENCH_KB_POSTGRES: cannot connect to {}",
+                        hilo_store::redact_url(admin)
+                    )
+                })?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await?;
+                let server = admin.rsplit_once('/').map_or(admin.as_str(), |(s, _)| s);
+                Arc::new(hilo_store::PgStore::connect(&format!("{server}/{name}")).await?)
+            }
+        })
+    }
+
+    /// Drops the PostgreSQL database (the SQLite folder goes with the value).
+    async fn remove(self) {
+        use sqlx::Connection;
+        if let Place::Postgres { admin, name } = self
+            && let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await
+        {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+/// A collection of about `chunks` synthetic chunks; (knowledge base, store, chunks stored,
+/// seconds).
 async fn build(
-    dir: &std::path::Path,
+    place: &Place,
     chunks: usize,
-) -> anyhow::Result<(Knowledge, Arc<SqliteStore>, u64, f64)> {
-    let store = Arc::new(SqliteStore::open(&dir.join("kb.db"), Durability::Normal).await?);
+) -> anyhow::Result<(Knowledge, Arc<dyn KnowledgeStore>, u64, f64)> {
+    let store = place.open().await?;
     // One paragraph (~300 characters) per chunk.
     let kb = Knowledge::new(store.clone(), Some(Arc::new(Synthetic::new()))).with_chunking(
         ChunkOptions {
@@ -240,6 +301,48 @@ async fn build(
     Ok((kb, store, stored, start.elapsed().as_secs_f64()))
 }
 
+/// Recall@10 of the store's own vector search (pgvector's HNSW) against exact search over
+/// the same vectors, for `texts` embedded by the synthetic model.
+async fn store_recall(store: &Arc<dyn KnowledgeStore>, texts: &[String]) -> anyhow::Result<f64> {
+    let synthetic = Synthetic::new();
+    let all = store
+        .kb_vectors("bench", "bench", &synthetic.info.model)
+        .await?;
+    let none = BTreeMap::new();
+    let (mut found, mut wanted) = (0usize, 0usize);
+    for q in texts {
+        let qv = unit_vector(q);
+        let mut exact: Vec<(i64, f32)> = all
+            .iter()
+            .map(|v| {
+                (
+                    v.chunk_id,
+                    v.values.iter().zip(&qv).map(|(a, b)| a * b).sum(),
+                )
+            })
+            .collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let best: std::collections::HashSet<i64> = exact.iter().take(10).map(|e| e.0).collect();
+        let got = store
+            .kb_vector_search(
+                "bench",
+                &hilo_core::knowledge::VectorQuery {
+                    collection: "bench",
+                    model: &synthetic.info.model,
+                    vector: &qv,
+                    filter: &none,
+                    limit: 10,
+                },
+            )
+            .await?;
+        if let hilo_core::knowledge::VectorSearch::Ranked(list) = got {
+            found += list.iter().filter(|(id, _)| best.contains(id)).count();
+        }
+        wanted += best.len();
+    }
+    Ok(found as f64 / wanted.max(1) as f64)
+}
+
 /// Runs the selected scenarios, adding their figures to `results` and `rows`.
 pub async fn run(
     wanted: &dyn Fn(&str) -> bool,
@@ -252,8 +355,9 @@ pub async fn run(
     if wanted("memory_index") {
         let n = if quick { 1_000 } else { 10_000 };
         say(&format!("knowledge base: indexing {n} chunks"));
-        let dir = tempfile_dir()?;
-        let (_, _, stored, secs) = build(dir.path(), n).await?;
+        let place = Place::new()?;
+        let (_, _, stored, secs) = build(&place, n).await?;
+        place.remove().await;
         let rate = stored as f64 / secs;
         results.insert(
             "memory_index".into(),
@@ -277,8 +381,11 @@ pub async fn run(
         }
         let size = if quick { size.min(1_000) } else { size };
         say(&format!("knowledge base: hybrid search over {size} chunks"));
-        let dir = tempfile_dir()?;
-        let (kb, store, stored, secs) = build(dir.path(), size).await?;
+        let place = Place::new()?;
+        let (kb, store, stored, secs) = build(&place, size).await?;
+        let vector_index = store
+            .kb_vector_index()
+            .unwrap_or_else(|| "exact, in process".to_owned());
         let queries = if quick { 20 } else { 300 };
         let mut seed = 42u64;
         let texts: Vec<String> = (0..queries)
@@ -307,7 +414,18 @@ pub async fn run(
                "text_p50_ms": text.0, "text_p95_ms": text.1,
                "vector_p50_ms": vector.0, "vector_p95_ms": vector.1,
                "first_search_ms": first_ms, "index_chunks_per_s": stored as f64 / secs,
+               "vector_search": vector_index,
                "embedding": "synthetic vectors; p50_ms/p95_ms exclude the query's embedding"});
+        if store.kb_vector_index().is_some() {
+            let recall = store_recall(&store, &texts[..texts.len().min(50)]).await?;
+            figures["vector_recall_at_10"] = json!(recall);
+            rows.push((
+                format!(
+                    "kb vector search ({vector_index}), {stored} chunks: recall@10 against exact"
+                ),
+                format!("{recall:.3}"),
+            ));
+        }
         rows.push((
             format!("kb hybrid search, {stored} chunks, no query embedding (p50/p95)"),
             format!("{:.2} / {:.2} ms", hybrid.0, hybrid.1),
@@ -377,6 +495,8 @@ pub async fn run(
             }
         }
         results.insert(key.clone(), figures);
+        drop((kb, store));
+        place.remove().await;
     }
     if wanted("memory_quality") {
         say("knowledge base: retrieval quality over docs/");

@@ -55,6 +55,7 @@
 //! durability = "full"           # "normal" (default): safe against crashes; "full": against power loss
 //! payload_threshold_bytes = 16384   # larger values are stored once and referenced
 //! max_connections = 16          # PostgreSQL: connections per process (default 16)
+//! pgvector = "auto"             # PostgreSQL: vector search with pgvector when it has it; "off"
 //!
 //! [telemetry]                   # traces of executions over OTLP/HTTP (docs/observability.md)
 //! otlp_endpoint = "http://localhost:4318"
@@ -174,6 +175,7 @@ struct StoreSection {
     durability: Option<DurabilityName>,
     payload_threshold_bytes: Option<u64>,
     max_connections: Option<u32>,
+    pgvector: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,6 +392,8 @@ pub struct Config {
     pub payload_threshold: Option<usize>,
     /// `[store] max_connections`: connections to PostgreSQL per process.
     pub max_connections: Option<u32>,
+    /// `[store] pgvector`: whether the knowledge base uses pgvector when PostgreSQL has it.
+    pub pgvector: hilo_store::PgVector,
     /// Each tenant's tier's `max_running`, for the store's claims.
     pub running_limits: hilo_store::RunningLimits,
     /// What the tool executor needs (custom tools included).
@@ -566,6 +570,14 @@ impl Config {
                     )
                 })?;
             config.max_connections = Some(n);
+        }
+        match value.pointer("/store/pgvector") {
+            None => {}
+            Some(Value::String(m)) if m == "auto" => {}
+            Some(Value::String(m)) if m == "off" => config.pgvector = hilo_store::PgVector::Off,
+            Some(other) => bail!(
+                "`store.pgvector` must be \"auto\" (use pgvector when PostgreSQL has it) or \"off\" (search vectors in hilo's process), not {other}"
+            ),
         }
         if let Some(v) = value.pointer("/mcp/servers") {
             config.mcp = hilo_tools::mcp::parse_servers(v)?;

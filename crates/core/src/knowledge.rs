@@ -137,6 +137,31 @@ pub struct TextQuery<'a> {
     pub limit: u32,
 }
 
+/// A vector search run by the store itself ([`KnowledgeStore::kb_vector_search`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorQuery<'a> {
+    pub collection: &'a str,
+    /// The embedding model of the vectors searched (and of `vector`).
+    pub model: &'a str,
+    /// The query's vector (normalised, as every stored vector is).
+    pub vector: &'a [f32],
+    /// Metadata keys that must equal these values.
+    pub filter: &'a BTreeMap<String, String>,
+    pub limit: u32,
+}
+
+/// What a vector search run by the store found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VectorSearch {
+    /// The best chunks, best first, with their similarity (the dot product of normalised
+    /// vectors: their cosine).
+    Ranked(Vec<(i64, f64)>),
+    /// No chunk of the collection has a vector of the model.
+    NoVectors,
+    /// The collection's vectors of the model have this many dimensions, not the query's.
+    OtherDimensions(usize),
+}
+
 /// Where the knowledge base is kept.
 #[async_trait]
 pub trait KnowledgeStore: Send + Sync {
@@ -201,6 +226,26 @@ pub trait KnowledgeStore: Send + Sync {
         collection: &str,
         model: &str,
     ) -> Result<Vec<ChunkVector>>;
+
+    /// How this store searches vectors itself (PostgreSQL with pgvector: `"pgvector 0.8.2,
+    /// HNSW"`), or `None` when vector search runs in hilo's process over
+    /// [`KnowledgeStore::kb_vectors`].
+    fn kb_vector_index(&self) -> Option<String> {
+        None
+    }
+
+    /// The chunks nearest to a vector, searched by the store itself: only called when
+    /// [`KnowledgeStore::kb_vector_index`] is `Some`.
+    async fn kb_vector_search(
+        &self,
+        tenant: &TenantId,
+        q: &VectorQuery<'_>,
+    ) -> Result<VectorSearch> {
+        let _ = (tenant, q);
+        Err(crate::base::StoreError::Backend(
+            "this store does not search vectors itself: search them in process (kb_vectors)".into(),
+        ))
+    }
 
     /// Full-text search in a collection, best first.
     async fn kb_text_search(&self, tenant: &TenantId, q: &TextQuery<'_>) -> Result<Vec<TextHit>>;

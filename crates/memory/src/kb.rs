@@ -18,6 +18,7 @@ use std::task::Poll;
 
 use hilo_core::knowledge::{
     KbChunk, KbDocument, KnowledgeStore, NewChunk, NewKbDocument, PutOutcome, TextQuery,
+    VectorQuery, VectorSearch,
 };
 use hilo_core::store::now_ms;
 use hilo_embed::{EmbedCtx, Embedder, EmbedderInfo, LedgeredEmbedder};
@@ -518,6 +519,11 @@ impl Knowledge {
         candidates: usize,
     ) -> Result<VectorList, MemoryError> {
         let info = embedder.info();
+        if self.store.kb_vector_index().is_some() {
+            return self
+                .store_vector_list(tenant, req, embedder, candidates)
+                .await;
+        }
         let Some(m) = self
             .matrix(tenant, &req.collection, &info.model)
             .await?
@@ -527,24 +533,67 @@ impl Knowledge {
                 model: info.model.clone(),
             });
         };
-        let q = embedder.embed(std::slice::from_ref(&req.query)).await?;
-        let Some(qv) = q.vectors.into_iter().next() else {
-            return Err(MemoryError::Embed(hilo_embed::EmbedError::BadResponse {
-                provider: info.provider.clone(),
-                detail: "no vector for the query".into(),
-            }));
-        };
+        let qv = self.embed_query(embedder, &req.query).await?;
         if qv.len() != m.dims {
-            return Err(MemoryError::Invalid(format!(
-                "the query's vector has {} dimensions, the collection's vectors of {} have {}: re-add the documents",
-                qv.len(),
-                info.model,
-                m.dims
-            )));
+            return Err(wrong_dimensions(qv.len(), &info.model, m.dims));
         }
         Ok(VectorList::Ranked {
             list: nearest(&m, &qv, &req.filter, candidates),
             model: info.model.clone(),
+        })
+    }
+
+    /// The vector list of a search run by the store itself (PostgreSQL with pgvector).
+    async fn store_vector_list(
+        &self,
+        tenant: &str,
+        req: &SearchRequest,
+        embedder: &dyn Embedder,
+        candidates: usize,
+    ) -> Result<VectorList, MemoryError> {
+        let info = embedder.info();
+        let qv = self.embed_query(embedder, &req.query).await?;
+        let found = self
+            .store
+            .kb_vector_search(
+                tenant,
+                &VectorQuery {
+                    collection: &req.collection,
+                    model: &info.model,
+                    vector: &qv,
+                    filter: &req.filter,
+                    limit: u32::try_from(candidates).unwrap_or(200),
+                },
+            )
+            .await?;
+        match found {
+            VectorSearch::Ranked(list) => Ok(VectorList::Ranked {
+                list,
+                model: info.model.clone(),
+            }),
+            VectorSearch::NoVectors => Ok(VectorList::NoVectors {
+                model: info.model.clone(),
+            }),
+            VectorSearch::OtherDimensions(dims) => {
+                Err(wrong_dimensions(qv.len(), &info.model, dims))
+            }
+        }
+    }
+
+    /// The query's vector.
+    async fn embed_query(
+        &self,
+        embedder: &dyn Embedder,
+        query: &str,
+    ) -> Result<Vec<f32>, MemoryError> {
+        let q = embedder
+            .embed(std::slice::from_ref(&query.to_owned()))
+            .await?;
+        q.vectors.into_iter().next().ok_or_else(|| {
+            MemoryError::Embed(hilo_embed::EmbedError::BadResponse {
+                provider: embedder.info().provider.clone(),
+                detail: "no vector for the query".into(),
+            })
         })
     }
 
@@ -623,6 +672,13 @@ impl Knowledge {
         }
         Ok(Some(m))
     }
+}
+
+/// The error of a query vector whose length is not that of the collection's vectors.
+fn wrong_dimensions(query: usize, model: &str, stored: usize) -> MemoryError {
+    MemoryError::Invalid(format!(
+        "the query's vector has {query} dimensions, the collection's vectors of {model} have {stored}: re-add the documents"
+    ))
 }
 
 /// What a chunk is embedded as: its heading path, then its text.

@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 use hilo_core::store::{Store, StoreError};
 
-pub use pg::PgStore;
+pub use pg::{PgStore, PgVector};
 pub use sql::store::SqlStore;
 pub use sqlite::{Durability, SqliteStore};
 
@@ -94,6 +94,9 @@ pub struct StoreOptions {
     /// that quarantine it (failed, `POISONED`). `None`: `HILO_MAX_CRASHES` if set, else
     /// [`hilo_core::exec::DEFAULT_MAX_CRASHES`].
     pub max_crashes: Option<u32>,
+    /// PostgreSQL: whether the knowledge base searches vectors with pgvector when the server
+    /// has it (default: when it has it).
+    pub pgvector: PgVector,
 }
 
 /// How many executions of a tenant may run at once, across every process sharing the
@@ -161,9 +164,10 @@ pub async fn open_with(
                 .with_max_crashes(max_crashes),
         )),
         Location::Postgres(url) => Ok(Arc::new(
-            PgStore::connect_with(
+            PgStore::connect_opts(
                 url,
                 options.max_connections.unwrap_or(pg::DEFAULT_POOL_SIZE),
+                options.pgvector,
             )
             .await?
             .with_payload_threshold(threshold)

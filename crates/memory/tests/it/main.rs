@@ -118,38 +118,98 @@ async fn add_is_idempotent_and_search_is_hybrid_with_provenance() {
     hybrid_search_with_provenance(store(&dir).await).await;
 }
 
-/// The same on PostgreSQL (127.0.0.1:5432, user postgres): its `tsvector` ranking.
+/// The same on PostgreSQL (127.0.0.1:5432, user postgres): its `tsvector` ranking, vectors
+/// searched in process (the server has no pgvector).
 #[tokio::test]
 async fn postgres_hybrid_search_with_provenance() {
-    use sqlx::Connection;
-    const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-    let name = format!(
-        "hilo_memory_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let mut admin = sqlx::PgConnection::connect(ADMIN)
-        .await
-        .expect("PostgreSQL at 127.0.0.1:5432 (user postgres) is needed by this test");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let s = Arc::new(
-        hilo_store::PgStore::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}"))
+    let s = PgTestDb::create("postgres://postgres@127.0.0.1:5432/postgres").await;
+    assert_eq!(s.store.kb_vector_index(), None);
+    hybrid_search_with_provenance(s.store.clone()).await;
+    s.drop().await;
+}
+
+/// The same on a PostgreSQL server with pgvector (`HILO_TEST_PGVECTOR_URL`, started by
+/// `.ci/pgvector/start`): vectors searched in the database.
+#[tokio::test]
+async fn pgvector_hybrid_search_with_provenance() {
+    let Some(admin) = pgvector_server() else {
+        return;
+    };
+    let s = PgTestDb::create(&admin).await;
+    let index = s.store.kb_vector_index().unwrap_or_default();
+    assert!(index.starts_with("pgvector "), "{index}");
+    hybrid_search_with_provenance(s.store.clone()).await;
+    s.drop().await;
+}
+
+/// The admin URL of a PostgreSQL server with pgvector, or `None` (the test is skipped, and
+/// says so) unless `HILO_PGVECTOR_REQUIRE` is set.
+fn pgvector_server() -> Option<String> {
+    match std::env::var("HILO_TEST_PGVECTOR_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("HILO_PGVECTOR_REQUIRE").is_none(),
+                "HILO_PGVECTOR_REQUIRE is set but HILO_TEST_PGVECTOR_URL is not: start a server with .ci/pgvector/start"
+            );
+            println!(
+                "skipped: no PostgreSQL with pgvector (HILO_TEST_PGVECTOR_URL; .ci/pgvector/start starts one)"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh database on the server whose `postgres` database is `admin`, and a store on it.
+struct PgTestDb {
+    admin: String,
+    name: String,
+    store: Arc<hilo_store::PgStore>,
+}
+
+impl PgTestDb {
+    async fn create(admin: &str) -> PgTestDb {
+        use sqlx::Connection;
+        let name = format!(
+            "hilo_memory_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let mut conn = sqlx::PgConnection::connect(admin)
             .await
-            .unwrap(),
-    );
-    hybrid_search_with_provenance(s.clone()).await;
-    drop(s);
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed by this test: {e}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let server = admin.rsplit_once('/').map_or(admin, |(s, _)| s);
+        let store = Arc::new(
+            hilo_store::PgStore::connect(&format!("{server}/{name}"))
+                .await
+                .unwrap(),
+        );
+        PgTestDb {
+            admin: admin.to_owned(),
+            name,
+            store,
+        }
+    }
+
+    async fn drop(self) {
+        use sqlx::Connection;
+        drop(self.store);
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
 }
 
 async fn hybrid_search_with_provenance(s: Arc<dyn KnowledgeStore>) {

@@ -4,8 +4,9 @@
 
 use std::future::Future;
 
+use hilo_core::knowledge::{NewChunk, VectorQuery, VectorSearch};
 use hilo_core::llm::LlmCall;
-use hilo_core::store::Result;
+use hilo_core::store::{Result, TenantId};
 use hilo_core::tool::AuditEntry;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
@@ -100,6 +101,13 @@ impl Db for PgStore {
         )
     }
 
+    // With pgvector, each chunk's vector is also a `vector` row (see `pg::vectors`).
+    fn kb_vector_copy(&self, chunks: &[NewChunk]) -> Option<(Sql, String)> {
+        self.vectors.as_ref()?;
+        let vectors = super::vectors::document_vectors(chunks)?;
+        Some((super::vectors::INSERT_FOR_DOCUMENT.into(), vectors))
+    }
+
     fn fetch_all(
         &self,
         sql: Sql,
@@ -145,6 +153,19 @@ impl Backend for PgStore {
 
     fn write_audit(&self, entries: &[AuditEntry]) -> impl Future<Output = Result<()>> + Send {
         self.append_audit(entries)
+    }
+
+    fn vector_index(&self) -> Option<String> {
+        self.vectors.as_ref().map(|v| v.describe())
+    }
+
+    async fn vector_search(&self, tenant: &TenantId, q: &VectorQuery<'_>) -> Result<VectorSearch> {
+        match &self.vectors {
+            Some(v) => v.search(self.pool(), tenant, q, Self::kb_meta_equals).await,
+            None => Err(hilo_core::store::StoreError::Backend(
+                "this database has no pgvector: vectors are searched in process".into(),
+            )),
+        }
     }
 }
 

@@ -15,6 +15,9 @@ mod costs;
 mod db;
 mod exec;
 mod quarantine;
+mod vectors;
+
+pub use vectors::PgVector;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -38,6 +41,8 @@ pub struct PgBackend {
     pool: PgPool,
     /// Wakes idle workers (see `exec`).
     listener: Arc<WorkListener>,
+    /// Vector search in the database, when it has pgvector (see `vectors`).
+    vectors: Option<Arc<vectors::VectorIndex>>,
 }
 
 /// Connections a process keeps to the server at most (each worker's claims, heartbeats and
@@ -53,6 +58,12 @@ impl PgStore {
 
     /// [`PgStore::connect`] with at most `pool_size` connections.
     pub async fn connect_with(url: &str, pool_size: u32) -> Result<Self> {
+        Self::connect_opts(url, pool_size, PgVector::Auto).await
+    }
+
+    /// [`PgStore::connect_with`], using pgvector for the knowledge base's vector search as
+    /// `pgvector` says.
+    pub async fn connect_opts(url: &str, pool_size: u32, pgvector: PgVector) -> Result<Self> {
         let location = redact_url(url);
         let open = |detail: String| StoreError::Open {
             location: location.clone(),
@@ -73,10 +84,12 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
+        let vectors = vectors::prepare(&pool, pgvector).await.map(Arc::new);
         Ok(SqlStore::new(
             PgBackend {
                 pool,
                 listener: Arc::default(),
+                vectors,
             },
             format!("postgres:{location}"),
         ))

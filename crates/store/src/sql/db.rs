@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 
+use hilo_core::knowledge::NewChunk;
 use hilo_core::store::Result;
 
 /// A statement's text: a constant, or text built at run time from constants (values are
@@ -145,6 +146,15 @@ pub(crate) trait Db: Sync {
     /// A condition that the document's metadata key bound at `$n` equals the value at
     /// `$n+1`, and the key's argument as this backend binds it.
     fn kb_meta_equals(n: usize, key: &str) -> (String, String);
+
+    /// Where the backend keeps the knowledge base's vectors in an index of its own
+    /// (PostgreSQL with pgvector): the statement that copies these chunks' vectors there, in
+    /// their document's transaction after the chunks are written (`$1` the tenant, `$2` the
+    /// document id), and its `$3`. `None` when there is nothing to copy.
+    fn kb_vector_copy(&self, chunks: &[NewChunk]) -> Option<(Sql, String)> {
+        let _ = chunks;
+        None
+    }
 
     fn fetch_all(
         &self,

@@ -238,6 +238,10 @@ pub(crate) async fn put_kb_document<D: Db>(db: &D, new: &NewKbDocument) -> Resul
             ]);
         }
         tx.execute(sql.into(), &args).await?;
+        if let Some((copy, vectors)) = db.kb_vector_copy(batch) {
+            tx.execute(copy, &[tenant.into(), (&d.id).into(), vectors.into()])
+                .await?;
+        }
     }
     bump(&mut tx, tenant, &d.collection, now).await?;
     tx.commit().await?;

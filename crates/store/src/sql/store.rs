@@ -24,7 +24,7 @@ use hilo_core::hil::{
 };
 use hilo_core::knowledge::{
     ChunkVector, KbChunk, KbCollection, KbDocument, KnowledgeStore, NewKbDocument, PutOutcome,
-    TextHit, TextQuery,
+    TextHit, TextQuery, VectorQuery, VectorSearch,
 };
 use hilo_core::llm::{CostBy, CostRow, CostStore, LlmCall};
 use hilo_core::session::{ChatToken, ConsoleSession, SessionStore};
@@ -121,6 +121,26 @@ pub(crate) trait Backend: Db + Send + Sync {
 
     /// Stores audit entries, at least one (`AuditStore::record_audit`).
     fn write_audit(&self, entries: &[AuditEntry]) -> impl Future<Output = Result<()>> + Send;
+
+    /// How the backend searches the knowledge base's vectors itself
+    /// (`KnowledgeStore::kb_vector_index`); `None`: in hilo's process.
+    fn vector_index(&self) -> Option<String> {
+        None
+    }
+
+    /// `KnowledgeStore::kb_vector_search`, where [`Backend::vector_index`] is `Some`.
+    fn vector_search(
+        &self,
+        tenant: &TenantId,
+        q: &VectorQuery<'_>,
+    ) -> impl Future<Output = Result<VectorSearch>> + Send {
+        let _ = (tenant, q);
+        async {
+            Err(hilo_core::store::StoreError::Backend(
+                "this store does not search vectors itself".into(),
+            ))
+        }
+    }
 }
 
 #[async_trait]
@@ -332,6 +352,18 @@ where
         model: &str,
     ) -> Result<Vec<ChunkVector>> {
         knowledge::kb_vectors(self, tenant, collection, model).await
+    }
+
+    fn kb_vector_index(&self) -> Option<String> {
+        self.vector_index()
+    }
+
+    async fn kb_vector_search(
+        &self,
+        tenant: &TenantId,
+        q: &VectorQuery<'_>,
+    ) -> Result<VectorSearch> {
+        self.vector_search(tenant, q).await
     }
 
     async fn kb_text_search(&self, tenant: &TenantId, q: &TextQuery<'_>) -> Result<Vec<TextHit>> {

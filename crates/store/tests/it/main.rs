@@ -15,6 +15,7 @@ mod conformance_quarantine;
 mod conformance_sessions;
 mod exec;
 mod pg;
+mod pgvector;
 mod step_log;
 
 use std::sync::Arc;

@@ -18,14 +18,21 @@ use sqlx::Connection;
 
 const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// A fresh database on the local server, dropped by [`PgDb::drop`].
+/// A fresh database on the local server (or another, [`PgDb::create_on`]), dropped by
+/// [`PgDb::drop`].
 pub struct PgDb {
     name: String,
+    admin: String,
     pub url: String,
 }
 
 impl PgDb {
     pub async fn create(tag: &str) -> PgDb {
+        Self::create_on(PG_ADMIN, tag).await
+    }
+
+    /// On the server whose `postgres` database `admin` is.
+    pub async fn create_on(admin_url: &str, tag: &str) -> PgDb {
         let name = format!(
             "hilo_store_{tag}_{}_{}",
             std::process::id(),
@@ -34,19 +41,26 @@ impl PgDb {
                 .unwrap()
                 .subsec_nanos()
         );
-        let mut admin = sqlx::PgConnection::connect(PG_ADMIN)
+        let mut admin = sqlx::PgConnection::connect(admin_url)
             .await
-            .expect("PostgreSQL at 127.0.0.1:5432 (user postgres) is needed by these tests");
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is needed by these tests: {e}"));
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await
             .unwrap();
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        PgDb { name, url }
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url, |(server, _)| server);
+        let url = format!("{base}/{name}");
+        PgDb {
+            name,
+            admin: admin_url.to_owned(),
+            url,
+        }
     }
 
     pub async fn drop(self) {
-        if let Ok(mut admin) = sqlx::PgConnection::connect(PG_ADMIN).await {
+        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.admin).await {
             let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
