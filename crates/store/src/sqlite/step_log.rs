@@ -1030,11 +1030,14 @@ mod tests {
                 vars: Vec<String>,
             },
         }
-        let before = postcard::to_stdvec(&Before::Retire {
-            id: "e".into(),
-            nodes: nodes.clone(),
-            vars: vars.clone(),
-        })
+        let before = postcard::to_extend(
+            &Before::Retire {
+                id: "e".into(),
+                nodes: nodes.clone(),
+                vars: vars.clone(),
+            },
+            Vec::new(),
+        )
         .unwrap();
         assert_eq!(&borrowed[FRAME..], &before[..]);
         let (read, stop) = records(&borrowed);
