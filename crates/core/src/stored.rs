@@ -60,9 +60,7 @@ impl StoredJson {
     pub fn into_value(self) -> Value {
         self.get();
         let StoredJson { mut value, .. } = self;
-        value
-            .take()
-            .map_or(Value::Null, |v| Arc::unwrap_or_clone(v))
+        value.take().map_or(Value::Null, Arc::unwrap_or_clone)
     }
 
     /// The value as JSON text: the text it was read from when it has not been read since.
