@@ -166,6 +166,12 @@ pub struct LoopProgress {
     /// `for_each`: the items, evaluated once when the loop started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<Value>>,
+    /// `for_each` over a list in the execution's input (`input.items`): where it is, read
+    /// from the input as each iteration needs it instead of copied into `items` (left `None`).
+    /// Held in memory only: a row written while the loop runs lists the items, as for any
+    /// `for_each`, and a restored loop reads them from there.
+    #[serde(skip)]
+    pub items_in_input: Option<InputItems>,
     /// Iterations started so far.
     pub started: u32,
     /// Iterations finished so far.
@@ -176,6 +182,27 @@ pub struct LoopProgress {
     /// Indexes of the iterations that have ended.
     #[serde(default)]
     pub ended: Vec<u32>,
+}
+
+impl LoopProgress {
+    /// How many items a `for_each` loop has (`None` for a loop with `until`).
+    pub fn item_count(&self) -> Option<usize> {
+        match (&self.items, &self.items_in_input) {
+            (Some(items), _) => Some(items.len()),
+            (None, Some(at)) => Some(at.len),
+            (None, None) => None,
+        }
+    }
+}
+
+/// A `for_each` loop's items as a list in the execution's input (see
+/// [`LoopProgress::items_in_input`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InputItems {
+    /// The fields from the input to the list: `["items"]` for `input.items`.
+    pub path: Vec<String>,
+    /// The list's length.
+    pub len: usize,
 }
 
 /// A compensation's progress (kept in the compensated node's record).

@@ -185,8 +185,32 @@ pub fn search_json(
 /// same work budget, size and depth limits, and the same value — without converting the
 /// state for JMESPath: a path into a large value costs what it selects, not what it is in.
 pub fn path_json(fields: usize, selected: &Value) -> Result<Value, ExprError> {
+    check_path(fields, selected)?;
+    Ok(interp::sorted_clone(selected))
+}
+
+/// The limits [`path_json`] checks, without the copy: `Ok` when [`path_json`] would give
+/// `selected` as [`sorted_if_needed`] sees it, else its error.
+pub fn check_path(fields: usize, selected: &Value) -> Result<(), ExprError> {
     let mut budget = interp::Budget::new();
-    interp::path_to_json(fields, selected, &mut budget)
+    interp::check_path(fields, selected, &mut budget)
+}
+
+/// `v` as a round trip through a JMESPath value gives it: every object's keys in sorted order
+/// (JMESPath's objects are sorted maps); `None` when that is `v` itself (it holds no object
+/// whose keys are out of order), so that a caller can borrow `v` instead of copying it. Only
+/// for values [`check_path`] accepted (their depth is bounded).
+pub fn sorted_if_needed(v: &Value) -> Option<Value> {
+    fn sorted(v: &Value) -> bool {
+        match v {
+            Value::Array(a) => a.iter().all(sorted),
+            Value::Object(m) => {
+                m.keys().zip(m.keys().skip(1)).all(|(a, b)| a < b) && m.values().all(sorted)
+            }
+            _ => true,
+        }
+    }
+    (!sorted(v)).then(|| interp::sorted_clone(v))
 }
 
 /// Renders a compiled template with `ctx`, within the template limits: the output is capped at

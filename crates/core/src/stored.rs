@@ -15,11 +15,13 @@ use serde_json::Value;
 /// A JSON value, either held or kept as the text a store read, parsed on first read.
 ///
 /// It reads as a [`Value`] (`Deref`); comparing, printing and serializing read it too. A
-/// clone of one not yet read shares its text. A text that is not JSON (only a damaged database
-/// file has one: the store wrote it from a value) reads as `null`.
+/// clone shares what it clones: the text of one not yet read, the value of one read (the
+/// commit that writes a node's row clones its record, whose output may be a loop's list of
+/// 100,000 outputs). A text that is not JSON (only a damaged database file has one: the store
+/// wrote it from a value) reads as `null`.
 pub struct StoredJson {
     text: Option<Arc<str>>,
-    value: OnceLock<Value>,
+    value: OnceLock<Arc<Value>>,
 }
 
 impl StoredJson {
@@ -27,7 +29,7 @@ impl StoredJson {
     pub fn new(value: Value) -> StoredJson {
         StoredJson {
             text: None,
-            value: OnceLock::from(value),
+            value: OnceLock::from(Arc::new(value)),
         }
     }
 
@@ -43,9 +45,9 @@ impl StoredJson {
     pub fn get(&self) -> &Value {
         self.value.get_or_init(|| {
             let Some(text) = &self.text else {
-                return Value::Null;
+                return Arc::new(Value::Null);
             };
-            serde_json::from_str(text).unwrap_or(Value::Null)
+            Arc::new(serde_json::from_str(text).unwrap_or(Value::Null))
         })
     }
 
@@ -54,11 +56,11 @@ impl StoredJson {
         self.value.get().is_some()
     }
 
-    /// The value, taken.
+    /// The value, taken (copied when a clone shares it).
     pub fn into_value(self) -> Value {
         self.get();
         let StoredJson { mut value, .. } = self;
-        value.take().unwrap_or(Value::Null)
+        value.take().map_or(Value::Null, Arc::unwrap_or_clone)
     }
 
     /// The value as JSON text: the text it was read from when it has not been read since.
@@ -99,7 +101,10 @@ impl From<StoredJson> for Value {
 impl Clone for StoredJson {
     fn clone(&self) -> Self {
         match self.value.get() {
-            Some(v) => StoredJson::new(v.clone()),
+            Some(v) => StoredJson {
+                text: None,
+                value: OnceLock::from(v.clone()),
+            },
             None => StoredJson {
                 text: self.text.clone(),
                 value: OnceLock::new(),
@@ -166,6 +171,18 @@ mod tests {
         );
         assert_eq!(copy.to_json_string(), r#"{"b":[1,2],"a":"x"}"#);
         assert_eq!(copy.into_value(), json!({"b": [1, 2], "a": "x"}));
+    }
+
+    #[test]
+    fn a_clone_of_a_value_shares_it() {
+        let s = StoredJson::new(json!([1, 2, 3]));
+        let copy = s.clone();
+        assert!(std::ptr::eq(s.get(), copy.get()));
+        assert_eq!(copy.into_value(), json!([1, 2, 3]));
+        assert_eq!(s.into_value(), json!([1, 2, 3]));
+        let read = StoredJson::from_text("[4]");
+        read.get();
+        assert!(std::ptr::eq(read.get(), read.clone().get()));
     }
 
     #[test]

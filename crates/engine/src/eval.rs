@@ -216,6 +216,20 @@ fn field_path(ast: &Ast) -> Option<Vec<&str>> {
     }
 }
 
+/// The fields of `src` when it is only plain field accesses (`input.items` → `input`,
+/// `items`), for a caller that reads what it selects where it is: [`check_selected`] first.
+pub fn path_fields(plan: &Plan, src: &str) -> Option<Vec<String>> {
+    let expr = plan.expr(src).ok()?;
+    field_path(expr.as_ast()).map(|p| p.into_iter().map(str::to_string).collect())
+}
+
+/// What [`search`] of `src`, a path of `fields` fields, checks of the value it selects
+/// (`selected`, not `null`), without copying it: `Ok` when `search` would give `selected` (as
+/// [`hilo_core::expr::sorted_if_needed`] sees it), else the same error.
+pub fn check_selected(src: &str, fields: usize, selected: &Value) -> Result<(), EvalError> {
+    hilo_core::expr::check_path(fields, selected).map_err(|e| expr_err(src, e))
+}
+
 /// Evaluates a JMESPath expression to a JSON value. A path (`input.items`, `fetch.output.rows`)
 /// into a value the document holds is copied from it, with the same limits and result as the
 /// general evaluation, which would first convert the whole root for JMESPath.

@@ -453,17 +453,15 @@ fn call(
 
 /// What [`eval`] then [`to_json`] charge and check for a chain of `fields` plain field
 /// accesses (`a.b.c`: a unit per field and per `.`) whose result is `v`, for a result taken
-/// straight from JSON: the same budget, size and depth limits, and the value as the
-/// conversion through JMESPath gives it (object keys in JMESPath's order, the sorted order of
-/// its maps).
-pub(crate) fn path_to_json(
+/// straight from JSON: the same budget, size and depth limits. The value is then `v` as the
+/// conversion through JMESPath gives it: [`sorted_clone`].
+pub(crate) fn check_path(
     fields: usize,
     v: &serde_json::Value,
     budget: &mut Budget,
-) -> Result<serde_json::Value, ExprError> {
+) -> Result<(), ExprError> {
     budget.charge((2 * fields).saturating_sub(1) as u64)?;
-    measure_json(v, budget, MAX_VALUE_DEPTH)?;
-    Ok(sorted_clone(v))
+    measure_json(v, budget, MAX_VALUE_DEPTH).map(|_| ())
 }
 
 /// [`measure`] of the JMESPath value `v` would convert to, without converting it.
@@ -515,7 +513,7 @@ fn measure_json(
 /// A copy of `v` with every object's keys in sorted order, as a round trip through a
 /// JMESPath value (whose objects are sorted maps) gives it. Recursive: called on values whose
 /// depth [`measure_json`] has bounded.
-fn sorted_clone(v: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn sorted_clone(v: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match v {
         Value::Array(a) => Value::Array(a.iter().map(sorted_clone).collect()),

@@ -3,10 +3,10 @@
 //! them. Also the execution-level figures a driver reads between steps.
 
 use hashbrown::HashSet;
-use hilo_core::exec::{Commit, ExecMeta, ExecStatus, ExecUpdate, NodeStatus};
+use hilo_core::exec::{Commit, ExecMeta, ExecStatus, ExecUpdate, NodeRecord, NodeStatus};
 use serde_json::Value;
 
-use super::records::iteration_prefix;
+use super::records::{iteration_of, iteration_prefix};
 use super::{ITERATION_MARK, Machine, MachineWork};
 
 /// Whether two commits would write the same execution row: every field but `last_seq` (the
@@ -47,7 +47,7 @@ impl Machine {
         keys.sort();
         let nodes = keys
             .iter()
-            .filter_map(|k| self.nodes.get(k).cloned())
+            .filter_map(|k| self.nodes.get(k).map(|r| self.row(r)))
             .collect();
         let mut var_keys = std::mem::take(&mut self.dirty_vars);
         var_keys.sort();
@@ -108,6 +108,18 @@ impl Machine {
         }
     }
 
+    /// A record as its row is written: a running loop whose items are read from the input
+    /// lists them, as a loop that copied them does (an older or newer process restores either).
+    fn row(&self, r: &NodeRecord) -> NodeRecord {
+        let mut row = r.clone();
+        if let Some(p) = row.detail.loop_progress.as_mut()
+            && let Some(at) = p.items_in_input.take()
+        {
+            p.items = self.input_items(&at);
+        }
+        row
+    }
+
     /// The iteration marks of loops that ended leave with the commit that ends them (the
     /// loop's row holds its output): those not yet written are not written.
     fn drop_marks_of_ended_loops(&mut self) {
@@ -115,25 +127,27 @@ impl Machine {
             let Some(flags) = self.iterations_ended.remove(&key) else {
                 continue;
             };
-            let names: Vec<String> = flags
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| **e)
-                .map(|(i, _)| format!("{ITERATION_MARK}{}", iteration_prefix(&key, i as u32)))
-                .collect();
-            let mut unwritten: HashSet<String> = HashSet::default();
-            if !self.iteration_marks.is_empty() {
-                let all: HashSet<&str> = names.iter().map(String::as_str).collect();
-                self.iteration_marks.retain(|(n, _)| {
-                    let ours = all.contains(n.as_str());
-                    if ours {
-                        unwritten.insert(n.clone());
+            // Marks not written yet (this step's) are few: only they are gathered; the names
+            // of the others (one per iteration) go straight to the deletions.
+            let ended = |i: u32| flags.get(i as usize).copied().unwrap_or(false);
+            let mut unwritten: HashSet<u32> = HashSet::default();
+            self.iteration_marks.retain(|(n, _)| {
+                let of = n.strip_prefix(ITERATION_MARK).and_then(iteration_of);
+                match of {
+                    Some((l, i)) if l == key && ended(i) => {
+                        unwritten.insert(i);
+                        false
                     }
-                    !ours
-                });
-            }
-            self.dropped_vars
-                .extend(names.into_iter().filter(|n| !unwritten.contains(n)));
+                    _ => true,
+                }
+            });
+            let n = flags.iter().filter(|e| **e).count();
+            self.dropped_vars.reserve(n.saturating_sub(unwritten.len()));
+            self.dropped_vars.extend(
+                (0..flags.len() as u32)
+                    .filter(|i| ended(*i) && !unwritten.contains(i))
+                    .map(|i| format!("{ITERATION_MARK}{}", iteration_prefix(&key, i))),
+            );
         }
     }
 
@@ -177,13 +191,30 @@ impl Machine {
     }
 
     /// What the machine has done so far that could grow with a run's history: JSON values
-    /// converted for expressions and templates, and node records held in memory now (for
-    /// tests that check a step's work does not grow with the run; no timing involved).
+    /// converted for expressions and templates, node records, loop items and scope checks held
+    /// in memory now (for tests that check a step's work does not grow with the run; no timing
+    /// involved).
     pub fn work(&self) -> MachineWork {
+        let items_held = self
+            .active_keys
+            .iter()
+            .filter_map(|k| {
+                self.nodes
+                    .get(k)?
+                    .detail
+                    .loop_progress
+                    .as_ref()?
+                    .items
+                    .as_ref()
+            })
+            .map(Vec::len)
+            .sum();
         MachineWork {
             converted: self.lock_views().converted,
             records: self.nodes.len(),
             active: self.active_keys.len(),
+            items_held,
+            checks: self.checks.len(),
         }
     }
 

@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use hilo_core::exec::{NodeError, NodeStatus, codes};
+use hilo_core::exec::{InputItems, NodeError, NodeStatus, codes};
+use hilo_core::expr::sorted_if_needed;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -80,15 +81,16 @@ impl ScopeDoc<'_> {
         }
     }
 
-    fn item(&self, loop_key: &str, i: u32) -> &Value {
-        self.m
-            .nodes
-            .get(loop_key)
-            .and_then(|r| r.detail.loop_progress.as_ref())
-            .and_then(|p| p.items.as_ref())
-            .and_then(|items| items.get(i as usize))
-            .unwrap_or(&Value::Null)
+    fn item(&self, loop_key: &str, i: u32) -> Cow<'_, Value> {
+        self.m.loop_item(loop_key, i)
     }
+}
+
+/// The value at `fields` inside `v` (`None` where one is missing or `v` is no object).
+fn walk<'v, S: AsRef<str>>(v: &'v Value, fields: &[S]) -> Option<&'v Value> {
+    fields
+        .iter()
+        .try_fold(v, |v, f| v.as_object()?.get(f.as_ref()))
 }
 
 /// How many JSON values (arrays, objects and scalars) `v` holds.
@@ -140,7 +142,7 @@ impl Document for ScopeDoc<'_> {
         Some(match self.source(name)? {
             Source::Extra(v) => self.convert(v, to_var),
             Source::Index(i) => to_var(&json!(i)),
-            Source::Item(l, i) => self.convert(self.item(l, i), to_var),
+            Source::Item(l, i) => self.convert(&self.item(l, i), to_var),
             Source::Node(key) => {
                 let views = &mut *m.lock_views();
                 let slot = &mut views.nodes.entry_ref(key.as_str()).or_default().var;
@@ -193,7 +195,7 @@ impl Document for ScopeDoc<'_> {
         Some(match self.source(name)? {
             Source::Extra(v) => self.convert(v, to_jinja),
             Source::Index(i) => minijinja::Value::from(i),
-            Source::Item(l, i) => self.convert(self.item(l, i), to_jinja),
+            Source::Item(l, i) => self.convert(&self.item(l, i), to_jinja),
             Source::Node(key) => {
                 let views = &mut *m.lock_views();
                 let slot = &mut views.nodes.entry_ref(key.as_str()).or_default().jinja;
@@ -222,9 +224,20 @@ impl Document for ScopeDoc<'_> {
     fn value_at(&self, path: &[&str]) -> Option<Cow<'_, Value>> {
         let m = self.m;
         let (root, mut rest) = path.split_first()?;
-        let mut v: &Value = match self.source(root)? {
+        let v: &Value = match self.source(root)? {
             Source::Extra(v) => v,
-            Source::Item(l, i) => self.item(l, i),
+            // An item read from the input may be a sorted copy: the fields are taken from it.
+            Source::Item(l, i) => {
+                let mut v = self.item(l, i);
+                for field in rest {
+                    v = match v {
+                        Cow::Borrowed(b) => Cow::Borrowed(b.as_object()?.get(*field)?),
+                        Cow::Owned(Value::Object(mut o)) => Cow::Owned(o.remove(*field)?),
+                        Cow::Owned(_) => return None,
+                    };
+                }
+                return (!v.is_null()).then_some(v);
+            }
             Source::Input => &m.input,
             // `vars.a`: one variable.
             Source::Vars => {
@@ -243,9 +256,7 @@ impl Document for ScopeDoc<'_> {
             }
             Source::Index(_) => return None,
         };
-        for field in rest {
-            v = v.as_object()?.get(*field)?;
-        }
+        let v = walk(v, rest)?;
         (!v.is_null()).then_some(Cow::Borrowed(v))
     }
 
@@ -349,6 +360,67 @@ impl Machine {
 
     pub(super) fn views_mut(&mut self) -> &mut Views {
         self.views.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Item `i` of loop `loop_key`'s `for_each` (`null` past its end). One of a list in the
+    /// input is given as the copy of the list that evaluating `for_each` would have made (its
+    /// objects' keys sorted), borrowed when that is the item itself.
+    pub(super) fn loop_item(&self, loop_key: &str, i: u32) -> Cow<'_, Value> {
+        let p = self
+            .nodes
+            .get(loop_key)
+            .and_then(|r| r.detail.loop_progress.as_ref());
+        let Some(p) = p else {
+            return Cow::Borrowed(&Value::Null);
+        };
+        if let Some(items) = &p.items {
+            return Cow::Borrowed(items.get(i as usize).unwrap_or(&Value::Null));
+        }
+        let item = p
+            .items_in_input
+            .as_ref()
+            .and_then(|at| walk(self.input.get(), &at.path))
+            .and_then(|list| list.as_array()?.get(i as usize));
+        match item {
+            Some(v) => sorted_if_needed(v).map_or(Cow::Borrowed(v), Cow::Owned),
+            None => Cow::Borrowed(&Value::Null),
+        }
+    }
+
+    /// The list of a loop whose items are read from the input, as a copy would hold it: what
+    /// its row lists (see
+    /// [`hilo_core::exec::LoopProgress::items_in_input`]).
+    pub(super) fn input_items(&self, at: &InputItems) -> Option<Vec<Value>> {
+        let list = walk(self.input.get(), &at.path)?.as_array()?;
+        Some(
+            list.iter()
+                .map(|v| sorted_if_needed(v).unwrap_or_else(|| v.clone()))
+                .collect(),
+        )
+    }
+
+    /// `src` (a loop `key`'s `for_each`, in the scope `prefix`) as a list in the execution's
+    /// input that the loop can read where it is: where it is and its length, or the error
+    /// evaluating `src` gives. `None` sends `src` the general way (another expression, or a
+    /// path to something else than a list of the input), which copies its result.
+    pub(super) fn items_in_input(
+        &self,
+        prefix: &str,
+        src: &str,
+    ) -> Option<Result<InputItems, EvalError>> {
+        let path = crate::eval::path_fields(&self.plan, src)?;
+        let (root, fields) = path.split_first()?;
+        if !matches!(self.scope(prefix, &[]).source(root)?, Source::Input) {
+            return None;
+        }
+        let list = walk(self.input.get(), fields)?;
+        let len = list.as_array()?.len();
+        Some(
+            crate::eval::check_selected(src, path.len(), list).map(|()| InputItems {
+                path: fields.to_vec(),
+                len,
+            }),
+        )
     }
 
     /// Whether a node key is in the state document: it succeeded, failed or was skipped.

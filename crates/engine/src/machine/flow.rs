@@ -253,6 +253,25 @@ impl Machine {
         }
     }
 
+    /// Drops the pending checks of an iteration that ended and of the iterations nested in
+    /// it: checking an ended iteration does nothing, and a loop whose iterations follow one
+    /// another without a pause (a body without calls) would otherwise keep one per iteration
+    /// until its last (the checks wait for the work queue to empty).
+    pub(super) fn forget_checks(&mut self, prefix: &str) {
+        let nested: Vec<String> = self
+            .checks
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|p| p.starts_with(prefix))
+            .cloned()
+            .collect();
+        for p in nested {
+            self.checks.remove(&p);
+        }
+    }
+
     /// A failure nobody handled in a scope: at the top level the execution fails; inside a
     /// loop iteration the loop node fails (and its `on_error` applies).
     pub(super) fn scope_fail(&mut self, prefix: &str, err: NodeError) {

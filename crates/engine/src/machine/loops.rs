@@ -19,7 +19,21 @@ impl Machine {
         let (prefix, id) = (split_key(key).0, node.id.as_str());
         self.set_status(key, NodeStatus::Running);
         self.event(EventKind::NodeStarted, Some(key), 0, Value::Null);
+        // A list in the input is read from there as iterations need it, not copied.
+        let in_input = match &l.for_each {
+            Some(Value::String(s)) => self.items_in_input(prefix, bare_expression(s)),
+            _ => None,
+        };
+        let in_input = match in_input {
+            None => None,
+            Some(Ok(at)) => Some(at),
+            Some(Err(e)) => {
+                self.fail_node(key, expression_error(id, "for_each", e));
+                return;
+            }
+        };
         let items = match &l.for_each {
+            _ if in_input.is_some() => None,
             None => None,
             Some(Value::Array(a)) => Some(a.clone()),
             Some(Value::String(s)) => {
@@ -55,10 +69,13 @@ impl Machine {
                 return;
             }
         };
-        if let (Some(items), Some(max)) = (&items, l.max_iterations)
-            && items.len() > max as usize
+        let count = items
+            .as_ref()
+            .map(Vec::len)
+            .or(in_input.as_ref().map(|at| at.len));
+        if let (Some(n), Some(max)) = (count, l.max_iterations)
+            && n > max as usize
         {
-            let n = items.len();
             self.fail_node(
                 key,
                 NodeError::new(
@@ -68,9 +85,9 @@ impl Machine {
             );
             return;
         }
-        let count = items.as_ref().map(Vec::len);
         self.record(key).detail.loop_progress = Some(Box::new(LoopProgress {
             items,
+            items_in_input: in_input,
             // One output per item: allocated once, not grown by doubling.
             outputs: Vec::with_capacity(count.unwrap_or(0)),
             ..LoopProgress::default()
@@ -130,6 +147,7 @@ impl Machine {
         }
         ended[i as usize] = true;
         self.cancel_prefix(prefix);
+        self.forget_checks(prefix);
         if self.tracking {
             self.iteration_marks
                 .push((format!("{ITERATION_MARK}{prefix}"), output.clone()));
@@ -147,7 +165,7 @@ impl Machine {
         if let Some(slot) = p.outputs.get_mut(i as usize) {
             *slot = output;
         }
-        let (started, finished, total) = (p.started, p.finished, p.items.as_ref().map(Vec::len));
+        let (started, finished, total) = (p.started, p.finished, p.item_count());
         // Taken when the loop ends: the loop's output holds them from then on.
         let outputs = |m: &mut Machine| {
             m.nodes

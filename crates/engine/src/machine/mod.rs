@@ -151,6 +151,11 @@ pub struct MachineWork {
     pub records: usize,
     /// Nodes ready, running or waiting.
     pub active: usize,
+    /// Items of running `for_each` loops copied into their records (a list in the input is
+    /// read from there instead).
+    pub items_held: usize,
+    /// Scopes waiting to be checked for their end.
+    pub checks: usize,
 }
 
 /// One execution's state machine.

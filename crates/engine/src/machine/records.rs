@@ -134,6 +134,7 @@ impl Machine {
         {
             // A loop that ended reads its items no more: its row drops them.
             p.items = None;
+            p.items_in_input = None;
             if self.tracking {
                 self.ended_loops.push(key.to_string());
             }

@@ -87,6 +87,12 @@ struct Profile {
     loaded: usize,
     /// JSON values converted for expressions and templates over the whole run.
     total_converted: u64,
+    /// The most `for_each` items held in running loops' records at once.
+    max_items_held: usize,
+    /// The most scope checks pending at once.
+    max_checks: usize,
+    /// The first commit's row of the node `each`, when it wrote one.
+    each_row: Option<hilo_core::exec::NodeRecord>,
     status: Option<ExecStatus>,
     output: Option<Value>,
 }
@@ -132,8 +138,10 @@ fn drive(yaml: &str, input: Value, restore_at: Option<usize>) -> Profile {
     };
     let mut p = Profile::default();
     let mut pending: Vec<Action> = m.apply(Input::Start, 1);
+    p.max_items_held = m.work().items_held;
     let first = m.take_commit("me");
     p.max_rows = first.nodes.len();
+    p.each_row = first.nodes.iter().find(|n| n.key == "each").cloned();
     keep(&mut rows, &mut vars, &first);
     let mut now = 2;
     while let Some(a) = pending.pop() {
@@ -158,6 +166,8 @@ fn drive(yaml: &str, input: Value, restore_at: Option<usize>) -> Profile {
         let c = m.take_commit("me");
         keep(&mut rows, &mut vars, &c);
         let after = m.work();
+        p.max_items_held = p.max_items_held.max(after.items_held);
+        p.max_checks = p.max_checks.max(after.checks);
         p.steps += 1;
         // The last step reads the loop's whole output and writes it (the bytes it reads and
         // writes): not counted.
@@ -364,6 +374,100 @@ fn a_loop_without_calls_commits_in_bounded_pieces_and_resumes_from_any() {
             "restored after {at}"
         );
     }
+}
+
+/// A `for_each` over a list in the input reads each item there instead of holding a copy of
+/// the list, and sees what a copy holds (objects' keys sorted, as evaluating `for_each` gives
+/// them): the same outputs, templates included, as a loop over a copy of the list in `vars`,
+/// the same row listing the items when the loop starts, and the same after a restore from it.
+#[test]
+fn a_for_each_over_the_input_reads_its_items_there_without_copying_them() {
+    let n = 2_000;
+    let body = r#"    body:
+      nodes:
+        - {id: t, type: transform, expr: "${item}"}
+        - {id: f, type: finish, output: {v: "${t.output}", s: "{{ item }}", z: "${item.z}", i: "{{ item.i }}"}}
+      edges:
+        - {from: t, to: f}
+"#;
+    let shared = format!(
+        r#"name: linear_items_shared
+version: 1
+nodes:
+  - id: each
+    type: loop
+    for_each: "${{input.items}}"
+{body}  - {{id: done, type: finish, output: "${{each.output}}"}}
+edges:
+  - {{from: each, to: done}}
+"#
+    );
+    let copied = format!(
+        r#"name: linear_items_copied
+version: 1
+nodes:
+  - {{id: init, type: set, vars: {{items: "${{input.items}}"}}}}
+  - id: each
+    type: loop
+    for_each: "${{vars.items}}"
+{body}  - {{id: done, type: finish, output: "${{each.output}}"}}
+edges:
+  - {{from: init, to: each}}
+  - {{from: each, to: done}}
+"#
+    );
+    // Objects whose keys are out of order, at the top of an item and inside it.
+    let input = json!({"items": (0..n)
+        .map(|i| json!({"z": {"y": i, "x": [{"q": 1, "p": 2}]}, "i": i, "a": "s"}))
+        .collect::<Vec<_>>()});
+    let a = drive(&shared, input.clone(), None);
+    let b = drive(&copied, input.clone(), None);
+    assert_eq!(a.status, Some(ExecStatus::Succeeded));
+    assert_eq!(a.output, b.output);
+    let first = &a.output.as_ref().unwrap()[0];
+    assert_eq!(
+        first["v"].to_string(),
+        r#"{"a":"s","i":0,"z":{"x":[{"p":2,"q":1}],"y":0}}"#
+    );
+    assert_eq!(first["s"], b.output.as_ref().unwrap()[0]["s"]);
+    assert_eq!(first["z"].to_string(), r#"{"x":[{"p":2,"q":1}],"y":0}"#);
+    // No item held in memory; the copy in `vars` is held by its loop (as any copy was).
+    assert_eq!((a.max_items_held, b.max_items_held), (0, n));
+    // The row written when the loop starts lists the items, as a loop over a copy writes them.
+    let items = |p: &Profile| {
+        p.each_row
+            .as_ref()
+            .and_then(|r| r.detail.loop_progress.as_ref())
+            .and_then(|l| l.items.clone())
+    };
+    let outputs = b.output.as_ref().and_then(Value::as_array).unwrap();
+    let want: Vec<Value> = outputs.iter().map(|o| o["v"].clone()).collect();
+    assert_eq!(items(&a).map(|i| i.len()), Some(n));
+    assert_eq!(
+        serde_json::to_string(&items(&a)).unwrap(),
+        serde_json::to_string(&want).unwrap()
+    );
+    // Restored from that row in the middle: the same outputs.
+    let resumed = drive(&shared, input, Some(a.steps / 2));
+    assert_eq!(resumed.output, a.output);
+}
+
+/// An iteration that ends takes its pending scope check with it: a loop whose iterations
+/// follow one another without a call (they never let the work queue empty, which the checks
+/// wait for) kept one per ended iteration until its last.
+#[test]
+fn a_loop_keeps_no_scope_check_of_an_ended_iteration() {
+    let small = drive(&pure(), items(300), None);
+    let large = drive(&pure(), items(3_000), None);
+    assert_eq!(large.output, Some(json!((0..3_000).collect::<Vec<_>>())));
+    assert!(small.max_checks > 0);
+    within(
+        "scope checks pending",
+        small.max_checks as f64,
+        large.max_checks as f64,
+        1.0,
+        0.0,
+    );
 }
 
 /// The pure loop, then a call: a claim while the call is in flight loads what is live (the

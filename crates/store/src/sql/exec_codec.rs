@@ -178,6 +178,15 @@ impl NodeRow {
 
 impl Encoded {
     pub(crate) fn of(c: &Commit, threshold: usize) -> Result<Encoded> {
+        let mut enc = Encoded::rows_of(c, threshold)?;
+        enc.retired = c.retired.clone();
+        enc.dropped_vars = c.dropped_vars.clone();
+        Ok(enc)
+    }
+
+    /// [`Encoded::of`] but for the lists of what the commit retires, left empty: for a caller
+    /// that reads them from the commit (the step log).
+    pub(crate) fn rows_of(c: &Commit, threshold: usize) -> Result<Encoded> {
         let x = &c.exec;
         let row = if rewrites_row(x) {
             Some(ExecRow {
@@ -205,8 +214,8 @@ impl Encoded {
                 .iter()
                 .map(|(name, v)| (name.clone(), Json::encode(v, threshold)))
                 .collect(),
-            retired: c.retired.clone(),
-            dropped_vars: c.dropped_vars.clone(),
+            retired: Vec::new(),
+            dropped_vars: Vec::new(),
         })
     }
 }

@@ -287,7 +287,7 @@ impl ExecutionStore for SqliteStore {
             let mut frames = Vec::new();
             let mut framed = true;
             for c in &commits {
-                let enc = Encoded::of(c, threshold)?;
+                let enc = Encoded::rows_of(c, threshold)?;
                 if StepLog::frame_step(&mut frames, c, enc, now).is_err() {
                     framed = false;
                     break;
