@@ -16,13 +16,14 @@
 //! into a bounded queue, waking nobody) and [`Traces::costs`] wraps the cost ledger the LLM
 //! router writes to; a thread of its own takes the queue every few milliseconds and
 //! assembles spans from it ([`assemble`]; its store reads run on the caller's runtime),
-//! another batches them to the OTLP/HTTP protobuf exporter. Nothing of this exists unless an endpoint is configured:
+//! another encodes them to OTLP protobuf ([`otlp`]) and posts them in batches ([`export`]). Nothing of this exists unless an endpoint is configured:
 //! [`Traces::from_config`] returns `None` and no observer is installed.
 
 pub mod assemble;
 pub mod config;
 pub mod export;
 pub mod ids;
+pub mod otlp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,6 @@ use hilo_core::store::Store;
 use hilo_core::tool::AuditEntry;
 use hilo_engine::Engine;
 use hilo_engine::driver::{ExecutionObserver, Observed};
-use opentelemetry_sdk::trace::SpanExporter;
 use tokio::sync::oneshot;
 
 pub use config::TelemetryConfig;
@@ -134,15 +134,15 @@ impl Traces {
         config: &TelemetryConfig,
         store: Arc<dyn Store>,
     ) -> Result<Option<Traces>, String> {
-        let Some(exporter) = export::otlp_exporter(config)? else {
+        let Some(exporter) = export::Exporter::from_config(config)? else {
             return Ok(None);
         };
         Ok(Some(Traces::with_exporter(exporter, store)))
     }
 
-    /// Traces sent to `exporter` (tests give their own); `store` is read when a span's start
-    /// happened in another process (a resumed execution).
-    pub fn with_exporter<E: SpanExporter + 'static>(exporter: E, store: Arc<dyn Store>) -> Traces {
+    /// Traces sent to `exporter`; `store` is read when a span's start happened in another
+    /// process (a resumed execution).
+    pub fn with_exporter(exporter: export::Exporter, store: Arc<dyn Store>) -> Traces {
         let queue = Arc::new(Queue::new());
         let out = export::spawn(exporter);
         // Spans are built on a thread of their own (the store read back on this runtime).
