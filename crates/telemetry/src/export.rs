@@ -70,6 +70,8 @@ enum PostError {
     Status(u16, Option<Duration>),
     #[error("the collector was not reached: {0}")]
     Network(String),
+    #[error("the request was not made: {0}")]
+    Request(String),
 }
 
 impl PostError {
@@ -78,7 +80,7 @@ impl PostError {
         match self {
             PostError::Status(429 | 503, after) => Some(*after),
             PostError::Status(502 | 504, _) | PostError::Network(_) => Some(None),
-            PostError::Status(..) => None,
+            PostError::Status(..) | PostError::Request(_) => None,
         }
     }
 }
@@ -157,12 +159,24 @@ impl Exporter {
 
     /// Posts `body` (an `ExportTraceServiceRequest`), retrying what may be retried within
     /// the timeout.
-    async fn post(&self, body: &[u8]) -> Result<(), PostError> {
+    async fn post(&self, body: Vec<u8>) -> Result<(), PostError> {
+        // Built once: a retry clones it without copying the body.
+        let request = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header(CONTENT_TYPE, "application/x-protobuf")
+            .body(body)
+            .build()
+            .map_err(|e| PostError::Request(e.to_string()))?;
         let start = Instant::now();
         let (mut delay, mut cap) = (FIRST_DELAY, MAX_DELAY);
         let mut retries = 0;
         loop {
-            let Err(err) = self.post_once(body.to_vec()).await else {
+            let Some(attempt) = request.try_clone() else {
+                return Err(PostError::Request("its body cannot be sent again".into()));
+            };
+            let Err(err) = self.post_once(attempt).await else {
                 return Ok(());
             };
             let Some(after) = err.retry().filter(|_| retries < RETRIES) else {
@@ -185,14 +199,10 @@ impl Exporter {
         }
     }
 
-    async fn post_once(&self, body: Vec<u8>) -> Result<(), PostError> {
+    async fn post_once(&self, request: reqwest::Request) -> Result<(), PostError> {
         let response = self
             .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/x-protobuf")
-            .body(body)
-            .send()
+            .execute(request)
             .await
             .map_err(|e| PostError::Network(e.to_string()))?;
         let status = response.status();
@@ -317,7 +327,7 @@ async fn send(exporter: &Exporter, batch: &mut Batch) {
     }
     let n = batch.len();
     let body = batch.request(&exporter.resource, &exporter.schema_url);
-    if let Err(e) = exporter.post(&body).await {
+    if let Err(e) = exporter.post(body).await {
         tracing::warn!("{n} spans not exported: {e}");
     }
 }
@@ -474,7 +484,7 @@ mod tests {
                 ..Default::default()
             };
             let e = with(&config, &[("OTEL_EXPORTER_OTLP_HEADERS", "x-key=k")]);
-            assert_eq!(e.post(b"").await.is_ok(), ok, "{statuses:?}");
+            assert_eq!(e.post(Vec::new()).await.is_ok(), ok, "{statuses:?}");
             assert_eq!(seen.load(Ordering::SeqCst), requests, "{statuses:?}");
         }
         // Nothing listens: retried, then given up within the timeout.
@@ -488,6 +498,9 @@ mod tests {
             ..Default::default()
         };
         let e = with(&config, &[("OTEL_EXPORTER_OTLP_TIMEOUT", "1000")]);
-        assert!(matches!(e.post(b"").await, Err(PostError::Network(_))));
+        assert!(matches!(
+            e.post(Vec::new()).await,
+            Err(PostError::Network(_))
+        ));
     }
 }

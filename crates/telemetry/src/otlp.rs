@@ -261,25 +261,52 @@ impl Batch {
     }
 
     /// The `ExportTraceServiceRequest` of the spans added, under the resource `resource`
-    /// (encoded by [`resource`]) with schema URL `schema_url`; the batch is empty again.
+    /// (encoded by [`resource`]) with schema URL `schema_url`; the batch is empty again. The
+    /// lengths are computed first, so each span's bytes are copied once.
     pub fn request(&mut self, resource: &[u8], schema_url: &str) -> Vec<u8> {
-        let size: usize = self.scopes.iter().map(|(_, b)| b.len() + 64).sum();
-        let mut out = Vec::with_capacity(size + resource.len() + 32);
-        nested(&mut out, 1, |out| {
-            nested(out, 1, |out| out.extend_from_slice(resource));
-            for (sc, spans) in self.scopes.iter_mut().filter(|(_, b)| !b.is_empty()) {
-                nested(out, 2, |out| {
-                    nested(out, 1, |out| scope(out, sc));
-                    out.extend_from_slice(spans);
-                    text(out, 3, sc.schema_url().unwrap_or_default());
-                });
-                spans.clear();
-            }
-            text(out, 3, schema_url);
-        });
+        // Per scope: what goes before its spans in its `ScopeSpans` (the scope) and after.
+        let parts: Vec<(Vec<u8>, &[u8], Vec<u8>)> = self
+            .scopes
+            .iter()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(sc, spans)| {
+                let (mut head, mut tail) = (Vec::new(), Vec::new());
+                nested(&mut head, 1, |out| scope(out, sc));
+                text(&mut tail, 3, sc.schema_url().unwrap_or_default());
+                (head, spans.as_slice(), tail)
+            })
+            .collect();
+        let mut last = Vec::new();
+        text(&mut last, 3, schema_url);
+        let framed = |len: usize| 1 + varint_len(len as u64) + len;
+        let scope_len = |(h, s, t): &(Vec<u8>, &[u8], Vec<u8>)| h.len() + s.len() + t.len();
+        let inner = framed(resource.len())
+            + parts.iter().map(|p| framed(scope_len(p))).sum::<usize>()
+            + last.len();
+        let mut out = Vec::with_capacity(framed(inner));
+        tag(&mut out, 1, LEN);
+        varint(&mut out, inner as u64);
+        bytes(&mut out, 1, resource);
+        for p in &parts {
+            tag(&mut out, 2, LEN);
+            varint(&mut out, scope_len(p) as u64);
+            out.extend_from_slice(&p.0);
+            out.extend_from_slice(p.1);
+            out.extend_from_slice(&p.2);
+        }
+        out.extend_from_slice(&last);
+        drop(parts);
+        for (_, spans) in &mut self.scopes {
+            spans.clear();
+        }
         self.len = 0;
         out
     }
+}
+
+/// The bytes of `v` as a varint.
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 #[cfg(test)]
@@ -372,15 +399,17 @@ mod tests {
             .with_version("1.2.3")
             .build();
         let other = InstrumentationScope::builder("other").build();
-        let spans: Vec<SpanData> = (0..4)
-            .map(|n| span_data(n, if n == 3 { &other } else { &hilo }))
+        // Enough spans for a scope's length to take three bytes (over 16 KiB).
+        let spans: Vec<SpanData> = (0..40)
+            .map(|n| span_data(n, if n % 10 == 3 { &other } else { &hilo }))
             .collect();
         let resource = Resource::builder().with_service_name("svc").build();
         let mut batch = Batch::default();
         for s in &spans {
             batch.push(s);
         }
-        assert_eq!(batch.len(), 4);
+        assert_eq!(batch.len(), 40);
+        assert!(batch.scopes[0].1.len() > 1 << 14);
         let body = batch.request(&super::resource(&resource), "");
         assert!(batch.is_empty());
         let got = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
