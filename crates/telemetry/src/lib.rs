@@ -57,6 +57,22 @@ const WAKE_AT: usize = QUEUE / 4;
 pub struct Queue {
     items: std::sync::Mutex<Vec<assemble::Input>>,
     wake: tokio::sync::Notify,
+    /// What was left out because the queue was full.
+    dropped: Dropped,
+}
+
+/// Counts what a full queue leaves out and says when to warn: at the 1st, 2nd, 4th, 8th, …
+/// item, so that a dead or slow collector costs a log line per doubling of the count rather
+/// than one per step.
+#[derive(Default)]
+pub(crate) struct Dropped(std::sync::atomic::AtomicU64);
+
+impl Dropped {
+    /// Counts one more; the count so far when it is time to warn.
+    pub(crate) fn count(&self) -> Option<u64> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        n.is_power_of_two().then_some(n)
+    }
 }
 
 impl Queue {
@@ -64,6 +80,7 @@ impl Queue {
         Queue {
             items: std::sync::Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
+            dropped: Dropped::default(),
         }
     }
 
@@ -166,8 +183,12 @@ impl Traces {
     }
 
     fn send(&self, input: assemble::Input) {
-        if !self.queue.push(input) {
-            tracing::warn!("trace queue full: an event or model call is left out of the traces");
+        if !self.queue.push(input)
+            && let Some(n) = self.queue.dropped.count()
+        {
+            tracing::warn!(
+                "trace queue full: {n} events or model calls left out of the traces so far"
+            );
         }
     }
 
@@ -280,5 +301,17 @@ fn node_info(o: &Observed<'_>, key: &str) -> NodeInfo {
             kind: "unknown",
             tool: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_counted_and_told_at_each_doubling() {
+        let d = Dropped::default();
+        let told: Vec<u64> = (0..20).filter_map(|_| d.count()).collect();
+        assert_eq!(told, [1, 2, 4, 8, 16]);
     }
 }
