@@ -215,6 +215,8 @@ impl Home {
 
 struct Assembler {
     out: mpsc::Sender<Out>,
+    /// Spans dropped because the exporter's queue was full.
+    dropped: crate::Dropped,
     store: Home,
     execs: HashMap<String, Exec>,
     scope: InstrumentationScope,
@@ -229,6 +231,7 @@ pub async fn run(
 ) {
     let mut a = Assembler {
         out,
+        dropped: crate::Dropped::default(),
         store: Home { store, rt: home },
         execs: HashMap::new(),
         scope: InstrumentationScope::builder("hilo")
@@ -807,11 +810,7 @@ impl Assembler {
             Vec::new(),
             status,
         );
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.out.try_send(Out::Span(Box::new(data)))
-        {
-            tracing::warn!("span queue full: a model call's span is dropped");
-        }
+        self.try_emit(data);
     }
 
     /// A tool call's audit entry: an agent's becomes an `execute_tool <tool>` span under
@@ -861,11 +860,7 @@ impl Assembler {
             Vec::new(),
             status,
         );
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.out.try_send(Out::Span(Box::new(data)))
-        {
-            tracing::warn!("span queue full: an agent tool call's span is dropped");
-        }
+        self.try_emit(data);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -906,6 +901,18 @@ impl Assembler {
             links: ln,
             status,
             instrumentation_scope: self.scope.clone(),
+        }
+    }
+
+    /// Queues a span for the exporter without waiting (model calls' and agents' tool calls'
+    /// spans, which the ledger's and audit's watchers feed): dropped, and counted, when the
+    /// exporter's queue is full.
+    fn try_emit(&self, data: SpanData) {
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.out.try_send(Out::Span(Box::new(data)))
+            && let Some(n) = self.dropped.count()
+        {
+            tracing::warn!("span queue full: {n} model call or tool call spans dropped so far");
         }
     }
 

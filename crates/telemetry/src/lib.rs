@@ -16,13 +16,14 @@
 //! into a bounded queue, waking nobody) and [`Traces::costs`] wraps the cost ledger the LLM
 //! router writes to; a thread of its own takes the queue every few milliseconds and
 //! assembles spans from it ([`assemble`]; its store reads run on the caller's runtime),
-//! another batches them to the OTLP/HTTP protobuf exporter. Nothing of this exists unless an endpoint is configured:
+//! another encodes them to OTLP protobuf ([`otlp`]) and posts them in batches ([`export`]). Nothing of this exists unless an endpoint is configured:
 //! [`Traces::from_config`] returns `None` and no observer is installed.
 
 pub mod assemble;
 pub mod config;
 pub mod export;
 pub mod ids;
+pub mod otlp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,6 @@ use hilo_core::store::Store;
 use hilo_core::tool::AuditEntry;
 use hilo_engine::Engine;
 use hilo_engine::driver::{ExecutionObserver, Observed};
-use opentelemetry_sdk::trace::SpanExporter;
 use tokio::sync::oneshot;
 
 pub use config::TelemetryConfig;
@@ -57,6 +57,22 @@ const WAKE_AT: usize = QUEUE / 4;
 pub struct Queue {
     items: std::sync::Mutex<Vec<assemble::Input>>,
     wake: tokio::sync::Notify,
+    /// What was left out because the queue was full.
+    dropped: Dropped,
+}
+
+/// Counts what a full queue leaves out and says when to warn: at the 1st, 2nd, 4th, 8th, …
+/// item, so that a dead or slow collector costs a log line per doubling of the count rather
+/// than one per step.
+#[derive(Default)]
+pub(crate) struct Dropped(std::sync::atomic::AtomicU64);
+
+impl Dropped {
+    /// Counts one more; the count so far when it is time to warn.
+    pub(crate) fn count(&self) -> Option<u64> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        n.is_power_of_two().then_some(n)
+    }
 }
 
 impl Queue {
@@ -64,6 +80,7 @@ impl Queue {
         Queue {
             items: std::sync::Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
+            dropped: Dropped::default(),
         }
     }
 
@@ -134,15 +151,15 @@ impl Traces {
         config: &TelemetryConfig,
         store: Arc<dyn Store>,
     ) -> Result<Option<Traces>, String> {
-        let Some(exporter) = export::otlp_exporter(config)? else {
+        let Some(exporter) = export::Exporter::from_config(config)? else {
             return Ok(None);
         };
         Ok(Some(Traces::with_exporter(exporter, store)))
     }
 
-    /// Traces sent to `exporter` (tests give their own); `store` is read when a span's start
-    /// happened in another process (a resumed execution).
-    pub fn with_exporter<E: SpanExporter + 'static>(exporter: E, store: Arc<dyn Store>) -> Traces {
+    /// Traces sent to `exporter`; `store` is read when a span's start happened in another
+    /// process (a resumed execution).
+    pub fn with_exporter(exporter: export::Exporter, store: Arc<dyn Store>) -> Traces {
         let queue = Arc::new(Queue::new());
         let out = export::spawn(exporter);
         // Spans are built on a thread of their own (the store read back on this runtime).
@@ -166,8 +183,12 @@ impl Traces {
     }
 
     fn send(&self, input: assemble::Input) {
-        if !self.queue.push(input) {
-            tracing::warn!("trace queue full: an event or model call is left out of the traces");
+        if !self.queue.push(input)
+            && let Some(n) = self.queue.dropped.count()
+        {
+            tracing::warn!(
+                "trace queue full: {n} events or model calls left out of the traces so far"
+            );
         }
     }
 
@@ -280,5 +301,17 @@ fn node_info(o: &Observed<'_>, key: &str) -> NodeInfo {
             kind: "unknown",
             tool: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_counted_and_told_at_each_doubling() {
+        let d = Dropped::default();
+        let told: Vec<u64> = (0..20).filter_map(|_| d.count()).collect();
+        assert_eq!(told, [1, 2, 4, 8, 16]);
     }
 }
