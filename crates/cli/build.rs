@@ -1,6 +1,6 @@
-//! Release links of the `hilo` binary place the functions its common commands run next to each
-//! other: lld's `--symbol-ordering-file` with the list in `link/hot-symbols.txt` (made by
-//! `bench/order/generate`). The kernel maps a binary's code in 64 KiB runs around each page a
+//! Release links of the `hilo` binary place the functions its common commands run (`run`,
+//! `bench`, `validate`) next to each other: lld's `--symbol-ordering-file` with the list in
+//! `link/hot-symbols.txt` (made by `bench/order/generate`, checked by `bench/order/check`). The kernel maps a binary's code in 64 KiB runs around each page a
 //! process touches, so code spread over the 29 MB of text made most of a short command's
 //! memory: `hilo bench` touched ~13 MiB of it, ~3.5 MiB with the list (peak RSS 28 → 17.5 MiB).
 //!

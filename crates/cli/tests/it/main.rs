@@ -349,6 +349,21 @@ fn bench_runs_one_scenario_as_json_and_names_the_scenarios_it_knows() {
     );
     assert!(v["peak_rss"]["mib"].as_f64().unwrap() > 0.0);
 
+    // A size scenario times each run until its steps are folded into the tables, and says
+    // when the run returned (before or while the writer thread folded it).
+    let out = hilo(
+        &["bench", "--json", "--quick", "--only", "size_loop_100"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &v["size_loop_100"];
+    let folded = run["per_step_us"].as_f64().unwrap();
+    let returned = run["returned_per_step_us"].as_f64().unwrap();
+    assert!(returned > 0.0 && folded >= returned, "{run}");
+    assert_eq!(run["steps"], 202);
+    assert!(run["stored_over_final"].as_f64().unwrap() > 1.0, "{run}");
+
     let out = hilo(&["bench", "--only", "nope"], None);
     assert!(!out.status.success());
     let err = text(&out.stderr);

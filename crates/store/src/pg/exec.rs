@@ -38,7 +38,7 @@ use tokio::sync::Notify;
 use crate::pg::PgStore;
 use crate::sql::exec_codec::{
     ERASE_AUDIT, ERASE_CAPTURED, ERASE_OTHER_ROWS, Encoded, EventRow, ExecRow as RowUpdate, Json,
-    PRUNE_CHILD_ROWS, Pending, REF, corrupt, i, sql, stored_json, terminal, u,
+    PRUNE_CHILD_ROWS, Pending, REF, SortedRows, corrupt, i, sql, stored_json, terminal, u,
 };
 use crate::sql::exec_rows::{
     event_from_row, exec_columns, exec_from_row, node_from_row, signal_from_row, task_columns,
@@ -384,12 +384,12 @@ impl Rows {
             .await
             .map_err(backend)?;
         }
-        let Pending {
+        let SortedRows {
             nodes,
             vars,
             retire,
             drop_vars,
-        } = self.rows;
+        } = self.rows.sorted();
         if !nodes.is_empty() {
             let n = nodes.len();
             let (mut exec, mut key, mut node_id, mut status, mut attempts) = (

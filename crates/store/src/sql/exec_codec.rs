@@ -223,7 +223,8 @@ impl Encoded {
 /// The node and variable rows of one or more commits of a write, coalesced in commit order:
 /// the last row of each key wins, a retired row is written retired (or, when the write does
 /// not carry it, marked retired by key), and a dropped variable is deleted unless a later
-/// commit writes it again. `N` and `V` are the backends' own row values.
+/// commit writes it again. `N` and `V` are the backends' own row values. A write takes them
+/// in key order ([`Pending::sorted`]).
 pub(crate) struct Pending<N, V> {
     /// (execution, node key) → the row, and whether it is retired.
     pub(crate) nodes: HashMap<(String, String), (N, bool)>,
@@ -232,6 +233,17 @@ pub(crate) struct Pending<N, V> {
     pub(crate) retire: HashSet<(String, String)>,
     /// Variables this write deletes.
     pub(crate) drop_vars: HashSet<(String, String)>,
+}
+
+/// [`Pending`]'s rows in the order of the tables' primary keys, (execution, key). Written in
+/// that order, consecutive rows land on the same B-tree pages (a fold of a loop's iterations
+/// wrote them in hash order, each on a page of its own: 1.6x the work per row at 10,000
+/// iterations as at 100), and concurrent writers take row locks in one order.
+pub(crate) struct SortedRows<N, V> {
+    pub(crate) nodes: Vec<((String, String), (N, bool))>,
+    pub(crate) vars: Vec<((String, String), V)>,
+    pub(crate) retire: Vec<(String, String)>,
+    pub(crate) drop_vars: Vec<(String, String)>,
 }
 
 impl<N, V> Default for Pending<N, V> {
@@ -246,6 +258,24 @@ impl<N, V> Default for Pending<N, V> {
 }
 
 impl<N, V> Pending<N, V> {
+    /// Its rows in key order, to be written.
+    pub(crate) fn sorted(self) -> SortedRows<N, V> {
+        fn by_key<T>(
+            map: impl IntoIterator<Item = T>,
+            key: impl Fn(&T) -> &(String, String),
+        ) -> Vec<T> {
+            let mut v: Vec<T> = map.into_iter().collect();
+            v.sort_unstable_by(|a, b| key(a).cmp(key(b)));
+            v
+        }
+        SortedRows {
+            nodes: by_key(self.nodes, |(k, _)| k),
+            vars: by_key(self.vars, |(k, _)| k),
+            retire: by_key(self.retire, |k| k),
+            drop_vars: by_key(self.drop_vars, |k| k),
+        }
+    }
+
     pub(crate) fn node(&mut self, id: &str, key: String, row: N) {
         let k = (id.to_string(), key);
         if !self.retire.is_empty() {
@@ -428,4 +458,53 @@ pub(crate) mod sql {
         AND NOT EXISTS (SELECT 1 FROM exec_vars WHERE value = '@ref:' || payloads.hash) \
         AND NOT EXISTS (SELECT 1 FROM executions WHERE input = '@ref:' || payloads.hash \
             OR output = '@ref:' || payloads.hash OR definition = '@ref:' || payloads.hash)";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pending;
+
+    #[test]
+    fn pending_rows_coalesce_then_come_out_in_key_order() {
+        let mut p: Pending<u32, u32> = Pending::default();
+        for (i, key) in ["each[2]/x", "each[10]/x", "each[1]/x", "each[2]/x"]
+            .into_iter()
+            .enumerate()
+        {
+            p.node("e", key.to_string(), i as u32);
+        }
+        p.node("a", "z".to_string(), 9);
+        p.var("e", "b".to_string(), 1);
+        p.var("e", "a".to_string(), 2);
+        p.retire(
+            "e",
+            vec!["each[1]/x".into(), "gone".into()],
+            vec!["b".into(), "c".into()],
+        );
+        let rows = p.sorted();
+        let keys: Vec<(&str, &str, u32, bool)> = rows
+            .nodes
+            .iter()
+            .map(|((e, k), (n, r))| (e.as_str(), k.as_str(), *n, *r))
+            .collect();
+        // The last row of a key wins; a retired one written here is written retired.
+        assert_eq!(
+            keys,
+            [
+                ("a", "z", 9, false),
+                ("e", "each[10]/x", 1, false),
+                ("e", "each[1]/x", 2, true),
+                ("e", "each[2]/x", 3, false),
+            ]
+        );
+        assert_eq!(rows.retire, [("e".to_string(), "gone".to_string())]);
+        assert_eq!(rows.vars, [(("e".to_string(), "a".to_string()), 2)]);
+        assert_eq!(
+            rows.drop_vars,
+            [
+                ("e".to_string(), "b".to_string()),
+                ("e".to_string(), "c".to_string())
+            ]
+        );
+    }
 }

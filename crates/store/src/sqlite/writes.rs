@@ -6,13 +6,38 @@
 
 use hilo_core::exec::{Commit, CommitOutcome, NewExecution, Signal};
 use hilo_core::store::{Result, StoreError};
-use rusqlite::{Connection, params};
+use rusqlite::{CachedStatement, Connection, params};
 use serde_json::Value;
 
 use crate::sql::exec_codec::{
     Encoded, EventRow, ExecRow, Json, NodeRow, Pending, REF, corrupt, i, sql,
 };
-use crate::sqlite::stmt::{exec, scalar};
+use crate::sqlite::stmt::{db, exec, prepare, scalar};
+
+/// A step's history event (a replayed one is already there).
+const INSERT_EVENT: &str = "INSERT INTO exec_events (execution_id, seq, at, kind, node_key, attempt, data) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (execution_id, seq) DO NOTHING";
+
+/// A node's checkpoint row, inserted or replaced.
+const UPSERT_NODE: &str = "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, error, \
+     started_at, finished_at, fire_at, done_seq, detail, retired) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+     ON CONFLICT (execution_id, node_key) DO UPDATE SET status = excluded.status, \
+     attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
+     started_at = excluded.started_at, finished_at = excluded.finished_at, \
+     fire_at = excluded.fire_at, done_seq = excluded.done_seq, detail = excluded.detail, \
+     retired = excluded.retired";
+
+/// A row written earlier, marked retired (see `Commit::retired`).
+const RETIRE_ROW: &str =
+    "UPDATE exec_nodes SET retired = 1 WHERE execution_id = $1 AND node_key = $2";
+
+/// A variable, inserted or replaced.
+const UPSERT_VAR: &str = "INSERT INTO exec_vars (execution_id, name, value) VALUES ($1, $2, $3) \
+     ON CONFLICT (execution_id, name) DO UPDATE SET value = excluded.value";
+
+/// A variable the machine dropped.
+const DROP_VAR: &str = "DELETE FROM exec_vars WHERE execution_id = $1 AND name = $2";
 
 /// Folds step logs into the tables inside the caller's transaction (the step log does).
 pub(crate) trait Fold {
@@ -109,102 +134,73 @@ impl<'a> Writes<'a> {
 
     /// History rows.
     pub(crate) fn insert_events(&self, id: &str, events: Vec<EventRow>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut st = prepare(self.conn, INSERT_EVENT)?;
         for e in events {
-            exec(
-                self.conn,
-                "INSERT INTO exec_events (execution_id, seq, at, kind, node_key, attempt, data) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (execution_id, seq) DO NOTHING",
-                params![id, e.seq, e.at, e.kind, e.node, e.attempt, e.data],
-            )?;
+            st.execute(params![id, e.seq, e.at, e.kind, e.node, e.attempt, e.data])
+                .map_err(db)?;
         }
         Ok(())
     }
 
-    /// The node and variable rows of one or more commits, coalesced.
+    /// The node and variable rows of one or more commits, coalesced, in key order (see
+    /// [`Pending::sorted`]); each statement prepared once for all its rows.
     pub(crate) fn write_pending(&self, p: Pending<NodeRow, Json>) -> Result<()> {
-        for ((id, _), (n, retired)) in p.nodes {
-            self.upsert_node(&id, n, retired)?;
+        let rows = p.sorted();
+        if !rows.nodes.is_empty() {
+            let mut st = prepare(self.conn, UPSERT_NODE)?;
+            for ((id, _), (n, retired)) in rows.nodes {
+                self.upsert_node(&mut st, &id, n, retired)?;
+            }
         }
-        for (id, key) in p.retire {
-            self.retire_row(&id, &key)?;
+        if !rows.retire.is_empty() {
+            let mut st = prepare(self.conn, RETIRE_ROW)?;
+            for (id, key) in rows.retire {
+                st.execute(params![id, key]).map_err(db)?;
+            }
         }
-        for ((id, name), v) in p.vars {
-            self.upsert_vars(&id, [(name, v)])?;
+        if !rows.vars.is_empty() {
+            let mut st = prepare(self.conn, UPSERT_VAR)?;
+            for ((id, name), v) in rows.vars {
+                st.execute(params![id, name, self.column(v)?]).map_err(db)?;
+            }
         }
-        for (id, name) in p.drop_vars {
-            self.drop_var(&id, &name)?;
-        }
-        Ok(())
-    }
-
-    /// Marks a row written earlier retired (see `Commit::retired`).
-    pub(crate) fn retire_row(&self, id: &str, key: &str) -> Result<()> {
-        exec(
-            self.conn,
-            "UPDATE exec_nodes SET retired = 1 WHERE execution_id = $1 AND node_key = $2",
-            params![id, key],
-        )?;
-        Ok(())
-    }
-
-    pub(crate) fn drop_var(&self, id: &str, name: &str) -> Result<()> {
-        exec(
-            self.conn,
-            "DELETE FROM exec_vars WHERE execution_id = $1 AND name = $2",
-            params![id, name],
-        )?;
-        Ok(())
-    }
-
-    /// A node's checkpoint row.
-    pub(crate) fn upsert_node(&self, id: &str, n: NodeRow, retired: bool) -> Result<()> {
-        {
-            let output = n.output.map(|j| self.column(j)).transpose()?;
-            exec(
-                self.conn,
-                "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, error, \
-                 started_at, finished_at, fire_at, done_seq, detail, retired) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (execution_id, node_key) DO UPDATE SET status = excluded.status, \
-                 attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
-                 started_at = excluded.started_at, finished_at = excluded.finished_at, \
-                 fire_at = excluded.fire_at, done_seq = excluded.done_seq, detail = excluded.detail, \
-                 retired = excluded.retired",
-                params![
-                    id,
-                    n.key,
-                    n.node_id,
-                    n.status,
-                    n.attempts,
-                    output,
-                    n.error,
-                    n.started_at,
-                    n.finished_at,
-                    n.fire_at,
-                    n.done_seq,
-                    n.detail,
-                    i64::from(retired),
-                ],
-            )?;
+        if !rows.drop_vars.is_empty() {
+            let mut st = prepare(self.conn, DROP_VAR)?;
+            for (id, name) in rows.drop_vars {
+                st.execute(params![id, name]).map_err(db)?;
+            }
         }
         Ok(())
     }
 
-    /// Variables of an execution.
-    pub(crate) fn upsert_vars(
+    /// A node's checkpoint row, through a prepared [`UPSERT_NODE`].
+    fn upsert_node(
         &self,
+        st: &mut CachedStatement<'_>,
         id: &str,
-        vars: impl IntoIterator<Item = (String, Json)>,
+        n: NodeRow,
+        retired: bool,
     ) -> Result<()> {
-        for (name, v) in vars {
-            let v = self.column(v)?;
-            exec(
-                self.conn,
-                "INSERT INTO exec_vars (execution_id, name, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (execution_id, name) DO UPDATE SET value = excluded.value",
-                params![id, name, v],
-            )?;
-        }
+        let output = n.output.map(|j| self.column(j)).transpose()?;
+        st.execute(params![
+            id,
+            n.key,
+            n.node_id,
+            n.status,
+            n.attempts,
+            output,
+            n.error,
+            n.started_at,
+            n.finished_at,
+            n.fire_at,
+            n.done_seq,
+            n.detail,
+            i64::from(retired),
+        ])
+        .map_err(db)?;
         Ok(())
     }
 
@@ -298,16 +294,30 @@ impl<'a> Writes<'a> {
         // allocated when nothing is retired).
         let mut retired: std::collections::HashSet<&str> =
             enc.retired.iter().map(String::as_str).collect();
-        for n in enc.nodes {
-            let gone = retired.remove(n.key.as_str());
-            self.upsert_node(id, n, gone)?;
+        if !enc.nodes.is_empty() {
+            let mut st = prepare(self.conn, UPSERT_NODE)?;
+            for n in enc.nodes {
+                let gone = retired.remove(n.key.as_str());
+                self.upsert_node(&mut st, id, n, gone)?;
+            }
         }
-        for key in retired {
-            self.retire_row(id, key)?;
+        if !retired.is_empty() {
+            let mut st = prepare(self.conn, RETIRE_ROW)?;
+            for key in retired {
+                st.execute(params![id, key]).map_err(db)?;
+            }
         }
-        self.upsert_vars(id, enc.vars)?;
-        for name in &enc.dropped_vars {
-            self.drop_var(id, name)?;
+        if !enc.vars.is_empty() {
+            let mut st = prepare(self.conn, UPSERT_VAR)?;
+            for (name, v) in enc.vars {
+                st.execute(params![id, name, self.column(v)?]).map_err(db)?;
+            }
+        }
+        if !enc.dropped_vars.is_empty() {
+            let mut st = prepare(self.conn, DROP_VAR)?;
+            for name in &enc.dropped_vars {
+                st.execute(params![id, name]).map_err(db)?;
+            }
         }
         for t in &c.new_tasks {
             exec(
