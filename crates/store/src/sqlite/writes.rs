@@ -39,6 +39,11 @@ const UPSERT_VAR: &str = "INSERT INTO exec_vars (execution_id, name, value) VALU
 /// A variable the machine dropped.
 const DROP_VAR: &str = "DELETE FROM exec_vars WHERE execution_id = $1 AND name = $2";
 
+/// Runs a prepared statement once.
+fn run(st: &mut CachedStatement<'_>, p: impl rusqlite::Params) -> Result<()> {
+    st.execute(p).map(drop).map_err(db)
+}
+
 /// Folds step logs into the tables inside the caller's transaction (the step log does).
 pub(crate) trait Fold {
     fn fold_in(&self, conn: &Connection) -> Result<()>;
@@ -134,74 +139,75 @@ impl<'a> Writes<'a> {
 
     /// History rows.
     pub(crate) fn insert_events(&self, id: &str, events: Vec<EventRow>) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let mut st = prepare(self.conn, INSERT_EVENT)?;
-        for e in events {
-            st.execute(params![id, e.seq, e.at, e.kind, e.node, e.attempt, e.data])
-                .map_err(db)?;
-        }
-        Ok(())
+        self.each_row(INSERT_EVENT, events, |st, e| {
+            run(
+                st,
+                params![id, e.seq, e.at, e.kind, e.node, e.attempt, e.data],
+            )
+        })
     }
 
     /// The node and variable rows of one or more commits, coalesced, in key order (see
-    /// [`Pending::sorted`]); each statement prepared once for all its rows.
+    /// [`Pending::sorted`]).
     pub(crate) fn write_pending(&self, p: Pending<NodeRow, Json>) -> Result<()> {
         let rows = p.sorted();
-        if !rows.nodes.is_empty() {
-            let mut st = prepare(self.conn, UPSERT_NODE)?;
-            for ((id, _), (n, retired)) in rows.nodes {
-                self.upsert_node(&mut st, &id, n, retired)?;
-            }
+        self.each_row(UPSERT_NODE, rows.nodes, |st, ((id, _), (n, retired))| {
+            self.upsert_node(st, &id, n, retired)
+        })?;
+        self.each_row(RETIRE_ROW, rows.retire, |st, (id, key)| {
+            run(st, params![id, key])
+        })?;
+        self.each_row(UPSERT_VAR, rows.vars, |st, ((id, name), v)| {
+            run(st, params![id, name, self.column(v)?])
+        })?;
+        self.each_row(DROP_VAR, rows.drop_vars, |st, (id, name)| {
+            run(st, params![id, name])
+        })
+    }
+
+    /// Runs `sql` for each of `rows` through `write`, prepared once for all of them (a cache
+    /// lookup per statement, not per row), and not at all when there are none.
+    fn each_row<T>(
+        &self,
+        sql: &str,
+        rows: impl IntoIterator<Item = T>,
+        mut write: impl FnMut(&mut CachedStatement<'a>, T) -> Result<()>,
+    ) -> Result<()> {
+        let mut rows = rows.into_iter().peekable();
+        if rows.peek().is_none() {
+            return Ok(());
         }
-        if !rows.retire.is_empty() {
-            let mut st = prepare(self.conn, RETIRE_ROW)?;
-            for (id, key) in rows.retire {
-                st.execute(params![id, key]).map_err(db)?;
-            }
-        }
-        if !rows.vars.is_empty() {
-            let mut st = prepare(self.conn, UPSERT_VAR)?;
-            for ((id, name), v) in rows.vars {
-                st.execute(params![id, name, self.column(v)?]).map_err(db)?;
-            }
-        }
-        if !rows.drop_vars.is_empty() {
-            let mut st = prepare(self.conn, DROP_VAR)?;
-            for (id, name) in rows.drop_vars {
-                st.execute(params![id, name]).map_err(db)?;
-            }
-        }
-        Ok(())
+        let mut st = prepare(self.conn, sql)?;
+        rows.try_for_each(|r| write(&mut st, r))
     }
 
     /// A node's checkpoint row, through a prepared [`UPSERT_NODE`].
     fn upsert_node(
         &self,
-        st: &mut CachedStatement<'_>,
+        st: &mut CachedStatement<'a>,
         id: &str,
         n: NodeRow,
         retired: bool,
     ) -> Result<()> {
         let output = n.output.map(|j| self.column(j)).transpose()?;
-        st.execute(params![
-            id,
-            n.key,
-            n.node_id,
-            n.status,
-            n.attempts,
-            output,
-            n.error,
-            n.started_at,
-            n.finished_at,
-            n.fire_at,
-            n.done_seq,
-            n.detail,
-            i64::from(retired),
-        ])
-        .map_err(db)?;
-        Ok(())
+        run(
+            st,
+            params![
+                id,
+                n.key,
+                n.node_id,
+                n.status,
+                n.attempts,
+                output,
+                n.error,
+                n.started_at,
+                n.finished_at,
+                n.fire_at,
+                n.done_seq,
+                n.detail,
+                i64::from(retired),
+            ],
+        )
     }
 
     pub(crate) fn signal(
@@ -294,31 +300,17 @@ impl<'a> Writes<'a> {
         // allocated when nothing is retired).
         let mut retired: std::collections::HashSet<&str> =
             enc.retired.iter().map(String::as_str).collect();
-        if !enc.nodes.is_empty() {
-            let mut st = prepare(self.conn, UPSERT_NODE)?;
-            for n in enc.nodes {
-                let gone = retired.remove(n.key.as_str());
-                self.upsert_node(&mut st, id, n, gone)?;
-            }
-        }
-        if !retired.is_empty() {
-            let mut st = prepare(self.conn, RETIRE_ROW)?;
-            for key in retired {
-                st.execute(params![id, key]).map_err(db)?;
-            }
-        }
-        if !enc.vars.is_empty() {
-            let mut st = prepare(self.conn, UPSERT_VAR)?;
-            for (name, v) in enc.vars {
-                st.execute(params![id, name, self.column(v)?]).map_err(db)?;
-            }
-        }
-        if !enc.dropped_vars.is_empty() {
-            let mut st = prepare(self.conn, DROP_VAR)?;
-            for name in &enc.dropped_vars {
-                st.execute(params![id, name]).map_err(db)?;
-            }
-        }
+        self.each_row(UPSERT_NODE, enc.nodes, |st, n| {
+            let gone = retired.remove(n.key.as_str());
+            self.upsert_node(st, id, n, gone)
+        })?;
+        self.each_row(RETIRE_ROW, retired, |st, key| run(st, params![id, key]))?;
+        self.each_row(UPSERT_VAR, enc.vars, |st, (name, v)| {
+            run(st, params![id, name, self.column(v)?])
+        })?;
+        self.each_row(DROP_VAR, &enc.dropped_vars, |st, name| {
+            run(st, params![id, name])
+        })?;
         for t in &c.new_tasks {
             exec(
                 self.conn,
