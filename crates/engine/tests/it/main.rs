@@ -12,5 +12,6 @@ mod limits;
 mod linear;
 mod machine;
 mod nodes;
+mod packed;
 mod quarantine;
 mod saga;

@@ -375,14 +375,18 @@ pub(crate) mod sql {
          WHERE runnable_at IS NOT NULL AND runnable_at <= $1 \
          AND status IN ('pending', 'running', 'waiting') \
          AND (lease_owner IS NULL OR lease_expires_at < $1)";
-    pub(crate) const NODE_COUNT: &str = "SELECT COUNT(*) FROM exec_nodes WHERE execution_id = $1";
+    /// (A pack of history, `history_pack`, counts its members: `attempts`.)
+    pub(crate) const NODE_COUNT: &str = "SELECT CAST(COALESCE(SUM(CASE WHEN status = '@pack' THEN attempts ELSE 1 END), 0) AS BIGINT) \
+        FROM exec_nodes WHERE execution_id = $1";
 
     /// A page of an execution's history after the sequence number `$2`, in order.
     pub(crate) const EVENT_PAGE: &str = "SELECT seq, at, kind, node_key, attempt, data FROM exec_events \
         WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
-    /// How many events an execution's history holds.
-    pub(crate) const EVENT_COUNT: &str = "SELECT COUNT(*) FROM exec_events WHERE execution_id = $1";
+    /// How many events an execution's history holds (a pack, `history_pack`, counts its
+    /// members: `attempt`).
+    pub(crate) const EVENT_COUNT: &str = "SELECT CAST(COALESCE(SUM(CASE WHEN kind = '@pack' THEN attempt ELSE 1 END), 0) AS BIGINT) \
+        FROM exec_events WHERE execution_id = $1";
 
     /// An execution's pending signals, oldest first.
     pub(crate) const SIGNAL_ROWS: &str =

@@ -14,6 +14,7 @@ pub(crate) mod exec_codec;
 pub(crate) mod exec_rows;
 pub(crate) mod forget;
 pub(crate) mod hil;
+pub(crate) mod history_pack;
 pub(crate) mod idempotency;
 pub(crate) mod knowledge;
 pub(crate) mod quarantine;

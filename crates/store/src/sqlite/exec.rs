@@ -24,11 +24,10 @@ use crate::sql::exec_codec::{
 };
 
 use crate::sql::db::RowAccess;
-use crate::sql::exec_rows::{
-    self, event_from_row, exec_columns, signal_from_row, task_columns, task_from_row,
-};
+use crate::sql::exec_rows::{self, exec_columns, signal_from_row, task_columns, task_from_row};
 use crate::sqlite::SqliteStore;
 use crate::sqlite::audit_rows::insert_audit;
+use crate::sqlite::packs;
 use crate::sqlite::step_log::StepLog;
 use crate::sqlite::stmt::{all, db, exec, prepare, scalar};
 use crate::sqlite::writer::{Settle, control};
@@ -83,7 +82,17 @@ fn exec_record(conn: &Connection, tenant: Option<&str>, id: &str) -> Result<Exec
 }
 
 fn node_records(conn: &Connection, id: &str) -> Result<Vec<NodeRecord>> {
-    all(conn, sql::NODE_ROWS, [id], |r| node_from_row(conn, r))
+    packs::node_records(conn, id, None, None, resolve_output)
+}
+
+/// A record read with its output's column text, the output resolved.
+fn resolve_output(
+    conn: &Connection,
+    mut record: NodeRecord,
+    output: Option<String>,
+) -> Result<NodeRecord> {
+    record.output = get_stored(conn, output)?;
+    Ok(record)
 }
 
 /// A row of [`sql::NODE_ROWS`] (and of [`sql::NODE_PAGE_FIRST`] / [`sql::NODE_PAGE_AFTER`],
@@ -95,22 +104,14 @@ fn node_from_row(conn: &Connection, r: &Row<'_>) -> Result<NodeRecord> {
 }
 
 /// Up to `limit` node records of `id` after the key `after`, by key: a range of the primary
-/// key (execution_id, node_key).
+/// key (execution_id, node_key), packed history given out in place.
 fn node_records_page(
     conn: &Connection,
     id: &str,
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<NodeRecord>> {
-    let limit = i64::from(limit);
-    match after {
-        None => all(conn, sql::NODE_PAGE_FIRST, params![id, limit], |r| {
-            node_from_row(conn, r)
-        }),
-        Some(after) => all(conn, sql::NODE_PAGE_AFTER, params![id, after, limit], |r| {
-            node_from_row(conn, r)
-        }),
-    }
+    packs::node_records(conn, id, after, Some(limit), resolve_output)
 }
 
 fn signals(conn: &Connection, id: &str) -> Result<Vec<StoredSignal>> {
@@ -580,7 +581,7 @@ impl ExecutionStore for SqliteStore {
 
     async fn events(&self, id: &str) -> Result<Vec<Event>> {
         let id = id.to_string();
-        self.read(move |conn| all(conn, sql::EVENT_ROWS, [&id], |r| event_from_row(r)))
+        self.read(move |conn| packs::events(conn, &id, 0, None))
             .await
     }
 
@@ -597,15 +598,8 @@ impl ExecutionStore for SqliteStore {
 
     async fn events_page(&self, id: &str, after_seq: u64, limit: u32) -> Result<Vec<Event>> {
         let id = id.to_string();
-        self.read(move |conn| {
-            all(
-                conn,
-                sql::EVENT_PAGE,
-                params![id, i(after_seq), i64::from(limit)],
-                |r| event_from_row(r),
-            )
-        })
-        .await
+        self.read(move |conn| packs::events(conn, &id, i(after_seq), Some(limit)))
+            .await
     }
 
     async fn count_nodes(&self, id: &str) -> Result<u64> {

@@ -16,6 +16,7 @@ mod costs;
 mod db;
 mod exec;
 mod files;
+mod packs;
 mod quarantine;
 mod step_log;
 mod stmt;

@@ -12,6 +12,8 @@ use serde_json::Value;
 use crate::sql::exec_codec::{
     Encoded, EventRow, ExecRow, Json, NodeRow, Pending, REF, corrupt, i, sql,
 };
+use crate::sql::history_pack::{EndedLoop, ended_loop};
+use crate::sqlite::packs;
 use crate::sqlite::stmt::{db, exec, prepare, scalar};
 
 /// A step's history event (a replayed one is already there).
@@ -151,6 +153,11 @@ impl<'a> Writes<'a> {
     /// [`Pending::sorted`]).
     pub(crate) fn write_pending(&self, p: Pending<NodeRow, Json>) -> Result<()> {
         let rows = p.sorted();
+        let ended: Vec<EndedLoop> = rows
+            .nodes
+            .iter()
+            .filter_map(|((id, key), (n, _))| ended_loop(id, key, &n.status, &n.detail))
+            .collect();
         self.each_row(UPSERT_NODE, rows.nodes, |st, ((id, _), (n, retired))| {
             self.upsert_node(st, &id, n, retired)
         })?;
@@ -162,7 +169,8 @@ impl<'a> Writes<'a> {
         })?;
         self.each_row(DROP_VAR, rows.drop_vars, |st, (id, name)| {
             run(st, params![id, name])
-        })
+        })?;
+        packs::pack_ended_loops(self.conn, &ended)
     }
 
     /// Runs `sql` for each of `rows` through `write`, prepared once for all of them (a cache
@@ -300,6 +308,11 @@ impl<'a> Writes<'a> {
         // allocated when nothing is retired).
         let mut retired: std::collections::HashSet<&str> =
             enc.retired.iter().map(String::as_str).collect();
+        let ended: Vec<EndedLoop> = enc
+            .nodes
+            .iter()
+            .filter_map(|n| ended_loop(id, &n.key, &n.status, &n.detail))
+            .collect();
         self.each_row(UPSERT_NODE, enc.nodes, |st, n| {
             let gone = retired.remove(n.key.as_str());
             self.upsert_node(st, id, n, gone)
@@ -311,6 +324,7 @@ impl<'a> Writes<'a> {
         self.each_row(DROP_VAR, &enc.dropped_vars, |st, name| {
             run(st, params![id, name])
         })?;
+        packs::pack_ended_loops(self.conn, &ended)?;
         for t in &c.new_tasks {
             exec(
                 self.conn,

@@ -37,6 +37,7 @@ pub async fn run_all(s: &dyn Store) {
     large_values_round_trip_unchanged(s).await;
     node_records_and_events_are_read_a_page_at_a_time(s).await;
     retired_rows_stay_in_the_history_but_a_claim_leaves_them_out(s).await;
+    an_ended_loops_history_reads_back_whole_and_by_pages(s).await;
 }
 
 // ---- helpers --------------------------------------------------------------------------------
@@ -1771,4 +1772,145 @@ async fn retired_rows_stay_in_the_history_but_a_claim_leaves_them_out(s: &dyn St
         "the history keeps every row"
     );
     assert_eq!(s.count_nodes(id).await.unwrap(), 5);
+}
+
+/// A loop of 1,100 iterations ends: every record and event of its iterations reads back as it
+/// was committed, whole or by pages from any cursor (SQLite packs them once the loop ends,
+/// see `history_pack`; PostgreSQL keeps them as rows). Among them, records of every kind a
+/// pack must keep: failed with an error, retried, timers, details, no output, a record kept
+/// live (not retired) and one whose output is a payload reference.
+async fn an_ended_loops_history_reads_back_whole_and_by_pages(s: &dyn Store) {
+    let t = "exec-packed";
+    let id = "packed-1";
+    create(s, new_exec(t, id, Some("me"), T0)).await;
+    const ITEMS: u64 = 1_100;
+    let big = json!({"text": "q".repeat(40_000)});
+    let mut seq = 1;
+    let mut started = step(id, "me", seq, ExecStatus::Running);
+    started.events[0].kind = EventKind::NodeStarted;
+    started.events[0].node = Some("each".into());
+    let mut each = node("each", json!(null));
+    each.status = NodeStatus::Running;
+    each.output = None;
+    started.nodes.push(each.clone());
+    apply(s, started).await;
+    let mut want_nodes: Vec<NodeRecord> = Vec::new();
+    let mut want_events: Vec<Event> = Vec::new();
+    for chunk in 0..ITEMS / 50 {
+        seq += 1;
+        let mut c = step(id, "me", seq, ExecStatus::Running);
+        c.events.clear();
+        seq -= 1;
+        for i in chunk * 50..(chunk + 1) * 50 {
+            let at = T0 + i as i64 / 3;
+            let mut a = node(
+                &format!("each[{i}]/a"),
+                json!({"n": i, "s": format!("item {i}")}),
+            );
+            a.started_at = Some(at);
+            a.finished_at = Some(at + (i as i64 % 2));
+            a.done_seq = Some(2 * i);
+            a.detail.inbound.insert("up".into(), i % 5 != 0);
+            let mut b = node(&format!("each[{i}]/b"), json!(i));
+            b.started_at = Some(at);
+            b.finished_at = Some(at);
+            b.done_seq = Some(2 * i + 1);
+            if i % 7 == 3 {
+                b.status = NodeStatus::Failed;
+                b.output = None;
+                b.attempts = 3;
+                b.error = Some(NodeError::new("TOOL_FAILED", format!("attempt {i} failed")));
+            }
+            if i % 11 == 0 {
+                b.fire_at = Some(at + 5_000);
+                b.node_id = "b_other".into();
+            }
+            if i == 123 {
+                a.output = Some(big.clone().into());
+            }
+            for n in [&a, &b] {
+                seq += 1;
+                let mut e = event(seq, n.finished_at.unwrap(), EventKind::NodeSucceeded);
+                e.node = Some(n.key.clone());
+                e.attempt = n.attempts;
+                if i % 13 == 0 {
+                    e.data = json!({"i": i});
+                }
+                c.events.push(e.clone());
+                want_events.push(e);
+            }
+            c.exec.last_seq = seq;
+            // Ended iterations are retired, but one record a compensation keeps.
+            if i != 42 {
+                c.retired.push(a.key.clone());
+            }
+            c.retired.push(b.key.clone());
+            c.nodes.push(a.clone());
+            c.nodes.push(b.clone());
+            want_nodes.push(a);
+            want_nodes.push(b);
+        }
+        apply(s, c).await;
+    }
+    seq += 1;
+    let mut end = step(id, "me", seq, ExecStatus::Running);
+    end.events[0].node = Some("each".into());
+    each.status = NodeStatus::Succeeded;
+    each.output = Some(json!((0..ITEMS).collect::<Vec<_>>()).into());
+    each.detail.loop_progress = Some(Box::new(hilo_core::exec::LoopProgress {
+        started: ITEMS as u32,
+        finished: ITEMS as u32,
+        ..Default::default()
+    }));
+    end.nodes.push(each.clone());
+    want_events.push(end.events[0].clone());
+    apply(s, end).await;
+    seq += 1;
+    let done = step(id, "me", seq, ExecStatus::Succeeded);
+    want_events.push(done.events[0].clone());
+    apply(s, done).await;
+
+    want_nodes.push(each);
+    want_nodes.sort_by(|x, y| x.key.cmp(&y.key));
+    let mut first = event(1, T0 + 1, EventKind::NodeStarted);
+    first.node = Some("each".into());
+    want_events.insert(0, first);
+    let nodes = s.node_records(id).await.unwrap();
+    assert_eq!(nodes.len(), want_nodes.len());
+    for (got, want) in nodes.iter().zip(&want_nodes) {
+        assert_eq!(got, want, "record {}", want.key);
+    }
+    let events = s.events(id).await.unwrap();
+    assert_eq!(events, want_events);
+    assert_eq!(s.count_nodes(id).await.unwrap(), want_nodes.len() as u64);
+    assert_eq!(s.count_events(id).await.unwrap(), want_events.len() as u64);
+    for limit in [7, 100, 1_000] {
+        assert_eq!(
+            all_node_pages(s, id, limit).await,
+            want_nodes,
+            "node pages of {limit}"
+        );
+        assert_eq!(
+            all_event_pages(s, id, limit).await,
+            want_events,
+            "event pages of {limit}"
+        );
+    }
+    // From any cursor: a key inside the history, and sequence numbers inside it.
+    for at in [0usize, 1, 57, 290, 596, 1_234, 2_195] {
+        let page = s
+            .node_records_page(id, Some(&want_nodes[at].key), 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            page[..],
+            want_nodes[at + 1..at + 4],
+            "after {}",
+            want_nodes[at].key
+        );
+    }
+    for after in [1u64, 2, 150, 599, 2_000, 2_199] {
+        let page = s.events_page(id, after, 2).await.unwrap();
+        assert_eq!(page[..], want_events[after as usize..after as usize + 2]);
+    }
 }

@@ -250,3 +250,70 @@ async fn the_writer_closes_its_connection_when_the_store_is_dropped() {
     // The last connection to close checkpoints the WAL and removes it.
     assert!(!dir.path().join("hilo.db-wal").exists());
 }
+
+/// Packing an ended loop's history never fails the commit that ends it: when a pack cannot be
+/// made (here, a damaged pack row already in the loop's key range), the commit is applied, the
+/// loop's rows stay rows, whole, and a warning is logged.
+#[tokio::test]
+async fn a_loop_whose_history_cannot_be_packed_keeps_its_rows_and_its_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hilo.db");
+    let s = SqliteStore::open(&path, Durability::Normal).await.unwrap();
+    s.create_execution(new_exec("e1", Some("me")), Vec::new())
+        .await
+        .unwrap();
+    let mut c = step("e1", "me", 1, json!(1));
+    c.events[0].kind = EventKind::NodeStarted;
+    c.events[0].node = Some("each".into());
+    c.nodes.clear();
+    for i in 0..20 {
+        for k in ["x", "f"] {
+            let mut n = NodeRecord::new(format!("each[{i}]/{k}"), k);
+            n.status = NodeStatus::Succeeded;
+            n.output = Some(json!(i).into());
+            c.retired.push(n.key.clone());
+            c.nodes.push(n);
+        }
+    }
+    assert_eq!(
+        s.commit_batch(vec![c]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+    s.fold_step_logs().await.unwrap();
+    let damaged = rusqlite::Connection::open(&path).unwrap();
+    damaged
+        .execute(
+            "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, detail, retired) \
+             VALUES ('e1', 'each[', '', '@pack', 2, X'00FF', '', 1)",
+            [],
+        )
+        .unwrap();
+    let mut end = step("e1", "me", 2, json!(null));
+    end.events[0].node = Some("each".into());
+    end.nodes[0] = NodeRecord::new("each".into(), "each");
+    end.nodes[0].status = NodeStatus::Succeeded;
+    end.nodes[0].detail.loop_progress = Some(Box::new(hilo_core::exec::LoopProgress {
+        started: 20,
+        finished: 20,
+        ..Default::default()
+    }));
+    assert_eq!(
+        s.commit_batch(vec![end]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+    s.fold_step_logs().await.unwrap();
+    damaged
+        .execute("DELETE FROM exec_nodes WHERE node_key = 'each['", [])
+        .unwrap();
+    let rows: i64 = damaged
+        .query_row(
+            "SELECT COUNT(*) FROM exec_nodes WHERE execution_id = 'e1' AND status <> '@pack'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 41, "the 40 iteration rows and the loop's stay rows");
+    let nodes = s.node_records("e1").await.unwrap();
+    assert_eq!(nodes.len(), 41);
+    assert_eq!(s.events("e1").await.unwrap().len(), 2);
+}

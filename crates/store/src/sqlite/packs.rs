@@ -1,0 +1,481 @@
+//! Packed history on SQLite (see `sql::history_pack`): the writer packs the rows of a loop
+//! that has ended, inside the transaction that wrote its end; the readers of node records and
+//! events give packed members out in place, in key and sequence order, a page at a time.
+
+use std::collections::BTreeMap;
+
+use hilo_core::exec::{Event, NodeRecord};
+use hilo_core::store::Result;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, Row, params};
+
+use crate::sql::exec_codec::{REF, corrupt, sql};
+use crate::sql::exec_rows;
+use crate::sql::history_pack::{
+    EVENT_PACK_MAX, EndedLoop, GROUP_ITERATIONS, NodeMerge, PACK, PackedEvent, PackedNode,
+    decode_events, decode_nodes, encode_events, encode_nodes, groups, pack_keys_of, prefix_end,
+};
+use crate::sqlite::stmt::{db, exec, prepare, scalar};
+
+/// The rows of a key range of an execution, packs among them.
+const NODE_RANGE: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
+    fire_at, done_seq, detail, retired FROM exec_nodes WHERE execution_id = $1 AND node_key >= $2 AND node_key < $3 \
+    ORDER BY node_key";
+
+/// What a pack of the key range replaces: its retired rows but those whose output is a
+/// payload reference, and its own earlier pack (the rows `pack_nodes` takes, exactly).
+const DELETE_PACKED: &str = "DELETE FROM exec_nodes WHERE execution_id = $1 AND node_key >= $2 AND node_key < $3 \
+    AND ((status = '@pack' AND node_key = $2) OR (status <> '@pack' AND retired = 1 \
+    AND (output IS NULL OR SUBSTR(output, 1, 5) <> '@ref:')))";
+
+const INSERT_NODE_PACK: &str = "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, \
+    error, started_at, finished_at, fire_at, done_seq, detail, retired) \
+    VALUES ($1, $2, '', '@pack', $3, $4, NULL, $5, $6, NULL, NULL, '', 1)";
+
+const EVENTS_DESC: &str =
+    "SELECT seq, kind, node_key FROM exec_events WHERE execution_id = $1 ORDER BY seq DESC";
+
+const EVENT_RANGE: &str = "SELECT seq, at, kind, node_key, attempt, data FROM exec_events \
+    WHERE execution_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq LIMIT 512";
+/// The `LIMIT` of [`EVENT_RANGE`].
+const EVENT_READ: usize = 512;
+
+const DELETE_EVENTS: &str =
+    "DELETE FROM exec_events WHERE execution_id = $1 AND seq >= $2 AND seq <= $3";
+
+const INSERT_EVENT_PACK: &str = "INSERT INTO exec_events (execution_id, seq, at, kind, node_key, attempt, data) \
+    VALUES ($1, $2, $3, '@pack', NULL, $4, $5)";
+
+/// A column that holds text in rows and a pack's body in packs.
+fn bytes(r: &Row<'_>, i: usize) -> Result<Option<Vec<u8>>> {
+    Ok(match r.get_ref(i).map_err(db)? {
+        ValueRef::Null => None,
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(t.to_vec()),
+        ValueRef::Integer(n) => Some(n.to_string().into_bytes()),
+        ValueRef::Real(x) => Some(x.to_string().into_bytes()),
+    })
+}
+
+fn text(r: &Row<'_>, i: usize) -> Result<Option<String>> {
+    bytes(r, i)?
+        .map(|b| String::from_utf8(b).map_err(|e| corrupt("node row", e)))
+        .transpose()
+}
+
+fn packed_node(r: &Row<'_>) -> Result<PackedNode> {
+    Ok(PackedNode {
+        key: r.get(0).map_err(db)?,
+        node_id: r.get(1).map_err(db)?,
+        status: r.get(2).map_err(db)?,
+        attempts: r.get(3).map_err(db)?,
+        output: text(r, 4)?,
+        error: text(r, 5)?,
+        started_at: r.get(6).map_err(db)?,
+        finished_at: r.get(7).map_err(db)?,
+        fire_at: r.get(8).map_err(db)?,
+        done_seq: r.get(9).map_err(db)?,
+        detail: r.get(10).map_err(db)?,
+    })
+}
+
+/// Packs the node rows and events of the loops that ended in this write.
+pub(crate) fn pack_ended_loops(conn: &Connection, ended: &[EndedLoop]) -> Result<()> {
+    // Inner loops first (their keys are longer, and they end first): an outer loop ending in
+    // the same write then takes their packs over.
+    let mut ended: Vec<&EndedLoop> = ended.iter().collect();
+    ended.sort_by(|a, b| (&b.execution_id, &b.key).cmp(&(&a.execution_id, &a.key)));
+    for l in ended {
+        // Packing never fails the write that ended the loop: if it cannot be done, the loop's
+        // rows stay as they are, whole.
+        exec(conn, "SAVEPOINT hilo_pack", [])?;
+        match pack_nodes(conn, l).and_then(|()| pack_events(conn, l)) {
+            Ok(()) => exec(conn, "RELEASE hilo_pack", [])?,
+            Err(e) => {
+                tracing::warn!(
+                    execution = %l.execution_id,
+                    node = %l.key,
+                    error = %e,
+                    "the history of an ended loop was left unpacked"
+                );
+                exec(conn, "ROLLBACK TO hilo_pack", [])?;
+                exec(conn, "RELEASE hilo_pack", [])?
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Each group of the loop's iterations (see `history_pack::groups`) as one pack of its retired
+/// rows (loops inside it keep their own packs, so that no pack holds more than a group).
+fn pack_nodes(conn: &Connection, l: &EndedLoop) -> Result<()> {
+    let id = l.execution_id.as_str();
+    for g in groups(&l.key, l.started, GROUP_ITERATIONS) {
+        let end = prefix_end(&g);
+        // By key: a row written again after its pack was made (a commit applied twice)
+        // replaces the packed member.
+        let mut members: BTreeMap<String, PackedNode> = BTreeMap::new();
+        let mut gone = 0usize;
+        let mut fresh = 0usize;
+        {
+            let mut st = prepare(conn, NODE_RANGE)?;
+            let mut rows = st.query(params![id, g, end]).map_err(db)?;
+            while let Some(r) = rows.next().map_err(db)? {
+                let status: String = r.get(2).map_err(db)?;
+                let key: String = r.get(0).map_err(db)?;
+                if status == PACK {
+                    if key != g {
+                        // An inner loop's pack stays: a pack holds at most a group's rows.
+                        continue;
+                    }
+                    let body = bytes(r, 4)?.unwrap_or_default();
+                    for m in decode_nodes(&body)? {
+                        members.entry(m.key.clone()).or_insert(m);
+                    }
+                    gone += 1;
+                    continue;
+                }
+                let retired: i64 = r.get(11).map_err(db)?;
+                let m = packed_node(r)?;
+                if retired == 0 || m.output.as_deref().is_some_and(|o| o.starts_with(REF)) {
+                    // Live (a compensation may need it), or its output is a payload that
+                    // `prune` must see referenced: it stays a row.
+                    continue;
+                }
+                members.insert(key, m);
+                gone += 1;
+                fresh += 1;
+            }
+        }
+        if fresh == 0 || members.len() < 2 {
+            continue;
+        }
+        let first = members.values().filter_map(|m| m.started_at).min();
+        let last = members.values().filter_map(|m| m.finished_at).max();
+        let count = members.len() as i64;
+        let body = encode_nodes(members.into_values().collect())?;
+        let deleted = exec(conn, DELETE_PACKED, params![id, g, end])?;
+        if deleted != gone {
+            return Err(corrupt(
+                "history pack",
+                format!("{deleted} rows to replace under {g}, {gone} read"),
+            ));
+        }
+        exec(
+            conn,
+            INSERT_NODE_PACK,
+            params![id, g, count, body, first, last],
+        )?;
+    }
+    Ok(())
+}
+
+/// The loop's events, between its `node_started` and its last event, in packs of at most
+/// [`EVENT_PACK_MAX`]; packs already in that range (loops inside it) are taken over and cut
+/// again (each event is re-packed at most once per level of nesting).
+fn pack_events(conn: &Connection, l: &EndedLoop) -> Result<()> {
+    let id = l.execution_id.as_str();
+    // Its last event and its start, walking back from the newest.
+    let (mut end, mut start) = (None, None);
+    {
+        let mut st = prepare(conn, EVENTS_DESC)?;
+        let mut rows = st.query(params![id]).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            let seq: i64 = r.get(0).map_err(db)?;
+            let kind: String = r.get(1).map_err(db)?;
+            let key: Option<String> = r.get(2).map_err(db)?;
+            if end.is_none() && kind == PACK {
+                // Its events are packed already (an enclosing loop took them over).
+                return Ok(());
+            }
+            if key.as_deref() != Some(l.key.as_str()) {
+                continue;
+            }
+            if end.is_none() {
+                end = Some(seq);
+                if kind == "node_started" {
+                    // Its start is its last event: nothing of its iterations is here.
+                    return Ok(());
+                }
+            } else if kind == "node_started" {
+                start = Some(seq);
+                break;
+            }
+        }
+    }
+    let (Some(start), Some(end)) = (start, end) else {
+        return Ok(());
+    };
+    let mut batch = EventBatch::default();
+    let mut cursor = start;
+    loop {
+        let mut read = 0;
+        let mut held = 0usize;
+        let mut items: Vec<(Vec<PackedEvent>, bool)> = Vec::new();
+        {
+            let mut st = prepare(conn, EVENT_RANGE)?;
+            let mut rows = st.query(params![id, cursor, end]).map_err(db)?;
+            while let Some(r) = rows.next().map_err(db)? {
+                read += 1;
+                let seq: i64 = r.get(0).map_err(db)?;
+                let kind: String = r.get(2).map_err(db)?;
+                let data = bytes(r, 5)?;
+                if kind == PACK {
+                    let evs = decode_events(&data.unwrap_or_default())?;
+                    cursor = evs.last().map_or(seq, |e| e.seq);
+                    held += evs.len();
+                    items.push((evs, false));
+                    if held >= EVENT_PACK_MAX as usize {
+                        // Bounded memory: write what is held before reading on.
+                        read = EVENT_READ;
+                        break;
+                    }
+                } else {
+                    cursor = seq;
+                    let data = data
+                        .map(|b| String::from_utf8(b).map_err(|e| corrupt("event row", e)))
+                        .transpose()?;
+                    items.push((
+                        vec![PackedEvent {
+                            seq,
+                            at: r.get(1).map_err(db)?,
+                            kind,
+                            node: r.get(3).map_err(db)?,
+                            attempt: r.get(4).map_err(db)?,
+                            data,
+                        }],
+                        true,
+                    ));
+                }
+            }
+        }
+        for (evs, fresh) in items {
+            batch.add(conn, id, evs, fresh)?;
+        }
+        if read < EVENT_READ {
+            break;
+        }
+    }
+    batch.flush(conn, id)
+}
+
+/// Events gathered into the next pack: consecutive, at most [`EVENT_PACK_MAX`].
+#[derive(Default)]
+struct EventBatch {
+    events: Vec<PackedEvent>,
+    /// Whether any is a row (not already in a pack): a batch of one old pack is left as is.
+    fresh: bool,
+    packs: usize,
+}
+
+impl EventBatch {
+    fn add(
+        &mut self,
+        conn: &Connection,
+        id: &str,
+        evs: Vec<PackedEvent>,
+        fresh: bool,
+    ) -> Result<()> {
+        let next = self.events.last().map(|e| e.seq + 1);
+        let gap = next.is_some_and(|n| evs.first().is_some_and(|e| e.seq != n));
+        if gap || self.events.len() + evs.len() > EVENT_PACK_MAX as usize {
+            self.flush(conn, id)?;
+        }
+        self.fresh |= fresh;
+        self.packs += usize::from(!fresh);
+        self.events.extend(evs);
+        Ok(())
+    }
+
+    fn flush(&mut self, conn: &Connection, id: &str) -> Result<()> {
+        let events = std::mem::take(&mut self.events);
+        let (fresh, packs) = (
+            std::mem::take(&mut self.fresh),
+            std::mem::take(&mut self.packs),
+        );
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(());
+        };
+        if (!fresh && packs <= 1) || events.len() < 2 {
+            return Ok(());
+        }
+        let (first, last, at) = (first.seq, last.seq, last.at);
+        let body = encode_events(&events)?;
+        exec(conn, DELETE_EVENTS, params![id, first, last])?;
+        exec(
+            conn,
+            INSERT_EVENT_PACK,
+            params![id, first, at, events.len() as i64, body],
+        )?;
+        Ok(())
+    }
+}
+
+/// A row of the node queries: a record (and its output's column text), or a pack's members.
+enum NodeItem {
+    Row(Box<NodeRecord>, Option<String>),
+    Pack(Vec<PackedNode>),
+}
+
+fn node_item(r: &Row<'_>) -> Result<NodeItem> {
+    let status: String = r.get(2).map_err(db)?;
+    if status == PACK {
+        return Ok(NodeItem::Pack(decode_nodes(
+            &bytes(r, 4)?.unwrap_or_default(),
+        )?));
+    }
+    let (record, output) = exec_rows::node_from_row(r)?;
+    Ok(NodeItem::Row(Box::new(record), output))
+}
+
+const PACK_AT: &str =
+    "SELECT output FROM exec_nodes WHERE execution_id = $1 AND node_key = $2 AND status = '@pack'";
+
+/// Up to `limit` node records of `id` after the key `after` (every one when `limit` is
+/// `None`), by key, packed members among them; `resolve` reads an output's column text.
+pub(crate) fn node_records(
+    conn: &Connection,
+    id: &str,
+    after: Option<&str>,
+    limit: Option<u32>,
+    resolve: impl Fn(&Connection, NodeRecord, Option<String>) -> Result<NodeRecord>,
+) -> Result<Vec<NodeRecord>> {
+    let want = limit.map_or(usize::MAX, |l| l as usize);
+    if want == 0 {
+        return Ok(Vec::new());
+    }
+    let mut merge: NodeMerge<PackedNode> = NodeMerge::new(after);
+    if let Some(k) = after {
+        // The cursor may be a member of a pack that sorts before it.
+        for p in pack_keys_of(k) {
+            if let Some(body) = scalar::<Vec<u8>>(conn, PACK_AT, params![id, p])? {
+                merge.hold(decode_nodes(&body)?.into_iter().map(|m| (m.key.clone(), m)));
+            }
+        }
+    }
+    let batch = limit.map_or(i64::MAX, i64::from);
+    let mut out: Vec<NodeRecord> = Vec::new();
+    let mut cursor = after.map(str::to_string);
+    let member = |m: PackedNode| -> Result<NodeRecord> {
+        let (r, o) = m.record()?;
+        resolve(conn, r, o)
+    };
+    'pages: loop {
+        let items: Vec<(String, NodeItem)> = {
+            let mut st = match &cursor {
+                None => prepare(conn, sql::NODE_PAGE_FIRST)?,
+                Some(_) => prepare(conn, sql::NODE_PAGE_AFTER)?,
+            };
+            let mut rows = match &cursor {
+                None => st.query(params![id, batch]),
+                Some(c) => st.query(params![id, c, batch]),
+            }
+            .map_err(db)?;
+            let mut v = Vec::new();
+            while let Some(r) = rows.next().map_err(db)? {
+                v.push((r.get::<_, String>(0).map_err(db)?, node_item(r)?));
+            }
+            v
+        };
+        let n = items.len() as i64;
+        for (key, item) in items {
+            for m in merge.before(&key) {
+                out.push(member(m)?);
+                if out.len() >= want {
+                    break 'pages;
+                }
+            }
+            match item {
+                NodeItem::Pack(ms) => merge.hold(ms.into_iter().map(|m| (m.key.clone(), m))),
+                NodeItem::Row(r, o) => {
+                    out.push(resolve(conn, *r, o)?);
+                    if out.len() >= want {
+                        break 'pages;
+                    }
+                }
+            }
+            cursor = Some(key);
+        }
+        if n < batch {
+            for m in merge.rest() {
+                if out.len() >= want {
+                    break;
+                }
+                out.push(member(m)?);
+            }
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The event pack that holds the sequence number `seq`, if one does.
+const EVENT_AT: &str = "SELECT kind FROM exec_events WHERE execution_id = $1 AND seq = $2";
+const EVENT_PACK_BEFORE: &str = "SELECT seq, data FROM exec_events WHERE execution_id = $1 \
+    AND seq <= $2 AND seq > $3 AND kind = '@pack' ORDER BY seq DESC LIMIT 1";
+
+/// Up to `limit` events of `id` after `after_seq` (every one when `limit` is `None`), in
+/// order, packed ones among them.
+pub(crate) fn events(
+    conn: &Connection,
+    id: &str,
+    after_seq: i64,
+    limit: Option<u32>,
+) -> Result<Vec<Event>> {
+    let want = limit.map_or(usize::MAX, |l| l as usize);
+    let mut out: Vec<Event> = Vec::new();
+    if want == 0 {
+        return Ok(out);
+    }
+    if after_seq > 0 {
+        let kind: Option<String> = scalar(conn, EVENT_AT, params![id, after_seq])?;
+        if kind.as_deref().is_none_or(|k| k == PACK) {
+            let found: Option<(i64, Vec<u8>)> = prepare(conn, EVENT_PACK_BEFORE)?
+                .query_row(params![id, after_seq, after_seq - EVENT_PACK_MAX], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })
+                .map_err(db)?;
+            if let Some((_, body)) = found {
+                for e in decode_events(&body)? {
+                    if e.seq > after_seq && out.len() < want {
+                        out.push(e.event()?);
+                    }
+                }
+            }
+        }
+    }
+    let batch = limit.map_or(i64::MAX, i64::from);
+    let mut cursor = after_seq;
+    while out.len() < want {
+        let mut n = 0i64;
+        let mut st = prepare(conn, sql::EVENT_PAGE)?;
+        let mut rows = st.query(params![id, cursor, batch]).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            n += 1;
+            let seq: i64 = r.get(0).map_err(db)?;
+            cursor = seq;
+            let kind: String = r.get(2).map_err(db)?;
+            if kind == PACK {
+                for e in decode_events(&bytes(r, 5)?.unwrap_or_default())? {
+                    cursor = cursor.max(e.seq);
+                    if out.len() < want {
+                        out.push(e.event()?);
+                    }
+                }
+            } else if out.len() < want {
+                out.push(exec_rows::event_from_row(r)?);
+            }
+            if out.len() >= want {
+                break;
+            }
+        }
+        if n < batch {
+            break;
+        }
+    }
+    Ok(out)
+}
