@@ -105,37 +105,108 @@ pub(crate) fn exec_from_row(r: &impl RowAccess) -> Result<StoredExec> {
     })
 }
 
+/// A node row's columns as stored: its output, error and detail as their JSON text. Read from
+/// a row of `sql::NODE_ROWS` (or of the queries that have its columns), or out of a pack of
+/// history (`history_pack`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NodeColumns {
+    pub(crate) key: String,
+    pub(crate) node_id: String,
+    pub(crate) status: String,
+    pub(crate) attempts: i64,
+    /// The output's column text (a payload reference, unless it comes out of a pack).
+    pub(crate) output: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) started_at: Option<i64>,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) fire_at: Option<i64>,
+    pub(crate) done_seq: Option<i64>,
+    pub(crate) detail: String,
+}
+
+impl NodeColumns {
+    pub(crate) fn read(r: &impl RowAccess) -> Result<NodeColumns> {
+        Ok(NodeColumns {
+            key: r.text(0)?,
+            node_id: r.text(1)?,
+            status: r.text(2)?,
+            attempts: r.int(3)?,
+            output: r.opt_text(4)?,
+            error: r.opt_text(5)?,
+            started_at: r.opt_int(6)?,
+            finished_at: r.opt_int(7)?,
+            fire_at: r.opt_int(8)?,
+            done_seq: r.opt_int(9)?,
+            detail: r.text(10)?,
+        })
+    }
+
+    /// The record, and its output as column text (the record's `output` is left empty).
+    pub(crate) fn record(self) -> Result<(NodeRecord, Option<String>)> {
+        let record = NodeRecord {
+            status: NodeStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("node status", &self.status))?,
+            key: self.key,
+            node_id: self.node_id,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            output: None,
+            error: opt_json::<NodeError>(self.error)?,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            fire_at: self.fire_at,
+            done_seq: self.done_seq.map(u),
+            detail: serde_json::from_str::<NodeDetail>(&self.detail)
+                .map_err(|e| corrupt("node detail", e))?,
+        };
+        Ok((record, self.output))
+    }
+}
+
 /// A row of `sql::NODE_ROWS` (and of the queries that have its columns): the record, and its
 /// output as column text (the record's `output` is left empty).
 pub(crate) fn node_from_row(r: &impl RowAccess) -> Result<(NodeRecord, Option<String>)> {
-    let status = r.text(2)?;
-    let record = NodeRecord {
-        key: r.text(0)?,
-        node_id: r.text(1)?,
-        status: NodeStatus::parse(&status).ok_or_else(|| corrupt("node status", &status))?,
-        attempts: u32::try_from(r.int(3)?).unwrap_or(0),
-        output: None,
-        error: parsed::<NodeError>(r, 5)?,
-        started_at: r.opt_int(6)?,
-        finished_at: r.opt_int(7)?,
-        fire_at: r.opt_int(8)?,
-        done_seq: r.opt_int(9)?.map(u),
-        detail: decoded::<NodeDetail>(r, 10, "node detail")?,
-    };
-    Ok((record, r.opt_text(4)?))
+    NodeColumns::read(r)?.record()
+}
+
+/// An event row's columns as stored (its data as JSON text): from a row of `sql::EVENT_ROWS`
+/// (or `sql::EVENT_PAGE`, which has its columns), or out of a pack of history.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EventColumns {
+    pub(crate) seq: i64,
+    pub(crate) at: i64,
+    pub(crate) kind: String,
+    pub(crate) node: Option<String>,
+    pub(crate) attempt: i64,
+    pub(crate) data: Option<String>,
+}
+
+impl EventColumns {
+    pub(crate) fn read(r: &impl RowAccess) -> Result<EventColumns> {
+        Ok(EventColumns {
+            seq: r.int(0)?,
+            at: r.int(1)?,
+            kind: r.text(2)?,
+            node: r.opt_text(3)?,
+            attempt: r.int(4)?,
+            data: r.opt_text(5)?,
+        })
+    }
+
+    pub(crate) fn event(self) -> Result<Event> {
+        Ok(Event {
+            seq: u(self.seq),
+            at: self.at,
+            kind: EventKind::parse(&self.kind).ok_or_else(|| corrupt("event kind", &self.kind))?,
+            node: self.node,
+            attempt: u32::try_from(self.attempt).unwrap_or(0),
+            data: opt_json::<Value>(self.data)?.unwrap_or(Value::Null),
+        })
+    }
 }
 
 /// A row of `sql::EVENT_ROWS` (or `sql::EVENT_PAGE`, which has its columns).
 pub(crate) fn event_from_row(r: &impl RowAccess) -> Result<Event> {
-    let kind = r.text(2)?;
-    Ok(Event {
-        seq: u(r.int(0)?),
-        at: r.int(1)?,
-        kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
-        node: r.opt_text(3)?,
-        attempt: u32::try_from(r.int(4)?).unwrap_or(0),
-        data: parsed::<Value>(r, 5)?.unwrap_or(Value::Null),
-    })
+    EventColumns::read(r)?.event()
 }
 
 /// A row of `sql::SIGNAL_ROWS`.

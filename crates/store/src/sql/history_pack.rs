@@ -30,12 +30,12 @@ use std::io::{Read, Write};
 use flate2::Compression;
 use flate2::read::DeflateDecoder;
 use flate2::write::DeflateEncoder;
-use hilo_core::exec::{Event, EventKind, NodeDetail, NodeError, NodeRecord, NodeStatus};
+use hilo_core::exec::{NodeDetail, NodeStatus};
 use hilo_core::store::Result;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::sql::exec_codec::{corrupt, u};
+use crate::sql::exec_codec::corrupt;
+use crate::sql::exec_rows::{EventColumns, NodeColumns};
 
 /// The status of a node pack row and the kind of an event pack row.
 pub(crate) const PACK: &str = "@pack";
@@ -292,23 +292,6 @@ impl Delta {
     }
 }
 
-/// A stored node row, as the writer reads it back to pack it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct PackedNode {
-    pub(crate) key: String,
-    pub(crate) node_id: String,
-    pub(crate) status: String,
-    pub(crate) attempts: i64,
-    /// The output's column text (never a payload reference).
-    pub(crate) output: Option<String>,
-    pub(crate) error: Option<String>,
-    pub(crate) started_at: Option<i64>,
-    pub(crate) finished_at: Option<i64>,
-    pub(crate) fire_at: Option<i64>,
-    pub(crate) done_seq: Option<i64>,
-    pub(crate) detail: String,
-}
-
 /// A node pack's columns (each member's field in one list, so that alike values sit
 /// together): key shapes and number deltas, node ids where they are not the key's last
 /// segment, statuses, attempts, outputs (their texts follow the document; `-1`: none, `-2`:
@@ -367,7 +350,7 @@ fn inflate(body: &[u8]) -> Result<Vec<u8>> {
 
 /// The body of a node pack holding `members`: its columns as JSON, a newline, the outputs'
 /// texts one after another; compressed.
-pub(crate) fn encode_nodes(mut members: Vec<PackedNode>) -> Result<Vec<u8>> {
+pub(crate) fn encode_nodes(mut members: Vec<NodeColumns>) -> Result<Vec<u8>> {
     members.sort_by_cached_key(|m| natural(&m.key));
     let (mut keys, mut statuses, mut details) =
         (KeyCoder::default(), Dict::default(), Dict::default());
@@ -441,7 +424,7 @@ pub(crate) fn encode_nodes(mut members: Vec<PackedNode>) -> Result<Vec<u8>> {
 }
 
 /// The members of a node pack, in key order.
-pub(crate) fn decode_nodes(body: &[u8]) -> Result<Vec<PackedNode>> {
+pub(crate) fn decode_nodes(body: &[u8]) -> Result<Vec<NodeColumns>> {
     let doc = inflate(body)?;
     let cut = doc
         .iter()
@@ -502,7 +485,7 @@ pub(crate) fn decode_nodes(body: &[u8]) -> Result<Vec<PackedNode>> {
             (None, d) => finished.decode(d),
             (Some(_), None) => None,
         };
-        out.push(PackedNode {
+        out.push(NodeColumns {
             node_id: ids
                 .get(&i32_)
                 .cloned()
@@ -523,48 +506,6 @@ pub(crate) fn decode_nodes(body: &[u8]) -> Result<Vec<PackedNode>> {
     Ok(out)
 }
 
-impl PackedNode {
-    /// The record, and its output's column text (resolved by the backend).
-    pub(crate) fn record(self) -> Result<(NodeRecord, Option<String>)> {
-        let status =
-            NodeStatus::parse(&self.status).ok_or_else(|| corrupt("node status", &self.status))?;
-        let error = self
-            .error
-            .map(|e| serde_json::from_str::<NodeError>(&e))
-            .transpose()
-            .map_err(|e| corrupt("node error", e))?;
-        let detail: NodeDetail =
-            serde_json::from_str(&self.detail).map_err(|e| corrupt("node detail", e))?;
-        Ok((
-            NodeRecord {
-                key: self.key,
-                node_id: self.node_id,
-                status,
-                attempts: u32::try_from(self.attempts).unwrap_or(0),
-                output: None,
-                error,
-                started_at: self.started_at,
-                finished_at: self.finished_at,
-                fire_at: self.fire_at,
-                done_seq: self.done_seq.map(u),
-                detail,
-            },
-            self.output,
-        ))
-    }
-}
-
-/// A stored event row, as the writer reads it back to pack it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct PackedEvent {
-    pub(crate) seq: i64,
-    pub(crate) at: i64,
-    pub(crate) kind: String,
-    pub(crate) node: Option<String>,
-    pub(crate) attempt: i64,
-    pub(crate) data: Option<String>,
-}
-
 /// One event: kind, key (shape and number deltas), at (delta), attempt, data.
 type EventCols = (u32, Option<(u32, Vec<i64>)>, i64, i64, Option<String>);
 
@@ -578,7 +519,7 @@ struct EventBody {
 }
 
 /// The body of an event pack holding `events` (consecutive sequence numbers, in order).
-pub(crate) fn encode_events(events: &[PackedEvent]) -> Result<Vec<u8>> {
+pub(crate) fn encode_events(events: &[EventColumns]) -> Result<Vec<u8>> {
     let (mut kinds, mut keys) = (Dict::default(), KeyCoder::default());
     let mut at = Delta::default();
     let rows = events
@@ -604,7 +545,7 @@ pub(crate) fn encode_events(events: &[PackedEvent]) -> Result<Vec<u8>> {
 }
 
 /// The events of an event pack, in order.
-pub(crate) fn decode_events(body: &[u8]) -> Result<Vec<PackedEvent>> {
+pub(crate) fn decode_events(body: &[u8]) -> Result<Vec<EventColumns>> {
     let b: EventBody =
         serde_json::from_slice(&inflate(body)?).map_err(|e| corrupt("history pack", e))?;
     let mut keys = KeyDecoder {
@@ -614,7 +555,7 @@ pub(crate) fn decode_events(body: &[u8]) -> Result<Vec<PackedEvent>> {
     let mut at = Delta::default();
     let mut out = Vec::with_capacity(b.rows.len());
     for (i, (kind, key, d, attempt, data)) in b.rows.into_iter().enumerate() {
-        out.push(PackedEvent {
+        out.push(EventColumns {
             seq: b.first + i as i64,
             at: at.decode(Some(d)).unwrap_or(0),
             kind: get(&b.kinds, kind)?.to_string(),
@@ -624,24 +565,6 @@ pub(crate) fn decode_events(body: &[u8]) -> Result<Vec<PackedEvent>> {
         });
     }
     Ok(out)
-}
-
-impl PackedEvent {
-    pub(crate) fn event(self) -> Result<Event> {
-        Ok(Event {
-            seq: u(self.seq),
-            at: self.at,
-            kind: EventKind::parse(&self.kind).ok_or_else(|| corrupt("event kind", &self.kind))?,
-            node: self.node,
-            attempt: u32::try_from(self.attempt).unwrap_or(0),
-            data: self
-                .data
-                .map(|d| serde_json::from_str::<Value>(&d))
-                .transpose()
-                .map_err(|e| corrupt("event data", e))?
-                .unwrap_or(Value::Null),
-        })
-    }
 }
 
 /// Merges node rows read in key order with the members of the packs among them (each pack's
@@ -750,8 +673,8 @@ mod tests {
         }
     }
 
-    fn member(i: i64, id: &str, out: &str) -> PackedNode {
-        PackedNode {
+    fn member(i: i64, id: &str, out: &str) -> NodeColumns {
+        NodeColumns {
             key: format!("each[{i}]/{id}"),
             node_id: id.into(),
             status: "succeeded".into(),
@@ -772,7 +695,7 @@ mod tests {
 
     #[test]
     fn node_packs_round_trip_in_key_order_and_compress_a_loop() {
-        let mut members: Vec<PackedNode> = (0..1000)
+        let mut members: Vec<NodeColumns> = (0..1000)
             .flat_map(|i| {
                 [
                     member(i, "x", &i.to_string()),
@@ -796,8 +719,8 @@ mod tests {
 
     #[test]
     fn event_packs_round_trip() {
-        let events: Vec<PackedEvent> = (0..500)
-            .map(|i| PackedEvent {
+        let events: Vec<EventColumns> = (0..500)
+            .map(|i| EventColumns {
                 seq: 3 + i,
                 at: 1_795_597_685_000 + i / 7,
                 kind: if i % 3 == 0 {

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use hilo_core::exec::{Event, NodeRecord};
 use hilo_core::store::Result;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::sql::exec_codec::{REF, corrupt, sql};
-use crate::sql::exec_rows;
+use crate::sql::exec_rows::{self, EventColumns, NodeColumns};
 use crate::sql::history_pack::{
-    EVENT_PACK_MAX, EndedLoop, GROUP_ITERATIONS, NodeMerge, PACK, PackedEvent, PackedNode,
-    decode_events, decode_nodes, encode_events, encode_nodes, groups, pack_keys_of, prefix_end,
+    EVENT_PACK_MAX, EndedLoop, GROUP_ITERATIONS, NodeMerge, PACK, decode_events, decode_nodes,
+    encode_events, encode_nodes, groups, pack_keys_of, prefix_end,
 };
 use crate::sqlite::stmt::{db, exec, prepare, scalar};
 
@@ -56,32 +56,10 @@ fn bytes(r: &Row<'_>, i: usize) -> Result<Option<Vec<u8>>> {
     })
 }
 
-fn text(r: &Row<'_>, i: usize) -> Result<Option<String>> {
-    bytes(r, i)?
-        .map(|b| String::from_utf8(b).map_err(|e| corrupt("node row", e)))
-        .transpose()
-}
-
-fn packed_node(r: &Row<'_>) -> Result<PackedNode> {
-    Ok(PackedNode {
-        key: r.get(0).map_err(db)?,
-        node_id: r.get(1).map_err(db)?,
-        status: r.get(2).map_err(db)?,
-        attempts: r.get(3).map_err(db)?,
-        output: text(r, 4)?,
-        error: text(r, 5)?,
-        started_at: r.get(6).map_err(db)?,
-        finished_at: r.get(7).map_err(db)?,
-        fire_at: r.get(8).map_err(db)?,
-        done_seq: r.get(9).map_err(db)?,
-        detail: r.get(10).map_err(db)?,
-    })
-}
-
 /// Packs the node rows and events of the loops that ended in this write.
 pub(crate) fn pack_ended_loops(conn: &Connection, ended: &[EndedLoop]) -> Result<()> {
     // Inner loops first (their keys are longer, and they end first): an outer loop ending in
-    // the same write then takes their packs over.
+    // the same write then finds their events packed and cuts them again with its own.
     let mut ended: Vec<&EndedLoop> = ended.iter().collect();
     ended.sort_by(|a, b| (&b.execution_id, &b.key).cmp(&(&a.execution_id, &a.key)));
     for l in ended {
@@ -113,7 +91,7 @@ fn pack_nodes(conn: &Connection, l: &EndedLoop) -> Result<()> {
         let end = prefix_end(&g);
         // By key: a row written again after its pack was made (a commit applied twice)
         // replaces the packed member.
-        let mut members: BTreeMap<String, PackedNode> = BTreeMap::new();
+        let mut members: BTreeMap<String, NodeColumns> = BTreeMap::new();
         let mut gone = 0usize;
         let mut fresh = 0usize;
         {
@@ -135,7 +113,7 @@ fn pack_nodes(conn: &Connection, l: &EndedLoop) -> Result<()> {
                     continue;
                 }
                 let retired: i64 = r.get(11).map_err(db)?;
-                let m = packed_node(r)?;
+                let m = NodeColumns::read(r)?;
                 if retired == 0 || m.output.as_deref().is_some_and(|o| o.starts_with(REF)) {
                     // Live (a compensation may need it), or its output is a payload that
                     // `prune` must see referenced: it stays a row.
@@ -210,7 +188,7 @@ fn pack_events(conn: &Connection, l: &EndedLoop) -> Result<()> {
     loop {
         let mut read = 0;
         let mut held = 0usize;
-        let mut items: Vec<(Vec<PackedEvent>, bool)> = Vec::new();
+        let mut items: Vec<(Vec<EventColumns>, bool)> = Vec::new();
         {
             let mut st = prepare(conn, EVENT_RANGE)?;
             let mut rows = st.query(params![id, cursor, end]).map_err(db)?;
@@ -218,9 +196,8 @@ fn pack_events(conn: &Connection, l: &EndedLoop) -> Result<()> {
                 read += 1;
                 let seq: i64 = r.get(0).map_err(db)?;
                 let kind: String = r.get(2).map_err(db)?;
-                let data = bytes(r, 5)?;
                 if kind == PACK {
-                    let evs = decode_events(&data.unwrap_or_default())?;
+                    let evs = decode_events(&bytes(r, 5)?.unwrap_or_default())?;
                     cursor = evs.last().map_or(seq, |e| e.seq);
                     held += evs.len();
                     items.push((evs, false));
@@ -231,20 +208,7 @@ fn pack_events(conn: &Connection, l: &EndedLoop) -> Result<()> {
                     }
                 } else {
                     cursor = seq;
-                    let data = data
-                        .map(|b| String::from_utf8(b).map_err(|e| corrupt("event row", e)))
-                        .transpose()?;
-                    items.push((
-                        vec![PackedEvent {
-                            seq,
-                            at: r.get(1).map_err(db)?,
-                            kind,
-                            node: r.get(3).map_err(db)?,
-                            attempt: r.get(4).map_err(db)?,
-                            data,
-                        }],
-                        true,
-                    ));
+                    items.push((vec![EventColumns::read(r)?], true));
                 }
             }
         }
@@ -261,7 +225,7 @@ fn pack_events(conn: &Connection, l: &EndedLoop) -> Result<()> {
 /// Events gathered into the next pack: consecutive, at most [`EVENT_PACK_MAX`].
 #[derive(Default)]
 struct EventBatch {
-    events: Vec<PackedEvent>,
+    events: Vec<EventColumns>,
     /// Whether any is a row (not already in a pack): a batch of one old pack is left as is.
     fresh: bool,
     packs: usize,
@@ -272,7 +236,7 @@ impl EventBatch {
         &mut self,
         conn: &Connection,
         id: &str,
-        evs: Vec<PackedEvent>,
+        evs: Vec<EventColumns>,
         fresh: bool,
     ) -> Result<()> {
         let next = self.events.last().map(|e| e.seq + 1);
@@ -313,7 +277,7 @@ impl EventBatch {
 /// A row of the node queries: a record (and its output's column text), or a pack's members.
 enum NodeItem {
     Row(Box<NodeRecord>, Option<String>),
-    Pack(Vec<PackedNode>),
+    Pack(Vec<NodeColumns>),
 }
 
 fn node_item(r: &Row<'_>) -> Result<NodeItem> {
@@ -343,7 +307,7 @@ pub(crate) fn node_records(
     if want == 0 {
         return Ok(Vec::new());
     }
-    let mut merge: NodeMerge<PackedNode> = NodeMerge::new(after);
+    let mut merge: NodeMerge<NodeColumns> = NodeMerge::new(after);
     if let Some(k) = after {
         // The cursor may be a member of a pack that sorts before it.
         for p in pack_keys_of(k) {
@@ -355,7 +319,7 @@ pub(crate) fn node_records(
     let batch = limit.map_or(i64::MAX, i64::from);
     let mut out: Vec<NodeRecord> = Vec::new();
     let mut cursor = after.map(str::to_string);
-    let member = |m: PackedNode| -> Result<NodeRecord> {
+    let member = |m: NodeColumns| -> Result<NodeRecord> {
         let (r, o) = m.record()?;
         resolve(conn, r, o)
     };
@@ -433,11 +397,7 @@ pub(crate) fn events(
                 .query_row(params![id, after_seq, after_seq - EVENT_PACK_MAX], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(e),
-                })
+                .optional()
                 .map_err(db)?;
             if let Some((_, body)) = found {
                 for e in decode_events(&body)? {
