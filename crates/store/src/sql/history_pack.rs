@@ -619,25 +619,25 @@ mod tests {
             .flat_map(|&n| [1u64, 7, 100, 1024].map(|max| (n, max)))
             .chain([(100_000, 1024)]);
         for (n, max) in cases {
-            {
-                let gs = groups("each", n, max);
-                let mut seen = vec![0u32; n as usize];
-                for i in 0..n {
-                    let key = format!("each[{i}]/x");
-                    let holding: Vec<&String> =
-                        gs.iter().filter(|g| key.starts_with(g.as_str())).collect();
-                    assert_eq!(holding.len(), 1, "n={n} max={max} {key}: {holding:?}");
-                    seen[i as usize] += 1;
-                    let g = holding[0];
-                    assert!(key.as_str() < prefix_end(g).as_str());
-                }
-                assert!(seen.iter().all(|&s| s == 1));
-                for g in &gs {
-                    let c = (0..n)
-                        .filter(|i| format!("each[{i}]/x").starts_with(g.as_str()))
-                        .count() as u64;
-                    assert!(c <= max.max(1) || g.ends_with("]/"), "{g}: {c}");
-                }
+            let mut gs = groups("each", n, max);
+            gs.sort();
+            // Disjoint: each group's key range ends before the next one starts.
+            for w in gs.windows(2) {
+                assert!(prefix_end(&w[0]) <= w[1], "n={n} max={max}: {w:?} overlap");
+            }
+            // Covering: every iteration's keys are in a group (the last one not after them,
+            // the only one that can hold them once the ranges are disjoint).
+            let mut held: HashMap<&str, u64> = HashMap::new();
+            for i in 0..n {
+                let key = format!("each[{i}]/x");
+                let at = gs.partition_point(|g| g.as_str() <= key.as_str());
+                let g = at.checked_sub(1).map(|a| gs[a].as_str());
+                let g = g.filter(|g| key.starts_with(g));
+                let g = g.unwrap_or_else(|| panic!("n={n} max={max}: no group holds {key}"));
+                *held.entry(g).or_default() += 1;
+            }
+            for (g, c) in held {
+                assert!(c <= max.max(1) || g.ends_with("]/"), "{g}: {c}");
             }
         }
     }
