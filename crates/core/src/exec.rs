@@ -27,6 +27,17 @@ pub use crate::base::{NodeError, codes};
 /// The format version written into every persisted checkpoint row and event.
 pub const CHECKPOINT_FORMAT: u32 = 1;
 
+/// The first character of the variables that record an ended loop iteration (`\u{1}each[3]/`
+/// holds the output of the iteration whose records' keys start with `each[3]/`): a control
+/// character no workflow names a variable with in practice, and that every backend stores
+/// (PostgreSQL refuses NUL in text). The state document never shows these variables.
+///
+/// What a store may rely on: such a variable lives only while its loop runs (the commit that
+/// ends the loop drops it), and the records of its iteration, having ended, are never written
+/// again with another output while it lives. A store may therefore keep its value as a
+/// reference to the output of one of those records written in the same commit.
+pub const ITERATION_MARK: char = '\u{1}';
+
 /// An execution's lifecycle: `pending → running → (waiting ⇄ running) → terminal`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

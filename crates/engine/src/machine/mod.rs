@@ -137,10 +137,9 @@ pub const STEP_BUDGET: u32 = 256;
 
 const COMPENSATE_SUFFIX: &str = "#compensate";
 
-/// The name prefix of the variables that record an ended iteration (`\u{1}each[3]/` → its
-/// output): a control character no workflow names a variable with in practice, and that every
-/// backend stores (PostgreSQL refuses NUL in text). The state document never shows these.
-const ITERATION_MARK: char = '\u{1}';
+// The name prefix of the variables that record an ended iteration (see the constant's own
+// documentation for what stores may rely on).
+use hilo_core::exec::ITERATION_MARK;
 
 /// Counters of [`Machine::work`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

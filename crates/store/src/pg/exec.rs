@@ -38,7 +38,7 @@ use tokio::sync::Notify;
 use crate::pg::PgStore;
 use crate::sql::exec_codec::{
     ERASE_AUDIT, ERASE_CAPTURED, ERASE_OTHER_ROWS, Encoded, EventRow, ExecRow as RowUpdate, Json,
-    PRUNE_CHILD_ROWS, Pending, REF, SortedRows, corrupt, i, sql, stored_json, terminal, u,
+    Marks, PRUNE_CHILD_ROWS, Pending, REF, SortedRows, corrupt, i, sql, stored_json, terminal, u,
 };
 use crate::sql::exec_rows::{
     event_from_row, exec_columns, exec_from_row, node_from_row, signal_from_row, task_columns,
@@ -774,7 +774,7 @@ impl ExecutionStore for PgStore {
         let threshold = self.payload_threshold();
         let encoded = commits
             .iter()
-            .map(|c| Encoded::of(c, threshold))
+            .map(|c| Encoded::of(c, threshold, Marks::Copied))
             .collect::<Result<Vec<_>>>()?;
         let mut tx = self.pool().begin().await.map_err(backend)?;
         let mut rows = Rows::default();

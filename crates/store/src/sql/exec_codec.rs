@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hilo_core::exec::{Commit, Event, ExecUpdate, NodeRecord};
+use hilo_core::exec::{Commit, Event, ExecUpdate, ITERATION_MARK, NodeRecord};
 use hilo_core::store::{Result, StoreError};
 use hilo_core::stored::StoredJson;
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub(crate) const REF: &str = "@ref:";
+
+/// The column text of an iteration mark kept as a reference (SQLite only): `@node:` and the key
+/// of a node row of the same execution whose output is the mark's value (see
+/// [`Encoded::rows_of`]). No JSON text starts with `@`.
+pub(crate) const NODE_REF: &str = "@node:";
 
 /// The terminal statuses, as an SQL list (a macro so that statements stay `&'static str`).
 macro_rules! terminal {
@@ -72,6 +77,13 @@ impl Json {
         Json::encode_text(v.to_json_string(), threshold)
     }
 
+    /// The JSON text, inline or not.
+    pub(crate) fn text(&self) -> &str {
+        match self {
+            Json::Inline(text) | Json::Payload { text, .. } => text,
+        }
+    }
+
     fn encode_text(text: String, threshold: usize) -> Json {
         if text.len() <= threshold {
             return Json::Inline(text);
@@ -81,6 +93,57 @@ impl Json {
             .map(|b| format!("{b:02x}"))
             .collect::<String>();
         Json::Payload { hash, text }
+    }
+}
+
+/// Encodes a commit's values, each large one once: a loop iteration hands the same output to
+/// its last node's row and to the variable that records its end (and a `finish` body node's
+/// row repeats its source's), and serializing those copies of a 1 KiB output again took ~13 %
+/// of the runtime thread's time in the loop of `hilo bench` (`size_loop_1k`). A value equal to
+/// one encoded before gets that text; comparing is cheaper than serializing, and two values
+/// of different kinds or lengths differ at once.
+struct Texts<'c> {
+    threshold: usize,
+    /// Values of at least [`Texts::SHARED_FROM`] bytes of JSON encoded so far, a few.
+    seen: Vec<(&'c Value, Json)>,
+}
+
+impl<'c> Texts<'c> {
+    /// Smaller values are serialized again (a comparison would cost about as much).
+    const SHARED_FROM: usize = 256;
+    /// At most this many values are remembered (a commit has a handful of rows).
+    const KEPT: usize = 8;
+
+    fn new(threshold: usize) -> Texts<'c> {
+        Texts {
+            threshold,
+            seen: Vec::new(),
+        }
+    }
+
+    fn value(&mut self, v: &'c Value) -> Json {
+        if let Some((_, json)) = self
+            .seen
+            .iter()
+            .find(|(seen, _)| std::ptr::eq(*seen, v) || *seen == v)
+        {
+            return json.clone();
+        }
+        let json = Json::encode(v, self.threshold);
+        if json.text().len() >= Self::SHARED_FROM && self.seen.len() < Self::KEPT {
+            self.seen.push((v, json.clone()));
+        }
+        json
+    }
+
+    /// A node's output: the text it was read from when nothing parsed it since (no
+    /// serializing to share), else as [`Texts::value`].
+    fn stored(&mut self, v: &'c StoredJson) -> Json {
+        if v.is_parsed() {
+            self.value(v.get())
+        } else {
+            Json::encode_stored(v, self.threshold)
+        }
     }
 }
 
@@ -156,13 +219,13 @@ pub(crate) struct NodeRow {
 }
 
 impl NodeRow {
-    pub(crate) fn of(n: &NodeRecord, threshold: usize) -> NodeRow {
+    fn encoded<'c>(n: &'c NodeRecord, texts: &mut Texts<'c>) -> NodeRow {
         NodeRow {
             key: n.key.clone(),
             node_id: n.node_id.clone(),
             status: n.status.as_str().to_string(),
             attempts: i64::from(n.attempts),
-            output: n.output.as_ref().map(|v| Json::encode_stored(v, threshold)),
+            output: n.output.as_ref().map(|v| texts.stored(v)),
             error: n
                 .error
                 .as_ref()
@@ -176,9 +239,17 @@ impl NodeRow {
     }
 }
 
+/// Whether a commit's iteration marks may be kept as references to its node rows' outputs
+/// ([`Encoded::rows_of`]): only a backend whose readers resolve them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marks {
+    Copied,
+    Referenced,
+}
+
 impl Encoded {
-    pub(crate) fn of(c: &Commit, threshold: usize) -> Result<Encoded> {
-        let mut enc = Encoded::rows_of(c, threshold)?;
+    pub(crate) fn of(c: &Commit, threshold: usize, marks: Marks) -> Result<Encoded> {
+        let mut enc = Encoded::rows_of(c, threshold, marks)?;
         enc.retired = c.retired.clone();
         enc.dropped_vars = c.dropped_vars.clone();
         Ok(enc)
@@ -186,7 +257,16 @@ impl Encoded {
 
     /// [`Encoded::of`] but for the lists of what the commit retires, left empty: for a caller
     /// that reads them from the commit (the step log).
-    pub(crate) fn rows_of(c: &Commit, threshold: usize) -> Result<Encoded> {
+    ///
+    /// With [`Marks::Referenced`], an iteration mark (a variable named with
+    /// [`ITERATION_MARK`]) whose value is the output of one of its iteration's node rows in
+    /// this commit, of at least [`Texts::SHARED_FROM`] bytes, is kept as [`NODE_REF`] and that
+    /// row's key: the iteration's output is then written once instead of twice, and the mark,
+    /// deleted when the loop ends, is a small row (a loop of 1 KiB outputs wrote and deleted a
+    /// kilobyte more per iteration). The row cannot change while the mark lives (see
+    /// [`ITERATION_MARK`]), and packing an ended loop's rows happens in the write that drops
+    /// its marks.
+    pub(crate) fn rows_of(c: &Commit, threshold: usize, marks: Marks) -> Result<Encoded> {
         let x = &c.exec;
         let row = if rewrites_row(x) {
             Some(ExecRow {
@@ -205,19 +285,57 @@ impl Encoded {
         } else {
             None
         };
+        let mut texts = Texts::new(threshold);
+        let nodes: Vec<NodeRow> = c
+            .nodes
+            .iter()
+            .map(|n| NodeRow::encoded(n, &mut texts))
+            .collect();
+        let vars = c
+            .vars
+            .iter()
+            .map(|(name, v)| {
+                let shared = match marks {
+                    Marks::Referenced => mark_source(c, &nodes, name, v),
+                    Marks::Copied => None,
+                };
+                let json = shared.map_or_else(
+                    || texts.value(v),
+                    |key| Json::Inline(format!("{NODE_REF}{key}")),
+                );
+                (name.clone(), json)
+            })
+            .collect();
         Ok(Encoded {
             row,
             events: c.events.iter().map(EventRow::of).collect(),
-            nodes: c.nodes.iter().map(|n| NodeRow::of(n, threshold)).collect(),
-            vars: c
-                .vars
-                .iter()
-                .map(|(name, v)| (name.clone(), Json::encode(v, threshold)))
-                .collect(),
+            nodes,
+            vars,
             retired: Vec::new(),
             dropped_vars: Vec::new(),
         })
     }
+}
+
+/// The key of the node row of `c` whose output an iteration mark `name` holding `v` may refer
+/// to (see [`Encoded::rows_of`]): a row of a node of that iteration's own scope, written
+/// inline, of at least [`Texts::SHARED_FROM`] bytes, whose output is `v`.
+fn mark_source<'c>(c: &'c Commit, rows: &[NodeRow], name: &str, v: &Value) -> Option<&'c str> {
+    let prefix = name.strip_prefix(ITERATION_MARK)?;
+    c.nodes.iter().zip(rows).find_map(|(n, row)| {
+        let inline = matches!(&row.output, Some(Json::Inline(t)) if t.len() >= Texts::SHARED_FROM);
+        let same = n
+            .output
+            .as_ref()
+            .is_some_and(|o| o.is_parsed() && o.get() == v);
+        // A row of the iteration's own scope, not of a loop nested in it: a nested loop
+        // that ends in this commit packs its iterations' rows in the same write.
+        let own = n
+            .key
+            .strip_prefix(prefix)
+            .is_some_and(|id| !id.is_empty() && !id.contains(['/', '[']));
+        (inline && same && own).then_some(n.key.as_str())
+    })
 }
 
 /// The node and variable rows of one or more commits of a write, coalesced in commit order:

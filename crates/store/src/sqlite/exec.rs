@@ -19,8 +19,8 @@ use serde_json::Value;
 
 use crate::RunningLimits;
 use crate::sql::exec_codec::{
-    ERASE_AUDIT, ERASE_CAPTURED, ERASE_OTHER_ROWS, Encoded, EventRow, PRUNE_CHILD_ROWS, REF,
-    corrupt, i, sql, stored_json, terminal, u,
+    ERASE_AUDIT, ERASE_CAPTURED, ERASE_OTHER_ROWS, Encoded, EventRow, Marks, NODE_REF,
+    PRUNE_CHILD_ROWS, REF, corrupt, i, sql, stored_json, terminal, u,
 };
 
 use crate::sql::db::RowAccess;
@@ -123,6 +123,26 @@ const LIVE_NODE_ROWS: &str = "SELECT node_key, node_id, status, attempts, output
     fire_at, done_seq, detail FROM exec_nodes INDEXED BY exec_nodes_live \
     WHERE execution_id = $1 AND retired = 0 ORDER BY node_key";
 
+/// The value of the iteration mark `name` of `id` kept as a reference to the output of its
+/// node row `key` (see `Encoded::rows_of`). That row is never packed while the mark lives.
+fn mark_value(conn: &Connection, id: &str, name: &str, key: &str) -> Result<Value> {
+    let output: Option<Option<String>> = scalar(
+        conn,
+        "SELECT output FROM exec_nodes WHERE execution_id = $1 AND node_key = $2",
+        params![id, key],
+    )?;
+    match output {
+        Some(text) => Ok(get_json(conn, text)?.unwrap_or(Value::Null)),
+        None => Err(corrupt(
+            "variable",
+            format!(
+                "execution {id}: the variable {name:?} holds the output of the node row {key:?}, \
+                 which is missing; restore the database from a backup, or erase the execution"
+            ),
+        )),
+    }
+}
+
 /// The checkpoint of `id`: what a claim hands to the engine.
 fn load(conn: &Connection, id: &str) -> Result<Loaded> {
     let exec = exec_record(conn, None, id)?;
@@ -130,10 +150,14 @@ fn load(conn: &Connection, id: &str) -> Result<Loaded> {
     // over the partial index of live rows unless told.
     let nodes = all(conn, LIVE_NODE_ROWS, [id], |r| node_from_row(conn, r))?;
     let vars = all(conn, sql::VAR_ROWS, [id], |r| {
-        Ok((
-            r.text(0)?,
-            get_json(conn, r.opt_text(1)?)?.unwrap_or(Value::Null),
-        ))
+        let name = r.text(0)?;
+        let value = match r.opt_text(1)? {
+            Some(t) if t.starts_with(NODE_REF) => {
+                mark_value(conn, id, &name, &t[NODE_REF.len()..])?
+            }
+            t => get_json(conn, t)?.unwrap_or(Value::Null),
+        };
+        Ok((name, value))
     })?;
     let signals = signals(conn, id)?;
     Ok(Loaded {
@@ -288,7 +312,7 @@ impl ExecutionStore for SqliteStore {
             let mut frames = Vec::new();
             let mut framed = true;
             for c in &commits {
-                let enc = Encoded::rows_of(c, threshold)?;
+                let enc = Encoded::rows_of(c, threshold, Marks::Referenced)?;
                 if StepLog::frame_step(&mut frames, c, enc, now).is_err() {
                     framed = false;
                     break;
@@ -324,7 +348,7 @@ impl ExecutionStore for SqliteStore {
         let mut outcomes = vec![CommitOutcome::Committed; n];
         let mut rest = Vec::with_capacity(n);
         for (at, c) in commits.into_iter().enumerate() {
-            let enc = Encoded::of(&c, threshold)?;
+            let enc = Encoded::of(&c, threshold, Marks::Referenced)?;
             rest.push((at, c, enc));
         }
         // Children created held by this process: their steps may go to the log at once.

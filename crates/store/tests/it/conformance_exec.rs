@@ -8,8 +8,8 @@
 
 use hilo_core::exec::{
     Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
-    ExecUpdate, HumanTask, Lease, NewExecution, NodeError, NodeRecord, NodeStatus, ParentRef,
-    Signal, TaskFilter,
+    ExecUpdate, HumanTask, Lease, Loaded, NewExecution, NodeError, NodeRecord, NodeStatus,
+    ParentRef, Signal, TaskFilter,
 };
 use hilo_core::store::{Store, StoreError};
 use serde_json::{Value, json};
@@ -37,6 +37,7 @@ pub async fn run_all(s: &dyn Store) {
     large_values_round_trip_unchanged(s).await;
     node_records_and_events_are_read_a_page_at_a_time(s).await;
     retired_rows_stay_in_the_history_but_a_claim_leaves_them_out(s).await;
+    iteration_marks_read_back_as_their_values(s).await;
     an_ended_loops_history_reads_back_whole_and_by_pages(s).await;
 }
 
@@ -186,6 +187,14 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 fn by_key(mut nodes: Vec<NodeRecord>) -> Vec<NodeRecord> {
     nodes.sort_by(|a, b| a.key.cmp(&b.key));
     nodes
+}
+
+/// The checkpoint of `id` in `tenant`, claimed by `me` at `now` (it must be free).
+async fn claimed_by_me(s: &dyn Store, tenant: &str, id: &str, now: i64) -> Loaded {
+    s.claim(tenant, id, "me", LONG_MS, now)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("`{id}` can be claimed"))
 }
 
 fn by_name(mut vars: Vec<(String, Value)>) -> Vec<(String, Value)> {
@@ -1745,11 +1754,7 @@ async fn retired_rows_stay_in_the_history_but_a_claim_leaves_them_out(s: &dyn St
     let mut c = step(id, "w", 3, ExecStatus::Waiting);
     c.nodes = vec![node("each[1]/t", json!("again"))];
     apply(s, c).await;
-    let loaded = s
-        .claim(t, id, "me", LONG_MS, T0 + 10)
-        .await
-        .unwrap()
-        .unwrap();
+    let loaded = claimed_by_me(s, t, id, T0 + 10).await;
     let keys: Vec<String> = by_key(loaded.nodes).into_iter().map(|n| n.key).collect();
     assert_eq!(
         keys,
@@ -1772,6 +1777,71 @@ async fn retired_rows_stay_in_the_history_but_a_claim_leaves_them_out(s: &dyn St
         "the history keeps every row"
     );
     assert_eq!(s.count_nodes(id).await.unwrap(), 5);
+}
+
+/// Iteration marks read back as the values committed, whatever the backend keeps: SQLite keeps
+/// a large mark equal to the output of a row of its iteration's own scope in the same commit as
+/// a reference to that row (`exec_codec::Encoded::rows_of`), retired or not; a mark equal to
+/// a row of a nested loop's iteration, to another commit's row, or different from its rows, a
+/// small mark and an ordinary variable are copies. Dropping the marks leaves the rows.
+async fn iteration_marks_read_back_as_their_values(s: &dyn Store) {
+    let t = "exec-marks";
+    let id = "marks-1";
+    create(s, new_exec(t, id, Some("w"), T0)).await;
+    let mark = |i: u32| format!("\u{1}each[{i}]/");
+    let out = |i: u32| json!({"text": format!("{i}:{}", "m".repeat(400))});
+    let mut c = step(id, "w", 1, ExecStatus::Running);
+    c.nodes = vec![
+        node("each", json!(null)),
+        node("each[0]/x", out(0)),
+        node("each[0]/f", out(0)),
+        node("each[1]/inner[0]/f", out(1)),
+        node("each[2]/f", out(2)),
+        node("each[3]/f", json!("short")),
+    ];
+    c.vars = vec![
+        (mark(0), out(0)),
+        (mark(1), out(1)),
+        (mark(2), out(9)),
+        (mark(3), json!("short")),
+        ("plain".into(), out(0)),
+    ];
+    c.retired = vec!["each[0]/x".into(), "each[0]/f".into()];
+    apply(s, c).await;
+    let mut c = step(id, "w", 2, ExecStatus::Running);
+    c.nodes = vec![node("each[4]/f", out(4))];
+    c.vars = vec![(mark(4), out(4)), (mark(5), out(4))];
+    c.retired = vec!["each[4]/f".into()];
+    apply(s, c).await;
+    let mut c = step(id, "w", 3, ExecStatus::Waiting);
+    c.nodes = vec![node("each[5]/f", json!(5))];
+    apply(s, c).await;
+    let loaded = claimed_by_me(s, t, id, T0 + 10).await;
+    let want = by_name(vec![
+        (mark(0), out(0)),
+        (mark(1), out(1)),
+        (mark(2), out(9)),
+        (mark(3), json!("short")),
+        (mark(4), out(4)),
+        (mark(5), out(4)),
+        ("plain".into(), out(0)),
+    ]);
+    assert_eq!(
+        by_name(loaded.vars),
+        want,
+        "every mark reads back as committed"
+    );
+    // The loop ends: its marks go, every row stays in the history.
+    let mut c = step(id, "me", 4, ExecStatus::Waiting);
+    c.nodes = vec![node("each", json!([0]))];
+    c.dropped_vars = (0..6).map(mark).collect();
+    apply(s, c).await;
+    let loaded = claimed_by_me(s, t, id, T0 + 20).await;
+    assert_eq!(by_name(loaded.vars), [("plain".to_string(), out(0))]);
+    let history = by_key(s.node_records(id).await.unwrap());
+    assert_eq!(history.len(), 8);
+    let f0 = history.iter().find(|n| n.key == "each[0]/f").unwrap();
+    assert_eq!(f0.output.as_ref().map(|o| o.get().clone()), Some(out(0)));
 }
 
 /// A loop of 1,100 iterations ends: every record and event of its iterations reads back as it

@@ -251,17 +251,24 @@ async fn the_writer_closes_its_connection_when_the_store_is_dropped() {
     assert!(!dir.path().join("hilo.db-wal").exists());
 }
 
-/// Packing an ended loop's history never fails the commit that ends it: when a pack cannot be
-/// made (here, a damaged pack row already in the loop's key range), the commit is applied, the
-/// loop's rows stay rows, whole, and a warning is logged.
-#[tokio::test]
-async fn a_loop_whose_history_cannot_be_packed_keeps_its_rows_and_its_commit() {
+/// A store on a new database file holding the execution `e1`, leased to `me` (the
+/// directory is removed when dropped).
+async fn file_store_with_e1() -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hilo.db");
     let s = SqliteStore::open(&path, Durability::Normal).await.unwrap();
     s.create_execution(new_exec("e1", Some("me")), Vec::new())
         .await
         .unwrap();
+    (dir, path, s)
+}
+
+/// Packing an ended loop's history never fails the commit that ends it: when a pack cannot be
+/// made (here, a damaged pack row already in the loop's key range), the commit is applied, the
+/// loop's rows stay rows, whole, and a warning is logged.
+#[tokio::test]
+async fn a_loop_whose_history_cannot_be_packed_keeps_its_rows_and_its_commit() {
+    let (_dir, path, s) = file_store_with_e1().await;
     let mut c = step("e1", "me", 1, json!(1));
     c.events[0].kind = EventKind::NodeStarted;
     c.events[0].node = Some("each".into());
@@ -316,4 +323,54 @@ async fn a_loop_whose_history_cannot_be_packed_keeps_its_rows_and_its_commit() {
     let nodes = s.node_records("e1").await.unwrap();
     assert_eq!(nodes.len(), 41);
     assert_eq!(s.events("e1").await.unwrap().len(), 2);
+}
+
+/// A large iteration mark equal to the output of its iteration's row in the same commit is
+/// kept as a reference to that row (the output is written once), and a claim reads it back as
+/// the value; a mark whose row is gone is reported, not read as null.
+#[tokio::test]
+async fn an_iteration_mark_is_kept_as_a_reference_to_its_rows_output() {
+    let (_dir, path, s) = file_store_with_e1().await;
+    let out = json!({"text": "k".repeat(1024)});
+    let mut c = step("e1", "me", 1, json!(1));
+    let mut f = NodeRecord::new("each[7]/f".into(), "f");
+    f.status = NodeStatus::Succeeded;
+    f.output = Some(out.clone().into());
+    c.nodes.push(f);
+    c.retired = vec!["each[7]/f".into()];
+    c.vars = vec![("\u{1}each[7]/".into(), out.clone())];
+    assert_eq!(
+        s.commit_batch(vec![c]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+    s.fold_step_logs().await.unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let stored: String = raw
+        .query_row(
+            "SELECT value FROM exec_vars WHERE execution_id = 'e1' AND name = ?1",
+            ["\u{1}each[7]/"],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, "@node:each[7]/f");
+    let loaded = s
+        .claim("default", "e1", "me", 60_000, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let mark = loaded.vars.iter().find(|(n, _)| n == "\u{1}each[7]/");
+    assert_eq!(mark.map(|(_, v)| v), Some(&out));
+    raw.execute(
+        "DELETE FROM exec_nodes WHERE execution_id = 'e1' AND node_key = 'each[7]/f'",
+        [],
+    )
+    .unwrap();
+    let err = s
+        .claim("default", "e1", "me", 60_000, 20)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("each[7]/f") && err.to_string().contains("missing"),
+        "{err}"
+    );
 }

@@ -400,7 +400,7 @@ async fn a_record_this_build_cannot_decode_makes_the_store_unhealthy() {
     let (_dir, b, bytes, path) = dead_segment().await;
     // A whole frame (right length and checksum) whose body is no record this build knows.
     let body = [0xffu8; 24];
-    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&body);
+    let crc = crc32c::crc32c(&body);
     let mut foreign = bytes.clone();
     foreign.extend_from_slice(&(body.len() as u32).to_le_bytes());
     foreign.extend_from_slice(&crc.to_le_bytes());
