@@ -291,14 +291,15 @@ impl Encoded {
             .iter()
             .map(|n| NodeRow::encoded(n, &mut texts))
             .collect();
+        let sources = match marks {
+            Marks::Referenced => MarkSources::of(c, &nodes),
+            Marks::Copied => MarkSources::default(),
+        };
         let vars = c
             .vars
             .iter()
             .map(|(name, v)| {
-                let shared = match marks {
-                    Marks::Referenced => mark_source(c, &nodes, name, v),
-                    Marks::Copied => None,
-                };
+                let shared = sources.of_mark(c, name, v);
                 let json = shared.map_or_else(
                     || texts.value(v),
                     |key| Json::Inline(format!("{NODE_REF}{key}")),
@@ -317,25 +318,52 @@ impl Encoded {
     }
 }
 
-/// The key of the node row of `c` whose output an iteration mark `name` holding `v` may refer
-/// to (see [`Encoded::rows_of`]): a row of a node of that iteration's own scope, written
-/// inline, of at least [`Texts::SHARED_FROM`] bytes, whose output is `v`.
-fn mark_source<'c>(c: &'c Commit, rows: &[NodeRow], name: &str, v: &Value) -> Option<&'c str> {
-    let prefix = name.strip_prefix(ITERATION_MARK)?;
-    c.nodes.iter().zip(rows).find_map(|(n, row)| {
-        let inline = matches!(&row.output, Some(Json::Inline(t)) if t.len() >= Texts::SHARED_FROM);
-        let same = n
-            .output
-            .as_ref()
-            .is_some_and(|o| o.is_parsed() && o.get() == v);
-        // A row of the iteration's own scope, not of a loop nested in it: a nested loop
-        // that ends in this commit packs its iterations' rows in the same write.
-        let own = n
-            .key
-            .strip_prefix(prefix)
-            .is_some_and(|id| !id.is_empty() && !id.contains(['/', '[']));
-        (inline && same && own).then_some(n.key.as_str())
-    })
+/// The node rows of a commit an iteration mark may refer to (see [`Encoded::rows_of`]),
+/// by scope: the key up to and including its last `/` → the indices of the rows of nodes of
+/// that scope (not of a loop nested in it) written inline, of at least [`Texts::SHARED_FROM`]
+/// bytes. Built once per commit, so that a commit of many marks and rows costs its size, not
+/// marks × rows; empty, and never looked into, when the commit has no such row.
+#[derive(Default)]
+struct MarkSources<'c> {
+    by_scope: HashMap<&'c str, Vec<usize>>,
+}
+
+impl<'c> MarkSources<'c> {
+    fn of(c: &'c Commit, rows: &[NodeRow]) -> Self {
+        let mut by_scope: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, (n, row)) in c.nodes.iter().zip(rows).enumerate() {
+            let inline =
+                matches!(&row.output, Some(Json::Inline(t)) if t.len() >= Texts::SHARED_FROM);
+            let parsed = n.output.as_ref().is_some_and(|o| o.is_parsed());
+            if !(inline && parsed) {
+                continue;
+            }
+            let Some(cut) = n.key.rfind('/') else {
+                continue;
+            };
+            // A row of the iteration's own scope, not of a loop nested in it: a nested loop
+            // that ends in this commit packs its iterations' rows in the same write.
+            let id = &n.key[cut + 1..];
+            if id.is_empty() || id.contains('[') {
+                continue;
+            }
+            by_scope.entry(&n.key[..=cut]).or_default().push(i);
+        }
+        MarkSources { by_scope }
+    }
+
+    /// The key of the row whose output the iteration mark `name` holding `v` may refer to.
+    fn of_mark(&self, c: &'c Commit, name: &str, v: &Value) -> Option<&'c str> {
+        if self.by_scope.is_empty() {
+            return None;
+        }
+        let scope = name.strip_prefix(ITERATION_MARK)?;
+        self.by_scope.get(scope)?.iter().find_map(|&i| {
+            let n = &c.nodes[i];
+            let same = n.output.as_ref().is_some_and(|o| o.get() == v);
+            same.then_some(n.key.as_str())
+        })
+    }
 }
 
 /// The node and variable rows of one or more commits of a write, coalesced in commit order:

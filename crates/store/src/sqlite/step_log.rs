@@ -185,15 +185,7 @@ pub(crate) struct StepLog {
     /// A segment no fold can get past (a record this build cannot decode, or a damaged one
     /// with records after it), and why: the store is not healthy while it is there.
     stuck: Mutex<Option<(String, String)>>,
-    /// What folds read segments into, kept from one fold to the next (up to
-    /// [`READ_BUFFER_KEPT`]): a new buffer each time had its pages faulted in anew, ~4 % of
-    /// the writer thread's time with 1 KiB outputs.
-    read_buffer: Mutex<Vec<u8>>,
 }
-
-/// The largest read buffer a fold keeps for the next one (a segment ends soon after
-/// [`SEGMENT_BYTES`]; a longer one, another process's, is read into a buffer of its own).
-const READ_BUFFER_KEPT: usize = 2 * SEGMENT_BYTES as usize;
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Backend(format!(
@@ -373,7 +365,6 @@ impl StepLog {
             dropped: AtomicU64::new(0),
             torn: AtomicU64::new(0),
             stuck: Mutex::new(None),
-            read_buffer: Mutex::new(Vec::new()),
         })
     }
 
@@ -731,12 +722,6 @@ impl StepLog {
         let w = Writes::new(conn);
         let mut batch = Batch::default();
         let mut out = Vec::with_capacity(segments.len());
-        let mut bytes = std::mem::take(
-            &mut *self
-                .read_buffer
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
         for seen in segments {
             let done: u64 = scalar::<i64>(
                 conn,
@@ -747,16 +732,13 @@ impl StepLog {
             // Whether anyone still appends to it, asked before reading: if nobody did then,
             // a torn record at the end of what is read stays torn.
             let dead = unlocked(&seen.path);
-            bytes.clear();
+            let mut bytes = Vec::new();
             let mut file = match File::open(&seen.path) {
                 Ok(f) => f,
                 // Deleted meanwhile by another process, after it folded it.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io("open", &seen.path, e)),
             };
-            if let Ok(m) = file.metadata() {
-                bytes.reserve(usize::try_from(m.len().saturating_sub(done)).unwrap_or(0));
-            }
             file.seek(SeekFrom::Start(done))
                 .and_then(|_| file.read_to_end(&mut bytes))
                 .map_err(|e| io("read", &seen.path, e))?;
@@ -829,13 +811,6 @@ impl StepLog {
             out.push(Folded { seen, folded, len });
         }
         batch.finish(&w)?;
-        if bytes.capacity() <= READ_BUFFER_KEPT {
-            bytes.clear();
-            *self
-                .read_buffer
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = bytes;
-        }
         // Got past the segment that was stuck (or it is gone): healthy again.
         let mut stuck = self.stuck.lock().unwrap_or_else(PoisonError::into_inner);
         if stuck.as_ref().is_some_and(|(name, _)| {
