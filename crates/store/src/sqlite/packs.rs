@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use hilo_core::exec::{Event, NodeRecord};
-use hilo_core::store::Result;
+use hilo_core::store::{Result, StoreError};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::sql::exec_codec::{REF, corrupt, sql};
+use crate::sql::exec_codec::{corrupt, sql};
 use crate::sql::exec_rows::{self, EventColumns, NodeColumns};
 use crate::sql::history_pack::{
     EVENT_PACK_MAX, EndedLoop, GROUP_ITERATIONS, NodeMerge, PACK, decode_events, decode_nodes,
@@ -17,16 +17,34 @@ use crate::sql::history_pack::{
 };
 use crate::sqlite::stmt::{db, exec, prepare, scalar};
 
-/// The rows of a key range of an execution, packs among them.
-const NODE_RANGE: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
-    fire_at, done_seq, detail, retired FROM exec_nodes WHERE execution_id = $1 AND node_key >= $2 AND node_key < $3 \
-    ORDER BY node_key";
+/// Which rows of a key range `$2`..`$3` a pack of it replaces: its retired rows but those whose
+/// output is a payload reference (`prune` must see them referenced), and its own earlier pack.
+/// One expression for the read that gathers the members and the delete that removes them, so
+/// that they take the same rows by construction. It calls no SQL function (a reference is told
+/// by the range of texts that start with `@ref:`, `;` following `:`): SQLite gives a statement
+/// that changes many rows and calls a function a statement journal, a copy of every page the
+/// delete touches (64 MB for a loop of 10,000 outputs of 1 KiB).
+macro_rules! replaced_by_pack {
+    () => {
+        "((status = '@pack' AND node_key = $2) OR (status <> '@pack' AND retired = 1 \
+         AND (output IS NULL OR output < '@ref:' OR output >= '@ref;')))"
+    };
+}
 
-/// What a pack of the key range replaces: its retired rows but those whose output is a
-/// payload reference, and its own earlier pack (the rows `pack_nodes` takes, exactly).
-const DELETE_PACKED: &str = "DELETE FROM exec_nodes WHERE execution_id = $1 AND node_key >= $2 AND node_key < $3 \
-    AND ((status = '@pack' AND node_key = $2) OR (status <> '@pack' AND retired = 1 \
-    AND (output IS NULL OR SUBSTR(output, 1, 5) <> '@ref:')))";
+/// The rows of a key range of an execution that a pack of it replaces, in key order.
+const NODE_RANGE: &str = concat!(
+    "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
+     fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 AND node_key >= $2 \
+     AND node_key < $3 AND ",
+    replaced_by_pack!(),
+    " ORDER BY node_key"
+);
+
+/// What a pack of the key range replaces (the rows [`NODE_RANGE`] reads, exactly).
+const DELETE_PACKED: &str = concat!(
+    "DELETE FROM exec_nodes WHERE execution_id = $1 AND node_key >= $2 AND node_key < $3 AND ",
+    replaced_by_pack!()
+);
 
 const INSERT_NODE_PACK: &str = "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, \
     error, started_at, finished_at, fire_at, done_seq, detail, retired) \
@@ -57,30 +75,42 @@ fn bytes(r: &Row<'_>, i: usize) -> Result<Option<Vec<u8>>> {
 }
 
 /// Packs the node rows and events of the loops that ended in this write.
+///
+/// Packing never fails the write that ended a loop: what cannot be read or decoded (a damaged
+/// row or pack in the way) is left as it is, rows whole, with a warning. So each pack is read
+/// and encoded before anything is changed, then written by a delete and an insert; no
+/// savepoint is taken, because under one SQLite copies every page the delete touches to a
+/// temporary sub-journal. An error of the delete or the insert is the database's, and fails
+/// the write like any other.
 pub(crate) fn pack_ended_loops(conn: &Connection, ended: &[EndedLoop]) -> Result<()> {
     // Inner loops first (their keys are longer, and they end first): an outer loop ending in
     // the same write then finds their events packed and cuts them again with its own.
     let mut ended: Vec<&EndedLoop> = ended.iter().collect();
     ended.sort_by(|a, b| (&b.execution_id, &b.key).cmp(&(&a.execution_id, &a.key)));
     for l in ended {
-        // Packing never fails the write that ended the loop: if it cannot be done, the loop's
-        // rows stay as they are, whole.
-        exec(conn, "SAVEPOINT hilo_pack", [])?;
-        match pack_nodes(conn, l).and_then(|()| pack_events(conn, l)) {
-            Ok(()) => exec(conn, "RELEASE hilo_pack", [])?,
-            Err(e) => {
-                tracing::warn!(
-                    execution = %l.execution_id,
-                    node = %l.key,
-                    error = %e,
-                    "the history of an ended loop was left unpacked"
-                );
-                exec(conn, "ROLLBACK TO hilo_pack", [])?;
-                exec(conn, "RELEASE hilo_pack", [])?
-            }
-        };
+        pack_nodes(conn, l)?;
+        pack_events(conn, l)?;
     }
     Ok(())
+}
+
+/// Logs what packing left unpacked, and why.
+fn left_unpacked(l: &EndedLoop, what: &str, e: &StoreError) {
+    tracing::warn!(
+        execution = %l.execution_id,
+        node = %l.key,
+        error = %e,
+        "the {what} of an ended loop were left unpacked"
+    );
+}
+
+/// A group's pack, read and encoded: the rows it replaces and its columns.
+struct NodePack {
+    replaced: usize,
+    count: i64,
+    first: Option<i64>,
+    last: Option<i64>,
+    body: Vec<u8>,
 }
 
 /// Each group of the loop's iterations (see `history_pack::groups`) as one pack of its retired
@@ -89,62 +119,74 @@ fn pack_nodes(conn: &Connection, l: &EndedLoop) -> Result<()> {
     let id = l.execution_id.as_str();
     for g in groups(&l.key, l.started, GROUP_ITERATIONS) {
         let end = prefix_end(&g);
-        // By key: a row written again after its pack was made (a commit applied twice)
-        // replaces the packed member.
-        let mut members: BTreeMap<String, NodeColumns> = BTreeMap::new();
-        let mut gone = 0usize;
-        let mut fresh = 0usize;
-        {
-            let mut st = prepare(conn, NODE_RANGE)?;
-            let mut rows = st.query(params![id, g, end]).map_err(db)?;
-            while let Some(r) = rows.next().map_err(db)? {
-                let status: String = r.get(2).map_err(db)?;
-                let key: String = r.get(0).map_err(db)?;
-                if status == PACK {
-                    if key != g {
-                        // An inner loop's pack stays: a pack holds at most a group's rows.
-                        continue;
-                    }
-                    let body = bytes(r, 4)?.unwrap_or_default();
-                    for m in decode_nodes(&body)? {
-                        members.entry(m.key.clone()).or_insert(m);
-                    }
-                    gone += 1;
-                    continue;
-                }
-                let retired: i64 = r.get(11).map_err(db)?;
-                let m = NodeColumns::read(r)?;
-                if retired == 0 || m.output.as_deref().is_some_and(|o| o.starts_with(REF)) {
-                    // Live (a compensation may need it), or its output is a payload that
-                    // `prune` must see referenced: it stays a row.
-                    continue;
-                }
-                members.insert(key, m);
-                gone += 1;
-                fresh += 1;
+        let pack = match read_node_pack(conn, id, &g, &end) {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(e) => {
+                left_unpacked(l, "node rows", &e);
+                continue;
             }
-        }
-        if fresh == 0 || members.len() < 2 {
-            continue;
-        }
-        let first = members.values().filter_map(|m| m.started_at).min();
-        let last = members.values().filter_map(|m| m.finished_at).max();
-        let count = members.len() as i64;
-        let body = encode_nodes(members.into_values().collect())?;
+        };
         let deleted = exec(conn, DELETE_PACKED, params![id, g, end])?;
-        if deleted != gone {
+        if deleted != pack.replaced {
+            // The same expression over the same rows in the same transaction: not reachable.
             return Err(corrupt(
                 "history pack",
-                format!("{deleted} rows to replace under {g}, {gone} read"),
+                format!(
+                    "{deleted} rows to replace under {g}, {} read",
+                    pack.replaced
+                ),
             ));
         }
         exec(
             conn,
             INSERT_NODE_PACK,
-            params![id, g, count, body, first, last],
+            params![id, g, pack.count, pack.body, pack.first, pack.last],
         )?;
     }
     Ok(())
+}
+
+/// The pack of the key range `g`..`end`, read and encoded (None: nothing new to pack).
+fn read_node_pack(conn: &Connection, id: &str, g: &str, end: &str) -> Result<Option<NodePack>> {
+    // By key: a row written again after its pack was made (a commit applied twice) replaces
+    // the packed member.
+    let mut members: BTreeMap<String, NodeColumns> = BTreeMap::new();
+    let mut replaced = 0usize;
+    let mut fresh = 0usize;
+    {
+        let mut st = prepare(conn, NODE_RANGE)?;
+        let mut rows = st.query(params![id, g, end]).map_err(db)?;
+        while let Some(r) = rows.next().map_err(db)? {
+            replaced += 1;
+            let status: String = r.get(2).map_err(db)?;
+            if status == PACK {
+                // The group's own earlier pack (an inner loop's packs are not replaced).
+                let body = bytes(r, 4)?.unwrap_or_default();
+                for m in decode_nodes(&body)? {
+                    members.entry(m.key.clone()).or_insert(m);
+                }
+                continue;
+            }
+            let m = NodeColumns::read(r)?;
+            members.insert(m.key.clone(), m);
+            fresh += 1;
+        }
+    }
+    if fresh == 0 || members.len() < 2 {
+        return Ok(None);
+    }
+    let first = members.values().filter_map(|m| m.started_at).min();
+    let last = members.values().filter_map(|m| m.finished_at).max();
+    let count = members.len() as i64;
+    let body = encode_nodes(members.into_values().collect())?;
+    Ok(Some(NodePack {
+        replaced,
+        count,
+        first,
+        last,
+        body,
+    }))
 }
 
 /// The loop's events, between its `node_started` and its last event, in packs of at most
@@ -152,66 +194,25 @@ fn pack_nodes(conn: &Connection, l: &EndedLoop) -> Result<()> {
 /// again (each event is re-packed at most once per level of nesting).
 fn pack_events(conn: &Connection, l: &EndedLoop) -> Result<()> {
     let id = l.execution_id.as_str();
-    // Its last event and its start, walking back from the newest.
-    let (mut end, mut start) = (None, None);
-    {
-        let mut st = prepare(conn, EVENTS_DESC)?;
-        let mut rows = st.query(params![id]).map_err(db)?;
-        while let Some(r) = rows.next().map_err(db)? {
-            let seq: i64 = r.get(0).map_err(db)?;
-            let kind: String = r.get(1).map_err(db)?;
-            let key: Option<String> = r.get(2).map_err(db)?;
-            if end.is_none() && kind == PACK {
-                // Its events are packed already (an enclosing loop took them over).
-                return Ok(());
-            }
-            if key.as_deref() != Some(l.key.as_str()) {
-                continue;
-            }
-            if end.is_none() {
-                end = Some(seq);
-                if kind == "node_started" {
-                    // Its start is its last event: nothing of its iterations is here.
-                    return Ok(());
-                }
-            } else if kind == "node_started" {
-                start = Some(seq);
-                break;
-            }
+    let (start, end) = match loop_span(conn, l) {
+        Ok(Some(span)) => span,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            left_unpacked(l, "events", &e);
+            return Ok(());
         }
-    }
-    let (Some(start), Some(end)) = (start, end) else {
-        return Ok(());
     };
     let mut batch = EventBatch::default();
     let mut cursor = start;
     loop {
-        let mut read = 0;
-        let mut held = 0usize;
-        let mut items: Vec<(Vec<EventColumns>, bool)> = Vec::new();
-        {
-            let mut st = prepare(conn, EVENT_RANGE)?;
-            let mut rows = st.query(params![id, cursor, end]).map_err(db)?;
-            while let Some(r) = rows.next().map_err(db)? {
-                read += 1;
-                let seq: i64 = r.get(0).map_err(db)?;
-                let kind: String = r.get(2).map_err(db)?;
-                if kind == PACK {
-                    let evs = decode_events(&bytes(r, 5)?.unwrap_or_default())?;
-                    cursor = evs.last().map_or(seq, |e| e.seq);
-                    held += evs.len();
-                    items.push((evs, false));
-                    if held >= EVENT_PACK_MAX as usize {
-                        // Bounded memory: write what is held before reading on.
-                        read = EVENT_READ;
-                        break;
-                    }
-                } else {
-                    cursor = seq;
-                    items.push((vec![EventColumns::read(r)?], true));
-                }
+        let (items, read) = match read_events(conn, id, &mut cursor, end) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                // What was packed before stays packed; the rest stays rows.
+                left_unpacked(l, "events", &e);
+                return Ok(());
             }
-        }
+        };
         for (evs, fresh) in items {
             batch.add(conn, id, evs, fresh)?;
         }
@@ -221,6 +222,73 @@ fn pack_events(conn: &Connection, l: &EndedLoop) -> Result<()> {
     }
     batch.flush(conn, id)
 }
+
+/// The loop's `node_started` and its last event (None: nothing of its iterations to pack),
+/// walking back from the newest.
+fn loop_span(conn: &Connection, l: &EndedLoop) -> Result<Option<(i64, i64)>> {
+    let mut end = None;
+    let mut st = prepare(conn, EVENTS_DESC)?;
+    let mut rows = st.query(params![l.execution_id]).map_err(db)?;
+    while let Some(r) = rows.next().map_err(db)? {
+        let seq: i64 = r.get(0).map_err(db)?;
+        let kind: String = r.get(1).map_err(db)?;
+        let key: Option<String> = r.get(2).map_err(db)?;
+        if end.is_none() && kind == PACK {
+            // Its events are packed already (an enclosing loop took them over).
+            return Ok(None);
+        }
+        if key.as_deref() != Some(l.key.as_str()) {
+            continue;
+        }
+        match end {
+            None if kind == "node_started" => {
+                // Its start is its last event: nothing of its iterations is here.
+                return Ok(None);
+            }
+            None => end = Some(seq),
+            Some(last) if kind == "node_started" => return Ok(Some((seq, last))),
+            Some(_) => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Up to [`EVENT_READ`] events after `cursor` and before `end`, packs among them (each with
+/// whether it is a row), moving `cursor` past them; and how many rows were read.
+fn read_events(
+    conn: &Connection,
+    id: &str,
+    cursor: &mut i64,
+    end: i64,
+) -> Result<(Vec<EventItem>, usize)> {
+    let mut read = 0;
+    let mut held = 0usize;
+    let mut items = Vec::new();
+    let mut st = prepare(conn, EVENT_RANGE)?;
+    let mut rows = st.query(params![id, *cursor, end]).map_err(db)?;
+    while let Some(r) = rows.next().map_err(db)? {
+        read += 1;
+        let seq: i64 = r.get(0).map_err(db)?;
+        let kind: String = r.get(2).map_err(db)?;
+        if kind == PACK {
+            let evs = decode_events(&bytes(r, 5)?.unwrap_or_default())?;
+            *cursor = evs.last().map_or(seq, |e| e.seq);
+            held += evs.len();
+            items.push((evs, false));
+            if held >= EVENT_PACK_MAX as usize {
+                // Bounded memory: write what is held before reading on.
+                return Ok((items, EVENT_READ));
+            }
+        } else {
+            *cursor = seq;
+            items.push((vec![EventColumns::read(r)?], true));
+        }
+    }
+    Ok((items, read))
+}
+
+/// Events read to be packed: a row's (and true), or a pack's members (and false).
+type EventItem = (Vec<EventColumns>, bool);
 
 /// Events gathered into the next pack: consecutive, at most [`EVENT_PACK_MAX`].
 #[derive(Default)]
@@ -263,7 +331,19 @@ impl EventBatch {
             return Ok(());
         }
         let (first, last, at) = (first.seq, last.seq, last.at);
-        let body = encode_events(&events)?;
+        let body = match encode_events(&events) {
+            Ok(body) => body,
+            Err(e) => {
+                // Nothing is changed yet: these events stay rows.
+                tracing::warn!(
+                    execution = %id,
+                    first_seq = first,
+                    error = %e,
+                    "a run of an ended loop's events was left unpacked"
+                );
+                return Ok(());
+            }
+        };
         exec(conn, DELETE_EVENTS, params![id, first, last])?;
         exec(
             conn,
@@ -438,4 +518,94 @@ pub(crate) fn events(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `exec_nodes` as the migrations leave it (0005, clustered; 0012, `retired`).
+    const EXEC_NODES: &str = "CREATE TABLE exec_nodes (execution_id TEXT NOT NULL, \
+        node_key TEXT NOT NULL, node_id TEXT NOT NULL, status TEXT NOT NULL, \
+        attempts BIGINT NOT NULL, output TEXT, error TEXT, started_at BIGINT, \
+        finished_at BIGINT, fire_at BIGINT, done_seq BIGINT, detail TEXT NOT NULL, \
+        retired BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (execution_id, node_key)) WITHOUT ROWID; \
+        CREATE INDEX exec_nodes_live ON exec_nodes (execution_id, node_key) WHERE retired = 0;";
+
+    /// The pack's read and delete take the same rows: retired ones but payload references
+    /// (an output starting with `@ref:`, and only those), and the group's own pack. The delete
+    /// calls no SQL function: SQLite would give it a statement journal (a copy of every page
+    /// it touches, written to a temporary file).
+    #[test]
+    fn the_pack_delete_spares_payload_references_and_calls_no_function() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(EXEC_NODES).unwrap();
+        let rows: [(&str, &str, Option<&str>, i64); 9] = [
+            ("each[1", "@pack", None, 1),
+            ("each[1]/x", "succeeded", Some("\"@ref:abc\""), 1),
+            ("each[1]/y", "succeeded", Some("@ref:abc"), 1),
+            ("each[1]/z", "succeeded", Some("@ref;"), 1),
+            ("each[10]/x", "succeeded", Some("@ref"), 1),
+            ("each[11]/x", "succeeded", None, 1),
+            ("each[12]/x", "succeeded", Some("@ref:"), 1),
+            ("each[13]/x", "succeeded", Some("{\"a\":1}"), 0),
+            ("each[1]/inner[2", "@pack", None, 1),
+        ];
+        for (key, status, output, retired) in rows {
+            conn.execute(
+                "INSERT INTO exec_nodes VALUES ('e1', ?1, 'n', ?2, 1, ?3, NULL, NULL, NULL, \
+                 NULL, NULL, '', ?4)",
+                params![key, status, output, retired],
+            )
+            .unwrap();
+        }
+        let (g, end) = ("each[1", "each[2");
+        let mut st = conn.prepare(NODE_RANGE).unwrap();
+        let read: Vec<String> = st
+            .query_map(params!["e1", g, end], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            read,
+            [
+                "each[1",
+                "each[10]/x",
+                "each[11]/x",
+                "each[1]/x",
+                "each[1]/z"
+            ],
+            "the group's pack and its retired rows; references, live rows and inner packs stay"
+        );
+        for sql in [NODE_RANGE, DELETE_PACKED] {
+            let mut explain = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let ops: Vec<String> = explain
+                .query_map(params!["e1", g, end], |r| r.get(1))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                !ops.iter().any(|op| op.contains("Func")),
+                "{sql} calls a function: {ops:?}"
+            );
+        }
+        let deleted = conn.execute(DELETE_PACKED, params!["e1", g, end]).unwrap();
+        assert_eq!(
+            deleted,
+            read.len(),
+            "the delete takes the rows the read took"
+        );
+        let left: Vec<String> = conn
+            .prepare("SELECT node_key FROM exec_nodes ORDER BY node_key")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            left,
+            ["each[12]/x", "each[13]/x", "each[1]/inner[2", "each[1]/y"],
+            "payload references, live rows and inner packs stay"
+        );
+    }
 }

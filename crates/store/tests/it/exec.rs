@@ -263,13 +263,12 @@ async fn file_store_with_e1() -> (tempfile::TempDir, std::path::PathBuf, SqliteS
     (dir, path, s)
 }
 
-/// Packing an ended loop's history never fails the commit that ends it: when a pack cannot be
-/// made (here, a damaged pack row already in the loop's key range), the commit is applied, the
-/// loop's rows stay rows, whole, and a warning is logged.
-#[tokio::test]
-async fn a_loop_whose_history_cannot_be_packed_keeps_its_rows_and_its_commit() {
-    let (_dir, path, s) = file_store_with_e1().await;
-    let mut c = step("e1", "me", 1, json!(1));
+/// Starts `e1`'s loop `each` and runs its 20 iterations of two retired rows in one commit
+/// (with an event per row when `events`; the commit's sequence number is then 41, else 1),
+/// committed and folded.
+async fn run_loop_of_20(s: &SqliteStore, events: bool) {
+    let mut c = step("e1", "me", if events { 41 } else { 1 }, json!(1));
+    c.events[0].seq = 1;
     c.events[0].kind = EventKind::NodeStarted;
     c.events[0].node = Some("each".into());
     c.nodes.clear();
@@ -278,6 +277,11 @@ async fn a_loop_whose_history_cannot_be_packed_keeps_its_rows_and_its_commit() {
             let mut n = NodeRecord::new(format!("each[{i}]/{k}"), k);
             n.status = NodeStatus::Succeeded;
             n.output = Some(json!(i).into());
+            if events {
+                let mut e = event(c.events.len() as u64 + 1, EventKind::NodeSucceeded);
+                e.node = Some(n.key.clone());
+                c.events.push(e);
+            }
             c.retired.push(n.key.clone());
             c.nodes.push(n);
         }
@@ -287,15 +291,11 @@ async fn a_loop_whose_history_cannot_be_packed_keeps_its_rows_and_its_commit() {
         [CommitOutcome::Committed]
     );
     s.fold_step_logs().await.unwrap();
-    let damaged = rusqlite::Connection::open(&path).unwrap();
-    damaged
-        .execute(
-            "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, detail, retired) \
-             VALUES ('e1', 'each[', '', '@pack', 2, X'00FF', '', 1)",
-            [],
-        )
-        .unwrap();
-    let mut end = step("e1", "me", 2, json!(null));
+}
+
+/// Commits (and folds) the step that ends `e1`'s loop `each` of 20 iterations, at `seq`.
+async fn end_loop_of_20(s: &SqliteStore, seq: u64) {
+    let mut end = step("e1", "me", seq, json!(null));
     end.events[0].node = Some("each".into());
     end.nodes[0] = NodeRecord::new("each".into(), "each");
     end.nodes[0].status = NodeStatus::Succeeded;
@@ -309,6 +309,24 @@ async fn a_loop_whose_history_cannot_be_packed_keeps_its_rows_and_its_commit() {
         [CommitOutcome::Committed]
     );
     s.fold_step_logs().await.unwrap();
+}
+
+/// Packing an ended loop's history never fails the commit that ends it: when a pack cannot be
+/// made (here, a damaged pack row already in the loop's key range), the commit is applied, the
+/// loop's rows stay rows, whole, and a warning is logged.
+#[tokio::test]
+async fn a_loop_whose_history_cannot_be_packed_keeps_its_rows_and_its_commit() {
+    let (_dir, path, s) = file_store_with_e1().await;
+    run_loop_of_20(&s, false).await;
+    let damaged = rusqlite::Connection::open(&path).unwrap();
+    damaged
+        .execute(
+            "INSERT INTO exec_nodes (execution_id, node_key, node_id, status, attempts, output, detail, retired) \
+             VALUES ('e1', 'each[', '', '@pack', 2, X'00FF', '', 1)",
+            [],
+        )
+        .unwrap();
+    end_loop_of_20(&s, 2).await;
     damaged
         .execute("DELETE FROM exec_nodes WHERE node_key = 'each['", [])
         .unwrap();
@@ -323,6 +341,46 @@ async fn a_loop_whose_history_cannot_be_packed_keeps_its_rows_and_its_commit() {
     let nodes = s.node_records("e1").await.unwrap();
     assert_eq!(nodes.len(), 41);
     assert_eq!(s.events("e1").await.unwrap().len(), 2);
+}
+
+/// What cannot be packed is left as it is, and the rest is packed: a damaged event pack among
+/// an ended loop's events leaves its events rows, whole, while its node rows are packed.
+#[tokio::test]
+async fn a_damaged_event_pack_leaves_the_events_rows_and_the_nodes_packed() {
+    let (_dir, path, s) = file_store_with_e1().await;
+    run_loop_of_20(&s, true).await;
+    let damaged = rusqlite::Connection::open(&path).unwrap();
+    damaged
+        .execute(
+            "INSERT INTO exec_events (execution_id, seq, at, kind, node_key, attempt, data) \
+             VALUES ('e1', 42, 2, '@pack', NULL, 2, X'00FF')",
+            [],
+        )
+        .unwrap();
+    end_loop_of_20(&s, 43).await;
+    damaged
+        .execute("DELETE FROM exec_events WHERE seq = 42", [])
+        .unwrap();
+    let count = |sql: &str| -> i64 { damaged.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM exec_events WHERE execution_id = 'e1' AND kind <> '@pack'"),
+        42,
+        "the loop's 42 events stay rows"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM exec_nodes WHERE execution_id = 'e1' AND status = '@pack'"),
+        1,
+        "the iterations' node rows are one pack"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM exec_nodes WHERE execution_id = 'e1' AND status <> '@pack'"),
+        1,
+        "the loop's own row stays a row"
+    );
+    let nodes = s.node_records("e1").await.unwrap();
+    assert_eq!(nodes.len(), 41);
+    assert!(nodes.iter().any(|n| n.key == "each[19]/f"));
+    assert_eq!(s.events("e1").await.unwrap().len(), 42);
 }
 
 /// A large iteration mark equal to the output of its iteration's row in the same commit is
