@@ -524,22 +524,21 @@ pub(crate) fn events(
 mod tests {
     use super::*;
 
-    /// `exec_nodes` as the migrations leave it (0005, clustered; 0012, `retired`).
-    const EXEC_NODES: &str = "CREATE TABLE exec_nodes (execution_id TEXT NOT NULL, \
-        node_key TEXT NOT NULL, node_id TEXT NOT NULL, status TEXT NOT NULL, \
-        attempts BIGINT NOT NULL, output TEXT, error TEXT, started_at BIGINT, \
-        finished_at BIGINT, fire_at BIGINT, done_seq BIGINT, detail TEXT NOT NULL, \
-        retired BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (execution_id, node_key)) WITHOUT ROWID; \
-        CREATE INDEX exec_nodes_live ON exec_nodes (execution_id, node_key) WHERE retired = 0;";
-
     /// The pack's read and delete take the same rows: retired ones but payload references
     /// (an output starting with `@ref:`, and only those), and the group's own pack. The delete
     /// calls no SQL function: SQLite would give it a statement journal (a copy of every page
     /// it touches, written to a temporary file).
-    #[test]
-    fn the_pack_delete_spares_payload_references_and_calls_no_function() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(EXEC_NODES).unwrap();
+    #[tokio::test]
+    async fn the_pack_delete_spares_payload_references_and_calls_no_function() {
+        // The schema as the store's migrations make it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hilo.db");
+        drop(
+            crate::sqlite::SqliteStore::open(&path, crate::sqlite::Durability::Normal)
+                .await
+                .unwrap(),
+        );
+        let conn = Connection::open(&path).unwrap();
         let rows: [(&str, &str, Option<&str>, i64); 9] = [
             ("each[1", "@pack", None, 1),
             ("each[1]/x", "succeeded", Some("\"@ref:abc\""), 1),
