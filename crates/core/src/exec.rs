@@ -569,7 +569,9 @@ pub struct Commit {
     pub consumed_signals: Vec<i64>,
     /// Node keys whose rows a restore no longer needs: records of ended loop iterations that
     /// the machine has dropped from memory. Their rows stay (the history shows them); a claim
-    /// leaves them out of [`Loaded::nodes`].
+    /// leaves them out of [`Loaded::nodes`]. A retired record is never written again, so a
+    /// store may keep its output as a reference to an equal output of another record the same
+    /// commit retires.
     pub retired: Vec<String>,
     /// Variables to delete: the iteration marks of a loop that has ended (its own row holds
     /// its output from then on).

@@ -199,3 +199,66 @@ async fn short_and_just_packed_loops_read_back_alike() {
         );
     }
 }
+
+/// A loop body's `finish` returning its tool's output: the store keeps the finish's output as
+/// a reference to the tool's row (SQLite, the kilobyte written once); every reader gives both
+/// outputs back, for a loop too short to pack and for packed ones.
+const SAME_OUTPUT: &str = r#"
+name: same_output
+version: 1
+nodes:
+  - id: each
+    type: loop
+    for_each: "${ input.items }"
+    body:
+      nodes:
+        - {id: x, type: tool, tool: test.echo, with: {n: "${ item }", text: "${ input.text }"}}
+        - {id: f, type: finish, output: "${ x.output }"}
+      edges:
+        - {from: x, to: f}
+  - {id: done, type: finish, output: {count: "${ length(each.output) }"}}
+edges:
+  - {from: each, to: done}
+"#;
+
+#[tokio::test]
+async fn a_finish_returning_its_tools_output_reads_back_for_short_and_packed_loops() {
+    let env = env().await;
+    let text = "t".repeat(600);
+    for n in [3usize, 40] {
+        let o = env
+            .run(
+                SAME_OUTPUT,
+                json!({"items": (0..n).collect::<Vec<_>>(), "text": text}),
+            )
+            .await;
+        assert_eq!(o.status, ExecStatus::Succeeded, "{:?}", o.error);
+        assert_eq!(o.output, Some(json!({"count": n})));
+        let store = env.store.as_ref();
+        let nodes = store.node_records(&o.execution_id).await.unwrap();
+        assert_eq!(nodes.len(), 2 + n * 2, "{n} iterations");
+        for n in nodes.iter().filter(|n| n.key.contains('/')) {
+            let i: u64 = n.key["each[".len()..]
+                .split(']')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(
+                n.output.as_deref(),
+                Some(&json!({"n": i, "text": text})),
+                "{}",
+                n.key
+            );
+        }
+        assert_eq!(pages_of_nodes(store, &o.execution_id, 3).await, nodes);
+        if n == 3 {
+            // Unpacked: the text is stored once per iteration (the tool's row), once per item
+            // of the loop's output, and in the input; with a copy in each finish's row it was
+            // 6,841 bytes.
+            let stored = store.stored_bytes(&o.execution_id).await.unwrap();
+            let text_copies = (2 * n as u64 + 1) * text.len() as u64;
+            assert!(stored < text_copies + 1_200, "{stored} bytes stored");
+        }
+    }
+}

@@ -286,11 +286,14 @@ impl Encoded {
             None
         };
         let mut texts = Texts::new(threshold);
-        let nodes: Vec<NodeRow> = c
+        let mut nodes: Vec<NodeRow> = c
             .nodes
             .iter()
             .map(|n| NodeRow::encoded(n, &mut texts))
             .collect();
+        if marks == Marks::Referenced {
+            refer_to_equal_rows(c, &mut nodes);
+        }
         let sources = match marks {
             Marks::Referenced => MarkSources::of(c, &nodes),
             Marks::Copied => MarkSources::default(),
@@ -318,6 +321,51 @@ impl Encoded {
     }
 }
 
+/// Keeps the output of a node row that this commit retires as [`NODE_REF`] and the key of an
+/// earlier row of the commit (in commit order) with the same output text, when that row is of
+/// the same iteration scope (the key up to its last `/`), retired by this commit too, and
+/// holds the text inline, [`Texts::SHARED_FROM`] bytes or more. A loop body's `finish` that
+/// returns its tool's output (`${ x.output }`) then writes the kilobyte once, not twice. Both
+/// rows belong to an iteration that has ended, so neither is written again; they are in the
+/// same group when the loop's history is packed, and the pack holds the text for both
+/// (`sqlite::packs`); readers of unpacked rows look the referred row up.
+fn refer_to_equal_rows(c: &Commit, rows: &mut [NodeRow]) {
+    if c.retired.is_empty() || rows.len() < 2 {
+        return;
+    }
+    let retired: HashSet<&str> = c.retired.iter().map(String::as_str).collect();
+    // Scope → indices of the rows holding their text, in commit order.
+    let mut holders: HashMap<String, Vec<usize>> = HashMap::new();
+    for i in 0..rows.len() {
+        let target = {
+            let key = rows[i].key.as_str();
+            let Some(cut) = key.rfind('/') else {
+                continue;
+            };
+            let text = match &rows[i].output {
+                Some(Json::Inline(t)) if t.len() >= Texts::SHARED_FROM && retired.contains(key) => {
+                    t
+                }
+                _ => continue,
+            };
+            let scope = &key[..=cut];
+            let same = holders.get(scope).and_then(|held| {
+                held.iter()
+                    .copied()
+                    .find(|&h| matches!(&rows[h].output, Some(Json::Inline(t)) if t == text))
+            });
+            match same {
+                Some(h) => format!("{NODE_REF}{}", rows[h].key),
+                None => {
+                    holders.entry(scope.to_string()).or_default().push(i);
+                    continue;
+                }
+            }
+        };
+        rows[i].output = Some(Json::Inline(target));
+    }
+}
+
 /// The node rows of a commit an iteration mark may refer to (see [`Encoded::rows_of`]),
 /// by scope: the key up to and including its last `/` → the indices of the rows of nodes of
 /// that scope (not of a loop nested in it) written inline, of at least [`Texts::SHARED_FROM`]
@@ -332,8 +380,8 @@ impl<'c> MarkSources<'c> {
     fn of(c: &'c Commit, rows: &[NodeRow]) -> Self {
         let mut by_scope: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, (n, row)) in c.nodes.iter().zip(rows).enumerate() {
-            let inline =
-                matches!(&row.output, Some(Json::Inline(t)) if t.len() >= Texts::SHARED_FROM);
+            let inline = matches!(&row.output, Some(Json::Inline(t))
+                if t.len() >= Texts::SHARED_FROM && !t.starts_with(NODE_REF));
             let parsed = n.output.as_ref().is_some_and(|o| o.is_parsed());
             if !(inline && parsed) {
                 continue;

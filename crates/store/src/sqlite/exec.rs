@@ -82,25 +82,53 @@ fn exec_record(conn: &Connection, tenant: Option<&str>, id: &str) -> Result<Exec
 }
 
 fn node_records(conn: &Connection, id: &str) -> Result<Vec<NodeRecord>> {
-    packs::node_records(conn, id, None, None, resolve_output)
+    packs::node_records(conn, id, None, None, |conn, r, o| {
+        resolve_output(conn, id, r, o)
+    })
 }
 
-/// A record read with its output's column text, the output resolved.
+/// A record of `id` read with its output's column text, the output resolved.
 fn resolve_output(
     conn: &Connection,
+    id: &str,
     mut record: NodeRecord,
     output: Option<String>,
 ) -> Result<NodeRecord> {
+    let output = output
+        .map(|t| node_output(conn, id, &record.key, t))
+        .transpose()?;
     record.output = get_stored(conn, output)?;
     Ok(record)
 }
 
-/// A row of [`sql::NODE_ROWS`] (and of [`sql::NODE_PAGE_FIRST`] / [`sql::NODE_PAGE_AFTER`],
-/// which have its columns), its output resolved.
-fn node_from_row(conn: &Connection, r: &Row<'_>) -> Result<NodeRecord> {
-    let (mut record, output) = exec_rows::node_from_row(r)?;
-    record.output = get_stored(conn, output)?;
-    Ok(record)
+/// A node row's output column text, or, when it is kept as a reference to the output of
+/// another row of the execution (see `exec_codec::refer_to_equal_rows`), that row's.
+fn node_output(conn: &Connection, id: &str, key: &str, text: String) -> Result<String> {
+    let Some(target) = text.strip_prefix(NODE_REF) else {
+        return Ok(text);
+    };
+    let output: Option<Option<String>> = scalar(
+        conn,
+        "SELECT output FROM exec_nodes WHERE execution_id = $1 AND node_key = $2",
+        params![id, target],
+    )?;
+    match output.flatten() {
+        Some(t) if !t.starts_with(NODE_REF) => Ok(t),
+        _ => Err(corrupt(
+            "node output",
+            format!(
+                "execution {id}: the node row {key:?} holds the output of the node row \
+                 {target:?}, which is missing; restore the database from a backup, or erase \
+                 the execution"
+            ),
+        )),
+    }
+}
+
+/// A row of `id` from [`LIVE_NODE_ROWS`], its output resolved.
+fn node_from_row(conn: &Connection, id: &str, r: &Row<'_>) -> Result<NodeRecord> {
+    let (record, output) = exec_rows::node_from_row(r)?;
+    resolve_output(conn, id, record, output)
 }
 
 /// Up to `limit` node records of `id` after the key `after`, by key: a range of the primary
@@ -111,7 +139,9 @@ fn node_records_page(
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<NodeRecord>> {
-    packs::node_records(conn, id, after, Some(limit), resolve_output)
+    packs::node_records(conn, id, after, Some(limit), |conn, r, o| {
+        resolve_output(conn, id, r, o)
+    })
 }
 
 fn signals(conn: &Connection, id: &str) -> Result<Vec<StoredSignal>> {
@@ -148,7 +178,7 @@ fn load(conn: &Connection, id: &str) -> Result<Loaded> {
     let exec = exec_record(conn, None, id)?;
     // SQLite's planner prefers the primary key (which scans every row of the execution)
     // over the partial index of live rows unless told.
-    let nodes = all(conn, LIVE_NODE_ROWS, [id], |r| node_from_row(conn, r))?;
+    let nodes = all(conn, LIVE_NODE_ROWS, [id], |r| node_from_row(conn, id, r))?;
     let vars = all(conn, sql::VAR_ROWS, [id], |r| {
         let name = r.text(0)?;
         let value = match r.opt_text(1)? {

@@ -9,7 +9,7 @@ use hilo_core::store::{Result, StoreError};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::sql::exec_codec::{corrupt, sql};
+use crate::sql::exec_codec::{NODE_REF, corrupt, sql};
 use crate::sql::exec_rows::{self, EventColumns, NodeColumns};
 use crate::sql::history_pack::{
     EVENT_PACK_MAX, EndedLoop, GROUP_ITERATIONS, NodeMerge, PACK, decode_events, decode_nodes,
@@ -176,6 +176,7 @@ fn read_node_pack(conn: &Connection, id: &str, g: &str, end: &str) -> Result<Opt
     if fresh == 0 || members.len() < 2 {
         return Ok(None);
     }
+    resolve_references(conn, id, &mut members)?;
     let first = members.values().filter_map(|m| m.started_at).min();
     let last = members.values().filter_map(|m| m.finished_at).max();
     let count = members.len() as i64;
@@ -188,6 +189,44 @@ fn read_node_pack(conn: &Connection, id: &str, g: &str, end: &str) -> Result<Opt
         body,
     }))
 }
+
+/// Gives each member whose output is kept as a reference to another row's (see
+/// `exec_codec::refer_to_equal_rows`) that row's output text, so that a pack holds no
+/// reference: the row it names is a member too (the same iteration), or else still a row.
+fn resolve_references(
+    conn: &Connection,
+    id: &str,
+    members: &mut BTreeMap<String, NodeColumns>,
+) -> Result<()> {
+    let referring: Vec<(String, String)> = members
+        .values()
+        .filter_map(|m| {
+            let target = m.output.as_deref()?.strip_prefix(NODE_REF)?;
+            Some((m.key.clone(), target.to_string()))
+        })
+        .collect();
+    for (key, target) in referring {
+        let text = match members.get(&target).map(|m| m.output.clone()) {
+            Some(t) => t,
+            None => scalar::<Option<String>>(conn, OUTPUT_OF, params![id, target])?.flatten(),
+        };
+        let Some(text) = text.filter(|t| !t.starts_with(NODE_REF)) else {
+            return Err(corrupt(
+                "history pack",
+                format!(
+                    "the node row {key:?} refers to the output of {target:?}, which is missing"
+                ),
+            ));
+        };
+        if let Some(m) = members.get_mut(&key) {
+            m.output = Some(text);
+        }
+    }
+    Ok(())
+}
+
+/// A node row's output column.
+const OUTPUT_OF: &str = "SELECT output FROM exec_nodes WHERE execution_id = $1 AND node_key = $2";
 
 /// The loop's events, between its `node_started` and its last event, in packs of at most
 /// [`EVENT_PACK_MAX`]; packs already in that range (loops inside it) are taken over and cut

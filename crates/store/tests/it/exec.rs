@@ -432,3 +432,145 @@ async fn an_iteration_mark_is_kept_as_a_reference_to_its_rows_output() {
         "{err}"
     );
 }
+
+/// A retired row whose output equals that of an earlier row of the same iteration in the same
+/// commit (a loop body's `finish` returning its tool's output) is kept as a reference to it:
+/// the output is written once. Every reader gives the output back, before and after the
+/// loop's history is packed, whole and by pages; rows of other iterations, and rows that are
+/// not retired, keep their own copy.
+#[tokio::test]
+async fn an_iteration_row_equal_to_an_earlier_ones_output_is_kept_as_a_reference() {
+    let (_dir, path, s) = file_store_with_e1().await;
+    let out = json!({"text": "k".repeat(1024)});
+    let mut c = step("e1", "me", 1, out.clone());
+    for i in 0..20 {
+        for k in ["x", "f"] {
+            let mut n = NodeRecord::new(format!("each[{i}]/{k}"), k);
+            n.status = NodeStatus::Succeeded;
+            n.output = Some(out.clone().into());
+            c.retired.push(n.key.clone());
+            c.nodes.push(n);
+        }
+    }
+    // Not retired: keeps its copy.
+    let mut live = NodeRecord::new("each[20]/f".into(), "f");
+    live.status = NodeStatus::Succeeded;
+    live.output = Some(out.clone().into());
+    c.nodes.push(live);
+    assert_eq!(
+        s.commit_batch(vec![c]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+    s.fold_step_logs().await.unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let output = |key: &str| -> String {
+        raw.query_row(
+            "SELECT output FROM exec_nodes WHERE execution_id = 'e1' AND node_key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    for i in 0..20 {
+        assert_eq!(
+            output(&format!("each[{i}]/f")),
+            format!("@node:each[{i}]/x")
+        );
+        assert_eq!(output(&format!("each[{i}]/x")), out.to_string());
+    }
+    assert_eq!(output("a"), out.to_string());
+    assert_eq!(output("each[20]/f"), out.to_string());
+    let all_equal = |nodes: &[NodeRecord]| {
+        assert_eq!(nodes.len(), 42);
+        for n in nodes {
+            assert_eq!(
+                n.output.as_ref().map(|o| o.get().clone()),
+                Some(out.clone()),
+                "{}",
+                n.key
+            );
+        }
+    };
+    all_equal(&s.node_records("e1").await.unwrap());
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = s
+            .node_records_page("e1", after.as_deref(), 3)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.clone());
+        paged.extend(page);
+    }
+    all_equal(&paged);
+
+    // The loop ends: its history is packed, and the pack holds the text for both rows.
+    let mut end = step("e1", "me", 2, json!(null));
+    end.events[0].node = Some("each".into());
+    end.nodes[0] = NodeRecord::new("each".into(), "each");
+    end.nodes[0].status = NodeStatus::Succeeded;
+    end.nodes[0].output = Some(out.clone().into());
+    end.nodes[0].detail.loop_progress = Some(Box::new(hilo_core::exec::LoopProgress {
+        started: 21,
+        finished: 21,
+        ..Default::default()
+    }));
+    assert_eq!(
+        s.commit_batch(vec![end]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+    s.fold_step_logs().await.unwrap();
+    let count = |sql: &str| -> i64 { raw.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM exec_nodes WHERE execution_id = 'e1' AND status = '@pack'"),
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM exec_nodes WHERE output LIKE '@node:%'"),
+        0,
+        "no reference is left"
+    );
+    let nodes = s.node_records("e1").await.unwrap();
+    assert_eq!(nodes.len(), 43);
+    for n in nodes.iter().filter(|n| n.key != "each") {
+        assert_eq!(
+            n.output.as_ref().map(|o| o.get().clone()),
+            Some(out.clone()),
+            "{}",
+            n.key
+        );
+    }
+}
+
+/// A reference whose row is gone is reported by the readers, naming both rows, not read as
+/// null.
+#[tokio::test]
+async fn a_reference_to_a_missing_row_is_reported() {
+    let (_dir, path, s) = file_store_with_e1().await;
+    let out = json!({"text": "k".repeat(1024)});
+    let mut c = step("e1", "me", 1, json!(1));
+    for k in ["x", "f"] {
+        let mut n = NodeRecord::new(format!("each[0]/{k}"), k);
+        n.status = NodeStatus::Succeeded;
+        n.output = Some(out.clone().into());
+        c.retired.push(n.key.clone());
+        c.nodes.push(n);
+    }
+    assert_eq!(
+        s.commit_batch(vec![c]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+    s.fold_step_logs().await.unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute(
+        "DELETE FROM exec_nodes WHERE execution_id = 'e1' AND node_key = 'each[0]/x'",
+        [],
+    )
+    .unwrap();
+    let err = s.node_records("e1").await.unwrap_err().to_string();
+    assert!(
+        err.contains("each[0]/f") && err.contains("each[0]/x") && err.contains("missing"),
+        "{err}"
+    );
+}
