@@ -853,6 +853,12 @@ struct Batch {
     /// Execution → its lease owner now (`None`: no such execution).
     owners: HashMap<String, Option<String>>,
     rows: Pending<NodeRow, Json>,
+    /// Execution → the last execution row its applied steps set (owner, row, time), written
+    /// with the other rows: a loop's steps rewrite it once per iteration, and only the last
+    /// one stays. Whether the owner holds the lease is what [`Batch::owners`] says: the
+    /// database's own answer, read in this transaction, and changed since only by a release
+    /// applied here.
+    exec_rows: HashMap<String, (String, ExecRow, i64)>,
     /// The execution of the record just before, when it was a `Step` that was applied (a
     /// `Retire` follows its own `Step`).
     applied: Option<String>,
@@ -889,14 +895,10 @@ impl Batch {
                     return Ok(());
                 }
                 if let Some(row) = row {
-                    let release = row.release;
-                    if !w.update_exec_row(&id, &owner, *row, at)? {
-                        dropped.fetch_add(1, Ordering::Relaxed);
-                        return Ok(());
-                    }
-                    if release {
+                    if row.release {
                         self.owners.insert(id.clone(), None);
                     }
+                    self.exec_rows.insert(id.clone(), (owner, *row, at));
                 }
                 w.insert_events(&id, events)?;
                 for n in nodes {
@@ -919,11 +921,27 @@ impl Batch {
         if self.rows.nodes.len() + self.rows.vars.len() < FLUSH_ROWS {
             return Ok(());
         }
+        self.write_exec_rows(w)?;
         w.write_pending(std::mem::take(&mut self.rows))
     }
 
-    fn finish(self, w: &Writes<'_>) -> Result<()> {
+    fn finish(mut self, w: &Writes<'_>) -> Result<()> {
+        self.write_exec_rows(w)?;
         w.write_pending(self.rows)
+    }
+
+    /// The execution rows gathered so far (see [`Batch::exec_rows`]).
+    fn write_exec_rows(&mut self, w: &Writes<'_>) -> Result<()> {
+        for (id, (owner, row, at)) in std::mem::take(&mut self.exec_rows) {
+            if !w.update_exec_row(&id, &owner, row, at)? {
+                // `owners` holds what the database answered in this transaction: not reachable.
+                return Err(StoreError::Backend(format!(
+                    "step log: execution {id} is no longer held by {owner} in the fold that \
+                     found it held; nothing of this fold is applied, and the next fold tries again"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
