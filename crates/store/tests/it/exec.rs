@@ -295,13 +295,18 @@ async fn run_loop_of_20(s: &SqliteStore, events: bool) {
 
 /// Commits (and folds) the step that ends `e1`'s loop `each` of 20 iterations, at `seq`.
 async fn end_loop_of_20(s: &SqliteStore, seq: u64) {
+    end_loop(s, seq, 20).await;
+}
+
+/// Commits (and folds) the step that ends `e1`'s loop `each` of `n` iterations, at `seq`.
+async fn end_loop(s: &SqliteStore, seq: u64, n: u32) {
     let mut end = step("e1", "me", seq, json!(null));
     end.events[0].node = Some("each".into());
     end.nodes[0] = NodeRecord::new("each".into(), "each");
     end.nodes[0].status = NodeStatus::Succeeded;
     end.nodes[0].detail.loop_progress = Some(Box::new(hilo_core::exec::LoopProgress {
-        started: 20,
-        finished: 20,
+        started: n,
+        finished: n,
         ..Default::default()
     }));
     assert_eq!(
@@ -506,21 +511,7 @@ async fn an_iteration_row_equal_to_an_earlier_ones_output_is_kept_as_a_reference
     all_equal(&paged);
 
     // The loop ends: its history is packed, and the pack holds the text for both rows.
-    let mut end = step("e1", "me", 2, json!(null));
-    end.events[0].node = Some("each".into());
-    end.nodes[0] = NodeRecord::new("each".into(), "each");
-    end.nodes[0].status = NodeStatus::Succeeded;
-    end.nodes[0].output = Some(out.clone().into());
-    end.nodes[0].detail.loop_progress = Some(Box::new(hilo_core::exec::LoopProgress {
-        started: 21,
-        finished: 21,
-        ..Default::default()
-    }));
-    assert_eq!(
-        s.commit_batch(vec![end]).await.unwrap(),
-        [CommitOutcome::Committed]
-    );
-    s.fold_step_logs().await.unwrap();
+    end_loop(&s, 2, 21).await;
     let count = |sql: &str| -> i64 { raw.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(
         count("SELECT COUNT(*) FROM exec_nodes WHERE execution_id = 'e1' AND status = '@pack'"),
