@@ -80,12 +80,7 @@ pub fn redact_credentials(s: &str) -> std::borrow::Cow<'_, str> {
     use std::borrow::Cow;
     let r = &*RULES;
     let mut out: Cow<'_, str> = scrub_userinfo(s);
-    let lower_has = |t: &str, needle: &str| {
-        t.as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-    };
-    if (lower_has(&out, "bearer") || lower_has(&out, "authorization"))
+    if (has_word(&out, b"bearer") || has_word(&out, b"authorization"))
         && let Cow::Owned(o) = r.bearer.replace_all(&out, "${1}[REDACTED_SECRET]")
     {
         out = Cow::Owned(o);
@@ -104,6 +99,25 @@ pub fn redact_credentials(s: &str) -> std::borrow::Cow<'_, str> {
         out = Cow::Owned(o);
     }
     out
+}
+
+/// Whether `text` holds `word` (lowercase ASCII) in any ASCII case. Only the places where
+/// its first letter is are compared (found by `memchr`): comparing at every byte cost ~28
+/// instructions per byte of every audited output.
+fn has_word(text: &str, word: &[u8]) -> bool {
+    let (text, Some((&first, rest))) = (text.as_bytes(), word.split_first()) else {
+        return true;
+    };
+    let mut from = 0;
+    while let Some(i) = memchr::memchr2(first, first.to_ascii_uppercase(), &text[from..]) {
+        let at = from + i;
+        match text.get(at + 1..at + word.len()) {
+            Some(next) if next.eq_ignore_ascii_case(rest) => return true,
+            Some(_) => from = at + 1,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// `s` with the credentials of every URL in it (`scheme://user:pass@`) replaced.
@@ -210,6 +224,38 @@ pub fn redact(v: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`has_word`] answers as a comparison at every byte does.
+    #[test]
+    fn has_word_finds_a_word_in_any_case_wherever_it_is() {
+        let every_byte = |t: &str, w: &[u8]| {
+            w.is_empty()
+                || t.as_bytes()
+                    .windows(w.len())
+                    .any(|x| x.eq_ignore_ascii_case(w))
+        };
+        let texts = [
+            "",
+            "b",
+            "bearer",
+            "BEARER",
+            "xBeArEr tok",
+            "bbbearer",
+            "bearebearer",
+            "beare",
+            "a bear in the authorizatio",
+            "Authorization: Basic x",
+            "ñbearerñ",
+            "AUTHORIZATIONAUTHORIZATION",
+            &"x".repeat(1024),
+            &format!("{}bearer", "b".repeat(1000)),
+        ];
+        for t in texts {
+            for w in [&b"bearer"[..], b"authorization", b"b", b""] {
+                assert_eq!(has_word(t, w), every_byte(t, w), "{t:?} {w:?}");
+            }
+        }
+    }
     use serde_json::json;
 
     #[test]
