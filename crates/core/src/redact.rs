@@ -224,38 +224,6 @@ pub fn redact(v: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// [`has_word`] answers as a comparison at every byte does.
-    #[test]
-    fn has_word_finds_a_word_in_any_case_wherever_it_is() {
-        let every_byte = |t: &str, w: &[u8]| {
-            w.is_empty()
-                || t.as_bytes()
-                    .windows(w.len())
-                    .any(|x| x.eq_ignore_ascii_case(w))
-        };
-        let texts = [
-            "",
-            "b",
-            "bearer",
-            "BEARER",
-            "xBeArEr tok",
-            "bbbearer",
-            "bearebearer",
-            "beare",
-            "a bear in the authorizatio",
-            "Authorization: Basic x",
-            "ñbearerñ",
-            "AUTHORIZATIONAUTHORIZATION",
-            &"x".repeat(1024),
-            &format!("{}bearer", "b".repeat(1000)),
-        ];
-        for t in texts {
-            for w in [&b"bearer"[..], b"authorization", b"b", b""] {
-                assert_eq!(has_word(t, w), every_byte(t, w), "{t:?} {w:?}");
-            }
-        }
-    }
     use serde_json::json;
 
     #[test]
@@ -358,5 +326,37 @@ mod tests {
         assert_eq!(redact_str("ñ12345678Z"), "ñ[REDACTED_NATIONAL_ID]");
         // No digit and no `@`: returned as it is.
         assert_eq!(redact_str("sin datos: ñandú"), "sin datos: ñandú");
+    }
+
+    /// [`has_word`] answers as a comparison at every byte does.
+    #[test]
+    fn has_word_finds_a_word_in_any_case_wherever_it_is() {
+        let every_byte = |t: &str, w: &[u8]| {
+            w.is_empty()
+                || t.as_bytes()
+                    .windows(w.len())
+                    .any(|x| x.eq_ignore_ascii_case(w))
+        };
+        let texts = [
+            "",
+            "b",
+            "bearer",
+            "BEARER",
+            "xBeArEr tok",
+            "bbbearer",
+            "bearebearer",
+            "beare",
+            "a bear in the authorizatio",
+            "Authorization: Basic x",
+            "ñbearerñ",
+            "AUTHORIZATIONAUTHORIZATION",
+            &"x".repeat(1024),
+            &format!("{}bearer", "b".repeat(1000)),
+        ];
+        for t in texts {
+            for w in [&b"bearer"[..], b"authorization", b"b", b""] {
+                assert_eq!(has_word(t, w), every_byte(t, w), "{t:?} {w:?}");
+            }
+        }
     }
 }

@@ -330,39 +330,38 @@ impl Encoded {
 /// same group when the loop's history is packed, and the pack holds the text for both
 /// (`sqlite::packs`); readers of unpacked rows look the referred row up.
 fn refer_to_equal_rows(c: &Commit, rows: &mut [NodeRow]) {
-    if c.retired.is_empty() || rows.len() < 2 {
+    // The rows that may share a text: inline, large enough, of an iteration's scope. Most
+    // commits have fewer than two, and nothing more is built for them.
+    let candidates: Vec<usize> = (0..rows.len())
+        .filter(|&i| {
+            rows[i].key.contains('/')
+                && matches!(&rows[i].output, Some(Json::Inline(t)) if t.len() >= Texts::SHARED_FROM)
+        })
+        .collect();
+    if candidates.len() < 2 || c.retired.is_empty() {
         return;
     }
     let retired: HashSet<&str> = c.retired.iter().map(String::as_str).collect();
-    // Scope → indices of the rows holding their text, in commit order.
-    let mut holders: HashMap<String, Vec<usize>> = HashMap::new();
-    for i in 0..rows.len() {
-        let target = {
-            let key = rows[i].key.as_str();
-            let Some(cut) = key.rfind('/') else {
-                continue;
-            };
-            let text = match &rows[i].output {
-                Some(Json::Inline(t)) if t.len() >= Texts::SHARED_FROM && retired.contains(key) => {
-                    t
-                }
-                _ => continue,
-            };
-            let scope = &key[..=cut];
-            let same = holders.get(scope).and_then(|held| {
-                held.iter()
-                    .copied()
-                    .find(|&h| matches!(&rows[h].output, Some(Json::Inline(t)) if t == text))
-            });
-            match same {
-                Some(h) => format!("{NODE_REF}{}", rows[h].key),
-                None => {
-                    holders.entry(scope.to_string()).or_default().push(i);
-                    continue;
-                }
+    // Scope (the key up to its last `/`, borrowed from the commit, whose keys are the rows')
+    // → the rows holding their text, in commit order.
+    let mut holders: HashMap<&str, Vec<usize>> = HashMap::new();
+    for i in candidates {
+        let key = c.nodes[i].key.as_str();
+        if !retired.contains(key) {
+            continue;
+        }
+        let scope = key.rfind('/').map_or(key, |cut| &key[..=cut]);
+        let same = holders.get(scope).and_then(|held| {
+            held.iter()
+                .copied()
+                .find(|&h| rows[h].output == rows[i].output)
+        });
+        match same {
+            Some(h) => {
+                rows[i].output = Some(Json::Inline(format!("{NODE_REF}{}", rows[h].key)));
             }
-        };
-        rows[i].output = Some(Json::Inline(target));
+            None => holders.entry(scope).or_default().push(i),
+        }
     }
 }
 

@@ -95,34 +95,10 @@ fn resolve_output(
     output: Option<String>,
 ) -> Result<NodeRecord> {
     let output = output
-        .map(|t| node_output(conn, id, &record.key, t))
+        .map(|t| packs::referred_output(conn, id, &record.key, t, |_| None))
         .transpose()?;
     record.output = get_stored(conn, output)?;
     Ok(record)
-}
-
-/// A node row's output column text, or, when it is kept as a reference to the output of
-/// another row of the execution (see `exec_codec::refer_to_equal_rows`), that row's.
-fn node_output(conn: &Connection, id: &str, key: &str, text: String) -> Result<String> {
-    let Some(target) = text.strip_prefix(NODE_REF) else {
-        return Ok(text);
-    };
-    let output: Option<Option<String>> = scalar(
-        conn,
-        "SELECT output FROM exec_nodes WHERE execution_id = $1 AND node_key = $2",
-        params![id, target],
-    )?;
-    match output.flatten() {
-        Some(t) if !t.starts_with(NODE_REF) => Ok(t),
-        _ => Err(corrupt(
-            "node output",
-            format!(
-                "execution {id}: the node row {key:?} holds the output of the node row \
-                 {target:?}, which is missing; restore the database from a backup, or erase \
-                 the execution"
-            ),
-        )),
-    }
 }
 
 /// A row of `id` from [`LIVE_NODE_ROWS`], its output resolved.
@@ -156,12 +132,7 @@ const LIVE_NODE_ROWS: &str = "SELECT node_key, node_id, status, attempts, output
 /// The value of the iteration mark `name` of `id` kept as a reference to the output of its
 /// node row `key` (see `Encoded::rows_of`). That row is never packed while the mark lives.
 fn mark_value(conn: &Connection, id: &str, name: &str, key: &str) -> Result<Value> {
-    let output: Option<Option<String>> = scalar(
-        conn,
-        "SELECT output FROM exec_nodes WHERE execution_id = $1 AND node_key = $2",
-        params![id, key],
-    )?;
-    match output {
+    match packs::output_of(conn, id, key)? {
         Some(text) => Ok(get_json(conn, text)?.unwrap_or(Value::Null)),
         None => Err(corrupt(
             "variable",

@@ -198,26 +198,18 @@ fn resolve_references(
     id: &str,
     members: &mut BTreeMap<String, NodeColumns>,
 ) -> Result<()> {
-    let referring: Vec<(String, String)> = members
+    let referring: Vec<String> = members
         .values()
-        .filter_map(|m| {
-            let target = m.output.as_deref()?.strip_prefix(NODE_REF)?;
-            Some((m.key.clone(), target.to_string()))
-        })
+        .filter(|m| m.output.as_deref().is_some_and(|o| o.starts_with(NODE_REF)))
+        .map(|m| m.key.clone())
         .collect();
-    for (key, target) in referring {
-        let text = match members.get(&target).map(|m| m.output.clone()) {
-            Some(t) => t,
-            None => scalar::<Option<String>>(conn, OUTPUT_OF, params![id, target])?.flatten(),
+    for key in referring {
+        let Some(text) = members.get(&key).and_then(|m| m.output.clone()) else {
+            continue;
         };
-        let Some(text) = text.filter(|t| !t.starts_with(NODE_REF)) else {
-            return Err(corrupt(
-                "history pack",
-                format!(
-                    "the node row {key:?} refers to the output of {target:?}, which is missing"
-                ),
-            ));
-        };
+        let text = referred_output(conn, id, &key, text, |target| {
+            members.get(target).map(|m| m.output.clone())
+        })?;
         if let Some(m) = members.get_mut(&key) {
             m.output = Some(text);
         }
@@ -225,8 +217,46 @@ fn resolve_references(
     Ok(())
 }
 
-/// A node row's output column.
-const OUTPUT_OF: &str = "SELECT output FROM exec_nodes WHERE execution_id = $1 AND node_key = $2";
+/// The output column of the node row `key` of `id`: `None` when there is no such row.
+pub(crate) fn output_of(conn: &Connection, id: &str, key: &str) -> Result<Option<Option<String>>> {
+    scalar(
+        conn,
+        "SELECT output FROM exec_nodes WHERE execution_id = $1 AND node_key = $2",
+        params![id, key],
+    )
+}
+
+/// The output text of the node row `key` of `id` whose column holds `text`: `text` itself, or,
+/// when it is kept as a reference to another row's output (see
+/// `exec_codec::refer_to_equal_rows`), that row's, looked up `in_hand` first (rows already
+/// read), then in the table. A reference to a missing row, or to another reference, is an
+/// error naming both rows.
+pub(crate) fn referred_output(
+    conn: &Connection,
+    id: &str,
+    key: &str,
+    text: String,
+    in_hand: impl FnOnce(&str) -> Option<Option<String>>,
+) -> Result<String> {
+    let Some(target) = text.strip_prefix(NODE_REF) else {
+        return Ok(text);
+    };
+    let output = match in_hand(target) {
+        Some(found) => found,
+        None => output_of(conn, id, target)?.flatten(),
+    };
+    match output {
+        Some(t) if !t.starts_with(NODE_REF) => Ok(t),
+        _ => Err(corrupt(
+            "node output",
+            format!(
+                "execution {id}: the node row {key:?} holds the output of the node row \
+                 {target:?}, which is missing; restore the database from a backup, or erase \
+                 the execution"
+            ),
+        )),
+    }
+}
 
 /// The loop's events, between its `node_started` and its last event, in packs of at most
 /// [`EVENT_PACK_MAX`]; packs already in that range (loops inside it) are taken over and cut
