@@ -450,23 +450,61 @@ impl<N, V> Default for Pending<N, V> {
     }
 }
 
+impl<N, V> Default for SortedRows<N, V> {
+    fn default() -> Self {
+        SortedRows {
+            nodes: Vec::new(),
+            vars: Vec::new(),
+            retire: Vec::new(),
+            drop_vars: Vec::new(),
+        }
+    }
+}
+
+impl<N, V> SortedRows<N, V> {
+    /// Gives back the memory of its lists beyond `rows` entries each.
+    pub(crate) fn shrink_to(&mut self, rows: usize) {
+        self.nodes.shrink_to(rows);
+        self.vars.shrink_to(rows);
+        self.retire.shrink_to(rows);
+        self.drop_vars.shrink_to(rows);
+    }
+}
+
 impl<N, V> Pending<N, V> {
     /// Its rows in key order, to be written.
-    pub(crate) fn sorted(self) -> SortedRows<N, V> {
+    pub(crate) fn sorted(mut self) -> SortedRows<N, V> {
+        let mut out = SortedRows::default();
+        self.sort_into(&mut out);
+        out
+    }
+
+    /// Moves its rows into `out` (emptied first) in key order. Both keep their memory for the
+    /// next write: the step log's folds reuse one pair, where tables made afresh per fold were
+    /// most of the writer thread's page faults (freed, given back to the system, touched
+    /// again by the next fold).
+    pub(crate) fn sort_into(&mut self, out: &mut SortedRows<N, V>) {
         fn by_key<T>(
-            map: impl IntoIterator<Item = T>,
+            from: impl Iterator<Item = T>,
+            to: &mut Vec<T>,
             key: impl Fn(&T) -> &(String, String),
-        ) -> Vec<T> {
-            let mut v: Vec<T> = map.into_iter().collect();
-            v.sort_unstable_by(|a, b| key(a).cmp(key(b)));
-            v
+        ) {
+            to.clear();
+            to.extend(from);
+            to.sort_unstable_by(|a, b| key(a).cmp(key(b)));
         }
-        SortedRows {
-            nodes: by_key(self.nodes, |(k, _)| k),
-            vars: by_key(self.vars, |(k, _)| k),
-            retire: by_key(self.retire, |k| k),
-            drop_vars: by_key(self.drop_vars, |k| k),
-        }
+        by_key(self.nodes.drain(), &mut out.nodes, |(k, _)| k);
+        by_key(self.vars.drain(), &mut out.vars, |(k, _)| k);
+        by_key(self.retire.drain(), &mut out.retire, |k| k);
+        by_key(self.drop_vars.drain(), &mut out.drop_vars, |k| k);
+    }
+
+    /// Gives back the memory of its tables beyond `rows` entries each.
+    pub(crate) fn shrink_to(&mut self, rows: usize) {
+        self.nodes.shrink_to(rows);
+        self.vars.shrink_to(rows);
+        self.retire.shrink_to(rows);
+        self.drop_vars.shrink_to(rows);
     }
 
     pub(crate) fn node(&mut self, id: &str, key: String, row: N) {
@@ -659,7 +697,7 @@ pub(crate) mod sql {
 
 #[cfg(test)]
 mod tests {
-    use super::Pending;
+    use super::{Pending, SortedRows};
 
     #[test]
     fn pending_rows_coalesce_then_come_out_in_key_order() {
@@ -703,5 +741,36 @@ mod tests {
                 ("e".to_string(), "c".to_string())
             ]
         );
+    }
+
+    /// A fold's tables, reused: each write gets its own rows in key order, nothing of the one
+    /// before, and the tables keep their memory (up to what `shrink_to` leaves).
+    #[test]
+    fn reused_tables_give_each_write_its_own_rows() {
+        let mut p: Pending<u32, u32> = Pending::default();
+        let mut out = SortedRows::default();
+        for i in 0..100u32 {
+            p.node("e", format!("n{i:03}"), i);
+            p.var("e", format!("v{i:03}"), i);
+        }
+        p.sort_into(&mut out);
+        assert_eq!(out.nodes.len(), 100);
+        assert_eq!(out.nodes[0].0.1, "n000");
+        assert!(p.nodes.is_empty() && p.vars.is_empty());
+        assert!(p.nodes.capacity() >= 100, "the table keeps its memory");
+        out.nodes.clear();
+        out.vars.clear();
+        p.node("e", "b".to_string(), 1);
+        p.node("e", "a".to_string(), 2);
+        p.retire("e", vec!["gone".into()], vec!["v000".into()]);
+        p.sort_into(&mut out);
+        let keys: Vec<&str> = out.nodes.iter().map(|((_, k), _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert!(out.vars.is_empty());
+        assert_eq!(out.retire, [("e".to_string(), "gone".to_string())]);
+        assert_eq!(out.drop_vars, [("e".to_string(), "v000".to_string())]);
+        p.shrink_to(4);
+        out.shrink_to(4);
+        assert!(p.nodes.capacity() < 100 && out.nodes.capacity() < 100);
     }
 }

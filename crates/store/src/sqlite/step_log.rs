@@ -60,7 +60,7 @@ use hilo_core::tool::AuditEntry;
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use crate::sql::exec_codec::{Encoded, EventRow, ExecRow, Json, NodeRow, Pending};
+use crate::sql::exec_codec::{Encoded, EventRow, ExecRow, Json, NodeRow, Pending, SortedRows};
 use crate::sqlite::audit_rows::{AuditRow, insert_audit_rows};
 use crate::sqlite::stmt::db;
 use crate::sqlite::stmt::{exec, scalar};
@@ -76,8 +76,15 @@ const BACKLOG: u64 = 8 << 20;
 /// no other job asks for them sooner.
 pub(crate) const FOLD_LINGER: Duration = Duration::from_millis(2);
 
+/// Bytes of a segment a fold reads at a time (whole records are applied before it reads on).
+const READ_BYTES: u64 = 256 << 10;
+
 /// Node rows and variables a fold gathers (the last version of each) before it writes them.
 const FLUSH_ROWS: usize = 4096;
+
+/// Rows' worth of memory a fold's tables keep for the next fold (a fold of a few milliseconds
+/// of steps gathers fewer; a longer one allocates the rest and gives it back).
+const KEEP_ROWS: usize = 1024;
 
 /// Bytes of a record's frame before its body: length, then CRC-32C of the body.
 const FRAME: usize = 8;
@@ -182,6 +189,8 @@ pub(crate) struct StepLog {
     dropped: AtomicU64,
     /// Torn tails skipped in segments nobody writes any more.
     torn: AtomicU64,
+    /// The tables a fold gathers rows in, kept between folds (see [`KEEP_ROWS`]).
+    scratch: Mutex<Scratch>,
     /// A segment no fold can get past (a record this build cannot decode, or a damaged one
     /// with records after it), and why: the store is not healthy while it is there.
     stuck: Mutex<Option<(String, String)>>,
@@ -365,6 +374,7 @@ impl StepLog {
             dropped: AtomicU64::new(0),
             torn: AtomicU64::new(0),
             stuck: Mutex::new(None),
+            scratch: Mutex::new(Scratch::default()),
         })
     }
 
@@ -720,7 +730,13 @@ impl StepLog {
     /// Applies the records past each segment's folded offset, in order, and moves the offsets.
     fn fold_segments(&self, conn: &Connection, segments: Vec<Seen>) -> Result<Vec<Folded>> {
         let w = Writes::new(conn);
-        let mut batch = Batch::default();
+        let scratch =
+            std::mem::take(&mut *self.scratch.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut batch = Batch {
+            rows: scratch.rows,
+            sorted: scratch.sorted,
+            ..Batch::default()
+        };
         let mut out = Vec::with_capacity(segments.len());
         for seen in segments {
             let done: u64 = scalar::<i64>(
@@ -732,7 +748,6 @@ impl StepLog {
             // Whether anyone still appends to it, asked before reading: if nobody did then,
             // a torn record at the end of what is read stays torn.
             let dead = unlocked(&seen.path);
-            let mut bytes = Vec::new();
             let mut file = match File::open(&seen.path) {
                 Ok(f) => f,
                 // Deleted meanwhile by another process, after it folded it.
@@ -740,66 +755,94 @@ impl StepLog {
                 Err(e) => return Err(io("open", &seen.path, e)),
             };
             file.seek(SeekFrom::Start(done))
-                .and_then(|_| file.read_to_end(&mut bytes))
                 .map_err(|e| io("read", &seen.path, e))?;
-            let len = done + bytes.len() as u64;
-            let mut consumed = 0;
-            let stop = each_record(&bytes, |end, record| {
-                match record {
-                    Ok(r) => {
-                        batch.apply(&w, r, &self.dropped)?;
-                        batch.flush_if_large(&w)?;
-                    }
-                    Err(e) => {
-                        // A whole frame this build cannot read (another version of hilo
-                        // wrote it): nothing is folded past it, and nothing is lost.
-                        let why = format!(
-                            "step log: segment {} holds a record at offset {} that this \
-                             version of hilo cannot read ({e}); run the version that wrote it \
-                             against this database once so that it folds its log, then upgrade",
-                            seen.name,
-                            done + consumed as u64
-                        );
-                        self.set_stuck(&seen.name, &why);
-                        tracing::error!(segment = %seen.path.display(), offset = done + consumed as u64, "{why}");
-                        return Err(StoreError::Unhealthy(why));
-                    }
+            // Read in pieces of about READ_BYTES, each applied before the next is read: a fold of
+            // a long backlog holds one piece (and a record longer than one), not the backlog.
+            // `bytes` holds what is read and not applied yet, from the file's offset `base`.
+            let mut bytes: Vec<u8> = Vec::new();
+            let mut base = done;
+            let mut eof = false;
+            let stop = loop {
+                if !eof {
+                    let n = (&mut file)
+                        .take(READ_BYTES)
+                        .read_to_end(&mut bytes)
+                        .map_err(|e| io("read", &seen.path, e))?;
+                    eof = (n as u64) < READ_BYTES;
                 }
-                consumed = end;
-                Ok(())
-            })?;
+                let mut consumed = 0;
+                let stop = each_record(&bytes, |end, record| {
+                    match record {
+                        Ok(r) => {
+                            batch.apply(&w, r, &self.dropped)?;
+                            batch.flush_if_large(&w)?;
+                        }
+                        Err(e) => {
+                            // A whole frame this build cannot read (another version of hilo
+                            // wrote it): nothing is folded past it, and nothing is lost.
+                            let why = format!(
+                                "step log: segment {} holds a record at offset {} that this \
+                                 version of hilo cannot read ({e}); run the version that wrote \
+                                 it against this database once so that it folds its log, then \
+                                 upgrade",
+                                seen.name,
+                                base + consumed as u64
+                            );
+                            self.set_stuck(&seen.name, &why);
+                            tracing::error!(segment = %seen.path.display(), offset = base + consumed as u64, "{why}");
+                            return Err(StoreError::Unhealthy(why));
+                        }
+                    }
+                    consumed = end;
+                    Ok(())
+                })?;
+                // Whatever stopped the walk starts where the applied records end.
+                bytes.drain(..consumed);
+                base += consumed as u64;
+                match stop {
+                    // Damaged with bytes after it: more bytes change nothing.
+                    Stop::Corrupt { .. } => break stop,
+                    // The end of what was read: of the file, or of this piece.
+                    Stop::End | Stop::Tail { .. } if eof => break stop,
+                    Stop::End | Stop::Tail { .. } => {}
+                }
+            };
+            let len = base + bytes.len() as u64;
+            let mut consumed = 0;
             match stop {
                 Stop::End => {}
-                Stop::Tail { at, why } => {
+                Stop::Tail { why, .. } => {
                     if dead {
                         // A record cut short at the end of a segment nobody writes any more
                         // (its process was killed inside `write`): never committed.
                         self.torn.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             segment = %seen.path.display(),
-                            offset = done + at as u64,
-                            bytes = bytes.len() - at,
+                            offset = base,
+                            bytes = bytes.len(),
                             "step log: skipping {why} at the end of a segment nobody writes any more (a write cut short by a crash; it was never committed)"
                         );
                         consumed = bytes.len();
                     }
                 }
-                Stop::Corrupt { at, why } => {
+                Stop::Corrupt { why, .. } => {
+                    // What follows it in the file, not only in the piece read.
+                    let after = file
+                        .metadata()
+                        .map_or(bytes.len() as u64, |m| m.len().saturating_sub(base));
                     let why = format!(
                         "step log: segment {} is damaged at offset {}: {why}, with {} more \
                          byte(s) after it that may hold committed steps; nothing past it is \
                          folded. Restore the file from a backup (or, accepting the loss of what \
                          follows, truncate it to that offset)",
-                        seen.name,
-                        done + at as u64,
-                        bytes.len() - at
+                        seen.name, base, after
                     );
                     self.set_stuck(&seen.name, &why);
-                    tracing::error!(segment = %seen.path.display(), offset = done + at as u64, "{why}");
+                    tracing::error!(segment = %seen.path.display(), offset = base, "{why}");
                     return Err(StoreError::Unhealthy(why));
                 }
             }
-            let folded = done + consumed as u64;
+            let folded = base + consumed as u64;
             if folded > done {
                 exec(
                     conn,
@@ -810,7 +853,10 @@ impl StepLog {
             }
             out.push(Folded { seen, folded, len });
         }
-        batch.finish(&w)?;
+        let mut scratch = batch.finish(&w)?;
+        scratch.rows.shrink_to(KEEP_ROWS);
+        scratch.sorted.shrink_to(KEEP_ROWS);
+        *self.scratch.lock().unwrap_or_else(PoisonError::into_inner) = scratch;
         // Got past the segment that was stuck (or it is gone): healthy again.
         let mut stuck = self.stuck.lock().unwrap_or_else(PoisonError::into_inner);
         if stuck.as_ref().is_some_and(|(name, _)| {
@@ -846,6 +892,19 @@ impl StepLog {
     }
 }
 
+/// A fold's tables of node and variable rows, empty between folds but keeping their memory.
+#[derive(Default)]
+struct Scratch {
+    rows: Pending<NodeRow, Json>,
+    sorted: SortedRows<NodeRow, Json>,
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch").finish_non_exhaustive()
+    }
+}
+
 /// The rows of one fold: history and audit rows are inserted as they come; node and variable
 /// rows are coalesced (the last of each key wins) and written at the end.
 #[derive(Default)]
@@ -853,6 +912,8 @@ struct Batch {
     /// Execution → its lease owner now (`None`: no such execution).
     owners: HashMap<String, Option<String>>,
     rows: Pending<NodeRow, Json>,
+    /// Where `rows` are put in key order to be written.
+    sorted: SortedRows<NodeRow, Json>,
     /// Execution → the last execution row its applied steps set (owner, row, time), written
     /// with the other rows: a loop's steps rewrite it once per iteration, and only the last
     /// one stays. Whether the owner holds the lease is what [`Batch::owners`] says: the
@@ -922,12 +983,17 @@ impl Batch {
             return Ok(());
         }
         self.write_exec_rows(w)?;
-        w.write_pending(std::mem::take(&mut self.rows))
+        w.write_pending(&mut self.rows, &mut self.sorted)
     }
 
-    fn finish(mut self, w: &Writes<'_>) -> Result<()> {
+    /// Writes what is left; gives back the tables, empty, for the next fold.
+    fn finish(mut self, w: &Writes<'_>) -> Result<Scratch> {
         self.write_exec_rows(w)?;
-        w.write_pending(self.rows)
+        w.write_pending(&mut self.rows, &mut self.sorted)?;
+        Ok(Scratch {
+            rows: self.rows,
+            sorted: self.sorted,
+        })
     }
 
     /// The execution rows gathered so far (see [`Batch::exec_rows`]).

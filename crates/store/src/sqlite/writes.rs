@@ -10,7 +10,7 @@ use rusqlite::{CachedStatement, Connection, params};
 use serde_json::Value;
 
 use crate::sql::exec_codec::{
-    Encoded, EventRow, ExecRow, Json, NodeRow, Pending, REF, corrupt, i, sql,
+    Encoded, EventRow, ExecRow, Json, NodeRow, Pending, REF, SortedRows, corrupt, i, sql,
 };
 use crate::sql::history_pack::{EndedLoop, ended_loop};
 use crate::sqlite::packs;
@@ -150,24 +150,31 @@ impl<'a> Writes<'a> {
     }
 
     /// The node and variable rows of one or more commits, coalesced, in key order (see
-    /// [`Pending::sorted`]).
-    pub(crate) fn write_pending(&self, p: Pending<NodeRow, Json>) -> Result<()> {
-        let rows = p.sorted();
+    /// [`Pending::sort_into`]): `p` and `rows` are left empty with their memory, for the next
+    /// write to reuse.
+    pub(crate) fn write_pending(
+        &self,
+        p: &mut Pending<NodeRow, Json>,
+        rows: &mut SortedRows<NodeRow, Json>,
+    ) -> Result<()> {
+        p.sort_into(rows);
         let ended: Vec<EndedLoop> = rows
             .nodes
             .iter()
             .filter_map(|((id, key), (n, _))| ended_loop(id, key, &n.status, &n.detail))
             .collect();
-        self.each_row(UPSERT_NODE, rows.nodes, |st, ((id, _), (n, retired))| {
-            self.upsert_node(st, &id, n, retired)
-        })?;
-        self.each_row(RETIRE_ROW, rows.retire, |st, (id, key)| {
+        self.each_row(
+            UPSERT_NODE,
+            rows.nodes.drain(..),
+            |st, ((id, _), (n, retired))| self.upsert_node(st, &id, n, retired),
+        )?;
+        self.each_row(RETIRE_ROW, rows.retire.drain(..), |st, (id, key)| {
             run(st, params![id, key])
         })?;
-        self.each_row(UPSERT_VAR, rows.vars, |st, ((id, name), v)| {
+        self.each_row(UPSERT_VAR, rows.vars.drain(..), |st, ((id, name), v)| {
             run(st, params![id, name, self.column(v)?])
         })?;
-        self.each_row(DROP_VAR, rows.drop_vars, |st, (id, name)| {
+        self.each_row(DROP_VAR, rows.drop_vars.drain(..), |st, (id, name)| {
             run(st, params![id, name])
         })?;
         packs::pack_ended_loops(self.conn, &ended)

@@ -322,12 +322,25 @@ async fn dead_segment() -> (
     Vec<u8>,
     std::path::PathBuf,
 ) {
+    dead_segment_of(5, |seq| json!(seq)).await
+}
+
+/// [`dead_segment`] of `steps` steps, step k's output `output(k)`.
+async fn dead_segment_of(
+    steps: u64,
+    output: impl Fn(u64) -> Value,
+) -> (
+    tempfile::TempDir,
+    Arc<SqliteStore>,
+    Vec<u8>,
+    std::path::PathBuf,
+) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src/hilo.db");
     std::fs::create_dir_all(src.parent().unwrap()).unwrap();
     let a = holding_x(&src, 60_000).await;
-    for seq in 1..=5 {
-        commit(&a, plain("x", "A", seq, json!(seq))).await;
+    for seq in 1..=steps {
+        commit(&a, plain("x", "A", seq, output(seq))).await;
     }
     let name = segments(&src)
         .into_iter()
@@ -393,6 +406,47 @@ async fn a_damaged_record_followed_by_others_is_an_error_not_a_truncation() {
     std::fs::write(&path, &bytes).unwrap();
     b.health().await.unwrap();
     assert_eq!(b.events("x").await.unwrap().len(), 5);
+}
+
+/// A segment longer than a fold reads at a time (256 KiB): records that straddle the pieces
+/// fold whole, and a torn tail or a damaged record far into it is told as in a short one, at
+/// its offset in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_read_in_pieces_folds_and_reports_as_a_whole() {
+    // 300 steps of ~3 KiB: about 900 KiB, four pieces and more.
+    let (_dir, b, bytes, path) =
+        dead_segment_of(300, |seq| json!(format!("{seq:03}").repeat(1000))).await;
+    let ends = frame_ends(&bytes);
+    assert_eq!(ends.len(), 300);
+    assert!(bytes.len() > 3 * (256 << 10), "{} bytes", bytes.len());
+    // Damaged at step 200 (past the third piece): nothing past it, its own offset, and what
+    // follows it in the file.
+    let mut bad = bytes.clone();
+    bad[ends[198] + 12] ^= 0x40;
+    std::fs::write(&path, &bad).unwrap();
+    let e = b.health().await.unwrap_err();
+    assert_eq!(e.code(), "STORE_UNHEALTHY");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("offset {}", ends[198]))
+            && msg.contains(&format!("with {} more byte(s)", bytes.len() - ends[198])),
+        "{msg}"
+    );
+    assert!(path.exists());
+    // Torn in the last step's write: every whole step folds, the tail is counted.
+    std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+    let events = b.events("x").await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=299).collect::<Vec<_>>()
+    );
+    assert_eq!(b.torn_records(), 1);
+    b.health().await.unwrap();
+    let nodes = b.node_records("x").await.unwrap();
+    assert_eq!(nodes.len(), 299);
+    let first = nodes.iter().find(|n| n.key == "n1").unwrap();
+    assert_eq!(first.output.as_deref(), Some(&json!("001".repeat(1000))));
+    assert!(!path.exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
