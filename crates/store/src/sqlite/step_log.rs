@@ -325,6 +325,28 @@ fn each_record<E>(
     Ok(Stop::End)
 }
 
+/// Reads up to `want` more bytes of `file` onto `bytes` (one `read` unless the system gives
+/// less): how many it got, fewer at the file's end.
+fn read_piece(file: &mut File, bytes: &mut Vec<u8>, want: u64) -> std::io::Result<u64> {
+    let start = bytes.len();
+    let want = usize::try_from(want).unwrap_or(usize::MAX);
+    bytes.resize(start + want, 0);
+    let mut got = 0;
+    while got < want {
+        match file.read(&mut bytes[start + got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                bytes.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+    bytes.truncate(start + got);
+    Ok(got as u64)
+}
+
 /// Whether nobody holds the segment's lock now (its process is gone, or moved on from it).
 fn unlocked(path: &Path) -> bool {
     File::open(path).is_ok_and(|f| f.try_lock().is_ok())
@@ -764,11 +786,17 @@ impl StepLog {
             let mut eof = false;
             let stop = loop {
                 if !eof {
-                    let n = (&mut file)
-                        .take(READ_BYTES)
-                        .read_to_end(&mut bytes)
+                    // What the file holds past what is read, as far as a piece goes: the
+                    // last piece is the one shorter than a whole one (bytes appended since
+                    // are for the next fold).
+                    let read = base + bytes.len() as u64;
+                    let want = file
+                        .metadata()
+                        .map_or(READ_BYTES, |m| m.len().saturating_sub(read))
+                        .min(READ_BYTES);
+                    let got = read_piece(&mut file, &mut bytes, want)
                         .map_err(|e| io("read", &seen.path, e))?;
-                    eof = (n as u64) < READ_BYTES;
+                    eof = want < READ_BYTES || got < want;
                 }
                 let mut consumed = 0;
                 let stop = each_record(&bytes, |end, record| {

@@ -413,12 +413,18 @@ async fn a_damaged_record_followed_by_others_is_an_error_not_a_truncation() {
 /// its offset in the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_read_in_pieces_folds_and_reports_as_a_whole() {
-    // 300 steps of ~3 KiB: about 900 KiB, four pieces and more.
-    let (_dir, b, bytes, path) =
-        dead_segment_of(300, |seq| json!(format!("{seq:03}").repeat(1000))).await;
+    // 300 steps of ~3 KiB, and one of 700 KB (longer than two pieces): about 1.6 MB.
+    let output = |seq: u64| {
+        if seq == 150 {
+            json!("y".repeat(700_000))
+        } else {
+            json!(format!("{seq:03}").repeat(1000))
+        }
+    };
+    let (_dir, b, bytes, path) = dead_segment_of(300, output).await;
     let ends = frame_ends(&bytes);
     assert_eq!(ends.len(), 300);
-    assert!(bytes.len() > 3 * (256 << 10), "{} bytes", bytes.len());
+    assert!(bytes.len() > 6 * (256 << 10), "{} bytes", bytes.len());
     // Damaged at step 200 (past the third piece): nothing past it, its own offset, and what
     // follows it in the file.
     let mut bad = bytes.clone();
@@ -444,8 +450,10 @@ async fn a_segment_read_in_pieces_folds_and_reports_as_a_whole() {
     b.health().await.unwrap();
     let nodes = b.node_records("x").await.unwrap();
     assert_eq!(nodes.len(), 299);
-    let first = nodes.iter().find(|n| n.key == "n1").unwrap();
-    assert_eq!(first.output.as_deref(), Some(&json!("001".repeat(1000))));
+    for key in [1, 150, 299] {
+        let n = nodes.iter().find(|n| n.key == format!("n{key}")).unwrap();
+        assert_eq!(n.output.as_deref(), Some(&output(key)), "n{key}");
+    }
     assert!(!path.exists());
 }
 
