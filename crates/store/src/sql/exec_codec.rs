@@ -330,6 +330,9 @@ impl Encoded {
 /// same group when the loop's history is packed, and the pack holds the text for both
 /// (`sqlite::packs`); readers of unpacked rows look the referred row up.
 fn refer_to_equal_rows(c: &Commit, rows: &mut [NodeRow]) {
+    if c.retired.is_empty() {
+        return;
+    }
     // The rows that may share a text: inline, large enough, of an iteration's scope. Most
     // commits have fewer than two, and nothing more is built for them.
     let candidates: Vec<usize> = (0..rows.len())
@@ -338,7 +341,7 @@ fn refer_to_equal_rows(c: &Commit, rows: &mut [NodeRow]) {
                 && matches!(&rows[i].output, Some(Json::Inline(t)) if t.len() >= Texts::SHARED_FROM)
         })
         .collect();
-    if candidates.len() < 2 || c.retired.is_empty() {
+    if candidates.len() < 2 {
         return;
     }
     let retired: HashSet<&str> = c.retired.iter().map(String::as_str).collect();

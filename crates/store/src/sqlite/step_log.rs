@@ -752,11 +752,10 @@ impl StepLog {
     /// Applies the records past each segment's folded offset, in order, and moves the offsets.
     fn fold_segments(&self, conn: &Connection, segments: Vec<Seen>) -> Result<Vec<Folded>> {
         let w = Writes::new(conn);
-        let scratch =
-            std::mem::take(&mut *self.scratch.lock().unwrap_or_else(PoisonError::into_inner));
         let mut batch = Batch {
-            rows: scratch.rows,
-            sorted: scratch.sorted,
+            tables: std::mem::take(
+                &mut *self.scratch.lock().unwrap_or_else(PoisonError::into_inner),
+            ),
             ..Batch::default()
         };
         let mut out = Vec::with_capacity(segments.len());
@@ -881,10 +880,10 @@ impl StepLog {
             }
             out.push(Folded { seen, folded, len });
         }
-        let mut scratch = batch.finish(&w)?;
-        scratch.rows.shrink_to(KEEP_ROWS);
-        scratch.sorted.shrink_to(KEEP_ROWS);
-        *self.scratch.lock().unwrap_or_else(PoisonError::into_inner) = scratch;
+        let mut tables = batch.finish(&w)?;
+        tables.rows.shrink_to(KEEP_ROWS);
+        tables.sorted.shrink_to(KEEP_ROWS);
+        *self.scratch.lock().unwrap_or_else(PoisonError::into_inner) = tables;
         // Got past the segment that was stuck (or it is gone): healthy again.
         let mut stuck = self.stuck.lock().unwrap_or_else(PoisonError::into_inner);
         if stuck.as_ref().is_some_and(|(name, _)| {
@@ -920,7 +919,9 @@ impl StepLog {
     }
 }
 
-/// A fold's tables of node and variable rows, empty between folds but keeping their memory.
+/// A fold's tables of node and variable rows, empty between folds but keeping their memory:
+/// node rows and variables coalesced (the last of each key wins), and where they are put in
+/// key order to be written.
 #[derive(Default)]
 struct Scratch {
     rows: Pending<NodeRow, Json>,
@@ -939,9 +940,8 @@ impl std::fmt::Debug for Scratch {
 struct Batch {
     /// Execution → its lease owner now (`None`: no such execution).
     owners: HashMap<String, Option<String>>,
-    rows: Pending<NodeRow, Json>,
-    /// Where `rows` are put in key order to be written.
-    sorted: SortedRows<NodeRow, Json>,
+    /// Node and variable rows, gathered then written (kept from fold to fold).
+    tables: Scratch,
     /// Execution → the last execution row its applied steps set (owner, row, time), written
     /// with the other rows: a loop's steps rewrite it once per iteration, and only the last
     /// one stays. Whether the owner holds the lease is what [`Batch::owners`] says: the
@@ -960,7 +960,9 @@ impl Batch {
             Record::Audit { rows } => insert_audit_rows(w.conn(), rows),
             Record::Retire { id, nodes, vars } => {
                 if after.as_deref() == Some(id.as_str()) {
-                    self.rows.retire(&id, nodes.into_owned(), vars.into_owned());
+                    self.tables
+                        .rows
+                        .retire(&id, nodes.into_owned(), vars.into_owned());
                 }
                 Ok(())
             }
@@ -991,10 +993,10 @@ impl Batch {
                 }
                 w.insert_events(&id, events)?;
                 for n in nodes {
-                    self.rows.node(&id, n.key.clone(), n);
+                    self.tables.rows.node(&id, n.key.clone(), n);
                 }
                 for (name, v) in vars {
-                    self.rows.var(&id, name, v);
+                    self.tables.rows.var(&id, name, v);
                 }
                 self.applied = Some(id);
                 Ok(())
@@ -1007,21 +1009,18 @@ impl Batch {
     /// number: a later record's row for the same key overwrites it, and its retirement or
     /// deletion reaches the written row, as within one write.
     fn flush_if_large(&mut self, w: &Writes<'_>) -> Result<()> {
-        if self.rows.nodes.len() + self.rows.vars.len() < FLUSH_ROWS {
+        if self.tables.rows.nodes.len() + self.tables.rows.vars.len() < FLUSH_ROWS {
             return Ok(());
         }
         self.write_exec_rows(w)?;
-        w.write_pending(&mut self.rows, &mut self.sorted)
+        w.write_pending(&mut self.tables.rows, &mut self.tables.sorted)
     }
 
     /// Writes what is left; gives back the tables, empty, for the next fold.
     fn finish(mut self, w: &Writes<'_>) -> Result<Scratch> {
         self.write_exec_rows(w)?;
-        w.write_pending(&mut self.rows, &mut self.sorted)?;
-        Ok(Scratch {
-            rows: self.rows,
-            sorted: self.sorted,
-        })
+        w.write_pending(&mut self.tables.rows, &mut self.tables.sorted)?;
+        Ok(self.tables)
     }
 
     /// The execution rows gathered so far (see [`Batch::exec_rows`]).
