@@ -39,6 +39,16 @@ edges:
   - {from: each, to: done}
 "#;
 
+/// The iteration of a key `each[{i}]/…`.
+fn iteration_of(key: &str) -> u64 {
+    key["each[".len()..]
+        .split(']')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 async fn pages_of_nodes(store: &dyn ExecutionStore, id: &str, limit: u32) -> Vec<NodeRecord> {
     let mut out: Vec<NodeRecord> = Vec::new();
     loop {
@@ -238,12 +248,7 @@ async fn a_finish_returning_its_tools_output_reads_back_for_short_and_packed_loo
         let nodes = store.node_records(&o.execution_id).await.unwrap();
         assert_eq!(nodes.len(), 2 + n * 2, "{n} iterations");
         for n in nodes.iter().filter(|n| n.key.contains('/')) {
-            let i: u64 = n.key["each[".len()..]
-                .split(']')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
+            let i = iteration_of(&n.key);
             assert_eq!(
                 n.output.as_deref(),
                 Some(&json!({"n": i, "text": text})),
@@ -260,5 +265,120 @@ async fn a_finish_returning_its_tools_output_reads_back_for_short_and_packed_loo
             let text_copies = (2 * n as u64 + 1) * text.len() as u64;
             assert!(stored < text_copies + 1_200, "{stored} bytes stored");
         }
+    }
+}
+
+/// A loop that stops at a human node in its iteration `input.stop`; every other iteration
+/// goes straight from the tool to the finish.
+const HALFWAY: &str = r#"
+name: halfway
+version: 1
+nodes:
+  - id: each
+    type: loop
+    for_each: "${ input.items }"
+    body:
+      nodes:
+        - {id: x, type: tool, tool: test.echo, with: {n: "${ item }", text: "${ input.text }"}}
+        - {id: ask, type: human, prompt: "go on?"}
+        - {id: f, type: finish, output: "${ x.output }"}
+      edges:
+        - {from: x, to: ask, when: "item == input.stop"}
+        - {from: x, to: f, when: "item != input.stop"}
+        - {from: ask, to: f}
+  - {id: done, type: finish, output: {count: "${ length(each.output) }", last: "${ each.output[-1].n }"}}
+edges:
+  - {from: each, to: done}
+"#;
+
+/// The fold writes iterations that end together straight into packs (a run of each chunk of
+/// 100 iterations) while the loop runs, and leaves those it sees a few at a time as rows: how
+/// many of each depends on timing, and both are read alike. A claim in the middle of the loop
+/// reads the ended iterations' outputs (each iteration's mark refers to its tool's row,
+/// packed or not), and every reader gives every record back, whole and by pages from any
+/// cursor, across chunks of one to four digits.
+#[tokio::test]
+async fn iterations_packed_as_they_end_resume_and_read_back_from_any_cursor() {
+    let env = env().await;
+    let text = "t".repeat(300);
+    let n = 1_234u64;
+    let stop = 1_100u64;
+    let o = env
+        .run(
+            HALFWAY,
+            json!({"items": (0..n).collect::<Vec<_>>(), "text": text, "stop": stop}),
+        )
+        .await;
+    let id = o.execution_id.clone();
+    assert_eq!(o.status, ExecStatus::Waiting, "{:?}", o.error);
+    let store = env.store.as_ref();
+    let waiting = store.node_records(&id).await.unwrap();
+    assert!(
+        waiting.iter().any(|r| r.key == format!("each[{stop}]/ask")),
+        "the run waits at the human node"
+    );
+    assert_eq!(pages_of_nodes(store, &id, 7).await, waiting);
+
+    env.engine
+        .answer(
+            DEFAULT_TENANT,
+            &id,
+            &format!("each[{stop}]/ask"),
+            &json!(true),
+        )
+        .await
+        .unwrap();
+    let o = env.resume(&id).await;
+    assert_eq!(o.status, ExecStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(o.output, Some(json!({"count": n, "last": n - 1})));
+
+    let nodes = store.node_records(&id).await.unwrap();
+    let mut want: Vec<String> = vec!["done".into(), "each".into()];
+    for i in 0..n {
+        for k in ["x", "ask", "f"] {
+            want.push(format!("each[{i}]/{k}"));
+        }
+    }
+    want.sort();
+    let keys: Vec<&str> = nodes.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, want.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(store.count_nodes(&id).await.unwrap(), want.len() as u64);
+    for r in nodes
+        .iter()
+        .filter(|r| r.key.ends_with("/x") || r.key.ends_with("/f"))
+    {
+        let i = iteration_of(&r.key);
+        assert_eq!(
+            r.output.as_deref(),
+            Some(&json!({"n": i, "text": text})),
+            "{}",
+            r.key
+        );
+        assert_eq!(r.status, NodeStatus::Succeeded, "{}", r.key);
+    }
+    for r in nodes.iter().filter(|r| r.key.ends_with("/ask")) {
+        let asked = r.key == format!("each[{stop}]/ask");
+        let want = if asked {
+            NodeStatus::Succeeded
+        } else {
+            NodeStatus::Skipped
+        };
+        assert_eq!(r.status, want, "{}", r.key);
+    }
+    for limit in [3, 64, 1_000] {
+        assert_eq!(
+            pages_of_nodes(store, &id, limit).await,
+            nodes,
+            "pages of {limit}"
+        );
+    }
+    // A page may start at any record: after each key, the rest, in order.
+    for (at, r) in nodes.iter().enumerate().step_by(97) {
+        let page = store
+            .node_records_page(&id, Some(&r.key), 50)
+            .await
+            .unwrap();
+        let end = (at + 1 + 50).min(nodes.len());
+        assert_eq!(page, nodes[at + 1..end], "after {}", r.key);
     }
 }

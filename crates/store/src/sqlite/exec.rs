@@ -130,9 +130,16 @@ const LIVE_NODE_ROWS: &str = "SELECT node_key, node_id, status, attempts, output
     WHERE execution_id = $1 AND retired = 0 ORDER BY node_key";
 
 /// The value of the iteration mark `name` of `id` kept as a reference to the output of its
-/// node row `key` (see `Encoded::rows_of`). That row is never packed while the mark lives.
-fn mark_value(conn: &Connection, id: &str, name: &str, key: &str) -> Result<Value> {
-    match packs::output_of(conn, id, key)? {
+/// node row `key` (see `Encoded::rows_of`): a row, or a member of a run pack (the fold packs
+/// an iteration's rows as it ends); never of a group pack, made when the marks are dropped.
+fn mark_value(
+    conn: &Connection,
+    id: &str,
+    name: &str,
+    key: &str,
+    chunks: &mut packs::ChunkOutputs,
+) -> Result<Value> {
+    match packs::output_anywhere(conn, id, key, chunks)? {
         Some(text) => Ok(get_json(conn, text)?.unwrap_or(Value::Null)),
         None => Err(corrupt(
             "variable",
@@ -150,11 +157,12 @@ fn load(conn: &Connection, id: &str) -> Result<Loaded> {
     // SQLite's planner prefers the primary key (which scans every row of the execution)
     // over the partial index of live rows unless told.
     let nodes = all(conn, LIVE_NODE_ROWS, [id], |r| node_from_row(conn, id, r))?;
+    let mut chunks = packs::ChunkOutputs::new();
     let vars = all(conn, sql::VAR_ROWS, [id], |r| {
         let name = r.text(0)?;
         let value = match r.opt_text(1)? {
             Some(t) if t.starts_with(NODE_REF) => {
-                mark_value(conn, id, &name, &t[NODE_REF.len()..])?
+                mark_value(conn, id, &name, &t[NODE_REF.len()..], &mut chunks)?
             }
             t => get_json(conn, t)?.unwrap_or(Value::Null),
         };

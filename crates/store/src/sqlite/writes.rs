@@ -163,6 +163,7 @@ impl<'a> Writes<'a> {
             .iter()
             .filter_map(|((id, key), (n, _))| ended_loop(id, key, &n.status, &n.detail))
             .collect();
+        packs::pack_ended_iterations(self.conn, &mut rows.nodes, &rows.retire)?;
         self.each_row(
             UPSERT_NODE,
             rows.nodes.drain(..),

@@ -263,34 +263,43 @@ async fn file_store_with_e1() -> (tempfile::TempDir, std::path::PathBuf, SqliteS
     (dir, path, s)
 }
 
-/// Starts `e1`'s loop `each` and runs its 20 iterations of two retired rows in one commit
-/// (with an event per row when `events`; the commit's sequence number is then 41, else 1),
-/// committed and folded.
+/// Starts `e1`'s loop `each` and runs its 20 iterations of two retired rows, five to a commit,
+/// each commit folded on its own: a loop slow enough that no fold sees a run of iterations
+/// to pack (see `history_pack::MIN_RUN`), so its rows stay rows until the loop ends. With an
+/// event per row when `events` (the last sequence number is then 41, else 1).
 async fn run_loop_of_20(s: &SqliteStore, events: bool) {
-    let mut c = step("e1", "me", if events { 41 } else { 1 }, json!(1));
-    c.events[0].seq = 1;
-    c.events[0].kind = EventKind::NodeStarted;
-    c.events[0].node = Some("each".into());
-    c.nodes.clear();
-    for i in 0..20 {
-        for k in ["x", "f"] {
-            let mut n = NodeRecord::new(format!("each[{i}]/{k}"), k);
-            n.status = NodeStatus::Succeeded;
-            n.output = Some(json!(i).into());
-            if events {
-                let mut e = event(c.events.len() as u64 + 1, EventKind::NodeSucceeded);
-                e.node = Some(n.key.clone());
-                c.events.push(e);
-            }
-            c.retired.push(n.key.clone());
-            c.nodes.push(n);
+    let mut seq = 1u64;
+    for part in 0..4u64 {
+        let mut c = step("e1", "me", 1, json!(1));
+        c.events.clear();
+        if part == 0 {
+            let mut e = event(1, EventKind::NodeStarted);
+            e.node = Some("each".into());
+            c.events.push(e);
         }
+        c.nodes.clear();
+        for i in part * 5..part * 5 + 5 {
+            for k in ["x", "f"] {
+                let mut n = NodeRecord::new(format!("each[{i}]/{k}"), k);
+                n.status = NodeStatus::Succeeded;
+                n.output = Some(json!(i).into());
+                if events {
+                    seq += 1;
+                    let mut e = event(seq, EventKind::NodeSucceeded);
+                    e.node = Some(n.key.clone());
+                    c.events.push(e);
+                }
+                c.retired.push(n.key.clone());
+                c.nodes.push(n);
+            }
+        }
+        c.exec.last_seq = seq;
+        assert_eq!(
+            s.commit_batch(vec![c]).await.unwrap(),
+            [CommitOutcome::Committed]
+        );
+        s.fold_step_logs().await.unwrap();
     }
-    assert_eq!(
-        s.commit_batch(vec![c]).await.unwrap(),
-        [CommitOutcome::Committed]
-    );
-    s.fold_step_logs().await.unwrap();
 }
 
 /// Commits (and folds) the step that ends `e1`'s loop `each` of 20 iterations, at `seq`.
@@ -447,26 +456,31 @@ async fn an_iteration_mark_is_kept_as_a_reference_to_its_rows_output() {
 async fn an_iteration_row_equal_to_an_earlier_ones_output_is_kept_as_a_reference() {
     let (_dir, path, s) = file_store_with_e1().await;
     let out = json!({"text": "k".repeat(1024)});
-    let mut c = step("e1", "me", 1, out.clone());
-    for i in 0..20 {
-        for k in ["x", "f"] {
-            let mut n = NodeRecord::new(format!("each[{i}]/{k}"), k);
-            n.status = NodeStatus::Succeeded;
-            n.output = Some(out.clone().into());
-            c.retired.push(n.key.clone());
-            c.nodes.push(n);
+    // Five iterations to a commit, each folded on its own (fewer than a run pack takes).
+    for part in 0..4 {
+        let mut c = step("e1", "me", 1, out.clone());
+        for i in part * 5..part * 5 + 5 {
+            for k in ["x", "f"] {
+                let mut n = NodeRecord::new(format!("each[{i}]/{k}"), k);
+                n.status = NodeStatus::Succeeded;
+                n.output = Some(out.clone().into());
+                c.retired.push(n.key.clone());
+                c.nodes.push(n);
+            }
         }
+        if part == 3 {
+            // Not retired: keeps its copy.
+            let mut live = NodeRecord::new("each[20]/f".into(), "f");
+            live.status = NodeStatus::Succeeded;
+            live.output = Some(out.clone().into());
+            c.nodes.push(live);
+        }
+        assert_eq!(
+            s.commit_batch(vec![c]).await.unwrap(),
+            [CommitOutcome::Committed]
+        );
+        s.fold_step_logs().await.unwrap();
     }
-    // Not retired: keeps its copy.
-    let mut live = NodeRecord::new("each[20]/f".into(), "f");
-    live.status = NodeStatus::Succeeded;
-    live.output = Some(out.clone().into());
-    c.nodes.push(live);
-    assert_eq!(
-        s.commit_batch(vec![c]).await.unwrap(),
-        [CommitOutcome::Committed]
-    );
-    s.fold_step_logs().await.unwrap();
     let raw = rusqlite::Connection::open(&path).unwrap();
     let output = |key: &str| -> String {
         raw.query_row(
@@ -563,5 +577,161 @@ async fn a_reference_to_a_missing_row_is_reported() {
     assert!(
         err.contains("each[0]/f") && err.contains("each[0]/x") && err.contains("missing"),
         "{err}"
+    );
+}
+
+/// Iterations that end in one fold are written straight into run packs, one per chunk of 100
+/// iterations, instead of rows packed when the loop ends: no row of theirs is left, not even
+/// one an earlier fold wrote when their node started. An iteration with a row retired after an
+/// earlier fold stays rows. A claim reads the iterations' marks from the packs; every reader
+/// gives every record back, whole and a page at a time from any cursor, before and after the
+/// loop ends.
+#[tokio::test]
+async fn iterations_ended_in_one_fold_are_written_as_run_packs() {
+    let (_dir, path, s) = file_store_with_e1().await;
+    let out = |i: u64| json!({"i": i, "text": "k".repeat(400)});
+    let node = |i: u64, k: &str, status: NodeStatus| {
+        let mut n = NodeRecord::new(format!("each[{i}]/{k}"), k);
+        n.status = status;
+        if status == NodeStatus::Succeeded {
+            n.output = Some(out(i).into());
+        }
+        n
+    };
+    // Folded first: iteration 5's tool started (a row written again when it ends), iteration
+    // 7's tool ended (a row only retired in the next fold), and iteration 9's tool ended (a
+    // row kept live, as for a compensation).
+    let mut first = step("e1", "me", 1, json!(1));
+    first.nodes.push(node(5, "x", NodeStatus::Running));
+    first.nodes.push(node(7, "x", NodeStatus::Succeeded));
+    first.nodes.push(node(9, "x", NodeStatus::Succeeded));
+    assert_eq!(
+        s.commit_batch(vec![first]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+    s.fold_step_logs().await.unwrap();
+
+    let n = 250u64;
+    let mut c = step("e1", "me", 2, json!(2));
+    for i in 0..n {
+        for k in ["x", "f"] {
+            if (i, k) == (9, "x") {
+                continue;
+            }
+            if (i, k) != (7, "x") {
+                c.nodes.push(node(i, k, NodeStatus::Succeeded));
+            }
+            c.retired.push(format!("each[{i}]/{k}"));
+        }
+        c.vars.push((format!("\u{1}each[{i}]/"), out(i)));
+    }
+    assert_eq!(
+        s.commit_batch(vec![c]).await.unwrap(),
+        [CommitOutcome::Committed]
+    );
+    s.fold_step_logs().await.unwrap();
+
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let keys = |sql: &str| -> Vec<String> {
+        let mut st = raw.prepare(sql).unwrap();
+        st.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        keys(
+            "SELECT node_key FROM exec_nodes WHERE execution_id = 'e1' AND status = '@pack' ORDER BY node_key"
+        ),
+        ["each[\u{1}0", "each[1\u{1}100", "each[2\u{1}200"],
+        "a run pack per chunk"
+    );
+    assert_eq!(
+        keys(
+            "SELECT node_key FROM exec_nodes WHERE execution_id = 'e1' AND status <> '@pack' ORDER BY node_key"
+        ),
+        ["a", "each[7]/f", "each[7]/x", "each[9]/x"],
+        "rows: the step's own, the iteration retired after an earlier fold, the live row"
+    );
+
+    let want: Vec<String> = {
+        let mut v: Vec<String> = (0..n)
+            .flat_map(|i| [format!("each[{i}]/f"), format!("each[{i}]/x")])
+            .chain(["a".to_string()])
+            .collect();
+        v.sort();
+        v
+    };
+    let check = |nodes: &[NodeRecord]| {
+        let got: Vec<&str> = nodes.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(got, want.iter().map(String::as_str).collect::<Vec<_>>());
+        for r in nodes.iter().filter(|r| r.key != "a") {
+            let i: u64 = r.key["each[".len()..]
+                .split(']')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(r.output.as_deref(), Some(&out(i)), "{}", r.key);
+            assert_eq!(r.status, NodeStatus::Succeeded, "{}", r.key);
+        }
+    };
+    let pages = |limit: u32| {
+        let s = &s;
+        async move {
+            let mut all: Vec<NodeRecord> = Vec::new();
+            loop {
+                let after = all.last().map(|r| r.key.clone());
+                let page = s
+                    .node_records_page("e1", after.as_deref(), limit)
+                    .await
+                    .unwrap();
+                if page.is_empty() {
+                    return all;
+                }
+                all.extend(page);
+            }
+        }
+    };
+    let nodes = s.node_records("e1").await.unwrap();
+    check(&nodes);
+    assert_eq!(s.count_nodes("e1").await.unwrap(), want.len() as u64);
+    for limit in [1, 3, 100] {
+        assert_eq!(pages(limit).await, nodes, "pages of {limit}");
+    }
+    for (at, r) in nodes.iter().enumerate() {
+        let page = s.node_records_page("e1", Some(&r.key), 5).await.unwrap();
+        let end = (at + 6).min(nodes.len());
+        assert_eq!(page, nodes[at + 1..end], "after {}", r.key);
+    }
+
+    // A claim reads each iteration's mark, kept as a reference to its packed tool row.
+    let loaded = s
+        .claim("default", "e1", "me", 60_000, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..n {
+        let name = format!("\u{1}each[{i}]/");
+        let mark = loaded.vars.iter().find(|(m, _)| *m == name);
+        assert_eq!(mark.map(|(_, v)| v), Some(&out(i)), "{name}");
+    }
+
+    assert!(
+        loaded.nodes.iter().any(|r| r.key == "each[9]/x"),
+        "the live row is loaded"
+    );
+
+    // The loop ends: iteration 7's rows go into a group pack; the records read the same.
+    end_loop(&s, 3, n as u32).await;
+    let nodes = s.node_records("e1").await.unwrap();
+    let nodes: Vec<NodeRecord> = nodes.into_iter().filter(|r| r.key != "each").collect();
+    check(&nodes);
+    assert_eq!(
+        keys(
+            "SELECT node_key FROM exec_nodes WHERE execution_id = 'e1' AND node_key LIKE 'each[7]%'"
+        ),
+        Vec::<String>::new(),
+        "iteration 7 is packed"
     );
 }
