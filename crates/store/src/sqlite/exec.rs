@@ -7,6 +7,8 @@
 //! node records and variables. `commit_batch` writes the commits of many executions in one
 //! transaction (group commit).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use hilo_core::exec::{
     Commit, CommitOutcome, Event, ExecFilter, ExecRecord, ExecStatus, ExecutionStore, HumanTask,
@@ -137,9 +139,10 @@ fn mark_value(
     id: &str,
     name: &str,
     key: &str,
-    chunks: &mut packs::ChunkOutputs,
+    outputs: &mut HashMap<String, Option<String>>,
 ) -> Result<Value> {
-    match packs::output_anywhere(conn, id, key, chunks)? {
+    // Each mark names a row of its own iteration: no two name the same one.
+    match outputs.remove(key) {
         Some(text) => Ok(get_json(conn, text)?.unwrap_or(Value::Null)),
         None => Err(corrupt(
             "variable",
@@ -157,17 +160,31 @@ fn load(conn: &Connection, id: &str) -> Result<Loaded> {
     // SQLite's planner prefers the primary key (which scans every row of the execution)
     // over the partial index of live rows unless told.
     let nodes = all(conn, LIVE_NODE_ROWS, [id], |r| node_from_row(conn, id, r))?;
-    let mut chunks = packs::ChunkOutputs::new();
-    let vars = all(conn, sql::VAR_ROWS, [id], |r| {
-        let name = r.text(0)?;
-        let value = match r.opt_text(1)? {
-            Some(t) if t.starts_with(NODE_REF) => {
-                mark_value(conn, id, &name, &t[NODE_REF.len()..], &mut chunks)?
-            }
-            t => get_json(conn, t)?.unwrap_or(Value::Null),
-        };
-        Ok((name, value))
+    let raw = all(conn, sql::VAR_ROWS, [id], |r| {
+        Ok((r.text(0)?, r.opt_text(1)?))
     })?;
+    // The rows iteration marks refer to, read together (see `packs::outputs_anywhere`).
+    let referred: Vec<String> = raw
+        .iter()
+        .filter_map(|(_, t)| t.as_deref()?.strip_prefix(NODE_REF).map(str::to_string))
+        .collect();
+    let mut outputs = if referred.is_empty() {
+        HashMap::new()
+    } else {
+        packs::outputs_anywhere(conn, id, referred)?
+    };
+    let vars = raw
+        .into_iter()
+        .map(|(name, t)| {
+            let value = match t {
+                Some(t) if t.starts_with(NODE_REF) => {
+                    mark_value(conn, id, &name, &t[NODE_REF.len()..], &mut outputs)?
+                }
+                t => get_json(conn, t)?.unwrap_or(Value::Null),
+            };
+            Ok((name, value))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let signals = signals(conn, id)?;
     Ok(Loaded {
         exec,

@@ -381,34 +381,39 @@ fn run_pack_members(conn: &Connection, id: &str, prefix: &str) -> Result<Vec<Nod
     Ok(members)
 }
 
-/// Run packs' members by chunk prefix, then key → output: what [`output_anywhere`] has read.
-pub(crate) type ChunkOutputs = HashMap<String, HashMap<String, Option<String>>>;
-
-/// The output (column text) of the node row `key` of `id`, wherever it is: a row, or a member
-/// of a run pack (an iteration mark refers to a row of its iteration, which the fold may have
-/// packed while the loop runs). `chunks` keeps the chunks read so far, so that a claim reading
-/// many marks decodes each pack once. `None`: no such row.
-pub(crate) fn output_anywhere(
+/// The outputs (column text) of the node rows `keys` of `id`, wherever they are: rows, or
+/// members of run packs (an iteration mark refers to a row of its iteration, which the fold
+/// may have packed while the loop runs). The run packs of each chunk are decoded once, and
+/// dropped before the next chunk's, so a claim holds the outputs it asked for and one chunk.
+/// A key found nowhere is left out.
+pub(crate) fn outputs_anywhere(
     conn: &Connection,
     id: &str,
-    key: &str,
-    chunks: &mut ChunkOutputs,
-) -> Result<Option<Option<String>>> {
-    if let Some(found) = output_of(conn, id, key)? {
-        return Ok(Some(found));
+    keys: Vec<String>,
+) -> Result<HashMap<String, Option<String>>> {
+    let mut found = HashMap::with_capacity(keys.len());
+    let mut by_chunk: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for key in keys {
+        match output_of(conn, id, &key)? {
+            Some(output) => {
+                found.insert(key, output);
+            }
+            None => {
+                if let Some(it) = iteration_row(&key) {
+                    let prefix = chunk_prefix(it.loop_key, it.index);
+                    by_chunk.entry(prefix).or_default().insert(key);
+                }
+            }
+        }
     }
-    let Some(it) = iteration_row(key) else {
-        return Ok(None);
-    };
-    let prefix = chunk_prefix(it.loop_key, it.index);
-    if !chunks.contains_key(&prefix) {
-        let members = run_pack_members(conn, id, &prefix)?
-            .into_iter()
-            .map(|m| (m.key, m.output))
-            .collect();
-        chunks.insert(prefix.clone(), members);
+    for (prefix, wanted) in by_chunk {
+        for m in run_pack_members(conn, id, &prefix)? {
+            if wanted.contains(&m.key) {
+                found.insert(m.key, m.output);
+            }
+        }
     }
-    Ok(chunks.get(&prefix).and_then(|m| m.get(key)).cloned())
+    Ok(found)
 }
 
 /// Logs what packing left unpacked, and why.
@@ -743,15 +748,19 @@ impl EventBatch {
 /// A row of the node queries: a record (and its output's column text), or a pack's members.
 enum NodeItem {
     Row(Box<NodeRecord>, Option<String>),
-    Pack(Vec<NodeColumns>),
+    /// A pack's body, decoded when the reader gets to it (a page that is full by then never
+    /// decodes it).
+    Pack(Vec<u8>),
 }
+
+/// Most rows of `exec_nodes` a page of node records reads at a time: a running loop's history
+/// is mostly run packs, and a page reads no more of them than it gets to.
+const PAGE_ROWS: i64 = 64;
 
 fn node_item(r: &Row<'_>) -> Result<NodeItem> {
     let status: String = r.get(2).map_err(db)?;
     if status == PACK {
-        return Ok(NodeItem::Pack(decode_nodes(
-            &bytes(r, 4)?.unwrap_or_default(),
-        )?));
+        return Ok(NodeItem::Pack(bytes(r, 4)?.unwrap_or_default()));
     }
     let (record, output) = exec_rows::node_from_row(r)?;
     Ok(NodeItem::Row(Box::new(record), output))
@@ -787,7 +796,7 @@ pub(crate) fn node_records(
             }
         }
     }
-    let batch = limit.map_or(i64::MAX, i64::from);
+    let batch = limit.map_or(i64::MAX, |l| i64::from(l).min(PAGE_ROWS));
     let mut out: Vec<NodeRecord> = Vec::new();
     let mut cursor = after.map(str::to_string);
     let member = |m: NodeColumns| -> Result<NodeRecord> {
@@ -820,7 +829,9 @@ pub(crate) fn node_records(
                 }
             }
             match item {
-                NodeItem::Pack(ms) => merge.hold(ms.into_iter().map(|m| (m.key.clone(), m))),
+                NodeItem::Pack(body) => {
+                    merge.hold(decode_nodes(&body)?.into_iter().map(|m| (m.key.clone(), m)))
+                }
                 NodeItem::Row(r, o) => {
                     out.push(resolve(conn, *r, o)?);
                     if out.len() >= want {
