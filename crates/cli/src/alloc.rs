@@ -1,5 +1,5 @@
 //! The process's allocator: mimalloc (see `main.rs`), told to give freed memory back to the
-//! system 10 ms after it is freed instead of the 1 s of the mimalloc 3 it bundles.
+//! system 5 ms after it is freed instead of the 1 s of the mimalloc 3 it bundles.
 //!
 //! With the 1-second delay, memory freed by one burst of work (a store's threads that ended, a
 //! batch of executions that finished) stays resident while the next burst allocates anew:
@@ -7,6 +7,11 @@
 //! (median 18.0), with the same per-step figures (release build, `MIMALLOC_PURGE_DELAY` in the
 //! environment).
 //! 10 ms is what mimalloc's own header documents as the default, and what mimalloc 2 used.
+//! 5 ms since the fold writes iterations straight into packs (2026-11-26): the loop runs
+//! faster, and what it frees within the delay is more of its peak. `hilo run` of a
+//! 100,000-item loop (`bench/size/run`, release build, 2 cores) peaked at 60–65 MiB with
+//! 10 ms (median 61.5, 8 runs), 56–61 with 5 ms (median 60), 55–59 with 3 ms; the loop's
+//! per-step figures did not move beyond their spread (three alternating pairs at 10 and 5 ms).
 //!
 //! `MIMALLOC_PURGE_DELAY` in the environment still wins (`mi_option_set_default` leaves an
 //! option the environment set alone).
@@ -22,7 +27,7 @@ use std::ffi::c_long;
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Milliseconds between a page becoming free and its memory going back to the system.
-pub const PURGE_DELAY_MS: c_long = 10;
+pub const PURGE_DELAY_MS: c_long = 5;
 
 /// Sets hilo's allocator options; called first thing in `main`, before any other thread runs.
 #[allow(unsafe_code)]
