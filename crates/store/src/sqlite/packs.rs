@@ -140,41 +140,38 @@ pub(crate) fn pack_ended_iterations(
     }
     let mut packed = vec![false; nodes.len()];
     for (id, loop_key, prefix, rows) in runs {
-        let Some(run) = run_members(nodes, &rows) else {
-            continue;
-        };
-        let count = run.members.len() as i64;
-        let Run {
-            members,
-            first,
-            started,
-            finished,
-            keys,
-            span,
-        } = run;
-        let body = match encode_nodes(members) {
-            Ok(body) => body,
+        let mut members = run_members(nodes, &rows);
+        let first = members
+            .keys()
+            .filter_map(|k| iteration_row(k).map(|it| it.index))
+            .min()
+            .unwrap_or(0);
+        // Both steps fail only on what a fold does not write (a reference to a row outside
+        // the iteration, a text that does not encode): the iterations then stay rows.
+        let row = match resolve_references(conn, &id, &mut members)
+            .and_then(|()| delete_earlier_rows(conn, &id, &members))
+            .and_then(|()| PackRow::of(members))
+        {
+            Ok(row) => row,
             Err(e) => {
                 tracing::warn!(execution = %id, node = %loop_key, error = %e,
                     "ended iterations were left as rows");
                 continue;
             }
         };
-        delete_earlier_rows(conn, &id, &keys, &span)?;
         let key = run_key(&prefix, first);
         let inserted = exec(
             conn,
             INSERT_RUN_PACK,
-            params![id, key, loop_key, count, body, started, finished],
+            params![id, key, loop_key, row.count, row.body, row.first, row.last],
         )?;
         if inserted == 0 {
             // A pack with that key is there already (a fold applied again after it): the
             // rows written now win over its members of the same keys. (Otherwise a member's
             // key is in no other pack: a node runs once per key, as the graph is acyclic, a
             // `goto` never runs a node that has run, and a loop node is never retried.)
-            let members = run_members(nodes, &rows)
-                .map(|r| r.members)
-                .unwrap_or_default();
+            let mut members = run_members(nodes, &rows);
+            resolve_references(conn, &id, &mut members)?;
             add_to_run_pack(conn, &id, &key, members)?;
         }
         for i in rows {
@@ -232,27 +229,12 @@ fn runs_of(
         .collect()
 }
 
-/// A run's members, their references to each other's outputs resolved.
-struct Run {
-    members: Vec<NodeColumns>,
-    /// Its first iteration.
-    first: u64,
-    started: Option<i64>,
-    finished: Option<i64>,
-    /// Its members' keys.
-    keys: HashSet<String>,
-    /// Its smallest and largest keys.
-    span: (String, String),
-}
-
-/// The members of the run of `rows` of `nodes`; `None` when one refers to an output that is
-/// not among them (the run is then left as rows).
-fn run_members(nodes: &FoldRows, rows: &[usize]) -> Option<Run> {
-    let mut members: Vec<NodeColumns> = rows
-        .iter()
+/// The members a run of `rows` of `nodes` packs, by key.
+fn run_members(nodes: &FoldRows, rows: &[usize]) -> BTreeMap<String, NodeColumns> {
+    rows.iter()
         .map(|&i| {
             let ((_, key), (n, _)) = &nodes[i];
-            NodeColumns {
+            let m = NodeColumns {
                 key: key.clone(),
                 node_id: n.node_id.clone(),
                 status: n.status.clone(),
@@ -264,61 +246,30 @@ fn run_members(nodes: &FoldRows, rows: &[usize]) -> Option<Run> {
                 fire_at: n.fire_at,
                 done_seq: n.done_seq,
                 detail: n.detail.clone(),
-            }
-        })
-        .collect();
-    let mut resolved: Vec<(usize, String)> = Vec::new();
-    {
-        let texts: HashMap<&str, Option<&str>> = members
-            .iter()
-            .map(|m| (m.key.as_str(), m.output.as_deref()))
-            .collect();
-        for (i, m) in members.iter().enumerate() {
-            let Some(target) = m.output.as_deref().and_then(|o| o.strip_prefix(NODE_REF)) else {
-                continue;
             };
-            match texts.get(target) {
-                Some(Some(t)) if !t.starts_with(NODE_REF) => resolved.push((i, t.to_string())),
-                _ => return None,
-            }
-        }
-    }
-    for (i, t) in resolved {
-        members[i].output = Some(t);
-    }
-    let first = members
-        .iter()
-        .filter_map(|m| iteration_row(&m.key).map(|it| it.index))
-        .min()?;
-    let keys = members.iter().map(|m| m.key.clone()).collect();
-    let lo = members.iter().map(|m| m.key.as_str()).min()?.to_string();
-    let hi = members.iter().map(|m| m.key.as_str()).max()?.to_string();
-    Some(Run {
-        first,
-        started: members.iter().filter_map(|m| m.started_at).min(),
-        finished: members.iter().filter_map(|m| m.finished_at).max(),
-        members,
-        keys,
-        span: (lo, hi),
-    })
+            (key.clone(), m)
+        })
+        .collect()
 }
 
-/// Deletes the rows an earlier write left under the keys of the run's members (a row
+/// Deletes the rows an earlier write left under the keys of a run's `members` (a row
 /// written when its node started, folded before it ended): the pack holds them now. Other
 /// rows of the same iterations (a tool's row kept live for a compensation) stay.
 fn delete_earlier_rows(
     conn: &Connection,
     id: &str,
-    keys: &HashSet<String>,
-    span: &(String, String),
+    members: &BTreeMap<String, NodeColumns>,
 ) -> Result<()> {
+    let (Some(lo), Some(hi)) = (members.keys().next(), members.keys().next_back()) else {
+        return Ok(());
+    };
     let earlier: Vec<String> = {
         let mut st = prepare(conn, ROWS_BETWEEN)?;
-        let mut rows = st.query(params![id, span.0, span.1]).map_err(db)?;
+        let mut rows = st.query(params![id, lo, hi]).map_err(db)?;
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(db)? {
             let key: String = r.get(0).map_err(db)?;
-            if keys.contains(&key) {
+            if members.contains_key(&key) {
                 out.push(key);
             }
         }
@@ -335,7 +286,7 @@ fn add_to_run_pack(
     conn: &Connection,
     id: &str,
     key: &str,
-    members: Vec<NodeColumns>,
+    members: BTreeMap<String, NodeColumns>,
 ) -> Result<()> {
     let body = scalar::<Vec<u8>>(conn, PACK_AT, params![id, key])?.ok_or_else(|| {
         corrupt(
@@ -347,17 +298,12 @@ fn add_to_run_pack(
         .into_iter()
         .map(|m| (m.key.clone(), m))
         .collect();
-    for m in members {
-        all.insert(m.key.clone(), m);
-    }
-    let started = all.values().filter_map(|m| m.started_at).min();
-    let finished = all.values().filter_map(|m| m.finished_at).max();
-    let count = all.len() as i64;
-    let body = encode_nodes(all.into_values().collect())?;
+    all.extend(members);
+    let row = PackRow::of(all)?;
     exec(
         conn,
         UPDATE_RUN_PACK,
-        params![id, key, count, body, started, finished],
+        params![id, key, row.count, row.body, row.first, row.last],
     )?;
     Ok(())
 }
@@ -429,10 +375,27 @@ fn left_unpacked(l: &EndedLoop, what: &str, e: &StoreError) {
 /// A group's pack, read and encoded: the rows it replaces and its columns.
 struct NodePack {
     replaced: usize,
+    row: PackRow,
+}
+
+/// A node pack's columns: how many members, the first start and the last finish among them,
+/// and the body.
+struct PackRow {
     count: i64,
     first: Option<i64>,
     last: Option<i64>,
     body: Vec<u8>,
+}
+
+impl PackRow {
+    fn of(members: BTreeMap<String, NodeColumns>) -> Result<PackRow> {
+        Ok(PackRow {
+            count: members.len() as i64,
+            first: members.values().filter_map(|m| m.started_at).min(),
+            last: members.values().filter_map(|m| m.finished_at).max(),
+            body: encode_nodes(members.into_values().collect())?,
+        })
+    }
 }
 
 /// Each group of the loop's iterations (see `history_pack::groups`) as one pack of its retired
@@ -450,20 +413,18 @@ fn pack_nodes(conn: &Connection, l: &EndedLoop) -> Result<()> {
             }
         };
         let deleted = exec(conn, DELETE_PACKED, params![id, g, end])?;
-        if deleted != pack.replaced {
+        let NodePack { replaced, row } = pack;
+        if deleted != replaced {
             // The same expression over the same rows in the same transaction: not reachable.
             return Err(corrupt(
                 "history pack",
-                format!(
-                    "{deleted} rows to replace under {g}, {} read",
-                    pack.replaced
-                ),
+                format!("{deleted} rows to replace under {g}, {replaced} read"),
             ));
         }
         exec(
             conn,
             INSERT_NODE_PACK,
-            params![id, g, pack.count, pack.body, pack.first, pack.last],
+            params![id, g, row.count, row.body, row.first, row.last],
         )?;
     }
     Ok(())
@@ -499,16 +460,9 @@ fn read_node_pack(conn: &Connection, id: &str, g: &str, end: &str) -> Result<Opt
         return Ok(None);
     }
     resolve_references(conn, id, &mut members)?;
-    let first = members.values().filter_map(|m| m.started_at).min();
-    let last = members.values().filter_map(|m| m.finished_at).max();
-    let count = members.len() as i64;
-    let body = encode_nodes(members.into_values().collect())?;
     Ok(Some(NodePack {
         replaced,
-        count,
-        first,
-        last,
-        body,
+        row: PackRow::of(members)?,
     }))
 }
 
