@@ -146,16 +146,22 @@ pub(crate) fn pack_ended_iterations(
             .filter_map(|k| iteration_row(k).map(|it| it.index))
             .min()
             .unwrap_or(0);
-        // Both steps fail only on what a fold does not write (a reference to a row outside
-        // the iteration, a text that does not encode): the iterations then stay rows.
-        let row = match resolve_references(conn, &id, &mut members)
-            .and_then(|()| delete_earlier_rows(conn, &id, &members))
-            .and_then(|()| PackRow::of(members))
-        {
+        // Resolving and encoding fail only on what a fold does not write (a reference to a
+        // row outside the iteration, a text that does not encode): the iterations then stay
+        // rows (and their upserts replace any earlier row the delete took).
+        let left_as_rows = |e: StoreError| {
+            tracing::warn!(execution = %id, node = %loop_key, error = %e,
+                "ended iterations were left as rows");
+        };
+        if let Err(e) = resolve_references(conn, &id, &mut members) {
+            left_as_rows(e);
+            continue;
+        }
+        delete_earlier_rows(conn, &id, &members)?;
+        let row = match PackRow::of(members) {
             Ok(row) => row,
             Err(e) => {
-                tracing::warn!(execution = %id, node = %loop_key, error = %e,
-                    "ended iterations were left as rows");
+                left_as_rows(e);
                 continue;
             }
         };
