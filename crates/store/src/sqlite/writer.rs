@@ -27,7 +27,16 @@
 //! continuous commits never allow; so when it has grown past [`WAL_RESTART_PAGES`] the
 //! checkpoint thread asks the writer to copy the last few frames itself between two jobs, and
 //! the writer's next commit starts the file over.
+//!
+//! That keeps the WAL short only while the checkpoint thread keeps up. On a loaded machine it
+//! may not run for a while, or its copy may take longer than the writer takes to append as
+//! much again (CI saw the WAL reach 174 MB in a write storm). So the WAL has a hard bound too:
+//! SQLite's WAL hook tells the writer the WAL's length after each commit, and past
+//! [`WAL_HARD_PAGES`] the writer waits for a `RESTART` checkpoint between two jobs (SQLite's
+//! own automatic checkpoint in the writer, as a backstop: writes slow down to the speed of
+//! the disk instead of filling it).
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -184,6 +193,17 @@ impl Writer {
         durability: Durability,
         log: Option<Arc<StepLog>>,
     ) -> Result<Writer> {
+        Self::start_with(target, durability, log, true).await
+    }
+
+    /// [`Writer::start`], with or without the checkpoint thread of a file database (its tests
+    /// show the writer's hard bound on the WAL alone).
+    async fn start_with(
+        target: Target,
+        durability: Durability,
+        log: Option<Arc<StepLog>>,
+        checkpoint_thread: bool,
+    ) -> Result<Writer> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready, opened) = oneshot::channel::<Result<()>>();
         let location = match &target {
@@ -198,6 +218,8 @@ impl Writer {
             .spawn(move || {
                 let mut conn = match connect(&target, durability) {
                     Ok(conn) => {
+                        // After `connect`: the `wal_autocheckpoint` pragma replaces the hook.
+                        conn.wal_hook(Some(count_wal_frames));
                         let _ = ready.send(Ok(()));
                         conn
                     }
@@ -305,6 +327,9 @@ impl Writer {
                             .is_ok_and(|(busy, frames, copied)| !busy && frames == copied);
                         progress.restart.store(!done, Ordering::Relaxed);
                     }
+                    if WAL_FRAMES.get() > WAL_BOUND.get() {
+                        restart_wal(&conn);
+                    }
                 }
                 if let Some(log) = &log {
                     log.close(&mut conn);
@@ -318,7 +343,9 @@ impl Writer {
             progress: shared.clone(),
         };
         opened.await.map_err(|_| stopped())??;
-        if let Target::File(path) = target_copy {
+        if let Target::File(path) = target_copy
+            && checkpoint_thread
+        {
             writer.checkpointer = Some(Checkpointer::start(path, durability, shared)?);
         }
         Ok(writer)
@@ -507,6 +534,68 @@ const IDLE_ROUNDS: u32 = 40;
 /// WAL frames (4 KiB pages) after which the writer is asked to finish a checkpoint itself so
 /// that the WAL starts over (see the module's documentation).
 const WAL_RESTART_PAGES: i64 = 8192;
+
+/// WAL frames after which the writer stops to checkpoint everything itself, whether or not the
+/// checkpoint thread keeps up (see the module's documentation).
+const WAL_HARD_PAGES: i64 = 3 * WAL_RESTART_PAGES;
+
+thread_local! {
+    /// The WAL's length in frames after the writer's last commit (only the writer thread's
+    /// connection has the hook that sets it).
+    static WAL_FRAMES: Cell<i64> = const { Cell::new(0) };
+    /// The length past which the writer checkpoints: [`WAL_HARD_PAGES`], or further when a
+    /// reader kept the last try from finishing (each job would otherwise wait for it again).
+    static WAL_BOUND: Cell<i64> = const { Cell::new(WAL_HARD_PAGES) };
+}
+
+/// The writer connection's WAL hook: SQLite calls it after each commit with the WAL's length.
+fn count_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.set(i64::from(frames));
+    Ok(())
+}
+
+/// Copies the whole WAL into the database, waiting (up to the busy timeout) for the checkpoint
+/// thread's round and for readers, so that the writer's next commit starts the WAL over.
+fn restart_wal(conn: &Connection) {
+    let frames = WAL_FRAMES.get();
+    let started = std::time::Instant::now();
+    let restarted = loop {
+        // Busy at once while the checkpoint thread runs a round (SQLite does not wait for the
+        // checkpoint lock), or after the busy timeout when a reader held on.
+        match conn
+            .prepare_cached("PRAGMA wal_checkpoint(RESTART)")
+            .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)))
+        {
+            Ok(0) => break Ok(()),
+            Ok(_) if started.elapsed() < BUSY_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Ok(_) => break Err("a reader kept it from restarting".to_string()),
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    let ms = started.elapsed().as_millis() as u64;
+    match restarted {
+        Ok(()) => {
+            WAL_FRAMES.set(0);
+            WAL_BOUND.set(WAL_HARD_PAGES);
+            tracing::debug!(
+                frames,
+                ms,
+                "the WAL outgrew its bound: the writer checkpointed it"
+            );
+        }
+        // Tried again when the WAL has grown by as much again, not after every job.
+        Err(why) => {
+            WAL_BOUND.set(frames + WAL_RESTART_PAGES);
+            tracing::warn!(
+                frames,
+                ms,
+                "cannot checkpoint the WAL past its bound: {why}"
+            );
+        }
+    }
+}
 
 /// What the writer and the checkpoint thread tell each other.
 #[derive(Debug, Default)]
@@ -697,16 +786,8 @@ mod tests {
         std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// The writer never checkpoints (its automatic checkpoint is off), so the database file
-    /// only grows because the checkpoint thread copied the WAL into it; and the WAL file is
-    /// reused instead of growing with everything ever written.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_checkpoint_thread_copies_the_wal_and_keeps_it_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let writer = Writer::start(Target::File(path.clone()), Durability::Normal, None)
-            .await
-            .unwrap();
+    /// Writes `total` bytes of blobs into a new table, 256 KiB per commit.
+    async fn write_blobs(writer: &Writer, total: i64) {
         writer
             .run(|c| {
                 c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
@@ -714,8 +795,6 @@ mod tests {
             })
             .await
             .unwrap();
-        // Five times the restart threshold, 256 KiB per commit.
-        let total = 5 * WAL_RESTART_PAGES * 4096;
         let per_commit = 256 * 1024;
         for i in 0..total / per_commit {
             writer
@@ -730,6 +809,50 @@ mod tests {
                 .await
                 .unwrap();
         }
+    }
+
+    /// With no checkpoint thread at all (one that never gets the CPU), the writer keeps the WAL
+    /// within its hard bound itself: the WAL starts over, the database file receives it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_bounds_the_wal_when_no_checkpoint_keeps_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let writer =
+            Writer::start_with(Target::File(path.clone()), Durability::Normal, None, false)
+                .await
+                .unwrap();
+        let total = 5 * WAL_RESTART_PAGES * 4096;
+        write_blobs(&writer, total).await;
+        // A frame is a page and a 24-byte header; one commit of 256 KiB may cross the bound.
+        let bound = (WAL_HARD_PAGES + 128) as u64 * (4096 + 24);
+        let wal = len(&path.with_extension("db-wal"));
+        assert!(
+            wal <= bound,
+            "the WAL has {wal} bytes, over its bound of {bound}"
+        );
+        // Not checkpointed, the file would hold the table's first page; the first restart copies
+        // over 90 MiB of blobs into it.
+        assert!(
+            len(&path) >= total as u64 / 2,
+            "the database file has {} bytes: the writer never checkpointed",
+            len(&path)
+        );
+    }
+
+    /// The database file grows because the WAL is copied into it, and the WAL file is reused
+    /// instead of growing with everything ever written, however far behind the checkpoint
+    /// thread falls (the writer's hard bound); what the writer left in the WAL when it stopped
+    /// writing only the checkpoint thread copies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpoint_thread_copies_the_wal_and_keeps_it_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let writer = Writer::start(Target::File(path.clone()), Durability::Normal, None)
+            .await
+            .unwrap();
+        // Five times the restart threshold.
+        let total = 5 * WAL_RESTART_PAGES * 4096;
+        write_blobs(&writer, total).await;
         let wal = path.with_extension("db-wal");
         assert!(
             len(&wal) < total as u64 * 3 / 4,
