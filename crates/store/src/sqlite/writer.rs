@@ -234,6 +234,8 @@ impl Writer {
                 // Since when this process's step log has had steps to fold. The loop ends when
                 // every sender is gone (the store was dropped).
                 let mut dirty_since: Option<std::time::Instant> = None;
+                // The WAL's length past which the writer checkpoints it itself.
+                let mut wal_bound = WAL_HARD_PAGES;
                 loop {
                     let dirty = log.as_ref().is_some_and(|l| l.is_dirty());
                     let since = match (dirty, dirty_since) {
@@ -323,12 +325,12 @@ impl Writer {
                     if progress.restart.load(Ordering::Relaxed) {
                         // Until everything is copied: the checkpoint thread may be running
                         // its own round (busy), or the job may have added frames.
-                        let done = checkpoint(&conn)
+                        let done = checkpoint(&conn, Mode::Passive)
                             .is_ok_and(|(busy, frames, copied)| !busy && frames == copied);
                         progress.restart.store(!done, Ordering::Relaxed);
                     }
-                    if WAL_FRAMES.get() > WAL_BOUND.get() {
-                        restart_wal(&conn);
+                    if WAL_FRAMES.get() > wal_bound {
+                        wal_bound = restart_wal(&conn);
                     }
                 }
                 if let Some(log) = &log {
@@ -543,9 +545,6 @@ thread_local! {
     /// The WAL's length in frames after the writer's last commit (only the writer thread's
     /// connection has the hook that sets it).
     static WAL_FRAMES: Cell<i64> = const { Cell::new(0) };
-    /// The length past which the writer checkpoints: [`WAL_HARD_PAGES`], or further when a
-    /// reader kept the last try from finishing (each job would otherwise wait for it again).
-    static WAL_BOUND: Cell<i64> = const { Cell::new(WAL_HARD_PAGES) };
 }
 
 /// The writer connection's WAL hook: SQLite calls it after each commit with the WAL's length.
@@ -556,17 +555,16 @@ fn count_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqli
 
 /// Copies the whole WAL into the database, waiting (up to the busy timeout) for the checkpoint
 /// thread's round and for readers, so that the writer's next commit starts the WAL over.
-fn restart_wal(conn: &Connection) {
+/// Returns the length past which the writer tries again: [`WAL_HARD_PAGES`], or further when a
+/// reader kept this try from finishing (each job would otherwise wait for it again).
+fn restart_wal(conn: &Connection) -> i64 {
     let frames = WAL_FRAMES.get();
     let started = std::time::Instant::now();
     let restarted = loop {
         // Busy at once while the checkpoint thread runs a round (SQLite does not wait for the
         // checkpoint lock), or after the busy timeout when a reader held on.
-        match conn
-            .prepare_cached("PRAGMA wal_checkpoint(RESTART)")
-            .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)))
-        {
-            Ok(0) => break Ok(()),
+        match checkpoint(conn, Mode::Restart) {
+            Ok((false, _, _)) => break Ok(()),
             Ok(_) if started.elapsed() < BUSY_TIMEOUT => {
                 std::thread::sleep(Duration::from_millis(1))
             }
@@ -578,21 +576,21 @@ fn restart_wal(conn: &Connection) {
     match restarted {
         Ok(()) => {
             WAL_FRAMES.set(0);
-            WAL_BOUND.set(WAL_HARD_PAGES);
             tracing::debug!(
                 frames,
                 ms,
                 "the WAL outgrew its bound: the writer checkpointed it"
             );
+            WAL_HARD_PAGES
         }
         // Tried again when the WAL has grown by as much again, not after every job.
         Err(why) => {
-            WAL_BOUND.set(frames + WAL_RESTART_PAGES);
             tracing::warn!(
                 frames,
                 ms,
                 "cannot checkpoint the WAL past its bound: {why}"
             );
+            frames + WAL_RESTART_PAGES
         }
     }
 }
@@ -640,7 +638,9 @@ impl Checkpointer {
                         continue;
                     }
                     (seen, idle) = (now, 0);
-                    if checkpoint(&conn).is_ok_and(|(_, frames, _)| frames > WAL_RESTART_PAGES) {
+                    if checkpoint(&conn, Mode::Passive)
+                        .is_ok_and(|(_, frames, _)| frames > WAL_RESTART_PAGES)
+                    {
                         progress.restart.store(true, Ordering::Relaxed);
                     }
                 }
@@ -655,11 +655,25 @@ impl Checkpointer {
     }
 }
 
-/// Copies what it can of the WAL into the database without waiting for anyone: whether another
-/// checkpoint was running (busy), the WAL's length in frames, and how many are copied.
-/// A failure is left for the next round.
-fn checkpoint(conn: &Connection) -> rusqlite::Result<(bool, i64, i64)> {
-    conn.prepare_cached("PRAGMA wal_checkpoint(PASSIVE)")?
+/// How a checkpoint waits.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// For nobody: copies what it can.
+    Passive,
+    /// For readers (up to the busy timeout), then copies everything, so that the next write
+    /// starts the WAL over (busy at once, though, while another checkpoint runs).
+    Restart,
+}
+
+/// Copies the WAL into the database as `mode` says: whether it could not finish (busy: another
+/// checkpoint was running, or a reader held on), the WAL's length in frames, and how many are
+/// copied. A failure is left for the next round.
+fn checkpoint(conn: &Connection, mode: Mode) -> rusqlite::Result<(bool, i64, i64)> {
+    let pragma = match mode {
+        Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+        Mode::Restart => "PRAGMA wal_checkpoint(RESTART)",
+    };
+    conn.prepare_cached(pragma)?
         .query_row([], |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?)))
 }
 
