@@ -96,6 +96,7 @@ struct FileSchema {
     queue: Option<QueueSection>,
     conversations: Option<hilo_server::config::ConversationSettings>,
     console: Option<hilo_server::config::ConsoleSettings>,
+    public: Option<hilo_server::config::PublicLimits>,
     telemetry: Option<hilo_telemetry::TelemetryConfig>,
     memory: Option<MemorySection>,
     log: Option<LogSection>,

@@ -75,7 +75,7 @@ pub async fn serve(app: &App, addr: Option<String>, workers: Option<usize>) -> R
     let tools: Arc<dyn hilo_core::tool::ToolExecutor> = app.tools().await?;
     let engine = app.engine().await?;
     let addr = config.server.server.addr.clone();
-    let listener = tokio::net::TcpListener::bind(&addr)
+    let listener = hilo_server::listen::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (in use? pick another with --addr)"))
         .map_err(Exit::invalid)?;
@@ -92,6 +92,10 @@ pub async fn serve(app: &App, addr: Option<String>, workers: Option<usize>) -> R
         secrets: Some(secrets),
         knowledge: app.knowledge().await?,
     });
+    // A chat widget whose workflow cannot take a chat would fail every customer: refuse it now.
+    hilo_server::conversations::check_widgets(state.hil(), &config.server.console.chat_widgets)
+        .await
+        .map_err(|e| Exit::invalid(anyhow!("{e}")))?;
     noteln!(
         "hilo serving http://{local}/api/v1 on {} ({workers} workers); OpenAPI at /api/v1/openapi.json; Ctrl-C stops it",
         store.describe()

@@ -43,16 +43,23 @@ pub struct ChatToken {
     pub expires_at: i64,
 }
 
+/// How many console sessions may be alive at once: of one tenant, and of one API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCaps {
+    pub per_tenant: u64,
+    pub per_key: u64,
+}
+
 /// Console sessions and chat tokens.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Stores `session` unless `max_live` sessions (all tenants) unexpired at `now` are stored
-    /// already; whether it was stored.
+    /// Stores `session` unless its tenant, or the key it was made with, has as many sessions
+    /// unexpired at `now` as `caps` allows already; whether it was stored.
     async fn create_console_session(
         &self,
         session: &ConsoleSession,
         now: i64,
-        max_live: u64,
+        caps: SessionCaps,
     ) -> Result<bool>;
 
     /// The session whose id has SHA-256 `id_hash`, unless it has expired at `now`.
@@ -61,8 +68,8 @@ pub trait SessionStore: Send + Sync {
     /// Deletes a session (sign-out); whether there was one.
     async fn delete_console_session(&self, id_hash: &str) -> Result<bool>;
 
-    /// Stores `token` unless `max_live` chat tokens (all tenants) unexpired at `now` are
-    /// stored already; whether it was stored.
+    /// Stores `token` unless its tenant has `max_live` chat tokens unexpired at `now` stored
+    /// already; whether it was stored.
     async fn create_chat_token(&self, token: &ChatToken, now: i64, max_live: u64) -> Result<bool>;
 
     /// The chat token with SHA-256 `token_hash`, unless it has expired at `now`.

@@ -239,7 +239,11 @@ async fn request_key_hash(
         };
         return Ok(hash_key(key));
     }
-    let Some(id) = session::cookie(headers) else {
+    let id = match keys.sessions().cookie_for(headers).read(headers) {
+        Ok(id) => id,
+        Err(e) => return Err(e.into_response()),
+    };
+    let Some(id) = id else {
         return Err(unauthorized(
             "UNAUTHORIZED",
             "no API key: send `Authorization: Bearer <key>` (create one with `hilo keys create --tenant T --scopes read,execute`)",
@@ -270,16 +274,8 @@ async fn request_key_hash(
     Ok(s.key_hash)
 }
 
-/// The middleware in front of every authenticated route.
-pub async fn authenticate(State(keys): State<Keys>, mut req: Request, next: Next) -> Response {
-    let hash = match request_key_hash(&keys, req.headers(), req.method(), req.uri()).await {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    let record = match key_record(&keys, hash).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+/// Refuses (429) a request of key `record` over its rate limit.
+pub(crate) fn rate_check(keys: &Keys, record: &ApiKeyRecord) -> Result<(), Response> {
     if let Some(limiter) = &keys.0.limiter
         && let Err(wait) = limiter.check(&record.id)
     {
@@ -293,7 +289,23 @@ pub async fn authenticate(State(keys): State<Keys>, mut req: Request, next: Next
             ),
         );
         e.retry_after = Some(wait);
-        return e.into_response();
+        return Err(e.into_response());
+    }
+    Ok(())
+}
+
+/// The middleware in front of every authenticated route.
+pub async fn authenticate(State(keys): State<Keys>, mut req: Request, next: Next) -> Response {
+    let hash = match request_key_hash(&keys, req.headers(), req.method(), req.uri()).await {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let record = match key_record(&keys, hash).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Err(r) = rate_check(&keys, &record) {
+        return r;
     }
     req.extensions_mut().insert(Caller {
         tenant: record.tenant,

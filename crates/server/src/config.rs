@@ -92,10 +92,35 @@ pub struct ServerSettings {
     /// Origins allowed to call the API from a browser (CORS); none by default.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Connections the public paths (the chat widget, and every path without an API key)
+    /// may hold at once; the rest of `max_connections` stays for staff and API traffic
+    /// (default: half of `max_connections`).
+    #[serde(default)]
+    pub public_connections: Option<usize>,
+    /// Requests per minute from one client address to the public paths (all tenants).
+    #[serde(default = "default_public_requests_per_minute")]
+    pub public_requests_per_minute: u32,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the client (the public
+    /// paths' per-client limits count that address instead of the proxy's).
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+fn default_public_requests_per_minute() -> u32 {
+    600
 }
 
 fn default_idempotency_ttl_ms() -> u64 {
     86_400_000
+}
+
+impl ServerSettings {
+    /// Connections the public paths may hold at once (at least 1, at most all).
+    pub fn public_connections(&self) -> usize {
+        self.public_connections
+            .unwrap_or(self.max_connections / 2)
+            .clamp(1, self.max_connections.max(1))
+    }
 }
 
 impl Default for ServerSettings {
@@ -119,6 +144,9 @@ impl Default for ServerSettings {
             idle_timeout_ms: 60_000,
             idempotency_ttl_ms: default_idempotency_ttl_ms(),
             cors_origins: Vec::new(),
+            public_connections: None,
+            public_requests_per_minute: default_public_requests_per_minute(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -172,6 +200,56 @@ pub struct TierLimits {
     pub allowed_tools: Option<Vec<String>>,
     pub allowed_models: Option<Vec<String>>,
     pub monthly_budget_usd: Option<f64>,
+    /// Console sessions of the tenant alive at once (default `[console] max_sessions`).
+    pub max_sessions: Option<u64>,
+    /// Console sessions of one API key alive at once (default `[console]
+    /// max_sessions_per_key`).
+    pub max_sessions_per_key: Option<u64>,
+    /// The public paths' limits for this tier's tenants: any `[public]` key, over `[public]`.
+    pub public: Option<PublicLimits>,
+}
+
+/// `[public]`: what callers without an API key (the chat widget's visitors; every public
+/// path) may hold and send, per tenant unless said otherwise. `[tiers.NAME.public]` changes
+/// any of them for a tier. Beyond a limit the answer is `429` with `Retry-After`, and the
+/// connection is closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicLimits {
+    /// Live streams (`ui/chat/stream`) open at once with one chat token.
+    pub streams_per_token: u32,
+    /// Live streams open at once on one conversation.
+    pub streams_per_conversation: u32,
+    /// Live streams open at once from one client address.
+    pub streams_per_client: u32,
+    /// Customer messages per minute with one chat token.
+    pub messages_per_minute_per_token: u32,
+    /// Customer messages per minute to one conversation (however many tokens).
+    pub messages_per_minute_per_conversation: u32,
+    /// Bytes of customer messages per minute to one conversation.
+    pub message_bytes_per_minute_per_conversation: u32,
+    /// New chats per minute from one client address.
+    pub chats_per_minute_per_client: u32,
+    /// New chats per minute on one widget (all clients).
+    pub chats_per_minute_per_widget: u32,
+    /// Chats (tokens) of the tenant alive at once.
+    pub max_chats: u64,
+}
+
+impl Default for PublicLimits {
+    fn default() -> PublicLimits {
+        PublicLimits {
+            streams_per_token: 2,
+            streams_per_conversation: 4,
+            streams_per_client: 8,
+            messages_per_minute_per_token: 20,
+            messages_per_minute_per_conversation: 30,
+            message_bytes_per_minute_per_conversation: 64 * 1024,
+            chats_per_minute_per_client: 10,
+            chats_per_minute_per_widget: 120,
+            max_chats: 10_000,
+        }
+    }
 }
 
 /// Tiers and which tenant has which.
@@ -266,7 +344,12 @@ pub struct ConversationSettings {
     /// Per tenant and/or channel; the most specific match wins (tenant and channel, then
     /// tenant, then channel).
     pub bindings: Vec<Binding>,
+    /// What the customer is told when a run of the workflow fails on their message.
+    pub apology: String,
 }
+
+/// The default `[conversations] apology`.
+pub const DEFAULT_APOLOGY: &str = "Sorry, something went wrong on our side.";
 
 impl Default for ConversationSettings {
     fn default() -> ConversationSettings {
@@ -276,6 +359,7 @@ impl Default for ConversationSettings {
             reply_timeout_ms: 30_000,
             summary_profile: None,
             bindings: Vec::new(),
+            apology: DEFAULT_APOLOGY.into(),
         }
     }
 }
@@ -346,6 +430,10 @@ pub struct ConsoleSettings {
     /// `tenant/channel` pairs whose customer chat page (`<prefix>chat/tenant/channel`) is
     /// served; none by default.
     pub chat_widgets: Vec<String>,
+    /// Console sessions of one tenant alive at once (a tier's `max_sessions` changes it).
+    pub max_sessions: u64,
+    /// Console sessions of one API key alive at once (a tier's `max_sessions_per_key`).
+    pub max_sessions_per_key: u64,
 }
 
 impl Default for ConsoleSettings {
@@ -355,6 +443,8 @@ impl Default for ConsoleSettings {
             prefix: "/".into(),
             session_ttl_ms: 8 * 3_600_000,
             chat_widgets: Vec::new(),
+            max_sessions: 1_000,
+            max_sessions_per_key: 50,
         }
     }
 }
@@ -427,6 +517,33 @@ pub struct Settings {
     pub redis: Option<RedisQueueSettings>,
     pub conversations: ConversationSettings,
     pub console: ConsoleSettings,
+    /// `[public]`: the public paths' limits of tenants whose tier sets none.
+    pub public: PublicLimits,
+}
+
+pub use hilo_core::session::SessionCaps;
+
+impl Settings {
+    /// The public paths' limits of `tenant` (its tier's, else `[public]`).
+    pub fn public_of(&self, tenant: &str) -> &PublicLimits {
+        self.tiers
+            .of(tenant)
+            .and_then(|(_, t)| t.public.as_ref())
+            .unwrap_or(&self.public)
+    }
+
+    /// The console session caps of `tenant` (its tier's, else `[console]`'s).
+    pub fn session_caps(&self, tenant: &str) -> SessionCaps {
+        let tier = self.tiers.of(tenant).map(|(_, t)| t);
+        SessionCaps {
+            per_tenant: tier
+                .and_then(|t| t.max_sessions)
+                .unwrap_or(self.console.max_sessions),
+            per_key: tier
+                .and_then(|t| t.max_sessions_per_key)
+                .unwrap_or(self.console.max_sessions_per_key),
+        }
+    }
 }
 
 impl Settings {
@@ -460,7 +577,24 @@ impl Settings {
         }
         crate::cors::check_origins(&server.cors_origins)?;
         let callbacks: CallbackSettings = section(v, "/callbacks", "callbacks")?;
-        let tiers: BTreeMap<String, TierLimits> = section(v, "/tiers", "tiers")?;
+        let public: PublicLimits = section(v, "/public", "public")?;
+        let mut tiers: BTreeMap<String, TierLimits> = section(v, "/tiers", "tiers")?;
+        // A tier's `public` table changes only the keys it names: the rest are `[public]`'s.
+        for (name, tier) in tiers.iter_mut() {
+            if let Some(serde_json::Value::Object(own)) = v.pointer(&format!(
+                "/tiers/{}/public",
+                name.replace('~', "~0").replace('/', "~1")
+            )) {
+                let mut merged = serde_json::to_value(&public).map_err(|e| e.to_string())?;
+                if let serde_json::Value::Object(m) = &mut merged {
+                    m.extend(own.clone());
+                }
+                tier.public = Some(
+                    serde_json::from_value(merged)
+                        .map_err(|e| format!("`[tiers.{name}.public]`: {e}"))?,
+                );
+            }
+        }
         let mut tenants = BTreeMap::new();
         if let Some(serde_json::Value::Object(map)) = v.get("tenants") {
             for (name, t) in map {
@@ -516,6 +650,7 @@ impl Settings {
             redis,
             conversations,
             console,
+            public,
         })
     }
 }

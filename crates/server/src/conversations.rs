@@ -60,6 +60,8 @@ const SETTLE_AFTER_MS: i64 = 2_000;
 /// What a new conversation needs.
 #[derive(Debug, Clone, Default)]
 pub struct NewConversation {
+    /// The conversation's id (a new one when `None`).
+    pub id: Option<String>,
     pub customer_id: String,
     pub channel: String,
     pub workflow: Option<String>,
@@ -202,7 +204,7 @@ pub async fn create(hil: &Hil, tenant: &str, req: NewConversation) -> ApiResult<
     }
     let now = now_ms();
     let conv = Conversation {
-        id: hilo_engine::driver::new_id(),
+        id: req.id.unwrap_or_else(hilo_engine::driver::new_id),
         tenant: tenant.to_string(),
         customer_id: req.customer_id,
         channel: req.channel,
@@ -404,18 +406,18 @@ async fn run_ai(
         .filter(|m| m.seq < message.seq)
         .map(|m| json!({"sender": m.sender.as_str(), "content": m.content, "at": m.at}))
         .collect();
-    let input = json!({
-        "message": message.content,
-        "history": history,
-        "summary": conv.summary,
-        "note": conv.note,
-        "conversation": {
+    let input = chat_input(
+        &message.content,
+        history,
+        json!(conv.summary),
+        json!(conv.note),
+        json!({
             "id": conv.id,
             "customer_id": conv.customer_id,
             "channel": conv.channel,
             "metadata": conv.metadata,
-        },
-    });
+        }),
+    );
     let started = start(
         hil.runner(),
         StartRequest {
@@ -429,23 +431,37 @@ async fn run_ai(
         },
     )
     .await;
-    let mut started = match started {
-        Ok(s) => s,
-        Err(e) => {
-            // Nothing runs: give the run up (the message stays), say why.
+    match started {
+        Ok(mut started) => {
+            let wait = Duration::from_millis(hil.settings().reply_timeout_ms);
+            let outcome = match tokio::time::timeout(wait, &mut started.drive).await {
+                Ok(Ok(Ok(outcome))) => Some(outcome),
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                settle(hil, &t, &conv.id, &exec_id, Some(outcome)).await?;
+            }
+        }
+        // Over a limit for now: nothing runs; give the run up (the message stays), say why.
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
             hil.store()
                 .swap_execution(&t, &conv.id, Some(&exec_id), None, now_ms())
                 .await?;
             return Err(e);
         }
-    };
-    let wait = Duration::from_millis(hil.settings().reply_timeout_ms);
-    let outcome = match tokio::time::timeout(wait, &mut started.drive).await {
-        Ok(Ok(Ok(outcome))) => Some(outcome),
-        _ => None,
-    };
-    if let Some(outcome) = outcome {
-        settle(hil, &t, &conv.id, &exec_id, Some(outcome)).await?;
+        // The workflow cannot run this message (its input does not fit a chat, it is gone,
+        // the server failed): a failed run for the customer, and the operator's to fix.
+        Err(e) => {
+            tracing::error!(
+                tenant = %t,
+                conversation = %conv.id,
+                workflow = %conv.workflow,
+                code = e.code,
+                "a customer's message could not start the conversation's workflow: {}",
+                e.message
+            );
+            fail(hil, &t, &conv.id, &exec_id, e.code.to_string(), &[]).await?;
+        }
     }
     // Whoever settled it (this request, a read, the reconciler), its messages are stored.
     let replies = hil
@@ -856,69 +872,157 @@ pub async fn settle(
                 .await?;
         }
         _ => {
-            // Counted once: only whoever takes the run off the conversation goes on.
-            if !hil
-                .store()
-                .swap_execution(&t, id, Some(exec_id), None, now)
-                .await?
-            {
-                return Ok(Vec::new());
-            }
-            conv = hil.store().get_conversation(&t, id).await?;
-            if conv.status != ConvStatus::AiProcessing {
-                return Ok(Vec::new());
-            }
-            conv.consecutive_errors += 1;
-            conv.updated_at = now;
             let code = error
                 .as_ref()
                 .map(|e| e.code.clone())
                 .unwrap_or_else(|| status.as_str().to_string());
-            let wf = hil
-                .runner()
-                .workflows()
-                .get(&t, &conv.workflow, conv.version)
-                .await
-                .ok();
-            let limit = wf.as_deref().and_then(error_limit);
-            hil.store()
-                .update_conversation(&conv, ConvStatus::AiProcessing, &[])
-                .await?;
-            if limit.is_some_and(|n| conv.consecutive_errors >= n) {
-                let handover = Handover {
-                    reason: format!(
-                        "{} runs of the workflow failed in a row (the last with {code})",
-                        conv.consecutive_errors
-                    ),
-                    trigger: "consecutive_errors".into(),
-                    node: None,
-                    skills: Vec::new(),
-                    priority: 0,
-                    execution_id: Some(exec_id.to_string()),
-                    context: Value::Null,
-                    at: now,
-                };
-                let skills = wf.as_deref().map(hil_skills_literal).unwrap_or_default();
-                let handover = Handover { skills, ..handover };
-                added.extend(hand_over(hil, &conv, handover, &nodes, None).await?);
-            } else {
-                added.push(
-                    say(
-                        hil,
-                        &conv,
-                        Sender::System,
-                        None,
-                        format!(
-                            "Sorry, something went wrong on our side ({code}). Please try again."
-                        ),
-                        Some(exec_id),
-                    )
-                    .await?,
-                );
-            }
+            added.extend(fail(hil, &t, id, exec_id, code, &nodes).await?);
         }
     }
     Ok(added)
+}
+
+/// Run `exec_id` of conversation `id` failed with `code` (or never started): the customer
+/// gets `[conversations] apology`, the failure counts toward `consecutive_errors`, and the
+/// conversation goes to the human queue when the count reaches the workflow's
+/// `consecutive_errors` trigger, or at once when it has none (nobody is left waiting on an AI
+/// that cannot answer). Counted once: only whoever takes the run off the conversation goes on.
+async fn fail(
+    hil: &Hil,
+    t: &str,
+    id: &str,
+    exec_id: &str,
+    code: String,
+    nodes: &[NodeRecord],
+) -> ApiResult<Vec<Message>> {
+    let now = now_ms();
+    if !hil
+        .store()
+        .swap_execution(t, id, Some(exec_id), None, now)
+        .await?
+    {
+        return Ok(Vec::new());
+    }
+    let mut conv = hil.store().get_conversation(t, id).await?;
+    if conv.status != ConvStatus::AiProcessing {
+        return Ok(Vec::new());
+    }
+    conv.consecutive_errors += 1;
+    conv.updated_at = now;
+    let wf = hil
+        .runner()
+        .workflows()
+        .get(t, &conv.workflow, conv.version)
+        .await
+        .ok();
+    let limit = wf.as_deref().and_then(error_limit).unwrap_or(1);
+    hil.store()
+        .update_conversation(&conv, ConvStatus::AiProcessing, &[])
+        .await?;
+    let mut added = vec![
+        say(
+            hil,
+            &conv,
+            Sender::System,
+            None,
+            hil.settings().apology.clone(),
+            Some(exec_id),
+        )
+        .await?,
+    ];
+    if conv.consecutive_errors >= limit {
+        let runs = if conv.consecutive_errors == 1 {
+            "a run of the workflow failed".to_string()
+        } else {
+            format!(
+                "{} runs of the workflow failed in a row",
+                conv.consecutive_errors
+            )
+        };
+        let handover = Handover {
+            reason: format!("{runs} (the last with {code})"),
+            trigger: "consecutive_errors".into(),
+            node: None,
+            skills: wf.as_deref().map(hil_skills_literal).unwrap_or_default(),
+            priority: 0,
+            execution_id: Some(exec_id.to_string()),
+            context: Value::Null,
+            at: now,
+        };
+        added.extend(hand_over(hil, &conv, handover, nodes, None).await?);
+    }
+    Ok(added)
+}
+
+/// The input a conversation's workflow gets for a customer's `message`: the message, the
+/// `history` before it, the conversation's rolling `summary` and a human agent's latest
+/// `note`, and the `conversation` (id, customer_id, channel, metadata).
+fn chat_input(
+    message: &str,
+    history: Vec<Value>,
+    summary: Value,
+    note: Value,
+    conversation: Value,
+) -> Value {
+    json!({
+        "message": message,
+        "history": history,
+        "summary": summary,
+        "note": note,
+        "conversation": conversation,
+    })
+}
+
+/// Checks, before `hilo serve` takes requests, that every chat widget (`[console]
+/// chat_widgets`) has a workflow whose input a chat gives: the error names the widget, the
+/// workflow and what the input lacks. A bound workflow not imported yet is only warned of
+/// (the first chat then fails with an apology and goes to a person).
+pub async fn check_widgets(hil: &Hil, widgets: &[String]) -> Result<(), String> {
+    for w in widgets {
+        let Some((tenant, channel)) = w.split_once('/') else {
+            continue;
+        };
+        let Some(binding) = hil.settings().binding(tenant, channel) else {
+            return Err(format!(
+                "chat widget `{w}` ([console] chat_widgets) has no workflow: bind one with [[conversations.bindings]] tenant = \"{tenant}\", channel = \"{channel}\", workflow = \"…\""
+            ));
+        };
+        let wf = match hil
+            .runner()
+            .workflows()
+            .get(tenant, &binding.workflow, binding.version)
+            .await
+        {
+            Ok(wf) => wf,
+            Err(e) => {
+                tracing::warn!(
+                    "chat widget `{w}` is bound to workflow `{}`, which cannot be read yet ({e}); its chats fail until it is imported",
+                    binding.workflow
+                );
+                continue;
+            }
+        };
+        // A first message of a new chat, as `run_ai` gives it.
+        let sample = chat_input(
+            "hello",
+            Vec::new(),
+            Value::Null,
+            Value::Null,
+            json!({
+                "id": "check",
+                "customer_id": "chat-check",
+                "channel": channel,
+                "metadata": {"source": "chat widget"},
+            }),
+        );
+        if let Err(e) = hilo_engine::Engine::check_input(&wf, &sample) {
+            return Err(format!(
+                "chat widget `{w}` ([console] chat_widgets) is bound to workflow `{}`, whose input a chat cannot give (a chat's input has message, history, summary, note and conversation): {e}; bind the widget to a workflow that takes a chat's input",
+                wf.reference()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The workflow's `consecutive_errors` trigger, if it has one.

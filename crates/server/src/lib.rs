@@ -46,6 +46,7 @@ pub mod idempotency;
 pub mod listen;
 pub mod live;
 pub mod metrics;
+pub mod public;
 pub mod queue;
 pub mod runs;
 pub mod state;

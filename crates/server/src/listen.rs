@@ -43,6 +43,35 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
+/// The kernel's queue of connections not yet accepted (`listen(2)`'s backlog; the kernel keeps
+/// it within `net.core.somaxconn`). A burst of connections beyond it has its SYNs dropped and
+/// retried a second later: with the common default of 128, a flood of a few hundred
+/// connections made a health check beside it wait a whole second.
+pub const ACCEPT_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (`host:port`) with an accept queue of [`ACCEPT_BACKLOG`].
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(ACCEPT_BACKLOG)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("{addr} names no address"),
+        )
+    }))
+}
+
 /// The longest timeout taken (a week): more would overflow the clock's arithmetic.
 const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3_600_000;
 
@@ -110,8 +139,8 @@ pub async fn run(
             a = listener.accept() => a,
             _ = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => (stream, peer),
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
                 // Out of descriptors or memory: back off instead of spinning; the connections
@@ -140,15 +169,11 @@ pub async fn run(
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let mut app = app.clone();
                 let guard = InFlight::enter(state_tx.clone());
-                let req = req.map(|b| Body::new(DeadlineBody::new(b, body_timeout)));
+                let mut req = req.map(|b| Body::new(DeadlineBody::new(b, body_timeout)));
+                req.extensions_mut().insert(crate::public::ClientAddr(peer));
                 async move {
                     let resp = tower_service::Service::call(&mut app, req).await;
-                    resp.map(|r| {
-                        r.map(|b| GuardedBody {
-                            inner: b,
-                            _guard: guard,
-                        })
-                    })
+                    resp.map(|r| r.map(|b| Holding::new(b, guard)))
                 }
             });
             let activity = Arc::new(IoActivity::new());
@@ -365,13 +390,27 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request in flight until it is sent whole or dropped.
-struct GuardedBody {
+/// A response body that keeps `held` alive until it is sent whole or dropped (the listener
+/// keeps its request in flight so; the public paths their connection share and streams).
+pub struct Holding<T> {
     inner: Body,
-    _guard: InFlight,
+    _held: T,
 }
 
-impl http_body::Body for GuardedBody {
+impl<T> Holding<T> {
+    pub fn new(inner: Body, held: T) -> Holding<T> {
+        Holding { inner, _held: held }
+    }
+}
+
+impl<T: Send + Unpin + 'static> Holding<T> {
+    /// `response` with `held` kept alive as long as its body.
+    pub fn response(response: axum::response::Response, held: T) -> axum::response::Response {
+        response.map(|b| Body::new(Holding::new(b, held)))
+    }
+}
+
+impl<T: Unpin> http_body::Body for Holding<T> {
     type Data = Bytes;
     type Error = axum::Error;
 

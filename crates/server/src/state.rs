@@ -25,6 +25,7 @@ use crate::console::chat_tokens::ChatTokens;
 use crate::console::session::Sessions;
 use crate::conversations::Hil;
 use crate::live::Live;
+use crate::public::Public;
 use crate::runs::{Runner, Runs};
 use crate::workflow_cache::WorkflowCache;
 
@@ -57,6 +58,8 @@ struct Inner {
     keys: Keys,
     /// Customer chats of the console's chat widget (see [`crate::console::chat`]).
     chats: ChatTokens,
+    /// The public paths' limits.
+    public: Public,
     /// What live streams wait on.
     live: Live,
     /// What wakes the callback sender.
@@ -78,6 +81,7 @@ impl AppState {
         let store = parts.engine.store().clone();
         let knowledge = parts.knowledge.clone();
         let chats = ChatTokens::new(store.clone());
+        let public = Public::new(&parts.settings);
         let keys = Keys::new(
             store.clone(),
             KeyCache::new(Duration::from_millis(parts.settings.server.key_cache_ms)),
@@ -85,6 +89,7 @@ impl AppState {
             Sessions::new(
                 store.clone(),
                 Duration::from_millis(parts.settings.console.session_ttl_ms),
+                parts.settings.console.prefix(),
             ),
         );
         let live = Live::new();
@@ -110,6 +115,7 @@ impl AppState {
             secrets: parts.secrets,
             keys,
             chats,
+            public,
             live,
             wake,
             runner,
@@ -180,6 +186,11 @@ impl AppState {
     /// Customer chats of the console's chat widget.
     pub(crate) fn chats(&self) -> &ChatTokens {
         &self.0.chats
+    }
+
+    /// The public paths' limits.
+    pub fn public(&self) -> &Public {
+        &self.0.public
     }
 
     /// Starting and driving executions.

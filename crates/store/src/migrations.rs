@@ -81,6 +81,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "knowledge retention",
         include_str!("../migrations/0019_kb_retention.sql"),
     ),
+    (
+        21,
+        "session caps",
+        include_str!("../migrations/0021_session_caps.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

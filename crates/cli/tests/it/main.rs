@@ -18,6 +18,7 @@ mod mcp;
 mod planted;
 mod poison;
 mod postgres;
+mod public;
 mod run;
 mod scale;
 mod secret_leak;

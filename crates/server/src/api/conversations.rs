@@ -302,6 +302,7 @@ pub async fn create(
         state.hil(),
         &caller.tenant,
         NewConversation {
+            id: None,
             customer_id: body.customer_id,
             channel: body.channel,
             workflow: body.workflow,

@@ -8,7 +8,9 @@
 //! restarts) for [`TOKEN_TTL`]; with it the page posts the customer's messages
 //! (`POST <prefix>ui/chat/messages`, token in `X-Chat-Token`) and follows the conversation
 //! live (`GET <prefix>ui/chat/stream?token=`), through the same code as the API's
-//! conversation endpoints. New chats are rate limited per widget.
+//! conversation endpoints. Every route here is public: behind [`crate::public::guard`], with
+//! its per-tenant limits (new chats per client and per widget, messages and bytes per token
+//! and conversation, live streams per token, conversation and client) checked here.
 //!
 //! These are the widget's routes; the chats themselves (tokens, the limit on new ones) are
 //! [`super::chat_tokens`].
@@ -20,10 +22,11 @@ use axum::{Extension, Json};
 use hilo_core::access::Scope;
 use serde::{Deserialize, Serialize};
 
-use crate::api::conversations::{MessageView, MessagesQuery, PostedView};
+use crate::api::conversations::{MessageView, MessagesQuery};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::public::{Client, Holding};
 use crate::state::AppState;
 
 pub use super::chat_tokens::TOKEN_TTL;
@@ -79,42 +82,76 @@ pub struct Started {
 /// `POST <prefix>ui/chat/{tenant}/{channel}`: a new chat.
 pub async fn start(
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     ApiPath((tenant, channel)): ApiPath<(String, String)>,
 ) -> Result<Json<Started>, ApiError> {
     if !enabled(&state, &tenant, &channel) {
         return Err(no_widget(&tenant, &channel));
     }
-    if let Err(wait) = state.chats().check_start(&tenant, &channel) {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
-            format!("too many new chats on {tenant}/{channel}; retry after {wait} s"),
-        );
-        e.retry_after = Some(wait);
-        return Err(e);
-    }
+    state.public().start_chat(&tenant, &channel, client)?;
     let mut id = [0u8; 6];
     getrandom::fill(&mut id).map_err(|e| ApiError::internal("naming a chat customer", e))?;
     let customer: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    // The token first: when the tenant is at its cap of live chats, no conversation is made.
+    let conversation = hilo_engine::driver::new_id();
+    let max_chats = state.public().limits(&tenant).max_chats;
+    let token = state
+        .chats()
+        .create(&tenant, &conversation, max_chats)
+        .await?;
     let conv = crate::conversations::create(
         state.hil(),
         &tenant,
         crate::conversations::NewConversation {
+            id: Some(conversation),
             customer_id: format!("chat-{customer}"),
-            channel,
+            channel: channel.clone(),
             workflow: None,
             version: None,
             metadata: serde_json::json!({"source": "chat widget"}),
             callback_url: None,
         },
     )
-    .await?;
-    let token = state.chats().create(&tenant, &conv.id).await?;
+    .await
+    .map_err(|e| for_customer(e, &tenant, &channel))?;
     Ok(Json(Started {
         conversation_id: conv.id,
         token,
         status: conv.status.as_str().into(),
     }))
+}
+
+/// What a customer is told of a failure: limits and their own mistakes as they are; anything
+/// else (the operator's configuration, the server) as a plain apology, with the details in
+/// the log for the operator.
+fn for_customer(e: ApiError, tenant: &str, channel: &str) -> ApiError {
+    let theirs = matches!(
+        e.code,
+        "RATE_LIMITED"
+            | "TOO_MANY_CHATS"
+            | "CONVERSATION_BUSY"
+            | "CONVERSATION_ENDED"
+            | "CHAT_EXPIRED"
+            | "INVALID_MESSAGE"
+            | "BODY_TOO_LARGE"
+    );
+    if theirs || e.status == StatusCode::TOO_MANY_REQUESTS {
+        return e;
+    }
+    tracing::error!(
+        tenant = %tenant,
+        channel = %channel,
+        code = e.code,
+        "the chat widget {tenant}/{channel} failed a customer: {}",
+        e.message
+    );
+    let mut out = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "CHAT_UNAVAILABLE",
+        "this chat cannot take messages right now; please try again later",
+    );
+    out.retry_after = Some(60);
+    out
 }
 
 async fn chat_of(state: &AppState, token: Option<&str>) -> Result<(String, String), ApiError> {
@@ -137,22 +174,45 @@ pub struct ChatMessage {
     pub content: String,
 }
 
+/// What the customer's page learns of its conversation: its id and status, never the
+/// workflow, the handover's reason and context, or anything else meant for staff.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChatConversation {
+    pub id: String,
+    pub status: String,
+}
+
+/// A customer's message taken: it, the conversation, and the replies that came in time.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChatPosted {
+    pub message: MessageView,
+    pub conversation: ChatConversation,
+    pub replies: Vec<MessageView>,
+}
+
 /// `POST <prefix>ui/chat/messages`: the customer writes.
 pub async fn message(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ChatMessage>,
-) -> Result<Json<PostedView>, ApiError> {
+) -> Result<Json<ChatPosted>, ApiError> {
     let token = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
     let (tenant, id) = chat_of(&state, token).await?;
+    let token_hash = crate::digest::hash_key(token.unwrap_or_default());
+    state
+        .public()
+        .post_message(&tenant, &token_hash, &id, body.content.len())?;
     let trace = crate::extract::caller_trace(&headers);
-    let p =
-        crate::conversations::post_message(state.hil(), &tenant, &id, body.content, trace).await?;
-    Ok(Json(PostedView {
+    let p = crate::conversations::post_message(state.hil(), &tenant, &id, body.content, trace)
+        .await
+        .map_err(|e| for_customer(e, &tenant, "messages"))?;
+    Ok(Json(ChatPosted {
         message: p.message.into(),
-        conversation: p.conversation.into(),
+        conversation: ChatConversation {
+            id: p.conversation.id,
+            status: p.conversation.status.as_str().into(),
+        },
         replies: p.replies.into_iter().map(MessageView::from).collect(),
-        execution_id: p.execution_id,
     }))
 }
 
@@ -164,20 +224,26 @@ pub struct StreamQuery {
 }
 
 /// `GET <prefix>ui/chat/stream?token=`: the conversation's messages, live (Server-Sent
-/// Events, as `GET /conversations/{id}/stream`).
+/// Events, as `GET /conversations/{id}/stream`), counted against the stream limits for as
+/// long as it is open.
 pub async fn stream(
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let (tenant, id) = chat_of(&state, Some(&q.token)).await?;
+    let hold =
+        state
+            .public()
+            .hold_stream(&tenant, &crate::digest::hash_key(&q.token), &id, client)?;
     let caller = Caller {
         tenant,
         key_id: "chat-widget".into(),
         scopes: vec![Scope::Read],
         agent: None,
     };
-    crate::api::conversations::stream(
+    let response = crate::api::conversations::stream(
         State(state),
         Extension(caller),
         ApiPath(id),
@@ -187,5 +253,6 @@ pub async fn stream(
             limit: None,
         }),
     )
-    .await
+    .await?;
+    Ok(Holding::response(response, hold))
 }

@@ -2,7 +2,8 @@
 //! page holds stands for one conversation of one tenant, kept in the store
 //! ([`hilo_core::session::SessionStore`], by its SHA-256) for [`TOKEN_TTL`], so that an open
 //! chat survives a restart and reaches its conversation through any replica sharing the
-//! database. New chats are rate limited per widget (in each process).
+//! database. A tenant's live chats are capped (`[public] max_chats`, or its tier's); how often
+//! new ones start is [`crate::public`]'s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,20 +13,14 @@ use hilo_core::session::ChatToken;
 use hilo_core::store::{Store, now_ms};
 
 use super::session::{LazyPrune, after};
-use crate::auth::KeyLimiter;
-use crate::config::KeyRateLimit;
 use crate::error::ApiError;
 
 /// How long a chat's token lasts.
 pub const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Live chats kept at most (all tenants, every replica; expired ones do not count).
-const MAX_CHATS: u64 = 100_000;
-
-/// The chats (in the store, by the SHA-256 of their tokens) and the limit on new ones.
+/// The chats (in the store, by the SHA-256 of their tokens).
 pub struct ChatTokens {
     store: Arc<dyn Store>,
-    starts: Option<KeyLimiter>,
     prune: LazyPrune,
 }
 
@@ -33,28 +28,17 @@ impl ChatTokens {
     pub fn new(store: Arc<dyn Store>) -> ChatTokens {
         ChatTokens {
             store,
-            // Per widget: a burst of 30 new chats, then one a second.
-            starts: KeyLimiter::new(KeyRateLimit {
-                per_second: 1,
-                burst: 30,
-            }),
             prune: LazyPrune::default(),
         }
     }
 
-    /// Whether the widget of `tenant`/`channel` may start a chat now (`Err`: seconds to wait).
-    pub(crate) fn check_start(&self, tenant: &str, channel: &str) -> Result<(), u64> {
-        match &self.starts {
-            Some(limiter) => limiter.check(&format!("{tenant}/{channel}")),
-            None => Ok(()),
-        }
-    }
-
-    /// A new token for conversation `conversation` of `tenant`.
+    /// A new token for conversation `conversation` of `tenant`, unless the tenant has
+    /// `max_live` live chats already (429 `TOO_MANY_CHATS`).
     pub(crate) async fn create(
         &self,
         tenant: &str,
         conversation: &str,
+        max_live: u64,
     ) -> Result<String, ApiError> {
         self.prune.maybe(self.store.as_ref()).await;
         let token = super::session::random_token()
@@ -69,15 +53,17 @@ impl ChatTokens {
         };
         let stored = self
             .store
-            .create_chat_token(&row, now, MAX_CHATS)
+            .create_chat_token(&row, now, max_live)
             .await
             .map_err(|e| ApiError::internal("storing the chat token", e))?;
         if !stored {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
                 "TOO_MANY_CHATS",
-                "the server holds too many open chats; try again later",
-            ));
+                "this chat has too many open conversations right now; try again in a minute",
+            );
+            e.retry_after = Some(60);
+            return Err(e);
         }
         Ok(token)
     }

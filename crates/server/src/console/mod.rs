@@ -6,7 +6,8 @@
 //! - Pages: every console path answers the same shell (`index.html`); its script draws the
 //!   view the path names and reads everything through the HTTP API.
 //! - [`session`]: sign-in with an API key (`POST <prefix>session`) makes a session in the store
-//!   and an HttpOnly, SameSite=Strict cookie scoped to the prefix; the API's authentication
+//!   and an HttpOnly, SameSite=Strict cookie scoped to the prefix (`__Host-` at the root over
+//!   TLS or loopback); the API's authentication
 //!   ([`crate::auth::authenticate`]) takes that cookie instead of a bearer key, and then wants
 //!   the session's CSRF token on every state-changing request.
 //! - [`layout`]: the workflow graph laid out here (`GET <prefix>ui/workflows/{name}/layout`),
@@ -81,12 +82,8 @@ pub fn with_api(state: &AppState, api: Router) -> Router {
             state.keys().clone(),
             crate::auth::authenticate,
         ));
-    let console: Router<AppState> = pages
-        .route(&format!("{prefix}assets/{{file}}"), get(assets::asset))
-        .route(
-            &format!("{prefix}session"),
-            get(who).post(sign_in).delete(sign_out),
-        )
+    // The chat widget's routes are public: no key, under the public surface's limits.
+    let chat_routes: Router<AppState> = Router::new()
         .route(
             &format!("{prefix}chat/{{tenant}}/{{channel}}"),
             get(chat::page),
@@ -100,7 +97,18 @@ pub fn with_api(state: &AppState, api: Router) -> Router {
             axum::routing::post(chat::message),
         )
         .route(&format!("{prefix}ui/chat/stream"), get(chat::stream))
+        .layer(axum::middleware::from_fn_with_state(
+            state.public().clone(),
+            crate::public::guard,
+        ));
+    let console: Router<AppState> = pages
+        .route(&format!("{prefix}assets/{{file}}"), get(assets::asset))
+        .route(
+            &format!("{prefix}session"),
+            get(who).post(sign_in).delete(sign_out),
+        )
         .merge(layout_route)
+        .merge(chat_routes)
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .layer(axum::middleware::from_fn(crate::error::problem_instance));
@@ -180,18 +188,17 @@ async fn sign_in(
         Ok(r) => r,
         Err(r) => return r,
     };
+    // A sign-in is a request of the key: under its rate limit.
+    if let Err(r) = crate::auth::rate_check(state.keys(), &record) {
+        return r;
+    }
     let sessions = state.sessions();
-    let (id, s) = match sessions.create(&record.tenant, hash).await {
+    let caps = state.settings().session_caps(&record.tenant);
+    let (id, s) = match sessions.create(&record.tenant, hash, caps).await {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
-    let prefix = state.settings().console.prefix();
-    let cookie = match cookie_header(session::set_cookie(
-        Some(&id),
-        &prefix,
-        sessions.ttl(),
-        session::over_tls(&headers, false),
-    )) {
+    let cookie = match cookie_header(sessions.cookie_for(&headers).set(Some(&id), sessions.ttl())) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -228,7 +235,11 @@ async fn who(State(state): State<AppState>, headers: HeaderMap) -> Response {
 
 /// Signs out: forgets the session (the CSRF token must come with it) and clears the cookie.
 async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let found = match session::cookie(&headers) {
+    let id = match state.sessions().cookie_for(&headers).read(&headers) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let found = match id {
         Some(id) => match state.sessions().get(&id).await {
             Ok(s) => s.map(|s| (id, s)),
             Err(e) => return e.into_response(),
@@ -248,13 +259,12 @@ async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> Response
             return e.into_response();
         }
     }
-    let prefix = state.settings().console.prefix();
-    let cookie = match cookie_header(session::set_cookie(
-        None,
-        &prefix,
-        std::time::Duration::ZERO,
-        session::over_tls(&headers, false),
-    )) {
+    let cookie = match cookie_header(
+        state
+            .sessions()
+            .cookie_for(&headers)
+            .set(None, std::time::Duration::ZERO),
+    ) {
         Ok(c) => c,
         Err(r) => return r,
     };

@@ -3,11 +3,13 @@
 //! signed out, so that it survives a restart and every replica sharing the database knows it.
 //! There is no cache: each request reads its session (one primary-key read), so a sign-out on
 //! one replica is refused by the others at once. The browser holds only the session's random
-//! id, in an HttpOnly, SameSite=Strict cookie; the store holds the SHA-256 of the id and of
-//! the key (never the key), so every request is still checked against the stored key (a
-//! revoked key ends its sessions within `[server] key_cache_ms`), and a CSRF token that
-//! state-changing requests must echo in `X-CSRF-Token` (double submit: the page learns it at
-//! sign-in). Expired rows are deleted lazily, by a sign-in at most every [`PRUNE_EVERY`].
+//! id, in an HttpOnly, SameSite=Strict cookie named as [`CookieSpec`] says (`__Host-` where
+//! browsers take it); the store holds the SHA-256 of the id and of the key (never the key),
+//! so every request is still checked against the stored key, and revoking the key deletes its
+//! sessions; and a CSRF token that state-changing requests must echo in `X-CSRF-Token`
+//! (double submit: the page learns it at sign-in). Sessions are capped per tenant and per key
+//! (`[console] max_sessions`, `max_sessions_per_key`, or the tier's), and made under the key's
+//! rate limit. Expired rows are deleted lazily, by a sign-in at most every [`PRUNE_EVERY`].
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -19,15 +21,11 @@ use hilo_core::store::{Store, now_ms};
 
 use crate::error::ApiError;
 
-/// The cookie that carries the session id.
+/// The name of the cookie that carries the session id (see [`cookie_name`]).
 pub const COOKIE: &str = "hilo_session";
 
 /// The header state-changing requests made with the cookie must carry the CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-
-/// Live sessions kept at most (all tenants, every replica); beyond it sign-ins are refused
-/// until some expire or sign out.
-const MAX_SESSIONS: u64 = 100_000;
 
 /// How often (at most, per process) a sign-in or a new chat deletes the expired sessions and
 /// chat tokens.
@@ -50,9 +48,14 @@ pub enum SessionError {
     #[error("the system's random source failed: {0}")]
     Random(String),
     #[error(
-        "the server holds {MAX_SESSIONS} console sessions already; sign in again once some have expired"
+        "tenant `{tenant}` has {} live console sessions (or this key {}) already: sign out elsewhere, or wait for one to expire; the tier's max_sessions and max_sessions_per_key set the caps",
+        caps.per_tenant,
+        caps.per_key
     )]
-    Full,
+    Full {
+        tenant: String,
+        caps: hilo_core::session::SessionCaps,
+    },
 }
 
 impl SessionError {
@@ -60,14 +63,23 @@ impl SessionError {
     pub fn code(&self) -> &'static str {
         match self {
             SessionError::Random(_) => "RANDOM_FAILED",
-            SessionError::Full => "TOO_MANY_SESSIONS",
+            SessionError::Full { .. } => "TOO_MANY_SESSIONS",
         }
     }
 }
 
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+        match e {
+            SessionError::Full { .. } => {
+                let mut a = ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string());
+                a.retry_after = Some(60);
+                a
+            }
+            SessionError::Random(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+            }
+        }
     }
 }
 
@@ -75,6 +87,8 @@ impl From<SessionError> for ApiError {
 pub struct Sessions {
     store: Arc<dyn Store>,
     ttl: Duration,
+    /// The console's prefix (`/`, `/console/`): the cookie's path and part of its name.
+    prefix: String,
     prune: LazyPrune,
 }
 
@@ -113,12 +127,18 @@ impl LazyPrune {
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Sessions {
+    pub fn new(store: Arc<dyn Store>, ttl: Duration, prefix: String) -> Sessions {
         Sessions {
             store,
             ttl,
+            prefix,
             prune: LazyPrune::default(),
         }
+    }
+
+    /// The cookie a request with `headers` carries its session in, and gets it set as.
+    pub fn cookie_for(&self, headers: &HeaderMap) -> CookieSpec {
+        cookie_spec(&self.prefix, headers)
     }
 
     /// How long a session lasts.
@@ -127,11 +147,13 @@ impl Sessions {
     }
 
     /// A new session of `tenant` for the key with SHA-256 `key_hash`: its id (for the
-    /// cookie) and the session. 503 `TOO_MANY_SESSIONS` when [`MAX_SESSIONS`] are alive.
+    /// cookie) and the session. 429 `TOO_MANY_SESSIONS` when the tenant or the key has as
+    /// many alive as `caps` allows.
     pub async fn create(
         &self,
         tenant: &str,
         key_hash: String,
+        caps: hilo_core::session::SessionCaps,
     ) -> Result<(String, Session), ApiError> {
         self.prune.maybe(self.store.as_ref()).await;
         let id = random_token()?;
@@ -146,11 +168,15 @@ impl Sessions {
         };
         let stored = self
             .store
-            .create_console_session(&row, now, MAX_SESSIONS)
+            .create_console_session(&row, now, caps)
             .await
             .map_err(|e| ApiError::internal("storing the console session", e))?;
         if !stored {
-            return Err(SessionError::Full.into());
+            return Err(SessionError::Full {
+                tenant: tenant.to_string(),
+                caps,
+            }
+            .into());
         }
         Ok((id, session_of(row)))
     }
@@ -165,9 +191,9 @@ impl Sessions {
         Ok(row.map(session_of))
     }
 
-    /// The live session of the request's cookie, if it has one.
+    /// The live session of the request's cookie, if it has one (400 with two).
     pub async fn of_cookie(&self, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
-        match cookie(headers) {
+        match self.cookie_for(headers).read(headers)? {
             Some(id) => self.get(&id).await,
             None => Ok(None),
         }
@@ -191,17 +217,98 @@ fn session_of(row: ConsoleSession) -> Session {
     }
 }
 
-/// The session id in the request's `Cookie` headers, if any.
-pub fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim().to_string())
-        .filter(|v| !v.is_empty())
+/// The session cookie of a request: its name, and how it is set.
+///
+/// At the root of a site reached over TLS (directly or through a proxy that says so) or on a
+/// loopback host, the cookie is `__Host-hilo_session` (`Secure`, `Path=/`, no `Domain`): a
+/// browser takes it from no other host and no plain-HTTP page, so a page elsewhere cannot
+/// plant a session of its own in its place. Under a prefix, where `__Host-` cannot be used
+/// (it needs `Path=/`), the name carries the prefix (`hilo_session_console` under
+/// `/console/`), `Secure` over TLS or loopback. Elsewhere (plain HTTP to a named host) it is
+/// `hilo_session`. In every case a request with two cookies of the name is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieSpec {
+    pub name: String,
+    pub path: String,
+    pub secure: bool,
+}
+
+/// Whether the request's `Host` is a loopback name or address (browsers treat those as
+/// secure contexts, where `Secure` cookies are kept over plain HTTP).
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The session cookie of a request to the console under `prefix` (see [`CookieSpec`]).
+pub fn cookie_spec(prefix: &str, headers: &HeaderMap) -> CookieSpec {
+    let secure = over_tls(headers, false) || loopback_host(headers);
+    let inner: String = prefix
+        .trim_matches('/')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let name = match (inner.is_empty(), secure) {
+        (true, true) => format!("__Host-{COOKIE}"),
+        (true, false) => COOKIE.to_string(),
+        (false, _) => format!("{COOKIE}_{inner}"),
+    };
+    CookieSpec {
+        name,
+        path: prefix.to_string(),
+        secure,
+    }
+}
+
+impl CookieSpec {
+    /// The session id the request's `Cookie` headers carry under this name: `None` without
+    /// one, 400 `DUPLICATE_SESSION_COOKIE` with two or more (one may have been planted by
+    /// another page of the same host).
+    pub fn read(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+        let mut found = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(name, _)| *name == self.name)
+            .map(|(_, value)| value.trim().to_string());
+        let first = found.next();
+        if found.next().is_some() {
+            return Err(ApiError::bad_request(
+                "DUPLICATE_SESSION_COOKIE",
+                format!(
+                    "the request carries more than one `{}` cookie, so which session it means is unclear (another site on this host may have set one): clear this site's cookies and sign in again",
+                    self.name
+                ),
+            ));
+        }
+        Ok(first.filter(|v| !v.is_empty()))
+    }
+
+    /// The `Set-Cookie` value that gives the browser session `id` (`None`: clears it).
+    pub fn set(&self, id: Option<&str>, max_age: Duration) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let (value, age) = match id {
+            Some(id) => (id, max_age.as_secs().max(1)),
+            None => ("", 0),
+        };
+        format!(
+            "{}={value}; HttpOnly; SameSite=Strict; Path={}; Max-Age={age}{secure}",
+            self.name, self.path
+        )
+    }
 }
 
 /// Whether `method` changes state (and so needs the CSRF token with a cookie).
@@ -233,18 +340,6 @@ pub fn over_tls(headers: &HeaderMap, scheme_https: bool) -> bool {
             })
 }
 
-/// The `Set-Cookie` value that gives the browser session `id` (`None`: clears it).
-pub fn set_cookie(id: Option<&str>, path: &str, max_age: Duration, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    match id {
-        Some(id) => format!(
-            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={}{secure}",
-            max_age.as_secs().max(1)
-        ),
-        None => format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path={path}; Max-Age=0{secure}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -253,35 +348,77 @@ mod tests {
     #[tokio::test]
     async fn sessions_expire_and_sign_out() {
         let store: Arc<dyn Store> = Arc::new(hilo_store::SqliteStore::memory().await.unwrap());
-        let s = Sessions::new(store, Duration::from_millis(30));
-        let (id, sess) = s.create("t", "h".into()).await.unwrap();
+        let s = Sessions::new(store, Duration::from_millis(30), "/".into());
+        let caps = hilo_core::session::SessionCaps {
+            per_tenant: 10,
+            per_key: 10,
+        };
+        let (id, sess) = s.create("t", "h".into(), caps).await.unwrap();
         assert_eq!(s.get(&id).await.unwrap().unwrap().csrf, sess.csrf);
         assert!(s.get("other").await.unwrap().is_none());
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert!(s.get(&id).await.unwrap().is_none());
-        let (id, _) = s.create("t", "h".into()).await.unwrap();
+        let (id, _) = s.create("t", "h".into(), caps).await.unwrap();
         s.remove(&id).await.unwrap();
         assert!(s.get(&id).await.unwrap().is_none());
     }
 
-    #[test]
-    fn reads_the_cookie_among_others() {
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            "a=1; hilo_session=abc ; b=2".parse().unwrap(),
-        );
-        assert_eq!(cookie(&h).as_deref(), Some("abc"));
-        h.insert(header::COOKIE, "hilo_sessionx=1".parse().unwrap());
-        assert_eq!(cookie(&h), None);
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
     }
 
     #[test]
-    fn the_cookie_is_http_only_and_strict() {
-        let c = set_cookie(Some("id"), "/console/", Duration::from_secs(60), true);
+    fn reads_the_cookie_among_others_and_refuses_two() {
+        let spec = cookie_spec("/", &headers(&[("host", "example.com")]));
+        assert_eq!(spec.name, "hilo_session");
+        let h = headers(&[("cookie", "a=1; hilo_session=abc ; b=2")]);
+        assert_eq!(spec.read(&h).unwrap().as_deref(), Some("abc"));
+        let h = headers(&[("cookie", "hilo_sessionx=1")]);
+        assert_eq!(spec.read(&h).unwrap(), None);
+        let h = headers(&[("cookie", "hilo_session=a"), ("cookie", "hilo_session=b")]);
+        assert_eq!(spec.read(&h).unwrap_err().code, "DUPLICATE_SESSION_COOKIE");
+        let h = headers(&[("cookie", "hilo_session=a; hilo_session=b")]);
+        assert_eq!(spec.read(&h).unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn the_cookie_is_host_prefixed_at_the_root_over_tls_or_loopback() {
+        for (host, proto) in [
+            ("127.0.0.1:8080", None),
+            ("localhost:3000", None),
+            ("[::1]:8080", None),
+            ("hilo.example.com", Some("https")),
+        ] {
+            let mut pairs = vec![("host", host)];
+            if let Some(p) = proto {
+                pairs.push(("x-forwarded-proto", p));
+            }
+            let spec = cookie_spec("/", &headers(&pairs));
+            assert_eq!(spec.name, "__Host-hilo_session", "{host}");
+            assert_eq!(
+                spec.set(Some("id"), Duration::from_secs(60)),
+                "__Host-hilo_session=id; HttpOnly; SameSite=Strict; Path=/; Max-Age=60; Secure"
+            );
+            // A plain `hilo_session` (planted by another port of the host) is not read.
+            let h = headers(&[("host", host), ("cookie", "hilo_session=planted")]);
+            assert_eq!(spec.read(&h).unwrap(), None);
+        }
+        let spec = cookie_spec("/console/", &headers(&[("host", "127.0.0.1:1")]));
         assert_eq!(
-            c,
-            "hilo_session=id; HttpOnly; SameSite=Strict; Path=/console/; Max-Age=60; Secure"
+            spec.set(Some("id"), Duration::from_secs(60)),
+            "hilo_session_console=id; HttpOnly; SameSite=Strict; Path=/console/; Max-Age=60; Secure"
+        );
+        let spec = cookie_spec("/a-b/", &headers(&[("host", "intranet:8080")]));
+        assert_eq!(
+            spec.set(None, Duration::ZERO),
+            "hilo_session_a_b=; HttpOnly; SameSite=Strict; Path=/a-b/; Max-Age=0"
         );
     }
 }

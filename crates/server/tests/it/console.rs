@@ -66,11 +66,12 @@ async fn the_session_cookie_stands_for_the_key_and_state_changes_need_the_csrf_t
     let s = TestServer::start().await;
     let admin = s.key("acme", &[Scope::Admin]).await;
     let (cookie, csrf, set) = sign_in(&s, "/", &admin).await;
-    assert!(set.starts_with("hilo_session="), "{set}");
+    // On a loopback host the browser keeps a `Secure` cookie over plain HTTP: `__Host-`.
+    assert!(set.starts_with("__Host-hilo_session="), "{set}");
     for part in ["HttpOnly", "SameSite=Strict", "Path=/;", "Max-Age=28800"] {
         assert!(set.contains(part), "{part} missing from {set}");
     }
-    assert!(!set.contains("Secure"), "{set}");
+    assert!(set.ends_with("; Secure"), "{set}");
     assert!(
         !set.contains(&admin),
         "the key itself must not be in the cookie"
@@ -92,6 +93,31 @@ async fn the_session_cookie_stands_for_the_key_and_state_changes_need_the_csrf_t
         (code, v["tenant"].as_str(), v["csrf"].as_str()),
         (200, Some("acme"), Some(csrf.as_str()))
     );
+    // Two session cookies (one planted by another page of the host): refused, whichever
+    // comes first; a plain `hilo_session` beside it is not read at all.
+    for both in [
+        format!("{cookie}; __Host-hilo_session=planted"),
+        format!("__Host-hilo_session=planted; {cookie}"),
+    ] {
+        for path in ["/session", "/api/v1/executions"] {
+            let (code, v) = with_cookie(&s, reqwest::Method::GET, path, &both, None, None).await;
+            assert_eq!(
+                (code, v["code"].as_str()),
+                (400, Some("DUPLICATE_SESSION_COOKIE")),
+                "{path}: {v}"
+            );
+        }
+    }
+    let (code, v) = with_cookie(
+        &s,
+        reqwest::Method::GET,
+        "/session",
+        &format!("hilo_session=planted; {cookie}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((code, v["tenant"].as_str()), (200, Some("acme")), "{v}");
 
     // A POST with the cookie but no (or a wrong) CSRF token is refused; with it, it works.
     let (code, v) = with_cookie(

@@ -5,7 +5,7 @@
 use hilo_core::access::{ApiKeyRecord, CallbackRecord, Scope};
 use hilo_core::store::{Result, TenantId};
 
-use crate::sql::db::{Db, RowAccess, decode_all};
+use crate::sql::db::{Db, RowAccess, Tx, decode_all};
 
 /// Scopes as stored: their names, comma-separated.
 pub(crate) fn scopes_text(scopes: &[Scope]) -> String {
@@ -131,7 +131,9 @@ pub(crate) async fn revoke_api_key(
     id: &str,
     at: i64,
 ) -> Result<bool> {
-    let done = db
+    // The key's console sessions end with it, in the same transaction.
+    let mut tx = db.begin().await?;
+    let done = tx
         .execute(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) \
              WHERE tenant_id = $1 AND id = $2"
@@ -139,6 +141,14 @@ pub(crate) async fn revoke_api_key(
             &[tenant.into(), id.into(), at.into()],
         )
         .await?;
+    tx.execute(
+        "DELETE FROM console_sessions WHERE key_hash IN \
+         (SELECT key_hash FROM api_keys WHERE tenant_id = $1 AND id = $2)"
+            .into(),
+        &[tenant.into(), id.into()],
+    )
+    .await?;
+    tx.commit().await?;
     Ok(done > 0)
 }
 

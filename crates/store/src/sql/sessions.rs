@@ -1,9 +1,11 @@
 //! Console sessions and chat tokens (`SessionStore`), written once for both backends (on the
 //! pool: not on a step's commit path). Each is one row found by the hash of its id, so a
 //! request costs one primary-key read; a creation is one statement that inserts only while
-//! fewer than the cap are alive (a count on the `expires_at` index).
+//! the tenant (and, for a session, its key) has fewer than its cap alive (counts on the
+//! `(tenant_id, expires_at)` and `(key_hash, expires_at)` indexes). Revoking a key deletes
+//! its sessions (`access::revoke_api_key`).
 
-use hilo_core::session::{ChatToken, ConsoleSession};
+use hilo_core::session::{ChatToken, ConsoleSession, SessionCaps};
 use hilo_core::store::Result;
 
 use crate::sql::db::{Db, RowAccess};
@@ -13,13 +15,16 @@ pub(crate) async fn create_console_session(
     db: &impl Db,
     s: &ConsoleSession,
     now: i64,
-    max_live: u64,
+    caps: SessionCaps,
 ) -> Result<bool> {
     let stored = db
         .execute(
             "INSERT INTO console_sessions (id_hash, tenant_id, key_hash, csrf, created_at, \
              expires_at) SELECT $1, $2, $3, $4, $5, $6 \
-             WHERE (SELECT COUNT(*) FROM console_sessions WHERE expires_at > $7) < $8"
+             WHERE (SELECT COUNT(*) FROM console_sessions \
+                    WHERE tenant_id = $2 AND expires_at > $7) < $8 \
+               AND (SELECT COUNT(*) FROM console_sessions \
+                    WHERE key_hash = $3 AND expires_at > $7) < $9"
                 .into(),
             &[
                 (&s.id_hash).into(),
@@ -29,7 +34,8 @@ pub(crate) async fn create_console_session(
                 s.created_at.into(),
                 s.expires_at.into(),
                 now.into(),
-                to_i64(max_live).into(),
+                to_i64(caps.per_tenant).into(),
+                to_i64(caps.per_key).into(),
             ],
         )
         .await?;
@@ -82,7 +88,8 @@ pub(crate) async fn create_chat_token(
         .execute(
             "INSERT INTO chat_tokens (token_hash, tenant_id, conversation_id, created_at, \
              expires_at) SELECT $1, $2, $3, $4, $5 \
-             WHERE (SELECT COUNT(*) FROM chat_tokens WHERE expires_at > $6) < $7"
+             WHERE (SELECT COUNT(*) FROM chat_tokens \
+                    WHERE tenant_id = $2 AND expires_at > $6) < $7"
                 .into(),
             &[
                 (&t.token_hash).into(),

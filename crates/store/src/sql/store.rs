@@ -27,7 +27,7 @@ use hilo_core::knowledge::{
     TextHit, TextQuery, VectorQuery, VectorSearch,
 };
 use hilo_core::llm::{CostBy, CostRow, CostStore, LlmCall};
-use hilo_core::session::{ChatToken, ConsoleSession, SessionStore};
+use hilo_core::session::{ChatToken, ConsoleSession, SessionCaps, SessionStore};
 use hilo_core::store::{
     Activation, IdempotencyRecord, IdempotencyStore, ImportOutcome, NewWorkflow, Result,
     StoredWorkflow, TenantId, VersionInfo, WorkflowStore, WorkflowSummary,
@@ -238,9 +238,9 @@ where
         &self,
         s: &ConsoleSession,
         now: i64,
-        max_live: u64,
+        caps: SessionCaps,
     ) -> Result<bool> {
-        sessions::create_console_session(self, s, now, max_live).await
+        sessions::create_console_session(self, s, now, caps).await
     }
 
     async fn console_session(&self, id_hash: &str, now: i64) -> Result<Option<ConsoleSession>> {

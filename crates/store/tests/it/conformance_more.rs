@@ -625,9 +625,29 @@ async fn api_keys_are_found_by_hash_listed_and_revoked(s: &dyn Store) {
         "a second key with the same hash is refused"
     );
 
+    // Console sessions made with the key end when it is revoked (and only then).
+    let sessions = ["rk-sess-1", "rk-sess-2"].map(|id| hilo_core::session::ConsoleSession {
+        id_hash: id.into(),
+        tenant: "revoke-test".into(),
+        key_hash: k1.hash.clone(),
+        csrf: "c".into(),
+        created_at: 1,
+        expires_at: i64::MAX,
+    });
+    let caps = hilo_core::session::SessionCaps {
+        per_tenant: 10,
+        per_key: 10,
+    };
+    for sess in &sessions {
+        assert!(s.create_console_session(sess, 200, caps).await.unwrap());
+    }
     assert!(
         !s.revoke_api_key(b, &k1.id, 250).await.unwrap(),
         "another tenant cannot revoke the key"
+    );
+    assert!(
+        s.console_session("rk-sess-1", 250).await.unwrap().is_some(),
+        "another tenant's revocation ends no session"
     );
     assert!(
         !s.revoke_api_key(a, "hk_missing", 250).await.unwrap(),
@@ -635,6 +655,13 @@ async fn api_keys_are_found_by_hash_listed_and_revoked(s: &dyn Store) {
     );
     assert_eq!(s.api_key_by_hash(&k1.hash).await.unwrap(), Some(k1.clone()));
     assert!(s.revoke_api_key(a, &k1.id, 300).await.unwrap(), "revoked");
+    for sess in &sessions {
+        assert_eq!(
+            s.console_session(&sess.id_hash, 300).await.unwrap(),
+            None,
+            "the revoked key's sessions are gone"
+        );
+    }
     let revoked = ApiKeyRecord {
         revoked_at: Some(300),
         ..k1.clone()

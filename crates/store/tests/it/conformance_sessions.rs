@@ -2,7 +2,7 @@
 //! run by `conformance::run_all`. Ids are unique to this module, so it runs on a shared store;
 //! the caps are checked against the live rows this module made (no other module makes any).
 
-use hilo_core::session::{ChatToken, ConsoleSession};
+use hilo_core::session::{ChatToken, ConsoleSession, SessionCaps};
 use hilo_core::store::Store;
 
 pub async fn run_all(s: &dyn Store) {
@@ -10,6 +10,14 @@ pub async fn run_all(s: &dyn Store) {
     chat_tokens_are_found_by_hash_until_they_expire_or_end(s).await;
     creations_stop_at_the_cap_of_live_rows(s).await;
     expired_sessions_and_tokens_are_pruned(s).await;
+}
+
+/// Caps of `n` per tenant and per key.
+fn caps(n: u64) -> SessionCaps {
+    SessionCaps {
+        per_tenant: n,
+        per_key: n,
+    }
 }
 
 fn session(id_hash: &str, tenant: &str, expires_at: i64) -> ConsoleSession {
@@ -36,8 +44,16 @@ fn chat(token_hash: &str, tenant: &str, expires_at: i64) -> ChatToken {
 async fn console_sessions_are_found_by_hash_until_they_expire_or_end(s: &dyn Store) {
     let a = session("sess-a", "acme", 10_000);
     let b = session("sess-b", "globex", 10_000);
-    assert!(s.create_console_session(&a, 1_000, 100).await.unwrap());
-    assert!(s.create_console_session(&b, 1_000, 100).await.unwrap());
+    assert!(
+        s.create_console_session(&a, 1_000, caps(100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.create_console_session(&b, 1_000, caps(100))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.console_session("sess-a", 9_999).await.unwrap(), Some(a));
     assert_eq!(
         s.console_session("sess-b", 2_000).await.unwrap(),
@@ -68,35 +84,71 @@ async fn chat_tokens_are_found_by_hash_until_they_expire_or_end(s: &dyn Store) {
 }
 
 async fn creations_stop_at_the_cap_of_live_rows(s: &dyn Store) {
-    // Three live sessions at 50_000 (one more is expired then and does not count).
+    // Three live sessions of acme at 50_000 (one more is expired then and does not count).
     assert!(
-        s.create_console_session(&session("cap-old", "acme", 40_000), 30_000, 3)
+        s.create_console_session(&session("cap-old", "acme", 40_000), 30_000, caps(3))
             .await
             .unwrap()
     );
     for id in ["cap-1", "cap-2", "cap-3"] {
         assert!(
-            s.create_console_session(&session(id, "acme", 90_000), 50_000, 3)
+            s.create_console_session(&session(id, "acme", 90_000), 50_000, caps(3))
                 .await
                 .unwrap(),
             "{id}"
         );
     }
     assert!(
-        !s.create_console_session(&session("cap-4", "globex", 90_000), 50_000, 3)
+        !s.create_console_session(&session("cap-4", "acme", 90_000), 50_000, caps(3))
             .await
             .unwrap(),
-        "the cap counts every tenant's sessions"
+        "acme is at its cap"
+    );
+    assert!(
+        s.create_console_session(&session("cap-g", "globex", 90_000), 50_000, caps(3))
+            .await
+            .unwrap(),
+        "the cap counts the tenant's own sessions only"
     );
     assert_eq!(s.console_session("cap-4", 50_000).await.unwrap(), None);
     // Once one ends, there is room again.
     assert!(s.delete_console_session("cap-1").await.unwrap());
     assert!(
-        s.create_console_session(&session("cap-4", "globex", 90_000), 50_000, 3)
+        s.create_console_session(&session("cap-4", "acme", 90_000), 50_000, caps(3))
             .await
             .unwrap()
     );
-    // Chat tokens have a cap of their own.
+    // One key's sessions have a cap of their own, below the tenant's.
+    let per_key = SessionCaps {
+        per_tenant: 100,
+        per_key: 2,
+    };
+    let of_key = |id: &str| ConsoleSession {
+        key_hash: "one-key".into(),
+        ..session(id, "initech", 90_000)
+    };
+    assert!(
+        s.create_console_session(&of_key("key-1"), 50_000, per_key)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.create_console_session(&of_key("key-2"), 50_000, per_key)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.create_console_session(&of_key("key-3"), 50_000, per_key)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.create_console_session(&session("key-other", "initech", 90_000), 50_000, per_key)
+            .await
+            .unwrap(),
+        "another key of the tenant"
+    );
+    // Chat tokens have a cap of their own, per tenant.
     for id in ["cap-c1", "cap-c2"] {
         assert!(
             s.create_chat_token(&chat(id, "acme", 90_000), 50_000, 2)
@@ -109,28 +161,43 @@ async fn creations_stop_at_the_cap_of_live_rows(s: &dyn Store) {
             .await
             .unwrap()
     );
+    assert!(
+        s.create_chat_token(&chat("cap-cg", "globex", 90_000), 50_000, 2)
+            .await
+            .unwrap(),
+        "another tenant's chats"
+    );
     // Later, when they have expired, they do not count.
     assert!(
         s.create_chat_token(&chat("cap-c3", "acme", 200_000), 95_000, 2)
             .await
             .unwrap()
     );
-    for id in ["cap-old", "cap-2", "cap-3", "cap-4"] {
+    for id in [
+        "cap-old",
+        "cap-2",
+        "cap-3",
+        "cap-4",
+        "cap-g",
+        "key-1",
+        "key-2",
+        "key-other",
+    ] {
         assert!(s.delete_console_session(id).await.unwrap(), "{id}");
     }
-    for id in ["cap-c1", "cap-c2", "cap-c3"] {
+    for id in ["cap-c1", "cap-c2", "cap-c3", "cap-cg"] {
         assert!(s.delete_chat_token(id).await.unwrap(), "{id}");
     }
 }
 
 async fn expired_sessions_and_tokens_are_pruned(s: &dyn Store) {
     assert!(
-        s.create_console_session(&session("prune-1", "acme", 300_000), 1_000, 100)
+        s.create_console_session(&session("prune-1", "acme", 300_000), 1_000, caps(100))
             .await
             .unwrap()
     );
     assert!(
-        s.create_console_session(&session("prune-2", "acme", 400_000), 1_000, 100)
+        s.create_console_session(&session("prune-2", "acme", 400_000), 1_000, caps(100))
             .await
             .unwrap()
     );
