@@ -322,6 +322,11 @@ pub enum Command {
         /// Executions the embedded worker drives at once (0: none) [default: [server] workers, else 8]
         #[arg(long, value_name = "N")]
         workers: Option<usize>,
+        /// Serve the whole process's Prometheus metrics (`/metrics`, every tenant's) and a
+        /// liveness check (`/health`) on this address too, e.g. `127.0.0.1:9464` (no API key:
+        /// bind it to a private address) [default: [server] metrics_addr, else off]
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<String>,
     },
     /// API keys of the HTTP API (for --tenant): shown once when created, stored hashed.
     #[command(subcommand)]

@@ -60,7 +60,11 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
         Command::Demo { dir, json } => demo::demo(app, dir, json).await,
         Command::Tools(cmd) => tools::tools(app, cmd).await,
         Command::Secrets(cmd) => secrets::secrets(app, cmd).await,
-        Command::Serve { addr, workers } => serve::serve(app, addr, workers).await,
+        Command::Serve {
+            addr,
+            workers,
+            metrics_addr,
+        } => serve::serve(app, addr, workers, metrics_addr).await,
         Command::Keys(cmd) => serve::keys(app, cmd).await,
         other @ (Command::Inbox(_)
         | Command::Claim(_)

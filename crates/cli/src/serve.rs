@@ -60,7 +60,12 @@ fn fit_descriptors(server: &mut hilo_server::config::ServerSettings) -> Option<S
     ))
 }
 
-pub async fn serve(app: &App, addr: Option<String>, workers: Option<usize>) -> Result<(), Exit> {
+pub async fn serve(
+    app: &App,
+    addr: Option<String>,
+    workers: Option<usize>,
+    metrics_addr: Option<String>,
+) -> Result<(), Exit> {
     let mut config = app.load_config()?;
     if let Some(a) = addr {
         config.server.server.addr = a;
@@ -68,8 +73,11 @@ pub async fn serve(app: &App, addr: Option<String>, workers: Option<usize>) -> R
     if let Some(w) = workers {
         config.server.server.workers = w;
     }
+    if metrics_addr.is_some() {
+        config.server.server.metrics_addr = metrics_addr;
+    }
     let fd_note = fit_descriptors(&mut config.server.server);
-    // This process serves with the flags' address, workers and connection bound.
+    // This process serves with the flags' addresses, workers and connection bound.
     let config = app.configure(config)?;
     let store = app.store().await?;
     let tools: Arc<dyn hilo_core::tool::ToolExecutor> = app.tools().await?;
@@ -80,6 +88,19 @@ pub async fn serve(app: &App, addr: Option<String>, workers: Option<usize>) -> R
         .with_context(|| format!("cannot listen on {addr} (in use? pick another with --addr)"))
         .map_err(Exit::invalid)?;
     let local = listener.local_addr().map_err(|e| anyhow!(e))?;
+    let scrapes = match &config.server.server.metrics_addr {
+        Some(addr) => Some(
+            hilo_server::listen::bind(addr)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot serve metrics on {addr} ([server] metrics_addr, --metrics-addr): in use? give a free HOST:PORT"
+                    )
+                })
+                .map_err(Exit::invalid)?,
+        ),
+        None => None,
+    };
     let secrets: Arc<dyn hilo_tools::Secrets> =
         app.log_secrets().noting(Arc::new(app.vault(&store)));
     let workers = config.server.server.workers;
@@ -96,6 +117,15 @@ pub async fn serve(app: &App, addr: Option<String>, workers: Option<usize>) -> R
     hilo_server::conversations::check_widgets(state.hil(), &config.server.console.chat_widgets)
         .await
         .map_err(|e| Exit::invalid(anyhow!("{e}")))?;
+    if let Some(scrapes) = &scrapes {
+        let shown = scrapes
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        noteln!(
+            "metrics of every tenant on http://{shown}/metrics (no key: keep it private), liveness on http://{shown}/health"
+        );
+    }
     noteln!(
         "hilo serving http://{local}/api/v1 on {} ({workers} workers); OpenAPI at /api/v1/openapi.json; Ctrl-C stops it",
         store.describe()
@@ -103,7 +133,7 @@ pub async fn serve(app: &App, addr: Option<String>, workers: Option<usize>) -> R
     if let Some(note) = fd_note {
         errln!("{note}");
     }
-    hilo_server::serve(state, listener, stop_signal())
+    hilo_server::serve_with_metrics(state, listener, scrapes, stop_signal())
         .await
         .context("the server stopped with an error")?;
     noteln!("stopped");

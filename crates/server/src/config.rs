@@ -51,6 +51,9 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     pub addr: String,
+    /// Where the whole process's Prometheus metrics (every tenant's) are served, without a
+    /// key, beside the API; off when `None`. The API's `/metrics` shows a tenant its own.
+    pub metrics_addr: Option<String>,
     pub workers: usize,
     pub max_body_bytes: usize,
     /// Per API key; `None` turns rate limiting off.
@@ -127,6 +130,7 @@ impl Default for ServerSettings {
     fn default() -> ServerSettings {
         ServerSettings {
             addr: "127.0.0.1:8080".into(),
+            metrics_addr: None,
             workers: 8,
             max_body_bytes: 1 << 20,
             rate_limit: Some(KeyRateLimit {

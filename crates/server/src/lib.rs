@@ -14,7 +14,9 @@
 //! - [`idempotency`]: `Idempotency-Key` on the requests that create executions.
 //! - [`callbacks`]: signed POSTs of finished executions, retried and recorded.
 //! - [`queue`]: `execution.execute` actions from a Redis Stream.
-//! - [`metrics`]: the Prometheus recorder, the engine observer, the store's gauges.
+//! - [`metrics`]: the Prometheus recorder, the engine observer, the store's gauges, a
+//!   tenant's view (`/api/v1/metrics`) and the whole process's listener (`[server]
+//!   metrics_addr`).
 //! - [`config`]: `[server]`, `[callbacks]`, `[tiers]`, `[queue.redis]`.
 //! - [`listen`]: the listener — a bound on connections, header/body read and idle timeouts.
 //! - [`console`]: the web console (embedded pages, sign-in sessions, graph layout).
@@ -87,13 +89,29 @@ async fn http_metrics(req: Request, next: Next) -> Response {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, with the embedded worker, the
-/// callback sender and (when configured) the queue consumer. On shutdown: stop accepting,
-/// give in-flight executions `shutdown_grace_ms` to finish, then stop their drives and give
-/// their leases up so another worker (or the next start) continues them from their
-/// checkpoints at once.
+/// callback sender, (when configured) the queue consumer and the listener of `[server]
+/// metrics_addr` (see [`serve_with_metrics`]; an address it cannot listen on is an error).
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let scrapes = match &state.settings().server.metrics_addr {
+        Some(addr) => Some(metrics::bind_metrics(addr).await?),
+        None => None,
+    };
+    serve_with_metrics(state, listener, scrapes, shutdown).await
+}
+
+/// [`serve`], with the whole process's metrics and `/health` on `scrapes` (bound by the
+/// caller, for `[server] metrics_addr`) when given, instead of binding that address. On
+/// shutdown: stop accepting, give in-flight executions `shutdown_grace_ms` to finish, then
+/// stop their drives and give their leases up so another worker (or the next start)
+/// continues them from their checkpoints at once.
+pub async fn serve_with_metrics(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    scrapes: Option<tokio::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -139,6 +157,14 @@ pub async fn serve(
         let grace = Duration::from_millis(state.settings().server.shutdown_grace_ms);
         tokio::spawn(queue::run(state.runner().clone(), q, grace, stopped()))
     });
+    let scrapes = scrapes.map(|l| {
+        let served = metrics::serve_process_metrics(l, state.clone(), stopped());
+        tokio::spawn(async move {
+            if let Err(e) = served.await {
+                tracing::error!("the metrics listener ([server] metrics_addr) stopped: {e}");
+            }
+        })
+    });
     let app = app(state.clone());
     let limits = listen::Limits::from_settings(&state.settings().server);
     let served = listen::run(listener, app, limits, async move {
@@ -168,6 +194,9 @@ pub async fn serve(
     let _ = reconciler.await;
     let _ = pruner.await;
     let _ = sampler.await;
+    if let Some(m) = scrapes {
+        let _ = m.await;
+    }
     if let Some(q) = queue {
         let _ = q.await;
     }

@@ -343,7 +343,8 @@ pub async fn start(runner: &Runner, req: StartRequest) -> ApiResult<Started> {
         runner.wake().expect(&id);
     }
     if started.is_new() {
-        metrics::counter!("hilo_executions_started_total").increment(1);
+        metrics::counter!("hilo_executions_started_total", "tenant" => req.tenant.clone())
+            .increment(1);
     }
     if let Some(ms) = tier.and_then(|(_, l)| l.max_execution_ms) {
         watchdog(runner, &req.tenant, &id, ms);
@@ -364,7 +365,8 @@ fn watchdog(runner: &Runner, tenant: &str, id: &str, ms: u64) {
                 "execution {id} of tenant {tenant} passed its tier's limit of {ms} ms: cancelling it"
             );
             if st.engine().cancel(&tenant, &id, true).await.is_ok() {
-                metrics::counter!("hilo_tier_time_limit_cancels_total").increment(1);
+                metrics::counter!("hilo_tier_time_limit_cancels_total", "tenant" => tenant.clone())
+                    .increment(1);
                 if !st.runs().contains(&id) {
                     spawn_drive(&st, &tenant, &id, Mode::Background, false);
                 }

@@ -111,7 +111,7 @@ fn find_in(what: &str, bytes: &[u8], hits: &mut Vec<String>) {
 }
 
 /// A GET on the server; status and body (the server answers metrics with a length).
-fn get(base: &str, path: &str, key: &str) -> (u16, Vec<u8>) {
+pub(crate) fn get(base: &str, path: &str, key: &str) -> (u16, Vec<u8>) {
     let addr = base.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -158,12 +158,21 @@ fn planted_secrets_tokens_and_addresses_appear_in_no_log_span_or_metric() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hilo.db");
     let config = dir.path().join("hilo.toml");
+    // The whole process's metrics (every tenant's) on a listener of their own.
+    let metrics_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     std::fs::write(
         &config,
         format!(
             r#"
 [log]
 format = "json"
+
+[server]
+metrics_addr = "127.0.0.1:{metrics_port}"
 
 [telemetry]
 otlp_endpoint = "{otlp}"
@@ -331,15 +340,12 @@ edges:
         "the tool really sent the vault's secret"
     );
 
-    // The metrics of the process that ran it.
-    let (status, metrics) = get(&base, "/api/v1/metrics", &key);
-    let metrics = if status == 200 {
-        metrics
-    } else {
-        let (status, m) = get(&base, "/metrics", &key);
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&m));
-        m
-    };
+    // The metrics of the process that ran it: the tenant's view and the whole process's.
+    let (status, own) = get(&base, "/api/v1/metrics", &key);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&own));
+    let (status, all) = get(&format!("http://127.0.0.1:{metrics_port}"), "/metrics", "");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&all));
+    let metrics = [own, all].concat();
     let metrics_text = String::from_utf8_lossy(&metrics).into_owned();
     assert!(
         metrics_text.contains("hilo_tool_calls_total"),

@@ -1,10 +1,10 @@
 //! Operations: `/health` (the process answers), `/ready` (store reachable and healthy, schema
-//! current, the embedded worker claiming work; providers known), `/metrics` (Prometheus text)
-//! and `/openapi.json`. Only `/metrics` needs an API key (`admin`: it names every tenant's
-//! workflows); the others show no tenant's data and no path.
+//! current, the embedded worker claiming work; providers known), `/metrics` (Prometheus text:
+//! the caller's tenant's series only) and `/openapi.json`. Only `/metrics` needs an API key
+//! (`admin`: it names the tenant's workflows); the others show no tenant's data and no path.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use hilo_core::access::Scope;
@@ -153,30 +153,26 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Prometheus metrics (text format 0.0.4). They name every tenant and workflow, so they need
-/// an API key with the `admin` scope (Prometheus: `authorization: {credentials: <key>}`).
+/// Prometheus metrics (text format 0.0.4) of the caller's tenant: only the series labelled
+/// with its `tenant` (executions started and finished by workflow, their duration and waits,
+/// active and waiting executions, human tasks and queue, budget use, tool circuits, the
+/// humans-in-the-loop counters). Series of other tenants and process-wide series (queue depth,
+/// nodes, tool and model calls, HTTP requests: they add up every tenant's activity) are left
+/// out; the whole exposition is served without a key on the listener of `[server]
+/// metrics_addr`, for operators. Needs an API key with the `admin` scope (Prometheus:
+/// `authorization: {credentials: <key>}`).
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Prometheus text", content((String = "text/plain")))),
+    responses(
+        (status = 200, description = "Prometheus text: the caller's tenant's series only", content((String = "text/plain"))),
+        (status = 401, description = "No valid API key (UNAUTHORIZED)", body = crate::error::ErrorBody),
+        (status = 403, description = "The key lacks the `admin` scope (FORBIDDEN)", body = crate::error::ErrorBody)
+    ),
     security(("api_key" = []))
 )]
-pub async fn metrics(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
+pub async fn metrics(Extension(caller): Extension<Caller>) -> Response {
     if let Err(e) = caller.require(Scope::Admin) {
         return e.into_response();
     }
-    if let Ok(depth) = state.store().queue_depth(now_ms()).await {
-        metrics::gauge!("hilo_queue_depth").set(depth as f64);
-    }
-    metrics::gauge!("hilo_executions_in_process").set(state.runs().len() as f64);
     let text = crate::metrics::handle().render();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    crate::metrics::exposition(crate::metrics::tenant_view(&text, &caller.tenant))
 }

@@ -7,7 +7,9 @@
 //! - [`sampler`]: gauges read from the store every few seconds (queue depth, waiting and
 //!   active executions, human tasks and queue, budget use);
 //! - [`llm`]: model calls (tokens, cost, latency), recorded as the router writes its ledger;
-//! - [`worker`]: `/metrics` and `/health` on their own address, for `hilo worker`.
+//! - [`tenant`]: a tenant's view of the text (`GET /api/v1/metrics`): its own series only;
+//! - [`worker`]: `/metrics` (the whole process's) and `/health` on an address of their own,
+//!   for `hilo worker --metrics-addr` and `hilo serve`'s `[server] metrics_addr`.
 
 use std::sync::OnceLock;
 
@@ -17,16 +19,19 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::callbacks::Wake;
 use crate::live::Live;
+use crate::state::AppState;
 
 pub mod catalog;
 pub mod llm;
 pub mod observer;
 pub mod sampler;
+pub mod tenant;
 pub mod worker;
 
 pub use llm::metered_costs;
 pub use sampler::sample;
-pub use worker::serve_worker_metrics;
+pub use tenant::tenant_view;
+pub use worker::{bind_metrics, serve_process_metrics, serve_worker_metrics};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -76,6 +81,28 @@ pub fn handle() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+/// A Prometheus text answer (format 0.0.4).
+pub(crate) fn exposition(text: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Brings up to date the process-wide gauges that only a scrape of the whole exposition sets:
+/// the queue depth (the sampler reads it too) and the executions this process drives.
+pub(crate) async fn refresh(state: &AppState) {
+    if let Ok(depth) = state.store().queue_depth(hilo_engine::now_ms()).await {
+        metrics::gauge!("hilo_queue_depth").set(depth as f64);
+    }
+    metrics::gauge!("hilo_executions_in_process").set(state.runs().len() as f64);
 }
 
 /// Installs the observers of `engine`: the metrics one (see [`observer`]), and the one that

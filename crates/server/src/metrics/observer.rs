@@ -1,5 +1,5 @@
-//! The engine's execution observer for metrics: executions finished by workflow and status
-//! (with their duration), nodes by kind and outcome (with their latency), retries,
+//! The engine's execution observer for metrics: executions finished by tenant, workflow and
+//! status (with their duration), nodes by kind and outcome (with their latency), retries,
 //! compensations and waits. It also notes the tenants it sees, for the gauge sampler.
 
 use std::collections::{BTreeSet, HashMap};
@@ -111,12 +111,12 @@ fn record(clocks: &Clocks, o: &Observed<'_>, e: &Event) {
         | K::ExecutionCancelled => {
             note_tenant(o.tenant);
             let status = &e.kind.as_str()["execution_".len()..];
-            let workflow = o.plan.workflow.name.clone();
-            metrics::counter!("hilo_executions_finished_total", "workflow" => workflow.clone(), "status" => status)
+            let (tenant, workflow) = (o.tenant.to_string(), o.plan.workflow.name.clone());
+            metrics::counter!("hilo_executions_finished_total", "tenant" => tenant.clone(), "workflow" => workflow.clone(), "status" => status)
                 .increment(1);
             if let Ok(mut s) = clocks.started.lock() {
                 if let Some(at) = s.remove(&(id.to_string(), String::new())) {
-                    metrics::histogram!("hilo_execution_duration_seconds", "workflow" => workflow, "status" => status)
+                    metrics::histogram!("hilo_execution_duration_seconds", "tenant" => tenant, "workflow" => workflow, "status" => status)
                         .record((e.at - at).max(0) as f64 / 1000.0);
                 }
                 // Nodes of this execution that never finished here (cancelled, skipped).
@@ -126,7 +126,7 @@ fn record(clocks: &Clocks, o: &Observed<'_>, e: &Event) {
             }
         }
         K::ExecutionWaiting => {
-            metrics::counter!("hilo_execution_waits_total", "workflow" => o.plan.workflow.name.clone())
+            metrics::counter!("hilo_execution_waits_total", "tenant" => o.tenant.to_string(), "workflow" => o.plan.workflow.name.clone())
                 .increment(1)
         }
         _ => {}

@@ -576,9 +576,16 @@ async fn health_ready_metrics_and_openapi() {
     let (code, v) = s.get("", "/ready").await;
     assert_eq!((code, v["status"].as_str()), (200, Some("ready")), "{v}");
     assert_eq!(v["store"]["schema_applied"], v["store"]["schema_expected"]);
+    // The tenant's view: its own series; the process's, on the metrics listener: all of them.
     let (code, m) = s.get(&admin, "/metrics").await;
     assert_eq!(code, 200);
     let m = m.as_str().unwrap();
+    assert!(
+        m.contains("hilo_executions_started_total{tenant=\"acme\"}"),
+        "{m}"
+    );
+    assert!(!m.contains("hilo_http_requests_total"), "{m}");
+    let m = s.process_metrics().await;
     for name in [
         "hilo_executions_started_total",
         "hilo_http_requests_total",

@@ -14,6 +14,8 @@ use serde_json::Value;
 
 pub struct TestServer {
     pub base: String,
+    /// The listener of `[server] metrics_addr`: `http://HOST:PORT` (every test server has one).
+    pub metrics_base: String,
     pub store: Arc<dyn Store>,
     /// For tests that look inside the server.
     #[allow(dead_code)]
@@ -113,11 +115,30 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(hilo_server::serve(state.clone(), listener, async move {
+        let stopped = async move {
             let _ = rx.await;
-        }));
+        };
+        // `[server] metrics_addr` when the settings name one, else a free port.
+        let (metrics_base, task) = match &state.settings().server.metrics_addr {
+            Some(addr) => (
+                format!("http://{addr}"),
+                tokio::spawn(hilo_server::serve(state.clone(), listener, stopped)),
+            ),
+            None => {
+                let scrapes = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let metrics_base = format!("http://{}", scrapes.local_addr().unwrap());
+                let served = hilo_server::serve_with_metrics(
+                    state.clone(),
+                    listener,
+                    Some(scrapes),
+                    stopped,
+                );
+                (metrics_base, tokio::spawn(served))
+            }
+        };
         TestServer {
             base,
+            metrics_base,
             store,
             state,
             http: reqwest::Client::new(),
@@ -173,6 +194,18 @@ impl TestServer {
         read(r).await
     }
 
+    /// The whole process's Prometheus text, from the listener of `[server] metrics_addr`.
+    pub async fn process_metrics(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.metrics_base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.text().await.unwrap()
+    }
+
     /// Imports a workflow (YAML text) as `key`.
     pub async fn import(&self, key: &str, yaml: &str) -> (u16, Value) {
         let r = self
@@ -209,6 +242,15 @@ impl TestServer {
             t.await.unwrap().unwrap();
         }
     }
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub async fn read(r: reqwest::Response) -> (u16, Value) {

@@ -1,7 +1,8 @@
 //! `/ready` tells the truth (issue 29): it answers 503 with a coarse reason, and no path,
 //! while the embedded worker cannot claim work or the step log holds a record no fold gets
 //! past, and 200 again once that is over; the worker survives the failure and runs executions
-//! afterwards. `/metrics` names every tenant's workflows, so it needs an `admin` key.
+//! afterwards. `/metrics` names the tenant's workflows, so it needs an `admin` key; it shows
+//! that tenant's series only, the listener of `[server] metrics_addr` every tenant's (issue 50).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use hilo_core::exec::{ExecMeta, ExecStatus, NewExecution};
 use hilo_server::config::Settings;
 use serde_json::{Value, json};
 
-use crate::common::{THREE_STEPS, TestServer};
+use crate::common::{THREE_STEPS, TestServer, free_port};
 
 /// Polls `/ready` until its HTTP status is `want` (20 s at most); the last body.
 async fn ready_until(s: &TestServer, want: u16) -> Value {
@@ -186,5 +187,96 @@ async fn metrics_need_an_admin_key() {
     // Still documented, now as needing a key.
     let (_, doc) = s.get("", "/openapi.json").await;
     assert!(doc["paths"]["/metrics"]["get"]["security"].is_array());
+    s.stop().await;
+}
+
+/// Issue 50, the metrics view of a second tenant: two tenants run workflows; the second's
+/// admin key on `/metrics` gets only series labelled with that tenant (its own workflow among
+/// them), nothing of the first tenant (nor of other tests' tenants) and no process-wide series.
+/// The listener of `[server] metrics_addr` (bound by `serve` from the settings) has them all,
+/// without a key, and serves nothing of the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_sees_its_own_metrics_and_the_metrics_listener_every_tenants() {
+    let mut settings = Settings::default();
+    settings.server.metrics_addr = Some(format!("127.0.0.1:{}", free_port()));
+    let s = TestServer::with_settings(settings).await;
+    let mut keys = Vec::new();
+    for (tenant, workflow) in [("opsalpha", "alpha_payroll"), ("opsbravo", "bravo_refunds")] {
+        let key = s.key(tenant, &[Scope::Admin]).await;
+        let (code, v) = s
+            .import(&key, &THREE_STEPS.replace("three_steps", workflow))
+            .await;
+        assert!((200..300).contains(&code), "{v}");
+        let (code, v) = s
+            .post(
+                &key,
+                &format!("/workflows/{workflow}/execute"),
+                json!({"input": {"n": 1}}),
+            )
+            .await;
+        assert_eq!(
+            (code, v["status"].as_str()),
+            (200, Some("succeeded")),
+            "{v}"
+        );
+        keys.push(key);
+    }
+
+    let (code, m) = s.get(&keys[1], "/metrics").await;
+    assert_eq!(code, 200, "{m}");
+    let m = m.as_str().unwrap();
+    assert!(
+        m.contains(
+            "hilo_executions_finished_total{tenant=\"opsbravo\",workflow=\"bravo_refunds\",status=\"succeeded\"} 1"
+        ),
+        "{m}"
+    );
+    for other in [
+        "opsalpha",
+        "alpha_payroll",
+        "acme",
+        "hilo_queue_depth",
+        "hilo_http_requests_total",
+        "hilo_tool_calls_total",
+        "hilo_nodes_total",
+    ] {
+        assert!(
+            !m.contains(other),
+            "{other} in the second tenant's metrics:\n{m}"
+        );
+    }
+    let samples: Vec<&str> = m
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    assert!(samples.len() >= 3, "{m}");
+    for l in samples {
+        assert!(l.contains("tenant=\"opsbravo\""), "{l}");
+    }
+    let (_, m) = s.get(&keys[0], "/metrics").await;
+    let m = m.as_str().unwrap();
+    assert!(
+        m.contains("alpha_payroll") && !m.contains("opsbravo") && !m.contains("bravo_refunds"),
+        "{m}"
+    );
+
+    // The operator's listener (bound before the API answered): every tenant, process-wide
+    // series, no key; not the API.
+    let all = s.process_metrics().await;
+    for want in [
+        "tenant=\"opsalpha\",workflow=\"alpha_payroll\"",
+        "tenant=\"opsbravo\",workflow=\"bravo_refunds\"",
+        "hilo_queue_depth ",
+        "hilo_executions_in_process ",
+        "hilo_http_requests_total{",
+        "hilo_tool_calls_total{",
+    ] {
+        assert!(all.contains(want), "{want} missing:\n{all}");
+    }
+    for (path, want) in [("/health", 200), ("/api/v1/executions", 404)] {
+        let url = format!("{}{path}", s.metrics_base);
+        let r = s.http.get(url).bearer_auth(&keys[0]).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{path}");
+    }
     s.stop().await;
 }

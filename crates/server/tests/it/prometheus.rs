@@ -2,7 +2,8 @@
 //! 127.0.0.1) runs a demo — tool workflows with a retry, a failure and a compensation, a
 //! human task, a conversation whose agent node calls a model on the fake provider, is handed
 //! over, answered and resolved by a person — then a `prometheus` process (Debian's package)
-//! scrapes its `/metrics` every second, and every PromQL expression of
+//! scrapes the `/metrics` of its `[server] metrics_addr` listener (every tenant's series, as an
+//! operator scrapes it) every second, and every PromQL expression of
 //! `deploy/grafana/*.json` and `deploy/prometheus/alerts.yml` is evaluated through
 //! Prometheus' HTTP API: each must succeed and return data. An alert's expression is its
 //! firing condition, empty in a healthy run: it must evaluate without error, and each operand
@@ -24,7 +25,7 @@ use hilo_server::config::Settings;
 use hilo_server::{AppState, Parts};
 use serde_json::{Value, json};
 
-use crate::common::{TestSecrets, catalog, read};
+use crate::common::{TestSecrets, catalog, free_port, read};
 
 const PLANTED_SECRET: &str = "sk-planted-4f1c9e7d2b";
 const PLANTED_EMAIL: &str = "planted.customer@example.org";
@@ -123,6 +124,8 @@ fn llm(fake: &FakeProvider) -> hilo_llm::Resolved {
 
 struct Server {
     base: String,
+    /// `HOST:PORT` of the listener of `[server] metrics_addr`.
+    metrics_addr: String,
     http: reqwest::Client,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -176,12 +179,20 @@ impl Server {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+        let scrapes = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics_addr = scrapes.local_addr().unwrap().to_string();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(hilo_server::serve(state, listener, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(hilo_server::serve_with_metrics(
+            state,
+            listener,
+            Some(scrapes),
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Server {
             base,
+            metrics_addr,
             http: reqwest::Client::new(),
             stop,
             task,
@@ -235,16 +246,24 @@ impl Server {
         assert!((200..300).contains(&code), "{v}");
     }
 
+    /// The tenant's view (`/api/v1/metrics` with its key).
     async fn metrics(&self, key: &str) -> String {
-        self.http
-            .get(format!("{}/metrics", self.base))
-            .bearer_auth(key)
+        let r = self.http.get(format!("{}/metrics", self.base));
+        r.bearer_auth(key)
             .send()
             .await
             .unwrap()
             .text()
             .await
             .unwrap()
+    }
+
+    /// The whole process's (the listener of `[server] metrics_addr`, no key).
+    async fn process_metrics(&self) -> String {
+        let r = self
+            .http
+            .get(format!("http://{}/metrics", self.metrics_addr));
+        r.send().await.unwrap().text().await.unwrap()
     }
 }
 
@@ -310,15 +329,6 @@ async fn demo(s: &Server, key: &str, fake: &FakeProvider) {
             .await;
         assert_eq!(code, 200, "{path}: {v}");
     }
-}
-
-/// A free port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn repo_root() -> PathBuf {
@@ -443,7 +453,7 @@ async fn prometheus_evaluates_every_dashboard_and_alert_expression() {
     // The sampler reads the store every few seconds: wait for a sample taken after the demo.
     let mut text = String::new();
     for _ in 0..100 {
-        text = s.metrics(&key).await;
+        text = s.process_metrics().await;
         if text.contains("hilo_hil_queue_items{tenant=\"promdemo\"}")
             && text.contains("hilo_human_tasks_pending{tenant=\"promdemo\"}")
             && text.contains("hilo_llm_budget_used_ratio{")
@@ -474,16 +484,18 @@ async fn prometheus_evaluates_every_dashboard_and_alert_expression() {
         );
     }
 
-    // Prometheus scraping the server every second.
+    // The tenant's own view holds its series only.
+    let own = s.metrics(&key).await;
+    assert!(own.contains("tenant=\"promdemo\""), "{own}");
+    for line in own.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        assert!(line.contains("tenant=\"promdemo\""), "{line}");
+    }
+
+    // Prometheus scraping the server's metrics listener every second.
     let dir = tempfile::tempdir().unwrap();
-    let addr = s
-        .base
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap();
+    let addr = &s.metrics_addr;
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: hilo\n    metrics_path: /api/v1/metrics\n    authorization:\n      credentials: {key}\n    static_configs:\n      - targets: ['{addr}']\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: hilo\n    static_configs:\n      - targets: ['{addr}']\n"
     );
     let config_path = dir.path().join("prometheus.yml");
     std::fs::write(&config_path, config).unwrap();

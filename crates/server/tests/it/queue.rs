@@ -228,9 +228,7 @@ async fn a_valid_action_is_run_answered_and_acknowledged() {
     assert_eq!(e["output"], json!({"n": 7}));
     wait_acknowledged(&mut q).await;
     assert!(q.entries(&q.dead.clone()).await.is_empty());
-    let (code, metrics) = s.get(&admin, "/metrics").await;
-    assert_eq!(code, 200);
-    let metrics = metrics.as_str().unwrap();
+    let metrics = s.process_metrics().await;
     assert!(
         metrics
             .lines()
