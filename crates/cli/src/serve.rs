@@ -80,8 +80,10 @@ pub async fn serve(app: &App, addr: Option<String>, workers: Option<usize>) -> R
         .with_context(|| format!("cannot listen on {addr} (in use? pick another with --addr)"))
         .map_err(Exit::invalid)?;
     let local = listener.local_addr().map_err(|e| anyhow!(e))?;
-    let secrets: Arc<dyn hilo_tools::Secrets> =
-        app.log_secrets().noting(Arc::new(app.vault(&store)));
+    let secrets: Arc<dyn hilo_tools::Secrets> = Arc::new(hilo_tools::secrets::NotingSecrets::new(
+        Arc::new(app.vault(&store)),
+        app.redactor().clone(),
+    ));
     let workers = config.server.server.workers;
     let state = hilo_server::AppState::new(hilo_server::Parts {
         engine,

@@ -22,7 +22,9 @@ use serde_json::Value;
 
 mod values;
 
-pub use values::{COMPONENT, MIN_HELD, REDACTED, REFRESH, Redactor, Scrubber, SecretValues};
+pub use values::{
+    COMPONENT, MIN_HELD, REDACTED, REFRESH, Redactor, Scrubber, SecretValues, TenantRedaction,
+};
 
 struct Rules {
     email: Regex,

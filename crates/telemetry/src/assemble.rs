@@ -215,6 +215,8 @@ impl Home {
 
 struct Assembler {
     out: mpsc::Sender<Out>,
+    /// The queue's handle, for its redactor.
+    queue: Arc<crate::Queue>,
     /// Spans dropped because the exporter's queue was full.
     dropped: crate::Dropped,
     store: Home,
@@ -231,6 +233,7 @@ pub async fn run(
 ) {
     let mut a = Assembler {
         out,
+        queue: queue.clone(),
         dropped: crate::Dropped::default(),
         store: Home { store, rt: home },
         execs: HashMap::new(),
@@ -908,6 +911,7 @@ impl Assembler {
     /// spans, which the ledger's and audit's watchers feed): dropped, and counted, when the
     /// exporter's queue is full.
     fn try_emit(&self, data: SpanData) {
+        let data = self.redacted(data);
         if let Err(mpsc::error::TrySendError::Full(_)) =
             self.out.try_send(Out::Span(Box::new(data)))
             && let Some(n) = self.dropped.count()
@@ -917,9 +921,46 @@ impl Assembler {
     }
 
     async fn emit(&self, data: SpanData) {
+        let data = self.redacted(data);
         if self.out.send(Out::Span(Box::new(data))).await.is_err() {
             tracing::warn!("the span exporter has stopped");
         }
+    }
+}
+
+impl Assembler {
+    /// `data` as it may leave the process: every string attribute without the secret values
+    /// the redactor knows; the status message and span events' attributes (free text: error
+    /// messages, a person's answer) without credential shapes and e-mail addresses either.
+    fn redacted(&self, mut data: SpanData) -> SpanData {
+        let Some(r) = self.queue.redactor.get() else {
+            return data;
+        };
+        let known = r.everything();
+        let values = |kv: &mut KeyValue| {
+            if let opentelemetry::Value::String(s) = &kv.value
+                && let Cow::Owned(o) = known.scrub_str(s.as_str())
+            {
+                kv.value = opentelemetry::Value::from(o);
+            }
+        };
+        let line = |kv: &mut KeyValue| {
+            if let opentelemetry::Value::String(s) = &kv.value
+                && let Cow::Owned(o) = r.line(s.as_str())
+            {
+                kv.value = opentelemetry::Value::from(o);
+            }
+        };
+        data.attributes.iter_mut().for_each(values);
+        for e in &mut data.events.events {
+            e.attributes.iter_mut().for_each(line);
+        }
+        if let Status::Error { description } = &mut data.status
+            && let Cow::Owned(o) = r.line(description)
+        {
+            *description = Cow::Owned(o);
+        }
+        data
     }
 }
 

@@ -341,7 +341,7 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    global: Scrubber,
+    global: Arc<Scrubber>,
     tenants: HashMap<String, Held>,
     /// The global values and every tenant's.
     all: Arc<Scrubber>,
@@ -389,7 +389,7 @@ impl Redactor {
         }
         let mut st = self.write();
         let st = &mut *st;
-        if st.global.add(value) {
+        if Arc::make_mut(&mut st.global).add(value) {
             for held in st.tenants.values_mut() {
                 held.rebuild(&st.global);
             }
@@ -479,7 +479,7 @@ impl Redactor {
         let st = self.read();
         match st.tenants.get(tenant) {
             Some(h) => h.scrubber.clone(),
-            None => Arc::new(st.global.clone()),
+            None => st.global.clone(),
         }
     }
 
@@ -488,15 +488,19 @@ impl Redactor {
         self.read().all.clone()
     }
 
-    /// A copy of `v` for `tenant`'s audit rows and ledger: its values scrubbed, personal data
-    /// and credential shapes redacted, secret-named fields replaced ([`super::redact`]).
-    pub fn value(&self, tenant: &str, v: &Value) -> Value {
-        super::redact_with(v, &self.scrubber(tenant))
+    /// The redaction of `tenant`'s texts, for several of them in a row.
+    pub fn tenant(&self, tenant: &str) -> TenantRedaction {
+        TenantRedaction(self.scrubber(tenant))
     }
 
-    /// `s` for `tenant`'s audit rows and ledger: its values scrubbed, then [`super::redact_str`].
+    /// A copy of `v` for `tenant`'s audit rows and ledger ([`TenantRedaction::value`]).
+    pub fn value(&self, tenant: &str, v: &Value) -> Value {
+        self.tenant(tenant).value(v)
+    }
+
+    /// `s` for `tenant`'s audit rows and ledger ([`TenantRedaction::text`]).
     pub fn text(&self, tenant: &str, s: &str) -> String {
-        super::redact_str(&self.scrubber(tenant).scrub_str(s))
+        self.tenant(tenant).text(s)
     }
 
     /// A line of operator-facing text (the log, an exported span's messages): every value
@@ -508,5 +512,23 @@ impl Redactor {
             Cow::Borrowed(b) => super::redact_credentials(b),
             Cow::Owned(o) => Cow::Owned(super::redact_credentials(&o).into_owned()),
         }
+    }
+}
+
+/// How one tenant's texts are redacted: the global values and the tenant's scrubbed, then the
+/// shape rules (what tenant-readable sinks write: audit rows, the cost ledger).
+#[derive(Debug, Clone)]
+pub struct TenantRedaction(Arc<Scrubber>);
+
+impl TenantRedaction {
+    /// A copy of `v`: its values scrubbed, personal data and credential shapes redacted,
+    /// secret-named fields replaced ([`super::redact`]), in one walk.
+    pub fn value(&self, v: &Value) -> Value {
+        super::redact_with(v, &self.0)
+    }
+
+    /// `s` with its values scrubbed, then [`super::redact_str`].
+    pub fn text(&self, s: &str) -> String {
+        super::redact_str(&self.0.scrub_str(s))
     }
 }
