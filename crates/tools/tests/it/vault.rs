@@ -282,7 +282,10 @@ async fn held_vault_values_and_hilo_keys_are_out_of_audit_rows() {
     assert!(row.contains("[REDACTED_SECRET]"), "{row}");
     // The log writer's redaction (every tenant's values it has loaded).
     let line = redactor.line(&note);
-    assert!(!line.contains("acme-H3ld") && !line.contains("hilo_sk_"), "{line}");
+    assert!(
+        !line.contains("acme-H3ld") && !line.contains("hilo_sk_"),
+        "{line}"
+    );
     redactor.prepare("globex").await.unwrap();
     assert!(!redactor.line(&note).contains("globex-H3ld"));
 }
