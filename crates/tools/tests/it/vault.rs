@@ -246,7 +246,8 @@ async fn held_vault_values_and_hilo_keys_are_out_of_audit_rows() {
         .audit(AuditSink::spawn(s.clone()))
         .build()
         .unwrap();
-    let key = "hilo_sk_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCd";
+    let key = "hilo_sk_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE";
+    assert_eq!(key.len(), 8 + 43);
     let note = format!(
         "the ticket quotes {key} next to acme-H3ld-value-0001 and globex-H3ld-value-0002 as words"
     );
@@ -270,7 +271,7 @@ async fn held_vault_values_and_hilo_keys_are_out_of_audit_rows() {
         .await
         .unwrap();
     // The node's output is an execution record: complete.
-    assert_eq!(out, json!(note));
+    assert_eq!(out, json!({"result": note}));
     ex.flush_audit().await.unwrap();
     let rows = s.audit("acme", &AuditFilter::default()).await.unwrap();
     assert_eq!(rows.len(), 1);
