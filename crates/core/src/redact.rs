@@ -97,7 +97,7 @@ pub fn redact_credentials(s: &str) -> std::borrow::Cow<'_, str> {
     {
         out = Cow::Owned(o);
     }
-    if let Cow::Owned(o) = r.key.replace_all(&out, "[REDACTED_SECRET]") {
+    if let Cow::Owned(o) = redact_keys(&out) {
         out = Cow::Owned(o);
     }
     if (out.contains('=') || out.contains(':'))
@@ -111,6 +111,12 @@ pub fn redact_credentials(s: &str) -> std::borrow::Cow<'_, str> {
         out = Cow::Owned(o);
     }
     out
+}
+
+/// `s` with API keys of known shapes (hilo's `hilo_sk_…`, `sk-…`, `ghp_…`, …) replaced: the
+/// part of [`redact_credentials`] that no id, key or name could match.
+pub fn redact_keys(s: &str) -> std::borrow::Cow<'_, str> {
+    RULES.key.replace_all(s, REDACTED)
 }
 
 /// Whether `text` holds `word` (lowercase ASCII) in any ASCII case. Only the places where
@@ -443,6 +449,14 @@ mod tests {
         ] {
             assert!(!line.contains(gone), "{gone}: {line}");
         }
+        // A label (a span attribute: an id, a key) loses values and API keys, nothing else.
+        for keep in ["e1:token:1", "loop[2]/ask", "ana@example.com"] {
+            assert_eq!(r.label(keep), keep);
+        }
+        assert_eq!(
+            r.label("k hilo_sk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG used-by-a-call"),
+            format!("k {REDACTED} {REDACTED}")
+        );
         // A tenant never prepared still has the global values scrubbed.
         assert!(!r.text("other", text).contains("configured-db-password"));
         // Loaded within REFRESH: the source is not asked again.

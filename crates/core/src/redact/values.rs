@@ -503,6 +503,17 @@ impl Redactor {
         self.tenant(tenant).text(s)
     }
 
+    /// An operator-facing value that is not free text (a span attribute, which may be an id
+    /// or a key): every value known scrubbed, then API keys of known shapes (hilo's
+    /// included, [`super::redact_keys`]); nothing an id could hold (`token:1`, an address).
+    pub fn label<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        let all = self.everything();
+        match all.scrub_str(s) {
+            Cow::Borrowed(b) => super::redact_keys(b),
+            Cow::Owned(o) => Cow::Owned(super::redact_keys(&o).into_owned()),
+        }
+    }
+
     /// A line of operator-facing text (the log, an exported span's messages): every value
     /// known scrubbed, then credential shapes and e-mail addresses
     /// ([`super::redact_credentials`]); times, ids and numbers stay.
