@@ -433,12 +433,15 @@ edges:
         "the planted address was logged (redacted):\n{log}"
     );
 
-    // The audit trail and the cost ledger's rows (prompts and answers captured) in the store.
-    let audit = hilo_cmd(&["audit", "--execution", &id, "--json"], &db, &env)
-        .output()
-        .unwrap();
-    assert_eq!(audit.status.code(), Some(0), "{}", text(&audit.stderr));
-    let rows: Value = serde_json::from_slice(&audit.stdout).unwrap();
+    // The audit trail and the cost ledger's rows (prompts and answers captured) in the store:
+    // what each command printed, and it as JSON.
+    let local = |args: &[&str]| {
+        let o = hilo_cmd(args, &db, &env).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o, v)
+    };
+    let (audit, rows) = local(&["audit", "--execution", &id, "--json"]);
     let call = rows
         .as_array()
         .unwrap()
@@ -449,11 +452,7 @@ edges:
         call.to_string().contains("[REDACTED_SECRET]"),
         "the values were there, redacted: {call}"
     );
-    let costs = hilo_cmd(&["costs", "--execution", &id, "--json"], &db, &env)
-        .output()
-        .unwrap();
-    assert_eq!(costs.status.code(), Some(0), "{}", text(&costs.stderr));
-    let calls: Value = serde_json::from_slice(&costs.stdout).unwrap();
+    let (costs, calls) = local(&["costs", "--execution", &id, "--json"]);
     assert!(
         calls.as_array().unwrap().len() >= 2
             && calls

@@ -230,14 +230,12 @@ async fn held_vault_values_and_hilo_keys_are_out_of_audit_rows() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir).await;
     let vault = Arc::new(Vault::new(s.clone(), dir.path().join("master.key")));
-    vault
-        .set("acme", "crm_token", "acme-H3ld-value-0001")
-        .await
-        .unwrap();
-    vault
-        .set("globex", "crm_token", "globex-H3ld-value-0002")
-        .await
-        .unwrap();
+    for (tenant, value) in [
+        ("acme", "acme-H3ld-value-0001"),
+        ("globex", "globex-H3ld-value-0002"),
+    ] {
+        vault.set(tenant, "crm_token", value).await.unwrap();
+    }
     let redactor = hilo_core::redact::Redactor::new();
     redactor.set_source(vault.clone());
     let ex = Executor::builder(ExecutorConfig::default())
