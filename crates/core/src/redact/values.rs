@@ -447,30 +447,29 @@ impl Redactor {
         {
             let mut st = self.write();
             let held = st.tenants.entry(tenant.to_string()).or_default();
-            match held.loaded {
-                Some(at) if at.elapsed() < REFRESH || held.loading => return Ok(()),
-                _ => held.loading = true,
+            if fresh(held) {
+                return Ok(());
             }
+            held.loading = true;
         }
-        let loaded = source.values(tenant).await;
-        let result = match &loaded {
-            Ok(values) => {
-                self.add_all(
-                    tenant,
-                    values
-                        .iter()
-                        .map(String::as_str)
-                        .filter(|v| v.chars().count() >= MIN_HELD),
-                );
-                Ok(())
-            }
-            Err(e) => Err(e.clone()),
+        // Whatever happens to this future (its call may be dropped halfway), the tenant is
+        // not left marked as loading, which would stop every later refresh.
+        let mut loading = Loading {
+            redactor: self,
+            tenant,
+            loaded: false,
         };
-        let mut st = self.write();
-        let held = st.tenants.entry(tenant.to_string()).or_default();
-        held.loading = false;
+        let result = source.values(tenant).await.map(|values| {
+            self.add_all(
+                tenant,
+                values
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|v| v.chars().count() >= MIN_HELD),
+            );
+        });
         // A source that fails is asked again after REFRESH, not on every call.
-        held.loaded = Some(Instant::now());
+        loading.loaded = true;
         result
     }
 
@@ -526,6 +525,26 @@ impl Redactor {
     }
 }
 
+/// Ends a tenant's load ([`Redactor::prepare`]) when dropped: no longer loading, and loaded
+/// now if the source answered (failing or not).
+struct Loading<'a> {
+    redactor: &'a Redactor,
+    tenant: &'a str,
+    loaded: bool,
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        let mut st = self.redactor.write();
+        if let Some(held) = st.tenants.get_mut(self.tenant) {
+            held.loading = false;
+            if self.loaded {
+                held.loaded = Some(Instant::now());
+            }
+        }
+    }
+}
+
 /// How one tenant's texts are redacted: the global values and the tenant's scrubbed, then the
 /// shape rules (what tenant-readable sinks write: audit rows, the cost ledger).
 #[derive(Debug, Clone)]
@@ -541,5 +560,47 @@ impl TenantRedaction {
     /// `s` with its values scrubbed, then [`super::redact_str`].
     pub fn text(&self, s: &str) -> String {
         super::redact_str(&self.0.scrub_str(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source whose first answer never comes.
+    struct Stalls(std::sync::atomic::AtomicBool);
+
+    #[async_trait]
+    impl SecretValues for Stalls {
+        async fn values(&self, _tenant: &str) -> Result<Vec<String>, String> {
+            if !self.0.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                std::future::pending::<()>().await;
+            }
+            Ok(vec!["held-value-123".into()])
+        }
+    }
+
+    /// A load dropped halfway (its call was cancelled) leaves the tenant not loading, so the
+    /// next call loads it.
+    #[test]
+    fn a_dropped_load_does_not_stop_later_ones() {
+        let r = Redactor::new();
+        r.set_source(Arc::new(Stalls(Default::default())));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        {
+            let mut first = std::pin::pin!(r.prepare("acme"));
+            assert!(first.as_mut().poll(&mut cx).is_pending());
+            assert!(r.read().tenants["acme"].loading);
+        }
+        assert!(!r.read().tenants["acme"].loading);
+        assert!(r.read().tenants["acme"].loaded.is_none());
+        let mut second = std::pin::pin!(r.prepare("acme"));
+        assert!(matches!(
+            second.as_mut().poll(&mut cx),
+            std::task::Poll::Ready(Ok(()))
+        ));
+        assert!(r.read().tenants["acme"].loaded.is_some());
+        assert!(r.text("acme", "a held-value-123 b").contains(REDACTED));
     }
 }
