@@ -22,6 +22,7 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use hilo_core::exec::AgentRuntime;
 use hilo_core::llm::CostStore;
+use hilo_core::redact::{Redactor, SecretValues};
 use hilo_core::store::Store;
 use hilo_core::tool::ToolExecutor;
 use hilo_embed::{Embedder, LedgeredEmbedder};
@@ -57,8 +58,9 @@ pub struct App {
     traces: OnceLock<Option<hilo_telemetry::Traces>>,
     /// Whether [`App::close_tools`] ran: the audit queue is flushed once.
     closed: AtomicBool,
-    /// The secret values the log writer replaces: every value the vault hands a tool call.
-    log_secrets: crate::logging::LogSecrets,
+    /// The process's redactor (the log writer's too): the values calls used and its tenants
+    /// hold (the vault is its source), for every text written or exported.
+    redactor: Redactor,
 }
 
 impl App {
@@ -79,20 +81,19 @@ impl App {
             traces: OnceLock::new(),
             engine: OnceLock::new(),
             closed: AtomicBool::new(false),
-            log_secrets: crate::logging::LogSecrets::default(),
+            redactor: Redactor::default(),
         }
     }
 
-    /// This wiring, with the secret values its tool calls use added to `secrets` (the log
-    /// writer's, so that no line shows one).
-    pub fn with_log_secrets(mut self, secrets: crate::logging::LogSecrets) -> App {
-        self.log_secrets = secrets;
+    /// This wiring with `redactor` (the log writer's) as the process's redactor.
+    pub fn with_redactor(mut self, redactor: Redactor) -> App {
+        self.redactor = redactor;
         self
     }
 
-    /// The secret values the log writer replaces ([`App::with_log_secrets`]).
-    pub fn log_secrets(&self) -> &crate::logging::LogSecrets {
-        &self.log_secrets
+    /// The process's redactor ([`App::with_redactor`]).
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
     }
 
     /// The global flags (`--db`, `--tenant`, `--lease-ms`, …).
@@ -152,6 +153,9 @@ impl App {
         let store = hilo_store::open_with(&location, options)
             .await
             .map_err(|e| Exit::from(anyhow!(e)))?;
+        // What the tenants of this store hold is what the redactor scrubs for them.
+        self.redactor
+            .set_source(Arc::new(self.vault(&store)) as Arc<dyn SecretValues>);
         Ok(self.store.get_or_init(|| store).clone())
     }
 
@@ -184,7 +188,8 @@ impl App {
             audit = audit.watched(t.audit_watcher());
         }
         let mut b = hilo_tools::Executor::builder(settings)
-            .secrets(self.log_secrets.noting(Arc::new(self.vault(&store))))
+            .secrets(Arc::new(self.vault(&store)))
+            .redactor(self.redactor.clone())
             .audit(audit)
             .knowledge(self.knowledge().await?);
         if let Some((tools, _)) = hilo_engine::test_tools_if_enabled() {
@@ -224,9 +229,10 @@ impl App {
         let router = hilo_llm::Router::new(
             self.config()?.llm.clone(),
             costs.clone(),
-            Some(self.log_secrets.noting(Arc::new(self.vault(&store)))),
+            Some(Arc::new(self.vault(&store))),
         )
-        .with_content_capture(self.config()?.telemetry.capture_content);
+        .with_content_capture(self.config()?.telemetry.capture_content)
+        .with_redactor(self.redactor.clone());
         // Episodic memory: reasoning and planner runs kept in the store, recalled by
         // planners (compared by their goals' embeddings with `[memory.embeddings]`, by their
         // words without).
@@ -319,6 +325,14 @@ impl App {
             return Ok(e.clone());
         }
         let store = self.store().await?;
+        // The secret values of the tenant this command runs for, known to the log writer
+        // before its run logs anything (other tenants' load at their first call).
+        if let Err(e) = self.redactor.prepare(&self.global.tenant).await {
+            errln!(
+                "warning: the secret values of tenant `{}` could not be loaded to redact them: {e}",
+                self.global.tenant
+            );
+        }
         let tools: Arc<dyn ToolExecutor> = self.tools().await?;
         let agents = self.agents().await?;
         let options = EngineOptions {
@@ -341,7 +355,8 @@ impl App {
         }
         let store = self.store().await?;
         let traces = hilo_telemetry::Traces::from_config(&self.config()?.telemetry, store)
-            .map_err(|e| Exit::invalid(anyhow!(e)))?;
+            .map_err(|e| Exit::invalid(anyhow!(e)))?
+            .map(|t| t.with_redactor(self.redactor.clone()));
         Ok(self.traces.get_or_init(|| traces).clone())
     }
 

@@ -60,11 +60,12 @@ fn main() -> ExitCode {
         .log_format
         .or_else(|| config::log_format(cli.global.config.as_deref()))
         .unwrap_or(logging::LogFormat::Text);
-    let log_secrets = logging::LogSecrets::default();
+    // The process's one redactor: the log writer's, the executor's, the router's, the traces'.
+    let redactor = hilo_core::redact::Redactor::new();
     logging::init(
         format,
         out::log_level(cli.global.quiet, cli.global.verbose),
-        log_secrets.clone(),
+        redactor.clone(),
     );
     // The server uses every core; every other command is one task at a time.
     let mut builder = if matches!(cli.command, cli::Command::Serve { .. }) {
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         // One wiring value for the process: shut down after the command, whatever it
         // returned (its MCP servers stopped, its audit entries stored, its store dropped).
-        let app = app::App::new(cli.global).with_log_secrets(log_secrets);
+        let app = app::App::new(cli.global).with_redactor(redactor);
         let r = commands::run(&app, cli.command).await;
         app.shutdown().await;
         r

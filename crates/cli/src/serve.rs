@@ -101,8 +101,10 @@ pub async fn serve(
         ),
         None => None,
     };
-    let secrets: Arc<dyn hilo_tools::Secrets> =
-        app.log_secrets().noting(Arc::new(app.vault(&store)));
+    let secrets: Arc<dyn hilo_tools::Secrets> = Arc::new(hilo_tools::secrets::NotingSecrets::new(
+        Arc::new(app.vault(&store)),
+        app.redactor().clone(),
+    ));
     let workers = config.server.server.workers;
     let state = hilo_server::AppState::new(hilo_server::Parts {
         engine,

@@ -1,20 +1,30 @@
-//! Redaction of personal data and credentials, for the audit trail (`hilo-tools`) and the logs
-//! (the `hilo` binary's subscriber and the values library crates log): e-mail addresses, phone
-//! numbers, payment card numbers (Luhn-checked) and national ids (US SSN, Spanish DNI/NIE) in
-//! every string of a JSON value are replaced by `[REDACTED_EMAIL]`, `[REDACTED_PHONE]`,
-//! `[REDACTED_CARD]` and `[REDACTED_NATIONAL_ID]`. Object keys that name a secret (`password`,
-//! `token`, `api_key`, `authorization`, …) have their whole value replaced by
-//! `[REDACTED_SECRET]`, and so do credential shapes in text ([`redact_credentials`]): the
-//! credentials of URLs (`scheme://user:pass@host` → `scheme://[REDACTED_SECRET]@host`),
-//! bearer tokens, API keys of the usual shapes (`sk-…`, `ghp_…`, `xoxb-…`, `AKIA…`) and
-//! `password=…`-style assignments. Secret *values* (a vault's, an environment secret's) have
-//! no shape: the tool executor scrubs the ones a call used, and the binary's log writer the
-//! ones its secret sources handed out.
+//! Redaction of personal data and credentials, for every text hilo writes or exports: the
+//! audit trail (`hilo-tools`), the cost ledger's captured prompts (`hilo-llm`), exported spans
+//! (`hilo-telemetry`) and the logs (the `hilo` binary's subscriber and the values library
+//! crates log). E-mail addresses, phone numbers, payment card numbers (Luhn-checked) and
+//! national ids (US SSN, Spanish DNI/NIE) in every string of a JSON value are replaced by
+//! `[REDACTED_EMAIL]`, `[REDACTED_PHONE]`, `[REDACTED_CARD]` and `[REDACTED_NATIONAL_ID]`.
+//! Object keys that name a secret (`password`, `token`, `api_key`, `authorization`, …) have
+//! their whole value replaced by `[REDACTED_SECRET]`, and so do credential shapes in text
+//! ([`redact_credentials`]): the credentials of URLs (`scheme://user:pass@host` →
+//! `scheme://[REDACTED_SECRET]@host`), bearer tokens, hilo's own API keys (`hilo_sk_…`), API
+//! keys of the usual shapes (`sk-…`, `ghp_…`, `xoxb-…`, `AKIA…`) and `password=…`-style
+//! assignments, wherever they are in the text.
+//!
+//! Secret *values* (a vault's, an environment secret's) have no shape: [`Redactor`], the
+//! process's one redactor, knows them per tenant (the values calls used, the values its source
+//! holds) and scrubs them, in every encoding ([`Scrubber`]), before the rules above run.
 
 use std::sync::LazyLock;
 
 use regex::{Captures, Regex, RegexBuilder};
 use serde_json::Value;
+
+mod values;
+
+pub use values::{
+    COMPONENT, MIN_HELD, REDACTED, REFRESH, Redactor, Scrubber, SecretValues, TenantRedaction,
+};
 
 struct Rules {
     email: Regex,
@@ -61,10 +71,12 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| Rules {
     bearer: ascii(
         r#"(?i)\b(bearer\s+|authorization["']?\s*[=:]\s*["']?(?:[a-z]+\s+)?)[A-Za-z0-9._~+/=-]{6,}"#,
     ),
-    // API keys by their prefixes: OpenAI/Anthropic `sk-…`, GitHub `ghp_…`/`github_pat_…`,
+    // API keys by their prefixes: hilo's own `hilo_sk_` + 43 URL-safe base64 characters
+    // (anywhere, even after a word character: the prefix is specific; 16 characters on are
+    // enough, so a cut key goes too), OpenAI/Anthropic `sk-…`, GitHub `ghp_…`/`github_pat_…`,
     // Slack `xox?-…`, AWS access key ids, Google `AIza…`.
     key: ascii(
-        r"\b(?:sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{30,})",
+        r"hilo_sk_[A-Za-z0-9_-]{16,}|\b(?:sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{30,})",
     ),
     // `password=…`, `api_key: …`, `"token":"…"` in free text (a query string, an error).
     assignment: ascii(
@@ -73,7 +85,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| Rules {
 });
 
 /// `s` with credential shapes replaced by `[REDACTED_SECRET]`: URL credentials, bearer and
-/// basic tokens, API keys of known shapes and `password=…`-style assignments; e-mail
+/// basic tokens, hilo's API keys and API keys of other known shapes and `password=…`-style assignments; e-mail
 /// addresses too (`[REDACTED_EMAIL]`). What the log writer applies to every line: none of
 /// these shapes is a timestamp, an id or a number a log line needs.
 pub fn redact_credentials(s: &str) -> std::borrow::Cow<'_, str> {
@@ -85,7 +97,7 @@ pub fn redact_credentials(s: &str) -> std::borrow::Cow<'_, str> {
     {
         out = Cow::Owned(o);
     }
-    if let Cow::Owned(o) = r.key.replace_all(&out, "[REDACTED_SECRET]") {
+    if let Cow::Owned(o) = redact_keys(&out) {
         out = Cow::Owned(o);
     }
     if (out.contains('=') || out.contains(':'))
@@ -99,6 +111,12 @@ pub fn redact_credentials(s: &str) -> std::borrow::Cow<'_, str> {
         out = Cow::Owned(o);
     }
     out
+}
+
+/// `s` with API keys of known shapes (hilo's `hilo_sk_…`, `sk-…`, `ghp_…`, …) replaced: the
+/// part of [`redact_credentials`] that no id, key or name could match.
+pub fn redact_keys(s: &str) -> std::borrow::Cow<'_, str> {
+    RULES.key.replace_all(s, REDACTED)
 }
 
 /// Whether `text` holds `word` (lowercase ASCII) in any ASCII case. Only the places where
@@ -202,18 +220,24 @@ pub fn is_secret_key(k: &str) -> bool {
 
 /// A copy of `v` with personal data and secret-named fields redacted.
 pub fn redact(v: &Value) -> Value {
+    static NONE: Scrubber = Scrubber::new();
+    redact_with(v, &NONE)
+}
+
+/// [`redact`], the values of `known` scrubbed from every string and key first (one walk).
+fn redact_with(v: &Value, known: &Scrubber) -> Value {
     match v {
-        Value::String(s) => Value::String(redact_str(s)),
-        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::String(s) => Value::String(redact_str(&known.scrub_str(s))),
+        Value::Array(items) => Value::Array(items.iter().map(|x| redact_with(x, known)).collect()),
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, x)| {
                     let x = if is_secret_key(k) && !x.is_null() {
-                        Value::String("[REDACTED_SECRET]".into())
+                        Value::String(REDACTED.into())
                     } else {
-                        redact(x)
+                        redact_with(x, known)
                     };
-                    (k.clone(), x)
+                    (known.scrub_str(k).into_owned(), x)
                 })
                 .collect(),
         ),
@@ -225,6 +249,8 @@ pub fn redact(v: &Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn redacts_each_kind() {
@@ -303,6 +329,140 @@ mod tests {
         ] {
             assert_eq!(redact_credentials(keep), keep);
         }
+    }
+
+    /// hilo's own keys (`hilo_sk_` + 43 URL-safe base64 characters) wherever they are, with
+    /// neutral words around them; a cut one too; the bare prefix (docs, messages) stays.
+    #[test]
+    fn hilo_keys_in_any_text() {
+        let key = "hilo_sk_Q2xhdWRlIHdhcyBoZXJlLCBrZWVwIGl0IHNhZmU-_01";
+        assert_eq!(key.len(), 8 + 43);
+        for text in [
+            format!("the ticket mentions {key} twice"),
+            format!("{{\"note\":\"x{key}y\"}}"),
+            format!("ref:{key}, ok"),
+            format!("key_{}", &key[..30]),
+        ] {
+            let out = redact_credentials(&text);
+            assert!(!out.contains("hilo_sk_Q2xh"), "{out}");
+            assert!(out.contains(REDACTED), "{out}");
+            assert!(!redact_str(&text).contains("hilo_sk_Q2xh"));
+        }
+        let k = key.to_string();
+        assert_eq!(redact(&json!({"n": k}))["n"], REDACTED);
+        for keep in ["keys start with hilo_sk_", "hilo_sk_short"] {
+            assert_eq!(redact_credentials(keep), keep);
+        }
+    }
+
+    #[test]
+    fn a_scrubber_replaces_every_form_in_one_pass_and_overlaps_whole() {
+        let s = Scrubber::of(["s3cr3t/Tok+en=42&x y", "abcdefgh"]);
+        let text = "raw s3cr3t/Tok+en=42&x y, pct s3cr3t%2FTok%2Ben%3D42%26x%20y, form s3cr3t%2FTok%2Ben%3D42%26x+y, b64 czNjcjN0L1Rvaytlbj00MiZ4IHk=";
+        let out = s.scrub_str(text);
+        assert_eq!(out.matches(REDACTED).count(), 4, "{out}");
+        assert!(!out.contains("s3cr3t"), "{out}");
+        // Two values overlapping in the text: every byte of both goes, as one marker.
+        let s = Scrubber::of(["abcdefgh", "fghijklm"]);
+        assert_eq!(s.scrub_str("x abcdefghijklm y"), format!("x {REDACTED} y"));
+        assert_eq!(
+            s.scrub_str("abcdefghfghijklm"),
+            format!("{REDACTED}{REDACTED}")
+        );
+        // The marker is never scrubbed again.
+        let s = Scrubber::of(["REDACTED", "[REDACTED_SECRET]"]);
+        assert_eq!(s.scrub_str("a REDACTED b"), format!("a {REDACTED} b"));
+        assert!(matches!(
+            Scrubber::new().scrub_str("nothing"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            format!("{:?}", Scrubber::of(["abcdefgh"])),
+            "Scrubber(1 values)"
+        );
+    }
+
+    struct Held(Vec<(&'static str, &'static str)>, AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl SecretValues for Held {
+        async fn values(&self, tenant: &str) -> Result<Vec<String>, String> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            Ok(self
+                .0
+                .iter()
+                .filter(|(t, _)| *t == tenant)
+                .map(|(_, v)| v.to_string())
+                .collect())
+        }
+    }
+
+    fn ready<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let waker = std::task::Waker::noop();
+        match f.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => unreachable!("the test source answers at once"),
+        }
+    }
+
+    /// A tenant's text loses the global values and its own (used or held), not another
+    /// tenant's (no oracle on them); the operator's lines lose every value; held values
+    /// shorter than MIN_HELD are left.
+    #[test]
+    fn the_redactor_scrubs_per_tenant_and_everything_from_lines() {
+        let r = Redactor::new();
+        let source = Arc::new(Held(
+            vec![
+                ("acme", "acme-vault-value-1"),
+                ("acme", "short"),
+                ("globex", "globex-vault-value-2"),
+            ],
+            AtomicUsize::new(0),
+        ));
+        r.set_source(source.clone());
+        r.add_global("configured-db-password");
+        ready(r.prepare("acme")).unwrap();
+        ready(r.prepare("globex")).unwrap();
+        r.add("acme", "used-by-a-call");
+        let text = "a acme-vault-value-1 b globex-vault-value-2 c configured-db-password d used-by-a-call e short f hilo_sk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+        let acme = r.text("acme", text);
+        for gone in [
+            "acme-vault-value-1",
+            "configured-db-password",
+            "used-by-a-call",
+            "hilo_sk_",
+        ] {
+            assert!(!acme.contains(gone), "{gone}: {acme}");
+        }
+        assert!(acme.contains("globex-vault-value-2"), "{acme}");
+        assert!(acme.contains(" short "), "{acme}");
+        let v = r.value("acme", &json!({"k": text, "acme-vault-value-1": 1}));
+        assert!(!v.to_string().contains("acme-vault-value-1"), "{v}");
+        let line = r.line(text);
+        for gone in [
+            "acme-vault-value-1",
+            "globex-vault-value-2",
+            "configured-db-password",
+            "used-by-a-call",
+            "hilo_sk_",
+        ] {
+            assert!(!line.contains(gone), "{gone}: {line}");
+        }
+        // A label (a span attribute: an id, a key) loses values and API keys, nothing else.
+        for keep in ["e1:token:1", "loop[2]/ask", "ana@example.com"] {
+            assert_eq!(r.label(keep), keep);
+        }
+        assert_eq!(
+            r.label("k hilo_sk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG used-by-a-call"),
+            format!("k {REDACTED} {REDACTED}")
+        );
+        // A tenant never prepared still has the global values scrubbed.
+        assert!(!r.text("other", text).contains("configured-db-password"));
+        // Loaded within REFRESH: the source is not asked again.
+        ready(r.prepare("acme")).unwrap();
+        assert_eq!(source.1.load(Ordering::Relaxed), 2);
+        assert_eq!(format!("{:?}", r.scrubber("acme")), "Scrubber(3 values)");
     }
 
     #[test]

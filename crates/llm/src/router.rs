@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use hilo_core::exec::{NodeError, TokenChunk, TokenSink};
 use hilo_core::llm::{CostStore, LlmCall, NANOS_PER_USD, usd};
+use hilo_core::redact::Redactor;
 use hilo_core::tool::CircuitSettings;
 use hilo_tools::Secrets;
 use hilo_tools::limits::{Breaker, CircuitState};
@@ -194,6 +195,9 @@ pub struct Router {
     semantic: std::sync::Mutex<BTreeMap<String, Arc<SemanticRouter>>>,
     /// `[telemetry] capture_content`: prompts and completions (redacted) in the ledger rows.
     capture_content: bool,
+    /// The process's redactor: the ledger's captured content and failure messages lose the
+    /// tenant's secret values (the keys this router reads are added to it).
+    redactor: Redactor,
 }
 
 /// Local routers kept at most (one per distinct classifying node, in practice).
@@ -274,7 +278,15 @@ impl Router {
             now_ms: Arc::new(|| Utc::now().timestamp_millis()),
             semantic: std::sync::Mutex::new(BTreeMap::new()),
             capture_content: false,
+            redactor: Redactor::default(),
         }
+    }
+
+    /// The process's redactor (shared with the executor, the log writer and the traces); by
+    /// default one of this router's own.
+    pub fn with_redactor(mut self, redactor: Redactor) -> Router {
+        self.redactor = redactor;
+        self
     }
 
     /// Whether each ledger row keeps its call's prompt and completion, redacted (the
@@ -329,6 +341,14 @@ impl Router {
             }
         };
         let spec = task.spec();
+        // The tenant's secret values, loaded (or refreshed) before a ledger row is written.
+        if let Err(e) = self.redactor.prepare(&ctx.tenant).await {
+            tracing::warn!(
+                tenant = %ctx.tenant,
+                "the tenant's secret values could not be loaded to redact them: {e}"
+            );
+        }
+        let redaction = self.redactor.tenant(&ctx.tenant);
         let mut failed: Vec<Value> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         let mut transient = false;
@@ -392,8 +412,11 @@ impl Router {
             };
             let (input_messages, output_messages) = if self.capture_content {
                 (
-                    Some(crate::capture::input(task)),
-                    outcome.as_ref().ok().map(crate::capture::output),
+                    Some(crate::capture::input(task, &redaction)),
+                    outcome
+                        .as_ref()
+                        .ok()
+                        .map(|a| crate::capture::output(a, &redaction)),
                 )
             } else {
                 (None, None)
@@ -452,8 +475,8 @@ impl Router {
                 }
                 Err(e) => {
                     transient |= e.is_transient();
-                    failed
-                        .push(json!({"model": name, "error": e.code(), "message": e.to_string()}));
+                    // The ledger's later rows carry it (their decision's `failed_before`).
+                    failed.push(json!({"model": name, "error": e.code(), "message": redaction.text(&e.to_string())}));
                     errors.push(format!("{name}: {e}"));
                 }
             }
@@ -666,7 +689,10 @@ impl Router {
         }
         if let (Some(name), Some(secrets)) = (&p.api_key_secret, &self.secrets) {
             match secrets.get(tenant, name).await {
-                Ok(Some(v)) => return Ok(Some(ApiKey::new(v))),
+                Ok(Some(v)) => {
+                    self.redactor.add(tenant, &v);
+                    return Ok(Some(ApiKey::new(v)));
+                }
                 Ok(None) => {}
                 Err(e) => {
                     return Err(format!(
@@ -677,7 +703,10 @@ impl Router {
         }
         match p.key_env_of(kind) {
             Some(var) => match (self.env)(&var) {
-                Some(v) if !v.is_empty() => Ok(Some(ApiKey::new(v))),
+                Some(v) if !v.is_empty() => {
+                    self.redactor.add_global(&v);
+                    Ok(Some(ApiKey::new(v)))
+                }
                 _ => Err(match &p.api_key_secret {
                     Some(s) => format!(
                         "no API key for `{provider}`: neither the secret `{s}` of tenant `{tenant}` nor ${var} is set"

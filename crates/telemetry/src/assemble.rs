@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hashbrown::HashMap;
 use hilo_core::exec::{Event, EventKind, ExecRecord, ParentRef};
 use hilo_core::llm::LlmCall;
+use hilo_core::redact::Redactor;
 use hilo_core::store::{Result as StoreResult, Store};
 use hilo_core::trace::TraceParent;
 use opentelemetry::trace::{
@@ -215,6 +216,8 @@ impl Home {
 
 struct Assembler {
     out: mpsc::Sender<Out>,
+    /// The queue's handle, for its redactor.
+    queue: Arc<crate::Queue>,
     /// Spans dropped because the exporter's queue was full.
     dropped: crate::Dropped,
     store: Home,
@@ -231,6 +234,7 @@ pub async fn run(
 ) {
     let mut a = Assembler {
         out,
+        queue: queue.clone(),
         dropped: crate::Dropped::default(),
         store: Home { store, rt: home },
         execs: HashMap::new(),
@@ -908,6 +912,7 @@ impl Assembler {
     /// spans, which the ledger's and audit's watchers feed): dropped, and counted, when the
     /// exporter's queue is full.
     fn try_emit(&self, data: SpanData) {
+        let data = self.redacted(data);
         if let Err(mpsc::error::TrySendError::Full(_)) =
             self.out.try_send(Out::Span(Box::new(data)))
             && let Some(n) = self.dropped.count()
@@ -917,10 +922,50 @@ impl Assembler {
     }
 
     async fn emit(&self, data: SpanData) {
+        let data = self.redacted(data);
         if self.out.send(Out::Span(Box::new(data))).await.is_err() {
             tracing::warn!("the span exporter has stopped");
         }
     }
+}
+
+impl Assembler {
+    /// `data` as it may leave the process ([`redacted`] with the queue's redactor, if any).
+    fn redacted(&self, data: SpanData) -> SpanData {
+        match self.queue.redactor.get() {
+            Some(r) => redacted(data, r),
+            None => data,
+        }
+    }
+}
+
+/// `data` with every string attribute without the secret values `r` knows and API keys
+/// ([`Redactor::label`]: attributes are ids and names too), and the free text (the status
+/// message, span events' attributes: error messages, a person's answer) without credential
+/// shapes and e-mail addresses either ([`Redactor::line`]).
+fn redacted(mut data: SpanData, r: &Redactor) -> SpanData {
+    let each = |kv: &mut KeyValue, free: bool| {
+        if let opentelemetry::Value::String(s) = &kv.value {
+            let s = s.as_str();
+            if let Cow::Owned(o) = if free { r.line(s) } else { r.label(s) } {
+                kv.value = opentelemetry::Value::from(o);
+            }
+        }
+    };
+    for kv in &mut data.attributes {
+        each(kv, false);
+    }
+    for e in &mut data.events.events {
+        for kv in &mut e.attributes {
+            each(kv, true);
+        }
+    }
+    if let Status::Error { description } = &mut data.status
+        && let Cow::Owned(o) = r.line(description)
+    {
+        *description = Cow::Owned(o);
+    }
+    data
 }
 
 /// The span a node attempt's span is under: the root (`root`, its id), or for a loop
@@ -968,6 +1013,64 @@ fn error_status(e: &Event, attrs: &mut Vec<KeyValue>) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 50: what leaves the process has no secret value the redactor knows (any
+    /// attribute), and its free text no hilo key or e-mail address either; ids stay.
+    #[test]
+    fn spans_lose_known_values_and_credential_shapes_before_export() {
+        let r = Redactor::new();
+        r.add("acme", "acme-H3ld-vault-value");
+        let key = "hilo_sk_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE";
+        let text = format!("asked about acme-H3ld-vault-value and {key} for ana@example.com");
+        let mut events = SpanEvents::default();
+        events.events = vec![SpanEvent::new(
+            "human_answered",
+            time(0),
+            vec![KeyValue::new("hilo.answer", text.clone())],
+            0,
+        )];
+        let data = SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(1),
+                SpanId::from(2),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: Cow::Borrowed("node ask"),
+            start_time: time(0),
+            end_time: time(1),
+            attributes: vec![
+                KeyValue::new("hilo.node.key", "loop[2]/ask"),
+                KeyValue::new("gen_ai.input.messages", text.clone()),
+                KeyValue::new("hilo.attempt", 1),
+            ],
+            dropped_attributes_count: 0,
+            events,
+            links: SpanLinks::default(),
+            status: Status::error(text.clone()),
+            instrumentation_scope: InstrumentationScope::builder("hilo").build(),
+        };
+        let out = redacted(data, &r);
+        let all = format!(
+            "{:?} {:?} {:?}",
+            out.attributes, out.events.events, out.status
+        );
+        for gone in ["acme-H3ld-vault-value", "hilo_sk_"] {
+            assert!(!all.contains(gone), "{gone}: {all}");
+        }
+        assert!(all.contains("loop[2]/ask"), "{all}");
+        // The free text loses the address; attributes keep theirs (an attribute may be an id;
+        // the ledger and the audit redact content at their source).
+        let Status::Error { description } = &out.status else {
+            panic!("{:?}", out.status)
+        };
+        assert!(!description.contains("ana@example.com"), "{description}");
+        assert!(format!("{:?}", out.events.events).contains("[REDACTED_EMAIL]"));
+    }
 
     #[test]
     fn the_observer_copies_names_only_for_the_events_that_end_an_execution() {

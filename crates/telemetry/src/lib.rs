@@ -59,6 +59,9 @@ pub struct Queue {
     wake: tokio::sync::Notify,
     /// What was left out because the queue was full.
     dropped: Dropped,
+    /// The process's redactor, which every span goes through before it is exported
+    /// ([`Traces::with_redactor`]).
+    redactor: std::sync::OnceLock<hilo_core::redact::Redactor>,
 }
 
 /// Counts what a full queue leaves out and says when to warn: at the 1st, 2nd, 4th, 8th, …
@@ -81,6 +84,7 @@ impl Queue {
             items: std::sync::Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
             dropped: Dropped::default(),
+            redactor: std::sync::OnceLock::new(),
         }
     }
 
@@ -180,6 +184,16 @@ impl Traces {
             tracing::warn!("traces are not built: their thread did not start: {e}");
         }
         Traces { queue }
+    }
+
+    /// These traces with every span redacted by `redactor` (the process's, which knows the
+    /// secret values its calls used and its tenants hold) before it is exported: every
+    /// string attribute loses every value known, and the free text (status messages, span
+    /// events' attributes) credential shapes and e-mail addresses too. Without one, spans
+    /// are exported as built (ledger rows and audit entries are redacted at their source).
+    pub fn with_redactor(self, redactor: hilo_core::redact::Redactor) -> Traces {
+        let _ = self.queue.redactor.set(redactor);
+        self
     }
 
     fn send(&self, input: assemble::Input) {

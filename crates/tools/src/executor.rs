@@ -32,7 +32,7 @@ use crate::cache::Cache;
 use crate::email::{EmailSettings, SendEmail};
 use crate::http::{DeclaredHttpTool, HttpClient, HttpRequestTool, HttpSettings};
 use crate::limits::{Breaker, CircuitState, Limiter};
-use crate::redact::{redact, scrub_userinfo};
+use crate::redact::{Redactor, scrub_userinfo};
 use crate::secrets::{EnvSecrets, NotingSecrets, Scrubber, Secrets};
 use crate::sql::{DatabaseConfig, Databases, ExecuteSql, QueryDatabase};
 
@@ -146,6 +146,9 @@ struct Inner {
     /// Secret values known from the configuration (database passwords, values given to
     /// [`ExecutorBuilder::secret_values`]), scrubbed from every outcome.
     scrubber: Scrubber,
+    /// The process's redactor: audit rows and log lines lose the configured values, the
+    /// tenant's (used or held) and personal data.
+    redactor: Redactor,
     audit: Option<AuditSink>,
     cache: Cache,
     limiters: Mutex<HashMap<String, Option<Arc<Limiter>>>>,
@@ -172,6 +175,7 @@ pub struct ExecutorBuilder {
     audit: Option<AuditSink>,
     secret_values: Vec<String>,
     knowledge: Option<Arc<dyn hilo_core::knowledge::KnowledgeSearch>>,
+    redactor: Redactor,
 }
 
 impl ExecutorBuilder {
@@ -199,6 +203,15 @@ impl ExecutorBuilder {
         self
     }
 
+    /// The process's redactor (one the log writer, the ledger and the traces share): the
+    /// values tools read are added to it for their tenant, the configured ones for all, and
+    /// audit rows and log lines are redacted with it. By default one of this executor's own,
+    /// without a source of held values.
+    pub fn redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
     /// Values that are secret wherever they come from (e.g. credentials in the headers or
     /// environment of MCP servers): scrubbed from every tool outcome and audit row.
     pub fn secret_values(mut self, values: impl IntoIterator<Item = String>) -> Self {
@@ -209,22 +222,24 @@ impl ExecutorBuilder {
     pub fn build(mut self) -> Result<Executor, ToolsError> {
         // Tools read secrets through a source that reports what they used, so that the
         // executor scrubs those values from the call's outcome.
-        self.secrets = Arc::new(NotingSecrets(self.secrets));
-        let mut scrubber = Scrubber::new();
-        for v in &self.secret_values {
-            scrubber.add(v);
-        }
+        self.secrets = Arc::new(NotingSecrets::new(self.secrets, self.redactor.clone()));
+        let mut configured = self.secret_values.clone();
         for db in self.config.databases.values() {
             if let Ok(u) = url::Url::parse(&db.url)
                 && let Some(p) = u.password()
             {
-                scrubber.add(p);
+                configured.push(p.to_string());
                 let user = percent_encoding::percent_decode_str(u.username()).decode_utf8_lossy();
                 if let Ok(d) = percent_encoding::percent_decode_str(p).decode_utf8() {
-                    scrubber.add(&d);
-                    scrubber.add(&format!("{user}:{d}"));
+                    configured.push(format!("{user}:{d}"));
+                    configured.push(d.into_owned());
                 }
             }
+        }
+        let mut scrubber = Scrubber::new();
+        for v in &configured {
+            scrubber.add(v);
+            self.redactor.add_global(v);
         }
         let http = HttpClient::new(&self.config.http).map_err(ToolsError::Config)?;
         let mut tools = ToolMap::new();
@@ -281,6 +296,7 @@ impl ExecutorBuilder {
                 http,
                 secrets: self.secrets,
                 scrubber,
+                redactor: self.redactor,
                 audit: self.audit,
                 cache: Cache::new(10_000),
                 limiters: Mutex::new(HashMap::new()),
@@ -305,6 +321,7 @@ impl Executor {
             audit: None,
             secret_values: Vec::new(),
             knowledge: None,
+            redactor: Redactor::default(),
         }
     }
 
@@ -633,6 +650,15 @@ impl Executor {
         }
     }
 
+    /// A call's input as its audit row keeps it (only when auditing): the configured values,
+    /// the tenant's and personal data redacted.
+    fn audited_input(&self, tenant: &str, input: &Value) -> Option<Value> {
+        self.inner
+            .audit
+            .as_ref()
+            .map(|_| self.inner.redactor.value(tenant, input))
+    }
+
     fn audit(
         &self,
         req: &ToolRequest,
@@ -643,14 +669,20 @@ impl Executor {
         cached: bool,
     ) {
         let duration = started.1.elapsed();
-        // The log's lines about the call: values through the audit's redactor (and the
+        let tenant = &req.ctx.tenant;
+        let redactor = &self.inner.redactor;
+        let args = |input: &Option<Value>| match input {
+            Some(v) => v.to_string(),
+            None => redactor.value(tenant, &req.input).to_string(),
+        };
+        // The log's lines about the call: values through the audit's redaction (and the
         // call's secrets already scrubbed from errors), built only when the level is on.
         match result {
             Ok(_) => tracing::debug!(
                 tool = %req.tool,
                 attempt = req.ctx.attempt,
                 cached,
-                args = %redacted_input.as_ref().map_or_else(|| redact(&req.input).to_string(), |v| v.to_string()),
+                args = %args(&redacted_input),
                 ms = duration.as_millis() as u64,
                 "tool call"
             ),
@@ -658,8 +690,8 @@ impl Executor {
                 tool = %req.tool,
                 attempt = req.ctx.attempt,
                 code = %e.code,
-                error = %crate::redact::redact_str(&e.message),
-                args = %redacted_input.as_ref().map_or_else(|| redact(&req.input).to_string(), |v| v.to_string()),
+                error = %redactor.text(tenant, &e.message),
+                args = %args(&redacted_input),
                 "tool call failed"
             ),
         }
@@ -703,7 +735,7 @@ impl Executor {
             agent,
             tool: req.tool.clone(),
             input,
-            output: result.as_ref().ok().map(redact),
+            output: result.as_ref().ok().map(|v| redactor.value(tenant, v)),
             status: if result.is_ok() {
                 AuditStatus::Ok
             } else {
@@ -713,7 +745,7 @@ impl Executor {
             error_message: result
                 .as_ref()
                 .err()
-                .map(|e| crate::redact::redact_str(&e.message)),
+                .map(|e| redactor.text(tenant, &e.message)),
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             attempt: req.ctx.attempt,
             cached,
@@ -727,14 +759,16 @@ impl Executor {
 impl ToolExecutor for Executor {
     async fn execute(&self, mut req: ToolRequest) -> Result<Value, NodeError> {
         let started = (now_ms(), Instant::now());
+        // The tenant's held secret values, loaded (or refreshed) before anything about the
+        // call is written.
+        if let Err(e) = self.inner.redactor.prepare(&req.ctx.tenant).await {
+            tracing::warn!(
+                tenant = %req.ctx.tenant,
+                "the tenant's secret values could not be loaded to redact them: {e}"
+            );
+        }
         // Redacted once, before the call consumes the input (only when auditing).
-        let redacted = |input: &Value| {
-            self.inner.audit.as_ref().map(|_| {
-                let mut v = redact(input);
-                self.inner.scrubber.scrub_value(&mut v);
-                v
-            })
-        };
+        let redacted = |input: &Value| self.audited_input(&req.ctx.tenant, input);
         let Some(tool) = self.resolve(&req.tool, &req.local) else {
             let mut err = NodeError::new(
                 codes::NOT_CONFIGURED,
@@ -798,11 +832,7 @@ impl ToolExecutor for Executor {
     }
 
     fn record_refusal(&self, req: &ToolRequest, error: &NodeError) {
-        let input = self.inner.audit.as_ref().map(|_| {
-            let mut v = redact(&req.input);
-            self.inner.scrubber.scrub_value(&mut v);
-            v
-        });
+        let input = self.audited_input(&req.ctx.tenant, &req.input);
         let started = (now_ms(), Instant::now());
         self.audit(req, None, input, started, &Err(error.clone()), false);
     }

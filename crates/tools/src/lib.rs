@@ -3,7 +3,8 @@
 //!
 //! - [`executor`]: [`Executor`], the [`hilo_core::tool::ToolExecutor`] the engine and agents
 //!   call: validation, access, rate limits, cache, circuit breakers, timeouts, audit, metrics.
-//! - [`audit`]: the batching audit writer; [`redact`]: personal data out of audit rows.
+//! - [`audit`]: the batching audit writer; [`redact`]: personal data, credential shapes and
+//!   the process's known secret values ([`redact::Redactor`]) out of audit rows and logs.
 //! - [`limits`]: token buckets (`governor`) and circuit breakers; [`cache`]: the TTL cache.
 //! - [`http`]: `http_request`, declarative HTTP tools and the SSRF guard; [`builtin`]:
 //!   `transform_json`, `filter_list`; [`secrets`]: where `secrets.NAME` values come from,

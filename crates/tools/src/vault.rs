@@ -9,7 +9,8 @@
 //! sealed it, so a wrong key is reported as such rather than as corruption.
 //!
 //! [`Vault`] is also a [`Secrets`] source: a name not in the store falls back to the
-//! environment ([`EnvSecrets`]).
+//! environment ([`EnvSecrets`]); and the [`SecretValues`] source of the process's redactor:
+//! every value a tenant has, stored or in the environment, scrubbed from what is written for it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -19,6 +20,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use hilo_core::redact::SecretValues;
 use hilo_core::store::StoreError;
 use hilo_core::tool::{SealedSecret, SecretInfo, SecretStore};
 use sha2::{Digest, Sha256};
@@ -314,5 +316,28 @@ impl Secrets for Vault {
             Some(v) => Ok(Some(v)),
             None => self.env.get(tenant, name).await,
         }
+    }
+}
+
+/// Every value `tenant` has: each stored secret opened (one that does not open is left out,
+/// with a warning naming it), then the environment's ([`EnvSecrets`]).
+#[async_trait]
+impl SecretValues for Vault {
+    async fn values(&self, tenant: &str) -> Result<Vec<String>, String> {
+        let mut values = self.env.values(tenant).await?;
+        let stored = self.list(tenant).await.map_err(|e| e.to_string())?;
+        for s in stored {
+            match self.get_stored(tenant, &s.name).await {
+                Ok(Some(v)) => values.push(v),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    tenant,
+                    secret = %s.name,
+                    code = e.code(),
+                    "a stored secret could not be opened to redact it: {e}"
+                ),
+            }
+        }
+        Ok(values)
     }
 }

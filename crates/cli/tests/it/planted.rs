@@ -6,6 +6,14 @@
 //! receiver, and Prometheus metrics scraped; every log line, every exported request body and
 //! the metrics text are searched: zero hits. The same outputs show the run was seen: log lines
 //! carry the execution's tenant, id, node and trace id, the spans name the execution.
+//!
+//! Issue 50: hilo's own API keys and vault values with neutral words around them. The run's
+//! input quotes the server's real API key (`hilo_sk_…`), a vault secret no call uses and the
+//! one the CRM tool uses; the model passes another `hilo_sk_…` key and both vault values to a
+//! tool and repeats them in its answer. Beyond the log, the spans and the metrics, the audit
+//! trail (`GET /audit`, `hilo audit`) and the cost ledger's rows (`hilo costs --execution`,
+//! content captured) are searched: zero hits. The execution's own record keeps them (the run's
+//! output quotes the answer whole): records are not sinks.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -24,6 +32,10 @@ const SECRET: &str = "vault-Pl4nted-s3cret-value-77";
 const BEARER: &str = "pl4ntedBearerTok3n0123456789";
 const EMAIL: &str = "planted.person@example.org";
 const API_KEY: &str = "sk-pl4nted0123456789abcdefXYZ";
+/// A vault secret of the tenant that no call reads: the process holds it all the same.
+const HELD: &str = "vault-H3ld-0ther-value-88";
+/// A hilo API key's shape (`hilo_sk_` + 43 URL-safe base64 characters), not of this server.
+const HILO_KEY: &str = "hilo_sk_pl4ntedK3y0fAn0therServer_0123456789-abcdEF";
 
 /// A minimal OTLP/HTTP receiver: every request's raw body is kept; each is answered 200.
 struct Receiver {
@@ -84,10 +96,14 @@ impl Receiver {
     }
 }
 
-/// The planted values and the forms they travel in (JSON-escaped, percent-encoded `@`).
-fn needles() -> Vec<String> {
+/// The planted values (and `extra`, known at run time) and the forms they travel in
+/// (JSON-escaped, percent-encoded `@`).
+fn needles(extra: &[&str]) -> Vec<String> {
     let mut v = Vec::new();
-    for s in [SECRET, BEARER, EMAIL, API_KEY] {
+    for s in [SECRET, BEARER, EMAIL, API_KEY, HELD, HILO_KEY]
+        .iter()
+        .chain(extra)
+    {
         v.push(s.to_string());
         v.push(s.replace('@', "%40"));
         v.push(
@@ -102,8 +118,8 @@ fn needles() -> Vec<String> {
     v
 }
 
-fn find_in(what: &str, bytes: &[u8], hits: &mut Vec<String>) {
-    for n in needles() {
+fn find_in(what: &str, bytes: &[u8], extra: &[&str], hits: &mut Vec<String>) {
+    for n in needles(extra) {
         if bytes.windows(n.len()).any(|w| w == n.as_bytes()) {
             hits.push(format!("{what}: `{n}`"));
         }
@@ -143,7 +159,11 @@ fn planted_secrets_tokens_and_addresses_appear_in_no_log_span_or_metric() {
         Reply::tool_calls(
             vec![(
                 "transform_json",
-                json!({"data": {"who": EMAIL, "auth": format!("Bearer {BEARER}")}, "expression": "who"}),
+                json!({"data": {
+                    "who": EMAIL,
+                    "auth": format!("Bearer {BEARER}"),
+                    "note": format!("the ticket quotes {HILO_KEY} next to {HELD} and {SECRET} as plain words"),
+                }, "expression": "[who, note]"}),
             )],
             300,
             25,
@@ -151,7 +171,11 @@ fn planted_secrets_tokens_and_addresses_appear_in_no_log_span_or_metric() {
     );
     s.script(
         "acme-1",
-        Reply::text(format!("Write to {EMAIL} with Bearer {BEARER}."), 380, 12),
+        Reply::text(
+            format!("Write to {EMAIL} with Bearer {BEARER}. Ticket key {HILO_KEY}, vault {HELD}."),
+            380,
+            12,
+        ),
     );
     let receiver = Receiver::start();
 
@@ -249,20 +273,23 @@ edges:
         ("HILO_CONFIG", config_arg.as_str()),
     ];
 
-    // The vault secret and an API key of the server.
-    let mut set = hilo_cmd(&["secrets", "set", "api_token"], &db, &env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    set.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{SECRET}\n").as_bytes())
-        .unwrap();
-    let set = set.wait_with_output().unwrap();
-    assert_eq!(set.status.code(), Some(0), "{}", text(&set.stderr));
+    // The vault's secrets (one the CRM tool sends, one no call reads) and an API key of the
+    // server.
+    for (name, value) in [("api_token", SECRET), ("other_token", HELD)] {
+        let mut set = hilo_cmd(&["secrets", "set", name], &db, &env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        set.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{value}\n").as_bytes())
+            .unwrap();
+        let set = set.wait_with_output().unwrap();
+        assert_eq!(set.status.code(), Some(0), "{}", text(&set.stderr));
+    }
     let key_out = hilo_cmd(
         &["keys", "create", "--tenant", "default", "--scopes", "admin"],
         &db,
@@ -272,6 +299,7 @@ edges:
     .unwrap();
     assert_eq!(key_out.status.code(), Some(0), "{}", text(&key_out.stderr));
     let key = text(&key_out.stdout).trim().to_string();
+    assert!(key.starts_with("hilo_sk_") && key.len() == 8 + 43, "{key}");
 
     // The server, its stderr (the JSON log) kept whole.
     let mut server = hilo_cmd(&["serve", "--addr", "127.0.0.1:0"], &db, &env)
@@ -319,7 +347,9 @@ edges:
         text(&imported.stderr)
     );
     let input = json!({
-        "message": format!("mail me at {EMAIL}, my token is Bearer {BEARER}"),
+        "message": format!(
+            "mail me at {EMAIL}, my token is Bearer {BEARER}; the ticket quotes {key} and {HELD} and {SECRET} verbatim"
+        ),
         "who": EMAIL,
     })
     .to_string();
@@ -333,6 +363,16 @@ edges:
     );
     let doc: Value = serde_json::from_slice(&run.stdout).unwrap();
     let id = doc["execution_id"].as_str().unwrap().to_string();
+    // The execution's record is complete: the answer quotes the values as the model gave them.
+    let answer = doc["output"]["answer"].as_str().unwrap_or_default();
+    assert!(
+        answer.contains(HILO_KEY) && answer.contains(HELD),
+        "{}",
+        text(&run.stdout)
+    );
+    // The audit trail through the API, while the server runs.
+    let (status, audit_api) = get(&base, &format!("/api/v1/audit?execution_id={id}"), &key);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&audit_api));
     assert!(
         crm.requests()
             .iter()
@@ -399,11 +439,51 @@ edges:
         "the planted address was logged (redacted):\n{log}"
     );
 
+    // The audit trail and the cost ledger's rows (prompts and answers captured) in the store:
+    // what each command printed, and it as JSON.
+    let local = |args: &[&str]| {
+        let o = hilo_cmd(args, &db, &env).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        (o, v)
+    };
+    let (audit, rows) = local(&["audit", "--execution", &id, "--json"]);
+    let call = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["tool"] == "transform_json")
+        .unwrap_or_else(|| panic!("the agent's tool call is audited: {rows}"));
+    assert!(
+        call.to_string().contains("[REDACTED_SECRET]"),
+        "the values were there, redacted: {call}"
+    );
+    let (costs, calls) = local(&["costs", "--execution", &id, "--json"]);
+    assert!(
+        calls.as_array().unwrap().len() >= 2
+            && calls
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["input_messages"].is_array()),
+        "the ledger's rows keep the prompts: {calls}"
+    );
+    assert!(calls.to_string().contains("[REDACTED_SECRET]"), "{calls}");
+
     let mut hits = Vec::new();
-    find_in("serve's log", log.as_bytes(), &mut hits);
-    find_in("exported spans", &spans, &mut hits);
-    find_in("metrics", &metrics, &mut hits);
-    find_in("the remote client's stderr", &run.stderr, &mut hits);
+    let extra = [key.as_str()];
+    find_in("serve's log", log.as_bytes(), &extra, &mut hits);
+    find_in("exported spans", &spans, &extra, &mut hits);
+    find_in("metrics", &metrics, &extra, &mut hits);
+    find_in("the remote client's stderr", &run.stderr, &extra, &mut hits);
+    find_in("GET /audit", &audit_api, &extra, &mut hits);
+    find_in("hilo audit --json", &audit.stdout, &extra, &mut hits);
+    find_in(
+        "hilo costs --execution --json",
+        &costs.stdout,
+        &extra,
+        &mut hits,
+    );
     assert!(
         hits.is_empty(),
         "planted values leaked:\n{}",

@@ -220,3 +220,71 @@ async fn declarative_tools_get_stored_secrets_that_never_reach_the_audit_trail()
     assert!(!format!("{rows:?}").contains("Zk9-very-secret"));
     assert!(!all_bytes(dir.path()).contains("Zk9-very-secret"));
 }
+
+/// Issue 50, the tool side: a tenant's vault values that no call reads, and hilo's own API
+/// keys, with neutral words around them in a call's input, are out of its audit row and of
+/// the executor's log line; another tenant's value is left (no oracle on it); the call's
+/// output, the node's record, keeps everything.
+#[tokio::test]
+async fn held_vault_values_and_hilo_keys_are_out_of_audit_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let vault = Arc::new(Vault::new(s.clone(), dir.path().join("master.key")));
+    for (tenant, value) in [
+        ("acme", "acme-H3ld-value-0001"),
+        ("globex", "globex-H3ld-value-0002"),
+    ] {
+        vault.set(tenant, "crm_token", value).await.unwrap();
+    }
+    let redactor = hilo_core::redact::Redactor::new();
+    redactor.set_source(vault.clone());
+    let ex = Executor::builder(ExecutorConfig::default())
+        .secrets(vault)
+        .redactor(redactor.clone())
+        .audit(AuditSink::spawn(s.clone()))
+        .build()
+        .unwrap();
+    let key = "hilo_sk_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE";
+    assert_eq!(key.len(), 8 + 43);
+    let note = format!(
+        "the ticket quotes {key} next to acme-H3ld-value-0001 and globex-H3ld-value-0002 as words"
+    );
+    let out = ex
+        .execute(ToolRequest {
+            ctx: ToolContext {
+                trace: None,
+                tenant: "acme".into(),
+                execution_id: "e1".into(),
+                node_key: "t".into(),
+                idempotency_key: "e1:t".into(),
+                attempt: 1,
+                compensation: false,
+            },
+            tool: "transform_json".into(),
+            input: json!({"data": {"note": note}, "expression": "note"}),
+            caller: Caller::Node,
+            timeout_ms: None,
+            local: Arc::from(Vec::new()),
+        })
+        .await
+        .unwrap();
+    // The node's output is an execution record: complete.
+    assert_eq!(out, json!({"result": note}));
+    ex.flush_audit().await.unwrap();
+    let rows = s.audit("acme", &AuditFilter::default()).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = format!("{:?} {:?}", rows[0].input, rows[0].output);
+    for gone in ["acme-H3ld-value-0001", "hilo_sk_", key] {
+        assert!(!row.contains(gone), "{gone}: {row}");
+    }
+    assert!(row.contains("globex-H3ld-value-0002"), "{row}");
+    assert!(row.contains("[REDACTED_SECRET]"), "{row}");
+    // The log writer's redaction (every tenant's values it has loaded).
+    let line = redactor.line(&note);
+    assert!(
+        !line.contains("acme-H3ld") && !line.contains("hilo_sk_"),
+        "{line}"
+    );
+    redactor.prepare("globex").await.unwrap();
+    assert!(!redactor.line(&note).contains("globex-H3ld"));
+}
