@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createServer } from 'node:http';
 import { chromium } from 'playwright-core';
 
 const require = createRequire(import.meta.url);
@@ -263,8 +264,8 @@ test('sign in: a wrong key is refused beside the field, a right one opens the co
   await page.getByRole('heading', { level: 1, name: 'Executions' }).waitFor();
   assert.match(await page.locator('#who').innerText(), /acme/);
   const cookies = await page.context().cookies();
-  const c = cookies.find((x) => x.name === 'hilo_session');
-  assert.ok(c && c.httpOnly && c.sameSite === 'Strict', JSON.stringify(cookies));
+  const c = cookies.find((x) => x.name === '__Host-hilo_session');
+  assert.ok(c && c.httpOnly && c.secure && c.path === '/' && c.sameSite === 'Strict', JSON.stringify(cookies));
   assert.equal(await page.evaluate(() => document.cookie), '', 'the session cookie is not readable by scripts');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL(/sign-in/);
@@ -683,6 +684,50 @@ test("a second tenant's key sees none of the first tenant's executions or workfl
   await page.goto(new URL(`conversations/${conv.id}`, BASE).href);
   await page.locator('main .error').waitFor();
   await page.context().close();
+});
+
+test('cookie tossing: a session planted by a page on another port of the host is not read; the import lands in the signed-in tenant', async () => {
+  // The attacker signs in with its own key (globex) and takes its session id.
+  const res = await fetch(new URL('session', BASE), {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: KEY_B }),
+  });
+  assert.equal(res.status, 200);
+  const planted = res.headers.get('set-cookie').split(';')[0].split('=').slice(1).join('=');
+  // Its page, on another port of the same host, plants that session for the console's paths
+  // (cookies do not tell ports apart): more specific paths are sent first, and hilo read the
+  // first `hilo_session` it was given.
+  const evil = createServer((req, out) => {
+    out.setHeader('content-type', 'text/html');
+    out.end(`<!doctype html><html lang="en"><title>a shop</title><body><script>
+      document.cookie = 'hilo_session=${planted}; path=/api';
+      document.cookie = 'hilo_session=${planted}; path=/';
+      document.cookie = '__Host-hilo_session=${planted}; path=/api; Secure';
+      document.title = 'planted';
+    </script></body></html>`);
+  });
+  await new Promise((ok) => evil.listen(0, '127.0.0.1', ok));
+  try {
+    const page = await newPage();
+    await signIn(page, KEY_A);
+    await page.goto(`http://127.0.0.1:${evil.address().port}/`);
+    await page.waitForFunction(() => document.title === 'planted');
+    const jar = (await page.context().cookies()).map((c) => `${c.name} ${c.path}`).sort();
+    // The browser took the plain cookies and refused the `__Host-` one with a path.
+    assert.deepEqual(jar, ['__Host-hilo_session /', 'hilo_session /', 'hilo_session /api'], JSON.stringify(jar));
+    await page.goto(new URL('workflows', BASE).href);
+    await page.getByRole('heading', { level: 1, name: 'Workflows' }).waitFor();
+    assert.match(await page.locator('#who').innerText(), /acme/);
+    const TOSSED = 'name: tossed\nversion: 1\nnodes:\n  - {id: done, type: finish, output: {ok: true}}\nedges: []\n';
+    await page.getByLabel('Definition (YAML or JSON)').fill(TOSSED);
+    await page.getByRole('button', { name: 'Import' }).click();
+    await page.locator('.import-result .ok').waitFor();
+    await shoot(page, 'cookie-tossing', page.locator('.import-result'));
+    assert.equal((await api(KEY_A, 'GET', '/workflows/tossed')).status, 200, 'in the victim\'s tenant');
+    assert.equal((await api(KEY_B, 'GET', '/workflows/tossed')).status, 404, 'not in the attacker\'s');
+    await page.context().close();
+  } finally {
+    evil.close();
+  }
 });
 
 test('versions: a workflow page shows what changed from the previous version', async () => {
