@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use hilo_core::exec::{ExecStatus, NodeRecord, NodeStatus, TaskFilter};
+use hilo_core::exec::{ExecFilter, ExecRecord, ExecStatus, NodeRecord, NodeStatus, TaskFilter};
 use hilo_core::hil::{
     CHANNELS, ConvFilter, ConvStatus, Conversation, Handover, HilChanges, HilError, HilOp,
     ItemKind, ItemRef, Message, NewMessage, Sender,
@@ -49,6 +49,9 @@ const CONTEXT_OUTPUT_BYTES: usize = 4096;
 
 /// Messages of the conversation put in a handover's context pack.
 const CONTEXT_MESSAGES: usize = 10;
+
+/// Executions that ended `handed_over` read per pass of the handover sync (newest first).
+const HANDOVER_PAGE: u32 = 50;
 
 /// Pending tasks read per pass of the queue's task sync.
 const TASK_PAGE: u32 = 5_000;
@@ -110,6 +113,9 @@ struct HilInner {
     runner: Runner,
     settings: ConversationSettings,
     tenants: Tenants,
+    /// Executions that ended `handed_over` which this process has looked at (see
+    /// [`sync_handovers`]).
+    handovers_seen: Mutex<HashSet<String>>,
 }
 
 impl Hil {
@@ -118,6 +124,7 @@ impl Hil {
             runner,
             settings,
             tenants: Tenants::default(),
+            handovers_seen: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -302,28 +309,7 @@ pub async fn post_message(
         return Err(ended(id, conv.status));
     }
     if conv.status == ConvStatus::New {
-        let mut tr = Vec::new();
-        let mut moved = conv.clone();
-        hilo_core::hil::move_conversation(
-            &mut moved,
-            ConvStatus::AiProcessing,
-            "customer",
-            "first message",
-            now_ms(),
-            &mut tr,
-        )
-        .map_err(hilo_core::StoreError::from)?;
-        match hil
-            .store()
-            .update_conversation(&moved, ConvStatus::New, &tr)
-            .await
-        {
-            Ok(()) => {}
-            // Another first message moved it already.
-            Err(hilo_core::StoreError::Hil(HilError::InvalidTransition { .. })) => {}
-            Err(e) => return Err(e.into()),
-        }
-        conv = hil.store().get_conversation(tenant, id).await?;
+        conv = to_ai(hil, conv, "customer", "first message").await?;
     }
     let mut exec_id = None;
     if conv.status == ConvStatus::AiProcessing {
@@ -373,6 +359,33 @@ pub async fn post_message(
             execution_id: None,
         }),
     }
+}
+
+/// Moves a `new` conversation to `ai_processing` (`by`, `reason` in its transitions); the
+/// conversation as it is then (another request may have moved it first).
+async fn to_ai(hil: &Hil, conv: Conversation, by: &str, reason: &str) -> ApiResult<Conversation> {
+    let mut tr = Vec::new();
+    let mut moved = conv.clone();
+    hilo_core::hil::move_conversation(
+        &mut moved,
+        ConvStatus::AiProcessing,
+        by,
+        reason,
+        now_ms(),
+        &mut tr,
+    )
+    .map_err(hilo_core::StoreError::from)?;
+    match hil
+        .store()
+        .update_conversation(&moved, ConvStatus::New, &tr)
+        .await
+    {
+        Ok(()) => {}
+        // Moved already (another first message, another settler).
+        Err(hilo_core::StoreError::Hil(HilError::InvalidTransition { .. })) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(hil.store().get_conversation(&conv.tenant, &conv.id).await?)
 }
 
 /// Runs the conversation's workflow for `message` (its run `exec_id` already claimed on the
@@ -834,38 +847,7 @@ pub async fn settle(
             }
         }
         ExecStatus::HandedOver => {
-            let out = output.unwrap_or(Value::Null);
-            let node = out
-                .get("node")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .or_else(|| handover_node(&nodes));
-            let reason = out
-                .get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or("the workflow handed the conversation over")
-                .to_string();
-            let handover = Handover {
-                trigger: out
-                    .get("trigger")
-                    .and_then(Value::as_str)
-                    .unwrap_or("handover_node")
-                    .to_string(),
-                node,
-                skills: out
-                    .get("skills")
-                    .map(hilo_core::hil::skills_from)
-                    .unwrap_or_default(),
-                priority: out.get("priority").and_then(Value::as_i64).unwrap_or(0),
-                execution_id: Some(exec_id.to_string()),
-                context: Value::Null,
-                reason,
-                at: now,
-            };
-            let summary = out
-                .get("summary")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            let (handover, summary) = handover_of(output, &nodes, exec_id, now);
             added.extend(hand_over(hil, &conv, handover, &nodes, summary).await?);
             hil.store()
                 .swap_execution(&t, id, Some(exec_id), None, now)
@@ -1023,6 +1005,49 @@ pub async fn check_widgets(hil: &Hil, widgets: &[String]) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+/// The handover an execution that ended `handed_over` with `output` asks for (its reason,
+/// trigger, node, skills and priority), and the summary it wrote, if any.
+fn handover_of(
+    output: Option<Value>,
+    nodes: &[NodeRecord],
+    exec_id: &str,
+    now: i64,
+) -> (Handover, Option<String>) {
+    let out = output.unwrap_or(Value::Null);
+    let node = out
+        .get("node")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| handover_node(nodes));
+    let reason = out
+        .get("reason")
+        .and_then(Value::as_str)
+        .unwrap_or("the workflow handed the conversation over")
+        .to_string();
+    let handover = Handover {
+        trigger: out
+            .get("trigger")
+            .and_then(Value::as_str)
+            .unwrap_or("handover_node")
+            .to_string(),
+        node,
+        skills: out
+            .get("skills")
+            .map(hilo_core::hil::skills_from)
+            .unwrap_or_default(),
+        priority: out.get("priority").and_then(Value::as_i64).unwrap_or(0),
+        execution_id: Some(exec_id.to_string()),
+        context: Value::Null,
+        reason,
+        at: now,
+    };
+    let summary = out
+        .get("summary")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    (handover, summary)
 }
 
 /// The workflow's `consecutive_errors` trigger, if it has one.
@@ -1394,12 +1419,141 @@ pub async fn run(hil: Hil, shutdown: impl std::future::Future<Output = ()>) {
     }
 }
 
+/// Executions of `tenant` that handed over outside any conversation (started through the
+/// API or the queue) become conversations in the human queue, so that a person sees them:
+/// one per execution, with the execution's id (so a second pass, or another process, finds
+/// it made), on channel `api`, the execution's `message` (else its input) as the customer's
+/// first message, and the handover the execution asked for (reason, skills, priority, its
+/// path and outputs in the context pack). A conversation's own runs are its to settle.
+pub async fn sync_handovers(hil: &Hil, tenant: &str) -> ApiResult<()> {
+    let t = tenant.to_string();
+    let ended = hil
+        .store()
+        .list_executions(
+            &t,
+            &ExecFilter {
+                status: Some(ExecStatus::HandedOver),
+                workflow: None,
+                limit: Some(HANDOVER_PAGE),
+                before: None,
+            },
+        )
+        .await?;
+    for e in ended {
+        {
+            let seen = hil
+                .0
+                .handovers_seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if seen.contains(&e.id) {
+                continue;
+            }
+        }
+        // A child's handover is its parent's to act on; a conversation's run is settled by
+        // its conversation.
+        let own = match e
+            .input
+            .get()
+            .pointer("/conversation/id")
+            .and_then(Value::as_str)
+        {
+            Some(cid) if e.parent.is_none() && cid != e.id => {
+                hil.store().get_conversation(&t, cid).await.is_ok()
+            }
+            _ => e.parent.is_some(),
+        };
+        if !own && let Err(err) = orphan_handover(hil, &t, &e).await {
+            tracing::error!(
+                "execution {} of tenant {t} handed over, but no conversation could be made for it: {}",
+                e.id,
+                err.message
+            );
+        }
+        let mut seen = hil
+            .0
+            .handovers_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= 100_000 {
+            seen.clear();
+        }
+        seen.insert(e.id);
+    }
+    Ok(())
+}
+
+/// The conversation of execution `e`, which handed over outside one (see [`sync_handovers`]).
+async fn orphan_handover(hil: &Hil, t: &str, e: &ExecRecord) -> ApiResult<()> {
+    let mut conv = match hil.store().get_conversation(t, &e.id).await {
+        Ok(c) => c,
+        Err(hilo_core::StoreError::Hil(HilError::ConversationNotFound { .. })) => {
+            let input = e.input.get();
+            let c = create(
+                hil,
+                t,
+                NewConversation {
+                    id: Some(e.id.clone()),
+                    customer_id: input
+                        .get("customer_id")
+                        .and_then(Value::as_str)
+                        .filter(|c| !c.trim().is_empty())
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("execution-{}", e.id)),
+                    channel: "api".into(),
+                    workflow: Some(e.workflow.clone()),
+                    version: Some(e.version),
+                    metadata: json!({"source": "execution", "execution_id": e.id}),
+                    callback_url: None,
+                },
+            )
+            .await?;
+            let text = input
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| bounded(input).to_string());
+            hil.store()
+                .add_message(
+                    t,
+                    &c.id,
+                    &NewMessage {
+                        sender: Sender::User,
+                        author: None,
+                        content: text,
+                        execution_id: Some(e.id.clone()),
+                        at: now_ms(),
+                        callback_url: None,
+                    },
+                )
+                .await?;
+            hil.store().get_conversation(t, &c.id).await?
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if conv.status == ConvStatus::New {
+        conv = to_ai(hil, conv, "ai", "the execution handed over").await?;
+    }
+    if conv.status == ConvStatus::AiProcessing {
+        let nodes = hil.store().node_records(&e.id).await?;
+        let (handover, summary) = handover_of(e.output.clone(), &nodes, &e.id, now_ms());
+        hand_over(hil, &conv, handover, &nodes, summary).await?;
+    }
+    Ok(())
+}
+
 /// One pass over a tenant: its tasks into the queue, its runs that ended settled. A failure
 /// is logged and the pass goes on with the next conversation.
 async fn reconcile(hil: &Hil, tenant: &str) {
     if let Err(e) = sync_tasks(hil, tenant).await {
         tracing::error!(
             "putting the human tasks of tenant {tenant} in the queue: {}",
+            e.message
+        );
+    }
+    if let Err(e) = sync_handovers(hil, tenant).await {
+        tracing::error!(
+            "putting the handovers of tenant {tenant}'s executions in the queue: {}",
             e.message
         );
     }

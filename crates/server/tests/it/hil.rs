@@ -1116,3 +1116,50 @@ async fn fifty_handovers_at_once_respect_capacity_skills_and_order() {
     assert_eq!(st["total"]["by_status"]["resolved"], 50, "{st}");
     s.stop().await;
 }
+
+/// An execution started through the API that hands over (no conversation of its own) reaches
+/// the human queue: a conversation named after the execution, on channel `api`, with what
+/// the execution was asked as the customer's message and the handover it asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_outside_a_conversation_reaches_the_queue() {
+    let s = TestServer::start().await;
+    let admin = s.key("orphans", &[Scope::Admin]).await;
+    let (code, v) = s.import(&admin, POLITE).await;
+    assert!((200..300).contains(&code), "{v}");
+    let (code, v) = s
+        .post(
+            &admin,
+            "/executions",
+            json!({"workflow": "polite", "input": {"message": "a refund, please", "customer_id": "cust-9"}}),
+        )
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let c = loop {
+        let (code, c) = s.get(&admin, &format!("/conversations/{id}")).await;
+        if code == 200 && c["status"] == "pending_human" {
+            break c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no conversation for execution {id}: {c}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(c["channel"], "api", "{c}");
+    assert_eq!(c["customer_id"], "cust-9", "{c}");
+    assert_eq!(c["handover"]["reason"], "refunds need a person", "{c}");
+    assert_eq!(c["handover"]["skills"], json!(["billing"]), "{c}");
+    assert_eq!(c["handover"]["execution_id"], id.as_str(), "{c}");
+    let (_, q) = s.get(&admin, "/hil/queue").await;
+    assert_eq!(q["items"][0]["key"], id.as_str(), "{q}");
+    let (_, m) = s
+        .get(&admin, &format!("/conversations/{id}/messages"))
+        .await;
+    assert_eq!(m["items"][0]["content"], "a refund, please", "{m}");
+    // Once: later passes find it made.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let (_, q) = s.get(&admin, "/hil/queue").await;
+    assert_eq!(q["items"].as_array().unwrap().len(), 1, "{q}");
+}
