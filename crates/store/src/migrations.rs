@@ -82,9 +82,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0019_kb_retention.sql"),
     ),
     (
-        21,
+        22,
         "session caps",
-        include_str!("../migrations/0021_session_caps.sql"),
+        include_str!("../migrations/0022_session_caps.sql"),
     ),
 ];
 
