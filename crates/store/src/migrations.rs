@@ -4,8 +4,9 @@
 //! both SQLite and PostgreSQL accept, except those in [`SQLITE_ONLY`] (physical layout that
 //! only SQLite has, such as `WITHOUT ROWID`) and those PostgreSQL replaces with its own file
 //! under `migrations/postgres/` ([`POSTGRES`]: identity keys, its claim indexes). The
-//! knowledge base (0016) is one of each: SQLite's FTS5 and PostgreSQL's `tsvector`. Migrations
-//! only ever get added, never edited: sqlx checks each applied migration's checksum on start.
+//! knowledge base (0016) is one of each: SQLite's FTS5 and PostgreSQL's `tsvector`; SQLite's
+//! term-by-term view of its FTS5 index (0021) is SQLite's only. Migrations only ever get
+//! added, never edited: sqlx checks each applied migration's checksum on start.
 
 use std::borrow::Cow;
 
@@ -81,6 +82,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "knowledge retention",
         include_str!("../migrations/0019_kb_retention.sql"),
     ),
+    (
+        20,
+        "knowledge text bytes",
+        include_str!("../migrations/0020_kb_text_bytes.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).
@@ -99,6 +105,11 @@ const SQLITE_ONLY: &[(i64, &str, &str)] = &[
         16,
         "knowledge base",
         include_str!("../migrations/0016_knowledge.sql"),
+    ),
+    (
+        21,
+        "knowledge full-text vocabulary",
+        include_str!("../migrations/0021_sqlite_kb_fts_vocab.sql"),
     ),
 ];
 
