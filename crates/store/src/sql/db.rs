@@ -117,6 +117,10 @@ pub(crate) struct RankedTerms<'a> {
     pub idf: &'a [f64],
     /// The collection's average chunk length, in bytes of heading and text.
     pub avg_len: f64,
+    /// Every term is frequent (more chunks than a search scores in a large collection): a
+    /// chunk is weighed by the terms it holds and its length, not by each occurrence (reading
+    /// every occurrence of such terms would cost most of the search).
+    pub frequent: bool,
 }
 
 /// A store's pool: statements outside a transaction, and transactions.

@@ -507,11 +507,13 @@ pub(crate) async fn kb_text_search<D: Db>(
     } else {
         Vec::new()
     };
+    let frequent = large && (all || terms.len() == 1) && rows.iter().all(|n| *n > KB_SCORED_ROWS);
     let ranked = RankedTerms {
         terms: &terms,
         all,
         idf: &idf,
         avg_len: size.text_bytes as f64 / size.chunks as f64,
+        frequent,
     };
     ranked_text_search(db, tenant, q, &ranked).await
 }

@@ -72,10 +72,10 @@ impl Db for SqliteStore {
     const KB_DOCUMENT_JOIN: &'static str =
         " CROSS JOIN kb_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id";
 
-    // The term's doclist read up to the cap (no scoring), each match's chunk read for its
-    // tenant and collection.
+    // The term's doclist read up to the cap (no scoring), each match's tenant and collection
+    // read from the small covering index (migration 0021), not the chunk's row.
     const KB_TERM_ROWS: &'static str = "SELECT count(*) FROM (SELECT 1 FROM kb_chunks_fts \
-         CROSS JOIN kb_chunks c ON c.id = kb_chunks_fts.rowid \
+         CROSS JOIN kb_chunks c INDEXED BY kb_chunks_scope ON c.id = kb_chunks_fts.rowid \
          WHERE kb_chunks_fts MATCH {term} AND c.tenant_id = $1 AND c.collection = $2 \
          LIMIT {cap})";
 
@@ -200,7 +200,10 @@ const BM25_B: f64 = 0.75;
 /// heading counting twice), but from the collection's statistics rather than the whole
 /// index's: FTS5's row count, average length and each term's rows are every tenant's, so a
 /// tenant's scores moved with another tenant's documents (issue 50). A chunk's length is the
-/// bytes of its heading and text (the collection's average is kept with its documents).
+/// bytes of its heading and text (the collection's average is kept with its documents); a
+/// match's tenant, collection, document and length come from the covering index
+/// `kb_chunks_scope`. When every term is frequent ([`RankedTerms::frequent`]) a chunk is
+/// weighed by the terms it holds, found by the index's own match, not by their occurrences.
 ///
 /// Each term's occurrences (chunk and column) are read from the index through the
 /// `kb_chunks_fts_instance` vocabulary table, which knows the index's tokens: each term is
@@ -208,13 +211,37 @@ const BM25_B: f64 = 0.75;
 /// connection (see [`kb_tokens`]). `$1` is JSON: each token with its term's weight, and the
 /// average length. A term of several tokens weighs each of them; a term of none is left out.
 async fn kb_text_query(db: &SqliteStore, ranked: &RankedTerms<'_>) -> Result<(Sql, String)> {
+    // BM25's length factor of the chunk `c`.
+    let len = format!(
+        "({} + {BM25_B} * c.text_bytes / ($1 ->> '$.avg'))",
+        1.0 - BM25_B
+    );
+    // The chunk, its length and (with filters) its document from the covering index.
+    let chunk = "CROSS JOIN kb_chunks c INDEXED BY kb_chunks_scope";
+    let order = "ORDER BY score DESC, c.id LIMIT $4";
+    if ranked.frequent {
+        // Each term weighs once, as if it occurred once: the chunks holding it (all of them)
+        // found by the index's own match.
+        let quoted: Vec<String> = ranked.terms.iter().map(|t| format!("\"{t}\"")).collect();
+        let matching = quoted.join(if ranked.all { " AND " } else { " OR " });
+        let weight: f64 = ranked.idf.iter().sum();
+        let arg = serde_json::json!({"match": matching, "weight": weight, "avg": ranked.avg_len});
+        let sql = format!(
+            "SELECT c.id, ($1 ->> '$.weight') * {} / (1.0 + {BM25_K1} * {len}) AS score \
+             FROM kb_chunks_fts {chunk} ON c.id = kb_chunks_fts.rowid{{documents}} \
+             WHERE kb_chunks_fts MATCH ($1 ->> '$.match') \
+             AND c.tenant_id = $2 AND c.collection = $3{{filters}} {order}",
+            BM25_K1 + 1.0
+        );
+        return Ok((sql.into(), arg.to_string()));
+    }
     let tokens = kb_tokens(db, ranked.terms).await?;
     let mut entries: Vec<(String, f64)> = Vec::new();
     for (i, toks) in tokens.into_iter().enumerate() {
         let idf = ranked.idf.get(i).copied().unwrap_or(1e-6);
         entries.extend(toks.into_iter().map(|t| (t, idf)));
     }
-    let matching = serde_json::json!({"w": entries, "avg": ranked.avg_len}).to_string();
+    let arg = serde_json::json!({"w": entries, "avg": ranked.avg_len}).to_string();
     let mut distinct: Vec<&str> = entries.iter().map(|(t, _)| t.as_str()).collect();
     distinct.sort_unstable();
     distinct.dedup();
@@ -226,11 +253,6 @@ async fn kb_text_query(db: &SqliteStore, ranked: &RankedTerms<'_>) -> Result<(Sq
             )
         })
         .collect();
-    let len = format!(
-        "({} + {} * (octet_length(c.heading) + octet_length(c.text)) / ($1 ->> '$.avg'))",
-        1.0 - BM25_B,
-        BM25_B
-    );
     let terms: Vec<String> = (0..entries.len())
         .map(|j| {
             format!(
@@ -254,11 +276,10 @@ async fn kb_text_query(db: &SqliteStore, ranked: &RankedTerms<'_>) -> Result<(Sq
         "SELECT c.id, {score} AS score FROM (SELECT v.doc AS doc{freqs} \
          FROM json_each($1, '$.w') w CROSS JOIN kb_chunks_fts_instance v ON v.term = w.value ->> 0 \
          GROUP BY v.doc{having}) i \
-         CROSS JOIN kb_chunks c ON c.id = i.doc{{documents}} \
-         WHERE c.tenant_id = $2 AND c.collection = $3{{filters}} \
-         ORDER BY score DESC, c.id LIMIT $4"
+         {chunk} ON c.id = i.doc{{documents}} \
+         WHERE c.tenant_id = $2 AND c.collection = $3{{filters}} {order}"
     );
-    Ok((sql.into(), matching))
+    Ok((sql.into(), arg))
 }
 
 /// Each term as the full-text index's tokenizer makes it (lower case, no diacritics, Porter

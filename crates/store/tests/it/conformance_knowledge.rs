@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use hilo_core::knowledge::{KbDocument, NewChunk, NewKbDocument, PutOutcome, TextQuery};
+use hilo_core::knowledge::{KbDocument, NewChunk, NewKbDocument, PutOutcome, TextHit, TextQuery};
 use hilo_core::store::Store;
 
 pub async fn run_all(s: &dyn Store) {
@@ -68,6 +68,21 @@ async fn search(
     words: &[&str],
     filter: &BTreeMap<String, String>,
 ) -> Vec<i64> {
+    hits(s, tenant, coll, words, filter, 10)
+        .await
+        .into_iter()
+        .map(|h| h.chunk_id)
+        .collect()
+}
+
+async fn hits(
+    s: &dyn Store,
+    tenant: &str,
+    coll: &str,
+    words: &[&str],
+    filter: &BTreeMap<String, String>,
+    limit: u32,
+) -> Vec<TextHit> {
     let terms: Vec<String> = words.iter().map(|w| w.to_string()).collect();
     s.kb_text_search(
         tenant,
@@ -75,14 +90,11 @@ async fn search(
             collection: coll,
             terms: &terms,
             filter,
-            limit: 10,
+            limit,
         },
     )
     .await
     .unwrap()
-    .into_iter()
-    .map(|h| h.chunk_id)
-    .collect()
 }
 
 async fn documents_are_kept_replaced_and_searched_per_tenant(s: &dyn Store) {
@@ -603,21 +615,11 @@ async fn the_best_hits_do_not_depend_on_other_collections(s: &dyn Store) {
 
 /// Every hit of a text search, scores as bits: equal only when bit for bit.
 async fn probe(s: &dyn Store, tenant: &str, coll: &str, words: &[&str]) -> Vec<(i64, u64)> {
-    let terms: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-    s.kb_text_search(
-        tenant,
-        &TextQuery {
-            collection: coll,
-            terms: &terms,
-            filter: &all(),
-            limit: 20,
-        },
-    )
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|h| (h.chunk_id, h.score.to_bits()))
-    .collect()
+    hits(s, tenant, coll, words, &all(), 20)
+        .await
+        .into_iter()
+        .map(|h| (h.chunk_id, h.score.to_bits()))
+        .collect()
 }
 
 /// The cross-tenant ranking probe (issue 50): a tenant's scores and ranking for its own
@@ -689,28 +691,36 @@ async fn scores_do_not_depend_on_other_tenants(s: &dyn Store) {
 /// tenant's chunks holding the same word do not make a word of this collection frequent (and
 /// leave it out of the ranking), which would tell that the word is in their knowledge base.
 async fn the_cutoff_counts_only_the_collections_chunks(s: &dyn Store) {
-    // 20,000 chunks: `alpha` in 3,000 of them, `zebra` in 10 (none with both).
+    // 20,000 chunks: `alpha` in 3,000 of them, `zebra` in 20 (none with both), `common` in
+    // every second one.
     let big = many("kb-c1", "big", "big.md", 20_000, |i| {
+        let common = if i % 2 == 0 { "common " } else { "" };
         if i % 1_000 == 500 {
-            format!("zebra filler{}", i % 7)
+            format!("{common}zebra filler{}", i % 7)
         } else if i % 20 < 3 {
-            format!("alpha filler{}", i % 7)
+            format!("{common}alpha filler{}", i % 7)
         } else {
-            format!("filler{}", i % 7)
+            format!("{common}filler{}", i % 7)
         }
     });
     assert_eq!(s.put_kb_document(&big).await.unwrap(), PutOutcome::Added);
-    let before = probe(s, "kb-c1", "big", &["alpha", "zebra"]).await;
-    assert_eq!(
-        before.len(),
-        20,
-        "both words ranked (3,010 chunks): {before:?}"
-    );
+    // Both words ranked (3,020 chunks); one frequent word (10,000); a frequent word left out.
+    let queries: [&[&str]; 3] = [&["alpha", "zebra"], &["common"], &["common", "filler3"]];
+    let mut before = Vec::new();
+    for words in queries {
+        before.push(probe(s, "kb-c1", "big", words).await);
+    }
+    assert_eq!(before[0].len(), 20, "{before:?}");
 
-    // Another tenant's 3,000 chunks with `alpha` (6,000 in the whole index).
-    let theirs = many("kb-c2", "big", "theirs.md", 3_000, |_| "alpha".to_string());
+    // Another tenant's 3,000 chunks with `alpha` and `common` (6,000 with `alpha` in the
+    // whole index).
+    let theirs = many("kb-c2", "big", "theirs.md", 3_000, |i| {
+        format!("alpha common words of their own {}", i % 3)
+    });
     assert_eq!(s.put_kb_document(&theirs).await.unwrap(), PutOutcome::Added);
-    assert_eq!(probe(s, "kb-c1", "big", &["alpha", "zebra"]).await, before);
+    for (words, before) in queries.iter().zip(&before) {
+        assert_eq!(&probe(s, "kb-c1", "big", words).await, before, "{words:?}");
+    }
 
     for (t, c) in [("kb-c1", "big"), ("kb-c2", "big")] {
         assert_eq!(s.remove_kb_collection(t, c).await.unwrap(), Some(1));
