@@ -507,7 +507,11 @@ pub(crate) async fn kb_text_search<D: Db>(
     } else {
         Vec::new()
     };
-    let frequent = large && (all || terms.len() == 1) && rows.iter().all(|n| *n > KB_SCORED_ROWS);
+    // Every ranked term over the budget (see `RankedTerms::frequent`).
+    let frequent = large
+        && (all || terms.len() == 1)
+        && !rows.is_empty()
+        && rows.iter().all(|n| *n > KB_SCORED_ROWS);
     let ranked = RankedTerms {
         terms: &terms,
         all,

@@ -89,10 +89,8 @@ impl Db for SqliteStore {
         kb_text_query(self, ranked)
     }
 
-    // FTS5 query syntax: each term a quoted string, any of them.
     fn kb_match(terms: &[String]) -> String {
-        let quoted: Vec<String> = terms.iter().map(|t| format!("\"{t}\"")).collect();
-        quoted.join(" OR ")
+        fts_query(terms, " OR ")
     }
 
     fn kb_meta_equals(n: usize, key: &str) -> (String, String) {
@@ -191,6 +189,13 @@ impl Tx for Transaction<'static, Sqlite> {
     }
 }
 
+/// FTS5 query syntax: each term a quoted string (letters and digits only: nothing to escape),
+/// joined by `op` (` OR `: any of them; ` AND `: all).
+fn fts_query(terms: &[String], op: &str) -> String {
+    let quoted: Vec<String> = terms.iter().map(|t| format!("\"{t}\"")).collect();
+    quoted.join(op)
+}
+
 /// BM25's `k1` and `b`, FTS5's.
 const BM25_K1: f64 = 1.2;
 const BM25_B: f64 = 0.75;
@@ -222,8 +227,7 @@ async fn kb_text_query(db: &SqliteStore, ranked: &RankedTerms<'_>) -> Result<(Sq
     if ranked.frequent {
         // Each term weighs once, as if it occurred once: the chunks holding it (all of them)
         // found by the index's own match.
-        let quoted: Vec<String> = ranked.terms.iter().map(|t| format!("\"{t}\"")).collect();
-        let matching = quoted.join(if ranked.all { " AND " } else { " OR " });
+        let matching = fts_query(ranked.terms, if ranked.all { " AND " } else { " OR " });
         let weight: f64 = ranked.idf.iter().sum();
         let arg = serde_json::json!({"match": matching, "weight": weight, "avg": ranked.avg_len});
         let sql = format!(
