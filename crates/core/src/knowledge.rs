@@ -118,7 +118,8 @@ pub struct ChunkVector {
     pub values: Vec<f32>,
 }
 
-/// A full-text hit: higher `score` is better (SQLite: `-bm25()`; PostgreSQL: `ts_rank_cd`).
+/// A full-text hit: higher `score` is better (SQLite: BM25 from the collection's statistics;
+/// PostgreSQL: `ts_rank_cd`). It depends on the tenant's collection only.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TextHit {
     pub chunk_id: i64,

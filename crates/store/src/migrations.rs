@@ -4,8 +4,9 @@
 //! both SQLite and PostgreSQL accept, except those in [`SQLITE_ONLY`] (physical layout that
 //! only SQLite has, such as `WITHOUT ROWID`) and those PostgreSQL replaces with its own file
 //! under `migrations/postgres/` ([`POSTGRES`]: identity keys, its claim indexes). The
-//! knowledge base (0016) is one of each: SQLite's FTS5 and PostgreSQL's `tsvector`. Migrations
-//! only ever get added, never edited: sqlx checks each applied migration's checksum on start.
+//! knowledge base (0016) is one of each: SQLite's FTS5 and PostgreSQL's `tsvector`; SQLite's
+//! term-by-term view of its FTS5 index (0021) is SQLite's only. Migrations only ever get
+//! added, never edited: sqlx checks each applied migration's checksum on start.
 
 use std::borrow::Cow;
 
@@ -82,6 +83,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0019_kb_retention.sql"),
     ),
     (
+        20,
+        "knowledge text bytes",
+        include_str!("../migrations/0020_kb_text_bytes.sql"),
+    ),
+    (
         22,
         "session caps",
         include_str!("../migrations/0022_session_caps.sql"),
@@ -104,6 +110,11 @@ const SQLITE_ONLY: &[(i64, &str, &str)] = &[
         16,
         "knowledge base",
         include_str!("../migrations/0016_knowledge.sql"),
+    ),
+    (
+        21,
+        "knowledge full-text vocabulary",
+        include_str!("../migrations/0021_sqlite_kb_fts_vocab.sql"),
     ),
 ];
 

@@ -1,7 +1,8 @@
 //! The knowledge base end to end on a real SQLite file: adding (no-op when unchanged,
 //! replaced when changed), hybrid search with provenance, filters, minimum scores and modes,
 //! the vector cache following changes made through another `Knowledge` (another process), and
-//! tenants that see nothing of each other's; PDFs (`pdf.rs`): a real one's text found, hostile
+//! tenants that see nothing of each other's, whose documents never move each other's full-text
+//! scores (on SQLite and PostgreSQL); PDFs (`pdf.rs`): a real one's text found, hostile
 //! ones refused with `KB_PDF`. The embedder here is a test double (hashed bags of
 //! words) for plumbing only: its figures say nothing of retrieval quality.
 
@@ -209,6 +210,62 @@ impl PgTestDb {
             .execute(&mut conn)
             .await;
         }
+    }
+}
+
+/// The cross-tenant ranking probe (issue 50) through `Knowledge`: a tenant's `mode: text`
+/// hits and scores are the same, bit for bit, while another tenant adds and removes a
+/// document with the query's word (or without it) in a collection of the same name.
+#[tokio::test]
+async fn text_scores_do_not_depend_on_another_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    text_scores_ignore_other_tenants(store(&dir).await).await;
+}
+
+#[tokio::test]
+async fn postgres_text_scores_do_not_depend_on_another_tenant() {
+    let s = PgTestDb::create("postgres://postgres@127.0.0.1:5432/postgres").await;
+    text_scores_ignore_other_tenants(s.store.clone()).await;
+    s.drop().await;
+}
+
+async fn text_scores_ignore_other_tenants(s: Arc<dyn KnowledgeStore>) {
+    let kb = Knowledge::new(s, None);
+    kb.add("t-a", &doc("p", "policy.md", POLICY, &[]))
+        .await
+        .unwrap();
+    let probe = || async {
+        let r = kb
+            .search("t-a", &req("p", "refunds warehouse", Mode::Text))
+            .await
+            .unwrap();
+        r.hits
+            .iter()
+            .map(|h| {
+                (
+                    h.chunk.id,
+                    h.score.to_bits(),
+                    h.text_score.map(f64::to_bits),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = probe().await;
+    assert!(!before.is_empty());
+    let with_word = "# Refunds\n\nRefunds refunds refunds. The warehouse refunds.\n";
+    let without = "# Couriers\n\nParcels travel by courier.\n\nNothing else here.\n";
+    for content in [with_word, without] {
+        let theirs = kb
+            .add("t-b", &doc("p", "theirs.md", content, &[]))
+            .await
+            .unwrap();
+        assert_eq!(probe().await, before, "added: {content}");
+        assert!(
+            kb.remove_document("t-b", &theirs.document.id)
+                .await
+                .unwrap()
+        );
+        assert_eq!(probe().await, before, "removed: {content}");
     }
 }
 

@@ -14,8 +14,14 @@ use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 
 use crate::pg::PgStore;
 use crate::sql::backend;
-use crate::sql::db::{Arg, Db, RowAccess, Sql, Tx};
+use crate::sql::db::{Arg, Db, RankedTerms, RowAccess, Sql, Tx};
 use crate::sql::store::Backend;
+
+/// The knowledge base's full-text query (see [`Db::kb_text_query`]).
+const KB_TEXT_SEARCH: &str = "SELECT c.id, ts_rank_cd(c.tsv, q)::float8 AS score \
+     FROM kb_chunks c{documents} CROSS JOIN to_tsquery('english', $1) q \
+     WHERE c.tsv @@ q AND c.tenant_id = $2 AND c.collection = $3{filters} \
+     ORDER BY score DESC, c.id LIMIT $4";
 
 /// `sql` with `args` bound.
 fn query(sql: Sql, args: &[Arg<'_>]) -> Query<'static, Postgres, PgArguments> {
@@ -69,29 +75,36 @@ impl Db for PgStore {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     // Text compares by the database's collation unless told otherwise.
     const COLLATE_C: &'static str = " COLLATE \"C\"";
-    // The generated `tsv` column under its GIN index, ranked by cover density.
-    const KB_TEXT_SEARCH: &'static str = "SELECT c.id, ts_rank_cd(c.tsv, q)::float8 AS score \
-         FROM kb_chunks c{documents} CROSS JOIN to_tsquery('english', $1) q \
-         WHERE c.tsv @@ q AND c.tenant_id = $2 AND c.collection = $3{filters} \
-         ORDER BY score DESC, c.id LIMIT $4";
-
     const KB_DOCUMENT_JOIN: &'static str =
         " JOIN kb_documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id";
 
-    // The tenant and collection are in the row the index points at, read anyway.
-    const KB_TEXT_TOP: Option<&'static str> = None;
-
-    // The GIN index's rows for the term, fetched up to the cap (no ranking).
+    // The GIN index's rows for the term in the tenant's collection, fetched up to the cap (no
+    // ranking).
     const KB_TERM_ROWS: &'static str = "SELECT count(*) FROM (SELECT 1 FROM kb_chunks \
-         WHERE tsv @@ to_tsquery('english', {term}) LIMIT {cap}) AS t";
+         WHERE tenant_id = $1 AND collection = $2 \
+         AND tsv @@ to_tsquery('english', {term}) LIMIT {cap}) AS t";
+
+    // ts_rank_cd scores a chunk by its own text (cover density), with no statistics of other
+    // rows: nothing to weigh.
+    const KB_TERM_WEIGHTS: bool = false;
+
+    // The generated `tsv` column under its GIN index, ranked by cover density; the match text
+    // is any (or all) of the terms.
+    fn kb_text_query(
+        &self,
+        ranked: &RankedTerms<'_>,
+    ) -> impl Future<Output = Result<(Sql, String)>> + Send {
+        let matching = if ranked.all {
+            ranked.terms.join(" & ")
+        } else {
+            Self::kb_match(ranked.terms)
+        };
+        std::future::ready(Ok((KB_TEXT_SEARCH.into(), matching)))
+    }
 
     // tsquery syntax: any of the terms (each letters and digits only, so nothing to escape).
     fn kb_match(terms: &[String]) -> String {
         terms.join(" | ")
-    }
-
-    fn kb_match_all(terms: &[String]) -> String {
-        terms.join(" & ")
     }
 
     fn kb_meta_equals(n: usize, key: &str) -> (String, String) {

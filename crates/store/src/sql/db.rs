@@ -106,6 +106,23 @@ pub(crate) fn decode_all<R, T>(rows: &[R], f: impl Fn(&R) -> Result<T>) -> Resul
     rows.iter().map(f).collect()
 }
 
+/// The terms a full-text search ranks by, with what a score takes from the collection.
+pub(crate) struct RankedTerms<'a> {
+    /// Letters and digits only.
+    pub terms: &'a [String],
+    /// Chunks matching all the terms (not any of them).
+    pub all: bool,
+    /// Each term's weight, BM25's inverse document frequency in the collection (where
+    /// [`Db::KB_TERM_WEIGHTS`]; empty otherwise).
+    pub idf: &'a [f64],
+    /// The collection's average chunk length, in bytes of heading and text.
+    pub avg_len: f64,
+    /// Every term is frequent (more chunks than a search scores in a large collection): a
+    /// chunk is weighed by the terms it holds and its length, not by each occurrence (reading
+    /// every occurrence of such terms would cost most of the search).
+    pub frequent: bool,
+}
+
 /// A store's pool: statements outside a transaction, and transactions.
 pub(crate) trait Db: Sync {
     type Row: RowAccess + Send + Sync;
@@ -117,31 +134,33 @@ pub(crate) trait Db: Sync {
     /// Follows a text column or value so that it compares as bytes (`" COLLATE \"C\""`), or
     /// `""` where that is the default (SQLite).
     const COLLATE_C: &'static str;
-    /// The knowledge base's full-text query: `$1` the match text ([`Db::kb_match`]), `$2`
-    /// the tenant, `$3` the collection, `$4` the limit; `{documents}` is replaced by
-    /// [`Db::KB_DOCUMENT_JOIN`] (or nothing) and `{filters}` by `AND` conditions on `d` (the
-    /// chunk's document). Rows: chunk id, score (higher is better).
-    const KB_TEXT_SEARCH: &'static str;
     /// The join of `kb_chunks c` to its document `d`, for filters on its metadata.
     const KB_DOCUMENT_JOIN: &'static str;
-    /// Where reading a matching chunk's row to learn its tenant and collection costs more
-    /// than ranking it (SQLite: the full-text index is one for every collection, beside the
-    /// chunks' table): [`Db::KB_TEXT_SEARCH`] over only the `{window}` best matches of the
-    /// whole index, ranked in the index alone. As the ranking is the index's, not the
-    /// collection's, its first `$4` rows are the collection's best whenever it gives that
-    /// many (ties too: the same order); fewer, and the window may have missed some.
-    const KB_TEXT_TOP: Option<&'static str>;
 
-    /// How many chunks of the whole full-text index (every tenant and collection) match one
-    /// term, counted up to a cap: `{term}` is replaced by the parameter of the term's match
+    /// How many chunks of the tenant's collection match one term, counted up to a cap: `$1`
+    /// the tenant, `$2` the collection, `{term}` replaced by the parameter of the term's match
     /// text ([`Db::kb_match`] of that term alone), `{cap}` by the cap's. One integer column.
     const KB_TERM_ROWS: &'static str;
 
+    /// Whether the backend's full-text score weighs each term by its rarity in the collection
+    /// (SQLite's BM25, from the [`RankedTerms::idf`] the shared code computes out of the
+    /// collection's own counts), rather than scoring each chunk alone (PostgreSQL's
+    /// `ts_rank_cd`).
+    const KB_TERM_WEIGHTS: bool;
+
+    /// The knowledge base's ranked full-text query for `ranked`, and its `$1`: `$2` the
+    /// tenant, `$3` the collection, `$4` the limit; `{documents}` is replaced by
+    /// [`Db::KB_DOCUMENT_JOIN`] (or nothing) and `{filters}` by `AND` conditions on `d` (the
+    /// chunk's document). Rows: chunk id, score (higher is better). The score of a chunk
+    /// depends on the chunk and on its collection's statistics in `ranked` only, never on
+    /// another collection's or tenant's rows.
+    fn kb_text_query(
+        &self,
+        ranked: &RankedTerms<'_>,
+    ) -> impl Future<Output = Result<(Sql, String)>> + Send;
+
     /// The match text of a full-text query for any of `terms` (letters and digits only).
     fn kb_match(terms: &[String]) -> String;
-
-    /// The match text of a full-text query for all of `terms` (letters and digits only).
-    fn kb_match_all(terms: &[String]) -> String;
 
     /// A condition that the document's metadata key bound at `$n` equals the value at
     /// `$n+1`, and the key's argument as this backend binds it.

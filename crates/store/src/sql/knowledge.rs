@@ -1,7 +1,8 @@
 //! The knowledge base (`KnowledgeStore`), written once for both backends (on the pool). A
 //! document and all its chunks are written in one transaction; the chunks' full-text index is
 //! the backend's own (SQLite: the FTS5 table `kb_chunks_fts`, kept by triggers; PostgreSQL: the
-//! generated `tsv` column), queried through [`Db::KB_TEXT_SEARCH`]. Vectors are f32
+//! generated `tsv` column), queried through [`Db::kb_text_query`], which ranks within the
+//! tenant's collection: every statistic a score takes is the collection's. Vectors are f32
 //! little-endian blobs beside their model and dimensions; every change bumps the collection's
 //! `revision`, which vector caches compare.
 
@@ -13,7 +14,7 @@ use hilo_core::knowledge::{
 };
 use hilo_core::store::{Result, StoreError, TenantId, now_ms};
 
-use crate::sql::db::{Arg, Db, RowAccess, Tx, decode_all};
+use crate::sql::db::{Arg, Db, RankedTerms, RowAccess, Tx, decode_all};
 
 /// Chunks per INSERT statement (9 values each).
 const INSERT_BATCH: usize = 64;
@@ -171,10 +172,16 @@ pub(crate) async fn put_kb_document<D: Db>(db: &D, new: &NewKbDocument) -> Resul
         None => PutOutcome::Added,
     };
     let meta = serde_json::to_string(&d.metadata).unwrap_or_else(|_| "{}".into());
+    // The chunks' length as full text ranks them (see `CollectionSize`).
+    let text_bytes: usize = new
+        .chunks
+        .iter()
+        .map(|c| c.heading.len() + c.text.len())
+        .sum();
     tx.execute(
         format!(
-            "INSERT INTO kb_documents (tenant_id, {DOC_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            "INSERT INTO kb_documents (tenant_id, {DOC_COLUMNS}, text_bytes) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         )
         .into(),
         &[
@@ -191,6 +198,7 @@ pub(crate) async fn put_kb_document<D: Db>(db: &D, new: &NewKbDocument) -> Resul
             i64_of(d.bytes).into(),
             created_at.into(),
             now.into(),
+            i64_of(text_bytes as u64).into(),
         ],
     )
     .await?;
@@ -437,28 +445,29 @@ pub(crate) async fn kb_vectors(
     })
 }
 
-/// Index rows (chunks matching a query's terms, over the whole full-text index) a query may
-/// make the backend score before its frequent terms are left out. Both backends score every
-/// chunk that matches any term (BM25 or `ts_rank_cd`) before keeping the best: over a large
-/// collection a frequent word makes that most of the collection.
+/// Chunks of the collection matching a query's terms a query may make the backend score
+/// before its frequent terms are left out. Both backends score every chunk that matches any
+/// term (BM25 or `ts_rank_cd`) before keeping the best: over a large collection a frequent
+/// word makes that most of the collection.
 const KB_SCORED_ROWS: i64 = 5_000;
 /// Collections with fewer chunks are always ranked by every term of the query, as asked.
 const KB_LARGE_COLLECTION: i64 = 20_000;
 
 /// Full text: the chunks of the collection matching any of the terms, best first.
 ///
+/// Everything a ranking takes is the tenant's collection's: the chunks it ranks, the counts
+/// that decide which terms rank, and (where the backend weighs terms, [`Db::KB_TERM_WEIGHTS`])
+/// BM25's statistics: the collection's chunks, their average length and each term's chunks in
+/// it. So another tenant's documents (or another collection's) never change a score or an
+/// order, which would tell whether a word is in them (issue 50).
+///
 /// In a large collection ([`KB_LARGE_COLLECTION`] chunks) whose query's terms match more
 /// than [`KB_SCORED_ROWS`] chunks together, the most frequent terms are left out, as
 /// stopwords are (a common-terms cutoff): the rarest terms are kept while the chunks they
 /// match stay within that budget, and the chunks matching any kept term are ranked by those
 /// terms. When even the rarest term is over the budget (every term is frequent), the chunks
-/// matching all the terms are ranked instead. The counts are each term's rows in the whole
-/// index, read up to the budget (a look at the term's posting list, no scoring), in the
-/// statement that also reads the collection's size.
-///
-/// Where the backend has [`Db::KB_TEXT_TOP`] and the collection holds at least half the
-/// index, the matches are ranked in the index alone and only the best few are looked up in
-/// the chunks' table; when that gives fewer hits than asked, the whole query runs.
+/// matching all the terms are ranked instead. The counts are each term's chunks in the
+/// collection, read up to the budget (no scoring), in one statement.
 pub(crate) async fn kb_text_search<D: Db>(
     db: &D,
     tenant: &TenantId,
@@ -467,57 +476,100 @@ pub(crate) async fn kb_text_search<D: Db>(
     if q.terms.is_empty() {
         return Ok(Vec::new());
     }
-    let (matching, counts) = common_terms_cutoff(db, tenant, q).await?;
-    let matching = matching.unwrap_or_else(|| D::kb_match(q.terms));
-    // Ranked in the index alone first, when the collection holds most of what the index
-    // holds (see `KB_TEXT_TOP`); the short answer of a window that may have left some of the
-    // collection's matches out is asked again of the whole.
-    if let Some(top) = D::KB_TEXT_TOP
-        && counts.collection_dominates()
-    {
-        let limit = q.limit.max(1) as usize;
-        let window = i64::try_from(limit * KB_WINDOW_PER_HIT).unwrap_or(i64::MAX);
-        let hits = ranked_text_search(db, tenant, q, &matching, top, Some(window)).await?;
-        if hits.len() >= limit {
-            return Ok(hits);
-        }
+    let size = collection_size(db, tenant, q.collection).await?;
+    if size.chunks == 0 {
+        return Ok(Vec::new());
     }
-    ranked_text_search(db, tenant, q, &matching, D::KB_TEXT_SEARCH, None).await
+    // Counted for the cutoff (two terms or more), and for the weights: exactly (up to the
+    // collection's size) in a small collection, up to the budget in a large one, where a term
+    // is ranked only when under it (or when every term is over it: then all weigh alike).
+    let large = size.chunks >= KB_LARGE_COLLECTION;
+    let counted = D::KB_TERM_WEIGHTS || (q.terms.len() > 1 && large);
+    let cap = if large {
+        KB_SCORED_ROWS + 1
+    } else {
+        size.chunks
+    };
+    let rows = if counted {
+        term_rows(db, tenant, q, cap).await?
+    } else {
+        Vec::new()
+    };
+    let (terms, all) = common_terms_cutoff(q, &rows, large);
+    let idf: Vec<f64> = if D::KB_TERM_WEIGHTS {
+        terms
+            .iter()
+            .map(|t| {
+                let i = q.terms.iter().position(|x| x == t).unwrap_or(0);
+                bm25_idf(size.chunks, rows.get(i).copied().unwrap_or(0))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Every ranked term over the budget (see `RankedTerms::frequent`).
+    let frequent = large
+        && (all || terms.len() == 1)
+        && !rows.is_empty()
+        && rows.iter().all(|n| *n > KB_SCORED_ROWS);
+    let ranked = RankedTerms {
+        terms: &terms,
+        all,
+        idf: &idf,
+        avg_len: size.text_bytes as f64 / size.chunks as f64,
+        frequent,
+    };
+    ranked_text_search(db, tenant, q, &ranked).await
 }
 
-/// Candidates per hit asked for that a window of the index's best matches holds (see
-/// [`Db::KB_TEXT_TOP`]).
-const KB_WINDOW_PER_HIT: usize = 8;
+/// BM25's inverse document frequency of a term in `rows` of a collection's `chunks`, as
+/// SQLite's FTS5 computes it over its whole index: `ln((N - n + 0.5) / (n + 0.5))`, and a
+/// millionth where that is not positive (a term in half the chunks or more).
+fn bm25_idf(chunks: i64, rows: i64) -> f64 {
+    let (n, hits) = (chunks as f64, rows.clamp(0, chunks) as f64);
+    let idf = ((n - hits + 0.5) / (hits + 0.5)).ln();
+    if idf > 0.0 { idf } else { 1e-6 }
+}
 
-/// The size of a collection beside the whole full-text index.
-#[derive(Default)]
-struct Counts {
+/// A collection's size as full text ranks it.
+struct CollectionSize {
     /// The collection's chunks.
     chunks: i64,
-    /// The largest chunk id (every tenant and collection): at least the chunks in the index.
-    max_id: i64,
+    /// The bytes of their headings and texts (a chunk's length in BM25).
+    text_bytes: i64,
 }
 
-impl Counts {
-    /// At least half of the index is the collection's.
-    fn collection_dominates(&self) -> bool {
-        self.chunks > 0 && self.chunks.saturating_mul(2) >= self.max_id
-    }
-}
-
-/// The match text of a common-terms cutoff for `q` (`None` to match any of its terms), and
-/// the collection's size beside the index's.
-async fn common_terms_cutoff<D: Db>(
-    db: &D,
+async fn collection_size(
+    db: &impl Db,
     tenant: &TenantId,
-    q: &TextQuery<'_>,
-) -> Result<(Option<String>, Counts)> {
-    let (rows, counts) = term_rows(db, tenant, q, KB_SCORED_ROWS + 1).await?;
-    if q.terms.len() < 2
-        || rows.iter().sum::<i64>() <= KB_SCORED_ROWS
-        || counts.chunks < KB_LARGE_COLLECTION
-    {
-        return Ok((None, counts));
+    collection: &str,
+) -> Result<CollectionSize> {
+    let row = db
+        .fetch_optional(
+            "SELECT CAST(COALESCE(SUM(chunks), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(text_bytes), 0) AS BIGINT) FROM kb_documents \
+             WHERE tenant_id = $1 AND collection = $2"
+                .into(),
+            &[tenant.into(), collection.into()],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => CollectionSize {
+            chunks: r.int(0)?,
+            text_bytes: r.int(1)?,
+        },
+        None => CollectionSize {
+            chunks: 0,
+            text_bytes: 0,
+        },
+    })
+}
+
+/// The terms a query ranks by, and whether a chunk must hold all of them: every term, unless
+/// a large collection's counts `rows` leave its frequent ones out (see [`kb_text_search`]).
+fn common_terms_cutoff(q: &TextQuery<'_>, rows: &[i64], large: bool) -> (Vec<String>, bool) {
+    if q.terms.len() < 2 || !large || rows.iter().sum::<i64>() <= KB_SCORED_ROWS {
+        return (q.terms.to_vec(), false);
     }
     let mut by_rows: Vec<(i64, &String)> = rows.iter().copied().zip(q.terms).collect();
     by_rows.sort();
@@ -530,73 +582,53 @@ async fn common_terms_cutoff<D: Db>(
         budget -= n;
         kept.push(term.clone());
     }
-    let matching = if kept.is_empty() {
-        D::kb_match_all(q.terms)
-    } else {
-        D::kb_match(&kept)
-    };
     tracing::debug!(
         collection = q.collection,
         terms = q.terms.len(),
         kept = kept.len(),
         "knowledge full-text search: common-terms cutoff"
     );
-    Ok((Some(matching), counts))
+    if kept.is_empty() {
+        (q.terms.to_vec(), true)
+    } else {
+        (kept, false)
+    }
 }
 
-/// Each term's rows in the full-text index, counted up to `cap` (none counted for a query of
-/// one term), with the collection's chunks and the largest chunk id, in one statement.
+/// Each term's chunks in the tenant's collection, counted up to `cap`, in one statement.
 async fn term_rows<D: Db>(
     db: &D,
     tenant: &TenantId,
     q: &TextQuery<'_>,
     cap: i64,
-) -> Result<(Vec<i64>, Counts)> {
+) -> Result<Vec<i64>> {
     let mut args: Vec<Arg<'_>> = vec![tenant.into(), q.collection.into(), cap.into()];
-    let mut columns = vec![
-        "(SELECT CAST(COALESCE(SUM(chunks), 0) AS BIGINT) FROM kb_documents \
-         WHERE tenant_id = $1 AND collection = $2)"
-            .to_owned(),
-        "(SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) FROM kb_chunks)".to_owned(),
-    ];
-    let terms = if q.terms.len() < 2 { &[] } else { q.terms };
-    for t in terms {
+    let mut columns = Vec::with_capacity(q.terms.len());
+    for t in q.terms {
         args.push(D::kb_match(std::slice::from_ref(t)).into());
         let sub = D::KB_TERM_ROWS
             .replace("{term}", &format!("${}", args.len()))
             .replace("{cap}", "$3");
         columns.push(format!("({sub})"));
     }
-    // PostgreSQL must know every parameter's type: the cap is used even without terms.
-    if terms.is_empty() {
-        columns.push("CAST($3 AS BIGINT)".to_owned());
-    }
     let row = db
         .fetch_optional(format!("SELECT {}", columns.join(", ")).into(), &args)
         .await?;
     let Some(r) = row else {
-        return Ok((vec![0; terms.len()], Counts::default()));
+        return Ok(vec![0; q.terms.len()]);
     };
-    let counts = Counts {
-        chunks: r.int(0)?,
-        max_id: r.int(1)?,
-    };
-    let rows = (0..terms.len())
-        .map(|i| r.int(i + 2))
-        .collect::<Result<_>>()?;
-    Ok((rows, counts))
+    (0..q.terms.len()).map(|i| r.int(i)).collect()
 }
 
-/// The backend's ranked full-text query `sql` ([`Db::KB_TEXT_SEARCH`], or
-/// [`Db::KB_TEXT_TOP`] with its `window`) for `matching`, with the filters.
+/// The backend's ranked full-text query ([`Db::kb_text_query`]) for `ranked`, with the
+/// filters.
 async fn ranked_text_search<'a, D: Db>(
     db: &D,
     tenant: &'a TenantId,
     q: &'a TextQuery<'_>,
-    matching: &'a str,
-    sql: &str,
-    window: Option<i64>,
+    ranked: &RankedTerms<'_>,
 ) -> Result<Vec<TextHit>> {
+    let (sql, matching) = db.kb_text_query(ranked).await?;
     let mut args: Vec<Arg<'a>> = vec![
         matching.into(),
         tenant.into(),
@@ -618,13 +650,9 @@ async fn ranked_text_search<'a, D: Db>(
     } else {
         D::KB_DOCUMENT_JOIN
     };
-    let mut sql = sql
+    let sql = sql
         .replace("{documents}", documents)
         .replace("{filters}", &filters);
-    if let Some(w) = window {
-        args.push(w.into());
-        sql = sql.replace("{window}", &format!("${}", args.len()));
-    }
     let rows = db.fetch_all(sql.into(), &args).await?;
     decode_all(&rows, |r| {
         Ok(TextHit {

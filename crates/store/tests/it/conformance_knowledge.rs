@@ -2,11 +2,12 @@
 //! treats re-adding an unchanged document as a no-op and replaces a changed one's chunks,
 //! finds chunks by full text (with metadata filters) and gives vectors back bit for bit, and
 //! removes a document or a collection with everything in it. Tenants never see each other's;
-//! another tenant's better matches never push a collection's own out of its answer.
+//! another tenant's better matches never push a collection's own out of its answer, and
+//! another tenant's documents never change a collection's ranking or scores (issue 50).
 
 use std::collections::BTreeMap;
 
-use hilo_core::knowledge::{KbDocument, NewChunk, NewKbDocument, PutOutcome, TextQuery};
+use hilo_core::knowledge::{KbDocument, NewChunk, NewKbDocument, PutOutcome, TextHit, TextQuery};
 use hilo_core::store::Store;
 
 pub async fn run_all(s: &dyn Store) {
@@ -15,6 +16,8 @@ pub async fn run_all(s: &dyn Store) {
     retention_expires_what_is_older_and_records_it(s).await;
     frequent_terms_are_cut_off_in_large_collections_only(s).await;
     the_best_hits_do_not_depend_on_other_collections(s).await;
+    scores_do_not_depend_on_other_tenants(s).await;
+    the_cutoff_counts_only_the_collections_chunks(s).await;
 }
 
 pub fn doc(
@@ -65,6 +68,21 @@ async fn search(
     words: &[&str],
     filter: &BTreeMap<String, String>,
 ) -> Vec<i64> {
+    hits(s, tenant, coll, words, filter, 10)
+        .await
+        .into_iter()
+        .map(|h| h.chunk_id)
+        .collect()
+}
+
+async fn hits(
+    s: &dyn Store,
+    tenant: &str,
+    coll: &str,
+    words: &[&str],
+    filter: &BTreeMap<String, String>,
+    limit: u32,
+) -> Vec<TextHit> {
     let terms: Vec<String> = words.iter().map(|w| w.to_string()).collect();
     s.kb_text_search(
         tenant,
@@ -72,14 +90,11 @@ async fn search(
             collection: coll,
             terms: &terms,
             filter,
-            limit: 10,
+            limit,
         },
     )
     .await
     .unwrap()
-    .into_iter()
-    .map(|h| h.chunk_id)
-    .collect()
 }
 
 async fn documents_are_kept_replaced_and_searched_per_tenant(s: &dyn Store) {
@@ -594,6 +609,120 @@ async fn the_best_hits_do_not_depend_on_other_collections(s: &dyn Store) {
     assert_eq!(with_limit(10, en).await, top);
 
     for (t, c) in [("kb-w", "mine"), ("kb-w2", "theirs")] {
+        assert_eq!(s.remove_kb_collection(t, c).await.unwrap(), Some(1));
+    }
+}
+
+/// Every hit of a text search, scores as bits: equal only when bit for bit.
+async fn probe(s: &dyn Store, tenant: &str, coll: &str, words: &[&str]) -> Vec<(i64, u64)> {
+    hits(s, tenant, coll, words, &all(), 20)
+        .await
+        .into_iter()
+        .map(|h| (h.chunk_id, h.score.to_bits()))
+        .collect()
+}
+
+/// The cross-tenant ranking probe (issue 50): a tenant's scores and ranking for its own
+/// documents are the same, bit for bit, whatever another tenant adds (documents with the
+/// query's words, in a collection of the same name, or without them) and removes. A score
+/// that moved would tell the tenant whether a word is in another's knowledge base.
+async fn scores_do_not_depend_on_other_tenants(s: &dyn Store) {
+    let mine = doc(
+        "kb-p1",
+        "docs",
+        "refunds.md",
+        &[
+            "Refunds are paid within fourteen days of the return.",
+            "A refund for a damaged parcel is paid at once, refund or exchange.",
+            "Shipping is free above fifty euros; returns take fourteen days.",
+            "Warranty claims need the receipt.",
+        ],
+        "en",
+    );
+    assert_eq!(s.put_kb_document(&mine).await.unwrap(), PutOutcome::Added);
+    let words = ["refund", "fourteen", "receipt"];
+    let before = probe(s, "kb-p1", "docs", &words).await;
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert!(before.iter().all(|(_, bits)| f64::from_bits(*bits) > 0.0));
+
+    // The other tenant: the query's words (same collection name, many chunks), then words
+    // that are not the query's, each added and removed.
+    let with_words = doc(
+        "kb-p2",
+        "docs",
+        "theirs.md",
+        &[
+            "refund refund refund",
+            "fourteen refunds",
+            "a receipt",
+            "refund",
+            "refund fourteen receipt refund fourteen receipt",
+        ],
+        "en",
+    );
+    let without = many("kb-p2", "docs", "other.md", 40, |i| {
+        format!("unrelated words about parcels and couriers number {i}")
+    });
+    for theirs in [&with_words, &without] {
+        assert_eq!(s.put_kb_document(theirs).await.unwrap(), PutOutcome::Added);
+        assert_eq!(probe(s, "kb-p1", "docs", &words).await, before, "added");
+        assert!(
+            s.remove_kb_document("kb-p2", &theirs.document.id)
+                .await
+                .unwrap()
+        );
+        assert_eq!(probe(s, "kb-p1", "docs", &words).await, before, "removed");
+    }
+    // Both at once, in another collection of theirs too.
+    let mut elsewhere = with_words.clone();
+    elsewhere.document.collection = "elsewhere".into();
+    elsewhere.document.id = "elsewhere-theirs.md".into();
+    for d in [&with_words, &without, &elsewhere] {
+        assert_eq!(s.put_kb_document(d).await.unwrap(), PutOutcome::Added);
+    }
+    assert_eq!(probe(s, "kb-p1", "docs", &words).await, before, "all");
+
+    for (t, c) in [("kb-p1", "docs"), ("kb-p2", "docs"), ("kb-p2", "elsewhere")] {
+        assert!(s.remove_kb_collection(t, c).await.unwrap().is_some());
+    }
+}
+
+/// The common-terms cutoff of a large collection counts the collection's own chunks: another
+/// tenant's chunks holding the same word do not make a word of this collection frequent (and
+/// leave it out of the ranking), which would tell that the word is in their knowledge base.
+async fn the_cutoff_counts_only_the_collections_chunks(s: &dyn Store) {
+    // 20,000 chunks: `alpha` in 3,000 of them, `zebra` in 20 (none with both), `common` in
+    // every second one.
+    let big = many("kb-c1", "big", "big.md", 20_000, |i| {
+        let common = if i % 2 == 0 { "common " } else { "" };
+        if i % 1_000 == 500 {
+            format!("{common}zebra filler{}", i % 7)
+        } else if i % 20 < 3 {
+            format!("{common}alpha filler{}", i % 7)
+        } else {
+            format!("{common}filler{}", i % 7)
+        }
+    });
+    assert_eq!(s.put_kb_document(&big).await.unwrap(), PutOutcome::Added);
+    // Both words ranked (3,020 chunks); one frequent word (10,000); a frequent word left out.
+    let queries: [&[&str]; 3] = [&["alpha", "zebra"], &["common"], &["common", "filler3"]];
+    let mut before = Vec::new();
+    for words in queries {
+        before.push(probe(s, "kb-c1", "big", words).await);
+    }
+    assert_eq!(before[0].len(), 20, "{before:?}");
+
+    // Another tenant's 3,000 chunks with `alpha` and `common` (6,000 with `alpha` in the
+    // whole index).
+    let theirs = many("kb-c2", "big", "theirs.md", 3_000, |i| {
+        format!("alpha common words of their own {}", i % 3)
+    });
+    assert_eq!(s.put_kb_document(&theirs).await.unwrap(), PutOutcome::Added);
+    for (words, before) in queries.iter().zip(&before) {
+        assert_eq!(&probe(s, "kb-c1", "big", words).await, before, "{words:?}");
+    }
+
+    for (t, c) in [("kb-c1", "big"), ("kb-c2", "big")] {
         assert_eq!(s.remove_kb_collection(t, c).await.unwrap(), Some(1));
     }
 }

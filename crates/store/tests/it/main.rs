@@ -294,3 +294,111 @@ async fn sqlite_kb_removal_leaves_nothing_in_the_file() {
         .unwrap();
     assert_eq!(sizes, 1);
 }
+
+/// A database made before full text ranked by the collection's statistics (migrations up to
+/// 0019) upgrades: its documents' chunk lengths are counted from their chunks, and its chunks
+/// score exactly as the same document added after the upgrade does.
+#[tokio::test]
+async fn sqlite_kb_upgrade_counts_existing_documents() {
+    use hilo_core::knowledge::{KnowledgeStore, TextQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let body = [
+        "Refunds are paid within fourteen days.",
+        "A refund for a damaged parcel is paid at once.",
+        "Shipping is free above fifty euros.",
+    ];
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let old: Vec<_> = hilo_store::migrations::sqlite_migrator()
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 19)
+            .cloned()
+            .collect();
+        sqlx::migrate::Migrator::with_migrations(old)
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO kb_collections (tenant_id, name, revision, created_at, updated_at) \
+             VALUES ('t1', 'c', 1, 1, 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO kb_documents (tenant_id, id, collection, source, format, metadata, \
+             content_hash, chunking, chunks, bytes, created_at, updated_at) \
+             VALUES ('t1', 'c-old.md', 'c', 'old.md', 'markdown', '{}', 'old', 'x', 3, 1, 1, 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (i, text) in body.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO kb_chunks (tenant_id, collection, document_id, position, heading, text) \
+                 VALUES ('t1', 'c', 'c-old.md', $1, $2, $3)",
+            )
+            .bind(i as i64)
+            .bind(format!("Policies > Part {i}"))
+            .bind(*text)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&path, Durability::Normal).await.unwrap();
+    let bytes: i64 =
+        sqlx::query_scalar("SELECT text_bytes FROM kb_documents WHERE id = 'c-old.md'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    let expected: usize = body
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("Policies > Part {i}").len() + t.len())
+        .sum();
+    assert_eq!(bytes, expected as i64);
+
+    let terms = vec!["refund".to_string(), "fourteen".to_string()];
+    let filter = Default::default();
+    let scores = || async {
+        let hits = store
+            .kb_text_search(
+                "t1",
+                &TextQuery {
+                    collection: "c",
+                    terms: &terms,
+                    filter: &filter,
+                    limit: 10,
+                },
+            )
+            .await
+            .unwrap();
+        let positions: std::collections::HashMap<i64, u32> = store
+            .kb_document_chunks("t1", "c-old.md")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.id, c.position))
+            .collect();
+        hits.iter()
+            .map(|h| (positions[&h.chunk_id], h.score.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    let upgraded = scores().await;
+    assert_eq!(upgraded.len(), 2, "{upgraded:?}");
+    // The same chunks written by this version (new rows, new ids): the same scores.
+    let mut again = conformance_knowledge::doc("t1", "c", "old.md", &body, "en");
+    again.document.metadata.clear();
+    assert_eq!(
+        store.put_kb_document(&again).await.unwrap(),
+        hilo_core::knowledge::PutOutcome::Replaced
+    );
+    assert_eq!(scores().await, upgraded);
+}
