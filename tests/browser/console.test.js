@@ -711,9 +711,6 @@ test('cookie tossing: a session planted by a page on another port of the host is
     await signIn(page, KEY_A);
     await page.goto(`http://127.0.0.1:${evil.address().port}/`);
     await page.waitForFunction(() => document.title === 'planted');
-    const jar = (await page.context().cookies()).map((c) => `${c.name} ${c.path}`).sort();
-    // The browser took the plain cookies and refused the `__Host-` one with a path.
-    assert.deepEqual(jar, ['__Host-hilo_session /', 'hilo_session /', 'hilo_session /api'], JSON.stringify(jar));
     await page.goto(new URL('workflows', BASE).href);
     await page.getByRole('heading', { level: 1, name: 'Workflows' }).waitFor();
     assert.match(await page.locator('#who').innerText(), /acme/);
@@ -724,6 +721,9 @@ test('cookie tossing: a session planted by a page on another port of the host is
     await shoot(page, 'cookie-tossing', page.locator('.import-result'));
     assert.equal((await api(KEY_A, 'GET', '/workflows/tossed')).status, 200, 'in the victim\'s tenant');
     assert.equal((await api(KEY_B, 'GET', '/workflows/tossed')).status, 404, 'not in the attacker\'s');
+    const jar = (await page.context().cookies()).map((c) => `${c.name} ${c.path}`).sort();
+    // The browser took the plain cookies and refused the `__Host-` one with a path.
+    assert.deepEqual(jar, ['__Host-hilo_session /', 'hilo_session /', 'hilo_session /api'], JSON.stringify(jar));
     await page.context().close();
   } finally {
     evil.close();
