@@ -50,8 +50,10 @@ const CONTEXT_OUTPUT_BYTES: usize = 4096;
 /// Messages of the conversation put in a handover's context pack.
 const CONTEXT_MESSAGES: usize = 10;
 
-/// Executions that ended `handed_over` read per pass of the handover sync (newest first).
+/// Executions that ended `handed_over` read per page of the handover sync (newest first),
+/// and pages read at most per pass.
 const HANDOVER_PAGE: u32 = 50;
+const HANDOVER_PAGES: usize = 20;
 
 /// Pending tasks read per pass of the queue's task sync.
 const TASK_PAGE: u32 = 5_000;
@@ -112,7 +114,6 @@ pub struct Hil(Arc<HilInner>);
 struct HilInner {
     runner: Runner,
     settings: ConversationSettings,
-    tenants: Tenants,
     /// Executions that ended `handed_over` which this process has looked at (see
     /// [`sync_handovers`]).
     handovers_seen: Mutex<HashSet<String>>,
@@ -123,7 +124,6 @@ impl Hil {
         Hil(Arc::new(HilInner {
             runner,
             settings,
-            tenants: Tenants::default(),
             handovers_seen: Mutex::new(HashSet::new()),
         }))
     }
@@ -142,9 +142,31 @@ impl Hil {
         &self.0.settings
     }
 
-    /// Tenants whose conversations this process has served.
+    fn handover_seen(&self, id: &str) -> bool {
+        let seen = self
+            .0
+            .handovers_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        seen.contains(id)
+    }
+
+    fn mark_handover_seen(&self, id: String) {
+        let mut seen = self
+            .0
+            .handovers_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Bounded: once forgotten, an execution is looked at again and found made.
+        if seen.len() >= 100_000 {
+            seen.clear();
+        }
+        seen.insert(id);
+    }
+
+    /// Tenants whose conversations (or executions) this process has served.
     pub fn tenants(&self) -> &Tenants {
-        &self.0.tenants
+        self.0.runner.tenants()
     }
 }
 
@@ -1427,58 +1449,55 @@ pub async fn run(hil: Hil, shutdown: impl std::future::Future<Output = ()>) {
 /// path and outputs in the context pack). A conversation's own runs are its to settle.
 pub async fn sync_handovers(hil: &Hil, tenant: &str) -> ApiResult<()> {
     let t = tenant.to_string();
-    let ended = hil
-        .store()
-        .list_executions(
-            &t,
-            &ExecFilter {
-                status: Some(ExecStatus::HandedOver),
-                workflow: None,
-                limit: Some(HANDOVER_PAGE),
-                before: None,
-            },
-        )
-        .await?;
-    for e in ended {
-        {
-            let seen = hil
-                .0
-                .handovers_seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if seen.contains(&e.id) {
+    // Newest first, a page at a time, until a page holds nothing new (after a restart, or a
+    // burst of handovers, later passes go on where this one stopped).
+    let mut before = None;
+    for _ in 0..HANDOVER_PAGES {
+        let ended = hil
+            .store()
+            .list_executions(
+                &t,
+                &ExecFilter {
+                    status: Some(ExecStatus::HandedOver),
+                    workflow: None,
+                    limit: Some(HANDOVER_PAGE),
+                    before: before.clone(),
+                },
+            )
+            .await?;
+        let full = ended.len() == HANDOVER_PAGE as usize;
+        before = ended.last().map(|e| (e.created_at, e.id.clone()));
+        let mut new = 0;
+        for e in ended {
+            if hil.handover_seen(&e.id) {
                 continue;
             }
-        }
-        // A child's handover is its parent's to act on; a conversation's run is settled by
-        // its conversation.
-        let own = match e
-            .input
-            .get()
-            .pointer("/conversation/id")
-            .and_then(Value::as_str)
-        {
-            Some(cid) if e.parent.is_none() && cid != e.id => {
-                hil.store().get_conversation(&t, cid).await.is_ok()
+            new += 1;
+            // A child's handover is its parent's to act on; a conversation's run is settled
+            // by its conversation.
+            let own = match e
+                .input
+                .get()
+                .pointer("/conversation/id")
+                .and_then(Value::as_str)
+            {
+                Some(cid) if e.parent.is_none() && cid != e.id => {
+                    hil.store().get_conversation(&t, cid).await.is_ok()
+                }
+                _ => e.parent.is_some(),
+            };
+            if !own && let Err(err) = orphan_handover(hil, &t, &e).await {
+                tracing::error!(
+                    "execution {} of tenant {t} handed over, but no conversation could be made for it: {}",
+                    e.id,
+                    err.message
+                );
             }
-            _ => e.parent.is_some(),
-        };
-        if !own && let Err(err) = orphan_handover(hil, &t, &e).await {
-            tracing::error!(
-                "execution {} of tenant {t} handed over, but no conversation could be made for it: {}",
-                e.id,
-                err.message
-            );
+            hil.mark_handover_seen(e.id);
         }
-        let mut seen = hil
-            .0
-            .handovers_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if seen.len() >= 100_000 {
-            seen.clear();
+        if new == 0 || !full {
+            break;
         }
-        seen.insert(e.id);
     }
     Ok(())
 }
@@ -1534,7 +1553,8 @@ async fn orphan_handover(hil: &Hil, t: &str, e: &ExecRecord) -> ApiResult<()> {
     if conv.status == ConvStatus::New {
         conv = to_ai(hil, conv, "ai", "the execution handed over").await?;
     }
-    if conv.status == ConvStatus::AiProcessing {
+    // Handed over once only: a person who sent it back to the AI has dealt with this one.
+    if conv.status == ConvStatus::AiProcessing && conv.handovers == 0 {
         let nodes = hil.store().node_records(&e.id).await?;
         let (handover, summary) = handover_of(e.output.clone(), &nodes, &e.id, now_ms());
         hand_over(hil, &conv, handover, &nodes, summary).await?;

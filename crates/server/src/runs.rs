@@ -38,6 +38,9 @@ struct RunnerInner {
     runs: Runs,
     wake: Wake,
     live: Live,
+    /// Tenants this process has started executions or served conversations for: the
+    /// reconciler's rounds ([`crate::conversations::run`]) visit them.
+    tenants: crate::conversations::Tenants,
 }
 
 impl Runner {
@@ -63,7 +66,13 @@ impl Runner {
             runs: Runs::default(),
             wake,
             live,
+            tenants: Default::default(),
         }))
+    }
+
+    /// Tenants this process has started executions or served conversations for.
+    pub fn tenants(&self) -> &crate::conversations::Tenants {
+        &self.0.tenants
     }
 
     pub fn engine(&self) -> &Engine {
@@ -272,6 +281,9 @@ fn track(
 /// Starts an execution: loads the workflow, checks the tenant's tier, creates the execution
 /// (held by this process), registers its callback and drives it.
 pub async fn start(runner: &Runner, req: StartRequest) -> ApiResult<Started> {
+    // Whatever it ends in (a handover, a person's task) reaches the queue on the
+    // reconciler's next round of its tenant.
+    runner.tenants().add(&req.tenant);
     let wf = runner
         .workflows()
         .get(&req.tenant, &req.workflow, req.version)

@@ -92,6 +92,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session caps",
         include_str!("../migrations/0022_session_caps.sql"),
     ),
+    (
+        23,
+        "handed-over executions",
+        include_str!("../migrations/0023_handed_over.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

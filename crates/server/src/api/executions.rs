@@ -593,8 +593,6 @@ pub async fn execute(
     {
         return Ok(answer);
     }
-    // Its handover, if it ends with one, reaches the human queue (conversations::sync_handovers).
-    state.hil().tenants().add(&caller.tenant);
     let mut started = start(
         state.runner(),
         StartRequest {
@@ -670,8 +668,6 @@ pub async fn create(
     {
         return Ok(answer);
     }
-    // Its handover, if it ends with one, reaches the human queue (conversations::sync_handovers).
-    state.hil().tenants().add(&caller.tenant);
     let started = start(
         state.runner(),
         StartRequest {

@@ -1014,23 +1014,38 @@ impl ExecutionStore for PgStore {
         filter: &ExecFilter,
     ) -> Result<Vec<ExecRecord>> {
         let mut conn = self.pool().acquire().await.map_err(backend)?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            exec_columns!("GREATEST"),
-            " FROM executions WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2) \
-             AND ($3::TEXT IS NULL OR workflow = $3) \
-             AND ($4::BIGINT IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
-             ORDER BY created_at DESC, id DESC LIMIT $6"
-        ))
-        .bind(tenant)
-        .bind(filter.status.map(ExecStatus::as_str))
-        .bind(filter.workflow.as_deref())
-        .bind(filter.before.as_ref().map(|b| b.0))
-        .bind(filter.before.as_ref().map(|b| b.1.as_str()))
-        .bind(i64::from(filter.limit.unwrap_or(100)))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(backend)?;
+        // Handed-over executions have an index of their own (the server's reconciler lists
+        // them every second): its condition must be in the statement as written.
+        let sql = if filter.status == Some(ExecStatus::HandedOver) {
+            concat!(
+                "SELECT ",
+                exec_columns!("GREATEST"),
+                " FROM executions WHERE tenant_id = $1 AND status = 'handed_over' \
+                 AND $2::TEXT IS NOT NULL \
+                 AND ($3::TEXT IS NULL OR workflow = $3) \
+                 AND ($4::BIGINT IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
+                 ORDER BY created_at DESC, id DESC LIMIT $6"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                exec_columns!("GREATEST"),
+                " FROM executions WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2) \
+                 AND ($3::TEXT IS NULL OR workflow = $3) \
+                 AND ($4::BIGINT IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
+                 ORDER BY created_at DESC, id DESC LIMIT $6"
+            )
+        };
+        let rows = sqlx::query(sql)
+            .bind(tenant)
+            .bind(filter.status.map(ExecStatus::as_str))
+            .bind(filter.workflow.as_deref())
+            .bind(filter.before.as_ref().map(|b| b.0))
+            .bind(filter.before.as_ref().map(|b| b.1.as_str()))
+            .bind(i64::from(filter.limit.unwrap_or(100)))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
         exec_records(&mut conn, &rows).await
     }
 

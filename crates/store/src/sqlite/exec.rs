@@ -599,17 +599,31 @@ impl ExecutionStore for SqliteStore {
         filter: &ExecFilter,
     ) -> Result<Vec<ExecRecord>> {
         let (tenant, filter) = (tenant.to_string(), filter.clone());
+        // Handed-over executions have an index of their own (the server's reconciler lists
+        // them every second): its condition must be in the statement as written.
+        let sql = if filter.status == Some(ExecStatus::HandedOver) {
+            concat!(
+                "SELECT ",
+                exec_columns!("MAX"),
+                " FROM executions WHERE tenant_id = $1 AND status = 'handed_over' AND $2 IS NOT NULL \
+                 AND ($3 IS NULL OR workflow = $3) \
+                 AND ($4 IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
+                 ORDER BY created_at DESC, id DESC LIMIT $6"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                exec_columns!("MAX"),
+                " FROM executions WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
+                 AND ($3 IS NULL OR workflow = $3) \
+                 AND ($4 IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
+                 ORDER BY created_at DESC, id DESC LIMIT $6"
+            )
+        };
         self.read(move |conn| {
             all(
                 conn,
-                concat!(
-                    "SELECT ",
-                    exec_columns!("MAX"),
-                    " FROM executions WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
-                     AND ($3 IS NULL OR workflow = $3) \
-                     AND ($4 IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
-                     ORDER BY created_at DESC, id DESC LIMIT $6"
-                ),
+                sql,
                 params![
                     tenant,
                     filter.status.map(ExecStatus::as_str),
