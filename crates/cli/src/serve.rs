@@ -13,25 +13,41 @@ use crate::exit::Exit;
 use crate::out::print_json;
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn stop_signal() {
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when the
+/// future is first polled: a signal that comes once the server answers (a request may be
+/// served before the listener's loop first polls its shutdown) must stop it gracefully rather
+/// than kill it.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                (Some(mut term), None) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -119,6 +135,8 @@ pub async fn serve(
     hilo_server::conversations::check_widgets(state.hil(), &config.server.console.chat_widgets)
         .await
         .map_err(|e| Exit::invalid(anyhow!("{e}")))?;
+    // Before anything is announced: see stop_signal.
+    let stop = stop_signal();
     if let Some(scrapes) = &scrapes {
         let shown = scrapes
             .local_addr()
@@ -135,7 +153,7 @@ pub async fn serve(
     if let Some(note) = fd_note {
         errln!("{note}");
     }
-    hilo_server::serve_with_metrics(state, listener, scrapes, stop_signal())
+    hilo_server::serve_with_metrics(state, listener, scrapes, stop)
         .await
         .context("the server stopped with an error")?;
     noteln!("stopped");
