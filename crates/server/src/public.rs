@@ -303,8 +303,9 @@ impl Public {
         })
     }
 
-    /// Live streams open now (for tests and metrics).
-    pub fn streams_open(&self) -> usize {
+    /// Live streams open now.
+    #[cfg(test)]
+    fn streams_open(&self) -> usize {
         let open = self
             .0
             .streams

@@ -113,7 +113,7 @@ pub async fn start(
         },
     )
     .await
-    .map_err(|e| for_customer(e, &tenant, &channel))?;
+    .map_err(|e| for_customer(e, &tenant, &format!("a new chat on {tenant}/{channel}")))?;
     Ok(Json(Started {
         conversation_id: conv.id,
         token,
@@ -121,28 +121,21 @@ pub async fn start(
     }))
 }
 
-/// What a customer is told of a failure: limits and their own mistakes as they are; anything
-/// else (the operator's configuration, the server) as a plain apology, with the details in
-/// the log for the operator.
-fn for_customer(e: ApiError, tenant: &str, channel: &str) -> ApiError {
+/// What a customer is told of a failure of `what` (for the log): limits and their own
+/// mistakes as they are; anything else (the operator's configuration, the server) as a plain
+/// apology, with the details in the log for the operator.
+fn for_customer(e: ApiError, tenant: &str, what: &str) -> ApiError {
     let theirs = matches!(
         e.code,
-        "RATE_LIMITED"
-            | "TOO_MANY_CHATS"
-            | "CONVERSATION_BUSY"
-            | "CONVERSATION_ENDED"
-            | "CHAT_EXPIRED"
-            | "INVALID_MESSAGE"
-            | "BODY_TOO_LARGE"
+        "CONVERSATION_BUSY" | "CONVERSATION_ENDED" | "CHAT_EXPIRED" | "INVALID_MESSAGE"
     );
     if theirs || e.status == StatusCode::TOO_MANY_REQUESTS {
         return e;
     }
     tracing::error!(
         tenant = %tenant,
-        channel = %channel,
         code = e.code,
-        "the chat widget {tenant}/{channel} failed a customer: {}",
+        "the chat widget failed a customer on {what}: {}",
         e.message
     );
     let mut out = ApiError::new(
@@ -154,9 +147,28 @@ fn for_customer(e: ApiError, tenant: &str, channel: &str) -> ApiError {
     out
 }
 
-async fn chat_of(state: &AppState, token: Option<&str>) -> Result<(String, String), ApiError> {
+/// A chat of the token: its tenant, its conversation, and the token's SHA-256 (what the
+/// limits count it by).
+struct Chat {
+    tenant: String,
+    conversation: String,
+    token_hash: String,
+}
+
+async fn chat_of(state: &AppState, token: Option<&str>) -> Result<Chat, ApiError> {
     let chat = match token {
-        Some(t) => state.chats().get(t).await?,
+        Some(t) => {
+            let token_hash = crate::digest::hash_key(t);
+            state
+                .chats()
+                .get(&token_hash)
+                .await?
+                .map(|(tenant, conversation)| Chat {
+                    tenant,
+                    conversation,
+                    token_hash,
+                })
+        }
         None => None,
     };
     chat.ok_or_else(|| {
@@ -197,15 +209,18 @@ pub async fn message(
     ApiJson(body): ApiJson<ChatMessage>,
 ) -> Result<Json<ChatPosted>, ApiError> {
     let token = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
-    let (tenant, id) = chat_of(&state, token).await?;
-    let token_hash = crate::digest::hash_key(token.unwrap_or_default());
+    let Chat {
+        tenant,
+        conversation: id,
+        token_hash,
+    } = chat_of(&state, token).await?;
     state
         .public()
         .post_message(&tenant, &token_hash, &id, body.content.len())?;
     let trace = crate::extract::caller_trace(&headers);
     let p = crate::conversations::post_message(state.hil(), &tenant, &id, body.content, trace)
         .await
-        .map_err(|e| for_customer(e, &tenant, "messages"))?;
+        .map_err(|e| for_customer(e, &tenant, &format!("a message to conversation {id}")))?;
     Ok(Json(ChatPosted {
         message: p.message.into(),
         conversation: ChatConversation {
@@ -232,11 +247,14 @@ pub async fn stream(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {
-    let (tenant, id) = chat_of(&state, Some(&q.token)).await?;
-    let hold =
-        state
-            .public()
-            .hold_stream(&tenant, &crate::digest::hash_key(&q.token), &id, client)?;
+    let Chat {
+        tenant,
+        conversation: id,
+        token_hash,
+    } = chat_of(&state, Some(&q.token)).await?;
+    let hold = state
+        .public()
+        .hold_stream(&tenant, &token_hash, &id, client)?;
     let caller = Caller {
         tenant,
         key_id: "chat-widget".into(),

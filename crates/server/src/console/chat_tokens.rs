@@ -68,11 +68,11 @@ impl ChatTokens {
         Ok(token)
     }
 
-    /// (tenant, conversation) of a live token.
-    pub(crate) async fn get(&self, token: &str) -> Result<Option<(String, String)>, ApiError> {
+    /// (tenant, conversation) of the live token whose SHA-256 is `token_hash`.
+    pub(crate) async fn get(&self, token_hash: &str) -> Result<Option<(String, String)>, ApiError> {
         let row = self
             .store
-            .chat_token(&crate::digest::hash_key(token), now_ms())
+            .chat_token(token_hash, now_ms())
             .await
             .map_err(|e| ApiError::internal("reading the chat token", e))?;
         Ok(row.map(|t| (t.tenant, t.conversation)))

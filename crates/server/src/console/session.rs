@@ -21,7 +21,7 @@ use hilo_core::store::{Store, now_ms};
 
 use crate::error::ApiError;
 
-/// The name of the cookie that carries the session id (see [`cookie_name`]).
+/// The base name of the cookie that carries the session id (see [`CookieSpec`]).
 pub const COOKIE: &str = "hilo_session";
 
 /// The header state-changing requests made with the cookie must carry the CSRF token in.

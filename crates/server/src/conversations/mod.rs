@@ -22,6 +22,9 @@
 //! anything is delivered, and an execution that ended while no process was waiting for it is
 //! settled by [`run`] (the reconciler) or when the conversation is next read or written.
 //!
+//! Beside this file: `context.rs` (the context pack and summaries a person is handed) and
+//! `reconcile.rs` (the reconciler, [`run`]).
+//!
 //! Everything here works with a [`Hil`] handle (the runner, the `[conversations]` settings,
 //! the tenants served), never with the server's whole state.
 
@@ -30,33 +33,26 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use hilo_core::exec::{ExecFilter, ExecRecord, ExecStatus, NodeRecord, NodeStatus, TaskFilter};
+use hilo_core::exec::{ExecStatus, NodeRecord, NodeStatus};
 use hilo_core::hil::{
-    CHANNELS, ConvFilter, ConvStatus, Conversation, Handover, HilChanges, HilError, HilOp,
-    ItemKind, ItemRef, Message, NewMessage, Sender,
+    CHANNELS, ConvStatus, Conversation, Handover, HilChanges, HilError, HilOp, ItemKind, ItemRef,
+    Message, NewMessage, Sender,
 };
 use hilo_core::trace::TraceParent;
 use hilo_core::{HilTrigger, Workflow};
 use hilo_engine::{Outcome, now_ms};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::config::ConversationSettings;
 use crate::error::{ApiError, ApiResult};
 use crate::runs::{Runner, StartRequest, start};
 
-/// Most bytes of one node output put in a handover's context pack.
-const CONTEXT_OUTPUT_BYTES: usize = 4096;
+mod context;
+mod reconcile;
 
-/// Messages of the conversation put in a handover's context pack.
-const CONTEXT_MESSAGES: usize = 10;
+use context::{bounded, context_pack, roll_summary};
 
-/// Executions that ended `handed_over` read per page of the handover sync (newest first),
-/// and pages read at most per pass.
-const HANDOVER_PAGE: u32 = 50;
-const HANDOVER_PAGES: usize = 20;
-
-/// Pending tasks read per pass of the queue's task sync.
-const TASK_PAGE: u32 = 5_000;
+pub use reconcile::{run, sync_handovers, sync_tasks};
 
 /// How long an execution may have ended before the reconciler settles it (the process
 /// waiting for it normally does so at once).
@@ -140,28 +136,6 @@ impl Hil {
     /// The `[conversations]` settings.
     pub fn settings(&self) -> &ConversationSettings {
         &self.0.settings
-    }
-
-    fn handover_seen(&self, id: &str) -> bool {
-        let seen = self
-            .0
-            .handovers_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        seen.contains(id)
-    }
-
-    fn mark_handover_seen(&self, id: String) {
-        let mut seen = self
-            .0
-            .handovers_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Bounded: once forgotten, an execution is looked at again and found made.
-        if seen.len() >= 100_000 {
-            seen.clear();
-        }
-        seen.insert(id);
     }
 
     /// Tenants whose conversations (or executions) this process has served.
@@ -527,240 +501,6 @@ pub fn reply_text(output: Option<&Value>) -> String {
             .map(str::to_string)
             .unwrap_or_else(|| v.to_string()),
     }
-}
-
-/// A value cut to at most [`CONTEXT_OUTPUT_BYTES`] of JSON.
-fn bounded(v: &Value) -> Value {
-    let text = v.to_string();
-    if text.len() <= CONTEXT_OUTPUT_BYTES {
-        return v.clone();
-    }
-    let mut end = CONTEXT_OUTPUT_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    json!({"truncated": true, "bytes": text.len(), "preview": &text[..end]})
-}
-
-/// The customer's first and last messages and the reason, quoted.
-fn quoted_summary(messages: &[Message], reason: &str) -> String {
-    let first = messages
-        .iter()
-        .find(|m| m.sender == Sender::User)
-        .map(|m| m.content.as_str())
-        .unwrap_or("");
-    let last = messages
-        .iter()
-        .rev()
-        .find(|m| m.sender == Sender::User)
-        .map(|m| m.content.as_str())
-        .unwrap_or("");
-    if first == last {
-        format!("The customer wrote: \"{last}\". Handed over: {reason}.")
-    } else {
-        format!("The customer first wrote: \"{first}\"; last: \"{last}\". Handed over: {reason}.")
-    }
-}
-
-/// The rolling summary (`[conversations] summary_profile`): once `2 × history` messages
-/// have come after the summary, the oldest of them (all but the last `history`) are folded
-/// into it by a model call, counted on the run `exec_id`. One call per `history` messages;
-/// a failed call leaves the summary as it was (the run then gets more messages).
-async fn roll_summary(
-    hil: &Hil,
-    conv: Conversation,
-    message: &Message,
-    exec_id: &str,
-) -> Conversation {
-    let history = hil.settings().history as u64;
-    if history == 0 || hil.settings().summary_profile.is_none() {
-        return conv;
-    }
-    let after = conv.summary_seq.unwrap_or(0);
-    let before = message.seq.saturating_sub(1);
-    if before.saturating_sub(after) < 2 * history {
-        return conv;
-    }
-    let upto = before - history;
-    let older = match hil
-        .store()
-        .list_messages(
-            &conv.tenant,
-            &conv.id,
-            after,
-            u32::try_from(upto - after).unwrap_or(u32::MAX),
-        )
-        .await
-    {
-        Ok(ms) => ms,
-        Err(e) => {
-            tracing::warn!(conversation = %conv.id, "the rolling summary's messages could not be read: {e}");
-            return conv;
-        }
-    };
-    let earlier = conv
-        .summary
-        .as_deref()
-        .map(|s| format!("Summary so far: {s}\n\n"))
-        .unwrap_or_default();
-    let prompt = format!(
-        "Keep a running summary of a support conversation for the assistant that answers it.\n\
-         {earlier}Fold these newer messages into the summary, in at most five sentences: what the customer wants, what was said and promised, what is still open.\n\n\
-         Messages:\n{}",
-        transcript(&older)
-    );
-    let Some(summary) = summarize(hil, &conv, Some(exec_id), "hil.rolling_summary", prompt).await
-    else {
-        return conv;
-    };
-    let mut rolled = conv.clone();
-    rolled.summary = Some(summary);
-    rolled.summary_seq = Some(upto);
-    rolled.updated_at = now_ms();
-    match hil
-        .store()
-        .update_conversation(&rolled, conv.status, &[])
-        .await
-    {
-        Ok(()) => rolled,
-        Err(e) => {
-            tracing::warn!(conversation = %conv.id, "the rolling summary was not stored: {e}");
-            conv
-        }
-    }
-}
-
-/// Messages as `sender: content` lines.
-fn transcript(messages: &[Message]) -> String {
-    messages
-        .iter()
-        .map(|m| format!("{}: {}", m.sender.as_str(), m.content))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// A summary for the human agent written by a model (`[conversations] summary_profile`), its
-/// cost counted like an agent node's; `None` when none is configured or the call failed.
-async fn model_summary(
-    hil: &Hil,
-    conv: &Conversation,
-    exec_id: Option<&str>,
-    messages: &[Message],
-    reason: &str,
-) -> Option<String> {
-    let prompt = format!(
-        "A support conversation is being handed from the AI assistant to a human agent because: {reason}.\n\
-         Summarize for the human agent, in at most three sentences, what the customer wants and what has happened so far.\n\n\
-         Conversation:\n{}",
-        transcript(messages)
-    );
-    summarize(hil, conv, exec_id, "hil.summary", prompt).await
-}
-
-/// One `simple` agent call with `[conversations] summary_profile`, as node `node_key` of
-/// `exec_id` (the conversation's id when there is no run); its text, or `None` when no
-/// profile or agent runtime is configured or the call failed (logged).
-async fn summarize(
-    hil: &Hil,
-    conv: &Conversation,
-    exec_id: Option<&str>,
-    node_key: &str,
-    prompt: String,
-) -> Option<String> {
-    let profile = hil.settings().summary_profile.clone()?;
-    let agents = hil.runner().engine().agent_runtime()?.clone();
-    let with = hilo_core::model::AgentWith {
-        profile: Some(profile.clone()),
-        prompt: Some(prompt.clone()),
-        ..Default::default()
-    };
-    let execution_id = exec_id.unwrap_or(&conv.id).to_string();
-    let request = hilo_core::exec::AgentRequest {
-        tool: hilo_core::tool::ToolContext {
-            tenant: conv.tenant.clone(),
-            execution_id: execution_id.clone(),
-            node_key: node_key.into(),
-            idempotency_key: format!("{execution_id}:{node_key}"),
-            attempt: 1,
-            compensation: false,
-            trace: None,
-        },
-        workflow: conv.workflow.clone(),
-        node: hilo_core::model::AgentNode {
-            agent: hilo_core::AgentKind::Simple,
-            with,
-        },
-        rendered: json!({"profile": profile, "prompt": prompt}),
-        local: std::sync::Arc::from(Vec::new()),
-        timeout_ms: 20_000,
-        tokens: None,
-    };
-    match agents.run(request).await.result {
-        Ok(v) => v
-            .get("text")
-            .and_then(Value::as_str)
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty()),
-        Err(e) => {
-            tracing::warn!(
-                "conversation {}: the summary model call ({node_key}) failed ({}: {})",
-                conv.id,
-                e.code,
-                e.message
-            );
-            None
-        }
-    }
-}
-
-/// The context pack a human agent gets: recent messages, the path the workflow took, key
-/// node outputs, a summary.
-async fn context_pack(
-    hil: &Hil,
-    conv: &Conversation,
-    exec_id: Option<&str>,
-    nodes: &[NodeRecord],
-    reason: &str,
-    summary: Option<String>,
-) -> ApiResult<Value> {
-    let t = conv.tenant.clone();
-    let from = conv.last_seq.saturating_sub(CONTEXT_MESSAGES as u64);
-    let messages = hil
-        .store()
-        .list_messages(&t, &conv.id, from, CONTEXT_MESSAGES as u32 + 1)
-        .await?;
-    let mut done: Vec<&NodeRecord> = nodes.iter().filter(|n| n.done_seq.is_some()).collect();
-    done.sort_by_key(|n| n.done_seq);
-    let path: Vec<Value> = done
-        .iter()
-        .map(|n| json!({"node": n.key, "status": n.status.as_str()}))
-        .collect();
-    let mut outputs = Map::new();
-    for n in &done {
-        if n.status == NodeStatus::Succeeded
-            && let Some(o) = &n.output
-            && !o.is_null()
-        {
-            outputs.insert(n.key.clone(), bounded(o));
-        }
-    }
-    let summary = match summary {
-        Some(s) => s,
-        None => match model_summary(hil, conv, exec_id, &messages, reason).await {
-            Some(s) => s,
-            None => quoted_summary(&messages, reason),
-        },
-    };
-    Ok(json!({
-        "messages": messages
-            .iter()
-            .map(|m| json!({"seq": m.seq, "sender": m.sender.as_str(), "content": m.content, "at": m.at}))
-            .collect::<Vec<_>>(),
-        "path": path,
-        "outputs": outputs,
-        "summary": summary,
-        "execution_id": exec_id,
-    }))
 }
 
 /// Applies how execution `exec_id` of conversation `id` ended, once: the reply, a handover,
@@ -1345,65 +1085,6 @@ pub async fn back_to_ai(
     Ok(changes)
 }
 
-/// Puts the tenant's pending `human` node tasks in the queue and takes answered or closed
-/// ones out (their holders' loads go down).
-pub async fn sync_tasks(hil: &Hil, tenant: &str) -> ApiResult<()> {
-    let t = tenant.to_string();
-    let pending = hil
-        .store()
-        .list_tasks(
-            &t,
-            &TaskFilter {
-                status: Some("pending".into()),
-                assignee: None,
-                skills: Vec::new(),
-                limit: Some(TASK_PAGE),
-                after: None,
-            },
-        )
-        .await?;
-    let open = hil.store().list_items(&t, None, None).await?;
-    let queued: HashSet<&str> = open
-        .iter()
-        .filter(|i| i.kind == ItemKind::Task)
-        .map(|i| i.key.as_str())
-        .collect();
-    let keys: HashSet<String> = pending
-        .iter()
-        .map(|p| format!("{}.{}", p.execution_id, p.node_key))
-        .collect();
-    for p in &pending {
-        let key = format!("{}.{}", p.execution_id, p.node_key);
-        if !queued.contains(key.as_str()) {
-            act(
-                hil,
-                tenant,
-                HilOp::EnqueueTask {
-                    key,
-                    skills: p.skills.clone(),
-                    assignee: p.assignee.clone(),
-                    priority: 0,
-                },
-            )
-            .await?;
-        }
-    }
-    // Only a list shorter than a page is complete.
-    if pending.len() < TASK_PAGE as usize {
-        for key in queued.iter().filter(|k| !keys.contains(**k)) {
-            act(
-                hil,
-                tenant,
-                HilOp::CloseTask {
-                    key: key.to_string(),
-                },
-            )
-            .await?;
-        }
-    }
-    Ok(())
-}
-
 /// Tells this process's live streams of the conversation; a message queued for the
 /// conversation's callback URL (with the message, by the store) wakes the sender.
 pub fn deliver(hil: &Hil, conv: &Conversation, m: &Message) {
@@ -1412,203 +1093,5 @@ pub fn deliver(hil: &Hil, conv: &Conversation, m: &Message) {
         .conversation_changed(&conv.tenant, &conv.id);
     if m.sender != Sender::User && conv.callback_url.is_some() {
         hil.runner().wake().message_queued();
-    }
-}
-
-/// The reconciler: settles executions of conversations that ended while no process waited
-/// for them (a crash, a reply slower than the wait, a human task answered later) and keeps
-/// the tenants' pending tasks in the queue.
-pub async fn run(hil: Hil, shutdown: impl std::future::Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        // The tenants with open conversations or queue items, whichever process made them,
-        // and those this process served.
-        match hil.store().hil_tenants().await {
-            Ok(tenants) => {
-                for t in tenants {
-                    hil.tenants().add(&t);
-                }
-            }
-            Err(e) => tracing::error!("reading the tenants with open conversations: {e}"),
-        }
-        for tenant in hil.tenants().all() {
-            reconcile(&hil, &tenant).await;
-        }
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(Duration::from_millis(1_000)) => {}
-        }
-    }
-}
-
-/// Executions of `tenant` that handed over outside any conversation (started through the
-/// API or the queue) become conversations in the human queue, so that a person sees them:
-/// one per execution, with the execution's id (so a second pass, or another process, finds
-/// it made), on channel `api`, the execution's `message` (else its input) as the customer's
-/// first message, and the handover the execution asked for (reason, skills, priority, its
-/// path and outputs in the context pack). A conversation's own runs are its to settle.
-pub async fn sync_handovers(hil: &Hil, tenant: &str) -> ApiResult<()> {
-    let t = tenant.to_string();
-    // Newest first, a page at a time, until a page holds nothing new (after a restart, or a
-    // burst of handovers, later passes go on where this one stopped).
-    let mut before = None;
-    for _ in 0..HANDOVER_PAGES {
-        let ended = hil
-            .store()
-            .list_executions(
-                &t,
-                &ExecFilter {
-                    status: Some(ExecStatus::HandedOver),
-                    workflow: None,
-                    limit: Some(HANDOVER_PAGE),
-                    before: before.clone(),
-                },
-            )
-            .await?;
-        let full = ended.len() == HANDOVER_PAGE as usize;
-        before = ended.last().map(|e| (e.created_at, e.id.clone()));
-        let mut new = 0;
-        for e in ended {
-            if hil.handover_seen(&e.id) {
-                continue;
-            }
-            new += 1;
-            // A child's handover is its parent's to act on; a conversation's run is settled
-            // by its conversation.
-            let own = match e
-                .input
-                .get()
-                .pointer("/conversation/id")
-                .and_then(Value::as_str)
-            {
-                Some(cid) if e.parent.is_none() && cid != e.id => {
-                    hil.store().get_conversation(&t, cid).await.is_ok()
-                }
-                _ => e.parent.is_some(),
-            };
-            if !own && let Err(err) = orphan_handover(hil, &t, &e).await {
-                tracing::error!(
-                    "execution {} of tenant {t} handed over, but no conversation could be made for it: {}",
-                    e.id,
-                    err.message
-                );
-            }
-            hil.mark_handover_seen(e.id);
-        }
-        if new == 0 || !full {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// The conversation of execution `e`, which handed over outside one (see [`sync_handovers`]).
-async fn orphan_handover(hil: &Hil, t: &str, e: &ExecRecord) -> ApiResult<()> {
-    let mut conv = match hil.store().get_conversation(t, &e.id).await {
-        Ok(c) => c,
-        Err(hilo_core::StoreError::Hil(HilError::ConversationNotFound { .. })) => {
-            let input = e.input.get();
-            let c = create(
-                hil,
-                t,
-                NewConversation {
-                    id: Some(e.id.clone()),
-                    customer_id: input
-                        .get("customer_id")
-                        .and_then(Value::as_str)
-                        .filter(|c| !c.trim().is_empty())
-                        .map(str::to_string)
-                        .unwrap_or_else(|| format!("execution-{}", e.id)),
-                    channel: "api".into(),
-                    workflow: Some(e.workflow.clone()),
-                    version: Some(e.version),
-                    metadata: json!({"source": "execution", "execution_id": e.id}),
-                    callback_url: None,
-                },
-            )
-            .await?;
-            let text = input
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| bounded(input).to_string());
-            hil.store()
-                .add_message(
-                    t,
-                    &c.id,
-                    &NewMessage {
-                        sender: Sender::User,
-                        author: None,
-                        content: text,
-                        execution_id: Some(e.id.clone()),
-                        at: now_ms(),
-                        callback_url: None,
-                    },
-                )
-                .await?;
-            hil.store().get_conversation(t, &c.id).await?
-        }
-        Err(err) => return Err(err.into()),
-    };
-    if conv.status == ConvStatus::New {
-        conv = to_ai(hil, conv, "ai", "the execution handed over").await?;
-    }
-    // Handed over once only: a person who sent it back to the AI has dealt with this one.
-    if conv.status == ConvStatus::AiProcessing && conv.handovers == 0 {
-        let nodes = hil.store().node_records(&e.id).await?;
-        let (handover, summary) = handover_of(e.output.clone(), &nodes, &e.id, now_ms());
-        hand_over(hil, &conv, handover, &nodes, summary).await?;
-    }
-    Ok(())
-}
-
-/// One pass over a tenant: its tasks into the queue, its runs that ended settled. A failure
-/// is logged and the pass goes on with the next conversation.
-async fn reconcile(hil: &Hil, tenant: &str) {
-    if let Err(e) = sync_tasks(hil, tenant).await {
-        tracing::error!(
-            "putting the human tasks of tenant {tenant} in the queue: {}",
-            e.message
-        );
-    }
-    if let Err(e) = sync_handovers(hil, tenant).await {
-        tracing::error!(
-            "putting the handovers of tenant {tenant}'s executions in the queue: {}",
-            e.message
-        );
-    }
-    let busy = match hil
-        .store()
-        .list_conversations(
-            tenant,
-            &ConvFilter {
-                status: None,
-                customer_id: None,
-                agent: None,
-                limit: Some(1000),
-                busy: true,
-            },
-        )
-        .await
-    {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!("reading the conversations of tenant {tenant}: {e}");
-            return;
-        }
-    };
-    let now = now_ms();
-    for c in busy {
-        if let Some(exec) = &c.current_execution
-            && !hil.runner().runs().contains(exec)
-            && now - c.updated_at >= SETTLE_AFTER_MS
-            && let Err(e) = settle(hil, tenant, &c.id, exec, None).await
-        {
-            tracing::error!(
-                "settling execution {exec} of conversation {} (tenant {tenant}): {}",
-                c.id,
-                e.message
-            );
-        }
     }
 }
