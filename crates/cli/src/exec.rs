@@ -705,10 +705,9 @@ pub async fn worker(
             .map(|a| a.to_string())
             .unwrap_or_else(|_| addr.clone());
         let stop = metrics_stop.subscribe();
+        let _ = hilo_server::metrics::handle();
         tokio::spawn(hilo_server::metrics::serve_worker_metrics(
             listener,
-            engine.clone(),
-            app.config()?.llm.clone(),
             async move {
                 let mut stop = stop;
                 let _ = stop.wait_for(|s| *s).await;
@@ -725,21 +724,32 @@ pub async fn worker(
         store.describe(),
         g.lease_ms
     );
-    engine
-        .run_worker(
-            concurrency.max(1),
-            async {
-                let _ = tokio::signal::ctrl_c().await;
-                noteln!(
-                    "stopping: executions in flight get {} s to finish, then are handed back",
-                    WORKER_GRACE.as_secs()
-                );
-            },
-            WORKER_GRACE,
-            |id, e| errln!("execution {id}: {e}"),
-        )
-        .await
-        .map_err(engine_err)?;
+    // The same runtime as `hilo serve`'s, without the HTTP edge: the worker, callbacks, the
+    // conversations' reconciler, the queue when configured, schedules.
+    let config = app.config()?;
+    let mut settings = config.server.runtime();
+    settings.workers = concurrency.max(1);
+    settings.shutdown_grace_ms = WORKER_GRACE.as_millis() as u64;
+    let secrets: Arc<dyn hilo_tools::Secrets> = Arc::new(hilo_tools::secrets::NotingSecrets::new(
+        Arc::new(app.vault(&store)),
+        app.redactor().clone(),
+    ));
+    let runtime = hilo_runtime::Runtime::new(hilo_runtime::Parts {
+        engine: engine.clone(),
+        settings,
+        secrets: Some(secrets),
+        llm: config.llm.clone(),
+        clock: Arc::new(hilo_runtime::SystemClock),
+    });
+    runtime
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+            noteln!(
+                "stopping: executions in flight get {} s to finish, then are handed back",
+                WORKER_GRACE.as_secs()
+            );
+        })
+        .await;
     let _ = metrics_stop.send(true);
     noteln!("worker stopped; executions it had not finished are resumed by the next worker");
     Ok(())

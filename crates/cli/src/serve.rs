@@ -132,7 +132,7 @@ pub async fn serve(
         knowledge: app.knowledge().await?,
     });
     // A chat widget whose workflow cannot take a chat would fail every customer: refuse it now.
-    hilo_server::conversations::check_widgets(state.hil(), &config.server.console.chat_widgets)
+    hilo_runtime::conversations::check_widgets(state.hil(), &config.server.console.chat_widgets)
         .await
         .map_err(|e| Exit::invalid(anyhow!("{e}")))?;
     // Before anything is announced: see stop_signal.

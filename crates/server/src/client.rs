@@ -44,7 +44,7 @@ use crate::api::workflows::{Deleted, Imported, VersionList, WorkflowList, Workfl
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Verifying the webhooks a hilo server sends (Standard Webhooks signatures, replay window).
-pub use crate::webhooks::{DEFAULT_TOLERANCE_SECS, WebhookError, verify as verify_webhook};
+pub use hilo_runtime::signing::{DEFAULT_TOLERANCE_SECS, WebhookError, verify as verify_webhook};
 
 /// What a call of the client failed with.
 #[derive(Debug, thiserror::Error)]
@@ -634,7 +634,7 @@ impl Client {
         let url = self.url(&["executions"], &[])?;
         let (what, resp) = self
             .call(Method::POST, url, |rb| {
-                rb.header(crate::idempotency::HEADER, idempotency_key)
+                rb.header(hilo_runtime::idempotency::HEADER, idempotency_key)
                     .json(body)
             })
             .await?;

@@ -225,6 +225,33 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<hilo_runtime::RuntimeError> for ApiError {
+    fn from(e: hilo_runtime::RuntimeError) -> ApiError {
+        use hilo_runtime::{Refusal, RuntimeError};
+        match e {
+            RuntimeError::Refused(r) => {
+                let status = match r.kind {
+                    Refusal::BadRequest => StatusCode::BAD_REQUEST,
+                    Refusal::NotFound => StatusCode::NOT_FOUND,
+                    Refusal::Forbidden => StatusCode::FORBIDDEN,
+                    Refusal::Conflict => StatusCode::CONFLICT,
+                    Refusal::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                    Refusal::Limited => StatusCode::TOO_MANY_REQUESTS,
+                    Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+                    Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                    Refusal::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let mut a = ApiError::new(status, r.code, r.message).with_details(r.details);
+                a.retry_after = r.retry_after;
+                a
+            }
+            RuntimeError::Store(e) => e.into(),
+            RuntimeError::Engine(e) => e.into(),
+            RuntimeError::Internal { what, detail } => ApiError::internal(&what, detail),
+        }
+    }
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// The longest line of an error message or of a detail that quotes what the caller sent

@@ -7,13 +7,9 @@
 //! - [`auth`]: API keys (hashed), the Bearer middleware, per-key rate limits.
 //! - [`state`]: [`AppState`], what the HTTP edge (handlers, router, `serve`) shares; it builds
 //!   the services below, each of which gets only the narrow handles it uses (never the state).
-//! - [`runs`]: starting executions (tier checks, callbacks), the drives this process runs.
-//! - [`conversations`]: the humans-in-the-loop layer (conversations, the human queue).
-//! - [`live`]: what live event streams wait on (committed events, conversation news, tokens).
-//! - [`workflow_cache`]: the workflows executions are started from, read at most once a second.
-//! - [`idempotency`]: `Idempotency-Key` on the requests that create executions.
-//! - [`callbacks`]: signed POSTs of finished executions, retried and recorded.
-//! - [`queue`]: `execution.execute` actions from a Redis Stream.
+//! - the services that start and settle work (runs, conversations, callbacks, idempotency,
+//!   live streams, the Redis queue, triggers) are `hilo-runtime`'s; [`AppState`] holds its
+//!   `Runtime`, and [`serve`] runs its background loops beside the listener.
 //! - [`metrics`]: the Prometheus recorder, the engine observer, the store's gauges, a
 //!   tenant's view (`/api/v1/metrics`) and the whole process's listener (`[server]
 //!   metrics_addr`).
@@ -21,7 +17,7 @@
 //! - [`listen`]: the listener — a bound on connections, header/body read and idle timeouts.
 //! - [`console`]: the web console (embedded pages, sign-in sessions, graph layout).
 //!
-//! Leaves shared across them: [`digest`] (hex SHA-256 of keys and tokens), `time` (RFC 3339),
+//! Leaves shared across them: [`digest`] (hex SHA-256 of keys and tokens),
 //! `api::views` and `api::sse` (view types and stream helpers several handlers use).
 //!
 //! **Architecture invariant:** every handler acts for the [`auth::Caller`]'s tenant only;
@@ -35,28 +31,17 @@
 
 pub mod api;
 pub mod auth;
-pub mod callbacks;
 pub mod client;
 pub mod config;
 pub mod console;
-pub mod conversations;
 pub mod cors;
 pub mod digest;
 pub mod error;
 pub mod extract;
-pub mod idempotency;
 pub mod listen;
-pub mod live;
 pub mod metrics;
 pub mod public;
-pub mod queue;
-pub mod runs;
 pub mod state;
-mod time;
-pub mod webhooks;
-pub mod workflow_cache;
-
-use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -114,6 +99,8 @@ pub async fn serve_with_metrics(
     scrapes: Option<tokio::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The recorder the runtime's gauges and observers land in.
+    let _ = metrics::handle();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -121,41 +108,10 @@ pub async fn serve_with_metrics(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let workers = state.settings().server.workers;
-    let worker = if workers > 0 {
-        let engine = state.engine().clone();
+    let runtime = state.runtime().clone();
+    let background = tokio::spawn({
         let stop = stopped();
-        let grace = Duration::from_millis(state.settings().server.shutdown_grace_ms);
-        Some(tokio::spawn(async move {
-            if let Err(e) = engine
-                .run_worker(workers, stop, grace, |id, e| {
-                    tracing::error!("execution {id}: {e}")
-                })
-                .await
-            {
-                tracing::error!("the worker stopped: {e}");
-            }
-        }))
-    } else {
-        None
-    };
-    let callbacks = tokio::spawn(callbacks::run(
-        state.store().clone(),
-        state.secrets().cloned(),
-        state.settings().callbacks.clone(),
-        state.wake().clone(),
-        stopped(),
-    ));
-    let reconciler = tokio::spawn(conversations::run(state.hil().clone(), stopped()));
-    let pruner = tokio::spawn(idempotency::prune(state.store().clone(), stopped()));
-    let sampler = tokio::spawn(metrics::sample(
-        state.store().clone(),
-        state.llm().clone(),
-        stopped(),
-    ));
-    let queue = state.settings().redis.clone().map(|q| {
-        let grace = Duration::from_millis(state.settings().server.shutdown_grace_ms);
-        tokio::spawn(queue::run(state.runner().clone(), q, grace, stopped()))
+        async move { runtime.run(stop).await }
     });
     let scrapes = scrapes.map(|l| {
         let served = metrics::serve_process_metrics(l, state.clone(), stopped());
@@ -172,33 +128,11 @@ pub async fn serve_with_metrics(
         let _ = stop_tx.send(true);
     })
     .await;
-    // Stopped accepting; let what runs finish, within the grace period.
-    let grace = Duration::from_millis(state.settings().server.shutdown_grace_ms);
-    let deadline = tokio::time::Instant::now() + grace;
-    while !state.runs().is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let owner = state.engine().options().owner.clone();
-    for id in state.runs().abort_all() {
-        // Checkpointed at every step: the next owner continues from there.
-        if let Err(e) = state.store().release(&id, &owner).await {
-            tracing::warn!("could not give execution {id} up: {e}");
-        } else {
-            tracing::info!("execution {id} handed back to the queue (checkpointed)");
-        }
-    }
-    if let Some(w) = worker {
-        let _ = w.await;
-    }
-    let _ = callbacks.await;
-    let _ = reconciler.await;
-    let _ = pruner.await;
-    let _ = sampler.await;
+    // Stopped accepting; the runtime lets what runs finish within the grace period, then
+    // hands the rest back.
+    let _ = background.await;
     if let Some(m) = scrapes {
         let _ = m.await;
-    }
-    if let Some(q) = queue {
-        let _ = q.await;
     }
     served
 }

@@ -1,14 +1,13 @@
-//! What every handler shares: the engine and store, the server's settings, and the services
-//! built from them, each a narrow handle of its own. `AppState` is built here from [`Parts`]
-//! and is what the HTTP edge (the handlers under `api/` and `console/`, the router setup,
-//! `serve`) works with; the services themselves never see it, only the handles they are
-//! given:
+//! What every handler shares: the [`Runtime`] (the engine, the store and the services that
+//! start and settle work, from `hilo-runtime`), the server's settings and the edge's own
+//! handles. `AppState` is built here from [`Parts`] and is what the HTTP edge (the handlers
+//! under `api/` and `console/`, the router setup, `serve`) works with; the services never see
+//! it, only the handles they are given:
 //!
-//! - [`Runner`] (starting and driving executions), [`Hil`] (conversations), [`Keys`] (the key
-//!   middleware), [`ChatTokens`] (the chat widget's chats);
-//! - [`Live`] (what live event streams wait on) and [`Wake`] (what wakes the callback
-//!   sender), shared by the services that cause news;
-//! - the [`WorkflowCache`] executions are started from.
+//! - the runtime's [`Runner`] (starting and driving executions), [`Hil`] (conversations),
+//!   [`Live`] (what live event streams wait on) and [`Wake`] (what wakes the callback sender);
+//! - the edge's [`Keys`] (the key middleware), [`ChatTokens`] (the chat widget's chats) and
+//!   [`Public`] (the public paths' limits).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,18 +17,19 @@ use hilo_core::store::Store;
 use hilo_core::tool::ToolExecutor;
 use hilo_engine::Engine;
 
+use hilo_runtime::Runtime;
+use hilo_runtime::callbacks::Wake;
+use hilo_runtime::conversations::Hil;
+use hilo_runtime::live::Live;
+use hilo_runtime::runs::{Runner, Runs};
+
 use crate::auth::{KeyCache, KeyLimiter, Keys};
-use crate::callbacks::Wake;
 use crate::config::Settings;
 use crate::console::chat_tokens::ChatTokens;
 use crate::console::session::Sessions;
-use crate::conversations::Hil;
-use crate::live::Live;
 use crate::public::Public;
-use crate::runs::{Runner, Runs};
-use crate::workflow_cache::WorkflowCache;
 
-pub use crate::workflow_cache::WORKFLOW_CACHE_MS;
+pub use hilo_runtime::workflow_cache::WORKFLOW_CACHE_MS;
 
 /// How the server is put together (the CLI builds one from `hilo.toml`).
 pub struct Parts {
@@ -48,26 +48,18 @@ pub struct Parts {
 }
 
 struct Inner {
-    engine: Engine,
+    /// The services that start and settle work (shared with `hilo worker`'s processes'
+    /// code: the same crate).
+    runtime: Runtime,
     catalog: Catalog,
     settings: Settings,
-    llm: hilo_llm::Resolved,
     tools: Arc<dyn ToolExecutor>,
-    secrets: Option<Arc<dyn hilo_tools::Secrets>>,
     /// The key middleware's handle (keys, rate limits, console sign-ins).
     keys: Keys,
     /// Customer chats of the console's chat widget (see [`crate::console::chat`]).
     chats: ChatTokens,
     /// The public paths' limits.
     public: Public,
-    /// What live streams wait on.
-    live: Live,
-    /// What wakes the callback sender.
-    wake: Wake,
-    /// Starting and driving executions (and the drives of this process).
-    runner: Runner,
-    /// The conversation layer.
-    hil: Hil,
     /// The knowledge base (its vector cache lives as long as the server).
     knowledge: Arc<hilo_memory::Knowledge>,
 }
@@ -92,34 +84,21 @@ impl AppState {
                 parts.settings.console.prefix(),
             ),
         );
-        let live = Live::new();
-        let wake = Wake::default();
-        let runner = Runner::new(
-            parts.engine.clone(),
-            WorkflowCache::new(store),
-            parts.settings.tiers.clone(),
-            parts.settings.callbacks.clone(),
-            parts.secrets.clone(),
-            wake.clone(),
-            live.clone(),
-        );
-        let hil = Hil::new(runner.clone(), parts.settings.conversations.clone());
-        crate::metrics::observe(&parts.engine, &live, &wake);
-        parts.engine.set_token_sink(live.token_sink());
-        AppState(Arc::new(Inner {
+        let runtime = Runtime::new(hilo_runtime::Parts {
             engine: parts.engine,
+            settings: parts.settings.runtime(),
+            secrets: parts.secrets,
+            llm: parts.llm,
+            clock: Arc::new(hilo_runtime::SystemClock),
+        });
+        AppState(Arc::new(Inner {
+            runtime,
             catalog: parts.catalog,
             settings: parts.settings,
-            llm: parts.llm,
             tools: parts.tools,
-            secrets: parts.secrets,
             keys,
             chats,
             public,
-            live,
-            wake,
-            runner,
-            hil,
             knowledge,
         }))
     }
@@ -130,7 +109,7 @@ impl AppState {
     }
 
     pub fn engine(&self) -> &Engine {
-        &self.0.engine
+        self.0.runtime.engine()
     }
 
     /// A workflow version (or the active one) to start executions of, through the
@@ -141,16 +120,21 @@ impl AppState {
         name: &str,
         version: Option<u64>,
     ) -> Result<Arc<hilo_core::Workflow>, hilo_core::StoreError> {
-        self.0.runner.workflows().get(tenant, name, version).await
+        self.0
+            .runtime
+            .runner()
+            .workflows()
+            .get(tenant, name, version)
+            .await
     }
 
     /// Forgets what [`AppState::workflow`] keeps of a tenant's workflow (it changed).
     pub fn forget_workflow(&self, tenant: &str, name: &str) {
-        self.0.runner.workflows().forget(tenant, name);
+        self.0.runtime.runner().workflows().forget(tenant, name);
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
-        self.0.engine.store()
+        self.0.runtime.store()
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -162,7 +146,7 @@ impl AppState {
     }
 
     pub fn llm(&self) -> &hilo_llm::Resolved {
-        &self.0.llm
+        self.0.runtime.llm()
     }
 
     pub fn tools(&self) -> &Arc<dyn ToolExecutor> {
@@ -170,7 +154,7 @@ impl AppState {
     }
 
     pub fn secrets(&self) -> Option<&Arc<dyn hilo_tools::Secrets>> {
-        self.0.secrets.as_ref()
+        self.0.runtime.secrets()
     }
 
     /// The key middleware's handle.
@@ -193,34 +177,39 @@ impl AppState {
         &self.0.public
     }
 
+    /// The runtime: the services that start and settle work, and its background loops.
+    pub fn runtime(&self) -> &Runtime {
+        &self.0.runtime
+    }
+
     /// Starting and driving executions.
     pub fn runner(&self) -> &Runner {
-        &self.0.runner
+        self.0.runtime.runner()
     }
 
     /// The drives this process runs.
     pub fn runs(&self) -> &Runs {
-        self.0.runner.runs()
+        self.0.runtime.runs()
     }
 
     /// The conversation layer.
     pub fn hil(&self) -> &Hil {
-        &self.0.hil
+        self.0.runtime.hil()
     }
 
     /// What live streams wait on.
     pub fn live(&self) -> &Live {
-        &self.0.live
+        self.0.runtime.live()
     }
 
     /// What wakes the callback sender.
     pub fn wake(&self) -> &Wake {
-        &self.0.wake
+        self.0.runtime.wake()
     }
 
     /// Executions whose tokens some live stream follows (for tests).
     #[doc(hidden)]
     pub fn token_hubs(&self) -> usize {
-        self.0.live.token_hubs()
+        self.0.runtime.live().token_hubs()
     }
 }

@@ -1,6 +1,6 @@
 //! `/conversations` and `/hil`: conversations between customers, the AI and human agents;
 //! the human agents, their inboxes and the queue; the KPIs. The logic is in
-//! [`crate::conversations`]; this is its HTTP face.
+//! [`hilo_runtime::conversations`]; this is its HTTP face.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -24,11 +24,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::views::TaskView;
 use crate::auth::Caller;
-use crate::conversations::{self as conv, NewConversation};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-use crate::time::rfc3339;
+use hilo_runtime::conversations::{self as conv, NewConversation};
+use hilo_runtime::time::rfc3339;
 
 /// A conversation.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

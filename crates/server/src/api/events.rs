@@ -3,7 +3,7 @@
 //! gets exactly what it missed. The stream ends after the execution's terminal event.
 //!
 //! Between them come `llm_token` events: the text of agents' streamed model answers, live from
-//! this process's engine (see [`crate::live`]), never stored, so without an id. Each token is
+//! this process's engine (see [`hilo_runtime::live`]), never stored, so without an id. Each token is
 //! placed after the event committed before it and before the next one, so an agent node's
 //! tokens come after its `node_started` and before its `node_succeeded` or `node_failed`.
 
@@ -28,9 +28,9 @@ use crate::api::sse::resume_after;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::live::{LiveToken, TokenFeed};
 use crate::state::AppState;
-use crate::time::rfc3339;
+use hilo_runtime::live::{LiveToken, TokenFeed};
+use hilo_runtime::time::rfc3339;
 
 /// The SSE event name of a model token.
 pub const TOKEN_EVENT: &str = "llm_token";

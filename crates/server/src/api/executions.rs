@@ -25,10 +25,10 @@ use crate::api::views::TaskView;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, caller_trace};
-use crate::idempotency::Reservation;
-use crate::runs::{Shape, StartRequest, spawn_drive, start};
 use crate::state::AppState;
-use crate::time::rfc3339;
+use hilo_runtime::idempotency::Reservation;
+use hilo_runtime::runs::{Shape, StartRequest, spawn_drive, start};
+use hilo_runtime::time::rfc3339;
 
 /// `POST /workflows/{name}/execute`.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
@@ -474,13 +474,18 @@ async fn idempotent(
     route: &str,
     request: impl FnOnce() -> Value,
 ) -> ApiResult<Option<Reservation>> {
-    let Some(key) = crate::idempotency::key_of(headers)? else {
+    let Some(key) = hilo_runtime::idempotency::key_of(
+        headers
+            .get(hilo_runtime::idempotency::HEADER)
+            .map(|v| v.as_bytes()),
+    )?
+    else {
         return Ok(None);
     };
     // The request is copied for its hash only when a key asks for one.
-    let hash = crate::idempotency::request_hash(route, &request());
+    let hash = hilo_runtime::idempotency::request_hash(route, &request());
     Ok(Some(
-        crate::idempotency::reserve(
+        hilo_runtime::idempotency::reserve(
             state.store().as_ref(),
             state.settings().server.idempotency_ttl_ms,
             tenant,

@@ -17,7 +17,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
-use crate::time::rfc3339;
+use hilo_runtime::time::rfc3339;
 
 /// Tools, each with its class, schemas and defaults.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

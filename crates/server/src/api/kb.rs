@@ -19,7 +19,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-use crate::time::rfc3339;
+use hilo_runtime::time::rfc3339;
 
 fn kb_error(e: MemoryError) -> ApiError {
     match e {

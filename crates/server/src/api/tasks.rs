@@ -15,8 +15,8 @@ use crate::api::views::TaskView;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::runs::spawn_drive;
 use crate::state::AppState;
+use hilo_runtime::runs::spawn_drive;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TaskList {
@@ -144,7 +144,7 @@ pub async fn answer(
         .await?;
     // The task leaves the human queue at once: its holder's load goes down. The answer is
     // in; should this fail, the queue's next task sync closes it.
-    if let Err(e) = crate::conversations::act(
+    if let Err(e) = hilo_runtime::conversations::act(
         state.hil(),
         &caller.tenant,
         hilo_core::hil::HilOp::CloseTask {
@@ -154,9 +154,8 @@ pub async fn answer(
     .await
     {
         tracing::warn!(
-            code = e.code,
-            "task {execution_id}.{node_key} was answered but is still in the human queue ({}); the next sync closes it",
-            e.message
+            code = e.code(),
+            "task {execution_id}.{node_key} was answered but is still in the human queue ({e}); the next sync closes it"
         );
     }
     if !state.runs().contains(execution_id) {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::time::rfc3339;
+use hilo_runtime::time::rfc3339;
 
 /// A human task.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

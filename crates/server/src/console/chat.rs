@@ -99,10 +99,10 @@ pub async fn start(
         .chats()
         .create(&tenant, &conversation, max_chats)
         .await?;
-    let conv = crate::conversations::create(
+    let conv = hilo_runtime::conversations::create(
         state.hil(),
         &tenant,
-        crate::conversations::NewConversation {
+        hilo_runtime::conversations::NewConversation {
             id: Some(conversation),
             customer_id: format!("chat-{customer}"),
             channel: channel.clone(),
@@ -124,7 +124,8 @@ pub async fn start(
 /// What a customer is told of a failure of `what` (for the log): limits and their own
 /// mistakes as they are; anything else (the operator's configuration, the server) as a plain
 /// apology, with the details in the log for the operator.
-fn for_customer(e: ApiError, tenant: &str, what: &str) -> ApiError {
+fn for_customer(e: hilo_runtime::RuntimeError, tenant: &str, what: &str) -> ApiError {
+    let e = ApiError::from(e);
     let theirs = matches!(
         e.code,
         "CONVERSATION_BUSY" | "CONVERSATION_ENDED" | "CHAT_EXPIRED" | "INVALID_MESSAGE"
@@ -218,9 +219,10 @@ pub async fn message(
         .public()
         .post_message(&tenant, &token_hash, &id, body.content.len())?;
     let trace = crate::extract::caller_trace(&headers);
-    let p = crate::conversations::post_message(state.hil(), &tenant, &id, body.content, trace)
-        .await
-        .map_err(|e| for_customer(e, &tenant, &format!("a message to conversation {id}")))?;
+    let p =
+        hilo_runtime::conversations::post_message(state.hil(), &tenant, &id, body.content, trace)
+            .await
+            .map_err(|e| for_customer(e, &tenant, &format!("a message to conversation {id}")))?;
     Ok(Json(ChatPosted {
         message: p.message.into(),
         conversation: ChatConversation {

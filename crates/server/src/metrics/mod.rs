@@ -13,23 +13,17 @@
 
 use std::sync::OnceLock;
 
-use hilo_core::exec::{Event, EventKind};
-use hilo_engine::Engine;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::callbacks::Wake;
-use crate::live::Live;
 use crate::state::AppState;
 
 pub mod catalog;
 pub mod llm;
-pub mod observer;
-pub mod sampler;
 pub mod tenant;
 pub mod worker;
 
+pub use hilo_runtime::metrics::{observe, observer, sample};
 pub use llm::metered_costs;
-pub use sampler::sample;
 pub use tenant::tenant_view;
 pub use worker::{bind_metrics, serve_process_metrics, serve_worker_metrics};
 
@@ -103,31 +97,6 @@ pub(crate) async fn refresh(state: &AppState) {
         metrics::gauge!("hilo_queue_depth").set(depth as f64);
     }
     metrics::gauge!("hilo_executions_in_process").set(state.runs().len() as f64);
-}
-
-/// Installs the observers of `engine`: the metrics one (see [`observer`]), and the one that
-/// wakes live streams (through `live`) and the callback sender (through `wake`, when an
-/// execution ends).
-pub fn observe(engine: &Engine, live: &Live, wake: &Wake) {
-    observer::install(engine);
-    let (live, wake) = (live.clone(), wake.clone());
-    engine.set_observer(std::sync::Arc::new(move |id: &str, e: &Event| {
-        live.committed(id, e.seq);
-        if is_terminal(e.kind) {
-            wake.forget(id, true);
-        }
-    }));
-}
-
-fn is_terminal(kind: EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::ExecutionSucceeded
-            | EventKind::ExecutionFailed
-            | EventKind::ExecutionCompensated
-            | EventKind::ExecutionHandedOver
-            | EventKind::ExecutionCancelled
-    )
 }
 
 #[cfg(all(test, target_os = "linux"))]

@@ -10,7 +10,6 @@ use std::future::Future;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{MethodRouter, get};
-use hilo_engine::Engine;
 use tokio::net::TcpListener;
 
 use crate::state::AppState;
@@ -26,31 +25,18 @@ fn routes<S: Clone + Send + Sync + 'static>(metrics: MethodRouter<S>) -> axum::R
 }
 
 /// Serves `/metrics` (Prometheus text) and `/health` on `listener` until `shutdown`
-/// resolves; installs the metrics observer on `engine` and samples the store's gauges
-/// meanwhile.
+/// resolves (`hilo worker --metrics-addr`). The process's runtime feeds the recorder: its
+/// engine observer and the store's gauges.
 pub async fn serve_worker_metrics(
     listener: TcpListener,
-    engine: Engine,
-    llm: hilo_llm::Resolved,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    super::observer::install(&engine);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sampler = tokio::spawn(super::sample(engine.store().clone(), llm, async move {
-        let mut rx = stop_rx;
-        let _ = rx.wait_for(|s| *s).await;
-    }));
     let app = routes(get(|| async {
         super::exposition(super::handle().render())
     }));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await;
-    let _ = sampler.await;
-    served
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Listens on `addr`, `[server] metrics_addr`, for [`serve_process_metrics`]; the error names

@@ -300,7 +300,7 @@ pub const ACME_SIGNING_KEY: &str = "acme-signing-key";
 impl hilo_tools::Secrets for TestSecrets {
     async fn get(&self, tenant: &str, name: &str) -> Result<Option<String>, String> {
         Ok(
-            (tenant == "acme" && name == hilo_server::callbacks::SIGNING_SECRET)
+            (tenant == "acme" && name == hilo_runtime::callbacks::SIGNING_SECRET)
                 .then(|| ACME_SIGNING_KEY.to_string()),
         )
     }

@@ -506,8 +506,8 @@ async fn webhooks_carry_standard_signatures_that_refuse_replays() {
         base64::engine::general_purpose::STANDARD.encode(key)
     );
     assert_eq!(
-        hilo_server::webhooks::sign(&whsec, &wid, sent, b),
-        hilo_server::webhooks::sign(key, &wid, sent, b)
+        hilo_runtime::signing::sign(&whsec, &wid, sent, b),
+        hilo_runtime::signing::sign(key, &wid, sent, b)
     );
     s.stop().await;
 }

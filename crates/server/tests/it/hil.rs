@@ -661,7 +661,7 @@ async fn approvals_share_the_inbox_and_replies_reach_the_callback_signed() {
     }
     assert_eq!(calls.len(), 2, "one 500, then delivered");
     for (headers, body) in &calls {
-        let expected = hilo_server::callbacks::sign(
+        let expected = hilo_runtime::callbacks::sign(
             crate::common::ACME_SIGNING_KEY.as_bytes(),
             body.as_bytes(),
         );

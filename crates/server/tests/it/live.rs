@@ -250,7 +250,7 @@ async fn callbacks_are_signed_retried_and_recorded() {
     let calls = got.0.lock().unwrap().clone();
     assert_eq!(calls.len(), 2);
     for (headers, body) in &calls {
-        let expected = hilo_server::callbacks::sign(ACME_SIGNING_KEY.as_bytes(), body.as_bytes());
+        let expected = hilo_runtime::callbacks::sign(ACME_SIGNING_KEY.as_bytes(), body.as_bytes());
         assert_eq!(headers["x-hilo-signature"].to_str().unwrap(), expected);
         assert_eq!(headers["x-hilo-execution-id"].to_str().unwrap(), id);
         assert_eq!(
@@ -267,7 +267,7 @@ async fn callbacks_are_signed_retried_and_recorded() {
     let (_, body) = &calls[0];
     let forged = body.replace("\"n\":5", "\"n\":6");
     assert_ne!(
-        hilo_server::callbacks::sign(ACME_SIGNING_KEY.as_bytes(), forged.as_bytes()),
+        hilo_runtime::callbacks::sign(ACME_SIGNING_KEY.as_bytes(), forged.as_bytes()),
         calls[0].0["x-hilo-signature"].to_str().unwrap()
     );
 

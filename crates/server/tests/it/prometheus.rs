@@ -607,10 +607,25 @@ async fn the_worker_serves_metrics_and_health_on_its_own_address() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let _ = hilo_server::metrics::handle();
+    // The worker's runtime feeds the gauges; the listener serves them.
+    let runtime = hilo_runtime::Runtime::new(hilo_runtime::Parts {
+        engine,
+        settings: hilo_runtime::Settings::default(),
+        secrets: None,
+        llm: hilo_llm::Resolved::default(),
+        clock: Arc::new(hilo_runtime::SystemClock),
+    });
+    let (stop_rt, rx_rt) = tokio::sync::oneshot::channel::<()>();
+    let background = tokio::spawn(async move {
+        runtime
+            .run(async move {
+                let _ = rx_rt.await;
+            })
+            .await
+    });
     let task = tokio::spawn(hilo_server::metrics::serve_worker_metrics(
         listener,
-        engine,
-        hilo_llm::Resolved::default(),
         async move {
             let _ = rx.await;
         },
@@ -636,4 +651,6 @@ async fn the_worker_serves_metrics_and_health_on_its_own_address() {
     assert!(text.contains("# HELP hilo_queue_depth "), "{text}");
     let _ = stop.send(());
     task.await.unwrap().unwrap();
+    let _ = stop_rt.send(());
+    background.await.unwrap();
 }

@@ -414,7 +414,7 @@ async fn an_action_whose_process_died_before_recording_its_execution_runs_it_onc
     // and died before recording it under the action's key or running a step.
     let action = q.action("1", "three_steps", json!({"n": 9}));
     let action_id = action["action_id"].as_str().unwrap();
-    let derived = hilo_server::queue::action_execution_id("acme", action_id);
+    let derived = hilo_runtime::ingress::queue::action_execution_id("acme", action_id);
     let wf = s
         .store
         .get_workflow("acme", "three_steps", None)

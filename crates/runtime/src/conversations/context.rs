@@ -9,7 +9,7 @@ use hilo_engine::now_ms;
 use serde_json::{Map, Value, json};
 
 use super::Hil;
-use crate::error::ApiResult;
+use crate::error::Result as RtResult;
 
 /// Most bytes of one node output put in a handover's context pack.
 const CONTEXT_OUTPUT_BYTES: usize = 4096;
@@ -210,7 +210,7 @@ pub(super) async fn context_pack(
     nodes: &[NodeRecord],
     reason: &str,
     summary: Option<String>,
-) -> ApiResult<Value> {
+) -> RtResult<Value> {
     let t = conv.tenant.clone();
     let from = conv.last_seq.saturating_sub(CONTEXT_MESSAGES as u64);
     let messages = hil

@@ -17,7 +17,7 @@ use super::{
     Hil, NewConversation, SETTLE_AFTER_MS, act, bounded, create, hand_over, handover_of, settle,
     to_ai,
 };
-use crate::error::ApiResult;
+use crate::error::Result as RtResult;
 
 /// Executions that ended `handed_over` read per page of the handover sync (newest first),
 /// and pages read at most per pass.
@@ -53,7 +53,7 @@ impl Hil {
 
 /// Puts the tenant's pending `human` node tasks in the queue and takes answered or closed
 /// ones out (their holders' loads go down).
-pub async fn sync_tasks(hil: &Hil, tenant: &str) -> ApiResult<()> {
+pub async fn sync_tasks(hil: &Hil, tenant: &str) -> RtResult<()> {
     let t = tenant.to_string();
     let pending = hil
         .store()
@@ -142,7 +142,7 @@ pub async fn run(hil: Hil, shutdown: impl std::future::Future<Output = ()>) {
 /// it made), on channel `api`, the execution's `message` (else its input) as the customer's
 /// first message, and the handover the execution asked for (reason, skills, priority, its
 /// path and outputs in the context pack). A conversation's own runs are its to settle.
-pub async fn sync_handovers(hil: &Hil, tenant: &str) -> ApiResult<()> {
+pub async fn sync_handovers(hil: &Hil, tenant: &str) -> RtResult<()> {
     let t = tenant.to_string();
     // Newest first, a page at a time, until a page holds nothing new (after a restart, or a
     // burst of handovers, later passes go on where this one stopped).
@@ -185,7 +185,7 @@ pub async fn sync_handovers(hil: &Hil, tenant: &str) -> ApiResult<()> {
                 tracing::error!(
                     "execution {} of tenant {t} handed over, but no conversation could be made for it: {}",
                     e.id,
-                    err.message
+                    err
                 );
             }
             hil.mark_handover_seen(e.id);
@@ -198,7 +198,7 @@ pub async fn sync_handovers(hil: &Hil, tenant: &str) -> ApiResult<()> {
 }
 
 /// The conversation of execution `e`, which handed over outside one (see [`sync_handovers`]).
-async fn orphan_handover(hil: &Hil, t: &str, e: &ExecRecord) -> ApiResult<()> {
+async fn orphan_handover(hil: &Hil, t: &str, e: &ExecRecord) -> RtResult<()> {
     let mut conv = match hil.store().get_conversation(t, &e.id).await {
         Ok(c) => c,
         Err(hilo_core::StoreError::Hil(HilError::ConversationNotFound { .. })) => {
@@ -263,13 +263,13 @@ async fn reconcile(hil: &Hil, tenant: &str) {
     if let Err(e) = sync_tasks(hil, tenant).await {
         tracing::error!(
             "putting the human tasks of tenant {tenant} in the queue: {}",
-            e.message
+            e
         );
     }
     if let Err(e) = sync_handovers(hil, tenant).await {
         tracing::error!(
             "putting the handovers of tenant {tenant}'s executions in the queue: {}",
-            e.message
+            e
         );
     }
     let busy = match hil
@@ -302,7 +302,7 @@ async fn reconcile(hil: &Hil, tenant: &str) {
             tracing::error!(
                 "settling execution {exec} of conversation {} (tenant {tenant}): {}",
                 c.id,
-                e.message
+                e
             );
         }
     }

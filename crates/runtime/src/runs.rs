@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use hilo_core::access::CallbackRecord;
 use hilo_core::store::Store;
 use hilo_core::{AgentKind, NodeKind, Workflow};
@@ -21,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::callbacks::Wake;
 use crate::config::{CallbackSettings, TierLimits, Tiers};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Refusal, Result as RtResult, RuntimeError};
 use crate::live::Live;
 use crate::workflow_cache::WorkflowCache;
 
@@ -280,7 +279,7 @@ fn track(
 
 /// Starts an execution: loads the workflow, checks the tenant's tier, creates the execution
 /// (held by this process), registers its callback and drives it.
-pub async fn start(runner: &Runner, req: StartRequest) -> ApiResult<Started> {
+pub async fn start(runner: &Runner, req: StartRequest) -> RtResult<Started> {
     // Whatever it ends in (a handover, a person's task) reaches the queue on the
     // reconciler's next round of its tenant.
     runner.tenants().add(&req.tenant);
@@ -294,16 +293,16 @@ pub async fn start(runner: &Runner, req: StartRequest) -> ApiResult<Started> {
         if let Some(max) = limits.max_concurrent_executions {
             let active = runner.store().active_executions(&req.tenant).await?;
             if active >= max {
-                let mut e = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
+                let e = RuntimeError::new(
+                    Refusal::Limited,
                     "TIER_LIMIT",
                     format!(
                         "tenant `{}` already has {active} execution(s) not finished, the most its tier `{name}` allows at once; wait for one to end or move the tenant to a larger tier",
                         req.tenant
                     ),
                 )
-                .with_details(serde_json::json!({"limit": "max_concurrent_executions", "max": max, "active": active}));
-                e.retry_after = Some(1);
+                .with_details(serde_json::json!({"limit": "max_concurrent_executions", "max": max, "active": active}))
+                .with_retry_after(1);
                 return Err(e);
             }
         }
@@ -312,8 +311,8 @@ pub async fn start(runner: &Runner, req: StartRequest) -> ApiResult<Started> {
         crate::callbacks::check_url(url, runner.callback_settings())?;
         let secrets = runner.secrets().map(|s| s.as_ref());
         if let Err(why) = crate::callbacks::signing_key(secrets, &req.tenant).await {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(RuntimeError::new(
+                Refusal::Invalid,
                 "CALLBACK_NOT_CONFIGURED",
                 format!("callbacks are signed, and there is {why}"),
             ));
@@ -387,9 +386,9 @@ fn watchdog(runner: &Runner, tenant: &str, id: &str, ms: u64) {
     });
 }
 
-fn tier_error(tier: &str, what: String, limit: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
+fn tier_error(tier: &str, what: String, limit: &str) -> RuntimeError {
+    RuntimeError::new(
+        Refusal::Forbidden,
         "TIER_LIMIT",
         format!(
             "{what}, which tier `{tier}` does not allow; change the workflow or the tenant's tier"
@@ -399,7 +398,7 @@ fn tier_error(tier: &str, what: String, limit: &str) -> ApiError {
 }
 
 /// The limits a definition can break before it runs: tools, models, agent iterations.
-pub fn check_definition(wf: &Workflow, tier: &str, limits: &TierLimits) -> ApiResult<()> {
+pub fn check_definition(wf: &Workflow, tier: &str, limits: &TierLimits) -> RtResult<()> {
     let wref = wf.reference();
     for node in wf.all_nodes() {
         let mut tools: Vec<&str> = Vec::new();

@@ -9,12 +9,11 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, StatusCode};
 use hilo_core::store::{IdempotencyRecord, Store, now_ms};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Refusal, Result as RtResult, RuntimeError};
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -32,17 +31,21 @@ pub struct Reservation {
     pub first: bool,
 }
 
-/// The request's `Idempotency-Key`, if it has one: 1 to 255 visible ASCII characters.
-pub fn key_of(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get(HEADER) else {
+/// The request's `Idempotency-Key` (the [`HEADER`]'s value, if it has one): 1 to 255 visible
+/// ASCII characters.
+pub fn key_of(header: Option<&[u8]>) -> RtResult<Option<String>> {
+    let Some(v) = header else {
         return Ok(None);
     };
-    let key = v.to_str().ok().map(str::trim).unwrap_or_default();
+    let key = std::str::from_utf8(v)
+        .ok()
+        .map(str::trim)
+        .unwrap_or_default();
     if key.is_empty()
         || key.len() > MAX_KEY_LEN
         || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
     {
-        return Err(ApiError::bad_request(
+        return Err(RuntimeError::bad_request(
             "INVALID_IDEMPOTENCY_KEY",
             format!(
                 "header Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters (a UUID is a good choice)"
@@ -72,7 +75,7 @@ pub async fn reserve(
     tenant: &str,
     key: &str,
     hash: &str,
-) -> ApiResult<Reservation> {
+) -> RtResult<Reservation> {
     let now = now_ms();
     let ttl = i64::try_from(ttl_ms).unwrap_or(i64::MAX);
     let mine = IdempotencyRecord {
@@ -85,8 +88,8 @@ pub async fn reserve(
     };
     let kept = store.reserve_idempotency_key(&mine, now).await?;
     if kept.request_hash != hash {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(RuntimeError::new(
+            Refusal::Conflict,
             "IDEMPOTENCY_KEY_REUSED",
             format!(
                 "Idempotency-Key `{key}` was used for a different request (execution {}); send a new key for a new request, or the same body to get that execution",

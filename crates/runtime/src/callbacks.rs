@@ -15,7 +15,7 @@
 //! - `webhook-id` (`callback:<execution id>`), `webhook-timestamp` and `webhook-signature`
 //!   per the Standard Webhooks scheme ([`crate::webhooks`]): the signature covers the id and
 //!   the timestamp, so a receiver that checks the timestamp against its clock
-//!   ([`crate::webhooks::verify`], 5 minutes) refuses replays.
+//!   ([`crate::signing::verify`], 5 minutes) refuses replays.
 //!
 //! Receivers check `webhook-signature` (or, as before, `X-Hilo-Signature` over the raw body,
 //! then `sent_at` against their clock).
@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use hilo_core::access::CallbackRecord;
 use hilo_core::store::Store;
 use hilo_core::tool::ToolContext;
@@ -44,7 +43,7 @@ use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
 use crate::config::CallbackSettings;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Refusal, Result as RtResult, RuntimeError};
 use crate::time::rfc3339;
 
 /// The credential-store secret holding a tenant's signing key.
@@ -65,18 +64,14 @@ pub fn sign(key: &[u8], body: &[u8]) -> String {
     )
 }
 
-fn refused(message: String) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "CALLBACK_URL_REFUSED",
-        message,
-    )
+fn refused(message: String) -> RuntimeError {
+    RuntimeError::new(Refusal::Invalid, "CALLBACK_URL_REFUSED", message)
 }
 
 /// Checks a callback URL when an execution is submitted: http(s), a host, and not a private
 /// or loopback address unless `[callbacks] allow_hosts` lists it (names are checked again
 /// when they are resolved, at delivery).
-pub fn check_url(url: &str, settings: &CallbackSettings) -> ApiResult<()> {
+pub fn check_url(url: &str, settings: &CallbackSettings) -> RtResult<()> {
     let parsed = url::Url::parse(url)
         .map_err(|e| refused(format!("callback_url `{url}` is not a valid URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -94,8 +89,8 @@ pub fn check_url(url: &str, settings: &CallbackSettings) -> ApiResult<()> {
         parsed.port_or_known_default(),
     )
     .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+        RuntimeError::new(
+            Refusal::Misconfigured,
             "CONFIG",
             format!("[callbacks] {e}; fix hilo.toml and restart the server"),
         )
@@ -300,7 +295,7 @@ async fn attempt(
     );
     headers.insert("X-Hilo-Execution-Id".into(), json!(c.execution_id));
     let id = format!("callback:{}", c.execution_id);
-    for (name, value) in crate::webhooks::headers(&key, &id, now_ms() / 1000, body.as_bytes()) {
+    for (name, value) in crate::signing::headers(&key, &id, now_ms() / 1000, body.as_bytes()) {
         headers.insert(name.into(), json!(value));
     }
     let ctx = ToolContext {
@@ -427,7 +422,7 @@ async fn post_message(
     );
     headers.insert("X-Hilo-Conversation-Id".into(), json!(d.conversation_id));
     let id = format!("message:{}:{}", d.conversation_id, d.seq);
-    for (name, value) in crate::webhooks::headers(&key, &id, now_ms() / 1000, body.as_bytes()) {
+    for (name, value) in crate::signing::headers(&key, &id, now_ms() / 1000, body.as_bytes()) {
         headers.insert(name.into(), json!(value));
     }
     let ctx = ToolContext {
@@ -481,13 +476,9 @@ mod tests {
     #[test]
     fn an_unparsable_allow_hosts_entry_is_a_configuration_error() {
         let e = check_url("http://127.0.0.1/cb", &allowing(&["127.0.0.1:http"])).unwrap_err();
-        assert_eq!(e.code, "CONFIG");
-        assert!(e.message.contains("`127.0.0.1:http`"), "{}", e.message);
-        // hilo.toml with such an entry is refused when it is read.
-        let e = crate::config::Settings::from_value(
-            &serde_json::json!({"callbacks": {"allow_hosts": ["[::1"]}}),
-        )
-        .unwrap_err();
-        assert!(e.contains("[callbacks]") && e.contains("`[::1`"), "{e}");
+        assert_eq!(e.code(), "CONFIG");
+        assert!(e.to_string().contains("`127.0.0.1:http`"), "{e}");
+        // hilo.toml with such an entry is refused when it is read: the server's
+        // `config::tests::an_unparsable_allow_hosts_entry_is_refused_when_read`.
     }
 }

@@ -111,7 +111,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::RedisQueueSettings;
-use crate::error::ApiError;
+use crate::error::RuntimeError;
 use crate::runs::{Runner, StartRequest, Started};
 
 /// The action type this consumer runs.
@@ -516,7 +516,8 @@ impl Ingress {
                         break id;
                     }
                     Err(e) => {
-                        let data = rejected(None, e.code, &e.message, e.details);
+                        let (code, message, details) = e.answer();
+                        let data = rejected(None, code, &message, details);
                         let fate = KeyFate::Release {
                             key: &key,
                             claim: &claim,
@@ -584,7 +585,7 @@ impl Ingress {
     }
 
     /// Starts the action's execution, trying again a little when the failure is the server's.
-    async fn start(&self, action: &Action) -> Result<Started, ApiError> {
+    async fn start(&self, action: &Action) -> Result<Started, RuntimeError> {
         let mut attempt = 1;
         loop {
             let req = StartRequest {
@@ -600,7 +601,7 @@ impl Ingress {
                 trace_parent: None,
             };
             match crate::runs::start(&self.runner, req).await {
-                Err(e) if e.status.is_server_error() && attempt < START_ATTEMPTS => {
+                Err(e) if e.is_transient() && attempt < START_ATTEMPTS => {
                     tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
                     attempt += 1;
                 }

@@ -1,6 +1,6 @@
 //! Gauges that only the store knows, read every [`SAMPLE_EVERY`]: the queue depth (one
 //! query across tenants) and, for each tenant this process has seen or with human-queue
-//! activity (at most [`MAX_TENANTS`](super::observer::MAX_TENANTS)), its unfinished and
+//! activity (at most [`MAX_TENANTS`](crate::metrics::observer::MAX_TENANTS)), its unfinished and
 //! waiting executions, pending human tasks and the oldest one's age, the human queue and its
 //! oldest item's wait, and the share of each LLM budget window spent. Each is one bounded
 //! query; a failed read is logged and counted, and the gauge keeps its last value.
@@ -28,7 +28,6 @@ pub async fn sample(
     llm: hilo_llm::Resolved,
     stop: impl Future<Output = ()>,
 ) {
-    let _ = super::handle();
     // The error counter exists from the start (0), so that alerts on it have a series.
     metrics::counter!("hilo_metrics_sample_errors_total").increment(0);
     tokio::pin!(stop);
@@ -65,12 +64,12 @@ pub async fn sample_once(store: &dyn Store, llm: &hilo_llm::Resolved) {
             .set(at.map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0)),
         Err(e) => failed("the oldest runnable execution", &e),
     }
-    let mut tenants = super::observer::known_tenants();
+    let mut tenants = crate::metrics::observer::known_tenants();
     match store.hil_tenants().await {
         Ok(more) => {
             for t in more {
-                super::observer::note_tenant(&t);
-                if !tenants.contains(&t) && tenants.len() < super::observer::MAX_TENANTS {
+                crate::metrics::observer::note_tenant(&t);
+                if !tenants.contains(&t) && tenants.len() < crate::metrics::observer::MAX_TENANTS {
                     tenants.push(t);
                 }
             }

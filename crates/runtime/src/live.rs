@@ -20,7 +20,7 @@ const TOKEN_BUFFER: usize = 1024;
 
 /// A model token for live streams.
 #[derive(Debug, Clone)]
-pub(crate) struct LiveToken {
+pub struct LiveToken {
     /// The sequence number of the execution's last event committed before the token (`None`:
     /// none committed since its first stream subscribed).
     pub after: Option<u64>,
@@ -36,7 +36,7 @@ struct Hub {
 }
 
 /// One live stream's subscription to an execution's tokens; it ends when dropped.
-pub(crate) struct TokenFeed {
+pub struct TokenFeed {
     pub rx: broadcast::Receiver<LiveToken>,
     live: Weak<Inner>,
     id: String,
@@ -91,7 +91,7 @@ impl Live {
     }
 
     /// The engine's token sink: tokens to this notifier's streams, for as long as it lives.
-    pub(crate) fn token_sink(&self) -> TokenSink {
+    pub fn token_sink(&self) -> TokenSink {
         let weak = Arc::downgrade(&self.0);
         TokenSink::new(move |chunk: TokenChunk| {
             if let Some(live) = weak.upgrade() {
@@ -101,7 +101,7 @@ impl Live {
     }
 
     /// Tells live streams of conversation `id` that it has news.
-    pub(crate) fn conversation_changed(&self, tenant: &str, id: &str) {
+    pub fn conversation_changed(&self, tenant: &str, id: &str) {
         if self.0.conversations.receiver_count() > 0 {
             let _ = self
                 .0
@@ -111,26 +111,26 @@ impl Live {
     }
 
     /// Wakes on news of any conversation (`tenant/id`).
-    pub(crate) fn conversation_news(&self) -> broadcast::Receiver<Arc<str>> {
+    pub fn conversation_news(&self) -> broadcast::Receiver<Arc<str>> {
         self.0.conversations.subscribe()
     }
 
     /// Tells live streams that execution `id` has new events.
-    pub(crate) fn notify(&self, id: &str) {
+    pub fn notify(&self, id: &str) {
         if self.0.events.receiver_count() > 0 {
             let _ = self.0.events.send(Arc::from(id));
         }
     }
 
     /// Tells live streams that execution `id` committed its event `seq`.
-    pub(crate) fn committed(&self, id: &str, seq: u64) {
+    pub fn committed(&self, id: &str, seq: u64) {
         self.known(id, seq);
         self.notify(id);
     }
 
     /// Execution `id`'s history is known to hold events up to `seq`: tokens from now on
     /// follow that event.
-    pub(crate) fn known(&self, id: &str, seq: u64) {
+    pub fn known(&self, id: &str, seq: u64) {
         if self.0.hub_count.load(Ordering::SeqCst) == 0 {
             return;
         }
@@ -155,7 +155,7 @@ impl Live {
     }
 
     /// Subscribes to the tokens of execution `id` (until the feed is dropped).
-    pub(crate) fn tokens(&self, id: &str) -> TokenFeed {
+    pub fn tokens(&self, id: &str) -> TokenFeed {
         let mut hubs = self.0.hubs.lock().unwrap_or_else(PoisonError::into_inner);
         let hub = hubs.entry(id.to_string()).or_insert_with(|| Hub {
             tx: broadcast::channel(TOKEN_BUFFER).0,
@@ -182,7 +182,7 @@ impl Live {
     }
 
     /// Wakes on new events of any execution (its id).
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.0.events.subscribe()
     }
 }

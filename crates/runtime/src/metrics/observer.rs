@@ -42,9 +42,9 @@ struct Clocks {
     started: Mutex<HashMap<(String, String), i64>>,
 }
 
-/// Installs the metrics observer on `engine` (and the recorder, if not yet).
+/// Installs the metrics observer on `engine` (the process's recorder, installed by the
+/// binary, receives what it records).
 pub fn install(engine: &Engine) {
-    let _ = super::handle();
     let clocks = Arc::new(Clocks::default());
     engine.add_execution_observer(Arc::new(move |o: &Observed<'_>, e: &Event| {
         record(&clocks, o, e);

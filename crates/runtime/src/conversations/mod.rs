@@ -32,7 +32,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use hilo_core::exec::{ExecStatus, NodeRecord, NodeStatus};
 use hilo_core::hil::{
     CHANNELS, ConvStatus, Conversation, Handover, HilChanges, HilError, HilOp, ItemKind, ItemRef,
@@ -44,7 +43,7 @@ use hilo_engine::{Outcome, now_ms};
 use serde_json::{Value, json};
 
 use crate::config::ConversationSettings;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Refusal, Result as RtResult, RuntimeError};
 use crate::runs::{Runner, StartRequest, start};
 
 mod context;
@@ -144,13 +143,13 @@ impl Hil {
     }
 }
 
-fn invalid(code: &'static str, message: String) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+fn invalid(code: &'static str, message: String) -> RuntimeError {
+    RuntimeError::new(Refusal::Invalid, code, message)
 }
 
 /// Starts a conversation bound to a workflow: the request's, else the tenant's binding for
 /// the channel (`[[conversations.bindings]]`), else `[conversations] workflow`.
-pub async fn create(hil: &Hil, tenant: &str, req: NewConversation) -> ApiResult<Conversation> {
+pub async fn create(hil: &Hil, tenant: &str, req: NewConversation) -> RtResult<Conversation> {
     if !CHANNELS.contains(&req.channel.as_str()) {
         return Err(invalid(
             "INVALID_CHANNEL",
@@ -243,7 +242,7 @@ pub async fn create(hil: &Hil, tenant: &str, req: NewConversation) -> ApiResult<
 }
 
 /// A conversation, settling first an execution of it that ended while nobody waited.
-pub async fn get(hil: &Hil, tenant: &str, id: &str) -> ApiResult<Conversation> {
+pub async fn get(hil: &Hil, tenant: &str, id: &str) -> RtResult<Conversation> {
     hil.tenants().add(tenant);
     let conv = hil.store().get_conversation(tenant, id).await?;
     if let Some(exec) = conv.current_execution.clone()
@@ -255,9 +254,9 @@ pub async fn get(hil: &Hil, tenant: &str, id: &str) -> ApiResult<Conversation> {
     Ok(conv)
 }
 
-fn ended(id: &str, status: ConvStatus) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
+fn ended(id: &str, status: ConvStatus) -> RuntimeError {
+    RuntimeError::new(
+        Refusal::Conflict,
         "CONVERSATION_ENDED",
         format!(
             "conversation `{id}` is {status}: it takes no more messages; start a new conversation"
@@ -265,18 +264,17 @@ fn ended(id: &str, status: ConvStatus) -> ApiError {
     )
 }
 
-fn busy(id: &str, exec: Option<&str>) -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::CONFLICT,
+fn busy(id: &str, exec: Option<&str>) -> RuntimeError {
+    RuntimeError::new(
+        Refusal::Conflict,
         "CONVERSATION_BUSY",
         format!(
             "conversation `{id}` is still answering the previous message{}; send this one again when its reply has come",
             exec.map(|x| format!(" (execution {x})"))
                 .unwrap_or_default()
         ),
-    );
-    e.retry_after = Some(1);
-    e
+    )
+    .with_retry_after(1)
 }
 
 /// Takes a customer message: while a human has the conversation it goes to their inbox;
@@ -293,7 +291,7 @@ pub async fn post_message(
     id: &str,
     content: String,
     trace: Option<TraceParent>,
-) -> ApiResult<Posted> {
+) -> RtResult<Posted> {
     if content.trim().is_empty() {
         return Err(invalid(
             "INVALID_MESSAGE",
@@ -359,7 +357,7 @@ pub async fn post_message(
 
 /// Moves a `new` conversation to `ai_processing` (`by`, `reason` in its transitions); the
 /// conversation as it is then (another request may have moved it first).
-async fn to_ai(hil: &Hil, conv: Conversation, by: &str, reason: &str) -> ApiResult<Conversation> {
+async fn to_ai(hil: &Hil, conv: Conversation, by: &str, reason: &str) -> RtResult<Conversation> {
     let mut tr = Vec::new();
     let mut moved = conv.clone();
     hilo_core::hil::move_conversation(
@@ -392,7 +390,7 @@ async fn run_ai(
     message: Message,
     exec_id: String,
     trace: Option<TraceParent>,
-) -> ApiResult<Posted> {
+) -> RtResult<Posted> {
     let t = conv.tenant.clone();
     let history_len = hil.settings().history as u64;
     let conv = roll_summary(hil, conv, &message, &exec_id).await;
@@ -452,7 +450,7 @@ async fn run_ai(
             }
         }
         // Over a limit for now: nothing runs; give the run up (the message stays), say why.
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+        Err(e) if e.is_limited() => {
             hil.store()
                 .swap_execution(&t, &conv.id, Some(&exec_id), None, now_ms())
                 .await?;
@@ -465,11 +463,10 @@ async fn run_ai(
                 tenant = %t,
                 conversation = %conv.id,
                 workflow = %conv.workflow,
-                code = e.code,
-                "a customer's message could not start the conversation's workflow: {}",
-                e.message
+                code = e.code(),
+                "a customer's message could not start the conversation's workflow: {e}"
             );
-            fail(hil, &t, &conv.id, &exec_id, e.code.to_string(), &[]).await?;
+            fail(hil, &t, &conv.id, &exec_id, e.code().to_string(), &[]).await?;
         }
     }
     // Whoever settled it (this request, a read, the reconciler), its messages are stored.
@@ -513,7 +510,7 @@ pub async fn settle(
     id: &str,
     exec_id: &str,
     outcome: Option<Outcome>,
-) -> ApiResult<Vec<Message>> {
+) -> RtResult<Vec<Message>> {
     let t = tenant.to_string();
     let conv = hil.store().get_conversation(&t, id).await?;
     if conv.current_execution.as_deref() != Some(exec_id) {
@@ -638,7 +635,7 @@ async fn fail(
     exec_id: &str,
     code: String,
     nodes: &[NodeRecord],
-) -> ApiResult<Vec<Message>> {
+) -> RtResult<Vec<Message>> {
     let now = now_ms();
     if !hil
         .store()
@@ -844,7 +841,7 @@ async fn hand_over(
     mut handover: Handover,
     nodes: &[NodeRecord],
     summary: Option<String>,
-) -> ApiResult<Vec<Message>> {
+) -> RtResult<Vec<Message>> {
     let exec_id = handover.execution_id.clone();
     // Handed over already (by a settler before a crash, or one at the same time): only the
     // notice may be missing.
@@ -872,7 +869,7 @@ async fn hand_over(
             Ok(_) => {
                 metrics::counter!("hilo_hil_handovers_total", "tenant" => conv.tenant.clone(), "workflow" => conv.workflow.clone(), "trigger" => trigger).increment(1);
             }
-            Err(e) if e.code == "INVALID_TRANSITION" => {}
+            Err(e) if e.code() == "INVALID_TRANSITION" => {}
             Err(e) => return Err(e),
         }
     }
@@ -896,7 +893,7 @@ pub async fn say(
     author: Option<String>,
     content: String,
     exec_id: Option<&str>,
-) -> ApiResult<Message> {
+) -> RtResult<Message> {
     let m = hil
         .store()
         .add_message(
@@ -918,7 +915,7 @@ pub async fn say(
 
 /// Runs a queue operation (the store decides and writes it under the tenant's lock) and
 /// tells live streams of the conversations it changed.
-pub async fn act(hil: &Hil, tenant: &str, op: HilOp) -> ApiResult<HilChanges> {
+pub async fn act(hil: &Hil, tenant: &str, op: HilOp) -> RtResult<HilChanges> {
     hil.tenants().add(tenant);
     let changes = hil.store().hil_apply(tenant, &op, now_ms()).await?;
     let mut seen = HashSet::new();
@@ -943,7 +940,7 @@ pub async fn human_reply(
     id: &str,
     agent: &str,
     content: String,
-) -> ApiResult<Message> {
+) -> RtResult<Message> {
     if content.trim().is_empty() {
         return Err(invalid(
             "INVALID_MESSAGE",
@@ -954,8 +951,8 @@ pub async fn human_reply(
     let a = hil.store().get_agent(&t, agent).await?;
     let conv = hil.store().get_conversation(&t, id).await?;
     if conv.status != ConvStatus::HumanActive || conv.assigned_agent.as_deref() != Some(&a.id) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(RuntimeError::new(
+            Refusal::Conflict,
             "NOT_HOLDER",
             match conv.assigned_agent.as_deref() {
                 Some(h) if h != a.id => format!(
@@ -979,7 +976,7 @@ pub async fn human_reply(
 }
 
 /// Claims a conversation (pending_human → human_active) and tells the customer who joined.
-pub async fn claim(hil: &Hil, tenant: &str, item: ItemRef, agent: &str) -> ApiResult<HilChanges> {
+pub async fn claim(hil: &Hil, tenant: &str, item: ItemRef, agent: &str) -> RtResult<HilChanges> {
     let changes = act(
         hil,
         tenant,
@@ -1018,7 +1015,7 @@ pub async fn resolve(
     id: &str,
     agent: &str,
     note: Option<String>,
-) -> ApiResult<HilChanges> {
+) -> RtResult<HilChanges> {
     let changes = act(
         hil,
         tenant,
@@ -1054,7 +1051,7 @@ pub async fn back_to_ai(
     id: &str,
     agent: &str,
     note: String,
-) -> ApiResult<HilChanges> {
+) -> RtResult<HilChanges> {
     if note.trim().is_empty() {
         return Err(invalid(
             "INVALID_NOTE",
