@@ -123,6 +123,7 @@ async fn sqlite_files_are_private() {
     let store = SqliteStore::open(&path, Durability::Normal).await.unwrap();
     let now = hilo_core::store::now_ms();
     let new = NewExecution {
+        started_by: None,
         trace_parent: None,
         id: "x".into(),
         tenant: "default".into(),

@@ -80,6 +80,7 @@ async fn next(l: &mut sqlx::postgres::PgListener) -> bool {
 
 fn new_exec(id: &str, tenant: &str, owner: Option<&str>, created_at: i64) -> NewExecution {
     NewExecution {
+        started_by: None,
         trace_parent: None,
         id: id.into(),
         tenant: tenant.into(),

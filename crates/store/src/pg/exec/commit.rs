@@ -3,7 +3,7 @@
 //! node records, variables and payloads in one multi-row statement each), signals and
 //! answers, and the `NOTIFY` that wakes idle workers.
 
-use hilo_core::exec::{Commit, CommitOutcome, Event, NewExecution, Signal};
+use hilo_core::exec::{Claimed, Commit, CommitOutcome, Event, NewExecution, Signal, StartClaim};
 use hilo_core::store::{Result, StoreError, TenantId};
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -13,6 +13,8 @@ use crate::pg::exec::claim::WORK_CHANNEL;
 use crate::sql::exec_codec::{
     Encoded, EventRow, ExecRow as RowUpdate, Json, Marks, Pending, REF, SortedRows, corrupt, i, sql,
 };
+use crate::sql::exec_rows::started_by_text;
+use crate::sql::triggers;
 use crate::sql::{backend, now_ms};
 
 /// Payloads to store (hash, body) and the column text of each value.
@@ -302,6 +304,7 @@ pub(super) async fn insert_execution(
         .bind(new.lease.as_ref().map(|l| l.owner.as_str()))
         .bind(new.lease.as_ref().map(|l| l.expires_at))
         .bind(new.trace_parent.map(|t| t.to_string()))
+        .bind(started_by_text(new.started_by.as_ref())?)
         .execute(&mut *conn)
         .await
         .map_err(backend)?
@@ -469,6 +472,63 @@ pub(super) async fn create_execution(
     rows.write(&mut tx).await?;
     tx.commit().await.map_err(backend)?;
     Ok(true)
+}
+
+/// The claim is inserted first: of concurrent transactions with one claim, the others wait
+/// on its key until the first commits, then insert nothing and read the execution it names
+/// (or, when it rolled back, go on as the first).
+pub(super) async fn create_claimed(
+    store: &PgStore,
+    new: NewExecution,
+    events: Vec<Event>,
+    claim: StartClaim,
+) -> Result<Claimed> {
+    let mut tx = store.pool().begin().await.map_err(backend)?;
+    let inserted = sqlx::query(triggers::INSERT_CLAIM)
+        .bind(&new.tenant)
+        .bind(&claim.trigger)
+        .bind(&claim.key)
+        .bind(claim.tick_ms())
+        .bind(&new.id)
+        .bind(claim.at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+    if inserted == 0 {
+        let taken: Option<String> = sqlx::query_scalar(triggers::CLAIMED_BY)
+            .bind(&new.tenant)
+            .bind(&claim.trigger)
+            .bind(&claim.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.rollback().await.map_err(backend)?;
+        return match taken {
+            Some(execution_id) => Ok(Claimed::Taken { execution_id }),
+            None => Err(triggers::claim_vanished(&claim)),
+        };
+    }
+    if !insert_execution(&mut tx, &new, store.payload_threshold()).await? {
+        tx.rollback().await.map_err(backend)?;
+        return Err(triggers::id_taken(&new.id));
+    }
+    if let Some(d) = &claim.delivery {
+        sqlx::query(triggers::INSERT_DELIVERY)
+            .bind(&new.id)
+            .bind(&new.tenant)
+            .bind(triggers::delivery_headers(d))
+            .bind(&d.body)
+            .bind(claim.at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
+    let mut rows = Rows::default();
+    rows.events(&new.id, events.iter().map(EventRow::of).collect());
+    rows.write(&mut tx).await?;
+    tx.commit().await.map_err(backend)?;
+    Ok(Claimed::Created)
 }
 
 pub(super) async fn commit_batch(

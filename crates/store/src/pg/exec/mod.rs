@@ -31,8 +31,8 @@ mod read;
 
 use async_trait::async_trait;
 use hilo_core::exec::{
-    Commit, CommitOutcome, Event, ExecFilter, ExecRecord, ExecutionStore, HumanTask, Loaded,
-    NewExecution, NodeRecord, Signal, StoredSignal, TaskFilter,
+    Claimed, Commit, CommitOutcome, Event, ExecFilter, ExecRecord, ExecutionStore, HumanTask,
+    Loaded, NewExecution, NodeRecord, Signal, StartClaim, StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, TenantId};
 use serde_json::Value;
@@ -91,6 +91,15 @@ impl ExecutionStore for PgStore {
 
     async fn create_execution(&self, new: NewExecution, events: Vec<Event>) -> Result<bool> {
         commit::create_execution(self, new, events).await
+    }
+
+    async fn create_claimed(
+        &self,
+        new: NewExecution,
+        events: Vec<Event>,
+        claim: StartClaim,
+    ) -> Result<Claimed> {
+        commit::create_claimed(self, new, events, claim).await
     }
 
     async fn commit_batch(&self, commits: Vec<Commit>) -> Result<Vec<CommitOutcome>> {
