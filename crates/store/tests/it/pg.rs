@@ -435,3 +435,17 @@ async fn postgres_kb_removal_leaves_no_rows() {
     drop(store);
     db.drop().await;
 }
+
+/// Separate pools on one database (as separate processes hold): of 16 concurrent starts of
+/// one claim, exactly one creates.
+#[tokio::test]
+async fn postgres_claims_are_exclusive_across_processes() {
+    let db = PgDb::create("claims").await;
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..4 {
+        stores.push(Arc::new(PgStore::connect(&db.url).await.unwrap()));
+    }
+    crate::conformance_triggers::one_claim_creates(&stores).await;
+    drop(stores);
+    db.drop().await;
+}
