@@ -8,6 +8,9 @@
 //! - [`Event`]: the append-only history of every transition.
 //! - [`Commit`]: everything one step writes, applied by [`ExecutionStore::commit_batch`] in one
 //!   transaction (several executions' commits may share it: group commit).
+//! - [`StartedBy`]: what started an execution (one field of its record). [`StartClaim`] and
+//!   [`ExecutionStore::create_claimed`]: a start that happens at most once per trigger and key
+//!   (a schedule's tick, a webhook's delivery), whatever the number of processes.
 //! - [`AgentRuntime`]: what agent nodes call. Tools are in [`crate::tool`]. The engine never
 //!   performs a side effect itself. [`TokenSink`]: where an agent's streamed model tokens go
 //!   (live only: tokens are never part of the history).
@@ -363,6 +366,10 @@ pub struct ExecRecord {
     /// one: the execution's trace is the caller's, its root span the child of the caller's
     /// span (see `crate::trace`). Written once, at creation.
     pub trace_parent: Option<crate::trace::TraceParent>,
+    /// What started the execution, written once at creation; `None` for executions created
+    /// before it was recorded (and for a kind this build does not know, written by a newer
+    /// one): shown as unknown.
+    pub started_by: Option<StartedBy>,
 }
 
 /// The parent of a child execution, and the `workflow` node waiting for it.
@@ -521,6 +528,117 @@ pub struct NewExecution {
     pub created_at: i64,
     /// The caller's trace context (see [`ExecRecord::trace_parent`]).
     pub trace_parent: Option<crate::trace::TraceParent>,
+    /// What started it (see [`ExecRecord::started_by`]).
+    pub started_by: Option<StartedBy>,
+}
+
+/// What started an execution: stored as one JSON column, tagged by `kind`
+/// (`{"kind":"schedule","trigger":"nightly/schedule-1","tick":"2025-03-30T09:00:00+02:00"}`).
+/// Later kinds are added as variants; a store reads a kind it does not know as `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StartedBy {
+    /// `hilo run`.
+    Cli,
+    /// The HTTP API.
+    Api,
+    /// The Redis queue.
+    Queue,
+    /// A conversation's message (the conversation's id).
+    Conversation { conversation: String },
+    /// A `workflow` node of another execution (the parent's id).
+    Child { parent: String },
+    /// A schedule's tick: the trigger (`WORKFLOW/ID`) and the tick time (RFC 3339 in the
+    /// trigger's time zone).
+    Schedule { trigger: String, tick: String },
+    /// A webhook delivery: the trigger (`WORKFLOW/ID`) and the delivery's `webhook-id`.
+    Webhook { trigger: String, delivery: String },
+}
+
+impl StartedBy {
+    /// The `kind` tag: `cli`, `api`, `queue`, `conversation`, `child`, `schedule`, `webhook`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StartedBy::Cli => "cli",
+            StartedBy::Api => "api",
+            StartedBy::Queue => "queue",
+            StartedBy::Conversation { .. } => "conversation",
+            StartedBy::Child { .. } => "child",
+            StartedBy::Schedule { .. } => "schedule",
+            StartedBy::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// The prefix of a schedule tick's claim key (`tick:<unix ms of the tick>`).
+pub const TICK_KEY_PREFIX: &str = "tick:";
+/// The prefix of a webhook delivery's claim key (`delivery:<webhook-id>`).
+pub const DELIVERY_KEY_PREFIX: &str = "delivery:";
+
+/// What makes a start happen at most once: the trigger (`WORKFLOW/ID`) and a key unique
+/// within it (a tick, a delivery). See [`ExecutionStore::create_claimed`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartClaim {
+    /// The trigger's name, `WORKFLOW/ID`.
+    pub trigger: String,
+    /// `tick:<unix ms of the tick>` or `delivery:<webhook-id>` ([`StartClaim::tick`],
+    /// [`StartClaim::delivery`] build them).
+    pub key: String,
+    /// When the claim is made (Unix ms): what `TriggerStore::prune_claims` ages it by.
+    pub at_ms: i64,
+    /// A webhook's delivery, kept with the execution it starts, in the same transaction
+    /// (read back with `TriggerStore::get_delivery`; removed with the execution).
+    pub delivery: Option<WebhookDelivery>,
+}
+
+impl StartClaim {
+    /// The claim of a schedule's tick.
+    pub fn tick(trigger: impl Into<String>, tick_ms: i64, at_ms: i64) -> StartClaim {
+        StartClaim {
+            trigger: trigger.into(),
+            key: format!("{TICK_KEY_PREFIX}{tick_ms}"),
+            at_ms,
+            delivery: None,
+        }
+    }
+
+    /// The claim of a webhook delivery (its `webhook-id`), with the delivery to keep.
+    pub fn delivery(
+        trigger: impl Into<String>,
+        webhook_id: &str,
+        at_ms: i64,
+        delivery: WebhookDelivery,
+    ) -> StartClaim {
+        StartClaim {
+            trigger: trigger.into(),
+            key: format!("{DELIVERY_KEY_PREFIX}{webhook_id}"),
+            at_ms,
+            delivery: Some(delivery),
+        }
+    }
+
+    /// The tick (Unix ms) of a schedule's claim; `None` for any other key.
+    pub fn tick_ms(&self) -> Option<i64> {
+        self.key.strip_prefix(TICK_KEY_PREFIX)?.parse().ok()
+    }
+}
+
+/// A webhook delivery as received: kept so it can be verified again later.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    /// The request's headers (a JSON object of name to value).
+    pub headers: Value,
+    /// The raw body, as signed.
+    pub body: String,
+}
+
+/// What [`ExecutionStore::create_claimed`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// The claim was free: the execution is created, with its claim.
+    Created,
+    /// The claim was taken already: nothing was created; the execution it started.
+    Taken { execution_id: String },
 }
 
 /// Who holds an execution, until when.
@@ -626,6 +744,19 @@ pub trait ExecutionStore: Send + Sync {
     /// Creates an execution (and its first history entries) in one transaction. False, and
     /// nothing written, when an execution with its id exists already.
     async fn create_execution(&self, new: NewExecution, events: Vec<Event>) -> Result<bool>;
+
+    /// Creates an execution as [`Self::create_execution`] does, and in the same transaction
+    /// its claim: a row keyed by (tenant, `claim.trigger`, `claim.key`) naming it, and the
+    /// claim's delivery when it has one. When that row exists already, nothing is created and
+    /// the execution it names is returned ([`Claimed::Taken`]). Of any number of concurrent
+    /// calls with one claim, from any number of processes, exactly one creates. An error
+    /// (the execution's id taken) writes nothing.
+    async fn create_claimed(
+        &self,
+        new: NewExecution,
+        events: Vec<Event>,
+        claim: StartClaim,
+    ) -> Result<Claimed>;
 
     /// Applies commits, possibly of several executions, in one transaction. Each is fenced by
     /// its lease: a commit whose owner no longer holds the execution is skipped

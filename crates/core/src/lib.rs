@@ -21,6 +21,8 @@
 //! - [`access`]: API keys and execution callbacks (rows and store traits).
 //! - [`session`]: the console's sessions and the chat widget's tokens, kept in the store
 //!   (rows and the `SessionStore` trait).
+//! - [`trigger_store`]: the trigger registry's rows (schedules, webhooks) and the
+//!   `TriggerStore` trait.
 //! - [`store`]: the storage traits (`WorkflowStore`, …) that backends implement, combined in
 //!   the `Store` supertrait.
 //! - [`trace`]: W3C `traceparent` and the trace and span ids of an execution, derived from
@@ -63,6 +65,7 @@ pub mod store;
 pub mod stored;
 pub mod tool;
 pub mod trace;
+pub mod trigger_store;
 pub mod validate;
 
 pub use diagnostic::{Code, Diagnostic, Diagnostics};

@@ -6,7 +6,7 @@
 //!
 //! This is the top of core's runtime modules: `store` imports the trait files (`exec`, `tool`,
 //! `llm`, `access`, `session`, `hil`, `episode`,
-//! `knowledge`) for the supertrait, and they import only
+//! `knowledge`, `trigger_store`) for the supertrait, and they import only
 //! [`crate::base`], never `store`. The ids, errors and clock they share live in `base`; they
 //! are re-exported here, so `hilo_core::store::{TenantId, Result, StoreError, now_ms,
 //! DEFAULT_TENANT}` keep working.
@@ -25,6 +25,7 @@ use crate::llm::CostStore;
 use crate::session::SessionStore;
 use crate::source::Format;
 use crate::tool::{AuditStore, SecretStore};
+use crate::trigger_store::TriggerStore;
 
 pub use crate::base::{DEFAULT_TENANT, Result, StoreError, TenantId, now_ms};
 
@@ -200,6 +201,7 @@ pub trait Store:
     + EpisodeStore
     + ForgetStore
     + KnowledgeStore
+    + TriggerStore
 {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
     fn describe(&self) -> String;

@@ -97,6 +97,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "handed-over executions",
         include_str!("../migrations/0023_handed_over.sql"),
     ),
+    (
+        24,
+        "triggers, start claims, webhook deliveries",
+        include_str!("../migrations/0024_triggers.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

@@ -557,8 +557,9 @@ pub(crate) fn event_data(e: &Event) -> Option<String> {
 }
 
 /// Tables holding rows of an execution, cleared by `prune` before the execution row.
-pub(crate) const PRUNE_CHILD_ROWS: [&str; 6] = [
+pub(crate) const PRUNE_CHILD_ROWS: [&str; 7] = [
     "DELETE FROM exec_crashes WHERE execution_id = $1",
+    "DELETE FROM webhook_deliveries WHERE execution_id = $1",
     "DELETE FROM exec_nodes WHERE execution_id = $1",
     "DELETE FROM exec_vars WHERE execution_id = $1",
     "DELETE FROM exec_events WHERE execution_id = $1",
@@ -633,7 +634,7 @@ pub(crate) mod sql {
     /// A new execution (nothing when the id exists).
     pub(crate) const INSERT_EXECUTION: &str = "INSERT INTO executions (id, tenant_id, workflow, version, status, input, parent_id, parent_node, \
         definition, meta, last_seq, signal_seq, created_at, updated_at, runnable_at, lease_owner, lease_expires_at, \
-        trace_parent) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, 0, 0, $10, $10, $10, $11, $12, $13) \
+        trace_parent, started_by) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, 0, 0, $10, $10, $10, $11, $12, $13, $14) \
         ON CONFLICT (id) DO NOTHING";
 
     /// Numbers a signal to an unfinished execution and makes it runnable now.

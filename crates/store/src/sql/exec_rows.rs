@@ -6,7 +6,7 @@
 
 use hilo_core::exec::{
     Event, EventKind, ExecMeta, ExecRecord, ExecStatus, HumanTask, NodeDetail, NodeError,
-    NodeRecord, NodeStatus, ParentRef, StoredSignal,
+    NodeRecord, NodeStatus, ParentRef, StartedBy, StoredSignal,
 };
 use hilo_core::store::Result;
 use hilo_core::stored::StoredJson;
@@ -30,7 +30,7 @@ macro_rules! exec_columns {
              ORDER BY v.seq DESC LIMIT 1), 0)), finished_at, ",
             $greatest,
             "(last_seq, COALESCE((SELECT MAX(seq) FROM exec_events v WHERE v.execution_id = executions.id), 0)), \
-             runnable_at, lease_owner, lease_expires_at, meta, definition, trace_parent"
+             runnable_at, lease_owner, lease_expires_at, meta, definition, trace_parent, started_by"
         )
     };
 }
@@ -96,6 +96,7 @@ pub(crate) fn exec_from_row(r: &impl RowAccess) -> Result<StoredExec> {
             None => None,
             Some(t) => Some(TraceParent::parse(&t).map_err(|e| corrupt("trace parent", e))?),
         },
+        started_by: started_by(r.opt_text(20)?),
     };
     Ok(StoredExec {
         record,
@@ -103,6 +104,25 @@ pub(crate) fn exec_from_row(r: &impl RowAccess) -> Result<StoredExec> {
         output: r.opt_text(6)?,
         definition: r.opt_text(18)?,
     })
+}
+
+/// What started an execution, from its column: `None` when not recorded (an execution older
+/// than the column), or of a kind this build does not know (written by a newer one).
+pub(crate) fn started_by(text: Option<String>) -> Option<StartedBy> {
+    let text = text?;
+    match serde_json::from_str(&text) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::debug!("an execution's started_by is of a kind this build does not know: {e}");
+            None
+        }
+    }
+}
+
+/// The `started_by` column of a new execution.
+pub(crate) fn started_by_text(s: Option<&StartedBy>) -> Result<Option<String>> {
+    s.map(|s| serde_json::to_string(s).map_err(|e| corrupt("started_by", e)))
+        .transpose()
 }
 
 /// A node row's columns as stored: its output, error and detail as their JSON text. Read from

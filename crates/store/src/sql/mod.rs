@@ -3,7 +3,7 @@
 //! quarantine's verdict (`quarantine`), the store both backends are (`store`: `SqlStore`,
 //! implementing hilo-core's store traits once), and the stores that are the same SQL on both
 //! (`workflows`, `secrets`, `idempotency`, `sessions`, `access`, `costs`, `audit`, `hil`,
-//! `episodes`, `knowledge`).
+//! `episodes`, `knowledge`, `triggers`).
 
 pub(crate) mod access;
 pub(crate) mod audit;
@@ -21,6 +21,7 @@ pub(crate) mod quarantine;
 pub(crate) mod secrets;
 pub(crate) mod sessions;
 pub(crate) mod store;
+pub(crate) mod triggers;
 pub(crate) mod workflows;
 
 use chrono::{DateTime, Utc};

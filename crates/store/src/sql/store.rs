@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hilo_core::access::{ApiKeyRecord, ApiKeyStore, CallbackRecord, CallbackStore};
 use hilo_core::episode::{Episode, EpisodeFilter, EpisodeStore};
-use hilo_core::exec::ExecutionStore;
+use hilo_core::exec::{ExecutionStore, WebhookDelivery};
 use hilo_core::forget::{ErasureRecord, ForgetStore, Forgotten};
 use hilo_core::hil::{
     ConvFilter, ConvStatus, Conversation, Delivery, HilChanges, HilOp, HilStore, HumanAgent,
@@ -35,12 +35,13 @@ use hilo_core::store::{
 use hilo_core::tool::{
     AuditEntry, AuditFilter, AuditStore, SealedSecret, SecretInfo, SecretStore, ToolStats,
 };
+use hilo_core::trigger_store::{NewTrigger, TriggerRow, TriggerStore};
 
 use crate::RunningLimits;
 use crate::sql::db::Db;
 use crate::sql::{
     DEFAULT_PAYLOAD_THRESHOLD, access, audit, costs, episodes, forget, hil, idempotency, knowledge,
-    secrets, sessions, workflows,
+    secrets, sessions, triggers, workflows,
 };
 
 /// A store: a backend's own parts `B` (its pool, and whatever else it runs on), reached
@@ -226,6 +227,83 @@ where
 
     async fn prune_idempotency_keys(&self, now: i64) -> Result<u64> {
         idempotency::prune_idempotency_keys(self, now).await
+    }
+}
+
+#[async_trait]
+impl<B> TriggerStore for SqlStore<B>
+where
+    Self: Backend,
+{
+    async fn replace_triggers(
+        &self,
+        tenant: &TenantId,
+        workflow: &str,
+        version: u64,
+        rows: &[NewTrigger],
+        now: i64,
+    ) -> Result<()> {
+        triggers::replace_triggers(self, tenant, workflow, version, rows, now).await
+    }
+
+    async fn list_triggers(&self, tenant: &TenantId) -> Result<Vec<TriggerRow>> {
+        triggers::list_triggers(self, tenant).await
+    }
+
+    async fn schedule_triggers(
+        &self,
+        after: Option<(&str, &str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<TriggerRow>> {
+        triggers::schedule_triggers(self, after, limit).await
+    }
+
+    async fn webhook_trigger(&self, tenant: &TenantId, path: &str) -> Result<Option<TriggerRow>> {
+        triggers::webhook_trigger(self, tenant, path).await
+    }
+
+    async fn set_trigger_paused(
+        &self,
+        tenant: &TenantId,
+        workflow: &str,
+        id: &str,
+        paused: bool,
+        now: i64,
+    ) -> Result<bool> {
+        triggers::set_trigger_paused(self, tenant, workflow, id, paused, now).await
+    }
+
+    async fn record_fire(
+        &self,
+        tenant: &TenantId,
+        workflow: &str,
+        id: &str,
+        tick_ms: i64,
+        execution_id: &str,
+    ) -> Result<bool> {
+        triggers::record_fire(self, tenant, workflow, id, tick_ms, execution_id).await
+    }
+
+    async fn claimed_ticks(
+        &self,
+        tenant: &TenantId,
+        trigger: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        triggers::claimed_ticks(self, tenant, trigger, from_ms, to_ms).await
+    }
+
+    async fn prune_claims(&self, older_than_ms: i64, key_prefix: &str) -> Result<u64> {
+        triggers::prune_claims(self, older_than_ms, key_prefix).await
+    }
+
+    async fn get_delivery(
+        &self,
+        tenant: &TenantId,
+        execution_id: &str,
+    ) -> Result<Option<WebhookDelivery>> {
+        triggers::get_delivery(self, tenant, execution_id).await
     }
 }
 

@@ -321,6 +321,12 @@ pub(crate) async fn delete_workflow(db: &impl Db, tenant: &TenantId, name: &str)
             &[tenant.into(), name.into()],
         )
         .await?;
+    // Its triggers go with it (their claims stay: an execution they name may outlive it).
+    tx.execute(
+        "DELETE FROM triggers WHERE tenant_id = $1 AND workflow = $2".into(),
+        &[tenant.into(), name.into()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(versions)
 }

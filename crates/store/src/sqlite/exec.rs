@@ -11,8 +11,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use hilo_core::exec::{
-    Commit, CommitOutcome, Event, ExecFilter, ExecRecord, ExecStatus, ExecutionStore, HumanTask,
-    Lease, Loaded, NewExecution, NodeRecord, Signal, StoredSignal, TaskFilter,
+    Claimed, Commit, CommitOutcome, Event, ExecFilter, ExecRecord, ExecStatus, ExecutionStore,
+    HumanTask, Lease, Loaded, NewExecution, NodeRecord, Signal, StartClaim, StoredSignal,
+    TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId, now_ms};
 use hilo_core::stored::StoredJson;
@@ -27,6 +28,7 @@ use crate::sql::exec_codec::{
 
 use crate::sql::db::RowAccess;
 use crate::sql::exec_rows::{self, exec_columns, signal_from_row, task_columns, task_from_row};
+use crate::sql::triggers;
 use crate::sqlite::SqliteStore;
 use crate::sqlite::audit_rows::insert_audit;
 use crate::sqlite::packs;
@@ -318,6 +320,44 @@ impl ExecutionStore for SqliteStore {
             );
         }
         Ok(created)
+    }
+
+    async fn create_claimed(
+        &self,
+        new: NewExecution,
+        events: Vec<Event>,
+        claim: StartClaim,
+    ) -> Result<Claimed> {
+        let held = new
+            .lease
+            .clone()
+            .map(|l| (new.id.clone(), l, new.created_at));
+        // One write transaction (`BEGIN IMMEDIATE`: every process's writers take turns), so
+        // the claim read or inserted is the one in force.
+        let claimed = self
+            .write_ordered(false, move |w| {
+                if let Some(execution_id) = w.insert_claim(&new, &claim)? {
+                    return Ok(Claimed::Taken { execution_id });
+                }
+                if !w.insert_execution(&new)? {
+                    // The job's statements are undone, the claim's with them.
+                    return Err(triggers::id_taken(&new.id));
+                }
+                w.insert_events(&new.id, events.iter().map(EventRow::of).collect())?;
+                Ok(Claimed::Created)
+            })
+            .await?;
+        if let (Claimed::Created, Some(log), Some((id, lease, at))) =
+            (&claimed, self.step_log(), held)
+        {
+            log.hold(
+                &id,
+                &lease.owner,
+                lease.expires_at,
+                lease.expires_at.saturating_sub(at),
+            );
+        }
+        Ok(claimed)
     }
 
     fn merges_commits(&self) -> bool {

@@ -4,7 +4,7 @@
 //! write through [`Writes`]; the fold of the step logs it may run first is the one thing it
 //! calls back for ([`Fold`]), so this module depends on neither.
 
-use hilo_core::exec::{Commit, CommitOutcome, NewExecution, Signal};
+use hilo_core::exec::{Commit, CommitOutcome, NewExecution, Signal, StartClaim};
 use hilo_core::store::{Result, StoreError};
 use rusqlite::{CachedStatement, Connection, params};
 use serde_json::Value;
@@ -12,7 +12,9 @@ use serde_json::Value;
 use crate::sql::exec_codec::{
     Encoded, EventRow, ExecRow, Json, NodeRow, Pending, REF, SortedRows, corrupt, i, sql,
 };
+use crate::sql::exec_rows::started_by_text;
 use crate::sql::history_pack::{EndedLoop, ended_loop};
+use crate::sql::triggers;
 use crate::sqlite::packs;
 use crate::sqlite::stmt::{db, exec, prepare, scalar};
 
@@ -134,9 +136,55 @@ impl<'a> Writes<'a> {
                 new.lease.as_ref().map(|l| l.owner.as_str()),
                 new.lease.as_ref().map(|l| l.expires_at),
                 new.trace_parent.map(|t| t.to_string()),
+                started_by_text(new.started_by.as_ref())?,
             ],
         )?;
         Ok(inserted > 0)
+    }
+
+    /// Inserts the claim of a start naming `new` (and its delivery, when it has one); the
+    /// execution an earlier claim names when the claim exists already (nothing written).
+    pub(crate) fn insert_claim(
+        &self,
+        new: &NewExecution,
+        claim: &StartClaim,
+    ) -> Result<Option<String>> {
+        let inserted = exec(
+            self.conn,
+            triggers::INSERT_CLAIM,
+            params![
+                new.tenant,
+                claim.trigger,
+                claim.key,
+                claim.tick_ms(),
+                new.id,
+                claim.at_ms
+            ],
+        )?;
+        if inserted == 0 {
+            // The write lock is held: the claim is there as another transaction left it.
+            return scalar::<String>(
+                self.conn,
+                triggers::CLAIMED_BY,
+                params![new.tenant, claim.trigger, claim.key],
+            )?
+            .map(Some)
+            .ok_or_else(|| triggers::claim_vanished(claim));
+        }
+        if let Some(d) = &claim.delivery {
+            exec(
+                self.conn,
+                triggers::INSERT_DELIVERY,
+                params![
+                    new.id,
+                    new.tenant,
+                    triggers::delivery_headers(d),
+                    d.body,
+                    claim.at_ms
+                ],
+            )?;
+        }
+        Ok(None)
     }
 
     /// History rows.

@@ -46,6 +46,7 @@ pub async fn run_all(s: &dyn Store) {
 /// A new execution of `wf`@1 in `tenant`, leased to `owner` until [`FAR`] when given.
 fn new_exec(tenant: &str, id: &str, owner: Option<&str>, created_at: i64) -> NewExecution {
     NewExecution {
+        started_by: None,
         trace_parent: None,
         id: id.into(),
         tenant: tenant.into(),
@@ -356,6 +357,7 @@ async fn create_execution_never_overwrites(s: &dyn Store) {
     );
     let rec = s.get_execution(t, "create-1").await.unwrap();
     let expected = ExecRecord {
+        started_by: None,
         trace_parent: Some(caller),
         id: "create-1".into(),
         tenant: t.into(),

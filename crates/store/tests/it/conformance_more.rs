@@ -711,6 +711,7 @@ fn callback(tenant: &str, id: &str, next_at: i64) -> CallbackRecord {
 /// Creates an execution leased to `cb` and, when `finish`, ends it.
 async fn callback_exec(s: &dyn Store, tenant: &str, id: &str, finish: bool) {
     let new = NewExecution {
+        started_by: None,
         trace_parent: None,
         id: id.into(),
         tenant: tenant.into(),

@@ -19,6 +19,7 @@ const LEASE: u64 = 1_000;
 
 fn new_exec(tenant: &str, id: &str, owner: &str, expires_at: i64) -> NewExecution {
     NewExecution {
+        started_by: None,
         trace_parent: None,
         id: id.into(),
         tenant: tenant.into(),

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 fn new_exec(id: &str, owner: Option<&str>) -> NewExecution {
     NewExecution {
+        started_by: None,
         trace_parent: None,
         id: id.into(),
         tenant: "default".into(),

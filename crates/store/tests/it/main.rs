@@ -13,6 +13,7 @@ mod conformance_knowledge;
 mod conformance_more;
 mod conformance_quarantine;
 mod conformance_sessions;
+mod conformance_triggers;
 mod exec;
 mod pg;
 mod pgvector;
@@ -123,6 +124,7 @@ async fn sqlite_files_are_private() {
     let store = SqliteStore::open(&path, Durability::Normal).await.unwrap();
     let now = hilo_core::store::now_ms();
     let new = NewExecution {
+        started_by: None,
         trace_parent: None,
         id: "x".into(),
         tenant: "default".into(),
@@ -401,4 +403,58 @@ async fn sqlite_kb_upgrade_counts_existing_documents() {
         hilo_core::knowledge::PutOutcome::Replaced
     );
     assert_eq!(scores().await, upgraded);
+}
+
+/// Two stores on one SQLite file (as two processes would open it): of 16 concurrent starts of
+/// one claim, exactly one creates.
+#[tokio::test]
+async fn sqlite_claims_are_exclusive_across_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("claims.db");
+    let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, Durability::Normal).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&path, Durability::Normal).await.unwrap());
+    conformance_triggers::one_claim_creates(&[a, b]).await;
+}
+
+/// An execution written before `started_by` was recorded (migrations up to 0023) reads as
+/// started by nobody known; so does a kind this build does not know.
+#[tokio::test]
+async fn sqlite_executions_from_before_started_by_read_none() {
+    use hilo_core::exec::ExecutionStore;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let old: Vec<_> = hilo_store::migrations::sqlite_migrator()
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 23)
+            .cloned()
+            .collect();
+        sqlx::migrate::Migrator::with_migrations(old)
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO executions (id, tenant_id, workflow, version, status, input, meta, \
+             last_seq, signal_seq, created_at, updated_at) \
+             VALUES ('old-1', 'default', 'wf', 1, 'succeeded', '{}', '{\"next_done\":0}', 0, 0, 1, 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&path, Durability::Normal).await.unwrap();
+    let rec = store.get_execution("default", "old-1").await.unwrap();
+    assert_eq!(rec.started_by, None);
+    sqlx::query("UPDATE executions SET started_by = '{\"kind\":\"replay\",\"of\":\"x\"}'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let rec = store.get_execution("default", "old-1").await.unwrap();
+    assert_eq!(rec.started_by, None, "a kind from a newer build");
 }

@@ -80,6 +80,7 @@ async fn next(l: &mut sqlx::postgres::PgListener) -> bool {
 
 fn new_exec(id: &str, tenant: &str, owner: Option<&str>, created_at: i64) -> NewExecution {
     NewExecution {
+        started_by: None,
         trace_parent: None,
         id: id.into(),
         tenant: tenant.into(),
@@ -432,5 +433,19 @@ async fn postgres_kb_removal_leaves_no_rows() {
         assert_eq!(theirs, 0, "{table}");
     }
     drop(store);
+    db.drop().await;
+}
+
+/// Separate pools on one database (as separate processes hold): of 16 concurrent starts of
+/// one claim, exactly one creates.
+#[tokio::test]
+async fn postgres_claims_are_exclusive_across_processes() {
+    let db = PgDb::create("claims").await;
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..4 {
+        stores.push(Arc::new(PgStore::connect(&db.url).await.unwrap()));
+    }
+    crate::conformance_triggers::one_claim_creates(&stores).await;
+    drop(stores);
     db.drop().await;
 }

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 fn new_exec(id: &str, owner: &str, lease_ms: i64) -> NewExecution {
     let now = now_ms();
     NewExecution {
+        started_by: None,
         trace_parent: None,
         id: id.into(),
         tenant: "default".into(),
