@@ -16,9 +16,9 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hilo_core::exec::{
-    AgentRequest, AgentRun, AgentRuntime, Commit, CommitOutcome, Event, ExecMeta, ExecStatus,
-    ExecutionStore, Lease, NewExecution, NodeError, NodeRecord, ParentRef, Signal, TokenSink,
-    codes,
+    AgentRequest, AgentRun, AgentRuntime, Claimed, Commit, CommitOutcome, Event, ExecMeta,
+    ExecStatus, ExecutionStore, Lease, NewExecution, NodeError, NodeRecord, ParentRef, Signal,
+    StartClaim, StartedBy, TokenSink, codes,
 };
 use hilo_core::store::{DEFAULT_TENANT, StoreError};
 use hilo_core::tool::{Caller, ToolContext, ToolExecutor, ToolRequest};
@@ -88,6 +88,40 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// Unix milliseconds now (time comes with each input of the machine).
 pub use hilo_core::store::now_ms;
+
+/// What started an execution, and the claim that makes its start happen once.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// Stored with the execution (`executions show`, the API, the console).
+    pub started_by: Option<StartedBy>,
+    /// A schedule's tick or a webhook's delivery: taken once, by the start that writes it.
+    pub claim: Option<StartClaim>,
+}
+
+impl Origin {
+    /// Started by `who`, with no claim.
+    pub fn by(who: StartedBy) -> Origin {
+        Origin {
+            started_by: Some(who),
+            claim: None,
+        }
+    }
+}
+
+/// What [`Engine::start_from`] did.
+pub enum Begun {
+    /// Created (or found, under the same id): drive it with [`Engine::drive_started`].
+    Started(Started),
+    /// The claim was taken by an earlier start, of this execution.
+    Taken { execution_id: String },
+}
+
+/// What [`Engine::insert`] wrote.
+enum Inserted {
+    New,
+    Existed,
+    Taken(String),
+}
 
 /// A new, time-ordered, unique execution id: 12 hex digits of milliseconds, 12 random.
 pub fn new_id() -> String {
@@ -636,7 +670,8 @@ impl Engine {
         input: Value,
         detach: bool,
     ) -> Result<String> {
-        self.insert(id.clone(), tenant, wf, adhoc, input, detach, None)
+        let origin = Origin::by(StartedBy::Cli);
+        self.insert(id.clone(), tenant, wf, adhoc, input, detach, None, origin)
             .await?;
         Ok(id)
     }
@@ -669,9 +704,53 @@ impl Engine {
         input: Value,
         caller: Option<TraceParent>,
     ) -> Result<Started> {
-        let created = self
-            .insert(id.clone(), tenant, wf, adhoc, input.clone(), false, caller)
-            .await?;
+        match self
+            .start_from(id, tenant, wf, adhoc, input, caller, Origin::default())
+            .await?
+        {
+            Begun::Started(s) => Ok(s),
+            // No claim, so none can be taken: drive whatever has the id.
+            Begun::Taken { execution_id } => Ok(Started {
+                id: execution_id,
+                tenant: tenant.to_string(),
+                fresh: None,
+            }),
+        }
+    }
+
+    /// [`Engine::start_traced`], saying what started the execution (`origin.started_by`,
+    /// stored with it) and, with `origin.claim`, starting it only if the claim (a schedule's
+    /// tick, a webhook's delivery) is not taken: the claim and the execution are written in
+    /// one transaction, so among any number of processes exactly one starts it, and the
+    /// others get [`Begun::Taken`] with its id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_from(
+        &self,
+        id: String,
+        tenant: &str,
+        wf: &Arc<Workflow>,
+        adhoc: bool,
+        input: Value,
+        caller: Option<TraceParent>,
+        origin: Origin,
+    ) -> Result<Begun> {
+        let created = match self
+            .insert(
+                id.clone(),
+                tenant,
+                wf,
+                adhoc,
+                input.clone(),
+                false,
+                caller,
+                origin,
+            )
+            .await?
+        {
+            Inserted::New => true,
+            Inserted::Existed => false,
+            Inserted::Taken(execution_id) => return Ok(Begun::Taken { execution_id }),
+        };
         let fresh = created.then(|| {
             let plan = self.plan_for(tenant, wf, adhoc);
             let meta = self.new_meta();
@@ -679,11 +758,11 @@ impl Engine {
                 .traced(caller);
             Box::new(m)
         });
-        Ok(Started {
+        Ok(Begun::Started(Started {
             id,
             tenant: tenant.to_string(),
             fresh,
-        })
+        }))
     }
 
     /// Drives what [`Engine::start`] created (or found).
@@ -710,7 +789,8 @@ impl Engine {
     }
 
     /// Writes a new execution (held by this process unless `detach`), under the caller's trace
-    /// context if any; false when one with `id` existed already (nothing is written then).
+    /// context if any, with its origin; nothing is written when one with `id` existed already
+    /// or the origin's claim is taken.
     #[allow(clippy::too_many_arguments)]
     async fn insert(
         &self,
@@ -721,7 +801,8 @@ impl Engine {
         input: Value,
         detach: bool,
         trace_parent: Option<TraceParent>,
-    ) -> Result<bool> {
+        origin: Origin,
+    ) -> Result<Inserted> {
         Engine::check_input(wf, &input)?;
         let now = now_ms();
         let new = NewExecution {
@@ -739,8 +820,19 @@ impl Engine {
             }),
             meta: self.new_meta(),
             created_at: now,
+            started_by: origin.started_by,
         };
-        Ok(self.inner.store.create_execution(new, Vec::new()).await?)
+        let store = &self.inner.store;
+        Ok(match origin.claim {
+            None => match store.create_execution(new, Vec::new()).await? {
+                true => Inserted::New,
+                false => Inserted::Existed,
+            },
+            Some(claim) => match store.create_claimed(new, Vec::new(), claim).await? {
+                Claimed::Created => Inserted::New,
+                Claimed::Taken { execution_id } => Inserted::Taken(execution_id),
+            },
+        })
     }
 
     /// Claims an execution (waiting up to its lease if a dead process still holds it when
@@ -1095,6 +1187,9 @@ impl Engine {
             created_at: now_ms(),
             // Its own trace, whose root links to the parent's `workflow` node span.
             trace_parent: None,
+            started_by: Some(StartedBy::Child {
+                parent: parent.execution_id().to_string(),
+            }),
         })
     }
 

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hilo_core::access::CallbackRecord;
+use hilo_core::exec::StartedBy;
 use hilo_core::store::Store;
 use hilo_core::{AgentKind, NodeKind, Workflow};
 use hilo_engine::{Engine, EngineError, Mode, Outcome, now_ms};
@@ -128,6 +129,19 @@ pub struct StartRequest {
     /// The caller's trace context (a request's valid `traceparent`): the execution's trace
     /// continues it. An execution that exists already keeps the trace it has.
     pub trace_parent: Option<hilo_core::trace::TraceParent>,
+    /// What starts it (stored with the execution).
+    pub started_by: StartedBy,
+    /// A definition already checked in memory (`hilo run` of a file, kept with the
+    /// execution), instead of the stored `workflow` and `version`.
+    pub definition: Option<Arc<Workflow>>,
+}
+
+/// What [`begin`] did.
+pub enum Begin {
+    /// Started (or found under the caller's execution id), and driven in a task.
+    Started(Started),
+    /// The claim was taken: another start (in this process or another) has it.
+    Taken { execution_id: String },
 }
 
 /// A started execution and the task driving it.
@@ -280,13 +294,37 @@ fn track(
 /// Starts an execution: loads the workflow, checks the tenant's tier, creates the execution
 /// (held by this process), registers its callback and drives it.
 pub async fn start(runner: &Runner, req: StartRequest) -> RtResult<Started> {
+    match begin(runner, req, None).await? {
+        Begin::Started(s) => Ok(s),
+        Begin::Taken { execution_id } => Err(RuntimeError::new(
+            Refusal::Conflict,
+            "ALREADY_STARTED",
+            format!("execution {execution_id} was started for this request already"),
+        )),
+    }
+}
+
+/// [`start`], the one start path: with a `claim` (a schedule's tick, a webhook's delivery)
+/// the execution is created only if the claim is free, in the same transaction, so that of
+/// any number of processes exactly one starts it.
+pub async fn begin(
+    runner: &Runner,
+    req: StartRequest,
+    claim: Option<hilo_core::exec::StartClaim>,
+) -> RtResult<Begin> {
     // Whatever it ends in (a handover, a person's task) reaches the queue on the
     // reconciler's next round of its tenant.
     runner.tenants().add(&req.tenant);
-    let wf = runner
-        .workflows()
-        .get(&req.tenant, &req.workflow, req.version)
-        .await?;
+    let adhoc = req.definition.is_some();
+    let wf = match req.definition {
+        Some(wf) => wf,
+        None => {
+            runner
+                .workflows()
+                .get(&req.tenant, &req.workflow, req.version)
+                .await?
+        }
+    };
     let tier = runner.0.tiers.of(&req.tenant);
     if let Some((name, limits)) = tier {
         check_definition(&wf, name, limits)?;
@@ -319,10 +357,26 @@ pub async fn start(runner: &Runner, req: StartRequest) -> RtResult<Started> {
         }
     }
     let id = req.execution_id.unwrap_or_else(hilo_engine::driver::new_id);
-    let started = runner
+    let origin = hilo_engine::Origin {
+        started_by: Some(req.started_by),
+        claim,
+    };
+    let started = match runner
         .engine()
-        .start_traced(id, &req.tenant, &wf, false, req.input, req.trace_parent)
-        .await?;
+        .start_from(
+            id,
+            &req.tenant,
+            &wf,
+            adhoc,
+            req.input,
+            req.trace_parent,
+            origin,
+        )
+        .await?
+    {
+        hilo_engine::Begun::Started(s) => s,
+        hilo_engine::Begun::Taken { execution_id } => return Ok(Begin::Taken { execution_id }),
+    };
     let id = started.id().to_string();
     let shape = Shape::of(&wf, req.callback_url.is_some());
     // An execution that existed (a retried idempotent request, a redelivered queue action)
@@ -361,7 +415,7 @@ pub async fn start(runner: &Runner, req: StartRequest) -> RtResult<Started> {
         watchdog(runner, &req.tenant, &id, ms);
     }
     let drive = spawn_started(runner, started);
-    Ok(Started { id, drive, shape })
+    Ok(Begin::Started(Started { id, drive, shape }))
 }
 
 /// Cancels (with compensation) an execution still unfinished after its tier's time limit.

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 fn execution(id: &str, owner: &str) -> NewExecution {
     NewExecution {
         trace_parent: None,
+        started_by: None,
         id: id.into(),
         tenant: "default".into(),
         workflow: "wf".into(),

@@ -160,6 +160,7 @@ pub fn loaded(
     hilo_core::exec::Loaded {
         exec: hilo_core::exec::ExecRecord {
             trace_parent: None,
+            started_by: None,
             id: id.into(),
             tenant: "default".into(),
             workflow: workflow.into(),

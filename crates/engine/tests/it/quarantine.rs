@@ -18,6 +18,7 @@ async fn abandoned(store: &dyn ExecutionStore, id: &str) {
     let now = now_ms();
     let new = NewExecution {
         trace_parent: None,
+        started_by: None,
         id: id.into(),
         tenant: DEFAULT_TENANT.into(),
         workflow: "steady".into(),

@@ -32,7 +32,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hilo_core::exec::{ExecStatus, NodeRecord, NodeStatus};
+use hilo_core::exec::{ExecStatus, NodeRecord, NodeStatus, StartedBy};
 use hilo_core::hil::{
     CHANNELS, ConvStatus, Conversation, Handover, HilChanges, HilError, HilOp, ItemKind, ItemRef,
     Message, NewMessage, Sender,
@@ -435,6 +435,10 @@ async fn run_ai(
             callback_url: None,
             execution_id: Some(exec_id.clone()),
             trace_parent: trace,
+            started_by: StartedBy::Conversation {
+                conversation: conv.id.clone(),
+            },
+            definition: None,
         },
     )
     .await;

@@ -102,7 +102,7 @@ use std::time::Duration;
 use futures_util::future::FusedFuture;
 use futures_util::{FutureExt as _, future};
 use hilo_core::StoreError;
-use hilo_core::exec::{ExecRecord, ExecStatus};
+use hilo_core::exec::{ExecRecord, ExecStatus, StartedBy};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, FromRedisValue, RedisError, RedisResult, RetryMethod};
 use serde_json::{Map, Value, json};
@@ -599,6 +599,8 @@ impl Ingress {
                 // finds the execution and drives it on instead of starting another.
                 execution_id: Some(action_execution_id(&action.tenant_id, &action.action_id)),
                 trace_parent: None,
+                started_by: StartedBy::Queue,
+                definition: None,
             };
             match crate::runs::start(&self.runner, req).await {
                 Err(e) if e.is_transient() && attempt < START_ATTEMPTS => {

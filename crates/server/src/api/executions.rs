@@ -26,6 +26,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, caller_trace};
 use crate::state::AppState;
+use hilo_core::exec::StartedBy;
 use hilo_runtime::idempotency::Reservation;
 use hilo_runtime::runs::{Shape, StartRequest, spawn_drive, start};
 use hilo_runtime::time::rfc3339;
@@ -608,6 +609,8 @@ pub async fn execute(
             callback_url: body.callback_url,
             execution_id: reserved.map(|r| r.execution_id),
             trace_parent: caller_trace(&headers),
+            started_by: StartedBy::Api,
+            definition: None,
         },
     )
     .await?;
@@ -683,6 +686,8 @@ pub async fn create(
             callback_url: body.callback_url,
             execution_id: reserved.map(|r| r.execution_id),
             trace_parent: caller_trace(&headers),
+            started_by: StartedBy::Api,
+            definition: None,
         },
     )
     .await?;

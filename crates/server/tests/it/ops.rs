@@ -35,6 +35,7 @@ async fn queued(s: &TestServer, id: &str) {
     let now = hilo_engine::now_ms();
     let new = NewExecution {
         trace_parent: None,
+        started_by: None,
         id: id.into(),
         tenant: "acme".into(),
         workflow: "three_steps".into(),
