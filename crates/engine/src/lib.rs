@@ -49,5 +49,5 @@ pub fn test_tools_if_enabled() -> Option<(hilo_core::tool::ToolMap, &'static [&'
 pub use driver::{
     Engine, EngineError, EngineOptions, Mode, Outcome, Started, WorkerHealth, now_ms, outcome_json,
 };
-pub use machine::{Action, Input, Machine, MachineWork};
+pub use machine::{Action, CallScope, Input, Machine, MachineWork};
 pub use plan::Plan;

@@ -136,23 +136,11 @@ impl Engine {
                 let mut children = Vec::new();
                 let mut after = Vec::new();
                 for a in &actions {
-                    if let Action::StartChild {
-                        key,
-                        child_id,
-                        workflow,
-                        version,
-                        input,
-                    } = a
-                    {
-                        match engine
-                            .prepare_child(&m, key, child_id, workflow, *version, input.clone())
-                            .await
-                        {
-                            Ok(new) => children.push(new),
-                            Err(error) => after.push(Input::ChildFailed {
-                                key: key.clone(),
-                                error,
-                            }),
+                    if matches!(a, Action::StartChild { .. }) {
+                        match engine.prepare_child(a).await {
+                            Some(Ok(new)) => children.push(new),
+                            Some(Err(failed)) => after.push(failed),
+                            None => {}
                         }
                     }
                 }
@@ -251,7 +239,7 @@ impl Engine {
                         other => {
                             // Polled once here: a call that is done at once (see below)
                             // never enters the set of calls in flight.
-                            if let Some(mut f) = engine.call(&m, other) {
+                            if let Some(mut f) = engine.call(other) {
                                 match (&mut f).now_or_never() {
                                     Some(i) => inputs.push(i),
                                     None => futs.push(f),
