@@ -4,6 +4,7 @@
 //! ([`Engine::drive`]) or one [`Engine::start`] just created ([`Engine::drive_started`]).
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -15,6 +16,7 @@ use tracing::Instrument;
 
 use super::{BoxFuture, Engine, EngineError, Mode, Observed, Outcome, Result, Started, now_ms};
 use crate::machine::{Action, Input, Machine};
+use crate::plan::Plan;
 
 impl Engine {
     /// Claims an execution (waiting up to its lease if a dead process still holds it when
@@ -30,30 +32,55 @@ impl Engine {
         // owner id, which the store's claim accepts again, so a second drive (a worker's
         // claim racing an answer's) would otherwise run the same steps at the same time.
         let _exclusive = self.exclusive(id).await;
-        let Some(mut loaded) = self.claim(tenant, id, wait_for_lease).await? else {
-            return self.outcome_of(tenant, id).await;
-        };
-        let plan = self.plan_of(tenant, &loaded).await?;
-        let signals = std::mem::take(&mut loaded.signals);
-        let machine = Machine::restore_from(plan, loaded);
-        let mut inputs = vec![Input::Resume];
-        inputs.extend(signals.into_iter().map(Input::Signal));
-        self.run_machine(machine, inputs, mode).await
+        self.resume(tenant, id, mode, wait_for_lease, None).await
     }
 
-    /// Drives what [`Engine::start`] created (or found).
+    /// Drives what [`Engine::start`] created from the machine it built; one it found under
+    /// its id is claimed and driven on from its checkpoint, with the plan it was started with
+    /// when the execution runs that definition (neither read back nor decoded again).
     pub async fn drive_started(
         &self,
         started: Started,
         mode: Mode,
         wait_for_lease: bool,
     ) -> Result<Outcome> {
-        let Started { id, tenant, fresh } = started;
-        let Some(machine) = fresh else {
-            return self.drive(&tenant, &id, mode, wait_for_lease).await;
-        };
+        let Started {
+            id,
+            tenant,
+            plan,
+            adhoc,
+            fresh,
+        } = started;
         let _exclusive = self.exclusive(&id).await;
-        self.run_machine(*machine, vec![Input::Start], mode).await
+        match fresh {
+            Some(machine) => self.run_machine(*machine, vec![Input::Start], mode).await,
+            None => {
+                let started = Some((&plan, adhoc));
+                self.resume(&tenant, &id, mode, wait_for_lease, started)
+                    .await
+            }
+        }
+    }
+
+    /// Claims execution `id` (which the caller holds exclusively in this process) and drives
+    /// it on from its checkpoint, with `started`'s plan if it runs that (see `plan_of`).
+    async fn resume(
+        &self,
+        tenant: &str,
+        id: &str,
+        mode: Mode,
+        wait_for_lease: bool,
+        started: Option<(&Arc<Plan>, bool)>,
+    ) -> Result<Outcome> {
+        let Some(mut loaded) = self.claim(tenant, id, wait_for_lease).await? else {
+            return self.outcome_of(tenant, id).await;
+        };
+        let plan = self.plan_of(tenant, &loaded, started).await?;
+        let signals = std::mem::take(&mut loaded.signals);
+        let machine = Machine::restore_from(plan, loaded);
+        let mut inputs = vec![Input::Resume];
+        inputs.extend(signals.into_iter().map(Input::Signal));
+        self.run_machine(machine, inputs, mode).await
     }
 
     /// Tells the observers about committed events: the execution observer first (metrics

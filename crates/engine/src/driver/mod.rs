@@ -118,6 +118,11 @@ pub enum Mode {
 pub struct Started {
     id: String,
     tenant: String,
+    /// The plan of the workflow it was started with (the caller's, in memory), and whether
+    /// as an ad hoc definition: a drive of an execution that existed reuses the plan when the
+    /// execution runs that very definition, rather than reading and decoding it back.
+    plan: Arc<Plan>,
+    adhoc: bool,
     /// The new execution's machine, not started yet; `None` when the execution existed.
     fresh: Option<Box<Machine>>,
 }
@@ -131,6 +136,11 @@ impl Started {
     /// Whether this call created the execution (false: one with its id existed already).
     pub fn is_new(&self) -> bool {
         self.fresh.is_some()
+    }
+
+    /// The workflow it was started with.
+    pub fn workflow(&self) -> &Arc<Workflow> {
+        &self.plan.workflow
     }
 }
 
@@ -316,11 +326,30 @@ impl Engine {
         plan
     }
 
-    /// The plan of a claimed execution: its pinned definition (an ad hoc run), decoded, or its
+    /// The plan of a claimed execution: `started`'s (the plan an [`Engine::start`] made from
+    /// the workflow in memory, and whether ad hoc) when the execution runs that definition,
+    /// else from the store (a later drive, after a restart): its pinned definition (an ad hoc run), decoded, or its
     /// stored version, read from the store unless a plan was made for it already (stored
     /// versions never change, so one made for a version is reused as it is).
-    async fn plan_of(&self, tenant: &str, loaded: &Loaded) -> Result<Arc<Plan>> {
+    async fn plan_of(
+        &self,
+        tenant: &str,
+        loaded: &Loaded,
+        started: Option<(&Arc<Plan>, bool)>,
+    ) -> Result<Arc<Plan>> {
         let exec = &loaded.exec;
+        if let Some((plan, adhoc)) = started {
+            let definition = exec.definition.as_ref();
+            if runs_workflow(
+                &plan.workflow,
+                adhoc,
+                &exec.workflow,
+                exec.version,
+                definition,
+            ) {
+                return Ok(plan.clone());
+            }
+        }
         if let Some(d) = &exec.definition {
             let wf = hilo_core::decode_value(d).map_err(|e| EngineError::Definition {
                 id: exec.id.clone(),
@@ -390,8 +419,11 @@ impl Engine {
     /// Creates an execution held by this process, to be driven here next by
     /// [`Engine::drive_started`]. A new one is driven from the machine built here, with no
     /// claim and no load of what was just written (that is one transaction and one read fewer
-    /// per execution than [`Engine::create`] then [`Engine::drive`]); when an execution with
-    /// `id` exists already, nothing is written and it is claimed and driven as usual.
+    /// per execution than [`Engine::create`] then [`Engine::drive`]), and from `wf` as it is
+    /// in memory: its definition is never read back nor decoded again. When an execution with
+    /// `id` exists already, nothing is written and it is claimed and driven on from its
+    /// checkpoint, with `wf`'s plan if it runs that very definition (the same stored version, or
+    /// an equal pinned definition).
     pub async fn start(
         &self,
         id: String,
@@ -418,16 +450,25 @@ impl Engine {
         let created = self
             .insert(id.clone(), tenant, wf, adhoc, input.clone(), false, caller)
             .await?;
+        let plan = self.plan_for(tenant, wf, adhoc);
         let fresh = created.then(|| {
-            let plan = self.plan_for(tenant, wf, adhoc);
             let meta = self.new_meta();
-            let m = Machine::new(plan, id.clone(), tenant.to_string(), input, meta, None)
-                .traced(caller);
+            let m = Machine::new(
+                plan.clone(),
+                id.clone(),
+                tenant.to_string(),
+                input,
+                meta,
+                None,
+            )
+            .traced(caller);
             Box::new(m)
         });
         Ok(Started {
             id,
             tenant: tenant.to_string(),
+            plan,
+            adhoc,
             fresh,
         })
     }
@@ -586,6 +627,25 @@ impl Engine {
     }
 }
 
+/// Whether an execution of `workflow` version `version`, pinned to `definition` if ad hoc,
+/// runs `wf` (as an ad hoc definition when `adhoc`, else as its stored version): the same
+/// stored version (stored versions never change), or a pinned definition equal to `wf`'s.
+fn runs_workflow(
+    wf: &Workflow,
+    adhoc: bool,
+    workflow: &str,
+    version: u64,
+    definition: Option<&Value>,
+) -> bool {
+    if workflow != wf.name || version != wf.version {
+        return false;
+    }
+    match definition {
+        None => !adhoc,
+        Some(d) => *d == hilo_core::to_value(wf),
+    }
+}
+
 /// A JSON summary of an outcome: `{"execution_id", "status", "output", "error", "nodes"}`.
 pub fn outcome_json(o: &Outcome) -> Value {
     let mut nodes = serde_json::Map::new();
@@ -607,4 +667,37 @@ pub fn outcome_json(o: &Outcome) -> Value {
         "error": o.error,
         "nodes": nodes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use hilo_core::{Catalog, Format};
+
+    use super::*;
+
+    fn load(yaml: &str) -> Workflow {
+        hilo_core::load(yaml, Format::Yaml, &Catalog::default()).unwrap()
+    }
+
+    const V1: &str = "name: w\nversion: 1\nnodes:\n  - {id: done, type: finish, output: 1}\n";
+
+    #[test]
+    fn a_started_plan_is_reused_only_for_the_definition_it_was_made_from() {
+        let wf = load(V1);
+        let pinned = hilo_core::to_value(&wf);
+        // The same stored version: stored versions never change.
+        assert!(runs_workflow(&wf, false, "w", 1, None));
+        // Another version, another workflow.
+        assert!(!runs_workflow(&wf, false, "w", 2, None));
+        assert!(!runs_workflow(&wf, false, "v", 1, None));
+        // Started from a file: the stored version of that name may differ from it.
+        assert!(!runs_workflow(&wf, true, "w", 1, None));
+        // A pinned definition: reused when it is this one, as it was written.
+        assert!(runs_workflow(&wf, true, "w", 1, Some(&pinned)));
+        let other = hilo_core::to_value(&load(&V1.replace("output: 1", "output: 2")));
+        assert!(!runs_workflow(&wf, true, "w", 1, Some(&other)));
+        // Through the store's text: what a claim reads back compares equal.
+        let read: Value = serde_json::from_str(&pinned.to_string()).unwrap();
+        assert!(runs_workflow(&wf, true, "w", 1, Some(&read)));
+    }
 }
