@@ -22,6 +22,8 @@ impl Machine {
             workflow: w.workflow.clone(),
             version: w.version,
             input,
+            tenant: self.tenant.clone(),
+            parent_id: self.exec_id.clone(),
         });
     }
 

@@ -173,14 +173,8 @@ impl Machine {
                     json!({"tool": call.tool}),
                 );
                 self.in_flight.insert(format!("{key}{COMPENSATE_SUFFIX}"));
-                self.actions.push(Action::CallTool {
-                    key,
-                    tool: call.tool.clone(),
-                    input,
-                    attempt: 1,
-                    timeout_ms,
-                    compensation: true,
-                });
+                let action = self.tool_call(key, call.tool.clone(), input, 1, timeout_ms, true);
+                self.actions.push(action);
             }
             Err(e) => {
                 let now = self.now;
@@ -349,13 +343,7 @@ impl Machine {
             json!({"tool": c.tool}),
         );
         self.in_flight.insert(key.to_string());
-        self.actions.push(Action::CallTool {
-            key: base.to_string(),
-            tool: c.tool,
-            input: c.input,
-            attempt,
-            timeout_ms,
-            compensation: true,
-        });
+        let call = self.tool_call(base.to_string(), c.tool, c.input, attempt, timeout_ms, true);
+        self.actions.push(call);
     }
 }

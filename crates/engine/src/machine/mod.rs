@@ -55,13 +55,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
-use hilo_core::AgentNode;
 use hilo_core::exec::{
     Event, EventKind, ExecMeta, ExecStatus, ExecUpdate, HumanTask, NodeError, NodeRecord,
     NodeStatus, ParentRef, Signal, StoredSignal,
 };
 use hilo_core::stored::StoredJson;
+use hilo_core::tool::{Caller, ToolContext};
 use hilo_core::trace::TraceParent;
+use hilo_core::{AgentNode, ToolDef};
 use serde_json::{Map, Value, json};
 
 use crate::plan::{Plan, defaults};
@@ -98,8 +99,13 @@ pub enum Input {
 }
 
 /// What the driver must do, after committing.
+///
+/// A call carries all of the call it asks for (whose it is, its idempotency key, its trace,
+/// the workflow's own tools), computed when the machine emits it: the driver performs it from
+/// the action alone and never asks the machine back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Call a tool: a `tool` node's call, or (`compensation`) the undo of one.
     CallTool {
         key: String,
         tool: String,
@@ -107,29 +113,77 @@ pub enum Action {
         attempt: u32,
         timeout_ms: u64,
         compensation: bool,
+        /// The node, or a compensation naming the idempotency key of the call it undoes.
+        caller: Caller,
+        scope: CallScope,
     },
+    /// Run an `agent` node's agent.
     RunAgent {
         key: String,
         node: Box<AgentNode>,
         rendered: Value,
         attempt: u32,
         timeout_ms: u64,
+        /// The workflow's name (cost accounting).
+        workflow: String,
+        scope: CallScope,
     },
     /// Feed `Input::Timer { key, at }` back at `at` (Unix ms).
     Timer { key: String, at: i64 },
-    /// Create (if it does not exist yet) and run a child execution.
+    /// Create (if it does not exist yet) and run a child execution, under the parent's
+    /// tenant, for the parent's `workflow` node `key`.
     StartChild {
         key: String,
         child_id: String,
         workflow: String,
         version: Option<u64>,
         input: Value,
+        tenant: String,
+        /// The parent execution's id.
+        parent_id: String,
     },
     /// Commit, then apply [`Input::Continue`]: one `apply` runs at most [`STEP_BUDGET`] nodes
     /// before it lets its changes be committed, so a long stretch of nodes that need no call
     /// (a loop over thousands of items with a `transform` body) is written and leaves memory
     /// in bounded pieces rather than as one commit at the end.
     Continue,
+}
+
+/// Whose a call is and how it is sent, beside its node's own fields: what the executor
+/// (or the agent runtime) receives with it, computed by the machine when it emits the call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallScope {
+    pub tenant: String,
+    pub execution_id: String,
+    /// `<execution id>:<node key>`, `#compensate` after it for an undo: the same on every
+    /// retry and after a crash.
+    pub idempotency_key: String,
+    /// The `traceparent` the call sends: the execution's trace, the calling attempt's span.
+    pub trace: TraceParent,
+    /// The workflow's own `tools:` (the plan's, shared).
+    pub local: Arc<[ToolDef]>,
+}
+
+impl CallScope {
+    /// The context a tool receives for the call of node `key`, attempt `attempt`, and the
+    /// workflow's own tools: moved out of the scope (only the key is copied).
+    pub fn into_parts(
+        self,
+        key: &str,
+        attempt: u32,
+        compensation: bool,
+    ) -> (ToolContext, Arc<[ToolDef]>) {
+        let ctx = ToolContext {
+            tenant: self.tenant,
+            execution_id: self.execution_id,
+            node_key: key.to_string(),
+            idempotency_key: self.idempotency_key,
+            attempt,
+            compensation,
+            trace: Some(self.trace),
+        };
+        (ctx, self.local)
+    }
 }
 
 /// Nodes one `apply` runs before it stops at a point a restore can continue from.
@@ -348,6 +402,47 @@ impl Machine {
     /// `compensation`) sends.
     pub fn call_trace(&self, key: &str, attempt: u32, compensation: bool) -> TraceParent {
         hilo_core::trace::call_parent(&self.exec_id, self.trace_id, key, attempt, compensation)
+    }
+
+    /// Who a call of node `key`, attempt `attempt` (its compensation when `compensation`) is
+    /// for, and under which idempotency key and trace it is sent.
+    pub fn call_scope(&self, key: &str, attempt: u32, compensation: bool) -> CallScope {
+        CallScope {
+            tenant: self.tenant.clone(),
+            execution_id: self.exec_id.clone(),
+            idempotency_key: self.idempotency_key(key, compensation),
+            trace: self.call_trace(key, attempt, compensation),
+            local: self.plan.local_tools.clone(),
+        }
+    }
+
+    /// The complete call of tool `tool` for node `key` (its compensation when `compensation`).
+    pub(super) fn tool_call(
+        &self,
+        key: String,
+        tool: String,
+        input: Value,
+        attempt: u32,
+        timeout_ms: u64,
+        compensation: bool,
+    ) -> Action {
+        let caller = if compensation {
+            Caller::Compensation {
+                undoes: self.idempotency_key(&key, false),
+            }
+        } else {
+            Caller::Node
+        };
+        Action::CallTool {
+            scope: self.call_scope(&key, attempt, compensation),
+            caller,
+            key,
+            tool,
+            input,
+            attempt,
+            timeout_ms,
+            compensation,
+        }
     }
 
     /// The caller's trace context stored with the execution, if any.

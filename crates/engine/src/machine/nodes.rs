@@ -147,14 +147,15 @@ impl Machine {
         rec.detail.input = Some(input.clone());
         self.event(EventKind::NodeStarted, Some(key), attempt, Value::Null);
         self.in_flight.insert(key.to_string());
-        self.actions.push(Action::CallTool {
-            key: key.to_string(),
-            tool: t.tool.clone(),
+        let call = self.tool_call(
+            key.to_string(),
+            t.tool.clone(),
             input,
             attempt,
             timeout_ms,
-            compensation: false,
-        });
+            false,
+        );
+        self.actions.push(call);
     }
 
     /// An agent run: its `with` rendered, but for the fields that are data (unless `kept`).
@@ -219,6 +220,8 @@ impl Machine {
             rendered,
             attempt,
             timeout_ms,
+            workflow: self.plan.workflow.name.clone(),
+            scope: self.call_scope(key, attempt, false),
         });
     }
 }

@@ -283,14 +283,15 @@ impl Machine {
                 }),
                 (NodeStatus::Running, None) => {
                     self.in_flight.insert(format!("{key}{COMPENSATE_SUFFIX}"));
-                    self.actions.push(Action::CallTool {
-                        key: key.clone(),
-                        tool: c.tool.clone(),
-                        input: c.input.clone(),
-                        attempt: c.attempts,
-                        timeout_ms: self.plan.timeout_ms(node),
-                        compensation: true,
-                    });
+                    let call = self.tool_call(
+                        key.clone(),
+                        c.tool.clone(),
+                        c.input.clone(),
+                        c.attempts,
+                        self.plan.timeout_ms(node),
+                        true,
+                    );
+                    self.actions.push(call);
                 }
                 _ => {}
             }
@@ -316,6 +317,8 @@ impl Machine {
                         workflow: w.workflow.clone(),
                         version: w.version,
                         input,
+                        tenant: self.tenant.clone(),
+                        parent_id: self.exec_id.clone(),
                     });
                 }
                 _ => {}

@@ -11,7 +11,8 @@ use hilo_core::exec::{
     Commit, ExecMeta, ExecStatus, ExecUpdate, NodeError, NodeRecord, NodeStatus, ParentRef, Signal,
     StoredSignal, codes,
 };
-use hilo_engine::{Action, Input, Machine, Plan};
+use hilo_core::tool::Caller;
+use hilo_engine::{Action, CallScope, Input, Machine, Plan};
 use serde_json::{Value, json};
 
 use crate::harness::load;
@@ -191,7 +192,10 @@ impl Step {
     }
 }
 
+/// The complete call the machine of execution `x1` (tenant `default`, no caller's trace, no
+/// `tools:` of its own) asks for.
 fn call(key: &str, tool: &str, input: Value, attempt: u32, compensation: bool) -> Action {
+    let suffix = if compensation { "#compensate" } else { "" };
     Action::CallTool {
         key: key.into(),
         tool: tool.into(),
@@ -199,6 +203,26 @@ fn call(key: &str, tool: &str, input: Value, attempt: u32, compensation: bool) -
         attempt,
         timeout_ms: hilo_engine::plan::defaults::TIMEOUT_MS,
         compensation,
+        caller: if compensation {
+            Caller::Compensation {
+                undoes: format!("x1:{key}"),
+            }
+        } else {
+            Caller::Node
+        },
+        scope: CallScope {
+            tenant: "default".into(),
+            execution_id: "x1".into(),
+            idempotency_key: format!("x1:{key}{suffix}"),
+            trace: hilo_core::trace::call_parent(
+                "x1",
+                hilo_core::trace::trace_id("x1", None),
+                key,
+                attempt,
+                compensation,
+            ),
+            local: Vec::new().into(),
+        },
     }
 }
 
@@ -867,6 +891,8 @@ fn a_workflow_node_starts_a_child_and_takes_its_output() {
             workflow: "child".into(),
             version: None,
             input: json!({"n": 4}),
+            tenant: "default".into(),
+            parent_id: "x1".into(),
         }]
     );
     let sub = s.row("sub");

@@ -229,7 +229,10 @@ pub async fn backfill(
         return Err(RuntimeError::new(
             Refusal::Invalid,
             "NOT_A_SCHEDULE",
-            format!("trigger `{name}` is a {}, not a schedule: only schedules have ticks to backfill", row.kind),
+            format!(
+                "trigger `{name}` is a {}, not a schedule: only schedules have ticks to backfill",
+                row.kind
+            ),
         ));
     };
     let ticks = schedule.ticks_between(from_ms - 1, to_ms, MAX_BACKFILL + 1);

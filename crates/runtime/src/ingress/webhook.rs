@@ -104,7 +104,9 @@ async fn accept(rt: &Runtime, d: &Delivery<'_>) -> Result<Received, Refused> {
             RuntimeError::new(
                 Refusal::TooLarge,
                 "BODY_TOO_LARGE",
-                format!("the webhook's body is over {max} bytes, the most `[triggers] max_body` takes"),
+                format!(
+                    "the webhook's body is over {max} bytes, the most `[triggers] max_body` takes"
+                ),
             ),
         ));
     }
@@ -143,7 +145,9 @@ async fn accept(rt: &Runtime, d: &Delivery<'_>) -> Result<Received, Refused> {
         ));
     };
     if id.is_empty() || id.len() > 255 {
-        return Err(unauthorized("webhook-id must be 1 to 255 characters".into()));
+        return Err(unauthorized(
+            "webhook-id must be 1 to 255 characters".into(),
+        ));
     }
     let key = match rt.secrets() {
         Some(s) => s.get(d.tenant, &secret).await.map_err(|e| {

@@ -1,0 +1,356 @@
+//! The drive loop of one execution: apply every input that is ready (tool results that
+//! completed together are applied together), commit what the step changed, then perform the
+//! actions the commit announced; and the ways into it: a claimed and restored execution
+//! ([`Engine::drive`]) or one [`Engine::start`] just created ([`Engine::drive_started`]).
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use hilo_core::NodeKind;
+use hilo_core::exec::{CommitOutcome, Event, ExecStatus};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::{BoxFuture, Engine, EngineError, Mode, Observed, Outcome, Result, Started, now_ms};
+use crate::machine::{Action, Input, Machine};
+use crate::plan::Plan;
+
+impl Engine {
+    /// Claims an execution (waiting up to its lease if a dead process still holds it when
+    /// `wait_for_lease`) and drives it.
+    pub async fn drive(
+        &self,
+        tenant: &str,
+        id: &str,
+        mode: Mode,
+        wait_for_lease: bool,
+    ) -> Result<Outcome> {
+        // One drive per execution in this process: every drive claims under this process's
+        // owner id, which the store's claim accepts again, so a second drive (a worker's
+        // claim racing an answer's) would otherwise run the same steps at the same time.
+        let _exclusive = self.exclusive(id).await;
+        self.resume(tenant, id, mode, wait_for_lease, None).await
+    }
+
+    /// Drives what [`Engine::start`] created from the machine it built; one it found under
+    /// its id is claimed and driven on from its checkpoint, with the plan it was started with
+    /// when the execution runs that definition (neither read back nor decoded again).
+    pub async fn drive_started(
+        &self,
+        started: Started,
+        mode: Mode,
+        wait_for_lease: bool,
+    ) -> Result<Outcome> {
+        let Started {
+            id,
+            tenant,
+            plan,
+            adhoc,
+            fresh,
+        } = started;
+        let _exclusive = self.exclusive(&id).await;
+        match fresh {
+            Some(machine) => self.run_machine(*machine, vec![Input::Start], mode).await,
+            None => {
+                let started = Some((&plan, adhoc));
+                self.resume(&tenant, &id, mode, wait_for_lease, started)
+                    .await
+            }
+        }
+    }
+
+    /// Claims execution `id` (which the caller holds exclusively in this process) and drives
+    /// it on from its checkpoint, with `started`'s plan if it runs that (see `plan_of`).
+    async fn resume(
+        &self,
+        tenant: &str,
+        id: &str,
+        mode: Mode,
+        wait_for_lease: bool,
+        started: Option<(&Arc<Plan>, bool)>,
+    ) -> Result<Outcome> {
+        let Some(mut loaded) = self.claim(tenant, id, wait_for_lease).await? else {
+            return self.outcome_of(tenant, id).await;
+        };
+        let plan = self.plan_of(tenant, &loaded, started).await?;
+        let signals = std::mem::take(&mut loaded.signals);
+        let machine = Machine::restore_from(plan, loaded);
+        let mut inputs = vec![Input::Resume];
+        inputs.extend(signals.into_iter().map(Input::Signal));
+        self.run_machine(machine, inputs, mode).await
+    }
+
+    /// Tells the observers about committed events: the execution observer first (metrics
+    /// are recorded before a live stream wakes up and reads them), then the plain one.
+    fn observe(&self, m: &Machine, events: &[Event]) {
+        let id = m.execution_id();
+        let obs = self
+            .inner
+            .execution_observer
+            .lock()
+            .ok()
+            .and_then(|o| o.clone());
+        if let Some(obs) = obs {
+            let observed = Observed {
+                id,
+                tenant: m.tenant(),
+                plan: m.plan(),
+                trace_parent: m.trace_parent(),
+                parent: m.parent(),
+            };
+            for e in events {
+                obs(&observed, e);
+            }
+        }
+        let obs = self.inner.observer.lock().ok().and_then(|o| o.clone());
+        if let Some(obs) = obs {
+            for e in events {
+                obs(id, e);
+            }
+        }
+    }
+
+    /// The drive loop of one execution.
+    pub(super) fn run_machine(
+        &self,
+        mut m: Machine,
+        first: Vec<Input>,
+        mode: Mode,
+    ) -> BoxFuture<Result<Outcome>> {
+        let engine = self.clone();
+        // Every log line of this drive carries the tenant, the execution and its trace id.
+        let span = crate::trace::execution_span(m.tenant(), m.execution_id(), m.trace_id());
+        let drive = async move {
+            let owner = engine.inner.options.owner.clone();
+            let id = m.execution_id().to_string();
+            let persistent = engine.inner.committer.is_some();
+            let mut futs: FuturesUnordered<BoxFuture<Input>> = FuturesUnordered::new();
+            let mut timers: BTreeSet<(i64, String)> = BTreeSet::new();
+            let mut seen_signals: HashSet<i64> = HashSet::new();
+            let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<()>();
+            let period = engine.beat_period();
+            // The lease is renewed by a task of its own, so a drive that waits (for a commit,
+            // a connection, a slow tool) keeps it; the drive loop only hears of its loss.
+            let mut renewal = engine.renew_lease(&id);
+            // First due one period from now. (`interval`'s immediate first tick, awaited here,
+            // cost every drive about a millisecond: the timer wheel fires on whole milliseconds.)
+            let mut heartbeat =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let mut inputs = first;
+            let mut fast_steps = 0u32;
+            for i in &inputs {
+                if let Input::Signal(s) = i {
+                    seen_signals.insert(s.id);
+                }
+            }
+            loop {
+                let mut actions = Vec::new();
+                let ready = inputs
+                    .drain(..)
+                    .chain(std::iter::from_fn(|| futs.next().now_or_never().flatten()));
+                for i in ready {
+                    let mut more = m.apply(i, now_ms());
+                    if actions.is_empty() {
+                        actions = more;
+                    } else {
+                        actions.append(&mut more);
+                    }
+                }
+                // Children are created in the same commit as the node that starts them.
+                let mut children = Vec::new();
+                let mut after = Vec::new();
+                for a in &actions {
+                    if matches!(a, Action::StartChild { .. }) {
+                        match engine.prepare_child(a).await {
+                            Some(Ok(new)) => children.push(new),
+                            Some(Err(failed)) => after.push(failed),
+                            None => {}
+                        }
+                    }
+                }
+                let status = m.status();
+                // A worker keeps an execution whose timer is (nearly) due: released, it would
+                // be runnable at once and claimed again without the timer ever firing.
+                let timer_due = || {
+                    let soon = now_ms() + TIMER_KEEP_MS;
+                    timers.first().is_some_and(|(at, _)| *at <= soon)
+                        || actions
+                            .iter()
+                            .any(|a| matches!(a, Action::Timer { at, .. } if *at <= soon))
+                };
+                let exit = status.is_terminal()
+                    || (after.is_empty()
+                        && futs.is_empty()
+                        && !actions.iter().any(|a| {
+                            matches!(a, Action::CallTool { .. } | Action::RunAgent { .. })
+                        })
+                        && status == ExecStatus::Waiting
+                        && ((mode == Mode::Background && !timer_due())
+                            || waits_only_for_people(&m)));
+                if persistent {
+                    let mut commit = m.take_commit(&owner);
+                    let child_ids: Vec<String> = children.iter().map(|c| c.id.clone()).collect();
+                    commit.children = children;
+                    commit.exec.release = exit;
+                    let events = commit.events.clone();
+                    let empty = commit.events.is_empty()
+                        && commit.nodes.is_empty()
+                        && commit.vars.is_empty()
+                        && commit.consumed_signals.is_empty()
+                        && commit.children.is_empty()
+                        && !exit;
+                    if !empty {
+                        #[cfg(feature = "test-util")]
+                        crate::testkit::crash_point("before_commit");
+                        let exec = commit.exec.clone();
+                        match engine.inner.persist.commit(commit).await? {
+                            CommitOutcome::Committed => m.committed(exec),
+                            CommitOutcome::LeaseLost => {
+                                return Err(EngineError::LeaseLost { id: id.clone() });
+                            }
+                        }
+                        #[cfg(feature = "test-util")]
+                        crate::testkit::crash_point("after_commit");
+                        engine.observe(&m, &events);
+                    }
+                    for child in child_ids {
+                        let e2 = engine.clone();
+                        let tenant = m.tenant().to_string();
+                        let wake = wake_tx.clone();
+                        tokio::spawn(async move {
+                            let _ = e2.drive(&tenant, &child, Mode::Foreground, true).await;
+                            let _ = wake.send(());
+                        });
+                    }
+                } else {
+                    m.discard_changes();
+                }
+                if exit {
+                    let (status, output, error) =
+                        (m.status(), m.output().cloned(), m.error().cloned());
+                    if !m.holds_every_record()
+                        && engine
+                            .inner
+                            .outcome_nodes
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        // Ended iterations' records left memory as they were committed (or
+                        // were not loaded by the claim): the store has every row.
+                        let nodes = engine.inner.store.node_records(&id).await?;
+                        return Ok(Outcome {
+                            execution_id: id,
+                            status,
+                            output,
+                            error,
+                            nodes,
+                        });
+                    }
+                    return Ok(Outcome {
+                        execution_id: id,
+                        status,
+                        output,
+                        error,
+                        nodes: m.into_nodes(),
+                    });
+                }
+                for a in actions {
+                    match a {
+                        Action::Timer { key, at } => {
+                            timers.insert((at, key));
+                        }
+                        Action::StartChild { .. } => {}
+                        Action::Continue => inputs.push(Input::Continue),
+                        other => {
+                            // Polled once here: a call that is done at once (see below)
+                            // never enters the set of calls in flight.
+                            if let Some(mut f) = engine.call(other) {
+                                match (&mut f).now_or_never() {
+                                    Some(i) => inputs.push(i),
+                                    None => futs.push(f),
+                                }
+                            }
+                        }
+                    }
+                }
+                if !after.is_empty() {
+                    inputs.append(&mut after);
+                    continue;
+                }
+                // Calls that finished at once (a cache hit, a tool with no IO: see above) feed
+                // the next step with no wait. Every `FAST_STEPS` such steps the drive yields,
+                // then looks at its timers, signals and lease below without waiting (its
+                // inputs are ready), so a long run of them neither starves the runtime's other
+                // tasks nor keeps a cancellation or a due timer out.
+                let ready = !inputs.is_empty();
+                if ready {
+                    fast_steps += 1;
+                    if fast_steps < FAST_STEPS {
+                        continue;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                fast_steps = 0;
+                // Wait for the next input.
+                let next_timer = timers.first().map(|(at, _)| *at);
+                let sleep_for = next_timer
+                    .map(|at| Duration::from_millis((at - now_ms()).max(0) as u64))
+                    .unwrap_or(Duration::from_secs(3600));
+                tokio::select! {
+                    Some(i) = futs.next(), if !futs.is_empty() => inputs.push(i),
+                    _ = tokio::time::sleep(sleep_for), if next_timer.is_some() => {
+                        let now = now_ms();
+                        while let Some((at, _)) = timers.first() {
+                            if *at > now { break; }
+                            if let Some((at, key)) = timers.pop_first() {
+                                inputs.push(Input::Timer { key, at });
+                            }
+                        }
+                    }
+                    Ok(()) = renewal.lost.changed(), if persistent => {
+                        return Err(EngineError::LeaseLost { id: id.clone() });
+                    }
+                    // Signals sent while nothing woke this drive (another process's answer).
+                    _ = heartbeat.tick(), if persistent => {
+                        for s in engine.inner.store.signals(&id).await? {
+                            if seen_signals.insert(s.id) {
+                                inputs.push(Input::Signal(s));
+                            }
+                        }
+                    }
+                    Some(()) = wake_rx.recv() => {
+                        for s in engine.inner.store.signals(&id).await? {
+                            if seen_signals.insert(s.id) {
+                                inputs.push(Input::Signal(s));
+                            }
+                        }
+                    }
+                    () = std::future::ready(()), if ready => {}
+                }
+            }
+        };
+        Box::pin(drive.instrument(span))
+    }
+}
+
+/// Waiting only for people: no wait timer, no retry, no child execution pending.
+/// A worker sleeps through timers due within this long instead of releasing the execution.
+const TIMER_KEEP_MS: i64 = 1_000;
+
+/// Steps taken in a row from calls that finished at once before the drive yields and looks
+/// at its timers, signals and lease.
+const FAST_STEPS: u32 = 64;
+
+fn waits_only_for_people(m: &Machine) -> bool {
+    let plan = m.plan().clone();
+    !m.active_nodes().any(|r| {
+        let kind = plan.node(&r.node_id).map(|n| &n.kind);
+        match r.status {
+            hilo_core::exec::NodeStatus::Running => !matches!(kind, Some(NodeKind::Loop(_))),
+            hilo_core::exec::NodeStatus::Waiting => matches!(kind, Some(NodeKind::Wait(_))),
+            _ => false,
+        }
+    })
+}
