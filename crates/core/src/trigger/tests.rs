@@ -339,3 +339,36 @@ fn a_stop_across_a_change_catches_up_by_real_time() {
         ["2026-10-25T05:00:00+01:00"]
     );
 }
+
+/// The syntax docs/workflow-format.md describes.
+#[test]
+fn the_documented_syntax() {
+    let from = ms("2026-11-01T00:00:00Z");
+    let first = |cron: &str, n: usize| {
+        let s = Schedule::parse(cron, "UTC").unwrap();
+        shown(&s, &s.ticks_between(from, from + 40 * 86_400_000, n))
+    };
+    let sundays = ["2026-11-01T09:00:00+00:00", "2026-11-08T09:00:00+00:00"];
+    assert_eq!(first("0 9 * * 0", 2), sundays);
+    assert_eq!(first("0 9 * * 7", 2), sundays);
+    assert_eq!(first("0 9 * * SUN", 2), sundays);
+    // Both day fields restricted: either matches (the 1st, a Sunday, and the Mondays).
+    assert_eq!(
+        first("0 9 1 * MON", 3),
+        [
+            "2026-11-01T09:00:00+00:00",
+            "2026-11-02T09:00:00+00:00",
+            "2026-11-09T09:00:00+00:00"
+        ]
+    );
+    assert_eq!(first("0 9 L * *", 1), ["2026-11-30T09:00:00+00:00"]);
+    assert_eq!(first("0 9 * * 5L", 1), ["2026-11-27T09:00:00+00:00"]);
+    // The 15th is a Sunday: the nearest weekday is Monday the 16th.
+    assert_eq!(first("0 9 15W * *", 1), ["2026-11-16T09:00:00+00:00"]);
+    assert_eq!(first("0 9 * * 1#2", 1), ["2026-11-09T09:00:00+00:00"]);
+    assert_eq!(
+        first("5-59/10 * * * *", 2),
+        ["2026-11-01T00:05:00+00:00", "2026-11-01T00:15:00+00:00"]
+    );
+    assert!(Schedule::parse("5/10 * * * *", "UTC").is_err());
+}
