@@ -335,3 +335,30 @@ proptest! {
         prop_assert_eq!(parse(&yaml, Format::Yaml).unwrap(), parse(&json, Format::Json).unwrap());
     }
 }
+
+#[test]
+fn triggers_are_written_without_their_defaults() {
+    let text = "name: t\nversion: 1\nnodes:\n  - {id: done, type: finish}\ntriggers:\n  - {type: schedule, id: schedule-1, cron: \"0 9 * * *\", timezone: UTC, catch_up: none}\n  - {type: webhook, path: orders, secret: s}\n  - {type: schedule, id: nightly, cron: \"0 2 * * *\", timezone: Europe/Madrid, catch_up: all, input: {a: 1}}\n";
+    let wf = load(text, Format::Yaml, &Catalog::default()).unwrap();
+    assert_eq!(wf.triggers[0].id, "schedule-1");
+    assert_eq!(wf.triggers[1].id, "webhook-2");
+    assert_eq!(wf.trigger("nightly").unwrap().key(&wf.name), "t/nightly");
+    assert_eq!(
+        to_value(&wf)["triggers"],
+        json!([
+            {"type": "schedule", "cron": "0 9 * * *"},
+            {"type": "webhook", "path": "orders", "secret": "s"},
+            {"type": "schedule", "id": "nightly", "cron": "0 2 * * *", "timezone": "Europe/Madrid", "input": {"a": 1}, "catch_up": "all"}
+        ])
+    );
+    assert_eq!(from_value(&to_value(&wf), &Catalog::default()).unwrap(), wf);
+    // A workflow without triggers is written without the key.
+    let plain = load(
+        "name: t\nversion: 1\nnodes:\n  - {id: done, type: finish}\n",
+        Format::Yaml,
+        &Catalog::default(),
+    )
+    .unwrap();
+    assert!(plain.triggers.is_empty());
+    assert!(to_value(&plain).get("triggers").is_none());
+}
