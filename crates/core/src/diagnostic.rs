@@ -30,7 +30,7 @@ pub enum Code {
     InvalidValue,
     /// Two fields that exclude each other are both present.
     ConflictingFields,
-    /// Two nodes (or two tools) share an id.
+    /// Two nodes (or two tools, or two triggers) share an id, or two webhooks a path.
     DuplicateId,
     /// An edge, case, branch or goto names a node that does not exist in its graph.
     UnknownNode,
@@ -59,6 +59,12 @@ pub enum Code {
     /// An expression, a template or the definition itself exceeds one of hilo's limits
     /// (length, nesting depth, size, node count, duration); the message names the limit.
     LimitExceeded,
+    /// A schedule's cron expression that does not parse, or that no date matches.
+    InvalidCron,
+    /// A schedule's time zone that is not an IANA time zone name.
+    InvalidTimezone,
+    /// A trigger's static `input` that does not fit the workflow's `input` schema.
+    InvalidInput,
 }
 
 impl Code {
@@ -85,6 +91,9 @@ impl Code {
             Code::InvalidSchema => "INVALID_SCHEMA",
             Code::LoopWithoutLimit => "LOOP_WITHOUT_LIMIT",
             Code::LimitExceeded => "LIMIT_EXCEEDED",
+            Code::InvalidCron => "INVALID_CRON",
+            Code::InvalidTimezone => "INVALID_TIMEZONE",
+            Code::InvalidInput => "INVALID_INPUT",
         }
     }
 }

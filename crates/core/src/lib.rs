@@ -25,6 +25,8 @@
 //!   `TriggerStore` trait.
 //! - [`store`]: the storage traits (`WorkflowStore`, …) that backends implement, combined in
 //!   the `Store` supertrait.
+//! - [`trigger`]: schedule arithmetic (the ticks of a cron expression in a time zone, which of
+//!   them are due under `catch_up`), pure: the time is passed in.
 //! - [`trace`]: W3C `traceparent` and the trace and span ids of an execution, derived from
 //!   its durable record.
 //! - [`base`]: the leaf the runtime modules above share: tenant ids, the clock, the errors
@@ -65,6 +67,7 @@ pub mod store;
 pub mod stored;
 pub mod tool;
 pub mod trace;
+pub mod trigger;
 pub mod trigger_store;
 pub mod validate;
 

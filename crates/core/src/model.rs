@@ -37,6 +37,12 @@ pub struct Workflow {
     pub edges: Vec<Edge>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hil: Option<Hil>,
+    /// Schedules and webhooks that start the workflow by themselves (`triggers:`).
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "serialize_triggers"
+    )]
+    pub triggers: Vec<Trigger>,
 }
 
 impl Workflow {
@@ -63,6 +69,11 @@ impl Workflow {
     /// `name@version`, as shown to users.
     pub fn reference(&self) -> String {
         format!("{}@{}", self.name, self.version)
+    }
+
+    /// The trigger with `id`.
+    pub fn trigger(&self, id: &str) -> Option<&Trigger> {
+        self.triggers.iter().find(|t| t.id == id)
     }
 }
 
@@ -597,4 +608,165 @@ pub enum HilTrigger {
     ExplicitRequest { patterns: Vec<String> },
     /// Several runs of the conversation failed in a row.
     ConsecutiveErrors { count: u32 },
+}
+
+/// Something that starts a workflow by itself: an entry of `triggers:`. It is named
+/// `WORKFLOW/ID` ([`Trigger::key`]) wherever it is shown or stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trigger {
+    /// The document's `id`, or when it has none [`Trigger::default_id`]: the type and the
+    /// 1-based position among the workflow's triggers (`schedule-1`, `webhook-2`).
+    pub id: String,
+    pub kind: TriggerKind,
+}
+
+impl Trigger {
+    /// The id of a trigger without one: `<type>-<position>`, `position` 1-based among all the
+    /// workflow's triggers.
+    pub fn default_id(type_name: &str, position: usize) -> String {
+        format!("{type_name}-{position}")
+    }
+
+    /// `WORKFLOW/ID`: how the trigger is named by the command line, the API and the store.
+    pub fn key(&self, workflow: &str) -> String {
+        format!("{workflow}/{}", self.id)
+    }
+}
+
+/// The `type:` names of triggers.
+pub const TRIGGER_TYPES: [&str; 2] = ["schedule", "webhook"];
+
+/// What a trigger listens to, with the fields of its type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TriggerKind {
+    /// Fires on the ticks of a cron expression in a time zone.
+    Schedule {
+        /// Five fields (minute hour day-of-month month day-of-week), or six with seconds first.
+        cron: String,
+        /// An IANA time zone name; `UTC` when the document has none.
+        timezone: String,
+        /// The execution input, a static value; `{}` when absent
+        /// ([`TriggerKind::schedule_default_input`]).
+        input: Option<Value>,
+        /// What happens to ticks missed while no process ran.
+        catch_up: CatchUp,
+    },
+    /// Fires on each signed `POST /hooks/<tenant>/<path>`.
+    Webhook {
+        /// `/`-separated segments of `[A-Za-z0-9._~-]`.
+        path: String,
+        /// The name of the stored secret holding the Standard Webhooks key (`whsec_…`).
+        secret: String,
+        /// The execution input: a value whose `${ }` expressions and templates are evaluated
+        /// over `{body, headers}`; the request body when absent.
+        input: Option<Value>,
+    },
+}
+
+impl TriggerKind {
+    /// The time zone of a schedule without `timezone`.
+    pub const DEFAULT_TIMEZONE: &'static str = "UTC";
+
+    /// The `type:` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            TriggerKind::Schedule { .. } => "schedule",
+            TriggerKind::Webhook { .. } => "webhook",
+        }
+    }
+
+    /// The input of the executions a schedule starts when it names none.
+    pub fn schedule_default_input() -> Value {
+        Value::Object(Map::new())
+    }
+}
+
+/// What a schedule does with the ticks that passed while no process ran (see
+/// [`crate::trigger::Schedule::due`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// Missed ticks are skipped: the schedule goes on from now. The default.
+    #[default]
+    None,
+    /// The most recent missed tick fires, once.
+    Last,
+    /// Every missed tick fires, oldest first, up to the runtime's `max_catch_up` (the most
+    /// recent ones kept).
+    All,
+}
+
+impl CatchUp {
+    pub const NAMES: [&'static str; 3] = ["none", "last", "all"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::None => "none",
+            CatchUp::Last => "last",
+            CatchUp::All => "all",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CatchUp> {
+        match s {
+            "none" => Some(CatchUp::None),
+            "last" => Some(CatchUp::Last),
+            "all" => Some(CatchUp::All),
+            _ => None,
+        }
+    }
+}
+
+/// Writes `triggers:` as the author would: a default (an id equal to the trigger's default
+/// id, the `UTC` zone, `catch_up: none`) is left out, so that a definition written back reads
+/// as it was written (and decodes to the same value).
+fn serialize_triggers<S: serde::Serializer>(triggers: &[Trigger], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::{SerializeMap, SerializeSeq};
+    struct Written<'a>(&'a Trigger, usize);
+    impl Serialize for Written<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let Written(t, position) = self;
+            let mut m = s.serialize_map(None)?;
+            m.serialize_entry("type", t.kind.type_name())?;
+            if t.id != Trigger::default_id(t.kind.type_name(), *position) {
+                m.serialize_entry("id", &t.id)?;
+            }
+            match &t.kind {
+                TriggerKind::Schedule {
+                    cron,
+                    timezone,
+                    input,
+                    catch_up,
+                } => {
+                    m.serialize_entry("cron", cron)?;
+                    if timezone != TriggerKind::DEFAULT_TIMEZONE {
+                        m.serialize_entry("timezone", timezone)?;
+                    }
+                    if let Some(input) = input {
+                        m.serialize_entry("input", input)?;
+                    }
+                    if *catch_up != CatchUp::None {
+                        m.serialize_entry("catch_up", catch_up)?;
+                    }
+                }
+                TriggerKind::Webhook {
+                    path,
+                    secret,
+                    input,
+                } => {
+                    m.serialize_entry("path", path)?;
+                    m.serialize_entry("secret", secret)?;
+                    if let Some(input) = input {
+                        m.serialize_entry("input", input)?;
+                    }
+                }
+            }
+            m.end()
+        }
+    }
+    let mut seq = s.serialize_seq(Some(triggers.len()))?;
+    for (i, t) in triggers.iter().enumerate() {
+        seq.serialize_element(&Written(t, i + 1))?;
+    }
+    seq.end()
 }

@@ -11,9 +11,10 @@ use serde_json::{Map, Value, json};
 
 use crate::decode::{
     AGENT_WITH_KEYS, COMMON_NODE_KEYS, HTTP_METHODS, MAX_ATTEMPTS, MAX_CONCURRENCY,
-    MAX_DURATION_MS, MAX_ITERATIONS, MAX_WAIT_MS, node_type_keys,
+    MAX_DURATION_MS, MAX_ITERATIONS, MAX_WAIT_MS, MAX_WEBHOOK_PATH, SCHEDULE_KEYS, WEBHOOK_KEYS,
+    node_type_keys,
 };
-use crate::model::NODE_TYPES;
+use crate::model::{CatchUp, NODE_TYPES, TRIGGER_TYPES};
 
 /// The `$id` of the schema.
 pub const SCHEMA_ID: &str = "https://hilo.dev/schema/workflow-v1.json";
@@ -222,6 +223,46 @@ fn node_schema() -> Value {
     })
 }
 
+/// An entry of `triggers:`: a schedule or a webhook, told apart by `type`.
+fn trigger_schema() -> Value {
+    let id = json!({"type": "string", "pattern": "^[a-z0-9_-]{1,128}$",
+        "description": "Names the trigger as WORKFLOW/ID; default: the type and the trigger's 1-based position (schedule-1, webhook-2)."});
+    let schedule = json!({
+        "type": {"const": "schedule"},
+        "id": id,
+        "cron": string("Five fields (minute hour day-of-month month day-of-week), or six with seconds first."),
+        "timezone": string("IANA time zone name the cron is read in (default UTC)."),
+        "input": {"description": "The execution input, a static value validated against the workflow's `input` (default {})."},
+        "catch_up": {"enum": CatchUp::NAMES, "description": "Ticks missed while no process ran: none (skipped, the default), last (the most recent fires once), all (each fires, up to max_catch_up)."}
+    });
+    let webhook = json!({
+        "type": {"const": "webhook"},
+        "id": id,
+        "path": {"type": "string", "maxLength": MAX_WEBHOOK_PATH,
+            "pattern": "^[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$",
+            "description": "Served as POST /hooks/<tenant>/<path>."},
+        "secret": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+            "description": "Name of the stored secret holding the Standard Webhooks key (whsec_...)."},
+        "input": {"not": {"type": "null"},
+            "description": "The execution input; `${ }` expressions and templates read `body` and `headers` (default: the body)."}
+    });
+    debug_assert!(
+        SCHEDULE_KEYS.iter().all(|k| schedule.get(*k).is_some())
+            && WEBHOOK_KEYS.iter().all(|k| webhook.get(*k).is_some())
+    );
+    json!({
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"enum": TRIGGER_TYPES}},
+        "allOf": [
+            {"if": {"properties": {"type": {"const": "schedule"}}, "required": ["type"]},
+             "then": {"properties": schedule, "additionalProperties": false, "required": ["cron"]}},
+            {"if": {"properties": {"type": {"const": "webhook"}}, "required": ["type"]},
+             "then": {"properties": webhook, "additionalProperties": false, "required": ["path", "secret"]}}
+        ]
+    })
+}
+
 /// The JSON Schema (draft-07) of a workflow document.
 pub fn workflow_schema() -> Value {
     let agent_with: Map<String, Value> = AGENT_WITH_KEYS
@@ -299,7 +340,9 @@ pub fn workflow_schema() -> Value {
             "tools": {"type": "array", "items": {"$ref": "#/definitions/tool"}},
             "nodes": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/node"}},
             "edges": {"type": "array", "items": {"$ref": "#/definitions/edge"}},
-            "hil": {"$ref": "#/definitions/hil"}
+            "hil": {"$ref": "#/definitions/hil"},
+            "triggers": {"type": "array", "items": {"$ref": "#/definitions/trigger"},
+                "description": "Schedules and webhooks that start the workflow by themselves."}
         },
         "definitions": {
             "retry": {
@@ -345,6 +388,7 @@ pub fn workflow_schema() -> Value {
                 "anyOf": [{"required": ["prompt"]}, {"required": ["task"]}, {"required": ["goal"]}]
             },
             "node": node_schema(),
+            "trigger": trigger_schema(),
             "edge": {
                 "type": "object", "additionalProperties": false, "required": ["from", "to"],
                 "properties": {
@@ -411,6 +455,29 @@ mod tests {
     fn the_schema_is_a_valid_schema() {
         let schema = workflow_schema();
         assert!(jsonschema::validator_for(&schema).is_ok());
+    }
+
+    #[test]
+    fn the_schema_knows_triggers() {
+        let v = jsonschema::validator_for(&workflow_schema()).ok();
+        let wf = |t: Value| json!({"name": "x", "version": 1, "nodes": [{"id": "a", "type": "finish"}], "triggers": [t]});
+        let good = [
+            json!({"type": "schedule", "cron": "0 9 * * MON-FRI", "timezone": "Europe/Madrid", "catch_up": "last", "input": {"report": "daily"}}),
+            json!({"type": "webhook", "id": "orders", "path": "orders/created", "secret": "shop_secret", "input": "${ body }"}),
+        ];
+        let bad = [
+            json!({"type": "schedule"}),
+            json!({"type": "schedule", "cron": "* * * * *", "path": "x"}),
+            json!({"type": "schedule", "cron": "* * * * *", "catch_up": "some"}),
+            json!({"type": "webhook", "path": "/orders", "secret": "s"}),
+            json!({"type": "webhook", "path": "orders", "secret": "1s"}),
+            json!({"type": "cron", "cron": "* * * * *"}),
+        ];
+        assert!(
+            v.as_ref()
+                .is_some_and(|v| good.iter().all(|t| v.is_valid(&wf(t.clone())))
+                    && bad.iter().all(|t| !v.is_valid(&wf(t.clone()))))
+        );
     }
 
     #[test]

@@ -95,6 +95,8 @@ pub const MAX_NODES: usize = 10_000;
 pub const MAX_EDGES: usize = 50_000;
 /// Most tools a definition may declare in `tools:`.
 pub const MAX_TOOLS: usize = 1_000;
+/// Most triggers a definition may declare in `triggers:`.
+pub const MAX_TRIGGERS: usize = 100;
 
 /// The size budget of a definition: beyond it, nothing else is checked (the graph rules'
 /// work grows with the node and edge counts).
@@ -116,6 +118,15 @@ fn check_size(wf: &Workflow) -> Option<Diagnostic> {
         ("edges", e, MAX_EDGES, "/edges")
     } else if wf.tools.len() > MAX_TOOLS {
         ("tools", wf.tools.len(), MAX_TOOLS, "/tools")
+    } else if wf.triggers.len() > MAX_TRIGGERS {
+        return Some(Diagnostic::new(
+            Code::LimitExceeded,
+            "/triggers",
+            format!(
+                "the definition has {} triggers, more than the {MAX_TRIGGERS} allowed; a webhook's `input` or a `switch` node can tell deliveries apart in fewer triggers",
+                wf.triggers.len()
+            ),
+        ));
     } else {
         return None;
     };
@@ -131,7 +142,7 @@ fn check_size(wf: &Workflow) -> Option<Diagnostic> {
 
 /// Validates a best-effort workflow that decoding could only partly build: every rule whose
 /// answer does not depend on the missing parts. A definition over the size budget
-/// ([`MAX_NODES`], [`MAX_EDGES`], [`MAX_TOOLS`]) gets that one diagnostic.
+/// ([`MAX_NODES`], [`MAX_EDGES`], [`MAX_TOOLS`], [`MAX_TRIGGERS`]) gets that one diagnostic.
 pub fn validate_partial(wf: &Workflow, catalog: &Catalog, partial: &Partial) -> Vec<Diagnostic> {
     if let Some(d) = check_size(wf) {
         return vec![d];
@@ -184,6 +195,7 @@ impl<'a> Validator<'a> {
         let top = self.wf.graph();
         self.graph(top, "");
         self.hil();
+        self.triggers();
     }
 
     fn schema(&mut self, schema: &Value, path: &str, what: &str) {
@@ -915,6 +927,95 @@ impl<'a> Validator<'a> {
         }
         if let Some(s) = &h.skills {
             self.dynamic(s, "/hil/skills");
+        }
+    }
+
+    /// `triggers:`: unique ids and webhook paths, cron expressions and zones that work, static
+    /// inputs that fit `input`, and webhook input expressions that compile.
+    fn triggers(&mut self) {
+        let wf = self.wf;
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        let mut paths: HashMap<&str, usize> = HashMap::new();
+        let input_schema = wf
+            .input
+            .as_ref()
+            .and_then(|s| jsonschema::validator_for(s).ok());
+        for (i, t) in wf.triggers.iter().enumerate() {
+            let path = self.partial.item("/triggers", i);
+            let field = |k: &str| push_pointer(&path, k);
+            let place = |j: usize| {
+                crate::diagnostic::pointer_to_field(&self.partial.item("/triggers", j))
+                    .unwrap_or_default()
+            };
+            if let Some(first) = ids.insert(&t.id, i) {
+                let msg = format!(
+                    "trigger id `{}` is already used by {}; trigger ids must be unique in the workflow (a trigger without `id` is named after its type and position, such as `schedule-1`): give one of them another `id`",
+                    t.id,
+                    place(first)
+                );
+                self.err(Code::DuplicateId, field("id"), msg);
+            }
+            match &t.kind {
+                TriggerKind::Schedule {
+                    cron,
+                    timezone,
+                    input,
+                    ..
+                } => {
+                    if let Err(e) = crate::trigger::Schedule::parse(cron, timezone) {
+                        let at = match e {
+                            crate::trigger::ScheduleError::Timezone { .. } => field("timezone"),
+                            _ => field("cron"),
+                        };
+                        self.err(e.code(), at, e.to_string());
+                    }
+                    if let Some(v) = input {
+                        let mut found = Vec::new();
+                        expr::dynamic_strings(v, &field("input"), &mut found);
+                        if let Some(f) = found
+                            .iter()
+                            .find(|f| matches!(f.dynamic, Dynamic::Expression(_)))
+                        {
+                            let msg = "a schedule's `input` is a static value: `${ }` expressions in it are not evaluated; nodes read the tick's time as `trigger.scheduled_at`";
+                            self.err(Code::InvalidValue, f.path.clone(), msg);
+                        }
+                    }
+                    if let Some(validator) = &input_schema {
+                        let default = TriggerKind::schedule_default_input();
+                        let given = input.as_ref().unwrap_or(&default);
+                        let errors = crate::schema::violations(validator, given);
+                        if !errors.is_empty() {
+                            let (at, what) = match input {
+                                Some(_) => (field("input"), "the schedule's `input`".to_string()),
+                                None => (
+                                    path.clone(),
+                                    "the schedule has no `input`, so its executions start with {}, which"
+                                        .to_string(),
+                                ),
+                            };
+                            let msg = format!(
+                                "{what} does not fit the workflow's `input` schema: {}; change the input or the schema",
+                                errors.join("; ")
+                            );
+                            self.err(Code::InvalidInput, at, msg);
+                        }
+                    }
+                }
+                TriggerKind::Webhook {
+                    path: hook, input, ..
+                } => {
+                    if let Some(first) = paths.insert(hook, i) {
+                        let msg = format!(
+                            "webhook path `{hook}` is already used by {}; each webhook of a workflow needs its own path",
+                            place(first)
+                        );
+                        self.err(Code::DuplicateId, field("path"), msg);
+                    }
+                    if let Some(v) = input {
+                        self.dynamic(v, &field("input"));
+                    }
+                }
+            }
         }
     }
 }

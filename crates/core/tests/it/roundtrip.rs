@@ -174,6 +174,58 @@ fn node(id: String, kind: NodeKind) -> impl Strategy<Value = Node> {
         })
 }
 
+/// Triggers: schedules (static inputs that fit the generated `input` schema) and webhooks
+/// (inputs of any shape, expressions included), with and without explicit ids.
+fn triggers() -> impl Strategy<Value = Vec<Trigger>> {
+    let static_input = prop::collection::btree_map(
+        "[a-h]{1,3}",
+        prop_oneof![
+            literal_string().prop_map(Value::String),
+            any::<i64>().prop_map(|n| json!(n)),
+        ],
+        0..3,
+    )
+    .prop_map(|m| Value::Object(m.into_iter().collect()));
+    let schedule = (
+        prop::sample::select(vec!["0 9 * * MON-FRI", "*/5 * * * * *", "30 2 1 * *"]),
+        prop::sample::select(vec!["UTC", "Europe/Madrid", "America/New_York"]),
+        prop::option::of(static_input),
+        prop::sample::select(vec![CatchUp::None, CatchUp::Last, CatchUp::All]),
+    )
+        .prop_map(|(cron, tz, input, catch_up)| TriggerKind::Schedule {
+            cron: cron.into(),
+            timezone: tz.into(),
+            input,
+            catch_up,
+        });
+    let webhook = (
+        prop::option::of(json_value().prop_filter("not null", |v| !v.is_null())),
+        prop::sample::select(vec!["shop_secret", "WEBHOOK_KEY"]),
+    )
+        .prop_map(|(input, secret)| TriggerKind::Webhook {
+            path: String::new(),
+            secret: secret.into(),
+            input,
+        });
+    prop::collection::vec((prop_oneof![schedule, webhook], any::<bool>()), 0..4).prop_map(|specs| {
+        specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (mut kind, named))| {
+                if let TriggerKind::Webhook { path, .. } = &mut kind {
+                    *path = format!("hooks/{i}.v1");
+                }
+                let id = if named {
+                    format!("t_{i}")
+                } else {
+                    Trigger::default_id(kind.type_name(), i + 1)
+                };
+                Trigger { id, kind }
+            })
+            .collect()
+    })
+}
+
 fn workflow() -> impl Strategy<Value = Workflow> {
     let steps = prop::collection::vec(step_kind(), 1..6);
     (
@@ -183,72 +235,84 @@ fn workflow() -> impl Strategy<Value = Workflow> {
         steps,
         prop::option::of(json_value()),
         prop::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..4),
+        triggers(),
     )
-        .prop_flat_map(|(name, version, description, kinds, output, extra)| {
-            let mut loop_seen = false;
-            let nodes: Vec<_> = kinds
-                .into_iter()
-                .filter(|k| {
-                    // The loop body's ids are fixed: at most one loop per workflow.
-                    let is_loop = matches!(k, NodeKind::Loop(_));
-                    let keep = !(is_loop && loop_seen);
-                    loop_seen |= is_loop;
-                    keep
-                })
-                .enumerate()
-                .map(|(i, k)| node(format!("step_{i}"), k).boxed())
-                .collect();
-            (Just((name, version, description, output, extra)), nodes)
-        })
-        .prop_map(|((name, version, description, output, extra), mut nodes)| {
-            let n = nodes.len();
-            nodes.push(Node {
-                id: "done".into(),
-                kind: NodeKind::Finish(FinishNode { output }),
-                description: None,
-                timeout_ms: None,
-                retry: None,
-                on_error: None,
-                compensate: None,
-            });
-            // A chain through every step to `done`, plus forward edges with conditions.
-            let mut edges: Vec<Edge> = (0..n)
-                .map(|i| Edge {
-                    from: nodes[i].id.clone(),
-                    to: nodes[i + 1].id.clone(),
-                    when: None,
-                })
-                .collect();
-            for (idx, conditional) in extra {
-                let from = idx.index(n);
-                let to = n;
-                if from + 1 == to {
-                    continue;
-                }
-                let e = Edge {
-                    from: nodes[from].id.clone(),
-                    to: nodes[to].id.clone(),
-                    when: conditional.then(|| format!("{}.status == 'succeeded'", nodes[from].id)),
-                };
-                if !edges.contains(&e) {
-                    edges.push(e);
-                }
-            }
-            Workflow {
-                name,
-                version,
-                description,
-                input: Some(json!({"type": "object", "properties": {"items": {"type": "array"}}})),
-                defaults: Some(Defaults {
-                    timeout_ms: Some(30_000),
+        .prop_flat_map(
+            |(name, version, description, kinds, output, extra, triggers)| {
+                let mut loop_seen = false;
+                let nodes: Vec<_> = kinds
+                    .into_iter()
+                    .filter(|k| {
+                        // The loop body's ids are fixed: at most one loop per workflow.
+                        let is_loop = matches!(k, NodeKind::Loop(_));
+                        let keep = !(is_loop && loop_seen);
+                        loop_seen |= is_loop;
+                        keep
+                    })
+                    .enumerate()
+                    .map(|(i, k)| node(format!("step_{i}"), k).boxed())
+                    .collect();
+                (
+                    Just((name, version, description, output, extra, triggers)),
+                    nodes,
+                )
+            },
+        )
+        .prop_map(
+            |((name, version, description, output, extra, triggers), mut nodes)| {
+                let n = nodes.len();
+                nodes.push(Node {
+                    id: "done".into(),
+                    kind: NodeKind::Finish(FinishNode { output }),
+                    description: None,
+                    timeout_ms: None,
                     retry: None,
-                }),
-                tools: Vec::new(),
-                nodes,
-                edges,
-                hil: None,
-            }
-        })
+                    on_error: None,
+                    compensate: None,
+                });
+                // A chain through every step to `done`, plus forward edges with conditions.
+                let mut edges: Vec<Edge> = (0..n)
+                    .map(|i| Edge {
+                        from: nodes[i].id.clone(),
+                        to: nodes[i + 1].id.clone(),
+                        when: None,
+                    })
+                    .collect();
+                for (idx, conditional) in extra {
+                    let from = idx.index(n);
+                    let to = n;
+                    if from + 1 == to {
+                        continue;
+                    }
+                    let e = Edge {
+                        from: nodes[from].id.clone(),
+                        to: nodes[to].id.clone(),
+                        when: conditional
+                            .then(|| format!("{}.status == 'succeeded'", nodes[from].id)),
+                    };
+                    if !edges.contains(&e) {
+                        edges.push(e);
+                    }
+                }
+                Workflow {
+                    name,
+                    version,
+                    description,
+                    input: Some(
+                        json!({"type": "object", "properties": {"items": {"type": "array"}}}),
+                    ),
+                    defaults: Some(Defaults {
+                        timeout_ms: Some(30_000),
+                        retry: None,
+                    }),
+                    tools: Vec::new(),
+                    nodes,
+                    edges,
+                    hil: None,
+                    triggers,
+                }
+            },
+        )
 }
 
 proptest! {
@@ -270,4 +334,31 @@ proptest! {
         let json = to_text(&wf, Format::Json).unwrap();
         prop_assert_eq!(parse(&yaml, Format::Yaml).unwrap(), parse(&json, Format::Json).unwrap());
     }
+}
+
+#[test]
+fn triggers_are_written_without_their_defaults() {
+    let text = "name: t\nversion: 1\nnodes:\n  - {id: done, type: finish}\ntriggers:\n  - {type: schedule, id: schedule-1, cron: \"0 9 * * *\", timezone: UTC, catch_up: none}\n  - {type: webhook, path: orders, secret: s}\n  - {type: schedule, id: nightly, cron: \"0 2 * * *\", timezone: Europe/Madrid, catch_up: all, input: {a: 1}}\n";
+    let wf = load(text, Format::Yaml, &Catalog::default()).unwrap();
+    assert_eq!(wf.triggers[0].id, "schedule-1");
+    assert_eq!(wf.triggers[1].id, "webhook-2");
+    assert_eq!(wf.trigger("nightly").unwrap().key(&wf.name), "t/nightly");
+    assert_eq!(
+        to_value(&wf)["triggers"],
+        json!([
+            {"type": "schedule", "cron": "0 9 * * *"},
+            {"type": "webhook", "path": "orders", "secret": "s"},
+            {"type": "schedule", "id": "nightly", "cron": "0 2 * * *", "timezone": "Europe/Madrid", "input": {"a": 1}, "catch_up": "all"}
+        ])
+    );
+    assert_eq!(from_value(&to_value(&wf), &Catalog::default()).unwrap(), wf);
+    // A workflow without triggers is written without the key.
+    let plain = load(
+        "name: t\nversion: 1\nnodes:\n  - {id: done, type: finish}\n",
+        Format::Yaml,
+        &Catalog::default(),
+    )
+    .unwrap();
+    assert!(plain.triggers.is_empty());
+    assert!(to_value(&plain).get("triggers").is_none());
 }

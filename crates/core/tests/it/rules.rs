@@ -471,3 +471,119 @@ fn agent_history_context() {
         ],
     );
 }
+
+/// A workflow with `triggers` (YAML list items) and an `input` schema.
+fn with_triggers(input: &str, triggers: &str) -> String {
+    wf(&format!("{input}nodes:\n{FINISH}triggers:\n{triggers}"))
+}
+
+#[test]
+fn triggers_valid() {
+    check(
+        "triggers_valid",
+        &with_triggers(
+            "input: {type: object, required: [report], properties: {report: {type: string}}}\n",
+            "  - {type: schedule, id: weekday_report, cron: \"0 9 * * MON-FRI\", timezone: Europe/Madrid, input: {report: daily}, catch_up: last}\n  - {type: schedule, cron: \"*/10 * * * * *\", input: {report: \"{{ not evaluated }}\"}}\n  - {type: webhook, path: orders/created, secret: shop_webhook_secret, input: {report: \"${ body.kind }\", id: \"{{ headers['webhook-id'] }}\"}}\n  - {type: webhook, path: v1.0/orders_~x, secret: SHOP_2}\n",
+        ),
+        &[],
+    );
+}
+
+#[test]
+fn triggers_structure() {
+    check(
+        "triggers_not_a_list",
+        &with_triggers("", "  schedule: {cron: \"* * * * *\"}\n"),
+        &[Code::InvalidType],
+    );
+    check(
+        "triggers_structure",
+        &with_triggers(
+            "",
+            "  - daily\n  - {cron: \"* * * * *\"}\n  - {type: cron, cron: \"* * * * *\"}\n  - {type: schedule, id: \"Daily Report\", timzone: UTC}\n  - {type: schedule, cron: \"0 9 * * *\", catch_up: sometimes}\n  - {type: webhook, path: orders, input: null}\n",
+        ),
+        &[
+            Code::InvalidType,
+            Code::MissingField,
+            Code::InvalidValue,
+            Code::UnknownField,
+        ],
+    );
+}
+
+#[test]
+fn triggers_webhook_paths_and_secrets() {
+    let long = "a/".repeat(100) + "b";
+    check(
+        "triggers_webhook_paths_and_secrets",
+        &with_triggers(
+            "",
+            &format!(
+                "  - {{type: webhook, path: /orders, secret: s}}\n  - {{type: webhook, path: a//b, secret: s}}\n  - {{type: webhook, path: a/../b, secret: s}}\n  - {{type: webhook, path: \"orders created\", secret: s}}\n  - {{type: webhook, path: {long}, secret: s}}\n  - {{type: webhook, path: ok, secret: shop-secret}}\n  - {{type: webhook, path: ok2, secret: 1password}}\n"
+            ),
+        ),
+        &[Code::InvalidValue],
+    );
+}
+
+#[test]
+fn triggers_cron_and_timezone() {
+    check(
+        "triggers_cron_and_timezone",
+        &with_triggers(
+            "",
+            "  - {type: schedule, cron: \"0 9 * *\"}\n  - {type: schedule, cron: \"0 9 * * XYZ\"}\n  - {type: schedule, cron: \"@daily\"}\n  - {type: schedule, cron: \"0 0 30 2 *\"}\n  - {type: schedule, cron: \"0 9 * * *\", timezone: Europe/Madird}\n  - {type: schedule, cron: \"0 9 * * *\", timezone: europe/madrid}\n  - {type: schedule, cron: \"0 9 * * *\", timezone: CEST}\n",
+        ),
+        &[Code::InvalidCron, Code::InvalidTimezone],
+    );
+}
+
+#[test]
+fn triggers_duplicate_ids_and_paths() {
+    check(
+        "triggers_duplicates",
+        &with_triggers(
+            "",
+            "  - {type: schedule, id: daily, cron: \"0 9 * * *\"}\n  - {type: schedule, id: daily, cron: \"0 10 * * *\"}\n  - {type: webhook, id: schedule-4, path: orders, secret: s}\n  - {type: schedule, cron: \"0 11 * * *\"}\n  - {type: webhook, path: orders, secret: s}\n",
+        ),
+        &[Code::DuplicateId],
+    );
+}
+
+#[test]
+fn triggers_inputs() {
+    check(
+        "triggers_inputs",
+        &with_triggers(
+            "input: {type: object, required: [report], properties: {report: {type: string}}}\n",
+            "  - {type: schedule, cron: \"0 9 * * *\", input: {report: 3}}\n  - {type: schedule, cron: \"0 9 * * *\"}\n  - {type: schedule, cron: \"0 9 * * *\", input: {report: \"${ trigger.scheduled_at }\"}}\n  - {type: webhook, path: a, secret: s, input: \"${ body.[ }\"}\n  - {type: webhook, path: b, secret: s, input: {report: \"{{ body.kind \"}}\n",
+        ),
+        &[
+            Code::InvalidInput,
+            Code::InvalidValue,
+            Code::InvalidExpression,
+            Code::InvalidTemplate,
+        ],
+    );
+}
+
+#[test]
+fn trigger_is_a_reserved_node_id() {
+    check(
+        "trigger_reserved",
+        &wf("nodes:\n  - {id: trigger, type: finish}\n"),
+        &[Code::InvalidValue],
+    );
+}
+
+#[test]
+fn too_many_triggers() {
+    let many: String = (0..101)
+        .map(|i| format!("  - {{type: webhook, path: p{i}, secret: s}}\n"))
+        .collect();
+    check(
+        "triggers_too_many",
+        &with_triggers("", &many),
+        &[Code::LimitExceeded],
+    );
+}
