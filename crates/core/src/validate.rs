@@ -947,13 +947,15 @@ impl<'a> Validator<'a> {
                 crate::diagnostic::pointer_to_field(&self.partial.item("/triggers", j))
                     .unwrap_or_default()
             };
-            if let Some(first) = ids.insert(&t.id, i) {
+            if let Some(&first) = ids.get(t.id.as_str()) {
                 let msg = format!(
                     "trigger id `{}` is already used by {}; trigger ids must be unique in the workflow (a trigger without `id` is named after its type and position, such as `schedule-1`): give one of them another `id`",
                     t.id,
                     place(first)
                 );
                 self.err(Code::DuplicateId, field("id"), msg);
+            } else {
+                ids.insert(&t.id, i);
             }
             match &t.kind {
                 TriggerKind::Schedule {
@@ -1004,12 +1006,14 @@ impl<'a> Validator<'a> {
                 TriggerKind::Webhook {
                     path: hook, input, ..
                 } => {
-                    if let Some(first) = paths.insert(hook, i) {
+                    if let Some(&first) = paths.get(hook.as_str()) {
                         let msg = format!(
                             "webhook path `{hook}` is already used by {}; each webhook of a workflow needs its own path",
                             place(first)
                         );
                         self.err(Code::DuplicateId, field("path"), msg);
+                    } else {
+                        paths.insert(hook, i);
                     }
                     if let Some(v) = input {
                         self.dynamic(v, &field("input"));

@@ -544,7 +544,7 @@ fn triggers_duplicate_ids_and_paths() {
         "triggers_duplicates",
         &with_triggers(
             "",
-            "  - {type: schedule, id: daily, cron: \"0 9 * * *\"}\n  - {type: schedule, id: daily, cron: \"0 10 * * *\"}\n  - {type: webhook, id: schedule-4, path: orders, secret: s}\n  - {type: schedule, cron: \"0 11 * * *\"}\n  - {type: webhook, path: orders, secret: s}\n",
+            "  - {type: schedule, id: daily, cron: \"0 9 * * *\"}\n  - {type: schedule, id: daily, cron: \"0 10 * * *\"}\n  - {type: webhook, id: schedule-4, path: orders, secret: s}\n  - {type: schedule, cron: \"0 11 * * *\"}\n  - {type: webhook, path: orders, secret: s}\n  - {type: schedule, id: daily, cron: \"0 12 * * *\"}\n",
         ),
         &[Code::DuplicateId],
     );
