@@ -182,8 +182,14 @@ async fn accept(rt: &Runtime, d: &Delivery<'_>) -> Result<Received, Refused> {
             .with_retry_after(60),
         ));
     }
+    let body: Value = serde_json::from_slice(d.body).map_err(|e| {
+        fail(RuntimeError::new(
+            Refusal::Invalid,
+            "INVALID_BODY",
+            format!("webhook {name}: the body is not JSON ({e}); send a JSON body"),
+        ))
+    })?;
     let body_text = String::from_utf8_lossy(d.body).into_owned();
-    let body: Value = serde_json::from_slice(d.body).unwrap_or(Value::String(body_text.clone()));
     let headers: Map<String, Value> = d
         .headers
         .iter()
