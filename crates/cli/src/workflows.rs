@@ -129,7 +129,24 @@ pub async fn workflows(app: &App, cmd: WorkflowsCommand) -> Result<(), Exit> {
                     format,
                 };
                 let file = path.display().to_string();
-                match store.import_workflow(tenant, new, activation).await {
+                let mut outcome = store.import_workflow(tenant, new, activation).await;
+                if outcome.is_ok() {
+                    // The active version's triggers become the workflow's.
+                    let synced = hilo_runtime::ingress::triggers::sync(
+                        store.as_ref(),
+                        tenant,
+                        &wf.name,
+                        hilo_core::store::now_ms(),
+                    )
+                    .await;
+                    if let Err(e) = synced {
+                        outcome = Err(match e {
+                            hilo_runtime::RuntimeError::Store(s) => s,
+                            other => hilo_core::StoreError::Backend(other.to_string()),
+                        });
+                    }
+                }
+                match outcome {
                     Ok(ImportOutcome::Created { activated }) if json => results.push(json!({
                         "file": file, "workflow": wf.name, "version": wf.version,
                         "outcome": "created", "active": activated,
@@ -290,6 +307,14 @@ pub async fn workflows(app: &App, cmd: WorkflowsCommand) -> Result<(), Exit> {
                 .activate(tenant, &name, version)
                 .await
                 .map_err(store_err)?;
+            hilo_runtime::ingress::triggers::sync(
+                store.as_ref(),
+                tenant,
+                &name,
+                hilo_core::store::now_ms(),
+            )
+            .await
+            .map_err(|e| Exit::from(anyhow::anyhow!("{name}@{version}: its triggers: {e}")))?;
             if json {
                 return print_json(&json!({"workflow": name, "version": version, "active": true}));
             }

@@ -205,6 +205,7 @@ impl Engine {
         caller: Option<TraceParent>,
         origin: Origin,
     ) -> Result<Begun> {
+        let started_by = origin.started_by.clone();
         let created = match self
             .insert(
                 id.clone(),
@@ -233,7 +234,8 @@ impl Engine {
                 meta,
                 None,
             )
-            .traced(caller);
+            .traced(caller)
+            .triggered(started_by.as_ref());
             Box::new(m)
         });
         Ok(Begun::Started(Started {

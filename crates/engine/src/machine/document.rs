@@ -77,6 +77,8 @@ impl ScopeDoc<'_> {
         match name {
             "vars" => Some(Source::Vars),
             "input" => Some(Source::Input),
+            // What started the execution, when a trigger did (small: converted when read).
+            "trigger" => self.m.trigger.as_ref().map(Source::Extra),
             _ => None,
         }
     }
@@ -264,6 +266,9 @@ impl Document for ScopeDoc<'_> {
         let m = self.m;
         let mut out: Vec<String> = self.extra.iter().map(|(n, _)| n.to_string()).collect();
         out.extend(["input".to_string(), "vars".to_string()]);
+        if m.trigger.is_some() {
+            out.push("trigger".to_string());
+        }
         let mut scopes: Vec<(&str, usize)> = vec![("", 0)];
         for f in &self.frames {
             if let Some(g) = f.graph {

@@ -57,7 +57,7 @@ use std::sync::Arc;
 use hashbrown::{HashMap, HashSet};
 use hilo_core::exec::{
     Event, EventKind, ExecMeta, ExecStatus, ExecUpdate, HumanTask, NodeError, NodeRecord,
-    NodeStatus, ParentRef, Signal, StoredSignal,
+    NodeStatus, ParentRef, Signal, StartedBy, StoredSignal,
 };
 use hilo_core::stored::StoredJson;
 use hilo_core::tool::{Caller, ToolContext};
@@ -224,6 +224,8 @@ pub struct Machine {
     status: ExecStatus,
     /// Parsed when an expression first reads it (a restored machine gets it as stored text).
     input: StoredJson,
+    /// `trigger` of the state document: the schedule or webhook that started the execution.
+    trigger: Option<Value>,
     vars: Map<String, Value>,
     nodes: HashMap<String, NodeRecord>,
     output: Option<Value>,
@@ -345,6 +347,7 @@ impl Machine {
             trace_id,
             status: ExecStatus::Pending,
             input: StoredJson::new(input),
+            trigger: None,
             vars: Map::new(),
             nodes: HashMap::with_capacity(nodes),
             output: None,
@@ -386,6 +389,22 @@ impl Machine {
             last_exec: None,
             views: Default::default(),
         }
+    }
+
+    /// The machine of an execution `started_by` a trigger: its state document has `trigger`
+    /// (`{type, id, scheduled_at}` for a schedule, `{type, id, delivery}` for a webhook).
+    pub fn triggered(mut self, started_by: Option<&StartedBy>) -> Machine {
+        let id = |key: &str| key.rsplit_once('/').map_or(key, |(_, id)| id).to_string();
+        self.trigger = match started_by {
+            Some(StartedBy::Schedule { trigger, tick }) => Some(serde_json::json!({
+                "type": "schedule", "id": id(trigger), "scheduled_at": tick,
+            })),
+            Some(StartedBy::Webhook { trigger, delivery }) => Some(serde_json::json!({
+                "type": "webhook", "id": id(trigger), "delivery": delivery,
+            })),
+            _ => None,
+        };
+        self
     }
 
     /// The machine of an execution started under the caller's trace context `caller` (as

@@ -33,7 +33,8 @@ impl Machine {
         } = loaded;
         let e: ExecRecord = e;
         let mut m = Machine::new(plan, e.id, e.tenant, Value::Null, e.meta, e.parent)
-            .traced(e.trace_parent);
+            .traced(e.trace_parent)
+            .triggered(e.started_by.as_ref());
         m.restored = true;
         m.input = e.input;
         m.status = e.status;

@@ -1,0 +1,4 @@
+//! The runtime's integration tests: real stores (SQLite files), the real engine and tool
+//! executor, time from a clock the test sets.
+
+mod schedules;
