@@ -13,8 +13,6 @@ mod out;
 mod alloc;
 mod app;
 mod bench;
-mod bench_memory;
-mod bench_trace;
 mod cli;
 mod commands;
 mod config;

@@ -30,10 +30,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::openai::{OPENAI_URL, OpenAiEmbedder, OpenAiOptions};
-use crate::{EmbedError, Embedder};
-
-/// The model the `local` provider runs.
-pub const LOCAL_MODEL: &str = "all-MiniLM-L6-v2";
+use crate::{EmbedError, Embedder, LOCAL_MODEL};
 
 /// The environment variable naming the local model's directory when `model_dir` is not set.
 pub const MODEL_DIR_ENV: &str = "HILO_EMBED_MODEL_DIR";

@@ -20,13 +20,16 @@ mod local;
 mod openai;
 
 pub use config::{
-    DEFAULT_BATCH_SIZE, EmbeddingsConfig, Keys, LOCAL_MODEL, MODEL_DIR_ENV, ProviderName,
-    SecretSource, build, default_model_dir,
+    DEFAULT_BATCH_SIZE, EmbeddingsConfig, Keys, MODEL_DIR_ENV, ProviderName, SecretSource, build,
+    default_model_dir,
 };
 pub use ledger::{EmbedCtx, LedgeredEmbedder};
 #[cfg(feature = "local")]
 pub use local::LocalEmbedder;
 pub use openai::{OpenAiEmbedder, OpenAiOptions};
+
+/// The model the `local` provider runs (`LocalEmbedder`, behind the `local` feature).
+pub const LOCAL_MODEL: &str = "all-MiniLM-L6-v2";
 
 /// What an embedding call gives back: one vector per input text, in order, and what it cost.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,8 +22,7 @@ use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 use tokio::sync::OnceCell;
 
-use crate::config::LOCAL_MODEL;
-use crate::{EmbedError, Embedded, Embedder, EmbedderInfo, normalize};
+use crate::{EmbedError, Embedded, Embedder, EmbedderInfo, LOCAL_MODEL, normalize};
 
 /// Tokens per text, as sentence-transformers' `max_seq_length` for this model.
 pub const MAX_TOKENS: usize = 256;

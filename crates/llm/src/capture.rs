@@ -8,8 +8,8 @@
 use hilo_core::redact::TenantRedaction;
 use serde_json::{Value, json};
 
+use crate::call::{Answer, Task};
 use crate::provider::{Message, Role, ToolCall};
-use crate::router::{Answer, Task};
 
 fn role(r: Role) -> &'static str {
     match r {
@@ -74,7 +74,7 @@ pub fn output(answer: &Answer, r: &TenantRedaction) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::ChatSpec;
+    use crate::call::ChatSpec;
 
     #[test]
     fn messages_are_redacted_in_the_conventions_shape() {

@@ -367,6 +367,9 @@ pub struct RouterConfig {
     pub max_offered_tools: usize,
 }
 
+/// How many tools a model is offered at once when the runtime is not told.
+pub const DEFAULT_TOOL_LIMIT: usize = 20;
+
 impl Default for RouterConfig {
     fn default() -> RouterConfig {
         RouterConfig {
@@ -374,7 +377,7 @@ impl Default for RouterConfig {
             circuit: CircuitConfig::default(),
             context_share: 0.8,
             timeout_ms: 60_000,
-            max_offered_tools: crate::agent::DEFAULT_TOOL_LIMIT,
+            max_offered_tools: DEFAULT_TOOL_LIMIT,
         }
     }
 }

@@ -7,6 +7,8 @@
 //!   built-in lexical semantic router (labels only, no network, no key).
 //! - [`config`]: the `[llm]` section of `hilo.toml` — providers, the model catalog, profiles,
 //!   budgets — over the shipped defaults; [`tokens`]: token estimates before a call.
+//! - [`call`]: the vocabulary of a model call (task, target, answer, codes) that the router,
+//!   the agents, the local router and the capture share.
 //! - [`router`]: picks a model per call (filters, scores, budgets, circuit breakers,
 //!   fallbacks) and records every call with its cost in the store.
 //! - [`agent`]: [`LlmRuntime`], the engine's `AgentRuntime`, and the `simple`, `reasoning` and
@@ -23,6 +25,7 @@
 
 pub mod agent;
 pub mod anthropic;
+pub mod call;
 pub mod capture;
 pub mod config;
 pub mod local;

@@ -65,6 +65,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+pub use crate::call::Classification;
+use crate::call::Passage;
+
 /// The confidence below which a workflow should hand a message over to a human (or to a real
 /// model). Measured on the crate's intent benchmark (`tests/data`: 5 intents, 10 examples
 /// each, 250 held-out messages): 83.6% of the messages reach 0.7, and 97.1% of those are
@@ -99,17 +102,6 @@ pub struct SemanticRouter {
     unseen_idf: f64,
     /// Each label's unit-length centroid, in label order.
     centroids: Vec<SparseVec>,
-}
-
-/// What [`SemanticRouter::classify`] decided.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Classification {
-    /// The best label ('' only when the router has no labels).
-    pub label: String,
-    /// A calibrated probability that `label` is right, in `[0, 1]`.
-    pub confidence: f64,
-    /// Every label with its cosine similarity to the text, best first (ties in label order).
-    pub scores: Vec<(String, f64)>,
 }
 
 impl SemanticRouter {
@@ -295,10 +287,7 @@ fn answer_key(word: &str) -> Option<String> {
 /// paragraph (or, in a long paragraph, the sentence) holding the sentence that shares the most
 /// (and the rarest) words with the question, earlier passages winning ties, quoted with its
 /// source. `None` when no sentence shares a word with it.
-pub(crate) fn extractive_answer(
-    question: &str,
-    passages: &[crate::router::Passage],
-) -> Option<String> {
+pub(crate) fn extractive_answer(question: &str, passages: &[Passage]) -> Option<String> {
     use std::collections::{HashMap, HashSet};
     /// A paragraph this long or shorter is quoted whole.
     const WHOLE_PARAGRAPH: usize = 400;
@@ -579,7 +568,6 @@ mod tests {
 
     #[test]
     fn answers_quote_the_best_matching_paragraph_with_its_source() {
-        use crate::router::Passage;
         let passages = [
             Passage {
                 source: "returns.md".into(),

@@ -24,12 +24,18 @@
 //! | `model.rs` | conversations, messages, transitions, human agents, work items |
 //! | `status.rs` | the conversation status machine: `can_move_to`, [`move_conversation`] |
 //! | `routing.rs` | [`queue_order`], [`pick_agent`], [`route`] |
-//! | `ops.rs` | [`HilOp`], [`HilSnapshot`], [`HilChanges`], [`HilError`], [`apply`]: one fn per op |
+//! | `draft.rs` | [`HilSnapshot`], [`HilChanges`], and the draft an operation changes in place |
+//! | `lifecycle.rs` | the operations that bring work in and take it out: handover, tasks, resolve, back to AI |
+//! | `holding.rs` | the operations on who holds an item: claim, release, transfer (to an agent, to the queue) |
+//! | `ops.rs` | [`HilOp`], [`HilError`], [`apply`]: dispatches to one fn per op |
 //! | `stats.rs` | the KPIs: [`StatsRow`] → [`HilStats`] |
 //! | `store.rs` | the [`HilStore`] trait and [`ConvFilter`] |
 //!
 //! Everything is re-exported here: callers write `hilo_core::hil::Conversation`.
 
+mod draft;
+mod holding;
+mod lifecycle;
 mod model;
 mod ops;
 mod routing;
@@ -40,6 +46,7 @@ mod store;
 #[cfg(test)]
 mod fixtures;
 
+pub use draft::{HilChanges, HilSnapshot};
 pub use model::*;
 pub use ops::*;
 pub use routing::*;

@@ -3,10 +3,11 @@
 
 use async_trait::async_trait;
 
+use super::draft::HilChanges;
 use super::model::{
     Conversation, Delivery, HumanAgent, ItemState, Message, NewMessage, Transition, WorkItem,
 };
-use super::ops::{HilChanges, HilOp};
+use super::ops::HilOp;
 use super::stats::StatsRow;
 use crate::base::{ConvStatus, Result, TenantId};
 

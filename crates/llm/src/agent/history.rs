@@ -17,9 +17,9 @@
 use hilo_core::exec::NodeError;
 use serde_json::{Value, json};
 
-use super::Run;
+use super::run::Run;
+use crate::call::{Target, codes};
 use crate::provider::{Message, Role, ToolCall};
-use crate::router::{Target, codes};
 use crate::tokens::Encoding;
 
 /// What the window kept, for the node's trace.

@@ -20,11 +20,11 @@ use hilo_core::EpisodesContext;
 use hilo_core::exec::NodeError;
 use serde_json::{Map, Value, json};
 
+use super::run::{Run, clip};
 use super::simple::structured;
-use super::{Run, clip};
+use crate::call::{ChatSpec, codes};
 use crate::config::Capability;
 use crate::provider::{JsonSchemaFormat, Message};
-use crate::router::{ChatSpec, codes};
 
 pub use hilo_core::agent::{
     PLANNER_MAX_RETRIES as DEFAULT_MAX_RETRIES, PLANNER_PROFILE as DEFAULT_PROFILE,
@@ -145,7 +145,7 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
         }
         if !past.is_empty() {
             prompt.push_str("\n\n");
-            prompt.push_str(&super::recalled_text(&past));
+            prompt.push_str(&super::run::recalled_text(&past));
         }
         if let Some(k) = &knowledge {
             prompt.push_str("\n\n");

@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 use hilo_core::exec::NodeError;
 use serde_json::{Value, json};
 
+use super::run::{Run, canonical, check_json, clip};
 use super::tool_pick::ToolIndex;
-use super::{Run, canonical, check_json, clip};
+use crate::call::{Answer, ChatSpec, Task, codes};
 use crate::config::Capability;
 use crate::provider::Message;
-use crate::router::{Answer, ChatSpec, Task, codes};
 
 pub use hilo_core::agent::DEFAULT_MAX_ITERATIONS;
 pub use hilo_core::agent::REASONING_PROFILE as DEFAULT_PROFILE;
@@ -50,7 +50,7 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     let past = run.recall(&task, 0).await;
     if !past.is_empty() {
         system.push_str("\n\n");
-        system.push_str(&super::recalled_text(&past));
+        system.push_str(&super::run::recalled_text(&past));
     }
     if let Some(k) = run.knowledge(&task).await? {
         system.push_str("\n\n");

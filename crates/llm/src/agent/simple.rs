@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use hilo_core::exec::NodeError;
 use serde_json::{Value, json};
 
-use super::{Run, check_json, clip};
+use super::run::{Run, check_json, clip};
+use crate::call::{Answer, ChatSpec, Task, codes};
 use crate::config::Capability;
 use crate::provider::{JsonSchemaFormat, Message};
-use crate::router::{Answer, ChatSpec, Task, codes};
 
 pub use hilo_core::agent::SIMPLE_PROFILE as DEFAULT_PROFILE;
 
@@ -31,7 +31,7 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     }
     let past = run.recall(&prompt, 0).await;
     if !past.is_empty() {
-        messages.push(Message::system(super::recalled_text(&past)));
+        messages.push(Message::system(super::run::recalled_text(&past)));
     }
     let knowledge = run.knowledge(&prompt).await?;
     if let Some(k) = &knowledge {

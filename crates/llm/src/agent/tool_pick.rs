@@ -10,12 +10,9 @@ use std::collections::HashSet;
 
 use hilo_embed::cosine;
 
-use super::Run;
+use super::run::Run;
 use super::words::{jaccard, words};
 use crate::provider::ToolDefinition;
-
-/// How many tools a model is offered at once when the runtime is not told.
-pub const DEFAULT_TOOL_LIMIT: usize = 20;
 
 /// The tools of one run, ready to be ranked.
 pub(crate) struct ToolIndex {

@@ -26,7 +26,7 @@ use hilo_store::Durability;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::bench::{chain_edges, db, deploy, median, run_durable, tools_watched, workflow};
+use super::kit::{chain_edges, db, deploy, median, run_durable, tools_watched, workflow};
 
 /// The scenario keys.
 pub const KEYS: [&str; 6] = [
