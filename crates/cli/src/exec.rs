@@ -254,14 +254,56 @@ pub async fn run(app: &App, args: RunArgs) -> Result<(), Exit> {
         (wf, false)
     };
     let (engine, store) = engine(app).await?;
-    let id = engine
-        .create(&g.tenant, &wf, adhoc, input, args.out.detach)
-        .await
-        .map_err(engine_err)?;
-    if !args.out.json && !args.out.detach {
-        noteln!("execution {id} of {}", wf.reference());
+    if args.out.detach {
+        // Left to workers: written, not held.
+        let id = engine
+            .create(&g.tenant, &wf, adhoc, input, true)
+            .await
+            .map_err(engine_err)?;
+        return finish(&engine, &store, g, &id, &args.out, false).await;
     }
-    finish(&engine, &store, g, &id, &args.out, false).await
+    // The start path every start takes (the API's, the queue's, triggers'): the execution is
+    // created held by this process and driven from the workflow checked above, in memory:
+    // its definition is neither read back nor decoded again.
+    let wf = Arc::new(wf);
+    let origin = hilo_engine::Origin::by(hilo_core::exec::StartedBy::Cli);
+    let started = match engine
+        .start_from(
+            hilo_engine::driver::new_id(),
+            &g.tenant,
+            &wf,
+            adhoc,
+            input,
+            None,
+            origin,
+        )
+        .await
+        .map_err(engine_err)?
+    {
+        hilo_engine::Begun::Started(s) => s,
+        // No claim was given, so none is taken.
+        hilo_engine::Begun::Taken { execution_id } => {
+            return finish(&engine, &store, g, &execution_id, &args.out, false).await;
+        }
+    };
+    if !args.out.json {
+        noteln!("execution {} of {}", started.id(), wf.reference());
+    }
+    let out = &args.out;
+    let bar = if out.json || crate::out::quiet() {
+        None
+    } else {
+        let total = std::io::stderr()
+            .is_terminal()
+            .then(|| started.workflow().nodes.len() as u64);
+        progress(&engine, total)
+    };
+    engine.set_outcome_nodes(out.json);
+    let o = engine.drive_started(started, Mode::Foreground, false).await;
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    report(&store, &g.tenant, &o.map_err(engine_err)?, out.json).await
 }
 
 pub async fn resume(app: &App, args: ResumeArgs) -> Result<(), Exit> {
