@@ -97,6 +97,7 @@ struct FileSchema {
     conversations: Option<hilo_server::config::ConversationSettings>,
     console: Option<hilo_server::config::ConsoleSettings>,
     public: Option<hilo_server::config::PublicLimits>,
+    triggers: Option<hilo_server::config::TriggerSettings>,
     telemetry: Option<hilo_telemetry::TelemetryConfig>,
     memory: Option<MemorySection>,
     log: Option<LogSection>,
