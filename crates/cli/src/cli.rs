@@ -196,6 +196,61 @@ pub enum ExecutionsCommand {
     },
 }
 
+/// `hilo triggers …`. A trigger is named `WORKFLOW/ID` (`triggers list` shows the names).
+#[derive(Debug, Subcommand)]
+pub enum TriggersCommand {
+    /// Every trigger of the tenant: workflow, type, cron and time zone or webhook path, the
+    /// next three fire times, the last fire and its execution, paused or not.
+    List {
+        /// Print a JSON array of the triggers
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a trigger: a paused schedule fires no tick, a paused webhook starts nothing.
+    Pause {
+        /// The trigger, as WORKFLOW/ID (e.g. weekday_report/schedule-1)
+        #[arg(value_name = "WORKFLOW/ID")]
+        name: String,
+        /// Print the trigger as `triggers list --json` shows it
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a paused trigger. A schedule goes on from its next tick: the ticks that passed
+    /// while it was paused do not fire (`triggers backfill` starts them).
+    Resume {
+        /// The trigger, as WORKFLOW/ID (e.g. weekday_report/schedule-1)
+        #[arg(value_name = "WORKFLOW/ID")]
+        name: String,
+        /// Print the trigger as `triggers list --json` shows it
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a schedule's ticks between two times (both included), skipping the ticks that
+    /// fired already. Without --yes, only lists the ticks and what each would do.
+    Backfill {
+        /// The schedule, as WORKFLOW/ID (e.g. weekday_report/schedule-1)
+        #[arg(value_name = "WORKFLOW/ID")]
+        name: String,
+        /// The first time of the range, RFC 3339 (2025-03-01T00:00:00Z, 2025-03-01T09:00:00+01:00)
+        #[arg(long, value_name = "TIME", value_parser = parse_time_ms)]
+        from: i64,
+        /// The last time of the range, RFC 3339
+        #[arg(long, value_name = "TIME", value_parser = parse_time_ms)]
+        to: i64,
+        /// Start the ticks that have not fired (without it, nothing starts)
+        #[arg(long)]
+        yes: bool,
+        /// With --yes, how long to wait for the started executions to end; those still
+        /// running then are left to `hilo worker` (or `hilo serve`), from their checkpoints
+        #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_ms_flag)]
+        wait: u64,
+        /// Print JSON {"trigger", "from", "to", "ticks": [{"tick", "fired", "started",
+        /// "status"}], "would_start", "started"}
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check workflow files: structure, graph rules, expressions, templates, tools. Exit 0 when
@@ -255,6 +310,10 @@ pub enum Command {
         #[arg(long, env = "HILO_WORKER_METRICS_ADDR", value_name = "HOST:PORT")]
         metrics_addr: Option<String>,
     },
+    /// Schedules and webhooks that start workflows by themselves (the `triggers:` of each
+    /// workflow's active version): list them, pause or resume one, backfill a schedule.
+    #[command(subcommand)]
+    Triggers(TriggersCommand),
     /// Measure the engine: per-step cost with and without persistence, fan-out, throughput,
     /// stored bytes, resume time, peak memory. Median of 5 runs after a warm-up.
     Bench {
@@ -981,6 +1040,15 @@ pub enum TextFormat {
 /// A duration flag: `30s`, `15m`, `24h`, `7d` or milliseconds, as in `hilo.toml`.
 fn parse_ms_flag(text: &str) -> Result<u64, String> {
     hilo_core::duration::parse_ms(text).map_err(|e| e.to_string())
+}
+
+/// An RFC 3339 time as Unix milliseconds (`--from`, `--to`).
+fn parse_time_ms(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| {
+            format!("`{text}` is not an RFC 3339 time ({e}); write it as 2025-03-01T09:00:00Z or 2025-03-01T09:00:00+01:00")
+        })
 }
 
 /// An age in milliseconds: a duration with its unit (`12h`, `7d`), or a number of days

@@ -3,7 +3,7 @@
 //!
 //! The layers, so that imports run one way: `main` builds the [`App`] and calls [`run`];
 //! this module imports the command modules (`workflows`, `exec`, `tools`, `costs`, `demo`,
-//! `secrets`, `serve`, `hil`, `remote`, `init`, `bench`); they import the shared leaves
+//! `secrets`, `serve`, `hil`, `remote`, `init`, `bench`, `triggers`); they import the shared leaves
 //! (`app`, `cli`, `config`, `input`, `out`, `exit`), never each other or this module.
 
 use clap::CommandFactory;
@@ -12,7 +12,8 @@ use crate::app::App;
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
 use crate::{
-    bench, costs, demo, exec, hil, init, kb, memory, out, remote, secrets, serve, tools, workflows,
+    bench, costs, demo, exec, hil, init, kb, memory, out, remote, secrets, serve, tools, triggers,
+    workflows,
 };
 
 /// Runs `command` with the process's wiring.
@@ -53,6 +54,7 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
             concurrency,
             metrics_addr,
         } => exec::worker(app, concurrency, metrics_addr).await,
+        Command::Triggers(cmd) => triggers::triggers(app, cmd).await,
         Command::Audit(args) => tools::audit(app, args).await,
         Command::Costs(args) => costs::costs(app, args).await,
         Command::Memory(cmd) => memory::memory(app, cmd).await,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use hilo_core::exec::{Event, EventKind, ExecFilter, ExecStatus};
+use hilo_core::exec::{Event, EventKind, ExecFilter, ExecStatus, StartedBy};
 use hilo_core::store::Store;
 use hilo_core::trace;
 use hilo_engine::{Engine, EngineError, Mode, Outcome, outcome_json};
@@ -469,7 +469,7 @@ pub async fn executions(app: &App, cmd: ExecutionsCommand) -> Result<(), Exit> {
                     "execution_id": e.id, "workflow": e.workflow, "version": e.version,
                     "status": e.status, "input": e.input, "output": e.output, "error": e.error,
                     "created_at": e.created_at, "finished_at": e.finished_at,
-                    "parent": e.parent, "trace_id": trace_hex,
+                    "parent": e.parent, "trace_id": trace_hex, "started_by": e.started_by,
                     "nodes": nodes.iter().map(|n| json!({
                         "key": n.key, "status": n.status, "attempts": n.attempts,
                         "started_at": n.started_at, "finished_at": n.finished_at,
@@ -510,6 +510,7 @@ pub async fn executions(app: &App, cmd: ExecutionsCommand) -> Result<(), Exit> {
             if let Some(p) = &e.parent {
                 outln!("parent:   {} (node {})", p.execution_id, p.node_key);
             }
+            outln!("started by: {}", started_by(e.started_by.as_ref()));
             if let Some(err) = &e.error {
                 outln!("error:    {}: {}", err.code, err.message);
             }
@@ -683,6 +684,22 @@ pub async fn executions(app: &App, cmd: ExecutionsCommand) -> Result<(), Exit> {
             outln!("pruned {n} finished executions");
             Ok(())
         }
+    }
+}
+
+/// What started an execution, as `executions show` says it: `cli`, `schedule
+/// weekday_report/schedule-1 at 2025-03-31T09:00:00+02:00`, `webhook shop/webhook-1 delivery
+/// msg_2x…`; `unknown` for an execution recorded before hilo kept it.
+fn started_by(s: Option<&StartedBy>) -> String {
+    match s {
+        None => "unknown".into(),
+        Some(StartedBy::Schedule { trigger, tick }) => format!("schedule {trigger} at {tick}"),
+        Some(StartedBy::Webhook { trigger, delivery }) => {
+            format!("webhook {trigger} delivery {delivery}")
+        }
+        Some(StartedBy::Conversation { conversation }) => format!("conversation {conversation}"),
+        Some(StartedBy::Child { parent }) => format!("child of execution {parent}"),
+        Some(other) => other.kind().to_string(),
     }
 }
 

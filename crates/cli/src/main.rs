@@ -30,6 +30,7 @@ mod remote;
 mod secrets;
 mod serve;
 mod tools;
+mod triggers;
 mod workflows;
 
 use std::process::ExitCode;

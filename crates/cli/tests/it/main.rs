@@ -24,6 +24,7 @@ mod scale;
 mod secret_leak;
 mod serve;
 mod tools;
+mod triggers_cli;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
