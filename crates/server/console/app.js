@@ -80,6 +80,9 @@ async function render() {
   } else if ((m = /^workflows\/([^/]+)$/.exec(p))) {
     document.title = 'Workflow · hilo';
     cleanup = await views.workflow(main, { ...ctx, name: decodeURIComponent(m[1]) });
+  } else if (p === 'triggers') {
+    document.title = 'Triggers · hilo';
+    cleanup = await views.triggers(main, ctx);
   } else if (p === 'inbox') {
     document.title = 'Inbox · hilo';
     cleanup = await views.inbox(main, ctx);

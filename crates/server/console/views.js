@@ -289,6 +289,7 @@ export async function execution(main, { id, navigate }) {
       el('dt', {}, 'Status'), el('dd', { id: 'exec-status' }, statusBadge(v.status)),
       el('dt', {}, 'Started'), el('dd', {}, fmtTime(v.created_at)),
       el('dt', {}, 'Finished'), el('dd', {}, fmtTime(v.finished_at)),
+      el('dt', {}, 'Started by'), el('dd', { id: 'exec-started-by' }, startedBy(v.started_by)),
       el('dt', {}, 'Trace'), el('dd', { id: 'exec-trace' },
         el('code', { class: 'mono trace-id', title: `OpenTelemetry trace id ${v.trace_id}` }, v.trace_id), ' ',
         el('button', { type: 'button', class: 'small', 'aria-label': 'Copy the trace id', onclick: () => copyTrace(v.trace_id) }, 'Copy')),
@@ -878,6 +879,48 @@ export async function conversation(main, { id, query, session }) {
   });
   es.addEventListener('end', () => es.close());
   return () => { es.close(); clearTimeout(refreshing); };
+}
+
+// ---- triggers ------------------------------------------------------------------------
+
+function triggerWhen(t) {
+  if (t.type === 'schedule') return el('span', {}, el('code', {}, t.cron), ` (${t.timezone})`);
+  return el('code', {}, t.path || '');
+}
+
+export async function triggers(main) {
+  fill(main, heading('Triggers'), el('p', {}, 'Loading…'));
+  try {
+    const r = await api('GET', '/triggers');
+    const items = r.triggers || [];
+    const table = el('table', { class: 'list' },
+      el('caption', { class: 'sr-only' }, 'Schedules and webhooks by name'),
+      el('thead', {}, el('tr', {}, ['Name', 'Type', 'Schedule or path', 'Next fires', 'Last fire', 'Paused'].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, items.map((t) => el('tr', { 'data-trigger': t.name },
+        el('td', {}, link(`workflows/${encodeURIComponent(t.workflow)}`, t.workflow), `/${t.id}`),
+        el('td', {}, t.type),
+        el('td', {}, triggerWhen(t)),
+        el('td', {}, t.type === 'schedule' ? (t.next || []).map((n) => el('div', {}, fmtTime(n))) : '—'),
+        el('td', {}, t.last_execution_id
+          ? link(`executions/${encodeURIComponent(t.last_execution_id)}`, fmtTime(t.last_fire) || t.last_execution_id)
+          : fmtTime(t.last_fire)),
+        el('td', {}, t.paused ? 'paused' : 'no')))));
+    fill(main, heading('Triggers'),
+      items.length ? el('div', { class: 'scroll' }, table)
+        : el('p', {}, 'No triggers: a workflow’s active version declares them under `triggers:`.'),
+      el('p', { class: 'muted' }, 'Pause, resume and backfill with `hilo triggers`.'));
+  } catch (e) {
+    fill(main, heading('Triggers'), errorBox(e));
+  }
+}
+
+function startedBy(b) {
+  if (!b) return 'unknown';
+  if (b.kind === 'schedule') return `schedule ${b.trigger} (tick ${b.tick})`;
+  if (b.kind === 'webhook') return `webhook ${b.trigger} (delivery ${b.delivery})`;
+  if (b.kind === 'conversation') return ['conversation ', link(`conversations/${encodeURIComponent(b.conversation)}`, b.conversation)];
+  if (b.kind === 'child') return ['parent ', link(`executions/${encodeURIComponent(b.parent)}`, b.parent)];
+  return b.kind;
 }
 
 export async function costs(main, { query }) {

@@ -201,6 +201,10 @@ impl Default for ConsoleSettings {
     }
 }
 
+/// Root paths that ingress serves (webhooks now; MCP, discovery documents and OAuth later):
+/// no segment of `[console] prefix` may be one of them.
+pub const RESERVED_ROOTS: [&str; 4] = ["/hooks/", "/mcp", "/.well-known/", "/oauth/"];
+
 impl ConsoleSettings {
     /// The prefix with one leading and one trailing slash (`/`, `/console/`).
     pub fn prefix(&self) -> String {
@@ -212,7 +216,8 @@ impl ConsoleSettings {
         }
     }
 
-    /// Checks the prefix is a plain path outside the API's.
+    /// Checks the prefix is a plain path outside the API's and the reserved roots
+    /// ([`RESERVED_ROOTS`]).
     pub fn check(&self) -> Result<(), String> {
         let p = self.prefix();
         let plain = p
@@ -232,6 +237,15 @@ impl ConsoleSettings {
         if p.starts_with("/api/") {
             return Err(format!(
                 "`[console]`: prefix `{}` is inside the API's /api/ path; pick another, such as \"/console/\"",
+                self.prefix
+            ));
+        }
+        if let Some(root) = p
+            .split('/')
+            .find_map(|seg| RESERVED_ROOTS.iter().find(|r| r.trim_matches('/') == seg))
+        {
+            return Err(format!(
+                "`[console]`: prefix `{}` contains `{root}`, a root path kept for what starts work from outside (webhooks, MCP, discovery, OAuth); pick another, such as \"/console/\"",
                 self.prefix
             ));
         }
@@ -444,5 +458,37 @@ mod tests {
         let e =
             Settings::from_value(&serde_json::json!({"triggers": {"dedup_ms": "1h"}})).unwrap_err();
         assert!(e.contains("[triggers]") && e.contains("24h"), "{e}");
+    }
+
+    #[test]
+    fn the_console_prefix_stays_off_the_roots_ingress_serves() {
+        use super::ConsoleSettings;
+        let with = |prefix: &str| ConsoleSettings {
+            prefix: prefix.into(),
+            ..ConsoleSettings::default()
+        };
+        for ok in ["/", "/console/", "/hooksmith/", "/mcpanel", "/team/oauth2/"] {
+            assert!(with(ok).check().is_ok(), "{ok}");
+        }
+        for bad in [
+            "/hooks/",
+            "/hooks",
+            "/hooks/console/",
+            "/mcp",
+            "/mcp/",
+            "/.well-known/",
+            "/oauth/",
+            "/team/hooks/",
+            "/console/mcp/",
+        ] {
+            let e = with(bad).check().unwrap_err();
+            assert!(
+                e.contains("[console]") && e.contains("root path"),
+                "{bad}: {e}"
+            );
+        }
+        let e = Settings::from_value(&serde_json::json!({"console": {"prefix": "/hooks/"}}))
+            .unwrap_err();
+        assert!(e.contains("`/hooks/`"), "{e}");
     }
 }

@@ -26,7 +26,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 /// Whether the body's read stopped at `[server] body_read_timeout_ms`.
-fn body_timed_out(r: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn body_timed_out(r: &(dyn std::error::Error + 'static)) -> bool {
     let mut e: Option<&(dyn std::error::Error + 'static)> = Some(r);
     while let Some(x) = e {
         if x.is::<crate::listen::BodyReadTimeout>() {
@@ -37,7 +37,7 @@ fn body_timed_out(r: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn body_timeout() -> ApiError {
+pub(crate) fn body_timeout() -> ApiError {
     ApiError::new(
         StatusCode::REQUEST_TIMEOUT,
         "BODY_TIMEOUT",

@@ -16,6 +16,8 @@
 //! - [`config`]: `[server]`, `[callbacks]`, `[tiers]`, `[queue.redis]`.
 //! - [`listen`]: the listener — a bound on connections, header/body read and idle timeouts.
 //! - [`console`]: the web console (embedded pages, sign-in sessions, graph layout).
+//! - [`hooks`]: `POST /hooks/{tenant}/{*path}`, webhooks in (public, signed; the runtime
+//!   verifies and starts).
 //!
 //! Leaves shared across them: [`digest`] (hex SHA-256 of keys and tokens),
 //! `api::views` and `api::sse` (view types and stream helpers several handlers use).
@@ -38,6 +40,7 @@ pub mod cors;
 pub mod digest;
 pub mod error;
 pub mod extract;
+pub mod hooks;
 pub mod listen;
 pub mod metrics;
 pub mod public;
@@ -50,10 +53,12 @@ use axum::response::Response;
 pub use config::Settings;
 pub use state::{AppState, Parts};
 
-/// The whole HTTP application: the API under `/api/v1` and, unless `[console] enabled =
-/// false`, the web console under `[console] prefix`.
+/// The whole HTTP application: the API under `/api/v1`, webhooks in under `/hooks/`
+/// ([`hooks`]) and, unless `[console] enabled = false`, the web console under `[console]
+/// prefix`.
 pub fn app(state: AppState) -> axum::Router {
-    console::with_api(&state, api::app(state.clone()))
+    let hooks = hooks::router(&state).with_state(state.clone());
+    console::with_api(&state, api::app(state.clone())).merge(hooks)
 }
 
 /// Counts requests and their latency by route and status.

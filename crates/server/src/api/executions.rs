@@ -186,6 +186,13 @@ pub struct ExecutionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub callback: Option<Value>,
+    /// What started the execution, tagged by `kind`: `cli`, `api`, `queue`,
+    /// `conversation` (with `conversation`), `child` (with `parent`), `schedule` (with
+    /// `trigger` and `tick`), `webhook` (with `trigger` and `delivery`); null for an execution
+    /// stored before this was recorded.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub started_by: Option<Value>,
 }
 
 /// A line of the execution list.
@@ -422,6 +429,10 @@ async fn view(
         tasks: tasks.into_iter().map(TaskView::from).collect(),
         costs,
         callback,
+        started_by: e
+            .started_by
+            .as_ref()
+            .and_then(|b| serde_json::to_value(b).ok()),
     })
 }
 

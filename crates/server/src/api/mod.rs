@@ -10,6 +10,7 @@ pub mod ops;
 pub mod params;
 pub mod sse;
 pub mod tasks;
+pub mod triggers;
 pub mod views;
 pub mod workflows;
 
@@ -32,7 +33,7 @@ use crate::state::AppState;
     servers((url = "/api/v1")),
     modifiers(&ApiKeyScheme),
     tags(
-        (name = "workflows", description = "Versioned workflow definitions"),
+        (name = "workflows", description = "Versioned workflow definitions and their triggers"),
         (name = "executions", description = "Runs of workflows, their state and live events"),
         (name = "tasks", description = "Questions executions ask people"),
         (name = "conversations", description = "Conversations between customers, the AI and human agents"),
@@ -70,6 +71,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(workflows::activate))
         .routes(routes!(workflows::export))
         .routes(routes!(workflows::graph))
+        .routes(routes!(triggers::list))
         .routes(routes!(executions::execute))
         .routes(routes!(executions::create, executions::list))
         .routes(routes!(executions::get))

@@ -192,6 +192,9 @@ pub async fn import(
         )
         .await?;
     state.forget_workflow(&caller.tenant, &wf.name);
+    if matches!(outcome, ImportOutcome::Created { activated: true }) {
+        sync_triggers(&state, &caller.tenant, &wf.name).await?;
+    }
     let stored = state
         .store()
         .get_workflow(&caller.tenant, &wf.name, Some(wf.version))
@@ -332,11 +335,20 @@ pub async fn activate(
         .activate(&caller.tenant, &name, body.version)
         .await?;
     state.forget_workflow(&caller.tenant, &name);
+    sync_triggers(&state, &caller.tenant, &name).await?;
     let s = state
         .store()
         .get_workflow(&caller.tenant, &name, Some(body.version))
         .await?;
     Ok(Json(view(s)))
+}
+
+/// Makes the triggers of `name`'s active version the tenant's triggers of that workflow
+/// (after a version became active).
+async fn sync_triggers(state: &AppState, tenant: &str, name: &str) -> ApiResult<()> {
+    let now = state.runtime().clock().now_ms();
+    hilo_runtime::ingress::triggers::sync(state.store().as_ref(), tenant, name, now).await?;
+    Ok(())
 }
 
 /// The text of a version as it was imported (comments kept).

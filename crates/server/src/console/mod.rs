@@ -41,13 +41,14 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// The paths (after the prefix) that answer the page shell.
-pub const PAGES: [&str; 9] = [
+pub const PAGES: [&str; 10] = [
     "",
     "sign-in",
     "executions",
     "executions/{id}",
     "workflows",
     "workflows/{name}",
+    "triggers",
     "inbox",
     "conversations/{id}",
     "costs",

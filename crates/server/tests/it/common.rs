@@ -291,18 +291,25 @@ edges:
   - {from: c, to: done}
 "#;
 
-/// Tenant `acme` has a callback signing key; no other tenant has one.
+/// Tenant `acme` has a callback signing key and a webhook signing key (`shop_secret`); no
+/// other tenant has one.
 pub struct TestSecrets;
 
 pub const ACME_SIGNING_KEY: &str = "acme-signing-key";
 
+/// The Standard Webhooks key of tenant `acme`'s secret `shop_secret`.
+pub const ACME_SHOP_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 #[async_trait::async_trait]
 impl hilo_tools::Secrets for TestSecrets {
     async fn get(&self, tenant: &str, name: &str) -> Result<Option<String>, String> {
-        Ok(
-            (tenant == "acme" && name == hilo_runtime::callbacks::SIGNING_SECRET)
-                .then(|| ACME_SIGNING_KEY.to_string()),
-        )
+        Ok(match (tenant, name) {
+            ("acme", n) if n == hilo_runtime::callbacks::SIGNING_SECRET => {
+                Some(ACME_SIGNING_KEY.to_string())
+            }
+            ("acme", "shop_secret") => Some(ACME_SHOP_SECRET.to_string()),
+            _ => None,
+        })
     }
 }
 

@@ -326,6 +326,7 @@ async fn pages_and_files_are_served_cached_and_compressed_outside_the_openapi_do
         "/sign-in",
         "/inbox",
         "/costs",
+        "/triggers",
     ] {
         let r = s
             .http

@@ -18,3 +18,4 @@ mod paging;
 mod prometheus;
 mod queue;
 mod sessions;
+mod webhooks_in;
