@@ -51,7 +51,7 @@ def signed(msg_id: str, body: bytes, at: datetime.datetime = None):
 
 
 def executions():
-    out = subprocess.run([HILO, "executions", "list", "--workflow", "shop_orders", "--json"], capture_output=True, text=True, check=True)
+    out = subprocess.run([HILO, "executions", "list", "--workflow", "shop_orders", "--limit", "1000", "--json"], capture_output=True, text=True, check=True)
     data = json.loads(out.stdout)
     return data if isinstance(data, list) else data.get("executions", [])
 
@@ -98,7 +98,8 @@ strip = lambda t: {k: v for k, v in json.loads(t).items() if k != "instance"}
 check("an unknown path and an unknown tenant get the same 404", s1 == s2 == 404 and strip(t1) == strip(t2), f"{s1} {s2}")
 check("refused deliveries start nothing", len(executions()) == before, f"{before} -> {len(executions())}")
 refusals = audit_refusals()
-check("refusals are in the audit trail with no execution", len(refusals) >= 6 and all(not r.get("execution_id") for r in refusals), f"{len(refusals)} rows")
+# Six refusals; the unknown tenant's is that tenant's, not this one's: five here.
+check("refusals are in the audit trail with no execution", len(refusals) >= 5 and all(not r.get("execution_id") for r in refusals), f"{len(refusals)} rows")
 check("no audit row holds the body", all(MARK not in json.dumps(r) for r in refusals))
 
 
