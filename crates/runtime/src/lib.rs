@@ -38,6 +38,7 @@ pub mod live;
 pub mod metrics;
 pub mod runs;
 pub mod signing;
+pub mod tenants;
 pub mod time;
 pub mod workflow_cache;
 

@@ -23,6 +23,7 @@ use crate::callbacks::Wake;
 use crate::config::{CallbackSettings, TierLimits, Tiers};
 use crate::error::{Refusal, Result as RtResult, RuntimeError};
 use crate::live::Live;
+use crate::tenants::Tenants;
 use crate::workflow_cache::WorkflowCache;
 
 /// What starting and driving executions works with (cheap to clone; clones share it).
@@ -40,7 +41,7 @@ struct RunnerInner {
     live: Live,
     /// Tenants this process has started executions or served conversations for: the
     /// reconciler's rounds ([`crate::conversations::run`]) visit them.
-    tenants: crate::conversations::Tenants,
+    tenants: Tenants,
 }
 
 impl Runner {
@@ -71,7 +72,7 @@ impl Runner {
     }
 
     /// Tenants this process has started executions or served conversations for.
-    pub fn tenants(&self) -> &crate::conversations::Tenants {
+    pub fn tenants(&self) -> &Tenants {
         &self.0.tenants
     }
 

@@ -11,10 +11,14 @@
 //!   HTTP/1.1 the header timeout closes an idle connection sooner), and so is one whose
 //!   response has waited this long for the client to read it (writes blocked).
 //!
+//! Each request carries its connection's peer address ([`ClientAddr`]), which the public
+//! surface's limits count clients by (`public.rs`).
+//!
 //! On shutdown the listener stops accepting, asks every connection to finish gracefully
 //! (requests in flight complete) and waits for them.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -170,7 +174,7 @@ pub async fn run(
                 let mut app = app.clone();
                 let guard = InFlight::enter(state_tx.clone());
                 let mut req = req.map(|b| Body::new(DeadlineBody::new(b, body_timeout)));
-                req.extensions_mut().insert(crate::public::ClientAddr(peer));
+                req.extensions_mut().insert(ClientAddr(peer));
                 async move {
                     let resp = tower_service::Service::call(&mut app, req).await;
                     resp.map(|r| r.map(|b| Holding::new(b, guard)))
@@ -389,6 +393,10 @@ impl Drop for InFlight {
         });
     }
 }
+
+/// The peer address of the connection a request came on (put there by the listener).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
 
 /// A response body that keeps `held` alive until it is sent whole or dropped (the listener
 /// keeps its request in flight so; the public paths their connection share and streams).

@@ -38,11 +38,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{PublicLimits, Settings};
 use crate::error::ApiError;
+use crate::listen::ClientAddr;
 pub use crate::listen::Holding;
-
-/// The peer address of the connection a request came on (put there by the listener).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
 
 /// The client a public request is counted against (see the module's notes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

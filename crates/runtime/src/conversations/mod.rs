@@ -29,7 +29,7 @@
 //! the tenants served), never with the server's whole state.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hilo_core::exec::{ExecStatus, NodeRecord, NodeStatus, StartedBy};
@@ -45,6 +45,7 @@ use serde_json::{Value, json};
 use crate::config::ConversationSettings;
 use crate::error::{Refusal, Result as RtResult, RuntimeError};
 use crate::runs::{Runner, StartRequest, start};
+use crate::tenants::Tenants;
 
 mod context;
 mod reconcile;
@@ -79,24 +80,6 @@ pub struct Posted {
     pub replies: Vec<Message>,
     /// The execution the message started, if it did.
     pub execution_id: Option<String>,
-}
-
-/// Tenants this process has served conversations for (the reconciler visits them).
-#[derive(Default)]
-pub struct Tenants(Mutex<HashSet<String>>);
-
-impl Tenants {
-    pub fn add(&self, tenant: &str) {
-        let mut t = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if !t.contains(tenant) {
-            t.insert(tenant.to_string());
-        }
-    }
-
-    fn all(&self) -> Vec<String> {
-        let t = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        t.iter().cloned().collect()
-    }
 }
 
 /// What the conversation layer works with (cheap to clone; clones share it): the runner it
