@@ -2,5 +2,4 @@
 //! executor, time from a clock the test sets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-
 mod schedules;
