@@ -18,3 +18,6 @@ pub const PLANNER_PROFILE: &str = "powerful";
 /// How many times a `planner` agent re-plans after a failed step when the node sets no
 /// `with.max_retries`.
 pub const PLANNER_MAX_RETRIES: u32 = 2;
+
+/// LLM profiles every installation has.
+pub const BUILTIN_PROFILES: &[&str] = &[SIMPLE_PROFILE, REASONING_PROFILE, PLANNER_PROFILE];

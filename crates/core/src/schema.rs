@@ -275,7 +275,7 @@ pub fn workflow_schema() -> Value {
                 "max_iterations" | "max_tokens" => json!({"type": "integer", "minimum": 1}),
                 "max_retries" => json!({"type": "integer", "minimum": 0}),
                 "temperature" => json!({"type": "number", "minimum": 0, "maximum": 2}),
-                "profile" => json!({"type": "string", "examples": crate::validate::BUILTIN_PROFILES}),
+                "profile" => json!({"type": "string", "examples": crate::agent::BUILTIN_PROFILES}),
                 "context" => json!({
                     "type": "object",
                     "additionalProperties": false,

@@ -25,12 +25,7 @@ pub const BUILTIN_TOOLS: &[&str] = &[
     "knowledge_search",
 ];
 
-/// LLM profiles every installation has.
-pub const BUILTIN_PROFILES: &[&str] = &[
-    crate::agent::SIMPLE_PROFILE,
-    crate::agent::REASONING_PROFILE,
-    crate::agent::PLANNER_PROFILE,
-];
+pub use crate::agent::BUILTIN_PROFILES;
 
 /// What exists outside the workflow: tools, MCP servers and LLM profiles it may name.
 #[derive(Debug, Clone)]

@@ -12,16 +12,13 @@ use sqlx::{PgConnection, Row};
 use tokio::sync::Notify;
 
 use crate::pg::PgStore;
-use crate::pg::exec::commit::notify_work;
+use crate::pg::exec::notify::{WORK_CHANNEL, notify_work};
 use crate::pg::exec::read::{exec_record, load};
 use crate::sql::backend;
 use crate::sql::exec_codec::{i, sql, terminal};
 
 /// The advisory lock claims take turns under when running limits are set.
 const CLAIM_LOCK: i64 = 0x6869_6c6f_636c_6169; // "hiloclai"
-
-/// The channel idle workers listen on.
-pub(crate) const WORK_CHANNEL: &str = "hilo_work";
 
 /// Longest an idle worker waits for a notification before it looks at the table anyway
 /// (timers come due without anyone writing; a notification can be missed while the

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::pg::PgStore;
-use crate::pg::exec::claim::WORK_CHANNEL;
+use crate::pg::exec::notify::notify_work;
 use crate::sql::exec_codec::{
     Encoded, EventRow, ExecRow as RowUpdate, Json, Marks, Pending, REF, SortedRows, corrupt, i, sql,
 };
@@ -263,16 +263,6 @@ impl Rows {
         }
         Ok(())
     }
-}
-
-/// Wakes idle workers once the transaction commits.
-pub(super) async fn notify_work(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(WORK_CHANNEL)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-    Ok(())
 }
 
 /// Inserts an execution; false (nothing written) when one with that id exists. Its input and

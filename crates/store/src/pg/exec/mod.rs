@@ -26,6 +26,7 @@
 
 mod claim;
 mod commit;
+mod notify;
 mod prune;
 mod read;
 
