@@ -21,6 +21,7 @@ mod postgres;
 mod public;
 mod run;
 mod scale;
+mod schedules_procs;
 mod secret_leak;
 mod serve;
 mod tools;
