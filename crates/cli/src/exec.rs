@@ -800,9 +800,11 @@ pub async fn worker(
         llm: config.llm.clone(),
         clock: Arc::new(hilo_runtime::SystemClock),
     });
+    // SIGTERM (a service manager's stop) as well as Ctrl-C, installed before the loops start.
+    let stop = crate::serve::stop_signal();
     runtime
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
+        .run(async move {
+            stop.await;
             noteln!(
                 "stopping: executions in flight get {} s to finish, then are handed back",
                 WORKER_GRACE.as_secs()

@@ -17,7 +17,7 @@ use crate::out::print_json;
 /// future is first polled: a signal that comes once the server answers (a request may be
 /// served before the listener's loop first polls its shutdown) must stop it gracefully rather
 /// than kill it.
-fn stop_signal() -> impl std::future::Future<Output = ()> {
+pub(crate) fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
