@@ -1,3 +1,6 @@
+//! Tests of the schedule arithmetic: cron parsing, ticks in a range, what is due under each
+//! catch-up rule, RFC 3339 in the zone, and Europe/Madrid's two daylight-saving days.
+
 use super::*;
 
 fn ms(s: &str) -> i64 {
