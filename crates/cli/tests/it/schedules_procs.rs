@@ -194,18 +194,30 @@ impl Reader {
         let mut out = Vec::new();
         let mut before = None;
         loop {
-            let page = self
-                .rt
-                .block_on(self.store.list_executions(
-                    "default",
-                    &ExecFilter {
-                        workflow: Some(workflow.to_string()),
-                        limit: Some(500),
-                        before: before.clone(),
-                        ..ExecFilter::default()
-                    },
-                ))
-                .unwrap();
+            let filter = ExecFilter {
+                workflow: Some(workflow.to_string()),
+                limit: Some(500),
+                before: before.clone(),
+                ..ExecFilter::default()
+            };
+            // The database is shared with the other tests' processes: a read that finds no
+            // free connection for a moment is read again (the processes under test are what
+            // is checked, not this reader).
+            let mut tries = 0;
+            let page = loop {
+                match self
+                    .rt
+                    .block_on(self.store.list_executions("default", &filter))
+                {
+                    Ok(p) => break p,
+                    Err(e) if tries < 20 => {
+                        tries += 1;
+                        eprintln!("reading the executions back ({e}); again");
+                        std::thread::sleep(std::time::Duration::from_millis(500));
+                    }
+                    Err(e) => panic!("reading the executions back: {e}"),
+                }
+            };
             for e in &page {
                 let Some(StartedBy::Schedule { trigger, tick }) = &e.started_by else {
                     panic!("{} was not started by a schedule: {:?}", e.id, e.started_by);
@@ -339,7 +351,13 @@ fn every_tick_once_on(backend: &str, db: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path();
     let config = dir.path().join("hilo.toml");
-    std::fs::write(&config, "[server]\nshutdown_grace_ms = 500\n").unwrap();
+    // A small pool per process: the PostgreSQL server (100 connections) is shared with the
+    // other tests' processes running at the same time.
+    std::fs::write(
+        &config,
+        "[server]\nshutdown_grace_ms = 500\n\n[store]\nmax_connections = 4\n",
+    )
+    .unwrap();
     let config_s = config.display().to_string();
     let env = [
         ("HILO_LEASE_MS", LEASE_MS),
