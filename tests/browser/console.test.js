@@ -730,6 +730,42 @@ test('cookie tossing: a session planted by a page on another port of the host is
   }
 });
 
+test('triggers: a schedule is listed with its next fires, and an execution it started says so', async () => {
+  const SCHEDULED = [
+    'name: nightly_report', 'version: 1',
+    'triggers:',
+    '  - {type: schedule, id: nightly, cron: "0 2 * * *", timezone: Europe/Madrid}',
+    '  - {type: webhook, path: reports/requested, secret: report_hook_secret}',
+    'nodes:', '  - {id: done, type: finish, output: {ok: true}}', '',
+  ].join('\n');
+  assert.equal((await api(KEY_A, 'POST', '/workflows', SCHEDULED, 'application/yaml')).status, 201);
+  const listed = await api(KEY_A, 'GET', '/triggers');
+  assert.equal(listed.status, 200);
+  const nightly = listed.body.triggers.find((t) => t.name === 'nightly_report/nightly');
+  assert.ok(nightly, JSON.stringify(listed.body));
+  assert.equal(nightly.next.length, 3);
+  const page = await newPage();
+  await signIn(page, KEY_A);
+  await page.goto(new URL('triggers', BASE).href);
+  const row = page.locator('tr[data-trigger="nightly_report/nightly"]');
+  await row.waitFor();
+  assert.match(await row.innerText(), /0 2 \* \* \*/);
+  assert.match(await row.innerText(), /Europe\/Madrid/);
+  const hook = page.locator('tr[data-trigger="nightly_report/webhook-2"]');
+  assert.match(await hook.innerText(), /\/hooks\/acme\/reports\/requested|\/hooks\/.*\/reports\/requested/);
+  await axe(page, 'triggers');
+  await shoot(page, 'triggers');
+  // An execution started through the API says what started it.
+  const run = await api(KEY_A, 'POST', '/workflows/nightly_report/execute', {});
+  assert.equal(run.status, 200, JSON.stringify(run.body));
+  const id = run.body.id;
+  const view = await api(KEY_A, 'GET', `/executions/${id}`);
+  assert.deepEqual(view.body.started_by, { kind: 'api' });
+  await page.goto(new URL(`executions/${id}`, BASE).href);
+  await page.locator('#exec-started-by', { hasText: 'api' }).waitFor();
+  await page.close();
+});
+
 test('versions: a workflow page shows what changed from the previous version', async () => {
   const v2 = LIVE.replace('version: 1', 'version: 2').replace('duration_ms: 2500', 'duration_ms: 1500');
   assert.equal((await api(KEY_A, 'POST', '/workflows', v2, 'application/yaml')).status, 201);
