@@ -58,6 +58,20 @@ pub const METRICS: &[Metric] = &[
         "Executions created through this server (API, queue, conversations), by tenant.",
     ),
     m(
+        "hilo_schedule_fires_total",
+        C,
+        None,
+        &["tenant"],
+        "Schedule ticks this process started (a tick another process started is not counted here), by tenant.",
+    ),
+    m(
+        "hilo_webhook_deliveries_total",
+        C,
+        None,
+        &["tenant", "outcome"],
+        "Webhook deliveries by tenant and outcome: started, repeated, or the refusal's code (WEBHOOK_UNAUTHORIZED, WEBHOOK_NOT_FOUND, BODY_TOO_LARGE, ...).",
+    ),
+    m(
         "hilo_executions_finished_total",
         C,
         None,
