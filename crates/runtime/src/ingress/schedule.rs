@@ -54,10 +54,13 @@ impl Fired {
     }
 }
 
+/// Parsed specs by tenant, trigger name and the version that declares it.
+type Parsed = HashMap<(String, String, u64), Option<Arc<Spec>>>;
+
 /// Runs the schedules of every tenant until `stop` resolves.
 pub async fn run(rt: Runtime, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
-    let mut parsed: HashMap<(String, String), Option<Arc<Spec>>> = HashMap::new();
+    let mut parsed = Parsed::new();
     loop {
         let now = rt.clock().now_ms();
         let next = match round(&rt, now, &mut parsed).await {
@@ -77,11 +80,10 @@ pub async fn run(rt: Runtime, stop: impl Future<Output = ()>) {
 }
 
 /// One round at `now`: fires what is due; gives the earliest next tick of any schedule.
-async fn round(
-    rt: &Runtime,
-    now: i64,
-    parsed: &mut HashMap<(String, String), Option<Arc<Spec>>>,
-) -> RtResult<Option<i64>> {
+async fn round(rt: &Runtime, now: i64, parsed: &mut Parsed) -> RtResult<Option<i64>> {
+    // The rows of this round take their parsed specs from the last round's; what no row
+    // names any more (another version, a removed trigger) is dropped with the old map.
+    let mut previous = std::mem::take(parsed);
     let max_catch_up = rt.settings().triggers.max_catch_up as usize;
     let mut next: Option<i64> = None;
     let mut after: Option<(String, String, String)> = None;
@@ -100,12 +102,14 @@ async fn round(
             if row.paused {
                 continue;
             }
-            // The spec of a row is parsed once per definition.
-            let key = (row.name(), row.spec.to_string());
-            let spec = parsed
-                .entry(key)
-                .or_insert_with(|| spec_of(row).map(Arc::new))
-                .clone();
+            // A row's spec is parsed once per version that declares it (a version is
+            // immutable, so its spec is too).
+            let key = (row.tenant.clone(), row.name(), row.version);
+            let spec = match previous.remove(&key) {
+                Some(spec) => spec,
+                None => spec_of(row).map(Arc::new),
+            };
+            parsed.insert(key, spec.clone());
             let Some(spec) = spec else { continue };
             let Spec::Schedule {
                 schedule,

@@ -63,16 +63,19 @@ pub enum Received {
 /// The answer to a body over `[triggers] max_body`, which the edge gives before reading it
 /// whole (audited here).
 pub async fn too_large(rt: &Runtime, tenant: &str, path: &str, bytes: Option<u64>) -> RuntimeError {
-    let max = rt.settings().triggers.max_body;
-    let e = RuntimeError::new(
+    let e = body_too_large(rt.settings().triggers.max_body);
+    audit(rt, tenant, path, None, &e, bytes).await;
+    e
+}
+
+fn body_too_large(max: usize) -> RuntimeError {
+    RuntimeError::new(
         Refusal::TooLarge,
         "BODY_TOO_LARGE",
         format!(
             "the webhook's body is over {max} bytes, the most `[triggers] max_body` takes; send a smaller body or raise the limit"
         ),
-    );
-    audit(rt, tenant, path, None, &e, bytes).await;
-    e
+    )
 }
 
 /// Verifies and starts a delivery (see the module documentation).
@@ -99,16 +102,7 @@ type Refused = (Option<String>, RuntimeError);
 async fn accept(rt: &Runtime, d: &Delivery<'_>) -> Result<Received, Refused> {
     let max = rt.settings().triggers.max_body;
     if d.body.len() > max {
-        return Err((
-            None,
-            RuntimeError::new(
-                Refusal::TooLarge,
-                "BODY_TOO_LARGE",
-                format!(
-                    "the webhook's body is over {max} bytes, the most `[triggers] max_body` takes"
-                ),
-            ),
-        ));
+        return Err((None, body_too_large(max)));
     }
     let not_found = || {
         RuntimeError::new(

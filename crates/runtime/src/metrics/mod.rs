@@ -8,6 +8,7 @@
 
 use hilo_core::exec::{Event, EventKind};
 use hilo_engine::Engine;
+use hilo_engine::driver::Observed;
 
 use crate::callbacks::Wake;
 use crate::live::Live;
@@ -17,16 +18,17 @@ pub mod sampler;
 
 pub use sampler::sample;
 
-/// Installs the observers of `engine`: the metrics one (see [`observer`]), and the one that
+/// Installs the observers of `engine`: the metrics one (see [`observer`]), then the one that
 /// wakes live streams (through `live`) and the callback sender (through `wake`, when an
-/// execution ends).
+/// execution ends). Both are added beside the engine's other execution observers (traces),
+/// so the edge's own observer (`hilo worker`'s progress lines) is left in place.
 pub fn observe(engine: &Engine, live: &Live, wake: &Wake) {
     observer::install(engine);
     let (live, wake) = (live.clone(), wake.clone());
-    engine.set_observer(std::sync::Arc::new(move |id: &str, e: &Event| {
-        live.committed(id, e.seq);
+    engine.add_execution_observer(std::sync::Arc::new(move |o: &Observed<'_>, e: &Event| {
+        live.committed(o.id, e.seq);
         if is_terminal(e.kind) {
-            wake.forget(id, true);
+            wake.forget(o.id, true);
         }
     }));
 }
