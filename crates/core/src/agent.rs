@@ -21,3 +21,10 @@ pub const PLANNER_MAX_RETRIES: u32 = 2;
 
 /// LLM profiles every installation has.
 pub const BUILTIN_PROFILES: &[&str] = &[SIMPLE_PROFILE, REASONING_PROFILE, PLANNER_PROFILE];
+
+/// The LLM profile a `code` agent uses when the node names none.
+pub const CODE_PROFILE: &str = "balanced";
+
+/// How many times a `code` agent's script, or a planner's emitted workflow, goes back to the
+/// model with what was wrong when the node sets no `with.max_repairs`.
+pub const DEFAULT_MAX_REPAIRS: u32 = 2;

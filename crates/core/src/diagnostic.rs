@@ -65,6 +65,8 @@ pub enum Code {
     InvalidTimezone,
     /// A trigger's static `input` that does not fit the workflow's `input` schema.
     InvalidInput,
+    /// A `code` node's script that does not parse (its line and column in the file).
+    InvalidCode,
 }
 
 impl Code {
@@ -72,6 +74,7 @@ impl Code {
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Syntax => "SYNTAX",
+            Code::InvalidCode => "INVALID_CODE",
             Code::InvalidType => "INVALID_TYPE",
             Code::MissingField => "MISSING_FIELD",
             Code::UnknownField => "UNKNOWN_FIELD",
@@ -125,6 +128,10 @@ pub struct Diagnostic {
     /// 1-based column in the source text, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<usize>,
+    /// For `INVALID_CODE`: the line and column inside the script, which `load` turns into
+    /// the file's (the script's place in the file is known only from the text).
+    #[serde(skip)]
+    pub script_at: Option<(u32, u32)>,
 }
 
 impl Diagnostic {
@@ -137,6 +144,7 @@ impl Diagnostic {
             node: None,
             field: None,
             path: path.into(),
+            script_at: None,
             line: None,
             column: None,
         }

@@ -45,6 +45,7 @@
 pub mod access;
 pub mod agent;
 pub mod base;
+pub mod code;
 pub mod decode;
 pub mod diagnostic;
 pub mod duration;
@@ -109,7 +110,26 @@ fn decode_located(value: &Value, map: Option<&SourceMap>) -> Result<Workflow, Di
 /// the rest is still validated, so one run reports everything that can be known.
 pub fn load(text: &str, format: Format, catalog: &Catalog) -> Result<Workflow, Diagnostics> {
     let value = source::parse_value(text, format)?;
-    check(&value, catalog, Some(&SourceMap::index(text)))
+    let map = SourceMap::index(text);
+    match check(&value, catalog, Some(&map)) {
+        Ok(mut wf) => {
+            code::locate_sources(&mut wf, text, format);
+            Ok(wf)
+        }
+        Err(mut d) => {
+            // A script's syntax error: at its place in the file, not at the `source` key.
+            for diag in &mut d.0 {
+                if let Some((line, column)) = diag.script_at
+                    && let Some(o) = code::origin_of(text, &map, &diag.path, format)
+                {
+                    let (l, c) = o.locate(line, column);
+                    diag.line = Some(l as usize);
+                    diag.column = Some(c as usize);
+                }
+            }
+            Err(d)
+        }
+    }
 }
 
 /// Decodes and validates a JSON value (no source text, so no line numbers): what the store and

@@ -219,13 +219,14 @@ pub enum NodeKind {
     Human(HumanNode),
     Wait(WaitNode),
     Workflow(WorkflowNode),
+    Code(crate::code::CodeNode),
     Finish(FinishNode),
     Handover(HandoverNode),
     Fail(FailNode),
 }
 
 /// The `type:` names of the node kinds, in the contract's order.
-pub const NODE_TYPES: [&str; 15] = [
+pub const NODE_TYPES: [&str; 16] = [
     "tool",
     "agent",
     "condition",
@@ -238,6 +239,7 @@ pub const NODE_TYPES: [&str; 15] = [
     "human",
     "wait",
     "workflow",
+    "code",
     "finish",
     "handover",
     "fail",
@@ -259,6 +261,7 @@ impl NodeKind {
             NodeKind::Human(_) => "human",
             NodeKind::Wait(_) => "wait",
             NodeKind::Workflow(_) => "workflow",
+            NodeKind::Code(_) => "code",
             NodeKind::Finish(_) => "finish",
             NodeKind::Handover(_) => "handover",
             NodeKind::Fail(_) => "fail",
@@ -284,9 +287,19 @@ pub enum AgentKind {
     Reasoning,
     /// Plan → execute → reflect.
     Planner,
+    /// Writes a script that runs in the sandbox, with the node's tools as async functions.
+    Code,
 }
 
-pub const AGENT_KINDS: [&str; 3] = ["simple", "reasoning", "planner"];
+pub const AGENT_KINDS: [&str; 4] = ["simple", "reasoning", "planner", "code"];
+
+/// What a planner writes instead of running its plan itself (`with.emit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Emit {
+    /// A hilo workflow, validated and run as a child execution.
+    Workflow,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentNode {
@@ -326,6 +339,12 @@ pub struct AgentWith {
     pub max_iterations: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// How many times a code agent's script, or a planner's emitted workflow, is sent back
+    /// to the model with what went wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_repairs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emit: Option<Emit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

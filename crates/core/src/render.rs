@@ -47,8 +47,10 @@ fn detail(n: &Node) -> String {
                 AgentKind::Simple => "simple",
                 AgentKind::Reasoning => "reasoning",
                 AgentKind::Planner => "planner",
+                AgentKind::Code => "code",
             }
         ),
+        NodeKind::Code(_) => "code: javascript".into(),
         NodeKind::Condition(c) => format!("if {}", short(&c.when)),
         NodeKind::Switch(_) => "switch".into(),
         NodeKind::Set(s) => format!(
@@ -162,7 +164,9 @@ fn mermaid_graph(out: &mut String, g: GraphRef<'_>, depth: usize) {
             mermaid_text(&detail(n))
         );
         let (open, close) = match &n.kind {
-            NodeKind::Tool(_) | NodeKind::Transform(_) | NodeKind::Set(_) => ("[", "]"),
+            NodeKind::Tool(_) | NodeKind::Transform(_) | NodeKind::Set(_) | NodeKind::Code(_) => {
+                ("[", "]")
+            }
             NodeKind::Agent(_) => ("(", ")"),
             NodeKind::Condition(_) | NodeKind::Switch(_) => ("{", "}"),
             NodeKind::Parallel(_) | NodeKind::Merge(_) => ("{{", "}}"),
@@ -234,7 +238,9 @@ fn dot_graph(out: &mut String, g: GraphRef<'_>, depth: usize) {
     let pad = "  ".repeat(depth);
     for n in g.nodes {
         let (shape, color) = match &n.kind {
-            NodeKind::Tool(_) | NodeKind::Transform(_) | NodeKind::Set(_) => ("box", "#ffffff"),
+            NodeKind::Tool(_) | NodeKind::Transform(_) | NodeKind::Set(_) | NodeKind::Code(_) => {
+                ("box", "#ffffff")
+            }
             NodeKind::Agent(_) => ("box\", style=\"rounded,filled", "#e3f2fd"),
             NodeKind::Condition(_) | NodeKind::Switch(_) => ("diamond", "#ffffff"),
             NodeKind::Parallel(_) | NodeKind::Merge(_) => ("hexagon", "#ffffff"),

@@ -43,10 +43,7 @@ fn node_type_properties(ty: &str) -> Map<String, Value> {
             );
         }
         "agent" => {
-            p.insert(
-                "agent".into(),
-                json!({"enum": ["simple", "reasoning", "planner"]}),
-            );
+            p.insert("agent".into(), json!({"enum": crate::model::AGENT_KINDS}));
             p.insert("with".into(), json!({"$ref": "#/definitions/agent_with"}));
         }
         "condition" => {
@@ -132,6 +129,36 @@ fn node_type_properties(ty: &str) -> Map<String, Value> {
             p.insert("version".into(), json!({"type": "integer", "minimum": 1}));
             p.insert("with".into(), input_like("The child execution's input."));
         }
+        "code" => {
+            p.insert("language".into(), json!({"enum": crate::code::LANGUAGES}));
+            p.insert(
+                "source".into(),
+                json!({"type": "string", "minLength": 1, "maxLength": crate::decode::MAX_CODE_BYTES,
+                       "description": "A JavaScript module whose default export is called with (args, state) and returns JSON."}),
+            );
+            p.insert(
+                "with".into(),
+                input_like(
+                    "The function's `args`; strings may be `${ JMESPath }` or Jinja templates.",
+                ),
+            );
+            p.insert(
+                "reads".into(),
+                json!({"type": "array", "items": {"type": "string", "minLength": 1},
+                       "description": "State fields (`input`, `vars`, `trigger`, node ids) the function sees as a frozen `state`."}),
+            );
+            p.insert(
+                "limits".into(),
+                json!({"type": "object", "additionalProperties": false,
+                       "description": "Per-node limits, never above the tenant's maxima (defaults: 1000 ms, 32 MB, 256 KB of stack, 1 MB of output).",
+                       "properties": {
+                           "timeout_ms": {"type": "integer", "minimum": 1},
+                           "memory_mb": {"type": "integer", "minimum": 1},
+                           "stack_kb": {"type": "integer", "minimum": 16},
+                           "max_output_bytes": {"type": "integer", "minimum": 1}
+                       }}),
+            );
+        }
         "finish" => {
             p.insert(
                 "output".into(),
@@ -197,6 +224,7 @@ fn node_schema() -> Value {
             "parallel" => vec!["branches"],
             "human" => vec!["prompt"],
             "workflow" => vec!["workflow"],
+            "code" => vec!["language", "source"],
             _ => vec![],
         };
         let mut then =
@@ -274,6 +302,8 @@ pub fn workflow_schema() -> Value {
                 "examples" => json!({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}),
                 "max_iterations" | "max_tokens" => json!({"type": "integer", "minimum": 1}),
                 "max_retries" => json!({"type": "integer", "minimum": 0}),
+                "max_repairs" => json!({"type": "integer", "minimum": 0, "maximum": 20, "description": "How often a code agent's script, or a planner's emitted workflow, goes back to the model with what was wrong."}),
+                "emit" => json!({"enum": ["workflow"], "description": "A planner that writes a hilo workflow, validated and run as a child that may use only this node's tools."}),
                 "temperature" => json!({"type": "number", "minimum": 0, "maximum": 2}),
                 "profile" => json!({"type": "string", "examples": crate::agent::BUILTIN_PROFILES}),
                 "context" => json!({

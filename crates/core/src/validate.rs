@@ -23,6 +23,7 @@ pub const BUILTIN_TOOLS: &[&str] = &[
     "execute_sql",
     "send_email",
     "knowledge_search",
+    "run_javascript",
 ];
 
 pub use crate::agent::BUILTIN_PROFILES;
@@ -38,6 +39,8 @@ pub struct Catalog {
     /// The model catalog a node's `model` must name; `None`: not checked (the runtime says
     /// so when it runs).
     pub models: Option<BTreeSet<String>>,
+    /// The sandbox's parser, which checks `code` nodes' scripts; `None`: not checked.
+    pub code: Option<crate::code::CodeChecker>,
 }
 
 impl Default for Catalog {
@@ -48,6 +51,7 @@ impl Default for Catalog {
             mcp_servers: BTreeSet::new(),
             profiles: BUILTIN_PROFILES.iter().map(|s| s.to_string()).collect(),
             models: None,
+            code: None,
         }
     }
 }
@@ -580,6 +584,7 @@ impl<'a> Validator<'a> {
                 NodeKind::Transform(t) => {
                     self.jmespath(expr::bare_expression(&t.expr), &field("expr"))
                 }
+                NodeKind::Code(c) => self.code(c, &np),
                 NodeKind::Loop(l) => {
                     if let Some(Value::String(s)) = &l.for_each {
                         self.jmespath(expr::bare_expression(s), &field("for_each"));
@@ -790,6 +795,46 @@ impl<'a> Validator<'a> {
         }
     }
 
+    fn code(&mut self, c: &crate::code::CodeNode, path: &str) {
+        let field = |k: &str| push_pointer(path, k);
+        if let Some(w) = &c.with {
+            self.dynamic(w, &field("with"));
+        }
+        for (i, name) in c.reads.iter().enumerate() {
+            if self.all_ids.is_empty() {
+                self.all_ids = self.wf.all_nodes().iter().map(|n| n.id.as_str()).collect();
+            }
+            let known = matches!(name.as_str(), "input" | "vars" | "trigger")
+                || self.all_ids.contains(name.as_str());
+            if !known {
+                let ids: Vec<&str> = self.all_ids.iter().copied().collect();
+                let hint = match did_you_mean(name, ids.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "name `input`, `vars`, `trigger` or a node id".to_string(),
+                };
+                self.err(
+                    Code::UnknownNode,
+                    push_pointer(&field("reads"), &i.to_string()),
+                    format!("`reads` names `{name}`, which is no state field; {hint}"),
+                );
+            }
+        }
+        if let Some(checker) = &self.catalog.code
+            && let Err(p) = checker.0.check(&c.source)
+        {
+            let mut d = Diagnostic::new(
+                Code::InvalidCode,
+                field("source"),
+                format!(
+                    "the script does not parse: {} (line {}, column {} of the script); fix the JavaScript",
+                    p.message, p.line, p.column
+                ),
+            );
+            d.script_at = Some((p.line, p.column));
+            self.out.push(d);
+        }
+    }
+
     fn agent(&mut self, a: &AgentNode, path: &str) {
         let w = &a.with;
         let field = |k: &str| push_pointer(path, k);
@@ -882,6 +927,20 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
+        }
+        if w.emit.is_some() && a.agent != AgentKind::Planner {
+            self.err(
+                Code::InvalidValue,
+                field("emit"),
+                "only a `planner` agent can `emit: workflow`; make this node a planner or remove `emit`",
+            );
+        }
+        if w.max_repairs.is_some() && a.agent != AgentKind::Code && w.emit.is_none() {
+            self.err(
+                Code::InvalidValue,
+                field("max_repairs"),
+                "`max_repairs` bounds a code agent's script repairs or a planner's with `emit: workflow`; this agent has nothing to repair",
+            );
         }
         if let Some(tools) = &w.tools {
             if a.agent == AgentKind::Simple {

@@ -447,7 +447,7 @@ impl Executor {
             let ok = match (kind, spec.class) {
                 (_, ToolClass::Dangerous) => is_listed && *kind != AgentKind::Simple,
                 (AgentKind::Simple | AgentKind::Reasoning, ToolClass::Safe) => true,
-                (AgentKind::Planner, ToolClass::Safe) => is_listed,
+                (AgentKind::Planner | AgentKind::Code, ToolClass::Safe) => is_listed,
             };
             if !ok {
                 let why = match (kind, spec.class) {
@@ -458,7 +458,7 @@ impl Executor {
                         "`{name}` is dangerous and needs an explicit grant: list it in the node's `with.tools`"
                     ),
                     _ => format!(
-                        "planner agents may use only the tools their node lists; add `{name}` to `with.tools`"
+                        "planner and code agents may use only the tools their node lists; add `{name}` to `with.tools`"
                     ),
                 };
                 return Err(NodeError::new(

@@ -37,3 +37,11 @@ pub const INVALID_OUTPUT: &str = "INVALID_OUTPUT";
 /// The execution took its process down again and again: quarantined (failed) instead of
 /// being taken over once more.
 pub const POISONED: &str = "POISONED";
+/// A `code` node's script threw (its message, and its line and column in the workflow file).
+pub const CODE_ERROR: &str = "CODE_ERROR";
+/// A script went over its memory limit.
+pub const MEMORY_LIMIT: &str = "MEMORY_LIMIT";
+/// A script's result is not JSON (undefined, a function, a cycle) or is over its size limit.
+pub const OUTPUT_INVALID: &str = "OUTPUT_INVALID";
+/// A script does not parse (a code agent's, or one given to `run_javascript`).
+pub const INVALID_CODE: &str = "INVALID_CODE";

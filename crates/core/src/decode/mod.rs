@@ -31,6 +31,8 @@ pub const MAX_ATTEMPTS: u64 = 100;
 pub const MAX_ITERATIONS: u64 = 1_000_000;
 /// Upper bound for a loop's `concurrency`.
 pub const MAX_CONCURRENCY: u64 = 1_000;
+/// The largest script a `code` node may hold (bytes): logic beyond this belongs in a tool.
+pub const MAX_CODE_BYTES: usize = 256 * 1024;
 
 const TOP_KEYS: &[&str] = &[
     "name",
@@ -89,6 +91,8 @@ pub const AGENT_WITH_KEYS: &[&str] = &[
     "tools",
     "max_iterations",
     "max_retries",
+    "max_repairs",
+    "emit",
     "temperature",
     "max_tokens",
     "context",
@@ -117,6 +121,7 @@ pub fn node_type_keys(ty: &str) -> &'static [&'static str] {
         "human" => &["prompt", "schema", "assignee", "skills"],
         "wait" => &["duration_ms", "until"],
         "workflow" => &["workflow", "version", "with"],
+        "code" => &["language", "source", "with", "reads", "limits"],
         "finish" => &["output"],
         "handover" | "fail" => &["with"],
         _ => &[],

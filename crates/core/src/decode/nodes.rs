@@ -145,10 +145,11 @@ impl Decoder {
                         "simple" => Some(AgentKind::Simple),
                         "reasoning" => Some(AgentKind::Reasoning),
                         "planner" => Some(AgentKind::Planner),
+                        "code" => Some(AgentKind::Code),
                         _ => {
                             let hint = match did_you_mean(&s, AGENT_KINDS) {
                                 Some(k) => format!("did you mean `{k}`?"),
-                                None => "agents: simple, reasoning, planner".to_string(),
+                                None => "agents: simple, reasoning, planner, code".to_string(),
                             };
                             self.err(
                                 Code::UnknownAgent,
@@ -286,6 +287,7 @@ impl Decoder {
                     with,
                 })
             }
+            "code" => self.code_node(m, path, what)?,
             "finish" => NodeKind::Finish(FinishNode {
                 output: m.get("output").cloned(),
             }),
@@ -297,6 +299,63 @@ impl Decoder {
             }),
             _ => return None,
         })
+    }
+
+    fn code_node(&mut self, m: &Map<String, Value>, path: &str, what: &str) -> Option<NodeKind> {
+        let field = |k: &str| push_pointer(path, k);
+        let language = self.req(m, path, "language", what).and_then(|v| {
+            let p = field("language");
+            let s = self.string(v, &p, "`language`")?;
+            if crate::code::LANGUAGES.contains(&s.as_str()) {
+                Some(s)
+            } else {
+                let msg = format!("unknown language {s:?}; the only language is `javascript`");
+                self.err(Code::InvalidValue, &p, msg);
+                None
+            }
+        });
+        let source = self
+            .req(m, path, "source", what)
+            .and_then(|v| self.nonempty_string(v, &field("source"), "`source`"));
+        if let Some(s) = &source
+            && s.len() > MAX_CODE_BYTES
+        {
+            self.err(
+                Code::LimitExceeded,
+                &field("source"),
+                format!(
+                    "`source` is {} bytes; a script may have at most {MAX_CODE_BYTES}: move logic into a tool",
+                    s.len()
+                ),
+            );
+        }
+        let with = self.input_value(m, path, "with");
+        let reads = m
+            .get("reads")
+            .and_then(|v| self.string_list(v, &field("reads"), "a state field"))
+            .unwrap_or_default();
+        let limits = match m.get("limits") {
+            None => crate::code::CodeLimits::default(),
+            Some(v) => {
+                let p = field("limits");
+                let lm = self.obj(v, &p, "`limits`")?;
+                self.keys(lm, &p, crate::code::LIMIT_KEYS, "`limits`");
+                crate::code::CodeLimits {
+                    timeout_ms: self.opt_int(lm, &p, "timeout_ms", 1, MAX_DURATION_MS),
+                    memory_mb: self.opt_int(lm, &p, "memory_mb", 1, 65_536),
+                    stack_kb: self.opt_int(lm, &p, "stack_kb", 16, 1 << 20),
+                    max_output_bytes: self.opt_int(lm, &p, "max_output_bytes", 1, 1 << 32),
+                }
+            }
+        };
+        Some(NodeKind::Code(crate::code::CodeNode {
+            language: language?,
+            source: source?,
+            with,
+            reads,
+            limits,
+            origin: None,
+        }))
     }
 
     fn agent_with(&mut self, v: &Value, path: &str) -> Option<AgentWith> {
@@ -320,6 +379,15 @@ impl Decoder {
                 .and_then(|v| self.string_list(v, &field("tools"), "a tool name")),
             max_iterations: self.opt_u32(m, path, "max_iterations", 1, 1_000),
             max_retries: self.opt_u32(m, path, "max_retries", 0, 100),
+            max_repairs: self.opt_u32(m, path, "max_repairs", 0, 20),
+            emit: m.get("emit").and_then(|v| match v.as_str() {
+                Some("workflow") => Some(Emit::Workflow),
+                _ => {
+                    let msg = format!("`emit` must be `workflow` (a planner that writes a workflow run as a child), got {v}");
+                    self.err(Code::InvalidValue, &field("emit"), msg);
+                    None
+                }
+            }),
             temperature: m
                 .get("temperature")
                 .and_then(|v| self.float(v, &field("temperature"), "`temperature`", 0.0, 2.0)),

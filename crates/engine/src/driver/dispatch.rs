@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hilo_core::code::{CodeRequest, CodeRun, CodeRunner};
 use hilo_core::exec::{
     AgentRequest, AgentRun, AgentRuntime, NewExecution, NodeError, ParentRef, StartedBy, TokenSink,
     codes,
@@ -21,9 +22,13 @@ impl Engine {
     /// is the machine's next input.
     pub(super) fn call(&self, action: Action) -> Option<BoxFuture<Input>> {
         let inner = &self.inner;
-        dispatch(action, &inner.tools, inner.agents.as_ref(), || {
-            inner.tokens.lock().ok().and_then(|t| t.clone())
-        })
+        dispatch(
+            action,
+            &inner.tools,
+            inner.agents.as_ref(),
+            inner.code.get(),
+            || inner.tokens.lock().ok().and_then(|t| t.clone()),
+        )
     }
 
     /// The child execution a [`Action::StartChild`] asks for, checked against the stored
@@ -95,6 +100,7 @@ fn dispatch(
     action: Action,
     tools: &Arc<dyn ToolExecutor>,
     agents: Option<&Arc<dyn AgentRuntime>>,
+    code: Option<&Arc<dyn CodeRunner>>,
     tokens: impl FnOnce() -> Option<TokenSink>,
 ) -> Option<BoxFuture<Input>> {
     match action {
@@ -185,6 +191,57 @@ fn dispatch(
                     attempt,
                     result: run.result,
                     trace: run.trace,
+                }
+            };
+            Some(Box::pin(run.instrument(span)))
+        }
+        Action::RunCode {
+            key,
+            node_id,
+            source,
+            origin,
+            args,
+            state,
+            limits,
+            now_ms,
+            attempt,
+            workflow,
+            scope,
+        } => {
+            let (ctx, _) = scope.into_parts(&key, attempt, false);
+            let code = code.cloned();
+            let span = crate::trace::node_span(&key, attempt);
+            let run = async move {
+                let run = match code {
+                    None => CodeRun {
+                        result: Err(NodeError::new(
+                            codes::NOT_CONFIGURED,
+                            format!(
+                                "code node `{key}` needs the sandbox, and this process has none: run it with the `hilo` binary, which includes it"
+                            ),
+                        )),
+                        detail: None,
+                    },
+                    Some(c) => {
+                        c.run(CodeRequest {
+                            tool: ctx,
+                            workflow,
+                            node_id,
+                            source,
+                            origin,
+                            args,
+                            state,
+                            limits,
+                            now_ms,
+                        })
+                        .await
+                    }
+                };
+                Input::AgentDone {
+                    key,
+                    attempt,
+                    result: run.result,
+                    trace: run.detail,
                 }
             };
             Some(Box::pin(run.instrument(span)))
@@ -286,7 +343,7 @@ edges:
         let recorder = Arc::new(Recorder::default());
         let tools: Arc<dyn ToolExecutor> = recorder.clone();
         let mut asked_for_tokens = false;
-        let done = dispatch(action, &tools, None, || {
+        let done = dispatch(action, &tools, None, None, || {
             asked_for_tokens = true;
             None
         })
@@ -371,6 +428,6 @@ edges:
             ("sub", "p1.sub", "acme", "p1")
         );
         let tools: Arc<dyn ToolExecutor> = Arc::new(Recorder::default());
-        assert!(dispatch(actions[0].clone(), &tools, None, || None).is_none());
+        assert!(dispatch(actions[0].clone(), &tools, None, None, || None).is_none());
     }
 }

@@ -163,6 +163,8 @@ struct Inner {
     store: Arc<dyn Store>,
     tools: Arc<dyn ToolExecutor>,
     agents: Option<Arc<dyn AgentRuntime>>,
+    /// The sandbox `code` nodes run in (see [`Engine::set_code_runner`]).
+    code: std::sync::OnceLock<Arc<dyn hilo_core::code::CodeRunner>>,
     options: EngineOptions,
     persist: Arc<dyn Persist>,
     committer: Option<GroupCommitter>,
@@ -200,6 +202,7 @@ impl Engine {
                 store,
                 tools,
                 agents,
+                code: std::sync::OnceLock::new(),
                 options,
                 persist: Arc::new(committer.clone()),
                 committer: Some(committer),
@@ -225,6 +228,7 @@ impl Engine {
                 store,
                 tools,
                 agents: None,
+                code: std::sync::OnceLock::new(),
                 options,
                 persist: Arc::new(NoPersist),
                 committer: None,
@@ -277,6 +281,12 @@ impl Engine {
         if let Ok(mut t) = self.inner.tokens.lock() {
             *t = Some(sink);
         }
+    }
+
+    /// The sandbox `code` nodes run in; without one they fail with `NOT_CONFIGURED`. Set
+    /// once, before executions are driven (a second call changes nothing).
+    pub fn set_code_runner(&self, runner: Arc<dyn hilo_core::code::CodeRunner>) {
+        let _ = self.inner.code.set(runner);
     }
 
     pub fn options(&self) -> &EngineOptions {

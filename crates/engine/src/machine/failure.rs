@@ -35,7 +35,11 @@ impl Machine {
         };
         let policy = self.plan.retry(node);
         let attempts = self.nodes.get(key).map(|r| r.attempts).unwrap_or(1);
-        if err.retryable && attempts < policy.max_attempts {
+        let retryable = match &node.kind {
+            NodeKind::Code(_) => super::code::code_retryable(node, &err),
+            _ => err.retryable,
+        };
+        if retryable && attempts < policy.max_attempts {
             self.in_flight.remove(key);
             let delay = policy.delay_ms(attempts, seed(&self.exec_id, key, attempts));
             let at = after(self.now, delay);

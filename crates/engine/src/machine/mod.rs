@@ -38,6 +38,7 @@
 
 mod branch;
 mod child;
+mod code;
 mod commit;
 mod compensation;
 mod document;
@@ -81,7 +82,7 @@ pub enum Input {
         compensation: bool,
         result: Result<Value, NodeError>,
     },
-    /// An agent run returned; its trace is kept in the node's row.
+    /// An agent run (or a code node's script) returned; its trace is kept in the node's row.
     AgentDone {
         key: String,
         attempt: u32,
@@ -125,6 +126,22 @@ pub enum Action {
         attempt: u32,
         timeout_ms: u64,
         /// The workflow's name (cost accounting).
+        workflow: String,
+        scope: CallScope,
+    },
+    /// Run a `code` node's script in the sandbox; its result comes back as
+    /// [`Input::AgentDone`] (the trace is the script's record: limits applied, time taken).
+    RunCode {
+        key: String,
+        node_id: String,
+        source: Arc<str>,
+        origin: Option<hilo_core::code::SourceOrigin>,
+        args: Value,
+        state: Value,
+        limits: hilo_core::code::CodeLimits,
+        /// What `Date.now()` returns: when the step first started, as recorded.
+        now_ms: i64,
+        attempt: u32,
         workflow: String,
         scope: CallScope,
     },

@@ -35,7 +35,7 @@ impl Machine {
         };
         self.record(key).started_at = Some(self.now);
         match &node.kind {
-            NodeKind::Tool(_) | NodeKind::Agent(_) => self.run_call(key, node),
+            NodeKind::Tool(_) | NodeKind::Agent(_) | NodeKind::Code(_) => self.run_call(key, node),
             NodeKind::Condition(c) => self.run_condition(key, node, c),
             NodeKind::Switch(s) => self.run_switch(key, node, s),
             NodeKind::Set(s) => self.run_set(key, node, s),
@@ -52,7 +52,7 @@ impl Machine {
         }
     }
 
-    /// A `tool` or `agent` node: running, its first attempt issued.
+    /// A `tool`, `agent` or `code` node: running, its first attempt issued.
     fn run_call(&mut self, key: &str, node: &Node) {
         self.set_status(key, NodeStatus::Running);
         self.dispatch(key, node, 1);
@@ -107,6 +107,7 @@ impl Machine {
         match &node.kind {
             NodeKind::Tool(t) => self.dispatch_tool(key, node, t, attempt, kept),
             NodeKind::Agent(a) => self.dispatch_agent(key, node, a, attempt, kept),
+            NodeKind::Code(c) => self.dispatch_code(key, node, c, attempt, kept),
             _ => {}
         }
     }

@@ -49,6 +49,13 @@ impl AgentRuntime for LlmRuntime {
                 AgentKind::Simple => simple::run(&mut run).await,
                 AgentKind::Reasoning => reasoning::run(&mut run).await,
                 AgentKind::Planner => planner::run(&mut run).await,
+                AgentKind::Code => Err(NodeError::new(
+                    hilo_core::exec::codes::NOT_CONFIGURED,
+                    format!(
+                        "agent node `{}`: the code agent needs the sandbox, which this runtime was built without",
+                        request.tool.node_key
+                    ),
+                )),
             }
         };
         // The agent stops itself a little before the engine's own timeout, so what it did

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hilo_core::agent::{PLANNER_PROFILE, REASONING_PROFILE, SIMPLE_PROFILE};
+use hilo_core::agent::{CODE_PROFILE, PLANNER_PROFILE, REASONING_PROFILE, SIMPLE_PROFILE};
 use hilo_core::exec::{AgentRequest, NodeError};
 use hilo_core::knowledge::KnowledgeQuery;
 use hilo_core::llm::usd;
@@ -64,6 +64,7 @@ impl<'a> Run<'a> {
                 AgentKind::Simple => SIMPLE_PROFILE,
                 AgentKind::Reasoning => REASONING_PROFILE,
                 AgentKind::Planner => PLANNER_PROFILE,
+                AgentKind::Code => CODE_PROFILE,
             },
         }
     }
@@ -246,7 +247,7 @@ impl<'a> Run<'a> {
         let agent = match self.req.node.agent {
             AgentKind::Reasoning => "reasoning",
             AgentKind::Planner => "planner",
-            AgentKind::Simple => return None,
+            AgentKind::Simple | AgentKind::Code => return None,
         };
         let goal = self.goal.clone()?;
         let plan = match self.req.node.agent {

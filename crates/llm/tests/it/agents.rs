@@ -173,6 +173,8 @@ fn request(kind: AgentKind, with: Value) -> AgentRequest {
             .map(|a| a.iter().map(|l| l.as_str().unwrap().to_string()).collect()),
         max_iterations: with["max_iterations"].as_u64().map(|n| n as u32),
         max_retries: with["max_retries"].as_u64().map(|n| n as u32),
+        max_repairs: with["max_repairs"].as_u64().map(|n| n as u32),
+        emit: (with["emit"] == "workflow").then_some(hilo_core::Emit::Workflow),
         temperature: None,
         max_tokens: with["max_tokens"].as_u64().map(|n| n as u32),
         context: None,

@@ -122,6 +122,7 @@ pub fn graph_of(wf: &Workflow) -> (Vec<InNode>, Vec<InEdge>) {
                 ),
             ),
             NodeKind::Transform(_) => ("transform", "transform".into()),
+            NodeKind::Code(c) => ("code", format!("{} code", c.language)),
             NodeKind::Loop(l) => ("loop", format!("loop of {} nodes", l.body.nodes.len())),
             NodeKind::Parallel(p) => {
                 for b in &p.branches {
