@@ -13,9 +13,11 @@
 //!
 //! Inside: `engine.rs` runs one call on a worker's QuickJS runtime (a fresh context each call,
 //! the limits, the job queue, the result); `prelude.js` is the JavaScript every context runs
-//! first (the seeded `Math.random`, the deep freeze, `tools`) and `prelude_date.js` the
-//! deterministic `Date` it installs on first use (the fixed clock, UTC as local time);
-//! `position.rs` finds the script's line and column in QuickJS's stack text.
+//! first (the seeded `Math.random`, the deep freeze, `tools`, guards on the built-ins QuickJS
+//! cannot interrupt), `prelude_date.js` the deterministic `Date` it installs on first use (the
+//! fixed clock, UTC as local time) and `prelude_large.js` its interruptible paths for large
+//! string searches and `flat`; `position.rs` finds the script's line and column in QuickJS's
+//! stack text.
 //!
 //! **Must never**: do IO on the script's behalf (no files, network, environment, clock: the
 //! script's time is [`Call::now_ms`]), let the script reach a host object (the only native

@@ -343,3 +343,140 @@ async fn check_never_runs_the_code() {
     );
     assert!(check(&deep).is_err());
 }
+
+#[tokio::test]
+async fn large_string_searches_give_the_languages_results() {
+    let sandbox = Sandbox::new(1);
+    // Large enough (length × pattern length) for the prelude's own searches.
+    let t = format!("needle{}", "x".repeat(2990));
+    let s = format!("{}{t}--{t}{}", "ab".repeat(600), "y".repeat(40));
+    assert!(s.len() * t.len() > 1 << 22);
+    let first = s.find(&t).unwrap();
+    let last = s.rfind(&t).unwrap();
+    let mut c = call(
+        "export default ({ s, t }) => [
+           s.indexOf(t), s.indexOf(t, 1201), s.indexOf(t, 1e9), s.indexOf(t, -5),
+           s.lastIndexOf(t), s.lastIndexOf(t, 4000), s.lastIndexOf(t, 0), s.lastIndexOf(t, NaN),
+           s.includes(t), s.includes(t, 4300), s.includes(t + 'z'),
+           s.split(t).map((p) => p.length), s.split(t, 2).length, s.split(t, 0).length,
+           s.replace(t, '<$&|$$|$1|$<n>|$>').length - s.length,
+           s.replace(t, '[$`]').slice(1200, 1206),
+           s.replace(t, \"[$']\").length,
+           s.replaceAll(t, (m, p, whole) => `${m.length}@${p}/${whole.length}`).replaceAll('ab', '').slice(0, 40),
+           String.prototype.indexOf.length, String.prototype.includes.length, String.prototype.replace.length,
+         ]",
+    );
+    c.args = json!({"s": s, "t": t});
+    let v = ok(&sandbox, c).await;
+    let (n, m) = (s.len(), t.len());
+    let replaced_prefix = format!("[{}", &s[..5]);
+    assert_eq!(
+        v,
+        json!([
+            first,
+            last,
+            -1,
+            first,
+            last,
+            first,
+            -1,
+            last,
+            true,
+            false,
+            false,
+            [first, 2, 40],
+            2,
+            0,
+            // `$&` is the match, `$$` a dollar, the rest stays as written.
+            "<|$|$1|$<n>|$>".len() + m - m,
+            replaced_prefix,
+            n - m + 2 + (n - first - m),
+            format!("{m}@{first}/{n}--{m}@{last}/{n}{}", "y".repeat(10)),
+            1,
+            1,
+            2,
+        ])
+    );
+    // The same with a `this` that is not a string, and the errors of the language.
+    let e = fails_with(
+        &sandbox,
+        "export default () => String.prototype.indexOf.call(null, 'x')",
+        "CODE_ERROR",
+    )
+    .await;
+    assert!(thrown(&e).starts_with("TypeError"), "{e:?}");
+    let e = fails_with(
+        &sandbox,
+        "export default () => 'abc'.includes(/b/)",
+        "CODE_ERROR",
+    )
+    .await;
+    assert!(thrown(&e).starts_with("TypeError"), "{e:?}");
+    assert_eq!(
+        value(
+            &sandbox,
+            "export default () => ['a-b-c'.split('-'), 'a-b'.replace(/-/, '+'), 'aXbXc'.replaceAll('X', '$&$&'), 'abc'.split(undefined), 'x'.indexOf()]"
+        )
+        .await,
+        json!([["a", "b", "c"], "a+b", "aXXbXXc", ["abc"], -1])
+    );
+}
+
+#[tokio::test]
+async fn array_methods_keep_the_languages_results() {
+    let sandbox = Sandbox::new(1);
+    let v = value(
+        &sandbox,
+        "export default () => {
+           class List extends Array {}
+           const nested = [1, [2, [3, [4]]]];
+           return [
+             nested.flat(), nested.flat(2), nested.flat(Infinity), nested.flat(-1), [1, , 3, [4, , 6]].flat(),
+             [1, 2].flatMap((x, i, a) => [x, i, a.length]), [[1], [2]].flatMap((x) => x),
+             ['a b', 'c'].flatMap((s) => s.split(' ')), [1].flatMap(function () { return [this.k] }, { k: 7 }),
+             List.from([1, [2]]).flat() instanceof List, Array.prototype.flat.call({ length: 2, 0: [1], 1: 2 }),
+             [Array.prototype.flat.length, Array.prototype.flatMap.length, Array.prototype.join.length,
+              Array.prototype.splice.length, Array.prototype.concat.length, Array.prototype.copyWithin.length,
+              Array.prototype.unshift.length, Array.prototype.sort.length, Array.prototype.flat.name],
+             [1, 2, 3].join('-'), [3, 1, 2].sort(), [3, 1, 2].sort((a, b) => b - a), [1, 2, 3].reverse(),
+             [1, 2, 3].splice(1), [1, 2, 3].concat([4], 5, [[6]]), [1, 2, 3, 4].copyWithin(0, 2),
+             String([1, [2, 3]]), [1, 2].toLocaleString(),
+           ];
+         }",
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!([
+            [1, 2, [3, [4]]],
+            [1, 2, 3, [4]],
+            [1, 2, 3, 4],
+            [1, [2, [3, [4]]]],
+            [1, 3, 4, 6],
+            [1, 0, 2, 2, 1, 2],
+            [1, 2],
+            ["a", "b", "c"],
+            [7],
+            true,
+            [1, 2],
+            [0, 1, 1, 2, 1, 2, 1, 1, "flat"],
+            "1-2-3",
+            [1, 2, 3],
+            [3, 2, 1],
+            [3, 2, 1],
+            [2, 3],
+            [1, 2, 3, 4, 5, [6]],
+            [3, 4, 3, 4],
+            "1,2,3",
+            "1,2",
+        ])
+    );
+    for source in [
+        "export default () => [1].flatMap(1)",
+        "export default () => Array.prototype.flat.call(null)",
+        "export default () => Array.prototype.join.call(undefined)",
+    ] {
+        let e = fails_with(&sandbox, source, "CODE_ERROR").await;
+        assert!(thrown(&e).starts_with("TypeError"), "{source}: {e:?}");
+    }
+}

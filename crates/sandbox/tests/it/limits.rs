@@ -45,6 +45,94 @@ async fn infinite_loops_time_out() {
 }
 
 #[tokio::test]
+async fn string_searches_of_any_size_keep_the_deadline() {
+    let sandbox = Sandbox::new(1);
+    // n·m steps of C in QuickJS (hours here) unless the prelude takes over the large ones.
+    for search in [
+        "s.indexOf(t)",
+        "s.includes(t)",
+        "s.lastIndexOf(t)",
+        "s.split(t)",
+        "s.replace(t, 'x')",
+        "s.replaceAll(t, () => 'x')",
+        "String.prototype.indexOf.call({ toString: () => s }, { toString: () => t })",
+    ] {
+        let source = format!(
+            "export default () => {{ const s = 'a'.repeat(2e6), t = 'a'.repeat(1e6) + 'b'; return {search} }}"
+        );
+        let started = Instant::now();
+        let e = fails_with(&sandbox, &source, "TIMEOUT").await;
+        assert_eq!(e, CodeError::Timeout { ms: 300 }, "{search}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{search}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn array_methods_over_huge_lengths_keep_the_deadline() {
+    let sandbox = Sandbox::new(1);
+    // One uninterrupted C loop per index in QuickJS (2^53 of them: forever): refused.
+    for expression in [
+        "Array.prototype.join.call({ length: 2 ** 53 - 1 })",
+        "new Array(2 ** 32 - 1).join('')",
+        "String(new Array(2 ** 32 - 1))",
+        "new Array(2 ** 32 - 1).toLocaleString()",
+        "new Array(2 ** 32 - 1).reverse()",
+        "new Array(2 ** 32 - 1).sort()",
+        "Array.prototype.shift.call({ length: 2 ** 53 - 1 })",
+        "Array.prototype.unshift.call({ length: 2 ** 53 - 2 }, 1)",
+        "Array.prototype.splice.call({ length: 2 ** 53 - 1 }, 0, 1)",
+        "Array.prototype.copyWithin.call({ length: 2 ** 53 - 1 }, 0, 1)",
+        "[].concat({ length: 2 ** 53 - 1, [Symbol.isConcatSpreadable]: true })",
+        "[].concat(...new Array(5).fill(new Array(1e6)))",
+    ] {
+        let started = Instant::now();
+        let e = fails_with(
+            &sandbox,
+            &format!("export default () => {{ {expression}; return 1 }}"),
+            "CODE_ERROR",
+        )
+        .await;
+        assert!(
+            thrown(&e).starts_with("RangeError: Array.prototype."),
+            "{expression}: {e:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{expression}");
+    }
+    // `flat` and `flatMap` are JavaScript, so the deadline ends them.
+    for expression in [
+        "[new Array(2 ** 32 - 1)].flat()",
+        "Array.prototype.flat.call({ length: 2 ** 53 - 1 })",
+        "[1].flatMap(() => new Array(2 ** 32 - 1))",
+    ] {
+        let started = Instant::now();
+        fails_with(
+            &sandbox,
+            &format!("export default () => {{ {expression}; return 1 }}"),
+            "TIMEOUT",
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(5), "{expression}");
+    }
+    // Up to the limit (2^21 for a heap of 32 MiB) they are the engine's own; one more is refused.
+    let mut c = call(
+        "export default () => { const a = []; a[2 ** 21 - 1] = 'x'; return [a.join('').length, a.reverse()[0], [].concat(a).length] }",
+    );
+    c.limits.timeout_ms = 10_000;
+    assert_eq!(ok(&sandbox, c).await, json!([1, "x", 2_097_152]));
+    let e = fails_with(
+        &sandbox,
+        "export default () => { const a = []; a[2 ** 21] = 'x'; return a.join('') }",
+        "CODE_ERROR",
+    )
+    .await;
+    assert!(thrown(&e).contains("over 2097153 indices"), "{e:?}");
+}
+
+#[tokio::test]
 async fn deep_recursion_is_the_scripts_error() {
     let sandbox = Sandbox::new(1);
     for source in [
@@ -129,6 +217,19 @@ async fn allocation_bombs_hit_the_memory_limit() {
     let mut small = call("export default () => new Array(1e6).fill({})");
     small.limits.memory_bytes = 4 * 1024 * 1024;
     fails(&sandbox, small, "MEMORY_LIMIT").await;
+}
+
+#[tokio::test]
+async fn a_built_in_that_fails_without_an_error() {
+    let sandbox = Sandbox::new(1);
+    // QuickJS's `normalize` gives up on this without making an error.
+    let mut c = call("export default () => 'é'.repeat(3e6).normalize('NFD').length");
+    c.limits.timeout_ms = 10_000;
+    let e = fails(&sandbox, c, "CODE_ERROR").await;
+    assert!(
+        thrown(&e).starts_with("a built-in failed without an error"),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
