@@ -1,0 +1,191 @@
+//! [`Sandbox`]: the bounded pool of worker threads that run calls.
+//!
+//! `Sandbox::new(n)` allows `n` calls at once: a call first takes one of `n` permits (a tokio
+//! semaphore, so a waiting call holds no thread and no heap), then hands its job to a worker
+//! thread, and the permit goes back only when the worker has finished (a caller that stops
+//! waiting does not free a slot early; it sets the job's cancel flag, which the script's
+//! interrupt handler reads). Workers are dedicated threads, started as the number of calls in
+//! flight first reaches them (at most `n`), each with its own [`Engine`]; none is a runtime
+//! worker, so a busy script never stalls tokio. A worker that has answered a call readies the
+//! next one ([`Engine::prepare`]: the last realm freed, a fresh one made) before it takes the
+//! next job. Workers end when the last clone of the `Sandbox` is dropped.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use crate::engine::{Done, Engine, MAX_STACK_BYTES};
+use crate::{Call, CodeError, Outcome};
+
+/// Each worker thread's stack: room for the largest script stack plus the engine's own frames.
+const THREAD_STACK_BYTES: usize = MAX_STACK_BYTES + 8 * 1024 * 1024;
+
+/// Runs scripts, at most `max_concurrent` at once. Cheap to clone (one pool behind an `Arc`).
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    max: usize,
+    permits: Arc<Semaphore>,
+    jobs: Sender<Job>,
+    queue: Arc<Mutex<Receiver<Job>>>,
+    /// Worker threads started so far.
+    started: Mutex<usize>,
+}
+
+struct Job {
+    call: Call,
+    handle: Option<Handle>,
+    cancel: Arc<AtomicBool>,
+    reply: oneshot::Sender<Result<Done, CodeError>>,
+    /// Given back when the worker is done with the job.
+    permit: OwnedSemaphorePermit,
+}
+
+impl Sandbox {
+    /// A pool running at most `max_concurrent` calls at once (at least 1).
+    pub fn new(max_concurrent: usize) -> Sandbox {
+        let max = max_concurrent.clamp(1, Semaphore::MAX_PERMITS);
+        let (jobs, queue) = channel();
+        Sandbox {
+            inner: Arc::new(Inner {
+                max,
+                permits: Arc::new(Semaphore::new(max)),
+                jobs,
+                queue: Arc::new(Mutex::new(queue)),
+                started: Mutex::new(0),
+            }),
+        }
+    }
+
+    /// The most calls that run at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.inner.max
+    }
+
+    /// Runs `call`: waits for a free worker, then runs the module's default export with
+    /// `(args, state)` and gives back its JSON result. With a [`crate::Host`], it must be
+    /// called on a tokio runtime (the host's futures run there).
+    pub async fn run(&self, call: Call) -> Result<Outcome, CodeError> {
+        let queued = Instant::now();
+        let handle = match call.host {
+            Some(_) => Some(Handle::try_current().map_err(|_| {
+                CodeError::internal(
+                    "a host was given but `Sandbox::run` was not called on a tokio runtime",
+                )
+            })?),
+            None => None,
+        };
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| CodeError::internal("the sandbox's pool is closed"))?;
+        let queued_us = micros(queued);
+        self.inner.start_workers()?;
+        let started = Instant::now();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(cancel.clone());
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(Job {
+                call,
+                handle,
+                cancel,
+                reply,
+                permit,
+            })
+            .map_err(|_| CodeError::internal("the sandbox's workers have stopped"))?;
+        let done = answer.await.map_err(|_| {
+            CodeError::internal("a sandbox worker stopped without answering the call")
+        })??;
+        Ok(Outcome {
+            value: done.value,
+            elapsed_us: micros(started),
+            queued_us,
+            host_calls: done.host_calls,
+        })
+    }
+}
+
+impl Inner {
+    /// Starts workers until there are as many as permits taken (each taken permit is a job
+    /// queued or running), so every queued job has a thread to take it.
+    fn start_workers(&self) -> Result<(), CodeError> {
+        let taken = self.max.saturating_sub(self.permits.available_permits());
+        let mut started = lock(&self.started);
+        while *started < taken {
+            let queue = self.queue.clone();
+            std::thread::Builder::new()
+                .name(format!("hilo-sandbox-{}", *started))
+                .stack_size(THREAD_STACK_BYTES)
+                .spawn(move || work(&queue))
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "the sandbox could not start a worker thread");
+                    CodeError::internal(format!("a sandbox worker thread could not start ({e})"))
+                })?;
+            *started += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A worker: takes jobs until the pool is dropped.
+fn work(queue: &Mutex<Receiver<Job>>) {
+    let mut engine = Engine::default();
+    loop {
+        let job = lock(queue).recv();
+        let Ok(job) = job else { return };
+        let Job {
+            call,
+            handle,
+            cancel,
+            reply,
+            permit,
+        } = job;
+        if reply.is_closed() {
+            // The caller stopped waiting before the job started.
+            drop(permit);
+            continue;
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| engine.run(&call, handle, cancel)))
+            .unwrap_or_else(|_| {
+                tracing::error!("the sandbox's engine panicked; its QuickJS runtime is abandoned");
+                engine.poison();
+                Err(CodeError::internal(
+                    "the sandbox's engine failed unexpectedly",
+                ))
+            });
+        drop(permit);
+        let _ = reply.send(result);
+        // The next call's context, made while no call waits on this one.
+        engine.prepare();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Tells the worker the caller is gone (the run future was dropped).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}

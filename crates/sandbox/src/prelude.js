@@ -1,0 +1,202 @@
+// The sandbox's prelude: a module whose default export engine.rs calls in every call's fresh
+// context before the script, with the call's clock and seed, the longest array its heap could
+// hold, the loaders of the two modules it may need later (prelude_date.js, prelude_large.js),
+// the deadline check and (optionally) the host function.
+// It is compiled to bytecode once per process and read into each context (see engine.rs). It
+// makes the language deterministic and closes what the engine would otherwise expose, then
+// hands engine.rs its helpers (`freeze`, `output`, `isHostError`), which the script
+// never sees. Everything it needs later is captured here, before any script code runs, so
+// nothing the script changes (JSON, Object, prototypes) affects the helpers.
+export default function setup(now, seed, longest, loadDate, loadLarge, expired, native) {
+  const G = globalThis;
+  const O = Object;
+  const defineProperty = O.defineProperty;
+  const freeze = O.freeze;
+  const values = O.values;
+  const setPrototypeOf = O.setPrototypeOf;
+  const apply = Reflect.apply;
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const E = Error;
+  const hidden = (obj, name, value) =>
+    defineProperty(obj, name, { value, writable: true, enumerable: false, configurable: true });
+
+  // No user code inside the engine's stack building: `Error.prepareStackTrace` would be called
+  // with CallSites whose getFunction() hands out whatever function is on the stack (native ones
+  // included), and a `stackTraceLimit` object's valueOf would run mid-throw. Both become plain
+  // data properties: assigning them works and does nothing.
+  defineProperty(E, "prepareStackTrace", { value: undefined, writable: true, enumerable: false, configurable: false });
+  defineProperty(E, "stackTraceLimit", { value: 10, writable: true, enumerable: false, configurable: false });
+
+  // Math.random: xoshiro128** from the call's seed (four 32-bit words derived in Rust by
+  // splitmix64), 53 bits per number.
+  let a = seed[0] >>> 0, b = seed[1] >>> 0, c = seed[2] >>> 0, d = seed[3] >>> 0;
+  const imul = Math.imul;
+  const rotl = (x, k) => (x << k) | (x >>> (32 - k));
+  const next = () => {
+    const r = imul(rotl(imul(b, 5), 7), 9) >>> 0;
+    const t = b << 9;
+    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = rotl(d, 11);
+    return r;
+  };
+  hidden(Math, "random", {
+    random() {
+      return ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
+    },
+  }.random);
+
+  // Date: the deterministic one (prelude_date.js) replaces the real one when the script first
+  // reads the global `Date` (most scripts never do, and loading and installing it costs as much
+  // as the rest of the prelude); until then no Date object can exist, since only the
+  // constructor makes one.
+  const RealDate = G.Date;
+  let date;
+  defineProperty(G, "Date", {
+    get() {
+      if (date === undefined) {
+        date = loadDate()(RealDate, now, apply, defineProperty, setPrototypeOf);
+        hidden(G, "Date", date);
+      }
+      return date;
+    },
+    set(v) {
+      hidden(G, "Date", v);
+    },
+    enumerable: false,
+    configurable: true,
+  });
+
+  // Both of the following run a large case through prelude_large.js, loaded then.
+  let large;
+  const slow = () => (large ??= loadLarge()(engine, expired, apply, defineProperty));
+  const isObject = (v) => v !== null && (typeof v === "object" || typeof v === "function");
+  const SP = String.prototype;
+  const AP = Array.prototype;
+  const engine = { startsWith: SP.startsWith };
+
+  // String searches for a string: QuickJS's C compares the pattern at every position, n·m
+  // steps that nothing interrupts, so `'a'.repeat(2e6).indexOf('a'.repeat(1e6) + 'b')` would
+  // hold a worker for hours past any deadline. A search of up to WORK steps goes to the engine
+  // as before, a larger one to prelude_large.js, which asks `expired` between steps of bounded
+  // size. Coercions happen once and in the language's order; what is not a search for a string
+  // (a RegExp or another object with its own matcher, a missing `this`) goes to the engine.
+  const WORK = 1 << 22;
+  const search = (name, self, a, b) => {
+    const native = engine[name];
+    if (self === undefined || self === null) return apply(native, self, [a, b]);
+    if (name !== "indexOf" && name !== "lastIndexOf" && (isObject(a) || (name === "split" && a === undefined))) {
+      return apply(native, self, [a, b]);
+    }
+    const s = `${self}`, t = `${a}`;
+    if (s.length * t.length <= WORK) return apply(native, s, [t, b]);
+    return slow()[name](s, t, b);
+  };
+  // (One template per arity, so each method keeps the language's `length`.)
+  const search1 = (name) => ({ [name](a, b = undefined) { return search(name, this, a, b); } })[name];
+  const search2 = (name) => ({ [name](a, b) { return search(name, this, a, b); } })[name];
+  const searches = ["indexOf", "lastIndexOf", "includes", "split", "replace", "replaceAll"];
+  for (let i = 0; i < searches.length; i++) {
+    const name = searches[i];
+    engine[name] = SP[name];
+    // Assigned, not defined: the properties stay writable and non-enumerable.
+    const two = name === "split" || name === "replace" || name === "replaceAll";
+    SP[name] = two ? search2(name) : search1(name);
+  }
+
+  // Array methods whose C loop visits every index up to `length` without the deadline ever
+  // interrupting it: `Array.prototype.join.call({ length: 2 ** 53 - 1 })` would never end.
+  // Over more than `longest` indices (the most array elements the call's heap could hold: a
+  // dense array that long does not fit, so what this refuses is a sparse array or an
+  // array-like that only claims the length; 2^21 indices, ~50 ms of that loop, for 32 MB) they
+  // throw a RangeError instead. (`length` is read here and again by the engine.) `flat` and
+  // `flatMap` recurse into nested arrays, each of which could be that long, so they are the
+  // language's algorithm in JavaScript (in prelude_large.js), which the deadline interrupts.
+  const trunc = Math.trunc;
+  const isArray = Array.isArray;
+  const spreadable = Symbol.isConcatSpreadable;
+  const lengthOf = (o) => {
+    const v = +O(o).length;
+    return v !== v || v <= 0 ? 0 : v > 9007199254740991 ? 9007199254740991 : trunc(v);
+  };
+  const refuse = (name, length) => {
+    throw new RangeError(`Array.prototype.${name} over ${length} indices: longer than any array the call's heap could hold (${longest}), and the engine could not interrupt it`);
+  };
+  const guard = (name, self) => {
+    if (self !== undefined && self !== null) {
+      const length = lengthOf(self);
+      if (length > longest) refuse(name, length);
+    }
+  };
+  const guard0 = (name, native) => ({ [name]() { guard(name, this); return apply(native, this, arguments); } })[name];
+  const guard1 = (name, native) => ({ [name](a) { guard(name, this); return apply(native, this, arguments); } })[name];
+  const guard2 = (name, native) => ({ [name](a, b) { guard(name, this); return apply(native, this, arguments); } })[name];
+  const guards = [
+    "copyWithin", guard2, "join", guard1, "reverse", guard0, "shift", guard0,
+    "sort", guard1, "splice", guard2, "toLocaleString", guard0, "unshift", guard1,
+  ];
+  for (let i = 0; i < guards.length; i += 2) {
+    const name = guards[i];
+    AP[name] = guards[i + 1](name, AP[name]);
+  }
+  const concat = AP.concat;
+  AP.concat = { concat(item) {
+    if (this !== undefined && this !== null) {
+      let total = 0;
+      for (let i = -1; i < arguments.length; i++) {
+        const e = i < 0 ? O(this) : arguments[i];
+        if (!isObject(e)) continue;
+        const flag = e[spreadable];
+        if (flag !== undefined ? !!flag : isArray(e)) total += lengthOf(e);
+        if (total > longest) refuse("concat", total);
+      }
+    }
+    return apply(concat, this, arguments);
+  } }.concat;
+  AP.flat = { flat(depth = undefined) { return slow().flat(this, depth); } }.flat;
+  AP.flatMap = { flatMap(callback, thisArg = undefined) { return slow().flatMap(this, callback, thisArg); } }.flatMap;
+
+  // `tools`, only with a host. Its errors are told apart by identity, which a script cannot
+  // forge.
+  let isHostError = () => false;
+  if (native !== undefined) {
+    const hostErrors = new WeakSet();
+    const has = WeakSet.prototype.has;
+    const add = WeakSet.prototype.add;
+    isHostError = (e) => apply(has, hostErrors, [e]);
+    const call = async function call(name, args) {
+      const text = args === undefined ? undefined : stringify(args);
+      const r = native("" + name, text);
+      if (r[0] === "ok") return parse(r[1]);
+      const e = new E(r[2]);
+      defineProperty(e, "code", { value: r[1], writable: true, enumerable: true, configurable: true });
+      apply(add, hostErrors, [e]);
+      throw e;
+    };
+    defineProperty(G, "tools", { value: freeze({ call }), writable: false, enumerable: false, configurable: false });
+  }
+
+  // The state: a fresh JSON.parse result, so plain objects and arrays, no cycles; iterative, so
+  // any depth the parser accepted is frozen without recursion.
+  const deepFreeze = (root) => {
+    const stack = [root];
+    while (stack.length > 0) {
+      const v = stack.pop();
+      if (v !== null && typeof v === "object") {
+        freeze(v);
+        const vs = values(v);
+        for (let i = 0; i < vs.length; i++) stack.push(vs[i]);
+      }
+    }
+    return root;
+  };
+
+  // The result's JSON text, or its length when longer than `max` characters (then it is larger
+  // than `max` bytes too), so engine.rs copies nothing too large.
+  const output = (v, max) => {
+    const s = stringify(v);
+    if (s === undefined) return undefined;
+    return s.length > max ? s.length : s;
+  };
+
+  return freeze({ freeze: deepFreeze, output, isHostError });
+}
