@@ -53,6 +53,7 @@ pub struct App {
     /// The knowledge base agents, the tool `knowledge_search` and the server share (one
     /// cache of vectors).
     knowledge: OnceLock<Arc<hilo_memory::Knowledge>>,
+    scripts: OnceLock<hilo_tools::code::Scripts>,
     engine: OnceLock<Engine>,
     /// Traces of executions (`[telemetry]`); `None` inside when no endpoint is configured.
     traces: OnceLock<Option<hilo_telemetry::Traces>>,
@@ -78,6 +79,7 @@ impl App {
             costs: OnceLock::new(),
             embedder: OnceLock::new(),
             knowledge: OnceLock::new(),
+            scripts: OnceLock::new(),
             traces: OnceLock::new(),
             engine: OnceLock::new(),
             closed: AtomicBool::new(false),
@@ -191,7 +193,8 @@ impl App {
             .secrets(Arc::new(self.vault(&store)))
             .redactor(self.redactor.clone())
             .audit(audit)
-            .knowledge(self.knowledge().await?);
+            .knowledge(self.knowledge().await?)
+            .scripts(self.scripts()?);
         if let Some((tools, _)) = hilo_engine::test_tools_if_enabled() {
             b = b.tools(tools);
         }
@@ -241,7 +244,8 @@ impl App {
         // Tool retrieval compares tasks and tool descriptions with the same embedder.
         let mut runtime = hilo_llm::LlmRuntime::new(Arc::new(router), tools)
             .with_memory(Arc::new(memory))
-            .with_knowledge(self.knowledge().await?);
+            .with_knowledge(self.knowledge().await?)
+            .with_scripts(self.scripts()?);
         if let Some(embedder) = embedder {
             runtime = runtime.with_embedder(embedder);
         }
@@ -318,6 +322,30 @@ impl App {
         Ok(self.knowledge.get_or_init(|| Arc::new(kb)).clone())
     }
 
+    /// The process's sandbox: one bounded pool (`[code] max_concurrent`) that `code` nodes,
+    /// `run_javascript` and code agents share, each tenant with its tier's maxima
+    /// (`[tiers.NAME.code]`, else `[code]`'s). Built on first use.
+    pub fn scripts(&self) -> Result<hilo_tools::code::Scripts, Exit> {
+        if let Some(s) = self.scripts.get() {
+            return Ok(s.clone());
+        }
+        let config = self.config()?;
+        let base = config
+            .code
+            .maxima
+            .over(&hilo_core::code::AppliedLimits::MAXIMA);
+        let tiers = config.server.tiers.clone();
+        let maxima: hilo_tools::code::MaximaOf =
+            Arc::new(
+                move |tenant: &str| match tiers.of(tenant).and_then(|(_, t)| t.code) {
+                    Some(m) => m.over(&base),
+                    None => base,
+                },
+            );
+        let scripts = hilo_tools::code::Scripts::new(&config.code, maxima);
+        Ok(self.scripts.get_or_init(|| scripts).clone())
+    }
+
     /// The engine over the store, the tools and the agents, leases of `--lease-ms`. Built on
     /// first use; a clone shares it.
     pub async fn engine(&self) -> Result<Engine, Exit> {
@@ -340,6 +368,7 @@ impl App {
             ..EngineOptions::default()
         };
         let engine = Engine::new(store, tools, Some(agents), options);
+        engine.set_code_runner(Arc::new(self.scripts()?));
         if let Some(t) = self.traces().await? {
             t.observe(&engine);
         }

@@ -99,6 +99,7 @@ struct FileSchema {
     public: Option<hilo_server::config::PublicLimits>,
     triggers: Option<hilo_server::config::TriggerSettings>,
     telemetry: Option<hilo_telemetry::TelemetryConfig>,
+    code: Option<hilo_tools::code::CodeConfig>,
     memory: Option<MemorySection>,
     log: Option<LogSection>,
 }
@@ -410,6 +411,8 @@ pub struct Config {
     pub telemetry: hilo_telemetry::TelemetryConfig,
     /// `[memory.embeddings]`: the embedding provider of memory (none unless `provider` is set).
     pub embeddings: hilo_embed::EmbeddingsConfig,
+    /// `[code]`: the sandbox's pool and the maxima of tenants whose tier sets none.
+    pub code: hilo_tools::code::CodeConfig,
 }
 
 impl Config {
@@ -472,6 +475,10 @@ impl Config {
         let applied = apply_env(&mut value, env)?;
         check_schema(&value, &applied)?;
         let mut config = Config::default();
+        // `code` nodes' scripts are checked by the sandbox's own parser.
+        config.catalog.code = Some(hilo_core::code::CodeChecker(std::sync::Arc::new(
+            hilo_tools::code::SandboxCheck,
+        )));
         if let Some(custom) = value.pointer("/tools/custom") {
             let Value::Array(items) = custom else {
                 bail!(
@@ -604,6 +611,13 @@ impl Config {
             config.telemetry = serde_json::from_value(v.clone()).map_err(|e| {
                 anyhow::anyhow!(
                     "`[telemetry]`: {e} (fields: otlp_endpoint, service_name, capture_content)"
+                )
+            })?;
+        }
+        if let Some(v) = value.get("code") {
+            config.code = serde_json::from_value(v.clone()).map_err(|e| {
+                anyhow::anyhow!(
+                    "`[code]`: {e} (fields: max_concurrent, timeout_ms, memory_mb, stack_kb, max_output_bytes; see docs/sandbox.md)"
                 )
             })?;
         }

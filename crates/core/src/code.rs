@@ -271,17 +271,22 @@ pub struct CodeRequest {
 }
 
 impl CodeRequest {
-    /// The seed of the script's `Math.random`: a hash of the idempotency key, the same on every
-    /// re-run of the step.
+    /// The seed of the script's `Math.random`: [`seed_of`] the idempotency key, the same on
+    /// every re-run of the step.
     pub fn seed(&self) -> u64 {
-        // FNV-1a: stable across processes and versions (std's hasher is neither).
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.tool.idempotency_key.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h
+        seed_of(&self.tool.idempotency_key)
     }
+}
+
+/// A script's `Math.random` seed from a call's idempotency key (FNV-1a: stable across
+/// processes and versions, which std's hasher is not).
+pub fn seed_of(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// How a script ended: its output or error, and what its record keeps (the limits applied,

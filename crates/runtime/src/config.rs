@@ -74,6 +74,8 @@ pub struct TierLimits {
     pub max_sessions_per_key: Option<u64>,
     /// The public paths' limits for this tier's tenants: any `[public]` key, over `[public]`.
     pub public: Option<PublicLimits>,
+    /// The most a `code` node's `limits` may ask for (over `[code]`'s).
+    pub code: Option<hilo_tools::code::CodeMaxima>,
 }
 
 /// `[public]`: what callers without an API key (the chat widget's visitors; every public

@@ -175,6 +175,7 @@ pub struct ExecutorBuilder {
     audit: Option<AuditSink>,
     secret_values: Vec<String>,
     knowledge: Option<Arc<dyn hilo_core::knowledge::KnowledgeSearch>>,
+    scripts: Option<crate::code::Scripts>,
     redactor: Redactor,
 }
 
@@ -183,6 +184,13 @@ impl ExecutorBuilder {
     /// tenant's collections); without one, that tool answers `NOT_CONFIGURED`.
     pub fn knowledge(mut self, kb: Arc<dyn hilo_core::knowledge::KnowledgeSearch>) -> Self {
         self.knowledge = Some(kb);
+        self
+    }
+
+    /// The sandbox the built-in tool `run_javascript` runs scripts in; without one, that tool
+    /// answers `NOT_CONFIGURED`.
+    pub fn scripts(mut self, scripts: crate::code::Scripts) -> Self {
+        self.scripts = Some(scripts);
         self
     }
 
@@ -247,6 +255,9 @@ impl ExecutorBuilder {
         tools.insert(Arc::new(TransformJson::default()));
         tools.insert(Arc::new(FilterList::default()));
         tools.insert(Arc::new(KnowledgeSearchTool::new(self.knowledge.clone())));
+        tools.insert(Arc::new(crate::code::RunJavascript::new(
+            self.scripts.clone(),
+        )));
         let dbs =
             Arc::new(Databases::new(self.config.databases.clone()).map_err(ToolsError::Config)?);
         tools.insert(Arc::new(QueryDatabase::new(dbs.clone())));
@@ -321,6 +332,7 @@ impl Executor {
             audit: None,
             secret_values: Vec::new(),
             knowledge: None,
+            scripts: None,
             redactor: Redactor::default(),
         }
     }

@@ -14,6 +14,8 @@
 //! - [`vault`]: the credential store (AES-256-GCM under a master key), a [`Secrets`] source.
 //! - [`sql`]: `query_database` and `execute_sql`, with the `sqlparser` statement guard.
 //! - [`mcp`]: the tools of MCP servers (`[mcp.servers.NAME]`), through `rmcp`.
+//! - [`code`]: the process's sandbox ([`code::Scripts`]: `code` nodes, `run_javascript`,
+//!   code agents) with each tenant's limits, and the validator's syntax check of scripts.
 
 // A library logs through `tracing`; only the binary prints (ARCHITECTURE.md, Logging).
 #![deny(clippy::print_stderr, clippy::print_stdout)]
@@ -24,6 +26,7 @@
 pub mod audit;
 pub mod builtin;
 pub mod cache;
+pub mod code;
 pub mod email;
 pub mod executor;
 pub mod http;

@@ -5,6 +5,7 @@
 
 mod agents;
 mod builtins;
+mod code;
 mod config;
 mod conventions;
 mod crash;

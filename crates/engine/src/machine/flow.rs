@@ -52,7 +52,10 @@ pub(super) fn edge_state<'k>(
 }
 
 pub(super) fn is_limited(node: &Node) -> bool {
-    matches!(node.kind, NodeKind::Tool(_) | NodeKind::Agent(_))
+    matches!(
+        node.kind,
+        NodeKind::Tool(_) | NodeKind::Agent(_) | NodeKind::Code(_)
+    )
 }
 
 impl Machine {

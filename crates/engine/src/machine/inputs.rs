@@ -60,7 +60,7 @@ impl Machine {
             return;
         };
         match (&node.kind, status) {
-            (NodeKind::Tool(_) | NodeKind::Agent(_), NodeStatus::Running) => {
+            (NodeKind::Tool(_) | NodeKind::Agent(_) | NodeKind::Code(_), NodeStatus::Running) => {
                 self.retry_fired(key, node, attempts)
             }
             (NodeKind::Wait(_), NodeStatus::Waiting) => self.wait_fired(key, at),

@@ -306,7 +306,7 @@ impl Machine {
                 }
             }
             NodeStatus::Running => match &node.kind {
-                NodeKind::Tool(_) | NodeKind::Agent(_) => match rec.fire_at {
+                NodeKind::Tool(_) | NodeKind::Agent(_) | NodeKind::Code(_) => match rec.fire_at {
                     Some(at) => self.actions.push(Action::Timer { key, at }),
                     None => self.dispatch(&key, node, rec.attempts),
                 },

@@ -6,6 +6,7 @@
 //!   (one repair call on failure), otherwise `{text}`.
 //! - [`reasoning`]: a ReAct loop over native tool calling.
 //! - [`planner`]: plan → execute through the tool executor → reflect → retry.
+//! - `code`: the model writes a script that runs in the sandbox, tools as async functions.
 //!
 //! Where things are (each file imports only files of the rows below its own; in a row of two
 //! or three, `planner.rs` uses `simple.rs` and `episodes.rs` uses `words.rs`):
@@ -13,13 +14,14 @@
 //! | file | holds |
 //! |---|---|
 //! | `mod.rs` | `AgentRuntime` for [`LlmRuntime`]: a node's agent run, by kind, under its deadline |
-//! | `simple.rs`, `reasoning.rs`, `planner.rs` | the three agents |
+//! | `simple.rs`, `reasoning.rs`, `planner.rs`, `code.rs` | the four agents |
 //! | `history.rs` | a conversation's history as the model's messages |
 //! | `tool_pick.rs` | tool retrieval: the tools most relevant to a task |
 //! | `run.rs` | [`Run`]: one run and what the agents share |
 //! | `runtime.rs` | [`LlmRuntime`]: what runs are made with |
 //! | `episodes.rs`, `words.rs` | episodic memory; the words texts are compared by |
 
+mod code;
 pub mod episodes;
 mod history;
 pub mod planner;
@@ -49,13 +51,7 @@ impl AgentRuntime for LlmRuntime {
                 AgentKind::Simple => simple::run(&mut run).await,
                 AgentKind::Reasoning => reasoning::run(&mut run).await,
                 AgentKind::Planner => planner::run(&mut run).await,
-                AgentKind::Code => Err(NodeError::new(
-                    hilo_core::exec::codes::NOT_CONFIGURED,
-                    format!(
-                        "agent node `{}`: the code agent needs the sandbox, which this runtime was built without",
-                        request.tool.node_key
-                    ),
-                )),
+                AgentKind::Code => code::run(&mut run).await,
             }
         };
         // The agent stops itself a little before the engine's own timeout, so what it did

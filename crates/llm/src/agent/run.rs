@@ -419,34 +419,13 @@ impl<'a> Run<'a> {
 
     /// A call of `tool` as this agent, with the time the node has left.
     fn tool_request(&self, tool: &str, input: Value, local: &Arc<[ToolDef]>) -> ToolRequest {
-        let base = &self.req.tool;
-        let left = self
-            .deadline
-            .saturating_duration_since(tokio::time::Instant::now())
-            .as_millis()
-            .max(1) as u64;
-        let ctx = ToolContext {
-            tenant: base.tenant.clone(),
-            execution_id: base.execution_id.clone(),
-            node_key: base.node_key.clone(),
-            idempotency_key: call_key(&base.idempotency_key, tool, &input),
-            attempt: base.attempt,
-            compensation: false,
-            // Under the agent node attempt's span, as its model calls are.
-            trace: base.trace,
-        };
-        ToolRequest {
-            ctx,
-            tool: tool.to_string(),
-            input,
-            caller: Caller::Agent {
-                kind: self.req.node.agent,
-                node: base.node_key.clone(),
-                listed: self.listed(),
-            },
-            timeout_ms: Some(left),
-            local: local.clone(),
+        AgentCaller {
+            base: self.req.tool.clone(),
+            kind: self.req.node.agent,
+            listed: self.listed(),
+            deadline: self.deadline,
         }
+        .request(tool, input, local)
     }
 
     /// The trace kept in the node's row: model calls, tokens, cost, and the agent's steps.
@@ -486,6 +465,51 @@ impl<'a> Run<'a> {
     }
 }
 
+/// Who an agent's tool calls are from, owned (a code agent's script calls tools from the
+/// sandbox's thread, outside the run).
+#[derive(Clone)]
+pub(crate) struct AgentCaller {
+    pub(crate) base: ToolContext,
+    pub(crate) kind: AgentKind,
+    pub(crate) listed: Vec<String>,
+    pub(crate) deadline: tokio::time::Instant,
+}
+
+impl AgentCaller {
+    /// A call of `tool` as this agent (its whitelist applies) with the time the node has
+    /// left. The idempotency key is the node's, the tool's name and a hash of the arguments.
+    pub(crate) fn request(&self, tool: &str, input: Value, local: &Arc<[ToolDef]>) -> ToolRequest {
+        let base = &self.base;
+        let left = self
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .as_millis()
+            .max(1) as u64;
+        let ctx = ToolContext {
+            tenant: base.tenant.clone(),
+            execution_id: base.execution_id.clone(),
+            node_key: base.node_key.clone(),
+            idempotency_key: call_key(&base.idempotency_key, tool, &input),
+            attempt: base.attempt,
+            compensation: false,
+            // Under the agent node attempt's span, as its model calls are.
+            trace: base.trace,
+        };
+        ToolRequest {
+            ctx,
+            tool: tool.to_string(),
+            input,
+            caller: Caller::Agent {
+                kind: self.kind,
+                node: base.node_key.clone(),
+                listed: self.listed.clone(),
+            },
+            timeout_ms: Some(left),
+            local: local.clone(),
+        }
+    }
+}
+
 /// `<node key>:<tool>:<first 16 hex digits of SHA-256 of the canonical arguments>`.
 pub(crate) fn call_key(base: &str, tool: &str, input: &Value) -> String {
     use sha2::{Digest, Sha256};
@@ -521,7 +545,7 @@ pub(crate) fn check_json(text: &str, schema: &Value) -> Result<Value, String> {
 }
 
 /// Models sometimes wrap JSON in a Markdown code fence.
-fn strip_fences(text: &str) -> &str {
+pub(crate) fn strip_fences(text: &str) -> &str {
     let t = text.trim();
     let Some(rest) = t.strip_prefix("```") else {
         return t;

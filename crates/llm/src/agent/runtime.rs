@@ -22,6 +22,8 @@ pub struct LlmRuntime {
     pub(super) tool_limit: usize,
     /// The knowledge base `with.context.knowledge` searches.
     pub(super) knowledge: Option<Arc<dyn KnowledgeSearch>>,
+    /// The sandbox code agents run their scripts in.
+    pub(super) scripts: Option<hilo_tools::code::Scripts>,
 }
 
 impl LlmRuntime {
@@ -34,6 +36,7 @@ impl LlmRuntime {
             embedder: None,
             tool_limit,
             knowledge: None,
+            scripts: None,
         }
     }
 
@@ -41,6 +44,13 @@ impl LlmRuntime {
     /// collections); without one such a node fails with `NOT_CONFIGURED`.
     pub fn with_knowledge(mut self, kb: Arc<dyn KnowledgeSearch>) -> Self {
         self.knowledge = Some(kb);
+        self
+    }
+
+    /// The sandbox `code` agents run their scripts in (the process's one pool); without one
+    /// such a node fails with `NOT_CONFIGURED`.
+    pub fn with_scripts(mut self, scripts: hilo_tools::code::Scripts) -> Self {
+        self.scripts = Some(scripts);
         self
     }
 
