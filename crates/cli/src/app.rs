@@ -241,7 +241,9 @@ impl App {
         // Tool retrieval compares tasks and tool descriptions with the same embedder.
         let mut runtime = hilo_llm::LlmRuntime::new(Arc::new(router), tools)
             .with_memory(Arc::new(memory))
-            .with_knowledge(self.knowledge().await?);
+            .with_knowledge(self.knowledge().await?)
+            // Workflows planners write are validated as `hilo validate` validates a file.
+            .with_catalog(self.config()?.catalog.clone());
         if let Some(embedder) = embedder {
             runtime = runtime.with_embedder(embedder);
         }

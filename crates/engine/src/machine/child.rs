@@ -11,6 +11,21 @@ use serde_json::{Value, json};
 use super::records::split_key;
 use super::{Action, Machine};
 
+/// The id of the child execution that node `key` of execution `parent` starts (a `workflow`
+/// node, or a planner with `emit: workflow`): the parent's id, a dot, and the key with `/` as
+/// `.` and brackets as `_` (`p1.loop_2_.sub`).
+pub fn child_execution_id(parent: &str, key: &str) -> String {
+    let k: String = key
+        .chars()
+        .map(|c| match c {
+            '/' => '.',
+            '[' | ']' => '_',
+            c => c,
+        })
+        .collect();
+    format!("{parent}.{k}")
+}
+
 /// The agent of a node whose agent writes a workflow (`emit: workflow`).
 pub(super) fn emitting(node: &Node) -> Option<&AgentNode> {
     match &node.kind {
@@ -93,15 +108,7 @@ impl Machine {
     }
 
     pub(super) fn child_id(&self, key: &str) -> String {
-        let k: String = key
-            .chars()
-            .map(|c| match c {
-                '/' => '.',
-                '[' | ']' => '_',
-                c => c,
-            })
-            .collect();
-        format!("{}.{k}", self.exec_id)
+        child_execution_id(&self.exec_id, key)
     }
 
     /// The child execution ended: its output is the node's, its failure fails the node.

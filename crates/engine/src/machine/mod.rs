@@ -66,6 +66,8 @@ use hilo_core::trace::TraceParent;
 use hilo_core::{AgentNode, ToolDef};
 use serde_json::{Map, Value, json};
 
+pub use child::child_execution_id;
+
 use crate::plan::{Plan, defaults};
 
 /// What happens to the machine.

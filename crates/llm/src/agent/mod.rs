@@ -5,7 +5,9 @@
 //! - [`simple`]: one call; `labels` → `{label, confidence}`, `output_schema` → checked JSON
 //!   (one repair call on failure), otherwise `{text}`.
 //! - [`reasoning`]: a ReAct loop over native tool calling.
-//! - [`planner`]: plan → execute through the tool executor → reflect → retry.
+//! - [`planner`]: plan → execute through the tool executor → reflect → retry; with
+//!   `emit: workflow`, [`emit`]: a workflow written, validated and repaired, which the engine
+//!   runs as the node's child.
 //!
 //! Where things are (each file imports only files of the rows below its own; in a row of two
 //! or three, `planner.rs` uses `simple.rs` and `episodes.rs` uses `words.rs`):
@@ -14,12 +16,14 @@
 //! |---|---|
 //! | `mod.rs` | `AgentRuntime` for [`LlmRuntime`]: a node's agent run, by kind, under its deadline |
 //! | `simple.rs`, `reasoning.rs`, `planner.rs` | the three agents |
+//! | `emit.rs` | a planner's `emit: workflow`: the workflow written, checked, repaired |
 //! | `history.rs` | a conversation's history as the model's messages |
 //! | `tool_pick.rs` | tool retrieval: the tools most relevant to a task |
 //! | `run.rs` | [`Run`]: one run and what the agents share |
 //! | `runtime.rs` | [`LlmRuntime`]: what runs are made with |
 //! | `episodes.rs`, `words.rs` | episodic memory; the words texts are compared by |
 
+mod emit;
 pub mod episodes;
 mod history;
 pub mod planner;
