@@ -728,7 +728,11 @@ fn granted(grant: &[String]) -> String {
 /// `executions show --json` of a workflow a planner wrote: its `definition`, `generated_by`
 /// (the parent execution and node) and `grant`; the grant of an execution below one; and, on
 /// the emitting node, the child it started (`written`).
-fn written_json(v: &mut Value, e: &hilo_core::exec::ExecRecord, nodes: &[hilo_core::exec::NodeRecord]) {
+fn written_json(
+    v: &mut Value,
+    e: &hilo_core::exec::ExecRecord,
+    nodes: &[hilo_core::exec::NodeRecord],
+) {
     let Some(obj) = v.as_object_mut() else {
         return;
     };
@@ -798,7 +802,9 @@ fn print_attempt(step: &Value) {
         outln!("    ✎ attempt {n}: the written workflow is valid");
         return;
     }
-    let problems = step["diagnostics"].as_array().map_or(&[][..], Vec::as_slice);
+    let problems = step["diagnostics"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
     outln!("    ✎ attempt {n}: {} problem(s)", problems.len());
     for d in problems {
         let place = match (d["node"].as_str(), d["field"].as_str()) {

@@ -247,7 +247,14 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
                 );
             }
             if let Some(g) = &v.grant {
-                outln!("  tools granted: {}", if g.is_empty() { "none".to_string() } else { g.join(", ") });
+                outln!(
+                    "  tools granted: {}",
+                    if g.is_empty() {
+                        "none".to_string()
+                    } else {
+                        g.join(", ")
+                    }
+                );
             }
             if let (Some(_), Some(d)) = (&v.generated_by, &v.definition) {
                 let text = hilo_core::source::write_value(d, hilo_core::Format::Yaml)

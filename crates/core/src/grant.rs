@@ -196,7 +196,11 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("/nodes/0/compensate/tool", Some("a"), Some("compensate.tool")),
+                (
+                    "/nodes/0/compensate/tool",
+                    Some("a"),
+                    Some("compensate.tool")
+                ),
                 ("/nodes/0/tool", Some("a"), Some("tool")),
                 ("/nodes/1/with/tools/1", Some("b"), Some("with.tools[1]")),
                 ("/nodes/2/body/nodes/0/tool", Some("c"), Some("tool")),
@@ -208,15 +212,19 @@ mod tests {
             .find(|d| d.node.as_deref() == Some("c"))
             .unwrap();
         assert!(
-            typo.message
-                .contains("may use only `get_weather`, `transform_json` (did you mean `get_weather`?)"),
+            typo.message.contains(
+                "may use only `get_weather`, `transform_json` (did you mean `get_weather`?)"
+            ),
             "{}",
             typo.message
         );
         // Not an object, or no nodes: nothing to say (the decoder says it).
         assert!(check(&json!("x"), &granted()).is_empty());
         assert!(check(&json!({"tools": []}), &[]).is_empty());
-        let none = check(&json!({"nodes": [{"id": "a", "type": "tool", "tool": "x"}]}), &[]);
+        let none = check(
+            &json!({"nodes": [{"id": "a", "type": "tool", "tool": "x"}]}),
+            &[],
+        );
         assert!(none.0[0].message.contains("no tools at all"), "{none}");
     }
 

@@ -94,9 +94,15 @@ fn a_planner_repairs_its_workflow_from_the_validators_diagnostics_and_the_child_
     assert_eq!(requests.len(), 2);
     let first = requests[0].body.to_string();
     assert!(first.contains("transform_json"), "{first}");
-    assert!(first.contains("A hilo workflow is one JSON object"), "{first}");
+    assert!(
+        first.contains("A hilo workflow is one JSON object"),
+        "{first}"
+    );
     let second = requests[1].body.to_string();
-    assert!(second.contains("hilo's validator refused that workflow"), "{second}");
+    assert!(
+        second.contains("hilo's validator refused that workflow"),
+        "{second}"
+    );
     assert!(
         second.contains("error[UNKNOWN_NODE]") && second.contains("names node `finish`"),
         "{second}"
@@ -124,7 +130,11 @@ fn a_planner_repairs_its_workflow_from_the_validators_diagnostics_and_the_child_
     );
     assert_eq!(child["grant"], json!(["transform_json"]));
     let out = run(&["workflows", "list", "--json"], &db);
-    assert!(!text(&out.stdout).contains("order_total"), "{}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains("order_total"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // The parent's node shows both attempts and the child it started.
     let out = run(&["executions", "show", &parent_id], &db);
@@ -172,7 +182,11 @@ fn a_planner_repairs_its_workflow_from_the_validators_diagnostics_and_the_child_
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
-        (&rows[0]["execution_id"], &rows[0]["tool"], &rows[0]["status"]),
+        (
+            &rows[0]["execution_id"],
+            &rows[0]["tool"],
+            &rows[0]["status"]
+        ),
         (&json!(child_id), &json!("transform_json"), &json!("ok"))
     );
 }
@@ -262,7 +276,12 @@ fn a_written_workflow_asking_for_an_ungranted_tool_is_refused_and_nothing_runs()
     assert_eq!(rows.len(), 2, "{rows:?}");
     for r in rows {
         assert_eq!(
-            (&r["execution_id"], &r["tool"], &r["status"], &r["error_code"]),
+            (
+                &r["execution_id"],
+                &r["tool"],
+                &r["status"],
+                &r["error_code"]
+            ),
             (
                 &json!(id),
                 &json!("http_request"),

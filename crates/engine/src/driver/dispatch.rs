@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hilo_core::code::{CodeRequest, CodeRun, CodeRunner};
 use hilo_core::Workflow;
+use hilo_core::code::{CodeRequest, CodeRun, CodeRunner};
 use hilo_core::exec::{
     AgentRequest, AgentRun, AgentRuntime, ExecMeta, NewExecution, NodeError, ParentRef, StartedBy,
     TokenSink, codes,
 };
-use serde_json::Value;
 use hilo_core::tool::{ToolExecutor, ToolRequest};
+use serde_json::Value;
 use tracing::Instrument;
 
 use super::{BoxFuture, Engine, now_ms};
@@ -64,7 +64,7 @@ impl Engine {
         let wf = match definition {
             Some(d) => match written(key, d, grant.as_deref()) {
                 Ok(wf) => wf,
-                Err(e) => return Some(Err(failed(e))),
+                Err(e) => return Some(Err(failed(*e))),
             },
             None => match self
                 .inner
@@ -114,30 +114,37 @@ impl Engine {
 /// runs (the planner validated it, with the catalog, and checked the grant; this holds even if
 /// a definition reached the engine another way). `NOT_ALLOWED` for a definition beyond its
 /// grant, `OUTPUT_INVALID` for one that does not decode.
-fn written(key: &str, definition: &Value, grant: Option<&[String]>) -> Result<Workflow, NodeError> {
+fn written(
+    key: &str,
+    definition: &Value,
+    grant: Option<&[String]>,
+) -> Result<Workflow, Box<NodeError>> {
     if let Some(g) = grant {
         let beyond = hilo_core::grant::check(definition, g);
         if !beyond.is_empty() {
             tracing::warn!(node = %key, "a written workflow names tools beyond its grant: refused");
-            return Err(NodeError::new(
+            let e = NodeError::new(
                 codes::NOT_ALLOWED,
                 format!(
                     "node `{key}`: the workflow its agent wrote goes beyond the tools the node grants, and does not run: {}",
                     messages(&beyond)
                 ),
             )
-            .with_detail(serde_json::json!({"diagnostics": beyond})));
+            .with_detail(serde_json::json!({"diagnostics": beyond}));
+            return Err(Box::new(e));
         }
     }
     hilo_core::decode_value(definition).map_err(|d| {
-        NodeError::new(
-            codes::OUTPUT_INVALID,
-            format!(
-                "node `{key}`: the workflow its agent wrote does not decode: {}",
-                messages(&d)
-            ),
+        Box::new(
+            NodeError::new(
+                codes::OUTPUT_INVALID,
+                format!(
+                    "node `{key}`: the workflow its agent wrote does not decode: {}",
+                    messages(&d)
+                ),
+            )
+            .with_detail(serde_json::json!({"diagnostics": d})),
         )
-        .with_detail(serde_json::json!({"diagnostics": d}))
     })
 }
 

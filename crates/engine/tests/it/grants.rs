@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hilo_core::exec::{
-    AgentRequest, AgentRun, AgentRuntime, ExecMeta, ExecStatus, NewExecution,
-    codes,
+    AgentRequest, AgentRun, AgentRuntime, ExecMeta, ExecStatus, NewExecution, codes,
 };
 use hilo_core::store::DEFAULT_TENANT;
 use hilo_core::tool::{AuditFilter, ToolExecutor};
@@ -172,7 +171,11 @@ async fn a_grandchild_through_a_workflow_node_inherits_the_grant_and_is_refused_
 
     // The child runs the written definition (kept with it, not as a stored version) under
     // the node's grant; the grandchild inherits the grant.
-    let c = env.store.get_execution(DEFAULT_TENANT, &child).await.unwrap();
+    let c = env
+        .store
+        .get_execution(DEFAULT_TENANT, &child)
+        .await
+        .unwrap();
     assert_eq!(c.definition.as_ref(), Some(&written));
     assert_eq!(c.meta.grant, Some(vec!["test.echo".to_string()]));
     assert_eq!(c.status, ExecStatus::Failed);
@@ -203,8 +206,18 @@ async fn a_grandchild_through_a_workflow_node_inherits_the_grant_and_is_refused_
     assert_eq!(
         env.audit().await,
         [
-            (child.clone(), "first".into(), "test.echo".into(), "ok".into()),
-            (grandchild.clone(), "echo".into(), "test.echo".into(), "ok".into()),
+            (
+                child.clone(),
+                "first".into(),
+                "test.echo".into(),
+                "ok".into()
+            ),
+            (
+                grandchild.clone(),
+                "echo".into(),
+                "test.echo".into(),
+                "ok".into()
+            ),
             (
                 grandchild.clone(),
                 "effect".into(),
@@ -241,7 +254,12 @@ async fn a_written_workflow_beyond_its_grant_never_starts() {
     );
     // No child, no call.
     let child = format!("{}.plan", o.execution_id);
-    assert!(env.store.get_execution(DEFAULT_TENANT, &child).await.is_err());
+    assert!(
+        env.store
+            .get_execution(DEFAULT_TENANT, &child)
+            .await
+            .is_err()
+    );
     assert_eq!(env.audit().await, []);
 }
 
@@ -290,7 +308,10 @@ edges:
     let effect = o.nodes.iter().find(|n| n.key == "effect").unwrap();
     // Refused, and not retried: a grant does not change between attempts.
     assert_eq!(
-        (effect.error.as_ref().unwrap().code.as_str(), effect.attempts),
+        (
+            effect.error.as_ref().unwrap().code.as_str(),
+            effect.attempts
+        ),
         (codes::NOT_ALLOWED, 1)
     );
     assert_eq!(

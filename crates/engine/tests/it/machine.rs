@@ -975,15 +975,26 @@ fn an_emitting_planner_runs_its_workflow_as_a_child_under_its_grant() {
         grant: Some(vec!["test.echo".into(), "test.sleep".into()]),
         ..ExecMeta::default()
     };
-    let mut m = Machine::new(plan, "x1".into(), "default".into(), json!({"city": "Oslo"}), meta, None);
+    let mut m = Machine::new(
+        plan,
+        "x1".into(),
+        "default".into(),
+        json!({"city": "Oslo"}),
+        meta,
+        None,
+    );
     let actions = m.apply(Input::Start, T0);
     let [Action::RunAgent { key, scope, .. }] = &actions[..] else {
         panic!("{actions:?}");
     };
     assert_eq!(key, "plan");
     // The agent's own calls carry the execution's grant.
-    assert_eq!(scope.grant.as_deref(), Some(&["test.echo".to_string(), "test.sleep".into()][..]));
-    let definition = json!({"name": "written", "version": 1, "nodes": [{"id": "f", "type": "finish"}]});
+    assert_eq!(
+        scope.grant.as_deref(),
+        Some(&["test.echo".to_string(), "test.sleep".into()][..])
+    );
+    let definition =
+        json!({"name": "written", "version": 1, "nodes": [{"id": "f", "type": "finish"}]});
     let actions = m.apply(
         Input::AgentDone {
             key: "plan".into(),
@@ -1013,8 +1024,14 @@ fn an_emitting_planner_runs_its_workflow_as_a_child_under_its_grant() {
     assert_eq!(row.status, NodeStatus::Running);
     assert_eq!(row.detail.trace, Some(json!({"agent": "planner"})));
     let kept = row.detail.emitted.as_ref().unwrap();
-    assert_eq!((&kept.definition, &kept.grant), (&definition, &vec!["test.echo".to_string()]));
-    assert_eq!(commit.exec.meta.grant, Some(vec!["test.echo".into(), "test.sleep".into()]));
+    assert_eq!(
+        (&kept.definition, &kept.grant),
+        (&definition, &vec!["test.echo".to_string()])
+    );
+    assert_eq!(
+        commit.exec.meta.grant,
+        Some(vec!["test.echo".into(), "test.sleep".into()])
+    );
 
     // A stale agent result changes nothing while the child runs.
     let again = m.apply(
@@ -1071,7 +1088,11 @@ fn an_emitting_planner_without_a_workflow_fails_its_node() {
     assert!(s.actions.is_empty(), "{:?}", s.actions);
     let err = s.row("plan").error.clone().unwrap();
     assert_eq!(err.code, codes::OUTPUT_INVALID);
-    assert!(err.message.contains("`plan` has `emit: workflow`"), "{}", err.message);
+    assert!(
+        err.message.contains("`plan` has `emit: workflow`"),
+        "{}",
+        err.message
+    );
     assert_eq!(s.status(), ExecStatus::Failed);
 }
 

@@ -91,7 +91,9 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     let tools: Vec<Value> = granted
         .iter()
         .zip(&defs)
-        .map(|(t, d)| json!({"tool": t, "description": d.description, "input_schema": d.parameters}))
+        .map(
+            |(t, d)| json!({"tool": t, "description": d.description, "input_schema": d.parameters}),
+        )
         .collect();
     let mut prompt = format!(
         "Goal: {goal}\n\nWrite a hilo workflow that achieves this goal. It runs once, with this input: {input}.\n\nTools it may use (and no others):\n{}\n\n{FORMAT_GUIDE}",
@@ -197,7 +199,9 @@ pub fn check(
             let d = Diagnostic::new(
                 Code::Syntax,
                 "",
-                format!("the answer is not JSON ({e}): answer with the workflow's JSON object only"),
+                format!(
+                    "the answer is not JSON ({e}): answer with the workflow's JSON object only"
+                ),
             );
             return (None, Diagnostics(vec![d]));
         }
@@ -323,7 +327,10 @@ mod tests {
             (Some("mail"), Some("tool"))
         );
         let text = feedback(&p, 1);
-        assert!(text.contains("error[NOT_ALLOWED] node `mail`, field `tool`"), "{text}");
+        assert!(
+            text.contains("error[NOT_ALLOWED] node `mail`, field `tool`"),
+            "{text}"
+        );
         assert!(text.contains("at /nodes/0/tool"), "{text}");
         assert!(text.contains("1 more attempt after this one"), "{text}");
 

@@ -311,9 +311,8 @@ async fn execution_layout(
     caller.require(Scope::Read)?;
     let e = state.store().get_execution(&caller.tenant, &id).await?;
     let wf = match &e.definition {
-        Some(d) => hilo_core::decode_value(d).map_err(|d| {
-            ApiError::internal("decoding the definition kept with an execution", d)
-        })?,
+        Some(d) => hilo_core::decode_value(d)
+            .map_err(|d| ApiError::internal("decoding the definition kept with an execution", d))?,
         None => {
             state
                 .store()

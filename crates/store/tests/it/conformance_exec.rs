@@ -6,12 +6,12 @@
 //! later, so no other check's execution is ever due in its window. Leases that later commits
 //! rely on expire at [`FAR`], in the future by any clock.
 
+use hilo_core::exec::Emitted;
 use hilo_core::exec::{
     Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
     ExecUpdate, HumanTask, Lease, Loaded, NewExecution, NodeError, NodeRecord, NodeStatus,
     ParentRef, Signal, TaskFilter,
 };
-use hilo_core::exec::Emitted;
 use hilo_core::store::{Store, StoreError};
 use serde_json::{Value, json};
 
@@ -492,7 +492,9 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
             node_key: "sub".into(),
         }),
         // A workflow a planner wrote: kept with the run, with its grant.
-        definition: Some(json!({"name": "written", "version": 1, "nodes": [{"id": "f", "type": "finish"}]})),
+        definition: Some(
+            json!({"name": "written", "version": 1, "nodes": [{"id": "f", "type": "finish"}]}),
+        ),
         meta: ExecMeta {
             grant: Some(vec!["transform_json".into()]),
             ..ExecMeta::default()
