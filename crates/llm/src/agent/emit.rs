@@ -11,7 +11,8 @@
 //!    of its own, every tool it names granted, each violation `NOT_ALLOWED`); decoded and
 //!    validated by `hilo_core::from_value` against the runtime's catalog narrowed to the
 //!    granted tools (profiles, models and the code checker as configured); the child's input
-//!    checked against the workflow's `input` schema.
+//!    checked against the workflow's `input` schema; no `triggers:` or `hil:` (it runs once,
+//!    as a step of its parent).
 //! 3. **Repair**: the diagnostics (code, node, field, pointer, message) go back to the model in
 //!    the same conversation, and 1–2 again, up to `max_repairs` times.
 //!
@@ -211,6 +212,25 @@ pub fn check(
         value = value["workflow"].take();
     }
     let mut problems = hilo_core::grant::check(&value, granted);
+    // It runs once, as a child: it starts nothing by itself and hands no conversation over.
+    for (key, what) in [
+        (
+            "triggers",
+            "`triggers:` (it runs once, as a child, and is never stored to be triggered)",
+        ),
+        (
+            "hil",
+            "`hil:` (its parent decides about people, not the workflow it runs as a step)",
+        ),
+    ] {
+        if value.get(key).is_some() {
+            problems.push(Diagnostic::new(
+                Code::InvalidValue,
+                format!("/{key}"),
+                format!("a written workflow may not declare {what}: remove the section"),
+            ));
+        }
+    }
     let refused: BTreeSet<String> = problems.iter().map(|d| d.path.clone()).collect();
     match hilo_core::from_value(&value, catalog) {
         Ok(wf) => {
@@ -333,6 +353,18 @@ mod tests {
         );
         assert!(text.contains("at /nodes/0/tool"), "{text}");
         assert!(text.contains("1 more attempt after this one"), "{text}");
+
+        // No triggers, no `hil:`.
+        let sections = json!({"name": "w", "version": 1, "hil": {},
+            "triggers": [{"type": "schedule", "cron": "0 9 * * *"}],
+            "nodes": [{"id": "done", "type": "finish"}]});
+        let (_, p) = check(&sections.to_string(), &catalog, &granted(), &input);
+        let at: Vec<&str> = p
+            .iter()
+            .filter(|d| d.code == Code::InvalidValue)
+            .map(|d| d.path.as_str())
+            .collect();
+        assert_eq!(at, ["/triggers", "/hil"], "{p}");
 
         // The child's input must fit the workflow's input schema.
         let schema = json!({"name": "w", "version": 1,
