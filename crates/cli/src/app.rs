@@ -245,7 +245,9 @@ impl App {
         let mut runtime = hilo_llm::LlmRuntime::new(Arc::new(router), tools)
             .with_memory(Arc::new(memory))
             .with_knowledge(self.knowledge().await?)
-            .with_scripts(self.scripts()?);
+            .with_scripts(self.scripts()?)
+            // Workflows planners write are validated as `hilo validate` validates a file.
+            .with_catalog(self.config()?.catalog.clone());
         if let Some(embedder) = embedder {
             runtime = runtime.with_embedder(embedder);
         }

@@ -67,6 +67,9 @@ pub enum Code {
     InvalidInput,
     /// A `code` node's script that does not parse (its line and column in the file).
     InvalidCode,
+    /// A workflow an agent wrote names a tool outside the tools its node granted it, or
+    /// declares `tools:` of its own (see [`crate::grant`]); never reported by `hilo validate`.
+    NotAllowed,
 }
 
 impl Code {
@@ -97,6 +100,7 @@ impl Code {
             Code::InvalidCron => "INVALID_CRON",
             Code::InvalidTimezone => "INVALID_TIMEZONE",
             Code::InvalidInput => "INVALID_INPUT",
+            Code::NotAllowed => "NOT_ALLOWED",
         }
     }
 }

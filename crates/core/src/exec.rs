@@ -267,6 +267,23 @@ pub struct NodeDetail {
     /// An agent node's last run: model calls, tokens, cost, and its reasoning chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<Value>,
+    /// A planner with `emit: workflow` wrote this workflow, which runs as the node's child:
+    /// kept from the step that started the child, so that a restore starts it again (the
+    /// same child id) instead of asking the model again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emitted: Option<Box<Emitted>>,
+}
+
+/// The workflow a planner wrote and the child execution that runs it (see
+/// [`NodeDetail::emitted`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Emitted {
+    /// The definition, as validated.
+    pub definition: Value,
+    /// The child's input.
+    pub input: Value,
+    /// The tools the child may use (the node's `with.tools` within its execution's grant).
+    pub grant: Vec<String>,
 }
 
 /// The checkpoint row of one node (per loop iteration inside loop bodies).
@@ -325,6 +342,11 @@ pub struct ExecMeta {
     /// Tool calls in flight at once, at most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// The only tools this execution, and every execution below it, may call: set for a
+    /// workflow a planner wrote (the tools its node granted it) and handed on to children
+    /// (see [`crate::grant`]). `None`: no restriction beyond the executor's own rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Vec<String>>,
 }
 
 /// Why an execution is running its compensations.

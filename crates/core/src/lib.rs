@@ -18,6 +18,7 @@
 //! - [`hil`]: humans in the loop: conversations, human agents, the routed queue, KPIs and
 //!   the `HilStore` trait.
 //! - [`agent`]: defaults of agent nodes shared by the runtime (`hilo-llm`) and the server.
+//! - [`grant`]: the tools an execution a planner wrote (and everything below it) may use.
 //! - [`access`]: API keys and execution callbacks (rows and store traits).
 //! - [`session`]: the console's sessions and the chat widget's tokens, kept in the store
 //!   (rows and the `SessionStore` trait).
@@ -53,6 +54,7 @@ pub mod episode;
 pub mod exec;
 pub mod expr;
 pub mod forget;
+pub mod grant;
 pub mod hil;
 pub mod knowledge;
 pub mod llm;

@@ -36,6 +36,10 @@ pub struct ToolContext {
     /// The `traceparent` the call's own requests send (HTTP tools, model calls): the
     /// execution's trace and the calling node attempt's span. `None` outside an execution.
     pub trace: Option<crate::trace::TraceParent>,
+    /// The only tools the calling execution may use (its `ExecMeta::grant`: a workflow a
+    /// planner wrote, and what runs below it); the executor refuses any other with
+    /// `NOT_ALLOWED`. `None`: no grant narrows the call.
+    pub grant: Option<Arc<[String]>>,
 }
 
 /// Where a tool comes from (shown by `hilo tools list`).

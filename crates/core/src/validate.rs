@@ -935,6 +935,20 @@ impl<'a> Validator<'a> {
                 "only a `planner` agent can `emit: workflow`; make this node a planner or remove `emit`",
             );
         }
+        if w.emit.is_some() {
+            // The written workflow runs as a child without this workflow's `tools:`.
+            for (i, t) in w.tools.iter().flatten().enumerate() {
+                if self.local_tools.contains(t.as_str()) {
+                    self.err(
+                        Code::InvalidValue,
+                        push_pointer(&field("tools"), &i.to_string()),
+                        format!(
+                            "`{t}` is declared in this workflow's own `tools:`, which the workflow this planner writes (a child execution) cannot call; declare it in hilo.toml ([[tools.custom]]) to grant it"
+                        ),
+                    );
+                }
+            }
+        }
         if w.max_repairs.is_some() && a.agent != AgentKind::Code && w.emit.is_none() {
             self.err(
                 Code::InvalidValue,

@@ -50,5 +50,5 @@ pub use driver::{
     Begun, Engine, EngineError, EngineOptions, Mode, Origin, Outcome, Started, WorkerHealth,
     now_ms, outcome_json,
 };
-pub use machine::{Action, CallScope, Input, Machine, MachineWork};
+pub use machine::{Action, CallScope, Input, Machine, MachineWork, child_execution_id};
 pub use plan::Plan;

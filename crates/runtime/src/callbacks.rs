@@ -306,6 +306,7 @@ async fn attempt(
         attempt: c.attempts,
         compensation: false,
         trace: None,
+        grant: None,
     };
     let call = HttpCall {
         method: "POST".into(),
@@ -433,6 +434,7 @@ async fn post_message(
         attempt: d.attempts,
         compensation: false,
         trace: None,
+        grant: None,
     };
     let call = HttpCall {
         method: "POST".into(),

@@ -1,6 +1,7 @@
 //! The tool executor: the one path to every tool (tool nodes, agents, compensations).
 //!
-//! Per call, in order: resolve the tool (registry, then the workflow's own `tools:`) → apply
+//! Per call, in order: the execution's grant, when it has one (a tool outside it is
+//! `NOT_ALLOWED`) → resolve the tool (registry, then the workflow's own `tools:`) → apply
 //! the tenant's parameter overrides → validate the input against the tool's schema
 //! (`INVALID_INPUT`, naming the field) → access check (tenant enablement; agent rules;
 //! `NOT_ALLOWED`) → rate limit (token bucket per tool and tenant; waits up to the bound,
@@ -781,6 +782,29 @@ impl ToolExecutor for Executor {
         }
         // Redacted once, before the call consumes the input (only when auditing).
         let redacted = |input: &Value| self.audited_input(&req.ctx.tenant, input);
+        // A grant narrows everything else: a tool outside it is refused before it is even
+        // looked up, whoever calls and whatever the calling definition names.
+        if let Some(grant) = &req.ctx.grant
+            && !hilo_core::grant::allows(Some(grant), &req.tool)
+        {
+            let err = ungranted(&req, grant);
+            tracing::info!(
+                tenant = %req.ctx.tenant,
+                execution = %req.ctx.execution_id,
+                node = %req.ctx.node_key,
+                tool = %req.tool,
+                "tool call refused: not granted to the execution"
+            );
+            self.audit(
+                &req,
+                None,
+                redacted(&req.input),
+                started,
+                &Err(err.clone()),
+                false,
+            );
+            return Err(err);
+        }
         let Some(tool) = self.resolve(&req.tool, &req.local) else {
             let mut err = NodeError::new(
                 codes::NOT_CONFIGURED,
@@ -848,6 +872,25 @@ impl ToolExecutor for Executor {
         let started = (now_ms(), Instant::now());
         self.audit(req, None, input, started, &Err(error.clone()), false);
     }
+}
+
+/// The refusal of a call whose tool is not in its execution's grant (`NOT_ALLOWED`).
+fn ungranted(req: &ToolRequest, grant: &[String]) -> NodeError {
+    // The name may be a model's: kept short.
+    let tool: String = req.tool.chars().take(100).collect();
+    let granted = if grant.is_empty() {
+        "none".to_string()
+    } else {
+        grant.join(", ")
+    };
+    NodeError::new(
+        codes::NOT_ALLOWED,
+        format!(
+            "node `{}` of execution {} may not call tool `{tool}`: the execution runs under a grant (a workflow a planner wrote, or one below it) that allows only: {granted}; the planner node's `with.tools` decides the grant",
+            req.ctx.node_key, req.ctx.execution_id
+        ),
+    )
+    .with_detail(serde_json::json!({"tool": tool, "granted": grant}))
 }
 
 /// Scrubs URL credentials out of every string of `v`.

@@ -129,7 +129,7 @@ impl Drop for Fake {
 }
 
 /// hilo.toml's `[llm]` for the fake provider at `url`: model `acme-1`, key in $ACME_AI_KEY.
-fn acme_llm(url: &str) -> String {
+pub(crate) fn acme_llm(url: &str) -> String {
     format!(
         r#"
 [llm.providers.acme_ai]

@@ -10,6 +10,7 @@ mod config;
 mod conventions;
 mod crash;
 mod docs;
+mod emit;
 mod expr_limits;
 mod hardening;
 mod hil;

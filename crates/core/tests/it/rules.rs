@@ -230,6 +230,17 @@ fn unknown_tools_and_agents() {
     );
 }
 
+/// A planner's written workflow runs as a child without the parent's own `tools:`, so such a
+/// tool cannot be granted to it; tools of the installation can.
+#[test]
+fn an_emitting_planner_grants_no_tool_of_its_own_workflow() {
+    check(
+        "emit_grants_local_tool",
+        "name: t\nversion: 1\ntools:\n  - {name: mine, http: {method: GET, url: \"https://example.com\"}}\nnodes:\n  - {id: p, type: agent, agent: planner, with: {goal: g, emit: workflow, max_repairs: 3, tools: [http_request, mine]}}\n  - {id: r, type: agent, agent: reasoning, with: {task: t, tools: [mine]}}\n  - {id: done, type: finish}\nedges: [{from: p, to: done}, {from: r, to: done}]\n",
+        &[Code::InvalidValue],
+    );
+}
+
 #[test]
 fn cycles_including_self_loops_and_gotos() {
     check(

@@ -6,12 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hilo_core::Workflow;
 use hilo_core::code::{CodeRequest, CodeRun, CodeRunner};
 use hilo_core::exec::{
-    AgentRequest, AgentRun, AgentRuntime, NewExecution, NodeError, ParentRef, StartedBy, TokenSink,
-    codes,
+    AgentRequest, AgentRun, AgentRuntime, ExecMeta, NewExecution, NodeError, ParentRef, StartedBy,
+    TokenSink, codes,
 };
 use hilo_core::tool::{ToolExecutor, ToolRequest};
+use serde_json::Value;
 use tracing::Instrument;
 
 use super::{BoxFuture, Engine, now_ms};
@@ -32,9 +34,11 @@ impl Engine {
     }
 
     /// The child execution a [`Action::StartChild`] asks for, checked against the stored
-    /// workflow it names, to be created in the commit of the step that starts it; or, when it
-    /// cannot be (an unknown workflow, an invalid input), the input that fails its node.
-    /// `None` for any other action.
+    /// workflow it names (or, for a workflow a planner wrote, against its own definition and
+    /// grant), to be created in the commit of the step that starts it; or, when it cannot be
+    /// (an unknown workflow, an invalid input, a written workflow that does not decode or
+    /// names a tool outside its grant), the input that fails its node. `None` for any other
+    /// action.
     pub(super) async fn prepare_child(
         &self,
         action: &Action,
@@ -47,6 +51,8 @@ impl Engine {
             input,
             tenant,
             parent_id,
+            definition,
+            grant,
         } = action
         else {
             return None;
@@ -55,35 +61,45 @@ impl Engine {
             key: key.clone(),
             error,
         };
-        let stored = match self
-            .inner
-            .store
-            .get_workflow(tenant, workflow, *version)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                let e = NodeError::new(codes::NOT_CONFIGURED, format!("node `{key}`: {e}"));
-                return Some(Err(failed(e)));
-            }
+        let wf = match definition {
+            Some(d) => match written(key, d, grant.as_deref()) {
+                Ok(wf) => wf,
+                Err(e) => return Some(Err(failed(*e))),
+            },
+            None => match self
+                .inner
+                .store
+                .get_workflow(tenant, workflow, *version)
+                .await
+            {
+                Ok(s) => s.workflow,
+                Err(e) => {
+                    let e = NodeError::new(codes::NOT_CONFIGURED, format!("node `{key}`: {e}"));
+                    return Some(Err(failed(e)));
+                }
+            },
         };
-        if let Err(e) = Engine::check_input(&stored.workflow, input) {
+        if let Err(e) = Engine::check_input(&wf, input) {
             let e = NodeError::new(codes::INVALID_INPUT, format!("node `{key}`: {e}"));
             return Some(Err(failed(e)));
         }
         Some(Ok(NewExecution {
             id: child_id.clone(),
             tenant: tenant.clone(),
-            workflow: stored.workflow.name.clone(),
-            version: stored.workflow.version,
+            workflow: wf.name.clone(),
+            version: wf.version,
             input: input.clone(),
             parent: Some(ParentRef {
                 execution_id: parent_id.clone(),
                 node_key: key.clone(),
             }),
-            definition: None,
+            // A written workflow is kept with its run, never stored as a workflow version.
+            definition: definition.as_deref().cloned(),
             lease: None,
-            meta: self.new_meta(),
+            meta: ExecMeta {
+                grant: grant.clone(),
+                ..self.new_meta()
+            },
             created_at: now_ms(),
             // Its own trace, whose root links to the parent's `workflow` node span.
             trace_parent: None,
@@ -92,6 +108,52 @@ impl Engine {
             }),
         }))
     }
+}
+
+/// The workflow a planner node `key` wrote, decoded and held to its grant once more before it
+/// runs (the planner validated it, with the catalog, and checked the grant; this holds even if
+/// a definition reached the engine another way). `NOT_ALLOWED` for a definition beyond its
+/// grant, `OUTPUT_INVALID` for one that does not decode.
+fn written(
+    key: &str,
+    definition: &Value,
+    grant: Option<&[String]>,
+) -> Result<Workflow, Box<NodeError>> {
+    if let Some(g) = grant {
+        let beyond = hilo_core::grant::check(definition, g);
+        if !beyond.is_empty() {
+            tracing::warn!(node = %key, "a written workflow names tools beyond its grant: refused");
+            let e = NodeError::new(
+                codes::NOT_ALLOWED,
+                format!(
+                    "node `{key}`: the workflow its agent wrote goes beyond the tools the node grants, and does not run: {}",
+                    messages(&beyond)
+                ),
+            )
+            .with_detail(serde_json::json!({"diagnostics": beyond}));
+            return Err(Box::new(e));
+        }
+    }
+    hilo_core::decode_value(definition).map_err(|d| {
+        Box::new(
+            NodeError::new(
+                codes::OUTPUT_INVALID,
+                format!(
+                    "node `{key}`: the workflow its agent wrote does not decode: {}",
+                    messages(&d)
+                ),
+            )
+            .with_detail(serde_json::json!({"diagnostics": d})),
+        )
+    })
+}
+
+/// Diagnostics on one line each, joined.
+fn messages(d: &hilo_core::Diagnostics) -> String {
+    d.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// [`Engine::call`] through the handles it needs: the tool executor, the agent runtime, and

@@ -26,6 +26,7 @@ fn same_row(a: &ExecUpdate, b: &ExecUpdate) -> bool {
                 next_done: _,
                 unwinding,
                 concurrency,
+                grant,
             },
         release,
         unchanged: _,
@@ -37,6 +38,7 @@ fn same_row(a: &ExecUpdate, b: &ExecUpdate) -> bool {
         && *finished_at == b.finished_at
         && *unwinding == b.meta.unwinding
         && *concurrency == b.meta.concurrency
+        && *grant == b.meta.grant
         && *release == b.release
 }
 

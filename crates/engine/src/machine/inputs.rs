@@ -6,6 +6,7 @@ use hilo_core::NodeKind;
 use hilo_core::exec::{NodeError, NodeStatus, Signal, StoredSignal};
 use serde_json::Value;
 
+use super::child::emitting;
 use super::records::split_key;
 use super::{COMPENSATE_SUFFIX, Machine};
 
@@ -24,6 +25,8 @@ impl Machine {
     }
 
     /// An agent run returned: its trace is kept with the node (for the current attempt only).
+    /// The agent of a planner with `emit: workflow` returns a workflow, which runs as the
+    /// node's child before the node ends.
     pub(super) fn agent_done(
         &mut self,
         key: &str,
@@ -31,13 +34,26 @@ impl Machine {
         result: Result<Value, NodeError>,
         trace: Option<Value>,
     ) {
-        if trace.is_some()
-            && let Some(rec) = self.nodes.get(key)
-            && rec.status == NodeStatus::Running
-            && rec.attempts == attempt
-            && rec.fire_at.is_none()
-        {
+        let current = self.nodes.get(key).is_some_and(|rec| {
+            rec.status == NodeStatus::Running
+                && rec.attempts == attempt
+                && rec.fire_at.is_none()
+                && rec.detail.emitted.is_none()
+        });
+        if !current {
+            return;
+        }
+        if trace.is_some() {
             self.record(key).detail.trace = trace;
+        }
+        if let Ok(output) = result {
+            let plan = self.plan_arc();
+            if let Some(agent) = plan.node(split_key(key).1).and_then(emitting) {
+                self.start_emitted(key, agent, output);
+                return;
+            }
+            self.tool_done(key, attempt, Ok(output));
+            return;
         }
         self.tool_done(key, attempt, result);
     }

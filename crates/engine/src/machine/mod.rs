@@ -66,6 +66,8 @@ use hilo_core::trace::TraceParent;
 use hilo_core::{AgentNode, ToolDef};
 use serde_json::{Map, Value, json};
 
+pub use child::child_execution_id;
+
 use crate::plan::{Plan, defaults};
 
 /// What happens to the machine.
@@ -148,7 +150,7 @@ pub enum Action {
     /// Feed `Input::Timer { key, at }` back at `at` (Unix ms).
     Timer { key: String, at: i64 },
     /// Create (if it does not exist yet) and run a child execution, under the parent's
-    /// tenant, for the parent's `workflow` node `key`.
+    /// tenant, for the parent's `workflow` node `key` (or a planner's with `emit: workflow`).
     StartChild {
         key: String,
         child_id: String,
@@ -158,6 +160,12 @@ pub enum Action {
         tenant: String,
         /// The parent execution's id.
         parent_id: String,
+        /// The workflow a planner wrote, run as it is (stored with the child, not as a
+        /// workflow version); `None`: the stored `workflow` at `version`.
+        definition: Option<Box<Value>>,
+        /// The only tools the child (and everything below it) may use: the planner node's
+        /// grant, or the parent's own, handed on; `None`: no restriction.
+        grant: Option<Vec<String>>,
     },
     /// Commit, then apply [`Input::Continue`]: one `apply` runs at most [`STEP_BUDGET`] nodes
     /// before it lets its changes be committed, so a long stretch of nodes that need no call
@@ -179,6 +187,8 @@ pub struct CallScope {
     pub trace: TraceParent,
     /// The workflow's own `tools:` (the plan's, shared).
     pub local: Arc<[ToolDef]>,
+    /// The only tools the execution may call (its stored grant, shared); `None`: no grant.
+    pub grant: Option<Arc<[String]>>,
 }
 
 impl CallScope {
@@ -198,6 +208,7 @@ impl CallScope {
             attempt,
             compensation,
             trace: Some(self.trace),
+            grant: self.grant,
         };
         (ctx, self.local)
     }
@@ -249,6 +260,8 @@ pub struct Machine {
     error: Option<NodeError>,
     finished_at: Option<i64>,
     meta: ExecMeta,
+    /// `meta.grant`, shared by every call's scope (derived).
+    grant: Option<Arc<[String]>>,
     last_seq: u64,
     now: i64,
     // Derived, rebuilt on restore.
@@ -355,6 +368,7 @@ impl Machine {
     ) -> Machine {
         let nodes = plan.node_count();
         let trace_id = hilo_core::trace::trace_id(&exec_id, None);
+        let grant = meta.grant.as_deref().map(Arc::from);
         Machine {
             plan,
             exec_id,
@@ -371,6 +385,7 @@ impl Machine {
             error: None,
             finished_at: None,
             meta,
+            grant,
             last_seq: 0,
             now: 0,
             active_top: 0,
@@ -449,6 +464,7 @@ impl Machine {
             idempotency_key: self.idempotency_key(key, compensation),
             trace: self.call_trace(key, attempt, compensation),
             local: self.plan.local_tools.clone(),
+            grant: self.grant.clone(),
         }
     }
 

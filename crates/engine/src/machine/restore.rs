@@ -306,6 +306,15 @@ impl Machine {
                 }
             }
             NodeStatus::Running => match &node.kind {
+                // Its agent wrote a workflow, whose child was started: started again (the
+                // same child, which exists unless the step's commit never was), never the
+                // agent.
+                NodeKind::Agent(_) if rec.detail.emitted.is_some() => {
+                    if let Some(e) = &rec.detail.emitted {
+                        let start = self.emitted_child(&key, e);
+                        self.actions.push(start);
+                    }
+                }
                 NodeKind::Tool(_) | NodeKind::Agent(_) | NodeKind::Code(_) => match rec.fire_at {
                     Some(at) => self.actions.push(Action::Timer { key, at }),
                     None => self.dispatch(&key, node, rec.attempts),
@@ -320,6 +329,8 @@ impl Machine {
                         input,
                         tenant: self.tenant.clone(),
                         parent_id: self.exec_id.clone(),
+                        definition: None,
+                        grant: self.meta.grant.clone(),
                     });
                 }
                 _ => {}

@@ -222,6 +222,7 @@ fn call(key: &str, tool: &str, input: Value, attempt: u32, compensation: bool) -
                 compensation,
             ),
             local: Vec::new().into(),
+            grant: None,
         },
     }
 }
@@ -893,6 +894,8 @@ fn a_workflow_node_starts_a_child_and_takes_its_output() {
             input: json!({"n": 4}),
             tenant: "default".into(),
             parent_id: "x1".into(),
+            definition: None,
+            grant: None,
         }]
     );
     let sub = s.row("sub");
@@ -946,6 +949,151 @@ fn a_failed_or_unstartable_child_fails_the_workflow_node() {
         s.commit.exec.error.map(|e| e.code),
         Some(codes::INVALID_INPUT.to_string())
     );
+}
+
+const EMITTER: &str = r#"
+name: m_emit
+version: 1
+nodes:
+  - id: plan
+    type: agent
+    agent: planner
+    with: {goal: "Weather in {{ input.city }}", emit: workflow, tools: [test.echo, test.effect, test.echo]}
+  - {id: done, type: finish, output: "${ plan.output }"}
+edges:
+  - {from: plan, to: done}
+"#;
+
+/// A planner with `emit: workflow`: its agent's workflow runs as the node's child, under the
+/// node's tools narrowed by the execution's own grant; the definition is kept in the node's
+/// row, so a restore starts the same child again (never the agent); the child's end ends the
+/// node as a `workflow` node's does.
+#[test]
+fn an_emitting_planner_runs_its_workflow_as_a_child_under_its_grant() {
+    let plan = Arc::new(Plan::new(Arc::new(load(EMITTER)), &|_: &str| None));
+    let meta = ExecMeta {
+        grant: Some(vec!["test.echo".into(), "test.sleep".into()]),
+        ..ExecMeta::default()
+    };
+    let mut m = Machine::new(
+        plan,
+        "x1".into(),
+        "default".into(),
+        json!({"city": "Oslo"}),
+        meta,
+        None,
+    );
+    let actions = m.apply(Input::Start, T0);
+    let [Action::RunAgent { key, scope, .. }] = &actions[..] else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(key, "plan");
+    // The agent's own calls carry the execution's grant.
+    assert_eq!(
+        scope.grant.as_deref(),
+        Some(&["test.echo".to_string(), "test.sleep".into()][..])
+    );
+    let definition =
+        json!({"name": "written", "version": 1, "nodes": [{"id": "f", "type": "finish"}]});
+    let actions = m.apply(
+        Input::AgentDone {
+            key: "plan".into(),
+            attempt: 1,
+            result: Ok(json!({"workflow": definition, "input": {"goal": "g"}, "repairs": 1})),
+            trace: Some(json!({"agent": "planner"})),
+        },
+        T0 + 1_000,
+    );
+    let start = Action::StartChild {
+        key: "plan".into(),
+        child_id: "x1.plan".into(),
+        workflow: "written".into(),
+        version: Some(1),
+        input: json!({"goal": "g"}),
+        tenant: "default".into(),
+        parent_id: "x1".into(),
+        definition: Some(Box::new(definition.clone())),
+        // The node lists echo, effect, echo; the execution may use echo and sleep.
+        grant: Some(vec!["test.echo".into()]),
+    };
+    assert_eq!(actions, vec![start.clone()]);
+    assert_eq!(m.status(), ExecStatus::Waiting);
+    let commit = m.take_commit("me");
+    m.committed(commit.exec.clone());
+    let row = commit.nodes.iter().find(|n| n.key == "plan").unwrap();
+    assert_eq!(row.status, NodeStatus::Running);
+    assert_eq!(row.detail.trace, Some(json!({"agent": "planner"})));
+    let kept = row.detail.emitted.as_ref().unwrap();
+    assert_eq!(
+        (&kept.definition, &kept.grant),
+        (&definition, &vec!["test.echo".to_string()])
+    );
+    assert_eq!(
+        commit.exec.meta.grant,
+        Some(vec!["test.echo".into(), "test.sleep".into()])
+    );
+
+    // A stale agent result changes nothing while the child runs.
+    let again = m.apply(
+        Input::AgentDone {
+            key: "plan".into(),
+            attempt: 1,
+            result: Ok(json!({"answer": 1})),
+            trace: None,
+        },
+        T0 + 1_500,
+    );
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(m.status(), ExecStatus::Waiting);
+
+    // Restored from its checkpoint, the machine starts the same child again.
+    let loaded = crate::harness::loaded(
+        "x1",
+        "m_emit",
+        &json!({"city": "Oslo"}),
+        &commit.exec,
+        commit.nodes.clone(),
+        Vec::new(),
+    );
+    let mut m = Machine::restore(m.plan().clone(), &loaded);
+    let actions = m.apply(Input::Resume, T0 + 2_000);
+    assert_eq!(actions, vec![start]);
+    let actions = m.apply(
+        Input::Signal(StoredSignal {
+            id: 1,
+            signal: Signal::ChildDone {
+                node_key: "plan".into(),
+                child_id: "x1.plan".into(),
+                status: ExecStatus::Succeeded,
+                output: Some(json!({"temp": 21})),
+                error: None,
+            },
+        }),
+        T0 + 3_000,
+    );
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(m.status(), ExecStatus::Succeeded);
+    assert_eq!(m.output(), Some(&json!({"temp": 21})));
+}
+
+#[test]
+fn an_emitting_planner_without_a_workflow_fails_its_node() {
+    let (mut run, _) = Run::start(EMITTER, json!({"city": "Oslo"}));
+    let s = run.apply(Input::AgentDone {
+        key: "plan".into(),
+        attempt: 1,
+        result: Ok(json!({"answer": "sunny"})),
+        trace: None,
+    });
+    assert!(s.actions.is_empty(), "{:?}", s.actions);
+    let err = s.row("plan").error.clone().unwrap();
+    assert_eq!(err.code, codes::OUTPUT_INVALID);
+    assert!(
+        err.message.contains("`plan` has `emit: workflow`"),
+        "{}",
+        err.message
+    );
+    assert_eq!(s.status(), ExecStatus::Failed);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 mod commits;
 mod drives;
 mod fairness;
+mod grants;
 mod harness;
 mod hil;
 mod limits;

@@ -5,7 +5,9 @@
 //! - [`simple`]: one call; `labels` → `{label, confidence}`, `output_schema` → checked JSON
 //!   (one repair call on failure), otherwise `{text}`.
 //! - [`reasoning`]: a ReAct loop over native tool calling.
-//! - [`planner`]: plan → execute through the tool executor → reflect → retry.
+//! - [`planner`]: plan → execute through the tool executor → reflect → retry; with
+//!   `emit: workflow`, [`emit`]: a workflow written, validated and repaired, which the engine
+//!   runs as the node's child.
 //! - `code`: the model writes a script that runs in the sandbox, tools as async functions.
 //!
 //! Where things are (each file imports only files of the rows below its own; in a row of two
@@ -15,6 +17,7 @@
 //! |---|---|
 //! | `mod.rs` | `AgentRuntime` for [`LlmRuntime`]: a node's agent run, by kind, under its deadline |
 //! | `simple.rs`, `reasoning.rs`, `planner.rs`, `code.rs` | the four agents |
+//! | `emit.rs` | a planner's `emit: workflow`: the workflow written, checked, repaired |
 //! | `history.rs` | a conversation's history as the model's messages |
 //! | `tool_pick.rs` | tool retrieval: the tools most relevant to a task |
 //! | `run.rs` | [`Run`]: one run and what the agents share |
@@ -22,6 +25,7 @@
 //! | `episodes.rs`, `words.rs` | episodic memory; the words texts are compared by |
 
 mod code;
+mod emit;
 pub mod episodes;
 mod history;
 pub mod planner;

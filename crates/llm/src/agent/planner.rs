@@ -14,6 +14,9 @@
 //! their goals, plans and outcomes go into the prompt and their ids and scores into the trace.
 //! The run itself is recorded as an episode when it ends.
 //!
+//! With `emit: workflow` the planner writes a hilo workflow instead, which runs as the node's
+//! child execution: see [`super::emit`].
+//!
 //! Default profile: `powerful`.
 
 use hilo_core::EpisodesContext;
@@ -108,6 +111,10 @@ fn references_ok(input: &Value, results: &Map<String, Value>) -> Result<(), Stri
 }
 
 pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
+    if run.req.node.with.emit.is_some() {
+        // It writes a workflow instead of a plan (see `emit.rs`).
+        return super::emit::run(run).await;
+    }
     let goal = run.required_text(&["goal", "task", "prompt"])?;
     run.goal = Some(goal.clone());
     let w = run.req.node.with.clone();

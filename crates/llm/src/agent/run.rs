@@ -370,8 +370,14 @@ impl<'a> Run<'a> {
         Ok((defs, names))
     }
 
+    /// The tools the node lists, cut to its execution's grant when it has one (a workflow a
+    /// planner wrote, or one below it): an agent there is never offered, nor given, more.
     pub(crate) fn listed(&self) -> Vec<String> {
-        self.req.node.with.tools.clone().unwrap_or_default()
+        let listed = self.req.node.with.tools.clone().unwrap_or_default();
+        match &self.req.tool.grant {
+            None => listed,
+            Some(g) => hilo_core::grant::narrow(Some(g), &listed),
+        }
     }
 
     /// Calls a tool through the executor, as this agent (its whitelist applies), with no
@@ -494,6 +500,7 @@ impl AgentCaller {
             compensation: false,
             // Under the agent node attempt's span, as its model calls are.
             trace: base.trace,
+            grant: base.grant.clone(),
         };
         ToolRequest {
             ctx,

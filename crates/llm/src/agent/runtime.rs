@@ -1,9 +1,10 @@
 //! [`LlmRuntime`]: what agent runs are made with (the router, the tool executor, episodic
-//! memory, the embedder and limits of tool retrieval, the knowledge base), built once per
-//! process. Its `AgentRuntime` implementation is the folder's `mod.rs`.
+//! memory, the embedder and limits of tool retrieval, the knowledge base, the catalog written
+//! workflows are validated against), built once per process. Its `AgentRuntime` implementation is the folder's `mod.rs`.
 
 use std::sync::Arc;
 
+use hilo_core::Catalog;
 use hilo_core::knowledge::KnowledgeSearch;
 use hilo_core::tool::ToolExecutor;
 use hilo_embed::LedgeredEmbedder;
@@ -24,6 +25,9 @@ pub struct LlmRuntime {
     pub(super) knowledge: Option<Arc<dyn KnowledgeSearch>>,
     /// The sandbox code agents run their scripts in.
     pub(super) scripts: Option<hilo_tools::code::Scripts>,
+    /// What a workflow a planner writes (`emit: workflow`) is validated against; `None`: the
+    /// built-in catalog with the router's profiles and models.
+    pub(super) catalog: Option<Arc<Catalog>>,
 }
 
 impl LlmRuntime {
@@ -37,7 +41,29 @@ impl LlmRuntime {
             tool_limit,
             knowledge: None,
             scripts: None,
+            catalog: None,
         }
+    }
+
+    /// The catalog (tools, MCP servers, profiles, models, the code checker) a workflow a
+    /// planner writes is validated against, as `hilo validate` validates a file: the process's
+    /// own (hilo.toml's). A written workflow is held to its node's tools besides.
+    pub fn with_catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = Some(Arc::new(catalog));
+        self
+    }
+
+    /// [`LlmRuntime::with_catalog`]'s, or the built-in catalog with the router's profiles and
+    /// models.
+    pub(super) fn catalog(&self) -> Catalog {
+        if let Some(c) = &self.catalog {
+            return c.as_ref().clone();
+        }
+        let config = self.router.config();
+        let mut c = Catalog::default();
+        c.profiles.extend(config.profiles.keys().cloned());
+        c.models = Some(config.models.keys().cloned().collect());
+        c
     }
 
     /// The knowledge base agents with `with.context.knowledge` search (in their tenant's

@@ -182,6 +182,7 @@ fn request(kind: AgentKind, with: Value) -> AgentRequest {
     AgentRequest {
         tool: ToolContext {
             trace: None,
+            grant: None,
             tenant: "acme".into(),
             execution_id: "exec-1".into(),
             node_key: "agent".into(),

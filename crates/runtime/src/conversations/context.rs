@@ -172,6 +172,7 @@ async fn summarize(
             attempt: 1,
             compensation: false,
             trace: None,
+            grant: None,
         },
         workflow: conv.workflow.clone(),
         node: hilo_core::model::AgentNode {

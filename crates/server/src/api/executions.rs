@@ -99,6 +99,9 @@ pub struct NodeView {
     /// The undoing of this node after the execution failed or was cancelled, once it began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensation: Option<CompensationView>,
+    /// A planner with `emit: workflow`: the child execution that runs the workflow it wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
 }
 
 /// A node's compensation: the tool that undoes it and how that went (its input is not shown).
@@ -193,6 +196,25 @@ pub struct ExecutionView {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub started_by: Option<Value>,
+    /// The definition the execution runs when it is no stored workflow version: a workflow a
+    /// planner wrote (`emit: workflow`), kept with its run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub definition: Option<Value>,
+    /// For a workflow a planner wrote: the planner's execution and node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_by: Option<GeneratedBy>,
+    /// The only tools the execution may call: the planner node's grant to the workflow it
+    /// wrote, handed down to every execution below it; absent when no grant applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Vec<String>>,
+}
+
+/// The planner node that wrote an execution's workflow.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GeneratedBy {
+    pub execution_id: String,
+    pub node_key: String,
 }
 
 /// A line of the execution list.
@@ -307,8 +329,14 @@ fn summary(e: &ExecRecord) -> ExecutionSummary {
     }
 }
 
-fn node_view(n: NodeRecord) -> NodeView {
+/// The view of node record `n` of execution `exec`.
+fn node_view(exec: &str, n: NodeRecord) -> NodeView {
     NodeView {
+        child: n
+            .detail
+            .emitted
+            .as_ref()
+            .map(|_| hilo_engine::child_execution_id(exec, &n.key)),
         status: n.status.as_str().into(),
         key: n.key,
         node: n.node_id,
@@ -423,7 +451,7 @@ async fn view(
         created_at: rfc3339(e.created_at),
         updated_at: rfc3339(e.updated_at),
         finished_at: e.finished_at.map(rfc3339),
-        nodes: nodes.into_iter().map(node_view).collect(),
+        nodes: nodes.into_iter().map(|n| node_view(&e.id, n)).collect(),
         nodes_next_cursor,
         nodes_total,
         tasks: tasks.into_iter().map(TaskView::from).collect(),
@@ -433,6 +461,16 @@ async fn view(
             .started_by
             .as_ref()
             .and_then(|b| serde_json::to_value(b).ok()),
+        generated_by: e
+            .definition
+            .as_ref()
+            .and(e.parent.as_ref())
+            .map(|p| GeneratedBy {
+                execution_id: p.execution_id.clone(),
+                node_key: p.node_key.clone(),
+            }),
+        definition: e.definition.clone(),
+        grant: e.meta.grant.clone(),
     })
 }
 

@@ -10,8 +10,9 @@
 //!   TLS or loopback); the API's authentication
 //!   ([`crate::auth::authenticate`]) takes that cookie instead of a bearer key, and then wants
 //!   the session's CSRF token on every state-changing request.
-//! - [`layout`]: the workflow graph laid out here (`GET <prefix>ui/workflows/{name}/layout`),
-//!   drawn by the page as SVG.
+//! - [`layout`]: the workflow graph laid out here (`GET <prefix>ui/workflows/{name}/layout`,
+//!   and `GET <prefix>ui/executions/{id}/layout` for the definition an execution runs, which
+//!   for a workflow a planner wrote is no stored version), drawn by the page as SVG.
 //! - [`chat`]: the customer chat widget page (`<prefix>chat/{tenant}/{channel}`), for the
 //!   widgets `[console] chat_widgets` lists; the chats themselves are [`chat_tokens`].
 //! - The API is also reachable at `<prefix>api/v1` when the prefix is not `/`, so that the
@@ -78,6 +79,10 @@ pub fn with_api(state: &AppState, api: Router) -> Router {
         .route(
             &format!("{prefix}ui/workflows/{{name}}/layout"),
             get(workflow_layout),
+        )
+        .route(
+            &format!("{prefix}ui/executions/{{id}}/layout"),
+            get(execution_layout),
         )
         .layer(axum::middleware::from_fn_with_state(
             state.keys().clone(),
@@ -293,5 +298,29 @@ async fn workflow_layout(
         .get_workflow(&caller.tenant, &name, q.version)
         .await?;
     let (nodes, edges) = layout::graph_of(&stored.workflow);
+    Ok(Json(layout::layout(&nodes, &edges)))
+}
+
+/// The graph of the definition an execution runs, laid out: the one kept with it (a workflow a
+/// planner wrote, or a file run), else its stored version.
+async fn execution_layout(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<layout::Layout>, ApiError> {
+    caller.require(Scope::Read)?;
+    let e = state.store().get_execution(&caller.tenant, &id).await?;
+    let wf = match &e.definition {
+        Some(d) => hilo_core::decode_value(d)
+            .map_err(|d| ApiError::internal("decoding the definition kept with an execution", d))?,
+        None => {
+            state
+                .store()
+                .get_workflow(&caller.tenant, &e.workflow, Some(e.version))
+                .await?
+                .workflow
+        }
+    };
+    let (nodes, edges) = layout::graph_of(&wf);
     Ok(Json(layout::layout(&nodes, &edges)))
 }

@@ -487,6 +487,84 @@ fn console_settings_are_checked() {
     assert!(Settings::from_value(&json!({})).unwrap().console.enabled);
 }
 
+/// A workflow a planner wrote runs from the definition kept with its execution: the API's view
+/// says so (`definition`, `generated_by`, `grant`, also in the OpenAPI document) and the
+/// console draws that definition, for the execution's own tenant only.
+#[tokio::test]
+async fn a_written_workflows_execution_shows_and_draws_its_own_definition() {
+    use hilo_core::exec::{ExecMeta, Lease, NewExecution, ParentRef};
+    let s = TestServer::start().await;
+    let acme = s.key("acme", &[Scope::Read]).await;
+    let other = s.key("globex", &[Scope::Read]).await;
+    let definition = json!({
+        "name": "order_total", "version": 1,
+        "nodes": [
+            {"id": "sum", "type": "transform", "expr": "sum(input.lines)"},
+            {"id": "done", "type": "finish", "output": "${ sum.output }"},
+        ],
+        "edges": [{"from": "sum", "to": "done"}],
+    });
+    let new = NewExecution {
+        trace_parent: None,
+        started_by: Some(hilo_core::exec::StartedBy::Child {
+            parent: "wp".into(),
+        }),
+        id: "wp.plan".into(),
+        tenant: "acme".into(),
+        workflow: "order_total".into(),
+        version: 1,
+        input: json!({"goal": "sum"}),
+        parent: Some(ParentRef {
+            execution_id: "wp".into(),
+            node_key: "plan".into(),
+        }),
+        definition: Some(definition.clone()),
+        // Held elsewhere: no worker of this server runs it.
+        lease: Some(Lease {
+            owner: "elsewhere".into(),
+            expires_at: i64::MAX,
+        }),
+        meta: ExecMeta {
+            grant: Some(vec!["transform_json".into()]),
+            ..ExecMeta::default()
+        },
+        created_at: hilo_engine::now_ms(),
+    };
+    assert!(s.store.create_execution(new, Vec::new()).await.unwrap());
+
+    let (code, v) = s.get(&acme, "/executions/wp.plan").await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["definition"], definition);
+    assert_eq!(
+        v["generated_by"],
+        json!({"execution_id": "wp", "node_key": "plan"})
+    );
+    assert_eq!(v["grant"], json!(["transform_json"]));
+    let (_, doc) = s.get("", "/openapi.json").await;
+    let view = &doc["components"]["schemas"]["ExecutionView"]["properties"];
+    for field in ["definition", "generated_by", "grant"] {
+        assert!(view[field].is_object(), "{field}: {view}");
+    }
+    let node = &doc["components"]["schemas"]["NodeView"]["properties"];
+    assert!(node["child"].is_object(), "{node}");
+
+    let (a, _, _) = sign_in(&s, "/", &acme).await;
+    let (g, _, _) = sign_in(&s, "/", &other).await;
+    let url = "/ui/executions/wp.plan/layout";
+    let (code, v) = with_cookie(&s, reqwest::Method::GET, url, &a, None, None).await;
+    assert_eq!(code, 200, "{v}");
+    let ids: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{v}");
+    assert!(ids.contains(&"sum") && ids.contains(&"done"), "{v}");
+    let (code, _) = with_cookie(&s, reqwest::Method::GET, url, &g, None, None).await;
+    assert_eq!(code, 404);
+}
+
 // ---- layout ----------------------------------------------------------------------------
 
 fn nodes(n: usize) -> Vec<InNode> {

@@ -6,6 +6,7 @@
 //! later, so no other check's execution is ever due in its window. Leases that later commits
 //! rely on expire at [`FAR`], in the future by any clock.
 
+use hilo_core::exec::Emitted;
 use hilo_core::exec::{
     Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
     ExecUpdate, HumanTask, Lease, Loaded, NewExecution, NodeError, NodeRecord, NodeStatus,
@@ -333,6 +334,8 @@ async fn create_execution_never_overwrites(s: &dyn Store) {
         next_done: 3,
         unwinding: None,
         concurrency: Some(4),
+        // A planner's written workflow: its grant is kept with it.
+        grant: Some(vec!["transform_json".into(), "mcp.files.read".into()]),
     };
     // The caller's trace context is kept as it came (and decoded back on both backends).
     let caller = hilo_core::trace::TraceParent::parse(
@@ -467,6 +470,13 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
         NodeError::retryable("UPSTREAM_ERROR", "503 from upstream")
             .with_detail(json!({"status": 503})),
     ));
+    // What a planner with `emit: workflow` keeps in its running row (the store keeps it as
+    // it keeps every detail).
+    node_b.detail.emitted = Some(Box::new(Emitted {
+        definition: json!({"name": "written", "version": 1, "nodes": [{"id": "f", "type": "finish"}]}),
+        input: json!({"goal": "g"}),
+        grant: vec!["transform_json".into()],
+    }));
     let approve = HumanTask {
         prompt: "Approve the refund?".into(),
         schema: Some(json!({"type": "boolean"})),
@@ -481,6 +491,14 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
             execution_id: "commit-1".into(),
             node_key: "sub".into(),
         }),
+        // A workflow a planner wrote: kept with the run, with its grant.
+        definition: Some(
+            json!({"name": "written", "version": 1, "nodes": [{"id": "f", "type": "finish"}]}),
+        ),
+        meta: ExecMeta {
+            grant: Some(vec!["transform_json".into()]),
+            ..ExecMeta::default()
+        },
         ..new_exec(t, "commit-1-child", Some("me"), T0 + 3)
     };
     let events = vec![
@@ -548,6 +566,21 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
         "the child execution is created with its parent"
     );
     assert_eq!(kid.lease_owner.as_deref(), Some("me"), "the child's lease");
+    assert_eq!(
+        (&kid.definition, &kid.meta),
+        (&child.definition, &child.meta),
+        "the child's own definition and grant"
+    );
+    let claimed = s
+        .claim(t, "commit-1-child", "me", LONG_MS, T0 + 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (&claimed.exec.definition, &claimed.exec.meta.grant),
+        (&child.definition, &child.meta.grant),
+        "a claim restores the child's definition and grant"
+    );
 
     // A second step: upserts node `a` and variable `x`, closes the task, appends an event.
     let mut node_a2 = node_a.clone();

@@ -196,6 +196,75 @@ async fn access_rules_per_agent_kind_and_tenant() {
     );
 }
 
+/// An execution's grant (a workflow a planner wrote, and what runs below it) narrows every
+/// caller: a tool outside it is refused with `NOT_ALLOWED` before it is looked up or run,
+/// and audited; a granted one goes through the usual rules.
+#[tokio::test]
+async fn a_grant_refuses_every_tool_outside_it_for_every_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        hilo_store::SqliteStore::open(&dir.path().join("a.db"), hilo_store::Durability::Normal)
+            .await
+            .unwrap(),
+    );
+    let f = fixture_with(
+        ToolClass::Dangerous,
+        ExecutorConfig::default(),
+        Some(AuditSink::spawn(store.clone())),
+    );
+    let granted = |tool: &str, caller: Caller, grant: &[&str]| {
+        let mut r = req(tool, json!({"n": 1}));
+        r.caller = caller;
+        r.ctx.grant = Some(grant.iter().map(|s| s.to_string()).collect());
+        r
+    };
+    let callers = [
+        Caller::Node,
+        agent(AgentKind::Reasoning, &["probe"]),
+        agent(AgentKind::Planner, &["probe"]),
+        Caller::Compensation {
+            undoes: "e1:n1".into(),
+        },
+    ];
+    for caller in callers.clone() {
+        let e =
+            f.ex.execute(granted("probe", caller.clone(), &["transform_json"]))
+                .await
+                .unwrap_err();
+        assert_eq!(e.code, codes::NOT_ALLOWED, "{caller:?}: {e:?}");
+        assert!(!e.retryable);
+        assert!(
+            e.message.contains("may not call tool `probe`")
+                && e.message.contains("allows only: transform_json"),
+            "{}",
+            e.message
+        );
+    }
+    // Even a tool nobody has is refused as not granted (never looked up).
+    let e =
+        f.ex.execute(granted("nope", Caller::Node, &[]))
+            .await
+            .unwrap_err();
+    assert_eq!(e.code, codes::NOT_ALLOWED);
+    assert!(e.message.contains("allows only: none"), "{}", e.message);
+    assert_eq!(f.calls.load(Ordering::SeqCst), 0);
+    // Within the grant, the call runs as without one.
+    for caller in callers {
+        f.ex.execute(granted("probe", caller, &["probe"]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(f.calls.load(Ordering::SeqCst), 4);
+    f.ex.flush_audit().await.unwrap();
+    let rows = store
+        .audit("default", &AuditFilter::default())
+        .await
+        .unwrap();
+    let codes: Vec<Option<&str>> = rows.iter().map(|r| r.error_code.as_deref()).collect();
+    let no = Some(codes::NOT_ALLOWED);
+    assert_eq!(codes, [no, no, no, no, no, None, None, None, None]);
+}
+
 #[tokio::test]
 async fn tenant_params_override_the_input() {
     let mut c = ExecutorConfig::default();
