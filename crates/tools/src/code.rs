@@ -323,3 +323,69 @@ impl Tool for RunJavascript {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_config_reads_durations_and_refuses_unknown_keys() {
+        let c: CodeConfig =
+            serde_json::from_value(json!({"max_concurrent": 8, "timeout_ms": "5s", "memory_mb": 64}))
+                .unwrap();
+        assert_eq!(c.max_concurrent, Some(8));
+        assert_eq!(c.maxima.timeout_ms, Some(5_000));
+        assert_eq!(c.maxima.memory_mb, Some(64));
+        assert!(serde_json::from_value::<CodeConfig>(json!({"timeout": 5})).is_err());
+        let m: CodeMaxima = serde_json::from_value(json!({"timeout_ms": 1000})).unwrap();
+        assert_eq!(m.over(&AppliedLimits::MAXIMA).timeout_ms, 1000);
+        assert_eq!(m.over(&AppliedLimits::MAXIMA).memory_mb, 256);
+    }
+
+    #[test]
+    fn a_node_asking_more_than_its_tenants_maximum_gets_the_maximum() {
+        let max = CodeMaxima {
+            timeout_ms: Some(300),
+            ..CodeMaxima::default()
+        }
+        .over(&AppliedLimits::MAXIMA);
+        let (l, capped) = AppliedLimits::resolve(
+            &CodeLimits {
+                timeout_ms: Some(5_000),
+                memory_mb: Some(64),
+                ..CodeLimits::default()
+            },
+            &max,
+        );
+        assert_eq!((l.timeout_ms, l.memory_mb, l.stack_kb), (300, 64, 256));
+        assert_eq!(capped, ["timeout_ms"]);
+        // A default above the maximum is lowered quietly: the node asked for nothing.
+        let tiny = AppliedLimits {
+            timeout_ms: 10,
+            ..AppliedLimits::MAXIMA
+        };
+        let (l, capped) = AppliedLimits::resolve(&CodeLimits::default(), &tiny);
+        assert_eq!(l.timeout_ms, 10);
+        assert!(capped.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_place_in_the_file() {
+        let origin = SourceOrigin {
+            line: 10,
+            indent: 6,
+            block: true,
+        };
+        let e = CodeError::Thrown {
+            message: "Error: no".into(),
+            line: Some(3),
+            column: Some(5),
+        };
+        let n = node_error("code node `s`", &e, Some(origin));
+        assert_eq!(n.code, codes::CODE_ERROR);
+        assert!(n.message.contains("line 12, column 11 of the workflow file"), "{}", n.message);
+        assert!(!n.retryable);
+        let t = node_error("code node `s`", &CodeError::Timeout { ms: 5 }, None);
+        assert_eq!((t.code.as_str(), t.retryable), (codes::TIMEOUT, false));
+    }
+}
