@@ -334,7 +334,7 @@ impl App {
         let config = self.config()?;
         let base = config
             .code
-            .maxima
+            .maxima()
             .over(&hilo_core::code::AppliedLimits::MAXIMA);
         let tiers = config.server.tiers.clone();
         let maxima: hilo_tools::code::MaximaOf =

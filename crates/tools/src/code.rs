@@ -28,8 +28,25 @@ use serde_json::{Value, json};
 pub struct CodeConfig {
     /// Scripts running at once in this process (default: twice the cores); more wait.
     pub max_concurrent: Option<usize>,
-    #[serde(flatten)]
-    pub maxima: CodeMaxima,
+    // The maxima, as in [`CodeMaxima`] (not flattened: `hilo.toml`'s check lists a table's
+    // keys, which serde cannot for a flattened one).
+    #[serde(default, deserialize_with = "hilo_core::duration::serde_opt_ms")]
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub stack_kb: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+}
+
+impl CodeConfig {
+    /// The maxima of tenants whose tier sets none.
+    pub fn maxima(&self) -> CodeMaxima {
+        CodeMaxima {
+            timeout_ms: self.timeout_ms,
+            memory_mb: self.memory_mb,
+            stack_kb: self.stack_kb,
+            max_output_bytes: self.max_output_bytes,
+        }
+    }
 }
 
 /// The most a node's `limits` may ask for (`[code]`, `[tiers.NAME.code]`); unset: hilo's.
@@ -94,7 +111,7 @@ impl Scripts {
 
     /// Every tenant gets `config`'s maxima (no tiers).
     pub fn plain(config: &CodeConfig) -> Scripts {
-        let max = config.maxima.over(&AppliedLimits::MAXIMA);
+        let max = config.maxima().over(&AppliedLimits::MAXIMA);
         Scripts::new(config, Arc::new(move |_| max))
     }
 
@@ -334,8 +351,8 @@ mod tests {
             serde_json::from_value(json!({"max_concurrent": 8, "timeout_ms": "5s", "memory_mb": 64}))
                 .unwrap();
         assert_eq!(c.max_concurrent, Some(8));
-        assert_eq!(c.maxima.timeout_ms, Some(5_000));
-        assert_eq!(c.maxima.memory_mb, Some(64));
+        assert_eq!(c.maxima().timeout_ms, Some(5_000));
+        assert_eq!(c.maxima().memory_mb, Some(64));
         assert!(serde_json::from_value::<CodeConfig>(json!({"timeout": 5})).is_err());
         let m: CodeMaxima = serde_json::from_value(json!({"timeout_ms": 1000})).unwrap();
         assert_eq!(m.over(&AppliedLimits::MAXIMA).timeout_ms, 1000);

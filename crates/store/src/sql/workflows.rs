@@ -179,11 +179,15 @@ pub(crate) async fn get_workflow(
     };
     let v = to_u64(row.int(0)?);
     let definition = row.text(1)?;
-    let format = row.text(3)?;
+    let format = Format::parse(&row.text(3)?).unwrap_or(Format::Yaml);
+    let source = row.text(2)?;
+    let mut workflow = decode_stored(name, v, &definition)?;
+    // Where each `code` node's script sits in the text, so its errors name the file's lines.
+    hilo_core::code::locate_sources(&mut workflow, &source, format);
     Ok(StoredWorkflow {
-        workflow: decode_stored(name, v, &definition)?,
-        source: row.text(2)?,
-        format: Format::parse(&format).unwrap_or(Format::Yaml),
+        workflow,
+        source,
+        format,
         created_at: to_time(row.int(4)?),
         active: row.int(5)? == 1,
     })
