@@ -347,9 +347,10 @@ mod tests {
 
     #[test]
     fn code_config_reads_durations_and_refuses_unknown_keys() {
-        let c: CodeConfig =
-            serde_json::from_value(json!({"max_concurrent": 8, "timeout_ms": "5s", "memory_mb": 64}))
-                .unwrap();
+        let c: CodeConfig = serde_json::from_value(
+            json!({"max_concurrent": 8, "timeout_ms": "5s", "memory_mb": 64}),
+        )
+        .unwrap();
         assert_eq!(c.max_concurrent, Some(8));
         assert_eq!(c.maxima().timeout_ms, Some(5_000));
         assert_eq!(c.maxima().memory_mb, Some(64));
@@ -400,7 +401,12 @@ mod tests {
         };
         let n = node_error("code node `s`", &e, Some(origin));
         assert_eq!(n.code, codes::CODE_ERROR);
-        assert!(n.message.contains("line 12, column 11 of the workflow file"), "{}", n.message);
+        assert!(
+            n.message
+                .contains("line 12, column 11 of the workflow file"),
+            "{}",
+            n.message
+        );
         assert!(!n.retryable);
         let t = node_error("code node `s`", &CodeError::Timeout { ms: 5 }, None);
         assert_eq!((t.code.as_str(), t.retryable), (codes::TIMEOUT, false));
