@@ -315,7 +315,8 @@ pub enum Command {
     #[command(subcommand)]
     Triggers(TriggersCommand),
     /// Measure the engine: per-step cost with and without persistence, fan-out, throughput,
-    /// stored bytes, resume time, peak memory. Median of 5 runs after a warm-up.
+    /// stored bytes, resume time, peak memory, the code sandbox's cost per call. Median of 5
+    /// runs after a warm-up.
     Bench {
         /// One JSON object keyed by scenario
         #[arg(long)]
@@ -331,7 +332,8 @@ pub enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
         reps: Option<u32>,
         /// The size scenarios (`size_…`): the seconds one size may take; a size that would
-        /// take longer is reported as skipped
+        /// take longer is reported as skipped. The code scenarios (`code_…`): the seconds
+        /// after which a cell stops repeating
         #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
         max_seconds: u64,
     },

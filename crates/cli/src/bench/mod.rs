@@ -12,8 +12,10 @@
 //! | `size.rs` | cost at any size (100 … 100,000 steps), each size in a child process |
 //! | `trace.rs` | trace export off and on |
 //! | `memory.rs` | the knowledge base: indexing, search, quality |
+//! | `code.rs` | the code sandbox: overhead per call, throughput, RSS |
 //! | `futures_like.rs` | a tiny bounded pool of futures |
 
+mod code;
 mod futures_like;
 mod kit;
 mod memory;
@@ -56,7 +58,7 @@ pub async fn run(
 
 /// The scenario keys, as in `--json`. The `size_…` ones (see [`size`]) each run in a child
 /// process of their own (`hilo bench --only KEY`), so that each has its own peak RSS.
-const SCENARIOS: [&str; 26] = [
+const SCENARIOS: [&str; 35] = [
     "chain100_memory",
     "chain100_sqlite_normal",
     "chain100_sqlite_full",
@@ -84,6 +86,16 @@ const SCENARIOS: [&str; 26] = [
     "memory_search_10000",
     "memory_search_100000",
     "memory_quality",
+    // The code sandbox's (`code.rs`).
+    "code_trivial_1",
+    "code_trivial_16",
+    "code_trivial_256",
+    "code_1ms_1",
+    "code_1ms_16",
+    "code_1ms_256",
+    "code_10ms_1",
+    "code_10ms_16",
+    "code_10ms_256",
 ];
 
 /// Every scenario key: [`SCENARIOS`] and the trace ones (`trace::KEYS`).
@@ -446,6 +458,22 @@ async fn bench(
         .await?;
     }
 
+    // (h) The code sandbox: trivial, 1 ms and 10 ms scripts at 1, 16, 256 in flight. Last: it
+    // resets the process's peak RSS for each of its cells.
+    if code::KEYS.iter().any(|k| selects(only, k)) {
+        let cap = std::time::Duration::from_secs(max_seconds);
+        code::run(
+            &|k: &str| selects(only, k),
+            quick,
+            reps,
+            cap,
+            &say,
+            &mut results,
+            &mut rows,
+        )
+        .await?;
+    }
+
     if as_json {
         outln!("{}", serde_json::to_string_pretty(&Value::Object(results))?);
     } else {
@@ -479,5 +507,11 @@ mod tests {
         assert!(super::selects(Some("size_loop"), "size_loop_1k_100"));
         assert!(super::selects(None, "size_loop_100"));
         assert!(super::selects(None, "resume_100"));
+        for k in super::code::KEYS.iter().chain(&super::memory::KEYS) {
+            assert!(super::SCENARIOS.contains(k), "{k}");
+        }
+        assert!(super::selects(Some("code_1ms_1"), "code_1ms_1"));
+        assert!(!super::selects(Some("code_1ms_1"), "code_1ms_16"));
+        assert!(super::selects(Some("code_10ms"), "code_10ms_256"));
     }
 }

@@ -377,3 +377,34 @@ fn bench_runs_one_scenario_as_json_and_names_the_scenarios_it_knows() {
         "{err}"
     );
 }
+
+/// `hilo bench --only code`: the sandbox's three scripts at 1, 16 and 256 calls in flight, each
+/// with its throughput, CPU per call, the body's own CPU and the overhead, and the calibration.
+#[test]
+fn bench_code_reports_every_script_and_concurrency() {
+    let out = hilo(&["bench", "--json", "--quick", "--only", "code"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut want = vec!["code_calibration".to_string()];
+    for script in ["trivial", "1ms", "10ms"] {
+        for n in [1, 16, 256] {
+            want.push(format!("code_{script}_{n}"));
+        }
+    }
+    assert_eq!(keys, want);
+    assert!(v["code_calibration"]["n_1ms"].as_u64().unwrap() > 0);
+    for key in &want[1..] {
+        let cell = &v[key.as_str()];
+        for field in ["calls_per_s", "cpu_per_call_us", "peak_rss_mib"] {
+            assert!(cell[field].as_f64().unwrap() > 0.0, "{key}: {cell}");
+        }
+        assert!(cell["overhead_per_call_us"].is_number(), "{key}: {cell}");
+        let body = cell["body_cpu_us"].as_f64().unwrap();
+        assert_eq!(
+            body == 0.0,
+            key.starts_with("code_trivial"),
+            "{key}: {cell}"
+        );
+    }
+}
