@@ -221,7 +221,7 @@ impl CodeRunner for Scripts {
         let seed = r.seed();
         let what = format!("code node `{}`", r.node_id);
         let now_ms = r.now_ms;
-        let (result, record) = Scripts::run(
+        let (result, mut record) = Scripts::run(
             self,
             Script {
                 tenant: &r.tool.tenant,
@@ -237,7 +237,6 @@ impl CodeRunner for Scripts {
             },
         )
         .await;
-        let mut record = record;
         // What the script's clock said: the step's first start, the same on every re-run.
         record["now_ms"] = json!(now_ms);
         CodeRun {

@@ -3,12 +3,12 @@
 //! limits (and the tenant's maxima), deterministic across a SIGKILL, and a scripted model
 //! whose script calls a tool through the executor and is repaired after it threw.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::agents::Fake;
+use super::agents::{Fake, acme_llm};
 use super::{hilo_cmd, root, text};
 
 fn run_json(args: &[&str], db: &Path, env: &[(&str, &str)]) -> (Option<i32>, Value, String) {
@@ -357,41 +357,22 @@ edges: [{from: s, to: done}]
     assert_eq!(out, &again);
 }
 
-/// hilo.toml's `[llm]` for the fake provider at `url`: model `acme-1` for every profile.
-fn acme_llm(url: &str) -> String {
-    format!(
-        r#"
-[llm.providers.acme_ai]
-kind = "openai"
-base_url = "{url}"
-api_key_env = "ACME_AI_KEY"
-
-[[llm.models]]
-name = "acme-1"
-provider = "acme_ai"
-input_per_1k = 0.002
-output_per_1k = 0.006
-context_window = 32000
-capabilities = ["chat", "tools", "json_schema"]
-
-[llm.profiles.balanced]
-primary = "acme-1"
-fallback = []
-"#
-    )
-}
-
-#[test]
-fn the_code_agent_repairs_a_script_that_threw_and_calls_a_tool_through_the_executor() {
-    use hilo_llm::testserver::Reply;
+/// A fake provider, a database and hilo.toml pointing at it, and `workflow` written to a file.
+fn with_fake_model(workflow: &str) -> (Fake, tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let fake = Fake::start();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hilo.db");
     let config = dir.path().join("hilo.toml");
     std::fs::write(&config, acme_llm(&fake.server().openai_base_url())).unwrap();
     let wf = dir.path().join("wf.yaml");
-    std::fs::write(
-        &wf,
+    std::fs::write(&wf, workflow).unwrap();
+    (fake, dir, db, config, wf)
+}
+
+#[test]
+fn the_code_agent_repairs_a_script_that_threw_and_calls_a_tool_through_the_executor() {
+    use hilo_llm::testserver::Reply;
+    let (fake, _dir, db, config, wf) = with_fake_model(
         r#"name: coder
 version: 1
 nodes:
@@ -405,8 +386,7 @@ nodes:
   - {id: done, type: finish, output: "${ count.output }"}
 edges: [{from: count, to: done}]
 "#,
-    )
-    .unwrap();
+    );
     let s = fake.server();
     // First script: a typo that throws.
     s.script(
@@ -471,14 +451,7 @@ edges: [{from: count, to: done}]
 #[test]
 fn a_code_agent_cannot_call_a_tool_its_node_does_not_list() {
     use hilo_llm::testserver::Reply;
-    let fake = Fake::start();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("hilo.db");
-    let config = dir.path().join("hilo.toml");
-    std::fs::write(&config, acme_llm(&fake.server().openai_base_url())).unwrap();
-    let wf = dir.path().join("wf.yaml");
-    std::fs::write(
-        &wf,
+    let (fake, _dir, db, config, wf) = with_fake_model(
         r#"name: coder
 version: 1
 nodes:
@@ -492,8 +465,7 @@ nodes:
   - {id: done, type: finish, output: "${ sneaky.output }"}
 edges: [{from: sneaky, to: done}]
 "#,
-    )
-    .unwrap();
+    );
     fake.server().script(
         "acme-1",
         Reply::text(

@@ -133,7 +133,7 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
             })
             .await;
         let checked = result.and_then(|v| match &w.output_schema {
-            Some(schema) => match super::run::check_json(&v.to_string(), schema) {
+            Some(schema) => match super::run::check_value(v, schema) {
                 Ok(v) => Ok(v),
                 Err(problem) => Err(NodeError::new(
                     codes::OUTPUT_INVALID,

@@ -530,6 +530,12 @@ pub(crate) fn call_key(base: &str, tool: &str, input: &Value) -> String {
 pub(crate) fn check_json(text: &str, schema: &Value) -> Result<Value, String> {
     let v: Value = serde_json::from_str(strip_fences(text))
         .map_err(|e| format!("the answer is not JSON ({e})"))?;
+    check_value(v, schema)
+}
+
+/// Checks a JSON value against `schema`; the error lists what is wrong in words the model can
+/// act on.
+pub(crate) fn check_value(v: Value, schema: &Value) -> Result<Value, String> {
     let validator = jsonschema::validator_for(schema)
         .map_err(|e| format!("the schema itself is invalid: {e}"))?;
     let problems: Vec<String> = validator
