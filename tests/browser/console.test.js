@@ -783,6 +783,119 @@ test('versions: a workflow page shows what changed from the previous version', a
   await page.context().close();
 });
 
+/**
+ * An OpenAI-compatible model on LLM_PORT (the port ./run wrote into hilo.toml for the profile
+ * `writer`) that answers each chat completion with the next text of `replies`, and records the
+ * requests. Closed by the caller.
+ */
+function scriptedModel(replies) {
+  const requests = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      const asked = JSON.parse(body || '{}');
+      requests.push({ path: req.url, auth: req.headers.authorization, body: asked });
+      const text = replies.shift();
+      if (req.method !== 'POST' || req.url !== '/v1/chat/completions' || text === undefined) {
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: `no scripted reply for ${req.method} ${req.url}` } }));
+        return;
+      }
+      const usage = { prompt_tokens: 900, completion_tokens: 120, total_tokens: 1020 };
+      if (asked.stream) {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const chunk = (choices, extra = {}) => `data: ${JSON.stringify({ id: `chatcmpl-${requests.length}`, object: 'chat.completion.chunk', created: 0, model: asked.model, choices, ...extra })}\n\n`;
+        res.write(chunk([{ index: 0, delta: { role: 'assistant', content: text }, finish_reason: null }]));
+        res.write(chunk([{ index: 0, delta: {}, finish_reason: 'stop' }]));
+        res.write(chunk([], { usage }));
+        res.end('data: [DONE]\n\n');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({
+        id: `chatcmpl-${requests.length}`, object: 'chat.completion', created: 0, model: asked.model,
+        choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
+        usage,
+      }));
+    });
+  });
+  return new Promise((ok, fail) => {
+    server.on('error', fail);
+    server.listen(Number(process.env.LLM_PORT), '127.0.0.1', () => ok({ server, requests }));
+  });
+}
+
+test('a workflow written by a planner: the child shows its definition, who wrote it and the tools granted', async () => {
+  // The planner grants `transform_json` only; the model's first draft ends its edge at a node
+  // that does not exist, the validator says so, the second draft is run as the child.
+  const PLANNER = [
+    'name: written_demo', 'version: 1',
+    'description: A planner writes a workflow that sums the order lines, and runs it',
+    'nodes:',
+    '  - id: plan', '    type: agent', '    agent: planner', '    with:',
+    '      profile: writer', '      goal: "Sum the order lines 3, 4 and 5"',
+    '      emit: workflow', '      max_repairs: 2', '      tools: [transform_json]',
+    '  - {id: done, type: finish, output: "${ plan.output }"}',
+    'edges:', '  - {from: plan, to: done}', '',
+  ].join('\n');
+  const draft = (last) => JSON.stringify({
+    name: 'order_total', version: 1,
+    nodes: [
+      { id: 'sum', type: 'tool', tool: 'transform_json', with: { data: { lines: [3, 4, 5] }, expression: 'sum(lines)' } },
+      { id: 'done', type: 'finish', output: { total: '${ sum.output.result }' } },
+    ],
+    edges: [{ from: 'sum', to: last }],
+  });
+  const model = await scriptedModel([draft('finish'), draft('done')]);
+  try {
+    assert.equal((await api(KEY_A, 'POST', '/workflows', PLANNER, 'application/yaml')).status, 201);
+    const run = await api(KEY_A, 'POST', '/workflows/written_demo/execute', {});
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    const parent = run.body.id;
+    const done = await waitStatus(KEY_A, parent, ['succeeded', 'failed']);
+    assert.equal(done.status, 'succeeded', JSON.stringify(done));
+    assert.deepEqual(done.output, { total: 12 });
+    assert.equal(model.requests.length, 2);
+    assert.equal(model.requests[0].auth, 'Bearer sk-browser-tests');
+    assert.match(JSON.stringify(model.requests[1].body), /UNKNOWN_NODE/);
+    const child = `${parent}.plan`;
+
+    const page = await newPage();
+    await signIn(page, KEY_A);
+    // The parent's planner row links to the child it wrote.
+    await page.goto(new URL(`executions/${parent}`, BASE).href);
+    const row = page.locator('table.timeline tr[data-key="plan"]');
+    await row.waitFor();
+    await row.locator('details summary').click();
+    const wrote = row.locator('.written-child');
+    await wrote.waitFor();
+    assert.match(await wrote.innerText(), new RegExp(`Wrote a workflow, run as child execution ${child.replace('.', '\\.')}`));
+    await wrote.getByRole('link').click();
+    await page.waitForURL(new RegExp(`executions/${encodeURIComponent(child).replace('.', '\\.')}$`));
+    // The child: written (not a stored version), by whom, under which tools, its definition
+    // and its graph.
+    await page.locator('#exec-status .badge', { hasText: 'succeeded' }).waitFor();
+    await page.locator('#exec-generated-by', { hasText: `generated by ${parent} / plan` }).waitFor();
+    assert.equal(await page.locator('#exec-generated-by a').getAttribute('href'), `executions/${encodeURIComponent(parent)}`);
+    assert.equal((await page.locator('#exec-grant').innerText()).trim(), 'transform_json');
+    await page.getByText('order_total v1 (written, not stored)').waitFor();
+    const heading = page.getByRole('heading', { name: 'Definition (written by a planner)' });
+    await heading.waitFor();
+    const definition = await page.locator('section[aria-labelledby="def-h"]').innerText();
+    assert.match(definition, /"expression": "sum\(lines\)"/);
+    assert.match(definition, /"to": "done"/);
+    await page.locator('svg.graph g[data-node="sum"][data-status="succeeded"]').waitFor();
+    await page.locator('svg.graph g[data-node="done"][data-status="succeeded"]').waitFor();
+    await axe(page, 'execution (written workflow)');
+    await shoot(page, 'execution-written', page.locator('#exec-generated-by'));
+    await shoot(page, 'execution-written-definition', heading);
+    await page.context().close();
+  } finally {
+    model.server.close();
+  }
+});
+
 test('measures: first load of the executions page, and an execution of 500 nodes', async () => {
   // Bytes over the wire (compressed, with headers) for a first load with an empty cache.
   const page = await newPage();
