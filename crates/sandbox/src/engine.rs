@@ -23,9 +23,18 @@
 //! Promise. Left out: `performance` (a clock), WeakRef and FinalizationRegistry (they observe
 //! the garbage collector, so the same call could give another result), DOMException, atob and
 //! btoa (web APIs). No module loader is installed (any `import` fails), and there is no
-//! `require`, no quickjs-libc (`std`, `os`, `print`, timers), no WebAssembly. The typed arrays
-//! are an eighth of a call's work (making and freeing them); they stay because they are the
-//! language (and, without atob, what base64 or hashing code needs).
+//! `require`, no quickjs-libc (`std`, `os`, `print`, timers), no WebAssembly.
+//!
+//! **A context as large as the script needs.** Making and freeing a context is most of a
+//! call's work, and the collections (Map, Set, WeakMap, WeakSet) and the typed arrays are a
+//! fifth of it. A script whose source names none of them ([`FULL_ONLY`]) and none of the doors
+//! to the global object (`globalThis`, `eval`, `Function`, `constructor`: [`DOORS`]), holds no
+//! `\u` escape and calls no host gets a lean context without them ([`Realm::of`]: a scan of
+//! the source's words, comments and strings included, so the same source always gets the same
+//! context). What a lean context lacks can still be reached by a script that finds the
+//! `Function` constructor by reflection and names the global in a string; it is then not
+//! defined, and the error says to name it in the script. A worker readies the kind of context
+//! its last call needed.
 //!
 //! **`eval` and `new Function` are available.** QuickJS compiles every source, the module
 //! included, through the context's eval hook: without the `Eval` intrinsic the module itself
@@ -71,7 +80,7 @@ use tokio::runtime::Handle;
 use crate::position::{self, MODULE_FILE};
 use crate::{Call, CodeError, Host, Limits, SyntaxError};
 
-/// What each call's context is given beyond the base objects (see the module's notes).
+/// What a full context is given beyond the base objects (see the module's notes).
 pub(crate) type Intrinsics = (
     intrinsic::Date,
     intrinsic::Eval,
@@ -83,6 +92,82 @@ pub(crate) type Intrinsics = (
     intrinsic::TypedArrays,
     intrinsic::Promise,
 );
+
+/// A lean context: [`Intrinsics`] without the collections and the typed arrays.
+type LeanIntrinsics = (
+    intrinsic::Date,
+    intrinsic::Eval,
+    intrinsic::RegExpCompiler,
+    intrinsic::RegExp,
+    intrinsic::Json,
+    intrinsic::Proxy,
+    intrinsic::Promise,
+);
+
+/// The globals only a full context has.
+const FULL_ONLY: &[&str] = &[
+    "Map",
+    "Set",
+    "WeakMap",
+    "WeakSet",
+    "ArrayBuffer",
+    "SharedArrayBuffer",
+    "DataView",
+    "Atomics",
+    "Int8Array",
+    "Uint8Array",
+    "Uint8ClampedArray",
+    "Int16Array",
+    "Uint16Array",
+    "Int32Array",
+    "Uint32Array",
+    "BigInt64Array",
+    "BigUint64Array",
+    "Float16Array",
+    "Float32Array",
+    "Float64Array",
+];
+
+/// Names through which a script can reach a global it does not name.
+const DOORS: &[&str] = &["globalThis", "eval", "Function", "constructor"];
+
+/// Which context a call gets (see the module's notes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Realm {
+    #[default]
+    Lean,
+    Full,
+}
+
+impl Realm {
+    /// Full for a call with a host (the prelude keeps the host's errors in a `WeakSet`) and
+    /// for a source that names a global of [`FULL_ONLY`] or a door to the global object
+    /// ([`DOORS`]), or holds a `\u` escape (an identifier can be spelt with one); lean
+    /// otherwise. Comments and strings are read as code: a name there only costs a full
+    /// context.
+    pub(crate) fn of(call: &Call) -> Realm {
+        let source = call.source.as_bytes();
+        if call.host.is_some() || source.windows(2).any(|w| w == b"\\u") {
+            return Realm::Full;
+        }
+        let named = source
+            .split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$'))
+            .any(|word| {
+                FULL_ONLY
+                    .iter()
+                    .chain(DOORS)
+                    .any(|name| name.as_bytes() == word)
+            });
+        if named { Realm::Full } else { Realm::Lean }
+    }
+
+    fn make(self, runtime: &Runtime) -> rquickjs::Result<Context> {
+        match self {
+            Realm::Lean => Context::custom::<LeanIntrinsics>(runtime),
+            Realm::Full => Context::custom::<Intrinsics>(runtime),
+        }
+    }
+}
 
 /// The prelude, the deterministic Date it installs when a script first uses `Date`, and its
 /// paths for large work (string searches, `flat`) it loads when a script first needs them.
@@ -168,8 +253,10 @@ fn prelude_bundle() -> Result<Bundle, CodeError> {
 /// use, made (by [`Engine::prepare`]) after the previous call was answered.
 #[derive(Default)]
 pub(crate) struct Engine {
-    /// Made in `runtime` and never entered yet (dropped first).
-    ready: Option<Context>,
+    /// Made in `runtime` and never entered yet (dropped first), and what it was made as.
+    ready: Option<(Realm, Context)>,
+    /// What the next context is made as: what the last call needed.
+    next: Realm,
     runtime: Option<Runtime>,
     /// Calls run on `runtime`.
     calls: u32,
@@ -213,10 +300,17 @@ impl Engine {
             (None, _) => None,
         };
         let prelude = prelude_bundle()?;
+        let realm = Realm::of(call);
+        self.next = realm;
+        if self.ready.as_ref().is_some_and(|(made, _)| *made != realm) {
+            // Never entered, but a cycle all the same: collected before the call's heap limit.
+            self.ready = None;
+            self.dirty = true;
+        }
         if self.ready.is_none() {
             self.prepare();
         }
-        let (Some(runtime), Some(context)) = (self.runtime.take(), self.ready.take()) else {
+        let (Some(runtime), Some((_, context))) = (self.runtime.take(), self.ready.take()) else {
             return Err(CodeError::internal(
                 "QuickJS could not start a runtime or make a context",
             ));
@@ -230,7 +324,7 @@ impl Engine {
         let result = context.with(|ctx| execute(&ctx, call, &limits, &watch, link, prelude));
         drop(context);
         runtime.set_interrupt_handler(None);
-        let result = conclude(result, &watch, &limits, &call.source);
+        let result = conclude(result, &watch, &limits, &call.source, realm);
         let healthy = matches!(
             result,
             Ok(_)
@@ -281,8 +375,8 @@ impl Engine {
             // allocate, and a half-made realm must never run code. Its size does not depend on
             // the call.
             runtime.set_memory_limit(0);
-            match Context::custom::<Intrinsics>(runtime) {
-                Ok(context) => self.ready = Some(context),
+            match self.next.make(runtime) {
+                Ok(context) => self.ready = Some((self.next, context)),
                 Err(e) => tracing::warn!(error = %e, "QuickJS could not make a context"),
             }
         }
@@ -291,7 +385,7 @@ impl Engine {
     /// After a panic: the runtime may be mid-call, and freeing it could trip QuickJS's own
     /// assertions (an abort), so it is leaked instead.
     pub(crate) fn poison(&mut self) {
-        if let Some(context) = self.ready.take() {
+        if let Some((_, context)) = self.ready.take() {
             std::mem::forget(context);
         }
         if let Some(runtime) = self.runtime.take() {
@@ -414,6 +508,7 @@ fn conclude(
     watch: &Watch,
     limits: &Limits,
     source: &str,
+    realm: Realm,
 ) -> Result<serde_json::Value, CodeError> {
     match watch.trip.get() {
         Trip::Deadline => {
@@ -460,9 +555,16 @@ fn conclude(
                 column: c.column,
             },
             _ => CodeError::Thrown {
-                message: match refused_import(&c.message) {
-                    Some(refusal) => format!("ReferenceError: {refusal}"),
-                    None => c.message,
+                message: match (refused_import(&c.message), lean_miss(&c.message, realm)) {
+                    (Some(refusal), _) => format!("ReferenceError: {refusal}"),
+                    (None, Some(name)) => format!(
+                        "{}: this script's context was made without {name}: the collections \
+                         (Map, Set, WeakMap, WeakSet) and the typed arrays are made only for \
+                         scripts whose source names one of them (or `globalThis`, `eval`, \
+                         `Function`, `constructor`); name `{name}` in the script",
+                        c.message
+                    ),
+                    (None, None) => c.message,
                 },
                 line: c.line,
                 column: c.column,
@@ -490,6 +592,15 @@ fn conclude(
         },
         Fail::OutputInvalid(reason) => CodeError::OutputInvalid { reason },
     })
+}
+
+/// The global of [`FULL_ONLY`] that a script in a lean context reached for (reflectively:
+/// its source does not name it) and did not find.
+fn lean_miss(message: &str, realm: Realm) -> Option<&str> {
+    let name = message
+        .strip_prefix("ReferenceError: ")?
+        .strip_suffix(" is not defined")?;
+    (realm == Realm::Lean && FULL_ONLY.contains(&name)).then_some(name)
 }
 
 /// A compile error. QuickJS-ng resolves a static `import` while compiling and, with no module
@@ -1003,6 +1114,36 @@ mod tests {
         assert_eq!(depth(&serde_json::json!(1)), 0);
         assert_eq!(depth(&serde_json::json!([])), 1);
         assert_eq!(depth(&serde_json::json!({"a": [1, {"b": []}]})), 4);
+    }
+
+    #[test]
+    fn a_source_gets_a_full_context_only_when_it_may_use_what_a_lean_one_lacks() {
+        let of = |source: &str| Realm::of(&Call::new(source));
+        assert_eq!(of("export default (args) => args.x + 1"), Realm::Lean);
+        // Longer words that merely contain a name, and methods, do not count.
+        assert_eq!(
+            of(
+                "export default (a) => a.map(x => x).filter(Boolean).concat(Array.of(1), MapX, mySet)"
+            ),
+            Realm::Lean
+        );
+        for full in [
+            "export default () => new Map()",
+            "export default () => [...new Set([1, 1])]",
+            "export default () => new Uint8Array(4).length",
+            "export default () => WeakMap",
+            "export default () => globalThis[\"Ma\" + \"p\"]",
+            "export default () => eval(\"1\")",
+            "export default () => (() => 0).constructor(\"return 1\")()",
+            "export default () => Function(\"return 1\")()",
+            // A name in a comment or a string counts too.
+            "// uses a Set\nexport default () => 1",
+            "export default () => \"DataView\"",
+            // An identifier spelt with an escape.
+            "export default () => new \\u004Dap()",
+        ] {
+            assert_eq!(of(full), Realm::Full, "{full}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use hilo_sandbox::{CodeError, Sandbox, SyntaxError, check};
 use serde_json::json;
 
-use crate::{call, fails, fails_with, ok, thrown, value};
+use crate::{call, fails, fails_with, ok, still_works, thrown, value};
 
 const CLOCK_AND_DICE: &str = "export default () => ({
   now: Date.now(),
@@ -479,4 +479,53 @@ async fn array_methods_keep_the_languages_results() {
         let e = fails_with(&sandbox, source, "CODE_ERROR").await;
         assert!(thrown(&e).starts_with("TypeError"), "{source}: {e:?}");
     }
+}
+
+/// Lean and full contexts (see `engine.rs`): what a script names it has, calls of both kinds
+/// alternate on one worker without one seeing the other's, and a script that reaches a
+/// collection it did not name is told to name it.
+#[tokio::test]
+async fn a_script_has_every_global_it_names_whatever_ran_before_on_its_worker() {
+    let sandbox = Sandbox::new(1);
+    let lean = "export default (args) => ({ sum: args.xs.reduce((a, b) => a + b, 0), kinds: typeof WeakRef })";
+    let full = "export default (args) => { const seen = new Set(args.xs); const bytes = new Uint8Array([...seen]); globalThis.leak = 1; return { distinct: seen.size, last: bytes[bytes.length - 1], map: new Map([[1, 2]]).get(1) } }";
+    for _ in 0..3 {
+        let mut c = call(lean);
+        c.args = json!({"xs": [1, 2, 2, 3]});
+        assert_eq!(
+            ok(&sandbox, c).await,
+            json!({"sum": 8, "kinds": "undefined"})
+        );
+        let mut c = call(full);
+        c.args = json!({"xs": [1, 2, 2, 3]});
+        assert_eq!(
+            ok(&sandbox, c).await,
+            json!({"distinct": 3, "last": 3, "map": 2})
+        );
+    }
+    // Nothing the full calls did is seen by the next call.
+    assert_eq!(
+        value(&sandbox, "export default () => typeof globalThis.leak").await,
+        json!("undefined")
+    );
+    // The Function constructor found by reflection, and a name built from pieces: the lean
+    // context has no Map, and the error says what to do.
+    let reflective = "export default () => {
+  const all = Object.getOwnPropertyDescriptors(Object.getPrototypeOf(() => 0));
+  const F = Object.values(all).find((d) => typeof d.value === 'function' && d.value.name === 'Fun' + 'ction').value;
+  return F('return new Ma' + 'p().size')();
+}";
+    let e = fails_with(&sandbox, reflective, "CODE_ERROR").await;
+    let message = thrown(&e);
+    assert!(
+        message.starts_with(
+            "ReferenceError: Map is not defined: this script's context was made without Map"
+        ),
+        "{message}"
+    );
+    assert!(message.contains("name `Map` in the script"), "{message}");
+    // Named, it is there.
+    let named = format!("// Map\n{reflective}");
+    assert_eq!(value(&sandbox, &named).await, json!(0));
+    still_works(&sandbox).await;
 }
