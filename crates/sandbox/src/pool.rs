@@ -2,7 +2,7 @@
 //!
 //! `Sandbox::new(n)` allows `n` calls at once: a call first takes one of `n` permits (a tokio
 //! semaphore, so a waiting call holds no thread and no heap), then hands its job to a worker
-//! thread, and the permit goes back only when the worker has finished (a caller that stops
+//! thread (idle workers wait on one multi-consumer channel, so a job wakes one thread), and the permit goes back only when the worker has finished (a caller that stops
 //! waiting does not free a slot early; it sets the job's cancel flag, which the script's
 //! interrupt handler reads). Workers are dedicated threads, started as the number of calls in
 //! flight first reaches them (at most `n`), each with its own [`Engine`]; none is a runtime
@@ -10,9 +10,9 @@
 //! next one ([`Engine::prepare`]: the last realm freed, a fresh one made) before it takes the
 //! next job. Workers end when the last clone of the `Sandbox` is dropped.
 
+use flume::{Receiver, Sender};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -35,7 +35,7 @@ struct Inner {
     max: usize,
     permits: Arc<Semaphore>,
     jobs: Sender<Job>,
-    queue: Arc<Mutex<Receiver<Job>>>,
+    queue: Receiver<Job>,
     /// Worker threads started so far.
     started: Mutex<usize>,
 }
@@ -53,13 +53,13 @@ impl Sandbox {
     /// A pool running at most `max_concurrent` calls at once (at least 1).
     pub fn new(max_concurrent: usize) -> Sandbox {
         let max = max_concurrent.clamp(1, Semaphore::MAX_PERMITS);
-        let (jobs, queue) = channel();
+        let (jobs, queue) = flume::unbounded();
         Sandbox {
             inner: Arc::new(Inner {
                 max,
                 permits: Arc::new(Semaphore::new(max)),
                 jobs,
-                queue: Arc::new(Mutex::new(queue)),
+                queue,
                 started: Mutex::new(0),
             }),
         }
@@ -141,10 +141,10 @@ impl Inner {
 }
 
 /// A worker: takes jobs until the pool is dropped.
-fn work(queue: &Mutex<Receiver<Job>>) {
+fn work(queue: &Receiver<Job>) {
     let mut engine = Engine::default();
     loop {
-        let job = lock(queue).recv();
+        let job = queue.recv();
         let Ok(job) = job else { return };
         let Job {
             call,
