@@ -150,8 +150,8 @@ fn parse_yaml(text: &str) -> Result<Value, OpenApiError> {
         OpenApiError::Syntax {
             format: "YAML",
             message,
-            line: location.map(|l| l.line() as u64).filter(|l| *l > 0),
-            column: location.map(|l| l.column() as u64).filter(|c| *c > 0),
+            line: location.map(|l| l.line()).filter(|l| *l > 0),
+            column: location.map(|l| l.column()).filter(|c| *c > 0),
         }
     })
 }

@@ -11,7 +11,7 @@ use super::naming::{self, Names};
 use super::params::{self, Collected};
 use super::pointer::join;
 use super::request::{Body, BodyEncoding, Param};
-use super::schema::{Expander, bounded, permissive};
+use super::schema::{Budgets, Expander, bounded, permissive};
 use super::security::{self, SecurityRequirement};
 
 /// The methods an OpenAPI 3.0/3.1 path item may have, in the order operations are read.
@@ -116,9 +116,18 @@ pub struct Operation {
 /// only on unusable settings: a prefix that is not a valid tool name, a `base_url` that is
 /// not an absolute `http(s)` URL. Everything in the document is a tool or a skip.
 pub fn operations(doc: &Document, select: &Select) -> Result<Import, OpenApiError> {
+    operations_within(doc, select, Budgets::default())
+}
+
+/// [`operations`] under other bounds on schema work (tests).
+pub(crate) fn operations_within(
+    doc: &Document,
+    select: &Select,
+    budgets: Budgets,
+) -> Result<Import, OpenApiError> {
     check_select(select)?;
     let root = doc.root();
-    let mut ex = Expander::new(root, doc.is_3_1());
+    let mut ex = Expander::new(root, doc.is_3_1(), budgets);
     let mut names = Names::default();
     let mut matched = vec![false; select.operations.len()];
     let mut import = Import {
@@ -357,8 +366,8 @@ fn pick_media(content: &Map<String, Value>) -> Option<(String, BodyEncoding, &Va
     if let Some((k, v)) = json {
         return Some((k.clone(), BodyEncoding::Json, v));
     }
-    if let Some((k, v)) = content.iter().find(|(k, _)| essence(k) == "*/*") {
-        let _ = k;
+    // `*/*` (common in generated documents) accepts JSON: send it as such.
+    if let Some((_, v)) = content.iter().find(|(k, _)| essence(k) == "*/*") {
         return Some(("application/json".into(), BodyEncoding::Json, v));
     }
     content

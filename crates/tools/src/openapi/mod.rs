@@ -55,7 +55,7 @@ pub use import::{BaseUrl, BaseUrlSource, Import, METHODS, Operation, Select, Ski
 pub use naming::{MAX_DESCRIPTION, MAX_NAME};
 pub use request::{Body, BodyEncoding, Location, Param, RequestBody, RequestParts, Style};
 pub use schema::{
-    MAX_REF_DEPTH, MAX_REF_REPEAT, MAX_SCHEMA_DEPTH, MAX_SCHEMA_DESCRIPTION,
-    MAX_SCHEMA_NODES_PER_IMPORT, MAX_SCHEMA_NODES_PER_OPERATION,
+    MAX_PATTERN_LENGTH, MAX_PATTERN_REPEAT, MAX_REF_DEPTH, MAX_REF_REPEAT, MAX_SCHEMA_DEPTH,
+    MAX_SCHEMA_DESCRIPTION, MAX_SCHEMA_NODES_PER_IMPORT, MAX_SCHEMA_NODES_PER_OPERATION,
 };
 pub use security::{Scheme, SecurityRequirement};

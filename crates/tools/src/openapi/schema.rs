@@ -30,13 +30,21 @@ use super::pointer::{join, lookup, pointer_of};
 /// How many times one reference may be inlined inside itself before it becomes permissive.
 pub const MAX_REF_REPEAT: usize = 2;
 /// Most references inlined one inside another.
-pub const MAX_REF_DEPTH: usize = 24;
+pub const MAX_REF_DEPTH: usize = 16;
 /// Deepest nesting of schemas in one parameter's or body's schema.
 pub const MAX_SCHEMA_DEPTH: usize = 40;
 /// Most schema nodes (objects visited, values copied) one operation's input schema may cost.
-pub const MAX_SCHEMA_NODES_PER_OPERATION: usize = 60_000;
+/// GitHub's largest costs a few hundred, its whole description about 12,000; a schema this
+/// large is already more than a model can use.
+pub const MAX_SCHEMA_NODES_PER_OPERATION: usize = 10_000;
 /// Most schema nodes one import may cost, all operations together.
-pub const MAX_SCHEMA_NODES_PER_IMPORT: usize = 6_000_000;
+pub const MAX_SCHEMA_NODES_PER_IMPORT: usize = 1_000_000;
+/// Longest `pattern` kept, in characters; a longer one is dropped with a note.
+pub const MAX_PATTERN_LENGTH: usize = 1_000;
+/// Largest repetition count (`{n}`, `{n,m}`) a kept `pattern` may have: the validator
+/// compiles a pattern into an automaton whose size grows with it (`^.{1,2097152}`, found in a
+/// published document, takes seconds), so a larger one is dropped with a note.
+pub const MAX_PATTERN_REPEAT: u64 = 1_000;
 /// Longest description kept in a schema, in characters.
 pub const MAX_SCHEMA_DESCRIPTION: usize = 400;
 /// Most `$ref`s followed in a row to reach a parameter, body, response or security scheme.
@@ -57,7 +65,6 @@ const COPIED: &[&str] = &[
     "minimum",
     "maxLength",
     "minLength",
-    "pattern",
     "maxItems",
     "minItems",
     "uniqueItems",
@@ -101,23 +108,42 @@ pub(crate) struct Expander<'d> {
     notes: Vec<String>,
     op_left: usize,
     import_left: usize,
+    budgets: Budgets,
+}
+
+/// The bounds on schema work: [`MAX_SCHEMA_NODES_PER_OPERATION`] and
+/// [`MAX_SCHEMA_NODES_PER_IMPORT`] (smaller in tests).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budgets {
+    pub per_operation: usize,
+    pub per_import: usize,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            per_operation: MAX_SCHEMA_NODES_PER_OPERATION,
+            per_import: MAX_SCHEMA_NODES_PER_IMPORT,
+        }
+    }
 }
 
 impl<'d> Expander<'d> {
-    pub(crate) fn new(root: &'d Value, v31: bool) -> Self {
+    pub(crate) fn new(root: &'d Value, v31: bool, budgets: Budgets) -> Self {
         Expander {
             root,
             v31,
             stack: Vec::new(),
             notes: Vec::new(),
-            op_left: MAX_SCHEMA_NODES_PER_OPERATION,
-            import_left: MAX_SCHEMA_NODES_PER_IMPORT,
+            op_left: budgets.per_operation,
+            import_left: budgets.per_import,
+            budgets,
         }
     }
 
     /// Starts an operation: a fresh per-operation budget and no notes.
     pub(crate) fn begin_operation(&mut self) {
-        self.op_left = MAX_SCHEMA_NODES_PER_OPERATION;
+        self.op_left = self.budgets.per_operation;
         self.notes.clear();
         self.stack.clear();
     }
@@ -196,11 +222,13 @@ impl<'d> Expander<'d> {
         }
         let which = if self.import_left < n {
             format!(
-                "the import's schemas reached hilo's bound ({MAX_SCHEMA_NODES_PER_IMPORT} nodes)"
+                "the import's schemas reached hilo's bound ({} nodes)",
+                self.budgets.per_import
             )
         } else {
             format!(
-                "this operation's schema reached hilo's bound ({MAX_SCHEMA_NODES_PER_OPERATION} nodes)"
+                "this operation's schema reached hilo's bound ({} nodes)",
+                self.budgets.per_operation
             )
         };
         self.note(format!(
@@ -301,6 +329,18 @@ impl<'d> Expander<'d> {
                 }
             } else if key == "exclusiveMinimum" || key == "exclusiveMaximum" {
                 out.insert(k.clone(), val.clone());
+            } else if key == "pattern" {
+                if let Value::String(p) = val {
+                    match costly_pattern(p) {
+                        None => {
+                            out.insert(k.clone(), val.clone());
+                        }
+                        Some(why) => self.note(format!(
+                            "the `pattern` at `{}` is dropped ({why}): the value is not checked against it",
+                            here()
+                        )),
+                    }
+                }
             } else if COPIED.contains(&key) {
                 if !self.spend(size_of(val), at) {
                     continue;
@@ -398,31 +438,28 @@ impl<'d> Expander<'d> {
         self.stack.pop();
         let mut out = result?;
         // 3.1 lets a reference have siblings (a description, a constraint); 3.0 ignores them.
+        // Annotations (`description`, `title`) replace the target's; a constraint the target
+        // has too keeps both, as `allOf`.
         if self.v31 && map.len() > 1 {
             let mut siblings = map.clone();
             siblings.remove("$ref");
             let siblings = Value::Object(siblings);
-            let extra = self.walk(&siblings, at, depth, request)?;
-            out = match (out, extra) {
-                (Value::Object(mut o), Value::Object(e)) => {
-                    for (k, v) in e {
-                        if o.contains_key(&k) && k != "description" && k != "title" {
-                            // Both constrain: keep both.
-                            let inner = Value::Object(o);
-                            let mut both = Map::new();
-                            both.insert(
-                                "allOf".into(),
-                                Value::Array(vec![inner, Value::Object(Map::from_iter([(k, v)]))]),
-                            );
-                            o = both;
-                        } else {
-                            o.insert(k, v);
-                        }
-                    }
-                    Value::Object(o)
+            if let (Value::Object(target), Value::Object(extra)) =
+                (&mut out, self.walk(&siblings, at, depth, request)?)
+            {
+                let clash = extra
+                    .keys()
+                    .any(|k| target.contains_key(k) && k != "description" && k != "title");
+                if clash {
+                    let inner = Value::Object(std::mem::take(target));
+                    target.insert(
+                        "allOf".into(),
+                        Value::Array(vec![inner, Value::Object(extra)]),
+                    );
+                } else {
+                    target.extend(extra);
                 }
-                (o, _) => o,
-            };
+            }
         }
         Ok(out)
     }
@@ -447,6 +484,40 @@ impl<'d> Expander<'d> {
             }
         }
     }
+}
+
+/// Why a pattern is too costly to compile, when it is.
+fn costly_pattern(p: &str) -> Option<String> {
+    if p.chars().count() > MAX_PATTERN_LENGTH {
+        return Some(format!("longer than {MAX_PATTERN_LENGTH} characters"));
+    }
+    let bytes = p.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'{' => {
+                // Bytes, not `str` slices: `i` may sit inside a multi-byte character.
+                let end = bytes[i..]
+                    .iter()
+                    .position(|b| *b == b'}')
+                    .map_or(bytes.len(), |e| i + e);
+                let counts = std::str::from_utf8(&bytes[i + 1..end]).unwrap_or_default();
+                let big = counts
+                    .split(',')
+                    .filter_map(|n| n.trim().parse::<u64>().ok())
+                    .any(|n| n > MAX_PATTERN_REPEAT);
+                if big {
+                    return Some(format!(
+                        "a repetition count over {MAX_PATTERN_REPEAT}, costly to compile"
+                    ));
+                }
+                i = end + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 fn is_read_only(s: &Value) -> bool {

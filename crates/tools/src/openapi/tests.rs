@@ -120,9 +120,9 @@ fn cyclic_schema_is_inlined_to_a_bound() {
     assert!(jsonschema::validator_for(&op.input_schema).is_ok());
 }
 
-#[test]
-fn reference_bomb_is_bounded() {
-    // Ten references to a schema with ten references to … nine levels: 10^9 leaves if inlined.
+/// Ten references to a schema with ten references to … nine levels: 10^9 leaves if inlined,
+/// as the request body of `operations` operations.
+fn bomb(operations: usize) -> Value {
     let mut schemas = serde_json::Map::new();
     schemas.insert("L0".into(), json!({"type": "string", "enum": ["a", "b"]}));
     for level in 1..10 {
@@ -131,7 +131,7 @@ fn reference_bomb_is_bounded() {
             .collect();
         schemas.insert(format!("L{level}"), json!({"anyOf": refs}));
     }
-    let paths: serde_json::Map<String, Value> = (0..200)
+    let paths: serde_json::Map<String, Value> = (0..operations)
         .map(|n| {
             (
                 format!("/p{n}"),
@@ -140,24 +140,82 @@ fn reference_bomb_is_bounded() {
             )
         })
         .collect();
+    api(Value::Object(paths), json!({"schemas": schemas}))
+}
+
+#[test]
+fn reference_bomb_is_bounded() {
     let started = std::time::Instant::now();
-    let i = import(api(Value::Object(paths), json!({"schemas": schemas})));
-    assert_eq!(i.tools.len(), 200);
+    let i = import(bomb(2));
+    assert_eq!(i.tools.len(), 2);
     assert!(started.elapsed().as_secs() < 60, "bounded work");
     let op = &i.tools[0];
     assert!(
-        op.notes.iter().any(|n| n.contains("bound")),
+        op.notes
+            .iter()
+            .any(|n| n.contains("this operation's schema reached")),
         "{:?}",
         op.notes
     );
-    let size = op.input_schema.to_string().len();
-    assert!(size < 8 * MAX_SCHEMA_NODES_PER_OPERATION * 10, "{size}");
+    // Each visited object is at most a few nodes of output.
+    let nodes = op.input_schema.to_string().matches('{').count();
+    assert!(nodes <= 2 * MAX_SCHEMA_NODES_PER_OPERATION, "{nodes}");
     assert!(jsonschema::validator_for(&op.input_schema).is_ok());
-    // The import's budget is spent before the 200th operation: the rest degrade too.
+}
+
+#[test]
+fn the_import_budget_bounds_all_operations_together() {
+    let budgets = schema::Budgets {
+        per_operation: 1_000,
+        per_import: 5_000,
+    };
+    let select = Select {
+        prefix: "t".into(),
+        ..Select::default()
+    };
+    let i = import::operations_within(&doc(bomb(20)), &select, budgets).unwrap();
+    assert_eq!(i.tools.len(), 20);
     assert!(
-        i.tools[199].notes.iter().any(|n| n.contains("import")),
+        i.tools[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("this operation's schema reached hilo's bound (1000 nodes)"))
+    );
+    // Five operations spend the import's budget; the rest accept any body, and say why.
+    let last = &i.tools[19];
+    assert!(
+        last.notes
+            .iter()
+            .any(|n| n.contains("the import's schemas reached hilo's bound (5000 nodes)")),
         "{:?}",
-        i.tools[199].notes
+        last.notes
+    );
+    assert_eq!(
+        last.input_schema["properties"]["body"],
+        json!({"description": "(not expanded: too large)"})
+    );
+}
+
+#[test]
+fn costly_patterns_are_dropped() {
+    let i = import(api(
+        json!({"/p": {"get": {"parameters": [
+            {"name": "a", "in": "query", "schema": {"type": "string", "pattern": "^.{1,2097152}"}},
+            {"name": "b", "in": "query", "schema": {"type": "string", "pattern": "^[é]{2,3}[a-z]{1,1000}$"}},
+            {"name": "d", "in": "query", "schema": {"type": "string", "pattern": "\\é{5000}"}},
+            {"name": "c", "in": "query", "schema": {"type": "string", "pattern": "\\{99999"}}]}}}),
+        json!({}),
+    ));
+    let props = &only(&i).input_schema["properties"];
+    assert!(props["a"].get("pattern").is_none());
+    assert_eq!(props["b"]["pattern"], "^[é]{2,3}[a-z]{1,1000}$");
+    assert!(props["d"].get("pattern").is_none());
+    assert_eq!(props["c"]["pattern"], "\\{99999");
+    assert!(
+        only(&i)
+            .notes
+            .iter()
+            .any(|n| n.contains("repetition count over 1000"))
     );
 }
 
@@ -657,10 +715,15 @@ fn path_templates_and_parameter_edge_cases() {
 #[test]
 fn refs_with_escapes_and_31_siblings() {
     let i = operations(
-        &doc(json!({"openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+        &doc(
+            json!({"openapi": "3.1.0", "info": {"title": "t", "version": "1"},
             "paths": {"/a": {"post": {"requestBody": {"content": {"application/json": {"schema": {
-                "$ref": "#/components/schemas/a~1b%20c", "description": "from the sibling"}}}}}}},
-            "components": {"schemas": {"a/b c": {"type": ["string", "null"], "description": "orig", "examples": ["x"]}}}})),
+                "$ref": "#/components/schemas/a~1b%20c", "description": "from the sibling"}}}}},
+                "parameters": [{"name": "q", "in": "query", "schema": {
+                    "$ref": "#/components/schemas/a~1b%20c", "maxLength": 3}}]}},
+            "components": {"schemas": {"a/b c": {"type": ["string", "null"], "description": "orig",
+                "examples": ["x"], "maxLength": 10}}}}),
+        ),
         &Select::default(),
     )
     .unwrap();
@@ -668,7 +731,13 @@ fn refs_with_escapes_and_31_siblings() {
     assert_eq!(op.name, "post_a", "no prefix: no dot");
     assert_eq!(
         op.input_schema["properties"]["body"],
-        json!({"type": ["string", "null"], "description": "from the sibling"})
+        json!({"type": ["string", "null"], "description": "from the sibling", "maxLength": 10})
+    );
+    // A constraint on both sides keeps both.
+    assert_eq!(
+        op.input_schema["properties"]["q"],
+        json!({"allOf": [{"type": ["string", "null"], "description": "orig", "maxLength": 10},
+                         {"maxLength": 3}]})
     );
 }
 

