@@ -32,6 +32,7 @@ pub mod executor;
 pub mod http;
 pub mod limits;
 pub mod mcp;
+pub mod openapi;
 pub use hilo_core::redact;
 pub mod secrets;
 pub mod sql;

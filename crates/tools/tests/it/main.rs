@@ -11,6 +11,7 @@ mod executor;
 mod http;
 mod leaks;
 mod mcp;
+mod openapi;
 mod sql;
 mod vault;
 
