@@ -14,6 +14,9 @@
 //! - [`vault`]: the credential store (AES-256-GCM under a master key), a [`Secrets`] source.
 //! - [`sql`]: `query_database` and `execute_sql`, with the `sqlparser` statement guard.
 //! - [`mcp`]: the tools of MCP servers (`[mcp.servers.NAME]`), through `rmcp`.
+//! - [`openapi`]: OpenAPI 3.0/3.1 documents read into operations (names, classes, input
+//!   schemas, parameters, security) and a call's arguments into the request parts; not wired
+//!   into the executor yet.
 //! - [`code`]: the process's sandbox ([`code::Scripts`]: `code` nodes, `run_javascript`,
 //!   code agents) with each tenant's limits, and the validator's syntax check of scripts.
 
