@@ -6,6 +6,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::input::{Since, parse_since};
 
+mod tools;
+
+pub use tools::{AuditArgs, ImportArgs, ToolsCommand};
+
 /// `hilo --help`'s closing text: where data lives, the conventions, and the exit codes of every
 /// command (as `main` maps failures; keep them in step with `exit.rs` and docs/cli.md).
 const AFTER_HELP: &str = "Data lives in one SQLite file: --db PATH (or HILO_DB); by default hilo.db in your data directory. Processes on many machines share one PostgreSQL database: --db postgres://USER@HOST/DB.
@@ -859,55 +863,6 @@ pub struct CostsArgs {
     /// Print JSON: the rows (or the execution's calls)
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct AuditArgs {
-    /// Only the calls of this execution (its full id, as `hilo executions list` shows it)
-    #[arg(long, value_name = "ID")]
-    pub execution: Option<String>,
-    /// Only the calls of this tool
-    #[arg(long, value_name = "TOOL")]
-    pub tool: Option<String>,
-    /// Only calls since then: a duration ago (30m, 24h, 7d) or an RFC 3339 time
-    #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
-    pub since: Option<Since>,
-    /// At most N rows (the oldest N that match)
-    #[arg(long, value_name = "N")]
-    pub limit: Option<u32>,
-    /// Print a JSON array of the audit entries
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ToolsCommand {
-    /// List every known tool (built-in, hilo.toml, MCP, extensions) by name.
-    List {
-        /// Print a JSON array of the tools
-        #[arg(long)]
-        json: bool,
-    },
-    /// Find tools whose name or description contains every word of QUERY (case-insensitive);
-    /// name matches first.
-    Search {
-        /// Words every match contains
-        #[arg(required = true, value_name = "QUERY")]
-        query: Vec<String>,
-        /// Print a JSON array of the matching tools, best first
-        #[arg(long)]
-        json: bool,
-    },
-    /// Per tool usage from the audit trail: calls, success rate, p50/p95 latency, cached calls
-    /// (compensations not counted).
-    Stats {
-        /// The period: a duration ago (30m, 24h, 7d) or an RFC 3339 time
-        #[arg(long, value_name = "DURATION|TIME", default_value = "7d", value_parser = parse_since)]
-        since: Since,
-        /// Print a JSON array: one object per tool
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,7 @@
 use clap::CommandFactory;
 
 use crate::app::App;
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ToolsCommand};
 use crate::exit::Exit;
 use crate::{
     bench, costs, demo, exec, hil, init, kb, memory, out, remote, secrets, serve, tools, triggers,
@@ -22,6 +22,10 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
     // Writes files only: no store, no configuration, local even with --server.
     if let Command::Init(args) = &command {
         return init::init(args);
+    }
+    // Reads a document and prints: no store, no configuration, local even with --server.
+    if let Command::Tools(ToolsCommand::Import(args)) = &command {
+        return tools::import(args).await;
     }
     if hil::is_hil(&command) {
         return hil::run(g, command).await;

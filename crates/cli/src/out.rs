@@ -211,11 +211,21 @@ pub fn print_json(v: &impl serde::Serialize) -> Result<(), Exit> {
 /// A table on stdout: columns as wide as their widest cell, two spaces apart (the last one
 /// unpadded), the header in bold where stdout takes styles.
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    print_table_capped(headers, rows, &[]);
+}
+
+/// [`print_table`] with column `i` at most `caps[i]` characters wide (no cap past the end of
+/// `caps`): a longer cell is printed whole and pushes the rest of its line right, so that a
+/// few long cells in a long list do not widen every line.
+pub fn print_table_capped(headers: &[&str], rows: &[Vec<String>], caps: &[usize]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
+    }
+    for (w, (cap, h)) in widths.iter_mut().zip(caps.iter().zip(headers)) {
+        *w = (*w).min(*cap).max(h.len());
     }
     let bold = colour_stdout();
     let line = |cells: Vec<String>| {

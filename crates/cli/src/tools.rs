@@ -1,5 +1,6 @@
 //! Tool commands: `audit` (the executor's audit trail of tool calls), `tools list`,
-//! `tools search` and `tools stats` (usage per tool from the audit trail).
+//! `tools search`, `tools stats` (usage per tool from the audit trail) and `tools import`
+//! (an OpenAPI document's operations as tools, in `import.rs`).
 
 use anyhow::anyhow;
 use hilo_core::tool::{AuditFilter, RateLimit, ToolExecutor, ToolSpec};
@@ -9,6 +10,10 @@ use crate::app::App;
 use crate::cli::{AuditArgs, ToolsCommand};
 use crate::exit::{Exit, store_err};
 use crate::out::{human_ms, print_json, print_table, rfc3339};
+
+mod import;
+
+pub use import::import;
 
 /// The last characters of an execution id, as the progress lines show it.
 fn short_id(id: &str) -> &str {
@@ -80,8 +85,12 @@ pub async fn audit(app: &App, args: AuditArgs) -> Result<(), Exit> {
     Ok(())
 }
 
-/// `hilo tools list|search|stats`.
+/// `hilo tools list|search|stats|import`.
 pub async fn tools(app: &App, cmd: ToolsCommand) -> Result<(), Exit> {
+    // Reads a document and prints: no store, no configuration.
+    if let ToolsCommand::Import(args) = &cmd {
+        return import(args).await;
+    }
     let g = app.global();
     let store = app.store().await?;
     match cmd {
@@ -141,6 +150,7 @@ pub async fn tools(app: &App, cmd: ToolsCommand) -> Result<(), Exit> {
             );
             Ok(())
         }
+        ToolsCommand::Import(args) => import(&args).await,
     }
 }
 

@@ -27,6 +27,7 @@ mod schedules_procs;
 mod secret_leak;
 mod serve;
 mod tools;
+mod tools_import;
 mod triggers_cli;
 
 use std::path::{Path, PathBuf};
