@@ -295,10 +295,46 @@ pub trait Provider: Send + Sync {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, ProviderError>;
 }
 
-/// Maps a tool name to a function name every provider accepts (`.` becomes `__`; callers keep
-/// their own map back, since a tool name may contain `__` too).
+/// The longest function name the providers accept (OpenAI's and Anthropic's tools:
+/// `^[a-zA-Z0-9_-]{1,64}$`).
+pub const MAX_FUNCTION_NAME: usize = 64;
+
+/// Maps a tool name to a function name every provider accepts: `.` becomes `__`
+/// (`mcp.files.read` → `mcp__files__read`). A name that would still not be accepted (longer
+/// than [`MAX_FUNCTION_NAME`], as an MCP server's or an API's tool can be, or with another
+/// character) keeps its first characters, with anything else as `_`, and ends with `_` and
+/// 10 hex digits of the tool name's SHA-256, the same in every process. Callers keep their own
+/// map back, and give a name that is taken already (`a.b` and `a__b` both listed) to
+/// [`hashed_function_name`].
 pub fn function_name(tool: &str) -> String {
-    tool.replace('.', "__")
+    let name = tool.replace('.', "__");
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !name.is_empty() && name.len() <= MAX_FUNCTION_NAME && name.chars().all(plain) {
+        name
+    } else {
+        hashed_function_name(tool)
+    }
+}
+
+/// `tool`'s function name in the hashed form [`function_name`] gives names too long.
+pub fn hashed_function_name(tool: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(tool.as_bytes());
+    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let keep = MAX_FUNCTION_NAME - 1 - hex.len();
+    let head: String = tool
+        .replace('.', "__")
+        .chars()
+        .take(keep)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{head}_{hex}")
 }
 
 /// Keeps the first `max` bytes of a provider's error body (on a char boundary).
@@ -311,4 +347,40 @@ pub fn excerpt(body: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &body[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names_are_what_providers_accept_and_stable() {
+        assert_eq!(function_name("mcp.files.read"), "mcp__files__read");
+        assert_eq!(function_name("send_email"), "send_email");
+        let long = "github.actions_get_custom_oidc_sub_claim_for_repo_and_environment_by_name";
+        let f = function_name(long);
+        assert_eq!(f.len(), MAX_FUNCTION_NAME);
+        assert!(
+            f.starts_with("github__actions_get_custom_oidc_sub_claim_"),
+            "{f}"
+        );
+        // The same in every call (and process: a hash of the name, no seed).
+        assert_eq!(function_name(long), f);
+        // Names that differ only after the kept characters stay apart.
+        assert_ne!(
+            function_name(&format!("{long}_a")),
+            function_name(&format!("{long}_b"))
+        );
+        // A character no provider accepts.
+        let odd = function_name("crm.contacts:search");
+        assert!(
+            odd.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "{odd}"
+        );
+        assert!(odd.starts_with("crm__contacts_search_"), "{odd}");
+        // The hashed form of a short name, for a clash.
+        assert_ne!(hashed_function_name("a__b"), "a__b");
+        assert!(hashed_function_name("a__b").starts_with("a__b_"));
+    }
 }

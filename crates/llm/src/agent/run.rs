@@ -20,7 +20,7 @@ use super::episodes::{self, MemoryCtx};
 use super::runtime::LlmRuntime;
 use crate::call::{Answer, CallCtx, CallSummary, Passage, Target, Task, codes};
 use crate::config::Capability;
-use crate::provider::{ToolDefinition, function_name};
+use crate::provider::{ToolDefinition, function_name, hashed_function_name};
 
 /// One agent run: the request, the router, and the trace so far.
 pub struct Run<'a> {
@@ -356,7 +356,10 @@ impl<'a> Run<'a> {
                     ),
                 ));
             };
-            let f = function_name(&t);
+            let mut f = function_name(&t);
+            if names.contains_key(&f) {
+                f = hashed_function_name(&t);
+            }
             defs.push(ToolDefinition {
                 name: f.clone(),
                 description: spec.description.clone(),

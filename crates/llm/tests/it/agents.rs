@@ -122,6 +122,17 @@ async fn fx(extra: Value) -> Fx {
         answer: advise,
         calls: tool_calls.clone(),
     }));
+    // A name longer than the providers' 64 characters (an API's or MCP server's tools can
+    // be), and two that map to the same function name.
+    for name in [LONG_TOOL, "geo.lookup", "geo__lookup"] {
+        tools.insert(Arc::new(Scripted {
+            spec: ToolSpec::new(name, ToolClass::Safe, "Current weather of a city").with_input(
+                json!({"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}),
+            ),
+            answer: weather,
+            calls: tool_calls.clone(),
+        }));
+    }
     let executor = hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default())
         .tools(tools)
         .audit(hilo_tools::AuditSink::spawn(store.clone()))
@@ -602,6 +613,62 @@ async fn a_reasoning_agent_acts_through_the_executor_and_keeps_its_chain() {
     assert!(steps[1]["observation"].as_str().unwrap().contains("Rome"));
     assert_eq!(steps[2]["answer"], true);
     assert_eq!(trace["model"], "an-mid");
+}
+
+const LONG_TOOL: &str =
+    "weather_api.get_the_current_weather_conditions_for_a_city_by_its_name_and_country";
+
+/// Providers accept function names of at most 64 characters from `[a-zA-Z0-9_-]`: a longer
+/// tool name is offered shortened with a hash, two names that map to one function name are
+/// offered apart, and the model's calls reach the right tools.
+#[tokio::test]
+async fn long_and_clashing_tool_names_are_offered_as_valid_distinct_functions() {
+    use hilo_llm::provider::{MAX_FUNCTION_NAME, function_name, hashed_function_name};
+    let fx = fx(json!({})).await;
+    let long = function_name(LONG_TOOL);
+    assert_eq!(long.len(), MAX_FUNCTION_NAME, "{long}");
+    let clash = hashed_function_name("geo__lookup");
+    fx.fake.script(
+        "mid",
+        Reply::tool_calls(
+            vec![
+                (long.as_str(), json!({"city": "Paris"})),
+                (clash.as_str(), json!({"city": "Rome"})),
+            ],
+            120,
+            30,
+        ),
+    );
+    fx.fake.script("mid", Reply::text("Done.", 200, 5));
+    let run = fx
+        .rt
+        .run(request(
+            AgentKind::Reasoning,
+            json!({"task": "Weather?", "tools": [LONG_TOOL, "geo.lookup", "geo__lookup"]}),
+        ))
+        .await;
+    assert_eq!(run.result.unwrap(), json!({"answer": "Done."}));
+    let offered: Vec<String> = fx.fake.requests()[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(offered, [long.clone(), "geo__lookup".into(), clash.clone()]);
+    for name in &offered {
+        assert!(
+            name.len() <= MAX_FUNCTION_NAME
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "{name}"
+        );
+    }
+    let calls = fx.tool_calls.lock().unwrap().clone();
+    let keys: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(calls.len(), 2, "{keys:?}");
+    assert!(keys[0].contains(&format!(":{LONG_TOOL}:")), "{keys:?}");
+    assert!(keys[1].contains(":geo__lookup:"), "{keys:?}");
 }
 
 /// A prompt-injected model asks for tools its node does not list: a safe one (which the
