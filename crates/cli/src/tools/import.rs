@@ -90,11 +90,11 @@ pub async fn import(args: &ImportArgs) -> Result<(), Exit> {
         base_url: args.base_url.clone(),
     };
     let mut import = openapi::operations(&doc, &select).map_err(|e| {
-        // The module's only errors here: the prefix's, then the base URL's.
-        let flag = if e.to_string().starts_with("the prefix") {
-            "--prefix"
-        } else {
-            "--base-url"
+        let flag = match &e {
+            openapi::OpenApiError::Settings {
+                setting: "prefix", ..
+            } => "--prefix",
+            _ => "--base-url",
         };
         Exit::invalid(anyhow!("{flag}: {e}"))
     })?;

@@ -68,9 +68,13 @@ pub enum OpenApiError {
         parameter: Option<String>,
         message: String,
     },
-    /// The import's settings are unusable (a prefix that cannot start a tool name).
-    #[error("{0}")]
-    Settings(String),
+    /// The import's settings are unusable (a prefix that cannot start a tool name, a base URL
+    /// that is not an absolute http(s) URL): `setting` is which (`prefix`, `base_url`).
+    #[error("{message}")]
+    Settings {
+        setting: &'static str,
+        message: String,
+    },
 }
 
 fn at_line(line: Option<u64>, column: Option<u64>) -> String {
@@ -92,7 +96,7 @@ impl OpenApiError {
             OpenApiError::TooLarge { .. } | OpenApiError::Limit { .. } => codes::OPENAPI_TOO_LARGE,
             OpenApiError::Syntax { .. }
             | OpenApiError::Invalid { .. }
-            | OpenApiError::Settings(_) => codes::OPENAPI_INVALID,
+            | OpenApiError::Settings { .. } => codes::OPENAPI_INVALID,
             OpenApiError::UnsupportedVersion { .. } => codes::OPENAPI_UNSUPPORTED_VERSION,
             OpenApiError::RemoteRef { .. } => codes::OPENAPI_REMOTE_REF,
             OpenApiError::BadRef { .. } => codes::OPENAPI_BAD_REF,

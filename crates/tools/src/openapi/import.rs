@@ -261,17 +261,23 @@ fn check_select(select: &Select) -> Result<(), OpenApiError> {
             || select.prefix.ends_with('.')
             || select.prefix.len() > 64)
     {
-        return Err(OpenApiError::Settings(format!(
-            "the prefix `{}` cannot start a tool name: use letters, digits, `_`, `-` and `.` (at most 64, not ending with `.`)",
-            select.prefix
-        )));
+        return Err(OpenApiError::Settings {
+            setting: "prefix",
+            message: format!(
+                "the prefix `{}` cannot start a tool name: use letters, digits, `_`, `-` and `.` (at most 64, not ending with `.`)",
+                select.prefix
+            ),
+        });
     }
     if let Some(base) = &select.base_url {
         let ok = url::Url::parse(base).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
         if !ok {
-            return Err(OpenApiError::Settings(format!(
-                "`base_url: {base}` is not an absolute http(s) URL (such as https://api.example.com/v1)"
-            )));
+            return Err(OpenApiError::Settings {
+                setting: "base_url",
+                message: format!(
+                    "`base_url: {base}` is not an absolute http(s) URL (such as https://api.example.com/v1)"
+                ),
+            });
         }
     }
     Ok(())
