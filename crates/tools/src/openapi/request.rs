@@ -236,7 +236,8 @@ impl Operation {
             }
         };
         for k in args.keys() {
-            if k != "body" && !self.params.iter().any(|p| &p.name == k) {
+            let is_body = k == "body" && self.body.is_some();
+            if !is_body && !self.params.iter().any(|p| &p.name == k) {
                 return Err(OpenApiError::input(
                     &self.name,
                     Some(k),

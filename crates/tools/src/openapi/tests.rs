@@ -431,6 +431,9 @@ fn path_styles_and_encoding() {
         e.to_string().contains("argument `w`") && e.to_string().contains("`v`"),
         "{e}"
     );
+    // A GET takes no body: one given is refused, not dropped.
+    let e = op.request(&json!({"v": 1, "body": {"a": 1}})).unwrap_err();
+    assert!(e.to_string().contains("argument `body`"), "{e}");
 }
 
 #[test]
