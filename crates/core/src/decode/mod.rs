@@ -562,6 +562,20 @@ impl Decoder {
     /// Decodes one declarative tool (from a workflow's `tools:` or from `hilo.toml`).
     pub fn tool_def(&mut self, v: &Value, path: &str) -> Option<ToolDef> {
         let m = self.obj(v, path, "a tool")?;
+        if let Some(document) = m.get("openapi") {
+            // The contract's OpenAPI entry (issue 53): one clear refusal, not a list of the
+            // HTTP tool's missing fields.
+            let shown = document.as_str().unwrap_or("FILE");
+            let prefix = m.get("prefix").and_then(Value::as_str).unwrap_or("PREFIX");
+            self.err(
+                Code::InvalidValue,
+                &push_pointer(path, "openapi"),
+                format!(
+                    "tools from an OpenAPI document (`openapi`) cannot be called in this version of hilo yet; `hilo tools import {shown} --prefix {prefix}` lists the tools it gives, and each call you need can be declared as an HTTP tool (`name`, `http`)"
+                ),
+            );
+            return None;
+        }
         self.keys(m, path, TOOL_KEYS, "a tool");
         let before = self.diagnostics.len();
         let name = self.req(m, path, "name", "a tool").and_then(|v| {

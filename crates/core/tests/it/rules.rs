@@ -500,6 +500,20 @@ fn triggers_valid() {
     );
 }
 
+/// The contract's OpenAPI entry in `tools:` is refused with one diagnostic that says what to
+/// do, not as an HTTP tool with missing fields; the node calling one of its tools is not
+/// reported besides.
+#[test]
+fn openapi_tools_are_refused_with_what_to_do() {
+    check(
+        "openapi_tools_not_yet",
+        &wf(&format!(
+            "tools:\n  - openapi: specs/pets.yaml\n    prefix: pets\n    auth: {{secret: pets_key}}\nnodes:\n  - {{id: get, type: tool, tool: pets.getPetById, with: {{petId: 1}}}}\n{FINISH}edges: [{{from: get, to: done}}]\n"
+        )),
+        &[Code::InvalidValue],
+    );
+}
+
 #[test]
 fn triggers_structure() {
     check(
