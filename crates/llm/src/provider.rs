@@ -308,7 +308,6 @@ pub const MAX_FUNCTION_NAME: usize = 64;
 /// [`hashed_function_name`].
 pub fn function_name(tool: &str) -> String {
     let name = tool.replace('.', "__");
-    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     if !name.is_empty() && name.len() <= MAX_FUNCTION_NAME && name.chars().all(plain) {
         name
     } else {
@@ -326,15 +325,14 @@ pub fn hashed_function_name(tool: &str) -> String {
         .replace('.', "__")
         .chars()
         .take(keep)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if plain(c) { c } else { '_' })
         .collect();
     format!("{head}_{hex}")
+}
+
+/// A character every provider accepts in a function name.
+fn plain(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
 /// Keeps the first `max` bytes of a provider's error body (on a char boundary).

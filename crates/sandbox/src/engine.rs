@@ -80,20 +80,7 @@ use tokio::runtime::Handle;
 use crate::position::{self, MODULE_FILE};
 use crate::{Call, CodeError, Host, Limits, SyntaxError};
 
-/// What a full context is given beyond the base objects (see the module's notes).
-pub(crate) type Intrinsics = (
-    intrinsic::Date,
-    intrinsic::Eval,
-    intrinsic::RegExpCompiler,
-    intrinsic::RegExp,
-    intrinsic::Json,
-    intrinsic::Proxy,
-    intrinsic::MapSet,
-    intrinsic::TypedArrays,
-    intrinsic::Promise,
-);
-
-/// A lean context: [`Intrinsics`] without the collections and the typed arrays.
+/// What a lean context is given beyond the base objects (see the module's notes).
 type LeanIntrinsics = (
     intrinsic::Date,
     intrinsic::Eval,
@@ -103,6 +90,9 @@ type LeanIntrinsics = (
     intrinsic::Proxy,
     intrinsic::Promise,
 );
+
+/// A full context: a lean one's, the collections and the typed arrays.
+pub(crate) type Intrinsics = (LeanIntrinsics, intrinsic::MapSet, intrinsic::TypedArrays);
 
 /// The globals only a full context has.
 const FULL_ONLY: &[&str] = &[
