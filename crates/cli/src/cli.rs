@@ -266,6 +266,10 @@ pub enum Command {
         /// Print one JSON document with every file's result instead of text
         #[arg(long)]
         json: bool,
+        /// Download the OpenAPI documents that `tools:` entries name by URL (by default only
+        /// files next to the workflow are read, and a URL is an error)
+        #[arg(long)]
+        fetch: bool,
     },
     /// Draw a workflow as a Mermaid flowchart (paste it into Markdown) or Graphviz DOT.
     Graph {
@@ -906,6 +910,10 @@ pub enum WorkflowsCommand {
         /// Make each imported version active, even if it is older
         #[arg(long)]
         activate: bool,
+        /// Download the OpenAPI documents that `tools:` entries name by URL (stored with the
+        /// version; by default only files next to the workflow are read)
+        #[arg(long)]
+        fetch: bool,
         /// Print a JSON array: one object per file {"file", "workflow", "version", "outcome", "active", "error"}
         #[arg(long)]
         json: bool,

@@ -34,7 +34,9 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
         return remote::run(g, &server, command).await;
     }
     match command {
-        Command::Validate { files, json } => workflows::validate(app, &files, json),
+        Command::Validate { files, json, fetch } => {
+            workflows::validate(app, &files, json, fetch).await
+        }
         Command::Graph { target, format } => workflows::graph(app, &target, format).await,
         Command::Schema => {
             let schema = hilo_core::schema::workflow_schema();

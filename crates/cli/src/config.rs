@@ -427,8 +427,9 @@ impl Config {
     /// Loads `found` (or nothing) with `env` (from [`env_overrides`]) over it.
     pub fn load_found(found: Option<(PathBuf, Found)>, env: &[(String, String)]) -> Result<Config> {
         let Some((path, how)) = found else {
-            let config = Config::parse_with_env("", env)
+            let mut config = Config::parse_with_env("", env)
                 .context("in the HILO_… environment variables (no hilo.toml was found)")?;
+            config.read_api_documents(Path::new("."))?;
             return Ok(config.with_test_tools());
         };
         let text = std::fs::read_to_string(&path).with_context(|| {
@@ -444,8 +445,33 @@ impl Config {
         })?;
         let mut config = Config::parse_with_env(&text, env)
             .with_context(|| format!("in the configuration file {}", path.display()))?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        config
+            .read_api_documents(&dir)
+            .with_context(|| format!("in the configuration file {}", path.display()))?;
         config.path = Some(path);
         Ok(config.with_test_tools())
+    }
+
+    /// Reads the documents of `[[tools.custom]]` OpenAPI entries (relative to `dir`) and
+    /// makes their tools known.
+    fn read_api_documents(&mut self, dir: &Path) -> Result<()> {
+        if self.tools.iter().all(|t| t.api.is_none()) {
+            return Ok(());
+        }
+        for name in crate::tools::apis::read_config_entries(&mut self.tools, dir)? {
+            if !self.catalog.tools.insert(name.clone()) {
+                bail!(
+                    "tool `{name}` (from an OpenAPI document in [[tools.custom]]) is declared twice or shadows a built-in tool; change the entry's `prefix`"
+                );
+            }
+        }
+        self.executor.custom = self.tools.clone();
+        Ok(())
     }
 
     /// The model catalog validation checks `model:` against; in hilo's own test builds (the
@@ -507,7 +533,8 @@ impl Config {
                 bail!("invalid tools:\n{}", lines.join("\n"));
             }
         }
-        for t in &config.tools {
+        config.catalog.api = Some(crate::tools::apis::support());
+        for t in config.tools.iter().filter(|t| t.api.is_none()) {
             if !config.catalog.tools.insert(t.name.clone()) {
                 bail!(
                     "tool `{}` is declared twice (or shadows a built-in tool); give it another name",
@@ -715,7 +742,7 @@ primary = "gpt-4o-mini"
         assert!(c.catalog.tools.contains("http_request"));
         assert!(c.catalog.mcp_servers.contains("files"));
         assert!(c.catalog.profiles.contains("cheap"));
-        assert_eq!(c.tools[0].http.method, "POST");
+        assert_eq!(c.tools[0].http.as_ref().unwrap().method, "POST");
         assert_eq!(c.llm.profiles["cheap"].primary.to_vec(), ["gpt-4o-mini"]);
         let err = Config::parse("[llm.profiles.cheap]\nprimary = \"m\"\n").unwrap_err();
         assert!(

@@ -120,7 +120,20 @@ pub fn read_source(path: &Path) -> anyhow::Result<(String, Format)> {
 /// Reads and validates one file; problems are printed (`path:line:col: error[…]`) to stderr.
 pub fn load_file(path: &Path, config: &Config) -> Result<(Workflow, String, Format), Exit> {
     let (text, format) = read_source(path).map_err(Exit::invalid)?;
-    match hilo_core::load(&text, format, &config.catalog) {
+    load_text(path, text, format, config, Default::default())
+}
+
+/// Validates `text` (the file `path`): problems are printed to stderr. OpenAPI entries'
+/// documents are read next to the file, or from `fetched` for URLs.
+pub fn load_text(
+    path: &Path,
+    text: String,
+    format: Format,
+    config: &Config,
+    fetched: std::collections::HashMap<String, String>,
+) -> Result<(Workflow, String, Format), Exit> {
+    let catalog = crate::tools::apis::catalog_for(&config.catalog, path, fetched);
+    match hilo_core::load(&text, format, &catalog) {
         Ok(wf) => Ok((wf, text, format)),
         Err(diags) => {
             print_diagnostics(path, &diags);

@@ -315,6 +315,7 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
             no_activate,
             activate,
             json,
+            fetch,
         } => {
             let activation = cli::import_activation(activate, no_activate);
             let mut results = Vec::new();
@@ -322,6 +323,14 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
                 let text = std::fs::read_to_string(&f)
                     .map_err(|e| Exit::invalid(anyhow!("cannot read {}: {e}", f.display())))?;
                 let format = hilo_core::Format::detect(f.to_str(), &text);
+                // The server reads no files: OpenAPI documents travel in the definition.
+                let fetched = if fetch {
+                    crate::tools::apis::fetch_urls(&text, format).await?
+                } else {
+                    Default::default()
+                };
+                let (text, format) =
+                    crate::tools::apis::inline_documents(&f, text, format, fetched)?;
                 let i = c
                     .import_workflow(&text, format, activation)
                     .await

@@ -11,6 +11,7 @@ use crate::cli::{AuditArgs, ToolsCommand};
 use crate::exit::{Exit, store_err};
 use crate::out::{human_ms, print_json, print_table, rfc3339};
 
+pub mod apis;
 mod import;
 
 pub use import::import;

@@ -14,19 +14,33 @@ use serde_json::json;
 use crate::app::App;
 use crate::cli::{self, WorkflowsCommand};
 use crate::exit::{Exit, store_err};
-use crate::input::{load_file, parse_target, print_diagnostics, read_source};
+use crate::input::{load_file, load_text, parse_target, print_diagnostics, read_source};
 use crate::out::{print_json, print_table};
 
 /// `hilo validate`: every file's problems at once; exit 2 when any is not valid.
-pub fn validate(app: &App, files: &[PathBuf], json: bool) -> Result<(), Exit> {
+pub async fn validate(app: &App, files: &[PathBuf], json: bool, fetch: bool) -> Result<(), Exit> {
     let config = app.config()?;
     let mut all_valid = true;
     let mut results = Vec::new();
     for path in files {
         let shown = path.display().to_string();
-        let outcome = read_source(path)
-            .map_err(|e| format!("{e:#}"))
-            .map(|(text, format)| hilo_core::load(&text, format, &config.catalog));
+        let mut outcome = read_source(path).map_err(|e| format!("{e:#}"));
+        let mut fetched = Default::default();
+        if fetch && let Ok((text, format)) = &outcome {
+            match crate::tools::apis::fetch_urls(text, *format).await {
+                Ok(f) => fetched = f,
+                Err(e) => {
+                    outcome = Err(e
+                        .error
+                        .map(|e| format!("{e:#}"))
+                        .unwrap_or_else(|| "cannot fetch an OpenAPI document".into()))
+                }
+            }
+        }
+        let outcome = outcome.map(|(text, format)| {
+            let catalog = crate::tools::apis::catalog_for(&config.catalog, path, fetched);
+            hilo_core::load(&text, format, &catalog)
+        });
         match outcome {
             Err(read_error) => {
                 all_valid = false;
@@ -103,12 +117,24 @@ pub async fn workflows(app: &App, cmd: WorkflowsCommand) -> Result<(), Exit> {
             no_activate,
             activate,
             json,
+            fetch,
         } => {
             let activation = cli::import_activation(activate, no_activate);
             let mut worst: Option<Exit> = None;
             let mut results = Vec::new();
             for path in &files {
-                let (wf, text, format) = match load_file(path, config) {
+                let loaded = match read_source(path).map_err(Exit::invalid) {
+                    Ok((text, format)) => {
+                        let fetched = if fetch {
+                            crate::tools::apis::fetch_urls(&text, format).await
+                        } else {
+                            Ok(Default::default())
+                        };
+                        fetched.and_then(|f| load_text(path, text, format, config, f))
+                    }
+                    Err(e) => Err(e),
+                };
+                let (wf, text, format) = match loaded {
                     Ok(x) => x,
                     Err(e) => {
                         let error = match e.error {

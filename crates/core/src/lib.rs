@@ -45,6 +45,7 @@
 
 pub mod access;
 pub mod agent;
+pub mod api;
 pub mod base;
 pub mod code;
 pub mod decode;
@@ -146,15 +147,18 @@ fn check(
     map: Option<&SourceMap>,
 ) -> Result<Workflow, Diagnostics> {
     let mut dec = decode::Decoder::default();
-    let wf = dec.workflow(value);
+    let mut wf = dec.workflow(value);
     let mut problems = dec.diagnostics;
-    if let Some(wf) = &wf {
+    if let Some(wf) = &mut wf {
         let partial = validate::Partial {
             broken_ids: dec.broken_ids,
             incomplete: dec.incomplete,
             broken_tools: dec.broken_tools,
             kept: dec.kept,
         };
+        // OpenAPI entries' documents are read (by the catalog's reader) before validation,
+        // which checks calls against the tools they give.
+        problems.extend(validate::read_documents(wf, catalog, &partial));
         problems.extend(validate::validate_partial(wf, catalog, &partial));
     }
     match wf {

@@ -11,6 +11,7 @@
 //! [`crate::expr`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -29,8 +30,11 @@ pub struct Workflow {
     pub input: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub defaults: Option<Defaults>,
-    /// Declarative tools local to this workflow.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Declarative tools local to this workflow: HTTP tools and OpenAPI entries.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "serialize_tools"
+    )]
     pub tools: Vec<ToolDef>,
     pub nodes: Vec<Node>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -141,7 +145,13 @@ pub struct ToolDef {
     /// JSON Schema of the call's output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
-    pub http: HttpSpec,
+    /// The request of an HTTP tool; `None` for an OpenAPI entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSpec>,
+    /// An OpenAPI entry (`openapi:`): `name` is its prefix, and every operation of the
+    /// document is a tool `<prefix>.<operation>`. Written out as the entry itself.
+    #[serde(skip)]
+    pub api: Option<Arc<crate::api::ApiDef>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compensation: Option<ToolCall>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -786,6 +796,20 @@ fn serialize_triggers<S: serde::Serializer>(triggers: &[Trigger], s: S) -> Resul
     let mut seq = s.serialize_seq(Some(triggers.len()))?;
     for (i, t) in triggers.iter().enumerate() {
         seq.serialize_element(&Written(t, i + 1))?;
+    }
+    seq.end()
+}
+
+/// Writes `tools:`: an HTTP tool as its fields, an OpenAPI entry as the entry (document
+/// included, so that the stored definition carries it).
+fn serialize_tools<S: serde::Serializer>(tools: &[ToolDef], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(tools.len()))?;
+    for t in tools {
+        match &t.api {
+            Some(api) => seq.serialize_element(&**api)?,
+            None => seq.serialize_element(t)?,
+        }
     }
     seq.end()
 }

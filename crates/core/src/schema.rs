@@ -367,7 +367,7 @@ pub fn workflow_schema() -> Value {
                 "type": "object", "additionalProperties": false,
                 "properties": {"timeout_ms": duration(), "retry": {"$ref": "#/definitions/retry"}}
             },
-            "tools": {"type": "array", "items": {"$ref": "#/definitions/tool"}},
+            "tools": {"type": "array", "items": {"oneOf": [{"$ref": "#/definitions/tool"}, {"$ref": "#/definitions/openapi_tools"}]}},
             "nodes": {"type": "array", "minItems": 1, "items": {"$ref": "#/definitions/node"}},
             "edges": {"type": "array", "items": {"$ref": "#/definitions/edge"}},
             "hil": {"$ref": "#/definitions/hil"},
@@ -410,6 +410,22 @@ pub fn workflow_schema() -> Value {
                     "compensation": {"$ref": "#/definitions/tool_call"},
                     "timeout_ms": duration(),
                     "retry": {"$ref": "#/definitions/retry"}
+                }
+            },
+            "openapi_tools": {
+                "type": "object", "additionalProperties": false, "required": ["openapi", "prefix"],
+                "properties": {
+                    "openapi": string("An OpenAPI 3.0/3.1 document: a file path relative to the workflow, or an https URL (read with --fetch)."),
+                    "prefix": {"type": "string", "pattern": "^[A-Za-z0-9_.-]*[A-Za-z0-9_-]$", "description": "Tools are named <prefix>.<operation>."},
+                    "operations": {"type": "array", "minItems": 1, "items": {"type": "string"}, "description": "Only these operationIds, tool names or tags (default: all)."},
+                    "base_url": string("Overrides the document's servers[0]."),
+                    "auth": {
+                        "oneOf": [
+                            {"type": "object", "additionalProperties": false, "required": ["secret"], "properties": {"secret": string("A secret: bearer token, API key or user:password, placed as the document's security schemes say.")}},
+                            {"type": "object", "additionalProperties": false, "required": ["connection"], "properties": {"connection": string("An OAuth 2.0 connection."), "entity": string("Template picking one end user's token.")}}
+                        ]
+                    },
+                    "document": string("The document's text, stored by hilo with the version at import.")
                 }
             },
             "agent_with": {

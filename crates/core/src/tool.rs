@@ -165,10 +165,10 @@ impl ToolSpec {
     pub fn from_def(def: &ToolDef, source: ToolSource) -> ToolSpec {
         ToolSpec {
             name: def.name.clone(),
-            description: def
-                .description
-                .clone()
-                .unwrap_or_else(|| format!("{} {}", def.http.method, def.http.url)),
+            description: def.description.clone().unwrap_or_else(|| match &def.http {
+                Some(h) => format!("{} {}", h.method, h.url),
+                None => def.name.clone(),
+            }),
             input_schema: def.input.clone(),
             output_schema: def.output.clone(),
             class: def.class.unwrap_or(ToolClass::Dangerous),

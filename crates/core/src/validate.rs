@@ -41,6 +41,9 @@ pub struct Catalog {
     pub models: Option<BTreeSet<String>>,
     /// The sandbox's parser, which checks `code` nodes' scripts; `None`: not checked.
     pub code: Option<crate::code::CodeChecker>,
+    /// What reads OpenAPI entries' documents and makes their tools; `None`: their tools are
+    /// not known (any `<prefix>.<name>` is accepted).
+    pub api: Option<crate::api::ApiSupport>,
 }
 
 impl Default for Catalog {
@@ -52,6 +55,7 @@ impl Default for Catalog {
             profiles: BUILTIN_PROFILES.iter().map(|s| s.to_string()).collect(),
             models: None,
             code: None,
+            api: None,
         }
     }
 }
@@ -146,17 +150,88 @@ pub fn validate_partial(wf: &Workflow, catalog: &Catalog, partial: &Partial) -> 
     if let Some(d) = check_size(wf) {
         return vec![d];
     }
+    let mut api_tools = HashMap::new();
+    let mut api_problems = Vec::new();
+    for (i, t) in wf.tools.iter().enumerate() {
+        let Some(api) = &t.api else { continue };
+        match api_tools_of(api, catalog) {
+            Ok(Some(tools)) => {
+                for tool in tools {
+                    api_tools.insert(tool.name.clone(), tool);
+                }
+            }
+            Ok(None) => {}
+            Err(message) => api_problems.push(Diagnostic::new(
+                Code::InvalidValue,
+                push_pointer(&partial.item("/tools", i), "openapi"),
+                message,
+            )),
+        }
+    }
     let mut v = Validator {
         wf,
         catalog,
         partial,
-        local_tools: wf.tools.iter().map(|t| t.name.as_str()).collect(),
+        local_tools: wf
+            .tools
+            .iter()
+            .filter(|t| t.api.is_none())
+            .map(|t| t.name.as_str())
+            .collect(),
+        api_tools,
         all_ids: HashSet::new(),
         suggestions: 0,
         out: Vec::new(),
     };
+    v.out = api_problems;
     v.run();
     v.out
+}
+
+/// The tools an OpenAPI entry gives: `None` when they cannot be known here (no document or
+/// no checker: a definition decoded without the catalog's support).
+fn api_tools_of(
+    api: &crate::api::ApiDef,
+    catalog: &Catalog,
+) -> Result<Option<Vec<crate::api::ApiTool>>, String> {
+    match (&catalog.api, &api.document) {
+        (Some(support), Some(_)) => support.check.tools(api).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Reads the document of every OpenAPI entry that has none yet, with the catalog's reader.
+/// Without a reader, an entry must carry its document (the server and agents' written
+/// workflows do not read files).
+pub fn read_documents(wf: &mut Workflow, catalog: &Catalog, partial: &Partial) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let Some(support) = &catalog.api else {
+        return out;
+    };
+    for (i, t) in wf.tools.iter_mut().enumerate() {
+        let Some(api) = &mut t.api else { continue };
+        if api.document.is_some() {
+            continue;
+        }
+        let path = push_pointer(&partial.item("/tools", i), "openapi");
+        match &support.read {
+            Some(reader) => match reader.read(&api.openapi) {
+                Ok(text) => {
+                    std::sync::Arc::make_mut(api).document = Some(text.into());
+                }
+                Err(message) => out.push(Diagnostic::new(Code::InvalidValue, path, message)),
+            },
+            None => out.push(Diagnostic::new(
+                Code::InvalidValue,
+                path,
+                format!(
+                    "the OpenAPI document `{}` is not read here (only `hilo validate`, `hilo run` and `hilo workflows import` read files next to a workflow): import the workflow with the CLI, which stores the document with the version",
+                    api.openapi
+                ),
+            )),
+        }
+    }
+    out
 }
 
 struct Validator<'a> {
@@ -164,6 +239,8 @@ struct Validator<'a> {
     catalog: &'a Catalog,
     partial: &'a Partial,
     local_tools: HashSet<&'a str>,
+    /// The tools OpenAPI entries give, by name.
+    api_tools: HashMap<String, crate::api::ApiTool>,
     /// Every node id, loop bodies included (filled when first needed).
     all_ids: HashSet<&'a str>,
     /// How many suggestions were looked for.
@@ -279,7 +356,45 @@ impl<'a> Validator<'a> {
     }
 
     fn tool_known(&mut self, name: &str, path: &str) {
-        if self.local_tools.contains(name) || self.catalog.tools.contains(name) {
+        if self.local_tools.contains(name)
+            || self.catalog.tools.contains(name)
+            || self.api_tools.contains_key(name)
+        {
+            return;
+        }
+        if let Some(api) = self
+            .wf
+            .tools
+            .iter()
+            .filter_map(|t| t.api.as_deref())
+            .find(|a| a.names(name))
+        {
+            if api_tools_of(api, self.catalog).ok().flatten().is_none() {
+                // Its tools are not known here (or its document is reported already).
+                return;
+            }
+            let prefix = format!("{}.", api.prefix);
+            let hint = if self.suggest() {
+                did_you_mean(
+                    name,
+                    self.api_tools
+                        .keys()
+                        .filter(|k| k.starts_with(&prefix))
+                        .map(String::as_str),
+                )
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            self.err(
+                Code::UnknownTool,
+                path,
+                format!(
+                    "unknown tool `{name}`: the OpenAPI document `{}` gives no such operation (or `operations` leaves it out); {hint}`hilo tools import {} --prefix {}` lists its tools",
+                    api.openapi, api.openapi, api.prefix
+                ),
+            );
             return;
         }
         if self.partial.broken_tools {
@@ -329,6 +444,76 @@ impl<'a> Validator<'a> {
         if let Some(w) = &call.with {
             self.dynamic(w, &push_pointer(path, "with"));
         }
+        self.api_call(&call.tool, call.with.as_ref(), path);
+    }
+
+    /// A call of an OpenAPI tool whose `with` is written out: every required argument
+    /// given, none that the operation does not take.
+    fn api_call(&mut self, tool: &str, with: Option<&Value>, path: &str) {
+        let Some(t) = self.api_tools.get(tool) else {
+            return;
+        };
+        let schema = &t.input;
+        let with_path = push_pointer(path, "with");
+        let args = match with {
+            None => None,
+            Some(Value::Object(m)) => Some(m),
+            // A whole `${ }` value: its shape is known only when the call runs.
+            Some(_) => return,
+        };
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|k| !args.is_some_and(|m| m.contains_key(*k)))
+            .collect();
+        let props = schema.get("properties").and_then(Value::as_object);
+        let mut problems = Vec::new();
+        if !missing.is_empty() {
+            problems.push((
+                with_path.clone(),
+                format!(
+                    "`{tool}` needs {} in `with`",
+                    missing
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if let (Some(m), Some(props)) = (args, props) {
+            for k in m.keys() {
+                if !props.contains_key(k) {
+                    let hint = did_you_mean(k, props.keys().map(String::as_str))
+                        .map(|s| format!("did you mean `{s}`? "))
+                        .unwrap_or_default();
+                    let takes: Vec<&str> = props.keys().map(String::as_str).collect();
+                    problems.push((
+                        push_pointer(&with_path, k),
+                        format!(
+                            "`{tool}` takes no argument `{k}`; {hint}it takes {}",
+                            if takes.is_empty() {
+                                "none".to_string()
+                            } else {
+                                takes
+                                    .iter()
+                                    .map(|k| format!("`{k}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        for (p, msg) in problems {
+            self.err(Code::InvalidValue, p, msg);
+        }
     }
 
     fn tools(&mut self) {
@@ -355,25 +540,49 @@ impl<'a> Validator<'a> {
                     ),
                 );
             }
+            if let Some(api) = &t.api {
+                self.api_entry(api, &path);
+                continue;
+            }
             if let Some(s) = &t.input {
                 self.schema(s, &push_pointer(&path, "input"), "the tool's `input`");
             }
             if let Some(s) = &t.output {
                 self.schema(s, &push_pointer(&path, "output"), "the tool's `output`");
             }
-            let http = push_pointer(&path, "http");
-            self.text(&t.http.url, &push_pointer(&http, "url"));
-            for (key, map) in [("headers", &t.http.headers), ("query", &t.http.query)] {
-                for (name, v) in map.iter().flatten() {
-                    self.dynamic(v, &push_pointer(&push_pointer(&http, key), name));
+            if let Some(h) = &t.http {
+                let http = push_pointer(&path, "http");
+                self.text(&h.url, &push_pointer(&http, "url"));
+                for (key, map) in [("headers", &h.headers), ("query", &h.query)] {
+                    for (name, v) in map.iter().flatten() {
+                        self.dynamic(v, &push_pointer(&push_pointer(&http, key), name));
+                    }
                 }
-            }
-            if let Some(b) = &t.http.body {
-                self.dynamic(b, &push_pointer(&http, "body"));
+                if let Some(b) = &h.body {
+                    self.dynamic(b, &push_pointer(&http, "body"));
+                }
             }
             if let Some(c) = &t.compensation {
                 self.tool_call(c, &push_pointer(&path, "compensation"));
             }
+        }
+    }
+
+    /// An OpenAPI entry's own fields: its `entity` template, and connections (not in this
+    /// version yet).
+    fn api_entry(&mut self, api: &crate::api::ApiDef, path: &str) {
+        if let Some(crate::api::ApiAuth::Connection { connection, entity }) = &api.auth {
+            let auth = push_pointer(path, "auth");
+            if let Some(e) = entity {
+                self.text(e, &push_pointer(&auth, "entity"));
+            }
+            self.err(
+                Code::InvalidValue,
+                push_pointer(&auth, "connection"),
+                format!(
+                    "OAuth 2.0 connections (`auth: {{connection: {connection}}}`) cannot be used in this version of hilo yet; give the token as a secret (`auth: {{secret: NAME}}`, set with `hilo secrets set NAME`)"
+                ),
+            );
         }
     }
 
@@ -528,6 +737,7 @@ impl<'a> Validator<'a> {
                     if let Some(w) = &t.with {
                         self.dynamic(w, &field("with"));
                     }
+                    self.api_call(&t.tool, t.with.as_ref(), &np);
                 }
                 NodeKind::Agent(a) => self.agent(a, &field("with")),
                 NodeKind::Condition(c) => {

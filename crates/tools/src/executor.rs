@@ -33,6 +33,7 @@ use crate::cache::Cache;
 use crate::email::{EmailSettings, SendEmail};
 use crate::http::{DeclaredHttpTool, HttpClient, HttpRequestTool, HttpSettings};
 use crate::limits::{Breaker, CircuitState, Limiter};
+use crate::openapi::OpenApiTool;
 use crate::redact::{Redactor, scrub_userinfo};
 use crate::secrets::{EnvSecrets, NotingSecrets, Scrubber, Secrets};
 use crate::sql::{DatabaseConfig, Databases, ExecuteSql, QueryDatabase};
@@ -269,6 +270,21 @@ impl ExecutorBuilder {
             self.secrets.clone(),
         )));
         for def in &self.config.custom {
+            if let Some(api) = &def.api {
+                let made = OpenApiTool::all(api, ToolSource::Config, &http, &self.secrets)
+                    .map_err(|e| ToolsError::Config(format!("[[tools.custom]] {e}")))?;
+                for t in made {
+                    if tools.get(&t.spec().name).is_some() {
+                        return Err(ToolsError::Config(format!(
+                            "tool `{}` (from the OpenAPI document `{}`) has the name of another tool; change the entry's `prefix`",
+                            t.spec().name,
+                            api.openapi
+                        )));
+                    }
+                    tools.insert(Arc::new(t));
+                }
+                continue;
+            }
             if tools.get(&def.name).is_some() {
                 return Err(ToolsError::Config(format!(
                     "tool `{}` in [[tools.custom]] has the name of a built-in tool; rename it",
@@ -356,7 +372,11 @@ impl Executor {
         if let Some(t) = self.inner.tools.get(name) {
             return Some(t.clone());
         }
-        let def = local.iter().find(|d| d.name == name)?;
+        let Some(def) = local.iter().find(|d| d.name == name && d.api.is_none()) else {
+            return self
+                .api_tool(name, local)
+                .map(|t| Arc::new(t) as Arc<dyn Tool>);
+        };
         if let Some((known, tool)) = lock(&self.inner.local).get(name)
             && known == def
         {
@@ -370,6 +390,28 @@ impl Executor {
         ));
         lock(&self.inner.local).insert(name.to_string(), (def.clone(), tool.clone()));
         Some(tool)
+    }
+
+    /// The tool `name` of one of the workflow's OpenAPI entries.
+    fn api_tool(&self, name: &str, local: &[ToolDef]) -> Option<OpenApiTool> {
+        let api = local
+            .iter()
+            .filter_map(|d| d.api.as_deref())
+            .find(|a| a.names(name))?;
+        match OpenApiTool::of(
+            api,
+            name,
+            ToolSource::Workflow,
+            &self.inner.http,
+            &self.inner.secrets,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                // Validated at import; a document that no longer compiles is a bug to see.
+                tracing::warn!(tool = name, error = %e, "an OpenAPI entry's tools could not be built");
+                None
+            }
+        }
     }
 
     /// A tool's spec with `[tools.settings.NAME]` applied.
@@ -853,10 +895,15 @@ impl ToolExecutor for Executor {
         if let Some(t) = self.inner.tools.get(name) {
             return Some(self.effective(t.spec()).into_owned());
         }
-        local.iter().find(|d| d.name == name).map(|d| {
-            self.effective(&ToolSpec::from_def(d, ToolSource::Workflow))
-                .into_owned()
-        })
+        match local.iter().find(|d| d.name == name && d.api.is_none()) {
+            Some(d) => Some(
+                self.effective(&ToolSpec::from_def(d, ToolSource::Workflow))
+                    .into_owned(),
+            ),
+            None => self
+                .api_tool(name, local)
+                .map(|t| self.effective(t.spec()).into_owned()),
+        }
     }
 
     fn specs(&self) -> Vec<ToolSpec> {

@@ -806,7 +806,7 @@ impl Tool for HttpRequestTool {
 /// A declarative HTTP tool: its `http` fields rendered against `{"args", "secrets"}`.
 pub struct DeclaredHttpTool {
     spec: ToolSpec,
-    def: ToolDef,
+    http: hilo_core::HttpSpec,
     client: HttpClient,
     secrets: Arc<dyn Secrets>,
     /// Secret names the definition refers to (only those are looked up).
@@ -820,11 +820,20 @@ impl DeclaredHttpTool {
         client: HttpClient,
         secrets: Arc<dyn Secrets>,
     ) -> DeclaredHttpTool {
-        let text = serde_json::to_string(&def.http).unwrap_or_default();
+        // Only HTTP tools are built here (an OpenAPI entry's tools are `OpenApiTool`s); a
+        // definition without `http` has no URL and fails its calls with INVALID_INPUT.
+        let http = def.http.clone().unwrap_or_else(|| hilo_core::HttpSpec {
+            method: "GET".into(),
+            url: String::new(),
+            headers: None,
+            query: None,
+            body: None,
+        });
+        let text = serde_json::to_string(&http).unwrap_or_default();
         let wanted = secret_names(&text);
         DeclaredHttpTool {
             spec: ToolSpec::from_def(&def, source),
-            def,
+            http,
             client,
             secrets,
             wanted,
@@ -877,7 +886,7 @@ impl Tool for DeclaredHttpTool {
             }
         }
         let doc = json!({"args": input, "secrets": secrets});
-        let h = &self.def.http;
+        let h = &self.http;
         // A templated URL is rendered with every interpolated value encoded for where it
         // lands (`render_url`); a literal or `${ }` URL renders like the other fields.
         let templated = matches!(

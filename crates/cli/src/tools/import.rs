@@ -157,7 +157,7 @@ async fn read_source(source: &str) -> Result<(String, Origin), Exit> {
 }
 
 /// GETs `url` under a timeout and the module's size bound.
-async fn fetch(url: &reqwest::Url) -> Result<String, Exit> {
+pub(super) async fn fetch(url: &reqwest::Url) -> Result<String, Exit> {
     let shown = shown_url(url);
     let failed = |what: String| {
         Exit::from(anyhow!(

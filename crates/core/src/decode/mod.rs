@@ -9,8 +9,10 @@
 
 use serde_json::{Map, Value};
 
+use crate::api::{ApiAuth, ApiDef};
 use crate::diagnostic::{Code, Diagnostic, did_you_mean, push_pointer};
 use crate::model::*;
+use std::sync::Arc;
 
 mod nodes;
 mod triggers;
@@ -73,6 +75,14 @@ const TOOL_KEYS: &[&str] = &[
     "compensation",
     "timeout_ms",
     "retry",
+];
+const API_KEYS: &[&str] = &[
+    "openapi",
+    "prefix",
+    "operations",
+    "base_url",
+    "auth",
+    "document",
 ];
 const HTTP_KEYS: &[&str] = &["method", "url", "headers", "query", "body"];
 /// HTTP methods a declarative tool may use.
@@ -562,19 +572,8 @@ impl Decoder {
     /// Decodes one declarative tool (from a workflow's `tools:` or from `hilo.toml`).
     pub fn tool_def(&mut self, v: &Value, path: &str) -> Option<ToolDef> {
         let m = self.obj(v, path, "a tool")?;
-        if let Some(document) = m.get("openapi") {
-            // The contract's OpenAPI entry (issue 53): one clear refusal, not a list of the
-            // HTTP tool's missing fields.
-            let shown = document.as_str().unwrap_or("FILE");
-            let prefix = m.get("prefix").and_then(Value::as_str).unwrap_or("PREFIX");
-            self.err(
-                Code::InvalidValue,
-                &push_pointer(path, "openapi"),
-                format!(
-                    "tools from an OpenAPI document (`openapi`) cannot be called in this version of hilo yet; `hilo tools import {shown} --prefix {prefix}` lists the tools it gives, and each call you need can be declared as an HTTP tool (`name`, `http`)"
-                ),
-            );
-            return None;
+        if m.contains_key("openapi") {
+            return self.api_def(m, path);
         }
         self.keys(m, path, TOOL_KEYS, "a tool");
         let before = self.diagnostics.len();
@@ -632,11 +631,118 @@ impl Decoder {
             class,
             input,
             output,
-            http: http?,
+            http: Some(http?),
+            api: None,
             compensation,
             timeout_ms,
             retry,
         })
+    }
+
+    /// An OpenAPI entry (`openapi`, `prefix`, `operations`, `base_url`, `auth`, and the
+    /// `document` hilo stores with a version).
+    fn api_def(&mut self, m: &Map<String, Value>, path: &str) -> Option<ToolDef> {
+        const WHAT: &str = "an OpenAPI tools entry";
+        self.keys(m, path, API_KEYS, WHAT);
+        let before = self.diagnostics.len();
+        let openapi = m.get("openapi").and_then(|v| {
+            self.nonempty_string(
+                v,
+                &push_pointer(path, "openapi"),
+                "`openapi` (a file path or an https URL)",
+            )
+        });
+        let prefix = self.req(m, path, "prefix", WHAT).and_then(|v| {
+            let p = push_pointer(path, "prefix");
+            let s = self.nonempty_string(v, &p, "`prefix`")?;
+            if !is_valid_tool_name(&s) || s.ends_with('.') {
+                self.err(
+                    Code::InvalidValue,
+                    &p,
+                    format!("`prefix` {s:?} must match [A-Za-z0-9_.-]+ and not end with `.`: tools are named <prefix>.<operation>"),
+                );
+            }
+            Some(s)
+        });
+        let operations = m.get("operations").and_then(|v| {
+            let p = push_pointer(path, "operations");
+            let list = self.string_list(v, &p, "`operations` (operationIds, tool names or tags)")?;
+            if list.is_empty() {
+                self.err(
+                    Code::InvalidValue,
+                    &p,
+                    "`operations` is empty, so no tool would be made; list operationIds or tags, or leave `operations` out for all",
+                );
+            }
+            Some(list)
+        });
+        let base_url = self.opt_string(m, path, "base_url");
+        let auth = m
+            .get("auth")
+            .and_then(|v| self.api_auth(v, &push_pointer(path, "auth")));
+        let document = self.opt_string(m, path, "document").map(Arc::<str>::from);
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        let prefix = prefix?;
+        Some(ToolDef {
+            name: prefix.clone(),
+            description: None,
+            class: None,
+            input: None,
+            output: None,
+            http: None,
+            api: Some(Arc::new(ApiDef {
+                openapi: openapi?,
+                prefix,
+                operations,
+                base_url,
+                auth,
+                document,
+                compiled: Default::default(),
+            })),
+            compensation: None,
+            timeout_ms: None,
+            retry: None,
+        })
+    }
+
+    fn api_auth(&mut self, v: &Value, path: &str) -> Option<ApiAuth> {
+        const WHAT: &str = "`auth` ({secret: NAME} or {connection: NAME, entity: …})";
+        let m = self.obj(v, path, WHAT)?;
+        self.keys(m, path, &["secret", "connection", "entity"], WHAT);
+        match (m.get("secret"), m.get("connection")) {
+            (Some(s), None) => {
+                if m.contains_key("entity") {
+                    self.err(
+                        Code::InvalidValue,
+                        &push_pointer(path, "entity"),
+                        "`entity` picks an end user's token of a connection; a secret has one value for the tenant: use {connection: NAME, entity: …} or drop `entity`",
+                    );
+                }
+                let name = self.nonempty_string(s, &push_pointer(path, "secret"), "`secret`")?;
+                Some(ApiAuth::Secret(name))
+            }
+            (None, Some(c)) => {
+                let connection =
+                    self.nonempty_string(c, &push_pointer(path, "connection"), "`connection`")?;
+                let entity = match m.get("entity") {
+                    Some(e) => {
+                        Some(self.nonempty_string(e, &push_pointer(path, "entity"), "`entity`")?)
+                    }
+                    None => None,
+                };
+                Some(ApiAuth::Connection { connection, entity })
+            }
+            _ => {
+                self.err(
+                    Code::InvalidValue,
+                    path,
+                    "`auth` takes one of `secret` (a bearer token or API key from the vault) and `connection` (an OAuth 2.0 connection)",
+                );
+                None
+            }
+        }
     }
 
     fn http(&mut self, v: &Value, path: &str) -> Option<HttpSpec> {

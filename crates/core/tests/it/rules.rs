@@ -500,15 +500,35 @@ fn triggers_valid() {
     );
 }
 
-/// The contract's OpenAPI entry in `tools:` is refused with one diagnostic that says what to
-/// do, not as an HTTP tool with missing fields; the node calling one of its tools is not
-/// reported besides.
+/// The contract's OpenAPI entry in `tools:`: accepted (without the tools crate's support,
+/// any `<prefix>.<name>` is a tool), its fields checked, and OAuth 2.0 connections refused
+/// as not in this version yet.
 #[test]
-fn openapi_tools_are_refused_with_what_to_do() {
+fn openapi_entries() {
+    let get = "  - {id: get, type: tool, tool: pets.getPetById, with: {petId: 1}}\n";
     check(
-        "openapi_tools_not_yet",
+        "openapi_entry_valid",
         &wf(&format!(
-            "tools:\n  - openapi: specs/pets.yaml\n    prefix: pets\n    auth: {{secret: pets_key}}\nnodes:\n  - {{id: get, type: tool, tool: pets.getPetById, with: {{petId: 1}}}}\n{FINISH}edges: [{{from: get, to: done}}]\n"
+            "tools:\n  - openapi: specs/pets.yaml\n    prefix: pets\n    operations: [getPetById, store]\n    base_url: https://pets.example.com/v2\n    auth: {{secret: pets_key}}\nnodes:\n{get}{FINISH}edges: [{{from: get, to: done}}]\n"
+        )),
+        &[],
+    );
+    check(
+        "openapi_entry_structure",
+        &wf(&format!(
+            "tools:\n  - openapi: specs/pets.yaml\n    operations: []\n    auth: {{secret: k, connection: c}}\n    method: GET\n  - {{openapi: 7, prefix: \"pets.\"}}\nnodes:\n{get}{FINISH}edges: [{{from: get, to: done}}]\n"
+        )),
+        &[
+            Code::MissingField,
+            Code::InvalidValue,
+            Code::InvalidType,
+            Code::UnknownField,
+        ],
+    );
+    check(
+        "openapi_connections_not_yet",
+        &wf(&format!(
+            "tools:\n  - openapi: specs/pets.yaml\n    prefix: pets\n    auth: {{connection: petstore, entity: \"${{ input.customer }}\"}}\nnodes:\n{get}{FINISH}edges: [{{from: get, to: done}}]\n"
         )),
         &[Code::InvalidValue],
     );

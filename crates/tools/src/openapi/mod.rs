@@ -46,6 +46,7 @@ mod schema;
 mod security;
 #[cfg(test)]
 mod tests;
+mod tool;
 
 pub use document::{
     Document, MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH, MAX_YAML_NODES, digest_of, load,
@@ -59,3 +60,4 @@ pub use schema::{
     MAX_SCHEMA_DESCRIPTION, MAX_SCHEMA_NODES_PER_IMPORT, MAX_SCHEMA_NODES_PER_OPERATION,
 };
 pub use security::{Scheme, SecurityRequirement};
+pub use tool::{Compiled, OpenApiCheck, OpenApiTool, compile};

@@ -442,6 +442,11 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// `s` with everything but RFC 3986's unreserved characters percent-encoded.
+pub(crate) fn enc_strict(s: &str) -> String {
+    enc(s, STRICT)
+}
+
 fn enc(s: &str, set: &'static AsciiSet) -> String {
     utf8_percent_encode(s, set).to_string()
 }

@@ -12,6 +12,7 @@ mod http;
 mod leaks;
 mod mcp;
 mod openapi;
+mod openapi_calls;
 mod sql;
 mod vault;
 
