@@ -95,10 +95,39 @@ pub async fn tools(app: &App, cmd: ToolsCommand) -> Result<(), Exit> {
     let g = app.global();
     let store = app.store().await?;
     match cmd {
-        ToolsCommand::List { json } => {
-            let specs = specs(app).await?;
+        ToolsCommand::List { json, workflow } => {
+            let mut specs = specs(app).await?;
+            if let Some(path) = workflow {
+                specs.extend(local_specs(app, &path).await?);
+                specs.sort_by(|a, b| a.name.cmp(&b.name));
+            }
             let all: Vec<&ToolSpec> = specs.iter().collect();
             print_tools(&all, json, "no tools")
+        }
+        ToolsCommand::Show {
+            name,
+            workflow,
+            json,
+        } => {
+            let ex = app.tools().await?;
+            let local = match &workflow {
+                Some(path) => crate::input::load_file(path, app.config()?)?.0.tools,
+                None => Vec::new(),
+            };
+            let Some(spec) = ex.spec(&name, &local) else {
+                let hint = match &workflow {
+                    Some(_) => "",
+                    None => " (a workflow's own tools: add --workflow FILE)",
+                };
+                return Err(Exit::invalid(anyhow!(
+                    "no tool is named `{name}`; `hilo tools list`{hint} shows the tools there are"
+                )));
+            };
+            if json {
+                return print_json(&tool_json(&spec));
+            }
+            show_tool(&spec);
+            Ok(())
         }
         ToolsCommand::Search { query, json } => {
             let words: Vec<String> = query
@@ -152,6 +181,80 @@ pub async fn tools(app: &App, cmd: ToolsCommand) -> Result<(), Exit> {
             Ok(())
         }
         ToolsCommand::Import(args) => import(&args).await,
+    }
+}
+
+/// The tools of a workflow file's own `tools:`: its HTTP tools and every operation of its
+/// OpenAPI entries.
+async fn local_specs(app: &App, path: &std::path::Path) -> Result<Vec<ToolSpec>, Exit> {
+    let wf = crate::input::load_file(path, app.config()?)?.0;
+    let ex = app.tools().await?;
+    let mut names = Vec::new();
+    for t in &wf.tools {
+        match &t.api {
+            None => names.push(t.name.clone()),
+            Some(api) => {
+                let compiled =
+                    hilo_tools::openapi::compile(api).map_err(|e| Exit::invalid(anyhow!(e)))?;
+                names.extend(compiled.import.tools.iter().map(|o| o.name.clone()));
+            }
+        }
+    }
+    Ok(names.iter().filter_map(|n| ex.spec(n, &wf.tools)).collect())
+}
+
+/// One tool, for a person: its facts, then one line per input field.
+fn show_tool(s: &ToolSpec) {
+    let class = json!(s.class).as_str().unwrap_or_default().to_string();
+    outln!("{}", s.name);
+    outln!("  class        {class}");
+    outln!("  source       {}", s.source);
+    if let Some(t) = s.timeout_ms {
+        outln!("  timeout      {}", human_ms(t));
+    }
+    outln!(
+        "  description  {}",
+        s.description.replace('\n', "\n               ")
+    );
+    let Some(schema) = &s.input_schema else {
+        outln!("  input        any JSON value");
+        return;
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let props = schema.get("properties").and_then(Value::as_object);
+    match props {
+        Some(p) if !p.is_empty() => {
+            outln!("  input");
+            for (name, field) in p {
+                let ty = field
+                    .get("type")
+                    .map(|t| match t {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .unwrap_or_else(|| "any".into());
+                let req = if required.contains(&name.as_str()) {
+                    ", required"
+                } else {
+                    ""
+                };
+                let about = field
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(|d| {
+                        let first = d.lines().next().unwrap_or_default();
+                        let cut: String = first.chars().take(80).collect();
+                        format!("  {cut}")
+                    })
+                    .unwrap_or_default();
+                outln!("    {name} ({ty}{req}){about}");
+            }
+        }
+        _ => outln!("  input        {}", schema),
     }
 }
 

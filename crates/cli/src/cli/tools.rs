@@ -32,6 +32,22 @@ pub enum ToolsCommand {
         /// Print a JSON array of the tools
         #[arg(long)]
         json: bool,
+        /// Also the tools of this workflow file's own `tools:` (HTTP tools and every
+        /// operation of its OpenAPI documents)
+        #[arg(long, value_name = "FILE")]
+        workflow: Option<std::path::PathBuf>,
+    },
+    /// Show one tool: class, source, description and every input field with its type.
+    Show {
+        /// The tool's name (`hilo tools list` shows them)
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Look in this workflow file's own `tools:` too
+        #[arg(long, value_name = "FILE")]
+        workflow: Option<std::path::PathBuf>,
+        /// Print the tool as JSON (its input schema whole)
+        #[arg(long)]
+        json: bool,
     },
     /// Find tools whose name or description contains every word of QUERY (case-insensitive);
     /// name matches first.

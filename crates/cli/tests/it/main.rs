@@ -17,6 +17,7 @@ mod hil;
 mod init;
 mod kb;
 mod mcp;
+mod openapi_tools;
 mod planted;
 mod poison;
 mod postgres;
