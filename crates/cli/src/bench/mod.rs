@@ -19,6 +19,7 @@ mod code;
 mod futures_like;
 mod kit;
 mod memory;
+mod openapi;
 mod size;
 mod trace;
 
@@ -100,7 +101,11 @@ const SCENARIOS: [&str; 35] = [
 
 /// Every scenario key: [`SCENARIOS`] and the trace ones (`trace::KEYS`).
 fn all_keys() -> impl Iterator<Item = &'static str> {
-    SCENARIOS.iter().chain(trace::KEYS.iter()).copied()
+    SCENARIOS
+        .iter()
+        .chain(trace::KEYS.iter())
+        .chain(openapi::KEYS.iter())
+        .copied()
 }
 
 /// Whether `--only` selects `key`: a key given in full selects only itself (so
@@ -458,7 +463,12 @@ async fn bench(
         .await?;
     }
 
-    // (h) The code sandbox: trivial, 1 ms and 10 ms scripts at 1, 16, 256 in flight. Last: it
+    // (h) OpenAPI tools: a call against a hand-written HTTP tool's, GitHub's document read.
+    if openapi::KEYS.iter().any(|k| selects(only, k)) {
+        openapi::run(&|k: &str| selects(only, k), quick, &mut results, &mut rows).await?;
+    }
+
+    // (i) The code sandbox: trivial, 1 ms and 10 ms scripts at 1, 16, 256 in flight. Last: it
     // resets the process's peak RSS for each of its cells.
     if code::KEYS.iter().any(|k| selects(only, k)) {
         let cap = std::time::Duration::from_secs(max_seconds);

@@ -103,7 +103,7 @@ fn chain(agent: bool, n: usize) -> anyhow::Result<Workflow> {
 }
 
 /// An OTLP/HTTP receiver on 127.0.0.1: reads each request, answers 200; counts the bytes.
-async fn receiver() -> anyhow::Result<(String, Arc<std::sync::atomic::AtomicU64>)> {
+pub(super) async fn receiver() -> anyhow::Result<(String, Arc<std::sync::atomic::AtomicU64>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
