@@ -175,5 +175,13 @@ pub fn inline_documents(
         return Ok((text, format));
     }
     let json = serde_json::to_string(&value).map_err(|e| Exit::invalid(anyhow::anyhow!(e)))?;
+    let limit = hilo_core::source::MAX_DEFINITION_BYTES;
+    if json.len() > limit {
+        return Err(Exit::invalid(anyhow::anyhow!(
+            "{}: with its OpenAPI documents inside, the definition is {} bytes, more than the {limit} a server takes; import it where the store is (`hilo workflows import` without --server), or name a smaller copy of the document (only the paths you call)",
+            path.display(),
+            json.len()
+        )));
+    }
     Ok((json, Format::Json))
 }
