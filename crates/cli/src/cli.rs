@@ -381,6 +381,10 @@ pub enum Command {
     /// mode 0600 next to the database; HILO_MASTER_KEY_FILE moves it).
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// OAuth 2.0 connections of OpenAPI tools (`[connections.NAME]` in hilo.toml): list them,
+    /// or check one by obtaining a token (never printed).
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
     /// Serve the HTTP API (REST + Server-Sent Events under /api/v1, OpenAPI at
     /// /api/v1/openapi.json) on the same store, with the worker embedded. Ctrl-C or SIGTERM
     /// stops it gracefully: unfinished executions are handed back, checkpointed.
@@ -867,6 +871,25 @@ pub struct CostsArgs {
     /// Print JSON: the rows (or the execution's calls)
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// Every configured connection: grant, endpoint, client, scopes.
+    List {
+        /// Print a JSON array of the connections
+        #[arg(long)]
+        json: bool,
+    },
+    /// Obtain a token of NAME for the tenant (client credentials) and say how long it is
+    /// valid; the token itself is never printed.
+    Connect {
+        /// The connection's name (`[connections.NAME]`)
+        name: String,
+        /// Print JSON {"connection", "tenant", "grant", "ok"}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -68,6 +68,7 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
         Command::Demo { dir, json } => demo::demo(app, dir, json).await,
         Command::Tools(cmd) => tools::tools(app, cmd).await,
         Command::Secrets(cmd) => secrets::secrets(app, cmd).await,
+        Command::Connections(cmd) => secrets::connections(app, cmd).await,
         Command::Serve {
             addr,
             workers,

@@ -33,6 +33,13 @@
 //! url = "sqlite://shop.db"      # or postgres://user@host/db
 //! max_rows = 1000
 //!
+//! [connections.billing]         # an OAuth 2.0 connection: `auth: {connection: billing}`
+//! grant = "client_credentials"  # issuer (OpenID Connect discovery) or token_url
+//! token_url = "https://auth.example.com/oauth/token"
+//! client_id = "hilo"
+//! client_secret = { secret = "BILLING_CLIENT_SECRET" }
+//! scopes = ["invoices:read"]
+//!
 //! [email]                       # send_email: SMTP, or .eml files in the outbox (default)
 //! from = "support@example.com"
 //! outbox = "outbox"             # default: outbox/ next to the database
@@ -87,6 +94,7 @@ struct FileSchema {
     tenants: Option<BTreeMap<String, TenantSection>>,
     databases: Option<BTreeMap<String, hilo_tools::DatabaseConfig>>,
     email: Option<hilo_tools::EmailSettings>,
+    connections: Option<BTreeMap<String, hilo_tools::connections::ConnectionConfig>>,
     mcp: Option<McpSection>,
     llm: Option<hilo_llm::LlmConfig>,
     store: Option<StoreSection>,
@@ -572,6 +580,22 @@ impl Config {
                     )
                 })?;
                 config.executor.databases.insert(name.clone(), db);
+            }
+        }
+        if let Some(Value::Object(conns)) = value.pointer("/connections") {
+            for (name, v) in conns {
+                let c: hilo_tools::connections::ConnectionConfig =
+                    serde_json::from_value(v.clone()).map_err(|e| {
+                        anyhow::anyhow!(
+                            "`[connections.{name}]`: {e} (fields: grant = \"client_credentials\" | \"authorization_code\", issuer or token_url, authorize_url, client_id, client_secret = {{secret = \"NAME\"}}, scopes, audience)"
+                        )
+                    })?;
+                c.check(name).map_err(anyhow::Error::msg)?;
+                config
+                    .catalog
+                    .connections
+                    .insert(name.clone(), c.grant.as_str().to_string());
+                config.executor.connections.insert(name.clone(), c);
             }
         }
         if let Some(v) = value.pointer("/email") {

@@ -99,3 +99,101 @@ pub async fn secrets(app: &App, cmd: SecretsCommand) -> Result<(), Exit> {
         }
     }
 }
+
+/// `hilo connections list|connect`: `[connections.NAME]` of hilo.toml, and a check that one
+/// obtains a token (the client secret read from the tenant's vault, the token never shown).
+pub async fn connections(app: &App, cmd: crate::cli::ConnectionsCommand) -> Result<(), Exit> {
+    use crate::cli::ConnectionsCommand;
+    use hilo_tools::connections::Connections;
+    let config = app.config()?;
+    let configs = &config.executor.connections;
+    match cmd {
+        ConnectionsCommand::List { json } => {
+            let rows: Vec<serde_json::Value> = configs
+                .iter()
+                .map(|(name, c)| {
+                    serde_json::json!({
+                        "name": name,
+                        "grant": c.grant.as_str(),
+                        "endpoint": c.token_url.clone().or_else(|| c.issuer.clone()),
+                        "client_id": c.client_id,
+                        "client_secret": c.client_secret.as_ref().map(|s| s.secret.clone()),
+                        "scopes": c.scopes,
+                        "usable": c.grant == hilo_tools::connections::Grant::ClientCredentials,
+                    })
+                })
+                .collect();
+            if json {
+                return print_json(&rows);
+            }
+            if rows.is_empty() {
+                outln!("no connections: add [connections.NAME] to hilo.toml");
+                return Ok(());
+            }
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+                    vec![
+                        s("name"),
+                        s("grant"),
+                        s("endpoint"),
+                        s("client_id"),
+                        r["scopes"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|v| v.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            })
+                            .unwrap_or_default(),
+                        if r["usable"] == true {
+                            "ready".into()
+                        } else {
+                            "not in this version (authorization code)".into()
+                        },
+                    ]
+                })
+                .collect();
+            crate::out::print_table(
+                &[
+                    "NAME",
+                    "GRANT",
+                    "TOKEN ENDPOINT",
+                    "CLIENT",
+                    "SCOPES",
+                    "STATUS",
+                ],
+                &table,
+            );
+            Ok(())
+        }
+        ConnectionsCommand::Connect { name, json } => {
+            let Some(c) = configs.get(&name) else {
+                return Err(Exit::invalid(anyhow!(
+                    "no connection is named `{name}`; `hilo connections list` shows the configured ones"
+                )));
+            };
+            let tenant = app.global().tenant.clone();
+            let store = app.store().await?;
+            let only = std::collections::BTreeMap::from([(name.clone(), c.clone())]);
+            let conns = Connections::new(only, std::sync::Arc::new(app.vault(&store)))
+                .map_err(|e| Exit::invalid(anyhow!(e)))?;
+            conns
+                .token(&tenant, &name)
+                .await
+                .map_err(|e| Exit::from(anyhow!("{}: {}", e.code, e.message)))?;
+            if json {
+                return print_json(&serde_json::json!({
+                    "connection": name, "tenant": tenant, "grant": c.grant.as_str(), "ok": true
+                }));
+            }
+            outln!(
+                "connection `{name}` obtained a token for tenant `{tenant}` ({}); tools with `auth: {{connection: {name}}}` will use it",
+                c.grant.as_str()
+            );
+            Ok(())
+        }
+    }
+}

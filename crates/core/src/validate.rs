@@ -6,7 +6,7 @@
 //! a loop boundary, but node ids are unique across the whole workflow so that the state
 //! document names each node once).
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use serde_json::Value;
 
@@ -44,6 +44,9 @@ pub struct Catalog {
     /// What reads OpenAPI entries' documents and makes their tools; `None`: their tools are
     /// not known (any `<prefix>.<name>` is accepted).
     pub api: Option<crate::api::ApiSupport>,
+    /// `[connections.NAME]` of `hilo.toml`: name → grant (`client_credentials`,
+    /// `authorization_code`).
+    pub connections: BTreeMap<String, String>,
 }
 
 impl Default for Catalog {
@@ -56,6 +59,7 @@ impl Default for Catalog {
             models: None,
             code: None,
             api: None,
+            connections: BTreeMap::new(),
         }
     }
 }
@@ -568,21 +572,50 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// An OpenAPI entry's own fields: its `entity` template, and connections (not in this
-    /// version yet).
+    /// An OpenAPI entry's own fields: its connection (configured, of a grant this version
+    /// uses) and `entity` template.
     fn api_entry(&mut self, api: &crate::api::ApiDef, path: &str) {
-        if let Some(crate::api::ApiAuth::Connection { connection, entity }) = &api.auth {
-            let auth = push_pointer(path, "auth");
-            if let Some(e) = entity {
-                self.text(e, &push_pointer(&auth, "entity"));
+        let Some(crate::api::ApiAuth::Connection { connection, entity }) = &api.auth else {
+            return;
+        };
+        let auth = push_pointer(path, "auth");
+        if let Some(e) = entity {
+            self.text(e, &push_pointer(&auth, "entity"));
+        }
+        match self.catalog.connections.get(connection).map(String::as_str) {
+            None => {
+                let hint = did_you_mean(
+                    connection,
+                    self.catalog.connections.keys().map(String::as_str),
+                )
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default();
+                self.err(
+                    Code::InvalidValue,
+                    push_pointer(&auth, "connection"),
+                    format!(
+                        "the connection `{connection}` is not configured; {hint}add [connections.{connection}] to hilo.toml (grant, token_url or issuer, client_id, client_secret)"
+                    ),
+                );
             }
-            self.err(
+            Some("client_credentials") => {
+                if entity.is_some() {
+                    self.err(
+                        Code::InvalidValue,
+                        push_pointer(&auth, "entity"),
+                        format!(
+                            "the connection `{connection}` uses the client credentials grant: one token for the tenant, no end user's; drop `entity`"
+                        ),
+                    );
+                }
+            }
+            Some(_) => self.err(
                 Code::InvalidValue,
                 push_pointer(&auth, "connection"),
                 format!(
-                    "OAuth 2.0 connections (`auth: {{connection: {connection}}}`) cannot be used in this version of hilo yet; give the token as a secret (`auth: {{secret: NAME}}`, set with `hilo secrets set NAME`)"
+                    "the connection `{connection}` uses the authorization code grant (a person consents), which this version of hilo cannot use yet; use a client credentials connection or give the token as a secret (`auth: {{secret: NAME}}`)"
                 ),
-            );
+            ),
         }
     }
 

@@ -30,10 +30,11 @@ use serde_json::{Map, Value};
 use crate::audit::AuditSink;
 use crate::builtin::{FilterList, KnowledgeSearchTool, TransformJson};
 use crate::cache::Cache;
+use crate::connections::Connections;
 use crate::email::{EmailSettings, SendEmail};
 use crate::http::{DeclaredHttpTool, HttpClient, HttpRequestTool, HttpSettings};
 use crate::limits::{Breaker, CircuitState, Limiter};
-use crate::openapi::OpenApiTool;
+use crate::openapi::{Calling, OpenApiTool};
 use crate::redact::{Redactor, scrub_userinfo};
 use crate::secrets::{EnvSecrets, NotingSecrets, Scrubber, Secrets};
 use crate::sql::{DatabaseConfig, Databases, ExecuteSql, QueryDatabase};
@@ -79,6 +80,8 @@ pub struct ExecutorConfig {
     pub databases: BTreeMap<String, DatabaseConfig>,
     /// `[email]`: SMTP, or the outbox `send_email` writes `.eml` files into.
     pub email: EmailSettings,
+    /// `[connections.NAME]`: OAuth 2.0 connections of OpenAPI tools.
+    pub connections: BTreeMap<String, crate::connections::ConnectionConfig>,
 }
 
 /// What can go wrong building an executor.
@@ -144,6 +147,8 @@ struct Inner {
     tools: ToolMap,
     config: ExecutorConfig,
     http: HttpClient,
+    /// What OpenAPI tools call with (the client above, the secrets, the connections).
+    calling: Calling,
     secrets: Arc<dyn Secrets>,
     /// Secret values known from the configuration (database passwords, values given to
     /// [`ExecutorBuilder::secret_values`]), scrubbed from every outcome.
@@ -252,6 +257,13 @@ impl ExecutorBuilder {
             self.redactor.add_global(v);
         }
         let http = HttpClient::new(&self.config.http).map_err(ToolsError::Config)?;
+        let connections = Connections::new(self.config.connections.clone(), self.secrets.clone())
+            .map_err(ToolsError::Config)?;
+        let calling = Calling {
+            client: http.clone(),
+            secrets: self.secrets.clone(),
+            connections: Arc::new(connections),
+        };
         let mut tools = ToolMap::new();
         tools.insert(Arc::new(HttpRequestTool::new(http.clone())));
         tools.insert(Arc::new(TransformJson::default()));
@@ -271,7 +283,7 @@ impl ExecutorBuilder {
         )));
         for def in &self.config.custom {
             if let Some(api) = &def.api {
-                let made = OpenApiTool::all(api, ToolSource::Config, &http, &self.secrets)
+                let made = OpenApiTool::all(api, ToolSource::Config, &calling)
                     .map_err(|e| ToolsError::Config(format!("[[tools.custom]] {e}")))?;
                 for t in made {
                     if tools.get(&t.spec().name).is_some() {
@@ -322,6 +334,7 @@ impl ExecutorBuilder {
                 tools,
                 config: self.config,
                 http,
+                calling,
                 secrets: self.secrets,
                 scrubber,
                 redactor: self.redactor,
@@ -398,13 +411,7 @@ impl Executor {
             .iter()
             .filter_map(|d| d.api.as_deref())
             .find(|a| a.names(name))?;
-        match OpenApiTool::of(
-            api,
-            name,
-            ToolSource::Workflow,
-            &self.inner.http,
-            &self.inner.secrets,
-        ) {
+        match OpenApiTool::of(api, name, ToolSource::Workflow, &self.inner.calling) {
             Ok(t) => t,
             Err(e) => {
                 // Validated at import; a document that no longer compiles is a bug to see.

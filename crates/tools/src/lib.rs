@@ -15,8 +15,10 @@
 //! - [`sql`]: `query_database` and `execute_sql`, with the `sqlparser` statement guard.
 //! - [`mcp`]: the tools of MCP servers (`[mcp.servers.NAME]`), through `rmcp`.
 //! - [`openapi`]: OpenAPI 3.0/3.1 documents read into operations (names, classes, input
-//!   schemas, parameters, security) and a call's arguments into the request parts; not wired
-//!   into the executor yet.
+//!   schemas, parameters, security), a call's arguments into the request parts, and
+//!   `OpenApiTool`, an operation called through the executor's HTTP client.
+//! - [`connections`]: OAuth 2.0 connections (`[connections.NAME]`): tokens bought with the
+//!   client credentials grant, kept fresh per tenant.
 //! - [`code`]: the process's sandbox ([`code::Scripts`]: `code` nodes, `run_javascript`,
 //!   code agents) with each tenant's limits, and the validator's syntax check of scripts.
 
@@ -30,6 +32,7 @@ pub mod audit;
 pub mod builtin;
 pub mod cache;
 pub mod code;
+pub mod connections;
 pub mod email;
 pub mod executor;
 pub mod http;

@@ -164,7 +164,6 @@ async fn calls(
         http: HttpSettings {
             allow_hosts: vec!["127.0.0.1".into()],
             max_response_bytes: 1 << 20,
-            ..HttpSettings::default()
         },
         ..ExecutorConfig::default()
     })

@@ -501,8 +501,9 @@ fn triggers_valid() {
 }
 
 /// The contract's OpenAPI entry in `tools:`: accepted (without the tools crate's support,
-/// any `<prefix>.<name>` is a tool), its fields checked, and OAuth 2.0 connections refused
-/// as not in this version yet.
+/// any `<prefix>.<name>` is a tool), its fields checked, and a connection it names checked
+/// against `hilo.toml`'s: configured, of a grant this version uses, `entity` only where there
+/// are end users' tokens.
 #[test]
 fn openapi_entries() {
     let get = "  - {id: get, type: tool, tool: pets.getPetById, with: {petId: 1}}\n";
@@ -525,11 +526,32 @@ fn openapi_entries() {
             Code::UnknownField,
         ],
     );
-    check(
-        "openapi_connections_not_yet",
+    let mut catalog = Catalog::default();
+    catalog
+        .connections
+        .insert("petstore".into(), "client_credentials".into());
+    catalog
+        .connections
+        .insert("shop".into(), "authorization_code".into());
+    let entry = |auth: &str| {
+        wf(&format!(
+            "tools:\n  - openapi: specs/pets.yaml\n    prefix: pets\n    auth: {auth}\nnodes:\n{get}{FINISH}edges: [{{from: get, to: done}}]\n"
+        ))
+    };
+    check_with(
+        "openapi_connection_valid",
+        &entry("{connection: petstore}"),
+        Format::Yaml,
+        &catalog,
+        &[],
+    );
+    check_with(
+        "openapi_connections",
         &wf(&format!(
-            "tools:\n  - openapi: specs/pets.yaml\n    prefix: pets\n    auth: {{connection: petstore, entity: \"${{ input.customer }}\"}}\nnodes:\n{get}{FINISH}edges: [{{from: get, to: done}}]\n"
+            "tools:\n  - {{openapi: a.yaml, prefix: pets, auth: {{connection: petstor}}}}\n  - {{openapi: b.yaml, prefix: b, auth: {{connection: petstore, entity: \"${{ input.customer }}\"}}}}\n  - {{openapi: c.yaml, prefix: c, auth: {{connection: shop, entity: \"${{ input.customer }}\"}}}}\nnodes:\n{get}{FINISH}edges: [{{from: get, to: done}}]\n"
         )),
+        Format::Yaml,
+        &catalog,
         &[Code::InvalidValue],
     );
 }

@@ -60,4 +60,4 @@ pub use schema::{
     MAX_SCHEMA_DESCRIPTION, MAX_SCHEMA_NODES_PER_IMPORT, MAX_SCHEMA_NODES_PER_OPERATION,
 };
 pub use security::{Scheme, SecurityRequirement};
-pub use tool::{Compiled, OpenApiCheck, OpenApiTool, compile};
+pub use tool::{Calling, Compiled, OpenApiCheck, OpenApiTool, compile};

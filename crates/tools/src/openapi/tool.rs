@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use super::{
     Import, Location, Operation, RequestBody, Scheme, Select, digest_of, load, operations,
 };
+use crate::connections::Connections;
 use crate::http::{HttpCall, HttpClient};
 use crate::secrets::Secrets;
 
@@ -174,14 +175,21 @@ impl ApiCheck for OpenApiCheck {
     }
 }
 
+/// What an OpenAPI tool calls with: the executor's HTTP client, secrets and connections.
+#[derive(Clone)]
+pub struct Calling {
+    pub client: HttpClient,
+    pub secrets: Arc<dyn Secrets>,
+    pub connections: Arc<Connections>,
+}
+
 /// One operation of an entry, as a tool.
 pub struct OpenApiTool {
     spec: ToolSpec,
     compiled: Arc<Compiled>,
     index: usize,
     auth: Option<ApiAuth>,
-    client: HttpClient,
-    secrets: Arc<dyn Secrets>,
+    calling: Calling,
 }
 
 impl OpenApiTool {
@@ -190,8 +198,7 @@ impl OpenApiTool {
         def: &ApiDef,
         name: &str,
         source: ToolSource,
-        client: &HttpClient,
-        secrets: &Arc<dyn Secrets>,
+        calling: &Calling,
     ) -> Result<Option<OpenApiTool>, String> {
         let compiled = compile(def)?;
         let Some((index, op)) = compiled.operation(name) else {
@@ -205,8 +212,7 @@ impl OpenApiTool {
             index,
             compiled: compiled.clone(),
             auth: def.auth.clone(),
-            client: client.clone(),
-            secrets: secrets.clone(),
+            calling: calling.clone(),
         }))
     }
 
@@ -214,13 +220,12 @@ impl OpenApiTool {
     pub fn all(
         def: &ApiDef,
         source: ToolSource,
-        client: &HttpClient,
-        secrets: &Arc<dyn Secrets>,
+        calling: &Calling,
     ) -> Result<Vec<OpenApiTool>, String> {
         let compiled = compile(def)?;
         let mut out = Vec::with_capacity(compiled.import.tools.len());
         for op in &compiled.import.tools {
-            if let Some(t) = OpenApiTool::of(def, &op.name, source.clone(), client, secrets)? {
+            if let Some(t) = OpenApiTool::of(def, &op.name, source.clone(), calling)? {
                 out.push(t);
             }
         }
@@ -277,26 +282,27 @@ impl OpenApiTool {
                     ))
                 }
             }
-            Some(ApiAuth::Secret(name)) => match self.secrets.get(&ctx.tenant, name).await {
-                Ok(Some(v)) => Ok(Some(v)),
-                Ok(None) => Err(NodeError::new(
-                    codes::NOT_CONFIGURED,
-                    format!(
-                        "tool `{}` needs the secret `{name}`, which is not set for tenant `{}`: run `hilo secrets set {name}` or set HILO_SECRET_{}",
-                        self.spec.name,
-                        ctx.tenant,
-                        name.to_ascii_uppercase()
-                    ),
-                )),
-                Err(e) => Err(NodeError::new(codes::NOT_CONFIGURED, e)),
-            },
-            Some(ApiAuth::Connection { connection, .. }) => Err(NodeError::new(
-                codes::NOT_CONFIGURED,
-                format!(
-                    "tool `{}` uses the connection `{connection}`; OAuth 2.0 connections cannot be used in this version of hilo yet: give the token as a secret (`auth: {{secret: NAME}}`)",
-                    self.spec.name
-                ),
-            )),
+            Some(ApiAuth::Secret(name)) => {
+                match self.calling.secrets.get(&ctx.tenant, name).await {
+                    Ok(Some(v)) => Ok(Some(v)),
+                    Ok(None) => Err(NodeError::new(
+                        codes::NOT_CONFIGURED,
+                        format!(
+                            "tool `{}` needs the secret `{name}`, which is not set for tenant `{}`: run `hilo secrets set {name}` or set HILO_SECRET_{}",
+                            self.spec.name,
+                            ctx.tenant,
+                            name.to_ascii_uppercase()
+                        ),
+                    )),
+                    Err(e) => Err(NodeError::new(codes::NOT_CONFIGURED, e)),
+                }
+            }
+            Some(ApiAuth::Connection { connection, .. }) => self
+                .calling
+                .connections
+                .token(&ctx.tenant, connection)
+                .await
+                .map(Some),
         }
     }
 }
@@ -338,8 +344,7 @@ impl Tool for OpenApiTool {
 
     async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
         let op = self.operation();
-        let mut parts = op.request(&input).map_err(NodeError::from)?;
-        let mut headers = Map::new();
+        let parts = op.request(&input).map_err(NodeError::from)?;
         // An operation that needs no credentials in a document that declares schemes gets
         // none; in a document that declares none, the configured one is a bearer token.
         let needs_none = op.security.is_empty() && self.compiled.declares_security;
@@ -348,6 +353,32 @@ impl Tool for OpenApiTool {
         } else {
             self.credential(ctx).await?
         };
+        let first = self.send(ctx, parts.clone(), credential.clone()).await;
+        // A connection's token the API refuses (401) is bought again, once.
+        if let (Some(ApiAuth::Connection { connection, .. }), Some(stale), Err(e)) =
+            (&self.auth, &credential, &first)
+            && e.detail.as_ref().and_then(|d| d.get("status")) == Some(&Value::from(401))
+        {
+            self.calling
+                .connections
+                .forget(&ctx.tenant, connection, stale)
+                .await;
+            let fresh = self.credential(ctx).await?;
+            return self.send(ctx, parts, fresh).await;
+        }
+        first
+    }
+}
+
+impl OpenApiTool {
+    async fn send(
+        &self,
+        ctx: &ToolContext,
+        mut parts: super::RequestParts,
+        credential: Option<String>,
+    ) -> Result<Value, NodeError> {
+        let op = self.operation();
+        let mut headers = Map::new();
         if let Some(value) = credential {
             match self.placement()? {
                 None
@@ -402,6 +433,6 @@ impl Tool for OpenApiTool {
             body,
             timeout_ms: None,
         };
-        self.client.send(ctx, call).await
+        self.calling.client.send(ctx, call).await
     }
 }

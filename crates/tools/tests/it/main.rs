@@ -6,6 +6,7 @@
     clippy::field_reassign_with_default
 )]
 
+mod connections;
 mod email;
 mod executor;
 mod http;

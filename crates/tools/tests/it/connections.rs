@@ -1,0 +1,312 @@
+//! OAuth 2.0 connections against a real authorization server: `oauth2-mock-server` from npm,
+//! installed by `.ci/run` into `.ci/oauth/node_modules` and started by `.ci/oauth/server.mjs`
+//! (it prints every token it issues). An OpenAPI tool with `auth: {connection: NAME}` calls a
+//! local API that records what arrives.
+//!
+//! Shown: the client credentials grant (token endpoint given, or found by OpenID Connect
+//! discovery), one token reused while fresh, bought again before it expires, once again after
+//! the API answers 401, one request for many concurrent calls, one token per tenant, and a
+//! refused client that says what to check without any secret in the message. Without the
+//! server's packages (a plain `cargo test` before `npm ci` there) the tests say so and pass;
+//! `.ci/run` sets `HILO_OAUTH_REQUIRE=1`, under which they fail instead.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hilo_core::api::ApiSupport;
+use hilo_core::exec::codes;
+use hilo_core::tool::{ToolExecutor, ToolRequest};
+use hilo_core::validate::Catalog;
+use hilo_core::{Format, ToolDef};
+use hilo_tools::connections::{ConnectionConfig, Grant, SecretRef};
+use hilo_tools::openapi::OpenApiCheck;
+use hilo_tools::testserver::TestServer;
+use hilo_tools::{Executor, ExecutorConfig, HttpSettings, Secrets};
+use serde_json::{Value, json};
+
+/// The authorization server, stopped when dropped; `events` are the lines it printed.
+struct AuthServer {
+    child: Child,
+    issuer: String,
+    events: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl AuthServer {
+    fn start(env: &[(&str, &str)]) -> Option<AuthServer> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.ci/oauth");
+        if !dir.join("node_modules/oauth2-mock-server").is_dir() {
+            assert!(
+                std::env::var_os("HILO_OAUTH_REQUIRE").is_none(),
+                "{} has no node_modules and HILO_OAUTH_REQUIRE is set: run `npm ci` there",
+                dir.display()
+            );
+            println!(
+                "skipped: oauth2-mock-server is not installed; run `npm ci` in .ci/oauth (.ci/run does)"
+            );
+            return None;
+        }
+        let mut child = Command::new("node")
+            .arg("server.mjs")
+            .current_dir(&dir)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let stdout = child.stdout.take().unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let seen = events.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if v["event"] == "ready" {
+                    let _ = tx.send(v["issuer"].as_str().unwrap_or_default().to_string());
+                } else {
+                    seen.lock().unwrap().push(v);
+                }
+            }
+        });
+        let issuer = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the authorization server starts");
+        Some(AuthServer {
+            child,
+            issuer,
+            events,
+        })
+    }
+
+    fn tokens(&self) -> Vec<Value> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "token")
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until it has printed `n` token events (its output arrives on a thread).
+    async fn wait_tokens(&self, n: usize) -> Vec<Value> {
+        for _ in 0..200 {
+            let t = self.tokens();
+            if t.len() >= n {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.tokens()
+    }
+}
+
+struct MapSecrets(HashMap<String, String>);
+
+#[async_trait]
+impl Secrets for MapSecrets {
+    async fn get(&self, tenant: &str, name: &str) -> Result<Option<String>, String> {
+        Ok(self.0.get(&format!("{tenant}/{name}")).cloned())
+    }
+}
+
+const CLIENT_SECRET: &str = "cs-Zr84kq-very-secret";
+
+fn document(base: &str) -> String {
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Billing", "version": "1"},
+        "servers": [{"url": base}],
+        "components": {"securitySchemes": {"oauth": {"type": "oauth2", "flows": {"clientCredentials": {
+            "tokenUrl": "https://auth.example.com/token", "scopes": {"invoices:read": "read"}
+        }}}}},
+        "security": [{"oauth": ["invoices:read"]}],
+        "paths": {"/invoices/{id}": {"get": {
+            "operationId": "getInvoice",
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "ok"}}
+        }}}
+    })
+    .to_string()
+}
+
+fn executor(issuer: &str, discovery: bool) -> Executor {
+    let connection = ConnectionConfig {
+        issuer: discovery.then(|| issuer.to_string()),
+        authorize_url: None,
+        token_url: (!discovery).then(|| format!("{issuer}/token")),
+        client_id: "hilo-billing".into(),
+        client_secret: Some(SecretRef {
+            secret: "BILLING_SECRET".into(),
+        }),
+        scopes: vec!["invoices:read".into()],
+        grant: Grant::ClientCredentials,
+        audience: None,
+    };
+    let config = ExecutorConfig {
+        http: HttpSettings {
+            allow_hosts: vec!["127.0.0.1".into()],
+            ..HttpSettings::default()
+        },
+        connections: BTreeMap::from([("billing".to_string(), connection)]),
+        ..ExecutorConfig::default()
+    };
+    let secrets = MapSecrets(HashMap::from([
+        ("acme/BILLING_SECRET".to_string(), CLIENT_SECRET.to_string()),
+        (
+            "globex/BILLING_SECRET".to_string(),
+            CLIENT_SECRET.to_string(),
+        ),
+    ]));
+    Executor::builder(config)
+        .secrets(Arc::new(secrets))
+        .build()
+        .unwrap()
+}
+
+fn workflow_tools(doc: &str) -> Arc<[ToolDef]> {
+    let def = json!({
+        "name": "billing", "version": 1,
+        "tools": [{"openapi": "billing.json", "prefix": "billing", "auth": {"connection": "billing"}, "document": doc}],
+        "nodes": [
+            {"id": "get", "type": "tool", "tool": "billing.getInvoice", "with": {"id": "in_1"}},
+            {"id": "done", "type": "finish"}
+        ],
+        "edges": [{"from": "get", "to": "done"}]
+    });
+    let catalog = Catalog {
+        api: Some(ApiSupport {
+            check: Arc::new(OpenApiCheck),
+            read: None,
+        }),
+        connections: BTreeMap::from([("billing".into(), "client_credentials".into())]),
+        ..Catalog::default()
+    };
+    hilo_core::load(&def.to_string(), Format::Json, &catalog)
+        .unwrap()
+        .tools
+        .into()
+}
+
+fn call(tenant: &str, id: &str, local: &Arc<[ToolDef]>) -> ToolRequest {
+    let mut r = crate::call_as("billing.getInvoice", json!({"id": id}), &format!("e:{id}"));
+    r.ctx.tenant = tenant.into();
+    r.local = local.clone();
+    r.timeout_ms = Some(10_000);
+    r
+}
+
+fn bearer(headers: &BTreeMap<String, String>) -> String {
+    headers["authorization"]
+        .strip_prefix("Bearer ")
+        .expect("a bearer token")
+        .to_string()
+}
+
+#[tokio::test]
+async fn client_credentials_tokens_are_bought_reused_and_renewed() {
+    let Some(auth) = AuthServer::start(&[
+        ("TOKEN_TTL", "2"),
+        (
+            "CLIENTS",
+            &json!({"hilo-billing": CLIENT_SECRET}).to_string(),
+        ),
+    ]) else {
+        return;
+    };
+    let api = TestServer::start().await.unwrap();
+    let local = workflow_tools(&document(&api.url("")));
+    let ex = executor(&auth.issuer, true);
+
+    // Eight calls at once: one token request (found by discovery), the same token on all.
+    let calls: Vec<_> = (0..8)
+        .map(|i| ex.execute(call("acme", &format!("in_{i}"), &local)))
+        .collect();
+    for r in futures_util::future::join_all(calls).await {
+        r.unwrap();
+    }
+    let tokens = auth.wait_tokens(1).await;
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert_eq!(tokens[0]["grant"], "client_credentials");
+    assert_eq!(tokens[0]["client_id"], "hilo-billing");
+    assert_eq!(tokens[0]["scope"], "invoices:read");
+    let first = tokens[0]["access_token"].as_str().unwrap().to_string();
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 8);
+    assert!(reqs.iter().all(|r| bearer(&r.headers) == first));
+
+    // Another tenant gets a token of its own.
+    ex.execute(call("globex", "g1", &local)).await.unwrap();
+    let tokens = auth.wait_tokens(2).await;
+    assert_eq!(tokens.len(), 2);
+    let globex = bearer(&api.requests()[8].headers);
+    assert_ne!(globex, first);
+
+    // A 2 s token is renewed at half its life: after 1.1 s, acme's next call buys one.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    ex.execute(call("acme", "in_9", &local)).await.unwrap();
+    let tokens = auth.wait_tokens(3).await;
+    assert_eq!(tokens.len(), 3);
+    let renewed = bearer(&api.requests()[9].headers);
+    assert_ne!(renewed, first);
+
+    // The API refuses the token (401): bought again once, and the call goes through.
+    api.reply("/invoices/in_10", 401, json!({"error": "token revoked"}));
+    let out = ex.execute(call("acme", "in_10", &local)).await.unwrap();
+    assert_eq!(out["status"], 200);
+    let tokens = auth.wait_tokens(4).await;
+    assert_eq!(tokens.len(), 4);
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 12);
+    assert_eq!(bearer(&reqs[10].headers), renewed);
+    assert_ne!(bearer(&reqs[11].headers), renewed);
+
+    // A 401 again after the new token: the call fails, with no second retry.
+    api.reply("/invoices/in_11", 401, json!({}));
+    api.reply("/invoices/in_11", 401, json!({}));
+    let e = ex.execute(call("acme", "in_11", &local)).await.unwrap_err();
+    assert_eq!(e.code, codes::UPSTREAM_REJECTED);
+    assert_eq!(api.requests().len(), 14);
+}
+
+#[tokio::test]
+async fn a_refused_client_says_what_to_check_and_shows_no_secret() {
+    let Some(auth) = AuthServer::start(&[(
+        "CLIENTS",
+        &json!({"hilo-billing": "another-secret"}).to_string(),
+    )]) else {
+        return;
+    };
+    let api = TestServer::start().await.unwrap();
+    let local = workflow_tools(&document(&api.url("")));
+    // The token endpoint named directly this time.
+    let ex = executor(&auth.issuer, false);
+    let e = ex.execute(call("acme", "x", &local)).await.unwrap_err();
+    assert_eq!(e.code, codes::NOT_CONFIGURED, "{e:?}");
+    assert!(e.message.contains("invalid_client"), "{}", e.message);
+    assert!(e.message.contains("[connections.billing]"), "{}", e.message);
+    assert!(!format!("{e:?}").contains(CLIENT_SECRET));
+    assert!(api.requests().is_empty());
+    // A tenant without the client secret: NOT_CONFIGURED naming the secret to set.
+    let e = ex.execute(call("initech", "x", &local)).await.unwrap_err();
+    assert_eq!(e.code, codes::NOT_CONFIGURED);
+    assert!(
+        e.message.contains("hilo secrets set BILLING_SECRET"),
+        "{}",
+        e.message
+    );
+}
