@@ -4,8 +4,10 @@
 //
 // Environment: TOKEN_TTL (seconds, the `expires_in` it answers; default 3600), CLIENTS (a
 // JSON object client_id → client_secret; when set, a token request must authenticate as one
-// of them, with HTTP Basic or in the body, or gets 401 invalid_client).
+// of them, with HTTP Basic or in the body, or gets 401 invalid_client), REFUSE_REFRESH_FILE
+// (while that file exists, refresh requests get 400 invalid_grant: a revoked grant).
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { OAuth2Server } from 'oauth2-mock-server';
 
 const server = new OAuth2Server();
@@ -35,11 +37,19 @@ server.service.on('beforeResponse', (response, req) => {
     console.log(JSON.stringify({ event: 'token', grant, client_id: id, refused: true }));
     return;
   }
+  const refuse = process.env.REFUSE_REFRESH_FILE;
+  if (grant === 'refresh_token' && refuse && existsSync(refuse)) {
+    response.statusCode = 400;
+    response.body = { error: 'invalid_grant', error_description: 'the grant was revoked' };
+    console.log(JSON.stringify({ event: 'token', grant, client_id: id, refused: true }));
+    return;
+  }
   response.body.expires_in = ttl;
   issued += 1;
   console.log(JSON.stringify({
     event: 'token', grant, client_id: id, n: issued,
     scope: req.body.scope ?? null, access_token: response.body.access_token,
+    refresh_token: response.body.refresh_token ?? null,
   }));
 });
 

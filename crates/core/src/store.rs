@@ -24,7 +24,7 @@ use crate::knowledge::KnowledgeStore;
 use crate::llm::CostStore;
 use crate::session::SessionStore;
 use crate::source::Format;
-use crate::tool::{AuditStore, SecretStore};
+use crate::tool::{AuditStore, ConnectionStore, SecretStore};
 use crate::trigger_store::TriggerStore;
 
 pub use crate::base::{DEFAULT_TENANT, Result, StoreError, TenantId, now_ms};
@@ -192,6 +192,7 @@ pub trait Store:
     + ExecutionStore
     + AuditStore
     + SecretStore
+    + ConnectionStore
     + CostStore
     + ApiKeyStore
     + CallbackStore

@@ -401,6 +401,82 @@ pub trait SecretStore: Send + Sync {
     async fn delete_secret(&self, tenant: &TenantId, name: &str) -> Result<bool>;
 }
 
+/// One connection's tokens for a tenant and entity (`''` for the tenant's own), sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRow {
+    pub tenant: String,
+    pub connection: String,
+    pub entity: String,
+    /// The tokens as JSON, sealed with the master key.
+    pub sealed: SealedSecret,
+    /// Space-separated, as granted.
+    pub scopes: String,
+    /// `connected`, `refresh_failed` (a person must connect again).
+    pub status: String,
+    /// Unix ms the access token expires at, when the server said.
+    pub expires_at: Option<i64>,
+    pub last_refresh_at: Option<i64>,
+    /// What the last refresh said when it failed (never a token).
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An authorization in flight: its `state`, and the PKCE verifier, sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionState {
+    pub state: String,
+    pub tenant: String,
+    pub connection: String,
+    pub entity: String,
+    pub sealed_verifier: SealedSecret,
+    pub redirect_uri: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Where OAuth 2.0 connections' tokens and authorizations in flight live.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Creates or replaces the row of (tenant, connection, entity); its lease is kept.
+    async fn put_connection(&self, row: &ConnectionRow) -> Result<()>;
+    async fn get_connection(
+        &self,
+        tenant: &TenantId,
+        connection: &str,
+        entity: &str,
+    ) -> Result<Option<ConnectionRow>>;
+    /// A tenant's rows, by connection and entity.
+    async fn list_connections(&self, tenant: &TenantId) -> Result<Vec<ConnectionRow>>;
+    /// `true` when it existed.
+    async fn delete_connection(
+        &self,
+        tenant: &TenantId,
+        connection: &str,
+        entity: &str,
+    ) -> Result<bool>;
+    /// Takes the refresh lease of a row until `until` if no one holds it at `now`; `true`
+    /// when taken. Atomic across processes.
+    async fn lease_connection(
+        &self,
+        tenant: &TenantId,
+        connection: &str,
+        entity: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool>;
+    /// Gives the lease back.
+    async fn release_connection(
+        &self,
+        tenant: &TenantId,
+        connection: &str,
+        entity: &str,
+    ) -> Result<()>;
+    async fn put_connection_state(&self, state: &ConnectionState) -> Result<()>;
+    /// Removes and returns the authorization `state` names (once), expired or not.
+    async fn take_connection_state(&self, state: &str) -> Result<Option<ConnectionState>>;
+}
+
 /// Tools whose name or description contains every word (lowercase), best first: the exact
 /// name, then fewer words found only in the description, then by name.
 pub fn search_specs<'a>(specs: &'a [ToolSpec], words: &[String]) -> Vec<&'a ToolSpec> {

@@ -102,6 +102,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "triggers, start claims, webhook deliveries",
         include_str!("../migrations/0024_triggers.sql"),
     ),
+    (
+        25,
+        "oauth connections",
+        include_str!("../migrations/0025_connections.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

@@ -224,6 +224,20 @@ impl Vault {
         value: &str,
     ) -> Result<SecretInfo, VaultError> {
         check_name(name)?;
+        let sealed = self.seal(tenant, name, value)?;
+        let at = chrono::Utc::now().timestamp_millis();
+        self.store.put_secret(tenant, name, &sealed, at).await?;
+        Ok(SecretInfo {
+            name: name.to_string(),
+            key_id: sealed.key_id,
+            updated_at: at,
+        })
+    }
+
+    /// `value` sealed under the master key (made if there is none), bound to `tenant` and
+    /// `name`: opened with another tenant or name, it fails. For values kept elsewhere than
+    /// the secrets table (connections' tokens).
+    pub fn seal(&self, tenant: &str, name: &str, value: &str) -> Result<SealedSecret, VaultError> {
         let key = self.key(true)?.ok_or_else(|| {
             VaultError::Key("no master key could be made; set HILO_MASTER_KEY".into())
         })?;
@@ -238,17 +252,10 @@ impl Vault {
                 },
             )
             .map_err(|_| VaultError::Key("encryption failed".into()))?;
-        let sealed = SealedSecret {
+        Ok(SealedSecret {
             key_id: key.id.clone(),
             nonce: B64.encode(nonce),
             ciphertext: B64.encode(ciphertext),
-        };
-        let at = chrono::Utc::now().timestamp_millis();
-        self.store.put_secret(tenant, name, &sealed, at).await?;
-        Ok(SecretInfo {
-            name: name.to_string(),
-            key_id: key.id.clone(),
-            updated_at: at,
         })
     }
 
@@ -257,6 +264,16 @@ impl Vault {
         let Some(sealed) = self.store.get_secret(tenant, name).await? else {
             return Ok(None);
         };
+        self.open(tenant, name, &sealed).map(Some)
+    }
+
+    /// The plaintext of what [`Vault::seal`] sealed for `tenant` and `name`.
+    pub fn open(
+        &self,
+        tenant: &str,
+        name: &str,
+        sealed: &SealedSecret,
+    ) -> Result<String, VaultError> {
         let Some(key) = self.key(false)? else {
             return Err(VaultError::Key(format!(
                 "the secret `{name}` is stored but there is no master key ({} is missing); restore it or set HILO_MASTER_KEY",
@@ -291,9 +308,7 @@ impl Vault {
                 },
             )
             .map_err(|_| damaged("authentication failed"))?;
-        String::from_utf8(plain)
-            .map(Some)
-            .map_err(|_| damaged("not UTF-8"))
+        String::from_utf8(plain).map_err(|_| damaged("not UTF-8"))
     }
 
     pub async fn list(&self, tenant: &str) -> Result<Vec<SecretInfo>, VaultError> {

@@ -7,6 +7,7 @@
 
 pub(crate) mod access;
 pub(crate) mod audit;
+pub(crate) mod connections;
 pub(crate) mod costs;
 pub(crate) mod db;
 pub(crate) mod episodes;

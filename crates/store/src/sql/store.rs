@@ -33,15 +33,16 @@ use hilo_core::store::{
     StoredWorkflow, TenantId, VersionInfo, WorkflowStore, WorkflowSummary,
 };
 use hilo_core::tool::{
-    AuditEntry, AuditFilter, AuditStore, SealedSecret, SecretInfo, SecretStore, ToolStats,
+    AuditEntry, AuditFilter, AuditStore, ConnectionRow, ConnectionState, ConnectionStore,
+    SealedSecret, SecretInfo, SecretStore, ToolStats,
 };
 use hilo_core::trigger_store::{NewTrigger, TriggerRow, TriggerStore};
 
 use crate::RunningLimits;
 use crate::sql::db::Db;
 use crate::sql::{
-    DEFAULT_PAYLOAD_THRESHOLD, access, audit, costs, episodes, forget, hil, idempotency, knowledge,
-    secrets, sessions, triggers, workflows,
+    DEFAULT_PAYLOAD_THRESHOLD, access, audit, connections, costs, episodes, forget, hil,
+    idempotency, knowledge, secrets, sessions, triggers, workflows,
 };
 
 /// A store: a backend's own parts `B` (its pool, and whatever else it runs on), reached
@@ -227,6 +228,66 @@ where
 
     async fn prune_idempotency_keys(&self, now: i64) -> Result<u64> {
         idempotency::prune_idempotency_keys(self, now).await
+    }
+}
+
+#[async_trait]
+impl<B> ConnectionStore for SqlStore<B>
+where
+    Self: Backend,
+{
+    async fn put_connection(&self, row: &ConnectionRow) -> Result<()> {
+        connections::put_connection(self, row).await
+    }
+
+    async fn get_connection(
+        &self,
+        tenant: &TenantId,
+        connection: &str,
+        entity: &str,
+    ) -> Result<Option<ConnectionRow>> {
+        connections::get_connection(self, tenant, connection, entity).await
+    }
+
+    async fn list_connections(&self, tenant: &TenantId) -> Result<Vec<ConnectionRow>> {
+        connections::list_connections(self, tenant).await
+    }
+
+    async fn delete_connection(
+        &self,
+        tenant: &TenantId,
+        connection: &str,
+        entity: &str,
+    ) -> Result<bool> {
+        connections::delete_connection(self, tenant, connection, entity).await
+    }
+
+    async fn lease_connection(
+        &self,
+        tenant: &TenantId,
+        connection: &str,
+        entity: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool> {
+        connections::lease_connection(self, tenant, connection, entity, now, until).await
+    }
+
+    async fn release_connection(
+        &self,
+        tenant: &TenantId,
+        connection: &str,
+        entity: &str,
+    ) -> Result<()> {
+        connections::release_connection(self, tenant, connection, entity).await
+    }
+
+    async fn put_connection_state(&self, state: &ConnectionState) -> Result<()> {
+        connections::put_connection_state(self, state).await
+    }
+
+    async fn take_connection_state(&self, state: &str) -> Result<Option<ConnectionState>> {
+        connections::take_connection_state(self, state).await
     }
 }
 

@@ -66,6 +66,7 @@ pub async fn run_all(store: std::sync::Arc<dyn Store>) {
     crate::conformance_episodes::run_all(s).await;
     crate::conformance_knowledge::run_all(s).await;
     crate::conformance_triggers::run_all(s).await;
+    crate::conformance_connections::run_all(s).await;
     // Last: its worker claims take any due execution.
     crate::conformance_quarantine::run_all(s).await;
 }

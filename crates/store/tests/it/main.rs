@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod conformance;
+mod conformance_connections;
 mod conformance_episodes;
 mod conformance_exec;
 mod conformance_hil;

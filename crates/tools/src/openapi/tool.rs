@@ -27,6 +27,10 @@ use crate::connections::Connections;
 use crate::http::{HttpCall, HttpClient};
 use crate::secrets::Secrets;
 
+/// The entity of a tool's connection token: the tenant's own (an entry's `entity`, an end
+/// user's token, is refused by the validator in this version).
+const TENANT_OWN: &str = "";
+
 /// An entry's document read and its operations made into tools.
 pub struct Compiled {
     /// `sha256:…` of the document's text.
@@ -300,7 +304,7 @@ impl OpenApiTool {
             Some(ApiAuth::Connection { connection, .. }) => self
                 .calling
                 .connections
-                .token(&ctx.tenant, connection)
+                .token_for(&ctx.tenant, connection, TENANT_OWN)
                 .await
                 .map(Some),
         }
@@ -362,6 +366,10 @@ impl Tool for OpenApiTool {
             self.calling
                 .connections
                 .forget(&ctx.tenant, connection, stale)
+                .await;
+            self.calling
+                .connections
+                .expire(&ctx.tenant, connection, TENANT_OWN)
                 .await;
             let fresh = self.credential(ctx).await?;
             return self.send(ctx, parts, fresh).await;

@@ -310,3 +310,178 @@ async fn a_refused_client_says_what_to_check_and_shows_no_secret() {
         e.message
     );
 }
+
+/// A connection that a person grants (authorization code with PKCE), kept in a SQLite file
+/// under a master key, for `entity` end users of a tenant.
+async fn consenting(
+    auth: &AuthServer,
+    db: &std::path::Path,
+    key: &std::path::Path,
+) -> hilo_tools::connections::Connections {
+    let store: Arc<dyn hilo_core::Store> = Arc::new(
+        hilo_store::SqliteStore::open(db, hilo_store::Durability::Normal)
+            .await
+            .unwrap(),
+    );
+    let vault = Arc::new(hilo_tools::Vault::new(store.clone(), key.to_path_buf()));
+    let config = ConnectionConfig {
+        issuer: Some(auth.issuer.clone()),
+        authorize_url: None,
+        token_url: None,
+        client_id: "hilo-shop".into(),
+        client_secret: Some(SecretRef {
+            secret: "SHOP_SECRET".into(),
+        }),
+        scopes: vec!["orders:read".into(), "offline_access".into()],
+        grant: Grant::AuthorizationCode,
+        audience: None,
+    };
+    let secrets = MapSecrets(HashMap::from([(
+        "acme/SHOP_SECRET".to_string(),
+        CLIENT_SECRET.to_string(),
+    )]));
+    hilo_tools::connections::Connections::new(
+        BTreeMap::from([("shop".to_string(), config)]),
+        Arc::new(secrets),
+    )
+    .unwrap()
+    .keep(
+        vault,
+        store,
+        Some("https://hilo.example.com/oauth/callback".into()),
+    )
+}
+
+/// What a person's browser does with an authorization URL: the server (which asks nothing)
+/// redirects to the callback with `code` and `state`.
+async fn consent(url: &str) -> (String, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client.get(url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302, "{url}");
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("https://hilo.example.com/oauth/callback?"),
+        "{location}"
+    );
+    let u = url::Url::parse(&location).unwrap();
+    let get = |k: &str| {
+        u.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    (get("state"), get("code"))
+}
+
+#[tokio::test]
+async fn authorization_code_connections_are_kept_sealed_refreshed_once_and_revoked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refuse = tmp.path().join("refuse-refresh");
+    let Some(auth) = AuthServer::start(&[
+        ("TOKEN_TTL", "2"),
+        ("CLIENTS", &json!({"hilo-shop": CLIENT_SECRET}).to_string()),
+        ("REFUSE_REFRESH_FILE", refuse.to_str().unwrap()),
+    ]) else {
+        return;
+    };
+    let db = tmp.path().join("hilo.db");
+    let key = tmp.path().join("master.key");
+    let one = consenting(&auth, &db, &key).await;
+
+    // Not connected: CONNECTION_REQUIRED, with the URL where a person connects it.
+    let e = one.token_for("acme", "shop", "cust-1").await.unwrap_err();
+    assert_eq!(e.code, "CONNECTION_REQUIRED", "{e:?}");
+    let url = e.detail.as_ref().unwrap()["connect_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(e.message.contains(&url), "{}", e.message);
+    let parsed = url::Url::parse(&url).unwrap();
+    let q: HashMap<String, String> = parsed.query_pairs().into_owned().collect();
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["scope"], "orders:read offline_access");
+    assert_eq!(q["client_id"], "hilo-shop");
+
+    // The person consents; the callback's state and code finish it (PKCE checked by the
+    // server). A state is used once.
+    let (state, code) = consent(&url).await;
+    let done = one.complete(&state, &code).await.unwrap();
+    assert_eq!(done, ("acme".into(), "shop".into(), "cust-1".into()));
+    let e = one.complete(&state, &code).await.unwrap_err();
+    assert!(e.message.contains("used already"), "{}", e.message);
+    let tokens = auth.wait_tokens(1).await;
+    assert_eq!(tokens[0]["grant"], "authorization_code");
+    let access = tokens[0]["access_token"].as_str().unwrap().to_string();
+    let refresh = tokens[0]["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        one.token_for("acme", "shop", "cust-1").await.unwrap(),
+        access
+    );
+
+    // Entities and tenants never cross.
+    let e = one.token_for("acme", "shop", "cust-2").await.unwrap_err();
+    assert_eq!(e.code, "CONNECTION_REQUIRED");
+    let e = one.token_for("globex", "shop", "cust-1").await.unwrap_err();
+    assert_eq!(e.code, "CONNECTION_REQUIRED");
+    // The database holds neither token in clear.
+    let bytes = std::fs::read(&db).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains(&access) && !text.contains(&refresh));
+    let rows = one.rows("acme").await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "connected");
+    // The scopes the server says it granted (oauth2-mock-server grants `dummy`).
+    assert_eq!(rows[0].scopes, "dummy");
+
+    // Near expiry, two processes (two handles on the file) need it at once: one refresh.
+    let two = consenting(&auth, &db, &key).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (a, b) = tokio::join!(
+        one.token_for("acme", "shop", "cust-1"),
+        two.token_for("acme", "shop", "cust-1")
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let tokens = auth.wait_tokens(2).await;
+    let refreshes: Vec<&Value> = tokens
+        .iter()
+        .filter(|t| t["grant"] == "refresh_token")
+        .collect();
+    assert_eq!(refreshes.len(), 1, "{tokens:?}");
+    assert_eq!(a, b);
+    assert_ne!(a, access);
+    let rows = two.rows("acme").await.unwrap();
+    assert!(rows[0].last_refresh_at.is_some());
+
+    // The grant is revoked at the server: the next refresh is refused, and the call says a
+    // person must connect again, with the URL.
+    std::fs::write(&refuse, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let e = one.token_for("acme", "shop", "cust-1").await.unwrap_err();
+    assert_eq!(e.code, "CONNECTION_REQUIRED", "{e:?}");
+    assert!(e.message.contains("connected again"), "{}", e.message);
+    assert!(e.detail.as_ref().unwrap()["connect_url"].is_string());
+    let rows = one.rows("acme").await.unwrap();
+    assert_eq!(rows[0].status, "refresh_failed");
+    assert!(
+        rows[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("invalid_grant")
+    );
+    std::fs::remove_file(&refuse).unwrap();
+
+    // Connected again, then revoked by hilo: the tokens are gone.
+    let url = one.authorize_url("acme", "shop", "cust-1").await.unwrap();
+    let (state, code) = consent(&url).await;
+    one.complete(&state, &code).await.unwrap();
+    assert!(one.token_for("acme", "shop", "cust-1").await.is_ok());
+    assert!(one.revoke("acme", "shop", "cust-1").await.unwrap());
+    let e = one.token_for("acme", "shop", "cust-1").await.unwrap_err();
+    assert_eq!(e.code, "CONNECTION_REQUIRED");
+    assert!(one.rows("acme").await.unwrap().is_empty());
+}
