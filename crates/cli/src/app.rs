@@ -189,8 +189,15 @@ impl App {
         if let Some(t) = self.traces().await? {
             audit = audit.watched(t.audit_watcher());
         }
+        let redirect = config
+            .server
+            .server
+            .public_url
+            .as_ref()
+            .map(|u| format!("{}/oauth/callback", u.trim_end_matches('/')));
         let mut b = hilo_tools::Executor::builder(settings)
             .secrets(Arc::new(self.vault(&store)))
+            .keep_connections(Arc::new(self.vault(&store)), store.clone(), redirect)
             .redactor(self.redactor.clone())
             .audit(audit)
             .knowledge(self.knowledge().await?)

@@ -875,18 +875,35 @@ pub struct CostsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionsCommand {
-    /// Every configured connection: grant, endpoint, client, scopes.
+    /// Every configured connection (grant, endpoint, client, scopes) and every granted one
+    /// of the tenant (entity, status, scopes, expiry, last refresh, last error; never a token).
     List {
         /// Print a JSON array of the connections
         #[arg(long)]
         json: bool,
     },
-    /// Obtain a token of NAME for the tenant (client credentials) and say how long it is
-    /// valid; the token itself is never printed.
+    /// Connect NAME for the tenant: with the authorization code grant, print the URL where a
+    /// person grants it (`hilo serve` receives the callback at `[server] public_url`); with
+    /// client credentials, obtain a token to check the settings. No token is ever printed.
     Connect {
         /// The connection's name (`[connections.NAME]`)
         name: String,
-        /// Print JSON {"connection", "tenant", "grant", "ok"}
+        /// One end user's connection (e.g. a customer id) instead of the tenant's own
+        #[arg(long, value_name = "E")]
+        entity: Option<String>,
+        /// Print JSON {"connection", "tenant", "entity", "grant", "url"|"ok"}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the tenant's (or an end user's) tokens of NAME, revoking them at the
+    /// authorization server when it has a revocation endpoint.
+    Revoke {
+        /// The connection's name
+        name: String,
+        /// One end user's connection instead of the tenant's own
+        #[arg(long, value_name = "E")]
+        entity: Option<String>,
+        /// Print JSON {"connection", "tenant", "entity", "revoked"}
         #[arg(long)]
         json: bool,
     },

@@ -104,12 +104,13 @@ pub async fn secrets(app: &App, cmd: SecretsCommand) -> Result<(), Exit> {
 /// obtains a token (the client secret read from the tenant's vault, the token never shown).
 pub async fn connections(app: &App, cmd: crate::cli::ConnectionsCommand) -> Result<(), Exit> {
     use crate::cli::ConnectionsCommand;
-    use hilo_tools::connections::Connections;
+    use hilo_tools::connections::Grant;
     let config = app.config()?;
     let configs = &config.executor.connections;
     match cmd {
         ConnectionsCommand::List { json } => {
-            let rows: Vec<serde_json::Value> = configs
+            let tenant = app.global().tenant.clone();
+            let configured: Vec<serde_json::Value> = configs
                 .iter()
                 .map(|(name, c)| {
                     serde_json::json!({
@@ -119,26 +120,48 @@ pub async fn connections(app: &App, cmd: crate::cli::ConnectionsCommand) -> Resu
                         "client_id": c.client_id,
                         "client_secret": c.client_secret.as_ref().map(|s| s.secret.clone()),
                         "scopes": c.scopes,
-                        "usable": c.grant == hilo_tools::connections::Grant::ClientCredentials,
+                    })
+                })
+                .collect();
+            let rows = if configs.is_empty() {
+                Vec::new()
+            } else {
+                app.tools()
+                    .await?
+                    .connections()
+                    .rows(&tenant)
+                    .await
+                    .map_err(|e| Exit::from(anyhow!("{}: {}", e.code, e.message)))?
+            };
+            let granted: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "connection": r.connection, "entity": r.entity, "status": r.status,
+                        "scopes": r.scopes, "expires_at": r.expires_at.map(crate::out::rfc3339),
+                        "last_refresh_at": r.last_refresh_at.map(crate::out::rfc3339),
+                        "last_error": r.last_error, "connected_at": crate::out::rfc3339(r.created_at),
                     })
                 })
                 .collect();
             if json {
-                return print_json(&rows);
+                return print_json(&serde_json::json!({
+                    "tenant": tenant, "connections": configured, "granted": granted
+                }));
             }
-            if rows.is_empty() {
+            if configured.is_empty() {
                 outln!("no connections: add [connections.NAME] to hilo.toml");
                 return Ok(());
             }
-            let table: Vec<Vec<String>> = rows
+            let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("-").to_string();
+            let table: Vec<Vec<String>> = configured
                 .iter()
                 .map(|r| {
-                    let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
                     vec![
-                        s("name"),
-                        s("grant"),
-                        s("endpoint"),
-                        s("client_id"),
+                        s(r, "name"),
+                        s(r, "grant"),
+                        s(r, "endpoint"),
+                        s(r, "client_id"),
                         r["scopes"]
                             .as_array()
                             .map(|a| {
@@ -148,51 +171,131 @@ pub async fn connections(app: &App, cmd: crate::cli::ConnectionsCommand) -> Resu
                                     .join(" ")
                             })
                             .unwrap_or_default(),
-                        if r["usable"] == true {
-                            "ready".into()
+                    ]
+                })
+                .collect();
+            crate::out::print_table(
+                &["NAME", "GRANT", "TOKEN ENDPOINT", "CLIENT", "SCOPES"],
+                &table,
+            );
+            if granted.is_empty() {
+                outln!(
+                    "\nno connection granted by a person for tenant `{tenant}` (`hilo connections connect NAME`)"
+                );
+                return Ok(());
+            }
+            outln!("\ngranted for tenant `{tenant}`:");
+            let table: Vec<Vec<String>> = granted
+                .iter()
+                .map(|r| {
+                    let entity = r["entity"].as_str().unwrap_or_default();
+                    vec![
+                        s(r, "connection"),
+                        if entity.is_empty() {
+                            "(tenant)".into()
                         } else {
-                            "not in this version (authorization code)".into()
+                            entity.to_string()
                         },
+                        s(r, "status"),
+                        s(r, "scopes"),
+                        s(r, "expires_at"),
+                        s(r, "last_refresh_at"),
+                        s(r, "last_error"),
                     ]
                 })
                 .collect();
             crate::out::print_table(
                 &[
-                    "NAME",
-                    "GRANT",
-                    "TOKEN ENDPOINT",
-                    "CLIENT",
-                    "SCOPES",
+                    "CONNECTION",
+                    "ENTITY",
                     "STATUS",
+                    "SCOPES",
+                    "EXPIRES",
+                    "LAST REFRESH",
+                    "LAST ERROR",
                 ],
                 &table,
             );
             Ok(())
         }
-        ConnectionsCommand::Connect { name, json } => {
+        ConnectionsCommand::Connect { name, entity, json } => {
             let Some(c) = configs.get(&name) else {
                 return Err(Exit::invalid(anyhow!(
                     "no connection is named `{name}`; `hilo connections list` shows the configured ones"
                 )));
             };
             let tenant = app.global().tenant.clone();
-            let store = app.store().await?;
-            let only = std::collections::BTreeMap::from([(name.clone(), c.clone())]);
-            let conns = Connections::new(only, std::sync::Arc::new(app.vault(&store)))
-                .map_err(|e| Exit::invalid(anyhow!(e)))?;
-            conns
-                .token(&tenant, &name)
-                .await
-                .map_err(|e| Exit::from(anyhow!("{}: {}", e.code, e.message)))?;
+            let entity = entity.unwrap_or_default();
+            let conns = app.tools().await?.connections();
+            let failed =
+                |e: hilo_core::exec::NodeError| Exit::from(anyhow!("{}: {}", e.code, e.message));
+            if c.grant == Grant::AuthorizationCode {
+                let url = conns
+                    .authorize_url(&tenant, &name, &entity)
+                    .await
+                    .map_err(failed)?;
+                if json {
+                    return print_json(&serde_json::json!({
+                        "connection": name, "tenant": tenant, "entity": entity,
+                        "grant": c.grant.as_str(), "url": url
+                    }));
+                }
+                outln!("{url}");
+                noteln!(
+                    "open this URL (valid 15 minutes) to grant `{name}`{}; hilo serve receives the answer at /oauth/callback",
+                    if entity.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" for {entity}")
+                    }
+                );
+                return Ok(());
+            }
+            if !entity.is_empty() {
+                return Err(Exit::invalid(anyhow!(
+                    "`{name}` uses the client credentials grant: one token for the tenant, none per end user; drop --entity"
+                )));
+            }
+            conns.token(&tenant, &name).await.map_err(failed)?;
             if json {
                 return print_json(&serde_json::json!({
-                    "connection": name, "tenant": tenant, "grant": c.grant.as_str(), "ok": true
+                    "connection": name, "tenant": tenant, "entity": entity,
+                    "grant": c.grant.as_str(), "ok": true
                 }));
             }
             outln!(
                 "connection `{name}` obtained a token for tenant `{tenant}` ({}); tools with `auth: {{connection: {name}}}` will use it",
                 c.grant.as_str()
             );
+            Ok(())
+        }
+        ConnectionsCommand::Revoke { name, entity, json } => {
+            if !configs.contains_key(&name) {
+                return Err(Exit::invalid(anyhow!(
+                    "no connection is named `{name}`; `hilo connections list` shows the configured ones"
+                )));
+            }
+            let tenant = app.global().tenant.clone();
+            let entity = entity.unwrap_or_default();
+            let revoked = app
+                .tools()
+                .await?
+                .connections()
+                .revoke(&tenant, &name, &entity)
+                .await
+                .map_err(|e| Exit::from(anyhow!("{}: {}", e.code, e.message)))?;
+            if json {
+                return print_json(&serde_json::json!({
+                    "connection": name, "tenant": tenant, "entity": entity, "revoked": revoked
+                }));
+            }
+            if revoked {
+                outln!(
+                    "connection `{name}` of tenant `{tenant}` revoked; a call needing it fails with CONNECTION_REQUIRED until someone connects it again"
+                );
+            } else {
+                outln!("connection `{name}` of tenant `{tenant}` had no tokens");
+            }
             Ok(())
         }
     }

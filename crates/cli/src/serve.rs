@@ -130,6 +130,7 @@ pub async fn serve(
         tools,
         secrets: Some(secrets),
         knowledge: app.knowledge().await?,
+        connections: Some(app.tools().await?.connections()),
     });
     // A chat widget whose workflow cannot take a chat would fail every customer: refuse it now.
     hilo_runtime::conversations::check_widgets(state.hil(), &config.server.console.chat_widgets)

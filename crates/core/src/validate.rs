@@ -598,24 +598,20 @@ impl<'a> Validator<'a> {
                     ),
                 );
             }
-            Some("client_credentials") => {
+            Some(grant) => {
                 if entity.is_some() {
-                    self.err(
-                        Code::InvalidValue,
-                        push_pointer(&auth, "entity"),
+                    let why = if grant == "client_credentials" {
                         format!(
                             "the connection `{connection}` uses the client credentials grant: one token for the tenant, no end user's; drop `entity`"
-                        ),
-                    );
+                        )
+                    } else {
+                        format!(
+                            "tokens per end user (`entity`) cannot be picked by a tool entry in this version of hilo yet; drop `entity` to use the tenant's own connection of `{connection}` (`hilo connections connect {connection}`)"
+                        )
+                    };
+                    self.err(Code::InvalidValue, push_pointer(&auth, "entity"), why);
                 }
             }
-            Some(_) => self.err(
-                Code::InvalidValue,
-                push_pointer(&auth, "connection"),
-                format!(
-                    "the connection `{connection}` uses the authorization code grant (a person consents), which this version of hilo cannot use yet; use a client credentials connection or give the token as a secret (`auth: {{secret: NAME}}`)"
-                ),
-            ),
         }
     }
 

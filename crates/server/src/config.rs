@@ -56,6 +56,9 @@ pub use hilo_runtime::config::{
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     pub addr: String,
+    /// The address people and other systems reach this server at (`https://hilo.example.com`),
+    /// for links it hands out: the OAuth 2.0 callback of connections (`/oauth/callback`).
+    pub public_url: Option<String>,
     /// Where the whole process's Prometheus metrics (every tenant's) are served, without a
     /// key, beside the API; off when `None`. The API's `/metrics` shows a tenant its own.
     pub metrics_addr: Option<String>,
@@ -135,6 +138,7 @@ impl Default for ServerSettings {
     fn default() -> ServerSettings {
         ServerSettings {
             addr: "127.0.0.1:8080".into(),
+            public_url: None,
             metrics_addr: None,
             workers: 8,
             max_body_bytes: 1 << 20,

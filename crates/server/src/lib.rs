@@ -43,6 +43,7 @@ pub mod extract;
 pub mod hooks;
 pub mod listen;
 pub mod metrics;
+pub mod oauth;
 pub mod public;
 pub mod state;
 
@@ -54,11 +55,14 @@ pub use config::Settings;
 pub use state::{AppState, Parts};
 
 /// The whole HTTP application: the API under `/api/v1`, webhooks in under `/hooks/`
-/// ([`hooks`]) and, unless `[console] enabled = false`, the web console under `[console]
+/// ([`hooks`]), the OAuth 2.0 callback of connections at `/oauth/callback` ([`oauth`]) and, unless `[console] enabled = false`, the web console under `[console]
 /// prefix`.
 pub fn app(state: AppState) -> axum::Router {
     let hooks = hooks::router(&state).with_state(state.clone());
-    console::with_api(&state, api::app(state.clone())).merge(hooks)
+    let oauth = oauth::router(&state).with_state(state.clone());
+    console::with_api(&state, api::app(state.clone()))
+        .merge(hooks)
+        .merge(oauth)
 }
 
 /// Counts requests and their latency by route and status.

@@ -45,6 +45,9 @@ pub struct Parts {
     /// The knowledge base (of every tenant), with its embedding model when one is
     /// configured; the process's agents and `knowledge_search` tool share it (one cache).
     pub knowledge: Arc<hilo_memory::Knowledge>,
+    /// The tool executor's OAuth 2.0 connections (`/oauth/callback` finishes their
+    /// authorizations); `None`: the callback answers that none is configured.
+    pub connections: Option<Arc<hilo_tools::connections::Connections>>,
 }
 
 struct Inner {
@@ -62,6 +65,7 @@ struct Inner {
     public: Public,
     /// The knowledge base (its vector cache lives as long as the server).
     knowledge: Arc<hilo_memory::Knowledge>,
+    connections: Option<Arc<hilo_tools::connections::Connections>>,
 }
 
 /// The shared state (cheap to clone).
@@ -100,7 +104,13 @@ impl AppState {
             chats,
             public,
             knowledge,
+            connections: parts.connections,
         }))
+    }
+
+    /// The OAuth 2.0 connections of the tool executor, when it has any.
+    pub fn connections(&self) -> Option<&Arc<hilo_tools::connections::Connections>> {
+        self.0.connections.as_ref()
     }
 
     /// The knowledge base of every tenant (each call names its tenant).

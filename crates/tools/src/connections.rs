@@ -372,6 +372,13 @@ impl Connections {
         Ok((s.tenant, s.connection, s.entity))
     }
 
+    /// Drops an authorization the person refused (its state is not usable afterwards).
+    pub async fn abandon(&self, state: &str) {
+        if let Some(k) = &self.kept {
+            let _ = k.store.take_connection_state(state).await;
+        }
+    }
+
     /// Forgets a tenant's (or an entity's) tokens of `name`, telling the server to revoke the
     /// refresh token when it has a revocation endpoint. `true` when there were tokens.
     pub async fn revoke(&self, tenant: &str, name: &str, entity: &str) -> Result<bool, NodeError> {
@@ -422,11 +429,7 @@ impl Connections {
     /// Every kept row of `tenant` (status, scopes, expiry; never a token).
     pub async fn rows(&self, tenant: &str) -> Result<Vec<ConnectionRow>, NodeError> {
         match &self.kept {
-            Some(k) => k
-                .store
-                .list_connections(tenant)
-                .await
-                .map_err(store_error),
+            Some(k) => k.store.list_connections(tenant).await.map_err(store_error),
             None => Ok(Vec::new()),
         }
     }
@@ -663,11 +666,7 @@ impl Connections {
     /// Drops a consented token the API refused (401): the next call refreshes.
     pub async fn expire(&self, tenant: &str, name: &str, entity: &str) {
         let Some(kept) = &self.kept else { return };
-        if let Ok(Some(mut row)) = kept
-            .store
-            .get_connection(tenant, name, entity)
-            .await
-        {
+        if let Ok(Some(mut row)) = kept.store.get_connection(tenant, name, entity).await {
             row.expires_at = Some(0);
             let _ = kept.store.put_connection(&row).await;
         }

@@ -184,9 +184,30 @@ pub struct ExecutorBuilder {
     knowledge: Option<Arc<dyn hilo_core::knowledge::KnowledgeSearch>>,
     scripts: Option<crate::code::Scripts>,
     redactor: Redactor,
+    kept: Option<KeptConnections>,
 }
 
+/// Where the executor's connections keep tokens a person granted.
+type KeptConnections = (
+    Arc<crate::vault::Vault>,
+    Arc<dyn hilo_core::tool::ConnectionStore>,
+    Option<String>,
+);
+
 impl ExecutorBuilder {
+    /// Keeps the tokens of authorization-code connections in `store`, sealed by `vault`;
+    /// `redirect_uri` is the callback's address (`[server] public_url` + `/oauth/callback`).
+    /// Without it, such connections cannot be used (client credentials ones can).
+    pub fn keep_connections(
+        mut self,
+        vault: Arc<crate::vault::Vault>,
+        store: Arc<dyn hilo_core::tool::ConnectionStore>,
+        redirect_uri: Option<String>,
+    ) -> Self {
+        self.kept = Some((vault, store, redirect_uri));
+        self
+    }
+
     /// The knowledge base the built-in tool `knowledge_search` searches (in the calling
     /// tenant's collections); without one, that tool answers `NOT_CONFIGURED`.
     pub fn knowledge(mut self, kb: Arc<dyn hilo_core::knowledge::KnowledgeSearch>) -> Self {
@@ -257,8 +278,12 @@ impl ExecutorBuilder {
             self.redactor.add_global(v);
         }
         let http = HttpClient::new(&self.config.http).map_err(ToolsError::Config)?;
-        let connections = Connections::new(self.config.connections.clone(), self.secrets.clone())
-            .map_err(ToolsError::Config)?;
+        let mut connections =
+            Connections::new(self.config.connections.clone(), self.secrets.clone())
+                .map_err(ToolsError::Config)?;
+        if let Some((vault, store, redirect)) = self.kept.take() {
+            connections = connections.keep(vault, store, redirect);
+        }
         let calling = Calling {
             client: http.clone(),
             secrets: self.secrets.clone(),
@@ -364,7 +389,13 @@ impl Executor {
             knowledge: None,
             scripts: None,
             redactor: Redactor::default(),
+            kept: None,
         }
+    }
+
+    /// The connections of OpenAPI tools (authorizations, callbacks, revocations).
+    pub fn connections(&self) -> Arc<Connections> {
+        self.inner.calling.connections.clone()
     }
 
     /// Waits until every audit entry so far is stored.

@@ -243,3 +243,184 @@ fn a_missing_document_or_secret_says_what_to_do() {
     assert!(err.contains("cannot read the OpenAPI document"), "{err}");
     assert!(err.contains("field `tools[0].openapi`"), "{err}");
 }
+
+/// `oauth2-mock-server` (`.ci/oauth/server.mjs`): the child and its issuer URL; `None` (the
+/// test says so and passes) when `.ci/oauth` is not installed and HILO_OAUTH_REQUIRE is unset.
+fn authorization_server() -> Option<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let dir = crate::root().join(".ci/oauth");
+    if !dir.join("node_modules/oauth2-mock-server").is_dir() {
+        assert!(
+            std::env::var_os("HILO_OAUTH_REQUIRE").is_none(),
+            "run `npm ci` in .ci/oauth (HILO_OAUTH_REQUIRE is set)"
+        );
+        println!("skipped: oauth2-mock-server is not installed (`npm ci` in .ci/oauth)");
+        return None;
+    }
+    let mut child = std::process::Command::new("node")
+        .arg("server.mjs")
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    Some((child, ready["issuer"].as_str().unwrap().to_string()))
+}
+
+#[test]
+fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
+    use std::io::BufRead;
+    let Some((mut auth, issuer)) = authorization_server() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(TestServer::start()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public = format!("http://127.0.0.1:{port}");
+    std::fs::create_dir_all(dir.join("specs")).unwrap();
+    std::fs::write(
+        dir.join("specs/shop.yaml"),
+        spec(&api.url("")).replace(
+            "key: {type: apiKey, in: header, name: X-Api-Key}",
+            "key: {type: oauth2, flows: {authorizationCode: {authorizationUrl: \"https://a.example/authorize\", tokenUrl: \"https://a.example/token\", scopes: {}}}}",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("hilo.toml"),
+        format!(
+            "[server]\npublic_url = \"{public}\"\n\n[tools.http]\nallow_hosts = [\"127.0.0.1\"]\n\n[connections.shop]\ngrant = \"authorization_code\"\nissuer = \"{issuer}\"\nclient_id = \"hilo-support\"\nclient_secret = {{secret = \"SHOP_CLIENT_SECRET\"}}\nscopes = [\"orders:read\"]\n"
+        ),
+    )
+    .unwrap();
+    let wf = WORKFLOW
+        .replace("auth: {secret: SHOP_KEY}", "auth: {connection: shop}")
+        .replace("../specs/shop.yaml", "specs/shop.yaml");
+    std::fs::write(dir.join("order.yaml"), wf).unwrap();
+    let env = [("HILO_SECRET_SHOP_CLIENT_SECRET", "cs-8Kq2-secret")];
+    let cmd = |args: &[&str]| {
+        let mut full = vec!["--config", "hilo.toml"];
+        full.extend_from_slice(args);
+        let mut c = crate::hilo_cmd(&full, &dir.join("hilo.db"), &env);
+        c.current_dir(dir);
+        c
+    };
+    let run = || {
+        cmd(&[
+            "run",
+            "order.yaml",
+            "--input",
+            r#"{"sku": "S-1"}"#,
+            "--json",
+        ])
+        .output()
+        .unwrap()
+    };
+
+    // Not connected yet: the run fails with CONNECTION_REQUIRED and the URL to connect it.
+    let o = run();
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["status"], "failed", "{out}");
+    let shown = out.to_string();
+    assert!(shown.contains("CONNECTION_REQUIRED"), "{shown}");
+    assert!(
+        shown.contains(&format!("redirect_uri={}", "http%3A%2F%2F127.0.0.1")),
+        "{shown}"
+    );
+    assert!(api.requests().is_empty());
+
+    // hilo serve receives the callback.
+    let mut serve = cmd(&["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().unwrap().unwrap();
+        if line.starts_with("hilo serving http://") {
+            break;
+        }
+    }
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let kept = logs.clone();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push_str(&l);
+        }
+    });
+
+    // A person connects it: the URL, the server's consent (it asks nothing), the callback.
+    let o = cmd(&["connections", "connect", "shop", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let url = serde_json::from_slice::<Value>(&o.stdout).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let back = client.get(&url).send().await.unwrap();
+        let callback = back.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            callback.starts_with(&format!("{public}/oauth/callback?")),
+            "{callback}"
+        );
+        let page = client.get(&callback).send().await.unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+        // The same callback again: its state was used.
+        let again = client.get(&callback).send().await.unwrap();
+        assert_eq!(again.status().as_u16(), 400);
+        page.text().await.unwrap()
+    });
+    assert!(page.contains("Connected"), "{page}");
+
+    // Now the run calls the API with the granted token.
+    let out: Value = serde_json::from_slice(&run().stdout).unwrap();
+    assert_eq!(out["status"], "succeeded", "{out}");
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 2);
+    let token = reqs[0].headers["authorization"]
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_string();
+    let list: Value = serde_json::from_slice(
+        &cmd(&["connections", "list", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(list["granted"][0]["connection"], "shop");
+    assert_eq!(list["granted"][0]["status"], "connected");
+    // The token is nowhere hilo writes: the database, the server's log, the command's output.
+    let db = std::fs::read(dir.join("hilo.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(&token));
+    assert!(!logs.lock().unwrap().contains(&token));
+    assert!(!list.to_string().contains(&token));
+
+    // Revoked: calls need a connection again.
+    let o = cmd(&["connections", "revoke", "shop"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out: Value = serde_json::from_slice(&run().stdout).unwrap();
+    assert_eq!(out["status"], "failed");
+    assert!(out.to_string().contains("CONNECTION_REQUIRED"));
+
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let _ = auth.kill();
+    let _ = auth.wait();
+}

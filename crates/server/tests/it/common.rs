@@ -111,6 +111,7 @@ impl TestServer {
             tools,
             secrets: Some(Arc::new(TestSecrets)),
             knowledge,
+            connections: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
