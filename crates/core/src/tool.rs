@@ -40,6 +40,10 @@ pub struct ToolContext {
     /// planner wrote, and what runs below it); the executor refuses any other with
     /// `NOT_ALLOWED`. `None`: no grant narrows the call.
     pub grant: Option<Arc<[String]>>,
+    /// The calling execution's input (shared, parsed only when read): what a tool entry's
+    /// `entity` template is rendered against to pick an end user's connection. `None`
+    /// outside an execution.
+    pub input: Option<crate::stored::StoredJson>,
 }
 
 /// Where a tool comes from (shown by `hilo tools list`).
@@ -187,6 +191,15 @@ impl ToolSpec {
 #[async_trait]
 pub trait Tool: Send + Sync {
     fn spec(&self) -> &ToolSpec;
+    /// What, besides the tool and its input, tells one call's result apart from another's
+    /// for the cache of safe tools (e.g. the end user whose token a call uses). `Err`: the
+    /// call cannot be made (the executor fails it without calling).
+    // `NodeError` is the tool protocol's error, as `call`'s.
+    #[allow(clippy::result_large_err)]
+    fn cache_scope(&self, ctx: &ToolContext) -> std::result::Result<Option<String>, NodeError> {
+        let _ = ctx;
+        Ok(None)
+    }
     async fn call(&self, ctx: &ToolContext, input: Value) -> std::result::Result<Value, NodeError>;
 }
 

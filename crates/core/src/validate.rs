@@ -599,17 +599,14 @@ impl<'a> Validator<'a> {
                 );
             }
             Some(grant) => {
-                if entity.is_some() {
-                    let why = if grant == "client_credentials" {
+                if entity.is_some() && grant == "client_credentials" {
+                    self.err(
+                        Code::InvalidValue,
+                        push_pointer(&auth, "entity"),
                         format!(
                             "the connection `{connection}` uses the client credentials grant: one token for the tenant, no end user's; drop `entity`"
-                        )
-                    } else {
-                        format!(
-                            "tokens per end user (`entity`) cannot be picked by a tool entry in this version of hilo yet; drop `entity` to use the tenant's own connection of `{connection}` (`hilo connections connect {connection}`)"
-                        )
-                    };
-                    self.err(Code::InvalidValue, push_pointer(&auth, "entity"), why);
+                        ),
+                    );
                 }
             }
         }

@@ -307,6 +307,7 @@ async fn attempt(
         compensation: false,
         trace: None,
         grant: None,
+        input: None,
     };
     let call = HttpCall {
         method: "POST".into(),
@@ -435,6 +436,7 @@ async fn post_message(
         compensation: false,
         trace: None,
         grant: None,
+        input: None,
     };
     let call = HttpCall {
         method: "POST".into(),

@@ -637,7 +637,17 @@ impl Executor {
         }
         let cache_key = match (spec.class, spec.cache_ttl_ms) {
             (ToolClass::Safe, Some(ttl)) if ttl > 0 && !req.ctx.compensation => {
-                let key = Cache::key(&req.ctx.tenant, name, &input);
+                let mut key = Cache::key(&req.ctx.tenant, name, &input);
+                // The end user whose token the call uses (or whatever else the tool says
+                // tells one call's result from another's).
+                match tool.cache_scope(&req.ctx) {
+                    Ok(Some(scope)) => {
+                        key.push('\u{0}');
+                        key.push_str(&scope);
+                    }
+                    Ok(None) => {}
+                    Err(e) => return (Err(e), false),
+                }
                 if let Some(hit) = self.inner.cache.get(&key) {
                     metrics::counter!("hilo_tool_cache_hits_total", "tool" => name.clone())
                         .increment(1);

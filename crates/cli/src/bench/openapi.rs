@@ -74,6 +74,7 @@ fn request(tool: &str, input: Value, local: &Arc<[ToolDef]>, n: usize) -> ToolRe
         ctx: ToolContext {
             trace: None,
             grant: None,
+            input: None,
             tenant: "default".into(),
             execution_id: "bench".into(),
             node_key: "call".into(),

@@ -412,6 +412,67 @@ fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
     assert!(!logs.lock().unwrap().contains(&token));
     assert!(!list.to_string().contains(&token));
 
+    // Per end user: the entry's `entity` rendered against the execution's input.
+    let per_customer = WORKFLOW
+        .replace("name: shop_order", "name: shop_order_for")
+        .replace(
+            "auth: {secret: SHOP_KEY}",
+            "auth: {connection: shop, entity: \"${ input.customer }\"}",
+        )
+        .replace("../specs/shop.yaml", "specs/shop.yaml")
+        .replace("required: [sku], properties: {sku: {type: string}}", "required: [sku, customer], properties: {sku: {type: string}, customer: {type: string}}");
+    std::fs::write(dir.join("order_for.yaml"), per_customer).unwrap();
+    let run_for = |customer: &str| {
+        let input = format!(r#"{{"sku": "S-9", "customer": "{customer}"}}"#);
+        let o = cmd(&["run", "order_for.yaml", "--input", &input, "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&o.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&o.stderr)))
+    };
+    let out = run_for("c-9");
+    assert_eq!(out["status"], "failed", "{out}");
+    assert!(out.to_string().contains("--entity c-9"), "{out}");
+    let o = cmd(&[
+        "connections",
+        "connect",
+        "shop",
+        "--entity",
+        "c-9",
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let url = serde_json::from_slice::<Value>(&o.stdout).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let back = client.get(&url).send().await.unwrap();
+        let callback = back.headers()["location"].to_str().unwrap().to_string();
+        let page = client
+            .get(&callback)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("c-9"), "{page}");
+    });
+    let out = run_for("c-9");
+    assert_eq!(out["status"], "succeeded", "{out}");
+    let c9 = api.requests()[2].headers["authorization"].clone();
+    assert_ne!(c9, format!("Bearer {token}"));
+    let out = run_for("c-10");
+    assert_eq!(out["status"], "failed", "{out}");
+    assert!(out.to_string().contains("CONNECTION_REQUIRED"), "{out}");
+
     // Revoked: calls need a connection again.
     let o = cmd(&["connections", "revoke", "shop"]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));

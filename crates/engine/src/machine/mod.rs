@@ -176,7 +176,9 @@ pub enum Action {
 
 /// Whose a call is and how it is sent, beside its node's own fields: what the executor
 /// (or the agent runtime) receives with it, computed by the machine when it emits the call.
-#[derive(Debug, Clone, PartialEq)]
+/// Two scopes are equal when they name the same call; the execution's input, which every
+/// call of an execution shares, is not compared.
+#[derive(Debug, Clone)]
 pub struct CallScope {
     pub tenant: String,
     pub execution_id: String,
@@ -189,6 +191,19 @@ pub struct CallScope {
     pub local: Arc<[ToolDef]>,
     /// The only tools the execution may call (its stored grant, shared); `None`: no grant.
     pub grant: Option<Arc<[String]>>,
+    /// The execution's input (shared; parsed only if a tool reads it).
+    pub input: StoredJson,
+}
+
+impl PartialEq for CallScope {
+    fn eq(&self, other: &Self) -> bool {
+        self.tenant == other.tenant
+            && self.execution_id == other.execution_id
+            && self.idempotency_key == other.idempotency_key
+            && self.trace == other.trace
+            && self.local == other.local
+            && self.grant == other.grant
+    }
 }
 
 impl CallScope {
@@ -209,6 +224,7 @@ impl CallScope {
             compensation,
             trace: Some(self.trace),
             grant: self.grant,
+            input: Some(self.input),
         };
         (ctx, self.local)
     }
@@ -465,6 +481,7 @@ impl Machine {
             trace: self.call_trace(key, attempt, compensation),
             local: self.plan.local_tools.clone(),
             grant: self.grant.clone(),
+            input: self.input.clone(),
         }
     }
 

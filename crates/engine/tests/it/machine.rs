@@ -223,6 +223,7 @@ fn call(key: &str, tool: &str, input: Value, attempt: u32, compensation: bool) -
             ),
             local: Vec::new().into(),
             grant: None,
+            input: hilo_core::stored::StoredJson::new(Value::Null),
         },
     }
 }

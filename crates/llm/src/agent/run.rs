@@ -504,6 +504,7 @@ impl AgentCaller {
             // Under the agent node attempt's span, as its model calls are.
             trace: base.trace,
             grant: base.grant.clone(),
+            input: base.input.clone(),
         };
         ToolRequest {
             ctx,

@@ -194,6 +194,7 @@ fn request(kind: AgentKind, with: Value) -> AgentRequest {
         tool: ToolContext {
             trace: None,
             grant: None,
+            input: None,
             tenant: "acme".into(),
             execution_id: "exec-1".into(),
             node_key: "agent".into(),

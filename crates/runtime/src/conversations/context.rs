@@ -173,6 +173,7 @@ async fn summarize(
             compensation: false,
             trace: None,
             grant: None,
+            input: None,
         },
         workflow: conv.workflow.clone(),
         node: hilo_core::model::AgentNode {

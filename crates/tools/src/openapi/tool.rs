@@ -27,10 +27,6 @@ use crate::connections::Connections;
 use crate::http::{HttpCall, HttpClient};
 use crate::secrets::Secrets;
 
-/// The entity of a tool's connection token: the tenant's own (an entry's `entity`, an end
-/// user's token, is refused by the validator in this version).
-const TENANT_OWN: &str = "";
-
 /// An entry's document read and its operations made into tools.
 pub struct Compiled {
     /// `sha256:…` of the document's text.
@@ -304,10 +300,56 @@ impl OpenApiTool {
             Some(ApiAuth::Connection { connection, .. }) => self
                 .calling
                 .connections
-                .token_for(&ctx.tenant, connection, TENANT_OWN)
+                .token_for(&ctx.tenant, connection, &self.entity(ctx)?)
                 .await
                 .map(Some),
         }
+    }
+}
+
+impl OpenApiTool {
+    /// The end user whose token a call uses: the entry's `entity` template rendered against
+    /// the calling execution's input (`""`: the tenant's own connection).
+    fn entity(&self, ctx: &ToolContext) -> Result<String, NodeError> {
+        let Some(ApiAuth::Connection {
+            connection,
+            entity: Some(template),
+        }) = &self.auth
+        else {
+            return Ok(String::new());
+        };
+        let input = ctx
+            .input
+            .as_ref()
+            .map(|i| (**i).clone())
+            .unwrap_or(Value::Null);
+        let doc = serde_json::json!({ "input": input });
+        let rendered = hilo_core::expr::render_value(&Value::String(template.clone()), &doc)
+            .map_err(|e| {
+                NodeError::new(
+                    codes::INVALID_INPUT,
+                    format!(
+                        "tool `{}`: the `entity` of connection `{connection}` ({template}) does not render against the execution's input: {e}",
+                        self.spec.name
+                    ),
+                )
+            })?;
+        let entity = match rendered {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => String::new(),
+        };
+        if entity.is_empty() || entity.len() > 256 {
+            return Err(NodeError::new(
+                codes::INVALID_INPUT,
+                format!(
+                    "tool `{}`: the `entity` of connection `{connection}` ({template}) gave no end user (an empty or missing value, or over 256 bytes) from the execution's input",
+                    self.spec.name
+                ),
+            ));
+        }
+        Ok(entity)
     }
 }
 
@@ -346,6 +388,12 @@ impl Tool for OpenApiTool {
         &self.spec
     }
 
+    /// A call with an end user's token is cached for that end user only.
+    fn cache_scope(&self, ctx: &ToolContext) -> Result<Option<String>, NodeError> {
+        let entity = self.entity(ctx)?;
+        Ok((!entity.is_empty()).then_some(entity))
+    }
+
     async fn call(&self, ctx: &ToolContext, input: Value) -> Result<Value, NodeError> {
         let op = self.operation();
         let parts = op.request(&input).map_err(NodeError::from)?;
@@ -369,7 +417,7 @@ impl Tool for OpenApiTool {
                 .await;
             self.calling
                 .connections
-                .expire(&ctx.tenant, connection, TENANT_OWN)
+                .expire(&ctx.tenant, connection, &self.entity(ctx)?)
                 .await;
             let fresh = self.credential(ctx).await?;
             return self.send(ctx, parts, fresh).await;

@@ -485,3 +485,131 @@ async fn authorization_code_connections_are_kept_sealed_refreshed_once_and_revok
     assert_eq!(e.code, "CONNECTION_REQUIRED");
     assert!(one.rows("acme").await.unwrap().is_empty());
 }
+
+/// A tool entry picks one end user's token: `entity` rendered against the calling
+/// execution's input. Each customer calls with their own token; one without a connection gets
+/// `CONNECTION_REQUIRED` with a URL for that customer; the cache of a safe tool never answers
+/// one customer with another's result.
+#[tokio::test]
+async fn each_end_user_calls_with_their_own_token() {
+    let Some(auth) =
+        AuthServer::start(&[("CLIENTS", &json!({"hilo-shop": CLIENT_SECRET}).to_string())])
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let store: Arc<dyn hilo_core::Store> = Arc::new(
+        hilo_store::SqliteStore::open(&tmp.path().join("hilo.db"), hilo_store::Durability::Normal)
+            .await
+            .unwrap(),
+    );
+    let vault = Arc::new(hilo_tools::Vault::new(
+        store.clone(),
+        tmp.path().join("master.key"),
+    ));
+    let api = TestServer::start().await.unwrap();
+    let connection = ConnectionConfig {
+        issuer: Some(auth.issuer.clone()),
+        authorize_url: None,
+        token_url: None,
+        client_id: "hilo-shop".into(),
+        client_secret: Some(SecretRef {
+            secret: "SHOP_SECRET".into(),
+        }),
+        scopes: vec!["orders:read".into()],
+        grant: Grant::AuthorizationCode,
+        audience: None,
+    };
+    let config = ExecutorConfig {
+        http: HttpSettings {
+            allow_hosts: vec!["127.0.0.1".into()],
+            ..HttpSettings::default()
+        },
+        connections: BTreeMap::from([("shop".to_string(), connection)]),
+        settings: BTreeMap::from([(
+            "billing.getInvoice".to_string(),
+            hilo_tools::ToolSettings {
+                cache_ttl_ms: Some(60_000),
+                ..Default::default()
+            },
+        )]),
+        ..ExecutorConfig::default()
+    };
+    let secrets = MapSecrets(HashMap::from([(
+        "acme/SHOP_SECRET".to_string(),
+        CLIENT_SECRET.to_string(),
+    )]));
+    let ex = Executor::builder(config)
+        .secrets(Arc::new(secrets))
+        .keep_connections(
+            vault,
+            store,
+            Some("https://hilo.example.com/oauth/callback".into()),
+        )
+        .build()
+        .unwrap();
+    let def = json!({
+        "name": "billing", "version": 1,
+        "tools": [{"openapi": "billing.json", "prefix": "billing", "document": document(&api.url("")),
+                   "auth": {"connection": "shop", "entity": "${ input.customer_id }"}}],
+        "nodes": [{"id": "done", "type": "finish"}]
+    });
+    let catalog = Catalog {
+        api: Some(ApiSupport {
+            check: Arc::new(OpenApiCheck),
+            read: None,
+        }),
+        connections: BTreeMap::from([("shop".into(), "authorization_code".into())]),
+        ..Catalog::default()
+    };
+    let local: Arc<[ToolDef]> = hilo_core::load(&def.to_string(), Format::Json, &catalog)
+        .unwrap()
+        .tools
+        .into();
+    let for_customer = |customer: &str, invoice: &str| {
+        let mut r = call("acme", invoice, &local);
+        r.ctx.input = Some(hilo_core::stored::StoredJson::new(
+            json!({"customer_id": customer}),
+        ));
+        r
+    };
+    let connections = ex.connections();
+    for customer in ["cust-1", "cust-2"] {
+        let url = connections
+            .authorize_url("acme", "shop", customer)
+            .await
+            .unwrap();
+        let (state, code) = consent(&url).await;
+        connections.complete(&state, &code).await.unwrap();
+    }
+    let tokens = auth.wait_tokens(2).await;
+    let token_of = |i: usize| tokens[i]["access_token"].as_str().unwrap().to_string();
+
+    ex.execute(for_customer("cust-1", "in_1")).await.unwrap();
+    ex.execute(for_customer("cust-2", "in_1")).await.unwrap();
+    // The same invoice again for cust-1: from the cache (its own entry).
+    ex.execute(for_customer("cust-1", "in_1")).await.unwrap();
+    let reqs = api.requests();
+    assert_eq!(
+        reqs.len(),
+        2,
+        "the second cust-1 call is cached, the cust-2 one is not"
+    );
+    assert_eq!(bearer(&reqs[0].headers), token_of(0));
+    assert_eq!(bearer(&reqs[1].headers), token_of(1));
+
+    // A customer without a connection: CONNECTION_REQUIRED, the URL for that customer.
+    let e = ex
+        .execute(for_customer("cust-3", "in_1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "CONNECTION_REQUIRED", "{e:?}");
+    assert!(e.message.contains("`cust-3`"), "{}", e.message);
+    assert!(e.message.contains("--entity cust-3"), "{}", e.message);
+    // An execution whose input names no customer cannot pick a token.
+    let mut none = call("acme", "in_1", &local);
+    none.ctx.input = Some(hilo_core::stored::StoredJson::new(json!({})));
+    let e = ex.execute(none).await.unwrap_err();
+    assert_eq!(e.code, codes::INVALID_INPUT, "{e:?}");
+    assert_eq!(api.requests().len(), 2);
+}

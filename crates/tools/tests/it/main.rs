@@ -28,6 +28,7 @@ pub fn call_as(tool: &str, input: Value, key: &str) -> ToolRequest {
         ctx: ToolContext {
             trace: None,
             grant: None,
+            input: None,
             tenant: "default".into(),
             execution_id: "e1".into(),
             node_key: "n1".into(),

@@ -187,6 +187,7 @@ async fn declarative_tools_get_stored_secrets_that_never_reach_the_audit_trail()
             ctx: ToolContext {
                 trace: None,
                 grant: None,
+                input: None,
                 tenant: "default".into(),
                 execution_id: "e1".into(),
                 node_key: "ret".into(),
@@ -255,6 +256,7 @@ async fn held_vault_values_and_hilo_keys_are_out_of_audit_rows() {
             ctx: ToolContext {
                 trace: None,
                 grant: None,
+                input: None,
                 tenant: "acme".into(),
                 execution_id: "e1".into(),
                 node_key: "t".into(),
