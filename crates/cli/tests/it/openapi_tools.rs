@@ -270,6 +270,20 @@ fn authorization_server() -> Option<(std::process::Child, String)> {
     Some((child, ready["issuer"].as_str().unwrap().to_string()))
 }
 
+/// What a person's browser does with an authorization URL: the authorization server (which
+/// asks nothing) sends it to the callback, whose page it reads: (callback URL, status, page).
+async fn grant(url: &str) -> (String, u16, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let back = client.get(url).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_string();
+    let page = client.get(&callback).send().await.unwrap();
+    let status = page.status().as_u16();
+    (callback, status, page.text().await.unwrap())
+}
+
 #[test]
 fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
     use std::io::BufRead;
@@ -368,24 +382,15 @@ fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
         .as_str()
         .unwrap()
         .to_string();
-    let page = rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let back = client.get(&url).send().await.unwrap();
-        let callback = back.headers()["location"].to_str().unwrap().to_string();
-        assert!(
-            callback.starts_with(&format!("{public}/oauth/callback?")),
-            "{callback}"
-        );
-        let page = client.get(&callback).send().await.unwrap();
-        assert_eq!(page.status().as_u16(), 200);
-        // The same callback again: its state was used.
-        let again = client.get(&callback).send().await.unwrap();
-        assert_eq!(again.status().as_u16(), 400);
-        page.text().await.unwrap()
-    });
+    let (callback, status, page) = rt.block_on(grant(&url));
+    assert!(
+        callback.starts_with(&format!("{public}/oauth/callback?")),
+        "{callback}"
+    );
+    assert_eq!(status, 200);
+    // The same callback again: its state was used.
+    let again = rt.block_on(async { reqwest::get(&callback).await.unwrap().status().as_u16() });
+    assert_eq!(again, 400);
     assert!(page.contains("Connected"), "{page}");
 
     // Now the run calls the API with the granted token.
@@ -448,23 +453,8 @@ fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
         .as_str()
         .unwrap()
         .to_string();
-    rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let back = client.get(&url).send().await.unwrap();
-        let callback = back.headers()["location"].to_str().unwrap().to_string();
-        let page = client
-            .get(&callback)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(page.contains("c-9"), "{page}");
-    });
+    let (_, _, page) = rt.block_on(grant(&url));
+    assert!(page.contains("c-9"), "{page}");
     let out = run_for("c-9");
     assert_eq!(out["status"], "succeeded", "{out}");
     let c9 = api.requests()[2].headers["authorization"].clone();
