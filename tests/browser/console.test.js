@@ -766,6 +766,37 @@ test('triggers: a schedule is listed with its next fires, and an execution it st
   await page.close();
 });
 
+test('connections: a configured connection is listed and gives a URL to grant it, for one end user', async () => {
+  const listed = await api(KEY_A, 'GET', '/connections');
+  assert.equal(listed.status, 200);
+  assert.equal(listed.body.connections[0].name, 'shop');
+  assert.deepEqual(listed.body.granted, []);
+  const page = await newPage();
+  await signIn(page, KEY_A);
+  await page.goto(new URL('connections', BASE).href);
+  const row = page.locator('tr[data-connection="shop"]');
+  await row.waitFor();
+  assert.match(await row.innerText(), /a person grants it/);
+  assert.match(await row.innerText(), /orders:read offline_access/);
+  await row.locator('input[name="entity"]').fill('cust_42');
+  await row.locator('button', { hasText: 'Connect' }).click();
+  const link = page.locator('a.connect-link');
+  await link.waitFor();
+  const href = new URL(await link.getAttribute('href'));
+  assert.equal(href.origin + href.pathname, 'https://accounts.shop.example/authorize');
+  assert.equal(href.searchParams.get('code_challenge_method'), 'S256');
+  assert.equal(href.searchParams.get('redirect_uri'), new URL('/oauth/callback', BASE).href);
+  assert.ok(href.searchParams.get('state'));
+  assert.match(await page.locator('.connect-out').innerText(), /for cust_42/);
+  await axe(page, 'connections');
+  await shoot(page, 'connections');
+  // The callback with a state nobody made: a page that says so, not a token or a stack.
+  const bad = await fetch(new URL('/oauth/callback?state=nope&code=x', BASE));
+  assert.equal(bad.status, 400);
+  assert.match(await bad.text(), /Not connected/);
+  await page.close();
+});
+
 test('versions: a workflow page shows what changed from the previous version', async () => {
   const v2 = LIVE.replace('version: 1', 'version: 2').replace('duration_ms: 2500', 'duration_ms: 1500');
   assert.equal((await api(KEY_A, 'POST', '/workflows', v2, 'application/yaml')).status, 201);

@@ -83,6 +83,9 @@ async function render() {
   } else if (p === 'triggers') {
     document.title = 'Triggers · hilo';
     cleanup = await views.triggers(main, ctx);
+  } else if (p === 'connections') {
+    document.title = 'Connections · hilo';
+    cleanup = await views.connections(main, ctx);
   } else if (p === 'inbox') {
     document.title = 'Inbox · hilo';
     cleanup = await views.inbox(main, ctx);

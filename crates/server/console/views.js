@@ -922,6 +922,84 @@ export async function triggers(main) {
   }
 }
 
+// ---- connections -----------------------------------------------------------------------
+
+export async function connections(main) {
+  fill(main, heading('Connections'), el('p', {}, 'Loading…'));
+  const load = async () => {
+    const r = await api('GET', '/connections');
+    const configured = r.connections || [];
+    const granted = r.granted || [];
+    const out = el('div', { class: 'connect-out', 'aria-live': 'polite' });
+    const connectButton = (c) => {
+      if (c.grant !== 'authorization_code') return el('span', { class: 'muted' }, 'tokens obtained by hilo');
+      const entity = el('input', { type: 'text', name: 'entity', placeholder: 'end user (optional)', 'aria-label': `End user for ${c.name}` });
+      const button = el('button', { type: 'button' }, 'Connect');
+      button.addEventListener('click', async () => {
+        button.disabled = true;
+        try {
+          const body = entity.value.trim() ? { entity: entity.value.trim() } : {};
+          const u = await api('POST', `/connections/${encodeURIComponent(c.name)}/connect`, body);
+          out.replaceChildren(el('p', {}, `Open this link to grant ${u.connection}${u.entity ? ` for ${u.entity}` : ''} (valid 15 minutes): `,
+            el('a', { href: u.url, target: '_blank', rel: 'noopener noreferrer', class: 'connect-link' }, 'grant access')));
+        } catch (e) {
+          out.replaceChildren(errorBox(e));
+        } finally {
+          button.disabled = false;
+        }
+      });
+      return el('span', { class: 'connect' }, entity, button);
+    };
+    const configuredTable = el('table', { class: 'list' },
+      el('caption', { class: 'sr-only' }, 'Configured connections'),
+      el('thead', {}, el('tr', {}, ['Name', 'Grant', 'Scopes', 'Client', 'Connect'].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, configured.map((c) => el('tr', { 'data-connection': c.name },
+        el('td', {}, c.name), el('td', {}, c.grant === 'authorization_code' ? 'a person grants it' : 'client credentials'),
+        el('td', {}, (c.scopes || []).join(' ') || '—'), el('td', {}, el('code', {}, c.client_id)),
+        el('td', {}, connectButton(c))))));
+    const revokeButton = (g) => {
+      const b = el('button', { type: 'button', class: 'danger' }, 'Revoke');
+      b.addEventListener('click', async () => {
+        const who = g.entity ? `${g.connection} for ${g.entity}` : g.connection;
+        if (!window.confirm(`Revoke ${who}? Calls that need it fail with CONNECTION_REQUIRED until someone connects it again.`)) return;
+        b.disabled = true;
+        try {
+          await api('DELETE', `/connections/${encodeURIComponent(g.connection)}?entity=${encodeURIComponent(g.entity)}`);
+          await load();
+        } catch (e) {
+          out.replaceChildren(errorBox(e));
+          b.disabled = false;
+        }
+      });
+      return b;
+    };
+    const grantedSection = el('section', { 'aria-labelledby': 'granted-h' },
+      el('h2', { id: 'granted-h' }, 'Granted'),
+      granted.length
+        ? el('div', { class: 'scroll' }, el('table', { class: 'list' },
+          el('caption', { class: 'sr-only' }, 'Connections a person granted'),
+          el('thead', {}, el('tr', {}, ['Connection', 'End user', 'Status', 'Scopes', 'Expires', 'Last refresh', 'Last error', 'Revoke'].map((h) => el('th', { scope: 'col' }, h)))),
+          el('tbody', {}, granted.map((g) => el('tr', { 'data-granted': `${g.connection}/${g.entity}` },
+            el('td', {}, g.connection), el('td', {}, g.entity || 'the tenant'),
+            el('td', {}, el('span', { class: `badge ${g.status === 'connected' ? 's-succeeded' : 's-failed'}` }, g.status === 'connected' ? 'connected' : 'connect again')),
+            el('td', {}, g.scopes || '—'), el('td', {}, fmtTime(g.expires_at) || '—'),
+            el('td', {}, fmtTime(g.last_refresh_at) || '—'), el('td', {}, g.last_error || '—'),
+            el('td', {}, revokeButton(g)))))))
+        : el('p', {}, 'Nothing granted yet: connect one above.'));
+    fill(main, heading('Connections'),
+      configured.length
+        ? el('div', { class: 'scroll' }, configuredTable)
+        : el('p', {}, 'No connections: add ', el('code', {}, '[connections.NAME]'), ' to ', el('code', {}, 'hilo.toml'), '.'),
+      out, grantedSection,
+      el('p', { class: 'muted' }, 'Tokens are never shown. From the command line: ', el('code', {}, 'hilo connections'), '.'));
+  };
+  try {
+    await load();
+  } catch (e) {
+    fill(main, heading('Connections'), errorBox(e));
+  }
+}
+
 function startedBy(b) {
   if (!b) return 'unknown';
   if (b.kind === 'schedule') return `schedule ${b.trigger} (tick ${b.tick})`;

@@ -1,5 +1,6 @@
 //! The `/api/v1` routes and the OpenAPI document generated from them.
 
+pub mod connections;
 pub mod conversations;
 pub mod events;
 pub mod executions;
@@ -38,7 +39,7 @@ use crate::state::AppState;
         (name = "tasks", description = "Questions executions ask people"),
         (name = "conversations", description = "Conversations between customers, the AI and human agents"),
         (name = "hil", description = "Human agents, their inboxes, the queue and the KPIs"),
-        (name = "catalog", description = "Tools, agents, audit and costs"),
+        (name = "catalog", description = "Tools, their OAuth 2.0 connections, agents, audit and costs"),
         (name = "memory", description = "What agents remember: episodes of their runs, and the knowledge base they search; forgetting a customer"),
         (name = "ops", description = "Health, readiness, metrics")
     )
@@ -72,6 +73,9 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(workflows::export))
         .routes(routes!(workflows::graph))
         .routes(routes!(triggers::list))
+        .routes(routes!(connections::list))
+        .routes(routes!(connections::connect))
+        .routes(routes!(connections::revoke))
         .routes(routes!(executions::execute))
         .routes(routes!(executions::create, executions::list))
         .routes(routes!(executions::get))

@@ -42,7 +42,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// The paths (after the prefix) that answer the page shell.
-pub const PAGES: [&str; 10] = [
+pub const PAGES: [&str; 11] = [
     "",
     "sign-in",
     "executions",
@@ -50,6 +50,7 @@ pub const PAGES: [&str; 10] = [
     "workflows",
     "workflows/{name}",
     "triggers",
+    "connections",
     "inbox",
     "conversations/{id}",
     "costs",
