@@ -9,7 +9,10 @@
 //!   (a handler reading it later gets `408 BODY_TIMEOUT`).
 //! - `idle_timeout_ms`: a connection with no request in flight for this long is closed (on
 //!   HTTP/1.1 the header timeout closes an idle connection sooner), and so is one whose
-//!   response has waited this long for the client to read it (writes blocked).
+//!   response has waited this long for the client to read it (writes blocked). A blocked
+//!   write is woken only once a third of the socket's send buffer has drained, and that buffer
+//!   grows to megabytes on fast links: a client reading more slowly than a third of it per
+//!   `idle_timeout_ms` (with the default 60 s, about 20 KB/s) is taken for one that stopped.
 //!
 //! Each request carries its connection's peer address ([`ClientAddr`]), which the public
 //! surface's limits count clients by (`public.rs`).

@@ -463,6 +463,87 @@ fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
     assert_eq!(out["status"], "failed", "{out}");
     assert!(out.to_string().contains("CONNECTION_REQUIRED"), "{out}");
 
+    // A person asked to connect, inside the run: the call's CONNECTION_REQUIRED goes to a
+    // `human` node whose prompt carries the URL; once they connected and answered, the call
+    // is made again and succeeds.
+    let asking = r#"name: shop_ask
+version: 1
+input: {type: object, required: [customer], properties: {customer: {type: string}}}
+tools:
+  - openapi: specs/shop.yaml
+    prefix: shop
+    auth: {connection: shop, entity: "${ input.customer }"}
+nodes:
+  - {id: first, type: tool, tool: shop.getOrder, with: {id: o-1}, on_error: {goto: ask_connect}}
+  - id: ask_connect
+    type: human
+    prompt: "{{ first.error.message }}"
+    schema: {type: object, required: [connected], properties: {connected: {type: boolean}}}
+  - {id: again, type: tool, tool: shop.getOrder, with: {id: o-1}}
+  - {id: done, type: finish, output: "${ again.output.body }"}
+edges:
+  - {from: first, to: done}
+  - {from: ask_connect, to: again}
+  - {from: again, to: done}
+"#;
+    std::fs::write(dir.join("ask.yaml"), asking).unwrap();
+    let o = cmd(&[
+        "run",
+        "ask.yaml",
+        "--input",
+        r#"{"customer": "c-11"}"#,
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "waits for a person: {}",
+        text(&o.stderr)
+    );
+    let waiting: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let exec = waiting["execution_id"].as_str().unwrap().to_string();
+    let shown = cmd(&["executions", "show", &exec, "--json"])
+        .output()
+        .unwrap();
+    let shown = text(&shown.stdout);
+    assert!(shown.contains("--entity c-11"), "{shown}");
+    assert!(
+        shown.contains("code_challenge"),
+        "the prompt carries the URL: {shown}"
+    );
+    let o = cmd(&[
+        "connections",
+        "connect",
+        "shop",
+        "--entity",
+        "c-11",
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    let url = serde_json::from_slice::<Value>(&o.stdout).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, status, _) = rt.block_on(grant(&url));
+    assert_eq!(status, 200);
+    let o = cmd(&[
+        "answer",
+        &exec,
+        "ask_connect",
+        "--input",
+        r#"{"connected": true}"#,
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    let out: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&o.stderr)));
+    assert_eq!(out["status"], "succeeded", "{out}");
+    assert_eq!(out["output"]["ok"], true, "{out}");
+
     // Revoked: calls need a connection again.
     let o = cmd(&["connections", "revoke", "shop"]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
