@@ -323,6 +323,15 @@ async fn consenting(
             .await
             .unwrap(),
     );
+    consenting_on(auth, store, key)
+}
+
+/// [`consenting`] on any store.
+fn consenting_on(
+    auth: &AuthServer,
+    store: Arc<dyn hilo_core::Store>,
+    key: &std::path::Path,
+) -> hilo_tools::connections::Connections {
     let vault = Arc::new(hilo_tools::Vault::new(store.clone(), key.to_path_buf()));
     let config = ConnectionConfig {
         issuer: Some(auth.issuer.clone()),
@@ -598,6 +607,21 @@ async fn each_end_user_calls_with_their_own_token() {
     assert_eq!(bearer(&reqs[0].headers), token_of(0));
     assert_eq!(bearer(&reqs[1].headers), token_of(1));
 
+    // The API refuses cust-1's token (401): refreshed once, the call goes through with the
+    // new one.
+    api.reply("/invoices/in_2", 401, json!({"error": "expired"}));
+    let out = ex.execute(for_customer("cust-1", "in_2")).await.unwrap();
+    assert_eq!(out["status"], 200);
+    let tokens = auth.wait_tokens(3).await;
+    assert_eq!(tokens[2]["grant"], "refresh_token", "{tokens:?}");
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 4);
+    assert_eq!(bearer(&reqs[2].headers), token_of(0));
+    assert_eq!(
+        bearer(&reqs[3].headers),
+        tokens[2]["access_token"].as_str().unwrap()
+    );
+
     // A customer without a connection: CONNECTION_REQUIRED, the URL for that customer.
     let e = ex
         .execute(for_customer("cust-3", "in_1"))
@@ -611,5 +635,72 @@ async fn each_end_user_calls_with_their_own_token() {
     none.ctx.input = Some(hilo_core::stored::StoredJson::new(json!({})));
     let e = ex.execute(none).await.unwrap_err();
     assert_eq!(e.code, codes::INVALID_INPUT, "{e:?}");
-    assert_eq!(api.requests().len(), 2);
+    assert_eq!(api.requests().len(), 4);
+}
+
+/// On PostgreSQL: two stores with pools of their own (two processes, as far as the database
+/// can tell) need the same expired token at once and make one refresh; an API's 401 on a
+/// granted token makes one refresh too, and the call goes through.
+#[tokio::test]
+async fn on_postgres_two_processes_refresh_once_and_a_401_refreshes() {
+    use sqlx::Connection as _;
+    let Some(auth) = AuthServer::start(&[
+        ("TOKEN_TTL", "2"),
+        ("CLIENTS", &json!({"hilo-shop": CLIENT_SECRET}).to_string()),
+    ]) else {
+        return;
+    };
+    const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+    let name = format!("hilo_conn_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(ADMIN).await.unwrap();
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("master.key");
+    let a: Arc<dyn hilo_core::Store> = Arc::new(hilo_store::PgStore::connect(&url).await.unwrap());
+    let b: Arc<dyn hilo_core::Store> = Arc::new(hilo_store::PgStore::connect(&url).await.unwrap());
+    let one = consenting_on(&auth, a, &key);
+    let two = consenting_on(&auth, b, &key);
+    let url_to_grant = one.authorize_url("acme", "shop", "").await.unwrap();
+    let (state, code) = consent(&url_to_grant).await;
+    // The callback reaches the other process.
+    two.complete(&state, &code).await.unwrap();
+    let first = one.token_for("acme", "shop", "").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (x, y) = tokio::join!(
+        one.token_for("acme", "shop", ""),
+        two.token_for("acme", "shop", "")
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x, y);
+    assert_ne!(x, first);
+    let tokens = auth.wait_tokens(2).await;
+    let grants: Vec<&str> = tokens
+        .iter()
+        .map(|t| t["grant"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        grants,
+        ["authorization_code", "refresh_token"],
+        "{tokens:?}"
+    );
+    // A 401 on the granted token: the row is expired, the next call refreshes once.
+    one.expire("acme", "shop", "").await;
+    let z = two.token_for("acme", "shop", "").await.unwrap();
+    assert_ne!(z, x);
+    assert_eq!(auth.wait_tokens(3).await.len(), 3);
+    drop((one, two));
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
 }
