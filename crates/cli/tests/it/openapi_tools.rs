@@ -244,9 +244,12 @@ fn a_missing_document_or_secret_says_what_to_do() {
     assert!(err.contains("field `tools[0].openapi`"), "{err}");
 }
 
-/// `oauth2-mock-server` (`.ci/oauth/server.mjs`): the child and its issuer URL; `None` (the
-/// test says so and passes) when `.ci/oauth` is not installed and HILO_OAUTH_REQUIRE is unset.
-fn authorization_server() -> Option<(std::process::Child, String)> {
+/// `oauth2-mock-server` (`.ci/oauth/server.mjs`, tokens valid 3 s): the child, its issuer URL
+/// and the grant types of the tokens it has issued so far; `None` (the test says so and passes)
+/// when `.ci/oauth` is not installed and HILO_OAUTH_REQUIRE is unset.
+type Grants = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+fn authorization_server() -> Option<(std::process::Child, String, Grants)> {
     use std::io::BufRead;
     let dir = crate::root().join(".ci/oauth");
     if !dir.join("node_modules/oauth2-mock-server").is_dir() {
@@ -260,14 +263,28 @@ fn authorization_server() -> Option<(std::process::Child, String)> {
     let mut child = std::process::Command::new("node")
         .arg("server.mjs")
         .current_dir(&dir)
+        .env("TOKEN_TTL", "3")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let ready: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    Some((child, ready["issuer"].as_str().unwrap().to_string()))
+    let grants: Grants = Default::default();
+    let seen = grants.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["event"] == "token"
+                && v["refused"] != true
+            {
+                seen.lock()
+                    .unwrap()
+                    .push(v["grant"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    });
+    Some((child, ready["issuer"].as_str().unwrap().to_string(), grants))
 }
 
 /// What a person's browser does with an authorization URL: the authorization server (which
@@ -287,7 +304,7 @@ async fn grant(url: &str) -> (String, u16, String) {
 #[test]
 fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
     use std::io::BufRead;
-    let Some((mut auth, issuer)) = authorization_server() else {
+    let Some((mut auth, issuer, grants)) = authorization_server() else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -402,6 +419,37 @@ fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
         .strip_prefix("Bearer ")
         .unwrap()
         .to_string();
+    // Two processes need the token when it is due for renewal: one refresh between them.
+    std::thread::sleep(std::time::Duration::from_millis(1_700));
+    let refreshes = || {
+        grants
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|g| *g == "refresh_token")
+            .count()
+    };
+    let before = refreshes();
+    let spawn = || {
+        cmd(&[
+            "run",
+            "order.yaml",
+            "--input",
+            r#"{"sku": "S-2"}"#,
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (p1, p2) = (spawn(), spawn());
+    for p in [p1, p2] {
+        let o = p.wait_with_output().unwrap();
+        let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(out["status"], "succeeded", "{out}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(refreshes(), before + 1, "{:?}", grants.lock().unwrap());
     let list: Value = serde_json::from_slice(
         &cmd(&["connections", "list", "--json"])
             .output()
@@ -457,7 +505,7 @@ fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
     assert!(page.contains("c-9"), "{page}");
     let out = run_for("c-9");
     assert_eq!(out["status"], "succeeded", "{out}");
-    let c9 = api.requests()[2].headers["authorization"].clone();
+    let c9 = api.requests().last().unwrap().headers["authorization"].clone();
     assert_ne!(c9, format!("Bearer {token}"));
     let out = run_for("c-10");
     assert_eq!(out["status"], "failed", "{out}");
