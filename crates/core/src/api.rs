@@ -155,6 +155,10 @@ pub trait ApiCheck: Send + Sync {
     /// The tools of `def` (whose `document` is set), or what is wrong with the document or
     /// the entry's settings, said so that the author can fix it.
     fn tools(&self, def: &ApiDef) -> Result<Vec<ApiTool>, String>;
+
+    /// What is wrong with `value`, written out in a call, for the JSON Schema `schema` of one
+    /// of an operation's arguments (the first problem, said for the author); `None`: fine.
+    fn check_value(&self, schema: &Value, value: &Value) -> Option<String>;
 }
 
 /// Reads the document an entry names (implemented by the CLI: a file relative to the

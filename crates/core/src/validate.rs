@@ -192,6 +192,16 @@ pub fn validate_partial(wf: &Workflow, catalog: &Catalog, partial: &Partial) -> 
     v.out
 }
 
+/// Whether a value needs the state (holds an expression or template somewhere).
+fn holds_expression(v: &Value) -> bool {
+    match v {
+        Value::String(s) => !matches!(expr::classify(s), Dynamic::Literal(_)),
+        Value::Array(items) => items.iter().any(holds_expression),
+        Value::Object(m) => m.values().any(holds_expression),
+        _ => false,
+    }
+}
+
 /// The tools an OpenAPI entry gives: `None` when they cannot be known here (no document or
 /// no checker: a definition decoded without the catalog's support).
 fn api_tools_of(
@@ -491,7 +501,18 @@ impl<'a> Validator<'a> {
             ));
         }
         if let (Some(m), Some(props)) = (args, props) {
-            for k in m.keys() {
+            for (k, v) in m {
+                // A value written out (no expression anywhere in it) is checked against the
+                // argument's schema now; one with an expression when the call runs.
+                if let (Some(field), Some(support)) = (props.get(k), &self.catalog.api)
+                    && !holds_expression(v)
+                    && let Some(why) = support.check.check_value(field, v)
+                {
+                    problems.push((
+                        push_pointer(&with_path, k),
+                        format!("`{tool}`'s argument `{k}`: {why}"),
+                    ));
+                }
                 if !props.contains_key(k) {
                     let hint = did_you_mean(k, props.keys().map(String::as_str))
                         .map(|s| format!("did you mean `{s}`? "))

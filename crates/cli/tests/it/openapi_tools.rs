@@ -116,6 +116,17 @@ fn a_workflow_calls_an_api_through_its_openapi_document() {
         err.contains("`shop.getOrder` takes no argument `expnd`; did you mean `expand`?"),
         "{err}"
     );
+    // A value written out is checked against the argument's schema (one with an expression
+    // when the call runs).
+    let bad = WORKFLOW.replace("expand: true", "expand: \"yes\"");
+    std::fs::write(dir.join("flows/bad.yaml"), &bad).unwrap();
+    let o = hilo(dir, &["validate", "flows/bad.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("`shop.getOrder`'s argument `expand`") && err.contains("boolean"),
+        "{err}"
+    );
 
     // Run from the file: both calls reach the server as the document says.
     let out = ok_json(&hilo(
@@ -244,7 +255,7 @@ fn a_missing_document_or_secret_says_what_to_do() {
     assert!(err.contains("field `tools[0].openapi`"), "{err}");
 }
 
-/// `oauth2-mock-server` (`.ci/oauth/server.mjs`, tokens valid 3 s): the child, its issuer URL
+/// `oauth2-mock-server` (`.ci/oauth/server.mjs`, tokens valid 8 s): the child, its issuer URL
 /// and the grant types of the tokens it has issued so far; `None` (the test says so and passes)
 /// when `.ci/oauth` is not installed and HILO_OAUTH_REQUIRE is unset.
 type Grants = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
@@ -263,7 +274,7 @@ fn authorization_server() -> Option<(std::process::Child, String, Grants)> {
     let mut child = std::process::Command::new("node")
         .arg("server.mjs")
         .current_dir(&dir)
-        .env("TOKEN_TTL", "3")
+        .env("TOKEN_TTL", "8")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -317,6 +328,9 @@ fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
         .unwrap()
         .port();
     let public = format!("http://127.0.0.1:{port}");
+    // Every process exports its spans here (content captured): searched for tokens below.
+    let receiver = crate::planted::Receiver::start();
+    let otlp = receiver.base.clone();
     std::fs::create_dir_all(dir.join("specs")).unwrap();
     std::fs::write(
         dir.join("specs/shop.yaml"),
@@ -329,7 +343,7 @@ fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
     std::fs::write(
         dir.join("hilo.toml"),
         format!(
-            "[server]\npublic_url = \"{public}\"\n\n[tools.http]\nallow_hosts = [\"127.0.0.1\"]\n\n[connections.shop]\ngrant = \"authorization_code\"\nissuer = \"{issuer}\"\nclient_id = \"hilo-support\"\nclient_secret = {{secret = \"SHOP_CLIENT_SECRET\"}}\nscopes = [\"orders:read\"]\n"
+            "[server]\npublic_url = \"{public}\"\n\n[telemetry]\notlp_endpoint = \"{otlp}\"\ncapture_content = true\n\n[tools.http]\nallow_hosts = [\"127.0.0.1\"]\n\n[connections.shop]\ngrant = \"authorization_code\"\nissuer = \"{issuer}\"\nclient_id = \"hilo-support\"\nclient_secret = {{secret = \"SHOP_CLIENT_SECRET\"}}\nscopes = [\"orders:read\"]\n"
         ),
     )
     .unwrap();
@@ -420,7 +434,7 @@ fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
         .unwrap()
         .to_string();
     // Two processes need the token when it is due for renewal: one refresh between them.
-    std::thread::sleep(std::time::Duration::from_millis(1_700));
+    std::thread::sleep(std::time::Duration::from_millis(4_200));
     let refreshes = || {
         grants
             .lock()
@@ -464,6 +478,30 @@ fn a_person_connects_an_api_and_runs_call_it_with_the_granted_token() {
     assert!(!String::from_utf8_lossy(&db).contains(&token));
     assert!(!logs.lock().unwrap().contains(&token));
     assert!(!list.to_string().contains(&token));
+    // Nor in the API's answers, nor in any span the processes exported.
+    let key = text(
+        &cmd(&["keys", "create", "--scopes", "admin"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let (status, body) = crate::planted::get(&public, "/api/v1/connections", &key);
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert!(body.contains("\"status\":\"connected\""), "{body}");
+    assert!(!body.contains(&token));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !String::from_utf8_lossy(&receiver.all()).contains("execute_tool shop.getOrder") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no span reached the receiver"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let spans = receiver.all();
+    assert!(!spans.windows(token.len()).any(|w| w == token.as_bytes()));
 
     // Per end user: the entry's `entity` rendered against the execution's input.
     let per_customer = WORKFLOW

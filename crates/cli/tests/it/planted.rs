@@ -38,13 +38,13 @@ const HELD: &str = "vault-H3ld-0ther-value-88";
 const HILO_KEY: &str = "hilo_sk_pl4ntedK3y0fAn0therServer_0123456789-abcdEF";
 
 /// A minimal OTLP/HTTP receiver: every request's raw body is kept; each is answered 200.
-struct Receiver {
-    base: String,
+pub(crate) struct Receiver {
+    pub(crate) base: String,
     bodies: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -91,7 +91,7 @@ impl Receiver {
         Receiver { base, bodies }
     }
 
-    fn all(&self) -> Vec<u8> {
+    pub(crate) fn all(&self) -> Vec<u8> {
         self.bodies.lock().unwrap().concat()
     }
 }

@@ -161,6 +161,22 @@ fn compile_uncached(def: &ApiDef) -> Result<Arc<Compiled>, String> {
 pub struct OpenApiCheck;
 
 impl ApiCheck for OpenApiCheck {
+    fn check_value(&self, schema: &Value, value: &Value) -> Option<String> {
+        let validator = match jsonschema::validator_for(schema) {
+            Ok(v) => v,
+            // The import made every schema compile; one that does not is not the author's.
+            Err(_) => return None,
+        };
+        let first = validator.iter_errors(value).next()?;
+        let at = first.instance_path().to_string();
+        let said: String = first.to_string().chars().take(300).collect();
+        Some(if at.is_empty() {
+            said
+        } else {
+            format!("at `{at}`: {said}")
+        })
+    }
+
     fn tools(&self, def: &ApiDef) -> Result<Vec<ApiTool>, String> {
         let c = compile(def)?;
         Ok(c.import
