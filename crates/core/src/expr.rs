@@ -37,6 +37,16 @@ pub enum Dynamic<'a> {
     Literal(&'a str),
 }
 
+/// Whether a value needs the state at all (holds an expression or template somewhere).
+pub fn is_dynamic(v: &Value) -> bool {
+    match v {
+        Value::String(s) => !matches!(classify(s), Dynamic::Literal(_)),
+        Value::Array(items) => items.iter().any(is_dynamic),
+        Value::Object(m) => m.values().any(is_dynamic),
+        _ => false,
+    }
+}
+
 /// Classifies a string of a workflow value.
 pub fn classify(s: &str) -> Dynamic<'_> {
     let t = s.trim();

@@ -14,6 +14,9 @@ use crate::diagnostic::{Code, Diagnostic, did_you_mean, push_pointer};
 use crate::expr::{self, Dynamic};
 use crate::model::*;
 
+mod api;
+pub use api::read_documents;
+
 /// Tools built into hilo (the tool executor provides them).
 pub const BUILTIN_TOOLS: &[&str] = &[
     "http_request",
@@ -154,24 +157,7 @@ pub fn validate_partial(wf: &Workflow, catalog: &Catalog, partial: &Partial) -> 
     if let Some(d) = check_size(wf) {
         return vec![d];
     }
-    let mut api_tools = HashMap::new();
-    let mut api_problems = Vec::new();
-    for (i, t) in wf.tools.iter().enumerate() {
-        let Some(api) = &t.api else { continue };
-        match api_tools_of(api, catalog) {
-            Ok(Some(tools)) => {
-                for tool in tools {
-                    api_tools.insert(tool.name.clone(), tool);
-                }
-            }
-            Ok(None) => {}
-            Err(message) => api_problems.push(Diagnostic::new(
-                Code::InvalidValue,
-                push_pointer(&partial.item("/tools", i), "openapi"),
-                message,
-            )),
-        }
-    }
+    let apis = api::ApiTools::of(wf, catalog, partial);
     let mut v = Validator {
         wf,
         catalog,
@@ -182,70 +168,15 @@ pub fn validate_partial(wf: &Workflow, catalog: &Catalog, partial: &Partial) -> 
             .filter(|t| t.api.is_none())
             .map(|t| t.name.as_str())
             .collect(),
-        api_tools,
+        api_tools: apis.tools,
+        api_known: apis.known,
         all_ids: HashSet::new(),
         suggestions: 0,
         out: Vec::new(),
     };
-    v.out = api_problems;
+    v.out = apis.problems;
     v.run();
     v.out
-}
-
-/// Whether a value needs the state (holds an expression or template somewhere).
-fn holds_expression(v: &Value) -> bool {
-    match v {
-        Value::String(s) => !matches!(expr::classify(s), Dynamic::Literal(_)),
-        Value::Array(items) => items.iter().any(holds_expression),
-        Value::Object(m) => m.values().any(holds_expression),
-        _ => false,
-    }
-}
-
-/// The tools an OpenAPI entry gives: `None` when they cannot be known here (no document or
-/// no checker: a definition decoded without the catalog's support).
-fn api_tools_of(
-    api: &crate::api::ApiDef,
-    catalog: &Catalog,
-) -> Result<Option<Vec<crate::api::ApiTool>>, String> {
-    match (&catalog.api, &api.document) {
-        (Some(support), Some(_)) => support.check.tools(api).map(Some),
-        _ => Ok(None),
-    }
-}
-
-/// Reads the document of every OpenAPI entry that has none yet, with the catalog's reader.
-/// Without a reader, an entry must carry its document (the server and agents' written
-/// workflows do not read files).
-pub fn read_documents(wf: &mut Workflow, catalog: &Catalog, partial: &Partial) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    let Some(support) = &catalog.api else {
-        return out;
-    };
-    for (i, t) in wf.tools.iter_mut().enumerate() {
-        let Some(api) = &mut t.api else { continue };
-        if api.document.is_some() {
-            continue;
-        }
-        let path = push_pointer(&partial.item("/tools", i), "openapi");
-        match &support.read {
-            Some(reader) => match reader.read(&api.openapi) {
-                Ok(text) => {
-                    std::sync::Arc::make_mut(api).document = Some(text.into());
-                }
-                Err(message) => out.push(Diagnostic::new(Code::InvalidValue, path, message)),
-            },
-            None => out.push(Diagnostic::new(
-                Code::InvalidValue,
-                path,
-                format!(
-                    "the OpenAPI document `{}` is not read here (only `hilo validate`, `hilo run` and `hilo workflows import` read files next to a workflow): import the workflow with the CLI, which stores the document with the version",
-                    api.openapi
-                ),
-            )),
-        }
-    }
-    out
 }
 
 struct Validator<'a> {
@@ -255,6 +186,8 @@ struct Validator<'a> {
     local_tools: HashSet<&'a str>,
     /// The tools OpenAPI entries give, by name.
     api_tools: HashMap<String, crate::api::ApiTool>,
+    /// The prefixes of the entries whose tools are known here.
+    api_known: HashSet<String>,
     /// Every node id, loop bodies included (filled when first needed).
     all_ids: HashSet<&'a str>,
     /// How many suggestions were looked for.
@@ -376,39 +309,7 @@ impl<'a> Validator<'a> {
         {
             return;
         }
-        if let Some(api) = self
-            .wf
-            .tools
-            .iter()
-            .filter_map(|t| t.api.as_deref())
-            .find(|a| a.names(name))
-        {
-            if api_tools_of(api, self.catalog).ok().flatten().is_none() {
-                // Its tools are not known here (or its document is reported already).
-                return;
-            }
-            let prefix = format!("{}.", api.prefix);
-            let hint = if self.suggest() {
-                did_you_mean(
-                    name,
-                    self.api_tools
-                        .keys()
-                        .filter(|k| k.starts_with(&prefix))
-                        .map(String::as_str),
-                )
-                .map(|s| format!("did you mean `{s}`? "))
-                .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            self.err(
-                Code::UnknownTool,
-                path,
-                format!(
-                    "unknown tool `{name}`: the OpenAPI document `{}` gives no such operation (or `operations` leaves it out); {hint}`hilo tools import {} --prefix {}` lists its tools",
-                    api.openapi, api.openapi, api.prefix
-                ),
-            );
+        if self.api_unknown(name, path) {
             return;
         }
         if self.partial.broken_tools {
@@ -461,86 +362,6 @@ impl<'a> Validator<'a> {
         self.api_call(&call.tool, call.with.as_ref(), path);
     }
 
-    /// A call of an OpenAPI tool whose `with` is written out: every required argument
-    /// given, none that the operation does not take.
-    fn api_call(&mut self, tool: &str, with: Option<&Value>, path: &str) {
-        let Some(t) = self.api_tools.get(tool) else {
-            return;
-        };
-        let schema = &t.input;
-        let with_path = push_pointer(path, "with");
-        let args = match with {
-            None => None,
-            Some(Value::Object(m)) => Some(m),
-            // A whole `${ }` value: its shape is known only when the call runs.
-            Some(_) => return,
-        };
-        let required: Vec<&str> = schema
-            .get("required")
-            .and_then(Value::as_array)
-            .map(|r| r.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let missing: Vec<&str> = required
-            .iter()
-            .copied()
-            .filter(|k| !args.is_some_and(|m| m.contains_key(*k)))
-            .collect();
-        let props = schema.get("properties").and_then(Value::as_object);
-        let mut problems = Vec::new();
-        if !missing.is_empty() {
-            problems.push((
-                with_path.clone(),
-                format!(
-                    "`{tool}` needs {} in `with`",
-                    missing
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
-        if let (Some(m), Some(props)) = (args, props) {
-            for (k, v) in m {
-                // A value written out (no expression anywhere in it) is checked against the
-                // argument's schema now; one with an expression when the call runs.
-                if let (Some(field), Some(support)) = (props.get(k), &self.catalog.api)
-                    && !holds_expression(v)
-                    && let Some(why) = support.check.check_value(field, v)
-                {
-                    problems.push((
-                        push_pointer(&with_path, k),
-                        format!("`{tool}`'s argument `{k}`: {why}"),
-                    ));
-                }
-                if !props.contains_key(k) {
-                    let hint = did_you_mean(k, props.keys().map(String::as_str))
-                        .map(|s| format!("did you mean `{s}`? "))
-                        .unwrap_or_default();
-                    let takes: Vec<&str> = props.keys().map(String::as_str).collect();
-                    problems.push((
-                        push_pointer(&with_path, k),
-                        format!(
-                            "`{tool}` takes no argument `{k}`; {hint}it takes {}",
-                            if takes.is_empty() {
-                                "none".to_string()
-                            } else {
-                                takes
-                                    .iter()
-                                    .map(|k| format!("`{k}`"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            }
-                        ),
-                    ));
-                }
-            }
-        }
-        for (p, msg) in problems {
-            self.err(Code::InvalidValue, p, msg);
-        }
-    }
-
     fn tools(&mut self) {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, t) in self.wf.tools.iter().enumerate() {
@@ -589,46 +410,6 @@ impl<'a> Validator<'a> {
             }
             if let Some(c) = &t.compensation {
                 self.tool_call(c, &push_pointer(&path, "compensation"));
-            }
-        }
-    }
-
-    /// An OpenAPI entry's own fields: its connection (configured, of a grant this version
-    /// uses) and `entity` template.
-    fn api_entry(&mut self, api: &crate::api::ApiDef, path: &str) {
-        let Some(crate::api::ApiAuth::Connection { connection, entity }) = &api.auth else {
-            return;
-        };
-        let auth = push_pointer(path, "auth");
-        if let Some(e) = entity {
-            self.text(e, &push_pointer(&auth, "entity"));
-        }
-        match self.catalog.connections.get(connection).map(String::as_str) {
-            None => {
-                let hint = did_you_mean(
-                    connection,
-                    self.catalog.connections.keys().map(String::as_str),
-                )
-                .map(|s| format!("did you mean `{s}`? "))
-                .unwrap_or_default();
-                self.err(
-                    Code::InvalidValue,
-                    push_pointer(&auth, "connection"),
-                    format!(
-                        "the connection `{connection}` is not configured; {hint}add [connections.{connection}] to hilo.toml (grant, token_url or issuer, client_id, client_secret)"
-                    ),
-                );
-            }
-            Some(grant) => {
-                if entity.is_some() && grant == "client_credentials" {
-                    self.err(
-                        Code::InvalidValue,
-                        push_pointer(&auth, "entity"),
-                        format!(
-                            "the connection `{connection}` uses the client credentials grant: one token for the tenant, no end user's; drop `entity`"
-                        ),
-                    );
-                }
             }
         }
     }

@@ -307,15 +307,7 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// Whether a value needs the state at all (holds an expression or template somewhere).
-pub fn is_dynamic(v: &Value) -> bool {
-    match v {
-        Value::String(s) => !matches!(classify(s), Dynamic::Literal(_)),
-        Value::Array(items) => items.iter().any(is_dynamic),
-        Value::Object(m) => m.values().any(is_dynamic),
-        _ => false,
-    }
-}
+pub use hilo_core::expr::is_dynamic;
 
 #[cfg(test)]
 mod tests {
