@@ -81,6 +81,8 @@ use hilo_core::{Catalog, ToolDef};
 use serde::Deserialize;
 use serde_json::Value;
 
+mod integrations;
+
 /// The environment variables that override hilo.toml start with this and nest with `__`.
 pub const ENV_PREFIX: &str = "HILO_";
 
@@ -453,33 +455,11 @@ impl Config {
         })?;
         let mut config = Config::parse_with_env(&text, env)
             .with_context(|| format!("in the configuration file {}", path.display()))?;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
         config
-            .read_api_documents(&dir)
+            .read_api_documents(&crate::tools::apis::dir_of(&path))
             .with_context(|| format!("in the configuration file {}", path.display()))?;
         config.path = Some(path);
         Ok(config.with_test_tools())
-    }
-
-    /// Reads the documents of `[[tools.custom]]` OpenAPI entries (relative to `dir`) and
-    /// makes their tools known.
-    fn read_api_documents(&mut self, dir: &Path) -> Result<()> {
-        if self.tools.iter().all(|t| t.api.is_none()) {
-            return Ok(());
-        }
-        for name in crate::tools::apis::read_config_entries(&mut self.tools, dir)? {
-            if !self.catalog.tools.insert(name.clone()) {
-                bail!(
-                    "tool `{name}` (from an OpenAPI document in [[tools.custom]]) is declared twice or shadows a built-in tool; change the entry's `prefix`"
-                );
-            }
-        }
-        self.executor.custom = self.tools.clone();
-        Ok(())
     }
 
     /// The model catalog validation checks `model:` against; in hilo's own test builds (the
@@ -582,22 +562,7 @@ impl Config {
                 config.executor.databases.insert(name.clone(), db);
             }
         }
-        if let Some(Value::Object(conns)) = value.pointer("/connections") {
-            for (name, v) in conns {
-                let c: hilo_tools::connections::ConnectionConfig =
-                    serde_json::from_value(v.clone()).map_err(|e| {
-                        anyhow::anyhow!(
-                            "`[connections.{name}]`: {e} (fields: grant = \"client_credentials\" | \"authorization_code\", issuer or token_url, authorize_url, client_id, client_secret = {{secret = \"NAME\"}}, scopes, audience)"
-                        )
-                    })?;
-                c.check(name).map_err(anyhow::Error::msg)?;
-                config
-                    .catalog
-                    .connections
-                    .insert(name.clone(), c.grant.as_str().to_string());
-                config.executor.connections.insert(name.clone(), c);
-            }
-        }
+        integrations::read_connections(&value, &mut config)?;
         if let Some(v) = value.pointer("/email") {
             config.executor.email = serde_json::from_value(v.clone()).map_err(|e| {
                 anyhow::anyhow!(

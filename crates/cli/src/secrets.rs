@@ -135,14 +135,7 @@ pub async fn connections(app: &App, cmd: crate::cli::ConnectionsCommand) -> Resu
             };
             let granted: Vec<serde_json::Value> = rows
                 .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "connection": r.connection, "entity": r.entity, "status": r.status,
-                        "scopes": r.scopes, "expires_at": r.expires_at.map(crate::out::rfc3339),
-                        "last_refresh_at": r.last_refresh_at.map(crate::out::rfc3339),
-                        "last_error": r.last_error, "connected_at": crate::out::rfc3339(r.created_at),
-                    })
-                })
+                .map(hilo_runtime::connections::granted)
                 .collect();
             if json {
                 return print_json(&serde_json::json!({

@@ -15,6 +15,8 @@
 //! - [`metrics`]: the engine's metrics observer and the store's gauges.
 //! - [`ingress`]: everything that starts executions from outside: the Redis queue, schedules,
 //!   webhooks.
+//! - [`connections`]: what the API and the command line show of a granted OAuth 2.0
+//!   connection (never a token).
 //! - [`config`]: `[callbacks]`, `[tiers]`, `[queue.redis]`, `[conversations]`, `[public]`,
 //!   `[triggers]`; [`error`]: [`RuntimeError`], which names no HTTP status.
 //!
@@ -30,6 +32,7 @@
 pub mod callbacks;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod conversations;
 pub mod error;
 pub mod idempotency;

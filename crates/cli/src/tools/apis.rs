@@ -40,6 +40,14 @@ impl ApiRead for FileReader {
     }
 }
 
+/// The directory the relative paths of `file` (a workflow or `hilo.toml`) start from.
+pub fn dir_of(file: &Path) -> PathBuf {
+    file.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 fn read_file(path: &Path) -> Result<String, String> {
     let shown = path.display();
     let meta = std::fs::metadata(path)
@@ -60,11 +68,7 @@ pub fn catalog_for(base: &Catalog, path: &Path, fetched: HashMap<String, String>
     let Some(support) = &base.api else {
         return base.clone();
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = dir_of(path);
     let mut catalog = base.clone();
     catalog.api = Some(ApiSupport {
         check: support.check.clone(),
@@ -147,11 +151,7 @@ pub fn inline_documents(
         return Ok((text, format));
     };
     let reader = FileReader {
-        dir: path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
+        dir: dir_of(path),
         fetched,
     };
     let mut changed = false;

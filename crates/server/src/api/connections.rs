@@ -57,12 +57,6 @@ pub struct Revoked {
     pub revoked: bool,
 }
 
-fn rfc3339(ms: i64) -> Value {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
-        .unwrap_or(Value::Null)
-}
-
 fn api_error(e: NodeError) -> ApiError {
     let status = match e.code.as_str() {
         "INVALID_INPUT" => StatusCode::BAD_REQUEST,
@@ -118,14 +112,7 @@ pub async fn list(
     };
     let granted = rows
         .iter()
-        .map(|r| {
-            json!({
-                "connection": r.connection, "entity": r.entity, "status": r.status,
-                "scopes": r.scopes, "expires_at": r.expires_at.map(rfc3339),
-                "last_refresh_at": r.last_refresh_at.map(rfc3339), "last_error": r.last_error,
-                "connected_at": rfc3339(r.created_at),
-            })
-        })
+        .map(hilo_runtime::connections::granted)
         .collect();
     Ok(Json(ConnectionList {
         connections,
