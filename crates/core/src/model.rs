@@ -160,6 +160,24 @@ pub struct ToolDef {
     pub retry: Option<Retry>,
 }
 
+impl ToolDef {
+    /// An OpenAPI entry as a `tools:` item: named by its prefix, everything else in `api`.
+    pub fn openapi(api: crate::api::ApiDef) -> ToolDef {
+        ToolDef {
+            name: api.prefix.clone(),
+            description: None,
+            class: None,
+            input: None,
+            output: None,
+            http: None,
+            api: Some(Arc::new(api)),
+            compensation: None,
+            timeout_ms: None,
+            retry: None,
+        }
+    }
+}
+
 /// The request an HTTP tool makes. Rendered against `{"args": …, "secrets": …}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HttpSpec {

@@ -116,26 +116,15 @@ async fn calls(
     rows: &mut Vec<(String, String)>,
 ) -> anyhow::Result<()> {
     let (base, _) = super::trace::receiver().await?;
-    let api = ToolDef {
-        name: "shop".into(),
-        description: None,
-        class: None,
-        input: None,
-        output: None,
-        http: None,
-        api: Some(Arc::new(ApiDef {
-            openapi: "bench.json".into(),
-            prefix: "shop".into(),
-            operations: None,
-            base_url: None,
-            auth: Some(ApiAuth::Secret("SHOP_KEY".into())),
-            document: Some(document(&base).into()),
-            compiled: Default::default(),
-        })),
-        compensation: None,
-        timeout_ms: None,
-        retry: None,
-    };
+    let api = ToolDef::openapi(ApiDef {
+        openapi: "bench.json".into(),
+        prefix: "shop".into(),
+        operations: None,
+        base_url: None,
+        auth: Some(ApiAuth::Secret("SHOP_KEY".into())),
+        document: Some(document(&base).into()),
+        compiled: Default::default(),
+    });
     let mut headers = Map::new();
     headers.insert("X-Api-Key".into(), json!("{{ secrets.SHOP_KEY }}"));
     let http = ToolDef {

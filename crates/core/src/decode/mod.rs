@@ -684,27 +684,15 @@ impl Decoder {
         if self.diagnostics.len() > before {
             return None;
         }
-        let prefix = prefix?;
-        Some(ToolDef {
-            name: prefix.clone(),
-            description: None,
-            class: None,
-            input: None,
-            output: None,
-            http: None,
-            api: Some(Arc::new(ApiDef {
-                openapi: openapi?,
-                prefix,
-                operations,
-                base_url,
-                auth,
-                document,
-                compiled: Default::default(),
-            })),
-            compensation: None,
-            timeout_ms: None,
-            retry: None,
-        })
+        Some(ToolDef::openapi(ApiDef {
+            openapi: openapi?,
+            prefix: prefix?,
+            operations,
+            base_url,
+            auth,
+            document,
+            compiled: Default::default(),
+        }))
     }
 
     fn api_auth(&mut self, v: &Value, path: &str) -> Option<ApiAuth> {

@@ -37,6 +37,9 @@ pub struct Compiled {
     /// it does, an operation that requires none gets none.
     pub declares_security: bool,
     by_name: HashMap<String, usize>,
+    /// Each operation's spec as a workflow's tool, made on its first call and shared by the
+    /// later ones (a call does not copy its input schema again).
+    workflow_specs: Vec<OnceLock<Arc<ToolSpec>>>,
 }
 
 impl Compiled {
@@ -146,11 +149,13 @@ fn compile_uncached(def: &ApiDef) -> Result<Arc<Compiled>, String> {
         .pointer("/components/securitySchemes")
         .and_then(Value::as_object)
         .is_some_and(|m| !m.is_empty());
+    let workflow_specs = import.tools.iter().map(|_| OnceLock::new()).collect();
     let compiled = Arc::new(Compiled {
         digest,
         declares_security,
         import,
         by_name,
+        workflow_specs,
     });
     cached.retain(|_, w| w.strong_count() > 0);
     cached.insert(key, Arc::downgrade(&compiled));
@@ -201,7 +206,7 @@ pub struct Calling {
 
 /// One operation of an entry, as a tool.
 pub struct OpenApiTool {
-    spec: ToolSpec,
+    spec: Arc<ToolSpec>,
     compiled: Arc<Compiled>,
     index: usize,
     auth: Option<ApiAuth>,
@@ -220,9 +225,18 @@ impl OpenApiTool {
         let Some((index, op)) = compiled.operation(name) else {
             return Ok(None);
         };
-        let spec = ToolSpec::new(name, op.class, op.description.clone())
-            .with_input(op.input_schema.clone())
-            .with_source(source);
+        let make = || {
+            Arc::new(
+                ToolSpec::new(name, op.class, op.description.clone())
+                    .with_input(op.input_schema.clone())
+                    .with_source(source.clone()),
+            )
+        };
+        let spec = if source == ToolSource::Workflow {
+            compiled.workflow_specs[index].get_or_init(make).clone()
+        } else {
+            make()
+        };
         Ok(Some(OpenApiTool {
             spec,
             index,

@@ -311,6 +311,31 @@ async fn a_refused_client_says_what_to_check_and_shows_no_secret() {
     );
 }
 
+/// The shop's connection: a person grants it (authorization code with PKCE), its endpoints
+/// found at `issuer`.
+fn shop_connection(issuer: &str) -> ConnectionConfig {
+    ConnectionConfig {
+        issuer: Some(issuer.to_string()),
+        authorize_url: None,
+        token_url: None,
+        client_id: "hilo-shop".into(),
+        client_secret: Some(SecretRef {
+            secret: "SHOP_SECRET".into(),
+        }),
+        scopes: vec!["orders:read".into(), "offline_access".into()],
+        grant: Grant::AuthorizationCode,
+        audience: None,
+    }
+}
+
+/// The shop's client secret, in tenant `acme`'s vault.
+fn shop_secrets() -> MapSecrets {
+    MapSecrets(HashMap::from([(
+        "acme/SHOP_SECRET".to_string(),
+        CLIENT_SECRET.to_string(),
+    )]))
+}
+
 /// A connection that a person grants (authorization code with PKCE), kept in a SQLite file
 /// under a master key, for `entity` end users of a tenant.
 async fn consenting(
@@ -333,22 +358,8 @@ fn consenting_on(
     key: &std::path::Path,
 ) -> hilo_tools::connections::Connections {
     let vault = Arc::new(hilo_tools::Vault::new(store.clone(), key.to_path_buf()));
-    let config = ConnectionConfig {
-        issuer: Some(auth.issuer.clone()),
-        authorize_url: None,
-        token_url: None,
-        client_id: "hilo-shop".into(),
-        client_secret: Some(SecretRef {
-            secret: "SHOP_SECRET".into(),
-        }),
-        scopes: vec!["orders:read".into(), "offline_access".into()],
-        grant: Grant::AuthorizationCode,
-        audience: None,
-    };
-    let secrets = MapSecrets(HashMap::from([(
-        "acme/SHOP_SECRET".to_string(),
-        CLIENT_SECRET.to_string(),
-    )]));
+    let config = shop_connection(&auth.issuer);
+    let secrets = shop_secrets();
     hilo_tools::connections::Connections::new(
         BTreeMap::from([("shop".to_string(), config)]),
         Arc::new(secrets),
@@ -517,18 +528,7 @@ async fn each_end_user_calls_with_their_own_token() {
         tmp.path().join("master.key"),
     ));
     let api = TestServer::start().await.unwrap();
-    let connection = ConnectionConfig {
-        issuer: Some(auth.issuer.clone()),
-        authorize_url: None,
-        token_url: None,
-        client_id: "hilo-shop".into(),
-        client_secret: Some(SecretRef {
-            secret: "SHOP_SECRET".into(),
-        }),
-        scopes: vec!["orders:read".into()],
-        grant: Grant::AuthorizationCode,
-        audience: None,
-    };
+    let connection = shop_connection(&auth.issuer);
     let config = ExecutorConfig {
         http: HttpSettings {
             allow_hosts: vec!["127.0.0.1".into()],
@@ -544,10 +544,7 @@ async fn each_end_user_calls_with_their_own_token() {
         )]),
         ..ExecutorConfig::default()
     };
-    let secrets = MapSecrets(HashMap::from([(
-        "acme/SHOP_SECRET".to_string(),
-        CLIENT_SECRET.to_string(),
-    )]));
+    let secrets = shop_secrets();
     let ex = Executor::builder(config)
         .secrets(Arc::new(secrets))
         .keep_connections(
