@@ -108,6 +108,8 @@ struct FileSchema {
     console: Option<hilo_server::config::ConsoleSettings>,
     public: Option<hilo_server::config::PublicLimits>,
     triggers: Option<hilo_server::config::TriggerSettings>,
+    mcp_server: Option<hilo_server::config::McpServerSettings>,
+    a2a_server: Option<hilo_server::config::A2aServerSettings>,
     telemetry: Option<hilo_telemetry::TelemetryConfig>,
     code: Option<hilo_tools::code::CodeConfig>,
     memory: Option<MemorySection>,

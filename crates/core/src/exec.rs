@@ -575,10 +575,15 @@ pub enum StartedBy {
     Schedule { trigger: String, tick: String },
     /// A webhook delivery: the trigger (`WORKFLOW/ID`) and the delivery's `webhook-id`.
     Webhook { trigger: String, delivery: String },
+    /// A call of the workflow's MCP tool (`/mcp`, `hilo mcp`).
+    Mcp,
+    /// A message to the tenant's A2A agent (`/a2a`).
+    A2a,
 }
 
 impl StartedBy {
-    /// The `kind` tag: `cli`, `api`, `queue`, `conversation`, `child`, `schedule`, `webhook`.
+    /// The `kind` tag: `cli`, `api`, `queue`, `conversation`, `child`, `schedule`, `webhook`,
+    /// `mcp`, `a2a`.
     pub fn kind(&self) -> &'static str {
         match self {
             StartedBy::Cli => "cli",
@@ -588,6 +593,8 @@ impl StartedBy {
             StartedBy::Child { .. } => "child",
             StartedBy::Schedule { .. } => "schedule",
             StartedBy::Webhook { .. } => "webhook",
+            StartedBy::Mcp => "mcp",
+            StartedBy::A2a => "a2a",
         }
     }
 }

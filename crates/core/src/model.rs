@@ -25,6 +25,10 @@ pub struct Workflow {
     pub version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The surfaces that also offer this workflow (`expose: [mcp, a2a]`): an MCP tool, an A2A
+    /// skill. Empty: the REST API only (unless the server exposes every workflow).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<Surface>,
     /// JSON Schema the execution input is validated against.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
@@ -78,6 +82,36 @@ impl Workflow {
     /// The trigger with `id`.
     pub fn trigger(&self, id: &str) -> Option<&Trigger> {
         self.triggers.iter().find(|t| t.id == id)
+    }
+}
+
+/// A surface besides the REST API that can offer a workflow (`expose:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Surface {
+    /// An MCP tool of `hilo serve`'s `/mcp` and `hilo mcp`.
+    Mcp,
+    /// A skill of the tenant's A2A agent (`/a2a`).
+    A2a,
+}
+
+impl Surface {
+    /// Every surface, as `expose:` spells them.
+    pub const ALL: [Surface; 2] = [Surface::Mcp, Surface::A2a];
+
+    /// As `expose:` spells it: `mcp`, `a2a`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Mcp => "mcp",
+            Surface::A2a => "a2a",
+        }
+    }
+}
+
+impl Workflow {
+    /// Whether `expose:` names `surface`.
+    pub fn exposes(&self, surface: Surface) -> bool {
+        self.expose.contains(&surface)
     }
 }
 

@@ -372,7 +372,9 @@ pub fn workflow_schema() -> Value {
             "edges": {"type": "array", "items": {"$ref": "#/definitions/edge"}},
             "hil": {"$ref": "#/definitions/hil"},
             "triggers": {"type": "array", "items": {"$ref": "#/definitions/trigger"},
-                "description": "Schedules and webhooks that start the workflow by themselves."}
+                "description": "Schedules and webhooks that start the workflow by themselves."},
+            "expose": {"type": "array", "uniqueItems": true, "items": {"enum": ["mcp", "a2a"]},
+                "description": "Also offer this workflow as an MCP tool (`mcp`) and an A2A skill (`a2a`)."}
         },
         "definitions": {
             "retry": {

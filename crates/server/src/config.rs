@@ -291,6 +291,83 @@ pub struct Settings {
     pub public: PublicLimits,
     /// `[triggers]`: schedules and webhooks.
     pub triggers: TriggerSettings,
+    /// `[mcp_server]`: workflows as MCP tools (`/mcp`, `hilo mcp`).
+    pub mcp_server: McpServerSettings,
+    /// `[a2a_server]`: workflows as the skills of an A2A agent (`/a2a`).
+    pub a2a_server: A2aServerSettings,
+}
+
+/// `[mcp_server]`: hilo as an MCP server (`[mcp]` is the MCP servers hilo calls).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpServerSettings {
+    /// Serve `/mcp` (`hilo mcp` works either way).
+    pub enabled: bool,
+    /// Every active workflow is a tool, not only those with `expose: [mcp]`.
+    pub expose_all: bool,
+    /// How long a call of a client without tasks waits for the run before it answers with
+    /// the execution's id (and the link to answer when a person is needed).
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
+    pub wait_ms: u64,
+}
+
+impl Default for McpServerSettings {
+    fn default() -> McpServerSettings {
+        McpServerSettings {
+            enabled: true,
+            expose_all: false,
+            wait_ms: 30_000,
+        }
+    }
+}
+
+impl McpServerSettings {
+    /// Which workflows are tools.
+    pub fn offer(&self) -> hilo_runtime::ingress::exposed::Offer {
+        if self.expose_all {
+            hilo_runtime::ingress::exposed::Offer::All
+        } else {
+            hilo_runtime::ingress::exposed::Offer::Listed
+        }
+    }
+}
+
+/// `[a2a_server]`: hilo as an A2A agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct A2aServerSettings {
+    /// Serve `/a2a` and `/.well-known/agent-card.json`.
+    pub enabled: bool,
+    /// Every active workflow is a skill, not only those with `expose: [a2a]`.
+    pub expose_all: bool,
+    /// The agent's name on its card.
+    pub name: String,
+    /// The longest a blocking `SendMessage` waits for the task to end or ask for input
+    /// before it answers with the task as it is.
+    #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
+    pub wait_ms: u64,
+}
+
+impl Default for A2aServerSettings {
+    fn default() -> A2aServerSettings {
+        A2aServerSettings {
+            enabled: true,
+            expose_all: false,
+            name: "hilo".into(),
+            wait_ms: 30_000,
+        }
+    }
+}
+
+impl A2aServerSettings {
+    /// Which workflows are skills.
+    pub fn offer(&self) -> hilo_runtime::ingress::exposed::Offer {
+        if self.expose_all {
+            hilo_runtime::ingress::exposed::Offer::All
+        } else {
+            hilo_runtime::ingress::exposed::Offer::Listed
+        }
+    }
 }
 
 pub use hilo_core::session::SessionCaps;
@@ -401,6 +478,8 @@ impl Settings {
         triggers.check()?;
         let console: ConsoleSettings = section(v, "/console", "console")?;
         console.check()?;
+        let mcp_server: McpServerSettings = section(v, "/mcp_server", "mcp_server")?;
+        let a2a_server: A2aServerSettings = section(v, "/a2a_server", "a2a_server")?;
         let redis: Option<RedisQueueSettings> = match v.pointer("/queue/redis") {
             None => None,
             Some(x) => Some(
@@ -431,6 +510,8 @@ impl Settings {
                 .map_err(|e| format!("`[callbacks]`: {e}"))?;
         }
         Ok(Settings {
+            mcp_server,
+            a2a_server,
             server,
             callbacks,
             tiers,

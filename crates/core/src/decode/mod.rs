@@ -40,6 +40,7 @@ const TOP_KEYS: &[&str] = &[
     "name",
     "version",
     "description",
+    "expose",
     "input",
     "defaults",
     "tools",
@@ -472,6 +473,10 @@ impl Decoder {
             .req(m, "", "version", "a workflow")
             .and_then(|v| self.int(v, "/version", "`version`", 1, i64::MAX as u64));
         let description = self.opt_string(m, "", "description");
+        let expose = m
+            .get("expose")
+            .map(|v| self.expose(v, "/expose"))
+            .unwrap_or_default();
         let input = self.schema_value(m, "", "input");
         let defaults = m
             .get("defaults")
@@ -516,6 +521,7 @@ impl Decoder {
             name: name.unwrap_or_default(),
             version: version.unwrap_or(1),
             description,
+            expose,
             input,
             defaults,
             tools,
@@ -524,6 +530,33 @@ impl Decoder {
             hil,
             triggers,
         })
+    }
+
+    /// `expose:`: a list of surfaces (`mcp`, `a2a`), each at most once.
+    fn expose(&mut self, v: &Value, path: &str) -> Vec<Surface> {
+        let Some(items) = self.string_list(v, path, "`expose`") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = push_pointer(path, &i.to_string());
+            match Surface::ALL.iter().find(|s| s.as_str() == item) {
+                Some(s) if out.contains(s) => self.err(
+                    Code::InvalidValue,
+                    &at,
+                    format!("`expose` names `{item}` twice; list each surface once"),
+                ),
+                Some(s) => out.push(*s),
+                None => self.err(
+                    Code::InvalidValue,
+                    &at,
+                    format!(
+                        "`expose` lists `{item}`, which is not a surface; the surfaces are `mcp` (an MCP tool) and `a2a` (an A2A skill)"
+                    ),
+                ),
+            }
+        }
+        out
     }
 
     fn defaults(&mut self, v: &Value, path: &str) -> Option<Defaults> {

@@ -298,6 +298,7 @@ fn workflow() -> impl Strategy<Value = Workflow> {
                     name,
                     version,
                     description,
+                    expose: Vec::new(),
                     input: Some(
                         json!({"type": "object", "properties": {"items": {"type": "array"}}}),
                     ),

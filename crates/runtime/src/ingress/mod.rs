@@ -1,9 +1,11 @@
 //! Everything that starts executions from outside a request of the API: the Redis queue
 //! ([`queue`]), schedules ([`schedule`]) and webhooks ([`webhook`]), over the trigger
-//! registry ([`triggers`]). Each starts an execution through the one start path,
+//! registry ([`triggers`]); and workflows offered to other agents over MCP and A2A
+//! ([`exposed`]). Each starts an execution through the one start path,
 //! [`crate::runs::begin`], saying what started it; a trigger's start carries a claim (its
 //! tick, its delivery) that the store writes with the execution, so it happens once.
 
+pub mod exposed;
 pub mod queue;
 pub mod schedule;
 pub mod triggers;

@@ -828,15 +828,13 @@ pub async fn cancel(
     ApiQuery(q): ApiQuery<CancelQuery>,
 ) -> ApiResult<Response> {
     caller.require(Scope::Execute)?;
-    state
-        .engine()
-        .cancel(&caller.tenant, &id, q.compensate.unwrap_or(true))
-        .await?;
-    // Whoever drives it applies the signal at its next heartbeat; if nobody does, this
-    // process applies it now.
-    if !state.runs().contains(&id) {
-        spawn_drive(state.runner(), &caller.tenant, &id, Mode::Background, false);
-    }
+    hilo_runtime::ingress::exposed::cancel(
+        state.runtime(),
+        &caller.tenant,
+        &id,
+        q.compensate.unwrap_or(true),
+    )
+    .await?;
     Ok(accepted(&id, "cancelling"))
 }
 

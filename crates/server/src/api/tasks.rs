@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::State;
 use hilo_core::access::Scope;
 use hilo_core::exec::TaskFilter;
-use hilo_engine::Mode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -16,7 +15,6 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
-use hilo_runtime::runs::spawn_drive;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TaskList {
@@ -138,35 +136,14 @@ pub async fn answer(
             ),
         ));
     };
-    let node_key = state
-        .engine()
-        .answer(&caller.tenant, execution_id, node, &body.answer)
-        .await?;
-    // The task leaves the human queue at once: its holder's load goes down. The answer is
-    // in; should this fail, the queue's next task sync closes it.
-    if let Err(e) = hilo_runtime::conversations::act(
-        state.hil(),
+    let node_key = hilo_runtime::ingress::exposed::answer(
+        state.runtime(),
         &caller.tenant,
-        hilo_core::hil::HilOp::CloseTask {
-            key: format!("{execution_id}.{node_key}"),
-        },
+        execution_id,
+        node,
+        &body.answer,
     )
-    .await
-    {
-        tracing::warn!(
-            code = e.code(),
-            "task {execution_id}.{node_key} was answered but is still in the human queue ({e}); the next sync closes it"
-        );
-    }
-    if !state.runs().contains(execution_id) {
-        spawn_drive(
-            state.runner(),
-            &caller.tenant,
-            execution_id,
-            Mode::Foreground,
-            false,
-        );
-    }
+    .await?;
     Ok(Json(Answered {
         execution_id: execution_id.to_string(),
         node_key,
