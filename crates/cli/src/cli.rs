@@ -401,6 +401,15 @@ pub enum Command {
         #[arg(long, value_name = "HOST:PORT")]
         metrics_addr: Option<String>,
     },
+    /// Serve the tenant's exposed workflows (`expose: [mcp]`) as MCP tools over stdio, for an
+    /// MCP client that starts hilo itself (Claude Desktop, an IDE): one request per line on
+    /// stdin, answers on stdout, the log on stderr. Runs executions with the worker embedded,
+    /// on the same store as `hilo serve`; stops when stdin closes.
+    Mcp {
+        /// Executions the embedded worker drives at once (0: none) [default: [server] workers, else 8]
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
+    },
     /// API keys of the HTTP API (for --tenant): shown once when created, stored hashed.
     #[command(subcommand)]
     Keys(KeysCommand),

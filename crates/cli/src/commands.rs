@@ -74,6 +74,7 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
             workers,
             metrics_addr,
         } => serve::serve(app, addr, workers, metrics_addr).await,
+        Command::Mcp { workers } => serve::mcp(app, workers).await,
         Command::Keys(cmd) => serve::keys(app, cmd).await,
         other @ (Command::Inbox(_)
         | Command::Claim(_)

@@ -96,8 +96,6 @@ pub async fn serve(
     // This process serves with the flags' addresses, workers and connection bound.
     let config = app.configure(config)?;
     let store = app.store().await?;
-    let tools: Arc<dyn hilo_core::tool::ToolExecutor> = app.tools().await?;
-    let engine = app.engine().await?;
     let addr = config.server.server.addr.clone();
     let listener = hilo_server::listen::bind(&addr)
         .await
@@ -117,21 +115,8 @@ pub async fn serve(
         ),
         None => None,
     };
-    let secrets: Arc<dyn hilo_tools::Secrets> = Arc::new(hilo_tools::secrets::NotingSecrets::new(
-        Arc::new(app.vault(&store)),
-        app.redactor().clone(),
-    ));
     let workers = config.server.server.workers;
-    let state = hilo_server::AppState::new(hilo_server::Parts {
-        engine,
-        catalog: config.catalog.clone(),
-        settings: config.server.clone(),
-        llm: config.llm.clone(),
-        tools,
-        secrets: Some(secrets),
-        knowledge: app.knowledge().await?,
-        connections: Some(app.tools().await?.connections()),
-    });
+    let state = app_state(app, config).await?;
     // A chat widget whose workflow cannot take a chat would fail every customer: refuse it now.
     hilo_runtime::conversations::check_widgets(state.hil(), &config.server.console.chat_widgets)
         .await
@@ -159,6 +144,74 @@ pub async fn serve(
         .context("the server stopped with an error")?;
     noteln!("stopped");
     Ok(())
+}
+
+/// What `hilo serve` and `hilo mcp` serve with: the engine, tools and settings of `config`.
+async fn app_state(
+    app: &App,
+    config: &crate::config::Config,
+) -> Result<hilo_server::AppState, Exit> {
+    let store = app.store().await?;
+    let secrets: Arc<dyn hilo_tools::Secrets> = Arc::new(hilo_tools::secrets::NotingSecrets::new(
+        Arc::new(app.vault(&store)),
+        app.redactor().clone(),
+    ));
+    Ok(hilo_server::AppState::new(hilo_server::Parts {
+        engine: app.engine().await?,
+        catalog: config.catalog.clone(),
+        settings: config.server.clone(),
+        llm: config.llm.clone(),
+        tools: app.tools().await?,
+        secrets: Some(secrets),
+        knowledge: app.knowledge().await?,
+        connections: Some(app.tools().await?.connections()),
+    }))
+}
+
+/// `hilo mcp`: the tenant's exposed workflows as MCP tools over stdio (stdout carries only the
+/// protocol), with the runtime's loops running beside it until stdin closes or a signal
+/// comes; then unfinished executions are handed back as `hilo serve` does.
+pub async fn mcp(app: &App, workers: Option<usize>) -> Result<(), Exit> {
+    use rmcp::ServiceExt;
+    let mut config = app.load_config()?;
+    if let Some(w) = workers {
+        config.server.server.workers = w;
+    }
+    let config = app.configure(config)?;
+    let tenant = app.global().tenant.clone();
+    let state = app_state(app, config).await?;
+    let handler =
+        hilo_server::mcp::Handler::for_tenant(state.runtime().clone(), state.settings(), &tenant);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runtime = state.runtime().clone();
+    let background = tokio::spawn(async move {
+        let mut rx = stop_rx;
+        runtime
+            .run(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    noteln!("hilo MCP server for tenant `{tenant}` on stdio; close stdin or Ctrl-C to stop");
+    let stop = stop_signal();
+    let served = async {
+        let service = handler
+            .serve(rmcp::transport::stdio())
+            .await
+            .map_err(|e| anyhow!("the MCP client's first messages could not be read: {e}"))?;
+        service
+            .waiting()
+            .await
+            .map_err(|e| anyhow!("the MCP connection stopped: {e}"))?;
+        Ok::<(), anyhow::Error>(())
+    };
+    let outcome = tokio::select! {
+        r = served => r,
+        _ = stop => Ok(()),
+    };
+    let _ = stop_tx.send(true);
+    let _ = background.await;
+    outcome.map_err(Exit::from)
 }
 
 pub async fn keys(app: &App, cmd: KeysCommand) -> Result<(), Exit> {

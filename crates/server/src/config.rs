@@ -309,6 +309,9 @@ pub struct McpServerSettings {
     /// the execution's id (and the link to answer when a person is needed).
     #[serde(deserialize_with = "hilo_core::duration::serde_ms")]
     pub wait_ms: u64,
+    /// Host names clients reach `/mcp` by, besides loopback, `[server] public_url`'s and
+    /// `[server] addr`'s (requests naming another `Host` are refused: DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for McpServerSettings {
@@ -317,6 +320,7 @@ impl Default for McpServerSettings {
             enabled: true,
             expose_all: false,
             wait_ms: 30_000,
+            allowed_hosts: Vec::new(),
         }
     }
 }

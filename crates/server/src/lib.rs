@@ -42,6 +42,7 @@ pub mod error;
 pub mod extract;
 pub mod hooks;
 pub mod listen;
+pub mod mcp;
 pub mod metrics;
 pub mod oauth;
 pub mod public;
@@ -60,9 +61,14 @@ pub use state::{AppState, Parts};
 pub fn app(state: AppState) -> axum::Router {
     let hooks = hooks::router(&state).with_state(state.clone());
     let oauth = oauth::router(&state).with_state(state.clone());
-    console::with_api(&state, api::app(state.clone()))
+    let app = console::with_api(&state, api::app(state.clone()))
         .merge(hooks)
-        .merge(oauth)
+        .merge(oauth);
+    if state.settings().mcp_server.enabled {
+        app.merge(mcp::router(&state).with_state(state.clone()))
+    } else {
+        app
+    }
 }
 
 /// Counts requests and their latency by route and status.
