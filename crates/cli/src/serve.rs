@@ -172,7 +172,6 @@ async fn app_state(
 /// protocol), with the runtime's loops running beside it until stdin closes or a signal
 /// comes; then unfinished executions are handed back as `hilo serve` does.
 pub async fn mcp(app: &App, workers: Option<usize>) -> Result<(), Exit> {
-    use rmcp::ServiceExt;
     let mut config = app.load_config()?;
     if let Some(w) = workers {
         config.server.server.workers = w;
@@ -194,17 +193,7 @@ pub async fn mcp(app: &App, workers: Option<usize>) -> Result<(), Exit> {
     });
     noteln!("hilo MCP server for tenant `{tenant}` on stdio; close stdin or Ctrl-C to stop");
     let stop = stop_signal();
-    let served = async {
-        let service = handler
-            .serve(rmcp::transport::stdio())
-            .await
-            .map_err(|e| anyhow!("the MCP client's first messages could not be read: {e}"))?;
-        service
-            .waiting()
-            .await
-            .map_err(|e| anyhow!("the MCP connection stopped: {e}"))?;
-        Ok::<(), anyhow::Error>(())
-    };
+    let served = async { handler.serve_stdio().await.map_err(|e| anyhow!("{e}")) };
     let outcome = tokio::select! {
         r = served => r,
         _ = stop => Ok(()),

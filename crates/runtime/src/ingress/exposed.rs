@@ -385,6 +385,21 @@ pub async fn cancel(rt: &Runtime, tenant: &str, id: &str, compensate: bool) -> R
     Ok(())
 }
 
+/// Execution `id` once it has ended, or as it is after `within` (a cancellation is applied by
+/// the process driving it, at once when it waits for a person, within a heartbeat when it
+/// runs).
+pub async fn settle(rt: &Runtime, tenant: &str, id: &str, within: Duration) -> Result<Snapshot> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut follow = Follow::new(rt, id, 0);
+    loop {
+        let snap = snapshot(rt, tenant, id).await?;
+        if snap.phase.is_terminal() || tokio::time::Instant::now() >= deadline {
+            return Ok(snap);
+        }
+        let _ = tokio::time::timeout_at(deadline, follow.next()).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

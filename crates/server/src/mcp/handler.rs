@@ -29,9 +29,11 @@ const RESOURCE_PAGE: u32 = 50;
 /// hilo's MCP server: one per process, cheap to clone (every HTTP request gets a clone).
 #[derive(Clone)]
 pub struct Handler {
-    rt: Runtime,
-    offer: Offer,
+    pub(super) rt: Runtime,
+    pub(super) offer: Offer,
     wait: Duration,
+    /// The largest message taken (`[server] max_body_bytes`).
+    pub(super) max_body: usize,
     /// Where people answer: `[server] public_url` (else the listening address) and the
     /// console's prefix.
     console: String,
@@ -40,13 +42,13 @@ pub struct Handler {
 }
 
 /// Who a request acts for.
-struct Acting {
-    tenant: String,
-    scopes: Vec<Scope>,
+pub(super) struct Acting {
+    pub(super) tenant: String,
+    pub(super) scopes: Vec<Scope>,
 }
 
 impl Acting {
-    fn require(&self, scope: Scope) -> Result<(), McpError> {
+    pub(super) fn require(&self, scope: Scope) -> Result<(), McpError> {
         if self.scopes.iter().any(|s| *s >= scope) {
             Ok(())
         } else {
@@ -76,6 +78,7 @@ impl Handler {
             rt,
             offer: settings.mcp_server.offer(),
             wait: Duration::from_millis(settings.mcp_server.wait_ms),
+            max_body: settings.server.max_body_bytes,
             console: format!("{}{prefix}", base.trim_end_matches('/')),
             tenant,
         }
@@ -108,7 +111,17 @@ impl Handler {
             })
     }
 
-    fn answer_url(&self, id: &str) -> String {
+    /// Serves MCP on stdin/stdout for the tenant this handler was made for (`hilo mcp`),
+    /// until stdin closes.
+    pub async fn serve_stdio(self) -> Result<(), String> {
+        let who = Acting {
+            tenant: self.tenant.clone().unwrap_or_default(),
+            scopes: Scope::ALL.to_vec(),
+        };
+        super::tasks2025::Stdio::serve(self, who).await
+    }
+
+    pub(super) fn answer_url(&self, id: &str) -> String {
         format!("{}/executions/{id}", self.console)
     }
 
@@ -132,26 +145,18 @@ impl Handler {
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = ctx.ct.cancelled() => break,
                 events = follow.next(), if token.is_some() => {
-                    let Ok(events) = events else { continue };
-                    for e in events {
-                        let what = match e.kind {
-                            EventKind::NodeSucceeded => "succeeded",
-                            EventKind::NodeFailed => "failed",
-                            EventKind::NodeSkipped => "was skipped",
-                            EventKind::NodeWaiting => "waits",
-                            _ => continue,
-                        };
-                        done += 1;
-                        if let Some(token) = &token {
-                            let mut p = ProgressNotificationParam::new(token.clone(), f64::from(done));
-                            p.message = Some(format!(
-                                "node `{}` {what}",
-                                e.node.as_deref().unwrap_or("?")
-                            ));
-                            let _ = ctx.peer.notify_progress(p).await;
-                        }
+                    if let (Ok(events), Some(token)) = (events, &token) {
+                        done = progress(ctx, token, done, &events).await;
                     }
                 }
+            }
+        }
+        // What the drive committed before it ended.
+        if let Some(token) = &token {
+            while let Ok(Ok(events)) =
+                tokio::time::timeout(Duration::from_millis(1), follow.next()).await
+            {
+                done = progress(ctx, token, done, &events).await;
             }
         }
         exposed::snapshot(&self.rt, tenant, id)
@@ -160,9 +165,36 @@ impl Handler {
     }
 }
 
+/// Tells the client each node that finished among `events` (`done` told before); how many
+/// are told now.
+async fn progress(
+    ctx: &RequestContext<RoleServer>,
+    token: &rmcp::model::ProgressToken,
+    mut done: u32,
+    events: &[hilo_core::exec::Event],
+) -> u32 {
+    for e in events {
+        let what = match e.kind {
+            EventKind::NodeSucceeded => "succeeded",
+            EventKind::NodeFailed => "failed",
+            EventKind::NodeSkipped => "was skipped",
+            EventKind::NodeWaiting => "waits",
+            _ => continue,
+        };
+        done += 1;
+        let mut p = ProgressNotificationParam::new(token.clone(), f64::from(done));
+        p.message = Some(format!(
+            "node `{}` {what}",
+            e.node.as_deref().unwrap_or("?")
+        ));
+        let _ = ctx.peer.notify_progress(p).await;
+    }
+    done
+}
+
 /// A runtime error as MCP's, carrying hilo's code: what the caller asked for that does not
 /// exist is invalid params, other refusals invalid requests, the rest internal errors.
-fn runtime_error(e: hilo_runtime::RuntimeError) -> McpError {
+pub(super) fn runtime_error(e: hilo_runtime::RuntimeError) -> McpError {
     let api = crate::error::ApiError::from(e);
     let data = Some(serde_json::json!({"code": api.code, "details": api.details}));
     let text = format!("{}: {}", api.code, api.message);

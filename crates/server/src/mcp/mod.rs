@@ -3,7 +3,8 @@
 //! stdio by `hilo mcp --tenant T` ([`Handler::for_tenant`]).
 //!
 //! rmcp carries the protocol: the 2025-06-18 and 2025-11-25 handshake, 2026-07-28's stateless
-//! requests, streamable HTTP without sessions, and the tasks extension. [`Handler`] is what
+//! requests, streamable HTTP without sessions, and the tasks extension; 2025-11-25's core tasks,
+//! which rmcp does not model, are [`tasks2025`]'s. [`Handler`] is what
 //! hilo answers with: tools from [`hilo_runtime::ingress::exposed`], a call that runs the
 //! workflow durably and reports progress as nodes finish, a run that waits for a person as a
 //! task (clients with the tasks extension) or an answer that names the execution and where
@@ -13,6 +14,7 @@
 //! (stdio); another tenant's execution is "not found", never shown.
 
 mod handler;
+mod tasks2025;
 mod views;
 
 use std::sync::Arc;
@@ -56,13 +58,19 @@ pub fn router(state: &AppState) -> Router<AppState> {
     config.json_response = true;
     config.sse_keep_alive = Some(Duration::from_secs(15));
     config.max_request_body_bytes = server.max_body_bytes;
+    let for_tasks = handler.clone();
     let service = StreamableHttpService::new(
         move || Ok(handler.clone()),
         Arc::new(NeverSessionManager::default()),
         config,
     );
+    // Outermost last: the key, then 2025-11-25's tasks, then rmcp.
     Router::new()
         .nest_service(PATH, service)
+        .layer(axum::middleware::from_fn_with_state(
+            for_tasks,
+            tasks2025::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.keys().clone(),
             crate::auth::authenticate,

@@ -12,6 +12,7 @@ mod hardening;
 mod hil;
 mod kb;
 mod live;
+mod mcp;
 mod memory;
 mod ops;
 mod paging;

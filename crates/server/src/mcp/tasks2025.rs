@@ -1,0 +1,542 @@
+//! The 2025-11-25 revision's tasks: there they are part of the core protocol (a `task` field
+//! on `tools/call`, `tasks/get`, `tasks/result`, `tasks/list`, `tasks/cancel`, the server's
+//! `tasks` capability, a tool's `execution.taskSupport`); 2026-07-28 moved them into the tasks
+//! extension, which is the only form rmcp models. So for a client that negotiated 2025-11-25
+//! this room answers those requests itself and adds the capability and the tools' task support
+//! to rmcp's answers; everything else goes through rmcp untouched. Both transports use it:
+//! [`layer`] for `/mcp`, [`Stdio`] for `hilo mcp`.
+//!
+//! A task is an execution (the task id is the execution id). `input_required` means a person
+//! must answer in hilo (the status message says where); `tasks/result` waits for the end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hilo_core::Surface;
+use hilo_core::exec::{ExecFilter, StartedBy};
+use hilo_runtime::ingress::exposed::{self, Offer, Phase, Snapshot};
+use hilo_runtime::time::rfc3339;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::handler::{Acting, Handler};
+use super::views;
+use crate::auth::Caller;
+
+/// The revision whose tasks this room serves.
+pub const REVISION: &str = "2025-11-25";
+
+/// `_meta` key tying a result to its task.
+const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+
+/// How long `tasks/cancel` waits for the cancellation to be applied before it answers.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Tasks listed at a time.
+const PAGE: u32 = 50;
+
+/// What to do with a message from a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// rmcp answers it as is.
+    Pass,
+    /// rmcp answers; the answer gets the `tasks` capability (an `initialize`).
+    PatchInitialize,
+    /// rmcp answers; each tool gets `execution.taskSupport` (a `tools/list`).
+    PatchToolsList,
+    /// This room answers it.
+    Own,
+}
+
+/// Where `msg` goes, for a client on `version` (`None`: not negotiated yet).
+fn route(msg: &Value, version: Option<&str>) -> Route {
+    let Some(method) = msg.get("method").and_then(Value::as_str) else {
+        return Route::Pass;
+    };
+    if msg.get("id").is_none() {
+        return Route::Pass;
+    }
+    if method == "initialize" {
+        return Route::PatchInitialize;
+    }
+    if version != Some(REVISION) {
+        return Route::Pass;
+    }
+    match method {
+        "tools/list" => Route::PatchToolsList,
+        "tools/call" if msg.pointer("/params/task").is_some_and(Value::is_object) => Route::Own,
+        "tasks/get" | "tasks/result" | "tasks/list" | "tasks/cancel" => Route::Own,
+        _ => Route::Pass,
+    }
+}
+
+/// The tasks capability of 2025-11-25, added to an `initialize` answer that negotiated it.
+/// The negotiated revision, if the answer is one.
+fn patch_initialize(resp: &mut Value) -> Option<String> {
+    let version = resp
+        .pointer("/result/protocolVersion")
+        .and_then(Value::as_str)?
+        .to_string();
+    if version == REVISION
+        && let Some(caps) = resp.pointer_mut("/result/capabilities")
+        && let Some(caps) = caps.as_object_mut()
+    {
+        caps.insert(
+            "tasks".into(),
+            json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}),
+        );
+    }
+    Some(version)
+}
+
+/// Every tool may run as a task.
+fn patch_tools_list(resp: &mut Value) {
+    if let Some(Value::Array(tools)) = resp.pointer_mut("/result/tools") {
+        for t in tools {
+            if let Some(t) = t.as_object_mut() {
+                t.insert("execution".into(), json!({"taskSupport": "optional"}));
+            }
+        }
+    }
+}
+
+fn error(id: &Value, code: i64, message: String, data: Option<Value>) -> Value {
+    let mut e = json!({"code": code, "message": message});
+    if let Some(d) = data {
+        e["data"] = d;
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": e})
+}
+
+fn ok(id: &Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+/// An MCP error as a JSON-RPC error answer.
+fn mcp_error(id: &Value, e: rmcp::ErrorData) -> Value {
+    error(id, i64::from(e.code.0), e.message.to_string(), e.data)
+}
+
+/// A task as 2025-11-25 shows it.
+fn task(snap: &Snapshot, answer_url: &str) -> Value {
+    let e = &snap.execution;
+    let (status, message) = match &snap.phase {
+        Phase::Working => ("working", None),
+        Phase::InputRequired(tasks) => (
+            "input_required",
+            Some(format!(
+                "waiting for a person: {} (answer at {answer_url})",
+                tasks.first().map(|t| t.prompt.as_str()).unwrap_or_default()
+            )),
+        ),
+        Phase::Succeeded => ("completed", None),
+        Phase::Failed | Phase::HandedOver => {
+            let (code, message) = snap.error();
+            ("failed", Some(format!("{code}: {message}")))
+        }
+        Phase::Cancelled => ("cancelled", None),
+    };
+    let mut t = json!({
+        "taskId": e.id,
+        "status": status,
+        "createdAt": rfc3339(e.created_at),
+        "lastUpdatedAt": rfc3339(e.updated_at),
+        "ttl": null,
+        "pollInterval": views::POLL_MS,
+    });
+    if let Some(m) = message {
+        t["statusMessage"] = json!(m);
+    }
+    t
+}
+
+fn task_id(msg: &Value) -> Option<&str> {
+    msg.pointer("/params/taskId").and_then(Value::as_str)
+}
+
+/// Answers `msg` (routed [`Route::Own`]) for `who`.
+async fn answer(h: &Handler, who: &Acting, msg: &Value) -> Value {
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let method = msg
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match answer_inner(h, who, msg, method).await {
+        Ok(result) => ok(&id, result),
+        Err(e) => mcp_error(&id, e),
+    }
+}
+
+async fn answer_inner(
+    h: &Handler,
+    who: &Acting,
+    msg: &Value,
+    method: &str,
+) -> Result<Value, rmcp::ErrorData> {
+    use hilo_core::access::Scope;
+    let missing =
+        || rmcp::ErrorData::invalid_params(format!("`{method}` needs params.taskId"), None);
+    let snapshot = |id: String| async move {
+        exposed::snapshot(&h.rt, &who.tenant, &id)
+            .await
+            .map_err(super::handler::runtime_error)
+    };
+    match method {
+        "tools/call" => {
+            who.require(Scope::Execute)?;
+            let name = msg
+                .pointer("/params/name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    rmcp::ErrorData::invalid_params("tools/call needs params.name", None)
+                })?;
+            let input = msg
+                .pointer("/params/arguments")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            let found = exposed::find(&h.rt, &who.tenant, name, Surface::Mcp, h.offer)
+                .await
+                .map_err(super::handler::runtime_error)?;
+            let started = exposed::start(&h.rt, &who.tenant, &found, input, StartedBy::Mcp)
+                .await
+                .map_err(super::handler::runtime_error)?;
+            // The drive goes on in its task; the client polls.
+            drop(started.drive);
+            let snap = snapshot(started.id.clone()).await?;
+            Ok(json!({"task": task(&snap, &h.answer_url(&started.id))}))
+        }
+        "tasks/get" => {
+            who.require(Scope::Read)?;
+            let id = task_id(msg).ok_or_else(missing)?.to_string();
+            let snap = snapshot(id.clone()).await?;
+            Ok(task(&snap, &h.answer_url(&id)))
+        }
+        "tasks/cancel" => {
+            who.require(Scope::Execute)?;
+            let id = task_id(msg).ok_or_else(missing)?.to_string();
+            exposed::cancel(&h.rt, &who.tenant, &id, true)
+                .await
+                .map_err(super::handler::runtime_error)?;
+            let snap = exposed::settle(&h.rt, &who.tenant, &id, SETTLE)
+                .await
+                .map_err(super::handler::runtime_error)?;
+            Ok(task(&snap, &h.answer_url(&id)))
+        }
+        "tasks/result" => {
+            who.require(Scope::Read)?;
+            let id = task_id(msg).ok_or_else(missing)?.to_string();
+            // Waits for the end: a person may take long; the client sets the timeout.
+            let mut follow = exposed::Follow::new(&h.rt, &id, 0);
+            let snap = loop {
+                let snap = snapshot(id.clone()).await?;
+                if snap.phase.is_terminal() {
+                    break snap;
+                }
+                follow.next().await.map_err(super::handler::runtime_error)?;
+            };
+            let has_schema = exposed::find(
+                &h.rt,
+                &who.tenant,
+                &snap.execution.workflow,
+                Surface::Mcp,
+                Offer::All,
+            )
+            .await
+            .is_ok_and(|e| e.output_schema.is_some());
+            let mut result =
+                serde_json::to_value(views::call_result(has_schema, &snap, &h.answer_url(&id)))
+                    .unwrap_or_else(|_| json!({}));
+            if let Some(meta) = result.as_object_mut().map(|r| {
+                r.entry("_meta")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()
+                    .map(|m| m.insert(RELATED_TASK.into(), json!({"taskId": id})))
+            }) {
+                let _ = meta;
+            }
+            Ok(result)
+        }
+        "tasks/list" => {
+            who.require(Scope::Read)?;
+            let before = msg
+                .pointer("/params/cursor")
+                .and_then(Value::as_str)
+                .and_then(|c| crate::api::params::decode_time_cursor(c).ok());
+            let mut list =
+                h.rt.store()
+                    .list_executions(
+                        &who.tenant,
+                        &ExecFilter {
+                            limit: Some(PAGE + 1),
+                            before,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| super::handler::runtime_error(e.into()))?;
+            let next = crate::api::params::cut_page(&mut list, PAGE, |e| {
+                crate::api::params::encode_time_cursor(e.created_at, &e.id)
+            });
+            let mut tasks = Vec::new();
+            for e in list
+                .into_iter()
+                .filter(|e| e.started_by == Some(StartedBy::Mcp))
+            {
+                let snap = snapshot(e.id.clone()).await?;
+                tasks.push(task(&snap, &h.answer_url(&e.id)));
+            }
+            let mut result = json!({"tasks": tasks});
+            if let Some(n) = next {
+                result["nextCursor"] = json!(n);
+            }
+            Ok(result)
+        }
+        other => Err(rmcp::ErrorData::new(
+            rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+            other.to_string(),
+            None,
+        )),
+    }
+}
+
+/// `/mcp`'s side of this room: answers 2025-11-25's task requests, and adds the tasks
+/// capability and the tools' task support to rmcp's answers (JSON ones: `/mcp` answers in
+/// JSON unless progress is streamed, which `initialize` and `tools/list` never are).
+pub async fn layer(State(h): State<Handler>, req: Request, next: Next) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let version = req
+        .headers()
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let caller = req.extensions().get::<Caller>().cloned();
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, h.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return crate::error::ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "BODY_TOO_LARGE",
+                format!(
+                    "the MCP message is over {} bytes ([server] max_body_bytes)",
+                    h.max_body
+                ),
+            )
+            .into_response();
+        }
+    };
+    let msg: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let route = route(&msg, version.as_deref());
+    let req = Request::from_parts(parts, Body::from(bytes));
+    match route {
+        Route::Pass => next.run(req).await,
+        Route::Own => {
+            let Some(c) = caller else {
+                return next.run(req).await;
+            };
+            let who = Acting {
+                tenant: c.tenant,
+                scopes: c.scopes,
+            };
+            let answer = answer(&h, &who, &msg).await;
+            let mut r = axum::Json(answer).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Route::PatchInitialize | Route::PatchToolsList => {
+            let resp = next.run(req).await;
+            let is_json = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"));
+            if !is_json {
+                return resp;
+            }
+            let (mut parts, body) = resp.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+                return crate::error::ApiError::internal("reading rmcp's answer", "cut short")
+                    .into_response();
+            };
+            let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
+                return Response::from_parts(parts, Body::from(bytes));
+            };
+            if route == Route::PatchInitialize {
+                patch_initialize(&mut v);
+            } else {
+                patch_tools_list(&mut v);
+            }
+            let body = serde_json::to_vec(&v).unwrap_or_else(|_| bytes.to_vec());
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(body))
+        }
+    }
+}
+
+/// `hilo mcp`'s side of this room: sits between stdio and rmcp, line by line (the stdio
+/// transport's framing). Requests this room owns are answered here; the answers of
+/// `initialize` and `tools/list` get their 2025-11-25 additions on the way out.
+pub struct Stdio;
+
+impl Stdio {
+    /// Serves `handler` for `who` on stdin/stdout until stdin closes or rmcp stops.
+    pub async fn serve(handler: Handler, who: Acting) -> Result<(), String> {
+        use rmcp::ServiceExt;
+        let (to_rmcp, rmcp_in) = tokio::io::duplex(1 << 16);
+        let (rmcp_out, from_rmcp) = tokio::io::duplex(1 << 16);
+        let service = handler.clone().serve((rmcp_in, rmcp_out));
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<String>(64);
+        // Ids of requests whose answers get patched, and the negotiated revision.
+        let patches: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
+        let version: Arc<Mutex<Option<String>>> = Arc::default();
+
+        let writer = tokio::spawn(async move {
+            let mut stdout = tokio::io::stdout();
+            while let Some(line) = out_rx.recv().await {
+                if stdout.write_all(line.as_bytes()).await.is_err()
+                    || stdout.write_all(b"\n").await.is_err()
+                    || stdout.flush().await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let outgoing = {
+            let (out_tx, patches, version) = (out_tx.clone(), patches.clone(), version.clone());
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(from_rmcp).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let line = patch_line(line, &patches, &version);
+                    if out_tx.send(line).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let incoming = {
+            let (out_tx, patches, version) = (out_tx.clone(), patches.clone(), version.clone());
+            let who = Arc::new(who);
+            tokio::spawn(async move {
+                let mut to_rmcp = to_rmcp;
+                let mut lines = BufReader::new(tokio::io::stdin()).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let msg: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                    let v = version
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
+                    match route(&msg, v.as_deref()) {
+                        Route::Own => {
+                            let (h, who, out_tx) = (handler.clone(), who.clone(), out_tx.clone());
+                            tokio::spawn(async move {
+                                let a = answer(&h, &who, &msg).await;
+                                let _ = out_tx.send(a.to_string()).await;
+                            });
+                            continue;
+                        }
+                        r @ (Route::PatchInitialize | Route::PatchToolsList) => {
+                            if let Some(id) = msg.get("id") {
+                                patches
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .insert(id.to_string(), r);
+                            }
+                        }
+                        Route::Pass => {}
+                    }
+                    if to_rmcp.write_all(line.as_bytes()).await.is_err()
+                        || to_rmcp.write_all(b"\n").await.is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+        };
+        let running = service
+            .await
+            .map_err(|e| format!("the MCP client's first messages could not be read: {e}"))?;
+        let ended = tokio::select! {
+            r = running.waiting() => r.map(|_| ()).map_err(|e| format!("the MCP connection stopped: {e}")),
+            _ = incoming => Ok(()),
+        };
+        outgoing.abort();
+        drop(out_tx);
+        let _ = writer.await;
+        ended
+    }
+}
+
+/// An answer from rmcp on its way to the client, with this room's additions.
+fn patch_line(
+    line: String,
+    patches: &Mutex<HashMap<String, Route>>,
+    version: &Mutex<Option<String>>,
+) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(&line) else {
+        return line;
+    };
+    let Some(id) = v.get("id").map(Value::to_string) else {
+        return line;
+    };
+    let route = patches
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&id);
+    match route {
+        Some(Route::PatchInitialize) => {
+            if let Some(negotiated) = patch_initialize(&mut v) {
+                *version.lock().unwrap_or_else(PoisonError::into_inner) = Some(negotiated);
+            }
+            v.to_string()
+        }
+        Some(Route::PatchToolsList) => {
+            patch_tools_list(&mut v);
+            v.to_string()
+        }
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_2025_11_25_task_requests_are_taken_from_rmcp() {
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x", "task": {"ttl": 1000}}});
+        assert_eq!(route(&call, Some(REVISION)), Route::Own);
+        assert_eq!(route(&call, Some("2025-06-18")), Route::Pass);
+        let plain =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}});
+        assert_eq!(route(&plain, Some(REVISION)), Route::Pass);
+        let get =
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/get", "params": {"taskId": "a"}});
+        assert_eq!(route(&get, Some(REVISION)), Route::Own);
+        assert_eq!(route(&get, Some("2026-07-28")), Route::Pass);
+        let note = json!({"jsonrpc": "2.0", "method": "tasks/get"});
+        assert_eq!(route(&note, Some(REVISION)), Route::Pass);
+    }
+
+    #[test]
+    fn the_capability_is_added_only_when_2025_11_25_was_negotiated() {
+        let mut a = json!({"jsonrpc": "2.0", "id": 1, "result": {"protocolVersion": REVISION, "capabilities": {"tools": {}}}});
+        assert_eq!(patch_initialize(&mut a).as_deref(), Some(REVISION));
+        assert!(
+            a.pointer("/result/capabilities/tasks/requests/tools/call")
+                .is_some()
+        );
+        let mut b = json!({"jsonrpc": "2.0", "id": 1, "result": {"protocolVersion": "2025-06-18", "capabilities": {}}});
+        patch_initialize(&mut b);
+        assert!(b.pointer("/result/capabilities/tasks").is_none());
+    }
+}

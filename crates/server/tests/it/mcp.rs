@@ -1,0 +1,618 @@
+//! hilo as an MCP server, on the wire: `/mcp` spoken in each revision a client may negotiate
+//! (2025-06-18 and 2025-11-25 with `initialize`, 2026-07-28 stateless), exposed workflows as
+//! tools, a run that waits for a person as a task in both task forms (2025-11-25's core tasks,
+//! 2026-07-28's tasks extension) or as an answer that names the execution, executions as
+//! resources, progress as nodes finish, tenants kept apart, hostile messages refused.
+
+use hilo_core::access::Scope;
+use serde_json::{Value, json};
+
+use crate::common::TestServer;
+
+const ADD: &str = r#"
+name: add
+version: 1
+description: Adds two numbers
+expose: [mcp]
+input:
+  type: object
+  required: [a, b]
+  properties: {a: {type: number}, b: {type: number}}
+nodes:
+  - {id: sum, type: set, vars: {total: "${ sum([input.a, input.b]) }"}}
+  - {id: twice, type: set, vars: {again: "${ vars.total }"}}
+  - {id: done, type: finish, output: {total: "${ vars.total }"}}
+edges:
+  - {from: sum, to: twice}
+  - {from: twice, to: done}
+"#;
+
+const APPROVE: &str = r#"
+name: approve
+version: 1
+expose: [mcp, a2a]
+input:
+  type: object
+  properties: {amount: {type: number}}
+nodes:
+  - id: review
+    type: human
+    prompt: "Approve {{ input.amount }}?"
+    schema:
+      type: object
+      required: [approved]
+      properties: {approved: {type: boolean}}
+  - {id: done, type: finish, output: {approved: "${ review.output.approved }"}}
+edges:
+  - {from: review, to: done}
+"#;
+
+const HIDDEN: &str = r#"
+name: hidden
+version: 1
+nodes:
+  - {id: done, type: finish, output: {ok: true}}
+"#;
+
+const MODERN: &str = "2026-07-28";
+
+/// Posts one JSON-RPC message to `/mcp` as `revision` (its header, and for 2026-07-28 the
+/// per-request envelope), with `tasks` declared or not. The HTTP status and the JSON answer
+/// (the last message of an event stream).
+async fn rpc(
+    s: &TestServer,
+    key: Option<&str>,
+    revision: &str,
+    tasks: bool,
+    method: &str,
+    mut params: Value,
+) -> (u16, Value) {
+    if revision == MODERN {
+        let caps = if tasks {
+            json!({"extensions": {"io.modelcontextprotocol/tasks": {}}})
+        } else {
+            json!({})
+        };
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": caps,
+            "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
+        });
+    }
+    let mut req = s
+        .http
+        .post(mcp_url(s))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", revision)
+        .header("mcp-method", method)
+        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}));
+    let name = ["name", "taskId", "uri"]
+        .iter()
+        .find_map(|k| params.get(*k).and_then(Value::as_str));
+    if let Some(name) = name {
+        req = req.header("mcp-name", name);
+    }
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, last_message(&text))
+}
+
+/// The JSON of a plain answer, or the last `data:` line of an event stream.
+fn last_message(text: &str) -> Value {
+    if let Ok(v) = serde_json::from_str(text) {
+        return v;
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .next_back()
+        .unwrap_or(Value::Null)
+}
+
+fn mcp_url(s: &TestServer) -> String {
+    format!("{}/mcp", s.base.trim_end_matches("/api/v1"))
+}
+
+async fn initialize(s: &TestServer, key: &str, revision: &str) -> Value {
+    let (code, v) = rpc(
+        s,
+        Some(key),
+        revision,
+        false,
+        "initialize",
+        json!({"protocolVersion": revision, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+async fn setup() -> (TestServer, String) {
+    let s = TestServer::start().await;
+    let key = s.key("acme", &[Scope::Admin]).await;
+    for wf in [ADD, APPROVE, HIDDEN] {
+        let (code, v) = s.import(&key, wf).await;
+        assert!(code == 200 || code == 201, "{v}");
+    }
+    (s, key)
+}
+
+#[tokio::test]
+async fn exposed_workflows_are_tools_in_every_revision_and_calls_run_them() {
+    let (s, key) = setup().await;
+    for revision in ["2025-06-18", "2025-11-25"] {
+        let init = initialize(&s, &key, revision).await;
+        assert_eq!(init["result"]["protocolVersion"], revision);
+        assert_eq!(init["result"]["serverInfo"]["name"], "hilo");
+    }
+    for revision in ["2025-06-18", "2025-11-25", MODERN] {
+        let (_, list) = rpc(&s, Some(&key), revision, false, "tools/list", json!({})).await;
+        let names: Vec<&str> = list["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{revision}: {list}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["add", "approve"], "{revision}: not `hidden`");
+        let add = &list["result"]["tools"][0];
+        assert_eq!(add["description"], "Adds two numbers");
+        assert_eq!(add["inputSchema"]["required"], json!(["a", "b"]));
+        assert_eq!(add["outputSchema"]["required"], json!(["total"]));
+        // 2025-11-25's tools say they run as tasks.
+        assert_eq!(
+            add["execution"]["taskSupport"].as_str().is_some(),
+            revision == "2025-11-25",
+            "{revision}: {add}"
+        );
+
+        let (_, called) = rpc(
+            &s,
+            Some(&key),
+            revision,
+            false,
+            "tools/call",
+            json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
+        )
+        .await;
+        let r = &called["result"];
+        assert_eq!(r["isError"], false, "{revision}: {called}");
+        assert_eq!(r["structuredContent"]["total"], 5.0);
+        let id = r["_meta"]["hilo/execution_id"].as_str().unwrap();
+        let (_, e) = s.get(&key, &format!("/executions/{id}")).await;
+        assert_eq!(e["status"], "succeeded");
+        assert_eq!(e["started_by"]["kind"], "mcp");
+    }
+    // Input the workflow refuses is a tool error the model can correct, with hilo's code.
+    let (_, bad) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "add", "arguments": {"a": "two"}}),
+    )
+    .await;
+    assert_eq!(bad["result"]["isError"], true, "{bad}");
+    let text = bad["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("INVALID_INPUT:"), "{text}");
+    // A workflow not exposed is no tool.
+    let (_, hidden) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "hidden", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(hidden["error"]["code"], -32602, "{hidden}");
+    assert_eq!(hidden["error"]["data"]["code"], "WORKFLOW_NOT_FOUND");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_that_waits_for_a_person_answers_with_where_to_answer_and_its_output_is_a_resource() {
+    let (s, key) = setup().await;
+    let (_, called) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "approve", "arguments": {"amount": 12}}),
+    )
+    .await;
+    let r = &called["result"];
+    assert_eq!(r["isError"], true, "{called}");
+    let text = r["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("WAITING_FOR_HUMAN:") && text.contains("Approve 12?"),
+        "{text}"
+    );
+    let id = r["_meta"]["hilo/execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Its output is not there yet.
+    let uri = format!("hilo://executions/{id}/output");
+    let (_, early) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "resources/read",
+        json!({"uri": uri}),
+    )
+    .await;
+    assert!(
+        early["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("NOT_FINISHED"),
+        "{early}"
+    );
+    // A person answers through the REST API.
+    let (code, v) = s
+        .post(
+            &key,
+            &format!("/tasks/{id}.review/answer"),
+            json!({"answer": {"approved": true}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    s.wait_status(&key, &id, &["succeeded"]).await;
+    let (_, out) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "resources/read",
+        json!({"uri": uri}),
+    )
+    .await;
+    let text = out["result"]["contents"][0]["text"].as_str().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(text).unwrap(),
+        json!({"approved": true})
+    );
+    let (_, listed) = rpc(&s, Some(&key), MODERN, false, "resources/list", json!({})).await;
+    assert!(
+        listed["result"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["uri"] == format!("hilo://executions/{id}")),
+        "{listed}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_tasks_extension_carries_the_persons_question_and_takes_the_answer() {
+    let (s, key) = setup().await;
+    let (_, created) = rpc(
+        &s,
+        Some(&key),
+        MODERN,
+        true,
+        "tools/call",
+        json!({"name": "approve", "arguments": {"amount": 3}}),
+    )
+    .await;
+    let r = &created["result"];
+    assert_eq!(r["resultType"], "task", "{created}");
+    assert_eq!(r["status"], "input_required");
+    let id = r["taskId"].as_str().unwrap().to_string();
+    let (_, got) = rpc(
+        &s,
+        Some(&key),
+        MODERN,
+        true,
+        "tasks/get",
+        json!({"taskId": id}),
+    )
+    .await;
+    let ask = &got["result"]["inputRequests"]["review"];
+    assert_eq!(ask["method"], "elicitation/create", "{got}");
+    assert_eq!(ask["params"]["message"], "Approve 3?");
+    // A wrong answer is refused with the schema's reason; the task still waits.
+    let (_, wrong) = rpc(
+        &s,
+        Some(&key),
+        MODERN,
+        true,
+        "tasks/update",
+        json!({"taskId": id, "inputResponses": {"review": {"action": "accept", "content": {"approved": "yes"}}}}),
+    )
+    .await;
+    assert!(wrong["error"].is_object(), "{wrong}");
+    let (_, ok) = rpc(
+        &s,
+        Some(&key),
+        MODERN,
+        true,
+        "tasks/update",
+        json!({"taskId": id, "inputResponses": {"review": {"action": "accept", "content": {"approved": false}}}}),
+    )
+    .await;
+    assert!(ok["error"].is_null(), "{ok}");
+    s.wait_status(&key, &id, &["succeeded"]).await;
+    let (_, done) = rpc(
+        &s,
+        Some(&key),
+        MODERN,
+        true,
+        "tasks/get",
+        json!({"taskId": id}),
+    )
+    .await;
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    assert_eq!(
+        done["result"]["result"]["structuredContent"]["approved"],
+        false
+    );
+    // Cancelling another.
+    let (_, second) = rpc(
+        &s,
+        Some(&key),
+        MODERN,
+        true,
+        "tools/call",
+        json!({"name": "approve", "arguments": {"amount": 4}}),
+    )
+    .await;
+    let id2 = second["result"]["taskId"].as_str().unwrap().to_string();
+    let (_, c) = rpc(
+        &s,
+        Some(&key),
+        MODERN,
+        true,
+        "tasks/cancel",
+        json!({"taskId": id2}),
+    )
+    .await;
+    assert!(c["error"].is_null(), "{c}");
+    s.wait_status(&key, &id2, &["cancelled"]).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn core_tasks_of_2025_11_25_run_a_call_as_a_task_until_a_person_answers() {
+    let (s, key) = setup().await;
+    let init = initialize(&s, &key, "2025-11-25").await;
+    assert!(
+        init["result"]["capabilities"]["tasks"]["requests"]["tools"]["call"].is_object(),
+        "{init}"
+    );
+    let v = "2025-11-25";
+    let (_, created) = rpc(
+        &s,
+        Some(&key),
+        v,
+        false,
+        "tools/call",
+        json!({"name": "approve", "arguments": {"amount": 9}, "task": {"ttl": 60000}}),
+    )
+    .await;
+    let id = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    let (_, got) = rpc(&s, Some(&key), v, false, "tasks/get", json!({"taskId": id})).await;
+    let status = got["result"]["status"].as_str().unwrap();
+    assert!(["working", "input_required"].contains(&status), "{got}");
+    let (_, listed) = rpc(&s, Some(&key), v, false, "tasks/list", json!({})).await;
+    assert!(
+        listed["result"]["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["taskId"] == id.as_str()),
+        "{listed}"
+    );
+    s.wait_status(&key, &id, &["waiting"]).await;
+    let (code, a) = s
+        .post(
+            &key,
+            &format!("/tasks/{id}.review/answer"),
+            json!({"answer": {"approved": true}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{a}");
+    let (_, result) = rpc(
+        &s,
+        Some(&key),
+        v,
+        false,
+        "tasks/result",
+        json!({"taskId": id}),
+    )
+    .await;
+    assert_eq!(
+        result["result"]["structuredContent"]["approved"], true,
+        "{result}"
+    );
+    assert_eq!(
+        result["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+        id.as_str()
+    );
+    let (_, second) = rpc(
+        &s,
+        Some(&key),
+        v,
+        false,
+        "tools/call",
+        json!({"name": "approve", "arguments": {"amount": 1}, "task": {}}),
+    )
+    .await;
+    let id2 = second["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_status(&key, &id2, &["waiting"]).await;
+    let (_, c) = rpc(
+        &s,
+        Some(&key),
+        v,
+        false,
+        "tasks/cancel",
+        json!({"taskId": id2}),
+    )
+    .await;
+    assert_eq!(c["result"]["status"], "cancelled", "{c}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn progress_is_told_as_nodes_finish() {
+    let (s, key) = setup().await;
+    let r = s
+        .http
+        .post(mcp_url(&s))
+        .bearer_auth(&key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "add", "arguments": {"a": 1, "b": 1}, "_meta": {"progressToken": "p1"}}}))
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    let messages: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect();
+    let progress: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert!(progress.len() >= 2, "{text}");
+    assert_eq!(progress[0]["params"]["progressToken"], "p1");
+    assert!(
+        progress
+            .iter()
+            .any(|p| p["params"]["message"] == "node `sum` succeeded"),
+        "{text}"
+    );
+    assert_eq!(
+        messages.last().unwrap()["result"]["structuredContent"]["total"],
+        2.0
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn tenants_are_apart_and_keys_are_required() {
+    let (s, key) = setup().await;
+    let other = s.key("other", &[Scope::Admin]).await;
+    let (_, called) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "add", "arguments": {"a": 1, "b": 2}}),
+    )
+    .await;
+    let id = called["result"]["_meta"]["hilo/execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, list) = rpc(&s, Some(&other), MODERN, false, "tools/list", json!({})).await;
+    assert_eq!(list["result"]["tools"], json!([]), "{list}");
+    let (_, read) = rpc(
+        &s,
+        Some(&other),
+        "2025-06-18",
+        false,
+        "resources/read",
+        json!({"uri": format!("hilo://executions/{id}")}),
+    )
+    .await;
+    assert!(read["error"].is_object(), "{read}");
+    assert!(!read.to_string().contains("\"add\""), "{read}");
+    let (_, t) = rpc(
+        &s,
+        Some(&other),
+        "2025-11-25",
+        false,
+        "tasks/get",
+        json!({"taskId": id}),
+    )
+    .await;
+    assert!(t["error"].is_object(), "{t}");
+    // No key, a wrong key: 401 before MCP.
+    let (code, _) = rpc(&s, None, "2025-06-18", false, "tools/list", json!({})).await;
+    assert_eq!(code, 401);
+    let (code, _) = rpc(
+        &s,
+        Some("hilo_nope"),
+        "2025-06-18",
+        false,
+        "tools/list",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 401);
+    // A read-only key lists but does not run.
+    let reader = s.key("acme", &[Scope::Read]).await;
+    let (_, denied) = rpc(
+        &s,
+        Some(&reader),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "add", "arguments": {"a": 1, "b": 2}}),
+    )
+    .await;
+    assert!(
+        denied["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("FORBIDDEN"),
+        "{denied}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_messages_are_refused_and_the_server_stays_healthy() {
+    let (s, key) = setup().await;
+    let url = mcp_url(&s);
+    let bodies: Vec<Vec<u8>> = vec![
+        b"{not json".to_vec(),
+        b"[]".to_vec(),
+        b"null".to_vec(),
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#.to_vec(),
+        br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{}}"#.to_vec(),
+        br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"hilo://executions/../../etc"}}"#.to_vec(),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"add","arguments":{{"a":"{}"}}}}}}"#,
+            "x".repeat(3 << 20)
+        )
+        .into_bytes(),
+    ];
+    for body in bodies {
+        let r = s
+            .http
+            .post(&url)
+            .bearer_auth(&key)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert!(status < 500, "status {status}");
+    }
+    let (code, v) = s.get(&key, "/health").await;
+    assert_eq!(code, 200, "{v}");
+    s.stop().await;
+}
