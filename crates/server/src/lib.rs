@@ -18,6 +18,8 @@
 //! - [`console`]: the web console (embedded pages, sign-in sessions, graph layout).
 //! - [`hooks`]: `POST /hooks/{tenant}/{*path}`, webhooks in (public, signed; the runtime
 //!   verifies and starts).
+//! - [`a2a`]: the A2A agent: its card at `/.well-known/agent-card.json` and JSON-RPC at
+//!   `/a2a` (workflows with `expose: [a2a]` as skills, executions as tasks).
 //!
 //! Leaves shared across them: [`digest`] (hex SHA-256 of keys and tokens),
 //! `api::views` and `api::sse` (view types and stream helpers several handlers use).
@@ -31,6 +33,7 @@
 // request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod a2a;
 pub mod api;
 pub mod auth;
 pub mod client;
@@ -60,9 +63,13 @@ pub use state::{AppState, Parts};
 pub fn app(state: AppState) -> axum::Router {
     let hooks = hooks::router(&state).with_state(state.clone());
     let oauth = oauth::router(&state).with_state(state.clone());
-    console::with_api(&state, api::app(state.clone()))
+    let app = console::with_api(&state, api::app(state.clone()))
         .merge(hooks)
-        .merge(oauth)
+        .merge(oauth);
+    match state.settings().a2a_server.enabled {
+        true => app.merge(a2a::router(&state).with_state(state.clone())),
+        false => app,
+    }
 }
 
 /// Counts requests and their latency by route and status.
