@@ -2,7 +2,7 @@
 
 Asserts: the public agent card is fetched and parsed (a bearer scheme, no skill); acme's card
 lists its three skills; a message runs `greet` and the completed task is read back (GetTask,
-ListTasks); a streamed task's events end completed; `approve` goes to input-required with the
+ListTasks), through 1.0's methods and through 0.3's (the SDK's compat transport); a streamed task's events end completed; `approve` goes to input-required with the
 node's prompt, a bad answer is refused with hilo's code and the task keeps asking, a second
 message answers it and it completes; `slow` is cancelled; globex's key sees no skill, gets
 "task not found" for acme's task and lists none of acme's tasks.
@@ -17,6 +17,7 @@ from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
 from a2a.client.errors import A2AClientError
 from a2a.helpers.proto_helpers import get_data_parts, get_text_parts, new_data_message
 from a2a.types.a2a_pb2 import (
+    AgentCard,
     CancelTaskRequest,
     GetTaskRequest,
     ListTasksRequest,
@@ -139,6 +140,30 @@ async def main():
     check("the answer completes it", done.status.state == TaskState.TASK_STATE_COMPLETED, str(done))
     out = get_data_parts(done.artifacts[0].parts)[0] if done.artifacts else {}
     check("the answer is in the output", out.get("approved") is True, str(out))
+
+    # The same through A2A 0.3's methods (the SDK picks its compat transport for a card
+    # that offers only 0.3).
+    old_card = AgentCard()
+    old_card.CopyFrom(card)
+    del old_card.supported_interfaces[:]
+    old_card.supported_interfaces.add(
+        url=card.supported_interfaces[0].url, protocol_binding="JSONRPC", protocol_version="0.3"
+    )
+    for streaming_old in (False, True):
+        old = ClientFactory(ClientConfig(httpx_client=http_acme, streaming=streaming_old)).create(
+            old_card
+        )
+        how = "streamed" if streaming_old else "sent"
+        events = await send(old, message({"name": "Cy"}, skill="greet"))
+        last = events[-1]
+        state = (
+            last.status_update.status.state
+            if last.WhichOneof("payload") == "status_update"
+            else last.task.status.state
+        )
+        check(f"0.3: a {how} message completes", state == TaskState.TASK_STATE_COMPLETED, str(events))
+    old_got = await old.get_task(GetTaskRequest(id=task.id))
+    check("0.3: tasks/get reads a task", old_got.status.state == TaskState.TASK_STATE_COMPLETED, str(old_got))
 
     # Cancelled.
     events = await send(acme, message({}, skill="slow"), return_immediately=True)

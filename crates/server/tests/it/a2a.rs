@@ -455,3 +455,108 @@ async fn hostile_requests_get_json_rpc_errors() {
     let v = rpc(&s, &acme, "GetTask", json!({"id": id})).await;
     assert_eq!(code(&v).0, -32001, "{v}");
 }
+
+/// The `data:` items of a Server-Sent Event stream read whole.
+fn sse_items(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stream_stops_at_a_question_and_a_subscription_follows_the_answer() {
+    let (s, acme, globex) = setup().await;
+    let post = |key: &str, body: Value| {
+        s.http
+            .post(format!("{}/a2a", root(&s)))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let r = post(
+        &acme,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage",
+            "params": {"message": message(Some("approve"), None, json!({}))}}),
+    )
+    .await
+    .unwrap();
+    let items = sse_items(&r.text().await.unwrap());
+    let last = &items.last().unwrap()["result"]["statusUpdate"]["status"];
+    assert_eq!(last["state"], "TASK_STATE_INPUT_REQUIRED", "{items:?}");
+    assert_eq!(last["message"]["parts"][0]["text"], "Approve the refund?");
+    let id = items[0]["result"]["task"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Another tenant cannot subscribe to it.
+    let v = rpc(&s, &globex, "SubscribeToTask", json!({"id": id})).await;
+    assert_eq!(code(&v).0, -32001, "{v}");
+
+    // A subscription (0.3's name) stays open through the question, and ends when the
+    // answer completes the task.
+    let sub = post(
+        &acme,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/resubscribe", "params": {"id": id}}),
+    )
+    .await
+    .unwrap();
+    let answered = rpc(
+        &s,
+        &acme,
+        "SendMessage",
+        json!({"message": message(None, Some(&id), json!({"approve": false}))}),
+    )
+    .await;
+    assert_eq!(
+        answered["result"]["task"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{answered}"
+    );
+    let items = tokio::time::timeout(std::time::Duration::from_secs(20), sub.text())
+        .await
+        .expect("the subscription ends when the task does")
+        .unwrap();
+    let items = sse_items(&items);
+    assert_eq!(items[0]["result"]["kind"], "task", "{items:?}");
+    let last = &items.last().unwrap()["result"];
+    assert_eq!(last["kind"], "status-update", "{items:?}");
+    assert_eq!(last["status"]["state"], "completed");
+    assert_eq!(last["final"], true);
+    assert!(
+        items
+            .iter()
+            .any(|i| i["result"]["kind"] == "artifact-update"
+                && i["result"]["artifact"]["parts"][0]["data"]["approved"] == false),
+        "{items:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_public_card_is_rate_limited_per_address_and_the_a2a_surface_can_be_off() {
+    let mut settings = hilo_server::config::Settings::default();
+    settings.server.public_requests_per_minute = 2;
+    let s = TestServer::with_settings(settings).await;
+    let acme = s.key("acme", &Scope::ALL).await;
+    assert_eq!(card(&s, None).await.0, 200);
+    assert_eq!(card(&s, None).await.0, 200);
+    let (c, v) = card(&s, None).await;
+    assert_eq!(c, 429, "{v}");
+    // A key's card is the key's, under the key's limits.
+    assert_eq!(card(&s, Some(&acme)).await.0, 200);
+
+    let mut settings = hilo_server::config::Settings::default();
+    settings.a2a_server.enabled = false;
+    let off = TestServer::with_settings(settings).await;
+    assert_eq!(card(&off, None).await.0, 404);
+    let key = off.key("acme", &Scope::ALL).await;
+    let r = off
+        .http
+        .post(format!("{}/a2a", root(&off)))
+        .bearer_auth(&key)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ListTasks"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
