@@ -207,7 +207,7 @@ impl Default for ConsoleSettings {
 
 /// Root paths that ingress serves (webhooks now; MCP, discovery documents and OAuth later):
 /// no segment of `[console] prefix` may be one of them.
-pub const RESERVED_ROOTS: [&str; 4] = ["/hooks/", "/mcp", "/.well-known/", "/oauth/"];
+pub const RESERVED_ROOTS: [&str; 5] = ["/hooks/", "/mcp", "/a2a", "/.well-known/", "/oauth/"];
 
 impl ConsoleSettings {
     /// The prefix with one leading and one trailing slash (`/`, `/console/`).

@@ -18,6 +18,8 @@
 //! - [`console`]: the web console (embedded pages, sign-in sessions, graph layout).
 //! - [`hooks`]: `POST /hooks/{tenant}/{*path}`, webhooks in (public, signed; the runtime
 //!   verifies and starts).
+//! - [`a2a`]: the A2A agent: its card at `/.well-known/agent-card.json` and JSON-RPC at
+//!   `/a2a` (workflows with `expose: [a2a]` as skills, executions as tasks).
 //!
 //! Leaves shared across them: [`digest`] (hex SHA-256 of keys and tokens),
 //! `api::views` and `api::sse` (view types and stream helpers several handlers use).
@@ -31,6 +33,7 @@
 // request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod a2a;
 pub mod api;
 pub mod auth;
 pub mod client;
@@ -56,16 +59,23 @@ pub use config::Settings;
 pub use state::{AppState, Parts};
 
 /// The whole HTTP application: the API under `/api/v1`, webhooks in under `/hooks/`
-/// ([`hooks`]), the OAuth 2.0 callback of connections at `/oauth/callback` ([`oauth`]) and, unless `[console] enabled = false`, the web console under `[console]
-/// prefix`.
+/// ([`hooks`]), the OAuth 2.0 callback of connections at `/oauth/callback` ([`oauth`]), MCP
+/// at `/mcp` ([`mcp`]) and the A2A agent at `/a2a` with its card ([`a2a`]) unless their
+/// sections turn them off, and, unless `[console] enabled = false`, the web console under
+/// `[console] prefix`.
 pub fn app(state: AppState) -> axum::Router {
     let hooks = hooks::router(&state).with_state(state.clone());
     let oauth = oauth::router(&state).with_state(state.clone());
     let app = console::with_api(&state, api::app(state.clone()))
         .merge(hooks)
         .merge(oauth);
-    if state.settings().mcp_server.enabled {
+    let app = if state.settings().mcp_server.enabled {
         app.merge(mcp::router(&state).with_state(state.clone()))
+    } else {
+        app
+    };
+    if state.settings().a2a_server.enabled {
+        app.merge(a2a::router(&state).with_state(state.clone()))
     } else {
         app
     }

@@ -2,6 +2,7 @@
 //! HTTP through reqwest.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod a2a;
 mod api;
 mod client;
 mod common;
