@@ -131,6 +131,8 @@ impl Engine {
             let mut timers: BTreeSet<(i64, String)> = BTreeSet::new();
             let mut seen_signals: HashSet<i64> = HashSet::new();
             let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<()>();
+            // Signals sent in this process (a cancellation, an answer) wake it at once.
+            let _woken = persistent.then(|| engine.register_wake(&id, wake_tx.clone()));
             let period = engine.beat_period();
             // The lease is renewed by a task of its own, so a drive that waits (for a commit,
             // a connection, a slow tool) keeps it; the drive loop only hears of its loss.

@@ -175,6 +175,9 @@ struct Inner {
     plans: Mutex<HashMap<(String, String, u64), Arc<Plan>>>,
     /// Executions being driven in this process (see [`Engine::drive`]).
     driving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How to wake the drive of an execution this process runs now, so that a signal sent
+    /// here (a cancellation, an answer) is read at once rather than at its next heartbeat.
+    wakes: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<()>>>,
     /// How this process's worker loop is doing (see [`Engine::worker_health`]).
     worker: Mutex<WorkerHealth>,
     /// Whether an [`Outcome`] lists every node record (see [`Engine::set_outcome_nodes`]).
@@ -211,6 +214,7 @@ impl Engine {
                 tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
+                wakes: Mutex::new(HashMap::new()),
                 worker: Mutex::new(WorkerHealth::default()),
                 outcome_nodes: std::sync::atomic::AtomicBool::new(true),
             }),
@@ -237,6 +241,7 @@ impl Engine {
                 tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
+                wakes: Mutex::new(HashMap::new()),
                 worker: Mutex::new(WorkerHealth::default()),
                 outcome_nodes: std::sync::atomic::AtomicBool::new(true),
             }),
@@ -383,6 +388,8 @@ impl Engine {
             .store
             .answer_task(tenant, id, &task.node_key, answer)
             .await?;
+        // A drive still running (another branch works on) takes the answer now.
+        self.wake(id);
         Ok(task.node_key.clone())
     }
 
@@ -422,7 +429,60 @@ impl Engine {
             .store
             .send_signal(tenant, id, &Signal::Cancel { compensate })
             .await?;
+        self.wake(id);
         Ok(())
+    }
+
+    /// Wakes the drive of `id` if this process runs it, to read its signals now. (Another
+    /// process's drive reads them at its next heartbeat.)
+    pub(crate) fn wake(&self, id: &str) {
+        let wakes = self.inner.wakes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = wakes.get(id) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Registers the wake-up of a drive of `id` until the guard is dropped.
+    pub(crate) fn register_wake(
+        &self,
+        id: &str,
+        tx: tokio::sync::mpsc::UnboundedSender<()>,
+    ) -> WakeGuard {
+        self.inner
+            .wakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), tx.clone());
+        WakeGuard {
+            engine: self.clone(),
+            id: id.to_string(),
+            tx,
+        }
+    }
+}
+
+/// Removes a drive's wake-up when the drive ends, however it ends (unless a later drive of
+/// the same execution registered its own since).
+pub(crate) struct WakeGuard {
+    engine: Engine,
+    id: String,
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl Drop for WakeGuard {
+    fn drop(&mut self) {
+        let mut wakes = self
+            .engine
+            .inner
+            .wakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if wakes
+            .get(&self.id)
+            .is_some_and(|tx| tx.same_channel(&self.tx))
+        {
+            wakes.remove(&self.id);
+        }
     }
 }
 

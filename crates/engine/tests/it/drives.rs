@@ -218,6 +218,72 @@ edges:
     );
 }
 
+/// A cancellation sent in the process that drives the execution wakes the drive at once: an
+/// execution asleep in a `wait` node (or on a slow call) ends well before its next heartbeat.
+#[tokio::test]
+async fn a_cancellation_sent_here_wakes_the_drive_at_once() {
+    let env = env().await;
+    // A heartbeat every 20 s: a cancellation heard at a heartbeat would take that long.
+    let engine = hilo_engine::Engine::new(
+        env.store.clone(),
+        crate::harness::executor(&env.store),
+        None,
+        hilo_engine::EngineOptions {
+            lease_ms: 60_000,
+            ..hilo_engine::EngineOptions::default()
+        },
+    );
+    let wf = std::sync::Arc::new(load(
+        r#"
+name: nap
+version: 1
+nodes:
+  - {id: nap, type: wait, duration_ms: 600000}
+  - {id: done, type: finish}
+edges:
+  - {from: nap, to: done}
+"#,
+    ));
+    let started = engine
+        .start(
+            hilo_engine::driver::new_id(),
+            DEFAULT_TENANT,
+            &wf,
+            true,
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let id = started.id().to_string();
+    let e2 = engine.clone();
+    let drive =
+        tokio::spawn(async move { e2.drive_started(started, Mode::Foreground, false).await });
+    // Asleep in the wait node.
+    let mut asleep = false;
+    for _ in 0..250 {
+        let events = env.store.events(&id).await.unwrap();
+        if events.iter().any(|e| e.kind.as_str() == "node_waiting") {
+            asleep = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(asleep, "the execution never reached its wait node");
+    let asked = std::time::Instant::now();
+    engine.cancel(DEFAULT_TENANT, &id, false).await.unwrap();
+    let o = tokio::time::timeout(std::time::Duration::from_secs(60), drive)
+        .await
+        .expect("the drive did not hear the cancellation")
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.status.as_str(), "cancelled", "{:?}", o.error);
+    let took = asked.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "the cancellation took {took:?}: it waited for a heartbeat (every 20 s)"
+    );
+}
+
 #[tokio::test]
 async fn every_execution_observer_added_is_told_every_committed_event_in_order() {
     use std::sync::{Arc, Mutex};
