@@ -654,3 +654,24 @@ fn too_many_triggers() {
         &[Code::LimitExceeded],
     );
 }
+
+#[test]
+fn expose_lists_known_surfaces_once() {
+    let fine = hilo_core::load(
+        "name: t\nversion: 1\nexpose: [mcp, a2a]\nnodes:\n  - {id: done, type: finish}\n",
+        Format::Yaml,
+        &Catalog::default(),
+    )
+    .unwrap();
+    assert!(fine.exposes(hilo_core::Surface::Mcp) && fine.exposes(hilo_core::Surface::A2a));
+    check(
+        "expose_unknown_and_twice",
+        "name: t\nversion: 1\nexpose: [mcp, grpc, mcp]\nnodes:\n  - {id: done, type: finish}\n",
+        &[Code::InvalidValue],
+    );
+    check(
+        "expose_not_a_list",
+        "name: t\nversion: 1\nexpose: mcp\nnodes:\n  - {id: done, type: finish}\n",
+        &[Code::InvalidType],
+    );
+}
