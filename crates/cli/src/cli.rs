@@ -1143,6 +1143,10 @@ mod tests {
         ),
         ("hilo worker", "runs until stopped; notes only"),
         ("hilo serve", "runs until stopped; notes only"),
+        (
+            "hilo mcp",
+            "stdout is the MCP protocol's; notes go to stderr",
+        ),
         ("hilo completions", "prints a shell script"),
     ];
 
