@@ -304,6 +304,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare two executions node by node: the path each took, statuses, attempts, outputs
+    /// (each place that differs, with both sides), model calls, tokens, cost and latency.
+    /// Exit code 0 when they match, 1 when they differ (as diff(1)).
+    Diff {
+        /// The first execution (A)
+        a: String,
+        /// The second execution (B)
+        b: String,
+        /// Print JSON {"a", "b", "same", "path", "output", "output_changes", "nodes"}
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and prune executions.
     #[command(subcommand)]
     Executions(ExecutionsCommand),

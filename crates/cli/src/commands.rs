@@ -10,6 +10,7 @@ use clap::CommandFactory;
 
 use crate::app::App;
 use crate::cli::{Cli, Command, ToolsCommand};
+use crate::diff;
 use crate::exit::Exit;
 use crate::{
     bench, costs, demo, exec, hil, init, kb, memory, out, remote, secrets, serve, tools, triggers,
@@ -56,6 +57,7 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
             json,
         } => exec::cancel(app, &id, !no_compensate, json).await,
         Command::Executions(cmd) => exec::executions(app, cmd).await,
+        Command::Diff { a, b, json } => diff::diff(app, &a, &b, json).await,
         Command::Worker {
             concurrency,
             metrics_addr,

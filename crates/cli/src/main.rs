@@ -18,6 +18,7 @@ mod commands;
 mod config;
 mod costs;
 mod demo;
+mod diff;
 mod exec;
 mod exit;
 mod hil;

@@ -34,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod conversations;
+pub mod diff;
 pub mod error;
 pub mod idempotency;
 pub mod ingress;

@@ -514,3 +514,71 @@ fn a_worker_serves_its_metrics_and_health_on_the_address_asked() {
     );
     assert!(!seen.contains("execution_id"), "no execution ids in labels");
 }
+
+/// `hilo diff`: two runs of the same workflow on inputs that take different paths are told
+/// apart where they part, node by node with both sides of each differing value; a run is the
+/// same as itself (exit 0), different ones exit 1, an unknown id is not found.
+#[test]
+fn diff_compares_two_runs_node_by_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let wf = crate::root()
+        .join("examples/refund_approval.yaml")
+        .display()
+        .to_string();
+    let run = |input: &str| {
+        let o = hilo_env(&["run", &wf, "--input", input, "--json"], &db, &[]);
+        json_out(&o)["execution_id"].as_str().unwrap().to_string()
+    };
+    let small = run(r#"{"order_id": "A1", "amount": 20}"#);
+    let other = run(r#"{"order_id": "A1", "amount": 30}"#);
+    let large = run(r#"{"order_id": "A2", "amount": 900}"#);
+
+    let o = hilo_env(&["diff", &small, &small], &db, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("the same run"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // Same path, a different amount: the output's place, with both sides.
+    let o = hilo_env(&["diff", &small, &other, "--json"], &db, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let d = json_out(&o);
+    assert_eq!(d["same"], false);
+    assert_eq!(d["path"]["diverges_at"], Value::Null);
+    assert!(
+        d["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == "/amount" && c["a"] == 20 && c["b"] == 30),
+        "{d}"
+    );
+
+    // Another path: where they part, and what ran on one side only.
+    let o = hilo_env(&["diff", &small, &large], &db, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("path: parts at step 3: A `auto`, B `review`"),
+        "{out}"
+    );
+    assert!(out.contains("+ review"), "{out}");
+    assert!(out.contains("- auto"), "{out}");
+    let o = hilo_env(&["diff", &small, &large, "--json"], &db, &[]);
+    let d = json_out(&o);
+    let review = d["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["key"] == "review")
+        .unwrap();
+    assert_eq!(review["a"], Value::Null);
+    assert_eq!(review["b"]["status"], "waiting");
+
+    let o = hilo_env(&["diff", &small, "nope"], &db, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("not found"), "{}", text(&o.stderr));
+}

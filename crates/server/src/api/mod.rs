@@ -2,6 +2,7 @@
 
 pub mod connections;
 pub mod conversations;
+pub mod diff;
 pub mod events;
 pub mod executions;
 pub mod info;
@@ -81,6 +82,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(executions::get))
         .routes(routes!(executions::cancel))
         .routes(routes!(executions::resume))
+        .routes(routes!(diff::diff))
         .routes(routes!(events::stream))
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::answer))

@@ -8,6 +8,7 @@ mod client;
 mod common;
 mod console;
 mod conventions;
+mod diff;
 mod forget;
 mod hardening;
 mod hil;
