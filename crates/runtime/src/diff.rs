@@ -190,7 +190,10 @@ pub struct ExecDiff {
     pub nodes: Vec<NodeDiff>,
 }
 
-fn costs_by_node(calls: &[LlmCall]) -> (Costs, BTreeMap<&str, Costs>) {
+/// The totals and per-node sums of an execution's model calls, summed in nano-dollars so
+/// that the per-node costs add up to the total exactly as stored (calls made outside a node
+/// are in the totals only).
+pub fn sum_costs(calls: &[LlmCall]) -> (Costs, BTreeMap<&str, Costs>) {
     let mut total = Costs::default();
     let mut nanos: i64 = 0;
     let mut by: BTreeMap<&str, (Costs, i64)> = BTreeMap::new();
@@ -269,8 +272,8 @@ fn node_side(n: &NodeRecord, costs: Option<&Costs>) -> NodeSide {
 
 /// Compares `a` with `b`.
 pub fn diff(a: &Side, b: &Side) -> ExecDiff {
-    let (a_total, a_by) = costs_by_node(&a.calls);
-    let (b_total, b_by) = costs_by_node(&b.calls);
+    let (a_total, a_by) = sum_costs(&a.calls);
+    let (b_total, b_by) = sum_costs(&b.calls);
     let a_ran = ran(a);
     let b_ran = ran(b);
     let a_path: Vec<String> = a_ran.iter().map(|n| n.key.clone()).collect();

@@ -474,33 +474,22 @@ async fn view(
     })
 }
 
-/// The totals and per-node sums of an execution's LLM calls (summed in nano-dollars, so that
-/// the per-node costs add up to the total exactly as stored).
+/// The totals and per-node sums of an execution's LLM calls (`hilo_runtime::diff::sum_costs`).
 fn sum_costs(calls: &[LlmCall]) -> ExecutionCosts {
-    let mut costs = ExecutionCosts::default();
-    let mut nanos: i64 = 0;
-    let mut node_nanos: BTreeMap<&str, i64> = BTreeMap::new();
-    for c in calls {
-        costs.llm_calls += 1;
-        costs.input_tokens += c.input_tokens;
-        costs.output_tokens += c.output_tokens;
-        nanos = nanos.saturating_add(c.cost_nanos);
-        if let Some(key) = c.node_key.as_deref() {
-            let n = costs.by_node.entry(key.to_string()).or_default();
-            n.llm_calls += 1;
-            n.input_tokens += c.input_tokens;
-            n.output_tokens += c.output_tokens;
-            let sum = node_nanos.entry(key).or_default();
-            *sum = sum.saturating_add(c.cost_nanos);
-        }
+    let view = |c: &hilo_runtime::diff::Costs| NodeCosts {
+        llm_calls: c.llm_calls,
+        input_tokens: c.input_tokens,
+        output_tokens: c.output_tokens,
+        cost_usd: c.cost_usd,
+    };
+    let (total, by) = hilo_runtime::diff::sum_costs(calls);
+    ExecutionCosts {
+        llm_calls: total.llm_calls,
+        input_tokens: total.input_tokens,
+        output_tokens: total.output_tokens,
+        cost_usd: total.cost_usd,
+        by_node: by.iter().map(|(k, c)| (k.to_string(), view(c))).collect(),
     }
-    costs.cost_usd = nanos as f64 / 1e9;
-    for (key, sum) in node_nanos {
-        if let Some(n) = costs.by_node.get_mut(key) {
-            n.cost_usd = sum as f64 / 1e9;
-        }
-    }
-    costs
 }
 
 fn accepted(id: &str, status: &str) -> Response {
