@@ -306,7 +306,8 @@ pub enum Command {
     },
     /// Compare two executions node by node: the path each took, statuses, attempts, outputs
     /// (each place that differs, with both sides), model calls, tokens, cost and latency.
-    /// Exit code 0 when they match, 1 when they differ (as diff(1)).
+    /// Exit code 0 when they match, 1 when they differ, 2 when they cannot be compared (as
+    /// diff(1)).
     Diff {
         /// The first execution (A)
         a: String,

@@ -1,5 +1,6 @@
 //! `hilo diff A B`: two executions compared node by node (`hilo_runtime::diff`), printed as a
-//! short report or as JSON; exit code 0 when they match, 1 when they differ.
+//! short report or as JSON; exit code 0 when they match, 1 when they differ, 2 when they could
+//! not be compared (an id not found, the store unreadable), as diff(1).
 
 use anyhow::anyhow;
 use hilo_runtime::diff::{self, Change, Costs, ExecDiff, NodeSide, Summary};
@@ -19,12 +20,15 @@ pub async fn diff(app: &App, a: &str, b: &str, json: bool) -> Result<(), Exit> {
         let id = id.to_string();
         let store = store.clone();
         async move {
-            diff::load(store.as_ref(), tenant, &id)
-                .await
-                .map_err(|e| match e {
+            diff::load(store.as_ref(), tenant, &id).await.map_err(|e| {
+                // Trouble is 2, as diff(1) has it: 1 means "they differ".
+                let mut exit = match e {
                     hilo_runtime::RuntimeError::Store(e) => store_err(e),
                     other => Exit::from(anyhow!("reading execution {id}: {other}")),
-                })
+                };
+                exit.code = 2;
+                exit
+            })
         }
     };
     let (sa, sb) = (load(a).await?, load(b).await?);

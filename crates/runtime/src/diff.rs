@@ -105,7 +105,13 @@ fn walk(a: &Value, b: &Value, path: &mut String, out: &mut Vec<Change>, total: &
                 path.truncate(len);
             }
         }
-        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => {}
+        // The same number however written (`1`, `1.0`); integers compared exactly.
+        (Value::Number(x), Value::Number(y))
+            if match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                (Some(i), Some(j), _, _) => i == j,
+                (_, _, Some(i), Some(j)) => i == j,
+                _ => x.as_f64() == y.as_f64(),
+            } => {}
         _ if a == b => {}
         _ => push(out, total, path, Some(a), Some(b)),
     }
@@ -380,6 +386,12 @@ mod tests {
             ]
         );
         assert_eq!(json_diff(&json!("x"), &json!(["x"])).1, 1);
+        let big = |n: u64| json!(n);
+        assert_eq!(json_diff(&big(u64::MAX), &big(u64::MAX - 1)).1, 1);
+        assert_eq!(
+            json_diff(&json!(9007199254740993i64), &json!(9007199254740992i64)).1,
+            1
+        );
         assert_eq!(
             json_diff(&json!({"a/b": 1}), &json!({"a/b": 2})).0[0].path,
             "/a~1b"

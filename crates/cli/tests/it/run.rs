@@ -579,6 +579,6 @@ fn diff_compares_two_runs_node_by_node() {
     assert_eq!(review["b"]["status"], "waiting");
 
     let o = hilo_env(&["diff", &small, "nope"], &db, &[]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("not found"), "{}", text(&o.stderr));
 }

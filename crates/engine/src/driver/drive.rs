@@ -222,9 +222,13 @@ impl Engine {
                         let e2 = engine.clone();
                         let tenant = m.tenant().to_string();
                         let wake = wake_tx.clone();
+                        let parent = id.clone();
                         tokio::spawn(async move {
                             let _ = e2.drive(&tenant, &child, Mode::Foreground, true).await;
-                            let _ = wake.send(());
+                            // This drive, or (when it has ended since) the parent's drive now.
+                            if wake.send(()).is_err() {
+                                e2.wake(&parent);
+                            }
                         });
                     }
                 } else {

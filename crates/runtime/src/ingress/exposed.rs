@@ -323,6 +323,20 @@ impl Follow {
         }
     }
 
+    /// The events committed after the last returned (at most a batch), without waiting: empty
+    /// when there are none now.
+    pub async fn ready(&mut self) -> Result<Vec<Event>> {
+        let events = self
+            .rt
+            .store()
+            .events_page(&self.id, self.last, BATCH)
+            .await?;
+        if let Some(e) = events.last() {
+            self.last = e.seq;
+        }
+        Ok(events)
+    }
+
     /// Waits until this execution may have news (or the poll interval passed).
     async fn wait(&mut self) {
         let id = self.id.clone();
@@ -396,6 +410,8 @@ pub async fn settle(rt: &Runtime, tenant: &str, id: &str, within: Duration) -> R
         if snap.phase.is_terminal() || tokio::time::Instant::now() >= deadline {
             return Ok(snap);
         }
+        // Only what is committed after this snapshot can change it.
+        follow.last = follow.last.max(snap.execution.last_seq);
         let _ = tokio::time::timeout_at(deadline, follow.next()).await;
     }
 }

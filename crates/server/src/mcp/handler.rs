@@ -10,8 +10,8 @@ use hilo_runtime::ingress::exposed::{self, Follow, Offer, Phase, Snapshot};
 use rmcp::ErrorData as McpError;
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CancelTaskParams, CreateTaskResult, GetTaskParams,
-    GetTaskResult, Implementation, ListResourceTemplatesResult, ListResourcesResult,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, CreateTaskResult,
+    GetTaskParams, GetTaskResult, Implementation, ListResourceTemplatesResult, ListResourcesResult,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
     ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
     ServerCapabilities, ServerConfig, UpdateTaskParams,
@@ -121,6 +121,54 @@ impl Handler {
         super::tasks2025::Stdio::serve(self, who).await
     }
 
+    /// The task `id` of `tenant`: an execution started through MCP (any other id, another
+    /// tenant's included, is not a task).
+    pub(super) async fn task(&self, tenant: &str, id: &str) -> Result<Snapshot, McpError> {
+        let not_found = || {
+            McpError::invalid_params(
+                format!(
+                    "TASK_NOT_FOUND: no task `{id}`: tasks are the executions tools/call started (tasks/list lists them)"
+                ),
+                Some(serde_json::json!({"code": "TASK_NOT_FOUND"})),
+            )
+        };
+        match exposed::snapshot(&self.rt, tenant, id).await {
+            Ok(s) if s.execution.started_by == Some(StartedBy::Mcp) => Ok(s),
+            Ok(_) => Err(not_found()),
+            Err(e) if e.code() == "EXECUTION_NOT_FOUND" => Err(not_found()),
+            Err(e) => Err(runtime_error(e)),
+        }
+    }
+
+    /// Whether the version `snap`'s execution runs declares an output schema (its result then
+    /// carries `structuredContent`).
+    pub(super) async fn has_schema(&self, tenant: &str, snap: &Snapshot) -> bool {
+        let e = &snap.execution;
+        self.rt
+            .runner()
+            .workflows()
+            .get(tenant, &e.workflow, Some(e.version))
+            .await
+            .is_ok_and(|wf| exposed::output_schema(&wf).is_some())
+    }
+
+    /// Cancels task `id` (not one that has ended: invalid params, as the revisions say).
+    pub(super) async fn cancel(&self, tenant: &str, id: &str) -> Result<(), McpError> {
+        let snap = self.task(tenant, id).await?;
+        if snap.phase.is_terminal() {
+            return Err(McpError::invalid_params(
+                format!(
+                    "TASK_ENDED: task {id} has ended ({}) and cannot be cancelled",
+                    snap.execution.status.as_str()
+                ),
+                Some(serde_json::json!({"code": "TASK_ENDED"})),
+            ));
+        }
+        exposed::cancel(&self.rt, tenant, id, true)
+            .await
+            .map_err(runtime_error)
+    }
+
     pub(super) fn answer_url(&self, id: &str) -> String {
         format!("{}/executions/{id}", self.console)
     }
@@ -139,23 +187,26 @@ impl Handler {
         let mut follow = Follow::new(&self.rt, id, 0);
         let mut done = 0u32;
         let mut drive_over = false;
+        // Progress is told while the history can be read; a read that fails stops it (the
+        // call goes on).
+        let mut telling = token.is_some();
         while !drive_over {
             tokio::select! {
                 _ = &mut drive => drive_over = true,
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = ctx.ct.cancelled() => break,
-                events = follow.next(), if token.is_some() => {
-                    if let (Ok(events), Some(token)) = (events, &token) {
-                        done = progress(ctx, token, done, &events).await;
-                    }
-                }
+                events = follow.next(), if telling => match (events, &token) {
+                    (Ok(events), Some(token)) => done = progress(ctx, token, done, &events).await,
+                    _ => telling = false,
+                },
             }
         }
         // What the drive committed before it ended.
-        if let Some(token) = &token {
-            while let Ok(Ok(events)) =
-                tokio::time::timeout(Duration::from_millis(1), follow.next()).await
-            {
+        if let (true, Some(token)) = (telling, &token) {
+            while let Ok(events) = follow.ready().await {
+                if events.is_empty() {
+                    break;
+                }
                 done = progress(ctx, token, done, &events).await;
             }
         }
@@ -163,6 +214,30 @@ impl Handler {
             .await
             .map_err(runtime_error)
     }
+}
+
+/// A start the runtime refused: input the workflow's schema (or a tier) refuses is the
+/// model's to correct, a tool error it reads with hilo's code; what failed on hilo's side is
+/// the protocol's error.
+pub(super) fn refused(e: hilo_runtime::RuntimeError) -> Result<CallToolResult, McpError> {
+    let api = crate::error::ApiError::from(e);
+    if !api.status.is_client_error() {
+        return Err(McpError::internal_error(
+            format!("{}: {}", api.code, api.message),
+            Some(serde_json::json!({"code": api.code})),
+        ));
+    }
+    let mut r = CallToolResult::error(vec![rmcp::model::ContentBlock::text(format!(
+        "{}: {}",
+        api.code, api.message
+    ))]);
+    r.meta = Some(rmcp::model::MetaObject(
+        serde_json::json!({"hilo/error": {"code": api.code, "details": api.details}})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    ));
+    Ok(r)
 }
 
 /// Tells the client each node that finished among `events` (`done` told before); how many
@@ -266,28 +341,8 @@ impl ServerHandler for Handler {
         let started =
             match exposed::start(&self.rt, &who.tenant, &found, input, StartedBy::Mcp).await {
                 Ok(s) => s,
-                Err(e) => {
-                    // Refused input (the schema's, a tier's) is the model's to correct: a tool
-                    // error it reads. What failed on hilo's side is the protocol's error.
-                    let api = crate::error::ApiError::from(e);
-                    if !api.status.is_client_error() {
-                        return Err(McpError::internal_error(
-                            format!("{}: {}", api.code, api.message),
-                            Some(serde_json::json!({"code": api.code})),
-                        ));
-                    }
-                    let mut r =
-                        rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(
-                            format!("{}: {}", api.code, api.message),
-                        )]);
-                    r.meta = Some(rmcp::model::MetaObject(
-                    serde_json::json!({"hilo/error": {"code": api.code, "details": api.details}})
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default(),
-                ));
-                    return Ok(CallToolResponse::Complete(r));
-                }
+                // Refused input is the model's to correct (see `refused`).
+                Err(e) => return refused(e).map(CallToolResponse::Complete),
             };
         let tasks = ctx
             .client_capabilities()
@@ -314,18 +369,8 @@ impl ServerHandler for Handler {
     ) -> Result<GetTaskResult, McpError> {
         let who = self.acting(&ctx)?;
         who.require(Scope::Read)?;
-        let snap = exposed::snapshot(&self.rt, &who.tenant, &request.task_id)
-            .await
-            .map_err(runtime_error)?;
-        let has_schema = exposed::find(
-            &self.rt,
-            &who.tenant,
-            &snap.execution.workflow,
-            Surface::Mcp,
-            Offer::All,
-        )
-        .await
-        .is_ok_and(|e| e.output_schema.is_some());
+        let snap = self.task(&who.tenant, &request.task_id).await?;
+        let has_schema = self.has_schema(&who.tenant, &snap).await;
         Ok(GetTaskResult::new(views::detailed_task(
             &snap,
             has_schema,
@@ -340,9 +385,7 @@ impl ServerHandler for Handler {
     ) -> Result<(), McpError> {
         let who = self.acting(&ctx)?;
         who.require(Scope::Execute)?;
-        let snap = exposed::snapshot(&self.rt, &who.tenant, &request.task_id)
-            .await
-            .map_err(runtime_error)?;
+        let snap = self.task(&who.tenant, &request.task_id).await?;
         let Phase::InputRequired(pending) = &snap.phase else {
             return Err(McpError::invalid_params(
                 format!(
@@ -406,9 +449,7 @@ impl ServerHandler for Handler {
     ) -> Result<(), McpError> {
         let who = self.acting(&ctx)?;
         who.require(Scope::Execute)?;
-        exposed::cancel(&self.rt, &who.tenant, &request.task_id, true)
-            .await
-            .map_err(runtime_error)
+        self.cancel(&who.tenant, &request.task_id).await
     }
 
     async fn list_resources(
@@ -463,7 +504,7 @@ impl ServerHandler for Handler {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        self.acting(&ctx)?;
+        self.acting(&ctx)?.require(Scope::Read)?;
         let template = |uri: &str, name: &str, what: &str| {
             let mut t = ResourceTemplate::new(uri, name);
             t.description = Some(what.into());

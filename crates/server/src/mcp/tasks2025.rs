@@ -19,7 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hilo_core::Surface;
 use hilo_core::exec::{ExecFilter, StartedBy};
-use hilo_runtime::ingress::exposed::{self, Offer, Phase, Snapshot};
+use hilo_runtime::ingress::exposed::{self, Phase, Snapshot};
 use hilo_runtime::time::rfc3339;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -181,11 +181,6 @@ async fn answer_inner(
     use hilo_core::access::Scope;
     let missing =
         || rmcp::ErrorData::invalid_params(format!("`{method}` needs params.taskId"), None);
-    let snapshot = |id: String| async move {
-        exposed::snapshot(&h.rt, &who.tenant, &id)
-            .await
-            .map_err(super::handler::runtime_error)
-    };
     match method {
         "tools/call" => {
             who.require(Scope::Execute)?;
@@ -195,78 +190,82 @@ async fn answer_inner(
                 .ok_or_else(|| {
                     rmcp::ErrorData::invalid_params("tools/call needs params.name", None)
                 })?;
-            let input = msg
-                .pointer("/params/arguments")
-                .cloned()
-                .unwrap_or_else(|| json!({}));
+            let input = match msg.pointer("/params/arguments") {
+                None | Some(Value::Null) => json!({}),
+                Some(v @ Value::Object(_)) => v.clone(),
+                Some(_) => {
+                    return Err(rmcp::ErrorData::invalid_params(
+                        "tools/call's params.arguments must be an object (the workflow's input)",
+                        None,
+                    ));
+                }
+            };
             let found = exposed::find(&h.rt, &who.tenant, name, Surface::Mcp, h.offer)
                 .await
                 .map_err(super::handler::runtime_error)?;
-            let started = exposed::start(&h.rt, &who.tenant, &found, input, StartedBy::Mcp)
-                .await
-                .map_err(super::handler::runtime_error)?;
+            let started =
+                match exposed::start(&h.rt, &who.tenant, &found, input, StartedBy::Mcp).await {
+                    Ok(s) => s,
+                    // Refused input is a tool error the model reads, as without a task.
+                    Err(e) => return super::handler::refused(e).map(|r| json!(r)),
+                };
             // The drive goes on in its task; the client polls.
             drop(started.drive);
-            let snap = snapshot(started.id.clone()).await?;
+            let snap = h.task(&who.tenant, &started.id).await?;
             Ok(json!({"task": task(&snap, &h.answer_url(&started.id))}))
         }
         "tasks/get" => {
             who.require(Scope::Read)?;
-            let id = task_id(msg).ok_or_else(missing)?.to_string();
-            let snap = snapshot(id.clone()).await?;
-            Ok(task(&snap, &h.answer_url(&id)))
+            let id = task_id(msg).ok_or_else(missing)?;
+            let snap = h.task(&who.tenant, id).await?;
+            Ok(task(&snap, &h.answer_url(id)))
         }
         "tasks/cancel" => {
             who.require(Scope::Execute)?;
-            let id = task_id(msg).ok_or_else(missing)?.to_string();
-            exposed::cancel(&h.rt, &who.tenant, &id, true)
+            let id = task_id(msg).ok_or_else(missing)?;
+            h.cancel(&who.tenant, id).await?;
+            let snap = exposed::settle(&h.rt, &who.tenant, id, SETTLE)
                 .await
                 .map_err(super::handler::runtime_error)?;
-            let snap = exposed::settle(&h.rt, &who.tenant, &id, SETTLE)
-                .await
-                .map_err(super::handler::runtime_error)?;
-            Ok(task(&snap, &h.answer_url(&id)))
+            Ok(task(&snap, &h.answer_url(id)))
         }
         "tasks/result" => {
             who.require(Scope::Read)?;
-            let id = task_id(msg).ok_or_else(missing)?.to_string();
-            // Waits for the end: a person may take long; the client sets the timeout.
-            let mut follow = exposed::Follow::new(&h.rt, &id, 0);
-            let snap = loop {
-                let snap = snapshot(id.clone()).await?;
-                if snap.phase.is_terminal() {
-                    break snap;
-                }
+            let id = task_id(msg).ok_or_else(missing)?;
+            // Waits for the end: a person may take long; the client sets the timeout (the
+            // wait ends with its request: its connection, or stdin on stdio).
+            let mut snap = h.task(&who.tenant, id).await?;
+            let mut follow = exposed::Follow::new(&h.rt, id, snap.execution.last_seq);
+            while !snap.phase.is_terminal() {
                 follow.next().await.map_err(super::handler::runtime_error)?;
-            };
-            let has_schema = exposed::find(
-                &h.rt,
-                &who.tenant,
-                &snap.execution.workflow,
-                Surface::Mcp,
-                Offer::All,
-            )
-            .await
-            .is_ok_and(|e| e.output_schema.is_some());
-            let mut result =
-                serde_json::to_value(views::call_result(has_schema, &snap, &h.answer_url(&id)))
-                    .unwrap_or_else(|_| json!({}));
-            if let Some(meta) = result.as_object_mut().map(|r| {
-                r.entry("_meta")
-                    .or_insert_with(|| json!({}))
-                    .as_object_mut()
-                    .map(|m| m.insert(RELATED_TASK.into(), json!({"taskId": id})))
-            }) {
-                let _ = meta;
+                snap = h.task(&who.tenant, id).await?;
+            }
+            let has_schema = h.has_schema(&who.tenant, &snap).await;
+            let mut result = json!(views::call_result(has_schema, &snap, &h.answer_url(id)));
+            if let Some(meta) = result.get_mut("_meta").and_then(Value::as_object_mut) {
+                meta.insert(RELATED_TASK.into(), json!({"taskId": id}));
             }
             Ok(result)
         }
         "tasks/list" => {
             who.require(Scope::Read)?;
-            let before = msg
-                .pointer("/params/cursor")
-                .and_then(Value::as_str)
-                .and_then(|c| crate::api::params::decode_time_cursor(c).ok());
+            let before = match msg.pointer("/params/cursor") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(c)) => Some(
+                    crate::api::params::decode_time_cursor(c).map_err(|_| {
+                        rmcp::ErrorData::invalid_params(
+                            "tasks/list's cursor is not one this server gave out; start again without one",
+                            None,
+                        )
+                    })?,
+                ),
+                Some(_) => {
+                    return Err(rmcp::ErrorData::invalid_params(
+                        "tasks/list's cursor must be a string",
+                        None,
+                    ));
+                }
+            };
             let mut list =
                 h.rt.store()
                     .list_executions(
@@ -287,8 +286,10 @@ async fn answer_inner(
                 .into_iter()
                 .filter(|e| e.started_by == Some(StartedBy::Mcp))
             {
-                let snap = snapshot(e.id.clone()).await?;
-                tasks.push(task(&snap, &h.answer_url(&e.id)));
+                // One deleted since the page was read is left out.
+                if let Ok(snap) = h.task(&who.tenant, &e.id).await {
+                    tasks.push(task(&snap, &h.answer_url(&e.id)));
+                }
             }
             let mut result = json!({"tasks": tasks});
             if let Some(n) = next {
@@ -423,13 +424,34 @@ impl Stdio {
                 }
             })
         };
+        // The answers this room owes (a `tasks/result` may wait long): stopped when the
+        // client goes.
+        let owed: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let max = handler.max_body;
         let incoming = {
             let (out_tx, patches, version) = (out_tx.clone(), patches.clone(), version.clone());
+            let owed = owed.clone();
             let who = Arc::new(who);
             tokio::spawn(async move {
                 let mut to_rmcp = to_rmcp;
-                let mut lines = BufReader::new(tokio::io::stdin()).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                let mut stdin = BufReader::new(tokio::io::stdin());
+                loop {
+                    let line = match read_line(&mut stdin, max).await {
+                        Line::Eof => break,
+                        Line::TooLong => {
+                            let e = error(
+                                &Value::Null,
+                                -32600,
+                                format!(
+                                    "a message is over {max} bytes ([server] max_body_bytes): it was dropped"
+                                ),
+                                None,
+                            );
+                            let _ = out_tx.send(e.to_string()).await;
+                            continue;
+                        }
+                        Line::Text(line) => line,
+                    };
                     let msg: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
                     let v = version
                         .lock()
@@ -438,13 +460,27 @@ impl Stdio {
                     match route(&msg, v.as_deref()) {
                         Route::Own => {
                             let (h, who, out_tx) = (handler.clone(), who.clone(), out_tx.clone());
-                            tokio::spawn(async move {
+                            let task = tokio::spawn(async move {
                                 let a = answer(&h, &who, &msg).await;
                                 let _ = out_tx.send(a.to_string()).await;
                             });
+                            let mut owed = owed.lock().unwrap_or_else(PoisonError::into_inner);
+                            owed.retain(|t| !t.is_finished());
+                            owed.push(task.abort_handle());
                             continue;
                         }
                         r @ (Route::PatchInitialize | Route::PatchToolsList) => {
+                            // What the client asks for is what it gets when hilo speaks it
+                            // (its answer confirms it): requests sent before that answer
+                            // arrives are routed by it.
+                            if r == Route::PatchInitialize
+                                && let Some(asked) = msg
+                                    .pointer("/params/protocolVersion")
+                                    .and_then(Value::as_str)
+                            {
+                                *version.lock().unwrap_or_else(PoisonError::into_inner) =
+                                    Some(asked.to_string());
+                            }
                             if let Some(id) = msg.get("id") {
                                 patches
                                     .lock()
@@ -460,19 +496,72 @@ impl Stdio {
                         break;
                     }
                 }
+                // Dropping `to_rmcp` closes rmcp's input: it stops once it has answered.
             })
         };
         let running = service
             .await
             .map_err(|e| format!("the MCP client's first messages could not be read: {e}"))?;
-        let ended = tokio::select! {
-            r = running.waiting() => r.map(|_| ()).map_err(|e| format!("the MCP connection stopped: {e}")),
-            _ = incoming => Ok(()),
-        };
-        outgoing.abort();
+        // Ends when stdin closes (through `to_rmcp`) or rmcp stops.
+        let ended = running
+            .waiting()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("the MCP connection stopped: {e}"));
+        // rmcp is done: what it wrote goes out whole; what this room still owes is dropped
+        // with the client that asked.
+        let _ = outgoing.await;
+        incoming.abort();
+        for t in owed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            t.abort();
+        }
         drop(out_tx);
         let _ = writer.await;
         ended
+    }
+}
+
+/// A line of stdin.
+enum Line {
+    Text(String),
+    /// Longer than the bound: read to its end and dropped.
+    TooLong,
+    Eof,
+}
+
+/// Reads one line of at most `max` bytes (the newline aside).
+async fn read_line(r: &mut BufReader<tokio::io::Stdin>, max: usize) -> Line {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    match r.take(limit).read_until(b'\n', &mut buf).await {
+        Ok(0) | Err(_) => return Line::Eof,
+        Ok(_) => {}
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+        return Line::Text(String::from_utf8_lossy(&buf).into_owned());
+    }
+    if buf.len() <= max {
+        // The last line, without a newline.
+        return Line::Text(String::from_utf8_lossy(&buf).into_owned());
+    }
+    // Over the bound: skip to the end of the line.
+    let mut rest = Vec::new();
+    loop {
+        rest.clear();
+        match r.take(1 << 16).read_until(b'\n', &mut rest).await {
+            Ok(0) | Err(_) => return Line::TooLong,
+            Ok(_) if rest.last() == Some(&b'\n') => return Line::TooLong,
+            Ok(_) => {}
+        }
     }
 }
 
