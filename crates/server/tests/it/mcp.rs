@@ -464,6 +464,39 @@ async fn core_tasks_of_2025_11_25_run_a_call_as_a_task_until_a_person_answers() 
     )
     .await;
     assert_eq!(c["result"]["status"], "cancelled", "{c}");
+    // An ended task cannot be cancelled again; an execution the REST API started is no task.
+    let (_, again) = rpc(
+        &s,
+        Some(&key),
+        v,
+        false,
+        "tasks/cancel",
+        json!({"taskId": id2}),
+    )
+    .await;
+    assert_eq!(again["error"]["code"], -32602, "{again}");
+    let (code, rest) = s
+        .post(
+            &key,
+            "/workflows/add/execute",
+            json!({"input": {"a": 1, "b": 1}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{rest}");
+    let rest_id = rest["id"].as_str().unwrap();
+    let (_, not_task) = rpc(
+        &s,
+        Some(&key),
+        v,
+        false,
+        "tasks/get",
+        json!({"taskId": rest_id}),
+    )
+    .await;
+    assert_eq!(
+        not_task["error"]["data"]["code"], "TASK_NOT_FOUND",
+        "{not_task}"
+    );
     s.stop().await;
 }
 
