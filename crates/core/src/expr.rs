@@ -97,10 +97,92 @@ pub fn compile_jmespath(expr: &str) -> Result<jmespath::Expression<'static>, Com
         });
     }
     limits::scan_expression(expr)?;
-    jmespath::compile(expr).map_err(|e| CompileError {
+    let compiled = jmespath::compile(expr).map_err(|e| CompileError {
         message: format!("{} (at character {})", e.reason, e.offset + 1),
         limit: None,
-    })
+    })?;
+    // A function JMESPath does not have fails every evaluation: say so when it is written.
+    if let Some((name, offset)) = unknown_function(compiled.as_ast()) {
+        let mut names: Vec<&str> = JMESPATH_FUNCTIONS.to_vec();
+        names.sort_unstable();
+        let hint = crate::diagnostic::did_you_mean(&name, names.iter().copied())
+            .map(|s| format!("did you mean `{s}()`? "))
+            .unwrap_or_default();
+        return Err(CompileError {
+            message: format!(
+                "unknown function `{name}()` (at character {}); {hint}JMESPath's functions are {}",
+                offset + 1,
+                names.join(", ")
+            ),
+            limit: None,
+        });
+    }
+    Ok(compiled)
+}
+
+/// The functions expressions can call: JMESPath's built-ins.
+const JMESPATH_FUNCTIONS: [&str; 26] = [
+    "abs",
+    "avg",
+    "ceil",
+    "contains",
+    "ends_with",
+    "floor",
+    "join",
+    "keys",
+    "length",
+    "map",
+    "min",
+    "max",
+    "max_by",
+    "min_by",
+    "merge",
+    "not_null",
+    "reverse",
+    "sort",
+    "sort_by",
+    "starts_with",
+    "sum",
+    "to_array",
+    "to_number",
+    "to_string",
+    "type",
+    "values",
+];
+
+/// The first call of a function the runtime does not have, and where it is.
+fn unknown_function(ast: &jmespath::ast::Ast) -> Option<(String, usize)> {
+    use jmespath::ast::Ast;
+    match ast {
+        Ast::Function { name, args, offset } => {
+            if jmespath::DEFAULT_RUNTIME.get_function(name).is_none() {
+                // The parser places a call at its `(`: the name ends there.
+                return Some((name.clone(), offset.saturating_sub(name.len())));
+            }
+            args.iter().find_map(unknown_function)
+        }
+        Ast::Comparison { lhs, rhs, .. }
+        | Ast::And { lhs, rhs, .. }
+        | Ast::Or { lhs, rhs, .. }
+        | Ast::Projection { lhs, rhs, .. }
+        | Ast::Subexpr { lhs, rhs, .. } => unknown_function(lhs).or_else(|| unknown_function(rhs)),
+        Ast::Condition {
+            predicate, then, ..
+        } => unknown_function(predicate).or_else(|| unknown_function(then)),
+        Ast::Expref { ast, .. } => unknown_function(ast),
+        Ast::Flatten { node, .. } | Ast::Not { node, .. } | Ast::ObjectValues { node, .. } => {
+            unknown_function(node)
+        }
+        Ast::MultiList { elements, .. } => elements.iter().find_map(unknown_function),
+        Ast::MultiHash { elements, .. } => {
+            elements.iter().find_map(|kv| unknown_function(&kv.value))
+        }
+        Ast::Identity { .. }
+        | Ast::Field { .. }
+        | Ast::Index { .. }
+        | Ast::Literal { .. }
+        | Ast::Slice { .. } => None,
+    }
 }
 
 /// Compiles a Jinja template (syntax only: names are resolved when it renders), after
@@ -406,6 +488,24 @@ mod tests {
                 assert_eq!(v.to_string(), want.as_ref().unwrap().to_string());
             }
         }
+    }
+
+    #[test]
+    fn unknown_functions_are_refused_when_written() {
+        let e = match compile_jmespath("sum([input.a, multiply(input.b, `2`)])") {
+            Err(e) => e.message,
+            Ok(_) => String::new(),
+        };
+        assert!(
+            e.starts_with("unknown function `multiply()` (at character 15)"),
+            "{e}"
+        );
+        let e = match compile_jmespath("lenght(items)") {
+            Err(e) => e.message,
+            Ok(_) => String::new(),
+        };
+        assert!(e.contains("did you mean `length()`?"), "{e}");
+        assert!(compile_jmespath("sort_by(items, &to_number(n))[0]").is_ok());
     }
 
     #[test]
