@@ -593,6 +593,24 @@ impl Connections {
                 tokio::time::sleep(Duration::from_millis(LEASE_POLL_MS)).await;
                 continue;
             }
+            // The lease is ours; another process may have refreshed between the read above
+            // and the lease (it released its own): read the row again and, when it was,
+            // use what it got rather than spend the refresh token a second time.
+            let now_row = kept
+                .store
+                .get_connection(&tenant_id, name, entity)
+                .await
+                .map_err(store_error)?;
+            if now_row
+                .as_ref()
+                .is_none_or(|r| r.last_refresh_at != row.last_refresh_at || r.status != row.status)
+            {
+                let _ = kept
+                    .store
+                    .release_connection(&tenant_id, name, entity)
+                    .await;
+                continue;
+            }
             let outcome = self
                 .refresh(tenant, name, entity, config, &row, refresh)
                 .await;
