@@ -34,6 +34,8 @@ pub struct Handler {
     wait: Duration,
     /// The largest message taken (`[server] max_body_bytes`).
     pub(super) max_body: usize,
+    /// The `Host` names `/mcp` answers (as rmcp checks them; empty: any, as on stdio).
+    pub(super) hosts: std::sync::Arc<[String]>,
     /// Where people answer: `[server] public_url` (else the listening address) and the
     /// console's prefix.
     console: String,
@@ -79,6 +81,7 @@ impl Handler {
             offer: settings.mcp_server.offer(),
             wait: Duration::from_millis(settings.mcp_server.wait_ms),
             max_body: settings.server.max_body_bytes,
+            hosts: std::sync::Arc::from(Vec::new()),
             console: format!("{}{prefix}", base.trim_end_matches('/')),
             tenant,
         }

@@ -34,7 +34,7 @@ pub const PATH: &str = "/mcp";
 /// `/mcp`: MCP over streamable HTTP, stateless (no sessions: any replica answers any
 /// request), behind the API keys (bearer) and the body limit of the REST API.
 pub fn router(state: &AppState) -> Router<AppState> {
-    let handler = Handler::new(state.runtime().clone(), state.settings(), None);
+    let mut handler = Handler::new(state.runtime().clone(), state.settings(), None);
     let server = &state.settings().server;
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     // The names people reach the server by: its public address and the one it listens on.
@@ -53,6 +53,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         }
     }
     hosts.extend(state.settings().mcp_server.allowed_hosts.iter().cloned());
+    handler.hosts = std::sync::Arc::from(hosts.clone());
     let mut config = StreamableHttpServerConfig::default().with_allowed_hosts(hosts);
     config.legacy_session_mode = false;
     config.json_response = true;

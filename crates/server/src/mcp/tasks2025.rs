@@ -342,6 +342,14 @@ pub async fn layer(State(h): State<Handler>, req: Request, next: Next) -> Respon
             let Some(c) = caller else {
                 return next.run(req).await;
             };
+            // What rmcp checks before it answers (DNS rebinding), checked here too.
+            if !host_allowed(req.headers(), &h.hosts) {
+                return (
+                    axum::http::StatusCode::FORBIDDEN,
+                    "Forbidden: the Host header names no host this server answers as ([mcp_server] allowed_hosts)",
+                )
+                    .into_response();
+            }
             let who = Acting {
                 tenant: c.tenant,
                 scopes: c.scopes,
@@ -382,6 +390,28 @@ pub async fn layer(State(h): State<Handler>, req: Request, next: Next) -> Respon
             Response::from_parts(parts, Body::from(body))
         }
     }
+}
+
+/// Whether the request's `Host` is one of `allowed` (`host` or `host:port`; empty: any).
+fn host_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(authority) = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| axum::http::uri::Authority::try_from(v).ok())
+    else {
+        return false;
+    };
+    let norm = |h: &str| h.trim_matches(['[', ']']).to_ascii_lowercase();
+    let (host, port) = (norm(authority.host()), authority.port_u16());
+    allowed
+        .iter()
+        .any(|a| match axum::http::uri::Authority::try_from(a.trim()) {
+            Ok(x) => norm(x.host()) == host && x.port_u16().is_none_or(|p| Some(p) == port),
+            Err(_) => norm(a) == host,
+        })
 }
 
 /// `hilo mcp`'s side of this room: sits between stdio and rmcp, line by line (the stdio
@@ -614,6 +644,23 @@ mod tests {
         assert_eq!(route(&get, Some("2026-07-28")), Route::Pass);
         let note = json!({"jsonrpc": "2.0", "method": "tasks/get"});
         assert_eq!(route(&note, Some(REVISION)), Route::Pass);
+    }
+
+    #[test]
+    fn hosts_are_checked_as_rmcp_checks_them() {
+        let allowed = ["localhost".to_string(), "example.com:8443".to_string()];
+        let with = |host: &str| {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(
+                header::HOST,
+                HeaderValue::from_str(host).unwrap_or(HeaderValue::from_static("x")),
+            );
+            host_allowed(&h, &allowed)
+        };
+        assert!(with("localhost:8080") && with("LOCALHOST") && with("example.com:8443"));
+        assert!(!with("evil.test") && !with("example.com:80") && !with("example.com"));
+        assert!(host_allowed(&axum::http::HeaderMap::new(), &[]));
+        assert!(!host_allowed(&axum::http::HeaderMap::new(), &allowed));
     }
 
     #[test]

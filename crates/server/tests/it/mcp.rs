@@ -645,6 +645,22 @@ async fn hostile_messages_are_refused_and_the_server_stays_healthy() {
         let status = r.status().as_u16();
         assert!(status < 500, "status {status}");
     }
+    // Another Host (DNS rebinding) is refused, by rmcp and for the requests hilo answers
+    // beside it (2025-11-25's tasks) alike.
+    for method in ["tools/list", "tasks/list"] {
+        let r = s
+            .http
+            .post(&url)
+            .bearer_auth(&key)
+            .header("host", "evil.test")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{method}");
+    }
     let (code, v) = s.get(&key, "/health").await;
     assert_eq!(code, 200, "{v}");
     s.stop().await;
