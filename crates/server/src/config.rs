@@ -328,11 +328,7 @@ impl Default for McpServerSettings {
 impl McpServerSettings {
     /// Which workflows are tools.
     pub fn offer(&self) -> hilo_runtime::ingress::exposed::Offer {
-        if self.expose_all {
-            hilo_runtime::ingress::exposed::Offer::All
-        } else {
-            hilo_runtime::ingress::exposed::Offer::Listed
-        }
+        hilo_runtime::ingress::exposed::Offer::of(self.expose_all)
     }
 }
 
@@ -366,11 +362,7 @@ impl Default for A2aServerSettings {
 impl A2aServerSettings {
     /// Which workflows are skills.
     pub fn offer(&self) -> hilo_runtime::ingress::exposed::Offer {
-        if self.expose_all {
-            hilo_runtime::ingress::exposed::Offer::All
-        } else {
-            hilo_runtime::ingress::exposed::Offer::Listed
-        }
+        hilo_runtime::ingress::exposed::Offer::of(self.expose_all)
     }
 }
 

@@ -31,6 +31,17 @@ pub enum Offer {
     All,
 }
 
+impl Offer {
+    /// What a surface's `expose_all` setting means.
+    pub fn of(expose_all: bool) -> Offer {
+        if expose_all {
+            Offer::All
+        } else {
+            Offer::Listed
+        }
+    }
+}
+
 /// A workflow as another agent sees it.
 #[derive(Debug, Clone)]
 pub struct Exposed {
@@ -277,6 +288,22 @@ pub async fn snapshot(rt: &Runtime, tenant: &str, id: &str) -> Result<Snapshot> 
     Ok(Snapshot { execution, phase })
 }
 
+/// Execution `id` of `tenant` now if `by` started it; `None` when it did not or there is no
+/// such execution (a surface's tasks are only the executions it started).
+pub async fn started_by(
+    rt: &Runtime,
+    tenant: &str,
+    id: &str,
+    by: &StartedBy,
+) -> Result<Option<Snapshot>> {
+    match snapshot(rt, tenant, id).await {
+        Ok(s) if s.execution.started_by.as_ref() == Some(by) => Ok(Some(s)),
+        Ok(_) => Ok(None),
+        Err(RuntimeError::Store(StoreError::ExecutionNotFound { .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// How often a follower reads the history when nothing woke it: an execution driven by
 /// another process commits without telling this one.
 const POLL: Duration = Duration::from_millis(500);
@@ -399,20 +426,29 @@ pub async fn cancel(rt: &Runtime, tenant: &str, id: &str, compensate: bool) -> R
     Ok(())
 }
 
-/// Execution `id` once it has ended, or as it is after `within` (a cancellation is applied by
-/// the process driving it, at once when it waits for a person, within a heartbeat when it
-/// runs).
-pub async fn settle(rt: &Runtime, tenant: &str, id: &str, within: Duration) -> Result<Snapshot> {
+/// Execution `id` once `stop` holds of its phase (it has ended; or it asks a person), or as
+/// it is after `within`. (A cancellation is applied by the process driving the execution: at
+/// once in this one, at its next heartbeat in another.)
+pub async fn settle(
+    rt: &Runtime,
+    tenant: &str,
+    id: &str,
+    within: Duration,
+    stop: impl Fn(&Phase) -> bool,
+) -> Result<Snapshot> {
     let deadline = tokio::time::Instant::now() + within;
+    // Subscribed before the first read: nothing committed in between is missed.
     let mut follow = Follow::new(rt, id, 0);
     loop {
         let snap = snapshot(rt, tenant, id).await?;
-        if snap.phase.is_terminal() || tokio::time::Instant::now() >= deadline {
+        if stop(&snap.phase) || tokio::time::Instant::now() >= deadline {
             return Ok(snap);
         }
         // Only what is committed after this snapshot can change it.
         follow.last = follow.last.max(snap.execution.last_seq);
-        let _ = tokio::time::timeout_at(deadline, follow.next()).await;
+        if let Ok(read) = tokio::time::timeout_at(deadline, follow.next()).await {
+            read?;
+        }
     }
 }
 

@@ -585,20 +585,9 @@ async fn cancel_task(call: &Call, params: &Map<String, Value>) -> Result<Value, 
             e => e,
         })?;
     let wait = Duration::from_millis(call.state.settings().a2a_server.wait_ms);
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut follow = Follow::new(rt, &id, 0);
-    let snap = loop {
-        let snap = task::snapshot(rt, tenant, &id).await?;
-        if snap.phase.is_terminal() {
-            break snap;
-        }
-        follow.last = snap.execution.last_seq;
-        match tokio::time::timeout_at(deadline, follow.next()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(task::runtime_error(e)),
-            Err(_) => break task::snapshot(rt, tenant, &id).await?,
-        }
-    };
+    let snap = exposed::settle(rt, tenant, &id, wait, Phase::is_terminal)
+        .await
+        .map_err(task::runtime_error)?;
     let include = Include {
         history: None,
         artifacts: true,

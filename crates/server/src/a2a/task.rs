@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use hilo_core::exec::{HumanTask, StartedBy};
 use hilo_runtime::Runtime;
-use hilo_runtime::ingress::exposed::{self, Follow, Phase, Snapshot};
+use hilo_runtime::ingress::exposed::{self, Phase, Snapshot};
 use serde_json::{Value, json};
 
 use super::wire::{Artifact, Kind, Msg, Part, Role, RpcError, State, Status, TaskView};
@@ -83,12 +83,10 @@ pub async fn snapshot(rt: &Runtime, tenant: &str, id: &str) -> Result<Snapshot, 
     if id.is_empty() || id.len() > 200 {
         return Err(not_found(id));
     }
-    match exposed::snapshot(rt, tenant, id).await {
-        Ok(s) if s.execution.started_by == Some(StartedBy::A2a) => Ok(s),
-        Ok(_) => Err(not_found(id)),
-        Err(e) if e.code() == "EXECUTION_NOT_FOUND" => Err(not_found(id)),
-        Err(e) => Err(runtime_error(e)),
-    }
+    exposed::started_by(rt, tenant, id, &StartedBy::A2a)
+        .await
+        .map_err(runtime_error)?
+        .ok_or_else(|| not_found(id))
 }
 
 /// Waits, up to `wait`, until task `id` ends or asks for input; the snapshot then (or when
@@ -99,21 +97,13 @@ pub async fn settle(
     id: &str,
     wait: Duration,
 ) -> Result<Snapshot, RpcError> {
-    let deadline = tokio::time::Instant::now() + wait;
-    // Subscribed before the first read: nothing committed in between is missed.
-    let mut follow = Follow::new(rt, id, 0);
-    loop {
-        let snap = snapshot(rt, tenant, id).await?;
-        if snap.phase.is_terminal() || matches!(snap.phase, Phase::InputRequired(_)) {
-            return Ok(snap);
-        }
-        follow.last = snap.execution.last_seq;
-        match tokio::time::timeout_at(deadline, follow.next()).await {
-            Err(_) => return snapshot(rt, tenant, id).await,
-            Ok(Err(e)) => return Err(runtime_error(e)),
-            Ok(Ok(_)) => {}
-        }
-    }
+    // The caller has this task already (it started or answered it): its phase is read as
+    // any execution's.
+    exposed::settle(rt, tenant, id, wait, |p| {
+        p.is_terminal() || matches!(p, Phase::InputRequired(_))
+    })
+    .await
+    .map_err(runtime_error)
 }
 
 fn agent_message(task: &str, id: String, parts: Vec<Part>, metadata: Option<Value>) -> Msg {

@@ -135,12 +135,10 @@ impl Handler {
                 Some(serde_json::json!({"code": "TASK_NOT_FOUND"})),
             )
         };
-        match exposed::snapshot(&self.rt, tenant, id).await {
-            Ok(s) if s.execution.started_by == Some(StartedBy::Mcp) => Ok(s),
-            Ok(_) => Err(not_found()),
-            Err(e) if e.code() == "EXECUTION_NOT_FOUND" => Err(not_found()),
-            Err(e) => Err(runtime_error(e)),
-        }
+        exposed::started_by(&self.rt, tenant, id, &StartedBy::Mcp)
+            .await
+            .map_err(runtime_error)?
+            .ok_or_else(not_found)
     }
 
     /// Whether the version `snap`'s execution runs declares an output schema (its result then
@@ -185,32 +183,43 @@ impl Handler {
         mut drive: tokio::task::JoinHandle<Result<hilo_engine::Outcome, hilo_engine::EngineError>>,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<Snapshot, McpError> {
-        let token = ctx.meta.get_progress_token();
         let deadline = tokio::time::Instant::now() + self.wait;
+        let Some(token) = ctx.meta.get_progress_token() else {
+            tokio::select! {
+                _ = &mut drive => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = ctx.ct.cancelled() => {}
+            }
+            return exposed::snapshot(&self.rt, tenant, id)
+                .await
+                .map_err(runtime_error);
+        };
+        // The history is followed (this process's commits wake the follower) only for a
+        // client that asked for progress.
         let mut follow = Follow::new(&self.rt, id, 0);
         let mut done = 0u32;
         let mut drive_over = false;
         // Progress is told while the history can be read; a read that fails stops it (the
         // call goes on).
-        let mut telling = token.is_some();
+        let mut telling = true;
         while !drive_over {
             tokio::select! {
                 _ = &mut drive => drive_over = true,
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = ctx.ct.cancelled() => break,
-                events = follow.next(), if telling => match (events, &token) {
-                    (Ok(events), Some(token)) => done = progress(ctx, token, done, &events).await,
-                    _ => telling = false,
+                events = follow.next(), if telling => match events {
+                    Ok(events) => done = progress(ctx, &token, done, &events).await,
+                    Err(_) => telling = false,
                 },
             }
         }
         // What the drive committed before it ended.
-        if let (true, Some(token)) = (telling, &token) {
+        if telling {
             while let Ok(events) = follow.ready().await {
                 if events.is_empty() {
                     break;
                 }
-                done = progress(ctx, token, done, &events).await;
+                done = progress(ctx, &token, done, &events).await;
             }
         }
         exposed::snapshot(&self.rt, tenant, id)

@@ -224,7 +224,7 @@ async fn answer_inner(
             who.require(Scope::Execute)?;
             let id = task_id(msg).ok_or_else(missing)?;
             h.cancel(&who.tenant, id).await?;
-            let snap = exposed::settle(&h.rt, &who.tenant, id, SETTLE)
+            let snap = exposed::settle(&h.rt, &who.tenant, id, SETTLE, Phase::is_terminal)
                 .await
                 .map_err(super::handler::runtime_error)?;
             Ok(task(&snap, &h.answer_url(id)))
