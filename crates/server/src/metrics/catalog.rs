@@ -307,6 +307,13 @@ pub const METRICS: &[Metric] = &[
         "HTTP requests refused by an API key's rate limit.",
     ),
     m(
+        "hilo_public_refused_total",
+        C,
+        None,
+        &["limit"],
+        "Public (chat widget) requests refused with 429 or 503, by the limit that refused them: connections (the share of connections for public requests), requests (per client address) or handler (a widget, token or conversation limit).",
+    ),
+    m(
         "hilo_queue_actions_total",
         C,
         None,
@@ -403,6 +410,44 @@ pub fn find(name: &str) -> Option<&'static Metric> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every metric the code records is listed (the Prometheus test finds a missing one only
+    /// when another test of its binary happened to record it first).
+    #[test]
+    fn every_recorded_metric_is_listed() {
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = vec![crates];
+        let mut found = 0;
+        while let Some(p) = files.pop() {
+            if p.is_dir() {
+                if p.ends_with("target") || p.ends_with("node_modules") {
+                    continue;
+                }
+                files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            if p.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            for mac in ["counter!(", "gauge!(", "histogram!("] {
+                for (at, _) in text.match_indices(mac) {
+                    let rest = text[at + mac.len()..].trim_start();
+                    let Some(rest) = rest.strip_prefix("\"hilo_") else {
+                        continue;
+                    };
+                    let name = format!("hilo_{}", &rest[..rest.find('"').unwrap()]);
+                    found += 1;
+                    assert!(
+                        METRICS.iter().any(|d| d.name == name),
+                        "{} records {name}, which is not in the catalog",
+                        p.display()
+                    );
+                }
+            }
+        }
+        assert!(found > 20, "found only {found} metrics in the sources");
+    }
 
     /// Names follow Prometheus conventions: `hilo_` prefix, counters end in `_total`, timed
     /// histograms and gauges in `_seconds`, no name twice.
