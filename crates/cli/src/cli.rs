@@ -317,6 +317,32 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run an execution again from its record, against its own workflow version or another
+    /// (--version), with every tool, model, script, child and person answered from what was
+    /// recorded: nothing is called, nothing is written, nothing costs. Reports whether the
+    /// same path, outputs and decisions came out and where it first diverged. With
+    /// --workflow and --since, replays that workflow's executions and sums them up. Exit
+    /// code 0 same, 1 diverged, 3 the record has no answer for a request, 2 bad input.
+    Replay {
+        /// Execution id (or --workflow)
+        #[arg(required_unless_present = "workflow", conflicts_with = "workflow")]
+        id: Option<String>,
+        /// Replay against this version of the execution's workflow
+        #[arg(long, value_name = "V")]
+        version: Option<u64>,
+        /// Replay this workflow's executions (with --since)
+        #[arg(long, value_name = "NAME", requires = "since")]
+        workflow: Option<String>,
+        /// With --workflow: executions created since then (7d, 24h, or an RFC 3339 time)
+        #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+        since: Option<Since>,
+        /// With --workflow: at most this many executions, newest first
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        limit: u32,
+        /// Print JSON: one execution's report, or {"workflow", "replayed", "same", "diverged", "no_record", "reports"}
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and prune executions.
     #[command(subcommand)]
     Executions(ExecutionsCommand),

@@ -10,12 +10,12 @@ use clap::CommandFactory;
 
 use crate::app::App;
 use crate::cli::{Cli, Command, ToolsCommand};
-use crate::diff;
 use crate::exit::Exit;
 use crate::{
     bench, costs, demo, exec, hil, init, kb, memory, out, remote, secrets, serve, tools, triggers,
     workflows,
 };
+use crate::{diff, replay};
 
 /// Runs `command` with the process's wiring.
 pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
@@ -58,6 +58,14 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
         } => exec::cancel(app, &id, !no_compensate, json).await,
         Command::Executions(cmd) => exec::executions(app, cmd).await,
         Command::Diff { a, b, json } => diff::diff(app, &a, &b, json).await,
+        Command::Replay {
+            id,
+            version,
+            workflow,
+            since,
+            limit,
+            json,
+        } => replay::replay(app, id, version, workflow, since, limit, json).await,
         Command::Worker {
             concurrency,
             metrics_addr,

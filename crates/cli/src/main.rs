@@ -28,6 +28,7 @@ mod kb;
 mod logging;
 mod memory;
 mod remote;
+mod replay;
 mod secrets;
 mod serve;
 mod tools;

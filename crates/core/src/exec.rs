@@ -272,6 +272,43 @@ pub struct NodeDetail {
     /// same child id) instead of asking the model again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emitted: Option<Box<Emitted>>,
+    /// The calls an agent node's last attempt made, in order: every model answer and tool
+    /// result it received (the record `hilo replay` answers from; see [`RecordedCall`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<RecordedCall>,
+}
+
+/// What a recorded call asked of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallKind {
+    /// A model call through the router.
+    Model,
+    /// A tool call through the executor.
+    Tool,
+}
+
+/// One call an agent made inside its node, as the record keeps it: keyed by the node (its key
+/// names the loop iteration), the attempt, the call's number in the attempt and a digest of
+/// its request. Values are kept as the agent received them: tool outputs already scrubbed of
+/// the call's secrets by the executor; not redacted further (the record is the execution's,
+/// like node outputs, not a telemetry sink).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedCall {
+    /// 1 for the attempt's first call.
+    pub n: u32,
+    pub kind: CallKind,
+    /// The tool's name, or the model call's purpose (`chat`, `classify`, `repair`, ...).
+    pub name: String,
+    /// The first 16 bytes of SHA-256 over the canonical JSON of `request`, in hex.
+    pub digest: String,
+    /// What was sent: a tool's input; a model call's target, needs and conversation.
+    pub request: Value,
+    /// What came back: the tool's output or the model's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<NodeError>,
 }
 
 /// The workflow a planner wrote and the child execution that runs it (see
@@ -1012,6 +1049,8 @@ impl std::fmt::Debug for TokenSink {
 pub struct AgentRun {
     pub result: std::result::Result<Value, NodeError>,
     pub trace: Option<Value>,
+    /// Every call the run made, in order (kept in the node's row: `detail.calls`).
+    pub calls: Vec<RecordedCall>,
 }
 
 /// Runs agent nodes (`hilo-llm` provides one). Without one, agent nodes fail with

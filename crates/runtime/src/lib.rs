@@ -40,6 +40,7 @@ pub mod idempotency;
 pub mod ingress;
 pub mod live;
 pub mod metrics;
+pub mod playback;
 pub mod runs;
 pub mod signing;
 pub mod tenants;

@@ -76,6 +76,7 @@ impl AgentRuntime for BenchAgent {
         AgentRun {
             result,
             trace: None,
+            calls: Vec::new(),
         }
     }
 }

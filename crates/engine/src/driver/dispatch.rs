@@ -221,6 +221,7 @@ fn dispatch(
                             ),
                         )),
                         trace: None,
+                        calls: Vec::new(),
                     },
                     Some(a) => {
                         let req = AgentRequest {
@@ -244,6 +245,7 @@ fn dispatch(
                                     ),
                                 )),
                                 trace: None,
+                                calls: Vec::new(),
                             },
                         }
                     }
@@ -253,6 +255,7 @@ fn dispatch(
                     attempt,
                     result: run.result,
                     trace: run.trace,
+                    calls: run.calls,
                 }
             };
             Some(Box::pin(run.instrument(span)))
@@ -304,6 +307,7 @@ fn dispatch(
                     attempt,
                     result: run.result,
                     trace: run.detail,
+                    calls: Vec::new(),
                 }
             };
             Some(Box::pin(run.instrument(span)))

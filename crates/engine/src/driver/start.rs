@@ -31,6 +31,12 @@ impl Engine {
 
     /// The plan of `wf`: made once per stored version (ad hoc definitions, which a stored
     /// version's key does not name, every time).
+    /// The plan of `wf` for `tenant`'s executions (an `adhoc` one is not cached): what a
+    /// replay runs a machine from.
+    pub fn plan(&self, tenant: &str, wf: &Arc<Workflow>, adhoc: bool) -> Arc<Plan> {
+        self.plan_for(tenant, wf, adhoc)
+    }
+
     pub(super) fn plan_for(&self, tenant: &str, wf: &Arc<Workflow>, adhoc: bool) -> Arc<Plan> {
         if !adhoc && let Some(p) = self.cached_plan(tenant, &wf.name, wf.version) {
             return p;

@@ -89,11 +89,6 @@ impl Machine {
     ) {
         self.in_flight.remove(key);
         let now = self.now;
-        let keep_input = status == NodeStatus::Succeeded
-            && self
-                .plan
-                .node(split_key(key).1)
-                .is_some_and(|n| self.plan.compensation(n).is_some());
         let seq = self.meta.next_done;
         self.meta.next_done += 1;
         let rec = self.set_status(key, status);
@@ -103,9 +98,9 @@ impl Machine {
         rec.output = output.map(StoredJson::new);
         rec.error = error.clone();
         rec.detail.last_error = None;
-        if !keep_input && rec.detail.input.is_some() && status != NodeStatus::Failed {
-            rec.detail.input = None;
-        }
+        // The node's input (a call's evaluated `with`, a child's input) stays in its row: it
+        // is the request of the record `hilo replay` checks a new run against, and what a
+        // compensation reads as `args`.
         let attempts = rec.attempts;
         let (kind, data) = match status {
             NodeStatus::Succeeded => (EventKind::NodeSucceeded, Value::Null),

@@ -24,7 +24,8 @@ impl Machine {
         }
     }
 
-    /// An agent run returned: its trace is kept with the node (for the current attempt only).
+    /// An agent run returned: its trace and calls are kept with the node (for the current
+    /// attempt only).
     /// The agent of a planner with `emit: workflow` returns a workflow, which runs as the
     /// node's child before the node ends.
     pub(super) fn agent_done(
@@ -33,6 +34,7 @@ impl Machine {
         attempt: u32,
         result: Result<Value, NodeError>,
         trace: Option<Value>,
+        calls: Vec<hilo_core::exec::RecordedCall>,
     ) {
         let current = self.nodes.get(key).is_some_and(|rec| {
             rec.status == NodeStatus::Running
@@ -46,6 +48,7 @@ impl Machine {
         if trace.is_some() {
             self.record(key).detail.trace = trace;
         }
+        self.record(key).detail.calls = calls;
         if let Ok(output) = result {
             let plan = self.plan_arc();
             if let Some(agent) = plan.node(split_key(key).1).and_then(emitting) {

@@ -84,12 +84,14 @@ pub enum Input {
         compensation: bool,
         result: Result<Value, NodeError>,
     },
-    /// An agent run (or a code node's script) returned; its trace is kept in the node's row.
+    /// An agent run (or a code node's script) returned; its trace and the calls it made are
+    /// kept in the node's row.
     AgentDone {
         key: String,
         attempt: u32,
         result: Result<Value, NodeError>,
         trace: Option<Value>,
+        calls: Vec<hilo_core::exec::RecordedCall>,
     },
     /// A timer armed by [`Action::Timer`] fired.
     Timer { key: String, at: i64 },
@@ -606,7 +608,8 @@ impl Machine {
                 attempt,
                 result,
                 trace,
-            } => self.agent_done(&key, attempt, result, trace),
+                calls,
+            } => self.agent_done(&key, attempt, result, trace, calls),
             Input::Timer { key, at } => self.timer(&key, at),
             Input::Signal(s) => self.signal(s),
             Input::ChildFailed { key, error } => self.child_failed(&key, error),

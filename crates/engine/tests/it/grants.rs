@@ -32,6 +32,7 @@ impl AgentRuntime for Writer {
         AgentRun {
             result: Ok(json!({"workflow": self.0, "input": {}, "repairs": 0})),
             trace: Some(json!({"agent": "planner"})),
+            calls: Vec::new(),
         }
     }
 }

@@ -27,6 +27,7 @@ impl AgentRuntime for Echo {
                 .cloned()
                 .unwrap_or(Value::Null)),
             trace: None,
+            calls: Vec::new(),
         }
     }
 }
@@ -398,6 +399,7 @@ fn a_run_resumed_after_a_crash_hands_over_the_same_way() {
         attempt,
         result: Ok(reply.clone()),
         trace: None,
+        calls: Vec::new(),
     };
     let new = || {
         Machine::new(

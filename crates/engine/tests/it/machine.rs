@@ -334,6 +334,7 @@ edges:
         attempt: 1,
         result: Ok(json!({"label": "b", "confidence": 0.9})),
         trace: Some(json!({"calls": 1})),
+        calls: Vec::new(),
     });
     let classify = s.row("classify");
     assert_eq!(classify.status, NodeStatus::Succeeded);
@@ -1002,6 +1003,7 @@ fn an_emitting_planner_runs_its_workflow_as_a_child_under_its_grant() {
             attempt: 1,
             result: Ok(json!({"workflow": definition, "input": {"goal": "g"}, "repairs": 1})),
             trace: Some(json!({"agent": "planner"})),
+            calls: Vec::new(),
         },
         T0 + 1_000,
     );
@@ -1041,6 +1043,7 @@ fn an_emitting_planner_runs_its_workflow_as_a_child_under_its_grant() {
             attempt: 1,
             result: Ok(json!({"answer": 1})),
             trace: None,
+            calls: Vec::new(),
         },
         T0 + 1_500,
     );
@@ -1085,6 +1088,7 @@ fn an_emitting_planner_without_a_workflow_fails_its_node() {
         attempt: 1,
         result: Ok(json!({"answer": "sunny"})),
         trace: None,
+        calls: Vec::new(),
     });
     assert!(s.actions.is_empty(), "{:?}", s.actions);
     let err = s.row("plan").error.clone().unwrap();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use hilo_core::ToolDef;
 use hilo_core::agent::DEFAULT_MAX_REPAIRS;
 use hilo_core::code::{CodeLimits, seed_of};
-use hilo_core::exec::NodeError;
+use hilo_core::exec::{CallKind, NodeError};
 use hilo_core::tool::ToolExecutor;
 use hilo_sandbox::{Host, HostError};
 use hilo_tools::code::Script;
@@ -91,12 +91,7 @@ pub(crate) async fn run(run: &mut Run<'_>) -> Result<Value, NodeError> {
     let host: Option<Arc<dyn Host>> = (!listed.is_empty()).then(|| {
         Arc::new(AgentTools {
             tools: run.rt.tools.clone(),
-            caller: AgentCaller {
-                base: run.req.tool.clone(),
-                kind: run.req.node.agent,
-                listed: listed.clone(),
-                deadline: run.deadline,
-            },
+            caller: run.caller(listed.clone()),
             local: run.req.local.clone(),
         }) as Arc<dyn Host>
     });
@@ -212,11 +207,12 @@ impl Host for AgentTools {
     ) -> futures_util::future::BoxFuture<'static, Result<Value, HostError>> {
         let tools = self.tools.clone();
         let request = self.caller.request(&name, args, &self.local);
+        let recorder = self.caller.recorder.clone();
         Box::pin(async move {
-            tools
-                .execute(request)
-                .await
-                .map_err(|e| HostError::new(e.code, e.message))
+            let input = request.input.clone();
+            let result = tools.execute(request).await;
+            recorder.push(CallKind::Tool, &name, input, result.clone());
+            result.map_err(|e| HostError::new(e.code, e.message))
         })
     }
 }

@@ -77,6 +77,7 @@ impl AgentRuntime for LlmRuntime {
         AgentRun {
             result,
             trace: Some(trace),
+            calls: run.recorder.take(),
         }
     }
 }

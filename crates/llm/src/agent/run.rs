@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hilo_core::agent::{CODE_PROFILE, PLANNER_PROFILE, REASONING_PROFILE, SIMPLE_PROFILE};
-use hilo_core::exec::{AgentRequest, NodeError};
+use hilo_core::exec::{AgentRequest, CallKind, NodeError, RecordedCall};
 use hilo_core::knowledge::KnowledgeQuery;
 use hilo_core::llm::usd;
 use hilo_core::tool::{Caller, ToolContext, ToolRequest};
@@ -36,6 +36,8 @@ pub struct Run<'a> {
     pub(crate) goal: Option<String>,
     /// The profile when the node names neither a profile nor a model.
     default_profile: &'static str,
+    /// Every model answer and tool result the run received, for the node's record.
+    pub(crate) recorder: Recorder,
 }
 
 impl<'a> Run<'a> {
@@ -66,6 +68,7 @@ impl<'a> Run<'a> {
                 AgentKind::Planner => PLANNER_PROFILE,
                 AgentKind::Code => CODE_PROFILE,
             },
+            recorder: Recorder::default(),
         }
     }
 
@@ -325,8 +328,15 @@ impl<'a> Run<'a> {
             .rt
             .router
             .call(&self.ctx, &target, needs, purpose, task, &mut self.calls)
-            .await?;
-        Ok(routed.answer)
+            .await;
+        let answer = routed.map(|r| r.answer);
+        self.recorder.push(
+            CallKind::Model,
+            purpose,
+            model_request(&target, needs, purpose, &task),
+            answer.as_ref().map(answer_json).map_err(Clone::clone),
+        );
+        answer
     }
 
     /// The node's model or profile; the agent's default profile when it names neither.
@@ -394,7 +404,11 @@ impl<'a> Run<'a> {
         local: &Arc<[ToolDef]>,
     ) -> Result<Value, NodeError> {
         let request = self.tool_request(tool, input, local);
-        self.rt.tools.execute(request).await
+        let recorded = request.input.clone();
+        let result = self.rt.tools.execute(request).await;
+        self.recorder
+            .push(CallKind::Tool, tool, recorded, result.clone());
+        result
     }
 
     /// Refuses a call the model asked for with a tool the node does not give this agent
@@ -428,13 +442,19 @@ impl<'a> Run<'a> {
 
     /// A call of `tool` as this agent, with the time the node has left.
     fn tool_request(&self, tool: &str, input: Value, local: &Arc<[ToolDef]>) -> ToolRequest {
+        self.caller(self.listed()).request(tool, input, local)
+    }
+
+    /// Who this run's tool calls are from, offered `listed`; it records its calls with the
+    /// run's.
+    pub(crate) fn caller(&self, listed: Vec<String>) -> AgentCaller {
         AgentCaller {
             base: self.req.tool.clone(),
             kind: self.req.node.agent,
-            listed: self.listed(),
+            listed,
             deadline: self.deadline,
+            recorder: self.recorder.clone(),
         }
-        .request(tool, input, local)
     }
 
     /// The trace kept in the node's row: model calls, tokens, cost, and the agent's steps.
@@ -482,6 +502,7 @@ pub(crate) struct AgentCaller {
     pub(crate) kind: AgentKind,
     pub(crate) listed: Vec<String>,
     pub(crate) deadline: tokio::time::Instant,
+    pub(crate) recorder: Recorder,
 }
 
 impl AgentCaller {
@@ -518,6 +539,124 @@ impl AgentCaller {
             timeout_ms: Some(left),
             local: local.clone(),
         }
+    }
+}
+
+/// The calls of one run, in the order they returned (a code agent's script calls tools from
+/// the sandbox's thread, hence the lock).
+#[derive(Clone, Default)]
+pub(crate) struct Recorder(Arc<std::sync::Mutex<Vec<RecordedCall>>>);
+
+impl Recorder {
+    pub(crate) fn push(
+        &self,
+        kind: CallKind,
+        name: &str,
+        request: Value,
+        result: Result<Value, NodeError>,
+    ) {
+        let mut calls = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (output, error) = match result {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        };
+        let n = calls.len() as u32 + 1;
+        calls.push(RecordedCall {
+            n,
+            kind,
+            name: name.to_string(),
+            digest: request_digest(&request),
+            request,
+            output,
+            error,
+        });
+    }
+
+    pub(crate) fn take(&self) -> Vec<RecordedCall> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// The first 16 bytes of SHA-256 over a request's canonical JSON, in hex: what a recorded
+/// call is found by (with its node, attempt and number).
+pub fn request_digest(request: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(canonical(request).as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A model call's request as the record keeps it: what was asked of which model.
+fn model_request(target: &Target, needs: &[Capability], purpose: &str, task: &Task<'_>) -> Value {
+    let spec = task.spec();
+    let mut r = json!({
+        "target": match target {
+            Target::Profile(p) => json!({"profile": p}),
+            Target::Model(m) => json!({"model": m}),
+        },
+        "needs": needs.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "purpose": purpose,
+        "messages": spec.messages,
+    });
+    if !spec.tools.is_empty() {
+        r["tools"] = json!(spec.tools);
+    }
+    if let Some(f) = &spec.response_format {
+        r["response_format"] = json!(f);
+    }
+    if let Some(t) = spec.temperature {
+        r["temperature"] = json!(t);
+    }
+    if let Some(m) = spec.max_tokens {
+        r["max_tokens"] = json!(m);
+    }
+    match task {
+        Task::Chat(_) => {}
+        Task::Classify {
+            text,
+            labels,
+            examples,
+            ..
+        } => {
+            r["classify"] = json!({"text": text, "labels": labels, "examples": examples});
+        }
+        Task::Grounded {
+            question, passages, ..
+        } => {
+            r["grounded"] = json!({
+                "question": question,
+                "passages": passages.iter().map(|p| json!({
+                    "source": p.source, "heading": p.heading, "text": p.text,
+                })).collect::<Vec<_>>(),
+            });
+        }
+    }
+    r
+}
+
+/// A model's answer as the record keeps it.
+fn answer_json(answer: &Answer) -> Value {
+    match answer {
+        Answer::Chat(c) => {
+            let mut v = json!({
+                "content": c.content,
+                "usage": c.usage,
+            });
+            if !c.tool_calls.is_empty() {
+                v["tool_calls"] = json!(c.tool_calls);
+            }
+            if let Some(f) = &c.finish_reason {
+                v["finish_reason"] = json!(f);
+            }
+            if let Some(m) = &c.model {
+                v["model"] = json!(m);
+            }
+            v
+        }
+        Answer::Label(l) => json!({
+            "label": l.label,
+            "confidence": l.confidence,
+            "scores": l.scores,
+        }),
     }
 }
 

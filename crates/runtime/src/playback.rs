@@ -1,0 +1,861 @@
+//! `hilo replay`: an execution run again from its record, against its own workflow version or
+//! another, with every call answered from what was recorded. Nothing is called, nothing is
+//! written, nothing costs: the engine's state machine runs in memory on a virtual clock
+//! (timers fire at once), a tool, agent, code or child call is answered with the result its
+//! node recorded once its request is found to be the one recorded, and a person's answer is
+//! the one the recorded task got. Each step's changed nodes are compared with the record as
+//! they end; the first difference stops the replay and is reported: the node, what differed
+//! (the request of a call, an output, a status, the path) and both sides as a JSON diff.
+//!
+//! Not to be confused with the server's idempotency replays (a request sent again answered
+//! with the stored response): this module replays executions.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use hilo_core::Workflow;
+use hilo_core::exec::{
+    ExecMeta, ExecRecord, ExecStatus, NodeError, NodeRecord, NodeStatus, Signal, StoredSignal,
+};
+use hilo_core::store::Store;
+use hilo_engine::{Action, Engine, Input, Machine, Plan};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::diff::{Change, json_diff};
+use crate::error::{Result, RuntimeError};
+
+/// How a replay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The same path, outputs, decisions and outcome came out.
+    Same,
+    /// Something differed from the record: see [`Report::divergence`].
+    Diverged,
+    /// A call needed an answer the record does not hold (the node was still running, or
+    /// was recorded before hilo kept requests): see [`Report::divergence`].
+    NoRecord,
+}
+
+impl Verdict {
+    /// The exit code `hilo replay` gives: 0 same, 1 diverged, 3 no record.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Same => 0,
+            Verdict::Diverged => 1,
+            Verdict::NoRecord => 3,
+        }
+    }
+}
+
+/// What differed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum What {
+    /// A call's request (a tool's input, an agent's rendered `with`, a script's args).
+    Request,
+    /// A node's output.
+    Output,
+    /// A node's status (succeeded against failed).
+    Status,
+    /// A node ran in one and not in the other.
+    Path,
+    /// The execution's end: status or output.
+    Outcome,
+    /// The record has no answer for a call.
+    Missing,
+}
+
+/// Where and how a replay first left the record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Divergence {
+    /// The node key (`loop[2]/draft` inside a loop); `None` for the execution's end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub what: What,
+    pub message: String,
+    /// The places that differ: `a` the recorded side, `b` the replay's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// How many places differ in all (`changes` holds the first ones).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub total_changes: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A replay's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub execution: String,
+    pub workflow: String,
+    /// The version the execution ran.
+    pub recorded_version: u64,
+    /// The version replayed (the recorded one unless another was asked for).
+    pub version: u64,
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<Divergence>,
+    /// The execution's status in the record and in the replay (where it stopped).
+    pub recorded_status: String,
+    pub status: String,
+    /// Nodes the replay ended, and calls it answered from the record (tools, agents, scripts,
+    /// children, compensations, people).
+    pub nodes: u64,
+    pub answered: u64,
+    /// Microseconds the replay itself took (the record's reading excluded).
+    pub elapsed_us: u64,
+}
+
+/// An execution's record, as a replay reads it.
+pub struct Record {
+    pub execution: ExecRecord,
+    /// The workflow it ran.
+    pub workflow: Arc<Workflow>,
+    /// Its node records by key.
+    pub nodes: HashMap<String, NodeRecord>,
+    /// Its people's answers by node key (`None`: the task was never answered).
+    pub answers: HashMap<String, Option<Value>>,
+}
+
+/// Reads execution `id` of `tenant` for a replay (not found for another tenant's).
+pub async fn load(store: &dyn Store, tenant: &str, id: &str) -> Result<Record> {
+    let execution = store.get_execution(tenant, id).await?;
+    let workflow = match &execution.definition {
+        Some(d) => hilo_core::decode_value(d).map_err(|e| {
+            RuntimeError::internal(
+                format!("execution {id}'s pinned definition could not be read"),
+                e,
+            )
+        })?,
+        None => {
+            store
+                .get_workflow(tenant, &execution.workflow, Some(execution.version))
+                .await?
+                .workflow
+        }
+    };
+    let nodes = store
+        .node_records(id)
+        .await?
+        .into_iter()
+        .map(|r| (r.key.clone(), r))
+        .collect();
+    let answers = store
+        .tasks(tenant, id)
+        .await?
+        .into_iter()
+        .map(|t| (t.node_key, t.answer))
+        .collect();
+    Ok(Record {
+        execution,
+        workflow: Arc::new(workflow),
+        nodes,
+        answers,
+    })
+}
+
+/// Replays `record` against `workflow` (its own when `None`), with `engine`'s tools for the
+/// plan (their specs only: nothing is called).
+pub fn replay(engine: &Engine, record: &Record, workflow: Option<Arc<Workflow>>) -> Report {
+    let started = std::time::Instant::now();
+    let exec = &record.execution;
+    let adhoc = exec.definition.is_some();
+    let wf = workflow.unwrap_or_else(|| record.workflow.clone());
+    let plan = engine.plan(&exec.tenant, &wf, adhoc);
+    let mut p = Playback::new(record, plan);
+    let divergence = p.run();
+    let verdict = match &divergence {
+        None => Verdict::Same,
+        Some(d) if d.what == What::Missing => Verdict::NoRecord,
+        Some(_) => Verdict::Diverged,
+    };
+    Report {
+        execution: exec.id.clone(),
+        workflow: exec.workflow.clone(),
+        recorded_version: exec.version,
+        version: wf.version,
+        verdict,
+        divergence,
+        recorded_status: exec.status.as_str().to_string(),
+        status: p.machine.status().as_str().to_string(),
+        nodes: p.ended.len() as u64,
+        answered: p.answered,
+        elapsed_us: started.elapsed().as_micros() as u64,
+    }
+}
+
+struct Playback<'a> {
+    record: &'a Record,
+    machine: Machine,
+    now: i64,
+    inputs: VecDeque<Input>,
+    timers: BinaryHeap<Reverse<(i64, String)>>,
+    /// Node keys the replay ended.
+    ended: HashSet<String>,
+    answered: u64,
+    /// The recorded workflow's nodes by id, as JSON (the kind's fields).
+    definitions: HashMap<String, Value>,
+}
+
+type Step = std::result::Result<(), Divergence>;
+
+fn diverged(node: &str, what: What, message: String) -> Divergence {
+    Divergence {
+        node: Some(node.to_string()),
+        what,
+        message,
+        changes: Vec::new(),
+        total_changes: 0,
+    }
+}
+
+fn with_changes(mut d: Divergence, recorded: &Value, new: &Value) -> Divergence {
+    let (changes, total) = json_diff(recorded, new);
+    d.changes = changes;
+    d.total_changes = total;
+    d
+}
+
+/// A node's id from its key (`loop[2]/draft` → `draft`).
+fn node_id(key: &str) -> &str {
+    key.rsplit_once('/').map_or(key, |(_, id)| id)
+}
+
+fn ran(status: NodeStatus) -> bool {
+    matches!(status, NodeStatus::Succeeded | NodeStatus::Failed)
+}
+
+impl<'a> Playback<'a> {
+    fn new(record: &'a Record, plan: Arc<Plan>) -> Playback<'a> {
+        let exec = &record.execution;
+        let meta = ExecMeta {
+            concurrency: exec.meta.concurrency,
+            grant: exec.meta.grant.clone(),
+            ..ExecMeta::default()
+        };
+        let machine = Machine::new(
+            plan.clone(),
+            exec.id.clone(),
+            exec.tenant.clone(),
+            exec.input.get().clone(),
+            meta,
+            exec.parent.clone(),
+        )
+        .triggered(exec.started_by.as_ref());
+        Playback {
+            record,
+            machine,
+            now: exec.created_at,
+            inputs: VecDeque::from([Input::Start]),
+            timers: BinaryHeap::new(),
+            ended: HashSet::new(),
+            answered: 0,
+            definitions: record
+                .workflow
+                .all_nodes()
+                .into_iter()
+                .map(|n| {
+                    let v = serde_json::to_value(&n.kind).unwrap_or(Value::Null);
+                    (n.id.clone(), v)
+                })
+                .collect(),
+        }
+    }
+
+    fn run(&mut self) -> Option<Divergence> {
+        loop {
+            let input = match self.inputs.pop_front() {
+                Some(i) => i,
+                None => match self.timers.pop() {
+                    Some(Reverse((at, key))) => {
+                        self.now = self.now.max(at);
+                        Input::Timer { key, at }
+                    }
+                    None => match self.idle_input() {
+                        Some(i) => i,
+                        None => break,
+                    },
+                },
+            };
+            let actions = self.machine.apply(input, self.now);
+            if let Err(d) = self.check_step() {
+                return Some(d);
+            }
+            for a in actions {
+                if let Err(d) = self.answer(a) {
+                    return Some(d);
+                }
+            }
+            if self.machine.status().is_terminal() && self.inputs.is_empty() {
+                break;
+            }
+        }
+        self.check_end().err()
+    }
+
+    /// Nothing left to feed: a recorded cancellation is the one input that may remain.
+    fn idle_input(&mut self) -> Option<Input> {
+        let exec = &self.record.execution;
+        if exec.status != ExecStatus::Cancelled || self.machine.status().is_terminal() {
+            return None;
+        }
+        if self.machine.status() == ExecStatus::Cancelled {
+            return None;
+        }
+        let compensate = self
+            .record
+            .nodes
+            .values()
+            .any(|r| r.detail.compensation.is_some());
+        // Fed once: a cancelled machine is terminal, or unwinding with calls to answer.
+        if self.ended.contains("\u{0}cancel") {
+            return None;
+        }
+        self.ended.insert("\u{0}cancel".to_string());
+        Some(Input::Signal(StoredSignal {
+            id: 0,
+            signal: Signal::Cancel { compensate },
+        }))
+    }
+
+    /// The nodes this step ended, in the order they ended, against the record; the people it
+    /// asked, answered as the record says.
+    fn check_step(&mut self) -> Step {
+        let mut commit = self.machine.take_commit("replay");
+        let tasks = std::mem::take(&mut commit.new_tasks);
+        let mut done: Vec<NodeRecord> = commit
+            .nodes
+            .into_iter()
+            .filter(|r| r.status.is_done())
+            .collect();
+        done.sort_by_key(|r| r.done_seq);
+        for new in done {
+            if !self.ended.insert(new.key.clone()) {
+                continue;
+            }
+            self.compare_node(&new)?;
+        }
+        for t in tasks {
+            match self.record.answers.get(&t.node_key) {
+                None => {
+                    return Err(diverged(
+                        &t.node_key,
+                        What::Path,
+                        format!(
+                            "node `{}` asks a person here; the recorded run asked nobody at this node",
+                            t.node_key
+                        ),
+                    ));
+                }
+                // Never answered in the record: its deadline (a timer) decides, as it did.
+                Some(None) => {}
+                Some(Some(answer)) => {
+                    self.answered += 1;
+                    self.inputs.push_back(Input::Signal(StoredSignal {
+                        id: 0,
+                        signal: Signal::Answer {
+                            node_key: t.node_key.clone(),
+                            answer: answer.clone(),
+                        },
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn compare_node(&self, new: &NodeRecord) -> Step {
+        let key = new.key.as_str();
+        let old = self.record.nodes.get(key);
+        let old_status = old.map_or(NodeStatus::Pending, |r| r.status);
+        match (ran(old_status), ran(new.status)) {
+            (false, false) => return Ok(()),
+            (false, true) => {
+                return Err(diverged(
+                    key,
+                    What::Path,
+                    format!(
+                        "node `{key}` ran in the replay; in the recorded run it {}",
+                        did_not_run(old_status)
+                    ),
+                ));
+            }
+            (true, false) => {
+                return Err(diverged(
+                    key,
+                    What::Path,
+                    format!(
+                        "node `{key}` ran in the recorded run ({}); in the replay it was {}",
+                        old_status.as_str(),
+                        new.status.as_str()
+                    ),
+                ));
+            }
+            (true, true) => {}
+        }
+        let old = old.expect("a node that ran has a record");
+        if old.status != new.status {
+            let d = diverged(
+                key,
+                What::Status,
+                format!(
+                    "node `{key}` {} in the recorded run and {} in the replay",
+                    old.status.as_str(),
+                    new.status.as_str()
+                ),
+            );
+            return Err(with_changes(
+                d,
+                &json!({"status": old.status.as_str(), "error": old.error}),
+                &json!({"status": new.status.as_str(), "error": new.error}),
+            ));
+        }
+        let a = old.output.as_deref().cloned().unwrap_or(Value::Null);
+        let b = new.output.as_deref().cloned().unwrap_or(Value::Null);
+        let (changes, total) = json_diff(&a, &b);
+        if total > 0 {
+            return Err(Divergence {
+                node: Some(key.to_string()),
+                what: What::Output,
+                message: format!(
+                    "node `{key}`'s output differs from the recorded one at {total} place(s)"
+                ),
+                changes,
+                total_changes: total,
+            });
+        }
+        Ok(())
+    }
+
+    /// The execution's end against the record's, and the nodes the record ran that the
+    /// replay never reached.
+    fn check_end(&self) -> Step {
+        let exec = &self.record.execution;
+        let mut missed: Vec<&NodeRecord> = self
+            .record
+            .nodes
+            .values()
+            .filter(|r| ran(r.status) && !self.ended.contains(&r.key))
+            .collect();
+        missed.sort_by_key(|r| r.done_seq);
+        if let Some(r) = missed.first() {
+            return Err(diverged(
+                &r.key,
+                What::Path,
+                format!(
+                    "node `{}` ran in the recorded run ({}); the replay ended without reaching it",
+                    r.key,
+                    r.status.as_str()
+                ),
+            ));
+        }
+        let status = self.machine.status();
+        let a = json!({"status": exec.status.as_str(), "output": exec.output, "error": exec.error.as_ref().map(|e| &e.code)});
+        let b = json!({"status": status.as_str(), "output": self.machine.output(), "error": self.machine.error().map(|e| &e.code)});
+        let (changes, total) = json_diff(&a, &b);
+        if total > 0 {
+            return Err(Divergence {
+                node: None,
+                what: What::Outcome,
+                message: format!(
+                    "the execution ended {} in the recorded run and {} in the replay",
+                    exec.status.as_str(),
+                    status.as_str()
+                ),
+                changes,
+                total_changes: total,
+            });
+        }
+        Ok(())
+    }
+
+    /// Answers one action from the record.
+    fn answer(&mut self, action: Action) -> Step {
+        match action {
+            Action::Continue => self.inputs.push_back(Input::Continue),
+            Action::Timer { key, at } => self.timers.push(Reverse((at, key))),
+            Action::CallTool {
+                key,
+                tool,
+                input,
+                attempt,
+                compensation: true,
+                ..
+            } => {
+                let rec = self.record.nodes.get(&key);
+                let Some(c) = rec.and_then(|r| r.detail.compensation.as_deref()) else {
+                    return Err(diverged(
+                        &key,
+                        What::Path,
+                        format!(
+                            "the replay undoes node `{key}` (tool `{tool}`); the recorded run did not"
+                        ),
+                    ));
+                };
+                let (a, b) = (
+                    json!({"tool": c.tool, "input": c.input}),
+                    json!({"tool": tool, "input": input}),
+                );
+                if a != b {
+                    let d = diverged(
+                        &key,
+                        What::Request,
+                        format!("the undo of node `{key}` asks for something else than recorded"),
+                    );
+                    return Err(with_changes(d, &a, &b));
+                }
+                let result = match (c.status, &c.error) {
+                    (NodeStatus::Succeeded, _) => Ok(Value::Null),
+                    (_, Some(e)) => Err(e.clone()),
+                    (s, None) => return Err(self.missing(&key, s)),
+                };
+                self.answered += 1;
+                self.inputs.push_back(Input::ToolDone {
+                    key,
+                    attempt,
+                    compensation: true,
+                    result,
+                });
+            }
+            Action::CallTool {
+                key,
+                tool,
+                input,
+                attempt,
+                ..
+            } => {
+                let rec = self.recorded_call(&key)?;
+                let new = json!({"tool": tool, "input": input});
+                self.same_request(&key, rec, new)?;
+                self.answered += 1;
+                self.inputs.push_back(Input::ToolDone {
+                    key,
+                    attempt,
+                    compensation: false,
+                    result: node_result(rec),
+                });
+            }
+            Action::RunAgent {
+                key,
+                node,
+                rendered,
+                attempt,
+                ..
+            } => {
+                let rec = self.recorded_call(&key)?;
+                let new = json!({"agent": node.agent, "input": rendered});
+                self.same_request(&key, rec, new)?;
+                // A planner that wrote a workflow answered with it; the child's end follows.
+                let result = match &rec.detail.emitted {
+                    Some(e) => Ok(json!({"workflow": e.definition, "input": e.input})),
+                    None => node_result(rec),
+                };
+                self.answered += 1;
+                self.inputs.push_back(Input::AgentDone {
+                    key,
+                    attempt,
+                    result,
+                    trace: rec.detail.trace.clone(),
+                    calls: rec.detail.calls.clone(),
+                });
+            }
+            Action::RunCode {
+                key,
+                source,
+                args,
+                state,
+                attempt,
+                ..
+            } => {
+                let rec = self.recorded_call(&key)?;
+                // The script's clock is when its node started, which a replay's virtual
+                // clock does not reproduce: it is not part of the request compared.
+                let mut recorded = rec.detail.input.clone().unwrap_or(Value::Null);
+                if let Some(m) = recorded.as_object_mut() {
+                    m.retain(|k, _| k == "args" || k == "state");
+                }
+                let old =
+                    json!({"source": self.recorded_definition(&key)["source"], "input": recorded});
+                let new = json!({"source": &*source, "input": {"args": args, "state": state}});
+                if old != new {
+                    return Err(self.request_differs(&key, &old, &new));
+                }
+                self.answered += 1;
+                self.inputs.push_back(Input::AgentDone {
+                    key,
+                    attempt,
+                    result: node_result(rec),
+                    trace: rec.detail.trace.clone(),
+                    calls: Vec::new(),
+                });
+            }
+            Action::StartChild {
+                key,
+                child_id,
+                workflow,
+                version,
+                input,
+                definition,
+                ..
+            } => {
+                let rec = self.recorded_call(&key)?;
+                // A written workflow's child was checked with its planner's answer.
+                if definition.is_none() {
+                    let new = json!({"workflow": workflow, "version": version, "input": input});
+                    self.same_request(&key, rec, new)?;
+                }
+                let status = match rec.status {
+                    NodeStatus::Succeeded => ExecStatus::Succeeded,
+                    NodeStatus::Cancelled => ExecStatus::Cancelled,
+                    _ => ExecStatus::Failed,
+                };
+                self.answered += 1;
+                self.inputs.push_back(Input::Signal(StoredSignal {
+                    id: 0,
+                    signal: Signal::ChildDone {
+                        node_key: key,
+                        child_id,
+                        status,
+                        output: rec.output.as_deref().cloned(),
+                        error: rec.error.clone(),
+                    },
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// The recorded node a call is answered from: one that ran to its end, with its request.
+    fn recorded_call(&self, key: &str) -> std::result::Result<&'a NodeRecord, Divergence> {
+        let record = self.record;
+        let Some(rec) = record.nodes.get(key) else {
+            return Err(diverged(
+                key,
+                What::Path,
+                format!("node `{key}` is called in the replay; the recorded run never reached it"),
+            ));
+        };
+        if !ran(rec.status) {
+            if matches!(rec.status, NodeStatus::Running | NodeStatus::Waiting) {
+                return Err(self.missing(key, rec.status));
+            }
+            return Err(diverged(
+                key,
+                What::Path,
+                format!(
+                    "node `{key}` is called in the replay; in the recorded run it {}",
+                    did_not_run(rec.status)
+                ),
+            ));
+        }
+        if rec.detail.input.is_none() {
+            return Err(diverged(
+                key,
+                What::Missing,
+                format!(
+                    "node `{key}`'s request is not in the record (it was recorded before hilo kept requests): nothing can be answered from it"
+                ),
+            ));
+        }
+        Ok(rec)
+    }
+
+    fn missing(&self, key: &str, status: NodeStatus) -> Divergence {
+        diverged(
+            key,
+            What::Missing,
+            format!(
+                "the record has no result for node `{key}` (it was {} when the record was read): the replay stops here rather than call anything",
+                status.as_str()
+            ),
+        )
+    }
+
+    /// The recorded workflow's definition of the node a key names, as JSON.
+    fn recorded_definition(&self, key: &str) -> &Value {
+        static NONE: Value = Value::Null;
+        self.definitions.get(node_id(key)).unwrap_or(&NONE)
+    }
+
+    /// The request a call sends now against the recorded one: the node's kind-defining field
+    /// (tool, agent kind, workflow) from the recorded definition and the recorded input.
+    fn same_request(&self, key: &str, rec: &NodeRecord, new: Value) -> Step {
+        let definition = self.recorded_definition(key).clone();
+        let mut old = serde_json::Map::new();
+        if let Value::Object(n) = &new {
+            for k in n.keys() {
+                let v = match k.as_str() {
+                    "input" => rec.detail.input.clone().unwrap_or(Value::Null),
+                    other => definition.get(other).cloned().unwrap_or(Value::Null),
+                };
+                old.insert(k.clone(), v);
+            }
+        }
+        let old = Value::Object(old);
+        let (_, total) = json_diff(&old, &new);
+        if total > 0 {
+            return Err(self.request_differs(key, &old, &new));
+        }
+        Ok(())
+    }
+
+    fn request_differs(&self, key: &str, old: &Value, new: &Value) -> Divergence {
+        let d = diverged(
+            key,
+            What::Request,
+            format!(
+                "node `{key}` sends another request than the recorded one: the record has no answer for it"
+            ),
+        );
+        with_changes(d, old, new)
+    }
+}
+
+fn did_not_run(status: NodeStatus) -> String {
+    match status {
+        NodeStatus::Pending => "was never reached".to_string(),
+        s => format!("was {}", s.as_str()),
+    }
+}
+
+/// A recorded node's end as a call's result.
+fn node_result(rec: &NodeRecord) -> std::result::Result<Value, NodeError> {
+    match (rec.status, &rec.error) {
+        (NodeStatus::Succeeded, _) => Ok(rec.output.as_deref().cloned().unwrap_or(Value::Null)),
+        (_, Some(e)) => Err(e.clone()),
+        (s, None) => Err(NodeError::new(
+            hilo_core::exec::codes::FAILED,
+            format!("node `{}` ended {} without an error", rec.key, s.as_str()),
+        )),
+    }
+}
+
+/// Replays execution `id` of `tenant` against `version` of its workflow (its own when
+/// `None`).
+pub async fn replay_execution(
+    engine: &Engine,
+    tenant: &str,
+    id: &str,
+    version: Option<u64>,
+) -> Result<Report> {
+    let store = engine.store().as_ref();
+    let record = load(store, tenant, id).await?;
+    let workflow = match version {
+        Some(v) if v != record.execution.version || record.execution.definition.is_some() => {
+            let wf = store
+                .get_workflow(tenant, &record.execution.workflow, Some(v))
+                .await?
+                .workflow;
+            Some(Arc::new(wf))
+        }
+        _ => None,
+    };
+    Ok(replay(engine, &record, workflow))
+}
+
+/// Many replays summed up.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub workflow: String,
+    /// The version replayed against (`None`: each execution's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    pub replayed: u64,
+    pub same: u64,
+    pub diverged: u64,
+    pub no_record: u64,
+    /// Executions found but not replayed (still running).
+    pub skipped: u64,
+    /// The reports of the executions that did not come out the same, newest first.
+    pub reports: Vec<Report>,
+    pub elapsed_ms: u64,
+}
+
+impl Summary {
+    /// 0 when every replay came out the same, 1 when one diverged, else 3 when one had no
+    /// record to answer from.
+    pub fn exit_code(&self) -> i32 {
+        if self.diverged > 0 {
+            1
+        } else if self.no_record > 0 {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+/// Replays `tenant`'s executions of `workflow` created at or after `since` (Unix ms), newest
+/// first, at most `limit`, against `version` (each one's own when `None`).
+pub async fn replay_since(
+    engine: &Engine,
+    tenant: &str,
+    workflow: &str,
+    since: i64,
+    version: Option<u64>,
+    limit: u32,
+) -> Result<Summary> {
+    let started = std::time::Instant::now();
+    let store = engine.store().as_ref();
+    let against = match version {
+        Some(v) => Some(Arc::new(
+            store
+                .get_workflow(tenant, workflow, Some(v))
+                .await?
+                .workflow,
+        )),
+        None => None,
+    };
+    let mut summary = Summary {
+        workflow: workflow.to_string(),
+        version,
+        replayed: 0,
+        same: 0,
+        diverged: 0,
+        no_record: 0,
+        skipped: 0,
+        reports: Vec::new(),
+        elapsed_ms: 0,
+    };
+    let mut before = None;
+    let mut seen = 0u32;
+    'pages: loop {
+        let filter = hilo_core::exec::ExecFilter {
+            workflow: Some(workflow.to_string()),
+            limit: Some(100),
+            before: before.clone(),
+            ..Default::default()
+        };
+        let page = store.list_executions(tenant, &filter).await?;
+        let Some(last) = page.last() else { break };
+        before = Some((last.created_at, last.id.clone()));
+        for e in page {
+            if e.created_at < since || seen >= limit {
+                break 'pages;
+            }
+            seen += 1;
+            if matches!(e.status, ExecStatus::Pending | ExecStatus::Running) {
+                summary.skipped += 1;
+                continue;
+            }
+            let record = load(store, tenant, &e.id).await?;
+            let report = replay(engine, &record, against.clone());
+            summary.replayed += 1;
+            match report.verdict {
+                Verdict::Same => summary.same += 1,
+                Verdict::Diverged => summary.diverged += 1,
+                Verdict::NoRecord => summary.no_record += 1,
+            }
+            if report.verdict != Verdict::Same {
+                summary.reports.push(report);
+            }
+        }
+    }
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
