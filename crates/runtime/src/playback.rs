@@ -429,6 +429,19 @@ impl<'a> Playback<'a> {
                 total_changes: total,
             });
         }
+        // The node's conditional edges: the same output may lead elsewhere in another version.
+        if old.detail.edges != new.detail.edges {
+            let a = serde_json::to_value(&old.detail.edges).unwrap_or(Value::Null);
+            let b = serde_json::to_value(&new.detail.edges).unwrap_or(Value::Null);
+            let d = diverged(
+                key,
+                What::Path,
+                format!(
+                    "node `{key}`'s conditional edges lead elsewhere than recorded (edge target: live)"
+                ),
+            );
+            return Err(with_changes(d, &a, &b));
+        }
         Ok(())
     }
 

@@ -22,6 +22,7 @@ mod planted;
 mod poison;
 mod postgres;
 mod public;
+mod replay;
 mod run;
 mod scale;
 mod schedules_procs;

@@ -1,0 +1,282 @@
+//! `hilo replay` through the binary: recorded runs (agents on a fake provider over the real
+//! wire protocol, a tool with a side effect, the demo's shop) replayed with no call to
+//! anything, and changed versions reported at the node and field where they leave the record.
+
+use serde_json::{Value, json};
+
+use super::agents::{Fake, acme_llm};
+use super::{hilo_cmd, root, text};
+
+const V1: &str = r#"
+name: triage
+version: 1
+nodes:
+  - id: classify
+    type: agent
+    agent: simple
+    with:
+      profile: fast
+      prompt: "{{ input.message }}"
+      labels: [billing, other]
+  - id: investigate
+    type: agent
+    agent: reasoning
+    with:
+      task: "Find the order total for {{ input.message }}"
+      tools: [transform_json]
+  - id: record
+    type: tool
+    tool: test.effect
+    with: {label: "${ classify.output.label }", answer: "${ investigate.output.answer }"}
+  - id: done
+    type: finish
+    output: {label: "${ classify.output.label }", answer: "${ investigate.output.answer }"}
+  - id: person
+    type: handover
+    with: {reason: unsure}
+edges:
+  - {from: classify, to: investigate, when: "classify.output.confidence >= `0.7`"}
+  - {from: classify, to: person, when: "classify.output.confidence < `0.7`"}
+  - {from: investigate, to: record}
+  - {from: record, to: done}
+"#;
+
+fn replay(db: &std::path::Path, config: &std::path::Path, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["--config", config.to_str().unwrap(), "replay"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = hilo_cmd(&all, db, &[("ACME_AI_KEY", "sk-acme")])
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap();
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}\n{}", text(&out.stdout), text(&out.stderr)));
+    (code, doc)
+}
+
+#[test]
+fn a_recorded_agent_run_replays_with_no_call_and_changed_versions_are_found_where_they_differ() {
+    use hilo_llm::testserver::Reply;
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let ledger = dir.path().join("effects.ledger");
+    let config = dir.path().join("hilo.toml");
+    std::fs::write(&config, acme_llm(&fake.server().openai_base_url())).unwrap();
+    let import = |version: u64, text_of: &str| {
+        let wf = dir.path().join(format!("v{version}.yaml"));
+        std::fs::write(&wf, text_of).unwrap();
+        let out = hilo_cmd(
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "workflows",
+                "import",
+                wf.to_str().unwrap(),
+            ],
+            &db,
+            &[],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    };
+    import(1, V1);
+    let s = fake.server();
+    s.script(
+        "acme-1",
+        Reply::json(json!({"label": "billing", "confidence": 0.93}), 120, 9),
+    );
+    s.script(
+        "acme-1",
+        Reply::tool_calls(
+            vec![(
+                "transform_json",
+                json!({"data": {"order": {"total": 42}}, "expression": "order.total"}),
+            )],
+            300,
+            25,
+        ),
+    );
+    s.script("acme-1", Reply::text("The order total is 42.", 380, 12));
+    let ledger_env = ledger.display().to_string();
+    let out = hilo_cmd(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "triage",
+            "--input",
+            r#"{"message": "order 7, why was I charged twice?"}"#,
+            "--json",
+        ],
+        &db,
+        &[
+            ("ACME_AI_KEY", "sk-acme"),
+            ("HILO_TEST_LEDGER", &ledger_env),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = run["execution_id"].as_str().unwrap().to_string();
+    assert_eq!(s.requests().len(), 3);
+    let effects = hilo_engine::testkit::read_ledger_lines(&ledger);
+    assert_eq!(effects.len(), 1, "{effects:?}");
+
+    // The record holds the agents' calls: the model's answers and the tool's result.
+    let out = hilo_cmd(&["executions", "show", &id, "--json"], &db, &[])
+        .output()
+        .unwrap();
+    let shown = text(&out.stdout);
+    assert!(shown.contains("\"calls\""), "{shown}");
+
+    // The same version: the same path, outputs and decisions, and nothing called.
+    let (code, report) = replay(&db, &config, &[&id]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["verdict"], "same", "{report}");
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["answered"], 3, "{report}");
+    assert_eq!(s.requests().len(), 3, "the replay asked the model");
+    assert_eq!(
+        hilo_engine::testkit::read_ledger_lines(&ledger).len(),
+        1,
+        "the replay called the tool"
+    );
+
+    // A changed prompt: the classifier's request differs, reported at its node and field.
+    import(
+        2,
+        &V1.replace("version: 1", "version: 2").replace(
+            "prompt: \"{{ input.message }}\"",
+            "prompt: \"Classify: {{ input.message }}\"",
+        ),
+    );
+    let (code, report) = replay(&db, &config, &[&id, "--version", "2"]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["verdict"], "diverged");
+    let d = &report["divergence"];
+    assert_eq!(d["node"], "classify", "{report}");
+    assert_eq!(d["what"], "request", "{report}");
+    assert_eq!(d["changes"][0]["path"], "/input/prompt", "{report}");
+    assert_eq!(
+        d["changes"][0]["a"], "order 7, why was I charged twice?",
+        "{report}"
+    );
+    assert_eq!(
+        d["changes"][0]["b"], "Classify: order 7, why was I charged twice?",
+        "{report}"
+    );
+
+    // Another path: a stricter threshold hands the same answer to a person.
+    import(
+        3,
+        &V1.replace("version: 1", "version: 3")
+            .replace(">= `0.7`", ">= `0.95`")
+            .replace("< `0.7`", "< `0.95`"),
+    );
+    let (code, report) = replay(&db, &config, &[&id, "--version", "3"]);
+    assert_eq!(code, 1, "{report}");
+    let d = &report["divergence"];
+    assert_eq!(d["node"], "classify", "{report}");
+    assert_eq!(d["what"], "path", "{report}");
+    let changes = d["changes"].as_array().unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["path"] == "/investigate" && c["a"] == true && c["b"] == false),
+        "{report}"
+    );
+
+    // The workflow's recent executions against version 3: one, diverged.
+    let (code, summary) = replay(
+        &db,
+        &config,
+        &["--workflow", "triage", "--since", "1h", "--version", "3"],
+    );
+    assert_eq!(code, 1, "{summary}");
+    assert_eq!(summary["replayed"], 1, "{summary}");
+    assert_eq!(summary["diverged"], 1, "{summary}");
+    assert_eq!(summary["reports"][0]["execution"], id.as_str(), "{summary}");
+    // ... and against their own version: the same.
+    let (code, summary) = replay(&db, &config, &["--workflow", "triage", "--since", "1h"]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["same"], 1, "{summary}");
+
+    // Nothing was called by any of it.
+    assert_eq!(s.requests().len(), 3);
+    assert_eq!(hilo_engine::testkit::read_ledger_lines(&ledger).len(), 1);
+
+    // Bad input is 2.
+    let out = hilo_cmd(&["replay", "nope"], &db, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = hilo_cmd(&["replay", &id, "--version", "9"], &db, &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+/// The demo's four runs (a return, one compensated, a handover, an answer from the knowledge
+/// base) replay the same, and the shop's database and outbox are left as they were.
+#[test]
+fn the_demos_runs_replay_the_same_without_touching_the_shop() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let demo = dir.path().join("demo");
+    let out = hilo_cmd(
+        &["demo", "--dir", demo.to_str().unwrap(), "--json"],
+        &db,
+        &[("OPENAI_API_KEY", ""), ("ANTHROPIC_API_KEY", "")],
+    )
+    .current_dir(root())
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let snapshot = || {
+        let mut files: Vec<(String, Vec<u8>)> = walk(&demo)
+            .into_iter()
+            .filter(|p| {
+                !p.to_string_lossy().contains("-wal") && !p.to_string_lossy().contains("-shm")
+            })
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = snapshot();
+    let out = hilo_cmd(
+        &[
+            "replay",
+            "--workflow",
+            "customer_support",
+            "--since",
+            "1h",
+            "--json",
+        ],
+        &db,
+        &[("OPENAI_API_KEY", ""), ("ANTHROPIC_API_KEY", "")],
+    )
+    .current_dir(root())
+    .output()
+    .unwrap();
+    let summary: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}\n{}", text(&out.stdout), text(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    assert!(summary["replayed"].as_u64().unwrap() >= 4, "{summary}");
+    assert_eq!(summary["same"], summary["replayed"], "{summary}");
+    assert_eq!(snapshot(), before, "the replay changed the shop");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
