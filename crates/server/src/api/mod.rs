@@ -10,6 +10,7 @@ pub mod kb;
 pub mod memory;
 pub mod ops;
 pub mod params;
+pub mod playback;
 pub mod sse;
 pub mod tasks;
 pub mod triggers;
@@ -83,6 +84,8 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(executions::cancel))
         .routes(routes!(executions::resume))
         .routes(routes!(diff::diff))
+        .routes(routes!(playback::replay_execution))
+        .routes(routes!(playback::replay_workflow))
         .routes(routes!(events::stream))
         .routes(routes!(tasks::list))
         .routes(routes!(tasks::answer))

@@ -72,3 +72,66 @@ async fn two_executions_are_compared_node_by_node_for_their_tenant_only() {
     }
     s.stop().await;
 }
+
+/// `POST /executions/{id}/replay` and `POST /workflows/{name}/replay`: the same version
+/// replays the same; a version whose condition decides otherwise is reported at `check`;
+/// another tenant's execution is not found.
+#[tokio::test]
+async fn executions_replay_from_their_record_over_the_api() {
+    let s = TestServer::start().await;
+    let key = s.key("acme", &[Scope::Admin]).await;
+    let other = s.key("globex", &[Scope::Admin]).await;
+    let (code, v) = s.import(&key, ROUTE).await;
+    assert!(code == 200 || code == 201, "{v}");
+    let v2 = ROUTE
+        .replace("version: 1", "version: 2")
+        .replace("input.n > `10`", "input.n > `2`");
+    let (code, v) = s.import(&key, &v2).await;
+    assert!(code == 200 || code == 201, "{v}");
+    let (code, v) = s
+        .post(
+            &key,
+            "/workflows/route/execute",
+            json!({"input": {"n": 3}, "version": 1}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let path = format!("/executions/{id}/replay");
+    let (code, r) = s.post(&key, &path, json!({})).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["verdict"], "same", "{r}");
+    assert_eq!(r["version"], 1, "{r}");
+    let (code, r) = s.post(&key, &path, json!({"version": 2})).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["verdict"], "diverged", "{r}");
+    assert_eq!(r["divergence"]["node"], "check", "{r}");
+    assert_eq!(
+        r["divergence"]["changes"][0],
+        json!({"path": "/result", "a": false, "b": true}),
+        "{r}"
+    );
+    let (code, sum) = s
+        .post(
+            &key,
+            "/workflows/route/replay",
+            json!({"since": "1h", "version": 2}),
+        )
+        .await;
+    assert_eq!(code, 200, "{sum}");
+    assert_eq!(sum["replayed"], 1, "{sum}");
+    assert_eq!(sum["diverged"], 1, "{sum}");
+    let (code, v) = s
+        .post(
+            &key,
+            "/workflows/route/replay",
+            json!({"since": "yesterday"}),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = s.post(&key, &path, json!({"version": 9})).await;
+    assert_eq!(code, 404, "{v}");
+    let (code, v) = s.post(&other, &path, json!({})).await;
+    assert_eq!(code, 404, "{v}");
+    s.stop().await;
+}

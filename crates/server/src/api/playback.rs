@@ -1,0 +1,124 @@
+//! `POST /executions/{id}/replay` and `POST /workflows/{name}/replay`: executions run again
+//! from their record (`hilo_runtime::playback`, the same as `hilo replay`). Not the server's
+//! idempotent replays of a request (`idempotency.rs`): these replay executions.
+
+use axum::extract::State;
+use axum::{Extension, Json};
+use hilo_core::access::Scope;
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+
+/// Which version to replay against.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    /// A version of the execution's workflow; absent: the version it ran.
+    pub version: Option<u64>,
+}
+
+/// Which executions of a workflow to replay.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaysBody {
+    /// Executions created since then: a duration ago (`7d`, `24h`) or an RFC 3339 time.
+    pub since: String,
+    /// The version to replay them against; absent: each one's own.
+    pub version: Option<u64>,
+    /// At most this many, newest first (default 1,000, at most 10,000).
+    pub limit: Option<u32>,
+}
+
+/// Runs an execution again from its record: every tool, model, script, child and person
+/// answered from what was recorded, nothing called, nothing written, nothing paid. The
+/// answer is the report: `{execution, workflow, recorded_version, version, verdict: same |
+/// diverged | no_record, divergence: {node, what: request | output | status | path | outcome
+/// | missing, message, changes: [{path, a (recorded), b (replayed)}], total_changes},
+/// recorded_status, status, nodes, answered, elapsed_us}`.
+#[utoipa::path(post, path = "/executions/{id}/replay", tag = "executions",
+    params(("id" = String, Path, description = "Execution id")),
+    request_body = ReplayBody,
+    responses(
+        (status = 200, description = "The replay's report", body = Object),
+        (status = 400, description = "A malformed body", body = ErrorBody),
+        (status = 404, description = "No such execution, or no such version", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+pub async fn replay_execution(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ReplayBody>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    let report =
+        hilo_runtime::playback::replay_execution(state.engine(), &caller.tenant, &id, body.version)
+            .await?;
+    serde_json::to_value(report)
+        .map(Json)
+        .map_err(|e| ApiError::internal("writing the replay's report", e))
+}
+
+/// Replays a workflow's executions created since a time, against one version (or each one's
+/// own), and sums them up: `{workflow, version, replayed, same, diverged, no_record, skipped,
+/// reports: [the reports of those not the same], elapsed_ms}`. What to check before
+/// activating a new version against real past traffic.
+#[utoipa::path(post, path = "/workflows/{name}/replay", tag = "workflows",
+    params(("name" = String, Path, description = "Workflow name")),
+    request_body = ReplaysBody,
+    responses(
+        (status = 200, description = "The replays summed up", body = Object),
+        (status = 400, description = "A malformed body or `since`", body = ErrorBody),
+        (status = 404, description = "No such version", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+pub async fn replay_workflow(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<ReplaysBody>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Scope::Read)?;
+    let since = since_ms(&body.since)?;
+    let limit = body.limit.unwrap_or(1000);
+    if limit == 0 || limit > 10_000 {
+        return Err(ApiError::bad_request(
+            "INVALID_INPUT",
+            "`limit` is from 1 to 10000",
+        ));
+    }
+    let summary = hilo_runtime::playback::replay_since(
+        state.engine(),
+        &caller.tenant,
+        &name,
+        since,
+        body.version,
+        limit,
+    )
+    .await?;
+    serde_json::to_value(summary)
+        .map(Json)
+        .map_err(|e| ApiError::internal("writing the replays' summary", e))
+}
+
+/// `7d` (that long ago) or an RFC 3339 time, as Unix ms.
+fn since_ms(text: &str) -> ApiResult<i64> {
+    let t = text.trim();
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(at.timestamp_millis());
+    }
+    let ago = hilo_core::duration::parse_span_ms(t).map_err(|e| {
+        ApiError::bad_request(
+            "INVALID_INPUT",
+            format!("`since`: {e}; write a duration such as 7d, or an RFC 3339 time"),
+        )
+    })?;
+    Ok(hilo_engine::now_ms().saturating_sub(i64::try_from(ago).unwrap_or(i64::MAX)))
+}
