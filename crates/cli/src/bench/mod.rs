@@ -13,6 +13,7 @@
 //! | `trace.rs` | trace export off and on |
 //! | `memory.rs` | the knowledge base: indexing, search, quality |
 //! | `code.rs` | the code sandbox: overhead per call, throughput, RSS |
+//! | `replay.rs` | `hilo replay` at 100, 1,000 and 10,000 recorded steps |
 //! | `futures_like.rs` | a tiny bounded pool of futures |
 
 mod code;
@@ -20,6 +21,7 @@ mod futures_like;
 mod kit;
 mod memory;
 mod openapi;
+mod replay;
 mod size;
 mod trace;
 
@@ -105,6 +107,7 @@ fn all_keys() -> impl Iterator<Item = &'static str> {
         .iter()
         .chain(trace::KEYS.iter())
         .chain(openapi::KEYS.iter())
+        .chain(replay::KEYS.iter())
         .copied()
 }
 
@@ -466,6 +469,18 @@ async fn bench(
     // (h) OpenAPI tools: a call against a hand-written HTTP tool's, GitHub's document read.
     if openapi::KEYS.iter().any(|k| selects(only, k)) {
         openapi::run(&|k: &str| selects(only, k), quick, &mut results, &mut rows).await?;
+    }
+
+    // (h') Replay from the record (`hilo replay`) at 100, 1,000 and 10,000 recorded steps.
+    if replay::KEYS.iter().any(|k| selects(only, k)) {
+        replay::run(
+            &|k: &str| selects(only, k),
+            reps,
+            &say,
+            &mut results,
+            &mut rows,
+        )
+        .await?;
     }
 
     // (i) The code sandbox: trivial, 1 ms and 10 ms scripts at 1, 16, 256 in flight. Last: it
