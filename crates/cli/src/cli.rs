@@ -131,6 +131,32 @@ pub struct OutArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ForkArgs {
+    /// The execution to fork
+    pub id: String,
+    /// The node to run live from: its key (`loop[2]/draft` inside a loop)
+    #[arg(long, value_name = "NODE")]
+    pub at: String,
+    /// A recorded output changed: NODE.output[.FIELD…]=JSON (repeatable)
+    #[arg(long, value_name = "PATH=JSON")]
+    pub set: Vec<String>,
+    /// Another input: JSON text, or @FILE
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub input: Option<String>,
+    /// The fork node (an agent) asks this model instead
+    #[arg(long, value_name = "NAME", conflicts_with = "profile")]
+    pub model: Option<String>,
+    /// The fork node (an agent) asks this profile instead
+    #[arg(long, value_name = "P")]
+    pub profile: Option<String>,
+    /// Another version of the workflow
+    #[arg(long, value_name = "V")]
+    pub version: Option<u64>,
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ResumeArgs {
     /// Execution id
     pub id: String,
@@ -343,6 +369,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A new execution from another's record: everything before the fork node whose request
+    /// is unchanged is taken from the record (never performed again), the fork node and what
+    /// follows run live, with the change asked for: another model or profile for the node, a
+    /// recorded output set (only what depends on it runs again), another input or version.
+    Fork(ForkArgs),
     /// Inspect and prune executions.
     #[command(subcommand)]
     Executions(ExecutionsCommand),

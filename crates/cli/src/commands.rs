@@ -50,6 +50,7 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
         Command::Workflows(cmd) => workflows::workflows(app, cmd).await,
         Command::Run(args) => exec::run(app, args).await,
         Command::Resume(args) => exec::resume(app, args).await,
+        Command::Fork(args) => exec::fork(app, args).await,
         Command::Answer(args) => exec::answer(app, args).await,
         Command::Cancel {
             id,

@@ -306,6 +306,73 @@ pub async fn run(app: &App, args: RunArgs) -> Result<(), Exit> {
     report(&store, &g.tenant, &o.map_err(engine_err)?, out.json).await
 }
 
+/// `hilo fork`: a new execution from another's record up to a node, live from there.
+pub async fn fork(app: &App, args: crate::cli::ForkArgs) -> Result<(), Exit> {
+    let g = app.global();
+    if args.out.detach {
+        return Err(Exit::invalid(anyhow!(
+            "hilo fork runs the fork in the foreground: leave out --detach"
+        )));
+    }
+    let input = match &args.input {
+        Some(text) => Some(read_json(text, "input")?),
+        None => None,
+    };
+    let mut set = Vec::new();
+    for s in &args.set {
+        let Some((path, value)) = s.split_once('=') else {
+            return Err(Exit::invalid(anyhow!(
+                "--set `{s}`: write NODE.output.FIELD=JSON, e.g. --set 'classify.output.label=\"billing\"'"
+            )));
+        };
+        let value: Value = serde_json::from_str(value).map_err(|e| {
+            Exit::invalid(anyhow!(
+                "--set `{path}`: the value is not JSON ({e}); quote a text: '{path}=\"text\"'"
+            ))
+        })?;
+        set.push((path.to_string(), value));
+    }
+    let req = hilo_runtime::playback::ForkRequest {
+        at: args.at.clone(),
+        set,
+        input,
+        version: args.version,
+        model: args.model.clone(),
+        profile: args.profile.clone(),
+    };
+    let (engine, store) = engine(app).await?;
+    engine.set_outcome_nodes(args.out.json);
+    let (forked, outcome) =
+        hilo_runtime::playback::fork(&engine, &g.tenant, &args.id, req, Mode::Foreground)
+            .await
+            .map_err(|e| match e {
+                hilo_runtime::RuntimeError::Store(e) => crate::exit::store_err(e),
+                hilo_runtime::RuntimeError::Engine(e) => engine_err(e),
+                hilo_runtime::RuntimeError::Refused(r)
+                    if r.kind == hilo_runtime::error::Refusal::Misconfigured =>
+                {
+                    Exit::from(anyhow!("{}", r.message))
+                }
+                other => Exit::invalid(anyhow!("{other}")),
+            })?;
+    if !args.out.json {
+        noteln!(
+            "execution {} forks {} at {}: {} call{} answered from the record, live from {}",
+            forked.execution_id,
+            forked.origin,
+            forked.at,
+            forked.answered,
+            if forked.answered == 1 { "" } else { "s" },
+            if forked.live.is_empty() {
+                "nothing (every call was in the record)".to_string()
+            } else {
+                forked.live.join(", ")
+            }
+        );
+    }
+    report(&store, &g.tenant, &outcome, args.out.json).await
+}
+
 pub async fn resume(app: &App, args: ResumeArgs) -> Result<(), Exit> {
     let g = app.global();
     app.config()?;
@@ -712,6 +779,7 @@ fn started_by(s: Option<&StartedBy>) -> String {
         }
         Some(StartedBy::Conversation { conversation }) => format!("conversation {conversation}"),
         Some(StartedBy::Child { parent }) => format!("child of execution {parent}"),
+        Some(StartedBy::Fork { origin, at }) => format!("fork of execution {origin} at {at}"),
         Some(other) => other.kind().to_string(),
     }
 }

@@ -616,11 +616,14 @@ pub enum StartedBy {
     Mcp,
     /// A message to the tenant's A2A agent (`/a2a`).
     A2a,
+    /// `hilo fork`: another execution's record up to a node (`at`, a node key), live from
+    /// there (`origin`: that execution's id).
+    Fork { origin: String, at: String },
 }
 
 impl StartedBy {
     /// The `kind` tag: `cli`, `api`, `queue`, `conversation`, `child`, `schedule`, `webhook`,
-    /// `mcp`, `a2a`.
+    /// `mcp`, `a2a`, `fork`.
     pub fn kind(&self) -> &'static str {
         match self {
             StartedBy::Cli => "cli",
@@ -632,6 +635,7 @@ impl StartedBy {
             StartedBy::Webhook { .. } => "webhook",
             StartedBy::Mcp => "mcp",
             StartedBy::A2a => "a2a",
+            StartedBy::Fork { .. } => "fork",
         }
     }
 }

@@ -200,6 +200,19 @@ struct Playback<'a> {
     answered: u64,
     /// The recorded workflow's nodes by id, as JSON (the kind's fields).
     definitions: HashMap<String, Value>,
+    /// Set when the run is a fork's: what it answers otherwise, what it leaves live.
+    fork: Option<ForkState>,
+}
+
+/// A fork's playback: its fork node, the outputs it sets, and the calls it leaves in flight.
+struct ForkState {
+    at: String,
+    /// Outputs set by `--set`, by node key, answered as they are.
+    set: HashMap<String, Value>,
+    /// The calls left in flight, which run live.
+    live: Vec<String>,
+    /// The people answered from the record.
+    people: HashSet<String>,
 }
 
 type Step = std::result::Result<(), Divergence>;
@@ -239,7 +252,7 @@ impl<'a> Playback<'a> {
             ..ExecMeta::default()
         };
         let machine = Machine::new(
-            plan.clone(),
+            plan,
             exec.id.clone(),
             exec.tenant.clone(),
             exec.input.get().clone(),
@@ -247,10 +260,20 @@ impl<'a> Playback<'a> {
             exec.parent.clone(),
         )
         .triggered(exec.started_by.as_ref());
+        Playback::with(record, machine, exec.created_at, None)
+    }
+
+    fn with(
+        record: &'a Record,
+        machine: Machine,
+        now: i64,
+        fork: Option<ForkState>,
+    ) -> Playback<'a> {
         Playback {
             record,
             machine,
-            now: exec.created_at,
+            fork,
+            now,
             inputs: VecDeque::from([Input::Start]),
             timers: BinaryHeap::new(),
             ended: HashSet::new(),
@@ -271,7 +294,7 @@ impl<'a> Playback<'a> {
         loop {
             let input = match self.inputs.pop_front() {
                 Some(i) => i,
-                None => match self.timers.pop() {
+                None => match self.next_timer() {
                     Some(Reverse((at, key))) => {
                         self.now = self.now.max(at);
                         Input::Timer { key, at }
@@ -283,7 +306,10 @@ impl<'a> Playback<'a> {
                 },
             };
             let actions = self.machine.apply(input, self.now);
-            if let Err(d) = self.check_step() {
+            if self.fork.is_some() {
+                // Nothing is taken from the machine: what it did is its first commit.
+                self.answer_people();
+            } else if let Err(d) = self.check_step() {
                 return Some(d);
             }
             for a in actions {
@@ -295,11 +321,56 @@ impl<'a> Playback<'a> {
                 break;
             }
         }
+        if self.fork.is_some() {
+            return None;
+        }
         self.check_end().err()
+    }
+
+    /// A fork's people waiting at nodes the record has answers for get those answers.
+    fn answer_people(&mut self) {
+        let Some(f) = &mut self.fork else { return };
+        let waiting: Vec<String> = self
+            .machine
+            .active_nodes()
+            .filter(|r| r.status == NodeStatus::Waiting && !f.people.contains(&r.key))
+            .map(|r| r.key.clone())
+            .collect();
+        for key in waiting {
+            if let Some(Some(answer)) = self.record.answers.get(&key) {
+                f.people.insert(key.clone());
+                self.answered += 1;
+                self.inputs.push_back(Input::Signal(StoredSignal {
+                    id: 0,
+                    signal: Signal::Answer {
+                        node_key: key,
+                        answer: answer.clone(),
+                    },
+                }));
+            }
+        }
+    }
+
+    /// The next timer to fire on the virtual clock. A fork fires only those of nodes the
+    /// record saw end (a retry's backoff, a `wait`); the engine arms the others for real.
+    fn next_timer(&mut self) -> Option<Reverse<(i64, String)>> {
+        loop {
+            let t = self.timers.pop()?;
+            if self.fork.is_none() {
+                return Some(t);
+            }
+            let key = t.0.1.strip_suffix("#compensate").unwrap_or(&t.0.1);
+            if self.record.nodes.get(key).is_some_and(|r| ran(r.status)) {
+                return Some(t);
+            }
+        }
     }
 
     /// Nothing left to feed: a recorded cancellation is the one input that may remain.
     fn idle_input(&mut self) -> Option<Input> {
+        if self.fork.is_some() {
+            return None;
+        }
         let exec = &self.record.execution;
         if exec.status != ExecStatus::Cancelled || self.machine.status().is_terminal() {
             return None;
@@ -487,11 +558,64 @@ impl<'a> Playback<'a> {
         Ok(())
     }
 
-    /// Answers one action from the record.
+    /// Answers one action from the record. A fork leaves a call it cannot answer (its fork
+    /// node, a changed request) in flight: the engine issues it live.
     fn answer(&mut self, action: Action) -> Step {
-        match action {
-            Action::Continue => self.inputs.push_back(Input::Continue),
-            Action::Timer { key, at } => self.timers.push(Reverse((at, key))),
+        let key = match &action {
+            Action::Continue => {
+                self.inputs.push_back(Input::Continue);
+                return Ok(());
+            }
+            Action::Timer { key, at } => {
+                self.timers.push(Reverse((*at, key.clone())));
+                return Ok(());
+            }
+            Action::CallTool { key, .. }
+            | Action::RunAgent { key, .. }
+            | Action::RunCode { key, .. }
+            | Action::StartChild { key, .. } => key.clone(),
+        };
+        let compensation = matches!(
+            action,
+            Action::CallTool {
+                compensation: true,
+                ..
+            }
+        );
+        if let Some(f) = &mut self.fork
+            && !compensation
+        {
+            if let Some(output) = f.set.get(&key) {
+                let input = set_answer(action, output.clone(), self.record.nodes.get(&key));
+                self.answered += 1;
+                self.inputs.push_back(input);
+                return Ok(());
+            }
+            if key == f.at {
+                f.live.push(key);
+                return Ok(());
+            }
+        }
+        match self.reply(action) {
+            Ok(input) => {
+                self.answered += 1;
+                self.inputs.push_back(input);
+                Ok(())
+            }
+            Err(d) => match &mut self.fork {
+                Some(f) => {
+                    f.live.push(key);
+                    Ok(())
+                }
+                None => Err(d),
+            },
+        }
+    }
+
+    /// The recorded answer to a call, or why there is none.
+    fn reply(&self, action: Action) -> std::result::Result<Input, Divergence> {
+        Ok(match action {
+            Action::Continue | Action::Timer { .. } => Input::Continue,
             Action::CallTool {
                 key,
                 tool,
@@ -527,13 +651,12 @@ impl<'a> Playback<'a> {
                     (_, Some(e)) => Err(e.clone()),
                     (s, None) => return Err(self.missing(&key, s)),
                 };
-                self.answered += 1;
-                self.inputs.push_back(Input::ToolDone {
+                Input::ToolDone {
                     key,
                     attempt,
                     compensation: true,
                     result,
-                });
+                }
             }
             Action::CallTool {
                 key,
@@ -543,15 +666,13 @@ impl<'a> Playback<'a> {
                 ..
             } => {
                 let rec = self.recorded_call(&key)?;
-                let new = json!({"tool": tool, "input": input});
-                self.same_request(&key, rec, new)?;
-                self.answered += 1;
-                self.inputs.push_back(Input::ToolDone {
+                self.same_request(&key, rec, json!({"tool": tool, "input": input}))?;
+                Input::ToolDone {
                     key,
                     attempt,
                     compensation: false,
                     result: node_result(rec),
-                });
+                }
             }
             Action::RunAgent {
                 key,
@@ -561,21 +682,19 @@ impl<'a> Playback<'a> {
                 ..
             } => {
                 let rec = self.recorded_call(&key)?;
-                let new = json!({"agent": node.agent, "input": rendered});
-                self.same_request(&key, rec, new)?;
+                self.same_request(&key, rec, json!({"agent": node.agent, "input": rendered}))?;
                 // A planner that wrote a workflow answered with it; the child's end follows.
                 let result = match &rec.detail.emitted {
                     Some(e) => Ok(json!({"workflow": e.definition, "input": e.input})),
                     None => node_result(rec),
                 };
-                self.answered += 1;
-                self.inputs.push_back(Input::AgentDone {
+                Input::AgentDone {
                     key,
                     attempt,
                     result,
                     trace: rec.detail.trace.clone(),
                     calls: rec.detail.calls.clone(),
-                });
+                }
             }
             Action::RunCode {
                 key,
@@ -598,14 +717,13 @@ impl<'a> Playback<'a> {
                 if old != new {
                     return Err(self.request_differs(&key, &old, &new));
                 }
-                self.answered += 1;
-                self.inputs.push_back(Input::AgentDone {
+                Input::AgentDone {
                     key,
                     attempt,
                     result: node_result(rec),
                     trace: rec.detail.trace.clone(),
                     calls: Vec::new(),
-                });
+                }
             }
             Action::StartChild {
                 key,
@@ -622,25 +740,9 @@ impl<'a> Playback<'a> {
                     let new = json!({"workflow": workflow, "version": version, "input": input});
                     self.same_request(&key, rec, new)?;
                 }
-                let status = match rec.status {
-                    NodeStatus::Succeeded => ExecStatus::Succeeded,
-                    NodeStatus::Cancelled => ExecStatus::Cancelled,
-                    _ => ExecStatus::Failed,
-                };
-                self.answered += 1;
-                self.inputs.push_back(Input::Signal(StoredSignal {
-                    id: 0,
-                    signal: Signal::ChildDone {
-                        node_key: key,
-                        child_id,
-                        status,
-                        output: rec.output.as_deref().cloned(),
-                        error: rec.error.clone(),
-                    },
-                }));
+                child_done(key, child_id, rec, rec.output.as_deref().cloned())
             }
-        }
-        Ok(())
+        })
     }
 
     /// The recorded node a call is answered from: one that ran to its end, with its request.
@@ -726,6 +828,62 @@ impl<'a> Playback<'a> {
             ),
         );
         with_changes(d, old, new)
+    }
+}
+
+/// A child's end as its parent's signal.
+fn child_done(key: String, child_id: String, rec: &NodeRecord, output: Option<Value>) -> Input {
+    let status = match rec.status {
+        NodeStatus::Succeeded => ExecStatus::Succeeded,
+        NodeStatus::Cancelled => ExecStatus::Cancelled,
+        _ => ExecStatus::Failed,
+    };
+    Input::Signal(StoredSignal {
+        id: 0,
+        signal: Signal::ChildDone {
+            node_key: key,
+            child_id,
+            status,
+            output,
+            error: rec.error.clone(),
+        },
+    })
+}
+
+/// A call answered with an output a fork sets (`--set NODE.output...`), as a success.
+fn set_answer(action: Action, output: Value, rec: Option<&NodeRecord>) -> Input {
+    match action {
+        Action::CallTool { key, attempt, .. } => Input::ToolDone {
+            key,
+            attempt,
+            compensation: false,
+            result: Ok(output),
+        },
+        Action::RunAgent { key, attempt, .. } => Input::AgentDone {
+            key,
+            attempt,
+            result: Ok(output),
+            trace: rec.and_then(|r| r.detail.trace.clone()),
+            calls: rec.map(|r| r.detail.calls.clone()).unwrap_or_default(),
+        },
+        Action::RunCode { key, attempt, .. } => Input::AgentDone {
+            key,
+            attempt,
+            result: Ok(output),
+            trace: rec.and_then(|r| r.detail.trace.clone()),
+            calls: Vec::new(),
+        },
+        Action::StartChild { key, child_id, .. } => Input::Signal(StoredSignal {
+            id: 0,
+            signal: Signal::ChildDone {
+                node_key: key,
+                child_id,
+                status: ExecStatus::Succeeded,
+                output: Some(output),
+                error: None,
+            },
+        }),
+        Action::Continue | Action::Timer { .. } => Input::Continue,
     }
 }
 
@@ -871,4 +1029,293 @@ pub async fn replay_since(
     }
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
+}
+
+/// What `hilo fork` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ForkRequest {
+    /// The node key the fork runs live from (`loop[2]/draft` inside a loop).
+    pub at: String,
+    /// `NODE.output[.FIELD…]` = JSON: recorded outputs changed; those nodes are answered with
+    /// them, and only what depends on them runs again.
+    pub set: Vec<(String, Value)>,
+    /// Another input; the recorded one when `None`.
+    pub input: Option<Value>,
+    /// Another version of the workflow; the recorded one when `None`.
+    pub version: Option<u64>,
+    /// The fork node (an agent) asks this model, or this profile, instead.
+    pub model: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// A fork made and driven.
+#[derive(Debug, Clone, Serialize)]
+pub struct Forked {
+    pub execution_id: String,
+    pub origin: String,
+    pub at: String,
+    /// Calls answered from the origin's record.
+    pub answered: u64,
+    /// The calls that ran live first (the fork node, and any whose request changed).
+    pub live: Vec<String>,
+}
+
+/// Makes a new execution from execution `origin`'s record (see [`ForkRequest`]): everything
+/// the record can answer with the same request is taken from it, never performed again; the
+/// node `at`, the calls whose requests changed and everything after them run live. Returns
+/// the fork and its first drive's outcome (`mode` as for any start).
+pub async fn fork(
+    engine: &Engine,
+    tenant: &str,
+    origin: &str,
+    req: ForkRequest,
+    mode: hilo_engine::Mode,
+) -> Result<(Forked, hilo_engine::Outcome)> {
+    use crate::error::Refusal;
+    let store = engine.store().as_ref();
+    let record = load(store, tenant, origin).await?;
+    let exec = &record.execution;
+    let mut adhoc = exec.definition.is_some();
+    let mut wf = match req.version {
+        Some(v) if v != exec.version || adhoc => {
+            adhoc = false;
+            Arc::new(
+                store
+                    .get_workflow(tenant, &exec.workflow, Some(v))
+                    .await?
+                    .workflow,
+            )
+        }
+        _ => record.workflow.clone(),
+    };
+    let at_id = node_id(&req.at);
+    let Some(at_node) = wf.node(at_id) else {
+        return Err(RuntimeError::new(
+            Refusal::NotFound,
+            "NODE_NOT_FOUND",
+            format!(
+                "--at `{}`: workflow {} has no node `{at_id}`; `hilo executions show {origin}` lists the execution's node keys",
+                req.at,
+                wf.reference()
+            ),
+        ));
+    };
+    if req.model.is_some() || req.profile.is_some() {
+        if !matches!(at_node.kind, hilo_core::NodeKind::Agent(_)) {
+            return Err(RuntimeError::bad_request(
+                "INVALID_INPUT",
+                format!(
+                    "--model and --profile change an agent node's model, and node `{at_id}` is a {} node",
+                    at_node.kind.type_name()
+                ),
+            ));
+        }
+        wf = Arc::new(with_model(
+            &wf,
+            at_id,
+            req.model.as_deref(),
+            req.profile.as_deref(),
+        )?);
+        adhoc = true;
+    }
+    // The outputs `--set` changes, from the recorded ones.
+    let mut set: HashMap<String, Value> = HashMap::new();
+    for (path, value) in &req.set {
+        let (key, pointer) = split_set(path)?;
+        let rec = record
+            .nodes
+            .get(key)
+            .filter(|r| r.status == NodeStatus::Succeeded);
+        let Some(rec) = rec else {
+            return Err(RuntimeError::bad_request(
+                "INVALID_INPUT",
+                format!(
+                    "--set `{path}`: node `{key}` has no recorded output in execution {origin} (it did not succeed); `hilo executions show {origin}` lists its nodes"
+                ),
+            ));
+        };
+        let output = set
+            .entry(key.to_string())
+            .or_insert_with(|| rec.output.as_deref().cloned().unwrap_or(Value::Null));
+        put(output, &pointer, value.clone()).map_err(|e| {
+            RuntimeError::bad_request("INVALID_INPUT", format!("--set `{path}`: {e}"))
+        })?;
+    }
+    let input = req
+        .input
+        .clone()
+        .unwrap_or_else(|| exec.input.get().clone());
+    let plan = engine.plan(tenant, &wf, adhoc);
+    let id = hilo_engine::driver::new_id();
+    let mut meta = engine.new_meta();
+    meta.grant = exec.meta.grant.clone();
+    let machine = Machine::new(
+        plan,
+        id.clone(),
+        tenant.to_string(),
+        input.clone(),
+        meta,
+        None,
+    )
+    .triggered(exec.started_by.as_ref());
+    let state = ForkState {
+        at: req.at.clone(),
+        set,
+        live: Vec::new(),
+        people: HashSet::new(),
+    };
+    let mut p = Playback::with(&record, machine, hilo_engine::now_ms(), Some(state));
+    p.run();
+    let answered = p.answered;
+    let live = p.fork.take().map(|f| f.live).unwrap_or_default();
+    let machine = p.machine;
+    let started_by = hilo_core::exec::StartedBy::Fork {
+        origin: origin.to_string(),
+        at: req.at.clone(),
+    };
+    let outcome = engine
+        .start_advanced(
+            machine,
+            &wf,
+            adhoc,
+            input,
+            hilo_engine::Origin::by(started_by),
+            mode,
+        )
+        .await?;
+    Ok((
+        Forked {
+            execution_id: id,
+            origin: origin.to_string(),
+            at: req.at,
+            answered,
+            live,
+        },
+        outcome,
+    ))
+}
+
+/// `NODE.output[.a.b.0]` → (`NODE`, `/a/b/0`).
+fn split_set(path: &str) -> Result<(&str, String)> {
+    let Some((key, rest)) = path.split_once(".output") else {
+        return Err(RuntimeError::bad_request(
+            "INVALID_INPUT",
+            format!(
+                "--set `{path}`: write NODE.output or NODE.output.FIELD (e.g. classify.output.label)"
+            ),
+        ));
+    };
+    if !(rest.is_empty() || rest.starts_with('.')) || key.is_empty() {
+        return Err(RuntimeError::bad_request(
+            "INVALID_INPUT",
+            format!(
+                "--set `{path}`: write NODE.output or NODE.output.FIELD (e.g. classify.output.label)"
+            ),
+        ));
+    }
+    let pointer: String = rest
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
+        .collect();
+    Ok((key, pointer))
+}
+
+/// Writes `value` at `pointer` in `target`, making the objects on the way.
+fn put(target: &mut Value, pointer: &str, value: Value) -> std::result::Result<(), String> {
+    if pointer.is_empty() {
+        *target = value;
+        return Ok(());
+    }
+    let mut at = target;
+    let parts: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        if at.is_null() {
+            *at = Value::Object(Default::default());
+        }
+        at = match at {
+            Value::Object(m) => {
+                if last {
+                    m.insert(part.clone(), value);
+                    return Ok(());
+                }
+                m.entry(part.clone()).or_insert(Value::Null)
+            }
+            Value::Array(a) => {
+                let i: usize = part
+                    .parse()
+                    .map_err(|_| format!("`{part}` is not an index of the list there"))?;
+                let len = a.len();
+                let slot = a
+                    .get_mut(i)
+                    .ok_or_else(|| format!("index {i} is past the list's {len} items"))?;
+                if last {
+                    *slot = value;
+                    return Ok(());
+                }
+                slot
+            }
+            other => return Err(format!("`{part}` is inside {}, not an object", kind(other))),
+        };
+    }
+    Ok(())
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `wf` with agent node `id` asking `model` (or `profile`) instead, decoded and validated
+/// again as a definition of its own (a fork pins it, as `hilo run FILE` does).
+fn with_model(
+    wf: &Workflow,
+    id: &str,
+    model: Option<&str>,
+    profile: Option<&str>,
+) -> Result<Workflow> {
+    let mut def = hilo_core::to_value(wf);
+    fn visit(v: &mut Value, id: &str, model: Option<&str>, profile: Option<&str>) -> bool {
+        match v {
+            Value::Object(m) => {
+                if m.get("id").and_then(Value::as_str) == Some(id) && m.contains_key("agent") {
+                    let with = m
+                        .entry("with")
+                        .or_insert_with(|| Value::Object(Default::default()));
+                    if let Value::Object(w) = with {
+                        w.remove("model");
+                        w.remove("profile");
+                        if let Some(x) = model {
+                            w.insert("model".into(), json!(x));
+                        }
+                        if let Some(x) = profile {
+                            w.insert("profile".into(), json!(x));
+                        }
+                    }
+                    return true;
+                }
+                m.values_mut().any(|c| visit(c, id, model, profile))
+            }
+            Value::Array(a) => a.iter_mut().any(|c| visit(c, id, model, profile)),
+            _ => false,
+        }
+    }
+    visit(&mut def, id, model, profile);
+    hilo_core::decode_value(&def).map_err(|e| {
+        RuntimeError::bad_request(
+            "INVALID_INPUT",
+            format!("the workflow with node `{id}`'s model changed is not valid: {e}"),
+        )
+    })
 }

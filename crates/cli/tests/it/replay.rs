@@ -280,3 +280,172 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+const SUMMARY: &str = r#"
+name: summary
+version: 1
+nodes:
+  - id: charge
+    type: tool
+    tool: test.effect
+    with: {amount: "${ input.amount }"}
+  - id: summarize
+    type: agent
+    agent: simple
+    with:
+      model: acme-1
+      prompt: "Summarize the charge of {{ input.amount }}"
+  - id: done
+    type: finish
+    output: {summary: "${ summarize.output.text }", charged: "${ charge.output.input.amount }"}
+edges:
+  - {from: charge, to: summarize}
+  - {from: summarize, to: done}
+"#;
+
+/// A fork at the agent after a tool with a side effect: the effect is made once in all, the
+/// fork's other model answers otherwise, `hilo diff` shows where; a fork that sets a recorded
+/// output runs again only what depends on it.
+#[test]
+fn a_fork_takes_the_record_before_its_node_and_runs_live_from_there() {
+    use hilo_llm::testserver::Reply;
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let ledger = dir.path().join("effects.ledger");
+    let ledger_env = ledger.display().to_string();
+    let config = dir.path().join("hilo.toml");
+    std::fs::write(
+        &config,
+        acme_llm(&fake.server().openai_base_url())
+            + "\n[[llm.models]]\nname = \"acme-2\"\nprovider = \"acme_ai\"\ninput_per_1k = 0.001\noutput_per_1k = 0.002\ncontext_window = 32000\ncapabilities = [\"chat\", \"tools\", \"json_schema\"]\n",
+    )
+    .unwrap();
+    let wf = dir.path().join("summary.yaml");
+    std::fs::write(&wf, SUMMARY).unwrap();
+    let env = [
+        ("ACME_AI_KEY", "sk-acme"),
+        ("HILO_TEST_LEDGER", ledger_env.as_str()),
+    ];
+    let cfg = config.to_str().unwrap();
+    let out = hilo_cmd(
+        &["--config", cfg, "workflows", "import", wf.to_str().unwrap()],
+        &db,
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = fake.server();
+    s.script("acme-1", Reply::text("A charge of 30 euros.", 50, 6));
+    s.script("acme-2", Reply::text("Thirty euros were charged.", 50, 5));
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", cfg];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let out = hilo_cmd(&all, &db, &env).output().unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}\n{}", text(&out.stdout), text(&out.stderr)));
+        (out.status.code().unwrap(), doc, text(&out.stderr))
+    };
+    let (code, origin, err) = run(&["run", "summary", "--input", r#"{"amount": 30}"#]);
+    assert_eq!(code, 0, "{origin}\n{err}");
+    let origin_id = origin["execution_id"].as_str().unwrap().to_string();
+    assert_eq!(origin["output"]["summary"], "A charge of 30 euros.");
+    assert_eq!(hilo_engine::testkit::read_ledger_lines(&ledger).len(), 1);
+    assert_eq!(s.requests().len(), 1);
+
+    // Fork at the agent with another model: the charge is taken from the record.
+    let (code, fork, err) = run(&["fork", &origin_id, "--at", "summarize", "--model", "acme-2"]);
+    assert_eq!(code, 0, "{fork}\n{err}");
+    assert_eq!(
+        fork["output"]["summary"], "Thirty euros were charged.",
+        "{fork}"
+    );
+    assert_eq!(fork["output"]["charged"], 30, "{fork}");
+    let fork_id = fork["execution_id"].as_str().unwrap().to_string();
+    assert_ne!(fork_id, origin_id);
+    assert_eq!(
+        hilo_engine::testkit::read_ledger_lines(&ledger).len(),
+        1,
+        "the fork charged again"
+    );
+    assert_eq!(s.requests().len(), 2);
+    assert_eq!(s.requests()[1].body["model"], "acme-2");
+    // It is linked to its origin.
+    let out = hilo_cmd(&["executions", "show", &fork_id], &db, &[])
+        .output()
+        .unwrap();
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(&format!("fork of execution {origin_id} at summarize")),
+        "{shown}"
+    );
+    // The diff shows where they differ.
+    let out = hilo_cmd(&["diff", &origin_id, &fork_id, "--json"], &db, &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summarize = d["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["key"] == "summarize")
+        .unwrap();
+    assert_eq!(summarize["changed"], true, "{d}");
+    let charge = d["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["key"] == "charge")
+        .unwrap();
+    assert!(
+        charge["output"].as_array().is_none_or(|c| c.is_empty()),
+        "{d}"
+    );
+
+    // A recorded output set: the charge's amount changes, so the agent's prompt does too and
+    // it runs again; the charge itself is not made again.
+    s.script("acme-1", Reply::text("A charge of 45 euros.", 50, 6));
+    let (code, set, err) = run(&[
+        "fork",
+        &origin_id,
+        "--at",
+        "charge",
+        "--set",
+        "charge.output.input.amount=45",
+    ]);
+    assert_eq!(code, 0, "{set}\n{err}");
+    assert_eq!(set["output"]["charged"], 45, "{set}");
+    assert_eq!(set["output"]["summary"], "A charge of 30 euros.", "{set}");
+    assert_eq!(hilo_engine::testkit::read_ledger_lines(&ledger).len(), 1);
+    // The prompt reads the input, not the charge: the agent was answered from the record.
+    assert_eq!(s.requests().len(), 2);
+
+    // Bad input: no such node, a malformed --set.
+    let out = hilo_cmd(&["fork", &origin_id, "--at", "nope"], &db, &env)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no node `nope`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = hilo_cmd(
+        &[
+            "fork",
+            &origin_id,
+            "--at",
+            "charge",
+            "--set",
+            "charge.amount=1",
+        ],
+        &db,
+        &env,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}

@@ -14,9 +14,12 @@ use hilo_core::exec::{CommitOutcome, Event, ExecStatus};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::start::{Inserted, Origin};
 use super::{BoxFuture, Engine, EngineError, Mode, Observed, Outcome, Result, Started, now_ms};
 use crate::machine::{Action, Input, Machine};
 use crate::plan::Plan;
+use hilo_core::Workflow;
+use serde_json::Value;
 
 impl Engine {
     /// Claims an execution (waiting up to its lease if a dead process still holds it when
@@ -60,6 +63,39 @@ impl Engine {
                     .await
             }
         }
+    }
+
+    /// Creates execution `id` of `machine` (held by this process) and drives the machine on
+    /// from where it is: it was made for that id over `wf`'s plan (see [`Engine::plan`]) and
+    /// advanced in memory without committing, so everything it did so far is the first commit,
+    /// and the calls it holds in flight are issued after it (`Input::Resume`). A fork is
+    /// started this way: the steps it took from another execution's record are written, never
+    /// performed.
+    pub async fn start_advanced(
+        &self,
+        machine: Machine,
+        wf: &Arc<Workflow>,
+        adhoc: bool,
+        input: Value,
+        origin: Origin,
+        mode: Mode,
+    ) -> Result<Outcome> {
+        let id = machine.execution_id().to_string();
+        let tenant = machine.tenant().to_string();
+        match self
+            .insert(id.clone(), &tenant, wf, adhoc, input, false, None, origin)
+            .await?
+        {
+            Inserted::New => {}
+            Inserted::Existed | Inserted::Taken(_) => {
+                return Err(EngineError::Definition {
+                    id,
+                    detail: "an execution with this id exists already".into(),
+                });
+            }
+        }
+        let _exclusive = self.exclusive(&id).await;
+        self.run_machine(machine, vec![Input::Resume], mode).await
     }
 
     /// Claims execution `id` (which the caller holds exclusively in this process) and drives

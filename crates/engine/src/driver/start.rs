@@ -254,7 +254,7 @@ impl Engine {
     }
 
     /// The bookkeeping a new execution starts with.
-    pub(super) fn new_meta(&self) -> ExecMeta {
+    pub fn new_meta(&self) -> ExecMeta {
         ExecMeta {
             concurrency: Some(self.inner.options.concurrency),
             ..ExecMeta::default()
@@ -265,7 +265,7 @@ impl Engine {
     /// context if any, with its origin; nothing is written when one with `id` existed already
     /// or the origin's claim is taken.
     #[allow(clippy::too_many_arguments)]
-    async fn insert(
+    pub(super) async fn insert(
         &self,
         id: String,
         tenant: &str,
@@ -337,7 +337,7 @@ pub enum Begun {
 }
 
 /// What [`Engine::insert`] wrote.
-enum Inserted {
+pub(super) enum Inserted {
     New,
     Existed,
     Taken(String),
