@@ -1071,6 +1071,52 @@ pub async fn fork(
     req: ForkRequest,
     mode: hilo_engine::Mode,
 ) -> Result<(Forked, hilo_engine::Outcome)> {
+    let prepared = prepare_fork(engine, tenant, origin, req).await?;
+    let forked = prepared.forked.clone();
+    let machine = prepared.create(engine).await?;
+    let outcome = engine.drive_advanced(machine, mode).await?;
+    Ok((forked, outcome))
+}
+
+/// A fork played from its origin's record in memory, not written yet.
+pub struct PreparedFork {
+    pub forked: Forked,
+    /// The workflow it runs (the origin's, another version, or one with the node's model
+    /// changed, pinned with the fork).
+    pub workflow: Arc<Workflow>,
+    adhoc: bool,
+    input: Value,
+    machine: Machine,
+}
+
+impl PreparedFork {
+    /// Writes the fork's execution (held by this process); its machine, to drive with
+    /// `Engine::drive_advanced`.
+    pub async fn create(self, engine: &Engine) -> Result<Machine> {
+        let started_by = hilo_core::exec::StartedBy::Fork {
+            origin: self.forked.origin.clone(),
+            at: self.forked.at.clone(),
+        };
+        engine
+            .create_advanced(
+                &self.machine,
+                &self.workflow,
+                self.adhoc,
+                self.input,
+                hilo_engine::Origin::by(started_by),
+            )
+            .await?;
+        Ok(self.machine)
+    }
+}
+
+/// Plays a fork from execution `origin`'s record (see [`fork`]); nothing is written.
+pub async fn prepare_fork(
+    engine: &Engine,
+    tenant: &str,
+    origin: &str,
+    req: ForkRequest,
+) -> Result<PreparedFork> {
     use crate::error::Refusal;
     let store = engine.store().as_ref();
     let record = load(store, tenant, origin).await?;
@@ -1169,30 +1215,19 @@ pub async fn fork(
     let answered = p.answered;
     let live = p.fork.take().map(|f| f.live).unwrap_or_default();
     let machine = p.machine;
-    let started_by = hilo_core::exec::StartedBy::Fork {
-        origin: origin.to_string(),
-        at: req.at.clone(),
-    };
-    let outcome = engine
-        .start_advanced(
-            machine,
-            &wf,
-            adhoc,
-            input,
-            hilo_engine::Origin::by(started_by),
-            mode,
-        )
-        .await?;
-    Ok((
-        Forked {
+    Ok(PreparedFork {
+        forked: Forked {
             execution_id: id,
             origin: origin.to_string(),
             at: req.at,
             answered,
             live,
         },
-        outcome,
-    ))
+        workflow: wf,
+        adhoc,
+        input,
+        machine,
+    })
 }
 
 /// `NODE.output[.a.b.0]` → (`NODE`, `/a/b/0`).

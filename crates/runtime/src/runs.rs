@@ -292,6 +292,32 @@ fn track(
     handle
 }
 
+/// The tenant's tier allows another execution of `wf` now (its definition within the tier's
+/// limits, fewer executions unfinished than it allows).
+async fn check_tier(runner: &Runner, tenant: &str, wf: &hilo_core::Workflow) -> RtResult<()> {
+    let tier = runner.0.tiers.of(tenant);
+    if let Some((name, limits)) = tier {
+        check_definition(wf, name, limits)?;
+        if let Some(max) = limits.max_concurrent_executions {
+            let active = runner.store().active_executions(tenant).await?;
+            if active >= max {
+                let e = RuntimeError::new(
+                    Refusal::Limited,
+                    "TIER_LIMIT",
+                    format!(
+                        "tenant `{}` already has {active} execution(s) not finished, the most its tier `{name}` allows at once; wait for one to end or move the tenant to a larger tier",
+                        tenant
+                    ),
+                )
+                .with_details(serde_json::json!({"limit": "max_concurrent_executions", "max": max, "active": active}))
+                .with_retry_after(1);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Starts an execution: loads the workflow, checks the tenant's tier, creates the execution
 /// (held by this process), registers its callback and drives it.
 pub async fn start(runner: &Runner, req: StartRequest) -> RtResult<Started> {
@@ -326,26 +352,7 @@ pub async fn begin(
                 .await?
         }
     };
-    let tier = runner.0.tiers.of(&req.tenant);
-    if let Some((name, limits)) = tier {
-        check_definition(&wf, name, limits)?;
-        if let Some(max) = limits.max_concurrent_executions {
-            let active = runner.store().active_executions(&req.tenant).await?;
-            if active >= max {
-                let e = RuntimeError::new(
-                    Refusal::Limited,
-                    "TIER_LIMIT",
-                    format!(
-                        "tenant `{}` already has {active} execution(s) not finished, the most its tier `{name}` allows at once; wait for one to end or move the tenant to a larger tier",
-                        req.tenant
-                    ),
-                )
-                .with_details(serde_json::json!({"limit": "max_concurrent_executions", "max": max, "active": active}))
-                .with_retry_after(1);
-                return Err(e);
-            }
-        }
-    }
+    check_tier(runner, &req.tenant, &wf).await?;
     if let Some(url) = &req.callback_url {
         crate::callbacks::check_url(url, runner.callback_settings())?;
         let secrets = runner.secrets().map(|s| s.as_ref());
@@ -412,7 +419,12 @@ pub async fn begin(
         metrics::counter!("hilo_executions_started_total", "tenant" => req.tenant.clone())
             .increment(1);
     }
-    if let Some(ms) = tier.and_then(|(_, l)| l.max_execution_ms) {
+    if let Some(ms) = runner
+        .0
+        .tiers
+        .of(&req.tenant)
+        .and_then(|(_, l)| l.max_execution_ms)
+    {
         watchdog(runner, &req.tenant, &id, ms);
     }
     let drive = spawn_started(runner, started);
@@ -505,4 +517,33 @@ pub fn check_definition(wf: &Workflow, tier: &str, limits: &TierLimits) -> RtRes
         }
     }
     Ok(())
+}
+
+/// Forks execution `origin` (see [`crate::playback::fork`]) under the tenant's tier, and
+/// drives the fork in a task of its own; answers once the fork is written.
+pub async fn fork(
+    runner: &Runner,
+    tenant: &str,
+    origin: &str,
+    req: crate::playback::ForkRequest,
+) -> RtResult<crate::playback::Forked> {
+    runner.tenants().add(tenant);
+    let prepared = crate::playback::prepare_fork(runner.engine(), tenant, origin, req).await?;
+    check_tier(runner, tenant, &prepared.workflow).await?;
+    let forked = prepared.forked.clone();
+    let machine = prepared.create(runner.engine()).await?;
+    metrics::counter!("hilo_executions_started_total", "tenant" => tenant.to_string()).increment(1);
+    if let Some(ms) = runner
+        .0
+        .tiers
+        .of(tenant)
+        .and_then(|(_, l)| l.max_execution_ms)
+    {
+        watchdog(runner, tenant, &forked.execution_id, ms);
+    }
+    let st = runner.clone();
+    track(runner, &forked.execution_id, async move {
+        st.engine().drive_advanced(machine, Mode::Foreground).await
+    });
+    Ok(forked)
 }

@@ -80,20 +80,45 @@ impl Engine {
         origin: Origin,
         mode: Mode,
     ) -> Result<Outcome> {
+        self.create_advanced(&machine, wf, adhoc, input, origin)
+            .await?;
+        self.drive_advanced(machine, mode).await
+    }
+
+    /// The first half of [`Engine::start_advanced`]: the execution's row, held by this process.
+    pub async fn create_advanced(
+        &self,
+        machine: &Machine,
+        wf: &Arc<Workflow>,
+        adhoc: bool,
+        input: Value,
+        origin: Origin,
+    ) -> Result<()> {
         let id = machine.execution_id().to_string();
-        let tenant = machine.tenant().to_string();
         match self
-            .insert(id.clone(), &tenant, wf, adhoc, input, false, None, origin)
+            .insert(
+                id.clone(),
+                machine.tenant(),
+                wf,
+                adhoc,
+                input,
+                false,
+                None,
+                origin,
+            )
             .await?
         {
-            Inserted::New => {}
-            Inserted::Existed | Inserted::Taken(_) => {
-                return Err(EngineError::Definition {
-                    id,
-                    detail: "an execution with this id exists already".into(),
-                });
-            }
+            Inserted::New => Ok(()),
+            Inserted::Existed | Inserted::Taken(_) => Err(EngineError::Definition {
+                id,
+                detail: "an execution with this id exists already".into(),
+            }),
         }
+    }
+
+    /// The second half of [`Engine::start_advanced`]: the machine's first commit, then on.
+    pub async fn drive_advanced(&self, machine: Machine, mode: Mode) -> Result<Outcome> {
+        let id = machine.execution_id().to_string();
         let _exclusive = self.exclusive(&id).await;
         self.run_machine(machine, vec![Input::Resume], mode).await
     }

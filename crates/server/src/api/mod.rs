@@ -85,6 +85,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(executions::resume))
         .routes(routes!(diff::diff))
         .routes(routes!(playback::replay_execution))
+        .routes(routes!(playback::fork))
         .routes(routes!(playback::replay_workflow))
         .routes(routes!(events::stream))
         .routes(routes!(tasks::list))

@@ -1,8 +1,11 @@
 //! `POST /executions/{id}/replay` and `POST /workflows/{name}/replay`: executions run again
-//! from their record (`hilo_runtime::playback`, the same as `hilo replay`). Not the server's
+//! from their record (`hilo_runtime::playback`, the same as `hilo replay`);
+//! `POST /executions/{id}/fork`: a new execution from one's record, live from a node (`hilo
+//! fork`). Not the server's
 //! idempotent replays of a request (`idempotency.rs`): these replay executions.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::{Extension, Json};
 use hilo_core::access::Scope;
 use serde::Deserialize;
@@ -45,7 +48,8 @@ pub struct ReplaysBody {
     request_body = ReplayBody,
     responses(
         (status = 200, description = "The replay's report", body = Object),
-        (status = 400, description = "A malformed body", body = ErrorBody),
+        (status = 400, description = "A version of another workflow", body = ErrorBody),
+        (status = 422, description = "A body this endpoint does not take", body = ErrorBody),
         (status = 404, description = "No such execution, or no such version", body = ErrorBody)
     ),
     security(("api_key" = []))
@@ -74,7 +78,8 @@ pub async fn replay_execution(
     request_body = ReplaysBody,
     responses(
         (status = 200, description = "The replays summed up", body = Object),
-        (status = 400, description = "A malformed body or `since`", body = ErrorBody),
+        (status = 400, description = "A malformed `since` or `limit`", body = ErrorBody),
+        (status = 422, description = "A body this endpoint does not take", body = ErrorBody),
         (status = 404, description = "No such version", body = ErrorBody)
     ),
     security(("api_key" = []))
@@ -121,4 +126,70 @@ fn since_ms(text: &str) -> ApiResult<i64> {
         )
     })?;
     Ok(hilo_engine::now_ms().saturating_sub(i64::try_from(ago).unwrap_or(i64::MAX)))
+}
+
+/// What a fork changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForkBody {
+    /// The node key to run live from (`loop[2]/draft` inside a loop).
+    pub at: String,
+    /// Recorded outputs changed, by path: `{"classify.output.label": "billing"}`; those
+    /// nodes are answered with them, and only what depends on them runs again.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub set: serde_json::Map<String, Value>,
+    /// Another input; the recorded one when absent.
+    #[schema(value_type = Object)]
+    pub input: Option<Value>,
+    /// Another version of the workflow.
+    pub version: Option<u64>,
+    /// The fork node (an agent) asks this model instead.
+    pub model: Option<String>,
+    /// The fork node (an agent) asks this profile instead.
+    pub profile: Option<String>,
+}
+
+/// Forks an execution at a node: a new execution, linked to its origin (`started_by` `fork`),
+/// that takes the recorded result of every call before the node whose request is unchanged
+/// (never performing it again) and runs live from the node with the change. Answers once
+/// the fork is written: `{execution_id, origin, at, answered, live}`; it runs in the
+/// background (follow it as any execution).
+#[utoipa::path(post, path = "/executions/{id}/fork", tag = "executions",
+    params(("id" = String, Path, description = "The execution to fork")),
+    request_body = ForkBody,
+    responses(
+        (status = 201, description = "The fork, written and running", body = Object),
+        (status = 400, description = "A node without a recorded output to set, a model for a node that is no agent, an input the workflow does not take", body = ErrorBody),
+        (status = 422, description = "A body this endpoint does not take", body = ErrorBody),
+        (status = 404, description = "No such execution, version or node", body = ErrorBody),
+        (status = 429, description = "The tenant's tier allows no more executions now", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+pub async fn fork(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ForkBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require(Scope::Execute)?;
+    if body.model.is_some() && body.profile.is_some() {
+        return Err(ApiError::bad_request(
+            "INVALID_INPUT",
+            "give `model` or `profile`, not both",
+        ));
+    }
+    let req = hilo_runtime::playback::ForkRequest {
+        at: body.at,
+        set: body.set.into_iter().collect(),
+        input: body.input,
+        version: body.version,
+        model: body.model,
+        profile: body.profile,
+    };
+    let forked = hilo_runtime::runs::fork(state.runner(), &caller.tenant, &id, req).await?;
+    serde_json::to_value(forked)
+        .map(|v| (StatusCode::CREATED, Json(v)))
+        .map_err(|e| ApiError::internal("writing the fork", e))
 }

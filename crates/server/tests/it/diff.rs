@@ -135,3 +135,52 @@ async fn executions_replay_from_their_record_over_the_api() {
     assert_eq!(code, 404, "{v}");
     s.stop().await;
 }
+
+/// `POST /executions/{id}/fork`: a fork with another input takes the other branch, is linked
+/// to its origin, and is compared with it; an unknown node is 404, a malformed body 400.
+#[tokio::test]
+async fn an_execution_forks_over_the_api() {
+    let s = TestServer::start().await;
+    let key = s.key("acme", &[Scope::Admin]).await;
+    let (code, v) = s.import(&key, ROUTE).await;
+    assert!(code == 200 || code == 201, "{v}");
+    let (code, v) = s
+        .post(&key, "/workflows/route/execute", json!({"input": {"n": 3}}))
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let path = format!("/executions/{id}/fork");
+    let (code, f) = s
+        .post(&key, &path, json!({"at": "check", "input": {"n": 30}}))
+        .await;
+    assert_eq!(code, 201, "{f}");
+    let fork = f["execution_id"].as_str().unwrap().to_string();
+    assert_eq!(f["origin"], id.as_str());
+    let mut done = json!(null);
+    for _ in 0..100 {
+        let (_, e) = s.get(&key, &format!("/executions/{fork}")).await;
+        if e["status"] == "succeeded" {
+            done = e;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["output"]["size"], "big", "{done}");
+    assert_eq!(done["started_by"]["kind"], "fork", "{done}");
+    let (code, d) = s.get(&key, &format!("/executions/{id}/diff/{fork}")).await;
+    assert_eq!(code, 200, "{d}");
+    assert_eq!(d["path"]["b"], json!(["check", "big", "done"]), "{d}");
+    let (code, v) = s.post(&key, &path, json!({"at": "nope"})).await;
+    assert_eq!(code, 404, "{v}");
+    let (code, v) = s.post(&key, &path, json!({"at": "check", "nope": 1})).await;
+    assert_eq!(code, 422, "{v}");
+    let (code, v) = s
+        .post(
+            &key,
+            &path,
+            json!({"at": "check", "set": {"check.output.result": true, "x": 1}}),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    s.stop().await;
+}
