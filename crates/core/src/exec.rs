@@ -384,6 +384,11 @@ pub struct ExecMeta {
     /// (see [`crate::grant`]). `None`: no restriction beyond the executor's own rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<Vec<String>>,
+    /// A fork (`hilo fork`): its first commit holds the steps taken from its origin's
+    /// record. One found with no commit (its process died between writing the execution and
+    /// that commit) fails with `FORK_INTERRUPTED` rather than run those steps again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forked: bool,
 }
 
 /// Why an execution is running its compensations.

@@ -1195,6 +1195,7 @@ pub async fn prepare_fork(
     let id = hilo_engine::driver::new_id();
     let mut meta = engine.new_meta();
     meta.grant = exec.meta.grant.clone();
+    meta.forked = true;
     let machine = Machine::new(
         plan,
         id.clone(),

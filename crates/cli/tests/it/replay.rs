@@ -423,6 +423,63 @@ fn a_fork_takes_the_record_before_its_node_and_runs_live_from_there() {
     // The prompt reads the input, not the charge: the agent was answered from the record.
     assert_eq!(s.requests().len(), 2);
 
+    // A fork whose process dies between writing the fork and its first commit: resumed,
+    // it fails FORK_INTERRUPTED and runs nothing (its origin's steps are not run again).
+    let requests = s.requests().len();
+    let mut crash_env = env.to_vec();
+    crash_env.push(("HILO_CRASH_AT", "1"));
+    let out = hilo_cmd(
+        &[
+            "--config",
+            cfg,
+            "--lease-ms",
+            "300",
+            "fork",
+            &origin_id,
+            "--at",
+            "summarize",
+        ],
+        &db,
+        &crash_env,
+    )
+    .output()
+    .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{}", text(&out.stderr));
+    let out = hilo_cmd(
+        &["executions", "list", "--json", "--status", "pending"],
+        &db,
+        &[],
+    )
+    .output()
+    .unwrap();
+    let pending: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let crashed = pending.as_array().unwrap()[0]["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = hilo_cmd(
+        &[
+            "--config",
+            cfg,
+            "--lease-ms",
+            "300",
+            "resume",
+            &crashed,
+            "--json",
+        ],
+        &db,
+        &env,
+    )
+    .output()
+    .unwrap();
+    let resumed: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}\n{}", text(&out.stdout), text(&out.stderr)));
+    assert_eq!(resumed["status"], "failed", "{resumed}");
+    assert_eq!(resumed["error"]["code"], "FORK_INTERRUPTED", "{resumed}");
+    assert_eq!(hilo_engine::testkit::read_ledger_lines(&ledger).len(), 1);
+    assert_eq!(s.requests().len(), requests);
+
     // Bad input: no such node, a malformed --set.
     let out = hilo_cmd(&["fork", &origin_id, "--at", "nope"], &db, &env)
         .output()

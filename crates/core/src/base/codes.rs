@@ -45,3 +45,5 @@ pub const MEMORY_LIMIT: &str = "MEMORY_LIMIT";
 pub const OUTPUT_INVALID: &str = "OUTPUT_INVALID";
 /// A script does not parse (a code agent's, or one given to `run_javascript`).
 pub const INVALID_CODE: &str = "INVALID_CODE";
+/// A fork's process died before its first commit: nothing of it ran; fork again.
+pub const FORK_INTERRUPTED: &str = "FORK_INTERRUPTED";

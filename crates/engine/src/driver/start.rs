@@ -291,7 +291,10 @@ impl Engine {
                 owner: self.inner.options.owner.clone(),
                 expires_at: now + self.inner.options.lease_ms as i64,
             }),
-            meta: self.new_meta(),
+            meta: ExecMeta {
+                forked: matches!(origin.started_by, Some(StartedBy::Fork { .. })),
+                ..self.new_meta()
+            },
             created_at: now,
             started_by: origin.started_by,
         };

@@ -27,6 +27,7 @@ fn same_row(a: &ExecUpdate, b: &ExecUpdate) -> bool {
                 unwinding,
                 concurrency,
                 grant,
+                forked,
             },
         release,
         unchanged: _,
@@ -39,6 +40,7 @@ fn same_row(a: &ExecUpdate, b: &ExecUpdate) -> bool {
         && *unwinding == b.meta.unwinding
         && *concurrency == b.meta.concurrency
         && *grant == b.meta.grant
+        && *forked == b.meta.forked
         && *release == b.release
 }
 

@@ -217,6 +217,18 @@ impl Machine {
     }
 
     pub(super) fn resume(&mut self) {
+        if self.status == ExecStatus::Pending && self.meta.forked {
+            // Its first commit, which holds what it took from its origin's record, never
+            // came: starting it would run those steps (and their side effects) again.
+            self.unwind(
+                hilo_core::exec::NodeError::new(
+                    hilo_core::exec::codes::FORK_INTERRUPTED,
+                    "this fork's process stopped before the fork was written: nothing of it ran; fork the origin again (`hilo fork`)",
+                ),
+                false,
+            );
+            return;
+        }
         if self.status == ExecStatus::Pending {
             self.start();
             return;

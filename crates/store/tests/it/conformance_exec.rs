@@ -336,6 +336,8 @@ async fn create_execution_never_overwrites(s: &dyn Store) {
         concurrency: Some(4),
         // A planner's written workflow: its grant is kept with it.
         grant: Some(vec!["transform_json".into(), "mcp.files.read".into()]),
+        // A fork's mark is kept with it too.
+        forked: true,
     };
     // The caller's trace context is kept as it came (and decoded back on both backends).
     let caller = hilo_core::trace::TraceParent::parse(
