@@ -131,6 +131,57 @@ pub struct OutArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
+    /// The workflow: NAME or NAME@VERSION (its active version by default), or a file
+    #[arg(value_name = "WORKFLOW[@V]|FILE", required = true)]
+    pub target: Option<String>,
+    /// The cases: a JSON Lines file
+    #[arg(long, value_name = "FILE.jsonl", required = true)]
+    pub dataset: Option<std::path::PathBuf>,
+    /// Run the cases against this version too, and report what changed
+    #[arg(long, value_name = "V")]
+    pub baseline: Option<u64>,
+    /// Runs per case (a case passes when all of them pass)
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub repeat: u32,
+    /// Runs at once
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// The pass rate (0 to 1) under which the command fails (exit code 1)
+    #[arg(long, value_name = "P")]
+    pub threshold: Option<f64>,
+    /// Write the results as JUnit XML here
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<std::path::PathBuf>,
+    /// The profile of the model that judges rubrics
+    #[arg(long, value_name = "P")]
+    pub judge_profile: Option<String>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Print recorded executions of a workflow as a dataset (JSON Lines on stdout): their
+    /// inputs, their call nodes' outputs as fixtures, their outputs and paths as expected
+    Record {
+        /// The workflow's name
+        #[arg(long, value_name = "NAME")]
+        workflow: String,
+        /// Executions created since then (7d, 24h, or an RFC 3339 time)
+        #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+        since: Since,
+        /// At most this many, newest first
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct ForkArgs {
     /// The execution to fork
     pub id: String,
@@ -374,6 +425,13 @@ pub enum Command {
     /// follows run live, with the change asked for: another model or profile for the node, a
     /// recorded output set (only what depends on it runs again), another input or version.
     Fork(ForkArgs),
+    /// Score a workflow version on a dataset (JSON Lines: {"name", "input", "fixtures",
+    /// "expect"} a line): each case runs live but for the nodes its fixtures answer, is
+    /// checked (output, schema, JMESPath assertions, path, cost, latency, a judged rubric)
+    /// and reported with pass rate, pass^k, cost and latency; against --baseline, case by
+    /// case. Exit code 1 below --threshold. `hilo eval record` makes a dataset from recorded
+    /// executions.
+    Eval(EvalArgs),
     /// Inspect and prune executions.
     #[command(subcommand)]
     Executions(ExecutionsCommand),

@@ -15,7 +15,7 @@ use crate::{
     bench, costs, demo, exec, hil, init, kb, memory, out, remote, secrets, serve, tools, triggers,
     workflows,
 };
-use crate::{diff, replay};
+use crate::{diff, eval, replay};
 
 /// Runs `command` with the process's wiring.
 pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
@@ -51,6 +51,7 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
         Command::Run(args) => exec::run(app, args).await,
         Command::Resume(args) => exec::resume(app, args).await,
         Command::Fork(args) => exec::fork(app, args).await,
+        Command::Eval(args) => eval::eval(app, args).await,
         Command::Answer(args) => exec::answer(app, args).await,
         Command::Cancel {
             id,

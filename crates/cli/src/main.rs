@@ -19,6 +19,7 @@ mod config;
 mod costs;
 mod demo;
 mod diff;
+mod eval;
 mod exec;
 mod exit;
 mod hil;

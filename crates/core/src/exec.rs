@@ -276,6 +276,10 @@ pub struct NodeDetail {
     /// result it received (the record `hilo replay` answers from; see [`RecordedCall`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<RecordedCall>,
+    /// Its result was taken from a record (a fork's origin, an eval case's fixtures): this
+    /// execution never performed it, so a failure never compensates it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_record: bool,
 }
 
 /// What a recorded call asked of.
@@ -624,11 +628,13 @@ pub enum StartedBy {
     /// `hilo fork`: another execution's record up to a node (`at`, a node key), live from
     /// there (`origin`: that execution's id).
     Fork { origin: String, at: String },
+    /// `hilo eval`: a case (`case`, its name) of an evaluation (`run`, its id).
+    Eval { run: String, case: String },
 }
 
 impl StartedBy {
     /// The `kind` tag: `cli`, `api`, `queue`, `conversation`, `child`, `schedule`, `webhook`,
-    /// `mcp`, `a2a`, `fork`.
+    /// `mcp`, `a2a`, `fork`, `eval`.
     pub fn kind(&self) -> &'static str {
         match self {
             StartedBy::Cli => "cli",
@@ -641,6 +647,7 @@ impl StartedBy {
             StartedBy::Mcp => "mcp",
             StartedBy::A2a => "a2a",
             StartedBy::Fork { .. } => "fork",
+            StartedBy::Eval { .. } => "eval",
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod connections;
 pub mod conversations;
 pub mod diff;
 pub mod error;
+pub mod eval;
 pub mod idempotency;
 pub mod ingress;
 pub mod live;

@@ -209,6 +209,8 @@ struct ForkState {
     at: String,
     /// Outputs set by `--set`, by node key, answered as they are.
     set: HashMap<String, Value>,
+    /// Outputs given by node id (an eval case's fixtures), for every iteration.
+    by_id: HashMap<String, Value>,
     /// The calls left in flight, which run live.
     live: Vec<String>,
     /// The people answered from the record.
@@ -337,7 +339,8 @@ impl<'a> Playback<'a> {
             .map(|r| r.key.clone())
             .collect();
         for key in waiting {
-            if let Some(Some(answer)) = self.record.answers.get(&key) {
+            let answers = &self.record.answers;
+            if let Some(Some(answer)) = answers.get(&key).or_else(|| answers.get(node_id(&key))) {
                 f.people.insert(key.clone());
                 self.answered += 1;
                 self.inputs.push_back(Input::Signal(StoredSignal {
@@ -585,8 +588,9 @@ impl<'a> Playback<'a> {
         if let Some(f) = &mut self.fork
             && !compensation
         {
-            if let Some(output) = f.set.get(&key) {
+            if let Some(output) = f.set.get(&key).or_else(|| f.by_id.get(node_id(&key))) {
                 let input = set_answer(action, output.clone(), self.record.nodes.get(&key));
+                self.machine.taken_from_record(&key);
                 self.answered += 1;
                 self.inputs.push_back(input);
                 return Ok(());
@@ -598,6 +602,9 @@ impl<'a> Playback<'a> {
         }
         match self.reply(action) {
             Ok(input) => {
+                if self.fork.is_some() && !compensation {
+                    self.machine.taken_from_record(&key);
+                }
                 self.answered += 1;
                 self.inputs.push_back(input);
                 Ok(())
@@ -1087,16 +1094,14 @@ pub struct PreparedFork {
     adhoc: bool,
     input: Value,
     machine: Machine,
+    started_by: hilo_core::exec::StartedBy,
 }
 
 impl PreparedFork {
     /// Writes the fork's execution (held by this process); its machine, to drive with
     /// `Engine::drive_advanced`.
     pub async fn create(self, engine: &Engine) -> Result<Machine> {
-        let started_by = hilo_core::exec::StartedBy::Fork {
-            origin: self.forked.origin.clone(),
-            at: self.forked.at.clone(),
-        };
+        let started_by = self.started_by;
         engine
             .create_advanced(
                 &self.machine,
@@ -1208,6 +1213,7 @@ pub async fn prepare_fork(
     let state = ForkState {
         at: req.at.clone(),
         set,
+        by_id: HashMap::new(),
         live: Vec::new(),
         people: HashSet::new(),
     };
@@ -1220,7 +1226,7 @@ pub async fn prepare_fork(
         forked: Forked {
             execution_id: id,
             origin: origin.to_string(),
-            at: req.at,
+            at: req.at.clone(),
             answered,
             live,
         },
@@ -1228,7 +1234,95 @@ pub async fn prepare_fork(
         adhoc,
         input,
         machine,
+        started_by: hilo_core::exec::StartedBy::Fork {
+            origin: origin.to_string(),
+            at: req.at.clone(),
+        },
     })
+}
+
+/// An eval case's run (see `crate::eval`) played in memory: its fixtures answer the nodes they
+/// name (people too), everything else runs live once it is created and driven; nothing is
+/// written yet. `adhoc`: the workflow is pinned with the run (a file's), not a stored version.
+pub fn prepare_fixtures(
+    engine: &Engine,
+    tenant: &str,
+    workflow: Arc<Workflow>,
+    adhoc: bool,
+    input: Value,
+    fixtures: &serde_json::Map<String, Value>,
+    started_by: hilo_core::exec::StartedBy,
+) -> PreparedFork {
+    let id = hilo_engine::driver::new_id();
+    let now = hilo_engine::now_ms();
+    let mut by_id = HashMap::new();
+    let mut answers = HashMap::new();
+    for (node, output) in fixtures {
+        match workflow.node(node).map(|n| &n.kind) {
+            Some(hilo_core::NodeKind::Human(_)) => {
+                answers.insert(node.clone(), Some(output.clone()));
+            }
+            _ => {
+                by_id.insert(node.clone(), output.clone());
+            }
+        }
+    }
+    let record = Record {
+        execution: ExecRecord {
+            id: id.clone(),
+            tenant: tenant.to_string(),
+            workflow: workflow.name.clone(),
+            version: workflow.version,
+            status: ExecStatus::Pending,
+            input: hilo_core::stored::StoredJson::new(input.clone()),
+            output: None,
+            error: None,
+            parent: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            last_seq: 0,
+            runnable_at: None,
+            lease_owner: None,
+            lease_expires_at: None,
+            meta: ExecMeta::default(),
+            definition: None,
+            trace_parent: None,
+            started_by: None,
+        },
+        workflow: workflow.clone(),
+        nodes: HashMap::new(),
+        answers,
+    };
+    let plan = engine.plan(tenant, &workflow, adhoc);
+    let mut meta = engine.new_meta();
+    meta.forked = true;
+    let machine = Machine::new(plan, id.clone(), tenant.to_string(), input.clone(), meta, None);
+    let state = ForkState {
+        at: String::new(),
+        set: HashMap::new(),
+        by_id,
+        live: Vec::new(),
+        people: HashSet::new(),
+    };
+    let mut p = Playback::with(&record, machine, now, Some(state));
+    p.run();
+    let answered = p.answered;
+    let live = p.fork.take().map(|f| f.live).unwrap_or_default();
+    PreparedFork {
+        forked: Forked {
+            execution_id: id,
+            origin: String::new(),
+            at: String::new(),
+            answered,
+            live,
+        },
+        workflow,
+        adhoc,
+        input,
+        machine: p.machine,
+        started_by,
+    }
 }
 
 /// `NODE.output[.a.b.0]` → (`NODE`, `/a/b/0`).

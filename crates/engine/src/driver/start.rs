@@ -292,7 +292,10 @@ impl Engine {
                 expires_at: now + self.inner.options.lease_ms as i64,
             }),
             meta: ExecMeta {
-                forked: matches!(origin.started_by, Some(StartedBy::Fork { .. })),
+                forked: matches!(
+                    origin.started_by,
+                    Some(StartedBy::Fork { .. } | StartedBy::Eval { .. })
+                ),
                 ..self.new_meta()
             },
             created_at: now,

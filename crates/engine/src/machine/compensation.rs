@@ -26,7 +26,8 @@ impl Machine {
         let mut done: Vec<(u64, String)> = self
             .nodes
             .values()
-            .filter(|r| r.status == NodeStatus::Succeeded)
+            // What a record answered was never performed here: nothing to undo.
+            .filter(|r| r.status == NodeStatus::Succeeded && !r.detail.from_record)
             .filter_map(|r| r.done_seq.map(|s| (s, r.key.clone())))
             .collect();
         done.sort();

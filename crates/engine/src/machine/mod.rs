@@ -628,6 +628,14 @@ impl Machine {
         std::mem::take(&mut self.actions)
     }
 
+    /// Marks node `key`'s call as answered from a record (see `NodeDetail::from_record`):
+    /// called by a replay or fork for each call it answers, before applying the answer.
+    pub fn taken_from_record(&mut self, key: &str) {
+        if self.nodes.contains_key(key) {
+            self.record(key).detail.from_record = true;
+        }
+    }
+
     /// The idempotency key tools receive for a node key.
     pub fn idempotency_key(&self, key: &str, compensation: bool) -> String {
         let suffix = if compensation { COMPENSATE_SUFFIX } else { "" };
