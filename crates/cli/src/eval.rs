@@ -146,7 +146,13 @@ fn version_line(tag: &str, v: &VersionResult) -> String {
 }
 
 fn print_report(r: &Report) {
-    outln!("{:<32} {:<6} {:>10} {:>9}  FIRST FAILURE", "CASE", "PASS", "COST $", "MS");
+    outln!(
+        "{:<32} {:<6} {:>10} {:>9}  FIRST FAILURE",
+        "CASE",
+        "PASS",
+        "COST $",
+        "MS"
+    );
     for c in &r.candidate.cases {
         let first = c
             .runs
@@ -187,9 +193,15 @@ fn print_report(r: &Report) {
                 .map(|ch| {
                     format!(
                         " ({}: {} → {})",
-                        if ch.path.is_empty() { "(whole)" } else { &ch.path },
-                        ch.a.as_ref().map_or("(absent)".into(), |v| clip(&v.to_string(), 40)),
-                        ch.b.as_ref().map_or("(absent)".into(), |v| clip(&v.to_string(), 40))
+                        if ch.path.is_empty() {
+                            "(whole)"
+                        } else {
+                            &ch.path
+                        },
+                        ch.a.as_ref()
+                            .map_or("(absent)".into(), |v| clip(&v.to_string(), 40)),
+                        ch.b.as_ref()
+                            .map_or("(absent)".into(), |v| clip(&v.to_string(), 40))
                     )
                 })
                 .unwrap_or_default();

@@ -256,10 +256,7 @@ pub async fn run(
         Some(b) => Some(version(engine, tenant, &id, b, false, cases, options).await),
         None => None,
     };
-    let changes = base
-        .as_ref()
-        .map(|b| changes(b, &cand))
-        .unwrap_or_default();
+    let changes = base.as_ref().map(|b| changes(b, &cand)).unwrap_or_default();
     let passed = threshold.is_none_or(|t| cand.pass_rate >= t);
     Ok(Report {
         id,
@@ -329,8 +326,8 @@ async fn version(
         pass_hat_k: cases
             .iter()
             .map(|c| {
-                let p = c.runs.iter().filter(|r| r.passed).count() as f64
-                    / c.runs.len().max(1) as f64;
+                let p =
+                    c.runs.iter().filter(|r| r.passed).count() as f64 / c.runs.len().max(1) as f64;
                 p.powi(k as i32)
             })
             .sum::<f64>()
@@ -438,8 +435,10 @@ async fn run_case(
     if let Some(max) = case.expect.max_cost_usd
         && run.cost_usd > max
     {
-        run.failures
-            .push(format!("cost ${:.6} is over max_cost_usd ${max}", run.cost_usd));
+        run.failures.push(format!(
+            "cost ${:.6} is over max_cost_usd ${max}",
+            run.cost_usd
+        ));
     }
     if let Some(max) = case.expect.max_latency_ms
         && run.latency_ms as u64 > max
@@ -462,9 +461,19 @@ fn check(expect: &Expect, output: &Value, run: &mut Run) {
             run.failures.push(format!(
                 "output differs at {} place(s); first at `{}`: expected {} got {}",
                 total,
-                if first.path.is_empty() { "(whole)" } else { &first.path },
-                first.a.as_ref().map_or("(absent)".into(), |v| v.to_string()),
-                first.b.as_ref().map_or("(absent)".into(), |v| v.to_string()),
+                if first.path.is_empty() {
+                    "(whole)"
+                } else {
+                    &first.path
+                },
+                first
+                    .a
+                    .as_ref()
+                    .map_or("(absent)".into(), |v| v.to_string()),
+                first
+                    .b
+                    .as_ref()
+                    .map_or("(absent)".into(), |v| v.to_string()),
             ));
         }
     }
@@ -569,10 +578,13 @@ async fn judge(
         tokens: None,
     };
     let run = agents.run(request).await;
-    let answer = run.result.map_err(|e| format!("{} {}", e.code, e.message))?;
-    let pass = answer.get("pass").and_then(Value::as_bool).ok_or_else(|| {
-        format!("the judge's answer has no boolean `pass`: {answer}")
-    })?;
+    let answer = run
+        .result
+        .map_err(|e| format!("{} {}", e.code, e.message))?;
+    let pass = answer
+        .get("pass")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| format!("the judge's answer has no boolean `pass`: {answer}"))?;
     let reason = answer
         .get("reason")
         .and_then(Value::as_str)
@@ -590,8 +602,14 @@ fn changes(base: &VersionResult, cand: &VersionResult) -> Vec<Change> {
             continue;
         };
         let (a, bo) = (
-            b.runs.first().and_then(|r| r.output.clone()).unwrap_or(Value::Null),
-            c.runs.first().and_then(|r| r.output.clone()).unwrap_or(Value::Null),
+            b.runs
+                .first()
+                .and_then(|r| r.output.clone())
+                .unwrap_or(Value::Null),
+            c.runs
+                .first()
+                .and_then(|r| r.output.clone())
+                .unwrap_or(Value::Null),
         );
         let (output_changes, _) = json_diff(&a, &bo);
         if b.passed != c.passed || !output_changes.is_empty() {

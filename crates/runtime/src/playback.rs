@@ -1297,7 +1297,14 @@ pub fn prepare_fixtures(
     let plan = engine.plan(tenant, &workflow, adhoc);
     let mut meta = engine.new_meta();
     meta.forked = true;
-    let machine = Machine::new(plan, id.clone(), tenant.to_string(), input.clone(), meta, None);
+    let machine = Machine::new(
+        plan,
+        id.clone(),
+        tenant.to_string(),
+        input.clone(),
+        meta,
+        None,
+    );
     let state = ForkState {
         at: String::new(),
         set: HashMap::new(),

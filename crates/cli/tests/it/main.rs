@@ -11,6 +11,7 @@ mod conventions;
 mod crash;
 mod docs;
 mod emit;
+mod eval;
 mod expr_limits;
 mod hardening;
 mod hil;
