@@ -262,7 +262,14 @@ impl<'a> Playback<'a> {
             exec.parent.clone(),
         )
         .triggered(exec.started_by.as_ref());
-        Playback::with(record, machine, exec.created_at, None)
+        // The recorded run started when its first node did (a little after its creation).
+        let start = record
+            .nodes
+            .values()
+            .filter_map(|r| r.started_at)
+            .min()
+            .unwrap_or(exec.created_at);
+        Playback::with(record, machine, start, None)
     }
 
     fn with(
@@ -292,13 +299,48 @@ impl<'a> Playback<'a> {
         }
     }
 
+    /// When the recorded run received what `input` answers: the virtual clock is set to it,
+    /// so the times the machine writes (a `wait`'s, a node's start) are the recorded ones.
+    fn time_of(&self, input: &Input) -> Option<i64> {
+        let (key, compensation) = match input {
+            Input::ToolDone {
+                key, compensation, ..
+            } => (key, *compensation),
+            Input::AgentDone { key, .. } => (key, false),
+            Input::Signal(StoredSignal {
+                signal: Signal::Answer { node_key, .. } | Signal::ChildDone { node_key, .. },
+                ..
+            }) => (node_key, false),
+            _ => return None,
+        };
+        let rec = self.record.nodes.get(key)?;
+        if compensation {
+            return rec.detail.compensation.as_ref()?.finished_at;
+        }
+        rec.finished_at
+    }
+
     fn run(&mut self) -> Option<Divergence> {
         loop {
             let input = match self.inputs.pop_front() {
-                Some(i) => i,
+                Some(i) => {
+                    if let Some(t) = self.time_of(&i) {
+                        self.now = t;
+                    }
+                    i
+                }
                 None => match self.next_timer() {
                     Some(Reverse((at, key))) => {
-                        self.now = self.now.max(at);
+                        // A `wait` ends when its timer fired, which its output says: the
+                        // recorded end, when there is one.
+                        let fired = self
+                            .record
+                            .nodes
+                            .get(&key)
+                            .filter(|r| r.status == NodeStatus::Succeeded && r.fire_at.is_none())
+                            .and_then(|r| r.finished_at)
+                            .filter(|t| *t >= at);
+                        self.now = fired.unwrap_or(self.now.max(at));
                         Input::Timer { key, at }
                     }
                     None => match self.idle_input() {

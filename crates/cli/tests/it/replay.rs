@@ -506,3 +506,64 @@ fn a_fork_takes_the_record_before_its_node_and_runs_live_from_there() {
     .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+/// Examples without outside services replay the same: a refund a person approved (a human
+/// node, a `wait`), one under the limit, and the invoice computed by `code` nodes (their
+/// scripts are answered from the record, not run).
+#[test]
+fn examples_with_a_person_a_wait_and_scripts_replay_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let ex = |f: &str| root().join("examples").join(f).display().to_string();
+    let run = |file: &str, input: &str| {
+        let out = hilo_cmd(&["run", &ex(file), "--input", input, "--json"], &db, &[])
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}\n{}", text(&out.stdout), text(&out.stderr)));
+        doc["execution_id"].as_str().unwrap().to_string()
+    };
+    let small = run(
+        "refund_approval.yaml",
+        r#"{"order_id": "A1", "amount": 20}"#,
+    );
+    let large = run(
+        "refund_approval.yaml",
+        r#"{"order_id": "A2", "amount": 900}"#,
+    );
+    let out = hilo_cmd(
+        &[
+            "answer",
+            &large,
+            "review",
+            "--input",
+            r#"{"approve": true, "note": "ok"}"#,
+            "--json",
+        ],
+        &db,
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let invoice = run(
+        "invoice_tax.yaml",
+        r#"{"country": "ES", "lines": [{"sku": "a", "qty": 2, "price": 10.5}, {"qty": 1, "price": 1000}]}"#,
+    );
+    for id in [&small, &large, &invoice] {
+        let out = hilo_cmd(&["replay", id, "--json"], &db, &[])
+            .output()
+            .unwrap();
+        let r: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}\n{}", text(&out.stdout), text(&out.stderr)));
+        assert_eq!(out.status.code(), Some(0), "{r}");
+        assert_eq!(r["verdict"], "same", "{r}");
+        assert_eq!(r["status"], r["recorded_status"], "{r}");
+    }
+    // The approved refund's answer came from the record.
+    let out = hilo_cmd(&["replay", &large, "--json"], &db, &[])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["answered"].as_u64().unwrap() >= 1, "{r}");
+}
