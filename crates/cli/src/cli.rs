@@ -166,6 +166,28 @@ pub struct EvalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
+    /// The evaluations run so far (by hilo eval or the API), newest first
+    List {
+        /// Only this workflow's
+        #[arg(long, value_name = "NAME")]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: u32,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// One evaluation's report
+    Show {
+        /// The evaluation's id
+        id: String,
+        /// Also write it as JUnit XML here
+        #[arg(long, value_name = "FILE")]
+        junit: Option<std::path::PathBuf>,
+        /// Print JSON {id, workflow, version, status, summary, report, ...}
+        #[arg(long)]
+        json: bool,
+    },
     /// Print recorded executions of a workflow as a dataset (JSON Lines on stdout): their
     /// inputs, their call nodes' outputs as fixtures, their outputs and paths as expected
     Record {

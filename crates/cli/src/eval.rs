@@ -41,6 +41,89 @@ pub async fn eval(app: &App, args: EvalArgs) -> Result<(), Exit> {
         }
         return Ok(());
     }
+    match args.command {
+        Some(EvalCommand::List {
+            workflow,
+            limit,
+            json,
+        }) => {
+            let store = app.store().await?;
+            let rows = store
+                .list_evals(&tenant, workflow.as_deref(), limit)
+                .await
+                .map_err(store_err)?;
+            if json {
+                print_json(&serde_json::to_value(&rows).map_err(anyhow::Error::from)?)?;
+                return Ok(());
+            }
+            if rows.is_empty() {
+                outln!("no evaluations yet: hilo eval WORKFLOW --dataset FILE.jsonl runs one");
+            }
+            for r in rows {
+                let s = &r.summary;
+                let rate = s["pass_rate"]
+                    .as_f64()
+                    .map(|p| format!("pass rate {:.1}%", p * 100.0))
+                    .unwrap_or_else(|| r.status.clone());
+                let base = s["baseline_pass_rate"]
+                    .as_f64()
+                    .map(|p| format!(" (baseline {:.1}%)", p * 100.0))
+                    .unwrap_or_default();
+                outln!(
+                    "{}  {}@{}  {} cases × {}  {rate}{base}",
+                    r.id,
+                    r.workflow,
+                    r.version,
+                    s["cases"],
+                    s["repeat"]
+                );
+            }
+            return Ok(());
+        }
+        Some(EvalCommand::Show { id, junit, json }) => {
+            let store = app.store().await?;
+            let Some(row) = store.get_eval(&tenant, &id).await.map_err(store_err)? else {
+                return Err(Exit::invalid(anyhow!(
+                    "evaluation `{id}` not found; `hilo eval list` lists them"
+                )));
+            };
+            if let Some(path) = &junit {
+                let Some(r) = &row.report else {
+                    return Err(Exit::from(anyhow!(
+                        "evaluation `{id}` is {}: it has no report yet",
+                        row.status
+                    )));
+                };
+                let report: Report = serde_json::from_value(r.clone())
+                    .map_err(|e| anyhow!("reading evaluation `{id}`'s report: {e}"))?;
+                std::fs::write(path, eval::junit(&report))
+                    .map_err(|e| Exit::from(anyhow!("writing {}: {e}", path.display())))?;
+            }
+            if json {
+                print_json(&serde_json::to_value(&row).map_err(anyhow::Error::from)?)?;
+            } else {
+                match &row.report {
+                    Some(r) => {
+                        let report: Report = serde_json::from_value(r.clone())
+                            .map_err(|e| anyhow!("reading evaluation `{id}`'s report: {e}"))?;
+                        print_report(&report);
+                    }
+                    None => outln!(
+                        "evaluation {id} of {}@{} is {}{}",
+                        row.workflow,
+                        row.version,
+                        row.status,
+                        row.error
+                            .as_deref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ),
+                }
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let (Some(target), Some(dataset)) = (&args.target, &args.dataset) else {
         return Err(Exit::invalid(anyhow!(
             "hilo eval needs a workflow and --dataset FILE.jsonl"
@@ -89,7 +172,7 @@ pub async fn eval(app: &App, args: EvalArgs) -> Result<(), Exit> {
     };
     if !args.json {
         noteln!(
-            "eval of {} on {} case{} × {} run{}{}",
+            "eval of {} on {} case{} × {} run{}{} (kept: hilo eval list, hilo eval show ID)",
             candidate.reference(),
             cases.len(),
             if cases.len() == 1 { "" } else { "s" },
@@ -101,18 +184,17 @@ pub async fn eval(app: &App, args: EvalArgs) -> Result<(), Exit> {
                 .unwrap_or_default()
         );
     }
-    let report = eval::run(
-        &engine,
-        &tenant,
+    let request = eval::Request {
         candidate,
         adhoc,
         baseline,
-        &cases,
-        &options,
-        args.threshold,
-    )
-    .await
-    .map_err(trouble)?;
+        cases,
+        options,
+        threshold: args.threshold,
+    };
+    let report = eval::run_stored(&engine, &tenant, request)
+        .await
+        .map_err(trouble)?;
     if let Some(path) = &args.junit {
         std::fs::write(path, eval::junit(&report))
             .map_err(|e| Exit::from(anyhow!("writing {}: {e}", path.display())))?;

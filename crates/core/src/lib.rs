@@ -52,6 +52,7 @@ pub mod decode;
 pub mod diagnostic;
 pub mod duration;
 pub mod episode;
+pub mod evals;
 pub mod exec;
 pub mod expr;
 pub mod forget;

@@ -203,6 +203,7 @@ pub trait Store:
     + ForgetStore
     + KnowledgeStore
     + TriggerStore
+    + crate::evals::EvalStore
 {
     /// A short description for logs and `--help` output, e.g. `sqlite:/path/hilo.db`.
     fn describe(&self) -> String;

@@ -42,12 +42,12 @@ pub async fn load(store: &dyn Store, tenant: &str, id: &str) -> Result<Side> {
 
 /// A place where two values differ: its JSON pointer (`""` for the whole value) and each
 /// side's value there (`None`: absent on that side).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Change {
     pub path: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub a: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub b: Option<Value>,
 }
 

@@ -134,15 +134,15 @@ impl Default for Options {
 }
 
 /// One run of a case.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     pub execution_id: String,
     pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
     pub passed: bool,
     /// What it failed, one line each.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
     pub cost_usd: f64,
     pub latency_ms: i64,
@@ -152,7 +152,7 @@ pub struct Run {
 }
 
 /// A case's runs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseResult {
     pub name: String,
     /// All its runs passed.
@@ -164,7 +164,7 @@ pub struct CaseResult {
 }
 
 /// A version's results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionResult {
     pub workflow: String,
     pub version: u64,
@@ -181,36 +181,37 @@ pub struct VersionResult {
 }
 
 /// A case's change from the baseline to the candidate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Change {
     pub name: String,
     pub baseline_passed: bool,
     pub passed: bool,
     /// The first runs' outputs where they differ (`a` baseline, `b` candidate).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_changes: Vec<crate::diff::Change>,
     pub cost_usd_delta: f64,
     pub latency_ms_delta: i64,
 }
 
 /// An eval's report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub id: String,
     pub candidate: VersionResult,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<VersionResult>,
     /// Cases whose pass, output, cost or latency changed from the baseline.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
     /// The candidate's pass rate reaches the threshold (true without one).
     pub passed: bool,
 }
 
 /// Runs `cases` against `candidate` (and `baseline`), `tenant`'s versions of one workflow
-/// (`adhoc`: the candidate is a file's definition, pinned with each run).
+/// (`adhoc`: the candidate is a file's definition, pinned with each run). Nothing of the
+/// evaluation itself is stored (see [`run_stored`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     engine: &Engine,
@@ -222,7 +223,22 @@ pub async fn run(
     options: &Options,
     threshold: Option<f64>,
 ) -> Result<Report> {
-    if let Some(t) = threshold
+    let req = Request {
+        candidate,
+        adhoc,
+        baseline,
+        cases: cases.to_vec(),
+        options: options.clone(),
+        threshold,
+    };
+    let id = hilo_engine::driver::new_id();
+    run_with_id(engine, tenant, &id, &req).await
+}
+
+/// What an evaluation's request must be: a threshold from 0 to 1, 1 to 100 repeats, fixtures
+/// naming nodes the candidate has.
+pub fn check_request(req: &Request) -> Result<()> {
+    if let Some(t) = req.threshold
         && !(0.0..=1.0).contains(&t)
     {
         return Err(RuntimeError::bad_request(
@@ -230,40 +246,60 @@ pub async fn run(
             format!("the threshold is a pass rate from 0 to 1, not {t}"),
         ));
     }
-    if options.repeat == 0 || options.repeat > 100 {
+    if req.options.repeat == 0 || req.options.repeat > 100 {
         return Err(RuntimeError::bad_request(
             "INVALID_INPUT",
             "repeat is from 1 to 100",
         ));
     }
-    for c in cases {
+    if req.cases.is_empty() {
+        return Err(RuntimeError::bad_request(
+            "INVALID_DATASET",
+            "the dataset has no case",
+        ));
+    }
+    for c in &req.cases {
         for id in c.fixtures.keys() {
-            if candidate.node(id).is_none() {
+            if req.candidate.node(id).is_none() {
                 return Err(RuntimeError::bad_request(
                     "INVALID_DATASET",
                     format!(
                         "case `{}`: fixtures name node `{id}`, which {} does not have",
                         c.name,
-                        candidate.reference()
+                        req.candidate.reference()
                     ),
                 ));
             }
         }
     }
-    let id = hilo_engine::driver::new_id();
-    let cand = version(engine, tenant, &id, candidate, adhoc, cases, options).await;
-    let base = match baseline {
-        Some(b) => Some(version(engine, tenant, &id, b, false, cases, options).await),
+    Ok(())
+}
+
+async fn run_with_id(engine: &Engine, tenant: &str, id: &str, req: &Request) -> Result<Report> {
+    check_request(req)?;
+    let (cases, options) = (&req.cases[..], &req.options);
+    let cand = version(
+        engine,
+        tenant,
+        id,
+        req.candidate.clone(),
+        req.adhoc,
+        cases,
+        options,
+    )
+    .await;
+    let base = match &req.baseline {
+        Some(b) => Some(version(engine, tenant, id, b.clone(), false, cases, options).await),
         None => None,
     };
     let changes = base.as_ref().map(|b| changes(b, &cand)).unwrap_or_default();
-    let passed = threshold.is_none_or(|t| cand.pass_rate >= t);
+    let passed = req.threshold.is_none_or(|t| cand.pass_rate >= t);
     Ok(Report {
-        id,
+        id: id.to_string(),
         candidate: cand,
         baseline: base,
         changes,
-        threshold,
+        threshold: req.threshold,
         passed,
     })
 }
@@ -803,4 +839,114 @@ fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// An evaluation's request, as the API and the CLI give it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub candidate: Arc<Workflow>,
+    /// The candidate is a file's definition, pinned with each run.
+    pub adhoc: bool,
+    pub baseline: Option<Arc<Workflow>>,
+    pub cases: Vec<Case>,
+    pub options: Options,
+    pub threshold: Option<f64>,
+}
+
+fn summary(req: &Request, report: Option<&Report>) -> Value {
+    let mut s = json!({
+        "cases": req.cases.len(),
+        "repeat": req.options.repeat,
+        "baseline": req.baseline.as_ref().map(|b| b.version),
+        "threshold": req.threshold,
+    });
+    if let Some(r) = report {
+        s["pass_rate"] = json!(r.candidate.pass_rate);
+        s["pass_at_1"] = json!(r.candidate.pass_at_1);
+        s["pass_hat_k"] = json!(r.candidate.pass_hat_k);
+        s["cost_usd"] = json!(r.candidate.cost_usd);
+        s["baseline_pass_rate"] = json!(r.baseline.as_ref().map(|b| b.pass_rate));
+        s["changed"] = json!(r.changes.len());
+        s["passed"] = json!(r.passed);
+    }
+    s
+}
+
+/// Runs an evaluation and keeps it in the store as it goes: `running` when it starts, then
+/// `done` with its report or `failed` with its error. The stored row's id is the report's.
+pub async fn run_stored(engine: &Engine, tenant: &str, req: Request) -> Result<Report> {
+    let id = hilo_engine::driver::new_id();
+    let store = engine.store();
+    let mut row = hilo_core::evals::EvalRun {
+        id: id.clone(),
+        tenant: tenant.to_string(),
+        workflow: req.candidate.name.clone(),
+        version: req.candidate.version,
+        status: "running".into(),
+        summary: summary(&req, None),
+        report: None,
+        error: None,
+        created_at: hilo_engine::now_ms(),
+        finished_at: None,
+    };
+    store.put_eval(&row).await?;
+    let result = run_with_id(engine, tenant, &id, &req).await;
+    row.finished_at = Some(hilo_engine::now_ms());
+    match &result {
+        Ok(report) => {
+            row.status = "done".into();
+            row.summary = summary(&req, Some(report));
+            row.report = serde_json::to_value(report).ok();
+        }
+        Err(e) => {
+            row.status = "failed".into();
+            row.error = Some(e.to_string());
+        }
+    }
+    store.put_eval(&row).await?;
+    result
+}
+
+/// Starts an evaluation in a task of its own; answers with its stored row (`running`).
+pub async fn start(
+    engine: &Engine,
+    tenant: &str,
+    req: Request,
+) -> Result<hilo_core::evals::EvalRun> {
+    check_request(&req)?;
+    let id = hilo_engine::driver::new_id();
+    let row = hilo_core::evals::EvalRun {
+        id: id.clone(),
+        tenant: tenant.to_string(),
+        workflow: req.candidate.name.clone(),
+        version: req.candidate.version,
+        status: "running".into(),
+        summary: summary(&req, None),
+        report: None,
+        error: None,
+        created_at: hilo_engine::now_ms(),
+        finished_at: None,
+    };
+    engine.store().put_eval(&row).await?;
+    let (engine, tenant, first) = (engine.clone(), tenant.to_string(), row.clone());
+    tokio::spawn(async move {
+        let mut row = first;
+        let result = run_with_id(&engine, &tenant, &row.id, &req).await;
+        row.finished_at = Some(hilo_engine::now_ms());
+        match result {
+            Ok(report) => {
+                row.status = "done".into();
+                row.summary = summary(&req, Some(&report));
+                row.report = serde_json::to_value(&report).ok();
+            }
+            Err(e) => {
+                row.status = "failed".into();
+                row.error = Some(e.to_string());
+            }
+        }
+        if let Err(e) = engine.store().put_eval(&row).await {
+            tracing::warn!(eval = %row.id, "the evaluation's result could not be stored: {e}");
+        }
+    });
+    Ok(row)
 }

@@ -107,6 +107,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "oauth connections",
         include_str!("../migrations/0025_connections.sql"),
     ),
+    (
+        26,
+        "evaluations",
+        include_str!("../migrations/0026_evals.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

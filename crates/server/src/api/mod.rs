@@ -3,6 +3,7 @@
 pub mod connections;
 pub mod conversations;
 pub mod diff;
+pub mod evals;
 pub mod events;
 pub mod executions;
 pub mod info;
@@ -38,6 +39,7 @@ use crate::state::AppState;
     tags(
         (name = "workflows", description = "Versioned workflow definitions and their triggers"),
         (name = "executions", description = "Runs of workflows, their state and live events"),
+        (name = "evals", description = "Workflow versions scored on datasets: cases, pass rates, baselines, JUnit XML"),
         (name = "tasks", description = "Questions executions ask people"),
         (name = "conversations", description = "Conversations between customers, the AI and human agents"),
         (name = "hil", description = "Human agents, their inboxes, the queue and the KPIs"),
@@ -86,6 +88,9 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(diff::diff))
         .routes(routes!(playback::replay_execution))
         .routes(routes!(playback::fork))
+        .routes(routes!(evals::start, evals::list))
+        .routes(routes!(evals::get))
+        .routes(routes!(evals::junit))
         .routes(routes!(playback::replay_workflow))
         .routes(routes!(events::stream))
         .routes(routes!(tasks::list))

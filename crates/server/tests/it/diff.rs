@@ -184,3 +184,90 @@ async fn an_execution_forks_over_the_api() {
     assert_eq!(code, 400, "{v}");
     s.stop().await;
 }
+
+/// `/evals`: an evaluation started with fixtures runs in the background, is listed, read with
+/// its report and given as JUnit XML; another tenant's is not found; bad requests say why.
+#[tokio::test]
+async fn an_evaluation_runs_over_the_api() {
+    let s = TestServer::start().await;
+    let key = s.key("acme", &[Scope::Admin]).await;
+    let other = s.key("globex", &[Scope::Admin]).await;
+    let (code, v) = s.import(&key, ROUTE).await;
+    assert!(code == 200 || code == 201, "{v}");
+    let cases = json!([
+        {"name": "small", "input": {"n": 3}, "expect": {"output": {"size": "small", "n": 3}, "path": ["check", "small", "done"]}},
+        {"name": "big", "input": {"n": 30}, "expect": {"assert": ["size == 'big'"]}},
+        {"name": "wrong", "input": {"n": 30}, "expect": {"assert": ["size == 'small'"]}},
+    ]);
+    let (code, e) = s
+        .post(
+            &key,
+            "/evals",
+            json!({"workflow": "route", "cases": cases, "repeat": 2, "threshold": 0.5}),
+        )
+        .await;
+    assert_eq!(code, 202, "{e}");
+    assert_eq!(e["status"], "running");
+    let id = e["id"].as_str().unwrap().to_string();
+    let mut done = json!(null);
+    for _ in 0..200 {
+        let (_, v) = s.get(&key, &format!("/evals/{id}")).await;
+        if v["status"] != "running" {
+            done = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(done["status"], "done", "{done}");
+    let report = &done["report"];
+    let pass_rate = report["candidate"]["pass_rate"].as_f64().unwrap();
+    assert!((pass_rate - 2.0 / 3.0).abs() < 1e-9, "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(done["summary"]["cases"], 3);
+    let (code, list) = s.get(&key, "/evals?workflow=route").await;
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(list["items"][0]["id"], id.as_str());
+    assert!(list["items"][0].get("report").is_none(), "{list}");
+    let r = s
+        .http
+        .get(s.url(&format!("/evals/{id}/junit")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("xml")
+    );
+    let xml = r.text().await.unwrap();
+    assert!(
+        xml.contains("<testsuite name=\"route@1\" tests=\"3\" failures=\"1\""),
+        "{xml}"
+    );
+    let (code, v) = s.get(&other, &format!("/evals/{id}")).await;
+    assert_eq!(code, 404, "{v}");
+    let (code, v) = s
+        .post(
+            &key,
+            "/evals",
+            json!({"workflow": "route", "cases": [{"input": {}, "fixtures": {"nope": 1}}]}),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = s
+        .post(&key, "/evals", json!({"workflow": "nope", "cases": cases}))
+        .await;
+    assert_eq!(code, 404, "{v}");
+    let (code, v) = s
+        .post(
+            &key,
+            "/evals",
+            json!({"workflow": "route", "cases": cases, "repeat": 0}),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+    s.stop().await;
+}

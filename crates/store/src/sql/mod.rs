@@ -11,6 +11,7 @@ pub(crate) mod connections;
 pub(crate) mod costs;
 pub(crate) mod db;
 pub(crate) mod episodes;
+pub(crate) mod evals;
 pub(crate) mod exec_codec;
 pub(crate) mod exec_rows;
 pub(crate) mod forget;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hilo_core::access::{ApiKeyRecord, ApiKeyStore, CallbackRecord, CallbackStore};
 use hilo_core::episode::{Episode, EpisodeFilter, EpisodeStore};
+use hilo_core::evals::{EvalRun, EvalStore};
 use hilo_core::exec::{ExecutionStore, WebhookDelivery};
 use hilo_core::forget::{ErasureRecord, ForgetStore, Forgotten};
 use hilo_core::hil::{
@@ -365,6 +366,29 @@ where
         execution_id: &str,
     ) -> Result<Option<WebhookDelivery>> {
         triggers::get_delivery(self, tenant, execution_id).await
+    }
+}
+
+#[async_trait]
+impl<B> EvalStore for SqlStore<B>
+where
+    Self: Backend,
+{
+    async fn put_eval(&self, e: &EvalRun) -> Result<()> {
+        crate::sql::evals::put_eval(self, e).await
+    }
+
+    async fn get_eval(&self, tenant: &TenantId, id: &str) -> Result<Option<EvalRun>> {
+        crate::sql::evals::get_eval(self, tenant, id).await
+    }
+
+    async fn list_evals(
+        &self,
+        tenant: &TenantId,
+        workflow: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EvalRun>> {
+        crate::sql::evals::list_evals(self, tenant, workflow, limit).await
     }
 }
 

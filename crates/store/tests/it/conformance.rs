@@ -63,6 +63,7 @@ pub async fn run_all(store: std::sync::Arc<dyn Store>) {
     crate::conformance_more::run_all(s).await;
     crate::conformance_hil::run_all(s).await;
     crate::conformance_sessions::run_all(s).await;
+    crate::conformance_evals::run_all(s).await;
     crate::conformance_episodes::run_all(s).await;
     crate::conformance_knowledge::run_all(s).await;
     crate::conformance_triggers::run_all(s).await;

@@ -8,6 +8,7 @@
 mod conformance;
 mod conformance_connections;
 mod conformance_episodes;
+mod conformance_evals;
 mod conformance_exec;
 mod conformance_hil;
 mod conformance_knowledge;
