@@ -389,6 +389,7 @@ async fn run_case(
         run: eval_id.to_string(),
         case: case.name.clone(),
     };
+    let workflow = wf.name.clone();
     let prepared = crate::playback::prepare_fixtures(
         engine,
         tenant,
@@ -457,7 +458,7 @@ async fn run_case(
     let output = outcome.output.clone().unwrap_or(Value::Null);
     check(&case.expect, &output, &mut run);
     if let Some(rubric) = &case.expect.rubric {
-        match judge(engine, tenant, &id, rubric, &output, options).await {
+        match judge(engine, tenant, (&id, &workflow), rubric, &output, options).await {
             Ok((true, _)) => {}
             Ok((false, reason)) => run.failures.push(format!("rubric: {reason}")),
             Err(e) => run.failures.push(format!("rubric: the judge failed: {e}")),
@@ -556,11 +557,11 @@ fn truthy(v: &Value) -> bool {
 }
 
 /// Asks a judge model whether `output` meets `rubric`: a simple agent through the router,
-/// under the case's execution (its cost is the case's).
+/// under the case's execution and workflow (its cost is the case's).
 async fn judge(
     engine: &Engine,
     tenant: &str,
-    execution: &str,
+    (execution, workflow): (&str, &str),
     rubric: &str,
     output: &Value,
     options: &Options,
@@ -603,7 +604,7 @@ async fn judge(
             grant: Some(Arc::from(Vec::<String>::new())),
             input: None,
         },
-        workflow: "eval".to_string(),
+        workflow: workflow.to_string(),
         node: AgentNode {
             agent: AgentKind::Simple,
             with,

@@ -401,14 +401,46 @@ impl<'a> Playback<'a> {
     fn next_timer(&mut self) -> Option<Reverse<(i64, String)>> {
         loop {
             let t = self.timers.pop()?;
-            if self.fork.is_none() {
-                return Some(t);
-            }
-            let key = t.0.1.strip_suffix("#compensate").unwrap_or(&t.0.1);
-            if self.record.nodes.get(key).is_some_and(|r| ran(r.status)) {
+            if self.recorded_past(&t.0.1) {
                 return Some(t);
             }
         }
+    }
+
+    /// Whether the record went past timer `key`: its node ended, or made more attempts than
+    /// the replay has (a retry's backoff), or its undo did. A timer the record never saw fire
+    /// (a `wait` still waiting, a person not answered yet) is left: the replay stops there, as
+    /// the record does, and a fork's engine arms it for real.
+    fn recorded_past(&self, key: &str) -> bool {
+        if let Some(base) = key.strip_suffix("#compensate") {
+            let Some(c) = self
+                .record
+                .nodes
+                .get(base)
+                .and_then(|r| r.detail.compensation.as_deref())
+            else {
+                return false;
+            };
+            let made = self
+                .machine
+                .nodes()
+                .get(base)
+                .and_then(|r| r.detail.compensation.as_deref())
+                .map_or(0, |c| c.attempts);
+            return c.status.is_done() || c.attempts > made;
+        }
+        let Some(rec) = self.record.nodes.get(key) else {
+            return false;
+        };
+        if rec.status.is_done() {
+            return true;
+        }
+        let made = self
+            .machine
+            .active_nodes()
+            .find(|r| r.key == key)
+            .map_or(0, |r| r.attempts);
+        rec.attempts > made
     }
 
     /// Nothing left to feed: a recorded cancellation is the one input that may remain.

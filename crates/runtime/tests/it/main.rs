@@ -2,4 +2,5 @@
 //! executor, time from a clock the test sets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod replay_examples;
 mod schedules;
