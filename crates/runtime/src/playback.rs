@@ -546,7 +546,8 @@ impl<'a> Playback<'a> {
             }
             (true, true) => {}
         }
-        let old = old.expect("a node that ran has a record");
+        // A node that ran has a record.
+        let Some(old) = old else { return Ok(()) };
         if old.status != new.status {
             let d = diverged(
                 key,
@@ -975,7 +976,8 @@ fn did_not_run(status: NodeStatus) -> String {
     }
 }
 
-/// A recorded node's end as a call's result.
+/// A recorded node's end as a call's result (the engine's inputs carry `NodeError` whole).
+#[allow(clippy::result_large_err)]
 fn node_result(rec: &NodeRecord) -> std::result::Result<Value, NodeError> {
     match (rec.status, &rec.error) {
         (NodeStatus::Succeeded, _) => Ok(rec.output.as_deref().cloned().unwrap_or(Value::Null)),
