@@ -171,6 +171,7 @@ pub enum EvalCommand {
         /// Only this workflow's
         #[arg(long, value_name = "NAME")]
         workflow: Option<String>,
+        /// At most this many
         #[arg(long, default_value_t = 20, value_name = "N")]
         limit: u32,
         /// Print JSON

@@ -62,6 +62,10 @@ const NO_JSON: &[(&str, &str)] = &[
         "stdout is the MCP protocol's; notes go to stderr",
     ),
     ("hilo completions", "prints a shell script"),
+    (
+        "hilo eval record",
+        "prints a dataset: JSON Lines, one case a line, whatever the flags",
+    ),
 ];
 
 #[test]

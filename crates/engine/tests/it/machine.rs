@@ -291,7 +291,11 @@ fn a_tool_node_calls_its_tool_with_the_evaluated_input_and_its_result_flows_on()
     assert_eq!(s.keys(), ["done", "fetch"]);
     let fetch = s.row("fetch");
     assert_eq!(fetch.output.as_deref(), Some(&json!({"echo": 2})));
-    assert_eq!(fetch.detail.input, None, "no compensation needs it");
+    // Kept after it ended too: the request of the record a replay checks a new run against.
+    assert_eq!(
+        fetch.detail.input,
+        Some(json!({"n": 2, "label": "n=2", "fixed": [1, 2]}))
+    );
     assert_eq!(s.status(), ExecStatus::Succeeded);
     assert_eq!(s.commit.exec.output, Some(json!({"echo": 2})));
     assert!(s.commit.exec.release);
