@@ -118,11 +118,13 @@ pub async fn start(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EvalQuery {
     /// Only this workflow's.
     pub workflow: Option<String>,
     /// At most this many (1 to 1,000, default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
