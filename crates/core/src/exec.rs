@@ -1021,6 +1021,10 @@ pub struct AgentRequest {
     /// Where the text of the agent's model answers goes as it streams in (only calls to
     /// providers with streaming on send any). `None`: nobody listens.
     pub tokens: Option<TokenSink>,
+    /// A replay's: the calls the node's recorded run made. Each model and tool call is then
+    /// answered from them (found by kind and request digest) and nothing is called or
+    /// remembered; a call they do not hold fails the run with `REPLAY_DIVERGED`.
+    pub playback: Option<std::sync::Arc<[RecordedCall]>>,
 }
 
 /// A piece of an agent's model answer, as a streamed call receives it. Live only: never

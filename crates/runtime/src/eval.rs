@@ -398,7 +398,8 @@ async fn run_case(
         case.input.clone(),
         &case.fixtures,
         started_by,
-    );
+    )
+    .await;
     let id = prepared.forked.execution_id.clone();
     let fixtures_used = prepared.forked.answered;
     let mut run = Run {
@@ -613,6 +614,7 @@ async fn judge(
         local: Arc::from(Vec::new()),
         timeout_ms: 60_000,
         tokens: None,
+        playback: None,
     };
     let run = agents.run(request).await;
     let answer = run

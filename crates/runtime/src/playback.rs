@@ -160,15 +160,18 @@ pub async fn load(store: &dyn Store, tenant: &str, id: &str) -> Result<Record> {
 }
 
 /// Replays `record` against `workflow` (its own when `None`), with `engine`'s tools for the
-/// plan (their specs only: nothing is called).
-pub fn replay(engine: &Engine, record: &Record, workflow: Option<Arc<Workflow>>) -> Report {
+/// plan (their specs only: nothing is called) and its agent runtime for agent nodes whose
+/// recorded calls are kept: the agent runs again with each of its model and tool calls
+/// answered from them (`AgentRequest::playback`).
+pub async fn replay(engine: &Engine, record: &Record, workflow: Option<Arc<Workflow>>) -> Report {
     let started = std::time::Instant::now();
     let exec = &record.execution;
     let adhoc = exec.definition.is_some();
     let wf = workflow.unwrap_or_else(|| record.workflow.clone());
     let plan = engine.plan(&exec.tenant, &wf, adhoc);
     let mut p = Playback::new(record, plan);
-    let divergence = p.run();
+    p.agents = engine.agent_runtime().cloned();
+    let divergence = p.run().await;
     let verdict = match &divergence {
         None => Verdict::Same,
         Some(d) if d.what == What::Missing => Verdict::NoRecord,
@@ -202,6 +205,9 @@ struct Playback<'a> {
     definitions: HashMap<String, Value>,
     /// Set when the run is a fork's: what it answers otherwise, what it leaves live.
     fork: Option<ForkState>,
+    /// A replay's agents run again against their recorded calls (`None`: agent nodes are
+    /// answered whole from their records).
+    agents: Option<Arc<dyn hilo_core::exec::AgentRuntime>>,
 }
 
 /// A fork's playback: its fork node, the outputs it sets, and the calls it leaves in flight.
@@ -282,6 +288,7 @@ impl<'a> Playback<'a> {
             record,
             machine,
             fork,
+            agents: None,
             now,
             inputs: VecDeque::from([Input::Start]),
             timers: BinaryHeap::new(),
@@ -320,7 +327,7 @@ impl<'a> Playback<'a> {
         rec.finished_at
     }
 
-    fn run(&mut self) -> Option<Divergence> {
+    async fn run(&mut self) -> Option<Divergence> {
         loop {
             let input = match self.inputs.pop_front() {
                 Some(i) => {
@@ -357,7 +364,7 @@ impl<'a> Playback<'a> {
                 return Some(d);
             }
             for a in actions {
-                if let Err(d) = self.answer(a) {
+                if let Err(d) = self.answer(a).await {
                     return Some(d);
                 }
             }
@@ -638,7 +645,18 @@ impl<'a> Playback<'a> {
 
     /// Answers one action from the record. A fork leaves a call it cannot answer (its fork
     /// node, a changed request) in flight: the engine issues it live.
-    fn answer(&mut self, action: Action) -> Step {
+    async fn answer(&mut self, action: Action) -> Step {
+        if self.fork.is_none()
+            && self.agents.is_some()
+            && let Action::RunAgent { key, .. } = &action
+            && self
+                .record
+                .nodes
+                .get(key)
+                .is_some_and(|r| !r.detail.calls.is_empty() && r.detail.emitted.is_none())
+        {
+            return self.agent_again(action).await;
+        }
         let key = match &action {
             Action::Continue => {
                 self.inputs.push_back(Input::Continue);
@@ -692,6 +710,63 @@ impl<'a> Playback<'a> {
                 None => Err(d),
             },
         }
+    }
+
+    /// A replay's agent node whose calls are recorded: its request checked as any call's,
+    /// then the agent run again with every model and tool call answered from the record. A
+    /// call the record does not hold is the divergence, with both requests.
+    async fn agent_again(&mut self, action: Action) -> Step {
+        let Action::RunAgent {
+            key,
+            node,
+            rendered,
+            attempt,
+            timeout_ms,
+            workflow,
+            scope,
+        } = action
+        else {
+            return Ok(());
+        };
+        let rec = self.recorded_call(&key)?;
+        self.same_request(&key, rec, json!({"agent": node.agent, "input": rendered}))?;
+        let Some(agents) = self.agents.clone() else {
+            return Ok(());
+        };
+        let (ctx, local) = scope.into_parts(&key, attempt, false);
+        let request = hilo_core::exec::AgentRequest {
+            tool: ctx,
+            workflow,
+            node: *node,
+            rendered,
+            local,
+            timeout_ms,
+            tokens: None,
+            playback: Some(Arc::from(rec.detail.calls.clone())),
+        };
+        let run = agents.run(request).await;
+        if let Err(e) = &run.result
+            && e.code == hilo_llm::agent::REPLAY_DIVERGED
+        {
+            let at = |side: &str| {
+                e.detail
+                    .as_ref()
+                    .and_then(|d| d.get(side))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            let d = diverged(&key, What::Request, format!("node `{key}`: {}", e.message));
+            return Err(with_changes(d, &at("recorded"), &at("new")));
+        }
+        self.answered += 1;
+        self.inputs.push_back(Input::AgentDone {
+            key,
+            attempt,
+            result: run.result,
+            trace: run.trace,
+            calls: run.calls,
+        });
+        Ok(())
     }
 
     /// The recorded answer to a call, or why there is none.
@@ -1009,7 +1084,7 @@ pub async fn replay_execution(
         }
         _ => None,
     };
-    Ok(replay(engine, &record, workflow))
+    Ok(replay(engine, &record, workflow).await)
 }
 
 /// Many replays summed up.
@@ -1098,7 +1173,7 @@ pub async fn replay_since(
                 continue;
             }
             let record = load(store, tenant, &e.id).await?;
-            let report = replay(engine, &record, against.clone());
+            let report = replay(engine, &record, against.clone()).await;
             summary.replayed += 1;
             match report.verdict {
                 Verdict::Same => summary.same += 1,
@@ -1294,7 +1369,7 @@ pub async fn prepare_fork(
         people: HashSet::new(),
     };
     let mut p = Playback::with(&record, machine, hilo_engine::now_ms(), Some(state));
-    p.run();
+    p.run().await;
     let answered = p.answered;
     let live = p.fork.take().map(|f| f.live).unwrap_or_default();
     let machine = p.machine;
@@ -1320,7 +1395,7 @@ pub async fn prepare_fork(
 /// An eval case's run (see `crate::eval`) played in memory: its fixtures answer the nodes they
 /// name (people too), everything else runs live once it is created and driven; nothing is
 /// written yet. `adhoc`: the workflow is pinned with the run (a file's), not a stored version.
-pub fn prepare_fixtures(
+pub async fn prepare_fixtures(
     engine: &Engine,
     tenant: &str,
     workflow: Arc<Workflow>,
@@ -1389,7 +1464,7 @@ pub fn prepare_fixtures(
         people: HashSet::new(),
     };
     let mut p = Playback::with(&record, machine, now, Some(state));
-    p.run();
+    p.run().await;
     let answered = p.answered;
     let live = p.fork.take().map(|f| f.live).unwrap_or_default();
     PreparedFork {

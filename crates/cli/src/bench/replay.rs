@@ -58,7 +58,7 @@ pub async fn run(
         let (replay_ms, _) = measure(reps, || {
             let (e, record) = (e.clone(), record.clone());
             async move {
-                let r = playback::replay(&e, &record, None);
+                let r = playback::replay(&e, &record, None).await;
                 if r.verdict != playback::Verdict::Same {
                     return Err(anyhow!(
                         "the replay did not come out the same: {:?}",

@@ -10,6 +10,11 @@ use super::{hilo_cmd, root, text};
 const V1: &str = r#"
 name: triage
 version: 1
+tools:
+  - name: lookup_order
+    description: Looks an order up.
+    input: {type: object, properties: {id: {type: string}}}
+    http: {method: GET, url: "http://127.0.0.1:9/orders/{{ args.id }}"}
 nodes:
   - id: classify
     type: agent
@@ -23,7 +28,7 @@ nodes:
     agent: reasoning
     with:
       task: "Find the order total for {{ input.message }}"
-      tools: [transform_json]
+      tools: [transform_json, lookup_order]
   - id: record
     type: tool
     tool: test.effect
@@ -186,6 +191,28 @@ fn a_recorded_agent_run_replays_with_no_call_and_changed_versions_are_found_wher
         changes
             .iter()
             .any(|c| c["path"] == "/investigate" && c["a"] == true && c["b"] == false),
+        "{report}"
+    );
+
+    // A change the agent's node does not show (its tool's description): the agent runs again
+    // against its recorded calls, and its first model call is the one that differs.
+    import(
+        4,
+        &V1.replace("version: 1", "version: 4")
+            .replace("Looks an order up.", "Finds an order by its id."),
+    );
+    let (code, report) = replay(&db, &config, &[&id, "--version", "4"]);
+    assert_eq!(code, 1, "{report}");
+    let d = &report["divergence"];
+    assert_eq!(d["node"], "investigate", "{report}");
+    assert_eq!(d["what"], "request", "{report}");
+    let changes = d["changes"].as_array().unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["path"].as_str().unwrap().ends_with("/description")
+                && c["a"] == "Looks an order up."
+                && c["b"] == "Finds an order by its id."),
         "{report}"
     );
 

@@ -232,6 +232,7 @@ fn dispatch(
                             local,
                             timeout_ms,
                             tokens,
+                            playback: None,
                         };
                         match tokio::time::timeout(Duration::from_millis(timeout_ms), a.run(req))
                             .await

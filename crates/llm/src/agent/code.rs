@@ -209,6 +209,11 @@ impl Host for AgentTools {
         let request = self.caller.request(&name, args, &self.local);
         let recorder = self.caller.recorder.clone();
         Box::pin(async move {
+            if let Some(found) = recorder.replayed(CallKind::Tool, &name, &request.input) {
+                return found
+                    .and_then(|r| r)
+                    .map_err(|e| HostError::new(e.code, e.message));
+            }
             let input = request.input.clone();
             let result = tools.execute(request).await;
             recorder.push(CallKind::Tool, &name, input, result.clone());

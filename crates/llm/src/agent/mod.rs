@@ -42,7 +42,7 @@ use hilo_core::exec::{AgentRequest, AgentRun, AgentRuntime, NodeError};
 
 pub use crate::config::DEFAULT_TOOL_LIMIT;
 pub use episodes::{EpisodeMemory, MemoryCtx, NoMemory, Recalled, StoreMemory};
-pub use run::Run;
+pub use run::{REPLAY_DIVERGED, Run};
 pub use runtime::LlmRuntime;
 
 #[async_trait]
@@ -70,7 +70,10 @@ impl AgentRuntime for LlmRuntime {
                 ),
             )),
         };
-        if let Some(episode) = run.episode(&result) {
+        // A replay remembers nothing: the run it replays was remembered already.
+        if !run.recorder.is_replay()
+            && let Some(episode) = run.episode(&result)
+        {
             self.memory.record(&run.memory_ctx(), episode).await;
         }
         let trace = run.trace();

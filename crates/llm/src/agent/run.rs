@@ -68,7 +68,7 @@ impl<'a> Run<'a> {
                 AgentKind::Planner => PLANNER_PROFILE,
                 AgentKind::Code => CODE_PROFILE,
             },
-            recorder: Recorder::default(),
+            recorder: Recorder::replaying(req.playback.clone()),
         }
     }
 
@@ -324,6 +324,12 @@ impl<'a> Run<'a> {
         task: Task<'_>,
     ) -> Result<Answer, NodeError> {
         let target = self.target();
+        if self.recorder.is_replay() {
+            let request = model_request(&target, needs, purpose, &task);
+            if let Some(found) = self.recorder.replayed(CallKind::Model, purpose, &request) {
+                return found?.and_then(|v| answer_from_json(&v));
+            }
+        }
         let routed = self
             .rt
             .router
@@ -403,6 +409,9 @@ impl<'a> Run<'a> {
         input: Value,
         local: &Arc<[ToolDef]>,
     ) -> Result<Value, NodeError> {
+        if let Some(found) = self.recorder.replayed(CallKind::Tool, tool, &input) {
+            return found?;
+        }
         let request = self.tool_request(tool, input, local);
         let recorded = request.input.clone();
         let result = self.rt.tools.execute(request).await;
@@ -545,9 +554,87 @@ impl AgentCaller {
 /// The calls of one run, in the order they returned (a code agent's script calls tools from
 /// the sandbox's thread, hence the lock).
 #[derive(Clone, Default)]
-pub(crate) struct Recorder(Arc<std::sync::Mutex<Vec<RecordedCall>>>);
+pub(crate) struct Recorder(Arc<std::sync::Mutex<Vec<RecordedCall>>>, Option<Playback>);
+
+/// A replay's recorded calls and which of them were answered already.
+#[derive(Clone)]
+struct Playback {
+    calls: Arc<[RecordedCall]>,
+    used: Arc<std::sync::Mutex<Vec<bool>>>,
+}
+
+/// The stable code of a call a replay's record does not hold.
+pub const REPLAY_DIVERGED: &str = "REPLAY_DIVERGED";
 
 impl Recorder {
+    /// A recorder that answers from `calls` (a replay's) instead of letting calls through.
+    pub(crate) fn replaying(calls: Option<Arc<[RecordedCall]>>) -> Recorder {
+        Recorder(
+            Arc::default(),
+            calls.map(|calls| Playback {
+                used: Arc::new(std::sync::Mutex::new(vec![false; calls.len()])),
+                calls,
+            }),
+        )
+    }
+
+    /// Whether calls are answered from a record.
+    pub(crate) fn is_replay(&self) -> bool {
+        self.1.is_some()
+    }
+
+    /// In a replay, the recorded result of the call of `kind`, `name` and `request` (the first
+    /// not answered yet with its digest), recorded again as this run's; `Err` with
+    /// `REPLAY_DIVERGED` when the record holds no such call (its detail has the recorded
+    /// request at that place and this one). `None` outside a replay.
+    pub(crate) fn replayed(
+        &self,
+        kind: CallKind,
+        name: &str,
+        request: &Value,
+    ) -> Option<Result<Result<Value, NodeError>, NodeError>> {
+        let p = self.1.as_ref()?;
+        let digest = request_digest(request);
+        let n = self.0.lock().unwrap_or_else(|e| e.into_inner()).len() + 1;
+        let found = {
+            let mut used = p.used.lock().unwrap_or_else(|e| e.into_inner());
+            let at = p.calls.iter().enumerate().position(|(i, c)| {
+                !used[i] && c.kind == kind && c.name == name && c.digest == digest
+            });
+            if let Some(i) = at {
+                used[i] = true;
+            }
+            at
+        };
+        let Some(i) = found else {
+            let at = p.calls.get(n - 1);
+            let error = NodeError::new(
+                REPLAY_DIVERGED,
+                format!(
+                    "call {n} of this agent ({} `{name}`) sends a request its recorded run never sent: the record has no answer for it",
+                    match kind {
+                        CallKind::Model => "model call",
+                        CallKind::Tool => "tool",
+                    }
+                ),
+            )
+            .with_detail(json!({
+                "call": n,
+                "recorded": at.map(|c| json!({"kind": c.kind, "name": c.name, "request": c.request})),
+                "new": {"kind": kind, "name": name, "request": request},
+            }));
+            return Some(Err(error));
+        };
+        let c = &p.calls[i];
+        let result = match (&c.output, &c.error) {
+            (_, Some(e)) => Err(e.clone()),
+            (Some(v), None) => Ok(v.clone()),
+            (None, None) => Ok(Value::Null),
+        };
+        self.push(kind, name, request.clone(), result.clone());
+        Some(Ok(result))
+    }
+
     pub(crate) fn push(
         &self,
         kind: CallKind,
@@ -631,6 +718,47 @@ fn model_request(target: &Target, needs: &[Capability], purpose: &str, task: &Ta
         }
     }
     r
+}
+
+/// A recorded answer back as the router's (see [`answer_json`]).
+fn answer_from_json(v: &Value) -> Result<Answer, NodeError> {
+    let bad = |e: String| {
+        NodeError::new(
+            REPLAY_DIVERGED,
+            format!("a recorded model answer could not be read back: {e}"),
+        )
+    };
+    if let Some(label) = v.get("label").and_then(Value::as_str) {
+        let scores: Vec<(String, f64)> =
+            serde_json::from_value(v.get("scores").cloned().unwrap_or(json!([])))
+                .map_err(|e| bad(e.to_string()))?;
+        return Ok(Answer::Label(crate::call::Classification {
+            label: label.to_string(),
+            confidence: v.get("confidence").and_then(Value::as_f64).unwrap_or(0.0),
+            scores,
+        }));
+    }
+    let tool_calls = serde_json::from_value(v.get("tool_calls").cloned().unwrap_or(json!([])))
+        .map_err(|e| bad(e.to_string()))?;
+    let usage = serde_json::from_value(v.get("usage").cloned().unwrap_or(json!({
+        "input_tokens": 0, "output_tokens": 0
+    })))
+    .map_err(|e| bad(e.to_string()))?;
+    Ok(Answer::Chat(crate::provider::ChatResponse {
+        content: v
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        tool_calls,
+        usage,
+        finish_reason: v
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        first_token_ms: None,
+        model: v.get("model").and_then(Value::as_str).map(str::to_string),
+    }))
 }
 
 /// A model's answer as the record keeps it.

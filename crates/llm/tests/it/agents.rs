@@ -211,6 +211,7 @@ fn request(kind: AgentKind, with: Value) -> AgentRequest {
         local: Arc::from(Vec::new()),
         timeout_ms: 10_000,
         tokens: None,
+        playback: None,
     }
 }
 

@@ -184,6 +184,7 @@ async fn summarize(
         local: std::sync::Arc::from(Vec::new()),
         timeout_ms: 20_000,
         tokens: None,
+        playback: None,
     };
     match agents.run(request).await.result {
         Ok(v) => v
