@@ -178,6 +178,14 @@ pub enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete an evaluation (its report holds copies of its cases' inputs and outputs)
+    Delete {
+        /// The evaluation's id
+        id: String,
+        /// Print JSON {"deleted"}
+        #[arg(long)]
+        json: bool,
+    },
     /// One evaluation's report
     Show {
         /// The evaluation's id

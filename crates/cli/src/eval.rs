@@ -80,6 +80,21 @@ pub async fn eval(app: &App, args: EvalArgs) -> Result<(), Exit> {
             }
             return Ok(());
         }
+        Some(EvalCommand::Delete { id, json }) => {
+            let store = app.store().await?;
+            let deleted = store.delete_eval(&tenant, &id).await.map_err(store_err)?;
+            if json {
+                print_json(&serde_json::json!({ "deleted": deleted }))?;
+            } else if deleted {
+                outln!("evaluation {id} deleted");
+            }
+            if !deleted {
+                return Err(Exit::invalid(anyhow!(
+                    "evaluation `{id}` not found; `hilo eval list` lists them"
+                )));
+            }
+            return Ok(());
+        }
         Some(EvalCommand::Show { id, junit, json }) => {
             let store = app.store().await?;
             let Some(row) = store.get_eval(&tenant, &id).await.map_err(store_err)? else {

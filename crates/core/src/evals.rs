@@ -47,4 +47,8 @@ pub trait EvalStore: Send + Sync {
         workflow: Option<&str>,
         limit: u32,
     ) -> Result<Vec<EvalRun>>;
+
+    /// Deletes one evaluation of `tenant` (its report holds copies of its cases' inputs and
+    /// outputs); whether there was one. Its case runs are executions, pruned as any.
+    async fn delete_eval(&self, tenant: &TenantId, id: &str) -> Result<bool>;
 }

@@ -226,3 +226,30 @@ pub async fn junit(
     )
         .into_response())
 }
+
+/// Deletes an evaluation (its report holds copies of its cases' inputs and outputs); its case
+/// runs are executions, pruned and forgotten as any.
+#[utoipa::path(delete, path = "/evals/{id}", tag = "evals",
+    params(("id" = String, Path, description = "The evaluation's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such evaluation for the caller", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Admin)?;
+    if state.store().delete_eval(&caller.tenant, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("evaluation `{id}` not found; GET /evals lists them"),
+        ))
+    }
+}

@@ -89,7 +89,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(playback::replay_execution))
         .routes(routes!(playback::fork))
         .routes(routes!(evals::start, evals::list))
-        .routes(routes!(evals::get))
+        .routes(routes!(evals::get, evals::delete))
         .routes(routes!(evals::junit))
         .routes(routes!(playback::replay_workflow))
         .routes(routes!(events::stream))

@@ -249,6 +249,24 @@ async fn an_evaluation_runs_over_the_api() {
     );
     let (code, v) = s.get(&other, &format!("/evals/{id}")).await;
     assert_eq!(code, 404, "{v}");
+    let r = s
+        .http
+        .delete(s.url(&format!("/evals/{id}")))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = s
+        .http
+        .delete(s.url(&format!("/evals/{id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (code, v) = s.get(&key, &format!("/evals/{id}")).await;
+    assert_eq!(code, 404, "{v}");
     let (code, v) = s
         .post(
             &key,

@@ -97,3 +97,13 @@ pub(crate) async fn list_evals(
         })
         .collect()
 }
+
+pub(crate) async fn delete_eval(db: &impl Db, tenant: &str, id: &str) -> Result<bool> {
+    let n = db
+        .execute(
+            "DELETE FROM evals WHERE tenant_id = $1 AND id = $2".into(),
+            &[tenant.into(), id.into()],
+        )
+        .await?;
+    Ok(n > 0)
+}

@@ -390,6 +390,10 @@ where
     ) -> Result<Vec<EvalRun>> {
         crate::sql::evals::list_evals(self, tenant, workflow, limit).await
     }
+
+    async fn delete_eval(&self, tenant: &TenantId, id: &str) -> Result<bool> {
+        crate::sql::evals::delete_eval(self, tenant, id).await
+    }
 }
 
 #[async_trait]

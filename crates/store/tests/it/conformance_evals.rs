@@ -55,4 +55,10 @@ async fn evaluations_are_written_replaced_listed_and_kept_per_tenant(s: &dyn Sto
     // Another tenant's is not found.
     assert!(s.get_eval(t, "e3").await.unwrap().is_none());
     assert!(s.get_eval("evals-globex", "e1").await.unwrap().is_none());
+    // Deleted for its tenant only.
+    assert!(!s.delete_eval("evals-globex", "e1").await.unwrap());
+    assert!(s.delete_eval(t, "e1").await.unwrap());
+    assert!(s.get_eval(t, "e1").await.unwrap().is_none());
+    assert!(!s.delete_eval(t, "e1").await.unwrap());
+    assert_eq!(s.list_evals(t, None, 10).await.unwrap().len(), 1);
 }
