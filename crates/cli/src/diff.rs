@@ -41,7 +41,8 @@ pub async fn diff(app: &App, a: &str, b: &str, json: bool) -> Result<(), Exit> {
     if d.same { Ok(()) } else { Err(Exit::code(1)) }
 }
 
-fn shown(v: Option<&Value>) -> String {
+/// A value on one line of a report, cut at [`SHOWN`] characters (`hilo replay`'s too).
+pub(crate) fn shown(v: Option<&Value>) -> String {
     let Some(v) = v else {
         return "(absent)".into();
     };

@@ -7,18 +7,9 @@ use hilo_runtime::eval::{self, Options, Report, VersionResult};
 
 use crate::app::App;
 use crate::cli::{EvalArgs, EvalCommand};
-use crate::exit::{Exit, store_err};
+use crate::exit::{Exit, store_err, trouble};
 use crate::input::{load_file, parse_target};
 use crate::out::print_json;
-
-fn trouble(e: hilo_runtime::RuntimeError) -> Exit {
-    let mut exit = match e {
-        hilo_runtime::RuntimeError::Store(e) => store_err(e),
-        other => Exit::from(anyhow!("{other}")),
-    };
-    exit.code = 2;
-    exit
-}
 
 pub async fn eval(app: &App, args: EvalArgs) -> Result<(), Exit> {
     let tenant = app.global().tenant.clone();

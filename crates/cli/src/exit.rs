@@ -62,6 +62,17 @@ pub fn store_err(e: hilo_core::StoreError) -> Exit {
     Exit::from(anyhow!(e))
 }
 
+/// A runtime failure of a command whose 1 and 3 mean something else (`replay`, `eval`): what
+/// failed, exit code 2 (an id or version not found, bad input, the store unreadable).
+pub fn trouble(e: hilo_runtime::RuntimeError) -> Exit {
+    let mut exit = match e {
+        hilo_runtime::RuntimeError::Store(e) => store_err(e),
+        other => Exit::from(anyhow!("{other}")),
+    };
+    exit.code = 2;
+    exit
+}
+
 /// The exit code of an execution's status: 0 succeeded (or still going), 3 waiting for a
 /// human, 4 handed over, 1 otherwise.
 pub fn exit_code(status: ExecStatus) -> u8 {

@@ -5,15 +5,12 @@
 
 use anyhow::anyhow;
 use hilo_runtime::playback::{self, Report, Summary, Verdict};
-use serde_json::Value;
 
 use crate::app::App;
-use crate::exit::{Exit, store_err};
+use crate::diff::shown;
+use crate::exit::{Exit, trouble};
 use crate::input::Since;
 use crate::out::print_json;
-
-/// The longest value shown on a line of the report (JSON text; `--json` has it whole).
-const SHOWN: usize = 60;
 
 pub async fn replay(
     app: &App,
@@ -26,14 +23,6 @@ pub async fn replay(
 ) -> Result<(), Exit> {
     let engine = app.engine().await?;
     let tenant = &app.global().tenant;
-    let trouble = |e: hilo_runtime::RuntimeError| {
-        let mut exit = match e {
-            hilo_runtime::RuntimeError::Store(e) => store_err(e),
-            other => Exit::from(anyhow!("{other}")),
-        };
-        exit.code = 2;
-        exit
-    };
     let code = match (id, workflow) {
         (Some(id), _) => {
             let report = playback::replay_execution(&engine, tenant, &id, version)
@@ -68,18 +57,6 @@ pub async fn replay(
         Ok(())
     } else {
         Err(Exit::code(code as u8))
-    }
-}
-
-fn shown(v: Option<&Value>) -> String {
-    let Some(v) = v else {
-        return "(absent)".into();
-    };
-    let text = v.to_string();
-    if text.chars().count() <= SHOWN {
-        text
-    } else {
-        format!("{}…", text.chars().take(SHOWN).collect::<String>())
     }
 }
 

@@ -677,76 +677,64 @@ pub async fn record(
     limit: u32,
 ) -> Result<Vec<Case>> {
     let store = engine.store();
+    // Only real traffic that ended: not the runs of evals.
+    let keep = |e: &hilo_core::exec::ExecRecord| {
+        e.status.is_terminal() && !matches!(e.started_by, Some(StartedBy::Eval { .. }))
+    };
+    let ended_runs =
+        crate::playback::executions_since(store.as_ref(), tenant, workflow, since, limit, keep)
+            .await?;
     let mut cases = Vec::new();
-    let mut before = None;
-    'pages: loop {
-        let filter = hilo_core::exec::ExecFilter {
-            workflow: Some(workflow.to_string()),
-            limit: Some(100),
-            before: before.clone(),
-            ..Default::default()
-        };
-        let page = store.list_executions(tenant, &filter).await?;
-        let Some(last) = page.last() else { break };
-        before = Some((last.created_at, last.id.clone()));
-        for e in page {
-            if e.created_at < since || cases.len() as u32 >= limit {
-                break 'pages;
-            }
-            // Only real traffic: not the runs of evals.
-            if !e.status.is_terminal() || matches!(e.started_by, Some(StartedBy::Eval { .. })) {
+    for e in ended_runs {
+        let rec = crate::playback::load(store.as_ref(), tenant, &e.id).await?;
+        let mut fixtures = Map::new();
+        let mut ended: Vec<_> = rec
+            .nodes
+            .values()
+            .filter(|r| matches!(r.status, NodeStatus::Succeeded | NodeStatus::Failed))
+            .collect();
+        ended.sort_by_key(|r| r.done_seq);
+        for r in &ended {
+            if r.status != NodeStatus::Succeeded || r.key.contains('/') {
                 continue;
             }
-            let rec = crate::playback::load(store.as_ref(), tenant, &e.id).await?;
-            let mut fixtures = Map::new();
-            let mut ended: Vec<_> = rec
-                .nodes
-                .values()
-                .filter(|r| matches!(r.status, NodeStatus::Succeeded | NodeStatus::Failed))
-                .collect();
-            ended.sort_by_key(|r| r.done_seq);
-            for r in &ended {
-                if r.status != NodeStatus::Succeeded || r.key.contains('/') {
-                    continue;
-                }
-                let call = matches!(
-                    rec.workflow.node(&r.node_id).map(|n| &n.kind),
-                    Some(
-                        NodeKind::Tool(_)
-                            | NodeKind::Agent(_)
-                            | NodeKind::Code(_)
-                            | NodeKind::Workflow(_)
-                            | NodeKind::Human(_)
-                    )
+            let call = matches!(
+                rec.workflow.node(&r.node_id).map(|n| &n.kind),
+                Some(
+                    NodeKind::Tool(_)
+                        | NodeKind::Agent(_)
+                        | NodeKind::Code(_)
+                        | NodeKind::Workflow(_)
+                        | NodeKind::Human(_)
+                )
+            );
+            if call {
+                fixtures.insert(
+                    r.key.clone(),
+                    r.output.as_deref().cloned().unwrap_or(Value::Null),
                 );
-                if call {
-                    fixtures.insert(
-                        r.key.clone(),
-                        r.output.as_deref().cloned().unwrap_or(Value::Null),
-                    );
-                }
             }
-            let expect = Expect {
-                // A compensated run's undone nodes are fixtures here, which are never undone
-                // (they never acted): the case ends failed, with nothing to compensate.
-                status: match e.status {
-                    ExecStatus::Succeeded => None,
-                    ExecStatus::Compensated => Some(ExecStatus::Failed.as_str().to_string()),
-                    s => Some(s.as_str().to_string()),
-                },
-                output: (e.status == ExecStatus::Succeeded)
-                    .then(|| e.output.clone())
-                    .flatten(),
-                path: Some(ended.iter().map(|r| r.key.clone()).collect()),
-                ..Expect::default()
-            };
-            cases.push(Case {
-                name: e.id.clone(),
-                input: rec.execution.input.get().clone(),
-                fixtures,
-                expect,
-            });
         }
+        let expect = Expect {
+            // A compensated run's undone nodes are fixtures here, which are never undone
+            // (they never acted): the case ends failed, with nothing to compensate.
+            status: match e.status {
+                ExecStatus::Succeeded => None,
+                ExecStatus::Compensated => Some(ExecStatus::Failed.as_str().to_string()),
+                s => Some(s.as_str().to_string()),
+            },
+            output: (e.status == ExecStatus::Succeeded)
+                .then(|| e.output.clone())
+                .flatten(),
+            path: Some(ended.iter().map(|r| r.key.clone()).collect()),
+            ..Expect::default()
+        };
+        cases.push(Case {
+            name: e.id.clone(),
+            input: rec.execution.input.get().clone(),
+            fixtures,
+            expect,
+        });
     }
     if cases.is_empty() {
         return Err(RuntimeError::new(
@@ -878,35 +866,9 @@ fn summary(req: &Request, report: Option<&Report>) -> Value {
 /// Runs an evaluation and keeps it in the store as it goes: `running` when it starts, then
 /// `done` with its report or `failed` with its error. The stored row's id is the report's.
 pub async fn run_stored(engine: &Engine, tenant: &str, req: Request) -> Result<Report> {
-    let id = hilo_engine::driver::new_id();
-    let store = engine.store();
-    let mut row = hilo_core::evals::EvalRun {
-        id: id.clone(),
-        tenant: tenant.to_string(),
-        workflow: req.candidate.name.clone(),
-        version: req.candidate.version,
-        status: "running".into(),
-        summary: summary(&req, None),
-        report: None,
-        error: None,
-        created_at: hilo_engine::now_ms(),
-        finished_at: None,
-    };
-    store.put_eval(&row).await?;
-    let result = run_with_id(engine, tenant, &id, &req).await;
-    row.finished_at = Some(hilo_engine::now_ms());
-    match &result {
-        Ok(report) => {
-            row.status = "done".into();
-            row.summary = summary(&req, Some(report));
-            row.report = serde_json::to_value(report).ok();
-        }
-        Err(e) => {
-            row.status = "failed".into();
-            row.error = Some(e.to_string());
-        }
-    }
-    store.put_eval(&row).await?;
+    let row = begin(engine, tenant, &req).await?;
+    let (result, stored) = conclude(engine, &req, row).await;
+    stored?;
     result
 }
 
@@ -917,39 +879,55 @@ pub async fn start(
     req: Request,
 ) -> Result<hilo_core::evals::EvalRun> {
     check_request(&req)?;
-    let id = hilo_engine::driver::new_id();
+    let row = begin(engine, tenant, &req).await?;
+    let (engine, first) = (engine.clone(), row.clone());
+    tokio::spawn(async move {
+        let id = first.id.clone();
+        if let (_, Err(e)) = conclude(&engine, &req, first).await {
+            tracing::warn!(eval = %id, "the evaluation's result could not be stored: {e}");
+        }
+    });
+    Ok(row)
+}
+
+/// Writes the evaluation of `req` as `running`, under a new id.
+async fn begin(engine: &Engine, tenant: &str, req: &Request) -> Result<hilo_core::evals::EvalRun> {
     let row = hilo_core::evals::EvalRun {
-        id: id.clone(),
+        id: hilo_engine::driver::new_id(),
         tenant: tenant.to_string(),
         workflow: req.candidate.name.clone(),
         version: req.candidate.version,
         status: "running".into(),
-        summary: summary(&req, None),
+        summary: summary(req, None),
         report: None,
         error: None,
         created_at: hilo_engine::now_ms(),
         finished_at: None,
     };
     engine.store().put_eval(&row).await?;
-    let (engine, tenant, first) = (engine.clone(), tenant.to_string(), row.clone());
-    tokio::spawn(async move {
-        let mut row = first;
-        let result = run_with_id(&engine, &tenant, &row.id, &req).await;
-        row.finished_at = Some(hilo_engine::now_ms());
-        match result {
-            Ok(report) => {
-                row.status = "done".into();
-                row.summary = summary(&req, Some(&report));
-                row.report = serde_json::to_value(&report).ok();
-            }
-            Err(e) => {
-                row.status = "failed".into();
-                row.error = Some(e.to_string());
-            }
-        }
-        if let Err(e) = engine.store().put_eval(&row).await {
-            tracing::warn!(eval = %row.id, "the evaluation's result could not be stored: {e}");
-        }
-    });
     Ok(row)
+}
+
+/// Runs the evaluation `row` stands for and writes how it ended: `done` with its report, or
+/// `failed` with its error. The run's result, and the write's.
+async fn conclude(
+    engine: &Engine,
+    req: &Request,
+    mut row: hilo_core::evals::EvalRun,
+) -> (Result<Report>, Result<()>) {
+    let result = run_with_id(engine, &row.tenant, &row.id, req).await;
+    row.finished_at = Some(hilo_engine::now_ms());
+    match &result {
+        Ok(report) => {
+            row.status = "done".into();
+            row.summary = summary(req, Some(report));
+            row.report = serde_json::to_value(report).ok();
+        }
+        Err(e) => {
+            row.status = "failed".into();
+            row.error = Some(e.to_string());
+        }
+    }
+    let stored = engine.store().put_eval(&row).await.map_err(Into::into);
+    (result, stored)
 }
