@@ -132,6 +132,13 @@ pub async fn serve(
             "metrics of every tenant on http://{shown}/metrics (no key: keep it private), liveness on http://{shown}/health"
         );
     }
+    let console = &config.server.console;
+    if console.enabled {
+        noteln!(
+            "console at http://{local}{} (sign in with a key from `hilo keys create`)",
+            console.prefix()
+        );
+    }
     noteln!(
         "hilo serving http://{local}/api/v1 on {} ({workers} workers); OpenAPI at /api/v1/openapi.json; Ctrl-C stops it",
         store.describe()

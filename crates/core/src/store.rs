@@ -13,6 +13,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 use crate::Workflow;
 use crate::access::{ApiKeyStore, CallbackStore};
@@ -126,6 +127,14 @@ pub trait WorkflowStore: Send + Sync {
     /// Deletes every version of `name`; returns how many. Refused
     /// ([`StoreError::WorkflowInUse`]) while an execution of it has not finished.
     async fn delete_workflow(&self, tenant: &TenantId, name: &str) -> Result<u64>;
+
+    /// Where the builder draws `name`'s nodes (a JSON document of the console's), with when
+    /// it was written (ms since the epoch); `None` when nobody placed them.
+    async fn get_layout(&self, tenant: &TenantId, name: &str) -> Result<Option<(Value, i64)>>;
+
+    /// Replaces `name`'s layout; it lives beside the versions, never in them, and goes with
+    /// the workflow when it is deleted. Returns when it was written.
+    async fn put_layout(&self, tenant: &TenantId, name: &str, layout: &Value) -> Result<i64>;
 }
 
 /// A remembered `Idempotency-Key` of a request that creates an execution (`hilo serve`): the

@@ -112,6 +112,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "evaluations",
         include_str!("../migrations/0026_evals.sql"),
     ),
+    (
+        27,
+        "workflow layouts",
+        include_str!("../migrations/0027_workflow_layouts.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).

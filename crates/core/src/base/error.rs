@@ -109,7 +109,7 @@ pub enum HilError {
         to: ConvStatus,
         what: String,
     },
-    #[error("human agent `{id}` not found; `hilo agents list` shows the tenant's agents")]
+    #[error("human agent `{id}` not found; `hilo hil agents list` shows the tenant's agents")]
     AgentNotFound { id: String },
     #[error("a human agent with e-mail `{email}` already exists (id `{id}`); update that one")]
     AgentEmailTaken { email: String, id: String },

@@ -1,5 +1,6 @@
 //! The `/api/v1` routes and the OpenAPI document generated from them.
 
+pub mod builder;
 pub mod connections;
 pub mod conversations;
 pub mod diff;
@@ -76,6 +77,14 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(workflows::activate))
         .routes(routes!(workflows::export))
         .routes(routes!(workflows::graph))
+        .routes(routes!(builder::validate))
+        // The validator's path is also that of a workflow named `validate`.
+        .route(
+            "/workflows/validate",
+            axum::routing::get(builder::get_named_validate).delete(builder::delete_named_validate),
+        )
+        .routes(routes!(builder::schema))
+        .routes(routes!(builder::get_layout, builder::put_layout))
         .routes(routes!(triggers::list))
         .routes(routes!(connections::list))
         .routes(routes!(connections::connect))
@@ -251,12 +260,46 @@ pub fn app(state: AppState) -> Router {
     }
 }
 
-async fn not_found(uri: axum::http::Uri) -> crate::error::ApiError {
+/// What answers a path no route has: a browser's page request under the console's prefix
+/// gets the console (which shows its own "not found", with a `404`; a trailing slash is
+/// redirected away), anything else a problem.
+async fn not_found(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    method: axum::http::Method,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    let console = &state.settings().console;
+    let prefix = console.prefix();
+    let wants_page = method == axum::http::Method::GET
+        && headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if console.enabled
+        && wants_page
+        && path.starts_with(&prefix)
+        && !path[prefix.len()..].starts_with("api/")
+    {
+        let trimmed = path.trim_end_matches('/');
+        if path.len() > prefix.len() && trimmed.len() < path.len() {
+            let to = match uri.query() {
+                Some(q) => format!("{trimmed}?{q}"),
+                None => trimmed.to_string(),
+            };
+            return axum::response::Redirect::permanent(&to).into_response();
+        }
+        let mut r = crate::console::assets::page(&crate::console::assets::shell(&prefix), &headers);
+        if r.status() == axum::http::StatusCode::OK {
+            *r.status_mut() = axum::http::StatusCode::NOT_FOUND;
+        }
+        return r;
+    }
     crate::error::ApiError::not_found(
         "NOT_FOUND",
-        format!(
-            "no endpoint at {}; GET /api/v1/openapi.json lists them",
-            uri.path()
-        ),
+        format!("no endpoint at {path}; GET /api/v1/openapi.json lists them"),
     )
+    .into_response()
 }

@@ -156,17 +156,7 @@ pub async fn import(
     };
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("INVALID_REQUEST", "the workflow text is not UTF-8"))?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let format = if content_type.contains("json") {
-        Format::Json
-    } else if content_type.contains("yaml") {
-        Format::Yaml
-    } else {
-        Format::detect(None, text)
-    };
+    let format = crate::api::builder::body_format(&headers, text);
     let wf = hilo_core::load(text, format, state.catalog()).map_err(|diags| {
         let n = diags.len();
         ApiError::new(

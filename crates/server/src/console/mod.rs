@@ -42,13 +42,14 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// The paths (after the prefix) that answer the page shell.
-pub const PAGES: [&str; 11] = [
+pub const PAGES: [&str; 12] = [
     "",
     "sign-in",
     "executions",
     "executions/{id}",
     "workflows",
     "workflows/{name}",
+    "workflows/{name}/edit",
     "triggers",
     "connections",
     "inbox",
@@ -70,10 +71,20 @@ pub fn with_api(state: &AppState, api: Router) -> Router {
         let shell = shell.clone();
         pages = pages.route(
             &format!("{prefix}{p}"),
-            get(move |headers: HeaderMap| {
-                let shell = shell.clone();
-                async move { assets::page(&shell, &headers) }
-            }),
+            get(
+                move |State(state): State<AppState>, uri: axum::http::Uri, headers: HeaderMap| {
+                    let shell = shell.clone();
+                    async move {
+                        let mut r = assets::page(&shell, &headers);
+                        if r.status() == StatusCode::OK
+                            && !page_exists(&state, p, &uri, &headers).await
+                        {
+                            *r.status_mut() = StatusCode::NOT_FOUND;
+                        }
+                        r
+                    }
+                },
+            ),
         );
     }
     let layout_route: Router<AppState> = Router::new()
@@ -128,6 +139,46 @@ pub fn with_api(state: &AppState, api: Router) -> Router {
             .nest(&bare, crate::api::app(state.clone()));
     }
     app.merge(api)
+}
+
+/// Whether the thing a page names (an execution, a workflow, a conversation) exists for the
+/// signed-in tenant, so that a page for one that does not is a `404` (the console then says
+/// so). Pages that name nothing, and requests without a live session, are taken as found.
+async fn page_exists(
+    state: &AppState,
+    page: &str,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> bool {
+    let Some((kind, _)) = page.split_once('/') else {
+        return true;
+    };
+    let prefix = state.settings().console.prefix();
+    let rest = uri.path().strip_prefix(&prefix).unwrap_or_default();
+    let Some(id) = rest.split('/').nth(1) else {
+        return true;
+    };
+    let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+    if kind == "workflows" && id == "new" {
+        return true;
+    }
+    let Ok(Some(session)) = state.sessions().of_cookie(headers).await else {
+        return true;
+    };
+    let Ok(key) = crate::auth::key_record(state.keys(), session.key_hash.clone()).await else {
+        return true;
+    };
+    let store = state.store();
+    let found = match kind {
+        "executions" => store.get_execution(&key.tenant, &id).await.map(|_| ()),
+        "workflows" => store.get_workflow(&key.tenant, &id, None).await.map(|_| ()),
+        "conversations" => store.get_conversation(&key.tenant, &id).await.map(|_| ()),
+        _ => return true,
+    };
+    match found {
+        Ok(()) => true,
+        Err(e) => ApiError::from(e).status != StatusCode::NOT_FOUND,
+    }
 }
 
 /// `POST <prefix>session`: the key to sign in with.
@@ -216,13 +267,19 @@ async fn sign_in(
     no_store(r)
 }
 
-/// Who the session cookie signs in (401 without a live session).
+/// Who the session cookie signs in: `204` without a cookie (signed out), `401` with one that
+/// names no live session.
 async fn who(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let s = match state.sessions().of_cookie(&headers).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
     let Some(s) = s else {
+        // A browser that sent no cookie is simply signed out: no error for its console to log.
+        let sent = state.sessions().cookie_for(&headers).read(&headers);
+        if matches!(sent, Ok(None)) {
+            return no_store(StatusCode::NO_CONTENT.into_response());
+        }
         return no_store(
             ApiError::new(
                 StatusCode::UNAUTHORIZED,

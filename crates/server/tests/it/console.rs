@@ -869,3 +869,88 @@ fn chat_widget_entries_are_checked() {
     }
     assert!(Settings::from_value(&json!({"console": {"chat_widgets": ["acme/web"]}})).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_pages_and_things_are_the_consoles_own_not_found() {
+    let s = TestServer::start().await;
+    let key = s.key("acme", &[Scope::Admin]).await;
+    let page = |path: &str, cookie: Option<&str>| {
+        let mut b = s
+            .http
+            .get(format!("{}{path}", root(&s)))
+            .header("accept", "text/html,application/xhtml+xml");
+        if let Some(c) = cookie {
+            b = b.header("cookie", c.to_string());
+        }
+        b.send()
+    };
+    // A browser signed out asks who it is: nothing, and nothing for its console to log.
+    let r = s
+        .http
+        .get(format!("{}/session", root(&s)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    // A path the console has no page for: the console's shell with a 404, not a problem.
+    let r = page("/no/such/page", None).await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(r.text().await.unwrap().contains("assets/app.js"));
+    // A trailing slash goes to the page without it, keeping the query.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("{}/costs/?by=node", root(&s)))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 308);
+    assert_eq!(r.headers()["location"], "/costs?by=node");
+    // The API keeps answering problems.
+    let r = page("/api/v1/nothing", None).await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("problem+json")
+    );
+    // Signed in: a page for an execution, workflow or conversation that does not exist is a
+    // 404 (the page then says so); one that exists is a 200.
+    let (cookie, _, _) = sign_in(&s, "/", &key).await;
+    for path in [
+        "/executions/nope",
+        "/workflows/nope",
+        "/workflows/nope/edit",
+        "/conversations/nope",
+    ] {
+        let r = page(path, Some(&cookie)).await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+    }
+    let (code, _) = s
+        .import(
+            &key,
+            "name: here\nversion: 1\nnodes:\n  - {id: done, type: finish}\n",
+        )
+        .await;
+    assert_eq!(code, 201);
+    for path in [
+        "/workflows/here",
+        "/workflows/here/edit",
+        "/workflows/new",
+        "/executions",
+    ] {
+        let r = page(path, Some(&cookie)).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    s.stop().await;
+}

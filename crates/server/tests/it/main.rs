@@ -4,6 +4,7 @@
 
 mod a2a;
 mod api;
+mod builder;
 mod client;
 mod common;
 mod console;

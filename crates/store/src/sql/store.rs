@@ -38,6 +38,7 @@ use hilo_core::tool::{
     SealedSecret, SecretInfo, SecretStore, ToolStats,
 };
 use hilo_core::trigger_store::{NewTrigger, TriggerRow, TriggerStore};
+use serde_json::Value;
 
 use crate::RunningLimits;
 use crate::sql::db::Db;
@@ -183,6 +184,14 @@ where
 
     async fn delete_workflow(&self, tenant: &TenantId, name: &str) -> Result<u64> {
         workflows::delete_workflow(self, tenant, name).await
+    }
+
+    async fn get_layout(&self, tenant: &TenantId, name: &str) -> Result<Option<(Value, i64)>> {
+        workflows::get_layout(self, tenant, name).await
+    }
+
+    async fn put_layout(&self, tenant: &TenantId, name: &str, layout: &Value) -> Result<i64> {
+        workflows::put_layout(self, tenant, name, layout).await
     }
 }
 

@@ -331,6 +331,46 @@ pub(crate) async fn delete_workflow(db: &impl Db, tenant: &TenantId, name: &str)
         &[tenant.into(), name.into()],
     )
     .await?;
+    tx.execute(
+        "DELETE FROM workflow_layouts WHERE tenant_id = $1 AND name = $2".into(),
+        &[tenant.into(), name.into()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(versions)
+}
+
+pub(crate) async fn get_layout(
+    db: &impl Db,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<Option<(Value, i64)>> {
+    let row = db
+        .fetch_optional(
+            "SELECT layout, updated_at FROM workflow_layouts WHERE tenant_id = $1 AND name = $2"
+                .into(),
+            &[tenant.into(), name.into()],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let layout = serde_json::from_str(&row.text(0)?).unwrap_or(Value::Null);
+    Ok(Some((layout, row.int(1)?)))
+}
+
+pub(crate) async fn put_layout(
+    db: &impl Db,
+    tenant: &TenantId,
+    name: &str,
+    layout: &Value,
+) -> Result<i64> {
+    let at = now_ms();
+    db.execute(
+        "INSERT INTO workflow_layouts (tenant_id, name, layout, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tenant_id, name) DO UPDATE SET layout = excluded.layout, \
+         updated_at = excluded.updated_at"
+            .into(),
+        &[tenant.into(), name.into(), layout.to_string().into(), at.into()],
+    )
+    .await?;
+    Ok(at)
 }

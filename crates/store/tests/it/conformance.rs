@@ -59,6 +59,7 @@ pub async fn run_all(store: std::sync::Arc<dyn Store>) {
     activation_policies(s).await;
     tenants_are_isolated(s).await;
     not_found_errors(s).await;
+    layouts_are_kept_beside_versions(s).await;
     crate::conformance_exec::run_all(s).await;
     crate::conformance_more::run_all(s).await;
     crate::conformance_hil::run_all(s).await;
@@ -295,4 +296,27 @@ async fn not_found_errors(s: &dyn Store) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "WORKFLOW_NOT_FOUND");
+}
+
+async fn layouts_are_kept_beside_versions(s: &dyn Store) {
+    let t = "layouts-acme";
+    import_as(s, t, "drawn", 1, "a", Activation::IfNewest)
+        .await
+        .unwrap();
+    assert_eq!(s.get_layout(t, "drawn").await.unwrap(), None);
+    let first = serde_json::json!({"nodes": {"start": {"x": 10, "y": 20}}});
+    let at = s.put_layout(t, "drawn", &first).await.unwrap();
+    assert_eq!(s.get_layout(t, "drawn").await.unwrap(), Some((first, at)));
+    // Replaced, not appended; another tenant sees none of it.
+    let second = serde_json::json!({"nodes": {"done": {"x": 1.5, "y": -3}}});
+    s.put_layout(t, "drawn", &second).await.unwrap();
+    assert_eq!(s.get_layout(t, "drawn").await.unwrap().unwrap().0, second);
+    assert_eq!(s.get_layout("layouts-globex", "drawn").await.unwrap(), None);
+    // A new version leaves it alone; deleting the workflow takes it along.
+    import_as(s, t, "drawn", 2, "b", Activation::IfNewest)
+        .await
+        .unwrap();
+    assert_eq!(s.get_layout(t, "drawn").await.unwrap().unwrap().0, second);
+    s.delete_workflow(t, "drawn").await.unwrap();
+    assert_eq!(s.get_layout(t, "drawn").await.unwrap(), None);
 }
