@@ -79,7 +79,8 @@ const StepNode = memo(function StepNode({ data }) {
       <div className="hb-node-head"><span className="hb-type">{data.type}</span>{data.problems ? <span className="hb-problems" aria-label={`${data.problems} problem(s)`}>{data.problems}</span> : null}</div>
       <div className="hb-node-id">{data.id}</div>
       {data.detail ? <div className="hb-node-detail">{clip(data.detail)}</div> : null}
-      {SINKS.has(data.type) ? null : <Handle type="source" position={Position.Bottom} />}
+      {/* a sink's handle is hidden and takes no connection; an edge that leaves one anyway (a problem) is still drawn */}
+      {SINKS.has(data.type) ? <Handle type="source" position={Position.Bottom} isConnectable={false} className="hb-sink-handle" /> : <Handle type="source" position={Position.Bottom} />}
     </div>
   );
 });
@@ -427,7 +428,7 @@ function ptrSegs(pointer) {
 }
 
 function Inner(props) {
-  const { initialText, initialLayout, schema, tools, isJson, started } = props;
+  const { initialText, initialValue, initialLayout, schema, tools, isJson, started } = props;
   const rf = useReactFlow();
   const [text, setTextState] = useState(initialText);
   const textRef = useRef(initialText);
@@ -446,17 +447,24 @@ function Inner(props) {
   const [reveal, setReveal] = useState(null);
   const lastGood = useRef(null);
   const [drawn, setDrawn] = useState(false);
+  // the first draw of a stored workflow comes from its definition (the same value as JSON);
+  // the text is parsed once the canvas is on screen
+  const [textParsed, setTextParsed] = useState(!initialValue);
 
   // the model: the last text that parsed into a workflow
   const model = useMemo(() => {
+    if (!textParsed && text === initialText) {
+      lastGood.current = { value: initialValue, graph: S.graphOf(initialValue), text };
+      return { ...lastGood.current, ok: true };
+    }
     const v = S.valueOf(text);
     if (v && typeof v === 'object' && !Array.isArray(v)) {
       lastGood.current = { value: v, graph: S.graphOf(v), text };
       return { ...lastGood.current, ok: true };
     }
     return lastGood.current ? { ...lastGood.current, ok: false } : { value: {}, graph: { nodes: [], edges: [] }, text, ok: false };
-  }, [text]);
-  const yamlErrors = useMemo(() => S.parsed(text).errors, [text]);
+  }, [text, textParsed]); // eslint-disable-line react-hooks/exhaustive-deps
+  const yamlErrors = useMemo(() => (textParsed ? S.parsed(text).errors : []), [text, textParsed]);
   const modelRef = useRef(model);
   modelRef.current = model;
 
@@ -865,6 +873,7 @@ function Inner(props) {
     fitDone.current = true;
     requestAnimationFrame(() => requestAnimationFrame(() => {
       setDrawn(true);
+      setTextParsed(true);
       performance.mark('hb-rendered');
       window.__hbRendered = { at: performance.now(), since: performance.now() - started, nodes: document.querySelectorAll('.react-flow__node').length, ...window.__hbTimes };
     }));

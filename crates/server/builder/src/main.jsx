@@ -36,6 +36,7 @@ export async function mount(main, ctx) {
   let version = null;
   let active = false;
   let json = false;
+  let initialValue = null;
   try {
     // everything at once: the schema, the tools, and for a stored workflow its versions, the
     // active version's text (the export without a version) and its layout
@@ -43,12 +44,16 @@ export async function mount(main, ctx) {
     let versions;
     let exp;
     let lay;
-    [schema, tools, versions, exp, lay] = await Promise.all([
+    let view;
+    [schema, tools, versions, exp, lay, view] = await Promise.all([
       soft(api('GET', '/schema/workflow', undefined, { quiet: true }), null),
       soft(api('GET', '/tools', undefined, { quiet: true }), null),
       name ? versionsOf(ctx.name) : [],
       name ? exportText(ctx.name, null).catch((e) => { if (e.status === 404) return null; throw e; }) : null,
       name ? soft(api('GET', `/workflows/${name}/layout`, undefined, { quiet: true }), null) : null,
+      // the active version's definition (the text's value as JSON): the canvas's first draw
+      // needs no YAML parse
+      name ? soft(api('GET', `/workflows/${name}`, undefined, { quiet: true }), null) : null,
     ]);
     if (ctx.name) {
       if (!versions.length || !exp) {
@@ -62,6 +67,7 @@ export async function mount(main, ctx) {
       text = exp.text;
       json = exp.json;
       layout = lay && lay.layout;
+      if (view && view.version === version && view.definition && typeof view.definition === 'object') initialValue = view.definition;
     }
     window.__hbTimes = { ...(window.__hbTimes || {}), fetched: performance.now() };
   } catch (e) {
@@ -77,6 +83,7 @@ export async function mount(main, ctx) {
   root.render(
     <Builder
       initialText={text}
+      initialValue={initialValue}
       initialLayout={layout}
       storedVersion={version}
       storedActive={active}
