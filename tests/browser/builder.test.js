@@ -79,8 +79,8 @@ const problems = [];
 const axeReport = [];
 const builderLoads = [];
 
-async function newPage(width = 1280) {
-  const context = await browser.newContext({ viewport: { width, height: width > 600 ? 900 : 844 }, acceptDownloads: true });
+async function newPage(width = 1280, colorScheme = 'light') {
+  const context = await browser.newContext({ viewport: { width, height: width > 600 ? 900 : 844 }, acceptDownloads: true, colorScheme });
   const page = await context.newPage();
   page.on('console', (m) => {
     if (m.type() !== 'error' && m.type() !== 'warning') return;
@@ -359,8 +359,8 @@ test('builder: one node of a commented example edited on the canvas is a one-hun
   await page.context().close();
 });
 
-test('builder: 390 px wide, the panels stack and the page does not scroll sideways', async () => {
-  const page = await newPage(390);
+test('builder: 390 px wide (and dark), the panels stack and the page does not scroll sideways', async () => {
+  const page = await newPage(390, 'dark');
   await signIn(page);
   await page.goto(new URL('workflows/builder_refund/edit', BASE).href);
   await canvasNode(page, 'review').waitFor();
@@ -368,7 +368,8 @@ test('builder: 390 px wide, the panels stack and the page does not scroll sidewa
   await noOverflow(page, 'builder at 390 px');
   const [c, p, y] = await Promise.all(['.hb-canvas', '.hb-panel', '.hb-yaml'].map((s) => page.locator(s).boundingBox()));
   assert.ok(c.y < p.y && p.y < y.y && c.width <= 390 && p.width <= 390 && y.width <= 390, 'canvas, properties and YAML one under the other');
-  await axe(page, 'builder (390 px)');
+  await axe(page, 'builder (390 px, dark)');
+  await page.screenshot({ path: `${SHOTS}/builder-dark-390.png` });
   await page.context().close();
 });
 

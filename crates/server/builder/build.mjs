@@ -1,4 +1,5 @@
-// esbuild of the builder: src/main.jsx → <out>/builder.js and builder.css, minified, ES module.
+// esbuild of the builder: src/main.jsx → <out>/builder.js, builder-lazy.js (loaded by it),
+// builder-*.js (what both share) and builder.css; minified ES modules.
 // `console:api` is the console's own api.js, loaded at run time beside the bundle (assets/).
 // style-mod (CodeMirror's styles) is patched to use a constructed stylesheet in the document
 // too, never a <style> element, which the console's Content-Security-Policy (style-src 'self')
@@ -33,6 +34,10 @@ await build({
   entryPoints: { builder: 'src/main.jsx' },
   outdir: out,
   bundle: true,
+  // the lazy part (lazy.js: the YAML library, the text edits, CodeMirror) is its own file,
+  // named without a hash so that the binary's list of files stays the same
+  splitting: true,
+  chunkNames: 'builder-[name]',
   format: 'esm',
   minify: true,
   target: ['es2022', 'chrome110', 'firefox115', 'safari16'],

@@ -9,12 +9,21 @@ import {
   applyNodeChanges, applyEdgeChanges, useReactFlow,
 } from '@xyflow/react';
 import { api } from 'console:api';
-import * as S from './source.js';
+import * as G from './graph.js';
+import { editing, loadEditing } from './editing.js';
 import { layout, NODE_W, NODE_H, PAD, HEADER } from './layout.js';
 import { fieldsOf, nodeTypes, widgetOf, resolve } from './schema.js';
 import { lineDiff, hunks } from './diff.js';
-import { yamlEditor } from './yaml-editor.js';
 import { exportText, versionsOf } from './server.js';
+
+// The text edits (source.js) live in the lazy part: S.x is its export x once loaded.
+const S = new Proxy({}, {
+  get(_, k) {
+    const m = editing();
+    if (!m) throw new Error('the editor is still loading: try again in a moment');
+    return m.S[k];
+  },
+});
 
 const SINKS = new Set(['finish', 'fail', 'handover']);
 const BIG = 60;
@@ -154,7 +163,12 @@ function TextInput({ id, value, onCommit, multiline, list, rows, inputMode, ...a
   return <input type="text" autoComplete="off" spellCheck="false" list={list} inputMode={inputMode} {...props} />;
 }
 
-function YamlInput({ id, value, onCommit, setError, ...aria }) {
+function YamlInput(props) {
+  if (!editing()) return <textarea id={props.id} className="yaml-field" disabled value="Loading…" rows={2} />;
+  return <YamlInputLoaded {...props} />;
+}
+
+function YamlInputLoaded({ id, value, onCommit, setError, ...aria }) {
   const shown = value === undefined ? '' : S.yamlOf(value);
   const commit = (s) => {
     if (s.trim() === '') { setError(null); onCommit(undefined); return; }
@@ -355,7 +369,7 @@ function YamlView({ text, onChange, onUndo, onRedo, lint, reveal, ready }) {
   // made once the canvas is drawn (the canvas first: a big workflow opens sooner)
   useEffect(() => {
     if (!ready) return undefined;
-    ed.current = yamlEditor(host.current, text, {
+    ed.current = editing().yamlEditor(host.current, text, {
       label: 'Workflow YAML',
       onChange: (t) => cbs.current.onChange(t),
       onUndo: () => cbs.current.onUndo(),
@@ -450,11 +464,14 @@ function Inner(props) {
   // the first draw of a stored workflow comes from its definition (the same value as JSON);
   // the text is parsed once the canvas is on screen
   const [textParsed, setTextParsed] = useState(!initialValue);
+  const [lib, setLib] = useState(editing());
+  useEffect(() => { loadEditing().then(setLib, (e) => setError(`The editor did not load: ${e.message}`)); }, []);
+  useEffect(() => { if (drawn && lib) setTextParsed(true); }, [drawn, lib]);
 
   // the model: the last text that parsed into a workflow
   const model = useMemo(() => {
     if (!textParsed && text === initialText) {
-      lastGood.current = { value: initialValue, graph: S.graphOf(initialValue), text };
+      lastGood.current = { value: initialValue, graph: G.graphOf(initialValue), text };
       return { ...lastGood.current, ok: true };
     }
     const v = S.valueOf(text);
@@ -488,7 +505,7 @@ function Inner(props) {
       commit(fn(textRef.current), tag);
       return true;
     } catch (e) {
-      setError(e instanceof S.EditError ? e.message : String(e.message || e));
+      setError(String(e.message || e));
       return false;
     }
   }, [commit]);
@@ -560,7 +577,7 @@ function Inner(props) {
     const list = diags.text === text ? diags.list : diags.list;
     for (const d of list) {
       const msg = `${d.code}: ${d.message}`;
-      let target = S.targetOfPointer(model.value, d.path);
+      let target = G.targetOfPointer(model.value, d.path);
       if (!target && d.node && nodeByKey.has(d.node)) target = { node: d.node };
       if (target && target.node && nodeByKey.has(target.node)) {
         (byNode.get(target.node) || byNode.set(target.node, []).get(target.node)).push(msg);
@@ -769,7 +786,7 @@ function Inner(props) {
       else if (s && s.parentKey) loop = nodeByKey.get(s.parentKey);
     }
     const gpath = loop ? [...loop.gpath, 'nodes', loop.index, 'body'] : [];
-    const id = S.freshId(m.value, gpath, type);
+    const id = G.freshId(m.value, gpath, type);
     const key = (loop ? loop.key + '/' : '') + id;
     let pos;
     if (at && at.pos) pos = at.pos;
@@ -873,7 +890,6 @@ function Inner(props) {
     fitDone.current = true;
     requestAnimationFrame(() => requestAnimationFrame(() => {
       setDrawn(true);
-      setTextParsed(true);
       performance.mark('hb-rendered');
       window.__hbRendered = { at: performance.now(), since: performance.now() - started, nodes: document.querySelectorAll('.react-flow__node').length, ...window.__hbTimes };
     }));
@@ -973,7 +989,7 @@ function Inner(props) {
 
   // the YAML view follows the selection
   useEffect(() => {
-    if (!selected || !model.ok) return;
+    if (!selected || !model.ok || !editing()) return;
     let path = null;
     if (selected.kind === 'node') { const n = nodeByKey.get(selected.key); if (n) path = [...n.gpath, 'nodes', n.index]; }
     else { const e = edgeById.get(selected.key); if (e) path = e.kind === 'edge' ? [...e.gpath, 'edges', e.index] : [...e.gpath, 'nodes', e.nodeIndex]; }
@@ -983,7 +999,7 @@ function Inner(props) {
 
   const problemsCount = diags.list.length + yamlErrors.length;
   const sameAsStored = saved.version && text === saved.text;
-  const paletteTypes = schema ? [...nodeTypes(schema).keys()] : S.NODE_TYPES;
+  const paletteTypes = schema ? [...nodeTypes(schema).keys()] : G.NODE_TYPES;
   const target = selected && selected.kind === 'node' && selNode ? (selNode.type === 'loop' ? selNode.key : selNode.parentKey) : null;
   const ids = selNode ? model.graph.nodes.filter((n) => (n.parentKey || '') === (selNode.parentKey || '')).map((n) => n.id) : [];
 
@@ -1070,7 +1086,7 @@ function Inner(props) {
           </section>
           <section className="hb-yaml" aria-labelledby="hb-yaml-title">
             <h2 id="hb-yaml-title">YAML{model.ok ? '' : ' (does not parse: the canvas shows the last text that did)'}</h2>
-            <YamlView text={text} onChange={(t) => commit(t, 'yaml')} onUndo={undo} onRedo={redo} lint={lint} reveal={reveal} ready={drawn} />
+            <YamlView text={text} onChange={(t) => commit(t, 'yaml')} onUndo={undo} onRedo={redo} lint={lint} reveal={reveal} ready={drawn && !!lib} />
           </section>
         </aside>
       </div>

@@ -5,6 +5,7 @@ import { createRoot } from 'react-dom/client';
 import { api, el } from 'console:api';
 import { Builder } from './Builder.jsx';
 import { exportText, versionsOf } from './server.js';
+import { loadEditing } from './editing.js';
 import '@xyflow/react/dist/style.css';
 import './builder.css';
 
@@ -28,6 +29,8 @@ export async function mount(main, ctx) {
   ensureCss();
   main.classList.add('builder-main');
   main.replaceChildren(el('h1', { tabindex: '-1' }, ctx.name ? `Edit ${ctx.name}` : 'New workflow'), el('p', { class: 'muted' }, 'Loading the builder…'));
+  // the text edits and the YAML view load beside the data (a new workflow waits for them)
+  const lazy = loadEditing();
   const soft = (p, fallback) => p.catch((e) => { if (e && e.status === 401) throw e; return fallback; });
   let schema;
   let tools;
@@ -73,6 +76,14 @@ export async function mount(main, ctx) {
   } catch (e) {
     main.replaceChildren(el('h1', { tabindex: '-1' }, 'The builder could not open'), el('p', { class: 'error' }, e.message));
     return () => main.classList.remove('builder-main');
+  }
+  if (!initialValue) {
+    try {
+      await lazy;
+    } catch (e) {
+      main.replaceChildren(el('h1', { tabindex: '-1' }, 'The builder could not open'), el('p', { class: 'error' }, e.message));
+      return () => main.classList.remove('builder-main');
+    }
   }
   const toolNames = tools ? (tools.items || tools.tools || tools || []).map((t) => (typeof t === 'string' ? t : t.name)).filter(Boolean) : [];
   const host = document.createElement('div');
