@@ -1043,6 +1043,10 @@ pub enum WorkflowsCommand {
         /// Write to this file instead of standard output
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Also write where the console's builder draws its nodes (a JSON document kept
+        /// beside the versions) to this file; `{}` when nobody placed them
+        #[arg(long, value_name = "FILE")]
+        layout: Option<PathBuf>,
     },
     /// List the versions of a workflow, oldest first.
     Versions {

@@ -413,9 +413,17 @@ async fn workflows(c: &Client, cmd: WorkflowsCommand) -> Result<(), Exit> {
             noteln!("{name}@{version} is now active");
             Ok(())
         }
-        WorkflowsCommand::Export { target, output } => {
+        WorkflowsCommand::Export {
+            target,
+            output,
+            layout,
+        } => {
             let (name, version) = parse_target(&target)?;
             let text = c.export(&name, version).await.map_err(err)?;
+            if let Some(path) = layout {
+                let drawn = c.layout(&name).await.map_err(err)?;
+                crate::workflows::write_layout(&path, drawn)?;
+            }
             match output {
                 Some(path) => std::fs::write(&path, text)
                     .map_err(|e| Exit::from(anyhow!("cannot write {}: {e}", path.display()))),

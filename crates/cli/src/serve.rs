@@ -132,6 +132,10 @@ pub async fn serve(
             "metrics of every tenant on http://{shown}/metrics (no key: keep it private), liveness on http://{shown}/health"
         );
     }
+    noteln!(
+        "hilo serving http://{local}/api/v1 on {} ({workers} workers); OpenAPI at /api/v1/openapi.json; Ctrl-C stops it",
+        store.describe()
+    );
     let console = &config.server.console;
     if console.enabled {
         noteln!(
@@ -139,10 +143,6 @@ pub async fn serve(
             console.prefix()
         );
     }
-    noteln!(
-        "hilo serving http://{local}/api/v1 on {} ({workers} workers); OpenAPI at /api/v1/openapi.json; Ctrl-C stops it",
-        store.describe()
-    );
     if let Some(note) = fd_note {
         errln!("{note}");
     }

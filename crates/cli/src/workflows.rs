@@ -273,12 +273,20 @@ pub async fn workflows(app: &App, cmd: WorkflowsCommand) -> Result<(), Exit> {
             );
             Ok(())
         }
-        WorkflowsCommand::Export { target, output } => {
+        WorkflowsCommand::Export {
+            target,
+            output,
+            layout,
+        } => {
             let (name, version) = parse_target(&target)?;
             let stored = store
                 .get_workflow(tenant, &name, version)
                 .await
                 .map_err(store_err)?;
+            if let Some(path) = layout {
+                let drawn = store.get_layout(tenant, &name).await.map_err(store_err)?;
+                write_layout(&path, drawn.map(|(l, _)| l))?;
+            }
             match output {
                 Some(path) => {
                     std::fs::write(&path, &stored.source)
@@ -447,4 +455,18 @@ fn diff(a: &Workflow, b: &Workflow) -> anyhow::Result<Diff> {
         changed: owned(changed),
         unified,
     })
+}
+
+/// Writes a workflow's layout (the builder's node positions; `{}` when there is none) to
+/// `path`, pretty-printed so that it diffs well beside the workflow.
+pub(crate) fn write_layout(
+    path: &std::path::Path,
+    layout: Option<serde_json::Value>,
+) -> Result<(), Exit> {
+    let layout = layout.unwrap_or_else(|| json!({}));
+    let text = serde_json::to_string_pretty(&layout).map_err(anyhow::Error::from)?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write the layout to {}", path.display()))?;
+    noteln!("wrote the layout to {}", path.display());
+    Ok(())
 }

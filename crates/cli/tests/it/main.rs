@@ -289,6 +289,20 @@ fn workflow_store_lifecycle() {
     assert_eq!(shown["version"], 1);
     let out = hilo(&["workflows", "export", "greet@2"], db);
     assert_eq!(text(&out.stdout), std::fs::read_to_string(&v2).unwrap());
+    // The builder's layout goes out beside the text: `{}` while nobody placed the nodes.
+    let layout = std::path::Path::new(&v2).with_extension("layout.json");
+    let out = hilo(
+        &[
+            "workflows",
+            "export",
+            "greet",
+            "--layout",
+            layout.to_str().unwrap(),
+        ],
+        db,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&layout).unwrap(), "{}\n");
 
     let out = hilo(&["workflows", "diff", "greet", "1", "2"], db);
     let diff = text(&out.stdout);

@@ -106,6 +106,44 @@ fn remote_mode_and_graceful_shutdown() {
         text(&out.stdout)
     );
 
+    // A layout the builder saved goes out with the export, through the server too.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .put(format!("{url}/api/v1/workflows/nap/layout"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"layout": {"nodes": {"nap": {"x": 40, "y": 80}}}}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 200);
+    let layout = dir.path().join("nap.layout.json");
+    let out = remote(
+        &db,
+        &url,
+        &key,
+        &[
+            "workflows",
+            "export",
+            "nap",
+            "--layout",
+            layout.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&layout).unwrap()).unwrap();
+    assert_eq!(
+        written,
+        serde_json::json!({"nodes": {"nap": {"x": 40, "y": 80}}})
+    );
+
     // A run through the server: output and exit code as in local mode.
     let out = remote(&db, &url, &key, &["run", "nap", "--input", r#"{"ms": 5}"#]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
