@@ -132,7 +132,11 @@ async fn initialize(s: &TestServer, key: &str, revision: &str) -> Value {
 }
 
 async fn setup() -> (TestServer, String) {
-    let s = TestServer::start().await;
+    setup_with(hilo_server::config::Settings::default()).await
+}
+
+async fn setup_with(settings: hilo_server::config::Settings) -> (TestServer, String) {
+    let s = TestServer::with_settings(settings).await;
     let key = s.key("acme", &[Scope::Admin]).await;
     for wf in [ADD, APPROVE, HIDDEN] {
         let (code, v) = s.import(&key, wf).await;
@@ -663,5 +667,68 @@ async fn hostile_messages_are_refused_and_the_server_stays_healthy() {
     }
     let (code, v) = s.get(&key, "/health").await;
     assert_eq!(code, 200, "{v}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn mcp_without_a_valid_key_is_under_the_public_limits_and_keyed_calls_are_not() {
+    let mut settings = hilo_server::config::Settings::default();
+    settings.server.public_requests_per_minute = 2;
+    let (s, key) = setup_with(settings).await;
+    // Two keyless requests are let through to the key check (401)...
+    for _ in 0..2 {
+        let (code, v) = rpc(&s, None, "2025-06-18", false, "tools/list", json!({})).await;
+        assert_eq!(code, 401, "{v}");
+    }
+    // ...the third from the same address is refused before it, and closes the connection.
+    let r = s
+        .http
+        .post(mcp_url(&s))
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(r.headers()["connection"], "close");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "RATE_LIMITED", "{v}");
+    // A key that is not one counts as none.
+    let (code, _) = rpc(
+        &s,
+        Some("hilo_sk_not_a_key"),
+        "2025-06-18",
+        false,
+        "tools/list",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 429);
+    // A valid key is not slowed: its calls go on under the key's own limit.
+    for _ in 0..3 {
+        let (code, listed) = rpc(&s, Some(&key), MODERN, false, "tools/list", json!({})).await;
+        assert_eq!(code, 200, "{listed}");
+        assert!(listed["result"]["tools"].is_array(), "{listed}");
+    }
+    let (code, called) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{called}");
+    assert_eq!(
+        called["result"]["structuredContent"]["total"], 5.0,
+        "{called}"
+    );
     s.stop().await;
 }
