@@ -77,8 +77,11 @@ pub fn call_result(exposed_schema: bool, snap: &Snapshot, answer_url: &str) -> C
             // Not a result yet: what the client shows is who must act, where.
             let prompt = tasks.first().map(|t| t.prompt.as_str()).unwrap_or_default();
             CallToolResult::error(vec![Content::text(format!(
-                "WAITING_FOR_HUMAN: execution {} of the workflow `{}` waits for a person: \"{prompt}\". Answer it at {answer_url} (or POST /api/v1/tasks/{{task id}}/answer); its result is then the resource {EXECUTION_URI}{}/output.",
-                e.id, e.workflow, e.id
+                "WAITING_FOR_HUMAN: execution {} of the workflow `{}` waits for a person: \"{prompt}\". Answer it at {answer_url} (or {}); its result is then the resource {EXECUTION_URI}{}/output.",
+                e.id,
+                e.workflow,
+                answer_calls(tasks),
+                e.id
             ))])
         }
         Phase::Working => CallToolResult::error(vec![Content::text(format!(
@@ -88,6 +91,30 @@ pub fn call_result(exposed_schema: bool, snap: &Snapshot, answer_url: &str) -> C
     };
     result.meta = Some(execution_meta(&e.id));
     result
+}
+
+/// The REST calls that answer `tasks`: `POST /api/v1/tasks/{execution id}.{node key}/answer`
+/// (the human tasks API's id), each.
+fn answer_calls(tasks: &[HumanTask]) -> String {
+    let calls: Vec<String> = tasks
+        .iter()
+        .map(|t| {
+            format!(
+                "POST /api/v1/tasks/{}/answer with {{\"answer\": ...}}",
+                task_id(t)
+            )
+        })
+        .collect();
+    if calls.is_empty() {
+        "GET /api/v1/tasks lists what it waits for".to_string()
+    } else {
+        calls.join(", or ")
+    }
+}
+
+/// The id of a person's task in the human tasks API (`/api/v1/tasks/{id}`).
+pub fn task_id(t: &HumanTask) -> String {
+    format!("{}.{}", t.execution_id, t.node_key)
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -183,7 +210,7 @@ pub fn execution_resource(snap: &Snapshot) -> Value {
     let waiting: Vec<Value> = match &snap.phase {
         Phase::InputRequired(tasks) => tasks
             .iter()
-            .map(|t| json!({"task_id": format!("{}.{}", t.execution_id, t.node_key), "prompt": t.prompt, "schema": t.schema}))
+            .map(|t| json!({"task_id": task_id(t), "prompt": t.prompt, "schema": t.schema}))
             .collect(),
         _ => Vec::new(),
     };

@@ -259,7 +259,10 @@ async fn a_run_that_waits_for_a_person_answers_with_where_to_answer_and_its_outp
             .starts_with("NOT_FINISHED"),
         "{early}"
     );
-    // A person answers through the REST API.
+    // The text names the REST call with the real task id; a person answers through it.
+    let call = format!("POST /api/v1/tasks/{id}.review/answer");
+    assert!(text.contains(&call), "{text}");
+    assert!(!text.contains("{task id}"), "{text}");
     let (code, v) = s
         .post(
             &key,
