@@ -13,6 +13,7 @@
 //! **Invariant:** a call acts for one tenant only: the API key's (HTTP) or `--tenant`'s
 //! (stdio); another tenant's execution is "not found", never shown.
 
+mod elicit;
 mod handler;
 mod tasks2025;
 mod views;

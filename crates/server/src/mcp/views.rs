@@ -178,22 +178,38 @@ pub fn detailed_task(snap: &Snapshot, has_schema: bool, answer_url: &str) -> Det
 pub fn input_requests(tasks: &[HumanTask]) -> InputRequests {
     let mut out = InputRequests::new();
     for t in tasks {
-        let schema = match &t.schema {
-            Some(Value::Object(s)) if s.get("type").and_then(Value::as_str) == Some("object") => {
-                Value::Object(s.clone())
-            }
-            Some(_) => continue,
-            None => json!({"type": "object", "properties": {"answer": {"type": "string"}}}),
+        let Some(params) = elicitation(t) else {
+            continue;
         };
-        let request = json!({
-            "method": "elicitation/create",
-            "params": {"mode": "form", "message": t.prompt, "requestedSchema": schema}
-        });
+        let request = json!({"method": "elicitation/create", "params": params});
         if let Ok(r) = serde_json::from_value::<InputRequest>(request) {
             out.insert(t.node_key.clone(), r);
         }
     }
     out
+}
+
+/// The `elicitation/create` form (its params) asking the person's task `t`: the prompt and
+/// the answer schema, or, for a task without one, one text field `answer`. `None` when the
+/// schema is not one a form can carry (forms take objects of simple fields).
+pub fn elicitation(t: &HumanTask) -> Option<Value> {
+    let schema = match &t.schema {
+        Some(Value::Object(s)) if s.get("type").and_then(Value::as_str) == Some("object") => {
+            Value::Object(s.clone())
+        }
+        Some(_) => return None,
+        None => json!({"type": "object", "properties": {"answer": {"type": "string"}}}),
+    };
+    Some(json!({"mode": "form", "message": t.prompt, "requestedSchema": schema}))
+}
+
+/// The answer to task `t` in an accepted elicitation's `content`: the content, or for a task
+/// without a schema (asked with one field `answer`) that field.
+pub fn answer_of(t: &HumanTask, content: Value) -> Value {
+    match (&t.schema, content.get("answer")) {
+        (None, Some(a)) => a.clone(),
+        _ => content,
+    }
 }
 
 /// A value as a JSON object (results are objects).

@@ -735,3 +735,223 @@ async fn mcp_without_a_valid_key_is_under_the_public_limits_and_keyed_calls_are_
     );
     s.stop().await;
 }
+
+/// The next JSON-RPC message of an event stream (`buf` holds what was read past it).
+async fn next_event(r: &mut reqwest::Response, buf: &mut String) -> Value {
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let data: String = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .collect();
+            if data.is_empty() {
+                continue; // a keep-alive
+            }
+            return serde_json::from_str(&data).unwrap_or_else(|e| panic!("{e}: {data}"));
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), r.chunk())
+            .await
+            .expect("the stream went quiet")
+            .unwrap()
+            .expect("the stream ended");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// Posts a client's response to a server's request (`id`) to `/mcp`.
+async fn respond(s: &TestServer, key: &str, id: &Value, result: Value) -> (u16, Value) {
+    let r = s
+        .http
+        .post(mcp_url(s))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn core_tasks_of_2025_11_25_ask_the_person_s_question_on_tasks_result() {
+    let (s, key) = setup().await;
+    let v = "2025-11-25";
+    initialize(&s, &key, v).await;
+    let (_, created) = rpc(
+        &s,
+        Some(&key),
+        v,
+        false,
+        "tools/call",
+        json!({"name": "approve", "arguments": {"amount": 30}, "task": {}}),
+    )
+    .await;
+    let id = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    s.wait_status(&key, &id, &["waiting"]).await;
+    let (_, got) = rpc(&s, Some(&key), v, false, "tasks/get", json!({"taskId": id})).await;
+    assert_eq!(got["result"]["status"], "input_required", "{got}");
+
+    // tasks/result answers with an event stream that asks the question, tagged with the task.
+    let mut stream = s
+        .http
+        .post(mcp_url(&s))
+        .bearer_auth(&key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", v)
+        .json(&json!({"jsonrpc": "2.0", "id": 11, "method": "tasks/result", "params": {"taskId": id}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut buf = String::new();
+    let ask = next_event(&mut stream, &mut buf).await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    assert_eq!(
+        ask["params"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+        id.as_str(),
+        "{ask}"
+    );
+    assert_eq!(ask["params"]["message"], "Approve 30?", "{ask}");
+    assert_eq!(
+        ask["params"]["requestedSchema"]["required"],
+        json!(["approved"]),
+        "{ask}"
+    );
+    let ask_id = ask["id"].clone();
+    assert!(ask_id.is_string(), "{ask}");
+
+    // Another tenant's key cannot answer it.
+    let other = s.key("other", &[Scope::Admin]).await;
+    let (code, refused) = respond(
+        &s,
+        &other,
+        &ask_id,
+        json!({"action": "accept", "content": {"approved": true}}),
+    )
+    .await;
+    assert_eq!(code, 400, "{refused}");
+    assert_eq!(
+        refused["error"]["data"]["code"], "TASK_NOT_FOUND",
+        "{refused}"
+    );
+
+    // A wrong answer is refused (400, INVALID_ANSWER) and asked again with the reason.
+    let (code, refused) = respond(
+        &s,
+        &key,
+        &ask_id,
+        json!({"action": "accept", "content": {"approved": "yes"}}),
+    )
+    .await;
+    assert_eq!(code, 400, "{refused}");
+    assert_eq!(
+        refused["error"]["data"]["code"], "INVALID_ANSWER",
+        "{refused}"
+    );
+    let again = next_event(&mut stream, &mut buf).await;
+    assert_eq!(again["method"], "elicitation/create", "{again}");
+    assert_ne!(again["id"], ask_id, "{again}");
+    let message = again["params"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("refused")
+            && message.contains("INVALID_ANSWER")
+            && message.ends_with("Approve 30?"),
+        "{message}"
+    );
+    let (_, still) = rpc(&s, Some(&key), v, false, "tasks/get", json!({"taskId": id})).await;
+    assert_eq!(still["result"]["status"], "input_required", "{still}");
+
+    // The accepted answer is the human node's: the run goes on, and the stream ends with the
+    // call's result.
+    let (code, taken) = respond(
+        &s,
+        &key,
+        &again["id"],
+        json!({"action": "accept", "content": {"approved": true}}),
+    )
+    .await;
+    assert_eq!(code, 202, "{taken}");
+    let result = next_event(&mut stream, &mut buf).await;
+    assert_eq!(result["id"], 11, "{result}");
+    assert_eq!(
+        result["result"]["structuredContent"],
+        json!({"approved": true}),
+        "{result}"
+    );
+    assert_eq!(
+        result["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+        id.as_str()
+    );
+    let e = s.wait_status(&key, &id, &["succeeded"]).await;
+    assert_eq!(e["output"], json!({"approved": true}), "{e}");
+
+    // A client that declines is not asked again on that stream; the task keeps waiting for
+    // an answer from elsewhere, and tasks/result ends with the run.
+    let (_, created) = rpc(
+        &s,
+        Some(&key),
+        v,
+        false,
+        "tools/call",
+        json!({"name": "approve", "arguments": {"amount": 2}, "task": {}}),
+    )
+    .await;
+    let id2 = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_status(&key, &id2, &["waiting"]).await;
+    let mut stream = s
+        .http
+        .post(mcp_url(&s))
+        .bearer_auth(&key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", v)
+        .json(&json!({"jsonrpc": "2.0", "id": 12, "method": "tasks/result", "params": {"taskId": id2}}))
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    let ask = next_event(&mut stream, &mut buf).await;
+    let (code, _) = respond(&s, &key, &ask["id"], json!({"action": "decline"})).await;
+    assert_eq!(code, 202);
+    let (code, a) = s
+        .post(
+            &key,
+            &format!("/tasks/{id2}.review/answer"),
+            json!({"answer": {"approved": false}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{a}");
+    let result = next_event(&mut stream, &mut buf).await;
+    assert_eq!(result["id"], 12, "{result}");
+    assert_eq!(
+        result["result"]["structuredContent"],
+        json!({"approved": false}),
+        "{result}"
+    );
+    // A response naming no elicitation of this server is refused.
+    let (code, v) = respond(
+        &s,
+        &key,
+        &json!("hilo-elicit/nope"),
+        json!({"action": "accept"}),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+    s.stop().await;
+}
