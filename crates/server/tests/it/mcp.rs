@@ -955,3 +955,105 @@ async fn core_tasks_of_2025_11_25_ask_the_person_s_question_on_tasks_result() {
     assert_eq!(code, 400, "{v}");
     s.stop().await;
 }
+/// Takes a short while (a timer the worker sleeps through, under a second).
+const NAP: &str = r#"
+name: nap
+version: 1
+expose: [mcp]
+nodes:
+  - {id: nap, type: wait, duration_ms: 800}
+  - {id: done, type: finish, output: {woke: true}}
+edges:
+  - {from: nap, to: done}
+"#;
+
+#[tokio::test]
+async fn expose_all_makes_every_workflow_a_tool_and_wait_ms_bounds_a_call() {
+    let mut settings = hilo_server::config::Settings::default();
+    settings.mcp_server.expose_all = true;
+    settings.mcp_server.wait_ms = 100;
+    let (s, key) = setup_with(settings).await;
+    let (code, v) = s.import(&key, NAP).await;
+    assert!(code == 200 || code == 201, "{v}");
+    let (_, listed) = rpc(&s, Some(&key), MODERN, false, "tools/list", json!({})).await;
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"hidden"),
+        "no `expose`, still a tool: {listed}"
+    );
+    let (_, called) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "hidden", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(
+        called["result"]["structuredContent"],
+        json!({"ok": true}),
+        "{called}"
+    );
+
+    // A run longer than wait_ms: the call answers STILL_RUNNING with the execution; the run
+    // goes on and ends.
+    let started = std::time::Instant::now();
+    let (_, called) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "nap", "arguments": {}}),
+    )
+    .await;
+    let took = started.elapsed();
+    let r = &called["result"];
+    assert_eq!(r["isError"], true, "{called}");
+    let text = r["content"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("STILL_RUNNING:"), "{text}");
+    assert!(took < std::time::Duration::from_millis(700), "{took:?}");
+    let id = r["_meta"]["hilo/execution_id"].as_str().unwrap();
+    assert!(text.contains(id), "{text}");
+    let e = s.wait_status(&key, id, &["succeeded"]).await;
+    assert_eq!(e["output"], json!({"woke": true}), "{e}");
+    s.stop().await;
+
+    // By default a workflow without `expose` is no tool.
+    let (s, key) = setup().await;
+    let (_, called) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "hidden", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(
+        called["error"]["data"]["code"], "WORKFLOW_NOT_FOUND",
+        "{called}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn mcp_can_be_off() {
+    let mut settings = hilo_server::config::Settings::default();
+    settings.mcp_server.enabled = false;
+    let (s, key) = setup_with(settings).await;
+    let (code, v) = rpc(&s, Some(&key), MODERN, false, "tools/list", json!({})).await;
+    assert_eq!(code, 404, "{v}");
+    let (code, _) = rpc(&s, None, "2025-06-18", false, "initialize", json!({})).await;
+    assert_eq!(code, 404);
+    // The REST API is still there.
+    let (code, _) = s.get(&key, "/workflows").await;
+    assert_eq!(code, 200);
+    s.stop().await;
+}
