@@ -785,6 +785,10 @@ mod tests {
         assert_eq!(route(&get, Some("2026-07-28")), Route::Pass);
         let note = json!({"jsonrpc": "2.0", "method": "tasks/get"});
         assert_eq!(route(&note, Some(REVISION)), Route::Pass);
+        // A response to hilo's elicitation is this room's, whatever the header says.
+        let reply = json!({"jsonrpc": "2.0", "id": "hilo-elicit/e/review/1", "result": {"action": "accept"}});
+        assert_eq!(route(&reply, Some(REVISION)), Route::Reply);
+        assert_eq!(route(&reply, None), Route::Reply);
     }
 
     #[test]
