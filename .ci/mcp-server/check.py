@@ -114,6 +114,16 @@ class TasksCancel(T.Request[TaskIdParams, Literal["tasks/cancel"]]):
     name_param = "taskId"
 
 
+# --- 2025-11-25's core tasks: tasks/result, typed likewise. (The SDK checks a tools/call's
+# answer against CallToolResult, so the task-augmented call is posted by hand: `core_task`.)
+
+
+class TasksResult(T.Request[TaskIdParams, Literal["tasks/result"]]):
+    method: Literal["tasks/result"] = "tasks/result"
+    params: TaskIdParams
+    name_param = "taskId"
+
+
 RAW = TypeAdapter(dict)
 
 
@@ -138,7 +148,7 @@ async def task_until(c: Client, task_id: str, status: str) -> dict:
 # --- clients
 
 
-def http(key: str | None, mode: str = "auto", tasks: bool = False) -> Client:
+def http(key: str | None, mode: str = "auto", tasks: bool = False, elicitation=None) -> Client:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     transport = streamable_http_client(
         MCP_URL, http_client=httpx2.AsyncClient(headers=headers, timeout=TIMEOUT_S)
@@ -149,16 +159,40 @@ def http(key: str | None, mode: str = "auto", tasks: bool = False) -> Client:
         read_timeout_seconds=TIMEOUT_S,
         cache=None,  # every request reaches the server
         extensions=[mcp.client.advertise(TASKS)] if tasks else None,
+        elicitation_callback=elicitation,
     )
+
+
+class Asker:
+    """The SDK's elicitation callback: records what it is asked and gives the answers in turn."""
+
+    def __init__(self, *answers: dict) -> None:
+        self.answers = list(answers)
+        self.asked: list[dict] = []
+
+    async def __call__(self, context, params):
+        self.asked.append({"params": dump(params), "meta": dump(context.meta) if context.meta else {}})
+        return T.ElicitResult(action="accept", content=self.answers.pop(0))
+
+
+def core_task(name: str, arguments: dict) -> dict:
+    """A 2025-11-25 task-augmented tools/call on /mcp for acme (the SDK cannot take its answer)."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments, "task": {}}}
+    headers = {"Authorization": f"Bearer {ACME_KEY}", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2025-11-25"}
+    with httpx2.Client(timeout=TIMEOUT_S) as h:
+        r = h.post(MCP_URL, json=body, headers=headers)
+    return (r.json().get("result") or {}) if r.headers.get("content-type", "").startswith("application/json") else {}
 
 
 def stdio_env() -> dict[str, str]:
     return {k: os.environ[k] for k in ("PATH", "HOME", "HILO_DB", "HILO_MASTER_KEY_FILE") if k in os.environ}
 
 
-def stdio(mode: str, errlog) -> Client:
+def stdio(mode: str, errlog, elicitation=None) -> Client:
     params = StdioServerParameters(command=HILO, args=["--tenant", "acme", "mcp"], env=stdio_env())
-    return Client(stdio_client(params, errlog=errlog), mode=mode, read_timeout_seconds=TIMEOUT_S, cache=None)
+    return Client(stdio_client(params, errlog=errlog), mode=mode, read_timeout_seconds=TIMEOUT_S, cache=None,
+                  elicitation_callback=elicitation)
 
 
 def rest(method: str, path: str, key: str = ACME_KEY, body: Any = None) -> httpx2.Response:
@@ -304,6 +338,33 @@ async def http_checks() -> dict:
         await check_tools(c, "HTTP legacy")
         await check_add_call(c, "HTTP legacy", 10, 20)
 
+    # 2025-11-25's core tasks: the person's question comes on tasks/result's stream as an
+    # elicitation/create tagged with the task; the SDK's callback answers it (a wrong answer
+    # first: refused, and asked again with the reason).
+    asker = Asker({"approved": "yes"}, {"approved": True})
+    async with http(ACME_KEY, mode="legacy", elicitation=asker) as c:
+        check(c.protocol_version == "2025-11-25", "HTTP core tasks: 2025-11-25", c.protocol_version)
+        t = core_task("approve_refund", {"amount": 11})
+        task_id = (t.get("task") or {}).get("taskId")
+        check(isinstance(task_id, str), "HTTP core tasks: tools/call with task: a task", t)
+        g = await task_until(c, task_id, "input_required")
+        check(g.get("status") == "input_required", "HTTP core tasks: tasks/get says input_required", g)
+        r = await c.session.send_request(TasksResult(params=TaskIdParams(task_id=task_id)), RAW)
+        first = asker.asked[0] if asker.asked else {}
+        p = first.get("params") or {}
+        related = ((p.get("_meta") or first.get("meta") or {}).get("io.modelcontextprotocol/related-task") or {})
+        check(p.get("message") == "Approve a refund of 11?" and p.get("requestedSchema") == APPROVAL_SCHEMA
+              and related.get("taskId") == task_id,
+              "HTTP core tasks: tasks/result asks the question: elicitation/create with the prompt, schema and related-task", asker.asked)
+        again = ((asker.asked[1] if len(asker.asked) > 1 else {}).get("params") or {}).get("message", "")
+        check(len(asker.asked) == 2 and "INVALID_ANSWER" in again,
+              "HTTP core tasks: a wrong answer is refused and asked again with the reason", asker.asked)
+        check(r.get("structuredContent") == {"approved": True, "amount": 11}
+              and ((r.get("_meta") or {}).get("io.modelcontextprotocol/related-task") or {}).get("taskId") == task_id,
+              "HTTP core tasks: tasks/result ends with the call's result (the callback's answer), tied to the task", r)
+        e = rest("GET", f"/executions/{task_id}").json()
+        check(e.get("status") == "succeeded", "HTTP core tasks: ... and the execution succeeded (REST)", e.get("status"))
+
     async with http(ACME_KEY, tasks=True) as c:
         check(c.protocol_version == "2026-07-28", "HTTP tasks: 2026-07-28 with the tasks extension", c.protocol_version)
         r = await raw_call(c, "add", {"a": 1, "b": 1})
@@ -375,6 +436,19 @@ async def stdio_checks() -> None:
         async with http(ACME_KEY) as h:
             e = await read_json(h, f"hilo://executions/{exec_id}")
         check(e.get("status") == "succeeded" and e.get("output") == {"sum": 9}, f"{where}: the execution is in the same store (read over HTTP)", e)
+
+    # 2025-11-25's question on tasks/result, over stdio: the callback's answer is the node's.
+    asker = Asker({"approved": False})
+    with tempfile.TemporaryFile("w+") as errlog:
+        async with stdio("legacy", errlog, elicitation=asker) as c:
+            # The task is started over HTTP (same store): the stdio server follows and answers it.
+            t = core_task("approve_refund", {"amount": 3})
+            task_id = (t.get("task") or {}).get("taskId")
+            await task_until(c, task_id, "input_required")
+            r = await c.session.send_request(TasksResult(params=TaskIdParams(task_id=task_id)), RAW)
+    p = (asker.asked[0] if asker.asked else {}).get("params") or {}
+    check(p.get("message") == "Approve a refund of 3?" and r.get("structuredContent") == {"approved": False, "amount": 3},
+          "stdio core tasks: tasks/result asks the question; the callback's answer completes the call", {"asked": asker.asked, "result": r})
 
     # Nothing but JSON-RPC on stdout, the log on stderr.
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "check", "version": "1"}}}

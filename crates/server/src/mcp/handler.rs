@@ -41,6 +41,8 @@ pub struct Handler {
     console: String,
     /// stdio (`hilo mcp --tenant T`): the tenant every request acts for, with every scope.
     tenant: Option<String>,
+    /// 2025-11-25's elicitations of this process waiting for the client's response.
+    pub(super) asked: super::elicit::Asked,
 }
 
 /// Who a request acts for.
@@ -84,6 +86,7 @@ impl Handler {
             hosts: std::sync::Arc::from(Vec::new()),
             console: format!("{}{prefix}", base.trim_end_matches('/')),
             tenant,
+            asked: super::elicit::Asked::default(),
         }
     }
 
@@ -409,7 +412,7 @@ impl ServerHandler for Handler {
             ));
         };
         for (key, response) in &request.input_responses {
-            if !pending.iter().any(|t| &t.node_key == key) {
+            let Some(task) = pending.iter().find(|t| &t.node_key == key) else {
                 return Err(McpError::invalid_params(
                     format!(
                         "TASK_NOT_FOUND: task {} asks nothing under `{key}`; its input requests are {}",
@@ -422,7 +425,7 @@ impl ServerHandler for Handler {
                     ),
                     None,
                 ));
-            }
+            };
             let action = response.get("action").and_then(Value::as_str);
             if action != Some("accept") {
                 return Err(McpError::invalid_params(
@@ -433,14 +436,7 @@ impl ServerHandler for Handler {
                 ));
             }
             let content = response.get("content").cloned().unwrap_or(Value::Null);
-            // A form without a schema asked for `answer`: that is the answer.
-            let schema_less = pending
-                .iter()
-                .any(|t| &t.node_key == key && t.schema.is_none());
-            let answer = match (schema_less, content.get("answer")) {
-                (true, Some(a)) => a.clone(),
-                _ => content,
-            };
+            let answer = views::answer_of(task, content);
             exposed::answer(&self.rt, &who.tenant, &request.task_id, key, &answer)
                 .await
                 .map_err(|e| {

@@ -13,6 +13,7 @@
 //! **Invariant:** a call acts for one tenant only: the API key's (HTTP) or `--tenant`'s
 //! (stdio); another tenant's execution is "not found", never shown.
 
+mod elicit;
 mod handler;
 mod tasks2025;
 mod views;
@@ -21,6 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
@@ -32,7 +37,8 @@ use crate::state::AppState;
 pub const PATH: &str = "/mcp";
 
 /// `/mcp`: MCP over streamable HTTP, stateless (no sessions: any replica answers any
-/// request), behind the API keys (bearer) and the body limit of the REST API.
+/// request), behind the API keys (bearer) and the body limit of the REST API; requests
+/// without a valid key are behind the public surface's guard too ([`gate`]).
 pub fn router(state: &AppState) -> Router<AppState> {
     let mut handler = Handler::new(state.runtime().clone(), state.settings(), None);
     let server = &state.settings().server;
@@ -65,7 +71,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         Arc::new(NeverSessionManager::default()),
         config,
     );
-    // Outermost last: the key, then 2025-11-25's tasks, then rmcp.
+    // Outermost last: the gate, the key, then 2025-11-25's tasks, then rmcp.
     Router::new()
         .nest_service(PATH, service)
         .layer(axum::middleware::from_fn_with_state(
@@ -76,4 +82,39 @@ pub fn router(state: &AppState) -> Router<AppState> {
             state.keys().clone(),
             crate::auth::authenticate,
         ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
+}
+
+/// In front of `/mcp`'s key check: a request whose bearer key is a valid one goes on at
+/// once (under the key's own rate limit, as the REST API); every other one — no key, a
+/// malformed `Authorization`, an unknown or revoked key, a console cookie — goes through the
+/// public surface's guard first ([`crate::public::guard`]: requests per minute per client
+/// address, a share of the listener's connections, `429` with `Retry-After` and
+/// `Connection: close`), then gets the key check's `401`. The key is looked up once here
+/// (through the key cache, which remembers unknown keys too) and found in the cache behind.
+pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if valid_bearer(state.keys(), req.headers()).await {
+        next.run(req).await
+    } else {
+        crate::public::guard(State(state.public().clone()), req, next).await
+    }
+}
+
+/// Whether `headers` carry `Authorization: Bearer <key>` of a known, unrevoked key.
+async fn valid_bearer(keys: &crate::auth::Keys, headers: &HeaderMap) -> bool {
+    let Some(key) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    else {
+        return false;
+    };
+    crate::auth::key_record(keys, crate::auth::hash_key(key))
+        .await
+        .is_ok()
 }

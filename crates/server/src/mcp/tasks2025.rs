@@ -7,7 +7,10 @@
 //! [`layer`] for `/mcp`, [`Stdio`] for `hilo mcp`.
 //!
 //! A task is an execution (the task id is the execution id). `input_required` means a person
-//! must answer in hilo (the status message says where); `tasks/result` waits for the end.
+//! must answer: in hilo (the status message says where), or through the client — `tasks/result`
+//! waits for the end and, to a client that takes an event stream (HTTP) or on stdio, sends the
+//! person's question as an `elicitation/create` tagged with the task, whose response answers
+//! it ([`super::elicit`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,16 +26,15 @@ use hilo_runtime::ingress::exposed::{self, Phase, Snapshot};
 use hilo_runtime::time::rfc3339;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
 
+use super::elicit::{self, RELATED_TASK};
 use super::handler::{Acting, Handler};
 use super::views;
 use crate::auth::Caller;
 
 /// The revision whose tasks this room serves.
 pub const REVISION: &str = "2025-11-25";
-
-/// `_meta` key tying a result to its task.
-const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 
 /// How long `tasks/cancel` waits for the cancellation to be applied before it answers.
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -51,10 +53,15 @@ enum Route {
     PatchToolsList,
     /// This room answers it.
     Own,
+    /// The client's response to one of this room's elicitations: this room takes it.
+    Reply,
 }
 
 /// Where `msg` goes, for a client on `version` (`None`: not negotiated yet).
 fn route(msg: &Value, version: Option<&str>) -> Route {
+    if elicit::is_reply(msg) {
+        return Route::Reply;
+    }
     let Some(method) = msg.get("method").and_then(Value::as_str) else {
         return Route::Pass;
     };
@@ -233,19 +240,15 @@ async fn answer_inner(
             who.require(Scope::Read)?;
             let id = task_id(msg).ok_or_else(missing)?;
             // Waits for the end: a person may take long; the client sets the timeout (the
-            // wait ends with its request: its connection, or stdin on stdio).
+            // wait ends with its request: its connection, or stdin on stdio). (A client that
+            // can be asked is answered by `stream_result` instead.)
             let mut snap = h.task(&who.tenant, id).await?;
             let mut follow = exposed::Follow::new(&h.rt, id, snap.execution.last_seq);
             while !snap.phase.is_terminal() {
                 follow.next().await.map_err(super::handler::runtime_error)?;
                 snap = h.task(&who.tenant, id).await?;
             }
-            let has_schema = h.has_schema(&who.tenant, &snap).await;
-            let mut result = json!(views::call_result(has_schema, &snap, &h.answer_url(id)));
-            if let Some(meta) = result.get_mut("_meta").and_then(Value::as_object_mut) {
-                meta.insert(RELATED_TASK.into(), json!({"taskId": id}));
-            }
-            Ok(result)
+            Ok(final_result(h, who, id, &snap).await)
         }
         "tasks/list" => {
             who.require(Scope::Read)?;
@@ -305,6 +308,84 @@ async fn answer_inner(
     }
 }
 
+/// What `tasks/result` returns for task `id`, ended as `snap`: the call's result, tied to
+/// the task.
+async fn final_result(h: &Handler, who: &Acting, id: &str, snap: &Snapshot) -> Value {
+    let has_schema = h.has_schema(&who.tenant, snap).await;
+    let mut result = json!(views::call_result(has_schema, snap, &h.answer_url(id)));
+    if let Some(meta) = result.get_mut("_meta").and_then(Value::as_object_mut) {
+        meta.insert(RELATED_TASK.into(), json!({"taskId": id}));
+    }
+    result
+}
+
+/// Answers `tasks/result` (`msg`) on `out` for a client that can be asked: the person's
+/// questions as elicitations while the task waits for them, then the answer (see
+/// [`super::elicit`]). Stops without an answer when the client goes.
+async fn stream_result(h: Handler, who: Acting, msg: Value, out: mpsc::Sender<Value>) {
+    use hilo_core::access::Scope;
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let answer = match (task_id(&msg), who.require(Scope::Read)) {
+        (_, Err(e)) => mcp_error(&id, e),
+        (None, _) => mcp_error(
+            &id,
+            rmcp::ErrorData::invalid_params("`tasks/result` needs params.taskId", None),
+        ),
+        (Some(task), Ok(())) => match elicit::until_end(&h, &who, task, &out).await {
+            Err(elicit::Gone) => return,
+            Ok(Err(e)) => mcp_error(&id, e),
+            Ok(Ok(snap)) => ok(&id, final_result(&h, &who, task, &snap).await),
+        },
+    };
+    let _ = out.send(answer).await;
+}
+
+/// Whether `headers` take an event stream in answer (`Accept: text/event-stream`).
+fn takes_events(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().starts_with("text/event-stream"))
+}
+
+/// `tasks/result` over HTTP to a client that takes an event stream, for a task that has not
+/// ended: the answer is a stream (the elicitations, then the result); otherwise `None`.
+async fn result_as_stream(
+    h: &Handler,
+    who: &Acting,
+    msg: &Value,
+    headers: &axum::http::HeaderMap,
+) -> Option<Response> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    if msg.get("method").and_then(Value::as_str) != Some("tasks/result") || !takes_events(headers) {
+        return None;
+    }
+    let snap = h.task(&who.tenant, task_id(msg)?).await.ok()?;
+    if snap.phase.is_terminal() {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel::<Value>(8);
+    let acting = Acting {
+        tenant: who.tenant.clone(),
+        scopes: who.scopes.clone(),
+    };
+    tokio::spawn(stream_result(h.clone(), acting, msg.clone(), tx));
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|v| {
+            let event = Event::default().event("message").data(v.to_string());
+            (Ok::<_, std::convert::Infallible>(event), rx)
+        })
+    });
+    let mut r = Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(r)
+}
+
 /// `/mcp`'s side of this room: answers 2025-11-25's task requests, and adds the tasks
 /// capability and the tools' task support to rmcp's answers (JSON ones: `/mcp` answers in
 /// JSON unless progress is streamed, which `initialize` and `tools/list` never are).
@@ -354,6 +435,9 @@ pub async fn layer(State(h): State<Handler>, req: Request, next: Next) -> Respon
                 tenant: c.tenant,
                 scopes: c.scopes,
             };
+            if let Some(stream) = result_as_stream(&h, &who, &msg, req.headers()).await {
+                return stream;
+            }
             let answer = answer(&h, &who, &msg).await;
             let mut r = axum::Json(answer).into_response();
             r.headers_mut().insert(
@@ -361,6 +445,32 @@ pub async fn layer(State(h): State<Handler>, req: Request, next: Next) -> Respon
                 HeaderValue::from_static("application/json"),
             );
             r
+        }
+        Route::Reply => {
+            let Some(c) = caller else {
+                return next.run(req).await;
+            };
+            if !host_allowed(req.headers(), &h.hosts) {
+                return (
+                    axum::http::StatusCode::FORBIDDEN,
+                    "Forbidden: the Host header names no host this server answers as ([mcp_server] allowed_hosts)",
+                )
+                    .into_response();
+            }
+            let who = Acting {
+                tenant: c.tenant,
+                scopes: c.scopes,
+            };
+            match elicit::take_reply(&h, &who, &msg).await {
+                Ok(()) => axum::http::StatusCode::ACCEPTED.into_response(),
+                // A response gets no response: the refusal is the HTTP status, with the
+                // JSON-RPC error (id null) saying why.
+                Err(e) => {
+                    let mut r = axum::Json(mcp_error(&Value::Null, e)).into_response();
+                    *r.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+                    r
+                }
+            }
         }
         Route::PatchInitialize | Route::PatchToolsList => {
             let resp = next.run(req).await;
@@ -488,9 +598,40 @@ impl Stdio {
                         .unwrap_or_else(PoisonError::into_inner)
                         .clone();
                     match route(&msg, v.as_deref()) {
+                        Route::Reply => {
+                            let (h, who) = (handler.clone(), who.clone());
+                            tokio::spawn(async move {
+                                // A response gets no response: the stream that asked asks
+                                // again with the reason; the log says it too.
+                                if let Err(e) = elicit::take_reply(&h, &who, &msg).await {
+                                    tracing::warn!(
+                                        "the MCP client's answer to a person's question was refused: {}",
+                                        e.message
+                                    );
+                                }
+                            });
+                            continue;
+                        }
                         Route::Own => {
                             let (h, who, out_tx) = (handler.clone(), who.clone(), out_tx.clone());
                             let task = tokio::spawn(async move {
+                                if msg.get("method").and_then(Value::as_str) == Some("tasks/result")
+                                {
+                                    // stdio can always be asked: the questions, then the answer.
+                                    let (tx, mut rx) = mpsc::channel::<Value>(8);
+                                    let acting = Acting {
+                                        tenant: who.tenant.clone(),
+                                        scopes: who.scopes.clone(),
+                                    };
+                                    let work = tokio::spawn(stream_result(h, acting, msg, tx));
+                                    while let Some(v) = rx.recv().await {
+                                        if out_tx.send(v.to_string()).await.is_err() {
+                                            break;
+                                        }
+                                    }
+                                    work.abort();
+                                    return;
+                                }
                                 let a = answer(&h, &who, &msg).await;
                                 let _ = out_tx.send(a.to_string()).await;
                             });
@@ -644,6 +785,10 @@ mod tests {
         assert_eq!(route(&get, Some("2026-07-28")), Route::Pass);
         let note = json!({"jsonrpc": "2.0", "method": "tasks/get"});
         assert_eq!(route(&note, Some(REVISION)), Route::Pass);
+        // A response to hilo's elicitation is this room's, whatever the header says.
+        let reply = json!({"jsonrpc": "2.0", "id": "hilo-elicit/e/review/1", "result": {"action": "accept"}});
+        assert_eq!(route(&reply, Some(REVISION)), Route::Reply);
+        assert_eq!(route(&reply, None), Route::Reply);
     }
 
     #[test]

@@ -77,8 +77,11 @@ pub fn call_result(exposed_schema: bool, snap: &Snapshot, answer_url: &str) -> C
             // Not a result yet: what the client shows is who must act, where.
             let prompt = tasks.first().map(|t| t.prompt.as_str()).unwrap_or_default();
             CallToolResult::error(vec![Content::text(format!(
-                "WAITING_FOR_HUMAN: execution {} of the workflow `{}` waits for a person: \"{prompt}\". Answer it at {answer_url} (or POST /api/v1/tasks/{{task id}}/answer); its result is then the resource {EXECUTION_URI}{}/output.",
-                e.id, e.workflow, e.id
+                "WAITING_FOR_HUMAN: execution {} of the workflow `{}` waits for a person: \"{prompt}\". Answer it at {answer_url} (or {}); its result is then the resource {EXECUTION_URI}{}/output.",
+                e.id,
+                e.workflow,
+                answer_calls(tasks),
+                e.id
             ))])
         }
         Phase::Working => CallToolResult::error(vec![Content::text(format!(
@@ -88,6 +91,30 @@ pub fn call_result(exposed_schema: bool, snap: &Snapshot, answer_url: &str) -> C
     };
     result.meta = Some(execution_meta(&e.id));
     result
+}
+
+/// The REST calls that answer `tasks`: `POST /api/v1/tasks/{execution id}.{node key}/answer`
+/// (the human tasks API's id), each.
+fn answer_calls(tasks: &[HumanTask]) -> String {
+    let calls: Vec<String> = tasks
+        .iter()
+        .map(|t| {
+            format!(
+                "POST /api/v1/tasks/{}/answer with {{\"answer\": ...}}",
+                task_id(t)
+            )
+        })
+        .collect();
+    if calls.is_empty() {
+        "GET /api/v1/tasks lists what it waits for".to_string()
+    } else {
+        calls.join(", or ")
+    }
+}
+
+/// The id of a person's task in the human tasks API (`/api/v1/tasks/{id}`).
+pub fn task_id(t: &HumanTask) -> String {
+    format!("{}.{}", t.execution_id, t.node_key)
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -151,22 +178,38 @@ pub fn detailed_task(snap: &Snapshot, has_schema: bool, answer_url: &str) -> Det
 pub fn input_requests(tasks: &[HumanTask]) -> InputRequests {
     let mut out = InputRequests::new();
     for t in tasks {
-        let schema = match &t.schema {
-            Some(Value::Object(s)) if s.get("type").and_then(Value::as_str) == Some("object") => {
-                Value::Object(s.clone())
-            }
-            Some(_) => continue,
-            None => json!({"type": "object", "properties": {"answer": {"type": "string"}}}),
+        let Some(params) = elicitation(t) else {
+            continue;
         };
-        let request = json!({
-            "method": "elicitation/create",
-            "params": {"mode": "form", "message": t.prompt, "requestedSchema": schema}
-        });
+        let request = json!({"method": "elicitation/create", "params": params});
         if let Ok(r) = serde_json::from_value::<InputRequest>(request) {
             out.insert(t.node_key.clone(), r);
         }
     }
     out
+}
+
+/// The `elicitation/create` form (its params) asking the person's task `t`: the prompt and
+/// the answer schema, or, for a task without one, one text field `answer`. `None` when the
+/// schema is not one a form can carry (forms take objects of simple fields).
+pub fn elicitation(t: &HumanTask) -> Option<Value> {
+    let schema = match &t.schema {
+        Some(Value::Object(s)) if s.get("type").and_then(Value::as_str) == Some("object") => {
+            Value::Object(s.clone())
+        }
+        Some(_) => return None,
+        None => json!({"type": "object", "properties": {"answer": {"type": "string"}}}),
+    };
+    Some(json!({"mode": "form", "message": t.prompt, "requestedSchema": schema}))
+}
+
+/// The answer to task `t` in an accepted elicitation's `content`: the content, or for a task
+/// without a schema (asked with one field `answer`) that field.
+pub fn answer_of(t: &HumanTask, content: Value) -> Value {
+    match (&t.schema, content.get("answer")) {
+        (None, Some(a)) => a.clone(),
+        _ => content,
+    }
 }
 
 /// A value as a JSON object (results are objects).
@@ -183,7 +226,7 @@ pub fn execution_resource(snap: &Snapshot) -> Value {
     let waiting: Vec<Value> = match &snap.phase {
         Phase::InputRequired(tasks) => tasks
             .iter()
-            .map(|t| json!({"task_id": format!("{}.{}", t.execution_id, t.node_key), "prompt": t.prompt, "schema": t.schema}))
+            .map(|t| json!({"task_id": task_id(t), "prompt": t.prompt, "schema": t.schema}))
             .collect(),
         _ => Vec::new(),
     };

@@ -560,3 +560,34 @@ async fn the_public_card_is_rate_limited_per_address_and_the_a2a_surface_can_be_
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn expose_all_makes_every_workflow_a_skill() {
+    let mut settings = hilo_server::config::Settings::default();
+    settings.a2a_server.expose_all = true;
+    let s = TestServer::with_settings(settings).await;
+    let acme = s.key("acme", &Scope::ALL).await;
+    for wf in [GREET, HIDDEN] {
+        let (c, v) = s.import(&acme, wf).await;
+        assert_eq!(c, 201, "{v}");
+    }
+    let (c, mine) = card(&s, Some(&acme)).await;
+    assert_eq!(c, 200, "{mine}");
+    let names: Vec<&str> = mine["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["greet", "hidden"]);
+    let v = rpc(
+        &s,
+        &acme,
+        "SendMessage",
+        json!({"message": message(Some("hidden"), None, json!({}))}),
+    )
+    .await;
+    let t = &v["result"]["task"];
+    assert_eq!(t["status"]["state"], "TASK_STATE_COMPLETED", "{v}");
+    assert_eq!(t["artifacts"][0]["parts"][0]["data"]["secret"], 42, "{v}");
+}

@@ -132,7 +132,11 @@ async fn initialize(s: &TestServer, key: &str, revision: &str) -> Value {
 }
 
 async fn setup() -> (TestServer, String) {
-    let s = TestServer::start().await;
+    setup_with(hilo_server::config::Settings::default()).await
+}
+
+async fn setup_with(settings: hilo_server::config::Settings) -> (TestServer, String) {
+    let s = TestServer::with_settings(settings).await;
     let key = s.key("acme", &[Scope::Admin]).await;
     for wf in [ADD, APPROVE, HIDDEN] {
         let (code, v) = s.import(&key, wf).await;
@@ -255,7 +259,10 @@ async fn a_run_that_waits_for_a_person_answers_with_where_to_answer_and_its_outp
             .starts_with("NOT_FINISHED"),
         "{early}"
     );
-    // A person answers through the REST API.
+    // The text names the REST call with the real task id; a person answers through it.
+    let call = format!("POST /api/v1/tasks/{id}.review/answer");
+    assert!(text.contains(&call), "{text}");
+    assert!(!text.contains("{task id}"), "{text}");
     let (code, v) = s
         .post(
             &key,
@@ -663,5 +670,390 @@ async fn hostile_messages_are_refused_and_the_server_stays_healthy() {
     }
     let (code, v) = s.get(&key, "/health").await;
     assert_eq!(code, 200, "{v}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn mcp_without_a_valid_key_is_under_the_public_limits_and_keyed_calls_are_not() {
+    let mut settings = hilo_server::config::Settings::default();
+    settings.server.public_requests_per_minute = 2;
+    let (s, key) = setup_with(settings).await;
+    // Two keyless requests are let through to the key check (401)...
+    for _ in 0..2 {
+        let (code, v) = rpc(&s, None, "2025-06-18", false, "tools/list", json!({})).await;
+        assert_eq!(code, 401, "{v}");
+    }
+    // ...the third from the same address is refused before it, and closes the connection.
+    let r = s
+        .http
+        .post(mcp_url(&s))
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(r.headers()["connection"], "close");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "RATE_LIMITED", "{v}");
+    // A key that is not one counts as none.
+    let (code, _) = rpc(
+        &s,
+        Some("hilo_sk_not_a_key"),
+        "2025-06-18",
+        false,
+        "tools/list",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, 429);
+    // A valid key is not slowed: its calls go on under the key's own limit.
+    for _ in 0..3 {
+        let (code, listed) = rpc(&s, Some(&key), MODERN, false, "tools/list", json!({})).await;
+        assert_eq!(code, 200, "{listed}");
+        assert!(listed["result"]["tools"].is_array(), "{listed}");
+    }
+    let (code, called) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "add", "arguments": {"a": 2, "b": 3}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{called}");
+    assert_eq!(
+        called["result"]["structuredContent"]["total"], 5.0,
+        "{called}"
+    );
+    s.stop().await;
+}
+
+/// The next JSON-RPC message of an event stream (`buf` holds what was read past it).
+async fn next_event(r: &mut reqwest::Response, buf: &mut String) -> Value {
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let data: String = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .collect();
+            if data.is_empty() {
+                continue; // a keep-alive
+            }
+            return serde_json::from_str(&data).unwrap_or_else(|e| panic!("{e}: {data}"));
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), r.chunk())
+            .await
+            .expect("the stream went quiet")
+            .unwrap()
+            .expect("the stream ended");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// Posts a client's response to a server's request (`id`) to `/mcp`.
+async fn respond(s: &TestServer, key: &str, id: &Value, result: Value) -> (u16, Value) {
+    let r = s
+        .http
+        .post(mcp_url(s))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn core_tasks_of_2025_11_25_ask_the_person_s_question_on_tasks_result() {
+    let (s, key) = setup().await;
+    let v = "2025-11-25";
+    initialize(&s, &key, v).await;
+    let (_, created) = rpc(
+        &s,
+        Some(&key),
+        v,
+        false,
+        "tools/call",
+        json!({"name": "approve", "arguments": {"amount": 30}, "task": {}}),
+    )
+    .await;
+    let id = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    s.wait_status(&key, &id, &["waiting"]).await;
+    let (_, got) = rpc(&s, Some(&key), v, false, "tasks/get", json!({"taskId": id})).await;
+    assert_eq!(got["result"]["status"], "input_required", "{got}");
+
+    // tasks/result answers with an event stream that asks the question, tagged with the task.
+    let mut stream = s
+        .http
+        .post(mcp_url(&s))
+        .bearer_auth(&key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", v)
+        .json(&json!({"jsonrpc": "2.0", "id": 11, "method": "tasks/result", "params": {"taskId": id}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut buf = String::new();
+    let ask = next_event(&mut stream, &mut buf).await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    assert_eq!(
+        ask["params"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+        id.as_str(),
+        "{ask}"
+    );
+    assert_eq!(ask["params"]["message"], "Approve 30?", "{ask}");
+    assert_eq!(
+        ask["params"]["requestedSchema"]["required"],
+        json!(["approved"]),
+        "{ask}"
+    );
+    let ask_id = ask["id"].clone();
+    assert!(ask_id.is_string(), "{ask}");
+
+    // Another tenant's key cannot answer it.
+    let other = s.key("other", &[Scope::Admin]).await;
+    let (code, refused) = respond(
+        &s,
+        &other,
+        &ask_id,
+        json!({"action": "accept", "content": {"approved": true}}),
+    )
+    .await;
+    assert_eq!(code, 400, "{refused}");
+    assert_eq!(
+        refused["error"]["data"]["code"], "TASK_NOT_FOUND",
+        "{refused}"
+    );
+
+    // A wrong answer is refused (400, INVALID_ANSWER) and asked again with the reason.
+    let (code, refused) = respond(
+        &s,
+        &key,
+        &ask_id,
+        json!({"action": "accept", "content": {"approved": "yes"}}),
+    )
+    .await;
+    assert_eq!(code, 400, "{refused}");
+    assert_eq!(
+        refused["error"]["data"]["code"], "INVALID_ANSWER",
+        "{refused}"
+    );
+    let again = next_event(&mut stream, &mut buf).await;
+    assert_eq!(again["method"], "elicitation/create", "{again}");
+    assert_ne!(again["id"], ask_id, "{again}");
+    let message = again["params"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("refused")
+            && message.contains("INVALID_ANSWER")
+            && message.ends_with("Approve 30?"),
+        "{message}"
+    );
+    let (_, still) = rpc(&s, Some(&key), v, false, "tasks/get", json!({"taskId": id})).await;
+    assert_eq!(still["result"]["status"], "input_required", "{still}");
+
+    // The accepted answer is the human node's: the run goes on, and the stream ends with the
+    // call's result.
+    let (code, taken) = respond(
+        &s,
+        &key,
+        &again["id"],
+        json!({"action": "accept", "content": {"approved": true}}),
+    )
+    .await;
+    assert_eq!(code, 202, "{taken}");
+    let result = next_event(&mut stream, &mut buf).await;
+    assert_eq!(result["id"], 11, "{result}");
+    assert_eq!(
+        result["result"]["structuredContent"],
+        json!({"approved": true}),
+        "{result}"
+    );
+    assert_eq!(
+        result["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"],
+        id.as_str()
+    );
+    let e = s.wait_status(&key, &id, &["succeeded"]).await;
+    assert_eq!(e["output"], json!({"approved": true}), "{e}");
+
+    // A client that declines is not asked again on that stream; the task keeps waiting for
+    // an answer from elsewhere, and tasks/result ends with the run.
+    let (_, created) = rpc(
+        &s,
+        Some(&key),
+        v,
+        false,
+        "tools/call",
+        json!({"name": "approve", "arguments": {"amount": 2}, "task": {}}),
+    )
+    .await;
+    let id2 = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_status(&key, &id2, &["waiting"]).await;
+    let mut stream = s
+        .http
+        .post(mcp_url(&s))
+        .bearer_auth(&key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", v)
+        .json(&json!({"jsonrpc": "2.0", "id": 12, "method": "tasks/result", "params": {"taskId": id2}}))
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    let ask = next_event(&mut stream, &mut buf).await;
+    let (code, _) = respond(&s, &key, &ask["id"], json!({"action": "decline"})).await;
+    assert_eq!(code, 202);
+    let (code, a) = s
+        .post(
+            &key,
+            &format!("/tasks/{id2}.review/answer"),
+            json!({"answer": {"approved": false}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{a}");
+    let result = next_event(&mut stream, &mut buf).await;
+    assert_eq!(result["id"], 12, "{result}");
+    assert_eq!(
+        result["result"]["structuredContent"],
+        json!({"approved": false}),
+        "{result}"
+    );
+    // A response naming no elicitation of this server is refused.
+    let (code, v) = respond(
+        &s,
+        &key,
+        &json!("hilo-elicit/nope"),
+        json!({"action": "accept"}),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+    s.stop().await;
+}
+/// Takes a short while (a timer the worker sleeps through, under a second).
+const NAP: &str = r#"
+name: nap
+version: 1
+expose: [mcp]
+nodes:
+  - {id: nap, type: wait, duration_ms: 800}
+  - {id: done, type: finish, output: {woke: true}}
+edges:
+  - {from: nap, to: done}
+"#;
+
+#[tokio::test]
+async fn expose_all_makes_every_workflow_a_tool_and_wait_ms_bounds_a_call() {
+    let mut settings = hilo_server::config::Settings::default();
+    settings.mcp_server.expose_all = true;
+    settings.mcp_server.wait_ms = 100;
+    let (s, key) = setup_with(settings).await;
+    let (code, v) = s.import(&key, NAP).await;
+    assert!(code == 200 || code == 201, "{v}");
+    let (_, listed) = rpc(&s, Some(&key), MODERN, false, "tools/list", json!({})).await;
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"hidden"),
+        "no `expose`, still a tool: {listed}"
+    );
+    let (_, called) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "hidden", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(
+        called["result"]["structuredContent"],
+        json!({"ok": true}),
+        "{called}"
+    );
+
+    // A run longer than wait_ms: the call answers STILL_RUNNING with the execution; the run
+    // goes on and ends.
+    let started = std::time::Instant::now();
+    let (_, called) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "nap", "arguments": {}}),
+    )
+    .await;
+    let took = started.elapsed();
+    let r = &called["result"];
+    assert_eq!(r["isError"], true, "{called}");
+    let text = r["content"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("STILL_RUNNING:"), "{text}");
+    assert!(took < std::time::Duration::from_millis(700), "{took:?}");
+    let id = r["_meta"]["hilo/execution_id"].as_str().unwrap();
+    assert!(text.contains(id), "{text}");
+    let e = s.wait_status(&key, id, &["succeeded"]).await;
+    assert_eq!(e["output"], json!({"woke": true}), "{e}");
+    s.stop().await;
+
+    // By default a workflow without `expose` is no tool.
+    let (s, key) = setup().await;
+    let (_, called) = rpc(
+        &s,
+        Some(&key),
+        "2025-06-18",
+        false,
+        "tools/call",
+        json!({"name": "hidden", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(
+        called["error"]["data"]["code"], "WORKFLOW_NOT_FOUND",
+        "{called}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn mcp_can_be_off() {
+    let mut settings = hilo_server::config::Settings::default();
+    settings.mcp_server.enabled = false;
+    let (s, key) = setup_with(settings).await;
+    let (code, v) = rpc(&s, Some(&key), MODERN, false, "tools/list", json!({})).await;
+    assert_eq!(code, 404, "{v}");
+    let (code, _) = rpc(&s, None, "2025-06-18", false, "initialize", json!({})).await;
+    assert_eq!(code, 404);
+    // The REST API is still there.
+    let (code, _) = s.get(&key, "/workflows").await;
+    assert_eq!(code, 200);
     s.stop().await;
 }
