@@ -194,8 +194,10 @@ async function newPage(width = 1280) {
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
     // Chromium reports every 4xx answer the page reads as an error line; the ones the tests
-    // cause on purpose (no session yet, a wrong key, a refused definition or answer) are fine.
-    if (/Failed to load resource: the server responded with a status of (401|404|422)/.test(m.text())) return;
+    // cause on purpose (a wrong key on the sign-in page, a page for something that does not
+    // exist, a refused definition or answer) are fine. A signed-out load logs nothing.
+    if (/Failed to load resource: the server responded with a status of (404|422)/.test(m.text())) return;
+    if (/status of 401/.test(m.text()) && page.url().includes('sign-in')) return;
     problems.push(`${page.url()}: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`${page.url()}: ${e.message}`));
@@ -228,6 +230,10 @@ async function shoot(page, name, focus) {
     await page.setViewportSize({ width, height: width > 600 ? 900 : 844 });
     if (focus) await focus.evaluate((e) => e.scrollIntoView({ block: 'center' }));
     await page.screenshot({ path: `${SHOTS}/${name}-${width}.png`, fullPage: false });
+    // Usable at this width: the page itself never scrolls sideways (a wide table or graph
+    // scrolls inside its own box, or stacks).
+    const [scroll, inner] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+    assert.ok(scroll <= inner, `${name} at ${width} px: the page is ${scroll} px wide`);
   }
   await page.setViewportSize({ width: 1280, height: 900 });
 }
@@ -323,6 +329,19 @@ test('a run started from the workflow page colours its nodes live', async () => 
   await page.locator('#exec-status .badge', { hasText: 'succeeded' }).waitFor();
   const rows = await page.locator('table.timeline tbody tr').count();
   assert.equal(rows, 3);
+  // A node of the graph is a button that opens its details (from the keyboard too).
+  await nap.focus();
+  await page.keyboard.press('Enter');
+  const panel = page.locator('.node-panel');
+  await panel.getByRole('heading', { name: 'Node nap' }).waitFor();
+  assert.match(await panel.innerText(), /nap\s+succeeded[\s\S]*Took[\s\S]*Output/);
+  // The graph fits its frame, zooms and pans.
+  const box = page.locator('svg.graph');
+  const full = await box.getAttribute('viewBox');
+  await page.getByRole('button', { name: 'Zoom in' }).click();
+  assert.notEqual(await box.getAttribute('viewBox'), full);
+  await page.getByRole('button', { name: 'Fit the whole graph' }).click();
+  assert.equal(await box.getAttribute('viewBox'), full);
   await axe(page, 'execution');
   await page.context().close();
 });
@@ -349,29 +368,41 @@ test('an approval answered through the generated form: invalid values refused be
   const errId = await amount.getAttribute('aria-describedby');
   const amountError = form.locator('.field', { has: page.locator('input[name="amount"]') }).locator(`#${errId}`);
   // Out of range: refused by the page, beside the field, nothing sent.
+  // The required yes/no (`approve`) is not a checkbox that an unticked box turns into a "no":
+  // the form answers with two explicit buttons, Approve and Reject.
+  assert.equal(await form.locator('input[type="checkbox"]').count(), 0);
+  assert.equal(await form.getByRole('button', { name: 'Send answer' }).count(), 0);
   await amount.fill('5000');
-  await form.getByRole('button', { name: 'Send answer' }).click();
+  await form.getByRole('button', { name: 'Approve' }).click();
   await amountError.filter({ hasText: 'Must be at most 1000.' }).waitFor();
   assert.equal(await amount.getAttribute('aria-invalid'), 'true');
   // Not a multiple of 5: only the server's schema check knows; its error lands beside the field.
   await amount.fill('7');
-  await form.getByRole('button', { name: 'Send answer' }).click();
+  await form.getByRole('button', { name: 'Approve' }).click();
   await amountError.filter({ hasText: /multiple of 5/ }).waitFor();
   await axe(page, 'execution (approval form with errors)');
   await shoot(page, 'approval');
   await amount.fill('10');
-  await form.getByLabel('Approve').check();
-  await form.getByRole('button', { name: 'Send answer' }).click();
+  await form.getByRole('button', { name: 'Reject' }).click();
   await page.locator('#exec-status .badge', { hasText: 'succeeded' }).waitFor({ timeout: 10000 });
   await page.locator('svg.graph g[data-node="review"][data-status="succeeded"]').waitFor();
   const done = await api(KEY_A, 'GET', `/executions/${id}`);
-  assert.deepEqual(done.body.output, { approved: true, amount: 10 });
+  assert.deepEqual(done.body.output, { approved: false, amount: 10 });
+  // The history says what happened, in order: the wait, then the person's answer.
+  const history = await page.locator('ol.history').innerText();
+  assert.ok(history.indexOf('review waits') < history.indexOf('review answered by a person'), history);
   await page.evaluate(() => window.scrollTo(0, 0));
   await shoot(page, 'execution');
   await page.goto(new URL('executions', BASE).href);
   await page.locator('table.list tbody tr').first().waitFor();
   await axe(page, 'executions');
   await shoot(page, 'executions');
+  // Dark mode follows the system's setting.
+  await page.emulateMedia({ colorScheme: 'dark' });
+  assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(13, 17, 23)');
+  await axe(page, 'executions (dark)');
+  await shoot(page, 'executions-dark');
+  await page.emulateMedia({ colorScheme: 'light' });
   // Paging by the API's cursor: one at a time, the next page has another.
   await page.goto(new URL('executions?limit=1', BASE).href);
   await page.getByRole('link', { name: 'Next page' }).waitFor();
@@ -385,16 +416,29 @@ test('an approval answered through the generated form: invalid values refused be
   // The filters: none of them waits any more.
   await page.goto(new URL('executions', BASE).href);
   await page.getByLabel('Status').selectOption('waiting');
-  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.getByRole('button', { name: 'Search' }).click();
   await page.waitForURL(/status=waiting/);
   await page.getByText('No executions match.').waitFor();
-  await page.getByLabel('Workflow').fill('live_demo');
+  // A workflow's name is found by its start ("live" finds live_demo).
+  await page.getByLabel('Workflow').fill('live');
   await page.getByLabel('Status').selectOption('succeeded');
-  await page.getByRole('button', { name: 'Filter' }).click();
-  await page.waitForURL(/workflow=live_demo/);
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.waitForURL(/workflow_prefix=live/);
   await page.locator('table.list tbody tr').first().waitFor();
   const shown = await page.locator('table.list tbody tr td:nth-child(2)').allInnerTexts();
   assert.ok(shown.length >= 1 && shown.every((w) => w.startsWith('live_demo')), String(shown));
+  // A JMESPath over the input finds the approval answered above, and the link keeps it.
+  await page.goto(new URL('executions', BASE).href);
+  await page.getByLabel('Where (JMESPath)').fill('workflow == `"spend_approval"` && output.approved == `false`');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.waitForURL(/where=/);
+  await page.locator(`table.list tbody tr[data-id="${id}"]`).waitFor();
+  assert.equal(await page.locator('table.list tbody tr').count(), 1);
+  await page.reload();
+  await page.locator(`table.list tbody tr[data-id="${id}"]`).waitFor();
+  // By id, from its first characters.
+  await page.goto(new URL(`executions?id=${encodeURIComponent(id.slice(0, 8))}`, BASE).href);
+  await page.locator(`table.list tbody tr[data-id="${id}"]`).waitFor();
   await page.goto(new URL('costs', BASE).href);
   await page.getByRole('heading', { level: 1, name: 'Costs' }).waitFor();
   await page.locator('main p, main table').first().waitFor();
@@ -410,6 +454,30 @@ test('an approval answered through the generated form: invalid values refused be
   assert.ok(budgets.body.windows.every((w) => Math.abs(w.limit_usd - w.spent_usd - w.left_usd) < 1e-9));
   await axe(page, 'costs');
   await shoot(page, 'costs');
+  await page.context().close();
+});
+
+test('cancel asks first; resume is offered only where it can act', async () => {
+  const started = await api(KEY_A, 'POST', '/executions', { workflow: 'spend_approval', input: {} });
+  const id = started.body.execution_id;
+  await waitStatus(KEY_A, id, ['waiting']);
+  const page = await newPage();
+  await signIn(page, KEY_A);
+  await page.goto(new URL(`executions/${id}`, BASE).href);
+  await page.locator('form.schema-form').waitFor();
+  // Waiting for a person: resuming would do nothing, so there is no Resume.
+  assert.equal(await page.getByRole('button', { name: 'Resume' }).count(), 0);
+  await page.getByRole('button', { name: 'Cancel…' }).click();
+  const dialog = page.getByRole('dialog', { name: `Cancel execution ${id}?` });
+  await dialog.waitFor();
+  await axe(page, 'execution (confirm cancel)');
+  await shoot(page, 'execution-cancel-confirm', dialog);
+  await dialog.getByRole('button', { name: 'Keep it running' }).click();
+  await dialog.waitFor({ state: 'detached' });
+  assert.equal((await api(KEY_A, 'GET', `/executions/${id}`)).body.status, 'waiting');
+  await page.getByRole('button', { name: 'Cancel…' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Cancel the execution' }).click();
+  await page.locator('#exec-status .badge', { hasText: 'cancelled' }).waitFor({ timeout: 10000 });
   await page.context().close();
 });
 
@@ -456,15 +524,16 @@ test('an agent that read the knowledge base shows the chunks it was given, with 
   await page.goto(new URL(`executions/${run.body.id}`, BASE).href);
   const row = page.locator('table.timeline tr[data-key="answer"]');
   await row.waitFor();
-  await row.locator('details summary').click();
-  const read = row.locator('.kb-read');
+  await row.getByRole('button', { name: 'answer' }).click();
+  const panel = page.locator('.node-panel');
+  const read = panel.locator('.kb-read');
   await read.waitFor();
   const text = await read.innerText();
-  assert.match(text, /Knowledge read from `policies` \(text\): 2 chunks/);
+  assert.match(text, /Knowledge read from policies \(text\): 2 chunks/);
   assert.match(text, /shipping\.md — Shipping > Costs · score 1\.00 \(text #1\)/);
   assert.match(text, /Shipping is free for orders above 50 euros/);
   await axe(page, 'execution (knowledge read)');
-  await shoot(page, 'execution-knowledge', row);
+  await shoot(page, 'execution-knowledge', panel);
   await page.context().close();
 });
 
@@ -540,6 +609,17 @@ test('a failed saga: each compensation has its own row in the timeline', async (
   await page.locator('svg.graph g[data-node="reserve"][data-status="compensated"]').waitFor({ timeout: 5000 });
   await axe(page, 'execution (compensations)');
   await shoot(page, 'execution-compensation', page.locator('table.timeline'));
+  // Retry from the failed node: a new execution, linked to this one, that takes the record
+  // of everything before the failed node.
+  const failedKey = view.nodes.find((n) => n.status === 'failed').key;
+  await page.getByRole('button', { name: `Retry from ${failedKey}` }).click();
+  await page.waitForURL((u) => u.pathname.includes('/executions/') && !u.pathname.endsWith(`/${id}`));
+  await page.locator('#exec-started-by', { hasText: `retry of ${id} from ${failedKey}` }).waitFor();
+  const retried = page.url().split('/executions/')[1];
+  const again = (await api(KEY_A, 'GET', `/executions/${retried}`)).body;
+  assert.deepEqual(again.started_by, { kind: 'retry', origin: id, at: failedKey });
+  await shoot(page, 'execution-retry', page.locator('#exec-started-by'));
+  // Cancel asks first; declining changes nothing.
   await page.context().close();
 });
 
@@ -672,9 +752,10 @@ test("a second tenant's key sees none of the first tenant's executions or workfl
   await signIn(page, KEY_B);
   assert.match(await page.locator('#who').innerText(), /globex/);
   await page.getByText('No executions match.').waitFor();
-  await page.goto(new URL(`executions/${theirs}`, BASE).href);
-  await page.locator('main .error').waitFor();
-  assert.match(await page.locator('main .error').innerText(), /not found/i);
+  const r = await page.goto(new URL(`executions/${theirs}`, BASE).href);
+  assert.equal(r.status(), 404);
+  await page.getByRole('heading', { level: 1, name: 'Not found' }).waitFor();
+  assert.match(await page.locator('main').innerText(), /no execution/i);
   await page.goto(new URL('workflows', BASE).href);
   await page.getByText('No workflows yet').waitFor();
   await page.goto(new URL('inbox', BASE).href);
@@ -682,7 +763,7 @@ test("a second tenant's key sees none of the first tenant's executions or workfl
   await page.getByText('Not yet assigned, by priority then age: nothing.').waitFor();
   const conv = (await api(KEY_A, 'GET', '/conversations?limit=1')).body.items[0];
   await page.goto(new URL(`conversations/${conv.id}`, BASE).href);
-  await page.locator('main .error').waitFor();
+  await page.getByRole('heading', { level: 1, name: 'Not found' }).waitFor();
   await page.context().close();
 });
 
@@ -898,8 +979,8 @@ test('a workflow written by a planner: the child shows its definition, who wrote
     await page.goto(new URL(`executions/${parent}`, BASE).href);
     const row = page.locator('table.timeline tr[data-key="plan"]');
     await row.waitFor();
-    await row.locator('details summary').click();
-    const wrote = row.locator('.written-child');
+    await row.getByRole('button', { name: 'plan' }).click();
+    const wrote = page.locator('.node-panel .written-child');
     await wrote.waitFor();
     assert.match(await wrote.innerText(), new RegExp(`Wrote a workflow, run as child execution ${child.replace('.', '\\.')}`));
     await wrote.getByRole('link').click();
@@ -925,6 +1006,38 @@ test('a workflow written by a planner: the child shows its definition, who wrote
   } finally {
     model.server.close();
   }
+});
+
+test("unknown pages are the console's own not found; keyboard shortcuts find and go", async () => {
+  const page = await newPage();
+  // Signed out, the sections are not offered.
+  await page.goto(new URL('sign-in', BASE).href);
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  assert.equal(await page.getByRole('navigation', { name: 'Main' }).isVisible(), false);
+  await signIn(page, KEY_A);
+  assert.equal(await page.getByRole('navigation', { name: 'Main' }).isVisible(), true);
+  const r = await page.goto(new URL('no/such/page', BASE).href);
+  assert.equal(r.status(), 404);
+  await page.getByRole('heading', { level: 1, name: 'Not found' }).waitFor();
+  await axe(page, 'not found');
+  await shoot(page, 'not-found');
+  // `/costs/` is the costs page.
+  await page.goto(new URL('costs/', BASE).href);
+  await page.getByRole('heading', { level: 1, name: 'Costs' }).waitFor();
+  assert.ok(new URL(page.url()).pathname.endsWith('/costs'));
+  // `g w` goes to the workflows, `/` to the executions' search, `?` lists the shortcuts.
+  await page.locator('main h1').click();
+  await page.keyboard.press('g');
+  await page.keyboard.press('w');
+  await page.getByRole('heading', { level: 1, name: 'Workflows' }).waitFor();
+  await page.keyboard.press('/');
+  await page.getByRole('heading', { level: 1, name: 'Executions' }).waitFor();
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'f-id');
+  await page.locator('main h1').click();
+  await page.keyboard.press('?');
+  await page.getByRole('dialog', { name: 'Keyboard shortcuts' }).waitFor();
+  await page.getByRole('dialog').getByRole('button', { name: 'Close' }).click();
+  await page.context().close();
 });
 
 test('measures: first load of the executions page, and an execution of 500 nodes', async () => {

@@ -64,10 +64,25 @@ export function el(tag, attrs = {}, ...children) {
   return e;
 }
 
-export function fmtTime(iso) {
+const pad = (n, w = 2) => String(n).padStart(w, '0');
+
+/**
+ * A time as the console writes every time: `2026-11-27 09:14:03` in the browser's zone
+ * (with the zone's offset when `long`).
+ */
+export function fmtTime(iso, long = false) {
   if (!iso) return '—';
   const d = new Date(iso);
-  return d.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const s = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  if (!long) return s;
+  const off = -d.getTimezoneOffset();
+  return `${s}.${pad(d.getMilliseconds(), 3)} UTC${off >= 0 ? '+' : '−'}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+}
+
+/** `1 call`, `2 calls` (or the plural given). */
+export function plural(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 export function fmtMs(ms) {

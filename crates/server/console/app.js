@@ -3,6 +3,9 @@
 
 import { PREFIX, call, el, setCsrf, whenUnauthorized } from './api.js';
 import * as views from './views.js';
+import { executions } from './executions.js';
+import { execution } from './execution.js';
+import { notFound } from './common.js';
 
 const main = document.getElementById('main');
 const who = document.getElementById('who');
@@ -22,6 +25,8 @@ export function navigate(to, replace = false) {
 }
 
 function showWho() {
+  // The sections are for someone signed in: hidden until then.
+  document.querySelector('header nav').hidden = !session;
   if (!session) {
     who.replaceChildren();
     return;
@@ -70,13 +75,19 @@ async function render() {
     return;
   } else if (p === '' || p === 'executions') {
     document.title = 'Executions · hilo';
-    cleanup = await views.executions(main, ctx);
+    cleanup = await executions(main, ctx);
   } else if ((m = /^executions\/([^/]+)$/.exec(p))) {
     document.title = 'Execution · hilo';
-    cleanup = await views.execution(main, { ...ctx, id: decodeURIComponent(m[1]) });
+    cleanup = await execution(main, { ...ctx, id: decodeURIComponent(m[1]) });
   } else if (p === 'workflows') {
     document.title = 'Workflows · hilo';
     cleanup = await views.workflows(main, ctx);
+  } else if (p === 'workflows/new' || (m = /^workflows\/([^/]+)\/edit$/.exec(p))) {
+    // The visual builder: its bundle (assets/builder.js, builder.css) loads only here.
+    const name = p === 'workflows/new' ? null : decodeURIComponent(m[1]);
+    document.title = `${name ? `Edit ${name}` : 'New workflow'} · hilo`;
+    const builder = await import('./builder.js');
+    cleanup = await builder.mount(main, { ...ctx, name });
   } else if ((m = /^workflows\/([^/]+)$/.exec(p))) {
     document.title = 'Workflow · hilo';
     cleanup = await views.workflow(main, { ...ctx, name: decodeURIComponent(m[1]) });
@@ -96,9 +107,13 @@ async function render() {
     document.title = 'Costs · hilo';
     cleanup = await views.costs(main, ctx);
   } else {
-    main.replaceChildren(el('h1', {}, 'Not found'), el('p', {}, 'The console has no page here. '), el('a', { href: 'executions' }, 'Executions'));
+    notFound(main, `The console has no page at /${p}.`);
   }
   if (typeof cleanup === 'function') stop = cleanup;
+  if (query.get('focus') === 'search') {
+    const box = main.querySelector('[role="search"] input');
+    if (box) { box.focus(); return; }
+  }
   const h = main.querySelector('h1');
   if (h && document.activeElement === document.body) h.focus({ preventScroll: true });
 }
@@ -124,10 +139,40 @@ whenUnauthorized(() => {
   if (path() !== 'sign-in') navigate(`sign-in?next=${encodeURIComponent(path() + location.search)}`, true);
 });
 
+// Keyboard shortcuts: `/` finds (the page's search, else the executions'), `g` then `e`,
+// `w`, `t`, `i` or `c` goes to executions, workflows, triggers, inbox or costs; `?` lists them.
+let pendingG = 0;
+const GO = { e: 'executions', w: 'workflows', t: 'triggers', i: 'inbox', c: 'costs' };
+document.addEventListener('keydown', (ev) => {
+  const t = ev.target;
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || !session) return;
+  if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName) || t.closest('.cm-editor, dialog'))) return;
+  if (ev.key === '/') {
+    ev.preventDefault();
+    const box = main.querySelector('[role="search"] input');
+    if (box) box.focus();
+    else navigate('executions?focus=search');
+  } else if (ev.key === 'g') {
+    pendingG = Date.now();
+  } else if (pendingG && Date.now() - pendingG < 1500 && GO[ev.key]) {
+    pendingG = 0;
+    navigate(GO[ev.key]);
+  } else if (ev.key === '?') {
+    const d = document.getElementById('shortcuts');
+    if (d) d.showModal();
+  } else {
+    pendingG = 0;
+  }
+});
+
+// On a builder path the builder's bundle loads while the session is read.
+if (/^workflows\/(new|[^/]+\/edit)$/.test(path())) import('./builder.js').catch(() => {});
+
 (async () => {
   try {
+    // 204 (no content) when this browser is signed out.
     session = await call('GET', 'session', undefined, { quiet: true });
-    setCsrf(session.csrf);
+    if (session) setCsrf(session.csrf);
   } catch {
     session = null;
   }

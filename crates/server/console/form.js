@@ -36,8 +36,27 @@ function field(name, schema, required, pointer) {
       required ? null : el('option', { value: '' }, '—'),
       schema.enum.map((v, i) => el('option', { value: String(i) }, String(v))));
     read = () => (input.value === '' ? { present: false } : { value: schema.enum[Number(input.value)], present: true });
+  } else if (schema.type === 'boolean' && required) {
+    // A required yes/no is two choices and no default: not answering is not a "no".
+    const yes = el('input', { type: 'radio', name: id, id: `${id}-yes`, value: 'true', 'aria-describedby': errId });
+    const no = el('input', { type: 'radio', name: id, id: `${id}-no`, value: 'false', 'aria-describedby': errId });
+    if (schema.default === true) yes.checked = true;
+    if (schema.default === false) no.checked = true;
+    read = () => (yes.checked ? { value: true, present: true } : no.checked ? { value: false, present: true } : { present: false });
+    const fs = el('fieldset', { class: 'sub yesno' },
+      el('legend', {}, label(name, schema), req), help,
+      el('span', { class: 'field check' }, yes, el('label', { for: `${id}-yes` }, 'Yes')),
+      el('span', { class: 'field check' }, no, el('label', { for: `${id}-no` }, 'No')), err);
+    const check = () => {
+      const ok = read().present;
+      err.textContent = ok ? '' : 'Required: choose Yes or No.';
+      return ok;
+    };
+    const set = (v) => { yes.checked = v === true; no.checked = v === false; };
+    return { node: fs, pointer, read, set, setError: (m) => { err.textContent = m || ''; }, check };
   } else if (schema.type === 'boolean') {
     input = el('input', { ...common, type: 'checkbox' });
+    if (schema.default === true) input.checked = true;
     read = () => ({ value: input.checked, present: true });
     const row = el('div', { class: 'field check' }, input, el('label', { for: id }, label(name, schema), req), help, err);
     return { node: row, pointer, read, setError: (m) => setErr(input, err, m), check: () => true };
@@ -123,17 +142,33 @@ export function schemaForm(schema, submit, submitLabel = 'Send answer') {
   const wrapped = s !== schema;
   const obj = objectFields(s, '');
   const formError = el('p', { class: 'form-error', role: 'alert' });
+  // An approval (a required yes/no at the top, such as `approved`) is answered with two
+  // explicit buttons rather than a field and a "send".
+  const decision = wrapped ? null : obj.fields.find((f) => f.set && /approv|accept|allow|confirm|ok$/i.test(f.name))
+    || (obj.fields.filter((f) => f.set).length === 1 ? obj.fields.find((f) => f.set) : null);
+  if (decision) decision.node.hidden = true;
   const button = el('button', { type: 'submit' }, submitLabel);
-  const form = el('form', { class: 'schema-form', novalidate: true }, obj.nodes, formError, button);
+  const approve = el('button', { type: 'submit', value: 'yes', class: 'approve' }, 'Approve');
+  const reject = el('button', { type: 'submit', value: 'no', class: 'danger' }, 'Reject');
+  const form = el('form', { class: 'schema-form', novalidate: true }, obj.nodes, formError,
+    decision ? el('div', { class: 'actions' }, approve, reject) : button);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     formError.textContent = '';
+    if (decision) {
+      const by = ev.submitter;
+      if (by !== approve && by !== reject) {
+        formError.textContent = 'Choose Approve or Reject.';
+        return;
+      }
+      decision.set(by === approve);
+    }
     if (!obj.check()) {
       formError.textContent = 'Some fields need a correction (see beside them).';
       return;
     }
     const value = wrapped ? obj.read().answer : obj.read();
-    button.disabled = true;
+    for (const b of [button, approve, reject]) b.disabled = true;
     try {
       await submit(value);
     } catch (e) {
@@ -153,7 +188,7 @@ export function schemaForm(schema, submit, submitLabel = 'Send answer') {
       }
       formError.textContent = left.length ? left.join(' ') : (errors.length ? 'The server refused the answer (see beside the fields).' : e.message);
     } finally {
-      button.disabled = false;
+      for (const b of [button, approve, reject]) b.disabled = false;
     }
   });
   return form;

@@ -2,33 +2,9 @@
 // itself from the HTTP API and returns a function that stops what it started (live streams).
 
 import { api, call, el, fmtMs, fmtTime, statusBadge, setCsrf, ApiError } from './api.js';
-import { drawGraph, topNode } from './graph.js';
+import { drawGraph } from './graph.js';
 import { schemaForm } from './form.js';
-
-const EXEC_STATUSES = ['pending', 'running', 'waiting', 'succeeded', 'failed', 'compensated', 'handed_over', 'cancelled'];
-const TERMINAL = new Set(['succeeded', 'failed', 'compensated', 'handed_over', 'cancelled']);
-
-/** Replaces `parent`'s children with `kids` (arrays flattened; null, undefined, false left out). */
-function fill(parent, ...kids) {
-  parent.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
-}
-
-function heading(text) {
-  return el('h1', { tabindex: '-1' }, text);
-}
-
-function errorBox(e) {
-  return el('p', { class: 'error', role: 'alert' }, e instanceof Error ? e.message : String(e));
-}
-
-function json(value) {
-  // Focusable: a long value scrolls, and a keyboard user must be able to scroll it too.
-  return el('pre', { class: 'json', tabindex: '0' }, value === undefined ? '—' : JSON.stringify(value, null, 2));
-}
-
-function link(href, text, attrs = {}) {
-  return el('a', { href, ...attrs }, text);
-}
+import { EXEC_STATUSES, TERMINAL, errorBox, fill, heading, json, link, md, notFound, startedBy } from './common.js';
 
 // ---- sign-in -------------------------------------------------------------------------
 
@@ -41,7 +17,7 @@ export function signIn(main, { done }) {
   const form = el('form', { class: 'card narrow', novalidate: true },
     el('div', { class: 'field' },
       el('label', { for: 'key' }, 'API key'),
-      el('span', { class: 'help', id: 'key-help' }, 'A key from `hilo keys create` (or a human agent’s key). It stays on the server; this browser gets a session cookie.'),
+      el('span', { class: 'help', id: 'key-help' }, ...md('A key from `hilo keys create` (or a human agent’s key). It stays on the server; this browser gets a session cookie.')),
       input, err),
     el('button', { type: 'submit' }, 'Sign in'));
   form.addEventListener('submit', async (ev) => {
@@ -64,335 +40,6 @@ export function signIn(main, { done }) {
   });
   fill(main, heading('Sign in'), form);
   input.focus();
-}
-
-// ---- executions ----------------------------------------------------------------------
-
-export async function executions(main, { query, navigate }) {
-  const status = query.get('status') || '';
-  const workflow = query.get('workflow') || '';
-  const cursor = query.get('cursor') || '';
-  const size = Math.min(Math.max(Number(query.get('limit')) || 50, 1), 500);
-  const statusSel = el('select', { id: 'f-status', name: 'status' },
-    el('option', { value: '' }, 'any'),
-    EXEC_STATUSES.map((s) => el('option', { value: s, selected: s === status }, s.replace('_', ' '))));
-  const wfInput = el('input', { id: 'f-workflow', name: 'workflow', type: 'text', value: workflow });
-  const filters = el('form', { class: 'filters', role: 'search', 'aria-label': 'Filter executions' },
-    el('div', { class: 'field' }, el('label', { for: 'f-status' }, 'Status'), statusSel),
-    el('div', { class: 'field' }, el('label', { for: 'f-workflow' }, 'Workflow'), wfInput),
-    el('button', { type: 'submit' }, 'Filter'));
-  filters.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    const q = new URLSearchParams();
-    if (statusSel.value) q.set('status', statusSel.value);
-    if (wfInput.value.trim()) q.set('workflow', wfInput.value.trim());
-    if (size !== 50) q.set('limit', String(size));
-    navigate(`executions${q.size ? '?' + q : ''}`);
-  });
-  const body = el('div', {}, el('p', {}, 'Loading…'));
-  fill(main, heading('Executions'), filters, body);
-  const q = new URLSearchParams({ limit: String(size) });
-  if (status) q.set('status', status);
-  if (workflow) q.set('workflow', workflow);
-  if (cursor) q.set('cursor', cursor);
-  try {
-    const page = await api('GET', `/executions?${q}`);
-    const rows = page.items.map((x) => el('tr', {},
-      el('td', {}, link(`executions/${encodeURIComponent(x.id)}`, x.id, { class: 'mono' })),
-      el('td', {}, link(`workflows/${encodeURIComponent(x.workflow)}`, `${x.workflow} v${x.version}`)),
-      el('td', {}, statusBadge(x.status)),
-      el('td', {}, fmtTime(x.created_at)),
-      el('td', {}, x.finished_at ? fmtMs(Date.parse(x.finished_at) - Date.parse(x.created_at)) : '—')));
-    const table = el('table', { class: 'list' },
-      el('caption', { class: 'sr-only' }, 'Executions, newest first'),
-      el('thead', {}, el('tr', {}, ['Execution', 'Workflow', 'Status', 'Started', 'Duration'].map((h) => el('th', { scope: 'col' }, h)))),
-      el('tbody', {}, rows));
-    const nav = el('nav', { class: 'pager', 'aria-label': 'Pages' });
-    const base = new URLSearchParams();
-    if (status) base.set('status', status);
-    if (workflow) base.set('workflow', workflow);
-    if (size !== 50) base.set('limit', String(size));
-    if (cursor) nav.append(link(`executions${base.size ? '?' + base : ''}`, 'First page'));
-    if (page.next_cursor) {
-      const next = new URLSearchParams(base);
-      next.set('cursor', page.next_cursor);
-      nav.append(link(`executions?${next}`, 'Next page', { rel: 'next' }));
-    }
-    fill(body, page.items.length ? el('div', { class: 'scroll' }, table) : el('p', {}, 'No executions match.'), nav);
-  } catch (e) {
-    fill(body, errorBox(e));
-  }
-}
-
-// ---- one execution -------------------------------------------------------------------
-
-const EVENT_STATUS = {
-  node_started: 'running', node_succeeded: 'succeeded', node_failed: 'failed',
-  node_skipped: 'skipped', node_retrying: 'retrying', node_waiting: 'waiting',
-  node_cancelled: 'cancelled', compensation_started: 'compensating',
-  compensation_succeeded: 'compensated', compensation_failed: 'failed',
-};
-const EVENTS = Object.keys(EVENT_STATUS).concat([
-  'execution_started', 'execution_resumed', 'timer_fired', 'human_answered', 'child_finished',
-  'cancel_requested', 'execution_waiting', 'execution_succeeded', 'execution_failed',
-  'execution_compensated', 'execution_handed_over', 'execution_cancelled']);
-
-/** A node key's LLM use (`costs.by_node`): tokens in and out, and its cost with the calls. */
-function nodeUsage(c) {
-  if (!c) return [el('td', { class: 'num' }, '—'), el('td', { class: 'num' }, '—')];
-  const calls = `${c.llm_calls} call${c.llm_calls === 1 ? '' : 's'}`;
-  return [
-    el('td', { class: 'num', title: `${c.input_tokens} in, ${c.output_tokens} out` },
-      `${c.input_tokens + c.output_tokens}`, el('span', { class: 'muted' }, ` (${c.input_tokens} in · ${c.output_tokens} out)`)),
-    el('td', { class: 'num' }, `$${(c.cost_usd || 0).toFixed(4)}`, el('span', { class: 'muted' }, ` · ${calls}`)),
-  ];
-}
-
-/** A timeline bar from `s` to `f` (ms; `f` null: still going) on the axis `t0`..`t1`. */
-function bar(s, f, t0, t1, status, label) {
-  const track = el('div', { class: 'track', title: label });
-  if (s === null) return track;
-  const span = t1 - t0;
-  const left = ((s - t0) / span) * 100;
-  const width = Math.max((((f ?? t1) - s) / span) * 100, 0.4);
-  const b = el('div', { class: `bar s-${status}` });
-  b.style.left = `${left.toFixed(2)}%`;
-  b.style.width = `${Math.min(width, 100 - left).toFixed(2)}%`;
-  track.append(b);
-  return track;
-}
-
-/** A time of the view (RFC 3339) as ms, or null. */
-const ms = (t) => (t ? Date.parse(t) : null);
-
-/**
- * The row of a node's compensation ("undo <node>"): its status, attempts, how long it took
- * (from its first attempt's start to its end) as a bar on the run's axis, its tool and error.
- */
-function undoRow(n, t0, t1) {
-  const c = n.compensation;
-  const s = ms(c.started_at);
-  const f = ms(c.finished_at);
-  const dur = s !== null ? (f ?? Date.now()) - s : null;
-  const more = [el('div', {}, 'with ', el('span', { class: 'mono' }, c.tool))];
-  if (c.error) more.push(el('div', { class: 'undo-error' }, el('strong', {}, 'Error: '), c.error.code ? `${c.error.code}: ` : '', c.error.message || JSON.stringify(c.error)));
-  return el('tr', { class: 'undo', 'data-undo': n.key },
-    el('th', { scope: 'row', class: 'mono' }, `undo ${n.key}`),
-    el('td', {}, statusBadge(c.status)),
-    el('td', { class: 'num' }, String(c.attempts || 0), c.attempts > 1 ? el('span', { class: 'muted' }, ` (${c.attempts - 1} retr${c.attempts === 2 ? 'y' : 'ies'})`) : null),
-    el('td', { class: 'num undo-duration' }, fmtMs(dur)),
-    el('td', { class: 'num' }, '—'),
-    el('td', { class: 'num' }, '—'),
-    el('td', { class: 'timeline-cell' }, bar(s, f, t0, t1, c.status === 'succeeded' ? 'compensated' : (c.status === 'running' ? 'compensating' : c.status), `undo ${n.key}: ${fmtMs(dur)}`)),
-    el('td', {}, more));
-}
-
-/** The knowledge-base searches an agent made (`with.context.knowledge`), from its trace. */
-function knowledgeSteps(trace) {
-  return (Array.isArray(trace.steps) ? trace.steps : []).map((s) => s && s.knowledge).filter(Boolean);
-}
-
-/** What one search gave the agent: each chunk's source, heading, score and ranks. */
-function knowledgeRead(k) {
-  const hits = Array.isArray(k.hits) ? k.hits : [];
-  const head = `Knowledge read from \`${k.collection}\` (${(k.ranked_by || []).join(' + ') || 'nothing ranked'}): ${hits.length} chunk${hits.length === 1 ? '' : 's'}`;
-  const items = hits.map((h) => {
-    const ranks = [h.text_rank ? `text #${h.text_rank}` : null, h.vector_rank ? `vector #${h.vector_rank}` : null].filter(Boolean).join(', ');
-    return el('li', { class: 'kb-hit' },
-      el('span', { class: 'mono' }, h.source || '?'),
-      h.heading ? ` — ${h.heading}` : '',
-      el('span', { class: 'muted' }, ` · score ${Number(h.score || 0).toFixed(2)}${ranks ? ` (${ranks})` : ''}`),
-      h.text ? el('div', { class: 'kb-text' }, h.text) : null);
-  });
-  return el('div', { class: 'kb-read' }, el('strong', {}, head),
-    k.note ? el('div', { class: 'muted' }, k.note) : null,
-    items.length ? el('ol', {}, items) : null);
-}
-
-function timeline(view) {
-  const byNode = (view.costs && view.costs.by_node) || {};
-  const undos = [];
-  const t0 = Date.parse(view.created_at);
-  const ends = view.nodes.flatMap((n) => [
-    Date.parse(n.finished_at || n.started_at || view.updated_at),
-    n.compensation ? ms(n.compensation.finished_at || n.compensation.started_at) : null]);
-  const t1 = Math.max(Date.parse(view.finished_at || view.updated_at), ...ends.filter(Number.isFinite), t0 + 1);
-  const span = t1 - t0;
-  const frag = document.createDocumentFragment();
-  for (const n of view.nodes) {
-    const s = ms(n.started_at);
-    const f = ms(n.finished_at);
-    const dur = s !== null ? (f ?? Date.now()) - s : null;
-    const more = [];
-    if (n.child) more.push(el('div', { class: 'written-child' }, el('strong', {}, 'Wrote a workflow, run as child execution '), link(`executions/${encodeURIComponent(n.child)}`, n.child)));
-    if (n.error) more.push(el('div', {}, el('strong', {}, 'Error: '), json(n.error)));
-    if (n.output !== undefined && n.output !== null) more.push(el('div', {}, el('strong', {}, 'Output: '), json(n.output)));
-    if (n.trace) {
-      for (const k of knowledgeSteps(n.trace)) more.push(knowledgeRead(k));
-      more.push(el('div', {}, el('strong', {}, 'Agent trace: '), json(n.trace)));
-    }
-    frag.append(el('tr', { 'data-key': n.key },
-      el('th', { scope: 'row', class: 'mono' }, n.key),
-      el('td', {}, statusBadge(n.status)),
-      el('td', { class: 'num' }, n.attempts ? String(n.attempts) : '—', n.attempts > 1 ? el('span', { class: 'muted' }, ` (${n.attempts - 1} retr${n.attempts === 2 ? 'y' : 'ies'})`) : null),
-      el('td', { class: 'num' }, fmtMs(dur)),
-      nodeUsage(byNode[n.key]),
-      el('td', { class: 'timeline-cell' }, bar(s, f, t0, t1, n.status, `${n.key}: ${fmtMs(dur)}`)),
-      el('td', {}, more.length ? el('details', {}, el('summary', {}, 'details'), more) : '')));
-    if (n.compensation) undos.push(n);
-  }
-  // Compensations run after the failure, one at a time, in reverse order of the nodes'
-  // completion: in the order they started (those not started yet last, in the order they
-  // will).
-  const order = (n) => [ms(n.compensation.started_at) ?? Infinity, -(ms(n.finished_at) ?? 0)];
-  undos.sort((a, b) => {
-    const [x, y] = [order(a), order(b)];
-    return x[0] - y[0] || x[1] - y[1];
-  });
-  for (const n of undos) frag.append(undoRow(n, t0, t1));
-  return el('div', { class: 'scroll' }, el('table', { class: 'list timeline' },
-    el('caption', {}, `Node attempts (${view.nodes.length}${view.nodes_total ? ' of ' + view.nodes_total : ''})${undos.length ? `, then ${undos.length} compensation${undos.length === 1 ? '' : 's'}` : ''}, over ${fmtMs(span)}`),
-    el('thead', {}, el('tr', {}, ['Node', 'Status', 'Attempts', 'Duration', 'Tokens', 'LLM cost', 'Timeline', 'More'].map((h) => el('th', { scope: 'col' }, h)))),
-    el('tbody', {}, frag)));
-}
-
-export async function execution(main, { id, navigate }) {
-  const t0 = performance.now();
-  const title = heading(`Execution ${id}`);
-  fill(main, title, el('p', {}, 'Loading…'));
-  let view;
-  let layout;
-  try {
-    view = await api('GET', `/executions/${encodeURIComponent(id)}?nodes_limit=10000`);
-    // The definition the execution runs: its stored version, or the one kept with it (a
-    // workflow a planner wrote).
-    layout = await call('GET', `ui/executions/${encodeURIComponent(id)}/layout`);
-  } catch (e) {
-    fill(main, title, errorBox(e));
-    return () => {};
-  }
-  const graph = drawGraph(layout, `Graph of ${view.workflow} version ${view.version}, coloured by node status`);
-  const summary = el('div', { class: 'summary' });
-  const actions = el('div', { class: 'actions' });
-  const tasks = el('section', { 'aria-labelledby': 'tasks-h' });
-  const tl = el('section', { 'aria-labelledby': 'tl-h' });
-  const io = el('section', { 'aria-labelledby': 'io-h' });
-  const written = el('section', { 'aria-labelledby': 'def-h' });
-  const live = el('p', { class: 'live muted', 'aria-live': 'polite' });
-  fill(main, title, summary, actions, live,
-    el('section', { 'aria-labelledby': 'graph-h' }, el('h2', { id: 'graph-h' }, 'Graph'),
-      el('div', { class: 'graph-wrap', tabindex: '0', role: 'region', 'aria-label': 'Workflow graph (scrolls)' }, graph.element),
-      legend()),
-    tasks, tl, io, view.generated_by ? written : null);
-
-  let shownTasks = null;
-  const render = (v) => {
-    view = v;
-    fill(summary, el('dl', { class: 'facts' },
-      el('dt', {}, 'Workflow'), el('dd', {}, v.generated_by ? `${v.workflow} v${v.version} (written, not stored)` : link(`workflows/${encodeURIComponent(v.workflow)}`, `${v.workflow} v${v.version}`)),
-      el('dt', {}, 'Status'), el('dd', { id: 'exec-status' }, statusBadge(v.status)),
-      el('dt', {}, 'Started'), el('dd', {}, fmtTime(v.created_at)),
-      el('dt', {}, 'Finished'), el('dd', {}, fmtTime(v.finished_at)),
-      el('dt', {}, 'Started by'), el('dd', { id: 'exec-started-by' }, startedBy(v.started_by)),
-      el('dt', {}, 'Trace'), el('dd', { id: 'exec-trace' },
-        el('code', { class: 'mono trace-id', title: `OpenTelemetry trace id ${v.trace_id}` }, v.trace_id), ' ',
-        el('button', { type: 'button', class: 'small', 'aria-label': 'Copy the trace id', onclick: () => copyTrace(v.trace_id) }, 'Copy')),
-      el('dt', {}, 'LLM cost'), el('dd', {}, `$${(v.costs.cost_usd || 0).toFixed(4)} · ${v.costs.input_tokens + v.costs.output_tokens} tokens · ${v.costs.llm_calls} calls`),
-      v.parent_id ? [el('dt', {}, 'Parent'), el('dd', {}, link(`executions/${v.parent_id}`, v.parent_id))] : null,
-      v.generated_by ? [el('dt', {}, 'Definition'), el('dd', { id: 'exec-generated-by' }, 'generated by ',
-        link(`executions/${encodeURIComponent(v.generated_by.execution_id)}`, v.generated_by.execution_id), ` / ${v.generated_by.node_key}`)] : null,
-      v.grant ? [el('dt', {}, 'Tools granted'), el('dd', { id: 'exec-grant' }, v.grant.length ? v.grant.join(', ') : 'none')] : null));
-    const top = new Map();
-    // A node whose undo succeeded is drawn compensated (as the live stream's
-    // compensation_succeeded makes it); its own status stays in the timeline.
-    const drawn = (n) => (n.compensation?.status === 'succeeded' ? 'compensated' : n.status);
-    for (const n of v.nodes) if (!n.key.includes('/')) top.set(n.key, drawn(n));
-    for (const n of v.nodes) if (n.key.includes('/') && !top.has(topNode(n.key))) top.set(topNode(n.key), 'running');
-    for (const [k, s] of top) graph.setStatus(k, s);
-    fill(actions);
-    if (!TERMINAL.has(v.status)) {
-      actions.append(el('button', { type: 'button', class: 'danger', onclick: () => act('cancel') }, 'Cancel'));
-      actions.append(el('button', { type: 'button', onclick: () => act('resume') }, 'Resume'));
-    }
-    // The forms are rebuilt only when the pending questions change, so that what the person
-    // typed (and the errors beside it) survive the refreshes live events cause.
-    const pending = v.tasks.filter((t) => t.status === 'pending');
-    const ids = pending.map((t) => t.id).join(' ');
-    if (ids !== shownTasks) {
-      shownTasks = ids;
-      fill(tasks, el('h2', { id: 'tasks-h' }, 'Waiting for a person'),
-        pending.length ? pending.map((t) => el('div', { class: 'card task', 'data-task': t.id },
-          el('h3', {}, t.node_key), el('p', {}, t.prompt),
-          schemaForm(t.schema, async (answer) => {
-            await api('POST', `/tasks/${encodeURIComponent(t.id)}/answer`, { answer });
-            live.textContent = `Answer to ${t.node_key} sent.`;
-            refresh();
-          }))) : el('p', { class: 'muted' }, 'No questions pending.'));
-    }
-    fill(tl, el('h2', { id: 'tl-h' }, 'Timeline'), timeline(v));
-    if (v.generated_by && v.definition) fill(written, el('h2', { id: 'def-h' }, 'Definition (written by a planner)'), json(v.definition));
-    fill(io, el('h2', { id: 'io-h' }, 'Input and output'),
-      el('h3', {}, 'Input'), json(v.input),
-      el('h3', {}, v.error ? 'Error' : 'Output'), json(v.error || v.output));
-  };
-  // The trace id to the clipboard, or (without one: not a secure context) selected for a copy.
-  const copyTrace = async (traceId) => {
-    try {
-      await navigator.clipboard.writeText(traceId);
-      live.textContent = 'Trace id copied.';
-    } catch {
-      const code = summary.querySelector('#exec-trace code');
-      if (code) window.getSelection().selectAllChildren(code);
-      live.textContent = 'Trace id selected: press Ctrl+C (⌘C) to copy it.';
-    }
-  };
-  const act = async (what) => {
-    try {
-      await api('POST', `/executions/${encodeURIComponent(id)}/${what}`);
-      live.textContent = what === 'cancel' ? 'Cancel requested.' : 'Resumed.';
-      refresh();
-    } catch (e) {
-      live.textContent = e.message;
-    }
-  };
-  let timer = null;
-  let stopped = false;
-  const refresh = () => {
-    if (timer || stopped) return;
-    timer = setTimeout(async () => {
-      timer = null;
-      try {
-        render(await api('GET', `/executions/${encodeURIComponent(id)}?nodes_limit=10000`));
-      } catch (e) {
-        live.textContent = e.message;
-      }
-    }, 300);
-  };
-  render(view);
-  document.body.dataset.rendered = String(Math.round(performance.now() - t0));
-  let es = null;
-  if (!TERMINAL.has(view.status)) {
-    es = new EventSource(`api/v1/executions/${encodeURIComponent(id)}/events`);
-    for (const kind of EVENTS) {
-      es.addEventListener(kind, (ev) => {
-        let data = {};
-        try { data = JSON.parse(ev.data); } catch { /* not JSON: ignore the body */ }
-        if (EVENT_STATUS[kind] && data.node) graph.setStatus(topNode(data.node), EVENT_STATUS[kind]);
-        refresh();
-        if (kind.startsWith('execution_') && TERMINAL.has(kind.slice(10))) es.close();
-      });
-    }
-  }
-  return () => {
-    stopped = true;
-    if (es) es.close();
-    clearTimeout(timer);
-  };
-}
-
-function legend() {
-  const states = ['pending', 'running', 'waiting', 'retrying', 'succeeded', 'failed', 'skipped', 'cancelled', 'compensated'];
-  return el('ul', { class: 'legend', 'aria-label': 'Colours' }, states.map((s) => el('li', {}, el('span', { class: `swatch s-${s}`, 'aria-hidden': 'true' }), s)));
 }
 
 // ---- a line diff between two versions -----------------------------------------------
@@ -500,16 +147,17 @@ function sourceWithErrors(src, diags) {
 export async function workflows(main, { query, navigate }) {
   const cursor = query.get('cursor') || '';
   const body = el('div', {}, el('p', {}, 'Loading…'));
-  fill(main, heading('Workflows'), body, importForm(navigate));
+  fill(main, heading('Workflows'), el('p', {}, link('workflows/new', 'New workflow in the builder', { class: 'button-link' })), body, importForm(navigate));
   try {
     const page = await api('GET', `/workflows?limit=100${cursor ? '&cursor=' + encodeURIComponent(cursor) : ''}`);
-    const table = el('table', { class: 'list' },
+    const table = el('table', { class: 'list stack' },
       el('caption', { class: 'sr-only' }, 'Workflows by name'),
       el('thead', {}, el('tr', {}, ['Name', 'Active', 'Latest', 'Versions', 'Description', 'Updated'].map((h) => el('th', { scope: 'col' }, h)))),
       el('tbody', {}, page.items.map((w) => el('tr', {},
-        el('td', {}, link(`workflows/${encodeURIComponent(w.name)}`, w.name)),
-        el('td', { class: 'num' }, `v${w.active_version}`), el('td', { class: 'num' }, `v${w.latest_version}`),
-        el('td', { class: 'num' }, String(w.versions)), el('td', {}, w.description || ''), el('td', {}, fmtTime(w.updated_at))))));
+        el('td', { 'data-label': 'Name' }, link(`workflows/${encodeURIComponent(w.name)}`, w.name)),
+        el('td', { class: 'num', 'data-label': 'Active' }, `v${w.active_version}`), el('td', { class: 'num', 'data-label': 'Latest' }, `v${w.latest_version}`),
+        el('td', { class: 'num', 'data-label': 'Versions' }, String(w.versions)), el('td', { 'data-label': 'Description' }, w.description || ''),
+        el('td', { 'data-label': 'Updated' }, fmtTime(w.updated_at))))));
     const nav = el('nav', { class: 'pager', 'aria-label': 'Pages' });
     if (cursor) nav.append(link('workflows', 'First page'));
     if (page.next_cursor) nav.append(link(`workflows?cursor=${encodeURIComponent(page.next_cursor)}`, 'Next page'));
@@ -533,28 +181,35 @@ export async function workflow(main, { name, query, navigate }) {
       el('tbody', {}, versions.items.map((v) => el('tr', { class: v.version === chosen ? 'current' : null },
         el('td', {}, link(`workflows/${encodeURIComponent(name)}?version=${v.version}`, `v${v.version}`, { 'aria-current': v.version === chosen ? 'page' : null })),
         el('td', {}, v.active ? 'active' : ''), el('td', { class: 'num' }, String(v.nodes)), el('td', {}, fmtTime(v.created_at))))));
-    const input = el('textarea', { id: 'run-input', name: 'input', rows: 4, spellcheck: 'false' }, '{}');
-    const err = el('span', { class: 'field-error', id: 'run-err', 'aria-live': 'polite' });
-    input.setAttribute('aria-describedby', 'run-err');
-    const run = el('form', { class: 'card', novalidate: true },
-      el('h2', {}, `Run version ${chosen}`),
-      el('div', { class: 'field' }, el('label', { for: 'run-input' }, 'Input (JSON)'), input, err),
-      el('button', { type: 'submit' }, 'Start'));
-    run.addEventListener('submit', async (ev) => {
-      ev.preventDefault();
-      err.textContent = '';
-      let value;
-      try { value = JSON.parse(input.value || '{}'); } catch (e) {
-        err.textContent = `Not JSON: ${e.message}`;
-        return;
-      }
-      try {
-        const r = await api('POST', '/executions', { workflow: name, version: chosen, input: value });
-        navigate(`executions/${encodeURIComponent(r.execution_id)}`);
-      } catch (e) {
-        err.textContent = e.message;
-      }
-    });
+    const start = async (value) => {
+      const r = await api('POST', '/executions', { workflow: name, version: chosen, input: value });
+      navigate(`executions/${encodeURIComponent(r.execution_id)}`);
+    };
+    const schema = wf.definition && wf.definition.input;
+    let run;
+    if (schema && schema.type === 'object' && schema.properties) {
+      // A form built from the workflow's input schema (the server checks the whole schema).
+      run = el('section', { class: 'card', 'aria-labelledby': 'run-h' }, el('h2', { id: 'run-h' }, `Run version ${chosen}`),
+        schemaForm(schema, start, 'Start'));
+    } else {
+      const input = el('textarea', { id: 'run-input', name: 'input', rows: 4, spellcheck: 'false' }, '{}');
+      const err = el('span', { class: 'field-error', id: 'run-err', 'aria-live': 'polite' });
+      input.setAttribute('aria-describedby', 'run-err');
+      run = el('form', { class: 'card', novalidate: true },
+        el('h2', {}, `Run version ${chosen}`),
+        el('div', { class: 'field' }, el('label', { for: 'run-input' }, 'Input (JSON)'), input, err),
+        el('button', { type: 'submit' }, 'Start'));
+      run.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        err.textContent = '';
+        let value;
+        try { value = JSON.parse(input.value || '{}'); } catch (e) {
+          err.textContent = `Not JSON: ${e.message}`;
+          return;
+        }
+        try { await start(value); } catch (e) { err.textContent = e.message; }
+      });
+    }
     const others = versions.items.map((v) => v.version).filter((v) => v !== chosen);
     let diffSection = null;
     if (others.length) {
@@ -571,14 +226,16 @@ export async function workflow(main, { name, query, navigate }) {
     }
     fill(main, heading(`Workflow ${name}`),
       wf.definition && wf.definition.description ? el('p', {}, wf.definition.description) : null,
+      el('p', {}, link(`workflows/${encodeURIComponent(name)}/edit`, 'Edit in the builder', { class: 'button-link' }), ' ',
+        link(`executions?workflow_prefix=${encodeURIComponent(name)}`, 'Its executions')),
       el('section', { 'aria-label': 'Graph' }, el('h2', {}, `Graph of version ${chosen}`),
-        el('div', { class: 'graph-wrap', tabindex: '0', role: 'region', 'aria-label': 'Workflow graph (scrolls)' },
-          drawGraph(layout, `Graph of ${name} version ${chosen}`).element)),
+        drawGraph(layout, `Graph of ${name} version ${chosen}`).element),
       run, el('div', { class: 'scroll' }, vt),
       diffSection,
       el('details', {}, el('summary', {}, 'Definition'), json(wf.definition)));
   } catch (e) {
-    fill(main, heading(`Workflow ${name}`), errorBox(e));
+    if (e.status === 404) notFound(main, `There is no workflow ${name} in this tenant.`, 'workflows', 'Workflows');
+    else fill(main, heading(`Workflow ${name}`), errorBox(e));
   }
 }
 
@@ -716,7 +373,8 @@ export async function conversation(main, { id, query, session }) {
     conv = await api('GET', `/conversations/${encodeURIComponent(id)}`);
     msgs = await api('GET', `/conversations/${encodeURIComponent(id)}/messages?limit=500`);
   } catch (e) {
-    fill(main, title, errorBox(e));
+    if (e.status === 404) notFound(main, `There is no conversation ${id} in this tenant.`, 'inbox', 'the inbox');
+    else fill(main, title, errorBox(e));
     return () => {};
   }
   const live = el('p', { class: 'live muted', 'aria-live': 'polite' });
@@ -916,7 +574,7 @@ export async function triggers(main) {
     fill(main, heading('Triggers'),
       items.length ? el('div', { class: 'scroll' }, table)
         : el('p', {}, 'No triggers: a workflow’s active version declares them under `triggers:`.'),
-      el('p', { class: 'muted' }, 'Pause, resume and backfill with `hilo triggers`.'));
+      el('p', { class: 'muted' }, ...md('Pause, resume and backfill with `hilo triggers`.')));
   } catch (e) {
     fill(main, heading('Triggers'), errorBox(e));
   }
@@ -1000,15 +658,6 @@ export async function connections(main) {
   }
 }
 
-function startedBy(b) {
-  if (!b) return 'unknown';
-  if (b.kind === 'schedule') return `schedule ${b.trigger} (tick ${b.tick})`;
-  if (b.kind === 'webhook') return `webhook ${b.trigger} (delivery ${b.delivery})`;
-  if (b.kind === 'conversation') return ['conversation ', link(`conversations/${encodeURIComponent(b.conversation)}`, b.conversation)];
-  if (b.kind === 'child') return ['parent ', link(`executions/${encodeURIComponent(b.parent)}`, b.parent)];
-  return b.kind;
-}
-
 export async function costs(main, { query }) {
   const by = ['model', 'workflow', 'node'].includes(query.get('by')) ? query.get('by') : 'model';
   fill(main, heading('Costs'), el('p', {}, 'Loading…'));
@@ -1037,7 +686,7 @@ export async function costs(main, { query }) {
             ? el('tr', { 'data-window': 'per-execution' }, el('td', {}, 'per execution'), el('td', {}, '—'), el('td', { class: 'num' }, 'see each execution'),
               el('td', { class: 'num' }, `$${b.per_execution_usd.toFixed(2)}`), el('td', {}, '—'), el('td', {}, '—'))
             : null)))
-        : el('p', {}, 'No budgets are set (`[llm.budgets]` in hilo.toml).'));
+        : el('p', {}, ...md('No budgets are set (`[llm.budgets]` in hilo.toml).')));
     const max = Math.max(1e-12, ...items.map((x) => x.cost_usd || 0));
     fill(main, heading('Costs'),
       el('nav', { class: 'pager', 'aria-label': 'Group by' }, ['model', 'workflow', 'node'].map((b) =>

@@ -39,6 +39,41 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../console/views.js"),
     ),
     (
+        "common.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/common.js"),
+    ),
+    (
+        "executions.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/executions.js"),
+    ),
+    (
+        "execution.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/execution.js"),
+    ),
+    (
+        "builder.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/builder/builder.js"),
+    ),
+    (
+        "builder-lazy.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/builder/builder-lazy.js"),
+    ),
+    (
+        "builder-chunk.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../console/builder/builder-chunk.js"),
+    ),
+    (
+        "builder.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../console/builder/builder.css"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_bytes!("../../console/style.css"),
