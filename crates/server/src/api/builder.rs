@@ -116,11 +116,12 @@ pub async fn schema(Extension(caller): Extension<Caller>) -> ApiResult<Json<Valu
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Layout {
     pub name: String,
-    /// The builder's document (node positions, the view); hilo does not read it.
-    #[schema(value_type = Object)]
+    /// The builder's document (node positions, the view); hilo does not read it. `null`
+    /// until one is saved (the builder then places the nodes itself).
+    #[schema(value_type = Option<Object>)]
     pub layout: Value,
-    /// RFC 3339.
-    pub updated_at: String,
+    /// RFC 3339; `null` until a layout is saved.
+    pub updated_at: Option<String>,
 }
 
 /// A layout to keep.
@@ -138,11 +139,12 @@ fn layout_view(name: String, layout: Value, at: i64) -> Layout {
     Layout {
         name,
         layout,
-        updated_at,
+        updated_at: Some(updated_at),
     }
 }
 
-/// Where the builder drew a workflow's nodes; `404` when nobody placed them.
+/// Where the builder drew a workflow's nodes: `layout` is `null` while nobody placed them;
+/// `404` for a workflow that does not exist.
 #[utoipa::path(get, path = "/workflows/{name}/layout", tag = "workflows",
     params(("name" = String, Path, description = "Workflow name")),
     responses((status = 200, body = Layout), (status = 404, body = ErrorBody)),
@@ -154,15 +156,21 @@ pub async fn get_layout(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Layout>> {
     caller.require(Scope::Read)?;
-    let Some((layout, at)) = state.store().get_layout(&caller.tenant, &name).await? else {
-        return Err(ApiError::not_found(
-            "NOT_FOUND",
-            format!(
-                "workflow `{name}` has no layout: the builder places its nodes itself until one is saved"
-            ),
-        ));
-    };
-    Ok(Json(layout_view(name, layout, at)))
+    match state.store().get_layout(&caller.tenant, &name).await? {
+        Some((layout, at)) => Ok(Json(layout_view(name, layout, at))),
+        None => {
+            // No layout: a workflow nobody placed yet, or no workflow at all (404).
+            state
+                .store()
+                .get_workflow(&caller.tenant, &name, None)
+                .await?;
+            Ok(Json(Layout {
+                name,
+                layout: Value::Null,
+                updated_at: None,
+            }))
+        }
+    }
 }
 
 /// Keeps where the builder draws a workflow's nodes (replacing the last layout). The

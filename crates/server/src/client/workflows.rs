@@ -100,18 +100,13 @@ impl Client {
     }
 
     /// `GET /workflows/{name}/layout`: where the builder draws the workflow's nodes; `None`
-    /// when nobody placed them.
+    /// while nobody placed them.
     pub async fn layout(&self, name: &str) -> Result<Option<serde_json::Value>, ClientError> {
         let name = segment("workflow name", name)?;
         let url = self.url(&["workflows", name, "layout"], &[])?;
         let (what, resp) = self.call(Method::GET, url, |rb| rb).await?;
-        match self.json::<serde_json::Value>(&what, resp).await {
-            Ok(v) => Ok(v.get("layout").cloned()),
-            Err(ClientError::Api {
-                status: 404, code, ..
-            }) if code == "NOT_FOUND" => Ok(None),
-            Err(e) => Err(e),
-        }
+        let v: serde_json::Value = self.json(&what, resp).await?;
+        Ok(v.get("layout").filter(|l| !l.is_null()).cloned())
     }
 
     /// `DELETE /workflows/{name}`: deletes every version.

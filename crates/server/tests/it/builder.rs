@@ -127,7 +127,13 @@ async fn a_layout_is_kept_beside_the_versions_per_tenant() {
     let (code, _) = s.import(&admin, GOOD).await;
     assert_eq!(code, 201);
     let (code, v) = s.get(&admin, "/workflows/drawn/layout").await;
-    assert_eq!((code, v["code"].as_str()), (404, Some("NOT_FOUND")), "{v}");
+    assert_eq!((code, v["layout"].clone()), (200, json!(null)), "{v}");
+    let (code, v) = s.get(&admin, "/workflows/nowhere/layout").await;
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (404, Some("WORKFLOW_NOT_FOUND")),
+        "{v}"
+    );
     let (code, v) = put(&admin, "drawn", json!({"layout": layout})).await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["layout"], layout);
@@ -136,8 +142,12 @@ async fn a_layout_is_kept_beside_the_versions_per_tenant() {
     // A reader may not change it; another tenant sees none of it.
     let (code, _) = put(&reader, "drawn", json!({"layout": {}})).await;
     assert_eq!(code, 403);
-    let (code, _) = s.get(&other, "/workflows/drawn/layout").await;
-    assert_eq!(code, 404);
+    let (code, v) = s.get(&other, "/workflows/drawn/layout").await;
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (404, Some("WORKFLOW_NOT_FOUND")),
+        "{v}"
+    );
     // The versions do not carry it: the export is the text as imported.
     let r = s
         .http
@@ -163,7 +173,7 @@ async fn a_layout_is_kept_beside_the_versions_per_tenant() {
     assert_eq!(code, 200);
     let (code, _) = s.import(&admin, GOOD).await;
     assert_eq!(code, 201);
-    let (code, _) = s.get(&admin, "/workflows/drawn/layout").await;
-    assert_eq!(code, 404);
+    let (code, v) = s.get(&admin, "/workflows/drawn/layout").await;
+    assert_eq!((code, v["layout"].clone()), (200, json!(null)), "{v}");
     s.stop().await;
 }
