@@ -14,7 +14,7 @@ import { editing, loadEditing } from './editing.js';
 import { layout, NODE_W, NODE_H, PAD, HEADER } from './layout.js';
 import { fieldsOf, nodeTypes, widgetOf, resolve } from './schema.js';
 import { lineDiff, hunks } from './diff.js';
-import { exportText, versionsOf } from './server.js';
+import { exportText } from './server.js';
 
 // The text edits (source.js) live in the lazy part: S.x is its export x once loaded.
 const S = new Proxy({}, {
@@ -911,8 +911,10 @@ function Inner(props) {
     const name = m.value.name;
     if (typeof name !== 'string' || !/^[a-z0-9_-]{1,128}$/.test(name)) { setError('The workflow needs a name of lowercase letters, digits, _ and - before it can be saved.'); return; }
     try {
-      const versions = await versionsOf(name);
-      const max = versions.reduce((a, v) => Math.max(a, v.version), 0);
+      // The validator says which version the name has stored (null: a new workflow), so a
+      // new name costs no request that fails.
+      const probe = await api('POST', '/workflows/validate', textRef.current, { quiet: true, type: isJson ? 'application/json' : 'application/yaml' });
+      const max = probe.latest_version || 0;
       const before = max ? (await exportText(name, max)).text : '';
       const cur = textRef.current;
       if (max && before === cur) { setStatus(`Nothing to save: version ${max} is this text.`); return; }

@@ -36,6 +36,10 @@ pub struct Validation {
     /// `field`, `path` (JSON pointer), `line` and `column`.
     #[schema(value_type = Vec<Object>)]
     pub diagnostics: Vec<Value>,
+    /// The newest version the tenant has stored under `name`; `null` for a name not stored
+    /// yet (saving this text would then be its first version).
+    #[serde(default)]
+    pub latest_version: Option<u64>,
 }
 
 /// The format a body is in: its content type, else a guess from the text.
@@ -76,12 +80,13 @@ pub async fn validate(
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("INVALID_REQUEST", "the workflow text is not UTF-8"))?;
     let format = body_format(&headers, text);
-    Ok(Json(match hilo_core::load(text, format, state.catalog()) {
+    let mut answer = match hilo_core::load(text, format, state.catalog()) {
         Ok(wf) => Validation {
             valid: true,
             name: Some(wf.name.clone()),
             version: Some(wf.version),
             diagnostics: Vec::new(),
+            latest_version: None,
         },
         Err(diags) => {
             // The name and version as written, when the text parses at all.
@@ -92,9 +97,18 @@ pub async fn validate(
                 name: field("name").and_then(|v| v.as_str().map(str::to_string)),
                 version: field("version").and_then(|v| v.as_u64()),
                 diagnostics: diags.0.iter().map(diagnostic).collect(),
+                latest_version: None,
             }
         }
-    }))
+    };
+    if let Some(name) = &answer.name {
+        answer.latest_version = match state.store().list_versions(&caller.tenant, name).await {
+            Ok(versions) => versions.iter().map(|v| v.version).max(),
+            Err(hilo_core::StoreError::WorkflowNotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+    }
+    Ok(Json(answer))
 }
 
 fn diagnostic(d: &Diagnostic) -> Value {

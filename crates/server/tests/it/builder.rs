@@ -30,7 +30,7 @@ async fn a_definition_is_validated_and_nothing_is_stored() {
     assert_eq!(code, 200, "{v}");
     assert_eq!(
         v,
-        json!({"valid": true, "name": "drawn", "version": 1, "diagnostics": []})
+        json!({"valid": true, "name": "drawn", "version": 1, "diagnostics": [], "latest_version": null})
     );
     // Nothing was stored.
     let (code, _) = s.get(&key, "/workflows/drawn").await;
@@ -79,6 +79,15 @@ async fn a_definition_is_validated_and_nothing_is_stored() {
     assert_eq!(code, 201, "{v}");
     let (code, v) = s.get(&admin, "/workflows/validate").await;
     assert_eq!((code, v["name"].clone()), (200, json!("validate")), "{v}");
+    // The validator says which version the name has stored, so a save knows its number.
+    let (code, v) = validate(
+        &s,
+        &admin,
+        &GOOD.replace("name: drawn", "name: validate"),
+        "application/yaml",
+    )
+    .await;
+    assert_eq!((code, v["latest_version"].clone()), (200, json!(1)), "{v}");
     let (code, v) = s.get(&admin, "/workflows/validate/versions").await;
     assert_eq!(code, 200, "{v}");
     let (code, v) = s.delete(&admin, "/workflows/validate").await;
