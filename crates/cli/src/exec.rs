@@ -443,7 +443,7 @@ pub async fn executions(app: &App, cmd: ExecutionsCommand) -> Result<(), Exit> {
                 status: status.as_deref().and_then(ExecStatus::parse),
                 workflow,
                 limit: Some(limit),
-                before: None,
+                ..ExecFilter::default()
             };
             let list = store
                 .list_executions(tenant, &filter)

@@ -781,6 +781,7 @@ pub async fn list(
         workflow: q.workflow,
         limit: Some(limit + 1),
         before,
+        ..ExecFilter::default()
     };
     let mut rows = state
         .store()

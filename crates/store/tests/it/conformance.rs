@@ -60,6 +60,7 @@ pub async fn run_all(store: std::sync::Arc<dyn Store>) {
     tenants_are_isolated(s).await;
     not_found_errors(s).await;
     crate::conformance_exec::run_all(s).await;
+    crate::conformance_exec_search::run_all(s).await;
     crate::conformance_more::run_all(s).await;
     crate::conformance_hil::run_all(s).await;
     crate::conformance_sessions::run_all(s).await;
