@@ -187,6 +187,7 @@ pub async fn fork(
         version: body.version,
         model: body.model,
         profile: body.profile,
+        started_by: None,
     };
     let forked = hilo_runtime::runs::fork(state.runner(), &caller.tenant, &id, req).await?;
     serde_json::to_value(forked)
