@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod diff;
 pub mod evals;
 pub mod events;
+pub mod exec_search;
 pub mod executions;
 pub mod info;
 pub mod kb;

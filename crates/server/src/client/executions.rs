@@ -32,6 +32,19 @@ pub struct ExecutionFilter {
     pub status: Option<String>,
     /// Only executions of this workflow.
     pub workflow: Option<String>,
+    /// Only executions of workflows whose name starts with this.
+    pub workflow_prefix: Option<String>,
+    /// An execution id or its first characters (at least 4).
+    pub id: Option<String>,
+    /// Only executions created at or after this time (RFC 3339).
+    pub created_after: Option<String>,
+    /// Only executions created before this time (RFC 3339).
+    pub created_before: Option<String>,
+    /// Only executions started this way (`api`, `schedule`, `retry`, …).
+    pub started_by: Option<String>,
+    /// A JMESPath expression each listed execution satisfies (a bounded scan in the server:
+    /// the answer's `scanned` and `next_cursor` say how far it read).
+    pub r#where: Option<String>,
     /// Page size, 1 to 500 (server default 50).
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -113,6 +126,12 @@ impl Client {
             &[
                 ("status", filter.status.clone()),
                 ("workflow", filter.workflow.clone()),
+                ("workflow_prefix", filter.workflow_prefix.clone()),
+                ("id", filter.id.clone()),
+                ("created_after", filter.created_after.clone()),
+                ("created_before", filter.created_before.clone()),
+                ("started_by", filter.started_by.clone()),
+                ("where", filter.r#where.clone()),
                 ("limit", filter.limit.map(|l| l.to_string())),
                 ("cursor", filter.cursor.clone()),
             ],

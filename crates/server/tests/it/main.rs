@@ -9,6 +9,7 @@ mod common;
 mod console;
 mod conventions;
 mod diff;
+mod exec_search;
 mod forget;
 mod hardening;
 mod hil;
