@@ -89,6 +89,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(diff::diff))
         .routes(routes!(playback::replay_execution))
         .routes(routes!(playback::fork))
+        .routes(routes!(playback::retry))
         .routes(routes!(evals::start, evals::list))
         .routes(routes!(evals::get, evals::delete))
         .routes(routes!(evals::junit))

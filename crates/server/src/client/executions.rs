@@ -1,10 +1,12 @@
-//! Executions: run and wait, start (idempotently), read, list, cancel, resume.
+//! Executions: run and wait, start (idempotently), read, list and search, cancel, resume,
+//! retry.
 
 use reqwest::{Method, StatusCode};
 
 use super::error::ClientError;
 use super::http::{Client, segment};
 use crate::api::executions::{Accepted, ExecuteBody, ExecutionList, ExecutionView, StartBody};
+use crate::api::playback::{RetryAnswer, RetryBody};
 
 /// What `POST /workflows/{name}/execute` answered.
 #[derive(Debug)]
@@ -148,6 +150,14 @@ impl Client {
             &[("compensate", Some(compensate.to_string()))],
         )
         .await
+    }
+
+    /// `POST /executions/{id}/retry`: a failed execution run again as a new one, from its
+    /// failed node or from the start (`body.from`), with its input or `body.input`.
+    pub async fn retry(&self, id: &str, body: &RetryBody) -> Result<RetryAnswer, ClientError> {
+        let id = segment("execution id", id)?;
+        self.post_json(&["executions", id, "retry"], &[], body)
+            .await
     }
 
     /// `POST /executions/{id}/resume`: continues an execution no process drives.

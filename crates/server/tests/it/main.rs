@@ -21,5 +21,6 @@ mod ops;
 mod paging;
 mod prometheus;
 mod queue;
+mod retry;
 mod sessions;
 mod webhooks_in;
