@@ -339,6 +339,7 @@ pub async fn fork(app: &App, args: crate::cli::ForkArgs) -> Result<(), Exit> {
         version: args.version,
         model: args.model.clone(),
         profile: args.profile.clone(),
+        started_by: None,
     };
     let (engine, store) = engine(app).await?;
     engine.set_outcome_nodes(args.out.json);
@@ -443,7 +444,7 @@ pub async fn executions(app: &App, cmd: ExecutionsCommand) -> Result<(), Exit> {
                 status: status.as_deref().and_then(ExecStatus::parse),
                 workflow,
                 limit: Some(limit),
-                before: None,
+                ..ExecFilter::default()
             };
             let list = store
                 .list_executions(tenant, &filter)
@@ -780,6 +781,10 @@ fn started_by(s: Option<&StartedBy>) -> String {
         Some(StartedBy::Conversation { conversation }) => format!("conversation {conversation}"),
         Some(StartedBy::Child { parent }) => format!("child of execution {parent}"),
         Some(StartedBy::Fork { origin, at }) => format!("fork of execution {origin} at {at}"),
+        Some(StartedBy::Retry { origin, at }) => match at {
+            Some(at) => format!("retry of execution {origin} from {at}"),
+            None => format!("retry of execution {origin} from the start"),
+        },
         Some(other) => other.kind().to_string(),
     }
 }

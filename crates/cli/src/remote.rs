@@ -189,7 +189,7 @@ pub async fn run(g: &Global, server: &str, command: Command) -> Result<(), Exit>
                     status,
                     workflow,
                     limit: Some(limit),
-                    cursor: None,
+                    ..ExecutionFilter::default()
                 })
                 .await
                 .map_err(err)?;

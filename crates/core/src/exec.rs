@@ -630,11 +630,20 @@ pub enum StartedBy {
     Fork { origin: String, at: String },
     /// `hilo eval`: a case (`case`, its name) of an evaluation (`run`, its id).
     Eval { run: String, case: String },
+    /// A retry of a failed or compensated execution (`origin`, its id): from the node that
+    /// failed (`at`, its key), the record of everything before it taken as a fork takes it,
+    /// or from the start (`at` `None`: a new run of the same version, with the same input or
+    /// an edited one).
+    Retry {
+        origin: String,
+        #[serde(default)]
+        at: Option<String>,
+    },
 }
 
 impl StartedBy {
     /// The `kind` tag: `cli`, `api`, `queue`, `conversation`, `child`, `schedule`, `webhook`,
-    /// `mcp`, `a2a`, `fork`, `eval`.
+    /// `mcp`, `a2a`, `fork`, `eval`, `retry`.
     pub fn kind(&self) -> &'static str {
         match self {
             StartedBy::Cli => "cli",
@@ -648,7 +657,34 @@ impl StartedBy {
             StartedBy::A2a => "a2a",
             StartedBy::Fork { .. } => "fork",
             StartedBy::Eval { .. } => "eval",
+            StartedBy::Retry { .. } => "retry",
         }
+    }
+
+    /// Every `kind` tag, in the order of [`StartedBy::kind`]'s list.
+    pub const KINDS: [&'static str; 12] = [
+        "cli",
+        "api",
+        "queue",
+        "conversation",
+        "child",
+        "schedule",
+        "webhook",
+        "mcp",
+        "a2a",
+        "fork",
+        "eval",
+        "retry",
+    ];
+
+    /// Whether the execution's first commit holds steps taken from another execution's
+    /// record (a fork, an eval case, a retry from a failed node): one found without that
+    /// commit must not run those steps again (see [`ExecMeta::forked`]).
+    pub fn is_played(&self) -> bool {
+        matches!(
+            self,
+            StartedBy::Fork { .. } | StartedBy::Eval { .. } | StartedBy::Retry { at: Some(_), .. }
+        )
     }
 }
 
@@ -796,6 +832,27 @@ pub struct ExecFilter {
     pub limit: Option<u32>,
     /// A page cursor: only executions listed after this (created_at, id), newest first.
     pub before: Option<(i64, String)>,
+    /// Only workflows whose name starts with this (compared exactly, no pattern).
+    pub workflow_prefix: Option<String>,
+    /// Only executions whose id starts with this (an id is a prefix of itself).
+    pub id_prefix: Option<String>,
+    /// Only executions created at or after this (Unix ms).
+    pub created_after: Option<i64>,
+    /// Only executions created before this (Unix ms).
+    pub created_before: Option<i64>,
+    /// Only executions started by this kind ([`StartedBy::kind`]: `schedule`, `retry`, …);
+    /// executions stored before `started_by` was recorded match no kind.
+    pub started_by: Option<String>,
+}
+
+impl ExecFilter {
+    /// The text a `started_by` column starts with for kind `kind`: the column holds
+    /// [`StartedBy`] as serde writes it, the `kind` tag first and without spaces
+    /// (`{"kind":"schedule","trigger":…}`), so a prefix of the text names the kind exactly on
+    /// every backend (the closing quote keeps `fork` from matching a longer kind).
+    pub fn started_by_prefix(kind: &str) -> String {
+        format!("{{\"kind\":{}", serde_json::Value::String(kind.to_string()))
+    }
 }
 
 /// Filters for listing human tasks across executions.
@@ -1078,4 +1135,67 @@ pub struct AgentRun {
 #[async_trait]
 pub trait AgentRuntime: Send + Sync {
     async fn run(&self, request: AgentRequest) -> AgentRun;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ExecFilter, StartedBy};
+
+    #[test]
+    fn a_started_by_column_starts_with_its_kind_prefix() {
+        let all = [
+            StartedBy::Cli,
+            StartedBy::Api,
+            StartedBy::Queue,
+            StartedBy::Conversation {
+                conversation: "c".into(),
+            },
+            StartedBy::Child { parent: "p".into() },
+            StartedBy::Schedule {
+                trigger: "w/s".into(),
+                tick: "t".into(),
+            },
+            StartedBy::Webhook {
+                trigger: "w/h".into(),
+                delivery: "d".into(),
+            },
+            StartedBy::Mcp,
+            StartedBy::A2a,
+            StartedBy::Fork {
+                origin: "o".into(),
+                at: "n".into(),
+            },
+            StartedBy::Eval {
+                run: "r".into(),
+                case: "c".into(),
+            },
+            StartedBy::Retry {
+                origin: "o".into(),
+                at: Some("n".into()),
+            },
+        ];
+        assert_eq!(
+            all.iter().map(StartedBy::kind).collect::<Vec<_>>(),
+            StartedBy::KINDS,
+            "KINDS lists every variant's kind, in order"
+        );
+        for by in &all {
+            let text = serde_json::to_string(by).unwrap();
+            for kind in StartedBy::KINDS {
+                assert_eq!(
+                    text.starts_with(&ExecFilter::started_by_prefix(kind)),
+                    kind == by.kind(),
+                    "{text} against the prefix of {kind}"
+                );
+            }
+        }
+        let retry: StartedBy = serde_json::from_str(r#"{"kind":"retry","origin":"o"}"#).unwrap();
+        assert_eq!(
+            retry,
+            StartedBy::Retry {
+                origin: "o".into(),
+                at: None
+            }
+        );
+    }
 }

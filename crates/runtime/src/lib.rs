@@ -10,6 +10,8 @@
 //!   reconciler).
 //! - [`callbacks`]: signed POSTs of finished executions, retried and recorded; [`signing`]
 //!   the Standard Webhooks signatures they carry (and webhooks in are checked with).
+//! - [`retry`]: a failed execution run again as a new one linked to it, from its failed node
+//!   (a fork there) or from the start.
 //! - [`idempotency`]: idempotency keys of the requests that create executions.
 //! - [`live`]: what live event streams wait on (committed events, conversation news, tokens).
 //! - [`metrics`]: the engine's metrics observer and the store's gauges.
@@ -42,6 +44,7 @@ pub mod ingress;
 pub mod live;
 pub mod metrics;
 pub mod playback;
+pub mod retry;
 pub mod runs;
 pub mod signing;
 pub mod tenants;

@@ -292,10 +292,7 @@ impl Engine {
                 expires_at: now + self.inner.options.lease_ms as i64,
             }),
             meta: ExecMeta {
-                forked: matches!(
-                    origin.started_by,
-                    Some(StartedBy::Fork { .. } | StartedBy::Eval { .. })
-                ),
+                forked: origin.started_by.as_ref().is_some_and(StartedBy::is_played),
                 ..self.new_meta()
             },
             created_at: now,

@@ -157,6 +157,7 @@ pub async fn sync_handovers(hil: &Hil, tenant: &str) -> RtResult<()> {
                     workflow: None,
                     limit: Some(HANDOVER_PAGE),
                     before: before.clone(),
+                    ..ExecFilter::default()
                 },
             )
             .await?;

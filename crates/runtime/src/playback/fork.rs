@@ -31,6 +31,10 @@ pub struct ForkRequest {
     /// The fork node (an agent) asks this model, or this profile, instead.
     pub model: Option<String>,
     pub profile: Option<String>,
+    /// What the new execution is recorded as started by; `None`: a fork
+    /// (`StartedBy::Fork` of the origin at `at`). A retry from the failed node is a fork
+    /// recorded as `StartedBy::Retry`.
+    pub started_by: Option<hilo_core::exec::StartedBy>,
 }
 
 /// A fork made and driven.
@@ -208,10 +212,12 @@ pub async fn prepare_fork(
         adhoc,
         input,
         machine,
-        started_by: hilo_core::exec::StartedBy::Fork {
-            origin: origin.to_string(),
-            at: req.at.clone(),
-        },
+        started_by: req
+            .started_by
+            .unwrap_or_else(|| hilo_core::exec::StartedBy::Fork {
+                origin: origin.to_string(),
+                at: req.at.clone(),
+            }),
     })
 }
 

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::params::StatusParam;
+use crate::api::exec_search::{self, SummaryError, WaitingFor};
+use crate::api::params::{StartedByParam, StatusParam};
 use crate::api::views::TaskView;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -191,8 +192,10 @@ pub struct ExecutionView {
     pub callback: Option<Value>,
     /// What started the execution, tagged by `kind`: `cli`, `api`, `queue`,
     /// `conversation` (with `conversation`), `child` (with `parent`), `schedule` (with
-    /// `trigger` and `tick`), `webhook` (with `trigger` and `delivery`); null for an execution
-    /// stored before this was recorded.
+    /// `trigger` and `tick`), `webhook` (with `trigger` and `delivery`), `mcp`, `a2a`, `fork`
+    /// (with `origin` and `at`), `eval` (with `run` and `case`), `retry` (with `origin` and
+    /// `at`, the node it was retried from, null from the start); null for an execution stored
+    /// before this was recorded.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub started_by: Option<Value>,
@@ -228,14 +231,30 @@ pub struct ExecutionSummary {
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// A failed or compensated execution's error, with the node that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<SummaryError>,
+    /// A waiting execution's wait: a person, a timer or a child execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<WaitingFor>,
+    /// What started it, tagged by `kind` (as in the execution's view); null for an execution
+    /// stored before this was recorded.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub started_by: Option<Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ExecutionList {
     pub items: Vec<ExecutionSummary>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; absent on the last page. With `where`, the last
+    /// row read: the next call goes on with the search from there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+    /// With `where`: how many executions this call read to find `items` (at most 5,000 a
+    /// call); absent without `where`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scanned: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -244,8 +263,28 @@ pub struct ListQuery {
     /// Only executions in this status.
     #[param(inline)]
     pub status: Option<StatusParam>,
-    /// Only executions of this workflow.
+    /// Only executions of this workflow (its exact name).
     pub workflow: Option<String>,
+    /// Only executions of workflows whose name starts with this (`refund` finds
+    /// `refund_request`).
+    pub workflow_prefix: Option<String>,
+    /// An execution id, or its first characters (at least 4).
+    #[param(min_length = 4)]
+    pub id: Option<String>,
+    /// Only executions created at or after this time (RFC 3339; encode a `+` as `%2B`).
+    pub created_after: Option<String>,
+    /// Only executions created before this time (RFC 3339).
+    pub created_before: Option<String>,
+    /// Only executions started this way (`started_by`'s `kind`).
+    #[param(inline)]
+    pub started_by: Option<StartedByParam>,
+    /// A JMESPath expression over `{id, workflow, version, status, input, output, error,
+    /// started_by}` of each execution: those for which it is truthy are listed
+    /// (``input.amount > `100` ``, `contains(input.email, 'example.com')`). Evaluated in the
+    /// server over the rows the other filters select, newest first, reading at most 5,000
+    /// rows a call: `scanned` says how many it read, `next_cursor` goes on from there.
+    #[serde(rename = "where")]
+    pub where_: Option<String>,
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
@@ -317,8 +356,15 @@ pub struct CancelQuery {
     pub compensate: Option<bool>,
 }
 
-fn summary(e: &ExecRecord) -> ExecutionSummary {
-    ExecutionSummary {
+/// A list line of `e`; its error's node and its wait are read only for a failed (or
+/// compensated) and a waiting execution.
+async fn summary(
+    store: &dyn hilo_core::store::Store,
+    tenant: &str,
+    e: &ExecRecord,
+    now: i64,
+) -> ApiResult<ExecutionSummary> {
+    Ok(ExecutionSummary {
         id: e.id.clone(),
         workflow: e.workflow.clone(),
         version: e.version,
@@ -326,7 +372,10 @@ fn summary(e: &ExecRecord) -> ExecutionSummary {
         created_at: rfc3339(e.created_at),
         updated_at: rfc3339(e.updated_at),
         finished_at: e.finished_at.map(rfc3339),
-    }
+        error: exec_search::summary_error(store, e).await?,
+        waiting_for: exec_search::waiting_for(store, tenant, e, now).await?,
+        started_by: exec_search::started_by(e),
+    })
 }
 
 /// The view of node record `n` of execution `exec`.
@@ -457,10 +506,7 @@ async fn view(
         tasks: tasks.into_iter().map(TaskView::from).collect(),
         costs,
         callback,
-        started_by: e
-            .started_by
-            .as_ref()
-            .and_then(|b| serde_json::to_value(b).ok()),
+        started_by: exec_search::started_by(&e),
         generated_by: e
             .definition
             .as_ref()
@@ -757,10 +803,17 @@ pub async fn get(
     Ok(Json(view(&state, &caller.tenant, &id, None, &page).await?))
 }
 
-/// Executions of the caller's tenant, newest first, a page at a time.
+/// Executions of the caller's tenant, newest first, a page at a time: filtered by status,
+/// workflow (exact or prefix), id (or its first characters), creation time and what started
+/// them, all combinable; and searched with `where`, a JMESPath expression evaluated in the
+/// server (see the parameter). A failed execution's line carries its error and failed node,
+/// a waiting one's what it waits for.
 #[utoipa::path(get, path = "/executions", tag = "executions",
     params(ListQuery),
-    responses((status = 200, body = ExecutionList), (status = 400, body = ErrorBody)),
+    responses(
+        (status = 200, body = ExecutionList),
+        (status = 400, description = "A parameter out of range or unreadable (INVALID_QUERY: a limit, a cursor, a time, an id under 4 characters), or a `where` that is no JMESPath expression (INVALID_EXPRESSION)", body = ErrorBody)
+    ),
     security(("api_key" = []))
 )]
 pub async fn list(
@@ -769,7 +822,6 @@ pub async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ExecutionList>> {
     caller.require(Scope::Read)?;
-    let status = q.status.map(ExecStatus::from);
     let limit = crate::api::params::limit(q.limit, 50, 500)?;
     let before = q
         .cursor
@@ -777,26 +829,61 @@ pub async fn list(
         .map(crate::api::params::decode_time_cursor)
         .transpose()?;
     let filter = ExecFilter {
-        status,
+        status: q.status.map(ExecStatus::from),
         workflow: q.workflow,
-        limit: Some(limit + 1),
-        before,
+        workflow_prefix: q.workflow_prefix.filter(|p| !p.is_empty()),
+        id_prefix: q.id.as_deref().map(exec_search::id_prefix).transpose()?,
+        created_after: q
+            .created_after
+            .as_deref()
+            .map(|t| exec_search::time_param("created_after", t))
+            .transpose()?,
+        created_before: q
+            .created_before
+            .as_deref()
+            .map(|t| exec_search::time_param("created_before", t))
+            .transpose()?,
+        started_by: q.started_by.map(|k| k.as_str().to_string()),
+        ..ExecFilter::default()
     };
-    let mut rows = state
-        .store()
-        .list_executions(&caller.tenant, &filter)
-        .await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = if more {
-        rows.last()
-            .map(|e| crate::api::params::encode_time_cursor(e.created_at, &e.id))
-    } else {
-        None
+    let matcher = q
+        .where_
+        .as_deref()
+        .map(exec_search::Matcher::compile)
+        .transpose()?;
+    let store = state.store().as_ref();
+    let (rows, next, scanned) = match &matcher {
+        Some(m) => {
+            let (rows, next, scanned) =
+                exec_search::scan(store, &caller.tenant, filter, before, limit, m).await?;
+            (rows, next, Some(scanned))
+        }
+        None => {
+            let filter = ExecFilter {
+                limit: Some(limit + 1),
+                before,
+                ..filter
+            };
+            let mut rows = store.list_executions(&caller.tenant, &filter).await?;
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
+            let next = if more {
+                rows.last().map(|e| (e.created_at, e.id.clone()))
+            } else {
+                None
+            };
+            (rows, next, None)
+        }
     };
+    let now = now_ms();
+    let mut items = Vec::with_capacity(rows.len());
+    for e in &rows {
+        items.push(summary(store, &caller.tenant, e, now).await?);
+    }
     Ok(Json(ExecutionList {
-        items: rows.iter().map(summary).collect(),
-        next_cursor,
+        items,
+        next_cursor: next.map(|(at, id)| crate::api::params::encode_time_cursor(at, &id)),
+        scanned,
     }))
 }
 

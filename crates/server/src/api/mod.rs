@@ -6,6 +6,7 @@ pub mod conversations;
 pub mod diff;
 pub mod evals;
 pub mod events;
+pub mod exec_search;
 pub mod executions;
 pub mod info;
 pub mod kb;
@@ -97,6 +98,7 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(diff::diff))
         .routes(routes!(playback::replay_execution))
         .routes(routes!(playback::fork))
+        .routes(routes!(playback::retry))
         .routes(routes!(evals::start, evals::list))
         .routes(routes!(evals::get, evals::delete))
         .routes(routes!(evals::junit))

@@ -34,6 +34,44 @@ impl From<StatusParam> for ExecStatus {
     }
 }
 
+/// What started an execution (its `started_by` kind).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StartedByParam {
+    Cli,
+    Api,
+    Queue,
+    Conversation,
+    Child,
+    Schedule,
+    Webhook,
+    Mcp,
+    A2a,
+    Fork,
+    Eval,
+    Retry,
+}
+
+impl StartedByParam {
+    /// The kind's tag, as `StartedBy::kind` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartedByParam::Cli => "cli",
+            StartedByParam::Api => "api",
+            StartedByParam::Queue => "queue",
+            StartedByParam::Conversation => "conversation",
+            StartedByParam::Child => "child",
+            StartedByParam::Schedule => "schedule",
+            StartedByParam::Webhook => "webhook",
+            StartedByParam::Mcp => "mcp",
+            StartedByParam::A2a => "a2a",
+            StartedByParam::Fork => "fork",
+            StartedByParam::Eval => "eval",
+            StartedByParam::Retry => "retry",
+        }
+    }
+}
+
 /// Which version becomes active on import.
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

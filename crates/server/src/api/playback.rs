@@ -1,14 +1,15 @@
 //! `POST /executions/{id}/replay` and `POST /workflows/{name}/replay`: executions run again
 //! from their record (`hilo_runtime::playback`, the same as `hilo replay`);
 //! `POST /executions/{id}/fork`: a new execution from one's record, live from a node (`hilo
-//! fork`). Not the server's
+//! fork`); `POST /executions/{id}/retry`: a failed one run again, from its failed node (a fork
+//! there) or from the start (`hilo_runtime::retry`). Not the server's
 //! idempotent replays of a request (`idempotency.rs`): these replay executions.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use hilo_core::access::Scope;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -187,9 +188,102 @@ pub async fn fork(
         version: body.version,
         model: body.model,
         profile: body.profile,
+        started_by: None,
     };
     let forked = hilo_runtime::runs::fork(state.runner(), &caller.tenant, &id, req).await?;
     serde_json::to_value(forked)
         .map(|v| (StatusCode::CREATED, Json(v)))
         .map_err(|e| ApiError::internal("writing the fork", e))
+}
+
+/// Where a retry runs from.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryFromParam {
+    /// The node that failed, everything before it taken from the record.
+    #[default]
+    FailedNode,
+    /// The start: a new run of the same version.
+    Start,
+}
+
+/// What a retry asks for.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBody {
+    /// `failed_node` (the default): live from the node that failed, the recorded result of
+    /// everything before it taken, never performed again; `start`: a new run of the same
+    /// workflow version.
+    #[serde(default)]
+    pub from: RetryFromParam,
+    /// Another input (an object; checked against the workflow's input schema): re-run with an
+    /// edited input. The recorded one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Value>,
+}
+
+/// A retry written and running.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RetryAnswer {
+    /// The new execution (`started_by` `{"kind": "retry", "origin", "at"}`).
+    pub execution_id: String,
+    /// The execution retried.
+    pub origin: String,
+    /// `failed_node` or `start`.
+    pub from: String,
+    /// The node key it runs live from; null from the start.
+    pub at: Option<String>,
+}
+
+/// Retries an ended execution as a new one linked to it (`started_by` `retry`): from the node
+/// that failed (`from: failed_node`, the default: a fork at that node, for a failed or
+/// compensated execution) or from the start (`from: start`, any ended execution: a new run
+/// of the same workflow version), with the recorded input or `input`. Answers once the retry
+/// is written; it runs in the background (follow it as any execution).
+#[utoipa::path(post, path = "/executions/{id}/retry", tag = "executions",
+    params(("id" = String, Path, description = "The execution to retry")),
+    request_body(content = RetryBody, description = "`{}` retries from the failed node with the recorded input"),
+    responses(
+        (status = 201, description = "The retry, written and running", body = RetryAnswer),
+        (status = 400, description = "An input that is not an object", body = ErrorBody),
+        (status = 404, description = "No such execution for the caller's tenant", body = ErrorBody),
+        (status = 409, description = "The execution has not ended (EXECUTION_STATE), has not failed (EXECUTION_STATE, from its failed node), failed before any node did (NO_FAILED_NODE), or runs under a planner's grant (RETRY_UNDER_GRANT, from the start)", body = ErrorBody),
+        (status = 422, description = "A body this endpoint does not take, or an input the workflow's schema refuses", body = ErrorBody),
+        (status = 429, description = "The tenant's tier allows no more executions now", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
+pub async fn retry(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<RetryBody>,
+) -> ApiResult<(StatusCode, Json<RetryAnswer>)> {
+    caller.require(Scope::Execute)?;
+    if let Some(input) = &body.input
+        && !input.is_object()
+    {
+        return Err(ApiError::bad_request(
+            "INVALID_INPUT",
+            "`input` is the execution's input, a JSON object: give one, or leave it out to retry with the recorded input",
+        ));
+    }
+    let req = hilo_runtime::retry::RetryRequest {
+        from: match body.from {
+            RetryFromParam::FailedNode => hilo_runtime::retry::RetryFrom::FailedNode,
+            RetryFromParam::Start => hilo_runtime::retry::RetryFrom::Start,
+        },
+        input: body.input,
+    };
+    let retried = hilo_runtime::retry::retry(state.runner(), &caller.tenant, &id, req).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RetryAnswer {
+            execution_id: retried.execution_id,
+            origin: retried.origin,
+            from: retried.from.to_string(),
+            at: retried.at,
+        }),
+    ))
 }

@@ -1,10 +1,12 @@
-//! Executions: run and wait, start (idempotently), read, list, cancel, resume.
+//! Executions: run and wait, start (idempotently), read, list and search, cancel, resume,
+//! retry.
 
 use reqwest::{Method, StatusCode};
 
 use super::error::ClientError;
 use super::http::{Client, segment};
 use crate::api::executions::{Accepted, ExecuteBody, ExecutionList, ExecutionView, StartBody};
+use crate::api::playback::{RetryAnswer, RetryBody};
 
 /// What `POST /workflows/{name}/execute` answered.
 #[derive(Debug)]
@@ -32,6 +34,19 @@ pub struct ExecutionFilter {
     pub status: Option<String>,
     /// Only executions of this workflow.
     pub workflow: Option<String>,
+    /// Only executions of workflows whose name starts with this.
+    pub workflow_prefix: Option<String>,
+    /// An execution id or its first characters (at least 4).
+    pub id: Option<String>,
+    /// Only executions created at or after this time (RFC 3339).
+    pub created_after: Option<String>,
+    /// Only executions created before this time (RFC 3339).
+    pub created_before: Option<String>,
+    /// Only executions started this way (`api`, `schedule`, `retry`, …).
+    pub started_by: Option<String>,
+    /// A JMESPath expression each listed execution satisfies (a bounded scan in the server:
+    /// the answer's `scanned` and `next_cursor` say how far it read).
+    pub r#where: Option<String>,
     /// Page size, 1 to 500 (server default 50).
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -113,6 +128,12 @@ impl Client {
             &[
                 ("status", filter.status.clone()),
                 ("workflow", filter.workflow.clone()),
+                ("workflow_prefix", filter.workflow_prefix.clone()),
+                ("id", filter.id.clone()),
+                ("created_after", filter.created_after.clone()),
+                ("created_before", filter.created_before.clone()),
+                ("started_by", filter.started_by.clone()),
+                ("where", filter.r#where.clone()),
                 ("limit", filter.limit.map(|l| l.to_string())),
                 ("cursor", filter.cursor.clone()),
             ],
@@ -129,6 +150,14 @@ impl Client {
             &[("compensate", Some(compensate.to_string()))],
         )
         .await
+    }
+
+    /// `POST /executions/{id}/retry`: a failed execution run again as a new one, from its
+    /// failed node or from the start (`body.from`), with its input or `body.input`.
+    pub async fn retry(&self, id: &str, body: &RetryBody) -> Result<RetryAnswer, ClientError> {
+        let id = segment("execution id", id)?;
+        self.post_json(&["executions", id, "retry"], &[], body)
+            .await
     }
 
     /// `POST /executions/{id}/resume`: continues an execution no process drives.

@@ -640,7 +640,10 @@ impl ExecutionStore for SqliteStore {
     ) -> Result<Vec<ExecRecord>> {
         let (tenant, filter) = (tenant.to_string(), filter.clone());
         // Handed-over executions have an index of their own (the server's reconciler lists
-        // them every second): its condition must be in the statement as written.
+        // them every second): its condition must be in the statement as written. Prefixes
+        // are compared with `substr`, not `LIKE`: exact on both backends (SQLite's `LIKE`
+        // ignores ASCII case), with no pattern characters to escape. SQLite numbers `$N`
+        // parameters in the order they first appear: they appear here in order.
         let sql = if filter.status == Some(ExecStatus::HandedOver) {
             concat!(
                 "SELECT ",
@@ -648,7 +651,11 @@ impl ExecutionStore for SqliteStore {
                 " FROM executions WHERE tenant_id = $1 AND status = 'handed_over' AND $2 IS NOT NULL \
                  AND ($3 IS NULL OR workflow = $3) \
                  AND ($4 IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
-                 ORDER BY created_at DESC, id DESC LIMIT $6"
+                 AND ($6 IS NULL OR substr(workflow, 1, length($6)) = $6) \
+                 AND ($7 IS NULL OR substr(id, 1, length($7)) = $7) \
+                 AND ($8 IS NULL OR created_at >= $8) AND ($9 IS NULL OR created_at < $9) \
+                 AND ($10 IS NULL OR substr(started_by, 1, length($10)) = $10) \
+                 ORDER BY created_at DESC, id DESC LIMIT $11"
             )
         } else {
             concat!(
@@ -657,7 +664,11 @@ impl ExecutionStore for SqliteStore {
                 " FROM executions WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) \
                  AND ($3 IS NULL OR workflow = $3) \
                  AND ($4 IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
-                 ORDER BY created_at DESC, id DESC LIMIT $6"
+                 AND ($6 IS NULL OR substr(workflow, 1, length($6)) = $6) \
+                 AND ($7 IS NULL OR substr(id, 1, length($7)) = $7) \
+                 AND ($8 IS NULL OR created_at >= $8) AND ($9 IS NULL OR created_at < $9) \
+                 AND ($10 IS NULL OR substr(started_by, 1, length($10)) = $10) \
+                 ORDER BY created_at DESC, id DESC LIMIT $11"
             )
         };
         self.read(move |conn| {
@@ -670,6 +681,14 @@ impl ExecutionStore for SqliteStore {
                     filter.workflow,
                     filter.before.as_ref().map(|b| b.0),
                     filter.before.as_ref().map(|b| b.1.clone()),
+                    filter.workflow_prefix,
+                    filter.id_prefix,
+                    filter.created_after,
+                    filter.created_before,
+                    filter
+                        .started_by
+                        .as_deref()
+                        .map(ExecFilter::started_by_prefix),
                     i64::from(filter.limit.unwrap_or(100)),
                 ],
                 |r| exec_from_row(conn, r),

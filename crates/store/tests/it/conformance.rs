@@ -61,6 +61,7 @@ pub async fn run_all(store: std::sync::Arc<dyn Store>) {
     not_found_errors(s).await;
     layouts_are_kept_beside_versions(s).await;
     crate::conformance_exec::run_all(s).await;
+    crate::conformance_exec_search::run_all(s).await;
     crate::conformance_more::run_all(s).await;
     crate::conformance_hil::run_all(s).await;
     crate::conformance_sessions::run_all(s).await;

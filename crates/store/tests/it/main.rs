@@ -10,6 +10,7 @@ mod conformance_connections;
 mod conformance_episodes;
 mod conformance_evals;
 mod conformance_exec;
+mod conformance_exec_search;
 mod conformance_hil;
 mod conformance_knowledge;
 mod conformance_more;

@@ -219,7 +219,8 @@ pub(super) async fn list_executions(
 ) -> Result<Vec<ExecRecord>> {
     let mut conn = store.pool().acquire().await.map_err(backend)?;
     // Handed-over executions have an index of their own (the server's reconciler lists
-    // them every second): its condition must be in the statement as written.
+    // them every second): its condition must be in the statement as written. Prefixes are
+    // compared with `substr`, not `LIKE` (exact, with no pattern characters to escape).
     let sql = if filter.status == Some(ExecStatus::HandedOver) {
         concat!(
             "SELECT ",
@@ -228,7 +229,12 @@ pub(super) async fn list_executions(
              AND $2::TEXT IS NOT NULL \
              AND ($3::TEXT IS NULL OR workflow = $3) \
              AND ($4::BIGINT IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
-             ORDER BY created_at DESC, id DESC LIMIT $6"
+             AND ($6::TEXT IS NULL OR substr(workflow, 1, length($6)) = $6) \
+             AND ($7::TEXT IS NULL OR substr(id, 1, length($7)) = $7) \
+             AND ($8::BIGINT IS NULL OR created_at >= $8) \
+             AND ($9::BIGINT IS NULL OR created_at < $9) \
+             AND ($10::TEXT IS NULL OR substr(started_by, 1, length($10)) = $10) \
+             ORDER BY created_at DESC, id DESC LIMIT $11"
         )
     } else {
         concat!(
@@ -237,7 +243,12 @@ pub(super) async fn list_executions(
             " FROM executions WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2) \
              AND ($3::TEXT IS NULL OR workflow = $3) \
              AND ($4::BIGINT IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
-             ORDER BY created_at DESC, id DESC LIMIT $6"
+             AND ($6::TEXT IS NULL OR substr(workflow, 1, length($6)) = $6) \
+             AND ($7::TEXT IS NULL OR substr(id, 1, length($7)) = $7) \
+             AND ($8::BIGINT IS NULL OR created_at >= $8) \
+             AND ($9::BIGINT IS NULL OR created_at < $9) \
+             AND ($10::TEXT IS NULL OR substr(started_by, 1, length($10)) = $10) \
+             ORDER BY created_at DESC, id DESC LIMIT $11"
         )
     };
     let rows = sqlx::query(sql)
@@ -246,6 +257,16 @@ pub(super) async fn list_executions(
         .bind(filter.workflow.as_deref())
         .bind(filter.before.as_ref().map(|b| b.0))
         .bind(filter.before.as_ref().map(|b| b.1.as_str()))
+        .bind(filter.workflow_prefix.as_deref())
+        .bind(filter.id_prefix.as_deref())
+        .bind(filter.created_after)
+        .bind(filter.created_before)
+        .bind(
+            filter
+                .started_by
+                .as_deref()
+                .map(ExecFilter::started_by_prefix),
+        )
         .bind(i64::from(filter.limit.unwrap_or(100)))
         .fetch_all(&mut *conn)
         .await
