@@ -399,7 +399,7 @@ test('an approval answered through the generated form: invalid values refused be
   await shoot(page, 'executions');
   // Dark mode follows the system's setting.
   await page.emulateMedia({ colorScheme: 'dark' });
-  assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(13, 17, 23)');
+  assert.equal(await page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor), 'rgb(13, 17, 23)');
   await axe(page, 'executions (dark)');
   await shoot(page, 'executions-dark');
   await page.emulateMedia({ colorScheme: 'light' });

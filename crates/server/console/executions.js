@@ -61,11 +61,15 @@ export async function executions(main, { query, navigate }) {
     input('f-id', 'Execution id', { type: 'search', value: get('id'), placeholder: 'id or its start', spellcheck: 'false', autocomplete: 'off' }),
     input('f-workflow', 'Workflow', { type: 'search', value: prefix, placeholder: 'name or its start', spellcheck: 'false' }),
     el('div', { class: 'field' }, el('label', { for: 'f-status' }, 'Status'), statusSel),
-    el('div', { class: 'field' }, el('label', { for: 'f-started' }, 'Started by'), startedSel),
-    input('f-after', 'From', { type: 'datetime-local', value: toLocal(get('created_after')) }),
-    input('f-before', 'Until', { type: 'datetime-local', value: toLocal(get('created_before')) }),
-    input('f-where', 'Where (JMESPath)', { type: 'search', class: 'wide mono', value: get('where'), placeholder: "input.amount > `100`", spellcheck: 'false', autocomplete: 'off' },
-      'Over id, workflow, status, input, output, error, started_by'),
+    // On a phone the rarer filters fold away (open when one is set).
+    el('details', { class: 'more-filters', open: window.innerWidth > 640 || ['started_by', 'created_after', 'created_before', 'where'].some((k) => get(k)) },
+      el('summary', {}, 'More filters'),
+      el('div', { class: 'filters-inner' },
+        el('div', { class: 'field' }, el('label', { for: 'f-started' }, 'Started by'), startedSel),
+        input('f-after', 'From', { type: 'datetime-local', value: toLocal(get('created_after')) }),
+        input('f-before', 'Until', { type: 'datetime-local', value: toLocal(get('created_before')) }),
+        input('f-where', 'Where (JMESPath)', { type: 'search', class: 'wide mono', value: get('where'), placeholder: "input.amount > `100`", spellcheck: 'false', autocomplete: 'off' },
+          'Over id, workflow, status, input, output, error, started_by'))),
     el('div', { class: 'filter-buttons' }, el('button', { type: 'submit' }, 'Search'),
       el('a', { href: 'executions', class: 'clear' }, 'Clear')));
   const url = (over = {}) => {

@@ -83,6 +83,11 @@ pub struct NodeView {
     pub node: String,
     pub status: String,
     pub attempts: u32,
+    /// What the node was called with (a tool's input, an agent's rendered `with`, a code
+    /// node's arguments, a child's input), as the record keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub input: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub output: Option<Value>,
@@ -390,6 +395,7 @@ fn node_view(exec: &str, n: NodeRecord) -> NodeView {
         key: n.key,
         node: n.node_id,
         attempts: n.attempts,
+        input: n.detail.input.clone(),
         output: n.output.map(StoredJson::into_value),
         error: n
             .error
