@@ -153,9 +153,21 @@ async function select(page, key) {
 
 /** Selects an edge with the keyboard (edges are focusable; Enter selects). */
 async function selectEdge(page, id) {
-  await page.locator(`.react-flow__edge[data-id="${id}"]`).focus();
-  await page.keyboard.press('Enter');
-  await page.locator('#hb-edge-title').waitFor();
+  // Right after a layout the canvas may redraw its edges (a new element loses the focus), so
+  // focus and Enter again if the edge's form did not open.
+  // Nothing selected first, so that the form that opens is this edge's.
+  await page.locator('.react-flow__pane').click({ position: { x: 5, y: 5 } });
+  await page.locator('#hb-edge-title').waitFor({ state: 'detached' });
+  for (let attempt = 1; ; attempt++) {
+    await page.locator(`.react-flow__edge[data-id="${id}"]`).focus();
+    await page.keyboard.press('Enter');
+    try {
+      await page.locator('#hb-edge-title').waitFor({ timeout: 3000 });
+      break;
+    } catch (e) {
+      if (attempt === 3) throw e;
+    }
+  }
 }
 
 async function field(page, label, value) {

@@ -1,7 +1,7 @@
 // The console's views. Each takes the <main> element and the route's parameters, draws
 // itself from the HTTP API and returns a function that stops what it started (live streams).
 
-import { api, call, el, fmtMs, fmtTime, statusBadge, setCsrf, ApiError } from './api.js';
+import { api, call, el, fmtMs, fmtTime, plural, statusBadge, setCsrf, ApiError } from './api.js';
 import { drawGraph } from './graph.js';
 import { schemaForm } from './form.js';
 import { EXEC_STATUSES, TERMINAL, errorBox, fill, heading, json, link, md, notFound, startedBy } from './common.js';
@@ -693,7 +693,7 @@ export async function costs(main, { query }) {
         link(`costs?by=${b}`, `by ${b}`, { 'aria-current': b === by ? 'page' : null }))),
       budgets,
       el('h2', {}, 'Spending'),
-      el('p', {}, `Since ${fmtTime(r.since)}: $${(r.total_usd || 0).toFixed(4)} in ${r.total_calls} model calls.`),
+      el('p', {}, `Since ${fmtTime(r.since)}: $${(r.total_usd || 0).toFixed(4)} in ${plural(r.total_calls, 'model call')}.`),
       items.length ? el('div', { class: 'scroll' }, el('table', { class: 'list' },
         el('caption', {}, `LLM spending per day, by ${by}`),
         el('thead', {}, el('tr', {}, ['Day', by, 'Calls', 'Tokens', 'Cost', 'Share'].map((h) => el('th', { scope: 'col' }, h)))),

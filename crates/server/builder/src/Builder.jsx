@@ -561,7 +561,11 @@ function Inner(props) {
         const r = await api('POST', '/workflows/validate', text, { quiet: true, type: isJson ? 'application/json' : 'application/yaml' });
         if (!gone && textRef.current === text) setDiags({ text, list: r.diagnostics || [], valid: r.valid });
       } catch (e) {
-        if (!gone && textRef.current === text) setDiags({ text, list: [], error: e.status === 404 ? null : e.message });
+        // A text that does not parse is a 422 with the parser's diagnostics (line, column).
+        const found = e.status === 422 && e.body && e.body.details && e.body.details.diagnostics;
+        if (!gone && textRef.current === text) {
+          setDiags(found ? { text, list: found, valid: false } : { text, list: [], error: e.status === 404 ? null : e.message });
+        }
       }
     }, 300);
     return () => { gone = true; clearTimeout(t); };

@@ -6,7 +6,7 @@
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use hilo_core::access::Scope;
 use hilo_core::{Diagnostic, Format};
 use serde::{Deserialize, Serialize};
@@ -61,12 +61,13 @@ pub fn body_format(headers: &HeaderMap, text: &str) -> Format {
 /// nothing.
 #[utoipa::path(post, path = "/workflows/validate", tag = "workflows",
     request_body(content(
-        (String = "application/yaml"),
+        (Object = "application/yaml"),
         (Object = "application/json")
-    ), description = "The workflow definition, as YAML or JSON"),
+    ), description = "The workflow definition, as YAML or JSON (a mapping)"),
     responses(
         (status = 200, description = "What the validator says (valid or not)", body = Validation),
-        (status = 400, description = "The body is not UTF-8", body = ErrorBody),
+        (status = 400, description = "The body is empty or not UTF-8", body = ErrorBody),
+        (status = 422, description = "The text is not a YAML or JSON mapping (INVALID_WORKFLOW, diagnostics in details)", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -79,6 +80,12 @@ pub async fn validate(
     caller.require(Scope::Read)?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("INVALID_REQUEST", "the workflow text is not UTF-8"))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "INVALID_REQUEST",
+            "the body is empty: send the workflow's YAML or JSON text to validate",
+        ));
+    }
     let format = body_format(&headers, text);
     let mut answer = match hilo_core::load(text, format, state.catalog()) {
         Ok(wf) => Validation {
@@ -89,8 +96,25 @@ pub async fn validate(
             latest_version: None,
         },
         Err(diags) => {
-            // The name and version as written, when the text parses at all.
-            let value = hilo_core::source::parse_value(text, format).ok();
+            // A text that is not YAML (or JSON) at all, or not a mapping, is refused as an
+            // import refuses it, with the same diagnostics: there is no definition to speak of.
+            let parsed = hilo_core::source::parse_value(text, format)
+                .ok()
+                .filter(Value::is_object);
+            let Some(value) = parsed else {
+                let n = diags.len();
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "INVALID_WORKFLOW",
+                    format!(
+                        "the text is not a workflow document ({} mapping; {n} problem{}); details.diagnostics says where",
+                        if format == Format::Json { "a JSON" } else { "a YAML" },
+                        if n == 1 { "" } else { "s" }
+                    ),
+                )
+                .with_details(serde_json::json!({ "diagnostics": diags.0.iter().map(diagnostic).collect::<Vec<_>>() })));
+            };
+            let value = Some(value);
             let field = |k: &str| value.as_ref().and_then(|v| v.get(k)).cloned();
             Validation {
                 valid: false,
@@ -233,8 +257,13 @@ pub async fn put_layout(
     Ok(Json(layout_view(name, body.layout, at)))
 }
 
-/// `GET /workflows/validate`: the workflow named `validate` (the path is also the
-/// validator's, for POST; a name is a name).
+/// The workflow named `validate` (this path is also the validator's, for POST): as
+/// `GET /workflows/{name}` with that name.
+#[utoipa::path(get, path = "/workflows/validate", tag = "workflows",
+    params(crate::api::workflows::VersionQuery),
+    responses((status = 200, body = crate::api::workflows::WorkflowView), (status = 404, body = ErrorBody)),
+    security(("api_key" = []))
+)]
 pub async fn get_named_validate(
     state: State<AppState>,
     caller: Extension<Caller>,
@@ -243,7 +272,15 @@ pub async fn get_named_validate(
     crate::api::workflows::get(state, caller, ApiPath("validate".into()), q).await
 }
 
-/// `DELETE /workflows/validate`: deletes the workflow named `validate`.
+/// Deletes the workflow named `validate`: as `DELETE /workflows/{name}` with that name.
+#[utoipa::path(delete, path = "/workflows/validate", tag = "workflows",
+    responses(
+        (status = 200, body = crate::api::workflows::Deleted),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Executions of it are still running", body = ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub async fn delete_named_validate(
     state: State<AppState>,
     caller: Extension<Caller>,

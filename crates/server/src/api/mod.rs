@@ -78,12 +78,12 @@ fn routers() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(workflows::activate))
         .routes(routes!(workflows::export))
         .routes(routes!(workflows::graph))
-        .routes(routes!(builder::validate))
         // The validator's path is also that of a workflow named `validate`.
-        .route(
-            "/workflows/validate",
-            axum::routing::get(builder::get_named_validate).delete(builder::delete_named_validate),
-        )
+        .routes(routes!(
+            builder::validate,
+            builder::get_named_validate,
+            builder::delete_named_validate
+        ))
         .routes(routes!(builder::schema))
         .routes(routes!(builder::get_layout, builder::put_layout))
         .routes(routes!(triggers::list))

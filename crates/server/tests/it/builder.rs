@@ -64,13 +64,32 @@ async fn a_definition_is_validated_and_nothing_is_stored() {
         (200, json!(false), json!(2)),
         "{v}"
     );
-    let (code, v) = validate(&s, &key, "{{{{ not yaml", "application/yaml").await;
+    let (code, v) = validate(&s, &key, "  \n", "application/yaml").await;
     assert_eq!(
-        (code, v["valid"].clone(), v["name"].clone()),
-        (200, json!(false), json!(null)),
+        (code, v["code"].as_str()),
+        (400, Some("INVALID_REQUEST")),
         "{v}"
     );
-    assert!(!v["diagnostics"].as_array().unwrap().is_empty());
+    // Text that does not parse at all is refused as an import refuses it, with the diagnostics.
+    let (code, v) = validate(&s, &key, "{{{{ not yaml", "application/yaml").await;
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (422, Some("INVALID_WORKFLOW")),
+        "{v}"
+    );
+    assert_eq!(v["details"]["diagnostics"][0]["code"], "SYNTAX", "{v}");
+    let (code, v) = validate(&s, &key, "\u{0}", "application/json").await;
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (422, Some("INVALID_WORKFLOW")),
+        "{v}"
+    );
+    let (code, v) = validate(&s, &key, "just words", "application/yaml").await;
+    assert_eq!(
+        (code, v["details"]["diagnostics"][0]["code"].as_str()),
+        (422, Some("INVALID_TYPE")),
+        "{v}"
+    );
     // A workflow named `validate` is still a workflow like any other.
     let admin = s.key("acme", &[Scope::Admin]).await;
     let (code, v) = s
