@@ -405,7 +405,14 @@ export async function execution(main, { id, navigate }) {
       live.textContent = e.status === 409 ? `Nothing to resume: ${e.message}` : e.message;
     }
   };
+  // One retry per press: the buttons wait while it is being made (a second press would make
+  // a second execution).
+  let retrying = false;
   const retry = async (from, input) => {
+    if (retrying) return;
+    retrying = true;
+    for (const b of main.querySelectorAll('.actions button, .rerun button')) b.disabled = true;
+    live.textContent = 'Starting the retry…';
     try {
       const body = { from };
       if (input !== undefined) body.input = input;
@@ -413,6 +420,9 @@ export async function execution(main, { id, navigate }) {
       navigate(`executions/${encodeURIComponent(r.execution_id)}`);
     } catch (e) {
       live.textContent = e.message;
+      for (const b of main.querySelectorAll('.actions button, .rerun button')) b.disabled = false;
+    } finally {
+      retrying = false;
     }
   };
   const openRerun = () => {
