@@ -944,27 +944,22 @@ pub async fn worker(
     // A worker reports each execution's status, never its node records.
     engine.set_outcome_nodes(false);
     let (metrics_stop, _) = tokio::sync::watch::channel(false);
-    if let Some(addr) = &metrics_addr {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            Exit::invalid(anyhow!(
-                "--metrics-addr {addr}: cannot listen there ({e}); give a free HOST:PORT"
-            ))
-        })?;
-        let shown = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| addr.clone());
-        let stop = metrics_stop.subscribe();
-        let _ = hilo_server::metrics::handle();
-        tokio::spawn(hilo_server::metrics::serve_worker_metrics(
-            listener,
-            async move {
-                let mut stop = stop;
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        ));
-        noteln!("metrics on http://{shown}/metrics, liveness on http://{shown}/health");
-    }
+    let metrics_listener = match &metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                Exit::invalid(anyhow!(
+                    "--metrics-addr {addr}: cannot listen there ({e}); give a free HOST:PORT"
+                ))
+            })?;
+            let shown = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| addr.clone());
+            let _ = hilo_server::metrics::handle();
+            Some((listener, shown))
+        }
+        None => None,
+    };
     if !crate::out::quiet() {
         progress(&engine, None);
     }
@@ -991,6 +986,20 @@ pub async fn worker(
         llm: config.llm.clone(),
         clock: Arc::new(hilo_runtime::SystemClock),
     });
+    if let Some((listener, shown)) = metrics_listener {
+        let stop = metrics_stop.subscribe();
+        tokio::spawn(hilo_server::metrics::serve_worker_metrics(
+            listener,
+            runtime.clone(),
+            async move {
+                let mut stop = stop;
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ));
+        noteln!(
+            "metrics on http://{shown}/metrics, liveness on http://{shown}/health, readiness on http://{shown}/ready"
+        );
+    }
     // SIGTERM (a service manager's stop) as well as Ctrl-C, installed before the loops start.
     let stop = crate::serve::stop_signal();
     runtime

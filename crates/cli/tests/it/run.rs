@@ -495,6 +495,10 @@ fn a_worker_serves_its_metrics_and_health_on_the_address_asked() {
 
     let (status, body) = http_get(&addr, "/health");
     assert!(status.contains(" 200"), "{status}: {body}");
+    // Ready: its store answers with this build's schema and its claim loop claims.
+    let (status, body) = http_get(&addr, "/ready");
+    assert!(status.contains(" 200"), "{status}: {body}");
+    assert!(body.contains(r#""status":"ready""#), "{body}");
     // The detached execution is run by the worker and counted.
     let mut seen = String::new();
     for _ in 0..100 {

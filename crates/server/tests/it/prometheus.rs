@@ -585,7 +585,8 @@ fn an_alert_condition_splits_into_its_operands() {
     );
 }
 
-/// `hilo worker`'s listener: `/health` answers, `/metrics` is Prometheus text with help lines
+/// `hilo worker`'s listener: `/health` answers, `/ready` is 200 with a live store, `/metrics` is
+/// Prometheus text with help lines
 /// and the sampler's gauges, and it stops when told to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_serves_metrics_and_health_on_its_own_address() {
@@ -618,6 +619,13 @@ async fn the_worker_serves_metrics_and_health_on_its_own_address() {
         clock: Arc::new(hilo_runtime::SystemClock),
     });
     let (stop_rt, rx_rt) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(hilo_server::metrics::serve_worker_metrics(
+        listener,
+        runtime.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     let background = tokio::spawn(async move {
         runtime
             .run(async move {
@@ -625,15 +633,16 @@ async fn the_worker_serves_metrics_and_health_on_its_own_address() {
             })
             .await
     });
-    let task = tokio::spawn(hilo_server::metrics::serve_worker_metrics(
-        listener,
-        async move {
-            let _ = rx.await;
-        },
-    ));
     let http = reqwest::Client::new();
     let health = http.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
+    // Ready: its store answers with this build's schema and its claim loop claims.
+    let ready = http.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["store"]["ok"], true, "{ready}");
+    assert_eq!(ready["worker"]["ok"], true, "{ready}");
     let mut text = String::new();
     for _ in 0..50 {
         text = http
