@@ -68,6 +68,7 @@ pub mod schema;
 pub mod session;
 pub mod source;
 mod source_map;
+pub mod started_by;
 pub mod store;
 pub mod stored;
 pub mod tool;

@@ -58,18 +58,23 @@ pub struct Ready {
 /// A worker whose claim loop has not come round for this long is stuck.
 const WORKER_STALL_MS: i64 = 30_000;
 
-/// Ready to serve: the store answers, its schema is this build's and nothing keeps it from
-/// working (a step-log record no fold can get past), and the embedded worker claims work
-/// (its last claims did not fail, its loop is not stuck). 503 otherwise, with a coarse
-/// reason per failing check; the details go to the log.
-#[utoipa::path(get, path = "/ready", tag = "ops",
-    responses(
-        (status = 200, body = Ready),
-        (status = 503, description = "Not ready (the body says why)", body = Ready)
-    )
-)]
-pub async fn ready(State(state): State<AppState>) -> Response {
-    let store = state.store();
+/// What the store and the worker loop say of readiness: a coarse reason per failing check
+/// (the details go to the log, `who`'s), and the `store` and `worker` parts of the body.
+pub(crate) struct Checked {
+    pub reasons: Vec<String>,
+    pub store: Value,
+    pub worker: Value,
+}
+
+/// The checks `hilo serve`'s `/api/v1/ready` and `hilo worker`'s `/ready` share: the store
+/// answers, its schema is this build's and nothing keeps it from working (a step-log record
+/// no fold can get past), and the claim loop claims (its last rounds did not fail, it is not
+/// stuck). `who` names the process whose log has the details (`server`, `worker's`).
+pub(crate) async fn store_and_worker(
+    store: &dyn hilo_core::Store,
+    engine: &hilo_engine::Engine,
+    who: &str,
+) -> Checked {
     let mut reasons = Vec::new();
     let mut store_json = match store.schema_status().await {
         Ok(s) => json!({
@@ -88,11 +93,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             store_json["ok"] = json!(false);
             store_json["code"] = json!(e.code());
             reasons.push(match e {
-                hilo_core::StoreError::Unhealthy(what) if what.contains("step log") => {
-                    "store: the step log holds a record this build cannot fold (see the server log)"
-                        .to_string()
-                }
-                _ => "store: not healthy (see the server log)".to_string(),
+                hilo_core::StoreError::Unhealthy(what) if what.contains("step log") => format!(
+                    "store: the step log holds a record this build cannot fold (see the {who} log)"
+                ),
+                _ => format!("store: not healthy (see the {who} log)"),
             });
         }
     } else if store_json.get("code").is_some() {
@@ -100,7 +104,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     } else {
         reasons.push("store: the database schema is not this build's".to_string());
     }
-    let health = state.engine().worker_health();
+    let health = engine.worker_health();
     let worker_problem = health.problem(now_ms(), WORKER_STALL_MS);
     if let Some(p) = &worker_problem {
         tracing::warn!("readiness: {p}");
@@ -113,11 +117,33 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             "worker: its claim loop is stuck".to_string()
         });
     }
-    let worker_json = json!({
-        "ok": worker_problem.is_none(),
-        "running": health.running,
-        "failures": health.failures,
-    });
+    Checked {
+        reasons,
+        store: store_json,
+        worker: json!({
+            "ok": worker_problem.is_none(),
+            "running": health.running,
+            "failures": health.failures,
+        }),
+    }
+}
+
+/// Ready to serve: the store answers, its schema is this build's and nothing keeps it from
+/// working (a step-log record no fold can get past), and the embedded worker claims work
+/// (its last claims did not fail, its loop is not stuck). 503 otherwise, with a coarse
+/// reason per failing check; the details go to the log.
+#[utoipa::path(get, path = "/ready", tag = "ops",
+    responses(
+        (status = 200, body = Ready),
+        (status = 503, description = "Not ready (the body says why)", body = Ready)
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let Checked {
+        reasons,
+        store: store_json,
+        worker: worker_json,
+    } = store_and_worker(state.store().as_ref(), state.engine(), "server").await;
     let providers = state
         .llm()
         .providers

@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
-use hilo_engine::now_ms;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -48,59 +47,21 @@ pub async fn serve_worker_metrics(
         .await
 }
 
-/// A worker whose claim loop has not come round for this long is stuck (as `hilo serve`'s
-/// `/api/v1/ready` judges its embedded worker).
-const WORKER_STALL_MS: i64 = 30_000;
-
 /// The worker can do work: its store answers, its schema is this build's and nothing keeps
 /// it from working, and its claim loop claims (its last rounds did not fail, it is not
-/// stuck); the same checks as `hilo serve`'s `/api/v1/ready` (`crate::api::ops::ready`),
-/// with the same body: `{status, reasons, store, worker, running}`. 503 with a coarse reason
-/// per failing check otherwise; the details go to the log.
+/// stuck); the checks of `hilo serve`'s `/api/v1/ready` ([`crate::api::ops::ready`]), with the
+/// same body: `{status, reasons, store, worker, running}`. 503 with a coarse reason per
+/// failing check otherwise; the details go to the log.
 async fn worker_ready(State(runtime): State<hilo_runtime::Runtime>) -> Response {
-    let store = runtime.store();
-    let mut reasons = Vec::new();
-    let mut store_json = match store.schema_status().await {
-        Ok(s) => json!({
-            "ok": s.applied == s.expected,
-            "schema_applied": s.applied,
-            "schema_expected": s.expected,
-        }),
-        Err(e) => {
-            tracing::warn!(code = e.code(), "readiness: the store does not answer: {e}");
-            reasons.push("store: the database does not answer".to_string());
-            json!({"ok": false, "code": e.code()})
-        }
-    };
-    if store_json["ok"] == true {
-        if let Err(e) = store.health().await {
-            tracing::warn!(code = e.code(), "readiness: the store is not healthy: {e}");
-            store_json["ok"] = json!(false);
-            store_json["code"] = json!(e.code());
-            reasons.push("store: not healthy (see the worker's log)".to_string());
-        }
-    } else if reasons.is_empty() {
-        reasons.push("store: the database schema is not this build's".to_string());
-    }
-    let health = runtime.engine().worker_health();
-    let problem = health.problem(now_ms(), WORKER_STALL_MS);
-    if let Some(p) = &problem {
-        tracing::warn!("readiness: {p}");
-        reasons.push(if health.failures > 0 {
-            format!(
-                "worker: claiming work failed {} time(s) in a row",
-                health.failures
-            )
-        } else {
-            "worker: its claim loop is stuck".to_string()
-        });
-    }
-    let ok = reasons.is_empty();
+    let checked =
+        crate::api::ops::store_and_worker(runtime.store().as_ref(), runtime.engine(), "worker's")
+            .await;
+    let ok = checked.reasons.is_empty();
     let body = json!({
         "status": if ok { "ready" } else { "not_ready" },
-        "reasons": reasons,
-        "store": store_json,
-        "worker": {"ok": problem.is_none(), "running": health.running, "failures": health.failures},
+        "reasons": checked.reasons,
+        "store": checked.store,
+        "worker": checked.worker,
         "running": runtime.runs().len(),
     });
     let status = if ok {
