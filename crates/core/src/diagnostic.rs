@@ -244,13 +244,26 @@ impl Diagnostics {
                     }
                 }
             }
-            if let Some(map) = source
-                && let Some((line, col)) = map.lookup(&d.path)
-            {
+        }
+        match source {
+            Some(map) => self.relocate(map),
+            None => self.sort(),
+        }
+    }
+
+    /// Sets `line`/`column` of each diagnostic the source map places, then sorts by position.
+    pub fn relocate(&mut self, source: &SourceMap) {
+        for d in &mut self.0 {
+            if let Some((line, col)) = source.lookup(&d.path) {
                 d.line = Some(line);
                 d.column = Some(col);
             }
         }
+        self.sort();
+    }
+
+    /// By line and column (unplaced last), then by path.
+    fn sort(&mut self) {
         self.0.sort_by(|a, b| {
             (a.line.unwrap_or(usize::MAX), a.column.unwrap_or(0), &a.path).cmp(&(
                 b.line.unwrap_or(usize::MAX),

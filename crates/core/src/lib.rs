@@ -89,7 +89,12 @@ use serde_json::Value;
 /// structural problems only. Most callers want [`load`].
 pub fn parse(text: &str, format: Format) -> Result<Workflow, Diagnostics> {
     let value = source::parse_value(text, format)?;
-    decode_located(&value, Some(&SourceMap::index(text)))
+    // Positions are indexed only when there is a problem to place: a second pass over the text
+    // that costs about as much as the parse itself.
+    decode_located(&value, None).map_err(|mut d| {
+        d.relocate(&SourceMap::index(text));
+        d
+    })
 }
 
 /// Decodes a JSON value without checking graph rules, expressions or catalogs (no positions):
@@ -115,13 +120,16 @@ fn decode_located(value: &Value, map: Option<&SourceMap>) -> Result<Workflow, Di
 /// the rest is still validated, so one run reports everything that can be known.
 pub fn load(text: &str, format: Format, catalog: &Catalog) -> Result<Workflow, Diagnostics> {
     let value = source::parse_value(text, format)?;
-    let map = SourceMap::index(text);
-    match check(&value, catalog, Some(&map)) {
+    match check(&value, catalog) {
         Ok(mut wf) => {
             code::locate_sources(&mut wf, text, format);
             Ok(wf)
         }
         Err(mut d) => {
+            // Positions are indexed only now that there is a problem to place: a second pass
+            // over the text that costs about as much as the parse itself.
+            let map = SourceMap::index(text);
+            d.relocate(&map);
             // A script's syntax error: at its place in the file, not at the `source` key.
             for diag in &mut d.0 {
                 if let Some((line, column)) = diag.script_at
@@ -140,14 +148,10 @@ pub fn load(text: &str, format: Format, catalog: &Catalog) -> Result<Workflow, D
 /// Decodes and validates a JSON value (no source text, so no line numbers): what the store and
 /// the API use.
 pub fn from_value(value: &Value, catalog: &Catalog) -> Result<Workflow, Diagnostics> {
-    check(value, catalog, None)
+    check(value, catalog)
 }
 
-fn check(
-    value: &Value,
-    catalog: &Catalog,
-    map: Option<&SourceMap>,
-) -> Result<Workflow, Diagnostics> {
+fn check(value: &Value, catalog: &Catalog) -> Result<Workflow, Diagnostics> {
     let mut dec = decode::Decoder::default();
     let mut wf = dec.workflow(value);
     let mut problems = dec.diagnostics;
@@ -169,7 +173,7 @@ fn check(
             // The decoder saw every node with a readable id at its place in the document.
             let paths = dec.node_paths;
             let mut d = Diagnostics(problems);
-            d.locate(&paths, map);
+            d.locate(&paths, None);
             Err(d)
         }
     }

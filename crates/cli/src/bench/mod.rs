@@ -48,6 +48,7 @@ pub async fn run(
 ) -> Result<(), Exit> {
     if let Some(o) = &only
         && !all_keys().any(|s| s.starts_with(o.as_str()))
+        && size::parse(o).is_none()
     {
         return Err(Exit::from(anyhow!(
             "no benchmark scenario starts with `{o}`; the scenarios are: {}",
@@ -418,11 +419,15 @@ async fn bench(
     }
 
     // (f) Cost at any size: chains, loops, fan-out and resume at 100 … 100,000 steps.
-    let sized: Vec<&str> = SCENARIOS
-        .iter()
-        .copied()
-        .filter(|k| k.starts_with("size_") && selects(only, k))
-        .collect();
+    // A size scenario at any size given in full (`size_loop_500`), listed or not.
+    let sized: Vec<&str> = match only {
+        Some(o) if !SCENARIOS.contains(&o) && size::parse(o).is_some() => vec![o],
+        _ => SCENARIOS
+            .iter()
+            .copied()
+            .filter(|k| k.starts_with("size_") && selects(only, k))
+            .collect(),
+    };
     if !sized.is_empty() {
         let opts = size::Opts {
             reps: asked_reps.map(|r| r as usize),

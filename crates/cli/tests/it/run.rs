@@ -499,6 +499,29 @@ fn a_worker_serves_its_metrics_and_health_on_the_address_asked() {
     let (status, body) = http_get(&addr, "/ready");
     assert!(status.contains(" 200"), "{status}: {body}");
     assert!(body.contains(r#""status":"ready""#), "{body}");
+    // The containers' health check (deploy/compose.yaml's worker) asks the same /ready.
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let check = Command::new("bash")
+        .arg(crate::root().join("deploy/healthcheck.sh"))
+        .env("HILO_HEALTH_HOST", host)
+        .env("HILO_HEALTH_PORT", port)
+        .env("HILO_HEALTH_PATH", "/ready")
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    let check = Command::new("bash")
+        .arg(crate::root().join("deploy/healthcheck.sh"))
+        .env("HILO_HEALTH_HOST", host)
+        .env("HILO_HEALTH_PORT", port)
+        .env("HILO_HEALTH_PATH", "/nothing-here")
+        .output()
+        .unwrap();
+    assert!(!check.status.success(), "a 404 is not healthy");
+    assert!(
+        text(&check.stderr).contains("/nothing-here"),
+        "{}",
+        text(&check.stderr)
+    );
     // The detached execution is run by the worker and counted.
     let mut seen = String::new();
     for _ in 0..100 {
