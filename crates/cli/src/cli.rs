@@ -190,13 +190,52 @@ pub enum ExecutionsCommand {
         #[arg(long, value_name = "SEQ")]
         events_after: Option<u64>,
     },
-    /// Delete finished executions (history, checkpoints, tasks) older than this: a duration
-    /// (`12h`, `7d`, `2w`) or a number of days (`30`, `0.5`).
+    /// Delete the tenant's finished executions (history, checkpoints, tasks) older than this:
+    /// a duration (`12h`, `7d`, `2w`) or a number of days (`30`, `0.5`); or, with
+    /// --retention, every tenant's past the retention hilo.toml gives it (`[store]
+    /// retention`, tiers' `retention`): the sweep `hilo serve` runs every hour, now. In
+    /// batches of --batch executions, each a short transaction.
     Prune {
         /// The age: a duration (`12h`, `7d`, `2w`) or a number of days (`30`, `0.5`)
-        #[arg(long, value_name = "DURATION|DAYS", value_parser = parse_age_ms)]
-        older_than: u64,
-        /// Print JSON {"pruned", "before"}
+        #[arg(long, value_name = "DURATION|DAYS", value_parser = parse_age_ms,
+              required_unless_present = "retention", conflicts_with = "retention")]
+        older_than: Option<u64>,
+        /// Every tenant, each by its retention in hilo.toml (instead of --older-than)
+        #[arg(long)]
+        retention: bool,
+        /// Executions deleted per transaction
+        #[arg(long, value_name = "N", default_value_t = 500,
+              value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch: u32,
+        /// Print JSON {"pruned", "before"} ({"pruned"} with --retention)
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `hilo bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Write N finished executions (three workflows, tenants t0…, succeeded, failed and
+    /// cancelled, created over the last --days days) into --db through the store's own batch
+    /// commits: a large history for bench/scale/run. Refuses a database that has them already.
+    Populate {
+        /// Finished executions to write
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        executions: u64,
+        /// Tenants they belong to (t0, t1, …)
+        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        tenants: u32,
+        /// Days their creation times are spread over, ending a minute ago
+        #[arg(long, value_name = "DAYS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
+        /// Executions per batch commit (one transaction on PostgreSQL)
+        #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+        batch: u32,
+        /// Batches written at once
+        #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+        concurrency: u32,
+        /// Print JSON {"executions", "tenants", "days", "seconds", "per_second"}
         #[arg(long)]
         json: bool,
     },
@@ -377,8 +416,11 @@ pub enum Command {
     Triggers(TriggersCommand),
     /// Measure the engine: per-step cost with and without persistence, fan-out, throughput,
     /// stored bytes, resume time, peak memory, the code sandbox's cost per call. Median of 5
-    /// runs after a warm-up.
+    /// runs after a warm-up. `hilo bench populate` writes a large history instead.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
+        #[command(subcommand)]
+        populate: Option<BenchCommand>,
         /// One JSON object keyed by scenario
         #[arg(long)]
         json: bool,

@@ -95,6 +95,30 @@ pub async fn run(app: &App, command: Command) -> Result<(), Exit> {
         | Command::BackToAi(_)
         | Command::Hil(_)) => hil::run(g, other).await,
         Command::Bench {
+            populate:
+                Some(crate::cli::BenchCommand::Populate {
+                    executions,
+                    tenants,
+                    days,
+                    batch,
+                    concurrency,
+                    json,
+                }),
+            ..
+        } => {
+            let p = bench::populate::Populate {
+                executions,
+                tenants,
+                days,
+                batch,
+                concurrency,
+            };
+            bench::populate::run(app.store().await?, p, json)
+                .await
+                .map_err(Exit::from)
+        }
+        Command::Bench {
+            populate: None,
             json,
             quick,
             only,

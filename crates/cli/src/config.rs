@@ -63,6 +63,8 @@
 //! payload_threshold_bytes = 16384   # larger values are stored once and referenced
 //! max_connections = 16          # PostgreSQL: connections per process (default 16)
 //! pgvector = "auto"             # PostgreSQL: vector search with pgvector when it has it; "off"
+//! retention = "30d"             # finished executions deleted after this (default: "forever");
+//!                               # [tiers.NAME] retention overrides it for a tier's tenants
 //!
 //! [telemetry]                   # traces of executions over OTLP/HTTP (docs/observability.md)
 //! otlp_endpoint = "http://localhost:4318"
@@ -191,6 +193,7 @@ struct StoreSection {
     payload_threshold_bytes: Option<u64>,
     max_connections: Option<u32>,
     pgvector: Option<String>,
+    retention: Option<hilo_runtime::retention::Retention>,
 }
 
 #[derive(Debug, Deserialize)]

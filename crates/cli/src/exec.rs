@@ -1,4 +1,5 @@
-//! Execution commands: `run`, `resume`, `answer`, `cancel`, `executions list|show|prune`,
+//! Execution commands: `run`, `resume`, `answer`, `cancel`, `executions list|show|prune`
+//! (prune through `hilo_runtime::retention`, the sweep's own path),
 //! `worker`. They drive the process's engine (`App::engine`), print progress (one line per
 //! node transition, on stderr) and map the final status to the exit code.
 
@@ -7,10 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use hilo_core::exec::{Event, EventKind, ExecFilter, ExecStatus, StartedBy};
+use hilo_core::exec::{Event, EventKind, ExecFilter, ExecStatus, PruneScope, StartedBy};
 use hilo_core::store::Store;
 use hilo_core::trace;
 use hilo_engine::{Engine, EngineError, Mode, Outcome, outcome_json};
+use hilo_runtime::retention;
 use serde_json::{Value, json};
 
 use crate::app::App;
@@ -755,10 +757,43 @@ pub async fn executions(app: &App, cmd: ExecutionsCommand) -> Result<(), Exit> {
             }
             Ok(())
         }
-        ExecutionsCommand::Prune { older_than, json } => {
-            let age = i64::try_from(older_than).unwrap_or(i64::MAX);
-            let before = chrono::Utc::now().timestamp_millis().saturating_sub(age);
-            let n = store.prune(tenant, before).await.map_err(store_err)?;
+        ExecutionsCommand::Prune {
+            older_than,
+            // Without --older-than, --retention is set (clap requires one of them).
+            retention: _,
+            batch,
+            json,
+        } => {
+            let batches = retention::Batches {
+                size: batch,
+                ..retention::Batches::default()
+            };
+            let now = chrono::Utc::now().timestamp_millis();
+            let Some(age) = older_than else {
+                // The sweep `hilo serve` runs, now.
+                let config = app.config()?;
+                let policy = retention::Policy {
+                    default: config.server.retention,
+                    tiers: config.server.tiers.clone(),
+                };
+                if !policy.prunes() {
+                    noteln!(
+                        "hilo.toml keeps executions forever ([store] retention and the tiers' retention are unset): nothing to prune"
+                    );
+                }
+                let n = retention::sweep(store.as_ref(), &policy, now, batches).await;
+                if json {
+                    return print_json(&json!({"pruned": n}));
+                }
+                outln!("pruned {n} finished executions");
+                return Ok(());
+            };
+            let age = i64::try_from(age).unwrap_or(i64::MAX);
+            let before = now.saturating_sub(age);
+            let scope = PruneScope::Tenant(tenant.to_string());
+            let n = retention::prune(store.as_ref(), &scope, before, batches)
+                .await
+                .map_err(store_err)?;
             if json {
                 return print_json(&json!({"pruned": n, "before": rfc3339(before)}));
             }

@@ -727,6 +727,32 @@ pub struct Commit {
     pub dropped_vars: Vec<String>,
 }
 
+impl Commit {
+    /// A commit of `exec` under `owner`'s lease that writes nothing else: the caller adds the
+    /// events, rows, tasks… it carries (`Commit { events, ..Commit::new(…) }`).
+    pub fn new(
+        execution_id: impl Into<String>,
+        owner: impl Into<String>,
+        exec: ExecUpdate,
+    ) -> Commit {
+        Commit {
+            execution_id: execution_id.into(),
+            owner: owner.into(),
+            exec,
+            events: Vec::new(),
+            nodes: Vec::new(),
+            vars: Vec::new(),
+            new_tasks: Vec::new(),
+            closed_tasks: Vec::new(),
+            children: Vec::new(),
+            notify_parent: None,
+            consumed_signals: Vec::new(),
+            retired: Vec::new(),
+            dropped_vars: Vec::new(),
+        }
+    }
+}
+
 /// What a claim loads: the checkpoint, ready to restore a state machine from. Node rows a
 /// commit retired ([`Commit::retired`]) are not in it.
 #[derive(Debug, Clone, PartialEq)]
@@ -780,6 +806,16 @@ pub struct TaskFilter {
     /// A page cursor: only tasks listed after this (created_at, execution id, node key), in
     /// the order tasks are listed (oldest first).
     pub after: Option<(i64, String, String)>,
+}
+
+/// Which tenants' executions a prune takes ([`ExecutionStore::prune_batch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PruneScope {
+    /// One tenant's.
+    Tenant(String),
+    /// Every tenant's but these (the tenants whose retention differs from the default are
+    /// pruned on their own).
+    AllBut(Vec<String>),
 }
 
 /// The result of `commit_batch` for one commit.
@@ -958,9 +994,19 @@ pub trait ExecutionStore: Send + Sync {
         answer: &Value,
     ) -> Result<()>;
 
-    /// Deletes finished executions (with their history, checkpoints and tasks) that ended
-    /// before `before`; returns how many.
-    async fn prune(&self, tenant: &TenantId, before: i64) -> Result<u64>;
+    /// One batch of a prune (retention's sweep, `hilo executions prune`: both go through
+    /// `hilo_runtime::retention::prune`, which calls this until it returns 0): deletes up to
+    /// `limit` finished executions of the tenants `scope` selects that ended before `before`,
+    /// with their history, checkpoints, tasks, signals, crash records and webhook deliveries,
+    /// in one short transaction. Unfinished executions are never taken, however old; on
+    /// PostgreSQL neither are rows another transaction holds (`SKIP LOCKED`), so processes
+    /// pruning at once share the work and never wait on a worker. Returns how many it
+    /// deleted. Payloads they referred to stay until [`Self::prune_payloads`].
+    async fn prune_batch(&self, scope: &PruneScope, before: i64, limit: u32) -> Result<u64>;
+
+    /// Deletes stored payloads (values over the payload threshold) that no execution, node
+    /// record or variable refers to any more; returns how many.
+    async fn prune_payloads(&self) -> Result<u64>;
 
     /// Deletes these executions of `tenant`, finished or not (the caller checks), with their
     /// history, checkpoints, tasks, signals, tool-call audit, idempotency keys and callbacks,

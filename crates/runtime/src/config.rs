@@ -10,6 +10,7 @@
 //! max_concurrent_executions = 2
 //! max_running = 1               # executions workers run at once (the rest wait their turn)
 //! max_execution_ms = 60000
+//! retention = "7d"              # finished executions kept (over [store] retention; "forever")
 //!
 //! [queue.redis]                 # execution.execute actions from a Redis Stream
 //! url = "redis://127.0.0.1:6379"
@@ -76,6 +77,9 @@ pub struct TierLimits {
     pub public: Option<PublicLimits>,
     /// The most a `code` node's `limits` may ask for (over `[code]`'s).
     pub code: Option<hilo_tools::code::CodeMaxima>,
+    /// How long the tier's finished executions are kept (over `[store] retention`;
+    /// `"forever"` keeps them whatever `[store]` says).
+    pub retention: Option<crate::retention::Retention>,
 }
 
 /// `[public]`: what callers without an API key (the chat widget's visitors; every public

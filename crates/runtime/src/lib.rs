@@ -13,6 +13,8 @@
 //! - [`retry`]: a failed execution run again as a new one linked to it, from its failed node
 //!   (a fork there) or from the start.
 //! - [`idempotency`]: idempotency keys of the requests that create executions.
+//! - [`retention`]: finished executions deleted past `[store] retention` (or their tier's),
+//!   in short batches; the sweep and `hilo executions prune` share its [`retention::prune`].
 //! - [`live`]: what live event streams wait on (committed events, conversation news, tokens).
 //! - [`metrics`]: the engine's metrics observer and the store's gauges.
 //! - [`ingress`]: everything that starts executions from outside: the Redis queue, schedules,
@@ -44,6 +46,7 @@ pub mod ingress;
 pub mod live;
 pub mod metrics;
 pub mod playback;
+pub mod retention;
 pub mod retry;
 pub mod runs;
 pub mod signing;
@@ -83,6 +86,8 @@ pub struct Settings {
     pub redis: Option<RedisQueueSettings>,
     pub conversations: ConversationSettings,
     pub triggers: TriggerSettings,
+    /// `[store] retention`: how long finished executions are kept (tiers may say otherwise).
+    pub retention: retention::Retention,
 }
 
 /// How a runtime is put together.
@@ -197,7 +202,8 @@ impl Runtime {
 
     /// Runs every background loop of the process until `shutdown` resolves: the worker
     /// (`workers` drives at once), the callback sender, the conversations' reconciler, the
-    /// pruner of expired keys, the gauges, the Redis queue (when configured) and the
+    /// pruner of expired keys, the retention sweep (when `[store] retention` or a tier sets
+    /// one), the gauges, the Redis queue (when configured) and the
     /// schedules. Then gives in-flight executions `shutdown_grace_ms` to finish, stops the
     /// rest and gives their leases back, so another process (or the next start) continues
     /// them from their checkpoints at once.
@@ -239,6 +245,14 @@ impl Runtime {
         )));
         tasks.push(tokio::spawn(idempotency::prune(
             self.store().clone(),
+            stopped(),
+        )));
+        tasks.push(tokio::spawn(retention::run(
+            self.store().clone(),
+            retention::Policy {
+                default: settings.retention,
+                tiers: settings.tiers.clone(),
+            },
             stopped(),
         )));
         tasks.push(tokio::spawn(metrics::sample(

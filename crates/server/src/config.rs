@@ -295,6 +295,8 @@ pub struct Settings {
     pub mcp_server: McpServerSettings,
     /// `[a2a_server]`: workflows as the skills of an A2A agent (`/a2a`).
     pub a2a_server: A2aServerSettings,
+    /// `[store] retention`: how long finished executions are kept (the runtime's sweep).
+    pub retention: hilo_runtime::retention::Retention,
 }
 
 /// `[mcp_server]`: hilo as an MCP server (`[mcp]` is the MCP servers hilo calls).
@@ -379,6 +381,7 @@ impl Settings {
             redis: self.redis.clone(),
             conversations: self.conversations.clone(),
             triggers: self.triggers.clone(),
+            retention: self.retention,
         }
     }
 
@@ -499,6 +502,11 @@ impl Settings {
             default_tier: server.default_tier.clone(),
         };
         tiers.check()?;
+        let retention = match v.pointer("/store/retention") {
+            None => hilo_runtime::retention::Retention::Forever,
+            Some(x) => serde_json::from_value(x.clone())
+                .map_err(|e| format!("`[store] retention`: {e}"))?,
+        };
         // An allow-list entry that cannot be parsed would never match: refuse it here, with
         // its name, rather than refuse every callback to that host later.
         for entry in &callbacks.allow_hosts {
@@ -516,6 +524,7 @@ impl Settings {
             console,
             public,
             triggers,
+            retention,
         })
     }
 }

@@ -117,6 +117,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "workflow layouts",
         include_str!("../migrations/0027_workflow_layouts.sql"),
     ),
+    (
+        28,
+        "executions retention",
+        include_str!("../migrations/0028_executions_retention.sql"),
+    ),
 ];
 
 /// Migrations that only the SQLite backend runs (numbered in the same sequence).
@@ -164,6 +169,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         16,
         "knowledge base",
         include_str!("../migrations/postgres/0016_knowledge.sql"),
+    ),
+    (
+        28,
+        "executions retention and listings",
+        include_str!("../migrations/postgres/0028_executions_retention.sql"),
     ),
 ];
 

@@ -188,10 +188,19 @@ pub(super) async fn time_durable(
 /// Stores `wf` as a deployed version (its first import activates it), as `hilo workflows
 /// import` or `POST /workflows` would before runs start from it.
 pub(super) async fn deploy(store: &Arc<dyn Store>, wf: &Workflow) -> anyhow::Result<()> {
+    deploy_as(store, DEFAULT_TENANT, wf).await
+}
+
+/// [`deploy`] for `tenant`.
+pub(super) async fn deploy_as(
+    store: &Arc<dyn Store>,
+    tenant: &str,
+    wf: &Workflow,
+) -> anyhow::Result<()> {
     let source = serde_json::to_string(&hilo_core::to_value(wf))?;
     store
         .import_workflow(
-            DEFAULT_TENANT,
+            tenant,
             hilo_core::store::NewWorkflow {
                 workflow: wf,
                 source: &source,

@@ -15,12 +15,14 @@
 //! | `code.rs` | the code sandbox: overhead per call, throughput, RSS |
 //! | `replay.rs` | `hilo replay` at 100, 1,000 and 10,000 recorded steps |
 //! | `futures_like.rs` | a tiny bounded pool of futures |
+//! | `populate.rs` | `hilo bench populate`: a large history of finished executions |
 
 mod code;
 mod futures_like;
 mod kit;
 mod memory;
 mod openapi;
+pub mod populate;
 mod replay;
 mod size;
 mod trace;

@@ -487,3 +487,37 @@ fn bad_tools_are_reported() {
     .unwrap_err();
     assert!(err.to_string().contains("declared twice"));
 }
+
+#[test]
+fn retention_is_read_from_store_and_tiers_and_a_bad_one_names_its_key() {
+    use hilo_runtime::retention::Retention;
+    const DAY: u64 = 86_400_000;
+    let c = Config::parse(
+        "[store]\nretention = \"30d\"\n[tiers.free]\nretention = \"7d\"\n[tiers.gold]\nretention = \"forever\"\n[tenants.acme]\ntier = \"free\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.server.retention, Retention::For(30 * DAY));
+    let policy = hilo_runtime::retention::Policy {
+        default: c.server.retention,
+        tiers: c.server.tiers.clone(),
+    };
+    assert_eq!(policy.of("acme"), Retention::For(7 * DAY));
+    assert_eq!(policy.of("other"), Retention::For(30 * DAY));
+    assert_eq!(
+        Config::parse("").unwrap().server.retention,
+        Retention::Forever,
+        "kept forever by default"
+    );
+    for (text, key) in [
+        ("[store]\nretention = \"30\"\n", "[store] retention"),
+        ("[store]\nretention = 30\n", "[store] retention"),
+        ("[store]\nretention = \"5m\"\n", "[store] retention"),
+        (
+            "[tiers.free]\nretention = \"7dd\"\n",
+            "[tiers.free] retention",
+        ),
+    ] {
+        let e = Config::parse(text).unwrap_err().to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    }
+}

@@ -79,6 +79,13 @@ pub const METRICS: &[Metric] = &[
         "Executions that ended, by tenant, workflow and final status (succeeded, failed, compensated, handed_over, cancelled).",
     ),
     m(
+        "hilo_executions_pruned_total",
+        C,
+        None,
+        &[],
+        "Finished executions deleted by retention (the sweep, `hilo executions prune`), with their history and checkpoints.",
+    ),
+    m(
         "hilo_execution_duration_seconds",
         H,
         S,

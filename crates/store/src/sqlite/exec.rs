@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use hilo_core::exec::{
     Claimed, Commit, CommitOutcome, Event, ExecFilter, ExecRecord, ExecStatus, ExecutionStore,
-    HumanTask, Lease, Loaded, NewExecution, NodeRecord, Signal, StartClaim, StoredSignal,
-    TaskFilter,
+    HumanTask, Lease, Loaded, NewExecution, NodeRecord, PruneScope, Signal, StartClaim,
+    StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId, now_ms};
 use hilo_core::stored::StoredJson;
@@ -874,46 +874,50 @@ impl ExecutionStore for SqliteStore {
         .await
     }
 
-    async fn prune(&self, tenant: &TenantId, before: i64) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            // Small batches: each transaction holds the write lock (and the writer) briefly.
-            let tenant = tenant.to_string();
-            let n = self
-                .write(move |w| {
-                    // Executions whose end is still in a step log are pruned too.
-                    w.fold_logs()?;
-                    let ids: Vec<String> = all(
-                        w.conn,
-                        concat!(
-                            "SELECT id FROM executions WHERE tenant_id = $1 AND status IN ",
-                            terminal!(),
-                            " AND finished_at < $2 LIMIT 200"
-                        ),
-                        params![tenant, before],
-                        |r| r.get(0).map_err(db),
-                    )?;
-                    for id in &ids {
-                        for sql in PRUNE_CHILD_ROWS {
-                            exec(w.conn, sql, [id])?;
-                        }
-                        exec(w.conn, "DELETE FROM executions WHERE id = $1", [id])?;
-                    }
-                    Ok(ids.len() as u64)
-                })
-                .await?;
-            if n == 0 {
-                break;
+    async fn prune_batch(&self, scope: &PruneScope, before: i64, limit: u32) -> Result<u64> {
+        // One short transaction: it holds the write lock (and the writer) briefly.
+        let scope = scope.clone();
+        self.write(move |w| {
+            // Executions whose end is still in a step log are pruned too.
+            w.fold_logs()?;
+            let id = |r: &Row<'_>| r.get(0).map_err(db);
+            let ids: Vec<String> = match &scope {
+                PruneScope::Tenant(t) => all(
+                    w.conn,
+                    concat!(
+                        "SELECT id FROM executions WHERE tenant_id = $1 AND status IN ",
+                        terminal!(),
+                        " AND finished_at < $2 LIMIT $3"
+                    ),
+                    params![t, before, limit],
+                    id,
+                )?,
+                PruneScope::AllBut(ts) => all(
+                    w.conn,
+                    concat!(
+                        "SELECT id FROM executions WHERE tenant_id NOT IN (SELECT value FROM json_each($1)) \
+                         AND status IN ",
+                        terminal!(),
+                        " AND finished_at < $2 LIMIT $3"
+                    ),
+                    params![serde_json::to_string(ts).map_err(|e| corrupt("tenants", e))?, before, limit],
+                    id,
+                )?,
+            };
+            for id in &ids {
+                for sql in PRUNE_CHILD_ROWS {
+                    exec(w.conn, sql, [id])?;
+                }
+                exec(w.conn, "DELETE FROM executions WHERE id = $1", [id])?;
             }
-            total += n;
-        }
-        // Payloads nobody refers to any more.
-        self.write(|w| {
-            exec(w.conn, sql::PRUNE_PAYLOADS, [])?;
-            Ok(())
+            Ok(ids.len() as u64)
         })
-        .await?;
-        Ok(total)
+        .await
+    }
+
+    async fn prune_payloads(&self) -> Result<u64> {
+        self.write(|w| Ok(exec(w.conn, sql::PRUNE_PAYLOADS, [])? as u64))
+            .await
     }
 
     async fn erase_executions(&self, tenant: &TenantId, ids: &[String]) -> Result<(u64, u64)> {

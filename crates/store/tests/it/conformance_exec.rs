@@ -10,7 +10,7 @@ use hilo_core::exec::Emitted;
 use hilo_core::exec::{
     Commit, CommitOutcome, Event, EventKind, ExecFilter, ExecMeta, ExecRecord, ExecStatus,
     ExecUpdate, HumanTask, Lease, Loaded, NewExecution, NodeError, NodeRecord, NodeStatus,
-    ParentRef, Signal, TaskFilter,
+    ParentRef, PruneScope, Signal, TaskFilter,
 };
 use hilo_core::store::{Store, StoreError};
 use serde_json::{Value, json};
@@ -35,6 +35,7 @@ pub async fn run_all(s: &dyn Store) {
     tasks_are_listed_filtered_and_answered_once(s).await;
     active_executions_counts_unfinished_ones_per_tenant(s).await;
     prune_deletes_old_finished_executions_with_their_rows(s).await;
+    prune_across_tenants_skips_excluded_tenants_and_running(s).await;
     large_values_round_trip_unchanged(s).await;
     node_records_and_events_are_read_a_page_at_a_time(s).await;
     retired_rows_stay_in_the_history_but_a_claim_leaves_them_out(s).await;
@@ -1420,6 +1421,66 @@ async fn active_executions_counts_unfinished_ones_per_tenant(s: &dyn Store) {
     );
 }
 
+/// Prunes `scope` as `hilo_runtime::retention::prune` does (batches until one is empty, then
+/// payloads), in batches of 1: every batch deletes at most its limit.
+async fn prune(s: &dyn Store, scope: &PruneScope, before: i64) -> u64 {
+    let mut total = 0;
+    loop {
+        let n = s.prune_batch(scope, before, 1).await.unwrap();
+        assert!(n <= 1, "a batch deletes at most its limit, not {n}");
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    s.prune_payloads().await.unwrap();
+    total
+}
+
+/// Retention's scope across tenants: every tenant's finished executions but the excluded
+/// tenants', in bounded batches; running ones are kept however old.
+async fn prune_across_tenants_skips_excluded_tenants_and_running(s: &dyn Store) {
+    let (a, b, keep) = (
+        "exec-prune-all-a",
+        "exec-prune-all-b",
+        "exec-prune-all-keep",
+    );
+    // Long before any other check's executions (T0), so the cut-off takes only these.
+    let old = 1_000;
+    for (t, id) in [
+        (a, "pa-1"),
+        (a, "pa-2"),
+        (a, "pa-3"),
+        (b, "pb-1"),
+        (keep, "pk-1"),
+    ] {
+        create(s, new_exec(t, id, Some("me"), old)).await;
+        let mut end = step(id, "me", 1, ExecStatus::Failed);
+        end.exec.finished_at = Some(old + 10);
+        apply(s, end).await;
+    }
+    create(s, new_exec(b, "pb-running", Some("me"), old)).await;
+    apply(s, step("pb-running", "me", 1, ExecStatus::Running)).await;
+    create(s, new_exec(b, "pb-pending", Some("me"), old)).await;
+    let scope = PruneScope::AllBut(vec![keep.into()]);
+    assert_eq!(
+        s.prune_batch(&scope, old + 500, 2).await.unwrap(),
+        2,
+        "a batch is bounded by its limit"
+    );
+    while s.prune_batch(&scope, old + 500, 2).await.unwrap() > 0 {}
+    for (t, id) in [(a, "pa-1"), (a, "pa-2"), (a, "pa-3"), (b, "pb-1")] {
+        assert_eq!(
+            code(s.get_execution(t, id).await),
+            "EXECUTION_NOT_FOUND",
+            "{id} is pruned"
+        );
+    }
+    s.get_execution(keep, "pk-1").await.unwrap();
+    s.get_execution(b, "pb-running").await.unwrap();
+    s.get_execution(b, "pb-pending").await.unwrap();
+}
+
 async fn prune_deletes_old_finished_executions_with_their_rows(s: &dyn Store) {
     let t = "exec-prune";
     // Larger than the payload threshold, in two executions: one pruned, one kept.
@@ -1453,7 +1514,7 @@ async fn prune_deletes_old_finished_executions_with_their_rows(s: &dyn Store) {
     apply(s, end).await;
 
     assert_eq!(
-        s.prune(t, T0 + 500).await.unwrap(),
+        prune(s, &PruneScope::Tenant(t.into()), T0 + 500).await,
         1,
         "only prune-old finished before the cut-off in this tenant"
     );
@@ -1498,12 +1559,12 @@ async fn prune_deletes_old_finished_executions_with_their_rows(s: &dyn Store) {
     );
 
     assert_eq!(
-        s.prune(t, T0 + 500).await.unwrap(),
+        prune(s, &PruneScope::Tenant(t.into()), T0 + 500).await,
         0,
         "nothing more to prune"
     );
     assert_eq!(
-        s.prune(t, T0 + 2_000).await.unwrap(),
+        prune(s, &PruneScope::Tenant(t.into()), T0 + 2_000).await,
         1,
         "a later cut-off takes prune-recent"
     );

@@ -449,3 +449,59 @@ async fn postgres_claims_are_exclusive_across_processes() {
     drop(stores);
     db.drop().await;
 }
+
+/// A prune batch skips the executions another transaction holds (a worker reading one for
+/// update, another process's batch) instead of waiting for it, and takes them once free.
+#[tokio::test]
+async fn prune_batches_skip_rows_in_use() {
+    let db = PgDb::create("prune_skip").await;
+    let store = PgStore::connect(&db.url).await.unwrap();
+    for i in 0..5 {
+        let id = format!("old-{i}");
+        assert!(
+            store
+                .create_execution(new_exec(&id, "t1", Some("w"), 1), Vec::new())
+                .await
+                .unwrap()
+        );
+        let mut end = step(&id, "w", 1);
+        end.exec.status = ExecStatus::Succeeded;
+        end.exec.finished_at = Some(10);
+        end.exec.runnable_at = None;
+        end.exec.release = true;
+        end.exec.unchanged = false;
+        assert_eq!(
+            store.commit_batch(vec![end]).await.unwrap(),
+            vec![CommitOutcome::Committed]
+        );
+    }
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN; SELECT id FROM executions WHERE id = 'old-0' FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let scope = hilo_core::exec::PruneScope::AllBut(Vec::new());
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    loop {
+        let k = store.prune_batch(&scope, 100, 2).await.unwrap();
+        assert!(k <= 2, "a batch takes at most its limit");
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    assert_eq!(n, 4, "all but the held one");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "nothing waited for the holder"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(store.prune_batch(&scope, 100, 2).await.unwrap(), 1);
+    drop(holder);
+    drop(store);
+    db.drop().await;
+}

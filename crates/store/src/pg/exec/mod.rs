@@ -21,11 +21,12 @@
 //!
 //! One file per concern: `read` (records, the checkpoint, the store's reads), `commit`
 //! (new executions, commits, signals, answers), `claim` (leases, wake-ups), `prune`
-//! (deletions). This file is the `ExecutionStore` implementation, each method calling its
+//! (deletions), `id_prefix` (what a listing by id prefix reads). This file is the `ExecutionStore` implementation, each method calling its
 //! function there.
 
 mod claim;
 mod commit;
+mod id_prefix;
 mod notify;
 mod prune;
 mod read;
@@ -33,7 +34,7 @@ mod read;
 use async_trait::async_trait;
 use hilo_core::exec::{
     Claimed, Commit, CommitOutcome, Event, ExecFilter, ExecRecord, ExecutionStore, HumanTask,
-    Loaded, NewExecution, NodeRecord, Signal, StartClaim, StoredSignal, TaskFilter,
+    Loaded, NewExecution, NodeRecord, PruneScope, Signal, StartClaim, StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, TenantId};
 use serde_json::Value;
@@ -134,7 +135,10 @@ impl ExecutionStore for PgStore {
         tenant: &TenantId,
         filter: &ExecFilter,
     ) -> Result<Vec<ExecRecord>> {
-        read::list_executions(self, tenant, filter).await
+        match id_prefix::narrow(self, tenant, filter).await? {
+            Some(filter) => read::list_executions(self, tenant, &filter).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     async fn node_records(&self, id: &str) -> Result<Vec<NodeRecord>> {
@@ -186,8 +190,12 @@ impl ExecutionStore for PgStore {
         read::oldest_runnable_at(self, now).await
     }
 
-    async fn prune(&self, tenant: &TenantId, before: i64) -> Result<u64> {
-        prune::prune(self, tenant, before).await
+    async fn prune_batch(&self, scope: &PruneScope, before: i64, limit: u32) -> Result<u64> {
+        prune::prune_batch(self, scope, before, limit).await
+    }
+
+    async fn prune_payloads(&self) -> Result<u64> {
+        prune::prune_payloads(self).await
     }
 
     async fn erase_executions(&self, tenant: &TenantId, ids: &[String]) -> Result<(u64, u64)> {

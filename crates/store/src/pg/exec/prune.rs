@@ -1,6 +1,8 @@
-//! Deleting executions on PostgreSQL: prunes of old finished ones and erasures (in small
-//! batches, each its own short transaction), and the bytes an execution takes.
+//! Deleting executions on PostgreSQL: prunes of old finished ones (one batch per call, its
+//! own short transaction, rows in use skipped) and erasures (in small batches), and the bytes
+//! an execution takes.
 
+use hilo_core::exec::PruneScope;
 use hilo_core::store::{Result, TenantId};
 
 use crate::pg::PgStore;
@@ -9,48 +11,74 @@ use crate::sql::exec_codec::{
     ERASE_AUDIT, ERASE_CAPTURED, ERASE_OTHER_ROWS, PRUNE_CHILD_ROWS, sql, terminal, u,
 };
 
-pub(super) async fn prune(store: &PgStore, tenant: &TenantId, before: i64) -> Result<u64> {
-    let mut total = 0;
-    loop {
-        // Small batches, each its own short transaction: no long locks on a busy server.
-        let mut tx = store.pool().begin().await.map_err(backend)?;
-        let ids: Vec<String> = sqlx::query_scalar(concat!(
+pub(super) async fn prune_batch(
+    store: &PgStore,
+    scope: &PruneScope,
+    before: i64,
+    limit: u32,
+) -> Result<u64> {
+    // One short transaction; rows a worker (or another pruning process) holds are skipped.
+    let mut tx = store.pool().begin().await.map_err(backend)?;
+    let pick = match scope {
+        // executions_finished (tenant_id, finished_at).
+        PruneScope::Tenant(t) => sqlx::query_scalar(concat!(
             "SELECT id FROM executions WHERE tenant_id = $1 AND status IN ",
             terminal!(),
-            " AND finished_at < $2 LIMIT 200 FOR UPDATE SKIP LOCKED"
+            " AND finished_at < $2 LIMIT $3 FOR UPDATE SKIP LOCKED"
         ))
-        .bind(tenant)
+        .bind(t),
+        // executions_finished_at (finished_at), migration 0028: the oldest first, whatever
+        // the tenant.
+        PruneScope::AllBut(ts) => sqlx::query_scalar(concat!(
+            "SELECT id FROM executions WHERE NOT (tenant_id = ANY($1)) AND status IN ",
+            terminal!(),
+            " AND finished_at < $2 LIMIT $3 FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(ts),
+    };
+    let ids: Vec<String> = pick
         .bind(before)
+        .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        if ids.is_empty() {
-            tx.rollback().await.map_err(backend)?;
-            break;
-        }
-        for sql in PRUNE_CHILD_ROWS {
-            sqlx::query(sqlx::AssertSqlSafe(
-                sql.replace("execution_id = $1", "execution_id = ANY($1)"),
-            ))
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        sqlx::query("DELETE FROM executions WHERE id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        total += ids.len() as u64;
+    if ids.is_empty() {
+        tx.rollback().await.map_err(backend)?;
+        return Ok(0);
     }
-    // Payloads nobody refers to any more.
-    sqlx::query(sql::PRUNE_PAYLOADS)
-        .execute(store.pool())
+    for sql in PRUNE_CHILD_ROWS {
+        sqlx::query(sqlx::AssertSqlSafe(
+            sql.replace("execution_id = $1", "execution_id = ANY($1)"),
+        ))
+        .bind(&ids)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-    Ok(total)
+    }
+    let n = sqlx::query("DELETE FROM executions WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+    tx.commit().await.map_err(backend)?;
+    Ok(n)
+}
+
+pub(super) async fn prune_payloads(store: &PgStore) -> Result<u64> {
+    // The statement reads every row that may refer to a payload: skipped when there is none.
+    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM payloads)")
+        .fetch_one(store.pool())
+        .await
+        .map_err(backend)?;
+    if !any {
+        return Ok(0);
+    }
+    Ok(sqlx::query(sql::PRUNE_PAYLOADS)
+        .execute(store.pool())
+        .await
+        .map_err(backend)?
+        .rows_affected())
 }
 
 pub(super) async fn erase_executions(
