@@ -124,7 +124,8 @@ fn workers_killed_in_the_middle_of_batched_commits_lose_no_step_and_repeat_none(
     };
     start_worker(&mut procs, 1);
     start_worker(&mut procs, 2);
-    let mut live = [1, 2];
+    let mut live = vec![1, 2];
+    let mut next = 3;
 
     let seed = now_ms() as u64 | 1;
     let mut rng = Rng(seed);
@@ -132,7 +133,6 @@ fn workers_killed_in_the_middle_of_batched_commits_lose_no_step_and_repeat_none(
     let mut killed: HashMap<u32, i64> = HashMap::new();
     let mut mid_batch = 0;
     for k in 0..KILLS {
-        let next = 3 + k;
         std::thread::sleep(Duration::from_millis(50 + rng.below(350)));
         let slot = rng.below(2) as usize;
         let name = format!("w{}", live[slot]);
@@ -168,6 +168,7 @@ fn workers_killed_in_the_middle_of_batched_commits_lose_no_step_and_repeat_none(
         );
         start_worker(&mut procs, next);
         live[slot] = next;
+        next += 1;
     }
 
     // Until every execution has ended.
