@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod agents;
-mod batch_kill;
 mod builtins;
 mod code;
 mod config;

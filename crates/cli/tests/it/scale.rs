@@ -53,12 +53,12 @@ const AFTER_PAUSE: [&str; 1] = ["after"];
 
 /// The processes this test started, killed (SIGKILL) and reaped when it ends, however it ends.
 #[derive(Default)]
-pub(crate) struct Procs {
-    pub(crate) children: Vec<(String, Child)>,
+struct Procs {
+    children: Vec<(String, Child)>,
 }
 
 impl Procs {
-    pub(crate) fn pid(&self, name: &str) -> u32 {
+    fn pid(&self, name: &str) -> u32 {
         self.children
             .iter()
             .find(|(n, _)| n == name)
@@ -84,7 +84,7 @@ impl Drop for Procs {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -93,16 +93,16 @@ pub(crate) fn now_ms() -> i64 {
 
 /// A `call KEY ATTEMPT PID` line of the ledger.
 #[derive(Debug, Clone)]
-pub(crate) struct Call {
+struct Call {
     /// Its place in the ledger (the order calls were made in, across processes).
-    pub(crate) seq: usize,
-    pub(crate) exec: String,
-    pub(crate) node: String,
-    pub(crate) key: String,
-    pub(crate) pid: u32,
+    seq: usize,
+    exec: String,
+    node: String,
+    key: String,
+    pid: u32,
 }
 
-pub(crate) fn calls(ledger: &Path) -> Vec<Call> {
+fn calls(ledger: &Path) -> Vec<Call> {
     hilo_engine::testkit::read_ledger_lines(ledger)
         .iter()
         .enumerate()
@@ -130,9 +130,8 @@ fn ledger_len(ledger: &Path) -> usize {
     hilo_engine::testkit::read_ledger_lines(ledger).len()
 }
 
-/// Queues `n` executions of `workflow` (input `{"n": i}`) unclaimed, as `hilo run NAME
-/// --detach` does; their ids.
-pub(crate) async fn enqueue(url: &str, workflow: &str, n: usize) -> Vec<String> {
+/// Queues `n` executions of `scale` unclaimed, as `hilo run scale --detach` does; their ids.
+async fn enqueue(url: &str, n: usize) -> Vec<String> {
     let store = hilo_store::open(&hilo_store::Location::parse(url))
         .await
         .unwrap();
@@ -146,7 +145,7 @@ pub(crate) async fn enqueue(url: &str, workflow: &str, n: usize) -> Vec<String> 
         hilo_engine::EngineOptions::default(),
     );
     let wf = store
-        .get_workflow("default", workflow, None)
+        .get_workflow("default", "scale", None)
         .await
         .unwrap()
         .workflow;
@@ -218,8 +217,6 @@ async fn answer_pending(client: &Client) -> usize {
 // executions at once) stopped renewing it, and a worker took the execution over while the
 // first process was alive (a step in flight was called twice; 5 failures in 14 runs). Leases
 // are now renewed by a task of their own (`driver.rs`, `run_machine`): 12 of 12 runs passed.
-// (Since issue 57 that task is the engine's, renewing every drive's lease in one call:
-// `driver/lease.rs`, `Leases`.)
 #[test]
 fn four_workers_run_2000_executions_with_human_pauses_and_a_worker_killed_mid_way() {
     let started = Instant::now();
@@ -270,7 +267,7 @@ fn four_workers_run_2000_executions_with_human_pauses_and_a_worker_killed_mid_wa
     let client = Client::new(&base, &key).unwrap();
 
     // Queue them all while the workers already run.
-    let ids = rt.block_on(enqueue(&db.url, "scale", EXECUTIONS));
+    let ids = rt.block_on(enqueue(&db.url, EXECUTIONS));
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), EXECUTIONS);
     eprintln!(
         "scale: {EXECUTIONS} executions queued after {:.1} s",

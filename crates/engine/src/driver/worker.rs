@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use hilo_core::exec::DueClaim;
 
 use super::{BoxFuture, Engine, EngineError, Mode, Result, now_ms};
 
@@ -96,23 +95,14 @@ impl Engine {
             }
         });
         let mut failures: u32 = 0;
-        // Claims are made for several free slots at once where the store prefers that
-        // (`claim_batch`), unless nothing runs or work was announced (or the poll came round).
-        let batch = self
-            .inner
-            .store
-            .claim_batch(concurrency)
-            .clamp(1, concurrency.max(1));
-        let mut look = true;
         loop {
             let free = concurrency.saturating_sub(running.len());
             let mut claimed = Vec::new();
             let mut backoff = None;
-            let ended_before = self.drives_ended();
-            let round = if free > 0 && (look || free >= batch || running.is_empty()) {
+            let round = if free > 0 {
                 self.inner
                     .store
-                    .claim_due_loaded(
+                    .claim_due(
                         &self.inner.options.owner,
                         self.inner.options.lease_ms,
                         free as u32,
@@ -123,7 +113,6 @@ impl Engine {
             } else {
                 Ok(())
             };
-            look = false;
             match round {
                 Ok(()) => {
                     if failures > 0 {
@@ -158,24 +147,12 @@ impl Engine {
                     backoff = Some(wait);
                 }
             }
-            for DueClaim { tenant, id, loaded } in claimed {
-                // The checkpoint the claim loaded, if no drive of this process may have
-                // written to the execution since (else it is claimed and loaded again).
-                let preloaded =
-                    loaded.and_then(|l| self.try_exclusive(&id, ended_before).map(|g| (g, l)));
+            for (tenant, id) in claimed {
                 let engine = self.clone();
                 let on_error = on_error.clone();
                 let id2 = id.clone();
                 let handle = tokio::spawn(async move {
-                    let driven = match preloaded {
-                        Some((guard, loaded)) => {
-                            engine
-                                .drive_loaded(guard, &tenant, loaded, Mode::Background)
-                                .await
-                        }
-                        None => engine.drive(&tenant, &id2, Mode::Background, false).await,
-                    };
-                    if let Err(e) = driven {
+                    if let Err(e) = engine.drive(&tenant, &id2, Mode::Background, false).await {
                         on_error(&id2, &e);
                     }
                 });
@@ -193,7 +170,7 @@ impl Engine {
                     } else if !self.inner.store.wait_for_work().await {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                } => look = true,
+                } => {}
             }
         }
         self.set_worker_health(|w| w.running = false);

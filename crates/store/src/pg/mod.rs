@@ -43,8 +43,6 @@ pub struct PgBackend {
     listener: Arc<WorkListener>,
     /// Vector search in the database, when it has pgvector (see `vectors`).
     vectors: Option<Arc<vectors::VectorIndex>>,
-    /// Audit rows waiting for the next commit's transaction (see `audit`).
-    audit: Arc<audit::AuditQueue>,
 }
 
 /// Connections a process keeps to the server at most (each worker's claims, heartbeats and
@@ -92,7 +90,6 @@ impl PgStore {
                 pool,
                 listener: Arc::default(),
                 vectors,
-                audit: Arc::default(),
             },
             format!("postgres:{location}"),
         ))
@@ -105,10 +102,6 @@ impl PgStore {
 
     pub(crate) fn listener(&self) -> &Arc<WorkListener> {
         &self.listener
-    }
-
-    pub(crate) fn audit_queue(&self) -> &audit::AuditQueue {
-        &self.audit
     }
 }
 
