@@ -209,8 +209,8 @@ impl Diagnostics {
     }
 
     /// Fills in `node` and `field` from the JSON pointers (using `nodes`, the pointer of each
-    /// node and its id) and `line`/`column` from the source map, then sorts by position.
-    pub fn locate(&mut self, nodes: &[(String, String)], source: Option<&SourceMap>) {
+    /// node and its id), then sorts (by path: [`Self::relocate`] adds lines and columns).
+    pub fn locate(&mut self, nodes: &[(String, String)]) {
         // The owner of a path is the node with the longest pointer that is the path or one of
         // its ancestors: looked up ancestor by ancestor, so that locating is linear in the
         // number of diagnostics (a definition can have ten thousand of both).
@@ -245,10 +245,7 @@ impl Diagnostics {
                 }
             }
         }
-        match source {
-            Some(map) => self.relocate(map),
-            None => self.sort(),
-        }
+        self.sort();
     }
 
     /// Sets `line`/`column` of each diagnostic the source map places, then sorts by position.

@@ -60,7 +60,7 @@ pub fn check(definition: &Value, granted: &[String]) -> Diagnostics {
     if let Some(Value::Array(list)) = definition.get("nodes") {
         walk(list, "/nodes", granted, &mut found, &mut nodes);
     }
-    found.locate(&nodes, None);
+    found.locate(&nodes);
     found
 }
 

@@ -91,7 +91,7 @@ pub fn parse(text: &str, format: Format) -> Result<Workflow, Diagnostics> {
     let value = source::parse_value(text, format)?;
     // Positions are indexed only when there is a problem to place: a second pass over the text
     // that costs about as much as the parse itself.
-    decode_located(&value, None).map_err(|mut d| {
+    decode(&value).map_err(|mut d| {
         d.relocate(&SourceMap::index(text));
         d
     })
@@ -100,16 +100,16 @@ pub fn parse(text: &str, format: Format) -> Result<Workflow, Diagnostics> {
 /// Decodes a JSON value without checking graph rules, expressions or catalogs (no positions):
 /// for definitions that were validated before, such as stored ones.
 pub fn decode_value(value: &Value) -> Result<Workflow, Diagnostics> {
-    decode_located(value, None)
+    decode(value)
 }
 
-fn decode_located(value: &Value, map: Option<&SourceMap>) -> Result<Workflow, Diagnostics> {
+fn decode(value: &Value) -> Result<Workflow, Diagnostics> {
     let mut dec = decode::Decoder::default();
     match dec.workflow(value) {
         Some(wf) if dec.diagnostics.is_empty() => Ok(wf),
         _ => {
             let mut d = Diagnostics(dec.diagnostics);
-            d.locate(&dec.node_paths, map);
+            d.locate(&dec.node_paths);
             Err(d)
         }
     }
@@ -173,7 +173,7 @@ fn check(value: &Value, catalog: &Catalog) -> Result<Workflow, Diagnostics> {
             // The decoder saw every node with a readable id at its place in the document.
             let paths = dec.node_paths;
             let mut d = Diagnostics(problems);
-            d.locate(&paths, None);
+            d.locate(&paths);
             Err(d)
         }
     }
