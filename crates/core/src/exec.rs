@@ -763,6 +763,16 @@ pub struct Loaded {
     pub signals: Vec<StoredSignal>,
 }
 
+/// An execution [`ExecutionStore::claim_due_loaded`] took: its tenant and id, and its
+/// checkpoint when the store loaded it in the claim's own transaction (the driver then
+/// neither claims nor loads it again).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueClaim {
+    pub tenant: String,
+    pub id: String,
+    pub loaded: Option<Loaded>,
+}
+
 /// Filters for listing executions.
 #[derive(Debug, Clone, Default)]
 pub struct ExecFilter {
@@ -878,6 +888,36 @@ pub trait ExecutionStore: Send + Sync {
         limit: u32,
         now: i64,
     ) -> Result<Vec<(String, String)>>;
+
+    /// [`Self::claim_due`], and the checkpoint of each execution claimed (as
+    /// [`Self::claim`] loads it) where the store can read it with the claim at little cost.
+    /// The default loads none: the driver claims and loads each one itself.
+    async fn claim_due_loaded(
+        &self,
+        owner: &str,
+        lease_ms: u64,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<DueClaim>> {
+        Ok(self
+            .claim_due(owner, lease_ms, limit, now)
+            .await?
+            .into_iter()
+            .map(|(tenant, id)| DueClaim {
+                tenant,
+                id,
+                loaded: None,
+            })
+            .collect())
+    }
+
+    /// How many free slots a worker should wait for before it claims again while it still
+    /// has executions running (1: claim as soon as one ends). A store whose claims cost a
+    /// round trip to a server each prefers fewer, larger ones.
+    fn claim_batch(&self, concurrency: usize) -> usize {
+        let _ = concurrency;
+        1
+    }
 
     /// Extends `owner`'s leases; returns the ids it no longer holds.
     async fn heartbeat(

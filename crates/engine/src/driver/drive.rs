@@ -10,10 +10,11 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hilo_core::NodeKind;
-use hilo_core::exec::{CommitOutcome, Event, ExecStatus};
+use hilo_core::exec::{CommitOutcome, Event, ExecStatus, Loaded};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::lease::DriveGuard;
 use super::start::{Inserted, Origin};
 use super::{BoxFuture, Engine, EngineError, Mode, Observed, Outcome, Result, Started, now_ms};
 use crate::machine::{Action, Input, Machine};
@@ -133,9 +134,42 @@ impl Engine {
         wait_for_lease: bool,
         started: Option<(&Arc<Plan>, bool)>,
     ) -> Result<Outcome> {
-        let Some(mut loaded) = self.claim(tenant, id, wait_for_lease).await? else {
+        let Some(loaded) = self.claim(tenant, id, wait_for_lease).await? else {
             return self.outcome_of(tenant, id).await;
         };
+        self.run_loaded(tenant, loaded, mode, started).await
+    }
+
+    /// Drives on an execution a worker's claim took and loaded, under the guard
+    /// [`Engine::try_exclusive`] gave for it: neither claimed nor loaded again.
+    pub(super) async fn drive_loaded(
+        &self,
+        guard: DriveGuard,
+        tenant: &str,
+        loaded: Loaded,
+        mode: Mode,
+    ) -> Result<Outcome> {
+        let _exclusive = guard;
+        if loaded.exec.status.is_terminal() {
+            let id = loaded.exec.id.clone();
+            let _ = self
+                .inner
+                .store
+                .release(&id, &self.inner.options.owner)
+                .await;
+            return self.outcome_of(tenant, &id).await;
+        }
+        self.run_loaded(tenant, loaded, mode, None).await
+    }
+
+    /// Drives a claimed execution on from its checkpoint `loaded`.
+    async fn run_loaded(
+        &self,
+        tenant: &str,
+        mut loaded: Loaded,
+        mode: Mode,
+        started: Option<(&Arc<Plan>, bool)>,
+    ) -> Result<Outcome> {
         let plan = self.plan_of(tenant, &loaded, started).await?;
         let signals = std::mem::take(&mut loaded.signals);
         let machine = Machine::restore_from(plan, loaded);

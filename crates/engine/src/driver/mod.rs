@@ -15,7 +15,7 @@
 //! - `worker`: [`Engine::run_worker`], its health and its backoff.
 //! - `error`: [`EngineError`].
 //!
-//! Uses go one way: `worker` uses `drive`, which uses `dispatch`, `start`, `commit` and
+//! Uses go one way: `worker` uses `drive` and `lease`; `drive` uses `dispatch`, `start`, `commit` and
 //! `lease`; `dispatch` uses `start`; every file uses this one, and `start`, `commit` and
 //! `lease` use no sibling.
 
@@ -175,6 +175,10 @@ struct Inner {
     plans: Mutex<HashMap<(String, String, u64), Arc<Plan>>>,
     /// Executions being driven in this process (see [`Engine::drive`]).
     driving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Drives ended in this process lately, by execution (see `Engine::try_exclusive`).
+    ended: Mutex<lease::Ended>,
+    /// The leases of the drives in this process, renewed together.
+    leases: lease::Leases,
     /// How to wake the drive of an execution this process runs now, so that a signal sent
     /// here (a cancellation, an answer) is read at once rather than at its next heartbeat.
     wakes: Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<()>>>,
@@ -214,6 +218,8 @@ impl Engine {
                 tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
+                ended: Mutex::new(lease::Ended::default()),
+                leases: lease::Leases::default(),
                 wakes: Mutex::new(HashMap::new()),
                 worker: Mutex::new(WorkerHealth::default()),
                 outcome_nodes: std::sync::atomic::AtomicBool::new(true),
@@ -241,6 +247,8 @@ impl Engine {
                 tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
+                ended: Mutex::new(lease::Ended::default()),
+                leases: lease::Leases::default(),
                 wakes: Mutex::new(HashMap::new()),
                 worker: Mutex::new(WorkerHealth::default()),
                 outcome_nodes: std::sync::atomic::AtomicBool::new(true),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use hilo_core::exec::DueClaim;
 
 use super::{BoxFuture, Engine, EngineError, Mode, Result, now_ms};
 
@@ -95,24 +96,34 @@ impl Engine {
             }
         });
         let mut failures: u32 = 0;
+        // Claims are made for several free slots at once where the store prefers that
+        // (`claim_batch`), unless nothing runs or work was announced (or the poll came round).
+        let batch = self
+            .inner
+            .store
+            .claim_batch(concurrency)
+            .clamp(1, concurrency.max(1));
+        let mut look = true;
         loop {
             let free = concurrency.saturating_sub(running.len());
             let mut claimed = Vec::new();
             let mut backoff = None;
-            let round = if free > 0 {
+            let (mark, claimed_at) = (self.ended_mark(), now_ms());
+            let round = if free > 0 && (look || free >= batch || running.is_empty()) {
                 self.inner
                     .store
-                    .claim_due(
+                    .claim_due_loaded(
                         &self.inner.options.owner,
                         self.inner.options.lease_ms,
                         free as u32,
-                        now_ms(),
+                        claimed_at,
                     )
                     .await
                     .map(|c| claimed = c)
             } else {
                 Ok(())
             };
+            look = false;
             match round {
                 Ok(()) => {
                     if failures > 0 {
@@ -147,12 +158,24 @@ impl Engine {
                     backoff = Some(wait);
                 }
             }
-            for (tenant, id) in claimed {
+            for DueClaim { tenant, id, loaded } in claimed {
+                // The checkpoint the claim loaded, if no drive of this process may have
+                // written to the execution since (else it is claimed and loaded again).
+                let preloaded =
+                    loaded.and_then(|l| self.try_exclusive(&id, mark, claimed_at).map(|g| (g, l)));
                 let engine = self.clone();
                 let on_error = on_error.clone();
                 let id2 = id.clone();
                 let handle = tokio::spawn(async move {
-                    if let Err(e) = engine.drive(&tenant, &id2, Mode::Background, false).await {
+                    let driven = match preloaded {
+                        Some((guard, loaded)) => {
+                            engine
+                                .drive_loaded(guard, &tenant, loaded, Mode::Background)
+                                .await
+                        }
+                        None => engine.drive(&tenant, &id2, Mode::Background, false).await,
+                    };
+                    if let Err(e) = driven {
                         on_error(&id2, &e);
                     }
                 });
@@ -170,7 +193,7 @@ impl Engine {
                     } else if !self.inner.store.wait_for_work().await {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                } => {}
+                } => look = true,
             }
         }
         self.set_worker_health(|w| w.running = false);

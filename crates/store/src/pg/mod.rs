@@ -43,6 +43,8 @@ pub struct PgBackend {
     listener: Arc<WorkListener>,
     /// Vector search in the database, when it has pgvector (see `vectors`).
     vectors: Option<Arc<vectors::VectorIndex>>,
+    /// Audit rows waiting for the next commit's transaction (see `audit`).
+    audit: Arc<audit::AuditQueue>,
 }
 
 /// Connections a process keeps to the server at most (each worker's claims, heartbeats and
@@ -90,6 +92,7 @@ impl PgStore {
                 pool,
                 listener: Arc::default(),
                 vectors,
+                audit: Arc::default(),
             },
             format!("postgres:{location}"),
         ))
@@ -102,6 +105,10 @@ impl PgStore {
 
     pub(crate) fn listener(&self) -> &Arc<WorkListener> {
         &self.listener
+    }
+
+    pub(crate) fn audit_queue(&self) -> &audit::AuditQueue {
+        &self.audit
     }
 }
 

@@ -505,3 +505,67 @@ async fn prune_batches_skip_rows_in_use() {
     drop(store);
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_batched_claim_loads_what_a_claim_loads_and_a_batch_fences_each_commit() {
+    let db = PgDb::create("claimload").await;
+    let store = PgStore::connect(&db.url).await.unwrap();
+    for (id, created) in [("a", 1), ("b", 2), ("c", 3)] {
+        let mut e = new_exec(id, "default", None, created);
+        e.lease = Some(Lease {
+            owner: "w".into(),
+            expires_at: 100,
+        });
+        store.create_execution(e, Vec::new()).await.unwrap();
+    }
+    // A variable on `a`, a rewritten row on `b`, both in one batch; a commit of `c` under
+    // an owner that does not hold it is refused alone.
+    let mut a = step("a", "w", 1);
+    a.vars = vec![("v".into(), json!({"x": 1}))];
+    let mut b = step("b", "w", 1);
+    b.exec.unchanged = false;
+    assert_eq!(
+        store
+            .commit_batch(vec![a, b, step("c", "other", 1)])
+            .await
+            .unwrap(),
+        [
+            CommitOutcome::Committed,
+            CommitOutcome::Committed,
+            CommitOutcome::LeaseLost
+        ]
+    );
+    store
+        .send_signal("default", "c", &Signal::Cancel { compensate: false })
+        .await
+        .unwrap();
+    // The leases ran out at 100 (and the signal made `c` due now): one claim takes the
+    // three, oldest first, with their checkpoints.
+    let now = hilo_core::store::now_ms() + 10_000;
+    let due = store.claim_due_loaded("w", 60_000, 10, now).await.unwrap();
+    let ids: Vec<&str> = due.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    for d in &due {
+        let loaded = d.loaded.clone().expect("loaded with the claim");
+        // What a claim of the same execution loads now (the same owner may claim again).
+        let again = store
+            .claim("default", &d.id, "w", 60_000, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded, again, "{}", d.id);
+    }
+    let a = due[0].loaded.as_ref().unwrap();
+    assert_eq!(a.vars, [("v".to_string(), json!({"x": 1}))]);
+    assert_eq!(due[2].loaded.as_ref().unwrap().signals.len(), 1);
+    assert!(
+        store
+            .claim_due_loaded("w2", 60_000, 10, now)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held now"
+    );
+    drop(store);
+    db.drop().await;
+}

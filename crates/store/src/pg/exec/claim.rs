@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hilo_core::exec::Loaded;
+use hilo_core::exec::{DueClaim, Loaded};
 use hilo_core::store::{Result, TenantId};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, Row};
@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::pg::PgStore;
 use crate::pg::exec::notify::{WORK_CHANNEL, notify_work};
-use crate::pg::exec::read::{exec_record, load};
+use crate::pg::exec::read::{exec_record, load, load_many};
 use crate::sql::backend;
 use crate::sql::exec_codec::{i, sql, terminal};
 
@@ -157,6 +157,121 @@ pub(super) async fn claim(
     load(&mut conn, id).await.map(Some)
 }
 
+/// Each tenant's oldest due executions (locked, skipping rows another worker is taking), as
+/// many as the tenant has room for under its running limit. They are taken in turns, a
+/// tenant's k-th oldest counting as its turn k plus the executions it runs now, oldest first
+/// among equal turns: across calls as within one, a tenant with fewer executions running
+/// goes first, so a burst of one tenant cannot keep another waiting. Rows: tenant, id,
+/// runnable_at, the owner whose lease ran out (if one held it).
+const CLAIM_DUE: &str = "WITH caps AS (SELECT * FROM UNNEST($5::TEXT[], $6::BIGINT[]) AS c(tenant_id, cap)), \
+     tenants AS ( \
+       SELECT d.tenant_id, COALESCE(caps.cap, $7) AS cap, ( \
+         SELECT COUNT(*) FROM executions r WHERE r.tenant_id = d.tenant_id \
+         AND r.lease_owner IS NOT NULL AND r.lease_expires_at >= $3 \
+         AND r.status IN ('pending', 'running', 'waiting')) AS running \
+       FROM ( \
+         SELECT DISTINCT tenant_id FROM executions \
+         WHERE runnable_at IS NOT NULL AND runnable_at <= $3 \
+         AND status IN ('pending', 'running', 'waiting') \
+         AND (lease_owner IS NULL OR lease_expires_at < $3)) d \
+       LEFT JOIN caps ON caps.tenant_id = d.tenant_id), \
+     room AS ( \
+       SELECT tenant_id, running, \
+         CASE WHEN cap IS NULL THEN $4 ELSE GREATEST(0, LEAST($4, cap - running)) END AS n \
+       FROM tenants), \
+     candidates AS ( \
+       SELECT c.id, c.tenant_id, c.runnable_at, c.lease_owner, t.running + \
+         ROW_NUMBER() OVER (PARTITION BY c.tenant_id ORDER BY c.runnable_at, c.id) AS turn \
+       FROM room t CROSS JOIN LATERAL ( \
+         SELECT e.id, e.tenant_id, e.runnable_at, e.lease_owner FROM executions e \
+         WHERE e.tenant_id = t.tenant_id AND e.runnable_at IS NOT NULL AND e.runnable_at <= $3 \
+         AND e.status IN ('pending', 'running', 'waiting') \
+         AND (e.lease_owner IS NULL OR e.lease_expires_at < $3) \
+         ORDER BY e.runnable_at, e.id LIMIT t.n \
+         FOR UPDATE SKIP LOCKED) c), \
+     chosen AS ( \
+       SELECT id, lease_owner FROM candidates ORDER BY turn, runnable_at, id LIMIT $4) \
+     UPDATE executions SET lease_owner = $1, lease_expires_at = $2 \
+     FROM chosen WHERE executions.id = chosen.id \
+     RETURNING executions.tenant_id, executions.id, executions.runnable_at, chosen.lease_owner";
+
+/// An execution [`claim_rows`] took.
+struct Taken {
+    runnable_at: Option<i64>,
+    tenant: String,
+    id: String,
+    /// Its previous owner's lease ran out: that owner died (a takeover, counted).
+    takeover: bool,
+}
+
+/// Claims due executions on `conn` (see [`CLAIM_DUE`]), oldest first. With running limits,
+/// claims take turns (an advisory lock for the transaction), so two workers never both fill
+/// the same room: `conn` must then be inside a transaction.
+async fn claim_rows(
+    store: &PgStore,
+    conn: &mut PgConnection,
+    owner: &str,
+    lease_ms: u64,
+    limit: u32,
+    now: i64,
+) -> Result<Vec<Taken>> {
+    let limits = store.running_limits();
+    if !limits.is_empty() {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(CLAIM_LOCK)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+    }
+    let (tenants, caps) = limits.columns();
+    let rows = sqlx::query(CLAIM_DUE)
+        .bind(owner)
+        .bind(now + i(lease_ms))
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(tenants)
+        .bind(caps)
+        .bind(limits.default.map(i64::from))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            let prev = r.try_get::<Option<String>, _>(3)?;
+            Ok(Taken {
+                runnable_at: r.try_get(2)?,
+                tenant: r.try_get(0)?,
+                id: r.try_get(1)?,
+                // Chosen only when free or expired: a previous owner other than this one died.
+                takeover: prev.is_some_and(|p| p != owner),
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        .map_err(backend)?;
+    // Oldest first, as they were chosen.
+    out.sort_by(|a, b| (a.runnable_at, &a.tenant, &a.id).cmp(&(b.runnable_at, &b.tenant, &b.id)));
+    Ok(out)
+}
+
+/// Counts the takeovers among `taken` on `conn` (each in a transaction of its own); those
+/// that were ended instead of run (quarantined) are left out.
+async fn count_takeovers(
+    store: &PgStore,
+    conn: &mut PgConnection,
+    taken: Vec<Taken>,
+    now: i64,
+) -> Result<Vec<Taken>> {
+    let mut out = Vec::with_capacity(taken.len());
+    for t in taken {
+        if t.takeover && store.count_takeover(&mut *conn, &t.id, now).await? {
+            continue;
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
 pub(super) async fn claim_due(
     store: &PgStore,
     owner: &str,
@@ -164,93 +279,52 @@ pub(super) async fn claim_due(
     limit: u32,
     now: i64,
 ) -> Result<Vec<(String, String)>> {
-    // Each tenant's oldest due executions (locked, skipping rows another worker is
-    // taking), as many as the tenant has room for under its running limit. They are taken
-    // in turns, a tenant's k-th oldest counting as its turn k plus the executions it runs
-    // now, oldest first among equal turns: across calls as within one, a tenant with
-    // fewer executions running goes first, so a burst of one tenant cannot keep another
-    // waiting. With limits, claims take turns (an advisory lock for the transaction), so
-    // two workers never both fill the same room.
-    let limits = store.running_limits();
-    let (tenants, caps) = limits.columns();
-    let query = sqlx::query(
-        "WITH caps AS (SELECT * FROM UNNEST($5::TEXT[], $6::BIGINT[]) AS c(tenant_id, cap)), \
-         tenants AS ( \
-           SELECT d.tenant_id, COALESCE(caps.cap, $7) AS cap, ( \
-             SELECT COUNT(*) FROM executions r WHERE r.tenant_id = d.tenant_id \
-             AND r.lease_owner IS NOT NULL AND r.lease_expires_at >= $3 \
-             AND r.status IN ('pending', 'running', 'waiting')) AS running \
-           FROM ( \
-             SELECT DISTINCT tenant_id FROM executions \
-             WHERE runnable_at IS NOT NULL AND runnable_at <= $3 \
-             AND status IN ('pending', 'running', 'waiting') \
-             AND (lease_owner IS NULL OR lease_expires_at < $3)) d \
-           LEFT JOIN caps ON caps.tenant_id = d.tenant_id), \
-         room AS ( \
-           SELECT tenant_id, running, \
-             CASE WHEN cap IS NULL THEN $4 ELSE GREATEST(0, LEAST($4, cap - running)) END AS n \
-           FROM tenants), \
-         candidates AS ( \
-           SELECT c.id, c.tenant_id, c.runnable_at, c.lease_owner, t.running + \
-             ROW_NUMBER() OVER (PARTITION BY c.tenant_id ORDER BY c.runnable_at, c.id) AS turn \
-           FROM room t CROSS JOIN LATERAL ( \
-             SELECT e.id, e.tenant_id, e.runnable_at, e.lease_owner FROM executions e \
-             WHERE e.tenant_id = t.tenant_id AND e.runnable_at IS NOT NULL AND e.runnable_at <= $3 \
-             AND e.status IN ('pending', 'running', 'waiting') \
-             AND (e.lease_owner IS NULL OR e.lease_expires_at < $3) \
-             ORDER BY e.runnable_at, e.id LIMIT t.n \
-             FOR UPDATE SKIP LOCKED) c), \
-         chosen AS ( \
-           SELECT id, lease_owner FROM candidates ORDER BY turn, runnable_at, id LIMIT $4) \
-         UPDATE executions SET lease_owner = $1, lease_expires_at = $2 \
-         FROM chosen WHERE executions.id = chosen.id \
-         RETURNING executions.tenant_id, executions.id, executions.runnable_at, chosen.lease_owner",
-    )
-    .bind(owner)
-    .bind(now + i(lease_ms))
-    .bind(now)
-    .bind(i64::from(limit))
-    .bind(tenants)
-    .bind(caps)
-    .bind(limits.default.map(i64::from));
+    let mut conn = store.pool().acquire().await.map_err(backend)?;
     // Without limits the statement is its own transaction (no BEGIN and COMMIT round
     // trips on every claim).
-    let rows = if limits.is_empty() {
-        query.fetch_all(store.pool()).await.map_err(backend)?
+    let taken = if store.running_limits().is_empty() {
+        claim_rows(store, &mut conn, owner, lease_ms, limit, now).await?
     } else {
-        let mut tx = store.pool().begin().await.map_err(backend)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(CLAIM_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let rows = query.fetch_all(&mut *tx).await.map_err(backend)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend)?;
+        let taken = claim_rows(store, &mut tx, owner, lease_ms, limit, now).await?;
         tx.commit().await.map_err(backend)?;
-        rows
+        taken
     };
-    let mut out = Vec::with_capacity(rows.len());
-    // One connection for the takeovers among them, taken only if there is one.
-    let mut conn = None;
-    for r in &rows {
-        let runnable_at = r.try_get::<Option<i64>, _>(2).map_err(backend)?;
-        let tenant = r.try_get::<String, _>(0).map_err(backend)?;
-        let id = r.try_get::<String, _>(1).map_err(backend)?;
-        // Chosen only when free or expired: a previous owner other than this one died.
-        let prev = r.try_get::<Option<String>, _>(3).map_err(backend)?;
-        if prev.is_some_and(|p| p != owner) {
-            let c = match &mut conn {
-                Some(c) => c,
-                None => conn.insert(store.pool().acquire().await.map_err(backend)?),
-            };
-            if store.count_takeover(c, &id, now).await? {
-                continue;
-            }
-        }
-        out.push((runnable_at, tenant, id));
-    }
-    // Oldest first, as they were chosen.
-    out.sort();
-    Ok(out.into_iter().map(|(_, t, id)| (t, id)).collect())
+    let taken = count_takeovers(store, &mut conn, taken, now).await?;
+    Ok(taken.into_iter().map(|t| (t.tenant, t.id)).collect())
+}
+
+/// [`claim_due`], and in the same transaction the checkpoints of the executions claimed
+/// (four statements for them all, see `load_many`), so that the driver neither claims nor
+/// loads them again: one transaction for a whole batch of claims. Takeovers are counted
+/// after it, each in its own transaction as in `claim`, and their checkpoints are not
+/// loaded (the driver loads them after the count).
+pub(super) async fn claim_due_loaded(
+    store: &PgStore,
+    owner: &str,
+    lease_ms: u64,
+    limit: u32,
+    now: i64,
+) -> Result<Vec<DueClaim>> {
+    let mut conn = store.pool().acquire().await.map_err(backend)?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend)?;
+    let taken = claim_rows(store, &mut tx, owner, lease_ms, limit, now).await?;
+    let ids: Vec<String> = taken
+        .iter()
+        .filter(|t| !t.takeover)
+        .map(|t| t.id.clone())
+        .collect();
+    let mut loaded = load_many(&mut tx, &ids).await?;
+    tx.commit().await.map_err(backend)?;
+    let taken = count_takeovers(store, &mut conn, taken, now).await?;
+    Ok(taken
+        .into_iter()
+        .map(|t| DueClaim {
+            loaded: loaded.remove(&t.id),
+            tenant: t.tenant,
+            id: t.id,
+        })
+        .collect())
 }
 
 pub(super) async fn cancel_crashed(
@@ -275,9 +349,13 @@ pub(super) async fn heartbeat(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    // The rows are locked in id order first, as `commit_batch` locks its own: an `UPDATE …
+    // WHERE id = ANY(…)` locks in whatever order its scan finds them, and against a commit
+    // batch of the same executions (this process's, on another connection) that deadlocks.
     let held: Vec<String> = sqlx::query_scalar(
-        "UPDATE executions SET lease_expires_at = $1 WHERE id = ANY($2) AND lease_owner = $3 \
-         RETURNING id",
+        "WITH l AS MATERIALIZED (SELECT id FROM executions WHERE id = ANY($2) \
+         AND lease_owner = $3 ORDER BY id FOR NO KEY UPDATE) \
+         UPDATE executions e SET lease_expires_at = $1 FROM l WHERE e.id = l.id RETURNING e.id",
     )
     .bind(now + i(lease_ms))
     .bind(ids)

@@ -3,6 +3,8 @@
 //! node records, variables and payloads in one multi-row statement each), signals and
 //! answers, and the `NOTIFY` that wakes idle workers.
 
+use std::collections::HashSet;
+
 use hilo_core::exec::{Claimed, Commit, CommitOutcome, Event, NewExecution, Signal, StartClaim};
 use hilo_core::store::{Result, StoreError, TenantId};
 use serde_json::Value;
@@ -521,6 +523,98 @@ pub(super) async fn create_claimed(
     Ok(Claimed::Created)
 }
 
+/// Locks, in one statement and in id order (so two batches never wait on each other in a
+/// circle), the execution rows of `commits` whose owner still holds the lease; their ids.
+/// A takeover that commits while this waits for a row changes its owner: the row is then
+/// left out (PostgreSQL checks the condition again on the row's new version).
+async fn lock_held(conn: &mut PgConnection, commits: &[Commit]) -> Result<HashSet<String>> {
+    let (ids, owners): (Vec<&str>, Vec<&str>) = commits
+        .iter()
+        .map(|c| (c.execution_id.as_str(), c.owner.as_str()))
+        .unzip();
+    let held: Vec<String> = sqlx::query_scalar(
+        "SELECT e.id FROM executions e \
+         JOIN UNNEST($1::TEXT[], $2::TEXT[]) AS c(id, owner) \
+         ON e.id = c.id AND e.lease_owner = c.owner \
+         ORDER BY e.id FOR NO KEY UPDATE OF e",
+    )
+    .bind(ids)
+    .bind(owners)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok(held.into_iter().collect())
+}
+
+/// The execution rows a batch rewrites (columns of one multi-row `UPDATE`).
+#[derive(Default)]
+struct ExecRows {
+    id: Vec<String>,
+    owner: Vec<String>,
+    status: Vec<String>,
+    output: Vec<Option<String>>,
+    error: Vec<Option<String>>,
+    last_seq: Vec<i64>,
+    runnable_at: Vec<Option<i64>>,
+    finished_at: Vec<Option<i64>>,
+    meta: Vec<String>,
+    release: Vec<bool>,
+    /// One of them gives its lease up and is due at once: someone may take it.
+    wake: bool,
+}
+
+impl ExecRows {
+    fn push(&mut self, c: &Commit, row: RowUpdate, payloads: &mut Payloads, now: i64) {
+        self.wake |= row.release && row.runnable_at.is_some_and(|at| at <= now);
+        self.id.push(c.execution_id.clone());
+        self.owner.push(c.owner.clone());
+        self.status.push(row.status);
+        self.output.push(row.output.map(|j| payloads.column(j)));
+        self.error.push(row.error);
+        self.last_seq.push(row.last_seq);
+        self.runnable_at.push(row.runnable_at);
+        self.finished_at.push(row.finished_at);
+        self.meta.push(row.meta);
+        self.release.push(row.release);
+    }
+
+    /// Rewrites the rows (locked already, each named once) in one statement.
+    async fn write(self, conn: &mut PgConnection, now: i64) -> Result<()> {
+        if self.id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE executions SET status = u.status, output = u.output, error = u.error, \
+             last_seq = u.last_seq, runnable_at = u.runnable_at, finished_at = u.finished_at, \
+             meta = u.meta, updated_at = $11, \
+             lease_owner = CASE WHEN u.release THEN NULL ELSE executions.lease_owner END, \
+             lease_expires_at = CASE WHEN u.release THEN NULL ELSE executions.lease_expires_at END \
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], \
+             $7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::BOOLEAN[]) \
+             AS u(id, owner, status, output, error, last_seq, runnable_at, finished_at, meta, release) \
+             WHERE executions.id = u.id AND executions.lease_owner = u.owner",
+        )
+        .bind(self.id)
+        .bind(self.owner)
+        .bind(self.status)
+        .bind(self.output)
+        .bind(self.error)
+        .bind(self.last_seq)
+        .bind(self.runnable_at)
+        .bind(self.finished_at)
+        .bind(self.meta)
+        .bind(self.release)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+        if self.wake {
+            notify_work(conn).await?;
+        }
+        Ok(())
+    }
+}
+
 pub(super) async fn commit_batch(
     store: &PgStore,
     commits: Vec<Commit>,
@@ -534,15 +628,33 @@ pub(super) async fn commit_batch(
     let mut tx = store.pool().begin().await.map_err(backend)?;
     let mut rows = Rows::default();
     let mut outcomes = vec![CommitOutcome::LeaseLost; commits.len()];
-    // Execution rows are locked in id order, so two batches never wait on each other in
-    // a circle.
-    let mut order: Vec<(usize, Encoded)> = encoded.into_iter().enumerate().collect();
-    order.sort_by(|a, b| commits[a.0].execution_id.cmp(&commits[b.0].execution_id));
-    for (n, mut enc) in order {
-        let c = &commits[n];
-        if apply_exec(&mut tx, c, enc.row.take(), &mut rows, now).await? {
-            rows.add(c, enc);
-            outcomes[n] = CommitOutcome::Committed;
+    let mut ids = HashSet::with_capacity(commits.len());
+    if commits.iter().all(|c| ids.insert(c.execution_id.as_str())) {
+        // One commit per execution (a drive waits for each of its commits): every row is
+        // locked by one statement, and those that change rewritten by another.
+        let held = lock_held(&mut tx, &commits).await?;
+        let mut exec_rows = ExecRows::default();
+        for (n, (c, mut enc)) in commits.iter().zip(encoded).enumerate() {
+            if held.contains(&c.execution_id) {
+                if let Some(row) = enc.row.take() {
+                    exec_rows.push(c, row, &mut rows.payloads, now);
+                }
+                rows.add(c, enc);
+                outcomes[n] = CommitOutcome::Committed;
+            }
+        }
+        exec_rows.write(&mut tx, now).await?;
+    } else {
+        // Several commits of one execution, applied in turn (a commit that gives the lease
+        // up fences the ones after it): each row locked on its own, in id order.
+        let mut order: Vec<(usize, Encoded)> = encoded.into_iter().enumerate().collect();
+        order.sort_by(|a, b| commits[a.0].execution_id.cmp(&commits[b.0].execution_id));
+        for (n, mut enc) in order {
+            let c = &commits[n];
+            if apply_exec(&mut tx, c, enc.row.take(), &mut rows, now).await? {
+                rows.add(c, enc);
+                outcomes[n] = CommitOutcome::Committed;
+            }
         }
     }
     // Children before the rows that may refer to them, tasks and signals after.
@@ -552,8 +664,24 @@ pub(super) async fn commit_batch(
         }
     }
     rows.write(&mut tx).await?;
-    tx.commit().await.map_err(backend)?;
-    Ok(outcomes)
+    // The audit rows queued by now ride along (see `pg::audit`).
+    let riders = store.audit_queue().take();
+    let written = async {
+        let refused = riders.write(&mut tx).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok::<_, StoreError>(refused)
+    }
+    .await;
+    match written {
+        Ok(refused) => {
+            riders.answer(Ok(refused));
+            Ok(outcomes)
+        }
+        Err(e) => {
+            riders.answer(Err(e.to_string()));
+            Err(e)
+        }
+    }
 }
 
 pub(super) async fn send_signal(

@@ -33,8 +33,9 @@ mod read;
 
 use async_trait::async_trait;
 use hilo_core::exec::{
-    Claimed, Commit, CommitOutcome, Event, ExecFilter, ExecRecord, ExecutionStore, HumanTask,
-    Loaded, NewExecution, NodeRecord, PruneScope, Signal, StartClaim, StoredSignal, TaskFilter,
+    Claimed, Commit, CommitOutcome, DueClaim, Event, ExecFilter, ExecRecord, ExecutionStore,
+    HumanTask, Loaded, NewExecution, NodeRecord, PruneScope, Signal, StartClaim, StoredSignal,
+    TaskFilter,
 };
 use hilo_core::store::{Result, TenantId};
 use serde_json::Value;
@@ -71,6 +72,22 @@ impl ExecutionStore for PgStore {
         now: i64,
     ) -> Result<Vec<(String, String)>> {
         claim::claim_due(self, owner, lease_ms, limit, now).await
+    }
+
+    async fn claim_due_loaded(
+        &self,
+        owner: &str,
+        lease_ms: u64,
+        limit: u32,
+        now: i64,
+    ) -> Result<Vec<DueClaim>> {
+        claim::claim_due_loaded(self, owner, lease_ms, limit, now).await
+    }
+
+    /// A claim costs a transaction on the server: a worker claims once a quarter of its
+    /// slots are free (or when it runs nothing), and loads them in that transaction.
+    fn claim_batch(&self, concurrency: usize) -> usize {
+        (concurrency / 4).max(1)
     }
 
     async fn cancel_crashed(&self, tenant: &TenantId, id: &str, now: i64) -> Result<bool> {

@@ -196,6 +196,97 @@ pub(super) async fn load(conn: &mut PgConnection, id: &str) -> Result<Loaded> {
     })
 }
 
+/// The checkpoints of `ids` (see [`load`]), in four statements whatever their number: the
+/// execution rows, then the live node rows, variables and pending signals of them all, each
+/// with its execution's id as its last column. Ids with no execution row are left out.
+pub(super) async fn load_many(
+    conn: &mut PgConnection,
+    ids: &[String],
+) -> Result<HashMap<String, Loaded>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        exec_columns!("GREATEST"),
+        " FROM executions WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let mut out: HashMap<String, Loaded> = exec_records(conn, &rows)
+        .await?
+        .into_iter()
+        .map(|exec| {
+            let loaded = Loaded {
+                exec,
+                nodes: Vec::new(),
+                vars: Vec::new(),
+                signals: Vec::new(),
+            };
+            (loaded.exec.id.clone(), loaded)
+        })
+        .collect();
+    let node_rows = sqlx::query(
+        "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
+         fire_at, done_seq, detail, execution_id FROM exec_nodes \
+         WHERE execution_id = ANY($1) AND retired = 0 ORDER BY execution_id, node_key",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let var_rows = sqlx::query(
+        "SELECT name, value, execution_id FROM exec_vars WHERE execution_id = ANY($1) \
+         ORDER BY execution_id, name",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let signal_rows = sqlx::query(
+        "SELECT id, body, execution_id FROM exec_signals WHERE execution_id = ANY($1) \
+         ORDER BY execution_id, id",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let owner_of = |r: &PgRow, n: usize| r.try_get::<String, _>(n).map_err(backend);
+    let (nodes, outputs): (Vec<_>, Vec<_>) = node_rows
+        .iter()
+        .map(node_from_row)
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    let vars = var_rows
+        .iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, Some(r.try_get::<String, _>(1)?))))
+        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+        .map_err(backend)?;
+    let bodies = payloads(conn, outputs.iter().chain(vars.iter().map(|(_, v)| v))).await?;
+    for ((mut n, output), r) in nodes.into_iter().zip(outputs).zip(&node_rows) {
+        n.output = stored(output, &bodies)?;
+        if let Some(l) = out.get_mut(&owner_of(r, 11)?) {
+            l.nodes.push(n);
+        }
+    }
+    for ((name, v), r) in vars.into_iter().zip(&var_rows) {
+        let v = value(v, &bodies)?.unwrap_or(Value::Null);
+        if let Some(l) = out.get_mut(&owner_of(r, 2)?) {
+            l.vars.push((name, v));
+        }
+    }
+    for r in &signal_rows {
+        let s = signal_from_row(r)?;
+        if let Some(l) = out.get_mut(&owner_of(r, 2)?) {
+            l.signals.push(s);
+        }
+    }
+    Ok(out)
+}
+
 // ---- the store's reads ----------------------------------------------------------------------
 
 pub(super) async fn signals(store: &PgStore, id: &str) -> Result<Vec<StoredSignal>> {
