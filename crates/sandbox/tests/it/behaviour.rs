@@ -109,6 +109,17 @@ async fn a_seed_and_a_clock_always_give_the_same_values() {
             assert_eq!(ok(&sandbox, c).await, want, "seed {seed}: {source}");
         }
     }
+    // Math.random is the language's: a method (no constructor), named, writable and
+    // configurable but not enumerable.
+    let v = value(
+        &sandbox,
+        "export default () => { const d = Object.getOwnPropertyDescriptor(Math, 'random'); let made = true; try { new Math.random() } catch (e) { made = !(e instanceof TypeError) } return [Math.random.name, Math.random.length, d.writable, d.enumerable, d.configurable, made, typeof Math.random, Object.getPrototypeOf(Math.random) === Function.prototype] }",
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!(["random", 0, true, false, true, false, "function", true])
+    );
 }
 
 #[tokio::test]
