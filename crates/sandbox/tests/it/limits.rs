@@ -419,3 +419,19 @@ async fn args_and_state_deeper_than_json_allows() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn what_a_call_left_on_its_globals_is_not_counted_against_the_next() {
+    // One worker: both calls on the same QuickJS runtime. The second fits alone, so it must
+    // fit after the first (whose realm is freed with everything it left).
+    let big = |memory_mb: usize| {
+        let mut c =
+            call("export default () => { globalThis.kept = new Array(1e6).fill(1.5); return 1 }");
+        c.limits.memory_bytes = memory_mb * 1024 * 1024;
+        c
+    };
+    let sandbox = Sandbox::new(1);
+    for _ in 0..3 {
+        assert_eq!(ok(&sandbox, big(24)).await, json!(1));
+    }
+}
