@@ -70,7 +70,9 @@ use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use rquickjs::class::Class;
 use rquickjs::context::intrinsic;
+use rquickjs::function::{IntoJsFunc, Params, RustFunction};
 use rquickjs::loader::{Bundle, Loader, bundle};
 use rquickjs::module::WriteOptions;
 use rquickjs::promise::PromiseState;
@@ -660,18 +662,18 @@ fn execute<'js>(
     let setup = load(ctx, prelude, PRELUDE_NAME).map_err(setup_failed)?;
     // The Date and large-work modules, read when the script first needs them, and the
     // deadline as the latter asks for it.
-    let load_date = Function::new(ctx.clone(), move |ctx: Ctx<'js>| {
+    let load_date = rust_function(ctx, move |ctx: Ctx<'js>| {
         load(&ctx, prelude, PRELUDE_DATE_NAME)
     })
     .map_err(setup_failed)?;
-    let load_large = Function::new(ctx.clone(), move |ctx: Ctx<'js>| {
+    let load_large = rust_function(ctx, move |ctx: Ctx<'js>| {
         load(&ctx, prelude, PRELUDE_LARGE_NAME)
     })
     .map_err(setup_failed)?;
     let deadline = watch.clone();
-    let expired = Function::new(ctx.clone(), move || deadline.stop()).map_err(setup_failed)?;
+    let expired = rust_function(ctx, move || deadline.stop()).map_err(setup_failed)?;
     let native = match link {
-        Some(link) => Function::new(ctx.clone(), move |name: String, args: Option<String>| {
+        Some(link) => rust_function(ctx, move |name: String, args: Option<String>| {
             link.call(name, args)
         })
         .map_err(setup_failed)?
@@ -755,6 +757,33 @@ fn too_large(size: u64, max: usize) -> String {
         "its JSON is {size} bytes or more, larger than the {max} bytes \
          `limits.max_output_bytes` allows; return less (or raise the limit)"
     )
+}
+
+/// A Rust function in this call's context. Not `Function::new`: rquickjs keeps the prototype
+/// of its Rust functions per runtime, taken from the first context that made one, so every
+/// later call's Rust functions would have a previous call's `Function.prototype`, and that
+/// call's realm (with whatever its script left on `globalThis`) would stay alive, counted in
+/// every later call's heap, until the runtime is dropped. Here each function gets its own
+/// context's prototype.
+fn rust_function<'js, P, F>(ctx: &Ctx<'js>, f: F) -> rquickjs::Result<Function<'js>>
+where
+    F: IntoJsFunc<'js, P> + 'js,
+{
+    let length = F::param_requirements().min();
+    let call = move |params: Params<'_, 'js>| {
+        params.check_params(F::param_requirements())?;
+        f.call(params)
+    };
+    let class = Class::instance_proto(
+        RustFunction(Box::new(call)),
+        Function::prototype(ctx.clone()),
+    )?;
+    let function = class
+        .into_inner()
+        .into_value()
+        .into_function()
+        .ok_or_else(|| rquickjs::Error::new_from_js("object", "function"))?;
+    function.with_length(length)
 }
 
 /// Reads one of the prelude's modules from `bundle` and runs its body (which only defines its

@@ -72,7 +72,16 @@ export default function setup(now, seed, longest, loadDate, loadLarge, expired, 
   const isObject = (v) => v !== null && (typeof v === "object" || typeof v === "function");
   const SP = String.prototype;
   const AP = Array.prototype;
-  const engine = { startsWith: SP.startsWith };
+  const concatString = SP.concat;
+  const engine = {
+    startsWith: SP.startsWith,
+    indexOf: SP.indexOf,
+    lastIndexOf: SP.lastIndexOf,
+    includes: SP.includes,
+    split: SP.split,
+    replace: SP.replace,
+    replaceAll: SP.replaceAll,
+  };
 
   // String searches for a string: QuickJS's C compares the pattern at every position, n·m
   // steps that nothing interrupts, so `'a'.repeat(2e6).indexOf('a'.repeat(1e6) + 'b')` would
@@ -87,21 +96,30 @@ export default function setup(now, seed, longest, loadDate, loadLarge, expired, 
     if (name !== "indexOf" && name !== "lastIndexOf" && (isObject(a) || (name === "split" && a === undefined))) {
       return apply(native, self, [a, b]);
     }
-    const s = `${self}`, t = `${a}`;
+    // ToString through the engine's own `concat` (a template literal is `"".concat(x)` in
+    // QuickJS, which would call a script's String.prototype.concat: one returning
+    // `{ length: 0, toString: () => x }` would send any search to the engine).
+    const s = apply(concatString, "", [self]), t = apply(concatString, "", [a]);
     if (s.length * t.length <= WORK) return apply(native, s, [t, b]);
     return slow()[name](s, t, b);
   };
-  // (One template per arity, so each method keeps the language's `length`.)
-  const search1 = (name) => ({ [name](a, b = undefined) { return search(name, this, a, b); } })[name];
-  const search2 = (name) => ({ [name](a, b) { return search(name, this, a, b); } })[name];
-  const searches = ["indexOf", "lastIndexOf", "includes", "split", "replace", "replaceAll"];
-  for (let i = 0; i < searches.length; i++) {
-    const name = searches[i];
-    engine[name] = SP[name];
-    // Assigned, not defined: the properties stay writable and non-enumerable.
-    const two = name === "split" || name === "replace" || name === "replaceAll";
-    SP[name] = two ? search2(name) : search1(name);
-  }
+  // One method each, installed without a loop or computed names (each is a closure made per
+  // call: the cheapest way to make it). Each keeps the language's `length`.
+  const S = {
+    indexOf(a, b = undefined) { return search("indexOf", this, a, b); },
+    lastIndexOf(a, b = undefined) { return search("lastIndexOf", this, a, b); },
+    includes(a, b = undefined) { return search("includes", this, a, b); },
+    split(a, b) { return search("split", this, a, b); },
+    replace(a, b) { return search("replace", this, a, b); },
+    replaceAll(a, b) { return search("replaceAll", this, a, b); },
+  };
+  // Assigned, not defined: the properties stay writable and non-enumerable.
+  SP.indexOf = S.indexOf;
+  SP.lastIndexOf = S.lastIndexOf;
+  SP.includes = S.includes;
+  SP.split = S.split;
+  SP.replace = S.replace;
+  SP.replaceAll = S.replaceAll;
 
   // Array methods whose C loop visits every index up to `length` without the deadline ever
   // interrupting it: `Array.prototype.join.call({ length: 2 ** 53 - 1 })` would never end.
@@ -127,33 +145,45 @@ export default function setup(now, seed, longest, loadDate, loadLarge, expired, 
       if (length > longest) refuse(name, length);
     }
   };
-  const guard0 = (name, native) => ({ [name]() { guard(name, this); return apply(native, this, arguments); } })[name];
-  const guard1 = (name, native) => ({ [name](a) { guard(name, this); return apply(native, this, arguments); } })[name];
-  const guard2 = (name, native) => ({ [name](a, b) { guard(name, this); return apply(native, this, arguments); } })[name];
-  const guards = [
-    "copyWithin", guard2, "join", guard1, "reverse", guard0, "shift", guard0,
-    "sort", guard1, "splice", guard2, "toLocaleString", guard0, "unshift", guard1,
-  ];
-  for (let i = 0; i < guards.length; i += 2) {
-    const name = guards[i];
-    AP[name] = guards[i + 1](name, AP[name]);
-  }
+  const copyWithin = AP.copyWithin, join = AP.join, reverse = AP.reverse, shift = AP.shift;
+  const sort = AP.sort, splice = AP.splice, toLocaleString = AP.toLocaleString, unshift = AP.unshift;
   const concat = AP.concat;
-  AP.concat = { concat(item) {
-    if (this !== undefined && this !== null) {
-      let total = 0;
-      for (let i = -1; i < arguments.length; i++) {
-        const e = i < 0 ? O(this) : arguments[i];
-        if (!isObject(e)) continue;
-        const flag = e[spreadable];
-        if (flag !== undefined ? !!flag : isArray(e)) total += lengthOf(e);
-        if (total > longest) refuse("concat", total);
+  const A = {
+    copyWithin(a, b) { guard("copyWithin", this); return apply(copyWithin, this, arguments); },
+    join(a) { guard("join", this); return apply(join, this, arguments); },
+    reverse() { guard("reverse", this); return apply(reverse, this, arguments); },
+    shift() { guard("shift", this); return apply(shift, this, arguments); },
+    sort(a) { guard("sort", this); return apply(sort, this, arguments); },
+    splice(a, b) { guard("splice", this); return apply(splice, this, arguments); },
+    toLocaleString() { guard("toLocaleString", this); return apply(toLocaleString, this, arguments); },
+    unshift(a) { guard("unshift", this); return apply(unshift, this, arguments); },
+    concat(item) {
+      if (this !== undefined && this !== null) {
+        let total = 0;
+        for (let i = -1; i < arguments.length; i++) {
+          const e = i < 0 ? O(this) : arguments[i];
+          if (!isObject(e)) continue;
+          const flag = e[spreadable];
+          if (flag !== undefined ? !!flag : isArray(e)) total += lengthOf(e);
+          if (total > longest) refuse("concat", total);
+        }
       }
-    }
-    return apply(concat, this, arguments);
-  } }.concat;
-  AP.flat = { flat(depth = undefined) { return slow().flat(this, depth); } }.flat;
-  AP.flatMap = { flatMap(callback, thisArg = undefined) { return slow().flatMap(this, callback, thisArg); } }.flatMap;
+      return apply(concat, this, arguments);
+    },
+    flat(depth = undefined) { return slow().flat(this, depth); },
+    flatMap(callback, thisArg = undefined) { return slow().flatMap(this, callback, thisArg); },
+  };
+  AP.copyWithin = A.copyWithin;
+  AP.join = A.join;
+  AP.reverse = A.reverse;
+  AP.shift = A.shift;
+  AP.sort = A.sort;
+  AP.splice = A.splice;
+  AP.toLocaleString = A.toLocaleString;
+  AP.unshift = A.unshift;
+  AP.concat = A.concat;
+  AP.flat = A.flat;
+  AP.flatMap = A.flatMap;
 
   // `tools`, only with a host. Its errors are told apart by identity, which a script cannot
   // forge.

@@ -55,6 +55,73 @@ async fn the_same_call_gives_the_same_output() {
     assert_eq!(v, json!(true));
 }
 
+/// The values a seed and a clock give, pinned: a call re-run (after a crash, on another version)
+/// must give the output the first run gave. Taken from the sandbox as it was when pinned.
+#[tokio::test]
+async fn a_seed_and_a_clock_always_give_the_same_values() {
+    let sandbox = Sandbox::new(1);
+    let dice = "export default () => [Math.random(), Math.random(), Math.random(), Math.random(), Date.now(), new Date().getTime()]";
+    // A lean context and a full one (the source names `Map`) draw the same numbers.
+    let full = "export default () => { new Map(); return [Math.random(), Math.random(), Math.random(), Math.random(), Date.now(), new Date().getTime()] }";
+    let expected = [
+        (
+            0u64,
+            0i64,
+            json!([
+                0.870254774404272,
+                0.6697971505310978,
+                0.3616586206733957,
+                0.759190638670705,
+                0,
+                0
+            ]),
+        ),
+        (
+            42,
+            1_700_000_000_000,
+            json!([
+                0.4137016681565887,
+                0.003983993377814743,
+                0.6500837027638867,
+                0.6846020186141416,
+                1_700_000_000_000i64,
+                1_700_000_000_000i64
+            ]),
+        ),
+        (
+            u64::MAX,
+            -1,
+            json!([
+                0.11122081116347982,
+                0.12938300625619603,
+                0.014282055722108056,
+                0.5770673274801271,
+                -1,
+                -1
+            ]),
+        ),
+    ];
+    for (seed, now_ms, want) in expected {
+        for source in [dice, full] {
+            let mut c = call(source);
+            c.seed = seed;
+            c.now_ms = now_ms;
+            assert_eq!(ok(&sandbox, c).await, want, "seed {seed}: {source}");
+        }
+    }
+    // Math.random is the language's: a method (no constructor), named, writable and
+    // configurable but not enumerable.
+    let v = value(
+        &sandbox,
+        "export default () => { const d = Object.getOwnPropertyDescriptor(Math, 'random'); let made = true; try { new Math.random() } catch (e) { made = !(e instanceof TypeError) } return [Math.random.name, Math.random.length, d.writable, d.enumerable, d.configurable, made, typeof Math.random, Object.getPrototypeOf(Math.random) === Function.prototype] }",
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!(["random", 0, true, false, true, false, "function", true])
+    );
+}
+
 #[tokio::test]
 async fn local_time_is_utc() {
     let sandbox = Sandbox::new(1);

@@ -56,6 +56,9 @@ async fn string_searches_of_any_size_keep_the_deadline() {
         "s.replace(t, 'x')",
         "s.replaceAll(t, () => 'x')",
         "String.prototype.indexOf.call({ toString: () => s }, { toString: () => t })",
+        // A script's `concat` must not decide what the guard measures (a template literal calls
+        // it in QuickJS): this one made every search look empty.
+        "(String.prototype.concat = function (x) { return { length: 0, toString: () => x } }, s.indexOf(t))",
     ] {
         let source = format!(
             "export default () => {{ const s = 'a'.repeat(2e6), t = 'a'.repeat(1e6) + 'b'; return {search} }}"
@@ -415,4 +418,20 @@ async fn args_and_state_deeper_than_json_allows() {
         thrown(&e).contains("`state` is nested deeper than 127"),
         "{e:?}"
     );
+}
+
+#[tokio::test]
+async fn what_a_call_left_on_its_globals_is_not_counted_against_the_next() {
+    // One worker: both calls on the same QuickJS runtime. The second fits alone, so it must
+    // fit after the first (whose realm is freed with everything it left).
+    let big = |memory_mb: usize| {
+        let mut c =
+            call("export default () => { globalThis.kept = new Array(1e6).fill(1.5); return 1 }");
+        c.limits.memory_bytes = memory_mb * 1024 * 1024;
+        c
+    };
+    let sandbox = Sandbox::new(1);
+    for _ in 0..3 {
+        assert_eq!(ok(&sandbox, big(24)).await, json!(1));
+    }
 }
