@@ -71,7 +71,13 @@ impl PgStore {
             location: location.clone(),
             detail,
         };
-        let options = PgConnectOptions::from_str(url).map_err(|e| open(e.to_string()))?;
+        // No JIT compilation: hilo's statements are short and run thousands of times a
+        // second, and a plan whose estimate crosses `jit_above_cost` (the claim's, with many
+        // rows queued) spent ~100 ms compiling 77 functions on every run, 50 times what the
+        // statement itself costs (auto_explain, `bench/pg/run` with 4 workers).
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| open(e.to_string()))?
+            .options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
             .acquire_timeout(Duration::from_secs(10))
