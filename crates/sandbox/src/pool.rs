@@ -2,7 +2,9 @@
 //!
 //! `Sandbox::new(n)` allows `n` calls at once: a call first takes one of `n` permits (a tokio
 //! semaphore, so a waiting call holds no thread and no heap), then hands its job to a worker
-//! thread (idle workers wait on one multi-consumer channel, so a job wakes one thread), and the permit goes back only when the worker has finished (a caller that stops
+//! thread (the idle worker that went idle last, whose heap and caches are the warmest: with
+//! one call at a time the same one or two workers take every call; a job that finds no idle
+//! worker waits in a queue the next free worker reads), and the permit goes back only when the worker has finished (a caller that stops
 //! waiting does not free a slot early; it sets the job's cancel flag, which the script's
 //! interrupt handler reads). Workers are dedicated threads, started as the number of calls in
 //! flight first reaches them (at most `n`), each with its own [`Engine`]; none is a runtime
@@ -34,10 +36,75 @@ pub struct Sandbox {
 struct Inner {
     max: usize,
     permits: Arc<Semaphore>,
-    jobs: Sender<Job>,
-    queue: Receiver<Job>,
+    /// Shared with the workers.
+    shared: Arc<Shared>,
     /// Worker threads started so far.
     started: Mutex<usize>,
+}
+
+/// What the callers and the workers share: idle workers and jobs no worker has taken yet.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Idle workers, each waiting on its own channel (`None` there: end); the last to go
+    /// idle is taken first.
+    idle: Vec<Sender<Option<Job>>>,
+    /// Jobs that found no idle worker, oldest first: the next worker to finish takes one.
+    queued: std::collections::VecDeque<Job>,
+    /// The pool was dropped: workers end.
+    closed: bool,
+}
+
+impl Shared {
+    /// Gives `job` to the idle worker that went idle last, or queues it.
+    fn dispatch(&self, job: Job) -> Result<(), CodeError> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err(CodeError::internal("the sandbox's workers have stopped"));
+        }
+        let mut job = Some(job);
+        while let Some(worker) = state.idle.pop() {
+            match worker.send(job.take()) {
+                Ok(()) => return Ok(()),
+                // That worker has ended (it cannot while the pool lives; defensive).
+                Err(flume::SendError(back)) => job = back,
+            }
+        }
+        state.queued.extend(job);
+        Ok(())
+    }
+
+    /// The next job for a worker that is free (`inbox` its own channel): a queued one, else
+    /// the worker goes idle and waits for one. `None`: the pool was dropped.
+    fn next(&self, inbox: &(Sender<Option<Job>>, Receiver<Option<Job>>)) -> Option<Job> {
+        {
+            let mut state = lock(&self.state);
+            if state.closed {
+                return None;
+            }
+            if let Some(job) = state.queued.pop_front() {
+                return Some(job);
+            }
+            state.idle.push(inbox.0.clone());
+        }
+        inbox.1.recv().ok().flatten()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        state.closed = true;
+        // Idle workers end now; busy ones when they next look for work.
+        for worker in state.idle.drain(..) {
+            let _ = worker.send(None);
+        }
+        state.queued.clear();
+    }
 }
 
 struct Job {
@@ -53,13 +120,11 @@ impl Sandbox {
     /// A pool running at most `max_concurrent` calls at once (at least 1).
     pub fn new(max_concurrent: usize) -> Sandbox {
         let max = max_concurrent.clamp(1, Semaphore::MAX_PERMITS);
-        let (jobs, queue) = flume::unbounded();
         Sandbox {
             inner: Arc::new(Inner {
                 max,
                 permits: Arc::new(Semaphore::new(max)),
-                jobs,
-                queue,
+                shared: Arc::new(Shared::default()),
                 started: Mutex::new(0),
             }),
         }
@@ -96,16 +161,13 @@ impl Sandbox {
         let cancel = Arc::new(AtomicBool::new(false));
         let _cancel_on_drop = CancelOnDrop(cancel.clone());
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .jobs
-            .send(Job {
-                call,
-                handle,
-                cancel,
-                reply,
-                permit,
-            })
-            .map_err(|_| CodeError::internal("the sandbox's workers have stopped"))?;
+        self.inner.shared.dispatch(Job {
+            call,
+            handle,
+            cancel,
+            reply,
+            permit,
+        })?;
         let done = answer.await.map_err(|_| {
             CodeError::internal("a sandbox worker stopped without answering the call")
         })??;
@@ -125,11 +187,11 @@ impl Inner {
         let taken = self.max.saturating_sub(self.permits.available_permits());
         let mut started = lock(&self.started);
         while *started < taken {
-            let queue = self.queue.clone();
+            let shared = self.shared.clone();
             std::thread::Builder::new()
                 .name(format!("hilo-sandbox-{}", *started))
                 .stack_size(THREAD_STACK_BYTES)
-                .spawn(move || work(&queue))
+                .spawn(move || work(&shared))
                 .map_err(|e| {
                     tracing::warn!(error = %e, "the sandbox could not start a worker thread");
                     CodeError::internal(format!("a sandbox worker thread could not start ({e})"))
@@ -141,11 +203,13 @@ impl Inner {
 }
 
 /// A worker: takes jobs until the pool is dropped.
-fn work(queue: &Receiver<Job>) {
+fn work(shared: &Shared) {
     let mut engine = Engine::default();
+    let inbox = flume::bounded(1);
     loop {
-        let job = queue.recv();
-        let Ok(job) = job else { return };
+        let Some(job) = shared.next(&inbox) else {
+            return;
+        };
         let Job {
             call,
             handle,
