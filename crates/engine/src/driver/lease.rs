@@ -56,18 +56,22 @@ impl Drop for DriveGuard {
 pub(super) struct Ended {
     next: u64,
     by_id: std::collections::HashMap<String, (u64, std::time::Instant)>,
+    /// The size at which a record next looks for ends to forget: twice what a look left, so
+    /// that with many recent ends the looks stay rare (amortized O(1) per end).
+    prune_at: usize,
 }
 
 impl Ended {
-    /// Entries past which a record looks for ends to forget.
+    /// The fewest entries at which a record looks for ends to forget.
     const KEEP: usize = 1024;
 
     fn record(&mut self, id: &str, lease_ms: u64) {
         let now = std::time::Instant::now();
-        if self.by_id.len() >= Self::KEEP {
+        if self.by_id.len() >= self.prune_at.max(Self::KEEP) {
             let keep = Duration::from_millis(lease_ms.saturating_mul(2));
             self.by_id
                 .retain(|_, (_, at)| now.saturating_duration_since(*at) < keep);
+            self.prune_at = self.by_id.len().saturating_mul(2);
         }
         self.by_id.insert(id.to_string(), (self.next, now));
         self.next += 1;

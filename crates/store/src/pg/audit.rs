@@ -144,12 +144,13 @@ impl PgStore {
             q.batches.push((id, entries.to_vec(), tx));
             id
         };
+        let stopped = |_| {
+            Err(StoreError::Backend(
+                "a commit took the audit rows and stopped".into(),
+            ))
+        };
         if let Ok(answer) = tokio::time::timeout(Duration::from_millis(RIDE_MS), &mut rx).await {
-            return answer.unwrap_or_else(|_| {
-                Err(StoreError::Backend(
-                    "a commit took the audit rows and stopped".into(),
-                ))
-            });
+            return answer.unwrap_or_else(stopped);
         }
         let mine = {
             let mut q = queue.lock();
@@ -163,11 +164,7 @@ impl PgStore {
                 insert(&mut conn, entries.iter()).await
             }
             // A commit took them in the meantime.
-            None => rx.await.unwrap_or_else(|_| {
-                Err(StoreError::Backend(
-                    "a commit took the audit rows and stopped".into(),
-                ))
-            }),
+            None => rx.await.unwrap_or_else(stopped),
         }
     }
 }

@@ -589,11 +589,6 @@ pub(crate) mod sql {
     pub(crate) const NODE_ROWS: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
         fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 ORDER BY node_key";
 
-    /// The node records a claim loads: those not retired (the partial index
-    /// `exec_nodes_live`), by key.
-    pub(crate) const LIVE_NODE_ROWS: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
-        fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 AND retired = 0 ORDER BY node_key";
-
     /// The first page of an execution's node records, by key (`$2`: the page size).
     pub(crate) const NODE_PAGE_FIRST: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
         fire_at, done_seq, detail FROM exec_nodes WHERE execution_id = $1 ORDER BY node_key LIMIT $2";

@@ -128,7 +128,8 @@ fn signals(conn: &Connection, id: &str) -> Result<Vec<StoredSignal>> {
     all(conn, sql::SIGNAL_ROWS, [id], |r| signal_from_row(r))
 }
 
-/// [`sql::LIVE_NODE_ROWS`] through the partial index of live rows.
+/// The node records a claim loads: those not retired, by key, through the partial index of
+/// live rows.
 const LIVE_NODE_ROWS: &str = "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
     fire_at, done_seq, detail FROM exec_nodes INDEXED BY exec_nodes_live \
     WHERE execution_id = $1 AND retired = 0 ORDER BY node_key";

@@ -137,7 +137,7 @@ async fn node_records_of(conn: &mut PgConnection, id: &str) -> Result<Vec<NodeRe
     nodes_from_rows(conn, &rows).await
 }
 
-/// Node records from rows of [`sql::NODE_ROWS`] (or [`sql::LIVE_NODE_ROWS`], [`sql::NODE_PAGE_FIRST`] /
+/// Node records from rows of [`sql::NODE_ROWS`] (or [`sql::NODE_PAGE_FIRST`] /
 /// [`sql::NODE_PAGE_AFTER`], which have its columns), their outputs' payloads read in one
 /// query.
 async fn nodes_from_rows(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Vec<NodeRecord>> {
@@ -163,40 +163,15 @@ async fn signals_of(conn: &mut PgConnection, id: &str) -> Result<Vec<StoredSigna
     rows.iter().map(signal_from_row).collect()
 }
 
-/// The checkpoint of `id`: what a claim hands to the engine.
+/// The checkpoint of `id`: what a claim hands to the engine ([`load_many`] of one).
 pub(super) async fn load(conn: &mut PgConnection, id: &str) -> Result<Loaded> {
-    let exec = exec_record(conn, None, id).await?;
-    let rows = sqlx::query(sql::LIVE_NODE_ROWS)
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(backend)?;
-    let nodes = nodes_from_rows(conn, &rows).await?;
-    let rows = sqlx::query(sql::VAR_ROWS)
-        .bind(id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(backend)?;
-    let raw = rows
-        .iter()
-        .map(|r| Ok((r.try_get::<String, _>(0)?, Some(r.try_get::<String, _>(1)?))))
-        .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
-        .map_err(backend)?;
-    let bodies = payloads(conn, raw.iter().map(|(_, v)| v)).await?;
-    let vars = raw
-        .into_iter()
-        .map(|(name, v)| Ok((name, value(v, &bodies)?.unwrap_or(Value::Null))))
-        .collect::<Result<Vec<_>>>()?;
-    let signals = signals_of(conn, id).await?;
-    Ok(Loaded {
-        exec,
-        nodes,
-        vars,
-        signals,
-    })
+    load_many(conn, std::slice::from_ref(&id.to_string()))
+        .await?
+        .remove(id)
+        .ok_or_else(|| StoreError::ExecutionNotFound { id: id.to_string() })
 }
 
-/// The checkpoints of `ids` (see [`load`]), in four statements whatever their number: the
+/// The checkpoints of `ids` (what a claim hands to the engine), in four statements whatever their number: the
 /// execution rows, then the live node rows, variables and pending signals of them all, each
 /// with its execution's id as its last column. Ids with no execution row are left out.
 pub(super) async fn load_many(
