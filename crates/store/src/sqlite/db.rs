@@ -127,8 +127,16 @@ impl Db for SqliteStore {
         async move { Ok(q.execute(self.pool()).await?.rows_affected()) }
     }
 
+    // `IMMEDIATE`: the transactions on the pool read, then write. A deferred one that read
+    // before the writer thread committed (a step log's fold, at any time) could not take the
+    // write lock after it (`SQLITE_BUSY`, at once: the busy timeout does not apply to a read
+    // transaction that must see a newer snapshot to write); one that takes the lock first waits
+    // for it under the busy timeout instead.
     async fn begin(&self) -> Result<Self::Tx> {
-        self.pool().begin().await.map_err(backend)
+        self.pool()
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
     }
 
     // Folds the step logs, for reads on the pool of what steps and audit entries write
