@@ -8,6 +8,7 @@
 //! transaction (group commit).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use hilo_core::exec::{
@@ -36,6 +37,9 @@ use crate::sqlite::step_log::StepLog;
 use crate::sqlite::stmt::{all, db, exec, prepare, scalar};
 use crate::sqlite::writer::{Settle, control};
 use crate::sqlite::writes::{Fold, Writes};
+
+/// How many times an erasure tries to empty the write-ahead log (10 ms apart).
+const ERASE_CHECKPOINT_TRIES: u32 = 300;
 
 // ---- reading --------------------------------------------------------------------------------
 
@@ -380,7 +384,7 @@ impl ExecutionStore for SqliteStore {
             let mut framed = true;
             for c in &commits {
                 let enc = Encoded::rows_of(c, threshold, Marks::Referenced)?;
-                if StepLog::frame_step(&mut frames, c, enc, now).is_err() {
+                if StepLog::frame_step(&mut frames, c, enc, c.exec.updated_at).is_err() {
                     framed = false;
                     break;
                 }
@@ -965,13 +969,33 @@ impl ExecutionStore for SqliteStore {
             counts.1 += audit;
         }
         // The write-ahead log still holds the pages as they were: copy it into the database
-        // (where `secure_delete` zeroed the freed space) and empty it.
-        self.writer()
-            .run(|conn| {
-                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        // (where `secure_delete` zeroed the freed space) and empty it. Until that is done the
+        // database file may still hold the pages as an earlier checkpoint left them. A
+        // checkpoint cannot start while another runs (the checkpoint thread's, at any time:
+        // SQLite answers busy at once), so it is tried again, the writer free in between.
+        for attempt in 1.. {
+            let (busy, left): (i64, i64) = self
+                .writer()
+                .run(|conn| {
+                    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .map_err(db)
-            })
-            .await?;
+                })
+                .await?;
+            if busy == 0 && left <= 0 {
+                break;
+            }
+            if attempt == ERASE_CHECKPOINT_TRIES {
+                return Err(StoreError::Backend(format!(
+                    "the erased rows are gone from the tables, but the database's write-ahead \
+                     log could not be copied and emptied after {attempt} tries (another \
+                     connection kept it busy): erase again, or stop the server, which \
+                     empties it"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         Ok(counts)
     }
 
