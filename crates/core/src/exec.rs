@@ -441,6 +441,59 @@ pub struct ExecRecord {
     pub started_by: Option<StartedBy>,
 }
 
+impl ExecRecord {
+    /// The row [`ExecutionStore::create_execution`] writes for `new`, as a read returns it.
+    pub fn created(new: &NewExecution) -> ExecRecord {
+        ExecRecord {
+            id: new.id.clone(),
+            tenant: new.tenant.clone(),
+            workflow: new.workflow.clone(),
+            version: new.version,
+            status: ExecStatus::Pending,
+            input: StoredJson::new(new.input.clone()),
+            output: None,
+            error: None,
+            parent: new.parent.clone(),
+            created_at: new.created_at,
+            updated_at: new.created_at,
+            finished_at: None,
+            last_seq: 0,
+            runnable_at: Some(new.created_at),
+            lease_owner: new.lease.as_ref().map(|l| l.owner.clone()),
+            lease_expires_at: new.lease.as_ref().map(|l| l.expires_at),
+            meta: new.meta.clone(),
+            definition: new.definition.clone(),
+            trace_parent: new.trace_parent,
+            started_by: new.started_by.clone(),
+        }
+    }
+
+    /// The row after a commit of `update` with `events` (its owner's, still held), as a read
+    /// returns it: a store leaves the row alone unless [`ExecUpdate::rewrites_row`], and reads
+    /// `last_seq` and `updated_at` from the last event when newer. Lease renewals between
+    /// commits are not seen (`lease_expires_at` is the one the drive started with).
+    pub fn committed(&mut self, update: &ExecUpdate, events: &[Event]) {
+        if update.rewrites_row() {
+            self.status = update.status;
+            self.output = update.output.clone();
+            self.error = update.error.clone();
+            self.last_seq = update.last_seq;
+            self.runnable_at = update.runnable_at;
+            self.finished_at = update.finished_at;
+            self.meta = update.meta.clone();
+            self.updated_at = update.updated_at;
+            if update.release {
+                self.lease_owner = None;
+                self.lease_expires_at = None;
+            }
+        }
+        if let Some(last) = events.last() {
+            self.last_seq = self.last_seq.max(last.seq);
+            self.updated_at = self.updated_at.max(last.at);
+        }
+    }
+}
+
 /// The parent of a child execution, and the `workflow` node waiting for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParentRef {
@@ -689,6 +742,11 @@ pub struct ExecUpdate {
     pub runnable_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub meta: ExecMeta,
+    /// When the step was made, by the driver's clock (its events' `at`): the row's
+    /// `updated_at` when a store writes the row. Assigned by the engine rather than by the
+    /// store's commit, so that the process that drove the step knows the row it left without
+    /// reading it back (see [`ExecRecord::created`]).
+    pub updated_at: i64,
     /// Give the lease up (the execution waits, or is done).
     pub release: bool,
     /// Every field above but `last_seq` equals the previous commit's under the same lease
@@ -696,6 +754,14 @@ pub struct ExecUpdate {
     /// alone (`last_seq` is the last event's `seq` anyway), but must still refuse the commit
     /// when the lease is lost.
     pub unchanged: bool,
+}
+
+impl ExecUpdate {
+    /// Whether a store rewrites the execution row for this update; otherwise it only checks
+    /// the lease, so the row's page stays clean.
+    pub fn rewrites_row(&self) -> bool {
+        !self.unchanged || self.release
+    }
 }
 
 /// Everything one step of one execution writes, atomically: the history it appends and the

@@ -277,6 +277,7 @@ fn finish(id: &str, at: i64, steps: usize, i: u64) -> Commit {
             next_done: ran as u64,
             ..ExecMeta::default()
         },
+        updated_at: t,
         release: true,
         unchanged: false,
     };

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hilo_core::NodeKind;
-use hilo_core::exec::{CommitOutcome, Event, ExecStatus, Loaded};
+use hilo_core::exec::{CommitOutcome, Event, ExecRecord, ExecStatus, Loaded};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -57,7 +57,11 @@ impl Engine {
         } = started;
         let _exclusive = self.exclusive(&id).await;
         match fresh {
-            Some(machine) => self.run_machine(*machine, vec![Input::Start], mode).await,
+            Some(fresh) => {
+                let (machine, record) = *fresh;
+                self.run_machine(machine, vec![Input::Start], mode, Some(record))
+                    .await
+            }
             None => {
                 let started = Some((&plan, adhoc));
                 self.resume(&tenant, &id, mode, wait_for_lease, started)
@@ -106,10 +110,11 @@ impl Engine {
                 false,
                 None,
                 origin,
+                false,
             )
             .await?
         {
-            Inserted::New => Ok(()),
+            Inserted::New(_) => Ok(()),
             Inserted::Existed | Inserted::Taken(_) => Err(EngineError::Definition {
                 id,
                 detail: "an execution with this id exists already".into(),
@@ -121,7 +126,8 @@ impl Engine {
     pub async fn drive_advanced(&self, machine: Machine, mode: Mode) -> Result<Outcome> {
         let id = machine.execution_id().to_string();
         let _exclusive = self.exclusive(&id).await;
-        self.run_machine(machine, vec![Input::Resume], mode).await
+        self.run_machine(machine, vec![Input::Resume], mode, None)
+            .await
     }
 
     /// Claims execution `id` (which the caller holds exclusively in this process) and drives
@@ -175,7 +181,7 @@ impl Engine {
         let machine = Machine::restore_from(plan, loaded);
         let mut inputs = vec![Input::Resume];
         inputs.extend(signals.into_iter().map(Input::Signal));
-        self.run_machine(machine, inputs, mode).await
+        self.run_machine(machine, inputs, mode, None).await
     }
 
     /// Tells the observers about committed events: the execution observer first (metrics
@@ -214,6 +220,7 @@ impl Engine {
         mut m: Machine,
         first: Vec<Input>,
         mode: Mode,
+        mut record: Option<ExecRecord>,
     ) -> BoxFuture<Result<Outcome>> {
         let engine = self.clone();
         // Every log line of this drive carries the tenant, the execution and its trace id.
@@ -304,7 +311,12 @@ impl Engine {
                         crate::testkit::crash_point("before_commit");
                         let exec = commit.exec.clone();
                         match engine.inner.persist.commit(commit).await? {
-                            CommitOutcome::Committed => m.committed(exec),
+                            CommitOutcome::Committed => {
+                                if let Some(r) = &mut record {
+                                    r.committed(&exec, &events);
+                                }
+                                m.committed(exec)
+                            }
                             CommitOutcome::LeaseLost => {
                                 return Err(EngineError::LeaseLost { id: id.clone() });
                             }
@@ -347,6 +359,7 @@ impl Engine {
                             output,
                             error,
                             nodes,
+                            record,
                         });
                     }
                     return Ok(Outcome {
@@ -355,6 +368,7 @@ impl Engine {
                         output,
                         error,
                         nodes: m.into_nodes(),
+                        record,
                     });
                 }
                 for a in actions {

@@ -33,8 +33,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use hilo_core::exec::{
-    AgentRuntime, Event, ExecStatus, ExecutionStore, NodeError, NodeRecord, ParentRef, Signal,
-    TokenSink, codes,
+    AgentRuntime, Event, ExecRecord, ExecStatus, ExecutionStore, NodeError, NodeRecord, ParentRef,
+    Signal, TokenSink, codes,
 };
 use hilo_core::store::{DEFAULT_TENANT, StoreError};
 use hilo_core::tool::ToolExecutor;
@@ -128,8 +128,9 @@ pub struct Started {
     /// execution runs that very definition, rather than reading and decoding it back.
     plan: Arc<Plan>,
     adhoc: bool,
-    /// The new execution's machine, not started yet; `None` when the execution existed.
-    fresh: Option<Box<Machine>>,
+    /// The new execution's machine, not started yet, and its row as created; `None` when the
+    /// execution existed.
+    fresh: Option<Box<(Machine, ExecRecord)>>,
 }
 
 impl Started {
@@ -157,6 +158,9 @@ pub struct Outcome {
     pub output: Option<Value>,
     pub error: Option<NodeError>,
     pub nodes: Vec<NodeRecord>,
+    /// The execution's row as this drive left it, as a read would return it (see
+    /// [`ExecRecord::committed`]), when the drive knew it: one it created, or read back.
+    pub record: Option<ExecRecord>,
 }
 
 struct Inner {
@@ -339,7 +343,7 @@ impl Engine {
             None,
         )
         .without_tracking();
-        self.run_machine(machine, vec![Input::Start], Mode::Foreground)
+        self.run_machine(machine, vec![Input::Start], Mode::Foreground, None)
             .await
     }
 
@@ -350,9 +354,10 @@ impl Engine {
         Ok(Outcome {
             execution_id: id.to_string(),
             status: e.status,
-            output: e.output,
-            error: e.error,
+            output: e.output.clone(),
+            error: e.error.clone(),
             nodes,
+            record: Some(e),
         })
     }
 

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use hilo_core::Workflow;
-use hilo_core::exec::{Claimed, ExecMeta, Lease, Loaded, NewExecution, StartClaim, StartedBy};
+use hilo_core::exec::{
+    Claimed, ExecMeta, ExecRecord, Lease, Loaded, NewExecution, StartClaim, StartedBy,
+};
 use hilo_core::trace::TraceParent;
 use serde_json::Value;
 
@@ -140,8 +142,18 @@ impl Engine {
         detach: bool,
     ) -> Result<String> {
         let origin = Origin::by(StartedBy::Cli);
-        self.insert(id.clone(), tenant, wf, adhoc, input, detach, None, origin)
-            .await?;
+        self.insert(
+            id.clone(),
+            tenant,
+            wf,
+            adhoc,
+            input,
+            detach,
+            None,
+            origin,
+            false,
+        )
+        .await?;
         Ok(id)
     }
 
@@ -222,15 +234,16 @@ impl Engine {
                 false,
                 caller,
                 origin,
+                true,
             )
             .await?
         {
-            Inserted::New => true,
-            Inserted::Existed => false,
+            Inserted::New(record) => record,
+            Inserted::Existed => None,
             Inserted::Taken(execution_id) => return Ok(Begun::Taken { execution_id }),
         };
         let plan = self.plan_for(tenant, wf, adhoc);
-        let fresh = created.then(|| {
+        let fresh = created.map(|record| {
             let meta = self.new_meta();
             let m = Machine::new(
                 plan.clone(),
@@ -242,7 +255,7 @@ impl Engine {
             )
             .traced(caller)
             .triggered(started_by.as_ref());
-            Box::new(m)
+            Box::new((m, *record))
         });
         Ok(Begun::Started(Started {
             id,
@@ -263,7 +276,7 @@ impl Engine {
 
     /// Writes a new execution (held by this process unless `detach`), under the caller's trace
     /// context if any, with its origin; nothing is written when one with `id` existed already
-    /// or the origin's claim is taken.
+    /// or the origin's claim is taken. With `keep`, what it wrote comes back as a record.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn insert(
         &self,
@@ -275,6 +288,7 @@ impl Engine {
         detach: bool,
         trace_parent: Option<TraceParent>,
         origin: Origin,
+        keep: bool,
     ) -> Result<Inserted> {
         Engine::check_input(wf, &input)?;
         let now = now_ms();
@@ -298,14 +312,15 @@ impl Engine {
             created_at: now,
             started_by: origin.started_by,
         };
+        let record = keep.then(|| Box::new(ExecRecord::created(&new)));
         let store = &self.inner.store;
         Ok(match origin.claim {
             None => match store.create_execution(new, Vec::new()).await? {
-                true => Inserted::New,
+                true => Inserted::New(record),
                 false => Inserted::Existed,
             },
             Some(claim) => match store.create_claimed(new, Vec::new(), claim).await? {
-                Claimed::Created => Inserted::New,
+                Claimed::Created => Inserted::New(record),
                 Claimed::Taken { execution_id } => Inserted::Taken(execution_id),
             },
         })
@@ -341,7 +356,9 @@ pub enum Begun {
 
 /// What [`Engine::insert`] wrote.
 pub(super) enum Inserted {
-    New,
+    /// Written; with the row as a read would return it when [`Engine::insert`] was asked to
+    /// keep it.
+    New(Option<Box<ExecRecord>>),
     Existed,
     Taken(String),
 }

@@ -10,7 +10,7 @@ use super::records::{iteration_of, iteration_prefix};
 use super::{ITERATION_MARK, Machine, MachineWork};
 
 /// Whether two commits would write the same execution row: every field but `last_seq` (the
-/// last event has it) and `meta.next_done` (moves with every completed node; a restore
+/// last event has it), `updated_at` (likewise) and `meta.next_done` (moves with every completed node; a restore
 /// recomputes it from the node records' `done_seq`). Destructured in full, so a field added
 /// to either struct must be placed here.
 fn same_row(a: &ExecUpdate, b: &ExecUpdate) -> bool {
@@ -29,6 +29,7 @@ fn same_row(a: &ExecUpdate, b: &ExecUpdate) -> bool {
                 grant,
                 forked,
             },
+        updated_at: _,
         release,
         unchanged: _,
     } = a;
@@ -85,6 +86,7 @@ impl Machine {
             runnable_at,
             finished_at: self.finished_at,
             meta: self.meta.clone(),
+            updated_at: self.now,
             release: self.status.is_terminal(),
             unchanged: false,
         };

@@ -45,6 +45,7 @@ fn commit(id: &str, owner: &str) -> Commit {
             runnable_at: Some(1),
             finished_at: None,
             meta: ExecMeta::default(),
+            updated_at: 1,
             release: false,
             unchanged: false,
         },

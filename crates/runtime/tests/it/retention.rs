@@ -66,6 +66,7 @@ async fn execution(s: &dyn Store, tenant: &str, id: &str, age_days: i64, finishe
         runnable_at: None,
         finished_at,
         meta: ExecMeta::default(),
+        updated_at: finished_at.unwrap_or(at + 10),
         release: finished,
         unchanged: false,
     };

@@ -427,17 +427,21 @@ pub(crate) async fn load_view(
 }
 
 /// An execution's view, with the page of node records `page` asks for. For one this request
-/// has just driven (`known`), the node records come from the drive when they fit the page, and
+/// has just driven (`known`), the execution's row and node records come from the drive when it
+/// has them (the row: when it created the execution; the records: when they fit the page), and
 /// what the workflow cannot have (tasks, LLM calls, a callback) is not read.
 async fn view(
     state: &AppState,
     tenant: &str,
     id: &str,
-    known: Option<(Outcome, Shape)>,
+    mut known: Option<(Outcome, Shape)>,
     page: &NodePage,
 ) -> ApiResult<ExecutionView> {
     let store = state.store();
-    let e = store.get_execution(tenant, id).await?;
+    let e = match known.as_mut().and_then(|(o, _)| o.record.take()) {
+        Some(e) => e,
+        None => store.get_execution(tenant, id).await?,
+    };
     let limit = page.limit as usize;
     // One record more than the page, to tell whether there is a next one.
     let (mut nodes, shape) = match known {

@@ -1026,3 +1026,82 @@ async fn a_traceparent_starts_the_execution_under_the_callers_trace() {
     let done = s.wait_status(&admin, id, &["succeeded"]).await;
     assert_eq!(done["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
 }
+
+/// The answer of a synchronous execute is built from what the drive holds (the row it
+/// created, then each of its commits), not read back: it must be the execution exactly as a
+/// read returns it, for an execution that succeeds, one that fails and compensates, one that
+/// waits for a person, and one that continues the caller's trace.
+async fn a_synchronous_answer_is_the_execution_as_read_back(s: &TestServer) {
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    for wf in [THREE_STEPS, SAGA, ASK] {
+        let (code, v) = s.import(&admin, wf).await;
+        assert!((200..300).contains(&code), "{v}");
+    }
+    let traced = s
+        .http
+        .post(s.url("/workflows/three_steps/execute"))
+        .bearer_auth(&admin)
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .json(&json!({"input": {"n": 3}}))
+        .send()
+        .await
+        .unwrap();
+    let mut answers = vec![read(traced).await];
+    for (name, input) in [
+        ("three_steps", json!({"n": 7})),
+        ("saga", json!({})),
+        ("ask", json!({})),
+    ] {
+        answers.push(
+            s.post(
+                &admin,
+                &format!("/workflows/{name}/execute"),
+                json!({ "input": input }),
+            )
+            .await,
+        );
+    }
+    let statuses: Vec<&str> = answers
+        .iter()
+        .map(|(_, v)| v["status"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["succeeded", "succeeded", "failed", "waiting"],
+        "{answers:?}"
+    );
+    for (code, answer) in &answers {
+        assert_eq!(*code, 200, "{answer}");
+        let id = answer["id"].as_str().unwrap();
+        let (code, stored) = s.get(&admin, &format!("/executions/{id}")).await;
+        assert_eq!(code, 200, "{stored}");
+        assert_eq!(
+            answer, &stored,
+            "the answer and the execution read back differ"
+        );
+    }
+    assert_eq!(
+        answers[0].1["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{:?}",
+        answers[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_answer_is_the_execution_as_read_back_on_sqlite() {
+    let s = TestServer::start().await;
+    a_synchronous_answer_is_the_execution_as_read_back(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_answer_is_the_execution_as_read_back_on_postgres() {
+    let db = crate::common::PgDb::create("answer");
+    let s = TestServer::on(&db.url, Settings::default(), None).await;
+    a_synchronous_answer_is_the_execution_as_read_back(&s).await;
+    s.stop().await;
+    drop(db);
+}

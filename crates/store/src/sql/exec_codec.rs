@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hilo_core::exec::{Commit, Event, ExecUpdate, ITERATION_MARK, NodeRecord};
+use hilo_core::exec::{Commit, Event, ITERATION_MARK, NodeRecord};
 use hilo_core::store::{Result, StoreError};
 use hilo_core::stored::StoredJson;
 use serde::{Deserialize, Serialize};
@@ -152,7 +152,8 @@ impl<'c> Texts<'c> {
 /// run beside anything else (serializing took ~4 % of its time under load). The history,
 /// node and variable rows are also what the step log stores (`step_log`).
 pub(crate) struct Encoded {
-    /// The execution row; `None` when the commit leaves it alone (see [`rewrites_row`]).
+    /// The execution row; `None` when the commit leaves it alone (see
+    /// [`hilo_core::exec::ExecUpdate::rewrites_row`]).
     pub(crate) row: Option<ExecRow>,
     pub(crate) events: Vec<EventRow>,
     pub(crate) nodes: Vec<NodeRow>,
@@ -268,7 +269,7 @@ impl Encoded {
     /// its marks.
     pub(crate) fn rows_of(c: &Commit, threshold: usize, marks: Marks) -> Result<Encoded> {
         let x = &c.exec;
-        let row = if rewrites_row(x) {
+        let row = if x.rewrites_row() {
             Some(ExecRow {
                 status: x.status.as_str().to_string(),
                 output: x.output.as_ref().map(|v| Json::encode(v, threshold)),
@@ -543,12 +544,6 @@ impl<N, V> Pending<N, V> {
             self.drop_vars.insert(k);
         }
     }
-}
-
-/// Whether a commit rewrites the execution row; otherwise only its lease is checked, so the
-/// row's page stays clean.
-pub(crate) fn rewrites_row(x: &ExecUpdate) -> bool {
-    !x.unchanged || x.release
 }
 
 /// An event's `data` column.

@@ -306,7 +306,7 @@ impl<'a> Writes<'a> {
         now: i64,
     ) -> Result<CommitOutcome> {
         let held = match enc.row.take() {
-            Some(row) => self.update_exec_row(&c.execution_id, &c.owner, row, now)?,
+            Some(row) => self.update_exec_row(&c.execution_id, &c.owner, row, c.exec.updated_at)?,
             None => self.holds(&c.execution_id, &c.owner)?,
         };
         if !held {
@@ -331,7 +331,7 @@ impl<'a> Writes<'a> {
         id: &str,
         owner: &str,
         row: ExecRow,
-        now: i64,
+        updated_at: i64,
     ) -> Result<bool> {
         let output = row.output.map(|j| self.column(j)).transpose()?;
         let updated = exec(
@@ -345,7 +345,7 @@ impl<'a> Writes<'a> {
                 row.runnable_at,
                 row.finished_at,
                 row.meta,
-                now,
+                updated_at,
                 row.release,
                 id,
                 owner,

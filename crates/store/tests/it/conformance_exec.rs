@@ -146,6 +146,7 @@ fn step(id: &str, owner: &str, seq: u64, status: ExecStatus) -> Commit {
             runnable_at: (status == ExecStatus::Running).then_some(T0),
             finished_at: terminal.then_some(T0 + seq as i64),
             meta: ExecMeta::default(),
+            updated_at: T0 + seq as i64,
             release: terminal || status == ExecStatus::Waiting,
             unchanged: false,
         },

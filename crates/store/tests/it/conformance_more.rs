@@ -745,6 +745,7 @@ async fn end_exec(s: &dyn Store, id: &str) {
             runnable_at: None,
             finished_at: Some(2_000_001),
             meta: ExecMeta::default(),
+            updated_at: 2_000_001,
             release: true,
             unchanged: false,
         },

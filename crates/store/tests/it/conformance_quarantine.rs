@@ -66,6 +66,7 @@ fn step(id: &str, owner: &str, events: Vec<Event>) -> Commit {
             runnable_at: Some(T),
             finished_at: None,
             meta: ExecMeta::default(),
+            updated_at: T,
             release: false,
             unchanged: false,
         },

@@ -113,6 +113,7 @@ async fn finish(s: &dyn Store, id: &str) {
             runnable_at: None,
             finished_at: Some(T0 + 2),
             meta: ExecMeta::default(),
+            updated_at: T0 + 2,
             release: true,
             unchanged: false,
         },

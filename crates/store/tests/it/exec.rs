@@ -59,6 +59,7 @@ fn step(id: &str, owner: &str, seq: u64, output: Value) -> Commit {
             runnable_at: Some(3),
             finished_at: None,
             meta: ExecMeta::default(),
+            updated_at: 3,
             release: false,
             unchanged: false,
         },

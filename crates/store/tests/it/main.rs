@@ -156,6 +156,7 @@ async fn sqlite_files_are_private() {
             runnable_at: None,
             finished_at: None,
             meta: ExecMeta::default(),
+            updated_at: 1,
             release: false,
             unchanged: true,
         },

@@ -286,6 +286,7 @@ fn step(id: &str, owner: &str, seq: u64) -> Commit {
             runnable_at: Some(3),
             finished_at: None,
             meta: ExecMeta::default(),
+            updated_at: 3,
             release: false,
             unchanged: true,
         },

@@ -52,6 +52,7 @@ fn plain(id: &str, owner: &str, seq: u64, output: Value) -> Commit {
             runnable_at: None,
             finished_at: None,
             meta: ExecMeta::default(),
+            updated_at: 1,
             release: false,
             unchanged: true,
         },

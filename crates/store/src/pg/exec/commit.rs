@@ -381,7 +381,7 @@ async fn apply_exec(
         .bind(row.runnable_at)
         .bind(row.finished_at)
         .bind(row.meta)
-        .bind(now)
+        .bind(c.exec.updated_at)
         .bind(row.release)
         .bind(&c.execution_id)
         .bind(&c.owner)
@@ -558,6 +558,7 @@ struct ExecRows {
     runnable_at: Vec<Option<i64>>,
     finished_at: Vec<Option<i64>>,
     meta: Vec<String>,
+    updated_at: Vec<i64>,
     release: Vec<bool>,
     /// One of them gives its lease up and is due at once: someone may take it.
     wake: bool,
@@ -575,23 +576,25 @@ impl ExecRows {
         self.runnable_at.push(row.runnable_at);
         self.finished_at.push(row.finished_at);
         self.meta.push(row.meta);
+        self.updated_at.push(c.exec.updated_at);
         self.release.push(row.release);
     }
 
     /// Rewrites the rows (locked already, each named once) in one statement.
-    async fn write(self, conn: &mut PgConnection, now: i64) -> Result<()> {
+    async fn write(self, conn: &mut PgConnection) -> Result<()> {
         if self.id.is_empty() {
             return Ok(());
         }
         sqlx::query(
             "UPDATE executions SET status = u.status, output = u.output, error = u.error, \
              last_seq = u.last_seq, runnable_at = u.runnable_at, finished_at = u.finished_at, \
-             meta = u.meta, updated_at = $11, \
+             meta = u.meta, updated_at = u.updated_at, \
              lease_owner = CASE WHEN u.release THEN NULL ELSE executions.lease_owner END, \
              lease_expires_at = CASE WHEN u.release THEN NULL ELSE executions.lease_expires_at END \
              FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], \
-             $7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::BOOLEAN[]) \
-             AS u(id, owner, status, output, error, last_seq, runnable_at, finished_at, meta, release) \
+             $7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[], $11::BOOLEAN[]) \
+             AS u(id, owner, status, output, error, last_seq, runnable_at, finished_at, meta, \
+             updated_at, release) \
              WHERE executions.id = u.id AND executions.lease_owner = u.owner",
         )
         .bind(self.id)
@@ -603,8 +606,8 @@ impl ExecRows {
         .bind(self.runnable_at)
         .bind(self.finished_at)
         .bind(self.meta)
+        .bind(self.updated_at)
         .bind(self.release)
-        .bind(now)
         .execute(&mut *conn)
         .await
         .map_err(backend)?;
@@ -643,7 +646,7 @@ pub(super) async fn commit_batch(
                 outcomes[n] = CommitOutcome::Committed;
             }
         }
-        exec_rows.write(&mut tx, now).await?;
+        exec_rows.write(&mut tx).await?;
     } else {
         // Several commits of one execution, applied in turn (a commit that gives the lease
         // up fences the ones after it): each row locked on its own, in id order.
