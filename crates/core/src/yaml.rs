@@ -1,7 +1,8 @@
 //! A one-pass YAML reader: the parser's events straight into a JSON value, for the documents
 //! definitions are made of, at a fraction of serde-saphyr's cost (its deserializer walks
 //! the same events through serde's visitors, with redaction scopes, peeks and budgets per
-//! event: on a 10,000-node chain about three quarters of the time of `hilo run`'s parse).
+//! event: on a 10,000-node chain 60 % of its time went beyond the parser's own events; this
+//! pass takes 1.7× less time than it, the events two thirds of that).
 //!
 //! It reads with granit-parser, the parser serde-saphyr itself reads with (through
 //! serde-saphyr's re-export, so it is the same build of it, with the same options), and resolves
