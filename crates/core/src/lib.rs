@@ -76,6 +76,7 @@ pub mod trace;
 pub mod trigger;
 pub mod trigger_store;
 pub mod validate;
+mod yaml;
 
 pub use diagnostic::{Code, Diagnostic, Diagnostics};
 pub use model::*;

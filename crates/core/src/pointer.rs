@@ -21,7 +21,22 @@ pub fn pointer_to_field(pointer: &str) -> Option<String> {
 
 /// Appends one segment to a JSON pointer, escaping `~` and `/`.
 pub fn push_pointer(base: &str, seg: &str) -> String {
-    format!("{base}/{}", seg.replace('~', "~0").replace('/', "~1"))
+    // One allocation: decoding and validating make a few pointers per node.
+    let mut out = String::with_capacity(base.len() + 1 + seg.len());
+    out.push_str(base);
+    out.push('/');
+    if seg.contains(['~', '/']) {
+        for c in seg.chars() {
+            match c {
+                '~' => out.push_str("~0"),
+                '/' => out.push_str("~1"),
+                c => out.push(c),
+            }
+        }
+    } else {
+        out.push_str(seg);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -40,6 +55,9 @@ mod tests {
         );
         assert_eq!(pointer_to_field(""), None);
         assert_eq!(push_pointer("/a", "x/y~z"), "/a/x~1y~0z");
+        assert_eq!(push_pointer("/a", "~1/~0é"), "/a/~01~1~00é");
+        assert_eq!(push_pointer("", "nodes"), "/nodes");
+        assert_eq!(push_pointer("/a", ""), "/a/");
         assert_eq!(pointer_to_field("/a~1b").as_deref(), Some("a/b"));
     }
 }

@@ -1,8 +1,9 @@
 //! Source text: reading YAML and JSON into a JSON value, remembering where every value stood,
 //! and writing values back as YAML or JSON.
 //!
-//! YAML goes through `serde-saphyr` (pure Rust, panic-free, with input budgets); JSON through
-//! `serde_json`. Positions come from a separate pass over `saphyr-parser` events that maps
+//! YAML goes through the one-pass reader of `yaml.rs` and, for whatever that one leaves it
+//! (errors, tags, anchors, budgets), `serde-saphyr` (pure Rust, panic-free, with input
+//! budgets); JSON through `serde_json`. Positions come from a separate pass over `saphyr-parser` events that maps
 //! each JSON pointer to the line and column of its key (or of the item, in a sequence): the
 //! [`SourceMap`], kept in `source_map.rs` (re-exported here). JSON is a subset of YAML 1.2, so
 //! the same pass locates values in JSON input too.
@@ -174,6 +175,11 @@ pub fn parse_value(text: &str, format: Format) -> Result<Value, Diagnostics> {
             Diagnostics(vec![d])
         }),
         Format::Yaml => {
+            // The one-pass reader takes what it can read exactly as serde-saphyr would, and
+            // leaves serde-saphyr everything else: errors, tags, anchors, budgets.
+            if let Some(value) = crate::yaml::read(text) {
+                return Ok(value);
+            }
             // The default options error on duplicate keys and bound input size, depth and
             // alias expansion (no billion-laughs). YAML 1.2 core booleans only: `yes`, `no`,
             // `on`, `off` stay strings (`labels: [yes, no]` means two labels).

@@ -488,28 +488,29 @@ impl<'a> Validator<'a> {
         // Edges.
         let mut seen_edges = HashSet::new();
         for (ei, e) in g.edges.iter().enumerate() {
-            let ep = self.partial.item(&edges_path, ei);
+            // Made only for a problem to report (or an expression to compile).
+            let ep = || partial.item(&edges_path, ei);
             let first_diag = self.out.len();
             let from = index.get(e.from.as_str()).copied();
             let to = index.get(e.to.as_str()).copied();
             if from.is_none() {
                 self.unknown_node(
                     &e.from,
-                    push_pointer(&ep, "from"),
+                    push_pointer(&ep(), "from"),
                     &ids,
                     "this edge's `from`",
                 );
             }
             if to.is_none() {
-                self.unknown_node(&e.to, push_pointer(&ep, "to"), &ids, "this edge's `to`");
+                self.unknown_node(&e.to, push_pointer(&ep(), "to"), &ids, "this edge's `to`");
             }
             if let Some(w) = &e.when {
-                self.jmespath(expr::bare_expression(w), &push_pointer(&ep, "when"));
+                self.jmespath(expr::bare_expression(w), &push_pointer(&ep(), "when"));
             }
             if !seen_edges.insert((&e.from, &e.to, &e.when)) {
                 self.err(
                     Code::InvalidEdge,
-                    ep.clone(),
+                    ep(),
                     format!("the edge {} → {} is listed twice", e.from, e.to),
                 );
             }
@@ -524,7 +525,7 @@ impl<'a> Validator<'a> {
                         };
                         self.err(
                             Code::InvalidEdge,
-                            push_pointer(&ep, "from"),
+                            push_pointer(&ep(), "from"),
                             format!(
                                 "`{}` is {what} node: its outgoing edges are written in its {field}, not in `edges:`",
                                 e.from
@@ -534,7 +535,7 @@ impl<'a> Validator<'a> {
                     _ if g.nodes[f].is_sink() => {
                         self.err(
                             Code::InvalidEdge,
-                            push_pointer(&ep, "from"),
+                            push_pointer(&ep(), "from"),
                             format!(
                                 "`{}` is a `{}` node and ends the execution: no edge may leave it",
                                 e.from,
@@ -557,15 +558,15 @@ impl<'a> Validator<'a> {
 
         // Nodes.
         for (i, node) in g.nodes.iter().enumerate() {
-            let np = node_path(i);
-            let field = |k: &str| push_pointer(&np, k);
+            // Made only for a problem to report (or an expression to compile).
+            let field = |k: &str| push_pointer(&node_path(i), k);
             match &node.kind {
                 NodeKind::Tool(t) => {
                     self.tool_known(&t.tool, &field("tool"));
                     if let Some(w) = &t.with {
                         self.dynamic(w, &field("with"));
                     }
-                    self.api_call(&t.tool, t.with.as_ref(), &np);
+                    self.api_call(&t.tool, t.with.as_ref(), &node_path(i));
                 }
                 NodeKind::Agent(a) => self.agent(a, &field("with")),
                 NodeKind::Condition(c) => {
@@ -622,7 +623,7 @@ impl<'a> Validator<'a> {
                 NodeKind::Transform(t) => {
                     self.jmespath(expr::bare_expression(&t.expr), &field("expr"))
                 }
-                NodeKind::Code(c) => self.code(c, &np),
+                NodeKind::Code(c) => self.code(c, &node_path(i)),
                 NodeKind::Loop(l) => {
                     if let Some(Value::String(s)) = &l.for_each {
                         self.jmespath(expr::bare_expression(s), &field("for_each"));

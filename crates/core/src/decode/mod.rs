@@ -858,21 +858,29 @@ impl Decoder {
         };
         let mut out = Vec::new();
         let mut kept = Vec::new();
+        const EDGE_KEYS: [&str; 3] = ["from", "to", "when"];
         for (i, item) in items.iter().enumerate() {
-            let p = push_pointer(path, &i.to_string());
-            let Some(m) = self.obj(item, &p, "an edge") else {
-                continue;
+            // An edge's pointers are made only for a problem to report.
+            let p = || push_pointer(path, &i.to_string());
+            let m = match item {
+                Value::Object(m) => m,
+                _ => {
+                    self.obj(item, &p(), "an edge");
+                    continue;
+                }
             };
-            self.keys(m, &p, &["from", "to", "when"], "an edge");
-            let from = self
-                .req(m, &p, "from", "an edge")
-                .and_then(|v| self.nonempty_string(v, &push_pointer(&p, "from"), "`from`"));
-            let to = self
-                .req(m, &p, "to", "an edge")
-                .and_then(|v| self.nonempty_string(v, &push_pointer(&p, "to"), "`to`"));
-            let when = m
-                .get("when")
-                .and_then(|v| self.nonempty_string(v, &push_pointer(&p, "when"), "`when`"));
+            if m.keys().any(|k| !EDGE_KEYS.contains(&k.as_str())) {
+                self.keys(m, &p(), &EDGE_KEYS, "an edge");
+            }
+            let mut end = |key: &str, what: &str| match m.get(key) {
+                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+                Some(v) => self.nonempty_string(v, &push_pointer(&p(), key), what),
+                None if key == "when" => None,
+                None => self.req(m, &p(), key, "an edge").and(None),
+            };
+            let from = end("from", "`from`");
+            let to = end("to", "`to`");
+            let when = end("when", "`when`");
             if let (Some(from), Some(to)) = (from, to) {
                 out.push(Edge { from, to, when });
                 kept.push(i);

@@ -12,12 +12,16 @@ impl Decoder {
         let m = self.obj(v, path, "a node")?;
         let before = self.diagnostics.len();
         let id = self.req(m, path, "id", "a node").and_then(|v| {
-            let p = push_pointer(path, "id");
-            let s = self.nonempty_string(v, &p, "a node's `id`")?;
+            // The pointer is made only for a problem to report.
+            let p = || push_pointer(path, "id");
+            let s = match v {
+                Value::String(s) if !s.trim().is_empty() => s.clone(),
+                _ => self.nonempty_string(v, &p(), "a node's `id`")?,
+            };
             if !is_valid_node_id(&s) {
                 self.err(
                     Code::InvalidValue,
-                    &p,
+                    &p(),
                     format!(
                         "node id {s:?} must match [A-Za-z0-9_-]+ (at most 128 characters) so expressions can refer to it"
                     ),
@@ -25,7 +29,7 @@ impl Decoder {
             } else if RESERVED_IDS.contains(&s.as_str()) {
                 self.err(
                     Code::InvalidValue,
-                    &p,
+                    &p(),
                     format!(
                         "node id {s:?} is reserved (the state document uses it); reserved ids: {}",
                         RESERVED_IDS.join(", ")
@@ -38,8 +42,11 @@ impl Decoder {
             self.node_paths.push((path.to_string(), id.clone()));
         }
         let ty = self.req(m, path, "type", "a node").and_then(|v| {
-            let p = push_pointer(path, "type");
-            let s = self.string(v, &p, "a node's `type`")?;
+            let p = || push_pointer(path, "type");
+            let s = match v {
+                Value::String(s) => s.clone(),
+                _ => self.string(v, &p(), "a node's `type`")?,
+            };
             if NODE_TYPES.contains(&s.as_str()) {
                 Some(s)
             } else {
@@ -49,7 +56,7 @@ impl Decoder {
                 };
                 self.err(
                     Code::InvalidValue,
-                    &p,
+                    &p(),
                     format!("unknown node type {s:?}; {hint}"),
                 );
                 None

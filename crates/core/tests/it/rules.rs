@@ -675,3 +675,34 @@ fn expose_lists_known_surfaces_once() {
         &[Code::InvalidType],
     );
 }
+
+/// Malformed edges, ids and types: the decoder makes their pointers only when it reports a
+/// problem, so every problem is checked here, in order, with its position (the same lines as
+/// before that change).
+#[test]
+fn malformed_edges_ids_and_types_each_reported_in_place() {
+    let text = wf(
+        "nodes:\n  - {id: a, type: set, vars: {x: 1}}\n  - {id: 5, type: finish}\n  - {id: \"\", type: finish}\n  - {id: c, type: 7}\n  - {id: \"bad id\", type: finish}\n  - {id: input, type: finish}\n  - {id: d, type: fnish}\n  - {id: z, type: finish}\nedges:\n  - 3\n  - {from: a, to: z, colour: red}\n  - {from: a}\n  - {to: z}\n  - {from: \"\", to: z}\n  - {from: a, to: [z]}\n  - {from: a, to: z, when: \"\"}\n  - {from: a, to: z, when: 5}\n  - {from: a/b~c, to: z}\n",
+    );
+    let (_, got) = diagnostics(&text, Format::Yaml, &Catalog::default());
+    let expected = [
+        r#"5:6: error[INVALID_TYPE] field `nodes[1].id`: a node's `id` must be a string, got a whole number"#,
+        r#"6:6: error[INVALID_VALUE] field `nodes[2].id`: a node's `id` must not be empty"#,
+        r#"7:13: error[INVALID_TYPE] node `c`, field `type`: a node's `type` must be a string, got a whole number"#,
+        r#"8:6: error[INVALID_VALUE] node `bad id`, field `id`: node id "bad id" must match [A-Za-z0-9_-]+ (at most 128 characters) so expressions can refer to it"#,
+        r#"9:6: error[INVALID_VALUE] node `input`, field `id`: node id "input" is reserved (the state document uses it); reserved ids: input, vars, item, index, trigger"#,
+        r#"10:13: error[INVALID_VALUE] node `d`, field `type`: unknown node type "fnish"; did you mean `finish`?"#,
+        r#"13:5: error[INVALID_TYPE] field `edges[0]`: an edge must be a mapping, got a whole number"#,
+        r#"14:22: error[UNKNOWN_FIELD] field `edges[1].colour`: an edge has no field `colour`; allowed fields: from, to, when"#,
+        r#"15:5: error[MISSING_FIELD] field `edges[2].to`: an edge needs the field `to`"#,
+        r#"16:5: error[MISSING_FIELD] field `edges[3].from`: an edge needs the field `from`"#,
+        r#"17:6: error[INVALID_VALUE] field `edges[4].from`: `from` must not be empty"#,
+        r#"18:15: error[INVALID_TYPE] field `edges[5].to`: `to` must be a string, got a list"#,
+        r#"19:5: error[INVALID_EDGE] node `a`, field `edges[6]`: the edge a → z is listed twice"#,
+        r#"19:22: error[INVALID_VALUE] field `edges[6].when`: `when` must not be empty"#,
+        r#"20:5: error[INVALID_EDGE] node `a`, field `edges[7]`: the edge a → z is listed twice"#,
+        r#"20:22: error[INVALID_TYPE] field `edges[7].when`: `when` must be a string, got a whole number"#,
+        r#"21:6: error[UNKNOWN_NODE] node `a/b~c`, field `edges[8].from`: this edge's `from` names node `a/b~c`, which does not exist in this graph."#,
+    ];
+    assert_eq!(got, expected.join("\n"));
+}
