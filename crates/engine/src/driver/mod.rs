@@ -159,7 +159,8 @@ pub struct Outcome {
     pub error: Option<NodeError>,
     pub nodes: Vec<NodeRecord>,
     /// The execution's row as this drive left it, as a read would return it (see
-    /// [`ExecRecord::committed`]), when the drive knew it: one it created, or read back.
+    /// [`ExecRecord::committed`]), when the drive knew it: one it created from a stored
+    /// version (not an ad hoc definition, which the row copies whole), or read back.
     pub record: Option<ExecRecord>,
 }
 

@@ -234,7 +234,9 @@ impl Engine {
                 false,
                 caller,
                 origin,
-                true,
+                // An ad hoc definition is a copy of the whole workflow (`hilo run` of a
+                // 10,000-node chain: megabytes): its drive's outcome goes without the row.
+                !adhoc,
             )
             .await?
         {
