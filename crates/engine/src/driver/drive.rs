@@ -59,7 +59,7 @@ impl Engine {
         match fresh {
             Some(fresh) => {
                 let (machine, record) = *fresh;
-                self.run_machine(machine, vec![Input::Start], mode, Some(record))
+                self.run_machine(machine, vec![Input::Start], mode, record)
                     .await
             }
             None => {

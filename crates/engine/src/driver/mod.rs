@@ -128,9 +128,9 @@ pub struct Started {
     /// execution runs that very definition, rather than reading and decoding it back.
     plan: Arc<Plan>,
     adhoc: bool,
-    /// The new execution's machine, not started yet, and its row as created; `None` when the
-    /// execution existed.
-    fresh: Option<Box<(Machine, ExecRecord)>>,
+    /// The new execution's machine, not started yet, and its row as created when kept (see
+    /// [`Outcome::record`]); `None` when the execution existed.
+    fresh: Option<Box<(Machine, Option<ExecRecord>)>>,
 }
 
 impl Started {

@@ -240,7 +240,7 @@ impl Engine {
             )
             .await?
         {
-            Inserted::New(record) => record,
+            Inserted::New(record) => Some(record),
             Inserted::Existed => None,
             Inserted::Taken(execution_id) => return Ok(Begun::Taken { execution_id }),
         };
@@ -257,7 +257,7 @@ impl Engine {
             )
             .traced(caller)
             .triggered(started_by.as_ref());
-            Box::new((m, *record))
+            Box::new((m, record.map(|r| *r)))
         });
         Ok(Begun::Started(Started {
             id,
