@@ -351,6 +351,93 @@ async fn a_takeover_fences_the_old_owner_out_across_processes() {
     db.drop().await;
 }
 
+/// Waits until a connection to `db` other than this test's waits for a row lock.
+async fn until_a_commit_waits_for_a_lock(admin: &mut sqlx::PgConnection, db: &str) {
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+             AND wait_event_type = 'Lock'",
+        )
+        .bind(db)
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the commit never waited for the parent's row");
+}
+
+/// A child's last commit signals its parent (bumping the parent's row) while this process's
+/// heartbeat renews both leases, locking parent then child. The commit locks the parent with
+/// its own rows, in the same id order, so the two queue up instead of deadlocking (before,
+/// the commit held the child and then waited for the parent: PostgreSQL failed one of them
+/// after a second, and a failed commit ended the child's drive while its parent waited).
+#[tokio::test]
+async fn a_childs_commit_and_the_heartbeat_never_deadlock_over_the_parent() {
+    let db = PgDb::create("parentlock").await;
+    let store = PgStore::connect(&db.url).await.unwrap();
+    store
+        .create_execution(new_exec("p", "default", Some("me"), 1), Vec::new())
+        .await
+        .unwrap();
+    let mut child = new_exec("p~sub", "default", Some("me"), 2);
+    child.parent = Some(hilo_core::exec::ParentRef {
+        execution_id: "p".into(),
+        node_key: "sub".into(),
+    });
+    store.create_execution(child, Vec::new()).await.unwrap();
+    let mut last = step("p~sub", "me", 1);
+    last.exec.status = ExecStatus::Succeeded;
+    last.exec.unchanged = false;
+    last.exec.release = true;
+    last.notify_parent = Some((
+        "p".into(),
+        Signal::ChildDone {
+            node_key: "sub".into(),
+            child_id: "p~sub".into(),
+            status: ExecStatus::Succeeded,
+            output: Some(json!({"ok": true})),
+            error: None,
+        },
+    ));
+    // The heartbeat's transaction, stopped between its two row locks.
+    let mut beat = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(
+        "BEGIN; SELECT 1 FROM executions WHERE id = 'p' FOR NO KEY UPDATE",
+    ))
+    .execute(&mut beat)
+    .await
+    .unwrap();
+    let commit = {
+        let store = store.clone();
+        tokio::spawn(async move { store.commit_batch(vec![last]).await })
+    };
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    until_a_commit_waits_for_a_lock(&mut admin, db.url.rsplit('/').next().unwrap()).await;
+    // The heartbeat goes on to the child's row and renews both.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(
+        "SELECT 1 FROM executions WHERE id = 'p~sub' FOR NO KEY UPDATE; \
+         UPDATE executions SET lease_expires_at = lease_expires_at WHERE id IN ('p', 'p~sub'); \
+         COMMIT",
+    ))
+    .execute(&mut beat)
+    .await
+    .expect("the heartbeat is not failed as a deadlock");
+    let outcome = tokio::time::timeout(Duration::from_secs(10), commit)
+        .await
+        .expect("the commit goes on once the heartbeat committed")
+        .unwrap()
+        .expect("the commit is not failed as a deadlock");
+    assert_eq!(outcome, [CommitOutcome::Committed]);
+    let parent_signals = store.signals("p").await.unwrap();
+    assert_eq!(parent_signals.len(), 1, "the parent heard of its child");
+    drop((store, beat, admin));
+    db.drop().await;
+}
+
 #[tokio::test]
 async fn work_that_becomes_due_wakes_idle_workers() {
     let db = PgDb::create("wake").await;

@@ -523,27 +523,47 @@ pub(super) async fn create_claimed(
     Ok(Claimed::Created)
 }
 
-/// Locks, in one statement and in id order (so two batches never wait on each other in a
-/// circle), the execution rows of `commits` whose owner still holds the lease; their ids.
-/// A takeover that commits while this waits for a row changes its owner: the row is then
-/// left out (PostgreSQL checks the condition again on the row's new version).
+/// Locks, in one statement and in id order, the execution rows of `commits` and of the
+/// parents they signal; the ids of the commits' rows whose owner still holds the lease.
+///
+/// Every transaction that locks several execution rows locks them in id order (other batches,
+/// the heartbeat, see `claim::heartbeat`), so none waits on another in a circle. A parent's
+/// row belongs in that order too: a child's last commit bumps its parent's signal sequence,
+/// and locking the parent only then, with the child's row held, waited in a circle with this
+/// process's heartbeat renewing both (parent first): PostgreSQL broke it after a second by
+/// failing one of them, and when that was the commit, the child's drive ended and a waiting
+/// parent in `hilo run` waited for ever. A takeover that commits while this waits for a row
+/// changes its owner: PostgreSQL reads the row's new version once it has the lock, so the
+/// row is then left out.
 async fn lock_held(conn: &mut PgConnection, commits: &[Commit]) -> Result<HashSet<String>> {
-    let (ids, owners): (Vec<&str>, Vec<&str>) = commits
+    let mut ids: Vec<&str> = commits
         .iter()
-        .map(|c| (c.execution_id.as_str(), c.owner.as_str()))
-        .unzip();
-    let held: Vec<String> = sqlx::query_scalar(
-        "SELECT e.id FROM executions e \
-         JOIN UNNEST($1::TEXT[], $2::TEXT[]) AS c(id, owner) \
-         ON e.id = c.id AND e.lease_owner = c.owner \
-         ORDER BY e.id FOR NO KEY UPDATE OF e",
+        .map(|c| c.execution_id.as_str())
+        .chain(
+            commits
+                .iter()
+                .filter_map(|c| c.notify_parent.as_ref().map(|(p, _)| p.as_str())),
+        )
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let locked: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT id, lease_owner FROM executions WHERE id = ANY($1) \
+         ORDER BY id FOR NO KEY UPDATE",
     )
     .bind(ids)
-    .bind(owners)
     .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
-    Ok(held.into_iter().collect())
+    Ok(locked
+        .into_iter()
+        .filter(|(id, owner)| {
+            commits
+                .iter()
+                .any(|c| c.execution_id == *id && owner.as_deref() == Some(c.owner.as_str()))
+        })
+        .map(|(id, _)| id)
+        .collect())
 }
 
 /// The execution rows a batch rewrites (columns of one multi-row `UPDATE`).
@@ -632,10 +652,14 @@ pub(super) async fn commit_batch(
     let mut rows = Rows::default();
     let mut outcomes = vec![CommitOutcome::LeaseLost; commits.len()];
     let mut ids = HashSet::with_capacity(commits.len());
-    if commits.iter().all(|c| ids.insert(c.execution_id.as_str())) {
-        // One commit per execution (a drive waits for each of its commits): every row is
-        // locked by one statement, and those that change rewritten by another.
-        let held = lock_held(&mut tx, &commits).await?;
+    let one_each = commits.iter().all(|c| ids.insert(c.execution_id.as_str()));
+    // Every row the batch locks, the parents it signals included, in one statement and in id
+    // order (see `lock_held`).
+    let held = lock_held(&mut tx, &commits).await?;
+    if one_each {
+        // One commit per execution (a drive waits for each of its commits): the rows whose
+        // lease is held are those locked above, and those that change are rewritten by one
+        // statement.
         let mut exec_rows = ExecRows::default();
         for (n, (c, mut enc)) in commits.iter().zip(encoded).enumerate() {
             if held.contains(&c.execution_id) {
@@ -649,7 +673,7 @@ pub(super) async fn commit_batch(
         exec_rows.write(&mut tx).await?;
     } else {
         // Several commits of one execution, applied in turn (a commit that gives the lease
-        // up fences the ones after it): each row locked on its own, in id order.
+        // up fences the ones after it): each row's lease checked on its own, in id order.
         let mut order: Vec<(usize, Encoded)> = encoded.into_iter().enumerate().collect();
         order.sort_by(|a, b| commits[a.0].execution_id.cmp(&commits[b.0].execution_id));
         for (n, mut enc) in order {
