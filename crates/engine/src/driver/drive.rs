@@ -184,6 +184,49 @@ impl Engine {
         self.run_machine(machine, inputs, mode, None).await
     }
 
+    /// Drives a child execution its parent's drive (whose wake-up is `parent`) started or
+    /// found running, until it ends or waits. A drive that fails for a reason that may pass
+    /// (its lease lost or still held by a dead process, the store failing for a while) is
+    /// tried again, with a pause that grows to 5 s, for as long as the parent's drive waits:
+    /// in `hilo run` nothing else would drive the child, and the parent would wait for ever.
+    /// Once the parent's drive has ended, a worker's claim or the parent's next drive takes
+    /// the child on.
+    async fn drive_child(&self, tenant: &str, child: &str, parent: &mpsc::UnboundedSender<()>) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let e = match self.drive(tenant, child, Mode::Foreground, true).await {
+                Ok(_) => return,
+                Err(e) => e,
+            };
+            let passing = matches!(
+                e,
+                EngineError::LeaseLost { .. }
+                    | EngineError::LeaseHeld { .. }
+                    | EngineError::Store(
+                        hilo_core::StoreError::Backend(_)
+                            | hilo_core::StoreError::Unhealthy(_)
+                            | hilo_core::StoreError::Open { .. }
+                    )
+            );
+            if !passing || parent.is_closed() {
+                tracing::warn!(
+                    child,
+                    code = e.code(),
+                    "the drive of a child execution failed: {e}"
+                );
+                return;
+            }
+            tracing::warn!(
+                child,
+                code = e.code(),
+                retry_in_ms = pause.as_millis() as u64,
+                "the drive of a child execution failed (tried again): {e}"
+            );
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
     /// Tells the observers about committed events: the execution observer first (metrics
     /// are recorded before a live stream wakes up and reads them), then the plain one.
     fn observe(&self, m: &Machine, events: &[Event]) {
@@ -331,7 +374,7 @@ impl Engine {
                         let wake = wake_tx.clone();
                         let parent = id.clone();
                         tokio::spawn(async move {
-                            let _ = e2.drive(&tenant, &child, Mode::Foreground, true).await;
+                            e2.drive_child(&tenant, &child, &wake).await;
                             // This drive, or (when it has ended since) the parent's drive now.
                             if wake.send(()).is_err() {
                                 e2.wake(&parent);

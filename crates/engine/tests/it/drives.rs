@@ -10,7 +10,15 @@ use crate::harness::{Env, env, load};
 
 /// Starts a new execution of `wf` (ad hoc, empty input) held by this process.
 async fn start_new(env: &Env, wf: &std::sync::Arc<hilo_core::Workflow>) -> hilo_engine::Started {
-    env.engine
+    start_on(&env.engine, wf).await
+}
+
+/// Starts a new execution of `wf` (ad hoc, empty input) held by `engine`'s process.
+async fn start_on(
+    engine: &hilo_engine::Engine,
+    wf: &std::sync::Arc<hilo_core::Workflow>,
+) -> hilo_engine::Started {
+    engine
         .start(
             hilo_engine::driver::new_id(),
             DEFAULT_TENANT,
@@ -244,16 +252,7 @@ edges:
   - {from: nap, to: done}
 "#,
     ));
-    let started = engine
-        .start(
-            hilo_engine::driver::new_id(),
-            DEFAULT_TENANT,
-            &wf,
-            true,
-            json!({}),
-        )
-        .await
-        .unwrap();
+    let started = start_on(&engine, &wf).await;
     let id = started.id().to_string();
     let e2 = engine.clone();
     let drive =
@@ -333,4 +332,93 @@ edges:
         metrics.last().map(|s| s.as_str()),
         Some("execution_succeeded")
     );
+}
+
+/// A child whose drive fails for a while (its lease still held by another owner longer than a
+/// claim waits) is driven again while its parent's drive waits for it: a parent in `hilo run`
+/// never waits for ever on a child nobody drives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_childs_failed_drive_is_tried_again_while_its_parent_waits() {
+    use hilo_engine::{Engine, EngineOptions};
+    let env = env().await;
+    env.import(
+        r#"
+name: slowchild
+version: 1
+nodes:
+  - {id: c1, type: tool, tool: test.sleep, with: {ms: 600}}
+  - {id: out, type: finish, output: {child: "${ c1.output.slept_ms }"}}
+edges:
+  - {from: c1, to: out}
+"#,
+    )
+    .await;
+    let wf = std::sync::Arc::new(load(
+        r#"
+name: parent
+version: 1
+nodes:
+  - {id: sub, type: workflow, workflow: slowchild}
+  - {id: done, type: finish, output: "${ sub.output }"}
+edges:
+  - {from: sub, to: done}
+"#,
+    ));
+    let options = || EngineOptions {
+        lease_ms: 300,
+        ..EngineOptions::default()
+    };
+    // A first process starts the parent and dies (its runtime dropped, every task of it
+    // stopped) while the child's step runs.
+    let (store, opts) = (env.store.clone(), options());
+    let id = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let a = Engine::new(store.clone(), crate::harness::executor(&store), None, opts);
+            let started = start_on(&a, &wf).await;
+            let id = started.id().to_string();
+            tokio::spawn(async move { a.drive_started(started, Mode::Foreground, false).await });
+            let child = hilo_engine::child_execution_id(&id, "sub");
+            while store.get_execution(DEFAULT_TENANT, &child).await.is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            id
+        })
+    })
+    .join()
+    .unwrap();
+    // Once its leases lapse, another owner holds the child for longer than a claim waits
+    // (a lease and a second).
+    let child = hilo_engine::child_execution_id(&id, "sub");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        env.store
+            .claim(DEFAULT_TENANT, &child, "elsewhere", 2_000, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A second process resumes the parent: the child's first drive fails (its lease is held
+    // elsewhere), the next ones wait on until that lease lapses, then the child and the parent
+    // finish.
+    let b = Engine::new(
+        env.store.clone(),
+        crate::harness::executor(&env.store),
+        None,
+        options(),
+    );
+    let o = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        b.drive(DEFAULT_TENANT, &id, Mode::Foreground, true),
+    )
+    .await
+    .expect("the parent's drive does not wait for ever on its child")
+    .unwrap();
+    assert_eq!(o.status.as_str(), "succeeded", "{o:?}");
+    assert_eq!(o.output, Some(json!({"child": 600})));
 }
