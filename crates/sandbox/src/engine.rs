@@ -260,6 +260,8 @@ pub(crate) struct Engine {
 pub(crate) struct Done {
     pub value: serde_json::Value,
     pub host_calls: u32,
+    /// See [`crate::Outcome::script_cpu_us`].
+    pub script_cpu_us: u64,
 }
 
 impl Engine {
@@ -313,7 +315,9 @@ impl Engine {
         runtime.set_memory_limit(limits.memory_bytes);
         let poll = watch.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || poll.stop())));
-        let result = context.with(|ctx| execute(&ctx, call, &limits, &watch, link, prelude));
+        let script_cpu = Cell::new(0u64);
+        let result =
+            context.with(|ctx| execute(&ctx, call, &limits, &watch, link, prelude, &script_cpu));
         drop(context);
         runtime.set_interrupt_handler(None);
         let result = conclude(result, &watch, &limits, &call.source, realm);
@@ -336,6 +340,7 @@ impl Engine {
         result.map(|value| Done {
             value,
             host_calls: host_calls.get(),
+            script_cpu_us: script_cpu.get(),
         })
     }
 
@@ -657,6 +662,7 @@ fn execute<'js>(
     watch: &Rc<Watch>,
     link: Option<HostLink>,
     prelude: Bundle,
+    script_cpu: &Cell<u64>,
 ) -> Result<serde_json::Value, Fail> {
     let setup_failed = |e| Fail::Setup(describe(ctx, e, None));
     let setup = load(ctx, prelude, PRELUDE_NAME).map_err(setup_failed)?;
@@ -709,6 +715,8 @@ fn execute<'js>(
     let Some(function) = default.as_function() else {
         return Err(Fail::NoDefault(type_name(&default)));
     };
+    // The script's own run: its function, the promise it returned, the jobs it queued.
+    let began = thread_cpu_ns();
     let result: Value = function.call((args, state)).map_err(thrown)?;
     let result = match result.clone().into_promise() {
         Some(promise) => settle(ctx, promise, watch, &thrown)?,
@@ -724,6 +732,7 @@ fn execute<'js>(
     if watch.stop() {
         return Err(Fail::Stopped);
     }
+    script_cpu.set(thread_cpu_ns().saturating_sub(began) / 1_000);
 
     let max = limits.max_output_bytes;
     let text: Value = output
@@ -749,6 +758,16 @@ fn execute<'js>(
         Fail::OutputInvalid(format!(
             "it is nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects"
         ))
+    })
+}
+
+/// This thread's CPU time (user and system), in ns; 0 where the clock cannot be read.
+fn thread_cpu_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+        u64::try_from(t.tv_sec())
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::try_from(t.tv_nsec()).unwrap_or(0))
     })
 }
 

@@ -146,4 +146,9 @@ pub struct Outcome {
     pub queued_us: u64,
     /// How many `tools.call`s the script made.
     pub host_calls: u32,
+    /// CPU time of the worker's thread while the script's own code ran: its default export,
+    /// the promise it returned and the jobs it queued (not the context, the compile, the
+    /// arguments' conversion or the output's serialisation; not the time a `tools.call` waits
+    /// on its tool, which runs elsewhere).
+    pub script_cpu_us: u64,
 }

@@ -176,6 +176,7 @@ impl Sandbox {
             elapsed_us: micros(started),
             queued_us,
             host_calls: done.host_calls,
+            script_cpu_us: done.script_cpu_us,
         })
     }
 }

@@ -151,6 +151,7 @@ impl Scripts {
             Ok(out) => {
                 record["elapsed_us"] = json!(out.elapsed_us);
                 record["queued_us"] = json!(out.queued_us);
+                record["cpu_us"] = json!(out.script_cpu_us);
                 if out.host_calls > 0 {
                     record["tool_calls"] = json!(out.host_calls);
                 }

@@ -11,7 +11,10 @@
 //! - Per cell: throughput (calls/s, wall time until the last call is answered); CPU per call
 //!   (the whole process's CPU time, every thread, over the cell, divided by the calls; measured
 //!   once the workers have readied the next calls' contexts, so each call's fresh context is
-//!   counted once); the overhead per call, that CPU less the body's own; the peak RSS during
+//!   counted once); the script's own CPU per call, measured in each call where it ran (the
+//!   worker thread's CPU clock around the script's function, its promise and its jobs:
+//!   `cpu_us` in a node's record); the overhead per call, the CPU per call less the script's
+//!   own (the same calls on both sides, so the machine's drift cancels); the peak RSS during
 //!   the cell (the kernel's peak is reset at the cell's start; see [`reset_peak_rss`]). Where
 //!   the overhead is: the caller's CPU per call (the thread that awaits the calls: what the
 //!   engine's thread pays), and the median time of a call on a worker (`elapsed_us` in a node's
@@ -19,12 +22,13 @@
 //!   context after that, off the caller's path, while back to back another worker takes the
 //!   next call). At 1 in flight the cell also times calls made 5 ms apart
 //!   (`in_call_spaced_p50_us`): a lone call's latency, waking an idle worker included.
-//! - The body's own CPU, measured after each repetition of a cell and with as many calls in
-//!   flight (up to the pool's size), so that the machine's drift and two threads sharing the
-//!   cores weigh on both sides of the difference: calls that run the body many times each
-//!   (400 runs of the 1 ms body, 40 of the 10 ms one, between them), less what those calls
-//!   cost besides the body (a call of the loop that runs it none), over the runs. The trivial
-//!   script's body is a few operations: its own CPU is taken as 0.
+//! - For the loops, a cross-check: the body's own CPU measured apart, after each repetition of
+//!   a cell and with as many calls in flight (up to the pool's size): calls that run the body
+//!   many times each (400 runs of the 1 ms body, 40 of the 10 ms one, between them), less what
+//!   those calls cost besides the body (a call of the loop that runs it none), over the runs;
+//!   and the overhead that gives (`overhead_apart_us`). It differs from the in-call figure by
+//!   what one run of the body costs more (or less) in the cell's calls than in those long ones:
+//!   the difference of two ~10 ms figures for the 10 ms loop, ±1–2 % each on this machine.
 //!
 //! Run last: resetting the peak RSS would change the figure the other scenarios report.
 
@@ -93,7 +97,7 @@ struct Body {
     name: &'static str,
     source: Arc<str>,
     args: Value,
-    /// How to measure the body's own CPU (none: the trivial script's, taken as 0).
+    /// How to measure the body's own CPU apart, as a cross-check (none for the trivial script).
     own: Option<Own>,
     /// Calls per repetition (at least twice the calls in flight; once in `--quick`).
     calls: usize,
@@ -214,18 +218,21 @@ pub async fn run(
             let started = Instant::now();
             let (mut rates, mut cpus, mut owns, mut overheads) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut aparts, mut overheads_apart) = (Vec::new(), Vec::new());
             let (mut callers, mut in_calls) = (Vec::new(), Vec::new());
             for _ in 0..reps {
                 let run = cell(&scripts, &b, c).await?;
                 let cpu = run.cpu * 1e6 / calls as f64;
                 callers.push(run.caller_cpu * 1e6 / calls as f64);
                 in_calls.push(median(run.in_call.iter().map(|&us| us as f64).collect()));
-                // The body's own, measured next to it and as parallel (its drift and the
-                // machine's load cancel out of the difference as far as they can).
-                let own = match &body.own {
-                    Some(o) => own_cpu_us(&scripts, &body.source, o, c.min(pool)).await?,
-                    None => 0.0,
-                };
+                // The script's own, measured in the same calls.
+                let own = run.script_cpu_us as f64 / calls as f64;
+                // The cross-check: the body's own measured apart, next to it and as parallel.
+                if let Some(o) = &body.own {
+                    let apart = own_cpu_us(&scripts, &body.source, o, c.min(pool)).await?;
+                    aparts.push(apart);
+                    overheads_apart.push(cpu - apart);
+                }
                 rates.push(calls as f64 / run.wall);
                 cpus.push(cpu);
                 owns.push(own);
@@ -238,6 +245,7 @@ pub async fn run(
             let (rate, cpu) = (median(rates), median(cpus));
             let (own, overhead) = (median(owns), median(overheads));
             let (caller, in_call) = (median(callers), median(in_calls));
+            let apart = (!aparts.is_empty()).then(|| (median(aparts), median(overheads_apart)));
             let rss = peak_rss_mib();
             // One call at a time with a pause between them, as a workflow's occasional code
             // node: each finds its context ready and the workers asleep (wall time: waking a
@@ -259,6 +267,8 @@ pub async fn run(
                     "cpu_per_call_us": cpu,
                     "body_cpu_us": own,
                     "overhead_per_call_us": overhead,
+                    "body_cpu_apart_us": apart.map(|a| a.0),
+                    "overhead_apart_us": apart.map(|a| a.1),
                     "caller_cpu_per_call_us": caller,
                     "in_call_p50_us": in_call,
                     "in_call_spaced_p50_us": spaced,
@@ -272,12 +282,15 @@ pub async fn run(
             let spaced = spaced
                 .map(|us| format!(", {us:.0} µs 5 ms apart"))
                 .unwrap_or_default();
+            let apart = apart
+                .map(|(own, over)| format!(" (body measured apart {own:.0}: overhead {over:.0})"))
+                .unwrap_or_default();
             rows.push((
                 format!("code: {} script, {c} in flight", body.name),
                 format!(
-                    "{rate:.0} calls/s, {cpu:.0} µs CPU/call, body {own:.0}, overhead \
-                     {overhead:.0} µs (≤ {TARGET_US:.0} {met}; caller {caller:.0}), in call \
-                     {in_call:.0} µs (p50{spaced}), peak RSS {rss:.1} MiB"
+                    "{rate:.0} calls/s, {cpu:.0} µs CPU/call, script's own {own:.0}, overhead \
+                     {overhead:.0} µs (≤ {TARGET_US:.0} {met}; caller {caller:.0}){apart}, in \
+                     call {in_call:.0} µs (p50{spaced}), peak RSS {rss:.1} MiB"
                 ),
             ));
         }
@@ -295,6 +308,8 @@ struct Run {
     caller_cpu: f64,
     /// Each call's time from a worker taking it to its answer, in µs.
     in_call: Vec<u64>,
+    /// The scripts' own CPU over the calls (`cpu_us` in their records), in µs.
+    script_cpu_us: u64,
 }
 
 /// `body.calls` calls with `in_flight` of them in flight at any time.
@@ -319,8 +334,12 @@ async fn cell(scripts: &Scripts, body: &Body, in_flight: usize) -> anyhow::Resul
         })
         .collect();
     let mut in_call = Vec::with_capacity(body.calls);
+    let mut script_cpu_us = 0;
     while let Some(r) = callers.next().await {
-        in_call.extend(r?);
+        for (us, cpu) in r? {
+            in_call.push(us);
+            script_cpu_us += cpu;
+        }
     }
     let wall = t.elapsed().as_secs_f64();
     let caller_cpu = cpu_seconds(UsageWho::RUSAGE_THREAD) - caller0;
@@ -332,16 +351,18 @@ async fn cell(scripts: &Scripts, body: &Body, in_flight: usize) -> anyhow::Resul
         cpu: cpu_seconds(UsageWho::RUSAGE_SELF) - cpu0,
         caller_cpu,
         in_call,
+        script_cpu_us,
     })
 }
 
-/// One call; its time on a worker (`elapsed_us` in a code node's record), in µs.
+/// One call; its time on a worker and the script's own CPU (`elapsed_us` and `cpu_us` in a
+/// code node's record), in µs.
 async fn call(
     scripts: &Scripts,
     source: &Arc<str>,
     args: Value,
     limits: CodeLimits,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, u64)> {
     let (result, record) = scripts
         .run(Script {
             tenant: hilo_core::store::DEFAULT_TENANT,
@@ -357,7 +378,8 @@ async fn call(
         })
         .await;
     result.map_err(|e| anyhow!("the bench script failed: {} {}", e.code, e.message))?;
-    Ok(record["elapsed_us"].as_u64().unwrap_or(0))
+    let us = |k: &str| record[k].as_u64().unwrap_or(0);
+    Ok((us("elapsed_us"), us("cpu_us")))
 }
 
 /// The median time on a worker (wall) of `calls` calls made one at a time, 5 ms apart.
@@ -365,7 +387,11 @@ async fn spaced_p50_us(scripts: &Scripts, body: &Body, calls: usize) -> anyhow::
     let mut v = Vec::with_capacity(calls);
     for _ in 0..calls.max(1) {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        v.push(call(scripts, &body.source, body.args.clone(), body.limits).await? as f64);
+        v.push(
+            call(scripts, &body.source, body.args.clone(), body.limits)
+                .await?
+                .0 as f64,
+        );
     }
     Ok(median(v))
 }

@@ -596,3 +596,43 @@ async fn a_script_has_every_global_it_names_whatever_ran_before_on_its_worker() 
     assert_eq!(value(&sandbox, &named).await, json!(0));
     still_works(&sandbox).await;
 }
+
+/// `script_cpu_us` is the CPU the script's own function used: a busy loop's grows with its
+/// work and stays within the call's time on its worker; a trivial function's is next to nothing.
+#[tokio::test]
+async fn the_scripts_own_cpu_is_measured_where_it_runs() {
+    let sandbox = Sandbox::new(1);
+    let busy = |n: u64| {
+        let mut c = call(
+            "export default (args) => { let x = 0; \
+             for (let i = 0; i < args.n; i++) x = (x * 31 + i) % 1000003; return x; }",
+        );
+        c.args = json!({ "n": n });
+        c.limits.timeout_ms = 10_000;
+        c
+    };
+    let small = sandbox.run(busy(100_000)).await.unwrap();
+    let large = sandbox.run(busy(1_000_000)).await.unwrap();
+    assert!(small.script_cpu_us > 0, "{}", small.script_cpu_us);
+    assert!(
+        large.script_cpu_us > 5 * small.script_cpu_us,
+        "ten times the work: {} µs against {} µs",
+        large.script_cpu_us,
+        small.script_cpu_us
+    );
+    assert!(
+        large.script_cpu_us <= large.elapsed_us,
+        "{} µs of CPU in {} µs on the worker",
+        large.script_cpu_us,
+        large.elapsed_us
+    );
+    let trivial = sandbox
+        .run(call("export default (args) => args.n + 1"))
+        .await
+        .unwrap();
+    assert!(
+        trivial.script_cpu_us < 1_000,
+        "a trivial function: {} µs",
+        trivial.script_cpu_us
+    );
+}
