@@ -555,12 +555,17 @@ async fn lock_held(conn: &mut PgConnection, commits: &[Commit]) -> Result<HashSe
     .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
+    // The owner each commit claims (a batch of up to 512: looked up, not scanned).
+    let claimed: std::collections::HashMap<&str, &str> = commits
+        .iter()
+        .map(|c| (c.execution_id.as_str(), c.owner.as_str()))
+        .collect();
     Ok(locked
         .into_iter()
         .filter(|(id, owner)| {
-            commits
-                .iter()
-                .any(|c| c.execution_id == *id && owner.as_deref() == Some(c.owner.as_str()))
+            owner
+                .as_deref()
+                .is_some_and(|o| claimed.get(id.as_str()) == Some(&o))
         })
         .map(|(id, _)| id)
         .collect())
