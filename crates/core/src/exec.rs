@@ -11,9 +11,8 @@
 //! - [`StartedBy`]: what started an execution (one field of its record). [`StartClaim`] and
 //!   [`ExecutionStore::create_claimed`]: a start that happens at most once per trigger and key
 //!   (a schedule's tick, a webhook's delivery), whatever the number of processes.
-//! - [`AgentRuntime`]: what agent nodes call. Tools are in [`crate::tool`]. The engine never
-//!   performs a side effect itself. [`TokenSink`]: where an agent's streamed model tokens go
-//!   (live only: tokens are never part of the history).
+//! - [`AgentRuntime`]: what agent nodes call (defined in [`crate::agent`], named here too). Tools
+//!   are in [`crate::tool`]. The engine never performs a side effect itself.
 
 pub use crate::started_by::StartedBy;
 use async_trait::async_trait;
@@ -21,10 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-use crate::AgentNode;
 use crate::base::{Result, TenantId};
 use crate::stored::StoredJson;
-use crate::tool::ToolContext;
+
+// The agent seam lives with the agents' other shared pieces; its old paths stay.
+pub use crate::agent::{AgentRequest, AgentRun, AgentRuntime, TokenChunk, TokenSink};
 
 pub use crate::base::{NodeError, codes};
 
@@ -1123,83 +1123,6 @@ pub trait ExecutionStore: Send + Sync {
 
     /// Bytes of checkpoint and history stored for an execution (for benchmarks and `show`).
     async fn stored_bytes(&self, id: &str) -> Result<u64>;
-}
-
-/// What an agent node asks of the agent runtime.
-#[derive(Debug, Clone)]
-pub struct AgentRequest {
-    /// Tenant, execution, node key, attempt and the idempotency key the agent's tool calls
-    /// derive theirs from.
-    pub tool: ToolContext,
-    /// The workflow's name (for cost accounting).
-    pub workflow: String,
-    pub node: AgentNode,
-    /// The node's `with` fields with expressions and templates already evaluated.
-    pub rendered: Value,
-    /// The workflow's own `tools:`, which reasoning and planner agents may call.
-    pub local: std::sync::Arc<[crate::ToolDef]>,
-    /// The node's timeout: the agent's tool calls get no more than this each.
-    pub timeout_ms: u64,
-    /// Where the text of the agent's model answers goes as it streams in (only calls to
-    /// providers with streaming on send any). `None`: nobody listens.
-    pub tokens: Option<TokenSink>,
-    /// A replay's: the calls the node's recorded run made. Each model and tool call is then
-    /// answered from them (found by kind and request digest) and nothing is called or
-    /// remembered; a call they do not hold fails the run with `REPLAY_DIVERGED`.
-    pub playback: Option<std::sync::Arc<[RecordedCall]>>,
-}
-
-/// A piece of an agent's model answer, as a streamed call receives it. Live only: never
-/// stored, never part of the history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TokenChunk {
-    pub execution_id: String,
-    /// The node key (with its iteration scope, `loop[2]/draft`).
-    pub node: String,
-    pub attempt: u32,
-    /// The model answering (its catalog name).
-    pub model: String,
-    /// The text that arrived (a JSON fragment for a structured answer).
-    pub text: String,
-}
-
-/// Receives [`TokenChunk`]s, in the order each call streams them. It is called on the
-/// agent's task for every piece: it must return at once (hand the chunk over, never wait).
-#[derive(Clone)]
-pub struct TokenSink(std::sync::Arc<dyn Fn(TokenChunk) + Send + Sync>);
-
-impl TokenSink {
-    pub fn new(f: impl Fn(TokenChunk) + Send + Sync + 'static) -> TokenSink {
-        TokenSink(std::sync::Arc::new(f))
-    }
-
-    pub fn send(&self, chunk: TokenChunk) {
-        (self.0)(chunk)
-    }
-}
-
-impl std::fmt::Debug for TokenSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenSink")
-    }
-}
-
-/// How an agent run ended: its output (or error) and its trace — the model calls, tokens,
-/// cost, and for reasoning and planner agents the thought/action/observation chain — which is
-/// kept in the node's checkpoint row (`detail.trace`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentRun {
-    pub result: std::result::Result<Value, NodeError>,
-    pub trace: Option<Value>,
-    /// Every call the run made, in order (kept in the node's row: `detail.calls`).
-    pub calls: Vec<RecordedCall>,
-}
-
-/// Runs agent nodes (`hilo-llm` provides one). Without one, agent nodes fail with
-/// `NOT_CONFIGURED`.
-#[async_trait]
-pub trait AgentRuntime: Send + Sync {
-    async fn run(&self, request: AgentRequest) -> AgentRun;
 }
 
 #[cfg(test)]
