@@ -94,13 +94,58 @@ pub struct OutEdge {
     pub kind: OutKind,
 }
 
+/// A graph's nodes: a view into the plan's workflow (its top level, or the body of the loop
+/// node reached through `path`, indices of loop nodes from the top), so compiling a plan
+/// copies no node (a copy of every node was a fifth of `hilo run`'s cost per node of a long
+/// chain, allocations included).
+#[derive(Debug)]
+pub struct Nodes {
+    workflow: Arc<Workflow>,
+    path: Vec<usize>,
+}
+
+impl Nodes {
+    pub fn as_slice(&self) -> &[Node] {
+        graph_at(&self.workflow, &self.path).0
+    }
+}
+
+/// The nodes and edges of the graph at `path` in `workflow` (see [`Nodes`]); none where the
+/// path does not lead to a loop's body (`Plan::add_graph` only makes paths that do).
+fn graph_at<'a>(workflow: &'a Workflow, path: &[usize]) -> (&'a [Node], &'a [hilo_core::Edge]) {
+    let (mut nodes, mut edges): (&[Node], &[hilo_core::Edge]) = (&workflow.nodes, &workflow.edges);
+    for &i in path {
+        match nodes.get(i).map(|n| &n.kind) {
+            Some(NodeKind::Loop(l)) => (nodes, edges) = (&l.body.nodes, &l.body.edges),
+            _ => return (&[], &[]),
+        }
+    }
+    (nodes, edges)
+}
+
+impl std::ops::Deref for Nodes {
+    type Target = [Node];
+
+    fn deref(&self) -> &[Node] {
+        self.as_slice()
+    }
+}
+
+impl<'a> IntoIterator for &'a Nodes {
+    type Item = &'a Node;
+    type IntoIter = std::slice::Iter<'a, Node>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
 /// One graph: the top level or a loop body.
 #[derive(Debug)]
 pub struct GraphPlan {
-    pub nodes: Vec<Node>,
-    pub index: HashMap<String, usize>,
-    /// Distinct source node ids of each node's incoming edges.
-    pub preds: Vec<Vec<String>>,
+    pub nodes: Nodes,
+    /// Distinct source nodes (their indices) of each node's incoming edges.
+    pub preds: Vec<Vec<usize>>,
     pub outs: Vec<Vec<OutEdge>>,
     pub entries: Vec<usize>,
     /// The loop node whose body this is (`None` for the top level).
@@ -238,7 +283,7 @@ impl Plan {
                 plan.tools.insert(t.tool.clone(), s);
             }
         }
-        plan.add_graph(&workflow.nodes, &workflow.edges, None);
+        plan.add_graph(Vec::new(), None);
         let mut found = Vec::new();
         let mut bare = Vec::new();
         for n in workflow.all_nodes() {
@@ -268,26 +313,23 @@ impl Plan {
         plan
     }
 
-    fn add_graph(
-        &mut self,
-        nodes: &[Node],
-        edges: &[hilo_core::Edge],
-        owner: Option<String>,
-    ) -> usize {
+    /// Adds the graph at `path` (see [`Nodes`]) and the bodies of its loops.
+    fn add_graph(&mut self, path: Vec<usize>, owner: Option<String>) -> usize {
         let g = self.graphs.len();
-        let index: HashMap<String, usize> = nodes
+        let workflow = self.workflow.clone();
+        let (nodes, edges) = graph_at(&workflow, &path);
+        let index: HashMap<&str, usize> = nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.id.clone(), i))
+            .map(|(i, n)| (n.id.as_str(), i))
             .collect();
-        let mut preds: Vec<Vec<String>> = vec![Vec::new(); nodes.len()];
+        let mut preds: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
         let mut outs: Vec<Vec<OutEdge>> = vec![Vec::new(); nodes.len()];
-        let mut add = |from: usize, to: &str, kind: OutKind, preds: &mut Vec<Vec<String>>| {
+        let mut add = |from: usize, to: &str, kind: OutKind, preds: &mut Vec<Vec<usize>>| {
             if let Some(&t) = index.get(to) {
                 outs[from].push(OutEdge { to: t, kind });
-                let src = nodes[from].id.clone();
-                if !preds[t].contains(&src) {
-                    preds[t].push(src);
+                if !preds[t].contains(&from) {
+                    preds[t].push(from);
                 }
             }
         };
@@ -310,7 +352,7 @@ impl Plan {
             }
         }
         for e in edges {
-            if let Some(&from) = index.get(&e.from) {
+            if let Some(&from) = index.get(e.from.as_str()) {
                 add(from, &e.to, OutKind::Plain(e.when.clone()), &mut preds);
             }
         }
@@ -328,16 +370,20 @@ impl Plan {
             self.at.insert(n.id.clone(), NodeAt { graph: g, idx: i });
         }
         self.graphs.push(GraphPlan {
-            nodes: nodes.to_vec(),
-            index,
+            nodes: Nodes {
+                workflow: workflow.clone(),
+                path: path.clone(),
+            },
             preds,
             outs,
             entries,
             owner,
         });
-        for n in nodes {
-            if let NodeKind::Loop(l) = &n.kind {
-                let body = self.add_graph(&l.body.nodes, &l.body.edges, Some(n.id.clone()));
+        for (i, n) in nodes.iter().enumerate() {
+            if let NodeKind::Loop(_) = &n.kind {
+                let mut below = path.clone();
+                below.push(i);
+                let body = self.add_graph(below, Some(n.id.clone()));
                 self.bodies.insert(n.id.clone(), body);
             }
         }
@@ -468,6 +514,66 @@ pub fn edge_expressions(wf: &Workflow) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A loop inside a loop's body, after a switch: every graph's nodes are its own (the views
+    /// reach the bodies), each edge counted once per source, entries where nothing leads.
+    #[test]
+    fn graphs_see_their_own_nodes_and_edges_at_any_depth() {
+        let yaml = r#"
+name: nested
+version: 1
+nodes:
+  - {id: pick, type: switch, cases: [{when: "`true`", to: outer}], default: outer}
+  - id: outer
+    type: loop
+    for_each: "${ input.rows }"
+    body:
+      nodes:
+        - {id: a, type: transform, expr: item}
+        - id: inner
+          type: loop
+          for_each: "${ item }"
+          body:
+            nodes:
+              - {id: x, type: transform, expr: item}
+              - {id: y, type: finish, output: "${ x.output }"}
+            edges:
+              - {from: x, to: y}
+        - {id: b, type: finish, output: "${ inner.output }"}
+      edges:
+        - {from: a, to: inner}
+        - {from: inner, to: b}
+  - {id: done, type: finish, output: "${ outer.output }"}
+edges:
+  - {from: outer, to: done}
+"#;
+        let wf = hilo_core::load(
+            yaml,
+            hilo_core::Format::Yaml,
+            &hilo_core::Catalog::default(),
+        )
+        .unwrap();
+        let plan = Plan::new(Arc::new(wf), &|_| None);
+        let ids = |g: usize| {
+            plan.graphs[g]
+                .nodes
+                .iter()
+                .map(|n| n.id.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(plan.graphs.len(), 3);
+        assert_eq!(ids(0), ["pick", "outer", "done"]);
+        assert_eq!(ids(plan.bodies["outer"]), ["a", "inner", "b"]);
+        assert_eq!(ids(plan.bodies["inner"]), ["x", "y"]);
+        // The switch's case and default both lead to `outer`: one source.
+        assert_eq!(plan.graphs[0].preds, [vec![], vec![0], vec![1]]);
+        assert_eq!(plan.graphs[0].entries, [0]);
+        let inner = &plan.graphs[plan.bodies["inner"]];
+        assert_eq!(inner.preds, [vec![], vec![0]]);
+        assert_eq!(inner.owner.as_deref(), Some("inner"));
+        assert_eq!(plan.node("y").map(|n| n.id.as_str()), Some("y"));
+        assert_eq!(plan.node_count(), 8);
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters_within_bounds() {
