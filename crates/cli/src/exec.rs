@@ -87,8 +87,10 @@ fn progress(engine: &Engine, total: Option<u64>) -> Option<indicatif::ProgressBa
                     }
                 }
             }
-            None if colour => errln!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}"),
-            None => errln!("{t:>6}ms {short} {line}"),
+            None if colour => {
+                crate::out::progress(format_args!("\x1b[2m{t:>6}ms {short}\x1b[0m {line}"))
+            }
+            None => crate::out::progress(format_args!("{t:>6}ms {short} {line}")),
         }
     }));
     bar

@@ -52,6 +52,7 @@ impl Drop for Line {
         }
         let text = String::from_utf8_lossy(&self.buf);
         let text = self.redactor.line(&text);
+        crate::out::flush_progress();
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
 }

@@ -229,7 +229,15 @@ fn quiet_drops_notes_but_not_errors() {
     // A run's progress lines go too; its result stays on stdout.
     let wf = write_wf(dir.path(), "g.yaml", 1, "hi");
     let o = hilo_env(&["run", &wf], &db, &[]);
-    assert!(text(&o.stderr).contains("✓ hello"), "{}", text(&o.stderr));
+    // Progress lines are written together (see `out::progress`), yet in order and before what
+    // follows them: the start, each transition once.
+    let err = text(&o.stderr);
+    let at = |needle: &str| {
+        assert_eq!(err.matches(needle).count(), 1, "{needle}: {err}");
+        err.find(needle).unwrap()
+    };
+    assert!(at(" of greet@1") < at("✓ hello"), "{err}");
+    assert!(at("✓ hello") < at("✓ done"), "{err}");
     let o = hilo_env(&["-q", "run", &wf], &db, &[]);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(text(&o.stderr), "", "-q: no progress");
