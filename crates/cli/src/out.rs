@@ -92,10 +92,10 @@ const PENDING_MS: u64 = 50;
 const PENDING_MAX: usize = 16 * 1024;
 
 /// Writes a progress line (`args` and a newline) to stderr within [`PENDING_MS`]: lines are
-/// gathered and written together, at most [`PENDING_MAX`] bytes or 50 ms after the first,
-/// by a thread that wakes for it. `hilo run` prints two lines per step, and a `write` each was
-/// a tenth of its time per step on a long chain. Anything else written to stdout or stderr
-/// (and a log line) writes the waiting lines first, so the order on screen holds.
+/// gathered and written together, when [`PENDING_MAX`] bytes wait or by a thread that wakes
+/// every [`PENDING_MS`]. `hilo run` prints two lines per step, a `write` each before (1.6 % of
+/// its samples on a 10,000-node chain; 0.7 % gathered). Anything else written to stdout or
+/// stderr (and a log line) writes the waiting lines first, so the order on screen holds.
 pub fn progress(args: std::fmt::Arguments<'_>) {
     let mut pending = PENDING
         .lock()

@@ -96,8 +96,8 @@ pub struct OutEdge {
 
 /// A graph's nodes: a view into the plan's workflow (its top level, or the body of the loop
 /// node reached through `path`, indices of loop nodes from the top), so compiling a plan
-/// copies no node (a copy of every node was a fifth of `hilo run`'s cost per node of a long
-/// chain, allocations included).
+/// copies no node (copying them was most of the plan's 7 % of `hilo run`'s samples on a
+/// 10,000-node chain; 3.3 % without).
 #[derive(Debug)]
 pub struct Nodes {
     workflow: Arc<Workflow>,
