@@ -1,5 +1,5 @@
 // The sandbox's prelude: a module whose default export engine.rs calls in every call's fresh
-// context before the script, with the call's clock and seed, the longest array its heap could
+// context before the script, with the call's clock and its `Math.random`, the longest array its heap could
 // hold, the loaders of the two modules it may need later (prelude_date.js, prelude_large.js),
 // the deadline check and (optionally) the host function.
 // It is compiled to bytecode once per process and read into each context (see engine.rs). It
@@ -7,7 +7,7 @@
 // hands engine.rs its helpers (`freeze`, `output`, `isHostError`), which the script
 // never sees. Everything it needs later is captured here, before any script code runs, so
 // nothing the script changes (JSON, Object, prototypes) affects the helpers.
-export default function setup(now, seed, longest, loadDate, loadLarge, expired, native) {
+export default function setup(now, random, longest, loadDate, loadLarge, expired, native) {
   const G = globalThis;
   const O = Object;
   const defineProperty = O.defineProperty;
@@ -28,22 +28,8 @@ export default function setup(now, seed, longest, loadDate, loadLarge, expired, 
   defineProperty(E, "prepareStackTrace", { value: undefined, writable: true, enumerable: false, configurable: false });
   defineProperty(E, "stackTraceLimit", { value: 10, writable: true, enumerable: false, configurable: false });
 
-  // Math.random: xoshiro128** from the call's seed (four 32-bit words derived in Rust by
-  // splitmix64), 53 bits per number.
-  let a = seed[0] >>> 0, b = seed[1] >>> 0, c = seed[2] >>> 0, d = seed[3] >>> 0;
-  const imul = Math.imul;
-  const rotl = (x, k) => (x << k) | (x >>> (32 - k));
-  const next = () => {
-    const r = imul(rotl(imul(b, 5), 7), 9) >>> 0;
-    const t = b << 9;
-    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = rotl(d, 11);
-    return r;
-  };
-  hidden(Math, "random", {
-    random() {
-      return ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
-    },
-  }.random);
+  // Math.random: `random`, made in Rust (engine.rs, `Dice`): xoshiro128** from the call's seed.
+  hidden(Math, "random", random);
 
   // Date: the deterministic one (prelude_date.js) replaces the real one when the script first
   // reads the global `Date` (most scripts never do, and loading and installing it costs as much
