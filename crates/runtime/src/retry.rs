@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use hilo_core::exec::{ExecRecord, ExecStatus, NodeStatus, StartedBy};
+use hilo_core::exec::{ExecRecord, ExecStatus, NodeRecord, NodeStatus, StartedBy};
 use hilo_core::store::Store;
 use serde::Serialize;
 use serde_json::Value;
@@ -63,12 +63,17 @@ pub struct Retried {
 /// execution failed as a whole: interrupted, timed out).
 pub async fn failed_node(store: &dyn Store, exec: &ExecRecord) -> Result<Option<String>> {
     let records = store.node_records(&exec.id).await?;
+    Ok(pick_failed_node(exec, &records))
+}
+
+/// [`failed_node`] from records already read (failed ones or all: the others are skipped).
+pub fn pick_failed_node(exec: &ExecRecord, records: &[NodeRecord]) -> Option<String> {
     let failed = records.iter().filter(|r| r.status == NodeStatus::Failed);
-    let same_error = |r: &&hilo_core::exec::NodeRecord| match (&r.error, &exec.error) {
+    let same_error = |r: &&NodeRecord| match (&r.error, &exec.error) {
         (Some(a), Some(b)) => a.code == b.code && a.message == b.message,
         _ => false,
     };
-    let rank = |r: &&hilo_core::exec::NodeRecord| {
+    let rank = |r: &&NodeRecord| {
         (
             r.finished_at.unwrap_or(i64::MIN),
             r.key.matches('/').count(),
@@ -80,7 +85,7 @@ pub async fn failed_node(store: &dyn Store, exec: &ExecRecord) -> Result<Option<
         .filter(same_error)
         .max_by_key(rank)
         .or_else(|| failed.max_by_key(rank));
-    Ok(best.map(|r| r.key.clone()))
+    best.map(|r| r.key.clone())
 }
 
 /// Retries execution `origin` of `tenant` (see the module's header) under the tenant's tier,

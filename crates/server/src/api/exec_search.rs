@@ -3,7 +3,9 @@
 //! returns, a bounded scan at a time; and what a list line shows of a failed execution (its
 //! error and failed node) and of a waiting one (what it waits for).
 
-use hilo_core::exec::{ExecFilter, ExecRecord, ExecStatus, NodeStatus};
+use std::collections::HashMap;
+
+use hilo_core::exec::{ExecFilter, ExecRecord, ExecStatus, NodeRecord, NodeStatus};
 use hilo_core::store::Store;
 use hilo_runtime::time::rfc3339;
 use serde::{Deserialize, Serialize};
@@ -170,20 +172,41 @@ pub async fn scan(
 }
 
 /// The error a list line shows of execution `e`: for a failed or compensated one, its error
-/// with the failed node (read from its node records); none for any other.
-pub async fn summary_error(store: &dyn Store, e: &ExecRecord) -> ApiResult<Option<SummaryError>> {
+/// with the failed node (picked from `failed`, the failed node records of the page's
+/// executions: [`failed_records`]); none for any other.
+pub fn summary_error(
+    e: &ExecRecord,
+    failed: &HashMap<String, Vec<NodeRecord>>,
+) -> Option<SummaryError> {
     if !matches!(e.status, ExecStatus::Failed | ExecStatus::Compensated) {
-        return Ok(None);
+        return None;
     }
-    let Some(err) = &e.error else {
-        return Ok(None);
-    };
-    let node = hilo_runtime::retry::failed_node(store, e).await?;
-    Ok(Some(SummaryError {
+    let err = e.error.as_ref()?;
+    let records = failed.get(&e.id).map_or(&[][..], Vec::as_slice);
+    Some(SummaryError {
         code: err.code.clone(),
         message: err.message.clone(),
-        node,
-    }))
+        node: hilo_runtime::retry::pick_failed_node(e, records),
+    })
+}
+
+/// The failed node records of the executions of a page whose list lines show an error, in
+/// one read (a page of failed executions read each one's records apart: 50 round trips).
+pub async fn failed_records(
+    store: &dyn Store,
+    rows: &[ExecRecord],
+) -> ApiResult<HashMap<String, Vec<NodeRecord>>> {
+    let ids: Vec<String> = rows
+        .iter()
+        .filter(|e| {
+            matches!(e.status, ExecStatus::Failed | ExecStatus::Compensated) && e.error.is_some()
+        })
+        .map(|e| e.id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(store.failed_node_records(&ids).await?)
 }
 
 /// What waiting execution `e` waits for: a person (its pending tasks), else a timer (it is

@@ -367,6 +367,7 @@ async fn summary(
     store: &dyn hilo_core::store::Store,
     tenant: &str,
     e: &ExecRecord,
+    failed: &std::collections::HashMap<String, Vec<NodeRecord>>,
     now: i64,
 ) -> ApiResult<ExecutionSummary> {
     Ok(ExecutionSummary {
@@ -377,7 +378,7 @@ async fn summary(
         created_at: rfc3339(e.created_at),
         updated_at: rfc3339(e.updated_at),
         finished_at: e.finished_at.map(rfc3339),
-        error: exec_search::summary_error(store, e).await?,
+        error: exec_search::summary_error(e, failed),
         waiting_for: exec_search::waiting_for(store, tenant, e, now).await?,
         started_by: exec_search::started_by(e),
     })
@@ -886,9 +887,10 @@ pub async fn list(
         }
     };
     let now = now_ms();
+    let failed = exec_search::failed_records(store, &rows).await?;
     let mut items = Vec::with_capacity(rows.len());
     for e in &rows {
-        items.push(summary(store, &caller.tenant, e, now).await?);
+        items.push(summary(store, &caller.tenant, e, &failed, now).await?);
     }
     Ok(Json(ExecutionList {
         items,

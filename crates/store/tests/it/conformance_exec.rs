@@ -38,6 +38,7 @@ pub async fn run_all(s: &dyn Store) {
     prune_across_tenants_skips_excluded_tenants_and_running(s).await;
     large_values_round_trip_unchanged(s).await;
     node_records_and_events_are_read_a_page_at_a_time(s).await;
+    failed_node_records_are_read_for_many_executions_at_once(s).await;
     retired_rows_stay_in_the_history_but_a_claim_leaves_them_out(s).await;
     iteration_marks_read_back_as_their_values(s).await;
     an_ended_loops_history_reads_back_whole_and_by_pages(s).await;
@@ -1678,6 +1679,62 @@ async fn all_event_pages(s: &dyn Store, id: &str, limit: u32) -> Vec<Event> {
         }
         out.extend(page);
     }
+}
+
+/// What a page of list lines reads for its errors' nodes: the failed records of many
+/// executions in one call, equal to what each one's own node records hold.
+async fn failed_node_records_are_read_for_many_executions_at_once(s: &dyn Store) {
+    let t = "exec-failed-nodes";
+    let failed = |key: &str, at: i64| {
+        let mut n = node(key, json!(null));
+        n.status = NodeStatus::Failed;
+        n.output = None;
+        n.finished_at = Some(at);
+        n.error = Some(NodeError::new("TOOL_FAILED", format!("{key} failed")));
+        n
+    };
+    for (id, nodes) in [
+        (
+            "fn-1",
+            vec![
+                node("a", json!(1)),
+                failed("b", T0 + 1),
+                failed("c", T0 + 2),
+            ],
+        ),
+        ("fn-2", vec![node("a", json!(2))]),
+        (
+            "fn-3",
+            vec![node("each", json!([])), failed("each[1]/b", T0 + 3)],
+        ),
+    ] {
+        create(s, new_exec(t, id, Some("me"), T0)).await;
+        let mut c = step(id, "me", 1, ExecStatus::Failed);
+        c.nodes = nodes;
+        apply(s, c).await;
+    }
+    let ids: Vec<String> = ["fn-1", "fn-2", "fn-3", "fn-none"]
+        .iter()
+        .map(|i| i.to_string())
+        .collect();
+    let got = s.failed_node_records(&ids).await.unwrap();
+    let mut keys: Vec<_> = got.keys().cloned().collect();
+    keys.sort();
+    assert_eq!(keys, ["fn-1", "fn-3"], "only executions with a failed node");
+    for id in ["fn-1", "fn-3"] {
+        let own: Vec<NodeRecord> = s
+            .node_records(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.status == NodeStatus::Failed)
+            .collect();
+        let mut batch = got[id].clone();
+        batch.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(batch, own, "{id}: the same failed records as its own");
+    }
+    assert_eq!(got["fn-1"].len(), 2);
+    assert!(s.failed_node_records(&[]).await.unwrap().is_empty());
 }
 
 async fn node_records_and_events_are_read_a_page_at_a_time(s: &dyn Store) {

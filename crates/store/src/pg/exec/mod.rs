@@ -175,6 +175,13 @@ impl ExecutionStore for PgStore {
         read::node_records_page(self, id, after, limit).await
     }
 
+    async fn failed_node_records(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<NodeRecord>>> {
+        read::failed_node_records(self, ids).await
+    }
+
     async fn events_page(&self, id: &str, after_seq: u64, limit: u32) -> Result<Vec<Event>> {
         read::events_page(self, id, after_seq, limit).await
     }

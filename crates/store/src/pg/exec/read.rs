@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use hilo_core::exec::{
-    Event, ExecFilter, ExecRecord, ExecStatus, HumanTask, Loaded, NodeRecord, StoredSignal,
-    TaskFilter,
+    Event, ExecFilter, ExecRecord, ExecStatus, HumanTask, Loaded, NodeRecord, NodeStatus,
+    StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId};
 use hilo_core::stored::StoredJson;
@@ -352,6 +352,36 @@ pub(super) async fn events(store: &PgStore, id: &str) -> Result<Vec<Event>> {
         .await
         .map_err(backend)?;
     rows.iter().map(event_from_row).collect()
+}
+
+/// The failed node records of `ids`, by execution, in one statement (a range of the primary
+/// key's index per id, `status` filtered there), each row with its execution's id as its last
+/// column: what a page of list lines reads for its errors' nodes.
+pub(super) async fn failed_node_records(
+    store: &PgStore,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<NodeRecord>>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut conn = store.pool().acquire().await.map_err(backend)?;
+    let rows = sqlx::query(
+        "SELECT node_key, node_id, status, attempts, output, error, started_at, finished_at, \
+         fire_at, done_seq, detail, execution_id FROM exec_nodes \
+         WHERE execution_id = ANY($1) AND status = $2 ORDER BY execution_id, node_key",
+    )
+    .bind(ids)
+    .bind(NodeStatus::Failed.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let records = nodes_from_rows(&mut conn, &rows).await?;
+    let mut out: HashMap<String, Vec<NodeRecord>> = HashMap::new();
+    for (row, record) in rows.iter().zip(records) {
+        let id: String = row.try_get(11).map_err(backend)?;
+        out.entry(id).or_default().push(record);
+    }
+    Ok(out)
 }
 
 pub(super) async fn node_records_page(
