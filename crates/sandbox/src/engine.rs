@@ -31,7 +31,8 @@
 //! to the global object (`globalThis`, `eval`, `Function`, `constructor`: [`DOORS`]), holds no
 //! `\u` escape and calls no host gets a lean context without them ([`Realm::of`]: a scan of
 //! the source's words, comments and strings included, so the same source always gets the same
-//! context). What a lean context lacks can still be reached by a script that finds the
+//! context); one that also never names `Date` gets it without `Date` too (its intrinsics and
+//! the prelude's accessor for the deterministic one were ~6 % of a trivial call). What a lean context lacks can still be reached by a script that finds the
 //! `Function` constructor by reflection and names the global in a string; it is then not
 //! defined, and the error says to name it in the script. A worker readies the kind of context
 //! its last call needed.
@@ -84,7 +85,6 @@ use crate::{Call, CodeError, Host, Limits, SyntaxError};
 
 /// What a lean context is given beyond the base objects (see the module's notes).
 type LeanIntrinsics = (
-    intrinsic::Date,
     intrinsic::Eval,
     intrinsic::RegExpCompiler,
     intrinsic::RegExp,
@@ -93,8 +93,14 @@ type LeanIntrinsics = (
     intrinsic::Promise,
 );
 
-/// A full context: a lean one's, the collections and the typed arrays.
-pub(crate) type Intrinsics = (LeanIntrinsics, intrinsic::MapSet, intrinsic::TypedArrays);
+/// A lean context's and `Date`: what a source that names `Date` gets.
+type DatedIntrinsics = (LeanIntrinsics, intrinsic::Date);
+
+/// A full context: a dated one's, the collections and the typed arrays.
+pub(crate) type Intrinsics = (DatedIntrinsics, intrinsic::MapSet, intrinsic::TypedArrays);
+
+/// The global only a dated (or full) context has.
+const DATE: &str = "Date";
 
 /// The globals only a full context has.
 const FULL_ONLY: &[&str] = &[
@@ -128,34 +134,42 @@ const DOORS: &[&str] = &["globalThis", "eval", "Function", "constructor"];
 pub(crate) enum Realm {
     #[default]
     Lean,
+    /// Lean, with `Date`.
+    Dated,
     Full,
 }
 
 impl Realm {
     /// Full for a call with a host (the prelude keeps the host's errors in a `WeakSet`) and
     /// for a source that names a global of [`FULL_ONLY`] or a door to the global object
-    /// ([`DOORS`]), or holds a `\u` escape (an identifier can be spelt with one); lean
-    /// otherwise. Comments and strings are read as code: a name there only costs a full
-    /// context.
+    /// ([`DOORS`]), or holds a `\u` escape (an identifier can be spelt with one); dated for
+    /// a source that names `Date`; lean otherwise. Comments and strings are read as code: a
+    /// name there only costs a larger context.
     pub(crate) fn of(call: &Call) -> Realm {
         let source = call.source.as_bytes();
         if call.host.is_some() || source.windows(2).any(|w| w == b"\\u") {
             return Realm::Full;
         }
-        let named = source
-            .split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$'))
-            .any(|word| {
-                FULL_ONLY
-                    .iter()
-                    .chain(DOORS)
-                    .any(|name| name.as_bytes() == word)
-            });
-        if named { Realm::Full } else { Realm::Lean }
+        let mut realm = Realm::Lean;
+        for word in source.split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$')) {
+            if FULL_ONLY
+                .iter()
+                .chain(DOORS)
+                .any(|name| name.as_bytes() == word)
+            {
+                return Realm::Full;
+            }
+            if word == DATE.as_bytes() {
+                realm = Realm::Dated;
+            }
+        }
+        realm
     }
 
     fn make(self, runtime: &Runtime) -> rquickjs::Result<Context> {
         match self {
             Realm::Lean => Context::custom::<LeanIntrinsics>(runtime),
+            Realm::Dated => Context::custom::<DatedIntrinsics>(runtime),
             Realm::Full => Context::custom::<Intrinsics>(runtime),
         }
     }
@@ -555,10 +569,11 @@ fn conclude(
                 message: match (refused_import(&c.message), lean_miss(&c.message, realm)) {
                     (Some(refusal), _) => format!("ReferenceError: {refusal}"),
                     (None, Some(name)) => format!(
-                        "{}: this script's context was made without {name}: the collections \
-                         (Map, Set, WeakMap, WeakSet) and the typed arrays are made only for \
-                         scripts whose source names one of them (or `globalThis`, `eval`, \
-                         `Function`, `constructor`); name `{name}` in the script",
+                        "{}: this script's context was made without {name}: `Date`, the \
+                         collections (Map, Set, WeakMap, WeakSet) and the typed arrays are made \
+                         only for scripts whose source names them (the collections and typed \
+                         arrays also for `globalThis`, `eval`, `Function`, `constructor`); name \
+                         `{name}` in the script",
                         c.message
                     ),
                     (None, None) => c.message,
@@ -591,13 +606,18 @@ fn conclude(
     })
 }
 
-/// The global of [`FULL_ONLY`] that a script in a lean context reached for (reflectively:
-/// its source does not name it) and did not find.
+/// The global of [`FULL_ONLY`] (or `Date`) that a script in a smaller context reached for
+/// (reflectively: its source does not name it) and did not find.
 fn lean_miss(message: &str, realm: Realm) -> Option<&str> {
     let name = message
         .strip_prefix("ReferenceError: ")?
         .strip_suffix(" is not defined")?;
-    (realm == Realm::Lean && FULL_ONLY.contains(&name)).then_some(name)
+    let missing = match realm {
+        Realm::Lean => FULL_ONLY.contains(&name) || name == DATE,
+        Realm::Dated => FULL_ONLY.contains(&name),
+        Realm::Full => false,
+    };
+    missing.then_some(name)
 }
 
 /// A compile error. QuickJS-ng resolves a static `import` while compiling and, with no module
@@ -1198,6 +1218,13 @@ mod tests {
                 "export default (a) => a.map(x => x).filter(Boolean).concat(Array.of(1), MapX, mySet)"
             ),
             Realm::Lean
+        );
+        assert_eq!(of("export default () => Date.now()"), Realm::Dated);
+        assert_eq!(of("// no Date here\nexport default () => 1"), Realm::Dated);
+        assert_eq!(of("export default (a) => a.Dates + myDate"), Realm::Lean);
+        assert_eq!(
+            of("export default () => new Map([[Date.now(), 1]])"),
+            Realm::Full
         );
         for full in [
             "export default () => new Map()",

@@ -34,10 +34,10 @@ export default function setup(now, random, longest, loadDate, loadLarge, expired
   // Date: the deterministic one (prelude_date.js) replaces the real one when the script first
   // reads the global `Date` (most scripts never do, and loading and installing it costs as much
   // as the rest of the prelude); until then no Date object can exist, since only the
-  // constructor makes one.
+  // constructor makes one. A context made for a source that never names `Date` has none.
   const RealDate = G.Date;
   let date;
-  defineProperty(G, "Date", {
+  if (RealDate !== undefined) defineProperty(G, "Date", {
     get() {
       if (date === undefined) {
         date = loadDate()(RealDate, now, apply, defineProperty, setPrototypeOf);

@@ -594,6 +594,26 @@ async fn a_script_has_every_global_it_names_whatever_ran_before_on_its_worker() 
     // Named, it is there.
     let named = format!("// Map\n{reflective}");
     assert_eq!(value(&sandbox, &named).await, json!(0));
+    // `Date` likewise: a source that never names it has none, reflectively or not; named, it
+    // is the deterministic one, in a lean context as in a full one.
+    let dateless = reflective.replace("new Ma' + 'p().size", "new Da' + 'te(0).getTime()");
+    let e = fails_with(&sandbox, &dateless, "CODE_ERROR").await;
+    let message = thrown(&e);
+    assert!(
+        message.starts_with(
+            "ReferenceError: Date is not defined: this script's context was made without Date"
+        ),
+        "{message}"
+    );
+    let mut c = call("export default () => [typeof Date, Date.now(), new Date().getTime()]");
+    c.now_ms = 1_700_000_000_000;
+    assert_eq!(
+        ok(&sandbox, c).await,
+        json!(["function", 1_700_000_000_000u64, 1_700_000_000_000u64])
+    );
+    let mut c = call("export default () => [new Map().size, Date.now()]");
+    c.now_ms = 42;
+    assert_eq!(ok(&sandbox, c).await, json!([0, 42]));
     still_works(&sandbox).await;
 }
 
