@@ -32,10 +32,10 @@
 //! `\u` escape and calls no host gets a lean context without them ([`Realm::of`]: a scan of
 //! the source's words, comments and strings included, so the same source always gets the same
 //! context); one that also never names `Date` gets it without `Date` too (its intrinsics and
-//! the prelude's accessor for the deterministic one were ~6 % of a trivial call). What a lean context lacks can still be reached by a script that finds the
-//! `Function` constructor by reflection and names the global in a string; it is then not
-//! defined, and the error says to name it in the script. A worker readies the kind of context
-//! its last call needed.
+//! the prelude's accessor for the deterministic one were ~4 % of a trivial call). What a
+//! lean context lacks can still be reached by a script that finds the `Function` constructor
+//! by reflection and names the global in a string; it is then not defined, and the error
+//! says to name it in the script. A worker readies the kind of context its last call needed.
 //!
 //! **`eval` and `new Function` are available.** QuickJS compiles every source, the module
 //! included, through the context's eval hook: without the `Eval` intrinsic the module itself

@@ -1,7 +1,7 @@
 // The sandbox's prelude: a module whose default export engine.rs calls in every call's fresh
-// context before the script, with the call's clock and its `Math.random`, the longest array its heap could
-// hold, the loaders of the two modules it may need later (prelude_date.js, prelude_large.js),
-// the deadline check and (optionally) the host function.
+// context before the script, with the call's clock and its `Math.random`, the longest array
+// its heap could hold, the loaders of the two modules it may need later (prelude_date.js,
+// prelude_large.js), the deadline check and (optionally) the host function.
 // It is compiled to bytecode once per process and read into each context (see engine.rs). It
 // makes the language deterministic and closes what the engine would otherwise expose, then
 // hands engine.rs its helpers (`freeze`, `output`, `isHostError`), which the script
