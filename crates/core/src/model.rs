@@ -262,15 +262,14 @@ impl Node {
     }
 }
 
-/// What a node does, with the fields of its type.
-// Nodes are built once per definition and never on a hot path: boxing the agent variant would
-// buy nothing but noise.
-#[allow(clippy::large_enum_variant)]
+/// What a node does, with the fields of its type. The agent and code nodes' fields are boxed:
+/// inline, the agent's 560 bytes made every node of a definition 808 bytes (a 10,000-node
+/// chain of `set`s held 8 MB of nodes, a fifth of the fresh pages `hilo validate` touched).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NodeKind {
     Tool(ToolNode),
-    Agent(AgentNode),
+    Agent(Box<AgentNode>),
     Condition(ConditionNode),
     Switch(SwitchNode),
     Set(SetNode),
@@ -281,7 +280,7 @@ pub enum NodeKind {
     Human(HumanNode),
     Wait(WaitNode),
     Workflow(WorkflowNode),
-    Code(crate::code::CodeNode),
+    Code(Box<crate::code::CodeNode>),
     Finish(FinishNode),
     Handover(HandoverNode),
     Fail(FailNode),

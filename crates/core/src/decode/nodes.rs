@@ -170,10 +170,10 @@ impl Decoder {
                 let with = self
                     .req(m, path, "with", what)
                     .and_then(|v| self.agent_with(v, &field("with")));
-                NodeKind::Agent(AgentNode {
+                NodeKind::Agent(Box::new(AgentNode {
                     agent: agent?,
                     with: with?,
-                })
+                }))
             }
             "condition" => {
                 let when = self
@@ -355,14 +355,14 @@ impl Decoder {
                 }
             }
         };
-        Some(NodeKind::Code(crate::code::CodeNode {
+        Some(NodeKind::Code(Box::new(crate::code::CodeNode {
             language: language?,
             source: source?,
             with,
             reads,
             limits,
             origin: None,
-        }))
+        })))
     }
 
     fn agent_with(&mut self, v: &Value, path: &str) -> Option<AgentWith> {

@@ -99,7 +99,7 @@ fn step_kind() -> impl Strategy<Value = NodeKind> {
             skills: Some(vec!["billing".into()]),
         })),
         prop::collection::btree_set("[a-z]{1,6}", 1..4).prop_map(|labels| NodeKind::Agent(
-            AgentNode {
+            Box::new(AgentNode {
                 agent: AgentKind::Simple,
                 with: AgentWith {
                     profile: Some("fast".into()),
@@ -108,7 +108,7 @@ fn step_kind() -> impl Strategy<Value = NodeKind> {
                     temperature: Some(0.25),
                     ..AgentWith::default()
                 },
-            }
+            })
         )),
         prop::option::of(object()).prop_map(|with| NodeKind::Workflow(WorkflowNode {
             workflow: "child_flow".into(),
