@@ -15,7 +15,7 @@
 //! (if any) settled and the job queue run empty; the result is serialised by the engine's own
 //! `JSON.stringify` and its size checked before it is copied out.
 //!
-//! **The context has the language only.** [`Intrinsics`] lists what is added to QuickJS's base
+//! **The context has the language only.** `Intrinsics` (realm.rs) lists what is added to QuickJS's base
 //! objects (Object, Function, Array, String, Number, Boolean, Symbol, BigInt, Math, Reflect,
 //! Iterator, the Error types, `globalThis`, `parseInt`… and `queueMicrotask`, a job, not a
 //! timer): Date, RegExp (and its compiler), JSON, Proxy, Map/Set/WeakMap/WeakSet, typed arrays
@@ -27,8 +27,8 @@
 //!
 //! **A context as large as the script needs.** Making and freeing a context is most of a
 //! call's work, and the collections (Map, Set, WeakMap, WeakSet) and the typed arrays are a
-//! fifth of it. A script whose source names none of them ([`FULL_ONLY`]) and none of the doors
-//! to the global object (`globalThis`, `eval`, `Function`, `constructor`: [`DOORS`]), holds no
+//! fifth of it. A script whose source names none of them (`FULL_ONLY`, realm.rs) and none of
+//! the doors to the global object (`globalThis`, `eval`, `Function`, `constructor`), holds no
 //! `\u` escape and calls no host gets a lean context without them ([`Realm::of`]: a scan of
 //! the source's words, comments and strings included, so the same source always gets the same
 //! context); one that also never names `Date` gets it without `Date` too (its intrinsics and
@@ -72,7 +72,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rquickjs::class::Class;
-use rquickjs::context::intrinsic;
 use rquickjs::function::{IntoJsFunc, Params, RustFunction};
 use rquickjs::loader::{Bundle, Loader, bundle};
 use rquickjs::module::WriteOptions;
@@ -80,100 +79,10 @@ use rquickjs::promise::PromiseState;
 use rquickjs::{Context, Ctx, Function, Module, Object, Promise, Runtime, Type, Value};
 use tokio::runtime::Handle;
 
+use crate::dice::Dice;
 use crate::position::{self, MODULE_FILE};
+use crate::realm::{Intrinsics, Realm, lean_miss};
 use crate::{Call, CodeError, Host, Limits, SyntaxError};
-
-/// What a lean context is given beyond the base objects (see the module's notes).
-type LeanIntrinsics = (
-    intrinsic::Eval,
-    intrinsic::RegExpCompiler,
-    intrinsic::RegExp,
-    intrinsic::Json,
-    intrinsic::Proxy,
-    intrinsic::Promise,
-);
-
-/// A lean context's and `Date`: what a source that names `Date` gets.
-type DatedIntrinsics = (LeanIntrinsics, intrinsic::Date);
-
-/// A full context: a dated one's, the collections and the typed arrays.
-pub(crate) type Intrinsics = (DatedIntrinsics, intrinsic::MapSet, intrinsic::TypedArrays);
-
-/// The global only a dated (or full) context has.
-const DATE: &str = "Date";
-
-/// The globals only a full context has.
-const FULL_ONLY: &[&str] = &[
-    "Map",
-    "Set",
-    "WeakMap",
-    "WeakSet",
-    "ArrayBuffer",
-    "SharedArrayBuffer",
-    "DataView",
-    "Atomics",
-    "Int8Array",
-    "Uint8Array",
-    "Uint8ClampedArray",
-    "Int16Array",
-    "Uint16Array",
-    "Int32Array",
-    "Uint32Array",
-    "BigInt64Array",
-    "BigUint64Array",
-    "Float16Array",
-    "Float32Array",
-    "Float64Array",
-];
-
-/// Names through which a script can reach a global it does not name.
-const DOORS: &[&str] = &["globalThis", "eval", "Function", "constructor"];
-
-/// Which context a call gets (see the module's notes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum Realm {
-    #[default]
-    Lean,
-    /// Lean, with `Date`.
-    Dated,
-    Full,
-}
-
-impl Realm {
-    /// Full for a call with a host (the prelude keeps the host's errors in a `WeakSet`) and
-    /// for a source that names a global of [`FULL_ONLY`] or a door to the global object
-    /// ([`DOORS`]), or holds a `\u` escape (an identifier can be spelt with one); dated for
-    /// a source that names `Date`; lean otherwise. Comments and strings are read as code: a
-    /// name there only costs a larger context.
-    pub(crate) fn of(call: &Call) -> Realm {
-        let source = call.source.as_bytes();
-        if call.host.is_some() || source.windows(2).any(|w| w == b"\\u") {
-            return Realm::Full;
-        }
-        let mut realm = Realm::Lean;
-        for word in source.split(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$')) {
-            if FULL_ONLY
-                .iter()
-                .chain(DOORS)
-                .any(|name| name.as_bytes() == word)
-            {
-                return Realm::Full;
-            }
-            if word == DATE.as_bytes() {
-                realm = Realm::Dated;
-            }
-        }
-        realm
-    }
-
-    fn make(self, runtime: &Runtime) -> rquickjs::Result<Context> {
-        match self {
-            Realm::Lean => Context::custom::<LeanIntrinsics>(runtime),
-            Realm::Dated => Context::custom::<DatedIntrinsics>(runtime),
-            Realm::Full => Context::custom::<Intrinsics>(runtime),
-        }
-    }
-}
 
 /// The prelude, the deterministic Date it installs when a script first uses `Date`, and its
 /// paths for large work (string searches, `flat`) it loads when a script first needs them.
@@ -606,20 +515,6 @@ fn conclude(
     })
 }
 
-/// The global of [`FULL_ONLY`] (or `Date`) that a script in a smaller context reached for
-/// (reflectively: its source does not name it) and did not find.
-fn lean_miss(message: &str, realm: Realm) -> Option<&str> {
-    let name = message
-        .strip_prefix("ReferenceError: ")?
-        .strip_suffix(" is not defined")?;
-    let missing = match realm {
-        Realm::Lean => FULL_ONLY.contains(&name) || name == DATE,
-        Realm::Dated => FULL_ONLY.contains(&name),
-        Realm::Full => false,
-    };
-    missing.then_some(name)
-}
-
 /// A compile error. QuickJS-ng resolves a static `import` while compiling and, with no module
 /// loader, fails without a position: the specifier's place in the source stands in.
 fn syntax(c: Caught, source: &str) -> SyntaxError {
@@ -929,50 +824,6 @@ fn longest_array(memory_bytes: usize) -> f64 {
     (memory_bytes / 16).max(1 << 20) as f64
 }
 
-/// `Math.random`: xoshiro128** seeded from the call's seed by splitmix64 (never all zero), 53
-/// bits per number (two outputs: 27 and 26 bits). Made in Rust rather than in the prelude: a
-/// Rust function costs a fraction of the closures it replaces, in every call's context.
-#[derive(Clone, Copy)]
-struct Dice([u32; 4]);
-
-impl Dice {
-    fn new(seed: u64) -> Dice {
-        let mut state = seed;
-        let mut next = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        let (a, b) = (next(), next());
-        let mut words = [a as u32, (a >> 32) as u32, b as u32, (b >> 32) as u32];
-        if words == [0; 4] {
-            words[0] = 1;
-        }
-        Dice(words)
-    }
-
-    fn next(&mut self) -> u32 {
-        let [a, b, c, d] = &mut self.0;
-        let r = b.wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = *b << 9;
-        *c ^= *a;
-        *d ^= *b;
-        *b ^= *c;
-        *a ^= *d;
-        *c ^= t;
-        *d = d.rotate_left(11);
-        r
-    }
-
-    fn random(&mut self) -> f64 {
-        let high = f64::from(self.next() >> 5);
-        let low = f64::from(self.next() >> 6);
-        (high * 67_108_864.0 + low) / 9_007_199_254_740_992.0
-    }
-}
-
 fn type_name(value: &Value<'_>) -> &'static str {
     match value.type_of() {
         Type::Uninitialized | Type::Undefined => "undefined",
@@ -1206,48 +1057,5 @@ mod tests {
         assert_eq!(depth(&serde_json::json!(1)), 0);
         assert_eq!(depth(&serde_json::json!([])), 1);
         assert_eq!(depth(&serde_json::json!({"a": [1, {"b": []}]})), 4);
-    }
-
-    #[test]
-    fn a_source_gets_a_full_context_only_when_it_may_use_what_a_lean_one_lacks() {
-        let of = |source: &str| Realm::of(&Call::new(source));
-        assert_eq!(of("export default (args) => args.x + 1"), Realm::Lean);
-        // Longer words that merely contain a name, and methods, do not count.
-        assert_eq!(
-            of(
-                "export default (a) => a.map(x => x).filter(Boolean).concat(Array.of(1), MapX, mySet)"
-            ),
-            Realm::Lean
-        );
-        assert_eq!(of("export default () => Date.now()"), Realm::Dated);
-        assert_eq!(of("// no Date here\nexport default () => 1"), Realm::Dated);
-        assert_eq!(of("export default (a) => a.Dates + myDate"), Realm::Lean);
-        assert_eq!(
-            of("export default () => new Map([[Date.now(), 1]])"),
-            Realm::Full
-        );
-        for full in [
-            "export default () => new Map()",
-            "export default () => [...new Set([1, 1])]",
-            "export default () => new Uint8Array(4).length",
-            "export default () => WeakMap",
-            "export default () => globalThis[\"Ma\" + \"p\"]",
-            "export default () => eval(\"1\")",
-            "export default () => (() => 0).constructor(\"return 1\")()",
-            "export default () => Function(\"return 1\")()",
-            // A name in a comment or a string counts too.
-            "// uses a Set\nexport default () => 1",
-            "export default () => \"DataView\"",
-            // An identifier spelt with an escape.
-            "export default () => new \\u004Dap()",
-        ] {
-            assert_eq!(of(full), Realm::Full, "{full}");
-        }
-    }
-
-    #[test]
-    fn seeds_differ_and_are_never_all_zero() {
-        assert_ne!(Dice::new(1).0, Dice::new(2).0);
-        assert_ne!(Dice::new(0).0, [0; 4]);
     }
 }

@@ -12,9 +12,10 @@
 //! - [`CodeError`] (`error.rs`): every way a call fails, each with a stable code.
 //!
 //! Inside: `engine.rs` runs one call on a worker's QuickJS runtime (a fresh context each call,
-//! the limits, the job queue, the result); `prelude.js` is the JavaScript every context runs
-//! first (the seeded `Math.random`, the deep freeze, `tools`, guards on the built-ins QuickJS
-//! cannot interrupt), `prelude_date.js` the deterministic `Date` it installs on first use (the
+//! the limits, the job queue, the result); `realm.rs` chooses the context a source gets (lean,
+//! dated or full); `dice.rs` is the call's seeded `Math.random`; `prelude.js` is the
+//! JavaScript every context runs first (the deep freeze, `tools`, guards on the built-ins
+//! QuickJS cannot interrupt), `prelude_date.js` the deterministic `Date` it installs on first use (the
 //! fixed clock, UTC as local time) and `prelude_large.js` its interruptible paths for large
 //! string searches and `flat`; `position.rs` finds the script's line and column in QuickJS's
 //! stack text.
@@ -27,10 +28,12 @@
 // A library logs through `tracing`; only the binary prints (ARCHITECTURE.md, Logging).
 #![deny(clippy::print_stderr, clippy::print_stdout)]
 
+mod dice;
 mod engine;
 mod error;
 mod pool;
 mod position;
+mod realm;
 
 use std::fmt;
 use std::sync::Arc;
