@@ -1052,26 +1052,11 @@ pub trait ExecutionStore: Send + Sync {
     }
 
     /// The failed node records of each execution of `ids` (what a list line's error names its
-    /// node from), by execution id; an execution with none is left out. The default reads
-    /// each execution's node records (backends override it with one statement).
+    /// node from), by execution id; an execution with none is left out.
     async fn failed_node_records(
         &self,
         ids: &[String],
-    ) -> Result<std::collections::HashMap<String, Vec<NodeRecord>>> {
-        let mut out = std::collections::HashMap::new();
-        for id in ids {
-            let failed: Vec<NodeRecord> = self
-                .node_records(id)
-                .await?
-                .into_iter()
-                .filter(|n| n.status == NodeStatus::Failed)
-                .collect();
-            if !failed.is_empty() {
-                out.insert(id.clone(), failed);
-            }
-        }
-        Ok(out)
-    }
+    ) -> Result<std::collections::HashMap<String, Vec<NodeRecord>>>;
 
     /// A page of an execution's history: up to `limit` events with a sequence number above
     /// `after_seq` (0: from the first), in order. The default reads the whole history

@@ -178,7 +178,7 @@ pub fn summary_error(
     e: &ExecRecord,
     failed: &HashMap<String, Vec<NodeRecord>>,
 ) -> Option<SummaryError> {
-    if !matches!(e.status, ExecStatus::Failed | ExecStatus::Compensated) {
+    if !shows_error(e) {
         return None;
     }
     let err = e.error.as_ref()?;
@@ -190,6 +190,11 @@ pub fn summary_error(
     })
 }
 
+/// A failed or compensated execution's list line shows its error.
+fn shows_error(e: &ExecRecord) -> bool {
+    matches!(e.status, ExecStatus::Failed | ExecStatus::Compensated)
+}
+
 /// The failed node records of the executions of a page whose list lines show an error, in
 /// one read (a page of failed executions read each one's records apart: 50 round trips).
 pub async fn failed_records(
@@ -198,9 +203,7 @@ pub async fn failed_records(
 ) -> ApiResult<HashMap<String, Vec<NodeRecord>>> {
     let ids: Vec<String> = rows
         .iter()
-        .filter(|e| {
-            matches!(e.status, ExecStatus::Failed | ExecStatus::Compensated) && e.error.is_some()
-        })
+        .filter(|e| shows_error(e) && e.error.is_some())
         .map(|e| e.id.clone())
         .collect();
     if ids.is_empty() {

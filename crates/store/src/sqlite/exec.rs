@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hilo_core::exec::{
     Claimed, Commit, CommitOutcome, Event, ExecFilter, ExecRecord, ExecStatus, ExecutionStore,
-    HumanTask, Lease, Loaded, NewExecution, NodeRecord, PruneScope, Signal, StartClaim,
+    HumanTask, Lease, Loaded, NewExecution, NodeRecord, NodeStatus, PruneScope, Signal, StartClaim,
     StoredSignal, TaskFilter,
 };
 use hilo_core::store::{Result, StoreError, TenantId, now_ms};
@@ -705,6 +705,28 @@ impl ExecutionStore for SqliteStore {
     async fn node_records(&self, id: &str) -> Result<Vec<NodeRecord>> {
         let id = id.to_string();
         self.read(move |conn| node_records(conn, &id)).await
+    }
+
+    // Each execution's records in one read (an ended loop's are packed, so no single query).
+    async fn failed_node_records(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, Vec<NodeRecord>>> {
+        let ids = ids.to_vec();
+        self.read(move |conn| {
+            let mut out = HashMap::new();
+            for id in ids {
+                let failed: Vec<NodeRecord> = node_records(conn, &id)?
+                    .into_iter()
+                    .filter(|n| n.status == NodeStatus::Failed)
+                    .collect();
+                if !failed.is_empty() {
+                    out.insert(id, failed);
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn events(&self, id: &str) -> Result<Vec<Event>> {
