@@ -274,6 +274,14 @@ pub trait ToolExecutor: Send + Sync {
     /// The spec of a tool, looking at `local` (a workflow's `tools:`) too.
     fn spec(&self, name: &str, local: &[ToolDef]) -> Option<ToolSpec>;
 
+    /// The class of a tool as [`ToolExecutor::spec`] gives it, where the executor can tell
+    /// without building the spec; `None` when it does not know the tool (or will not say
+    /// cheaply). The driver asks it on every tool step: a `safe` call may run before its
+    /// step's record is committed (see `hilo-engine`'s drive).
+    fn class(&self, name: &str, local: &[ToolDef]) -> Option<ToolClass> {
+        self.spec(name, local).map(|s| s.class)
+    }
+
     /// Every tool this executor knows (not workflow-local ones).
     fn specs(&self) -> Vec<ToolSpec>;
 

@@ -954,6 +954,17 @@ impl ToolExecutor for Executor {
         }
     }
 
+    fn class(&self, name: &str, local: &[ToolDef]) -> Option<ToolClass> {
+        // A class is never overridden by settings (`effective`), so the spec is not copied.
+        if let Some(t) = self.inner.tools.get(name) {
+            return Some(t.spec().class);
+        }
+        match local.iter().find(|d| d.name == name && d.api.is_none()) {
+            Some(d) => Some(d.class.unwrap_or(ToolClass::Dangerous)),
+            None => self.api_tool(name, local).map(|t| t.spec().class),
+        }
+    }
+
     fn specs(&self) -> Vec<ToolSpec> {
         self.inner
             .tools

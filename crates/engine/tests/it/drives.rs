@@ -422,3 +422,136 @@ edges:
     assert_eq!(o.status.as_str(), "succeeded", "{o:?}");
     assert_eq!(o.output, Some(json!({"child": 600})));
 }
+
+/// A step whose only action is a call of a `safe` tool that answers at once runs ahead of its
+/// commit: its start and end reach the store together with the next steps'. A `dangerous`
+/// tool's step is committed before its call, every time.
+#[tokio::test]
+async fn a_safe_call_that_answers_at_once_runs_ahead_of_its_commit_a_dangerous_one_never() {
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use hilo_core::ToolClass;
+    use hilo_core::tool::{Tool, ToolContext, ToolSpec};
+    use hilo_engine::{Engine, EngineOptions};
+    use hilo_store::{Durability, SqliteStore};
+
+    /// The order of things: `call NODE` when a tool is called, `KIND NODE` when an event is
+    /// committed (observers hear of events once their commit is durable).
+    type Log = Arc<Mutex<Vec<String>>>;
+    struct Probe(ToolSpec, Log);
+    #[async_trait]
+    impl Tool for Probe {
+        fn spec(&self) -> &ToolSpec {
+            &self.0
+        }
+        async fn call(
+            &self,
+            ctx: &ToolContext,
+            input: serde_json::Value,
+        ) -> Result<serde_json::Value, hilo_core::exec::NodeError> {
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("call {}", ctx.node_key));
+            Ok(input)
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn hilo_core::Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("hilo.db"), Durability::Normal)
+            .await
+            .unwrap(),
+    );
+    let log: Log = Arc::default();
+    let mut tools = hilo_core::tool::ToolMap::new();
+    for (name, class) in [("read", ToolClass::Safe), ("write", ToolClass::Dangerous)] {
+        tools.insert(Arc::new(Probe(
+            ToolSpec::new(name, class, "a probe"),
+            log.clone(),
+        )));
+    }
+    let executor: Arc<dyn hilo_core::tool::ToolExecutor> = Arc::new(
+        hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default())
+            .tools(tools)
+            .audit(hilo_tools::AuditSink::spawn(store.clone()))
+            .build()
+            .unwrap(),
+    );
+    let engine = Engine::new(store.clone(), executor, None, EngineOptions::default());
+    let seen = log.clone();
+    engine.add_execution_observer(Arc::new(
+        move |_: &hilo_engine::driver::Observed<'_>, e: &hilo_core::exec::Event| {
+            if let Some(node) = &e.node {
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{} {node}", e.kind.as_str()));
+            }
+        },
+    ));
+    let mut catalog = hilo_core::Catalog::default();
+    catalog
+        .tools
+        .extend(["read".to_string(), "write".to_string()]);
+    let wf = hilo_core::load(
+        r#"
+name: ahead
+version: 1
+nodes:
+  - {id: r1, type: tool, tool: read, with: {n: 1}}
+  - {id: r2, type: tool, tool: read, with: {n: 2}}
+  - {id: w, type: tool, tool: write, with: {n: 3}}
+  - {id: r3, type: tool, tool: read, with: {n: 4}}
+  - {id: done, type: finish, output: "${ r3.output }"}
+edges:
+  - {from: r1, to: r2}
+  - {from: r2, to: w}
+  - {from: w, to: r3}
+  - {from: r3, to: done}
+"#,
+        hilo_core::Format::Yaml,
+        &catalog,
+    )
+    .unwrap();
+    let id = engine
+        .create(DEFAULT_TENANT, &wf, true, json!({}), false)
+        .await
+        .unwrap();
+    let out = engine
+        .drive(DEFAULT_TENANT, &id, Mode::Foreground, false)
+        .await
+        .unwrap();
+    assert_eq!(out.status.as_str(), "succeeded", "{:?}", out.error);
+    assert_eq!(out.output, Some(json!({"n": 4})));
+    let log = log.lock().unwrap().clone();
+    let at = |line: &str| {
+        log.iter()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("no `{line}` in {log:#?}"))
+    };
+    // The reads ran before anything of theirs was committed; the write's start was committed
+    // (with the reads before it) before the write was called; the last read rode with the end.
+    assert!(at("call r1") < at("node_started r1"), "{log:#?}");
+    assert!(at("call r2") < at("node_started r1"), "{log:#?}");
+    assert!(at("node_started w") < at("call w"), "{log:#?}");
+    assert!(at("node_succeeded r2") < at("call w"), "{log:#?}");
+    assert!(at("call r3") < at("node_succeeded w"), "{log:#?}");
+    // Each node's record was written once, with its end (none still running).
+    let nodes = store.node_records(&id).await.unwrap();
+    assert_eq!(nodes.len(), 5, "{nodes:#?}");
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n.status == hilo_core::exec::NodeStatus::Succeeded),
+        "{nodes:#?}"
+    );
+    // Every call once.
+    for n in ["r1", "r2", "w", "r3"] {
+        assert_eq!(
+            log.iter().filter(|l| **l == format!("call {n}")).count(),
+            1,
+            "{log:#?}"
+        );
+    }
+}
