@@ -104,12 +104,22 @@ impl Engine {
             .claim_batch(concurrency)
             .clamp(1, concurrency.max(1));
         let mut look = true;
+        // When the last claim was made: a free slot waits at most `CLAIM_WAIT` after it for
+        // the batch to fill (slow executions end far apart; the poll alone would leave slots
+        // idle for up to half a second), while the last claim took all it asked for (after
+        // one that found less, the queue was empty: new work announces itself).
+        let mut last_claim = tokio::time::Instant::now();
+        let mut queue_left = false;
         loop {
             let free = concurrency.saturating_sub(running.len());
+            if free > 0 && queue_left && last_claim.elapsed() >= CLAIM_WAIT {
+                look = true;
+            }
             let mut claimed = Vec::new();
             let mut backoff = None;
             let (mark, claimed_at) = (self.ended_mark(), now_ms());
             let round = if free > 0 && (look || free >= batch || running.is_empty()) {
+                last_claim = tokio::time::Instant::now();
                 self.inner
                     .store
                     .claim_due_loaded(
@@ -119,7 +129,10 @@ impl Engine {
                         claimed_at,
                     )
                     .await
-                    .map(|c| claimed = c)
+                    .map(|c| {
+                        queue_left = c.len() >= free;
+                        claimed = c;
+                    })
             } else {
                 Ok(())
             };
@@ -182,11 +195,13 @@ impl Engine {
                 aborts.insert(id.clone(), handle.abort_handle());
                 running.push(Box::pin(handle.map(move |_| id)));
             }
+            let partial = queue_left && running.len() < concurrency && !running.is_empty();
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(id) = running.next(), if !running.is_empty() => {
                     aborts.remove(&id);
                 }
+                () = tokio::time::sleep_until(last_claim + CLAIM_WAIT), if partial => {}
                 () = async {
                     if let Some(wait) = backoff {
                         tokio::time::sleep(wait).await;
@@ -218,6 +233,9 @@ impl Engine {
         Ok(())
     }
 }
+
+/// Longest a free slot waits for the claim batch to fill (see `ExecutionStore::claim_batch`).
+const CLAIM_WAIT: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {
