@@ -104,22 +104,24 @@ impl Engine {
             .claim_batch(concurrency)
             .clamp(1, concurrency.max(1));
         let mut look = true;
-        // When the last claim was made: a free slot waits at most `CLAIM_WAIT` after it for
-        // the batch to fill (slow executions end far apart; the poll alone would leave slots
-        // idle for up to half a second), while the last claim took all it asked for (after
-        // one that found less, the queue was empty: new work announces itself).
-        let mut last_claim = tokio::time::Instant::now();
+        // When a slot was last freed (or the last claim made): once no execution has ended
+        // for `CLAIM_WAIT`, the free slots are claimed without waiting for the batch to fill
+        // (slow executions end far apart; the poll alone would leave slots idle for up to
+        // half a second), while the last claim took all it asked for (after one that found
+        // less, the queue was empty: new work announces itself). Executions that end one
+        // after another fill the batch instead: claims of few executions each cost as much.
+        let mut last_change = tokio::time::Instant::now();
         let mut queue_left = false;
         loop {
             let free = concurrency.saturating_sub(running.len());
-            if free > 0 && queue_left && last_claim.elapsed() >= CLAIM_WAIT {
+            if free > 0 && queue_left && last_change.elapsed() >= CLAIM_WAIT {
                 look = true;
             }
             let mut claimed = Vec::new();
             let mut backoff = None;
             let (mark, claimed_at) = (self.ended_mark(), now_ms());
             let round = if free > 0 && (look || free >= batch || running.is_empty()) {
-                last_claim = tokio::time::Instant::now();
+                last_change = tokio::time::Instant::now();
                 self.inner
                     .store
                     .claim_due_loaded(
@@ -200,8 +202,9 @@ impl Engine {
                 _ = &mut shutdown => break,
                 Some(id) = running.next(), if !running.is_empty() => {
                     aborts.remove(&id);
+                    last_change = tokio::time::Instant::now();
                 }
-                () = tokio::time::sleep_until(last_claim + CLAIM_WAIT), if partial => {}
+                () = tokio::time::sleep_until(last_change + CLAIM_WAIT), if partial => {}
                 () = async {
                     if let Some(wait) = backoff {
                         tokio::time::sleep(wait).await;
@@ -234,7 +237,8 @@ impl Engine {
     }
 }
 
-/// Longest a free slot waits for the claim batch to fill (see `ExecutionStore::claim_batch`).
+/// How long no execution may end before free slots are claimed without waiting for the claim
+/// batch to fill (see `ExecutionStore::claim_batch`).
 const CLAIM_WAIT: Duration = Duration::from_millis(10);
 
 #[cfg(test)]

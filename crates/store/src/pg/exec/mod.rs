@@ -86,7 +86,7 @@ impl ExecutionStore for PgStore {
 
     /// A claim costs a transaction on the server (~1 ms of its CPU, whether it takes four
     /// executions or eight): a worker claims once half its slots are free (or when it runs
-    /// nothing, or a free slot has waited 10 ms), and loads them in that transaction.
+    /// nothing, or no execution has ended for 10 ms), and loads them in that transaction.
     fn claim_batch(&self, concurrency: usize) -> usize {
         (concurrency / 2).max(1)
     }
