@@ -195,6 +195,11 @@ pub struct ToolDef {
 }
 
 impl ToolDef {
+    /// The class its calls get: the declared one, `dangerous` when none is declared.
+    pub fn effective_class(&self) -> ToolClass {
+        self.class.unwrap_or(ToolClass::Dangerous)
+    }
+
     /// An OpenAPI entry as a `tools:` item: named by its prefix, everything else in `api`.
     pub fn openapi(api: crate::api::ApiDef) -> ToolDef {
         ToolDef {

@@ -175,7 +175,7 @@ impl ToolSpec {
             }),
             input_schema: def.input.clone(),
             output_schema: def.output.clone(),
-            class: def.class.unwrap_or(ToolClass::Dangerous),
+            class: def.effective_class(),
             timeout_ms: def.timeout_ms,
             retry: def.retry.clone(),
             cache_ttl_ms: None,

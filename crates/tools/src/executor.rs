@@ -960,7 +960,7 @@ impl ToolExecutor for Executor {
             return Some(t.spec().class);
         }
         match local.iter().find(|d| d.name == name && d.api.is_none()) {
-            Some(d) => Some(d.class.unwrap_or(ToolClass::Dangerous)),
+            Some(d) => Some(d.effective_class()),
             None => self.api_tool(name, local).map(|t| t.spec().class),
         }
     }

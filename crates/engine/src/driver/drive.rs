@@ -355,15 +355,7 @@ impl Engine {
                 {
                     let mut in_flight = false;
                     for a in actions.drain(..) {
-                        if let Some(mut f) = engine.call(a) {
-                            match (&mut f).now_or_never() {
-                                Some(i) => inputs.push(i),
-                                None => {
-                                    futs.push(f);
-                                    in_flight = true;
-                                }
-                            }
-                        }
+                        in_flight |= engine.perform(a, &mut inputs, &mut futs);
                     }
                     if !in_flight && !inputs.is_empty() {
                         fast_steps += 1;
@@ -455,14 +447,7 @@ impl Engine {
                         Action::StartChild { .. } => {}
                         Action::Continue => inputs.push(Input::Continue),
                         other => {
-                            // Polled once here: a call that is done at once (see below)
-                            // never enters the set of calls in flight.
-                            if let Some(mut f) = engine.call(other) {
-                                match (&mut f).now_or_never() {
-                                    Some(i) => inputs.push(i),
-                                    None => futs.push(f),
-                                }
-                            }
+                            engine.perform(other, &mut inputs, &mut futs);
                         }
                     }
                 }
@@ -535,6 +520,30 @@ const TIMER_KEEP_MS: i64 = 1_000;
 const FAST_STEPS: u32 = 64;
 
 impl Engine {
+    /// Performs a call: polled once here, a call that is done at once (a cache hit, a tool
+    /// with no IO) gives its input straight away and never enters the set of calls in
+    /// flight. True when it is left in flight.
+    fn perform(
+        &self,
+        action: Action,
+        inputs: &mut Vec<Input>,
+        futs: &mut FuturesUnordered<BoxFuture<Input>>,
+    ) -> bool {
+        let Some(mut f) = self.call(action) else {
+            return false;
+        };
+        match (&mut f).now_or_never() {
+            Some(i) => {
+                inputs.push(i);
+                false
+            }
+            None => {
+                futs.push(f);
+                true
+            }
+        }
+    }
+
     /// Whether `action` may be performed before the commit of the step that asks for it: a
     /// call of a `safe` (read-only) tool that is not an undo.
     fn runs_ahead(&self, action: &Action) -> bool {

@@ -433,8 +433,6 @@ async fn a_safe_call_that_answers_at_once_runs_ahead_of_its_commit_a_dangerous_o
     use async_trait::async_trait;
     use hilo_core::ToolClass;
     use hilo_core::tool::{Tool, ToolContext, ToolSpec};
-    use hilo_engine::{Engine, EngineOptions};
-    use hilo_store::{Durability, SqliteStore};
 
     /// The order of things: `call NODE` when a tool is called, `KIND NODE` when an event is
     /// committed (observers hear of events once their commit is durable).
@@ -458,12 +456,6 @@ async fn a_safe_call_that_answers_at_once_runs_ahead_of_its_commit_a_dangerous_o
         }
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn hilo_core::Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("hilo.db"), Durability::Normal)
-            .await
-            .unwrap(),
-    );
     let log: Log = Arc::default();
     let mut tools = hilo_core::tool::ToolMap::new();
     for (name, class) in [("read", ToolClass::Safe), ("write", ToolClass::Dangerous)] {
@@ -472,16 +464,9 @@ async fn a_safe_call_that_answers_at_once_runs_ahead_of_its_commit_a_dangerous_o
             log.clone(),
         )));
     }
-    let executor: Arc<dyn hilo_core::tool::ToolExecutor> = Arc::new(
-        hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default())
-            .tools(tools)
-            .audit(hilo_tools::AuditSink::spawn(store.clone()))
-            .build()
-            .unwrap(),
-    );
-    let engine = Engine::new(store.clone(), executor, None, EngineOptions::default());
+    let env = crate::harness::env_with_tools(tools).await;
     let seen = log.clone();
-    engine.add_execution_observer(Arc::new(
+    env.engine.add_execution_observer(Arc::new(
         move |_: &hilo_engine::driver::Observed<'_>, e: &hilo_core::exec::Event| {
             if let Some(node) = &e.node {
                 seen.lock()
@@ -514,11 +499,13 @@ edges:
         &catalog,
     )
     .unwrap();
-    let id = engine
+    let id = env
+        .engine
         .create(DEFAULT_TENANT, &wf, true, json!({}), false)
         .await
         .unwrap();
-    let out = engine
+    let out = env
+        .engine
         .drive(DEFAULT_TENANT, &id, Mode::Foreground, false)
         .await
         .unwrap();
@@ -538,7 +525,7 @@ edges:
     assert!(at("node_succeeded r2") < at("call w"), "{log:#?}");
     assert!(at("call r3") < at("node_succeeded w"), "{log:#?}");
     // Each node's record was written once, with its end (none still running).
-    let nodes = store.node_records(&id).await.unwrap();
+    let nodes = env.store.node_records(&id).await.unwrap();
     assert_eq!(nodes.len(), 5, "{nodes:#?}");
     assert!(
         nodes

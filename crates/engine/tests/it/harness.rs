@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use hilo_core::exec::{AgentRuntime, ExecutionStore};
 use hilo_core::store::DEFAULT_TENANT;
-use hilo_core::tool::ToolExecutor;
+use hilo_core::tool::{ToolExecutor, ToolMap};
 use hilo_core::{Catalog, Format, Store, Workflow};
 use hilo_engine::testkit::{TEST_TOOL_NAMES, test_tools};
 use hilo_engine::{Engine, EngineOptions, Mode, Outcome};
@@ -33,9 +33,14 @@ pub fn load(yaml: &str) -> Workflow {
 
 /// The real executor with the test tools, auditing into `store`.
 pub fn executor(store: &Arc<dyn Store>) -> Arc<dyn ToolExecutor> {
+    executor_with(store, test_tools())
+}
+
+/// The real executor with `tools`, auditing into `store`.
+pub fn executor_with(store: &Arc<dyn Store>, tools: ToolMap) -> Arc<dyn ToolExecutor> {
     Arc::new(
         hilo_tools::Executor::builder(hilo_tools::ExecutorConfig::default())
-            .tools(test_tools())
+            .tools(tools)
             .audit(hilo_tools::AuditSink::spawn(store.clone()))
             .build()
             .unwrap(),
@@ -48,13 +53,22 @@ pub async fn env() -> Env {
 
 /// [`env`] with an agent runtime for agent nodes.
 pub async fn env_with_agents(agents: Option<Arc<dyn AgentRuntime>>) -> Env {
+    env_of(agents, test_tools()).await
+}
+
+/// [`env`] with `tools` instead of the test tools.
+pub async fn env_with_tools(tools: ToolMap) -> Env {
+    env_of(None, tools).await
+}
+
+async fn env_of(agents: Option<Arc<dyn AgentRuntime>>, tools: ToolMap) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&dir.path().join("hilo.db"), Durability::Normal)
             .await
             .unwrap(),
     );
-    let tools = executor(&store);
+    let tools = executor_with(&store, tools);
     let options = EngineOptions {
         lease_ms: 2_000,
         ..EngineOptions::default()
