@@ -22,7 +22,7 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use hilo_core::exec::AgentRuntime;
 use hilo_core::llm::CostStore;
-use hilo_core::redact::{Redactor, SecretValues};
+use hilo_core::redact::Redactor;
 use hilo_core::store::Store;
 use hilo_core::tool::ToolExecutor;
 use hilo_embed::{Embedder, LedgeredEmbedder};
@@ -42,6 +42,10 @@ pub struct App {
     data_dir: PathBuf,
     config: OnceLock<Config>,
     store: OnceLock<Arc<dyn Store>>,
+    /// The credential store the redactor loads tenants' values from. The redactor only
+    /// points to it (it outlives everything, in the log writer): owned here, it goes before
+    /// the store does.
+    held_values: OnceLock<Arc<Vault>>,
     tools: OnceLock<Arc<hilo_tools::Executor>>,
     /// The MCP servers started by this process, shut down before it exits.
     mcp: Mutex<Vec<Arc<McpServers>>>,
@@ -73,6 +77,7 @@ impl App {
             data_dir,
             config: OnceLock::new(),
             store: OnceLock::new(),
+            held_values: OnceLock::new(),
             tools: OnceLock::new(),
             mcp: Mutex::new(Vec::new()),
             agents: OnceLock::new(),
@@ -156,8 +161,9 @@ impl App {
             .await
             .map_err(|e| Exit::from(anyhow!(e)))?;
         // What the tenants of this store hold is what the redactor scrubs for them.
-        self.redactor
-            .set_source(Arc::new(self.vault(&store)) as Arc<dyn SecretValues>);
+        let held = Arc::new(self.vault(&store));
+        self.redactor.set_source(&held);
+        let _ = self.held_values.set(held);
         Ok(self.store.get_or_init(|| store).clone())
     }
 
@@ -439,6 +445,7 @@ impl Drop for App {
         drop(std::mem::take(
             &mut *self.mcp.lock().unwrap_or_else(|p| p.into_inner()),
         ));
+        drop(self.held_values.take());
         drop(self.store.take());
     }
 }

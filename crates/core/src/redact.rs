@@ -494,7 +494,7 @@ mod tests {
             ],
             AtomicUsize::new(0),
         ));
-        r.set_source(source.clone());
+        r.set_source(&source);
         r.add_global("configured-db-password");
         ready(r.prepare("acme")).unwrap();
         ready(r.prepare("globex")).unwrap();

@@ -25,6 +25,21 @@ fn rows(v: &Value) -> &Vec<Value> {
     v.as_array().unwrap()
 }
 
+/// The step-log segments left next to the database `db`.
+fn segments(db: &Path) -> Vec<String> {
+    let dir = db.with_file_name(format!(
+        "{}-steps",
+        db.file_name().unwrap().to_string_lossy()
+    ));
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".log"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Runs `yaml` with `input`; returns the execution id and the exit code.
 fn run(dir: &Path, db: &Path, file: &str, yaml: &str, input: &str) -> (String, Option<i32>) {
     let path = dir.join(file);
@@ -83,8 +98,12 @@ fn audit_trail_filters_and_stats() {
         &format!(r#"{{"email": "{EMAIL}"}}"#),
     );
     assert_eq!(code, Some(1), "the declined payment fails the run");
+    // The process folded its step log into the tables before it exited: the next process
+    // finds no segment to fold, and its own rows come after these.
+    assert_eq!(segments(&db), Vec::<String>::new());
     let (shape, code) = run(dir.path(), &db, "shape.yaml", SHAPE, "{}");
     assert_eq!(code, Some(0));
+    assert_eq!(segments(&db), Vec::<String>::new());
 
     // Every call, oldest first, written by the run processes before they exited.
     let out = hilo(&["audit", "--json"], &db);

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use aho_corasick::AhoCorasick;
@@ -335,7 +335,9 @@ impl std::fmt::Debug for Redactor {
 
 #[derive(Default)]
 struct Shared {
-    source: OnceLock<Arc<dyn SecretValues>>,
+    /// Not owned: the process's redactor lives as long as the log writer (to its very end),
+    /// and a source holding a store would keep the store open past the process's shutdown.
+    source: OnceLock<Weak<dyn SecretValues>>,
     state: RwLock<State>,
 }
 
@@ -369,9 +371,12 @@ impl Redactor {
         Redactor::default()
     }
 
-    /// Where [`Redactor::prepare`] loads a tenant's values from; the first one set stays.
-    pub fn set_source(&self, source: Arc<dyn SecretValues>) {
-        let _ = self.0.source.set(source);
+    /// Where [`Redactor::prepare`] loads a tenant's values from; the first one set stays. The
+    /// redactor does not keep it alive: its owner does, and once the owner drops it (the
+    /// process shutting down its store) `prepare` loads nothing more.
+    pub fn set_source<S: SecretValues + 'static>(&self, source: &Arc<S>) {
+        let weak: Weak<dyn SecretValues> = Arc::downgrade(source) as Weak<dyn SecretValues>;
+        let _ = self.0.source.set(weak);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -433,7 +438,7 @@ impl Redactor {
     /// (while one caller reloads them, others go on with the values loaded before). Call it
     /// before writing text for `tenant`; without a source it does nothing.
     pub async fn prepare(&self, tenant: &str) -> Result<(), String> {
-        let Some(source) = self.0.source.get() else {
+        let Some(source) = self.0.source.get().and_then(Weak::upgrade) else {
             return Ok(());
         };
         let fresh = |held: &Held| {
@@ -585,7 +590,8 @@ mod tests {
     #[test]
     fn a_dropped_load_does_not_stop_later_ones() {
         let r = Redactor::new();
-        r.set_source(Arc::new(Stalls(Default::default())));
+        let source = Arc::new(Stalls(Default::default()));
+        r.set_source(&source);
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
         {

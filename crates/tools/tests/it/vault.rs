@@ -239,7 +239,7 @@ async fn held_vault_values_and_hilo_keys_are_out_of_audit_rows() {
         vault.set(tenant, "crm_token", value).await.unwrap();
     }
     let redactor = hilo_core::redact::Redactor::new();
-    redactor.set_source(vault.clone());
+    redactor.set_source(&vault);
     let ex = Executor::builder(ExecutorConfig::default())
         .secrets(vault)
         .redactor(redactor.clone())
