@@ -109,10 +109,19 @@ impl Router {
         costs: Arc<dyn CostStore>,
         secrets: Option<Arc<dyn Secrets>>,
     ) -> Router {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        // Made for the first provider that calls over HTTP: a process without one never reads
+        // the system's root certificates (a few milliseconds at every start).
+        let mut shared: Option<reqwest::Client> = None;
+        let mut http = || {
+            shared
+                .get_or_insert_with(|| {
+                    reqwest::Client::builder()
+                        .connect_timeout(Duration::from_secs(10))
+                        .build()
+                        .unwrap_or_default()
+                })
+                .clone()
+        };
         let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
         for (name, p) in &cfg.providers {
             match p.kind_of(name) {
@@ -120,14 +129,14 @@ impl Router {
                     let url = p.base_url_of(ProviderKind::Openai);
                     providers.insert(
                         name.clone(),
-                        Arc::new(OpenAiProvider::new(name.clone(), url, http.clone())),
+                        Arc::new(OpenAiProvider::new(name.clone(), url, http())),
                     );
                 }
                 Some(ProviderKind::Anthropic) => {
                     let url = p.base_url_of(ProviderKind::Anthropic);
                     providers.insert(
                         name.clone(),
-                        Arc::new(AnthropicProvider::new(name.clone(), url, http.clone())),
+                        Arc::new(AnthropicProvider::new(name.clone(), url, http())),
                     );
                 }
                 Some(ProviderKind::Local) | None => {}

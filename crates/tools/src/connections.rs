@@ -119,7 +119,9 @@ pub struct Connections {
     /// Where authorization-code tokens are kept (sealed by the vault), and the callback's
     /// address; `None`: such connections cannot be used by this process.
     kept: Option<Kept>,
-    client: reqwest::Client,
+    /// Built on first use: a process that never buys a token never reads the system's root
+    /// certificates (a few milliseconds at every start).
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
     tokens: Mutex<HashMap<(String, String), Slot>>,
     /// Discovery documents read, by issuer.
     discovered: Mutex<HashMap<String, Value>>,
@@ -143,20 +145,29 @@ impl Connections {
         for (name, c) in &configs {
             c.check(name)?;
         }
-        let client = reqwest::Client::builder()
-            .timeout(TOKEN_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("hilo/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("the HTTP client of connections could not start: {e}"))?;
         Ok(Connections {
             configs,
             secrets,
             kept: None,
-            client,
+            client: std::sync::OnceLock::new(),
             tokens: Mutex::new(HashMap::new()),
             discovered: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The HTTP client of token requests, built on first use.
+    fn http(&self) -> Result<&reqwest::Client, NodeError> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .timeout(TOKEN_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("hilo/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("the HTTP client of connections could not start: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| NodeError::new(codes::NOT_CONFIGURED, e.clone()))
     }
 
     pub fn configs(&self) -> &BTreeMap<String, ConnectionConfig> {
@@ -395,7 +406,7 @@ impl Connections {
         let endpoints = self.endpoints(name, config).await?;
         if let (Some(url), Ok(tokens)) = (endpoints.revoke, self.open_tokens(kept, &row)) {
             let token = tokens.refresh_token.unwrap_or(tokens.access_token);
-            let mut req = self.client.post(&url);
+            let mut req = self.http()?.post(&url);
             if let Some(SecretRef { secret }) = &config.client_secret
                 && let Ok(Some(v)) = self.secrets.get(tenant, secret).await
             {
@@ -744,7 +755,7 @@ impl Connections {
             )
         };
         let resp = self
-            .client
+            .http()?
             .get(&url)
             .send()
             .await
@@ -777,7 +788,7 @@ impl Connections {
                 format!("[connections.{name}] needs `token_url` (or an `issuer` whose discovery document names one)"),
             )
         })?;
-        let mut req = self.client.post(&url);
+        let mut req = self.http()?.post(&url);
         match &config.client_secret {
             Some(SecretRef { secret }) => {
                 let value = match self.secrets.get(tenant, secret).await {
