@@ -148,7 +148,8 @@ const SQLITE_ONLY: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// PostgreSQL's own migrations: a number also in [`MIGRATIONS`] replaces that file there.
+/// PostgreSQL's own migrations: a number also in [`MIGRATIONS`] replaces that file there; one
+/// that is not (29) is PostgreSQL's only.
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
         3,
@@ -174,6 +175,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         28,
         "executions retention and listings",
         include_str!("../migrations/postgres/0028_executions_retention.sql"),
+    ),
+    (
+        29,
+        "claim order in the due index",
+        include_str!("../migrations/postgres/0029_claim_order.sql"),
     ),
 ];
 

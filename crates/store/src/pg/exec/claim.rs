@@ -165,7 +165,12 @@ pub(super) async fn claim(
 /// runnable_at, the owner whose lease ran out (if one held it). The tenants with due work are
 /// found by skipping through the due index a tenant at a time (`due`, recursive: one index
 /// probe per tenant), not by a `DISTINCT` over every due row, which with thousands queued
-/// was most of a claim's time.
+/// was most of a claim's time. Two things keep a claim's plan bounded whatever the
+/// statistics say (a burst queued since the table was last analyzed made both go wrong):
+/// `tenants` is materialized, so each tenant's running executions are counted once per claim
+/// (inlined, the count ran once per candidate row), and the due index ends with `id`, so each
+/// tenant's candidates are read in order and the scan stops at the room it has (migration 29;
+/// the plan had relied on an incremental sort).
 const CLAIM_DUE: &str = "WITH RECURSIVE caps AS (SELECT * FROM UNNEST($5::TEXT[], $6::BIGINT[]) AS c(tenant_id, cap)), \
      due(tenant_id) AS ( \
        (SELECT tenant_id FROM executions \
@@ -180,7 +185,7 @@ const CLAIM_DUE: &str = "WITH RECURSIVE caps AS (SELECT * FROM UNNEST($5::TEXT[]
          AND (e.lease_owner IS NULL OR e.lease_expires_at < $3) \
          ORDER BY e.tenant_id LIMIT 1) \
        FROM due WHERE due.tenant_id IS NOT NULL), \
-     tenants AS ( \
+     tenants AS MATERIALIZED ( \
        SELECT d.tenant_id, COALESCE(caps.cap, $7) AS cap, ( \
          SELECT COUNT(*) FROM executions r WHERE r.tenant_id = d.tenant_id \
          AND r.lease_owner IS NOT NULL AND r.lease_expires_at >= $3 \
