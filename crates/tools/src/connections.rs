@@ -120,8 +120,8 @@ pub struct Connections {
     /// address; `None`: such connections cannot be used by this process.
     kept: Option<Kept>,
     /// Built on first use: a process that never buys a token never reads the system's root
-    /// certificates (a few milliseconds at every start).
-    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
+    /// certificates.
+    client: crate::http::LazyClient,
     tokens: Mutex<HashMap<(String, String), Slot>>,
     /// Discovery documents read, by issuer.
     discovered: Mutex<HashMap<String, Value>>,
@@ -149,7 +149,7 @@ impl Connections {
             configs,
             secrets,
             kept: None,
-            client: std::sync::OnceLock::new(),
+            client: crate::http::LazyClient::default(),
             tokens: Mutex::new(HashMap::new()),
             discovered: Mutex::new(HashMap::new()),
         })
@@ -157,17 +157,14 @@ impl Connections {
 
     /// The HTTP client of token requests, built on first use.
     fn http(&self) -> Result<&reqwest::Client, NodeError> {
-        self.client
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .timeout(TOKEN_TIMEOUT)
-                    .redirect(reqwest::redirect::Policy::none())
-                    .user_agent(concat!("hilo/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| format!("the HTTP client of connections could not start: {e}"))
-            })
-            .as_ref()
-            .map_err(|e| NodeError::new(codes::NOT_CONFIGURED, e.clone()))
+        self.client.get(|| {
+            reqwest::Client::builder()
+                .timeout(TOKEN_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("hilo/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| format!("the HTTP client of connections could not start: {e}"))
+        })
     }
 
     pub fn configs(&self) -> &BTreeMap<String, ConnectionConfig> {

@@ -409,12 +409,30 @@ impl Resolve for GuardedResolver {
 /// Redirects followed at most.
 pub const MAX_REDIRECTS: usize = 5;
 
+/// A reqwest client built on first use: a TLS client loads the platform's root
+/// certificates (a few milliseconds), which a process that never calls out (most runs, a
+/// worker's start, the benchmark) should not pay for. A build that failed is reported as
+/// `NOT_CONFIGURED` at every use.
+#[derive(Default)]
+pub(crate) struct LazyClient(std::sync::OnceLock<Result<reqwest::Client, String>>);
+
+impl LazyClient {
+    /// The client, built by `build` the first time.
+    pub(crate) fn get(
+        &self,
+        build: impl FnOnce() -> Result<reqwest::Client, String>,
+    ) -> Result<&reqwest::Client, NodeError> {
+        self.0
+            .get_or_init(build)
+            .as_ref()
+            .map_err(|e| NodeError::new(codes::NOT_CONFIGURED, e.clone()))
+    }
+}
+
 /// The one HTTP client of the tools: guarded, size-limited, idempotency-keyed.
 #[derive(Clone)]
 pub struct HttpClient {
-    /// Built on the first request: a TLS client loads the platform's root certificates, which
-    /// a process that never calls out (most runs, the benchmark) should not pay for.
-    client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+    client: Arc<LazyClient>,
     allow: Allow,
     max_response: usize,
 }
@@ -466,14 +484,14 @@ impl HttpClient {
             .map(|h| parse_allow_entry(h))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(HttpClient {
-            client: Arc::new(std::sync::OnceLock::new()),
+            client: Arc::default(),
             allow: Allow(Arc::new(entries)),
             max_response: settings.max_response_bytes,
         })
     }
 
     fn client(&self) -> Result<&reqwest::Client, NodeError> {
-        let built = self.client.get_or_init(|| {
+        self.client.get(|| {
             reqwest::Client::builder()
                 .dns_resolver(GuardedResolver {
                     allow: self.allow.clone(),
@@ -485,10 +503,7 @@ impl HttpClient {
                 .referer(false)
                 .build()
                 .map_err(|e| format!("the HTTP client could not start: {e}"))
-        });
-        built
-            .as_ref()
-            .map_err(|e| NodeError::new(codes::NOT_CONFIGURED, e.clone()))
+        })
     }
 
     /// Sends one request (following redirects) and maps its outcome to hilo's codes.
