@@ -170,20 +170,25 @@ pub(super) async fn claim(
 /// `tenants` is materialized, so each tenant's running executions are counted once per claim
 /// (inlined, the count ran once per candidate row), and the due index ends with `id`, so each
 /// tenant's candidates are read in order and the scan stops at the room it has (migration 29;
-/// the plan had relied on an incremental sort).
+/// the plan had relied on an incremental sort). The tenant probes are ordered as the due index
+/// is, all three columns, so that index is the only one that serves them without a sort: ordered
+/// by `tenant_id` alone, the planner could (and, with statistics from before a burst, did) walk
+/// `executions_by_tenant` instead, reading every finished and running execution of the tenant
+/// on the way to its first due one (~1,000 rows a claim halfway through a 2,000-execution
+/// run, the claim's largest part; `bench/pg/README.md`, 2026-11-28).
 const CLAIM_DUE: &str = "WITH RECURSIVE caps AS (SELECT * FROM UNNEST($5::TEXT[], $6::BIGINT[]) AS c(tenant_id, cap)), \
      due(tenant_id) AS ( \
        (SELECT tenant_id FROM executions \
          WHERE runnable_at IS NOT NULL AND runnable_at <= $3 \
          AND status IN ('pending', 'running', 'waiting') \
          AND (lease_owner IS NULL OR lease_expires_at < $3) \
-         ORDER BY tenant_id LIMIT 1) \
+         ORDER BY tenant_id, runnable_at, id LIMIT 1) \
        UNION ALL \
        SELECT (SELECT e.tenant_id FROM executions e WHERE e.tenant_id > due.tenant_id \
          AND e.runnable_at IS NOT NULL AND e.runnable_at <= $3 \
          AND e.status IN ('pending', 'running', 'waiting') \
          AND (e.lease_owner IS NULL OR e.lease_expires_at < $3) \
-         ORDER BY e.tenant_id LIMIT 1) \
+         ORDER BY e.tenant_id, e.runnable_at, e.id LIMIT 1) \
        FROM due WHERE due.tenant_id IS NOT NULL), \
      tenants AS MATERIALIZED ( \
        SELECT d.tenant_id, COALESCE(caps.cap, $7) AS cap, ( \
