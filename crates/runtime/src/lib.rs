@@ -58,6 +58,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use hilo_core::store::Store;
 use hilo_engine::Engine;
 
@@ -72,6 +73,10 @@ use crate::conversations::Hil;
 use crate::live::Live;
 use crate::runs::{Runner, Runs};
 use crate::workflow_cache::WorkflowCache;
+
+/// How far apart [`Runtime::run`] starts the background loops besides the worker (their first
+/// rounds one after another: see there).
+const STAGGER: Duration = Duration::from_millis(20);
 
 /// The runtime's settings (the CLI reads them from `hilo.toml`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -204,7 +209,7 @@ impl Runtime {
     /// (`workers` drives at once), the callback sender, the conversations' reconciler, the
     /// pruner of expired keys, the retention sweep (when `[store] retention` or a tier sets
     /// one), the gauges, the Redis queue (when configured) and the
-    /// schedules. Then gives in-flight executions `shutdown_grace_ms` to finish, stops the
+    /// schedules; the worker at once, the others [`STAGGER`] apart. Then gives in-flight executions `shutdown_grace_ms` to finish, stops the
     /// rest and gives their leases back, so another process (or the next start) continues
     /// them from their checkpoints at once.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send + 'static) {
@@ -232,22 +237,38 @@ impl Runtime {
                 }
             }));
         }
-        tasks.push(tokio::spawn(callbacks::run(
+        // The other loops, in the order their first rounds start: one after another,
+        // [`STAGGER`] apart, so that each finds the connection the last one used idle where
+        // they would all open their own at once (each a PostgreSQL backend, several
+        // milliseconds of the server's CPU to start; `bench/pg/README.md`, 2026-11-28).
+        let mut loops: Vec<BoxFuture<'static, ()>> = Vec::new();
+        if let Some(q) = settings.redis.clone() {
+            loops.push(Box::pin(ingress::queue::run(
+                self.runner().clone(),
+                q,
+                grace,
+                stopped(),
+            )));
+        }
+        loops.push(Box::pin(callbacks::run(
             self.store().clone(),
             self.secrets().cloned(),
             settings.callbacks.clone(),
             self.wake().clone(),
             stopped(),
         )));
-        tasks.push(tokio::spawn(conversations::run(
-            self.hil().clone(),
+        loops.extend(ingress::loops(self, &stopped));
+        loops.push(Box::pin(conversations::run(self.hil().clone(), stopped())));
+        loops.push(Box::pin(metrics::sample(
+            self.store().clone(),
+            self.llm().clone(),
             stopped(),
         )));
-        tasks.push(tokio::spawn(idempotency::prune(
+        loops.push(Box::pin(idempotency::prune(
             self.store().clone(),
             stopped(),
         )));
-        tasks.push(tokio::spawn(retention::run(
+        loops.push(Box::pin(retention::run(
             self.store().clone(),
             retention::Policy {
                 default: settings.retention,
@@ -255,20 +276,16 @@ impl Runtime {
             },
             stopped(),
         )));
-        tasks.push(tokio::spawn(metrics::sample(
-            self.store().clone(),
-            self.llm().clone(),
-            stopped(),
-        )));
-        if let Some(q) = settings.redis.clone() {
-            tasks.push(tokio::spawn(ingress::queue::run(
-                self.runner().clone(),
-                q,
-                grace,
-                stopped(),
-            )));
+        for (turn, task) in (1u32..).zip(loops) {
+            let stop = stopped();
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop => return,
+                    _ = tokio::time::sleep(STAGGER * turn) => {}
+                }
+                task.await;
+            }));
         }
-        tasks.extend(ingress::spawn(self, stopped));
         shutdown.await;
         let _ = stop_tx.send(true);
         // Let what runs finish, within the grace period.

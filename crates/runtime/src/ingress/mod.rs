@@ -14,8 +14,8 @@ pub mod webhook;
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use hilo_core::exec::{DELIVERY_KEY_PREFIX, TICK_KEY_PREFIX};
-use tokio::task::JoinHandle;
 
 use crate::Runtime;
 
@@ -26,20 +26,20 @@ pub const KEEP_TICK_CLAIMS_MS: i64 = 35 * 24 * 3_600_000;
 /// How often old claims are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Starts the ingress loops every process runs: the schedules (unless `[triggers]
-/// schedules = false`) and the pruning of old claims. (The Redis queue is started by
-/// [`Runtime::run`] when configured; webhooks arrive through the server's edge.)
-pub(crate) fn spawn<F, S>(rt: &Runtime, stopped: S) -> Vec<JoinHandle<()>>
+/// The ingress loops every process runs: the schedules (unless `[triggers] schedules =
+/// false`) and the pruning of old claims. (The Redis queue is started by [`Runtime::run`] when
+/// configured; webhooks arrive through the server's edge.)
+pub(crate) fn loops<F, S>(rt: &Runtime, stopped: &S) -> Vec<BoxFuture<'static, ()>>
 where
     S: Fn() -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    let mut tasks = Vec::new();
+    let mut loops: Vec<BoxFuture<'static, ()>> = Vec::new();
     if rt.settings().triggers.schedules {
-        tasks.push(tokio::spawn(schedule::run(rt.clone(), stopped())));
+        loops.push(Box::pin(schedule::run(rt.clone(), stopped())));
     }
-    tasks.push(tokio::spawn(prune(rt.clone(), stopped())));
-    tasks
+    loops.push(Box::pin(prune(rt.clone(), stopped())));
+    loops
 }
 
 /// Deletes delivery claims past `[triggers] dedup_ms` and tick claims past
