@@ -177,7 +177,10 @@ struct Inner {
     execution_observer: Mutex<Option<ExecutionObserver>>,
     /// Where agents' streamed model tokens go (live streams).
     tokens: Mutex<Option<TokenSink>>,
-    plans: Mutex<HashMap<(String, String, u64), Arc<Plan>>>,
+    plans: Mutex<HashMap<PlanKey, Arc<Plan>>>,
+    /// Stored versions whose definition a drive is reading now: the drives that need the same
+    /// one wait for that read (see `Engine::plan_of`).
+    plan_reads: Mutex<HashMap<PlanKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Executions being driven in this process (see [`Engine::drive`]).
     driving: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Drives ended in this process lately, by execution (see `Engine::try_exclusive`).
@@ -192,6 +195,9 @@ struct Inner {
     /// Whether an [`Outcome`] lists every node record (see [`Engine::set_outcome_nodes`]).
     outcome_nodes: std::sync::atomic::AtomicBool,
 }
+
+/// A stored version's plan: tenant, workflow, version.
+type PlanKey = (String, String, u64);
 
 /// The engine: starts, drives, answers and cancels executions on a store.
 #[derive(Clone)]
@@ -222,6 +228,7 @@ impl Engine {
                 execution_observer: Mutex::new(None),
                 tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
+                plan_reads: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
                 ended: Mutex::new(lease::Ended::default()),
                 leases: lease::Leases::default(),
@@ -251,6 +258,7 @@ impl Engine {
                 execution_observer: Mutex::new(None),
                 tokens: Mutex::new(None),
                 plans: Mutex::new(HashMap::new()),
+                plan_reads: Mutex::new(HashMap::new()),
                 driving: Mutex::new(HashMap::new()),
                 ended: Mutex::new(lease::Ended::default()),
                 leases: lease::Leases::default(),

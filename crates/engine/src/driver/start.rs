@@ -90,13 +90,32 @@ impl Engine {
         if let Some(plan) = self.cached_plan(tenant, &exec.workflow, exec.version) {
             return Ok(plan);
         }
-        let wf = self
+        // One read per version: the drives a worker's first claim starts together wait for the
+        // first one's read instead of each reading the same definition on a connection of its
+        // own (on PostgreSQL a backend each, several milliseconds of the server's CPU to start).
+        let key = (tenant.to_string(), exec.workflow.clone(), exec.version);
+        let gate = match self.inner.plan_reads.lock() {
+            Ok(mut reads) => Some(reads.entry(key.clone()).or_default().clone()),
+            Err(_) => None,
+        };
+        let _turn = match &gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        };
+        if let Some(plan) = self.cached_plan(tenant, &exec.workflow, exec.version) {
+            return Ok(plan);
+        }
+        let read = self
             .inner
             .store
             .get_workflow(tenant, &exec.workflow, Some(exec.version))
-            .await?
-            .workflow;
-        Ok(self.plan_for(tenant, &Arc::new(wf), false))
+            .await;
+        let plan = read.map(|stored| self.plan_for(tenant, &Arc::new(stored.workflow), false));
+        // Cached now (or failed: the drives still waiting read it again, one at a time).
+        if let Ok(mut reads) = self.inner.plan_reads.lock() {
+            reads.remove(&key);
+        }
+        Ok(plan?)
     }
 
     /// Checks `input` against the workflow's input schema.

@@ -1,7 +1,8 @@
-//! Fair claiming across tenants on PostgreSQL: a tenant's burst does not starve another
-//! tenant. Tenant A queues 1,000 executions, then tenant B queues 10; workers (two engines on
-//! separate connection pools, as two processes) finish B's long before A's queue drains.
-//! Needs the local server (127.0.0.1:5432, user `postgres`); the database is made fresh and
+//! Claims on PostgreSQL. Fair claiming across tenants: a tenant's burst does not starve
+//! another tenant. Tenant A queues 1,000 executions, then tenant B queues 10; workers (two
+//! engines on separate connection pools, as two processes) finish B's long before A's queue
+//! drains. And executions claimed together read their stored version once, so a worker does
+//! not open a connection per execution it starts. Needs the local server (127.0.0.1:5432, user `postgres`); the database is made fresh and
 //! dropped.
 
 use std::process::Command;
@@ -15,6 +16,8 @@ use hilo_store::PgStore;
 use serde_json::json;
 
 use crate::harness::{executor, load};
+use hilo_core::Format;
+use hilo_core::store::{Activation, NewWorkflow};
 
 struct PgDb {
     name: String,
@@ -39,8 +42,8 @@ fn psql(sql: &str) -> std::process::Output {
 }
 
 impl PgDb {
-    fn create() -> PgDb {
-        let name = format!("hilo_engine_fair_{}", std::process::id());
+    fn create(tag: &str) -> PgDb {
+        let name = format!("hilo_engine_{tag}_{}", std::process::id());
         psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         let o = psql(&format!("CREATE DATABASE {name}"));
         assert!(
@@ -87,9 +90,30 @@ async fn succeeded(store: &dyn Store, tenant: &str) -> usize {
         .len()
 }
 
+/// Runs `engine`'s worker loop (`concurrency` drives at once) until `stopped` says so.
+fn work(
+    engine: Engine,
+    concurrency: usize,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        engine
+            .run_worker(
+                concurrency,
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+                Duration::from_secs(5),
+                |id, e| panic!("worker error on {id}: {e}"),
+            )
+            .await
+            .unwrap();
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_one_tenant_does_not_starve_another_on_postgres() {
-    let db = PgDb::create();
+    let db = PgDb::create("fair");
     let store: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
     let engine = |store: Arc<dyn Store>, n: u32| {
         let tools = executor(&store);
@@ -122,19 +146,7 @@ async fn a_burst_of_one_tenant_does_not_starve_another_on_postgres() {
     for n in 1..=2 {
         let own: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
         let e = engine(own, n);
-        let mut stopped = stopped.clone();
-        workers.push(tokio::spawn(async move {
-            e.run_worker(
-                8,
-                async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                },
-                Duration::from_secs(5),
-                |id, e| panic!("worker error on {id}: {e}"),
-            )
-            .await
-            .unwrap();
-        }));
+        workers.push(work(e, 8, stopped.clone()));
     }
     let started = Instant::now();
     let (mut b_done_at, mut a_when_b_done) = (None, 0);
@@ -173,5 +185,75 @@ async fn a_burst_of_one_tenant_does_not_starve_another_on_postgres() {
     assert!(
         b_done_at * 3 < all_done,
         "b finished long before a's queue drained"
+    );
+}
+
+/// A worker's first claim starts its 16 executions of one stored version together. They read
+/// the definition once (the others wait for that read): each reading it apart took a pooled
+/// connection of its own at the same moment, a PostgreSQL backend per execution (~13 per worker
+/// in `bench/pg/run`, where a new backend's first statements cost ~10× their warm time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_claimed_together_read_their_stored_version_once_on_postgres() {
+    let db = PgDb::create("reads");
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
+    // A safe call that answers at once runs ahead of its step's commit (its audit row written
+    // with it): an execution is one commit, as `bench/pg/run`'s.
+    let source = WORKFLOW.replace("test.sleep, with: {ms: 2}", "test.echo, with: {x: 1}");
+    let wf = load(&source);
+    store
+        .import_workflow(
+            "a",
+            NewWorkflow {
+                workflow: &wf,
+                source: &source,
+                format: Format::Yaml,
+            },
+            Activation::IfNewest,
+        )
+        .await
+        .unwrap();
+    let options = |owner: &str| EngineOptions {
+        owner: owner.to_string(),
+        lease_ms: 30_000,
+        ..EngineOptions::default()
+    };
+    let queuer = Engine::new(store.clone(), executor(&store), None, options("queuer"));
+    for _ in 0..16 {
+        queuer
+            .create("a", &wf, false, json!({}), true)
+            .await
+            .unwrap();
+    }
+    // The worker's pool, told apart from the test's own connections by its name.
+    let app = format!("hilo_reads_{}", std::process::id());
+    let url = format!("{}?application_name={app}", db.url);
+    let own: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    let worker = Engine::new(own.clone(), executor(&own), None, options("worker"));
+    // As `hilo worker`: each execution's status, not its node records read back.
+    worker.set_outcome_nodes(false);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let run = work(worker, 16, stopped);
+    let started = Instant::now();
+    while succeeded(store.as_ref(), "a").await < 16 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the 16 executions did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Connections the worker's pool opened (it keeps them open while idle).
+    let opened = psql(&format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name = '{app}'",
+        db.name
+    ));
+    let opened: u32 = String::from_utf8_lossy(&opened.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    stop.send(true).unwrap();
+    run.await.unwrap();
+    assert!(
+        (1..=6).contains(&opened),
+        "the worker opened {opened} connections to start 16 executions of one stored version"
     );
 }
