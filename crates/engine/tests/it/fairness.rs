@@ -2,8 +2,8 @@
 //! another tenant. Tenant A queues 1,000 executions, then tenant B queues 10; workers (two
 //! engines on separate connection pools, as two processes) finish B's long before A's queue
 //! drains. And executions claimed together read their stored version once, so a worker does
-//! not open a connection per execution it starts. Needs the local server (127.0.0.1:5432, user `postgres`); the database is made fresh and
-//! dropped.
+//! not open a connection per execution it starts. Needs the local server (127.0.0.1:5432,
+//! user `postgres`); the database is made fresh and dropped.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -252,8 +252,10 @@ async fn executions_claimed_together_read_their_stored_version_once_on_postgres(
         .unwrap();
     stop.send(true).unwrap();
     run.await.unwrap();
+    // Its claims, commit batches and listener: a few, where a read of the definition per
+    // execution took all 16 at once.
     assert!(
-        (1..=6).contains(&opened),
+        (1..=8).contains(&opened),
         "the worker opened {opened} connections to start 16 executions of one stored version"
     );
 }
