@@ -209,9 +209,9 @@ impl Runtime {
     /// (`workers` drives at once), the callback sender, the conversations' reconciler, the
     /// pruner of expired keys, the retention sweep (when `[store] retention` or a tier sets
     /// one), the gauges, the Redis queue (when configured) and the
-    /// schedules; the worker at once, the others [`STAGGER`] apart. Then gives in-flight executions `shutdown_grace_ms` to finish, stops the
-    /// rest and gives their leases back, so another process (or the next start) continues
-    /// them from their checkpoints at once.
+    /// schedules; the worker at once, the others [`STAGGER`] apart. Then gives in-flight
+    /// executions `shutdown_grace_ms` to finish, stops the rest and gives their leases back,
+    /// so another process (or the next start) continues them from their checkpoints at once.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {

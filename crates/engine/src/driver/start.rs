@@ -94,14 +94,15 @@ impl Engine {
         // first one's read instead of each reading the same definition on a connection of its
         // own (on PostgreSQL a backend each, several milliseconds of the server's CPU to start).
         let key = (tenant.to_string(), exec.workflow.clone(), exec.version);
-        let gate = match self.inner.plan_reads.lock() {
-            Ok(mut reads) => Some(reads.entry(key.clone()).or_default().clone()),
-            Err(_) => None,
+        let gate = {
+            let mut reads = self
+                .inner
+                .plan_reads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            reads.entry(key.clone()).or_default().clone()
         };
-        let _turn = match &gate {
-            Some(gate) => Some(gate.lock().await),
-            None => None,
-        };
+        let _turn = gate.lock().await;
         if let Some(plan) = self.cached_plan(tenant, &exec.workflow, exec.version) {
             return Ok(plan);
         }
@@ -112,9 +113,11 @@ impl Engine {
             .await;
         let plan = read.map(|stored| self.plan_for(tenant, &Arc::new(stored.workflow), false));
         // Cached now (or failed: the drives still waiting read it again, one at a time).
-        if let Ok(mut reads) = self.inner.plan_reads.lock() {
-            reads.remove(&key);
-        }
+        self.inner
+            .plan_reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
         Ok(plan?)
     }
 
