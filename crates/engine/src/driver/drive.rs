@@ -413,6 +413,7 @@ impl Engine {
                     let (status, output, error) =
                         (m.status(), m.output().cloned(), m.error().cloned());
                     if !m.holds_every_record()
+                        && mode == Mode::Foreground
                         && engine
                             .inner
                             .outcome_nodes

@@ -114,7 +114,9 @@ pub type ExecutionObserver = Arc<dyn Fn(&Observed<'_>, &Event) + Send + Sync>;
 pub enum Mode {
     /// Through timers and child executions, until it ends or waits for a person.
     Foreground,
-    /// Until it ends or waits for anything (a worker).
+    /// Until it ends or waits for anything (a worker). Its [`Outcome`] lists the node records
+    /// the drive still holds, never reading the rest back (see [`Engine::set_outcome_nodes`]):
+    /// such a drive's caller looks at its status and output only.
     Background,
 }
 
@@ -273,7 +275,9 @@ impl Engine {
     /// a run with loops drops ended iterations' records from memory as they are committed,
     /// and reads them back from the store for its outcome: a caller that only looks at the
     /// status and output (a worker, `hilo run` without `--json`, the benchmarks) turns it off
-    /// and gets the records still in memory (never fewer than the top level's).
+    /// and gets the records still in memory (never fewer than the top level's). A
+    /// [`Mode::Background`] drive never reads them back, whatever this says (the worker loop of
+    /// `hilo serve`, whose engine answers the API with every record, drives that way).
     pub fn set_outcome_nodes(&self, all: bool) {
         self.inner
             .outcome_nodes

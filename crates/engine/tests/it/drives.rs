@@ -542,3 +542,52 @@ edges:
         );
     }
 }
+
+/// A drive's outcome lists every node record in the foreground (read back from the store when
+/// the drive let ended iterations go), and in the background only those the drive still holds
+/// (a worker's drive, whose outcome nobody reads for its records, never reads them back); the
+/// store has every record either way.
+#[tokio::test]
+async fn a_background_drive_does_not_read_its_records_back() {
+    let env = env().await;
+    let wf = std::sync::Arc::new(load(
+        r#"
+name: many
+version: 1
+nodes:
+  - id: each
+    type: loop
+    for_each: "`[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40]`"
+    body:
+      nodes:
+        - {id: step, type: tool, tool: test.echo, with: {i: "${ item }"}}
+        - {id: next, type: finish}
+      edges:
+        - {from: step, to: next}
+  - {id: done, type: finish}
+edges:
+  - {from: each, to: done}
+"#,
+    ));
+    let every = 2 + 40 * 2;
+    for (mode, listed) in [(Mode::Foreground, true), (Mode::Background, false)] {
+        let started = start_new(&env, &wf).await;
+        let o = env
+            .engine
+            .drive_started(started, mode, false)
+            .await
+            .unwrap();
+        assert_eq!(o.status.as_str(), "succeeded", "{:?}", o.error);
+        let stored = env.store.node_records(&o.execution_id).await.unwrap();
+        assert_eq!(stored.len(), every, "{mode:?}");
+        if listed {
+            assert_eq!(o.nodes.len(), every, "{mode:?}");
+        } else {
+            assert!(
+                o.nodes.len() < every && o.nodes.iter().any(|n| n.key == "done"),
+                "{mode:?}: {} records listed",
+                o.nodes.len()
+            );
+        }
+    }
+}
