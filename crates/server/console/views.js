@@ -411,8 +411,13 @@ export async function conversation(main, { id, query, session }) {
   const post = async (what, body, done) => {
     try {
       const r = await api('POST', `/conversations/${encodeURIComponent(id)}/${what}`, body);
-      live.textContent = typeof done === 'function' ? done(r || {}) : done;
-      drawFacts(await api('GET', `/conversations/${encodeURIComponent(id)}`));
+      const said = typeof done === 'function' ? done(r || {}) : done;
+      // Announced once the page shows it: the facts and the actions are redrawn first.
+      try {
+        drawFacts(await api('GET', `/conversations/${encodeURIComponent(id)}`));
+      } finally {
+        live.textContent = said;
+      }
     } catch (e) {
       live.textContent = e.message;
     }
