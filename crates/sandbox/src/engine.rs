@@ -1,13 +1,18 @@
 //! One call on a worker's QuickJS runtime, and [`check`].
 //!
-//! A worker thread owns one [`Engine`], which keeps a QuickJS `Runtime` between calls (its atom
-//! table, shapes and allocator warm) but gives every call a fresh `Context` (a new realm: new
-//! globals, new prototypes), so nothing a script does is seen by the next one. After answering
-//! a call the worker frees that call's realm and makes the next one ([`Engine::prepare`]), so
-//! the three quarters of a call's work that a fresh realm costs are not on the next call's
-//! path. The runtime is dropped and made again after any call that ended otherwise than with a
-//! result or the script's own error (a limit, a cancel, a job still queued), and after
-//! [`RECYCLE_AFTER`] calls.
+//! A worker thread owns one [`Engine`], whose QuickJS runtime lives in a range of address
+//! space of its own (heap.rs). On the worker's first call the runtime is made with one context
+//! (a realm: globals, prototypes), the prelude's bytecode read in and the Rust functions the
+//! prelude is given made; then the whole heap is saved (a few hundred KB). After every call
+//! the saved heap is copied back over it ([`Engine::prepare`], once the call is answered), so
+//! every call starts from the same bytes: nothing a script does (globals, prototypes, atoms,
+//! a call stopped mid-way by its deadline or its heap) is seen by the next one, and neither a
+//! fresh realm nor the collector's pass over the last one is paid per call (they were three
+//! quarters of a trivial call's work). Nothing of a call is ever collected or finalised: its
+//! garbage is overwritten. So no JavaScript object a call makes may own Rust data; the Rust
+//! functions a call reaches are made with the image, capture nothing of a call (they read
+//! the running call's clock, dice, deadline and host from a thread-local, `CURRENT`), and are
+//! held from Rust ([`Pins`]), so no script can have them freed.
 //!
 //! A call: the prelude (`prelude.js`, read from bytecode compiled once per process) fixes the
 //! clock and the dice and hands back its helpers; args and state cross as JSON text (the state
@@ -25,23 +30,11 @@
 //! btoa (web APIs). No module loader is installed (any `import` fails), and there is no
 //! `require`, no quickjs-libc (`std`, `os`, `print`, timers), no WebAssembly.
 //!
-//! **A context as large as the script needs.** Making and freeing a context is most of a
-//! call's work, and the collections (Map, Set, WeakMap, WeakSet) and the typed arrays are a
-//! fifth of it. A script whose source names none of them (`FULL_ONLY`, realm.rs) and none of
-//! the doors to the global object (`globalThis`, `eval`, `Function`, `constructor`), holds no
-//! `\u` escape and calls no host gets a lean context without them ([`Realm::of`]: a scan of
-//! the source's words, comments and strings included, so the same source always gets the same
-//! context); one that also never names `Date` gets it without `Date` too (its intrinsics and
-//! the prelude's accessor for the deterministic one were ~4 % of a trivial call). What a
-//! lean context lacks can still be reached by a script that finds the `Function` constructor
-//! by reflection and names the global in a string; it is then not defined, and the error
-//! says to name it in the script. A worker readies the kind of context its last call needed.
-//!
 //! **`eval` and `new Function` are available.** QuickJS compiles every source, the module
 //! included, through the context's eval hook: without the `Eval` intrinsic the module itself
 //! does not compile. (Bytecode compiled elsewhere can be read only as static data, through
 //! rquickjs's `Bundle`, which is how the prelude is read; otherwise reading bytecode is `unsafe`
-//! in rquickjs, and `unsafe_code` is forbidden here.) What they compile runs in the same realm,
+//! in rquickjs, and this file has no `unsafe` code.) What they compile runs in the same realm,
 //! under the same deadline, heap and stack limits, and sees the same globals, so they reach
 //! nothing beyond the language: there is no host object to reach.
 //!
@@ -64,7 +57,7 @@
 //! typed-array sort of a full 32 MB heap ~1 s, `toString` of the largest BigInt (2^20 bits)
 //! ~7 s, `normalize` of a 2 M-character string ~0.2 s).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
@@ -76,12 +69,13 @@ use rquickjs::function::{IntoJsFunc, Params, RustFunction};
 use rquickjs::loader::{Bundle, Loader, bundle};
 use rquickjs::module::WriteOptions;
 use rquickjs::promise::PromiseState;
-use rquickjs::{Context, Ctx, Function, Module, Object, Promise, Runtime, Type, Value};
+use rquickjs::{Context, Ctx, Function, Module, Object, Persistent, Promise, Runtime, Type, Value};
 use tokio::runtime::Handle;
 
 use crate::dice::Dice;
+use crate::heap::{Space, SpaceAlloc};
 use crate::position::{self, MODULE_FILE};
-use crate::realm::{Intrinsics, Realm, lean_miss};
+use crate::realm::Intrinsics;
 use crate::{Call, CodeError, Host, Limits, SyntaxError};
 
 /// The prelude, the deterministic Date it installs when a script first uses `Date`, and its
@@ -93,10 +87,6 @@ const PRELUDE_LARGE: &str = include_str!("prelude_large.js");
 const PRELUDE_NAME: &str = "<sandbox>";
 const PRELUDE_DATE_NAME: &str = "<sandbox-date>";
 const PRELUDE_LARGE_NAME: &str = "<sandbox-large>";
-
-/// A runtime is made again after this many calls, so nothing (interned atoms, fragmentation)
-/// grows without bound on a long-lived worker.
-pub(crate) const RECYCLE_AFTER: u32 = 10_000;
 
 /// JSON given to or taken from a script is nested at most this deep: the deepest serde_json
 /// parses (its recursion limit of 128 refuses a 128th level), so every value that passes can
@@ -164,18 +154,130 @@ fn prelude_bundle() -> Result<Bundle, CodeError> {
         .map_err(|e| CodeError::internal(format!("the sandbox's prelude does not compile: {e}")))
 }
 
-/// The worker's QuickJS runtime, kept between calls, and the fresh context the next call will
-/// use, made (by [`Engine::prepare`]) after the previous call was answered.
+thread_local! {
+    /// The call this worker thread is running: what the image's Rust functions act on (they
+    /// are made once, with the image, so they capture nothing of a call).
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// A call's state, as the image's Rust functions see it.
+struct Current {
+    watch: Rc<Watch>,
+    dice: Cell<Dice>,
+    link: Option<HostLink>,
+}
+
+/// The functions of the image a call uses, held from Rust (so that nothing a script does can
+/// free them, nor the Rust data they own: a call's garbage is never collected, it is put back).
+struct Pins {
+    /// The prelude's default export.
+    setup: Persistent<Function<'static>>,
+    random: Persistent<Function<'static>>,
+    load_date: Persistent<Function<'static>>,
+    load_large: Persistent<Function<'static>>,
+    expired: Persistent<Function<'static>>,
+    /// Given to the prelude only for a call with a host.
+    host: Persistent<Function<'static>>,
+}
+
+/// A worker's QuickJS runtime in its own [`Space`], with one context (every intrinsic of
+/// [`Intrinsics`]), the prelude read in and the Rust functions made: saved once made, and put
+/// back after every call.
+struct Image {
+    // Dropped in this order, after `drop` has put the saved heap back.
+    pins: Pins,
+    context: Context,
+    runtime: Runtime,
+    space: Rc<Space>,
+}
+
+impl Image {
+    fn new(prelude: Bundle) -> Result<Image, String> {
+        let space = Space::new().ok_or_else(|| {
+            format!(
+                "the system refused to reserve {} GiB of address space for its heap",
+                crate::heap::RESERVE >> 30
+            )
+        })?;
+        let runtime =
+            Runtime::new_with_alloc(SpaceAlloc(space.clone())).map_err(|e| e.to_string())?;
+        let context = Context::custom::<Intrinsics>(&runtime).map_err(|e| e.to_string())?;
+        let pins = context
+            .with(|ctx| make_pins(&ctx, prelude))
+            .map_err(|e| e.to_string())?;
+        // The garbage of making it, out of the image.
+        runtime.run_gc();
+        space.save();
+        tracing::debug!(
+            bytes = space.image_bytes(),
+            "the sandbox saved a worker's QuickJS heap"
+        );
+        Ok(Image {
+            pins,
+            context,
+            runtime,
+            space,
+        })
+    }
+}
+
+/// The prelude read in and the Rust functions the image keeps.
+fn make_pins<'js>(ctx: &Ctx<'js>, prelude: Bundle) -> rquickjs::Result<Pins> {
+    let pin = |f: Function<'js>| Persistent::save(ctx, f);
+    let setup = load(ctx, prelude, PRELUDE_NAME)?;
+    // The Date and large-work modules, read when a script first needs them, and the deadline
+    // as the latter asks for it.
+    let load_date = rust_function(ctx, move |ctx: Ctx<'js>| {
+        load(&ctx, prelude, PRELUDE_DATE_NAME)
+    })?;
+    let load_large = rust_function(ctx, move |ctx: Ctx<'js>| {
+        load(&ctx, prelude, PRELUDE_LARGE_NAME)
+    })?;
+    let expired = rust_function(ctx, || {
+        CURRENT.with(|c| c.borrow().as_ref().is_none_or(|c| c.watch.stop()))
+    })?;
+    let host = rust_function(ctx, |name: String, args: Option<String>| {
+        CURRENT.with(
+            |c| match c.borrow().as_ref().and_then(|c| c.link.as_ref()) {
+                Some(link) => link.call(name, args),
+                None => vec!["err".into(), "INTERNAL".into(), "no host".into()],
+            },
+        )
+    })?;
+    let random = rust_function(ctx, || {
+        CURRENT.with(|c| {
+            c.borrow().as_ref().map_or(0.0, |c| {
+                let mut dice = c.dice.get();
+                let r = dice.random();
+                c.dice.set(dice);
+                r
+            })
+        })
+    })
+    .and_then(|f| f.with_name("random"))?;
+    Ok(Pins {
+        setup: pin(setup),
+        random: pin(random),
+        load_date: pin(load_date),
+        load_large: pin(load_large),
+        expired: pin(expired),
+        host: pin(host),
+    })
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        // What the runtime frees when dropped must be the heap as it was made, whatever the
+        // last call left.
+        self.space.restore();
+    }
+}
+
+/// The worker's QuickJS heap (its [`Image`]), put back after each call.
 #[derive(Default)]
 pub(crate) struct Engine {
-    /// Made in `runtime` and never entered yet (dropped first), and what it was made as.
-    ready: Option<(Realm, Context)>,
-    /// What the next context is made as: what the last call needed.
-    next: Realm,
-    runtime: Option<Runtime>,
-    /// Calls run on `runtime`.
-    calls: u32,
-    /// A call ran since the last collection.
+    image: Option<Image>,
+    /// A call ran since the image was put back.
     dirty: bool,
 }
 
@@ -216,50 +318,43 @@ impl Engine {
             }
             (None, _) => None,
         };
-        let prelude = prelude_bundle()?;
-        let realm = Realm::of(call);
-        self.next = realm;
-        if self.ready.as_ref().is_some_and(|(made, _)| *made != realm) {
-            // Never entered, but a cycle all the same: collected before the call's heap limit.
-            self.ready = None;
-            self.dirty = true;
-        }
-        if self.ready.is_none() {
+        if self.image.is_none() || self.dirty {
             self.prepare();
         }
-        let (Some(runtime), Some((_, context))) = (self.runtime.take(), self.ready.take()) else {
+        let Some(image) = &self.image else {
             return Err(CodeError::internal(
                 "QuickJS could not start a runtime or make a context",
             ));
         };
-        self.calls = self.calls.saturating_add(1);
         self.dirty = true;
+        let runtime = &image.runtime;
         runtime.set_max_stack_size(limits.stack_bytes);
         runtime.set_memory_limit(limits.memory_bytes);
         let poll = watch.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || poll.stop())));
+        let has_host = link.is_some();
+        CURRENT.with(|c| {
+            *c.borrow_mut() = Some(Current {
+                watch: watch.clone(),
+                dice: Cell::new(Dice::new(call.seed)),
+                link,
+            })
+        });
         let script_cpu = Cell::new(0u64);
-        let result =
-            context.with(|ctx| execute(&ctx, call, &limits, &watch, link, prelude, &script_cpu));
-        drop(context);
+        let result = image.context.with(|ctx| {
+            execute(
+                &ctx,
+                call,
+                &limits,
+                &watch,
+                &image.pins,
+                has_host,
+                &script_cpu,
+            )
+        });
+        CURRENT.with(|c| c.borrow_mut().take());
         runtime.set_interrupt_handler(None);
-        let result = conclude(result, &watch, &limits, &call.source, realm);
-        let healthy = matches!(
-            result,
-            Ok(_)
-                | Err(CodeError::Thrown { .. }
-                    | CodeError::Syntax(_)
-                    | CodeError::OutputInvalid { .. }
-                    | CodeError::Host { .. })
-        );
-        if healthy && !runtime.is_job_pending() && self.calls < RECYCLE_AFTER {
-            self.runtime = Some(runtime);
-        } else {
-            tracing::debug!(
-                calls = self.calls,
-                "the sandbox makes a new QuickJS runtime for the next call"
-            );
-        }
+        let result = conclude(result, &watch, &limits, &call.source);
         result.map(|value| Done {
             value,
             host_calls: host_calls.get(),
@@ -268,48 +363,32 @@ impl Engine {
     }
 
     /// Readies the next call, off the critical path (the pool calls it once a call has been
-    /// answered, and `run` when nothing is ready): frees what the last call left (its realm is
-    /// a cycle, held by its own functions, so only the collector frees it, and it must not count
-    /// against the next call's heap limit) and makes the next call's fresh context. Together
-    /// these are three quarters of a call's work.
+    /// answered, and `run` when nothing is ready): puts the saved heap back over whatever the
+    /// last call left (one copy of a few hundred KB, where freeing the last realm and making a
+    /// fresh one were three quarters of a call), or makes the image on a worker's first call.
     pub(crate) fn prepare(&mut self) {
-        if self.runtime.is_none() {
-            self.ready = None;
-            self.calls = 0;
-            self.dirty = false;
-            match Runtime::new() {
-                Ok(runtime) => self.runtime = Some(runtime),
-                Err(e) => {
-                    tracing::warn!(error = %e, "QuickJS could not start a runtime");
-                    return;
+        match &self.image {
+            Some(image) => {
+                if self.dirty {
+                    image.space.restore();
                 }
             }
+            None => match prelude_bundle()
+                .map_err(|e| e.to_string())
+                .and_then(Image::new)
+            {
+                Ok(image) => self.image = Some(image),
+                Err(e) => tracing::warn!(error = %e, "the sandbox could not make its QuickJS heap"),
+            },
         }
-        let Some(runtime) = &self.runtime else { return };
-        if self.dirty {
-            runtime.run_gc();
-            self.dirty = false;
-        }
-        if self.ready.is_none() {
-            // Made without a heap limit: rquickjs does not report an intrinsic that failed to
-            // allocate, and a half-made realm must never run code. Its size does not depend on
-            // the call.
-            runtime.set_memory_limit(0);
-            match self.next.make(runtime) {
-                Ok(context) => self.ready = Some((self.next, context)),
-                Err(e) => tracing::warn!(error = %e, "QuickJS could not make a context"),
-            }
-        }
+        self.dirty = false;
     }
 
     /// After a panic: the runtime may be mid-call, and freeing it could trip QuickJS's own
-    /// assertions (an abort), so it is leaked instead.
+    /// assertions (an abort), so it is leaked instead, its space included.
     pub(crate) fn poison(&mut self) {
-        if let Some((_, context)) = self.ready.take() {
-            std::mem::forget(context);
-        }
-        if let Some(runtime) = self.runtime.take() {
-            std::mem::forget(runtime);
+        if let Some(image) = self.image.take() {
+            std::mem::forget(image);
         }
     }
 }
@@ -428,7 +507,6 @@ fn conclude(
     watch: &Watch,
     limits: &Limits,
     source: &str,
-    realm: Realm,
 ) -> Result<serde_json::Value, CodeError> {
     match watch.trip.get() {
         Trip::Deadline => {
@@ -475,17 +553,9 @@ fn conclude(
                 column: c.column,
             },
             _ => CodeError::Thrown {
-                message: match (refused_import(&c.message), lean_miss(&c.message, realm)) {
-                    (Some(refusal), _) => format!("ReferenceError: {refusal}"),
-                    (None, Some(name)) => format!(
-                        "{}: this script's context was made without {name}: `Date`, the \
-                         collections (Map, Set, WeakMap, WeakSet) and the typed arrays are made \
-                         only for scripts whose source names them (the collections and typed \
-                         arrays also for `globalThis`, `eval`, `Function`, `constructor`); name \
-                         `{name}` in the script",
-                        c.message
-                    ),
-                    (None, None) => c.message,
+                message: match refused_import(&c.message) {
+                    Some(refusal) => format!("ReferenceError: {refusal}"),
+                    None => c.message,
                 },
                 line: c.line,
                 column: c.column,
@@ -569,55 +639,30 @@ fn quoted_in(source: &str, name: &str) -> Option<(u32, u32)> {
     Some((u32::try_from(line).ok()?, u32::try_from(column).ok()?))
 }
 
-/// Everything between a fresh context and the result's JSON.
+/// Everything between the put-back context and the result's JSON.
 fn execute<'js>(
     ctx: &Ctx<'js>,
     call: &Call,
     limits: &Limits,
     watch: &Rc<Watch>,
-    link: Option<HostLink>,
-    prelude: Bundle,
+    pins: &Pins,
+    has_host: bool,
     script_cpu: &Cell<u64>,
 ) -> Result<serde_json::Value, Fail> {
     let setup_failed = |e| Fail::Setup(describe(ctx, e, None));
-    let setup = load(ctx, prelude, PRELUDE_NAME).map_err(setup_failed)?;
-    // The Date and large-work modules, read when the script first needs them, and the
-    // deadline as the latter asks for it.
-    let load_date = rust_function(ctx, move |ctx: Ctx<'js>| {
-        load(&ctx, prelude, PRELUDE_DATE_NAME)
-    })
-    .map_err(setup_failed)?;
-    let load_large = rust_function(ctx, move |ctx: Ctx<'js>| {
-        load(&ctx, prelude, PRELUDE_LARGE_NAME)
-    })
-    .map_err(setup_failed)?;
-    let deadline = watch.clone();
-    let expired = rust_function(ctx, move || deadline.stop()).map_err(setup_failed)?;
-    let native = match link {
-        Some(link) => rust_function(ctx, move |name: String, args: Option<String>| {
-            link.call(name, args)
-        })
-        .map_err(setup_failed)?
-        .into_value(),
-        None => Value::new_undefined(ctx.clone()),
+    let pinned = |p: &Persistent<Function<'static>>| p.clone().restore(ctx).map_err(setup_failed);
+    let native = match has_host {
+        true => pinned(&pins.host)?.into_value(),
+        false => Value::new_undefined(ctx.clone()),
     };
-    let dice = Cell::new(Dice::new(call.seed));
-    let random = rust_function(ctx, move || {
-        let mut d = dice.get();
-        let r = d.random();
-        dice.set(d);
-        r
-    })
-    .and_then(|f| f.with_name("random"))
-    .map_err(setup_failed)?;
-    let helpers: Object = setup
+    let helpers: Object = pinned(&pins.setup)?
         .call((
             call.now_ms as f64,
-            random,
+            pinned(&pins.random)?,
             longest_array(limits.memory_bytes),
-            load_date,
-            load_large,
-            expired,
+            pinned(&pins.load_date)?,
+            pinned(&pins.load_large)?,
+            pinned(&pins.expired)?,
             native,
         ))
         .map_err(setup_failed)?;

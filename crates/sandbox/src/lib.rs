@@ -11,9 +11,10 @@
 //! - [`check`]: compile a module without running it (validation's `INVALID_CODE`).
 //! - [`CodeError`] (`error.rs`): every way a call fails, each with a stable code.
 //!
-//! Inside: `engine.rs` runs one call on a worker's QuickJS runtime (a fresh context each call,
-//! the limits, the job queue, the result); `realm.rs` chooses the context a source gets (lean,
-//! dated or full); `dice.rs` is the call's seeded `Math.random`; `prelude.js` is the
+//! Inside: `engine.rs` runs one call on a worker's QuickJS runtime (its heap saved once made and
+//! put back after every call, the limits, the job queue, the result); `heap.rs` is that heap's
+//! range of address space and allocator (the crate's only `unsafe` code); `realm.rs` lists the
+//! context's intrinsics; `dice.rs` is the call's seeded `Math.random`; `prelude.js` is the
 //! JavaScript every context runs first (the deep freeze, `tools`, guards on the built-ins
 //! QuickJS cannot interrupt), `prelude_date.js` the deterministic `Date` it installs on first use (the
 //! fixed clock, UTC as local time) and `prelude_large.js` its interruptible paths for large
@@ -31,6 +32,7 @@
 mod dice;
 mod engine;
 mod error;
+mod heap;
 mod pool;
 mod position;
 mod realm;

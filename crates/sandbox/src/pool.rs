@@ -9,7 +9,7 @@
 //! interrupt handler reads). Workers are dedicated threads, started as the number of calls in
 //! flight first reaches them (at most `n`), each with its own [`Engine`]; none is a runtime
 //! worker, so a busy script never stalls tokio. A worker that has answered a call readies the
-//! next one ([`Engine::prepare`]: the last realm freed, a fresh one made) before it takes the
+//! next one ([`Engine::prepare`]: its saved heap copied back over the last call's) before it takes the
 //! next job. Workers end when the last clone of the `Sandbox` is dropped.
 
 use flume::{Receiver, Sender};

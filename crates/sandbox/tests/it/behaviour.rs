@@ -61,7 +61,7 @@ async fn the_same_call_gives_the_same_output() {
 async fn a_seed_and_a_clock_always_give_the_same_values() {
     let sandbox = Sandbox::new(1);
     let dice = "export default () => [Math.random(), Math.random(), Math.random(), Math.random(), Date.now(), new Date().getTime()]";
-    // A lean context and a full one (the source names `Map`) draw the same numbers.
+    // A script that names `Map` draws the same numbers.
     let full = "export default () => { new Map(); return [Math.random(), Math.random(), Math.random(), Math.random(), Date.now(), new Date().getTime()] }";
     let expected = [
         (
@@ -548,16 +548,29 @@ async fn array_methods_keep_the_languages_results() {
     }
 }
 
-/// Lean and full contexts (see `engine.rs`): what a script names it has, calls of both kinds
-/// alternate on one worker without one seeing the other's, and a script that reaches a
-/// collection it did not name is told to name it.
+/// Every call starts from the same saved heap (see `engine.rs`): every global is there, named
+/// or reached by reflection, and nothing a call did (globals, prototypes, built-ins replaced,
+/// large strings, a call stopped by its deadline or its heap) is seen by the next on the worker.
 #[tokio::test]
-async fn a_script_has_every_global_it_names_whatever_ran_before_on_its_worker() {
+async fn a_script_has_every_global_and_sees_nothing_a_previous_call_on_its_worker_did() {
     let sandbox = Sandbox::new(1);
-    let lean = "export default (args) => ({ sum: args.xs.reduce((a, b) => a + b, 0), kinds: typeof WeakRef })";
-    let full = "export default (args) => { const seen = new Set(args.xs); const bytes = new Uint8Array([...seen]); globalThis.leak = 1; return { distinct: seen.size, last: bytes[bytes.length - 1], map: new Map([[1, 2]]).get(1) } }";
+    let plain = "export default (args) => ({ sum: args.xs.reduce((a, b) => a + b, 0), kinds: typeof WeakRef })";
+    let full = "export default (args) => { const seen = new Set(args.xs); const bytes = new Uint8Array([...seen]); return { distinct: seen.size, last: bytes[bytes.length - 1], map: new Map([[1, 2]]).get(1) } }";
+    let vandal = "export default () => {
+  globalThis.leak = 1;
+  Object.prototype.polluted = 1;
+  Array.prototype.push = null;
+  Math.random = () => 4;
+  JSON.stringify = () => '\"forged\"';
+  delete globalThis.Map;
+  const big = 'x'.repeat(8 * 1024 * 1024);
+  const objects = [];
+  for (let i = 0; i < 20000; i++) objects.push === null ? objects[i] = { i } : 0;
+  return big.length + objects.length;
+}";
+    let pristine = "export default () => [typeof globalThis.leak, ({}).polluted, typeof [].push, Math.random() < 1, typeof Map, JSON.stringify({ a: 1 })]";
     for _ in 0..3 {
-        let mut c = call(lean);
+        let mut c = call(plain);
         c.args = json!({"xs": [1, 2, 2, 3]});
         assert_eq!(
             ok(&sandbox, c).await,
@@ -569,51 +582,45 @@ async fn a_script_has_every_global_it_names_whatever_ran_before_on_its_worker() 
             ok(&sandbox, c).await,
             json!({"distinct": 3, "last": 3, "map": 2})
         );
+        assert_eq!(
+            value(&sandbox, vandal).await,
+            json!(8 * 1024 * 1024 + 20000)
+        );
+        assert_eq!(
+            value(&sandbox, pristine).await,
+            json!(["undefined", null, "function", true, "function", "{\"a\":1}"])
+        );
     }
-    // Nothing the full calls did is seen by the next call.
-    assert_eq!(
-        value(&sandbox, "export default () => typeof globalThis.leak").await,
-        json!("undefined")
+    // After calls stopped by their deadline and by their heap, the same.
+    let mut c = call("export default () => { globalThis.leak = 1; for (;;) {} }");
+    c.limits.timeout_ms = 50;
+    let e = sandbox.run(c).await.expect_err("times out");
+    assert_eq!(e.code(), "TIMEOUT");
+    let mut c = call(
+        "export default () => { globalThis.leak = 1; const a = []; for (;;) a.push('y'.repeat(1000) + a.length); }",
     );
-    // The Function constructor found by reflection, and a name built from pieces: the lean
-    // context has no Map, and the error says what to do.
+    c.limits.memory_bytes = 4 * 1024 * 1024;
+    let e = sandbox.run(c).await.expect_err("runs out of memory");
+    assert_eq!(e.code(), "MEMORY_LIMIT");
+    assert_eq!(
+        value(&sandbox, pristine).await,
+        json!(["undefined", null, "function", true, "function", "{\"a\":1}"])
+    );
+    // The Function constructor found by reflection, and names built from pieces: there too.
     let reflective = "export default () => {
   const all = Object.getOwnPropertyDescriptors(Object.getPrototypeOf(() => 0));
   const F = Object.values(all).find((d) => typeof d.value === 'function' && d.value.name === 'Fun' + 'ction').value;
-  return F('return new Ma' + 'p().size')();
+  return F('return [new Ma' + 'p().size, new Da' + 'te().getTime()]')();
 }";
-    let e = fails_with(&sandbox, reflective, "CODE_ERROR").await;
-    let message = thrown(&e);
-    assert!(
-        message.starts_with(
-            "ReferenceError: Map is not defined: this script's context was made without Map"
-        ),
-        "{message}"
-    );
-    assert!(message.contains("name `Map` in the script"), "{message}");
-    // Named, it is there.
-    let named = format!("// Map\n{reflective}");
-    assert_eq!(value(&sandbox, &named).await, json!(0));
-    // `Date` likewise: a source that never names it has none, reflectively or not; named, it
-    // is the deterministic one, in a lean context as in a full one.
-    let dateless = reflective.replace("new Ma' + 'p().size", "new Da' + 'te(0).getTime()");
-    let e = fails_with(&sandbox, &dateless, "CODE_ERROR").await;
-    let message = thrown(&e);
-    assert!(
-        message.starts_with(
-            "ReferenceError: Date is not defined: this script's context was made without Date"
-        ),
-        "{message}"
-    );
+    let mut c = call(reflective);
+    c.now_ms = 42;
+    assert_eq!(ok(&sandbox, c).await, json!([0, 42]));
     let mut c = call("export default () => [typeof Date, Date.now(), new Date().getTime()]");
     c.now_ms = 1_700_000_000_000;
     assert_eq!(
         ok(&sandbox, c).await,
         json!(["function", 1_700_000_000_000u64, 1_700_000_000_000u64])
     );
-    let mut c = call("export default () => [new Map().size, Date.now()]");
-    c.now_ms = 42;
-    assert_eq!(ok(&sandbox, c).await, json!([0, 42]));
     still_works(&sandbox).await;
 }
 

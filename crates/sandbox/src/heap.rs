@@ -1,0 +1,431 @@
+//! A worker's QuickJS heap in one range of address space it reserves ([`Space`]), with the
+//! allocator QuickJS is given ([`SpaceAlloc`]), so that the whole heap (runtime, realm, the
+//! prelude read in) is saved once, right after it is made, and put back with one copy after
+//! every call ([`Space::restore`]): every call starts from the same bytes, and neither a fresh
+//! realm nor the collector's pass over the last one is paid per call (they were three
+//! quarters of a trivial call's work).
+//!
+//! The range is reserved without access (`PROT_NONE`, so it is not counted as committed
+//! memory) and made readable and writable from its start as the heap grows. Blocks are
+//! carved from it by a bump pointer and kept, once freed, on a list per size class (16-byte
+//! steps up to 128 bytes, then eight classes per doubling: at most 1/8 of a block unused);
+//! the bump pointer and the lists live at the start of the range, so they are saved and put
+//! back with the heap. Once the heap is saved, a block over [`LARGE_BYTES`] gets a mapping of
+//! its own, unmapped when freed or when the heap is put back, so a call's large strings and
+//! arrays neither fragment the range nor stay resident. After a call that grew the heap by
+//! more than [`RELEASE_ABOVE`], the pages above the saved image are given back to the system.
+//!
+//! QuickJS counts a block at the size it asked for (its heap limit is unchanged); QuickJS's
+//! own arenas serve its blocks of up to 512 bytes from 4 KiB chunks taken here.
+//!
+//! This file and `crates/cli/src/alloc.rs` are the workspace's only `unsafe` code: raw
+//! memory, `mmap`, and rquickjs's `Allocator` trait. Each block carries a 16-byte header
+//! (its class, or [`MAPPED`], and the size asked for) before the address QuickJS gets.
+#![allow(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::ptr;
+use std::rc::Rc;
+
+use rquickjs::allocator::Allocator;
+
+/// The address space reserved per heap (not memory: only what the heap touches is).
+pub(crate) const RESERVE: usize = 4 << 30;
+/// The range is made writable in steps of this size.
+const COMMIT_STEP: usize = 1 << 20;
+/// The bump pointer and the free lists, at the start of the range.
+const HEAD_BYTES: usize = 2048;
+/// A block's header: its class (or [`MAPPED`]) and the size asked for.
+const HEADER: usize = 16;
+/// Blocks larger than this (header included) get their own mapping once the heap is saved.
+const LARGE_BYTES: usize = 128 * 1024;
+/// The header's class of a block with its own mapping.
+const MAPPED: usize = usize::MAX;
+/// Size classes: 7 of 16-byte steps (32–128 bytes), then 8 per doubling up to 2^32.
+const CLASSES: usize = 7 + 25 * 8;
+/// After a call that grew the heap by more than this, the pages above the image are released.
+const RELEASE_ABOVE: usize = 4 << 20;
+
+#[repr(C)]
+struct Head {
+    bump: usize,
+    free: [usize; CLASSES],
+}
+
+const _: () = assert!(std::mem::size_of::<Head>() <= HEAD_BYTES);
+
+/// The class of a block of `total` bytes (header included) and the block's size.
+fn class_of(total: usize) -> (usize, usize) {
+    let total = total.max(32);
+    if total <= 128 {
+        let size = total.div_ceil(16) * 16;
+        return (size / 16 - 2, size);
+    }
+    // 2^k < total <= 2^(k+1), k >= 7: eight steps of 2^(k-3) (at least 16 bytes).
+    let k = (usize::BITS - 1 - (total - 1).leading_zeros()) as usize;
+    let step = 1usize << (k - 3);
+    let q = (total - (1 << k)).div_ceil(step);
+    (7 + (k - 7) * 8 + (q - 1), (1 << k) + q * step)
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(4096)
+}
+
+/// A reserved range of address space holding one QuickJS runtime's heap.
+pub(crate) struct Space {
+    base: *mut u8,
+    page: usize,
+    /// Bytes from `base` that are readable and writable.
+    committed: Cell<usize>,
+    /// Blocks with their own mapping (their headers' addresses), made since the heap was saved.
+    mapped: RefCell<HashSet<usize>>,
+    /// The heap's bytes as saved (from `base` to the bump pointer then).
+    image: RefCell<Option<Box<[u8]>>>,
+}
+
+impl Space {
+    /// Reserves the range; `None` when the system refuses it.
+    pub(crate) fn new() -> Option<Rc<Space>> {
+        // SAFETY: a new private anonymous mapping, touching no existing memory.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                RESERVE,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let space = Space {
+            base: base.cast(),
+            page: page_size(),
+            committed: Cell::new(0),
+            mapped: RefCell::new(HashSet::new()),
+            image: RefCell::new(None),
+        };
+        if !space.commit(HEAD_BYTES) {
+            return None;
+        }
+        // SAFETY: `base` is committed, writable and aligned for `Head` (page-aligned).
+        unsafe {
+            space.head().write(Head {
+                bump: HEAD_BYTES,
+                free: [0; CLASSES],
+            })
+        };
+        Some(Rc::new(space))
+    }
+
+    fn head(&self) -> *mut Head {
+        self.base.cast()
+    }
+
+    /// Makes the range writable up to `end` bytes from its start.
+    fn commit(&self, end: usize) -> bool {
+        let have = self.committed.get();
+        if end <= have {
+            return true;
+        }
+        if end > RESERVE {
+            return false;
+        }
+        let want = end
+            .div_ceil(COMMIT_STEP)
+            .saturating_mul(COMMIT_STEP)
+            .min(RESERVE);
+        // SAFETY: [have, want) lies inside the reserved range.
+        let done = unsafe {
+            libc::mprotect(
+                self.base.add(have).cast(),
+                want - have,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        } == 0;
+        if done {
+            self.committed.set(want);
+        }
+        done
+    }
+
+    /// Saves the heap as it is now: what [`Space::restore`] puts back.
+    pub(crate) fn save(&self) {
+        // SAFETY: the head is committed; [base, bump) is committed (blocks are carved below it).
+        let image = unsafe {
+            let used = (*self.head()).bump;
+            std::slice::from_raw_parts(self.base, used).to_vec()
+        };
+        *self.image.borrow_mut() = Some(image.into_boxed_slice());
+    }
+
+    /// Puts the saved heap back: the blocks with their own mapping are unmapped, the saved
+    /// bytes copied over the range, and, after a call that grew the heap much, the pages above
+    /// them released. Nothing may hold or use a block of the heap across this.
+    pub(crate) fn restore(&self) {
+        let image = self.image.borrow();
+        let Some(image) = image.as_ref() else { return };
+        for header in self.mapped.borrow_mut().drain() {
+            // SAFETY: a mapping this space made, not yet unmapped; its header holds its size.
+            unsafe { self.unmap(header as *mut u8) };
+        }
+        // SAFETY: [base, image.len()) was committed when the image was taken and stays so.
+        let high = unsafe {
+            let high = (*self.head()).bump;
+            ptr::copy_nonoverlapping(image.as_ptr(), self.base, image.len());
+            high
+        };
+        let from = image.len().div_ceil(self.page) * self.page;
+        if high > from + RELEASE_ABOVE {
+            // SAFETY: [from, high) is committed, above the image, and holds no live block now.
+            unsafe {
+                libc::madvise(self.base.add(from).cast(), high - from, libc::MADV_DONTNEED);
+            }
+        }
+    }
+
+    /// Bytes of the saved image, or 0.
+    pub(crate) fn image_bytes(&self) -> usize {
+        self.image.borrow().as_ref().map_or(0, |i| i.len())
+    }
+
+    fn alloc(&self, size: usize) -> *mut u8 {
+        let Some(total) = size.checked_add(HEADER).filter(|_| size > 0) else {
+            return ptr::null_mut();
+        };
+        if total > LARGE_BYTES && self.image.borrow().is_some() {
+            return self.map(size, total);
+        }
+        if total > RESERVE {
+            return ptr::null_mut();
+        }
+        let (class, bytes) = class_of(total);
+        let head = self.head();
+        // SAFETY: the head is committed; free-list entries are offsets of freed blocks of this
+        // class in the committed range, each holding the next entry in its first word.
+        unsafe {
+            let free = (*head).free[class];
+            let offset = if free != 0 {
+                (*head).free[class] = self.base.add(free + HEADER).cast::<usize>().read();
+                free
+            } else {
+                let offset = (*head).bump;
+                if offset
+                    .checked_add(bytes)
+                    .is_none_or(|end| !self.commit(end))
+                {
+                    return ptr::null_mut();
+                }
+                (*head).bump = offset + bytes;
+                offset
+            };
+            let block = self.base.add(offset);
+            block.cast::<usize>().write(class);
+            block.add(8).cast::<usize>().write(size);
+            block.add(HEADER)
+        }
+    }
+
+    /// A block with its own mapping.
+    fn map(&self, size: usize, total: usize) -> *mut u8 {
+        let len = total.div_ceil(self.page) * self.page;
+        // SAFETY: a new private anonymous mapping.
+        let block = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if block == libc::MAP_FAILED {
+            return ptr::null_mut();
+        }
+        let block: *mut u8 = block.cast();
+        // SAFETY: the mapping is writable and at least a page long.
+        unsafe {
+            block.cast::<usize>().write(MAPPED);
+            block.add(8).cast::<usize>().write(size);
+        }
+        self.mapped.borrow_mut().insert(block as usize);
+        // SAFETY: within the mapping.
+        unsafe { block.add(HEADER) }
+    }
+
+    /// Unmaps a block with its own mapping, given its header.
+    ///
+    /// SAFETY: `header` starts a live mapping made by [`Space::map`].
+    unsafe fn unmap(&self, header: *mut u8) {
+        // SAFETY: per the contract, the header is readable and holds the size asked for.
+        unsafe {
+            let size = header.add(8).cast::<usize>().read();
+            let len = (size + HEADER).div_ceil(self.page) * self.page;
+            libc::munmap(header.cast(), len);
+        }
+    }
+
+    /// SAFETY: `ptr` was returned by [`Space::alloc`] of this space and not freed since.
+    unsafe fn free(&self, ptr: *mut u8) {
+        // SAFETY: per the contract, the header precedes `ptr`; a class block lies in the
+        // committed range and is at least 32 bytes, room for the free list's link.
+        unsafe {
+            let block = ptr.sub(HEADER);
+            let class = block.cast::<usize>().read();
+            if class == MAPPED {
+                self.mapped.borrow_mut().remove(&(block as usize));
+                self.unmap(block);
+                return;
+            }
+            let head = self.head();
+            ptr.cast::<usize>().write((*head).free[class]);
+            (*head).free[class] = block.offset_from(self.base) as usize;
+        }
+    }
+
+    /// SAFETY: as [`Space::free`].
+    unsafe fn realloc(&self, ptr: *mut u8, size: usize) -> *mut u8 {
+        // SAFETY: per the contract, the header precedes `ptr`.
+        unsafe {
+            let block = ptr.sub(HEADER);
+            let class = block.cast::<usize>().read();
+            let old = block.add(8).cast::<usize>().read();
+            let room = if class == MAPPED {
+                (old + HEADER).div_ceil(self.page) * self.page
+            } else {
+                class_bytes(class)
+            };
+            if size > 0 && size + HEADER <= room {
+                block.add(8).cast::<usize>().write(size);
+                return ptr;
+            }
+            let new = self.alloc(size);
+            if new.is_null() {
+                return new;
+            }
+            ptr::copy_nonoverlapping(ptr, new, old.min(size));
+            self.free(ptr);
+            new
+        }
+    }
+}
+
+/// The size of a block of `class`.
+fn class_bytes(class: usize) -> usize {
+    if class < 7 {
+        return (class + 2) * 16;
+    }
+    let k = 7 + (class - 7) / 8;
+    let q = (class - 7) % 8 + 1;
+    (1 << k) + q * (1 << (k - 3))
+}
+
+impl Drop for Space {
+    fn drop(&mut self) {
+        for header in self.mapped.get_mut().drain().collect::<Vec<_>>() {
+            // SAFETY: a live mapping this space made.
+            unsafe { self.unmap(header as *mut u8) };
+        }
+        // SAFETY: the reserved range, unmapped once; nothing uses it any more (the runtime
+        // that allocated from it holds an `Rc` of this space and is gone).
+        unsafe { libc::munmap(self.base.cast(), RESERVE) };
+    }
+}
+
+/// The allocator a runtime in a [`Space`] is made with.
+pub(crate) struct SpaceAlloc(pub(crate) Rc<Space>);
+
+// SAFETY: blocks are 16-byte aligned, at least as large as asked, and stay valid until freed
+// (or until `Space::restore`, which is called only between calls, with the runtime's state
+// put back to the moment every live block was allocated).
+unsafe impl Allocator for SpaceAlloc {
+    fn alloc(&mut self, size: usize) -> *mut u8 {
+        self.0.alloc(size)
+    }
+
+    fn calloc(&mut self, count: usize, size: usize) -> *mut u8 {
+        let Some(bytes) = count.checked_mul(size) else {
+            return ptr::null_mut();
+        };
+        let block = self.0.alloc(bytes);
+        if !block.is_null() {
+            // SAFETY: the block is `bytes` long and writable; reused blocks hold old data.
+            unsafe { ptr::write_bytes(block, 0, bytes) };
+        }
+        block
+    }
+
+    unsafe fn dealloc(&mut self, ptr: *mut u8) {
+        // SAFETY: QuickJS frees only blocks this allocator gave it.
+        unsafe { self.0.free(ptr) }
+    }
+
+    unsafe fn realloc(&mut self, ptr: *mut u8, new_size: usize) -> *mut u8 {
+        // SAFETY: as `dealloc`.
+        unsafe { self.0.realloc(ptr, new_size) }
+    }
+
+    unsafe fn usable_size(ptr: *mut u8) -> usize {
+        // SAFETY: `ptr` is a live block of this allocator: its header holds the size asked for.
+        unsafe { ptr.sub(HEADER).add(8).cast::<usize>().read() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_cover_every_size_with_at_most_an_eighth_unused_above_128_bytes() {
+        let mut last = 0;
+        for total in 1..200_000usize {
+            let (class, bytes) = class_of(total);
+            assert!(bytes >= total.max(32), "{total}");
+            assert_eq!(bytes % 16, 0);
+            assert_eq!(class_bytes(class), bytes, "{total}");
+            assert!(class >= last);
+            last = class;
+            if total > 128 {
+                assert!(bytes - total <= bytes / 8, "{total} -> {bytes}");
+            }
+        }
+        assert!(class_of(RESERVE).0 < CLASSES);
+    }
+
+    #[test]
+    fn a_restored_space_gives_the_same_blocks_again_and_unmaps_large_ones() {
+        let space = Space::new().expect("reserve");
+        let mut a = SpaceAlloc(space.clone());
+        let kept = a.alloc(100);
+        assert!(!kept.is_null());
+        space.save();
+        let first = a.alloc(4112);
+        let large = a.alloc(1 << 20);
+        assert!(!large.is_null());
+        assert_eq!(space.mapped.borrow().len(), 1);
+        // SAFETY: blocks of this allocator, freed once.
+        unsafe {
+            assert_eq!(SpaceAlloc::usable_size(large), 1 << 20);
+            let grown = a.realloc(first, 9000);
+            assert!(!grown.is_null());
+            a.dealloc(grown);
+        }
+        space.restore();
+        assert!(space.mapped.borrow().is_empty());
+        assert_eq!(a.alloc(4112), first, "the same block again after a restore");
+        let zeroed = a.calloc(10, 10);
+        // SAFETY: 100 bytes just allocated.
+        assert!(
+            unsafe { std::slice::from_raw_parts(zeroed, 100) }
+                .iter()
+                .all(|b| *b == 0)
+        );
+    }
+}
