@@ -167,17 +167,18 @@ struct Current {
     link: Option<HostLink>,
 }
 
-/// The functions of the image a call uses, held from Rust (so that nothing a script does can
-/// free them, nor the Rust data they own: a call's garbage is never collected, it is put back).
+/// The image's functions, held from Rust: the Rust functions (so that nothing a script does
+/// can have them, and the Rust data they own, freed: a call's garbage is never collected, it is
+/// overwritten) and the prelude's helpers, which a call uses.
 struct Pins {
-    /// The prelude's default export.
-    setup: Persistent<Function<'static>>,
-    random: Persistent<Function<'static>>,
-    load_date: Persistent<Function<'static>>,
-    load_large: Persistent<Function<'static>>,
-    expired: Persistent<Function<'static>>,
-    /// Given to the prelude only for a call with a host.
-    host: Persistent<Function<'static>>,
+    /// The Rust functions the prelude was given: `Math.random`, the loaders of the Date and
+    /// large-work modules, the deadline check, the host function.
+    _natives: [Persistent<Function<'static>>; 5],
+    /// The prelude's helpers: `begin(clock, longest, hosted)` starts a call.
+    begin: Persistent<Function<'static>>,
+    freeze: Persistent<Function<'static>>,
+    output: Persistent<Function<'static>>,
+    is_host_error: Persistent<Function<'static>>,
 }
 
 /// A worker's QuickJS runtime in its own [`Space`], with one context (every intrinsic of
@@ -192,12 +193,12 @@ struct Image {
 }
 
 impl Image {
-    fn new(prelude: Bundle) -> Result<Image, String> {
-        let space = Space::new().ok_or_else(|| {
-            format!(
-                "the system refused to reserve {} GiB of address space for its heap",
-                crate::heap::RESERVE >> 30
-            )
+    /// Made in a [`Space`] of `reserve` bytes of address space (or less, see `Space::new`).
+    fn new(prelude: Bundle, reserve: usize) -> Result<Image, String> {
+        let space = Space::new(reserve).ok_or_else(|| {
+            "the system refused even 8 MiB of address space for it (is the process's address \
+             space limited, `ulimit -v`? raise or remove that limit)"
+                .to_owned()
         })?;
         let runtime =
             Runtime::new_with_alloc(SpaceAlloc(space.clone())).map_err(|e| e.to_string())?;
@@ -210,6 +211,7 @@ impl Image {
         space.save();
         tracing::debug!(
             bytes = space.image_bytes(),
+            reserved = space.reserved(),
             "the sandbox saved a worker's QuickJS heap"
         );
         Ok(Image {
@@ -221,7 +223,7 @@ impl Image {
     }
 }
 
-/// The prelude read in and the Rust functions the image keeps.
+/// The prelude read in and run, with the Rust functions it is given.
 fn make_pins<'js>(ctx: &Ctx<'js>, prelude: Bundle) -> rquickjs::Result<Pins> {
     let pin = |f: Function<'js>| Persistent::save(ctx, f);
     let setup = load(ctx, prelude, PRELUDE_NAME)?;
@@ -240,7 +242,11 @@ fn make_pins<'js>(ctx: &Ctx<'js>, prelude: Bundle) -> rquickjs::Result<Pins> {
         CURRENT.with(
             |c| match c.borrow().as_ref().and_then(|c| c.link.as_ref()) {
                 Some(link) => link.call(name, args),
-                None => vec!["err".into(), "INTERNAL".into(), "no host".into()],
+                None => vec![
+                    "err".into(),
+                    "INTERNAL".into(),
+                    "this call has no host".into(),
+                ],
             },
         )
     })?;
@@ -255,13 +261,19 @@ fn make_pins<'js>(ctx: &Ctx<'js>, prelude: Bundle) -> rquickjs::Result<Pins> {
         })
     })
     .and_then(|f| f.with_name("random"))?;
+    let helpers: Object = setup.call((
+        random.clone(),
+        load_date.clone(),
+        load_large.clone(),
+        expired.clone(),
+        host.clone(),
+    ))?;
     Ok(Pins {
-        setup: pin(setup),
-        random: pin(random),
-        load_date: pin(load_date),
-        load_large: pin(load_large),
-        expired: pin(expired),
-        host: pin(host),
+        _natives: [random, load_date, load_large, expired, host].map(pin),
+        begin: pin(helpers.get("begin")?),
+        freeze: pin(helpers.get("freeze")?),
+        output: pin(helpers.get("output")?),
+        is_host_error: pin(helpers.get("isHostError")?),
     })
 }
 
@@ -279,6 +291,17 @@ pub(crate) struct Engine {
     image: Option<Image>,
     /// A call ran since the image was put back.
     dirty: bool,
+    /// The address space asked for the image's [`Space`] (the system may have given less).
+    asked: usize,
+    /// Why the image could not be made, the last time it could not.
+    failed: Option<String>,
+}
+
+/// The address space a heap is given for a call whose heap limit is `memory_bytes`: room for
+/// blocks rounded up to their size class and lists of freed ones, several times over (blocks
+/// over 128 KiB are mapped apart), and never less than 256 MiB.
+fn reserve_for(memory_bytes: usize) -> usize {
+    memory_bytes.saturating_mul(8).max(256 << 20)
 }
 
 /// What a finished call gives the pool.
@@ -318,13 +341,20 @@ impl Engine {
             }
             (None, _) => None,
         };
+        let reserve = reserve_for(limits.memory_bytes);
+        if reserve > self.asked {
+            // A heap limit larger than any before on this worker: a larger space.
+            self.image = None;
+            self.asked = reserve;
+        }
         if self.image.is_none() || self.dirty {
             self.prepare();
         }
         let Some(image) = &self.image else {
-            return Err(CodeError::internal(
-                "QuickJS could not start a runtime or make a context",
-            ));
+            return Err(CodeError::internal(format!(
+                "the sandbox could not make its QuickJS heap: {}",
+                self.failed.as_deref().unwrap_or("unknown")
+            )));
         };
         self.dirty = true;
         let runtime = &image.runtime;
@@ -375,10 +405,13 @@ impl Engine {
             }
             None => match prelude_bundle()
                 .map_err(|e| e.to_string())
-                .and_then(Image::new)
+                .and_then(|prelude| Image::new(prelude, self.asked))
             {
                 Ok(image) => self.image = Some(image),
-                Err(e) => tracing::warn!(error = %e, "the sandbox could not make its QuickJS heap"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the sandbox could not make its QuickJS heap");
+                    self.failed = Some(e);
+                }
             },
         }
         self.dirty = false;
@@ -651,24 +684,16 @@ fn execute<'js>(
 ) -> Result<serde_json::Value, Fail> {
     let setup_failed = |e| Fail::Setup(describe(ctx, e, None));
     let pinned = |p: &Persistent<Function<'static>>| p.clone().restore(ctx).map_err(setup_failed);
-    let native = match has_host {
-        true => pinned(&pins.host)?.into_value(),
-        false => Value::new_undefined(ctx.clone()),
-    };
-    let helpers: Object = pinned(&pins.setup)?
-        .call((
+    pinned(&pins.begin)?
+        .call::<_, ()>((
             call.now_ms as f64,
-            pinned(&pins.random)?,
             longest_array(limits.memory_bytes),
-            pinned(&pins.load_date)?,
-            pinned(&pins.load_large)?,
-            pinned(&pins.expired)?,
-            native,
+            has_host,
         ))
         .map_err(setup_failed)?;
-    let freeze: Function = helpers.get("freeze").map_err(setup_failed)?;
-    let output: Function = helpers.get("output").map_err(setup_failed)?;
-    let is_host_error: Function = helpers.get("isHostError").map_err(setup_failed)?;
+    let freeze = pinned(&pins.freeze)?;
+    let output = pinned(&pins.output)?;
+    let is_host_error = pinned(&pins.is_host_error)?;
     let thrown = |e| Fail::Thrown(describe(ctx, e, Some(&is_host_error)));
 
     let args = to_js(ctx, &call.args, "args")?;

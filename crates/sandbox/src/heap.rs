@@ -30,8 +30,8 @@ use std::rc::Rc;
 
 use rquickjs::allocator::Allocator;
 
-/// The address space reserved per heap (not memory: only what the heap touches is).
-pub(crate) const RESERVE: usize = 4 << 30;
+/// The least address space a heap is given (not memory: only what the heap touches is).
+const MIN_RESERVE: usize = 8 << 20;
 /// The range is made writable in steps of this size.
 const COMMIT_STEP: usize = 1 << 20;
 /// The bump pointer and the free lists, at the start of the range.
@@ -78,6 +78,8 @@ fn page_size() -> usize {
 /// A reserved range of address space holding one QuickJS runtime's heap.
 pub(crate) struct Space {
     base: *mut u8,
+    /// Bytes reserved from `base`.
+    reserved: usize,
     page: usize,
     /// Bytes from `base` that are readable and writable.
     committed: Cell<usize>,
@@ -88,24 +90,30 @@ pub(crate) struct Space {
 }
 
 impl Space {
-    /// Reserves the range; `None` when the system refuses it.
-    pub(crate) fn new() -> Option<Rc<Space>> {
-        // SAFETY: a new private anonymous mapping, touching no existing memory.
-        let base = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                RESERVE,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return None;
-        }
+    /// Reserves a range of `want` bytes, or of half that, a quarter… when the system refuses
+    /// (a process whose address space is limited, `ulimit -v`), down to [`MIN_RESERVE`]; `None`
+    /// when it refuses even that. A smaller range only means that a call can allocate less.
+    pub(crate) fn new(want: usize) -> Option<Rc<Space>> {
+        let sizes = std::iter::successors(Some(want.max(MIN_RESERVE)), |&s| {
+            (s / 2 >= MIN_RESERVE).then_some(s / 2)
+        });
+        let (base, reserved) = sizes.into_iter().find_map(|size| {
+            // SAFETY: a new private anonymous mapping, touching no existing memory.
+            let base = unsafe {
+                libc::mmap(
+                    ptr::null_mut(),
+                    size,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            (base != libc::MAP_FAILED).then_some((base, size))
+        })?;
         let space = Space {
             base: base.cast(),
+            reserved,
             page: page_size(),
             committed: Cell::new(0),
             mapped: RefCell::new(HashSet::new()),
@@ -134,13 +142,13 @@ impl Space {
         if end <= have {
             return true;
         }
-        if end > RESERVE {
+        if end > self.reserved {
             return false;
         }
         let want = end
             .div_ceil(COMMIT_STEP)
             .saturating_mul(COMMIT_STEP)
-            .min(RESERVE);
+            .min(self.reserved);
         // SAFETY: [have, want) lies inside the reserved range.
         let done = unsafe {
             libc::mprotect(
@@ -190,6 +198,11 @@ impl Space {
         }
     }
 
+    /// Bytes reserved.
+    pub(crate) fn reserved(&self) -> usize {
+        self.reserved
+    }
+
     /// Bytes of the saved image, or 0.
     pub(crate) fn image_bytes(&self) -> usize {
         self.image.borrow().as_ref().map_or(0, |i| i.len())
@@ -202,10 +215,13 @@ impl Space {
         if total > LARGE_BYTES && self.image.borrow().is_some() {
             return self.map(size, total);
         }
-        if total > RESERVE {
+        if total > self.reserved {
             return ptr::null_mut();
         }
         let (class, bytes) = class_of(total);
+        if class >= CLASSES {
+            return ptr::null_mut();
+        }
         let head = self.head();
         // SAFETY: the head is committed; free-list entries are offsets of freed blocks of this
         // class in the committed range, each holding the next entry in its first word.
@@ -335,7 +351,7 @@ impl Drop for Space {
         }
         // SAFETY: the reserved range, unmapped once; nothing uses it any more (the runtime
         // that allocated from it holds an `Rc` of this space and is gone).
-        unsafe { libc::munmap(self.base.cast(), RESERVE) };
+        unsafe { libc::munmap(self.base.cast(), self.reserved) };
     }
 }
 
@@ -396,12 +412,13 @@ mod tests {
                 assert!(bytes - total <= bytes / 8, "{total} -> {bytes}");
             }
         }
-        assert!(class_of(RESERVE).0 < CLASSES);
+        assert!(class_of(1 << 32).0 < CLASSES);
     }
 
     #[test]
     fn a_restored_space_gives_the_same_blocks_again_and_unmaps_large_ones() {
-        let space = Space::new().expect("reserve");
+        let space = Space::new(MIN_RESERVE).expect("reserve");
+        assert_eq!(space.reserved(), MIN_RESERVE);
         let mut a = SpaceAlloc(space.clone());
         let kept = a.alloc(100);
         assert!(!kept.is_null());

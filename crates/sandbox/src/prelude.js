@@ -1,13 +1,18 @@
-// The sandbox's prelude: a module whose default export engine.rs calls in every call's fresh
-// context before the script, with the call's clock and its `Math.random`, the longest array
-// its heap could hold, the loaders of the two modules it may need later (prelude_date.js,
-// prelude_large.js), the deadline check and (optionally) the host function.
-// It is compiled to bytecode once per process and read into each context (see engine.rs). It
+// The sandbox's prelude: a module whose default export engine.rs calls once per worker, in the
+// context it then saves with the whole heap (see engine.rs), with the Rust functions it needs:
+// `Math.random` (the running call's dice), the loaders of the two modules it may need later
+// (prelude_date.js, prelude_large.js), the deadline check and the host function (which
+// answers only in a call that has a host). It is compiled to bytecode once per process. It
 // makes the language deterministic and closes what the engine would otherwise expose, then
-// hands engine.rs its helpers (`freeze`, `output`, `isHostError`), which the script
-// never sees. Everything it needs later is captured here, before any script code runs, so
-// nothing the script changes (JSON, Object, prototypes) affects the helpers.
-export default function setup(now, random, longest, loadDate, loadLarge, expired, native) {
+// hands engine.rs its helpers (`begin`, `freeze`, `output`, `isHostError`), which the script
+// never sees; `begin` gives it each call's clock, the longest array its heap could hold, and
+// `tools` when the call has a host. Everything it needs later is captured here, before any
+// script code runs, so nothing the script changes (JSON, Object, prototypes) affects the
+// helpers.
+export default function setup(random, loadDate, loadLarge, expired, native) {
+  // Set by `begin` at the start of every call.
+  let now = 0;
+  let longest = 0;
   const G = globalThis;
   const O = Object;
   const defineProperty = O.defineProperty;
@@ -89,8 +94,8 @@ export default function setup(now, random, longest, loadDate, loadLarge, expired
     if (s.length * t.length <= WORK) return apply(native, s, [t, b]);
     return slow()[name](s, t, b);
   };
-  // One method each, installed without a loop or computed names (each is a closure made per
-  // call: the cheapest way to make it). Each keeps the language's `length`.
+  // One method each, installed without a loop or computed names. Each keeps the language's
+  // `length`.
   const S = {
     indexOf(a, b = undefined) { return search("indexOf", this, a, b); },
     lastIndexOf(a, b = undefined) { return search("lastIndexOf", this, a, b); },
@@ -171,25 +176,28 @@ export default function setup(now, random, longest, loadDate, loadLarge, expired
   AP.flat = A.flat;
   AP.flatMap = A.flatMap;
 
-  // `tools`, only with a host. Its errors are told apart by identity, which a script cannot
-  // forge.
-  let isHostError = () => false;
-  if (native !== undefined) {
-    const hostErrors = new WeakSet();
-    const has = WeakSet.prototype.has;
-    const add = WeakSet.prototype.add;
-    isHostError = (e) => apply(has, hostErrors, [e]);
-    const call = async function call(name, args) {
-      const text = args === undefined ? undefined : stringify(args);
-      const r = native("" + name, text);
-      if (r[0] === "ok") return parse(r[1]);
-      const e = new E(r[2]);
-      defineProperty(e, "code", { value: r[1], writable: true, enumerable: true, configurable: true });
-      apply(add, hostErrors, [e]);
-      throw e;
-    };
-    defineProperty(G, "tools", { value: freeze({ call }), writable: false, enumerable: false, configurable: false });
-  }
+  // `tools`, defined by `begin` for a call with a host. Its errors are told apart by identity,
+  // which a script cannot forge.
+  const hostErrors = new WeakSet();
+  const has = WeakSet.prototype.has;
+  const add = WeakSet.prototype.add;
+  const isHostError = (e) => apply(has, hostErrors, [e]);
+  const call = async function call(name, args) {
+    const text = args === undefined ? undefined : stringify(args);
+    const r = native("" + name, text);
+    if (r[0] === "ok") return parse(r[1]);
+    const e = new E(r[2]);
+    defineProperty(e, "code", { value: r[1], writable: true, enumerable: true, configurable: true });
+    apply(add, hostErrors, [e]);
+    throw e;
+  };
+  const tools = freeze({ call });
+
+  const begin = (clock, longestArray, hosted) => {
+    now = clock;
+    longest = longestArray;
+    if (hosted) defineProperty(G, "tools", { value: tools, writable: false, enumerable: false, configurable: false });
+  };
 
   // The state: a fresh JSON.parse result, so plain objects and arrays, no cycles; iterative, so
   // any depth the parser accepted is frozen without recursion.
@@ -214,5 +222,5 @@ export default function setup(now, random, longest, loadDate, loadLarge, expired
     return s.length > max ? s.length : s;
   };
 
-  return freeze({ freeze: deepFreeze, output, isHostError });
+  return freeze({ begin, freeze: deepFreeze, output, isHostError });
 }

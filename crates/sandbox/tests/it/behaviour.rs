@@ -606,6 +606,19 @@ async fn a_script_has_every_global_and_sees_nothing_a_previous_call_on_its_worke
         value(&sandbox, pristine).await,
         json!(["undefined", null, "function", true, "function", "{\"a\":1}"])
     );
+    // Medium-sized blocks (arrays of 1,000 elements, 16 KB each) in the worker's heap: 32 MB
+    // of them pass a 32 MiB limit only with room to spare, and do with 64 MiB (a larger heap
+    // than the worker ran before), and the next call is as clean.
+    let arrays = "export default () => { const all = []; for (let i = 0; i < 2000; i++) all.push(new Array(1000).fill(i)); return all.length; }";
+    let e = sandbox.run(call(arrays)).await.expect_err("over 32 MiB");
+    assert_eq!(e.code(), "MEMORY_LIMIT");
+    let mut c = call(arrays);
+    c.limits.memory_bytes = 64 * 1024 * 1024;
+    assert_eq!(ok(&sandbox, c).await, json!(2000));
+    assert_eq!(
+        value(&sandbox, pristine).await,
+        json!(["undefined", null, "function", true, "function", "{\"a\":1}"])
+    );
     // The Function constructor found by reflection, and names built from pieces: there too.
     let reflective = "export default () => {
   const all = Object.getOwnPropertyDescriptors(Object.getPrototypeOf(() => 0));
