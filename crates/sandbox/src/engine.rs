@@ -167,6 +167,23 @@ struct Current {
     link: Option<HostLink>,
 }
 
+impl Current {
+    /// Makes `current` the running call until the guard is dropped (a panic included, so that
+    /// nothing of a call, its host link above all, outlives it).
+    fn set(current: Current) -> CurrentGuard {
+        CURRENT.with(|c| *c.borrow_mut() = Some(current));
+        CurrentGuard
+    }
+}
+
+struct CurrentGuard;
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|c| c.try_borrow_mut().map(|mut c| c.take()));
+    }
+}
+
 /// The image's functions, held from Rust: the Rust functions (so that nothing a script does
 /// can have them, and the Rust data they own, freed: a call's garbage is never collected, it is
 /// overwritten) and the prelude's helpers, which a call uses.
@@ -360,15 +377,19 @@ impl Engine {
         let runtime = &image.runtime;
         runtime.set_max_stack_size(limits.stack_bytes);
         runtime.set_memory_limit(limits.memory_bytes);
+        image.space.limit(
+            limits
+                .memory_bytes
+                .saturating_mul(2)
+                .saturating_add(4 << 20),
+        );
         let poll = watch.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || poll.stop())));
         let has_host = link.is_some();
-        CURRENT.with(|c| {
-            *c.borrow_mut() = Some(Current {
-                watch: watch.clone(),
-                dice: Cell::new(Dice::new(call.seed)),
-                link,
-            })
+        let _current = Current::set(Current {
+            watch: watch.clone(),
+            dice: Cell::new(Dice::new(call.seed)),
+            link,
         });
         let script_cpu = Cell::new(0u64);
         let result = image.context.with(|ctx| {
@@ -382,7 +403,7 @@ impl Engine {
                 &script_cpu,
             )
         });
-        CURRENT.with(|c| c.borrow_mut().take());
+        drop(_current);
         runtime.set_interrupt_handler(None);
         let result = conclude(result, &watch, &limits, &call.source);
         result.map(|value| Done {

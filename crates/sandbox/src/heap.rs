@@ -24,7 +24,7 @@
 #![allow(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ptr;
 use std::rc::Rc;
 
@@ -83,8 +83,11 @@ pub(crate) struct Space {
     page: usize,
     /// Bytes from `base` that are readable and writable.
     committed: Cell<usize>,
-    /// Blocks with their own mapping (their headers' addresses), made since the heap was saved.
-    mapped: RefCell<HashSet<usize>>,
+    /// Blocks with their own mapping, made since the heap was saved: header address → the
+    /// mapping's length (kept here: a block shrunk in place keeps its whole mapping).
+    mapped: RefCell<HashMap<usize, usize>>,
+    /// The furthest the bump pointer may go during a call (see [`Space::limit`]).
+    end: Cell<usize>,
     /// The heap's bytes as saved (from `base` to the bump pointer then).
     image: RefCell<Option<Box<[u8]>>>,
 }
@@ -116,7 +119,8 @@ impl Space {
             reserved,
             page: page_size(),
             committed: Cell::new(0),
-            mapped: RefCell::new(HashSet::new()),
+            mapped: RefCell::new(HashMap::new()),
+            end: Cell::new(reserved),
             image: RefCell::new(None),
         };
         if !space.commit(HEAD_BYTES) {
@@ -179,9 +183,9 @@ impl Space {
     pub(crate) fn restore(&self) {
         let image = self.image.borrow();
         let Some(image) = image.as_ref() else { return };
-        for header in self.mapped.borrow_mut().drain() {
-            // SAFETY: a mapping this space made, not yet unmapped; its header holds its size.
-            unsafe { self.unmap(header as *mut u8) };
+        for (header, len) in self.mapped.borrow_mut().drain() {
+            // SAFETY: a mapping this space made, of that length, not yet unmapped.
+            unsafe { libc::munmap(header as *mut libc::c_void, len) };
         }
         // SAFETY: [base, image.len()) was committed when the image was taken and stays so.
         let high = unsafe {
@@ -196,6 +200,16 @@ impl Space {
                 libc::madvise(self.base.add(from).cast(), high - from, libc::MADV_DONTNEED);
             }
         }
+    }
+
+    /// Bounds what a call may carve from the range beyond the saved image to `bytes` (the
+    /// call's heap limit and room for its blocks' classes and free lists): blocks freed to
+    /// one class's list are not reused by another, so without it a script could cycle through
+    /// the classes and touch the whole range while QuickJS counts it under its limit. Past it
+    /// an allocation fails (QuickJS's out of memory).
+    pub(crate) fn limit(&self, bytes: usize) {
+        let from = self.image_bytes();
+        self.end.set(from.saturating_add(bytes).min(self.reserved));
     }
 
     /// Bytes reserved.
@@ -234,7 +248,7 @@ impl Space {
                 let offset = (*head).bump;
                 if offset
                     .checked_add(bytes)
-                    .is_none_or(|end| !self.commit(end))
+                    .is_none_or(|end| end > self.end.get() || !self.commit(end))
                 {
                     return ptr::null_mut();
                 }
@@ -271,21 +285,9 @@ impl Space {
             block.cast::<usize>().write(MAPPED);
             block.add(8).cast::<usize>().write(size);
         }
-        self.mapped.borrow_mut().insert(block as usize);
+        self.mapped.borrow_mut().insert(block as usize, len);
         // SAFETY: within the mapping.
         unsafe { block.add(HEADER) }
-    }
-
-    /// Unmaps a block with its own mapping, given its header.
-    ///
-    /// SAFETY: `header` starts a live mapping made by [`Space::map`].
-    unsafe fn unmap(&self, header: *mut u8) {
-        // SAFETY: per the contract, the header is readable and holds the size asked for.
-        unsafe {
-            let size = header.add(8).cast::<usize>().read();
-            let len = (size + HEADER).div_ceil(self.page) * self.page;
-            libc::munmap(header.cast(), len);
-        }
     }
 
     /// SAFETY: `ptr` was returned by [`Space::alloc`] of this space and not freed since.
@@ -296,8 +298,9 @@ impl Space {
             let block = ptr.sub(HEADER);
             let class = block.cast::<usize>().read();
             if class == MAPPED {
-                self.mapped.borrow_mut().remove(&(block as usize));
-                self.unmap(block);
+                if let Some(len) = self.mapped.borrow_mut().remove(&(block as usize)) {
+                    libc::munmap(block.cast(), len);
+                }
                 return;
             }
             let head = self.head();
@@ -314,11 +317,15 @@ impl Space {
             let class = block.cast::<usize>().read();
             let old = block.add(8).cast::<usize>().read();
             let room = if class == MAPPED {
-                (old + HEADER).div_ceil(self.page) * self.page
+                self.mapped
+                    .borrow()
+                    .get(&(block as usize))
+                    .copied()
+                    .unwrap_or(0)
             } else {
                 class_bytes(class)
             };
-            if size > 0 && size + HEADER <= room {
+            if size > 0 && size.checked_add(HEADER).is_some_and(|t| t <= room) {
                 block.add(8).cast::<usize>().write(size);
                 return ptr;
             }
@@ -345,9 +352,9 @@ fn class_bytes(class: usize) -> usize {
 
 impl Drop for Space {
     fn drop(&mut self) {
-        for header in self.mapped.get_mut().drain().collect::<Vec<_>>() {
-            // SAFETY: a live mapping this space made.
-            unsafe { self.unmap(header as *mut u8) };
+        for (header, len) in self.mapped.get_mut().drain() {
+            // SAFETY: a live mapping this space made, of that length.
+            unsafe { libc::munmap(header as *mut libc::c_void, len) };
         }
         // SAFETY: the reserved range, unmapped once; nothing uses it any more (the runtime
         // that allocated from it holds an `Rc` of this space and is gone).
@@ -371,9 +378,13 @@ unsafe impl Allocator for SpaceAlloc {
             return ptr::null_mut();
         };
         let block = self.0.alloc(bytes);
-        if !block.is_null() {
-            // SAFETY: the block is `bytes` long and writable; reused blocks hold old data.
-            unsafe { ptr::write_bytes(block, 0, bytes) };
+        // SAFETY: a block of `bytes` bytes, writable, its header before it. A fresh mapping
+        // is zero already (writing it would make every page resident); a block of the range
+        // may hold an earlier block's bytes.
+        unsafe {
+            if !block.is_null() && block.sub(HEADER).cast::<usize>().read() != MAPPED {
+                ptr::write_bytes(block, 0, bytes);
+            }
         }
         block
     }
@@ -427,15 +438,34 @@ mod tests {
         let large = a.alloc(1 << 20);
         assert!(!large.is_null());
         assert_eq!(space.mapped.borrow().len(), 1);
+        // Shrunk in place, it keeps its whole mapping (unmapped whole by the restore below).
+        // SAFETY: a block of this allocator.
+        let shrunk = unsafe { a.realloc(large, 200 * 1024) };
+        assert_eq!(shrunk, large);
+        let whole = ((1 << 20) + HEADER).div_ceil(space.page) * space.page;
+        assert_eq!(
+            space.mapped.borrow().get(&(large as usize - HEADER)),
+            Some(&whole)
+        );
+        let other = a.calloc(1, 300 * 1024);
+        // SAFETY: a block of this allocator, freed once.
+        unsafe { a.dealloc(other) };
+        assert_eq!(space.mapped.borrow().len(), 1, "freed, unmapped");
         // SAFETY: blocks of this allocator, freed once.
         unsafe {
-            assert_eq!(SpaceAlloc::usable_size(large), 1 << 20);
+            assert_eq!(SpaceAlloc::usable_size(large), 200 * 1024);
             let grown = a.realloc(first, 9000);
             assert!(!grown.is_null());
             a.dealloc(grown);
         }
         space.restore();
         assert!(space.mapped.borrow().is_empty());
+        // A call may carve only so much beyond the image.
+        space.limit(64 * 1024);
+        assert!(!a.alloc(40 * 1024).is_null());
+        assert!(a.alloc(40 * 1024).is_null(), "past the call's bound");
+        space.restore();
+        space.limit(usize::MAX);
         assert_eq!(a.alloc(4112), first, "the same block again after a restore");
         let zeroed = a.calloc(10, 10);
         // SAFETY: 100 bytes just allocated.

@@ -9,7 +9,12 @@
 // `tools` when the call has a host. Everything it needs later is captured here, before any
 // script code runs, so nothing the script changes (JSON, Object, prototypes) affects the
 // helpers.
+let used = false;
 export default function setup(random, loadDate, loadLarge, expired, native) {
+  // Once, before the heap is saved: a script that imports this module ("<sandbox>") finds it
+  // spent.
+  if (used) throw new TypeError("the sandbox's prelude has run");
+  used = true;
   // Set by `begin` at the start of every call.
   let now = 0;
   let longest = 0;

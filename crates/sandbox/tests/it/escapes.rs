@@ -636,6 +636,15 @@ async fn import_is_not_available() {
     )
     .await;
     assert_eq!(v, json!(["ReferenceError", []]));
+    // The prelude's own module is loaded in every context, so it can be imported; its setup
+    // has run (before the heap was saved) and refuses to run again.
+    let v = value(
+        &sandbox,
+        "export default async () => { const m = await import('<sandbox>'); try { m.default(Math.random); return 'ran' } catch (e) { return String(e) } }",
+    )
+    .await;
+    assert_eq!(v, json!("TypeError: the sandbox's prelude has run"));
+    still_works(&sandbox).await;
 }
 
 #[tokio::test]
