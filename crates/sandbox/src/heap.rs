@@ -16,7 +16,9 @@
 //! more than [`RELEASE_ABOVE`], the pages above the saved image are given back to the system.
 //!
 //! QuickJS counts a block at the size it asked for (its heap limit is unchanged); QuickJS's
-//! own arenas serve its blocks of up to 512 bytes from 4 KiB chunks taken here.
+//! own arenas serve its blocks of up to 512 bytes from 4 KiB chunks taken here. Freed blocks
+//! are not merged, so a call may carve from the range only so much beyond the image
+//! ([`Space::limit`]: engine.rs gives twice the call's heap limit and 4 MiB).
 //!
 //! This file and `crates/cli/src/alloc.rs` are the workspace's only `unsafe` code: raw
 //! memory, `mmap`, and rquickjs's `Allocator` trait. Each block carries a 16-byte header
