@@ -14,8 +14,9 @@
 //! the running call's clock, dice, deadline and host from a thread-local, `CURRENT`), and are
 //! held from Rust ([`Pins`]), so no script can have them freed.
 //!
-//! A call: the prelude (`prelude.js`, read from bytecode compiled once per process) fixes the
-//! clock and the dice and hands back its helpers; args and state cross as JSON text (the state
+//! A call: the prelude's `begin` (`prelude.js`, compiled to bytecode once per process and run
+//! once, in the image) gives it its clock, its heap's longest array and, with a host, `tools`;
+//! the dice are the call's through `CURRENT`; args and state cross as JSON text (the state
 //! deep-frozen); the module is compiled and evaluated, its default export called, its promise
 //! (if any) settled and the job queue run empty; the result is serialised by the engine's own
 //! `JSON.stringify` and its size checked before it is copied out.
@@ -792,12 +793,10 @@ fn too_large(size: u64, max: usize) -> String {
     )
 }
 
-/// A Rust function in this call's context. Not `Function::new`: rquickjs keeps the prototype
-/// of its Rust functions per runtime, taken from the first context that made one, so every
-/// later call's Rust functions would have a previous call's `Function.prototype`, and that
-/// call's realm (with whatever its script left on `globalThis`) would stay alive, counted in
-/// every later call's heap, until the runtime is dropped. Here each function gets its own
-/// context's prototype.
+/// A Rust function in the image's context, with that context's `Function.prototype`. Not
+/// `Function::new`: rquickjs caches the prototype of its Rust functions per runtime, in Rust
+/// (a JavaScript value held outside the heap), and no such value may be taken during a call,
+/// whose heap is overwritten afterwards.
 fn rust_function<'js, P, F>(ctx: &Ctx<'js>, f: F) -> rquickjs::Result<Function<'js>>
 where
     F: IntoJsFunc<'js, P> + 'js,
