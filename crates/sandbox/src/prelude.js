@@ -44,10 +44,10 @@ export default function setup(random, loadDate, loadLarge, expired, native) {
   // Date: the deterministic one (prelude_date.js) replaces the real one when the script first
   // reads the global `Date` (most scripts never do, and loading and installing it costs as much
   // as the rest of the prelude); until then no Date object can exist, since only the
-  // constructor makes one. A context made for a source that never names `Date` has none.
+  // constructor makes one.
   const RealDate = G.Date;
   let date;
-  if (RealDate !== undefined) defineProperty(G, "Date", {
+  defineProperty(G, "Date", {
     get() {
       if (date === undefined) {
         date = loadDate()(RealDate, now, apply, defineProperty, setPrototypeOf);
