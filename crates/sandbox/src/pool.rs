@@ -2,17 +2,20 @@
 //!
 //! `Sandbox::new(n)` allows `n` calls at once: a call first takes one of `n` permits (a tokio
 //! semaphore, so a waiting call holds no thread and no heap), then hands its job to a worker
-//! thread (the idle worker that went idle last, whose heap and caches are the warmest: with
-//! one call at a time the same one or two workers take every call; a job that finds no idle
-//! worker waits in a queue the next free worker reads), and the permit goes back only when the worker has finished (a caller that stops
+//! thread: the free worker that finished a call last, whose heap and caches are the warmest
+//! (with one call at a time the same worker takes every call, and no thread that has slept
+//! long is woken for it); a job that finds no free worker waits in a queue the next worker to
+//! finish reads. The permit goes back only when the worker has finished (a caller that stops
 //! waiting does not free a slot early; it sets the job's cancel flag, which the script's
 //! interrupt handler reads). Workers are dedicated threads, started as the number of calls in
 //! flight first reaches them (at most `n`), each with its own [`Engine`]; none is a runtime
-//! worker, so a busy script never stalls tokio. A worker that has answered a call readies the
-//! next one ([`Engine::prepare`]: its saved heap copied back over the last call's) before it takes the
-//! next job. Workers end when the last clone of the `Sandbox` is dropped.
+//! worker, so a busy script never stalls tokio. A worker that has finished a call offers
+//! itself for the next one, answers, then readies its heap ([`Engine::prepare`]: the saved
+//! heap copied back over the last call's) while the caller wakes; a job handed to it in that
+//! time starts once the copy is done. Workers end when the last clone of the `Sandbox` is
+//! dropped.
 
-use flume::{Receiver, Sender};
+use flume::Sender;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -50,8 +53,8 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    /// Idle workers, each waiting on its own channel (`None` there: end); the last to go
-    /// idle is taken first.
+    /// Free workers, each waiting on its own channel (`None` there: end); the last offered is
+    /// taken first.
     idle: Vec<Sender<Option<Job>>>,
     /// Jobs that found no idle worker, oldest first: the next worker to finish takes one.
     queued: std::collections::VecDeque<Job>,
@@ -60,7 +63,7 @@ struct State {
 }
 
 impl Shared {
-    /// Gives `job` to the idle worker that went idle last, or queues it.
+    /// Gives `job` to the free worker that finished a call last, or queues it.
     fn dispatch(&self, job: Job) -> Result<(), CodeError> {
         let mut state = lock(&self.state);
         if state.closed {
@@ -78,20 +81,25 @@ impl Shared {
         Ok(())
     }
 
-    /// The next job for a worker that is free (`inbox` its own channel): a queued one, else
-    /// the worker goes idle and waits for one. `None`: the pool was dropped.
-    fn next(&self, inbox: &(Sender<Option<Job>>, Receiver<Option<Job>>)) -> Option<Job> {
-        {
-            let mut state = lock(&self.state);
-            if state.closed {
-                return None;
-            }
-            if let Some(job) = state.queued.pop_front() {
-                return Some(job);
-            }
-            state.idle.push(inbox.0.clone());
+    /// Offers a worker that has finished a call (`inbox` its own channel) for the next one,
+    /// before it readies its heap: a queued job is given to it now, else it goes on top of the
+    /// idle workers, so the next job goes to it rather than to a worker that has slept longer
+    /// (with one call at a time the same warm worker takes every call, and no sleeping thread
+    /// is woken for it). `false`: the pool was dropped.
+    fn offer(&self, inbox: &Sender<Option<Job>>) -> bool {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return false;
         }
-        inbox.1.recv().ok().flatten()
+        match state.queued.pop_front() {
+            // The inbox holds one job and is empty here: a worker is offered only when it has
+            // taken its last job out.
+            Some(job) => {
+                let _ = inbox.send(Some(job));
+            }
+            None => state.idle.push(inbox.clone()),
+        }
+        true
     }
 }
 
@@ -206,11 +214,12 @@ impl Inner {
 /// A worker: takes jobs until the pool is dropped.
 fn work(shared: &Shared) {
     let mut engine = Engine::default();
-    let inbox = flume::bounded(1);
-    loop {
-        let Some(job) = shared.next(&inbox) else {
-            return;
-        };
+    let (inbox, jobs) = flume::bounded(1);
+    if !shared.offer(&inbox) {
+        return;
+    }
+    // A job given to this worker (`None`, or every sender gone: the pool was dropped).
+    while let Ok(Some(job)) = jobs.recv() {
         let Job {
             call,
             handle,
@@ -221,6 +230,9 @@ fn work(shared: &Shared) {
         if reply.is_closed() {
             // The caller stopped waiting before the job started.
             drop(permit);
+            if !shared.offer(&inbox) {
+                return;
+            }
             continue;
         }
         let result = catch_unwind(AssertUnwindSafe(|| engine.run(&call, handle, cancel)))
@@ -232,9 +244,13 @@ fn work(shared: &Shared) {
                 ))
             });
         drop(permit);
+        let offered = shared.offer(&inbox);
         let _ = reply.send(result);
-        // The next call's context, made while no call waits on this one.
+        // The next call's heap, readied while its caller wakes and hands the call over.
         engine.prepare();
+        if !offered {
+            return;
+        }
     }
 }
 
