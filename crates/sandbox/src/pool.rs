@@ -107,7 +107,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         let mut state = lock(&self.shared.state);
         state.closed = true;
-        // Idle workers end now; busy ones when they next look for work.
+        // Free workers end now; busy ones when they next offer themselves.
         for worker in state.idle.drain(..) {
             let _ = worker.send(None);
         }
@@ -218,7 +218,8 @@ fn work(shared: &Shared) {
     if !shared.offer(&inbox) {
         return;
     }
-    // A job given to this worker (`None`, or every sender gone: the pool was dropped).
+    // A job given to this worker (`None`: the pool was dropped; the worker holds a sender of
+    // its own inbox, so the channel never closes under it).
     while let Ok(Some(job)) = jobs.recv() {
         let Job {
             call,
