@@ -270,7 +270,7 @@ pub async fn run(app: &App, args: RunArgs) -> Result<(), Exit> {
     // created held by this process and driven from the workflow checked above, in memory:
     // its definition is neither read back nor decoded again.
     let wf = Arc::new(wf);
-    let origin = hilo_engine::Origin::by(hilo_core::exec::StartedBy::Cli);
+    let origin = hilo_engine::Origin::by(hilo_core::exec::StartedBy::Cli).with_new_id();
     let started = match engine
         .start_from(
             hilo_engine::driver::new_id(),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-use crate::base::{Result, TenantId};
+use crate::base::{Result, StoreError, TenantId};
 use crate::stored::StoredJson;
 
 // The agent seam lives with the agents' other shared pieces; its old paths stay.
@@ -902,12 +902,38 @@ pub enum CommitOutcome {
     LeaseLost,
 }
 
+/// [`ExecutionStore::create_new`] by [`ExecutionStore::create_execution`]'s transaction (the
+/// default, and a store's way when it has no faster one).
+pub async fn create_new_by_insert<S: ExecutionStore + ?Sized>(
+    store: &S,
+    new: NewExecution,
+    events: Vec<Event>,
+) -> Result<()> {
+    let id = new.id.clone();
+    match store.create_execution(new, events).await? {
+        true => Ok(()),
+        false => Err(StoreError::Backend(format!(
+            "execution {id} exists already, and its creation was meant to be the first under \
+             that id; nothing was written"
+        ))),
+    }
+}
+
 /// Storage of executions: the checkpoint, the history, human tasks, signals and leases.
 #[async_trait]
 pub trait ExecutionStore: Send + Sync {
     /// Creates an execution (and its first history entries) in one transaction. False, and
     /// nothing written, when an execution with its id exists already.
     async fn create_execution(&self, new: NewExecution, events: Vec<Event>) -> Result<bool>;
+
+    /// Creates an execution whose id was made for it (random, never given by a caller: no
+    /// execution has it), so the store need not look for one: on SQLite, one held by this
+    /// process goes to the step log (one `write`, as durable as a step) instead of waiting
+    /// for a transaction. What it writes, and when another process's read sees it, are
+    /// [`Self::create_execution`]'s; an execution that does exist under the id is an error.
+    async fn create_new(&self, new: NewExecution, events: Vec<Event>) -> Result<()> {
+        create_new_by_insert(self, new, events).await
+    }
 
     /// Creates an execution as [`Self::create_execution`] does, and in the same transaction
     /// its claim: a row keyed by (tenant, `claim.trigger`, `claim.key`) naming it, and the

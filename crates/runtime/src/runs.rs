@@ -364,10 +364,12 @@ pub async fn begin(
             ));
         }
     }
+    let new_id = req.execution_id.is_none();
     let id = req.execution_id.unwrap_or_else(hilo_engine::driver::new_id);
     let origin = hilo_engine::Origin {
         started_by: Some(req.started_by),
         claim,
+        new_id,
     };
     let started = match runner
         .engine()

@@ -339,6 +339,10 @@ impl Engine {
         let record = keep.then(|| Box::new(ExecRecord::created(&new)));
         let store = &self.inner.store;
         Ok(match origin.claim {
+            None if origin.new_id => {
+                store.create_new(new, Vec::new()).await?;
+                Inserted::New(record)
+            }
             None => match store.create_execution(new, Vec::new()).await? {
                 true => Inserted::New(record),
                 false => Inserted::Existed,
@@ -358,6 +362,11 @@ pub struct Origin {
     pub started_by: Option<StartedBy>,
     /// A schedule's tick or a webhook's delivery: taken once, by the start that writes it.
     pub claim: Option<StartClaim>,
+    /// The execution's id was made for this start by [`new_id`] (no caller gave it), so no
+    /// execution has it: the store writes the creation without looking for one (on SQLite,
+    /// to the step log). Never set for an id a caller chose (an idempotent retry must find
+    /// the execution its first try created).
+    pub new_id: bool,
 }
 
 impl Origin {
@@ -365,7 +374,15 @@ impl Origin {
     pub fn by(who: StartedBy) -> Origin {
         Origin {
             started_by: Some(who),
-            claim: None,
+            ..Origin::default()
+        }
+    }
+
+    /// This origin, for an execution whose id [`new_id`] made for it (see [`Origin::new_id`]).
+    pub fn with_new_id(self) -> Origin {
+        Origin {
+            new_id: true,
+            ..self
         }
     }
 }

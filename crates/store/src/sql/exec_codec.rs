@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hilo_core::exec::{Commit, Event, ITERATION_MARK, NodeRecord};
+use hilo_core::exec::{Commit, Event, ITERATION_MARK, NewExecution, NodeRecord};
 use hilo_core::store::{Result, StoreError};
 use hilo_core::stored::StoredJson;
 use serde::{Deserialize, Serialize};
@@ -176,6 +176,52 @@ pub(crate) struct ExecRow {
     pub(crate) meta: String,
     /// Give the lease up.
     pub(crate) release: bool,
+}
+
+/// A new `executions` row: the columns `sql::INSERT_EXECUTION` binds, its input and definition
+/// encoded for their columns. Made before any database work (and carried by the step log's
+/// creation records).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct NewExecRow {
+    pub(crate) id: String,
+    pub(crate) tenant: String,
+    pub(crate) workflow: String,
+    pub(crate) version: i64,
+    pub(crate) input: Json,
+    pub(crate) parent_id: Option<String>,
+    pub(crate) parent_node: Option<String>,
+    pub(crate) definition: Option<Json>,
+    pub(crate) meta: String,
+    pub(crate) created_at: i64,
+    pub(crate) lease_owner: Option<String>,
+    pub(crate) lease_expires_at: Option<i64>,
+    pub(crate) trace_parent: Option<String>,
+    pub(crate) started_by: Option<String>,
+}
+
+impl NewExecRow {
+    pub(crate) fn of(new: &NewExecution, threshold: usize) -> Result<NewExecRow> {
+        Ok(NewExecRow {
+            id: new.id.clone(),
+            tenant: new.tenant.clone(),
+            workflow: new.workflow.clone(),
+            version: i(new.version),
+            input: Json::encode(&new.input, threshold),
+            parent_id: new.parent.as_ref().map(|p| p.execution_id.clone()),
+            parent_node: new.parent.as_ref().map(|p| p.node_key.clone()),
+            definition: new.definition.as_ref().map(|d| Json::encode(d, threshold)),
+            meta: serde_json::to_string(&new.meta).map_err(|e| corrupt("meta", e))?,
+            created_at: new.created_at,
+            lease_owner: new.lease.as_ref().map(|l| l.owner.clone()),
+            lease_expires_at: new.lease.as_ref().map(|l| l.expires_at),
+            trace_parent: new.trace_parent.map(|t| t.to_string()),
+            started_by: new
+                .started_by
+                .as_ref()
+                .map(|s| serde_json::to_string(s).map_err(|e| corrupt("started_by", e)))
+                .transpose()?,
+        })
+    }
 }
 
 /// An `exec_events` row of an execution.

@@ -119,12 +119,6 @@ pub(crate) fn started_by(text: Option<String>) -> Option<StartedBy> {
     }
 }
 
-/// The `started_by` column of a new execution.
-pub(crate) fn started_by_text(s: Option<&StartedBy>) -> Result<Option<String>> {
-    s.map(|s| serde_json::to_string(s).map_err(|e| corrupt("started_by", e)))
-        .transpose()
-}
-
 /// A node row's columns as stored: its output, error and detail as their JSON text. Read from
 /// a row of `sql::NODE_ROWS` (or of the queries that have its columns), or out of a pack of
 /// history (`history_pack`).

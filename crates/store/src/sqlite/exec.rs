@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::RunningLimits;
 use crate::sql::exec_codec::{
-    ERASE_AUDIT, ERASE_CAPTURED, ERASE_OTHER_ROWS, Encoded, EventRow, Marks, NODE_REF,
+    ERASE_AUDIT, ERASE_CAPTURED, ERASE_OTHER_ROWS, Encoded, EventRow, Marks, NODE_REF, NewExecRow,
     PRUNE_CHILD_ROWS, REF, corrupt, i, sql, stored_json, terminal, u,
 };
 
@@ -327,6 +327,34 @@ impl ExecutionStore for SqliteStore {
         Ok(created)
     }
 
+    async fn create_new(&self, new: NewExecution, events: Vec<Event>) -> Result<()> {
+        // Held by this process, its id made for it: one append to the step log, which the
+        // writer thread folds before anything else reads or writes the execution.
+        if let (Some(log), Some(lease)) = (
+            self.step_log().filter(|l| l.takes_creations()),
+            new.lease.as_ref(),
+        ) {
+            let row = NewExecRow::of(&new, self.payload_threshold())?;
+            let mut frames = Vec::new();
+            if StepLog::frame_create(&mut frames, row, events.iter().map(EventRow::of).collect())
+                .is_ok()
+            {
+                // Held before the append, so that the first step may follow at once.
+                log.hold(
+                    &new.id,
+                    &lease.owner,
+                    lease.expires_at,
+                    lease.expires_at.saturating_sub(new.created_at),
+                );
+                if self.append_to_log(log, &frames) {
+                    return Ok(());
+                }
+                log.forget(&new.id);
+            }
+        }
+        hilo_core::exec::create_new_by_insert(self, new, events).await
+    }
+
     async fn create_claimed(
         &self,
         new: NewExecution,
@@ -579,16 +607,31 @@ impl ExecutionStore for SqliteStore {
         let held_owner = owner.clone();
         let lost = self
             .write_ordered(false, move |w| {
-                let mut lost = Vec::new();
-                for id in ids {
-                    let n = exec(
+                let renew = |id: &String| {
+                    exec(
                         w.conn,
                         "UPDATE executions SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3",
                         params![now + i(lease_ms), id, owner],
-                    )?;
-                    if n == 0 {
+                    )
+                    .map(|n| n > 0)
+                };
+                let mut lost = Vec::new();
+                for id in ids {
+                    if !renew(&id)? {
                         lost.push(id);
                     }
+                }
+                // An execution not found may be a creation still in the step log: fold, then
+                // look again (a lease really lost costs a fold).
+                if !lost.is_empty() {
+                    w.fold_logs()?;
+                    let mut still = Vec::new();
+                    for id in lost {
+                        if !renew(&id)? {
+                            still.push(id);
+                        }
+                    }
+                    lost = still;
                 }
                 Ok(lost)
             })

@@ -192,6 +192,11 @@ impl SqliteStore {
         self.writer.commits() + self.log.as_ref().map_or(0, |l| l.appends())
     }
 
+    /// Step-log appends so far (each one `write`; part of [`Self::commits`]).
+    pub fn step_log_appends(&self) -> u64 {
+        self.log.as_ref().map_or(0, |l| l.appends())
+    }
+
     /// Transactions that folded step-log records into the tables, and records dropped there
     /// because their owner had lost the lease (0 when nothing was appended).
     pub fn folds(&self) -> (u64, u64) {

@@ -7,9 +7,11 @@
 //! [`is_plain`]) — is encoded as one record and appended to this process's current *segment*,
 //! a file under `<database>-steps/`. Once `write` returns the record is in the operating
 //! system's page cache: it survives the process being killed, exactly like a WAL commit under
-//! `synchronous=NORMAL`, and like it, not a power loss. Everything else (creations, claims,
-//! waiting, giving a running execution up, human tasks, children, signals) stays a SQLite
-//! transaction.
+//! `synchronous=NORMAL`, and like it, not a power loss. So is the creation of an execution this
+//! process holds whose id was made for it (`ExecutionStore::create_new`: no execution can have
+//! the id, so nothing need be looked up first), with its steps after it in the segment.
+//! Everything else (other creations, claims, waiting, giving a running execution up, human
+//! tasks, children, signals) stays a SQLite transaction.
 //!
 //! Records are *folded* into the tables (`exec_events`, `exec_nodes`, `exec_vars`,
 //! `tool_audit`) in batches, by transactions that also move the segment's offset in
@@ -17,8 +19,10 @@
 //!
 //! - the writer thread folds this process's segments soon after they grow (after
 //!   [`FOLD_LINGER`], so that one transaction takes many steps), and before any write ordered
-//!   after the steps (every write but creations and heartbeats): a transaction of this process
-//!   that touches what steps write never runs over a log it has not folded;
+//!   after the steps (every write but creations and heartbeats; a heartbeat that finds no row
+//!   for an execution folds and looks again, since its creation may be in the log): a
+//!   transaction of this process that touches what steps write never runs over a log it has
+//!   not folded;
 //! - every read of the execution store, every claim, signal, answer and prune, and the pool's
 //!   reads of execution and audit rows first fold every segment in the directory (those of
 //!   other processes too): a claim folds the log of the dead process whose execution it takes
@@ -60,7 +64,9 @@ use hilo_core::tool::AuditEntry;
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use crate::sql::exec_codec::{Encoded, EventRow, ExecRow, Json, NodeRow, Pending, SortedRows};
+use crate::sql::exec_codec::{
+    Encoded, EventRow, ExecRow, Json, NewExecRow, NodeRow, Pending, SortedRows,
+};
 use crate::sqlite::audit_rows::{AuditRow, insert_audit_rows};
 use crate::sqlite::stmt::db;
 use crate::sqlite::stmt::{exec, scalar};
@@ -121,6 +127,14 @@ enum Record<'a> {
         id: String,
         nodes: Cow<'a, [String]>,
         vars: Cow<'a, [String]>,
+    },
+    /// A new execution held by its creator (`ExecutionStore::create_new`: an id made for it,
+    /// which no execution has), with its first history rows. Its creator's steps follow it
+    /// in the same segment, so they are folded after it. (Last among the variants: records
+    /// of the others decode as before.)
+    Create {
+        row: Box<NewExecRow>,
+        events: Vec<EventRow>,
     },
 }
 
@@ -514,6 +528,27 @@ impl StepLog {
                 id: c.execution_id.clone(),
                 nodes: Cow::Borrowed(&c.retired),
                 vars: Cow::Borrowed(&c.dropped_vars),
+            },
+        )
+    }
+
+    /// Whether a creation can be made durable by an append: as for a commit
+    /// ([`Self::takes`]), not once an append failed or while the backlog is over [`BACKLOG`].
+    pub(crate) fn takes_creations(&self) -> bool {
+        !self.failed.load(Ordering::Relaxed) && self.backlog.load(Ordering::Relaxed) < BACKLOG
+    }
+
+    /// Frames a creation onto `buf` (see [`Record::Create`]).
+    pub(crate) fn frame_create(
+        buf: &mut Vec<u8>,
+        row: NewExecRow,
+        events: Vec<EventRow>,
+    ) -> Result<()> {
+        frame(
+            buf,
+            &Record::Create {
+                row: Box::new(row),
+                events,
             },
         )
     }
@@ -958,6 +993,21 @@ impl Batch {
         let after = self.applied.take();
         match record {
             Record::Audit { rows } => insert_audit_rows(w.conn(), rows),
+            Record::Create { row, events } => {
+                let (id, owner) = (row.id.clone(), row.lease_owner.clone());
+                if w.insert_exec_row(*row)? {
+                    w.insert_events(&id, events)?;
+                    self.owners.insert(id, owner);
+                } else {
+                    // Not reachable with ids made for their execution; should one be taken,
+                    // the execution under it is left as it is, and the creator's steps, fenced
+                    // by its lease, are dropped unless it holds that execution.
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(execution = %id, "step log: a creation found its id taken; it is dropped");
+                    self.owners.remove(&id);
+                }
+                Ok(())
+            }
             Record::Retire { id, nodes, vars } => {
                 if after.as_deref() == Some(id.as_str()) {
                     self.tables

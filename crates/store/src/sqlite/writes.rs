@@ -10,9 +10,8 @@ use rusqlite::{CachedStatement, Connection, params};
 use serde_json::Value;
 
 use crate::sql::exec_codec::{
-    Encoded, EventRow, ExecRow, Json, NodeRow, Pending, REF, SortedRows, corrupt, i, sql,
+    Encoded, EventRow, ExecRow, Json, NewExecRow, NodeRow, Pending, REF, SortedRows, corrupt, sql,
 };
-use crate::sql::exec_rows::started_by_text;
 use crate::sql::history_pack::{EndedLoop, ended_loop};
 use crate::sql::triggers;
 use crate::sqlite::packs;
@@ -90,15 +89,6 @@ impl<'a> Writes<'a> {
         )
     }
 
-    /// JSON text for a value, moved to `payloads` (once, by content hash) when it is large.
-    pub(crate) fn put_json(&self, v: &Value) -> Result<String> {
-        self.column(Json::encode(v, self.payload_threshold))
-    }
-
-    pub(crate) fn opt_json(&self, v: Option<&Value>) -> Result<Option<String>> {
-        v.map(|v| self.put_json(v)).transpose()
-    }
-
     /// The column text of an encoded value, storing its payload first if it has one.
     pub(crate) fn column(&self, j: Json) -> Result<String> {
         match j {
@@ -116,27 +106,31 @@ impl<'a> Writes<'a> {
 
     /// False (nothing written) when an execution with that id exists.
     pub(crate) fn insert_execution(&self, new: &NewExecution) -> Result<bool> {
-        let input = self.put_json(&new.input)?;
-        let definition = self.opt_json(new.definition.as_ref())?;
-        let meta = serde_json::to_string(&new.meta).map_err(|e| corrupt("meta", e))?;
+        self.insert_exec_row(NewExecRow::of(new, self.payload_threshold)?)
+    }
+
+    /// [`Self::insert_execution`] of a row made already (a creation in the step log).
+    pub(crate) fn insert_exec_row(&self, row: NewExecRow) -> Result<bool> {
+        let input = self.column(row.input)?;
+        let definition = row.definition.map(|d| self.column(d)).transpose()?;
         let inserted = exec(
             self.conn,
             sql::INSERT_EXECUTION,
             params![
-                new.id,
-                new.tenant,
-                new.workflow,
-                i(new.version),
+                row.id,
+                row.tenant,
+                row.workflow,
+                row.version,
                 input,
-                new.parent.as_ref().map(|p| p.execution_id.as_str()),
-                new.parent.as_ref().map(|p| p.node_key.as_str()),
+                row.parent_id,
+                row.parent_node,
                 definition,
-                meta,
-                new.created_at,
-                new.lease.as_ref().map(|l| l.owner.as_str()),
-                new.lease.as_ref().map(|l| l.expires_at),
-                new.trace_parent.map(|t| t.to_string()),
-                started_by_text(new.started_by.as_ref())?,
+                row.meta,
+                row.created_at,
+                row.lease_owner,
+                row.lease_expires_at,
+                row.trace_parent,
+                row.started_by,
             ],
         )?;
         Ok(inserted > 0)

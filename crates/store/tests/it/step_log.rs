@@ -95,6 +95,23 @@ fn segments(db: &Path) -> Vec<String> {
     names
 }
 
+/// The bytes of the one segment of the step log of `db`.
+fn segment_bytes(db: &Path) -> Vec<u8> {
+    let name = segments(db)
+        .into_iter()
+        .find(|s| s.ends_with(".log"))
+        .unwrap();
+    std::fs::read(steps_dir(db).join(&name)).unwrap()
+}
+
+/// B's claim of `id` (its lease ran out at `at`), and what it loaded.
+async fn take_over(b: &SqliteStore, id: &str, at: i64) -> hilo_core::exec::Loaded {
+    b.claim("default", id, "B", 30_000, at)
+        .await
+        .unwrap()
+        .expect("the lease ran out: B takes over")
+}
+
 /// Two stores on one new database file (two processes, as far as the files go), and
 /// execution `x` created by A, held by it for `lease_ms`.
 async fn two_stores(lease_ms: i64) -> (tempfile::TempDir, Arc<SqliteStore>, Arc<SqliteStore>) {
@@ -165,11 +182,7 @@ async fn a_claim_folds_the_last_holders_steps_before_it_loads() {
     for seq in 1..=5 {
         commit(&a, plain("x", "A", seq, json!(seq))).await;
     }
-    let loaded = b
-        .claim("default", "x", "B", 30_000, now_ms() + 1_000)
-        .await
-        .unwrap()
-        .expect("the lease ran out: B takes over");
+    let loaded = take_over(&b, "x", now_ms() + 1_000).await;
     let mut keys: Vec<String> = loaded.nodes.iter().map(|n| n.key.clone()).collect();
     keys.sort();
     assert_eq!(keys, ["n1", "n2", "n3", "n4", "n5"]);
@@ -305,12 +318,132 @@ async fn a_store_that_does_not_append_still_folds_what_others_appended() {
     // reads and takes over what the other process made durable in its log.
     let b = Arc::new(SqliteStore::open(&db, Durability::Full).await.unwrap());
     assert_eq!(b.events("x").await.unwrap().len(), 3);
-    let loaded = b
-        .claim("default", "x", "B", 30_000, now_ms() + 1_000)
-        .await
-        .unwrap()
-        .expect("the lease ran out");
+    let loaded = take_over(&b, "x", now_ms() + 1_000).await;
     assert_eq!(loaded.nodes.len(), 3);
+}
+
+// ---- creations -----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_execution_is_one_append_and_every_store_sees_it_before_its_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let a = open(&db).await;
+    let b = open(&db).await;
+    let mut new = new_exec("y", "A", 60_000);
+    // Large enough to be stored once as a payload when folded.
+    new.input = json!({"big": "i".repeat(20_000)});
+    let (writes, appends) = (a.commits(), a.step_log_appends());
+    let first = Event {
+        seq: 1,
+        at: now_ms(),
+        kind: EventKind::ExecutionStarted,
+        node: None,
+        attempt: 0,
+        data: Value::Null,
+    };
+    a.create_new(new, vec![first]).await.unwrap();
+    assert_eq!(a.step_log_appends() - appends, 1, "one append");
+    assert_eq!(a.commits() - writes, 1, "and no transaction");
+    // Its lease renews before anything folded the creation (the heartbeat folds first
+    // when it finds no row).
+    assert!(
+        a.heartbeat(&["y".to_string()], "A", 60_000, now_ms())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the lease is held"
+    );
+    for seq in 2..=4 {
+        commit(&a, plain("y", "A", seq, json!(seq))).await;
+    }
+    // Another store (process) sees the execution, held by A, with its input and steps.
+    let y = b.get_execution("default", "y").await.unwrap();
+    assert_eq!(y.status, ExecStatus::Pending);
+    assert_eq!(y.input.get()["big"].as_str().unwrap().len(), 20_000);
+    assert_eq!(
+        b.events("y")
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(b.node_records("y").await.unwrap().len(), 3);
+    assert_eq!(a.folds().1 + b.folds().1, 0, "nothing dropped");
+    // It is held: B cannot take it.
+    assert!(
+        b.claim("default", "y", "B", 30_000, now_ms())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // An id that exists is refused, and nothing is written over it.
+    let again = a.create_new(new_exec("y", "A", 60_000), Vec::new()).await;
+    assert!(again.is_ok(), "an append: the id was promised new");
+    let y2 = b.get_execution("default", "y").await.unwrap();
+    assert_eq!(y2.input.get()["big"].as_str().unwrap().len(), 20_000);
+    assert_eq!(
+        b.folds().1 + a.folds().1,
+        1,
+        "the second creation is dropped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_left_in_a_dead_processs_log_is_folded_and_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src/hilo.db");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    let a = open(&src).await;
+    a.create_new(new_exec("z", "A", 300), Vec::new())
+        .await
+        .unwrap();
+    for seq in 1..=2 {
+        commit(&a, plain("z", "A", seq, json!(seq))).await;
+    }
+    let bytes = segment_bytes(&src);
+    // A database where `z` never reached the tables: the process died with its log.
+    let db = dir.path().join("hilo.db");
+    let b = open(&db).await;
+    std::fs::create_dir_all(steps_dir(&db)).unwrap();
+    let path = steps_dir(&db).join("pdead-1-0.00000001.log");
+    // Killed inside the creation's write: it never happened.
+    let ends = frame_ends(&bytes);
+    std::fs::write(&path, &bytes[..ends[0] - 3]).unwrap();
+    assert_eq!(
+        b.get_execution("default", "z").await.unwrap_err().code(),
+        "EXECUTION_NOT_FOUND"
+    );
+    assert_eq!(b.torn_records(), 1);
+    // Killed after it and its steps: all of it is there, and once the lease has run out
+    // another process takes the execution over with its steps.
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(b.events("z").await.unwrap().len(), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    let loaded = take_over(&b, "z", now_ms()).await;
+    assert_eq!(loaded.nodes.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_log_a_new_execution_is_a_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let s = Arc::new(SqliteStore::open(&db, Durability::Full).await.unwrap());
+    s.create_new(new_exec("x", "A", 60_000), Vec::new())
+        .await
+        .unwrap();
+    assert!(segments(&db).is_empty());
+    let e = s
+        .create_new(new_exec("x", "A", 60_000), Vec::new())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("exists already"), "{e}");
+    assert_eq!(
+        s.get_execution("default", "x").await.unwrap().status,
+        ExecStatus::Pending
+    );
 }
 
 // ---- damaged segments ----------------------------------------------------------------------
@@ -344,11 +477,7 @@ async fn dead_segment_of(
     for seq in 1..=steps {
         commit(&a, plain("x", "A", seq, output(seq))).await;
     }
-    let name = segments(&src)
-        .into_iter()
-        .find(|s| s.ends_with(".log"))
-        .unwrap();
-    let bytes = std::fs::read(steps_dir(&src).join(&name)).unwrap();
+    let bytes = segment_bytes(&src);
     let db = dir.path().join("hilo.db");
     let b = holding_x(&db, 60_000).await;
     std::fs::create_dir_all(steps_dir(&db)).unwrap();

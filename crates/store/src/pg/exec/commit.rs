@@ -13,9 +13,9 @@ use sqlx::PgConnection;
 use crate::pg::PgStore;
 use crate::pg::exec::notify::notify_work;
 use crate::sql::exec_codec::{
-    Encoded, EventRow, ExecRow as RowUpdate, Json, Marks, Pending, REF, SortedRows, corrupt, i, sql,
+    Encoded, EventRow, ExecRow as RowUpdate, Json, Marks, NewExecRow, Pending, REF, SortedRows,
+    corrupt, sql,
 };
-use crate::sql::exec_rows::started_by_text;
 use crate::sql::triggers;
 use crate::sql::{backend, now_ms};
 
@@ -274,29 +274,26 @@ pub(super) async fn insert_execution(
     new: &NewExecution,
     threshold: usize,
 ) -> Result<bool> {
+    let row = NewExecRow::of(new, threshold)?;
     let mut p = Payloads::default();
-    let input = p.column(Json::encode(&new.input, threshold));
-    let definition = new
-        .definition
-        .as_ref()
-        .map(|d| p.column(Json::encode(d, threshold)));
+    let input = p.column(row.input);
+    let definition = row.definition.map(|d| p.column(d));
     p.write(conn).await?;
-    let meta = serde_json::to_string(&new.meta).map_err(|e| corrupt("meta", e))?;
     let inserted = sqlx::query(sql::INSERT_EXECUTION)
-        .bind(&new.id)
-        .bind(&new.tenant)
-        .bind(&new.workflow)
-        .bind(i(new.version))
+        .bind(&row.id)
+        .bind(&row.tenant)
+        .bind(&row.workflow)
+        .bind(row.version)
         .bind(input)
-        .bind(new.parent.as_ref().map(|p| p.execution_id.as_str()))
-        .bind(new.parent.as_ref().map(|p| p.node_key.as_str()))
+        .bind(&row.parent_id)
+        .bind(&row.parent_node)
         .bind(definition)
-        .bind(meta)
-        .bind(new.created_at)
-        .bind(new.lease.as_ref().map(|l| l.owner.as_str()))
-        .bind(new.lease.as_ref().map(|l| l.expires_at))
-        .bind(new.trace_parent.map(|t| t.to_string()))
-        .bind(started_by_text(new.started_by.as_ref())?)
+        .bind(&row.meta)
+        .bind(row.created_at)
+        .bind(&row.lease_owner)
+        .bind(row.lease_expires_at)
+        .bind(&row.trace_parent)
+        .bind(&row.started_by)
         .execute(&mut *conn)
         .await
         .map_err(backend)?
