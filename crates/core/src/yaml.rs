@@ -16,6 +16,8 @@
 //! and positions, and every rare construct are serde-saphyr's own; the tests check the values
 //! against serde-saphyr's on many documents.
 
+mod fast;
+
 use std::borrow::Cow;
 
 use serde_json::{Map, Number, Value};
@@ -31,6 +33,10 @@ const MAX_NODES: usize = 200_000;
 /// The value of `text`, a YAML document, or `None` when serde-saphyr is to read it (see the
 /// module's header): never a different value from serde-saphyr's.
 pub(crate) fn read(text: &str) -> Option<Value> {
+    // Most definitions: read straight from the text.
+    if let Some(v) = fast::read(text) {
+        return Some(v);
+    }
     // serde-saphyr's parser options under its default budget.
     let mut options = Options::default();
     options.simple_key_max_lookahead = 1024;
@@ -375,6 +381,30 @@ mod tests {
     /// Every YAML file of the repository and every YAML block of its documentation.
     #[test]
     fn the_repositorys_yaml_reads_the_same() {
+        let texts = repository_texts();
+        let read = texts.iter().filter(|t| same(t)).count();
+        assert!(texts.len() > 50, "{} texts", texts.len());
+        assert!(
+            read * 10 >= texts.len() * 8,
+            "{read} of {} read",
+            texts.len()
+        );
+        // The direct reader takes most of them itself (`same` checked its values above).
+        let direct = texts.iter().filter(|t| fast::read(t).is_some()).count();
+        assert!(
+            direct * 10 >= texts.len() * 7,
+            "the direct reader read {direct} of {}",
+            texts.len()
+        );
+    }
+
+    /// Every YAML file of the repository and every YAML block of its documentation, read once.
+    fn repository_texts() -> &'static [String] {
+        static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        TEXTS.get_or_init(collect_repository_texts)
+    }
+
+    fn collect_repository_texts() -> Vec<String> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut texts = Vec::new();
         let mut dirs = vec![root];
@@ -396,13 +426,104 @@ mod tests {
                 }
             }
         }
-        let read = texts.iter().filter(|t| same(t)).count();
-        assert!(texts.len() > 50, "{} texts", texts.len());
-        assert!(
-            read * 10 >= texts.len() * 8,
-            "{read} of {} read",
-            texts.len()
-        );
+        texts
+    }
+
+    /// Pieces of YAML's syntax that edits put into real documents.
+    const PIECES: &[&str] = &[
+        " ",
+        "  ",
+        "\n",
+        "\n  ",
+        "\n- ",
+        "- ",
+        "-",
+        ":",
+        ": ",
+        "#",
+        " #",
+        "'",
+        "''",
+        "\"",
+        "\\",
+        "\\u00e9",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        ", ",
+        "|",
+        "|-",
+        "|+",
+        ">",
+        ">-",
+        "|2",
+        "?",
+        "? ",
+        "&a ",
+        "*a",
+        "!!str ",
+        "~",
+        "null",
+        "0x1F",
+        "1e3",
+        ".inf",
+        "---",
+        "...",
+        "%",
+        "\t",
+        "\r",
+        "é",
+        "x",
+        "key: value",
+        "\n\n",
+        "\u{feff}",
+        "<<: ",
+        "@",
+        "`",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// The repository's documents with a few edits (syntax put in, text cut out): whatever
+        /// the direct reader reads, serde-saphyr reads the same, and the rest is left.
+        #[test]
+        fn edited_documents_are_read_as_serde_saphyr_reads_them_or_left(
+            doc in any::<prop::sample::Index>(),
+            edits in prop::collection::vec(
+                (any::<prop::sample::Index>(), 0..3u8, prop::sample::select(PIECES)),
+                1..4,
+            ),
+        ) {
+            let texts = repository_texts();
+            let mut text = doc.get(texts).clone();
+            for (at, op, piece) in edits {
+                let bounds: Vec<usize> = (0..=text.len()).filter(|i| text.is_char_boundary(*i)).collect();
+                let i = *at.get(&bounds);
+                match op {
+                    0 => text.insert_str(i, piece),
+                    1 => {
+                        let j = bounds.iter().copied().find(|j| *j >= i + piece.len()).unwrap_or(text.len());
+                        text.replace_range(i..j, "");
+                    }
+                    _ => {
+                        let j = bounds.iter().copied().find(|j| *j > i).unwrap_or(text.len());
+                        text.replace_range(i..j, piece);
+                    }
+                }
+            }
+            if let Some(mine) = fast::read(&text) {
+                match saphyr(&text) {
+                    Ok(theirs) => {
+                        prop_assert_eq!(&mine, &theirs, "{:?}", text);
+                        prop_assert_eq!(mine.to_string(), theirs.to_string(), "{:?}", text);
+                    }
+                    Err(e) => prop_assert!(false, "{:?}: read as {}, serde-saphyr refuses it: {}", text, mine, e),
+                }
+            }
+        }
     }
 
     /// Texts that resolve to something other than plain text, or nearly do.
