@@ -462,7 +462,7 @@ impl ExecRecord {
             lease_owner: new.lease.as_ref().map(|l| l.owner.clone()),
             lease_expires_at: new.lease.as_ref().map(|l| l.expires_at),
             meta: new.meta.clone(),
-            definition: new.definition.clone(),
+            definition: new.definition.as_ref().map(|d| d.get().clone()),
             trace_parent: new.trace_parent,
             started_by: new.started_by.clone(),
         }
@@ -642,8 +642,9 @@ pub struct NewExecution {
     pub version: u64,
     pub input: Value,
     pub parent: Option<ParentRef>,
-    /// Set for ad-hoc runs of a file; `None` runs the stored (name, version).
-    pub definition: Option<Value>,
+    /// Set for ad-hoc runs of a file; `None` runs the stored (name, version). Made as its JSON
+    /// text ([`crate::to_json_text`]: a store writes the text, nothing builds a value of it).
+    pub definition: Option<StoredJson>,
     /// Take the lease at once (the creating process runs it), or leave it to a worker.
     pub lease: Option<Lease>,
     pub meta: ExecMeta,

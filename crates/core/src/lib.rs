@@ -196,6 +196,12 @@ pub fn to_value(wf: &Workflow) -> Value {
     serde_json::to_value(wf).unwrap_or(Value::Null)
 }
 
+/// The definition as JSON text: [`to_value`]'s, written, without building the value first.
+pub fn to_json_text(wf: &Workflow) -> String {
+    // As `to_value`: plain data, every map key a string.
+    serde_json::to_string(wf).unwrap_or_else(|_| "null".into())
+}
+
 /// The definition written as YAML or JSON.
 pub fn to_text(wf: &Workflow, format: Format) -> Result<String, source::WriteError> {
     source::write_value(&to_value(wf), format)

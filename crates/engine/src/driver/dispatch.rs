@@ -12,6 +12,7 @@ use hilo_core::exec::{
     AgentRequest, AgentRun, AgentRuntime, ExecMeta, NewExecution, NodeError, ParentRef, StartedBy,
     TokenSink, codes,
 };
+use hilo_core::stored::StoredJson;
 use hilo_core::tool::{ToolExecutor, ToolRequest};
 use serde_json::Value;
 use tracing::Instrument;
@@ -94,7 +95,7 @@ impl Engine {
                 node_key: key.clone(),
             }),
             // A written workflow is kept with its run, never stored as a workflow version.
-            definition: definition.as_deref().cloned(),
+            definition: definition.as_deref().cloned().map(StoredJson::new),
             lease: None,
             meta: ExecMeta {
                 grant: grant.clone(),

@@ -10,6 +10,7 @@ use hilo_core::Workflow;
 use hilo_core::exec::{
     Claimed, ExecMeta, ExecRecord, Lease, Loaded, NewExecution, StartClaim, StartedBy,
 };
+use hilo_core::stored::StoredJson;
 use hilo_core::trace::TraceParent;
 use serde_json::Value;
 
@@ -324,7 +325,7 @@ impl Engine {
             version: wf.version,
             input,
             parent: None,
-            definition: adhoc.then(|| hilo_core::to_value(wf)),
+            definition: adhoc.then(|| StoredJson::from_text(hilo_core::to_json_text(wf))),
             lease: (!detach).then(|| Lease {
                 owner: self.inner.options.owner.clone(),
                 expires_at: now + self.inner.options.lease_ms as i64,

@@ -289,7 +289,7 @@ edges:
         version: wf.version,
         input: json!({}),
         parent: None,
-        definition: Some(hilo_core::to_value(&wf)),
+        definition: Some(hilo_core::stored::StoredJson::new(hilo_core::to_value(&wf))),
         lease: None,
         meta: ExecMeta {
             grant: Some(vec!["test.echo".into()]),

@@ -518,7 +518,7 @@ async fn a_written_workflows_execution_shows_and_draws_its_own_definition() {
             execution_id: "wp".into(),
             node_key: "plan".into(),
         }),
-        definition: Some(definition.clone()),
+        definition: Some(hilo_core::stored::StoredJson::new(definition.clone())),
         // Held elsewhere: no worker of this server runs it.
         lease: Some(Lease {
             owner: "elsewhere".into(),

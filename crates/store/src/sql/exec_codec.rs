@@ -209,7 +209,10 @@ impl NewExecRow {
             input: Json::encode(&new.input, threshold),
             parent_id: new.parent.as_ref().map(|p| p.execution_id.clone()),
             parent_node: new.parent.as_ref().map(|p| p.node_key.clone()),
-            definition: new.definition.as_ref().map(|d| Json::encode(d, threshold)),
+            definition: new
+                .definition
+                .as_ref()
+                .map(|d| Json::encode_stored(d, threshold)),
             meta: serde_json::to_string(&new.meta).map_err(|e| corrupt("meta", e))?,
             created_at: new.created_at,
             lease_owner: new.lease.as_ref().map(|l| l.owner.clone()),

@@ -13,6 +13,7 @@ use hilo_core::exec::{
     ParentRef, PruneScope, Signal, TaskFilter,
 };
 use hilo_core::store::{Store, StoreError};
+use hilo_core::stored::StoredJson;
 use serde_json::{Value, json};
 
 /// The start of every check's clock but the claim-due one.
@@ -352,7 +353,7 @@ async fn create_execution_never_overwrites(s: &dyn Store) {
         workflow: "orders".into(),
         version: 7,
         input: json!({"order": 42, "items": ["a", "b"]}),
-        definition: Some(json!({"name": "adhoc", "nodes": []})),
+        definition: Some(StoredJson::new(json!({"name": "adhoc", "nodes": []}))),
         meta: meta.clone(),
         ..new_exec(t, "create-1", Some("me"), T0)
     };
@@ -384,7 +385,7 @@ async fn create_execution_never_overwrites(s: &dyn Store) {
         lease_owner: Some("me".into()),
         lease_expires_at: Some(FAR),
         meta,
-        definition: new.definition.clone(),
+        definition: new.definition.as_ref().map(|d| d.get().clone()),
     };
     assert_eq!(
         rec, expected,
@@ -497,9 +498,9 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
             node_key: "sub".into(),
         }),
         // A workflow a planner wrote: kept with the run, with its grant.
-        definition: Some(
+        definition: Some(StoredJson::new(
             json!({"name": "written", "version": 1, "nodes": [{"id": "f", "type": "finish"}]}),
-        ),
+        )),
         meta: ExecMeta {
             grant: Some(vec!["transform_json".into()]),
             ..ExecMeta::default()
@@ -571,9 +572,10 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
         "the child execution is created with its parent"
     );
     assert_eq!(kid.lease_owner.as_deref(), Some("me"), "the child's lease");
+    let written = child.definition.as_ref().map(|d| d.get().clone());
     assert_eq!(
         (&kid.definition, &kid.meta),
-        (&child.definition, &child.meta),
+        (&written, &child.meta),
         "the child's own definition and grant"
     );
     let claimed = s
@@ -583,7 +585,7 @@ async fn commit_batch_applies_every_part_of_a_step(s: &dyn Store) {
         .unwrap();
     assert_eq!(
         (&claimed.exec.definition, &claimed.exec.meta.grant),
-        (&child.definition, &child.meta.grant),
+        (&written, &child.meta.grant),
         "a claim restores the child's definition and grant"
     );
 
