@@ -353,6 +353,40 @@ mod tests {
             ("\ta: 1\n", true),
             ("a: 'unterminated\n", false),
             ("a: \"bad \\q escape\"\n", false),
+            // Block scalars as the direct reader reads them.
+            ("a: >\n  one  \n  two\n\n\n  three\nb: 1\n", true),
+            ("a: |\n\n\n  after blanks\n  x\n", true),
+            ("a: >\n\n  after blanks\n  x\n", true),
+            ("a: |+\n  kept\n\n\nb: 1\n", true),
+            ("a: >+\n  kept\n\n", true),
+            ("a: |-\n  x\n\n", true),
+            ("a: >-\n  x\n  y\n", true),
+            ("- |\n  in a list\n- >\n  folded\n  too\n", true),
+            ("k:\n  - a: |\n      deep\n    b: 2\n", true),
+            ("a: | # comment\n  x # not a comment\n  # nor this\n", true),
+            ("a: |\n  x\n   \n  y\n", true),
+            ("a: >\n  x\n    more indented\n  y\n", true),
+            ("a: |2\n   x\n", true),
+            ("a: |\n  x", true),
+            ("a: |\n    x\n  y\n", false),
+            ("a: |\n     \n  x\n", false),
+            // Plain scalars and keys at the edges of the direct reader.
+            (
+                "a: x:y\nb: ?x\nc: :x\nd: -x\ne: it's\nf: a#b\ng: a  # c\n",
+                true,
+            ),
+            (
+                "a : 1\n\"b c\" : 2\n'd': [x , y ]\ne: {f : 1, \"g\":2}\n",
+                true,
+            ),
+            ("a: 1\n  # indented comment\nb: 2\n", true),
+            ("a:\n- x\n- y\nb: 1\n", true),
+            ("- - a\n  - b\n- - c\n", true),
+            ("a: [x]]\n", false),
+            ("[a]: b\n", false),
+            ("a: 'x' 'y'\n", false),
+            ("a: b\n  c: d\n", false),
+            ("- a\nb: c\n", false),
         ];
         let wrong: Vec<_> = cases
             .iter()
