@@ -986,6 +986,10 @@ struct Batch {
     /// The execution of the record just before, when it was a `Step` that was applied (a
     /// `Retire` follows its own `Step`).
     applied: Option<String>,
+    /// Creations applied and not written yet: each is inserted as the last row its steps in
+    /// this fold set ([`Batch::exec_rows`]), one insert where an insert and an update would
+    /// rewrite the row and its indexes. Written before any other execution row.
+    created: Vec<NewExecRow>,
 }
 
 impl Batch {
@@ -995,17 +999,20 @@ impl Batch {
             Record::Audit { rows } => insert_audit_rows(w.conn(), rows),
             Record::Create { row, events } => {
                 let (id, owner) = (row.id.clone(), row.lease_owner.clone());
-                if w.insert_exec_row(*row)? {
-                    w.insert_events(&id, events)?;
-                    self.owners.insert(id, owner);
-                } else {
+                // Seen in this fold already (created, or found in the table), or in the table.
+                if self.owners.contains_key(&id) || w.lease_owner(&id)?.is_some() {
                     // Not reachable with ids made for their execution; should one be taken,
                     // the execution under it is left as it is, and the creator's steps, fenced
                     // by its lease, are dropped unless it holds that execution.
                     dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(execution = %id, "step log: a creation found its id taken; it is dropped");
                     self.owners.remove(&id);
+                    return Ok(());
                 }
+                // Written with the last row its steps in this fold set (see `created`).
+                w.insert_events(&id, events)?;
+                self.owners.insert(id, owner);
+                self.created.push(*row);
                 Ok(())
             }
             Record::Retire { id, nodes, vars } => {
@@ -1059,7 +1066,9 @@ impl Batch {
     /// number: a later record's row for the same key overwrites it, and its retirement or
     /// deletion reaches the written row, as within one write.
     fn flush_if_large(&mut self, w: &Writes<'_>) -> Result<()> {
-        if self.tables.rows.nodes.len() + self.tables.rows.vars.len() < FLUSH_ROWS {
+        if self.tables.rows.nodes.len() + self.tables.rows.vars.len() + self.created.len()
+            < FLUSH_ROWS
+        {
             return Ok(());
         }
         self.write_exec_rows(w)?;
@@ -1075,6 +1084,17 @@ impl Batch {
 
     /// The execution rows gathered so far (see [`Batch::exec_rows`]).
     fn write_exec_rows(&mut self, w: &Writes<'_>) -> Result<()> {
+        for new in std::mem::take(&mut self.created) {
+            let id = new.id.clone();
+            let last = self.exec_rows.remove(&id).map(|(_, row, at)| (row, at));
+            if !w.insert_exec_row(new, last)? {
+                // Looked for when the creation was applied, in this transaction.
+                return Err(StoreError::Backend(format!(
+                    "step log: execution {id} appeared in the fold that found its id free; \
+                     nothing of this fold is applied, and the next fold tries again"
+                )));
+            }
+        }
         for (id, (owner, row, at)) in std::mem::take(&mut self.exec_rows) {
             if !w.update_exec_row(&id, &owner, row, at)? {
                 // `owners` holds what the database answered in this transaction: not reachable.

@@ -18,6 +18,13 @@ use crate::sqlite::packs;
 use crate::sqlite::stmt::{db, exec, prepare, scalar};
 
 /// A step's history event (a replayed one is already there).
+/// A new execution row with every column a commit sets (nothing when the id exists).
+const INSERT_EXECUTION_AS: &str = "INSERT INTO executions (id, tenant_id, workflow, version, input, parent_id, parent_node, \
+    definition, meta, created_at, lease_owner, lease_expires_at, trace_parent, started_by, status, output, error, \
+    last_seq, runnable_at, finished_at, updated_at, signal_seq) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, 0) \
+    ON CONFLICT (id) DO NOTHING";
+
 const INSERT_EVENT: &str = "INSERT INTO exec_events (execution_id, seq, at, kind, node_key, attempt, data) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (execution_id, seq) DO NOTHING";
 
@@ -106,16 +113,51 @@ impl<'a> Writes<'a> {
 
     /// False (nothing written) when an execution with that id exists.
     pub(crate) fn insert_execution(&self, new: &NewExecution) -> Result<bool> {
-        self.insert_exec_row(NewExecRow::of(new, self.payload_threshold)?)
+        self.insert_exec_row(NewExecRow::of(new, self.payload_threshold)?, None)
     }
 
-    /// [`Self::insert_execution`] of a row made already (a creation in the step log).
-    pub(crate) fn insert_exec_row(&self, row: NewExecRow) -> Result<bool> {
+    /// [`Self::insert_execution`] of a row made already (a creation in the step log), as its
+    /// steps left it when `last` (the last execution row they set, and when): one insert where
+    /// an insert and an update would rewrite the row and its indexes.
+    pub(crate) fn insert_exec_row(
+        &self,
+        row: NewExecRow,
+        last: Option<(ExecRow, i64)>,
+    ) -> Result<bool> {
         let input = self.column(row.input)?;
         let definition = row.definition.map(|d| self.column(d)).transpose()?;
+        let (status, output, error, last_seq, runnable_at, finished_at, meta, updated_at, lease) =
+            match last {
+                None => (
+                    "pending".to_string(),
+                    None,
+                    None,
+                    0,
+                    Some(row.created_at),
+                    None,
+                    row.meta,
+                    row.created_at,
+                    (row.lease_owner, row.lease_expires_at),
+                ),
+                Some((r, at)) => (
+                    r.status,
+                    r.output.map(|j| self.column(j)).transpose()?,
+                    r.error,
+                    r.last_seq,
+                    r.runnable_at,
+                    r.finished_at,
+                    r.meta,
+                    at,
+                    if r.release {
+                        (None, None)
+                    } else {
+                        (row.lease_owner, row.lease_expires_at)
+                    },
+                ),
+            };
         let inserted = exec(
             self.conn,
-            sql::INSERT_EXECUTION,
+            INSERT_EXECUTION_AS,
             params![
                 row.id,
                 row.tenant,
@@ -125,12 +167,19 @@ impl<'a> Writes<'a> {
                 row.parent_id,
                 row.parent_node,
                 definition,
-                row.meta,
+                meta,
                 row.created_at,
-                row.lease_owner,
-                row.lease_expires_at,
+                lease.0,
+                lease.1,
                 row.trace_parent,
                 row.started_by,
+                status,
+                output,
+                error,
+                last_seq,
+                runnable_at,
+                finished_at,
+                updated_at,
             ],
         )?;
         Ok(inserted > 0)

@@ -426,6 +426,46 @@ async fn a_creation_left_in_a_dead_processs_log_is_folded_and_taken_over() {
     assert_eq!(loaded.nodes.len(), 2);
 }
 
+/// Steps 1 and 2 of `id`, the second its end: it succeeds and gives its lease up.
+fn run_to_its_end(id: &str) -> Vec<Commit> {
+    let mut end = plain(id, "A", 2, json!(2));
+    end.exec.unchanged = false;
+    end.exec.status = ExecStatus::Succeeded;
+    end.exec.output = Some(json!({"done": true}));
+    end.exec.finished_at = Some(now_ms());
+    end.exec.updated_at = now_ms();
+    end.exec.release = true;
+    vec![plain(id, "A", 1, json!(1)), end]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_folded_with_its_end_is_the_row_a_transaction_and_an_update_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = new_exec("e", "A", 60_000);
+    let steps = run_to_its_end("e");
+    // Through the log: the creation and both steps in one fold, one insert of the last row.
+    let a = open(&dir.path().join("a.db")).await;
+    a.create_new(new.clone(), Vec::new()).await.unwrap();
+    a.commit_batch(steps.clone()).await.unwrap();
+    // Without it: the creation's transaction, then the steps'.
+    let b = Arc::new(
+        SqliteStore::open(&dir.path().join("b.db"), Durability::Full)
+            .await
+            .unwrap(),
+    );
+    b.create_new(new, Vec::new()).await.unwrap();
+    b.commit_batch(steps).await.unwrap();
+    let (folded, applied) = (
+        a.get_execution("default", "e").await.unwrap(),
+        b.get_execution("default", "e").await.unwrap(),
+    );
+    assert_eq!(folded.status, ExecStatus::Succeeded);
+    assert_eq!(folded.lease_owner, None);
+    assert_eq!(folded, applied);
+    assert_eq!(a.events("e").await.unwrap(), b.events("e").await.unwrap());
+    assert_eq!(a.folds().1, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_log_a_new_execution_is_a_transaction() {
     let dir = tempfile::tempdir().unwrap();
