@@ -610,13 +610,11 @@ impl<'a> Reader<'a> {
             }
             from = end + 1;
         }
+        // No line with something on it: left to the others.
         indent?;
         self.pos = from;
         let trailing = lines.iter().rev().take_while(|l| l.is_empty()).count();
         let body = &lines[..lines.len() - trailing];
-        if body.is_empty() {
-            return None;
-        }
         let mut out = if folded {
             // Lines next to each other join with a space; each blank line between is a break.
             let mut out = String::new();

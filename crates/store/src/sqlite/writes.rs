@@ -17,7 +17,6 @@ use crate::sql::triggers;
 use crate::sqlite::packs;
 use crate::sqlite::stmt::{db, exec, prepare, scalar};
 
-/// A step's history event (a replayed one is already there).
 /// A new execution row with every column a commit sets (nothing when the id exists).
 const INSERT_EXECUTION_AS: &str = "INSERT INTO executions (id, tenant_id, workflow, version, input, parent_id, parent_node, \
     definition, meta, created_at, lease_owner, lease_expires_at, trace_parent, started_by, status, output, error, \
@@ -25,6 +24,7 @@ const INSERT_EXECUTION_AS: &str = "INSERT INTO executions (id, tenant_id, workfl
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, 0) \
     ON CONFLICT (id) DO NOTHING";
 
+/// A step's history event (a replayed one is already there).
 const INSERT_EVENT: &str = "INSERT INTO exec_events (execution_id, seq, at, kind, node_key, attempt, data) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (execution_id, seq) DO NOTHING";
 
