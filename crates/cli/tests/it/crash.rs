@@ -2,7 +2,8 @@
 //! after each side effect) in turn, then `hilo resume` finishes the execution. The final
 //! state must equal an uninterrupted run's; the ledger (a file outside the process) proves
 //! that no step completed before the crash ran again, and that steps in flight re-ran with
-//! the same idempotency key. Each test runs on SQLite and again on PostgreSQL.
+//! the same idempotency key. Each test runs on SQLite and again on PostgreSQL; the compensating
+//! one on SQLite with `durability = "full"` too (synced step-log appends).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -57,14 +58,25 @@ fn count(l: &[(String, String)], kind: &str) -> BTreeMap<String, usize> {
 /// PostgreSQL database (dropped with the test).
 enum Backend {
     Sqlite,
+    /// SQLite with `[store] durability = "full"`.
+    SqliteFull,
     Postgres(std::cell::RefCell<Vec<PgDb>>),
 }
 
 impl Backend {
+    /// `env` and what this backend sets in every process's environment.
+    fn env<'a>(&self, env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut all = env.to_vec();
+        if let Backend::SqliteFull = self {
+            all.push(("HILO_STORE__DURABILITY", "full"));
+        }
+        all
+    }
+
     /// The `--db` value for the run named `name`.
     fn db(&self, dir: &Path, name: &str) -> PathBuf {
         match self {
-            Backend::Sqlite => dir.join(format!("{name}.db")),
+            Backend::Sqlite | Backend::SqliteFull => dir.join(format!("{name}.db")),
             Backend::Postgres(dbs) => {
                 let db = PgDb::create(&format!("crash_{name}"));
                 let url = PathBuf::from(&db.url);
@@ -86,13 +98,17 @@ fn crash_and_resume(
     let db = backend.db(dir, &format!("c{at}"));
     let ledger_path = dir.join(format!("c{at}.ledger"));
     let env_ledger = ledger_path.display().to_string();
-    let o = hilo_env(&["workflows", "import", &fixture("child.yaml")], &db, &[]);
+    let o = hilo_env(
+        &["workflows", "import", &fixture("child.yaml")],
+        &db,
+        &backend.env(&[]),
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let at_s = at.to_string();
     let o = hilo_env(
         &["run", &fixture(workflow), "--json", "--lease-ms", LEASE],
         &db,
-        &[("HILO_TEST_LEDGER", &env_ledger), ("HILO_CRASH_AT", &at_s)],
+        &backend.env(&[("HILO_TEST_LEDGER", &env_ledger), ("HILO_CRASH_AT", &at_s)]),
     );
     if o.status.code().is_some() {
         // Finished before reaching the point: there are fewer points than `at`.
@@ -106,7 +122,11 @@ fn crash_and_resume(
         text(&o.stderr)
     );
     // What had been committed as done when the process died.
-    let o = hilo_env(&["executions", "list", "--json", "--limit", "10"], &db, &[]);
+    let o = hilo_env(
+        &["executions", "list", "--json", "--limit", "10"],
+        &db,
+        &backend.env(&[]),
+    );
     let list: Value = serde_json::from_slice(&o.stdout).unwrap();
     let top = list
         .as_array()
@@ -120,7 +140,11 @@ fn crash_and_resume(
     let mut committed = BTreeSet::new();
     for e in list.as_array().unwrap() {
         let id = e["execution_id"].as_str().unwrap();
-        let o = hilo_env(&["executions", "show", id, "--json"], &db, &[]);
+        let o = hilo_env(
+            &["executions", "show", id, "--json"],
+            &db,
+            &backend.env(&[]),
+        );
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
         for n in v["nodes"].as_array().unwrap() {
             if n["status"] == "succeeded" {
@@ -132,7 +156,7 @@ fn crash_and_resume(
     let o = hilo_env(
         &["resume", &top, "--json", "--lease-ms", LEASE],
         &db,
-        &[("HILO_TEST_LEDGER", &env_ledger)],
+        &backend.env(&[("HILO_TEST_LEDGER", &env_ledger)]),
     );
     assert!(
         o.status.code().is_some(),
@@ -161,11 +185,15 @@ fn check_all_points(workflow: &str, min_points: usize, backend: &Backend) -> usi
     let db = backend.db(dir.path(), "ref");
     let ledger_path = dir.path().join("ref.ledger");
     let l = ledger_path.display().to_string();
-    hilo_env(&["workflows", "import", &fixture("child.yaml")], &db, &[]);
+    hilo_env(
+        &["workflows", "import", &fixture("child.yaml")],
+        &db,
+        &backend.env(&[]),
+    );
     let o = hilo_env(
         &["run", &fixture(workflow), "--json"],
         &db,
-        &[("HILO_TEST_LEDGER", &l)],
+        &backend.env(&[("HILO_TEST_LEDGER", &l)]),
     );
     let reference = summarize(&serde_json::from_slice(&o.stdout).unwrap());
     let ref_effects = count(&ledger(&ledger_path), "effect").len();
@@ -210,6 +238,12 @@ fn sigkill_at_every_point_of_parallel_loop_retry_and_child_runs() {
 fn sigkill_at_every_point_of_a_compensating_run() {
     let n = check_all_points("crash_saga.yaml", 20, &Backend::Sqlite);
     eprintln!("crash_saga: {n} crash points");
+}
+
+#[test]
+fn sigkill_at_every_point_of_a_compensating_run_with_full_durability() {
+    let n = check_all_points("crash_saga.yaml", 20, &Backend::SqliteFull);
+    eprintln!("crash_saga with durability = \"full\": {n} crash points");
 }
 
 #[test]

@@ -94,13 +94,19 @@ async fn commit_all(committer: &GroupCommitter, store: &Arc<SqliteStore>) -> Vec
 }
 
 async fn sqlite() -> (tempfile::TempDir, Arc<SqliteStore>) {
-    sqlite_with(Durability::Normal).await
-}
-
-async fn sqlite_with(durability: Durability) -> (tempfile::TempDir, Arc<SqliteStore>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hilo.db");
-    let store = SqliteStore::open(&path, durability).await.unwrap();
+    let store = SqliteStore::open(&path, Durability::Normal).await.unwrap();
+    (dir, Arc::new(store))
+}
+
+/// A store whose every commit is a SQLite transaction (`HILO_STEP_LOG=off`).
+async fn sqlite_without_step_log() -> (tempfile::TempDir, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hilo.db");
+    let store = SqliteStore::open_without_step_log(&path, Durability::Full)
+        .await
+        .unwrap();
     (dir, Arc::new(store))
 }
 
@@ -123,8 +129,8 @@ async fn a_gathering_committer_writes_queued_commits_in_one_batch() {
 
 #[tokio::test]
 async fn sqlite_gets_each_commit_and_merges_them_itself() {
-    // Every commit a transaction (`full`: no step log, whose appends are one write each).
-    let (_dir, store) = sqlite_with(Durability::Full).await;
+    // Every commit a transaction (no step log, whose appends are one write each).
+    let (_dir, store) = sqlite_without_step_log().await;
     assert!(store.merges_commits());
     let committer = GroupCommitter::spawn(store.clone());
     let before = store.commits();

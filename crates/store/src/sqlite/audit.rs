@@ -115,7 +115,7 @@ impl SqliteStore {
         if let Some(log) = self.step_log().filter(|l| l.open_for_appends()) {
             let mut frames = Vec::new();
             StepLog::frame_audit(&mut frames, entries)?;
-            if self.append_to_log(log, &frames) {
+            if self.append_to_log(log, &frames).await? {
                 return Ok(());
             }
         }

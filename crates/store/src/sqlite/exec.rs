@@ -283,18 +283,23 @@ impl SqliteStore {
         self.read(|_| Ok(())).await
     }
 
-    /// Appends framed records to the step log; false (nothing appended) when it failed.
-    pub(crate) fn append_to_log(&self, log: &StepLog, frames: &[u8]) -> bool {
+    /// Appends framed records to the step log: `Ok(false)` (nothing appended) when the write
+    /// failed. Under `durability = "full"` it returns once they are on disk; an error then
+    /// means they were written but may not be durable, and must not be written again.
+    pub(crate) async fn append_to_log(&self, log: &StepLog, frames: &[u8]) -> Result<bool> {
         match log.append(frames) {
-            Ok(dirty) => {
-                if dirty {
+            Ok(appended) => {
+                if appended.dirty {
                     self.writer().poke();
                 }
-                true
+                if let Some(durable) = appended.durable {
+                    log.durable(durable).await?;
+                }
+                Ok(true)
             }
             Err(e) => {
                 tracing::warn!("{e}; steps are committed to SQLite from now on");
-                false
+                Ok(false)
             }
         }
     }
@@ -346,7 +351,7 @@ impl ExecutionStore for SqliteStore {
                     lease.expires_at,
                     lease.expires_at.saturating_sub(new.created_at),
                 );
-                if self.append_to_log(log, &frames) {
+                if self.append_to_log(log, &frames).await? {
                     return Ok(());
                 }
                 log.forget(&new.id);
@@ -423,7 +428,7 @@ impl ExecutionStore for SqliteStore {
                 && commits
                     .iter()
                     .all(|c| log.may_append(&c.execution_id, &c.owner, fresh))
-                && self.append_to_log(log, &frames)
+                && self.append_to_log(log, &frames).await?
             {
                 // Written: but if the lease ran out meanwhile, whoever takes over may fold
                 // it or not; this process must stop driving either way.

@@ -5,10 +5,12 @@
 //! may be lost if the machine loses power. [`Durability::Full`] (`synchronous=FULL`) makes
 //! every commit reach the disk before it returns.
 //!
-//! Under `Normal`, the steps of running executions are made durable by the step log
-//! (`step_log`: one `write` per step, folded into the tables in batches), which gives the same
-//! guarantee; `HILO_STEP_LOG=off` in the environment turns it off (every step is then a SQLite
-//! transaction).
+//! The steps of running executions are made durable by the step log (`step_log`: one `write`
+//! per step, folded into the tables in batches), which gives the same guarantee: under `Full`
+//! an append is answered once `fdatasync` has put it on disk (one sync for every append
+//! waiting, as one SQLite commit covers a batch of transactions). `HILO_STEP_LOG=off` in the
+//! environment turns it off (every step is then a SQLite transaction), and so does
+//! [`SqliteStore::open_without_step_log`].
 
 mod audit;
 mod audit_rows;
@@ -63,6 +65,16 @@ impl SqliteStore {
     /// Opens the database file at `path`, creating it (and its directory) if needed, and
     /// applies pending migrations.
     pub async fn open(path: &Path, durability: Durability) -> Result<Self> {
+        Self::open_with(path, durability, step_log_wanted()).await
+    }
+
+    /// [`Self::open`] with every commit a SQLite transaction of its own (`HILO_STEP_LOG=off`):
+    /// the store still folds what other processes appended to their step logs.
+    pub async fn open_without_step_log(path: &Path, durability: Durability) -> Result<Self> {
+        Self::open_with(path, durability, false).await
+    }
+
+    async fn open_with(path: &Path, durability: Durability, appends: bool) -> Result<Self> {
         let location = path.display().to_string();
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -107,8 +119,11 @@ impl SqliteStore {
                 detail: e.to_string(),
             })?;
         // Without appends of its own, a store still folds other processes' logs.
-        let appends = durability == Durability::Normal && step_log_wanted();
-        let log = Some(Arc::new(StepLog::new(path, appends)?));
+        let log = Some(Arc::new(StepLog::new(
+            path,
+            appends,
+            durability == Durability::Full,
+        )?));
         Self::init(
             pool,
             Target::File(path.to_path_buf()),
@@ -195,6 +210,12 @@ impl SqliteStore {
     /// Step-log appends so far (each one `write`; part of [`Self::commits`]).
     pub fn step_log_appends(&self) -> u64 {
         self.log.as_ref().map_or(0, |l| l.appends())
+    }
+
+    /// `fdatasync` calls that made step-log appends durable so far (`durability = "full"`:
+    /// one for every append waiting when it began).
+    pub fn step_log_syncs(&self) -> u64 {
+        self.log.as_ref().map_or(0, |l| l.syncs())
     }
 
     /// Transactions that folded step-log records into the tables, and records dropped there

@@ -13,6 +13,15 @@
 //! Everything else (other creations, claims, waiting, giving a running execution up, human
 //! tasks, children, signals) stays a SQLite transaction.
 //!
+//! Under `durability = "full"` an append is answered only once `fdatasync` has put it on disk:
+//! a thread of its own syncs for every append waiting when it starts ([`sync`]), the SQLite
+//! connection's commits (folds included) are `synchronous=FULL`, and a new segment's name is
+//! synced into its directory before anything is appended to it. Segments are extended with
+//! zeros ahead of the appends ([`PREALLOCATE`]) so that most syncs write data and no metadata;
+//! readers take zeros for the end of what was written (a torn record before them is a torn
+//! tail), and a fold that stored records whose sync a power loss then undid leaves a segment
+//! shorter than its folded offset, which is deleted like one folded to its end.
+//!
 //! Records are *folded* into the tables (`exec_events`, `exec_nodes`, `exec_vars`,
 //! `tool_audit`) in batches, by transactions that also move the segment's offset in
 //! `step_log_folds`; a record is therefore folded exactly once, whoever folds it:
@@ -50,14 +59,15 @@
 //! and 0700.
 
 mod batch;
+mod sync;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hilo_core::exec::Commit;
@@ -72,9 +82,16 @@ use crate::sqlite::stmt::db;
 use crate::sqlite::stmt::{exec, scalar};
 use crate::sqlite::writes::{Fold, Writes};
 use batch::{Batch, Scratch};
+use sync::{Synced, Syncer};
 
 /// Bytes after which the process starts a new segment (the old one is deleted once folded).
 const SEGMENT_BYTES: u64 = 4 << 20;
+
+/// Under `durability = "full"`, bytes of zeros a segment is extended by before appends reach
+/// them: a sync of an append that only overwrites zeros changes no metadata, so `fdatasync`
+/// writes the data and no journal commit (measured on this project's VM: 0.06 against 0.9 ms
+/// at the 90th percentile); the new length is synced once per extension, with the next append.
+const PREALLOCATE: u64 = 256 << 10;
 
 /// Bytes of unfolded steps after which commits go to SQLite until the log is folded.
 const BACKLOG: u64 = 8 << 20;
@@ -165,11 +182,15 @@ struct Held {
 /// The segment this process appends to.
 #[derive(Debug)]
 struct Segment {
-    /// Locked (`flock`) while it is current.
-    file: File,
+    /// Locked (`flock`) while it is current; shared with the sync thread under
+    /// `durability = "full"`.
+    file: Arc<File>,
     name: String,
     number: u64,
+    /// Bytes of records written.
     len: u64,
+    /// Bytes in the file: `len`, and zeros after it under `durability = "full"`.
+    allocated: u64,
 }
 
 /// A segment file seen in the directory.
@@ -189,6 +210,9 @@ pub(crate) struct StepLog {
     /// This process's (this store's) part of segment names.
     process: String,
     out: Mutex<Option<Segment>>,
+    /// Under `durability = "full"`: the thread that makes appends durable before they are
+    /// answered (see [`sync`]).
+    syncer: Option<Syncer>,
     /// An append failed: every commit goes to SQLite from then on.
     failed: AtomicBool,
     /// Appended since the writer thread last started a fold of this process's segments.
@@ -229,6 +253,39 @@ fn parse_name(name: &str) -> Option<(String, u64)> {
     Some((process.to_string(), number.parse().ok()?))
 }
 
+/// What an append left to do: tell the writer thread (`dirty`: the log was clean), and under
+/// `durability = "full"` wait for the disk ([`StepLog::durable`]).
+#[must_use]
+pub(crate) struct Appended {
+    pub(crate) dirty: bool,
+    pub(crate) durable: Option<Durable>,
+}
+
+/// An append's sync, asked for (and the name of its segment, for an error).
+pub(crate) struct Durable(Synced, String);
+
+/// Writes all of `buf` at `offset` of `file`.
+fn write_at(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::Write;
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        file.write_all(buf)
+    }
+}
+
+/// `fsync` of a directory, so that the names made in it survive a power loss.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("sync the directory", dir, e))
+}
+
 /// Frames `record` onto `buf`.
 fn frame(buf: &mut Vec<u8>, record: &Record<'_>) -> Result<()> {
     let start = buf.len();
@@ -265,6 +322,17 @@ enum Stop {
     Corrupt { at: usize, why: &'static str },
 }
 
+/// Why reading stopped at zeros: nothing was written there (not a torn record).
+const ZEROS: &str = "zero-filled tail";
+
+/// Whether every byte of `bytes` is zero (a fold may look at a preallocated segment's
+/// zeros: 64 bytes at a time, which the compiler turns into vector instructions).
+fn all_zero(bytes: &[u8]) -> bool {
+    bytes
+        .chunks(64)
+        .all(|c| c.iter().fold(0u8, |acc, b| acc | b) == 0)
+}
+
 /// A whole frame read: the offset just past it, and its record (or why it does not decode).
 #[cfg(test)]
 type Whole = (usize, std::result::Result<Record<'static>, String>);
@@ -298,12 +366,9 @@ fn each_record<E>(
     let mut at = 0;
     while at < bytes.len() {
         let rest = &bytes[at..];
-        if rest.iter().all(|b| *b == 0) {
-            // Never written (a zero-filled tail), not a record.
-            return Ok(Stop::Tail {
-                at,
-                why: "zero-filled tail",
-            });
+        if all_zero(rest) {
+            // Never written (a segment's preallocated end, or a zero-filled tail), not a record.
+            return Ok(Stop::Tail { at, why: ZEROS });
         }
         if rest.len() < FRAME {
             return Ok(Stop::Tail {
@@ -328,7 +393,9 @@ fn each_record<E>(
         let body = &rest[FRAME..FRAME + len];
         if checksum(body) != crc {
             let why = "a record whose checksum does not match";
-            return Ok(if rest.len() == FRAME + len {
+            // The last record: at the end, or before zeros never written to (a segment's
+            // preallocated end).
+            return Ok(if all_zero(&rest[FRAME + len..]) {
                 Stop::Tail { at, why }
             } else {
                 Stop::Corrupt { at, why }
@@ -362,6 +429,29 @@ fn read_piece(file: &mut File, bytes: &mut Vec<u8>, want: u64) -> std::io::Resul
     Ok(got as u64)
 }
 
+/// Whether the segment at `path` has zeros at `at` (a frame's header never written: the
+/// preallocated end of a segment under `durability = "full"`) while its process still holds
+/// it; a segment nobody holds has its zeros folded (and is deleted), so it is not skipped.
+fn nothing_at(path: &Path, at: u64) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut header = [0u8; FRAME];
+    let read = {
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, at)
+        }
+        #[cfg(not(unix))]
+        {
+            let mut file = &file;
+            file.seek(SeekFrom::Start(at))
+                .and_then(|_| file.read_exact(&mut header))
+        }
+    };
+    read.is_ok() && header == [0; FRAME] && file.try_lock().is_err()
+}
+
 /// Whether nobody holds the segment's lock now (its process is gone, or moved on from it).
 fn unlocked(path: &Path) -> bool {
     File::open(path).is_ok_and(|f| f.try_lock().is_ok())
@@ -378,15 +468,29 @@ struct Folded {
 impl StepLog {
     /// The log of the database at `db` (its segments live in `<db>-steps/`). Without
     /// `appends` this process only folds what other processes appended (its commits are
-    /// SQLite transactions: `durability = "full"`, `HILO_STEP_LOG=off`), which it must still
-    /// do before it reads or claims.
-    pub(crate) fn new(db: &Path, appends: bool) -> Result<StepLog> {
+    /// SQLite transactions: `HILO_STEP_LOG=off`), which it must still do before it reads or
+    /// claims.
+    ///
+    /// With `synced` (`durability = "full"`) an append is answered once `fdatasync` has put
+    /// it on disk ([`Appended::durable`]), and new segments' names are synced into their
+    /// directory before anything is appended to them.
+    pub(crate) fn new(db: &Path, appends: bool, synced: bool) -> Result<StepLog> {
         let mut name = db.file_name().unwrap_or_default().to_os_string();
         name.push("-steps");
         let dir = db.with_file_name(name);
+        let mut syncer = None;
         if appends {
             crate::sqlite::files::private_dir(&dir)
                 .map_err(|e| io("create the directory", &dir, e))?;
+            if synced {
+                // The directory's own name, in case it was just made.
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    sync_dir(parent)?;
+                }
+                syncer = Some(Syncer::start().map_err(|e| {
+                    StoreError::Backend(format!("step log: cannot start its sync thread: {e}"))
+                })?);
+            }
         }
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -401,6 +505,7 @@ impl StepLog {
                 STORES.fetch_add(1, Ordering::Relaxed)
             ),
             out: Mutex::new(None),
+            syncer,
             failed: AtomicBool::new(!appends),
             dirty: AtomicBool::new(false),
             leases: Mutex::new(HashMap::new()),
@@ -418,6 +523,11 @@ impl StepLog {
     /// Appends so far (each one durable write of one or more records).
     pub(crate) fn appends(&self) -> u64 {
         self.appends.load(Ordering::Relaxed)
+    }
+
+    /// `fdatasync` calls that made appends durable so far (`durability = "full"`).
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncer.as_ref().map_or(0, Syncer::syncs)
     }
 
     /// Fold transactions so far (this process's).
@@ -569,24 +679,55 @@ impl StepLog {
         !self.failed.load(Ordering::Relaxed)
     }
 
-    /// Writes framed records with one `write`; true when this made the log dirty (the writer
-    /// thread must be told). On failure nothing of `frames` stays in the segment and the log
-    /// takes no more appends.
-    pub(crate) fn append(&self, frames: &[u8]) -> Result<bool> {
+    /// Writes framed records with one `write`. On failure nothing of `frames` stays in the
+    /// segment and the log takes no more appends.
+    pub(crate) fn append(&self, frames: &[u8]) -> Result<Appended> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         let written = self.write_locked(&mut out, frames);
         drop(out);
-        if let Err(e) = written {
-            self.failed.store(true, Ordering::Relaxed);
-            return Err(e);
-        }
+        let (file, name) = match written {
+            Ok(written) => written,
+            Err(e) => {
+                self.failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         self.appends.fetch_add(1, Ordering::Relaxed);
         self.backlog
             .fetch_add(frames.len() as u64, Ordering::Relaxed);
-        Ok(!self.dirty.swap(true, Ordering::AcqRel))
+        Ok(Appended {
+            dirty: !self.dirty.swap(true, Ordering::AcqRel),
+            durable: self.syncer.as_ref().map(|s| Durable(s.sync(file), name)),
+        })
     }
 
-    fn write_locked(&self, out: &mut Option<Segment>, frames: &[u8]) -> Result<()> {
+    /// Waits until an append is on disk (`durability = "full"`). A failed sync leaves the
+    /// records written but perhaps not durable: the error says so, and the log takes no more
+    /// appends (every commit goes to SQLite, which reports the disk's errors itself).
+    pub(crate) async fn durable(&self, durable: Durable) -> Result<()> {
+        let Durable(synced, name) = durable;
+        let why = match synced.await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e,
+            Err(_) => "the sync thread has stopped".to_string(),
+        };
+        self.failed.store(true, Ordering::Relaxed);
+        let path = self.dir.join(&name);
+        tracing::error!(segment = %path.display(), "step log: cannot sync: {why}");
+        Err(StoreError::Backend(format!(
+            "step log: cannot make an append to {} durable ({why}); it may or may not be \
+             stored. Check the disk (free space, errors in the system log); from now on \
+             commits go to SQLite",
+            path.display()
+        )))
+    }
+
+    /// Writes `frames` to the current segment: which file, and its name.
+    fn write_locked(
+        &self,
+        out: &mut Option<Segment>,
+        frames: &[u8],
+    ) -> Result<(Arc<File>, String)> {
         let next = match out.as_ref() {
             None => Some(0),
             Some(s) if s.len > 0 && s.len + frames.len() as u64 > SEGMENT_BYTES => {
@@ -601,14 +742,25 @@ impl StepLog {
         let Some(seg) = out.as_mut() else {
             return Err(StoreError::Backend("step log: no segment".into()));
         };
-        if let Err(e) = seg.file.write_all(frames) {
+        let end = seg.len + frames.len() as u64;
+        let mut written = Ok(());
+        if self.syncer.is_some() && end > seg.allocated {
+            let more = PREALLOCATE.max(end - seg.allocated);
+            written = write_at(&seg.file, &vec![0; more as usize], seg.allocated);
+            if written.is_ok() {
+                seg.allocated += more;
+            }
+        }
+        if let Err(e) = written.and_then(|()| write_at(&seg.file, frames, seg.len)) {
             let path = self.dir.join(&seg.name);
             // Whatever part was written goes: a later append must not follow a torn record.
             let _ = seg.file.set_len(seg.len);
+            seg.allocated = seg.len;
             return Err(io("append to", &path, e));
         }
-        seg.len += frames.len() as u64;
-        Ok(())
+        seg.len = end;
+        seg.allocated = seg.allocated.max(end);
+        Ok((seg.file.clone(), seg.name.clone()))
     }
 
     /// A new segment, locked before it can be seen under its name.
@@ -624,11 +776,16 @@ impl StepLog {
         let file = options.open(&tmp).map_err(|e| io("create", &tmp, e))?;
         file.lock().map_err(|e| io("lock", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| io("name", &path, e))?;
+        if self.syncer.is_some() {
+            // Synced records in a file whose name a power loss can take are not durable.
+            sync_dir(&self.dir)?;
+        }
         Ok(Segment {
-            file,
+            file: Arc::new(file),
             name,
             number,
             len: 0,
+            allocated: 0,
         })
     }
 
@@ -678,6 +835,7 @@ impl StepLog {
     pub(crate) fn fold(&self, conn: &mut Connection, all: bool) -> Result<()> {
         // Segments with something new; and this process's earlier ones, folded to their end
         // while they were current, which can go now.
+        let current = self.current();
         let (segments, done) = {
             let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
             let mut fresh = Vec::new();
@@ -689,7 +847,16 @@ impl StepLog {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(io("look at", &seen.path, e)),
                 };
+                // This process's current segment: as far as it wrote (its zeros are not news).
+                let len = match &current {
+                    Some((name, written)) if *name == seen.name => len.min(*written),
+                    _ => len,
+                };
                 match known.get(&seen.name) {
+                    Some(&folded) if folded < len && nothing_at(&seen.path, folded) => {
+                        // Another process's preallocated segment, nothing written past
+                        // what is folded.
+                    }
                     Some(&folded) if folded == len => {
                         if seen.process == self.process {
                             done.push(Folded {
@@ -731,6 +898,15 @@ impl StepLog {
         Ok(())
     }
 
+    /// This process's current segment, and the bytes of records written to it.
+    fn current(&self) -> Option<(String, u64)> {
+        self.out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|s| (s.name.clone(), s.len))
+    }
+
     /// [`Self::fold`] of every segment before a read; a failure leaves the read to see the
     /// tables as they are.
     pub(crate) fn fold_for_read(&self, conn: &mut Connection) {
@@ -763,11 +939,12 @@ impl StepLog {
                 continue;
             }
             // Unlocked now: its process is gone or writes a later segment. Still whole: a
-            // record appended since the fold read it keeps it.
+            // record appended since the fold read it keeps it. (Shorter than the fold read
+            // it: a power loss took an unsynced tail that a synced fold had already stored.)
             let Ok(file) = File::open(&f.seen.path) else {
                 continue;
             };
-            if file.try_lock().is_err() || file.metadata().map(|m| m.len()).ok() != Some(f.len) {
+            if file.try_lock().is_err() || file.metadata().map_or(true, |m| m.len() > f.len) {
                 continue;
             }
             if std::fs::remove_file(&f.seen.path).is_ok() {
@@ -792,7 +969,13 @@ impl StepLog {
             &mut *self.scratch.lock().unwrap_or_else(PoisonError::into_inner),
         ));
         let mut out = Vec::with_capacity(segments.len());
+        let current = self.current();
         for seen in segments {
+            // This process's current segment is read as far as it wrote (not its zeros).
+            let written = current
+                .as_ref()
+                .filter(|(name, _)| *name == seen.name)
+                .map(|(_, len)| *len);
             let done: u64 = scalar::<i64>(
                 conn,
                 "SELECT folded FROM step_log_folds WHERE segment = $1",
@@ -824,7 +1007,11 @@ impl StepLog {
                     let read = base + bytes.len() as u64;
                     let want = file
                         .metadata()
-                        .map_or(READ_BYTES, |m| m.len().saturating_sub(read))
+                        .map_or(READ_BYTES, |m| {
+                            written
+                                .map_or(m.len(), |w| w.min(m.len()))
+                                .saturating_sub(read)
+                        })
                         .min(READ_BYTES);
                     let got = read_piece(&mut file, &mut bytes, want)
                         .map_err(|e| io("read", &seen.path, e))?;
@@ -872,7 +1059,10 @@ impl StepLog {
             match stop {
                 Stop::End => {}
                 Stop::Tail { why, .. } => {
-                    if dead {
+                    if dead && why == ZEROS {
+                        // Never written to: the end of what its process preallocated.
+                        consumed = bytes.len();
+                    } else if dead {
                         // A record cut short at the end of a segment nobody writes any more
                         // (its process was killed inside `write`): never committed.
                         self.torn.fetch_add(1, Ordering::Relaxed);

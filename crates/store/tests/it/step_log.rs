@@ -80,6 +80,15 @@ async fn open(path: &Path) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(path, Durability::Normal).await.unwrap())
 }
 
+/// A store whose commits are all SQLite transactions (`HILO_STEP_LOG=off`).
+async fn without_log(path: &Path) -> Arc<SqliteStore> {
+    Arc::new(
+        SqliteStore::open_without_step_log(path, Durability::Normal)
+            .await
+            .unwrap(),
+    )
+}
+
 fn steps_dir(db: &Path) -> std::path::PathBuf {
     db.with_file_name("hilo.db-steps")
 }
@@ -263,7 +272,7 @@ async fn segments_roll_over_are_deleted_once_folded_and_nothing_stays_after_clos
 async fn without_the_log_every_step_is_a_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hilo.db");
-    let s = Arc::new(SqliteStore::open(&db, Durability::Full).await.unwrap());
+    let s = without_log(&db).await;
     assert!(
         s.create_execution(new_exec("x", "A", 60_000), Vec::new())
             .await
@@ -314,12 +323,143 @@ async fn a_store_that_does_not_append_still_folds_what_others_appended() {
     for seq in 1..=3 {
         commit(&a, plain("x", "A", seq, json!(seq))).await;
     }
-    // `durability = "full"` (or HILO_STEP_LOG=off): its own commits are transactions, but it
-    // reads and takes over what the other process made durable in its log.
-    let b = Arc::new(SqliteStore::open(&db, Durability::Full).await.unwrap());
+    // HILO_STEP_LOG=off: its own commits are transactions, but it reads and takes over what
+    // the other process made durable in its log.
+    let b = without_log(&db).await;
     assert_eq!(b.events("x").await.unwrap().len(), 3);
     let loaded = take_over(&b, "x", now_ms() + 1_000).await;
     assert_eq!(loaded.nodes.len(), 3);
+}
+
+// ---- durability = "full" -------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_full_durability_steps_are_appends_that_one_sync_makes_durable_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let s = Arc::new(SqliteStore::open(&db, Durability::Full).await.unwrap());
+    // A creation and a step: two appends, each answered after a sync, and no transaction.
+    let (writes, appends) = (s.commits(), s.step_log_appends());
+    s.create_new(new_exec("x", "A", 60_000), Vec::new())
+        .await
+        .unwrap();
+    assert!(s.step_log_syncs() >= 1, "the creation was synced");
+    commit(&s, plain("x", "A", 1, json!(1))).await;
+    assert_eq!(s.step_log_appends() - appends, 2);
+    assert_eq!(s.commits() - writes, 2, "no SQLite transaction");
+    assert!(s.step_log_syncs() >= 2);
+    // 64 executions commit at once: fewer syncs than appends (each sync answers every append
+    // written before it began).
+    for n in 0..64 {
+        s.create_new(new_exec(&format!("e{n}"), "A", 60_000), Vec::new())
+            .await
+            .unwrap();
+    }
+    let (appends, syncs) = (s.step_log_appends(), s.step_log_syncs());
+    let gate = Arc::new(tokio::sync::Barrier::new(64));
+    let tasks: Vec<_> = (0..64)
+        .map(|n| {
+            let (s, gate) = (s.clone(), gate.clone());
+            tokio::spawn(async move {
+                gate.wait().await;
+                commit(&s, plain(&format!("e{n}"), "A", 1, json!(n))).await;
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (appended, synced) = (s.step_log_appends() - appends, s.step_log_syncs() - syncs);
+    assert_eq!(appended, 64);
+    assert!(synced < appended, "{synced} syncs for {appended} appends");
+    // Another store (process) reads them all.
+    let b = open(&db).await;
+    assert_eq!(b.events("x").await.unwrap().len(), 1);
+    for n in 0..64 {
+        assert_eq!(b.events(&format!("e{n}")).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_segment_shorter_than_its_fold_is_deleted_and_nothing_folds_twice() {
+    // A synced fold stored all five steps; then the power went, taking the unsynced tail
+    // of the segment the steps were appended to (its process gone with it).
+    let (_dir, b, bytes, path) = dead_segment().await;
+    std::fs::write(&path, &bytes).unwrap();
+    let held = std::fs::File::open(&path).unwrap();
+    held.lock().unwrap();
+    assert_eq!(b.events("x").await.unwrap().len(), 5);
+    assert!(path.exists(), "its process still holds it");
+    let ends = frame_ends(&bytes);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(ends[1] as u64)
+        .unwrap();
+    drop(held);
+    let events = b.events("x").await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert!(!path.exists(), "folded past its end and nobody's: deleted");
+    assert_eq!(b.torn_records(), 0);
+    b.health().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preallocated_segment_folds_to_its_last_record_and_a_torn_one_before_its_zeros_is_a_tail()
+{
+    // Under `full` a segment is extended with zeros before appends reach them.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src/hilo.db");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    let a = Arc::new(SqliteStore::open(&src, Durability::Full).await.unwrap());
+    assert!(
+        a.create_execution(new_exec("x", "A", 60_000), Vec::new())
+            .await
+            .unwrap()
+    );
+    for seq in 1..=5 {
+        commit(&a, plain("x", "A", seq, json!(seq))).await;
+    }
+    let bytes = segment_bytes(&src);
+    let ends = frame_ends(&bytes);
+    // Five records (the creation was a transaction), then zeros.
+    let written = ends[4];
+    assert!(bytes.len() > written, "zeros after the records");
+    assert!(bytes[written..].iter().all(|b| *b == 0));
+    // The store that wrote it reads its steps (not its zeros), and so does another.
+    assert_eq!(a.events("x").await.unwrap().len(), 5);
+    assert_eq!(open(&src).await.events("x").await.unwrap().len(), 5);
+    // Left by a dead process: folded to its last record, the zeros no torn record.
+    let db = dir.path().join("hilo.db");
+    let b = holding_x(&db, 60_000).await;
+    std::fs::create_dir_all(steps_dir(&db)).unwrap();
+    let path = steps_dir(&db).join("pdead-1-0.00000001.log");
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(b.events("x").await.unwrap().len(), 5);
+    assert_eq!(b.torn_records(), 0);
+    assert!(!path.exists(), "folded to its end: deleted");
+    // Killed inside its last write: a record whose checksum fails, zeros after it.
+    let c = holding_x(&dir.path().join("c.db"), 60_000).await;
+    let c_db = dir.path().join("c.db");
+    std::fs::create_dir_all(c_db.with_file_name("c.db-steps")).unwrap();
+    let path = c_db
+        .with_file_name("c.db-steps")
+        .join("pdead-1-0.00000001.log");
+    let mut torn = bytes.clone();
+    torn[written - 3] ^= 0x20;
+    std::fs::write(&path, &torn).unwrap();
+    let events = c.events("x").await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(c.torn_records(), 1);
+    c.health().await.unwrap();
+    assert!(!path.exists());
 }
 
 // ---- creations -----------------------------------------------------------------------------
@@ -448,11 +588,7 @@ async fn a_creation_folded_with_its_end_is_the_row_a_transaction_and_an_update_l
     a.create_new(new.clone(), Vec::new()).await.unwrap();
     a.commit_batch(steps.clone()).await.unwrap();
     // Without it: the creation's transaction, then the steps'.
-    let b = Arc::new(
-        SqliteStore::open(&dir.path().join("b.db"), Durability::Full)
-            .await
-            .unwrap(),
-    );
+    let b = without_log(&dir.path().join("b.db")).await;
     b.create_new(new, Vec::new()).await.unwrap();
     b.commit_batch(steps).await.unwrap();
     let (folded, applied) = (
@@ -470,7 +606,7 @@ async fn a_creation_folded_with_its_end_is_the_row_a_transaction_and_an_update_l
 async fn without_the_log_a_new_execution_is_a_transaction() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hilo.db");
-    let s = Arc::new(SqliteStore::open(&db, Durability::Full).await.unwrap());
+    let s = without_log(&db).await;
     s.create_new(new_exec("x", "A", 60_000), Vec::new())
         .await
         .unwrap();
