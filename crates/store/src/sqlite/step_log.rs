@@ -46,7 +46,9 @@
 //!
 //! Segments: each process writes its own, named `<process>.<number>.log`, and holds a `flock`
 //! on its current one; a segment is deleted once it is folded to its end and nobody holds
-//! its lock (so a live process's current segment is never deleted; a dead process's is). A new
+//! its lock (so a live process's current segment is never deleted; a dead process's is), and
+//! only after the database's WAL is synced (a fold's commit under `synchronous=NORMAL` may not
+//! be on disk yet, and without the segment a power loss would take both). A new
 //! segment is created under another name, locked, then renamed, so that no folder can see it
 //! unlocked. A record is framed as its length and CRC-32C, then its `postcard` encoding (the
 //! JSON column texts it carries are copied, not escaped); a torn record at the end of a dead
@@ -207,6 +209,8 @@ struct Seen {
 #[derive(Debug)]
 pub(crate) struct StepLog {
     dir: PathBuf,
+    /// The database's WAL file, synced before folded segments are deleted.
+    wal: PathBuf,
     /// This process's (this store's) part of segment names.
     process: String,
     out: Mutex<Option<Segment>>,
@@ -476,8 +480,11 @@ impl StepLog {
     /// directory before anything is appended to them.
     pub(crate) fn new(db: &Path, appends: bool, synced: bool) -> Result<StepLog> {
         let mut name = db.file_name().unwrap_or_default().to_os_string();
+        let mut wal = name.clone();
+        wal.push("-wal");
         name.push("-steps");
         let dir = db.with_file_name(name);
+        let wal = db.with_file_name(wal);
         let mut syncer = None;
         if appends {
             crate::sqlite::files::private_dir(&dir)
@@ -499,6 +506,7 @@ impl StepLog {
         static STORES: AtomicU64 = AtomicU64::new(0);
         Ok(StepLog {
             dir,
+            wal,
             process: format!(
                 "p{}-{nanos:x}-{}",
                 std::process::id(),
@@ -898,6 +906,17 @@ impl StepLog {
         Ok(())
     }
 
+    /// `fdatasync` of the database's WAL (every commit written to it so far on disk).
+    fn sync_wal(&self) -> Result<()> {
+        match File::open(&self.wal) {
+            Ok(wal) => wal.sync_data().map_err(|e| io("sync", &self.wal, e)),
+            // No WAL: what was committed is in the database file, synced by the checkpoint
+            // that copied it there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("open", &self.wal, e)),
+        }
+    }
+
     /// This process's current segment, and the bytes of records written to it.
     fn current(&self) -> Option<(String, u64)> {
         self.out
@@ -934,6 +953,7 @@ impl StepLog {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map(|s| s.name.clone());
+        let mut wal_synced = false;
         for f in folded {
             if current.as_deref() == Some(f.seen.name.as_str()) {
                 continue;
@@ -946,6 +966,16 @@ impl StepLog {
             };
             if file.try_lock().is_err() || file.metadata().map_or(true, |m| m.len() > f.len) {
                 continue;
+            }
+            // What the folds stored must be on disk before the records they came from go: a
+            // fold's commit under `synchronous=NORMAL` is not (another process's may have
+            // folded a segment of a `durability = "full"` one).
+            if !wal_synced {
+                if let Err(e) = self.sync_wal() {
+                    tracing::warn!("step log: {e}; folded segments are kept until it can");
+                    return;
+                }
+                wal_synced = true;
             }
             if std::fs::remove_file(&f.seen.path).is_ok() {
                 self.known
