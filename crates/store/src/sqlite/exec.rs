@@ -409,7 +409,8 @@ impl ExecutionStore for SqliteStore {
         let log = self.step_log().filter(|l| l.open_for_appends()).cloned();
         // A batch of plain steps goes to the step log (one `write` for all of them); any
         // other batch, and every batch without a log, to one SQLite transaction (so that a
-        // failure there never reports steps that are in the log as failed).
+        // failure there never reports steps that are in the log as failed; a failed sync
+        // under `durability = "full"` is an error, the steps written but maybe not stored).
         if let Some(log) = &log
             && commits.iter().all(|c| log.takes(c))
         {

@@ -54,8 +54,8 @@ pub struct SqliteBackend {
     writer: Arc<Writer>,
     /// Audit entries waiting for the writer (see `audit`).
     audit: Arc<AuditBuffer>,
-    /// The step log of a file database: appended to under `Durability::Normal`, and folded
-    /// (other processes' segments) in every case.
+    /// The step log of a file database: appended to unless `HILO_STEP_LOG=off` (and synced
+    /// under `Durability::Full`), and folded (other processes' segments) in every case.
     log: Option<Arc<StepLog>>,
 }
 

@@ -326,6 +326,9 @@ enum Stop {
     Corrupt { at: usize, why: &'static str },
 }
 
+/// How the names of segments written under `durability = "full"` start (others: `p`).
+const SYNCED: &str = "s";
+
 /// Why reading stopped at zeros: nothing was written there (not a torn record).
 const ZEROS: &str = "zero-filled tail";
 
@@ -464,7 +467,8 @@ fn unlocked(path: &Path) -> bool {
 /// What one fold of a segment got to.
 struct Folded {
     seen: Seen,
-    /// The segment's offset after the fold, and the length of the file as read.
+    /// The segment's offset after the fold, and how far it was read (this process's current
+    /// segment: as far as it was written; a dead one skipped to its end: the file's length).
     folded: u64,
     len: u64,
 }
@@ -508,7 +512,8 @@ impl StepLog {
             dir,
             wal,
             process: format!(
-                "p{}-{nanos:x}-{}",
+                "{}{}-{nanos:x}-{}",
+                if syncer.is_some() { SYNCED } else { "p" },
                 std::process::id(),
                 STORES.fetch_add(1, Ordering::Relaxed)
             ),
@@ -687,7 +692,8 @@ impl StepLog {
         !self.failed.load(Ordering::Relaxed)
     }
 
-    /// Writes framed records with one `write`. On failure nothing of `frames` stays in the
+    /// Writes framed records with one `write` (after one of zeros, when a preallocated
+    /// segment must grow first). On failure nothing of `frames` stays in the
     /// segment and the log takes no more appends.
     pub(crate) fn append(&self, frames: &[u8]) -> Result<Appended> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1084,9 +1090,29 @@ impl StepLog {
                     Stop::End | Stop::Tail { .. } => {}
                 }
             };
-            let len = base + bytes.len() as u64;
+            let mut len = base + bytes.len() as u64;
             let mut consumed = 0;
             match stop {
+                // Another process's live segment: what looks damaged may be a write still
+                // under way (its zeros were there before its bytes); its owner, which reads
+                // only what it wrote, or a fold after it died, judges it.
+                Stop::Corrupt { .. } if !dead && seen.process != self.process => {}
+                Stop::Corrupt { why, .. } if dead && seen.process.starts_with(SYNCED) => {
+                    // A dead segment written under `durability = "full"`: every append was
+                    // synced before it was answered, and a sync covers every byte written
+                    // before it, so nothing at or past the first damage was ever answered
+                    // (a power loss wrote some of its last pages and not others).
+                    let end = file.metadata().map_or(len, |m| m.len()).max(len);
+                    self.torn.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        segment = %seen.path.display(),
+                        offset = base,
+                        bytes = end - base,
+                        "step log: skipping {why} and what follows it in a segment written with durability = \"full\" that nobody writes any more (appends in flight at a power loss; none was answered)"
+                    );
+                    len = end;
+                    consumed = (end - base) as usize;
+                }
                 Stop::End => {}
                 Stop::Tail { why, .. } => {
                     if dead && why == ZEROS {
@@ -1152,11 +1178,19 @@ impl StepLog {
     /// [`Self::fold`] can fold the old one to its end and delete it: what its records carried
     /// leaves the disk (forgetting a customer). Other processes' current segments stay until
     /// they fill up or their process ends.
+    ///
+    /// Called on the writer thread (it blocks): under `durability = "full"` it waits until the
+    /// sync thread holds no handle of the old segment, whose lock goes with its last handle.
     pub(crate) fn rotate(&self) -> Result<()> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(number) = out.as_ref().filter(|s| s.len > 0).map(|s| s.number + 1) {
             // The old segment's lock goes with its handle.
-            *out = Some(self.create_segment(number)?);
+            let old = out.replace(self.create_segment(number)?);
+            drop(out);
+            if let (Some(syncer), Some(old)) = (&self.syncer, old) {
+                // Answered after every request queued before it, once their handles are gone.
+                let _ = syncer.sync(old.file).blocking_recv();
+            }
         }
         Ok(())
     }

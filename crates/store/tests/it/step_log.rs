@@ -460,6 +460,44 @@ async fn a_preallocated_segment_folds_to_its_last_record_and_a_torn_one_before_i
     assert_eq!(c.torn_records(), 1);
     c.health().await.unwrap();
     assert!(!path.exists());
+    // A power loss wrote some of its last pages and not others: damage in the middle of a
+    // dead segment written under `full` (named `s…`), whole records after it. Nothing from
+    // the damage on was ever answered: skipped as a torn tail, not a stuck store.
+    let d_db = dir.path().join("d.db");
+    let d = holding_x(&d_db, 60_000).await;
+    std::fs::create_dir_all(d_db.with_file_name("d.db-steps")).unwrap();
+    let path = d_db
+        .with_file_name("d.db-steps")
+        .join("sdead-1-0.00000001.log");
+    let mut damaged = bytes.clone();
+    damaged[ends[1] + 12] ^= 0x20;
+    std::fs::write(&path, &damaged).unwrap();
+    let events = d.events("x").await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(d.torn_records(), 1);
+    d.health().await.unwrap();
+    assert!(!path.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_looks_damaged_in_another_processs_live_segment_is_waited_for() {
+    // Another process may be writing over its preallocated zeros while this one reads:
+    // judged once its owner is gone, not while it holds the segment.
+    let (_dir, b, bytes, path) = dead_segment().await;
+    let ends = frame_ends(&bytes);
+    let mut damaged = bytes.clone();
+    damaged[ends[1] + 12] ^= 0x20;
+    std::fs::write(&path, &damaged).unwrap();
+    let held = std::fs::File::open(&path).unwrap();
+    held.lock().unwrap();
+    let events = b.events("x").await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    b.health().await.unwrap();
+    drop(held);
+    // Dead, and not written under `full` (`p…`): damage with records after it.
+    let _ = b.events("x").await;
+    let e = b.health().await.unwrap_err();
+    assert_eq!(e.code(), "STORE_UNHEALTHY", "{e}");
 }
 
 // ---- creations -----------------------------------------------------------------------------

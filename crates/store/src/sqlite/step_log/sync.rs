@@ -2,8 +2,9 @@
 //! bytes are on disk, and one `fdatasync` answers every append written before it began.
 //!
 //! A thread of its own does the syncing, so that neither the runtime's threads nor the SQLite
-//! writer wait on the disk: an appender writes its records (under the log's lock, as under
-//! `normal`), asks this thread to sync the segment it wrote to, and awaits the answer. The
+//! writer wait on the disk for appends (only a new segment's name is synced by the appender
+//! that starts it, once per 4 MiB): an appender writes its records (under the log's lock, as
+//! under `normal`), asks this thread to sync the segment it wrote to, and awaits the answer. The
 //! thread takes every request queued when it is free, syncs each segment they name once
 //! (two when an append started a new segment), and answers them all: under load one sync
 //! makes many executions' steps durable, as the SQLite writer's shared transactions do.
@@ -82,26 +83,47 @@ impl Drop for Syncer {
 }
 
 fn serve(queue: &mpsc::Receiver<Request>, syncs: &AtomicU64) {
+    // Once a sync failed, every later one fails too: Linux marks the pages whose write-back
+    // failed clean, so a later `fdatasync` may succeed without them on disk.
+    let mut failed: Option<String> = None;
     while let Ok(first) = queue.recv() {
         let mut requests = vec![first];
         requests.extend(queue.try_iter());
         // Each file once, in the order first asked (an older segment before the new one).
-        let mut files: Vec<(Arc<File>, Result<(), String>)> = Vec::new();
-        for r in &requests {
-            if !files.iter().any(|(f, _)| Arc::ptr_eq(f, &r.file)) {
-                files.push((r.file.clone(), Ok(())));
-            }
-        }
-        for (file, result) in &mut files {
-            *result = file.sync_data().map_err(|e| e.to_string());
-            syncs.fetch_add(1, Ordering::Relaxed);
-        }
-        for r in requests {
-            let result = files
-                .iter()
-                .find(|(f, _)| Arc::ptr_eq(f, &r.file))
-                .map_or(Ok(()), |(_, result)| result.clone());
-            let _ = r.done.send(result);
+        let mut files: Vec<Arc<File>> = Vec::new();
+        let at: Vec<usize> = requests
+            .iter()
+            .map(|r| {
+                files
+                    .iter()
+                    .position(|f| Arc::ptr_eq(f, &r.file))
+                    .unwrap_or_else(|| {
+                        files.push(r.file.clone());
+                        files.len() - 1
+                    })
+            })
+            .collect();
+        let results: Vec<Result<(), String>> = files
+            .iter()
+            .map(|file| {
+                if let Some(why) = &failed {
+                    return Err(why.clone());
+                }
+                syncs.fetch_add(1, Ordering::Relaxed);
+                file.sync_data().map_err(|e| {
+                    let why = e.to_string();
+                    failed = Some(why.clone());
+                    why
+                })
+            })
+            .collect();
+        // The files' handles go before anyone is answered: a segment another fold waits to
+        // delete is unlocked once its last handle is closed.
+        drop(files);
+        for (r, at) in requests.into_iter().zip(at) {
+            let Request { file, done } = r;
+            drop(file);
+            let _ = done.send(results[at].clone());
         }
     }
 }
