@@ -936,6 +936,22 @@ pub trait ExecutionStore: Send + Sync {
         create_new_by_insert(self, new, events).await
     }
 
+    /// [`Self::create_new`] for a start whose id nobody learns before the execution's next
+    /// write that waits for the disk (a synchronous request, answered when its drive ends):
+    /// under SQLite's `durability = "full"` the creation is not synced by itself but with that
+    /// write (or by [`Self::make_durable`], which whoever tells the id first must call). A
+    /// crash before either loses an execution nobody knew of, and nothing it did.
+    async fn create_new_untold(&self, new: NewExecution, events: Vec<Event>) -> Result<()> {
+        self.create_new(new, events).await
+    }
+
+    /// Returns once everything this process wrote is as durable as the store promises (a
+    /// creation by [`Self::create_new_untold`] included). Stores that sync every write
+    /// before answering it have nothing to do.
+    async fn make_durable(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Creates an execution as [`Self::create_execution`] does, and in the same transaction
     /// its claim: a row keyed by (tenant, `claim.trigger`, `claim.key`) naming it, and the
     /// claim's delivery when it has one. When that row exists already, nothing is created and

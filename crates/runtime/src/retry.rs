@@ -205,6 +205,7 @@ async fn from_start(
                 at: None,
             },
             definition,
+            untold: false,
         },
     )
     .await?;

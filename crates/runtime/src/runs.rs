@@ -135,6 +135,11 @@ pub struct StartRequest {
     /// A definition already checked in memory (`hilo run` of a file, kept with the
     /// execution), instead of the stored `workflow` and `version`.
     pub definition: Option<Arc<Workflow>>,
+    /// The caller tells nobody the new execution's id before its drive ends (a synchronous
+    /// request answered with the outcome), or makes the store durable first
+    /// (`ExecutionStore::make_durable`): see `ExecutionStore::create_new_untold`. Meaningful
+    /// only without `execution_id`.
+    pub untold: bool,
 }
 
 /// What [`begin`] did.
@@ -370,6 +375,7 @@ pub async fn begin(
         started_by: Some(req.started_by),
         claim,
         new_id,
+        untold: new_id && req.untold,
     };
     let started = match runner
         .engine()

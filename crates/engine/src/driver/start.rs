@@ -340,6 +340,10 @@ impl Engine {
         let record = keep.then(|| Box::new(ExecRecord::created(&new)));
         let store = &self.inner.store;
         Ok(match origin.claim {
+            None if origin.new_id && origin.untold => {
+                store.create_new_untold(new, Vec::new()).await?;
+                Inserted::New(record)
+            }
             None if origin.new_id => {
                 store.create_new(new, Vec::new()).await?;
                 Inserted::New(record)
@@ -368,6 +372,11 @@ pub struct Origin {
     /// to the step log). Never set for an id a caller chose (an idempotent retry must find
     /// the execution its first try created).
     pub new_id: bool,
+    /// With `new_id`: the caller tells nobody the id before the drive's outcome (a
+    /// synchronous request), or calls `ExecutionStore::make_durable` first, so the creation
+    /// may be made durable with the execution's next commit
+    /// (`ExecutionStore::create_new_untold`).
+    pub untold: bool,
 }
 
 impl Origin {

@@ -422,6 +422,7 @@ async fn run_ai(
                 conversation: conv.id.clone(),
             },
             definition: None,
+            untold: false,
         },
     )
     .await;

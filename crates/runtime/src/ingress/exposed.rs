@@ -211,6 +211,7 @@ pub async fn start(
             trace_parent: None,
             started_by,
             definition: Some(exposed.workflow.clone()),
+            untold: false,
         },
     )
     .await

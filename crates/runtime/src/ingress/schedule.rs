@@ -168,6 +168,7 @@ pub async fn fire(
             tick: schedule.rfc3339_in_zone(tick),
         },
         definition: None,
+        untold: false,
     };
     let claim = StartClaim::tick(name, tick, rt.clock().now_ms());
     let fired = match begin(rt.runner(), req, Some(claim)).await? {

@@ -232,6 +232,7 @@ async fn accept(rt: &Runtime, d: &Delivery<'_>) -> Result<Received, Refused> {
             delivery: id.to_string(),
         },
         definition: None,
+        untold: false,
     };
     match begin(rt.runner(), req, Some(claim)).await.map_err(fail)? {
         Begin::Started(s) => {

@@ -706,11 +706,17 @@ pub async fn execute(
             trace_parent: caller_trace(&headers),
             started_by: StartedBy::Api,
             definition: None,
+            untold: true,
         },
     )
     .await?;
     match tokio::time::timeout(Duration::from_millis(wait), &mut started.drive).await {
         Ok(Ok(Ok(outcome))) => {
+            // An end or a wait for a person is a commit that waited for the disk, and covered
+            // the creation; a drive that stopped short of both did not.
+            if !(outcome.status.is_terminal() || outcome.status == ExecStatus::Waiting) {
+                state.store().make_durable().await?;
+            }
             let known = Some((outcome, started.shape));
             let page = NodePage::first();
             let view = view(&state, &caller.tenant, &started.id, known, &page).await?;
@@ -718,12 +724,17 @@ pub async fn execute(
         }
         Ok(Ok(Err(_))) => {
             // Finished or waiting (an engine error leaves the execution for a worker): show
-            // what is stored.
+            // what is stored, made durable first (its creation waited for no sync).
+            state.store().make_durable().await?;
             let view = load_view(&state, &caller.tenant, &started.id).await?;
             Ok(Json(view).into_response())
         }
         Ok(Err(join)) => Err(ApiError::internal("running the execution", join)),
-        Err(_) => Ok(accepted(&started.id, ExecStatus::Running.as_str())),
+        Err(_) => {
+            // Still running: its id is told now, so its creation must be on disk first.
+            state.store().make_durable().await?;
+            Ok(accepted(&started.id, ExecStatus::Running.as_str()))
+        }
     }
 }
 
@@ -783,6 +794,7 @@ pub async fn create(
             trace_parent: caller_trace(&headers),
             started_by: StartedBy::Api,
             definition: None,
+            untold: false,
         },
     )
     .await?;

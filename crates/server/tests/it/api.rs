@@ -318,6 +318,46 @@ async fn human_tasks_by_skill_and_answer() {
     s.stop().await;
 }
 
+/// Under `durability = "full"` a synchronous execution's creation is made durable by its end's
+/// sync; one told early (past its wait, 202) is made durable before the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_under_full_durability_answers_ends_and_early_ids() {
+    let s = TestServer::with_full_durability(Settings::default()).await;
+    let admin = s.key("acme", &[Scope::Admin]).await;
+    s.import(&admin, THREE_STEPS).await;
+    s.import(&admin, &sleeper("nap", 400)).await;
+    let runs = (0..16).map(|n| {
+        s.post(
+            &admin,
+            "/workflows/three_steps/execute",
+            json!({"input": {"n": n}}),
+        )
+    });
+    for (n, (code, v)) in futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!((code, &v["output"]), (200, &json!({"n": n})), "{v}");
+        let id = v["id"].as_str().unwrap();
+        let (code, got) = s.get(&admin, &format!("/executions/{id}")).await;
+        assert_eq!((code, got["status"].as_str()), (200, Some("succeeded")));
+    }
+    let (code, v) = s
+        .post(&admin, "/workflows/nap/execute", json!({"timeout_ms": 20}))
+        .await;
+    assert_eq!(code, 202, "{v}");
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let (code, got) = s.get(&admin, &format!("/executions/{id}")).await;
+    assert_eq!(
+        (code, got["status"].as_str()),
+        (200, Some("running")),
+        "{got}"
+    );
+    s.wait_status(&admin, &id, &["succeeded"]).await;
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_start_timeout_cancel_and_delete_in_use() {
     let s = TestServer::start().await;

@@ -45,23 +45,31 @@ impl TestServer {
         TestServer::on(&path.display().to_string(), settings, Some(dir)).await
     }
 
+    /// A server on a new SQLite file with `[store] durability = "full"`.
+    pub async fn with_full_durability(settings: Settings) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hilo.db");
+        let db = path.display().to_string();
+        TestServer::build(&db, settings, Some(dir), None, hilo_store::Durability::Full).await
+    }
+
     /// A server whose agent nodes run on `llm` (models on the in-process fake provider).
     pub async fn with_llm(llm: hilo_llm::Resolved, settings: Settings) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hilo.db");
         let db = path.display().to_string();
-        TestServer::build(&db, settings, Some(dir), Some(llm)).await
+        TestServer::build(&db, settings, Some(dir), Some(llm), Default::default()).await
     }
 
     /// [`Self::with_llm`] on the database at `db` (a PostgreSQL URL, or a SQLite file the test
     /// looks into).
     pub async fn with_llm_on(db: &str, llm: hilo_llm::Resolved, settings: Settings) -> TestServer {
-        TestServer::build(db, settings, None, Some(llm)).await
+        TestServer::build(db, settings, None, Some(llm), Default::default()).await
     }
 
     /// A server on the database at `db` (several servers may share one).
     pub async fn on(db: &str, settings: Settings, dir: Option<tempfile::TempDir>) -> TestServer {
-        TestServer::build(db, settings, dir, None).await
+        TestServer::build(db, settings, dir, None, Default::default()).await
     }
 
     async fn build(
@@ -69,8 +77,13 @@ impl TestServer {
         mut settings: Settings,
         dir: Option<tempfile::TempDir>,
         llm: Option<hilo_llm::Resolved>,
+        durability: hilo_store::Durability,
     ) -> TestServer {
-        let store = hilo_store::open(&hilo_store::Location::parse(db))
+        let options = hilo_store::StoreOptions {
+            durability,
+            ..Default::default()
+        };
+        let store = hilo_store::open_with(&hilo_store::Location::parse(db), options)
             .await
             .unwrap();
         let (tools, _) = hilo_engine::test_tools_if_enabled().unwrap();

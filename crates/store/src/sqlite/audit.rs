@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::sqlite::SqliteStore;
 use crate::sqlite::audit_rows::insert_audit;
-use crate::sqlite::step_log::StepLog;
+use crate::sqlite::step_log::{OnDisk, StepLog};
 use crate::sqlite::stmt::db;
 
 /// How long `record_audit` waits for an execution commit to carry its entries before it
@@ -115,7 +115,7 @@ impl SqliteStore {
         if let Some(log) = self.step_log().filter(|l| l.open_for_appends()) {
             let mut frames = Vec::new();
             StepLog::frame_audit(&mut frames, entries)?;
-            if self.append_to_log(log, &frames).await? {
+            if self.append_to_log(log, &frames, OnDisk::Now).await? {
                 return Ok(());
             }
         }

@@ -33,7 +33,7 @@ use crate::sql::triggers;
 use crate::sqlite::SqliteStore;
 use crate::sqlite::audit_rows::insert_audit;
 use crate::sqlite::packs;
-use crate::sqlite::step_log::StepLog;
+use crate::sqlite::step_log::{OnDisk, StepLog};
 use crate::sqlite::stmt::{all, db, exec, prepare, scalar};
 use crate::sqlite::writer::{Settle, control};
 use crate::sqlite::writes::{Fold, Writes};
@@ -284,10 +284,16 @@ impl SqliteStore {
     }
 
     /// Appends framed records to the step log: `Ok(false)` (nothing appended) when the write
-    /// failed. Under `durability = "full"` it returns once they are on disk; an error then
-    /// means they were written but may not be durable, and must not be written again.
-    pub(crate) async fn append_to_log(&self, log: &StepLog, frames: &[u8]) -> Result<bool> {
-        match log.append(frames) {
+    /// failed. Under `durability = "full"` with [`OnDisk::Now`] it returns once they are on
+    /// disk; an error then means they were written but may not be durable, and must not be
+    /// written again.
+    pub(crate) async fn append_to_log(
+        &self,
+        log: &StepLog,
+        frames: &[u8],
+        on_disk: OnDisk,
+    ) -> Result<bool> {
+        match log.append(frames, on_disk) {
             Ok(appended) => {
                 if appended.dirty {
                     self.writer().poke();
@@ -302,6 +308,41 @@ impl SqliteStore {
                 Ok(false)
             }
         }
+    }
+
+    /// [`ExecutionStore::create_new`]: one held by this process, its id made for it, is one
+    /// append to the step log, which the writer thread folds before anything else reads or
+    /// writes the execution; `on_disk` says when it must be durable under `durability =
+    /// "full"`.
+    async fn create_appended(
+        &self,
+        new: NewExecution,
+        events: Vec<Event>,
+        on_disk: OnDisk,
+    ) -> Result<()> {
+        if let (Some(log), Some(lease)) = (
+            self.step_log().filter(|l| l.takes_creations()),
+            new.lease.as_ref(),
+        ) {
+            let row = NewExecRow::of(&new, self.payload_threshold())?;
+            let mut frames = Vec::new();
+            if StepLog::frame_create(&mut frames, row, events.iter().map(EventRow::of).collect())
+                .is_ok()
+            {
+                // Held before the append, so that the first step may follow at once.
+                log.hold(
+                    &new.id,
+                    &lease.owner,
+                    lease.expires_at,
+                    lease.expires_at.saturating_sub(new.created_at),
+                );
+                if self.append_to_log(log, &frames, on_disk).await? {
+                    return Ok(());
+                }
+                log.forget(&new.id);
+            }
+        }
+        hilo_core::exec::create_new_by_insert(self, new, events).await
     }
 }
 
@@ -333,31 +374,21 @@ impl ExecutionStore for SqliteStore {
     }
 
     async fn create_new(&self, new: NewExecution, events: Vec<Event>) -> Result<()> {
-        // Held by this process, its id made for it: one append to the step log, which the
-        // writer thread folds before anything else reads or writes the execution.
-        if let (Some(log), Some(lease)) = (
-            self.step_log().filter(|l| l.takes_creations()),
-            new.lease.as_ref(),
-        ) {
-            let row = NewExecRow::of(&new, self.payload_threshold())?;
-            let mut frames = Vec::new();
-            if StepLog::frame_create(&mut frames, row, events.iter().map(EventRow::of).collect())
-                .is_ok()
-            {
-                // Held before the append, so that the first step may follow at once.
-                log.hold(
-                    &new.id,
-                    &lease.owner,
-                    lease.expires_at,
-                    lease.expires_at.saturating_sub(new.created_at),
-                );
-                if self.append_to_log(log, &frames).await? {
-                    return Ok(());
-                }
-                log.forget(&new.id);
-            }
+        self.create_appended(new, events, OnDisk::Now).await
+    }
+
+    async fn create_new_untold(&self, new: NewExecution, events: Vec<Event>) -> Result<()> {
+        self.create_appended(new, events, OnDisk::WithNext).await
+    }
+
+    async fn make_durable(&self) -> Result<()> {
+        let Some(log) = self.step_log() else {
+            return Ok(());
+        };
+        match log.sync_all() {
+            Some(durable) => log.durable(durable).await,
+            None => Ok(()),
         }
-        hilo_core::exec::create_new_by_insert(self, new, events).await
     }
 
     async fn create_claimed(
@@ -429,7 +460,7 @@ impl ExecutionStore for SqliteStore {
                 && commits
                     .iter()
                     .all(|c| log.may_append(&c.execution_id, &c.owner, fresh))
-                && self.append_to_log(log, &frames).await?
+                && self.append_to_log(log, &frames, OnDisk::Now).await?
             {
                 // Written: but if the lease ran out meanwhile, whoever takes over may fold
                 // it or not; this process must stop driving either way.

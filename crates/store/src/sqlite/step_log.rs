@@ -223,6 +223,16 @@ pub(crate) struct Appended {
 /// An append's sync, asked for (and the name of its segment, for an error).
 pub(crate) struct Durable(Synced, String);
 
+/// When an append under `durability = "full"` must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnDisk {
+    /// Before the append is answered: it asks for a sync and waits for it.
+    Now,
+    /// With the next sync anyone asks for (a creation nobody knows of until the execution's
+    /// next commit, which waits for a sync that covers it as well).
+    WithNext,
+}
+
 /// Writes all of `buf` at `offset` of `file`.
 fn write_at(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
     #[cfg(unix)]
@@ -528,8 +538,10 @@ impl StepLog {
 
     /// Writes framed records with one `write` (after one of zeros, when a preallocated
     /// segment must grow first). On failure nothing of `frames` stays in the
-    /// segment and the log takes no more appends.
-    pub(crate) fn append(&self, frames: &[u8]) -> Result<Appended> {
+    /// segment and the log takes no more appends. Under `durability = "full"`,
+    /// [`OnDisk::Now`] asks for a sync of them; [`OnDisk::WithNext`] leaves them to the next
+    /// sync anyone asks for (see [`Self::sync_all`]).
+    pub(crate) fn append(&self, frames: &[u8], on_disk: OnDisk) -> Result<Appended> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         let written = self.write_locked(&mut out, frames);
         drop(out);
@@ -545,8 +557,22 @@ impl StepLog {
             .fetch_add(frames.len() as u64, Ordering::Relaxed);
         Ok(Appended {
             dirty: !self.dirty.swap(true, Ordering::AcqRel),
-            durable: self.syncer.as_ref().map(|s| Durable(s.sync(file), name)),
+            durable: match (&self.syncer, on_disk) {
+                (Some(s), OnDisk::Now) => Some(Durable(s.sync(file), name)),
+                _ => None,
+            },
         })
+    }
+
+    /// Under `durability = "full"`, a sync that makes every record this process appended so
+    /// far durable (`None` otherwise, or with no segment yet): one of the current segment,
+    /// asked for after the syncs of every segment before it (see [`Self::write_locked`]),
+    /// which the sync thread answers in order.
+    pub(crate) fn sync_all(&self) -> Option<Durable> {
+        let syncer = self.syncer.as_ref()?;
+        let out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let seg = out.as_ref()?;
+        Some(Durable(syncer.sync(seg.file.clone()), seg.name.clone()))
     }
 
     /// Waits until an append is on disk (`durability = "full"`). A failed sync leaves the
@@ -570,6 +596,19 @@ impl StepLog {
         )))
     }
 
+    /// Under `durability = "full"`, asks for a sync of a segment just replaced as the current
+    /// one, before anything is appended to the new one (the log's lock is held): records
+    /// appended without a sync of their own ([`OnDisk::WithNext`]) are made durable by a sync
+    /// asked for later, and the sync thread answers requests in the order they came, so a
+    /// sync of the new segment is answered only once the old one is on disk. Nobody waits
+    /// for this answer: a failure fails every later sync.
+    fn sync_retired(&self, old: Option<Segment>) -> Option<Synced> {
+        match (&self.syncer, old) {
+            (Some(syncer), Some(old)) => Some(syncer.sync(old.file)),
+            _ => None,
+        }
+    }
+
     /// Writes `frames` to the current segment: which file, and its name.
     fn write_locked(
         &self,
@@ -585,7 +624,8 @@ impl StepLog {
         };
         if let Some(number) = next {
             // The old segment's lock goes with its handle: it is folded and deleted later.
-            *out = Some(self.create_segment(number)?);
+            let old = out.replace(self.create_segment(number)?);
+            let _ = self.sync_retired(old);
         }
         let Some(seg) = out.as_mut() else {
             return Err(StoreError::Backend("step log: no segment".into()));
@@ -1020,10 +1060,11 @@ impl StepLog {
         if let Some(number) = out.as_ref().filter(|s| s.len > 0).map(|s| s.number + 1) {
             // The old segment's lock goes with its handle.
             let old = out.replace(self.create_segment(number)?);
+            let synced = self.sync_retired(old);
             drop(out);
-            if let (Some(syncer), Some(old)) = (&self.syncer, old) {
+            if let Some(synced) = synced {
                 // Answered after every request queued before it, once their handles are gone.
-                let _ = syncer.sync(old.file).blocking_recv();
+                let _ = synced.blocking_recv();
             }
         }
         Ok(())

@@ -381,6 +381,50 @@ async fn under_full_durability_steps_are_appends_that_one_sync_makes_durable_tog
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_full_durability_an_untold_creation_is_synced_by_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hilo.db");
+    let s = Arc::new(SqliteStore::open(&db, Durability::Full).await.unwrap());
+    // Nobody knows the id yet: the creation is appended and answered without a sync.
+    let (appends, syncs) = (s.step_log_appends(), s.step_log_syncs());
+    s.create_new_untold(new_exec("x", "A", 60_000), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(s.step_log_appends() - appends, 1);
+    assert_eq!(s.step_log_syncs(), syncs, "no sync of its own");
+    // Its first commit's sync covers it (the same file, written before).
+    commit(&s, plain("x", "A", 1, json!(1))).await;
+    assert_eq!(s.step_log_syncs() - syncs, 1);
+    // Whoever tells the id before a commit makes everything durable first.
+    s.create_new_untold(new_exec("y", "A", 60_000), Vec::new())
+        .await
+        .unwrap();
+    s.make_durable().await.unwrap();
+    assert_eq!(s.step_log_syncs() - syncs, 2);
+    // A step so large that it starts a new segment: the one it leaves, holding `z`'s
+    // creation, is synced too, asked for before anything reaches the new one.
+    s.create_new_untold(new_exec("z", "A", 60_000), Vec::new())
+        .await
+        .unwrap();
+    let before = segments(&db);
+    commit(&s, plain("z", "A", 1, json!("z".repeat(5 << 20)))).await;
+    assert_ne!(segments(&db), before, "a new segment");
+    assert_eq!(
+        s.step_log_syncs() - syncs,
+        4,
+        "the old segment and the new one"
+    );
+    // Another store (process) reads all three.
+    let b = open(&db).await;
+    for id in ["x", "y", "z"] {
+        b.get_execution("default", id).await.unwrap();
+    }
+    assert_eq!(b.events("z").await.unwrap().len(), 1);
+    // A store without a step log, or under `normal`, has nothing to wait for.
+    open(&db).await.make_durable().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_segment_shorter_than_its_fold_is_deleted_and_nothing_folds_twice() {
     // A synced fold stored all five steps; then the power went, taking the unsynced tail
     // of the segment the steps were appended to (its process gone with it).

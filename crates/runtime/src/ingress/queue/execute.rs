@@ -203,6 +203,7 @@ impl Ingress {
                 trace_parent: None,
                 started_by: StartedBy::Queue,
                 definition: None,
+                untold: false,
             };
             match crate::runs::start(&self.runner, req).await {
                 Err(e) if e.is_transient() && attempt < START_ATTEMPTS => {
