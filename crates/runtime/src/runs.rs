@@ -200,7 +200,14 @@ impl Shape {
 /// The drives this process runs, by execution id.
 #[derive(Default)]
 pub struct Runs {
-    running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    running: Mutex<HashMap<String, Run>>,
+}
+
+/// A drive running in this process.
+struct Run {
+    handle: tokio::task::AbortHandle,
+    /// A signal arrived while it ran: drive again (tenant, mode) once it ends.
+    again: Option<(String, Mode)>,
 }
 
 impl Runs {
@@ -222,14 +229,34 @@ impl Runs {
 
     fn insert(&self, id: &str, handle: tokio::task::AbortHandle) {
         if let Ok(mut r) = self.running.lock() {
-            r.insert(id.to_string(), handle);
+            r.insert(
+                id.to_string(),
+                Run {
+                    handle,
+                    again: None,
+                },
+            );
         }
     }
 
-    fn remove(&self, id: &str) {
-        if let Ok(mut r) = self.running.lock() {
-            r.remove(id);
+    /// Whether a drive of `id` runs here; if one does, it is driven again (in `tenant`, with
+    /// `mode`) once it ends.
+    fn again_after(&self, id: &str, tenant: &str, mode: Mode) -> bool {
+        let Ok(mut r) = self.running.lock() else {
+            return false;
+        };
+        match r.get_mut(id) {
+            Some(run) => {
+                run.again = Some((tenant.to_string(), mode));
+                true
+            }
+            None => false,
         }
+    }
+
+    /// The drive of `id` ended: whether to drive it again (see [`Self::again_after`]).
+    fn remove(&self, id: &str) -> Option<(String, Mode)> {
+        self.running.lock().ok()?.remove(id)?.again
     }
 
     /// Stops every drive still running and returns their ids (their checkpoints are in the
@@ -239,8 +266,8 @@ impl Runs {
             return Vec::new();
         };
         r.drain()
-            .map(|(id, h)| {
-                h.abort();
+            .map(|(id, run)| {
+                run.handle.abort();
                 id
             })
             .collect()
@@ -259,6 +286,15 @@ pub fn spawn_drive(
     track(runner, id, async move {
         st.engine().drive(&tenant, &id2, mode, wait_for_lease).await
     })
+}
+
+/// A signal (a person's answer, a cancellation) was just stored for execution `id`: drives it
+/// now, or, when this process drives it already, again once that drive ends (it may have read
+/// the execution's signals before this one was stored, and ended waiting without it).
+pub fn drive_for_signal(runner: &Runner, tenant: &str, id: &str, mode: Mode) {
+    if !runner.runs().again_after(id, tenant, mode) {
+        spawn_drive(runner, tenant, id, mode, false);
+    }
 }
 
 /// Drives an execution `start` just created (or found) in a task of its own.
@@ -287,9 +323,12 @@ fn track(
     let handle = tokio::spawn(async move {
         let _ = go.await;
         let r = drive.await;
-        st.runs().remove(&id2);
+        let again = st.runs().remove(&id2);
         st.wake().forget(&id2, false);
         st.live().notify(&id2);
+        if let Some((tenant, mode)) = again {
+            spawn_drive(&st, &tenant, &id2, mode, false);
+        }
         r
     });
     runner.runs().insert(id, handle.abort_handle());
@@ -453,9 +492,7 @@ fn watchdog(runner: &Runner, tenant: &str, id: &str, ms: u64) {
             if st.engine().cancel(&tenant, &id, true).await.is_ok() {
                 metrics::counter!("hilo_tier_time_limit_cancels_total", "tenant" => tenant.clone())
                     .increment(1);
-                if !st.runs().contains(&id) {
-                    spawn_drive(&st, &tenant, &id, Mode::Background, false);
-                }
+                drive_for_signal(&st, &tenant, &id, Mode::Background);
             }
         }
     });
@@ -554,4 +591,31 @@ pub async fn fork(
         st.engine().drive_advanced(machine, Mode::Foreground).await
     });
     Ok(forked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A signal stored while a drive runs is never left to nobody: either no drive runs (the
+    /// caller drives it) or the running one is marked to drive again when it ends.
+    #[tokio::test]
+    async fn a_signal_during_a_drive_drives_again_after_it() {
+        let runs = Runs::default();
+        assert!(
+            !runs.again_after("x", "acme", Mode::Foreground),
+            "none runs"
+        );
+        let task = tokio::spawn(std::future::pending::<()>());
+        runs.insert("x", task.abort_handle());
+        assert_eq!(runs.remove("x"), None, "no signal: nothing to do after");
+        runs.insert("x", task.abort_handle());
+        assert!(runs.again_after("x", "acme", Mode::Background));
+        assert_eq!(
+            runs.remove("x"),
+            Some(("acme".to_string(), Mode::Background))
+        );
+        assert!(!runs.contains("x"));
+        task.abort();
+    }
 }

@@ -20,7 +20,7 @@ use tokio::sync::broadcast;
 
 use crate::Runtime;
 use crate::error::{Refusal, Result, RuntimeError};
-use crate::runs::{StartRequest, Started, spawn_drive, start as start_run};
+use crate::runs::{StartRequest, Started, drive_for_signal, start as start_run};
 
 /// Which workflows a surface offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,9 +411,7 @@ pub async fn answer(
             "task {execution_id}.{node_key} was answered but is still in the human queue ({e}); the next sync closes it"
         );
     }
-    if !rt.runs().contains(execution_id) {
-        spawn_drive(rt.runner(), tenant, execution_id, Mode::Foreground, false);
-    }
+    drive_for_signal(rt.runner(), tenant, execution_id, Mode::Foreground);
     Ok(node_key)
 }
 
@@ -421,9 +419,7 @@ pub async fn answer(
 /// applies the signal at its next heartbeat; when nobody does, this process does now.
 pub async fn cancel(rt: &Runtime, tenant: &str, id: &str, compensate: bool) -> Result<()> {
     rt.engine().cancel(tenant, id, compensate).await?;
-    if !rt.runs().contains(id) {
-        spawn_drive(rt.runner(), tenant, id, Mode::Background, false);
-    }
+    drive_for_signal(rt.runner(), tenant, id, Mode::Background);
     Ok(())
 }
 
