@@ -306,6 +306,10 @@ impl Plan {
             }
         }
         for e in bare {
+            // Each text once: a chain's nodes often say the same (`vars.last`).
+            if plan.exprs.contains_key(&e) {
+                continue;
+            }
             if let Ok(c) = hilo_core::expr::compile_jmespath(&e) {
                 plan.exprs.insert(e, c);
             }
