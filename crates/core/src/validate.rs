@@ -19,6 +19,7 @@ use crate::expr::{self, Dynamic};
 use crate::model::*;
 
 mod api;
+mod triggers;
 pub use api::read_documents;
 
 /// Tools built into hilo (the tool executor provides them).
@@ -175,7 +176,8 @@ pub fn validate_partial(wf: &Workflow, catalog: &Catalog, partial: &Partial) -> 
         api_tools: apis.tools,
         api_known: apis.known,
         all_ids: FastSet::new(),
-        compiled: FastSet::new(),
+        compiled_exprs: FastSet::new(),
+        compiled_templates: FastSet::new(),
         suggestions: 0,
         out: Vec::new(),
     };
@@ -195,12 +197,27 @@ struct Validator<'a> {
     api_known: HashSet<String>,
     /// Every node id, loop bodies included (filled when first needed).
     all_ids: FastSet<&'a str>,
-    /// Expressions and templates that compiled (a text is compiled once: a chain's nodes
-    /// often say the same); tagged `j` or `t` in front.
-    compiled: FastSet<String>,
+    /// JMESPath expressions and templates that compiled (each text is compiled once: a
+    /// chain's nodes often say the same).
+    compiled_exprs: FastSet<String>,
+    compiled_templates: FastSet<String>,
     /// How many suggestions were looked for.
     suggestions: usize,
     out: Vec<Diagnostic>,
+}
+
+/// `text` compiled by `compile` unless it is in `seen` (it compiled before), and put there
+/// when it does.
+fn compiled_once<E>(
+    seen: &mut FastSet<String>,
+    text: &str,
+    compile: impl FnOnce(&str) -> Result<(), E>,
+) -> Result<(), E> {
+    if !seen.contains(text) {
+        compile(text)?;
+        seen.insert(text.to_string());
+    }
+    Ok(())
 }
 
 /// Unknown names that get a "did you mean" suggestion, per definition.
@@ -255,27 +272,11 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// Whether `text` compiled before as `kind` (`j` or `t`); otherwise it is compiled by
-    /// `compile`, and remembered when it did.
-    fn compiled_once<E>(
-        &mut self,
-        kind: char,
-        text: &str,
-        compile: impl FnOnce(&str) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let mut key = String::with_capacity(text.len() + 1);
-        key.push(kind);
-        key.push_str(text);
-        if self.compiled.contains(&key) {
-            return Ok(());
-        }
-        compile(text)?;
-        self.compiled.insert(key);
-        Ok(())
-    }
-
     fn jmespath(&mut self, e: &str, path: &str) {
-        if let Err(err) = self.compiled_once('j', e, |e| expr::compile_jmespath(e).map(drop)) {
+        let compiled = compiled_once(&mut self.compiled_exprs, e, |e| {
+            expr::compile_jmespath(e).map(drop)
+        });
+        if let Err(err) = compiled {
             if err.limit.is_some() {
                 self.err(
                     Code::LimitExceeded,
@@ -300,7 +301,7 @@ impl<'a> Validator<'a> {
     }
 
     fn template(&mut self, t: &str, path: &str) {
-        if let Err(err) = self.compiled_once('t', t, expr::compile_template) {
+        if let Err(err) = compiled_once(&mut self.compiled_templates, t, expr::compile_template) {
             if err.limit.is_some() {
                 self.err(
                     Code::LimitExceeded,
@@ -1061,99 +1062,6 @@ impl<'a> Validator<'a> {
         }
         if let Some(s) = &h.skills {
             self.dynamic(s, "/hil/skills");
-        }
-    }
-
-    /// `triggers:`: unique ids and webhook paths, cron expressions and zones that work, static
-    /// inputs that fit `input`, and webhook input expressions that compile.
-    fn triggers(&mut self) {
-        let wf = self.wf;
-        let mut ids: FastMap<&str, usize> = FastMap::new();
-        let mut paths: FastMap<&str, usize> = FastMap::new();
-        let input_schema = wf
-            .input
-            .as_ref()
-            .and_then(|s| jsonschema::validator_for(s).ok());
-        for (i, t) in wf.triggers.iter().enumerate() {
-            let path = self.partial.item("/triggers", i);
-            let field = |k: &str| push_pointer(&path, k);
-            let place = |j: usize| {
-                crate::diagnostic::pointer_to_field(&self.partial.item("/triggers", j))
-                    .unwrap_or_default()
-            };
-            if let Some(&first) = ids.get(t.id.as_str()) {
-                let msg = format!(
-                    "trigger id `{}` is already used by {}; trigger ids must be unique in the workflow (a trigger without `id` is named after its type and position, such as `schedule-1`): give one of them another `id`",
-                    t.id,
-                    place(first)
-                );
-                self.err(Code::DuplicateId, field("id"), msg);
-            } else {
-                ids.insert(&t.id, i);
-            }
-            match &t.kind {
-                TriggerKind::Schedule {
-                    cron,
-                    timezone,
-                    input,
-                    ..
-                } => {
-                    if let Err(e) = crate::trigger::Schedule::parse(cron, timezone) {
-                        let at = match e {
-                            crate::trigger::ScheduleError::Timezone { .. } => field("timezone"),
-                            _ => field("cron"),
-                        };
-                        self.err(e.code(), at, e.to_string());
-                    }
-                    if let Some(v) = input {
-                        let mut found = Vec::new();
-                        expr::dynamic_strings(v, &field("input"), &mut found);
-                        if let Some(f) = found
-                            .iter()
-                            .find(|f| matches!(f.dynamic, Dynamic::Expression(_)))
-                        {
-                            let msg = "a schedule's `input` is a static value: `${ }` expressions in it are not evaluated; nodes read the tick's time as `trigger.scheduled_at`";
-                            self.err(Code::InvalidValue, f.path.clone(), msg);
-                        }
-                    }
-                    if let Some(validator) = &input_schema {
-                        let default = TriggerKind::schedule_default_input();
-                        let given = input.as_ref().unwrap_or(&default);
-                        let errors = crate::schema::violations(validator, given);
-                        if !errors.is_empty() {
-                            let (at, what) = match input {
-                                Some(_) => (field("input"), "the schedule's `input`".to_string()),
-                                None => (
-                                    path.clone(),
-                                    "the schedule has no `input`, so its executions start with {}, which"
-                                        .to_string(),
-                                ),
-                            };
-                            let msg = format!(
-                                "{what} does not fit the workflow's `input` schema: {}; change the input or the schema",
-                                errors.join("; ")
-                            );
-                            self.err(Code::InvalidInput, at, msg);
-                        }
-                    }
-                }
-                TriggerKind::Webhook {
-                    path: hook, input, ..
-                } => {
-                    if let Some(&first) = paths.get(hook.as_str()) {
-                        let msg = format!(
-                            "webhook path `{hook}` is already used by {}; each webhook of a workflow needs its own path",
-                            place(first)
-                        );
-                        self.err(Code::DuplicateId, field("path"), msg);
-                    } else {
-                        paths.insert(hook, i);
-                    }
-                    if let Some(v) = input {
-                        self.dynamic(v, &field("input"));
-                    }
-                }
-            }
         }
     }
 }
